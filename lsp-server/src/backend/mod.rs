@@ -1,0 +1,265 @@
+//! The OpenAI-compatible `/v1/completions` client (ghostline-serve by default).
+//!
+//! One pooled `reqwest::Client` keeps a warm keep-alive connection to the backend. A stream
+//! that the server stops early is simply dropped: hyper then closes that connection instead
+//! of returning it to the pool, and ghostline-serve notices the closed receiver and stops
+//! decoding, so an abandoned suggestion costs the backend nothing more.
+
+pub mod health;
+mod sse;
+
+pub use health::Health;
+pub use sse::CompletionStream;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::Settings;
+
+/// What the backend says about a model, as far as the prompt is concerned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub id: String,
+    /// Template with `{prefix}` and `{suffix}`, when the backend reports one.
+    pub fim_template: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendError {
+    /// Connection refused, DNS failure, reset before any answer.
+    Unreachable(String),
+    /// 401/403: the key in the configured environment variable was refused.
+    Unauthorized,
+    /// 503 and friends: the backend asked us to come back later.
+    Busy { retry_after: Option<Duration> },
+    /// Any other non-success status.
+    Status(u16, String),
+    /// The connection broke in the middle of a stream.
+    Died(String),
+    /// The answer was not the JSON or SSE we expect.
+    Protocol(String),
+    Timeout,
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(why) => write!(f, "cannot reach the backend ({why})"),
+            Self::Unauthorized => write!(f, "the backend refused the API key"),
+            Self::Busy { .. } => write!(f, "the backend is busy"),
+            Self::Status(code, body) => write!(f, "the backend answered HTTP {code}: {body}"),
+            Self::Died(why) => write!(f, "the backend stream broke off ({why})"),
+            Self::Protocol(why) => write!(f, "the backend answered something unexpected ({why})"),
+            Self::Timeout => write!(f, "the backend did not answer in time"),
+        }
+    }
+}
+
+/// Body of `POST /v1/completions`.
+#[derive(Debug, Serialize)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub stop: Vec<String>,
+    pub seed: u64,
+    pub stream: bool,
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+struct ModelEntry {
+    id: String,
+    #[serde(default)]
+    fim: Option<FimTokens>,
+}
+
+#[derive(Deserialize)]
+struct FimTokens {
+    template: Option<String>,
+    prefix: Option<String>,
+    suffix: Option<String>,
+    middle: Option<String>,
+}
+
+impl FimTokens {
+    fn template(self) -> Option<String> {
+        if let Some(template) = self.template {
+            return Some(template);
+        }
+        Some(format!("{}{{prefix}}{}{{suffix}}{}", self.prefix?, self.suffix?, self.middle?))
+    }
+}
+
+struct CachedModel {
+    backend_url: String,
+    wanted_model: Option<String>,
+    result: Result<ModelInfo, BackendError>,
+    fetched_at: Instant,
+}
+
+pub struct Backend {
+    http: reqwest::Client,
+    model: tokio::sync::Mutex<Option<CachedModel>>,
+    pub health: Health,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How long a failed `/v1/models` answer is remembered before asking again.
+const MODEL_RETRY: Duration = Duration::from_secs(2);
+
+impl Backend {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            // Only the prompt may leave the machine, and only to the configured backend:
+            // never let an HTTP_PROXY variable reroute it.
+            .no_proxy()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(4)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            http,
+            model: tokio::sync::Mutex::new(None),
+            health: Health::default(),
+        }
+    }
+
+    fn url(settings: &Settings, path: &str) -> String {
+        format!("{}{}", settings.backend_url.trim_end_matches('/'), path)
+    }
+
+    fn authorized(&self, builder: reqwest::RequestBuilder, settings: &Settings) -> reqwest::RequestBuilder {
+        match settings.api_key() {
+            Some(key) => builder.bearer_auth(key),
+            None => builder,
+        }
+    }
+
+    /// The model to use and its FIM template, from `/v1/models`, cached per backend URL.
+    pub async fn model(&self, settings: &Settings) -> Result<ModelInfo, BackendError> {
+        let mut cached = self.model.lock().await;
+        if let Some(entry) = cached.as_ref() {
+            let same_target =
+                entry.backend_url == settings.backend_url && entry.wanted_model == settings.model;
+            if same_target && (entry.result.is_ok() || entry.fetched_at.elapsed() < MODEL_RETRY) {
+                return entry.result.clone();
+            }
+        }
+        let result = self.fetch_model(settings).await;
+        *cached = Some(CachedModel {
+            backend_url: settings.backend_url.clone(),
+            wanted_model: settings.model.clone(),
+            result: result.clone(),
+            fetched_at: Instant::now(),
+        });
+        result
+    }
+
+    /// Drops the cached model so the next request asks `/v1/models` again (after a
+    /// backend restart the model may have changed).
+    pub async fn forget_model(&self) {
+        *self.model.lock().await = None;
+    }
+
+    async fn fetch_model(&self, settings: &Settings) -> Result<ModelInfo, BackendError> {
+        let request = self.authorized(self.http.get(Self::url(settings, "/v1/models")), settings);
+        let response = request.send().await.map_err(classify_send_error)?;
+        let response = check_status(response).await?;
+        let body = response.bytes().await.map_err(|error| BackendError::Died(root_cause(&error)))?;
+        let list: ModelList =
+            serde_json::from_slice(&body).map_err(|error| BackendError::Protocol(error.to_string()))?;
+        let entry = match &settings.model {
+            Some(wanted) => list.data.into_iter().find(|entry| &entry.id == wanted),
+            None => list.data.into_iter().next(),
+        };
+        match entry {
+            Some(entry) => Ok(ModelInfo {
+                id: entry.id,
+                fim_template: entry.fim.and_then(FimTokens::template),
+            }),
+            // The backend does not list it; it may still serve it under that name.
+            None => match &settings.model {
+                Some(wanted) => Ok(ModelInfo { id: wanted.clone(), fim_template: None }),
+                None => Err(BackendError::Protocol("/v1/models lists no model".into())),
+            },
+        }
+    }
+
+    /// Starts a streaming completion; the returned stream yields text deltas.
+    pub async fn stream(
+        &self,
+        settings: &Settings,
+        request: &CompletionRequest,
+    ) -> Result<CompletionStream, BackendError> {
+        let builder = self
+            .http
+            .post(Self::url(settings, "/v1/completions"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .body(serde_json::to_vec(request).map_err(|e| BackendError::Protocol(e.to_string()))?);
+        let response = self
+            .authorized(builder, settings)
+            .send()
+            .await
+            .map_err(classify_send_error)?;
+        let response = check_status(response).await?;
+        Ok(CompletionStream::new(response))
+    }
+}
+
+fn classify_send_error(error: reqwest::Error) -> BackendError {
+    if error.is_timeout() {
+        BackendError::Timeout
+    } else {
+        BackendError::Unreachable(root_cause(&error))
+    }
+}
+
+pub(crate) fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, BackendError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    match status.as_u16() {
+        401 | 403 => Err(BackendError::Unauthorized),
+        429 | 503 => {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            Err(BackendError::Busy { retry_after })
+        }
+        code => {
+            let mut body = response.text().await.unwrap_or_default();
+            body.truncate(200);
+            Err(BackendError::Status(code, body))
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! From a cursor to a suggestion: memory first, then the backend, streamed and stopped
+//! early, then post-processed. Shared by inline completion and the completion fallback.
+
+pub mod context;
+pub mod memory;
+pub mod postprocess;
+pub mod stop;
+pub mod syntax;
+pub mod timings;
+
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use ropey::Rope;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tower_lsp_server::gen_lsp_types::{MessageType, Position, Uri};
+use tower_lsp_server::Client;
+
+use crate::backend::health::HealthChange;
+use crate::backend::{BackendError, CompletionRequest};
+use crate::edit::{line_content_end_char, position_to_char};
+use crate::session::{MultilineMode, Session, Settings};
+use context::{apply_fim_template, cursor_context, CursorContext};
+use memory::{RecentResult, ShownSuggestion};
+use postprocess::PostContext;
+use stop::{StopConfig, StopDetector};
+use syntax::{syntax_at_cursor, SyntaxAtCursor};
+use timings::{now_ns, RequestTiming};
+
+/// Stamped on a completion request when it arrives (see `server::dispatch`): which
+/// request it is for its document, and when it arrived.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ticket {
+    pub generation: u64,
+    pub arrived_ns: u64,
+}
+
+/// A suggestion for the document as it was when the request started.
+#[derive(Clone, Debug)]
+pub struct Suggestion {
+    pub rope: Rope,
+    pub text: String,
+    pub cursor_char: usize,
+    /// End of the replaced range on the cursor's line (== `cursor_char` when inserting).
+    pub replace_end_char: usize,
+    pub line_prefix: String,
+}
+
+/// Stop sequences sent to the backend, in case it passes markers through as text.
+const BACKEND_STOPS: &[&str] = &["<|endoftext|>", "<|file_sep|>", "<|fim_prefix|>", "<|im_end|>"];
+
+/// The cursor's line split at the cursor: (line index, before, after).
+fn cursor_line(rope: &Rope, cursor: usize) -> (usize, String, String) {
+    let line_index = rope.char_to_line(cursor);
+    let start = rope.line_to_char(line_index);
+    let end = line_content_end_char(rope, line_index).max(cursor);
+    (line_index, rope.slice(start..cursor).to_string(), rope.slice(cursor..end).to_string())
+}
+
+fn auto_multiline(syntax: &SyntaxAtCursor, line_prefix: &str, rest_of_line: &str) -> bool {
+    if syntax.in_comment_or_string {
+        return false;
+    }
+    let rest_is_closers = rest_of_line.chars().all(|c| c.is_whitespace() || ")]};,".contains(c));
+    if !rest_is_closers {
+        return false;
+    }
+    let before = line_prefix.trim_end();
+    before.is_empty()
+        || before.ends_with(['{', '(', '['])
+        || before.ends_with("=>")
+        || (syntax.indent_based && before.ends_with(':'))
+}
+
+fn prompt_key(settings: &Settings, ctx: &CursorContext, multiline: bool) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (&settings.backend_url, &settings.model, &settings.fim_template, settings.max_tokens).hash(&mut hasher);
+    (&ctx.prefix, &ctx.suffix, multiline, settings.max_lines).hash(&mut hasher);
+    hasher.finish()
+}
+
+fn instant_of(ns: u64) -> Instant {
+    let now = now_ns();
+    Instant::now() - Duration::from_nanos(now.saturating_sub(ns))
+}
+
+/// Resolves once a newer request for the same document has arrived (or it was closed).
+async fn until_superseded(requests: Option<watch::Receiver<u64>>, generation: u64) {
+    let Some(mut requests) = requests else {
+        return std::future::pending().await;
+    };
+    loop {
+        if *requests.borrow_and_update() != generation {
+            return;
+        }
+        if requests.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Generated {
+    raw: String,
+    before_backend_ns: u64,
+    last_token_ns: u64,
+}
+
+enum Outcome {
+    Generated(Generated),
+    Failed(BackendError),
+    Superseded,
+}
+
+pub async fn suggest(
+    session: &Session,
+    client: &Client,
+    uri: &Uri,
+    position: Position,
+    ticket: Ticket,
+) -> Option<Suggestion> {
+    let arrived_ns = if ticket.arrived_ns == 0 { now_ns() } else { ticket.arrived_ns };
+    let record = |source, before_backend_ns, after_last_token_ns| {
+        session.timings.record(RequestTiming {
+            source,
+            before_backend_ns,
+            after_last_token_ns,
+            total_ns: now_ns().saturating_sub(arrived_ns),
+        });
+    };
+    let settings = session.settings();
+    let document = session.snapshot(uri)?;
+    if !settings.language_enabled(&document.language_id) {
+        return None;
+    }
+    let rope = document.rope;
+    let cursor = position_to_char(&rope, position, session.encoding());
+    let (line_index, line_prefix, rest_of_line) = cursor_line(&rope, cursor);
+    let make = |text: String, replaced_chars: usize, line_prefix: String| Suggestion {
+        rope: rope.clone(),
+        text,
+        cursor_char: cursor,
+        replace_end_char: cursor + replaced_chars,
+        line_prefix,
+    };
+
+    // The user is typing what the suggestion on screen says: answer from memory.
+    let typed = session.lock_memory().typed_through(uri, line_index, &line_prefix, &rest_of_line);
+    if let Some(typed) = typed {
+        record("typing", 0, 0);
+        return Some(make(typed.text, typed.replaced_chars, line_prefix));
+    }
+
+    let syntax = syntax_at_cursor(&document.language_id, &rope, cursor);
+    let multiline = match settings.multiline {
+        MultilineMode::Always => true,
+        MultilineMode::Never => false,
+        MultilineMode::Auto => auto_multiline(&syntax, &line_prefix, &rest_of_line),
+    };
+    let ctx = cursor_context(&rope, cursor, settings.context_tokens);
+    let key = prompt_key(&settings, &ctx, multiline);
+    let recent = session.lock_memory().recent(key);
+    let remember = |result: &RecentResult| {
+        session.lock_memory().remember_shown(uri, ShownSuggestion {
+            line_index,
+            line_before_anchor: line_prefix.clone(),
+            rest_of_line: rest_of_line.clone(),
+            text: result.text.clone(),
+            replaced_chars: result.replaced_chars,
+        });
+    };
+    if let Some(recent) = recent {
+        record("recent", 0, 0);
+        let recent = recent?;
+        remember(&recent);
+        return Some(make(recent.text, recent.replaced_chars, line_prefix.clone()));
+    }
+    if session.backend.health.is_backing_off() {
+        return None;
+    }
+
+    let requests = session.watch_requests(uri);
+    if settings.debounce_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(settings.debounce_ms)).await;
+        if requests.as_ref().is_some_and(|r| *r.borrow() != ticket.generation) {
+            return None;
+        }
+    }
+
+    let deadline = instant_of(arrived_ns) + Duration::from_millis(settings.timeout_ms);
+    let stop = StopConfig {
+        multiline,
+        max_lines: settings.max_lines,
+        indent_based: syntax.indent_based,
+        line_prefix: line_prefix.clone(),
+        next_line: ctx.next_line.clone(),
+    };
+    let outcome = tokio::select! {
+        biased;
+        () = until_superseded(requests, ticket.generation) => Outcome::Superseded,
+        () = tokio::time::sleep_until(deadline.into()) => Outcome::Failed(BackendError::Timeout),
+        outcome = generate(session, &settings, &ctx, stop, arrived_ns) => outcome,
+    };
+
+    let generated = match outcome {
+        Outcome::Superseded => return None,
+        Outcome::Failed(error) => {
+            report_failure(session, client, &settings, &error).await;
+            return None;
+        }
+        Outcome::Generated(generated) => generated,
+    };
+    if session.backend.health.record_success() == HealthChange::Recovered {
+        tracing::info!("backend at {} answers again", settings.backend_url);
+        client
+            .log_message(MessageType::Info, format!("ghostline: the backend at {} answers again", settings.backend_url))
+            .await;
+    }
+    let finished = postprocess::finish(
+        &generated.raw,
+        &PostContext { line_prefix: &line_prefix, rest_of_line: &rest_of_line, indent_unit: ctx.indent_unit },
+    )
+    .map(|f| RecentResult { text: f.text, replaced_chars: f.replaced_chars });
+    session.lock_memory().remember_recent(key, finished.clone());
+    let after_last_token_ns = now_ns().saturating_sub(generated.last_token_ns);
+    record("backend", generated.before_backend_ns, after_last_token_ns);
+    let finished = finished?;
+    remember(&finished);
+    Some(make(finished.text, finished.replaced_chars, line_prefix.clone()))
+}
+
+async fn generate(
+    session: &Session,
+    settings: &Settings,
+    ctx: &CursorContext,
+    stop: StopConfig,
+    arrived_ns: u64,
+) -> Outcome {
+    let model = match session.backend.model(settings).await {
+        Ok(model) => model,
+        Err(error) => return Outcome::Failed(error),
+    };
+    let template = settings.fim_template.as_ref().or(model.fim_template.as_ref());
+    let (prompt, suffix) = match template {
+        // Applying the template here (rather than sending `suffix`) lets the prompt carry
+        // more than the current file later on.
+        Some(template) => (apply_fim_template(template, &ctx.prefix, &ctx.suffix), None),
+        None => (ctx.prefix.clone(), Some(ctx.suffix.clone())),
+    };
+    let request = CompletionRequest {
+        model: model.id,
+        prompt,
+        suffix,
+        max_tokens: settings.max_tokens,
+        temperature: settings.temperature,
+        top_p: 1.0,
+        stop: BACKEND_STOPS.iter().map(|s| s.to_string()).collect(),
+        seed: 0,
+        stream: true,
+    };
+    let before_backend_ns = now_ns().saturating_sub(arrived_ns);
+    let mut stream = match session.backend.stream(settings, &request).await {
+        Ok(stream) => stream,
+        Err(error) => return Outcome::Failed(error),
+    };
+    let mut detector = StopDetector::new(stop);
+    let mut last_token_ns = now_ns();
+    loop {
+        match stream.next_text().await {
+            Ok(Some(delta)) => {
+                last_token_ns = now_ns();
+                if detector.push(&delta) {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(error) => return Outcome::Failed(error),
+        }
+    }
+    // Dropping the stream here closes the connection, which stops the backend decoding.
+    drop(stream);
+    Outcome::Generated(Generated { raw: detector.finish(), before_backend_ns, last_token_ns })
+}
+
+async fn report_failure(session: &Session, client: &Client, settings: &Settings, error: &BackendError) {
+    if session.backend.health.record_failure(error) != HealthChange::WentBad {
+        tracing::debug!("backend still failing: {error}");
+        return;
+    }
+    if matches!(error, BackendError::Died(_)) {
+        // It may come back as a different model.
+        session.backend.forget_model().await;
+    }
+    let hint = match error {
+        BackendError::Unauthorized => {
+            format!(" (the key is read from the environment variable {})", settings.api_key_env)
+        }
+        _ => String::new(),
+    };
+    let message = format!(
+        "ghostline: {error}{hint} at {}; suggestions pause and resume by themselves when it answers",
+        settings.backend_url
+    );
+    tracing::warn!("{message}");
+    client.show_message(MessageType::Warning, message).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiline_only_where_a_block_can_start() {
+        let code = SyntaxAtCursor::default();
+        assert!(auto_multiline(&code, "    ", ""));
+        assert!(auto_multiline(&code, "fn main() {", ""));
+        assert!(auto_multiline(&code, "foo(", ")"));
+        assert!(!auto_multiline(&code, "let x = ", ""));
+        assert!(!auto_multiline(&code, "    ", "x + 1"));
+        let comment = SyntaxAtCursor { in_comment_or_string: true, indent_based: false };
+        assert!(!auto_multiline(&comment, "    ", ""));
+    }
+}

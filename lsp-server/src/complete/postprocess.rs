@@ -1,0 +1,182 @@
+//! Turning the raw suggestion into what the editor shows: no trailing whitespace, the
+//! file's indentation, no overlap with the text after the cursor, brackets balanced on the
+//! cursor's line, and how much of that line the suggestion replaces.
+
+use super::context::IndentUnit;
+use super::stop::{CLOSERS, OPENERS};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// Text inserted at the cursor.
+    pub text: String,
+    /// Chars after the cursor, on its line, that the text replaces.
+    pub replaced_chars: usize,
+}
+
+pub struct PostContext<'a> {
+    pub line_prefix: &'a str,
+    pub rest_of_line: &'a str,
+    pub indent_unit: IndentUnit,
+}
+
+/// Net bracket depth of `text` (opened minus closed), ignoring double-quoted strings.
+fn net_depth(text: &str) -> i32 {
+    let mut depth = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            c if OPENERS.contains(&c) => depth += 1,
+            c if CLOSERS.contains(&c) => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
+}
+
+fn reindent(line: &str, unit: IndentUnit) -> String {
+    let body = line.trim_start_matches([' ', '\t']);
+    let leading = &line[..line.len() - body.len()];
+    match unit {
+        IndentUnit::Tab if leading.contains(' ') => {
+            let width: usize = leading.chars().map(|c| if c == '\t' { 4 } else { 1 }).sum();
+            format!("{}{}{}", "\t".repeat(width / 4), " ".repeat(width % 4), body)
+        }
+        IndentUnit::Spaces(n) if leading.contains('\t') => {
+            let spaces: String = leading.chars().map(|c| if c == '\t' { " ".repeat(n) } else { " ".into() }).collect();
+            format!("{spaces}{body}")
+        }
+        _ => line.to_string(),
+    }
+}
+
+pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
+    // Trailing whitespace, per line and at the end; the file's indentation on every line
+    // after the first (the first continues the cursor's line).
+    let mut lines: Vec<String> = raw
+        .split('\n')
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.trim_end();
+            if i == 0 { line.to_string() } else { reindent(line, ctx.indent_unit) }
+        })
+        .collect();
+    while lines.len() > 1 && lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let mut text = lines.join("\n");
+    // Typing a space after `=` and being offered " value" would double the space.
+    if ctx.line_prefix.ends_with([' ', '\t']) && !ctx.line_prefix.trim().is_empty() {
+        let trimmed = text.trim_start_matches([' ', '\t']);
+        if !trimmed.starts_with('\n') {
+            text = trimmed.to_string();
+        }
+    }
+    if text.trim().is_empty() {
+        return None;
+    }
+
+    let rest = ctx.rest_of_line;
+    let rest_trimmed = rest.trim_end();
+    if rest_trimmed.is_empty() {
+        // Nothing after the cursor but whitespace: replace it, so no stray blanks remain.
+        return Some(Finished { text, replaced_chars: rest.chars().count() });
+    }
+
+    let keep = format!("{}{}{}", ctx.line_prefix, text, rest);
+    let replace = format!("{}{}", ctx.line_prefix, text);
+    let last_line = text.rsplit('\n').next().unwrap_or("");
+    let tail_covers_rest = last_line.ends_with(rest_trimmed) || is_subsequence_of_tail(rest_trimmed, last_line);
+    let rest_is_closers = rest_trimmed.chars().all(|c| CLOSERS.contains(&c) || "\"'`;,: ".contains(c));
+
+    // The suggestion already ends with the rest of the line: replace it rather than
+    // showing it twice.
+    if last_line.ends_with(rest_trimmed)
+        || (rest_is_closers && tail_covers_rest && net_depth(&replace).abs() <= net_depth(&keep).abs())
+    {
+        return Some(Finished { text, replaced_chars: rest.chars().count() });
+    }
+
+    // Partial overlap: the suggestion ends with the start of the rest (`foo(a|)` → `a)`).
+    // Drop the overlapping part when that balances the line's brackets better.
+    for overlap in (1..=rest.len().min(text.len())).rev() {
+        if !rest.is_char_boundary(overlap) || !text.is_char_boundary(text.len() - overlap) {
+            continue;
+        }
+        if text.ends_with(&rest[..overlap]) {
+            let shortened = &text[..text.len() - overlap];
+            let shortened_line = format!("{}{}{}", ctx.line_prefix, shortened, rest);
+            if net_depth(&shortened_line).abs() < net_depth(&keep).abs() && !shortened.trim().is_empty() {
+                return Some(Finished { text: shortened.to_string(), replaced_chars: 0 });
+            }
+            break;
+        }
+    }
+    Some(Finished { text, replaced_chars: 0 })
+}
+
+/// Whether the chars of `needle` (spaces ignored) appear in order at the end of `haystack`
+/// with only other closers or punctuation between them.
+fn is_subsequence_of_tail(needle: &str, haystack: &str) -> bool {
+    let mut wanted = needle.chars().rev().filter(|c| *c != ' ').peekable();
+    for c in haystack.chars().rev() {
+        match wanted.peek() {
+            None => return true,
+            Some(&w) if w == c => {
+                wanted.next();
+            }
+            Some(_) if CLOSERS.contains(&c) || ";,:\"' ".contains(c) => {}
+            Some(_) => return false,
+        }
+    }
+    wanted.peek().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(raw: &str, line_prefix: &str, rest: &str) -> Option<Finished> {
+        finish(raw, &PostContext { line_prefix, rest_of_line: rest, indent_unit: IndentUnit::Spaces(4) })
+    }
+
+    #[test]
+    fn trailing_whitespace_and_blank_tail_go() {
+        let f = post("x = 1;   \n  \n", "    let ", "").unwrap();
+        assert_eq!(f.text, "x = 1;");
+    }
+
+    #[test]
+    fn suggestion_that_ends_with_the_rest_replaces_it() {
+        assert_eq!(post("a, b)", "foo(", ")"), Some(Finished { text: "a, b)".into(), replaced_chars: 1 }));
+        assert_eq!(post("a, b);", "foo(", ")"), Some(Finished { text: "a, b);".into(), replaced_chars: 1 }));
+    }
+
+    #[test]
+    fn partial_overlap_is_dropped_when_it_balances() {
+        assert_eq!(post("a)", "foo(", ") + 1"), Some(Finished { text: "a".into(), replaced_chars: 0 }));
+        // Here the `)` closes something the suggestion opened: keep it.
+        assert_eq!(post("f(a)", "g(", ") + 1"), Some(Finished { text: "f(a)".into(), replaced_chars: 0 }));
+    }
+
+    #[test]
+    fn tabs_files_get_tabs() {
+        let f = finish("{\n        x\n    }", &PostContext { line_prefix: "if a ", rest_of_line: "", indent_unit: IndentUnit::Tab }).unwrap();
+        assert_eq!(f.text, "{\n\t\tx\n\t}");
+    }
+
+    #[test]
+    fn whitespace_only_is_nothing() {
+        assert_eq!(post("   \n  ", "x", ""), None);
+    }
+}

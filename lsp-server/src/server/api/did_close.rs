@@ -1,0 +1,13 @@
+use serde_json::Value;
+use tower_lsp_server::gen_lsp_types::DidCloseTextDocumentParams;
+
+use crate::session::Session;
+
+/// Frees the document and everything remembered for it; stops its in-flight completion.
+pub fn apply(session: &Session, params: Option<&Value>) {
+    let Some(params) = params.and_then(|p| serde_json::from_value::<DidCloseTextDocumentParams>(p.clone()).ok()) else {
+        tracing::warn!("ignoring malformed textDocument/didClose");
+        return;
+    };
+    session.close_document(&params.text_document.uri);
+}

@@ -1,0 +1,106 @@
+//! The LSP front: the `LanguageServer` implementation, which only routes to `api/`, and
+//! the stdio entry point.
+
+pub mod api;
+pub mod dispatch;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tower_lsp_server::gen_lsp_types::{
+    CompletionParams, CompletionResponse, DidChangeConfigurationParams, DidChangeTextDocumentParams,
+    DidCloseTextDocumentParams, DidOpenTextDocumentParams, ExecuteCommandParams, InitializeParams,
+    InitializeResult, InitializedParams, InlineCompletionParams, InlineCompletionResponse, LspAny,
+};
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::{Client, LanguageServer, LspService};
+
+use crate::complete::Ticket;
+use crate::session::Session;
+use api::completion::StampedCompletionParams;
+use api::document_text::DocumentTextParams;
+use api::inline_completion::StampedInlineCompletionParams;
+use dispatch::{ArrivalOrder, STAMPED_COMPLETION, STAMPED_INLINE_COMPLETION};
+
+pub struct Server {
+    pub session: Arc<Session>,
+    pub client: Client,
+}
+
+impl LanguageServer for Server {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        api::initialize::handle(self, params)
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        api::initialized::handle(self).await;
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        api::shutdown::handle(self)
+    }
+
+    // Document sync is applied at arrival by `dispatch::ArrivalOrder` and never reaches
+    // these; they exist so the trait's "not implemented" warnings never fire.
+    async fn did_open(&self, _: DidOpenTextDocumentParams) {}
+    async fn did_change(&self, _: DidChangeTextDocumentParams) {}
+    async fn did_close(&self, _: DidCloseTextDocumentParams) {}
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        api::did_change_configuration::handle(self, params);
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LspAny>> {
+        api::execute_command::handle(self, params)
+    }
+
+    // Reached only if the dispatch layer is bypassed; behaves the same, unstamped.
+    async fn inline_completion(&self, params: InlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {
+        api::inline_completion::handle(self, StampedInlineCompletionParams { params, ticket: Ticket::default() }).await
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        api::completion::handle(self, StampedCompletionParams { params, ticket: Ticket::default() }).await
+    }
+}
+
+impl Server {
+    async fn stamped_inline_completion(
+        &self,
+        params: StampedInlineCompletionParams,
+    ) -> Result<Option<InlineCompletionResponse>> {
+        api::inline_completion::handle(self, params).await
+    }
+
+    async fn stamped_completion(&self, params: StampedCompletionParams) -> Result<Option<CompletionResponse>> {
+        api::completion::handle(self, params).await
+    }
+
+    async fn document_text(&self, params: DocumentTextParams) -> Result<Option<String>> {
+        api::document_text::handle(self, params).await
+    }
+
+    async fn timings(&self) -> Result<Value> {
+        api::timings::handle(self).await
+    }
+}
+
+/// Requests handled at once. Completion requests wait on the network, so the default of 4
+/// would let a few slow ones hold up everything behind them.
+const CONCURRENT_REQUESTS: usize = 64;
+
+/// Serves LSP on stdin/stdout until `exit` or end of input.
+pub async fn run_stdio() {
+    let session = Arc::new(Session::new());
+    let (service, socket) = LspService::build(|client| Server { session: session.clone(), client })
+        .custom_method(STAMPED_INLINE_COMPLETION, Server::stamped_inline_completion)
+        .custom_method(STAMPED_COMPLETION, Server::stamped_completion)
+        .custom_method("ghostline/documentText", Server::document_text)
+        .custom_method("ghostline/timings", Server::timings)
+        .finish();
+    let service = ArrivalOrder::new(service, session.clone());
+    tower_lsp_server::Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        .concurrency_level(CONCURRENT_REQUESTS)
+        .serve(service)
+        .await;
+}

@@ -1,0 +1,117 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// When a suggestion may span several lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MultilineMode {
+    /// Decided from the syntax at the cursor.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// User settings, from `initializationOptions` and `workspace/didChangeConfiguration`.
+/// Both accept either the bare object or one nested under a `"ghostline"` key, and a partial
+/// object only changes the keys it names. The defaults talk to `./run.sh` on this machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Settings {
+    /// Base URL of an OpenAI-compatible server (`/v1/models`, `/v1/completions`).
+    pub backend_url: String,
+    /// Name of the environment variable that holds the API key; the key itself never
+    /// travels through settings, so it never lands in an editor's config file or our logs.
+    pub api_key_env: String,
+    /// Model id; `None` takes the first model `/v1/models` lists.
+    pub model: Option<String>,
+    /// FIM template with `{prefix}` and `{suffix}`; `None` takes the one `/v1/models` reports,
+    /// and when it reports none the server is sent `suffix` and applies its own.
+    pub fim_template: Option<String>,
+    pub max_tokens: u32,
+    /// Most lines a multi-line suggestion may have.
+    pub max_lines: usize,
+    pub multiline: MultilineMode,
+    /// Wait this long after a request before asking the backend, so that fast typing asks
+    /// only once; most editors debounce already, hence the small default.
+    pub debounce_ms: u64,
+    /// Language ids to complete in; `["*"]` means all.
+    pub enabled_languages: Vec<String>,
+    /// Whole-request limit: past it the request answers empty.
+    pub timeout_ms: u64,
+    /// Token budget for prefix + suffix (counted with tiktoken's cl100k).
+    pub context_tokens: usize,
+    pub temperature: f32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            backend_url: "http://127.0.0.1:8123".to_string(),
+            api_key_env: "GHOSTLINE_API_KEY".to_string(),
+            model: None,
+            fim_template: None,
+            max_tokens: 128,
+            max_lines: 12,
+            multiline: MultilineMode::Auto,
+            debounce_ms: 0,
+            enabled_languages: vec!["*".to_string()],
+            timeout_ms: 5000,
+            context_tokens: 2048,
+            temperature: 0.0,
+        }
+    }
+}
+
+impl Settings {
+    /// A copy of `self` with the keys present in `update` replaced. Unknown keys and values
+    /// of the wrong type are ignored with a warning rather than rejecting the whole update.
+    pub fn merged(&self, update: &Value) -> Self {
+        let update = match update.get("ghostline") {
+            Some(nested) if nested.is_object() => nested,
+            _ => update,
+        };
+        let Some(update) = update.as_object() else {
+            return self.clone();
+        };
+        let mut merged = serde_json::to_value(self).unwrap_or(Value::Null);
+        for (key, value) in update {
+            let mut candidate = merged.clone();
+            candidate[key] = value.clone();
+            match serde_json::from_value::<Settings>(candidate.clone()) {
+                Ok(_) => merged = candidate,
+                Err(error) => tracing::warn!("ignoring setting `{key}`: {error}"),
+            }
+        }
+        serde_json::from_value(merged).unwrap_or_else(|_| self.clone())
+    }
+
+    pub fn language_enabled(&self, language_id: &str) -> bool {
+        self.enabled_languages.iter().any(|l| l == "*" || l == language_id)
+    }
+
+    pub fn api_key(&self) -> Option<String> {
+        if self.api_key_env.is_empty() {
+            return None;
+        }
+        std::env::var(&self.api_key_env).ok().filter(|key| !key.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn partial_and_nested_updates_change_only_named_keys() {
+        let base = Settings::default();
+        let merged = base.merged(&json!({"ghostline": {"maxTokens": 7, "multiline": "never"}}));
+        assert_eq!(merged.max_tokens, 7);
+        assert_eq!(merged.multiline, MultilineMode::Never);
+        assert_eq!(merged.backend_url, base.backend_url);
+        let merged = merged.merged(&json!({"timeoutMs": "soon", "backendUrl": "http://x:1"}));
+        assert_eq!(merged.timeout_ms, base.timeout_ms);
+        assert_eq!(merged.backend_url, "http://x:1");
+    }
+}
