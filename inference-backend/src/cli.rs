@@ -1,0 +1,77 @@
+//! Command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use crate::engine::DeviceChoice;
+
+#[derive(Debug, Parser)]
+#[command(name = "ghostline-serve", version, about = "OpenAI-compatible code completion server over ONNX Runtime")]
+pub struct Args {
+    /// Model directory (ghostline.json, tokenizer.json, ONNX decoder). Default: the default model
+    /// in $GHOSTLINE_CACHE/models (~/.cache/ghostline/models).
+    #[arg(long, env = "GHOSTLINE_MODEL")]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (the log says which).
+    #[arg(long, default_value_t = 8123)]
+    pub port: u16,
+    /// auto: CUDA when its execution provider loads, else the CPU (the log says which).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Intra-op threads for ONNX Runtime. Default: the cores this process may use. More threads
+    /// than free cores make decoding slower, not faster.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// File with one accepted API key per line; without it the API is open (bind to loopback).
+    #[arg(long)]
+    pub api_key_file: Option<PathBuf>,
+    /// libonnxruntime.so to load. Default: the one in Ghostline's Python environment.
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Requests that may wait for the engine; more are refused with 503 and Retry-After.
+    #[arg(long, default_value_t = 16)]
+    pub queue_size: usize,
+    /// Upper bound on max_tokens; larger requests are clamped to it.
+    #[arg(long, default_value_t = 512)]
+    pub max_tokens_cap: usize,
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds a request may take from arrival to its last token.
+    #[arg(long, default_value_t = 60.0)]
+    pub request_timeout: f64,
+    /// Override the model's context length (prompt + completion tokens).
+    #[arg(long)]
+    pub context_length: Option<usize>,
+}
+
+impl Args {
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1)
+    }
+
+    pub fn ort_library(&self) -> Option<PathBuf> {
+        self.ort_lib.clone().or_else(|| find_ort_in_venv(&crate::model::cache_root().join("venv")))
+    }
+}
+
+/// `venv/lib/python3.X/site-packages/onnxruntime/capi/libonnxruntime.so.<version>`.
+fn find_ort_in_venv(venv: &Path) -> Option<PathBuf> {
+    let lib = venv.join("lib");
+    for python in std::fs::read_dir(lib).ok()?.flatten() {
+        let capi = python.path().join("site-packages/onnxruntime/capi");
+        let Ok(entries) = std::fs::read_dir(&capi) else { continue };
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+            .collect();
+        found.sort();
+        if let Some(path) = found.pop() {
+            return Some(path);
+        }
+    }
+    None
+}

@@ -1,0 +1,114 @@
+//! `POST /v1/completions`, streaming (SSE) or not.
+
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::StatusCode,
+    response::{sse::Event, IntoResponse, Response, Sse},
+    Json,
+};
+use futures_util::{stream, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::{error::ApiError, AppState, LoadedModel};
+use crate::{
+    queue::{GenerationEvent, Job},
+    validation,
+};
+
+pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("request body larger than {} bytes", state.max_body_bytes),
+        )
+    })?;
+    let Some(model) = state.model.get() else {
+        return Err(ApiError::overloaded("the model is still loading", 5));
+    };
+    let body = validation::parse_body(&bytes)?;
+    let stream = body.stream.unwrap_or(false);
+    let request = validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
+    if request.prompt_truncated {
+        tracing::debug!(tokens = request.prompt_ids.len(), "prompt truncated to fit the context window");
+    }
+    let (events, receiver) = mpsc::unbounded_channel();
+    let job = Job { request, events, arrived, deadline: arrived + state.request_timeout };
+    if model.queue.submit(job).is_err() {
+        return Err(ApiError::overloaded("too many requests waiting; try again shortly", 1));
+    }
+    let meta = ResponseMeta::new(model);
+    Ok(if stream { stream_response(meta, receiver) } else { collect_response(meta, receiver).await? })
+}
+
+struct ResponseMeta {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl ResponseMeta {
+    fn new(model: &LoadedModel) -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Self { id: format!("cmpl-{:x}", now.as_nanos()), created: now.as_secs(), model: model.config.name.clone() }
+    }
+
+    fn chunk(&self, text: &str, finish_reason: Option<&str>) -> Value {
+        json!({
+            "id": self.id,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish_reason}],
+        })
+    }
+}
+
+fn stream_response(meta: ResponseMeta, receiver: mpsc::UnboundedReceiver<GenerationEvent>) -> Response {
+    // Dropping this stream (client gone) drops the receiver, which the engine notices between
+    // decode steps.
+    let events = UnboundedReceiverStream::new(receiver).map(move |event| {
+        let data = match event {
+            GenerationEvent::Text(text) => meta.chunk(&text, None),
+            GenerationEvent::Finished { reason, prompt_tokens, completion_tokens } => {
+                let mut chunk = meta.chunk("", Some(reason.as_str()));
+                chunk["usage"] = usage(prompt_tokens, completion_tokens);
+                chunk
+            }
+            GenerationEvent::Failed(message) => json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}),
+        };
+        Ok::<_, Infallible>(Event::default().data(data.to_string()))
+    });
+    let done = stream::once(async { Ok::<_, Infallible>(Event::default().data("[DONE]")) });
+    Sse::new(events.chain(done)).into_response()
+}
+
+async fn collect_response(meta: ResponseMeta, mut receiver: mpsc::UnboundedReceiver<GenerationEvent>) -> Result<Response, ApiError> {
+    let mut text = String::new();
+    while let Some(event) = receiver.recv().await {
+        match event {
+            GenerationEvent::Text(piece) => text.push_str(&piece),
+            GenerationEvent::Finished { reason, prompt_tokens, completion_tokens } => {
+                let mut body = meta.chunk(&text, Some(reason.as_str()));
+                body["usage"] = usage(prompt_tokens, completion_tokens);
+                return Ok(Json(body).into_response());
+            }
+            GenerationEvent::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)),
+        }
+    }
+    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the engine stopped before finishing"))
+}
+
+fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
+}

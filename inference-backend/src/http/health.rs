@@ -1,0 +1,29 @@
+//! Probes and metrics: `/health` answers as soon as the process listens, `/ready` once the model
+//! is loaded and warmed up.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use super::AppState;
+
+pub async fn health() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.model.get() {
+        Some(model) => Json(json!({"status": "ready", "model": model.config.name, "device": model.device})).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading"}))).into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}

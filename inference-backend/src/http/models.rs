@@ -1,0 +1,32 @@
+//! `GET /v1/models`: the one loaded model, with its family and FIM template so that clients
+//! (ghostline-lsp among them) can configure themselves.
+
+use std::sync::Arc;
+
+use axum::{extract::State, http::StatusCode, response::{IntoResponse, Response}, Json};
+use serde_json::json;
+
+use super::{error::ApiError, AppState};
+
+pub async fn list_models(State(state): State<Arc<AppState>>) -> Response {
+    let Some(model) = state.model.get() else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_loading", "the model is still loading").retry_after(5).into_response();
+    };
+    let c = &model.config;
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": c.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "ghostline",
+            "family": c.family,
+            "context_length": model.limits.context_length,
+            "max_tokens_cap": model.limits.max_tokens_cap,
+            "fim": c.fim,
+            "device": model.device,
+            "layout": model.layout,
+        }]
+    }))
+    .into_response()
+}

@@ -1,0 +1,133 @@
+use std::{net::SocketAddr, process::ExitCode, sync::{Arc, OnceLock}, time::{Duration, Instant}};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ghostline_serve::{
+    cli::Args,
+    engine::{Engine, EngineOptions},
+    http::{self, AppState, LoadedModel},
+    metrics::Metrics,
+    model::{self, ModelFiles},
+    queue::JobQueue,
+    scheduler,
+    validation::Limits,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    // Logs go to stderr; nothing about request contents is logged above debug level.
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("GHOSTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> Result<()> {
+    let model_dir = args.model.clone().unwrap_or_else(model::default_model_dir);
+    let files = ModelFiles::resolve(&model_dir)?;
+    let ort_library = args.ort_library().context(
+        "no ONNX Runtime library found: set ORT_DYLIB_PATH (or --ort-lib) to libonnxruntime.so, or run ./run.sh once to install it",
+    )?;
+    let api_keys = args.api_key_file.as_deref().map(http::load_api_keys).transpose()?;
+    let limits = Limits {
+        max_tokens_cap: args.max_tokens_cap.max(1),
+        context_length: args.context_length.unwrap_or(files.config.context_length).max(2),
+    };
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("--host/--port do not form an address")?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on http://{local} (model {} loading)", files.dir.display());
+
+    let metrics = Arc::new(Metrics::default());
+    let state = Arc::new(AppState {
+        model: OnceLock::new(),
+        metrics: metrics.clone(),
+        api_keys,
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
+    });
+
+    let options = EngineOptions { ort_library, device: args.device, threads: args.threads() };
+    let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
+    let engine_state = state.clone();
+    std::thread::Builder::new().name("engine".into()).spawn(move || {
+        let started = Instant::now();
+        let mut engine = match Engine::load(&files, &options) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::error!("cannot load model: {e:#}");
+                std::process::exit(1);
+            }
+        };
+        if let Err(e) = warm_up(&mut engine) {
+            tracing::error!("model failed its warm-up run: {e:#}");
+            std::process::exit(1);
+        }
+        tracing::info!(
+            "ready: model {} ({:?} layout) on {:?} with {} threads, loaded and warmed in {:.1}s",
+            engine.config.name,
+            engine.layout,
+            engine.device,
+            options.threads,
+            started.elapsed().as_secs_f64()
+        );
+        let loaded = LoadedModel {
+            config: engine.config.clone(),
+            tokenizer: engine.tokenizer.clone(),
+            queue,
+            device: engine.device,
+            layout: engine.layout,
+            limits,
+        };
+        let _ = engine_state.model.set(loaded);
+        scheduler::run_engine_loop(engine, jobs, metrics);
+    })?;
+
+    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// One short prefill and a few decode steps, so the first user request does not pay for
+/// ONNX Runtime's lazy initialisation.
+fn warm_up(engine: &mut Engine) -> Result<()> {
+    let fim = &engine.config.fim;
+    let prompt = fim.template.replace("{prefix}", "fn main() {\n    ").replace("{suffix}", "\n}\n");
+    let ids = engine.tokenizer.encode(&prompt)?;
+    let mut seq = engine.new_sequence()?;
+    let mut token = ghostline_serve::engine::sampling::argmax(engine.forward(&mut seq, &ids)?);
+    for _ in 0..3 {
+        token = ghostline_serve::engine::sampling::argmax(engine.forward(&mut seq, &[token])?);
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,115 @@
+//! Prometheus text exposition, kept to the handful of series an operator watches: requests by
+//! status, tokens in and out, queue depth, and latency histograms.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{
+        atomic::{AtomicI64, AtomicU64, Ordering},
+        Mutex,
+    },
+    time::Duration,
+};
+
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: Duration) {
+        let secs = value.as_secs_f64();
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", count.load(Ordering::Relaxed));
+        }
+        let total = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const TOKEN_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64];
+
+pub struct Metrics {
+    requests: Mutex<BTreeMap<u16, u64>>,
+    pub prompt_tokens: AtomicU64,
+    pub generated_tokens: AtomicU64,
+    pub queue_depth: AtomicI64,
+    pub cancelled: AtomicU64,
+    pub time_to_first_token: Histogram,
+    pub time_per_token: Histogram,
+    pub queue_time: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Mutex::default(),
+            prompt_tokens: AtomicU64::new(0),
+            generated_tokens: AtomicU64::new(0),
+            queue_depth: AtomicI64::new(0),
+            cancelled: AtomicU64::new(0),
+            time_to_first_token: Histogram::new(LATENCY_BOUNDS),
+            time_per_token: Histogram::new(TOKEN_BOUNDS),
+            queue_time: Histogram::new(LATENCY_BOUNDS),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_request(&self, status: u16) {
+        if let Ok(mut map) = self.requests.lock() {
+            *map.entry(status).or_default() += 1;
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP ghostline_requests_total HTTP requests answered, by status code.\n");
+        out.push_str("# TYPE ghostline_requests_total counter\n");
+        if let Ok(map) = self.requests.lock() {
+            for (status, count) in map.iter() {
+                let _ = writeln!(out, "ghostline_requests_total{{status=\"{status}\"}} {count}");
+            }
+        }
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(&mut out, "ghostline_prompt_tokens_total", "Prompt tokens prefilled.", self.prompt_tokens.load(Ordering::Relaxed));
+        counter(&mut out, "ghostline_generated_tokens_total", "Tokens generated.", self.generated_tokens.load(Ordering::Relaxed));
+        counter(&mut out, "ghostline_cancelled_total", "Generations stopped because the client went away.", self.cancelled.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP ghostline_queue_depth Requests waiting for the engine.\n# TYPE ghostline_queue_depth gauge\nghostline_queue_depth {}",
+            self.queue_depth.load(Ordering::Relaxed)
+        );
+        self.time_to_first_token.render(&mut out, "ghostline_time_to_first_token_seconds", "From request arrival to the first generated token.");
+        self.time_per_token.render(&mut out, "ghostline_time_per_output_token_seconds", "Time between consecutive generated tokens.");
+        self.queue_time.render(&mut out, "ghostline_queue_time_seconds", "Time a request waited before the engine took it.");
+        out
+    }
+}

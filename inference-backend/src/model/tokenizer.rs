@@ -1,0 +1,94 @@
+//! Tokenizer with the model's FIM markers checked at load time.
+//!
+//! A tokenizer.json converted from a GGUF may list the FIM markers as ordinary text; the prompt
+//! then silently turns into `<`, `|`, `fim`, … and the model answers with prose. Loading refuses
+//! such a tokenizer instead of serving nonsense.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokenizers::Tokenizer;
+
+use super::FimConfig;
+
+pub struct ModelTokenizer {
+    inner: Tokenizer,
+}
+
+impl ModelTokenizer {
+    pub fn load(path: &Path, fim: &FimConfig) -> Result<Self> {
+        let inner = Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{}: cannot load tokenizer: {e}", path.display()))?;
+        let tokenizer = Self { inner };
+        tokenizer.check_special(&fim.prefix)?;
+        tokenizer.check_special(&fim.suffix)?;
+        tokenizer.check_special(&fim.middle)?;
+        for marker in [&fim.repo_name, &fim.file_sep].into_iter().flatten() {
+            tokenizer.check_special(marker)?;
+        }
+        Ok(tokenizer)
+    }
+
+    /// A FIM marker must encode to exactly one id, inside running text too, and be special so
+    /// that it is never shown to the user.
+    fn check_special(&self, marker: &str) -> Result<u32> {
+        let id = self
+            .inner
+            .token_to_id(marker)
+            .with_context(|| format!("tokenizer has no token {marker:?}; FIM would break"))?;
+        let decoder = self.inner.get_added_tokens_decoder();
+        match decoder.get(&id) {
+            Some(added) if added.special => {}
+            _ => bail!("tokenizer token {marker:?} (id {id}) is not marked special; FIM would silently break"),
+        }
+        let probe = format!("x = 1{marker}y");
+        let ids = self.encode(&probe)?;
+        if ids.iter().filter(|&&t| t == id).count() != 1 {
+            bail!("tokenizer splits {marker:?} inside text; FIM would silently break");
+        }
+        Ok(id)
+    }
+
+    /// Encodes text as the model sees it: special tokens written in the text become their ids.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.inner.encode(text, false).map_err(|e| anyhow!("tokenize: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| anyhow!("detokenize: {e}"))
+    }
+
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn is_special(&self, id: u32) -> bool {
+        self.inner.get_added_tokens_decoder().get(&id).is_some_and(|t| t.special)
+    }
+}
+
+/// Turns a growing list of token ids into text deltas without splitting a UTF-8 character that
+/// spans several byte-level tokens.
+#[derive(Default)]
+pub struct IncrementalDecoder {
+    ids: Vec<u32>,
+    prefix_offset: usize,
+    read_offset: usize,
+}
+
+impl IncrementalDecoder {
+    pub fn push(&mut self, tokenizer: &ModelTokenizer, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let before = tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset])?;
+        let now = tokenizer.decode(&self.ids[self.prefix_offset..])?;
+        if now.ends_with('\u{FFFD}') || now.len() <= before.len() || !now.starts_with(&before) {
+            // An incomplete character, or a special token that decodes to nothing: wait.
+            return Ok(String::new());
+        }
+        let delta = now[before.len()..].to_string();
+        self.prefix_offset = self.read_offset;
+        self.read_offset = self.ids.len();
+        Ok(delta)
+    }
+}

@@ -1,0 +1,284 @@
+//! The real server, the tiny random-weight model (real Qwen2 architecture and tokenizer), real
+//! HTTP. Generated text is meaningless; what is checked is the serving behaviour.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{metric, sse_data, tiny_genai, tiny_optimum, Server};
+use serde_json::{json, Value};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn complete(server: &Server, body: Value) -> (u16, Value) {
+    let resp = client().post(server.url("/v1/completions")).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Streams a completion and returns the text pieces in order and the finish reason.
+async fn stream(server: &Server, mut body: Value) -> (Vec<String>, String) {
+    body["stream"] = json!(true);
+    let resp = client().post(server.url("/v1/completions")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let data = sse_data(&resp.text().await.unwrap());
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "stream must end with [DONE]: {data:?}");
+    let mut pieces = Vec::new();
+    let mut finish = String::new();
+    for d in &data[..data.len() - 1] {
+        let chunk: Value = serde_json::from_str(d).unwrap();
+        assert_eq!(chunk["object"], "text_completion");
+        let choice = &chunk["choices"][0];
+        pieces.push(choice["text"].as_str().unwrap().to_string());
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            finish = reason.to_string();
+        }
+    }
+    (pieces, finish)
+}
+
+fn greedy(prompt: &str, max_tokens: u32) -> Value {
+    json!({"model": "tiny", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true})
+}
+
+#[tokio::test]
+async fn streaming_and_plain_answers_agree_for_both_layouts() {
+    for dir in [tiny_genai(), tiny_optimum()] {
+        let server = Server::start(&dir, &[]);
+        let models: Value = client().get(server.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+        let info = &models["data"][0];
+        assert_eq!(info["family"], "qwen2.5-coder");
+        assert_eq!(info["fim"]["template"], "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>");
+        let expected_layout = if dir == tiny_genai() { "genai" } else { "optimum" };
+        assert_eq!(info["layout"], expected_layout);
+
+        let (status, body) = complete(&server, greedy("def fib(n):\n", 20)).await;
+        assert_eq!(status, 200, "{body}");
+        let text = body["choices"][0]["text"].as_str().unwrap().to_string();
+        assert_eq!(body["usage"]["completion_tokens"], 20);
+        assert_eq!(body["choices"][0]["finish_reason"], "length");
+        assert!(!text.is_empty());
+
+        let (pieces, finish) = stream(&server, greedy("def fib(n):\n", 20)).await;
+        assert_eq!(finish, "length");
+        assert_eq!(pieces.concat(), text, "streamed text must equal the plain answer ({})", dir.display());
+
+        // The FIM path: with a suffix the server applies the template itself.
+        let (status, body) = complete(&server, json!({"prompt": "fn add(a: i32) {", "suffix": "}", "max_tokens": 5, "temperature": 0})).await;
+        assert_eq!(status, 200, "{body}");
+        let fim_prompt_tokens = body["usage"]["prompt_tokens"].as_u64().unwrap();
+        let (_, raw) = complete(
+            &server,
+            json!({"prompt": "<|fim_prefix|>fn add(a: i32) {<|fim_suffix|>}<|fim_middle|>", "max_tokens": 5, "temperature": 0}),
+        )
+        .await;
+        assert_eq!(raw["usage"]["prompt_tokens"].as_u64().unwrap(), fim_prompt_tokens, "markers must be single tokens");
+        assert_eq!(raw["choices"][0]["text"], body["choices"][0]["text"]);
+    }
+}
+
+#[tokio::test]
+async fn seeded_sampling_is_reproducible() {
+    let server = Server::start(&tiny_genai(), &[]);
+    let body = |seed: u64| json!({"prompt": "import os\n", "max_tokens": 24, "temperature": 1.0, "top_p": 0.95, "seed": seed, "ignore_eos": true});
+    let (_, a) = complete(&server, body(11)).await;
+    let (_, b) = complete(&server, body(11)).await;
+    let (_, c) = complete(&server, body(12)).await;
+    assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
+    assert_ne!(a["choices"][0]["text"], c["choices"][0]["text"]);
+}
+
+#[tokio::test]
+async fn stop_string_split_across_tokens_ends_the_completion() {
+    let server = Server::start(&tiny_genai(), &[]);
+    let (pieces, _) = stream(&server, greedy("class Stack:\n", 40)).await;
+    let full = pieces.concat();
+    // A stop string made of the end of one token's text and the start of the next one's.
+    let i = (1..pieces.len() - 1)
+        .find(|&i| !pieces[i].is_empty() && !pieces[i + 1].is_empty() && i > 2)
+        .expect("two consecutive non-empty pieces");
+    let stop: String = format!("{}{}", pieces[i].chars().last().unwrap(), pieces[i + 1].chars().next().unwrap());
+    let expected = &full[..full.find(&stop).unwrap()];
+    let mut body = greedy("class Stack:\n", 40);
+    body["stop"] = json!([stop.clone()]);
+    let (status, answer) = complete(&server, body.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["choices"][0]["text"], expected, "stop {stop:?} in {full:?}");
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    let (streamed, finish) = stream(&server, body).await;
+    assert_eq!(streamed.concat(), expected);
+    assert_eq!(finish, "stop");
+}
+
+#[tokio::test]
+async fn client_disconnect_stops_generation() {
+    let server = Server::start(&tiny_genai(), &["--max-tokens-cap", "3000"]);
+    let mut body = greedy("fn main() {", 3000);
+    body["stream"] = json!(true);
+    let mut resp = client().post(server.url("/v1/completions")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap();
+    assert!(first.is_some());
+    drop(resp);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let text = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metric(&text, "ghostline_cancelled_total") >= 1.0 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "generation was not cancelled:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let generated = metric(&metrics, "ghostline_generated_tokens_total");
+    assert!(generated < 3000.0, "generation ran to the end ({generated} tokens)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&later, "ghostline_generated_tokens_total"), generated, "tokens kept coming after the cancel");
+}
+
+#[tokio::test]
+async fn api_keys_guard_the_api_but_not_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# team keys\nsecret-one\n\nsecret-two\n").unwrap();
+    let server = Server::start(&tiny_genai(), &["--api-key-file", keys.to_str().unwrap()]);
+    let post = |key: Option<&str>| {
+        let mut req = client().post(server.url("/v1/completions")).json(&greedy("x", 2));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        req.send()
+    };
+    let none = post(None).await.unwrap();
+    assert_eq!(none.status(), 401);
+    let err: Value = none.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_api_key");
+    assert_eq!(post(Some("secret")).await.unwrap().status(), 401);
+    assert_eq!(post(Some("secret-one-x")).await.unwrap().status(), 401);
+    assert_eq!(post(Some("secret-two")).await.unwrap().status(), 200);
+    assert_eq!(client().get(server.url("/v1/models")).send().await.unwrap().status(), 401);
+    assert_eq!(client().get(server.url("/health")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_openai_style_400s() {
+    let server = Server::start(&tiny_genai(), &[]);
+    let raw = |body: &'static str| client().post(server.url("/v1/completions")).header("content-type", "application/json").body(body).send();
+    for body in [
+        "{not json",
+        "",
+        "[]",
+        r#"{"max_tokens": 3}"#,
+        r#"{"prompt": "x", "max_tokens": "ten"}"#,
+        r#"{"prompt": 12}"#,
+        r#"{"prompt": "x", "temperature": 5}"#,
+        r#"{"prompt": "x", "top_p": 0}"#,
+        r#"{"prompt": "x", "n": 2}"#,
+        r#"{"prompt": "x", "max_tokens": 0}"#,
+        r#"{"prompt": "x", "max_tokens": -1}"#,
+        r#"{"prompt": ["a", "b"]}"#,
+        r#"{"prompt": ""}"#,
+        "{\"prompt\": \"\\ud800\"}",
+    ] {
+        let resp = raw(body).await.unwrap();
+        assert_eq!(resp.status(), 400, "body {body:?}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["type"], "invalid_request_error", "body {body:?}: {err}");
+        assert!(err["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let resp = client().get(server.url("/v2/nothing")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    // The server is still fine afterwards.
+    assert_eq!(complete(&server, greedy("ok", 2)).await.0, 200);
+}
+
+#[tokio::test]
+async fn limits_body_size_context_max_tokens_and_timeout() {
+    let server = Server::start(
+        &tiny_genai(),
+        &["--max-body-bytes", "2000", "--context-length", "64", "--max-tokens-cap", "8", "--request-timeout", "30"],
+    );
+    let big = "x".repeat(5000);
+    let resp = client().post(server.url("/v1/completions")).json(&greedy(&big, 2)).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(resp.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("larger than"));
+
+    // 300 words are far over a 64-token context: left-truncated, not refused, not crashed.
+    let long = "word ".repeat(300);
+    let (status, body) = complete(&server, greedy(&long, 4)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() <= 60);
+    let (status, body) = complete(&server, json!({"prompt": long, "suffix": long, "max_tokens": 4, "temperature": 0})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() <= 60);
+
+    // max_tokens above the cap is clamped to it.
+    let (_, body) = complete(&server, greedy("abc", 50)).await;
+    assert_eq!(body["usage"]["completion_tokens"], 8);
+    drop(server);
+
+    let slow = Server::start(&tiny_genai(), &["--request-timeout", "0.3", "--max-tokens-cap", "100000", "--context-length", "4096"]);
+    let (status, body) = complete(&slow, greedy("abc", 4000)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "timeout");
+    assert!(body["usage"]["completion_tokens"].as_u64().unwrap() < 4000);
+}
+
+#[tokio::test]
+async fn full_queue_answers_503_with_retry_after() {
+    let server = Server::start(&tiny_genai(), &["--queue-size", "1", "--max-tokens-cap", "2000"]);
+    let mut handles = Vec::new();
+    for _ in 0..6 {
+        let url = server.url("/v1/completions");
+        handles.push(tokio::spawn(async move {
+            let resp = reqwest::Client::new().post(url).json(&greedy("loop", 400)).send().await.unwrap();
+            let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            (resp.status().as_u16(), retry)
+        }));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.unwrap());
+    }
+    assert!(results.iter().any(|(s, _)| *s == 200), "{results:?}");
+    let refused: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(!refused.is_empty(), "{results:?}");
+    assert!(refused.iter().all(|(_, retry)| retry.as_deref() == Some("1")));
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("ghostline_requests_total{status=\"503\"}"));
+    assert!(metric(&metrics, "ghostline_time_to_first_token_seconds_count") >= 1.0);
+}
+
+#[test]
+fn refuses_a_directory_that_is_not_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, log) = common::run_to_exit(dir.path(), &[]);
+    assert!(!ok);
+    assert!(log.contains("ghostline.json"), "{log}");
+
+    // A real model directory whose tokenizer lost the special flag on the FIM markers.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tiny_genai()).unwrap().flatten() {
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let tok_path = copy.path().join("tokenizer.json");
+    let mut tok: Value = serde_json::from_str(&std::fs::read_to_string(&tok_path).unwrap()).unwrap();
+    for added in tok["added_tokens"].as_array_mut().unwrap() {
+        if added["content"].as_str().unwrap().starts_with("<|fim_") {
+            added["special"] = json!(false);
+        }
+    }
+    std::fs::write(&tok_path, tok.to_string()).unwrap();
+    let (ok, log) = common::run_to_exit(copy.path(), &[]);
+    assert!(!ok);
+    assert!(log.contains("not marked special"), "{log}");
+
+    // ONNX file present but not a decoder with a KV cache.
+    std::fs::remove_file(copy.path().join("genai_config.json")).unwrap();
+    let (ok, log) = common::run_to_exit(copy.path(), &[]);
+    assert!(!ok);
+    assert!(log.contains("onnxruntime-genai") && log.contains("Optimum"), "{log}");
+}

@@ -1,0 +1,173 @@
+//! Starts the real `ghostline-serve` binary on a free port and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("GHOSTLINE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/ghostline"))
+}
+
+/// A model directory the tests need; made by `./test.sh` (inference-backend/scripts). A missing
+/// one is a failure, not a skip, so CI can never pass without really running the model.
+pub fn model_dir(env: &str, name: &str) -> PathBuf {
+    let dir = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| cache_root().join("models").join(name));
+    assert!(
+        dir.join("ghostline.json").is_file(),
+        "model {} is missing: run ./test.sh (or inference-backend/scripts/setup_models.sh) first",
+        dir.display()
+    );
+    dir
+}
+
+pub fn tiny_genai() -> PathBuf {
+    model_dir("GHOSTLINE_TINY_GENAI", "tiny-qwen2-genai")
+}
+
+pub fn tiny_optimum() -> PathBuf {
+    model_dir("GHOSTLINE_TINY_OPTIMUM", "tiny-qwen2-optimum")
+}
+
+pub fn default_model() -> PathBuf {
+    model_dir("GHOSTLINE_DEFAULT_MODEL", "qwen2.5-coder-0.5b-instruct-int4-cpu")
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(model: &Path, extra: &[&str]) -> Server {
+        Self::try_start(model, extra).unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
+    }
+
+    /// Starts the server and waits for /ready; on failure returns what it logged.
+    pub fn try_start(model: &Path, extra: &[&str]) -> Result<Server, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
+            .args(["--port", "0", "--threads", "1", "--device", "cpu", "--model"])
+            .arg(model)
+            .args(extra)
+            .env("GHOSTLINE_LOG", "info,ghostline_serve=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ghostline-serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = addr_tx.send(addr);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let addr = loop {
+            if let Ok(addr) = addr_rx.recv_timeout(Duration::from_millis(100)) {
+                break addr;
+            }
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(log.lock().unwrap().clone());
+            }
+        };
+        let server = Server { child, base: format!("http://{addr}"), log };
+        let mut server = server;
+        loop {
+            if let Ok(resp) = raw_http::get_status(&format!("{}/ready", server.base)) {
+                if resp == 200 {
+                    return Ok(server);
+                }
+            }
+            if server.child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(server.log.lock().unwrap().clone());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the process to end by itself (for start-up refusals).
+    pub fn exit_status(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs the binary to completion (for refusals at start-up) and returns (success, stderr).
+pub fn run_to_exit(model: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
+        .args(["--port", "0", "--threads", "1", "--device", "cpu", "--model"])
+        .arg(model)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ghostline-serve");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A blocking GET for polling, without a second HTTP client.
+mod raw_http {
+    use std::io::{Read, Write};
+    pub fn get_status(url: &str) -> std::io::Result<u16> {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let mut stream = std::net::TcpStream::connect(host)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut buf = String::new();
+        stream.read_to_string(&mut buf)?;
+        buf.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad response"))
+    }
+}
+
+/// Parses an SSE body into its `data:` payloads.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.trim_start().to_string()).collect()
+}
+
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every test of the repository: installs what is missing, prepares the default model and the tiny
+# random-weight test models, then runs the Rust tests (unit, integration against the real
+# binaries and models, end to end) and the editor tests.
+set -euo pipefail
+cd "$(dirname "$0")"
+export GHOSTLINE_CACHE="${GHOSTLINE_CACHE:-$HOME/.cache/ghostline}"
+say() { printf '\033[1m[ghostline test]\033[0m %s\n' "$*" >&2; }
+
+GHOSTLINE_PREPARE_ONLY=1 ./run.sh
+PY="$GHOSTLINE_CACHE/venv/bin/python"
+TOKENIZER="$GHOSTLINE_CACHE/models/qwen2.5-coder-0.5b-instruct-int4-cpu/tokenizer.json"
+for layout in genai optimum; do
+  "$PY" inference-backend/scripts/make_tiny_model.py --layout "$layout" \
+    --out "$GHOSTLINE_CACHE/models/tiny-qwen2-$layout" --tokenizer "$TOKENIZER"
+done
+
+say "cargo tests"
+# Two test threads: each integration test starts real servers, and CI has two cores.
+cargo test --workspace -q -- --test-threads=2
