@@ -2,7 +2,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr: stdout carries the protocol and nothing else.
 fn main() {
-    let filter = EnvFilter::try_from_env("GHOSTLINE_LSP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("GHOSTLINE_LSP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -34,7 +34,9 @@ impl Health {
 
     pub fn record_failure(&self, error: &BackendError) -> HealthChange {
         if let BackendError::Busy { retry_after } = error {
-            let wait = retry_after.unwrap_or(Duration::from_millis(500)).min(Duration::from_secs(30));
+            let wait = retry_after
+                .unwrap_or(Duration::from_millis(500))
+                .min(Duration::from_secs(30));
             if let Ok(mut busy_until) = self.busy_until.lock() {
                 *busy_until = Some(Instant::now() + wait);
             }

@@ -32,7 +32,9 @@ pub enum BackendError {
     /// 401/403: the key in the configured environment variable was refused.
     Unauthorized,
     /// 503 and friends: the backend asked us to come back later.
-    Busy { retry_after: Option<Duration> },
+    Busy {
+        retry_after: Option<Duration>,
+    },
     /// Any other non-success status.
     Status(u16, String),
     /// The connection broke in the middle of a stream.
@@ -96,7 +98,10 @@ impl FimTokens {
         if let Some(template) = self.template {
             return Some(template);
         }
-        Some(format!("{}{{prefix}}{}{{suffix}}{}", self.prefix?, self.suffix?, self.middle?))
+        Some(format!(
+            "{}{{prefix}}{}{{suffix}}{}",
+            self.prefix?, self.suffix?, self.middle?
+        ))
     }
 }
 
@@ -145,7 +150,11 @@ impl Backend {
         format!("{}{}", settings.backend_url.trim_end_matches('/'), path)
     }
 
-    fn authorized(&self, builder: reqwest::RequestBuilder, settings: &Settings) -> reqwest::RequestBuilder {
+    fn authorized(
+        &self,
+        builder: reqwest::RequestBuilder,
+        settings: &Settings,
+    ) -> reqwest::RequestBuilder {
         match settings.api_key() {
             Some(key) => builder.bearer_auth(key),
             None => builder,
@@ -182,9 +191,12 @@ impl Backend {
         let request = self.authorized(self.http.get(Self::url(settings, "/v1/models")), settings);
         let response = request.send().await.map_err(classify_send_error)?;
         let response = check_status(response).await?;
-        let body = response.bytes().await.map_err(|error| BackendError::Died(root_cause(&error)))?;
-        let list: ModelList =
-            serde_json::from_slice(&body).map_err(|error| BackendError::Protocol(error.to_string()))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| BackendError::Died(root_cause(&error)))?;
+        let list: ModelList = serde_json::from_slice(&body)
+            .map_err(|error| BackendError::Protocol(error.to_string()))?;
         let entry = match &settings.model {
             Some(wanted) => list.data.into_iter().find(|entry| &entry.id == wanted),
             None => list.data.into_iter().next(),
@@ -196,7 +208,10 @@ impl Backend {
             }),
             // The backend does not list it; it may still serve it under that name.
             None => match &settings.model {
-                Some(wanted) => Ok(ModelInfo { id: wanted.clone(), fim_template: None }),
+                Some(wanted) => Ok(ModelInfo {
+                    id: wanted.clone(),
+                    fim_template: None,
+                }),
                 None => Err(BackendError::Protocol("/v1/models lists no model".into())),
             },
         }

@@ -81,7 +81,11 @@ impl CompletionStream {
         if let Some(error) = chunk.error {
             return Err(BackendError::Protocol(error.to_string()));
         }
-        let text: String = chunk.choices.into_iter().map(|choice| choice.text).collect();
+        let text: String = chunk
+            .choices
+            .into_iter()
+            .map(|choice| choice.text)
+            .collect();
         Ok((!text.is_empty()).then_some(text))
     }
 }

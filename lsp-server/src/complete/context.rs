@@ -25,7 +25,9 @@ pub fn warm_up_tokenizer() {
 
 pub fn count_tokens(text: &str) -> usize {
     if TOKENIZER_READY.load(Ordering::Relaxed) {
-        tiktoken_rs::cl100k_base_singleton().encode_ordinary(text).len()
+        tiktoken_rs::cl100k_base_singleton()
+            .encode_ordinary(text)
+            .len()
     } else {
         text.len().div_ceil(3)
     }
@@ -81,7 +83,9 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
         used += cost;
         first_line -= 1;
     }
-    let prefix = rope.slice(rope.line_to_char(first_line)..cursor_char).to_string();
+    let prefix = rope
+        .slice(rope.line_to_char(first_line)..cursor_char)
+        .to_string();
 
     // Suffix: the rest of the line, then whole lines walking down.
     let mut used = count_tokens(&rest_of_line);
@@ -106,7 +110,9 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
         end_char = rope.line_to_char(line) + rope.line(line).len_chars();
         line += 1;
     }
-    let suffix = rope.slice(cursor_char..end_char.max(cursor_char)).to_string();
+    let suffix = rope
+        .slice(cursor_char..end_char.max(cursor_char))
+        .to_string();
 
     CursorContext {
         cursor_char,
@@ -178,7 +184,10 @@ mod tests {
     #[test]
     fn template_substitutes_once() {
         let t = "<P>{prefix}<S>{suffix}<M>";
-        assert_eq!(apply_fim_template(t, "a{suffix}", "b"), "<P>a{suffix}<S>b<M>");
+        assert_eq!(
+            apply_fim_template(t, "a{suffix}", "b"),
+            "<P>a{suffix}<S>b<M>"
+        );
     }
 
     #[test]

@@ -61,7 +61,10 @@ impl SuggestionMemory {
         if remaining.trim().is_empty() {
             return None;
         }
-        Some(RecentResult { text: remaining.to_string(), replaced_chars: shown.replaced_chars })
+        Some(RecentResult {
+            text: remaining.to_string(),
+            replaced_chars: shown.replaced_chars,
+        })
     }
 
     /// `Some(None)` means "asked before, and the answer was nothing".
@@ -92,17 +95,28 @@ mod tests {
     fn typing_a_prefix_of_the_suggestion_answers_the_rest() {
         let uri = Uri::from("file:///a.rs");
         let mut memory = SuggestionMemory::default();
-        memory.remember_shown(&uri, ShownSuggestion {
-            line_index: 3,
-            line_before_anchor: "    let ".into(),
-            rest_of_line: "".into(),
-            text: "value = 42;".into(),
-            replaced_chars: 0,
-        });
-        assert_eq!(memory.typed_through(&uri, 3, "    let val", "").unwrap().text, "ue = 42;");
+        memory.remember_shown(
+            &uri,
+            ShownSuggestion {
+                line_index: 3,
+                line_before_anchor: "    let ".into(),
+                rest_of_line: "".into(),
+                text: "value = 42;".into(),
+                replaced_chars: 0,
+            },
+        );
+        assert_eq!(
+            memory
+                .typed_through(&uri, 3, "    let val", "")
+                .unwrap()
+                .text,
+            "ue = 42;"
+        );
         assert!(memory.typed_through(&uri, 3, "    let vax", "").is_none());
         assert!(memory.typed_through(&uri, 4, "    let val", "").is_none());
-        assert!(memory.typed_through(&uri, 3, "    let value = 42;", "").is_none());
+        assert!(memory
+            .typed_through(&uri, 3, "    let value = 42;", "")
+            .is_none());
     }
 
     #[test]

@@ -49,21 +49,32 @@ pub struct Suggestion {
 }
 
 /// Stop sequences sent to the backend, in case it passes markers through as text.
-const BACKEND_STOPS: &[&str] = &["<|endoftext|>", "<|file_sep|>", "<|fim_prefix|>", "<|im_end|>"];
+const BACKEND_STOPS: &[&str] = &[
+    "<|endoftext|>",
+    "<|file_sep|>",
+    "<|fim_prefix|>",
+    "<|im_end|>",
+];
 
 /// The cursor's line split at the cursor: (line index, before, after).
 fn cursor_line(rope: &Rope, cursor: usize) -> (usize, String, String) {
     let line_index = rope.char_to_line(cursor);
     let start = rope.line_to_char(line_index);
     let end = line_content_end_char(rope, line_index).max(cursor);
-    (line_index, rope.slice(start..cursor).to_string(), rope.slice(cursor..end).to_string())
+    (
+        line_index,
+        rope.slice(start..cursor).to_string(),
+        rope.slice(cursor..end).to_string(),
+    )
 }
 
 fn auto_multiline(syntax: &SyntaxAtCursor, line_prefix: &str, rest_of_line: &str) -> bool {
     if syntax.in_comment_or_string {
         return false;
     }
-    let rest_is_closers = rest_of_line.chars().all(|c| c.is_whitespace() || ")]};,".contains(c));
+    let rest_is_closers = rest_of_line
+        .chars()
+        .all(|c| c.is_whitespace() || ")]};,".contains(c));
     if !rest_is_closers {
         return false;
     }
@@ -76,7 +87,13 @@ fn auto_multiline(syntax: &SyntaxAtCursor, line_prefix: &str, rest_of_line: &str
 
 fn prompt_key(settings: &Settings, ctx: &CursorContext, multiline: bool) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (&settings.backend_url, &settings.model, &settings.fim_template, settings.max_tokens).hash(&mut hasher);
+    (
+        &settings.backend_url,
+        &settings.model,
+        &settings.fim_template,
+        settings.max_tokens,
+    )
+        .hash(&mut hasher);
     (&ctx.prefix, &ctx.suffix, multiline, settings.max_lines).hash(&mut hasher);
     hasher.finish()
 }
@@ -120,7 +137,11 @@ pub async fn suggest(
     position: Position,
     ticket: Ticket,
 ) -> Option<Suggestion> {
-    let arrived_ns = if ticket.arrived_ns == 0 { now_ns() } else { ticket.arrived_ns };
+    let arrived_ns = if ticket.arrived_ns == 0 {
+        now_ns()
+    } else {
+        ticket.arrived_ns
+    };
     let record = |source, before_backend_ns, after_last_token_ns| {
         session.timings.record(RequestTiming {
             source,
@@ -146,7 +167,9 @@ pub async fn suggest(
     };
 
     // The user is typing what the suggestion on screen says: answer from memory.
-    let typed = session.lock_memory().typed_through(uri, line_index, &line_prefix, &rest_of_line);
+    let typed = session
+        .lock_memory()
+        .typed_through(uri, line_index, &line_prefix, &rest_of_line);
     if let Some(typed) = typed {
         record("typing", 0, 0);
         return Some(make(typed.text, typed.replaced_chars, line_prefix));
@@ -162,19 +185,26 @@ pub async fn suggest(
     let key = prompt_key(&settings, &ctx, multiline);
     let recent = session.lock_memory().recent(key);
     let remember = |result: &RecentResult| {
-        session.lock_memory().remember_shown(uri, ShownSuggestion {
-            line_index,
-            line_before_anchor: line_prefix.clone(),
-            rest_of_line: rest_of_line.clone(),
-            text: result.text.clone(),
-            replaced_chars: result.replaced_chars,
-        });
+        session.lock_memory().remember_shown(
+            uri,
+            ShownSuggestion {
+                line_index,
+                line_before_anchor: line_prefix.clone(),
+                rest_of_line: rest_of_line.clone(),
+                text: result.text.clone(),
+                replaced_chars: result.replaced_chars,
+            },
+        );
     };
     if let Some(recent) = recent {
         record("recent", 0, 0);
         let recent = recent?;
         remember(&recent);
-        return Some(make(recent.text, recent.replaced_chars, line_prefix.clone()));
+        return Some(make(
+            recent.text,
+            recent.replaced_chars,
+            line_prefix.clone(),
+        ));
     }
     if session.backend.health.is_backing_off() {
         return None;
@@ -183,7 +213,10 @@ pub async fn suggest(
     let requests = session.watch_requests(uri);
     if settings.debounce_ms > 0 {
         tokio::time::sleep(Duration::from_millis(settings.debounce_ms)).await;
-        if requests.as_ref().is_some_and(|r| *r.borrow() != ticket.generation) {
+        if requests
+            .as_ref()
+            .is_some_and(|r| *r.borrow() != ticket.generation)
+        {
             return None;
         }
     }
@@ -214,20 +247,37 @@ pub async fn suggest(
     if session.backend.health.record_success() == HealthChange::Recovered {
         tracing::info!("backend at {} answers again", settings.backend_url);
         client
-            .log_message(MessageType::Info, format!("ghostline: the backend at {} answers again", settings.backend_url))
+            .log_message(
+                MessageType::Info,
+                format!(
+                    "ghostline: the backend at {} answers again",
+                    settings.backend_url
+                ),
+            )
             .await;
     }
     let finished = postprocess::finish(
         &generated.raw,
-        &PostContext { line_prefix: &line_prefix, rest_of_line: &rest_of_line, indent_unit: ctx.indent_unit },
+        &PostContext {
+            line_prefix: &line_prefix,
+            rest_of_line: &rest_of_line,
+            indent_unit: ctx.indent_unit,
+        },
     )
-    .map(|f| RecentResult { text: f.text, replaced_chars: f.replaced_chars });
+    .map(|f| RecentResult {
+        text: f.text,
+        replaced_chars: f.replaced_chars,
+    });
     session.lock_memory().remember_recent(key, finished.clone());
     let after_last_token_ns = now_ns().saturating_sub(generated.last_token_ns);
     record("backend", generated.before_backend_ns, after_last_token_ns);
     let finished = finished?;
     remember(&finished);
-    Some(make(finished.text, finished.replaced_chars, line_prefix.clone()))
+    Some(make(
+        finished.text,
+        finished.replaced_chars,
+        line_prefix.clone(),
+    ))
 }
 
 async fn generate(
@@ -241,7 +291,10 @@ async fn generate(
         Ok(model) => model,
         Err(error) => return Outcome::Failed(error),
     };
-    let template = settings.fim_template.as_ref().or(model.fim_template.as_ref());
+    let template = settings
+        .fim_template
+        .as_ref()
+        .or(model.fim_template.as_ref());
     let (prompt, suffix) = match template {
         // Applying the template here (rather than sending `suffix`) lets the prompt carry
         // more than the current file later on.
@@ -280,10 +333,19 @@ async fn generate(
     }
     // Dropping the stream here closes the connection, which stops the backend decoding.
     drop(stream);
-    Outcome::Generated(Generated { raw: detector.finish(), before_backend_ns, last_token_ns })
+    Outcome::Generated(Generated {
+        raw: detector.finish(),
+        before_backend_ns,
+        last_token_ns,
+    })
 }
 
-async fn report_failure(session: &Session, client: &Client, settings: &Settings, error: &BackendError) {
+async fn report_failure(
+    session: &Session,
+    client: &Client,
+    settings: &Settings,
+    error: &BackendError,
+) {
     if session.backend.health.record_failure(error) != HealthChange::WentBad {
         tracing::debug!("backend still failing: {error}");
         return;
@@ -294,7 +356,10 @@ async fn report_failure(session: &Session, client: &Client, settings: &Settings,
     }
     let hint = match error {
         BackendError::Unauthorized => {
-            format!(" (the key is read from the environment variable {})", settings.api_key_env)
+            format!(
+                " (the key is read from the environment variable {})",
+                settings.api_key_env
+            )
         }
         _ => String::new(),
     };
@@ -318,7 +383,10 @@ mod tests {
         assert!(auto_multiline(&code, "foo(", ")"));
         assert!(!auto_multiline(&code, "let x = ", ""));
         assert!(!auto_multiline(&code, "    ", "x + 1"));
-        let comment = SyntaxAtCursor { in_comment_or_string: true, indent_based: false };
+        let comment = SyntaxAtCursor {
+            in_comment_or_string: true,
+            indent_based: false,
+        };
         assert!(!auto_multiline(&comment, "    ", ""));
     }
 }

@@ -50,10 +50,18 @@ fn reindent(line: &str, unit: IndentUnit) -> String {
     match unit {
         IndentUnit::Tab if leading.contains(' ') => {
             let width: usize = leading.chars().map(|c| if c == '\t' { 4 } else { 1 }).sum();
-            format!("{}{}{}", "\t".repeat(width / 4), " ".repeat(width % 4), body)
+            format!(
+                "{}{}{}",
+                "\t".repeat(width / 4),
+                " ".repeat(width % 4),
+                body
+            )
         }
         IndentUnit::Spaces(n) if leading.contains('\t') => {
-            let spaces: String = leading.chars().map(|c| if c == '\t' { " ".repeat(n) } else { " ".into() }).collect();
+            let spaces: String = leading
+                .chars()
+                .map(|c| if c == '\t' { " ".repeat(n) } else { " ".into() })
+                .collect();
             format!("{spaces}{body}")
         }
         _ => line.to_string(),
@@ -68,7 +76,11 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
         .enumerate()
         .map(|(i, line)| {
             let line = line.trim_end();
-            if i == 0 { line.to_string() } else { reindent(line, ctx.indent_unit) }
+            if i == 0 {
+                line.to_string()
+            } else {
+                reindent(line, ctx.indent_unit)
+            }
         })
         .collect();
     while lines.len() > 1 && lines.last().is_some_and(|l| l.is_empty()) {
@@ -90,21 +102,32 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
     let rest_trimmed = rest.trim_end();
     if rest_trimmed.is_empty() {
         // Nothing after the cursor but whitespace: replace it, so no stray blanks remain.
-        return Some(Finished { text, replaced_chars: rest.chars().count() });
+        return Some(Finished {
+            text,
+            replaced_chars: rest.chars().count(),
+        });
     }
 
     let keep = format!("{}{}{}", ctx.line_prefix, text, rest);
     let replace = format!("{}{}", ctx.line_prefix, text);
     let last_line = text.rsplit('\n').next().unwrap_or("");
-    let tail_covers_rest = last_line.ends_with(rest_trimmed) || is_subsequence_of_tail(rest_trimmed, last_line);
-    let rest_is_closers = rest_trimmed.chars().all(|c| CLOSERS.contains(&c) || "\"'`;,: ".contains(c));
+    let tail_covers_rest =
+        last_line.ends_with(rest_trimmed) || is_subsequence_of_tail(rest_trimmed, last_line);
+    let rest_is_closers = rest_trimmed
+        .chars()
+        .all(|c| CLOSERS.contains(&c) || "\"'`;,: ".contains(c));
 
     // The suggestion already ends with the rest of the line: replace it rather than
     // showing it twice.
     if last_line.ends_with(rest_trimmed)
-        || (rest_is_closers && tail_covers_rest && net_depth(&replace).abs() <= net_depth(&keep).abs())
+        || (rest_is_closers
+            && tail_covers_rest
+            && net_depth(&replace).abs() <= net_depth(&keep).abs())
     {
-        return Some(Finished { text, replaced_chars: rest.chars().count() });
+        return Some(Finished {
+            text,
+            replaced_chars: rest.chars().count(),
+        });
     }
 
     // Partial overlap: the suggestion ends with the start of the rest (`foo(a|)` → `a)`).
@@ -116,13 +139,21 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
         if text.ends_with(&rest[..overlap]) {
             let shortened = &text[..text.len() - overlap];
             let shortened_line = format!("{}{}{}", ctx.line_prefix, shortened, rest);
-            if net_depth(&shortened_line).abs() < net_depth(&keep).abs() && !shortened.trim().is_empty() {
-                return Some(Finished { text: shortened.to_string(), replaced_chars: 0 });
+            if net_depth(&shortened_line).abs() < net_depth(&keep).abs()
+                && !shortened.trim().is_empty()
+            {
+                return Some(Finished {
+                    text: shortened.to_string(),
+                    replaced_chars: 0,
+                });
             }
             break;
         }
     }
-    Some(Finished { text, replaced_chars: 0 })
+    Some(Finished {
+        text,
+        replaced_chars: 0,
+    })
 }
 
 /// Whether the chars of `needle` (spaces ignored) appear in order at the end of `haystack`
@@ -147,7 +178,14 @@ mod tests {
     use super::*;
 
     fn post(raw: &str, line_prefix: &str, rest: &str) -> Option<Finished> {
-        finish(raw, &PostContext { line_prefix, rest_of_line: rest, indent_unit: IndentUnit::Spaces(4) })
+        finish(
+            raw,
+            &PostContext {
+                line_prefix,
+                rest_of_line: rest,
+                indent_unit: IndentUnit::Spaces(4),
+            },
+        )
     }
 
     #[test]
@@ -158,20 +196,52 @@ mod tests {
 
     #[test]
     fn suggestion_that_ends_with_the_rest_replaces_it() {
-        assert_eq!(post("a, b)", "foo(", ")"), Some(Finished { text: "a, b)".into(), replaced_chars: 1 }));
-        assert_eq!(post("a, b);", "foo(", ")"), Some(Finished { text: "a, b);".into(), replaced_chars: 1 }));
+        assert_eq!(
+            post("a, b)", "foo(", ")"),
+            Some(Finished {
+                text: "a, b)".into(),
+                replaced_chars: 1
+            })
+        );
+        assert_eq!(
+            post("a, b);", "foo(", ")"),
+            Some(Finished {
+                text: "a, b);".into(),
+                replaced_chars: 1
+            })
+        );
     }
 
     #[test]
     fn partial_overlap_is_dropped_when_it_balances() {
-        assert_eq!(post("a)", "foo(", ") + 1"), Some(Finished { text: "a".into(), replaced_chars: 0 }));
+        assert_eq!(
+            post("a)", "foo(", ") + 1"),
+            Some(Finished {
+                text: "a".into(),
+                replaced_chars: 0
+            })
+        );
         // Here the `)` closes something the suggestion opened: keep it.
-        assert_eq!(post("f(a)", "g(", ") + 1"), Some(Finished { text: "f(a)".into(), replaced_chars: 0 }));
+        assert_eq!(
+            post("f(a)", "g(", ") + 1"),
+            Some(Finished {
+                text: "f(a)".into(),
+                replaced_chars: 0
+            })
+        );
     }
 
     #[test]
     fn tabs_files_get_tabs() {
-        let f = finish("{\n        x\n    }", &PostContext { line_prefix: "if a ", rest_of_line: "", indent_unit: IndentUnit::Tab }).unwrap();
+        let f = finish(
+            "{\n        x\n    }",
+            &PostContext {
+                line_prefix: "if a ",
+                rest_of_line: "",
+                indent_unit: IndentUnit::Tab,
+            },
+        )
+        .unwrap();
         assert_eq!(f.text, "{\n\t\tx\n\t}");
     }
 

@@ -95,10 +95,17 @@ impl StopDetector {
         self.text.push_str(delta);
         // A marker may straddle two deltas: search from a little before the new text.
         let search_from = judged_bytes.saturating_sub(16);
-        let search_from = (0..=search_from).rev().find(|&i| self.text.is_char_boundary(i)).unwrap_or(0);
+        let search_from = (0..=search_from)
+            .rev()
+            .find(|&i| self.text.is_char_boundary(i))
+            .unwrap_or(0);
         if let Some(at) = SPECIAL_MARKERS
             .iter()
-            .filter_map(|marker| self.text[search_from..].find(marker).map(|at| search_from + at))
+            .filter_map(|marker| {
+                self.text[search_from..]
+                    .find(marker)
+                    .map(|at| search_from + at)
+            })
             .min()
         {
             self.text.truncate(at);
@@ -132,7 +139,9 @@ impl StopDetector {
                 .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
                 .collect();
             let index = self.judged_lines;
-            let Some(&start) = starts.get(index) else { return };
+            let Some(&start) = starts.get(index) else {
+                return;
+            };
             let end = match starts.get(index + 1) {
                 Some(&next) => next - 1,
                 None if final_pass && start < self.text.len() => self.text.len(),
@@ -162,7 +171,8 @@ impl StopDetector {
         let trimmed = line.trim();
         if index > 0
             && trimmed.chars().any(char::is_alphanumeric)
-            && self.config.next_line.as_deref() == Some(trimmed) {
+            && self.config.next_line.as_deref() == Some(trimmed)
+        {
             self.cut_before(start);
             return;
         }
@@ -208,11 +218,9 @@ impl StopDetector {
                         let only_closers = trimmed
                             .chars()
                             .all(|c| CLOSERS.contains(&c) || matches!(c, ';' | ',' | ' '));
-                        let suffix_has_it = self
-                            .config
-                            .next_line
-                            .as_deref()
-                            .is_some_and(|next| next.starts_with(trimmed.chars().next().unwrap_or(' ')));
+                        let suffix_has_it = self.config.next_line.as_deref().is_some_and(|next| {
+                            next.starts_with(trimmed.chars().next().unwrap_or(' '))
+                        });
                         if index > 0 && only_closers && suffix_has_it {
                             self.cut_before(start);
                         } else {
@@ -231,8 +239,11 @@ impl StopDetector {
         if self.config.indent_based && trimmed.ends_with(':') && self.depth == 0 {
             // Opens an indented block: it ends at the first line indented no deeper
             // than this one.
-            let opener_indent =
-                if index == 0 { indent_width(&self.config.line_prefix) } else { indent_width(line) };
+            let opener_indent = if index == 0 {
+                indent_width(&self.config.line_prefix)
+            } else {
+                indent_width(line)
+            };
             self.block_indent = Some(opener_indent + 1);
             self.max_depth = self.max_depth.max(1);
         } else if self.depth == 0 && depth_at_line_start > 0 && !self.config.indent_based {
@@ -282,8 +293,15 @@ mod tests {
 
     #[test]
     fn single_line_stops_at_first_newline() {
-        let config = StopConfig { multiline: false, max_lines: 10, ..Default::default() };
-        assert_eq!(run(config, &["let x", " = 1;\nlet y", " = 2;"]), ("let x = 1;".into(), true));
+        let config = StopConfig {
+            multiline: false,
+            max_lines: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            run(config, &["let x", " = 1;\nlet y", " = 2;"]),
+            ("let x = 1;".into(), true)
+        );
     }
 
     #[test]
@@ -298,7 +316,10 @@ mod tests {
 
     #[test]
     fn closing_the_enclosing_block_stops_before_it_when_suffix_has_it() {
-        let (text, _) = run(multi("    ", Some("}")), &["a();\n    b();\n}\nfn next() {}\n"]);
+        let (text, _) = run(
+            multi("    ", Some("}")),
+            &["a();\n    b();\n}\nfn next() {}\n"],
+        );
         assert_eq!(text, "a();\n    b();");
     }
 

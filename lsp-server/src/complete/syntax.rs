@@ -35,13 +35,20 @@ thread_local! {
 pub fn syntax_at_cursor(language_id: &str, rope: &Rope, cursor_char: usize) -> SyntaxAtCursor {
     let indent_based = matches!(language_id, "python" | "yaml" | "nim" | "coffeescript");
     let Some(language) = language_for(language_id) else {
-        return SyntaxAtCursor { in_comment_or_string: false, indent_based };
+        return SyntaxAtCursor {
+            in_comment_or_string: false,
+            indent_based,
+        };
     };
     let cursor_char = cursor_char.min(rope.len_chars());
     let line = rope.char_to_line(cursor_char);
     let first = rope.line_to_char(line.saturating_sub(WINDOW_BEFORE));
     let last_line = (line + WINDOW_AFTER).min(rope.len_lines());
-    let last = if last_line >= rope.len_lines() { rope.len_chars() } else { rope.line_to_char(last_line) };
+    let last = if last_line >= rope.len_lines() {
+        rope.len_chars()
+    } else {
+        rope.line_to_char(last_line)
+    };
     let window = rope.slice(first..last).to_string();
     let cursor_byte = rope.char_to_byte(cursor_char) - rope.char_to_byte(first);
 
@@ -54,7 +61,9 @@ pub fn syntax_at_cursor(language_id: &str, rope: &Rope, cursor_char: usize) -> S
             return false;
         };
         // Look at the char before the cursor: that is what the user just typed into.
-        let Some(mut node) = tree.root_node().descendant_for_byte_range(cursor_byte.saturating_sub(1), cursor_byte)
+        let Some(mut node) = tree
+            .root_node()
+            .descendant_for_byte_range(cursor_byte.saturating_sub(1), cursor_byte)
         else {
             return false;
         };
@@ -74,7 +83,10 @@ pub fn syntax_at_cursor(language_id: &str, rope: &Rope, cursor_char: usize) -> S
             }
         }
     });
-    SyntaxAtCursor { in_comment_or_string, indent_based }
+    SyntaxAtCursor {
+        in_comment_or_string,
+        indent_based,
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ impl Timings {
     }
 
     pub fn take(&self) -> Vec<RequestTiming> {
-        self.0.lock().map(|mut all| std::mem::take(&mut *all)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut all| std::mem::take(&mut *all))
+            .unwrap_or_default()
     }
 }

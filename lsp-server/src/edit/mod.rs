@@ -141,39 +141,87 @@ mod tests {
     #[test]
     fn utf16_counts_surrogate_pairs_and_rounds_down_inside_them() {
         let rope = Rope::from_str("a😀b\r\n中文x");
-        assert_eq!(position_to_char(&rope, pos(0, 1), PositionEncoding::Utf16), 1);
+        assert_eq!(
+            position_to_char(&rope, pos(0, 1), PositionEncoding::Utf16),
+            1
+        );
         // Column 2 is inside the emoji's surrogate pair: rounds down to the emoji.
-        assert_eq!(position_to_char(&rope, pos(0, 2), PositionEncoding::Utf16), 1);
-        assert_eq!(position_to_char(&rope, pos(0, 3), PositionEncoding::Utf16), 2);
-        assert_eq!(position_to_char(&rope, pos(0, 4), PositionEncoding::Utf16), 3);
+        assert_eq!(
+            position_to_char(&rope, pos(0, 2), PositionEncoding::Utf16),
+            1
+        );
+        assert_eq!(
+            position_to_char(&rope, pos(0, 3), PositionEncoding::Utf16),
+            2
+        );
+        assert_eq!(
+            position_to_char(&rope, pos(0, 4), PositionEncoding::Utf16),
+            3
+        );
         // Past the end of a CRLF line: the end of its content, never inside "\r\n".
-        assert_eq!(position_to_char(&rope, pos(0, 99), PositionEncoding::Utf16), 3);
-        assert_eq!(position_to_char(&rope, pos(1, 2), PositionEncoding::Utf16), 7);
-        assert_eq!(position_to_char(&rope, pos(7, 0), PositionEncoding::Utf16), rope.len_chars());
-        assert_eq!(char_to_position(&rope, 7, PositionEncoding::Utf16), pos(1, 2));
-        assert_eq!(char_to_position(&rope, 3, PositionEncoding::Utf16), pos(0, 4));
-        assert_eq!(char_to_position(&rope, 3, PositionEncoding::Utf8), pos(0, 6));
+        assert_eq!(
+            position_to_char(&rope, pos(0, 99), PositionEncoding::Utf16),
+            3
+        );
+        assert_eq!(
+            position_to_char(&rope, pos(1, 2), PositionEncoding::Utf16),
+            7
+        );
+        assert_eq!(
+            position_to_char(&rope, pos(7, 0), PositionEncoding::Utf16),
+            rope.len_chars()
+        );
+        assert_eq!(
+            char_to_position(&rope, 7, PositionEncoding::Utf16),
+            pos(1, 2)
+        );
+        assert_eq!(
+            char_to_position(&rope, 3, PositionEncoding::Utf16),
+            pos(0, 4)
+        );
+        assert_eq!(
+            char_to_position(&rope, 3, PositionEncoding::Utf8),
+            pos(0, 6)
+        );
     }
 
     #[test]
     fn utf8_rounds_down_inside_a_character() {
         let rope = Rope::from_str("é中");
-        assert_eq!(position_to_char(&rope, pos(0, 1), PositionEncoding::Utf8), 0);
-        assert_eq!(position_to_char(&rope, pos(0, 2), PositionEncoding::Utf8), 1);
-        assert_eq!(position_to_char(&rope, pos(0, 5), PositionEncoding::Utf8), 2);
+        assert_eq!(
+            position_to_char(&rope, pos(0, 1), PositionEncoding::Utf8),
+            0
+        );
+        assert_eq!(
+            position_to_char(&rope, pos(0, 2), PositionEncoding::Utf8),
+            1
+        );
+        assert_eq!(
+            position_to_char(&rope, pos(0, 5), PositionEncoding::Utf8),
+            2
+        );
     }
 
     #[test]
     fn lone_cr_ends_a_line_as_lsp_says() {
         let rope = Rope::from_str("a\rb\u{2028}c");
         assert_eq!(rope.len_lines(), 2, "U+2028 must not split lines");
-        assert_eq!(position_to_char(&rope, pos(1, 1), PositionEncoding::Utf16), 3);
+        assert_eq!(
+            position_to_char(&rope, pos(1, 1), PositionEncoding::Utf16),
+            3
+        );
     }
 
     #[test]
     fn empty_document_clamps() {
         let rope = Rope::new();
-        assert_eq!(position_to_char(&rope, pos(3, 3), PositionEncoding::Utf16), 0);
-        assert_eq!(char_to_position(&rope, 10, PositionEncoding::Utf16), pos(0, 0));
+        assert_eq!(
+            position_to_char(&rope, pos(3, 3), PositionEncoding::Utf16),
+            0
+        );
+        assert_eq!(
+            char_to_position(&rope, 10, PositionEncoding::Utf16),
+            pos(0, 0)
+        );
     }
 }

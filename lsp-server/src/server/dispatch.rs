@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use futures::future::{self, BoxFuture, FutureExt};
 use serde_json::Value;
 use tower::Service;
-use tower_lsp_server::jsonrpc::{Request, Response};
 use tower_lsp_server::gen_lsp_types::Uri;
+use tower_lsp_server::jsonrpc::{Request, Response};
 
 use super::api;
 use crate::complete::timings::now_ns;
@@ -88,8 +88,14 @@ where
                 };
                 let params = match params {
                     Some(Value::Object(mut object)) => {
-                        let ticket = Ticket { generation, arrived_ns };
-                        object.insert(TICKET_FIELD.into(), serde_json::to_value(ticket).unwrap_or(Value::Null));
+                        let ticket = Ticket {
+                            generation,
+                            arrived_ns,
+                        };
+                        object.insert(
+                            TICKET_FIELD.into(),
+                            serde_json::to_value(ticket).unwrap_or(Value::Null),
+                        );
                         Some(Value::Object(object))
                     }
                     other => other, // malformed: let the handler's deserializer answer it

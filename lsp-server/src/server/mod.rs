@@ -3,14 +3,16 @@
 
 pub mod api;
 pub mod dispatch;
+pub mod framing;
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use tower_lsp_server::gen_lsp_types::{
-    CompletionParams, CompletionResponse, DidChangeConfigurationParams, DidChangeTextDocumentParams,
-    DidCloseTextDocumentParams, DidOpenTextDocumentParams, ExecuteCommandParams, InitializeParams,
-    InitializeResult, InitializedParams, InlineCompletionParams, InlineCompletionResponse, LspAny,
+    CompletionParams, CompletionResponse, DidChangeConfigurationParams,
+    DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
+    ExecuteCommandParams, InitializeParams, InitializeResult, InitializedParams,
+    InlineCompletionParams, InlineCompletionResponse, LspAny,
 };
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::{Client, LanguageServer, LspService};
@@ -55,12 +57,29 @@ impl LanguageServer for Server {
     }
 
     // Reached only if the dispatch layer is bypassed; behaves the same, unstamped.
-    async fn inline_completion(&self, params: InlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {
-        api::inline_completion::handle(self, StampedInlineCompletionParams { params, ticket: Ticket::default() }).await
+    async fn inline_completion(
+        &self,
+        params: InlineCompletionParams,
+    ) -> Result<Option<InlineCompletionResponse>> {
+        api::inline_completion::handle(
+            self,
+            StampedInlineCompletionParams {
+                params,
+                ticket: Ticket::default(),
+            },
+        )
+        .await
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
-        api::completion::handle(self, StampedCompletionParams { params, ticket: Ticket::default() }).await
+        api::completion::handle(
+            self,
+            StampedCompletionParams {
+                params,
+                ticket: Ticket::default(),
+            },
+        )
+        .await
     }
 }
 
@@ -72,7 +91,10 @@ impl Server {
         api::inline_completion::handle(self, params).await
     }
 
-    async fn stamped_completion(&self, params: StampedCompletionParams) -> Result<Option<CompletionResponse>> {
+    async fn stamped_completion(
+        &self,
+        params: StampedCompletionParams,
+    ) -> Result<Option<CompletionResponse>> {
         api::completion::handle(self, params).await
     }
 
@@ -92,15 +114,34 @@ const CONCURRENT_REQUESTS: usize = 64;
 /// Serves LSP on stdin/stdout until `exit` or end of input.
 pub async fn run_stdio() {
     let session = Arc::new(Session::new());
-    let (service, socket) = LspService::build(|client| Server { session: session.clone(), client })
-        .custom_method(STAMPED_INLINE_COMPLETION, Server::stamped_inline_completion)
-        .custom_method(STAMPED_COMPLETION, Server::stamped_completion)
-        .custom_method("ghostline/documentText", Server::document_text)
-        .custom_method("ghostline/timings", Server::timings)
-        .finish();
+    let (service, socket) = LspService::build(|client| Server {
+        session: session.clone(),
+        client,
+    })
+    .custom_method(STAMPED_INLINE_COMPLETION, Server::stamped_inline_completion)
+    .custom_method(STAMPED_COMPLETION, Server::stamped_completion)
+    .custom_method("ghostline/documentText", Server::document_text)
+    .custom_method("ghostline/timings", Server::timings)
+    .finish();
     let service = ArrivalOrder::new(service, session.clone());
-    tower_lsp_server::Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
-        .concurrency_level(CONCURRENT_REQUESTS)
-        .serve(service)
-        .await;
+    let (transport_in, guard_to_transport) = tokio::io::duplex(1 << 16);
+    let (transport_to_guard, transport_out) = tokio::io::duplex(1 << 16);
+    let transport = async move {
+        tower_lsp_server::Server::new(transport_in, transport_to_guard, socket)
+            .concurrency_level(CONCURRENT_REQUESTS)
+            .serve(service)
+            .await;
+        // Dropping the transport's ends here (after `exit`) lets the guard finish.
+    };
+    let guard = tokio::spawn(framing::guard(
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        guard_to_transport,
+        transport_out,
+    ));
+    transport.await;
+    // The transport ends on `exit` or end of input. Give the guard a moment to write what
+    // the transport said last; its reader may stay blocked on an open stdin, so do not wait
+    // for it beyond that.
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), guard).await;
 }

@@ -126,7 +126,9 @@ impl Session {
 
     /// A receiver that changes when a newer request for `uri` arrives.
     pub fn watch_requests(&self, uri: &Uri) -> Option<watch::Receiver<u64>> {
-        self.latest_request.get(uri).map(|latest| latest.subscribe())
+        self.latest_request
+            .get(uri)
+            .map(|latest| latest.subscribe())
     }
 
     pub fn lock_memory(&self) -> std::sync::MutexGuard<'_, SuggestionMemory> {

@@ -87,14 +87,18 @@ impl Settings {
     }
 
     pub fn language_enabled(&self, language_id: &str) -> bool {
-        self.enabled_languages.iter().any(|l| l == "*" || l == language_id)
+        self.enabled_languages
+            .iter()
+            .any(|l| l == "*" || l == language_id)
     }
 
     pub fn api_key(&self) -> Option<String> {
         if self.api_key_env.is_empty() {
             return None;
         }
-        std::env::var(&self.api_key_env).ok().filter(|key| !key.is_empty())
+        std::env::var(&self.api_key_env)
+            .ok()
+            .filter(|key| !key.is_empty())
     }
 }
 

@@ -21,17 +21,33 @@ pub struct StampedCompletionParams {
 /// The same suggestion as one completion item, for editors without ghost text (Helix).
 /// Its edit starts at the start of the word being typed, because editors filter items by
 /// that word; the list is incomplete so the editor asks again as the user types.
-pub async fn handle(server: &Server, stamped: StampedCompletionParams) -> Result<Option<CompletionResponse>> {
+pub async fn handle(
+    server: &Server,
+    stamped: StampedCompletionParams,
+) -> Result<Option<CompletionResponse>> {
     let position_params = &stamped.params.text_document_position_params;
     let uri = &position_params.text_document.uri;
-    let empty = CompletionResponse::CompletionList(CompletionList { is_incomplete: true, ..Default::default() });
-    let Some(suggestion) = suggest(&server.session, &server.client, uri, position_params.position, stamped.ticket).await
+    let empty = CompletionResponse::CompletionList(CompletionList {
+        is_incomplete: true,
+        ..Default::default()
+    });
+    let Some(suggestion) = suggest(
+        &server.session,
+        &server.client,
+        uri,
+        position_params.position,
+        stamped.ticket,
+    )
+    .await
     else {
         return Ok(Some(empty));
     };
     let word: String = {
         let chars: Vec<char> = suggestion.line_prefix.chars().collect();
-        let start = chars.iter().rposition(|c| !(c.is_alphanumeric() || *c == '_')).map_or(0, |i| i + 1);
+        let start = chars
+            .iter()
+            .rposition(|c| !(c.is_alphanumeric() || *c == '_'))
+            .map_or(0, |i| i + 1);
         chars[start..].iter().collect()
     };
     let word_start = suggestion.cursor_char - word.chars().count();
@@ -53,7 +69,10 @@ pub async fn handle(server: &Server, stamped: StampedCompletionParams) -> Result
         filter_text: Some(first_line.to_string()),
         sort_text: Some("0".to_string()),
         insert_text_format: Some(InsertTextFormat::PlainText),
-        text_edit: Some(CompletionItemTextEdit::TextEdit(TextEdit { range, new_text })),
+        text_edit: Some(CompletionItemTextEdit::TextEdit(TextEdit {
+            range,
+            new_text,
+        })),
         ..Default::default()
     };
     Ok(Some(CompletionResponse::CompletionList(CompletionList {

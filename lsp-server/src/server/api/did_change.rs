@@ -6,7 +6,9 @@ use crate::session::Session;
 /// Called at arrival (see `server::dispatch`): changes apply in the order the client sent
 /// them, whatever order the handlers would have run in.
 pub fn apply(session: &Session, params: Option<&Value>) {
-    let Some(params) = params.and_then(|p| serde_json::from_value::<DidChangeTextDocumentParams>(p.clone()).ok()) else {
+    let Some(params) =
+        params.and_then(|p| serde_json::from_value::<DidChangeTextDocumentParams>(p.clone()).ok())
+    else {
         tracing::warn!("ignoring malformed textDocument/didChange");
         return;
     };

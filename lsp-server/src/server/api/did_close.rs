@@ -5,7 +5,9 @@ use crate::session::Session;
 
 /// Frees the document and everything remembered for it; stops its in-flight completion.
 pub fn apply(session: &Session, params: Option<&Value>) {
-    let Some(params) = params.and_then(|p| serde_json::from_value::<DidCloseTextDocumentParams>(p.clone()).ok()) else {
+    let Some(params) =
+        params.and_then(|p| serde_json::from_value::<DidCloseTextDocumentParams>(p.clone()).ok())
+    else {
         tracing::warn!("ignoring malformed textDocument/didClose");
         return;
     };

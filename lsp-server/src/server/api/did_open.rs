@@ -5,11 +5,21 @@ use crate::session::{Document, Session};
 
 /// Called at arrival (see `server::dispatch`), so it is ordered with later changes.
 pub fn apply(session: &Session, params: Option<&Value>) {
-    let Some(params) = params.and_then(|p| serde_json::from_value::<DidOpenTextDocumentParams>(p.clone()).ok()) else {
+    let Some(params) =
+        params.and_then(|p| serde_json::from_value::<DidOpenTextDocumentParams>(p.clone()).ok())
+    else {
         tracing::warn!("ignoring malformed textDocument/didOpen");
         return;
     };
     let item = params.text_document;
-    tracing::debug!("open {} ({}, v{})", item.uri, item.language_id, item.version);
-    session.open_document(item.uri, Document::new(&item.text, item.version, item.language_id.to_string()));
+    tracing::debug!(
+        "open {} ({}, v{})",
+        item.uri,
+        item.language_id,
+        item.version
+    );
+    session.open_document(
+        item.uri,
+        Document::new(&item.text, item.version, item.language_id.to_string()),
+    );
 }

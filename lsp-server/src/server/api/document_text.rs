@@ -13,5 +13,8 @@ pub struct DocumentTextParams {
 /// `ghostline/documentText`: the server's copy of a document, so tests (and a curious user)
 /// can check that it matches the editor's. Answers null for a document that is not open.
 pub async fn handle(server: &Server, params: DocumentTextParams) -> Result<Option<String>> {
-    Ok(server.session.snapshot(&params.text_document.uri).map(|document| document.rope.to_string()))
+    Ok(server
+        .session
+        .snapshot(&params.text_document.uri)
+        .map(|document| document.rope.to_string()))
 }

@@ -12,14 +12,21 @@ use crate::server::Server;
 
 pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeResult> {
     let encoding = PositionEncoding::negotiate(
-        params.capabilities.general.as_ref().and_then(|general| general.position_encodings.as_deref()),
+        params
+            .capabilities
+            .general
+            .as_ref()
+            .and_then(|general| general.position_encodings.as_deref()),
     );
     server.session.set_encoding(encoding);
     if let Some(options) = &params.initialization_options {
         server.session.update_settings(options);
     }
     warm_up_tokenizer();
-    tracing::info!("initialize: position encoding {encoding:?}, settings {:?}", server.session.settings());
+    tracing::info!(
+        "initialize: position encoding {encoding:?}, settings {:?}",
+        server.session.settings()
+    );
 
     Ok(InitializeResult {
         capabilities: ServerCapabilities {

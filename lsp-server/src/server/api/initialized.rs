@@ -10,8 +10,14 @@ pub async fn handle(server: &Server) {
             "backend {} serves {} (FIM template: {})",
             settings.backend_url,
             model.id,
-            model.fim_template.as_deref().unwrap_or("applied by the server")
+            model
+                .fim_template
+                .as_deref()
+                .unwrap_or("applied by the server")
         ),
-        Err(error) => tracing::info!("backend {} not available yet: {error}", settings.backend_url),
+        Err(error) => tracing::info!(
+            "backend {} not available yet: {error}",
+            settings.backend_url
+        ),
     }
 }

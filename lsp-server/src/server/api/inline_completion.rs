@@ -20,13 +20,24 @@ pub struct StampedInlineCompletionParams {
     pub ticket: Ticket,
 }
 
-
-pub async fn handle(server: &Server, stamped: StampedInlineCompletionParams) -> Result<Option<InlineCompletionResponse>> {
+pub async fn handle(
+    server: &Server,
+    stamped: StampedInlineCompletionParams,
+) -> Result<Option<InlineCompletionResponse>> {
     let position_params = &stamped.params.text_document_position_params;
     let uri = &position_params.text_document.uri;
-    let Some(suggestion) = suggest(&server.session, &server.client, uri, position_params.position, stamped.ticket).await
+    let Some(suggestion) = suggest(
+        &server.session,
+        &server.client,
+        uri,
+        position_params.position,
+        stamped.ticket,
+    )
+    .await
     else {
-        return Ok(Some(InlineCompletionResponse::InlineCompletionList(InlineCompletionList::default())));
+        return Ok(Some(InlineCompletionResponse::InlineCompletionList(
+            InlineCompletionList::default(),
+        )));
     };
     let encoding = server.session.encoding();
     let range = Range::new(
@@ -44,5 +55,7 @@ pub async fn handle(server: &Server, stamped: StampedInlineCompletionParams) -> 
             arguments: Some(vec![json!({ "uri": uri.to_string() })]),
         }),
     };
-    Ok(Some(InlineCompletionResponse::InlineCompletionList(InlineCompletionList { items: vec![item] })))
+    Ok(Some(InlineCompletionResponse::InlineCompletionList(
+        InlineCompletionList { items: vec![item] },
+    )))
 }

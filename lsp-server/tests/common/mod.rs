@@ -1,0 +1,444 @@
+//! A real LSP client for tests: spawns the `ghostline-lsp` binary and speaks
+//! Content-Length framed JSON-RPC over its stdin/stdout. Plus the real `ghostline-serve`
+//! as a backend, and tiny raw TCP servers for the failure cases that a real server cannot
+//! produce on demand.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct LspClient {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    incoming: Receiver<Value>,
+    /// Messages read while waiting for something else.
+    backlog: VecDeque<Value>,
+    next_id: i64,
+}
+
+/// Reads framed messages; anything that is not a well-formed frame is a test failure
+/// (stdout must carry nothing but protocol).
+fn read_frames(stdout: impl Read, sender: mpsc::Sender<Value>) {
+    let mut reader = BufReader::new(stdout);
+    loop {
+        let mut length = None;
+        loop {
+            let mut header = String::new();
+            match reader.read_line(&mut header) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header
+                .split_once(':')
+                .unwrap_or_else(|| panic!("not a header on stdout: {header:?}"));
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(value.trim().parse::<usize>().expect("bad Content-Length"));
+            }
+        }
+        let mut body = vec![0; length.expect("frame without Content-Length")];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let message: Value = serde_json::from_slice(&body).expect("stdout frame is not JSON");
+        if sender.send(message).is_err() {
+            return;
+        }
+    }
+}
+
+impl LspClient {
+    pub fn spawn() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-lsp"))
+            .env(
+                "GHOSTLINE_LSP_LOG",
+                std::env::var("GHOSTLINE_LSP_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ghostline-lsp");
+        let stdout = child.stdout.take().unwrap();
+        let (sender, incoming) = mpsc::channel();
+        std::thread::spawn(move || read_frames(stdout, sender));
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            incoming,
+            backlog: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Spawns and initializes with the given capabilities and initializationOptions.
+    pub fn start(capabilities: Value, options: Value) -> (Self, Value) {
+        let mut client = Self::spawn();
+        let result = client.request_ok(
+            "initialize",
+            json!({"processId": null, "rootUri": null, "capabilities": capabilities, "initializationOptions": options}),
+        );
+        client.notify("initialized", json!({}));
+        (client, result)
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin closed");
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn send(&mut self, message: &Value) {
+        let body = serde_json::to_vec(message).unwrap();
+        let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        frame.extend_from_slice(&body);
+        self.send_raw(&frame);
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub fn send_request(&mut self, method: &str, params: Value) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        id
+    }
+
+    fn next_message(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.incoming.recv_timeout(left) {
+            Ok(message) => Some(message),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// The response (whole message) to request `id`.
+    pub fn response(&mut self, id: i64, timeout: Duration) -> Value {
+        if let Some(at) = self
+            .backlog
+            .iter()
+            .position(|m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
+        {
+            return self.backlog.remove(at).unwrap();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let message = self
+                .next_message(deadline)
+                .unwrap_or_else(|| panic!("no response to request {id} within {timeout:?}"));
+            if message.get("id") == Some(&json!(id)) && message.get("method").is_none() {
+                return message;
+            }
+            self.backlog.push_back(message);
+        }
+    }
+
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        self.response(id, TIMEOUT)
+    }
+
+    pub fn request_ok(&mut self, method: &str, params: Value) -> Value {
+        let response = self.request(method, params);
+        assert!(
+            response.get("error").is_none(),
+            "{method} failed: {response}"
+        );
+        response["result"].clone()
+    }
+
+    /// Server-to-client notifications with this method received so far (waits `wait`).
+    pub fn notifications(&mut self, method: &str, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        while let Some(message) = self.next_message(deadline) {
+            self.backlog.push_back(message);
+        }
+        let (matching, rest): (Vec<Value>, Vec<Value>) = self
+            .backlog
+            .drain(..)
+            .partition(|m| m.get("method").and_then(Value::as_str) == Some(method));
+        self.backlog = rest.into();
+        matching
+    }
+
+    /// Everything received and not yet consumed (waits `wait` for more first).
+    pub fn drain(&mut self, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        while let Some(message) = self.next_message(deadline) {
+            self.backlog.push_back(message);
+        }
+        self.backlog.drain(..).collect()
+    }
+
+    pub fn open(&mut self, uri: &str, language: &str, text: &str) {
+        self.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": language, "version": 1, "text": text}}),
+        );
+    }
+
+    pub fn document_text(&mut self, uri: &str) -> Value {
+        self.request_ok(
+            "ghostline/documentText",
+            json!({"textDocument": {"uri": uri}}),
+        )
+    }
+
+    pub fn inline_completion_params(uri: &str, line: u32, character: u32) -> Value {
+        json!({
+            "textDocument": {"uri": uri},
+            "position": {"line": line, "character": character},
+            "context": {"triggerKind": 2}
+        })
+    }
+
+    /// Sends shutdown and exit; returns the exit status.
+    pub fn shutdown(mut self) -> ExitStatus {
+        let result = self.request("shutdown", Value::Null);
+        assert!(result.get("error").is_none(), "shutdown failed: {result}");
+        self.notify("exit", Value::Null);
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ghostline-lsp did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stdin_take(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for LspClient {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A port with nothing listening on it (bound, noted, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real backend, `ghostline-serve`, on a free port.
+pub struct Backend {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Backend {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn serve_binary() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("GHOSTLINE_SERVE_BIN") {
+        return Some(PathBuf::from(path)).filter(|p| p.exists());
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"));
+    ["release", "debug"]
+        .iter()
+        .map(|profile| target.join(profile).join("ghostline-serve"))
+        .find(|p| p.exists())
+}
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
+pub fn tiny_model_dir() -> PathBuf {
+    std::env::var("GHOSTLINE_TINY_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| home().join(".cache/ghostline/models/tiny-qwen2-genai"))
+}
+
+pub fn default_model_dir() -> PathBuf {
+    std::env::var("GHOSTLINE_DEFAULT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| home().join(".cache/ghostline/models/qwen2.5-coder-0.5b-instruct"))
+}
+
+/// Starts ghostline-serve with `model_dir` on `port` (a free one when `None`), waiting until
+/// it is ready. `None`, with a loud message, when the binary or the model is missing.
+pub fn start_backend(
+    model_dir: PathBuf,
+    port: Option<u16>,
+    extra_args: &[&str],
+) -> Option<Backend> {
+    let Some(binary) = serve_binary() else {
+        eprintln!("\n!!!! SKIPPED: no ghostline-serve binary (cargo build -p ghostline-serve, or set GHOSTLINE_SERVE_BIN) !!!!\n");
+        return None;
+    };
+    if !model_dir.join("ghostline.json").exists() {
+        eprintln!(
+            "\n!!!! SKIPPED: no model at {} (inference-backend/scripts make it) !!!!\n",
+            model_dir.display()
+        );
+        return None;
+    }
+    let port = port.unwrap_or_else(free_port);
+    let child = Command::new(binary)
+        .args([
+            "--model",
+            model_dir.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ])
+        .args(extra_args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn ghostline-serve");
+    let mut backend = Backend { child, port };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some(status) = backend.child.try_wait().unwrap() {
+            panic!("ghostline-serve exited during start-up: {status}");
+        }
+        if http_get_status(port, "/ready") == Some(200) {
+            return Some(backend);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ghostline-serve not ready after 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// How a raw TCP "backend" misbehaves.
+#[derive(Clone, Copy)]
+pub enum Misbehaviour {
+    /// Accepts, reads the request, never answers.
+    Stall,
+    /// Answers 200 with an SSE stream, sends one chunk, then closes the socket.
+    DieMidStream,
+}
+
+/// A raw TCP server on a free port that misbehaves on every connection, for the cases a
+/// real server cannot be made to produce deterministically. Returns the port.
+pub fn misbehaving_server(how: Misbehaviour) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 65536];
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
+                let mut request = Vec::new();
+                while let Ok(n) = stream.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                }
+                let is_models = request.starts_with(b"GET /v1/models");
+                match how {
+                    Misbehaviour::Stall => std::thread::sleep(Duration::from_secs(60)),
+                    Misbehaviour::DieMidStream if is_models => {
+                        let body = r#"{"object":"list","data":[{"id":"m","object":"model","owned_by":"test"}]}"#;
+                        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", body.len(), body);
+                    }
+                    Misbehaviour::DieMidStream => {
+                        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+                        let event = "data: {\"choices\":[{\"text\":\"partial\",\"index\":0}]}\n\n";
+                        let _ = write!(stream, "{:x}\r\n{}\r\n", event.len(), event);
+                        let _ = stream.flush();
+                        std::thread::sleep(Duration::from_millis(100));
+                        // Dropping the socket mid-chunked-body: the stream breaks off.
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// `inlineCompletion` result items.
+pub fn items(response: &Value) -> Vec<Value> {
+    let result = &response["result"];
+    result
+        .get("items")
+        .or(Some(result))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
