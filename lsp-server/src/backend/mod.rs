@@ -188,7 +188,9 @@ impl Backend {
     }
 
     async fn fetch_model(&self, settings: &Settings) -> Result<ModelInfo, BackendError> {
-        let request = self.authorized(self.http.get(Self::url(settings, "/v1/models")), settings);
+        let request = self
+            .authorized(self.http.get(Self::url(settings, "/v1/models")), settings)
+            .timeout(Duration::from_millis(settings.timeout_ms));
         let response = request.send().await.map_err(classify_send_error)?;
         let response = check_status(response).await?;
         let body = response

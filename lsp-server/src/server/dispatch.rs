@@ -109,6 +109,10 @@ where
                 }
                 self.inner.call(builder.finish()).boxed()
             }
+            "exit" => {
+                session.exit_requested.notify_one();
+                self.inner.call(request).boxed()
+            }
             _ => self.inner.call(request).boxed(),
         }
     }

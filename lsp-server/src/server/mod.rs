@@ -139,7 +139,16 @@ pub async fn run_stdio() {
         guard_to_transport,
         transport_out,
     ));
-    transport.await;
+    // The transport waits for requests still in flight before it returns; after `exit`
+    // nobody wants their answers, so give them only a moment.
+    let exit_requested = async {
+        session.exit_requested.notified().await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    tokio::select! {
+        () = transport => {}
+        () = exit_requested => {}
+    }
     // The transport ends on `exit` or end of input. Give the guard a moment to write what
     // the transport said last; its reader may stay blocked on an open stdin, so do not wait
     // for it beyond that.

@@ -31,6 +31,9 @@ pub struct Session {
     pub memory: Mutex<SuggestionMemory>,
     pub backend: Backend,
     pub timings: Timings,
+    /// Set when the client sends `exit`: the process ends without waiting for requests
+    /// still in flight.
+    pub exit_requested: tokio::sync::Notify,
 }
 
 impl Default for Session {
@@ -50,6 +53,7 @@ impl Session {
             memory: Mutex::new(SuggestionMemory::default()),
             backend: Backend::new(),
             timings: Timings::default(),
+            exit_requested: tokio::sync::Notify::new(),
         }
     }
 

@@ -61,7 +61,12 @@ fn read_frames(stdout: impl Read, sender: mpsc::Sender<Value>) {
 
 impl LspClient {
     pub fn spawn() -> Self {
+        Self::spawn_with_env(&[])
+    }
+
+    pub fn spawn_with_env(env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-lsp"))
+            .envs(env.iter().copied())
             .env(
                 "GHOSTLINE_LSP_LOG",
                 std::env::var("GHOSTLINE_LSP_LOG").unwrap_or_else(|_| "warn".into()),
@@ -85,7 +90,11 @@ impl LspClient {
 
     /// Spawns and initializes with the given capabilities and initializationOptions.
     pub fn start(capabilities: Value, options: Value) -> (Self, Value) {
-        let mut client = Self::spawn();
+        Self::start_with_env(capabilities, options, &[])
+    }
+
+    pub fn start_with_env(capabilities: Value, options: Value, env: &[(&str, &str)]) -> (Self, Value) {
+        let mut client = Self::spawn_with_env(env);
         let result = client.request_ok(
             "initialize",
             json!({"processId": null, "rootUri": null, "capabilities": capabilities, "initializationOptions": options}),
