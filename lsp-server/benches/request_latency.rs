@@ -1,1 +1,148 @@
-fn main() {}
+//! The server's own time per inline-completion request on a 10,000-line file, measured
+//! inside the server (`ghostline/timings`) against a real ghostline-serve:
+//!   - arrival → backend call: everything before the HTTP request goes out;
+//!   - last token → response: stop detection, post-processing, building the answer;
+//!   - typing-through: arrival → response when the answer comes from memory.
+//! Targets: p99 under 5 ms, typing-through under 1 ms. Prints a table; asserts nothing.
+//!
+//!     cargo bench -p ghostline-lsp --bench request_latency
+//!
+//! Uses GHOSTLINE_SERVE_BIN / GHOSTLINE_TINY_MODEL like the tests, or an already running
+//! backend from GHOSTLINE_BENCH_BACKEND (a URL).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{items, start_backend, tiny_model_dir, LspClient};
+use serde_json::{json, Value};
+
+const LINES: usize = 10_000;
+const BACKEND_REQUESTS: usize = 200;
+const URI: &str = "file:///bench/big.py";
+
+fn big_file() -> String {
+    let mut text = String::new();
+    let mut i = 0;
+    while text.lines().count() < LINES {
+        text.push_str(&format!(
+            "def function_{i}(value, scale=2):\n    \"\"\"Scale value {i} — naïve ✓.\"\"\"\n    result = value * scale + {i}\n    if result > 100:\n        return result - 100\n    return result\n\n\n"
+        ));
+        i += 1;
+    }
+    text.lines().take(LINES).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn row(name: &str, mut values_ms: Vec<f64>) {
+    values_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "| {name:<38} | {:>6} | {:>8.3} | {:>8.3} | {:>8.3} |",
+        values_ms.len(),
+        percentile(&values_ms, 50.0),
+        percentile(&values_ms, 99.0),
+        values_ms.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+fn take_timings(client: &mut LspClient) -> Vec<Value> {
+    client.request_ok("ghostline/timings", Value::Null)["requests"].as_array().cloned().unwrap_or_default()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists benchmarks; this one is not a test.
+    }
+    let _backend;
+    let url = match std::env::var("GHOSTLINE_BENCH_BACKEND") {
+        Ok(url) => url,
+        Err(_) => match start_backend(tiny_model_dir(), None, &[]) {
+            Some(backend) => {
+                let url = backend.url();
+                _backend = backend;
+                url
+            }
+            None => return,
+        },
+    };
+    let (mut client, _) = LspClient::start(
+        json!({}),
+        json!({"backendUrl": url, "maxTokens": 8, "multiline": "never", "timeoutMs": 30000}),
+    );
+    let text = big_file();
+    client.open(URI, "python", &text);
+    // Let the tokenizer tables load (done in the background at initialize).
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut version = 1;
+    let mut round_trip_typing = Vec::new();
+    let mut shown = Vec::new();
+    for _ in 0..BACKEND_REQUESTS {
+        // A blank line inside a function body somewhere in the file, freshly edited so that
+        // neither memory nor the LRU can answer.
+        let line = (next() % (LINES as u64 - 10)) as u32;
+        let marker = format!("x{}", next() % 1_000_000);
+        version += 1;
+        client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [
+            {"range": {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}}, "text": marker}
+        ]}));
+        let character = marker.len() as u32;
+        let response =
+            client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, line, character));
+        if let Some(item) = items(&response).first() {
+            if let Some(text) = item["insertText"].as_str() {
+                if text.chars().count() > 2 && text.is_ascii() {
+                    shown.push((line, character, text.to_string()));
+                }
+            }
+        }
+    }
+    let backend_timings = take_timings(&mut client);
+
+    // Typing-through: for each shown suggestion still intact, type its chars one by one.
+    for (line, character, suggestion) in shown.iter().take(60) {
+        // Ask again at the same spot so it is the suggestion on screen (answered from the LRU).
+        let _ = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, *line, *character));
+        let mut column = *character;
+        for c in suggestion.chars().take(suggestion.len() - 1) {
+            version += 1;
+            client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [
+                {"range": {"start": {"line": line, "character": column}, "end": {"line": line, "character": column}}, "text": c.to_string()}
+            ]}));
+            column += 1;
+            let started = Instant::now();
+            let _ = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, *line, column));
+            round_trip_typing.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let typing_timings = take_timings(&mut client);
+    let _ = client.shutdown();
+
+    let ms = |timing: &Value, key: &str| timing[key].as_f64().unwrap_or(f64::NAN) / 1e6;
+    let from_backend: Vec<&Value> = backend_timings.iter().filter(|t| t["source"] == "backend").collect();
+    let typed: Vec<&Value> = typing_timings.iter().filter(|t| t["source"] == "typing").collect();
+
+    println!("\nghostline-lsp request latency, {LINES}-line Python file, backend {url}");
+    println!("| {:<38} | {:>6} | {:>8} | {:>8} | {:>8} |", "server's own time (ms)", "n", "p50", "p99", "max");
+    println!("|{}|{}|{}|{}|{}|", "-".repeat(40), "-".repeat(8), "-".repeat(10), "-".repeat(10), "-".repeat(10));
+    row("arrival → backend call", from_backend.iter().map(|t| ms(t, "beforeBackendNs")).collect());
+    row("last token → response", from_backend.iter().map(|t| ms(t, "afterLastTokenNs")).collect());
+    row("typing-through (arrival → response)", typed.iter().map(|t| ms(t, "totalNs")).collect());
+    row("typing-through, client round trip", round_trip_typing);
+    row("whole request incl. backend (context)", from_backend.iter().map(|t| ms(t, "totalNs")).collect());
+}

@@ -325,6 +325,12 @@ pub fn default_model_dir() -> PathBuf {
         .unwrap_or_else(|_| home().join(".cache/ghostline/models/qwen2.5-coder-0.5b-instruct"))
 }
 
+/// Written straight to the stderr handle, which libtest does not capture, so a skip is
+/// seen even when the test "passes".
+pub fn loud(message: &str) {
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
+}
+
 /// Starts ghostline-serve with `model_dir` on `port` (a free one when `None`), waiting until
 /// it is ready. `None`, with a loud message, when the binary or the model is missing.
 pub fn start_backend(
@@ -333,7 +339,7 @@ pub fn start_backend(
     extra_args: &[&str],
 ) -> Option<Backend> {
     let Some(binary) = serve_binary() else {
-        eprintln!("\n!!!! SKIPPED: no ghostline-serve binary (cargo build -p ghostline-serve, or set GHOSTLINE_SERVE_BIN) !!!!\n");
+        loud("SKIPPED: no ghostline-serve binary (cargo build -p ghostline-serve, or set GHOSTLINE_SERVE_BIN)");
         return None;
     };
     if !model_dir.join("ghostline.json").exists() {
