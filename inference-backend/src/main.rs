@@ -17,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     // Logs go to stderr; nothing about request contents is logged above debug level.
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("GHOSTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_env("GHOSTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info,ort=warn")))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();

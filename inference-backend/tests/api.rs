@@ -83,12 +83,16 @@ async fn streaming_and_plain_answers_agree_for_both_layouts() {
 #[tokio::test]
 async fn seeded_sampling_is_reproducible() {
     let server = Server::start(&tiny_genai(), &[]);
-    let body = |seed: u64| json!({"prompt": "import os\n", "max_tokens": 24, "temperature": 1.0, "top_p": 0.95, "seed": seed, "ignore_eos": true});
+    // The random model's distributions are peaked; a high temperature makes seeds matter.
+    let body = |seed: u64| json!({"prompt": "import os\n", "max_tokens": 12, "temperature": 2.0, "top_p": 1.0, "seed": seed, "ignore_eos": true});
     let (_, a) = complete(&server, body(11)).await;
     let (_, b) = complete(&server, body(11)).await;
-    let (_, c) = complete(&server, body(12)).await;
     assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
-    assert_ne!(a["choices"][0]["text"], c["choices"][0]["text"]);
+    let mut others = Vec::new();
+    for seed in 1..=4 {
+        others.push(complete(&server, body(seed)).await.1["choices"][0]["text"].clone());
+    }
+    assert!(others.iter().any(|t| *t != a["choices"][0]["text"]), "every seed gave the same text: {others:?}");
 }
 
 #[tokio::test]
@@ -199,9 +203,9 @@ async fn malformed_requests_get_openai_style_400s() {
 async fn limits_body_size_context_max_tokens_and_timeout() {
     let server = Server::start(
         &tiny_genai(),
-        &["--max-body-bytes", "2000", "--context-length", "64", "--max-tokens-cap", "8", "--request-timeout", "30"],
+        &["--max-body-bytes", "8000", "--context-length", "64", "--max-tokens-cap", "8", "--request-timeout", "30"],
     );
-    let big = "x".repeat(5000);
+    let big = "x".repeat(20_000);
     let resp = client().post(server.url("/v1/completions")).json(&greedy(&big, 2)).send().await.unwrap();
     assert_eq!(resp.status(), 413);
     assert!(resp.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("larger than"));
@@ -276,7 +280,8 @@ fn refuses_a_directory_that_is_not_a_model() {
     assert!(!ok);
     assert!(log.contains("not marked special"), "{log}");
 
-    // ONNX file present but not a decoder with a KV cache.
+    // A genai graph without its genai_config.json: taken for an Optimum export, which it is not.
+    std::fs::copy(tiny_genai().join("tokenizer.json"), &tok_path).unwrap();
     std::fs::remove_file(copy.path().join("genai_config.json")).unwrap();
     let (ok, log) = common::run_to_exit(copy.path(), &[]);
     assert!(!ok);

@@ -56,7 +56,7 @@ impl Server {
             .args(["--port", "0", "--threads", "1", "--device", "cpu", "--model"])
             .arg(model)
             .args(extra)
-            .env("GHOSTLINE_LOG", "info,ghostline_serve=debug")
+            .env("GHOSTLINE_LOG", "info,ort=warn,ghostline_serve=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Reference latency numbers for the default model: time to first token and decode speed.
+
+Backends, all on the same prompts (real code text, tokenized and cut to 256/1024/2048 tokens):
+  genai   onnxruntime-genai's Python API on the converted model dir (fetch_default_model.py)
+  llama   llama-cpp-python on the same Q4_K_M GGUF (requirements-bench.txt)
+  server  optional: an OpenAI-compatible server (--server URL), streaming /v1/completions
+
+TTFT = prompt submitted -> first generated token available.  Decode tok/s = (n-1)/(t_last-t_first)
+over n generated tokens (default 64, EOS ignored / min length forced).  Each backend gets a
+warm-up run first; with --repeats R the median is reported.
+
+    python bench_reference.py [--threads 2] [--lengths 256,1024,2048] [--gen 64]
+                              [--server http://127.0.0.1:8080] [--json-out bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import fetch_default_model as fdm  # noqa: E402
+
+
+def free_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------- prompts
+def code_corpus(min_chars: int = 400_000) -> str:
+    """Concatenated Python source of an installed package (transformers' Qwen2/Llama and
+    generation code, then more files), so the prompts are real code."""
+    import transformers
+
+    root = Path(transformers.__file__).parent
+    files = sorted((root / "models" / "qwen2").glob("*.py")) + sorted((root / "models" / "llama").glob("*.py"))
+    files += sorted((root / "generation").glob("*.py")) + sorted(root.glob("*.py"))
+    parts, n = [], 0
+    for f in files:
+        t = f.read_text(encoding="utf-8", errors="replace")
+        parts.append(f"# file: {f.relative_to(root.parent)}\n{t}\n")
+        n += len(t)
+        if n >= min_chars:
+            break
+    return "".join(parts)
+
+
+def make_prompts(tokenizer_json: Path, lengths: list[int]) -> dict[int, list[int]]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    ids = tok.encode(code_corpus(), add_special_tokens=False).ids
+    if len(ids) < max(lengths) * 2:
+        raise SystemExit("code corpus too short")
+    # a different slice per length so no backend can reuse a cached prefix of another prompt
+    out, start = {}, 0
+    for n in lengths:
+        out[n] = ids[start:start + n]
+        start += n
+    return out
+
+
+# ---------------------------------------------------------------- backends
+def bench_genai(model_dir: Path, threads: int, prompts, gen: int, repeats: int):
+    import onnxruntime_genai as og
+
+    config = og.Config(str(model_dir))
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+        "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+    model = og.Model(config)
+
+    def one(ids, n_new):
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + n_new, min_length=len(ids) + n_new, do_sample=False)
+        g = og.Generator(model, params)
+        times = []
+        t0 = time.perf_counter()
+        g.append_tokens(ids)
+        while not g.is_done():
+            g.generate_next_token()
+            g.get_next_tokens()
+            times.append(time.perf_counter())
+        return t0, times
+
+    return run_backend("genai", one, prompts, gen, repeats)
+
+
+def bench_llama(gguf: Path, threads: int, prompts, gen: int, repeats: int):
+    from llama_cpp import Llama
+
+    n_ctx = max(len(p) for p in prompts.values()) + gen + 16
+    llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                n_batch=512, verbose=False)
+
+    def one(ids, n_new):
+        llm.reset()  # no prefix reuse between runs
+        times = []
+        t0 = time.perf_counter()
+        for _tok in llm.generate(ids, temp=0.0, top_k=1, reset=True):  # never stops at EOS itself
+            times.append(time.perf_counter())
+            if len(times) >= n_new:
+                break
+        return t0, times
+
+    return run_backend("llama", one, prompts, gen, repeats)
+
+
+def bench_server(url: str, model_name: str | None, tokenizer_json: Path, prompts, gen: int, repeats: int):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    u = urllib.parse.urlsplit(url)
+    base = u.path.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+
+    def conn():
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        return cls(u.hostname, u.port or (443 if u.scheme == "https" else 80), timeout=600)
+
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("GHOSTLINE_API_KEY"):
+        headers["Authorization"] = "Bearer " + os.environ["GHOSTLINE_API_KEY"]
+    if model_name is None:
+        c = conn()
+        c.request("GET", base + "/models", headers=headers)
+        r = c.getresponse()
+        data = json.loads(r.read() or b"{}")
+        model_name = (data.get("data") or [{}])[0].get("id", "default")
+
+    def one(ids, n_new):
+        body = json.dumps({"model": model_name, "prompt": tok.decode(ids, skip_special_tokens=False),
+                           "max_tokens": n_new, "temperature": 0, "stream": True, "ignore_eos": True})
+        c = conn()
+        times = []
+        t0 = time.perf_counter()
+        c.request("POST", base + "/completions", body=body, headers=headers)
+        r = c.getresponse()
+        if r.status != 200:
+            raise SystemExit(f"server answered {r.status}: {r.read()[:500]!r}")
+        for raw in r:
+            line = raw.strip()
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                break
+            chunk = json.loads(payload)
+            if any(ch.get("text") for ch in chunk.get("choices", [])):
+                times.append(time.perf_counter())
+        c.close()
+        return t0, times
+
+    return run_backend("server", one, prompts, gen, repeats)
+
+
+def run_backend(name, one, prompts, gen, repeats):
+    warm = next(iter(prompts.values()))[:32]
+    one(warm, 4)
+    res = {}
+    for n, ids in prompts.items():
+        ttfts, rates, counts = [], [], []
+        for _ in range(repeats):
+            t0, times = one(ids, gen)
+            if not times:
+                raise SystemExit(f"{name}: no token generated for the {n}-token prompt")
+            ttfts.append(times[0] - t0)
+            counts.append(len(times))
+            if len(times) > 1:
+                rates.append((len(times) - 1) / (times[-1] - times[0]))
+        res[n] = {"ttft_s": statistics.median(ttfts),
+                  "decode_tok_s": statistics.median(rates) if rates else None,
+                  "generated": min(counts)}
+        print(f"[bench] {name:6s} prompt {n:5d}: TTFT {res[n]['ttft_s']:.3f}s, "
+              f"decode {res[n]['decode_tok_s'] or 0:.1f} tok/s ({res[n]['generated']} tokens)", flush=True)
+    return res
+
+
+# ---------------------------------------------------------------- report
+def table(results: dict, lengths: list[int]) -> str:
+    names = [n for n in ("genai", "llama", "server") if n in results]
+    label = {"genai": "ORT-genai", "llama": "llama.cpp", "server": "server"}
+    ref = "llama" if "llama" in results else None
+    head = ["prompt tokens"]
+    for n in names:
+        head.append(f"{label[n]} TTFT s")
+    for n in names:
+        if ref and n != ref:
+            head.append(f"{label[n]}/llama.cpp TTFT")
+    for n in names:
+        head.append(f"{label[n]} decode tok/s")
+    for n in names:
+        if ref and n != ref:
+            head.append(f"{label[n]}/llama.cpp decode")
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for L in lengths:
+        r = [str(L)]
+        for n in names:
+            r.append(f"{results[n][L]['ttft_s']:.3f}")
+        for n in names:
+            if ref and n != ref:
+                r.append(f"{results[n][L]['ttft_s'] / results[ref][L]['ttft_s']:.2f}x")
+        for n in names:
+            v = results[n][L]["decode_tok_s"]
+            r.append(f"{v:.1f}" if v else "-")
+        for n in names:
+            if ref and n != ref:
+                a, b = results[n][L]["decode_tok_s"], results[ref][L]["decode_tok_s"]
+                r.append(f"{a / b:.2f}x" if a and b else "-")
+        rows.append("| " + " | ".join(r) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    cache = fdm.cache_root()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model-dir", type=Path, default=fdm.model_dir_for(cache, "cpu-int4"))
+    ap.add_argument("--gguf", type=Path, default=cache / "dl" / fdm.GGUF_NAME)
+    ap.add_argument("--threads", type=int, default=free_cores())
+    ap.add_argument("--lengths", default="256,1024,2048")
+    ap.add_argument("--gen", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--backends", default="genai,llama", help="comma list of genai,llama")
+    ap.add_argument("--server", help="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080")
+    ap.add_argument("--server-model", help="model name to send (default: first of /v1/models)")
+    ap.add_argument("--json-out", type=Path)
+    args = ap.parse_args(argv)
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    lengths = [int(x) for x in args.lengths.split(",") if x]
+    tokenizer_json = args.model_dir / "tokenizer.json"
+    if not tokenizer_json.is_file():
+        raise SystemExit(f"{tokenizer_json} not found: run fetch_default_model.py first")
+    prompts = make_prompts(tokenizer_json, lengths)
+    backends = [b for b in args.backends.split(",") if b]
+    results = {}
+    if "genai" in backends:
+        results["genai"] = bench_genai(args.model_dir, args.threads, prompts, args.gen, args.repeats)
+    if "llama" in backends:
+        results["llama"] = bench_llama(args.gguf, args.threads, prompts, args.gen, args.repeats)
+    if args.server:
+        results["server"] = bench_server(args.server, args.server_model, tokenizer_json, prompts,
+                                         args.gen, args.repeats)
+    import platform
+
+    meta = {"threads": args.threads, "gen_tokens": args.gen, "repeats": args.repeats,
+            "model_dir": str(args.model_dir), "gguf": str(args.gguf), "server": args.server,
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    print()
+    print(f"threads={args.threads}, {args.gen} generated tokens, median of {args.repeats}")
+    print(table(results, lengths))
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"meta": meta, "results": {
+            k: {str(n): v for n, v in r.items()} for k, r in results.items()}}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
