@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -308,6 +307,32 @@ def compare(label, got, want) -> float:
     return d
 
 
+# ---------------------------------------------------------------- genai builder
+def run_builder_in_process(builder_argv: list[str]) -> str | None:
+    """``python -m onnxruntime_genai.models.builder ARGV`` without a second interpreter (saves the
+    ~10 s of importing torch + transformers again). Returns the captured output on failure."""
+    import contextlib
+    import io
+    import runpy
+
+    buf = io.StringIO()
+    saved = sys.argv
+    sys.argv = ["builder", *builder_argv]
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            runpy.run_module("onnxruntime_genai.models.builder", run_name="__main__", alter_sys=False)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            return buf.getvalue()[-4000:] + f"\nexit {e.code}"
+    except Exception as e:  # noqa: BLE001 - report whatever the builder raised
+        import traceback
+
+        return buf.getvalue()[-4000:] + "\n" + traceback.format_exc()
+    finally:
+        sys.argv = saved
+    return None
+
+
 # ---------------------------------------------------------------- main
 def write_common(out: Path, tokenizer: Path, model) -> None:
     shutil.copyfile(tokenizer, out / "tokenizer.json")
@@ -376,12 +401,11 @@ def main(argv=None) -> int:
     else:
         hf = tmp / "_hf"
         write_hf_dir(model, args.tokenizer, hf)
-        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(tmp),
-               "-p", "fp32", "-e", "cpu", "-c", str(tmp / "_cache")]
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if r.returncode != 0:
-            print(r.stdout[-4000:], file=sys.stderr)
-            print(f"[tiny] error: model builder failed ({r.returncode})", file=sys.stderr)
+        argv_b = ["-i", str(hf), "-o", str(tmp), "-p", "fp32", "-e", "cpu", "-c", str(tmp / "_cache")]
+        err = run_builder_in_process(argv_b)
+        if err:
+            print(err, file=sys.stderr)
+            print("[tiny] error: model builder failed", file=sys.stderr)
             return 1
         shutil.rmtree(hf)
         shutil.rmtree(tmp / "_cache", ignore_errors=True)

@@ -42,6 +42,10 @@ pub struct Args {
     /// Seconds a request may take from arrival to its last token.
     #[arg(long, default_value_t = 60.0)]
     pub request_timeout: f64,
+    /// Memory for the KV state of recent prompts, reused when a new prompt shares their start
+    /// (the next keystroke in the same file). 0 turns the prefix cache off.
+    #[arg(long, default_value_t = 512)]
+    pub prefix_cache_mb: usize,
     /// Override the model's context length (prompt + completion tokens).
     #[arg(long)]
     pub context_length: Option<usize>,

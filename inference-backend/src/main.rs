@@ -62,6 +62,7 @@ async fn serve(args: Args) -> Result<()> {
         request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
     });
 
+    let prefix_cache_bytes = args.prefix_cache_mb * 1024 * 1024;
     let options = EngineOptions { ort_library, device: args.device, threads: args.threads() };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();
@@ -95,7 +96,7 @@ async fn serve(args: Args) -> Result<()> {
             limits,
         };
         let _ = engine_state.model.set(loaded);
-        scheduler::run_engine_loop(engine, jobs, metrics);
+        scheduler::run_engine_loop(engine, jobs, metrics, prefix_cache_bytes);
     })?;
 
     axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await?;

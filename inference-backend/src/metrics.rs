@@ -60,6 +60,9 @@ pub struct Metrics {
     pub generated_tokens: AtomicU64,
     pub queue_depth: AtomicI64,
     pub cancelled: AtomicU64,
+    pub prefix_cache_hits: AtomicU64,
+    pub prefix_cache_misses: AtomicU64,
+    pub prefix_cache_reused_tokens: AtomicU64,
     pub time_to_first_token: Histogram,
     pub time_per_token: Histogram,
     pub queue_time: Histogram,
@@ -73,6 +76,9 @@ impl Default for Metrics {
             generated_tokens: AtomicU64::new(0),
             queue_depth: AtomicI64::new(0),
             cancelled: AtomicU64::new(0),
+            prefix_cache_hits: AtomicU64::new(0),
+            prefix_cache_misses: AtomicU64::new(0),
+            prefix_cache_reused_tokens: AtomicU64::new(0),
             time_to_first_token: Histogram::new(LATENCY_BOUNDS),
             time_per_token: Histogram::new(TOKEN_BOUNDS),
             queue_time: Histogram::new(LATENCY_BOUNDS),
@@ -102,6 +108,14 @@ impl Metrics {
         counter(&mut out, "ghostline_prompt_tokens_total", "Prompt tokens prefilled.", self.prompt_tokens.load(Ordering::Relaxed));
         counter(&mut out, "ghostline_generated_tokens_total", "Tokens generated.", self.generated_tokens.load(Ordering::Relaxed));
         counter(&mut out, "ghostline_cancelled_total", "Generations stopped because the client went away.", self.cancelled.load(Ordering::Relaxed));
+        counter(&mut out, "ghostline_prefix_cache_hits_total", "Requests that reused a cached KV prefix.", self.prefix_cache_hits.load(Ordering::Relaxed));
+        counter(&mut out, "ghostline_prefix_cache_misses_total", "Requests prefilled from scratch.", self.prefix_cache_misses.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "ghostline_prefix_cache_reused_tokens_total",
+            "Prompt tokens not prefilled thanks to the prefix cache.",
+            self.prefix_cache_reused_tokens.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP ghostline_queue_depth Requests waiting for the engine.\n# TYPE ghostline_queue_depth gauge\nghostline_queue_depth {}",

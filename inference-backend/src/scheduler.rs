@@ -10,13 +10,19 @@ use std::{
 use anyhow::Result;
 
 use crate::{
-    engine::{sampling::Sampler, stop::{StopMatcher, StopOutcome}, Engine},
+    engine::{
+        prefix_cache::PrefixCache,
+        sampling::Sampler,
+        stop::{StopMatcher, StopOutcome},
+        Engine,
+    },
     metrics::Metrics,
     model::tokenizer::IncrementalDecoder,
     queue::{FinishReason, GenerationEvent, Job},
 };
 
-pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Metrics>) {
+pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Metrics>, prefix_cache_bytes: usize) {
+    let mut cache = PrefixCache::new(prefix_cache_bytes, metrics.clone());
     for job in jobs {
         metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
         metrics.queue_time.observe(job.arrived.elapsed());
@@ -24,7 +30,7 @@ pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Met
             metrics.cancelled.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if let Err(e) = run_job(&mut engine, &job, &metrics) {
+        if let Err(e) = run_job(&mut engine, &mut cache, &job, &metrics) {
             tracing::error!("generation failed: {e:#}");
             let _ = job.events.send(GenerationEvent::Failed(format!("{e:#}")));
         }
@@ -36,7 +42,7 @@ enum Outcome {
     Cancelled,
 }
 
-fn run_job(engine: &mut Engine, job: &Job, metrics: &Metrics) -> Result<()> {
+fn run_job(engine: &mut Engine, cache: &mut PrefixCache, job: &Job, metrics: &Metrics) -> Result<()> {
     let request = &job.request;
     let tokenizer = engine.tokenizer.clone();
     let stop_ids: Vec<u32> =
@@ -45,13 +51,21 @@ fn run_job(engine: &mut Engine, job: &Job, metrics: &Metrics) -> Result<()> {
     let mut sampler = Sampler::new(request.sampling);
     let mut stops = StopMatcher::new(request.stop.clone());
     let mut decoder = IncrementalDecoder::default();
-    let mut seq = engine.new_sequence()?;
+    let prompt = &request.prompt_ids;
+    let mut seq = match cache.lookup(prompt) {
+        Some(seq) => seq,
+        None => engine.new_sequence()?,
+    };
+    // The tokens whose KV `seq` holds, so the finished sequence can be cached.
+    let mut fed: Vec<u32> = Vec::with_capacity(prompt.len() + request.max_tokens);
+    fed.extend_from_slice(&prompt[..seq.len()]);
     let mut generated = 0usize;
     let mut last_token_at: Option<Instant> = None;
     metrics.prompt_tokens.fetch_add(request.prompt_ids.len() as u64, Ordering::Relaxed);
 
     let send = |text: String| -> bool { text.is_empty() || job.events.send(GenerationEvent::Text(text)).is_ok() };
-    let mut next = engine.forward(&mut seq, &request.prompt_ids)?.to_vec();
+    let mut next = engine.forward(&mut seq, &prompt[fed.len()..])?.to_vec();
+    fed.extend_from_slice(&prompt[fed.len()..]);
 
     let outcome = loop {
         if job.events.is_closed() {
@@ -89,7 +103,9 @@ fn run_job(engine: &mut Engine, job: &Job, metrics: &Metrics) -> Result<()> {
         }
         next.clear();
         next.extend_from_slice(engine.forward(&mut seq, &[token])?);
+        fed.push(token);
     };
+    cache.insert(fed, seq);
 
     match outcome {
         Outcome::Cancelled => {

@@ -287,3 +287,32 @@ fn refuses_a_directory_that_is_not_a_model() {
     assert!(!ok);
     assert!(log.contains("onnxruntime-genai") && log.contains("Optimum"), "{log}");
 }
+
+#[tokio::test]
+async fn prefix_cache_reuses_kv_without_changing_results() {
+    let prefix = "def parse(line):\n    fields = line.split(',')\n    return fields\n".repeat(6);
+    let fim = |extra: &str| {
+        json!({"prompt": format!("{prefix}{extra}"), "suffix": "\nprint(parse('a,b'))\n", "max_tokens": 12, "temperature": 0, "ignore_eos": true})
+    };
+    for dir in [tiny_genai(), tiny_optimum()] {
+        let warm = Server::start(&dir, &[]);
+        let cold = Server::start(&dir, &["--prefix-cache-mb", "0"]);
+        // First keystroke, then the next one: the second prompt shares everything up to the
+        // cursor with the first, and the first's generated tokens are cached too.
+        let (_, first) = complete(&warm, fim("def ")).await;
+        let (_, second) = complete(&warm, fim("def m")).await;
+        let (_, again) = complete(&warm, fim("def m")).await;
+        let metrics = client().get(warm.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let prompt_tokens = second["usage"]["prompt_tokens"].as_f64().unwrap();
+        assert!(metric(&metrics, "ghostline_prefix_cache_hits_total") >= 2.0, "{metrics}");
+        assert!(metric(&metrics, "ghostline_prefix_cache_reused_tokens_total") >= 1.5 * (prompt_tokens - 20.0), "{metrics}");
+
+        let (_, cold_first) = complete(&cold, fim("def ")).await;
+        let (_, cold_second) = complete(&cold, fim("def m")).await;
+        let cold_metrics = client().get(cold.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(metric(&cold_metrics, "ghostline_prefix_cache_reused_tokens_total"), 0.0);
+        assert_eq!(first["choices"][0]["text"], cold_first["choices"][0]["text"], "{}", dir.display());
+        assert_eq!(second["choices"][0]["text"], cold_second["choices"][0]["text"], "{}", dir.display());
+        assert_eq!(again["choices"][0]["text"], cold_second["choices"][0]["text"], "{}", dir.display());
+    }
+}

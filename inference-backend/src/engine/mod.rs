@@ -1,6 +1,7 @@
 //! The ONNX decoder: one session, and a KV state per sequence that is fed back every step so the
 //! prompt is computed once (prefill) and each new token costs one position (decode).
 
+pub mod prefix_cache;
 pub mod sampling;
 pub mod stop;
 
@@ -64,6 +65,54 @@ impl KvState {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Memory held, for the prefix cache's budget.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flat_map(|(k, v)| [k, v])
+            .map(|t| match t.dtype() {
+                ValueType::Tensor { ty, shape, .. } => {
+                    let count = shape.iter().product::<i64>().max(0) as usize;
+                    ty.byte_size(count).unwrap_or(count * 4)
+                }
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// A copy holding only the first `len` positions (tensors are [batch, heads, positions, dim]).
+    pub fn truncated_copy(&self, len: usize) -> Result<KvState> {
+        if len > self.len {
+            bail!("cannot keep {len} of {} positions", self.len);
+        }
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (k, v) in &self.layers {
+            layers.push((truncate_positions(k, len)?, truncate_positions(v, len)?));
+        }
+        Ok(KvState { layers, len })
+    }
+}
+
+fn truncate_positions(tensor: &DynValue, len: usize) -> Result<DynValue> {
+    fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static>(
+        tensor: &DynValue,
+        len: usize,
+    ) -> Result<DynValue> {
+        let (shape, data) = tensor.try_extract_tensor::<T>()?;
+        let [b, h, positions, d] = [shape[0], shape[1], shape[2], shape[3]].map(|x| x as usize);
+        let mut out = Vec::with_capacity(b * h * len * d);
+        for row in 0..b * h {
+            let start = row * positions * d;
+            out.extend_from_slice(&data[start..start + len * d]);
+        }
+        Ok(Tensor::from_array(([b, h, len, d], out))?.into_dyn())
+    }
+    match tensor.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(tensor, len),
+        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(tensor, len),
+        other => bail!("unsupported KV type {other:?}"),
     }
 }
 
