@@ -257,6 +257,7 @@ fn default_model_suggests_something_sensible() {
     assert_eq!(got.len(), 1, "{response}");
     let suggestion = insert_text(&got[0]);
     eprintln!("default model suggests: {suggestion:?}");
-    assert!(suggestion.contains("return") && suggestion.contains("fibonacci(n"), "{suggestion:?}");
+    let recurrence = ["a + b", "fibonacci(n - 1)", "fibonacci(n-1)"];
+    assert!(recurrence.iter().any(|r| suggestion.contains(r)), "not a Fibonacci body: {suggestion:?}");
     assert!(client.shutdown().success());
 }

@@ -256,6 +256,8 @@ pub async fn suggest(
             )
             .await;
     }
+    // Code stays out of logs unless asked for at trace level.
+    tracing::trace!("raw suggestion {:?}", generated.raw);
     let finished = postprocess::finish(
         &generated.raw,
         &PostContext {
@@ -323,6 +325,7 @@ async fn generate(
         match stream.next_text().await {
             Ok(Some(delta)) => {
                 last_token_ns = now_ns();
+                tracing::trace!("delta {delta:?}");
                 if detector.push(&delta) {
                     break;
                 }

@@ -244,7 +244,11 @@ impl StopDetector {
             } else {
                 indent_width(line)
             };
-            self.block_indent = Some(opener_indent + 1);
+            // Only the outermost block bounds the suggestion: a nested block may end and
+            // the suggestion go on in the enclosing one.
+            if self.block_indent.is_none() {
+                self.block_indent = Some(opener_indent + 1);
+            }
             self.max_depth = self.max_depth.max(1);
         } else if self.depth == 0 && depth_at_line_start > 0 && !self.config.indent_based {
             // Closed, on a later line, the block it opened.
@@ -341,6 +345,14 @@ mod tests {
         config.indent_based = true;
         let (text, _) = run(config, &["\n    y = x + 1\n    return y\n\nz = 3\n"]);
         assert_eq!(text, "\n    y = x + 1\n    return y");
+    }
+
+    #[test]
+    fn python_nested_block_may_end_inside_the_cursor_block() {
+        let mut config = multi("    ", None);
+        config.indent_based = true;
+        let body = "a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return b\n\n\ndef g():\n";
+        assert_eq!(run(config, &[body]).0, "a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return b");
     }
 
     #[test]

@@ -322,7 +322,7 @@ pub fn tiny_model_dir() -> PathBuf {
 pub fn default_model_dir() -> PathBuf {
     std::env::var("GHOSTLINE_DEFAULT_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| home().join(".cache/ghostline/models/qwen2.5-coder-0.5b-instruct"))
+        .unwrap_or_else(|_| home().join(".cache/ghostline/models/qwen2.5-coder-0.5b-instruct-int4-cpu"))
 }
 
 /// Written straight to the stderr handle, which libtest does not capture, so a skip is
