@@ -54,7 +54,10 @@ fn row(name: &str, mut values_ms: Vec<f64>) {
 }
 
 fn take_timings(client: &mut LspClient) -> Vec<Value> {
-    client.request_ok("ghostline/timings", Value::Null)["requests"].as_array().cloned().unwrap_or_default()
+    client.request_ok("ghostline/timings", Value::Null)["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn main() {
@@ -102,8 +105,10 @@ fn main() {
             {"range": {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}}, "text": marker}
         ]}));
         let character = marker.len() as u32;
-        let response =
-            client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, line, character));
+        let response = client.request(
+            "textDocument/inlineCompletion",
+            LspClient::inline_completion_params(URI, line, character),
+        );
         if let Some(item) = items(&response).first() {
             if let Some(text) = item["insertText"].as_str() {
                 if text.chars().count() > 2 && text.is_ascii() {
@@ -117,7 +122,10 @@ fn main() {
     // Typing-through: for each shown suggestion still intact, type its chars one by one.
     for (line, character, suggestion) in shown.iter().take(60) {
         // Ask again at the same spot so it is the suggestion on screen (answered from the LRU).
-        let _ = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, *line, *character));
+        let _ = client.request(
+            "textDocument/inlineCompletion",
+            LspClient::inline_completion_params(URI, *line, *character),
+        );
         let mut column = *character;
         for c in suggestion.chars().take(suggestion.len() - 1) {
             version += 1;
@@ -126,7 +134,10 @@ fn main() {
             ]}));
             column += 1;
             let started = Instant::now();
-            let _ = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, *line, column));
+            let _ = client.request(
+                "textDocument/inlineCompletion",
+                LspClient::inline_completion_params(URI, *line, column),
+            );
             round_trip_typing.push(started.elapsed().as_secs_f64() * 1e3);
         }
     }
@@ -134,15 +145,49 @@ fn main() {
     let _ = client.shutdown();
 
     let ms = |timing: &Value, key: &str| timing[key].as_f64().unwrap_or(f64::NAN) / 1e6;
-    let from_backend: Vec<&Value> = backend_timings.iter().filter(|t| t["source"] == "backend").collect();
-    let typed: Vec<&Value> = typing_timings.iter().filter(|t| t["source"] == "typing").collect();
+    let from_backend: Vec<&Value> = backend_timings
+        .iter()
+        .filter(|t| t["source"] == "backend")
+        .collect();
+    let typed: Vec<&Value> = typing_timings
+        .iter()
+        .filter(|t| t["source"] == "typing")
+        .collect();
 
     println!("\nghostline-lsp request latency, {LINES}-line Python file, backend {url}");
-    println!("| {:<38} | {:>6} | {:>8} | {:>8} | {:>8} |", "server's own time (ms)", "n", "p50", "p99", "max");
-    println!("|{}|{}|{}|{}|{}|", "-".repeat(40), "-".repeat(8), "-".repeat(10), "-".repeat(10), "-".repeat(10));
-    row("arrival → backend call", from_backend.iter().map(|t| ms(t, "beforeBackendNs")).collect());
-    row("last token → response", from_backend.iter().map(|t| ms(t, "afterLastTokenNs")).collect());
-    row("typing-through (arrival → response)", typed.iter().map(|t| ms(t, "totalNs")).collect());
+    println!(
+        "| {:<38} | {:>6} | {:>8} | {:>8} | {:>8} |",
+        "server's own time (ms)", "n", "p50", "p99", "max"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(40),
+        "-".repeat(8),
+        "-".repeat(10),
+        "-".repeat(10),
+        "-".repeat(10)
+    );
+    row(
+        "arrival → backend call",
+        from_backend
+            .iter()
+            .map(|t| ms(t, "beforeBackendNs"))
+            .collect(),
+    );
+    row(
+        "last token → response",
+        from_backend
+            .iter()
+            .map(|t| ms(t, "afterLastTokenNs"))
+            .collect(),
+    );
+    row(
+        "typing-through (arrival → response)",
+        typed.iter().map(|t| ms(t, "totalNs")).collect(),
+    );
     row("typing-through, client round trip", round_trip_typing);
-    row("whole request incl. backend (context)", from_backend.iter().map(|t| ms(t, "totalNs")).collect());
+    row(
+        "whole request incl. backend (context)",
+        from_backend.iter().map(|t| ms(t, "totalNs")).collect(),
+    );
 }

@@ -7,14 +7,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{items, misbehaving_server, free_port, LspClient, Misbehaviour};
+use common::{free_port, items, misbehaving_server, LspClient, Misbehaviour};
 use serde_json::json;
 
 const URI: &str = "file:///project/main.py";
 const TEXT: &str = "def add(a, b):\n    \n\nprint(add(1, 2))\n";
 
 fn start(backend_url: String, timeout_ms: u64) -> LspClient {
-    let (mut client, _) = LspClient::start(json!({}), json!({"backendUrl": backend_url, "timeoutMs": timeout_ms}));
+    let (mut client, _) = LspClient::start(
+        json!({}),
+        json!({"backendUrl": backend_url, "timeoutMs": timeout_ms}),
+    );
     client.open(URI, "python", TEXT);
     client
 }
@@ -27,15 +30,29 @@ fn backend_down_answers_empty_and_warns_once() {
         // Typing: each keystroke a change and a request.
         client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": 2 + i},
             "contentChanges": [{"range": {"start": {"line": 1, "character": 4 + i}, "end": {"line": 1, "character": 4 + i}}, "text": "x"}]}));
-        let response = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 1, 5 + i as u32));
+        let response = client.request(
+            "textDocument/inlineCompletion",
+            LspClient::inline_completion_params(URI, 1, 5 + i as u32),
+        );
         assert!(response.get("error").is_none(), "{response}");
         assert!(items(&response).is_empty());
-        assert!(started.elapsed() < Duration::from_secs(2), "answered in {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "answered in {:?}",
+            started.elapsed()
+        );
     }
     let warnings = client.notifications("window/showMessage", Duration::from_millis(300));
-    assert_eq!(warnings.len(), 1, "one warning, not one per keystroke: {warnings:?}");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, not one per keystroke: {warnings:?}"
+    );
     assert_eq!(warnings[0]["params"]["type"], 2, "a warning");
-    assert!(warnings[0]["params"]["message"].as_str().unwrap().contains("cannot reach"));
+    assert!(warnings[0]["params"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot reach"));
     assert!(client.shutdown().success());
 }
 
@@ -44,17 +61,30 @@ fn stalled_backend_answers_empty_within_the_timeout_and_the_editor_stays_respons
     let port = misbehaving_server(Misbehaviour::Stall);
     let mut client = start(format!("http://127.0.0.1:{port}"), 1500);
     let started = Instant::now();
-    let slow = client.send_request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 1, 4));
+    let slow = client.send_request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, 1, 4),
+    );
     // Meanwhile, edits and other requests are served at once.
     client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": 2},
         "contentChanges": [{"range": {"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 4}}, "text": "r"}]}));
     let quick = Instant::now();
-    assert_eq!(client.document_text(URI), json!(TEXT.replacen("    \n", "    r\n", 1)));
-    assert!(quick.elapsed() < Duration::from_millis(500), "blocked for {:?}", quick.elapsed());
+    assert_eq!(
+        client.document_text(URI),
+        json!(TEXT.replacen("    \n", "    r\n", 1))
+    );
+    assert!(
+        quick.elapsed() < Duration::from_millis(500),
+        "blocked for {:?}",
+        quick.elapsed()
+    );
     let response = client.response(slow, Duration::from_secs(10));
     let waited = started.elapsed();
     assert!(items(&response).is_empty(), "{response}");
-    assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_secs(4),
+        "answered after {waited:?}"
+    );
     let warnings = client.notifications("window/showMessage", Duration::from_millis(300));
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(client.shutdown().success());
@@ -66,12 +96,24 @@ fn backend_dying_mid_stream_answers_empty_and_warns_once() {
     let mut client = start(format!("http://127.0.0.1:{port}"), 5000);
     for _ in 0..3 {
         let started = Instant::now();
-        let response = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 1, 4));
-        assert!(items(&response).is_empty(), "a broken stream is not a suggestion: {response}");
+        let response = client.request(
+            "textDocument/inlineCompletion",
+            LspClient::inline_completion_params(URI, 1, 4),
+        );
+        assert!(
+            items(&response).is_empty(),
+            "a broken stream is not a suggestion: {response}"
+        );
         assert!(started.elapsed() < Duration::from_secs(4));
     }
     let warnings = client.notifications("window/showMessage", Duration::from_millis(300));
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0]["params"]["message"].as_str().unwrap().contains("broke off"), "{warnings:?}");
+    assert!(
+        warnings[0]["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("broke off"),
+        "{warnings:?}"
+    );
     assert!(client.shutdown().success());
 }

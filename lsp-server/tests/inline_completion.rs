@@ -27,17 +27,31 @@ fn lsp(backend_url: &str, extra: Value) -> LspClient {
 }
 
 fn inline(client: &mut LspClient, line: u32, character: u32) -> Value {
-    client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, line, character))
+    client.request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, line, character),
+    )
 }
 
 fn insert_text(item: &Value) -> String {
-    item["insertText"].as_str().map(str::to_string).unwrap_or_else(|| item["insertText"]["value"].as_str().unwrap().to_string())
+    item["insertText"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| item["insertText"]["value"].as_str().unwrap().to_string())
 }
 
 fn check_item_shape(item: &Value, line: u32, character: u32) {
     let range = &item["range"];
-    assert_eq!(range["start"], json!({"line": line, "character": character}), "{item}");
-    assert_eq!(range["end"]["line"], json!(line), "the range stays on the cursor's line: {item}");
+    assert_eq!(
+        range["start"],
+        json!({"line": line, "character": character}),
+        "{item}"
+    );
+    assert_eq!(
+        range["end"]["line"],
+        json!(line),
+        "the range stays on the cursor's line: {item}"
+    );
     let text = insert_text(item);
     assert!(!text.trim().is_empty());
     for l in text.split('\n') {
@@ -48,7 +62,9 @@ fn check_item_shape(item: &Value, line: u32, character: u32) {
 
 #[test]
 fn suggestions_come_from_the_real_backend() {
-    let Some(backend) = tiny_backend() else { return };
+    let Some(backend) = tiny_backend() else {
+        return;
+    };
     let mut client = lsp(&backend.url(), json!({"maxTokens": 24}));
     let mut suggested = 0;
     // Several cursor positions: the random model says something, and whatever it says
@@ -63,7 +79,10 @@ fn suggestions_come_from_the_real_backend() {
     }
     assert!(suggested > 0, "the tiny model suggested nothing anywhere");
     // Single-line mode really is single-line.
-    client.notify("workspace/didChangeConfiguration", json!({"settings": {"multiline": "never", "maxTokens": 64}}));
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"multiline": "never", "maxTokens": 64}}),
+    );
     let response = inline(&mut client, 4, 4);
     for item in items(&response) {
         assert!(!insert_text(&item).contains('\n'), "{item}");
@@ -88,8 +107,13 @@ fn some_suggestion(client: &mut LspClient) -> Option<(u32, u32, String)> {
 
 #[test]
 fn typing_through_answers_from_memory() {
-    let Some(backend) = tiny_backend() else { return };
-    let mut client = lsp(&backend.url(), json!({"maxTokens": 16, "multiline": "never"}));
+    let Some(backend) = tiny_backend() else {
+        return;
+    };
+    let mut client = lsp(
+        &backend.url(),
+        json!({"maxTokens": 16, "multiline": "never"}),
+    );
     let Some((line, character, text)) = some_suggestion(&mut client) else {
         panic!("the tiny model suggested nothing usable");
     };
@@ -103,7 +127,11 @@ fn typing_through_answers_from_memory() {
     let response = inline(&mut client, line, next);
     let got = items(&response);
     assert_eq!(got.len(), 1, "{response}");
-    assert_eq!(insert_text(&got[0]), text[first.len_utf8()..], "the rest of the same suggestion");
+    assert_eq!(
+        insert_text(&got[0]),
+        text[first.len_utf8()..],
+        "the rest of the same suggestion"
+    );
     let timings = client.request_ok("ghostline/timings", Value::Null);
     assert_eq!(timings["requests"][0]["source"], "typing", "{timings}");
     // Typing something else is not typing-through.
@@ -123,13 +151,24 @@ fn slow() -> Value {
 
 #[test]
 fn newer_request_cancels_the_older_one() {
-    let Some(backend) = tiny_backend() else { return };
+    let Some(backend) = tiny_backend() else {
+        return;
+    };
     let mut client = lsp(&backend.url(), slow());
-    let older = client.send_request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 4, 4));
-    let newer = client.send_request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 4, 4));
+    let older = client.send_request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, 4, 4),
+    );
+    let newer = client.send_request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, 4, 4),
+    );
     let older = client.response(older, Duration::from_secs(20));
     assert!(older.get("error").is_none(), "{older}");
-    assert!(items(&older).is_empty(), "a superseded request answers empty: {older}");
+    assert!(
+        items(&older).is_empty(),
+        "a superseded request answers empty: {older}"
+    );
     let newer = client.response(newer, Duration::from_secs(30));
     assert!(newer.get("error").is_none(), "{newer}");
     assert!(client.shutdown().success());
@@ -137,14 +176,22 @@ fn newer_request_cancels_the_older_one() {
 
 #[test]
 fn cancel_request_is_honoured() {
-    let Some(backend) = tiny_backend() else { return };
+    let Some(backend) = tiny_backend() else {
+        return;
+    };
     let mut client = lsp(&backend.url(), slow());
-    let id = client.send_request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 4, 4));
+    let id = client.send_request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, 4, 4),
+    );
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     client.notify("$/cancelRequest", json!({"id": id}));
     let response = client.response(id, Duration::from_secs(10));
-    assert_eq!(response["error"]["code"], -32800, "RequestCancelled: {response}");
+    assert_eq!(
+        response["error"]["code"], -32800,
+        "RequestCancelled: {response}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     // And the backend is still fine for the next request.
     let response = inline(&mut client, 3, 17);
@@ -154,17 +201,28 @@ fn cancel_request_is_honoured() {
 
 #[test]
 fn backend_killed_mid_stream_then_back() {
-    let Some(mut backend) = tiny_backend() else { return };
+    let Some(mut backend) = tiny_backend() else {
+        return;
+    };
     let port = backend.port;
     let mut client = lsp(&backend.url(), slow());
-    client.notify("workspace/didChangeConfiguration", json!({"settings": {"timeoutMs": 8000}}));
-    let id = client.send_request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 4, 4));
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"timeoutMs": 8000}}),
+    );
+    let id = client.send_request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, 4, 4),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     backend.kill();
     let response = client.response(id, Duration::from_secs(15));
     assert!(response.get("error").is_none(), "{response}");
-    assert!(started.elapsed() < Duration::from_secs(9), "answered within the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "answered within the timeout"
+    );
     // The server stays responsive while the backend is gone.
     for _ in 0..5 {
         let response = inline(&mut client, 3, 17);
@@ -174,51 +232,90 @@ fn backend_killed_mid_stream_then_back() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     // Bring it back on the same port: completions resume by themselves.
     let _backend = start_backend(tiny_model_dir(), Some(port), &[]).expect("restart");
-    client.notify("workspace/didChangeConfiguration", json!({"settings": {"maxTokens": 8, "multiline": "never"}}));
+    client.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"maxTokens": 8, "multiline": "never"}}),
+    );
     let response = inline(&mut client, 3, 17);
     assert!(response.get("error").is_none(), "{response}");
     let recovered = client.notifications("window/logMessage", Duration::from_millis(300));
     assert!(
-        recovered.iter().any(|m| m["params"]["message"].as_str().unwrap_or("").contains("answers again")),
+        recovered.iter().any(|m| m["params"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("answers again")),
         "{recovered:?}"
     );
-    assert!(client.notifications("window/showMessage", Duration::from_millis(50)).is_empty());
+    assert!(client
+        .notifications("window/showMessage", Duration::from_millis(50))
+        .is_empty());
     assert!(client.shutdown().success());
 }
 
 #[test]
 fn refused_key_warns_once_and_the_right_key_works() {
-    let key_file = std::env::temp_dir().join(format!("ghostline-lsp-test-keys-{}", std::process::id()));
+    let key_file =
+        std::env::temp_dir().join(format!("ghostline-lsp-test-keys-{}", std::process::id()));
     std::fs::write(&key_file, "right-key\n").unwrap();
-    let Some(backend) = start_backend(tiny_model_dir(), None, &["--api-key-file", key_file.to_str().unwrap()]) else {
+    let Some(backend) = start_backend(
+        tiny_model_dir(),
+        None,
+        &["--api-key-file", key_file.to_str().unwrap()],
+    ) else {
         return;
     };
-    let options = json!({"backendUrl": backend.url(), "apiKeyEnv": "GHOSTLINE_TEST_KEY", "maxTokens": 8});
-    let (mut wrong, _) = LspClient::start_with_env(json!({}), options.clone(), &[("GHOSTLINE_TEST_KEY", "wrong-key")]);
+    let options =
+        json!({"backendUrl": backend.url(), "apiKeyEnv": "GHOSTLINE_TEST_KEY", "maxTokens": 8});
+    let (mut wrong, _) = LspClient::start_with_env(
+        json!({}),
+        options.clone(),
+        &[("GHOSTLINE_TEST_KEY", "wrong-key")],
+    );
     wrong.open(URI, "python", TEXT);
     for _ in 0..3 {
-        assert!(items(&wrong.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 4, 4))).is_empty());
+        assert!(items(&wrong.request(
+            "textDocument/inlineCompletion",
+            LspClient::inline_completion_params(URI, 4, 4)
+        ))
+        .is_empty());
     }
     let warnings = wrong.notifications("window/showMessage", Duration::from_millis(200));
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let message = warnings[0]["params"]["message"].as_str().unwrap();
-    assert!(message.contains("API key") && message.contains("GHOSTLINE_TEST_KEY"), "{message}");
-    assert!(!message.contains("wrong-key"), "the key itself is never shown");
+    assert!(
+        message.contains("API key") && message.contains("GHOSTLINE_TEST_KEY"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("wrong-key"),
+        "the key itself is never shown"
+    );
     assert!(wrong.shutdown().success());
 
-    let (mut right, _) = LspClient::start_with_env(json!({}), options, &[("GHOSTLINE_TEST_KEY", "right-key")]);
+    let (mut right, _) =
+        LspClient::start_with_env(json!({}), options, &[("GHOSTLINE_TEST_KEY", "right-key")]);
     right.open(URI, "python", TEXT);
-    let response = right.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 4, 4));
+    let response = right.request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, 4, 4),
+    );
     assert!(response.get("error").is_none());
-    assert!(right.notifications("window/showMessage", Duration::from_millis(200)).is_empty());
+    assert!(right
+        .notifications("window/showMessage", Duration::from_millis(200))
+        .is_empty());
     assert!(right.shutdown().success());
     let _ = std::fs::remove_file(key_file);
 }
 
 #[test]
 fn completion_fallback_offers_the_suggestion_as_an_item() {
-    let Some(backend) = tiny_backend() else { return };
-    let mut client = lsp(&backend.url(), json!({"maxTokens": 16, "multiline": "never"}));
+    let Some(backend) = tiny_backend() else {
+        return;
+    };
+    let mut client = lsp(
+        &backend.url(),
+        json!({"maxTokens": 16, "multiline": "never"}),
+    );
     // After "def are" the item must replace the typed word so editors can filter on it.
     client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [
         {"range": {"start": {"line": 4, "character": 4}, "end": {"line": 4, "character": 4}}, "text": "resu"}
@@ -234,8 +331,15 @@ fn completion_fallback_offers_the_suggestion_as_an_item() {
     assert!(list.len() <= 1);
     if let Some(item) = list.first() {
         let edit = &item["textEdit"];
-        assert_eq!(edit["range"]["start"], json!({"line": 4, "character": 4}), "starts at the word: {item}");
-        assert!(edit["newText"].as_str().unwrap().starts_with("resu"), "{item}");
+        assert_eq!(
+            edit["range"]["start"],
+            json!({"line": 4, "character": 4}),
+            "starts at the word: {item}"
+        );
+        assert!(
+            edit["newText"].as_str().unwrap().starts_with("resu"),
+            "{item}"
+        );
         assert!(!item["label"].as_str().unwrap().is_empty());
     } else {
         eprintln!("note: the tiny model suggested nothing here; only the list shape was checked");
@@ -245,9 +349,14 @@ fn completion_fallback_offers_the_suggestion_as_an_item() {
 
 #[test]
 fn default_model_suggests_something_sensible() {
-    let Some(backend) = start_backend(default_model_dir(), None, &[]) else { return };
+    let Some(backend) = start_backend(default_model_dir(), None, &[]) else {
+        return;
+    };
     let text = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    if n < 2:\n        return n\n    \n";
-    let (mut client, _) = LspClient::start(json!({}), json!({"backendUrl": backend.url(), "timeoutMs": 60000}));
+    let (mut client, _) = LspClient::start(
+        json!({}),
+        json!({"backendUrl": backend.url(), "timeoutMs": 60000}),
+    );
     client.open("file:///fib.py", "python", text);
     let response = client.request(
         "textDocument/inlineCompletion",
@@ -258,6 +367,9 @@ fn default_model_suggests_something_sensible() {
     let suggestion = insert_text(&got[0]);
     eprintln!("default model suggests: {suggestion:?}");
     let recurrence = ["a + b", "fibonacci(n - 1)", "fibonacci(n-1)"];
-    assert!(recurrence.iter().any(|r| suggestion.contains(r)), "not a Fibonacci body: {suggestion:?}");
+    assert!(
+        recurrence.iter().any(|r| suggestion.contains(r)),
+        "not a Fibonacci body: {suggestion:?}"
+    );
     assert!(client.shutdown().success());
 }

@@ -352,7 +352,10 @@ mod tests {
         let mut config = multi("    ", None);
         config.indent_based = true;
         let body = "a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return b\n\n\ndef g():\n";
-        assert_eq!(run(config, &[body]).0, "a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return b");
+        assert_eq!(
+            run(config, &[body]).0,
+            "a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return b"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::io;
 
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
@@ -73,9 +74,7 @@ fn refusal(body: &[u8]) -> Option<Response> {
         Ok(value) => value,
         Err(_) => return Some(Response::from_error(Id::Null, Error::parse_error())),
     };
-    if serde_json::from_value::<Request>(value.clone()).is_ok()
-        || serde_json::from_value::<Response>(value.clone()).is_ok()
-    {
+    if Request::deserialize(&value).is_ok() || Response::deserialize(&value).is_ok() {
         return None;
     }
     let id = match value.get("id") {

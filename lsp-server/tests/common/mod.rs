@@ -93,7 +93,11 @@ impl LspClient {
         Self::start_with_env(capabilities, options, &[])
     }
 
-    pub fn start_with_env(capabilities: Value, options: Value, env: &[(&str, &str)]) -> (Self, Value) {
+    pub fn start_with_env(
+        capabilities: Value,
+        options: Value,
+        env: &[(&str, &str)],
+    ) -> (Self, Value) {
         let mut client = Self::spawn_with_env(env);
         let result = client.request_ok(
             "initialize",
@@ -322,7 +326,9 @@ pub fn tiny_model_dir() -> PathBuf {
 pub fn default_model_dir() -> PathBuf {
     std::env::var("GHOSTLINE_DEFAULT_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| home().join(".cache/ghostline/models/qwen2.5-coder-0.5b-instruct-int4-cpu"))
+        .unwrap_or_else(|_| {
+            home().join(".cache/ghostline/models/qwen2.5-coder-0.5b-instruct-int4-cpu")
+        })
 }
 
 /// Written straight to the stderr handle, which libtest does not capture, so a skip is

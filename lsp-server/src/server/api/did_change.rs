@@ -1,3 +1,4 @@
+use serde::Deserialize;
 use serde_json::Value;
 use tower_lsp_server::gen_lsp_types::DidChangeTextDocumentParams;
 
@@ -6,9 +7,7 @@ use crate::session::Session;
 /// Called at arrival (see `server::dispatch`): changes apply in the order the client sent
 /// them, whatever order the handlers would have run in.
 pub fn apply(session: &Session, params: Option<&Value>) {
-    let Some(params) =
-        params.and_then(|p| serde_json::from_value::<DidChangeTextDocumentParams>(p.clone()).ok())
-    else {
+    let Some(params) = params.and_then(|p| DidChangeTextDocumentParams::deserialize(p).ok()) else {
         tracing::warn!("ignoring malformed textDocument/didChange");
         return;
     };

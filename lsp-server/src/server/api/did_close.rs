@@ -1,3 +1,4 @@
+use serde::Deserialize;
 use serde_json::Value;
 use tower_lsp_server::gen_lsp_types::DidCloseTextDocumentParams;
 
@@ -5,9 +6,7 @@ use crate::session::Session;
 
 /// Frees the document and everything remembered for it; stops its in-flight completion.
 pub fn apply(session: &Session, params: Option<&Value>) {
-    let Some(params) =
-        params.and_then(|p| serde_json::from_value::<DidCloseTextDocumentParams>(p.clone()).ok())
-    else {
+    let Some(params) = params.and_then(|p| DidCloseTextDocumentParams::deserialize(p).ok()) else {
         tracing::warn!("ignoring malformed textDocument/didClose");
         return;
     };

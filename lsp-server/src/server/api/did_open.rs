@@ -1,3 +1,4 @@
+use serde::Deserialize;
 use serde_json::Value;
 use tower_lsp_server::gen_lsp_types::DidOpenTextDocumentParams;
 
@@ -5,9 +6,7 @@ use crate::session::{Document, Session};
 
 /// Called at arrival (see `server::dispatch`), so it is ordered with later changes.
 pub fn apply(session: &Session, params: Option<&Value>) {
-    let Some(params) =
-        params.and_then(|p| serde_json::from_value::<DidOpenTextDocumentParams>(p.clone()).ok())
-    else {
+    let Some(params) = params.and_then(|p| DidOpenTextDocumentParams::deserialize(p).ok()) else {
         tracing::warn!("ignoring malformed textDocument/didOpen");
         return;
     };
