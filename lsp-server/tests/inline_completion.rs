@@ -175,31 +175,6 @@ fn newer_request_cancels_the_older_one() {
 }
 
 #[test]
-fn cancel_request_is_honoured() {
-    let Some(backend) = tiny_backend() else {
-        return;
-    };
-    let mut client = lsp(&backend.url(), slow());
-    let id = client.send_request(
-        "textDocument/inlineCompletion",
-        LspClient::inline_completion_params(URI, 4, 4),
-    );
-    std::thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
-    client.notify("$/cancelRequest", json!({"id": id}));
-    let response = client.response(id, Duration::from_secs(10));
-    assert_eq!(
-        response["error"]["code"], -32800,
-        "RequestCancelled: {response}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(2));
-    // And the backend is still fine for the next request.
-    let response = inline(&mut client, 3, 17);
-    assert!(response.get("error").is_none(), "{response}");
-    assert!(client.shutdown().success());
-}
-
-#[test]
 fn backend_killed_mid_stream_then_back() {
     let Some(mut backend) = tiny_backend() else {
         return;
