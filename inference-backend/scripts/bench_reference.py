@@ -42,9 +42,12 @@ def free_cores() -> int:
 def code_corpus(min_chars: int = 400_000) -> str:
     """Concatenated Python source of an installed package (transformers' Qwen2/Llama and
     generation code, then more files), so the prompts are real code."""
-    import transformers
+    import importlib.util
 
-    root = Path(transformers.__file__).parent
+    spec = importlib.util.find_spec("transformers")  # locate without importing (slow)
+    if spec is None or not spec.origin:
+        raise SystemExit("transformers is not installed: its source is the benchmark's prompt text")
+    root = Path(spec.origin).parent
     files = sorted((root / "models" / "qwen2").glob("*.py")) + sorted((root / "models" / "llama").glob("*.py"))
     files += sorted((root / "generation").glob("*.py")) + sorted(root.glob("*.py"))
     parts, n = [], 0
@@ -57,22 +60,35 @@ def code_corpus(min_chars: int = 400_000) -> str:
     return "".join(parts)
 
 
-def make_prompts(tokenizer_json: Path, lengths: list[int]) -> dict[int, list[int]]:
+def make_prompts(tokenizer_json: Path, lengths: list[int], repeats: int = 1):
+    """{length: [ids for each repeat]} plus a warm-up prompt, all disjoint slices of the corpus,
+    so no backend (nor a server's prefix cache) can reuse a cached prefix of another prompt."""
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_json))
-    ids = tok.encode(code_corpus(), add_special_tokens=False).ids
-    if len(ids) < max(lengths) * 2:
-        raise SystemExit("code corpus too short")
-    # a different slice per length so no backend can reuse a cached prefix of another prompt
+    need = sum(lengths) * repeats + 64
+    chars = 400_000
+    while True:
+        ids = tok.encode(code_corpus(chars), add_special_tokens=False).ids
+        if len(ids) >= need or chars > 20_000_000:
+            break
+        chars *= 2
+    if len(ids) < need:
+        raise SystemExit(f"code corpus too short: {len(ids)} tokens, need {need}")
     out, start = {}, 0
     for n in lengths:
-        out[n] = ids[start:start + n]
-        start += n
-    return out
+        out[n] = []
+        for _ in range(repeats):
+            out[n].append(ids[start:start + n])
+            start += n
+    return out, ids[start:start + 32]
 
 
 # ---------------------------------------------------------------- backends
+def lengths_of(prompts):
+    return [len(v[0]) for v in prompts[0].values()]
+
+
 def bench_genai(model_dir: Path, threads: int, prompts, gen: int, repeats: int):
     import onnxruntime_genai as og
 
@@ -100,7 +116,7 @@ def bench_genai(model_dir: Path, threads: int, prompts, gen: int, repeats: int):
 def bench_llama(gguf: Path, threads: int, prompts, gen: int, repeats: int):
     from llama_cpp import Llama
 
-    n_ctx = max(len(p) for p in prompts.values()) + gen + 16
+    n_ctx = max(lengths_of(prompts)) + gen + 16
     llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                 n_batch=512, verbose=False)
 
@@ -167,12 +183,12 @@ def bench_server(url: str, model_name: str | None, tokenizer_json: Path, prompts
 
 
 def run_backend(name, one, prompts, gen, repeats):
-    warm = next(iter(prompts.values()))[:32]
+    prompts, warm = prompts
     one(warm, 4)
     res = {}
-    for n, ids in prompts.items():
+    for n, variants in prompts.items():
         ttfts, rates, counts = [], [], []
-        for _ in range(repeats):
+        for ids in variants[:repeats]:
             t0, times = one(ids, gen)
             if not times:
                 raise SystemExit(f"{name}: no token generated for the {n}-token prompt")
@@ -192,18 +208,18 @@ def run_backend(name, one, prompts, gen, repeats):
 def table(results: dict, lengths: list[int]) -> str:
     names = [n for n in ("genai", "llama", "server") if n in results]
     label = {"genai": "ORT-genai", "llama": "llama.cpp", "server": "server"}
-    ref = "llama" if "llama" in results else None
+    ref = "llama" if "llama" in results else ("genai" if "genai" in results and len(names) > 1 else None)
     head = ["prompt tokens"]
     for n in names:
         head.append(f"{label[n]} TTFT s")
     for n in names:
         if ref and n != ref:
-            head.append(f"{label[n]}/llama.cpp TTFT")
+            head.append(f"{label[n]}/{label[ref]} TTFT")
     for n in names:
         head.append(f"{label[n]} decode tok/s")
     for n in names:
         if ref and n != ref:
-            head.append(f"{label[n]}/llama.cpp decode")
+            head.append(f"{label[n]}/{label[ref]} decode")
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for L in lengths:
         r = [str(L)]
@@ -243,7 +259,7 @@ def main(argv=None) -> int:
     tokenizer_json = args.model_dir / "tokenizer.json"
     if not tokenizer_json.is_file():
         raise SystemExit(f"{tokenizer_json} not found: run fetch_default_model.py first")
-    prompts = make_prompts(tokenizer_json, lengths)
+    prompts = make_prompts(tokenizer_json, lengths, args.repeats)
     backends = [b for b in args.backends.split(",") if b]
     results = {}
     if "genai" in backends:
