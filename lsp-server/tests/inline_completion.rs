@@ -16,8 +16,13 @@ fn tiny_backend() -> Option<Backend> {
     start_backend(tiny_model_dir(), None, &[])
 }
 
+/// The tiny model has random tied embeddings: it mostly repeats its last input token, so
+/// after `<|fim_middle|>` it stops at once. Putting the prefix last (suffix-prefix-middle
+/// order, through the FIM-template override setting) makes it say something.
+pub const TINY_FIM_TEMPLATE: &str = "<|fim_suffix|>{suffix}<|fim_prefix|>{prefix}";
+
 fn lsp(backend_url: &str, extra: Value) -> LspClient {
-    let mut options = json!({"backendUrl": backend_url, "timeoutMs": 20000});
+    let mut options = json!({"backendUrl": backend_url, "timeoutMs": 20000, "fimTemplate": TINY_FIM_TEMPLATE});
     for (key, value) in extra.as_object().unwrap() {
         options[key] = value.clone();
     }
