@@ -52,9 +52,11 @@ impl Server {
 
     /// Starts the server and waits for /ready; on failure returns what it logged.
     pub fn try_start(model: &Path, extra: &[&str]) -> Result<Server, String> {
+        let threads = if extra.contains(&"--threads") { &[][..] } else { &["--threads", "1"][..] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
-            .args(["--port", "0", "--threads", "1", "--device", "cpu", "--model"])
+            .args(["--port", "0", "--device", "cpu", "--model"])
             .arg(model)
+            .args(threads)
             .args(extra)
             .env("GHOSTLINE_LOG", "info,ort=warn,ghostline_serve=debug")
             .stdin(Stdio::null())
