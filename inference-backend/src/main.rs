@@ -109,7 +109,7 @@ fn warm_up(engine: &mut Engine) -> Result<()> {
     let fim = &engine.config.fim;
     let prompt = fim.template.replace("{prefix}", "fn main() {\n    ").replace("{suffix}", "\n}\n");
     let ids = engine.tokenizer.encode(&prompt)?;
-    let mut seq = engine.new_sequence()?;
+    let mut seq = engine.new_sequence(ids.len() + 4)?;
     let mut token = ghostline_serve::engine::sampling::argmax(engine.forward(&mut seq, &ids)?);
     for _ in 0..3 {
         token = ghostline_serve::engine::sampling::argmax(engine.forward(&mut seq, &[token])?);

@@ -54,7 +54,7 @@ fn run_job(engine: &mut Engine, cache: &mut PrefixCache, job: &Job, metrics: &Me
     let prompt = &request.prompt_ids;
     let mut seq = match cache.lookup(prompt) {
         Some(seq) => seq,
-        None => engine.new_sequence()?,
+        None => engine.new_sequence(prompt.len() + request.max_tokens)?,
     };
     // The tokens whose KV `seq` holds, so the finished sequence can be cached.
     let mut fed: Vec<u32> = Vec::with_capacity(prompt.len() + request.max_tokens);

@@ -316,3 +316,21 @@ async fn prefix_cache_reuses_kv_without_changing_results() {
         assert_eq!(again["choices"][0]["text"], cold_second["choices"][0]["text"], "{}", dir.display());
     }
 }
+
+#[tokio::test]
+async fn in_place_kv_matches_the_concatenating_path() {
+    // GroupQueryAttention graphs update one preallocated KV buffer in place; the plain path feeds
+    // each step's longer `present` back. Both must produce the same tokens, also when the
+    // buffer has to grow (prefix-cache reuse followed by a longer request).
+    let in_place = Server::start(&tiny_genai(), &[]);
+    let concat = Server::start_with_env(&tiny_genai(), &[], &[("GHOSTLINE_KV_CONCAT", "1")]);
+    let prompts = ["def f(x):\n    return x * 2\n", "def f(x):\n    return x * 2\nprint(f(3))\n"];
+    for prompt in prompts {
+        let mut body = greedy(prompt, 40);
+        body["temperature"] = json!(1.5);
+        body["seed"] = json!(5);
+        let (_, a) = complete(&in_place, body.clone()).await;
+        let (_, b) = complete(&concat, body).await;
+        assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"], "prompt {prompt:?}");
+    }
+}

@@ -52,10 +52,13 @@ struct GraphIo {
     kv_type: TensorElementType,
 }
 
-/// KV state of one sequence: for each layer, the key and value tensors of every position so far.
+/// KV state of one sequence: for each layer, the key and value tensors ([batch, kv heads,
+/// positions, head dim]) of every position so far. In place, the tensors have room for
+/// `capacity` positions of which the first `len` are valid; otherwise they hold exactly `len`.
 pub struct KvState {
     layers: Vec<(DynValue, DynValue)>,
     len: usize,
+    capacity: usize,
 }
 
 impl KvState {
@@ -91,7 +94,7 @@ impl KvState {
         for (k, v) in &self.layers {
             layers.push((truncate_positions(k, len)?, truncate_positions(v, len)?));
         }
-        Ok(KvState { layers, len })
+        Ok(KvState { layers, len, capacity: len })
     }
 }
 
@@ -124,6 +127,10 @@ pub struct Engine {
     pub config: ModelConfig,
     pub tokenizer: Arc<ModelTokenizer>,
     kv: KvDims,
+    /// GroupQueryAttention graphs (genai layout) update the KV cache in place when past and
+    /// present are the same buffer, so no step copies the whole cache; standard-op graphs
+    /// (Optimum layout) return a new, longer present each step.
+    in_place_kv: bool,
     /// Reused buffer for the last position's logits.
     logits: Vec<f32>,
 }
@@ -165,20 +172,51 @@ impl Engine {
             config: files.config.clone(),
             tokenizer,
             kv: files.config.kv,
+            in_place_kv: layout == Layout::Genai && std::env::var_os("GHOSTLINE_KV_CONCAT").is_none(),
             logits: Vec::new(),
         })
     }
 
-    pub fn new_sequence(&self) -> Result<KvState> {
-        let allocator = self.session.allocator();
-        let shape = [1i64, self.kv.num_kv_heads as i64, 0, self.kv.head_dim as i64];
+    /// An empty sequence; `capacity` is how many positions it will need (used in place only).
+    pub fn new_sequence(&self, capacity: usize) -> Result<KvState> {
+        let capacity = if self.in_place_kv { capacity } else { 0 };
         let mut layers = Vec::with_capacity(self.kv.num_layers);
         for _ in 0..self.kv.num_layers {
-            let k = DynTensor::new(allocator, self.io.kv_type, shape)?.into_dyn();
-            let v = DynTensor::new(allocator, self.io.kv_type, shape)?.into_dyn();
-            layers.push((k, v));
+            layers.push((self.kv_buffer(capacity)?, self.kv_buffer(capacity)?));
         }
-        Ok(KvState { layers, len: 0 })
+        Ok(KvState { layers, len: 0, capacity })
+    }
+
+    /// A zeroed KV tensor with room for `positions`, allocated by ONNX Runtime so that it can be
+    /// bound as an output.
+    fn kv_buffer(&self, positions: usize) -> Result<DynValue> {
+        let shape = [1i64, self.kv.num_kv_heads as i64, positions as i64, self.kv.head_dim as i64];
+        let mut tensor = DynTensor::new(self.session.allocator(), self.io.kv_type, shape)?.into_dyn();
+        match self.io.kv_type {
+            TensorElementType::Float32 => tensor.try_extract_tensor_mut::<f32>()?.1.fill(0.0),
+            TensorElementType::Float16 => tensor.try_extract_tensor_mut::<half::f16>()?.1.fill(half::f16::ZERO),
+            other => bail!("unsupported KV type {other:?}"),
+        }
+        Ok(tensor)
+    }
+
+    /// Makes room for `needed` positions in place, copying the valid ones into larger buffers.
+    fn reserve(&self, seq: &mut KvState, needed: usize) -> Result<()> {
+        if seq.capacity >= needed && seq.layers.iter().all(|(k, _)| k.shape()[2] as usize == seq.capacity) {
+            return Ok(());
+        }
+        let capacity = needed.max(seq.capacity + seq.capacity / 2);
+        let mut layers = Vec::with_capacity(seq.layers.len());
+        for (k, v) in &seq.layers {
+            let mut k2 = self.kv_buffer(capacity)?;
+            let mut v2 = self.kv_buffer(capacity)?;
+            copy_positions(k, &mut k2, seq.len)?;
+            copy_positions(v, &mut v2, seq.len)?;
+            layers.push((k2, v2));
+        }
+        seq.layers = layers;
+        seq.capacity = capacity;
+        Ok(())
     }
 
     /// Runs `tokens` after the sequence's KV state and returns the logits of the last one.
@@ -186,15 +224,53 @@ impl Engine {
         if tokens.is_empty() {
             bail!("forward needs at least one token");
         }
+        if self.in_place_kv {
+            self.forward_in_place(seq, tokens)?;
+        } else {
+            self.forward_concat(seq, tokens)?;
+        }
+        Ok(&self.logits)
+    }
+
+    fn forward_in_place(&mut self, seq: &mut KvState, tokens: &[u32]) -> Result<()> {
+        let n = tokens.len();
+        let total = seq.len + n;
+        self.reserve(seq, total)?;
+        let mut binding = self.session.create_binding()?;
+        binding.bind_input("input_ids", &int_tensor(self.io.input_ids_type, [1, n], tokens.iter().map(|&t| t as i64))?)?;
+        if let Some(ty) = self.io.attention_mask_type {
+            binding.bind_input("attention_mask", &int_tensor(ty, [1, total], std::iter::repeat_n(1, total))?)?;
+        }
+        if let Some(ty) = self.io.position_ids_type {
+            binding.bind_input("position_ids", &int_tensor(ty, [1, n], (seq.len..total).map(|p| p as i64))?)?;
+        }
+        for ((k, v), ((past_k, past_v), (present_k, present_v))) in
+            seq.layers.iter_mut().zip(self.io.past.iter().zip(&self.io.present))
+        {
+            // The same buffer as past and present: GroupQueryAttention appends in place.
+            binding.bind_input(past_k.as_str(), &*k)?;
+            binding.bind_input(past_v.as_str(), &*v)?;
+            binding.bind_output(present_k.as_str(), &mut *k)?;
+            binding.bind_output(present_v.as_str(), &mut *v)?;
+        }
+        binding.bind_output_to_device("logits", &ort::memory::MemoryInfo::default())?;
+        let outputs = self.session.run_binding(&binding)?;
+        let logits = outputs.get("logits").context("model did not return logits")?;
+        copy_last_logits(logits, &mut self.logits)?;
+        seq.len = total;
+        Ok(())
+    }
+
+    fn forward_concat(&mut self, seq: &mut KvState, tokens: &[u32]) -> Result<()> {
         let n = tokens.len();
         let total = seq.len + n;
         let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(3 + 2 * self.kv.num_layers);
-        inputs.push(("input_ids".into(), int_tensor(self.io.input_ids_type, [1, n], tokens.iter().map(|&t| t as i64))?));
+        inputs.push(("input_ids".into(), int_tensor(self.io.input_ids_type, [1, n], tokens.iter().map(|&t| t as i64))?.into()));
         if let Some(ty) = self.io.attention_mask_type {
-            inputs.push(("attention_mask".into(), int_tensor(ty, [1, total], std::iter::repeat_n(1, total))?));
+            inputs.push(("attention_mask".into(), int_tensor(ty, [1, total], std::iter::repeat_n(1, total))?.into()));
         }
         if let Some(ty) = self.io.position_ids_type {
-            inputs.push(("position_ids".into(), int_tensor(ty, [1, n], (seq.len..total).map(|p| p as i64))?));
+            inputs.push(("position_ids".into(), int_tensor(ty, [1, n], (seq.len..total).map(|p| p as i64))?.into()));
         }
         let past = std::mem::take(&mut seq.layers);
         for ((k, v), (k_name, v_name)) in past.into_iter().zip(&self.io.past) {
@@ -210,22 +286,9 @@ impl Engine {
         }
         seq.layers = layers;
         seq.len = total;
-
+        seq.capacity = total;
         let logits = outputs.remove("logits").context("model did not return logits")?;
-        let vocab = *logits.shape().last().context("logits have no shape")? as usize;
-        self.logits.clear();
-        match logits.dtype() {
-            ValueType::Tensor { ty: TensorElementType::Float32, .. } => {
-                let (_, data) = logits.try_extract_tensor::<f32>()?;
-                self.logits.extend_from_slice(&data[data.len() - vocab..]);
-            }
-            ValueType::Tensor { ty: TensorElementType::Float16, .. } => {
-                let (_, data) = logits.try_extract_tensor::<half::f16>()?;
-                self.logits.extend(data[data.len() - vocab..].iter().map(|x| x.to_f32()));
-            }
-            other => bail!("unsupported logits type {other:?}"),
-        }
-        Ok(&self.logits)
+        copy_last_logits(&logits, &mut self.logits)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -233,18 +296,53 @@ impl Engine {
     }
 }
 
-fn int_tensor<const D: usize>(
-    ty: TensorElementType,
-    shape: [usize; D],
-    values: impl Iterator<Item = i64>,
-) -> Result<SessionInputValue<'static>> {
+fn int_tensor<const D: usize>(ty: TensorElementType, shape: [usize; D], values: impl Iterator<Item = i64>) -> Result<DynValue> {
     Ok(match ty {
-        TensorElementType::Int64 => Tensor::from_array((shape, values.collect::<Vec<i64>>()))?.into_dyn().into(),
-        TensorElementType::Int32 => {
-            Tensor::from_array((shape, values.map(|v| v as i32).collect::<Vec<i32>>()))?.into_dyn().into()
-        }
+        TensorElementType::Int64 => Tensor::from_array((shape, values.collect::<Vec<i64>>()))?.into_dyn(),
+        TensorElementType::Int32 => Tensor::from_array((shape, values.map(|v| v as i32).collect::<Vec<i32>>()))?.into_dyn(),
         other => bail!("unsupported integer input type {other:?}"),
     })
+}
+
+/// The last position's row of `logits` ([batch, positions, vocab]), as f32.
+fn copy_last_logits(logits: &DynValue, out: &mut Vec<f32>) -> Result<()> {
+    let vocab = *logits.shape().last().context("logits have no shape")? as usize;
+    out.clear();
+    match logits.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => {
+            let (_, data) = logits.try_extract_tensor::<f32>()?;
+            out.extend_from_slice(&data[data.len() - vocab..]);
+        }
+        ValueType::Tensor { ty: TensorElementType::Float16, .. } => {
+            let (_, data) = logits.try_extract_tensor::<half::f16>()?;
+            out.extend(data[data.len() - vocab..].iter().map(|x| x.to_f32()));
+        }
+        other => bail!("unsupported logits type {other:?}"),
+    }
+    Ok(())
+}
+
+/// Copies the first `len` positions of `from` into `to` (same heads and head dim, any capacity).
+fn copy_positions(from: &DynValue, to: &mut DynValue, len: usize) -> Result<()> {
+    fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static>(
+        from: &DynValue,
+        to: &mut DynValue,
+        len: usize,
+    ) -> Result<()> {
+        let (shape, src) = from.try_extract_tensor::<T>()?;
+        let (rows, src_cap, d) = ((shape[0] * shape[1]) as usize, shape[2] as usize, shape[3] as usize);
+        let (to_shape, dst) = to.try_extract_tensor_mut::<T>()?;
+        let dst_cap = to_shape[2] as usize;
+        for row in 0..rows {
+            dst[row * dst_cap * d..][..len * d].copy_from_slice(&src[row * src_cap * d..][..len * d]);
+        }
+        Ok(())
+    }
+    match from.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(from, to, len),
+        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(from, to, len),
+        other => bail!("unsupported KV type {other:?}"),
+    }
 }
 
 fn build_session(env: &Environment, onnx: &Path, options: &EngineOptions) -> Result<(Session, Device)> {

@@ -47,11 +47,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(model: &Path, extra: &[&str]) -> Server {
-        Self::try_start(model, extra).unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
+        Self::start_with_env(model, extra, &[])
+    }
+
+    pub fn start_with_env(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::try_start(model, extra, env).unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
     }
 
     /// Starts the server and waits for /ready; on failure returns what it logged.
-    pub fn try_start(model: &Path, extra: &[&str]) -> Result<Server, String> {
+    pub fn try_start(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let threads = if extra.contains(&"--threads") { &[][..] } else { &["--threads", "1"][..] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
             .args(["--port", "0", "--device", "cpu", "--model"])
@@ -59,6 +63,7 @@ impl Server {
             .args(threads)
             .args(extra)
             .env("GHOSTLINE_LOG", "info,ort=warn,ghostline_serve=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
