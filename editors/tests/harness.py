@@ -7,6 +7,7 @@ import atexit
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -162,6 +163,23 @@ class LspClient:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+
+
+def lsp_setting_names() -> set[str]:
+    """The camelCase names of the fields of ghostline-lsp's `Settings` struct."""
+    source = (ROOT / "lsp-server" / "src" / "session" / "settings.rs").read_text()
+    body = source.split("pub struct Settings {", 1)[1].split("\n}", 1)[0]
+    names = re.findall(r"^\s*pub (\w+):", body, re.M)
+    assert names, "no fields found in Settings"
+    return {re.sub(r"_(\w)", lambda m: m.group(1).upper(), n) for n in names}
+
+
+def apply_edit(text: str, edit: dict) -> str:
+    lines = text.split("\n")
+    def offset(pos):  # utf-8 columns were negotiated; the test text is ASCII anyway
+        return sum(len(l) + 1 for l in lines[: pos["line"]]) + pos["character"]
+    start, end = offset(edit["range"]["start"]), offset(edit["range"]["end"])
+    return text[:start] + edit["newText"] + text[end:]
 
 
 def main(modules: list[str]) -> int:

@@ -4,22 +4,12 @@ real ghostline-lsp, configured exactly as the file configures it, against the re
 Helix itself is not run here (no Helix on this machine)."""
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 
-from harness import EDITORS, ROOT, Backend, LspClient, test
+from harness import EDITORS, Backend, LspClient, apply_edit, lsp_setting_names, test
 
 TOML = EDITORS / "helix" / "languages.toml"
-
-
-def lsp_setting_names() -> set[str]:
-    """The camelCase names of the fields of ghostline-lsp's `Settings` struct."""
-    source = (ROOT / "lsp-server" / "src" / "session" / "settings.rs").read_text()
-    body = source.split("pub struct Settings {", 1)[1].split("\n}", 1)[0]
-    names = re.findall(r"^\s*pub (\w+):", body, re.M)
-    assert names, "no fields found in Settings"
-    return {re.sub(r"_(\w)", lambda m: m.group(1).upper(), n) for n in names}
 
 
 def helix_config() -> dict:
@@ -57,14 +47,6 @@ HELIX_CAPABILITIES = {
     },
     "workspace": {"configuration": True, "executeCommand": {"dynamicRegistration": False}},
 }
-
-
-def apply_edit(text: str, edit: dict) -> str:
-    lines = text.split("\n")
-    def offset(pos):  # utf-8 columns were negotiated; the test text is ASCII anyway
-        return sum(len(l) + 1 for l in lines[: pos["line"]]) + pos["character"]
-    start, end = offset(edit["range"]["start"]), offset(edit["range"]["end"])
-    return text[:start] + edit["newText"] + text[end:]
 
 
 @test
