@@ -18,3 +18,6 @@ done
 say "cargo tests"
 # Two test threads: each integration test starts real servers, and CI has two cores.
 cargo test --workspace -q -- --test-threads=2
+
+say "editor tests"
+bash editors/test.sh
