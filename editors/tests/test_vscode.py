@@ -24,7 +24,7 @@ def npm_test_unit_tests():
     out = npm("test")
     passed = int(re.search(r"^# pass (\d+)", out, re.M).group(1))
     failed = int(re.search(r"^# fail (\d+)", out, re.M).group(1))
-    print(f"     npm test: {passed} passed, {failed} failed (node:test)")
+    print(f"     (node:test inside npm test: {passed} ok, {failed} not ok)")
     assert failed == 0 and passed >= 10, out[-3000:]
 
 
