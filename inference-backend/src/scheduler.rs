@@ -30,10 +30,19 @@ pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Met
             metrics.cancelled.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if let Err(e) = run_job(&mut engine, &mut cache, &job, &metrics) {
-            tracing::error!("generation failed: {e:#}");
-            let _ = job.events.send(GenerationEvent::Failed(format!("{e:#}")));
-        }
+        // A bug in one generation must not take the engine thread, and so every later request,
+        // down with it: the KV state lives per job, so the engine is usable afterwards.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&mut engine, &mut cache, &job, &metrics)));
+        let failure = match outcome {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(panic) => {
+                cache = PrefixCache::new(prefix_cache_bytes, metrics.clone());
+                format!("internal error: {}", panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("panic"))
+            }
+        };
+        tracing::error!("generation failed: {failure}");
+        let _ = job.events.send(GenerationEvent::Failed(failure));
     }
 }
 
