@@ -65,7 +65,7 @@ fn main() {
         return; // `cargo test --benches` lists benchmarks; this one is not a test.
     }
     let _backend;
-    let mut options = json!({"maxTokens": 8, "multiline": "never", "timeoutMs": 30000});
+    let mut options = json!({"maxTokens": 8, "timeoutMs": 30000});
     let url = match std::env::var("GHOSTLINE_BENCH_BACKEND") {
         Ok(url) => url,
         Err(_) => match start_backend(tiny_model_dir(), None, &[]) {
@@ -98,15 +98,21 @@ fn main() {
     let mut round_trip_typing = Vec::new();
     let mut shown = Vec::new();
     for _ in 0..BACKEND_REQUESTS {
-        // A blank line inside a function body somewhere in the file, freshly edited so that
-        // neither memory nor the LRU can answer.
+        // Somewhere in the file, freshly edited so that neither memory nor the LRU can
+        // answer: every other request types a word at the start of a line (single-line,
+        // no parse), the others open a new indented line (multi-line candidate: parsed).
         let line = (next() % (LINES as u64 - 10)) as u32;
-        let marker = format!("x{}", next() % 1_000_000);
+        let (edit, character) = if next() % 2 == 0 {
+            let marker = format!("x{}", next() % 1_000_000);
+            let width = marker.len() as u32;
+            (marker, width)
+        } else {
+            ("    \n".to_string(), 4)
+        };
         version += 1;
         client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [
-            {"range": {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}}, "text": marker}
+            {"range": {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}}, "text": edit}
         ]}));
-        let character = marker.len() as u32;
         let response = client.request(
             "textDocument/inlineCompletion",
             LspClient::inline_completion_params(URI, line, character),
@@ -129,7 +135,10 @@ fn main() {
             LspClient::inline_completion_params(URI, *line, *character),
         );
         let mut column = *character;
-        for c in suggestion.chars().take(suggestion.chars().count() - 1) {
+        for c in suggestion
+            .chars()
+            .take(suggestion.trim_end().chars().count().saturating_sub(1))
+        {
             version += 1;
             client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [
                 {"range": {"start": {"line": line, "character": column}, "end": {"line": line, "character": column}}, "text": c.to_string()}

@@ -125,14 +125,26 @@ fn backend_dying_mid_stream_answers_empty_and_warns_once() {
 fn cancel_request_is_honoured() {
     let port = misbehaving_server(Misbehaviour::Stall);
     let mut client = start(format!("http://127.0.0.1:{port}"), 20000);
-    let id = client.send_request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 1, 4));
+    let id = client.send_request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, 1, 4),
+    );
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
     client.notify("$/cancelRequest", json!({"id": id}));
     let response = client.response(id, Duration::from_secs(10));
-    assert_eq!(response["error"]["code"], -32800, "RequestCancelled: {response}");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert_eq!(
+        response["error"]["code"], -32800,
+        "RequestCancelled: {response}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     // A cancelled request is not a backend failure.
-    assert!(client.notifications("window/showMessage", Duration::from_millis(200)).is_empty());
+    assert!(client
+        .notifications("window/showMessage", Duration::from_millis(200))
+        .is_empty());
     assert!(client.shutdown().success());
 }

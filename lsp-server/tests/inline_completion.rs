@@ -22,7 +22,8 @@ fn tiny_backend() -> Option<Backend> {
 pub const TINY_FIM_TEMPLATE: &str = "<|fim_suffix|>{suffix}<|fim_prefix|>{prefix}";
 
 fn lsp(backend_url: &str, extra: Value) -> LspClient {
-    let mut options = json!({"backendUrl": backend_url, "timeoutMs": 20000, "fimTemplate": TINY_FIM_TEMPLATE});
+    let mut options =
+        json!({"backendUrl": backend_url, "timeoutMs": 20000, "fimTemplate": TINY_FIM_TEMPLATE});
     for (key, value) in extra.as_object().unwrap() {
         options[key] = value.clone();
     }

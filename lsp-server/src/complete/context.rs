@@ -3,9 +3,13 @@
 //! tokenizer for budgeting and costs nothing to ship. The context-engine work will add
 //! repository context on top of this.
 
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
 
-use ropey::Rope;
+use dashmap::DashMap;
+
+use ropey::{Rope, RopeSlice};
 
 use crate::edit::{line_content_end_char, line_content_len_chars};
 
@@ -31,6 +35,52 @@ pub fn count_tokens(text: &str) -> usize {
     } else {
         text.len().div_ceil(3)
     }
+}
+
+/// Token counts of whole lines, by content hash. BPE costs microseconds per line, which on
+/// every keystroke would be the largest part of a request; lines barely change between
+/// keystrokes, and a newly opened file is counted in the background (`warm_line_counts`), so
+/// almost every count is a lookup. Sharded (DashMap), so the background counting never holds
+/// up a request.
+static LINE_TOKENS: LazyLock<DashMap<u64, u32>> = LazyLock::new(DashMap::new);
+
+const LINE_CACHE_ENTRIES: usize = 500_000;
+
+fn line_key(line: RopeSlice<'_>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for chunk in line.chunks() {
+        hasher.write(chunk.as_bytes());
+    }
+    hasher.finish()
+}
+
+fn line_tokens(line: RopeSlice<'_>) -> usize {
+    if !TOKENIZER_READY.load(Ordering::Relaxed) {
+        return line.len_bytes().div_ceil(3); // an estimate; not worth remembering
+    }
+    let key = line_key(line);
+    if let Some(count) = LINE_TOKENS.get(&key) {
+        return *count as usize;
+    }
+    let count = count_tokens(&line.to_string());
+    if LINE_TOKENS.len() >= LINE_CACHE_ENTRIES {
+        LINE_TOKENS.clear();
+    }
+    LINE_TOKENS.insert(key, u32::try_from(count).unwrap_or(u32::MAX));
+    count
+}
+
+/// Counts every line of a newly opened document off the request path, so that the first
+/// suggestions in it need no BPE work. Runs on its own thread; costs a few hundred
+/// milliseconds of one core for a 10,000-line file, once.
+pub fn warm_line_counts(rope: Rope) {
+    std::thread::spawn(move || {
+        let _ = tiktoken_rs::cl100k_base_singleton();
+        TOKENIZER_READY.store(true, Ordering::Relaxed);
+        for line in rope.lines() {
+            line_tokens(line);
+        }
+    });
 }
 
 /// How the file indents, so suggestions can be made to match it.
@@ -72,64 +122,66 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
     let prefix_budget = context_tokens * 3 / 4;
     let suffix_budget = context_tokens - prefix_budget;
 
-    // Prefix: whole lines walking up from the cursor, counted line by line.
-    let mut used = count_tokens(&line_prefix);
-    let mut first_line = line_index;
-    while first_line > 0 && line_index - first_line < MAX_WINDOW_LINES {
-        let cost = count_tokens(&rope.line(first_line - 1).to_string());
-        if used + cost > prefix_budget {
-            break;
+    {
+        // Prefix: whole lines walking up from the cursor, counted line by line.
+        let mut used = count_tokens(&line_prefix);
+        let mut first_line = line_index;
+        while first_line > 0 && line_index - first_line < MAX_WINDOW_LINES {
+            let cost = line_tokens(rope.line(first_line - 1));
+            if used + cost > prefix_budget {
+                break;
+            }
+            used += cost;
+            first_line -= 1;
         }
-        used += cost;
-        first_line -= 1;
-    }
-    let prefix = rope
-        .slice(rope.line_to_char(first_line)..cursor_char)
-        .to_string();
+        let prefix = rope
+            .slice(rope.line_to_char(first_line)..cursor_char)
+            .to_string();
 
-    // Suffix: the rest of the line, then whole lines walking down.
-    let mut used = count_tokens(&rest_of_line);
-    let mut end_char = line_end;
-    let mut next_line = None;
-    let mut line = line_index + 1;
-    let last_line = rope.len_lines();
-    if line < last_line {
-        // Include the cursor line's break so the suffix starts on the right line.
-        end_char = rope.line_to_char(line);
-    }
-    while line < last_line && line - line_index < MAX_WINDOW_LINES {
-        let text = rope.line(line).to_string();
-        if next_line.is_none() && !text.trim().is_empty() {
-            next_line = Some(text.trim().to_string());
+        // Suffix: the rest of the line, then whole lines walking down.
+        let mut used = count_tokens(&rest_of_line);
+        let mut end_char = line_end;
+        let mut next_line = None;
+        let mut line = line_index + 1;
+        let last_line = rope.len_lines();
+        if line < last_line {
+            // Include the cursor line's break so the suffix starts on the right line.
+            end_char = rope.line_to_char(line);
         }
-        let cost = count_tokens(&text);
-        if used + cost > suffix_budget {
-            break;
+        while line < last_line && line - line_index < MAX_WINDOW_LINES {
+            let slice = rope.line(line);
+            if next_line.is_none() && slice.chars().any(|c| !c.is_whitespace()) {
+                next_line = Some(slice.to_string().trim().to_string());
+            }
+            let cost = line_tokens(slice);
+            if used + cost > suffix_budget {
+                break;
+            }
+            used += cost;
+            end_char = rope.line_to_char(line) + rope.line(line).len_chars();
+            line += 1;
         }
-        used += cost;
-        end_char = rope.line_to_char(line) + rope.line(line).len_chars();
-        line += 1;
-    }
-    let suffix = rope
-        .slice(cursor_char..end_char.max(cursor_char))
-        .to_string();
+        let suffix = rope
+            .slice(cursor_char..end_char.max(cursor_char))
+            .to_string();
 
-    CursorContext {
-        cursor_char,
-        line_index,
-        line_prefix,
-        rest_of_line,
-        prefix,
-        suffix,
-        next_line,
-        indent_unit: detect_indent_unit(rope, line_index),
+        CursorContext {
+            cursor_char,
+            line_index,
+            line_prefix,
+            rest_of_line,
+            prefix,
+            suffix,
+            next_line,
+            indent_unit: detect_indent_unit(rope, line_index),
+        }
     }
 }
 
 /// Tabs if most indented lines near the cursor use tabs, else the smallest space indent seen.
 pub fn detect_indent_unit(rope: &Rope, around_line: usize) -> IndentUnit {
-    let first = around_line.saturating_sub(200);
-    let last = (around_line + 200).min(rope.len_lines());
+    let first = around_line.saturating_sub(100);
+    let last = (around_line + 100).min(rope.len_lines());
     let (mut tabs, mut spaced, mut smallest) = (0usize, 0usize, usize::MAX);
     for index in first..last {
         let line = rope.line(index);

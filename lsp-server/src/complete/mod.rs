@@ -175,11 +175,24 @@ pub async fn suggest(
         return Some(make(typed.text, typed.replaced_chars, line_prefix));
     }
 
-    let syntax = syntax_at_cursor(&document.language_id, &rope, cursor);
+    // The parse can only veto a multi-line suggestion (inside a comment or string), so it
+    // is skipped whenever the line alone already says single-line.
+    let indent_based = syntax::is_indent_based(&document.language_id);
+    let plain = SyntaxAtCursor {
+        in_comment_or_string: false,
+        indent_based,
+    };
     let multiline = match settings.multiline {
         MultilineMode::Always => true,
         MultilineMode::Never => false,
-        MultilineMode::Auto => auto_multiline(&syntax, &line_prefix, &rest_of_line),
+        MultilineMode::Auto => {
+            auto_multiline(&plain, &line_prefix, &rest_of_line)
+                && auto_multiline(
+                    &syntax_at_cursor(&document.language_id, &rope, cursor),
+                    &line_prefix,
+                    &rest_of_line,
+                )
+        }
     };
     let ctx = cursor_context(&rope, cursor, settings.context_tokens);
     let key = prompt_key(&settings, &ctx, multiline);
@@ -225,7 +238,7 @@ pub async fn suggest(
     let stop = StopConfig {
         multiline,
         max_lines: settings.max_lines,
-        indent_based: syntax.indent_based,
+        indent_based,
         line_prefix: line_prefix.clone(),
         next_line: ctx.next_line.clone(),
     };
@@ -391,5 +404,40 @@ mod tests {
             indent_based: false,
         };
         assert!(!auto_multiline(&comment, "    ", ""));
+    }
+}
+
+#[cfg(test)]
+mod probe {
+    use super::*;
+    use std::time::Instant;
+
+    /// Where the time goes on a 10,000-line file (run in release with --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn phase_timings() {
+        context::warm_up_tokenizer();
+        std::thread::sleep(Duration::from_secs(3));
+        let mut text = String::new();
+        for i in 0..1250 {
+            text.push_str(&format!("def function_{i}(value, scale=2):\n    \"\"\"Scale value {i}.\"\"\"\n    result = value * scale + {i}\n    if result > 100:\n        return result - 100\n    return result\n\n\n"));
+        }
+        let rope = Rope::from_str(&text);
+        for at in [5003, 5003, 2003, 8003, 8003] {
+            let cursor = rope.line_to_char(at) + 4;
+            let t = Instant::now();
+            let s = syntax_at_cursor("python", &rope, cursor);
+            let t1 = t.elapsed();
+            let t = Instant::now();
+            let ctx = cursor_context(&rope, cursor, 2048);
+            let t2 = t.elapsed();
+            let t = Instant::now();
+            let _ = context::detect_indent_unit(&rope, 5003);
+            let t3 = t.elapsed();
+            let t = Instant::now();
+            let n = context::count_tokens(&ctx.prefix);
+            let t4 = t.elapsed();
+            eprintln!("syntax {t1:?} context {t2:?} indent {t3:?} one-shot count {t4:?} ({n} tokens, {} bytes) {s:?}", ctx.prefix.len());
+        }
     }
 }

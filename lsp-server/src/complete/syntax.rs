@@ -17,8 +17,8 @@ pub struct SyntaxAtCursor {
     pub indent_based: bool,
 }
 
-const WINDOW_BEFORE: usize = 200;
-const WINDOW_AFTER: usize = 50;
+const WINDOW_BEFORE: usize = 60;
+const WINDOW_AFTER: usize = 15;
 
 fn language_for(language_id: &str) -> Option<Language> {
     match language_id {
@@ -32,8 +32,13 @@ thread_local! {
     static PARSER: RefCell<Parser> = RefCell::new(Parser::new());
 }
 
+/// Languages whose blocks are delimited by indentation.
+pub fn is_indent_based(language_id: &str) -> bool {
+    matches!(language_id, "python" | "yaml" | "nim" | "coffeescript")
+}
+
 pub fn syntax_at_cursor(language_id: &str, rope: &Rope, cursor_char: usize) -> SyntaxAtCursor {
-    let indent_based = matches!(language_id, "python" | "yaml" | "nim" | "coffeescript");
+    let indent_based = is_indent_based(language_id);
     let Some(language) = language_for(language_id) else {
         return SyntaxAtCursor {
             in_comment_or_string: false,

@@ -17,8 +17,7 @@ pub fn apply(session: &Session, params: Option<&Value>) {
         item.language_id,
         item.version
     );
-    session.open_document(
-        item.uri,
-        Document::new(&item.text, item.version, item.language_id.to_string()),
-    );
+    let document = Document::new(&item.text, item.version, item.language_id.to_string());
+    crate::complete::context::warm_line_counts(document.rope.clone());
+    session.open_document(item.uri, document);
 }
