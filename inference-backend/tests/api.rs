@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{metric, sse_data, tiny_genai, tiny_optimum, Server};
+use common::{metric, sse_data, tiny_cuda_fp16, tiny_genai, tiny_optimum, Server};
 use serde_json::{json, Value};
 
 fn client() -> reqwest::Client {
@@ -331,6 +331,22 @@ async fn in_place_kv_matches_the_concatenating_path() {
         body["seed"] = json!(5);
         let (_, a) = complete(&in_place, body.clone()).await;
         let (_, b) = complete(&concat, body).await;
+        assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"], "prompt {prompt:?}");
+    }
+}
+
+#[tokio::test]
+async fn cuda_fp16_export_gives_the_fp32_tokens() {
+    // Same seeded weights, exported for CUDA in fp16 (float16 KV cache and logits) and for the
+    // CPU in fp32: greedy tokens agree, so the f16 buffers are fed and read correctly.
+    let fp16 = Server::start(&tiny_cuda_fp16(), &[]);
+    let fp32 = Server::start(&tiny_genai(), &[]);
+    let models: Value = client().get(fp16.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(models["data"][0]["layout"], "genai");
+    for prompt in ["def fib(n):", "import os\nimport sys\n", "class Stack:\n"] {
+        let (status, a) = complete(&fp16, greedy(prompt, 12)).await;
+        assert_eq!(status, 200, "{a}");
+        let (_, b) = complete(&fp32, greedy(prompt, 12)).await;
         assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"], "prompt {prompt:?}");
     }
 }

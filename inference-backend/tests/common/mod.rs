@@ -35,6 +35,12 @@ pub fn tiny_optimum() -> PathBuf {
     model_dir("GHOSTLINE_TINY_OPTIMUM", "tiny-qwen2-optimum")
 }
 
+/// The onnxruntime-genai builder's CUDA fp16 export of the same tiny weights (float16 KV and
+/// logits); ONNX Runtime's CPU provider runs it too, which tests the server's f16 path here.
+pub fn tiny_cuda_fp16() -> PathBuf {
+    model_dir("GHOSTLINE_TINY_CUDA_FP16", "tiny-qwen2-genai-cuda-fp16")
+}
+
 pub fn default_model() -> PathBuf {
     model_dir("GHOSTLINE_DEFAULT_MODEL", "qwen2.5-coder-0.5b-instruct-int4-cpu")
 }
