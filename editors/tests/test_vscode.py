@@ -2,11 +2,17 @@
 `vsce package` accepting its package.json and producing a .vsix with what it needs at run time."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import subprocess
+import tempfile
+import urllib.request
 import zipfile
+from pathlib import Path
 
-from harness import ARTIFACTS, EDITORS, test
+from harness import ARTIFACTS, CACHE, EDITORS, LSP, Backend, free_port, test, wait_for
 
 VSCODE = EDITORS / "vscode"
 
@@ -41,3 +47,82 @@ def vsce_packages_the_extension():
         assert wanted in names or wanted.lower() in {n.lower() for n in names}, (wanted, sorted(names)[:20])
     assert not any(n.startswith("extension/src/") for n in names), "sources packaged"
     (ARTIFACTS / "ghostline.vsix").write_bytes(vsix.read_bytes())
+
+
+CODE_SERVER_DIR = Path(os.environ.get("GHOSTLINE_CODE_SERVER_DIR", CACHE / "code-server"))
+ADD_PY = 'def add(a, b):\n    \n\n\nif __name__ == "__main__":\n    print(add(1, 2))\n'
+
+
+@test
+def code_server_shows_ghost_text_and_tab_accepts():
+    """A real VS Code (code-server) in headless Chromium with the packaged extension."""
+    install = subprocess.run(["bash", str(VSCODE / "test-e2e" / "install-code-server.sh"), str(CODE_SERVER_DIR)],
+                             capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    code_server = CODE_SERVER_DIR / "node_modules" / ".bin" / "code-server"
+    vsix = VSCODE / "ghostline.vsix"
+    if not vsix.exists():
+        npm("run", "compile")
+        npm("run", "package")
+    backend = Backend.shared()
+    tmp = Path(tempfile.mkdtemp(prefix="ghostline-code-server-"))
+    workspace, user_data, extensions = tmp / "workspace", tmp / "user-data", tmp / "extensions"
+    for d in (workspace, user_data / "User", extensions, tmp / "config"):
+        d.mkdir(parents=True)
+    (workspace / "add.py").write_text(ADD_PY)
+    (user_data / "User" / "settings.json").write_text(json.dumps({
+        "ghostline.serverPath": str(LSP),
+        "ghostline.backendUrl": backend.url,
+        "ghostline.timeoutMs": 60000,  # a generous bound for the CPU model, not a speed check
+        "editor.inlineSuggest.enabled": True,
+        "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
+        "editor.suggestOnTriggerCharacters": False,
+        "editor.wordBasedSuggestions": "off",
+        "security.workspace.trust.enabled": False,
+        "workbench.startupEditor": "none",
+        "workbench.tips.enabled": False,
+        "telemetry.telemetryLevel": "off",
+        "extensions.autoCheckUpdates": False,
+        "extensions.autoUpdate": False,
+        "update.mode": "none",
+    }))
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "XDG_DATA_HOME": str(tmp / "data"),
+           "GHOSTLINE_LSP_LOG": "info"}
+    common = ["--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
+    installed = subprocess.run([str(code_server), *common, "--install-extension", str(vsix)],
+                               capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    assert "successfully installed" in installed.stdout + installed.stderr, installed.stdout + installed.stderr
+    port = free_port()
+    log = open(ARTIFACTS / "code-server.log", "w")
+    server = subprocess.Popen(
+        [str(code_server), *common, "--auth", "none", "--bind-addr", f"127.0.0.1:{port}",
+         "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+         "--disable-getting-started-override", "--ignore-last-opened", str(workspace)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        def healthy():
+            assert server.poll() is None, f"code-server exited with {server.returncode}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    return r.status == 200
+            except Exception:
+                return False
+        wait_for(healthy, 60, "code-server /healthz", interval=0.3)
+        e2e = subprocess.run(["node", str(VSCODE / "test-e2e" / "e2e.mjs")], cwd=VSCODE, capture_output=True,
+                             text=True, timeout=400, stdin=subprocess.DEVNULL, env={
+                                 **os.environ, "CODE_SERVER_URL": f"http://127.0.0.1:{port}",
+                                 "WORKSPACE": str(workspace), "FILE": "add.py", "LINE": "2",
+                                 "TYPE": "return ", "EXPECT": "a + b", "SCREENSHOT_DIR": str(ARTIFACTS)})
+        (ARTIFACTS / "code-server-e2e.log").write_text(e2e.stdout + e2e.stderr)
+        assert e2e.returncode == 0, e2e.stdout[-3000:] + e2e.stderr[-3000:]
+        lines = (workspace / "add.py").read_text().split("\n")
+        assert lines[1].startswith("    return a + b"), lines
+        assert lines[2:] == ADD_PY.split("\n")[2:], lines
+        assert (ARTIFACTS / "vscode-ghost-text.png").stat().st_size > 10000
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
