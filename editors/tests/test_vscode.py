@@ -56,10 +56,8 @@ ADD_PY = 'def add(a, b):\n    \n\n\nif __name__ == "__main__":\n    print(add(1,
 @test
 def code_server_shows_ghost_text_and_tab_accepts():
     """A real VS Code (code-server) in headless Chromium with the packaged extension."""
-    install = subprocess.run(["bash", str(VSCODE / "test-e2e" / "install-code-server.sh"), str(CODE_SERVER_DIR)],
-                             capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
-    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     code_server = CODE_SERVER_DIR / "node_modules" / ".bin" / "code-server"
+    assert code_server.exists(), f"no {code_server} (editors/vscode/test-e2e/install-code-server.sh installs it)"
     vsix = VSCODE / "ghostline.vsix"
     if not vsix.exists():
         npm("run", "compile")
