@@ -106,16 +106,24 @@ fn truncate_positions(tensor: &DynValue, len: usize) -> Result<DynValue> {
         let (shape, data) = tensor.try_extract_tensor::<T>()?;
         let [b, h, positions, d] = [shape[0], shape[1], shape[2], shape[3]].map(|x| x as usize);
         let mut out = Vec::with_capacity(b * h * len * d);
-        for row in 0..b * h {
-            let start = row * positions * d;
-            out.extend_from_slice(&data[start..start + len * d]);
-        }
+        for_each_row(data, positions, len, d, |row| out.extend_from_slice(row));
         Ok(Tensor::from_array(([b, h, len, d], out))?.into_dyn())
     }
     match tensor.dtype() {
         ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(tensor, len),
         ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(tensor, len),
         other => bail!("unsupported KV type {other:?}"),
+    }
+}
+
+/// Calls `f` with the first `len` positions of each (batch, head) row of a KV tensor's data
+/// whose rows hold `positions` positions of `dim` values.
+fn for_each_row<T>(data: &[T], positions: usize, len: usize, dim: usize, mut f: impl FnMut(&[T])) {
+    if positions * dim == 0 {
+        return;
+    }
+    for row in data.chunks_exact(positions * dim) {
+        f(&row[..len * dim]);
     }
 }
 
@@ -330,12 +338,14 @@ fn copy_positions(from: &DynValue, to: &mut DynValue, len: usize) -> Result<()> 
         len: usize,
     ) -> Result<()> {
         let (shape, src) = from.try_extract_tensor::<T>()?;
-        let (rows, src_cap, d) = ((shape[0] * shape[1]) as usize, shape[2] as usize, shape[3] as usize);
+        let (src_cap, d) = (shape[2] as usize, shape[3] as usize);
         let (to_shape, dst) = to.try_extract_tensor_mut::<T>()?;
-        let dst_cap = to_shape[2] as usize;
-        for row in 0..rows {
-            dst[row * dst_cap * d..][..len * d].copy_from_slice(&src[row * src_cap * d..][..len * d]);
-        }
+        let mut dst_rows = dst.chunks_exact_mut(to_shape[2] as usize * d);
+        for_each_row(src, src_cap, len, d, |row| {
+            if let Some(dst_row) = dst_rows.next() {
+                dst_row[..row.len()].copy_from_slice(row);
+            }
+        });
         Ok(())
     }
     match from.dtype() {
