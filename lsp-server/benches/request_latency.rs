@@ -53,6 +53,18 @@ fn row(name: &str, mut values_ms: Vec<f64>) {
     );
 }
 
+/// Chars of the suggestion's first line up to its last visible one: typing-through covers
+/// the cursor's line.
+fn first_line_visible(suggestion: &str) -> usize {
+    suggestion
+        .split('\n')
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .chars()
+        .count()
+}
+
 fn take_timings(client: &mut LspClient) -> Vec<Value> {
     client.request_ok("ghostline/timings", Value::Null)["requests"]
         .as_array()
@@ -95,8 +107,6 @@ fn main() {
         seed
     };
     let mut version = 1;
-    let mut round_trip_typing = Vec::new();
-    let mut shown = Vec::new();
     for _ in 0..BACKEND_REQUESTS {
         // Somewhere in the file, freshly edited so that neither memory nor the LRU can
         // answer: every other request types a word at the start of a line (single-line,
@@ -117,27 +127,38 @@ fn main() {
             "textDocument/inlineCompletion",
             LspClient::inline_completion_params(URI, line, character),
         );
-        if let Some(item) = items(&response).first() {
-            if let Some(text) = item["insertText"].as_str() {
-                if text.chars().count() > 2 {
-                    shown.push((line, character, text.to_string()));
-                }
-            }
-        }
+        assert!(response.get("error").is_none(), "{response}");
     }
     let backend_timings = take_timings(&mut client);
 
-    // Typing-through: for each shown suggestion still intact, type its chars one by one.
-    for (line, character, suggestion) in shown.iter().take(60) {
-        // Ask again at the same spot so it is the suggestion on screen (answered from the LRU).
-        let _ = client.request(
+    // Typing-through: a fresh suggestion, then its first line typed char by char. Requests
+    // are sequential, so the i-th timing belongs to the i-th request.
+    let mut round_trips = Vec::new();
+    let mut typed_suggestions = 0;
+    while typed_suggestions < 60 {
+        let line = (next() % (LINES as u64 - 10)) as u32;
+        let marker = format!("y{}", next() % 1_000_000);
+        version += 1;
+        client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [
+            {"range": {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}}, "text": marker}
+        ]}));
+        let mut column = marker.len() as u32;
+        let started = Instant::now();
+        let response = client.request(
             "textDocument/inlineCompletion",
-            LspClient::inline_completion_params(URI, *line, *character),
+            LspClient::inline_completion_params(URI, line, column),
         );
-        let mut column = *character;
+        round_trips.push(started.elapsed().as_secs_f64() * 1e3);
+        let Some(suggestion) = items(&response)
+            .first()
+            .and_then(|item| item["insertText"].as_str().map(str::to_string))
+        else {
+            continue;
+        };
+        typed_suggestions += 1;
         for c in suggestion
             .chars()
-            .take(suggestion.trim_end().chars().count().saturating_sub(1))
+            .take(first_line_visible(&suggestion).saturating_sub(1))
         {
             version += 1;
             client.notify("textDocument/didChange", json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [
@@ -147,9 +168,9 @@ fn main() {
             let started = Instant::now();
             let _ = client.request(
                 "textDocument/inlineCompletion",
-                LspClient::inline_completion_params(URI, *line, column),
+                LspClient::inline_completion_params(URI, line, column),
             );
-            round_trip_typing.push(started.elapsed().as_secs_f64() * 1e3);
+            round_trips.push(started.elapsed().as_secs_f64() * 1e3);
         }
     }
     let typing_timings = take_timings(&mut client);
@@ -196,7 +217,13 @@ fn main() {
         "typing-through (arrival → response)",
         typed.iter().map(|t| ms(t, "totalNs")).collect(),
     );
-    row("typing-through, client round trip", round_trip_typing);
+    let typing_round_trips: Vec<f64> = typing_timings
+        .iter()
+        .zip(&round_trips)
+        .filter(|(t, _)| t["source"] == "typing")
+        .map(|(_, ms)| *ms)
+        .collect();
+    row("typing-through, client round trip", typing_round_trips);
     row(
         "whole request incl. backend (context)",
         from_backend.iter().map(|t| ms(t, "totalNs")).collect(),

@@ -347,6 +347,9 @@ async fn generate(
             Err(error) => return Outcome::Failed(error),
         }
     }
+    // Our own work starts when the stream is done: after the last token when the stop
+    // rules end it, after the final chunk and `[DONE]` when the backend does.
+    last_token_ns = last_token_ns.max(now_ns());
     // Dropping the stream here closes the connection, which stops the backend decoding.
     drop(stream);
     Outcome::Generated(Generated {
