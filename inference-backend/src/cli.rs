@@ -42,6 +42,10 @@ pub struct Args {
     /// Seconds a request may take from arrival to its last token.
     #[arg(long, default_value_t = 60.0)]
     pub request_timeout: f64,
+    /// Requests decoding at once, a step each in turn (each holds the KV state of its prompt and
+    /// completion); further requests wait in the queue.
+    #[arg(long, default_value_t = 8)]
+    pub max_active: usize,
     /// Memory for the KV state of recent prompts, reused when a new prompt shares their start
     /// (the next keystroke in the same file). 0 turns the prefix cache off.
     #[arg(long, default_value_t = 512)]

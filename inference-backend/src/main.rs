@@ -62,7 +62,8 @@ async fn serve(args: Args) -> Result<()> {
         request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
     });
 
-    let prefix_cache_bytes = args.prefix_cache_mb * 1024 * 1024;
+    let scheduler_options =
+        scheduler::SchedulerOptions { prefix_cache_bytes: args.prefix_cache_mb * 1024 * 1024, max_active: args.max_active.max(1) };
     let options = EngineOptions { ort_library, device: args.device, threads: args.threads() };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();
@@ -96,7 +97,7 @@ async fn serve(args: Args) -> Result<()> {
             limits,
         };
         let _ = engine_state.model.set(loaded);
-        scheduler::run_engine_loop(engine, jobs, metrics, prefix_cache_bytes);
+        scheduler::run_engine_loop(engine, jobs, metrics, scheduler_options);
     })?;
 
     axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await?;

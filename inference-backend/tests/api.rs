@@ -233,7 +233,7 @@ async fn limits_body_size_context_max_tokens_and_timeout() {
 
 #[tokio::test]
 async fn full_queue_answers_503_with_retry_after() {
-    let server = Server::start(&tiny_genai(), &["--queue-size", "1", "--max-tokens-cap", "2000"]);
+    let server = Server::start(&tiny_genai(), &["--queue-size", "1", "--max-active", "1", "--max-tokens-cap", "2000"]);
     let mut handles = Vec::new();
     for _ in 0..6 {
         let url = server.url("/v1/completions");
@@ -349,4 +349,22 @@ async fn cuda_fp16_export_gives_the_fp32_tokens() {
         let (_, b) = complete(&fp32, greedy(prompt, 12)).await;
         assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"], "prompt {prompt:?}");
     }
+}
+
+#[tokio::test]
+async fn a_short_request_is_not_stuck_behind_a_long_one() {
+    let server = Server::start(&tiny_genai(), &["--max-tokens-cap", "100000", "--context-length", "4096"]);
+    let mut long = greedy("fn main() {", 3500);
+    long["stream"] = json!(true);
+    let mut long_stream = client().post(server.url("/v1/completions")).json(&long).send().await.unwrap();
+    assert!(long_stream.chunk().await.unwrap().is_some(), "the long generation started");
+    // While it decodes, a short request is admitted beside it and answered long before the
+    // long one is through (a one-at-a-time engine would have generated all 3,500 first).
+    let (status, short) = complete(&server, greedy("x = ", 4)).await;
+    assert_eq!(status, 200);
+    assert_eq!(short["usage"]["completion_tokens"], 4);
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let generated = metric(&metrics, "ghostline_generated_tokens_total");
+    assert!(generated < 3000.0, "{generated} tokens generated before the short request was answered");
+    drop(long_stream);
 }
