@@ -46,6 +46,10 @@ pub struct Args {
     /// completion); further requests wait in the queue.
     #[arg(long, default_value_t = 8)]
     pub max_active: usize,
+    /// Prompt tokens prefilled per turn while other requests are decoding (long prompts then
+    /// do not stall their streams); a request alone is prefilled in one go.
+    #[arg(long, default_value_t = 128)]
+    pub prefill_chunk: usize,
     /// Memory for the KV state of recent prompts, reused when a new prompt shares their start
     /// (the next keystroke in the same file). 0 turns the prefix cache off.
     #[arg(long, default_value_t = 512)]

@@ -63,7 +63,11 @@ async fn serve(args: Args) -> Result<()> {
     });
 
     let scheduler_options =
-        scheduler::SchedulerOptions { prefix_cache_bytes: args.prefix_cache_mb * 1024 * 1024, max_active: args.max_active.max(1) };
+        scheduler::SchedulerOptions {
+        prefix_cache_bytes: args.prefix_cache_mb * 1024 * 1024,
+        max_active: args.max_active.max(1),
+        prefill_chunk: args.prefill_chunk.max(1),
+    };
     let options = EngineOptions { ort_library, device: args.device, threads: args.threads() };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();

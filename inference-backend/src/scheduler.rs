@@ -33,6 +33,9 @@ pub struct SchedulerOptions {
     pub prefix_cache_bytes: usize,
     /// Requests decoding at the same time; each holds its own KV state.
     pub max_active: usize,
+    /// While other requests are decoding, a prompt is prefilled this many tokens per turn, so
+    /// a long prompt does not stall their streams; alone, it is prefilled in one go.
+    pub prefill_chunk: usize,
 }
 
 pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Metrics>, options: SchedulerOptions) {
@@ -63,11 +66,12 @@ pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Met
                 active.push_back(generation);
             }
         }
-        // One decode step for each active request, in turn.
+        // One step (a prefill chunk or a decode step) for each active request, in turn.
+        let chunk = if active.len() > 1 { options.prefill_chunk.max(1) } else { usize::MAX };
         for _ in 0..active.len() {
             let Some(mut generation) = active.pop_front() else { break };
             let events = generation.job.events.clone();
-            match guarded(&events, || generation.step(&mut engine, &metrics)) {
+            match guarded(&events, || generation.step(&mut engine, &metrics, chunk)) {
                 Some(Step::Continue) => active.push_back(generation),
                 Some(Step::Done) => generation.finish(&mut cache, &metrics),
                 None => {}
@@ -103,6 +107,7 @@ struct Generation {
     seq: KvState,
     /// The tokens whose KV `seq` holds, so the finished sequence can be cached.
     fed: Vec<u32>,
+    /// Logits of the last token fed; empty until the whole prompt is prefilled.
     logits: Vec<f32>,
     stop_ids: Vec<u32>,
     sampler: Sampler,
@@ -115,19 +120,17 @@ struct Generation {
 }
 
 impl Generation {
-    /// Prefills the prompt, reusing the longest cached prefix.
+    /// Starts from the longest cached prefix of the prompt; the rest is prefilled by `step`.
     fn start(engine: &mut Engine, cache: &mut PrefixCache, metrics: &Metrics, job: Job) -> Result<Self> {
         let request = &job.request;
         let prompt = &request.prompt_ids;
         metrics.prompt_tokens.fetch_add(prompt.len() as u64, Ordering::Relaxed);
-        let mut seq = match cache.lookup(prompt) {
+        let seq = match cache.lookup(prompt) {
             Some(seq) => seq,
             None => engine.new_sequence(prompt.len() + request.max_tokens)?,
         };
         let mut fed = Vec::with_capacity(prompt.len() + request.max_tokens);
-        fed.extend_from_slice(prompt);
-        let reused = seq.len();
-        let logits = engine.forward(&mut seq, &prompt[reused..])?.to_vec();
+        fed.extend_from_slice(&prompt[..seq.len()]);
         let stop_ids = if request.ignore_eos {
             Vec::new()
         } else {
@@ -139,7 +142,7 @@ impl Generation {
             job,
             seq,
             fed,
-            logits,
+            logits: Vec::new(),
             stop_ids,
             decoder: IncrementalDecoder::default(),
             generated: 0,
@@ -148,9 +151,23 @@ impl Generation {
         })
     }
 
-    /// Samples one token from the current logits, sends its text, and runs it through the model
-    /// unless the generation ends here.
-    fn step(&mut self, engine: &mut Engine, metrics: &Metrics) -> Result<Step> {
+    /// Prefills up to `chunk` more prompt tokens, or, once the prompt is in, samples one token,
+    /// sends its text and runs it through the model unless the generation ends here.
+    fn step(&mut self, engine: &mut Engine, metrics: &Metrics, chunk: usize) -> Result<Step> {
+        let prompt = &self.job.request.prompt_ids;
+        if self.fed.len() < prompt.len() {
+            if self.job.events.is_closed() {
+                self.ended = Some(None);
+                return Ok(Step::Done);
+            }
+            let end = prompt.len().min(self.fed.len().saturating_add(chunk));
+            let logits = engine.forward(&mut self.seq, &prompt[self.fed.len()..end])?;
+            if end == prompt.len() {
+                self.logits.extend_from_slice(logits);
+            }
+            self.fed.extend_from_slice(&prompt[self.fed.len()..end]);
+            return Ok(Step::Continue);
+        }
         if let Some(reason) = self.next_token(engine, metrics)? {
             self.ended = Some(reason);
             return Ok(Step::Done);

@@ -368,3 +368,27 @@ async fn a_short_request_is_not_stuck_behind_a_long_one() {
     assert!(generated < 3000.0, "{generated} tokens generated before the short request was answered");
     drop(long_stream);
 }
+
+#[tokio::test]
+async fn a_prompt_prefilled_in_chunks_beside_a_stream_gives_the_same_answer() {
+    let prompt = "def parse(line):\n    fields = line.split(',')\n    return [f.strip() for f in fields]\n".repeat(20);
+    let mut body = greedy(&prompt, 8);
+    body["temperature"] = json!(1.5);
+    body["seed"] = json!(3);
+    let alone = Server::start(&tiny_genai(), &[]);
+    let (_, expected) = complete(&alone, body.clone()).await;
+    drop(alone);
+
+    // Beside a running stream, the 500-token prompt goes in 32-token chunks between its steps.
+    let server = Server::start(&tiny_genai(), &["--max-tokens-cap", "100000", "--prefill-chunk", "32"]);
+    let mut long = greedy("fn main() {", 3000);
+    long["stream"] = json!(true);
+    let mut long_stream = client().post(server.url("/v1/completions")).json(&long).send().await.unwrap();
+    assert!(long_stream.chunk().await.unwrap().is_some());
+    let (status, chunked) = complete(&server, body).await;
+    assert_eq!(status, 200, "{chunked}");
+    assert!(expected["usage"]["prompt_tokens"].as_u64().unwrap() > 300);
+    assert_eq!(chunked["choices"][0]["text"], expected["choices"][0]["text"]);
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metric(&metrics, "ghostline_generated_tokens_total") < 3000.0, "the prompt was not taken in beside the stream");
+}
