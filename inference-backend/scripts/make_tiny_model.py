@@ -365,9 +365,9 @@ def write_hf_dir(model, tokenizer: Path, hf: Path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layout", choices=["genai", "optimum", "genai-cuda-fp16"], required=True,
-                    help="genai-cuda-fp16: the builder's CUDA fp16 export (float16 KV and logits), "
-                         "to test the server's f16 path; its logits are not compared here")
+    ap.add_argument("--layout", choices=["genai", "optimum", "genai-cuda-fp16", "genai-cuda-int4"], required=True,
+                    help="genai-cuda-fp16 / genai-cuda-int4: the builder's CUDA exports (float16 KV and "
+                         "logits), to test the server's f16 path on the CPU; their logits are not compared here")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--tokenizer", required=True, type=Path, help="the real Qwen2.5 tokenizer.json")
     ap.add_argument("--force", action="store_true")
@@ -403,8 +403,10 @@ def main(argv=None) -> int:
     else:
         hf = tmp / "_hf"
         write_hf_dir(model, args.tokenizer, hf)
-        precision, provider = ("fp16", "cuda") if args.layout == "genai-cuda-fp16" else ("fp32", "cpu")
+        precision, provider = {"genai-cuda-fp16": ("fp16", "cuda"), "genai-cuda-int4": ("int4", "cuda")}.get(args.layout, ("fp32", "cpu"))
         argv_b = ["-i", str(hf), "-o", str(tmp), "-p", precision, "-e", provider, "-c", str(tmp / "_cache")]
+        if precision == "int4":
+            argv_b += ["--extra_options", "is_symmetric=false"]
         err = run_builder_in_process(argv_b)
         if err:
             print(err, file=sys.stderr)
@@ -414,11 +416,11 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp / "_cache", ignore_errors=True)
     write_common(tmp, args.tokenizer, model)
 
-    if args.layout == "genai-cuda-fp16":
+    if args.layout.startswith("genai-cuda"):
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
         (out / ".complete").write_text(stamp + "\n")
-        log(f"wrote {out} ({args.layout}, not compared: float16 CUDA export) in {time.perf_counter() - t0:.1f}s")
+        log(f"wrote {out} ({args.layout}, not compared: CUDA export) in {time.perf_counter() - t0:.1f}s")
         return 0
 
     onnx_file = tmp / "model.onnx"
