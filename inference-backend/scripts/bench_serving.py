@@ -65,15 +65,18 @@ def followup_llama(gguf, threads, tok, text):
 
     ids = tok.encode(text, add_special_tokens=False).ids
     ids2 = tok.encode(text + TYPED, add_special_tokens=False).ids
-    llm = Llama(model_path=str(gguf), n_ctx=len(ids2) + 64, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
+    llm = Llama(model_path=str(gguf), n_ctx=len(ids2) + 1024, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
 
     def ttft(tokens, reset):
         t0 = time.perf_counter()
         for _ in llm.generate(tokens, temp=0.0, top_k=1, reset=reset):
             return time.perf_counter() - t0
 
+    llm.reset()
     cold = ttft(ids, True)
-    warm = ttft(ids2, False)  # llama-cpp-python keeps the longest common prefix of its last eval
+    # With reset=True, llama-cpp-python keeps the longest common prefix of its last evaluation
+    # and evaluates only the rest (reset=False would append the whole prompt again).
+    warm = ttft(ids2, True)
     return cold, warm
 
 
@@ -129,7 +132,10 @@ def main() -> int:
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     streams = [int(s) for s in args.streams.split(",")]
     prompts, _ = br.make_prompts(model_dir / "tokenizer.json", [args.length], 1)
-    text = tok.decode(prompts[args.length][0], skip_special_tokens=False)
+    # A first line unique to this run, so no prefix cache (the server's or llama.cpp's) holds
+    # anything of these prompts from an earlier run: "cold" is really cold.
+    run_tag = f"# benchmark run {time.time_ns()}\n"
+    text = run_tag + tok.decode(prompts[args.length][0], skip_special_tokens=False)
 
     rows = [("ghostline-serve", *followup_server(args.server, text))]
     if "llama" in args.backends:
@@ -144,7 +150,7 @@ def main() -> int:
     # Slices past the follow-up prompt's, so no stream starts from a cached prefix.
     skip = args.length // 128 + 1
     many, _ = br.make_prompts(model_dir / "tokenizer.json", [128], skip + max(streams))
-    texts = [tok.decode(ids, skip_special_tokens=False) for ids in many[128][skip:]]
+    texts = [f"# stream {i} {run_tag}" + tok.decode(ids, skip_special_tokens=False) for i, ids in enumerate(many[128][skip:])]
     print(f"\nConcurrent streams on ghostline-serve (128-token prompts, {args.gen} tokens each)")
     print("| streams | aggregate tokens/s | median TTFT s | worst TTFT s |\n|---|---|---|---|")
     for n in streams:
