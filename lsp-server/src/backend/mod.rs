@@ -124,8 +124,10 @@ impl Default for Backend {
     }
 }
 
-/// How long a failed `/v1/models` answer is remembered before asking again.
-const MODEL_RETRY: Duration = Duration::from_secs(2);
+/// How long a failed `/v1/models` answer is remembered before asking again: long enough that
+/// a burst of keystrokes asks a down backend once, short enough that a backend that restarts
+/// quickly is used again at once (2 s kept a restarted server "unreachable" for seconds).
+const MODEL_RETRY: Duration = Duration::from_millis(500);
 
 impl Backend {
     pub fn new() -> Self {

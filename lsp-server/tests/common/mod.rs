@@ -307,7 +307,9 @@ pub fn serve_binary() -> Option<PathBuf> {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join("target"));
-    ["release", "debug"]
+    // The debug binary first: `cargo test` has just built it from this source, whereas a
+    // release binary may be left over from an older build.
+    ["debug", "release"]
         .iter()
         .map(|profile| target.join(profile).join("ghostline-serve"))
         .find(|p| p.exists())
