@@ -17,11 +17,8 @@ use tower_lsp_server::gen_lsp_types::{
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::{Client, LanguageServer, LspService};
 
-use crate::complete::Ticket;
 use crate::session::Session;
-use api::completion::StampedCompletionParams;
 use api::document_text::DocumentTextParams;
-use api::inline_completion::StampedInlineCompletionParams;
 use dispatch::{ArrivalOrder, STAMPED_COMPLETION, STAMPED_INLINE_COMPLETION};
 
 pub struct Server {
@@ -61,39 +58,25 @@ impl LanguageServer for Server {
         &self,
         params: InlineCompletionParams,
     ) -> Result<Option<InlineCompletionResponse>> {
-        api::inline_completion::handle(
-            self,
-            StampedInlineCompletionParams {
-                params,
-                ticket: Ticket::default(),
-            },
-        )
-        .await
+        api::inline_completion::handle(self, api::Stamped::unstamped(params)).await
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
-        api::completion::handle(
-            self,
-            StampedCompletionParams {
-                params,
-                ticket: Ticket::default(),
-            },
-        )
-        .await
+        api::completion::handle(self, api::Stamped::unstamped(params)).await
     }
 }
 
 impl Server {
     async fn stamped_inline_completion(
         &self,
-        params: StampedInlineCompletionParams,
+        params: api::Stamped<InlineCompletionParams>,
     ) -> Result<Option<InlineCompletionResponse>> {
         api::inline_completion::handle(self, params).await
     }
 
     async fn stamped_completion(
         &self,
-        params: StampedCompletionParams,
+        params: api::Stamped<CompletionParams>,
     ) -> Result<Option<CompletionResponse>> {
         api::completion::handle(self, params).await
     }

@@ -1,29 +1,20 @@
-use serde::Deserialize;
 use tower_lsp_server::gen_lsp_types::{
     CompletionItem, CompletionItemKind, CompletionItemTextEdit, CompletionList, CompletionParams,
     CompletionResponse, InsertTextFormat, Range, TextEdit,
 };
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::complete::{suggest, Ticket};
+use crate::complete::suggest;
+use crate::server::api::Stamped;
 use crate::edit::char_to_position;
 use crate::server::Server;
-
-/// `textDocument/completion` as stamped at arrival by `server::dispatch`.
-#[derive(Deserialize)]
-pub struct StampedCompletionParams {
-    #[serde(flatten)]
-    pub params: CompletionParams,
-    #[serde(rename = "ghostlineTicket", default)]
-    pub ticket: Ticket,
-}
 
 /// The same suggestion as one completion item, for editors without ghost text (Helix).
 /// Its edit starts at the start of the word being typed, because editors filter items by
 /// that word; the list is incomplete so the editor asks again as the user types.
 pub async fn handle(
     server: &Server,
-    stamped: StampedCompletionParams,
+    stamped: Stamped<CompletionParams>,
 ) -> Result<Option<CompletionResponse>> {
     let position_params = &stamped.params.text_document_position_params;
     let uri = &position_params.text_document.uri;

@@ -1,4 +1,3 @@
-use serde::Deserialize;
 use serde_json::json;
 use tower_lsp_server::gen_lsp_types::{
     Command, InlineCompletionItem, InlineCompletionList, InlineCompletionParams,
@@ -6,23 +5,15 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::complete::{suggest, Ticket};
+use crate::complete::suggest;
+use crate::server::api::Stamped;
 use crate::edit::char_to_position;
 use crate::server::api::execute_command::ACCEPT_COMMAND;
 use crate::server::Server;
 
-/// `textDocument/inlineCompletion` as stamped at arrival by `server::dispatch`.
-#[derive(Deserialize)]
-pub struct StampedInlineCompletionParams {
-    #[serde(flatten)]
-    pub params: InlineCompletionParams,
-    #[serde(rename = "ghostlineTicket", default)]
-    pub ticket: Ticket,
-}
-
 pub async fn handle(
     server: &Server,
-    stamped: StampedInlineCompletionParams,
+    stamped: Stamped<InlineCompletionParams>,
 ) -> Result<Option<InlineCompletionResponse>> {
     let position_params = &stamped.params.text_document_position_params;
     let uri = &position_params.text_document.uri;
