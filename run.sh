@@ -18,6 +18,21 @@ PY="$GHOSTLINE_CACHE/venv/bin/python"
 say "default model (Qwen2.5-Coder-0.5B-Instruct, int4, verified by sha256)"
 "$PY" inference-backend/scripts/fetch_default_model.py
 
+# On a machine with an NVIDIA GPU (and no ORT_DYLIB_PATH chosen by hand): ONNX Runtime's CUDA 13
+# build and the CUDA fp16 model, so that --device auto finds the CUDA provider. Not yet run on a
+# GPU by our CI (it has none); GHOSTLINE_DEVICE=cpu skips it.
+if [ -z "${ORT_DYLIB_PATH:-}" ] && [ "${GHOSTLINE_DEVICE:-auto}" != cpu ] && [ "${GHOSTLINE_PREPARE_ONLY:-0}" != 1 ] \
+   && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  say "NVIDIA GPU found: ONNX Runtime GPU (onnxruntime-gpu 1.31.1, CUDA 13) and the CUDA fp16 model"
+  ls "$GHOSTLINE_CACHE"/ort-gpu/onnxruntime/capi/libonnxruntime.so.* >/dev/null 2>&1 \
+    || "$PY" -m pip install -q --no-deps --target "$GHOSTLINE_CACHE/ort-gpu" onnxruntime-gpu==1.31.1
+  ORT_DYLIB_PATH="$(ls "$GHOSTLINE_CACHE"/ort-gpu/onnxruntime/capi/libonnxruntime.so.* | sort | tail -n 1)"
+  "$PY" inference-backend/scripts/fetch_default_model.py --variant cuda-fp16
+  case " $* " in
+    *" --model"*) ;;  # the user chose a model
+    *) set -- --model "$GHOSTLINE_CACHE/models/qwen2.5-coder-0.5b-instruct-fp16-cuda" "$@" ;;
+  esac
+fi
 ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(ls "$GHOSTLINE_CACHE"/venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* | sort | tail -n 1)}"
 export ORT_DYLIB_PATH
 
