@@ -136,6 +136,23 @@ def bench_llama(gguf: Path, threads: int, prompts, gen: int, repeats: int):
     return run_backend("llama", one, prompts, gen, repeats)
 
 
+def text_chunk_times(response) -> list[float]:
+    """Reads an OpenAI-style SSE completion stream; returns when each chunk with text arrived."""
+    if response.status != 200:
+        raise SystemExit(f"server answered {response.status}: {response.read()[:500]!r}")
+    times = []
+    for raw in response:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            break
+        if any(ch.get("text") for ch in json.loads(payload).get("choices", [])):
+            times.append(time.perf_counter())
+    return times
+
+
 def bench_server(url: str, model_name: str | None, tokenizer_json: Path, prompts, gen: int, repeats: int):
     from tokenizers import Tokenizer
 
@@ -163,22 +180,9 @@ def bench_server(url: str, model_name: str | None, tokenizer_json: Path, prompts
         body = json.dumps({"model": model_name, "prompt": tok.decode(ids, skip_special_tokens=False),
                            "max_tokens": n_new, "temperature": 0, "stream": True, "ignore_eos": True})
         c = conn()
-        times = []
         t0 = time.perf_counter()
         c.request("POST", base + "/completions", body=body, headers=headers)
-        r = c.getresponse()
-        if r.status != 200:
-            raise SystemExit(f"server answered {r.status}: {r.read()[:500]!r}")
-        for raw in r:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                break
-            chunk = json.loads(payload)
-            if any(ch.get("text") for ch in chunk.get("choices", [])):
-                times.append(time.perf_counter())
+        times = text_chunk_times(c.getresponse())
         c.close()
         return t0, times
 

@@ -36,22 +36,10 @@ def stream(url: str, prompt: str, max_tokens: int) -> tuple[float, float, int]:
     body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True, "ignore_eos": True})
     t0 = time.perf_counter()
     c.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
-    r = c.getresponse()
-    if r.status != 200:
-        raise SystemExit(f"server answered {r.status}: {r.read()[:300]!r}")
-    first, n = None, 0
-    for raw in r:
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == b"[DONE]":
-            break
-        if any(ch.get("text") for ch in json.loads(payload).get("choices", [])):
-            n += 1
-            first = first or time.perf_counter() - t0
+    times = br.text_chunk_times(c.getresponse())
     c.close()
-    return first or float("nan"), time.perf_counter() - t0, n
+    first = times[0] - t0 if times else float("nan")
+    return first, time.perf_counter() - t0, len(times)
 
 
 def followup_server(url, text):
