@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""Context-engine evaluation: fill-in-the-middle cases cut from real, pinned packages
+(packages.toml), completed through the real ghostline-lsp (textDocument/inlineCompletion) and
+ghostline-serve, once per `contextMode`, scored by exact match, edit similarity and identifier F1.
+
+    python tests/eval/run.py --cases 16 --modes currentFile,full,jaccard --context-tokens 1024
+    python tests/eval/run.py --smoke        # tiny random model, 2 cases per kind: pipeline check
+
+For every case and mode: the package is copied into a temporary workspace with the hole cut out
+of the file ON DISK as well, a fresh ghostline-lsp starts with that workspace as its root, its
+index is awaited (`ghostline.indexStatus`), the holed file and up to three neighbours are opened,
+and one inline completion is asked for at the hole. Exit status: 1 when any case hit a pipeline
+failure (LSP error, no answer, malformed item, backend warning, bad sha256), else 0.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import cases as case_builder  # noqa: E402
+import metrics  # noqa: E402
+import packages as pkgs  # noqa: E402
+from lsp import CACHE, ROOT, Backend, LspClient, PipelineError, binary  # noqa: E402
+
+MODES = ("currentFile", "full", "jaccard")
+DEFAULT_MODEL = Path(os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-int4-cpu"))
+TINY_MODEL = Path(os.environ.get("GHOSTLINE_TINY_GENAI", CACHE / "models" / "tiny-qwen2-genai"))
+INDEX_TIMEOUT_S = 120
+
+
+def position_to_offset(text: str, line: int, character: int) -> int:
+    """LSP position (UTF-16 code units) → offset in `text` (code points); clamps like the LSP."""
+    lines = text.split("\n")
+    line = min(line, len(lines) - 1)
+    start = sum(len(l) + 1 for l in lines[:line])
+    units = 0
+    for i, ch in enumerate(lines[line]):
+        if units >= character:
+            return start + i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return start + len(lines[line])
+
+
+def utf16_position(text: str, offset: int) -> dict:
+    before = text[:offset]
+    line = before.count("\n")
+    column = before[before.rfind("\n") + 1 :]
+    return {"line": line, "character": case_builder.utf16_len(column)}
+
+
+def predicted_middle(holed: str, cursor: int, item: dict) -> str:
+    """Applies the item as an editor would and returns what ended up in the hole."""
+    insert = item.get("insertText")
+    if isinstance(insert, dict):  # StringValue (snippet)
+        insert = insert.get("value")
+    if not isinstance(insert, str):
+        raise PipelineError(f"malformed inline completion item: {item!r}")
+    if item.get("range"):
+        r = item["range"]
+        try:
+            start = position_to_offset(holed, r["start"]["line"], r["start"]["character"])
+            end = position_to_offset(holed, r["end"]["line"], r["end"]["character"])
+        except (KeyError, TypeError):
+            raise PipelineError(f"malformed range in item: {item!r}")
+        if start > cursor or end < cursor:
+            raise PipelineError(f"item range {r} does not contain the cursor")
+    else:
+        start = end = cursor
+    new = holed[:start] + insert + holed[end:]
+    prefix, suffix = holed[:cursor], holed[cursor:]
+    if new.startswith(prefix) and new.endswith(suffix) and len(new) >= len(prefix) + len(suffix):
+        return new[len(prefix) : len(new) - len(suffix)]
+    # The item replaced part of the text after the cursor: the middle is what now stands
+    # between the prefix and the unchanged end of the suffix.
+    tail = holed[end:]
+    return new[len(prefix) : len(new) - len(tail)] if new.startswith(prefix) else insert
+
+
+def language_id(language: str) -> str:
+    return {"rust": "rust", "python": "python"}[language]
+
+
+def wait_for_index(client: LspClient) -> dict:
+    """Polls ghostline.indexStatus until ready; a binary without the command counts as ready."""
+    deadline = time.monotonic() + INDEX_TIMEOUT_S
+    while True:
+        response = client.request(
+            "workspace/executeCommand", {"command": "ghostline.indexStatus", "arguments": []}, timeout=30
+        )
+        if "error" in response:
+            error = response["error"]
+            if "unknown command" in str(error.get("message", "")).lower() or error.get("code") == -32601:
+                return {"ready": True, "legacy": True}
+            raise PipelineError(f"ghostline.indexStatus failed: {error}")
+        status = response.get("result") or {}
+        if not isinstance(status, dict) or "ready" not in status:
+            raise PipelineError(f"malformed ghostline.indexStatus answer: {status!r}")
+        if status["ready"]:
+            return status
+        if time.monotonic() > deadline:
+            raise PipelineError(f"index not ready after {INDEX_TIMEOUT_S} s: {status}")
+        time.sleep(0.1)
+
+
+def run_case(lsp_bin: Path, workspace: Path, case: case_builder.Case, settings: dict, log: Path) -> dict:
+    path = workspace / case.path
+    original = path.read_text(encoding="utf-8")
+    holed = case.holed(original)
+    cursor = case_builder.offset_of(original, case.line, case.column)
+    row = {"id": case.id, "kind": case.kind, "package": case.package, "mode": settings["contextMode"]}
+    path.write_text(holed, encoding="utf-8")  # the index must not read the answer from disk
+    client = None
+    try:
+        client = LspClient(lsp_bin, log, settings)
+        root_uri = workspace.as_uri()
+        client.call(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": root_uri,
+                "workspaceFolders": [{"uri": root_uri, "name": workspace.name}],
+                "capabilities": {
+                    "general": {"positionEncodings": ["utf-16"]},
+                    "textDocument": {"inlineCompletion": {"dynamicRegistration": False}},
+                    "workspace": {
+                        "workspaceFolders": True,
+                        "configuration": True,
+                        "didChangeWatchedFiles": {"dynamicRegistration": True},
+                    },
+                },
+                "initializationOptions": settings,
+            },
+        )
+        client.notify("initialized", {})
+        row["index"] = wait_for_index(client)
+        # neighbours first, the holed file last (the one being edited)
+        for rel in case.open_files:
+            text = (workspace / rel).read_text(encoding="utf-8")
+            client.notify("textDocument/didOpen", {"textDocument": {
+                "uri": (workspace / rel).as_uri(), "languageId": language_id(case.language), "version": 1, "text": text}})
+        client.notify("textDocument/didOpen", {"textDocument": {
+            "uri": path.as_uri(), "languageId": language_id(case.language), "version": 1, "text": holed}})
+        wait_for_index(client)
+        position = utf16_position(holed, cursor)
+        assert position == {"line": case.line, "character": case.column_utf16}, (position, case)
+        started = time.monotonic()
+        response = client.request(
+            "textDocument/inlineCompletion",
+            {"textDocument": {"uri": path.as_uri()}, "position": position, "context": {"triggerKind": 2}},
+            timeout=settings["timeoutMs"] / 1000 + 60,
+        )
+        row["latency_ms"] = (time.monotonic() - started) * 1000
+        if "error" in response:
+            raise PipelineError(f"inlineCompletion failed: {response['error']}")
+        result = response.get("result")
+        items = result.get("items") if isinstance(result, dict) else result
+        if result is not None and not isinstance(items, list):
+            raise PipelineError(f"malformed inlineCompletion answer: {result!r}")
+        items = items or []
+        warnings = [
+            n["params"].get("message") for n in client.notifications
+            if n.get("method") == "window/showMessage" and (n.get("params") or {}).get("type") in (1, 2)
+        ]
+        if warnings:
+            raise PipelineError("ghostline-lsp warned: " + " | ".join(map(str, warnings)))
+        row["prediction"] = predicted_middle(holed, cursor, items[0]) if items else ""
+        row["items"] = len(items)
+    except (PipelineError, OSError, AssertionError) as e:
+        row["error"] = str(e)
+        row.setdefault("prediction", "")
+    finally:
+        if client:
+            client.close()
+        path.write_text(original, encoding="utf-8")
+    row.update(metrics.score(row["prediction"], case.middle))
+    return row
+
+
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:
+        return ""
+
+
+def fmt(value, digits=3):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def table(summary: dict, modes: list[str]) -> str:
+    lines = [
+        "| mode | kind | n | EM | edit sim | ident F1 | mean latency (ms) | empty | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode in modes:
+        for kind in (*case_builder.KINDS, "overall"):
+            a = summary[mode][kind]
+            lines.append(
+                f"| {mode} | {kind} | {a['n']} | {fmt(a['em'])} | {fmt(a['es'])} | {fmt(a['id_f1'])} | "
+                f"{fmt(a['latency_ms'], 0)} | {a['empty']} | {a['errors']} |"
+            )
+    return "\n".join(lines)
+
+
+def targets(summary: dict, modes: list[str]) -> list[str]:
+    out = []
+    if "full" in modes and "currentFile" in modes:
+        full, cur = summary["full"]["cross-file"]["em"], summary["currentFile"]["cross-file"]["em"]
+        if full is not None and cur is not None:
+            ok = full >= 1.5 * cur and full > 0
+            ratio = f"{full / cur:.2f}×" if cur else ("∞" if full else "n/a")
+            out.append(f"- cross-file EM, full ≥ 1.5 × currentFile: {full:.3f} vs {cur:.3f} ({ratio}) — {'met' if ok else 'NOT met'}")
+    if "full" in modes and "jaccard" in modes:
+        full, jac = summary["full"]["overall"]["em"], summary["jaccard"]["overall"]["em"]
+        if full is not None and jac is not None:
+            out.append(f"- overall EM, full > jaccard: {full:.3f} vs {jac:.3f} — {'met' if full > jac else 'NOT met'}")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=16, help="cases per kind (default 16)")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--backend-url", help="use this ghostline-serve instead of starting one")
+    ap.add_argument("--model", type=Path, default=None, help="model directory for the backend started here")
+    ap.add_argument("--context-tokens", type=int, default=1024)
+    ap.add_argument("--max-tokens", type=int, default=None, help="default 128 (16 with --smoke)")
+    ap.add_argument("--timeout-ms", type=int, default=120_000)
+    ap.add_argument("--threads", type=int, default=2, help="ghostline-serve --threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--packages", help="comma-separated package names (default: all in packages.toml)")
+    ap.add_argument("--smoke", action="store_true", help="tiny model, 2 cases per kind, one package per language")
+    ap.add_argument("--no-build", action="store_true", help="never run cargo; use the binaries as they are")
+    ap.add_argument("--out-dir", type=Path, default=HERE / "results")
+    args = ap.parse_args()
+    started = time.monotonic()
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in MODES:
+            ap.error(f"unknown mode {m!r} (known: {', '.join(MODES)})")
+    if args.smoke:
+        args.cases = 2
+        args.model = args.model or TINY_MODEL
+        args.max_tokens = args.max_tokens or 16
+    model = args.model or DEFAULT_MODEL
+    max_tokens = args.max_tokens or 128
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ("-smoke" if args.smoke else "")
+    out_dir = args.out_dir
+    logs = out_dir / stamp
+    logs.mkdir(parents=True, exist_ok=True)
+
+    try:
+        packages = pkgs.load()
+        if args.packages:
+            wanted = set(args.packages.split(","))
+            packages = [p for p in packages if p.name in wanted]
+        if args.smoke:
+            packages = [p for p in packages if p.smoke]
+        if not packages:
+            raise PipelineError("no packages selected")
+        roots = {p.key: pkgs.fetch(p) for p in packages}
+        cases = case_builder.build(packages, args.cases, args.seed)
+        case_builder.write_jsonl(cases, logs / "cases.jsonl")
+        # The smoke run takes a fresh debug build (what `cargo test` leaves; built when stale), so CI need not
+        # build release binaries for it; the real evaluation wants release ones.
+        profiles = ("debug", "release") if args.smoke else ("release",)
+        lsp_bin = binary("ghostline-lsp", "lsp-server", "GHOSTLINE_LSP_BIN", not args.no_build, profiles)
+    except (pkgs.PackageError, PipelineError, subprocess.CalledProcessError) as e:
+        print(f"[eval] FAILED before any case: {e}", file=sys.stderr)
+        return 1
+
+    backend = None
+    if args.backend_url:
+        backend_url = args.backend_url.rstrip("/")
+    else:
+        try:
+            serve_bin = binary("ghostline-serve", "inference-backend", "GHOSTLINE_SERVE_BIN", not args.no_build, profiles)
+            # No prefix cache: every mode's latency is a cold prefill, comparable across modes.
+            backend = Backend(serve_bin, model, args.threads, logs / "ghostline-serve.log",
+                              ["--prefix-cache-mb", "0", "--request-timeout", "300"])
+        except (PipelineError, subprocess.CalledProcessError) as e:
+            print(f"[eval] FAILED to start ghostline-serve: {e}", file=sys.stderr)
+            return 1
+        backend_url = backend.url
+    print(f"[eval] {len(cases)} cases × {len(modes)} modes; backend {backend_url}; model {model}; "
+          f"ghostline-lsp {lsp_bin}", flush=True)
+
+    meta = {
+        "timestamp": stamp,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git_head": git("rev-parse", "HEAD"),
+        "lsp_last_commit": git("log", "-1", "--format=%h %s", "--", "lsp-server/src"),
+        "lsp_dirty": bool(git("status", "--porcelain", "--", "lsp-server")),
+        "lsp_binary": str(lsp_bin),
+        "lsp_binary_mtime": datetime.fromtimestamp(lsp_bin.stat().st_mtime, timezone.utc).isoformat(),
+        "backend_url": backend_url if args.backend_url else "started here",
+        "model": str(model),
+        "context_tokens": args.context_tokens,
+        "max_tokens": max_tokens,
+        "seed": args.seed,
+        "cases_per_kind": args.cases,
+        "packages": [p.key for p in packages],
+        "modes": modes,
+        "smoke": args.smoke,
+    }
+    rows: list[dict] = []
+    result_path = out_dir / f"{stamp}.json"
+
+    def save(summary=None):
+        result_path.write_text(json.dumps(
+            {"meta": meta, "summary": summary, "rows": rows, "cases": [asdict(c) for c in cases]}, indent=1))
+
+    tmp = Path(tempfile.mkdtemp(prefix="ghostline-eval-"))
+    try:
+        workspaces = {}
+        for case in cases:
+            if case.package not in workspaces:
+                ws = tmp / case.package
+                shutil.copytree(roots[case.package], ws, ignore=shutil.ignore_patterns(".ghostline-eval-sha256"))
+                workspaces[case.package] = ws
+            for mode in modes:
+                settings = {
+                    "backendUrl": backend_url,
+                    "contextMode": mode,
+                    "contextTokens": args.context_tokens,
+                    "maxTokens": max_tokens,
+                    "timeoutMs": args.timeout_ms,
+                    "multiline": "auto",
+                    "temperature": 0.0,
+                    "debounceMs": 0,
+                }
+                row = run_case(lsp_bin, workspaces[case.package], case, settings, logs / "ghostline-lsp.stderr.log")
+                rows.append(row)
+                status = "ERROR " + row["error"] if row.get("error") else f"em={row['em']:.0f} es={row['es']:.2f}"
+                print(f"[eval] {case.id:<34} {mode:<12} {row.get('latency_ms', 0):7.0f} ms  {status}", flush=True)
+            save()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if backend:
+            backend.stop()
+
+    summary = {}
+    for mode in modes:
+        summary[mode] = {}
+        for kind in (*case_builder.KINDS, "overall"):
+            selected = [r for r in rows if r["mode"] == mode and (kind == "overall" or r["kind"] == kind)]
+            summary[mode][kind] = metrics.aggregate(selected)
+    save(summary)
+    elapsed = time.monotonic() - started
+    print()
+    print(table(summary, modes))
+    print()
+    for line in targets(summary, modes):
+        print(line)
+    print(f"\n[eval] {len(rows)} completions in {elapsed:.0f} s; results in {result_path.relative_to(ROOT) if result_path.is_relative_to(ROOT) else result_path}")
+
+    failures = [r for r in rows if r.get("error")]
+    if failures:
+        print(f"[eval] FAILED: {len(failures)} of {len(rows)} completions hit a pipeline error", file=sys.stderr)
+        for r in failures[:10]:
+            print(f"  {r['id']} {r['mode']}: {r['error']}", file=sys.stderr)
+        return 1
+    if len(rows) != len(cases) * len(modes) or any(
+        summary[m]["overall"]["em"] is None for m in modes
+    ):
+        print("[eval] FAILED: missing rows or metrics", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
