@@ -263,6 +263,12 @@ def main() -> int:
     logs = out_dir / stamp
     logs.mkdir(parents=True, exist_ok=True)
 
+    if args.smoke:
+        import test_eval
+
+        if test_eval.main() != 0:
+            print("[eval] FAILED: self-checks (tests/eval/test_eval.py)", file=sys.stderr)
+            return 1
     try:
         packages = pkgs.load()
         if args.packages:
