@@ -23,6 +23,10 @@ pub struct ModelInfo {
     pub id: String,
     /// Template with `{prefix}` and `{suffix}`, when the backend reports one.
     pub fim_template: Option<String>,
+    /// `family` from `/v1/models` (`qwen2.5-coder`, ...): picks the prompt format.
+    pub family: Option<String>,
+    pub context_length: Option<usize>,
+    pub markers: crate::context::template::FimMarkers,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,14 +87,22 @@ struct ModelEntry {
     id: String,
     #[serde(default)]
     fim: Option<FimTokens>,
+    #[serde(default)]
+    family: Option<String>,
+    #[serde(default)]
+    context_length: Option<usize>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct FimTokens {
     template: Option<String>,
     prefix: Option<String>,
     suffix: Option<String>,
     middle: Option<String>,
+    #[serde(default)]
+    repo_name: Option<String>,
+    #[serde(default)]
+    file_sep: Option<String>,
 }
 
 impl FimTokens {
@@ -102,6 +114,16 @@ impl FimTokens {
             "{}{{prefix}}{}{{suffix}}{}",
             self.prefix?, self.suffix?, self.middle?
         ))
+    }
+
+    fn markers(&self) -> crate::context::template::FimMarkers {
+        crate::context::template::FimMarkers {
+            prefix: self.prefix.clone(),
+            suffix: self.suffix.clone(),
+            middle: self.middle.clone(),
+            repo_name: self.repo_name.clone(),
+            file_sep: self.file_sep.clone(),
+        }
     }
 }
 
@@ -208,13 +230,23 @@ impl Backend {
         match entry {
             Some(entry) => Ok(ModelInfo {
                 id: entry.id,
+                markers: entry
+                    .fim
+                    .as_ref()
+                    .map(FimTokens::markers)
+                    .unwrap_or_default(),
                 fim_template: entry.fim.and_then(FimTokens::template),
+                family: entry.family,
+                context_length: entry.context_length,
             }),
             // The backend does not list it; it may still serve it under that name.
             None => match &settings.model {
                 Some(wanted) => Ok(ModelInfo {
                     id: wanted.clone(),
                     fim_template: None,
+                    family: None,
+                    context_length: None,
+                    markers: Default::default(),
                 }),
                 None => Err(BackendError::Protocol("/v1/models lists no model".into())),
             },

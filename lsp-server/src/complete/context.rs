@@ -70,6 +70,31 @@ fn line_tokens(line: RopeSlice<'_>) -> usize {
     count
 }
 
+/// Tokens of any text, counted line by line through the same cache (snippets of other
+/// files repeat between keystrokes just as the current file's lines do).
+pub fn count_tokens_cached(text: &str) -> usize {
+    if !TOKENIZER_READY.load(Ordering::Relaxed) {
+        return text.len().div_ceil(3);
+    }
+    let mut total = 0;
+    for line in text.split_inclusive('\n') {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        hasher.write(line.as_bytes());
+        let key = hasher.finish();
+        if let Some(count) = LINE_TOKENS.get(&key) {
+            total += *count as usize;
+            continue;
+        }
+        let count = count_tokens(line);
+        if LINE_TOKENS.len() >= LINE_CACHE_ENTRIES {
+            LINE_TOKENS.clear();
+        }
+        LINE_TOKENS.insert(key, u32::try_from(count).unwrap_or(u32::MAX));
+        total += count;
+    }
+    total
+}
+
 /// Counts every line of a newly opened document off the request path, so that the first
 /// suggestions in it need no BPE work. Runs on its own thread; costs a few hundred
 /// milliseconds of one core for a 10,000-line file, once.
@@ -106,6 +131,8 @@ pub struct CursorContext {
     /// repeating it is done.
     pub next_line: Option<String>,
     pub indent_unit: IndentUnit,
+    /// Lines of the document that prefix and suffix cover: first, and one past the last.
+    pub window_lines: (usize, usize),
 }
 
 /// Lines looked at, at most, in each direction (bounds the work on huge files).
@@ -174,6 +201,7 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
             suffix,
             next_line,
             indent_unit: detect_indent_unit(rope, line_index),
+            window_lines: (first_line, line.max(line_index + 1)),
         }
     }
 }

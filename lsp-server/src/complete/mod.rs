@@ -18,14 +18,17 @@ use tower_lsp_server::gen_lsp_types::{MessageType, Position, Uri};
 use tower_lsp_server::Client;
 
 use crate::backend::health::HealthChange;
-use crate::backend::{BackendError, CompletionRequest};
+use crate::backend::{BackendError, CompletionRequest, ModelInfo};
+use crate::context::template::{self, Format, Parts, Rendered};
+use crate::context::{Budget, CurrentFile, Workspace};
 use crate::edit::{line_content_end_char, position_to_char};
-use crate::session::{MultilineMode, Session, Settings};
-use context::{apply_fim_template, cursor_context, CursorContext};
+use crate::index::uri_to_path;
+use crate::session::{ContextMode, Document, MultilineMode, PromptFamily, Session, Settings};
+use context::{cursor_context, CursorContext};
 use memory::{RecentResult, ShownSuggestion};
 use postprocess::PostContext;
 use stop::{StopConfig, StopDetector};
-use syntax::{syntax_at_cursor, SyntaxAtCursor};
+use syntax::{syntax_at_cursor_in, SyntaxAtCursor};
 use timings::{now_ns, RequestTiming};
 
 /// Stamped on a completion request when it arrives (see `server::dispatch`): which
@@ -92,6 +95,8 @@ fn prompt_key(settings: &Settings, ctx: &CursorContext, multiline: bool) -> u64 
         &settings.model,
         &settings.fim_template,
         settings.max_tokens,
+        settings.context_mode,
+        settings.prompt_family,
     )
         .hash(&mut hasher);
     (&ctx.prefix, &ctx.suffix, multiline, settings.max_lines).hash(&mut hasher);
@@ -151,11 +156,16 @@ pub async fn suggest(
         });
     };
     let settings = session.settings();
-    let document = session.snapshot(uri)?;
+    if session.is_excluded(uri) {
+        // A secret file (`.env`, a key, ...): nothing of it may go into a prompt.
+        tracing::debug!("no suggestions in {uri}: excluded");
+        return None;
+    }
+    let document = session.snapshot_parsed(uri)?;
     if !settings.language_enabled(&document.language_id) {
         return None;
     }
-    let rope = document.rope;
+    let rope = document.rope.clone();
     let cursor = position_to_char(&rope, position, session.encoding());
     let (line_index, line_prefix, rest_of_line) = cursor_line(&rope, cursor);
     let make = |text: String, replaced_chars: usize, line_prefix: String| Suggestion {
@@ -188,7 +198,12 @@ pub async fn suggest(
         MultilineMode::Auto => {
             auto_multiline(&plain, &line_prefix, &rest_of_line)
                 && auto_multiline(
-                    &syntax_at_cursor(&document.language_id, &rope, cursor),
+                    &syntax_at_cursor_in(
+                        &document.language_id,
+                        &rope,
+                        cursor,
+                        document.tree.as_ref(),
+                    ),
                     &line_prefix,
                     &rest_of_line,
                 )
@@ -246,7 +261,7 @@ pub async fn suggest(
         biased;
         () = until_superseded(requests, ticket.generation) => Outcome::Superseded,
         () = tokio::time::sleep_until(deadline.into()) => Outcome::Failed(BackendError::Timeout),
-        outcome = generate(session, &settings, &ctx, stop, arrived_ns) => outcome,
+        outcome = generate(session, &settings, PromptSource { uri, document: &document, cursor }, stop, arrived_ns) => outcome,
     };
 
     let generated = match outcome {
@@ -295,10 +310,103 @@ pub async fn suggest(
     ))
 }
 
+/// The document a prompt is built for.
+struct PromptSource<'a> {
+    uri: &'a Uri,
+    document: &'a Document,
+    cursor: usize,
+}
+
+/// The prompt for `source`: context from the sources `settings.context_mode` allows, in the
+/// format of the model's family.
+fn build_prompt(
+    session: &Session,
+    settings: &Settings,
+    model: &ModelInfo,
+    source: &PromptSource<'_>,
+) -> (Rendered, Format) {
+    // `currentFile` keeps the plain FIM prompt of before unless a family was asked for.
+    let family = match (settings.context_mode, settings.prompt_family) {
+        (ContextMode::CurrentFile, PromptFamily::Auto) => PromptFamily::Fim,
+        (_, family) => family,
+    };
+    let format = template::resolve(
+        family,
+        settings.fim_template.as_deref(),
+        model.family.as_deref(),
+        model.fim_template.as_deref(),
+        &model.markers,
+    );
+    let path = uri_to_path(source.uri);
+    let relative = match &path {
+        Some(path) => session.index.relative(path),
+        None => source
+            .uri
+            .0
+            .rsplit('/')
+            .next()
+            .unwrap_or("untitled")
+            .to_string(),
+    };
+    let open = if settings.context_mode == ContextMode::CurrentFile {
+        Default::default()
+    } else {
+        session.open_documents()
+    };
+    let recently_edited = session.recently_edited();
+    let excludes = session.excludes();
+    let workspace = Workspace {
+        index: &session.index,
+        open: &open,
+        recently_edited: &recently_edited,
+        excludes: &excludes,
+    };
+    let current = CurrentFile {
+        path: path.as_deref(),
+        relative: &relative,
+        rope: &source.document.rope,
+        cursor_char: source.cursor,
+        lang: source.document.lang,
+        tree: source.document.tree.as_ref(),
+    };
+    let budget = Budget::new(
+        settings.context_tokens,
+        model.context_length,
+        settings.max_tokens,
+        settings.retrieved_share,
+    );
+    let built = crate::context::build(settings.context_mode, &current, &workspace, budget);
+    tracing::debug!(
+        "context: {} snippets ({}), prefix {} bytes, suffix {} bytes",
+        built.snippets.len(),
+        built
+            .snippets
+            .iter()
+            .map(|s| format!("{:?} {}:{}", s.kind, s.path, s.start_line + 1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        built.cursor.prefix.len(),
+        built.cursor.suffix.len()
+    );
+    let repo_name = session.index.repo_name();
+    let rendered = template::render(
+        &format,
+        &Parts {
+            repo_name: &repo_name,
+            current_path: &relative,
+            snippets: &built.snippets,
+            prefix: &built.cursor.prefix,
+            suffix: &built.cursor.suffix,
+            comment: crate::syntax::line_comment(&source.document.language_id),
+        },
+    );
+    (rendered, format)
+}
+
 async fn generate(
     session: &Session,
     settings: &Settings,
-    ctx: &CursorContext,
+    source: PromptSource<'_>,
     stop: StopConfig,
     arrived_ns: u64,
 ) -> Outcome {
@@ -306,24 +414,17 @@ async fn generate(
         Ok(model) => model,
         Err(error) => return Outcome::Failed(error),
     };
-    let template = settings
-        .fim_template
-        .as_ref()
-        .or(model.fim_template.as_ref());
-    let (prompt, suffix) = match template {
-        // Applying the template here (rather than sending `suffix`) lets the prompt carry
-        // more than the current file later on.
-        Some(template) => (apply_fim_template(template, &ctx.prefix, &ctx.suffix), None),
-        None => (ctx.prefix.clone(), Some(ctx.suffix.clone())),
-    };
+    let (rendered, format) = build_prompt(session, settings, &model, &source);
+    let mut stops: Vec<String> = BACKEND_STOPS.iter().map(|s| s.to_string()).collect();
+    stops.extend(template::stops(&format).iter().map(|s| s.to_string()));
     let request = CompletionRequest {
         model: model.id,
-        prompt,
-        suffix,
+        prompt: rendered.prompt,
+        suffix: rendered.suffix,
         max_tokens: settings.max_tokens,
         temperature: settings.temperature,
         top_p: 1.0,
-        stop: BACKEND_STOPS.iter().map(|s| s.to_string()).collect(),
+        stop: stops,
         seed: 0,
         stream: true,
     };
@@ -429,7 +530,7 @@ mod probe {
         for at in [5003, 5003, 2003, 8003, 8003] {
             let cursor = rope.line_to_char(at) + 4;
             let t = Instant::now();
-            let s = syntax_at_cursor("python", &rope, cursor);
+            let s = syntax::syntax_at_cursor("python", &rope, cursor);
             let t1 = t.elapsed();
             let t = Instant::now();
             let ctx = cursor_context(&rope, cursor, 2048);

@@ -1,13 +1,15 @@
-//! The syntax at the cursor, from tree-sitter, for deciding single- vs multi-line.
+//! The syntax at the cursor, from tree-sitter and `blocks.scm`, for deciding single- vs
+//! multi-line.
 //!
 //! Only a window of lines around the cursor is parsed: classifying the cursor needs local
 //! structure only, and parsing a whole 10,000-line file on every keystroke would cost more
 //! than the rest of the request together.
 
-use std::cell::RefCell;
-
 use ropey::Rope;
-use tree_sitter::{Language, Parser};
+use tree_sitter::Tree;
+
+use crate::syntax::extract::cursor_scopes;
+use crate::syntax::{parse_rope, queries, Lang};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyntaxAtCursor {
@@ -20,74 +22,61 @@ pub struct SyntaxAtCursor {
 const WINDOW_BEFORE: usize = 60;
 const WINDOW_AFTER: usize = 15;
 
-fn language_for(language_id: &str) -> Option<Language> {
-    match language_id {
-        "rust" => Some(tree_sitter_rust::LANGUAGE.into()),
-        "python" => Some(tree_sitter_python::LANGUAGE.into()),
-        _ => None,
-    }
-}
-
-thread_local! {
-    static PARSER: RefCell<Parser> = RefCell::new(Parser::new());
-}
-
 /// Languages whose blocks are delimited by indentation.
 pub fn is_indent_based(language_id: &str) -> bool {
     matches!(language_id, "python" | "yaml" | "nim" | "coffeescript")
 }
 
+/// Classifies the cursor by parsing a window of lines around it.
 pub fn syntax_at_cursor(language_id: &str, rope: &Rope, cursor_char: usize) -> SyntaxAtCursor {
+    syntax_at_cursor_in(language_id, rope, cursor_char, None)
+}
+
+/// Classifies the cursor with the document's own (incrementally maintained) tree when there
+/// is one, else by parsing a window of lines around it. Comments and strings are whatever
+/// the language's `blocks.scm` captures as `@comment` / `@string`; a language without
+/// queries is plain text.
+pub fn syntax_at_cursor_in(
+    language_id: &str,
+    rope: &Rope,
+    cursor_char: usize,
+    tree: Option<&Tree>,
+) -> SyntaxAtCursor {
     let indent_based = is_indent_based(language_id);
-    let Some(language) = language_for(language_id) else {
-        return SyntaxAtCursor {
-            in_comment_or_string: false,
-            indent_based,
-        };
+    let plain = SyntaxAtCursor {
+        in_comment_or_string: false,
+        indent_based,
+    };
+    let Some(lang) = Lang::from_language_id(language_id) else {
+        return plain;
+    };
+    let Some(queries) = queries::get(lang) else {
+        return plain;
     };
     let cursor_char = cursor_char.min(rope.len_chars());
-    let line = rope.char_to_line(cursor_char);
-    let first = rope.line_to_char(line.saturating_sub(WINDOW_BEFORE));
-    let last_line = (line + WINDOW_AFTER).min(rope.len_lines());
-    let last = if last_line >= rope.len_lines() {
-        rope.len_chars()
-    } else {
-        rope.line_to_char(last_line)
+    let in_comment_or_string = match tree {
+        Some(tree) => {
+            cursor_scopes(&queries, tree, rope, rope.char_to_byte(cursor_char)).in_comment_or_string
+        }
+        None => {
+            let line = rope.char_to_line(cursor_char);
+            let first = rope.line_to_char(line.saturating_sub(WINDOW_BEFORE));
+            let last_line = (line + WINDOW_AFTER).min(rope.len_lines());
+            let last = if last_line >= rope.len_lines() {
+                rope.len_chars()
+            } else {
+                rope.line_to_char(last_line)
+            };
+            let window = Rope::from(rope.slice(first..last));
+            let cursor_byte = rope.char_to_byte(cursor_char) - rope.char_to_byte(first);
+            match parse_rope(lang, &window, None) {
+                Some(tree) => {
+                    cursor_scopes(&queries, &tree, &window, cursor_byte).in_comment_or_string
+                }
+                None => false,
+            }
+        }
     };
-    let window = rope.slice(first..last).to_string();
-    let cursor_byte = rope.char_to_byte(cursor_char) - rope.char_to_byte(first);
-
-    let in_comment_or_string = PARSER.with(|parser| {
-        let mut parser = parser.borrow_mut();
-        if parser.set_language(&language).is_err() {
-            return false;
-        }
-        let Some(tree) = parser.parse(&window, None) else {
-            return false;
-        };
-        // Look at the char before the cursor: that is what the user just typed into.
-        let Some(mut node) = tree
-            .root_node()
-            .descendant_for_byte_range(cursor_byte.saturating_sub(1), cursor_byte)
-        else {
-            return false;
-        };
-        loop {
-            let kind = node.kind();
-            let is_comment = kind.contains("comment");
-            let inside = node.start_byte() < cursor_byte
-                && (cursor_byte < node.end_byte()
-                    // A line comment runs to the end of its line, cursor included.
-                    || (is_comment && kind != "block_comment" && cursor_byte == node.end_byte()));
-            if inside && (is_comment || kind.contains("string")) {
-                return true;
-            }
-            match node.parent() {
-                Some(parent) => node = parent,
-                None => return false,
-            }
-        }
-    });
     SyntaxAtCursor {
         in_comment_or_string,
         indent_based,

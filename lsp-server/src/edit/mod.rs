@@ -9,7 +9,7 @@
 
 mod text_change;
 
-pub use text_change::apply_content_change;
+pub use text_change::{apply_content_change, AppliedChange};
 
 use ropey::{Rope, RopeSlice};
 use tower_lsp_server::gen_lsp_types::{Position, PositionEncodingKind, Range};

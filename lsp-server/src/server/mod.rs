@@ -10,9 +10,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use tower_lsp_server::gen_lsp_types::{
     CompletionParams, CompletionResponse, DidChangeConfigurationParams,
-    DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
-    ExecuteCommandParams, InitializeParams, InitializeResult, InitializedParams,
-    InlineCompletionParams, InlineCompletionResponse, LspAny,
+    DidChangeTextDocumentParams, DidChangeWatchedFilesParams, DidCloseTextDocumentParams,
+    DidOpenTextDocumentParams, DidSaveTextDocumentParams, ExecuteCommandParams, InitializeParams,
+    InitializeResult, InitializedParams, InlineCompletionParams, InlineCompletionResponse, LspAny,
 };
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::{Client, LanguageServer, LspService};
@@ -44,6 +44,14 @@ impl LanguageServer for Server {
     async fn did_open(&self, _: DidOpenTextDocumentParams) {}
     async fn did_change(&self, _: DidChangeTextDocumentParams) {}
     async fn did_close(&self, _: DidCloseTextDocumentParams) {}
+
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        api::did_save::handle(self, params);
+    }
+
+    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        api::did_change_watched_files::handle(self, params);
+    }
 
     async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
         api::did_change_configuration::handle(self, params);

@@ -1,15 +1,30 @@
+use std::collections::VecDeque;
+
 use ropey::Rope;
 use tower_lsp_server::gen_lsp_types::TextDocumentContentChangeEvent;
+use tree_sitter::Tree;
 
-use crate::edit::{apply_content_change, PositionEncoding};
+use crate::edit::{apply_content_change, AppliedChange, PositionEncoding};
+use crate::syntax::Lang;
 
-/// An open text document. Cloning is O(1): ropey shares its tree, so handlers take a
-/// snapshot and never hold the session's lock across an await.
+/// Lines of the latest edits kept per document (a source of prompt context).
+const RECENT_EDITS: usize = 8;
+
+/// An open text document. Cloning is O(1): ropey shares its tree and so does tree-sitter,
+/// so handlers take a snapshot and never hold the session's lock across an await.
 #[derive(Clone, Debug)]
 pub struct Document {
     pub rope: Rope,
     pub version: i32,
     pub language_id: String,
+    /// `None` for languages without a grammar.
+    pub lang: Option<Lang>,
+    /// The last parse, kept in step with the text by `Tree::edit` on every change; when
+    /// `tree_stale` the next reader reparses, reusing it (incremental), and stores the result.
+    pub tree: Option<Tree>,
+    pub tree_stale: bool,
+    /// Lines of the latest edits, newest last, one entry per line.
+    pub recent_edits: VecDeque<usize>,
 }
 
 impl Document {
@@ -17,7 +32,11 @@ impl Document {
         Self {
             rope: Rope::from_str(text),
             version,
+            lang: Lang::from_language_id(&language_id),
             language_id,
+            tree: None,
+            tree_stale: true,
+            recent_edits: VecDeque::new(),
         }
     }
 
@@ -28,8 +47,31 @@ impl Document {
         encoding: PositionEncoding,
     ) {
         for change in changes {
-            apply_content_change(&mut self.rope, change, encoding);
+            match apply_content_change(&mut self.rope, change, encoding) {
+                AppliedChange::Ranged(edit) => {
+                    if let Some(tree) = &mut self.tree {
+                        tree.edit(&edit);
+                    }
+                    self.note_edit(edit.start_position.row);
+                }
+                AppliedChange::Replaced => {
+                    self.tree = None;
+                    self.recent_edits.clear();
+                }
+            }
+            self.tree_stale = true;
         }
         self.version = version;
+    }
+
+    fn note_edit(&mut self, line: usize) {
+        if self.recent_edits.back() == Some(&line) {
+            return;
+        }
+        self.recent_edits.retain(|&l| l != line);
+        if self.recent_edits.len() >= RECENT_EDITS {
+            self.recent_edits.pop_front();
+        }
+        self.recent_edits.push_back(line);
     }
 }

@@ -6,9 +6,11 @@ mod document;
 mod settings;
 
 pub use document::Document;
-pub use settings::{MultilineMode, Settings};
+pub use settings::{ContextMode, MultilineMode, PromptFamily, Settings};
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use dashmap::DashMap;
@@ -18,7 +20,14 @@ use tower_lsp_server::gen_lsp_types::Uri;
 use crate::backend::Backend;
 use crate::complete::memory::SuggestionMemory;
 use crate::complete::timings::Timings;
+use crate::context::OpenDocument;
 use crate::edit::PositionEncoding;
+use crate::index::{uri_to_path, IndexConfig, WorkspaceIndex};
+use crate::privacy::Excludes;
+use crate::syntax::{parse_rope, queries};
+
+/// Documents remembered as recently edited (a source of prompt context).
+const RECENTLY_EDITED: usize = 8;
 
 pub struct Session {
     documents: DashMap<Uri, Document>,
@@ -31,6 +40,15 @@ pub struct Session {
     pub memory: Mutex<SuggestionMemory>,
     pub backend: Backend,
     pub timings: Timings,
+    /// Definitions, imports and similarity windows of the workspace, built in the background.
+    pub index: Arc<WorkspaceIndex>,
+    /// Workspace folders from `initialize`.
+    roots: RwLock<Vec<PathBuf>>,
+    /// Open documents edited lately, newest first.
+    recently_edited: Mutex<VecDeque<PathBuf>>,
+    excludes: RwLock<Arc<Excludes>>,
+    /// The client can register `workspace/didChangeWatchedFiles` dynamically.
+    pub can_watch_files: AtomicBool,
     /// Set when the client sends `exit`: the process ends without waiting for requests
     /// still in flight.
     pub exit_requested: tokio::sync::Notify,
@@ -53,6 +71,11 @@ impl Session {
             memory: Mutex::new(SuggestionMemory::default()),
             backend: Backend::new(),
             timings: Timings::default(),
+            index: Arc::new(WorkspaceIndex::new()),
+            roots: RwLock::new(Vec::new()),
+            recently_edited: Mutex::new(VecDeque::new()),
+            excludes: RwLock::new(Arc::new(Excludes::default())),
+            can_watch_files: AtomicBool::new(false),
             exit_requested: tokio::sync::Notify::new(),
         }
     }
@@ -72,12 +95,119 @@ impl Session {
         }
     }
 
-    pub fn update_settings(&self, update: &serde_json::Value) {
-        let merged = Arc::new(self.settings().merged(update));
+    /// Applies a settings update; returns whether what the index reads changed.
+    pub fn update_settings(&self, update: &serde_json::Value) -> bool {
+        let before = self.settings();
+        let merged = Arc::new(before.merged(update));
+        queries::set_override_dir(merged.grammars_dir.as_deref());
+        let index_changed = before.exclude_globs != merged.exclude_globs
+            || before.max_indexed_files != merged.max_indexed_files;
+        *self.excludes.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Excludes::new(&merged.exclude_globs));
         match self.settings.write() {
             Ok(mut settings) => *settings = merged,
             Err(poisoned) => *poisoned.into_inner() = merged,
         }
+        index_changed
+    }
+
+    pub fn excludes(&self) -> Arc<Excludes> {
+        self.excludes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_roots(&self, roots: Vec<PathBuf>) {
+        *self.roots.write().unwrap_or_else(|p| p.into_inner()) = roots;
+    }
+
+    pub fn roots(&self) -> Vec<PathBuf> {
+        self.roots.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// (Re)starts the workspace index with the current roots and settings.
+    pub fn start_index(&self) {
+        let settings = self.settings();
+        self.index.start(
+            self.roots(),
+            IndexConfig {
+                excludes: self.excludes(),
+                max_files: settings.max_indexed_files,
+            },
+        );
+    }
+
+    /// Whether a document may be read into prompts at all (secret files may not).
+    pub fn is_excluded(&self, uri: &Uri) -> bool {
+        let Some(path) = uri_to_path(uri) else {
+            return false;
+        };
+        let relative = self.index.relative(&path);
+        self.excludes()
+            .is_excluded(&path, Some(std::path::Path::new(&relative)))
+    }
+
+    /// A snapshot whose syntax tree matches its text: a stale tree is reparsed here,
+    /// incrementally from the edited old one, and stored back for the next request.
+    pub fn snapshot_parsed(&self, uri: &Uri) -> Option<Document> {
+        let mut document = self.snapshot(uri)?;
+        let Some(lang) = document.lang else {
+            return Some(document);
+        };
+        if !document.tree_stale && document.tree.is_some() {
+            return Some(document);
+        }
+        let tree = parse_rope(lang, &document.rope, document.tree.as_ref());
+        if let Some(mut stored) = self.documents.get_mut(uri) {
+            if stored.version == document.version && stored.tree_stale {
+                stored.tree = tree.clone();
+                stored.tree_stale = false;
+            }
+        }
+        document.tree = tree;
+        document.tree_stale = false;
+        Some(document)
+    }
+
+    pub fn note_edited(&self, uri: &Uri) {
+        let Some(path) = uri_to_path(uri) else { return };
+        let mut recent = self
+            .recently_edited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if recent.front() == Some(&path) {
+            return;
+        }
+        recent.retain(|p| p != &path);
+        recent.push_front(path);
+        recent.truncate(RECENTLY_EDITED);
+    }
+
+    pub fn recently_edited(&self) -> Vec<PathBuf> {
+        self.recently_edited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Open documents by path (ropes are O(1) snapshots), for the context sources.
+    pub fn open_documents(&self) -> HashMap<PathBuf, OpenDocument> {
+        self.documents
+            .iter()
+            .filter_map(|entry| {
+                let path = uri_to_path(entry.key())?;
+                Some((
+                    path,
+                    OpenDocument {
+                        rope: entry.rope.clone(),
+                        recent_edits: entry.recent_edits.iter().copied().collect(),
+                    },
+                ))
+            })
+            .collect()
     }
 
     pub fn open_document(&self, uri: Uri, document: Document) {
@@ -98,6 +228,7 @@ impl Session {
     /// Frees everything kept for the document and stops its in-flight completion.
     pub fn close_document(&self, uri: &Uri) {
         self.documents.remove(uri);
+        self.index.document_closed(uri);
         if let Some((_, latest)) = self.latest_request.remove(uri) {
             latest.send_replace(0);
         }

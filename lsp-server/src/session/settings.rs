@@ -12,6 +12,45 @@ pub enum MultilineMode {
     Never,
 }
 
+/// What the prompt is built from (see `context`). The evaluation harness relies on exactly
+/// these three names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ContextMode {
+    /// The current file plus definitions, similar code, recent edits and import skeletons.
+    #[default]
+    #[serde(rename = "full")]
+    Full,
+    /// Only the current file around the cursor.
+    #[serde(rename = "currentFile")]
+    CurrentFile,
+    /// Baseline: the current file plus the most similar windows (Jaccard over identifiers)
+    /// from other workspace files and open documents.
+    #[serde(rename = "jaccard")]
+    Jaccard,
+}
+
+/// The prompt format. `auto` picks it from the backend's `/v1/models` `family`, falling back
+/// to the plain FIM template.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PromptFamily {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "qwen2.5-coder", alias = "qwen")]
+    Qwen,
+    #[serde(rename = "starcoder", alias = "starcoder2")]
+    StarCoder,
+    #[serde(rename = "deepseek-coder", alias = "deepseek")]
+    DeepSeek,
+    #[serde(rename = "codellama")]
+    CodeLlama,
+    #[serde(rename = "codestral")]
+    Codestral,
+    /// The FIM template only (`fimTemplate` or the backend's), other files as comments.
+    #[serde(rename = "fim")]
+    Fim,
+}
+
 /// User settings, from `initializationOptions` and `workspace/didChangeConfiguration`.
 /// Both accept either the bare object or one nested under a `"ghostline"` key, and a partial
 /// object only changes the keys it names. The defaults talk to `./run.sh` on this machine.
@@ -42,6 +81,19 @@ pub struct Settings {
     /// Token budget for prefix + suffix (counted with tiktoken's cl100k).
     pub context_tokens: usize,
     pub temperature: f32,
+    pub context_mode: ContextMode,
+    pub prompt_family: PromptFamily,
+    /// Most of the token budget that context from other files may take (0..=1); the rest,
+    /// and whatever retrieval leaves unused, goes to the current file.
+    pub retrieved_share: f32,
+    /// A folder laid out like the repo's `grammars/` whose `.scm` files replace the
+    /// built-in queries; `None`: `GHOSTLINE_GRAMMARS_DIR`, else the built-in ones.
+    pub grammars_dir: Option<String>,
+    /// Globs of files never indexed, retrieved or completed in, on top of the built-in
+    /// list of secret files (`.env`, `*.pem`, `id_rsa*`, ...).
+    pub exclude_globs: Vec<String>,
+    /// Most files the workspace index reads.
+    pub max_indexed_files: usize,
 }
 
 impl Default for Settings {
@@ -59,6 +111,12 @@ impl Default for Settings {
             timeout_ms: 5000,
             context_tokens: 2048,
             temperature: 0.0,
+            context_mode: ContextMode::Full,
+            prompt_family: PromptFamily::Auto,
+            retrieved_share: 0.4,
+            grammars_dir: None,
+            exclude_globs: Vec::new(),
+            max_indexed_files: 20_000,
         }
     }
 }
@@ -117,5 +175,27 @@ mod tests {
         let merged = merged.merged(&json!({"timeoutMs": "soon", "backendUrl": "http://x:1"}));
         assert_eq!(merged.timeout_ms, base.timeout_ms);
         assert_eq!(merged.backend_url, "http://x:1");
+    }
+
+    #[test]
+    fn context_settings_use_the_documented_names() {
+        let merged = Settings::default().merged(&json!({
+            "contextMode": "currentFile", "promptFamily": "qwen2.5-coder",
+            "excludeGlobs": ["*.secret"], "retrievedShare": 0.25, "grammarsDir": "/g"
+        }));
+        assert_eq!(merged.context_mode, ContextMode::CurrentFile);
+        assert_eq!(merged.prompt_family, PromptFamily::Qwen);
+        assert_eq!(merged.exclude_globs, ["*.secret"]);
+        assert_eq!(merged.grammars_dir.as_deref(), Some("/g"));
+        assert_eq!(
+            merged
+                .merged(&json!({"contextMode": "jaccard"}))
+                .context_mode,
+            ContextMode::Jaccard
+        );
+        assert_eq!(
+            merged.merged(&json!({"contextMode": "bogus"})).context_mode,
+            ContextMode::CurrentFile
+        );
     }
 }

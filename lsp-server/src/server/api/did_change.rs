@@ -19,5 +19,12 @@ pub fn apply(session: &Session, params: Option<&Value>) {
     });
     if !applied {
         tracing::warn!("change to {uri}, which is not open: ignored");
+        return;
+    }
+    session.note_edited(uri);
+    if let Some(document) = session.snapshot(uri) {
+        if !session.is_excluded(uri) {
+            session.index.document_changed(uri, document.rope);
+        }
     }
 }

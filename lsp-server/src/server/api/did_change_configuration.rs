@@ -3,6 +3,11 @@ use tower_lsp_server::gen_lsp_types::DidChangeConfigurationParams;
 use crate::server::Server;
 
 pub fn handle(server: &Server, params: DidChangeConfigurationParams) {
-    server.session.update_settings(&params.settings);
+    let index_changed = server.session.update_settings(&params.settings);
     tracing::info!("settings now {:?}", server.session.settings());
+    if index_changed {
+        // New exclusions or limits: walk again (retrieval already applies the new
+        // exclusions to what was indexed before).
+        server.session.start_index();
+    }
 }

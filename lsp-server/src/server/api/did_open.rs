@@ -19,5 +19,11 @@ pub fn apply(session: &Session, params: Option<&Value>) {
     );
     let document = Document::new(&item.text, item.version, item.language_id.to_string());
     crate::complete::context::warm_line_counts(document.rope.clone());
+    if !session.is_excluded(&item.uri) {
+        // Open documents win over the disk in the index.
+        session
+            .index
+            .document_opened(&item.uri, document.rope.clone());
+    }
     session.open_document(item.uri, document);
 }

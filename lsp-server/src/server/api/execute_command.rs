@@ -8,6 +8,9 @@ use crate::server::Server;
 pub const ACCEPT_COMMAND: &str = "ghostline.accept";
 /// Sent by an editor integration when the user dismisses the suggestion.
 pub const DISMISS_COMMAND: &str = "ghostline.dismiss";
+/// `{"files": N, "definitions": M, "ready": bool}`: lets tests and the evaluation wait for
+/// the workspace index.
+pub const INDEX_STATUS_COMMAND: &str = "ghostline.indexStatus";
 
 /// Both forget the suggestion on screen, so typing-through cannot bring it back: after
 /// accepting, the text is in the document; after dismissing, the user does not want it.
@@ -27,6 +30,7 @@ pub fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Option<Ls
             tracing::debug!("{}", params.command);
             Ok(None)
         }
+        INDEX_STATUS_COMMAND => Ok(serde_json::to_value(server.session.index.status()).ok()),
         other => Err(Error::invalid_params(format!("unknown command {other}"))),
     }
 }

@@ -1,13 +1,14 @@
 use tower_lsp_server::gen_lsp_types::{
     CompletionOptions, ExecuteCommandOptions, InitializeParams, InitializeResult,
-    InlineCompletionProvider, ServerCapabilities, ServerInfo, TextDocumentSync,
-    TextDocumentSyncKind, TextDocumentSyncOptions,
+    InlineCompletionProvider, RootPath, Save, ServerCapabilities, ServerInfo, TextDocumentSync,
+    TextDocumentSyncKind, TextDocumentSyncOptions, WorkspaceFolders,
 };
 use tower_lsp_server::jsonrpc::Result;
 
 use crate::complete::context::warm_up_tokenizer;
 use crate::edit::PositionEncoding;
-use crate::server::api::execute_command::{ACCEPT_COMMAND, DISMISS_COMMAND};
+use crate::index::uri_to_path;
+use crate::server::api::execute_command::{ACCEPT_COMMAND, DISMISS_COMMAND, INDEX_STATUS_COMMAND};
 use crate::server::Server;
 
 pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeResult> {
@@ -19,9 +20,26 @@ pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeRes
             .and_then(|general| general.position_encodings.as_deref()),
     );
     server.session.set_encoding(encoding);
-    if let Some(options) = &params.initialization_options {
-        server.session.update_settings(options);
-    }
+    // Settings first: they may name the queries folder.
+    server.session.update_settings(
+        params
+            .initialization_options
+            .as_ref()
+            .unwrap_or(&serde_json::Value::Null),
+    );
+    server.session.set_roots(workspace_roots(&params));
+    let can_watch = params
+        .capabilities
+        .workspace
+        .as_ref()
+        .and_then(|w| w.did_change_watched_files.as_ref())
+        .and_then(|w| w.dynamic_registration)
+        .unwrap_or(false);
+    server
+        .session
+        .can_watch_files
+        .store(can_watch, std::sync::atomic::Ordering::Relaxed);
+    crate::syntax::queries::warm_up();
     warm_up_tokenizer();
     tracing::info!(
         "initialize: position encoding {encoding:?}, settings {:?}",
@@ -34,6 +52,7 @@ pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeRes
             text_document_sync: Some(TextDocumentSync::Options(TextDocumentSyncOptions {
                 open_close: Some(true),
                 change: Some(TextDocumentSyncKind::Incremental),
+                save: Some(Save::Bool(true)),
                 ..Default::default()
             })),
             inline_completion_provider: Some(InlineCompletionProvider::Bool(true)),
@@ -42,7 +61,11 @@ pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeRes
                 ..Default::default()
             }),
             execute_command_provider: Some(ExecuteCommandOptions {
-                commands: vec![ACCEPT_COMMAND.to_string(), DISMISS_COMMAND.to_string()],
+                commands: vec![
+                    ACCEPT_COMMAND.to_string(),
+                    DISMISS_COMMAND.to_string(),
+                    INDEX_STATUS_COMMAND.to_string(),
+                ],
                 ..Default::default()
             }),
             ..Default::default()
@@ -52,4 +75,26 @@ pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeRes
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
         }),
     })
+}
+
+/// Workspace folders, else the (deprecated) rootUri, else rootPath. Only local folders.
+fn workspace_roots(params: &InitializeParams) -> Vec<std::path::PathBuf> {
+    let mut roots: Vec<std::path::PathBuf> =
+        match &params.workspace_folders_initialize_params.workspace_folders {
+            Some(WorkspaceFolders::WorkspaceFolderList(folders)) => folders
+                .iter()
+                .filter_map(|folder| uri_to_path(&folder.uri))
+                .collect(),
+            _ => Vec::new(),
+        };
+    #[allow(deprecated)]
+    if roots.is_empty() {
+        if let Some(root) = params.root_uri.as_ref().and_then(uri_to_path) {
+            roots.push(root);
+        } else if let Some(RootPath::String(root)) = params.root_path.as_ref() {
+            roots.push(std::path::PathBuf::from(root));
+        }
+    }
+    roots.retain(|root| root.is_dir());
+    roots
 }

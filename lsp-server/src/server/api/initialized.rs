@@ -4,6 +4,15 @@ use crate::server::Server;
 /// wait for it. A backend that is down is not an error here: completions start working
 /// whenever it comes up.
 pub async fn handle(server: &Server) {
+    // The index walks on its own thread; requests read whatever it has so far.
+    server.session.start_index();
+    if server
+        .session
+        .can_watch_files
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        crate::server::api::did_change_watched_files::register(server);
+    }
     let settings = server.session.settings();
     match server.session.backend.model(&settings).await {
         Ok(model) => tracing::info!(

@@ -3,8 +3,10 @@
 pub mod completion;
 pub mod did_change;
 pub mod did_change_configuration;
+pub mod did_change_watched_files;
 pub mod did_close;
 pub mod did_open;
+pub mod did_save;
 pub mod document_text;
 pub mod execute_command;
 pub mod initialize;
@@ -26,6 +28,9 @@ pub struct Stamped<P> {
 impl<P> Stamped<P> {
     /// A request that bypassed the dispatch layer: ordered as if it arrived now.
     pub fn unstamped(params: P) -> Self {
-        Self { params, ticket: crate::complete::Ticket::default() }
+        Self {
+            params,
+            ticket: crate::complete::Ticket::default(),
+        }
     }
 }

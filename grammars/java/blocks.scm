@@ -1,0 +1,9 @@
+(line_comment) @comment
+(block_comment) @comment
+(string_literal) @string
+(character_literal) @string
+(method_declaration) @function
+(constructor_declaration) @function
+(lambda_expression) @function
+(block) @block
+(class_body) @block

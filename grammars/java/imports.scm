@@ -1,0 +1,2 @@
+(import_declaration (scoped_identifier) @path) @import
+(import_declaration (identifier) @path) @import

@@ -1,0 +1,5 @@
+(comment) @comment
+(string) @string
+(function_definition) @function
+(lambda) @function
+(block) @block

@@ -1,0 +1,10 @@
+(line_comment) @comment
+(block_comment) @comment
+(string_literal) @string
+(raw_string_literal) @string
+(char_literal) @string
+(function_item) @function
+(closure_expression) @function
+(block) @block
+(declaration_list) @block
+(field_declaration_list) @block

@@ -1,0 +1,11 @@
+(comment) @comment
+(string) @string
+(template_string) @string
+(function_declaration) @function
+(generator_function_declaration) @function
+(function_expression) @function
+(arrow_function) @function
+(method_definition) @function
+(statement_block) @block
+(class_body) @block
+(interface_body) @block

@@ -1,0 +1,286 @@
+//! The context engine: what the model sees besides the cursor's own file.
+//!
+//! Sources (`sources`) each propose scored snippets: definitions of identifiers used near the
+//! cursor, resolved through the file's imports and the workspace index; windows of similar
+//! code (Jaccard over identifier tokens); regions edited recently; signature skeletons of
+//! imported files. `select` fits them into one token budget beside the current file's prefix
+//! and suffix, merging overlaps, dropping the lowest scores first, and ordering them by a
+//! stable key so consecutive keystrokes produce prompts with a long common prefix (the
+//! backend's KV cache then re-reads only the end). `template` writes the prompt for the
+//! model family. Everything that enters a prompt passes `privacy::redact`.
+
+pub mod select;
+pub mod sources;
+pub mod template;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ropey::Rope;
+use tree_sitter::Tree;
+
+use crate::complete::context::{cursor_context, CursorContext};
+use crate::index::WorkspaceIndex;
+use crate::privacy::{redact, Excludes};
+use crate::session::ContextMode;
+use crate::syntax::Lang;
+
+/// Where a snippet came from. The order is the placement order: later kinds sit nearer the
+/// cursor, where the model attends most, so the most useful kind (definitions) goes last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceKind {
+    Skeleton,
+    Similar,
+    RecentEdit,
+    Definition,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snippet {
+    /// Relative to the workspace root.
+    pub path: String,
+    /// 0-based lines of the file it shows, end exclusive.
+    pub start_line: usize,
+    pub end_line: usize,
+    pub text: String,
+    pub score: f32,
+    pub kind: SourceKind,
+    /// `text` is exactly those lines of the file (so overlapping ones can be joined).
+    pub verbatim: bool,
+}
+
+pub struct OpenDocument {
+    pub rope: Rope,
+    pub recent_edits: Vec<usize>,
+}
+
+/// What the sources may look at besides the current file.
+pub struct Workspace<'a> {
+    pub index: &'a WorkspaceIndex,
+    pub open: &'a HashMap<PathBuf, OpenDocument>,
+    /// Documents edited lately, newest first.
+    pub recently_edited: &'a [PathBuf],
+    pub excludes: &'a Excludes,
+}
+
+pub struct CurrentFile<'a> {
+    pub path: Option<&'a Path>,
+    pub relative: &'a str,
+    pub rope: &'a Rope,
+    pub cursor_char: usize,
+    pub lang: Option<Lang>,
+    pub tree: Option<&'a Tree>,
+}
+
+/// One budget for the whole prompt, in cl100k tokens.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub total: usize,
+    pub retrieved_share: f32,
+}
+
+/// cl100k is not the model's tokenizer; this much of the budget is left as a margin.
+pub const TOKENIZER_MARGIN: f32 = 0.9;
+
+impl Budget {
+    /// `context_tokens` of the settings, capped by the model's context less the completion.
+    pub fn new(
+        context_tokens: usize,
+        model_context: Option<usize>,
+        max_tokens: u32,
+        retrieved_share: f32,
+    ) -> Self {
+        let cap = model_context
+            .map(|context| context.saturating_sub(max_tokens as usize))
+            .unwrap_or(usize::MAX);
+        Self {
+            total: (context_tokens.min(cap) as f32 * TOKENIZER_MARGIN) as usize,
+            retrieved_share: retrieved_share.clamp(0.0, 0.9),
+        }
+    }
+
+    pub fn retrieved(&self) -> usize {
+        (self.total as f32 * self.retrieved_share) as usize
+    }
+}
+
+pub struct BuiltContext {
+    /// The current file around the cursor, redacted.
+    pub cursor: CursorContext,
+    /// Other context in prompt order.
+    pub snippets: Vec<Snippet>,
+}
+
+pub fn build(
+    mode: ContextMode,
+    current: &CurrentFile<'_>,
+    workspace: &Workspace<'_>,
+    budget: Budget,
+) -> BuiltContext {
+    let finish = |mut cursor: CursorContext, snippets| {
+        cursor.prefix = redact(&cursor.prefix).into_owned();
+        cursor.suffix = redact(&cursor.suffix).into_owned();
+        BuiltContext { cursor, snippets }
+    };
+    if mode == ContextMode::CurrentFile {
+        return finish(
+            cursor_context(current.rope, current.cursor_char, budget.total),
+            Vec::new(),
+        );
+    }
+    let retrieved_budget = budget.retrieved();
+    // The window the current file takes when retrieval uses its whole share: snippets of
+    // the current file inside it would repeat what the prompt already has.
+    let narrow = cursor_context(
+        current.rope,
+        current.cursor_char,
+        budget.total - retrieved_budget,
+    );
+    let candidates = sources::collect(mode, current, workspace, narrow.window_lines);
+    let chosen = select::choose(candidates, retrieved_budget);
+    let used: usize = chosen.iter().map(select::cost).sum();
+    let cursor = cursor_context(
+        current.rope,
+        current.cursor_char,
+        budget.total.saturating_sub(used),
+    );
+    // The window grew into the unused share: drop what it now covers.
+    let (first, last) = cursor.window_lines;
+    let chosen = chosen
+        .into_iter()
+        .filter(|s| s.path != current.relative || s.end_line <= first || s.start_line >= last)
+        .collect();
+    finish(cursor, select::order(chosen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template::{render, FimMarkers, Format, Parts};
+    use super::*;
+    use crate::index::FileEntry;
+
+    const STORE: &str = "/// A line of an order.\npub struct Item {\n    pub price: u32,\n    pub quantity: u32,\n}\n\n/// Adds an item to the order and returns the new total.\npub fn add_item(order: &mut Vec<Item>, item: Item) -> u32 {\n    order.push(item);\n    order.iter().map(|i| i.price * i.quantity).sum()\n}\n";
+    const REPORT: &str = "use crate::store::Item;\n\npub fn report(order: &[Item]) -> String {\n    let mut total = 0;\n    for item in order {\n        total += item.price * item.quantity;\n    }\n    format!(\"total {total}\")\n}\n";
+    const MAIN: &str = "use crate::store::{add_item, Item};\n\nfn checkout(order: &mut Vec<Item>) -> u32 {\n    let mut total = 0;\n    for item in order.iter() {\n        total += item.price * item.quantity;\n    }\n    let extra = Item { price: 3, quantity: 1 };\n    let total = add_it";
+
+    fn workspace_index() -> WorkspaceIndex {
+        let index = WorkspaceIndex::new();
+        for (path, text) in [
+            ("src/store.rs", STORE),
+            ("src/report.rs", REPORT),
+            ("src/main.rs", MAIN),
+        ] {
+            index.insert(FileEntry::build(
+                PathBuf::from("/w").join(path),
+                path.into(),
+                text,
+                false,
+            ));
+        }
+        index
+    }
+
+    fn prompt(index: &WorkspaceIndex, text: &str, mode: ContextMode) -> (String, Vec<Snippet>) {
+        let rope = Rope::from_str(text);
+        let path = PathBuf::from("/w/src/main.rs");
+        // The other files are open in the editor: their text comes from there, not the disk.
+        let open: HashMap<PathBuf, OpenDocument> =
+            [("src/store.rs", STORE), ("src/report.rs", REPORT)]
+                .into_iter()
+                .map(|(p, t)| {
+                    (
+                        PathBuf::from("/w").join(p),
+                        OpenDocument {
+                            rope: Rope::from_str(t),
+                            recent_edits: vec![],
+                        },
+                    )
+                })
+                .collect();
+        let excludes = Excludes::default();
+        let workspace = Workspace {
+            index,
+            open: &open,
+            recently_edited: &[],
+            excludes: &excludes,
+        };
+        let tree = crate::syntax::parse_rope(Lang::Rust, &rope, None);
+        let current = CurrentFile {
+            path: Some(&path),
+            relative: "src/main.rs",
+            rope: &rope,
+            cursor_char: rope.len_chars(),
+            lang: Some(Lang::Rust),
+            tree: tree.as_ref(),
+        };
+        let built = build(
+            mode,
+            &current,
+            &workspace,
+            Budget::new(2048, Some(32768), 128, 0.4),
+        );
+        let rendered = render(
+            &Format::Qwen(FimMarkers::default()),
+            &Parts {
+                repo_name: "w",
+                current_path: "src/main.rs",
+                snippets: &built.snippets,
+                prefix: &built.cursor.prefix,
+                suffix: &built.cursor.suffix,
+                comment: "//",
+            },
+        );
+        (rendered.prompt, built.snippets)
+    }
+
+    #[test]
+    fn full_mode_retrieves_imported_definitions_nearest_the_cursor() {
+        let index = workspace_index();
+        let (prompt, snippets) = prompt(&index, MAIN, ContextMode::Full);
+        assert!(
+            prompt.contains("pub fn add_item(order: &mut Vec<Item>, item: Item) -> u32"),
+            "{prompt}"
+        );
+        assert!(prompt.contains("<|file_sep|>src/store.rs"));
+        assert_eq!(
+            snippets.last().map(|s| s.kind),
+            Some(SourceKind::Definition)
+        );
+        let (current_only, none) = super::tests::prompt(&index, MAIN, ContextMode::CurrentFile);
+        assert!(none.is_empty());
+        assert!(!current_only.contains("src/store.rs\n"));
+        let (_, similar) = super::tests::prompt(&index, MAIN, ContextMode::Jaccard);
+        assert!(similar.iter().all(|s| s.kind == SourceKind::Similar));
+        assert!(
+            similar.iter().any(|s| s.path == "src/report.rs"),
+            "{similar:?}"
+        );
+    }
+
+    #[test]
+    fn consecutive_keystrokes_share_the_retrieved_prefix() {
+        let index = workspace_index();
+        let retrieved =
+            |prompt: &str| prompt[..prompt.find("<|file_sep|>src/main.rs").unwrap()].to_string();
+        let mut previous: Option<String> = None;
+        for typed in ["add_it", "add_ite", "add_item", "add_item(", "add_item(o"] {
+            let text = format!("{}{typed}", MAIN.strip_suffix("add_it").unwrap());
+            let (prompt, _) = prompt(&index, &text, ContextMode::Full);
+            let part = retrieved(&prompt);
+            assert!(part.len() > 100, "no retrieved context: {prompt}");
+            if let Some(previous) = previous {
+                let shared = previous
+                    .bytes()
+                    .zip(part.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                assert!(
+                    shared * 10 >= previous.len().max(part.len()) * 9,
+                    "typing {typed:?} kept only {shared} of {} bytes:\n{previous}\n---\n{part}",
+                    previous.len()
+                );
+            }
+            previous = Some(part);
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Prompt formats per model family. Families trained with a file separator get other files
+//! as files (`<|file_sep|>path`), the others as comments in the current file's language above
+//! the prefix. Every format is sent as one raw prompt; the backend parses the markers as
+//! special tokens.
+
+use crate::session::PromptFamily;
+
+use super::Snippet;
+
+/// Marker strings of a model, as `/v1/models` reports them (defaults per family otherwise).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FimMarkers {
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub middle: Option<String>,
+    pub repo_name: Option<String>,
+    pub file_sep: Option<String>,
+}
+
+/// The resolved format of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    Qwen(FimMarkers),
+    StarCoder,
+    DeepSeek,
+    CodeLlama,
+    Codestral,
+    /// A `{prefix}`/`{suffix}` template; other files as comments.
+    Template(String),
+    /// No template known: `prompt` + `suffix`, the server applies its own.
+    ServerSide,
+}
+
+/// `setting` wins unless it is `auto`; then the backend's `family`; then a template.
+pub fn resolve(
+    setting: PromptFamily,
+    explicit_template: Option<&str>,
+    model_family: Option<&str>,
+    model_template: Option<&str>,
+    markers: &FimMarkers,
+) -> Format {
+    let template = explicit_template.or(model_template);
+    let family = match setting {
+        PromptFamily::Auto => {
+            if explicit_template.is_some() {
+                // The user said exactly how the prompt looks.
+                PromptFamily::Fim
+            } else {
+                let family = model_family.unwrap_or("").to_ascii_lowercase();
+                if family.contains("qwen") {
+                    PromptFamily::Qwen
+                } else if family.contains("starcoder") {
+                    PromptFamily::StarCoder
+                } else if family.contains("deepseek") {
+                    PromptFamily::DeepSeek
+                } else if family.contains("codellama")
+                    || family.contains("code-llama")
+                    || family.contains("code_llama")
+                {
+                    PromptFamily::CodeLlama
+                } else if family.contains("codestral") {
+                    PromptFamily::Codestral
+                } else {
+                    PromptFamily::Fim
+                }
+            }
+        }
+        other => other,
+    };
+    match family {
+        PromptFamily::Qwen => Format::Qwen(markers.clone()),
+        PromptFamily::StarCoder => Format::StarCoder,
+        PromptFamily::DeepSeek => Format::DeepSeek,
+        PromptFamily::CodeLlama => Format::CodeLlama,
+        PromptFamily::Codestral => Format::Codestral,
+        PromptFamily::Fim | PromptFamily::Auto => match template {
+            Some(template) => Format::Template(template.to_string()),
+            None => Format::ServerSide,
+        },
+    }
+}
+
+pub struct Rendered {
+    pub prompt: String,
+    pub suffix: Option<String>,
+}
+
+pub struct Parts<'a> {
+    pub repo_name: &'a str,
+    pub current_path: &'a str,
+    /// In prompt order (the most useful last).
+    pub snippets: &'a [Snippet],
+    pub prefix: &'a str,
+    pub suffix: &'a str,
+    /// Line-comment marker of the current file's language.
+    pub comment: &'a str,
+}
+
+/// Blocks of consecutive snippets of the same file joined, so a file is named once.
+fn file_blocks(snippets: &[Snippet]) -> Vec<(&str, String)> {
+    let mut blocks: Vec<(&str, String)> = Vec::new();
+    for snippet in snippets {
+        match blocks.last_mut() {
+            Some((path, text)) if *path == snippet.path => {
+                text.push_str("\n...\n");
+                text.push_str(snippet.text.trim_end_matches('\n'));
+            }
+            _ => blocks.push((
+                &snippet.path,
+                snippet.text.trim_end_matches('\n').to_string(),
+            )),
+        }
+    }
+    blocks
+}
+
+/// Snippets as comments: `// path` then every line commented.
+pub fn commented(snippets: &[Snippet], comment: &str) -> String {
+    let mut out = String::new();
+    for (path, text) in file_blocks(snippets) {
+        out.push_str(&format!("{comment} {path}\n"));
+        for line in text.lines() {
+            if line.is_empty() {
+                out.push_str(comment);
+            } else {
+                out.push_str(&format!("{comment} {line}"));
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn with_files(parts: &Parts<'_>, repo: &str, sep: &str, newline_after_repo: bool) -> String {
+    let mut out = String::new();
+    out.push_str(repo);
+    out.push_str(parts.repo_name);
+    if newline_after_repo {
+        out.push('\n');
+    }
+    for (path, text) in file_blocks(parts.snippets) {
+        out.push_str(sep);
+        out.push_str(path);
+        out.push('\n');
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
+}
+
+pub fn render(format: &Format, parts: &Parts<'_>) -> Rendered {
+    let raw = |prompt: String| Rendered {
+        prompt,
+        suffix: None,
+    };
+    let comments = || commented(parts.snippets, parts.comment);
+    match format {
+        Format::Qwen(markers) => {
+            let get = |value: &Option<String>, default: &str| {
+                value.clone().unwrap_or_else(|| default.to_string())
+            };
+            let repo = get(&markers.repo_name, "<|repo_name|>");
+            let sep = get(&markers.file_sep, "<|file_sep|>");
+            let mut out = with_files(parts, &repo, &sep, true);
+            out.push_str(&sep);
+            out.push_str(parts.current_path);
+            out.push('\n');
+            out.push_str(&get(&markers.prefix, "<|fim_prefix|>"));
+            out.push_str(parts.prefix);
+            out.push_str(&get(&markers.suffix, "<|fim_suffix|>"));
+            out.push_str(parts.suffix);
+            out.push_str(&get(&markers.middle, "<|fim_middle|>"));
+            raw(out)
+        }
+        Format::StarCoder => {
+            let mut out = with_files(parts, "<repo_name>", "<file_sep>", false);
+            out.push_str("<file_sep>");
+            out.push_str("<fim_prefix>");
+            out.push_str(parts.current_path);
+            out.push('\n');
+            out.push_str(parts.prefix);
+            out.push_str("<fim_suffix>");
+            out.push_str(parts.suffix);
+            out.push_str("<fim_middle>");
+            raw(out)
+        }
+        Format::DeepSeek => raw(format!(
+            "<｜fim▁begin｜>{}{}<｜fim▁hole｜>{}<｜fim▁end｜>",
+            comments(),
+            parts.prefix,
+            parts.suffix
+        )),
+        Format::CodeLlama => raw(format!(
+            "<PRE> {}{} <SUF>{} <MID>",
+            comments(),
+            parts.prefix,
+            parts.suffix
+        )),
+        Format::Codestral => raw(format!(
+            "[SUFFIX]{}[PREFIX]{}{}",
+            parts.suffix,
+            comments(),
+            parts.prefix
+        )),
+        Format::Template(template) => raw(crate::complete::context::apply_fim_template(
+            template,
+            &format!("{}{}", comments(), parts.prefix),
+            parts.suffix,
+        )),
+        Format::ServerSide => Rendered {
+            prompt: format!("{}{}", comments(), parts.prefix),
+            suffix: Some(parts.suffix.to_string()),
+        },
+    }
+}
+
+/// Stop strings worth sending for a format, in case a server passes markers through.
+pub fn stops(format: &Format) -> &'static [&'static str] {
+    match format {
+        Format::StarCoder => &["<file_sep>", "<|endoftext|>", "<fim_prefix>"],
+        Format::DeepSeek => &["<｜end▁of▁sentence｜>", "<｜fim▁begin｜>"],
+        Format::CodeLlama => &["<EOT>", " <EOT>"],
+        Format::Codestral => &["[PREFIX]", "[SUFFIX]"],
+        _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::SourceKind;
+
+    fn snippet(path: &str, text: &str) -> Snippet {
+        Snippet {
+            path: path.into(),
+            start_line: 0,
+            end_line: 1,
+            text: text.into(),
+            score: 1.0,
+            kind: SourceKind::Definition,
+            verbatim: false,
+        }
+    }
+
+    fn parts<'a>(snippets: &'a [Snippet]) -> Parts<'a> {
+        Parts {
+            repo_name: "repo",
+            current_path: "src/main.rs",
+            snippets,
+            prefix: "fn main() {\n    ",
+            suffix: "\n}\n",
+            comment: "//",
+        }
+    }
+
+    #[test]
+    fn qwen_repo_level_format() {
+        let snippets = [snippet("src/a.rs", "fn a() {}")];
+        let format = resolve(
+            PromptFamily::Auto,
+            None,
+            Some("qwen2.5-coder"),
+            None,
+            &FimMarkers::default(),
+        );
+        let rendered = render(&format, &parts(&snippets));
+        assert_eq!(
+            rendered.prompt,
+            "<|repo_name|>repo\n<|file_sep|>src/a.rs\nfn a() {}\n<|file_sep|>src/main.rs\n<|fim_prefix|>fn main() {\n    <|fim_suffix|>\n}\n<|fim_middle|>"
+        );
+        assert!(rendered.suffix.is_none());
+    }
+
+    #[test]
+    fn families_without_file_separators_get_comments() {
+        let snippets = [snippet("src/a.rs", "fn a() {}")];
+        let p = parts(&snippets);
+        let deepseek = render(&Format::DeepSeek, &p).prompt;
+        assert_eq!(deepseek, "<｜fim▁begin｜>// src/a.rs\n// fn a() {}\n\nfn main() {\n    <｜fim▁hole｜>\n}\n<｜fim▁end｜>");
+        assert!(render(&Format::CodeLlama, &p)
+            .prompt
+            .starts_with("<PRE> // src/a.rs\n"));
+        assert!(render(&Format::Codestral, &p)
+            .prompt
+            .starts_with("[SUFFIX]\n}\n[PREFIX]// src/a.rs"));
+        let star = render(&Format::StarCoder, &p).prompt;
+        assert!(star.starts_with(
+            "<repo_name>repo<file_sep>src/a.rs\nfn a() {}\n<file_sep><fim_prefix>src/main.rs\n"
+        ));
+        let template = resolve(
+            PromptFamily::Auto,
+            Some("<P>{prefix}<S>{suffix}<M>"),
+            Some("qwen2.5-coder"),
+            None,
+            &FimMarkers::default(),
+        );
+        assert_eq!(
+            render(&template, &p).prompt,
+            "<P>// src/a.rs\n// fn a() {}\n\nfn main() {\n    <S>\n}\n<M>"
+        );
+        let server = render(
+            &resolve(
+                PromptFamily::Auto,
+                None,
+                Some("other"),
+                None,
+                &FimMarkers::default(),
+            ),
+            &p,
+        );
+        assert_eq!(server.suffix.as_deref(), Some("\n}\n"));
+    }
+}

@@ -1,0 +1,337 @@
+//! The workspace index: definitions, imports and similarity windows of every source file in
+//! the workspace folders, built on one background thread after `initialized` and kept
+//! current from open documents (which win over the disk), saves and watched-file events.
+//!
+//! Requests never wait for it: they read the sharded maps below, whose locks are held only
+//! for a lookup or an insert, and see whatever has been indexed so far.
+
+pub mod entry;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+
+use dashmap::DashMap;
+use ropey::Rope;
+use serde::Serialize;
+use tower_lsp_server::gen_lsp_types::Uri;
+
+pub use entry::FileEntry;
+pub use worker::read_source;
+use worker::Message;
+
+use crate::privacy::Excludes;
+
+/// What `ghostline.indexStatus` answers.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct IndexStatus {
+    pub files: usize,
+    pub definitions: usize,
+    /// The start-up walk is done and every file it found has been read.
+    pub ready: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct IndexConfig {
+    pub excludes: Arc<Excludes>,
+    pub max_files: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            excludes: Arc::new(Excludes::default()),
+            max_files: 20_000,
+        }
+    }
+}
+
+pub type SharedPath = Arc<Path>;
+
+#[derive(Default)]
+pub struct WorkspaceIndex {
+    files: DashMap<SharedPath, Arc<FileEntry>>,
+    /// Definition name → files that define it.
+    names: DashMap<Box<str>, Vec<SharedPath>>,
+    /// File stem (`store` for `src/store.rs`) → files: resolves imports without a scan.
+    stems: DashMap<Box<str>, Vec<SharedPath>>,
+    definition_count: AtomicUsize,
+    approx_bytes: AtomicUsize,
+    ready: AtomicBool,
+    /// Bumped on every change, so callers can tell the index moved on.
+    generation: AtomicU64,
+    roots: RwLock<Vec<PathBuf>>,
+    sender: Mutex<Option<mpsc::Sender<Message>>>,
+}
+
+impl WorkspaceIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts the indexing thread (once) and walks `roots`.
+    pub fn start(self: &Arc<Self>, roots: Vec<PathBuf>, config: IndexConfig) {
+        *self.roots.write().unwrap_or_else(|p| p.into_inner()) = roots.clone();
+        let mut sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        if sender.is_none() {
+            *sender = worker::spawn(self.clone());
+        }
+        if let Some(sender) = sender.as_ref() {
+            let _ = sender.send(Message::Walk { roots, config });
+        } else {
+            // No thread: nothing will ever be indexed, so do not keep anyone waiting.
+            self.ready.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn send(&self, message: Message) {
+        if let Some(sender) = self
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = sender.send(message);
+        }
+    }
+
+    pub fn document_opened(&self, uri: &Uri, rope: Rope) {
+        if let Some(path) = uri_to_path(uri) {
+            self.send(Message::DocumentOpened { path, rope });
+        }
+    }
+
+    /// Re-indexed after a short quiet spell, not on every keystroke.
+    pub fn document_changed(&self, uri: &Uri, rope: Rope) {
+        if let Some(path) = uri_to_path(uri) {
+            self.send(Message::DocumentChanged { path, rope });
+        }
+    }
+
+    pub fn document_closed(&self, uri: &Uri) {
+        if let Some(path) = uri_to_path(uri) {
+            self.send(Message::DocumentClosed { path });
+        }
+    }
+
+    pub fn disk_changed(&self, path: PathBuf) {
+        self.send(Message::DiskChanged { path });
+    }
+
+    pub fn disk_deleted(&self, path: PathBuf) {
+        self.send(Message::DiskDeleted { path });
+    }
+
+    pub fn status(&self) -> IndexStatus {
+        IndexStatus {
+            files: self.files.len(),
+            definitions: self.definition_count.load(Ordering::Relaxed),
+            ready: self.ready.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn approx_bytes(&self) -> usize {
+        self.approx_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    pub fn file(&self, path: &Path) -> Option<Arc<FileEntry>> {
+        self.files.get(path).map(|entry| entry.clone())
+    }
+
+    /// Files defining `name`, with the indices of those definitions.
+    pub fn definitions_named(&self, name: &str) -> Vec<(Arc<FileEntry>, usize)> {
+        let Some(paths) = self.names.get(name).map(|paths| paths.clone()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for path in paths {
+            if let Some(file) = self.file(&path) {
+                for (at, definition) in file.definitions.iter().enumerate() {
+                    if definition.name == name {
+                        out.push((file.clone(), at));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn files_with_stem(&self, stem: &str) -> Vec<Arc<FileEntry>> {
+        let Some(paths) = self.stems.get(stem).map(|paths| paths.clone()) else {
+            return Vec::new();
+        };
+        paths.iter().filter_map(|path| self.file(path)).collect()
+    }
+
+    /// Every indexed file (a snapshot of the handles, taken shard by shard).
+    pub fn all_files(&self) -> Vec<Arc<FileEntry>> {
+        self.files
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect()
+    }
+
+    /// Files in folders named `name` (a Go package).
+    pub fn all_files_in_dir_named(&self, name: &str) -> Vec<Arc<FileEntry>> {
+        self.files
+            .iter()
+            .filter(|entry| {
+                entry
+                    .key()
+                    .parent()
+                    .and_then(|dir| dir.file_name())
+                    .is_some_and(|dir| dir == name)
+            })
+            .map(|entry| entry.value().clone())
+            .collect()
+    }
+
+    /// `path` relative to the workspace root that holds it, `/`-separated.
+    pub fn relative(&self, path: &Path) -> String {
+        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
+        relative_to(&roots, path)
+    }
+
+    /// The name of the (first) workspace folder, for `<|repo_name|>`.
+    pub fn repo_name(&self) -> String {
+        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
+        roots
+            .first()
+            .and_then(|root| root.file_name())
+            .and_then(|name| name.to_str())
+            .unwrap_or("workspace")
+            .to_string()
+    }
+
+    /// Adds (or replaces) a file built elsewhere: the worker, tests, the benchmark.
+    pub fn insert(&self, entry: FileEntry) {
+        let path: SharedPath = Arc::from(entry.path.as_path());
+        self.remove(&path);
+        for definition in &entry.definitions {
+            let mut paths = self
+                .names
+                .entry(definition.name.as_str().into())
+                .or_default();
+            if !paths.iter().any(|p| *p == path) {
+                paths.push(path.clone());
+            }
+        }
+        if let Some(stem) = entry.stem() {
+            self.stems
+                .entry(stem.into())
+                .or_default()
+                .push(path.clone());
+        }
+        self.definition_count
+            .fetch_add(entry.definitions.len(), Ordering::Relaxed);
+        self.approx_bytes
+            .fetch_add(entry.approx_bytes(), Ordering::Relaxed);
+        self.files.insert(path, Arc::new(entry));
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn remove(&self, path: &Path) -> bool {
+        let Some((_, old)) = self.files.remove(path) else {
+            return false;
+        };
+        for definition in &old.definitions {
+            let emptied = match self.names.get_mut(definition.name.as_str()) {
+                Some(mut paths) => {
+                    paths.retain(|p| p.as_ref() != path);
+                    paths.is_empty()
+                }
+                None => false,
+            };
+            if emptied {
+                self.names
+                    .remove_if(definition.name.as_str(), |_, paths| paths.is_empty());
+            }
+        }
+        if let Some(stem) = old.stem() {
+            if let Some(mut paths) = self.stems.get_mut(stem) {
+                paths.retain(|p| p.as_ref() != path);
+            }
+        }
+        self.definition_count
+            .fetch_sub(old.definitions.len(), Ordering::Relaxed);
+        self.approx_bytes
+            .fetch_sub(old.approx_bytes(), Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+}
+
+pub fn relative_to(roots: &[PathBuf], path: &Path) -> String {
+    let relative = roots
+        .iter()
+        .filter_map(|root| path.strip_prefix(root).ok())
+        .min_by_key(|relative| relative.as_os_str().len())
+        .unwrap_or_else(|| Path::new(path.file_name().unwrap_or(path.as_os_str())));
+    relative
+        .iter()
+        .filter_map(|part| part.to_str())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The local path of a `file:` URI (percent-decoded); `None` for other schemes.
+pub fn uri_to_path(uri: &Uri) -> Option<PathBuf> {
+    let rest = uri.0.as_str().strip_prefix("file://")?;
+    // `file://host/path` is not local; `file:///path` and `file://localhost/path` are.
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let bytes = rest.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                decoded.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        decoded.push(bytes[i]);
+        i += 1;
+    }
+    let path = String::from_utf8(decoded).ok()?;
+    // Windows: `/C:/x` → `C:/x`.
+    let path = match path.as_bytes() {
+        [b'/', drive, b':', ..] if drive.is_ascii_alphabetic() => path[1..].to_string(),
+        _ => path,
+    };
+    Some(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_uris_decode() {
+        assert_eq!(
+            uri_to_path(&Uri::from("file:///tmp/a%20b/c.rs")),
+            Some(PathBuf::from("/tmp/a b/c.rs"))
+        );
+        assert_eq!(uri_to_path(&Uri::from("untitled:1")), None);
+        assert_eq!(
+            uri_to_path(&Uri::from("file:///x%2")),
+            Some(PathBuf::from("/x%2"))
+        );
+    }
+
+    #[test]
+    fn relative_paths_prefer_the_innermost_root() {
+        let roots = vec![PathBuf::from("/w"), PathBuf::from("/w/sub")];
+        assert_eq!(relative_to(&roots, Path::new("/w/sub/a/b.rs")), "a/b.rs");
+        assert_eq!(relative_to(&roots, Path::new("/elsewhere/c.rs")), "c.rs");
+    }
+}

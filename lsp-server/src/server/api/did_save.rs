@@ -1,0 +1,15 @@
+use tower_lsp_server::gen_lsp_types::DidSaveTextDocumentParams;
+
+use crate::server::Server;
+
+/// The saved text is the open document's, which the index already follows; a save only makes
+/// the index take it now rather than after typing pauses.
+pub fn handle(server: &Server, params: DidSaveTextDocumentParams) {
+    let uri = &params.text_document.uri;
+    if server.session.is_excluded(uri) {
+        return;
+    }
+    if let Some(document) = server.session.snapshot(uri) {
+        server.session.index.document_changed(uri, document.rope);
+    }
+}
