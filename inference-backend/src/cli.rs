@@ -46,6 +46,14 @@ pub struct Args {
     /// completion); further requests wait in the queue.
     #[arg(long, default_value_t = 8)]
     pub max_active: usize,
+    /// on: decode steps of all requests past their prompt run as one batched forward pass
+    /// (GroupQueryAttention models; Optimum exports always interleave). off: one decode step per
+    /// request in turn (batch size 1).
+    #[arg(long, value_enum, default_value = "on")]
+    pub batching: OnOff,
+    /// CUDA only: let the CUDA execution provider capture and replay CUDA graphs.
+    #[arg(long)]
+    pub cuda_graph: bool,
     /// Prompt tokens prefilled per turn while other requests are decoding (long prompts then
     /// do not stall their streams); a request alone is prefilled in one go.
     #[arg(long, default_value_t = 128)]
@@ -57,6 +65,12 @@ pub struct Args {
     /// Override the model's context length (prompt + completion tokens).
     #[arg(long)]
     pub context_length: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 impl Args {

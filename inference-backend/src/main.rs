@@ -67,8 +67,9 @@ async fn serve(args: Args) -> Result<()> {
         prefix_cache_bytes: args.prefix_cache_mb * 1024 * 1024,
         max_active: args.max_active.max(1),
         prefill_chunk: args.prefill_chunk.max(1),
+        batching: args.batching == ghostline_serve::cli::OnOff::On,
     };
-    let options = EngineOptions { ort_library, device: args.device, threads: args.threads() };
+    let options = EngineOptions { ort_library, device: args.device, threads: args.threads(), cuda_graph: args.cuda_graph };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();
     std::thread::Builder::new().name("engine".into()).spawn(move || {

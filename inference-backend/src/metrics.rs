@@ -14,28 +14,43 @@ use std::{
 pub struct Histogram {
     bounds: &'static [f64],
     counts: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
+    /// Sum of observed values in units of 1/`scale` (microseconds for durations).
+    sum: AtomicU64,
+    scale: f64,
     count: AtomicU64,
 }
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Self {
+        Self::with_scale(bounds, 1e6)
+    }
+
+    fn with_scale(bounds: &'static [f64], scale: f64) -> Self {
         Self {
             bounds,
             counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            scale,
             count: AtomicU64::new(0),
         }
     }
 
     pub fn observe(&self, value: Duration) {
-        let secs = value.as_secs_f64();
+        self.observe_value(value.as_secs_f64());
+    }
+
+    /// For histograms of counts (made with scale 1).
+    pub fn observe_count(&self, value: u64) {
+        self.observe_value(value as f64);
+    }
+
+    fn observe_value(&self, value: f64) {
         for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            if secs <= *bound {
+            if value <= *bound {
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.sum_micros.fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+        self.sum.fetch_add((value * self.scale).round() as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -46,13 +61,14 @@ impl Histogram {
         }
         let total = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_sum {}", self.sum.load(Ordering::Relaxed) as f64 / self.scale);
         let _ = writeln!(out, "{name}_count {total}");
     }
 }
 
 const LATENCY_BOUNDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const TOKEN_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64];
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 pub struct Metrics {
     requests: Mutex<BTreeMap<u16, u64>>,
@@ -66,6 +82,14 @@ pub struct Metrics {
     pub time_to_first_token: Histogram,
     pub time_per_token: Histogram,
     pub queue_time: Histogram,
+    /// Requests admitted (prefilling or decoding).
+    pub active_requests: AtomicI64,
+    /// Rows of the decode batch now.
+    pub decode_batch: AtomicI64,
+    /// Sequences advanced by each decode forward pass (1 on the interleaved path).
+    pub decode_batch_size: Histogram,
+    pub batch_rebuilds: AtomicU64,
+    pub batch_rebuild_time: Histogram,
 }
 
 impl Default for Metrics {
@@ -82,6 +106,11 @@ impl Default for Metrics {
             time_to_first_token: Histogram::new(LATENCY_BOUNDS),
             time_per_token: Histogram::new(TOKEN_BOUNDS),
             queue_time: Histogram::new(LATENCY_BOUNDS),
+            active_requests: AtomicI64::new(0),
+            decode_batch: AtomicI64::new(0),
+            decode_batch_size: Histogram::with_scale(BATCH_BOUNDS, 1.0),
+            batch_rebuilds: AtomicU64::new(0),
+            batch_rebuild_time: Histogram::new(TOKEN_BOUNDS),
         }
     }
 }
@@ -121,6 +150,19 @@ impl Metrics {
             "# HELP ghostline_queue_depth Requests waiting for the engine.\n# TYPE ghostline_queue_depth gauge\nghostline_queue_depth {}",
             self.queue_depth.load(Ordering::Relaxed)
         );
+        counter(
+            &mut out,
+            "ghostline_decode_batch_rebuilds_total",
+            "Times the decode batch's KV buffers were rebuilt because requests joined or left.",
+            self.batch_rebuilds.load(Ordering::Relaxed),
+        );
+        let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(&mut out, "ghostline_active_requests", "Requests admitted by the engine (prefilling or decoding).", self.active_requests.load(Ordering::Relaxed));
+        gauge(&mut out, "ghostline_decode_batch", "Requests in the decode batch now.", self.decode_batch.load(Ordering::Relaxed));
+        self.decode_batch_size.render(&mut out, "ghostline_decode_batch_size", "Sequences advanced by each decode forward pass.");
+        self.batch_rebuild_time.render(&mut out, "ghostline_decode_batch_rebuild_seconds", "Time to rebuild the decode batch's KV buffers on a join or leave.");
         self.time_to_first_token.render(&mut out, "ghostline_time_to_first_token_seconds", "From request arrival to the first generated token.");
         self.time_per_token.render(&mut out, "ghostline_time_per_output_token_seconds", "Time between consecutive generated tokens.");
         self.queue_time.render(&mut out, "ghostline_queue_time_seconds", "Time a request waited before the engine took it.");

@@ -1,8 +1,19 @@
 //! The engine thread. Up to `max_active` requests are in flight at once: a request is admitted
-//! from the queue (its prompt prefilled, from the prefix cache where possible), then every
-//! active request gets one decode step in turn, so a short completion is not stuck behind a long
-//! one. Between steps each request checks whether its client is still there and whether its
-//! deadline passed, so a disconnect stops its work within one step.
+//! from the queue and its prompt prefilled (from the prefix cache where possible, batch size 1,
+//! in chunks while others are running), then it decodes.
+//!
+//! Batched (GroupQueryAttention models, `--batching on`): each round gives every prefilling
+//! request one prompt chunk and then runs ONE forward pass for all decoding requests (see
+//! `engine/batch.rs`), so every decoding request advances exactly one token per round and a long
+//! prompt never stalls the running streams for more than one chunk. Requests join the batch
+//! after their prefill and leave it when they end, between rounds.
+//!
+//! Interleaved (`--batching off`, and Optimum exports, whose concatenating attention cannot take
+//! rows of different lengths): each active request gets one step in turn (a prefill chunk or a
+//! batch-1 decode step).
+//!
+//! Before each token a request checks whether its client is still there and whether its deadline
+//! passed, so a disconnect stops its work within one round.
 
 use std::{
     collections::VecDeque,
@@ -19,6 +30,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     engine::{
+        batch::{DecodeBatch, Joining},
         prefix_cache::PrefixCache,
         sampling::Sampler,
         stop::{StopMatcher, StopOutcome},
@@ -31,51 +43,225 @@ use crate::{
 
 pub struct SchedulerOptions {
     pub prefix_cache_bytes: usize,
-    /// Requests decoding at the same time; each holds its own KV state.
+    /// Requests decoding at the same time; each holds its own KV state (or a row of the batch).
     pub max_active: usize,
     /// While other requests are decoding, a prompt is prefilled this many tokens per turn, so
     /// a long prompt does not stall their streams; alone, it is prefilled in one go.
     pub prefill_chunk: usize,
+    /// Batch the decode steps when the model allows it (GroupQueryAttention graphs).
+    pub batching: bool,
 }
 
 pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Metrics>, options: SchedulerOptions) {
-    let mut cache = PrefixCache::new(options.prefix_cache_bytes, metrics.clone());
+    let cache = PrefixCache::new(options.prefix_cache_bytes, metrics.clone());
+    if options.batching && engine.supports_batching() {
+        tracing::info!("decode steps are batched (up to {} requests per forward pass)", options.max_active.max(1));
+        run_batched(&mut engine, jobs, &metrics, &options, cache);
+    } else {
+        run_interleaved(&mut engine, jobs, &metrics, &options, cache);
+    }
+}
+
+/// Takes jobs from the queue while fewer than `max_active` are in flight (`active`); waits for
+/// one when nothing is in flight. `None`: the queue is closed and nothing is in flight.
+fn admit(
+    engine: &mut Engine,
+    jobs: &Receiver<Job>,
+    metrics: &Metrics,
+    cache: &mut PrefixCache,
+    options: &SchedulerOptions,
+    active: usize,
+    mut push: impl FnMut(Generation),
+) -> Option<()> {
+    let mut active = active;
+    while active < options.max_active.max(1) {
+        let job = if active == 0 {
+            jobs.recv().ok()?
+        } else {
+            match jobs.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        };
+        metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        metrics.queue_time.observe(job.arrived.elapsed());
+        if job.events.is_closed() {
+            metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let events = job.events.clone();
+        let batched = options.batching && engine.supports_batching();
+        if let Some(generation) = guarded(&events, || Generation::start(engine, cache, metrics, job, batched)) {
+            push(generation);
+            active += 1;
+        }
+    }
+    Some(())
+}
+
+fn run_interleaved(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, options: &SchedulerOptions, mut cache: PrefixCache) {
     let mut active: VecDeque<Generation> = VecDeque::new();
     loop {
-        // Admit new work: wait for it when idle, otherwise take what is already waiting.
-        while active.len() < options.max_active.max(1) {
-            let job = if active.is_empty() {
-                match jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                }
-            } else {
-                match jobs.try_recv() {
-                    Ok(job) => job,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            };
-            metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-            metrics.queue_time.observe(job.arrived.elapsed());
-            if job.events.is_closed() {
-                metrics.cancelled.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let events = job.events.clone();
-            if let Some(generation) = guarded(&events, || Generation::start(&mut engine, &mut cache, &metrics, job)) {
-                active.push_back(generation);
-            }
+        let n = active.len();
+        if admit(engine, &jobs, metrics, &mut cache, options, n, |g| active.push_back(g)).is_none() {
+            return;
         }
+        metrics.active_requests.store(active.len() as i64, Ordering::Relaxed);
         // One step (a prefill chunk or a decode step) for each active request, in turn.
         let chunk = if active.len() > 1 { options.prefill_chunk.max(1) } else { usize::MAX };
         for _ in 0..active.len() {
             let Some(mut generation) = active.pop_front() else { break };
             let events = generation.job.events.clone();
-            match guarded(&events, || generation.step(&mut engine, &metrics, chunk)) {
-                Some(Step::Continue) => active.push_back(generation),
-                Some(Step::Done) => generation.finish(&mut cache, &metrics),
+            let step = guarded(&events, || -> Result<bool> {
+                if !generation.prompt_done() {
+                    generation.prefill(engine, chunk)?;
+                    return Ok(generation.ended.is_none());
+                }
+                if generation.sample(engine, metrics)? {
+                    return Ok(false);
+                }
+                metrics.decode_batch_size.observe_count(1);
+                generation.feed(engine)?;
+                Ok(true)
+            });
+            match step {
+                Some(true) => active.push_back(generation),
+                Some(false) => generation.finish(&mut cache, metrics),
                 None => {}
             }
+        }
+    }
+}
+
+fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, options: &SchedulerOptions, mut cache: PrefixCache) {
+    let mut prefilling: VecDeque<Generation> = VecDeque::new();
+    // Row `i` of `batch` is `decoding[i]`.
+    let mut decoding: Vec<Generation> = Vec::new();
+    let mut batch = DecodeBatch::default();
+    loop {
+        let n = prefilling.len() + decoding.len();
+        if admit(engine, &jobs, metrics, &mut cache, options, n, |g| prefilling.push_back(g)).is_none() {
+            return;
+        }
+        metrics.active_requests.store((prefilling.len() + decoding.len()) as i64, Ordering::Relaxed);
+
+        // 1. One prompt chunk for each request still prefilling (the whole prompt when alone).
+        let chunk = if prefilling.len() + decoding.len() > 1 { options.prefill_chunk.max(1) } else { usize::MAX };
+        let mut ready = Vec::new();
+        for _ in 0..prefilling.len() {
+            let Some(mut generation) = prefilling.pop_front() else { break };
+            let events = generation.job.events.clone();
+            match guarded(&events, || generation.prefill(engine, chunk)) {
+                Some(()) if generation.ended.is_some() => generation.finish(&mut cache, metrics),
+                Some(()) if generation.prompt_done() => ready.push(generation),
+                Some(()) => prefilling.push_back(generation),
+                None => {}
+            }
+        }
+
+        // 2. The next token of every decoding request, and the first one of those just prefilled.
+        let mut keep = Vec::with_capacity(decoding.len());
+        for generation in &mut decoding {
+            let events = generation.job.events.clone();
+            match guarded(&events, || generation.sample(engine, metrics)) {
+                Some(ended) => keep.push(!ended),
+                None => {
+                    // Failed (already told to its client): leaves the batch, nothing cached.
+                    generation.ended = Some(End::Failed);
+                    keep.push(false);
+                }
+            }
+        }
+        let mut joining = Vec::new();
+        for mut generation in ready {
+            let events = generation.job.events.clone();
+            match guarded(&events, || generation.sample(engine, metrics)) {
+                Some(false) => joining.push(generation),
+                Some(true) => generation.finish(&mut cache, metrics),
+                None => {}
+            }
+        }
+
+        // 3. Membership changes: one rebuild of the batch buffers.
+        if keep.contains(&false) || !joining.is_empty() {
+            let started = Instant::now();
+            let join = joining
+                .iter_mut()
+                .map(|g| Joining { needs: g.needs(), kv: std::mem::take(&mut g.seq) })
+                .collect();
+            match catch(|| engine.rebuild_batch(&mut batch, &keep, join)) {
+                Ok(left) => {
+                    let mut left = left.into_iter();
+                    for (generation, kept) in std::mem::take(&mut decoding).into_iter().zip(&keep) {
+                        if *kept {
+                            decoding.push(generation);
+                        } else {
+                            let mut generation = generation;
+                            generation.seq = left.next().unwrap_or_default();
+                            generation.finish(&mut cache, metrics);
+                        }
+                    }
+                    decoding.extend(joining);
+                    metrics.batch_rebuilds.fetch_add(1, Ordering::Relaxed);
+                    metrics.batch_rebuild_time.observe(started.elapsed());
+                    tracing::debug!(
+                        rows = batch.len(),
+                        capacity = batch.capacity(),
+                        mb = batch.bytes() / (1 << 20),
+                        "decode batch rebuilt in {:.1} ms",
+                        started.elapsed().as_secs_f64() * 1e3
+                    );
+                }
+                Err(failure) => {
+                    fail_all(&failure, decoding.drain(..).chain(joining));
+                    batch = DecodeBatch::default();
+                }
+            }
+        }
+        metrics.decode_batch.store(decoding.len() as i64, Ordering::Relaxed);
+
+        // 4. One forward pass for the whole batch: every decoding request advances one token.
+        if !decoding.is_empty() {
+            metrics.decode_batch_size.observe_count(decoding.len() as u64);
+            let tokens: Vec<u32> = decoding.iter().map(|g| g.pending).collect();
+            let result = catch(|| {
+                let logits = engine.forward_batch(&mut batch, &tokens)?;
+                let vocab = logits.len() / tokens.len();
+                for (generation, row) in decoding.iter_mut().zip(logits.chunks_exact(vocab)) {
+                    generation.logits.clear();
+                    generation.logits.extend_from_slice(row);
+                    generation.fed.push(generation.pending);
+                }
+                Ok(())
+            });
+            if let Err(failure) = result {
+                fail_all(&failure, decoding.drain(..));
+                batch = DecodeBatch::default();
+            }
+        }
+    }
+}
+
+/// A failure of a batched step fails every request in it (their KV rows are in one buffer); the
+/// engine stays usable for new requests. A request whose own failure was already reported is not
+/// told twice.
+fn fail_all(failure: &str, generations: impl Iterator<Item = Generation>) {
+    tracing::error!("decode batch failed: {failure}");
+    for generation in generations {
+        if !matches!(generation.ended, Some(End::Failed)) {
+            let _ = generation.job.events.send(GenerationEvent::Failed(failure.to_string()));
+        }
+    }
+}
+
+/// Runs `f`, turning an error or a panic into a message.
+fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(panic) => {
+            let message = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
+            Err(format!("internal error: {}", message.unwrap_or("panic")))
         }
     }
 }
@@ -83,50 +269,56 @@ pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Met
 /// Runs one piece of a generation; a failure or panic fails that request only (the KV state is
 /// per request, so the engine stays usable) and returns `None`.
 fn guarded<T>(events: &UnboundedSender<GenerationEvent>, f: impl FnOnce() -> Result<T>) -> Option<T> {
-    let failure = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(Ok(value)) => return Some(value),
-        Ok(Err(e)) => format!("{e:#}"),
-        Err(panic) => {
-            let message = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
-            format!("internal error: {}", message.unwrap_or("panic"))
+    match catch(f) {
+        Ok(value) => Some(value),
+        Err(failure) => {
+            tracing::error!("generation failed: {failure}");
+            let _ = events.send(GenerationEvent::Failed(failure));
+            None
         }
-    };
-    tracing::error!("generation failed: {failure}");
-    let _ = events.send(GenerationEvent::Failed(failure));
-    None
+    }
 }
 
-enum Step {
-    Continue,
-    Done,
+/// How a generation ended.
+enum End {
+    Finished(FinishReason),
+    /// The client went away.
+    Gone,
+    /// An error was already sent to the client.
+    Failed,
 }
 
 /// One request between admission and its last token.
 struct Generation {
     job: Job,
+    /// Its own KV state; empty while its KV is a row of the decode batch.
     seq: KvState,
-    /// The tokens whose KV `seq` holds, so the finished sequence can be cached.
+    /// The tokens whose KV the sequence holds, so the finished sequence can be cached.
     fed: Vec<u32>,
     /// Logits of the last token fed; empty until the whole prompt is prefilled.
     logits: Vec<f32>,
+    /// The token sampled this round, to be fed next.
+    pending: u32,
     stop_ids: Vec<u32>,
     sampler: Sampler,
     stops: StopMatcher,
     decoder: IncrementalDecoder,
     generated: usize,
     last_token_at: Option<Instant>,
-    /// Why it ended; `None` while running. `Some(None)`: the client went away.
-    ended: Option<Option<FinishReason>>,
+    /// Why it ended; `None` while running.
+    ended: Option<End>,
 }
 
 impl Generation {
-    /// Starts from the longest cached prefix of the prompt; the rest is prefilled by `step`.
-    fn start(engine: &mut Engine, cache: &mut PrefixCache, metrics: &Metrics, job: Job) -> Result<Self> {
+    /// Starts from the longest cached prefix of the prompt; the rest is prefilled by `prefill`.
+    /// Batched, its own KV only needs room for the prompt (decoding happens in the batch).
+    fn start(engine: &mut Engine, cache: &mut PrefixCache, metrics: &Metrics, job: Job, batched: bool) -> Result<Self> {
         let request = &job.request;
         let prompt = &request.prompt_ids;
         metrics.prompt_tokens.fetch_add(prompt.len() as u64, Ordering::Relaxed);
         let seq = match cache.lookup(prompt) {
             Some(seq) => seq,
+            None if batched => engine.new_sequence(prompt.len())?,
             None => engine.new_sequence(prompt.len() + request.max_tokens)?,
         };
         let mut fed = Vec::with_capacity(prompt.len() + request.max_tokens);
@@ -143,6 +335,7 @@ impl Generation {
             seq,
             fed,
             logits: Vec::new(),
+            pending: 0,
             stop_ids,
             decoder: IncrementalDecoder::default(),
             generated: 0,
@@ -151,37 +344,48 @@ impl Generation {
         })
     }
 
-    /// Prefills up to `chunk` more prompt tokens, or, once the prompt is in, samples one token,
-    /// sends its text and runs it through the model unless the generation ends here.
-    fn step(&mut self, engine: &mut Engine, metrics: &Metrics, chunk: usize) -> Result<Step> {
-        let prompt = &self.job.request.prompt_ids;
-        if self.fed.len() < prompt.len() {
-            if self.job.events.is_closed() {
-                self.ended = Some(None);
-                return Ok(Step::Done);
-            }
-            let end = prompt.len().min(self.fed.len().saturating_add(chunk));
-            let logits = engine.forward(&mut self.seq, &prompt[self.fed.len()..end])?;
-            if end == prompt.len() {
-                self.logits.extend_from_slice(logits);
-            }
-            self.fed.extend_from_slice(&prompt[self.fed.len()..end]);
-            return Ok(Step::Continue);
-        }
-        if let Some(reason) = self.next_token(engine, metrics)? {
-            self.ended = Some(reason);
-            return Ok(Step::Done);
-        }
-        Ok(Step::Continue)
+    fn prompt_done(&self) -> bool {
+        self.fed.len() >= self.job.request.prompt_ids.len()
     }
 
-    /// `Ok(Some(reason))` when the generation ends at this step.
-    fn next_token(&mut self, engine: &mut Engine, metrics: &Metrics) -> Result<Option<Option<FinishReason>>> {
+    /// Positions this sequence may reach: its prompt and every token it may generate.
+    fn needs(&self) -> usize {
+        self.job.request.prompt_ids.len() + self.job.request.max_tokens
+    }
+
+    /// Prefills up to `chunk` more prompt tokens (batch size 1, into its own KV state); the last
+    /// chunk leaves the logits of the prompt's last token. A gone client ends it here.
+    fn prefill(&mut self, engine: &mut Engine, chunk: usize) -> Result<()> {
         if self.job.events.is_closed() {
-            return Ok(Some(None));
+            self.ended = Some(End::Gone);
+            return Ok(());
+        }
+        let prompt = &self.job.request.prompt_ids;
+        let end = prompt.len().min(self.fed.len().saturating_add(chunk));
+        let logits = engine.forward(&mut self.seq, &prompt[self.fed.len()..end])?;
+        if end == prompt.len() {
+            self.logits.clear();
+            self.logits.extend_from_slice(logits);
+        }
+        self.fed.extend_from_slice(&prompt[self.fed.len()..end]);
+        Ok(())
+    }
+
+    /// Samples the next token from the last logits and sends its text; `Ok(true)` when the
+    /// generation ends here (`ended` says why), else the token waits in `pending` to be fed.
+    fn sample(&mut self, engine: &Engine, metrics: &Metrics) -> Result<bool> {
+        let end = self.next_token(engine, metrics)?;
+        let ended = end.is_some();
+        self.ended = end;
+        Ok(ended)
+    }
+
+    fn next_token(&mut self, engine: &Engine, metrics: &Metrics) -> Result<Option<End>> {
+        if self.job.events.is_closed() {
+            return Ok(Some(End::Gone));
         }
         if Instant::now() >= self.job.deadline {
-            return Ok(Some(Some(FinishReason::Timeout)));
+            return Ok(Some(End::Finished(FinishReason::Timeout)));
         }
         let token = self.sampler.sample(&self.logits);
         let now = Instant::now();
@@ -191,7 +395,7 @@ impl Generation {
         }
         self.last_token_at = Some(now);
         if self.stop_ids.contains(&token) {
-            return Ok(Some(Some(FinishReason::Stop)));
+            return Ok(Some(End::Finished(FinishReason::Stop)));
         }
         self.generated += 1;
         metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
@@ -199,22 +403,28 @@ impl Generation {
         match self.stops.push(&delta) {
             StopOutcome::Stopped(text) => {
                 self.send(text);
-                return Ok(Some(Some(FinishReason::Stop)));
+                return Ok(Some(End::Finished(FinishReason::Stop)));
             }
             StopOutcome::Continue(text) => {
                 if !self.send(text) {
-                    return Ok(Some(None));
+                    return Ok(Some(End::Gone));
                 }
             }
         }
-        if self.generated >= self.job.request.max_tokens || self.seq.len() + 1 >= engine.config.context_length {
-            return Ok(Some(Some(FinishReason::Length)));
+        if self.generated >= self.job.request.max_tokens || self.fed.len() + 1 >= engine.config.context_length {
+            return Ok(Some(End::Finished(FinishReason::Length)));
         }
-        let logits = engine.forward(&mut self.seq, &[token])?;
+        self.pending = token;
+        Ok(None)
+    }
+
+    /// Runs the pending token through the model on its own KV state (interleaved path).
+    fn feed(&mut self, engine: &mut Engine) -> Result<()> {
+        let logits = engine.forward(&mut self.seq, &[self.pending])?;
         self.logits.clear();
         self.logits.extend_from_slice(logits);
-        self.fed.push(token);
-        Ok(None)
+        self.fed.push(self.pending);
+        Ok(())
     }
 
     fn send(&self, text: String) -> bool {
@@ -223,12 +433,13 @@ impl Generation {
 
     /// Sends the end of the stream and gives the KV state to the prefix cache.
     fn finish(mut self, cache: &mut PrefixCache, metrics: &Metrics) {
-        match self.ended.flatten() {
-            None => {
+        match self.ended {
+            None | Some(End::Gone) => {
                 metrics.cancelled.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(generated = self.generated, "client went away; generation stopped");
             }
-            Some(reason) => {
+            Some(End::Failed) => return,
+            Some(End::Finished(reason)) => {
                 // Text held back as a possible stop-string start is real text once generation
                 // ended another way (after a matched stop string the matcher holds nothing).
                 let rest = self.stops.finish();

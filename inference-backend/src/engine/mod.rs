@@ -1,11 +1,13 @@
 //! The ONNX decoder: one session, and a KV state per sequence that is fed back every step so the
 //! prompt is computed once (prefill) and each new token costs one position (decode).
 
+pub mod batch;
 pub mod prefix_cache;
 pub mod sampling;
 pub mod stop;
 
 use std::{
+    borrow::Cow,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -14,8 +16,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use ort::{
     environment::Environment,
     ep,
+    memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType},
     session::{builder::GraphOptimizationLevel, Session, SessionInputValue},
-    value::{DynTensor, DynValue, Tensor, TensorElementType, ValueType},
+    value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType},
 };
 use serde::Serialize;
 
@@ -40,6 +43,9 @@ pub struct EngineOptions {
     pub ort_library: PathBuf,
     pub device: DeviceChoice,
     pub threads: usize,
+    /// CUDA only: let the CUDA execution provider capture and replay CUDA graphs (see
+    /// `batch.rs` for the fixed-shape decode step this needs).
+    pub cuda_graph: bool,
 }
 
 /// Names and types of the graph's inputs and outputs, read from the session.
@@ -52,11 +58,15 @@ struct GraphIo {
     kv_type: TensorElementType,
 }
 
-/// KV state of one sequence: for each layer, the key and value tensors ([batch, kv heads,
+/// KV state of one sequence: for each layer, the key and value tensors ([1, kv heads,
 /// positions, head dim]) of every position so far. In place, the tensors have room for
 /// `capacity` positions of which the first `len` are valid; otherwise they hold exactly `len`.
+/// The tensors live where the engine keeps KV (host memory, or CUDA device memory when the CUDA
+/// execution provider runs the graph); an empty state (no layers) stands for a sequence whose KV
+/// currently lives in the decode batch.
+#[derive(Default)]
 pub struct KvState {
-    layers: Vec<(DynValue, DynValue)>,
+    layers: Vec<(DynTensor, DynTensor)>,
     len: usize,
     capacity: usize,
 }
@@ -72,20 +82,10 @@ impl KvState {
 
     /// Memory held, for the prefix cache's budget.
     pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flat_map(|(k, v)| [k, v])
-            .map(|t| match t.dtype() {
-                ValueType::Tensor { ty, shape, .. } => {
-                    let count = shape.iter().product::<i64>().max(0) as usize;
-                    ty.byte_size(count).unwrap_or(count * 4)
-                }
-                _ => 0,
-            })
-            .sum()
+        self.layers.iter().flat_map(|(k, v)| [k, v]).map(tensor_bytes).sum()
     }
 
-    /// A copy holding only the first `len` positions (tensors are [batch, heads, positions, dim]).
+    /// A copy holding only the first `len` positions, on the same device as this state.
     pub fn truncated_copy(&self, len: usize) -> Result<KvState> {
         if len > self.len {
             bail!("cannot keep {len} of {} positions", self.len);
@@ -98,32 +98,79 @@ impl KvState {
     }
 }
 
-fn truncate_positions(tensor: &DynValue, len: usize) -> Result<DynValue> {
-    fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static>(
-        tensor: &DynValue,
-        len: usize,
-    ) -> Result<DynValue> {
-        let (shape, data) = tensor.try_extract_tensor::<T>()?;
-        let [b, h, positions, d] = [shape[0], shape[1], shape[2], shape[3]].map(|x| x as usize);
-        let mut out = Vec::with_capacity(b * h * len * d);
-        for_each_row(data, positions, len, d, |row| out.extend_from_slice(row));
-        Ok(Tensor::from_array(([b, h, len, d], out))?.into_dyn())
-    }
-    match tensor.dtype() {
-        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(tensor, len),
-        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(tensor, len),
-        other => bail!("unsupported KV type {other:?}"),
+fn tensor_bytes(t: &DynTensor) -> usize {
+    match t.dtype() {
+        ValueType::Tensor { ty, shape, .. } => {
+            let count = shape.iter().product::<i64>().max(0) as usize;
+            ty.byte_size(count).unwrap_or(count * 4)
+        }
+        _ => 0,
     }
 }
 
-/// Calls `f` with the first `len` positions of each (batch, head) row of a KV tensor's data
-/// whose rows hold `positions` positions of `dim` values.
-fn for_each_row<T>(data: &[T], positions: usize, len: usize, dim: usize, mut f: impl FnMut(&[T])) {
-    if positions * dim == 0 {
-        return;
+/// The tensor itself when the CPU can read it, else a host copy (CUDA device memory). ort
+/// rc.15 has no device-to-device copy of part of a tensor (`Value::copy_into` copies whole
+/// tensors of equal shape, through a one-node identity session), so KV rows are moved on the
+/// host: one download and one upload per tensor, paid when a sequence's KV changes buffers
+/// (growth, batch join or leave, prefix-cache copy), never per decode step.
+fn on_host(t: &DynTensor) -> Result<Cow<'_, DynTensor>> {
+    if t.memory_info().is_cpu_accessible() {
+        Ok(Cow::Borrowed(t))
+    } else {
+        Ok(Cow::Owned(t.to(AllocationDevice::CPU, 0)?))
     }
-    for row in data.chunks_exact(positions * dim) {
-        f(&row[..len * dim]);
+}
+
+/// A zeroed host tensor [rows, heads, positions, dim] shaped like `like` (same type, heads, dim).
+fn host_kv_like(like: &DynTensor, rows: usize, positions: usize) -> Result<DynTensor> {
+    let shape = like.shape();
+    let ty = match like.dtype() {
+        ValueType::Tensor { ty, .. } => *ty,
+        other => bail!("KV is not a tensor: {other:?}"),
+    };
+    Ok(DynTensor::new(&Allocator::default(), ty, [rows as i64, shape[1], positions as i64, shape[3]])?)
+}
+
+fn truncate_positions(tensor: &DynTensor, len: usize) -> Result<DynTensor> {
+    let src = on_host(tensor)?;
+    let mut out = host_kv_like(&src, 1, len)?;
+    copy_row(&src, 0, &mut out, 0, len)?;
+    let info = tensor.memory_info();
+    if info.is_cpu_accessible() {
+        Ok(out)
+    } else {
+        Ok(out.to(info.allocation_device(), info.device_id())?)
+    }
+}
+
+/// Copies the first `len` positions of every head of row `from` of `src` into row `to` of `dst`
+/// (host tensors [rows, heads, capacity, dim]; the two may differ in rows and capacity).
+fn copy_row(src: &DynTensor, from: usize, dst: &mut DynTensor, to: usize, len: usize) -> Result<()> {
+    fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static>(
+        src: &DynTensor,
+        from: usize,
+        dst: &mut DynTensor,
+        to: usize,
+        len: usize,
+    ) -> Result<()> {
+        let (shape, src) = src.try_extract_tensor::<T>()?;
+        let [heads, src_cap, dim] = [shape[1], shape[2], shape[3]].map(|x| x as usize);
+        let (dst_shape, dst) = dst.try_extract_tensor_mut::<T>()?;
+        let dst_cap = dst_shape[2] as usize;
+        if len > src_cap || len > dst_cap || dst_shape[1] as usize != heads || dst_shape[3] as usize != dim {
+            bail!("KV row copy of {len} positions from {shape:?} into {dst_shape:?}");
+        }
+        for h in 0..heads {
+            let s = ((from * heads + h) * src_cap) * dim;
+            let d = ((to * heads + h) * dst_cap) * dim;
+            dst[d..d + len * dim].copy_from_slice(&src[s..s + len * dim]);
+        }
+        Ok(())
+    }
+    match src.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(src, from, dst, to, len),
+        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(src, from, dst, to, len),
+        other => bail!("unsupported KV type {other:?}"),
     }
 }
 
@@ -139,7 +186,11 @@ pub struct Engine {
     /// present are the same buffer, so no step copies the whole cache; standard-op graphs
     /// (Optimum layout) return a new, longer present each step.
     in_place_kv: bool,
-    /// Reused buffer for the last position's logits.
+    /// Where in-place KV buffers are allocated: CUDA device memory when the CUDA execution
+    /// provider runs the graph (so GroupQueryAttention reads and writes them without a host
+    /// round trip each step), else `None`: the session's CPU allocator.
+    device_allocator: Option<Allocator>,
+    /// Reused buffer for the last position's logits (one row per sequence of a batch step).
     logits: Vec<f32>,
 }
 
@@ -172,6 +223,13 @@ impl Engine {
                 session.inputs().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
             );
         }
+        let in_place_kv = layout == Layout::Genai && std::env::var_os("GHOSTLINE_KV_CONCAT").is_none();
+        let device_allocator = if device == Device::Cuda && in_place_kv {
+            let info = MemoryInfo::new(AllocationDevice::CUDA, 0, AllocatorType::Device, MemoryType::Default)?;
+            Some(Allocator::new(&session, info).context("cannot create a CUDA allocator for the KV cache")?)
+        } else {
+            None
+        };
         Ok(Self {
             session,
             io,
@@ -180,9 +238,20 @@ impl Engine {
             config: files.config.clone(),
             tokenizer,
             kv: files.config.kv,
-            in_place_kv: layout == Layout::Genai && std::env::var_os("GHOSTLINE_KV_CONCAT").is_none(),
+            in_place_kv,
+            device_allocator,
             logits: Vec::new(),
         })
+    }
+
+    /// Whether decode steps of several sequences can run as one batch: GroupQueryAttention
+    /// graphs take per-row sequence lengths (from the attention mask's row sums) over a shared
+    /// right-padded KV buffer. The Optimum (concatenating) layout cannot: its attention takes
+    /// the past length from the past tensor's shape, the same for every row, so rows of
+    /// different lengths would need left padding and a `present` copy of the whole batch each
+    /// step; it stays on the interleaved batch-1 path.
+    pub fn supports_batching(&self) -> bool {
+        self.in_place_kv
     }
 
     /// An empty sequence; `capacity` is how many positions it will need (used in place only).
@@ -190,22 +259,35 @@ impl Engine {
         let capacity = if self.in_place_kv { capacity } else { 0 };
         let mut layers = Vec::with_capacity(self.kv.num_layers);
         for _ in 0..self.kv.num_layers {
-            layers.push((self.kv_buffer(capacity)?, self.kv_buffer(capacity)?));
+            layers.push((self.kv_buffer(1, capacity)?, self.kv_buffer(1, capacity)?));
         }
         Ok(KvState { layers, len: 0, capacity })
     }
 
-    /// A zeroed KV tensor with room for `positions`, allocated by ONNX Runtime so that it can be
-    /// bound as an output.
-    fn kv_buffer(&self, positions: usize) -> Result<DynValue> {
-        let shape = [1i64, self.kv.num_kv_heads as i64, positions as i64, self.kv.head_dim as i64];
-        let mut tensor = DynTensor::new(self.session.allocator(), self.io.kv_type, shape)?.into_dyn();
-        match self.io.kv_type {
-            TensorElementType::Float32 => tensor.try_extract_tensor_mut::<f32>()?.1.fill(0.0),
-            TensorElementType::Float16 => tensor.try_extract_tensor_mut::<half::f16>()?.1.fill(half::f16::ZERO),
-            other => bail!("unsupported KV type {other:?}"),
+    /// A KV tensor [rows, heads, positions, dim] allocated through ONNX Runtime (so that it can
+    /// be bound as an output) where the engine keeps KV. Host memory comes zeroed (ort zeroes
+    /// what the CPU can reach); CUDA memory is left as allocated, which is safe because
+    /// GroupQueryAttention reads only the first seqlens_k + 1 positions of each row.
+    fn kv_buffer(&self, rows: usize, positions: usize) -> Result<DynTensor> {
+        let shape = [rows as i64, self.kv.num_kv_heads as i64, positions as i64, self.kv.head_dim as i64];
+        let allocator = self.device_allocator.as_ref().unwrap_or(self.session.allocator());
+        Ok(DynTensor::new(allocator, self.io.kv_type, shape)?)
+    }
+
+    /// A KV tensor [rows, heads, positions, dim] where the engine keeps KV, filled on the host by
+    /// `fill` (given a zeroed host tensor of that shape); on CUDA that is one upload.
+    fn kv_filled(&self, rows: usize, positions: usize, fill: impl FnOnce(&mut DynTensor) -> Result<()>) -> Result<DynTensor> {
+        if self.device_allocator.is_none() {
+            let mut tensor = self.kv_buffer(rows, positions)?;
+            fill(&mut tensor)?;
+            return Ok(tensor);
         }
-        Ok(tensor)
+        let shape = [rows as i64, self.kv.num_kv_heads as i64, positions as i64, self.kv.head_dim as i64];
+        let mut host = DynTensor::new(&Allocator::default(), self.io.kv_type, shape)?;
+        fill(&mut host)?;
+        let mut device = self.kv_buffer(rows, positions)?;
+        host.copy_into(&mut device)?;
+        Ok(device)
     }
 
     /// Makes room for `needed` positions in place, copying the valid ones into larger buffers.
@@ -216,10 +298,9 @@ impl Engine {
         let capacity = needed.max(seq.capacity + seq.capacity / 2);
         let mut layers = Vec::with_capacity(seq.layers.len());
         for (k, v) in &seq.layers {
-            let mut k2 = self.kv_buffer(capacity)?;
-            let mut v2 = self.kv_buffer(capacity)?;
-            copy_positions(k, &mut k2, seq.len)?;
-            copy_positions(v, &mut v2, seq.len)?;
+            let (k, v) = (on_host(k)?, on_host(v)?);
+            let k2 = self.kv_filled(1, capacity, |dst| copy_row(&k, 0, dst, 0, seq.len))?;
+            let v2 = self.kv_filled(1, capacity, |dst| copy_row(&v, 0, dst, 0, seq.len))?;
             layers.push((k2, v2));
         }
         seq.layers = layers;
@@ -231,6 +312,9 @@ impl Engine {
     pub fn forward(&mut self, seq: &mut KvState, tokens: &[u32]) -> Result<&[f32]> {
         if tokens.is_empty() {
             bail!("forward needs at least one token");
+        }
+        if seq.layers.len() != self.kv.num_layers {
+            bail!("sequence has no KV state of its own (it is in the decode batch)");
         }
         if self.in_place_kv {
             self.forward_in_place(seq, tokens)?;
@@ -261,10 +345,11 @@ impl Engine {
             binding.bind_output(present_k.as_str(), &mut *k)?;
             binding.bind_output(present_v.as_str(), &mut *v)?;
         }
-        binding.bind_output_to_device("logits", &ort::memory::MemoryInfo::default())?;
+        // Logits come back to host memory (on CUDA, ONNX Runtime copies them out after the run).
+        binding.bind_output_to_device("logits", &MemoryInfo::default())?;
         let outputs = self.session.run_binding(&binding)?;
         let logits = outputs.get("logits").context("model did not return logits")?;
-        copy_last_logits(logits, &mut self.logits)?;
+        copy_last_logits(logits, 1, &mut self.logits)?;
         seq.len = total;
         Ok(())
     }
@@ -282,21 +367,21 @@ impl Engine {
         }
         let past = std::mem::take(&mut seq.layers);
         for ((k, v), (k_name, v_name)) in past.into_iter().zip(&self.io.past) {
-            inputs.push((k_name.clone(), k.into()));
-            inputs.push((v_name.clone(), v.into()));
+            inputs.push((k_name.clone(), k.into_dyn().into()));
+            inputs.push((v_name.clone(), v.into_dyn().into()));
         }
         let mut outputs = self.session.run(inputs)?;
         let mut layers = Vec::with_capacity(self.kv.num_layers);
         for (k_name, v_name) in &self.io.present {
             let k = outputs.remove(k_name).with_context(|| format!("model did not return {k_name}"))?;
             let v = outputs.remove(v_name).with_context(|| format!("model did not return {v_name}"))?;
-            layers.push((k, v));
+            layers.push((k.downcast::<DynTensorValueType>()?, v.downcast::<DynTensorValueType>()?));
         }
         seq.layers = layers;
         seq.len = total;
         seq.capacity = total;
         let logits = outputs.remove("logits").context("model did not return logits")?;
-        copy_last_logits(&logits, &mut self.logits)
+        copy_last_logits(&logits, 1, &mut self.logits)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -312,48 +397,35 @@ fn int_tensor<const D: usize>(ty: TensorElementType, shape: [usize; D], values: 
     })
 }
 
-/// The last position's row of `logits` ([batch, positions, vocab]), as f32.
-fn copy_last_logits(logits: &DynValue, out: &mut Vec<f32>) -> Result<()> {
-    let vocab = *logits.shape().last().context("logits have no shape")? as usize;
-    out.clear();
-    match logits.dtype() {
-        ValueType::Tensor { ty: TensorElementType::Float32, .. } => {
-            let (_, data) = logits.try_extract_tensor::<f32>()?;
-            out.extend_from_slice(&data[data.len() - vocab..]);
-        }
-        ValueType::Tensor { ty: TensorElementType::Float16, .. } => {
-            let (_, data) = logits.try_extract_tensor::<half::f16>()?;
-            out.extend(data[data.len() - vocab..].iter().map(|x| x.to_f32()));
-        }
-        other => bail!("unsupported logits type {other:?}"),
-    }
-    Ok(())
-}
-
-/// Copies the first `len` positions of `from` into `to` (same heads and head dim, any capacity).
-fn copy_positions(from: &DynValue, to: &mut DynValue, len: usize) -> Result<()> {
+/// The last position's logits of each of the `rows` rows of `logits` ([rows, positions, vocab]),
+/// as f32, one row after the other.
+fn copy_last_logits(logits: &DynValue, rows: usize, out: &mut Vec<f32>) -> Result<()> {
     fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static>(
-        from: &DynValue,
-        to: &mut DynValue,
-        len: usize,
+        logits: &DynValue,
+        rows: usize,
+        out: &mut Vec<f32>,
+        to_f32: impl Fn(T) -> f32,
     ) -> Result<()> {
-        let (shape, src) = from.try_extract_tensor::<T>()?;
-        let (src_cap, d) = (shape[2] as usize, shape[3] as usize);
-        let (to_shape, dst) = to.try_extract_tensor_mut::<T>()?;
-        let mut dst_rows = dst.chunks_exact_mut(to_shape[2] as usize * d);
-        for_each_row(src, src_cap, len, d, |row| {
-            if let Some(dst_row) = dst_rows.next() {
-                dst_row[..row.len()].copy_from_slice(row);
-            }
-        });
+        let (shape, data) = logits.try_extract_tensor::<T>()?;
+        if shape.len() != 3 || shape[0] as usize != rows {
+            bail!("logits shape {shape:?}, expected {rows} rows");
+        }
+        let row = data.len() / rows;
+        let vocab = shape[2] as usize;
+        for r in 0..rows {
+            let last = &data[(r + 1) * row - vocab..(r + 1) * row];
+            out.extend(last.iter().map(|&x| to_f32(x)));
+        }
         Ok(())
     }
-    match from.dtype() {
-        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(from, to, len),
-        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(from, to, len),
-        other => bail!("unsupported KV type {other:?}"),
+    out.clear();
+    match logits.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(logits, rows, out, |x| x),
+        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(logits, rows, out, |x| x.to_f32()),
+        other => bail!("unsupported logits type {other:?}"),
     }
 }
+
 
 fn build_session(env: &Environment, onnx: &Path, options: &EngineOptions) -> Result<(Session, Device)> {
     let attempt = |cuda: bool| -> Result<Session> {
@@ -367,7 +439,7 @@ fn build_session(env: &Environment, onnx: &Path, options: &EngineOptions) -> Res
             .map_err(|e| anyhow!("{e}"))?;
         let mut builder = if cuda {
             builder
-                .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+                .with_execution_providers([ep::CUDA::default().with_cuda_graph(options.cuda_graph).build().error_on_failure()])
                 .map_err(|e| anyhow!("{e}"))?
         } else {
             builder
