@@ -392,3 +392,135 @@ async fn a_prompt_prefilled_in_chunks_beside_a_stream_gives_the_same_answer() {
     let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metric(&metrics, "ghostline_generated_tokens_total") < 3000.0, "the prompt was not taken in beside the stream");
 }
+
+/// Requests of different prompt lengths and lengths of completion: (prompt, max_tokens, seed).
+/// A seed means temperature 1.5 sampling (reproducible per request); none means greedy.
+fn mixed_requests() -> Vec<Value> {
+    let cases: [(String, u32, Option<u64>); 6] = [
+        ("def fib(n):\n".into(), 24, None),
+        ("import os\nimport sys\n".repeat(5), 64, Some(7)),
+        ("class Stack:\n    def __init__(self):\n        self.items = []\n".repeat(3), 10, None),
+        ("fn main() {\n    let x = 1;\n".repeat(8), 96, None),
+        ("x = ".into(), 40, Some(11)),
+        ("def parse(line):\n    fields = line.split(',')\n    return [f.strip() for f in fields]\n".repeat(12), 64, None),
+    ];
+    cases
+        .into_iter()
+        .map(|(prompt, max_tokens, seed)| {
+            let mut body = greedy(&prompt, max_tokens);
+            if let Some(seed) = seed {
+                body["temperature"] = json!(1.5);
+                body["seed"] = json!(seed);
+            }
+            body
+        })
+        .collect()
+}
+
+/// Each request alone (one after the other): the reference answers. Run them on a server with
+/// `--max-active 1 --batching off`, so that they come from the batch-1 path (which
+/// `in_place_kv_matches_the_concatenating_path` ties to the plain concatenating one), not from
+/// the batched path under test.
+async fn answers_alone(server: &Server, requests: &[Value]) -> Vec<Value> {
+    let mut answers = Vec::new();
+    for body in requests {
+        let (status, answer) = complete(server, body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        answers.push(answer["choices"][0]["text"].clone());
+    }
+    answers
+}
+
+/// How many decode forward passes advanced more than `rows` sequences at once.
+fn steps_wider_than(metrics: &str, rows: u32) -> f64 {
+    metric(metrics, "ghostline_decode_batch_size_count") - metric(metrics, &format!("ghostline_decode_batch_size_bucket{{le=\"{rows}\"}}"))
+}
+
+#[tokio::test]
+async fn batched_decoding_gives_every_request_its_answer_alone() {
+    let requests = mixed_requests();
+    let alone = Server::start(&tiny_genai(), &["--max-active", "1", "--batching", "off"]);
+    let expected = answers_alone(&alone, &requests).await;
+    drop(alone);
+
+    // Started 40 ms apart with 16-token prefill chunks, so requests join the batch while others
+    // decode, and the short ones leave it while the long ones go on.
+    let server = Server::start(&tiny_genai(), &["--prefill-chunk", "16"]);
+    for round in 0..2 {
+        let mut handles = Vec::new();
+        for (i, body) in requests.iter().cloned().enumerate() {
+            let url = server.url("/v1/completions");
+            handles.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(40 * i as u64)).await;
+                let resp = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+                assert_eq!(resp.status(), 200);
+                resp.json::<Value>().await.unwrap()
+            }));
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            let answer = handle.await.unwrap();
+            assert_eq!(answer["choices"][0]["text"], expected[i], "request {i} in round {round} differs from its answer alone");
+            assert_eq!(answer["usage"]["completion_tokens"], requests[i]["max_tokens"], "request {i}");
+        }
+    }
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(steps_wider_than(&metrics, 2) > 0.0, "requests never decoded three at a time:\n{metrics}");
+    assert!(metric(&metrics, "ghostline_decode_batch_rebuilds_total") >= 6.0, "{metrics}");
+    assert_eq!(metric(&metrics, "ghostline_decode_batch"), 0.0, "the batch is empty once all are answered");
+}
+
+#[tokio::test]
+async fn a_cancelled_request_leaves_the_batch_without_disturbing_the_others() {
+    let requests = mixed_requests();
+    let alone = Server::start(&tiny_genai(), &["--max-active", "1", "--batching", "off"]);
+    let expected = answers_alone(&alone, &requests).await;
+    drop(alone);
+
+    let server = Server::start(&tiny_genai(), &["--max-tokens-cap", "3000"]);
+    let mut handles = Vec::new();
+    for (i, body) in requests.iter().cloned().enumerate().skip(1) {
+        let url = server.url("/v1/completions");
+        handles.push((i, tokio::spawn(async move { reqwest::Client::new().post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap() })));
+    }
+    // A long stream that joins the batch beside them and whose client goes away after two
+    // pieces of text; then one more request joins.
+    let mut body = greedy("fn main() {", 3000);
+    body["stream"] = json!(true);
+    let mut gone = client().post(server.url("/v1/completions")).json(&body).send().await.unwrap();
+    assert!(gone.chunk().await.unwrap().is_some());
+    assert!(gone.chunk().await.unwrap().is_some());
+    drop(gone);
+    let url = server.url("/v1/completions");
+    let first = requests[0].clone();
+    handles.push((0, tokio::spawn(async move { reqwest::Client::new().post(url).json(&first).send().await.unwrap().json::<Value>().await.unwrap() })));
+    for (i, handle) in handles {
+        let answer = handle.await.unwrap();
+        assert_eq!(answer["choices"][0]["text"], expected[i], "request {i} differs from its answer alone");
+    }
+    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&metrics, "ghostline_cancelled_total"), 1.0, "{metrics}");
+    assert!(metric(&metrics, "ghostline_generated_tokens_total") < 1500.0, "the cancelled stream kept decoding:\n{metrics}");
+    assert!(steps_wider_than(&metrics, 2) > 0.0, "requests never decoded three at a time:\n{metrics}");
+}
+
+#[tokio::test]
+async fn batching_off_and_optimum_models_interleave_with_the_same_answers() {
+    let requests = mixed_requests();
+    for (dir, extra) in [(tiny_genai(), &["--batching", "off"][..]), (tiny_optimum(), &[][..])] {
+        let alone = Server::start(&dir, &["--max-active", "1", "--batching", "off"]);
+        let expected = answers_alone(&alone, &requests).await;
+        drop(alone);
+        let server = Server::start(&dir, extra);
+        let mut handles = Vec::new();
+        for body in &requests {
+            let (url, body) = (server.url("/v1/completions"), body.clone());
+            handles.push(tokio::spawn(async move { reqwest::Client::new().post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap() }));
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(handle.await.unwrap()["choices"][0]["text"], expected[i], "{} request {i}", dir.display());
+        }
+        let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(steps_wider_than(&metrics, 1), 0.0, "{}: decode steps were batched:\n{metrics}", dir.display());
+        assert_eq!(metric(&metrics, "ghostline_decode_batch_rebuilds_total"), 0.0);
+    }
+}
