@@ -471,3 +471,157 @@ pub fn items(response: &Value) -> Vec<Value> {
         .cloned()
         .unwrap_or_default()
 }
+
+/// A fresh empty folder under the system temp dir (removed by `TempDir`'s drop).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "ghostline-{name}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ (std::ptr::addr_of!(name) as usize as u128)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    /// Writes `text` at `relative` (creating folders); returns the absolute path.
+    pub fn write(&self, relative: &str, text: &str) -> PathBuf {
+        let path = self.0.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn uri(&self, relative: &str) -> String {
+        format!("file://{}", self.0.join(relative).display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An OpenAI-style backend that records every `/v1/completions` body and answers with a
+/// short SSE stream; `/v1/models` reports `family` and the Qwen markers.
+pub struct RecordingServer {
+    pub port: u16,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl RecordingServer {
+    pub fn start(family: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = bodies.clone();
+        let models = json!({"object": "list", "data": [{
+            "id": "recorder", "object": "model", "owned_by": "test", "family": family,
+            "context_length": 8192,
+            "fim": {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>", "middle": "<|fim_middle|>",
+                    "repo_name": "<|repo_name|>", "file_sep": "<|file_sep|>",
+                    "template": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"}
+        }]})
+        .to_string();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let recorded = recorded.clone();
+                let models = models.clone();
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).is_err() {
+                        return;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if request_line.starts_with("GET /v1/models") {
+                        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", models.len(), models);
+                        return;
+                    }
+                    if let Ok(body) = serde_json::from_slice::<Value>(&body) {
+                        recorded.lock().unwrap().push(body);
+                    }
+                    let events = "data: {\"choices\":[{\"text\":\"value\",\"index\":0,\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+                    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", events.len(), events);
+                });
+            }
+        });
+        Self { port, bodies }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Prompts received so far.
+    pub fn prompts(&self) -> Vec<String> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b["prompt"].as_str().unwrap_or("").to_string() + b["suffix"].as_str().unwrap_or(""))
+            .collect()
+    }
+}
+
+impl LspClient {
+    /// Spawns and initializes with `root` as the workspace folder.
+    pub fn start_in_workspace(root: &std::path::Path, capabilities: Value, options: Value) -> Self {
+        let mut client = Self::spawn();
+        let uri = format!("file://{}", root.display());
+        let name = root.file_name().unwrap().to_str().unwrap().to_string();
+        client.request_ok(
+            "initialize",
+            json!({"processId": null, "rootUri": uri, "capabilities": capabilities,
+                   "workspaceFolders": [{"uri": uri, "name": name}],
+                   "initializationOptions": options}),
+        );
+        client.notify("initialized", json!({}));
+        client
+    }
+
+    pub fn index_status(&mut self) -> Value {
+        self.request_ok(
+            "workspace/executeCommand",
+            json!({"command": "ghostline.indexStatus", "arguments": []}),
+        )
+    }
+
+    /// Waits until the index reports ready and `done` holds for its status.
+    pub fn wait_index(&mut self, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let status = self.index_status();
+            if status["ready"] == json!(true) && done(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "index not ready: {status}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
