@@ -52,6 +52,14 @@ COMMON = {
         "copy", "items", "keys", "values", "update", "Session", "name",
     },
 }
+# Method names too generic to mean "the one defined in that other file" when called as `.name(`.
+GENERIC_METHODS = {
+    "flush", "write", "read", "close", "append", "extend", "split", "join", "strip", "encode",
+    "decode", "startswith", "endswith", "lower", "upper", "pop", "setdefault", "fileno", "seek",
+    "tell", "readline", "isatty", "push", "insert", "remove", "contains", "unwrap", "map",
+    "as_mut", "to_owned", "push_str", "chars", "bytes", "trim", "finish", "reset", "clear",
+    "getvalue", "readlines", "writelines", "truncate", "detach", "format", "fmt",
+}
 TQ, TQ1 = '"' * 3, "'" * 3  # triple quotes
 TRIVIAL = {
     "}", "};", "})", "});", ")", "),", ");", "]", "],", "{", "(", "[", "pass", "else:", "try:",
@@ -120,7 +128,7 @@ def code_lines(text: str, language: str) -> tuple[list[bool], list[bool]]:
             if stripped.startswith(("import ", "from ", "@")):
                 ok = False
         else:
-            if stripped.startswith(("use ", "pub use ", "mod ", "pub mod ", "extern crate")):
+            if re.match(r"(pub(\([\w:]+\))?\s+)?(use|mod|extern\s+crate)\b", stripped):
                 ok = False
         if (
             not stripped
@@ -156,7 +164,7 @@ def _is_reference(language: str, line: str, m: re.Match, imported: set[str]) -> 
     local, a parameter or a field that happens to share its name)?"""
     before, after = line[: m.start()], line[m.end() :]
     name = m.group()
-    method_call = before.endswith(".") and after.startswith("(")
+    method_call = before.endswith(".") and after.startswith("(") and name not in GENERIC_METHODS
     if language == "python":
         if before.rstrip().startswith(("def ", "class ", "async def ")):
             return False  # a parameter or a redefinition
@@ -172,6 +180,23 @@ def _is_reference(language: str, line: str, m: re.Match, imported: set[str]) -> 
         or after.startswith(("(", "::", "!"))
         or before.endswith("::")
     )
+
+
+def _bound_locally(text: str, name: str, language: str) -> bool:
+    """Is `name` also a local of this file (assigned, a parameter, a loop variable, an `as`
+    alias, a field)? Then an occurrence may well mean that local, not the other definition."""
+    n = re.escape(name)
+    patterns = [
+        rf"(?<![\w.]){n}\s*(?:=(?!=)|:(?!:))",  # assignment, annotation, keyword/param, field
+        rf"\bfor\s+(?:[\w, (]*\b)?{n}\b[^\n]*\bin\b",
+        rf"\bas\s+{n}\b",
+        rf"\bdef\s+\w+\([^)]*\b{n}\b",
+        rf"\blet\s+(?:mut\s+)?{n}\b",
+        rf"\|[^|\n]*\b{n}\b[^|\n]*\|",
+        rf"(?<![\w.]){n}\s*,[^\n]*(?<!=)=(?!=)",  # tuple unpacking: a, name = ...
+        rf",\s*{n}\s*(?:,[^\n]*)?(?<!=)=(?!=)",
+    ]
+    return any(re.search(p, text) for p in patterns)
 
 
 def _cursors(line: str) -> list[int]:
@@ -237,10 +262,16 @@ def candidates(package: pkgs.Package, root: Path) -> dict[str, list[Case]]:
         lines = text.split("\n")
         code, prose = code_lines(text, language)
         # identifiers this file does not define but exactly 1-3 other files do
+        used = set(IDENT.findall(text))
         foreign = {
             name
             for name, where in defined_in.items()
-            if rel not in where and len(where) <= 3 and len(name) >= 4 and name not in COMMON[language]
+            if name in used
+            and rel not in where
+            and len(where) <= 3
+            and len(name) >= 4
+            and name not in COMMON[language]
+            and not _bound_locally(text, name, language)
         }
         imported = {
             name
@@ -311,11 +342,15 @@ def build(packages: list[pkgs.Package], per_kind: int, seed: int = 0) -> list[Ca
             for case in found:
                 by_file.setdefault(case.path, []).append(case)
             order = sorted(by_file, key=lambda f: rng.random())
-            spread = []
+            spread, seen = [], set()
             while any(by_file.values()):
                 for f in order:
                     if by_file[f]:
-                        spread.append(by_file[f].pop(0))
+                        case = by_file[f].pop(0)
+                        if case.identifier and case.identifier in seen:
+                            continue  # one cross-file case per identifier and package
+                        seen.add(case.identifier)
+                        spread.append(case)
             pools[kind][package.key] = spread
     cases = []
     for kind in KINDS:
