@@ -367,6 +367,17 @@ def main() -> int:
             summary[mode][kind] = metrics.aggregate(selected)
     save(summary)
     elapsed = time.monotonic() - started
+    meta["elapsed_s"] = round(elapsed)
+    save(summary)
+    (out_dir / f"{stamp}.md").write_text(
+        f"Command: `{meta['command']}`\n\n"
+        f"ghostline-lsp: {meta['lsp_binary']} (last lsp-server commit `{meta['lsp_last_commit']}`"
+        f"{', lsp-server dirty' if meta['lsp_dirty'] else ''}; HEAD `{meta['git_head'][:7]}`); "
+        f"model {Path(meta['model']).name}; contextTokens {meta['context_tokens']}; maxTokens {meta['max_tokens']}; "
+        f"{len(cases)} cases ({args.cases} per kind) from {', '.join(meta['packages'])}; seed {args.seed}; "
+        f"{len(rows)} completions in {elapsed / 60:.1f} min\n\n"
+        + table(summary, modes) + "\n\n" + "\n".join(targets(summary, modes)) + "\n"
+    )
     print()
     print(table(summary, modes))
     print()
