@@ -69,7 +69,13 @@ async fn serve(args: Args) -> Result<()> {
         prefill_chunk: args.prefill_chunk.max(1),
         batching: args.batching == ghostline_serve::cli::OnOff::On,
     };
-    let options = EngineOptions { ort_library, device: args.device, threads: args.threads(), cuda_graph: args.cuda_graph };
+    let options = EngineOptions {
+        ort_library,
+        device: args.device,
+        threads: args.threads(),
+        cuda_graph: args.cuda_graph,
+        fixed_batch: (args.max_active.max(1), limits.context_length),
+    };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();
     std::thread::Builder::new().name("engine".into()).spawn(move || {

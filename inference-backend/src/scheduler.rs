@@ -192,16 +192,21 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
             match catch(|| engine.rebuild_batch(&mut batch, &keep, join)) {
                 Ok(left) => {
                     let mut left = left.into_iter();
-                    for (generation, kept) in std::mem::take(&mut decoding).into_iter().zip(&keep) {
+                    let mut leaving = Vec::new();
+                    for (mut generation, kept) in std::mem::take(&mut decoding).into_iter().zip(&keep) {
                         if *kept {
                             decoding.push(generation);
                         } else {
-                            let mut generation = generation;
                             generation.seq = left.next().unwrap_or_default();
-                            generation.finish(&mut cache, metrics);
+                            leaving.push(generation);
                         }
                     }
                     decoding.extend(joining);
+                    // Before their clients hear the end, so /metrics agrees with what they saw.
+                    metrics.decode_batch.store(decoding.len() as i64, Ordering::Relaxed);
+                    for generation in leaving {
+                        generation.finish(&mut cache, metrics);
+                    }
                     metrics.batch_rebuilds.fetch_add(1, Ordering::Relaxed);
                     metrics.batch_rebuild_time.observe(started.elapsed());
                     tracing::debug!(
@@ -450,6 +455,10 @@ impl Generation {
                     completion_tokens: self.generated,
                 });
             }
+        }
+        // A sequence that left a fixed-shape batch brings back its prompt's KV only.
+        if self.seq.len() < self.fed.len() {
+            self.fed.truncate(self.seq.len());
         }
         cache.insert(self.fed, self.seq);
     }

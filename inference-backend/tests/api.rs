@@ -436,16 +436,9 @@ fn steps_wider_than(metrics: &str, rows: u32) -> f64 {
     metric(metrics, "ghostline_decode_batch_size_count") - metric(metrics, &format!("ghostline_decode_batch_size_bucket{{le=\"{rows}\"}}"))
 }
 
-#[tokio::test]
-async fn batched_decoding_gives_every_request_its_answer_alone() {
-    let requests = mixed_requests();
-    let alone = Server::start(&tiny_genai(), &["--max-active", "1", "--batching", "off"]);
-    let expected = answers_alone(&alone, &requests).await;
-    drop(alone);
-
-    // Started 40 ms apart with 16-token prefill chunks, so requests join the batch while others
-    // decode, and the short ones leave it while the long ones go on.
-    let server = Server::start(&tiny_genai(), &["--prefill-chunk", "16"]);
+/// Sends `requests` started 40 ms apart, twice (the second time their prompts are in the prefix
+/// cache), and checks every answer against `expected`.
+async fn staggered_answers_match(server: &Server, requests: &[Value], expected: &[Value]) {
     for round in 0..2 {
         let mut handles = Vec::new();
         for (i, body) in requests.iter().cloned().enumerate() {
@@ -463,10 +456,36 @@ async fn batched_decoding_gives_every_request_its_answer_alone() {
             assert_eq!(answer["usage"]["completion_tokens"], requests[i]["max_tokens"], "request {i}");
         }
     }
+}
+
+#[tokio::test]
+async fn batched_decoding_gives_every_request_its_answer_alone() {
+    let requests = mixed_requests();
+    let alone = Server::start(&tiny_genai(), &["--max-active", "1", "--batching", "off"]);
+    let expected = answers_alone(&alone, &requests).await;
+    drop(alone);
+
+    // With 16-token prefill chunks, requests join the batch while others decode, and the short
+    // ones leave it while the long ones go on.
+    let server = Server::start(&tiny_genai(), &["--prefill-chunk", "16"]);
+    staggered_answers_match(&server, &requests, &expected).await;
     let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(steps_wider_than(&metrics, 2) > 0.0, "requests never decoded three at a time:\n{metrics}");
     assert!(metric(&metrics, "ghostline_decode_batch_rebuilds_total") >= 6.0, "{metrics}");
     assert_eq!(metric(&metrics, "ghostline_decode_batch"), 0.0, "the batch is empty once all are answered");
+    drop(server);
+
+    // The fixed-shape batch used with CUDA graphs (slots in buffers allocated once, idle slots
+    // decoding a dummy token), here on the CPU: 4 slots for 6 requests, so slots are reused.
+    let fixed = Server::start_with_env(
+        &tiny_genai(),
+        &["--prefill-chunk", "16", "--max-active", "4", "--context-length", "1024"],
+        &[("GHOSTLINE_FIXED_BATCH", "1")],
+    );
+    assert!(fixed.log.lock().unwrap().contains("fixed-shape decode batch"));
+    staggered_answers_match(&fixed, &requests, &expected).await;
+    let metrics = client().get(fixed.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(steps_wider_than(&metrics, 2) > 0.0, "requests never decoded three at a time:\n{metrics}");
 }
 
 #[tokio::test]

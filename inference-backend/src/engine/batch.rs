@@ -29,9 +29,85 @@
 //! copied-out rows (its exact length) go to the prefix cache, which has its own byte budget.
 
 use anyhow::{bail, Context, Result};
-use ort::memory::MemoryInfo;
+use ort::{
+    memory::MemoryInfo,
+    session::RunOptions,
+    value::{DynTensorValueType, Shape, TensorElementType, TensorRefMut, ValueType},
+};
 
-use super::{copy_last_logits, copy_row, int_tensor, on_host, DynTensor, Engine, KvState};
+use super::{copy_last_logits, copy_row, host_kv_like, int_tensor, on_host, Device, DynTensor, Engine, EngineOptions, KvState};
+
+/// CUDA graphs (`--cuda-graph`): the CUDA execution provider captures a run once and replays it,
+/// which is only right while every input and output keeps its shape AND its device address. So
+/// with CUDA graphs the decode batch has a fixed shape: `rows` = `--max-active` slots of
+/// `capacity` = context-length positions, allocated once; idle slots run a dummy token (mask
+/// with one 1, so GroupQueryAttention sees a valid length) and their logits are ignored;
+/// `input_ids`, `attention_mask` and `logits` are device tensors allocated once and rewritten
+/// in place each step. A joining sequence's rows are uploaded into its slot through a view of
+/// the batch buffer (`Value::copy_into` into a `TensorRefMut::from_raw` view is a host-to-device
+/// copy that binds the view as an OUTPUT, which rc.15 does not clone). A leaving sequence's rows
+/// are not copied back (rc.15 would have to clone a device view bound as an input, and cloning
+/// runs the same identity session whose lock `copy_into` holds): the prefix cache gets the
+/// prompt's KV, kept from its prefill, instead of prompt + completion.
+///
+/// The memory bound is then exact: rows × capacity × bytes per position, all the time (for the
+/// default model in float16 with 8 slots and a 32,768 context: 8 × 32,768 × 12 KiB = 3 GiB, so
+/// lower `--context-length` with `--cuda-graph`).
+///
+/// Decode steps run with the run option `gpu_graph_id = 1` (captured once, then replayed); every
+/// other run (prefill, batch-1 decode) with `gpu_graph_id = -1`, which ONNX Runtime runs without
+/// capture. `GHOSTLINE_FIXED_BATCH=1` turns the fixed shape on without CUDA graphs (any device),
+/// so that the slot logic is tested on the CPU.
+pub(super) struct FixedShape {
+    rows: usize,
+    capacity: usize,
+    /// Run options of the decode step (`gpu_graph_id = 1`) and of every other run (`-1`); `None`
+    /// without CUDA graphs.
+    pub(super) graph: Option<RunOptions>,
+    pub(super) no_graph: Option<RunOptions>,
+}
+
+impl FixedShape {
+    pub(super) fn choose(options: &EngineOptions, device: Device, in_place_kv: bool) -> Result<Option<Self>> {
+        let test_mode = std::env::var_os("GHOSTLINE_FIXED_BATCH").is_some_and(|v| v == "1");
+        let graphs = options.cuda_graph && device == Device::Cuda;
+        if options.cuda_graph && !graphs {
+            tracing::warn!("--cuda-graph ignored: the model runs on {device:?}");
+        }
+        if !(graphs || test_mode) {
+            return Ok(None);
+        }
+        if !in_place_kv {
+            if graphs {
+                bail!("--cuda-graph needs a GroupQueryAttention (onnxruntime-genai) model with in-place KV");
+            }
+            return Ok(None);
+        }
+        let (rows, capacity) = options.fixed_batch;
+        let (graph, no_graph) = if graphs {
+            let mut graph = RunOptions::new()?;
+            graph.set("gpu_graph_id", "1")?;
+            let mut no_graph = RunOptions::new()?;
+            no_graph.set("gpu_graph_id", "-1")?;
+            (Some(graph), Some(no_graph))
+        } else {
+            (None, None)
+        };
+        tracing::info!(rows, capacity, cuda_graph = graphs, "fixed-shape decode batch");
+        Ok(Some(Self { rows: rows.max(1), capacity: capacity.max(2), graph, no_graph }))
+    }
+}
+
+/// Buffers of the fixed-shape batch, allocated once on the KV device.
+struct FixedBuffers {
+    /// Slot of each member, in member order.
+    slots: Vec<usize>,
+    /// Per slot: the prompt KV of the sequence there (what the prefix cache gets when it leaves).
+    used: Vec<Option<KvState>>,
+    input_ids: DynTensor,
+    attention_mask: DynTensor,
+    logits: DynTensor,
+}
 
 /// The decode batch: KV buffers shared by the decoding sequences, row `i` = `lens[i]` positions.
 #[derive(Default)]
@@ -41,6 +117,8 @@ pub struct DecodeBatch {
     /// Positions each row may reach (its prompt + max_tokens); the buffer holds the largest.
     needs: Vec<usize>,
     capacity: usize,
+    /// With a fixed shape (CUDA graphs): member `i` is slot `fixed.slots[i]` of the buffers.
+    fixed: Option<FixedBuffers>,
 }
 
 impl DecodeBatch {
@@ -82,6 +160,9 @@ impl Engine {
         let layers = self.kv.num_layers;
         if join.iter().any(|j| j.kv.layers.len() != layers) {
             bail!("a sequence joining the batch has no KV state");
+        }
+        if self.fixed.is_some() {
+            return self.rebuild_fixed(batch, keep, join);
         }
         // On CUDA: one download of each old buffer (the CPU reads host KV in place).
         let old: Vec<_> = batch.layers.iter().map(|(k, v)| Ok((on_host(k)?, on_host(v)?))).collect::<Result<_>>()?;
@@ -150,6 +231,9 @@ impl Engine {
         if tokens.len() != rows || rows == 0 {
             bail!("forward_batch: {} tokens for {rows} rows", tokens.len());
         }
+        if self.fixed.is_some() {
+            return self.forward_fixed(batch, tokens);
+        }
         let capacity = batch.capacity;
         if let Some(len) = batch.lens.iter().find(|&&len| len + 1 > capacity) {
             bail!("batch row of {len} positions has no room in {capacity}");
@@ -180,4 +264,142 @@ impl Engine {
         }
         Ok(&self.logits)
     }
+}
+
+impl Engine {
+    /// `rebuild_batch` with a fixed shape: slots are freed and taken, the buffers stay.
+    fn rebuild_fixed(&self, batch: &mut DecodeBatch, keep: &[bool], join: Vec<Joining>) -> Result<Vec<KvState>> {
+        let shape = self.fixed.as_ref().context("no fixed shape")?;
+        let (rows, capacity) = (shape.rows, shape.capacity);
+        if batch.fixed.is_none() {
+            batch.layers = (0..self.kv.num_layers)
+                .map(|_| Ok((self.kv_buffer(rows, capacity)?, self.kv_buffer(rows, capacity)?)))
+                .collect::<Result<_>>()?;
+            let allocator = self.device_allocator.as_ref().unwrap_or(self.session.allocator());
+            let mask_type = self.io.attention_mask_type.context("a fixed-shape batch needs an attention_mask input")?;
+            let (logits_type, vocab) = match self.session.outputs().iter().find(|o| o.name() == "logits").map(|o| o.dtype()) {
+                Some(ValueType::Tensor { ty, shape, .. }) if shape.len() == 3 && shape[2] > 0 => (*ty, shape[2]),
+                other => bail!("a fixed-shape batch needs logits with a fixed vocabulary, found {other:?}"),
+            };
+            batch.fixed = Some(FixedBuffers {
+                slots: Vec::new(),
+                used: (0..rows).map(|_| None).collect(),
+                input_ids: DynTensor::new(allocator, self.io.input_ids_type, [rows as i64, 1])?,
+                attention_mask: DynTensor::new(allocator, mask_type, [rows as i64, capacity as i64])?,
+                logits: DynTensor::new(allocator, logits_type, [rows as i64, 1, vocab])?,
+            });
+            batch.capacity = capacity;
+        }
+        let fixed = batch.fixed.as_mut().context("no fixed buffers")?;
+        let mut left = Vec::new();
+        let (mut slots, mut lens, mut needs) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, &kept) in keep.iter().enumerate() {
+            let slot = fixed.slots[i];
+            if kept {
+                slots.push(slot);
+                lens.push(batch.lens[i]);
+                needs.push(batch.needs[i]);
+            } else {
+                left.push(fixed.used[slot].take().unwrap_or_default());
+            }
+        }
+        for j in join {
+            if j.kv.len + 1 > capacity {
+                bail!("a sequence of {} positions does not fit the fixed batch ({capacity} positions)", j.kv.len);
+            }
+            let slot = (0..rows).find(|s| fixed.used[*s].is_none() && !slots.contains(s)).context("no free slot in the fixed batch")?;
+            for ((k, v), (own_k, own_v)) in batch.layers.iter_mut().zip(&j.kv.layers) {
+                upload_into_slot(&*on_host(own_k)?, j.kv.len, k, slot)?;
+                upload_into_slot(&*on_host(own_v)?, j.kv.len, v, slot)?;
+            }
+            slots.push(slot);
+            lens.push(j.kv.len);
+            needs.push(j.needs.min(capacity));
+            fixed.used[slot] = Some(j.kv);
+        }
+        fixed.slots = slots;
+        batch.lens = lens;
+        batch.needs = needs;
+        Ok(left)
+    }
+
+    /// `forward_batch` with a fixed shape: every slot runs, idle ones on a dummy token.
+    fn forward_fixed(&mut self, batch: &mut DecodeBatch, tokens: &[u32]) -> Result<&[f32]> {
+        let shape = self.fixed.as_ref().context("no fixed shape")?;
+        let (rows, capacity) = (shape.rows, shape.capacity);
+        let fixed = batch.fixed.as_mut().context("no fixed buffers")?;
+        let mut slot_tokens = vec![0i64; rows];
+        let mut slot_lens = vec![0usize; rows];
+        for ((&slot, &token), &len) in fixed.slots.iter().zip(tokens).zip(&batch.lens) {
+            if len + 1 > capacity {
+                bail!("batch row of {len} positions has no room in {capacity}");
+            }
+            slot_tokens[slot] = token as i64;
+            slot_lens[slot] = len;
+        }
+        // Rewritten in place: a captured graph reads them at the addresses it was captured with.
+        let ids = int_tensor(self.io.input_ids_type, [rows, 1], slot_tokens.into_iter())?;
+        ids.view().downcast::<DynTensorValueType>()?.copy_into(&mut fixed.input_ids)?;
+        let mask_type = self.io.attention_mask_type.context("a fixed-shape batch needs an attention_mask input")?;
+        let mask = int_tensor(mask_type, [rows, capacity], slot_lens.iter().flat_map(|&len| (0..capacity).map(move |p| i64::from(p <= len))))?;
+        mask.view().downcast::<DynTensorValueType>()?.copy_into(&mut fixed.attention_mask)?;
+
+        let mut binding = self.session.create_binding()?;
+        binding.bind_input("input_ids", &fixed.input_ids)?;
+        binding.bind_input("attention_mask", &fixed.attention_mask)?;
+        for ((k, v), ((past_k, past_v), (present_k, present_v))) in
+            batch.layers.iter_mut().zip(self.io.past.iter().zip(&self.io.present))
+        {
+            binding.bind_input(past_k.as_str(), &*k)?;
+            binding.bind_input(past_v.as_str(), &*v)?;
+            binding.bind_output(present_k.as_str(), &mut *k)?;
+            binding.bind_output(present_v.as_str(), &mut *v)?;
+        }
+        binding.bind_output("logits", &mut fixed.logits)?;
+        match self.fixed.as_ref().and_then(|f| f.graph.as_ref()) {
+            Some(options) => drop(self.session.run_binding_with_options(&binding, options)?),
+            None => drop(self.session.run_binding(&binding)?),
+        }
+        let mut all = Vec::new();
+        copy_last_logits(&*on_host(&fixed.logits)?, rows, &mut all)?;
+        let vocab = all.len() / rows;
+        self.logits.clear();
+        for &slot in &fixed.slots {
+            self.logits.extend_from_slice(&all[slot * vocab..(slot + 1) * vocab]);
+        }
+        for len in &mut batch.lens {
+            *len += 1;
+        }
+        Ok(&self.logits)
+    }
+}
+
+/// Writes the first `len` positions of `own` ([1, heads, any capacity, dim], host) into slot
+/// `slot` of `batch` ([rows, heads, capacity, dim], on the KV device), through a view of that
+/// slot bound as the output of `Value::copy_into`.
+fn upload_into_slot(own: &DynTensor, len: usize, batch: &mut DynTensor, slot: usize) -> Result<()> {
+    let shape = batch.shape().clone();
+    let (heads, capacity, dim) = (shape[1], shape[2], shape[3]);
+    let mut row = host_kv_like(batch, 1, capacity as usize)?;
+    copy_row(own, 0, &mut row, 0, len)?;
+    let ty = match batch.dtype() {
+        ValueType::Tensor { ty, .. } => *ty,
+        other => bail!("KV is not a tensor: {other:?}"),
+    };
+    let row_bytes = ty.byte_size((heads * capacity * dim) as usize).context("KV element size")?;
+    let info = batch.memory_info().to_owned();
+    // SAFETY: the view covers slot `slot` of `batch` (in bounds: slot < rows), and lives only
+    // for this copy, while `batch` is borrowed mutably.
+    unsafe {
+        let ptr = batch.data_ptr_mut().cast::<u8>().add(slot * row_bytes).cast();
+        let view_shape = Shape::from([1, heads, capacity, dim]);
+        match ty {
+            TensorElementType::Float32 => row.copy_into(TensorRefMut::<f32>::from_raw(info, ptr, view_shape)?.into_dyn().downcast::<DynTensorValueType>()?)?,
+            TensorElementType::Float16 => {
+                row.copy_into(TensorRefMut::<half::f16>::from_raw(info, ptr, view_shape)?.into_dyn().downcast::<DynTensorValueType>()?)?
+            }
+            other => bail!("unsupported KV type {other:?}"),
+        }
+    }
+    Ok(())
 }

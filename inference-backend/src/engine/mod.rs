@@ -46,6 +46,9 @@ pub struct EngineOptions {
     /// CUDA only: let the CUDA execution provider capture and replay CUDA graphs (see
     /// `batch.rs` for the fixed-shape decode step this needs).
     pub cuda_graph: bool,
+    /// Rows and positions of the fixed-shape decode batch used with CUDA graphs: `--max-active`
+    /// and the context length.
+    pub fixed_batch: (usize, usize),
 }
 
 /// Names and types of the graph's inputs and outputs, read from the session.
@@ -190,6 +193,8 @@ pub struct Engine {
     /// provider runs the graph (so GroupQueryAttention reads and writes them without a host
     /// round trip each step), else `None`: the session's CPU allocator.
     device_allocator: Option<Allocator>,
+    /// Fixed-shape decode batch (CUDA graphs), when on; see `batch.rs`.
+    fixed: Option<batch::FixedShape>,
     /// Reused buffer for the last position's logits (one row per sequence of a batch step).
     logits: Vec<f32>,
 }
@@ -230,6 +235,7 @@ impl Engine {
         } else {
             None
         };
+        let fixed = batch::FixedShape::choose(options, device, in_place_kv)?;
         Ok(Self {
             session,
             io,
@@ -240,6 +246,7 @@ impl Engine {
             kv: files.config.kv,
             in_place_kv,
             device_allocator,
+            fixed,
             logits: Vec::new(),
         })
     }
@@ -347,7 +354,11 @@ impl Engine {
         }
         // Logits come back to host memory (on CUDA, ONNX Runtime copies them out after the run).
         binding.bind_output_to_device("logits", &MemoryInfo::default())?;
-        let outputs = self.session.run_binding(&binding)?;
+        let outputs = match self.fixed.as_ref().and_then(|f| f.no_graph.as_ref()) {
+            // With CUDA graphs on, only the fixed-shape decode step may be captured.
+            Some(options) => self.session.run_binding_with_options(&binding, options)?,
+            None => self.session.run_binding(&binding)?,
+        };
         let logits = outputs.get("logits").context("model did not return logits")?;
         copy_last_logits(logits, 1, &mut self.logits)?;
         seq.len = total;
@@ -399,9 +410,9 @@ fn int_tensor<const D: usize>(ty: TensorElementType, shape: [usize; D], values: 
 
 /// The last position's logits of each of the `rows` rows of `logits` ([rows, positions, vocab]),
 /// as f32, one row after the other.
-fn copy_last_logits(logits: &DynValue, rows: usize, out: &mut Vec<f32>) -> Result<()> {
-    fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static>(
-        logits: &DynValue,
+fn copy_last_logits<V: ort::value::TensorValueTypeMarker + ?Sized>(logits: &ort::value::Value<V>, rows: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static, V: ort::value::TensorValueTypeMarker + ?Sized>(
+        logits: &ort::value::Value<V>,
         rows: usize,
         out: &mut Vec<f32>,
         to_f32: impl Fn(T) -> f32,
@@ -420,8 +431,8 @@ fn copy_last_logits(logits: &DynValue, rows: usize, out: &mut Vec<f32>) -> Resul
     }
     out.clear();
     match logits.dtype() {
-        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(logits, rows, out, |x| x),
-        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(logits, rows, out, |x| x.to_f32()),
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32, V>(logits, rows, out, |x| x),
+        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16, V>(logits, rows, out, |x| x.to_f32()),
         other => bail!("unsupported logits type {other:?}"),
     }
 }
