@@ -35,7 +35,9 @@ fn rust_file(module: usize, file: usize) -> String {
             "/// Computes step {function} over the records.\npub fn step_{module}_{file}_{function}(records: &[Record{module}_{file}], limit: usize) -> HashMap<u64, f64> {{\n    let mut totals = HashMap::new();\n    for record in records.iter().take(limit) {{\n        let base = load_{other}_{file}(record.id);\n        let entry = totals.entry(record.id).or_insert(0.0);\n        *entry += record.score * {function}.0 + base as f64;\n        if record.name.is_empty() {{\n            continue;\n        }}\n    }}\n    totals\n}}\n\n"
         ));
     }
-    out.push_str(&format!("pub fn load_{module}_{file}(id: u64) -> u64 {{\n    id * {module} + {file}\n}}\n"));
+    out.push_str(&format!(
+        "pub fn load_{module}_{file}(id: u64) -> u64 {{\n    id * {module} + {file}\n}}\n"
+    ));
     out
 }
 
@@ -45,7 +47,9 @@ fn python_file(module: usize, file: usize) -> String {
     for function in 0..8 {
         out.push_str(&format!("    def step_{function}(self, rows, limit=10):\n        \"\"\"Step {function}.\"\"\"\n        totals = {{}}\n        for row in rows[:limit]:\n            value = parse_{other}(row)\n            totals[row['id']] = totals.get(row['id'], 0) + value * {function}\n        return totals\n\n"));
     }
-    out.push_str(&format!("\ndef parse_{module}(row):\n    return json.loads(row['payload'])['value']\n"));
+    out.push_str(&format!(
+        "\ndef parse_{module}(row):\n    return json.loads(row['payload'])['value']\n"
+    ));
     out
 }
 
@@ -65,8 +69,14 @@ fn generate(root: &Path) -> Vec<PathBuf> {
         let (module, file) = (i / 50, i % 50);
         let (relative, text) = match i % 10 {
             0..=6 => (format!("src/m{module}/f{file}.rs"), rust_file(module, file)),
-            7 | 8 => (format!("pkg/m{module}/f{file}.py"), python_file(module, file)),
-            _ => (format!("web/m{module}/f{file}.ts"), typescript_file(module, file)),
+            7 | 8 => (
+                format!("pkg/m{module}/f{file}.py"),
+                python_file(module, file),
+            ),
+            _ => (
+                format!("web/m{module}/f{file}.ts"),
+                typescript_file(module, file),
+            ),
         };
         let path = root.join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -116,7 +126,13 @@ fn main() {
         .iter()
         .map(|p| {
             let rope = Rope::from_str(&std::fs::read_to_string(p).unwrap());
-            (p.clone(), OpenDocument { rope, recent_edits: vec![10, 40] })
+            (
+                p.clone(),
+                OpenDocument {
+                    rope,
+                    recent_edits: vec![10, 40],
+                },
+            )
         })
         .collect();
     let recently_edited: Vec<PathBuf> = open_paths.iter().take(4).cloned().collect();
@@ -129,11 +145,20 @@ fn main() {
     };
     let trees: HashMap<PathBuf, Option<tree_sitter::Tree>> = open_paths
         .iter()
-        .map(|p| (p.clone(), parse_rope(Lang::from_path(p).unwrap(), &open[p].rope, None)))
+        .map(|p| {
+            (
+                p.clone(),
+                parse_rope(Lang::from_path(p).unwrap(), &open[p].rope, None),
+            )
+        })
         .collect();
 
     let mut rows = Vec::new();
-    for mode in [ContextMode::Full, ContextMode::Jaccard, ContextMode::CurrentFile] {
+    for mode in [
+        ContextMode::Full,
+        ContextMode::Jaccard,
+        ContextMode::CurrentFile,
+    ] {
         let mut times = Vec::with_capacity(REQUESTS);
         let mut snippets = 0usize;
         let mut prompt_bytes = 0usize;
@@ -142,7 +167,8 @@ fn main() {
             let rope = &open[path].rope;
             // Somewhere inside a function body, moving a few lines per request.
             let line = (20 + request * 7) % rope.len_lines().saturating_sub(5).max(1);
-            let cursor = rope.line_to_char(line) + 8.min(rope.line(line).len_chars().saturating_sub(1));
+            let cursor =
+                rope.line_to_char(line) + 8.min(rope.line(line).len_chars().saturating_sub(1));
             let relative = index.relative(path);
             let started = Instant::now();
             let current = CurrentFile {
@@ -153,7 +179,12 @@ fn main() {
                 lang: Lang::from_path(path),
                 tree: trees[path].as_ref(),
             };
-            let built = build(mode, &current, &workspace, Budget::new(2048, Some(32768), 128, 0.4));
+            let built = build(
+                mode,
+                &current,
+                &workspace,
+                Budget::new(2048, Some(32768), 128, 0.4),
+            );
             let rendered = render(
                 &Format::Qwen(FimMarkers::default()),
                 &Parts {
@@ -170,7 +201,12 @@ fn main() {
             prompt_bytes += rendered.prompt.len();
         }
         times.sort();
-        rows.push((mode, times, snippets as f64 / REQUESTS as f64, prompt_bytes / REQUESTS));
+        rows.push((
+            mode,
+            times,
+            snippets as f64 / REQUESTS as f64,
+            prompt_bytes / REQUESTS,
+        ));
     }
 
     println!("context_build: {FILES} generated files (70% Rust, 20% Python, 10% TypeScript), {OPEN} open, {REQUESTS} requests per mode");
@@ -179,10 +215,22 @@ fn main() {
     println!("|---|---|");
     println!("| files indexed | {} |", status.files);
     println!("| definitions | {} |", status.definitions);
-    println!("| index build (1 thread) | {:.2} s |", index_time.as_secs_f64());
-    println!("| indexing rate | {:.0} files/s |", status.files as f64 / index_time.as_secs_f64());
-    println!("| index size (approx. structures) | {:.1} MiB |", index.approx_bytes() as f64 / (1 << 20) as f64);
-    println!("| RSS growth while indexing | {:.1} MiB |", rss_after.saturating_sub(rss_before) as f64 / (1 << 20) as f64);
+    println!(
+        "| index build (1 thread) | {:.2} s |",
+        index_time.as_secs_f64()
+    );
+    println!(
+        "| indexing rate | {:.0} files/s |",
+        status.files as f64 / index_time.as_secs_f64()
+    );
+    println!(
+        "| index size (approx. structures) | {:.1} MiB |",
+        index.approx_bytes() as f64 / (1 << 20) as f64
+    );
+    println!(
+        "| RSS growth while indexing | {:.1} MiB |",
+        rss_after.saturating_sub(rss_before) as f64 / (1 << 20) as f64
+    );
     println!();
     println!("| contextMode | p50 | p99 | max | snippets/request | prompt bytes |");
     println!("|---|---|---|---|---|---|");

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 pub const REDACTED: &str = "<redacted>";
 
@@ -102,6 +102,11 @@ struct Rule {
     group: usize,
 }
 
+/// All rule patterns in one automaton: almost all text matches none of them, and one pass
+/// over it answers that for every rule at once.
+static ANY_RULE: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(RULES.iter().map(|rule| rule.regex.as_str())).expect("valid"));
+
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     let rule = |pattern: &str, group: usize| Rule {
         regex: Regex::new(pattern).expect("redaction patterns are valid"),
@@ -148,8 +153,12 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     if text.contains("PRIVATE KEY") {
         out = Cow::Owned(redact_private_keys(&out));
     }
-    for rule in RULES.iter() {
-        if !rule.regex.is_match(&out) {
+    let matching = ANY_RULE.matches(&out);
+    if !matching.matched_any() {
+        return out;
+    }
+    for (at, rule) in RULES.iter().enumerate() {
+        if !matching.matched(at) {
             continue;
         }
         let mut replaced = String::with_capacity(out.len());

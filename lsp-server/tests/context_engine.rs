@@ -26,10 +26,22 @@ fn write_workspace(dir: &TempDir) {
         "app/config.py",
         "\"\"\"Settings.\"\"\"\nAWS_ACCESS_KEY_ID = \"AKIAIOSFODNN7PLANTED\"\nGITHUB_TOKEN = \"ghp_PlantedGithubToken0123456789abcdefABCD\"\n\n\ndef load_settings(path, strict=False):\n    \"\"\"Reads the settings file at path.\"\"\"\n    with open(path) as handle:\n        return parse_settings(handle.read(), strict)\n\n\ndef parse_settings(text, strict):\n    return dict(line.split('=', 1) for line in text.splitlines() if line)\n",
     );
-    dir.write(".env", "DATABASE_URL=postgres://app@db/app\nSESSION=env-file-planted-secret-42\n");
-    dir.write("certs/server.pem", "-----BEGIN PRIVATE KEY-----\npem-file-planted-body\n-----END PRIVATE KEY-----\n");
-    dir.write(".npmrc", "//registry.npmjs.org/:_authToken=npmrc-planted-token\n");
-    dir.write("app/env_notes.py", "NOTE = 'env-file-planted-secret-42 is not here'\n");
+    dir.write(
+        ".env",
+        "DATABASE_URL=postgres://app@db/app\nSESSION=env-file-planted-secret-42\n",
+    );
+    dir.write(
+        "certs/server.pem",
+        "-----BEGIN PRIVATE KEY-----\npem-file-planted-body\n-----END PRIVATE KEY-----\n",
+    );
+    dir.write(
+        ".npmrc",
+        "//registry.npmjs.org/:_authToken=npmrc-planted-token\n",
+    );
+    dir.write(
+        "app/env_notes.py",
+        "NOTE = 'env-file-planted-secret-42 is not here'\n",
+    );
 }
 
 const APP: &str = "from app.config import load_settings\n\nSLACK = \"xoxb-2233445566-PlantedSlackToken\"\nOPENAI_API_KEY = \"sk-proj-PlantedOpenAIKey0123456789abcdef\"\nSESSION_JWT = \"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwbGFudGVkIn0.PlantedJwtSignature0123\"\npassword = \"hunter2-planted-password\"\nKEY = \"\"\"-----BEGIN RSA PRIVATE KEY-----\nMIIEplantedPRIVATEkeyBODY\n-----END RSA PRIVATE KEY-----\"\"\"\n\n\ndef main(path):\n    settings = load_settings(path)\n    return \nTRAILER = \"ghp_PlantedGithubToken0123456789abcdefABCD\"\n";
@@ -54,14 +66,22 @@ fn planted_secrets_never_reach_the_backend() {
         json!({"backendUrl": server.url(), "contextMode": "full"}),
     );
     let status = client.wait_index(|s| s["files"].as_u64() >= Some(1));
-    assert_eq!(status["files"], json!(1), "only app/config.py may be indexed: {status}");
+    assert_eq!(
+        status["files"],
+        json!(1),
+        "only app/config.py may be indexed: {status}"
+    );
     assert!(status["definitions"].as_u64().unwrap() >= 2, "{status}");
 
     let app = dir.write("app/main.py", APP);
     let app_uri = format!("file://{}", app.display());
     client.open(&app_uri, "python", APP);
     let env_uri = dir.uri(".env");
-    client.open(&env_uri, "plaintext", &std::fs::read_to_string(dir.0.join(".env")).unwrap());
+    client.open(
+        &env_uri,
+        "plaintext",
+        &std::fs::read_to_string(dir.0.join(".env")).unwrap(),
+    );
     client.wait_index(|s| s["files"] == json!(2));
 
     // Cursor after `return ` in main().
@@ -72,16 +92,29 @@ fn planted_secrets_never_reach_the_backend() {
     assert!(response.get("error").is_none(), "{response}");
 
     let prompts = server.prompts();
-    assert_eq!(prompts.len(), 1, "exactly one prompt (none for .env): {prompts:?}");
+    assert_eq!(
+        prompts.len(),
+        1,
+        "exactly one prompt (none for .env): {prompts:?}"
+    );
     let prompt = &prompts[0];
     for secret in PLANTED {
-        assert!(!prompt.contains(secret), "{secret} leaked into the prompt:\n{prompt}");
+        assert!(
+            !prompt.contains(secret),
+            "{secret} leaked into the prompt:\n{prompt}"
+        );
     }
     assert!(prompt.contains("<redacted>"), "{prompt}");
     // Retrieval did happen: the imported definition, under its file name.
     assert!(prompt.contains("<|file_sep|>app/config.py"), "{prompt}");
-    assert!(prompt.contains("def load_settings(path, strict=False):"), "{prompt}");
-    assert!(prompt.contains("<|file_sep|>app/main.py\n<|fim_prefix|>"), "{prompt}");
+    assert!(
+        prompt.contains("def load_settings(path, strict=False):"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("<|file_sep|>app/main.py\n<|fim_prefix|>"),
+        "{prompt}"
+    );
     client.shutdown();
 }
 
@@ -89,19 +122,26 @@ fn planted_secrets_never_reach_the_backend() {
 fn index_follows_watched_files_and_modes_shape_the_prompt() {
     let dir = TempDir::new("modes");
     dir.write("src/store.rs", "/// A priced line.\npub struct Item {\n    pub price: u32,\n}\n\npub fn total(items: &[Item]) -> u32 {\n    items.iter().map(|i| i.price).sum()\n}\n");
-    dir.write("src/util.rs", "pub fn clamp(x: u32) -> u32 {\n    x.min(100)\n}\n");
+    dir.write(
+        "src/util.rs",
+        "pub fn clamp(x: u32) -> u32 {\n    x.min(100)\n}\n",
+    );
     dir.write("target/debug/build.rs", "fn generated() {}\n");
     dir.write(".gitignore", "ignored/\n");
     dir.write("ignored/skip.rs", "fn skipped() {}\n");
     dir.write("src/binary.rs", "fn a() {}\0\0\0");
     dir.write("web/app.min.js", "function a(){}\n");
     let server = RecordingServer::start("qwen2.5-coder");
-    let mut client = LspClient::start_in_workspace(&dir.0, json!({}), json!({"backendUrl": server.url()}));
+    let mut client =
+        LspClient::start_in_workspace(&dir.0, json!({}), json!({"backendUrl": server.url()}));
     let status = client.wait_index(|_| true);
     assert_eq!(status["files"], json!(2), "{status}");
 
     // A file created outside the editor arrives through didChangeWatchedFiles.
-    let added = dir.write("src/extra.go", "package extra\n\nfunc Double(x int) int { return 2 * x }\n");
+    let added = dir.write(
+        "src/extra.go",
+        "package extra\n\nfunc Double(x int) int { return 2 * x }\n",
+    );
     client.notify(
         "workspace/didChangeWatchedFiles",
         json!({"changes": [{"uri": format!("file://{}", added.display()), "type": 1}]}),
@@ -120,9 +160,15 @@ fn index_follows_watched_files_and_modes_shape_the_prompt() {
     client.open(&main_uri, "rust", main);
     client.wait_index(|s| s["files"] == json!(3));
     for (mode, expect_other_files) in [("full", true), ("currentFile", false), ("jaccard", true)] {
-        client.notify("workspace/didChangeConfiguration", json!({"settings": {"contextMode": mode}}));
+        client.notify(
+            "workspace/didChangeConfiguration",
+            json!({"settings": {"contextMode": mode}}),
+        );
         // The suggestion on screen would otherwise be answered again from memory.
-        client.request_ok("workspace/executeCommand", json!({"command": "ghostline.dismiss", "arguments": [{"uri": main_uri}]}));
+        client.request_ok(
+            "workspace/executeCommand",
+            json!({"command": "ghostline.dismiss", "arguments": [{"uri": main_uri}]}),
+        );
         // Notifications other than document sync are handled concurrently with requests.
         std::thread::sleep(Duration::from_millis(300));
         let before = server.prompts().len();
@@ -131,9 +177,16 @@ fn index_follows_watched_files_and_modes_shape_the_prompt() {
         let prompts = server.prompts();
         assert_eq!(prompts.len(), before + 1, "{mode}: one new prompt");
         let prompt = prompts.last().expect("a prompt");
-        assert_eq!(prompt.contains("src/store.rs"), expect_other_files, "{mode}: {prompt}");
+        assert_eq!(
+            prompt.contains("src/store.rs"),
+            expect_other_files,
+            "{mode}: {prompt}"
+        );
         if mode == "full" {
-            assert!(prompt.contains("pub fn total(items: &[Item]) -> u32"), "{prompt}");
+            assert!(
+                prompt.contains("pub fn total(items: &[Item]) -> u32"),
+                "{prompt}"
+            );
         }
         if mode == "currentFile" {
             assert!(prompt.starts_with("<|fim_prefix|>mod store;"), "{prompt}");

@@ -245,7 +245,9 @@ fn similar(
     let mut best: Vec<(usize, Arc<FileEntry>, usize)> = Vec::new();
     let mut floor = 1;
     for file in workspace.index.all_files() {
-        if is_current(current, &file) || excluded(workspace, &file) {
+        // Exclusion is checked on the few candidates below, not here: glob matching every
+        // file would cost more than the whole scan.
+        if is_current(current, &file) {
             continue;
         }
         for (at, window) in file.windows.iter().enumerate() {
@@ -260,7 +262,7 @@ fn similar(
             }
             best.push((agree, file.clone(), at));
             if best.len() >= SIMILAR_CANDIDATES * 4 {
-                best.sort_by(|a, b| b.0.cmp(&a.0));
+                best.sort_by_key(|b| std::cmp::Reverse(b.0));
                 best.truncate(SIMILAR_CANDIDATES);
                 floor = best.last().map_or(1, |b| b.0);
             }
@@ -289,7 +291,7 @@ fn similar(
             }
             (score, file, at)
         })
-        .filter(|(score, _, _)| *score >= MIN_JACCARD)
+        .filter(|(score, file, _)| *score >= MIN_JACCARD && !excluded(workspace, file))
         .collect();
     scored.sort_by(|a, b| {
         b.0.total_cmp(&a.0)

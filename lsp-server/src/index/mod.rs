@@ -217,7 +217,7 @@ impl WorkspaceIndex {
                 .names
                 .entry(definition.name.as_str().into())
                 .or_default();
-            if !paths.iter().any(|p| *p == path) {
+            if !paths.contains(&path) {
                 paths.push(path.clone());
             }
         }

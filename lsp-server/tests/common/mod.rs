@@ -584,7 +584,9 @@ impl RecordingServer {
             .lock()
             .unwrap()
             .iter()
-            .map(|b| b["prompt"].as_str().unwrap_or("").to_string() + b["suffix"].as_str().unwrap_or(""))
+            .map(|b| {
+                b["prompt"].as_str().unwrap_or("").to_string() + b["suffix"].as_str().unwrap_or("")
+            })
             .collect()
     }
 }
