@@ -14,6 +14,12 @@ export const LSP_SETTING_KEYS = [
   'timeoutMs',
   'contextTokens',
   'temperature',
+  'contextMode',
+  'promptFamily',
+  'retrievedShare',
+  'grammarsDir',
+  'excludeGlobs',
+  'maxIndexedFiles',
 ] as const;
 
 export type LspSettings = Partial<Record<(typeof LSP_SETTING_KEYS)[number], unknown>>;

@@ -15,7 +15,8 @@ M.defaults = {
   -- Sent as initializationOptions (and on :Ghostline reload as didChangeConfiguration); the
   -- names are ghostline-lsp's: backendUrl, apiKeyEnv, model, fimTemplate, maxTokens,
   -- maxLines, multiline ("auto"|"always"|"never"), debounceMs, enabledLanguages, timeoutMs,
-  -- contextTokens, temperature.
+  -- contextTokens, temperature, contextMode ("full"|"currentFile"|"jaccard"), promptFamily,
+  -- retrievedShare, grammarsDir, excludeGlobs, maxIndexedFiles.
   settings = {},
   -- Wait this long after the last keystroke before asking (extmark path; 0.12's built-in
   -- path has its own 200 ms debounce).
