@@ -331,6 +331,7 @@ def main() -> int:
             {"meta": meta, "summary": summary, "rows": rows, "cases": [asdict(c) for c in cases]}, indent=1))
 
     tmp = Path(tempfile.mkdtemp(prefix="ghostline-eval-"))
+    interrupted = False
     try:
         workspaces = {}
         for case in cases:
@@ -354,6 +355,10 @@ def main() -> int:
                 status = "ERROR " + row["error"] if row.get("error") else f"em={row['em']:.0f} es={row['es']:.2f}"
                 print(f"[eval] {case.id:<34} {mode:<12} {row.get('latency_ms', 0):7.0f} ms  {status}", flush=True)
             save()
+    except KeyboardInterrupt:
+        interrupted = True  # summarise what was measured, then fail
+        meta["interrupted"] = True
+        print("[eval] interrupted: summarising the completions so far", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if backend:
@@ -362,8 +367,10 @@ def main() -> int:
     summary = {}
     for mode in modes:
         summary[mode] = {}
+        # after an interruption, only cases every mode finished, so the modes stay comparable
+        done = {r["id"] for r in rows if sum(q["id"] == r["id"] for q in rows) == len(modes)}
         for kind in (*case_builder.KINDS, "overall"):
-            selected = [r for r in rows if r["mode"] == mode and (kind == "overall" or r["kind"] == kind)]
+            selected = [r for r in rows if r["id"] in done and r["mode"] == mode and (kind == "overall" or r["kind"] == kind)]
             summary[mode][kind] = metrics.aggregate(selected)
     save(summary)
     elapsed = time.monotonic() - started
@@ -391,7 +398,7 @@ def main() -> int:
         for r in failures[:10]:
             print(f"  {r['id']} {r['mode']}: {r['error']}", file=sys.stderr)
         return 1
-    if len(rows) != len(cases) * len(modes) or any(
+    if interrupted or len(rows) != len(cases) * len(modes) or any(
         summary[m]["overall"]["em"] is None for m in modes
     ):
         print("[eval] FAILED: missing rows or metrics", file=sys.stderr)
