@@ -42,8 +42,8 @@ pub struct Args {
     /// Seconds a request may take from arrival to its last token.
     #[arg(long, default_value_t = 60.0)]
     pub request_timeout: f64,
-    /// Requests decoding at once, a step each in turn (each holds the KV state of its prompt and
-    /// completion); further requests wait in the queue.
+    /// Requests in flight at once (prefilling or decoding; each holds the KV state of its prompt
+    /// and completion); further requests wait in the queue.
     #[arg(long, default_value_t = 8)]
     pub max_active: usize,
     /// on: decode steps of all requests past their prompt run as one batched forward pass
@@ -51,11 +51,15 @@ pub struct Args {
     /// request in turn (batch size 1).
     #[arg(long, value_enum, default_value = "on")]
     pub batching: OnOff,
-    /// CUDA only: let the CUDA execution provider capture and replay CUDA graphs.
+    /// CUDA only: let the CUDA execution provider capture the decode step once and replay it.
+    /// Needs fixed shapes, so the decode batch becomes --max-active slots of context-length
+    /// positions allocated up front (lower --context-length to bound that memory); the prefix
+    /// cache then keeps prompts only.
     #[arg(long)]
     pub cuda_graph: bool,
-    /// Prompt tokens prefilled per turn while other requests are decoding (long prompts then
-    /// do not stall their streams); a request alone is prefilled in one go.
+    /// Prompt tokens prefilled between two decode steps while requests are decoding (long
+    /// prompts then do not stall their streams): batched, in all (oldest request first);
+    /// interleaved, per request per turn. With nothing decoding a prompt goes in one go.
     #[arg(long, default_value_t = 128)]
     pub prefill_chunk: usize,
     /// Memory for the KV state of recent prompts, reused when a new prompt shares their start

@@ -2,11 +2,11 @@
 //! from the queue and its prompt prefilled (from the prefix cache where possible, batch size 1,
 //! in chunks while others are running), then it decodes.
 //!
-//! Batched (GroupQueryAttention models, `--batching on`): each round gives every prefilling
-//! request one prompt chunk and then runs ONE forward pass for all decoding requests (see
-//! `engine/batch.rs`), so every decoding request advances exactly one token per round and a long
-//! prompt never stalls the running streams for more than one chunk. Requests join the batch
-//! after their prefill and leave it when they end, between rounds.
+//! Batched (GroupQueryAttention models, `--batching on`): each round prefills at most
+//! `--prefill-chunk` prompt tokens (oldest request first) and then runs ONE forward pass for all
+//! decoding requests (see `engine/batch.rs`), so every decoding request advances exactly one
+//! token per round and newcomers' prompts never stall the running streams for more than one
+//! chunk. Requests join the batch after their prefill and leave it when they end, between rounds.
 //!
 //! Interleaved (`--batching off`, and Optimum exports, whose concatenating attention cannot take
 //! rows of different lengths): each active request gets one step in turn (a prefill chunk or a
@@ -145,16 +145,30 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
         }
         metrics.active_requests.store((prefilling.len() + decoding.len()) as i64, Ordering::Relaxed);
 
-        // 1. One prompt chunk for each request still prefilling (the whole prompt when alone).
-        let chunk = if prefilling.len() + decoding.len() > 1 { options.prefill_chunk.max(1) } else { usize::MAX };
+        // 1. Prefill, first come first served, at most `prefill_chunk` prompt tokens per round
+        //    while requests are decoding (so they wait at most one chunk between two tokens);
+        //    with none decoding, the oldest request's whole prompt, so it starts streaming at
+        //    once and the next ones go in chunks beside it.
+        let mut budget = if decoding.is_empty() { usize::MAX } else { options.prefill_chunk.max(1) };
         let mut ready = Vec::new();
         for _ in 0..prefilling.len() {
             let Some(mut generation) = prefilling.pop_front() else { break };
+            if budget == 0 {
+                prefilling.push_back(generation);
+                continue;
+            }
             let events = generation.job.events.clone();
-            match guarded(&events, || generation.prefill(engine, chunk)) {
+            let before = generation.fed.len();
+            match guarded(&events, || generation.prefill(engine, budget)) {
                 Some(()) if generation.ended.is_some() => generation.finish(&mut cache, metrics),
-                Some(()) if generation.prompt_done() => ready.push(generation),
-                Some(()) => prefilling.push_back(generation),
+                Some(()) if generation.prompt_done() => {
+                    budget = if decoding.is_empty() && ready.is_empty() { 0 } else { budget - (generation.fed.len() - before) };
+                    ready.push(generation);
+                }
+                Some(()) => {
+                    budget -= generation.fed.len() - before;
+                    prefilling.push_back(generation);
+                }
                 None => {}
             }
         }
