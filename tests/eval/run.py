@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 import cases as case_builder  # noqa: E402
 import metrics  # noqa: E402
 import packages as pkgs  # noqa: E402
+import recorder as prompt_recorder  # noqa: E402
 from lsp import CACHE, ROOT, Backend, LspClient, PipelineError, binary  # noqa: E402
 
 MODES = ("currentFile", "full", "jaccard")
@@ -188,6 +189,40 @@ def run_case(lsp_bin: Path, workspace: Path, case: case_builder.Case, settings: 
     return row
 
 
+def record_prompt(recorder, case: case_builder.Case, row: dict, path: Path) -> None:
+    """What the stand-in backend was sent for this case: size, and whether it carries the
+    definition a cross-file case needs, or the middle itself (verbatim, when 12+ chars)."""
+    requests = recorder.take()
+    if len(requests) != 1 and not row.get("error"):
+        row["error"] = f"expected one backend request, saw {len(requests)}"
+    prompt = prompt_recorder.prompt_text(requests[-1]) if requests else ""
+    row["prompt_chars"] = len(prompt)
+    if case.identifier:
+        row["prompt_has_definition"] = prompt_recorder.has_definition(prompt, case.identifier, case.language)
+    middle = metrics.normalize(case.middle).strip()
+    row["prompt_has_middle"] = len(middle) >= 12 and middle in prompt
+    with open(path, "a") as f:
+        f.write(json.dumps({"id": case.id, "mode": row["mode"], "request": requests[-1] if requests else None}) + "\n")
+
+
+def retrieval_table(rows: list[dict], modes: list[str]) -> str:
+    lines = [
+        "| mode | kind | n | mean prompt chars | needed definition in prompt | middle verbatim in prompt |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for mode in modes:
+        for kind in (*case_builder.KINDS, "overall"):
+            sel = [r for r in rows if r["mode"] == mode and (kind == "overall" or r["kind"] == kind)]
+            if not sel:
+                continue
+            defs = [r["prompt_has_definition"] for r in sel if "prompt_has_definition" in r]
+            lines.append(
+                f"| {mode} | {kind} | {len(sel)} | {sum(r.get('prompt_chars', 0) for r in sel) / len(sel):.0f} | "
+                f"{f'{sum(defs)}/{len(defs)}' if defs else '–'} | {sum(r.get('prompt_has_middle', False) for r in sel)}/{len(sel)} |"
+            )
+    return "\n".join(lines)
+
+
 def git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
@@ -244,6 +279,9 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny model, 2 cases per kind, one package per language")
     ap.add_argument("--no-build", action="store_true", help="never run cargo; use the binaries as they are")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
+    ap.add_argument("--record-prompts", action="store_true",
+                    help="no model: a stand-in backend records each prompt; reports whether cross-file "
+                         "prompts carry the needed definition (retrieval alone), prompts in results/<stamp>/")
     args = ap.parse_args()
     started = time.monotonic()
 
@@ -258,7 +296,8 @@ def main() -> int:
     model = args.model or DEFAULT_MODEL
     max_tokens = args.max_tokens or 128
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ("-smoke" if args.smoke else "")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ("-smoke" if args.smoke else "") + (
+        "-prompts" if args.record_prompts else "")
     out_dir = args.out_dir
     logs = out_dir / stamp
     logs.mkdir(parents=True, exist_ok=True)
@@ -290,7 +329,11 @@ def main() -> int:
         return 1
 
     backend = None
-    if args.backend_url:
+    recorder = None
+    if args.record_prompts:
+        recorder = prompt_recorder.Recorder(model)
+        backend_url = recorder.url
+    elif args.backend_url:
         backend_url = args.backend_url.rstrip("/")
     else:
         try:
@@ -351,6 +394,8 @@ def main() -> int:
                     "debounceMs": 0,
                 }
                 row = run_case(lsp_bin, workspaces[case.package], case, settings, logs / "ghostline-lsp.stderr.log")
+                if recorder:
+                    record_prompt(recorder, case, row, logs / "prompts.jsonl")
                 rows.append(row)
                 status = "ERROR " + row["error"] if row.get("error") else f"em={row['em']:.0f} es={row['es']:.2f}"
                 print(f"[eval] {case.id:<34} {mode:<12} {row.get('latency_ms', 0):7.0f} ms  {status}", flush=True)
@@ -363,6 +408,8 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         if backend:
             backend.stop()
+        if recorder:
+            recorder.stop()
 
     summary = {}
     for mode in modes:
@@ -376,6 +423,13 @@ def main() -> int:
     elapsed = time.monotonic() - started
     meta["elapsed_s"] = round(elapsed)
     save(summary)
+    if recorder:
+        meta["record_prompts"] = True
+        save(summary)
+        report = retrieval_table(rows, modes)
+        (out_dir / f"{stamp}.md").write_text(f"Command: `{meta['command']}`\n\n{report}\n")
+        print(f"\n{report}\n\n[eval] prompts in {logs / 'prompts.jsonl'}; {len(rows)} requests in {elapsed:.0f} s")
+        return 1 if any(r.get("error") for r in rows) or interrupted else 0
     (out_dir / f"{stamp}.md").write_text(
         f"Command: `{meta['command']}`\n\n"
         f"ghostline-lsp: {meta['lsp_binary']} (last lsp-server commit `{meta['lsp_last_commit']}`"
