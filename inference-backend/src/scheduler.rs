@@ -233,7 +233,7 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
                 }
                 Err(failure) => {
                     fail_all(&failure, decoding.drain(..).chain(joining));
-                    batch = DecodeBatch::default();
+                    batch.reset();
                 }
             }
         }
@@ -255,7 +255,7 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
             });
             if let Err(failure) = result {
                 fail_all(&failure, decoding.drain(..));
-                batch = DecodeBatch::default();
+                batch.reset();
             }
         }
     }

@@ -136,6 +136,20 @@ impl DecodeBatch {
         self.capacity
     }
 
+    /// Drops every row (after a failed step). A fixed-shape batch keeps its buffers: a captured
+    /// CUDA graph replays their addresses.
+    pub fn reset(&mut self) {
+        self.lens.clear();
+        self.needs.clear();
+        match &mut self.fixed {
+            Some(fixed) => {
+                fixed.slots.clear();
+                fixed.used.iter_mut().for_each(|slot| *slot = None);
+            }
+            None => *self = DecodeBatch::default(),
+        }
+    }
+
     /// Bytes of KV the batch holds.
     pub fn bytes(&self) -> usize {
         self.layers.iter().flat_map(|(k, v)| [k, v]).map(super::tensor_bytes).sum()
