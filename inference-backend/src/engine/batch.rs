@@ -25,8 +25,10 @@
 //! capacity is the largest `prompt + max_tokens` among its members (≤ the context length), so
 //! at most `max_active × context_length × bytes_per_position` (bytes per position = layers × 2
 //! × kv heads × head dim × element size: 24 KiB for the default 0.5B model in float32); during
-//! a rebuild the old and the new buffer exist together (twice that), and a leaving member's
-//! copied-out rows (its exact length) go to the prefix cache, which has its own byte budget.
+//! a rebuild the old and the new buffer exist together (twice that). Requests still prefilling
+//! hold their own prompt's KV, and they count against the same `--max-active` (rows +
+//! prefilling ≤ max_active). A leaving member's copied-out rows (its exact length) go to the
+//! prefix cache, which has its own byte budget (`--prefix-cache-mb`).
 
 use anyhow::{bail, Context, Result};
 use ort::{
