@@ -6,7 +6,11 @@
    prefix; llama.cpp reuses the previous evaluation's tokens when not reset; onnxruntime-genai's
    Python API has no cross-request reuse, so its follow-up is a cold prefill.
 2. Concurrent streams: aggregate generated tokens/s with 1, 8 and 32 clients streaming at once
-   (each a distinct 128-token prompt, 32 tokens, ignore_eos).
+   (each a distinct 128-token prompt, 32 tokens, ignore_eos). The references get the same N
+   prompts at once in the way each can take them: onnxruntime-genai as one static batch of N
+   sequences (its Python API batches only sequences that start together), llama-cpp-python one
+   sequence after another (its `Llama` object holds one sequence; its server queues requests).
+   Time to first token counts from the moment all N arrived.
 
     python bench_serving.py --server http://127.0.0.1:8123 [--threads N] [--length 1024]
 """
@@ -104,6 +108,55 @@ def concurrent(url, prompts, streams, gen):
     return tokens / wall, ttfts[len(ttfts) // 2], ttfts[-1]
 
 
+def concurrent_genai(model_dir, threads, prompts, streams, gen):
+    """N sequences as one static batch: (aggregate tokens/s, TTFT, TTFT); every row gets its
+    first token from the same step."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    config = og.Config(str(model_dir))
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+    model = og.Model(config)
+    batch = np.array([list(p) for p in prompts[:streams]], dtype=np.int32)
+    params = og.GeneratorParams(model)
+    length = batch.shape[1] + gen
+    params.set_search_options(batch_size=streams, max_length=length, min_length=length, do_sample=False)
+    g = og.Generator(model, params)
+    t0 = time.perf_counter()
+    g.append_tokens(batch)
+    g.generate_next_token()
+    first = time.perf_counter() - t0
+    steps = 1
+    while not g.is_done() and steps < gen:
+        g.generate_next_token()
+        steps += 1
+    wall = time.perf_counter() - t0
+    return streams * steps / wall, first, first
+
+
+def concurrent_llama(gguf, threads, prompts, streams, gen):
+    """N sequences one after another in one `Llama`: (aggregate tokens/s, median TTFT, worst TTFT),
+    TTFTs counted from the start, as N requests arriving together would see them."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads, n_batch=512, verbose=False)
+    ttfts, tokens = [], 0
+    t0 = time.perf_counter()
+    for ids in prompts[:streams]:
+        llm.reset()  # distinct prompts: nothing to reuse, and no reuse from the previous one
+        n = 0
+        for _ in llm.generate(list(ids), temp=0.0, top_k=1, reset=True):
+            if n == 0:
+                ttfts.append(time.perf_counter() - t0)
+            n += 1
+            if n >= gen:
+                break
+        tokens += n
+    wall = time.perf_counter() - t0
+    ttfts.sort()
+    return tokens / wall, ttfts[len(ttfts) // 2], ttfts[-1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cache = fdm.cache_root()
@@ -139,11 +192,20 @@ def main() -> int:
     skip = args.length // 128 + 1
     many, _ = br.make_prompts(model_dir / "tokenizer.json", [128], skip + max(streams))
     texts = [f"# stream {i} {run_tag}" + tok.decode(ids, skip_special_tokens=False) for i, ids in enumerate(many[128][skip:])]
-    print(f"\nConcurrent streams on ghostline-serve (128-token prompts, {args.gen} tokens each)")
-    print("| streams | aggregate tokens/s | median TTFT s | worst TTFT s |\n|---|---|---|---|")
+    ids_128 = many[128][skip:]
+    print(f"\nConcurrent streams (128-token prompts, {args.gen} tokens each), threads={args.threads}")
+    print("| runtime | streams | aggregate tokens/s | median TTFT s | worst TTFT s |\n|---|---|---|---|---|")
     for n in streams:
         tps, med, worst = concurrent(args.server, texts, n, args.gen)
-        print(f"| {n} | {tps:.1f} | {med:.2f} | {worst:.2f} |")
+        print(f"| ghostline-serve | {n} | {tps:.1f} | {med:.2f} | {worst:.2f} |", flush=True)
+    if "genai" in args.backends:
+        for n in streams:
+            tps, med, worst = concurrent_genai(model_dir, args.threads, ids_128, n, args.gen)
+            print(f"| onnxruntime-genai (static batch) | {n} | {tps:.1f} | {med:.2f} | {worst:.2f} |", flush=True)
+    if "llama" in args.backends:
+        for n in streams:
+            tps, med, worst = concurrent_llama(cache / "dl" / fdm.GGUF_NAME, args.threads, ids_128, n, args.gen)
+            print(f"| llama.cpp (one at a time) | {n} | {tps:.1f} | {med:.2f} | {worst:.2f} |", flush=True)
     return 0
 
 
