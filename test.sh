@@ -19,5 +19,8 @@ say "cargo tests"
 # Two test threads: each integration test starts real servers, and CI has two cores.
 cargo test --workspace -q -- --test-threads=2
 
+say "context evaluation, smoke (tiny random model: checks the pipeline, not the quality)"
+"$PY" tests/eval/run.py --smoke
+
 say "editor tests"
 bash editors/test.sh
