@@ -275,6 +275,8 @@ def main() -> int:
     ap.add_argument("--timeout-ms", type=int, default=120_000)
     ap.add_argument("--threads", type=int, default=2, help="ghostline-serve --threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", default=",".join(case_builder.KINDS),
+                    help="run only these kinds (the cases are the same as in a full run)")
     ap.add_argument("--packages", help="comma-separated package names (default: all in packages.toml)")
     ap.add_argument("--smoke", action="store_true", help="tiny model, 2 cases per kind, one package per language")
     ap.add_argument("--no-build", action="store_true", help="never run cargo; use the binaries as they are")
@@ -319,6 +321,10 @@ def main() -> int:
             raise PipelineError("no packages selected")
         roots = {p.key: pkgs.fetch(p) for p in packages}
         cases = case_builder.build(packages, args.cases, args.seed)
+        kinds = set(args.kinds.split(","))
+        if not kinds <= set(case_builder.KINDS):
+            raise PipelineError(f"unknown kinds {kinds - set(case_builder.KINDS)}")
+        cases = [c for c in cases if c.kind in kinds]
         case_builder.write_jsonl(cases, logs / "cases.jsonl")
         # The smoke run takes a fresh debug build (what `cargo test` leaves; built when stale), so CI need not
         # build release binaries for it; the real evaluation wants release ones.
