@@ -87,8 +87,11 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
         lines.pop();
     }
     let mut text = lines.join("\n");
-    // Typing a space after `=` and being offered " value" would double the space.
-    if ctx.line_prefix.ends_with([' ', '\t']) && !ctx.line_prefix.trim().is_empty() {
+    // Typing a space after `=` and being offered " value" would double the space; and after
+    // the line's indentation, the model's own leading whitespace doubles the indentation
+    // (seen in 6 of 20 multi-line cases of the evaluation, e.g. `    _ => self.0,` after 12
+    // spaces).
+    if ctx.line_prefix.ends_with([' ', '\t']) {
         let trimmed = text.trim_start_matches([' ', '\t']);
         if !trimmed.starts_with('\n') {
             text = trimmed.to_string();
@@ -192,6 +195,15 @@ mod tests {
     fn trailing_whitespace_and_blank_tail_go() {
         let f = post("x = 1;   \n  \n", "    let ", "").unwrap();
         assert_eq!(f.text, "x = 1;");
+    }
+
+    #[test]
+    fn whitespace_after_the_indentation_is_not_doubled() {
+        let f = post("    _ => self.0,\n            }", "            ", "").unwrap();
+        assert_eq!(f.text, "_ => self.0,\n            }");
+        // At column 0 the model's indentation is all there is: kept.
+        let f = post("    x = 1", "", "").unwrap();
+        assert_eq!(f.text, "    x = 1");
     }
 
     #[test]

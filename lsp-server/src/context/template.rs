@@ -160,12 +160,19 @@ pub fn render(format: &Format, parts: &Parts<'_>) -> Rendered {
             let get = |value: &Option<String>, default: &str| {
                 value.clone().unwrap_or_else(|| default.to_string())
             };
-            let repo = get(&markers.repo_name, "<|repo_name|>");
-            let sep = get(&markers.file_sep, "<|file_sep|>");
-            let mut out = with_files(parts, &repo, &sep, true);
-            out.push_str(&sep);
-            out.push_str(parts.current_path);
-            out.push('\n');
+            let mut out = String::new();
+            // With nothing retrieved, the plain FIM prompt: the repo-level header around a lone
+            // file was measured to derail Qwen2.5-Coder-0.5B-Instruct (the default model), which
+            // then continued the file's `__main__` block instead of filling the hole, while the
+            // same prefix and suffix without the header gave the right line.
+            if !parts.snippets.is_empty() {
+                let repo = get(&markers.repo_name, "<|repo_name|>");
+                let sep = get(&markers.file_sep, "<|file_sep|>");
+                out = with_files(parts, &repo, &sep, true);
+                out.push_str(&sep);
+                out.push_str(parts.current_path);
+                out.push('\n');
+            }
             out.push_str(&get(&markers.prefix, "<|fim_prefix|>"));
             out.push_str(parts.prefix);
             out.push_str(&get(&markers.suffix, "<|fim_suffix|>"));
@@ -270,6 +277,12 @@ mod tests {
             "<|repo_name|>repo\n<|file_sep|>src/a.rs\nfn a() {}\n<|file_sep|>src/main.rs\n<|fim_prefix|>fn main() {\n    <|fim_suffix|>\n}\n<|fim_middle|>"
         );
         assert!(rendered.suffix.is_none());
+        // Nothing retrieved: no repo header, the plain FIM prompt.
+        let alone = render(&format, &parts(&[]));
+        assert_eq!(
+            alone.prompt,
+            "<|fim_prefix|>fn main() {\n    <|fim_suffix|>\n}\n<|fim_middle|>"
+        );
     }
 
     #[test]
