@@ -263,14 +263,7 @@ impl Engine {
         if let Some(ty) = self.io.position_ids_type {
             binding.bind_input("position_ids", &int_tensor(ty, [rows, 1], batch.lens.iter().map(|&len| len as i64))?)?;
         }
-        for ((k, v), ((past_k, past_v), (present_k, present_v))) in
-            batch.layers.iter_mut().zip(self.io.past.iter().zip(&self.io.present))
-        {
-            binding.bind_input(past_k.as_str(), &*k)?;
-            binding.bind_input(past_v.as_str(), &*v)?;
-            binding.bind_output(present_k.as_str(), &mut *k)?;
-            binding.bind_output(present_v.as_str(), &mut *v)?;
-        }
+        self.io.bind_kv_in_place(&mut binding, &mut batch.layers)?;
         binding.bind_output_to_device("logits", &MemoryInfo::default())?;
         let outputs = self.session.run_binding(&binding)?;
         let logits = outputs.get("logits").context("model did not return logits")?;
@@ -363,14 +356,7 @@ impl Engine {
         let mut binding = self.session.create_binding()?;
         binding.bind_input("input_ids", &fixed.input_ids)?;
         binding.bind_input("attention_mask", &fixed.attention_mask)?;
-        for ((k, v), ((past_k, past_v), (present_k, present_v))) in
-            batch.layers.iter_mut().zip(self.io.past.iter().zip(&self.io.present))
-        {
-            binding.bind_input(past_k.as_str(), &*k)?;
-            binding.bind_input(past_v.as_str(), &*v)?;
-            binding.bind_output(present_k.as_str(), &mut *k)?;
-            binding.bind_output(present_v.as_str(), &mut *v)?;
-        }
+        self.io.bind_kv_in_place(&mut binding, &mut batch.layers)?;
         binding.bind_output("logits", &mut fixed.logits)?;
         match self.fixed.as_ref().and_then(|f| f.graph.as_ref()) {
             Some(options) => drop(self.session.run_binding_with_options(&binding, options)?),

@@ -17,7 +17,7 @@ use ort::{
     environment::Environment,
     ep,
     memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType},
-    session::{builder::GraphOptimizationLevel, Session, SessionInputValue},
+    session::{builder::GraphOptimizationLevel, IoBinding, Session, SessionInputValue},
     value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType},
 };
 use serde::Serialize;
@@ -343,15 +343,7 @@ impl Engine {
         if let Some(ty) = self.io.position_ids_type {
             binding.bind_input("position_ids", &int_tensor(ty, [1, n], (seq.len..total).map(|p| p as i64))?)?;
         }
-        for ((k, v), ((past_k, past_v), (present_k, present_v))) in
-            seq.layers.iter_mut().zip(self.io.past.iter().zip(&self.io.present))
-        {
-            // The same buffer as past and present: GroupQueryAttention appends in place.
-            binding.bind_input(past_k.as_str(), &*k)?;
-            binding.bind_input(past_v.as_str(), &*v)?;
-            binding.bind_output(present_k.as_str(), &mut *k)?;
-            binding.bind_output(present_v.as_str(), &mut *v)?;
-        }
+        self.io.bind_kv_in_place(&mut binding, &mut seq.layers)?;
         // Logits come back to host memory (on CUDA, ONNX Runtime copies them out after the run).
         binding.bind_output_to_device("logits", &MemoryInfo::default())?;
         let outputs = match self.fixed.as_ref().and_then(|f| f.no_graph.as_ref()) {
@@ -471,6 +463,18 @@ fn build_session(env: &Environment, onnx: &Path, options: &EngineOptions) -> Res
 }
 
 impl GraphIo {
+    /// Binds each layer's buffer as both its past and its present: GroupQueryAttention then
+    /// appends the new positions in place. Used by the batch-1 step and by both batch layouts.
+    fn bind_kv_in_place(&self, binding: &mut IoBinding, layers: &mut [(DynTensor, DynTensor)]) -> Result<()> {
+        for ((k, v), ((past_k, past_v), (present_k, present_v))) in layers.iter_mut().zip(self.past.iter().zip(&self.present)) {
+            binding.bind_input(past_k.as_str(), &*k)?;
+            binding.bind_input(past_v.as_str(), &*v)?;
+            binding.bind_output(present_k.as_str(), &mut *k)?;
+            binding.bind_output(present_v.as_str(), &mut *v)?;
+        }
+        Ok(())
+    }
+
     fn inspect(session: &Session, files: &ModelFiles) -> Result<Self> {
         let kv = files.config.kv;
         let input_type = |name: &str| {
