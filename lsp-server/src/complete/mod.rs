@@ -510,38 +510,3 @@ mod tests {
         assert!(!auto_multiline(&comment, "    ", ""));
     }
 }
-
-#[cfg(test)]
-mod probe {
-    use super::*;
-    use std::time::Instant;
-
-    /// Where the time goes on a 10,000-line file (run in release with --ignored --nocapture).
-    #[test]
-    #[ignore]
-    fn phase_timings() {
-        context::warm_up_tokenizer();
-        std::thread::sleep(Duration::from_secs(3));
-        let mut text = String::new();
-        for i in 0..1250 {
-            text.push_str(&format!("def function_{i}(value, scale=2):\n    \"\"\"Scale value {i}.\"\"\"\n    result = value * scale + {i}\n    if result > 100:\n        return result - 100\n    return result\n\n\n"));
-        }
-        let rope = Rope::from_str(&text);
-        for at in [5003, 5003, 2003, 8003, 8003] {
-            let cursor = rope.line_to_char(at) + 4;
-            let t = Instant::now();
-            let s = syntax::syntax_at_cursor("python", &rope, cursor);
-            let t1 = t.elapsed();
-            let t = Instant::now();
-            let ctx = cursor_context(&rope, cursor, 2048);
-            let t2 = t.elapsed();
-            let t = Instant::now();
-            let _ = context::detect_indent_unit(&rope, 5003);
-            let t3 = t.elapsed();
-            let t = Instant::now();
-            let n = context::count_tokens(&ctx.prefix);
-            let t4 = t.elapsed();
-            eprintln!("syntax {t1:?} context {t2:?} indent {t3:?} one-shot count {t4:?} ({n} tokens, {} bytes) {s:?}", ctx.prefix.len());
-        }
-    }
-}
