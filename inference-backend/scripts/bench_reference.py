@@ -8,7 +8,8 @@ Backends, all on the same prompts (real code text, tokenized and cut to 256/1024
 
 TTFT = prompt submitted -> first generated token available.  Decode tok/s = (n-1)/(t_last-t_first)
 over n generated tokens (default 64, EOS ignored / min length forced).  Each backend gets a
-warm-up run first; with --repeats R the median is reported.
+warm-up run first; with --repeats R the backends take turns (repeat, then length, then
+backend), so they share the machine's minutes, and the median of the R runs is reported.
 
     python bench_reference.py [--threads 2] [--lengths 256,1024,2048] [--gen 64]
                               [--server http://127.0.0.1:8080] [--json-out bench.json]
@@ -85,11 +86,7 @@ def make_prompts(tokenizer_json: Path, lengths: list[int], repeats: int = 1):
 
 
 # ---------------------------------------------------------------- backends
-def lengths_of(prompts):
-    return [len(v[0]) for v in prompts[0].values()]
-
-
-def bench_genai(model_dir: Path, threads: int, prompts, gen: int, repeats: int):
+def bench_genai(model_dir: Path, threads: int):
     import onnxruntime_genai as og
 
     config = og.Config(str(model_dir))
@@ -110,16 +107,15 @@ def bench_genai(model_dir: Path, threads: int, prompts, gen: int, repeats: int):
             times.append(time.perf_counter())
         return t0, times
 
-    return run_backend("genai", one, prompts, gen, repeats)
+    return one
 
 
-def bench_llama(gguf: Path, threads: int, prompts, gen: int, repeats: int):
+def bench_llama(gguf: Path, threads: int, n_ctx: int):
     # llama.cpp's OpenMP threads spin-wait by default; on a machine whose cores are also busy with
     # other work that made decoding 5x slower here (2 tok/s instead of 10+). --omp-wait-policy
     # (default PASSIVE) sets OMP_WAIT_POLICY before libgomp loads, unless it is already set.
     from llama_cpp import Llama
 
-    n_ctx = max(lengths_of(prompts)) + gen + 16
     llm = Llama(model_path=str(gguf), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                 n_batch=512, verbose=False)
 
@@ -133,7 +129,7 @@ def bench_llama(gguf: Path, threads: int, prompts, gen: int, repeats: int):
                 break
         return t0, times
 
-    return run_backend("llama", one, prompts, gen, repeats)
+    return one
 
 
 def text_chunk_times(response) -> list[float]:
@@ -153,7 +149,7 @@ def text_chunk_times(response) -> list[float]:
     return times
 
 
-def bench_server(url: str, model_name: str | None, tokenizer_json: Path, prompts, gen: int, repeats: int):
+def bench_server(url: str, model_name: str | None, tokenizer_json: Path):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(tokenizer_json))
@@ -186,28 +182,37 @@ def bench_server(url: str, model_name: str | None, tokenizer_json: Path, prompts
         c.close()
         return t0, times
 
-    return run_backend("server", one, prompts, gen, repeats)
+    return one
 
 
-def run_backend(name, one, prompts, gen, repeats):
+def run_backends(runners: dict, prompts, gen: int, repeats: int) -> dict:
+    """Interleaved: for each repeat and prompt length, every backend in turn, so all of them see
+    the same minutes of this (shared, noisy) machine; the medians over repeats are reported."""
     prompts, warm = prompts
-    one(warm, 4)
+    for one in runners.values():
+        one(warm, 4)
+    samples = {name: {n: ([], [], []) for n in prompts} for name in runners}
+    for r in range(repeats):
+        for n, variants in prompts.items():
+            for name, one in runners.items():
+                t0, times = one(variants[r], gen)
+                if not times:
+                    raise SystemExit(f"{name}: no token generated for the {n}-token prompt")
+                ttfts, rates, counts = samples[name][n]
+                ttfts.append(times[0] - t0)
+                counts.append(len(times))
+                if len(times) > 1:
+                    rates.append((len(times) - 1) / (times[-1] - times[0]))
+                print(f"[bench] {name:6s} prompt {n:5d} #{r + 1}: TTFT {ttfts[-1]:.3f}s, "
+                      f"decode {rates[-1] if rates else 0:.1f} tok/s ({len(times)} tokens)", flush=True)
     res = {}
-    for n, variants in prompts.items():
-        ttfts, rates, counts = [], [], []
-        for ids in variants[:repeats]:
-            t0, times = one(ids, gen)
-            if not times:
-                raise SystemExit(f"{name}: no token generated for the {n}-token prompt")
-            ttfts.append(times[0] - t0)
-            counts.append(len(times))
-            if len(times) > 1:
-                rates.append((len(times) - 1) / (times[-1] - times[0]))
-        res[n] = {"ttft_s": statistics.median(ttfts),
-                  "decode_tok_s": statistics.median(rates) if rates else None,
-                  "generated": min(counts)}
-        print(f"[bench] {name:6s} prompt {n:5d}: TTFT {res[n]['ttft_s']:.3f}s, "
-              f"decode {res[n]['decode_tok_s'] or 0:.1f} tok/s ({res[n]['generated']} tokens)", flush=True)
+    for name, per_length in samples.items():
+        res[name] = {}
+        for n, (ttfts, rates, counts) in per_length.items():
+            res[name][n] = {"ttft_s": statistics.median(ttfts),
+                            "decode_tok_s": statistics.median(rates) if rates else None,
+                            "generated": min(counts),
+                            "ttft_samples": ttfts, "decode_samples": rates}
     return res
 
 
@@ -273,14 +278,14 @@ def main(argv=None) -> int:
         raise SystemExit(f"{tokenizer_json} not found: run fetch_default_model.py first")
     prompts = make_prompts(tokenizer_json, lengths, args.repeats)
     backends = [b for b in args.backends.split(",") if b]
-    results = {}
+    runners = {}
     if "genai" in backends:
-        results["genai"] = bench_genai(args.model_dir, args.threads, prompts, args.gen, args.repeats)
+        runners["genai"] = bench_genai(args.model_dir, args.threads)
     if "llama" in backends:
-        results["llama"] = bench_llama(args.gguf, args.threads, prompts, args.gen, args.repeats)
+        runners["llama"] = bench_llama(args.gguf, args.threads, max(lengths) + args.gen + 16)
     if args.server:
-        results["server"] = bench_server(args.server, args.server_model, tokenizer_json, prompts,
-                                         args.gen, args.repeats)
+        runners["server"] = bench_server(args.server, args.server_model, tokenizer_json)
+    results = run_backends(runners, prompts, args.gen, args.repeats)
     import platform
 
     meta = {"threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "gen_tokens": args.gen, "repeats": args.repeats,
