@@ -431,6 +431,12 @@ async fn answers_alone(server: &Server, requests: &[Value]) -> Vec<Value> {
     answers
 }
 
+/// A shorter answer than the one alone must mean a wrong answer, not a machine too busy to
+/// finish within the request timeout.
+fn not_timed_out(answer: &Value, i: usize) {
+    assert_ne!(answer["choices"][0]["finish_reason"], "timeout", "request {i} hit the request timeout: the machine is overloaded");
+}
+
 /// How many decode forward passes advanced more than `rows` sequences at once.
 fn steps_wider_than(metrics: &str, rows: u32) -> f64 {
     metric(metrics, "ghostline_decode_batch_size_count") - metric(metrics, &format!("ghostline_decode_batch_size_bucket{{le=\"{rows}\"}}"))
@@ -452,6 +458,7 @@ async fn staggered_answers_match(server: &Server, requests: &[Value], expected: 
         }
         for (i, handle) in handles.into_iter().enumerate() {
             let answer = handle.await.unwrap();
+            not_timed_out(&answer, i);
             assert_eq!(answer["choices"][0]["text"], expected[i], "request {i} in round {round} differs from its answer alone");
             assert_eq!(answer["usage"]["completion_tokens"], requests[i]["max_tokens"], "request {i}");
         }
@@ -514,6 +521,7 @@ async fn a_cancelled_request_leaves_the_batch_without_disturbing_the_others() {
     handles.push((0, tokio::spawn(async move { reqwest::Client::new().post(url).json(&first).send().await.unwrap().json::<Value>().await.unwrap() })));
     for (i, handle) in handles {
         let answer = handle.await.unwrap();
+        not_timed_out(&answer, i);
         assert_eq!(answer["choices"][0]["text"], expected[i], "request {i} differs from its answer alone");
     }
     let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -536,7 +544,9 @@ async fn batching_off_and_optimum_models_interleave_with_the_same_answers() {
             handles.push(tokio::spawn(async move { reqwest::Client::new().post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap() }));
         }
         for (i, handle) in handles.into_iter().enumerate() {
-            assert_eq!(handle.await.unwrap()["choices"][0]["text"], expected[i], "{} request {i}", dir.display());
+            let answer = handle.await.unwrap();
+            not_timed_out(&answer, i);
+            assert_eq!(answer["choices"][0]["text"], expected[i], "{} request {i}", dir.display());
         }
         let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
         assert_eq!(steps_wider_than(&metrics, 1), 0.0, "{}: decode steps were batched:\n{metrics}", dir.display());

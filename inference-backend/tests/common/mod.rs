@@ -63,10 +63,15 @@ impl Server {
     /// Starts the server and waits for /ready; on failure returns what it logged.
     pub fn try_start(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let threads = if extra.contains(&"--threads") { &[][..] } else { &["--threads", "1"][..] };
+        // The 60 s default was seen to end answers of the batching tests early on a two-core
+        // machine busy with other work (a run of the evaluation and cargo builds beside them),
+        // which then read as wrong answers; tests of the timeout itself pass their own.
+        let timeout = if extra.contains(&"--request-timeout") { &[][..] } else { &["--request-timeout", "900"][..] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
             .args(["--port", "0", "--device", "cpu", "--model"])
             .arg(model)
             .args(threads)
+            .args(timeout)
             .args(extra)
             .env("GHOSTLINE_LOG", "info,ort=warn,ghostline_serve=debug")
             .envs(env.iter().copied())
