@@ -281,6 +281,8 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny model, 2 cases per kind, one package per language")
     ap.add_argument("--no-build", action="store_true", help="never run cargo; use the binaries as they are")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
+    ap.add_argument("--settings", type=json.loads, default={},
+                    help='extra ghostline settings as JSON, merged over the defaults, e.g. \'{"promptFamily": "fim"}\'')
     ap.add_argument("--record-prompts", action="store_true",
                     help="no model: a stand-in backend records each prompt; reports whether cross-file "
                          "prompts carry the needed definition (retrieval alone), prompts in results/<stamp>/")
@@ -365,6 +367,7 @@ def main() -> int:
         "backend_url": backend_url if args.backend_url else "started here",
         "model": str(model),
         "context_tokens": args.context_tokens,
+        "settings": args.settings,
         "max_tokens": max_tokens,
         "seed": args.seed,
         "cases_per_kind": args.cases,
@@ -398,6 +401,7 @@ def main() -> int:
                     "multiline": "auto",
                     "temperature": 0.0,
                     "debounceMs": 0,
+                    **args.settings,
                 }
                 row = run_case(lsp_bin, workspaces[case.package], case, settings, logs / "ghostline-lsp.stderr.log")
                 if recorder:
