@@ -94,7 +94,8 @@ def language_id(language: str) -> str:
 
 
 def wait_for_index(client: LspClient) -> dict:
-    """Polls ghostline.indexStatus until ready; a binary without the command counts as ready."""
+    """Polls ghostline.indexStatus until the index and the token counter are ready; a binary
+    without the command counts as ready."""
     deadline = time.monotonic() + INDEX_TIMEOUT_S
     while True:
         response = client.request(
@@ -108,7 +109,9 @@ def wait_for_index(client: LspClient) -> dict:
         status = response.get("result") or {}
         if not isinstance(status, dict) or "ready" not in status:
             raise PipelineError(f"malformed ghostline.indexStatus answer: {status!r}")
-        if status["ready"]:
+        # tokenizerReady: until the LSP's token counter has loaded it estimates budgets, and
+        # the first prompt of a fresh process came out different between two runs.
+        if status["ready"] and status.get("tokenizerReady", True):
             return status
         if time.monotonic() > deadline:
             raise PipelineError(f"index not ready after {INDEX_TIMEOUT_S} s: {status}")

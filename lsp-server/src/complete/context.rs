@@ -27,6 +27,11 @@ pub fn warm_up_tokenizer() {
     });
 }
 
+/// Whether token counts are exact yet (see `warm_up_tokenizer`).
+pub fn tokenizer_ready() -> bool {
+    TOKENIZER_READY.load(Ordering::Relaxed)
+}
+
 pub fn count_tokens(text: &str) -> usize {
     if TOKENIZER_READY.load(Ordering::Relaxed) {
         tiktoken_rs::cl100k_base_singleton()

@@ -11,12 +11,13 @@ pub fn cost(snippet: &Snippet) -> usize {
 /// Overlapping verbatim windows of one file become one; a definition inside a verbatim window
 /// of its file is dropped (the window shows it). Scores are kept as the maximum.
 pub fn merge(mut snippets: Vec<Snippet>) -> Vec<Snippet> {
+    // A total order (kind and text break ties): the sources find candidates in index order,
+    // which differs between processes, and which of two equal-range snippets survives must not.
     snippets.sort_by(|a, b| {
-        (a.path.as_str(), a.start_line, a.end_line).cmp(&(
-            b.path.as_str(),
-            b.start_line,
-            b.end_line,
-        ))
+        (a.path.as_str(), a.start_line, a.end_line, a.kind)
+            .cmp(&(b.path.as_str(), b.start_line, b.end_line, b.kind))
+            .then_with(|| b.score.total_cmp(&a.score))
+            .then_with(|| a.text.cmp(&b.text))
     });
     let mut out: Vec<Snippet> = Vec::with_capacity(snippets.len());
     for snippet in snippets {

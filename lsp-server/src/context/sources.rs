@@ -224,6 +224,16 @@ fn is_current(current: &CurrentFile<'_>, file: &FileEntry) -> bool {
     current.path == Some(file.path.as_path())
 }
 
+/// Most agreeing MinHash slots first; then path and window, so the order is total.
+fn by_agreement(
+    a: &(usize, Arc<FileEntry>, usize),
+    b: &(usize, Arc<FileEntry>, usize),
+) -> std::cmp::Ordering {
+    b.0.cmp(&a.0)
+        .then_with(|| a.1.path.cmp(&b.1.path))
+        .then(a.2.cmp(&b.2))
+}
+
 /// (c) Windows of other files most similar to the lines before the cursor: MinHash picks
 /// candidates across the whole index cheaply, exact Jaccard ranks them.
 fn similar(
@@ -262,17 +272,16 @@ fn similar(
             }
             best.push((agree, file.clone(), at));
             if best.len() >= SIMILAR_CANDIDATES * 4 {
-                best.sort_by_key(|b| std::cmp::Reverse(b.0));
+                // The full key, ties included: the index is scanned in hash order, which
+                // differs between processes, so cutting ties by arrival would make the same
+                // cursor's candidates depend on the process.
+                best.sort_by(by_agreement);
                 best.truncate(SIMILAR_CANDIDATES);
                 floor = best.last().map_or(1, |b| b.0);
             }
         }
     }
-    best.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then_with(|| a.1.path.cmp(&b.1.path))
-            .then(a.2.cmp(&b.2))
-    });
+    best.sort_by(by_agreement);
     best.truncate(SIMILAR_CANDIDATES);
     let recent: HashSet<&Path> = workspace
         .recently_edited
@@ -352,7 +361,7 @@ pub fn imported_files(current: &CurrentFile<'_>, workspace: &Workspace<'_>) -> V
             // The longest prefix of the path that names a file: `a::b::C` is in a/b.rs.
             for n in (1..=target.len()).rev() {
                 let stem = &target[n - 1];
-                let matches: Vec<Arc<FileEntry>> = workspace
+                let mut matches: Vec<Arc<FileEntry>> = workspace
                     .index
                     .files_with_stem(stem)
                     .into_iter()
@@ -362,6 +371,8 @@ pub fn imported_files(current: &CurrentFile<'_>, workspace: &Workspace<'_>) -> V
                     .filter(|f| f.path != entry.path && path_matches(&f.path, &target[..n]))
                     .collect();
                 if !matches.is_empty() {
+                    // Index order depends on what was indexed first; the path does not.
+                    matches.sort_by(|a, b| a.path.cmp(&b.path));
                     for file in matches.into_iter().take(4) {
                         found.insert(file.path.clone(), file);
                     }

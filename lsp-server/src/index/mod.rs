@@ -176,9 +176,10 @@ impl WorkspaceIndex {
             .collect()
     }
 
-    /// Files in folders named `name` (a Go package).
+    /// Files in folders named `name` (a Go package), by path.
     pub fn all_files_in_dir_named(&self, name: &str) -> Vec<Arc<FileEntry>> {
-        self.files
+        let mut files: Vec<Arc<FileEntry>> = self
+            .files
             .iter()
             .filter(|entry| {
                 entry
@@ -188,7 +189,9 @@ impl WorkspaceIndex {
                     .is_some_and(|dir| dir == name)
             })
             .map(|entry| entry.value().clone())
-            .collect()
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
     }
 
     /// `path` relative to the workspace root that holds it, `/`-separated.
@@ -209,9 +212,13 @@ impl WorkspaceIndex {
     }
 
     /// Adds (or replaces) a file built elsewhere: the worker, tests, the benchmark.
+    ///
+    /// The new entry's names are added and the entry swapped in before the old entry's
+    /// names go, so a request reading the index meanwhile sees the old file or the new one,
+    /// never neither (re-indexing a document the editor has just opened used to remove it
+    /// first, and a request at that moment did not see the file at all).
     pub fn insert(&self, entry: FileEntry) {
         let path: SharedPath = Arc::from(entry.path.as_path());
-        self.remove(&path);
         for definition in &entry.definitions {
             let mut paths = self
                 .names
@@ -222,16 +229,19 @@ impl WorkspaceIndex {
             }
         }
         if let Some(stem) = entry.stem() {
-            self.stems
-                .entry(stem.into())
-                .or_default()
-                .push(path.clone());
+            let mut paths = self.stems.entry(stem.into()).or_default();
+            if !paths.contains(&path) {
+                paths.push(path.clone());
+            }
         }
         self.definition_count
             .fetch_add(entry.definitions.len(), Ordering::Relaxed);
         self.approx_bytes
             .fetch_add(entry.approx_bytes(), Ordering::Relaxed);
-        self.files.insert(path, Arc::new(entry));
+        let entry = Arc::new(entry);
+        if let Some(old) = self.files.insert(path.clone(), entry.clone()) {
+            self.forget(&path, &old, Some(&entry));
+        }
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -239,7 +249,21 @@ impl WorkspaceIndex {
         let Some((_, old)) = self.files.remove(path) else {
             return false;
         };
+        self.forget(path, &old, None);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Drops what `old` added to the name and stem maps, except what `replacement` (the entry
+    /// now at `path`) also has.
+    fn forget(&self, path: &Path, old: &FileEntry, replacement: Option<&FileEntry>) {
+        let kept = |name: &str| {
+            replacement.is_some_and(|new| new.definitions.iter().any(|d| d.name == name))
+        };
         for definition in &old.definitions {
+            if kept(&definition.name) {
+                continue;
+            }
             let emptied = match self.names.get_mut(definition.name.as_str()) {
                 Some(mut paths) => {
                     paths.retain(|p| p.as_ref() != path);
@@ -253,16 +277,16 @@ impl WorkspaceIndex {
             }
         }
         if let Some(stem) = old.stem() {
-            if let Some(mut paths) = self.stems.get_mut(stem) {
-                paths.retain(|p| p.as_ref() != path);
+            if replacement.and_then(|new| new.stem()) != Some(stem) {
+                if let Some(mut paths) = self.stems.get_mut(stem) {
+                    paths.retain(|p| p.as_ref() != path);
+                }
             }
         }
         self.definition_count
             .fetch_sub(old.definitions.len(), Ordering::Relaxed);
         self.approx_bytes
             .fetch_sub(old.approx_bytes(), Ordering::Relaxed);
-        self.generation.fetch_add(1, Ordering::Relaxed);
-        true
     }
 }
 

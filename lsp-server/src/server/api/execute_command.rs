@@ -8,8 +8,9 @@ use crate::server::Server;
 pub const ACCEPT_COMMAND: &str = "ghostline.accept";
 /// Sent by an editor integration when the user dismisses the suggestion.
 pub const DISMISS_COMMAND: &str = "ghostline.dismiss";
-/// `{"files": N, "definitions": M, "ready": bool}`: lets tests and the evaluation wait for
-/// the workspace index.
+/// `{"files": N, "definitions": M, "ready": bool, "tokenizerReady": bool}`: lets tests and
+/// the evaluation wait for the workspace index, and for the token counter (until it has
+/// loaded, budgets use an estimate, so the first prompt of a fresh process can differ).
 pub const INDEX_STATUS_COMMAND: &str = "ghostline.indexStatus";
 
 /// Both forget the suggestion on screen, so typing-through cannot bring it back: after
@@ -30,7 +31,17 @@ pub fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Option<Ls
             tracing::debug!("{}", params.command);
             Ok(None)
         }
-        INDEX_STATUS_COMMAND => Ok(serde_json::to_value(server.session.index.status()).ok()),
+        INDEX_STATUS_COMMAND => {
+            let mut status =
+                serde_json::to_value(server.session.index.status()).unwrap_or_default();
+            if let Some(fields) = status.as_object_mut() {
+                fields.insert(
+                    "tokenizerReady".into(),
+                    crate::complete::context::tokenizer_ready().into(),
+                );
+            }
+            Ok(Some(status))
+        }
         other => Err(Error::invalid_params(format!("unknown command {other}"))),
     }
 }
