@@ -334,6 +334,7 @@ fn build_prompt(
         family,
         settings.fim_template.as_deref(),
         model.family.as_deref(),
+        Some(model.id.as_str()),
         model.fim_template.as_deref(),
         &model.markers,
     );
