@@ -224,7 +224,12 @@ fn backend_killed_mid_stream_then_back() {
         let response = inline(&mut client, 3, 17);
         assert!(response.get("error").is_none(), "{response}");
         recovered.extend(client.notifications("window/logMessage", Duration::from_millis(300)));
-        if recovered.iter().any(|m| m["params"]["message"].as_str().unwrap_or("").contains("answers again")) {
+        if recovered.iter().any(|m| {
+            m["params"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("answers again")
+        }) {
             break;
         }
     }

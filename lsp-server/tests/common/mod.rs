@@ -360,7 +360,10 @@ pub fn start_backend(
         return None;
     };
     if !model_dir.join("ghostline.json").exists() {
-        skip(&format!("no model at {} (./test.sh makes it)", model_dir.display()));
+        skip(&format!(
+            "no model at {} (./test.sh makes it)",
+            model_dir.display()
+        ));
         return None;
     }
     let port = port.unwrap_or_else(free_port);

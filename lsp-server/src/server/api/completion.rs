@@ -5,8 +5,8 @@ use tower_lsp_server::gen_lsp_types::{
 use tower_lsp_server::jsonrpc::Result;
 
 use crate::complete::suggest;
-use crate::server::api::Stamped;
 use crate::edit::char_to_position;
+use crate::server::api::Stamped;
 use crate::server::Server;
 
 /// The same suggestion as one completion item, for editors without ghost text (Helix).

@@ -6,9 +6,9 @@ use tower_lsp_server::gen_lsp_types::{
 use tower_lsp_server::jsonrpc::Result;
 
 use crate::complete::suggest;
-use crate::server::api::Stamped;
 use crate::edit::char_to_position;
 use crate::server::api::execute_command::ACCEPT_COMMAND;
+use crate::server::api::Stamped;
 use crate::server::Server;
 
 pub async fn handle(
