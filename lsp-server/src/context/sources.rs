@@ -224,13 +224,14 @@ fn is_current(current: &CurrentFile<'_>, file: &FileEntry) -> bool {
     current.path == Some(file.path.as_path())
 }
 
-/// Most agreeing MinHash slots first; then path and window, so the order is total.
+/// Most agreeing MinHash slots first; then path and window, so the order is total. Paths
+/// compare as bytes: ties are common here, and `Path`'s component-wise order is slow.
 fn by_agreement(
     a: &(usize, Arc<FileEntry>, usize),
     b: &(usize, Arc<FileEntry>, usize),
 ) -> std::cmp::Ordering {
     b.0.cmp(&a.0)
-        .then_with(|| a.1.path.cmp(&b.1.path))
+        .then_with(|| a.1.path.as_os_str().cmp(b.1.path.as_os_str()))
         .then(a.2.cmp(&b.2))
 }
 
@@ -372,7 +373,7 @@ pub fn imported_files(current: &CurrentFile<'_>, workspace: &Workspace<'_>) -> V
                     .collect();
                 if !matches.is_empty() {
                     // Index order depends on what was indexed first; the path does not.
-                    matches.sort_by(|a, b| a.path.cmp(&b.path));
+                    matches.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
                     for file in matches.into_iter().take(4) {
                         found.insert(file.path.clone(), file);
                     }
