@@ -31,16 +31,18 @@ pub enum Format {
     ServerSide,
 }
 
+/// A marker the backend reported, or the family's default.
+fn marker(value: &Option<String>, default: &str) -> String {
+    value.clone().unwrap_or_else(|| default.to_string())
+}
+
 /// The Qwen2.5-Coder FIM template from the model's markers (defaults where not reported).
 fn qwen_fim_template(markers: &FimMarkers) -> String {
-    let get = |value: &Option<String>, default: &str| {
-        value.clone().unwrap_or_else(|| default.to_string())
-    };
     format!(
         "{}{{prefix}}{}{{suffix}}{}",
-        get(&markers.prefix, "<|fim_prefix|>"),
-        get(&markers.suffix, "<|fim_suffix|>"),
-        get(&markers.middle, "<|fim_middle|>")
+        marker(&markers.prefix, "<|fim_prefix|>"),
+        marker(&markers.suffix, "<|fim_suffix|>"),
+        marker(&markers.middle, "<|fim_middle|>")
     )
 }
 
@@ -185,27 +187,24 @@ pub fn render(format: &Format, parts: &Parts<'_>) -> Rendered {
     let comments = || commented(parts.snippets, parts.comment);
     match format {
         Format::Qwen(markers) => {
-            let get = |value: &Option<String>, default: &str| {
-                value.clone().unwrap_or_else(|| default.to_string())
-            };
             let mut out = String::new();
             // With nothing retrieved, the plain FIM prompt: the repo-level header around a lone
             // file was measured to derail Qwen2.5-Coder-0.5B-Instruct (the default model), which
             // then continued the file's `__main__` block instead of filling the hole, while the
             // same prefix and suffix without the header gave the right line.
             if !parts.snippets.is_empty() {
-                let repo = get(&markers.repo_name, "<|repo_name|>");
-                let sep = get(&markers.file_sep, "<|file_sep|>");
+                let repo = marker(&markers.repo_name, "<|repo_name|>");
+                let sep = marker(&markers.file_sep, "<|file_sep|>");
                 out = with_files(parts, &repo, &sep, true);
                 out.push_str(&sep);
                 out.push_str(parts.current_path);
                 out.push('\n');
             }
-            out.push_str(&get(&markers.prefix, "<|fim_prefix|>"));
+            out.push_str(&marker(&markers.prefix, "<|fim_prefix|>"));
             out.push_str(parts.prefix);
-            out.push_str(&get(&markers.suffix, "<|fim_suffix|>"));
+            out.push_str(&marker(&markers.suffix, "<|fim_suffix|>"));
             out.push_str(parts.suffix);
-            out.push_str(&get(&markers.middle, "<|fim_middle|>"));
+            out.push_str(&marker(&markers.middle, "<|fim_middle|>"));
             raw(out)
         }
         Format::StarCoder => {
