@@ -257,11 +257,13 @@ impl WorkspaceIndex {
     /// Drops what `old` added to the name and stem maps, except what `replacement` (the entry
     /// now at `path`) also has.
     fn forget(&self, path: &Path, old: &FileEntry, replacement: Option<&FileEntry>) {
-        let kept = |name: &str| {
-            replacement.is_some_and(|new| new.definitions.iter().any(|d| d.name == name))
-        };
+        // A set, not a scan per name: a re-indexed file with hundreds of definitions would
+        // otherwise compare every old name with every new one.
+        let kept: std::collections::HashSet<&str> = replacement
+            .map(|new| new.definitions.iter().map(|d| d.name.as_str()).collect())
+            .unwrap_or_default();
         for definition in &old.definitions {
-            if kept(&definition.name) {
+            if kept.contains(definition.name.as_str()) {
                 continue;
             }
             let emptied = match self.names.get_mut(definition.name.as_str()) {
@@ -357,5 +359,33 @@ mod tests {
         let roots = vec![PathBuf::from("/w"), PathBuf::from("/w/sub")];
         assert_eq!(relative_to(&roots, Path::new("/w/sub/a/b.rs")), "a/b.rs");
         assert_eq!(relative_to(&roots, Path::new("/elsewhere/c.rs")), "c.rs");
+    }
+
+    #[test]
+    fn reindexing_a_file_keeps_its_names_current() {
+        let index = WorkspaceIndex::new();
+        let path = PathBuf::from("/w/src/shapes.rs");
+        let build =
+            |text: &str| FileEntry::build(path.clone(), "src/shapes.rs".into(), text, false);
+        index.insert(build("fn area() {}\nfn perimeter() {}\n"));
+        index.insert(build("fn area() {}\nfn volume() {}\n"));
+        assert_eq!(
+            index.definitions_named("area").len(),
+            1,
+            "a kept name is listed once"
+        );
+        assert_eq!(index.definitions_named("volume").len(), 1);
+        assert!(index.definitions_named("perimeter").is_empty());
+        assert!(
+            index.names.get("perimeter").is_none(),
+            "a removed name leaves the name map"
+        );
+        assert_eq!(index.files_with_stem("shapes").len(), 1);
+        assert_eq!(index.status().definitions, 2);
+        assert!(index.remove(&path));
+        assert!(index.definitions_named("area").is_empty());
+        assert!(index.names.is_empty());
+        assert!(index.files_with_stem("shapes").is_empty());
+        assert_eq!(index.status().definitions, 0);
     }
 }
