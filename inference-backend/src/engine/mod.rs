@@ -434,7 +434,7 @@ fn build_session(env: &Environment, onnx: &Path, options: &EngineOptions) -> Res
     let attempt = |cuda: bool| -> Result<Session> {
         let builder = Session::builder(env)
             .map_err(|e| anyhow!("{e}"))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| anyhow!("{e}"))?
             .with_intra_threads(options.threads.max(1))
             .map_err(|e| anyhow!("{e}"))?
