@@ -18,10 +18,13 @@ second run does nothing):
    conversion unless ``--keep-hf``);
 4. the onnxruntime-genai model builder converts it (int4 asymmetric / fp16);
 5. tokenizer.json is fixed so every FIM marker is an added *special* token;
+5b. the pruned LM head gets a ``logits_to_keep`` input (default 1: the last position only), so
+   the server can verify several drafted tokens in one forward pass (``add_logits_to_keep``);
 6. ghostline.json is written per ARCHITECTURE.md;
 7. self-check: FIM tokens are single special ids, and greedy FIM completions of a Rust and a
    Python ``add`` contain ``a + b``;
-8. ``.complete`` (holding the GGUF sha256 and the builder options) is written last.
+8. ``.complete`` (holding the GGUF sha256, the builder options and the graph patch) is written
+   last. A directory complete but for the graph patch is patched in place (seconds), not rebuilt.
 
 Run with the venv's python (see setup_python.sh):
 
@@ -74,9 +77,19 @@ VARIANTS = {
 
 
 def build_stamp(variant: str) -> str:
-    """What `.built` / `.complete` hold: the GGUF and the builder options, so a model directory
-    built with other options is rebuilt rather than reused."""
+    """What `.built` holds: the GGUF and the builder options, so a model directory built with
+    other options is rebuilt rather than reused."""
     return f"{GGUF_SHA256} {' '.join(VARIANTS[variant][2]) or '-'}"
+
+
+# Graph edits made after the builder (step 5b); part of `.complete`, not of `.built`, so adding
+# one patches existing directories instead of rebuilding them.
+GRAPH_PATCH = "logits_to_keep"
+
+
+def complete_stamp(variant: str) -> str:
+    """What `.complete` holds: the build stamp and the graph patch applied after it."""
+    return f"{build_stamp(variant)} +{GRAPH_PATCH}"
 
 SELF_CHECKS = [
     ("fn add(a: i32, b: i32) -> i32 {\n    ", "\n}\n", "a + b"),
@@ -375,6 +388,94 @@ def write_ghostline_json(out: Path, hf_dir_or_config: dict, variant: str) -> Non
     (out / "ghostline.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
+# ---------------------------------------------------------------- step 5b: logits_to_keep
+def add_logits_to_keep(model_dir: Path) -> bool:
+    """Lets the caller choose how many last positions get logits.
+
+    The builder's ``prune_lm_head`` takes the last position with Gather(index -1) + Unsqueeze
+    before the LM head. That is right for a prompt and for one decoded token, but verifying k
+    drafted tokens in one pass (the server's prompt-lookup decoding) needs the logits of all k.
+    Gather + Unsqueeze become Slice(hidden, -logits_to_keep, end) on the sequence axis, with
+    ``logits_to_keep`` an int64[1] graph input whose initializer (1) is its default: callers that
+    do not know it (onnxruntime-genai) get exactly the old graph's logits. Only the graph file is
+    rewritten; the weights stay in their external data file. Then the graph is run to check it
+    (also when it was already patched). Returns False when it was already patched.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    onnx_path = decoder_onnx(model_dir)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    graph = model.graph
+    if any(i.name == "logits_to_keep" for i in graph.input):
+        check_logits_to_keep(model_dir)
+        return False
+    gather = next((n for n in graph.node if n.op_type == "Gather" and n.name.endswith("/lm_head/prune/Gather")), None)
+    unsqueeze = gather and next((n for n in graph.node if n.op_type == "Unsqueeze" and n.input[:1] == [gather.output[0]]), None)
+    if gather is None or unsqueeze is None:
+        raise FetchError(f"{onnx_path}: no pruned LM head (Gather + Unsqueeze before lm_head) to give logits_to_keep")
+    at = list(graph.node).index(gather)
+    graph.node.remove(gather)
+    graph.node.remove(unsqueeze)
+    graph.input.append(helper.make_tensor_value_info("logits_to_keep", TensorProto.INT64, [1]))
+    graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "logits_to_keep"))
+
+    def const(name: str, value: int):
+        return helper.make_node("Constant", [], [name], name=name, value=numpy_helper.from_array(np.array([value], np.int64)))
+
+    new = [
+        helper.make_node("Neg", ["logits_to_keep"], ["/lm_head/keep/starts"], name="/lm_head/keep/Neg"),
+        const("/lm_head/keep/ends", np.iinfo(np.int64).max),
+        const("/lm_head/keep/axes", 1),
+        helper.make_node("Slice", [gather.input[0], "/lm_head/keep/starts", "/lm_head/keep/ends", "/lm_head/keep/axes"],
+                         [unsqueeze.output[0]], name="/lm_head/keep/Slice"),
+    ]
+    for i, node in enumerate(new):
+        graph.node.insert(at + i, node)
+    for out in graph.output:
+        if out.name == "logits":
+            dim = out.type.tensor_type.shape.dim[1]
+            dim.ClearField("dim_value")
+            dim.dim_param = "logits_to_keep"
+    # (onnx.checker does not know the contrib ops; check_logits_to_keep runs the graph instead.)
+    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, onnx_path)
+    check_logits_to_keep(model_dir)
+    return True
+
+
+def check_logits_to_keep(model_dir: Path, prompt: tuple[int, ...] = (151659, 750, 912, 2877, 11, 293, 982)) -> None:
+    """Runs a prompt with onnxruntime: logits_to_keep = its length gives every position's logits,
+    the default gives the last one only, and the two agree on the last position."""
+    import numpy as np
+    import onnxruntime as ort
+
+    onnx_path = decoder_onnx(model_dir)
+    kv = json.loads((model_dir / "ghostline.json").read_text())["kv"]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": np.array([prompt], np.int64), "attention_mask": np.ones((1, len(prompt)), np.int64)}
+    for i in sess.get_inputs():
+        if i.name.startswith("past_key_values."):
+            shape = (1, kv["num_kv_heads"], 0, kv["head_dim"])
+            feeds[i.name] = np.zeros(shape, np.float16 if "float16" in i.type else np.float32)
+    last = sess.run(["logits"], feeds)[0]
+    every = sess.run(["logits"], {**feeds, "logits_to_keep": np.array([len(prompt)], np.int64)})[0]
+    if last.shape[1] != 1 or every.shape[1] != len(prompt):
+        raise FetchError(f"{onnx_path}: logits_to_keep gave logits {every.shape} / {last.shape}")
+    diff = float(np.max(np.abs(every[:, -1].astype(np.float32) - last[:, -1].astype(np.float32))))
+    if not diff <= 1e-3:
+        raise FetchError(f"{onnx_path}: last-position logits differ by {diff} with logits_to_keep")
+    log(f"logits_to_keep ok: {every.shape[1]} positions, last one as before (max |diff| {diff:.1e})")
+
+
+def decoder_onnx(model_dir: Path) -> Path:
+    return model_dir / json.loads((model_dir / "genai_config.json").read_text())["model"]["decoder"]["filename"]
+
+
 # ---------------------------------------------------------------- step 7: self-check
 def genai_greedy(model_dir: Path, ids: list[int], max_new: int) -> list[int]:
     import onnxruntime_genai as og
@@ -422,7 +523,7 @@ def self_check(model_dir: Path, variant: str) -> None:
 # ---------------------------------------------------------------- main
 def is_complete(model_dir: Path, variant: str) -> bool:
     m = model_dir / ".complete"
-    return (m.is_file() and m.read_text().strip() == build_stamp(variant)
+    return (m.is_file() and m.read_text().strip() == complete_stamp(variant)
             and (model_dir / "genai_config.json").is_file()
             and (model_dir / "ghostline.json").is_file()
             and (model_dir / "tokenizer.json").is_file())
@@ -440,6 +541,18 @@ def main(argv: list[str] | None = None) -> int:
     out = model_dir_for(cache, args.variant)
     if is_complete(out, args.variant) and not args.force:
         print(f"[fetch] up to date: {out} (sha256 {GGUF_SHA256[:12]}…), nothing to do")
+        return 0
+    marker = out / ".complete"
+    if not args.force and marker.is_file() and marker.read_text().strip() == build_stamp(args.variant):
+        # Built with today's options before the graph patch existed: patch it, keep the weights.
+        try:
+            add_logits_to_keep(out)
+            self_check(out, args.variant)
+        except FetchError as e:
+            print(f"[fetch] error: {e}", file=sys.stderr)
+            return 1
+        marker.write_text(complete_stamp(args.variant) + "\n")
+        log(f"patched {out} (logits_to_keep)")
         return 0
 
     t_start = time.perf_counter()
@@ -472,11 +585,12 @@ def main(argv: list[str] | None = None) -> int:
                       "hidden_size": g["decoder"]["hidden_size"],
                       "max_position_embeddings": g["context_length"]}
         write_ghostline_json(build_dir, hf_cfg, args.variant)
+        add_logits_to_keep(build_dir)
         self_check(build_dir, args.variant)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(build_dir, out)
         (out / ".built").unlink(missing_ok=True)
-        (out / ".complete").write_text(build_stamp(args.variant) + "\n")
+        (out / ".complete").write_text(complete_stamp(args.variant) + "\n")
         if not args.keep_hf:
             shutil.rmtree(hf_dir, ignore_errors=True)
         shutil.rmtree(cache / "dl" / "builder-cache", ignore_errors=True)

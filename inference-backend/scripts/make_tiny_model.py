@@ -9,7 +9,8 @@ hidden 64, 2 layers, 4 heads, 2 KV heads, head_dim 16, tied embeddings, rope the
 * ``--layout genai``: a random HF checkpoint (transformers ``Qwen2ForCausalLM(config)``) is
   converted by the onnxruntime-genai model builder (fp32, cpu): ``genai_config.json`` +
   ``model.onnx`` (+ ``model.onnx.data``), GroupQueryAttention inside, LM head pruned to the last
-  position (logits [batch, 1, 151936]).
+  ``logits_to_keep`` positions (an input defaulting to 1: logits [batch, 1, 151936]), as
+  fetch_default_model.py makes the default model.
 * ``--layout optimum``: ``model.onnx`` in Optimum's text-generation-with-past layout, written
   here with onnx.helper from standard ops (opset 17):
   inputs  input_ids [batch, seq] i64, attention_mask [batch, past+seq] i64,
@@ -54,7 +55,7 @@ CFG = dict(
     eos_token_id=151643,
     use_sliding_window=False,
 )
-MARK_VERSION = "tiny-v2"  # v2: genai layouts built with prune_lm_head, like the default model
+MARK_VERSION = "tiny-v3"  # v2: genai layouts built with prune_lm_head; v3: + logits_to_keep, like the default model
 ATOL = 1e-4
 
 
@@ -258,6 +259,7 @@ def ort_two_steps(model_path: Path, prompt_ids: list[int], nxt: int, kv: tuple[i
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
+    keep_all = any(i.name == "logits_to_keep" for i in sess.get_overridable_initializers())
     out_names = [o.name for o in sess.get_outputs()]
     s = len(prompt_ids)
 
@@ -272,7 +274,10 @@ def ort_two_steps(model_path: Path, prompt_ids: list[int], nxt: int, kv: tuple[i
         return f
 
     empty = {f"present.{i}.{k}": np.zeros((1, KVH, 0, D), np.float32) for i in range(L) for k in ("key", "value")}
-    r1 = dict(zip(out_names, sess.run(None, feeds(prompt_ids, 0, s, empty))))
+    first = feeds(prompt_ids, 0, s, empty)
+    if keep_all:  # every prompt position's logits, to compare them all
+        first["logits_to_keep"] = np.array([s], np.int64)
+    r1 = dict(zip(out_names, sess.run(None, first)))
     r2 = dict(zip(out_names, sess.run(None, feeds([nxt], s, s + 1, r1))))
     for i in range(L):
         for k in ("key", "value"):
@@ -419,6 +424,8 @@ def main(argv=None) -> int:
         shutil.rmtree(hf)
         shutil.rmtree(tmp / "_cache", ignore_errors=True)
     write_common(tmp, args.tokenizer, model)
+    if args.layout != "optimum":
+        fdm.add_logits_to_keep(tmp)
 
     if args.layout.startswith("genai-cuda"):
         shutil.rmtree(out, ignore_errors=True)
@@ -431,7 +438,7 @@ def main(argv=None) -> int:
     if args.layout == "genai":
         onnx_file = tmp / json.loads((tmp / "genai_config.json").read_text())["model"]["decoder"]["filename"]
     sess, l1, l2 = ort_two_steps(onnx_file, prompt_ids, nxt, kv)
-    compare("onnxruntime prefill", l1, ref1[-len(l1):])  # genai: the last position only (pruned LM head)
+    compare("onnxruntime prefill", l1, ref1[-len(l1):])
     compare("onnxruntime decode ", l2, ref2[-1:])
     if args.layout == "genai":
         g1, g2 = genai_two_steps(tmp, prompt_ids, nxt)
