@@ -51,6 +51,12 @@ pub struct Args {
     /// request in turn (batch size 1).
     #[arg(long, value_enum, default_value = "on")]
     pub batching: OnOff,
+    /// on: a greedy request decoding alone also feeds the tokens that followed the last few
+    /// tokens' earlier occurrence (in its prompt or completion) and keeps those the model agrees
+    /// with: several tokens per forward pass when code repeats, the same tokens as off. Needs a
+    /// model with a logits_to_keep input (the default model has one) and --batching on.
+    #[arg(long, value_enum, default_value = "on")]
+    pub prompt_lookup: OnOff,
     /// CUDA only: let the CUDA execution provider capture the decode step once and replay it.
     /// Needs fixed shapes, so the decode batch becomes --max-active slots of context-length
     /// positions allocated up front (lower --context-length to bound that memory); the prefix

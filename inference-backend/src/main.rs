@@ -68,6 +68,7 @@ async fn serve(args: Args) -> Result<()> {
         max_active: args.max_active.max(1),
         prefill_chunk: args.prefill_chunk.max(1),
         batching: args.batching == ghostline_serve::cli::OnOff::On,
+        prompt_lookup: args.prompt_lookup == ghostline_serve::cli::OnOff::On,
     };
     let options = EngineOptions {
         ort_library,

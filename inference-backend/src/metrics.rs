@@ -90,6 +90,10 @@ pub struct Metrics {
     pub decode_batch_size: Histogram,
     pub batch_rebuilds: AtomicU64,
     pub batch_rebuild_time: Histogram,
+    /// Prompt-lookup drafting: tokens guessed and checked in a decode step, and how many of them
+    /// the model confirmed (each one a decode step saved).
+    pub draft_tokens: AtomicU64,
+    pub draft_accepted: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -111,6 +115,8 @@ impl Default for Metrics {
             decode_batch_size: Histogram::with_scale(BATCH_BOUNDS, 1.0),
             batch_rebuilds: AtomicU64::new(0),
             batch_rebuild_time: Histogram::new(TOKEN_BOUNDS),
+            draft_tokens: AtomicU64::new(0),
+            draft_accepted: AtomicU64::new(0),
         }
     }
 }
@@ -155,6 +161,18 @@ impl Metrics {
             "ghostline_decode_batch_rebuilds_total",
             "Times the decode batch's KV buffers were rebuilt because requests joined or left.",
             self.batch_rebuilds.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ghostline_draft_tokens_total",
+            "Tokens guessed by prompt lookup and checked by the model in a decode step.",
+            self.draft_tokens.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ghostline_draft_accepted_tokens_total",
+            "Guessed tokens the model confirmed (decode steps saved).",
+            self.draft_accepted.load(Ordering::Relaxed),
         );
         let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -12,6 +12,12 @@
 //! rows of different lengths): each active request gets one step in turn (a prefill chunk or a
 //! batch-1 decode step).
 //!
+//! Prompt lookup (`--prompt-lookup on`, batched path, greedy requests): when one request is
+//! decoding alone, its decode step also feeds tokens guessed from earlier text
+//! (`engine/draft.rs`) and gets the logits after each; the next round samples through them as
+//! long as the model's choice equals the guess, so one forward pass can yield several tokens.
+//! The row's KV of rejected guesses is dropped by rewinding the row's length.
+//!
 //! Before each token a request checks whether its client is still there and whether its deadline
 //! passed, so a disconnect stops its work within one round.
 
@@ -31,6 +37,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::{
     engine::{
         batch::{DecodeBatch, Joining},
+        draft::prompt_lookup,
         prefix_cache::PrefixCache,
         sampling::Sampler,
         stop::{StopMatcher, StopOutcome},
@@ -50,12 +57,18 @@ pub struct SchedulerOptions {
     pub prefill_chunk: usize,
     /// Batch the decode steps when the model allows it (GroupQueryAttention graphs).
     pub batching: bool,
+    /// Check prompt-lookup guesses in the decode step of a greedy request decoding alone, when
+    /// the model gives logits for several positions (`logits_to_keep`).
+    pub prompt_lookup: bool,
 }
 
 pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Metrics>, options: SchedulerOptions) {
     let cache = PrefixCache::new(options.prefix_cache_bytes, metrics.clone());
     if options.batching && engine.supports_batching() {
         tracing::info!("decode steps are batched (up to {} requests per forward pass)", options.max_active.max(1));
+        if options.prompt_lookup && !engine.can_verify_drafts() {
+            tracing::info!("prompt lookup off: the model gives logits for the last position only (no logits_to_keep input) or runs a fixed-shape batch");
+        }
         run_batched(&mut engine, jobs, &metrics, &options, cache);
     } else {
         run_interleaved(&mut engine, jobs, &metrics, &options, cache);
@@ -186,6 +199,12 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
                 }
             }
         }
+        // Rows hold the KV of every drafted token fed last step; keep only what was confirmed.
+        if let Err(failure) = catch(|| decoding.iter().enumerate().try_for_each(|(row, g)| rewind_row(&mut batch, row, g))) {
+            fail_all(&failure, decoding.drain(..));
+            batch.reset();
+            keep.clear();
+        }
         let mut joining = Vec::new();
         for mut generation in ready {
             let events = generation.job.events.clone();
@@ -240,6 +259,16 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
         metrics.decode_batch.store(decoding.len() as i64, Ordering::Relaxed);
 
         // 4. One forward pass for the whole batch: every decoding request advances one token.
+        if let [alone] = &mut decoding[..] {
+            if options.prompt_lookup && engine.can_verify_drafts() && alone.sampler.is_greedy() {
+                metrics.decode_batch_size.observe_count(1);
+                if let Err(failure) = catch(|| alone.feed_drafted(engine, &mut batch, metrics)) {
+                    fail_all(&failure, decoding.drain(..));
+                    batch.reset();
+                }
+                continue;
+            }
+        }
         if !decoding.is_empty() {
             metrics.decode_batch_size.observe_count(decoding.len() as u64);
             let tokens: Vec<u32> = decoding.iter().map(|g| g.pending).collect();
@@ -259,6 +288,14 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
             }
         }
     }
+}
+
+/// Drops the KV of drafted tokens row `row` holds beyond what its generation confirmed.
+fn rewind_row(batch: &mut DecodeBatch, row: usize, generation: &Generation) -> Result<()> {
+    if batch.row_len(row) != Some(generation.fed.len()) {
+        batch.rewind(row, generation.fed.len())?;
+    }
+    Ok(())
 }
 
 /// A failure of a batched step fails every request in it (their KV rows are in one buffer); the
@@ -298,6 +335,47 @@ fn guarded<T>(events: &UnboundedSender<GenerationEvent>, f: impl FnOnce() -> Res
     }
 }
 
+/// Drafted tokens fed after a request's pending token, and the logits after each, consumed in
+/// order while the sampled tokens agree with them.
+#[derive(Default)]
+struct Drafts {
+    tokens: Vec<u32>,
+    /// `tokens.len() × vocab` logits, reused between steps.
+    logits: Vec<f32>,
+    vocab: usize,
+    /// Drafted tokens confirmed so far.
+    next: usize,
+}
+
+impl Drafts {
+    fn set(&mut self, tokens: &[u32], logits: &[f32], vocab: usize) {
+        self.tokens.clear();
+        self.tokens.extend_from_slice(tokens);
+        self.logits.clear();
+        self.logits.extend_from_slice(logits);
+        self.vocab = vocab;
+        self.next = 0;
+    }
+
+    fn clear(&mut self) {
+        self.tokens.clear();
+        self.next = 0;
+    }
+
+    /// Whether `token` is the next drafted one; if so, `logits` become those after it.
+    /// Otherwise the remaining drafts are dropped.
+    fn confirm(&mut self, token: u32, logits: &mut Vec<f32>) -> bool {
+        if self.tokens.get(self.next) != Some(&token) {
+            self.clear();
+            return false;
+        }
+        logits.clear();
+        logits.extend_from_slice(&self.logits[self.next * self.vocab..(self.next + 1) * self.vocab]);
+        self.next += 1;
+        true
+    }
+}
+
 /// How a generation ended.
 enum End {
     Finished(FinishReason),
@@ -318,6 +396,8 @@ struct Generation {
     logits: Vec<f32>,
     /// The token sampled this round, to be fed next.
     pending: u32,
+    /// Guesses fed after `pending` in the last step, with the logits after each.
+    drafts: Drafts,
     stop_ids: Vec<u32>,
     sampler: Sampler,
     stops: StopMatcher,
@@ -355,6 +435,7 @@ impl Generation {
             fed,
             logits: Vec::new(),
             pending: 0,
+            drafts: Drafts::default(),
             stop_ids,
             decoder: IncrementalDecoder::default(),
             generated: 0,
@@ -392,11 +473,41 @@ impl Generation {
 
     /// Samples the next token from the last logits and sends its text; `Ok(true)` when the
     /// generation ends here (`ended` says why), else the token waits in `pending` to be fed.
+    /// After a drafted step, a sampled token equal to the next guess is already in the KV and
+    /// the logits after it are known, so sampling goes on from them in the same round.
     fn sample(&mut self, engine: &Engine, metrics: &Metrics) -> Result<bool> {
-        let end = self.next_token(engine, metrics)?;
-        let ended = end.is_some();
-        self.ended = end;
-        Ok(ended)
+        loop {
+            let end = self.next_token(engine, metrics)?;
+            if end.is_some() {
+                self.ended = end;
+                self.drafts.clear();
+                return Ok(true);
+            }
+            if !self.drafts.confirm(self.pending, &mut self.logits) {
+                return Ok(false);
+            }
+            self.fed.push(self.pending);
+            metrics.draft_accepted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The decode step of a request decoding alone: its pending token and, after it, what
+    /// prompt lookup guesses follows (as many as it may still generate and the row has room
+    /// for), in one forward pass.
+    fn feed_drafted(&mut self, engine: &mut Engine, batch: &mut DecodeBatch, metrics: &Metrics) -> Result<()> {
+        let room = batch.capacity().saturating_sub(batch.row_len(0).unwrap_or(usize::MAX).saturating_add(1));
+        let limit = self.job.request.max_tokens.saturating_sub(self.generated + 1).min(room);
+        self.fed.push(self.pending);
+        let mut tokens = Vec::with_capacity(5);
+        tokens.push(self.pending);
+        tokens.extend_from_slice(prompt_lookup(&self.fed, limit));
+        let logits = engine.forward_drafted(batch, &tokens)?;
+        let vocab = logits.len() / tokens.len();
+        self.logits.clear();
+        self.logits.extend_from_slice(&logits[..vocab]);
+        self.drafts.set(&tokens[1..], &logits[vocab..], vocab);
+        metrics.draft_tokens.fetch_add(tokens.len() as u64 - 1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn next_token(&mut self, engine: &Engine, metrics: &Metrics) -> Result<Option<End>> {

@@ -553,3 +553,84 @@ async fn batching_off_and_optimum_models_interleave_with_the_same_answers() {
         assert_eq!(metric(&metrics, "ghostline_decode_batch_rebuilds_total"), 0.0);
     }
 }
+
+#[tokio::test]
+async fn prompt_lookup_gives_the_same_greedy_answers_in_fewer_steps() {
+    // Repetitive prompts, so earlier text predicts the next tokens; lengths from 1 token (no
+    // room for a draft) to long ones, streamed and not, and ending on a stop string. The random
+    // model soon repeats one or two tokens, which drafts predict; the text before that loop in
+    // the prompts (chosen by trying) makes it reject some drafts too, so rewinding is tested.
+    let parse = "def parse(line):\n    fields = line.split(',')\n    return [f.strip() for f in fields]\n";
+    let prompts = [
+        format!("{}]\n]\nimport os\n]\n]\nx = 1\n{parse}", parse.repeat(3)),
+        format!("{}{parse}", "a = [1, 2]\n]\n;\n:\n".repeat(4)),
+        format!("{}class Stack:\n", ":\n:\n:\nreturn self\n:\n:\nclass Queue:\n".repeat(3)),
+        "fn main() {\n    let x = 1;\n".repeat(8),
+    ];
+    let off = Server::start(&tiny_genai(), &["--prompt-lookup", "off"]);
+    let on = Server::start(&tiny_genai(), &[]);
+    let mut checked = 0;
+    for prompt in &prompts {
+        for max_tokens in [1, 2, 7, 80] {
+            let body = greedy(prompt, max_tokens);
+            let (_, want) = complete(&off, body.clone()).await;
+            let (_, got) = complete(&on, body.clone()).await;
+            assert_eq!(got["choices"][0]["text"], want["choices"][0]["text"], "{prompt:?}, {max_tokens} tokens");
+            assert_eq!(got["usage"]["completion_tokens"], max_tokens);
+            let (pieces, finish) = stream(&on, body).await;
+            assert_eq!(pieces.concat(), want["choices"][0]["text"].as_str().unwrap(), "streamed {prompt:?}");
+            assert_eq!(finish, "length");
+            checked += 1;
+        }
+        let full = {
+            let (_, want) = complete(&off, greedy(prompt, 80)).await;
+            want["choices"][0]["text"].as_str().unwrap().to_string()
+        };
+        // A stop string from the middle of the answer: the text up to it, on both.
+        let chars: Vec<char> = full.chars().collect();
+        let stop: String = chars[chars.len() / 2..(chars.len() / 2 + 3).min(chars.len())].iter().collect();
+        let mut body = greedy(prompt, 80);
+        body["stop"] = json!([stop]);
+        let (_, want) = complete(&off, body.clone()).await;
+        let (_, got) = complete(&on, body).await;
+        assert_eq!(got["choices"][0]["text"], want["choices"][0]["text"], "stop {stop:?} in {full:?}");
+        assert_eq!(got["choices"][0]["finish_reason"], want["choices"][0]["finish_reason"]);
+    }
+    assert_eq!(checked, 16);
+    let on_metrics = client().get(on.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let off_metrics = client().get(off.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let drafted = metric(&on_metrics, "ghostline_draft_tokens_total");
+    let accepted = metric(&on_metrics, "ghostline_draft_accepted_tokens_total");
+    assert!(accepted > 20.0 && accepted + 5.0 <= drafted, "drafts: {accepted} of {drafted} confirmed, expected some of each\n{on_metrics}");
+    assert_eq!(metric(&off_metrics, "ghostline_draft_tokens_total"), 0.0);
+    // Every confirmed draft is a decode step saved, exactly: one more request on each server.
+    let counts = |m: &str| (metric(m, "ghostline_decode_batch_size_count"), metric(m, "ghostline_draft_accepted_tokens_total"));
+    let fresh = greedy(&prompts[1].replace("x", "y"), 60);
+    let mut steps = Vec::new();
+    for server in [&on, &off] {
+        let before = counts(&client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap());
+        complete(server, fresh.clone()).await;
+        let after = counts(&client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap());
+        steps.push((after.0 - before.0, after.1 - before.1));
+    }
+    let [(on_steps, saved), (off_steps, _)] = steps[..] else { unreachable!() };
+    assert!(saved > 0.0 && on_steps + saved == off_steps && off_steps == 59.0, "on: {on_steps} steps + {saved} confirmed drafts, off: {off_steps} steps");
+
+    // Sampling (temperature > 0) is never drafted: a guess cannot be checked against a draw.
+    let drafted = metric(&client().get(on.url("/metrics")).send().await.unwrap().text().await.unwrap(), "ghostline_draft_tokens_total");
+    let mut sampled = greedy(&prompts[0], 40);
+    sampled["temperature"] = json!(1.5);
+    sampled["seed"] = json!(3);
+    let (_, a) = complete(&on, sampled.clone()).await;
+    let (_, b) = complete(&off, sampled).await;
+    assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
+    let after = client().get(on.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&after, "ghostline_draft_tokens_total"), drafted, "a sampled request was drafted");
+
+    // Models without logits_to_keep (the Optimum export) run without drafts.
+    let optimum = Server::start(&tiny_optimum(), &[]);
+    let (status, _) = complete(&optimum, greedy(&prompts[0], 20)).await;
+    assert_eq!(status, 200);
+    let metrics = client().get(optimum.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&metrics, "ghostline_draft_tokens_total"), 0.0);
+}

@@ -152,6 +152,24 @@ impl DecodeBatch {
         }
     }
 
+    /// Forgets the positions of row `row` from `len` on (the KV of drafted tokens the model did
+    /// not confirm): GroupQueryAttention reads only the first `len` of them from now on, and the
+    /// next step overwrites them.
+    pub fn rewind(&mut self, row: usize, len: usize) -> Result<()> {
+        match self.lens.get_mut(row) {
+            Some(held) if len <= *held => {
+                *held = len;
+                Ok(())
+            }
+            held => bail!("cannot rewind batch row {row} of {held:?} positions to {len}"),
+        }
+    }
+
+    /// Positions row `row` holds.
+    pub fn row_len(&self, row: usize) -> Option<usize> {
+        self.lens.get(row).copied()
+    }
+
     /// Bytes of KV the batch holds.
     pub fn bytes(&self) -> usize {
         self.layers.iter().flat_map(|(k, v)| [k, v]).map(super::tensor_bytes).sum()
@@ -250,26 +268,57 @@ impl Engine {
         if self.fixed.is_some() {
             return self.forward_fixed(batch, tokens);
         }
+        self.forward_rows(batch, tokens, 1)
+    }
+
+    /// Whether a decode step can check a drafted continuation (`forward_drafted`): the graph
+    /// gives the logits of several last positions, and the batch's shapes may change (not with
+    /// CUDA graphs, which replay one captured shape).
+    pub fn can_verify_drafts(&self) -> bool {
+        self.io.logits_to_keep.is_some() && self.in_place_kv && self.fixed.is_none()
+    }
+
+    /// A decode step of a one-row batch that appends all of `tokens` (the sampled token, then
+    /// drafted guesses of the next ones) and returns the logits after each of them
+    /// (`tokens.len() × vocab`), so one pass tells which guesses the model agrees with. The row
+    /// then holds every token's KV; `DecodeBatch::rewind` drops those of rejected guesses.
+    pub fn forward_drafted(&mut self, batch: &mut DecodeBatch, tokens: &[u32]) -> Result<&[f32]> {
+        if batch.len() != 1 || tokens.is_empty() || !self.can_verify_drafts() {
+            bail!("forward_drafted: {} tokens for {} rows (drafts are checked for one row, on graphs with logits_to_keep)", tokens.len(), batch.len());
+        }
+        self.forward_rows(batch, tokens, tokens.len())
+    }
+
+    /// Appends `per_row` tokens to each row (`tokens` row after row) and returns the logits of
+    /// those positions, row after row. GroupQueryAttention takes each row's past length from its
+    /// mask (`lens[i] + per_row` leading ones) and attends causally within the new tokens.
+    fn forward_rows(&mut self, batch: &mut DecodeBatch, tokens: &[u32], per_row: usize) -> Result<&[f32]> {
+        let rows = batch.len();
         let capacity = batch.capacity;
-        if let Some(len) = batch.lens.iter().find(|&&len| len + 1 > capacity) {
-            bail!("batch row of {len} positions has no room in {capacity}");
+        if let Some(len) = batch.lens.iter().find(|&&len| len + per_row > capacity) {
+            bail!("batch row of {len} positions has no room for {per_row} more in {capacity}");
         }
         let mut binding = self.session.create_binding()?;
-        binding.bind_input("input_ids", &int_tensor(self.io.input_ids_type, [rows, 1], tokens.iter().map(|&t| t as i64))?)?;
+        binding.bind_input("input_ids", &int_tensor(self.io.input_ids_type, [rows, per_row], tokens.iter().map(|&t| t as i64))?)?;
         if let Some(ty) = self.io.attention_mask_type {
-            let mask = batch.lens.iter().flat_map(|&len| (0..capacity).map(move |p| i64::from(p <= len)));
+            let mask = batch.lens.iter().flat_map(|&len| (0..capacity).map(move |p| i64::from(p < len + per_row)));
             binding.bind_input("attention_mask", &int_tensor(ty, [rows, capacity], mask)?)?;
         }
         if let Some(ty) = self.io.position_ids_type {
-            binding.bind_input("position_ids", &int_tensor(ty, [rows, 1], batch.lens.iter().map(|&len| len as i64))?)?;
+            let positions = batch.lens.iter().flat_map(|&len| (len..len + per_row).map(|p| p as i64));
+            binding.bind_input("position_ids", &int_tensor(ty, [rows, per_row], positions)?)?;
+        }
+        if per_row > 1 {
+            let ty = self.io.logits_to_keep.context("the graph has no logits_to_keep input")?;
+            binding.bind_input("logits_to_keep", &int_tensor(ty, [1], std::iter::once(per_row as i64))?)?;
         }
         self.io.bind_kv_in_place(&mut binding, &mut batch.layers)?;
         binding.bind_output_to_device("logits", &MemoryInfo::default())?;
         let outputs = self.session.run_binding(&binding)?;
         let logits = outputs.get("logits").context("model did not return logits")?;
-        copy_last_logits(logits, rows, &mut self.logits)?;
+        copy_last_logits(logits, rows, per_row, &mut self.logits)?;
         for len in &mut batch.lens {
-            *len += 1;
+            *len += per_row;
         }
         Ok(&self.logits)
     }
@@ -363,7 +412,7 @@ impl Engine {
             None => drop(self.session.run_binding(&binding)?),
         }
         let mut all = Vec::new();
-        copy_last_logits(&*on_host(&fixed.logits)?, rows, &mut all)?;
+        copy_last_logits(&*on_host(&fixed.logits)?, rows, 1, &mut all)?;
         let vocab = all.len() / rows;
         self.logits.clear();
         for &slot in &fixed.slots {

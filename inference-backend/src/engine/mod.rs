@@ -2,6 +2,7 @@
 //! prompt is computed once (prefill) and each new token costs one position (decode).
 
 pub mod batch;
+pub mod draft;
 pub mod prefix_cache;
 pub mod sampling;
 pub mod stop;
@@ -59,6 +60,10 @@ struct GraphIo {
     past: Vec<(String, String)>,
     present: Vec<(String, String)>,
     kv_type: TensorElementType,
+    /// `logits_to_keep` (an overridable initializer, default 1): how many last positions get
+    /// logits. Graphs whose pruned LM head takes it (fetch_default_model.py adds it) can check a
+    /// drafted continuation in one pass; without it only the last position has logits.
+    logits_to_keep: Option<TensorElementType>,
 }
 
 /// KV state of one sequence: for each layer, the key and value tensors ([1, kv heads,
@@ -352,7 +357,7 @@ impl Engine {
             None => self.session.run_binding(&binding)?,
         };
         let logits = outputs.get("logits").context("model did not return logits")?;
-        copy_last_logits(logits, 1, &mut self.logits)?;
+        copy_last_logits(logits, 1, 1, &mut self.logits)?;
         seq.len = total;
         Ok(())
     }
@@ -384,7 +389,7 @@ impl Engine {
         seq.len = total;
         seq.capacity = total;
         let logits = outputs.remove("logits").context("model did not return logits")?;
-        copy_last_logits(&logits, 1, &mut self.logits)
+        copy_last_logits(&logits, 1, 1, &mut self.logits)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -400,31 +405,37 @@ fn int_tensor<const D: usize>(ty: TensorElementType, shape: [usize; D], values: 
     })
 }
 
-/// The last position's logits of each of the `rows` rows of `logits` ([rows, positions, vocab]),
-/// as f32, one row after the other.
-fn copy_last_logits<V: ort::value::TensorValueTypeMarker + ?Sized>(logits: &ort::value::Value<V>, rows: usize, out: &mut Vec<f32>) -> Result<()> {
+/// The logits of the last `positions` positions of each of the `rows` rows of `logits` ([rows,
+/// positions kept by the graph, vocab]), as f32, position after position, row after row.
+fn copy_last_logits<V: ort::value::TensorValueTypeMarker + ?Sized>(
+    logits: &ort::value::Value<V>,
+    rows: usize,
+    positions: usize,
+    out: &mut Vec<f32>,
+) -> Result<()> {
     fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static, V: ort::value::TensorValueTypeMarker + ?Sized>(
         logits: &ort::value::Value<V>,
         rows: usize,
+        positions: usize,
         out: &mut Vec<f32>,
         to_f32: impl Fn(T) -> f32,
     ) -> Result<()> {
         let (shape, data) = logits.try_extract_tensor::<T>()?;
-        if shape.len() != 3 || shape[0] as usize != rows {
-            bail!("logits shape {shape:?}, expected {rows} rows");
+        if shape.len() != 3 || shape[0] as usize != rows || (shape[1] as usize) < positions {
+            bail!("logits shape {shape:?}, expected {rows} rows of at least {positions} positions");
         }
         let row = data.len() / rows;
-        let vocab = shape[2] as usize;
+        let wanted = positions * shape[2] as usize;
         for r in 0..rows {
-            let last = &data[(r + 1) * row - vocab..(r + 1) * row];
+            let last = &data[(r + 1) * row - wanted..(r + 1) * row];
             out.extend(last.iter().map(|&x| to_f32(x)));
         }
         Ok(())
     }
     out.clear();
     match logits.dtype() {
-        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32, V>(logits, rows, out, |x| x),
-        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16, V>(logits, rows, out, |x| x.to_f32()),
+        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32, V>(logits, rows, positions, out, |x| x),
+        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16, V>(logits, rows, positions, out, |x| x.to_f32()),
         other => bail!("unsupported logits type {other:?}"),
     }
 }
@@ -528,6 +539,10 @@ impl GraphIo {
                 );
             }
         }
+        let logits_to_keep = session.overridable_initializers().iter().find(|i| i.name() == "logits_to_keep").and_then(|i| match i.dtype() {
+            ValueType::Tensor { ty, .. } => Some(*ty),
+            _ => None,
+        });
         Ok(Self {
             input_ids_type,
             attention_mask_type: input_type("attention_mask"),
@@ -535,6 +550,7 @@ impl GraphIo {
             past,
             present,
             kv_type,
+            logits_to_keep,
         })
     }
 }

@@ -26,8 +26,14 @@ impl Sampler {
         Self { params, rng, candidates: Vec::new() }
     }
 
+    /// Greedy: the token is a function of the logits alone (so a drafted token can be checked
+    /// by comparing it with the argmax).
+    pub fn is_greedy(&self) -> bool {
+        self.params.temperature <= 0.0
+    }
+
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        if self.params.temperature <= 0.0 {
+        if self.is_greedy() {
             return argmax(logits);
         }
         let inv_t = 1.0 / self.params.temperature;
