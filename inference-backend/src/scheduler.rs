@@ -462,7 +462,15 @@ impl Generation {
         }
         let prompt = &self.job.request.prompt_ids;
         let end = prompt.len().min(self.fed.len().saturating_add(chunk));
+        let started = Instant::now();
         let logits = engine.forward(&mut self.seq, &prompt[self.fed.len()..end])?;
+        tracing::debug!(
+            tokens = end - self.fed.len(),
+            after = self.fed.len(),
+            since_arrival_ms = (started - self.job.arrived).as_secs_f64() * 1e3,
+            "prefilled in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
         if end == prompt.len() {
             self.logits.clear();
             self.logits.extend_from_slice(logits);
