@@ -12,17 +12,28 @@ bash inference-backend/scripts/setup_python.sh --bench
 PY="$GHOSTLINE_CACHE/venv/bin/python"
 cargo build --release -q -p ghostline-serve
 threads="${GHOSTLINE_BENCH_THREADS:-$(nproc)}"
-log=$(mktemp)
-target/release/ghostline-serve --port 0 --threads "$threads" --request-timeout 900 --max-tokens-cap 4096 \
-  --queue-size 64 2>"$log" &
-server=$!
-trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 600); do
-  url=$(grep -o 'listening on http://[0-9.:]*' "$log" | sed 's/listening on //' || true)
-  [ -n "$url" ] && curl -sf "$url/ready" >/dev/null && break
-  kill -0 $server || { cat "$log"; exit 1; }
-  sleep 0.5
-done
-echo "ghostline-serve at $url with $threads threads"
-"$PY" inference-backend/scripts/bench_reference.py --threads "$threads" --server "$url" "$@"
-"$PY" inference-backend/scripts/bench_serving.py --threads "$threads" --server "$url"
+# Two servers of the same build: as users run it, and with prompt-lookup drafting off, so the
+# table shows what drafting adds and what the engine does without it.
+start_server() {  # $1: log file, rest: extra flags; sets $url
+  local log=$1; shift
+  target/release/ghostline-serve --port 0 --threads "$threads" --request-timeout 900 --max-tokens-cap 4096 \
+    --queue-size 64 "$@" 2>"$log" &
+  servers+=($!)
+  for _ in $(seq 600); do
+    url=$(grep -o 'listening on http://[0-9.:]*' "$log" | sed 's/listening on //' || true)
+    [ -n "$url" ] && curl -sf "$url/ready" >/dev/null && return 0
+    kill -0 "${servers[-1]}" || { cat "$log"; exit 1; }
+    sleep 0.5
+  done
+  echo "server did not become ready"; cat "$log"; exit 1
+}
+servers=()
+logs=$(mktemp -d)
+trap 'kill "${servers[@]}" 2>/dev/null; rm -rf "$logs"' EXIT
+start_server "$logs/on.log"; url_on=$url
+start_server "$logs/off.log" --prompt-lookup off; url_off=$url
+echo "ghostline-serve at $url_on (and $url_off with --prompt-lookup off) with $threads threads"
+"$PY" inference-backend/scripts/bench_reference.py --threads "$threads" --server "server=$url_on" \
+  --server "server-nolookup=$url_off" "$@"
+kill "${servers[1]}"
+"$PY" inference-backend/scripts/bench_serving.py --threads "$threads" --server "$url_on"

@@ -4,7 +4,9 @@
 Backends, all on the same prompts (real code text, tokenized and cut to 256/1024/2048 tokens):
   genai   onnxruntime-genai's Python API on the converted model dir (fetch_default_model.py)
   llama   llama-cpp-python on the same Q4_K_M GGUF (requirements-bench.txt)
-  server  optional: an OpenAI-compatible server (--server URL), streaming /v1/completions
+  server  optional: an OpenAI-compatible server (--server URL), streaming /v1/completions;
+          --server may be repeated as LABEL=URL (e.g. server=URL1 server-nolookup=URL2) to
+          compare configurations of one server in the same run
 
 TTFT = prompt submitted -> first generated token available.  Decode tok/s = (n-1)/(t_last-t_first)
 over n generated tokens (default 64, EOS ignored / min length forced).  Each backend gets a
@@ -218,8 +220,8 @@ def run_backends(runners: dict, prompts, gen: int, repeats: int) -> dict:
 
 # ---------------------------------------------------------------- report
 def table(results: dict, lengths: list[int]) -> str:
-    names = [n for n in ("genai", "llama", "server") if n in results]
-    label = {"genai": "ORT-genai", "llama": "llama.cpp", "server": "server"}
+    names = [n for n in ("genai", "llama") if n in results] + [n for n in results if n not in ("genai", "llama")]
+    label = {"genai": "ORT-genai", "llama": "llama.cpp", **{n: n for n in results if n not in ("genai", "llama")}}
     ref = "llama" if "llama" in results else ("genai" if "genai" in results and len(names) > 1 else None)
     head = ["prompt tokens"]
     for n in names:
@@ -261,7 +263,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gen", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--backends", default="genai,llama", help="comma list of genai,llama")
-    ap.add_argument("--server", help="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080")
+    ap.add_argument("--server", action="append", default=[],
+                    help="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080, or LABEL=URL; repeatable")
     ap.add_argument("--server-model", help="model name to send (default: first of /v1/models)")
     ap.add_argument("--json-out", type=Path)
     ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "keep"],
@@ -283,8 +286,9 @@ def main(argv=None) -> int:
         runners["genai"] = bench_genai(args.model_dir, args.threads)
     if "llama" in backends:
         runners["llama"] = bench_llama(args.gguf, args.threads, max(lengths) + args.gen + 16)
-    if args.server:
-        runners["server"] = bench_server(args.server, args.server_model, tokenizer_json)
+    for entry in args.server:
+        label, _, url = entry.partition("=") if "=" in entry.split("://")[0] else ("server", "", entry)
+        runners[label or "server"] = bench_server(url, args.server_model, tokenizer_json)
     results = run_backends(runners, prompts, args.gen, args.repeats)
     import platform
 
