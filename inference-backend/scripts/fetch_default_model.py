@@ -456,7 +456,14 @@ def check_logits_to_keep(model_dir: Path, prompt: tuple[int, ...] = (151659, 750
     kv = json.loads((model_dir / "ghostline.json").read_text())["kv"]
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        if "cuda" in (model_dir / "genai_config.json").read_text().lower():
+            # A CUDA export may use kernels the CPU provider lacks; the server checks it on the GPU.
+            log(f"logits_to_keep check skipped: the CPU provider cannot run this CUDA export ({e})")
+            return
+        raise FetchError(f"{onnx_path}: onnxruntime cannot load the graph: {e}") from e
     feeds = {"input_ids": np.array([prompt], np.int64), "attention_mask": np.ones((1, len(prompt)), np.int64)}
     for i in sess.get_inputs():
         if i.name.startswith("past_key_values."):
