@@ -166,10 +166,12 @@ def main() -> int:
     ap.add_argument("--streams", default="1,8,32")
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--backends", default="genai,llama")
+    ap.add_argument("--model-dir", type=Path, default=fdm.model_dir_for(cache, "cpu-int4"),
+                    help="the ONNX model onnxruntime-genai runs (and whose tokenizer makes the prompts)")
     args = ap.parse_args()
     from tokenizers import Tokenizer
 
-    model_dir = fdm.model_dir_for(cache, "cpu-int4")
+    model_dir = args.model_dir
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     streams = [int(s) for s in args.streams.split(",")]
     prompts, _ = br.make_prompts(model_dir / "tokenizer.json", [args.length], 1)

@@ -55,6 +55,13 @@ CFG = dict(
     eos_token_id=151643,
     use_sliding_window=False,
 )
+# `--shape 0.5b`: Qwen2.5-Coder-0.5B's shape with random weights, for timing where the real
+# weights cannot be carried (the lent GPU machine; see gpu_bench.sh).
+SHAPES = {
+    "tiny": CFG,
+    "0.5b": dict(CFG, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, head_dim=64, max_position_embeddings=32768),
+}
 MARK_VERSION = "tiny-v3"  # v2: genai layouts built with prune_lm_head; v3: + logits_to_keep, like the default model
 ATOL = 1e-4
 
@@ -64,13 +71,13 @@ def log(msg: str) -> None:
 
 
 # ---------------------------------------------------------------- HF model
-def make_hf_model():
+def make_hf_model(cfg: dict = CFG):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(SEED)
-    config = Qwen2Config(**CFG)
-    config.rope_parameters = {"rope_type": "default", "rope_theta": CFG["rope_theta"]}
+    config = Qwen2Config(**cfg)
+    config.rope_parameters = {"rope_type": "default", "rope_theta": cfg["rope_theta"]}
     model = Qwen2ForCausalLM(config).eval()
     # Re-initialise every tensor so biases/norms are not trivially 0/1 and attention is not
     # uniform: the comparison below then actually exercises each part of the graph.
@@ -347,9 +354,9 @@ def write_common(out: Path, tokenizer: Path, model) -> None:
     c = model.config
     doc = {
         "format": 1,
-        "name": "tiny-random-qwen2",
+        "name": "tiny-random-qwen2" if c.num_hidden_layers == CFG["num_hidden_layers"] else "random-qwen2-0.5b-shape",
         "family": fdm.FAMILY,
-        "context_length": CFG["max_position_embeddings"],
+        "context_length": c.max_position_embeddings,
         "eos_token_ids": fdm.EOS_IDS,
         "stop_token_ids": fdm.STOP_IDS,
         "fim": {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>", "middle": "<|fim_middle|>",
@@ -377,10 +384,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--tokenizer", required=True, type=Path, help="the real Qwen2.5 tokenizer.json")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny",
+                    help="0.5b: Qwen2.5-Coder-0.5B's dimensions (random weights), for timing")
     args = ap.parse_args(argv)
 
     out: Path = args.out
-    stamp = f"{MARK_VERSION} {args.layout}"
+    stamp = f"{MARK_VERSION} {args.layout}" + ("" if args.shape == "tiny" else f" {args.shape}")
     if (out / ".complete").is_file() and (out / ".complete").read_text().strip() == stamp and not args.force:
         print(f"[tiny] up to date: {out} ({args.layout}), nothing to do")
         return 0
@@ -393,7 +402,7 @@ def main(argv=None) -> int:
 
     from tokenizers import Tokenizer
 
-    model = make_hf_model()
+    model = make_hf_model(SHAPES[args.shape])
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
