@@ -37,7 +37,7 @@ log() { printf '[gpu-bench] %s\n' "$*" | tee -a "$out/summary.md" >&2; }
 
 servers=()
 trap 'kill "${servers[@]}" 2>/dev/null || true' EXIT
-start_server() {  # $1: name, rest: extra flags; sets $url
+start_server() {  # $1: name, rest: extra flags; sets $url; fails (after logging why) if it cannot start
   local name=$1; shift
   target/release/ghostline-serve --port 0 --device "$device" --model "$model" --request-timeout 900 \
     --max-tokens-cap 4096 --queue-size 64 --max-active 32 "$@" 2>"$out/$name.log" &
@@ -45,23 +45,33 @@ start_server() {  # $1: name, rest: extra flags; sets $url
   for _ in $(seq 600); do
     url=$(grep -o 'listening on http://[0-9.:]*' "$out/$name.log" | sed 's/listening on //' || true)
     [ -n "$url" ] && curl -sf "$url/ready" >/dev/null && { log "$name at $url: $(grep -o 'ready: .*' "$out/$name.log")"; return 0; }
-    kill -0 "${servers[-1]}" 2>/dev/null || { log "$name did not start:"; tail -n 20 "$out/$name.log" >&2; exit 1; }
+    kill -0 "${servers[-1]}" 2>/dev/null || { log "$name did not start:"; tail -n 20 "$out/$name.log" | tee -a "$out/summary.md" >&2; return 1; }
     sleep 0.5
   done
-  log "$name did not become ready"; exit 1
+  log "$name did not become ready"; return 1
+}
+reference() {  # $1: JSON name, rest: bench_reference.py arguments
+  local json=$1; shift
+  "$PY" inference-backend/scripts/bench_reference.py --model-dir "$model" --lengths "$lengths" --gen 128 \
+    --repeats "$repeats" --json-out "$out/$json" "$@" 2>&1 | tee -a "$out/summary.md"
 }
 
 # Prompt lookup off: a random-weight model soon repeats itself, so drafts would be confirmed far
 # more often than with real weights and flatter the decode rate.
-start_server serve --prompt-lookup off; plain=$url
-args=(--server "server=$plain")
+start_server serve --prompt-lookup off
+plain=$url
+reference reference.json --backends "$backends" --server "server=$plain"
+
 if [ "$device" = cuda ]; then
   # CUDA graphs need the fixed-shape batch: --max-active slots of --context-length positions.
-  start_server serve-graph --cuda-graph --max-active 8 --context-length 4096; args+=(--server "server-cudagraph=$url")
+  # A separate run, so that a failure there (never run on a GPU so far) keeps the figures above.
+  if start_server serve-graph --cuda-graph --max-active 8 --context-length 4096; then
+    reference reference-cudagraph.json --backends "" --server "server-cudagraph=$url" \
+      || log "the --cuda-graph run failed: see $out/serve-graph.log"
+    kill "${servers[-1]}" 2>/dev/null || true
+  fi
 fi
-"$PY" inference-backend/scripts/bench_reference.py --model-dir "$model" --backends "$backends" "${args[@]}" \
-  --lengths "$lengths" --gen 128 --repeats "$repeats" --json-out "$out/reference.json" 2>&1 | tee -a "$out/summary.md"
-for s in "${servers[@]:1}"; do kill "$s" 2>/dev/null || true; done
+
 "$PY" inference-backend/scripts/bench_serving.py --model-dir "$model" --backends "$backends" --server "$plain" \
   --streams "$streams" --gen 128 2>&1 | tee -a "$out/summary.md"
 curl -s "$plain/metrics" > "$out/metrics.txt"
