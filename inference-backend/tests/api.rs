@@ -480,6 +480,9 @@ async fn batched_decoding_gives_every_request_its_answer_alone() {
     assert!(steps_wider_than(&metrics, 2) > 0.0, "requests never decoded three at a time:\n{metrics}");
     assert!(metric(&metrics, "ghostline_decode_batch_rebuilds_total") >= 6.0, "{metrics}");
     assert_eq!(metric(&metrics, "ghostline_decode_batch"), 0.0, "the batch is empty once all are answered");
+    // A greedy request decoding alone (the first, before the others join; the last ones) drafts,
+    // so joins and leaves also happen right after drafted steps.
+    assert!(metric(&metrics, "ghostline_draft_accepted_tokens_total") > 0.0, "no drafted step:\n{metrics}");
     drop(server);
 
     // The fixed-shape batch used with CUDA graphs (slots in buffers allocated once, idle slots
