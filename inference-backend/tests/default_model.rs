@@ -32,3 +32,17 @@ async fn default_model_fills_in_the_middle_of_rust_and_python() {
         .collect();
     assert!(line.contains("a + b") && !line.contains('\n'), "{line:?}");
 }
+
+#[tokio::test]
+async fn default_model_drafts_from_the_surrounding_code() {
+    // Prompt lookup with real weights: the next match arm follows the shape of the ones above,
+    // so some guessed tokens are confirmed, and the answer is still the right code.
+    let server = Server::start(&default_model(), &["--threads", "2"]);
+    let prefix = "enum Color { Red, Green, Blue, Yellow, Cyan }\n\nfn color_name(c: Color) -> &'static str {\n    match c {\n        Color::Red => \"red\",\n        Color::Green => \"green\",\n";
+    let body = json!({"prompt": prefix, "suffix": "    }\n}\n", "max_tokens": 48, "temperature": 0});
+    let answer: Value = reqwest::Client::new().post(server.url("/v1/completions")).json(&body).send().await.unwrap().json().await.unwrap();
+    let text = answer["choices"][0]["text"].as_str().unwrap();
+    assert!(text.contains("Color::Blue => \"blue\",") && text.contains("Color::Cyan => \"cyan\","), "{text:?}");
+    let metrics = reqwest::Client::new().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(common::metric(&metrics, "ghostline_draft_accepted_tokens_total") >= 1.0, "no guess confirmed for {text:?}:\n{metrics}");
+}
