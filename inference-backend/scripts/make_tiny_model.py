@@ -347,14 +347,14 @@ def run_builder_in_process(builder_argv: list[str]) -> str | None:
 
 
 # ---------------------------------------------------------------- main
-def write_common(out: Path, tokenizer: Path, model) -> None:
+def write_common(out: Path, tokenizer: Path, model, name: str) -> None:
     shutil.copyfile(tokenizer, out / "tokenizer.json")
     fdm.fix_tokenizer_json(out / "tokenizer.json")
     fdm.check_tokenizer(out / "tokenizer.json")
     c = model.config
     doc = {
         "format": 1,
-        "name": "tiny-random-qwen2" if c.num_hidden_layers == CFG["num_hidden_layers"] else "random-qwen2-0.5b-shape",
+        "name": name,
         "family": fdm.FAMILY,
         "context_length": c.max_position_embeddings,
         "eos_token_ids": fdm.EOS_IDS,
@@ -373,7 +373,7 @@ def write_hf_dir(model, tokenizer: Path, hf: Path) -> None:
     fdm.fix_tokenizer_json(hf / "tokenizer.json")
     (hf / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>", "model_max_length": CFG["max_position_embeddings"]}))
+        "pad_token": "<|endoftext|>", "model_max_length": model.config.max_position_embeddings}))
 
 
 def main(argv=None) -> int:
@@ -432,7 +432,7 @@ def main(argv=None) -> int:
             return 1
         shutil.rmtree(hf)
         shutil.rmtree(tmp / "_cache", ignore_errors=True)
-    write_common(tmp, args.tokenizer, model)
+    write_common(tmp, args.tokenizer, model, "tiny-random-qwen2" if args.shape == "tiny" else f"random-qwen2-{args.shape}-shape")
     if args.layout != "optimum":
         fdm.add_logits_to_keep(tmp)
 
