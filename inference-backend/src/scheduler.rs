@@ -200,7 +200,7 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
             }
         }
         // Rows hold the KV of every drafted token fed last step; keep only what was confirmed.
-        if let Err(failure) = catch(|| decoding.iter().enumerate().try_for_each(|(row, g)| rewind_row(&mut batch, row, g))) {
+        if let Err(failure) = catch(|| decoding.iter().enumerate().try_for_each(|(row, g)| batch.rewind(row, g.fed.len()))) {
             fail_all(&failure, decoding.drain(..));
             batch.reset();
             keep.clear();
@@ -290,13 +290,6 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
     }
 }
 
-/// Drops the KV of drafted tokens row `row` holds beyond what its generation confirmed.
-fn rewind_row(batch: &mut DecodeBatch, row: usize, generation: &Generation) -> Result<()> {
-    if batch.row_len(row) != Some(generation.fed.len()) {
-        batch.rewind(row, generation.fed.len())?;
-    }
-    Ok(())
-}
 
 /// A failure of a batched step fails every request in it (their KV rows are in one buffer); the
 /// engine stays usable for new requests. A request whose own failure was already reported is not
