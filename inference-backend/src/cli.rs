@@ -53,7 +53,8 @@ pub struct Args {
     pub batching: OnOff,
     /// on: a greedy request decoding alone also feeds the tokens that followed the last few
     /// tokens' earlier occurrence (in its prompt or completion) and keeps those the model agrees
-    /// with: several tokens per forward pass when code repeats, the same tokens as off. Needs a
+    /// with: several tokens per forward pass when code repeats, the same tokens as off up to ONNX
+    /// Runtime's rounding (several positions at once take another kernel path than one). Needs a
     /// model with a logits_to_keep input (the default model has one) and --batching on.
     #[arg(long, value_enum, default_value = "on")]
     pub prompt_lookup: OnOff,
