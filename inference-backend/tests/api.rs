@@ -12,6 +12,11 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The server's Prometheus text.
+async fn metrics_text(server: &Server) -> String {
+    client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
+
 async fn complete(server: &Server, body: Value) -> (u16, Value) {
     let resp = client().post(server.url("/v1/completions")).json(&body).send().await.unwrap();
     let status = resp.status().as_u16();
@@ -129,7 +134,7 @@ async fn client_disconnect_stops_generation() {
     drop(resp);
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
-        let text = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = metrics_text(&server).await;
         if metric(&text, "ghostline_cancelled_total") >= 1.0 {
             break text;
         }
@@ -139,7 +144,7 @@ async fn client_disconnect_stops_generation() {
     let generated = metric(&metrics, "ghostline_generated_tokens_total");
     assert!(generated < 3000.0, "generation ran to the end ({generated} tokens)");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let later = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let later = metrics_text(&server).await;
     assert_eq!(metric(&later, "ghostline_generated_tokens_total"), generated, "tokens kept coming after the cancel");
 }
 
@@ -251,7 +256,7 @@ async fn full_queue_answers_503_with_retry_after() {
     let refused: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
     assert!(!refused.is_empty(), "{results:?}");
     assert!(refused.iter().all(|(_, retry)| retry.as_deref() == Some("1")));
-    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(metrics.contains("ghostline_requests_total{status=\"503\"}"));
     assert!(metric(&metrics, "ghostline_time_to_first_token_seconds_count") >= 1.0);
 }
@@ -302,14 +307,14 @@ async fn prefix_cache_reuses_kv_without_changing_results() {
         let (_, first) = complete(&warm, fim("def ")).await;
         let (_, second) = complete(&warm, fim("def m")).await;
         let (_, again) = complete(&warm, fim("def m")).await;
-        let metrics = client().get(warm.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = metrics_text(&warm).await;
         let prompt_tokens = second["usage"]["prompt_tokens"].as_f64().unwrap();
         assert!(metric(&metrics, "ghostline_prefix_cache_hits_total") >= 2.0, "{metrics}");
         assert!(metric(&metrics, "ghostline_prefix_cache_reused_tokens_total") >= 1.5 * (prompt_tokens - 20.0), "{metrics}");
 
         let (_, cold_first) = complete(&cold, fim("def ")).await;
         let (_, cold_second) = complete(&cold, fim("def m")).await;
-        let cold_metrics = client().get(cold.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let cold_metrics = metrics_text(&cold).await;
         assert_eq!(metric(&cold_metrics, "ghostline_prefix_cache_reused_tokens_total"), 0.0);
         assert_eq!(first["choices"][0]["text"], cold_first["choices"][0]["text"], "{}", dir.display());
         assert_eq!(second["choices"][0]["text"], cold_second["choices"][0]["text"], "{}", dir.display());
@@ -363,7 +368,7 @@ async fn a_short_request_is_not_stuck_behind_a_long_one() {
     let (status, short) = complete(&server, greedy("x = ", 4)).await;
     assert_eq!(status, 200);
     assert_eq!(short["usage"]["completion_tokens"], 4);
-    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = metrics_text(&server).await;
     let generated = metric(&metrics, "ghostline_generated_tokens_total");
     assert!(generated < 3000.0, "{generated} tokens generated before the short request was answered");
     drop(long_stream);
@@ -389,7 +394,7 @@ async fn a_prompt_prefilled_in_chunks_beside_a_stream_gives_the_same_answer() {
     assert_eq!(status, 200, "{chunked}");
     assert!(expected["usage"]["prompt_tokens"].as_u64().unwrap() > 300);
     assert_eq!(chunked["choices"][0]["text"], expected["choices"][0]["text"]);
-    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(metric(&metrics, "ghostline_generated_tokens_total") < 3000.0, "the prompt was not taken in beside the stream");
 }
 
@@ -476,7 +481,7 @@ async fn batched_decoding_gives_every_request_its_answer_alone() {
     // ones leave it while the long ones go on.
     let server = Server::start(&tiny_genai(), &["--prefill-chunk", "16"]);
     staggered_answers_match(&server, &requests, &expected).await;
-    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(steps_wider_than(&metrics, 2) > 0.0, "requests never decoded three at a time:\n{metrics}");
     assert!(metric(&metrics, "ghostline_decode_batch_rebuilds_total") >= 6.0, "{metrics}");
     assert_eq!(metric(&metrics, "ghostline_decode_batch"), 0.0, "the batch is empty once all are answered");
@@ -494,7 +499,7 @@ async fn batched_decoding_gives_every_request_its_answer_alone() {
     );
     assert!(fixed.log.lock().unwrap().contains("fixed-shape decode batch"));
     staggered_answers_match(&fixed, &requests, &expected).await;
-    let metrics = client().get(fixed.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = metrics_text(&fixed).await;
     assert!(steps_wider_than(&metrics, 2) > 0.0, "requests never decoded three at a time:\n{metrics}");
 }
 
@@ -527,7 +532,7 @@ async fn a_cancelled_request_leaves_the_batch_without_disturbing_the_others() {
         not_timed_out(&answer, i);
         assert_eq!(answer["choices"][0]["text"], expected[i], "request {i} differs from its answer alone");
     }
-    let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = metrics_text(&server).await;
     assert_eq!(metric(&metrics, "ghostline_cancelled_total"), 1.0, "{metrics}");
     assert!(metric(&metrics, "ghostline_generated_tokens_total") < 1500.0, "the cancelled stream kept decoding:\n{metrics}");
     assert!(steps_wider_than(&metrics, 2) > 0.0, "requests never decoded three at a time:\n{metrics}");
@@ -551,7 +556,7 @@ async fn batching_off_and_optimum_models_interleave_with_the_same_answers() {
             not_timed_out(&answer, i);
             assert_eq!(answer["choices"][0]["text"], expected[i], "{} request {i}", dir.display());
         }
-        let metrics = client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = metrics_text(&server).await;
         assert_eq!(steps_wider_than(&metrics, 1), 0.0, "{}: decode steps were batched:\n{metrics}", dir.display());
         assert_eq!(metric(&metrics, "ghostline_decode_batch_rebuilds_total"), 0.0);
     }
@@ -572,7 +577,6 @@ async fn prompt_lookup_gives_the_same_greedy_answers_in_fewer_steps() {
     ];
     let off = Server::start(&tiny_genai(), &["--prompt-lookup", "off"]);
     let on = Server::start(&tiny_genai(), &[]);
-    let mut checked = 0;
     for prompt in &prompts {
         for max_tokens in [1, 2, 7, 80] {
             let body = greedy(prompt, max_tokens);
@@ -583,7 +587,6 @@ async fn prompt_lookup_gives_the_same_greedy_answers_in_fewer_steps() {
             let (pieces, finish) = stream(&on, body).await;
             assert_eq!(pieces.concat(), want["choices"][0]["text"].as_str().unwrap(), "streamed {prompt:?}");
             assert_eq!(finish, "length");
-            checked += 1;
         }
         let full = {
             let (_, want) = complete(&off, greedy(prompt, 80)).await;
@@ -599,9 +602,8 @@ async fn prompt_lookup_gives_the_same_greedy_answers_in_fewer_steps() {
         assert_eq!(got["choices"][0]["text"], want["choices"][0]["text"], "stop {stop:?} in {full:?}");
         assert_eq!(got["choices"][0]["finish_reason"], want["choices"][0]["finish_reason"]);
     }
-    assert_eq!(checked, 16);
-    let on_metrics = client().get(on.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let off_metrics = client().get(off.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let on_metrics = metrics_text(&on).await;
+    let off_metrics = metrics_text(&off).await;
     let drafted = metric(&on_metrics, "ghostline_draft_tokens_total");
     let accepted = metric(&on_metrics, "ghostline_draft_accepted_tokens_total");
     assert!(accepted > 20.0 && accepted + 5.0 <= drafted, "drafts: {accepted} of {drafted} confirmed, expected some of each\n{on_metrics}");
@@ -611,29 +613,29 @@ async fn prompt_lookup_gives_the_same_greedy_answers_in_fewer_steps() {
     let fresh = greedy(&prompts[1].replace("x", "y"), 60);
     let mut steps = Vec::new();
     for server in [&on, &off] {
-        let before = counts(&client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap());
+        let before = counts(&metrics_text(server).await);
         complete(server, fresh.clone()).await;
-        let after = counts(&client().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap());
+        let after = counts(&metrics_text(server).await);
         steps.push((after.0 - before.0, after.1 - before.1));
     }
     let [(on_steps, saved), (off_steps, _)] = steps[..] else { unreachable!() };
     assert!(saved > 0.0 && on_steps + saved == off_steps && off_steps == 59.0, "on: {on_steps} steps + {saved} confirmed drafts, off: {off_steps} steps");
 
     // Sampling (temperature > 0) is never drafted: a guess cannot be checked against a draw.
-    let drafted = metric(&client().get(on.url("/metrics")).send().await.unwrap().text().await.unwrap(), "ghostline_draft_tokens_total");
+    let drafted = metric(&metrics_text(&on).await, "ghostline_draft_tokens_total");
     let mut sampled = greedy(&prompts[0], 40);
     sampled["temperature"] = json!(1.5);
     sampled["seed"] = json!(3);
     let (_, a) = complete(&on, sampled.clone()).await;
     let (_, b) = complete(&off, sampled).await;
     assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
-    let after = client().get(on.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let after = metrics_text(&on).await;
     assert_eq!(metric(&after, "ghostline_draft_tokens_total"), drafted, "a sampled request was drafted");
 
     // Models without logits_to_keep (the Optimum export) run without drafts.
     let optimum = Server::start(&tiny_optimum(), &[]);
     let (status, _) = complete(&optimum, greedy(&prompts[0], 20)).await;
     assert_eq!(status, 200);
-    let metrics = client().get(optimum.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = metrics_text(&optimum).await;
     assert_eq!(metric(&metrics, "ghostline_draft_tokens_total"), 0.0);
 }
