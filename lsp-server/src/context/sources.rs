@@ -224,14 +224,13 @@ fn is_current(current: &CurrentFile<'_>, file: &FileEntry) -> bool {
     current.path == Some(file.path.as_path())
 }
 
-/// Most agreeing MinHash slots first; then path and window, so the order is total. Paths
-/// compare as bytes: ties are common here, and `Path`'s component-wise order is slow.
+/// Most agreeing MinHash slots first; then path and window, so the order is total.
 fn by_agreement(
     a: &(usize, Arc<FileEntry>, usize),
     b: &(usize, Arc<FileEntry>, usize),
 ) -> std::cmp::Ordering {
     b.0.cmp(&a.0)
-        .then_with(|| a.1.path.as_os_str().cmp(b.1.path.as_os_str()))
+        .then_with(|| a.1.path_order(&b.1))
         .then(a.2.cmp(&b.2))
 }
 
@@ -372,8 +371,7 @@ pub fn imported_files(current: &CurrentFile<'_>, workspace: &Workspace<'_>) -> V
                     .filter(|f| f.path != entry.path && path_matches(&f.path, &target[..n]))
                     .collect();
                 if !matches.is_empty() {
-                    // Index order depends on what was indexed first; the path does not.
-                    matches.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
+                    matches.sort_by(|a, b| a.path_order(b));
                     for file in matches.into_iter().take(4) {
                         found.insert(file.path.clone(), file);
                     }

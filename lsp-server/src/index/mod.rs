@@ -190,7 +190,7 @@ impl WorkspaceIndex {
             })
             .map(|entry| entry.value().clone())
             .collect();
-        files.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
+        files.sort_by(|a, b| a.path_order(b));
         files
     }
 
