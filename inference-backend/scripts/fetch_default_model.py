@@ -20,11 +20,14 @@ second run does nothing):
 5. tokenizer.json is fixed so every FIM marker is an added *special* token;
 5b. the pruned LM head gets a ``logits_to_keep`` input (default 1: the last position only), so
    the server can verify several drafted tokens in one forward pass (``add_logits_to_keep``);
+5c. CPU variants get a prefill graph, ``model.prefill.onnx``: the same graph and weights file with
+   ``MatMulNBits`` computing in f32 instead of int8, which the server uses for long prompts
+   (``add_prefill_graph``);
 6. ghostline.json is written per ARCHITECTURE.md;
 7. self-check: FIM tokens are single special ids, and greedy FIM completions of a Rust and a
    Python ``add`` contain ``a + b``;
-8. ``.complete`` (holding the GGUF sha256, the builder options and the graph patch) is written
-   last. A directory complete but for the graph patch is patched in place (seconds), not rebuilt.
+8. ``.complete`` (holding the GGUF sha256, the builder options and the graph patches) is written
+   last. A directory complete but for a graph patch is patched in place (seconds), not rebuilt.
 
 Run with the venv's python (see setup_python.sh):
 
@@ -82,14 +85,21 @@ def build_stamp(variant: str) -> str:
     return f"{GGUF_SHA256} {' '.join(VARIANTS[variant][2]) or '-'}"
 
 
-# Graph edits made after the builder (step 5b); part of `.complete`, not of `.built`, so adding
-# one patches existing directories instead of rebuilding them.
-GRAPH_PATCH = "logits_to_keep"
+# Graph edits made after the builder (steps 5b, 5c); part of `.complete`, not of `.built`, so
+# adding one patches existing directories instead of rebuilding them.
+GRAPH_PATCHES = ["logits_to_keep", "prefill_graph"]
 
 
 def complete_stamp(variant: str) -> str:
-    """What `.complete` holds: the build stamp and the graph patch applied after it."""
-    return f"{build_stamp(variant)} +{GRAPH_PATCH}"
+    """What `.complete` holds: the build stamp and the graph patches applied after it."""
+    return " ".join([build_stamp(variant), *(f"+{p}" for p in GRAPH_PATCHES)])
+
+
+def apply_graph_patches(model_dir: Path) -> None:
+    """Steps 5b and 5c; each does nothing when already done."""
+    add_logits_to_keep(model_dir)
+    add_prefill_graph(model_dir)
+
 
 SELF_CHECKS = [
     ("fn add(a: i32, b: i32) -> i32 {\n    ", "\n}\n", "a + b"),
@@ -479,6 +489,82 @@ def check_logits_to_keep(model_dir: Path, prompt: tuple[int, ...] = (151659, 750
     log(f"logits_to_keep ok: {every.shape[1]} positions, last one as before (max |diff| {diff:.1e})")
 
 
+# ---------------------------------------------------------------- step 5c: prefill graph
+PREFILL_ONNX = "model.prefill.onnx"
+# ONNX Runtime's MatMulNBits compute types: 1 = f32, 4 = int8 (the builder's default on CPU).
+ACCURACY_F32 = 1
+
+
+def add_prefill_graph(model_dir: Path, *, always: bool = False) -> bool:
+    """Writes the prefill graph and names it in ghostline.json (``prefill_onnx``).
+
+    With ``accuracy_level`` 4 MatMulNBits quantizes its activations to int8; on CPUs without
+    int8 dot-product instructions (AVX2 only, like this machine's) that is slower for many rows
+    than dequantizing the int4 weights to f32 once per call: measured on this model with 2
+    threads, 1,024 prompt tokens took 5.8 s in f32 against 6.2-6.8 s in int8 (and f32 is the
+    more exact), while one decode token took 75 ms against 23. So the server keeps both: the
+    builder's graph for decode and short passes, this one for long prefill passes. Only the
+    graph (225 kB) is new; both name the same ``model.onnx.data``.
+
+    CUDA exports are left alone (the server uses the prefill graph on the CPU only), and so are
+    graphs without MatMulNBits unless ``always`` (the tiny test models use that to exercise the
+    server's switch between two graphs)."""
+    import onnx
+
+    gj_path = model_dir / "ghostline.json"
+    gj = json.loads(gj_path.read_text())
+    if gj.get("prefill_onnx") and (model_dir / gj["prefill_onnx"]).is_file():
+        return False
+    if "cuda" in (model_dir / "genai_config.json").read_text().lower():
+        return False
+    onnx_path = decoder_onnx(model_dir)
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits":
+            for attr in node.attribute:
+                if attr.name == "accuracy_level" and attr.i != ACCURACY_F32:
+                    attr.i = ACCURACY_F32
+                    changed += 1
+    if not changed and not always:
+        log("prefill graph: no int8 MatMulNBits in the graph, none written")
+        return False
+    out = model_dir / PREFILL_ONNX
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, out)
+    check_prefill_graph(model_dir, out)
+    gj["prefill_onnx"] = PREFILL_ONNX
+    gj_path.write_text(json.dumps(gj, indent=2) + "\n")
+    log(f"prefill graph: {out.name} ({changed} MatMulNBits in f32)")
+    return True
+
+
+def check_prefill_graph(model_dir: Path, prefill: Path, n: int = 96) -> None:
+    """Runs one prompt through both graphs: the next token must be the same, the logits close."""
+    import numpy as np
+    import onnxruntime as ort
+
+    kv = json.loads((model_dir / "ghostline.json").read_text())["kv"]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    prompt = np.array([[151659] + [(i * 7919) % 20000 + 100 for i in range(n - 1)]], np.int64)
+    feeds = {"input_ids": prompt, "attention_mask": np.ones_like(prompt)}
+    logits = []
+    for path in (decoder_onnx(model_dir), prefill):
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        for i in sess.get_inputs():
+            if i.name.startswith("past_key_values."):
+                feeds[i.name] = np.zeros((1, kv["num_kv_heads"], 0, kv["head_dim"]), np.float32)
+        logits.append(sess.run(["logits"], feeds)[0][0, -1].astype(np.float32))
+        del sess
+    diff = float(np.max(np.abs(logits[0] - logits[1])))
+    if int(np.argmax(logits[0])) != int(np.argmax(logits[1])) or not diff <= 1.0:
+        raise FetchError(f"{prefill}: its logits differ from the main graph's by up to {diff:.3f} "
+                         f"(next token {int(np.argmax(logits[1]))} instead of {int(np.argmax(logits[0]))})")
+    log(f"prefill graph ok: same next token, logits within {diff:.3f}")
+
+
 def decoder_onnx(model_dir: Path) -> Path:
     return model_dir / json.loads((model_dir / "genai_config.json").read_text())["model"]["decoder"]["filename"]
 
@@ -550,16 +636,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[fetch] up to date: {out} (sha256 {GGUF_SHA256[:12]}…), nothing to do")
         return 0
     marker = out / ".complete"
-    if not args.force and marker.is_file() and marker.read_text().strip() == build_stamp(args.variant):
-        # Built with today's options before the graph patch existed: patch it, keep the weights.
+    done = marker.read_text().split() if marker.is_file() else []
+    if not args.force and done[:len(build_stamp(args.variant).split())] == build_stamp(args.variant).split():
+        # Built with today's options before the latest graph patch existed: patch it, keep the
+        # weights.
         try:
-            add_logits_to_keep(out)
+            apply_graph_patches(out)
             self_check(out, args.variant)
         except FetchError as e:
             print(f"[fetch] error: {e}", file=sys.stderr)
             return 1
         marker.write_text(complete_stamp(args.variant) + "\n")
-        log(f"patched {out} (logits_to_keep)")
+        log(f"patched {out} ({', '.join(GRAPH_PATCHES)})")
         return 0
 
     t_start = time.perf_counter()
@@ -592,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
                       "hidden_size": g["decoder"]["hidden_size"],
                       "max_position_embeddings": g["context_length"]}
         write_ghostline_json(build_dir, hf_cfg, args.variant)
-        add_logits_to_keep(build_dir)
+        apply_graph_patches(build_dir)
         self_check(build_dir, args.variant)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(build_dir, out)

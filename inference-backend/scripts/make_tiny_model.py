@@ -62,7 +62,7 @@ SHAPES = {
     "0.5b": dict(CFG, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, head_dim=64, max_position_embeddings=32768),
 }
-MARK_VERSION = "tiny-v3"  # v2: genai layouts built with prune_lm_head; v3: + logits_to_keep, like the default model
+MARK_VERSION = "tiny-v4"  # v2: genai layouts built with prune_lm_head; v3: + logits_to_keep, like the default model; v4: + prefill graph
 ATOL = 1e-4
 
 
@@ -435,6 +435,10 @@ def main(argv=None) -> int:
     write_common(tmp, args.tokenizer, model, "tiny-random-qwen2" if args.shape == "tiny" else f"random-qwen2-{args.shape}-shape")
     if args.layout != "optimum":
         fdm.add_logits_to_keep(tmp)
+        # A prefill graph like the default model's, so the tests run the server's switch between
+        # two graphs; these f32 weights have no MatMulNBits, so it is the same graph (CUDA
+        # exports get none, as from fetch_default_model.py).
+        fdm.add_prefill_graph(tmp, always=True)
 
     if args.layout.startswith("genai-cuda"):
         shutil.rmtree(out, ignore_errors=True)
