@@ -58,6 +58,12 @@ pub struct Args {
     /// model with a logits_to_keep input (the default model has one) and --batching on.
     #[arg(long, value_enum, default_value = "on")]
     pub prompt_lookup: OnOff,
+    /// CPU only: run prompts of 64 tokens or more on the model's prefill graph (ghostline.json
+    /// `prefill_onnx`: the same weights computing in f32, faster for long prompts on CPUs
+    /// without int8 dot-product instructions) and everything else on the main graph. off: one
+    /// graph, and the prefill graph's memory saved. No effect on models without one.
+    #[arg(long, value_enum, default_value = "on")]
+    pub prefill_graph: OnOff,
     /// CUDA only: let the CUDA execution provider capture the decode step once and replay it.
     /// Needs fixed shapes, so the decode batch becomes --max-active slots of context-length
     /// positions allocated up front (lower --context-length to bound that memory); the prefix

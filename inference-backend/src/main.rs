@@ -76,6 +76,7 @@ async fn serve(args: Args) -> Result<()> {
         threads: args.threads(),
         cuda_graph: args.cuda_graph,
         fixed_batch: (args.max_active.max(1), limits.context_length),
+        prefill_graph: args.prefill_graph == ghostline_serve::cli::OnOff::On,
     };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();
@@ -93,9 +94,10 @@ async fn serve(args: Args) -> Result<()> {
             std::process::exit(1);
         }
         tracing::info!(
-            "ready: model {} ({:?} layout) on {:?} with {} threads, loaded and warmed in {:.1}s",
+            "ready: model {} ({:?} layout{}) on {:?} with {} threads, loaded and warmed in {:.1}s",
             engine.config.name,
             engine.layout,
+            if engine.has_prefill_graph() { ", prefill graph" } else { "" },
             engine.device,
             options.threads,
             started.elapsed().as_secs_f64()
@@ -116,8 +118,8 @@ async fn serve(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One short prefill and a few decode steps, so the first user request does not pay for
-/// ONNX Runtime's lazy initialisation.
+/// One short prefill and a few decode steps (and one pass long enough for the prefill graph),
+/// so the first user request does not pay for ONNX Runtime's lazy initialisation.
 fn warm_up(engine: &mut Engine) -> Result<()> {
     let fim = &engine.config.fim;
     let prompt = fim.template.replace("{prefix}", "fn main() {\n    ").replace("{suffix}", "\n}\n");
@@ -126,6 +128,11 @@ fn warm_up(engine: &mut Engine) -> Result<()> {
     let mut token = ghostline_serve::engine::sampling::argmax(engine.forward(&mut seq, &ids)?);
     for _ in 0..3 {
         token = ghostline_serve::engine::sampling::argmax(engine.forward(&mut seq, &[token])?);
+    }
+    if engine.has_prefill_graph() {
+        let long: Vec<u32> = ids.iter().copied().cycle().take(ghostline_serve::engine::PREFILL_GRAPH_MIN_TOKENS).collect();
+        let mut seq = engine.new_sequence(long.len())?;
+        engine.forward(&mut seq, &long)?;
     }
     Ok(())
 }

@@ -94,6 +94,8 @@ pub struct Metrics {
     /// the model confirmed (each one a decode step saved).
     pub draft_tokens: AtomicU64,
     pub draft_accepted: AtomicU64,
+    /// Prompt tokens prefilled on the model's prefill graph.
+    pub prefill_graph_tokens: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -117,6 +119,7 @@ impl Default for Metrics {
             batch_rebuild_time: Histogram::new(TOKEN_BOUNDS),
             draft_tokens: AtomicU64::new(0),
             draft_accepted: AtomicU64::new(0),
+            prefill_graph_tokens: AtomicU64::new(0),
         }
     }
 }
@@ -173,6 +176,12 @@ impl Metrics {
             "ghostline_draft_accepted_tokens_total",
             "Guessed tokens the model confirmed (decode steps saved).",
             self.draft_accepted.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ghostline_prefill_graph_tokens_total",
+            "Prompt tokens prefilled on the model's prefill graph (CPU, passes of 64 tokens or more).",
+            self.prefill_graph_tokens.load(Ordering::Relaxed),
         );
         let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

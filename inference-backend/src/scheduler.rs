@@ -127,7 +127,7 @@ fn run_interleaved(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, 
             let events = generation.job.events.clone();
             let step = guarded(&events, || -> Result<bool> {
                 if !generation.prompt_done() {
-                    generation.prefill(engine, chunk)?;
+                    generation.prefill(engine, chunk, metrics)?;
                     return Ok(generation.ended.is_none());
                 }
                 if generation.sample(engine, metrics)? {
@@ -172,7 +172,7 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
             }
             let events = generation.job.events.clone();
             let before = generation.fed.len();
-            match guarded(&events, || generation.prefill(engine, budget)) {
+            match guarded(&events, || generation.prefill(engine, budget, metrics)) {
                 Some(()) if generation.ended.is_some() => generation.finish(&mut cache, metrics),
                 Some(()) if generation.prompt_done() => {
                     budget = if decoding.is_empty() && ready.is_empty() { 0 } else { budget - (generation.fed.len() - before) };
@@ -448,7 +448,7 @@ impl Generation {
 
     /// Prefills up to `chunk` more prompt tokens (batch size 1, into its own KV state); the last
     /// chunk leaves the logits of the prompt's last token. A gone client ends it here.
-    fn prefill(&mut self, engine: &mut Engine, chunk: usize) -> Result<()> {
+    fn prefill(&mut self, engine: &mut Engine, chunk: usize, metrics: &Metrics) -> Result<()> {
         if self.job.events.is_closed() {
             self.ended = Some(End::Gone);
             return Ok(());
@@ -456,6 +456,7 @@ impl Generation {
         let prompt = &self.job.request.prompt_ids;
         let end = prompt.len().min(self.fed.len().saturating_add(chunk));
         let started = Instant::now();
+        let on_prefill_graph = engine.prefill_graph_tokens();
         let logits = engine.forward(&mut self.seq, &prompt[self.fed.len()..end])?;
         tracing::debug!(
             tokens = end - self.fed.len(),
@@ -469,6 +470,7 @@ impl Generation {
             self.logits.extend_from_slice(logits);
         }
         self.fed.extend_from_slice(&prompt[self.fed.len()..end]);
+        metrics.prefill_graph_tokens.fetch_add(engine.prefill_graph_tokens() - on_prefill_graph, Ordering::Relaxed);
         Ok(())
     }
 

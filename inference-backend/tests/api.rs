@@ -341,6 +341,53 @@ async fn in_place_kv_matches_the_concatenating_path() {
 }
 
 #[tokio::test]
+async fn prefill_graph_takes_long_passes_and_changes_no_answer() {
+    // The tiny model's prefill graph is its main graph again (its f32 weights have no
+    // MatMulNBits to compute otherwise), so every answer must be the one-graph server's exactly:
+    // what is tested is the switch, a sequence prefilled on one session and decoded on the other.
+    let one = Server::start(&tiny_genai(), &["--prefill-graph", "off"]);
+    let two = Server::start(&tiny_genai(), &[]);
+    assert!(two.log.lock().unwrap().contains("layout, prefill graph)"), "{}", two.log.lock().unwrap());
+    assert!(!one.log.lock().unwrap().contains("prefill graph"));
+    let code = "def parse(line):\n    fields = line.split(',')\n    return [f.strip() for f in fields]\n".repeat(8);
+    let body = |prompt: String| {
+        let mut body = greedy(&prompt, 24);
+        body["temperature"] = json!(1.5);
+        body["seed"] = json!(3);
+        body
+    };
+    let graph_tokens = |m: &str| metric(m, "ghostline_prefill_graph_tokens_total");
+    let mut lengths = Vec::new();
+    // Distinct first tokens, so no prompt reuses another's KV from the prefix cache.
+    let names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+    // (charlie, delta and echo are 63, 64 and 65 tokens long: either side of the threshold.)
+    for (name, chars) in names.into_iter().zip([40, 130, 232, 238, 242, 600]) {
+        let request = body(format!("{name} = 1\n{}", &code[..chars]));
+        let before = graph_tokens(&metrics_text(&two).await);
+        let (_, got) = complete(&two, request.clone()).await;
+        let (_, want) = complete(&one, request).await;
+        let prompt_tokens = got["usage"]["prompt_tokens"].as_f64().unwrap();
+        assert_eq!(got["choices"][0]["text"], want["choices"][0]["text"], "{prompt_tokens} prompt tokens");
+        let ran = graph_tokens(&metrics_text(&two).await) - before;
+        let expected = if prompt_tokens >= 64.0 { prompt_tokens } else { 0.0 };
+        assert_eq!(ran, expected, "prompt tokens run on the prefill graph for a prompt of {prompt_tokens}");
+        lengths.push(prompt_tokens);
+    }
+    assert_eq!(lengths[2..5], [63.0, 64.0, 65.0], "prompt lengths {lengths:?} miss the threshold");
+    // The next keystroke: the prefix cache gives all but the new tokens, too few for the prefill
+    // graph; the answer is still the one-graph server's.
+    let request = body(format!("foxtrot = 1\n{}x = 10\n", &code[..600]));
+    let before = metrics_text(&two).await;
+    let (_, got) = complete(&two, request.clone()).await;
+    let (_, want) = complete(&one, request).await;
+    assert_eq!(got["choices"][0]["text"], want["choices"][0]["text"]);
+    let after = metrics_text(&two).await;
+    assert_eq!(graph_tokens(&after), graph_tokens(&before));
+    assert_eq!(metric(&after, "ghostline_prefix_cache_hits_total"), metric(&before, "ghostline_prefix_cache_hits_total") + 1.0);
+    assert_eq!(graph_tokens(&metrics_text(&one).await), 0.0);
+}
+
+#[tokio::test]
 async fn cuda_fp16_export_gives_the_fp32_tokens() {
     // Same seeded weights, exported for CUDA in fp16 (float16 KV cache and logits) and for the
     // CPU in fp32: greedy tokens agree, so the f16 buffers are fed and read correctly.

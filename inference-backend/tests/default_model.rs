@@ -46,3 +46,24 @@ async fn default_model_drafts_from_the_surrounding_code() {
     let metrics = reqwest::Client::new().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(common::metric(&metrics, "ghostline_draft_accepted_tokens_total") >= 1.0, "no guess confirmed for {text:?}:\n{metrics}");
 }
+
+#[tokio::test]
+async fn default_model_answers_a_long_prompt_from_its_prefill_graph() {
+    // A file-sized prompt runs on the prefill graph (the same int4 weights, multiplied in f32)
+    // and decoding on the main one: the answer is still the obviously right code.
+    let server = Server::start(&default_model(), &["--threads", "2"]);
+    assert!(server.log.lock().unwrap().contains("prefill graph"), "{}", server.log.lock().unwrap());
+    let mut prefix = String::from("//! Small arithmetic helpers.\n\n");
+    for (name, op) in [("sub", "-"), ("mul", "*"), ("rem", "%"), ("bit_and", "&"), ("bit_or", "|"), ("bit_xor", "^")] {
+        prefix.push_str(&format!("/// `a {op} b`, for integers.\nfn {name}(a: i64, b: i64) -> i64 {{\n    a {op} b\n}}\n\n"));
+    }
+    prefix.push_str("/// `a + b`, for integers.\nfn add(a: i64, b: i64) -> i64 {\n    ");
+    let body = json!({"prompt": prefix, "suffix": "\n}\n", "max_tokens": 24, "temperature": 0});
+    let answer: Value = reqwest::Client::new().post(server.url("/v1/completions")).json(&body).send().await.unwrap().json().await.unwrap();
+    let text = answer["choices"][0]["text"].as_str().unwrap();
+    assert!(text.contains("a + b"), "{text:?}");
+    let prompt_tokens = answer["usage"]["prompt_tokens"].as_f64().unwrap();
+    let metrics = reqwest::Client::new().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(prompt_tokens > 150.0, "{prompt_tokens}");
+    assert_eq!(common::metric(&metrics, "ghostline_prefill_graph_tokens_total"), prompt_tokens, "{metrics}");
+}

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use ort::{
-    environment::Environment,
+    environment::{Environment, GlobalThreadPoolOptions},
     ep,
     memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType},
     session::{builder::GraphOptimizationLevel, IoBinding, Session, SessionInputValue},
@@ -50,7 +50,15 @@ pub struct EngineOptions {
     /// Rows and positions of the fixed-shape decode batch used with CUDA graphs: `--max-active`
     /// and the context length.
     pub fixed_batch: (usize, usize),
+    /// CPU only: load the model's prefill graph (ghostline.json `prefill_onnx`) when it has one.
+    pub prefill_graph: bool,
 }
+
+/// Passes of at least this many tokens go to the prefill graph. Measured on the default model
+/// (2 AVX2 cores, past 256): MatMulNBits computing in f32 took 128 / 252 / 417 ms for 4 / 32 /
+/// 64 tokens against 40 / 196 / 448 ms in int8, and 5.8 s against 6.2-6.8 s for 1,024: it
+/// dequantizes the weights on every call, which only pays off over many rows.
+pub const PREFILL_GRAPH_MIN_TOKENS: usize = 64;
 
 /// Names and types of the graph's inputs and outputs, read from the session.
 struct GraphIo {
@@ -184,6 +192,13 @@ fn copy_row(src: &DynTensor, from: usize, dst: &mut DynTensor, to: usize, len: u
 
 pub struct Engine {
     session: Session,
+    /// CPU only: the prefill graph, the same weights with `MatMulNBits` computing in f32
+    /// (`accuracy_level` 1) instead of int8; faster for passes of many tokens on CPUs without
+    /// int8 dot-product instructions (and more exact), slower for a few. Reads and writes the
+    /// same KV buffers as `session`, so a sequence moves between the two freely.
+    prefill_session: Option<Session>,
+    /// Tokens run on `prefill_session` so far (the `ghostline_prefill_graph_tokens_total` metric).
+    prefill_graph_tokens: u64,
     io: GraphIo,
     pub layout: Layout,
     pub device: Device,
@@ -204,14 +219,21 @@ pub struct Engine {
     logits: Vec<f32>,
 }
 
-/// Loads the ONNX Runtime library once per process (ONNX Runtime allows one environment).
-fn init_runtime(library: &Path) -> Result<Environment> {
+/// Loads the ONNX Runtime library once per process (ONNX Runtime allows one environment), with
+/// one global thread pool of `threads` intra-op threads shared by every session: the decode and
+/// prefill sessions run one after the other, and two pools would each spin threads on the same
+/// cores. The first call's `threads` wins.
+fn init_runtime(library: &Path, threads: usize) -> Result<Environment> {
     static ENV: std::sync::OnceLock<std::result::Result<Environment, String>> = std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let builder = ort::init_from(library).map_err(|e| {
             format!("cannot load ONNX Runtime from {}: {e} (set ORT_DYLIB_PATH or --ort-lib)", library.display())
         })?;
-        builder.with_name("ghostline").build().map_err(|e| e.to_string())
+        let pool = GlobalThreadPoolOptions::default()
+            .with_intra_threads(threads.max(1))
+            .and_then(|pool| pool.with_inter_threads(1))
+            .map_err(|e| e.to_string())?;
+        builder.with_name("ghostline").with_global_thread_pool(pool).build().map_err(|e| e.to_string())
     })
     .clone()
     .map_err(|e| anyhow!(e))
@@ -219,10 +241,23 @@ fn init_runtime(library: &Path) -> Result<Environment> {
 
 impl Engine {
     pub fn load(files: &ModelFiles, options: &EngineOptions) -> Result<Self> {
-        let env = init_runtime(&options.ort_library)?;
+        let env = init_runtime(&options.ort_library, options.threads)?;
         let tokenizer = Arc::new(ModelTokenizer::load(&files.tokenizer, &files.config.fim)?);
-        let (session, device) = build_session(&env, &files.onnx, options)?;
+        let (session, device) = build_session(&env, &files.onnx, options.device, options)?;
         let io = GraphIo::inspect(&session, files)?;
+        let prefill_session = match &files.prefill_onnx {
+            Some(path) if options.prefill_graph && device == Device::Cpu => {
+                let (prefill, _) = build_session(&env, path, DeviceChoice::Cpu, options)?;
+                let names = |s: &Session| {
+                    (s.inputs().iter().map(|i| i.name().to_owned()).collect::<Vec<_>>(), s.outputs().iter().map(|o| o.name().to_owned()).collect::<Vec<_>>())
+                };
+                if names(&prefill) != names(&session) {
+                    bail!("{}: the prefill graph's inputs and outputs differ from {}'s", path.display(), files.onnx.display());
+                }
+                Some(prefill)
+            }
+            _ => None,
+        };
         let layout = files.layout_hint;
         if layout == Layout::Optimum && io.position_ids_type.is_none() {
             bail!(
@@ -243,6 +278,8 @@ impl Engine {
         let fixed = batch::FixedShape::choose(options, device, in_place_kv)?;
         Ok(Self {
             session,
+            prefill_session,
+            prefill_graph_tokens: 0,
             io,
             layout,
             device,
@@ -264,6 +301,16 @@ impl Engine {
     /// step; it stays on the interleaved batch-1 path.
     pub fn supports_batching(&self) -> bool {
         self.in_place_kv
+    }
+
+    /// Whether passes of many tokens run on the prefill graph.
+    pub fn has_prefill_graph(&self) -> bool {
+        self.prefill_session.is_some()
+    }
+
+    /// Tokens run on the prefill graph since the engine loaded.
+    pub fn prefill_graph_tokens(&self) -> u64 {
+        self.prefill_graph_tokens
     }
 
     /// An empty sequence; `capacity` is how many positions it will need (used in place only).
@@ -333,6 +380,9 @@ impl Engine {
         } else {
             self.forward_concat(seq, tokens)?;
         }
+        if self.prefill_session.is_some() && tokens.len() >= PREFILL_GRAPH_MIN_TOKENS {
+            self.prefill_graph_tokens += tokens.len() as u64;
+        }
         Ok(&self.logits)
     }
 
@@ -340,7 +390,8 @@ impl Engine {
         let n = tokens.len();
         let total = seq.len + n;
         self.reserve(seq, total)?;
-        let mut binding = self.session.create_binding()?;
+        let session = session_for(&mut self.session, &mut self.prefill_session, n);
+        let mut binding = session.create_binding()?;
         binding.bind_input("input_ids", &int_tensor(self.io.input_ids_type, [1, n], tokens.iter().map(|&t| t as i64))?)?;
         if let Some(ty) = self.io.attention_mask_type {
             binding.bind_input("attention_mask", &int_tensor(ty, [1, total], std::iter::repeat_n(1, total))?)?;
@@ -353,8 +404,8 @@ impl Engine {
         binding.bind_output_to_device("logits", &MemoryInfo::default())?;
         let outputs = match self.fixed.as_ref().and_then(|f| f.no_graph.as_ref()) {
             // With CUDA graphs on, only the fixed-shape decode step may be captured.
-            Some(options) => self.session.run_binding_with_options(&binding, options)?,
-            None => self.session.run_binding(&binding)?,
+            Some(options) => session.run_binding_with_options(&binding, options)?,
+            None => session.run_binding(&binding)?,
         };
         let logits = outputs.get("logits").context("model did not return logits")?;
         copy_last_logits(logits, 1, 1, &mut self.logits)?;
@@ -378,7 +429,7 @@ impl Engine {
             inputs.push((k_name.clone(), k.into_dyn().into()));
             inputs.push((v_name.clone(), v.into_dyn().into()));
         }
-        let mut outputs = self.session.run(inputs)?;
+        let mut outputs = session_for(&mut self.session, &mut self.prefill_session, n).run(inputs)?;
         let mut layers = Vec::with_capacity(self.kv.num_layers);
         for (k_name, v_name) in &self.io.present {
             let k = outputs.remove(k_name).with_context(|| format!("model did not return {k_name}"))?;
@@ -394,6 +445,15 @@ impl Engine {
 
     pub fn vocab_size(&self) -> usize {
         self.logits.len()
+    }
+}
+
+/// The session for a batch-1 pass of `tokens` tokens (fields, not `&self`, so the logits
+/// buffer stays writable while the run's outputs are borrowed).
+fn session_for<'a>(session: &'a mut Session, prefill: &'a mut Option<Session>, tokens: usize) -> &'a mut Session {
+    match prefill {
+        Some(prefill) if tokens >= PREFILL_GRAPH_MIN_TOKENS => prefill,
+        _ => session,
     }
 }
 
@@ -441,15 +501,12 @@ fn copy_last_logits<V: ort::value::TensorValueTypeMarker + ?Sized>(
 }
 
 
-fn build_session(env: &Environment, onnx: &Path, options: &EngineOptions) -> Result<(Session, Device)> {
+/// A session of `onnx` on `device`; its threads are the environment's global pool.
+fn build_session(env: &Environment, onnx: &Path, device: DeviceChoice, options: &EngineOptions) -> Result<(Session, Device)> {
     let attempt = |cuda: bool| -> Result<Session> {
         let builder = Session::builder(env)
             .map_err(|e| anyhow!("{e}"))?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| anyhow!("{e}"))?
-            .with_intra_threads(options.threads.max(1))
-            .map_err(|e| anyhow!("{e}"))?
-            .with_inter_threads(1)
             .map_err(|e| anyhow!("{e}"))?;
         let mut builder = if cuda {
             builder
@@ -460,7 +517,7 @@ fn build_session(env: &Environment, onnx: &Path, options: &EngineOptions) -> Res
         };
         builder.commit_from_file(onnx).map_err(|e| anyhow!("{}: {e}", onnx.display()))
     };
-    match options.device {
+    match device {
         DeviceChoice::Cpu => Ok((attempt(false)?, Device::Cpu)),
         DeviceChoice::Cuda => Ok((attempt(true).context("CUDA was asked for (--device cuda) but failed")?, Device::Cuda)),
         DeviceChoice::Auto => match attempt(true) {

@@ -25,6 +25,10 @@ pub struct ModelConfig {
     pub stop_token_ids: Vec<u32>,
     pub fim: FimConfig,
     pub kv: KvDims,
+    /// Optional second graph file of the same weights, used on the CPU for long prefill passes
+    /// (see `Engine`); fetch_default_model.py writes one with `MatMulNBits` computing in f32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_onnx: Option<String>,
     #[serde(default)]
     pub source: serde_json::Value,
 }
@@ -64,6 +68,8 @@ pub struct ModelFiles {
     pub dir: PathBuf,
     pub config: ModelConfig,
     pub onnx: PathBuf,
+    /// ghostline.json `prefill_onnx`, resolved.
+    pub prefill_onnx: Option<PathBuf>,
     pub tokenizer: PathBuf,
     /// Layout suggested by the files; confirmed against the graph's inputs when the session loads.
     pub layout_hint: Layout,
@@ -124,7 +130,17 @@ impl ModelFiles {
         if !onnx.is_file() {
             return Err(ModelDirError::UnknownLayout(dir.to_path_buf()));
         }
-        Ok(Self { dir: dir.to_path_buf(), config, onnx, tokenizer, layout_hint })
+        let prefill_onnx = match &config.prefill_onnx {
+            Some(file) => {
+                let path = dir.join(file);
+                if !path.is_file() {
+                    return Err(ModelDirError::BadConfig { path: config_path, reason: format!("prefill_onnx {file} does not exist") });
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(Self { dir: dir.to_path_buf(), config, onnx, prefill_onnx, tokenizer, layout_hint })
     }
 }
 
