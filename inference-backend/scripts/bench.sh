@@ -12,8 +12,10 @@ bash inference-backend/scripts/setup_python.sh --bench
 PY="$GHOSTLINE_CACHE/venv/bin/python"
 cargo build --release -q -p ghostline-serve
 threads="${GHOSTLINE_BENCH_THREADS:-$(nproc)}"
-# Two servers of the same build: as users run it, and with prompt-lookup drafting off, so the
-# table shows what drafting adds and what the engine does without it.
+# Two servers of the same build: as users run it, and plain (prompt-lookup drafting and the
+# prefill graph off: one int8 graph, one token per decode step), so the table shows what those
+# two add (drafting: decode; the prefill graph: time to first token) and what the engine does
+# without them.
 start_server() {  # $1: log file, rest: extra flags; sets $url
   local log=$1; shift
   target/release/ghostline-serve --port 0 --threads "$threads" --request-timeout 900 --max-tokens-cap 4096 \
@@ -31,9 +33,9 @@ servers=()
 logs=$(mktemp -d)
 trap 'kill "${servers[@]}" 2>/dev/null; rm -rf "$logs"' EXIT
 start_server "$logs/on.log"; url_on=$url
-start_server "$logs/off.log" --prompt-lookup off; url_off=$url
-echo "ghostline-serve at $url_on (and $url_off with --prompt-lookup off) with $threads threads"
+start_server "$logs/plain.log" --prompt-lookup off --prefill-graph off; url_plain=$url
+echo "ghostline-serve at $url_on (and $url_plain with --prompt-lookup off --prefill-graph off) with $threads threads"
 "$PY" inference-backend/scripts/bench_reference.py --threads "$threads" --server "server=$url_on" \
-  --server "server-nolookup=$url_off" "$@"
+  --server "server-plain=$url_plain" "$@"
 kill "${servers[1]}"
 "$PY" inference-backend/scripts/bench_serving.py --threads "$threads" --server "$url_on"
