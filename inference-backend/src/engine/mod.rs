@@ -54,9 +54,9 @@ pub struct EngineOptions {
     pub prefill_graph: bool,
 }
 
-/// Passes of at least this many tokens go to the prefill graph. Measured on the default model
-/// (2 AVX2 cores, past 256): MatMulNBits computing in f32 took 128 / 252 / 417 ms for 4 / 32 /
-/// 64 tokens against 40 / 196 / 448 ms in int8, and 5.8 s against 6.2-6.8 s for 1,024: it
+/// Passes of at least this many tokens go to the prefill graph: where the two break even on the
+/// default model (2 AVX2 cores, median of 5, f32 against int8): 64 tokens 460 / 464 ms, 128:
+/// 789 / 920, 256: 1,489 / 1,627, 512: 3,103 / 3,306; 4 tokens after 256: 128 / 40 ms. f32
 /// dequantizes the weights on every call, which only pays off over many rows.
 pub const PREFILL_GRAPH_MIN_TOKENS: usize = 64;
 
