@@ -103,8 +103,7 @@ fn admit(
             continue;
         }
         let events = job.events.clone();
-        let batched = options.batching && engine.supports_batching();
-        if let Some(generation) = guarded(&events, || Generation::start(engine, cache, metrics, job, batched)) {
+        if let Some(generation) = guarded(&events, || Generation::start(engine, cache, metrics, job)) {
             push(generation);
             active += 1;
         }
@@ -403,15 +402,20 @@ struct Generation {
 
 impl Generation {
     /// Starts from the longest cached prefix of the prompt; the rest is prefilled by `prefill`.
-    /// Batched, its own KV only needs room for the prompt (decoding happens in the batch).
-    fn start(engine: &mut Engine, cache: &mut PrefixCache, metrics: &Metrics, job: Job, batched: bool) -> Result<Self> {
+    /// Its KV gets room for the whole generation up front, even batched: then a request that
+    /// finds the batch empty (one editor's keystrokes) brings its buffers into it as they are,
+    /// and a prefix-cache hit is copied once here instead of at prefill and again at joining.
+    fn start(engine: &mut Engine, cache: &mut PrefixCache, metrics: &Metrics, job: Job) -> Result<Self> {
         let request = &job.request;
         let prompt = &request.prompt_ids;
         metrics.prompt_tokens.fetch_add(prompt.len() as u64, Ordering::Relaxed);
+        let needs = prompt.len() + request.max_tokens;
         let seq = match cache.lookup(prompt) {
-            Some(seq) => seq,
-            None if batched => engine.new_sequence(prompt.len())?,
-            None => engine.new_sequence(prompt.len() + request.max_tokens)?,
+            Some(mut seq) => {
+                engine.reserve_for(&mut seq, needs)?;
+                seq
+            }
+            None => engine.new_sequence(needs)?,
         };
         let mut fed = Vec::with_capacity(prompt.len() + request.max_tokens);
         fed.extend_from_slice(&prompt[..seq.len()]);

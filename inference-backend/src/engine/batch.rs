@@ -26,7 +26,8 @@
 //! at most `max_active × context_length × bytes_per_position` (bytes per position = layers × 2
 //! × kv heads × head dim × element size: 24 KiB for the default 0.5B model in float32); during
 //! a rebuild the old and the new buffer exist together (twice that). Requests still prefilling
-//! hold their own prompt's KV, and they count against the same `--max-active` (rows +
+//! hold their own KV (room for prompt + max_tokens, so that a request joining an empty batch
+//! brings its buffers in without a copy), and they count against the same `--max-active` (rows +
 //! prefilling ≤ max_active). A leaving member's copied-out rows (its exact length) go to the
 //! prefix cache, which has its own byte budget (`--prefix-cache-mb`).
 
@@ -197,6 +198,19 @@ impl Engine {
         }
         if self.fixed.is_some() {
             return self.rebuild_fixed(batch, keep, join);
+        }
+        // A sequence joining an empty batch alone, with buffers that have room for its whole
+        // generation, becomes the batch as it is: no copy (each request of a lone editor).
+        if batch.is_empty() && join.len() == 1 && join[0].kv.capacity >= join[0].needs.max(join[0].kv.len + 1) {
+            let capacity = join[0].kv.capacity;
+            if join[0].kv.layers.iter().all(|(k, v)| [k, v].iter().all(|t| t.shape()[0] == 1 && t.shape()[2] as usize == capacity)) {
+                let Joining { kv, needs } = join.into_iter().next().expect("one joining sequence");
+                batch.layers = kv.layers;
+                batch.lens = vec![kv.len];
+                batch.needs = vec![needs];
+                batch.capacity = capacity;
+                return Ok(Vec::new());
+            }
         }
         // On CUDA: one download of each old buffer (the CPU reads host KV in place).
         let old: Vec<_> = batch.layers.iter().map(|(k, v)| Ok((on_host(k)?, on_host(v)?))).collect::<Result<_>>()?;

@@ -349,6 +349,15 @@ impl Engine {
         Ok(device)
     }
 
+    /// Makes room for `positions` in a sequence's own KV buffers (in place only; the
+    /// concatenating layout's past is always exactly its length).
+    pub fn reserve_for(&self, seq: &mut KvState, positions: usize) -> Result<()> {
+        if self.in_place_kv && seq.layers.len() == self.kv.num_layers {
+            self.reserve(seq, positions)?;
+        }
+        Ok(())
+    }
+
     /// Makes room for `needed` positions in place, copying the valid ones into larger buffers.
     fn reserve(&self, seq: &mut KvState, needed: usize) -> Result<()> {
         if seq.capacity >= needed && seq.layers.iter().all(|(k, _)| k.shape()[2] as usize == seq.capacity) {
