@@ -469,7 +469,7 @@ def check_logits_to_keep(model_dir: Path, prompt: tuple[int, ...] = (151659, 750
     try:
         sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        if "cuda" in (model_dir / "genai_config.json").read_text().lower():
+        if is_cuda_export(model_dir):
             # A CUDA export may use kernels the CPU provider lacks; the server checks it on the GPU.
             log(f"logits_to_keep check skipped: the CPU provider cannot run this CUDA export ({e})")
             return
@@ -515,7 +515,7 @@ def add_prefill_graph(model_dir: Path, *, always: bool = False) -> bool:
     gj = json.loads(gj_path.read_text())
     if gj.get("prefill_onnx") and (model_dir / gj["prefill_onnx"]).is_file():
         return False
-    if "cuda" in (model_dir / "genai_config.json").read_text().lower():
+    if is_cuda_export(model_dir):
         return False
     onnx_path = decoder_onnx(model_dir)
     model = onnx.load(str(onnx_path), load_external_data=False)
@@ -563,6 +563,11 @@ def check_prefill_graph(model_dir: Path, prefill: Path, n: int = 96) -> None:
         raise FetchError(f"{prefill}: its logits differ from the main graph's by up to {diff:.3f} "
                          f"(next token {int(np.argmax(logits[1]))} instead of {int(np.argmax(logits[0]))})")
     log(f"prefill graph ok: same next token, logits within {diff:.3f}")
+
+
+def is_cuda_export(model_dir: Path) -> bool:
+    """The builder names its execution provider in genai_config.json's session options."""
+    return "cuda" in (model_dir / "genai_config.json").read_text().lower()
 
 
 def decoder_onnx(model_dir: Path) -> Path:

@@ -201,16 +201,13 @@ impl Engine {
         }
         // A sequence joining an empty batch alone, with buffers that have room for its whole
         // generation, becomes the batch as it is: no copy (each request of a lone editor).
-        if batch.is_empty() && join.len() == 1 && join[0].kv.capacity >= join[0].needs.max(join[0].kv.len + 1) {
-            let capacity = join[0].kv.capacity;
-            if join[0].kv.layers.iter().all(|(k, v)| [k, v].iter().all(|t| t.shape()[0] == 1 && t.shape()[2] as usize == capacity)) {
-                let Joining { kv, needs } = join.into_iter().next().expect("one joining sequence");
-                batch.layers = kv.layers;
-                batch.lens = vec![kv.len];
-                batch.needs = vec![needs];
-                batch.capacity = capacity;
-                return Ok(Vec::new());
-            }
+        if batch.is_empty() && join.len() == 1 && join[0].kv.has_room_for(join[0].needs.max(join[0].kv.len + 1)) {
+            let Joining { kv, needs } = join.into_iter().next().expect("one joining sequence");
+            batch.layers = kv.layers;
+            batch.lens = vec![kv.len];
+            batch.needs = vec![needs];
+            batch.capacity = kv.capacity;
+            return Ok(Vec::new());
         }
         // On CUDA: one download of each old buffer (the CPU reads host KV in place).
         let old: Vec<_> = batch.layers.iter().map(|(k, v)| Ok((on_host(k)?, on_host(v)?))).collect::<Result<_>>()?;

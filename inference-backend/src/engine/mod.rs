@@ -101,6 +101,12 @@ impl KvState {
         self.layers.iter().flat_map(|(k, v)| [k, v]).map(tensor_bytes).sum()
     }
 
+    /// Whether every tensor is one row with room for `positions` (in place: `capacity` of them).
+    fn has_room_for(&self, positions: usize) -> bool {
+        self.capacity >= positions
+            && self.layers.iter().all(|(k, v)| [k, v].iter().all(|t| t.shape()[0] == 1 && t.shape()[2] as usize == self.capacity))
+    }
+
     /// A copy holding only the first `len` positions, on the same device as this state.
     pub fn truncated_copy(&self, len: usize) -> Result<KvState> {
         if len > self.len {
@@ -360,7 +366,7 @@ impl Engine {
 
     /// Makes room for `needed` positions in place, copying the valid ones into larger buffers.
     fn reserve(&self, seq: &mut KvState, needed: usize) -> Result<()> {
-        if seq.capacity >= needed && seq.layers.iter().all(|(k, _)| k.shape()[2] as usize == seq.capacity) {
+        if seq.has_room_for(needed) {
             return Ok(());
         }
         let capacity = needed.max(seq.capacity + seq.capacity / 2);
@@ -389,7 +395,7 @@ impl Engine {
         } else {
             self.forward_concat(seq, tokens)?;
         }
-        if self.prefill_session.is_some() && tokens.len() >= PREFILL_GRAPH_MIN_TOKENS {
+        if takes_prefill_graph(&self.prefill_session, tokens.len()) {
             self.prefill_graph_tokens += tokens.len() as u64;
         }
         Ok(&self.logits)
@@ -460,10 +466,17 @@ impl Engine {
 /// The session for a batch-1 pass of `tokens` tokens (fields, not `&self`, so the logits
 /// buffer stays writable while the run's outputs are borrowed).
 fn session_for<'a>(session: &'a mut Session, prefill: &'a mut Option<Session>, tokens: usize) -> &'a mut Session {
-    match prefill {
-        Some(prefill) if tokens >= PREFILL_GRAPH_MIN_TOKENS => prefill,
-        _ => session,
+    if takes_prefill_graph(prefill, tokens) {
+        if let Some(prefill) = prefill {
+            return prefill;
+        }
     }
+    session
+}
+
+/// Whether a batch-1 pass of `tokens` tokens runs on the prefill graph.
+fn takes_prefill_graph(prefill: &Option<Session>, tokens: usize) -> bool {
+    prefill.is_some() && tokens >= PREFILL_GRAPH_MIN_TOKENS
 }
 
 fn int_tensor<const D: usize>(ty: TensorElementType, shape: [usize; D], values: impl Iterator<Item = i64>) -> Result<DynValue> {
