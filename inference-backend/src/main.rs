@@ -89,7 +89,7 @@ async fn serve(args: Args) -> Result<()> {
                 std::process::exit(1);
             }
         };
-        if let Err(e) = warm_up(&mut engine) {
+        if let Err(e) = warm_up(&mut engine, &metrics) {
             tracing::error!("model failed its warm-up run: {e:#}");
             std::process::exit(1);
         }
@@ -119,8 +119,11 @@ async fn serve(args: Args) -> Result<()> {
 }
 
 /// One short prefill and a few decode steps (and one pass long enough for the prefill graph),
-/// so the first user request does not pay for ONNX Runtime's lazy initialisation.
-fn warm_up(engine: &mut Engine) -> Result<()> {
+/// so the first user request does not pay for ONNX Runtime's lazy initialisation; then a timed
+/// 128-token prompt and 8 decode steps, the first measure of this machine's speed that
+/// `/v1/models` reports (requests refine it).
+fn warm_up(engine: &mut Engine, metrics: &Metrics) -> Result<()> {
+    use ghostline_serve::engine::sampling::argmax;
     let fim = &engine.config.fim;
     let prompt = fim.template.replace("{prefix}", "fn main() {\n    ").replace("{suffix}", "\n}\n");
     let ids = engine.tokenizer.encode(&prompt)?;
@@ -134,6 +137,16 @@ fn warm_up(engine: &mut Engine) -> Result<()> {
         let mut seq = engine.new_sequence(long.len())?;
         engine.forward(&mut seq, &long)?;
     }
+    let long: Vec<u32> = ids.iter().copied().cycle().take(128).collect();
+    let mut seq = engine.new_sequence(long.len() + 8)?;
+    let started = Instant::now();
+    let mut token = argmax(engine.forward(&mut seq, &long)?);
+    metrics.observe_prefill(long.len(), started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    for _ in 0..8 {
+        token = argmax(engine.forward(&mut seq, &[token])?);
+    }
+    metrics.observe_decode(8, started.elapsed().as_secs_f64());
     Ok(())
 }
 

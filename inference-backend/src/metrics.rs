@@ -96,6 +96,13 @@ pub struct Metrics {
     pub draft_accepted: AtomicU64,
     /// Prompt tokens prefilled on the model's prefill graph.
     pub prefill_graph_tokens: AtomicU64,
+    /// Prompt tokens actually run through the model (not served by the prefix cache), whether
+    /// or not their request then finished: what each keystroke costs the engine.
+    pub prefilled_tokens: AtomicU64,
+    /// Measured speed (tokens per second, f64 bits), a moving average over finished requests,
+    /// first set by the warm-up run; `/v1/models` reports it so clients can size prompts.
+    prefill_rate: AtomicU64,
+    decode_rate: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -120,11 +127,48 @@ impl Default for Metrics {
             draft_tokens: AtomicU64::new(0),
             draft_accepted: AtomicU64::new(0),
             prefill_graph_tokens: AtomicU64::new(0),
+            prefilled_tokens: AtomicU64::new(0),
+            prefill_rate: AtomicU64::new(0),
+            decode_rate: AtomicU64::new(0),
         }
     }
 }
 
+/// Weight of a new measurement in the speed averages: a few requests move them, one outlier
+/// (a pass that shared the cores with another process) does not.
+const RATE_WEIGHT: f64 = 0.25;
+
+fn blend(slot: &AtomicU64, tokens: usize, seconds: f64) {
+    if tokens == 0 || seconds <= 0.0 {
+        return;
+    }
+    let sample = tokens as f64 / seconds;
+    let old = f64::from_bits(slot.load(Ordering::Relaxed));
+    let new = if old > 0.0 { old + RATE_WEIGHT * (sample - old) } else { sample };
+    slot.store(new.to_bits(), Ordering::Relaxed);
+}
+
 impl Metrics {
+    /// Adds one measured prefill (`tokens` run in `seconds`) to the prefill speed average.
+    /// Passes of fewer than 32 tokens say more about per-pass overhead than speed: skipped.
+    pub fn observe_prefill(&self, tokens: usize, seconds: f64) {
+        if tokens >= 32 {
+            blend(&self.prefill_rate, tokens, seconds);
+        }
+    }
+
+    /// Adds one measured decode (`tokens` generated in `seconds`) to the decode speed average.
+    pub fn observe_decode(&self, tokens: usize, seconds: f64) {
+        if tokens >= 2 {
+            blend(&self.decode_rate, tokens, seconds);
+        }
+    }
+
+    /// (prefill, decode) tokens per second; 0 where nothing was measured yet.
+    pub fn speed(&self) -> (f64, f64) {
+        (f64::from_bits(self.prefill_rate.load(Ordering::Relaxed)), f64::from_bits(self.decode_rate.load(Ordering::Relaxed)))
+    }
+
     pub fn count_request(&self, status: u16) {
         if let Ok(mut map) = self.requests.lock() {
             *map.entry(status).or_default() += 1;
@@ -143,7 +187,7 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter(&mut out, "ghostline_prompt_tokens_total", "Prompt tokens prefilled.", self.prompt_tokens.load(Ordering::Relaxed));
+        counter(&mut out, "ghostline_prompt_tokens_total", "Prompt tokens of the requests admitted (cached or not).", self.prompt_tokens.load(Ordering::Relaxed));
         counter(&mut out, "ghostline_generated_tokens_total", "Tokens generated.", self.generated_tokens.load(Ordering::Relaxed));
         counter(&mut out, "ghostline_cancelled_total", "Generations stopped because the client went away.", self.cancelled.load(Ordering::Relaxed));
         counter(&mut out, "ghostline_prefix_cache_hits_total", "Requests that reused a cached KV prefix.", self.prefix_cache_hits.load(Ordering::Relaxed));
@@ -182,6 +226,12 @@ impl Metrics {
             "ghostline_prefill_graph_tokens_total",
             "Prompt tokens prefilled on the model's prefill graph (CPU, passes of 64 tokens or more).",
             self.prefill_graph_tokens.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ghostline_prefilled_tokens_total",
+            "Prompt tokens run through the model, finished requests or not (the rest came from the prefix cache).",
+            self.prefilled_tokens.load(Ordering::Relaxed),
         );
         let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

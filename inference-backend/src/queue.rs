@@ -31,11 +31,28 @@ impl FinishReason {
     }
 }
 
+/// What one finished request cost and reused, for the response's `usage` and `timings`: a
+/// client (ghostline-lsp) learns from it how fast this server prefills and decodes and how much
+/// of its prompt the prefix cache already held, and sizes its next prompts by that.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens whose KV came from the prefix cache (not computed for this request).
+    pub cached_tokens: usize,
+    /// From arrival until the engine started on the prompt.
+    pub queue_ms: f64,
+    /// Time in forward passes over the uncached prompt tokens.
+    pub prefill_ms: f64,
+    /// From the end of the prompt to the last token.
+    pub decode_ms: f64,
+}
+
 /// What the engine sends back for one request, in order: text pieces, then one end event.
 #[derive(Debug)]
 pub enum GenerationEvent {
     Text(String),
-    Finished { reason: FinishReason, prompt_tokens: usize, completion_tokens: usize },
+    Finished { reason: FinishReason, usage: Usage },
     Failed(String),
 }
 

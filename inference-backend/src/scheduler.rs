@@ -18,8 +18,15 @@
 //! long as the model's choice equals the guess, so one forward pass can yield several tokens.
 //! The row's KV of rejected guesses is dropped by rewinding the row's length.
 //!
-//! Before each token a request checks whether its client is still there and whether its deadline
-//! passed, so a disconnect stops its work within one round.
+//! Prompts are prefilled `--prefill-chunk` tokens per round, also when nothing else runs, and
+//! before each chunk and each token a request checks whether its client is still there and
+//! whether its deadline passed, so a disconnect stops its work within one chunk. Whatever KV a
+//! request computed goes into the prefix cache when it ends, however it ends (finished,
+//! superseded by the editor's next keystroke, timed out, half-way through its prompt): the next
+//! keystroke's prompt shares all of it but the last few tokens. A request looks the cache up when
+//! its prefill starts, not when it is admitted, and requests whose clients left are retired at
+//! the start of every round, so a keystroke's request finds the KV of the one it superseded.
+//! A request with `max_tokens` 0 only prefills (it warms the cache for the prompts to come).
 
 use std::{
     collections::VecDeque,
@@ -45,15 +52,16 @@ use crate::{
     },
     metrics::Metrics,
     model::tokenizer::IncrementalDecoder,
-    queue::{FinishReason, GenerationEvent, Job},
+    queue::{FinishReason, GenerationEvent, Job, Usage},
 };
 
 pub struct SchedulerOptions {
     pub prefix_cache_bytes: usize,
     /// Requests decoding at the same time; each holds its own KV state (or a row of the batch).
     pub max_active: usize,
-    /// While other requests are decoding, a prompt is prefilled this many tokens per turn, so
-    /// a long prompt does not stall their streams; alone, it is prefilled in one go.
+    /// Prompt tokens prefilled per round (batched: all prompts together, oldest first;
+    /// interleaved: per request per turn), so a long prompt does not stall running streams and
+    /// a request whose client left stops within one chunk.
     pub prefill_chunk: usize,
     /// Batch the decode steps when the model allows it (GroupQueryAttention graphs).
     pub batching: bool,
@@ -78,10 +86,8 @@ pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Met
 /// Takes jobs from the queue while fewer than `max_active` are in flight (`active`); waits for
 /// one when nothing is in flight. `None`: the queue is closed and nothing is in flight.
 fn admit(
-    engine: &mut Engine,
     jobs: &Receiver<Job>,
     metrics: &Metrics,
-    cache: &mut PrefixCache,
     options: &SchedulerOptions,
     active: usize,
     mut push: impl FnMut(Generation),
@@ -103,7 +109,7 @@ fn admit(
             continue;
         }
         let events = job.events.clone();
-        if let Some(generation) = guarded(&events, || Generation::start(engine, cache, metrics, job)) {
+        if let Some(generation) = guarded(&events, || Generation::start(metrics, job)) {
             push(generation);
             active += 1;
         }
@@ -115,18 +121,18 @@ fn run_interleaved(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, 
     let mut active: VecDeque<Generation> = VecDeque::new();
     loop {
         let n = active.len();
-        if admit(engine, &jobs, metrics, &mut cache, options, n, |g| active.push_back(g)).is_none() {
+        if admit(&jobs, metrics, options, n, |g| active.push_back(g)).is_none() {
             return;
         }
         metrics.active_requests.store(active.len() as i64, Ordering::Relaxed);
         // One step (a prefill chunk or a decode step) for each active request, in turn.
-        let chunk = if active.len() > 1 { options.prefill_chunk.max(1) } else { usize::MAX };
+        let chunk = options.prefill_chunk.max(1);
         for _ in 0..active.len() {
             let Some(mut generation) = active.pop_front() else { break };
             let events = generation.job.events.clone();
             let step = guarded(&events, || -> Result<bool> {
                 if !generation.prompt_done() {
-                    generation.prefill(engine, chunk, metrics)?;
+                    generation.prefill(engine, &mut cache, chunk, metrics)?;
                     return Ok(generation.ended.is_none());
                 }
                 if generation.sample(engine, metrics)? {
@@ -152,16 +158,32 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
     let mut batch = DecodeBatch::default();
     loop {
         let n = prefilling.len() + decoding.len();
-        if admit(engine, &jobs, metrics, &mut cache, options, n, |g| prefilling.push_back(g)).is_none() {
+        if admit(&jobs, metrics, options, n, |g| prefilling.push_back(g)).is_none() {
             return;
         }
         metrics.active_requests.store((prefilling.len() + decoding.len()) as i64, Ordering::Relaxed);
 
+        // 0. Decoding requests whose clients left (superseded by the next keystroke) leave the
+        //    batch now, before any prompt is looked up, so their KV is in the prefix cache when
+        //    the request that superseded them starts its prefill below.
+        if decoding.iter().any(|g| g.job.events.is_closed()) {
+            let keep: Vec<bool> = decoding.iter().map(|g| !g.job.events.is_closed()).collect();
+            for (row, (generation, kept)) in decoding.iter_mut().zip(&keep).enumerate() {
+                if !kept {
+                    generation.ended = Some(End::Gone);
+                    generation.drafts.clear();
+                    // Drafted positions fed last step were never confirmed: not cached.
+                    let _ = batch.rewind(row, generation.fed.len());
+                }
+            }
+            change_members(engine, &mut batch, &mut decoding, &keep, Vec::new(), &mut cache, metrics);
+        }
+
         // 1. Prefill, first come first served, at most `prefill_chunk` prompt tokens per round
-        //    while requests are decoding (so they wait at most one chunk between two tokens);
-        //    with none decoding, the oldest request's whole prompt, so it starts streaming at
-        //    once and the next ones go in chunks beside it.
-        let mut budget = if decoding.is_empty() { usize::MAX } else { options.prefill_chunk.max(1) };
+        //    (so decoding requests wait at most one chunk between two tokens, and a prompt whose
+        //    client left is abandoned within one chunk); a request whose prompt is done with
+        //    nothing decoding ends the round, so it starts streaming at once.
+        let mut budget = options.prefill_chunk.max(1);
         let mut ready = Vec::new();
         for _ in 0..prefilling.len() {
             let Some(mut generation) = prefilling.pop_front() else { break };
@@ -170,15 +192,14 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
                 continue;
             }
             let events = generation.job.events.clone();
-            let before = generation.fed.len();
-            match guarded(&events, || generation.prefill(engine, budget, metrics)) {
-                Some(()) if generation.ended.is_some() => generation.finish(&mut cache, metrics),
-                Some(()) if generation.prompt_done() => {
-                    budget = if decoding.is_empty() && ready.is_empty() { 0 } else { budget - (generation.fed.len() - before) };
+            match guarded(&events, || generation.prefill(engine, &mut cache, budget, metrics)) {
+                Some(_) if generation.ended.is_some() => generation.finish(&mut cache, metrics),
+                Some(ran) if generation.prompt_done() => {
+                    budget = if decoding.is_empty() && ready.is_empty() { 0 } else { budget.saturating_sub(ran) };
                     ready.push(generation);
                 }
-                Some(()) => {
-                    budget -= generation.fed.len() - before;
+                Some(ran) => {
+                    budget = budget.saturating_sub(ran);
                     prefilling.push_back(generation);
                 }
                 None => {}
@@ -216,44 +237,7 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
 
         // 3. Membership changes: one rebuild of the batch buffers.
         if keep.contains(&false) || !joining.is_empty() {
-            let started = Instant::now();
-            let join = joining
-                .iter_mut()
-                .map(|g| Joining { needs: g.needs(), kv: std::mem::take(&mut g.seq) })
-                .collect();
-            match catch(|| engine.rebuild_batch(&mut batch, &keep, join)) {
-                Ok(left) => {
-                    let mut left = left.into_iter();
-                    let mut leaving = Vec::new();
-                    for (mut generation, kept) in std::mem::take(&mut decoding).into_iter().zip(&keep) {
-                        if *kept {
-                            decoding.push(generation);
-                        } else {
-                            generation.seq = left.next().unwrap_or_default();
-                            leaving.push(generation);
-                        }
-                    }
-                    decoding.extend(joining);
-                    // Before their clients hear the end, so /metrics agrees with what they saw.
-                    metrics.decode_batch.store(decoding.len() as i64, Ordering::Relaxed);
-                    for generation in leaving {
-                        generation.finish(&mut cache, metrics);
-                    }
-                    metrics.batch_rebuilds.fetch_add(1, Ordering::Relaxed);
-                    metrics.batch_rebuild_time.observe(started.elapsed());
-                    tracing::debug!(
-                        rows = batch.len(),
-                        capacity = batch.capacity(),
-                        mb = batch.bytes() / (1 << 20),
-                        "decode batch rebuilt in {:.1} ms",
-                        started.elapsed().as_secs_f64() * 1e3
-                    );
-                }
-                Err(failure) => {
-                    fail_all(&failure, decoding.drain(..).chain(joining));
-                    batch.reset();
-                }
-            }
+            change_members(engine, &mut batch, &mut decoding, &keep, joining, &mut cache, metrics);
         }
         metrics.decode_batch.store(decoding.len() as i64, Ordering::Relaxed);
 
@@ -289,6 +273,54 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
     }
 }
 
+/// One rebuild of the decode batch's buffers: rows whose `keep` flag is false leave (and finish,
+/// their KV going into the prefix cache), `joining` requests join at the end. A failure fails
+/// every member, which is then dropped.
+fn change_members(
+    engine: &mut Engine,
+    batch: &mut DecodeBatch,
+    decoding: &mut Vec<Generation>,
+    keep: &[bool],
+    mut joining: Vec<Generation>,
+    cache: &mut PrefixCache,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
+    let join = joining.iter_mut().map(|g| Joining { needs: g.needs(), kv: std::mem::take(&mut g.seq) }).collect();
+    match catch(|| engine.rebuild_batch(batch, keep, join)) {
+        Ok(left) => {
+            let mut left = left.into_iter();
+            let mut leaving = Vec::new();
+            for (mut generation, kept) in std::mem::take(decoding).into_iter().zip(keep) {
+                if *kept {
+                    decoding.push(generation);
+                } else {
+                    generation.seq = left.next().unwrap_or_default();
+                    leaving.push(generation);
+                }
+            }
+            decoding.extend(joining);
+            // Before their clients hear the end, so /metrics agrees with what they saw.
+            metrics.decode_batch.store(decoding.len() as i64, Ordering::Relaxed);
+            for generation in leaving {
+                generation.finish(cache, metrics);
+            }
+            metrics.batch_rebuilds.fetch_add(1, Ordering::Relaxed);
+            metrics.batch_rebuild_time.observe(started.elapsed());
+            tracing::debug!(
+                rows = batch.len(),
+                capacity = batch.capacity(),
+                mb = batch.bytes() / (1 << 20),
+                "decode batch rebuilt in {:.1} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Err(failure) => {
+            fail_all(&failure, decoding.drain(..).chain(joining));
+            batch.reset();
+        }
+    }
+}
 
 /// A failure of a batched step fails every request in it (their KV rows are in one buffer); the
 /// engine stays usable for new requests. A request whose own failure was already reported is not
@@ -396,19 +428,54 @@ struct Generation {
     decoder: IncrementalDecoder,
     generated: usize,
     last_token_at: Option<Instant>,
+    /// Whether its prefill started (the prefix cache was asked and its KV allocated).
+    begun: bool,
+    /// Prompt tokens that came from the prefix cache.
+    cached_tokens: usize,
+    /// When the engine first worked on it, and time spent in its prompt's forward passes.
+    begun_at: Option<Instant>,
+    prefill_time: std::time::Duration,
+    /// When its prompt was done (decoding starts).
+    prompt_done_at: Option<Instant>,
     /// Why it ended; `None` while running.
     ended: Option<End>,
 }
 
 impl Generation {
+    /// Admits a request; its KV is found or allocated when its prefill starts (`begin`), so
+    /// that it sees the KV of every request that ended before then.
+    fn start(metrics: &Metrics, job: Job) -> Result<Self> {
+        let request = &job.request;
+        metrics.prompt_tokens.fetch_add(request.prompt_ids.len() as u64, Ordering::Relaxed);
+        Ok(Self {
+            sampler: Sampler::new(request.sampling),
+            stops: StopMatcher::new(request.stop.clone()),
+            stop_ids: Vec::new(),
+            job,
+            seq: KvState::default(),
+            fed: Vec::new(),
+            logits: Vec::new(),
+            pending: 0,
+            drafts: Drafts::default(),
+            decoder: IncrementalDecoder::default(),
+            generated: 0,
+            last_token_at: None,
+            begun: false,
+            cached_tokens: 0,
+            begun_at: None,
+            prefill_time: std::time::Duration::ZERO,
+            prompt_done_at: None,
+            ended: None,
+        })
+    }
+
     /// Starts from the longest cached prefix of the prompt; the rest is prefilled by `prefill`.
     /// Its KV gets room for the whole generation up front, even batched: then a request that
     /// finds the batch empty (one editor's keystrokes) brings its buffers into it as they are,
     /// and a prefix-cache hit is copied once here instead of at prefill and again at joining.
-    fn start(engine: &mut Engine, cache: &mut PrefixCache, metrics: &Metrics, job: Job) -> Result<Self> {
-        let request = &job.request;
+    fn begin(&mut self, engine: &mut Engine, cache: &mut PrefixCache) -> Result<()> {
+        let request = &self.job.request;
         let prompt = &request.prompt_ids;
-        metrics.prompt_tokens.fetch_add(prompt.len() as u64, Ordering::Relaxed);
         let needs = prompt.len() + request.max_tokens;
         let seq = match cache.lookup(prompt) {
             Some(mut seq) => {
@@ -417,28 +484,18 @@ impl Generation {
             }
             None => engine.new_sequence(needs)?,
         };
-        let mut fed = Vec::with_capacity(prompt.len() + request.max_tokens);
-        fed.extend_from_slice(&prompt[..seq.len()]);
-        let stop_ids = if request.ignore_eos {
+        self.fed = Vec::with_capacity(needs);
+        self.fed.extend_from_slice(&prompt[..seq.len()]);
+        self.cached_tokens = seq.len();
+        self.seq = seq;
+        self.stop_ids = if request.ignore_eos {
             Vec::new()
         } else {
             engine.config.stop_token_ids.iter().chain(&engine.config.eos_token_ids).copied().collect()
         };
-        Ok(Self {
-            sampler: Sampler::new(request.sampling),
-            stops: StopMatcher::new(request.stop.clone()),
-            job,
-            seq,
-            fed,
-            logits: Vec::new(),
-            pending: 0,
-            drafts: Drafts::default(),
-            stop_ids,
-            decoder: IncrementalDecoder::default(),
-            generated: 0,
-            last_token_at: None,
-            ended: None,
-        })
+        self.begun = true;
+        self.begun_at = Some(Instant::now());
+        Ok(())
     }
 
     fn prompt_done(&self) -> bool {
@@ -451,11 +508,21 @@ impl Generation {
     }
 
     /// Prefills up to `chunk` more prompt tokens (batch size 1, into its own KV state); the last
-    /// chunk leaves the logits of the prompt's last token. A gone client ends it here.
-    fn prefill(&mut self, engine: &mut Engine, chunk: usize, metrics: &Metrics) -> Result<()> {
+    /// chunk leaves the logits of the prompt's last token. A gone client or a passed deadline
+    /// ends it here (what was prefilled is cached by `finish`), and so does the end of the
+    /// prompt of a request for no tokens.
+    /// Returns how many prompt tokens it ran.
+    fn prefill(&mut self, engine: &mut Engine, cache: &mut PrefixCache, chunk: usize, metrics: &Metrics) -> Result<usize> {
         if self.job.events.is_closed() {
             self.ended = Some(End::Gone);
-            return Ok(());
+            return Ok(0);
+        }
+        if Instant::now() >= self.job.deadline {
+            self.ended = Some(End::Finished(FinishReason::Timeout));
+            return Ok(0);
+        }
+        if !self.begun {
+            self.begin(engine, cache)?;
         }
         let prompt = &self.job.request.prompt_ids;
         let end = prompt.len().min(self.fed.len().saturating_add(chunk));
@@ -473,9 +540,19 @@ impl Generation {
             self.logits.clear();
             self.logits.extend_from_slice(logits);
         }
+        self.prefill_time += started.elapsed();
+        let ran = end - self.fed.len();
+        metrics.prefilled_tokens.fetch_add(ran as u64, Ordering::Relaxed);
         self.fed.extend_from_slice(&prompt[self.fed.len()..end]);
         metrics.prefill_graph_tokens.fetch_add(engine.prefill_graph_tokens() - on_prefill_graph, Ordering::Relaxed);
-        Ok(())
+        if end == prompt.len() {
+            self.prompt_done_at = Some(Instant::now());
+            metrics.observe_prefill(prompt.len() - self.cached_tokens, self.prefill_time.as_secs_f64());
+            if self.job.request.max_tokens == 0 {
+                self.ended = Some(End::Finished(FinishReason::Length));
+            }
+        }
+        Ok(ran)
     }
 
     /// Samples the next token from the last logits and sends its text; `Ok(true)` when the
@@ -568,6 +645,19 @@ impl Generation {
         text.is_empty() || self.job.events.send(GenerationEvent::Text(text)).is_ok()
     }
 
+    fn usage(&self) -> Usage {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let now = Instant::now();
+        Usage {
+            prompt_tokens: self.job.request.prompt_ids.len(),
+            completion_tokens: self.generated,
+            cached_tokens: self.cached_tokens,
+            queue_ms: ms(self.begun_at.unwrap_or(now) - self.job.arrived),
+            prefill_ms: ms(self.prefill_time),
+            decode_ms: self.prompt_done_at.map_or(0.0, |at| ms(now - at)),
+        }
+    }
+
     /// Sends the end of the stream and gives the KV state to the prefix cache.
     fn finish(mut self, cache: &mut PrefixCache, metrics: &Metrics) {
         match self.ended {
@@ -581,11 +671,9 @@ impl Generation {
                 // ended another way (after a matched stop string the matcher holds nothing).
                 let rest = self.stops.finish();
                 self.send(rest);
-                let _ = self.job.events.send(GenerationEvent::Finished {
-                    reason,
-                    prompt_tokens: self.job.request.prompt_ids.len(),
-                    completion_tokens: self.generated,
-                });
+                let usage = self.usage();
+                metrics.observe_decode(self.generated, usage.decode_ms / 1e3);
+                let _ = self.job.events.send(GenerationEvent::Finished { reason, usage });
             }
         }
         // A sequence that left a fixed-shape batch brings back its prompt's KV only.

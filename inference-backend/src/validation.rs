@@ -63,6 +63,15 @@ pub struct CompletionBody {
     /// Extension (as in vLLM): keep generating past end-of-sequence, for benchmarks.
     #[serde(default)]
     pub ignore_eos: Option<bool>,
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+}
+
+/// OpenAI's `stream_options`: `include_usage` adds a last chunk with no choices and the usage.
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,12 +117,10 @@ pub fn validate(
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(invalid("top_p", "top_p must be greater than 0 and at most 1"));
     }
+    // 0: prefill only, so the prompt's KV is in the prefix cache for the requests to come.
     let requested = body.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    if requested == 0 {
-        return Err(invalid("max_tokens", "max_tokens must be at least 1"));
-    }
     // Clamped rather than refused: editors often ask for more than a server allows.
-    let max_tokens = (requested as usize).min(limits.max_tokens_cap).min(limits.context_length.saturating_sub(1)).max(1);
+    let max_tokens = (requested as usize).min(limits.max_tokens_cap).min(limits.context_length.saturating_sub(1));
     let stop = match body.stop {
         None => Vec::new(),
         Some(OneOrMany::One(s)) => vec![s],

@@ -186,7 +186,6 @@ async fn malformed_requests_get_openai_style_400s() {
         r#"{"prompt": "x", "temperature": 5}"#,
         r#"{"prompt": "x", "top_p": 0}"#,
         r#"{"prompt": "x", "n": 2}"#,
-        r#"{"prompt": "x", "max_tokens": 0}"#,
         r#"{"prompt": "x", "max_tokens": -1}"#,
         r#"{"prompt": ["a", "b"]}"#,
         r#"{"prompt": ""}"#,
@@ -369,7 +368,10 @@ async fn prefill_graph_takes_long_passes_and_changes_no_answer() {
         let prompt_tokens = got["usage"]["prompt_tokens"].as_f64().unwrap();
         assert_eq!(got["choices"][0]["text"], want["choices"][0]["text"], "{prompt_tokens} prompt tokens");
         let ran = graph_tokens(&metrics_text(&two).await) - before;
-        let expected = if prompt_tokens >= 64.0 { prompt_tokens } else { 0.0 };
+        // Prompts go in chunks of 128 (--prefill-chunk); each chunk of 64 tokens or more runs
+        // on the prefill graph.
+        let chunks = (0..prompt_tokens as usize).step_by(128).map(|start| (prompt_tokens as usize - start).min(128));
+        let expected = chunks.filter(|&n| n >= 64).sum::<usize>() as f64;
         assert_eq!(ran, expected, "prompt tokens run on the prefill graph for a prompt of {prompt_tokens}");
         lengths.push(prompt_tokens);
     }
@@ -504,8 +506,10 @@ async fn staggered_answers_match(server: &Server, requests: &[Value], expected: 
             handles.push(tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(40 * i as u64)).await;
                 let resp = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
-                assert_eq!(resp.status(), 200);
-                resp.json::<Value>().await.unwrap()
+                let status = resp.status();
+                let answer = resp.json::<Value>().await.unwrap_or(Value::Null);
+                assert_eq!(status, 200, "{answer}");
+                answer
             }));
         }
         for (i, handle) in handles.into_iter().enumerate() {
@@ -685,4 +689,95 @@ async fn prompt_lookup_gives_the_same_greedy_answers_in_fewer_steps() {
     assert_eq!(status, 200);
     let metrics = metrics_text(&optimum).await;
     assert_eq!(metric(&metrics, "ghostline_draft_tokens_total"), 0.0);
+}
+
+/// Reads an SSE response until its first text piece, then drops it (closing the connection):
+/// what an editor's superseded request looks like to the server.
+async fn leave_at_first_token(server: &Server, mut body: Value) {
+    body["stream"] = json!(true);
+    let mut resp = client().post(server.url("/v1/completions")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut seen = String::new();
+    // Text chunks are the ones whose finish_reason is null.
+    while !seen.contains("\"finish_reason\":null") {
+        let chunk = resp.chunk().await.unwrap().expect("stream ended before any text");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    // Until the server has noticed (a keystroke's request comes a few milliseconds later).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&metrics_text(server).await, "ghostline_cancelled_total") < 1.0 {
+        assert!(Instant::now() < deadline, "the server did not notice the client leaving");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_request_superseded_at_its_first_token_leaves_its_kv_to_the_next() {
+    for extra in [&[][..], &["--batching", "off"][..]] {
+        let server = Server::start(&tiny_genai(), &[extra, &["--max-tokens-cap", "3000"][..]].concat());
+        let prefix = "def parse(line):\n    fields = line.split(',')\n    return fields\n".repeat(12);
+        let fim = |typed: &str, max_tokens: u32| {
+            json!({"prompt": format!("{prefix}{typed}"), "suffix": "\nprint(parse('a,b'))\n", "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true})
+        };
+        leave_at_first_token(&server, fim("def", 3000)).await;
+        // The next keystroke, sent at once: its prompt shares all but its last tokens.
+        let (status, next) = complete(&server, fim("def p", 4)).await;
+        assert_eq!(status, 200, "{next}");
+        let prompt = next["usage"]["prompt_tokens"].as_u64().unwrap();
+        let cached = next["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+        assert!(prompt > 150 && cached + 20 >= prompt, "{extra:?}: only {cached} of {prompt} prompt tokens came from the cache: {next}");
+        let timings = &next["timings"];
+        assert!(timings["prefill_ms"].as_f64().is_some() && timings["decode_ms"].as_f64().is_some(), "{next}");
+        // And the answer is what a cold server gives.
+        let cold = Server::start(&tiny_genai(), &["--prefix-cache-mb", "0"]);
+        let (_, expected) = complete(&cold, fim("def p", 4)).await;
+        assert_eq!(next["choices"][0]["text"], expected["choices"][0]["text"]);
+        assert_eq!(expected["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    }
+}
+
+#[tokio::test]
+async fn max_tokens_zero_only_prefills_and_the_next_prompt_reuses_it() {
+    let server = Server::start(&tiny_genai(), &["--prefill-chunk", "16"]);
+    let prefix = "fn total(items: &[u32]) -> u32 {\n    items.iter().sum()\n}\n".repeat(10);
+    let (status, warm) = complete(&server, json!({"prompt": prefix, "max_tokens": 0})).await;
+    assert_eq!(status, 200, "{warm}");
+    assert_eq!(warm["choices"][0]["text"], "");
+    assert_eq!(warm["choices"][0]["finish_reason"], "length");
+    assert_eq!(warm["usage"]["completion_tokens"], 0);
+    let warmed = warm["usage"]["prompt_tokens"].as_u64().unwrap();
+    let metrics = metrics_text(&server).await;
+    assert_eq!(metric(&metrics, "ghostline_generated_tokens_total"), 0.0);
+    assert_eq!(metric(&metrics, "ghostline_prefilled_tokens_total"), warmed as f64);
+
+    let (_, next) = complete(&server, json!({"prompt": format!("{prefix}fn main() {{"), "max_tokens": 3, "temperature": 0, "ignore_eos": true})).await;
+    let cached = next["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    assert!(cached + 1 >= warmed, "{cached} of the {warmed} warmed tokens reused: {next}");
+    assert_eq!(next["usage"]["completion_tokens"], 3);
+}
+
+#[tokio::test]
+async fn usage_comes_in_its_own_last_chunk_when_asked_and_models_report_speed() {
+    let server = Server::start(&tiny_genai(), &[]);
+    let resp = client()
+        .post(server.url("/v1/completions"))
+        .json(&json!({"prompt": "def f(x):\n", "max_tokens": 5, "temperature": 0, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true}}))
+        .send()
+        .await
+        .unwrap();
+    let data = sse_data(&resp.text().await.unwrap());
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let last: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(last["choices"], json!([]), "{last}");
+    assert_eq!(last["usage"]["completion_tokens"], 5);
+    assert!(last["usage"]["prompt_tokens_details"]["cached_tokens"].is_u64());
+    let finish: Value = serde_json::from_str(&data[data.len() - 3]).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "length");
+    assert_eq!(finish["usage"], last["usage"]);
+
+    let models: Value = client().get(server.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let speed = &models["data"][0]["speed"];
+    assert!(speed["prefill_tokens_per_s"].as_f64().is_some_and(|r| r > 0.0), "{models}");
+    assert!(speed["decode_tokens_per_s"].as_f64().is_some_and(|r| r > 0.0), "{models}");
 }

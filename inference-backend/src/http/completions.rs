@@ -20,7 +20,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::{error::ApiError, AppState, LoadedModel};
 use crate::{
-    queue::{GenerationEvent, Job},
+    queue::{GenerationEvent, Job, Usage},
     validation,
 };
 
@@ -38,6 +38,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
     };
     let body = validation::parse_body(&bytes)?;
     let stream = body.stream.unwrap_or(false);
+    let usage_chunk = body.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let request = validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
     if request.prompt_truncated {
         tracing::debug!(tokens = request.prompt_ids.len(), "prompt truncated to fit the context window");
@@ -48,7 +49,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Resu
         return Err(ApiError::overloaded("too many requests waiting; try again shortly", 1));
     }
     let meta = ResponseMeta::new(model);
-    Ok(if stream { stream_response(meta, receiver) } else { collect_response(meta, receiver).await? })
+    Ok(if stream { stream_response(meta, receiver, usage_chunk) } else { collect_response(meta, receiver).await? })
 }
 
 struct ResponseMeta {
@@ -74,20 +75,32 @@ impl ResponseMeta {
     }
 }
 
-fn stream_response(meta: ResponseMeta, receiver: mpsc::UnboundedReceiver<GenerationEvent>) -> Response {
+/// SSE chunks, then `[DONE]`. The chunk with the finish reason carries `usage` and `timings`;
+/// with `stream_options.include_usage` a last chunk with no choices repeats them, as OpenAI's
+/// API does.
+fn stream_response(meta: ResponseMeta, receiver: mpsc::UnboundedReceiver<GenerationEvent>, usage_chunk: bool) -> Response {
     // Dropping this stream (client gone) drops the receiver, which the engine notices between
-    // decode steps.
-    let events = UnboundedReceiverStream::new(receiver).map(move |event| {
-        let data = match event {
-            GenerationEvent::Text(text) => meta.chunk(&text, None),
-            GenerationEvent::Finished { reason, prompt_tokens, completion_tokens } => {
+    // prefill chunks and decode steps.
+    let events = UnboundedReceiverStream::new(receiver).flat_map(move |event| {
+        let mut chunks = Vec::with_capacity(2);
+        match event {
+            GenerationEvent::Text(text) => chunks.push(meta.chunk(&text, None)),
+            GenerationEvent::Finished { reason, usage } => {
                 let mut chunk = meta.chunk("", Some(reason.as_str()));
-                chunk["usage"] = usage(prompt_tokens, completion_tokens);
-                chunk
+                add_usage(&mut chunk, &usage);
+                chunks.push(chunk);
+                if usage_chunk {
+                    let mut chunk = meta.chunk("", None);
+                    chunk["choices"] = json!([]);
+                    add_usage(&mut chunk, &usage);
+                    chunks.push(chunk);
+                }
             }
-            GenerationEvent::Failed(message) => json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}),
-        };
-        Ok::<_, Infallible>(Event::default().data(data.to_string()))
+            GenerationEvent::Failed(message) => {
+                chunks.push(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}))
+            }
+        }
+        stream::iter(chunks.into_iter().map(|data| Ok::<_, Infallible>(Event::default().data(data.to_string()))))
     });
     let done = stream::once(async { Ok::<_, Infallible>(Event::default().data("[DONE]")) });
     Sse::new(events.chain(done)).into_response()
@@ -98,9 +111,9 @@ async fn collect_response(meta: ResponseMeta, mut receiver: mpsc::UnboundedRecei
     while let Some(event) = receiver.recv().await {
         match event {
             GenerationEvent::Text(piece) => text.push_str(&piece),
-            GenerationEvent::Finished { reason, prompt_tokens, completion_tokens } => {
+            GenerationEvent::Finished { reason, usage } => {
                 let mut body = meta.chunk(&text, Some(reason.as_str()));
-                body["usage"] = usage(prompt_tokens, completion_tokens);
+                add_usage(&mut body, &usage);
                 return Ok(Json(body).into_response());
             }
             GenerationEvent::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)),
@@ -109,6 +122,20 @@ async fn collect_response(meta: ResponseMeta, mut receiver: mpsc::UnboundedRecei
     Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the engine stopped before finishing"))
 }
 
-fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
-    json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens})
+/// OpenAI's `usage` (with `prompt_tokens_details.cached_tokens`: prompt tokens served by the
+/// prefix cache) and our `timings` (milliseconds: waiting for the engine, computing the uncached
+/// prompt tokens, decoding), from which a client learns this server's speed.
+fn add_usage(body: &mut Value, usage: &Usage) {
+    body["usage"] = json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    });
+    let round = |ms: f64| (ms * 10.0).round() / 10.0;
+    body["timings"] = json!({
+        "queue_ms": round(usage.queue_ms),
+        "prefill_ms": round(usage.prefill_ms),
+        "decode_ms": round(usage.decode_ms),
+    });
 }
