@@ -142,6 +142,7 @@ fn main() {
         open: &open,
         recently_edited: &recently_edited,
         excludes: &excludes,
+        memo: None,
     };
     let trees: HashMap<PathBuf, Option<tree_sitter::Tree>> = open_paths
         .iter()

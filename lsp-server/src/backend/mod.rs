@@ -27,6 +27,22 @@ pub struct ModelInfo {
     pub family: Option<String>,
     pub context_length: Option<usize>,
     pub markers: crate::context::template::FimMarkers,
+    /// (prefill, decode) tokens per second, when the backend measures and reports them
+    /// (ghostline-serve does; it also takes `max_tokens: 0` to prefill only).
+    pub speed: Option<(Option<f64>, Option<f64>)>,
+}
+
+/// What a request cost, as the backend reported it: OpenAI's `usage` (with
+/// `prompt_tokens_details.cached_tokens`) and ghostline-serve's `timings`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Prompt tokens the backend's prefix cache already held.
+    pub cached_tokens: usize,
+    /// Time spent computing the uncached prompt tokens, and decoding.
+    pub prefill_ms: Option<f64>,
+    pub decode_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +91,10 @@ pub struct CompletionRequest {
     pub stop: Vec<String>,
     pub seed: u64,
     pub stream: bool,
+    /// Asks OpenAI-compatible servers for `usage` in the last chunk (ghostline-serve sends it
+    /// with the finish reason anyway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +111,24 @@ struct ModelEntry {
     family: Option<String>,
     #[serde(default)]
     context_length: Option<usize>,
+    #[serde(default)]
+    speed: Option<SpeedJson>,
+}
+
+#[derive(Deserialize)]
+struct SpeedJson {
+    #[serde(default)]
+    prefill_tokens_per_s: Option<f64>,
+    #[serde(default)]
+    decode_tokens_per_s: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct WarmAnswer {
+    #[serde(default)]
+    usage: Option<sse::UsageJson>,
+    #[serde(default)]
+    timings: Option<sse::TimingsJson>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -238,6 +276,7 @@ impl Backend {
                 fim_template: entry.fim.and_then(FimTokens::template),
                 family: entry.family,
                 context_length: entry.context_length,
+                speed: entry.speed.map(|s| (s.prefill_tokens_per_s, s.decode_tokens_per_s)),
             }),
             // The backend does not list it; it may still serve it under that name.
             None => match &settings.model {
@@ -247,6 +286,7 @@ impl Backend {
                     family: None,
                     context_length: None,
                     markers: Default::default(),
+                    speed: None,
                 }),
                 None => Err(BackendError::Protocol("/v1/models lists no model".into())),
             },
@@ -272,6 +312,25 @@ impl Backend {
             .map_err(classify_send_error)?;
         let response = check_status(response).await?;
         Ok(CompletionStream::new(response))
+    }
+}
+
+impl Backend {
+    /// Has the backend compute `prompt` into its prefix cache without generating anything
+    /// (`max_tokens: 0`; ghostline-serve only): the prompts of the next keystrokes start with it.
+    /// Dropping the future closes the connection, and the backend keeps what it computed so far.
+    pub async fn warm(&self, settings: &Settings, model: &str, prompt: &str) -> Result<Option<Usage>, BackendError> {
+        let body = serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 0, "temperature": 0, "stream": false});
+        let builder = self
+            .http
+            .post(Self::url(settings, "/v1/completions"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let response = self.authorized(builder, settings).send().await.map_err(classify_send_error)?;
+        let response = check_status(response).await?;
+        let bytes = response.bytes().await.map_err(|error| BackendError::Died(root_cause(&error)))?;
+        let answer: WarmAnswer = serde_json::from_slice(&bytes).map_err(|error| BackendError::Protocol(error.to_string()))?;
+        Ok(sse::usage_of(answer.usage, answer.timings))
     }
 }
 
@@ -308,9 +367,13 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, 
             Err(BackendError::Busy { retry_after })
         }
         code => {
-            let mut body = response.text().await.unwrap_or_default();
-            body.truncate(200);
-            Err(BackendError::Status(code, body))
+            let body = response.text().await.unwrap_or_default();
+            // At most 200 bytes, cut at a character boundary (a byte cut could split one).
+            let mut end = body.len().min(200);
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            Err(BackendError::Status(code, body[..end].to_string()))
         }
     }
 }

@@ -1,12 +1,13 @@
 use serde::Deserialize;
 
-use super::{root_cause, BackendError};
+use super::{root_cause, BackendError, Usage};
 
 /// Text deltas from an SSE `/v1/completions` stream.
 pub struct CompletionStream {
     response: reqwest::Response,
     pending: Vec<u8>,
     finished: bool,
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
@@ -15,6 +16,47 @@ struct Chunk {
     choices: Vec<Choice>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<UsageJson>,
+    #[serde(default)]
+    timings: Option<TimingsJson>,
+}
+
+/// OpenAI's `usage`.
+#[derive(Deserialize)]
+pub(super) struct UsageJson {
+    #[serde(default)]
+    prompt_tokens: usize,
+    #[serde(default)]
+    completion_tokens: usize,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: usize,
+}
+
+/// ghostline-serve's `timings`.
+#[derive(Deserialize)]
+pub(super) struct TimingsJson {
+    #[serde(default)]
+    prefill_ms: Option<f64>,
+    #[serde(default)]
+    decode_ms: Option<f64>,
+}
+
+pub(super) fn usage_of(usage: Option<UsageJson>, timings: Option<TimingsJson>) -> Option<Usage> {
+    let usage = usage?;
+    Some(Usage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cached_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+        prefill_ms: timings.as_ref().and_then(|t| t.prefill_ms),
+        decode_ms: timings.as_ref().and_then(|t| t.decode_ms),
+    })
 }
 
 #[derive(Deserialize)]
@@ -29,7 +71,13 @@ impl CompletionStream {
             response,
             pending: Vec::new(),
             finished: false,
+            usage: None,
         }
+    }
+
+    /// What the backend reported the request cost, once its last chunk was read.
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
     }
 
     /// The next non-empty text delta, or `None` at the end of the stream.
@@ -80,6 +128,9 @@ impl CompletionStream {
             serde_json::from_str(data).map_err(|e| BackendError::Protocol(e.to_string()))?;
         if let Some(error) = chunk.error {
             return Err(BackendError::Protocol(error.to_string()));
+        }
+        if let Some(usage) = usage_of(chunk.usage, chunk.timings) {
+            self.usage = Some(usage);
         }
         let text: String = chunk
             .choices

@@ -3,12 +3,14 @@
 
 pub mod context;
 pub mod memory;
+pub mod pacing;
 pub mod postprocess;
 pub mod stop;
 pub mod syntax;
 pub mod timings;
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ropey::Rope;
@@ -18,13 +20,14 @@ use tower_lsp_server::gen_lsp_types::{MessageType, Position, Uri};
 use tower_lsp_server::Client;
 
 use crate::backend::health::HealthChange;
-use crate::backend::{BackendError, CompletionRequest, ModelInfo};
+use crate::backend::{BackendError, CompletionRequest, ModelInfo, Usage};
 use crate::context::template::{self, Format, Parts, Rendered};
 use crate::context::{Budget, CurrentFile, Workspace};
 use crate::edit::{line_content_end_char, position_to_char};
 use crate::index::uri_to_path;
 use crate::session::{ContextMode, Document, MultilineMode, PromptFamily, Session, Settings};
-use context::{cursor_context, CursorContext};
+use context::{count_tokens_cached, cursor_context, CursorContext};
+use pacing::Sent;
 use memory::{RecentResult, ShownSuggestion};
 use postprocess::PostContext;
 use stop::{StopConfig, StopDetector};
@@ -127,6 +130,10 @@ struct Generated {
     raw: String,
     before_backend_ns: u64,
     last_token_ns: u64,
+    /// The prompt's budget tier (see `pacing`), and what the backend reported it cost.
+    tier: usize,
+    usage: Option<Usage>,
+    model: ModelInfo,
 }
 
 enum Outcome {
@@ -136,7 +143,7 @@ enum Outcome {
 }
 
 pub async fn suggest(
-    session: &Session,
+    session: &Arc<Session>,
     client: &Client,
     uri: &Uri,
     position: Position,
@@ -265,13 +272,32 @@ pub async fn suggest(
     };
 
     let generated = match outcome {
-        Outcome::Superseded => return None,
+        Outcome::Superseded => {
+            session.pacing.abandoned(uri.0.as_str());
+            return None;
+        }
         Outcome::Failed(error) => {
+            session.pacing.abandoned(uri.0.as_str());
             report_failure(session, client, &settings, &error).await;
             return None;
         }
         Outcome::Generated(generated) => generated,
     };
+    session
+        .pacing
+        .ended(uri.0.as_str(), generated.tier, true, generated.usage.as_ref());
+    warm_next_tier(
+        session,
+        &settings,
+        &generated,
+        WarmTarget {
+            uri: uri.clone(),
+            document: document.clone(),
+            cursor,
+            line_index,
+            generation: ticket.generation,
+        },
+    );
     if session.backend.health.record_success() == HealthChange::Recovered {
         tracing::info!("backend at {} answers again", settings.backend_url);
         client
@@ -286,12 +312,14 @@ pub async fn suggest(
     }
     // Code stays out of logs unless asked for at trace level.
     tracing::trace!("raw suggestion {:?}", generated.raw);
+    let following = context::following_lines(&rope, line_index, 4);
     let finished = postprocess::finish(
         &generated.raw,
         &PostContext {
             line_prefix: &line_prefix,
             rest_of_line: &rest_of_line,
             indent_unit: ctx.indent_unit,
+            following: &following,
         },
     )
     .map(|f| RecentResult {
@@ -317,14 +345,29 @@ struct PromptSource<'a> {
     cursor: usize,
 }
 
-/// The prompt for `source`: context from the sources `settings.context_mode` allows, in the
-/// format of the model's family.
+/// A prompt, and the part of it that stays the same while the user types on the cursor's line.
+struct Prompt {
+    rendered: Rendered,
+    format: Format,
+    /// The raw prompt up to the start of the cursor's line (a prefix of `rendered.prompt`);
+    /// `None` where the backend applies the template (`rendered.suffix` is set).
+    stable: Option<String>,
+    /// First line of the current file's window.
+    window_start: usize,
+}
+
+/// Marks where the cursor's line starts, to find the stable part of a rendered prompt.
+const LINE_START_MARK: &str = "\u{0}ghostline-cursor-line\u{0}";
+
+/// The prompt for `source` within `context_tokens`: context from the sources
+/// `settings.context_mode` allows, in the format of the model's family.
 fn build_prompt(
     session: &Session,
     settings: &Settings,
     model: &ModelInfo,
     source: &PromptSource<'_>,
-) -> (Rendered, Format) {
+    context_tokens: usize,
+) -> Prompt {
     // `currentFile` keeps the plain FIM prompt of before unless a family was asked for.
     let family = match (settings.context_mode, settings.prompt_family) {
         (ContextMode::CurrentFile, PromptFamily::Auto) => PromptFamily::Fim,
@@ -361,6 +404,7 @@ fn build_prompt(
         open: &open,
         recently_edited: &recently_edited,
         excludes: &excludes,
+        memo: Some(&session.snippet_memo),
     };
     let current = CurrentFile {
         path: path.as_deref(),
@@ -371,7 +415,7 @@ fn build_prompt(
         tree: source.document.tree.as_ref(),
     };
     let budget = Budget::new(
-        settings.context_tokens,
+        context_tokens,
         model.context_length,
         settings.max_tokens,
         settings.retrieved_share,
@@ -390,18 +434,103 @@ fn build_prompt(
         built.cursor.suffix.len()
     );
     let repo_name = session.index.repo_name();
-    let rendered = template::render(
-        &format,
-        &Parts {
-            repo_name: &repo_name,
-            current_path: &relative,
-            snippets: &built.snippets,
-            prefix: &built.cursor.prefix,
-            suffix: &built.cursor.suffix,
-            comment: crate::syntax::line_comment(&source.document.language_id),
-        },
-    );
-    (rendered, format)
+    let parts = Parts {
+        repo_name: &repo_name,
+        current_path: &relative,
+        snippets: &built.snippets,
+        prefix: &built.cursor.prefix,
+        suffix: &built.cursor.suffix,
+        comment: crate::syntax::line_comment(&source.document.language_id),
+    };
+    let rendered = template::render(&format, &parts);
+    // The same prompt with a mark where the cursor's line starts: what comes before it is
+    // what the next keystrokes' prompts share.
+    let line_start = built
+        .cursor
+        .prefix
+        .len()
+        .saturating_sub(built.cursor.line_prefix.len());
+    let stable = if rendered.suffix.is_none() && built.cursor.prefix.is_char_boundary(line_start) {
+        let marked_prefix = format!("{}{LINE_START_MARK}", &built.cursor.prefix[..line_start]);
+        let marked = template::render(&format, &Parts { prefix: &marked_prefix, ..parts });
+        marked
+            .prompt
+            .find(LINE_START_MARK)
+            .map(|at| marked.prompt[..at].to_string())
+            .filter(|stable| rendered.prompt.starts_with(stable.as_str()))
+    } else {
+        None
+    };
+    Prompt {
+        rendered,
+        format,
+        stable,
+        window_start: built.cursor.window_lines.0,
+    }
+}
+
+/// Where a warm-up prefills: the document and cursor of the request that was just answered.
+struct WarmTarget {
+    uri: Uri,
+    document: Document,
+    cursor: usize,
+    line_index: usize,
+    generation: u64,
+}
+
+/// After a suggestion, prefills the stable part of the next larger prompt (`pacing`) in the
+/// background, so the following pauses in this region can afford it. Only for backends that
+/// take `max_tokens: 0` (ghostline-serve, which reports its speed) and raw prompts. A newer
+/// request for the document cancels it; the backend keeps what it computed.
+fn warm_next_tier(session: &Arc<Session>, settings: &Arc<Settings>, generated: &Generated, target: WarmTarget) {
+    if generated.model.speed.is_none() {
+        return;
+    }
+    let max = settings.context_tokens;
+    let Some(tier) = session
+        .pacing
+        .warm_up_tier(target.uri.0.as_str(), target.line_index, generated.tier, max)
+    else {
+        return;
+    };
+    let session = session.clone();
+    let settings = settings.clone();
+    let model = generated.model.clone();
+    let requests = session.watch_requests(&target.uri);
+    tokio::spawn(async move {
+        if requests.as_ref().is_some_and(|r| *r.borrow() != target.generation) {
+            return;
+        }
+        let source = PromptSource {
+            uri: &target.uri,
+            document: &target.document,
+            cursor: target.cursor,
+        };
+        let prompt = build_prompt(&session, &settings, &model, &source, tier);
+        let Some(stable) = prompt.stable.filter(|s| !s.is_empty()) else {
+            return;
+        };
+        let uri = target.uri.0.as_str();
+        session.pacing.sent(Sent {
+            uri: uri.to_string(),
+            tier,
+            cursor_line: target.line_index,
+            window_start: prompt.window_start,
+            stable_tokens: count_tokens_cached(&stable),
+        });
+        tracing::debug!(tier, "warming the next prompt tier");
+        tokio::select! {
+            biased;
+            () = until_superseded(requests, target.generation) => session.pacing.ended(uri, tier, false, None),
+            result = session.backend.warm(&settings, &model.id, &stable) => match result {
+                Ok(usage) => session.pacing.ended(uri, tier, true, usage.as_ref()),
+                Err(error) => {
+                    tracing::debug!("warm-up failed: {error}");
+                    session.pacing.ended(uri, tier, false, None);
+                }
+            },
+        }
+    });
 }
 
 async fn generate(
@@ -415,20 +544,45 @@ async fn generate(
         Ok(model) => model,
         Err(error) => return Outcome::Failed(error),
     };
-    let (rendered, format) = build_prompt(session, settings, &model, &source);
+    if let Some((prefill, decode)) = model.speed {
+        session.pacing.reported(prefill, decode);
+    }
+    let uri = source.uri.0.as_str();
+    let line_index = source.document.rope.char_to_line(source.cursor.min(source.document.rope.len_chars()));
+    let tier = session.pacing.choose(
+        uri,
+        line_index,
+        settings.context_tokens,
+        stop.multiline,
+        settings.latency_target_ms,
+    );
+    let prompt = build_prompt(session, settings, &model, &source, tier);
     let mut stops: Vec<String> = BACKEND_STOPS.iter().map(|s| s.to_string()).collect();
-    stops.extend(template::stops(&format).iter().map(|s| s.to_string()));
+    stops.extend(template::stops(&prompt.format).iter().map(|s| s.to_string()));
+    if !stop.multiline {
+        // A single-line suggestion ends at the line break (see `stop`); the backend stopping
+        // there itself also ends the stream with its usage, which paces the next prompts.
+        stops.push("\n".to_string());
+    }
     let request = CompletionRequest {
-        model: model.id,
-        prompt: rendered.prompt,
-        suffix: rendered.suffix,
+        model: model.id.clone(),
+        prompt: prompt.rendered.prompt,
+        suffix: prompt.rendered.suffix,
         max_tokens: settings.max_tokens,
         temperature: settings.temperature,
         top_p: 1.0,
         stop: stops,
         seed: 0,
         stream: true,
+        stream_options: Some(serde_json::json!({"include_usage": true})),
     };
+    session.pacing.sent(Sent {
+        uri: uri.to_string(),
+        tier,
+        cursor_line: line_index,
+        window_start: prompt.window_start,
+        stable_tokens: prompt.stable.as_deref().map_or(0, count_tokens_cached),
+    });
     let before_backend_ns = now_ns().saturating_sub(arrived_ns);
     let mut stream = match session.backend.stream(settings, &request).await {
         Ok(stream) => stream,
@@ -452,12 +606,16 @@ async fn generate(
     // Our own work starts when the stream is done: after the last token when the stop
     // rules end it, after the final chunk and `[DONE]` when the backend does.
     last_token_ns = last_token_ns.max(now_ns());
+    let usage = stream.usage().cloned();
     // Dropping the stream here closes the connection, which stops the backend decoding.
     drop(stream);
     Outcome::Generated(Generated {
         raw: detector.finish(),
         before_backend_ns,
         last_token_ns,
+        tier,
+        usage,
+        model,
     })
 }
 

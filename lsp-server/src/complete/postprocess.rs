@@ -17,6 +17,38 @@ pub struct PostContext<'a> {
     pub line_prefix: &'a str,
     pub rest_of_line: &'a str,
     pub indent_unit: IndentUnit,
+    /// The first few non-blank lines after the cursor's line, trimmed.
+    pub following: &'a [String],
+}
+
+/// A suggestion that fills a whole line (nothing but indentation before and after the cursor)
+/// loses its last lines where they repeat the lines that follow the cursor (`}` before a `}`
+/// line: the model closed the block the file already closes), and is nothing when that is all
+/// it has: showing the text that is already there is worse than showing nothing.
+fn drop_repeated_following(text: &str, ctx: &PostContext<'_>) -> Option<String> {
+    if !ctx.line_prefix.trim().is_empty() || !ctx.rest_of_line.trim().is_empty() || ctx.following.is_empty() {
+        return Some(text.to_string());
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    let trimmed: Vec<&str> = lines.iter().map(|l| l.trim()).collect();
+    let non_blank = trimmed.iter().filter(|l| !l.is_empty()).count();
+    let same = |a: &[&str], b: &[String]| a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| *x == y.as_str());
+    let repeats_all = {
+        let kept: Vec<&str> = trimmed.iter().copied().filter(|l| !l.is_empty()).collect();
+        same(&kept, ctx.following)
+    };
+    if non_blank == 0 || repeats_all {
+        return None;
+    }
+    // The longest tail of whole lines that is the start of what follows.
+    for k in (1..lines.len()).rev() {
+        let tail: Vec<&str> = trimmed[lines.len() - k..].iter().copied().filter(|l| !l.is_empty()).collect();
+        if !tail.is_empty() && same(&tail, ctx.following) {
+            let kept = lines[..lines.len() - k].join("\n");
+            return Some(kept.trim_end().to_string());
+        }
+    }
+    Some(text.to_string())
 }
 
 /// Net bracket depth of `text` (opened minus closed), ignoring double-quoted strings.
@@ -97,6 +129,10 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
             text = trimmed.to_string();
         }
     }
+    if text.trim().is_empty() {
+        return None;
+    }
+    let text = drop_repeated_following(&text, ctx)?;
     if text.trim().is_empty() {
         return None;
     }
@@ -187,8 +223,33 @@ mod tests {
                 line_prefix,
                 rest_of_line: rest,
                 indent_unit: IndentUnit::Spaces(4),
+                following: &[],
             },
         )
+    }
+
+    fn post_before(raw: &str, line_prefix: &str, following: &[&str]) -> Option<String> {
+        let following: Vec<String> = following.iter().map(|s| s.to_string()).collect();
+        finish(
+            raw,
+            &PostContext {
+                line_prefix,
+                rest_of_line: "",
+                indent_unit: IndentUnit::Spaces(4),
+                following: &following,
+            },
+        )
+        .map(|f| f.text)
+    }
+
+    #[test]
+    fn repeating_what_follows_is_worse_than_nothing() {
+        // `fn add(a: i32, b: i32) -> i32 {⏎    |⏎}`: a lone `}` only repeats the next line.
+        assert_eq!(post_before("}", "    ", &["}", "fn main() {"]), None);
+        assert_eq!(post_before("a + b\n}", "    ", &["}"]), Some("a + b".into()));
+        assert_eq!(post_before("a + b", "    ", &["}"]), Some("a + b".into()));
+        // Mid-line, the same text may well be wanted.
+        assert_eq!(post_before("}", "    x = ", &["}"]), Some("}".into()));
     }
 
     #[test]
@@ -251,6 +312,7 @@ mod tests {
                 line_prefix: "if a ",
                 rest_of_line: "",
                 indent_unit: IndentUnit::Tab,
+                following: &[],
             },
         )
         .unwrap();

@@ -162,6 +162,16 @@ impl StopDetector {
     }
 
     fn judge_line(&mut self, index: usize, line: &str, start: usize, end: usize) {
+        if line.trim_start().starts_with("```") {
+            // A Markdown fence: the (Instruct) model left the code to explain it; nothing from
+            // here on is code.
+            if index == 0 {
+                self.cut = Some(start);
+            } else {
+                self.cut_before(start);
+            }
+            return;
+        }
         if !self.config.multiline {
             // Single-line: the first line is the suggestion (even if empty: the model
             // wanted to continue on another line, which single-line mode does not show).
@@ -366,5 +376,14 @@ mod tests {
         let mut config = multi("", None);
         config.max_lines = 2;
         assert_eq!(run(config, &["a\nb\nc\nd"]).0, "a\nb");
+    }
+
+    #[test]
+    fn a_markdown_fence_ends_the_code() {
+        let (text, early) = run(multi("    ", None), &["a + b\n", "```\n\nIn this code"]);
+        assert_eq!(text, "a + b");
+        assert!(early);
+        let single = StopConfig { multiline: false, max_lines: 1, ..Default::default() };
+        assert_eq!(run(single, &["```rust\nfn x"]).0, "");
     }
 }

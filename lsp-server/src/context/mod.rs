@@ -61,6 +61,46 @@ pub struct Workspace<'a> {
     /// Documents edited lately, newest first.
     pub recently_edited: &'a [PathBuf],
     pub excludes: &'a Excludes,
+    /// Snippets chosen for earlier prompts, reused while the cursor stays in their region.
+    pub memo: Option<&'a SnippetMemo>,
+}
+
+/// The snippets chosen for a region of a file (file, mode, budget and the first line of the
+/// current file's window), kept while the user types there: other files' context comes first
+/// in the prompt, so choosing it again on every keystroke (a newly typed identifier resolves to
+/// another definition) would change the prompt from its start and the backend would compute all
+/// of it again. A move to another region, or another budget, chooses afresh.
+#[derive(Default)]
+pub struct SnippetMemo {
+    chosen: std::sync::Mutex<HashMap<MemoKey, Vec<Snippet>>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct MemoKey {
+    path: String,
+    mode: ContextMode,
+    budget: usize,
+    window_start: usize,
+}
+
+/// Regions remembered; the oldest go when it is full (cleared: a few files' worth of regions).
+const MEMO_ENTRIES: usize = 64;
+
+impl SnippetMemo {
+    fn get(&self, key: &MemoKey) -> Option<Vec<Snippet>> {
+        self.chosen.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: MemoKey, snippets: Vec<Snippet>) {
+        if let Ok(mut chosen) = self.chosen.lock() {
+            if chosen.len() >= MEMO_ENTRIES {
+                chosen.clear();
+            }
+            // One region per file and budget: the cursor left the others.
+            chosen.retain(|k, _| !(k.path == key.path && k.mode == key.mode && k.budget == key.budget));
+            chosen.insert(key, snippets);
+        }
+    }
 }
 
 pub struct CurrentFile<'a> {
@@ -136,8 +176,23 @@ pub fn build(
         current.cursor_char,
         budget.total - retrieved_budget,
     );
-    let candidates = sources::collect(mode, current, workspace, narrow.window_lines);
-    let chosen = select::choose(candidates, retrieved_budget);
+    let key = MemoKey {
+        path: current.relative.to_string(),
+        mode,
+        budget: budget.total,
+        window_start: narrow.window_lines.0,
+    };
+    let chosen = match workspace.memo.and_then(|memo| memo.get(&key)) {
+        Some(chosen) => chosen,
+        None => {
+            let candidates = sources::collect(mode, current, workspace, narrow.window_lines);
+            let chosen = select::choose(candidates, retrieved_budget);
+            if let Some(memo) = workspace.memo {
+                memo.put(key, chosen.clone());
+            }
+            chosen
+        }
+    };
     let used: usize = chosen.iter().map(select::cost).sum();
     let cursor = cursor_context(
         current.rope,
@@ -203,6 +258,7 @@ mod tests {
             open: &open,
             recently_edited: &[],
             excludes: &excludes,
+            memo: None,
         };
         let tree = crate::syntax::parse_rope(Lang::Rust, &rope, None);
         let current = CurrentFile {

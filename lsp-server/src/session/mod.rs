@@ -19,8 +19,9 @@ use tower_lsp_server::gen_lsp_types::Uri;
 
 use crate::backend::Backend;
 use crate::complete::memory::SuggestionMemory;
+use crate::complete::pacing::Pacing;
 use crate::complete::timings::Timings;
-use crate::context::OpenDocument;
+use crate::context::{OpenDocument, SnippetMemo};
 use crate::edit::PositionEncoding;
 use crate::index::{uri_to_path, IndexConfig, WorkspaceIndex};
 use crate::privacy::Excludes;
@@ -39,6 +40,10 @@ pub struct Session {
     next_generation: AtomicU64,
     pub memory: Mutex<SuggestionMemory>,
     pub backend: Backend,
+    /// The backend's speed and what it holds in its prefix cache: sizes each prompt.
+    pub pacing: Pacing,
+    /// Other files' context chosen per region of a file, kept while the user types there.
+    pub snippet_memo: SnippetMemo,
     pub timings: Timings,
     /// Definitions, imports and similarity windows of the workspace, built in the background.
     pub index: Arc<WorkspaceIndex>,
@@ -70,6 +75,8 @@ impl Session {
             next_generation: AtomicU64::new(1),
             memory: Mutex::new(SuggestionMemory::default()),
             backend: Backend::new(),
+            pacing: Pacing::default(),
+            snippet_memo: SnippetMemo::default(),
             timings: Timings::default(),
             index: Arc::new(WorkspaceIndex::new()),
             roots: RwLock::new(Vec::new()),

@@ -78,6 +78,10 @@ pub struct Settings {
     pub enabled_languages: Vec<String>,
     /// Whole-request limit: past it the request answers empty.
     pub timeout_ms: u64,
+    /// How long the backend should take for a suggestion: the prompt's budget is the largest
+    /// (up to `context_tokens`) that the backend's measured speed and prefix cache let it answer
+    /// in this time (see `complete::pacing`); a fast backend always gets `context_tokens`.
+    pub latency_target_ms: u64,
     /// Token budget for prefix + suffix (counted with tiktoken's cl100k).
     pub context_tokens: usize,
     pub temperature: f32,
@@ -109,6 +113,7 @@ impl Default for Settings {
             debounce_ms: 0,
             enabled_languages: vec!["*".to_string()],
             timeout_ms: 5000,
+            latency_target_ms: 800,
             context_tokens: 2048,
             temperature: 0.0,
             context_mode: ContextMode::Full,

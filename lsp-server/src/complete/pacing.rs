@@ -1,0 +1,324 @@
+//! How large a prompt the backend can answer within the latency target.
+//!
+//! The same settings serve a GPU, which prefills 2,000 tokens in milliseconds, and a laptop CPU,
+//! which needs 7–15 s for them. So the prompt's budget is chosen per request from a ladder of
+//! tiers (256, 512, 1,024, … up to `contextTokens`): the largest tier whose estimated time — the
+//! prompt tokens the backend does not hold in its prefix cache, at its measured prefill speed,
+//! plus the expected completion at its decode speed — fits `latencyTargetMs`. What the backend
+//! holds is estimated from what was sent lately: a region of a file (the same tier, the cursor
+//! a few lines from where it was) whose prompt was computed before costs only its cursor line
+//! and suffix. After a suggestion, the next tier's stable part (everything before the cursor's
+//! line) is prefilled in the background (`max_tokens: 0`), so the prompt grows as the cache
+//! warms; a keystroke cancels that warm-up, and the backend keeps what it computed.
+//!
+//! Speeds come from the backend: ghostline-serve reports them in `/v1/models` and every answer
+//! carries `usage` and `timings`. A backend that reports neither is taken to be fast (the
+//! largest tier), until its timings say otherwise.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::context::{suffix_budget, ANCHOR_LINES};
+use crate::backend::Usage;
+use crate::context::TOKENIZER_MARGIN;
+
+/// The smallest prompt budget: what a cold CPU prefills in about a second.
+pub const MIN_TIER: usize = 256;
+
+/// Completion tokens expected when estimating the decode time.
+const SINGLE_LINE_TOKENS: f64 = 12.0;
+const MULTI_LINE_TOKENS: f64 = 40.0;
+/// Tokens of the cursor's line and the template's markers, added to the suffix of a warm region.
+const CURSOR_LINE_TOKENS: usize = 24;
+/// Regions remembered.
+const REGIONS: usize = 16;
+/// Weight of a new measurement in the speed averages.
+const RATE_WEIGHT: f64 = 0.3;
+
+/// The budgets tried, largest first: powers of two from `MIN_TIER` below `max`, and `max`.
+pub fn tiers(max: usize) -> Vec<usize> {
+    let mut tiers = vec![max];
+    let mut tier = MIN_TIER;
+    while tier < max {
+        tiers.push(tier);
+        tier *= 2;
+    }
+    tiers.sort_unstable_by(|a, b| b.cmp(a));
+    tiers
+}
+
+/// A prompt sent for a region of a file, and how much of its stable part the backend is
+/// believed to hold.
+#[derive(Clone, Debug)]
+struct Region {
+    uri: String,
+    tier: usize,
+    cursor_line: usize,
+    window_start: usize,
+    stable_tokens: usize,
+    /// Of `stable_tokens`, held by the backend once the request that carries it is answered
+    /// (or, when it was cancelled, as far as it got).
+    held_tokens: f64,
+    /// While the request is in flight: when it was sent and what was held before it.
+    in_flight: Option<(Instant, f64)>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Prompt tokens per second the backend computes; 0 until known.
+    prefill: f64,
+    /// Tokens per second it generates; 0 until known.
+    decode: f64,
+    regions: Vec<Region>,
+}
+
+/// What one request was sent for (see `Pacing::sent`).
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub uri: String,
+    pub tier: usize,
+    pub cursor_line: usize,
+    pub window_start: usize,
+    /// Tokens (cl100k) of the prompt before the cursor's line.
+    pub stable_tokens: usize,
+}
+
+pub struct Pacing {
+    state: Mutex<State>,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                prefill: 0.0,
+                decode: 0.0,
+                regions: Vec::new(),
+            }),
+        }
+    }
+}
+
+fn blend(old: f64, sample: f64) -> f64 {
+    if old > 0.0 {
+        old + RATE_WEIGHT * (sample - old)
+    } else {
+        sample
+    }
+}
+
+impl Pacing {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Speeds the backend reported about itself (`/v1/models`), used until its answers say more.
+    pub fn reported(&self, prefill: Option<f64>, decode: Option<f64>) {
+        let mut state = self.state();
+        if state.prefill <= 0.0 {
+            state.prefill = prefill.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(0.0);
+        }
+        if state.decode <= 0.0 {
+            state.decode = decode.filter(|r| r.is_finite() && *r > 0.0).unwrap_or(0.0);
+        }
+    }
+
+    /// (prefill, decode) tokens per second; 0 where unknown.
+    pub fn speed(&self) -> (f64, f64) {
+        let state = self.state();
+        (state.prefill, state.decode)
+    }
+
+    /// The budget for a request at `cursor_line` of `uri`, at most `max` tokens.
+    pub fn choose(&self, uri: &str, cursor_line: usize, max: usize, multiline: bool, target_ms: u64) -> usize {
+        let state = self.state();
+        let tiers = tiers(max);
+        if state.prefill <= 0.0 {
+            return tiers[0];
+        }
+        let decode_ms = match state.decode {
+            d if d > 0.0 => 1e3 * if multiline { MULTI_LINE_TOKENS } else { SINGLE_LINE_TOKENS } / d,
+            _ => 0.0,
+        };
+        let smallest = *tiers.last().unwrap_or(&max);
+        tiers
+            .into_iter()
+            .find(|&tier| {
+                let uncached = state.uncached_tokens(uri, cursor_line, tier);
+                decode_ms + 1e3 * uncached / state.prefill <= target_ms as f64
+            })
+            .unwrap_or(smallest)
+    }
+
+    /// The next tier above `tier` (at most `max`) whose region at `cursor_line` is not yet held,
+    /// for a background warm-up; `None` when every larger tier is held or there is none.
+    pub fn warm_up_tier(&self, uri: &str, cursor_line: usize, tier: usize, max: usize) -> Option<usize> {
+        let state = self.state();
+        if state.prefill <= 0.0 {
+            return None;
+        }
+        tiers(max).into_iter().rev().filter(|&t| t > tier).find(|&t| {
+            state
+                .region(uri, cursor_line, t)
+                .is_none_or(|r| r.in_flight.is_none() && r.held_tokens < r.stable_tokens as f64 * 0.95)
+        })
+    }
+
+    /// A request carrying `sent`'s prompt went to the backend now.
+    pub fn sent(&self, sent: Sent) {
+        let mut state = self.state();
+        let held = state
+            .region(&sent.uri, sent.cursor_line, sent.tier)
+            .filter(|r| r.window_start == sent.window_start)
+            .map_or(0.0, |r| r.held_tokens.min(sent.stable_tokens as f64));
+        state.regions.retain(|r| !(r.uri == sent.uri && r.tier == sent.tier));
+        state.regions.insert(
+            0,
+            Region {
+                uri: sent.uri,
+                tier: sent.tier,
+                cursor_line: sent.cursor_line,
+                window_start: sent.window_start,
+                stable_tokens: sent.stable_tokens,
+                held_tokens: held,
+                in_flight: Some((Instant::now(), held)),
+            },
+        );
+        state.regions.truncate(REGIONS);
+    }
+
+    /// The request for `uri` at `tier` ended: answered (`usage` when the backend reported it),
+    /// or abandoned (superseded, timed out, failed: `answered` false).
+    pub fn ended(&self, uri: &str, tier: usize, answered: bool, usage: Option<&Usage>) {
+        let mut state = self.state();
+        if let Some(usage) = usage {
+            let uncached = usage.prompt_tokens.saturating_sub(usage.cached_tokens);
+            if let Some(ms) = usage.prefill_ms.filter(|ms| *ms > 0.0) {
+                if uncached >= 32 {
+                    state.prefill = blend(state.prefill, uncached as f64 * 1e3 / ms);
+                }
+            }
+            if let Some(ms) = usage.decode_ms.filter(|ms| *ms > 0.0) {
+                if usage.completion_tokens >= 2 {
+                    state.decode = blend(state.decode, usage.completion_tokens as f64 * 1e3 / ms);
+                }
+            }
+        }
+        let prefill = state.prefill;
+        if let Some(region) = state.regions.iter_mut().find(|r| r.uri == uri && r.tier == tier) {
+            if let Some((sent_at, held_before)) = region.in_flight.take() {
+                region.held_tokens = if answered {
+                    region.stable_tokens as f64
+                } else {
+                    // Cancelled: the backend kept what it had computed by now.
+                    (held_before + sent_at.elapsed().as_secs_f64() * prefill).min(region.stable_tokens as f64)
+                };
+            }
+        }
+    }
+}
+
+impl Pacing {
+    /// Every request for `uri` still in flight was abandoned (superseded, timed out, failed).
+    pub fn abandoned(&self, uri: &str) {
+        let tiers: Vec<usize> = self
+            .state()
+            .regions
+            .iter()
+            .filter(|r| r.uri == uri && r.in_flight.is_some())
+            .map(|r| r.tier)
+            .collect();
+        for tier in tiers {
+            self.ended(uri, tier, false, None);
+        }
+    }
+}
+
+impl State {
+    /// A remembered region of `uri` at `tier` that a prompt at `cursor_line` likely shares.
+    fn region(&self, uri: &str, cursor_line: usize, tier: usize) -> Option<&Region> {
+        self.regions.iter().find(|r| {
+            r.uri == uri
+                && r.tier == tier
+                && r.window_start <= cursor_line
+                && cursor_line.abs_diff(r.cursor_line) < ANCHOR_LINES
+        })
+    }
+
+    /// Estimated prompt tokens the backend has to compute for `tier` at `cursor_line`.
+    fn uncached_tokens(&self, uri: &str, cursor_line: usize, tier: usize) -> f64 {
+        let whole = tier as f64 * TOKENIZER_MARGIN as f64;
+        let Some(region) = self.region(uri, cursor_line, tier) else {
+            return whole;
+        };
+        let held = match region.in_flight {
+            // Still computing: count what it will have done by the time this one runs.
+            Some((sent_at, before)) => (before + sent_at.elapsed().as_secs_f64() * self.prefill).min(region.stable_tokens as f64),
+            None => region.held_tokens,
+        };
+        let changing = (suffix_budget(tier) + CURSOR_LINE_TOKENS) as f64;
+        (changing + (region.stable_tokens as f64 - held).max(0.0)).min(whole)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(prompt: usize, cached: usize, prefill_ms: f64, completion: usize, decode_ms: f64) -> Usage {
+        Usage {
+            prompt_tokens: prompt,
+            cached_tokens: cached,
+            completion_tokens: completion,
+            prefill_ms: Some(prefill_ms),
+            decode_ms: Some(decode_ms),
+        }
+    }
+
+    #[test]
+    fn ladder_runs_from_the_setting_down() {
+        assert_eq!(tiers(2048), [2048, 1024, 512, 256]);
+        assert_eq!(tiers(1500), [1500, 1024, 512, 256]);
+        assert_eq!(tiers(100), [100]);
+    }
+
+    #[test]
+    fn unknown_speed_takes_the_whole_budget() {
+        let pacing = Pacing::default();
+        assert_eq!(pacing.choose("a", 10, 2048, false, 800), 2048);
+    }
+
+    #[test]
+    fn a_fast_backend_gets_everything_a_slow_one_grows_as_it_warms() {
+        let gpu = Pacing::default();
+        gpu.reported(Some(20_000.0), Some(300.0));
+        assert_eq!(gpu.choose("a", 10, 2048, false, 800), 2048);
+
+        let cpu = Pacing::default();
+        cpu.reported(Some(200.0), Some(40.0));
+        // Cold: nothing fits 800 ms; the smallest tier.
+        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 256);
+        cpu.sent(Sent { uri: "a".into(), tier: 256, cursor_line: 100, window_start: 80, stable_tokens: 200 });
+        cpu.ended("a", 256, true, Some(&usage(260, 0, 1300.0, 10, 250.0)));
+        // Warm at 256 now; 512 not yet.
+        assert_eq!(cpu.choose("a", 101, 2048, false, 800), 256);
+        assert_eq!(cpu.warm_up_tier("a", 101, 256, 2048), Some(512));
+        cpu.sent(Sent { uri: "a".into(), tier: 512, cursor_line: 101, window_start: 64, stable_tokens: 430 });
+        cpu.ended("a", 512, true, Some(&usage(470, 0, 2350.0, 0, 0.0)));
+        assert_eq!(cpu.choose("a", 102, 2048, false, 800), 512);
+        // Another file, or far away in this one: cold again.
+        assert_eq!(cpu.choose("b", 102, 2048, false, 800), 256);
+        assert_eq!(cpu.choose("a", 400, 2048, false, 800), 256);
+    }
+
+    #[test]
+    fn a_cancelled_warm_up_counts_what_it_got_through() {
+        let cpu = Pacing::default();
+        cpu.reported(Some(1e6), Some(40.0));
+        cpu.sent(Sent { uri: "a".into(), tier: 1024, cursor_line: 10, window_start: 0, stable_tokens: 900 });
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        cpu.ended("a", 1024, false, None);
+        // At a million tokens a second, 5 ms was enough for all of it.
+        assert_eq!(cpu.warm_up_tier("a", 10, 512, 1024), None);
+    }
+}
