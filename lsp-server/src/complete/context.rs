@@ -138,6 +138,10 @@ pub struct CursorContext {
     pub indent_unit: IndentUnit,
     /// Lines of the document that prefix and suffix cover: first, and one past the last.
     pub window_lines: (usize, usize),
+    /// Tokens of the suffix, and whether the token cap (not the block's end) ended it: what
+    /// every keystroke on this line costs the backend (see `pacing`).
+    pub suffix_tokens: usize,
+    pub suffix_capped: bool,
 }
 
 /// Lines looked at, at most, in each direction (bounds the work on huge files).
@@ -157,12 +161,14 @@ pub const ANCHOR_LINES: usize = 16;
 pub const SUFFIX_MAX_LINES: usize = 40;
 pub const SUFFIX_MAX_TOKENS: usize = 256;
 
-/// Tokens of a `context_tokens` budget that the suffix may take: an eighth, 32 to 256. Plain FIM
+/// Tokens of a `context_tokens` budget that the suffix may take: a quarter, 32 to 256. Plain FIM
 /// on the default model scored best with 256 suffix tokens at a 1,280-token window (30–35%
-/// exact match on 20 single-line holes, against 10% with 64 or 512); small budgets (a slow
-/// backend's first prompts) keep most of theirs for the prefix.
+/// exact match on 20 single-line holes, against 10% with 64 or 512); through the LSP at 1,024
+/// tokens an eighth lost a case of 20 single-line holes more than a quarter did (6 and 7, with
+/// the block's end bounding both), which matched the old quarter-of-the-window suffix but for
+/// one case (tests/eval/RESULTS.md).
 pub fn suffix_budget(context_tokens: usize) -> usize {
-    (context_tokens / 8).clamp(32, SUFFIX_MAX_TOKENS)
+    (context_tokens / 4).clamp(32, SUFFIX_MAX_TOKENS)
 }
 
 fn indent_width_of(line: RopeSlice<'_>) -> usize {
@@ -209,10 +215,12 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
         end_char = rope.line_to_char(line);
     }
     let block_end = suffix_end_line(rope, line_index, &line_prefix);
+    let mut capped = false;
     while line < block_end && line - line_index <= SUFFIX_MAX_LINES {
         let slice = rope.line(line);
         let cost = line_tokens(slice);
         if used + cost > suffix_cap {
+            capped = true;
             break;
         }
         used += cost;
@@ -256,6 +264,8 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
         next_line,
         indent_unit: detect_indent_unit(rope, line_index),
         window_lines: (first_line, line.max(line_index + 1)),
+        suffix_tokens,
+        suffix_capped: capped,
     }
 }
 

@@ -132,6 +132,7 @@ struct Generated {
     last_token_ns: u64,
     /// The prompt's budget tier (see `pacing`), and what the backend reported it cost.
     tier: usize,
+    multiline: bool,
     usage: Option<Usage>,
     model: ModelInfo,
 }
@@ -354,6 +355,26 @@ struct Prompt {
     stable: Option<String>,
     /// First line of the current file's window.
     window_start: usize,
+    /// Tokens of the cursor line's prefix, of the suffix, and whether the cap cut the suffix.
+    line_tokens: usize,
+    suffix_tokens: usize,
+    suffix_capped: bool,
+}
+
+impl Prompt {
+    /// What pacing is told about a request carrying this prompt.
+    fn sent(&self, uri: &str, tier: usize, cursor_line: usize, stable: &str) -> Sent {
+        Sent {
+            uri: uri.to_string(),
+            tier,
+            cursor_line,
+            window_start: self.window_start,
+            stable_tokens: count_tokens_cached(stable),
+            line_tokens: self.line_tokens,
+            suffix_tokens: self.suffix_tokens,
+            suffix_capped: self.suffix_capped,
+        }
+    }
 }
 
 /// Marks where the cursor's line starts, to find the stable part of a rendered prompt.
@@ -466,6 +487,9 @@ fn build_prompt(
         format,
         stable,
         window_start: built.cursor.window_lines.0,
+        line_tokens: context::count_tokens(&built.cursor.line_prefix),
+        suffix_tokens: built.cursor.suffix_tokens,
+        suffix_capped: built.cursor.suffix_capped,
     }
 }
 
@@ -487,10 +511,14 @@ fn warm_next_tier(session: &Arc<Session>, settings: &Arc<Settings>, generated: &
         return;
     }
     let max = settings.context_tokens;
-    let Some(tier) = session
-        .pacing
-        .warm_up_tier(target.uri.0.as_str(), target.line_index, generated.tier, max)
-    else {
+    let Some(tier) = session.pacing.warm_up_tier(
+        target.uri.0.as_str(),
+        target.line_index,
+        generated.tier,
+        max,
+        generated.multiline,
+        settings.latency_target_ms,
+    ) else {
         return;
     };
     let session = session.clone();
@@ -507,17 +535,11 @@ fn warm_next_tier(session: &Arc<Session>, settings: &Arc<Settings>, generated: &
             cursor: target.cursor,
         };
         let prompt = build_prompt(&session, &settings, &model, &source, tier);
-        let Some(stable) = prompt.stable.filter(|s| !s.is_empty()) else {
+        let Some(stable) = prompt.stable.clone().filter(|s| !s.is_empty()) else {
             return;
         };
         let uri = target.uri.0.as_str();
-        session.pacing.sent(Sent {
-            uri: uri.to_string(),
-            tier,
-            cursor_line: target.line_index,
-            window_start: prompt.window_start,
-            stable_tokens: count_tokens_cached(&stable),
-        });
+        session.pacing.sent(prompt.sent(uri, tier, target.line_index, &stable));
         tracing::debug!(tier, "warming the next prompt tier");
         tokio::select! {
             biased;
@@ -557,6 +579,7 @@ async fn generate(
         settings.latency_target_ms,
     );
     let prompt = build_prompt(session, settings, &model, &source, tier);
+    let multiline = stop.multiline;
     let mut stops: Vec<String> = BACKEND_STOPS.iter().map(|s| s.to_string()).collect();
     stops.extend(template::stops(&prompt.format).iter().map(|s| s.to_string()));
     if !stop.multiline {
@@ -564,6 +587,9 @@ async fn generate(
         // there itself also ends the stream with its usage, which paces the next prompts.
         stops.push("\n".to_string());
     }
+    session
+        .pacing
+        .sent(prompt.sent(uri, tier, line_index, prompt.stable.as_deref().unwrap_or("")));
     let request = CompletionRequest {
         model: model.id.clone(),
         prompt: prompt.rendered.prompt,
@@ -576,13 +602,6 @@ async fn generate(
         stream: true,
         stream_options: Some(serde_json::json!({"include_usage": true})),
     };
-    session.pacing.sent(Sent {
-        uri: uri.to_string(),
-        tier,
-        cursor_line: line_index,
-        window_start: prompt.window_start,
-        stable_tokens: prompt.stable.as_deref().map_or(0, count_tokens_cached),
-    });
     let before_backend_ns = now_ns().saturating_sub(arrived_ns);
     let mut stream = match session.backend.stream(settings, &request).await {
         Ok(stream) => stream,
@@ -614,6 +633,7 @@ async fn generate(
         before_backend_ns,
         last_token_ns,
         tier,
+        multiline,
         usage,
         model,
     })

@@ -28,8 +28,10 @@ pub const MIN_TIER: usize = 256;
 /// Completion tokens expected when estimating the decode time.
 const SINGLE_LINE_TOKENS: f64 = 12.0;
 const MULTI_LINE_TOKENS: f64 = 40.0;
-/// Tokens of the cursor's line and the template's markers, added to the suffix of a warm region.
-const CURSOR_LINE_TOKENS: usize = 24;
+/// Tokens of the cursor's line before the cursor, when not measured yet.
+const CURSOR_LINE_TOKENS: usize = 16;
+/// The FIM markers after the prefix, and the tokens a change at the line's end re-tokenizes.
+const MARKER_TOKENS: usize = 6;
 /// Regions remembered.
 const REGIONS: usize = 16;
 /// Weight of a new measurement in the speed averages.
@@ -56,6 +58,11 @@ struct Region {
     cursor_line: usize,
     window_start: usize,
     stable_tokens: usize,
+    /// What each keystroke recomputes: the cursor line (and markers) and the suffix, whose
+    /// length the block's end set (`false`) or the tier's cap (`true`).
+    line_tokens: usize,
+    suffix_tokens: usize,
+    suffix_capped: bool,
     /// Of `stable_tokens`, held by the backend once the request that carries it is answered
     /// (or, when it was cancelled, as far as it got).
     held_tokens: f64,
@@ -81,6 +88,10 @@ pub struct Sent {
     pub window_start: usize,
     /// Tokens (cl100k) of the prompt before the cursor's line.
     pub stable_tokens: usize,
+    /// Tokens of the cursor's line before the cursor, and of the suffix (see `Region`).
+    pub line_tokens: usize,
+    pub suffix_tokens: usize,
+    pub suffix_capped: bool,
 }
 
 pub struct Pacing {
@@ -136,31 +147,30 @@ impl Pacing {
         if state.prefill <= 0.0 {
             return tiers[0];
         }
-        let decode_ms = match state.decode {
-            d if d > 0.0 => 1e3 * if multiline { MULTI_LINE_TOKENS } else { SINGLE_LINE_TOKENS } / d,
-            _ => 0.0,
-        };
+        let allowed = state.prefill_allowance_ms(multiline, target_ms);
         let smallest = *tiers.last().unwrap_or(&max);
         tiers
             .into_iter()
-            .find(|&tier| {
-                let uncached = state.uncached_tokens(uri, cursor_line, tier);
-                decode_ms + 1e3 * uncached / state.prefill <= target_ms as f64
-            })
+            .find(|&tier| 1e3 * state.uncached_tokens(uri, cursor_line, tier) / state.prefill <= allowed)
             .unwrap_or(smallest)
     }
 
-    /// The next tier above `tier` (at most `max`) whose region at `cursor_line` is not yet held,
-    /// for a background warm-up; `None` when every larger tier is held or there is none.
-    pub fn warm_up_tier(&self, uri: &str, cursor_line: usize, tier: usize, max: usize) -> Option<usize> {
+    /// The next tier above `tier` (at most `max`) worth a background warm-up: once its stable
+    /// part is held, a keystroke on this line would be answered within the target, and it is not
+    /// held yet. `None` when there is none: then warming would only keep the backend busy (and
+    /// the next keystroke waiting for the chunk it is computing).
+    pub fn warm_up_tier(&self, uri: &str, cursor_line: usize, tier: usize, max: usize, multiline: bool, target_ms: u64) -> Option<usize> {
         let state = self.state();
         if state.prefill <= 0.0 {
             return None;
         }
+        let allowed = state.prefill_allowance_ms(multiline, target_ms);
         tiers(max).into_iter().rev().filter(|&t| t > tier).find(|&t| {
-            state
+            let fits_when_warm = 1e3 * state.changing_tokens(uri, cursor_line, t) / state.prefill <= allowed;
+            let held = state
                 .region(uri, cursor_line, t)
-                .is_none_or(|r| r.in_flight.is_none() && r.held_tokens < r.stable_tokens as f64 * 0.95)
+                .is_some_and(|r| r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95);
+            fits_when_warm && !held
         })
     }
 
@@ -180,6 +190,9 @@ impl Pacing {
                 cursor_line: sent.cursor_line,
                 window_start: sent.window_start,
                 stable_tokens: sent.stable_tokens,
+                line_tokens: sent.line_tokens,
+                suffix_tokens: sent.suffix_tokens,
+                suffix_capped: sent.suffix_capped,
                 held_tokens: held,
                 in_flight: Some((Instant::now(), held)),
             },
@@ -245,6 +258,33 @@ impl State {
         })
     }
 
+    /// Milliseconds of prompt computation a request may take: the target less the expected
+    /// decoding, but at least half the target (a multi-line suggestion on a slow CPU takes
+    /// longer than the target to decode whatever its prompt; it still gets a prompt).
+    fn prefill_allowance_ms(&self, multiline: bool, target_ms: u64) -> f64 {
+        let decode_ms = match self.decode {
+            d if d > 0.0 => 1e3 * if multiline { MULTI_LINE_TOKENS } else { SINGLE_LINE_TOKENS } / d,
+            _ => 0.0,
+        };
+        (target_ms as f64 - decode_ms).max(target_ms as f64 / 2.0)
+    }
+
+    /// Tokens a keystroke on this line recomputes at `tier`: the cursor line and the suffix, as
+    /// measured for this region at any tier (the suffix is the same at every tier when the
+    /// block's end set it, else the tier's cap), or the cap and a typical line.
+    fn changing_tokens(&self, uri: &str, cursor_line: usize, tier: usize) -> f64 {
+        let measured = self
+            .regions
+            .iter()
+            .find(|r| r.uri == uri && r.cursor_line == cursor_line);
+        let (line, suffix) = match measured {
+            Some(r) if !r.suffix_capped => (r.line_tokens, r.suffix_tokens.min(suffix_budget(tier))),
+            Some(r) => (r.line_tokens, suffix_budget(tier)),
+            None => (CURSOR_LINE_TOKENS, suffix_budget(tier)),
+        };
+        (line + suffix + MARKER_TOKENS) as f64
+    }
+
     /// Estimated prompt tokens the backend has to compute for `tier` at `cursor_line`.
     fn uncached_tokens(&self, uri: &str, cursor_line: usize, tier: usize) -> f64 {
         let whole = tier as f64 * TOKENIZER_MARGIN as f64;
@@ -256,7 +296,7 @@ impl State {
             Some((sent_at, before)) => (before + sent_at.elapsed().as_secs_f64() * self.prefill).min(region.stable_tokens as f64),
             None => region.held_tokens,
         };
-        let changing = (suffix_budget(tier) + CURSOR_LINE_TOKENS) as f64;
+        let changing = self.changing_tokens(uri, cursor_line, tier);
         (changing + (region.stable_tokens as f64 - held).max(0.0)).min(whole)
     }
 }
@@ -295,16 +335,18 @@ mod tests {
         assert_eq!(gpu.choose("a", 10, 2048, false, 800), 2048);
 
         let cpu = Pacing::default();
-        cpu.reported(Some(200.0), Some(40.0));
+        cpu.reported(Some(400.0), Some(40.0));
         // Cold: nothing fits 800 ms; the smallest tier.
         assert_eq!(cpu.choose("a", 100, 2048, false, 800), 256);
-        cpu.sent(Sent { uri: "a".into(), tier: 256, cursor_line: 100, window_start: 80, stable_tokens: 200 });
-        cpu.ended("a", 256, true, Some(&usage(260, 0, 1300.0, 10, 250.0)));
+        cpu.sent(Sent { uri: "a".into(), tier: 256, cursor_line: 100, window_start: 80, stable_tokens: 200, line_tokens: 10, suffix_tokens: 32, suffix_capped: true });
+        cpu.ended("a", 256, true, Some(&usage(260, 0, 650.0, 10, 250.0)));
         // Warm at 256 now; 512 not yet.
         assert_eq!(cpu.choose("a", 101, 2048, false, 800), 256);
-        assert_eq!(cpu.warm_up_tier("a", 101, 256, 2048), Some(512));
-        cpu.sent(Sent { uri: "a".into(), tier: 512, cursor_line: 101, window_start: 64, stable_tokens: 430 });
-        cpu.ended("a", 512, true, Some(&usage(470, 0, 2350.0, 0, 0.0)));
+        assert_eq!(cpu.warm_up_tier("a", 101, 256, 2048, false, 800), Some(512));
+        cpu.sent(Sent { uri: "a".into(), tier: 512, cursor_line: 101, window_start: 64, stable_tokens: 430, line_tokens: 10, suffix_tokens: 64, suffix_capped: true });
+        cpu.ended("a", 512, true, Some(&usage(470, 0, 1175.0, 0, 0.0)));
+        // Nothing larger pays off at this speed: 1,024's suffix alone is too long to recompute.
+        assert_eq!(cpu.warm_up_tier("a", 102, 512, 2048, false, 800), None);
         assert_eq!(cpu.choose("a", 102, 2048, false, 800), 512);
         // Another file, or far away in this one: cold again.
         assert_eq!(cpu.choose("b", 102, 2048, false, 800), 256);
@@ -315,10 +357,10 @@ mod tests {
     fn a_cancelled_warm_up_counts_what_it_got_through() {
         let cpu = Pacing::default();
         cpu.reported(Some(1e6), Some(40.0));
-        cpu.sent(Sent { uri: "a".into(), tier: 1024, cursor_line: 10, window_start: 0, stable_tokens: 900 });
+        cpu.sent(Sent { uri: "a".into(), tier: 1024, cursor_line: 10, window_start: 0, stable_tokens: 900, line_tokens: 10, suffix_tokens: 5, suffix_capped: false });
         std::thread::sleep(std::time::Duration::from_millis(5));
         cpu.ended("a", 1024, false, None);
         // At a million tokens a second, 5 ms was enough for all of it.
-        assert_eq!(cpu.warm_up_tier("a", 10, 512, 1024), None);
+        assert_eq!(cpu.warm_up_tier("a", 10, 512, 1024, false, 800), None);
     }
 }

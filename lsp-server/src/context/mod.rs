@@ -133,9 +133,14 @@ impl Budget {
         let cap = model_context
             .map(|context| context.saturating_sub(max_tokens as usize))
             .unwrap_or(usize::MAX);
+        let tokens = context_tokens.min(cap);
+        // Small budgets (a slow backend's first prompts, see `complete::pacing`) go to the
+        // current file first: when only a few hundred tokens fit, its nearby lines are worth
+        // more than other files' context. Other files get their share from 1,024 tokens on.
+        let ramp = ((tokens as f32 - 256.0) / 768.0).clamp(0.0, 1.0);
         Self {
-            total: (context_tokens.min(cap) as f32 * TOKENIZER_MARGIN) as usize,
-            retrieved_share: retrieved_share.clamp(0.0, 0.9),
+            total: (tokens as f32 * TOKENIZER_MARGIN) as usize,
+            retrieved_share: retrieved_share.clamp(0.0, 0.9) * ramp,
         }
     }
 
