@@ -518,6 +518,18 @@ pub struct RecordingServer {
 
 impl RecordingServer {
     pub fn start(family: &str) -> Self {
+        Self::start_reporting(family, Value::Null)
+    }
+
+    /// Like `start`, with `/v1/models` also reporting `speed` (as ghostline-serve does).
+    pub fn start_with_speed(family: &str, prefill_tokens_per_s: f64, decode_tokens_per_s: f64) -> Self {
+        Self::start_reporting(
+            family,
+            json!({"prefill_tokens_per_s": prefill_tokens_per_s, "decode_tokens_per_s": decode_tokens_per_s}),
+        )
+    }
+
+    fn start_reporting(family: &str, speed: Value) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -527,7 +539,8 @@ impl RecordingServer {
             "context_length": 8192,
             "fim": {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>", "middle": "<|fim_middle|>",
                     "repo_name": "<|repo_name|>", "file_sep": "<|file_sep|>",
-                    "template": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"}
+                    "template": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"},
+            "speed": speed
         }]})
         .to_string();
         std::thread::spawn(move || {
