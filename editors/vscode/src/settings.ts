@@ -12,6 +12,7 @@ export const LSP_SETTING_KEYS = [
   'debounceMs',
   'enabledLanguages',
   'timeoutMs',
+  'latencyTargetMs',
   'contextTokens',
   'temperature',
   'contextMode',

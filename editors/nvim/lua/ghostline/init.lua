@@ -14,7 +14,7 @@ M.defaults = {
   },
   -- Sent as initializationOptions (and on :Ghostline reload as didChangeConfiguration); the
   -- names are ghostline-lsp's: backendUrl, apiKeyEnv, model, fimTemplate, maxTokens,
-  -- maxLines, multiline ("auto"|"always"|"never"), debounceMs, enabledLanguages, timeoutMs,
+  -- maxLines, multiline ("auto"|"always"|"never"), debounceMs, enabledLanguages, timeoutMs, latencyTargetMs,
   -- contextTokens, temperature, contextMode ("full"|"currentFile"|"jaccard"), promptFamily,
   -- retrievedShare, grammarsDir, excludeGlobs, maxIndexedFiles.
   settings = {},
