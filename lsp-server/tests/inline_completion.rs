@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{default_model_dir, items, start_backend, tiny_model_dir, Backend, LspClient};
+use common::{default_model_dir, insert_text, items, start_backend, tiny_model_dir, Backend, LspClient};
 use serde_json::{json, Value};
 
 const URI: &str = "file:///project/calc.py";
@@ -37,13 +37,6 @@ fn inline(client: &mut LspClient, line: u32, character: u32) -> Value {
         "textDocument/inlineCompletion",
         LspClient::inline_completion_params(URI, line, character),
     )
-}
-
-fn insert_text(item: &Value) -> String {
-    item["insertText"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| item["insertText"]["value"].as_str().unwrap().to_string())
 }
 
 fn check_item_shape(item: &Value, line: u32, character: u32) {

@@ -7,15 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{default_model_dir, items, start_backend, LspClient, RecordingServer};
+use common::{default_model_dir, insert_text, items, start_backend, LspClient, RecordingServer};
 use serde_json::{json, Value};
-
-fn insert_text(item: &Value) -> String {
-    item["insertText"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| item["insertText"]["value"].as_str().unwrap_or("").to_string())
-}
 
 #[test]
 fn default_model_fills_the_body_instead_of_closing_the_block_again() {

@@ -475,6 +475,14 @@ pub fn items(response: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// An inline completion item's text (a plain string or a snippet `StringValue`).
+pub fn insert_text(item: &Value) -> String {
+    item["insertText"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| item["insertText"]["value"].as_str().unwrap_or_default().to_string())
+}
+
 /// A fresh empty folder under the system temp dir (removed by `TempDir`'s drop).
 pub struct TempDir(pub PathBuf);
 
