@@ -265,11 +265,35 @@ pub async fn suggest(
         line_prefix: line_prefix.clone(),
         next_line: ctx.next_line.clone(),
     };
-    let outcome = tokio::select! {
-        biased;
-        () = until_superseded(requests, ticket.generation) => Outcome::Superseded,
-        () = tokio::time::sleep_until(deadline.into()) => Outcome::Failed(BackendError::Timeout),
-        outcome = generate(session, &settings, PromptSource { uri, document: &document, cursor }, stop, arrived_ns) => outcome,
+    // `timeoutMs` bounds the wait for the suggestion to start; once text is streaming it may
+    // finish (within as long again), so a suggestion that is coming is not thrown away.
+    let streaming = std::sync::atomic::AtomicBool::new(false);
+    let generation = generate(
+        session,
+        &settings,
+        PromptSource { uri, document: &document, cursor },
+        stop,
+        arrived_ns,
+        &streaming,
+    );
+    tokio::pin!(generation);
+    let superseded = until_superseded(requests, ticket.generation);
+    tokio::pin!(superseded);
+    let mut deadline = deadline;
+    let mut extended = false;
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            () = &mut superseded => break Outcome::Superseded,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                if extended || !streaming.load(std::sync::atomic::Ordering::Relaxed) {
+                    break Outcome::Failed(BackendError::Timeout);
+                }
+                extended = true;
+                deadline += Duration::from_millis(settings.timeout_ms);
+            }
+            outcome = &mut generation => break outcome,
+        }
     };
 
     let generated = match outcome {
@@ -561,6 +585,7 @@ async fn generate(
     source: PromptSource<'_>,
     stop: StopConfig,
     arrived_ns: u64,
+    streaming: &std::sync::atomic::AtomicBool,
 ) -> Outcome {
     let model = match session.backend.model(settings).await {
         Ok(model) => model,
@@ -612,6 +637,7 @@ async fn generate(
     loop {
         match stream.next_text().await {
             Ok(Some(delta)) => {
+                streaming.store(true, std::sync::atomic::Ordering::Relaxed);
                 last_token_ns = now_ns();
                 tracing::trace!("delta {delta:?}");
                 if detector.push(&delta) {
