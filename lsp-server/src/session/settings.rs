@@ -76,7 +76,8 @@ pub struct Settings {
     pub debounce_ms: u64,
     /// Language ids to complete in; `["*"]` means all.
     pub enabled_languages: Vec<String>,
-    /// Whole-request limit: past it the request answers empty.
+    /// How long a suggestion may take to start: past it with nothing streamed the request
+    /// answers empty; a suggestion already streaming may finish within as long again.
     pub timeout_ms: u64,
     /// How long the backend should take for a suggestion: the prompt's budget is the largest
     /// (up to `context_tokens`) that the backend's measured speed and prefix cache let it answer
