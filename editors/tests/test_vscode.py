@@ -53,6 +53,16 @@ CODE_SERVER_DIR = Path(os.environ.get("GHOSTLINE_CODE_SERVER_DIR", CACHE / "code
 ADD_PY = 'def add(a, b):\n    \n\n\nif __name__ == "__main__":\n    print(add(1, 2))\n'
 
 
+def jsonrpc_frames(data: bytes) -> list[dict]:
+    """The messages of an LSP byte stream (`Content-Length` framing)."""
+    messages, at = [], 0
+    while (header_end := data.find(b"\r\n\r\n", at)) >= 0:
+        length = int(re.search(rb"Content-Length: *(\d+)", data[at:header_end], re.I).group(1))
+        messages.append(json.loads(data[header_end + 4: header_end + 4 + length]))
+        at = header_end + 4 + length
+    return messages
+
+
 @test
 def code_server_shows_ghost_text_and_tab_accepts():
     """A real VS Code (code-server) in headless Chromium with the packaged extension."""
@@ -68,8 +78,14 @@ def code_server_shows_ghost_text_and_tab_accepts():
     for d in (workspace, user_data / "User", extensions, tmp / "config"):
         d.mkdir(parents=True)
     (workspace / "add.py").write_text(ADD_PY)
+    # The LSP behind a tee, to see what VS Code sends it.
+    lsp_input = ARTIFACTS / "code-server-lsp-input.jsonrpc"
+    lsp_input.unlink(missing_ok=True)
+    wrapper = tmp / "ghostline-lsp-tee"
+    wrapper.write_text(f'#!/bin/sh\ntee -a "{lsp_input}" | "{LSP}" "$@"\n')
+    wrapper.chmod(0o755)
     (user_data / "User" / "settings.json").write_text(json.dumps({
-        "ghostline.serverPath": str(LSP),
+        "ghostline.serverPath": str(wrapper),
         "ghostline.backendUrl": backend.url,
         "ghostline.timeoutMs": 60000,  # a generous bound for the CPU model, not a speed check
         "editor.inlineSuggest.enabled": True,
@@ -117,6 +133,18 @@ def code_server_shows_ghost_text_and_tab_accepts():
         assert lines[1].startswith("    return a + b"), lines
         assert lines[2:] == ADD_PY.split("\n")[2:], lines
         assert (ARTIFACTS / "vscode-ghost-text.png").stat().st_size > 10000
+        # Placing the cursor on code (the end of `def add(a, b):`) asked for code actions there
+        # before the first keystroke: the sign the LSP warms the prompt on
+        # (server/api/code_action.rs). VS Code does not ask where the cursor has only
+        # whitespace around it, as on the indented empty line below.
+        messages = jsonrpc_frames(lsp_input.read_bytes())
+        methods = [m.get("method") for m in messages]
+        assert "textDocument/didChange" in methods, methods
+        before_typing = messages[:methods.index("textDocument/didChange")]
+        hints = [m["params"]["range"] for m in before_typing if m.get("method") == "textDocument/codeAction"
+                 and m["params"]["textDocument"]["uri"].endswith("/add.py")]
+        assert {"line": 0, "character": len("def add(a, b):")} in [r["end"] for r in hints if r["start"] == r["end"]], \
+            (hints, methods[:40])
     finally:
         server.terminate()
         try:

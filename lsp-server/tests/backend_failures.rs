@@ -155,10 +155,15 @@ fn a_suggestion_already_streaming_at_the_timeout_may_finish() {
     // timeout passes, so it gets as long again to finish (it used to be thrown away).
     let port = misbehaving_server(Misbehaviour::Drip);
     let mut client = start(format!("http://127.0.0.1:{port}"), 1200);
-    let response = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(URI, 1, 4));
+    let response = client.request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(URI, 1, 4),
+    );
     let got = items(&response);
     assert_eq!(got.len(), 1, "{response}");
     assert_eq!(got[0]["insertText"], "xxxxxxxx", "{response}");
-    assert!(client.notifications("window/showMessage", Duration::from_millis(200)).is_empty());
+    assert!(client
+        .notifications("window/showMessage", Duration::from_millis(200))
+        .is_empty());
     assert!(client.shutdown().success());
 }

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{default_model_dir, insert_text, items, start_backend, tiny_model_dir, Backend, LspClient};
+use common::{
+    default_model_dir, insert_text, items, start_backend, tiny_model_dir, Backend, LspClient,
+};
 use serde_json::{json, Value};
 
 const URI: &str = "file:///project/calc.py";

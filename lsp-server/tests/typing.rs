@@ -18,7 +18,10 @@ fn default_model_fills_the_body_instead_of_closing_the_block_again() {
     // With the whole rest of the file as suffix the model wrote `}` then a Markdown fence and
     // prose, and `}` was shown although the next line already is `}`.
     let text = "fn add(a: i32, b: i32) -> i32 {\n    \n}\n\nfn main() {\n    println!(\"{}\", add(1, 2));\n}\n";
-    let (mut client, _) = LspClient::start(json!({}), json!({"backendUrl": backend.url(), "timeoutMs": 60000}));
+    let (mut client, _) = LspClient::start(
+        json!({}),
+        json!({"backendUrl": backend.url(), "timeoutMs": 60000}),
+    );
     client.open("file:///add.rs", "rust", text);
     let response = client.request(
         "textDocument/inlineCompletion",
@@ -28,7 +31,10 @@ fn default_model_fills_the_body_instead_of_closing_the_block_again() {
     assert_eq!(got.len(), 1, "{response}");
     let suggestion = insert_text(&got[0]);
     assert!(suggestion.contains("a + b"), "{suggestion:?}");
-    assert!(!suggestion.contains("```") && !suggestion.trim_end().ends_with('}'), "{suggestion:?}");
+    assert!(
+        !suggestion.contains("```") && !suggestion.trim_end().ends_with('}'),
+        "{suggestion:?}"
+    );
     assert!(client.shutdown().success());
 }
 
@@ -56,26 +62,50 @@ fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
     // The cursor after the indentation of `def handler_300(request):`'s first body line.
     let line = 1201u32;
     client.open(uri, "python", &long_python());
-    let response = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(uri, line, 4));
+    let response = client.request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(uri, line, 4),
+    );
     assert_eq!(items(&response).len(), 1, "{response}");
 
     // The background warm-up: the next tier's prompt up to the cursor's line, no tokens asked.
     let deadline = Instant::now() + Duration::from_secs(10);
     while bodies_now(&server).len() < 2 {
-        assert!(Instant::now() < deadline, "no warm-up request: {:?}", bodies_now(&server));
+        assert!(
+            Instant::now() < deadline,
+            "no warm-up request: {:?}",
+            bodies_now(&server)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let bodies = bodies_now(&server);
     let first = bodies[0]["prompt"].as_str().unwrap().to_string();
     assert_eq!(bodies[0]["max_tokens"], 128);
-    assert!(first.len() < 2_000, "a {}-byte first prompt for a backend this slow", first.len());
+    assert!(
+        first.len() < 2_000,
+        "a {}-byte first prompt for a backend this slow",
+        first.len()
+    );
     let warm = &bodies[1];
     assert_eq!(warm["max_tokens"], 0, "{warm}");
     let warm_prompt = warm["prompt"].as_str().unwrap();
-    assert!(warm_prompt.starts_with("<|fim_prefix|>") && !warm_prompt.contains("<|fim_suffix|>"), "{warm_prompt}");
-    let first_stable = &first[..first.find("<|fim_suffix|>").unwrap()];
-    assert!(warm_prompt.len() > first_stable.len(), "the warm-up is not larger than the first prompt");
-    assert!(warm_prompt.ends_with("def handler_300(request):\n"), "{warm_prompt:?}");
+    // The cursor's line comes last, after the middle marker; everything before it is what the
+    // next keystrokes share, and what a warm-up prefills.
+    assert!(first.ends_with("<|fim_middle|>    "), "{first:?}");
+    let first_stable = &first[..first.len() - "    ".len()];
+    assert!(
+        warm_prompt.starts_with("<|fim_prefix|>") && warm_prompt.ends_with("<|fim_middle|>"),
+        "{warm_prompt}"
+    );
+    assert!(
+        warm_prompt.len() > first_stable.len(),
+        "the warm-up is not larger than the first prompt"
+    );
+    let warm_prefix = &warm_prompt[..warm_prompt.find("<|fim_suffix|>").unwrap()];
+    assert!(
+        warm_prefix.ends_with("def handler_300(request):\n"),
+        "{warm_prompt:?}"
+    );
 
     // Typing on the line (not what was suggested, `value`, which would be answered from
     // memory): the next prompt starts with the first one's text before the cursor.
@@ -84,7 +114,10 @@ fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
         json!({"textDocument": {"uri": uri, "version": 2},
                "contentChanges": [{"range": {"start": {"line": line, "character": 4}, "end": {"line": line, "character": 4}}, "text": "x"}]}),
     );
-    let response = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(uri, line, 5));
+    let response = client.request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(uri, line, 5),
+    );
     assert_eq!(items(&response).len(), 1, "{response}");
     let bodies = bodies_now(&server);
     let next = bodies
@@ -93,7 +126,59 @@ fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
         .find(|b| b["max_tokens"] == 128)
         .and_then(|b| b["prompt"].as_str())
         .expect("no second completion request");
-    assert!(next.starts_with(first_stable), "the prompt changed before the cursor's line:\n{first_stable}\n---\n{next}");
-    assert!(next.contains("<|fim_prefix|>") && next[..next.find("<|fim_suffix|>").unwrap()].ends_with("    x"));
+    // Whichever tier it took (the warm-up's, once answered), the prompt is one the backend has
+    // computed, and only the typed line after it is new.
+    let stable = [first_stable, warm_prompt]
+        .into_iter()
+        .find(|stable| next.starts_with(stable))
+        .unwrap_or_else(|| {
+            panic!("the prompt changed before the cursor's line:\n{first_stable}\n---\n{next}")
+        });
+    assert_eq!(&next[stable.len()..], "    x");
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn placing_the_cursor_prefills_the_prompt_a_keystroke_there_sends() {
+    let server = RecordingServer::start_with_speed("qwen2.5-coder", 100.0, 40.0);
+    let (mut client, _) = LspClient::start(
+        json!({}),
+        json!({"backendUrl": server.url(), "contextMode": "currentFile", "timeoutMs": 10000}),
+    );
+    let uri = "file:///handlers.py";
+    let line = 1201u32;
+    client.open(uri, "python", &long_python());
+    // VS Code asks for code actions wherever the cursor comes to rest on code; Ghostline has
+    // none to offer, and takes the request as the sign of where typing will happen.
+    let cursor = json!({"line": line, "character": 4});
+    let response = client.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": {"start": cursor, "end": cursor}, "context": {"diagnostics": []}}),
+    );
+    assert!(response.get("error").is_none() && response["result"].is_null(), "{response}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bodies_now(&server).is_empty() {
+        assert!(Instant::now() < deadline, "no warm-up after the cursor came to rest");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let warm = bodies_now(&server)[0].clone();
+    assert_eq!(warm["max_tokens"], 0, "{warm}");
+    let warm_prompt = warm["prompt"].as_str().unwrap();
+    assert!(warm_prompt.ends_with("<|fim_middle|>"), "{warm_prompt:?}");
+    assert!(warm_prompt[..warm_prompt.find("<|fim_suffix|>").unwrap()].ends_with("def handler_300(request):\n"));
+
+    // The first keystroke there sends that prompt and the typed line after it.
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"range": {"start": cursor, "end": cursor}, "text": "x"}]}),
+    );
+    let response = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(uri, line, 5));
+    assert_eq!(items(&response).len(), 1, "{response}");
+    let completion = bodies_now(&server)
+        .into_iter()
+        .find(|b| b["max_tokens"] == 128)
+        .expect("no completion request");
+    assert_eq!(completion["prompt"].as_str().unwrap(), format!("{warm_prompt}    x"));
     assert!(client.shutdown().success());
 }

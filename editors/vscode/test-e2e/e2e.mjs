@@ -1,7 +1,8 @@
 // Drives a real VS Code (code-server) in Debian's Chromium: opens a file, types, waits for
 // Ghostline's ghost text, accepts it with Tab, saves. The caller checks the file on disk.
 // env: CODE_SERVER_URL, WORKSPACE, FILE (relative to WORKSPACE), LINE, TYPE, EXPECT,
-//      SCREENSHOT_DIR, CHROMIUM (default /usr/bin/chromium), TIMEOUT_MS
+//      SETTLE_MS (a person's pause between placing the cursor and typing), SCREENSHOT_DIR,
+//      CHROMIUM (default /usr/bin/chromium), TIMEOUT_MS
 import { chromium } from 'playwright-core';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -14,6 +15,7 @@ const file = env('FILE', 'add.py');
 const line = env('LINE', '2');
 const typed = env('TYPE', 'return ');
 const expect = env('EXPECT', 'a + b');
+const settle = Number(env('SETTLE_MS', '1000'));
 const shots = env('SCREENSHOT_DIR', '.');
 const timeout = Number(env('TIMEOUT_MS', '120000'));
 
@@ -43,10 +45,15 @@ try {
   await page.keyboard.press('Enter');
   await page.waitForSelector(`.tab.active:has-text("${file}")`, { timeout });
   await page.waitForSelector('.monaco-editor.focused', { timeout });
-  step(`go to the end of line ${line} and type ${JSON.stringify(typed)}`);
+  // As a person would: the cursor to the end of the line above (code, where VS Code asks for
+  // code actions), a pause, the arrow down to the end of the line, typing.
+  step(`go to the end of line ${Number(line) - 1}, then down to line ${line}, and type ${JSON.stringify(typed)}`);
   await page.keyboard.press('Control+G');
-  await page.keyboard.type(line);
+  await page.keyboard.type(String(Number(line) - 1));
   await page.keyboard.press('Enter');
+  await page.keyboard.press('End');
+  await page.waitForTimeout(settle);
+  await page.keyboard.press('ArrowDown');
   await page.keyboard.press('End');
   await page.keyboard.type(typed, { delay: 60 });
   step(`wait for ghost text containing ${JSON.stringify(expect)}`);

@@ -276,7 +276,9 @@ impl Backend {
                 fim_template: entry.fim.and_then(FimTokens::template),
                 family: entry.family,
                 context_length: entry.context_length,
-                speed: entry.speed.map(|s| (s.prefill_tokens_per_s, s.decode_tokens_per_s)),
+                speed: entry
+                    .speed
+                    .map(|s| (s.prefill_tokens_per_s, s.decode_tokens_per_s)),
             }),
             // The backend does not list it; it may still serve it under that name.
             None => match &settings.model {
@@ -319,17 +321,30 @@ impl Backend {
     /// Has the backend compute `prompt` into its prefix cache without generating anything
     /// (`max_tokens: 0`; ghostline-serve only): the prompts of the next keystrokes start with it.
     /// Dropping the future closes the connection, and the backend keeps what it computed so far.
-    pub async fn warm(&self, settings: &Settings, model: &str, prompt: &str) -> Result<Option<Usage>, BackendError> {
+    pub async fn warm(
+        &self,
+        settings: &Settings,
+        model: &str,
+        prompt: &str,
+    ) -> Result<Option<Usage>, BackendError> {
         let body = serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 0, "temperature": 0, "stream": false});
         let builder = self
             .http
             .post(Self::url(settings, "/v1/completions"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let response = self.authorized(builder, settings).send().await.map_err(classify_send_error)?;
+        let response = self
+            .authorized(builder, settings)
+            .send()
+            .await
+            .map_err(classify_send_error)?;
         let response = check_status(response).await?;
-        let bytes = response.bytes().await.map_err(|error| BackendError::Died(root_cause(&error)))?;
-        let answer: WarmAnswer = serde_json::from_slice(&bytes).map_err(|error| BackendError::Protocol(error.to_string()))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| BackendError::Died(root_cause(&error)))?;
+        let answer: WarmAnswer = serde_json::from_slice(&bytes)
+            .map_err(|error| BackendError::Protocol(error.to_string()))?;
         Ok(sse::usage_of(answer.usage, answer.timings))
     }
 }

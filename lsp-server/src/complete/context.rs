@@ -227,12 +227,16 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
         end_char = rope.line_to_char(line) + slice.len_chars();
         line += 1;
     }
-    let suffix = rope.slice(cursor_char..end_char.max(cursor_char)).to_string();
+    let suffix = rope
+        .slice(cursor_char..end_char.max(cursor_char))
+        .to_string();
     let suffix_tokens = used;
 
     // Prefix: whole lines above the cursor's line while they fit, then the first line moved
     // down to a multiple of ANCHOR_LINES (see there).
-    let prefix_budget = context_tokens.saturating_sub(suffix_tokens).max(context_tokens / 2);
+    let prefix_budget = context_tokens
+        .saturating_sub(suffix_tokens)
+        .max(context_tokens / 2);
     let mut used = count_tokens(&line_prefix);
     let mut first_line = line_index;
     while first_line > 0 && line_index - first_line < MAX_WINDOW_LINES {
@@ -247,7 +251,9 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
     if anchored <= line_index {
         first_line = anchored;
     }
-    let prefix = rope.slice(rope.line_to_char(first_line)..cursor_char).to_string();
+    let prefix = rope
+        .slice(rope.line_to_char(first_line)..cursor_char)
+        .to_string();
 
     let next_line = (line_index + 1..last_line.min(line_index + 1 + MAX_WINDOW_LINES))
         .map(|i| rope.line(i))
@@ -290,10 +296,14 @@ fn suffix_end_line(rope: &Rope, line_index: usize, line_prefix: &str) -> usize {
         // A blank line: the cursor's column says which block it is in.
         line_prefix.chars().any(|c| c == ' ' || c == '\t') || {
             // Or the code around it: the previous non-blank line opened or was in a block.
-            (0..line_index).rev().map(|i| rope.line(i)).find(|l| !is_blank(*l)).is_some_and(|l| {
-                let text = l.to_string();
-                indent_width_of(l) > 0 || text.trim_end().ends_with(['{', ':', '(', '['])
-            })
+            (0..line_index)
+                .rev()
+                .map(|i| rope.line(i))
+                .find(|l| !is_blank(*l))
+                .is_some_and(|l| {
+                    let text = l.to_string();
+                    indent_width_of(l) > 0 || text.trim_end().ends_with(['{', ':', '(', '['])
+                })
         }
     } else {
         indent_width_of(cursor_line) > 0
@@ -307,7 +317,11 @@ fn suffix_end_line(rope: &Rope, line_index: usize, line_prefix: &str) -> usize {
         }
         if indent_width_of(line) == 0 {
             if indented {
-                return if is_closing_line(line) { index + 1 } else { index };
+                return if is_closing_line(line) {
+                    index + 1
+                } else {
+                    index
+                };
             }
             if after_blank {
                 return index;
@@ -414,7 +428,10 @@ mod tests {
         let python = "class A:\n    def f(self):\n        x = 1\n        return x\n\n    def g(self):\n        pass\n\n\ndef h():\n    pass\n";
         let rope = Rope::from_str(python);
         let ctx = cursor_context(&rope, rope.line_to_char(2) + 8, 2048);
-        assert_eq!(ctx.suffix, "x = 1\n        return x\n\n    def g(self):\n        pass\n\n\n");
+        assert_eq!(
+            ctx.suffix,
+            "x = 1\n        return x\n\n    def g(self):\n        pass\n\n\n"
+        );
         // At the top level: up to the next item after a blank line.
         let rope = Rope::from_str("import os\nimport sys\n\ndef main():\n    pass\n");
         let ctx = cursor_context(&rope, 3, 2048);
@@ -423,9 +440,19 @@ mod tests {
 
     #[test]
     fn window_start_stays_put_while_typing() {
-        let mut text: String = (0..300).map(|i| format!("    let value_{i} = compute({i}, \"some text\");\n")).collect();
+        let mut text: String = (0..300)
+            .map(|i| format!("    let value_{i} = compute({i}, \"some text\");\n"))
+            .collect();
         let mut firsts = std::collections::BTreeSet::new();
-        for typed in ["l", "le", "let", "let ", "let x", "let x =", "let x = 1;\n    let y"] {
+        for typed in [
+            "l",
+            "le",
+            "let",
+            "let ",
+            "let x",
+            "let x =",
+            "let x = 1;\n    let y",
+        ] {
             let full = format!("{text}    {typed}");
             let rope = Rope::from_str(&full);
             let ctx = cursor_context(&rope, rope.len_chars(), 1024);

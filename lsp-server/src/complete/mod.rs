@@ -27,8 +27,8 @@ use crate::edit::{line_content_end_char, position_to_char};
 use crate::index::uri_to_path;
 use crate::session::{ContextMode, Document, MultilineMode, PromptFamily, Session, Settings};
 use context::{count_tokens_cached, cursor_context, CursorContext};
-use pacing::Sent;
 use memory::{RecentResult, ShownSuggestion};
+use pacing::Sent;
 use postprocess::PostContext;
 use stop::{StopConfig, StopDetector};
 use syntax::{syntax_at_cursor_in, SyntaxAtCursor};
@@ -271,7 +271,11 @@ pub async fn suggest(
     let generation = generate(
         session,
         &settings,
-        PromptSource { uri, document: &document, cursor },
+        PromptSource {
+            uri,
+            document: &document,
+            cursor,
+        },
         stop,
         arrived_ns,
         &streaming,
@@ -308,9 +312,12 @@ pub async fn suggest(
         }
         Outcome::Generated(generated) => generated,
     };
-    session
-        .pacing
-        .ended(uri.0.as_str(), generated.tier, true, generated.usage.as_ref());
+    session.pacing.ended(
+        uri.0.as_str(),
+        generated.tier,
+        true,
+        generated.usage.as_ref(),
+    );
     warm_next_tier(
         session,
         &settings,
@@ -374,8 +381,8 @@ struct PromptSource<'a> {
 struct Prompt {
     rendered: Rendered,
     format: Format,
-    /// The raw prompt up to the start of the cursor's line (a prefix of `rendered.prompt`);
-    /// `None` where the backend applies the template (`rendered.suffix` is set).
+    /// The raw prompt without the cursor's line before the cursor, which comes last (a prefix
+    /// of `rendered.prompt`); `None` where the backend applies the template.
     stable: Option<String>,
     /// First line of the current file's window.
     window_start: usize,
@@ -400,9 +407,6 @@ impl Prompt {
         }
     }
 }
-
-/// Marks where the cursor's line starts, to find the stable part of a rendered prompt.
-const LINE_START_MARK: &str = "\u{0}ghostline-cursor-line\u{0}";
 
 /// The prompt for `source` within `context_tokens`: context from the sources
 /// `settings.context_mode` allows, in the format of the model's family.
@@ -487,24 +491,34 @@ fn build_prompt(
         suffix: &built.cursor.suffix,
         comment: crate::syntax::line_comment(&source.document.language_id),
     };
-    let rendered = template::render(&format, &parts);
-    // The same prompt with a mark where the cursor's line starts: what comes before it is
-    // what the next keystrokes' prompts share.
-    let line_start = built
+    // The cursor's line goes last, after the middle marker, as the start of the text the model
+    // writes (llama.cpp's `/infill` does the same): what comes before it — other files, the
+    // window up to this line, the suffix — stays the same while the user types on the line, so
+    // a keystroke costs the backend the characters typed, not the line and the whole suffix
+    // again. Where the backend applies the template itself, the prefix stays whole.
+    let (head, line) = built
         .cursor
         .prefix
-        .len()
-        .saturating_sub(built.cursor.line_prefix.len());
-    let stable = if rendered.suffix.is_none() && built.cursor.prefix.is_char_boundary(line_start) {
-        let marked_prefix = format!("{}{LINE_START_MARK}", &built.cursor.prefix[..line_start]);
-        let marked = template::render(&format, &Parts { prefix: &marked_prefix, ..parts });
-        marked
-            .prompt
-            .find(LINE_START_MARK)
-            .map(|at| marked.prompt[..at].to_string())
-            .filter(|stable| rendered.prompt.starts_with(stable.as_str()))
+        .split_at(built.cursor.prefix.rfind('\n').map_or(0, |at| at + 1));
+    let rendered = template::render(
+        &format,
+        &Parts {
+            prefix: head,
+            ..parts
+        },
+    );
+    let (rendered, stable) = if rendered.suffix.is_none() {
+        let stable = rendered.prompt;
+        let prompt = format!("{stable}{line}");
+        (
+            Rendered {
+                prompt,
+                suffix: None,
+            },
+            Some(stable),
+        )
     } else {
-        None
+        (template::render(&format, &parts), None)
     };
     Prompt {
         rendered,
@@ -530,7 +544,12 @@ struct WarmTarget {
 /// background, so the following pauses in this region can afford it. Only for backends that
 /// take `max_tokens: 0` (ghostline-serve, which reports its speed) and raw prompts. A newer
 /// request for the document cancels it; the backend keeps what it computed.
-fn warm_next_tier(session: &Arc<Session>, settings: &Arc<Settings>, generated: &Generated, target: WarmTarget) {
+fn warm_next_tier(
+    session: &Arc<Session>,
+    settings: &Arc<Settings>,
+    generated: &Generated,
+    target: WarmTarget,
+) {
     if generated.model.speed.is_none() {
         return;
     }
@@ -545,12 +564,98 @@ fn warm_next_tier(session: &Arc<Session>, settings: &Arc<Settings>, generated: &
     ) else {
         return;
     };
+    spawn_warm_up(
+        session,
+        settings,
+        generated.model.clone(),
+        target,
+        tier,
+        None,
+    );
+}
+
+/// The user moved the cursor to `position` (a code action request, which VS Code sends on
+/// every cursor move, or any other sign of where they are) and has typed nothing there yet:
+/// prefill the prompt a keystroke there would send (`pacing::warm_here_tier`), so the first
+/// pause in a region is already a follow-up. A request for the document, or a newer hint,
+/// ends it; the backend keeps what it computed.
+pub fn warm_at_cursor(session: &Arc<Session>, uri: &Uri, position: Position) {
+    let mut hint = 0;
+    session.cursor_hints.send_modify(|n| {
+        *n += 1;
+        hint = *n;
+    });
+    let session = session.clone();
+    let uri = uri.clone();
+    tokio::spawn(async move {
+        // A cursor moving line by line sends a hint per line: wait for it to rest.
+        tokio::time::sleep(HINT_REST).await;
+        if *session.cursor_hints.borrow() != hint
+            || session.is_excluded(&uri)
+            || session.backend.health.is_backing_off()
+        {
+            return;
+        }
+        let settings = session.settings();
+        let Some(document) = session.snapshot_parsed(&uri) else {
+            return;
+        };
+        if !settings.language_enabled(&document.language_id) {
+            return;
+        }
+        let Ok(model) = session.backend.model(&settings).await else {
+            return;
+        };
+        let Some((prefill, decode)) = model.speed else {
+            return;
+        };
+        session.pacing.reported(prefill, decode);
+        let cursor = position_to_char(&document.rope, position, session.encoding());
+        let line_index = document
+            .rope
+            .char_to_line(cursor.min(document.rope.len_chars()));
+        let Some(tier) = session.pacing.warm_here_tier(
+            uri.0.as_str(),
+            line_index,
+            settings.context_tokens,
+            settings.latency_target_ms,
+        ) else {
+            return;
+        };
+        let generation = session.watch_requests(&uri).map_or(0, |r| *r.borrow());
+        let target = WarmTarget {
+            uri,
+            document,
+            cursor,
+            line_index,
+            generation,
+        };
+        spawn_warm_up(&session, &settings, model, target, tier, Some(hint));
+    });
+}
+
+/// How long a cursor hint waits for the next one before its warm-up starts.
+const HINT_REST: Duration = Duration::from_millis(100);
+
+/// Prefills the stable part of `target`'s prompt at `tier` in the background, until a newer
+/// request for the document (or, for a cursor hint, a newer hint) ends it.
+fn spawn_warm_up(
+    session: &Arc<Session>,
+    settings: &Arc<Settings>,
+    model: ModelInfo,
+    target: WarmTarget,
+    tier: usize,
+    hint: Option<u64>,
+) {
     let session = session.clone();
     let settings = settings.clone();
-    let model = generated.model.clone();
     let requests = session.watch_requests(&target.uri);
+    let hints = hint.map(|hint| (session.cursor_hints.subscribe(), hint));
     tokio::spawn(async move {
-        if requests.as_ref().is_some_and(|r| *r.borrow() != target.generation) {
+        if requests
+            .as_ref()
+            .is_some_and(|r| *r.borrow() != target.generation)
+        {
             return;
         }
         let source = PromptSource {
@@ -563,11 +668,20 @@ fn warm_next_tier(session: &Arc<Session>, settings: &Arc<Settings>, generated: &
             return;
         };
         let uri = target.uri.0.as_str();
-        session.pacing.sent(prompt.sent(uri, tier, target.line_index, &stable));
-        tracing::debug!(tier, "warming the next prompt tier");
+        session
+            .pacing
+            .sent(prompt.sent(uri, tier, target.line_index, &stable));
+        tracing::debug!(tier, hint = hints.is_some(), "warming a prompt tier");
+        let newer_hint = async move {
+            match hints {
+                Some((hints, hint)) => until_superseded(Some(hints), hint).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             () = until_superseded(requests, target.generation) => session.pacing.ended(uri, tier, false, None),
+            () = newer_hint => session.pacing.ended(uri, tier, false, None),
             result = session.backend.warm(&settings, &model.id, &stable) => match result {
                 Ok(usage) => session.pacing.ended(uri, tier, true, usage.as_ref()),
                 Err(error) => {
@@ -595,7 +709,10 @@ async fn generate(
         session.pacing.reported(prefill, decode);
     }
     let uri = source.uri.0.as_str();
-    let line_index = source.document.rope.char_to_line(source.cursor.min(source.document.rope.len_chars()));
+    let line_index = source
+        .document
+        .rope
+        .char_to_line(source.cursor.min(source.document.rope.len_chars()));
     let tier = session.pacing.choose(
         uri,
         line_index,
@@ -606,15 +723,22 @@ async fn generate(
     let prompt = build_prompt(session, settings, &model, &source, tier);
     let multiline = stop.multiline;
     let mut stops: Vec<String> = BACKEND_STOPS.iter().map(|s| s.to_string()).collect();
-    stops.extend(template::stops(&prompt.format).iter().map(|s| s.to_string()));
+    stops.extend(
+        template::stops(&prompt.format)
+            .iter()
+            .map(|s| s.to_string()),
+    );
     if !stop.multiline {
         // A single-line suggestion ends at the line break (see `stop`); the backend stopping
         // there itself also ends the stream with its usage, which paces the next prompts.
         stops.push("\n".to_string());
     }
-    session
-        .pacing
-        .sent(prompt.sent(uri, tier, line_index, prompt.stable.as_deref().unwrap_or("")));
+    session.pacing.sent(prompt.sent(
+        uri,
+        tier,
+        line_index,
+        prompt.stable.as_deref().unwrap_or(""),
+    ));
     let request = CompletionRequest {
         model: model.id.clone(),
         prompt: prompt.rendered.prompt,

@@ -6,10 +6,11 @@
 //! prompt tokens the backend does not hold in its prefix cache, at its measured prefill speed,
 //! plus the expected completion at its decode speed — fits `latencyTargetMs`. What the backend
 //! holds is estimated from what was sent lately: a region of a file (the same tier, the cursor
-//! a few lines from where it was) whose prompt was computed before costs only its cursor line
-//! and suffix. After a suggestion, the next tier's stable part (everything before the cursor's
-//! line) is prefilled in the background (`max_tokens: 0`), so the prompt grows as the cache
-//! warms; a keystroke cancels that warm-up, and the backend keeps what it computed.
+//! a few lines from where it was) whose prompt was computed before costs only what was typed on
+//! the cursor's line (which the prompt puts last), or, on another line of the region, that line
+//! and the suffix. After a suggestion, the next tier's stable part (the whole prompt but the
+//! cursor's line) is prefilled in the background (`max_tokens: 0`), so the prompt grows as the
+//! cache warms; a keystroke cancels that warm-up, and the backend keeps what it computed.
 //!
 //! Speeds come from the backend: ghostline-serve reports them in `/v1/models` and every answer
 //! carries `usage` and `timings`. A backend that reports neither is taken to be fast (the
@@ -141,7 +142,14 @@ impl Pacing {
     }
 
     /// The budget for a request at `cursor_line` of `uri`, at most `max` tokens.
-    pub fn choose(&self, uri: &str, cursor_line: usize, max: usize, multiline: bool, target_ms: u64) -> usize {
+    pub fn choose(
+        &self,
+        uri: &str,
+        cursor_line: usize,
+        max: usize,
+        multiline: bool,
+        target_ms: u64,
+    ) -> usize {
         let state = self.state();
         let tiers = tiers(max);
         if state.prefill <= 0.0 {
@@ -151,7 +159,9 @@ impl Pacing {
         let smallest = *tiers.last().unwrap_or(&max);
         tiers
             .into_iter()
-            .find(|&tier| 1e3 * state.uncached_tokens(uri, cursor_line, tier) / state.prefill <= allowed)
+            .find(|&tier| {
+                1e3 * state.uncached_tokens(uri, cursor_line, tier) / state.prefill <= allowed
+            })
             .unwrap_or(smallest)
     }
 
@@ -159,19 +169,62 @@ impl Pacing {
     /// part is held, a keystroke on this line would be answered within the target, and it is not
     /// held yet. `None` when there is none: then warming would only keep the backend busy (and
     /// the next keystroke waiting for the chunk it is computing).
-    pub fn warm_up_tier(&self, uri: &str, cursor_line: usize, tier: usize, max: usize, multiline: bool, target_ms: u64) -> Option<usize> {
+    pub fn warm_up_tier(
+        &self,
+        uri: &str,
+        cursor_line: usize,
+        tier: usize,
+        max: usize,
+        multiline: bool,
+        target_ms: u64,
+    ) -> Option<usize> {
         let state = self.state();
         if state.prefill <= 0.0 {
             return None;
         }
         let allowed = state.prefill_allowance_ms(multiline, target_ms);
-        tiers(max).into_iter().rev().filter(|&t| t > tier).find(|&t| {
-            let fits_when_warm = 1e3 * state.changing_tokens(uri, cursor_line, t) / state.prefill <= allowed;
-            let held = state
-                .region(uri, cursor_line, t)
-                .is_some_and(|r| r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95);
-            fits_when_warm && !held
-        })
+        tiers(max)
+            .into_iter()
+            .rev()
+            .filter(|&t| t > tier)
+            .find(|&t| {
+                let fits_when_warm = 1e3 * state.changing_tokens(uri, cursor_line, t, true)
+                    / state.prefill
+                    <= allowed;
+                let held = state.region(uri, cursor_line, t).is_some_and(|r| {
+                    r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95
+                });
+                fits_when_warm && !held
+            })
+    }
+
+    /// The tier worth prefilling at `cursor_line` before anything is typed there (the user
+    /// just moved the cursor): the one a keystroke would get, when the backend's speed is known,
+    /// it does not hold that line's prompt yet, and computing it cold would not fit the target
+    /// anyway (on a GPU the first keystroke is fast without it).
+    pub fn warm_here_tier(
+        &self,
+        uri: &str,
+        cursor_line: usize,
+        max: usize,
+        target_ms: u64,
+    ) -> Option<usize> {
+        let tier = self.choose(uri, cursor_line, max, false, target_ms);
+        let state = self.state();
+        if state.prefill <= 0.0 {
+            return None;
+        }
+        let allowed = state.prefill_allowance_ms(false, target_ms);
+        if 1e3 * state.uncached_tokens(uri, cursor_line, tier) / state.prefill <= allowed {
+            return None;
+        }
+        let held = state.regions.iter().any(|r| {
+            r.uri == uri
+                && r.tier == tier
+                && r.cursor_line == cursor_line
+                && (r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95)
+        });
+        (!held).then_some(tier)
     }
 
     /// A request carrying `sent`'s prompt went to the backend now.
@@ -181,7 +234,9 @@ impl Pacing {
             .region(&sent.uri, sent.cursor_line, sent.tier)
             .filter(|r| r.window_start == sent.window_start)
             .map_or(0.0, |r| r.held_tokens.min(sent.stable_tokens as f64));
-        state.regions.retain(|r| !(r.uri == sent.uri && r.tier == sent.tier));
+        state
+            .regions
+            .retain(|r| !(r.uri == sent.uri && r.tier == sent.tier));
         state.regions.insert(
             0,
             Region {
@@ -218,13 +273,18 @@ impl Pacing {
             }
         }
         let prefill = state.prefill;
-        if let Some(region) = state.regions.iter_mut().find(|r| r.uri == uri && r.tier == tier) {
+        if let Some(region) = state
+            .regions
+            .iter_mut()
+            .find(|r| r.uri == uri && r.tier == tier)
+        {
             if let Some((sent_at, held_before)) = region.in_flight.take() {
                 region.held_tokens = if answered {
                     region.stable_tokens as f64
                 } else {
                     // Cancelled: the backend kept what it had computed by now.
-                    (held_before + sent_at.elapsed().as_secs_f64() * prefill).min(region.stable_tokens as f64)
+                    (held_before + sent_at.elapsed().as_secs_f64() * prefill)
+                        .min(region.stable_tokens as f64)
                 };
             }
         }
@@ -263,24 +323,33 @@ impl State {
     /// longer than the target to decode whatever its prompt; it still gets a prompt).
     fn prefill_allowance_ms(&self, multiline: bool, target_ms: u64) -> f64 {
         let decode_ms = match self.decode {
-            d if d > 0.0 => 1e3 * if multiline { MULTI_LINE_TOKENS } else { SINGLE_LINE_TOKENS } / d,
+            d if d > 0.0 => {
+                1e3 * if multiline {
+                    MULTI_LINE_TOKENS
+                } else {
+                    SINGLE_LINE_TOKENS
+                } / d
+            }
             _ => 0.0,
         };
         (target_ms as f64 - decode_ms).max(target_ms as f64 / 2.0)
     }
 
-    /// Tokens a keystroke on this line recomputes at `tier`: the cursor line and the suffix, as
-    /// measured for this region at any tier (the suffix is the same at every tier when the
-    /// block's end set it, else the tier's cap), or the cap and a typical line.
-    fn changing_tokens(&self, uri: &str, cursor_line: usize, tier: usize) -> f64 {
+    /// Tokens a prompt at `cursor_line` computes beyond what a warm region holds. On the
+    /// region's own line that is the line typed so far (it comes after the middle marker, see
+    /// `build_prompt`); on another line of the region the suffix changes too — as measured
+    /// for that line at any tier (the same at every tier when the block's end set it, else the
+    /// tier's cap), or the cap and a typical line.
+    fn changing_tokens(&self, uri: &str, cursor_line: usize, tier: usize, same_line: bool) -> f64 {
         let measured = self
             .regions
             .iter()
             .find(|r| r.uri == uri && r.cursor_line == cursor_line);
-        let (line, suffix) = match measured {
-            Some(r) if !r.suffix_capped => (r.line_tokens, r.suffix_tokens.min(suffix_budget(tier))),
-            Some(r) => (r.line_tokens, suffix_budget(tier)),
-            None => (CURSOR_LINE_TOKENS, suffix_budget(tier)),
+        let line = measured.map_or(CURSOR_LINE_TOKENS, |r| r.line_tokens);
+        let suffix = match measured {
+            _ if same_line => 0,
+            Some(r) if !r.suffix_capped => r.suffix_tokens.min(suffix_budget(tier)),
+            _ => suffix_budget(tier),
         };
         (line + suffix + MARKER_TOKENS) as f64
     }
@@ -293,10 +362,12 @@ impl State {
         };
         let held = match region.in_flight {
             // Still computing: count what it will have done by the time this one runs.
-            Some((sent_at, before)) => (before + sent_at.elapsed().as_secs_f64() * self.prefill).min(region.stable_tokens as f64),
+            Some((sent_at, before)) => (before + sent_at.elapsed().as_secs_f64() * self.prefill)
+                .min(region.stable_tokens as f64),
             None => region.held_tokens,
         };
-        let changing = self.changing_tokens(uri, cursor_line, tier);
+        let changing =
+            self.changing_tokens(uri, cursor_line, tier, region.cursor_line == cursor_line);
         (changing + (region.stable_tokens as f64 - held).max(0.0)).min(whole)
     }
 }
@@ -305,7 +376,13 @@ impl State {
 mod tests {
     use super::*;
 
-    fn usage(prompt: usize, cached: usize, prefill_ms: f64, completion: usize, decode_ms: f64) -> Usage {
+    fn usage(
+        prompt: usize,
+        cached: usize,
+        prefill_ms: f64,
+        completion: usize,
+        decode_ms: f64,
+    ) -> Usage {
         Usage {
             prompt_tokens: prompt,
             cached_tokens: cached,
@@ -338,26 +415,80 @@ mod tests {
         cpu.reported(Some(400.0), Some(40.0));
         // Cold: nothing fits 800 ms; the smallest tier.
         assert_eq!(cpu.choose("a", 100, 2048, false, 800), 256);
-        cpu.sent(Sent { uri: "a".into(), tier: 256, cursor_line: 100, window_start: 80, stable_tokens: 200, line_tokens: 10, suffix_tokens: 32, suffix_capped: true });
+        cpu.sent(Sent {
+            uri: "a".into(),
+            tier: 256,
+            cursor_line: 100,
+            window_start: 80,
+            stable_tokens: 200,
+            line_tokens: 10,
+            suffix_tokens: 32,
+            suffix_capped: true,
+        });
         cpu.ended("a", 256, true, Some(&usage(260, 0, 650.0, 10, 250.0)));
         // Warm at 256 now; 512 not yet.
-        assert_eq!(cpu.choose("a", 101, 2048, false, 800), 256);
-        assert_eq!(cpu.warm_up_tier("a", 101, 256, 2048, false, 800), Some(512));
-        cpu.sent(Sent { uri: "a".into(), tier: 512, cursor_line: 101, window_start: 64, stable_tokens: 430, line_tokens: 10, suffix_tokens: 64, suffix_capped: true });
+        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 256);
+        assert_eq!(cpu.warm_up_tier("a", 100, 256, 2048, false, 800), Some(512));
+        cpu.sent(Sent {
+            uri: "a".into(),
+            tier: 512,
+            cursor_line: 100,
+            window_start: 64,
+            stable_tokens: 470,
+            line_tokens: 10,
+            suffix_tokens: 128,
+            suffix_capped: true,
+        });
+        // While the warm-up runs, 512 does not fit yet.
+        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 256);
         cpu.ended("a", 512, true, Some(&usage(470, 0, 1175.0, 0, 0.0)));
-        // Nothing larger pays off at this speed: 1,024's suffix alone is too long to recompute.
-        assert_eq!(cpu.warm_up_tier("a", 102, 512, 2048, false, 800), None);
-        assert_eq!(cpu.choose("a", 102, 2048, false, 800), 512);
+        // Typing on the line costs only what was typed: 512 now, and 1,024 worth warming.
+        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 512);
+        assert_eq!(
+            cpu.warm_up_tier("a", 100, 512, 2048, false, 800),
+            Some(1024)
+        );
+        // The next line of the region recomputes its suffix too: 512 still fits.
+        assert_eq!(cpu.choose("a", 101, 2048, false, 800), 512);
         // Another file, or far away in this one: cold again.
-        assert_eq!(cpu.choose("b", 102, 2048, false, 800), 256);
+        assert_eq!(cpu.choose("b", 100, 2048, false, 800), 256);
         assert_eq!(cpu.choose("a", 400, 2048, false, 800), 256);
+    }
+
+    #[test]
+    fn on_a_slow_backend_another_line_of_a_large_region_does_not_fit() {
+        let cpu = Pacing::default();
+        cpu.reported(Some(150.0), Some(40.0));
+        cpu.sent(Sent {
+            uri: "a".into(),
+            tier: 1024,
+            cursor_line: 100,
+            window_start: 64,
+            stable_tokens: 1000,
+            line_tokens: 10,
+            suffix_tokens: 256,
+            suffix_capped: true,
+        });
+        cpu.ended("a", 1024, true, None);
+        assert_eq!(cpu.choose("a", 100, 1024, false, 800), 1024);
+        // 10 + 256 + 6 tokens at 150/s: 1.8 s.
+        assert_eq!(cpu.choose("a", 101, 1024, false, 800), 256);
     }
 
     #[test]
     fn a_cancelled_warm_up_counts_what_it_got_through() {
         let cpu = Pacing::default();
         cpu.reported(Some(1e6), Some(40.0));
-        cpu.sent(Sent { uri: "a".into(), tier: 1024, cursor_line: 10, window_start: 0, stable_tokens: 900, line_tokens: 10, suffix_tokens: 5, suffix_capped: false });
+        cpu.sent(Sent {
+            uri: "a".into(),
+            tier: 1024,
+            cursor_line: 10,
+            window_start: 0,
+            stable_tokens: 900,
+            line_tokens: 10,
+            suffix_tokens: 5,
+            suffix_capped: false,
+        });
         std::thread::sleep(std::time::Duration::from_millis(5));
         cpu.ended("a", 1024, false, None);
         // At a million tokens a second, 5 ms was enough for all of it.

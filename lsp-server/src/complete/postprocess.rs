@@ -26,13 +26,18 @@ pub struct PostContext<'a> {
 /// line: the model closed the block the file already closes), and is nothing when that is all
 /// it has: showing the text that is already there is worse than showing nothing.
 fn drop_repeated_following(text: &str, ctx: &PostContext<'_>) -> Option<String> {
-    if !ctx.line_prefix.trim().is_empty() || !ctx.rest_of_line.trim().is_empty() || ctx.following.is_empty() {
+    if !ctx.line_prefix.trim().is_empty()
+        || !ctx.rest_of_line.trim().is_empty()
+        || ctx.following.is_empty()
+    {
         return Some(text.to_string());
     }
     let lines: Vec<&str> = text.split('\n').collect();
     let trimmed: Vec<&str> = lines.iter().map(|l| l.trim()).collect();
     let non_blank = trimmed.iter().filter(|l| !l.is_empty()).count();
-    let same = |a: &[&str], b: &[String]| a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| *x == y.as_str());
+    let same = |a: &[&str], b: &[String]| {
+        a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| *x == y.as_str())
+    };
     let repeats_all = {
         let kept: Vec<&str> = trimmed.iter().copied().filter(|l| !l.is_empty()).collect();
         same(&kept, ctx.following)
@@ -42,7 +47,11 @@ fn drop_repeated_following(text: &str, ctx: &PostContext<'_>) -> Option<String> 
     }
     // The longest tail of whole lines that is the start of what follows.
     for k in (1..lines.len()).rev() {
-        let tail: Vec<&str> = trimmed[lines.len() - k..].iter().copied().filter(|l| !l.is_empty()).collect();
+        let tail: Vec<&str> = trimmed[lines.len() - k..]
+            .iter()
+            .copied()
+            .filter(|l| !l.is_empty())
+            .collect();
         if !tail.is_empty() && same(&tail, ctx.following) {
             let kept = lines[..lines.len() - k].join("\n");
             return Some(kept.trim_end().to_string());
@@ -246,7 +255,10 @@ mod tests {
     fn repeating_what_follows_is_worse_than_nothing() {
         // `fn add(a: i32, b: i32) -> i32 {⏎    |⏎}`: a lone `}` only repeats the next line.
         assert_eq!(post_before("}", "    ", &["}", "fn main() {"]), None);
-        assert_eq!(post_before("a + b\n}", "    ", &["}"]), Some("a + b".into()));
+        assert_eq!(
+            post_before("a + b\n}", "    ", &["}"]),
+            Some("a + b".into())
+        );
         assert_eq!(post_before("a + b", "    ", &["}"]), Some("a + b".into()));
         // Mid-line, the same text may well be wanted.
         assert_eq!(post_before("}", "    x = ", &["}"]), Some("}".into()));

@@ -383,7 +383,11 @@ mod tests {
         let (text, early) = run(multi("    ", None), &["a + b\n", "```\n\nIn this code"]);
         assert_eq!(text, "a + b");
         assert!(early);
-        let single = StopConfig { multiline: false, max_lines: 1, ..Default::default() };
+        let single = StopConfig {
+            multiline: false,
+            max_lines: 1,
+            ..Default::default()
+        };
         assert_eq!(run(single, &["```rust\nfn x"]).0, "");
     }
 }

@@ -97,7 +97,9 @@ impl SnippetMemo {
                 chosen.clear();
             }
             // One region per file and budget: the cursor left the others.
-            chosen.retain(|k, _| !(k.path == key.path && k.mode == key.mode && k.budget == key.budget));
+            chosen.retain(|k, _| {
+                !(k.path == key.path && k.mode == key.mode && k.budget == key.budget)
+            });
             chosen.insert(key, snippets);
         }
     }

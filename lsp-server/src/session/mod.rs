@@ -38,6 +38,9 @@ pub struct Session {
     /// longer the latest has been superseded and stops (see `server::dispatch`).
     latest_request: DashMap<Uri, watch::Sender<u64>>,
     next_generation: AtomicU64,
+    /// Counts cursor hints (see `complete::warm_at_cursor`): a newer one ends an older one's
+    /// warm-up.
+    pub cursor_hints: watch::Sender<u64>,
     pub memory: Mutex<SuggestionMemory>,
     pub backend: Backend,
     /// The backend's speed and what it holds in its prefix cache: sizes each prompt.
@@ -73,6 +76,7 @@ impl Session {
             encoding: AtomicU8::new(PositionEncoding::Utf16.as_u8()),
             latest_request: DashMap::new(),
             next_generation: AtomicU64::new(1),
+            cursor_hints: watch::channel(0).0,
             memory: Mutex::new(SuggestionMemory::default()),
             backend: Backend::new(),
             pacing: Pacing::default(),

@@ -493,7 +493,12 @@ pub fn insert_text(item: &Value) -> String {
     item["insertText"]
         .as_str()
         .map(str::to_string)
-        .unwrap_or_else(|| item["insertText"]["value"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_else(|| {
+            item["insertText"]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
 }
 
 /// A fresh empty folder under the system temp dir (removed by `TempDir`'s drop).
@@ -543,7 +548,11 @@ impl RecordingServer {
     }
 
     /// Like `start`, with `/v1/models` also reporting `speed` (as ghostline-serve does).
-    pub fn start_with_speed(family: &str, prefill_tokens_per_s: f64, decode_tokens_per_s: f64) -> Self {
+    pub fn start_with_speed(
+        family: &str,
+        prefill_tokens_per_s: f64,
+        decode_tokens_per_s: f64,
+    ) -> Self {
         Self::start_reporting(
             family,
             json!({"prefill_tokens_per_s": prefill_tokens_per_s, "decode_tokens_per_s": decode_tokens_per_s}),

@@ -1,7 +1,7 @@
 use tower_lsp_server::gen_lsp_types::{
-    CompletionOptions, ExecuteCommandOptions, InitializeParams, InitializeResult,
-    InlineCompletionProvider, RootPath, Save, ServerCapabilities, ServerInfo, TextDocumentSync,
-    TextDocumentSyncKind, TextDocumentSyncOptions, WorkspaceFolders,
+    CodeActionProvider, CompletionOptions, ExecuteCommandOptions, InitializeParams,
+    InitializeResult, InlineCompletionProvider, RootPath, Save, ServerCapabilities, ServerInfo,
+    TextDocumentSync, TextDocumentSyncKind, TextDocumentSyncOptions, WorkspaceFolders,
 };
 use tower_lsp_server::jsonrpc::Result;
 
@@ -56,6 +56,8 @@ pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeRes
                 ..Default::default()
             })),
             inline_completion_provider: Some(InlineCompletionProvider::Bool(true)),
+            // No actions: the requests tell where the cursor is (see `code_action`).
+            code_action_provider: Some(CodeActionProvider::Bool(true)),
             completion_provider: Some(CompletionOptions {
                 resolve_provider: Some(false),
                 ..Default::default()

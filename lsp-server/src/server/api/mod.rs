@@ -1,5 +1,6 @@
 //! One file per LSP request or notification.
 
+pub mod code_action;
 pub mod completion;
 pub mod did_change;
 pub mod did_change_configuration;
