@@ -7,7 +7,11 @@ use clap::Parser;
 use crate::engine::DeviceChoice;
 
 #[derive(Debug, Parser)]
-#[command(name = "ghostline-serve", version, about = "OpenAI-compatible code completion server over ONNX Runtime")]
+#[command(
+    name = "ghostline-serve",
+    version,
+    about = "OpenAI-compatible code completion server over ONNX Runtime"
+)]
 pub struct Args {
     /// Model directory (ghostline.json, tokenizer.json, ONNX decoder). Default: the default model
     /// in $GHOSTLINE_CACHE/models (~/.cache/ghostline/models).
@@ -92,11 +96,19 @@ pub enum OnOff {
 
 impl Args {
     pub fn threads(&self) -> usize {
-        self.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1)
+        self.threads
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .max(1)
     }
 
     pub fn ort_library(&self) -> Option<PathBuf> {
-        self.ort_lib.clone().or_else(|| find_ort_in_venv(&crate::model::cache_root().join("venv")))
+        self.ort_lib
+            .clone()
+            .or_else(|| find_ort_in_venv(&crate::model::cache_root().join("venv")))
     }
 }
 
@@ -105,11 +117,17 @@ fn find_ort_in_venv(venv: &Path) -> Option<PathBuf> {
     let lib = venv.join("lib");
     for python in std::fs::read_dir(lib).ok()?.flatten() {
         let capi = python.path().join("site-packages/onnxruntime/capi");
-        let Ok(entries) = std::fs::read_dir(&capi) else { continue };
+        let Ok(entries) = std::fs::read_dir(&capi) else {
+            continue;
+        };
         let mut found: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
             .collect();
         found.sort();
         if let Some(path) = found.pop() {

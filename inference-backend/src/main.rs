@@ -1,4 +1,9 @@
-use std::{net::SocketAddr, process::ExitCode, sync::{Arc, OnceLock}, time::{Duration, Instant}};
+use std::{
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -17,11 +22,18 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     // Logs go to stderr; nothing about request contents is logged above debug level.
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("GHOSTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info,ort=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("GHOSTLINE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,ort=warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
@@ -43,15 +55,29 @@ async fn serve(args: Args) -> Result<()> {
     let ort_library = args.ort_library().context(
         "no ONNX Runtime library found: set ORT_DYLIB_PATH (or --ort-lib) to libonnxruntime.so, or run ./run.sh once to install it",
     )?;
-    let api_keys = args.api_key_file.as_deref().map(http::load_api_keys).transpose()?;
+    let api_keys = args
+        .api_key_file
+        .as_deref()
+        .map(http::load_api_keys)
+        .transpose()?;
     let limits = Limits {
         max_tokens_cap: args.max_tokens_cap.max(1),
-        context_length: args.context_length.unwrap_or(files.config.context_length).max(2),
+        context_length: args
+            .context_length
+            .unwrap_or(files.config.context_length)
+            .max(2),
     };
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("--host/--port do not form an address")?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .context("--host/--port do not form an address")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    tracing::info!("listening on http://{local} (model {} loading)", files.dir.display());
+    tracing::info!(
+        "listening on http://{local} (model {} loading)",
+        files.dir.display()
+    );
 
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
@@ -62,8 +88,7 @@ async fn serve(args: Args) -> Result<()> {
         request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
     });
 
-    let scheduler_options =
-        scheduler::SchedulerOptions {
+    let scheduler_options = scheduler::SchedulerOptions {
         prefix_cache_bytes: args.prefix_cache_mb * 1024 * 1024,
         max_active: args.max_active.max(1),
         prefill_chunk: args.prefill_chunk.max(1),
@@ -80,20 +105,22 @@ async fn serve(args: Args) -> Result<()> {
     };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();
-    std::thread::Builder::new().name("engine".into()).spawn(move || {
-        let started = Instant::now();
-        let mut engine = match Engine::load(&files, &options) {
-            Ok(engine) => engine,
-            Err(e) => {
-                tracing::error!("cannot load model: {e:#}");
+    std::thread::Builder::new()
+        .name("engine".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let mut engine = match Engine::load(&files, &options) {
+                Ok(engine) => engine,
+                Err(e) => {
+                    tracing::error!("cannot load model: {e:#}");
+                    std::process::exit(1);
+                }
+            };
+            if let Err(e) = warm_up(&mut engine, &metrics) {
+                tracing::error!("model failed its warm-up run: {e:#}");
                 std::process::exit(1);
             }
-        };
-        if let Err(e) = warm_up(&mut engine, &metrics) {
-            tracing::error!("model failed its warm-up run: {e:#}");
-            std::process::exit(1);
-        }
-        tracing::info!(
+            tracing::info!(
             "ready: model {} ({:?} layout{}) on {:?} with {} threads, loaded and warmed in {:.1}s",
             engine.config.name,
             engine.layout,
@@ -102,19 +129,21 @@ async fn serve(args: Args) -> Result<()> {
             options.threads,
             started.elapsed().as_secs_f64()
         );
-        let loaded = LoadedModel {
-            config: engine.config.clone(),
-            tokenizer: engine.tokenizer.clone(),
-            queue,
-            device: engine.device,
-            layout: engine.layout,
-            limits,
-        };
-        let _ = engine_state.model.set(loaded);
-        scheduler::run_engine_loop(engine, jobs, metrics, scheduler_options);
-    })?;
+            let loaded = LoadedModel {
+                config: engine.config.clone(),
+                tokenizer: engine.tokenizer.clone(),
+                queue,
+                device: engine.device,
+                layout: engine.layout,
+                limits,
+            };
+            let _ = engine_state.model.set(loaded);
+            scheduler::run_engine_loop(engine, jobs, metrics, scheduler_options);
+        })?;
 
-    axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -125,7 +154,10 @@ async fn serve(args: Args) -> Result<()> {
 fn warm_up(engine: &mut Engine, metrics: &Metrics) -> Result<()> {
     use ghostline_serve::engine::sampling::argmax;
     let fim = &engine.config.fim;
-    let prompt = fim.template.replace("{prefix}", "fn main() {\n    ").replace("{suffix}", "\n}\n");
+    let prompt = fim
+        .template
+        .replace("{prefix}", "fn main() {\n    ")
+        .replace("{suffix}", "\n}\n");
     let ids = engine.tokenizer.encode(&prompt)?;
     let mut seq = engine.new_sequence(ids.len() + 4)?;
     let mut token = ghostline_serve::engine::sampling::argmax(engine.forward(&mut seq, &ids)?);
@@ -133,7 +165,12 @@ fn warm_up(engine: &mut Engine, metrics: &Metrics) -> Result<()> {
         token = ghostline_serve::engine::sampling::argmax(engine.forward(&mut seq, &[token])?);
     }
     if engine.has_prefill_graph() {
-        let long: Vec<u32> = ids.iter().copied().cycle().take(ghostline_serve::engine::PREFILL_GRAPH_MIN_TOKENS).collect();
+        let long: Vec<u32> = ids
+            .iter()
+            .copied()
+            .cycle()
+            .take(ghostline_serve::engine::PREFILL_GRAPH_MIN_TOKENS)
+            .collect();
         let mut seq = engine.new_sequence(long.len())?;
         engine.forward(&mut seq, &long)?;
     }
@@ -156,7 +193,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

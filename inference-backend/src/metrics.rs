@@ -50,24 +50,37 @@ impl Histogram {
                 count.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.sum.fetch_add((value * self.scale).round() as u64, Ordering::Relaxed);
+        self.sum
+            .fetch_add((value * self.scale).round() as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", count.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
         }
         let total = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum.load(Ordering::Relaxed) as f64 / self.scale);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum.load(Ordering::Relaxed) as f64 / self.scale
+        );
         let _ = writeln!(out, "{name}_count {total}");
     }
 }
 
-const LATENCY_BOUNDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-const TOKEN_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64];
+const LATENCY_BOUNDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const TOKEN_BOUNDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64,
+];
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 pub struct Metrics {
@@ -144,7 +157,11 @@ fn blend(slot: &AtomicU64, tokens: usize, seconds: f64) {
     }
     let sample = tokens as f64 / seconds;
     let old = f64::from_bits(slot.load(Ordering::Relaxed));
-    let new = if old > 0.0 { old + RATE_WEIGHT * (sample - old) } else { sample };
+    let new = if old > 0.0 {
+        old + RATE_WEIGHT * (sample - old)
+    } else {
+        sample
+    };
     slot.store(new.to_bits(), Ordering::Relaxed);
 }
 
@@ -166,7 +183,10 @@ impl Metrics {
 
     /// (prefill, decode) tokens per second; 0 where nothing was measured yet.
     pub fn speed(&self) -> (f64, f64) {
-        (f64::from_bits(self.prefill_rate.load(Ordering::Relaxed)), f64::from_bits(self.decode_rate.load(Ordering::Relaxed)))
+        (
+            f64::from_bits(self.prefill_rate.load(Ordering::Relaxed)),
+            f64::from_bits(self.decode_rate.load(Ordering::Relaxed)),
+        )
     }
 
     pub fn count_request(&self, status: u16) {
@@ -181,17 +201,48 @@ impl Metrics {
         out.push_str("# TYPE ghostline_requests_total counter\n");
         if let Ok(map) = self.requests.lock() {
             for (status, count) in map.iter() {
-                let _ = writeln!(out, "ghostline_requests_total{{status=\"{status}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "ghostline_requests_total{{status=\"{status}\"}} {count}"
+                );
             }
         }
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
-        counter(&mut out, "ghostline_prompt_tokens_total", "Prompt tokens of the requests admitted (cached or not).", self.prompt_tokens.load(Ordering::Relaxed));
-        counter(&mut out, "ghostline_generated_tokens_total", "Tokens generated.", self.generated_tokens.load(Ordering::Relaxed));
-        counter(&mut out, "ghostline_cancelled_total", "Generations stopped because the client went away.", self.cancelled.load(Ordering::Relaxed));
-        counter(&mut out, "ghostline_prefix_cache_hits_total", "Requests that reused a cached KV prefix.", self.prefix_cache_hits.load(Ordering::Relaxed));
-        counter(&mut out, "ghostline_prefix_cache_misses_total", "Requests prefilled from scratch.", self.prefix_cache_misses.load(Ordering::Relaxed));
+        counter(
+            &mut out,
+            "ghostline_prompt_tokens_total",
+            "Prompt tokens of the requests admitted (cached or not).",
+            self.prompt_tokens.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ghostline_generated_tokens_total",
+            "Tokens generated.",
+            self.generated_tokens.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ghostline_cancelled_total",
+            "Generations stopped because the client went away.",
+            self.cancelled.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ghostline_prefix_cache_hits_total",
+            "Requests that reused a cached KV prefix.",
+            self.prefix_cache_hits.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ghostline_prefix_cache_misses_total",
+            "Requests prefilled from scratch.",
+            self.prefix_cache_misses.load(Ordering::Relaxed),
+        );
         counter(
             &mut out,
             "ghostline_prefix_cache_reused_tokens_total",
@@ -236,13 +287,43 @@ impl Metrics {
         let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        gauge(&mut out, "ghostline_active_requests", "Requests admitted by the engine (prefilling or decoding).", self.active_requests.load(Ordering::Relaxed));
-        gauge(&mut out, "ghostline_decode_batch", "Requests in the decode batch now.", self.decode_batch.load(Ordering::Relaxed));
-        self.decode_batch_size.render(&mut out, "ghostline_decode_batch_size", "Sequences advanced by each decode forward pass.");
-        self.batch_rebuild_time.render(&mut out, "ghostline_decode_batch_rebuild_seconds", "Time to rebuild the decode batch's KV buffers on a join or leave.");
-        self.time_to_first_token.render(&mut out, "ghostline_time_to_first_token_seconds", "From request arrival to the first generated token.");
-        self.time_per_token.render(&mut out, "ghostline_time_per_output_token_seconds", "Time between consecutive generated tokens.");
-        self.queue_time.render(&mut out, "ghostline_queue_time_seconds", "Time a request waited before the engine took it.");
+        gauge(
+            &mut out,
+            "ghostline_active_requests",
+            "Requests admitted by the engine (prefilling or decoding).",
+            self.active_requests.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "ghostline_decode_batch",
+            "Requests in the decode batch now.",
+            self.decode_batch.load(Ordering::Relaxed),
+        );
+        self.decode_batch_size.render(
+            &mut out,
+            "ghostline_decode_batch_size",
+            "Sequences advanced by each decode forward pass.",
+        );
+        self.batch_rebuild_time.render(
+            &mut out,
+            "ghostline_decode_batch_rebuild_seconds",
+            "Time to rebuild the decode batch's KV buffers on a join or leave.",
+        );
+        self.time_to_first_token.render(
+            &mut out,
+            "ghostline_time_to_first_token_seconds",
+            "From request arrival to the first generated token.",
+        );
+        self.time_per_token.render(
+            &mut out,
+            "ghostline_time_per_output_token_seconds",
+            "Time between consecutive generated tokens.",
+        );
+        self.queue_time.render(
+            &mut out,
+            "ghostline_queue_time_seconds",
+            "Time a request waited before the engine took it.",
+        );
         out
     }
 }

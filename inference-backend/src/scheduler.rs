@@ -46,7 +46,7 @@ use crate::{
         batch::{DecodeBatch, Joining},
         draft::prompt_lookup,
         prefix_cache::PrefixCache,
-        sampling::Sampler,
+        sampling::{Healing, Sampler},
         stop::{StopMatcher, StopOutcome},
         Engine, KvState,
     },
@@ -70,10 +70,18 @@ pub struct SchedulerOptions {
     pub prompt_lookup: bool,
 }
 
-pub fn run_engine_loop(mut engine: Engine, jobs: Receiver<Job>, metrics: Arc<Metrics>, options: SchedulerOptions) {
+pub fn run_engine_loop(
+    mut engine: Engine,
+    jobs: Receiver<Job>,
+    metrics: Arc<Metrics>,
+    options: SchedulerOptions,
+) {
     let cache = PrefixCache::new(options.prefix_cache_bytes, metrics.clone());
     if options.batching && engine.supports_batching() {
-        tracing::info!("decode steps are batched (up to {} requests per forward pass)", options.max_active.max(1));
+        tracing::info!(
+            "decode steps are batched (up to {} requests per forward pass)",
+            options.max_active.max(1)
+        );
         if options.prompt_lookup && !engine.can_verify_drafts() {
             tracing::info!("prompt lookup off: the model gives logits for the last position only (no logits_to_keep input) or runs a fixed-shape batch");
         }
@@ -117,18 +125,28 @@ fn admit(
     Some(())
 }
 
-fn run_interleaved(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, options: &SchedulerOptions, mut cache: PrefixCache) {
+fn run_interleaved(
+    engine: &mut Engine,
+    jobs: Receiver<Job>,
+    metrics: &Metrics,
+    options: &SchedulerOptions,
+    mut cache: PrefixCache,
+) {
     let mut active: VecDeque<Generation> = VecDeque::new();
     loop {
         let n = active.len();
         if admit(&jobs, metrics, options, n, |g| active.push_back(g)).is_none() {
             return;
         }
-        metrics.active_requests.store(active.len() as i64, Ordering::Relaxed);
+        metrics
+            .active_requests
+            .store(active.len() as i64, Ordering::Relaxed);
         // One step (a prefill chunk or a decode step) for each active request, in turn.
         let chunk = options.prefill_chunk.max(1);
         for _ in 0..active.len() {
-            let Some(mut generation) = active.pop_front() else { break };
+            let Some(mut generation) = active.pop_front() else {
+                break;
+            };
             let events = generation.job.events.clone();
             let step = guarded(&events, || -> Result<bool> {
                 if !generation.prompt_done() {
@@ -151,7 +169,13 @@ fn run_interleaved(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, 
     }
 }
 
-fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, options: &SchedulerOptions, mut cache: PrefixCache) {
+fn run_batched(
+    engine: &mut Engine,
+    jobs: Receiver<Job>,
+    metrics: &Metrics,
+    options: &SchedulerOptions,
+    mut cache: PrefixCache,
+) {
     let mut prefilling: VecDeque<Generation> = VecDeque::new();
     // Row `i` of `batch` is `decoding[i]`.
     let mut decoding: Vec<Generation> = Vec::new();
@@ -161,7 +185,10 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
         if admit(&jobs, metrics, options, n, |g| prefilling.push_back(g)).is_none() {
             return;
         }
-        metrics.active_requests.store((prefilling.len() + decoding.len()) as i64, Ordering::Relaxed);
+        metrics.active_requests.store(
+            (prefilling.len() + decoding.len()) as i64,
+            Ordering::Relaxed,
+        );
 
         // 0. Decoding requests whose clients left (superseded by the next keystroke) leave the
         //    batch now, before any prompt is looked up, so their KV is in the prefix cache when
@@ -176,7 +203,15 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
                     let _ = batch.rewind(row, generation.fed.len());
                 }
             }
-            change_members(engine, &mut batch, &mut decoding, &keep, Vec::new(), &mut cache, metrics);
+            change_members(
+                engine,
+                &mut batch,
+                &mut decoding,
+                &keep,
+                Vec::new(),
+                &mut cache,
+                metrics,
+            );
         }
 
         // 1. Prefill, first come first served, at most `prefill_chunk` prompt tokens per round
@@ -186,16 +221,24 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
         let mut budget = options.prefill_chunk.max(1);
         let mut ready = Vec::new();
         for _ in 0..prefilling.len() {
-            let Some(mut generation) = prefilling.pop_front() else { break };
+            let Some(mut generation) = prefilling.pop_front() else {
+                break;
+            };
             if budget == 0 {
                 prefilling.push_back(generation);
                 continue;
             }
             let events = generation.job.events.clone();
-            match guarded(&events, || generation.prefill(engine, &mut cache, budget, metrics)) {
+            match guarded(&events, || {
+                generation.prefill(engine, &mut cache, budget, metrics)
+            }) {
                 Some(_) if generation.ended.is_some() => generation.finish(&mut cache, metrics),
                 Some(ran) if generation.prompt_done() => {
-                    budget = if decoding.is_empty() && ready.is_empty() { 0 } else { budget.saturating_sub(ran) };
+                    budget = if decoding.is_empty() && ready.is_empty() {
+                        0
+                    } else {
+                        budget.saturating_sub(ran)
+                    };
                     ready.push(generation);
                 }
                 Some(ran) => {
@@ -220,7 +263,12 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
             }
         }
         // Rows hold the KV of every drafted token fed last step; keep only what was confirmed.
-        if let Err(failure) = catch(|| decoding.iter().enumerate().try_for_each(|(row, g)| batch.rewind(row, g.fed.len()))) {
+        if let Err(failure) = catch(|| {
+            decoding
+                .iter()
+                .enumerate()
+                .try_for_each(|(row, g)| batch.rewind(row, g.fed.len()))
+        }) {
             fail_all(&failure, decoding.drain(..));
             batch.reset();
             keep.clear();
@@ -237,9 +285,19 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
 
         // 3. Membership changes: one rebuild of the batch buffers.
         if keep.contains(&false) || !joining.is_empty() {
-            change_members(engine, &mut batch, &mut decoding, &keep, joining, &mut cache, metrics);
+            change_members(
+                engine,
+                &mut batch,
+                &mut decoding,
+                &keep,
+                joining,
+                &mut cache,
+                metrics,
+            );
         }
-        metrics.decode_batch.store(decoding.len() as i64, Ordering::Relaxed);
+        metrics
+            .decode_batch
+            .store(decoding.len() as i64, Ordering::Relaxed);
 
         // 4. One forward pass for the whole batch: every decoding request advances one token.
         if let [alone] = &mut decoding[..] {
@@ -253,7 +311,9 @@ fn run_batched(engine: &mut Engine, jobs: Receiver<Job>, metrics: &Metrics, opti
             }
         }
         if !decoding.is_empty() {
-            metrics.decode_batch_size.observe_count(decoding.len() as u64);
+            metrics
+                .decode_batch_size
+                .observe_count(decoding.len() as u64);
             let tokens: Vec<u32> = decoding.iter().map(|g| g.pending).collect();
             let result = catch(|| {
                 let logits = engine.forward_batch(&mut batch, &tokens)?;
@@ -286,7 +346,13 @@ fn change_members(
     metrics: &Metrics,
 ) {
     let started = Instant::now();
-    let join = joining.iter_mut().map(|g| Joining { needs: g.needs(), kv: std::mem::take(&mut g.seq) }).collect();
+    let join = joining
+        .iter_mut()
+        .map(|g| Joining {
+            needs: g.needs(),
+            kv: std::mem::take(&mut g.seq),
+        })
+        .collect();
     match catch(|| engine.rebuild_batch(batch, keep, join)) {
         Ok(left) => {
             let mut left = left.into_iter();
@@ -301,7 +367,9 @@ fn change_members(
             }
             decoding.extend(joining);
             // Before their clients hear the end, so /metrics agrees with what they saw.
-            metrics.decode_batch.store(decoding.len() as i64, Ordering::Relaxed);
+            metrics
+                .decode_batch
+                .store(decoding.len() as i64, Ordering::Relaxed);
             for generation in leaving {
                 generation.finish(cache, metrics);
             }
@@ -329,7 +397,10 @@ fn fail_all(failure: &str, generations: impl Iterator<Item = Generation>) {
     tracing::error!("decode batch failed: {failure}");
     for generation in generations {
         if !matches!(generation.ended, Some(End::Failed)) {
-            let _ = generation.job.events.send(GenerationEvent::Failed(failure.to_string()));
+            let _ = generation
+                .job
+                .events
+                .send(GenerationEvent::Failed(failure.to_string()));
         }
     }
 }
@@ -340,7 +411,10 @@ fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(format!("{e:#}")),
         Err(panic) => {
-            let message = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or(panic.downcast_ref::<String>().map(String::as_str));
             Err(format!("internal error: {}", message.unwrap_or("panic")))
         }
     }
@@ -348,7 +422,10 @@ fn catch<T>(f: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
 
 /// Runs one piece of a generation; a failure or panic fails that request only (the KV state is
 /// per request, so the engine stays usable) and returns `None`.
-fn guarded<T>(events: &UnboundedSender<GenerationEvent>, f: impl FnOnce() -> Result<T>) -> Option<T> {
+fn guarded<T>(
+    events: &UnboundedSender<GenerationEvent>,
+    f: impl FnOnce() -> Result<T>,
+) -> Option<T> {
     match catch(f) {
         Ok(value) => Some(value),
         Err(failure) => {
@@ -394,7 +471,8 @@ impl Drafts {
             return false;
         }
         logits.clear();
-        logits.extend_from_slice(&self.logits[self.next * self.vocab..(self.next + 1) * self.vocab]);
+        logits
+            .extend_from_slice(&self.logits[self.next * self.vocab..(self.next + 1) * self.vocab]);
         self.next += 1;
         true
     }
@@ -424,6 +502,7 @@ struct Generation {
     drafts: Drafts,
     stop_ids: Vec<u32>,
     sampler: Sampler,
+    healing: Healing,
     stops: StopMatcher,
     decoder: IncrementalDecoder,
     generated: usize,
@@ -446,9 +525,12 @@ impl Generation {
     /// that it sees the KV of every request that ended before then.
     fn start(metrics: &Metrics, job: Job) -> Result<Self> {
         let request = &job.request;
-        metrics.prompt_tokens.fetch_add(request.prompt_ids.len() as u64, Ordering::Relaxed);
+        metrics
+            .prompt_tokens
+            .fetch_add(request.prompt_ids.len() as u64, Ordering::Relaxed);
         Ok(Self {
             sampler: Sampler::new(request.sampling),
+            healing: Healing::new(request.heal.clone()),
             stops: StopMatcher::new(request.stop.clone()),
             stop_ids: Vec::new(),
             job,
@@ -491,7 +573,13 @@ impl Generation {
         self.stop_ids = if request.ignore_eos {
             Vec::new()
         } else {
-            engine.config.stop_token_ids.iter().chain(&engine.config.eos_token_ids).copied().collect()
+            engine
+                .config
+                .stop_token_ids
+                .iter()
+                .chain(&engine.config.eos_token_ids)
+                .copied()
+                .collect()
         };
         self.begun = true;
         self.begun_at = Some(Instant::now());
@@ -512,7 +600,13 @@ impl Generation {
     /// ends it here (what was prefilled is cached by `finish`), and so does the end of the
     /// prompt of a request for no tokens.
     /// Returns how many prompt tokens it ran.
-    fn prefill(&mut self, engine: &mut Engine, cache: &mut PrefixCache, chunk: usize, metrics: &Metrics) -> Result<usize> {
+    fn prefill(
+        &mut self,
+        engine: &mut Engine,
+        cache: &mut PrefixCache,
+        chunk: usize,
+        metrics: &Metrics,
+    ) -> Result<usize> {
         if self.job.events.is_closed() {
             self.ended = Some(End::Gone);
             return Ok(0);
@@ -542,12 +636,20 @@ impl Generation {
         }
         self.prefill_time += started.elapsed();
         let ran = end - self.fed.len();
-        metrics.prefilled_tokens.fetch_add(ran as u64, Ordering::Relaxed);
+        metrics
+            .prefilled_tokens
+            .fetch_add(ran as u64, Ordering::Relaxed);
         self.fed.extend_from_slice(&prompt[self.fed.len()..end]);
-        metrics.prefill_graph_tokens.fetch_add(engine.prefill_graph_tokens() - on_prefill_graph, Ordering::Relaxed);
+        metrics.prefill_graph_tokens.fetch_add(
+            engine.prefill_graph_tokens() - on_prefill_graph,
+            Ordering::Relaxed,
+        );
         if end == prompt.len() {
             self.prompt_done_at = Some(Instant::now());
-            metrics.observe_prefill(prompt.len() - self.cached_tokens, self.prefill_time.as_secs_f64());
+            metrics.observe_prefill(
+                prompt.len() - self.cached_tokens,
+                self.prefill_time.as_secs_f64(),
+            );
             if self.job.request.max_tokens == 0 {
                 self.ended = Some(End::Finished(FinishReason::Length));
             }
@@ -578,9 +680,21 @@ impl Generation {
     /// The decode step of a request decoding alone: its pending token and, after it, what
     /// prompt lookup guesses follows (as many as it may still generate and the row has room
     /// for), in one forward pass.
-    fn feed_drafted(&mut self, engine: &mut Engine, batch: &mut DecodeBatch, metrics: &Metrics) -> Result<()> {
-        let room = batch.capacity().saturating_sub(batch.row_len(0).unwrap_or(usize::MAX).saturating_add(1));
-        let limit = self.job.request.max_tokens.saturating_sub(self.generated + 1).min(room);
+    fn feed_drafted(
+        &mut self,
+        engine: &mut Engine,
+        batch: &mut DecodeBatch,
+        metrics: &Metrics,
+    ) -> Result<()> {
+        let room = batch
+            .capacity()
+            .saturating_sub(batch.row_len(0).unwrap_or(usize::MAX).saturating_add(1));
+        let limit = self
+            .job
+            .request
+            .max_tokens
+            .saturating_sub(self.generated + 1)
+            .min(room);
         self.fed.push(self.pending);
         let mut tokens = Vec::with_capacity(5);
         tokens.push(self.pending);
@@ -590,7 +704,9 @@ impl Generation {
         self.logits.clear();
         self.logits.extend_from_slice(&logits[..vocab]);
         self.drafts.set(&tokens[1..], &logits[vocab..], vocab);
-        metrics.draft_tokens.fetch_add(tokens.len() as u64 - 1, Ordering::Relaxed);
+        metrics
+            .draft_tokens
+            .fetch_add(tokens.len() as u64 - 1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -601,7 +717,20 @@ impl Generation {
         if Instant::now() >= self.job.deadline {
             return Ok(Some(End::Finished(FinishReason::Timeout)));
         }
+        if self.healing.active() {
+            self.healing
+                .mask(&mut self.logits, engine.tokenizer.token_texts());
+        }
         let token = self.sampler.sample(&self.logits);
+        if self.healing.active() {
+            self.healing.advance(
+                engine
+                    .tokenizer
+                    .token_texts()
+                    .get(token as usize)
+                    .map_or("", String::as_str),
+            );
+        }
         let now = Instant::now();
         match self.last_token_at {
             None => metrics.time_to_first_token.observe(now - self.job.arrived),
@@ -613,7 +742,9 @@ impl Generation {
         }
         self.generated += 1;
         metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
-        let delta = self.decoder.push(&engine.tokenizer, token)?;
+        let delta = self
+            .healing
+            .strip(self.decoder.push(&engine.tokenizer, token)?);
         match self.stops.push(&delta) {
             StopOutcome::Stopped(text) => {
                 self.send(text);
@@ -625,7 +756,9 @@ impl Generation {
                 }
             }
         }
-        if self.generated >= self.job.request.max_tokens || self.fed.len() + 1 >= engine.config.context_length {
+        if self.generated >= self.job.request.max_tokens
+            || self.fed.len() + 1 >= engine.config.context_length
+        {
             return Ok(Some(End::Finished(FinishReason::Length)));
         }
         self.pending = token;
@@ -663,7 +796,10 @@ impl Generation {
         match self.ended {
             None | Some(End::Gone) => {
                 metrics.cancelled.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(generated = self.generated, "client went away; generation stopped");
+                tracing::debug!(
+                    generated = self.generated,
+                    "client went away; generation stopped"
+                );
             }
             Some(End::Failed) => return,
             Some(End::Finished(reason)) => {
@@ -673,7 +809,10 @@ impl Generation {
                 self.send(rest);
                 let usage = self.usage();
                 metrics.observe_decode(self.generated, usage.decode_ms / 1e3);
-                let _ = self.job.events.send(GenerationEvent::Finished { reason, usage });
+                let _ = self
+                    .job
+                    .events
+                    .send(GenerationEvent::Finished { reason, usage });
             }
         }
         // A sequence that left a fixed-shape batch brings back its prompt's KV only.

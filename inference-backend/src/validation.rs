@@ -17,6 +17,9 @@ pub struct GenerationRequest {
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
     pub ignore_eos: bool,
+    /// Text taken off the prompt's end that the generation must start with (token healing);
+    /// empty when nothing was taken.
+    pub heal: String,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +68,10 @@ pub struct CompletionBody {
     pub ignore_eos: Option<bool>,
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
+    /// Extension: a raw prompt that may end inside a word (a FIM prompt with the cursor's line
+    /// after the middle marker) is healed: see `ModelTokenizer::heal_tail`.
+    #[serde(default)]
+    pub token_healing: Option<bool>,
 }
 
 /// OpenAI's `stream_options`: `include_usage` adds a last chunk with no choices and the usage.
@@ -82,7 +89,10 @@ pub struct InvalidRequest {
 }
 
 fn invalid(param: &'static str, message: impl Into<String>) -> InvalidRequest {
-    InvalidRequest { message: message.into(), param: Some(param) }
+    InvalidRequest {
+        message: message.into(),
+        param: Some(param),
+    }
 }
 
 pub fn parse_body(bytes: &[u8]) -> Result<CompletionBody, InvalidRequest> {
@@ -101,7 +111,12 @@ pub fn validate(
     let prompt = match body.prompt {
         OneOrMany::One(p) => p,
         OneOrMany::Many(mut v) if v.len() == 1 => v.remove(0),
-        OneOrMany::Many(_) => return Err(invalid("prompt", "exactly one prompt per request is supported")),
+        OneOrMany::Many(_) => {
+            return Err(invalid(
+                "prompt",
+                "exactly one prompt per request is supported",
+            ))
+        }
     };
     if body.n.is_some_and(|n| n != 1) {
         return Err(invalid("n", "only n = 1 is supported"));
@@ -111,30 +126,51 @@ pub fn validate(
     }
     let temperature = body.temperature.unwrap_or(1.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(invalid("temperature", "temperature must be between 0 and 2"));
+        return Err(invalid(
+            "temperature",
+            "temperature must be between 0 and 2",
+        ));
     }
     let top_p = body.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(invalid("top_p", "top_p must be greater than 0 and at most 1"));
+        return Err(invalid(
+            "top_p",
+            "top_p must be greater than 0 and at most 1",
+        ));
     }
     // 0: prefill only, so the prompt's KV is in the prefix cache for the requests to come.
     let requested = body.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     // Clamped rather than refused: editors often ask for more than a server allows.
-    let max_tokens = (requested as usize).min(limits.max_tokens_cap).min(limits.context_length.saturating_sub(1));
+    let max_tokens = (requested as usize)
+        .min(limits.max_tokens_cap)
+        .min(limits.context_length.saturating_sub(1));
     let stop = match body.stop {
         None => Vec::new(),
         Some(OneOrMany::One(s)) => vec![s],
         Some(OneOrMany::Many(v)) => v,
     };
     if stop.len() > MAX_STOP_STRINGS || stop.iter().any(|s| s.len() > MAX_STOP_LEN) {
-        return Err(invalid("stop", format!("at most {MAX_STOP_STRINGS} stop strings of at most {MAX_STOP_LEN} bytes")));
+        return Err(invalid(
+            "stop",
+            format!("at most {MAX_STOP_STRINGS} stop strings of at most {MAX_STOP_LEN} bytes"),
+        ));
     }
 
     let budget = limits.context_length - max_tokens;
-    let encode = |text: &str| tokenizer.encode(text).map_err(|e| invalid("prompt", e.to_string()));
-    let (prompt_ids, prompt_truncated) = match body.suffix {
+    let encode = |text: &str| {
+        tokenizer
+            .encode(text)
+            .map_err(|e| invalid("prompt", e.to_string()))
+    };
+    let heal = body.token_healing == Some(true) && body.suffix.is_none();
+    let (mut prompt_ids, prompt_truncated) = match body.suffix {
         Some(suffix) => fim_prompt(&config.fim.template, &prompt, &suffix, budget, encode)?,
         None => fit_raw_prompt(encode(&prompt)?, budget, tokenizer),
+    };
+    let heal = if heal {
+        tokenizer.heal_tail(&mut prompt_ids)
+    } else {
+        String::new()
     };
     if prompt_ids.is_empty() {
         return Err(invalid("prompt", "prompt is empty"));
@@ -143,19 +179,29 @@ pub fn validate(
         prompt_ids,
         prompt_truncated,
         max_tokens,
-        sampling: SamplingParams { temperature, top_p, seed: body.seed },
+        sampling: SamplingParams {
+            temperature,
+            top_p,
+            seed: body.seed,
+        },
         stop,
         ignore_eos: body.ignore_eos.unwrap_or(false),
+        heal,
     })
 }
 
 /// A raw prompt over budget loses tokens from the left, but keeps a leading special token (a FIM
 /// or repo marker), without which the rest would mean something else.
-fn fit_raw_prompt(mut ids: Vec<u32>, budget: usize, tokenizer: &ModelTokenizer) -> (Vec<u32>, bool) {
+fn fit_raw_prompt(
+    mut ids: Vec<u32>,
+    budget: usize,
+    tokenizer: &ModelTokenizer,
+) -> (Vec<u32>, bool) {
     if ids.len() <= budget {
         return (ids, false);
     }
-    let keep_head = usize::from(ids.first().is_some_and(|&t| tokenizer.is_special(t)) && budget > 1);
+    let keep_head =
+        usize::from(ids.first().is_some_and(|&t| tokenizer.is_special(t)) && budget > 1);
     let drop = ids.len() - budget;
     ids.drain(keep_head..keep_head + drop);
     (ids, true)
@@ -241,12 +287,24 @@ mod tests {
     fn template_applied_in_order() {
         let (ids, cut) = fim_prompt("<P>{prefix}<S>{suffix}<M>", "ab", "cd", 100, chars).unwrap();
         assert!(!cut);
-        assert_eq!(ids.iter().map(|&c| char::from_u32(c).unwrap()).collect::<String>(), "<P>ab<S>cd<M>");
+        assert_eq!(
+            ids.iter()
+                .map(|&c| char::from_u32(c).unwrap())
+                .collect::<String>(),
+            "<P>ab<S>cd<M>"
+        );
     }
 
     #[test]
     fn over_budget_cuts_far_prefix_and_far_suffix_but_keeps_markers() {
-        let (ids, cut) = fim_prompt("<P>{prefix}<S>{suffix}<M>", "0123456789", "abcdefghij", 9 + 8, chars).unwrap();
+        let (ids, cut) = fim_prompt(
+            "<P>{prefix}<S>{suffix}<M>",
+            "0123456789",
+            "abcdefghij",
+            9 + 8,
+            chars,
+        )
+        .unwrap();
         assert!(cut);
         let text: String = ids.iter().map(|&c| char::from_u32(c).unwrap()).collect();
         assert_eq!(text, "<P>456789<S>ab<M>");

@@ -8,7 +8,12 @@ use serde_json::{json, Value};
 
 async fn fim(server: &Server, prefix: &str, suffix: &str) -> String {
     let body = json!({"prompt": prefix, "suffix": suffix, "max_tokens": 24, "temperature": 0});
-    let resp = reqwest::Client::new().post(server.url("/v1/completions")).json(&body).send().await.unwrap();
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     body["choices"][0]["text"].as_str().unwrap().to_string()
@@ -24,11 +29,24 @@ async fn default_model_fills_in_the_middle_of_rust_and_python() {
 
     // Streaming with a stop string gives the first line only.
     let body = json!({"prompt": "def add(a, b):\n    ", "suffix": "\n", "max_tokens": 24, "temperature": 0, "stop": ["\n"], "stream": true});
-    let text = reqwest::Client::new().post(server.url("/v1/completions")).json(&body).send().await.unwrap().text().await.unwrap();
+    let text = reqwest::Client::new()
+        .post(server.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line: String = common::sse_data(&text)
         .iter()
         .filter(|d| d.as_str() != "[DONE]")
-        .map(|d| serde_json::from_str::<Value>(d).unwrap()["choices"][0]["text"].as_str().unwrap().to_string())
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["choices"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert!(line.contains("a + b") && !line.contains('\n'), "{line:?}");
 }
@@ -39,12 +57,34 @@ async fn default_model_drafts_from_the_surrounding_code() {
     // so some guessed tokens are confirmed, and the answer is still the right code.
     let server = Server::start(&default_model(), &["--threads", "2"]);
     let prefix = "enum Color { Red, Green, Blue, Yellow, Cyan }\n\nfn color_name(c: Color) -> &'static str {\n    match c {\n        Color::Red => \"red\",\n        Color::Green => \"green\",\n";
-    let body = json!({"prompt": prefix, "suffix": "    }\n}\n", "max_tokens": 48, "temperature": 0});
-    let answer: Value = reqwest::Client::new().post(server.url("/v1/completions")).json(&body).send().await.unwrap().json().await.unwrap();
+    let body =
+        json!({"prompt": prefix, "suffix": "    }\n}\n", "max_tokens": 48, "temperature": 0});
+    let answer: Value = reqwest::Client::new()
+        .post(server.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let text = answer["choices"][0]["text"].as_str().unwrap();
-    assert!(text.contains("Color::Blue => \"blue\",") && text.contains("Color::Cyan => \"cyan\","), "{text:?}");
-    let metrics = reqwest::Client::new().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(common::metric(&metrics, "ghostline_draft_accepted_tokens_total") >= 1.0, "no guess confirmed for {text:?}:\n{metrics}");
+    assert!(
+        text.contains("Color::Blue => \"blue\",") && text.contains("Color::Cyan => \"cyan\","),
+        "{text:?}"
+    );
+    let metrics = reqwest::Client::new()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        common::metric(&metrics, "ghostline_draft_accepted_tokens_total") >= 1.0,
+        "no guess confirmed for {text:?}:\n{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -52,18 +92,90 @@ async fn default_model_answers_a_long_prompt_from_its_prefill_graph() {
     // A file-sized prompt runs on the prefill graph (the same int4 weights, multiplied in f32)
     // and decoding on the main one: the answer is still the obviously right code.
     let server = Server::start(&default_model(), &["--threads", "2"]);
-    assert!(server.log.lock().unwrap().contains("prefill graph"), "{}", server.log.lock().unwrap());
+    assert!(
+        server.log.lock().unwrap().contains("prefill graph"),
+        "{}",
+        server.log.lock().unwrap()
+    );
     let mut prefix = String::from("//! Small arithmetic helpers.\n\n");
-    for (name, op) in [("sub", "-"), ("mul", "*"), ("rem", "%"), ("bit_and", "&"), ("bit_or", "|"), ("bit_xor", "^")] {
+    for (name, op) in [
+        ("sub", "-"),
+        ("mul", "*"),
+        ("rem", "%"),
+        ("bit_and", "&"),
+        ("bit_or", "|"),
+        ("bit_xor", "^"),
+    ] {
         prefix.push_str(&format!("/// `a {op} b`, for integers.\nfn {name}(a: i64, b: i64) -> i64 {{\n    a {op} b\n}}\n\n"));
     }
     prefix.push_str("/// `a + b`, for integers.\nfn add(a: i64, b: i64) -> i64 {\n    ");
     let body = json!({"prompt": prefix, "suffix": "\n}\n", "max_tokens": 24, "temperature": 0});
-    let answer: Value = reqwest::Client::new().post(server.url("/v1/completions")).json(&body).send().await.unwrap().json().await.unwrap();
+    let answer: Value = reqwest::Client::new()
+        .post(server.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let text = answer["choices"][0]["text"].as_str().unwrap();
     assert!(text.contains("a + b"), "{text:?}");
     let prompt_tokens = answer["usage"]["prompt_tokens"].as_f64().unwrap();
-    let metrics = reqwest::Client::new().get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = reqwest::Client::new()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(prompt_tokens > 150.0, "{prompt_tokens}");
-    assert_eq!(common::metric(&metrics, "ghostline_prefill_graph_tokens_total"), prompt_tokens, "{metrics}");
+    assert_eq!(
+        common::metric(&metrics, "ghostline_prefill_graph_tokens_total"),
+        prompt_tokens,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn token_healing_lets_a_prompt_end_inside_a_word() {
+    // The cursor's line after the middle marker, typed up to the middle of `return`: healed,
+    // the model writes ` return a + b` and the client gets the rest of the word and the line.
+    let server = Server::start(&default_model(), &["--threads", "2"]);
+    let prompt =
+        "<|fim_prefix|>def add(a, b):\n<|fim_suffix|>\n\nprint(add(1, 2))\n<|fim_middle|>    retu";
+    let ask = |heal: bool| {
+        let body = json!({"prompt": prompt, "max_tokens": 16, "temperature": 0, "stop": ["\n"], "token_healing": heal});
+        let url = server.url("/v1/completions");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let healed = ask(true).await;
+    let text = healed["choices"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("rn a + b"), "{text:?}");
+    // The word's tokens were taken off the prompt (and generated instead).
+    let plain = ask(false).await;
+    assert!(
+        healed["usage"]["prompt_tokens"].as_u64() < plain["usage"]["prompt_tokens"].as_u64(),
+        "{healed} {plain}"
+    );
+    let models: Value = reqwest::Client::new()
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["token_healing"], true);
 }

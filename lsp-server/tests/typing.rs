@@ -155,17 +155,24 @@ fn placing_the_cursor_prefills_the_prompt_a_keystroke_there_sends() {
         "textDocument/codeAction",
         json!({"textDocument": {"uri": uri}, "range": {"start": cursor, "end": cursor}, "context": {"diagnostics": []}}),
     );
-    assert!(response.get("error").is_none() && response["result"].is_null(), "{response}");
+    assert!(
+        response.get("error").is_none() && response["result"].is_null(),
+        "{response}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while bodies_now(&server).is_empty() {
-        assert!(Instant::now() < deadline, "no warm-up after the cursor came to rest");
+        assert!(
+            Instant::now() < deadline,
+            "no warm-up after the cursor came to rest"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let warm = bodies_now(&server)[0].clone();
     assert_eq!(warm["max_tokens"], 0, "{warm}");
     let warm_prompt = warm["prompt"].as_str().unwrap();
     assert!(warm_prompt.ends_with("<|fim_middle|>"), "{warm_prompt:?}");
-    assert!(warm_prompt[..warm_prompt.find("<|fim_suffix|>").unwrap()].ends_with("def handler_300(request):\n"));
+    assert!(warm_prompt[..warm_prompt.find("<|fim_suffix|>").unwrap()]
+        .ends_with("def handler_300(request):\n"));
 
     // The first keystroke there sends that prompt and the typed line after it.
     client.notify(
@@ -173,12 +180,20 @@ fn placing_the_cursor_prefills_the_prompt_a_keystroke_there_sends() {
         json!({"textDocument": {"uri": uri, "version": 2},
                "contentChanges": [{"range": {"start": cursor, "end": cursor}, "text": "x"}]}),
     );
-    let response = client.request("textDocument/inlineCompletion", LspClient::inline_completion_params(uri, line, 5));
+    let response = client.request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(uri, line, 5),
+    );
     assert_eq!(items(&response).len(), 1, "{response}");
     let completion = bodies_now(&server)
         .into_iter()
         .find(|b| b["max_tokens"] == 128)
         .expect("no completion request");
-    assert_eq!(completion["prompt"].as_str().unwrap(), format!("{warm_prompt}    x"));
+    assert_eq!(
+        completion["prompt"].as_str().unwrap(),
+        format!("{warm_prompt}    x")
+    );
+    // The prompt ends inside a word: the backend is asked to heal it.
+    assert_eq!(completion["token_healing"], true, "{completion}");
     assert!(client.shutdown().success());
 }

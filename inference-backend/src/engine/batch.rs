@@ -38,7 +38,10 @@ use ort::{
     value::{DynTensorValueType, Shape, TensorElementType, TensorRefMut, ValueType},
 };
 
-use super::{copy_last_logits, copy_row, host_kv_like, int_tensor, on_host, Device, DynTensor, Engine, EngineOptions, KvState};
+use super::{
+    copy_last_logits, copy_row, host_kv_like, int_tensor, on_host, Device, DynTensor, Engine,
+    EngineOptions, KvState,
+};
 
 /// CUDA graphs (`--cuda-graph`): the CUDA execution provider captures a run once and replays it,
 /// which is only right while every input and output keeps its shape AND its device address. So
@@ -71,7 +74,11 @@ pub(super) struct FixedShape {
 }
 
 impl FixedShape {
-    pub(super) fn choose(options: &EngineOptions, device: Device, in_place_kv: bool) -> Result<Option<Self>> {
+    pub(super) fn choose(
+        options: &EngineOptions,
+        device: Device,
+        in_place_kv: bool,
+    ) -> Result<Option<Self>> {
         let test_mode = std::env::var_os("GHOSTLINE_FIXED_BATCH").is_some_and(|v| v == "1");
         let graphs = options.cuda_graph && device == Device::Cuda;
         if options.cuda_graph && !graphs {
@@ -96,8 +103,18 @@ impl FixedShape {
         } else {
             (None, None)
         };
-        tracing::info!(rows, capacity, cuda_graph = graphs, "fixed-shape decode batch");
-        Ok(Some(Self { rows: rows.max(1), capacity: capacity.max(2), graph, no_graph }))
+        tracing::info!(
+            rows,
+            capacity,
+            cuda_graph = graphs,
+            "fixed-shape decode batch"
+        );
+        Ok(Some(Self {
+            rows: rows.max(1),
+            capacity: capacity.max(2),
+            graph,
+            no_graph,
+        }))
     }
 }
 
@@ -173,7 +190,11 @@ impl DecodeBatch {
 
     /// Bytes of KV the batch holds.
     pub fn bytes(&self) -> usize {
-        self.layers.iter().flat_map(|(k, v)| [k, v]).map(super::tensor_bytes).sum()
+        self.layers
+            .iter()
+            .flat_map(|(k, v)| [k, v])
+            .map(super::tensor_bytes)
+            .sum()
     }
 }
 
@@ -188,9 +209,18 @@ impl Engine {
     /// valid positions are copied out into exact-length `KvState`s, returned in row order), the
     /// kept rows stay in order and `join` rows are appended after them. Any change reallocates the
     /// buffers, sized for the rows now in the batch.
-    pub fn rebuild_batch(&self, batch: &mut DecodeBatch, keep: &[bool], join: Vec<Joining>) -> Result<Vec<KvState>> {
+    pub fn rebuild_batch(
+        &self,
+        batch: &mut DecodeBatch,
+        keep: &[bool],
+        join: Vec<Joining>,
+    ) -> Result<Vec<KvState>> {
         if keep.len() != batch.len() {
-            bail!("rebuild_batch: {} keep flags for {} rows", keep.len(), batch.len());
+            bail!(
+                "rebuild_batch: {} keep flags for {} rows",
+                keep.len(),
+                batch.len()
+            );
         }
         let layers = self.kv.num_layers;
         if join.iter().any(|j| j.kv.layers.len() != layers) {
@@ -201,7 +231,12 @@ impl Engine {
         }
         // A sequence joining an empty batch alone, with buffers that have room for its whole
         // generation, becomes the batch as it is: no copy (each request of a lone editor).
-        if batch.is_empty() && join.len() == 1 && join[0].kv.has_room_for(join[0].needs.max(join[0].kv.len + 1)) {
+        if batch.is_empty()
+            && join.len() == 1
+            && join[0]
+                .kv
+                .has_room_for(join[0].needs.max(join[0].kv.len + 1))
+        {
             let Joining { kv, needs } = join.into_iter().next().expect("one joining sequence");
             batch.layers = kv.layers;
             batch.lens = vec![kv.len];
@@ -210,7 +245,11 @@ impl Engine {
             return Ok(Vec::new());
         }
         // On CUDA: one download of each old buffer (the CPU reads host KV in place).
-        let old: Vec<_> = batch.layers.iter().map(|(k, v)| Ok((on_host(k)?, on_host(v)?))).collect::<Result<_>>()?;
+        let old: Vec<_> = batch
+            .layers
+            .iter()
+            .map(|(k, v)| Ok((on_host(k)?, on_host(v)?)))
+            .collect::<Result<_>>()?;
 
         let mut left = Vec::new();
         for (row, _) in keep.iter().enumerate().filter(|(_, &k)| !k) {
@@ -222,7 +261,11 @@ impl Engine {
                     self.kv_filled(1, len, |dst| copy_row(v, row, dst, 0, len))?,
                 ));
             }
-            left.push(KvState { layers: kv, len, capacity: len });
+            left.push(KvState {
+                layers: kv,
+                len,
+                capacity: len,
+            });
         }
 
         // Rows of the new batch: where each one's KV comes from, its length and its need.
@@ -239,18 +282,36 @@ impl Engine {
         }
         let joined: Vec<Vec<_>> = join
             .iter()
-            .map(|j| j.kv.layers.iter().map(|(k, v)| Ok((on_host(k)?, on_host(v)?))).collect::<Result<_>>())
+            .map(|j| {
+                j.kv.layers
+                    .iter()
+                    .map(|(k, v)| Ok((on_host(k)?, on_host(v)?)))
+                    .collect::<Result<_>>()
+            })
             .collect::<Result<_>>()?;
         // Room for every row's whole generation, and at least one more position for each.
-        let capacity = rows.iter().map(|&(_, len, needs)| needs.max(len + 1)).max().unwrap_or(0);
+        let capacity = rows
+            .iter()
+            .map(|&(_, len, needs)| needs.max(len + 1))
+            .max()
+            .unwrap_or(0);
         let mut new_layers = Vec::with_capacity(layers);
         if !rows.is_empty() {
             for layer in 0..layers {
                 let fill = |dst: &mut DynTensor, key: bool| -> Result<()> {
                     for (to, (from, len, _)) in rows.iter().enumerate() {
                         let src = match from {
-                            From::Old(row) => (if key { &old[layer].0 } else { &old[layer].1 }, *row),
-                            From::Join(i) => (if key { &joined[*i][layer].0 } else { &joined[*i][layer].1 }, 0),
+                            From::Old(row) => {
+                                (if key { &old[layer].0 } else { &old[layer].1 }, *row)
+                            }
+                            From::Join(i) => (
+                                if key {
+                                    &joined[*i][layer].0
+                                } else {
+                                    &joined[*i][layer].1
+                                },
+                                0,
+                            ),
                         };
                         copy_row(src.0, src.1, dst, to, *len)?;
                     }
@@ -303,30 +364,56 @@ impl Engine {
     /// Appends `per_row` tokens to each row (`tokens` row after row) and returns the logits of
     /// those positions, row after row. GroupQueryAttention takes each row's past length from its
     /// mask (`lens[i] + per_row` leading ones) and attends causally within the new tokens.
-    fn forward_rows(&mut self, batch: &mut DecodeBatch, tokens: &[u32], per_row: usize) -> Result<&[f32]> {
+    fn forward_rows(
+        &mut self,
+        batch: &mut DecodeBatch,
+        tokens: &[u32],
+        per_row: usize,
+    ) -> Result<&[f32]> {
         let rows = batch.len();
         let capacity = batch.capacity;
         if let Some(len) = batch.lens.iter().find(|&&len| len + per_row > capacity) {
             bail!("batch row of {len} positions has no room for {per_row} more in {capacity}");
         }
         let mut binding = self.session.create_binding()?;
-        binding.bind_input("input_ids", &int_tensor(self.io.input_ids_type, [rows, per_row], tokens.iter().map(|&t| t as i64))?)?;
+        binding.bind_input(
+            "input_ids",
+            &int_tensor(
+                self.io.input_ids_type,
+                [rows, per_row],
+                tokens.iter().map(|&t| t as i64),
+            )?,
+        )?;
         if let Some(ty) = self.io.attention_mask_type {
-            let mask = batch.lens.iter().flat_map(|&len| (0..capacity).map(move |p| i64::from(p < len + per_row)));
+            let mask = batch
+                .lens
+                .iter()
+                .flat_map(|&len| (0..capacity).map(move |p| i64::from(p < len + per_row)));
             binding.bind_input("attention_mask", &int_tensor(ty, [rows, capacity], mask)?)?;
         }
         if let Some(ty) = self.io.position_ids_type {
-            let positions = batch.lens.iter().flat_map(|&len| (len..len + per_row).map(|p| p as i64));
+            let positions = batch
+                .lens
+                .iter()
+                .flat_map(|&len| (len..len + per_row).map(|p| p as i64));
             binding.bind_input("position_ids", &int_tensor(ty, [rows, per_row], positions)?)?;
         }
         if per_row > 1 {
-            let ty = self.io.logits_to_keep.context("the graph has no logits_to_keep input")?;
-            binding.bind_input("logits_to_keep", &int_tensor(ty, [1], std::iter::once(per_row as i64))?)?;
+            let ty = self
+                .io
+                .logits_to_keep
+                .context("the graph has no logits_to_keep input")?;
+            binding.bind_input(
+                "logits_to_keep",
+                &int_tensor(ty, [1], std::iter::once(per_row as i64))?,
+            )?;
         }
         self.io.bind_kv_in_place(&mut binding, &mut batch.layers)?;
         binding.bind_output_to_device("logits", &MemoryInfo::default())?;
         let outputs = self.session.run_binding(&binding)?;
-        let logits = outputs.get("logits").context("model did not return logits")?;
+        let logits = outputs
+            .get("logits")
+            .context("model did not return logits")?;
         copy_last_logits(logits, rows, per_row, &mut self.logits)?;
         for len in &mut batch.lens {
             *len += per_row;
@@ -337,24 +424,54 @@ impl Engine {
 
 impl Engine {
     /// `rebuild_batch` with a fixed shape: slots are freed and taken, the buffers stay.
-    fn rebuild_fixed(&self, batch: &mut DecodeBatch, keep: &[bool], join: Vec<Joining>) -> Result<Vec<KvState>> {
+    fn rebuild_fixed(
+        &self,
+        batch: &mut DecodeBatch,
+        keep: &[bool],
+        join: Vec<Joining>,
+    ) -> Result<Vec<KvState>> {
         let shape = self.fixed.as_ref().context("no fixed shape")?;
         let (rows, capacity) = (shape.rows, shape.capacity);
         if batch.fixed.is_none() {
             batch.layers = (0..self.kv.num_layers)
-                .map(|_| Ok((self.kv_buffer(rows, capacity)?, self.kv_buffer(rows, capacity)?)))
+                .map(|_| {
+                    Ok((
+                        self.kv_buffer(rows, capacity)?,
+                        self.kv_buffer(rows, capacity)?,
+                    ))
+                })
                 .collect::<Result<_>>()?;
-            let allocator = self.device_allocator.as_ref().unwrap_or(self.session.allocator());
-            let mask_type = self.io.attention_mask_type.context("a fixed-shape batch needs an attention_mask input")?;
-            let (logits_type, vocab) = match self.session.outputs().iter().find(|o| o.name() == "logits").map(|o| o.dtype()) {
-                Some(ValueType::Tensor { ty, shape, .. }) if shape.len() == 3 && shape[2] > 0 => (*ty, shape[2]),
-                other => bail!("a fixed-shape batch needs logits with a fixed vocabulary, found {other:?}"),
+            let allocator = self
+                .device_allocator
+                .as_ref()
+                .unwrap_or(self.session.allocator());
+            let mask_type = self
+                .io
+                .attention_mask_type
+                .context("a fixed-shape batch needs an attention_mask input")?;
+            let (logits_type, vocab) = match self
+                .session
+                .outputs()
+                .iter()
+                .find(|o| o.name() == "logits")
+                .map(|o| o.dtype())
+            {
+                Some(ValueType::Tensor { ty, shape, .. }) if shape.len() == 3 && shape[2] > 0 => {
+                    (*ty, shape[2])
+                }
+                other => bail!(
+                    "a fixed-shape batch needs logits with a fixed vocabulary, found {other:?}"
+                ),
             };
             batch.fixed = Some(FixedBuffers {
                 slots: Vec::new(),
                 used: (0..rows).map(|_| None).collect(),
                 input_ids: DynTensor::new(allocator, self.io.input_ids_type, [rows as i64, 1])?,
-                attention_mask: DynTensor::new(allocator, mask_type, [rows as i64, capacity as i64])?,
+                attention_mask: DynTensor::new(
+                    allocator,
+                    mask_type,
+                    [rows as i64, capacity as i64],
+                )?,
                 logits: DynTensor::new(allocator, logits_type, [rows as i64, 1, vocab])?,
             });
             batch.capacity = capacity;
@@ -376,7 +493,9 @@ impl Engine {
             if j.kv.len + 1 > capacity {
                 bail!("a sequence of {} positions does not fit the fixed batch ({capacity} positions)", j.kv.len);
             }
-            let slot = (0..rows).find(|s| fixed.used[*s].is_none() && !slots.contains(s)).context("no free slot in the fixed batch")?;
+            let slot = (0..rows)
+                .find(|s| fixed.used[*s].is_none() && !slots.contains(s))
+                .context("no free slot in the fixed batch")?;
             for ((k, v), (own_k, own_v)) in batch.layers.iter_mut().zip(&j.kv.layers) {
                 upload_into_slot(&*on_host(own_k)?, j.kv.len, k, slot)?;
                 upload_into_slot(&*on_host(own_v)?, j.kv.len, v, slot)?;
@@ -408,10 +527,23 @@ impl Engine {
         }
         // Rewritten in place: a captured graph reads them at the addresses it was captured with.
         let ids = int_tensor(self.io.input_ids_type, [rows, 1], slot_tokens.into_iter())?;
-        ids.view().downcast::<DynTensorValueType>()?.copy_into(&mut fixed.input_ids)?;
-        let mask_type = self.io.attention_mask_type.context("a fixed-shape batch needs an attention_mask input")?;
-        let mask = int_tensor(mask_type, [rows, capacity], slot_lens.iter().flat_map(|&len| (0..capacity).map(move |p| i64::from(p <= len))))?;
-        mask.view().downcast::<DynTensorValueType>()?.copy_into(&mut fixed.attention_mask)?;
+        ids.view()
+            .downcast::<DynTensorValueType>()?
+            .copy_into(&mut fixed.input_ids)?;
+        let mask_type = self
+            .io
+            .attention_mask_type
+            .context("a fixed-shape batch needs an attention_mask input")?;
+        let mask = int_tensor(
+            mask_type,
+            [rows, capacity],
+            slot_lens
+                .iter()
+                .flat_map(|&len| (0..capacity).map(move |p| i64::from(p <= len))),
+        )?;
+        mask.view()
+            .downcast::<DynTensorValueType>()?
+            .copy_into(&mut fixed.attention_mask)?;
 
         let mut binding = self.session.create_binding()?;
         binding.bind_input("input_ids", &fixed.input_ids)?;
@@ -427,7 +559,8 @@ impl Engine {
         let vocab = all.len() / rows;
         self.logits.clear();
         for &slot in &fixed.slots {
-            self.logits.extend_from_slice(&all[slot * vocab..(slot + 1) * vocab]);
+            self.logits
+                .extend_from_slice(&all[slot * vocab..(slot + 1) * vocab]);
         }
         for len in &mut batch.lens {
             *len += 1;
@@ -448,18 +581,30 @@ fn upload_into_slot(own: &DynTensor, len: usize, batch: &mut DynTensor, slot: us
         ValueType::Tensor { ty, .. } => *ty,
         other => bail!("KV is not a tensor: {other:?}"),
     };
-    let row_bytes = ty.byte_size((heads * capacity * dim) as usize).context("KV element size")?;
+    let row_bytes = ty
+        .byte_size((heads * capacity * dim) as usize)
+        .context("KV element size")?;
     let info = batch.memory_info().to_owned();
     // SAFETY: the view covers slot `slot` of `batch` (in bounds: slot < rows), and lives only
     // for this copy, while `batch` is borrowed mutably.
     unsafe {
-        let ptr = batch.data_ptr_mut().cast::<u8>().add(slot * row_bytes).cast();
+        let ptr = batch
+            .data_ptr_mut()
+            .cast::<u8>()
+            .add(slot * row_bytes)
+            .cast();
         let view_shape = Shape::from([1, heads, capacity, dim]);
         match ty {
-            TensorElementType::Float32 => row.copy_into(TensorRefMut::<f32>::from_raw(info, ptr, view_shape)?.into_dyn().downcast::<DynTensorValueType>()?)?,
-            TensorElementType::Float16 => {
-                row.copy_into(TensorRefMut::<half::f16>::from_raw(info, ptr, view_shape)?.into_dyn().downcast::<DynTensorValueType>()?)?
-            }
+            TensorElementType::Float32 => row.copy_into(
+                TensorRefMut::<f32>::from_raw(info, ptr, view_shape)?
+                    .into_dyn()
+                    .downcast::<DynTensorValueType>()?,
+            )?,
+            TensorElementType::Float16 => row.copy_into(
+                TensorRefMut::<half::f16>::from_raw(info, ptr, view_shape)?
+                    .into_dyn()
+                    .downcast::<DynTensorValueType>()?,
+            )?,
             other => bail!("unsupported KV type {other:?}"),
         }
     }

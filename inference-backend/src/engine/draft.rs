@@ -61,7 +61,11 @@ mod tests {
         assert_eq!(prompt_lookup(&ctx, 0), &[] as &[u32]);
         // Two occurrences: the later one wins.
         let ctx = [7, 8, 1, 7, 8, 2, 5, 7, 8];
-        assert_eq!(prompt_lookup(&ctx, 8), &[2], "2-token match guesses 1 token");
+        assert_eq!(
+            prompt_lookup(&ctx, 8),
+            &[2],
+            "2-token match guesses 1 token"
+        );
     }
 
     #[test]

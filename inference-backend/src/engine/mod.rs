@@ -98,13 +98,21 @@ impl KvState {
 
     /// Memory held, for the prefix cache's budget.
     pub fn bytes(&self) -> usize {
-        self.layers.iter().flat_map(|(k, v)| [k, v]).map(tensor_bytes).sum()
+        self.layers
+            .iter()
+            .flat_map(|(k, v)| [k, v])
+            .map(tensor_bytes)
+            .sum()
     }
 
     /// Whether every tensor is one row with room for `positions` (in place: `capacity` of them).
     fn has_room_for(&self, positions: usize) -> bool {
         self.capacity >= positions
-            && self.layers.iter().all(|(k, v)| [k, v].iter().all(|t| t.shape()[0] == 1 && t.shape()[2] as usize == self.capacity))
+            && self.layers.iter().all(|(k, v)| {
+                [k, v]
+                    .iter()
+                    .all(|t| t.shape()[0] == 1 && t.shape()[2] as usize == self.capacity)
+            })
     }
 
     /// A copy holding only the first `len` positions, on the same device as this state.
@@ -116,7 +124,11 @@ impl KvState {
         for (k, v) in &self.layers {
             layers.push((truncate_positions(k, len)?, truncate_positions(v, len)?));
         }
-        Ok(KvState { layers, len, capacity: len })
+        Ok(KvState {
+            layers,
+            len,
+            capacity: len,
+        })
     }
 }
 
@@ -150,7 +162,11 @@ fn host_kv_like(like: &DynTensor, rows: usize, positions: usize) -> Result<DynTe
         ValueType::Tensor { ty, .. } => *ty,
         other => bail!("KV is not a tensor: {other:?}"),
     };
-    Ok(DynTensor::new(&Allocator::default(), ty, [rows as i64, shape[1], positions as i64, shape[3]])?)
+    Ok(DynTensor::new(
+        &Allocator::default(),
+        ty,
+        [rows as i64, shape[1], positions as i64, shape[3]],
+    )?)
 }
 
 fn truncate_positions(tensor: &DynTensor, len: usize) -> Result<DynTensor> {
@@ -167,7 +183,13 @@ fn truncate_positions(tensor: &DynTensor, len: usize) -> Result<DynTensor> {
 
 /// Copies the first `len` positions of every head of row `from` of `src` into row `to` of `dst`
 /// (host tensors [rows, heads, capacity, dim]; the two may differ in rows and capacity).
-fn copy_row(src: &DynTensor, from: usize, dst: &mut DynTensor, to: usize, len: usize) -> Result<()> {
+fn copy_row(
+    src: &DynTensor,
+    from: usize,
+    dst: &mut DynTensor,
+    to: usize,
+    len: usize,
+) -> Result<()> {
     fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static>(
         src: &DynTensor,
         from: usize,
@@ -179,7 +201,11 @@ fn copy_row(src: &DynTensor, from: usize, dst: &mut DynTensor, to: usize, len: u
         let [heads, src_cap, dim] = [shape[1], shape[2], shape[3]].map(|x| x as usize);
         let (dst_shape, dst) = dst.try_extract_tensor_mut::<T>()?;
         let dst_cap = dst_shape[2] as usize;
-        if len > src_cap || len > dst_cap || dst_shape[1] as usize != heads || dst_shape[3] as usize != dim {
+        if len > src_cap
+            || len > dst_cap
+            || dst_shape[1] as usize != heads
+            || dst_shape[3] as usize != dim
+        {
             bail!("KV row copy of {len} positions from {shape:?} into {dst_shape:?}");
         }
         for h in 0..heads {
@@ -190,8 +216,14 @@ fn copy_row(src: &DynTensor, from: usize, dst: &mut DynTensor, to: usize, len: u
         Ok(())
     }
     match src.dtype() {
-        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32>(src, from, dst, to, len),
-        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16>(src, from, dst, to, len),
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            ..
+        } => copy::<f32>(src, from, dst, to, len),
+        ValueType::Tensor {
+            ty: TensorElementType::Float16,
+            ..
+        } => copy::<half::f16>(src, from, dst, to, len),
         other => bail!("unsupported KV type {other:?}"),
     }
 }
@@ -230,16 +262,24 @@ pub struct Engine {
 /// prefill sessions run one after the other, and two pools would each spin threads on the same
 /// cores. The first call's `threads` wins.
 fn init_runtime(library: &Path, threads: usize) -> Result<Environment> {
-    static ENV: std::sync::OnceLock<std::result::Result<Environment, String>> = std::sync::OnceLock::new();
+    static ENV: std::sync::OnceLock<std::result::Result<Environment, String>> =
+        std::sync::OnceLock::new();
     ENV.get_or_init(|| {
         let builder = ort::init_from(library).map_err(|e| {
-            format!("cannot load ONNX Runtime from {}: {e} (set ORT_DYLIB_PATH or --ort-lib)", library.display())
+            format!(
+                "cannot load ONNX Runtime from {}: {e} (set ORT_DYLIB_PATH or --ort-lib)",
+                library.display()
+            )
         })?;
         let pool = GlobalThreadPoolOptions::default()
             .with_intra_threads(threads.max(1))
             .and_then(|pool| pool.with_inter_threads(1))
             .map_err(|e| e.to_string())?;
-        builder.with_name("ghostline").with_global_thread_pool(pool).build().map_err(|e| e.to_string())
+        builder
+            .with_name("ghostline")
+            .with_global_thread_pool(pool)
+            .build()
+            .map_err(|e| e.to_string())
     })
     .clone()
     .map_err(|e| anyhow!(e))
@@ -249,16 +289,37 @@ impl Engine {
     pub fn load(files: &ModelFiles, options: &EngineOptions) -> Result<Self> {
         let env = init_runtime(&options.ort_library, options.threads)?;
         let tokenizer = Arc::new(ModelTokenizer::load(&files.tokenizer, &files.config.fim)?);
+        // Token healing looks every token's text up; built here, not in a request.
+        let started = std::time::Instant::now();
+        let vocab = tokenizer.token_texts().len();
+        tracing::debug!(
+            vocab,
+            "token texts in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
         let (session, device) = build_session(&env, &files.onnx, options.device, options)?;
         let io = GraphIo::inspect(&session, files)?;
         let prefill_session = match &files.prefill_onnx {
             Some(path) if options.prefill_graph && device == Device::Cpu => {
                 let (prefill, _) = build_session(&env, path, DeviceChoice::Cpu, options)?;
                 let names = |s: &Session| {
-                    (s.inputs().iter().map(|i| i.name().to_owned()).collect::<Vec<_>>(), s.outputs().iter().map(|o| o.name().to_owned()).collect::<Vec<_>>())
+                    (
+                        s.inputs()
+                            .iter()
+                            .map(|i| i.name().to_owned())
+                            .collect::<Vec<_>>(),
+                        s.outputs()
+                            .iter()
+                            .map(|o| o.name().to_owned())
+                            .collect::<Vec<_>>(),
+                    )
                 };
                 if names(&prefill) != names(&session) {
-                    bail!("{}: the prefill graph's inputs and outputs differ from {}'s", path.display(), files.onnx.display());
+                    bail!(
+                        "{}: the prefill graph's inputs and outputs differ from {}'s",
+                        path.display(),
+                        files.onnx.display()
+                    );
                 }
                 Some(prefill)
             }
@@ -274,10 +335,19 @@ impl Engine {
                 session.inputs().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
             );
         }
-        let in_place_kv = layout == Layout::Genai && std::env::var_os("GHOSTLINE_KV_CONCAT").is_none();
+        let in_place_kv =
+            layout == Layout::Genai && std::env::var_os("GHOSTLINE_KV_CONCAT").is_none();
         let device_allocator = if device == Device::Cuda && in_place_kv {
-            let info = MemoryInfo::new(AllocationDevice::CUDA, 0, AllocatorType::Device, MemoryType::Default)?;
-            Some(Allocator::new(&session, info).context("cannot create a CUDA allocator for the KV cache")?)
+            let info = MemoryInfo::new(
+                AllocationDevice::CUDA,
+                0,
+                AllocatorType::Device,
+                MemoryType::Default,
+            )?;
+            Some(
+                Allocator::new(&session, info)
+                    .context("cannot create a CUDA allocator for the KV cache")?,
+            )
         } else {
             None
         };
@@ -326,7 +396,11 @@ impl Engine {
         for _ in 0..self.kv.num_layers {
             layers.push((self.kv_buffer(1, capacity)?, self.kv_buffer(1, capacity)?));
         }
-        Ok(KvState { layers, len: 0, capacity })
+        Ok(KvState {
+            layers,
+            len: 0,
+            capacity,
+        })
     }
 
     /// A KV tensor [rows, heads, positions, dim] allocated through ONNX Runtime (so that it can
@@ -334,20 +408,38 @@ impl Engine {
     /// what the CPU can reach); CUDA memory is left as allocated, which is safe because
     /// GroupQueryAttention reads only the first seqlens_k + 1 positions of each row.
     fn kv_buffer(&self, rows: usize, positions: usize) -> Result<DynTensor> {
-        let shape = [rows as i64, self.kv.num_kv_heads as i64, positions as i64, self.kv.head_dim as i64];
-        let allocator = self.device_allocator.as_ref().unwrap_or(self.session.allocator());
+        let shape = [
+            rows as i64,
+            self.kv.num_kv_heads as i64,
+            positions as i64,
+            self.kv.head_dim as i64,
+        ];
+        let allocator = self
+            .device_allocator
+            .as_ref()
+            .unwrap_or(self.session.allocator());
         Ok(DynTensor::new(allocator, self.io.kv_type, shape)?)
     }
 
     /// A KV tensor [rows, heads, positions, dim] where the engine keeps KV, filled on the host by
     /// `fill` (given a zeroed host tensor of that shape); on CUDA that is one upload.
-    fn kv_filled(&self, rows: usize, positions: usize, fill: impl FnOnce(&mut DynTensor) -> Result<()>) -> Result<DynTensor> {
+    fn kv_filled(
+        &self,
+        rows: usize,
+        positions: usize,
+        fill: impl FnOnce(&mut DynTensor) -> Result<()>,
+    ) -> Result<DynTensor> {
         if self.device_allocator.is_none() {
             let mut tensor = self.kv_buffer(rows, positions)?;
             fill(&mut tensor)?;
             return Ok(tensor);
         }
-        let shape = [rows as i64, self.kv.num_kv_heads as i64, positions as i64, self.kv.head_dim as i64];
+        let shape = [
+            rows as i64,
+            self.kv.num_kv_heads as i64,
+            positions as i64,
+            self.kv.head_dim as i64,
+        ];
         let mut host = DynTensor::new(&Allocator::default(), self.io.kv_type, shape)?;
         fill(&mut host)?;
         let mut device = self.kv_buffer(rows, positions)?;
@@ -407,12 +499,25 @@ impl Engine {
         self.reserve(seq, total)?;
         let session = session_for(&mut self.session, &mut self.prefill_session, n);
         let mut binding = session.create_binding()?;
-        binding.bind_input("input_ids", &int_tensor(self.io.input_ids_type, [1, n], tokens.iter().map(|&t| t as i64))?)?;
+        binding.bind_input(
+            "input_ids",
+            &int_tensor(
+                self.io.input_ids_type,
+                [1, n],
+                tokens.iter().map(|&t| t as i64),
+            )?,
+        )?;
         if let Some(ty) = self.io.attention_mask_type {
-            binding.bind_input("attention_mask", &int_tensor(ty, [1, total], std::iter::repeat_n(1, total))?)?;
+            binding.bind_input(
+                "attention_mask",
+                &int_tensor(ty, [1, total], std::iter::repeat_n(1, total))?,
+            )?;
         }
         if let Some(ty) = self.io.position_ids_type {
-            binding.bind_input("position_ids", &int_tensor(ty, [1, n], (seq.len..total).map(|p| p as i64))?)?;
+            binding.bind_input(
+                "position_ids",
+                &int_tensor(ty, [1, n], (seq.len..total).map(|p| p as i64))?,
+            )?;
         }
         self.io.bind_kv_in_place(&mut binding, &mut seq.layers)?;
         // Logits come back to host memory (on CUDA, ONNX Runtime copies them out after the run).
@@ -422,7 +527,9 @@ impl Engine {
             Some(options) => session.run_binding_with_options(&binding, options)?,
             None => session.run_binding(&binding)?,
         };
-        let logits = outputs.get("logits").context("model did not return logits")?;
+        let logits = outputs
+            .get("logits")
+            .context("model did not return logits")?;
         copy_last_logits(logits, 1, 1, &mut self.logits)?;
         seq.len = total;
         Ok(())
@@ -431,30 +538,55 @@ impl Engine {
     fn forward_concat(&mut self, seq: &mut KvState, tokens: &[u32]) -> Result<()> {
         let n = tokens.len();
         let total = seq.len + n;
-        let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(3 + 2 * self.kv.num_layers);
-        inputs.push(("input_ids".into(), int_tensor(self.io.input_ids_type, [1, n], tokens.iter().map(|&t| t as i64))?.into()));
+        let mut inputs: Vec<(String, SessionInputValue<'_>)> =
+            Vec::with_capacity(3 + 2 * self.kv.num_layers);
+        inputs.push((
+            "input_ids".into(),
+            int_tensor(
+                self.io.input_ids_type,
+                [1, n],
+                tokens.iter().map(|&t| t as i64),
+            )?
+            .into(),
+        ));
         if let Some(ty) = self.io.attention_mask_type {
-            inputs.push(("attention_mask".into(), int_tensor(ty, [1, total], std::iter::repeat_n(1, total))?.into()));
+            inputs.push((
+                "attention_mask".into(),
+                int_tensor(ty, [1, total], std::iter::repeat_n(1, total))?.into(),
+            ));
         }
         if let Some(ty) = self.io.position_ids_type {
-            inputs.push(("position_ids".into(), int_tensor(ty, [1, n], (seq.len..total).map(|p| p as i64))?.into()));
+            inputs.push((
+                "position_ids".into(),
+                int_tensor(ty, [1, n], (seq.len..total).map(|p| p as i64))?.into(),
+            ));
         }
         let past = std::mem::take(&mut seq.layers);
         for ((k, v), (k_name, v_name)) in past.into_iter().zip(&self.io.past) {
             inputs.push((k_name.clone(), k.into_dyn().into()));
             inputs.push((v_name.clone(), v.into_dyn().into()));
         }
-        let mut outputs = session_for(&mut self.session, &mut self.prefill_session, n).run(inputs)?;
+        let mut outputs =
+            session_for(&mut self.session, &mut self.prefill_session, n).run(inputs)?;
         let mut layers = Vec::with_capacity(self.kv.num_layers);
         for (k_name, v_name) in &self.io.present {
-            let k = outputs.remove(k_name).with_context(|| format!("model did not return {k_name}"))?;
-            let v = outputs.remove(v_name).with_context(|| format!("model did not return {v_name}"))?;
-            layers.push((k.downcast::<DynTensorValueType>()?, v.downcast::<DynTensorValueType>()?));
+            let k = outputs
+                .remove(k_name)
+                .with_context(|| format!("model did not return {k_name}"))?;
+            let v = outputs
+                .remove(v_name)
+                .with_context(|| format!("model did not return {v_name}"))?;
+            layers.push((
+                k.downcast::<DynTensorValueType>()?,
+                v.downcast::<DynTensorValueType>()?,
+            ));
         }
         seq.layers = layers;
         seq.len = total;
         seq.capacity = total;
-        let logits = outputs.remove("logits").context("model did not return logits")?;
+        let logits = outputs
+            .remove("logits")
+            .context("model did not return logits")?;
         copy_last_logits(&logits, 1, 1, &mut self.logits)
     }
 
@@ -465,7 +597,11 @@ impl Engine {
 
 /// The session for a batch-1 pass of `tokens` tokens (fields, not `&self`, so the logits
 /// buffer stays writable while the run's outputs are borrowed).
-fn session_for<'a>(session: &'a mut Session, prefill: &'a mut Option<Session>, tokens: usize) -> &'a mut Session {
+fn session_for<'a>(
+    session: &'a mut Session,
+    prefill: &'a mut Option<Session>,
+    tokens: usize,
+) -> &'a mut Session {
     if takes_prefill_graph(prefill, tokens) {
         if let Some(prefill) = prefill {
             return prefill;
@@ -479,10 +615,18 @@ fn takes_prefill_graph(prefill: &Option<Session>, tokens: usize) -> bool {
     prefill.is_some() && tokens >= PREFILL_GRAPH_MIN_TOKENS
 }
 
-fn int_tensor<const D: usize>(ty: TensorElementType, shape: [usize; D], values: impl Iterator<Item = i64>) -> Result<DynValue> {
+fn int_tensor<const D: usize>(
+    ty: TensorElementType,
+    shape: [usize; D],
+    values: impl Iterator<Item = i64>,
+) -> Result<DynValue> {
     Ok(match ty {
-        TensorElementType::Int64 => Tensor::from_array((shape, values.collect::<Vec<i64>>()))?.into_dyn(),
-        TensorElementType::Int32 => Tensor::from_array((shape, values.map(|v| v as i32).collect::<Vec<i32>>()))?.into_dyn(),
+        TensorElementType::Int64 => {
+            Tensor::from_array((shape, values.collect::<Vec<i64>>()))?.into_dyn()
+        }
+        TensorElementType::Int32 => {
+            Tensor::from_array((shape, values.map(|v| v as i32).collect::<Vec<i32>>()))?.into_dyn()
+        }
         other => bail!("unsupported integer input type {other:?}"),
     })
 }
@@ -495,7 +639,10 @@ fn copy_last_logits<V: ort::value::TensorValueTypeMarker + ?Sized>(
     positions: usize,
     out: &mut Vec<f32>,
 ) -> Result<()> {
-    fn copy<T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static, V: ort::value::TensorValueTypeMarker + ?Sized>(
+    fn copy<
+        T: Copy + ort::value::PrimitiveTensorElementType + std::fmt::Debug + 'static,
+        V: ort::value::TensorValueTypeMarker + ?Sized,
+    >(
         logits: &ort::value::Value<V>,
         rows: usize,
         positions: usize,
@@ -516,15 +663,25 @@ fn copy_last_logits<V: ort::value::TensorValueTypeMarker + ?Sized>(
     }
     out.clear();
     match logits.dtype() {
-        ValueType::Tensor { ty: TensorElementType::Float32, .. } => copy::<f32, V>(logits, rows, positions, out, |x| x),
-        ValueType::Tensor { ty: TensorElementType::Float16, .. } => copy::<half::f16, V>(logits, rows, positions, out, |x| x.to_f32()),
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            ..
+        } => copy::<f32, V>(logits, rows, positions, out, |x| x),
+        ValueType::Tensor {
+            ty: TensorElementType::Float16,
+            ..
+        } => copy::<half::f16, V>(logits, rows, positions, out, |x| x.to_f32()),
         other => bail!("unsupported logits type {other:?}"),
     }
 }
 
-
 /// A session of `onnx` on `device`; its threads are the environment's global pool.
-fn build_session(env: &Environment, onnx: &Path, device: DeviceChoice, options: &EngineOptions) -> Result<(Session, Device)> {
+fn build_session(
+    env: &Environment,
+    onnx: &Path,
+    device: DeviceChoice,
+    options: &EngineOptions,
+) -> Result<(Session, Device)> {
     let attempt = |cuda: bool| -> Result<Session> {
         let builder = Session::builder(env)
             .map_err(|e| anyhow!("{e}"))?
@@ -532,16 +689,24 @@ fn build_session(env: &Environment, onnx: &Path, device: DeviceChoice, options: 
             .map_err(|e| anyhow!("{e}"))?;
         let mut builder = if cuda {
             builder
-                .with_execution_providers([ep::CUDA::default().with_cuda_graph(options.cuda_graph).build().error_on_failure()])
+                .with_execution_providers([ep::CUDA::default()
+                    .with_cuda_graph(options.cuda_graph)
+                    .build()
+                    .error_on_failure()])
                 .map_err(|e| anyhow!("{e}"))?
         } else {
             builder
         };
-        builder.commit_from_file(onnx).map_err(|e| anyhow!("{}: {e}", onnx.display()))
+        builder
+            .commit_from_file(onnx)
+            .map_err(|e| anyhow!("{}: {e}", onnx.display()))
     };
     match device {
         DeviceChoice::Cpu => Ok((attempt(false)?, Device::Cpu)),
-        DeviceChoice::Cuda => Ok((attempt(true).context("CUDA was asked for (--device cuda) but failed")?, Device::Cuda)),
+        DeviceChoice::Cuda => Ok((
+            attempt(true).context("CUDA was asked for (--device cuda) but failed")?,
+            Device::Cuda,
+        )),
         DeviceChoice::Auto => match attempt(true) {
             Ok(session) => Ok((session, Device::Cuda)),
             Err(e) => {
@@ -555,8 +720,14 @@ fn build_session(env: &Environment, onnx: &Path, device: DeviceChoice, options: 
 impl GraphIo {
     /// Binds each layer's buffer as both its past and its present: GroupQueryAttention then
     /// appends the new positions in place. Used by the batch-1 step and by both batch layouts.
-    fn bind_kv_in_place(&self, binding: &mut IoBinding, layers: &mut [(DynTensor, DynTensor)]) -> Result<()> {
-        for ((k, v), ((past_k, past_v), (present_k, present_v))) in layers.iter_mut().zip(self.past.iter().zip(&self.present)) {
+    fn bind_kv_in_place(
+        &self,
+        binding: &mut IoBinding,
+        layers: &mut [(DynTensor, DynTensor)],
+    ) -> Result<()> {
+        for ((k, v), ((past_k, past_v), (present_k, present_v))) in
+            layers.iter_mut().zip(self.past.iter().zip(&self.present))
+        {
             binding.bind_input(past_k.as_str(), &*k)?;
             binding.bind_input(past_v.as_str(), &*v)?;
             binding.bind_output(present_k.as_str(), &mut *k)?;
@@ -568,10 +739,14 @@ impl GraphIo {
     fn inspect(session: &Session, files: &ModelFiles) -> Result<Self> {
         let kv = files.config.kv;
         let input_type = |name: &str| {
-            session.inputs().iter().find(|i| i.name() == name).and_then(|i| match i.dtype() {
-                ValueType::Tensor { ty, .. } => Some(*ty),
-                _ => None,
-            })
+            session
+                .inputs()
+                .iter()
+                .find(|i| i.name() == name)
+                .and_then(|i| match i.dtype() {
+                    ValueType::Tensor { ty, .. } => Some(*ty),
+                    _ => None,
+                })
         };
         let has_output = |name: &str| session.outputs().iter().any(|o| o.name() == name);
         let unknown = || {
@@ -591,20 +766,42 @@ impl GraphIo {
         let mut past = Vec::new();
         let mut present = Vec::new();
         for layer in 0..kv.num_layers {
-            let names = (format!("past_key_values.{layer}.key"), format!("past_key_values.{layer}.value"));
-            let out = (format!("present.{layer}.key"), format!("present.{layer}.value"));
-            if input_type(&names.0).is_none() || input_type(&names.1).is_none() || !has_output(&out.0) || !has_output(&out.1) {
-                return Err(unknown().context(format!("layer {layer} of {} (ghostline.json kv.num_layers)", kv.num_layers)));
+            let names = (
+                format!("past_key_values.{layer}.key"),
+                format!("past_key_values.{layer}.value"),
+            );
+            let out = (
+                format!("present.{layer}.key"),
+                format!("present.{layer}.value"),
+            );
+            if input_type(&names.0).is_none()
+                || input_type(&names.1).is_none()
+                || !has_output(&out.0)
+                || !has_output(&out.1)
+            {
+                return Err(unknown().context(format!(
+                    "layer {layer} of {} (ghostline.json kv.num_layers)",
+                    kv.num_layers
+                )));
             }
             past.push(names);
             present.push(out);
         }
         let extra_layer = format!("past_key_values.{}.key", kv.num_layers);
         if input_type(&extra_layer).is_some() {
-            bail!("{}: graph has more layers than ghostline.json kv.num_layers = {}", files.onnx.display(), kv.num_layers);
+            bail!(
+                "{}: graph has more layers than ghostline.json kv.num_layers = {}",
+                files.onnx.display(),
+                kv.num_layers
+            );
         }
         let kv_type = input_type(&past[0].0).ok_or_else(unknown)?;
-        if let Some(ValueType::Tensor { shape, .. }) = session.inputs().iter().find(|i| i.name() == past[0].0).map(|i| i.dtype()) {
+        if let Some(ValueType::Tensor { shape, .. }) = session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == past[0].0)
+            .map(|i| i.dtype())
+        {
             let dims: &[i64] = shape;
             if dims.len() != 4
                 || (dims[1] > 0 && dims[1] as usize != kv.num_kv_heads)
@@ -618,10 +815,14 @@ impl GraphIo {
                 );
             }
         }
-        let logits_to_keep = session.overridable_initializers().iter().find(|i| i.name() == "logits_to_keep").and_then(|i| match i.dtype() {
-            ValueType::Tensor { ty, .. } => Some(*ty),
-            _ => None,
-        });
+        let logits_to_keep = session
+            .overridable_initializers()
+            .iter()
+            .find(|i| i.name() == "logits_to_keep")
+            .and_then(|i| match i.dtype() {
+                ValueType::Tensor { ty, .. } => Some(*ty),
+                _ => None,
+            });
         Ok(Self {
             input_ids_type,
             attention_mask_type: input_type("attention_mask"),

@@ -26,10 +26,15 @@ pub struct PrefixCache {
     metrics: Arc<Metrics>,
 }
 
-
 impl PrefixCache {
     pub fn new(budget_bytes: usize, metrics: Arc<Metrics>) -> Self {
-        Self { entries: Vec::new(), budget_bytes, used_bytes: 0, clock: 0, metrics }
+        Self {
+            entries: Vec::new(),
+            budget_bytes,
+            used_bytes: 0,
+            clock: 0,
+            metrics,
+        }
     }
 
     /// The KV state for the longest cached prefix of `prompt`, if any: the entry itself when all
@@ -45,7 +50,9 @@ impl PrefixCache {
             .map(|(i, e)| (i, common_prefix(&e.tokens, &prompt[..usable])))
             .max_by_key(|&(_, n)| n);
         let Some((index, len)) = best.filter(|&(_, n)| n > 0) else {
-            self.metrics.prefix_cache_misses.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .prefix_cache_misses
+                .fetch_add(1, Ordering::Relaxed);
             return None;
         };
         let kv = if len == self.entries[index].tokens.len() {
@@ -59,13 +66,19 @@ impl PrefixCache {
                 Ok(kv) => kv,
                 Err(e) => {
                     tracing::warn!("prefix cache copy failed, prefilling in full: {e:#}");
-                    self.metrics.prefix_cache_misses.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .prefix_cache_misses
+                        .fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
             }
         };
-        self.metrics.prefix_cache_hits.fetch_add(1, Ordering::Relaxed);
-        self.metrics.prefix_cache_reused_tokens.fetch_add(len as u64, Ordering::Relaxed);
+        self.metrics
+            .prefix_cache_hits
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .prefix_cache_reused_tokens
+            .fetch_add(len as u64, Ordering::Relaxed);
         Some(kv)
     }
 
@@ -86,14 +99,25 @@ impl PrefixCache {
             }
         }
         while self.used_bytes + bytes > self.budget_bytes {
-            let Some(oldest) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.last_used).map(|(i, _)| i) else {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(i, _)| i)
+            else {
                 break;
             };
             let old = self.entries.swap_remove(oldest);
             self.used_bytes -= old.bytes;
         }
         self.used_bytes += bytes;
-        self.entries.push(Entry { tokens, kv, bytes, last_used: self.clock });
+        self.entries.push(Entry {
+            tokens,
+            kv,
+            bytes,
+            last_used: self.clock,
+        });
     }
 }
 

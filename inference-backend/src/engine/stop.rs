@@ -18,12 +18,20 @@ pub struct StopMatcher {
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>) -> Self {
-        Self { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), pending: String::new() }
+        Self {
+            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            pending: String::new(),
+        }
     }
 
     pub fn push(&mut self, delta: &str) -> StopOutcome {
         self.pending.push_str(delta);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
             let before = self.pending[..at].to_string();
             self.pending.clear();
             return StopOutcome::Stopped(before);
@@ -76,7 +84,10 @@ mod tests {
 
     #[test]
     fn stop_split_across_tokens() {
-        assert_eq!(run(&["\n\n"], &["a + b", "\n", "\n}", "x"]), ("a + b".into(), true));
+        assert_eq!(
+            run(&["\n\n"], &["a + b", "\n", "\n}", "x"]),
+            ("a + b".into(), true)
+        );
         assert_eq!(run(&["END"], &["fooE", "N", "Dbar"]), ("foo".into(), true));
     }
 
@@ -89,6 +100,9 @@ mod tests {
     #[test]
     fn earliest_stop_wins_and_multibyte_is_safe() {
         assert_eq!(run(&["b", "ab"], &["xxab"]), ("xx".into(), true));
-        assert_eq!(run(&["é!"], &["caf", "é", "?", "é", "!"]), ("café?".into(), true));
+        assert_eq!(
+            run(&["é!"], &["caf", "é", "?", "é", "!"]),
+            ("café?".into(), true)
+        );
     }
 }

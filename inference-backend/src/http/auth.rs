@@ -16,7 +16,8 @@ use super::{error::ApiError, AppState};
 
 /// One key per line; blank lines and `#` comments are ignored.
 pub fn load_api_keys(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read API key file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read API key file {}", path.display()))?;
     let keys: Vec<Vec<u8>> = text
         .lines()
         .map(str::trim)
@@ -31,10 +32,16 @@ pub fn load_api_keys(path: &Path) -> Result<Vec<Vec<u8>>> {
 
 fn key_matches(keys: &[Vec<u8>], offered: &[u8]) -> bool {
     // Every key is compared, so the time taken does not depend on which one matched.
-    keys.iter().fold(false, |found, key| found | bool::from(key.as_slice().ct_eq(offered)))
+    keys.iter().fold(false, |found, key| {
+        found | bool::from(key.as_slice().ct_eq(offered))
+    })
 }
 
-pub async fn require_api_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(keys) = &state.api_keys {
         let offered = request
             .headers()

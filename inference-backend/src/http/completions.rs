@@ -24,32 +24,55 @@ use crate::{
     validation,
 };
 
-pub async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            format!("request body larger than {} bytes", state.max_body_bytes),
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!("request body larger than {} bytes", state.max_body_bytes),
+            )
+        })?;
     let Some(model) = state.model.get() else {
         return Err(ApiError::overloaded("the model is still loading", 5));
     };
     let body = validation::parse_body(&bytes)?;
     let stream = body.stream.unwrap_or(false);
-    let usage_chunk = body.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let usage_chunk = body
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
     let request = validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
     if request.prompt_truncated {
-        tracing::debug!(tokens = request.prompt_ids.len(), "prompt truncated to fit the context window");
+        tracing::debug!(
+            tokens = request.prompt_ids.len(),
+            "prompt truncated to fit the context window"
+        );
     }
     let (events, receiver) = mpsc::unbounded_channel();
-    let job = Job { request, events, arrived, deadline: arrived + state.request_timeout };
+    let job = Job {
+        request,
+        events,
+        arrived,
+        deadline: arrived + state.request_timeout,
+    };
     if model.queue.submit(job).is_err() {
-        return Err(ApiError::overloaded("too many requests waiting; try again shortly", 1));
+        return Err(ApiError::overloaded(
+            "too many requests waiting; try again shortly",
+            1,
+        ));
     }
     let meta = ResponseMeta::new(model);
-    Ok(if stream { stream_response(meta, receiver, usage_chunk) } else { collect_response(meta, receiver).await? })
+    Ok(if stream {
+        stream_response(meta, receiver, usage_chunk)
+    } else {
+        collect_response(meta, receiver).await?
+    })
 }
 
 struct ResponseMeta {
@@ -60,8 +83,14 @@ struct ResponseMeta {
 
 impl ResponseMeta {
     fn new(model: &LoadedModel) -> Self {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Self { id: format!("cmpl-{:x}", now.as_nanos()), created: now.as_secs(), model: model.config.name.clone() }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            id: format!("cmpl-{:x}", now.as_nanos()),
+            created: now.as_secs(),
+            model: model.config.name.clone(),
+        }
     }
 
     fn chunk(&self, text: &str, finish_reason: Option<&str>) -> Value {
@@ -78,7 +107,11 @@ impl ResponseMeta {
 /// SSE chunks, then `[DONE]`. The chunk with the finish reason carries `usage` and `timings`;
 /// with `stream_options.include_usage` a last chunk with no choices repeats them, as OpenAI's
 /// API does.
-fn stream_response(meta: ResponseMeta, receiver: mpsc::UnboundedReceiver<GenerationEvent>, usage_chunk: bool) -> Response {
+fn stream_response(
+    meta: ResponseMeta,
+    receiver: mpsc::UnboundedReceiver<GenerationEvent>,
+    usage_chunk: bool,
+) -> Response {
     // Dropping this stream (client gone) drops the receiver, which the engine notices between
     // prefill chunks and decode steps.
     let events = UnboundedReceiverStream::new(receiver).flat_map(move |event| {
@@ -106,7 +139,10 @@ fn stream_response(meta: ResponseMeta, receiver: mpsc::UnboundedReceiver<Generat
     Sse::new(events.chain(done)).into_response()
 }
 
-async fn collect_response(meta: ResponseMeta, mut receiver: mpsc::UnboundedReceiver<GenerationEvent>) -> Result<Response, ApiError> {
+async fn collect_response(
+    meta: ResponseMeta,
+    mut receiver: mpsc::UnboundedReceiver<GenerationEvent>,
+) -> Result<Response, ApiError> {
     let mut text = String::new();
     while let Some(event) = receiver.recv().await {
         match event {
@@ -116,10 +152,20 @@ async fn collect_response(meta: ResponseMeta, mut receiver: mpsc::UnboundedRecei
                 add_usage(&mut body, &usage);
                 return Ok(Json(body).into_response());
             }
-            GenerationEvent::Failed(message) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)),
+            GenerationEvent::Failed(message) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    message,
+                ))
+            }
         }
     }
-    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the engine stopped before finishing"))
+    Err(ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the engine stopped before finishing",
+    ))
 }
 
 /// OpenAI's `usage` (with `prompt_tokens_details.cached_tokens`: prompt tokens served by the

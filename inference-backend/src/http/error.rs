@@ -20,7 +20,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), param: None, retry_after_secs: None }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            retry_after_secs: None,
+        }
     }
 
     pub fn retry_after(mut self, secs: u32) -> Self {
@@ -29,17 +35,29 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "missing or wrong API key (Authorization: Bearer …)")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "missing or wrong API key (Authorization: Bearer …)",
+        )
     }
 
     pub fn overloaded(message: impl Into<String>, retry_after: u32) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_overloaded", message).retry_after(retry_after)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_overloaded",
+            message,
+        )
+        .retry_after(retry_after)
     }
 }
 
 impl From<InvalidRequest> for ApiError {
     fn from(e: InvalidRequest) -> Self {
-        Self { param: e.param, ..Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", e.message) }
+        Self {
+            param: e.param,
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", e.message)
+        }
     }
 }
 
@@ -48,10 +66,14 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": null}});
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

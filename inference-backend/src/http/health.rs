@@ -19,11 +19,22 @@ pub async fn health() -> Response {
 
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     match state.model.get() {
-        Some(model) => Json(json!({"status": "ready", "model": model.config.name, "device": model.device})).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading"}))).into_response(),
+        Some(model) => {
+            Json(json!({"status": "ready", "model": model.config.name, "device": model.device}))
+                .into_response()
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "loading"})),
+        )
+            .into_response(),
     }
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }

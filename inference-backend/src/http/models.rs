@@ -3,18 +3,35 @@
 
 use std::sync::Arc;
 
-use axum::{extract::State, http::StatusCode, response::{IntoResponse, Response}, Json};
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
 use serde_json::{json, Value};
 
 use super::{error::ApiError, AppState};
 
 pub async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     let Some(model) = state.model.get() else {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "model_loading", "the model is still loading").retry_after(5).into_response();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_loading",
+            "the model is still loading",
+        )
+        .retry_after(5)
+        .into_response();
     };
     let c = &model.config;
     let (prefill, decode) = state.metrics.speed();
-    let rate = |r: f64| if r > 0.0 { json!((r * 10.0).round() / 10.0) } else { Value::Null };
+    let rate = |r: f64| {
+        if r > 0.0 {
+            json!((r * 10.0).round() / 10.0)
+        } else {
+            Value::Null
+        }
+    };
     Json(json!({
         "object": "list",
         "data": [{
@@ -31,6 +48,9 @@ pub async fn list_models(State(state): State<Arc<AppState>>) -> Response {
             // Measured here (warm-up, then a moving average over requests): clients size their
             // prompts by it (ghostline-lsp keeps a suggestion within its latency target).
             "speed": {"prefill_tokens_per_s": rate(prefill), "decode_tokens_per_s": rate(decode)},
+            // A raw prompt with `"token_healing": true` may end inside a word (see
+            // `ModelTokenizer::heal_tail`): ghostline-lsp then puts the cursor's line last.
+            "token_healing": true,
         }]
     }))
     .into_response()

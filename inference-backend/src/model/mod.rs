@@ -134,21 +134,35 @@ impl ModelFiles {
             Some(file) => {
                 let path = dir.join(file);
                 if !path.is_file() {
-                    return Err(ModelDirError::BadConfig { path: config_path, reason: format!("prefill_onnx {file} does not exist") });
+                    return Err(ModelDirError::BadConfig {
+                        path: config_path,
+                        reason: format!("prefill_onnx {file} does not exist"),
+                    });
                 }
                 Some(path)
             }
             None => None,
         };
-        Ok(Self { dir: dir.to_path_buf(), config, onnx, prefill_onnx, tokenizer, layout_hint })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            onnx,
+            prefill_onnx,
+            tokenizer,
+            layout_hint,
+        })
     }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelDirError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ModelDirError::BadConfig { path: path.to_path_buf(), reason: e.to_string() })?;
-    serde_json::from_str(&text)
-        .map_err(|e| ModelDirError::BadConfig { path: path.to_path_buf(), reason: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|e| ModelDirError::BadConfig {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelDirError::BadConfig {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// Where models live unless `--model` says otherwise: `$GHOSTLINE_CACHE/models`, by default
@@ -157,7 +171,9 @@ pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("GHOSTLINE_CACHE") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("ghostline")
 }
 

@@ -5,6 +5,7 @@
 //! such a tokenizer instead of serving nonsense.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokenizers::Tokenizer;
@@ -13,13 +14,22 @@ use super::FimConfig;
 
 pub struct ModelTokenizer {
     inner: Tokenizer,
+    /// Each id's text alone ("" for special tokens and pieces of a character), for token
+    /// healing; built on first use.
+    texts: OnceLock<Vec<String>>,
 }
+
+/// Tokens a healed word tail may span, at most.
+const HEAL_TOKENS: usize = 4;
 
 impl ModelTokenizer {
     pub fn load(path: &Path, fim: &FimConfig) -> Result<Self> {
         let inner = Tokenizer::from_file(path)
             .map_err(|e| anyhow!("{}: cannot load tokenizer: {e}", path.display()))?;
-        let tokenizer = Self { inner };
+        let tokenizer = Self {
+            inner,
+            texts: OnceLock::new(),
+        };
         tokenizer.check_special(&fim.prefix)?;
         tokenizer.check_special(&fim.suffix)?;
         tokenizer.check_special(&fim.middle)?;
@@ -51,20 +61,74 @@ impl ModelTokenizer {
 
     /// Encodes text as the model sees it: special tokens written in the text become their ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, false).map_err(|e| anyhow!("tokenize: {e}"))?;
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("tokenize: {e}"))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| anyhow!("detokenize: {e}"))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| anyhow!("detokenize: {e}"))
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
 
+    /// The text of every id on its own: "" for special tokens and for byte pieces that are not
+    /// a whole character.
+    pub fn token_texts(&self) -> &[String] {
+        self.texts.get_or_init(|| {
+            (0..self.inner.get_vocab_size(true) as u32)
+                .map(|id| match self.inner.decode(&[id], true) {
+                    Ok(text) if !text.contains('\u{FFFD}') => text,
+                    _ => String::new(),
+                })
+                .collect()
+        })
+    }
+
+    /// Token healing: takes the tokens of a word the prompt ends in the middle of (`retu`,
+    /// ` self_val`) off `ids` and returns their text, which the generation must then start with
+    /// (`engine::sampling::Healing`). A prompt cut inside a word ends in a token the model has
+    /// hardly ever seen followed by the rest of that word (`retu` + `rn` is always `return`
+    /// in training); the model then starts a new word instead. Nothing is taken when the prompt
+    /// ends in a special token, whitespace or punctuation, or when it would take everything.
+    pub fn heal_tail(&self, ids: &mut Vec<u32>) -> String {
+        let texts = self.token_texts();
+        let mut tail = String::new();
+        let mut taken = 0;
+        while taken < HEAL_TOKENS && ids.len() > taken + 1 {
+            let id = ids[ids.len() - 1 - taken];
+            let Some(text) = texts
+                .get(id as usize)
+                .filter(|t| !t.is_empty() && !self.is_special(id))
+            else {
+                break;
+            };
+            let word = text.strip_prefix(' ').unwrap_or(text);
+            if word.is_empty() || !word.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                break;
+            }
+            tail.insert_str(0, text);
+            taken += 1;
+            if word.len() < text.len() {
+                // A leading space starts the word.
+                break;
+            }
+        }
+        ids.truncate(ids.len() - taken);
+        tail
+    }
+
     pub fn is_special(&self, id: u32) -> bool {
-        self.inner.get_added_tokens_decoder().get(&id).is_some_and(|t| t.special)
+        self.inner
+            .get_added_tokens_decoder()
+            .get(&id)
+            .is_some_and(|t| t.special)
     }
 }
 

@@ -18,7 +18,9 @@ pub fn cache_root() -> PathBuf {
 /// A model directory the tests need; made by `./test.sh` (inference-backend/scripts). A missing
 /// one is a failure, not a skip, so CI can never pass without really running the model.
 pub fn model_dir(env: &str, name: &str) -> PathBuf {
-    let dir = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| cache_root().join("models").join(name));
+    let dir = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_root().join("models").join(name));
     assert!(
         dir.join("ghostline.json").is_file(),
         "model {} is missing: run ./test.sh (or inference-backend/scripts/setup_models.sh) first",
@@ -42,7 +44,10 @@ pub fn tiny_cuda_fp16() -> PathBuf {
 }
 
 pub fn default_model() -> PathBuf {
-    model_dir("GHOSTLINE_DEFAULT_MODEL", "qwen2.5-coder-0.5b-instruct-int4-cpu")
+    model_dir(
+        "GHOSTLINE_DEFAULT_MODEL",
+        "qwen2.5-coder-0.5b-instruct-int4-cpu",
+    )
 }
 
 pub struct Server {
@@ -57,16 +62,25 @@ impl Server {
     }
 
     pub fn start_with_env(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        Self::try_start(model, extra, env).unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
+        Self::try_start(model, extra, env)
+            .unwrap_or_else(|log| panic!("server did not become ready:\n{log}"))
     }
 
     /// Starts the server and waits for /ready; on failure returns what it logged.
     pub fn try_start(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
-        let threads = if extra.contains(&"--threads") { &[][..] } else { &["--threads", "1"][..] };
+        let threads = if extra.contains(&"--threads") {
+            &[][..]
+        } else {
+            &["--threads", "1"][..]
+        };
         // The 60 s default was seen to end answers of the batching tests early on a two-core
         // machine busy with other work (a run of the evaluation and cargo builds beside them),
         // which then read as wrong answers; tests of the timeout itself pass their own.
-        let timeout = if extra.contains(&"--request-timeout") { &[][..] } else { &["--request-timeout", "900"][..] };
+        let timeout = if extra.contains(&"--request-timeout") {
+            &[][..]
+        } else {
+            &["--request-timeout", "900"][..]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
             .args(["--port", "0", "--device", "cpu", "--model"])
             .arg(model)
@@ -87,7 +101,11 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     let _ = addr_tx.send(addr);
                 }
                 let mut log = sink.lock().unwrap();
@@ -106,7 +124,11 @@ impl Server {
                 return Err(log.lock().unwrap().clone());
             }
         };
-        let server = Server { child, base: format!("http://{addr}"), log };
+        let server = Server {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        };
         let mut server = server;
         loop {
             if let Ok(resp) = raw_http::get_status(&format!("{}/ready", server.base)) {
@@ -153,13 +175,24 @@ impl Drop for Server {
 /// Runs the binary to completion (for refusals at start-up) and returns (success, stderr).
 pub fn run_to_exit(model: &Path, extra: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
-        .args(["--port", "0", "--threads", "1", "--device", "cpu", "--model"])
+        .args([
+            "--port",
+            "0",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--model",
+        ])
         .arg(model)
         .args(extra)
         .stdin(Stdio::null())
         .output()
         .expect("run ghostline-serve");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A blocking GET for polling, without a second HTTP client.
@@ -167,19 +200,31 @@ mod raw_http {
     use std::io::{Read, Write};
     pub fn get_status(url: &str) -> std::io::Result<u16> {
         let rest = url.strip_prefix("http://").unwrap();
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
         let mut stream = std::net::TcpStream::connect(host)?;
         stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut buf = String::new();
         stream.read_to_string(&mut buf)?;
-        buf.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other("bad response"))
+        buf.split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad response"))
     }
 }
 
 /// Parses an SSE body into its `data:` payloads.
 pub fn sse_data(body: &str) -> Vec<String> {
-    body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.trim_start().to_string()).collect()
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.trim_start().to_string())
+        .collect()
 }
 
 pub fn metric(text: &str, name: &str) -> f64 {

@@ -30,6 +30,9 @@ pub struct ModelInfo {
     /// (prefill, decode) tokens per second, when the backend measures and reports them
     /// (ghostline-serve does; it also takes `max_tokens: 0` to prefill only).
     pub speed: Option<(Option<f64>, Option<f64>)>,
+    /// The backend heals a raw prompt that ends inside a word (`token_healing` in
+    /// `/v1/models`, ghostline-serve): the prompt may then put the cursor's line last.
+    pub token_healing: bool,
 }
 
 /// What a request cost, as the backend reported it: OpenAI's `usage` (with
@@ -95,6 +98,9 @@ pub struct CompletionRequest {
     /// with the finish reason anyway).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<serde_json::Value>,
+    /// Sent only to a backend that reported it (see `ModelInfo::token_healing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_healing: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +119,8 @@ struct ModelEntry {
     context_length: Option<usize>,
     #[serde(default)]
     speed: Option<SpeedJson>,
+    #[serde(default)]
+    token_healing: bool,
 }
 
 #[derive(Deserialize)]
@@ -279,6 +287,7 @@ impl Backend {
                 speed: entry
                     .speed
                     .map(|s| (s.prefill_tokens_per_s, s.decode_tokens_per_s)),
+                token_healing: entry.token_healing,
             }),
             // The backend does not list it; it may still serve it under that name.
             None => match &settings.model {
@@ -289,6 +298,7 @@ impl Backend {
                     context_length: None,
                     markers: Default::default(),
                     speed: None,
+                    token_healing: false,
                 }),
                 None => Err(BackendError::Protocol("/v1/models lists no model".into())),
             },

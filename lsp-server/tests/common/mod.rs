@@ -547,7 +547,8 @@ impl RecordingServer {
         Self::start_reporting(family, Value::Null)
     }
 
-    /// Like `start`, with `/v1/models` also reporting `speed` (as ghostline-serve does).
+    /// Like `start`, with `/v1/models` also reporting `speed` and `token_healing` (as
+    /// ghostline-serve does).
     pub fn start_with_speed(
         family: &str,
         prefill_tokens_per_s: f64,
@@ -570,6 +571,7 @@ impl RecordingServer {
             "fim": {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>", "middle": "<|fim_middle|>",
                     "repo_name": "<|repo_name|>", "file_sep": "<|file_sep|>",
                     "template": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"},
+            "token_healing": !speed.is_null(),
             "speed": speed
         }]})
         .to_string();
