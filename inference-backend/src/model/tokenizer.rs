@@ -91,32 +91,31 @@ impl ModelTokenizer {
         })
     }
 
-    /// Token healing: takes the tokens of a word the prompt ends in the middle of (`retu`,
-    /// ` self_val`) off `ids` and returns their text, which the generation must then start with
-    /// (`engine::sampling::Healing`). A prompt cut inside a word ends in a token the model has
-    /// hardly ever seen followed by the rest of that word (`retu` + `rn` is always `return`
-    /// in training); the model then starts a new word instead. Nothing is taken when the prompt
-    /// ends in a special token, whitespace or punctuation, or when it would take everything.
+    /// Token healing: takes the prompt's last token off `ids` — and, when it is part of a
+    /// word, the word's other tokens (`retu`, ` self_val`) — and returns their text, which the
+    /// generation must then start with (`engine::sampling::Healing`). A prompt cut where the
+    /// text goes on ends in a token the model has hardly ever seen followed by what comes next:
+    /// `retu` + `rn` is always ` return` in training, `if` + ` ` always `if` + ` not`; left
+    /// so, the model starts a new word (`retu = …`, `if 0:`). Nothing is taken when the prompt
+    /// ends in a special token (a FIM marker), or when it would take everything.
     pub fn heal_tail(&self, ids: &mut Vec<u32>) -> String {
         let texts = self.token_texts();
+        let word = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_alphanumeric() || c == '_');
         let mut tail = String::new();
         let mut taken = 0;
         while taken < HEAL_TOKENS && ids.len() > taken + 1 {
             let id = ids[ids.len() - 1 - taken];
-            let Some(text) = texts
-                .get(id as usize)
-                .filter(|t| !t.is_empty() && !self.is_special(id))
-            else {
+            let Some(text) = texts.get(id as usize).filter(|t| !t.is_empty() && !self.is_special(id)) else {
                 break;
             };
-            let word = text.strip_prefix(' ').unwrap_or(text);
-            if word.is_empty() || !word.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            // Before the last token, only more of the same word (which a leading space starts).
+            let bare = text.strip_prefix(' ').unwrap_or(text);
+            if taken > 0 && !(word(bare) && word(&tail)) {
                 break;
             }
             tail.insert_str(0, text);
             taken += 1;
-            if word.len() < text.len() {
-                // A leading space starts the word.
+            if !word(bare) || bare.len() < text.len() {
                 break;
             }
         }
