@@ -178,4 +178,19 @@ async fn token_healing_lets_a_prompt_end_inside_a_word() {
         .await
         .unwrap();
     assert_eq!(models["data"][0]["token_healing"], true);
+
+    // A prompt that ends in a space: ` "__main__"` is one token after `==`, a lone ` ` is not.
+    let body = json!({"prompt": "<|fim_prefix|>import sys\n\n\ndef main():\n    print(sys.argv)\n\n\n<|fim_suffix|>\n    main()\n<|fim_middle|>if __name__ == ",
+                      "max_tokens": 16, "temperature": 0, "stop": ["\n"], "token_healing": true});
+    let answer: Value = reqwest::Client::new()
+        .post(server.url("/v1/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = answer["choices"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("\"__main__\":"), "{text:?}");
 }

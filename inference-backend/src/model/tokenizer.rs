@@ -100,12 +100,16 @@ impl ModelTokenizer {
     /// ends in a special token (a FIM marker), or when it would take everything.
     pub fn heal_tail(&self, ids: &mut Vec<u32>) -> String {
         let texts = self.token_texts();
-        let word = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_alphanumeric() || c == '_');
+        let word =
+            |text: &str| !text.is_empty() && text.chars().all(|c| c.is_alphanumeric() || c == '_');
         let mut tail = String::new();
         let mut taken = 0;
         while taken < HEAL_TOKENS && ids.len() > taken + 1 {
             let id = ids[ids.len() - 1 - taken];
-            let Some(text) = texts.get(id as usize).filter(|t| !t.is_empty() && !self.is_special(id)) else {
+            let Some(text) = texts
+                .get(id as usize)
+                .filter(|t| !t.is_empty() && !self.is_special(id))
+            else {
                 break;
             };
             // Before the last token, only more of the same word (which a leading space starts).
