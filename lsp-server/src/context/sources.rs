@@ -9,7 +9,7 @@ use super::{CurrentFile, Snippet, SourceKind, Workspace};
 use crate::index::entry::{
     identifiers, import_segments, jaccard, minhash, path_matches, token_set, FileEntry,
 };
-use crate::privacy::redact;
+use crate::privacy::{redact_lines, Region};
 use crate::session::ContextMode;
 use crate::syntax::extract::cursor_scopes;
 use crate::syntax::queries;
@@ -192,10 +192,10 @@ impl<'a> FileTexts<'a> {
             if start >= end {
                 return None;
             }
-            let text = rope
-                .slice(rope.line_to_char(start)..rope.line_to_char(end))
-                .to_string();
-            return Some(redact(text.trim_end_matches('\n')).into_owned());
+            // Redacted with the lines around it, then cut (see `privacy::Region`).
+            let region = Region::around(rope, start, end);
+            let text = region.text(rope, rope.line_to_char(start)..rope.line_to_char(end));
+            return Some(text.trim_end_matches('\n').to_string());
         }
         let lines = self
             .disk
@@ -210,7 +210,7 @@ impl<'a> FileTexts<'a> {
         if start >= end {
             return None;
         }
-        Some(redact(&lines[start..end].join("\n")).into_owned())
+        Some(redact_lines(&lines, start..end))
     }
 }
 
