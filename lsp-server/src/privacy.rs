@@ -97,9 +97,13 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
                 Check::Shape => true,
                 Check::Mixed => rules::is_mixed(value),
                 Check::SecretName(written) => {
-                    let name = captures.name("name").map_or("", |m| m.as_str());
-                    rules::value_is_secret(rules::name_says(name), written, value)
+                    let name = captures.name("name").or_else(|| captures.name("name2"));
+                    name.is_some_and(|name| {
+                        !quote_closes_a_string(text, name.range(), target.start())
+                            && rules::value_is_secret(rules::name_says(name.as_str()), written, value)
+                    })
                 }
+                Check::NotTemplate => !rules::is_reference_or_flag(value),
                 Check::Base64UserPass => rules::is_base64_user_pass(value),
                 Check::PemBlock => false,
             };
@@ -108,6 +112,19 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
             }
         }
     }
+}
+
+/// The value at `value_start` opens with a quote that closes the string the name is in.
+fn quote_closes_a_string(text: &str, name: Range<usize>, value_start: usize) -> bool {
+    let Some(quote) = text[..value_start].chars().next_back() else {
+        return false;
+    };
+    if !matches!(quote, '"' | '\'' | '`') {
+        return false;
+    }
+    let line_start = text[..name.start].rfind('\n').map_or(0, |i| i + 1);
+    let quoted = text[..name.start].ends_with(quote) && text[name.end..].starts_with(quote);
+    rules::name_in_string(&text[line_start..name.start], quote, quoted)
 }
 
 fn merge(mut spans: Vec<Range<usize>>) -> Vec<Range<usize>> {
@@ -477,6 +494,11 @@ mod tests {
             "config.get(\"password\", default)",
             "auth = ('user', 'pass')",
             "password_field = \"password\"",
+            // Found in the pinned evaluation packages (tests/redaction_false_positives.rs).
+            "assert \"Confirm Password: \" in result.output",
+            "        password=password,",
+            "expected = (b'Authorization: Digest username=\"user\", '",
+            "url = f\"http://{ENCODED_USER}:{ENCODED_PASSWORD}@request.com/\"",
         ] {
             assert_eq!(redact(code), code);
         }

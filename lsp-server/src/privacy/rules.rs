@@ -23,6 +23,8 @@ pub enum Check {
     PemBlock,
     /// base64 of `user:password` (a Docker or HTTP Basic credential).
     Base64UserPass,
+    /// Any value that is not a reference or a template (`{}`, `{PASSWORD}`, `%s`, `$PASS`).
+    NotTemplate,
 }
 
 /// How a value was written after a secret name, which decides how much it must look like a
@@ -252,14 +254,14 @@ pub fn rows() -> Vec<RuleRow> {
         row!(
             "URL with a password (scheme://user:password@host)",
             r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'`]+:(?P<secret>[^\s/@'`]+)@",
-            Shape,
+            NotTemplate,
             "DATABASE_URL = 'postgres://admin:s3cretPw@db:5432/app'",
             "s3cretPw",
-            "url = 'https://docs.python.org:443/3/library/'",
+            "url = \"http://{}:{}@{}:9000/path\".format(user, password, host)",
         ),
         row!(
             "Authorization header (Bearer, Basic, Token, Bot)",
-            r#"(?i)\b(?:proxy-)?authorization["']?\s*[:=,]\s*["']?(?:bearer|basic|token|bot|digest|apikey)\s+(?P<secret>[A-Za-z0-9._~+/=-]{6,})"#,
+            r#"(?i)\b(?:proxy-)?authorization["']?\s*[:=,]\s*["']?(?:bearer|basic|token|bot|apikey)\s+(?P<secret>[A-Za-z0-9._~+/=-]{6,})"#,
             Shape,
             "headers = {\"Authorization\": \"Bearer abc123def456ghi789\"}",
             "abc123def456ghi789",
@@ -318,7 +320,9 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "environment line (.env, shell export, Dockerfile ENV)",
-            r#"(?m)^[ \t]*(?:export[ \t]+|ENV[ \t]+|set[ \t]+|setenv[ \t]+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<secret>[^\s"'`$#][^\s'`]*)"#,
+            // Upper-case names, or any name after export/ENV/set: a lower-case `name=value` line
+            // is as often a keyword argument (`password=password,`).
+            r#"(?m)^[ \t]*(?:(?:export|ENV|set|setenv)[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<name2>[A-Z][A-Z0-9_]*))=(?P<secret>[^\s"'`$#][^\s'`]*)"#,
             SecretName(Literal),
             "export DB_PASS=correcthorse\n",
             "correcthorse",
@@ -471,7 +475,7 @@ pub fn name_says(name: &str) -> NameSays {
 }
 
 /// Values that are not themselves a secret: references to one, flags, empty.
-fn is_reference_or_flag(value: &str) -> bool {
+pub fn is_reference_or_flag(value: &str) -> bool {
     let v = value.trim();
     if v.is_empty() {
         return true;
@@ -509,6 +513,28 @@ fn is_key_name(value: &str) -> bool {
         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
     (lower_name || upper_name) && name_says(v) != NameSays::No
         || (upper_name && v.contains('_') && v.len() >= 6)
+}
+
+/// Whether a name whose value opens with `quote` sits inside a string itself, so that the
+/// "opening" quote closes that string: `"Confirm Password: " in output`. Counts the quotes
+/// before the name on its line (`before`), not counting one that the name's own closing quote
+/// pairs with (`{"password": "x"}`, `define('DB_PASSWORD', …)`).
+pub fn name_in_string(before: &str, quote: char, name_quoted: bool) -> bool {
+    let mut count = 0;
+    let mut escaped = false;
+    for c in before.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == quote {
+            count += 1;
+        }
+    }
+    if name_quoted && count > 0 {
+        count -= 1;
+    }
+    count % 2 == 1
 }
 
 /// Shannon entropy in bits per character.
