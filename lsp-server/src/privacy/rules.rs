@@ -55,7 +55,7 @@ pub struct RuleRow {
 
 /// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
 /// are case-insensitive). The check then decides on whole words.
-const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|secret|token|key|cred|auth|pat\b)[A-Za-z0-9_.-]*)";
+const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|secret|token|key|cred|auth|pat(?-u:\b))[A-Za-z0-9_.-]*)";
 
 macro_rules! row {
     ($name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
@@ -87,7 +87,7 @@ pub fn rows() -> Vec<RuleRow> {
         // ---- Cloud keys ----------------------------------------------------------------------
         row!(
             "AWS access key id",
-            r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[0-9A-Z]{16}\b",
+            r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[0-9A-Z]{16}(?-u:\b)",
             Shape,
             "client(key_id=\"AKIAIOSFODNN7EXAMPL3\")",
             "AKIAIOSFODNN7EXAMPL3",
@@ -103,7 +103,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Google API key",
-            r"\bAIza[0-9A-Za-z_-]{35}",
+            r"(?-u:\b)AIza[0-9A-Za-z_-]{35}",
             Shape,
             "maps(key='AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY')",
             "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
@@ -111,7 +111,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Google OAuth client secret",
-            r"\bGOCSPX-[A-Za-z0-9_-]{24,}",
+            r"(?-u:\b)GOCSPX-[A-Za-z0-9_-]{24,}",
             Shape,
             "secret = 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",
             "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",
@@ -129,7 +129,7 @@ pub fn rows() -> Vec<RuleRow> {
         // ---- VCS and CI tokens --------------------------------------------------------------
         row!(
             "GitHub token (ghp_, gho_, ghu_, ghs_, ghr_)",
-            r"\bgh[pousr]_[A-Za-z0-9]{20,}",
+            r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{20,}",
             Shape,
             "headers = {'token': ghp_16C7e42F292c6912E7710c838347Ae178B4a}",
             "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
@@ -137,7 +137,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "GitHub fine-grained token",
-            r"\bgithub_pat_[A-Za-z0-9_]{22,}",
+            r"(?-u:\b)github_pat_[A-Za-z0-9_]{22,}",
             Shape,
             "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123",
             "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123",
@@ -145,7 +145,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "GitLab token (glpat-, gldt-, glrt-, ...)",
-            r"\bgl(?:pat|dt|rt|ptt|cbt|imt|oas|soat|ft|agent)-[A-Za-z0-9_-]{16,}",
+            r"(?-u:\b)gl(?:pat|dt|rt|ptt|cbt|imt|oas|soat|ft|agent)-[A-Za-z0-9_-]{16,}",
             Shape,
             "GITLAB = glpat-xJ7vRz9Kq2Lm4Np6Tb8W",
             "glpat-xJ7vRz9Kq2Lm4Np6Tb8W",
@@ -154,7 +154,7 @@ pub fn rows() -> Vec<RuleRow> {
         // ---- Package registries ---------------------------------------------------------------
         row!(
             "npm token",
-            r"\bnpm_[A-Za-z0-9]{30,}",
+            r"(?-u:\b)npm_[A-Za-z0-9]{30,}",
             Shape,
             "//registry.npmjs.org/:_authToken=npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
             "npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
@@ -162,7 +162,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "PyPI token",
-            r"\bpypi-[A-Za-z0-9_-]{40,}",
+            r"(?-u:\b)pypi-[A-Za-z0-9_-]{40,}",
             Shape,
             "password = pypi-AgEIcHlwaS5vcmcCJGE0ZTRjMDgzLWExYTYtNDc2Ni04ZTNjLWQ4ZTk",
             "pypi-AgEIcHlwaS5vcmcCJGE0ZTRjMDgzLWExYTYtNDc2Ni04ZTNjLWQ4ZTk",
@@ -170,7 +170,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "RubyGems / Cargo / NuGet-style prefixed keys",
-            r"\b(?:rubygems_[a-f0-9]{48}|oy2[a-z0-9]{43}|cio[A-Za-z0-9]{32})\b",
+            r"(?-u:\b)(?:rubygems_[a-f0-9]{48}|oy2[a-z0-9]{43}|cio[A-Za-z0-9]{32})(?-u:\b)",
             Shape,
             "GEM_HOST_API_KEY: rubygems_0123456789abcdef0123456789abcdef0123456789abcdef",
             "rubygems_0123456789abcdef0123456789abcdef0123456789abcdef",
@@ -179,7 +179,7 @@ pub fn rows() -> Vec<RuleRow> {
         // ---- Chat -----------------------------------------------------------------------------
         row!(
             "Slack token (xoxb-, xoxp-, xapp-, ...)",
-            r"\b(?:xox[abposrce]|xapp)-[A-Za-z0-9-]{10,}",
+            r"(?-u:\b)(?:xox[abposrce]|xapp)-[A-Za-z0-9-]{10,}",
             Shape,
             "SLACK = \"xoxb-2233445566-778899001122-AbCdEfGhIjKlMnOp\"",
             "xoxb-2233445566-778899001122-AbCdEfGhIjKlMnOp",
@@ -187,7 +187,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Slack webhook URL",
-            r"\bhooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9_/+-]{8,})",
+            r"(?-u:\b)hooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9_/+-]{8,})",
             Shape,
             "url = 'https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/aBcDeFgHiJkLmNoPqRsTuVwX'",
             "T0ABCDEF1/B0ABCDEF2/aBcDeFgHiJkLmNoPqRsTuVwX",
@@ -195,7 +195,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Discord webhook URL",
-            r"\bdiscord(?:app)?\.com/api/webhooks/(?P<secret>[0-9]{6,}/[A-Za-z0-9_-]{20,})",
+            r"(?-u:\b)discord(?:app)?\.com/api/webhooks/(?P<secret>[0-9]{6,}/[A-Za-z0-9_-]{20,})",
             Shape,
             "https://discord.com/api/webhooks/123456789012345678/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
             "123456789012345678/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
@@ -203,7 +203,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Telegram bot token",
-            r"\b[0-9]{8,10}:AA[A-Za-z0-9_-]{33}\b",
+            r"(?-u:\b)[0-9]{8,10}:AA[A-Za-z0-9_-]{33}(?-u:\b)",
             Shape,
             "bot = Bot('123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1')",
             "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1",
@@ -212,7 +212,7 @@ pub fn rows() -> Vec<RuleRow> {
         // ---- Payment, AI and other SaaS ---------------------------------------------------------
         row!(
             "Stripe key (sk_live_, rk_test_, whsec_)",
-            r"\b(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{24,})",
+            r"(?-u:\b)(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{24,})",
             Shape,
             "stripe.api_key = sk_live_4eC39HqLyjWDarjtT1zdp7dc",
             "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
@@ -220,7 +220,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "OpenAI / Anthropic key (sk-, sk-proj-, sk-ant-)",
-            r"\bsk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)[0-9]{2}-)?[A-Za-z0-9_-]{20,}",
+            r"(?-u:\b)sk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)[0-9]{2}-)?[A-Za-z0-9_-]{20,}",
             Mixed,
             "client = OpenAI(api_key=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z)",
             "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
@@ -228,7 +228,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Hugging Face token",
-            r"\bhf_[A-Za-z0-9]{30,}",
+            r"(?-u:\b)hf_[A-Za-z0-9]{30,}",
             Mixed,
             "login(hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789)",
             "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
@@ -236,7 +236,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "SendGrid / Twilio / Shopify / DigitalOcean / age keys",
-            r"\b(?:SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}|SK[0-9a-f]{32}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|do[por]_v1_[a-f0-9]{64}|AGE-SECRET-KEY-1[0-9A-Z]{58})\b",
+            r"(?-u:\b)(?:SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}|SK[0-9a-f]{32}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|do[por]_v1_[a-f0-9]{64}|AGE-SECRET-KEY-1[0-9A-Z]{58})(?-u:\b)",
             Shape,
             "TWILIO = 'SK0123456789abcdef0123456789abcdef'",
             "SK0123456789abcdef0123456789abcdef",
@@ -244,7 +244,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "JSON Web Token",
-            r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+            r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
             Shape,
             "jwt = eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
@@ -253,7 +253,7 @@ pub fn rows() -> Vec<RuleRow> {
         // ---- Credentials in URLs, headers and command lines ----------------------------------------
         row!(
             "URL with a password (scheme://user:password@host)",
-            r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'`]+:(?P<secret>[^\s/@'`]+)@",
+            r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'`]+:(?P<secret>[^\s/@'`]+)@",
             NotTemplate,
             "DATABASE_URL = 'postgres://admin:s3cretPw@db:5432/app'",
             "s3cretPw",
@@ -261,7 +261,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Authorization header (Bearer, Basic, Token, Bot)",
-            r#"(?i)\b(?:proxy-)?authorization["']?\s*[:=,]\s*["']?(?:bearer|basic|token|bot|apikey)\s+(?P<secret>[A-Za-z0-9._~+/=-]{6,})"#,
+            r#"(?i)(?-u:\b)(?:proxy-)?authorization["']?\s*[:=,]\s*["']?(?:bearer|basic|token|bot|apikey)\s+(?P<secret>[A-Za-z0-9._~+/=-]{6,})"#,
             Shape,
             "headers = {\"Authorization\": \"Bearer abc123def456ghi789\"}",
             "abc123def456ghi789",
@@ -269,7 +269,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Bearer credential anywhere",
-            r"\b[Bb]earer\s+(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)",
+            r"(?-u:\b)[Bb]earer\s+(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)",
             Mixed,
             "curl -H 'X-Auth: Bearer 9f8E7d6C5b4A3f2E1d0C9b8A7f6E'",
             "9f8E7d6C5b4A3f2E1d0C9b8A7f6E",
@@ -285,7 +285,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Docker config `auth` (base64 of user:password)",
-            r#"["']?\bauth["']?\s*:\s*["'](?P<secret>[A-Za-z0-9+/]{8,}={0,2})["']"#,
+            r#"["']?(?-u:\b)auth["']?\s*:\s*["'](?P<secret>[A-Za-z0-9+/]{8,}={0,2})["']"#,
             Base64UserPass,
             "{\"auths\": {\"ghcr.io\": {\"auth\": \"dXNlcjpodW50ZXIyMjI=\"}}}",
             "dXNlcjpodW50ZXIyMjI=",
@@ -294,7 +294,7 @@ pub fn rows() -> Vec<RuleRow> {
         // ---- A name that says secret, and its value ------------------------------------------------
         row!(
             "PHP define('NAME', 'value')",
-            r#"(?i)\bdefine\s*\(\s*["'](?P<name>[A-Za-z0-9_]+)["']\s*,\s*(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?)"#,
+            r#"(?i)(?-u:\b)define\s*\(\s*["'](?P<name>[A-Za-z0-9_]+)["']\s*,\s*(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?)"#,
             SecretName(Quoted),
             "define('DB_PASSWORD', 'wp-Pl4nted-pass');",
             "wp-Pl4nted-pass",
