@@ -242,6 +242,7 @@ pub fn redact_lines<S: AsRef<str>>(all: &[S], lines: Range<usize>) -> String {
 /// Part of a document around what a prompt shows, with its secrets found.
 pub struct Region {
     start_char: usize,
+    end_char: usize,
     start_byte: usize,
     text: String,
     spans: Vec<Range<usize>>,
@@ -263,6 +264,7 @@ impl Region {
         let spans = secret_spans(&text);
         Self {
             start_char,
+            end_char,
             start_byte: rope.char_to_byte(start_char),
             text,
             spans,
@@ -270,8 +272,8 @@ impl Region {
     }
 
     fn byte(&self, rope: &Rope, char: usize) -> usize {
-        let char = char.clamp(self.start_char, self.start_char + self.text.chars().count());
-        (rope.char_to_byte(char.min(rope.len_chars())) - self.start_byte).min(self.text.len())
+        let char = char.clamp(self.start_char, self.end_char);
+        (rope.char_to_byte(char) - self.start_byte).min(self.text.len())
     }
 
     /// Characters `chars` of the document (inside the region), redacted.
