@@ -184,8 +184,12 @@ impl<'a> FileTexts<'a> {
         }
     }
 
-    /// Lines `start..end` of `path`, redacted; `None` when the file cannot be read.
+    /// Lines `start..end` of `path`, redacted; `None` when the file cannot be read, or when
+    /// it now resolves to a secret file (a symlink retargeted since it was indexed).
     fn lines(&mut self, path: &Path, start: usize, end: usize) -> Option<String> {
+        if self.workspace.excludes.is_excluded(path, None) {
+            return None;
+        }
         if let Some(document) = self.workspace.open.get(path) {
             let rope = &document.rope;
             let end = end.min(rope.len_lines());
@@ -214,10 +218,12 @@ impl<'a> FileTexts<'a> {
     }
 }
 
+/// By name only: the index judged where an indexed file resolves when it read it, and
+/// `FileTexts::lines` judges it again before reading its text (many candidates, few reads).
 fn excluded(workspace: &Workspace<'_>, file: &FileEntry) -> bool {
     workspace
         .excludes
-        .is_excluded(&file.path, Some(Path::new(&file.relative)))
+        .excludes_name(&file.path, Some(Path::new(&file.relative)))
 }
 
 fn is_current(current: &CurrentFile<'_>, file: &FileEntry) -> bool {

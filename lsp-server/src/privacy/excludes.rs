@@ -122,8 +122,9 @@ impl Excludes {
     }
 
     /// One name of the file: excluded by the user's globs, or by a default they do not
-    /// let back in.
-    fn excludes_name(&self, path: &Path, relative: Option<&Path>) -> bool {
+    /// let back in. No file system access: for filtering many indexed files, whose resolved
+    /// path the index already judged when it read them.
+    pub fn excludes_name(&self, path: &Path, relative: Option<&Path>) -> bool {
         Self::matches(&self.extra, path, relative)
             || (Self::matches(&self.defaults, path, relative)
                 && !Self::matches(&self.allowed, path, relative))
