@@ -115,10 +115,15 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
                     let name = captures.name("name").or_else(|| captures.name("name2"));
                     name.is_some_and(|name| {
                         !quote_closes_a_string(text, name.range(), target.start())
-                            && rules::value_is_secret(rules::name_says(name.as_str()), written, value)
+                            && rules::value_is_secret_for(
+                                rules::name_says(name.as_str()),
+                                written,
+                                value,
+                                name.as_str().to_ascii_lowercase().ends_with("passphrase"),
+                            )
                     })
                 }
-                Check::NotTemplate => !rules::is_reference_or_flag(value),
+                Check::NotTemplate => !rules::is_url_placeholder(value),
                 Check::Base64UserPass => rules::is_base64_user_pass(value),
                 Check::PemBlock => false,
             };
@@ -501,6 +506,11 @@ mod tests {
             redact("define('DB_PASSWORD', 'x9');"),
             format!("define('DB_PASSWORD', '{REDACTED}');")
         );
+        // Prose is a message, except where the name says it is a passphrase.
+        assert_eq!(
+            redact("GPG_PASSPHRASE = \"correct horse battery staple\""),
+            format!("GPG_PASSPHRASE = \"{REDACTED}\"")
+        );
         // Code that merely mentions tokens is left alone.
         for code in [
             "let token = next_token(&mut lexer);",
@@ -516,6 +526,15 @@ mod tests {
             "        password=password,",
             "expected = (b'Authorization: Digest username=\"user\", '",
             "url = f\"http://{ENCODED_USER}:{ENCODED_PASSWORD}@request.com/\"",
+            // Found in crates and Python packages of this machine (the same test with
+            // GHOSTLINE_REDACTION_DIR).
+            "_IPV4_PAT = r\"(?:[0-9]{1,3}\\.){3}[0-9]{1,3}\"",
+            "b\"Access-Control-Allow-Credentials: None\\r\\nAccess-Control-Allow-Origin: None\\r\\n\"",
+            "# from http://hg.python.org/cpython/file/7aaba721ebc0/Lib/socket.py#l252",
+            "HEADER_X_XET_ACCESS_TOKEN = \"X-Xet-Access-Token\"",
+            "client = Client(api_key=\"hf_...\")",
+            "EmbeddedCredentials => \"embedding authentication information (username or password) in a URL\",",
+            "/// abc://username:password@example.com:123/path",
         ] {
             assert_eq!(redact(code), code);
         }

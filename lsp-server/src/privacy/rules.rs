@@ -95,7 +95,8 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "AWS secret access key (40 characters of base64)",
-            r"(?:^|[^A-Za-z0-9/+=])(?P<secret>[A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)",
+            // Delimited like a value (quotes, `=`, `:`, space), not a piece of a path or URL.
+            r#"(?:^|["'`=:\s])(?P<secret>[A-Za-z0-9/+]{40})(?:["'`\s,;)]|$)"#,
             Mixed,
             "session(\"AKIA\", \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKY\")",
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKY",
@@ -360,7 +361,7 @@ fn const_format_name_quoted() -> &'static str {
 fn const_format_name_unquoted() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?im)(?:^[ \t]*|--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:=|:)[ \t]*(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#][^\s"'`,;(){{}}\[\]<>]*)[ \t]*(?:\r?$|[ \t;&,#])"#
+            r#"(?im)(?:^[ \t]*|\s--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:=|:)[ \t]*(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#\\][^\s"'`,;(){{}}\[\]<>\\]*)[ \t]*(?:\r?$|[ \t;&,#])"#
         )
     });
     PATTERN.as_str()
@@ -409,8 +410,10 @@ const SECRET_WORDS: &[&str] = &[
     "credentials", "creds", "apikey", "accesskey", "secretkey", "privatekey", "authkey",
     "authtoken", "accesstoken", "refreshtoken", "clientsecret", "apitoken", "apisecret",
 ];
-/// Words that only say secret after another word (`DB_PASS`, `GITHUB_PAT`).
-const SECRET_AFTER_A_WORD: &[&str] = &["pass", "pat"];
+/// Words that only say secret after another word (`DB_PASS`).
+const SECRET_AFTER_A_WORD: &[&str] = &["pass"];
+/// `…_PAT` is a personal access token after a forge's name, a pattern anywhere else.
+const PAT_OWNERS: &[&str] = &["github", "gh", "gitlab", "gl", "personal", "access", "azure", "ado", "devops", "bitbucket", "hf"];
 /// `…_TOKEN` names that are tokens of text, not credentials.
 const TEXT_TOKENS: &[&str] = &[
     "pad", "bos", "eos", "unk", "sep", "cls", "mask", "start", "end", "stop", "next", "prev",
@@ -459,6 +462,10 @@ pub fn name_says(name: &str) -> NameSays {
         return if before.is_some() { NameSays::Secret } else { NameSays::No };
     }
     match last {
+        "pat" => match before {
+            Some(word) if PAT_OWNERS.contains(&word) => NameSays::Secret,
+            _ => NameSays::No,
+        },
         "token" => match before {
             None => NameSays::Maybe,
             Some(word) if TEXT_TOKENS.contains(&word) => NameSays::No,
@@ -475,6 +482,11 @@ pub fn name_says(name: &str) -> NameSays {
 }
 
 /// Values that are not themselves a secret: references to one, flags, empty.
+/// A URL's password that is a template or names itself (`user:password@`, `{}:{}@`).
+pub fn is_url_placeholder(value: &str) -> bool {
+    is_reference_or_flag(value) || is_key_name(value)
+}
+
 pub fn is_reference_or_flag(value: &str) -> bool {
     let v = value.trim();
     if v.is_empty() {
@@ -490,6 +502,9 @@ pub fn is_reference_or_flag(value: &str) -> bool {
         || v.starts_with("vault:")
         || (v.starts_with('{') && v.ends_with('}'))
         || (v.starts_with('<') && v.ends_with('>') && v.len() > 2)
+        || v.contains("...")
+        || v.contains('…')
+        || v.contains("***")
     {
         return true;
     }
@@ -505,6 +520,12 @@ pub fn is_reference_or_flag(value: &str) -> bool {
 /// `"DB_PASSWORD"` (a dict key, a form field, an environment variable's name).
 fn is_key_name(value: &str) -> bool {
     let v = value.trim();
+    // `X-Api-Key`, `Access-Token`, `api key`: a header or field name.
+    if v.chars().all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | '.' | ' '))
+        && name_says(v) != NameSays::No
+    {
+        return true;
+    }
     let lower_name = v
         .chars()
         .all(|c| c.is_ascii_lowercase() || matches!(c, '_' | '-' | '.' | ' '));
@@ -617,14 +638,30 @@ fn looks_like_code(value: &str) -> bool {
             }))
 }
 
+/// A message, not a secret: four or more words without digits (`"embedding authentication
+/// information (username or password)"`). A passphrase reads the same, which is why names
+/// ending in `passphrase` skip this (`value_is_secret`).
+fn is_prose(value: &str) -> bool {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    words.len() >= 4 && !value.chars().any(|c| c.is_ascii_digit())
+}
+
 /// Whether `value`, written as `written` after a name that `says` so, is to be redacted.
 pub fn value_is_secret(says: NameSays, written: Written, value: &str) -> bool {
+    value_is_secret_for(says, written, value, false)
+}
+
+/// `value_is_secret`, where `passphrase` says the name ends in `passphrase` (prose counts).
+pub fn value_is_secret_for(says: NameSays, written: Written, value: &str, passphrase: bool) -> bool {
     let v = value.trim();
+    if passphrase && says == NameSays::Secret && written == Written::Quoted {
+        return !is_reference_or_flag(v) && !is_key_name(v);
+    }
     match says {
         NameSays::No => false,
         NameSays::Maybe => !is_reference_or_flag(v) && looks_random(v),
         NameSays::Secret => match written {
-            Written::Quoted => !is_reference_or_flag(v) && !is_key_name(v),
+            Written::Quoted => !is_reference_or_flag(v) && !is_key_name(v) && !is_prose(v),
             Written::Literal => !is_reference_or_flag(v) && !is_key_name(v) && !looks_like_code(v),
             Written::Unquoted => unquoted_is_secret(v),
         },
