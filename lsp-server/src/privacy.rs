@@ -365,12 +365,9 @@ fn pem_spans(text: &str) -> Vec<Range<usize>> {
                     .get(at + 1)
                     .filter(|(b, m)| !*b && m.start >= pos && m.end <= line_end)
                 {
-                    match body_chars(&text[pos..end.1.start]) {
-                        Some(n) => {
-                            body += n;
-                            closed = Some(end.1.end);
-                        }
-                        None => {}
+                    if let Some(n) = body_chars(&text[pos..end.1.start]) {
+                        body += n;
+                        closed = Some(end.1.end);
                     }
                     break;
                 }
@@ -405,21 +402,16 @@ fn pem_spans(text: &str) -> Vec<Range<usize>> {
             let mut body = 0;
             let mut line_start = text[..marker.start].rfind('\n').map_or(0, |i| i + 1);
             let mut piece = &text[line_start.max(covered)..marker.start];
-            loop {
-                match body_chars(piece) {
-                    Some(n) => {
-                        if n > 0 {
-                            body += n;
-                            let lead = piece.len()
-                                - piece
-                                    .trim_start_matches(|c: char| {
-                                        !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
-                                    })
-                                    .len();
-                            start = line_start.max(covered) + lead;
-                        }
-                    }
-                    None => break,
+            while let Some(n) = body_chars(piece) {
+                if n > 0 {
+                    body += n;
+                    let lead = piece.len()
+                        - piece
+                            .trim_start_matches(|c: char| {
+                                !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+                            })
+                            .len();
+                    start = line_start.max(covered) + lead;
                 }
                 if line_start == 0 || line_start <= covered {
                     break;
