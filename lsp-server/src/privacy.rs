@@ -14,7 +14,7 @@ pub mod rules;
 
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use regex::{Regex, RegexSet};
 use ropey::Rope;
@@ -30,25 +30,37 @@ pub const MARGIN_LINES: usize = 64;
 
 pub struct Rule {
     pub row: RuleRow,
+    /// Compiled when the rule set first says the rule matched (most never do in a session,
+    /// and compiling all of them up front is what a first request would wait for).
+    compiled: OnceLock<Compiled>,
+}
+
+struct Compiled {
     regex: Regex,
     /// Capture groups replaced when they take part; empty: the whole match.
     secret_groups: Vec<usize>,
 }
 
-pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
-    rules::rows()
-        .into_iter()
-        .map(|row| {
-            let regex = Regex::new(row.pattern)
-                .unwrap_or_else(|error| panic!("rule {:?}: {error}", row.name));
+impl Rule {
+    fn compiled(&self) -> &Compiled {
+        self.compiled.get_or_init(|| {
+            let regex = Regex::new(self.row.pattern)
+                .unwrap_or_else(|error| panic!("rule {:?}: {error}", self.row.name));
             let secret_groups = regex
                 .capture_names()
                 .enumerate()
                 .filter(|(_, name)| name.is_some_and(|n| n.starts_with("secret")))
                 .map(|(at, _)| at)
                 .collect();
-            Rule { row, regex, secret_groups }
+            Compiled { regex, secret_groups }
         })
+    }
+}
+
+pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+    rules::rows()
+        .into_iter()
+        .map(|row| Rule { row, compiled: OnceLock::new() })
         .collect()
 });
 
@@ -59,7 +71,7 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 /// `examples/redaction_cost.rs`). Patterns use the ASCII `(?-u:\b)`: a Unicode word boundary
 /// sends every search of non-ASCII text to the NFA.
 static ANY_RULE: LazyLock<RegexSet> = LazyLock::new(|| {
-    regex::RegexSetBuilder::new(RULES.iter().map(|rule| rule.regex.as_str()))
+    regex::RegexSetBuilder::new(RULES.iter().map(|rule| rule.row.pattern))
         .dfa_size_limit(16 << 20)
         .build()
         .expect("valid rule set")
@@ -69,7 +81,8 @@ static ANY_RULE: LazyLock<RegexSet> = LazyLock::new(|| {
 /// completion does not pay for them.
 pub fn warm_up() {
     std::thread::spawn(|| {
-        let _ = secret_spans("warm_up = \"x\"");
+        // The set, and the two rules ordinary code matches most (names that say secret).
+        let _ = secret_spans("password = \"x1\"\npassword = x1\n");
     });
 }
 
@@ -94,11 +107,12 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
         spans.extend(pem_spans(text));
         return;
     }
-    for captures in rule.regex.captures_iter(text) {
-        let targets: Vec<regex::Match<'_>> = if rule.secret_groups.is_empty() {
+    let compiled = rule.compiled();
+    for captures in compiled.regex.captures_iter(text) {
+        let targets: Vec<regex::Match<'_>> = if compiled.secret_groups.is_empty() {
             captures.get(0).into_iter().collect()
         } else {
-            rule.secret_groups
+            compiled.secret_groups
                 .iter()
                 .filter_map(|&group| captures.get(group))
                 .collect()
