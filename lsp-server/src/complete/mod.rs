@@ -175,6 +175,11 @@ pub async fn suggest(
     }
     let rope = document.rope.clone();
     let cursor = position_to_char(&rope, position, session.encoding());
+    if crate::privacy::cursor_in_secret(&rope, cursor) {
+        // Inside a key or password: whatever a prompt held, a suggestion would guess at it.
+        tracing::debug!("no suggestions in {uri}: the cursor is inside a secret");
+        return None;
+    }
     let (line_index, line_prefix, rest_of_line) = cursor_line(&rope, cursor);
     let make = |text: String, replaced_chars: usize, line_prefix: String| Suggestion {
         rope: rope.clone(),

@@ -7,7 +7,8 @@
 //! and suffix, merging overlaps, dropping the lowest scores first, and ordering them by a
 //! stable key so consecutive keystrokes produce prompts with a long common prefix (the
 //! backend's KV cache then re-reads only the end). `template` writes the prompt for the
-//! model family. Everything that enters a prompt passes `privacy::redact`.
+//! model family. Everything that enters a prompt is redacted (`privacy`), each text as a whole
+//! before it is cut.
 
 pub mod select;
 pub mod sources;
@@ -21,7 +22,7 @@ use tree_sitter::Tree;
 
 use crate::complete::context::{cursor_context, CursorContext};
 use crate::index::WorkspaceIndex;
-use crate::privacy::{redact, Excludes};
+use crate::privacy::{Excludes, Region};
 use crate::session::ContextMode;
 use crate::syntax::Lang;
 
@@ -165,8 +166,7 @@ pub fn build(
     budget: Budget,
 ) -> BuiltContext {
     let finish = |mut cursor: CursorContext, snippets| {
-        cursor.prefix = redact(&cursor.prefix).into_owned();
-        cursor.suffix = redact(&cursor.suffix).into_owned();
+        redact_current(current.rope, &mut cursor);
         BuiltContext { cursor, snippets }
     };
     if mode == ContextMode::CurrentFile {
@@ -213,6 +213,27 @@ pub fn build(
         .filter(|s| s.path != current.relative || s.end_line <= first || s.start_line >= last)
         .collect();
     finish(cursor, select::order(chosen))
+}
+
+/// The current file's window with its secrets replaced. They are found in the lines around
+/// the window as one text (`privacy::Region`) and only then cut at the cursor and the window's
+/// edges, so a secret the cursor or an edge falls into is replaced whole: cut first, its two
+/// halves would match no rule. (`complete::suggest` asks for nothing with the cursor inside
+/// one; if asked, both sides of the cursor show `<redacted>`.)
+fn redact_current(rope: &Rope, cursor: &mut CursorContext) {
+    let region = Region::around(rope, cursor.window_lines.0, cursor.window_lines.1);
+    if !region.has_secrets() {
+        return;
+    }
+    let at = cursor.cursor_char;
+    let prefix_start = at - cursor.prefix.chars().count();
+    let suffix_end = at + cursor.suffix.chars().count();
+    let line_start = at - cursor.line_prefix.chars().count();
+    let line_end = at + cursor.rest_of_line.chars().count();
+    cursor.prefix = region.text(rope, prefix_start..at);
+    cursor.suffix = region.text(rope, at..suffix_end);
+    cursor.line_prefix = region.text(rope, line_start..at);
+    cursor.rest_of_line = region.text(rope, at..line_end);
 }
 
 #[cfg(test)]

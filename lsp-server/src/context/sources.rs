@@ -9,7 +9,7 @@ use super::{CurrentFile, Snippet, SourceKind, Workspace};
 use crate::index::entry::{
     identifiers, import_segments, jaccard, minhash, path_matches, token_set, FileEntry,
 };
-use crate::privacy::redact;
+use crate::privacy::{redact_lines, Region};
 use crate::session::ContextMode;
 use crate::syntax::extract::cursor_scopes;
 use crate::syntax::queries;
@@ -184,18 +184,22 @@ impl<'a> FileTexts<'a> {
         }
     }
 
-    /// Lines `start..end` of `path`, redacted; `None` when the file cannot be read.
+    /// Lines `start..end` of `path`, redacted; `None` when the file cannot be read, or when
+    /// it now resolves to a secret file (a symlink retargeted since it was indexed).
     fn lines(&mut self, path: &Path, start: usize, end: usize) -> Option<String> {
+        if self.workspace.excludes.is_excluded(path, None) {
+            return None;
+        }
         if let Some(document) = self.workspace.open.get(path) {
             let rope = &document.rope;
             let end = end.min(rope.len_lines());
             if start >= end {
                 return None;
             }
-            let text = rope
-                .slice(rope.line_to_char(start)..rope.line_to_char(end))
-                .to_string();
-            return Some(redact(text.trim_end_matches('\n')).into_owned());
+            // Redacted with the lines around it, then cut (see `privacy::Region`).
+            let region = Region::around(rope, start, end);
+            let text = region.text(rope, rope.line_to_char(start)..rope.line_to_char(end));
+            return Some(text.trim_end_matches('\n').to_string());
         }
         let lines = self
             .disk
@@ -210,14 +214,16 @@ impl<'a> FileTexts<'a> {
         if start >= end {
             return None;
         }
-        Some(redact(&lines[start..end].join("\n")).into_owned())
+        Some(redact_lines(&lines, start..end))
     }
 }
 
+/// By name only: the index judged where an indexed file resolves when it read it, and
+/// `FileTexts::lines` judges it again before reading its text (many candidates, few reads).
 fn excluded(workspace: &Workspace<'_>, file: &FileEntry) -> bool {
     workspace
         .excludes
-        .is_excluded(&file.path, Some(Path::new(&file.relative)))
+        .excludes_name(&file.path, Some(Path::new(&file.relative)))
 }
 
 fn is_current(current: &CurrentFile<'_>, file: &FileEntry) -> bool {

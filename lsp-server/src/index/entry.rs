@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::privacy::redact;
+use crate::privacy::redact_keep_lines;
 use crate::syntax::extract::{self, Definition, Import};
 use crate::syntax::{parse_text, queries, Lang};
 
@@ -51,8 +51,13 @@ impl FileEntry {
         text: &str,
         from_open_document: bool,
     ) -> FileEntry {
+        // Stored redacted: definitions go into prompts as they are. The whole text is
+        // redacted before anything is cut from it (a definition's signature, doc or body
+        // could cut a secret in two), keeping its lines where they were.
+        let redacted = redact_keep_lines(text);
+        let text: &str = &redacted;
         let lang = Lang::from_path(&path);
-        let (mut definitions, imports) =
+        let (definitions, imports) =
             match lang.and_then(|lang| Some((queries::get(lang)?, parse_text(lang, text)?))) {
                 Some((queries, tree)) => (
                     extract::definitions(&queries, &tree, text),
@@ -60,14 +65,6 @@ impl FileEntry {
                 ),
                 None => (Vec::new(), Vec::new()),
             };
-        // Stored redacted: these strings go into prompts as they are.
-        for definition in &mut definitions {
-            definition.signature = redact(&definition.signature).into_owned();
-            definition.doc = redact(&definition.doc).into_owned();
-            if let Some(body) = &mut definition.body {
-                *body = redact(body).into_owned();
-            }
-        }
         let lines: Vec<&str> = text.lines().collect();
         FileEntry {
             windows: windows(&lines),

@@ -152,7 +152,9 @@ impl Session {
     /// Whether a document may be read into prompts at all (secret files may not).
     pub fn is_excluded(&self, uri: &Uri) -> bool {
         let Some(path) = uri_to_path(uri) else {
-            return false;
+            // No local path (`untitled:`, a remote file): its name still counts.
+            let name = uri.0.as_str().rsplit(['/', ':']).next().unwrap_or("");
+            return self.excludes().is_excluded_name(&crate::privacy::excludes::percent_decoded(name));
         };
         let relative = self.index.relative(&path);
         self.excludes()

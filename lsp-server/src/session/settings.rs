@@ -95,7 +95,8 @@ pub struct Settings {
     /// built-in queries; `None`: `GHOSTLINE_GRAMMARS_DIR`, else the built-in ones.
     pub grammars_dir: Option<String>,
     /// Globs of files never indexed, retrieved or completed in, on top of the built-in
-    /// list of secret files (`.env`, `*.pem`, `id_rsa*`, ...).
+    /// list of secret files (`.env`, `*.pem`, `id_rsa*`, ...); `!glob` lets a file that only
+    /// a built-in glob excludes back in (`privacy::excludes`).
     pub exclude_globs: Vec<String>,
     /// Most files the workspace index reads.
     pub max_indexed_files: usize,

@@ -65,15 +65,20 @@ impl LspClient {
     }
 
     pub fn spawn_with_env(env: &[(&str, &str)]) -> Self {
+        Self::spawn_with_stderr(env, Stdio::inherit())
+    }
+
+    /// Like `spawn_with_env`, with the server's log (its stderr) going to `stderr`.
+    pub fn spawn_with_stderr(env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-lsp"))
-            .envs(env.iter().copied())
             .env(
                 "GHOSTLINE_LSP_LOG",
                 std::env::var("GHOSTLINE_LSP_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn ghostline-lsp");
         let stdout = child.stdout.take().unwrap();
@@ -642,7 +647,16 @@ impl RecordingServer {
 impl LspClient {
     /// Spawns and initializes with `root` as the workspace folder.
     pub fn start_in_workspace(root: &std::path::Path, capabilities: Value, options: Value) -> Self {
-        let mut client = Self::spawn();
+        Self::start_in_workspace_with(Self::spawn(), root, capabilities, options)
+    }
+
+    /// `start_in_workspace` for a client spawned by the caller (another env, a log file).
+    pub fn start_in_workspace_with(
+        mut client: Self,
+        root: &std::path::Path,
+        capabilities: Value,
+        options: Value,
+    ) -> Self {
         let uri = format!("file://{}", root.display());
         let name = root.file_name().unwrap().to_str().unwrap().to_string();
         client.request_ok(

@@ -41,6 +41,7 @@ pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeRes
         .store(can_watch, std::sync::atomic::Ordering::Relaxed);
     crate::syntax::queries::warm_up();
     warm_up_tokenizer();
+    crate::privacy::warm_up();
     tracing::info!(
         "initialize: position encoding {encoding:?}, settings {:?}",
         server.session.settings()

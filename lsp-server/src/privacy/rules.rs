@@ -1,0 +1,774 @@
+//! The redaction rules, as data: one row per way a credential shows up in text.
+//!
+//! Each row is a regular expression whose capture groups named `secret…` are what gets
+//! replaced (the whole match when it has none), a `Check` that a match must also pass (so a
+//! broad pattern like "a quoted value after a name" only fires when the name says secret and
+//! the value looks like one), and two examples: a line the rule must redact (`positive`, whose
+//! `secret` part must vanish) and a near miss it must leave alone (`negative`). The unit tests
+//! run every row's examples, so adding a rule means adding its evidence.
+
+/// What a match must also satisfy beyond the pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The shape alone is specific enough (provider prefixes, fixed lengths).
+    Shape,
+    /// Upper case, lower case and a digit all occur in the secret (random tokens do; words,
+    /// identifiers and hashes in hex usually do not).
+    Mixed,
+    /// Group `name` must name a secret (`DB_PASS`, `apiKey`, `client_secret`, ...) and the
+    /// value must fit how it is written:
+    SecretName(Written),
+    /// A `-----BEGIN … PRIVATE KEY-----` block, up to its END or the end of its body (the
+    /// pattern finds the markers; the body is followed line by line).
+    PemBlock,
+    /// base64 of `user:password` (a Docker or HTTP Basic credential).
+    Base64UserPass,
+    /// Any value that is not a reference or a template (`{}`, `{PASSWORD}`, `%s`, `$PASS`).
+    NotTemplate,
+}
+
+/// How a value was written after a secret name, which decides how much it must look like a
+/// secret before it is redacted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// In quotes in any language: a literal, so any value that is not a reference
+    /// (`"${PASS}"`), a key name (`"password"`) or a flag word (`"true"`).
+    Quoted,
+    /// Unquoted where it could be code (`password = iniPw_42` in an INI file, or
+    /// `password = get_password` in Python): only values with letters and digits, or random.
+    Unquoted,
+    /// Unquoted where it can only be a literal (`DB_PASS=x` in a shell or `.env` line, a URL
+    /// query, a connection string): any value that is not a reference.
+    Literal,
+}
+
+pub struct RuleRow {
+    pub name: &'static str,
+    pub pattern: &'static str,
+    pub check: Check,
+    /// A text the rule must redact, and the part of it that must vanish.
+    pub positive: &'static str,
+    pub secret: &'static str,
+    /// A near miss that must come out unchanged.
+    pub negative: &'static str,
+}
+
+/// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
+/// are case-insensitive). The check then decides on whole words.
+const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|secret|token|key|cred|auth|pat(?-u:\b))[A-Za-z0-9_.-]*)";
+
+macro_rules! row {
+    ($name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
+        RuleRow {
+            name: $name,
+            pattern: $pattern,
+            check: $check,
+            positive: $positive,
+            secret: $secret,
+            negative: $negative,
+        }
+    };
+}
+
+/// The table. Patterns that mention `{NAME}` get the secret-name group above.
+pub fn rows() -> Vec<RuleRow> {
+    use Check::*;
+    use Written::*;
+    vec![
+        // ---- Private keys -------------------------------------------------------------------
+        row!(
+            "private key block (PEM, OpenSSH, PGP)",
+            r"-----(?:BEGIN|END)[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----",
+            PemBlock,
+            "key = '''-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAq7BFUpkGp3+Lq\n-----END RSA PRIVATE KEY-----'''\n",
+            "MIIEpAIBAAKCAQEAq7BFUpkGp3+Lq",
+            "MARKER = \"-----BEGIN PRIVATE KEY-----\"\nif line.startswith(MARKER):\n    parse(line)\n",
+        ),
+        // ---- Cloud keys ----------------------------------------------------------------------
+        row!(
+            "AWS access key id",
+            r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[0-9A-Z]{16}(?-u:\b)",
+            Shape,
+            "client(key_id=\"AKIAIOSFODNN7EXAMPL3\")",
+            "AKIAIOSFODNN7EXAMPL3",
+            "AKIA_PREFIX = 'AKIA'  # AKIAshort",
+        ),
+        row!(
+            "AWS secret access key (40 characters of base64)",
+            // Delimited like a value (quotes, `=`, `:`, space), not a piece of a path or URL.
+            r#"(?:^|["'`=:\s])(?P<secret>[A-Za-z0-9/+]{40})(?:["'`\s,;)]|$)"#,
+            Mixed,
+            "session(\"AKIA\", \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKY\")",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKY",
+            "COMMIT = \"5a9c1e7d0b3f4a6e8c2d1b0a9f8e7d6c5b4a3f2e\"",
+        ),
+        row!(
+            "Google API key",
+            r"(?-u:\b)AIza[0-9A-Za-z_-]{35}",
+            Shape,
+            "maps(key='AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY')",
+            "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+            "# AIza keys are restricted per referrer",
+        ),
+        row!(
+            "Google OAuth client secret",
+            r"(?-u:\b)GOCSPX-[A-Za-z0-9_-]{24,}",
+            Shape,
+            "secret = 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",
+            "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",
+            "PREFIX = 'GOCSPX-'",
+        ),
+        row!(
+            "Azure / connection-string key (AccountKey=, SharedAccessKey=, Password=; ...)",
+            // After a `;`, or opening a string and closed by one: `"Password=x;…"`.
+            r#"(?i)(?:;[ \t]*(?:account[ _]?key|shared[ _]?access[ _]?key|shared[ _]?access[ _]?signature|password|pwd|user[ _]?password)[ \t]*=[ \t]*(?P<secret1>[^;'"\r\n]+)|["'](?:account[ _]?key|shared[ _]?access[ _]?key|password|pwd)=(?P<secret2>[^;'"\s]+);)"#,
+            Shape,
+            "conn = \"Server=db;Database=app;User Id=app;Password=myPass;\"",
+            "myPass",
+            "conn = \"Server=db;Database=app;Integrated Security=true;\"",
+        ),
+        // ---- VCS and CI tokens --------------------------------------------------------------
+        row!(
+            "GitHub token (ghp_, gho_, ghu_, ghs_, ghr_)",
+            r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{20,}",
+            Shape,
+            "headers = {'token': ghp_16C7e42F292c6912E7710c838347Ae178B4a}",
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "GH_PREFIXES = ('ghp_', 'gho_', 'ghs_')",
+        ),
+        row!(
+            "GitHub fine-grained token",
+            r"(?-u:\b)github_pat_[A-Za-z0-9_]{22,}",
+            Shape,
+            "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123",
+            "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz0123",
+            "if token.startswith('github_pat_'):",
+        ),
+        row!(
+            "GitLab token (glpat-, gldt-, glrt-, ...)",
+            r"(?-u:\b)gl(?:pat|dt|rt|ptt|cbt|imt|oas|soat|ft|agent)-[A-Za-z0-9_-]{16,}",
+            Shape,
+            "GITLAB = glpat-xJ7vRz9Kq2Lm4Np6Tb8W",
+            "glpat-xJ7vRz9Kq2Lm4Np6Tb8W",
+            "GITLAB_PREFIX = 'glpat-'",
+        ),
+        // ---- Package registries ---------------------------------------------------------------
+        row!(
+            "npm token",
+            r"(?-u:\b)npm_[A-Za-z0-9]{30,}",
+            Shape,
+            "//registry.npmjs.org/:_authToken=npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+            "npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+            "npm_config_cache = path",
+        ),
+        row!(
+            "PyPI token",
+            r"(?-u:\b)pypi-[A-Za-z0-9_-]{40,}",
+            Shape,
+            "password = pypi-AgEIcHlwaS5vcmcCJGE0ZTRjMDgzLWExYTYtNDc2Ni04ZTNjLWQ4ZTk",
+            "pypi-AgEIcHlwaS5vcmcCJGE0ZTRjMDgzLWExYTYtNDc2Ni04ZTNjLWQ4ZTk",
+            "repository = pypi-test-server",
+        ),
+        row!(
+            "RubyGems / Cargo / NuGet-style prefixed keys",
+            r"(?-u:\b)(?:rubygems_[a-f0-9]{48}|oy2[a-z0-9]{43}|cio[A-Za-z0-9]{32})(?-u:\b)",
+            Shape,
+            "GEM_HOST_API_KEY: rubygems_0123456789abcdef0123456789abcdef0123456789abcdef",
+            "rubygems_0123456789abcdef0123456789abcdef0123456789abcdef",
+            "source 'https://rubygems.org'",
+        ),
+        // ---- Chat -----------------------------------------------------------------------------
+        row!(
+            "Slack token (xoxb-, xoxp-, xapp-, ...)",
+            r"(?-u:\b)(?:xox[abposrce]|xapp)-[A-Za-z0-9-]{10,}",
+            Shape,
+            "SLACK = \"xoxb-2233445566-778899001122-AbCdEfGhIjKlMnOp\"",
+            "xoxb-2233445566-778899001122-AbCdEfGhIjKlMnOp",
+            "# tokens start with xoxb- or xoxp-",
+        ),
+        row!(
+            "Slack webhook URL",
+            r"(?-u:\b)hooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9_/+-]{8,})",
+            Shape,
+            "url = 'https://hooks.slack.com/services/T0ABCDEF1/B0ABCDEF2/aBcDeFgHiJkLmNoPqRsTuVwX'",
+            "T0ABCDEF1/B0ABCDEF2/aBcDeFgHiJkLmNoPqRsTuVwX",
+            "docs = 'https://api.slack.com/messaging/webhooks'",
+        ),
+        row!(
+            "Discord webhook URL",
+            r"(?-u:\b)discord(?:app)?\.com/api/webhooks/(?P<secret>[0-9]{6,}/[A-Za-z0-9_-]{20,})",
+            Shape,
+            "https://discord.com/api/webhooks/123456789012345678/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+            "123456789012345678/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+            "https://discord.com/api/webhooks/{id}/{token}",
+        ),
+        row!(
+            "Telegram bot token",
+            r"(?-u:\b)[0-9]{8,10}:AA[A-Za-z0-9_-]{33}(?-u:\b)",
+            Shape,
+            "bot = Bot('123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1')",
+            "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1",
+            "RANGE = '12345678:AA'",
+        ),
+        // ---- Payment, AI and other SaaS ---------------------------------------------------------
+        row!(
+            "Stripe key (sk_live_, rk_test_, whsec_)",
+            r"(?-u:\b)(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{24,})",
+            Shape,
+            "stripe.api_key = sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "if key.startswith('sk_live_'):",
+        ),
+        row!(
+            "OpenAI / Anthropic key (sk-, sk-proj-, sk-ant-)",
+            r"(?-u:\b)sk-(?:proj-|svcacct-|admin-|ant-(?:api|admin)[0-9]{2}-)?[A-Za-z0-9_-]{20,}",
+            Mixed,
+            "client = OpenAI(api_key=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z)",
+            "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+            "pip install sk-learn-contrib-extension-tools",
+        ),
+        row!(
+            "Hugging Face token",
+            r"(?-u:\b)hf_[A-Za-z0-9]{30,}",
+            Mixed,
+            "login(hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789)",
+            "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+            "hf_hub_download_with_progress_bar_enabled_for_all()",
+        ),
+        row!(
+            "SendGrid / Twilio / Shopify / DigitalOcean / age keys",
+            r"(?-u:\b)(?:SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}|SK[0-9a-f]{32}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}|do[por]_v1_[a-f0-9]{64}|AGE-SECRET-KEY-1[0-9A-Z]{58})(?-u:\b)",
+            Shape,
+            "TWILIO = 'SK0123456789abcdef0123456789abcdef'",
+            "SK0123456789abcdef0123456789abcdef",
+            "SKIP_0123456789 = 'SKIP'",
+        ),
+        row!(
+            "JSON Web Token",
+            r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+            Shape,
+            "jwt = eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "header = 'eyJ' + encode(payload)",
+        ),
+        // ---- Credentials in URLs, headers and command lines ----------------------------------------
+        row!(
+            "URL with a password (scheme://user:password@host)",
+            r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'`]+:(?P<secret>[^\s/@'`]+)@",
+            NotTemplate,
+            "DATABASE_URL = 'postgres://admin:s3cretPw@db:5432/app'",
+            "s3cretPw",
+            "url = \"http://{}:{}@{}:9000/path\".format(user, password, host)",
+        ),
+        row!(
+            "Authorization header (Bearer, Basic, Token, Bot)",
+            r#"(?i)(?-u:\b)(?:proxy-)?authorization["']?\s*[:=,]\s*["']?(?:bearer|basic|token|bot|apikey)\s+(?P<secret>[A-Za-z0-9._~+/=-]{6,})"#,
+            Shape,
+            "headers = {\"Authorization\": \"Bearer abc123def456ghi789\"}",
+            "abc123def456ghi789",
+            "headers = {\"Authorization\": f\"Bearer {token}\"}",
+        ),
+        row!(
+            "Bearer credential anywhere",
+            r"(?-u:\b)[Bb]earer\s+(?P<secret>[A-Za-z0-9._~+/-]{20,}=*)",
+            Mixed,
+            "curl -H 'X-Auth: Bearer 9f8E7d6C5b4A3f2E1d0C9b8A7f6E'",
+            "9f8E7d6C5b4A3f2E1d0C9b8A7f6E",
+            "# Bearer authentication_tokens_are_documented_here",
+        ),
+        row!(
+            "curl -u user:password",
+            r#"(?:^|\s)(?:-u|--user)\s+["']?[^\s:"']+:(?P<secret>[^\s"'@]+)"#,
+            Shape,
+            "curl -u admin:Tr0ub4dor https://api.example.com",
+            "Tr0ub4dor",
+            "grep -u admin file",
+        ),
+        row!(
+            "Docker config `auth` (base64 of user:password)",
+            r#"["']?(?-u:\b)auth["']?\s*:\s*["'](?P<secret>[A-Za-z0-9+/]{8,}={0,2})["']"#,
+            Base64UserPass,
+            "{\"auths\": {\"ghcr.io\": {\"auth\": \"dXNlcjpodW50ZXIyMjI=\"}}}",
+            "dXNlcjpodW50ZXIyMjI=",
+            "{\"auth\": \"required\", \"mode\": \"strict\"}",
+        ),
+        // ---- A name that says secret, and its value ------------------------------------------------
+        row!(
+            "PHP define('NAME', 'value')",
+            r#"(?i)(?-u:\b)define\s*\(\s*["'](?P<name>[A-Za-z0-9_]+)["']\s*,\s*(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?)"#,
+            SecretName(Quoted),
+            "define('DB_PASSWORD', 'wp-Pl4nted-pass');",
+            "wp-Pl4nted-pass",
+            "define('DB_NAME', 'wordpress');",
+        ),
+        row!(
+            "quoted value: assignment, keyword argument, dict/JSON/YAML/TOML entry, comparison",
+            // name, its closing quote or bracket, an optional type annotation, the operator,
+            // a string prefix, then the value in any quote (closed or not yet).
+            const_format_name_quoted(),
+            SecretName(Quoted),
+            "db = connect(host='db', password=\"hunter2-prod\")",
+            "hunter2-prod",
+            "TOKEN_TYPE = \"bearer\"; password_prompt = \"Password: \"",
+        ),
+        row!(
+            "XML element (<password>value</password>)",
+            r"<(?P<name>[A-Za-z_][A-Za-z0-9_.:-]*)>(?P<secret>[^<\r\n]+)</",
+            SecretName(Quoted),
+            "<smtpPassword>mailPw77</smtpPassword>",
+            "mailPw77",
+            "<keyboardLayout>us</keyboardLayout>",
+        ),
+        row!(
+            "environment line (.env, shell export, Dockerfile ENV)",
+            // Upper-case names, or any name after export/ENV/set: a lower-case `name=value` line
+            // is as often a keyword argument (`password=password,`).
+            r#"(?m)^[ \t]*(?:(?:export|ENV|set|setenv)[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<name2>[A-Z][A-Z0-9_]*))=(?P<secret>[^\s"'`$#][^\s'`]*)"#,
+            SecretName(Literal),
+            "export DB_PASS=correcthorse\n",
+            "correcthorse",
+            "export DB_PASS=$(cat /run/secrets/db)\n",
+        ),
+        row!(
+            "URL query parameter (?access_token=...)",
+            r"[?&](?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<secret>[^&#\s'`]+)",
+            SecretName(Literal),
+            "GET /api?user=1&access_token=abcDEFghiJKL&x=2",
+            "abcDEFghiJKL",
+            "GET /api?tokenizer=fast&page=2",
+        ),
+        row!(
+            "unquoted value (INI, YAML, properties, command-line flags)",
+            const_format_name_unquoted(),
+            SecretName(Unquoted),
+            "[db]\npassword = iniPw_42\napi_token: ytok_9\n",
+            "iniPw_42",
+            "password = get_password()\ntoken = self.next_token\nsecret: str\n",
+        ),
+    ]
+}
+
+/// `NAME` + the quoted-value tail (built once; `concat!` cannot take a `const`).
+fn const_format_name_quoted() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"(?i){NAME}(?:["'`]|\]|["']\])?\s*(?::\s*&?(?:'static\s+)?[A-Za-z_][A-Za-z0-9_<>\[\]:]*\s*)?(?:===?|!==?|:=|=>|=|:)\s*[bru]{{0,2}}(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?|`(?P<secret3>[^`\r\n]*)`?)"#
+        )
+    });
+    PATTERN.as_str()
+}
+
+fn const_format_name_unquoted() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"(?im)(?:^[ \t]*|\s--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:=|:)[ \t]*(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#\\][^\s"'`,;(){{}}\[\]<>\\]*)[ \t]*(?:\r?$|[ \t;&,#])"#
+        )
+    });
+    PATTERN.as_str()
+}
+
+/// The words of an identifier, lower case: `DB_PASS` → [db, pass], `apiKey` → [api, key],
+/// `X-Auth-Token` → [x, auth, token], `APIKey` → [api, key].
+pub fn name_words(name: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for part in name.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let chars: Vec<char> = part.chars().collect();
+        let mut word = String::new();
+        for (i, &c) in chars.iter().enumerate() {
+            let boundary = i > 0
+                && c.is_ascii_uppercase()
+                && (chars[i - 1].is_ascii_lowercase()
+                    || chars[i - 1].is_ascii_digit()
+                    || (chars[i - 1].is_ascii_uppercase()
+                        && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase())));
+            if boundary && !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+            word.push(c.to_ascii_lowercase());
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+    }
+    words
+}
+
+/// How strongly a name says its value is a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameSays {
+    /// `password`, `DB_PASS`, `client_secret`, `api_key`, `GITHUB_TOKEN`.
+    Secret,
+    /// `token` alone (lexers have tokens too), `SIGNING_KEY`-like names with an unknown
+    /// first word (`CACHE_KEY`), `auth`: only a value that looks random counts.
+    Maybe,
+    No,
+}
+
+/// Single words that say secret whatever precedes them.
+const SECRET_WORDS: &[&str] = &[
+    "password", "passwd", "passwort", "pwd", "passphrase", "secret", "secrets", "credential",
+    "credentials", "creds", "apikey", "accesskey", "secretkey", "privatekey", "authkey",
+    "authtoken", "accesstoken", "refreshtoken", "clientsecret", "apitoken", "apisecret",
+];
+/// Words that only say secret after another word (`DB_PASS`).
+const SECRET_AFTER_A_WORD: &[&str] = &["pass"];
+/// `…_PAT` is a personal access token after a forge's name, a pattern anywhere else.
+const PAT_OWNERS: &[&str] = &["github", "gh", "gitlab", "gl", "personal", "access", "azure", "ado", "devops", "bitbucket", "hf"];
+/// `…_TOKEN` names that are tokens of text, not credentials.
+const TEXT_TOKENS: &[&str] = &[
+    "pad", "bos", "eos", "unk", "sep", "cls", "mask", "start", "end", "stop", "next", "prev",
+    "previous", "current", "cur", "last", "first", "eof", "special", "new", "old", "split",
+    "type", "kind", "sentence", "word", "sub", "doc", "text", "close", "open", "left", "right",
+    "begin", "null", "empty", "dummy", "image", "audio", "video", "max", "min", "num", "n",
+    "total", "count", "image", "bad", "unexpected", "invalid", "expected", "this", "the",
+    "literal", "char", "string", "number", "ident", "keyword", "punct", "comment", "whitespace",
+    "newline", "indent", "dedent", "op", "operator", "lexer", "parse", "peek", "raw",
+];
+/// First words that make `…_KEY` a credential.
+const KEY_OWNERS: &[&str] = &[
+    "api", "access", "secret", "private", "auth", "signing", "sign", "encryption", "encrypt",
+    "master", "session", "client", "license", "account", "storage", "service", "subscription",
+    "consumer", "webhook", "hmac", "jwt", "crypto", "aes", "rsa", "ssh", "gpg", "pgp", "deploy",
+    "admin", "shared", "stripe", "twilio", "sendgrid", "mailgun", "openai", "anthropic",
+    "google", "maps", "firebase", "app", "cipher", "decryption", "decrypt", "root", "x",
+];
+/// Trailing words that do not change what the name holds (`SECRET_KEY_BASE`, `password_b64`).
+const NEUTRAL_TAIL: &[&str] = &["base", "value", "b64", "base64", "hex", "raw", "str", "plain"];
+
+pub fn name_says(name: &str) -> NameSays {
+    let mut words = name_words(name);
+    // Trailing digits and neutral words: `password2`, `PASSWORD_1`, `SECRET_KEY_BASE`.
+    for word in words.iter_mut() {
+        while word.len() > 1 && word.ends_with(|c: char| c.is_ascii_digit()) {
+            word.pop();
+        }
+    }
+    while words.len() > 1 {
+        let last = words.last().map(String::as_str).unwrap_or("");
+        if NEUTRAL_TAIL.contains(&last) || last.chars().all(|c| c.is_ascii_digit()) {
+            words.pop();
+        } else {
+            break;
+        }
+    }
+    let Some(last) = words.last().map(String::as_str) else {
+        return NameSays::No;
+    };
+    let before = words.len().checked_sub(2).map(|i| words[i].as_str());
+    if SECRET_WORDS.contains(&last) {
+        return NameSays::Secret;
+    }
+    if SECRET_AFTER_A_WORD.contains(&last) {
+        return if before.is_some() { NameSays::Secret } else { NameSays::No };
+    }
+    match last {
+        "pat" => match before {
+            Some(word) if PAT_OWNERS.contains(&word) => NameSays::Secret,
+            _ => NameSays::No,
+        },
+        "token" => match before {
+            None => NameSays::Maybe,
+            Some(word) if TEXT_TOKENS.contains(&word) => NameSays::No,
+            Some(_) => NameSays::Secret,
+        },
+        "key" => match before {
+            Some(word) if KEY_OWNERS.contains(&word) => NameSays::Secret,
+            Some("public" | "primary" | "foreign" | "sort" | "cache" | "partition" | "dict" | "map" | "hash" | "lookup" | "group" | "index") => NameSays::No,
+            _ => NameSays::Maybe,
+        },
+        "auth" | "salt" | "signature" | "cookie" => NameSays::Maybe,
+        _ => NameSays::No,
+    }
+}
+
+/// Values that are not themselves a secret: references to one, flags, empty.
+/// A URL's password that is a template or names itself (`user:password@`, `{}:{}@`).
+pub fn is_url_placeholder(value: &str) -> bool {
+    is_reference_or_flag(value) || is_key_name(value)
+}
+
+pub fn is_reference_or_flag(value: &str) -> bool {
+    let v = value.trim();
+    if v.is_empty() {
+        return true;
+    }
+    if v.starts_with('$')
+        || v.starts_with("{{")
+        || v.starts_with("%(")
+        || v.starts_with("%s")
+        || v.starts_with("#{")
+        || v.starts_with("<%")
+        || v.starts_with("env:")
+        || v.starts_with("vault:")
+        || (v.starts_with('{') && v.ends_with('}'))
+        || (v.starts_with('<') && v.ends_with('>') && v.len() > 2)
+        || v.contains("...")
+        || v.contains('…')
+        || v.contains("***")
+    {
+        return true;
+    }
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "true" | "false" | "yes" | "no" | "on" | "off" | "none" | "null" | "nil" | "undefined"
+            | "required" | "optional" | "enabled" | "disabled" | "default" | "auto"
+            | "<redacted>"
+    )
+}
+
+/// A value that names a secret rather than being one: `"password"`, `"api_key"`,
+/// `"DB_PASSWORD"` (a dict key, a form field, an environment variable's name).
+fn is_key_name(value: &str) -> bool {
+    let v = value.trim();
+    // `X-Api-Key`, `Access-Token`, `api key`: a header or field name.
+    if v.chars().all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | '.' | ' '))
+        && name_says(v) != NameSays::No
+    {
+        return true;
+    }
+    let lower_name = v
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || matches!(c, '_' | '-' | '.' | ' '));
+    let upper_name = v
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    (lower_name || upper_name) && name_says(v) != NameSays::No
+        || (upper_name && v.contains('_') && v.len() >= 6)
+}
+
+/// Whether a name whose value opens with `quote` sits inside a string itself, so that the
+/// "opening" quote closes that string: `"Confirm Password: " in output`. Counts the quotes
+/// before the name on its line (`before`), not counting one that the name's own closing quote
+/// pairs with (`{"password": "x"}`, `define('DB_PASSWORD', …)`).
+pub fn name_in_string(before: &str, quote: char, name_quoted: bool) -> bool {
+    let mut count = 0;
+    let mut escaped = false;
+    for c in before.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == quote {
+            count += 1;
+        }
+    }
+    if name_quoted && count > 0 {
+        count -= 1;
+    }
+    count % 2 == 1
+}
+
+/// Shannon entropy in bits per character.
+pub fn entropy(value: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut total = 0u32;
+    for b in value.bytes() {
+        counts[b as usize] += 1;
+        total += 1;
+    }
+    if total == 0 {
+        return 0.0;
+    }
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / total as f64;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+pub fn is_mixed(value: &str) -> bool {
+    value.bytes().any(|b| b.is_ascii_uppercase())
+        && value.bytes().any(|b| b.is_ascii_lowercase())
+        && value.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// Looks generated: hex of 16+ characters, or 16+ characters of base64/URL-safe text with
+/// mixed case and digits and a high entropy.
+pub fn looks_random(value: &str) -> bool {
+    let v = value.trim();
+    if v.len() < 16 || v.contains(char::is_whitespace) {
+        return false;
+    }
+    let hex = v.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex {
+        return v.bytes().any(|b| b.is_ascii_digit())
+            && v.bytes().any(|b| b.is_ascii_alphabetic())
+            && entropy(v) >= 3.0;
+    }
+    let token_chars = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+/=_-.~".contains(&b));
+    token_chars && is_mixed(v) && entropy(v) >= 3.5
+}
+
+/// An unquoted value that may be code: identifiers, dotted paths, calls, types and numbers
+/// are code; letters mixed with digits or symbols, or random text, are a literal.
+fn unquoted_is_secret(value: &str) -> bool {
+    let v = value.trim();
+    if is_reference_or_flag(v) || v.len() < 4 {
+        return false;
+    }
+    let dotted_path = v.split('.').count() > 1
+        && v.split('.').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if dotted_path || v.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '_') {
+        return false;
+    }
+    let letters = v.chars().any(|c| c.is_ascii_alphabetic());
+    let digits = v.chars().any(|c| c.is_ascii_digit());
+    let symbols = v
+        .chars()
+        .any(|c| !c.is_ascii_alphanumeric() && c != '_' && c != '-' && c != '.' && c != '/');
+    (letters && (digits || symbols)) || looks_random(v)
+}
+
+/// `os.environ["X"]`, `config.password`, `read()`: an expression, not a literal.
+fn looks_like_code(value: &str) -> bool {
+    value.contains('(')
+        || value.contains('[')
+        || (value.contains('.')
+            && value.split('.').all(|part| {
+                part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            }))
+}
+
+/// A message, not a secret: four or more words without digits (`"embedding authentication
+/// information (username or password)"`). A passphrase reads the same, which is why names
+/// ending in `passphrase` skip this (`value_is_secret`).
+fn is_prose(value: &str) -> bool {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    words.len() >= 4 && !value.chars().any(|c| c.is_ascii_digit())
+}
+
+/// Whether `value`, written as `written` after a name that `says` so, is to be redacted.
+pub fn value_is_secret(says: NameSays, written: Written, value: &str) -> bool {
+    value_is_secret_for(says, written, value, false)
+}
+
+/// `value_is_secret`, where `passphrase` says the name ends in `passphrase` (prose counts).
+pub fn value_is_secret_for(says: NameSays, written: Written, value: &str, passphrase: bool) -> bool {
+    let v = value.trim();
+    if passphrase && says == NameSays::Secret && written == Written::Quoted {
+        return !is_reference_or_flag(v) && !is_key_name(v);
+    }
+    match says {
+        NameSays::No => false,
+        NameSays::Maybe => !is_reference_or_flag(v) && looks_random(v),
+        NameSays::Secret => match written {
+            Written::Quoted => !is_reference_or_flag(v) && !is_key_name(v) && !is_prose(v),
+            Written::Literal => !is_reference_or_flag(v) && !is_key_name(v) && !looks_like_code(v),
+            Written::Unquoted => unquoted_is_secret(v),
+        },
+    }
+}
+
+/// base64 that decodes to `user:password` (printable, one colon, both sides non-empty).
+pub fn is_base64_user_pass(value: &str) -> bool {
+    let Some(bytes) = decode_base64(value.trim()) else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return false;
+    };
+    text.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        && text
+            .split_once(':')
+            .is_some_and(|(user, pass)| !user.is_empty() && !pass.is_empty())
+}
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for b in text.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_into_words() {
+        assert_eq!(name_words("DB_PASS"), ["db", "pass"]);
+        assert_eq!(name_words("apiKey"), ["api", "key"]);
+        assert_eq!(name_words("APIKey"), ["api", "key"]);
+        assert_eq!(name_words("X-Auth-Token"), ["x", "auth", "token"]);
+        assert_eq!(name_words("$db_password"), ["db", "password"]);
+        assert_eq!(name_words("aws.secretAccessKey"), ["aws", "secret", "access", "key"]);
+    }
+
+    #[test]
+    fn what_names_say() {
+        for name in [
+            "password", "DB_PASS", "db_password", "client_secret", "API_KEY", "apiKey",
+            "GITHUB_TOKEN", "auth_token", "aws_secret_access_key", "SECRET_KEY_BASE",
+            "smtpPassword", "GITLAB_PAT", "password2", "X-API-Key", "passwd", "credentials",
+        ] {
+            assert_eq!(name_says(name), NameSays::Secret, "{name}");
+        }
+        for name in ["token", "CACHE_KEY_SALT", "key", "auth", "WEBHOOK_KEY_ID_SALT"] {
+            assert_eq!(name_says(name), NameSays::Maybe, "{name}");
+        }
+        for name in [
+            "password_prompt", "token_type", "tokenizer", "PAD_TOKEN", "next_token", "keyboard",
+            "bypass", "author", "passport", "secret_name", "PRIMARY_KEY", "api_key_env", "pass",
+            "sort_key", "compass", "monkey",
+        ] {
+            assert_eq!(name_says(name), NameSays::No, "{name}");
+        }
+    }
+
+    #[test]
+    fn values_by_how_they_are_written() {
+        use NameSays::*;
+        use Written::*;
+        assert!(value_is_secret(Secret, Quoted, "hunter2"));
+        assert!(value_is_secret(Secret, Quoted, "x"));
+        assert!(!value_is_secret(Secret, Quoted, "${DB_PASSWORD}"));
+        assert!(!value_is_secret(Secret, Quoted, "password"));
+        assert!(!value_is_secret(Secret, Quoted, "DB_PASSWORD"));
+        assert!(!value_is_secret(Secret, Quoted, ""));
+        assert!(value_is_secret(Secret, Unquoted, "iniPw_42"));
+        assert!(value_is_secret(Secret, Unquoted, "ytok_9"));
+        assert!(!value_is_secret(Secret, Unquoted, "get_password"));
+        assert!(!value_is_secret(Secret, Unquoted, "self.password"));
+        assert!(!value_is_secret(Secret, Unquoted, "None"));
+        assert!(value_is_secret(Secret, Literal, "correcthorse"));
+        assert!(!value_is_secret(Maybe, Quoted, "users"));
+        assert!(value_is_secret(Maybe, Quoted, "8f14e45fceea167a5a36dedd4bea2543"));
+        assert!(value_is_secret(Maybe, Quoted, "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5"));
+        assert!(!value_is_secret(Maybe, Quoted, "user_profile_v2_cache"));
+        assert!(!value_is_secret(No, Quoted, "hunter2"));
+    }
+
+    #[test]
+    fn base64_user_pass() {
+        assert!(is_base64_user_pass("dXNlcjpodW50ZXIyMjI="));
+        assert!(!is_base64_user_pass("required"));
+        assert!(!is_base64_user_pass("aGVsbG8gd29ybGQ=")); // "hello world"
+    }
+}

@@ -1,0 +1,144 @@
+//! Redaction on ordinary code: every text file of the pinned evaluation packages
+//! (`tests/eval/packages.toml`, fetched by `tests/eval/packages.py` into
+//! `${GHOSTLINE_CACHE:-~/.cache/ghostline}/eval/src`) is redacted as the index redacts it, and
+//! every line that changes is listed. Ordinary identifiers and strings must come through;
+//! the lines that do change are the ones in `EXPECTED`, each a credential-like value (test
+//! fixtures of HTTP auth, mostly), with the reason.
+//!
+//! `cargo test -p ghostline-lsp --test redaction_false_positives -- --nocapture` prints the
+//! list. Skips (loudly) when the packages are not there.
+
+use std::path::{Path, PathBuf};
+
+use ghostline_lsp::privacy::{redact_keep_lines, Excludes};
+
+/// (path under eval/src, 1-based line, why redacting it is right).
+const EXPECTED: &[(&str, usize, &str)] = &[
+    ("requests-2.32.3/requests-2.32.3/HISTORY.md", 93, "password in a URL's userinfo (documentation)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_requests.py", 662, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_requests.py", 663, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_requests.py", 2127, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_requests.py", 2128, "Basic credential header: base64 of user:pass"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_requests.py", 2133, "Basic credential header: base64 of user: (empty password)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 411, "a password literal assigned to PASSWORD"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 423, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 425, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 430, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 434, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 513, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 514, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 518, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 519, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 522, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 523, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 524, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 525, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 675, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 676, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 700, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 747, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 748, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 751, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+    ("requests-2.32.3/requests-2.32.3/tests/test_utils.py", 752, "password in a URL's userinfo (placeholder in a test of URL auth)"),
+];
+
+fn eval_src() -> PathBuf {
+    let cache = std::env::var_os("GHOSTLINE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ghostline")
+        });
+    cache.join("eval/src")
+}
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            files(&path, out);
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+}
+
+/// `GHOSTLINE_REDACTION_DIR=/some/tree cargo test … -- --nocapture` lists the lines redaction
+/// changes under any folder instead (nothing asserted): a wider false-positive check.
+#[test]
+fn ordinary_code_of_the_pinned_packages_is_not_redacted() {
+    let other = std::env::var_os("GHOSTLINE_REDACTION_DIR").map(PathBuf::from);
+    let root = other.clone().unwrap_or_else(eval_src);
+    if !root.is_dir() {
+        eprintln!(
+            "\n*** SKIPPED: no evaluation packages at {} (python3 tests/eval/packages.py fetches them) ***\n",
+            root.display()
+        );
+        return;
+    }
+    let excludes = Excludes::default();
+    let mut all = Vec::new();
+    files(&root, &mut all);
+    let (mut texts, mut lines, mut excluded) = (0, 0, Vec::new());
+    let mut changed: Vec<(String, usize, String, String)> = Vec::new();
+    for path in &all {
+        let relative = path.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+        if relative.ends_with(".ghostline-eval-sha256") {
+            continue;
+        }
+        if excludes.is_excluded(path, Some(Path::new(&relative))) {
+            excluded.push(relative);
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(path) else { continue };
+        if bytes.len() > 1 << 20 || bytes.contains(&0) {
+            continue;
+        }
+        let Ok(text) = String::from_utf8(bytes) else { continue };
+        texts += 1;
+        lines += text.lines().count();
+        let redacted = redact_keep_lines(&text);
+        if redacted == text {
+            continue;
+        }
+        assert_eq!(redacted.lines().count(), text.lines().count(), "{relative}");
+        for (at, (before, after)) in text.lines().zip(redacted.lines()).enumerate() {
+            if before != after {
+                changed.push((relative.clone(), at + 1, before.to_string(), after.to_string()));
+            }
+        }
+    }
+    eprintln!(
+        "redaction over the pinned packages: {texts} text files, {lines} lines, {} lines changed; {} files excluded as secret files",
+        changed.len(),
+        excluded.len()
+    );
+    for file in &excluded {
+        eprintln!("  excluded: {file}");
+    }
+    for (path, line, before, after) in &changed {
+        eprintln!("  changed {path}:{line}\n    - {}\n    + {}", before.trim(), after.trim());
+    }
+    if other.is_some() {
+        return;
+    }
+    let unexpected: Vec<String> = changed
+        .iter()
+        .filter(|(path, line, _, _)| !EXPECTED.iter().any(|(p, l, _)| p == path && l == line))
+        .map(|(path, line, before, _)| format!("{path}:{line}: {}", before.trim()))
+        .collect();
+    let missing: Vec<String> = EXPECTED
+        .iter()
+        .filter(|(p, l, _)| !changed.iter().any(|(path, line, _, _)| p == path && l == line))
+        .map(|(p, l, why)| format!("{p}:{l} ({why})"))
+        .collect();
+    assert!(
+        unexpected.is_empty() && missing.is_empty(),
+        "ordinary code redacted:\n{}\nexpected but not redacted:\n{}",
+        unexpected.join("\n"),
+        missing.join("\n")
+    );
+}
