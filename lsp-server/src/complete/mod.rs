@@ -622,6 +622,9 @@ pub fn warm_at_cursor(session: &Arc<Session>, uri: &Uri, position: Position) {
         };
         session.pacing.reported(prefill, decode);
         let cursor = position_to_char(&document.rope, position, session.encoding());
+        if crate::privacy::cursor_in_secret(&document.rope, cursor) {
+            return;
+        }
         let line_index = document
             .rope
             .char_to_line(cursor.min(document.rope.len_chars()));
