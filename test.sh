@@ -15,6 +15,9 @@ for layout in genai optimum genai-cuda-fp16; do
     --out "$GHOSTLINE_CACHE/models/tiny-qwen2-$layout" --tokenizer "$TOKENIZER"
 done
 
+# The pinned evaluation packages: the redaction false-positive test reads them.
+"$PY" tests/eval/packages.py
+
 say "cargo tests"
 # Two test threads: each integration test starts real servers, and CI has two cores.
 cargo test --workspace -q -- --test-threads=2

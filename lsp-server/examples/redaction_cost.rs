@@ -49,7 +49,9 @@ fn main() {
         let lines = rope.len_lines();
         let middle = lines / 2;
         // A 2,048-token window is about 200 lines; the region adds 64 either side.
-        let region = time(200, || Region::around(&rope, middle.saturating_sub(180), middle + 20));
+        let region = time(200, || {
+            Region::around(&rope, middle.saturating_sub(180), middle + 20)
+        });
         let cursor = rope.line_to_char(middle);
         let check = time(200, || cursor_in_secret(&rope, cursor));
         let whole = time(5, || secret_spans(&text));

@@ -52,7 +52,10 @@ impl Rule {
                 .filter(|(_, name)| name.is_some_and(|n| n.starts_with("secret")))
                 .map(|(at, _)| at)
                 .collect();
-            Compiled { regex, secret_groups }
+            Compiled {
+                regex,
+                secret_groups,
+            }
         })
     }
 }
@@ -60,7 +63,10 @@ impl Rule {
 pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     rules::rows()
         .into_iter()
-        .map(|row| Rule { row, compiled: OnceLock::new() })
+        .map(|row| Rule {
+            row,
+            compiled: OnceLock::new(),
+        })
         .collect()
 });
 
@@ -112,7 +118,8 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
         let targets: Vec<regex::Match<'_>> = if compiled.secret_groups.is_empty() {
             captures.get(0).into_iter().collect()
         } else {
-            compiled.secret_groups
+            compiled
+                .secret_groups
                 .iter()
                 .filter_map(|&group| captures.get(group))
                 .collect()
@@ -182,7 +189,11 @@ fn replace(text: &str, spans: &[Range<usize>], keep_line_breaks: bool) -> String
         out.push_str(&text[last..span.start]);
         out.push_str(REDACTED);
         if keep_line_breaks {
-            out.extend(text[span.clone()].chars().filter(|c| matches!(c, '\n' | '\r')));
+            out.extend(
+                text[span.clone()]
+                    .chars()
+                    .filter(|c| matches!(c, '\n' | '\r')),
+            );
         }
         last = span.end;
     }
@@ -324,9 +335,8 @@ pub fn cursor_in_secret(rope: &Rope, cursor_char: usize) -> bool {
 static PEM_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-----(BEGIN|END)[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----").expect("valid")
 });
-static PEM_HEADER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[\s'`]*[A-Za-z][A-Za-z-]*:\s").expect("valid")
-});
+static PEM_HEADER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[\s'`]*[A-Za-z][A-Za-z-]*:\s").expect("valid"));
 
 /// Base64 characters in a piece of a key block's body; `None` when the piece is not body
 /// (code, prose): only base64, whitespace, quotes, `\n` escapes and concatenation, or a header
@@ -355,7 +365,12 @@ const MIN_BODY_CHARS: usize = 16;
 fn pem_spans(text: &str) -> Vec<Range<usize>> {
     let markers: Vec<(bool, Range<usize>)> = PEM_MARKER
         .captures_iter(text)
-        .map(|c| (&c[1] == "BEGIN", c.get(0).map(|m| m.range()).unwrap_or(0..0)))
+        .map(|c| {
+            (
+                &c[1] == "BEGIN",
+                c.get(0).map(|m| m.range()).unwrap_or(0..0),
+            )
+        })
         .collect();
     let mut spans = Vec::new();
     let mut at = 0;
@@ -389,10 +404,12 @@ fn pem_spans(text: &str) -> Vec<Range<usize>> {
                     Some(n) => {
                         if n > 0 {
                             body += n;
-                            last_body = pos + piece.trim_end_matches(|c: char| {
-                                !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
-                            })
-                            .len();
+                            last_body = pos
+                                + piece
+                                    .trim_end_matches(|c: char| {
+                                        !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+                                    })
+                                    .len();
                         }
                     }
                     None => break,
@@ -463,12 +480,26 @@ mod tests {
                 row.name,
                 row.secret
             );
-            assert!(row.positive.contains(row.secret), "rule {:?}: bad example", row.name);
+            assert!(
+                row.positive.contains(row.secret),
+                "rule {:?}: bad example",
+                row.name
+            );
             assert!(!redact(row.positive).contains(row.secret), "{}", row.name);
             let mut near = Vec::new();
             rule_spans(rule, row.negative, &mut near);
-            assert!(near.is_empty(), "rule {:?} fired on its near miss {:?}: {near:?}", row.name, row.negative);
-            assert_eq!(redact(row.negative), row.negative, "near miss of {:?}", row.name);
+            assert!(
+                near.is_empty(),
+                "rule {:?} fired on its near miss {:?}: {near:?}",
+                row.name,
+                row.negative
+            );
+            assert_eq!(
+                redact(row.negative),
+                row.negative,
+                "near miss of {:?}",
+                row.name
+            );
         }
     }
 
@@ -567,13 +598,17 @@ mod tests {
 
     #[test]
     fn a_cut_secret_is_replaced_as_a_unit() {
-        let region = "x = 1\naws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"\ny = 2\n";
+        let region =
+            "x = 1\naws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"\ny = 2\n";
         let spans = secret_spans(region);
         let at = region.find("wJal").unwrap() + 4;
         let before = redact_window(region, &spans, 0..at);
         let after = redact_window(region, &spans, at..region.len());
         assert!(before.ends_with(&format!("\"{REDACTED}")), "{before}");
-        assert!(after.starts_with(&format!("{REDACTED}\"\ny = 2")), "{after}");
+        assert!(
+            after.starts_with(&format!("{REDACTED}\"\ny = 2")),
+            "{after}"
+        );
         assert!(!after.contains("rXUtn"));
     }
 
@@ -586,8 +621,14 @@ mod tests {
         assert!(cursor_in_secret(&rope, start + 5));
         assert!(!cursor_in_secret(&rope, start + 40));
         let region = Region::around(&rope, 1, 2);
-        assert_eq!(region.text(&rope, 0..start + 5), format!("a = 1\ntoken = {REDACTED}"));
-        assert_eq!(region.text(&rope, start + 5..text.len()), format!("{REDACTED}\nb = 2\n"));
+        assert_eq!(
+            region.text(&rope, 0..start + 5),
+            format!("a = 1\ntoken = {REDACTED}")
+        );
+        assert_eq!(
+            region.text(&rope, start + 5..text.len()),
+            format!("{REDACTED}\nb = 2\n")
+        );
     }
 
     #[test]

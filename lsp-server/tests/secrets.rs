@@ -27,7 +27,11 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -65,7 +69,12 @@ fn workspace() -> (Vec<(&'static str, &'static str, String)>, Vec<Planted>) {
     let mut plants: Vec<Planted> = Vec::new();
     let mut plant = |file: &'static str, shape: &'static str, public: &str, secret: String| {
         let secret = format!("{public}{secret}");
-        plants.push(Planted { file, secret: secret.clone(), public: public.len(), shape });
+        plants.push(Planted {
+            file,
+            secret: secret.clone(),
+            public: public.len(),
+            shape,
+        });
         secret
     };
     let pem_body: Vec<String> = (0..6).map(|i| n(&format!("pem{i}"), 64)).collect();
@@ -113,26 +122,101 @@ def connect(settings):
 def parse_settings(text, strict):
     return dict(line.split('=', 1) for line in text.splitlines() if line)
 "#,
-        aws_id = plant("app/settings.py", "AWS access key id", "AKIA", n("awsid", 16).to_uppercase()),
-        aws_secret = plant("app/settings.py", "AWS secret key", "", format!("{}/{}+{}", n("awss1", 13), n("awss2", 13), n("awss3", 12))),
-        db_pass = plant("app/settings.py", "assignment", "", format!("Db-{}!", n("dbpass", 10))),
+        aws_id = plant(
+            "app/settings.py",
+            "AWS access key id",
+            "AKIA",
+            n("awsid", 16).to_uppercase()
+        ),
+        aws_secret = plant(
+            "app/settings.py",
+            "AWS secret key",
+            "",
+            format!("{}/{}+{}", n("awss1", 13), n("awss2", 13), n("awss3", 12))
+        ),
+        db_pass = plant(
+            "app/settings.py",
+            "assignment",
+            "",
+            format!("Db-{}!", n("dbpass", 10))
+        ),
         ghp = plant("app/settings.py", "GitHub token", "ghp_", n("ghp", 36)),
-        slack_hook = plant("app/settings.py", "Slack webhook", "https://hooks.slack.com/services/", format!("T0{}/B0{}/{}", n("sl1", 7).to_uppercase(), n("sl2", 7).to_uppercase(), n("sl3", 24))),
-        url_pw = plant("app/settings.py", "URL with credentials", "", format!("Url-{}", n("urlpw", 10))),
+        slack_hook = plant(
+            "app/settings.py",
+            "Slack webhook",
+            "https://hooks.slack.com/services/",
+            format!(
+                "T0{}/B0{}/{}",
+                n("sl1", 7).to_uppercase(),
+                n("sl2", 7).to_uppercase(),
+                n("sl3", 24)
+            )
+        ),
+        url_pw = plant(
+            "app/settings.py",
+            "URL with credentials",
+            "",
+            format!("Url-{}", n("urlpw", 10))
+        ),
         stripe = plant("app/settings.py", "Stripe key", "sk_live_", n("stripe", 24)),
         openai = plant("app/settings.py", "OpenAI key", "sk-proj-", n("openai", 40)),
-        anthropic = plant("app/settings.py", "Anthropic key", "sk-ant-api03-", n("anthropic", 80)),
-        jwt = plant("app/settings.py", "JWT", "eyJhbGciOiJIUzI1NiJ9.eyJ", format!("{}.{}", n("jwtp", 24), n("jwts", 32))),
+        anthropic = plant(
+            "app/settings.py",
+            "Anthropic key",
+            "sk-ant-api03-",
+            n("anthropic", 80)
+        ),
+        jwt = plant(
+            "app/settings.py",
+            "JWT",
+            "eyJhbGciOiJIUzI1NiJ9.eyJ",
+            format!("{}.{}", n("jwtp", 24), n("jwts", 32))
+        ),
         google = plant("app/settings.py", "Google API key", "AIza", n("google", 35)),
         hf = plant("app/settings.py", "Hugging Face token", "hf_", n("hf", 34)),
-        pypi = plant("app/settings.py", "PyPI token", "pypi-AgEIcHlwaS5vcmc", n("pypi", 60)),
-        azure = plant("app/settings.py", "connection string", "", format!("{}==", n("azure", 86))),
-        discord = plant("app/settings.py", "Discord webhook", "123456789012345678/", n("discord", 68)),
-        gocspx = plant("app/settings.py", "Google OAuth client secret", "GOCSPX-", n("gocspx", 28)),
+        pypi = plant(
+            "app/settings.py",
+            "PyPI token",
+            "pypi-AgEIcHlwaS5vcmc",
+            n("pypi", 60)
+        ),
+        azure = plant(
+            "app/settings.py",
+            "connection string",
+            "",
+            format!("{}==", n("azure", 86))
+        ),
+        discord = plant(
+            "app/settings.py",
+            "Discord webhook",
+            "123456789012345678/",
+            n("discord", 68)
+        ),
+        gocspx = plant(
+            "app/settings.py",
+            "Google OAuth client secret",
+            "GOCSPX-",
+            n("gocspx", 28)
+        ),
         pem = pem,
-        kwarg = plant("app/settings.py", "keyword argument", "", format!("kw-{}", n("kwarg", 16))),
-        bearer = plant("app/settings.py", "Authorization header", "", n("bearer", 32)),
-        kwarg_pw = plant("app/settings.py", "keyword argument", "", format!("hunter2-{}", n("kwpw", 8))),
+        kwarg = plant(
+            "app/settings.py",
+            "keyword argument",
+            "",
+            format!("kw-{}", n("kwarg", 16))
+        ),
+        bearer = plant(
+            "app/settings.py",
+            "Authorization header",
+            "",
+            n("bearer", 32)
+        ),
+        kwarg_pw = plant(
+            "app/settings.py",
+            "keyword argument",
+            "",
+            format!("hunter2-{}", n("kwpw", 8))
+        ),
     );
 
     let client_js = format!(
@@ -152,13 +236,43 @@ export async function loadSettings(url, password) {{
 }}
 "#,
         npm = plant("web/client.js", "npm token", "npm_", n("npm", 36)),
-        xoxb = plant("web/client.js", "Slack token", "xoxb-1234567890-0987654321-", n("xoxb", 24)),
-        js_pw = plant("web/client.js", "dict/object/struct entry", "", format!("js-{}", n("jspw", 10))),
-        js_tok = plant("web/client.js", "dict/object/struct entry", "", format!("tok-{}", n("jstok", 12))),
+        xoxb = plant(
+            "web/client.js",
+            "Slack token",
+            "xoxb-1234567890-0987654321-",
+            n("xoxb", 24)
+        ),
+        js_pw = plant(
+            "web/client.js",
+            "dict/object/struct entry",
+            "",
+            format!("js-{}", n("jspw", 10))
+        ),
+        js_tok = plant(
+            "web/client.js",
+            "dict/object/struct entry",
+            "",
+            format!("tok-{}", n("jstok", 12))
+        ),
         glpat = plant("web/client.js", "GitLab token", "glpat-", n("glpat", 20)),
-        gh_pat = plant("web/client.js", "GitHub fine-grained token", "github_pat_", format!("11{}_{}", n("ghpat1", 20), n("ghpat2", 59))),
-        cmp = plant("web/client.js", "comparison", "", format!("cmp-{}", n("cmp", 10))),
-        xapi = plant("web/client.js", "API key header", "", format!("xk-{}", n("xapi", 18))),
+        gh_pat = plant(
+            "web/client.js",
+            "GitHub fine-grained token",
+            "github_pat_",
+            format!("11{}_{}", n("ghpat1", 20), n("ghpat2", 59))
+        ),
+        cmp = plant(
+            "web/client.js",
+            "comparison",
+            "",
+            format!("cmp-{}", n("cmp", 10))
+        ),
+        xapi = plant(
+            "web/client.js",
+            "API key header",
+            "",
+            format!("xk-{}", n("xapi", 18))
+        ),
     );
 
     let yaml = format!(
@@ -226,7 +340,12 @@ export async function loadSettings(url, password) {{
 
     let properties = format!(
         "spring.datasource.url=jdbc:postgresql://db/app\nspring.datasource.password={props}\n",
-        props = plant("config/application.properties", "properties entry", "", format!("props{}9", n("props", 8))),
+        props = plant(
+            "config/application.properties",
+            "properties entry",
+            "",
+            format!("props{}9", n("props", 8))
+        ),
     );
 
     for (i, line) in pem_body.iter().enumerate() {
@@ -234,7 +353,11 @@ export async function loadSettings(url, password) {{
             file: "app/settings.py",
             secret: line.clone(),
             public: 0,
-            shape: if i == 0 { "private key (PEM)" } else { "private key (PEM) line" },
+            shape: if i == 0 {
+                "private key (PEM)"
+            } else {
+                "private key (PEM) line"
+            },
         });
     }
     let files = vec![
@@ -256,18 +379,45 @@ export async function loadSettings(url, password) {{
 
 /// Secret files: never completed in, never retrieved, whatever they hold.
 const SECRET_FILES: &[(&str, &str)] = &[
-    (".env", "DB_PASS=envfilePl4ntedQz\nGITHUB_TOKEN=envfileTokenPl4ntedQz\n"),
+    (
+        ".env",
+        "DB_PASS=envfilePl4ntedQz\nGITHUB_TOKEN=envfileTokenPl4ntedQz\n",
+    ),
     (".env.local", "LOCAL_ONLY=envlocalPl4ntedQz\n"),
     ("id_rsa", "idrsaPl4ntedBodyQz\n"),
-    (".npmrc", "//registry.npmjs.org/:_authToken=npmrcPl4ntedQz\n"),
-    (".docker/config.json", "{\"auths\": {\"x\": {\"auth\": \"dockercfgPl4ntedQz\"}}}\n"),
-    (".kube/config", "users:\n- name: admin\n  user:\n    token: kubecfgPl4ntedQz\n"),
+    (
+        ".npmrc",
+        "//registry.npmjs.org/:_authToken=npmrcPl4ntedQz\n",
+    ),
+    (
+        ".docker/config.json",
+        "{\"auths\": {\"x\": {\"auth\": \"dockercfgPl4ntedQz\"}}}\n",
+    ),
+    (
+        ".kube/config",
+        "users:\n- name: admin\n  user:\n    token: kubecfgPl4ntedQz\n",
+    ),
     (".pypirc", "[pypi]\npassword = pypircPl4ntedQz\n"),
-    (".git-credentials", "https://user:gitcredPl4ntedQz@github.com\n"),
-    (".netrc", "machine api.example.com login me password netrcPl4ntedQz\n"),
-    (".aws/credentials", "[default]\naws_secret_access_key = awscredPl4ntedQz\n"),
-    (".config/gcloud/application_default_credentials.json", "{\"refresh_token\": \"gcloudPl4ntedQz\"}\n"),
-    ("infra/terraform.tfvars", "db_password = \"tfvarsPl4ntedQz\"\n"),
+    (
+        ".git-credentials",
+        "https://user:gitcredPl4ntedQz@github.com\n",
+    ),
+    (
+        ".netrc",
+        "machine api.example.com login me password netrcPl4ntedQz\n",
+    ),
+    (
+        ".aws/credentials",
+        "[default]\naws_secret_access_key = awscredPl4ntedQz\n",
+    ),
+    (
+        ".config/gcloud/application_default_credentials.json",
+        "{\"refresh_token\": \"gcloudPl4ntedQz\"}\n",
+    ),
+    (
+        "infra/terraform.tfvars",
+        "db_password = \"tfvarsPl4ntedQz\"\n",
+    ),
     ("config/secrets.yaml", "stripe: secretsyamlPl4ntedQz\n"),
     ("certs/server.key", "serverkeyPl4ntedQz\n"),
 ];
@@ -335,8 +485,15 @@ fn no_planted_secret_reaches_the_backend_wherever_the_cursor_is() {
         .map(|p| p.shape.trim_end_matches(" line"))
         .collect();
     // A key block's lines are checked one by one but count as one credential.
-    let credentials = plants.iter().filter(|p| !p.shape.ends_with(" line")).count();
-    assert!(credentials >= 40 && shapes.len() >= 15, "{credentials} credentials, {} shapes", shapes.len());
+    let credentials = plants
+        .iter()
+        .filter(|p| !p.shape.ends_with(" line"))
+        .count();
+    assert!(
+        credentials >= 40 && shapes.len() >= 15,
+        "{credentials} credentials, {} shapes",
+        shapes.len()
+    );
     for (path, _, text) in &files {
         dir.write(path, text);
     }
@@ -347,12 +504,18 @@ fn no_planted_secret_reaches_the_backend_wherever_the_cursor_is() {
     #[cfg(unix)]
     std::os::unix::fs::symlink(dir.0.join(".env"), dir.0.join("app_settings.txt")).unwrap();
     // What is not secret: every file with its secrets taken out.
-    let mut public_text: String = files.iter().map(|(_, _, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+    let mut public_text: String = files
+        .iter()
+        .map(|(_, _, t)| t.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     for plant in &plants {
         public_text = public_text.replace(&plant.secret, "");
     }
     // And what the template adds: markers, the folder's name, paths.
-    public_text.push_str("<redacted><|repo_name|><|file_sep|><|fim_prefix|><|fim_suffix|><|fim_middle|>\n");
+    public_text.push_str(
+        "<redacted><|repo_name|><|file_sep|><|fim_prefix|><|fim_suffix|><|fim_middle|>\n",
+    );
     public_text.push_str(&dir.0.display().to_string());
     for (path, _, _) in &files {
         public_text.push_str(&format!("\n{path}"));
@@ -389,10 +552,19 @@ fn no_planted_secret_reaches_the_backend_wherever_the_cursor_is() {
         client.open(uri, "plaintext", text);
     }
     // Then an ordinary file: once the count settles with it, the secret files would be in.
-    client.open(&dir.uri("app/marker.py"), "python", "def marker():\n    return 1\n");
+    client.open(
+        &dir.uri("app/marker.py"),
+        "python",
+        "def marker():\n    return 1\n",
+    );
     client.wait_index(|s| s["files"].as_u64() > Some(indexed));
     let now = settled(&mut client);
-    assert_eq!(now, indexed + 1, "a secret file was indexed: {}", client.index_status());
+    assert_eq!(
+        now,
+        indexed + 1,
+        "a secret file was indexed: {}",
+        client.index_status()
+    );
 
     let mut asked = 0;
     let mut inside_asked = 0;
@@ -401,7 +573,11 @@ fn no_planted_secret_reaches_the_backend_wherever_the_cursor_is() {
         let uri = dir.uri(plant.file);
         let start = text.find(&plant.secret).unwrap();
         let end = start + plant.secret.len();
-        let inside = [start + plant.secret.len() / 2, start + plant.public + 2, end - 1];
+        let inside = [
+            start + plant.secret.len() / 2,
+            start + plant.public + 2,
+            end - 1,
+        ];
         for offset in [start, end] {
             let response = complete(&mut client, &uri, position(text, offset));
             assert!(response.get("error").is_none(), "{response}");
@@ -431,20 +607,41 @@ fn no_planted_secret_reaches_the_backend_wherever_the_cursor_is() {
         assert!(items(&response).is_empty(), "{uri}: {response}");
         asked += 1;
     }
-    assert_eq!(server.prompts().len(), before, "a prompt was built in a secret file");
+    assert_eq!(
+        server.prompts().len(),
+        before,
+        "a prompt was built in a secret file"
+    );
 
     let prompts = server.prompts();
-    assert!(prompts.len() >= files.len(), "only {} prompts", prompts.len());
+    assert!(
+        prompts.len() >= files.len(),
+        "only {} prompts",
+        prompts.len()
+    );
     // Retrieval did run: other files' text is in the prompts.
-    let with_snippets = prompts.iter().filter(|p| p.matches("<|file_sep|>").count() >= 2).count();
+    let with_snippets = prompts
+        .iter()
+        .filter(|p| p.matches("<|file_sep|>").count() >= 2)
+        .count();
     assert!(with_snippets > 0, "no prompt had other files' context");
     let mut leaks = Vec::new();
     let mut leaked_total = 0;
     for plant in &plants {
-        let worst = prompts.iter().map(|p| leaked_chars(p, plant, &public_text)).max().unwrap_or(0);
+        let worst = prompts
+            .iter()
+            .map(|p| leaked_chars(p, plant, &public_text))
+            .max()
+            .unwrap_or(0);
         if worst > 0 {
-            let example = prompts.iter().max_by_key(|p| leaked_chars(p, plant, &public_text)).unwrap();
-            leaks.push(format!("{} ({}, {worst} chars):\n{example}\n", plant.secret, plant.shape));
+            let example = prompts
+                .iter()
+                .max_by_key(|p| leaked_chars(p, plant, &public_text))
+                .unwrap();
+            leaks.push(format!(
+                "{} ({}, {worst} chars):\n{example}\n",
+                plant.secret, plant.shape
+            ));
         }
         leaked_total += worst;
     }
@@ -454,14 +651,25 @@ fn no_planted_secret_reaches_the_backend_wherever_the_cursor_is() {
         .flat_map(|(path, text)| {
             text.split(|c: char| !c.is_ascii_alphanumeric())
                 .filter(|word| word.contains("Pl4ntedQz"))
-                .map(|word| Planted { file: path, secret: word.to_string(), public: 0, shape: "secret file" })
+                .map(|word| Planted {
+                    file: path,
+                    secret: word.to_string(),
+                    public: 0,
+                    shape: "secret file",
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
     assert!(file_values.len() >= SECRET_FILES.len());
     for plant in &file_values {
         for prompt in &prompts {
-            assert_eq!(leaked_chars(prompt, plant, &public_text), 0, "{} ({}) reached the backend:\n{prompt}", plant.secret, plant.file);
+            assert_eq!(
+                leaked_chars(prompt, plant, &public_text),
+                0,
+                "{} ({}) reached the backend:\n{prompt}",
+                plant.secret,
+                plant.file
+            );
         }
     }
     client.shutdown();
@@ -480,12 +688,19 @@ fn no_planted_secret_reaches_the_backend_wherever_the_cursor_is() {
         prompts.len(),
         log.len()
     );
-    assert!(leaks.is_empty(), "secrets reached the backend:\n{}", leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "secrets reached the backend:\n{}",
+        leaks.join("\n")
+    );
     if !in_log.is_empty() {
         std::fs::copy(&log_path, "/tmp/ghostline-secrets-lsp.log").ok();
     }
     assert!(in_log.is_empty(), "secrets in the server's log: {in_log:?}");
-    assert!(!log.contains("Pl4ntedQz"), "a secret file's text is in the log");
+    assert!(
+        !log.contains("Pl4ntedQz"),
+        "a secret file's text is in the log"
+    );
 }
 
 /// A key block cut by the window's first line, wherever that falls: a small budget and the
@@ -501,7 +716,9 @@ fn a_key_cut_by_the_window_edge_stays_redacted() {
     }
     text.push_str("-----END PRIVATE KEY-----\"\"\"\n    return hmac(key, data)\n\n");
     for i in 0..60 {
-        text.push_str(&format!("def helper_{i}(value):\n    return value * {i}\n\n"));
+        text.push_str(&format!(
+            "def helper_{i}(value):\n    return value * {i}\n\n"
+        ));
     }
     let path = "app/sign.py";
     dir.write(path, &text);
@@ -523,7 +740,12 @@ fn a_key_cut_by_the_window_edge_stays_redacted() {
     assert!(prompts.len() > 20, "{} prompts", prompts.len());
     let plants: Vec<Planted> = body
         .iter()
-        .map(|secret| Planted { file: path, secret: secret.clone(), public: 0, shape: "PEM line" })
+        .map(|secret| Planted {
+            file: path,
+            secret: secret.clone(),
+            public: 0,
+            shape: "PEM line",
+        })
         .collect();
     let mut public_text = text.clone();
     for plant in &plants {
@@ -531,14 +753,23 @@ fn a_key_cut_by_the_window_edge_stays_redacted() {
     }
     for prompt in &prompts {
         for plant in &plants {
-            assert_eq!(leaked_chars(prompt, plant, &public_text), 0, "key line leaked:\n{prompt}");
+            assert_eq!(
+                leaked_chars(prompt, plant, &public_text),
+                0,
+                "key line leaked:\n{prompt}"
+            );
         }
     }
     // The window did cut the key: some prompt starts inside it, shown as `<redacted>`.
     assert!(
-        prompts.iter().any(|p| p.starts_with("<|fim_prefix|><redacted>")),
+        prompts
+            .iter()
+            .any(|p| p.starts_with("<|fim_prefix|><redacted>")),
         "no window started inside the key: {:?}",
-        prompts.iter().map(|p| p.chars().take(40).collect::<String>()).collect::<Vec<_>>()
+        prompts
+            .iter()
+            .map(|p| p.chars().take(40).collect::<String>())
+            .collect::<Vec<_>>()
     );
     client.shutdown();
     let _ = Path::new(path);

@@ -150,3 +150,10 @@ def fetch(p: Package) -> Path:
     if not (root / p.source).is_dir():
         raise PackageError(f"{p.key}: no {p.root}/{p.source} in {archive}")
     return root
+
+
+if __name__ == "__main__":
+    # `python tests/eval/packages.py`: fetch (or check) every pinned package, e.g. before tests
+    # that read them (lsp-server/tests/redaction_false_positives.rs).
+    for package in load():
+        print(f"[packages] {package.key}: {fetch(package)}")

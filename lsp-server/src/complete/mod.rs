@@ -503,12 +503,20 @@ fn build_prompt(
     // not the line and the whole suffix again. Without healing the model, seeing a prompt end
     // in `retu`, starts a new word (` = …`) instead of finishing `return` (typing benchmark:
     // 4% of pauses exact, against 19% with the line in the prefix), so other backends get the
-    // line at the end of the prefix, and no stable part.
+    // line at the end of the prefix, and no stable part. So does a cursor with text after it on
+    // its line (more than closing brackets): the model, writing the line from its start, wrote
+    // its own end of the line (`sum(n` → `umbers)  # sum of all of them` before
+    // `)  # all of them`) where, asked for just the middle, it wrote `umbers`.
+    let rest_is_closers = built
+        .cursor
+        .rest_of_line
+        .chars()
+        .all(|c| c.is_whitespace() || ")]}>;,:'\"`".contains(c));
     let (head, line) = built
         .cursor
         .prefix
         .split_at(built.cursor.prefix.rfind('\n').map_or(0, |at| at + 1));
-    let healed = model.token_healing.then(|| {
+    let healed = (model.token_healing && rest_is_closers).then(|| {
         template::render(
             &format,
             &Parts {

@@ -116,7 +116,8 @@ impl Excludes {
     }
 
     fn matches(set: &GlobSet, path: &Path, relative: Option<&Path>) -> bool {
-        path.file_name().is_some_and(|name| set.is_match(Path::new(name)))
+        path.file_name()
+            .is_some_and(|name| set.is_match(Path::new(name)))
             || set.is_match(path)
             || relative.is_some_and(|relative| set.is_match(relative))
     }
@@ -216,7 +217,13 @@ mod tests {
             Path::new("/w/generated/a.rs"),
             Some(Path::new("generated/a.rs"))
         ));
-        for path in ["src/env.rs", "src/keys.rs", "app/config.json", "kube/config.rs", "src/secret_sharing.py"] {
+        for path in [
+            "src/env.rs",
+            "src/keys.rs",
+            "app/config.json",
+            "kube/config.rs",
+            "src/secret_sharing.py",
+        ] {
             assert!(!excludes.is_excluded(Path::new(path), None), "{path}");
         }
     }
@@ -240,7 +247,10 @@ mod tests {
             std::os::unix::fs::symlink(dir.join(".env"), dir.join("app_settings.txt")).unwrap();
             std::os::unix::fs::symlink(&dir, dir.join("sub/up")).unwrap();
             let excludes = Excludes::default();
-            assert!(excludes.is_excluded(&dir.join("app_settings.txt"), Some(Path::new("app_settings.txt"))));
+            assert!(excludes.is_excluded(
+                &dir.join("app_settings.txt"),
+                Some(Path::new("app_settings.txt"))
+            ));
             assert!(excludes.is_excluded(&dir.join("sub/up/app_settings.txt"), None));
             assert!(!excludes.is_excluded(&dir.join("sub/up/plain.txt"), None));
         }

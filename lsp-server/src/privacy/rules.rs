@@ -55,7 +55,8 @@ pub struct RuleRow {
 
 /// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
 /// are case-insensitive). The check then decides on whole words.
-const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|secret|token|key|cred|auth|pat(?-u:\b))[A-Za-z0-9_.-]*)";
+const NAME: &str =
+    r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|secret|token|key|cred|auth|pat(?-u:\b))[A-Za-z0-9_.-]*)";
 
 macro_rules! row {
     ($name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
@@ -406,34 +407,170 @@ pub enum NameSays {
 
 /// Single words that say secret whatever precedes them.
 const SECRET_WORDS: &[&str] = &[
-    "password", "passwd", "passwort", "pwd", "passphrase", "secret", "secrets", "credential",
-    "credentials", "creds", "apikey", "accesskey", "secretkey", "privatekey", "authkey",
-    "authtoken", "accesstoken", "refreshtoken", "clientsecret", "apitoken", "apisecret",
+    "password",
+    "passwd",
+    "passwort",
+    "pwd",
+    "passphrase",
+    "secret",
+    "secrets",
+    "credential",
+    "credentials",
+    "creds",
+    "apikey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "authkey",
+    "authtoken",
+    "accesstoken",
+    "refreshtoken",
+    "clientsecret",
+    "apitoken",
+    "apisecret",
 ];
 /// Words that only say secret after another word (`DB_PASS`).
 const SECRET_AFTER_A_WORD: &[&str] = &["pass"];
 /// `…_PAT` is a personal access token after a forge's name, a pattern anywhere else.
-const PAT_OWNERS: &[&str] = &["github", "gh", "gitlab", "gl", "personal", "access", "azure", "ado", "devops", "bitbucket", "hf"];
+const PAT_OWNERS: &[&str] = &[
+    "github",
+    "gh",
+    "gitlab",
+    "gl",
+    "personal",
+    "access",
+    "azure",
+    "ado",
+    "devops",
+    "bitbucket",
+    "hf",
+];
 /// `…_TOKEN` names that are tokens of text, not credentials.
 const TEXT_TOKENS: &[&str] = &[
-    "pad", "bos", "eos", "unk", "sep", "cls", "mask", "start", "end", "stop", "next", "prev",
-    "previous", "current", "cur", "last", "first", "eof", "special", "new", "old", "split",
-    "type", "kind", "sentence", "word", "sub", "doc", "text", "close", "open", "left", "right",
-    "begin", "null", "empty", "dummy", "image", "audio", "video", "max", "min", "num", "n",
-    "total", "count", "image", "bad", "unexpected", "invalid", "expected", "this", "the",
-    "literal", "char", "string", "number", "ident", "keyword", "punct", "comment", "whitespace",
-    "newline", "indent", "dedent", "op", "operator", "lexer", "parse", "peek", "raw",
+    "pad",
+    "bos",
+    "eos",
+    "unk",
+    "sep",
+    "cls",
+    "mask",
+    "start",
+    "end",
+    "stop",
+    "next",
+    "prev",
+    "previous",
+    "current",
+    "cur",
+    "last",
+    "first",
+    "eof",
+    "special",
+    "new",
+    "old",
+    "split",
+    "type",
+    "kind",
+    "sentence",
+    "word",
+    "sub",
+    "doc",
+    "text",
+    "close",
+    "open",
+    "left",
+    "right",
+    "begin",
+    "null",
+    "empty",
+    "dummy",
+    "image",
+    "audio",
+    "video",
+    "max",
+    "min",
+    "num",
+    "n",
+    "total",
+    "count",
+    "image",
+    "bad",
+    "unexpected",
+    "invalid",
+    "expected",
+    "this",
+    "the",
+    "literal",
+    "char",
+    "string",
+    "number",
+    "ident",
+    "keyword",
+    "punct",
+    "comment",
+    "whitespace",
+    "newline",
+    "indent",
+    "dedent",
+    "op",
+    "operator",
+    "lexer",
+    "parse",
+    "peek",
+    "raw",
 ];
 /// First words that make `…_KEY` a credential.
 const KEY_OWNERS: &[&str] = &[
-    "api", "access", "secret", "private", "auth", "signing", "sign", "encryption", "encrypt",
-    "master", "session", "client", "license", "account", "storage", "service", "subscription",
-    "consumer", "webhook", "hmac", "jwt", "crypto", "aes", "rsa", "ssh", "gpg", "pgp", "deploy",
-    "admin", "shared", "stripe", "twilio", "sendgrid", "mailgun", "openai", "anthropic",
-    "google", "maps", "firebase", "app", "cipher", "decryption", "decrypt", "root", "x",
+    "api",
+    "access",
+    "secret",
+    "private",
+    "auth",
+    "signing",
+    "sign",
+    "encryption",
+    "encrypt",
+    "master",
+    "session",
+    "client",
+    "license",
+    "account",
+    "storage",
+    "service",
+    "subscription",
+    "consumer",
+    "webhook",
+    "hmac",
+    "jwt",
+    "crypto",
+    "aes",
+    "rsa",
+    "ssh",
+    "gpg",
+    "pgp",
+    "deploy",
+    "admin",
+    "shared",
+    "stripe",
+    "twilio",
+    "sendgrid",
+    "mailgun",
+    "openai",
+    "anthropic",
+    "google",
+    "maps",
+    "firebase",
+    "app",
+    "cipher",
+    "decryption",
+    "decrypt",
+    "root",
+    "x",
 ];
 /// Trailing words that do not change what the name holds (`SECRET_KEY_BASE`, `password_b64`).
-const NEUTRAL_TAIL: &[&str] = &["base", "value", "b64", "base64", "hex", "raw", "str", "plain"];
+const NEUTRAL_TAIL: &[&str] = &[
+    "base", "value", "b64", "base64", "hex", "raw", "str", "plain",
+];
 
 pub fn name_says(name: &str) -> NameSays {
     let mut words = name_words(name);
@@ -459,7 +596,11 @@ pub fn name_says(name: &str) -> NameSays {
         return NameSays::Secret;
     }
     if SECRET_AFTER_A_WORD.contains(&last) {
-        return if before.is_some() { NameSays::Secret } else { NameSays::No };
+        return if before.is_some() {
+            NameSays::Secret
+        } else {
+            NameSays::No
+        };
     }
     match last {
         "pat" => match before {
@@ -473,7 +614,10 @@ pub fn name_says(name: &str) -> NameSays {
         },
         "key" => match before {
             Some(word) if KEY_OWNERS.contains(&word) => NameSays::Secret,
-            Some("public" | "primary" | "foreign" | "sort" | "cache" | "partition" | "dict" | "map" | "hash" | "lookup" | "group" | "index") => NameSays::No,
+            Some(
+                "public" | "primary" | "foreign" | "sort" | "cache" | "partition" | "dict" | "map"
+                | "hash" | "lookup" | "group" | "index",
+            ) => NameSays::No,
             _ => NameSays::Maybe,
         },
         "auth" | "salt" | "signature" | "cookie" => NameSays::Maybe,
@@ -510,8 +654,22 @@ pub fn is_reference_or_flag(value: &str) -> bool {
     }
     matches!(
         v.to_ascii_lowercase().as_str(),
-        "true" | "false" | "yes" | "no" | "on" | "off" | "none" | "null" | "nil" | "undefined"
-            | "required" | "optional" | "enabled" | "disabled" | "default" | "auto"
+        "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "none"
+            | "null"
+            | "nil"
+            | "undefined"
+            | "required"
+            | "optional"
+            | "enabled"
+            | "disabled"
+            | "default"
+            | "auto"
             | "<redacted>"
     )
 }
@@ -521,7 +679,8 @@ pub fn is_reference_or_flag(value: &str) -> bool {
 fn is_key_name(value: &str) -> bool {
     let v = value.trim();
     // `X-Api-Key`, `Access-Token`, `api key`: a header or field name.
-    if v.chars().all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | '.' | ' '))
+    if v.chars()
+        .all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | '.' | ' '))
         && name_says(v) != NameSays::No
     {
         return true;
@@ -613,10 +772,15 @@ fn unquoted_is_secret(value: &str) -> bool {
     }
     let dotted_path = v.split('.').count() > 1
         && v.split('.').all(|part| {
-            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         });
-    if dotted_path || v.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '_') {
+    if dotted_path
+        || v.chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+    {
         return false;
     }
     let letters = v.chars().any(|c| c.is_ascii_alphabetic());
@@ -633,7 +797,9 @@ fn looks_like_code(value: &str) -> bool {
         || value.contains('[')
         || (value.contains('.')
             && value.split('.').all(|part| {
-                part.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                part.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                     && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             }))
 }
@@ -652,7 +818,12 @@ pub fn value_is_secret(says: NameSays, written: Written, value: &str) -> bool {
 }
 
 /// `value_is_secret`, where `passphrase` says the name ends in `passphrase` (prose counts).
-pub fn value_is_secret_for(says: NameSays, written: Written, value: &str, passphrase: bool) -> bool {
+pub fn value_is_secret_for(
+    says: NameSays,
+    written: Written,
+    value: &str,
+    passphrase: bool,
+) -> bool {
     let v = value.trim();
     if passphrase && says == NameSays::Secret && written == Written::Quoted {
         return !is_reference_or_flag(v) && !is_key_name(v);
@@ -718,25 +889,60 @@ mod tests {
         assert_eq!(name_words("APIKey"), ["api", "key"]);
         assert_eq!(name_words("X-Auth-Token"), ["x", "auth", "token"]);
         assert_eq!(name_words("$db_password"), ["db", "password"]);
-        assert_eq!(name_words("aws.secretAccessKey"), ["aws", "secret", "access", "key"]);
+        assert_eq!(
+            name_words("aws.secretAccessKey"),
+            ["aws", "secret", "access", "key"]
+        );
     }
 
     #[test]
     fn what_names_say() {
         for name in [
-            "password", "DB_PASS", "db_password", "client_secret", "API_KEY", "apiKey",
-            "GITHUB_TOKEN", "auth_token", "aws_secret_access_key", "SECRET_KEY_BASE",
-            "smtpPassword", "GITLAB_PAT", "password2", "X-API-Key", "passwd", "credentials",
+            "password",
+            "DB_PASS",
+            "db_password",
+            "client_secret",
+            "API_KEY",
+            "apiKey",
+            "GITHUB_TOKEN",
+            "auth_token",
+            "aws_secret_access_key",
+            "SECRET_KEY_BASE",
+            "smtpPassword",
+            "GITLAB_PAT",
+            "password2",
+            "X-API-Key",
+            "passwd",
+            "credentials",
         ] {
             assert_eq!(name_says(name), NameSays::Secret, "{name}");
         }
-        for name in ["token", "CACHE_KEY_SALT", "key", "auth", "WEBHOOK_KEY_ID_SALT"] {
+        for name in [
+            "token",
+            "CACHE_KEY_SALT",
+            "key",
+            "auth",
+            "WEBHOOK_KEY_ID_SALT",
+        ] {
             assert_eq!(name_says(name), NameSays::Maybe, "{name}");
         }
         for name in [
-            "password_prompt", "token_type", "tokenizer", "PAD_TOKEN", "next_token", "keyboard",
-            "bypass", "author", "passport", "secret_name", "PRIMARY_KEY", "api_key_env", "pass",
-            "sort_key", "compass", "monkey",
+            "password_prompt",
+            "token_type",
+            "tokenizer",
+            "PAD_TOKEN",
+            "next_token",
+            "keyboard",
+            "bypass",
+            "author",
+            "passport",
+            "secret_name",
+            "PRIMARY_KEY",
+            "api_key_env",
+            "pass",
+            "sort_key",
+            "compass",
+            "monkey",
         ] {
             assert_eq!(name_says(name), NameSays::No, "{name}");
         }
@@ -759,8 +965,16 @@ mod tests {
         assert!(!value_is_secret(Secret, Unquoted, "None"));
         assert!(value_is_secret(Secret, Literal, "correcthorse"));
         assert!(!value_is_secret(Maybe, Quoted, "users"));
-        assert!(value_is_secret(Maybe, Quoted, "8f14e45fceea167a5a36dedd4bea2543"));
-        assert!(value_is_secret(Maybe, Quoted, "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5"));
+        assert!(value_is_secret(
+            Maybe,
+            Quoted,
+            "8f14e45fceea167a5a36dedd4bea2543"
+        ));
+        assert!(value_is_secret(
+            Maybe,
+            Quoted,
+            "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5"
+        ));
         assert!(!value_is_secret(Maybe, Quoted, "user_profile_v2_cache"));
         assert!(!value_is_secret(No, Quoted, "hunter2"));
     }

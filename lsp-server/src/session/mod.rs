@@ -154,7 +154,9 @@ impl Session {
         let Some(path) = uri_to_path(uri) else {
             // No local path (`untitled:`, a remote file): its name still counts.
             let name = uri.0.as_str().rsplit(['/', ':']).next().unwrap_or("");
-            return self.excludes().is_excluded_name(&crate::privacy::excludes::percent_decoded(name));
+            return self
+                .excludes()
+                .is_excluded_name(&crate::privacy::excludes::percent_decoded(name));
         };
         let relative = self.index.relative(&path);
         self.excludes()
