@@ -39,10 +39,14 @@ fn default_model_fills_the_body_instead_of_closing_the_block_again() {
 }
 
 /// A Python file long enough that the default budget (2,048 tokens) could take far more than a
-/// slow backend answers in time.
+/// slow backend answers in time, with the first body line of `handler_300` (line 1201) emptied
+/// but for its indentation: where the user is about to type.
 fn long_python() -> String {
     (0..600)
-        .map(|i| format!("def handler_{i}(request):\n    value = request.get('field_{i}', {i})\n    return value * 2\n\n"))
+        .map(|i| match i {
+            300 => format!("def handler_{i}(request):\n    \n    return value * 2\n\n"),
+            _ => format!("def handler_{i}(request):\n    value = request.get('field_{i}', {i})\n    return value * 2\n\n"),
+        })
         .collect()
 }
 
