@@ -50,22 +50,30 @@ fn long_python() -> String {
         .collect()
 }
 
+const HANDLERS: &str = "file:///handlers.py";
+/// The emptied first body line of `handler_300` (see `long_python`).
+const HANDLER_300_BODY: u32 = 1201;
+
+/// A recording backend that reports a slow CPU's speed (100 prompt tokens a second: a cold
+/// 2,048-token prompt would take 20 s), and the LSP with `long_python` open at `HANDLERS`.
+fn slow_backend_with_long_python_open() -> (RecordingServer, LspClient) {
+    let server = RecordingServer::start_with_speed("qwen2.5-coder", 100.0, 40.0);
+    let (mut client, _) = LspClient::start(
+        json!({}),
+        json!({"backendUrl": server.url(), "contextMode": "currentFile", "timeoutMs": 10000}),
+    );
+    client.open(HANDLERS, "python", &long_python());
+    (server, client)
+}
+
 fn bodies_now(server: &RecordingServer) -> Vec<Value> {
     server.bodies.lock().unwrap().clone()
 }
 
 #[test]
 fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
-    // 100 prompt tokens a second: a cold 2,048-token prompt would take 20 s.
-    let server = RecordingServer::start_with_speed("qwen2.5-coder", 100.0, 40.0);
-    let (mut client, _) = LspClient::start(
-        json!({}),
-        json!({"backendUrl": server.url(), "contextMode": "currentFile", "timeoutMs": 10000}),
-    );
-    let uri = "file:///handlers.py";
-    // The cursor after the indentation of `def handler_300(request):`'s first body line.
-    let line = 1201u32;
-    client.open(uri, "python", &long_python());
+    let (server, mut client) = slow_backend_with_long_python_open();
+    let (uri, line) = (HANDLERS, HANDLER_300_BODY);
     let response = client.request(
         "textDocument/inlineCompletion",
         LspClient::inline_completion_params(uri, line, 4),
@@ -144,14 +152,8 @@ fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
 
 #[test]
 fn placing_the_cursor_prefills_the_prompt_a_keystroke_there_sends() {
-    let server = RecordingServer::start_with_speed("qwen2.5-coder", 100.0, 40.0);
-    let (mut client, _) = LspClient::start(
-        json!({}),
-        json!({"backendUrl": server.url(), "contextMode": "currentFile", "timeoutMs": 10000}),
-    );
-    let uri = "file:///handlers.py";
-    let line = 1201u32;
-    client.open(uri, "python", &long_python());
+    let (server, mut client) = slow_backend_with_long_python_open();
+    let (uri, line) = (HANDLERS, HANDLER_300_BODY);
     // VS Code asks for code actions wherever the cursor comes to rest on code; Ghostline has
     // none to offer, and takes the request as the sign of where typing will happen.
     let cursor = json!({"line": line, "character": 4});
