@@ -409,6 +409,7 @@ impl Prompt {
             line_tokens: self.line_tokens,
             suffix_tokens: self.suffix_tokens,
             suffix_capped: self.suffix_capped,
+            line_last: self.stable.is_some(),
         }
     }
 }

@@ -67,6 +67,8 @@ struct Region {
     line_tokens: usize,
     suffix_tokens: usize,
     suffix_capped: bool,
+    /// Whether the prompt put the typed line last (see `Sent::line_last`).
+    line_last: bool,
     /// Of `stable_tokens`, held by the backend once the request that carries it is answered
     /// (or, when it was cancelled, as far as it got).
     held_tokens: f64,
@@ -90,12 +92,16 @@ pub struct Sent {
     pub tier: usize,
     pub cursor_line: usize,
     pub window_start: usize,
-    /// Tokens (cl100k) of the prompt before the cursor's line.
+    /// Tokens (cl100k) of the prompt's stable part: all of it but the typed line, which comes
+    /// last; 0 where the line stays in the prefix.
     pub stable_tokens: usize,
     /// Tokens of the cursor's line before the cursor, and of the suffix (see `Region`).
     pub line_tokens: usize,
     pub suffix_tokens: usize,
     pub suffix_capped: bool,
+    /// The typed line came last (after the middle marker); else it was at the end of the
+    /// prefix, and a keystroke recomputes the line and the suffix after it.
+    pub line_last: bool,
 }
 
 pub struct Pacing {
@@ -251,6 +257,7 @@ impl Pacing {
                 line_tokens: sent.line_tokens,
                 suffix_tokens: sent.suffix_tokens,
                 suffix_capped: sent.suffix_capped,
+                line_last: sent.line_last,
                 held_tokens: held,
                 in_flight: Some((Instant::now(), held)),
             },
@@ -369,8 +376,8 @@ impl State {
                 .min(region.stable_tokens as f64),
             None => region.held_tokens,
         };
-        let changing =
-            self.changing_tokens(uri, cursor_line, tier, region.cursor_line == cursor_line);
+        let same_line = region.line_last && region.cursor_line == cursor_line;
+        let changing = self.changing_tokens(uri, cursor_line, tier, same_line);
         (changing + (region.stable_tokens as f64 - held).max(0.0)).min(whole)
     }
 }
@@ -427,6 +434,7 @@ mod tests {
             line_tokens: 10,
             suffix_tokens: 32,
             suffix_capped: true,
+            line_last: true,
         });
         cpu.ended("a", 192, true, Some(&usage(260, 0, 650.0, 10, 250.0)));
         // Warm at 192 now; 384 not yet.
@@ -441,6 +449,7 @@ mod tests {
             line_tokens: 10,
             suffix_tokens: 128,
             suffix_capped: true,
+            line_last: true,
         });
         // While the warm-up runs, 384 does not fit yet.
         assert_eq!(cpu.choose("a", 100, 2048, false, 800), 192);
@@ -468,6 +477,7 @@ mod tests {
             line_tokens: 10,
             suffix_tokens: 256,
             suffix_capped: true,
+            line_last: true,
         });
         cpu.ended("a", 1024, true, None);
         assert_eq!(cpu.choose("a", 100, 1024, false, 800), 1024);
@@ -488,10 +498,31 @@ mod tests {
             line_tokens: 10,
             suffix_tokens: 5,
             suffix_capped: false,
+            line_last: true,
         });
         std::thread::sleep(std::time::Duration::from_millis(5));
         cpu.ended("a", 1024, false, None);
         // At a million tokens a second, 5 ms was enough for all of it.
         assert_eq!(cpu.warm_up_tier("a", 10, 768, 1024, false, 800), None);
+    }
+
+    #[test]
+    fn with_the_line_in_the_prefix_a_keystroke_recomputes_the_suffix() {
+        let cpu = Pacing::default();
+        cpu.reported(Some(150.0), Some(40.0));
+        cpu.sent(Sent {
+            uri: "a".into(),
+            tier: 768,
+            cursor_line: 100,
+            window_start: 64,
+            stable_tokens: 0,
+            line_tokens: 10,
+            suffix_tokens: 192,
+            suffix_capped: true,
+            line_last: false,
+        });
+        cpu.ended("a", 768, true, None);
+        // 10 + 192 + 6 tokens at 150/s: 1.4 s, on the same line too.
+        assert_eq!(cpu.choose("a", 100, 768, false, 800), 192);
     }
 }
