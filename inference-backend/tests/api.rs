@@ -866,17 +866,7 @@ async fn a_cancelled_request_leaves_the_batch_without_disturbing_the_others() {
         let url = server.url("/v1/completions");
         handles.push((
             i,
-            tokio::spawn(async move {
-                reqwest::Client::new()
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<Value>()
-                    .await
-                    .unwrap()
-            }),
+            tokio::spawn(async move { common::post_json(url, &body).await }),
         ));
     }
     // A long stream that joins the batch beside them and whose client goes away after two
@@ -896,17 +886,7 @@ async fn a_cancelled_request_leaves_the_batch_without_disturbing_the_others() {
     let first = requests[0].clone();
     handles.push((
         0,
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(url)
-                .json(&first)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }),
+        tokio::spawn(async move { common::post_json(url, &first).await }),
     ));
     for (i, handle) in handles {
         let answer = handle.await.unwrap();
@@ -946,17 +926,9 @@ async fn batching_off_and_optimum_models_interleave_with_the_same_answers() {
         let mut handles = Vec::new();
         for body in &requests {
             let (url, body) = (server.url("/v1/completions"), body.clone());
-            handles.push(tokio::spawn(async move {
-                reqwest::Client::new()
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<Value>()
-                    .await
-                    .unwrap()
-            }));
+            handles.push(tokio::spawn(
+                async move { common::post_json(url, &body).await },
+            ));
         }
         for (i, handle) in handles.into_iter().enumerate() {
             let answer = handle.await.unwrap();

@@ -59,15 +59,7 @@ async fn default_model_drafts_from_the_surrounding_code() {
     let prefix = "enum Color { Red, Green, Blue, Yellow, Cyan }\n\nfn color_name(c: Color) -> &'static str {\n    match c {\n        Color::Red => \"red\",\n        Color::Green => \"green\",\n";
     let body =
         json!({"prompt": prefix, "suffix": "    }\n}\n", "max_tokens": 48, "temperature": 0});
-    let answer: Value = reqwest::Client::new()
-        .post(server.url("/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = common::post_json(server.url("/v1/completions"), &body).await;
     let text = answer["choices"][0]["text"].as_str().unwrap();
     assert!(
         text.contains("Color::Blue => \"blue\",") && text.contains("Color::Cyan => \"cyan\","),
@@ -110,15 +102,7 @@ async fn default_model_answers_a_long_prompt_from_its_prefill_graph() {
     }
     prefix.push_str("/// `a + b`, for integers.\nfn add(a: i64, b: i64) -> i64 {\n    ");
     let body = json!({"prompt": prefix, "suffix": "\n}\n", "max_tokens": 24, "temperature": 0});
-    let answer: Value = reqwest::Client::new()
-        .post(server.url("/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = common::post_json(server.url("/v1/completions"), &body).await;
     let text = answer["choices"][0]["text"].as_str().unwrap();
     assert!(text.contains("a + b"), "{text:?}");
     let prompt_tokens = answer["usage"]["prompt_tokens"].as_f64().unwrap();
@@ -148,17 +132,7 @@ async fn token_healing_lets_a_prompt_end_inside_a_word() {
     let ask = |heal: bool| {
         let body = json!({"prompt": prompt, "max_tokens": 16, "temperature": 0, "stop": ["\n"], "token_healing": heal});
         let url = server.url("/v1/completions");
-        async move {
-            reqwest::Client::new()
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
+        async move { common::post_json(url, &body).await }
     };
     let healed = ask(true).await;
     let text = healed["choices"][0]["text"].as_str().unwrap();
@@ -169,28 +143,13 @@ async fn token_healing_lets_a_prompt_end_inside_a_word() {
         healed["usage"]["prompt_tokens"].as_u64() < plain["usage"]["prompt_tokens"].as_u64(),
         "{healed} {plain}"
     );
-    let models: Value = reqwest::Client::new()
-        .get(server.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = common::get_json(server.url("/v1/models")).await;
     assert_eq!(models["data"][0]["token_healing"], true);
 
     // A prompt that ends in a space: ` "__main__"` is one token after `==`, a lone ` ` is not.
     let body = json!({"prompt": "<|fim_prefix|>import sys\n\n\ndef main():\n    print(sys.argv)\n\n\n<|fim_suffix|>\n    main()\n<|fim_middle|>if __name__ == ",
                       "max_tokens": 16, "temperature": 0, "stop": ["\n"], "token_healing": true});
-    let answer: Value = reqwest::Client::new()
-        .post(server.url("/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = common::post_json(server.url("/v1/completions"), &body).await;
     let text = answer["choices"][0]["text"].as_str().unwrap();
     assert!(text.starts_with("\"__main__\":"), "{text:?}");
 }

@@ -262,13 +262,7 @@ impl Backend {
             .authorized(self.http.get(Self::url(settings, "/v1/models")), settings)
             .timeout(Duration::from_millis(settings.timeout_ms));
         let response = request.send().await.map_err(classify_send_error)?;
-        let response = check_status(response).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| BackendError::Died(root_cause(&error)))?;
-        let list: ModelList = serde_json::from_slice(&body)
-            .map_err(|error| BackendError::Protocol(error.to_string()))?;
+        let list: ModelList = json_body(check_status(response).await?).await?;
         let entry = match &settings.model {
             Some(wanted) => list.data.into_iter().find(|entry| &entry.id == wanted),
             None => list.data.into_iter().next(),
@@ -348,13 +342,7 @@ impl Backend {
             .send()
             .await
             .map_err(classify_send_error)?;
-        let response = check_status(response).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| BackendError::Died(root_cause(&error)))?;
-        let answer: WarmAnswer = serde_json::from_slice(&bytes)
-            .map_err(|error| BackendError::Protocol(error.to_string()))?;
+        let answer: WarmAnswer = json_body(check_status(response).await?).await?;
         Ok(sse::usage_of(answer.usage, answer.timings))
     }
 }
@@ -373,6 +361,18 @@ pub(crate) fn root_cause(error: &dyn std::error::Error) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+/// A whole answer's body as JSON: a body cut off is the backend dying, one that does not parse
+/// a protocol error.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, BackendError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|error| BackendError::Died(root_cause(&error)))?;
+    serde_json::from_slice(&bytes).map_err(|error| BackendError::Protocol(error.to_string()))
 }
 
 async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, BackendError> {
