@@ -116,6 +116,13 @@ pub struct Metrics {
     /// first set by the warm-up run; `/v1/models` reports it so clients can size prompts.
     prefill_rate: AtomicU64,
     decode_rate: AtomicU64,
+    /// What an inference-aware router reads (see `render_load`): KV positions held by the
+    /// requests in flight, out of `max_active × context_length`; bytes the prefix cache holds,
+    /// out of its budget.
+    pub kv_tokens: AtomicU64,
+    pub kv_capacity_tokens: AtomicU64,
+    pub prefix_cache_bytes: AtomicU64,
+    pub prefix_cache_capacity_bytes: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -143,6 +150,10 @@ impl Default for Metrics {
             prefilled_tokens: AtomicU64::new(0),
             prefill_rate: AtomicU64::new(0),
             decode_rate: AtomicU64::new(0),
+            kv_tokens: AtomicU64::new(0),
+            kv_capacity_tokens: AtomicU64::new(0),
+            prefix_cache_bytes: AtomicU64::new(0),
+            prefix_cache_capacity_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -324,6 +335,86 @@ impl Metrics {
             "ghostline_queue_time_seconds",
             "Time a request waited before the engine took it.",
         );
+        self.render_load(&mut out);
         out
+    }
+
+    /// The gauges an inference-aware router or autoscaler scrapes, named and scaled like
+    /// vLLM's (`vllm:num_requests_waiting`, `vllm:num_requests_running`,
+    /// `vllm:kv_cache_usage_perc`, a fraction from 0 to 1) so that a router configured by
+    /// metric name (the Gateway API Inference Extension's endpoint picker, KEDA, an HPA on
+    /// custom metrics) needs only the names changed. deploy/README.md has the mapping.
+    fn render_load(&self, out: &mut String) {
+        let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let fraction = |used: &AtomicU64, capacity: &AtomicU64| {
+            let capacity = capacity.load(Ordering::Relaxed);
+            if capacity == 0 {
+                0.0
+            } else {
+                (used.load(Ordering::Relaxed) as f64 / capacity as f64).min(1.0)
+            }
+        };
+        gauge(
+            out,
+            "ghostline_num_requests_waiting",
+            "Requests queued for the engine, not yet admitted.",
+            self.queue_depth.load(Ordering::Relaxed).max(0) as f64,
+        );
+        gauge(
+            out,
+            "ghostline_num_requests_running",
+            "Requests the engine is prefilling or decoding.",
+            self.active_requests.load(Ordering::Relaxed).max(0) as f64,
+        );
+        gauge(
+            out,
+            "ghostline_kv_cache_usage_perc",
+            "KV positions held by running requests, as a fraction (0-1) of max-active x context length.",
+            fraction(&self.kv_tokens, &self.kv_capacity_tokens),
+        );
+        gauge(
+            out,
+            "ghostline_prefix_cache_usage_perc",
+            "Bytes held by the prefix cache, as a fraction (0-1) of --prefix-cache-mb.",
+            fraction(&self.prefix_cache_bytes, &self.prefix_cache_capacity_bytes),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn load_gauges_are_fractions_of_their_capacity() {
+        let metrics = Metrics::default();
+        let text = metrics.render();
+        // Before the engine says its capacity: 0, not a division by zero.
+        assert!(
+            text.contains("\nghostline_kv_cache_usage_perc 0\n"),
+            "{text}"
+        );
+        metrics
+            .kv_capacity_tokens
+            .store(8 * 4096, Ordering::Relaxed);
+        metrics.kv_tokens.store(8192, Ordering::Relaxed);
+        metrics
+            .prefix_cache_capacity_bytes
+            .store(1000, Ordering::Relaxed);
+        metrics.prefix_cache_bytes.store(500, Ordering::Relaxed);
+        metrics.queue_depth.store(3, Ordering::Relaxed);
+        metrics.active_requests.store(2, Ordering::Relaxed);
+        let text = metrics.render();
+        for line in [
+            "ghostline_kv_cache_usage_perc 0.25",
+            "ghostline_prefix_cache_usage_perc 0.5",
+            "ghostline_num_requests_waiting 3",
+            "ghostline_num_requests_running 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
     }
 }

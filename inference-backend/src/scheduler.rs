@@ -77,6 +77,10 @@ pub fn run_engine_loop(
     options: SchedulerOptions,
 ) {
     let cache = PrefixCache::new(options.prefix_cache_bytes, metrics.clone());
+    metrics.kv_capacity_tokens.store(
+        (options.max_active.max(1) * engine.config.context_length) as u64,
+        Ordering::Relaxed,
+    );
     if options.batching && engine.supports_batching() {
         tracing::info!(
             "decode steps are batched (up to {} requests per forward pass)",
@@ -103,6 +107,9 @@ fn admit(
     let mut active = active;
     while active < options.max_active.max(1) {
         let job = if active == 0 {
+            // Nothing is in flight while it waits: the load gauges say so, rather than what
+            // the last round before the wait saw.
+            publish_load(metrics, std::iter::empty());
             jobs.recv().ok()?
         } else {
             match jobs.try_recv() {
@@ -125,6 +132,14 @@ fn admit(
     Some(())
 }
 
+/// The requests in flight and the KV positions they hold, for `/metrics` (what a router or an
+/// autoscaler reads to pick a replica).
+fn publish_load<'a>(metrics: &Metrics, in_flight: impl Iterator<Item = &'a Generation>) {
+    let (running, kv_tokens) = in_flight.fold((0, 0), |(n, kv), g| (n + 1, kv + g.fed.len()));
+    metrics.active_requests.store(running, Ordering::Relaxed);
+    metrics.kv_tokens.store(kv_tokens as u64, Ordering::Relaxed);
+}
+
 fn run_interleaved(
     engine: &mut Engine,
     jobs: Receiver<Job>,
@@ -138,9 +153,7 @@ fn run_interleaved(
         if admit(&jobs, metrics, options, n, |g| active.push_back(g)).is_none() {
             return;
         }
-        metrics
-            .active_requests
-            .store(active.len() as i64, Ordering::Relaxed);
+        publish_load(metrics, active.iter());
         // One step (a prefill chunk or a decode step) for each active request, in turn.
         let chunk = options.prefill_chunk.max(1);
         for _ in 0..active.len() {
@@ -185,10 +198,7 @@ fn run_batched(
         if admit(&jobs, metrics, options, n, |g| prefilling.push_back(g)).is_none() {
             return;
         }
-        metrics.active_requests.store(
-            (prefilling.len() + decoding.len()) as i64,
-            Ordering::Relaxed,
-        );
+        publish_load(metrics, prefilling.iter().chain(&decoding));
 
         // 0. Decoding requests whose clients left (superseded by the next keystroke) leave the
         //    batch now, before any prompt is looked up, so their KV is in the prefix cache when

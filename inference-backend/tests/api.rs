@@ -1208,3 +1208,30 @@ async fn usage_comes_in_its_own_last_chunk_when_asked_and_models_report_speed() 
         "{models}"
     );
 }
+
+/// The gauges a router or an autoscaler reads (deploy/README.md): once a request has finished
+/// the server reads idle (nothing waiting or running, no KV held by a request; it used to read
+/// one request running forever), while the prefix cache now holds the finished sequence.
+#[tokio::test]
+async fn router_gauges_read_idle_after_a_request_and_count_the_prefix_cache() {
+    let server = Server::start(&tiny_genai(), &[]);
+    let before = metrics_text(&server).await;
+    assert_eq!(metric(&before, "ghostline_prefix_cache_usage_perc"), 0.0);
+    let (status, _) = complete(&server, greedy("def add(a, b):\n    return", 8)).await;
+    assert_eq!(status, 200);
+    // The answer is sent before the engine's loop comes round to publish its load: poll.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let text = metrics_text(&server).await;
+        if metric(&text, "ghostline_num_requests_running") == 0.0 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(metric(&after, "ghostline_num_requests_waiting"), 0.0);
+    assert_eq!(metric(&after, "ghostline_num_requests_running"), 0.0);
+    assert_eq!(metric(&after, "ghostline_active_requests"), 0.0);
+    assert_eq!(metric(&after, "ghostline_kv_cache_usage_perc"), 0.0);
+    let cached = metric(&after, "ghostline_prefix_cache_usage_perc");
+    assert!(cached > 0.0 && cached <= 1.0, "{cached}");
+}

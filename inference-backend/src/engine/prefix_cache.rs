@@ -28,6 +28,9 @@ pub struct PrefixCache {
 
 impl PrefixCache {
     pub fn new(budget_bytes: usize, metrics: Arc<Metrics>) -> Self {
+        metrics
+            .prefix_cache_capacity_bytes
+            .store(budget_bytes as u64, Ordering::Relaxed);
         Self {
             entries: Vec::new(),
             budget_bytes,
@@ -58,6 +61,7 @@ impl PrefixCache {
         let kv = if len == self.entries[index].tokens.len() {
             let entry = self.entries.swap_remove(index);
             self.used_bytes -= entry.bytes;
+            self.publish_usage();
             entry.kv
         } else {
             let entry = &mut self.entries[index];
@@ -118,6 +122,13 @@ impl PrefixCache {
             bytes,
             last_used: self.clock,
         });
+        self.publish_usage();
+    }
+
+    fn publish_usage(&self) {
+        self.metrics
+            .prefix_cache_bytes
+            .store(self.used_bytes as u64, Ordering::Relaxed);
     }
 }
 
