@@ -5,6 +5,7 @@
 //! of returning it to the pool, and ghostline-serve notices the closed receiver and stops
 //! decoding, so an abandoned suggestion costs the backend nothing more.
 
+pub mod affinity;
 pub mod health;
 mod sse;
 
@@ -300,14 +301,17 @@ impl Backend {
     }
 
     /// Starts a streaming completion; the returned stream yields text deltas.
+    /// `affinity`: the document's key (see `affinity`), sent as `X-Session-ID`.
     pub async fn stream(
         &self,
         settings: &Settings,
         request: &CompletionRequest,
+        affinity: &str,
     ) -> Result<CompletionStream, BackendError> {
         let builder = self
             .http
             .post(Self::url(settings, "/v1/completions"))
+            .header(affinity::HEADER, affinity)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .body(serde_json::to_vec(request).map_err(|e| BackendError::Protocol(e.to_string()))?);
@@ -330,11 +334,15 @@ impl Backend {
         settings: &Settings,
         model: &str,
         prompt: &str,
+        affinity: &str,
     ) -> Result<Option<Usage>, BackendError> {
         let body = serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 0, "temperature": 0, "stream": false});
         let builder = self
             .http
             .post(Self::url(settings, "/v1/completions"))
+            // The same replica as the document's completions: the warm-up is only worth
+            // anything in the prefix cache those will read.
+            .header(affinity::HEADER, affinity)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
         let response = self

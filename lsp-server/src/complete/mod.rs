@@ -20,7 +20,7 @@ use tower_lsp_server::gen_lsp_types::{MessageType, Position, Uri};
 use tower_lsp_server::Client;
 
 use crate::backend::health::HealthChange;
-use crate::backend::{BackendError, CompletionRequest, ModelInfo, Usage};
+use crate::backend::{affinity, BackendError, CompletionRequest, ModelInfo, Usage};
 use crate::context::template::{self, Format, Parts, Rendered};
 use crate::context::{Budget, CurrentFile, Workspace};
 use crate::edit::{line_content_end_char, position_to_char};
@@ -701,11 +701,12 @@ fn spawn_warm_up(
                 None => std::future::pending().await,
             }
         };
+        let affinity = affinity::key(&session.roots(), uri);
         tokio::select! {
             biased;
             () = until_superseded(requests, target.generation) => session.pacing.ended(uri, tier, false, None),
             () = newer_hint => session.pacing.ended(uri, tier, false, None),
-            result = session.backend.warm(&settings, &model.id, &stable) => match result {
+            result = session.backend.warm(&settings, &model.id, &stable, &affinity) => match result {
                 Ok(usage) => session.pacing.ended(uri, tier, true, usage.as_ref()),
                 Err(error) => {
                     tracing::debug!("warm-up failed: {error}");
@@ -776,7 +777,8 @@ async fn generate(
         token_healing: (model.token_healing && prompt.stable.is_some()).then_some(true),
     };
     let before_backend_ns = now_ns().saturating_sub(arrived_ns);
-    let mut stream = match session.backend.stream(settings, &request).await {
+    let affinity = affinity::key(&session.roots(), uri);
+    let mut stream = match session.backend.stream(settings, &request, &affinity).await {
         Ok(stream) => stream,
         Err(error) => return Outcome::Failed(error),
     };
