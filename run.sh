@@ -2,6 +2,7 @@
 # Ghostline in one command: installs what is missing (Python tools in a private venv, ONNX
 # Runtime), fetches and converts the default model (once; later runs reuse it), builds, and starts
 # ghostline-serve on 127.0.0.1:8123. Extra arguments go to ghostline-serve (see --help).
+# GHOSTLINE_REPLICAS=N starts N replicas behind vllm-router there instead (deploy/README.md).
 # GHOSTLINE_PREPARE_ONLY=1 stops after preparing (test.sh uses that).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -41,5 +42,10 @@ export ORT_DYLIB_PATH
 say "building (release)"
 cargo build --release -q -p ghostline-serve -p ghostline-lsp
 say "editors: point them at $(pwd)/target/release/ghostline-lsp (README.md, 'Editors'); it talks to http://127.0.0.1:8123"
+if [ "${GHOSTLINE_REPLICAS:-1}" -gt 1 ]; then
+  # Scale-out on one machine: N replicas behind vllm-router on the same address (deploy/README.md).
+  say "starting $GHOSTLINE_REPLICAS ghostline-serve replicas behind vllm-router: $*"
+  exec python3 inference-backend/scripts/replicas.py --replicas "$GHOSTLINE_REPLICAS" -- "$@"
+fi
 say "starting ghostline-serve $*"
 exec target/release/ghostline-serve "$@"

@@ -15,6 +15,9 @@ for layout in genai optimum genai-cuda-fp16; do
     --out "$GHOSTLINE_CACHE/models/tiny-qwen2-$layout" --tokenizer "$TOKENIZER"
 done
 
+# vllm-router, for the scale-out test (lsp-server/tests/scale_out.rs starts replicas.py).
+python3 inference-backend/scripts/replicas.py --prepare-only >/dev/null
+
 # The pinned evaluation packages: the redaction false-positive test reads them.
 "$PY" tests/eval/packages.py
 

@@ -346,7 +346,7 @@ pub fn loud(message: &str) {
 
 /// A missing backend skips a test on a developer's machine, loudly; in CI (`CI=true`, where
 /// ./test.sh has prepared everything) it fails it, so CI can never pass without the real thing.
-fn skip(reason: &str) {
+pub fn skip(reason: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true but {reason}");
     }
