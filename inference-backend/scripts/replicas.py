@@ -121,7 +121,10 @@ class Launch:
                    # default, so that two set-ups can run side by side).
                    "--prometheus-host", self.args.host,
                    "--prometheus-port", str(self.args.port + len(self.urls) + 1)]
-        self.router = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        # Its per-request routing lines are INFO whatever --log-level says; RUST_LOG quiets them.
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", {"warning": "warn"}.get(self.args.router_log, self.args.router_log))
+        self.router = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
         base = f"http://{self.args.host}:{self.args.port}"
         deadline = time.monotonic() + 60
         while get_status(f"{base}/v1/models") != 200:
