@@ -4,7 +4,10 @@
 # GHOSTLINE_MODEL (or --model). exec: ghostline-serve gets tini's SIGTERM and drains.
 set -eu
 if [ -z "${ORT_DYLIB_PATH:-}" ]; then
-  ORT_DYLIB_PATH="$(ls /opt/ghostline/ort-gpu/onnxruntime/capi/libonnxruntime.so.* | sort | tail -n 1)"
+  for lib in /opt/ghostline/ort-gpu/onnxruntime/capi/libonnxruntime.so.*; do
+    ORT_DYLIB_PATH="$lib"  # the glob sorts: the last is the newest
+  done
+  [ -e "${ORT_DYLIB_PATH:-}" ] || { echo "no libonnxruntime.so.* in /opt/ghostline/ort-gpu" >&2; exit 1; }
   export ORT_DYLIB_PATH
 fi
 exec /usr/local/bin/ghostline-serve "$@"
