@@ -105,6 +105,9 @@ def check(overlay: str, docs: list[dict]) -> None:
                 err(f"{name}: claim {v['persistentVolumeClaim']['claimName']} not defined")
             if "secret" in v and v["secret"]["secretName"] not in EXTERNAL_SECRETS | {n for k, n in by if k == "Secret"}:
                 err(f"{name}: secret {v['secret']['secretName']} neither defined nor a documented external one")
+            mode = v.get("secret", {}).get("defaultMode", 0o644)
+            if "secret" in v and not mode & 0o004 and not spec.get("securityContext", {}).get("fsGroup"):
+                err(f"{name}: secret volume {v['name']} mode {mode:o} without fsGroup: the non-root uid cannot read it")
         sa = spec.get("serviceAccountName")
         if sa and ("ServiceAccount", sa) not in by:
             err(f"{name}: serviceAccountName {sa} not defined")

