@@ -16,8 +16,10 @@
 #   ghostline-serve --help      the serve args are flags of the built server (a note, no check,
 #                               when target/release/ghostline-serve is not built;
 #                               GHOSTLINE_SERVE_BIN picks another binary)
+#   discovery_smoke.py          vllm-router run with the router Deployment's args against a fake
+#                               API server and fake pods on loopback (see its doc)
 # Not validated here (no cluster, no GPU, no engine): admission by a real API server, CRD schemas,
-# scheduling onto GPUs, probes/draining/discovery at run time, the images themselves.
+# scheduling onto GPUs, probes/draining at run time, a real API server's RBAC, the images.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${GHOSTLINE_CACHE:-$HOME/.cache/ghostline}"
@@ -190,4 +192,7 @@ else
   say "   note: $serve_bin is not built: serve args not checked against the binary"
 fi
 
-say "all passed. Not validated here: API-server admission (no cluster), KEDA/Prometheus Operator CRD schemas, GPU scheduling, probes/draining/router discovery at run time, building the images."
+say "8. router discovery at run time: deploy/discovery_smoke.py (vllm-router with the router overlay's args, fake API server and pods on loopback)"
+python "$here/discovery_smoke.py" "$out/router.yaml"
+
+say "all passed. Not validated here: API-server admission (no cluster), KEDA/Prometheus Operator CRD schemas, GPU scheduling, probes and draining at run time, discovery against a real API server, building the images."
