@@ -11,6 +11,7 @@ all of 127/8 to loopback). Checked:
   * it adds only Running + Ready pods labelled app=ghostline-serve, on --service-discovery-port;
   * it checks a discovered pod's /health once before adding it (ghostline-serve answers /health
     as soon as it listens), then health-checks /ready every 2 s (--health-check-endpoint);
+  * two router processes (the Deployment runs 2 replicas) send every session to the same worker;
   * a session (X-Session-ID) stays on one worker, sessions spread over the workers, and when one
     worker's /ready turns 503 (draining, or the model gone) only its sessions move.
 Not checked: a real API server's auth/RBAC enforcement, watch events (readiness changing while
@@ -164,7 +165,8 @@ def main() -> int:
     exe = shutil.which("vllm-router")
     if not exe:
         sys.exit("vllm-router not on PATH")
-    sd_port, api_port, port, prom_port = free_port(), free_port(), free_port(), free_port()
+    sd_port, api_port = free_port(), free_port()
+    ports = [(free_port(), free_port()), (free_port(), free_port())]  # 2 routers: http, metrics
     serve(http.server.ThreadingHTTPServer(("127.0.0.1", api_port), FakeApi))
     workers = {}
     for p in PODS:
@@ -178,15 +180,16 @@ def main() -> int:
         "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{api_port}"}}],
         "users": [{"name": "fake", "user": {}}],
         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": NS}}]}))
-    args = router_args(rendered, port, sd_port, prom_port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env["KUBECONFIG"] = str(kubeconfig)
     log = open(tmp / "router.log", "w")
-    proc = subprocess.Popen([exe, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+    procs = [subprocess.Popen([exe, *router_args(rendered, p, sd_port, m)], stdout=log,
+                              stderr=subprocess.STDOUT, env=env) for p, m in ports]
+    port, port2 = ports[0][0], ports[1][0]
     errors = []
     try:
         deadline = time.time() + 30
-        while ask(port, "probe").startswith("error") and time.time() < deadline:
+        while any(ask(p, "probe").startswith("error") for p, _ in ports) and time.time() < deadline:
             time.sleep(0.5)
         time.sleep(5)  # two or more /ready health-check rounds (interval 2 s, threshold 1)
 
@@ -201,6 +204,9 @@ def main() -> int:
         seen = collections.Counter(first.values())
         if set(seen) != {"serve-a", "serve-b"}:
             errors.append(f"sessions went to {dict(seen)}; expected only the Ready ghostline-serve pods serve-a, serve-b")
+        other = {s: ask(port2, s) for s in sessions}
+        if other != first:
+            errors.append("the two router replicas send some sessions to different workers")
         for _ in range(2):
             again = {s: ask(port, s) for s in sessions}
             if again != first:
@@ -219,11 +225,13 @@ def main() -> int:
         if not moved:
             errors.append("serve-b answered 503 on /ready and still got its sessions")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         log.close()
     if errors:
         print((tmp / "router.log").read_text()[-3000:])
@@ -232,7 +240,7 @@ def main() -> int:
         return 1
     shutil.rmtree(tmp, ignore_errors=True)
     print(f"  ok discovery: the router's args list and watch pods in {NS}; added only the 2 Ready app=ghostline-serve pods of 4; health on /ready; "
-          f"{len(sessions)} sessions sticky ({dict(seen)}); serve-b's /ready -> 503 moved only its "
+          f"{len(sessions)} sessions sticky ({dict(seen)}), the same on both router replicas; serve-b's /ready -> 503 moved only its "
           f"{len(moved)} sessions")
     return 0
 
