@@ -187,6 +187,7 @@ def run_position(client: LspClient, root: Path, position, args, url: str) -> lis
             "shown": bool(suggestion.strip()),
             "exact": bool(suggestion.strip()) and first_line.rstrip() == expected.rstrip(),
             "latency_ms": (answered_at - last_sent) * 1000 if answered_at else None,
+            "at": time.monotonic(),
             "prefilled_per_keystroke": (after - before) / args.burst,
         })
         if burst + 1 < args.bursts:
