@@ -25,6 +25,9 @@ say "cargo tests"
 # Two test threads: each integration test starts real servers, and CI has two cores.
 cargo test --workspace -q -- --test-threads=2
 
+say "deploy/: Kubernetes manifests, Dockerfile and router discovery, checked without a cluster"
+GHOSTLINE_SERVE_BIN="$(pwd)/target/debug/ghostline-serve" bash deploy/validate.sh
+
 say "context evaluation, smoke (tiny random model: checks the pipeline, not the quality)"
 "$PY" tests/eval/run.py --smoke
 
