@@ -103,6 +103,9 @@ fn admit(
     let mut active = active;
     while active < options.max_active.max(1) {
         let job = if active == 0 {
+            // Idle: the gauge says so while the engine waits (it was last set while the
+            // request that just ended was still counted).
+            metrics.active_requests.store(0, Ordering::Relaxed);
             jobs.recv().ok()?
         } else {
             match jobs.try_recv() {
