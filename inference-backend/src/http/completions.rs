@@ -53,9 +53,22 @@ pub async fn completions(
     }
     // Parsing and tokenising a large body (megabytes) takes seconds of CPU: it runs on the
     // blocking pool, so /health and other clients' streams keep going meanwhile.
+    // At most two large bodies are tokenised at once: each takes hundreds of megabytes while
+    // it runs, so a burst of them waits here rather than growing the process without bound.
     let large = bytes.len() >= LARGE_BODY_BYTES;
+    let permit = if large {
+        Some(
+            LARGE_BODIES
+                .acquire()
+                .await
+                .map_err(|_| ApiError::overloaded("cannot take a large request now", 5))?,
+        )
+    } else {
+        None
+    };
     let parsing = state.clone();
     let parsed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let model = parsing.model.get().expect("checked above");
         let body = validation::parse_body(&bytes)?;
         drop(bytes);
@@ -108,8 +121,9 @@ pub async fn completions(
     })
 }
 
-/// Bodies from this size on are parsed off the async runtime and leave memory trimmed after.
+/// Bodies from this size on are tokenised two at a time and leave memory trimmed after.
 const LARGE_BODY_BYTES: usize = 256 * 1024;
+static LARGE_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Hands the heap pages freed after tokenising a large body back to the system (glibc keeps
 /// them otherwise, and a few megabyte prompts left the process a gigabyte larger for good).
