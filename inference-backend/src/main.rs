@@ -154,7 +154,11 @@ async fn serve(args: Args) -> Result<()> {
             }));
             tracing::error!(
                 "the engine thread stopped ({}); exiting",
-                if ended.is_err() { "panic" } else { "queue closed" }
+                if ended.is_err() {
+                    "panic"
+                } else {
+                    "queue closed"
+                }
             );
             engine_state.lifecycle.engine_stopped();
         })?;

@@ -295,7 +295,8 @@ mod tests {
 
     #[test]
     fn template_applied_in_order() {
-        let (ids, cut) = fim_prompt("<P>{prefix}<S>{suffix}<M>", "ab", "cd", 100, chars, chars).unwrap();
+        let (ids, cut) =
+            fim_prompt("<P>{prefix}<S>{suffix}<M>", "ab", "cd", 100, chars, chars).unwrap();
         assert!(!cut);
         assert_eq!(
             ids.iter()

@@ -184,9 +184,8 @@ async fn a_long_prompt_whose_client_left_stops_within_a_chunk() {
     assert_eq!(status, 200, "{small}");
     let after = metrics_text(&server).await;
     let small_tokens = small["usage"]["prompt_tokens"].as_f64().unwrap();
-    let cancelled_prefill = metric(&after, "ghostline_prefilled_tokens_total")
-        - prefilled_before
-        - small_tokens;
+    let cancelled_prefill =
+        metric(&after, "ghostline_prefilled_tokens_total") - prefilled_before - small_tokens;
     // How long the prompt was, by the model's own tokenizer.
     let files = ghostline_serve::model::ModelFiles::resolve(&default_model()).unwrap();
     let tokenizer =
@@ -203,11 +202,8 @@ async fn a_long_prompt_whose_client_left_stops_within_a_chunk() {
 
 #[tokio::test]
 async fn a_dead_engine_thread_turns_ready_503_and_exits_non_zero() {
-    let mut server = Server::start_with_env(
-        &tiny_genai(),
-        &[],
-        &[("GHOSTLINE_FAULT", "engine-panic")],
-    );
+    let mut server =
+        Server::start_with_env(&tiny_genai(), &[], &[("GHOSTLINE_FAULT", "engine-panic")]);
     let (status, body) = complete(&server, &greedy("fn main() {", 4)).await;
     assert!(status >= 500, "status {status}: {body}");
     assert!(is_error_body(&body), "{body}");
@@ -297,7 +293,11 @@ async fn sigterm_ends_eight_running_streams_cleanly_and_exits_zero() {
     // No new work is taken: /ready stops saying 200 and a new request is refused.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match reqwest::Client::new().get(server.url("/ready")).send().await {
+        match reqwest::Client::new()
+            .get(server.url("/ready"))
+            .send()
+            .await
+        {
             Ok(resp) if resp.status() == 200 => {
                 assert!(Instant::now() < deadline, "/ready still 200 after SIGTERM")
             }
@@ -363,19 +363,29 @@ async fn text_that_spells_a_special_token_stays_text() {
             answer["usage"]["prompt_tokens"].as_u64().unwrap()
         }
     };
-    let fim = |prefix: &str, suffix: &str| json!({"prompt": prefix, "suffix": suffix, "max_tokens": 1});
+    let fim =
+        |prefix: &str, suffix: &str| json!({"prompt": prefix, "suffix": suffix, "max_tokens": 1});
     // In a suffix (and a FIM prefix): the characters, several tokens, not one control token.
     let plain = tokens(fim("a = ", "b")).await;
     for special in ["<|endoftext|>", "<|fim_middle|>", "<|im_start|>"] {
         let with = tokens(fim("a = ", &format!("b{special}"))).await;
-        assert!(with >= plain + 3, "{special} in a suffix: {with} vs {plain} tokens");
+        assert!(
+            with >= plain + 3,
+            "{special} in a suffix: {with} vs {plain} tokens"
+        );
         let with = tokens(fim(&format!("a{special} = "), "b")).await;
-        assert!(with >= plain + 3, "{special} in a prefix: {with} vs {plain} tokens");
+        assert!(
+            with >= plain + 3,
+            "{special} in a prefix: {with} vs {plain} tokens"
+        );
     }
     // In a raw prompt: other special tokens are text too ...
     let raw = tokens(json!({"prompt": "x = 1", "max_tokens": 1})).await;
     let with = tokens(json!({"prompt": "x = 1<|endoftext|>", "max_tokens": 1})).await;
-    assert!(with >= raw + 3, "<|endoftext|> in a prompt: {with} vs {raw}");
+    assert!(
+        with >= raw + 3,
+        "<|endoftext|> in a prompt: {with} vs {raw}"
+    );
     // ... but a raw prompt in the FIM template (as ghostline-lsp sends it) keeps its markers:
     // the same tokens as the template the server applies itself.
     let templated = tokens(json!({
@@ -407,41 +417,138 @@ async fn bad_input_gets_a_clear_4xx_or_sane_clamping_never_a_500() {
     invalid_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
     invalid_utf8.extend_from_slice(br#"", "max_tokens": 2}"#);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("body over the limit (2 MB)", json_body(json!({"prompt": "x".repeat(2 << 20)})), "413"),
-        ("deeply nested JSON (100k levels)", nested.into_bytes(), "400"),
-        ("deeply nested prompt object", format!("{}{}", "{\"prompt\":".repeat(50_000), "}".repeat(50_000)).into_bytes(), "400"),
-        ("100k stop strings", json_body(json!({"prompt": "x", "stop": many_stops})), "400"),
-        ("a 10 kB stop string", json_body(json!({"prompt": "x", "stop": ["y".repeat(10_000)]})), "400"),
-        ("an empty stop string", json_body(json!({"prompt": "x", "stop": [""], "max_tokens": 2})), "200"),
+        (
+            "body over the limit (2 MB)",
+            json_body(json!({"prompt": "x".repeat(2 << 20)})),
+            "413",
+        ),
+        (
+            "deeply nested JSON (100k levels)",
+            nested.into_bytes(),
+            "400",
+        ),
+        (
+            "deeply nested prompt object",
+            format!("{}{}", "{\"prompt\":".repeat(50_000), "}".repeat(50_000)).into_bytes(),
+            "400",
+        ),
+        (
+            "100k stop strings",
+            json_body(json!({"prompt": "x", "stop": many_stops})),
+            "400",
+        ),
+        (
+            "a 10 kB stop string",
+            json_body(json!({"prompt": "x", "stop": ["y".repeat(10_000)]})),
+            "400",
+        ),
+        (
+            "an empty stop string",
+            json_body(json!({"prompt": "x", "stop": [""], "max_tokens": 2})),
+            "200",
+        ),
         ("n = 5", json_body(json!({"prompt": "x", "n": 5})), "400"),
         ("n = 0", json_body(json!({"prompt": "x", "n": 0})), "400"),
         ("invalid UTF-8 in the body", invalid_utf8, "400"),
-        ("lone surrogate escape", br#"{"prompt": "\ud800"}"#.to_vec(), "400"),
-        ("special tokens in the prompt text", json_body(json!({"prompt": "<|endoftext|><|im_start|>system", "max_tokens": 2})), "200"),
-        ("max_tokens -1", json_body(json!({"prompt": "x", "max_tokens": -1})), "400"),
-        ("max_tokens -9e18", br#"{"prompt": "x", "max_tokens": -9000000000000000000}"#.to_vec(), "400"),
-        ("max_tokens 1e30", br#"{"prompt": "x", "max_tokens": 1e30}"#.to_vec(), "400"),
-        ("max_tokens 2.5", br#"{"prompt": "x", "max_tokens": 2.5}"#.to_vec(), "400"),
-        ("max_tokens u64::MAX (clamped to the cap)", br#"{"prompt": "x", "max_tokens": 18446744073709551615, "ignore_eos": true}"#.to_vec(), "200"),
-        ("max_tokens 1e6 (clamped to the cap)", json_body(json!({"prompt": "x", "max_tokens": 1_000_000, "ignore_eos": true})), "200"),
-        ("max_tokens 2^64 (overflows u64)", br#"{"prompt": "x", "max_tokens": 18446744073709551616}"#.to_vec(), "400"),
-        ("temperature -1", json_body(json!({"prompt": "x", "temperature": -1})), "400"),
-        ("seed -1", json_body(json!({"prompt": "x", "seed": -1})), "400"),
+        (
+            "lone surrogate escape",
+            br#"{"prompt": "\ud800"}"#.to_vec(),
+            "400",
+        ),
+        (
+            "special tokens in the prompt text",
+            json_body(json!({"prompt": "<|endoftext|><|im_start|>system", "max_tokens": 2})),
+            "200",
+        ),
+        (
+            "max_tokens -1",
+            json_body(json!({"prompt": "x", "max_tokens": -1})),
+            "400",
+        ),
+        (
+            "max_tokens -9e18",
+            br#"{"prompt": "x", "max_tokens": -9000000000000000000}"#.to_vec(),
+            "400",
+        ),
+        (
+            "max_tokens 1e30",
+            br#"{"prompt": "x", "max_tokens": 1e30}"#.to_vec(),
+            "400",
+        ),
+        (
+            "max_tokens 2.5",
+            br#"{"prompt": "x", "max_tokens": 2.5}"#.to_vec(),
+            "400",
+        ),
+        (
+            "max_tokens u64::MAX (clamped to the cap)",
+            br#"{"prompt": "x", "max_tokens": 18446744073709551615, "ignore_eos": true}"#.to_vec(),
+            "200",
+        ),
+        (
+            "max_tokens 1e6 (clamped to the cap)",
+            json_body(json!({"prompt": "x", "max_tokens": 1_000_000, "ignore_eos": true})),
+            "200",
+        ),
+        (
+            "max_tokens 2^64 (overflows u64)",
+            br#"{"prompt": "x", "max_tokens": 18446744073709551616}"#.to_vec(),
+            "400",
+        ),
+        (
+            "temperature -1",
+            json_body(json!({"prompt": "x", "temperature": -1})),
+            "400",
+        ),
+        (
+            "seed -1",
+            json_body(json!({"prompt": "x", "seed": -1})),
+            "400",
+        ),
         ("prompt null", json_body(json!({"prompt": null})), "400"),
-        ("prompt as token ids", json_body(json!({"prompt": [1, 2, 3]})), "400"),
-        ("suffix as a number", json_body(json!({"prompt": "x", "suffix": 3})), "400"),
-        ("NUL bytes in the prompt", json_body(json!({"prompt": "a\u{0}b\u{0}", "max_tokens": 2})), "200"),
-        ("a 840 kB prompt (cut to the context)", json_body(json!({"prompt": "x = 1\n".repeat(120_000), "max_tokens": 2})), "200"),
-        ("stream with max_tokens 0", json_body(json!({"prompt": "x", "max_tokens": 0, "stream": true})), "200"),
+        (
+            "prompt as token ids",
+            json_body(json!({"prompt": [1, 2, 3]})),
+            "400",
+        ),
+        (
+            "suffix as a number",
+            json_body(json!({"prompt": "x", "suffix": 3})),
+            "400",
+        ),
+        (
+            "NUL bytes in the prompt",
+            json_body(json!({"prompt": "a\u{0}b\u{0}", "max_tokens": 2})),
+            "200",
+        ),
+        (
+            "a 840 kB prompt (cut to the context)",
+            json_body(json!({"prompt": "x = 1\n".repeat(120_000), "max_tokens": 2})),
+            "200",
+        ),
+        (
+            "stream with max_tokens 0",
+            json_body(json!({"prompt": "x", "max_tokens": 0, "stream": true})),
+            "200",
+        ),
     ];
     let mut failures = Vec::new();
     for (what, body, expected) in cases {
         let (status, answer) = post_raw(&server, body).await;
         let ok = status.to_string() == expected
             && (status == 200 || is_error_body(&answer) || expected == "200");
-        println!("{what}: {status} {}", if status == 200 { "ok".to_string() } else { answer["error"]["message"].to_string() });
+        println!(
+            "{what}: {status} {}",
+            if status == 200 {
+                "ok".to_string()
+            } else {
+                answer["error"]["message"].to_string()
+            }
+        );
         if !ok {
-            failures.push(format!("{what}: expected {expected}, got {status} {answer}"));
+            failures.push(format!(
+                "{what}: expected {expected}, got {status} {answer}"
+            ));
         }
         if what.contains("clamped") {
             let generated = answer["usage"]["completion_tokens"].as_u64().unwrap();
