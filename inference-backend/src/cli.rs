@@ -76,7 +76,8 @@ pub struct Args {
     pub cuda_graph: bool,
     /// Prompt tokens prefilled between two decode steps while requests are decoding (long
     /// prompts then do not stall their streams): batched, in all (oldest request first);
-    /// interleaved, per request per turn. With nothing decoding a prompt goes in one go.
+    /// interleaved, per request per turn. A prompt alone in the engine goes in chunks too, so
+    /// a request whose client left or whose deadline passed stops within one chunk.
     #[arg(long, default_value_t = 128)]
     pub prefill_chunk: usize,
     /// Memory for the KV state of recent prompts, reused when a new prompt shares their start
@@ -86,6 +87,11 @@ pub struct Args {
     /// Override the model's context length (prompt + completion tokens).
     #[arg(long)]
     pub context_length: Option<usize>,
+    /// Seconds that running requests may go on after SIGTERM (or Ctrl-C): no new connections
+    /// are taken and /ready says 503 meanwhile; streams still running then end with an error
+    /// event and `[DONE]`, and the process exits 0.
+    #[arg(long, default_value_t = 10.0)]
+    pub shutdown_grace: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,7 +3,9 @@
 
 pub mod cli;
 pub mod engine;
+pub mod fault;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod queue;

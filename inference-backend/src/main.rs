@@ -1,4 +1,5 @@
 use std::{
+    future::IntoFuture,
     net::SocketAddr,
     process::ExitCode,
     sync::{Arc, OnceLock},
@@ -11,6 +12,7 @@ use ghostline_serve::{
     cli::Args,
     engine::{Engine, EngineOptions},
     http::{self, AppState, LoadedModel},
+    lifecycle::{self, Lifecycle, Phase},
     metrics::Metrics,
     model::{self, ModelFiles},
     queue::JobQueue,
@@ -40,7 +42,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let result = runtime.block_on(serve(args));
+    // A tokenisation still running on the blocking pool must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -79,8 +84,11 @@ async fn serve(args: Args) -> Result<()> {
         files.dir.display()
     );
 
+    ghostline_serve::fault::init();
+    let lifecycle = Arc::new(Lifecycle::default());
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
+        lifecycle: lifecycle.clone(),
         model: OnceLock::new(),
         metrics: metrics.clone(),
         api_keys,
@@ -138,13 +146,66 @@ async fn serve(args: Args) -> Result<()> {
                 limits,
             };
             let _ = engine_state.model.set(loaded);
-            scheduler::run_engine_loop(engine, jobs, metrics, scheduler_options);
+            // The loop only returns when the queue closes, which never happens while the
+            // server runs; returning or panicking, the engine is gone: /ready turns 503 and the
+            // process exits non-zero for its supervisor to restart it.
+            let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                scheduler::run_engine_loop(engine, jobs, metrics, scheduler_options)
+            }));
+            tracing::error!(
+                "the engine thread stopped ({}); exiting",
+                if ended.is_err() {
+                    "panic"
+                } else {
+                    "queue closed"
+                }
+            );
+            engine_state.lifecycle.engine_stopped();
         })?;
 
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let grace = Duration::from_secs_f64(args.shutdown_grace.clamp(0.0, 86_400.0));
+    let server = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(stop_signal(lifecycle.clone(), grace))
+        .into_future();
+    // Connections that outlive the end of the streams (a client that never finishes its
+    // request) do not hold the exit.
+    let hard_stop = {
+        let lifecycle = lifecycle.clone();
+        async move {
+            lifecycle::ending(&mut lifecycle.subscribe()).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    };
+    tokio::select! {
+        result = server => result?,
+        () = hard_stop => tracing::warn!("connections still open 5 s after the end; closing them"),
+    }
+    if lifecycle.engine_down() {
+        anyhow::bail!("the engine thread stopped");
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves when the server must stop taking connections: on SIGTERM or Ctrl-C (running
+/// requests then have `grace` to finish, after which open streams end), or when the engine
+/// thread is gone (after a second in which `/ready` says 503, every stream ends at once).
+async fn stop_signal(lifecycle: Arc<Lifecycle>, grace: Duration) {
+    tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("draining: {:.1} s for running requests", grace.as_secs_f64());
+            lifecycle.enter(Phase::Draining);
+            let lifecycle = lifecycle.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                lifecycle.enter(Phase::Ending);
+            });
+        }
+        () = lifecycle.engine_gone() => {
+            lifecycle.enter(Phase::Ending);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 /// One short prefill and a few decode steps (and one pass long enough for the prefill graph),

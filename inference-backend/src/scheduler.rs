@@ -119,6 +119,7 @@ fn admit(
         };
         metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
         metrics.queue_time.observe(job.arrived.elapsed());
+        crate::fault::trip("engine-panic");
         if job.events.is_closed() {
             metrics.cancelled.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -801,8 +802,33 @@ impl Generation {
         }
     }
 
-    /// Sends the end of the stream and gives the KV state to the prefix cache.
-    fn finish(mut self, cache: &mut PrefixCache, metrics: &Metrics) {
+    /// Sends the end of the stream and gives the KV state to the prefix cache. A panic in
+    /// there ends this request only: its client gets an error if it has not had its end yet,
+    /// and the engine goes on (without this sequence's KV).
+    fn finish(self, cache: &mut PrefixCache, metrics: &Metrics) {
+        let events = self.job.events.clone();
+        let told = std::cell::Cell::new(false);
+        if let Err(failure) = catch(|| {
+            self.finish_inner(cache, metrics, &told);
+            Ok(())
+        }) {
+            tracing::error!("finishing a request failed: {failure}");
+            if !told.get() {
+                let _ = events.send(GenerationEvent::Failed(failure));
+            }
+        }
+    }
+
+    fn finish_inner(
+        mut self,
+        cache: &mut PrefixCache,
+        metrics: &Metrics,
+        told: &std::cell::Cell<bool>,
+    ) {
+        if matches!(self.ended, Some(End::Failed)) {
+            told.set(true);
+        }
+        crate::fault::trip("finish-panic");
         match self.ended {
             None | Some(End::Gone) => {
                 metrics.cancelled.fetch_add(1, Ordering::Relaxed);
@@ -823,12 +849,16 @@ impl Generation {
                     .job
                     .events
                     .send(GenerationEvent::Finished { reason, usage });
+                told.set(true);
             }
         }
         // A sequence that left a fixed-shape batch brings back its prompt's KV only.
         if self.seq.len() < self.fed.len() {
             self.fed.truncate(self.seq.len());
         }
+        // Told already (or gone): a panic in the insert only loses this sequence's KV.
+        told.set(true);
+        crate::fault::trip("cache-insert-panic");
         cache.insert(self.fed, self.seq);
     }
 }

@@ -157,15 +157,24 @@ pub fn validate(
     }
 
     let budget = limits.context_length - max_tokens;
-    let encode = |text: &str| {
-        tokenizer
-            .encode(text)
-            .map_err(|e| invalid("prompt", e.to_string()))
-    };
     let heal = body.token_healing == Some(true) && body.suffix.is_none();
+    // A client's text never becomes a control token, except the FIM markers of a raw prompt
+    // (then the client applied the template itself); the template the server applies is its own.
+    let tokenize_error = |e: anyhow::Error| invalid("prompt", e.to_string());
     let (mut prompt_ids, prompt_truncated) = match body.suffix {
-        Some(suffix) => fim_prompt(&config.fim.template, &prompt, &suffix, budget, encode)?,
-        None => fit_raw_prompt(encode(&prompt)?, budget, tokenizer),
+        Some(suffix) => fim_prompt(
+            &config.fim.template,
+            &prompt,
+            &suffix,
+            budget,
+            |text| tokenizer.encode_plain(text).map_err(tokenize_error),
+            |text| tokenizer.encode(text).map_err(tokenize_error),
+        )?,
+        None => fit_raw_prompt(
+            tokenizer.encode_prompt(&prompt).map_err(tokenize_error)?,
+            budget,
+            tokenizer,
+        ),
     };
     let heal = if heal {
         tokenizer.heal_tail(&mut prompt_ids)
@@ -221,7 +230,8 @@ fn fim_prompt(
     prefix: &str,
     suffix: &str,
     budget: usize,
-    encode: impl Fn(&str) -> Result<Vec<u32>, InvalidRequest>,
+    encode_text: impl Fn(&str) -> Result<Vec<u32>, InvalidRequest>,
+    encode_template: impl Fn(&str) -> Result<Vec<u32>, InvalidRequest>,
 ) -> Result<(Vec<u32>, bool), InvalidRequest> {
     let mut pieces = Vec::new();
     let mut rest = template;
@@ -244,12 +254,12 @@ fn fim_prompt(
             }
         }
     }
-    let mut prefix_ids = encode(prefix)?;
-    let mut suffix_ids = encode(suffix)?;
+    let mut prefix_ids = encode_text(prefix)?;
+    let mut suffix_ids = encode_text(suffix)?;
     let mut literal_ids = Vec::new();
     for piece in &pieces {
         if let Piece::Literal(text) = piece {
-            literal_ids.push(encode(text)?);
+            literal_ids.push(encode_template(text)?);
         }
     }
     let fixed: usize = literal_ids.iter().map(Vec::len).sum();
@@ -285,7 +295,8 @@ mod tests {
 
     #[test]
     fn template_applied_in_order() {
-        let (ids, cut) = fim_prompt("<P>{prefix}<S>{suffix}<M>", "ab", "cd", 100, chars).unwrap();
+        let (ids, cut) =
+            fim_prompt("<P>{prefix}<S>{suffix}<M>", "ab", "cd", 100, chars, chars).unwrap();
         assert!(!cut);
         assert_eq!(
             ids.iter()
@@ -302,6 +313,7 @@ mod tests {
             "0123456789",
             "abcdefghij",
             9 + 8,
+            chars,
             chars,
         )
         .unwrap();

@@ -461,7 +461,11 @@ impl Engine {
         if seq.has_room_for(needed) {
             return Ok(());
         }
-        let capacity = needed.max(seq.capacity + seq.capacity / 2);
+        // Grown by half for the next keystroke's longer prompt, but never past the model's
+        // context: GroupQueryAttention refuses a buffer longer than its rotary cache (`cos_cache
+        // dimension 0 shall not be less than total_sequence_length`).
+        let grown = (seq.capacity + seq.capacity / 2).min(self.config.context_length);
+        let capacity = needed.max(grown);
         let mut layers = Vec::with_capacity(seq.layers.len());
         for (k, v) in &seq.layers {
             let (k, v) = (on_host(k)?, on_host(v)?);

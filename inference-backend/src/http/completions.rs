@@ -15,11 +15,11 @@ use axum::{
 };
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::sync::{mpsc, watch};
 
 use super::{error::ApiError, AppState, LoadedModel};
 use crate::{
+    lifecycle::{self, Phase},
     queue::{GenerationEvent, Job, Usage},
     validation,
 };
@@ -38,16 +38,61 @@ pub async fn completions(
                 format!("request body larger than {} bytes", state.max_body_bytes),
             )
         })?;
-    let Some(model) = state.model.get() else {
+    if !state.lifecycle.accepting() {
+        return Err(ApiError::overloaded(
+            if state.lifecycle.engine_down() {
+                "the engine stopped; the server is restarting"
+            } else {
+                "the server is shutting down"
+            },
+            5,
+        ));
+    }
+    if state.model.get().is_none() {
         return Err(ApiError::overloaded("the model is still loading", 5));
+    }
+    // Parsing and tokenising a large body (megabytes) takes seconds of CPU: it runs on the
+    // blocking pool, so /health and other clients' streams keep going meanwhile.
+    // At most two large bodies are tokenised at once: each takes hundreds of megabytes while
+    // it runs, so a burst of them waits here rather than growing the process without bound.
+    let large = bytes.len() >= LARGE_BODY_BYTES;
+    let permit = if large {
+        Some(
+            LARGE_BODIES
+                .acquire()
+                .await
+                .map_err(|_| ApiError::overloaded("cannot take a large request now", 5))?,
+        )
+    } else {
+        None
     };
-    let body = validation::parse_body(&bytes)?;
-    let stream = body.stream.unwrap_or(false);
-    let usage_chunk = body
-        .stream_options
-        .as_ref()
-        .is_some_and(|o| o.include_usage);
-    let request = validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
+    let parsing = state.clone();
+    let parsed = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let model = parsing.model.get().expect("checked above");
+        let body = validation::parse_body(&bytes)?;
+        drop(bytes);
+        let stream = body.stream.unwrap_or(false);
+        let usage_chunk = body
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        let request = validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
+        if large {
+            give_back_memory();
+        }
+        Ok::<_, ApiError>((stream, usage_chunk, request))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("reading the request failed: {e}"),
+        )
+    })?;
+    let (stream, usage_chunk, request) = parsed?;
+    let model = state.model.get().expect("checked above");
     if request.prompt_truncated {
         tracing::debug!(
             tokens = request.prompt_ids.len(),
@@ -68,11 +113,31 @@ pub async fn completions(
         ));
     }
     let meta = ResponseMeta::new(model);
+    let phase = state.lifecycle.subscribe();
     Ok(if stream {
-        stream_response(meta, receiver, usage_chunk)
+        stream_response(meta, receiver, usage_chunk, phase)
     } else {
-        collect_response(meta, receiver).await?
+        collect_response(meta, receiver, phase).await?
     })
+}
+
+/// Bodies from this size on are tokenised two at a time and leave memory trimmed after.
+const LARGE_BODY_BYTES: usize = 256 * 1024;
+static LARGE_BODIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Hands the heap pages freed after tokenising a large body back to the system (glibc keeps
+/// them otherwise, and a few megabyte prompts left the process a gigabyte larger for good).
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only releases free memory; it takes no pointers.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 struct ResponseMeta {
@@ -106,66 +171,110 @@ impl ResponseMeta {
 
 /// SSE chunks, then `[DONE]`. The chunk with the finish reason carries `usage` and `timings`;
 /// with `stream_options.include_usage` a last chunk with no choices repeats them, as OpenAI's
-/// API does.
+/// API does. A stream always ends with a finish reason or an error event before `[DONE]`: the
+/// engine stopping, or the end of the shutdown grace period, gives the error event.
 fn stream_response(
     meta: ResponseMeta,
     receiver: mpsc::UnboundedReceiver<GenerationEvent>,
     usage_chunk: bool,
+    phase: watch::Receiver<Phase>,
 ) -> Response {
-    // Dropping this stream (client gone) drops the receiver, which the engine notices between
-    // prefill chunks and decode steps.
-    let events = UnboundedReceiverStream::new(receiver).flat_map(move |event| {
-        let mut chunks = Vec::with_capacity(2);
-        match event {
-            GenerationEvent::Text(text) => chunks.push(meta.chunk(&text, None)),
-            GenerationEvent::Finished { reason, usage } => {
-                let mut chunk = meta.chunk("", Some(reason.as_str()));
-                add_usage(&mut chunk, &usage);
-                chunks.push(chunk);
-                if usage_chunk {
-                    let mut chunk = meta.chunk("", None);
-                    chunk["choices"] = json!([]);
-                    add_usage(&mut chunk, &usage);
-                    chunks.push(chunk);
-                }
+    let meta = Arc::new(meta);
+    // Dropping this stream (client gone, or its end) drops the receiver, which the engine
+    // notices between prefill chunks and decode steps.
+    let events = stream::unfold(
+        Some((receiver, phase)),
+        move |state| {
+            let meta = meta.clone();
+            async move {
+                let (mut receiver, mut phase) = state?;
+                let event = tokio::select! {
+                    event = receiver.recv() => event,
+                    () = lifecycle::ending(&mut phase) => {
+                        return Some((vec![error_chunk("the server is shutting down; the generation was stopped")], None));
+                    }
+                };
+                let Some(event) = event else {
+                    return Some((vec![error_chunk("the engine stopped before finishing")], None));
+                };
+                let mut chunks = Vec::with_capacity(2);
+                let last = match event {
+                    GenerationEvent::Text(text) => {
+                        chunks.push(meta.chunk(&text, None));
+                        false
+                    }
+                    GenerationEvent::Finished { reason, usage } => {
+                        let mut chunk = meta.chunk("", Some(reason.as_str()));
+                        add_usage(&mut chunk, &usage);
+                        chunks.push(chunk);
+                        if usage_chunk {
+                            let mut chunk = meta.chunk("", None);
+                            chunk["choices"] = json!([]);
+                            add_usage(&mut chunk, &usage);
+                            chunks.push(chunk);
+                        }
+                        true
+                    }
+                    GenerationEvent::Failed(message) => {
+                        chunks.push(error_chunk(&message));
+                        true
+                    }
+                };
+                Some((chunks, (!last).then_some((receiver, phase))))
             }
-            GenerationEvent::Failed(message) => {
-                chunks.push(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}))
-            }
-        }
-        stream::iter(chunks.into_iter().map(|data| Ok::<_, Infallible>(Event::default().data(data.to_string()))))
+        },
+    )
+    .flat_map(|chunks| {
+        stream::iter(
+            chunks
+                .into_iter()
+                .map(|data| Ok::<_, Infallible>(Event::default().data(data.to_string()))),
+        )
     });
     let done = stream::once(async { Ok::<_, Infallible>(Event::default().data("[DONE]")) });
     Sse::new(events.chain(done)).into_response()
 }
 
+fn error_chunk(message: &str) -> Value {
+    json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+}
+
 async fn collect_response(
     meta: ResponseMeta,
     mut receiver: mpsc::UnboundedReceiver<GenerationEvent>,
+    mut phase: watch::Receiver<Phase>,
 ) -> Result<Response, ApiError> {
     let mut text = String::new();
-    while let Some(event) = receiver.recv().await {
+    loop {
+        let event = tokio::select! {
+            event = receiver.recv() => event,
+            () = lifecycle::ending(&mut phase) => {
+                return Err(ApiError::overloaded("the server is shutting down; the generation was stopped", 5));
+            }
+        };
         match event {
-            GenerationEvent::Text(piece) => text.push_str(&piece),
-            GenerationEvent::Finished { reason, usage } => {
+            Some(GenerationEvent::Text(piece)) => text.push_str(&piece),
+            Some(GenerationEvent::Finished { reason, usage }) => {
                 let mut body = meta.chunk(&text, Some(reason.as_str()));
                 add_usage(&mut body, &usage);
                 return Ok(Json(body).into_response());
             }
-            GenerationEvent::Failed(message) => {
+            Some(GenerationEvent::Failed(message)) => {
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
                     message,
                 ))
             }
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the engine stopped before finishing",
+                ))
+            }
         }
     }
-    Err(ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "the engine stopped before finishing",
-    ))
 }
 
 /// OpenAI's `usage` (with `prompt_tokens_details.cached_tokens`: prompt tokens served by the

@@ -18,6 +18,21 @@ pub async fn health() -> Response {
 }
 
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    // A load balancer stops sending here; a supervisor sees the process exit next.
+    if state.lifecycle.engine_down() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "engine stopped"})),
+        )
+            .into_response();
+    }
+    if state.lifecycle.phase() != crate::lifecycle::Phase::Running {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "shutting down"})),
+        )
+            .into_response();
+    }
     match state.model.get() {
         Some(model) => {
             Json(json!({"status": "ready", "model": model.config.name, "device": model.device}))

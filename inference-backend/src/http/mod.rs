@@ -25,6 +25,7 @@ pub use auth::load_api_keys;
 
 use crate::{
     engine::Device,
+    lifecycle::Lifecycle,
     metrics::Metrics,
     model::{Layout, ModelConfig, ModelTokenizer},
     queue::JobQueue,
@@ -47,6 +48,8 @@ pub struct AppState {
     pub api_keys: Option<Vec<Vec<u8>>>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Running, draining after SIGTERM, ending; whether the engine thread is alive.
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -14,6 +14,12 @@ use super::FimConfig;
 
 pub struct ModelTokenizer {
     inner: Tokenizer,
+    /// The same tokenizer with special tokens not recognised in text: what a client wrote is
+    /// encoded as the characters it is, never as a control token.
+    plain: Tokenizer,
+    /// The model's FIM markers (and repo/file markers) with their ids: the only special tokens
+    /// a client's raw prompt may spell (it is then the FIM template, applied by the client).
+    markers: Vec<(String, u32)>,
     /// Each id's text alone ("" for special tokens and pieces of a character), for token
     /// healing; built on first use.
     texts: OnceLock<Vec<String>>,
@@ -26,16 +32,22 @@ impl ModelTokenizer {
     pub fn load(path: &Path, fim: &FimConfig) -> Result<Self> {
         let inner = Tokenizer::from_file(path)
             .map_err(|e| anyhow!("{}: cannot load tokenizer: {e}", path.display()))?;
-        let tokenizer = Self {
+        let mut plain = inner.clone();
+        plain.set_encode_special_tokens(true);
+        let mut tokenizer = Self {
             inner,
+            plain,
+            markers: Vec::new(),
             texts: OnceLock::new(),
         };
-        tokenizer.check_special(&fim.prefix)?;
-        tokenizer.check_special(&fim.suffix)?;
-        tokenizer.check_special(&fim.middle)?;
-        for marker in [&fim.repo_name, &fim.file_sep].into_iter().flatten() {
-            tokenizer.check_special(marker)?;
+        let mut markers = Vec::new();
+        for marker in [&fim.prefix, &fim.suffix, &fim.middle]
+            .into_iter()
+            .chain([&fim.repo_name, &fim.file_sep].into_iter().flatten())
+        {
+            markers.push((marker.clone(), tokenizer.check_special(marker)?));
         }
+        tokenizer.markers = markers;
         Ok(tokenizer)
     }
 
@@ -66,6 +78,45 @@ impl ModelTokenizer {
             .encode(text, false)
             .map_err(|e| anyhow!("tokenize: {e}"))?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Encodes a client's text as plain text: `<|endoftext|>` written in it is those characters,
+    /// not the control token (a `suffix`, the prefix of a FIM request).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .plain
+            .encode(text, false)
+            .map_err(|e| anyhow!("tokenize: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Encodes a client's raw prompt: the model's FIM markers in it become their tokens (the
+    /// client applied the FIM template itself, as ghostline-lsp does), every other special
+    /// token it spells (`<|endoftext|>`, `<|im_start|>`) stays plain text. The same ids as
+    /// `encode` for a prompt whose only special tokens are FIM markers, since the tokenizer
+    /// splits text at special tokens before anything else.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        let mut rest = text;
+        loop {
+            let next = self
+                .markers
+                .iter()
+                .filter_map(|(marker, id)| rest.find(marker.as_str()).map(|at| (at, marker, *id)))
+                .min_by_key(|&(at, marker, _)| (at, std::cmp::Reverse(marker.len())));
+            let Some((at, marker, id)) = next else {
+                break;
+            };
+            if at > 0 {
+                ids.extend(self.encode_plain(&rest[..at])?);
+            }
+            ids.push(id);
+            rest = &rest[at + marker.len()..];
+        }
+        if !rest.is_empty() {
+            ids.extend(self.encode_plain(rest)?);
+        }
+        Ok(ids)
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
