@@ -133,9 +133,10 @@ def check(overlay: str, docs: list[dict]) -> None:
     grace = sspec.get("terminationGracePeriodSeconds", 30)
     if not sleep_s:
         err("serve: no preStop delay")
-    if grace <= sleep_s + SHUTDOWN_GRACE_DEFAULT_S:
-        err(f"serve: terminationGracePeriodSeconds {grace} <= preStop {sleep_s} + --shutdown-grace {SHUTDOWN_GRACE_DEFAULT_S}")
     args = main.get("args", [])
+    drain_s = next((int(a.split("=", 1)[1]) for a in args if a.startswith("--shutdown-grace=")), SHUTDOWN_GRACE_DEFAULT_S)
+    if grace <= sleep_s + drain_s:
+        err(f"serve: terminationGracePeriodSeconds {grace} <= preStop {sleep_s} + --shutdown-grace {drain_s}")
     if "--host=0.0.0.0" not in args or "--port=8123" not in args:
         err(f"serve: args must listen on 0.0.0.0:8123, got {args}")
     if 8123 not in port_numbers(sspec):
