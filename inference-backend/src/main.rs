@@ -55,10 +55,19 @@ async fn serve(args: Args) -> Result<()> {
     let ort_library = args.ort_library().context(
         "no ONNX Runtime library found: set ORT_DYLIB_PATH (or --ort-lib) to libonnxruntime.so, or run ./run.sh once to install it",
     )?;
-    let api_keys = args
+    let keys = args
         .api_key_file
         .as_deref()
-        .map(http::load_api_keys)
+        .map(http::KeyStore::open)
+        .transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(http::serve::load_tls(cert, key)?),
+        _ => None,
+    };
+    let audit = args
+        .audit_log
+        .as_deref()
+        .map(http::audit::AuditLog::open)
         .transpose()?;
     let limits = Limits {
         max_tokens_cap: args.max_tokens_cap.max(1),
@@ -75,7 +84,8 @@ async fn serve(args: Args) -> Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(
-        "listening on http://{local} (model {} loading)",
+        "listening on {}://{local} (model {} loading)",
+        if tls.is_some() { "https" } else { "http" },
         files.dir.display()
     );
 
@@ -83,7 +93,10 @@ async fn serve(args: Args) -> Result<()> {
     let state = Arc::new(AppState {
         model: OnceLock::new(),
         metrics: metrics.clone(),
-        api_keys,
+        keys,
+        tenants: Default::default(),
+        owner_metrics: Default::default(),
+        audit,
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
     });
@@ -141,10 +154,48 @@ async fn serve(args: Args) -> Result<()> {
             scheduler::run_engine_loop(engine, jobs, metrics, scheduler_options);
         })?;
 
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    if state.keys.is_some() {
+        tokio::spawn(reload_keys(state.clone()));
+    }
+    let serve_options = http::serve::ServeOptions {
+        header_timeout: Duration::from_secs_f64(args.header_timeout.max(0.1)),
+        max_connections: http::serve::connection_limit(args.max_connections.max(1)),
+        tls,
+    };
+    http::serve::serve(listener, http::router(state), serve_options, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Reads the API key file again on SIGHUP, and when its modification time changes (checked
+/// every 2 s). Requests already admitted are not affected.
+async fn reload_keys(state: Arc<AppState>) {
+    let Some(keys) = &state.keys else {
+        return;
+    };
+    #[cfg(unix)]
+    let mut hangup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        tokio::select! {
+            () = signalled => {
+                tracing::info!("SIGHUP: reloading the API key file");
+                keys.reload();
+            }
+            _ = tick.tick() => keys.reload_if_changed(),
+        }
+    }
 }
 
 /// One short prefill and a few decode steps (and one pass long enough for the prefill graph),

@@ -559,7 +559,7 @@ impl Generation {
         let request = &self.job.request;
         let prompt = &request.prompt_ids;
         let needs = prompt.len() + request.max_tokens;
-        let seq = match cache.lookup(prompt) {
+        let seq = match cache.lookup(&request.partition, prompt) {
             Some(mut seq) => {
                 engine.reserve_for(&mut seq, needs)?;
                 seq
@@ -819,6 +819,6 @@ impl Generation {
         if self.seq.len() < self.fed.len() {
             self.fed.truncate(self.seq.len());
         }
-        cache.insert(self.fed, self.seq);
+        cache.insert(self.job.request.partition.clone(), self.fed, self.seq);
     }
 }

@@ -9,6 +9,7 @@ use std::{
 use axum::{
     body::Body,
     extract::State,
+    Extension,
     http::StatusCode,
     response::{sse::Event, IntoResponse, Response, Sse},
     Json,
@@ -18,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use super::{error::ApiError, AppState, LoadedModel};
+use super::{audit::AuditSlot, auth::Caller, error::ApiError, AppState, LoadedModel};
 use crate::{
     queue::{GenerationEvent, Job, Usage},
     validation,
@@ -26,6 +27,8 @@ use crate::{
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    audit: Option<Extension<AuditSlot>>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
@@ -47,7 +50,16 @@ pub async fn completions(
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let request = validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
+    let mut request = validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
+    let caller = caller.map(|Extension(c)| c);
+    if let Some(caller) = &caller {
+        // The owner's (or its group's) own part of the prefix cache.
+        request.partition = caller.partition.clone();
+    }
+    let observer = Observer {
+        caller,
+        audit: audit.map(|Extension(a)| a),
+    };
     if request.prompt_truncated {
         tracing::debug!(
             tokens = request.prompt_ids.len(),
@@ -69,10 +81,38 @@ pub async fn completions(
     }
     let meta = ResponseMeta::new(model);
     Ok(if stream {
-        stream_response(meta, receiver, usage_chunk)
+        stream_response(meta, receiver, usage_chunk, observer)
     } else {
-        collect_response(meta, receiver).await?
+        collect_response(meta, receiver, observer).await?
     })
+}
+
+/// Who learns how a request ended: the owner's tokens-per-minute window, the audit line.
+struct Observer {
+    caller: Option<Caller>,
+    audit: Option<AuditSlot>,
+}
+
+impl Observer {
+    fn finished(&self, reason: &crate::queue::FinishReason, usage: &Usage) {
+        if let Some(caller) = &self.caller {
+            caller.usage.record_tokens(usage.completion_tokens as u64);
+        }
+        if let Some(audit) = &self.audit {
+            let reason = reason.as_str();
+            let usage = *usage;
+            audit.update(|r| {
+                r.usage = Some(usage);
+                r.finish_reason = Some(reason);
+            });
+        }
+    }
+
+    fn failed(&self) {
+        if let Some(audit) = &self.audit {
+            audit.update(|r| r.finish_reason = Some("error"));
+        }
+    }
 }
 
 struct ResponseMeta {
@@ -111,6 +151,7 @@ fn stream_response(
     meta: ResponseMeta,
     receiver: mpsc::UnboundedReceiver<GenerationEvent>,
     usage_chunk: bool,
+    observer: Observer,
 ) -> Response {
     // Dropping this stream (client gone) drops the receiver, which the engine notices between
     // prefill chunks and decode steps.
@@ -119,6 +160,7 @@ fn stream_response(
         match event {
             GenerationEvent::Text(text) => chunks.push(meta.chunk(&text, None)),
             GenerationEvent::Finished { reason, usage } => {
+                observer.finished(&reason, &usage);
                 let mut chunk = meta.chunk("", Some(reason.as_str()));
                 add_usage(&mut chunk, &usage);
                 chunks.push(chunk);
@@ -130,6 +172,7 @@ fn stream_response(
                 }
             }
             GenerationEvent::Failed(message) => {
+                observer.failed();
                 chunks.push(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}))
             }
         }
@@ -142,17 +185,20 @@ fn stream_response(
 async fn collect_response(
     meta: ResponseMeta,
     mut receiver: mpsc::UnboundedReceiver<GenerationEvent>,
+    observer: Observer,
 ) -> Result<Response, ApiError> {
     let mut text = String::new();
     while let Some(event) = receiver.recv().await {
         match event {
             GenerationEvent::Text(piece) => text.push_str(&piece),
             GenerationEvent::Finished { reason, usage } => {
+                observer.finished(&reason, &usage);
                 let mut body = meta.chunk(&text, Some(reason.as_str()));
                 add_usage(&mut body, &usage);
                 return Ok(Json(body).into_response());
             }
             GenerationEvent::Failed(message) => {
+                observer.failed();
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
