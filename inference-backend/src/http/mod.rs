@@ -109,6 +109,10 @@ async fn limit_header_size(request: Request, next: Next) -> Response {
 /// Errors that axum answers by itself (405 from routing, …) come without a body; give them the
 /// same JSON error body as every other error (HEAD answers carry its headers only).
 async fn json_errors(request: Request, next: Next) -> Response {
+    let allowed = match request.uri().path() {
+        "/v1/completions" => "POST",
+        _ => "GET, HEAD",
+    };
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
@@ -124,14 +128,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
         _ => "invalid_request_error",
     };
     let message = match status {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            let allow = response
-                .headers()
-                .get(axum::http::header::ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            format!("method not allowed here; allowed: {allow}")
-        }
+        StatusCode::METHOD_NOT_ALLOWED => format!("method not allowed here; allowed: {allowed}"),
         s => s.canonical_reason().unwrap_or("error").to_lowercase(),
     };
     let (parts, _) = response.into_parts();
@@ -140,6 +137,12 @@ async fn json_errors(request: Request, next: Next) -> Response {
         if name != axum::http::header::CONTENT_LENGTH {
             fresh.headers_mut().append(name.clone(), value.clone());
         }
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED && !fresh.headers().contains_key(axum::http::header::ALLOW) {
+        fresh.headers_mut().insert(
+            axum::http::header::ALLOW,
+            axum::http::HeaderValue::from_static(allowed),
+        );
     }
     fresh
 }

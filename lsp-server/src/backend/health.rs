@@ -11,6 +11,9 @@ use super::BackendError;
 pub struct Health {
     warned: AtomicBool,
     busy_until: Mutex<Option<Instant>>,
+    /// A refusal met by a background request (a warm-up), which has nobody to tell: the next
+    /// suggestion request reports it (`take_unreported`).
+    unreported: Mutex<Option<BackendError>>,
 }
 
 /// What the caller should tell the user after a request.
@@ -33,18 +36,42 @@ impl Health {
     }
 
     pub fn record_failure(&self, error: &BackendError) -> HealthChange {
-        if let BackendError::Busy { retry_after } = error {
-            let wait = retry_after
-                .unwrap_or(Duration::from_millis(500))
-                .min(Duration::from_secs(30));
-            if let Ok(mut busy_until) = self.busy_until.lock() {
-                *busy_until = Some(Instant::now() + wait);
-            }
-        }
+        self.record_backoff(error);
         if self.warned.swap(true, Ordering::Relaxed) {
             HealthChange::None
         } else {
             HealthChange::WentBad
+        }
+    }
+
+    /// A background request was refused: hold off as the backend asked, and keep the refusal
+    /// for the next suggestion request to report (once).
+    pub fn record_background_failure(&self, error: &BackendError) {
+        if matches!(error, BackendError::Busy { .. } | BackendError::RateLimited { .. }) {
+            self.record_backoff(error);
+            if let Ok(mut slot) = self.unreported.lock() {
+                *slot = Some(error.clone());
+            }
+        }
+    }
+
+    pub fn take_unreported(&self) -> Option<BackendError> {
+        self.unreported.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    fn record_backoff(&self, error: &BackendError) {
+        if let BackendError::Busy { retry_after } | BackendError::RateLimited { retry_after } = error {
+            // A rate limit's Retry-After is honoured in full (up to 10 minutes): asking again
+            // earlier would only be refused again and count against the key.
+            let cap = if matches!(error, BackendError::RateLimited { .. }) {
+                Duration::from_secs(600)
+            } else {
+                Duration::from_secs(30)
+            };
+            let wait = retry_after.unwrap_or(Duration::from_millis(500)).min(cap);
+            if let Ok(mut busy_until) = self.busy_until.lock() {
+                *busy_until = Some(Instant::now() + wait);
+            }
         }
     }
 
