@@ -148,7 +148,11 @@ fn the_default_build_completes_over_https_with_ca_file_and_over_plain_http() {
     assert!(backend.base.starts_with("https://"), "{}", backend.base);
 
     let mut client = lsp(&backend.base, json!({"caFile": ca.to_str().unwrap()}), &[]);
-    assert!(suggestions(&mut client) > 0, "no suggestion over https");
+    assert!(
+        suggestions(&mut client) > 0,
+        "no suggestion over https; server log:\n{}",
+        backend.log.lock().unwrap()
+    );
     let warnings = client.notifications("window/showMessage", Duration::from_millis(200));
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(client.shutdown().success());
