@@ -45,8 +45,9 @@ pub struct Args {
     #[arg(long)]
     pub audit_log: Option<String>,
     /// Seconds a connection has for its TLS handshake and each request's headers (also the
-    /// idle time allowed between keep-alive requests).
-    #[arg(long, default_value_t = 10.0)]
+    /// idle time allowed between keep-alive requests; ghostline-lsp drops idle connections
+    /// after 25 s, before this closes them under it).
+    #[arg(long, default_value_t = 30.0)]
     pub header_timeout: f64,
     /// Open connections at most (also kept below the open-file limit); more wait to be accepted.
     #[arg(long, default_value_t = 1024)]

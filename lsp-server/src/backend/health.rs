@@ -83,3 +83,36 @@ impl Health {
             .unwrap_or(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_limit_holds_off_for_its_whole_retry_after_and_warns_once() {
+        let health = Health::default();
+        let limited = BackendError::RateLimited {
+            retry_after: Some(Duration::from_secs(45)),
+        };
+        assert_eq!(health.record_failure(&limited), HealthChange::WentBad);
+        assert_eq!(health.record_failure(&limited), HealthChange::None);
+        let until = health.busy_until.lock().unwrap().unwrap();
+        assert!(until > Instant::now() + Duration::from_secs(40), "capped below Retry-After");
+        assert!(health.is_backing_off());
+    }
+
+    #[test]
+    fn a_refused_warm_up_backs_off_and_leaves_its_notice_for_the_next_request() {
+        let health = Health::default();
+        health.record_background_failure(&BackendError::Timeout);
+        assert!(!health.is_backing_off());
+        assert!(health.take_unreported().is_none());
+        health.record_background_failure(&BackendError::RateLimited { retry_after: None });
+        assert!(health.is_backing_off());
+        assert!(matches!(
+            health.take_unreported(),
+            Some(BackendError::RateLimited { .. })
+        ));
+        assert!(health.take_unreported().is_none(), "reported once");
+    }
+}

@@ -235,7 +235,9 @@ impl Backend {
             .https_only(false)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Below ghostline-serve's 30 s keep-alive limit (--header-timeout), so a request
+            // never goes out on a connection the server is closing at that moment.
+            .pool_idle_timeout(Duration::from_secs(25))
             .pool_max_idle_per_host(4);
         if let Some(path) = ca_file.filter(|p| !p.is_empty()) {
             match std::fs::read(path)
