@@ -29,9 +29,29 @@ pub struct Args {
     /// than free cores make decoding slower, not faster.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// File with one accepted API key per line; without it the API is open (bind to loopback).
+    /// API key file: one key per line, or `OWNER KEY [rpm=N] [streams=N] [tpm=N] [group=NAME]`
+    /// lines, KEY plain or `sha256:HEX` (see README). Reloaded on SIGHUP and when it changes.
+    /// Without it the API is open (bind to loopback).
     #[arg(long)]
     pub api_key_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// One JSON line per API request (time, owner, status, token counts, timings; never text)
+    /// appended to this file, or `-` for stderr.
+    #[arg(long)]
+    pub audit_log: Option<String>,
+    /// Seconds a connection has for its TLS handshake and each request's headers (also the
+    /// idle time allowed between keep-alive requests; ghostline-lsp drops idle connections
+    /// after 25 s, before this closes them under it).
+    #[arg(long, default_value_t = 30.0)]
+    pub header_timeout: f64,
+    /// Open connections at most (also kept below the open-file limit); more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// libonnxruntime.so to load. Default: the one in Ghostline's Python environment.
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,

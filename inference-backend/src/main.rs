@@ -1,5 +1,4 @@
 use std::{
-    future::IntoFuture,
     net::SocketAddr,
     process::ExitCode,
     sync::{Arc, OnceLock},
@@ -60,10 +59,19 @@ async fn serve(args: Args) -> Result<()> {
     let ort_library = args.ort_library().context(
         "no ONNX Runtime library found: set ORT_DYLIB_PATH (or --ort-lib) to libonnxruntime.so, or run ./run.sh once to install it",
     )?;
-    let api_keys = args
+    let keys = args
         .api_key_file
         .as_deref()
-        .map(http::load_api_keys)
+        .map(http::KeyStore::open)
+        .transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(http::serve::load_tls(cert, key)?),
+        _ => None,
+    };
+    let audit = args
+        .audit_log
+        .as_deref()
+        .map(http::audit::AuditLog::open)
         .transpose()?;
     let limits = Limits {
         max_tokens_cap: args.max_tokens_cap.max(1),
@@ -80,7 +88,8 @@ async fn serve(args: Args) -> Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(
-        "listening on http://{local} (model {} loading)",
+        "listening on {}://{local} (model {} loading)",
+        if tls.is_some() { "https" } else { "http" },
         files.dir.display()
     );
 
@@ -91,7 +100,10 @@ async fn serve(args: Args) -> Result<()> {
         lifecycle: lifecycle.clone(),
         model: OnceLock::new(),
         metrics: metrics.clone(),
-        api_keys,
+        keys,
+        tenants: Default::default(),
+        owner_metrics: Default::default(),
+        audit,
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
     });
@@ -163,10 +175,21 @@ async fn serve(args: Args) -> Result<()> {
             engine_state.lifecycle.engine_stopped();
         })?;
 
+    if state.keys.is_some() {
+        tokio::spawn(reload_keys(state.clone()));
+    }
     let grace = Duration::from_secs_f64(args.shutdown_grace.clamp(0.0, 86_400.0));
-    let server = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(stop_signal(lifecycle.clone(), grace))
-        .into_future();
+    let serve_options = http::serve::ServeOptions {
+        header_timeout: Duration::from_secs_f64(args.header_timeout.max(0.1)),
+        max_connections: http::serve::connection_limit(args.max_connections.max(1)),
+        tls,
+    };
+    let server = http::serve::serve(
+        listener,
+        http::router(state),
+        serve_options,
+        stop_signal(lifecycle.clone(), grace),
+    );
     // Connections that outlive the end of the streams (a client that never finishes its
     // request) do not hold the exit.
     let hard_stop = {
@@ -204,6 +227,37 @@ async fn stop_signal(lifecycle: Arc<Lifecycle>, grace: Duration) {
         () = lifecycle.engine_gone() => {
             lifecycle.enter(Phase::Ending);
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Reads the API key file again on SIGHUP, and when its modification time changes (checked
+/// every 2 s). Requests already admitted are not affected.
+async fn reload_keys(state: Arc<AppState>) {
+    let Some(keys) = &state.keys else {
+        return;
+    };
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        tokio::select! {
+            () = signalled => {
+                tracing::info!("SIGHUP: reloading the API key file");
+                keys.reload();
+            }
+            _ = tick.tick() => keys.reload_if_changed(),
         }
     }
 }

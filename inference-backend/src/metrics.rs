@@ -418,3 +418,110 @@ mod tests {
         }
     }
 }
+
+// ---- Per-owner counters (API key owners) ----------------------------------------------------
+// Labelled by the owner's name from the key file, never by a key. Kept apart from `Metrics`:
+// the HTTP layer (auth, audit) feeds them, the engine never sees them.
+
+#[derive(Default)]
+struct OwnerCounters {
+    requests: BTreeMap<u16, u64>,
+    limited: BTreeMap<&'static str, u64>,
+    prompt_tokens: u64,
+    cached_tokens: u64,
+    generated_tokens: u64,
+}
+
+#[derive(Default)]
+pub struct OwnerMetrics {
+    owners: Mutex<BTreeMap<String, OwnerCounters>>,
+}
+
+impl OwnerMetrics {
+    fn with(&self, owner: &str, f: impl FnOnce(&mut OwnerCounters)) {
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        match owners.get_mut(owner) {
+            Some(counters) => f(counters),
+            None => f(owners.entry(owner.to_string()).or_default()),
+        }
+    }
+
+    pub fn count_request(&self, owner: &str, status: u16) {
+        self.with(owner, |c| *c.requests.entry(status).or_default() += 1);
+    }
+
+    pub fn count_limited(&self, owner: &str, limit: &'static str) {
+        self.with(owner, |c| *c.limited.entry(limit).or_default() += 1);
+    }
+
+    pub fn count_usage(&self, owner: &str, usage: &crate::queue::Usage) {
+        self.with(owner, |c| {
+            c.prompt_tokens += usage.prompt_tokens as u64;
+            c.cached_tokens += usage.cached_tokens as u64;
+            c.generated_tokens += usage.completion_tokens as u64;
+        });
+    }
+
+    /// Appends the per-owner series; `streams` is each owner's requests in flight now.
+    pub fn render(&self, out: &mut String, streams: &[(std::sync::Arc<str>, u32)]) {
+        let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+        let each = |f: &dyn Fn(&str, &OwnerCounters) -> Vec<(String, u64)>| {
+            owners.iter().flat_map(|(o, c)| f(o, c)).collect::<Vec<_>>()
+        };
+        family(
+            "ghostline_owner_requests_total",
+            "counter",
+            "API requests answered, by key owner and status code.",
+            each(&|o, c| {
+                c.requests
+                    .iter()
+                    .map(|(s, n)| (format!("owner=\"{o}\",status=\"{s}\""), *n))
+                    .collect()
+            }),
+        );
+        family(
+            "ghostline_owner_rate_limited_total",
+            "counter",
+            "Requests refused with 429, by key owner and the limit they hit (rpm, streams, tpm).",
+            each(&|o, c| {
+                c.limited
+                    .iter()
+                    .map(|(l, n)| (format!("owner=\"{o}\",limit=\"{l}\""), *n))
+                    .collect()
+            }),
+        );
+        family(
+            "ghostline_owner_prompt_tokens_total",
+            "counter",
+            "Prompt tokens of finished requests, by key owner.",
+            each(&|o, c| vec![(format!("owner=\"{o}\""), c.prompt_tokens)]),
+        );
+        family(
+            "ghostline_owner_cached_tokens_total",
+            "counter",
+            "Prompt tokens served by the owner's prefix-cache partition, by key owner.",
+            each(&|o, c| vec![(format!("owner=\"{o}\""), c.cached_tokens)]),
+        );
+        family(
+            "ghostline_owner_generated_tokens_total",
+            "counter",
+            "Generated tokens of finished requests, by key owner.",
+            each(&|o, c| vec![(format!("owner=\"{o}\""), c.generated_tokens)]),
+        );
+        family(
+            "ghostline_owner_active_requests",
+            "gauge",
+            "Completion requests in flight, by key owner.",
+            streams
+                .iter()
+                .map(|(o, n)| (format!("owner=\"{o}\""), u64::from(*n)))
+                .collect(),
+        );
+    }
+}

@@ -570,7 +570,7 @@ impl Generation {
         let request = &self.job.request;
         let prompt = &request.prompt_ids;
         let needs = prompt.len() + request.max_tokens;
-        let seq = match cache.lookup(prompt) {
+        let seq = match cache.lookup(&request.partition, prompt) {
             Some(mut seq) => {
                 engine.reserve_for(&mut seq, needs)?;
                 seq
@@ -859,6 +859,6 @@ impl Generation {
         // Told already (or gone): a panic in the insert only loses this sequence's KV.
         told.set(true);
         crate::fault::trip("cache-insert-panic");
-        cache.insert(self.fed, self.seq);
+        cache.insert(self.job.request.partition.clone(), self.fed, self.seq);
     }
 }

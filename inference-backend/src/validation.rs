@@ -20,6 +20,9 @@ pub struct GenerationRequest {
     /// Text taken off the prompt's end that the generation must start with (token healing);
     /// empty when nothing was taken.
     pub heal: String,
+    /// Whose prefix-cache partition this request may read and fill: the API key's owner (or
+    /// its shared group), set by the HTTP layer after validation; empty without API keys.
+    pub partition: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +199,7 @@ pub fn validate(
         stop,
         ignore_eos: body.ignore_eos.unwrap_or(false),
         heal,
+        partition: std::sync::Arc::from(""),
     })
 }
 

@@ -4,6 +4,7 @@
 export const LSP_SETTING_KEYS = [
   'backendUrl',
   'apiKeyEnv',
+  'caFile',
   'model',
   'fimTemplate',
   'maxTokens',
@@ -42,7 +43,7 @@ export function toLspSettings(config: ConfigLike): LspSettings {
     if (value === undefined) {
       continue;
     }
-    if ((key === 'model' || key === 'fimTemplate') && (value === '' || value === null)) {
+    if ((key === 'model' || key === 'fimTemplate' || key === 'caFile') && (value === '' || value === null)) {
       out[key] = null;
       continue;
     }

@@ -4,6 +4,11 @@
 //! Bounded by bytes; the least recently used sequence goes first. A sequence whose tokens are a
 //! prefix of a newer one is dropped when the newer one is stored, since the newer one serves
 //! every request the older one could.
+//!
+//! Entries are partitioned (by the API key's owner, or a shared group from the key file): a
+//! request only ever sees, reuses or evicts-as-prefix the entries of its own partition, so one
+//! tenant can neither reuse another's KV nor learn from its time to first token which prompts
+//! another tenant sent. The byte budget and LRU order are shared.
 
 use std::sync::{atomic::Ordering, Arc};
 
@@ -12,6 +17,7 @@ use crate::metrics::Metrics;
 use super::KvState;
 
 struct Entry {
+    partition: Arc<str>,
     tokens: Vec<u32>,
     kv: KvState,
     bytes: usize,
@@ -43,13 +49,14 @@ impl PrefixCache {
     /// The KV state for the longest cached prefix of `prompt`, if any: the entry itself when all
     /// of it applies (moved out, to be extended in place), else a copy of its first positions.
     /// At least one prompt token is always left to run, because its logits are needed.
-    pub fn lookup(&mut self, prompt: &[u32]) -> Option<KvState> {
+    pub fn lookup(&mut self, partition: &str, prompt: &[u32]) -> Option<KvState> {
         self.clock += 1;
         let usable = prompt.len().saturating_sub(1);
         let best = self
             .entries
             .iter()
             .enumerate()
+            .filter(|(_, e)| &*e.partition == partition)
             .map(|(i, e)| (i, common_prefix(&e.tokens, &prompt[..usable])))
             .max_by_key(|&(_, n)| n);
         let Some((index, len)) = best.filter(|&(_, n)| n > 0) else {
@@ -87,7 +94,7 @@ impl PrefixCache {
     }
 
     /// Stores the KV state of a finished sequence whose positions hold `tokens`.
-    pub fn insert(&mut self, tokens: Vec<u32>, kv: KvState) {
+    pub fn insert(&mut self, partition: Arc<str>, tokens: Vec<u32>, kv: KvState) {
         let bytes = kv.bytes();
         if bytes > self.budget_bytes || tokens.is_empty() || tokens.len() != kv.len() {
             return;
@@ -95,7 +102,8 @@ impl PrefixCache {
         self.clock += 1;
         let mut i = 0;
         while i < self.entries.len() {
-            if tokens.starts_with(&self.entries[i].tokens) {
+            if self.entries[i].partition == partition && tokens.starts_with(&self.entries[i].tokens)
+            {
                 let old = self.entries.swap_remove(i);
                 self.used_bytes -= old.bytes;
             } else {
@@ -117,6 +125,7 @@ impl PrefixCache {
         }
         self.used_bytes += bytes;
         self.entries.push(Entry {
+            partition,
             tokens,
             kv,
             bytes,

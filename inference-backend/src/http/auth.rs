@@ -1,72 +1,178 @@
-//! Optional bearer API keys. Keys are compared in constant time so that response timing does not
-//! reveal how much of a guessed key was right.
+//! Optional API keys (`--api-key-file`, format in `keys.rs`). A request to `/v1/*` names its key
+//! in `Authorization: Bearer KEY` (the scheme in any case, RFC 7235); the key's owner, limits
+//! and prefix-cache partition then travel with the request as a [`Caller`].
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
 use axum::{
     extract::{Request, State},
-    http::header,
+    http::{header, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use subtle::ConstantTimeEq;
 
-use super::{error::ApiError, AppState};
+use super::{
+    audit::{hold_until_body_ends, AuditSlot},
+    error::ApiError,
+    keys::OwnerUsage,
+    AppState,
+};
 
-/// One key per line; blank lines and `#` comments are ignored.
-pub fn load_api_keys(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read API key file {}", path.display()))?;
-    let keys: Vec<Vec<u8>> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.as_bytes().to_vec())
-        .collect();
-    if keys.is_empty() {
-        bail!("API key file {} holds no key", path.display());
-    }
-    Ok(keys)
+/// Who sent a request: set by [`require_api_key`] when the server has API keys.
+#[derive(Clone)]
+pub struct Caller {
+    pub owner: Arc<str>,
+    /// The prefix-cache partition (`owner:NAME` or `group:NAME`).
+    pub partition: Arc<str>,
+    pub usage: Arc<OwnerUsage>,
 }
 
-fn key_matches(keys: &[Vec<u8>], offered: &[u8]) -> bool {
-    // Every key is compared, so the time taken does not depend on which one matched.
-    keys.iter().fold(false, |found, key| {
-        found | bool::from(key.as_slice().ct_eq(offered))
+/// Longer Authorization headers are refused (431) before any key is compared.
+pub const MAX_AUTHORIZATION_BYTES: usize = 1024;
+
+/// Query parameters that look like a credential.
+fn key_in_query(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        matches!(
+            name.as_str(),
+            "key"
+                | "api_key"
+                | "api-key"
+                | "apikey"
+                | "access_token"
+                | "token"
+                | "auth"
+                | "authorization"
+                | "bearer"
+        )
     })
+}
+
+/// The key of an `Authorization` header: `Bearer KEY`, the scheme in any case, one key of
+/// visible ASCII characters.
+fn bearer_key(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?;
+    let (scheme, key) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let key = key.trim_start_matches(' ');
+    (!key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic())).then_some(key)
+}
+
+fn unauthorized(message: &str) -> Response {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_api_key", message).into_response()
 }
 
 pub async fn require_api_key(
     State(state): State<Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    if let Some(keys) = &state.api_keys {
-        let offered = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match offered {
-            Some(key) if key_matches(keys, key.as_bytes()) => {}
-            _ => return ApiError::unauthorized().into_response(),
-        }
+    let Some(store) = &state.keys else {
+        return next.run(request).await;
+    };
+    if request.uri().query().is_some_and(key_in_query) {
+        return unauthorized(
+            "API keys are not accepted in the URL (URLs end up in logs and histories); send the header Authorization: Bearer KEY",
+        );
     }
-    next.run(request).await
+    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (values.next(), values.next());
+    let Some(value) = first else {
+        return ApiError::unauthorized().into_response();
+    };
+    if second.is_some() {
+        return unauthorized("more than one Authorization header");
+    }
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            format!("the Authorization header is longer than {MAX_AUTHORIZATION_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let Some(key) = bearer_key(value.as_bytes()) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let ring = store.current();
+    let Some(owner) = ring.owner_of(key.as_bytes()) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let audit = request.extensions().get::<AuditSlot>().cloned();
+    if let Some(audit) = &audit {
+        audit.update(|r| r.owner = Some(owner.name.clone()));
+    }
+    let usage = state.tenants.usage(&owner.name);
+    let slot = if request.uri().path() == "/v1/completions" {
+        match usage.admit(&owner.limits) {
+            Ok(slot) => Some(slot),
+            Err((limit, retry_after)) => {
+                state
+                    .owner_metrics
+                    .count_limited(&owner.name, limit.as_str());
+                if let Some(audit) = &audit {
+                    audit.update(|r| r.limited = Some(limit.as_str()));
+                }
+                let what = match limit {
+                    super::keys::LimitKind::RequestsPerMinute => "requests per minute",
+                    super::keys::LimitKind::Streams => "concurrent requests",
+                    super::keys::LimitKind::TokensPerMinute => "generated tokens per minute",
+                };
+                return ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_exceeded",
+                    format!(
+                        "{} is over its limit of {what}; retry after {retry_after} s",
+                        owner.name
+                    ),
+                )
+                .retry_after(retry_after)
+                .into_response();
+            }
+        }
+    } else {
+        None
+    };
+    request.extensions_mut().insert(Caller {
+        owner: owner.name.clone(),
+        partition: owner.partition.clone(),
+        usage,
+    });
+    drop(ring);
+    let response = next.run(request).await;
+    match slot {
+        // The stream is the owner's until its body has ended.
+        Some(slot) => hold_until_body_ends(response, slot),
+        None => response,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::key_matches;
+    use super::{bearer_key, key_in_query};
 
     #[test]
-    fn only_exact_keys_match() {
-        let keys = vec![b"alpha".to_vec(), b"beta-key".to_vec()];
-        assert!(key_matches(&keys, b"beta-key"));
-        assert!(!key_matches(&keys, b"beta"));
-        assert!(!key_matches(&keys, b"beta-key2"));
-        assert!(!key_matches(&keys, b""));
+    fn bearer_scheme_in_any_case() {
+        assert_eq!(bearer_key(b"Bearer abc"), Some("abc"));
+        assert_eq!(bearer_key(b"bearer abc"), Some("abc"));
+        assert_eq!(bearer_key(b"BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_key(b"Basic abc"), None);
+        assert_eq!(bearer_key(b"Bearer"), None);
+        assert_eq!(bearer_key(b"Bearer a b"), None);
+        assert_eq!(bearer_key(b"Bearer \xff\xfe"), None);
+    }
+
+    #[test]
+    fn credentials_in_the_query_are_spotted() {
+        assert!(key_in_query("api_key=x"));
+        assert!(key_in_query("a=1&Key=x"));
+        assert!(!key_in_query("monkey=1"));
     }
 }

@@ -11,13 +11,13 @@ use axum::{
     extract::State,
     http::StatusCode,
     response::{sse::Event, IntoResponse, Response, Sse},
-    Json,
+    Extension, Json,
 };
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-use super::{error::ApiError, AppState, LoadedModel};
+use super::{audit::AuditSlot, auth::Caller, error::ApiError, AppState, LoadedModel};
 use crate::{
     lifecycle::{self, Phase},
     queue::{GenerationEvent, Job, Usage},
@@ -26,6 +26,8 @@ use crate::{
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    audit: Option<Extension<AuditSlot>>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
@@ -91,8 +93,17 @@ pub async fn completions(
             format!("reading the request failed: {e}"),
         )
     })?;
-    let (stream, usage_chunk, request) = parsed?;
+    let (stream, usage_chunk, mut request) = parsed?;
     let model = state.model.get().expect("checked above");
+    let caller = caller.map(|Extension(c)| c);
+    if let Some(caller) = &caller {
+        // The owner's (or its group's) own part of the prefix cache.
+        request.partition = caller.partition.clone();
+    }
+    let observer = Observer {
+        caller,
+        audit: audit.map(|Extension(a)| a),
+    };
     if request.prompt_truncated {
         tracing::debug!(
             tokens = request.prompt_ids.len(),
@@ -115,9 +126,9 @@ pub async fn completions(
     let meta = ResponseMeta::new(model);
     let phase = state.lifecycle.subscribe();
     Ok(if stream {
-        stream_response(meta, receiver, usage_chunk, phase)
+        stream_response(meta, receiver, usage_chunk, phase, observer)
     } else {
-        collect_response(meta, receiver, phase).await?
+        collect_response(meta, receiver, phase, observer).await?
     })
 }
 
@@ -136,6 +147,34 @@ fn give_back_memory() {
         // SAFETY: glibc's malloc_trim only releases free memory; it takes no pointers.
         unsafe {
             malloc_trim(0);
+        }
+    }
+}
+
+/// Who learns how a request ended: the owner's tokens-per-minute window, the audit line.
+struct Observer {
+    caller: Option<Caller>,
+    audit: Option<AuditSlot>,
+}
+
+impl Observer {
+    fn finished(&self, reason: &crate::queue::FinishReason, usage: &Usage) {
+        if let Some(caller) = &self.caller {
+            caller.usage.record_tokens(usage.completion_tokens as u64);
+        }
+        if let Some(audit) = &self.audit {
+            let reason = reason.as_str();
+            let usage = *usage;
+            audit.update(|r| {
+                r.usage = Some(usage);
+                r.finish_reason = Some(reason);
+            });
+        }
+    }
+
+    fn failed(&self) {
+        if let Some(audit) = &self.audit {
+            audit.update(|r| r.finish_reason = Some("error"));
         }
     }
 }
@@ -178,7 +217,9 @@ fn stream_response(
     receiver: mpsc::UnboundedReceiver<GenerationEvent>,
     usage_chunk: bool,
     phase: watch::Receiver<Phase>,
+    observer: Observer,
 ) -> Response {
+    let observer = Arc::new(observer);
     let meta = Arc::new(meta);
     // Dropping this stream (client gone, or its end) drops the receiver, which the engine
     // notices between prefill chunks and decode steps.
@@ -186,6 +227,7 @@ fn stream_response(
         Some((receiver, phase)),
         move |state| {
             let meta = meta.clone();
+            let observer = observer.clone();
             async move {
                 let (mut receiver, mut phase) = state?;
                 let event = tokio::select! {
@@ -204,6 +246,7 @@ fn stream_response(
                         false
                     }
                     GenerationEvent::Finished { reason, usage } => {
+                        observer.finished(&reason, &usage);
                         let mut chunk = meta.chunk("", Some(reason.as_str()));
                         add_usage(&mut chunk, &usage);
                         chunks.push(chunk);
@@ -216,6 +259,7 @@ fn stream_response(
                         true
                     }
                     GenerationEvent::Failed(message) => {
+                        observer.failed();
                         chunks.push(error_chunk(&message));
                         true
                     }
@@ -243,6 +287,7 @@ async fn collect_response(
     meta: ResponseMeta,
     mut receiver: mpsc::UnboundedReceiver<GenerationEvent>,
     mut phase: watch::Receiver<Phase>,
+    observer: Observer,
 ) -> Result<Response, ApiError> {
     let mut text = String::new();
     loop {
@@ -255,16 +300,18 @@ async fn collect_response(
         match event {
             Some(GenerationEvent::Text(piece)) => text.push_str(&piece),
             Some(GenerationEvent::Finished { reason, usage }) => {
+                observer.finished(&reason, &usage);
                 let mut body = meta.chunk(&text, Some(reason.as_str()));
                 add_usage(&mut body, &usage);
                 return Ok(Json(body).into_response());
             }
             Some(GenerationEvent::Failed(message)) => {
+                observer.failed();
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
                     message,
-                ))
+                ));
             }
             None => {
                 return Err(ApiError::new(

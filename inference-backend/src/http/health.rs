@@ -47,9 +47,14 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let mut text = state.metrics.render();
+        if state.keys.is_some() {
+            state
+                .owner_metrics
+                .render(&mut text, &state.tenants.streams_by_owner());
+        }
+        text
+    })
         .into_response()
 }

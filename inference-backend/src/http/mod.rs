@@ -1,11 +1,14 @@
 //! HTTP front: routes, auth, body limits and request counting. Handlers validate and enqueue;
 //! they never touch the model.
 
-mod auth;
+pub mod audit;
+pub mod auth;
 mod completions;
 pub mod error;
 mod health;
+pub mod keys;
 mod models;
+pub mod serve;
 
 use std::{
     sync::{Arc, OnceLock},
@@ -21,7 +24,7 @@ use axum::{
     Router,
 };
 
-pub use auth::load_api_keys;
+pub use keys::KeyStore;
 
 use crate::{
     engine::Device,
@@ -45,7 +48,13 @@ pub struct LoadedModel {
 pub struct AppState {
     pub model: OnceLock<LoadedModel>,
     pub metrics: Arc<Metrics>,
-    pub api_keys: Option<Vec<Vec<u8>>>,
+    /// `--api-key-file`; without it the API is open.
+    pub keys: Option<KeyStore>,
+    /// Per-owner usage for the key file's limits (kept across reloads).
+    pub tenants: keys::Tenants,
+    pub owner_metrics: crate::metrics::OwnerMetrics,
+    /// `--audit-log`.
+    pub audit: Option<audit::AuditLog>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     /// Running, draining after SIGTERM, ending; whether the engine thread is alive.
@@ -69,11 +78,80 @@ pub fn router(state: Arc<AppState>) -> Router {
             error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
                 .into_response()
         })
+        .layer(middleware::from_fn(limit_header_size))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::audit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Request headers larger than this, all together, are refused with a JSON 431 (hyper's own
+/// limit, far larger, answers without a body).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+async fn limit_header_size(request: Request, next: Next) -> Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return error::ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            format!("request headers larger than {MAX_HEADER_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Errors that axum answers by itself (405 from routing, …) come without a body; give them the
+/// same JSON error body as every other error (HEAD answers carry its headers only).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let allowed = match request.uri().path() {
+        "/v1/completions" => "POST",
+        _ => "GET, HEAD",
+    };
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let kind = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "invalid_request_error",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "server_error",
+        _ => "invalid_request_error",
+    };
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => format!("method not allowed here; allowed: {allowed}"),
+        s => s.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let (parts, _) = response.into_parts();
+    let mut fresh = error::ApiError::new(status, kind, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_LENGTH {
+            fresh.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && !fresh.headers().contains_key(axum::http::header::ALLOW)
+    {
+        fresh.headers_mut().insert(
+            axum::http::header::ALLOW,
+            axum::http::HeaderValue::from_static(allowed),
+        );
+    }
+    fresh
 }
 
 async fn count_requests(

@@ -100,7 +100,8 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    // `http://ADDR` or, with --tls-cert, `https://ADDR`.
                     let addr = rest
                         .split_whitespace()
                         .next()
@@ -126,9 +127,14 @@ impl Server {
         };
         let server = Server {
             child,
-            base: format!("http://{addr}"),
+            base: addr,
             log,
         };
+        if server.base.starts_with("https://") {
+            // The blocking poll below speaks plain HTTP only; TLS tests wait with their own
+            // client, which trusts their certificate (`tls::wait_ready`).
+            return Ok(server);
+        }
         let mut server = server;
         loop {
             if let Ok(resp) = raw_http::get_status(&format!("{}/ready", server.base)) {
@@ -165,6 +171,10 @@ impl Server {
             .expect("run kill")
             .success();
         assert!(ok, "kill -{name} failed");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -59,6 +59,12 @@ pub enum BackendError {
     Busy {
         retry_after: Option<Duration>,
     },
+    /// 429: this key's requests, streams or tokens per minute are used up.
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
+    /// The TLS handshake failed on the server's certificate (unknown CA, wrong name, expired).
+    Certificate(String),
     /// Any other non-success status.
     Status(u16, String),
     /// The connection broke in the middle of a stream.
@@ -74,6 +80,18 @@ impl std::fmt::Display for BackendError {
             Self::Unreachable(why) => write!(f, "cannot reach the backend ({why})"),
             Self::Unauthorized => write!(f, "the backend refused the API key"),
             Self::Busy { .. } => write!(f, "the backend is busy"),
+            Self::RateLimited { retry_after } => match retry_after {
+                Some(wait) => write!(
+                    f,
+                    "the backend's limit for this API key is reached (it asks to wait {} s)",
+                    wait.as_secs()
+                ),
+                None => write!(f, "the backend's limit for this API key is reached"),
+            },
+            Self::Certificate(why) => write!(
+                f,
+                "the backend's TLS certificate is not trusted ({why}); if your team's own CA signed it, set `caFile` to that CA's PEM file"
+            ),
             Self::Status(code, body) => write!(f, "the backend answered HTTP {code}: {body}"),
             Self::Died(why) => write!(f, "the backend stream broke off ({why})"),
             Self::Protocol(why) => write!(f, "the backend answered something unexpected ({why})"),
@@ -182,7 +200,8 @@ struct CachedModel {
 }
 
 pub struct Backend {
-    http: reqwest::Client,
+    /// The client, and the `caFile` it was built with (rebuilt when that setting changes).
+    http: std::sync::Mutex<(Option<String>, reqwest::Client)>,
     model: tokio::sync::Mutex<Option<CachedModel>>,
     pub health: Health,
 }
@@ -200,21 +219,62 @@ const MODEL_RETRY: Duration = Duration::from_millis(500);
 
 impl Backend {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            // Only the prompt may leave the machine, and only to the configured backend:
-            // never let an HTTP_PROXY variable reroute it.
-            .no_proxy()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(4)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
         Self {
-            http,
+            http: std::sync::Mutex::new((None, Self::build_client(None))),
             model: tokio::sync::Mutex::new(None),
             health: Health::default(),
         }
+    }
+
+    /// The pooled client; rustls with the system's roots, plus `ca_file`'s certificates.
+    fn build_client(ca_file: Option<&str>) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            // Only the prompt may leave the machine, and only to the configured backend:
+            // never let an HTTP_PROXY variable reroute it.
+            .no_proxy()
+            .use_rustls_tls()
+            .https_only(false)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            // Below ghostline-serve's 30 s keep-alive limit (--header-timeout), so a request
+            // never goes out on a connection the server is closing at that moment.
+            .pool_idle_timeout(Duration::from_secs(25))
+            .pool_max_idle_per_host(4);
+        if let Some(path) = ca_file.filter(|p| !p.is_empty()) {
+            match std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| {
+                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
+                }) {
+                Ok(certificates) if !certificates.is_empty() => {
+                    for certificate in certificates {
+                        builder = builder.add_root_certificate(certificate);
+                    }
+                }
+                Ok(_) => tracing::error!(
+                    "caFile {path} holds no PEM certificate; using the system's roots only"
+                ),
+                Err(e) => tracing::error!(
+                    "cannot read caFile {path} ({e}); using the system's roots only"
+                ),
+            }
+        }
+        builder.build().unwrap_or_else(|e| {
+            tracing::error!("cannot build the HTTP client ({e}); using reqwest's defaults");
+            reqwest::Client::new()
+        })
+    }
+
+    /// The client for these settings (a cheap clone of the pooled one).
+    fn http(&self, settings: &Settings) -> reqwest::Client {
+        let mut slot = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.0 != settings.ca_file {
+            *slot = (
+                settings.ca_file.clone(),
+                Self::build_client(settings.ca_file.as_deref()),
+            );
+        }
+        slot.1.clone()
     }
 
     fn url(settings: &Settings, path: &str) -> String {
@@ -260,7 +320,10 @@ impl Backend {
 
     async fn fetch_model(&self, settings: &Settings) -> Result<ModelInfo, BackendError> {
         let request = self
-            .authorized(self.http.get(Self::url(settings, "/v1/models")), settings)
+            .authorized(
+                self.http(settings).get(Self::url(settings, "/v1/models")),
+                settings,
+            )
             .timeout(Duration::from_millis(settings.timeout_ms));
         let response = request.send().await.map_err(classify_send_error)?;
         let list: ModelList = json_body(check_status(response).await?).await?;
@@ -309,7 +372,7 @@ impl Backend {
         affinity: &str,
     ) -> Result<CompletionStream, BackendError> {
         let builder = self
-            .http
+            .http(settings)
             .post(Self::url(settings, "/v1/completions"))
             .header(affinity::HEADER, affinity)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -338,7 +401,7 @@ impl Backend {
     ) -> Result<Option<Usage>, BackendError> {
         let body = serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 0, "temperature": 0, "stream": false});
         let builder = self
-            .http
+            .http(settings)
             .post(Self::url(settings, "/v1/completions"))
             // The same replica as the document's completions: the warm-up is only worth
             // anything in the prefix cache those will read.
@@ -357,10 +420,28 @@ impl Backend {
 
 fn classify_send_error(error: reqwest::Error) -> BackendError {
     if error.is_timeout() {
-        BackendError::Timeout
-    } else {
-        BackendError::Unreachable(root_cause(&error))
+        return BackendError::Timeout;
     }
+    let cause = root_cause(&error);
+    if is_certificate_error(&error) {
+        BackendError::Certificate(cause)
+    } else {
+        BackendError::Unreachable(cause)
+    }
+}
+
+/// Whether a connection failed on the server's certificate (rustls: "invalid peer
+/// certificate: UnknownIssuer", "NotValidForName", "Expired", …).
+fn is_certificate_error(error: &dyn std::error::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = cause {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("unknownissuer") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 pub(crate) fn root_cause(error: &dyn std::error::Error) -> String {
@@ -397,7 +478,11 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, 
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            Err(BackendError::Busy { retry_after })
+            if status.as_u16() == 429 {
+                Err(BackendError::RateLimited { retry_after })
+            } else {
+                Err(BackendError::Busy { retry_after })
+            }
         }
         code => {
             let body = response.text().await.unwrap_or_default();

@@ -248,6 +248,9 @@ pub async fn suggest(
         ));
     }
     if session.backend.health.is_backing_off() {
+        if let Some(error) = session.backend.health.take_unreported() {
+            report_failure(session, client, &settings, &error).await;
+        }
         return None;
     }
 
@@ -710,6 +713,7 @@ fn spawn_warm_up(
                 Ok(usage) => session.pacing.ended(uri, tier, true, usage.as_ref()),
                 Err(error) => {
                     tracing::debug!("warm-up failed: {error}");
+                    session.backend.health.record_background_failure(&error);
                     session.pacing.ended(uri, tier, false, None);
                 }
             },

@@ -62,6 +62,9 @@ pub struct Settings {
     /// Name of the environment variable that holds the API key; the key itself never
     /// travels through settings, so it never lands in an editor's config file or our logs.
     pub api_key_env: String,
+    /// A PEM file of CA certificates trusted for an `https://` backend on top of the system's
+    /// roots: a team's own CA that signed the server's certificate.
+    pub ca_file: Option<String>,
     /// Model id; `None` takes the first model `/v1/models` lists.
     pub model: Option<String>,
     /// FIM template with `{prefix}` and `{suffix}`; `None` takes the one `/v1/models` reports,
@@ -107,6 +110,7 @@ impl Default for Settings {
         Self {
             backend_url: "http://127.0.0.1:8123".to_string(),
             api_key_env: "GHOSTLINE_API_KEY".to_string(),
+            ca_file: None,
             model: None,
             fim_template: None,
             max_tokens: 128,

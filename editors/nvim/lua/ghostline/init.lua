@@ -13,7 +13,7 @@ M.defaults = {
     'swift', 'toml', 'typescript', 'typescriptreact', 'yaml', 'zig',
   },
   -- Sent as initializationOptions (and on :Ghostline reload as didChangeConfiguration); the
-  -- names are ghostline-lsp's: backendUrl, apiKeyEnv, model, fimTemplate, maxTokens,
+  -- names are ghostline-lsp's: backendUrl, apiKeyEnv, caFile, model, fimTemplate, maxTokens,
   -- maxLines, multiline ("auto"|"always"|"never"), debounceMs, enabledLanguages, timeoutMs, latencyTargetMs,
   -- contextTokens, temperature, contextMode ("full"|"currentFile"|"jaccard"), promptFamily,
   -- retrievedShare, grammarsDir, excludeGlobs, maxIndexedFiles.

@@ -1,0 +1,247 @@
+//! The audit trail (`--audit-log FILE`, or `-` for stderr): one JSON line per API request when
+//! its answer has ended (a stream when its last chunk went out or its client left):
+//!
+//! ```json
+//! {"time":"2026-11-30T23:59:01.123Z","owner":"alice","method":"POST","path":"/v1/completions","status":200,
+//!  "prompt_tokens":412,"cached_tokens":400,"completion_tokens":9,"finish_reason":"stop",
+//!  "queue_ms":0.1,"prefill_ms":31.0,"decode_ms":80.2,"duration_ms":112.9}
+//! ```
+//!
+//! Counts and timings only: never a prompt, a completion, a key or a query string. The same end
+//! of each answer also feeds the per-owner counters of `/metrics`.
+
+use std::{
+    io::Write,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result};
+use axum::{
+    body::{Body, Bytes},
+    extract::{Request, State},
+    middleware::Next,
+    response::Response,
+};
+use serde_json::json;
+
+use super::AppState;
+use crate::queue::Usage;
+
+pub struct AuditLog {
+    sink: Mutex<Box<dyn Write + Send>>,
+}
+
+impl AuditLog {
+    /// `-` is stderr; anything else a file, appended to (created when missing).
+    pub fn open(target: &str) -> Result<Self> {
+        let sink: Box<dyn Write + Send> = if target == "-" {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(target)
+                    .with_context(|| format!("cannot open the audit log {target}"))?,
+            )
+        };
+        Ok(Self {
+            sink: Mutex::new(sink),
+        })
+    }
+
+    fn write(&self, line: &serde_json::Value) {
+        let mut text = line.to_string();
+        text.push('\n');
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        // One write per line, so lines from concurrent requests never interleave.
+        if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush()) {
+            tracing::warn!("cannot write the audit log: {e}");
+        }
+    }
+}
+
+/// What the layers below learn about a request, for its audit line: the owner (auth), the
+/// limit that refused it, the usage (completions).
+#[derive(Default)]
+pub struct AuditRecord {
+    pub owner: Option<Arc<str>>,
+    pub limited: Option<&'static str>,
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<&'static str>,
+}
+
+#[derive(Clone, Default)]
+pub struct AuditSlot(pub Arc<Mutex<AuditRecord>>);
+
+impl AuditSlot {
+    pub fn update(&self, f: impl FnOnce(&mut AuditRecord)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Probes are not requests of anyone's.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics")
+}
+
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    if is_probe(&path) {
+        return next.run(request).await;
+    }
+    let slot = AuditSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    // Only route paths the server knows go in the line; anything else is "other".
+    let path = match path.as_str() {
+        "/v1/completions" | "/v1/models" => path,
+        _ => "other".to_string(),
+    };
+    let ender = AnswerEnd {
+        state,
+        slot,
+        method,
+        path,
+        status,
+        started,
+        wall: SystemTime::now(),
+    };
+    hold_until_body_ends(response, ender)
+}
+
+struct AnswerEnd {
+    state: Arc<AppState>,
+    slot: AuditSlot,
+    method: String,
+    path: String,
+    status: u16,
+    started: Instant,
+    wall: SystemTime,
+}
+
+impl Drop for AnswerEnd {
+    fn drop(&mut self) {
+        let record = std::mem::take(&mut *self.slot.0.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(owner) = &record.owner {
+            self.state.owner_metrics.count_request(owner, self.status);
+            if let Some(usage) = &record.usage {
+                self.state.owner_metrics.count_usage(owner, usage);
+            }
+        }
+        let Some(log) = &self.state.audit else {
+            return;
+        };
+        let round = |ms: f64| (ms * 10.0).round() / 10.0;
+        let usage = record.usage.unwrap_or_default();
+        let has_usage = record.usage.is_some();
+        let line = json!({
+            "time": rfc3339(self.wall),
+            "owner": record.owner.as_deref(),
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "limited": record.limited,
+            "prompt_tokens": has_usage.then_some(usage.prompt_tokens),
+            "cached_tokens": has_usage.then_some(usage.cached_tokens),
+            "completion_tokens": has_usage.then_some(usage.completion_tokens),
+            "finish_reason": record.finish_reason,
+            "queue_ms": has_usage.then(|| round(usage.queue_ms)),
+            "prefill_ms": has_usage.then(|| round(usage.prefill_ms)),
+            "decode_ms": has_usage.then(|| round(usage.decode_ms)),
+            "duration_ms": round(self.started.elapsed().as_secs_f64() * 1e3),
+        });
+        log.write(&line);
+    }
+}
+
+/// `2026-11-30T23:59:01.123Z` (UTC), without a date crate.
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// The response with `guard` kept alive until its body has been sent or abandoned (a stream's
+/// last chunk, or its client leaving), then dropped.
+pub fn hold_until_body_ends<T: Send + Sync + Unpin + 'static>(
+    response: Response,
+    guard: T,
+) -> Response {
+    let (parts, body) = response.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(Guarded {
+            inner: body,
+            _guard: guard,
+        }),
+    )
+}
+
+struct Guarded<T> {
+    inner: Body,
+    _guard: T,
+}
+
+impl<T: Unpin> http_body::Body for Guarded<T> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_709_251_199_250)),
+            "2024-02-29T23:59:59.250Z"
+        );
+    }
+}
