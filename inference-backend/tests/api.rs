@@ -5,35 +5,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{metric, sse_data, tiny_cuda_fp16, tiny_genai, tiny_optimum, Server};
+use common::{
+    client, complete, metric, metrics_text, sse_data, tiny_cuda_fp16, tiny_genai, tiny_optimum,
+    Server,
+};
 use serde_json::{json, Value};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-/// The server's Prometheus text.
-async fn metrics_text(server: &Server) -> String {
-    client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn complete(server: &Server, body: Value) -> (u16, Value) {
-    let resp = client()
-        .post(server.url("/v1/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 /// Streams a completion and returns the text pieces in order and the finish reason.
 async fn stream(server: &Server, mut body: Value) -> (Vec<String>, String) {

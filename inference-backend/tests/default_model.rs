@@ -65,14 +65,7 @@ async fn default_model_drafts_from_the_surrounding_code() {
         text.contains("Color::Blue => \"blue\",") && text.contains("Color::Cyan => \"cyan\","),
         "{text:?}"
     );
-    let metrics = reqwest::Client::new()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&server).await;
     assert!(
         common::metric(&metrics, "ghostline_draft_accepted_tokens_total") >= 1.0,
         "no guess confirmed for {text:?}:\n{metrics}"
@@ -106,14 +99,7 @@ async fn default_model_answers_a_long_prompt_from_its_prefill_graph() {
     let text = answer["choices"][0]["text"].as_str().unwrap();
     assert!(text.contains("a + b"), "{text:?}");
     let prompt_tokens = answer["usage"]["prompt_tokens"].as_f64().unwrap();
-    let metrics = reqwest::Client::new()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::metrics_text(&server).await;
     assert!(prompt_tokens > 150.0, "{prompt_tokens}");
     assert_eq!(
         common::metric(&metrics, "ghostline_prefill_graph_tokens_total"),

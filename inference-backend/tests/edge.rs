@@ -3,22 +3,19 @@
 //! generated certificate, odd HTTP, and connections that never finish their headers. The real
 //! binary, the tiny model, real sockets.
 
+#[path = "../../tests/support/certificates.rs"]
+mod certificates;
 mod common;
 
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
 
-use common::{metric, sse_data, tiny_genai, Server};
+use common::{client, metric, metrics_text, sse_data, tiny_genai, Server};
 use serde_json::{json, Value};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
 
 fn sha256_hex(text: &str) -> String {
     let out = Command::new("sha256sum")
@@ -79,17 +76,6 @@ async fn metrics_with(server: &Server, lines: &[&str]) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("missing some of {lines:?} in:\n{text}");
-}
-
-async fn metrics_text(server: &Server) -> String {
-    client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -609,89 +595,10 @@ async fn three_hundred_stalled_connections_cannot_starve_health() {
 
 // ---- HTTPS ---------------------------------------------------------------------------------
 
-/// A CA and a server certificate for 127.0.0.1/localhost signed by it, made with the openssl
-/// command; returns (ca.pem, server.pem, server.key).
-pub fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=ghostline test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
-}
-
 #[tokio::test]
 async fn https_with_a_generated_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = make_certificates(dir.path());
+    let (ca, cert, key) = certificates::make_certificates(dir.path());
     let server = Server::start(
         &tiny_genai(),
         &[
@@ -750,7 +657,7 @@ async fn https_with_a_generated_certificate() {
 #[test]
 fn tls_flags_come_in_pairs_and_bad_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, cert, key) = make_certificates(dir.path());
+    let (_, cert, key) = certificates::make_certificates(dir.path());
     let (ok, log) = common::run_to_exit(&tiny_genai(), &["--tls-cert", cert.to_str().unwrap()]);
     assert!(!ok && log.contains("--tls-key"), "{log}");
     let (ok, log) = common::run_to_exit(

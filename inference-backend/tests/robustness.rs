@@ -9,47 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{default_model, metric, sse_data, tiny_genai, Server};
+use common::{
+    client, complete, default_model, metric, metrics_text, post_raw, sse_data, tiny_genai, Server,
+};
 use serde_json::{json, Value};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-async fn metrics_text(server: &Server) -> String {
-    client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-async fn complete(server: &Server, body: &Value) -> (u16, Value) {
-    let resp = client()
-        .post(server.url("/v1/completions"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-/// POSTs raw bytes; returns the status and the JSON body (Null when it is not JSON).
-async fn post_raw(server: &Server, body: Vec<u8>) -> (u16, Value) {
-    let resp = client()
-        .post(server.url("/v1/completions"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 fn greedy(prompt: &str, max_tokens: u32) -> Value {
     json!({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true})

@@ -4,10 +4,12 @@
 //! storm). A missing ghostline-serve binary or tiny model fails these tests: they exist to show
 //! the real thing working.
 
+#[path = "../../tests/support/certificates.rs"]
+mod certificates;
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -87,84 +89,6 @@ fn serve(extra: &[&str]) -> Serve {
     Serve { child, base, log }
 }
 
-/// A CA and a certificate for 127.0.0.1 signed by it (the openssl command); (ca, cert, key).
-fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=ghostline test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
-}
-
 fn lsp(backend_url: &str, extra: Value, env: &[(&str, &str)]) -> LspClient {
     let mut options = json!({"backendUrl": backend_url, "timeoutMs": 20000, "fimTemplate": TINY_FIM_TEMPLATE, "maxTokens": 16});
     for (key, value) in extra.as_object().unwrap() {
@@ -199,7 +123,7 @@ fn suggestions(client: &mut LspClient) -> usize {
 #[test]
 fn the_default_build_completes_over_https_with_ca_file_and_over_plain_http() {
     let dir = tempfile_dir("https");
-    let (ca, cert, key) = make_certificates(&dir);
+    let (ca, cert, key) = certificates::make_certificates(&dir);
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -233,7 +157,7 @@ fn the_default_build_completes_over_https_with_ca_file_and_over_plain_http() {
 #[test]
 fn an_untrusted_certificate_is_reported_once_and_clearly() {
     let dir = tempfile_dir("untrusted");
-    let (_, cert, key) = make_certificates(&dir);
+    let (_, cert, key) = certificates::make_certificates(&dir);
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),

@@ -240,7 +240,6 @@ mod raw_http {
     }
 }
 
-/// Parses an SSE body into its `data:` payloads.
 /// POSTs `body` as JSON and returns the JSON answer (panics on a transport or JSON error).
 pub async fn post_json(url: impl reqwest::IntoUrl, body: &serde_json::Value) -> serde_json::Value {
     reqwest::Client::new()
@@ -266,6 +265,7 @@ pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
         .unwrap()
 }
 
+/// Parses an SSE body into its `data:` payloads.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.lines()
         .filter_map(|l| l.strip_prefix("data:"))
@@ -279,4 +279,48 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// The server's Prometheus text.
+pub async fn metrics_text(server: &Server) -> String {
+    client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// POSTs a completion request; the status and the JSON body (Null when it is not JSON).
+pub async fn complete(
+    server: &Server,
+    body: impl std::borrow::Borrow<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let resp = client()
+        .post(server.url("/v1/completions"))
+        .json(body.borrow())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// POSTs raw bytes as a completion request; the status and the JSON body (Null when it is not JSON).
+pub async fn post_raw(server: &Server, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let resp = client()
+        .post(server.url("/v1/completions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
