@@ -1,6 +1,7 @@
 //! What token counting costs: tiktoken-rs on one long regex piece (a long word, a run of `=`, a
 //! run of spaces) against `tokens::count`, which counts in `MAX_PIECE_BYTES` pieces; and a
-//! line-cache lookup (`tokens::line_tokens` on a counted line) against a plain DashMap lookup.
+//! line-cache lookup (`tokens::line_tokens` on a counted line), and quick_cache's lookup against
+//! the DashMap it replaced.
 //! Prints a table; asserts nothing.
 //!
 //!     cargo run --release -p ghostline-lsp --example token_cost
@@ -69,23 +70,24 @@ fn main() {
         "line_tokens on a cached line (hash + quick_cache lookup): {:.0} ns",
         ms * 1e6 / lookups as f64
     );
-    let map: dashmap::DashMap<u64, u32> = (0..500_000u64).map(|k| (k, k as u32)).collect();
-    let cache = quick_cache::sync::Cache::<u64, u32>::new(500_000);
-    for k in 0..500_000u64 {
+    let entries = tokens::LINE_CACHE_ENTRIES as u64;
+    let map: dashmap::DashMap<u64, u32> = (0..entries).map(|k| (k, k as u32)).collect();
+    let cache = quick_cache::sync::Cache::<u64, u32>::new(entries as usize);
+    for k in 0..entries {
         cache.insert(k, k as u32);
     }
     let (dash, _) = millis(|| {
         (0..5_000_000u64)
-            .map(|k| map.get(&(k % 500_000)).map_or(0, |v| *v as u64))
+            .map(|k| map.get(&(k % entries)).map_or(0, |v| *v as u64))
             .sum::<u64>()
     });
     let (quick, _) = millis(|| {
         (0..5_000_000u64)
-            .map(|k| cache.get(&(k % 500_000)).unwrap_or(0) as u64)
+            .map(|k| cache.get(&(k % entries)).unwrap_or(0) as u64)
             .sum::<u64>()
     });
     println!(
-        "lookup of a u64 key among 500,000: DashMap {:.0} ns, quick_cache {:.0} ns",
+        "lookup of a u64 key among {entries}: DashMap {:.0} ns, quick_cache {:.0} ns",
         dash * 1e6 / 5e6,
         quick * 1e6 / 5e6
     );

@@ -22,10 +22,12 @@ use ropey::{Rope, RopeSlice};
 
 static READY: AtomicBool = AtomicBool::new(false);
 
-/// Lines whose counts are kept. At about 40 bytes an entry (key, count and the cache's own
-/// bookkeeping), 500,000 lines take some 20 MB: every line of a large workspace's open files and
-/// of the snippets the prompts quote from other files.
-pub const LINE_CACHE_ENTRIES: usize = 500_000;
+/// Lines whose counts are kept: every line of a large workspace's open files and of the
+/// snippets the prompts quote from other files. quick_cache takes ~70 bytes an entry (measured:
+/// 34 MB at 500,000, where the DashMap this replaced took 18 MB), so this many take ~17 MB; as
+/// it evicts the lines least used rather than everything at once, half the old size keeps the
+/// lines that matter.
+pub const LINE_CACHE_ENTRIES: usize = 250_000;
 
 /// Text is counted in pieces of at most this many bytes, cut where tiktoken's regex would split
 /// anyway when the piece has a line break or a space (see `pieces`). On one long regex piece
@@ -40,6 +42,11 @@ pub const MAX_PIECE_BYTES: usize = 2 * 1024;
 /// Documents waiting for the worker to count their lines. Each entry is a rope handle (cheap:
 /// shares the document's nodes); a burst of opened files beyond this is not warmed up.
 const WARM_QUEUE: usize = 32;
+
+/// Documents larger than this are not counted ahead: at ~70 ms of one core per MB (release),
+/// a huge file would hold a core for seconds and flush the cache of every other file's lines,
+/// while a request reads only the few thousand lines around its cursor (counted on demand).
+const MAX_WARM_BYTES: usize = 4 << 20;
 
 static LINE_TOKENS: LazyLock<quick_cache::sync::Cache<u64, u32>> =
     LazyLock::new(|| quick_cache::sync::Cache::new(LINE_CACHE_ENTRIES));
@@ -234,8 +241,16 @@ pub fn count_cached(text: &str) -> usize {
 
 /// Counts every line of a newly opened document on the worker thread, so that the first
 /// suggestions in it need no BPE work (a few hundred milliseconds of one core for a
-/// 10,000-line file, once). Dropped, with a debug line, when the worker's queue is full.
+/// 10,000-line file, once). Dropped, with a debug line, when the worker's queue is full or the
+/// document is over `MAX_WARM_BYTES`.
 pub fn warm_lines(rope: Rope) {
+    if rope.len_bytes() > MAX_WARM_BYTES {
+        tracing::debug!(
+            "not counting the lines of a {}-byte document ahead (over {MAX_WARM_BYTES})",
+            rope.len_bytes()
+        );
+        return;
+    }
     submit(Job::CountLines(rope), "a document's line counts");
 }
 
@@ -311,6 +326,29 @@ mod tests {
         let counted = count(&spaces);
         assert!(counted > 0 && counted < spaces.len(), "{counted}");
         assert_eq!(line_tokens(Rope::from_str(&spaces).line(0)), counted);
+    }
+
+    #[test]
+    fn the_line_cache_evicts_gradually_at_its_size() {
+        // Keys no real line hashes to (in practice); other tests' lines may be evicted, which
+        // only costs them a count.
+        let base = 0x5eed_0000_0000_0000u64;
+        let mut smallest_after_full = usize::MAX;
+        for i in 0..2 * LINE_CACHE_ENTRIES as u64 {
+            cached(base + i, || 1);
+            if i >= LINE_CACHE_ENTRIES as u64 && i % 1000 == 0 {
+                smallest_after_full = smallest_after_full.min(cached_lines());
+            }
+        }
+        assert!(
+            cached_lines() <= LINE_CACHE_ENTRIES + LINE_CACHE_ENTRIES / 10,
+            "{} lines cached",
+            cached_lines()
+        );
+        assert!(
+            smallest_after_full >= LINE_CACHE_ENTRIES / 2,
+            "the cache was emptied at once: {smallest_after_full} lines left"
+        );
     }
 
     #[test]
