@@ -31,12 +31,18 @@ pub const LINE_CACHE_ENTRIES: usize = 250_000;
 
 /// Text is counted in pieces of at most this many bytes, cut where tiktoken's regex would split
 /// anyway when the piece has a line break or a space (see `pieces`). On one long regex piece
-/// tiktoken-rs is super-linear and can panic: measured in a release build (`examples/token_cost.rs`
-/// has the same numbers), one word of 10 kB / 100 kB / 1 MB took 0.75 / 18 / 409 ms, a run of
-/// `=` 1.2 / 32 / 818 ms, and 1 MB of spaces panicked inside `encode_ordinary` (its regex
-/// engine's backtracking stack overflowed). In 2 KiB pieces 1 MB costs 67 ms (word), 138 ms
-/// (`=`), 141 ms (spaces): the 69 ms/MB of ordinary code. A cut inside a word may count a token
-/// more than tiktoken would on the whole text: nothing for a budget.
+/// tiktoken-rs is super-linear and can panic. `examples/token_cost.rs`, release build, on a
+/// loaded 2-core machine (whole text → in pieces, ms):
+///
+/// | text                | 10 kB     | 100 kB  | 1 MB         | 4 MB          |
+/// |---------------------|-----------|---------|--------------|---------------|
+/// | one word (`abab…`)  | 0.8 → 0.5 | 46 → 5  | 582 → 122    | 2256 → 412    |
+/// | a run of `=`        | 1.2 → 0.9 | 31 → 21 | 866 → 193    | 5530 → 960    |
+/// | spaces, then a word | 5.4 → 1.1 | 93 → 27 | panic → 241  | panic → 1421  |
+///
+/// ("panic": its regex engine's backtracking stack overflows, and `encode_ordinary` unwraps
+/// that.) Ordinary code costs 100–150 ms per MB either way. A cut inside a word may count a
+/// token more than tiktoken would on the whole text: nothing for a budget.
 pub const MAX_PIECE_BYTES: usize = 2 * 1024;
 
 /// Documents waiting for the worker to count their lines. Each entry is a rope handle (cheap:
@@ -322,7 +328,7 @@ mod tests {
     #[test]
     fn a_megabyte_of_spaces_is_counted_without_a_panic() {
         // tiktoken-rs alone panics on this (see MAX_PIECE_BYTES).
-        let spaces = " ".repeat(1 << 20);
+        let spaces = " ".repeat(1 << 20) + "x";
         let counted = count(&spaces);
         assert!(counted > 0 && counted < spaces.len(), "{counted}");
         assert_eq!(line_tokens(Rope::from_str(&spaces).line(0)), counted);
