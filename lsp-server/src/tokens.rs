@@ -330,7 +330,9 @@ mod tests {
         // tiktoken-rs alone panics on this (see MAX_PIECE_BYTES).
         let spaces = " ".repeat(1 << 20) + "x";
         let counted = count(&spaces);
-        assert!(counted > 0 && counted < spaces.len(), "{counted}");
+        // Counted, not estimated (the fallback's `len / 3`): runs of spaces merge into
+        // multi-space tokens.
+        assert!(counted > 0 && counted < spaces.len() / 16, "{counted}");
         assert_eq!(line_tokens(Rope::from_str(&spaces).line(0)), counted);
     }
 
