@@ -16,5 +16,6 @@ pub mod privacy;
 pub mod server;
 pub mod session;
 pub mod syntax;
+pub mod tokens;
 
 pub use server::run_stdio;

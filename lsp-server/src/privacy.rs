@@ -83,12 +83,20 @@ static ANY_RULE: LazyLock<RegexSet> = LazyLock::new(|| {
         .expect("valid rule set")
 });
 
-/// Compiles the rules off the request path (tens of milliseconds, once), so the first
-/// completion does not pay for them.
+/// Compiles the rules off the request path (tens of milliseconds), so the first completion does
+/// not pay for them: on one short-lived thread, once per process however often it is called.
 pub fn warm_up() {
-    std::thread::spawn(|| {
-        // The set, and the two rules ordinary code matches most (names that say secret).
-        let _ = secret_spans("password = \"x1\"\npassword = x1\n");
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("ghostline-rules".into())
+            .spawn(|| {
+                // The set, and the two rules ordinary code matches most (names that say secret).
+                let _ = secret_spans("password = \"x1\"\npassword = x1\n");
+            });
+        if let Err(error) = spawned {
+            tracing::debug!("no rule warm-up thread ({error}); rules compile on first use");
+        }
     });
 }
 

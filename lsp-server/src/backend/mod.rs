@@ -452,15 +452,53 @@ pub(crate) fn root_cause(error: &dyn std::error::Error) -> String {
     cause.to_string()
 }
 
+/// JSON answers (`/v1/models`, a warm-up's usage) larger than this are refused, not read: a
+/// model list is a few kilobytes (a hosted service listing hundreds of models, a few hundred).
+const MAX_JSON_BODY_BYTES: usize = 8 << 20;
+/// An error answer's body is read this far, at most; its first 200 bytes are shown.
+const MAX_ERROR_BODY_BYTES: usize = 4 << 10;
+
+/// The body's first `cap` bytes, and whether there was more (the rest is left unread; dropping
+/// the response closes the connection instead of draining it).
+async fn capped_body(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
 /// A whole answer's body as JSON: a body cut off is the backend dying, one that does not parse
-/// a protocol error.
+/// (or is larger than `MAX_JSON_BODY_BYTES`) a protocol error.
 async fn json_body<T: serde::de::DeserializeOwned>(
-    response: reqwest::Response,
+    mut response: reqwest::Response,
 ) -> Result<T, BackendError> {
-    let bytes = response
-        .bytes()
+    let too_large = || {
+        BackendError::Protocol(format!(
+            "answer larger than {} MiB",
+            MAX_JSON_BODY_BYTES >> 20
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_JSON_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let (bytes, more) = capped_body(&mut response, MAX_JSON_BODY_BYTES)
         .await
         .map_err(|error| BackendError::Died(root_cause(&error)))?;
+    if more {
+        return Err(too_large());
+    }
     serde_json::from_slice(&bytes).map_err(|error| BackendError::Protocol(error.to_string()))
 }
 
@@ -485,7 +523,13 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, 
             }
         }
         code => {
-            let body = response.text().await.unwrap_or_default();
+            let mut response = response;
+            let (bytes, _) = capped_body(&mut response, MAX_ERROR_BODY_BYTES)
+                .await
+                .unwrap_or_default();
+            // Shown to the user: bytes that are not UTF-8 become U+FFFD rather than hiding the
+            // whole message.
+            let body = String::from_utf8_lossy(&bytes);
             // At most 200 bytes, cut at a character boundary (a byte cut could split one).
             let mut end = body.len().min(200);
             while !body.is_char_boundary(end) {

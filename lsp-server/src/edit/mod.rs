@@ -224,4 +224,139 @@ mod tests {
             pos(0, 0)
         );
     }
+
+    const ENCODINGS: [PositionEncoding; 3] = [
+        PositionEncoding::Utf8,
+        PositionEncoding::Utf16,
+        PositionEncoding::Utf32,
+    ];
+
+    #[test]
+    fn positions_at_u32_max_clamp_in_every_encoding() {
+        let rope = Rope::from_str("first 😀 line\r\nsecond\n");
+        for encoding in ENCODINGS {
+            assert_eq!(
+                position_to_char(&rope, pos(u32::MAX, u32::MAX), encoding),
+                rope.len_chars()
+            );
+            assert_eq!(
+                position_to_char(&rope, pos(0, u32::MAX), encoding),
+                line_content_end_char(&rope, 0),
+                "{encoding:?}: the end of the line's content, not inside its CRLF"
+            );
+            assert_eq!(
+                position_to_char(&rope, pos(1, u32::MAX), encoding),
+                line_content_end_char(&rope, 1)
+            );
+            // The empty last line after the final break.
+            assert_eq!(
+                position_to_char(&rope, pos(2, u32::MAX), encoding),
+                rope.len_chars()
+            );
+            assert_eq!(
+                char_to_position(&rope, usize::MAX, encoding),
+                pos(2, 0),
+                "{encoding:?}"
+            );
+        }
+        let range = Range::new(pos(u32::MAX, 0), pos(0, u32::MAX));
+        assert_eq!(
+            range_to_chars(&rope, range, PositionEncoding::Utf16),
+            (line_content_end_char(&rope, 0), rope.len_chars()),
+            "a reversed, out-of-range range is put in order and clamped"
+        );
+    }
+
+    #[test]
+    fn a_megabyte_line_converts_both_ways_and_rounds_down_inside_a_surrogate_pair() {
+        // One line of 1 MiB of ASCII with an emoji in the middle (a UTF-16 surrogate pair).
+        let half = "a".repeat(1 << 19);
+        let text = format!("{half}😀{half}\nnext");
+        let rope = Rope::from_str(&text);
+        let emoji = half.len(); // a char index: everything before it is ASCII
+        let column = |units: usize| u32::try_from(units).unwrap();
+        assert_eq!(
+            position_to_char(&rope, pos(0, column(emoji)), PositionEncoding::Utf16),
+            emoji
+        );
+        // Between the two surrogates: the emoji itself.
+        assert_eq!(
+            position_to_char(&rope, pos(0, column(emoji + 1)), PositionEncoding::Utf16),
+            emoji
+        );
+        assert_eq!(
+            position_to_char(&rope, pos(0, column(emoji + 2)), PositionEncoding::Utf16),
+            emoji + 1
+        );
+        // Inside the emoji's four UTF-8 bytes: the emoji.
+        for inside in 1..4 {
+            assert_eq!(
+                position_to_char(
+                    &rope,
+                    pos(0, column(emoji + inside)),
+                    PositionEncoding::Utf8
+                ),
+                emoji
+            );
+        }
+        let end = emoji * 2 + 1;
+        assert_eq!(
+            position_to_char(&rope, pos(0, u32::MAX), PositionEncoding::Utf16),
+            end
+        );
+        for encoding in ENCODINGS {
+            for char_index in [
+                0,
+                1,
+                emoji,
+                emoji + 1,
+                end - 1,
+                end,
+                end + 1,
+                rope.len_chars(),
+            ] {
+                let position = char_to_position(&rope, char_index, encoding);
+                assert_eq!(
+                    position_to_char(&rope, position, encoding),
+                    char_index,
+                    "{encoding:?} round trip of {char_index}"
+                );
+            }
+        }
+        assert_eq!(
+            char_to_position(&rope, end, PositionEncoding::Utf16),
+            pos(0, column(emoji * 2 + 2))
+        );
+        assert_eq!(
+            char_to_position(&rope, end, PositionEncoding::Utf8),
+            pos(0, column(emoji * 2 + 4))
+        );
+    }
+
+    #[test]
+    fn a_change_with_out_of_range_positions_lands_at_the_end() {
+        use tower_lsp_server::gen_lsp_types::{
+            TextDocumentContentChangeEvent, TextDocumentContentChangePartial,
+        };
+        let mut rope = Rope::from_str("a😀\nb");
+        let change = TextDocumentContentChangeEvent::TextDocumentContentChangePartial(
+            TextDocumentContentChangePartial::new(
+                Range::new(pos(u32::MAX, u32::MAX), pos(0, 2)),
+                None,
+                "X".into(),
+            ),
+        );
+        // From inside the emoji (rounded down to it) to the end of the document.
+        apply_content_change(&mut rope, &change, PositionEncoding::Utf16);
+        assert_eq!(rope.to_string(), "aX");
+        let change = TextDocumentContentChangeEvent::TextDocumentContentChangePartial(
+            TextDocumentContentChangePartial::new(
+                Range::new(pos(7, 7), pos(u32::MAX, 0)),
+                None,
+                "!".into(),
+            ),
+        );
+        apply_content_change(&mut rope, &change, PositionEncoding::Utf8);
+        assert_eq!(rope.to_string(), "aX!");
+    }
 }

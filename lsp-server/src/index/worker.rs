@@ -108,6 +108,62 @@ struct Worker {
     /// Changed open documents waiting for typing to pause: (due, text).
     pending: HashMap<PathBuf, (Instant, Rope)>,
     walk_started: Option<Instant>,
+    /// Files not indexed since the last walk started, by reason: logged once, as one line, when
+    /// the walk is done (one line per file would flood the log of a large workspace).
+    skipped: Skipped,
+    /// `maxIndexedFiles` was reached after the walk (a new file on disk): logged once per walk.
+    limit_logged: bool,
+}
+
+/// Counts of files left out, for the one summary line at the end of a walk.
+#[derive(Default)]
+struct Skipped {
+    too_large: usize,
+    generated: usize,
+    binary: usize,
+    unreadable: usize,
+}
+
+impl Skipped {
+    fn count(&mut self, why: &Skip) {
+        match why {
+            Skip::TooLarge(_) => self.too_large += 1,
+            Skip::Generated => self.generated += 1,
+            Skip::Binary | Skip::NotUtf8 => self.binary += 1,
+            Skip::NotAFile | Skip::Io(_) => self.unreadable += 1,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.too_large + self.generated + self.binary + self.unreadable
+    }
+}
+
+/// Why a file is not indexed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Over `MAX_FILE_BYTES` (the size seen, or `MAX_FILE_BYTES + 1` if it grew while read).
+    TooLarge(u64),
+    /// A line over `MAX_LINE_BYTES`: generated or minified.
+    Generated,
+    /// A NUL byte in the first 8 KiB.
+    Binary,
+    NotUtf8,
+    NotAFile,
+    Io(String),
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge(bytes) => write!(f, "{bytes} bytes, over {MAX_FILE_BYTES}"),
+            Self::Generated => write!(f, "generated or minified"),
+            Self::Binary => write!(f, "binary"),
+            Self::NotUtf8 => write!(f, "not UTF-8"),
+            Self::NotAFile => write!(f, "not a file"),
+            Self::Io(why) => f.write_str(why),
+        }
+    }
 }
 
 impl Worker {
@@ -121,6 +177,8 @@ impl Worker {
             open: HashSet::new(),
             pending: HashMap::new(),
             walk_started: None,
+            skipped: Skipped::default(),
+            limit_logged: false,
         }
     }
 
@@ -158,6 +216,17 @@ impl Worker {
                     self.index.approx_bytes() / 1024,
                     self.walk_started.map(|t| t.elapsed()).unwrap_or_default()
                 );
+                if self.skipped.total() > 0 {
+                    tracing::info!(
+                        "workspace index: {} files left out: {} over {} KiB, {} generated or minified, {} binary or not UTF-8, {} unreadable",
+                        self.skipped.total(),
+                        self.skipped.too_large,
+                        MAX_FILE_BYTES / 1024,
+                        self.skipped.generated,
+                        self.skipped.binary,
+                        self.skipped.unreadable
+                    );
+                }
                 self.index.ready.store(true, Ordering::Relaxed);
             }
         }
@@ -173,7 +242,10 @@ impl Worker {
             Message::DocumentOpened { path, rope } => {
                 self.open.insert(path.clone());
                 self.pending.remove(&path);
-                self.index_text(&path, &rope.to_string(), true);
+                if let Err(why) = self.index_document(&path, &rope) {
+                    // Once when opened, not on every pause in typing.
+                    tracing::info!("not indexing open document {}: {why}", path.display());
+                }
             }
             Message::DocumentChanged { path, rope } => {
                 let due = self
@@ -226,7 +298,7 @@ impl Worker {
             .collect();
         for path in due {
             if let Some((_, rope)) = self.pending.remove(&path) {
-                self.index_text(&path, &rope.to_string(), true);
+                let _ = self.index_document(&path, &rope);
             }
         }
     }
@@ -243,6 +315,8 @@ impl Worker {
         self.walking = true;
         self.index.ready.store(false, Ordering::Relaxed);
         self.queue.clear();
+        self.skipped = Skipped::default();
+        self.limit_logged = false;
         let Some((first, rest)) = self.roots.split_first() else {
             return;
         };
@@ -268,11 +342,17 @@ impl Worker {
             });
         let mut seen = HashSet::new();
         for (visited, result) in builder.build().enumerate() {
-            if visited >= MAX_WALK_ENTRIES || self.queue.len() >= self.config.max_files {
-                tracing::info!(
-                    "workspace index: stopping the walk at {} files ({} entries looked at)",
-                    self.queue.len(),
-                    visited
+            if self.queue.len() >= self.config.max_files {
+                tracing::warn!(
+                    "workspace index: the walk stopped at {} files, the `maxIndexedFiles` limit; files beyond it are not indexed ({visited} entries looked at)",
+                    self.config.max_files
+                );
+                break;
+            }
+            if visited >= MAX_WALK_ENTRIES {
+                tracing::warn!(
+                    "workspace index: the walk stopped after looking at {MAX_WALK_ENTRIES} entries (a very large folder?) with {} files found; files beyond them are not indexed",
+                    self.queue.len()
                 );
                 break;
             }
@@ -304,15 +384,40 @@ impl Worker {
             return;
         }
         if self.index.files.len() >= self.config.max_files && self.index.file(path).is_none() {
+            if !self.limit_logged {
+                self.limit_logged = true;
+                tracing::warn!(
+                    "workspace index: {} files, the `maxIndexedFiles` limit; new files (first: {}) are not indexed",
+                    self.config.max_files,
+                    path.display()
+                );
+            }
             return;
         }
         match read_source(path) {
             Ok(text) => self.index_text(path, &text, false),
             Err(why) => {
                 tracing::debug!("not indexing {}: {why}", path.display());
+                self.skipped.count(&why);
                 self.index.remove(path);
             }
         }
+    }
+
+    /// Indexes an open document's text, unless it is over the size limit (checked before the
+    /// text is copied out of the rope).
+    fn index_document(&mut self, path: &Path, rope: &Rope) -> Result<(), Skip> {
+        if rope.len_bytes() as u64 > MAX_FILE_BYTES {
+            self.index.remove(path);
+            return Err(Skip::TooLarge(rope.len_bytes() as u64));
+        }
+        let text = rope.to_string();
+        if looks_generated(&text) {
+            self.index.remove(path);
+            return Err(Skip::Generated);
+        }
+        self.index_text(path, &text, true);
+        Ok(())
     }
 
     /// Files outside every workspace folder are indexed only while open.
@@ -321,11 +426,8 @@ impl Worker {
     }
 
     fn index_text(&mut self, path: &Path, text: &str, from_open_document: bool) {
+        // Size and generated code were judged by the callers (`read_source`, `index_document`).
         if self.excluded(path) {
-            return;
-        }
-        if text.len() as u64 > MAX_FILE_BYTES || looks_generated(text) {
-            self.index.remove(path);
             return;
         }
         let relative = relative_to(&self.roots, path);
@@ -335,24 +437,42 @@ impl Worker {
 }
 
 /// The text of a source file, or why it is skipped: too large, binary (a NUL byte in the
-/// first 8 KiB), not UTF-8, or generated/minified.
-pub fn read_source(path: &Path) -> Result<String, String> {
-    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+/// first 8 KiB), not UTF-8, or generated/minified. At most `MAX_FILE_BYTES + 1` bytes are read,
+/// whatever the size said before: a file that grows between the check and the read (a log being
+/// written) cannot make this allocate more.
+pub fn read_source(path: &Path) -> Result<String, Skip> {
+    let file = std::fs::File::open(path).map_err(|e| Skip::Io(e.to_string()))?;
+    let metadata = file.metadata().map_err(|e| Skip::Io(e.to_string()))?;
     if !metadata.is_file() {
-        return Err("not a file".into());
+        return Err(Skip::NotAFile);
     }
     if metadata.len() > MAX_FILE_BYTES {
-        return Err(format!("{} bytes", metadata.len()));
+        return Err(Skip::TooLarge(metadata.len()));
     }
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = read_at_most(file, metadata.len())?;
     if bytes[..bytes.len().min(8192)].contains(&0) {
-        return Err("binary".into());
+        return Err(Skip::Binary);
     }
-    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    let text = String::from_utf8(bytes).map_err(|_| Skip::NotUtf8)?;
     if looks_generated(&text) {
-        return Err("generated or minified".into());
+        return Err(Skip::Generated);
     }
     Ok(text)
+}
+
+/// Up to `MAX_FILE_BYTES` of `reader`, `expected` bytes reserved up front; `TooLarge` if it
+/// holds more, found by reading one byte past the limit and no further.
+fn read_at_most(reader: impl std::io::Read, expected: u64) -> Result<Vec<u8>, Skip> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(expected.min(MAX_FILE_BYTES) as usize);
+    reader
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Skip::Io(e.to_string()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Skip::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn looks_generated(text: &str) -> bool {
@@ -371,5 +491,54 @@ mod tests {
         assert!(!is_generated_name("main.rs"));
         assert!(looks_generated(&"x".repeat(5000)));
         assert!(!looks_generated("fn main() {}\n"));
+    }
+
+    #[test]
+    fn a_file_longer_than_its_size_said_is_read_only_to_the_limit() {
+        // An endless reader stands for a file that grows while it is read.
+        assert_eq!(
+            read_at_most(std::io::repeat(b'a'), 10),
+            Err(Skip::TooLarge(MAX_FILE_BYTES + 1))
+        );
+        assert_eq!(
+            read_at_most(&b"fn main() {}\n"[..], 0).as_deref(),
+            Ok(&b"fn main() {}\n"[..])
+        );
+    }
+
+    #[test]
+    fn unreadable_files_say_why() {
+        let dir = std::env::temp_dir().join(format!("ghostline-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let big = vec![b'a'; MAX_FILE_BYTES as usize + 1];
+        assert_eq!(
+            read_source(&write("big.rs", &big)),
+            Err(Skip::TooLarge(MAX_FILE_BYTES + 1))
+        );
+        assert_eq!(read_source(&write("nul.rs", b"a\0b")), Err(Skip::Binary));
+        assert_eq!(
+            read_source(&write("latin1.rs", b"caf\xe9")),
+            Err(Skip::NotUtf8)
+        );
+        let minified = "x".repeat(MAX_LINE_BYTES + 1);
+        assert_eq!(
+            read_source(&write("app.js", minified.as_bytes())),
+            Err(Skip::Generated)
+        );
+        assert_eq!(read_source(&dir), Err(Skip::NotAFile));
+        assert!(matches!(
+            read_source(&dir.join("missing.rs")),
+            Err(Skip::Io(_))
+        ));
+        assert_eq!(
+            read_source(&write("ok.rs", b"fn main() {}\n")).as_deref(),
+            Ok("fn main() {}\n")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

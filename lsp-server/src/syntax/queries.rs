@@ -147,11 +147,21 @@ fn load(lang: Lang, dir: Option<&Path>) -> Option<LangQueries> {
     })
 }
 
-/// Compiles every language's queries off the request path (they take milliseconds each).
+/// Compiles every language's queries off the request path (they take milliseconds each), on
+/// one short-lived thread, once per process however often it is called (`initialize` calls it;
+/// a second `initialize` must not start a second thread).
 pub fn warm_up() {
-    std::thread::spawn(|| {
-        for lang in Lang::ALL {
-            let _ = get(lang);
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("ghostline-queries".into())
+            .spawn(|| {
+                for lang in Lang::ALL {
+                    let _ = get(lang);
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::debug!("no query warm-up thread ({error}); queries compile on first use");
         }
     });
 }
