@@ -93,6 +93,21 @@ fn malformed_messages_and_unknown_methods_do_not_hurt() {
         client.document_text("file:///ok.rs"),
         json!("fn main() {}\n")
     );
+    // A change whose range does not parse is ignored, not read as a whole-document
+    // replacement (which the LSP type, an untagged enum, would otherwise make of it).
+    for range in [
+        json!({"start": {"line": -1, "character": 0}, "end": {"line": 0, "character": 0}}),
+        json!("0:0"),
+    ] {
+        client.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": "file:///ok.rs", "version": 2}, "contentChanges": [{"range": range, "text": "lost"}]}),
+        );
+        assert_eq!(
+            client.document_text("file:///ok.rs"),
+            json!("fn main() {}\n")
+        );
+    }
     assert!(client.is_running());
     // The two undecodable messages were answered with errors carrying id null.
     let stray = client.drain(Duration::from_millis(200));

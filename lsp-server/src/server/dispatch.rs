@@ -29,10 +29,12 @@ use std::task::{Context, Poll};
 
 use futures::future::{self, BoxFuture, FutureExt};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 use tower::Service;
 use tower_lsp_server::gen_lsp_types::{
-    DidChangeConfigurationParams, DidChangeWatchedFilesParams, DidSaveTextDocumentParams, Uri,
+    DidChangeConfigurationParams, DidChangeWatchedFilesParams, DidSaveTextDocumentParams, Range,
+    Uri,
 };
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Id, Request, Response};
 use tower_lsp_server::{ExitedError, LspService};
@@ -72,7 +74,9 @@ fn lane(method: &str) -> Lane {
             api::did_open::apply(&server.session, params);
         }),
         "textDocument/didChange" => Lane::Arrival(|server, params| {
-            api::did_change::apply(&server.session, params);
+            if ranges_are_well_formed(params) {
+                api::did_change::apply(&server.session, params);
+            }
         }),
         "textDocument/didClose" => Lane::Arrival(|server, params| {
             api::did_close::apply(&server.session, params);
@@ -109,6 +113,27 @@ mod method_name {
     pub const SAVE: &str = "textDocument/didSave";
     pub const CONFIGURATION: &str = "workspace/didChangeConfiguration";
     pub const WATCHED_FILES: &str = "workspace/didChangeWatchedFiles";
+}
+
+/// Whether every content change that has a `range` has a well-formed one. The LSP type
+/// is an untagged enum, so a change whose range does not parse (a negative line, a string)
+/// would silently deserialize as the other variant: a replacement of the whole document by
+/// the change's text. Such a message is ignored instead, like any other malformed change.
+fn ranges_are_well_formed(params: Option<&Value>) -> bool {
+    let Some(changes) = params
+        .and_then(|params| params.get("contentChanges"))
+        .and_then(Value::as_array)
+    else {
+        return true; // malformed in a way the change's own deserializer refuses
+    };
+    let well_formed = changes.iter().all(|change| match change.get("range") {
+        None | Some(Value::Null) => true,
+        Some(range) => Range::deserialize(range).is_ok(),
+    });
+    if !well_formed {
+        tracing::warn!("ignoring textDocument/didChange with a malformed range");
+    }
+    well_formed
 }
 
 fn parsed<P: DeserializeOwned>(method: &str, params: Option<&Value>) -> Option<P> {
