@@ -280,11 +280,18 @@ impl Fuzzer {
                 self.stats.oracle_checks,
             ),
             ("backend connections", b.connections.load(Ordering::Relaxed)),
-            ("backend garbage answers", b.garbage.load(Ordering::Relaxed)),
+            (
+                "backend answers (all garbage-prone)",
+                b.garbage.load(Ordering::Relaxed),
+            ),
             ("crashes (exits before exit)", u64::from(self.crashed)),
         ];
         for (name, n) in rows {
             out += &format!("{name:<34} {n:>10}\n");
+        }
+        for (kind, name) in BACKEND_KINDS.iter().enumerate() {
+            let n = b.by_kind[kind].load(Ordering::Relaxed);
+            out += &format!("  backend: {name:<24} {n:>10}\n");
         }
         out
     }
@@ -1012,8 +1019,25 @@ impl Fuzzer {
 
 // ---- the backend that answers garbage ----
 
-#[derive(Default)]
+/// What the garbage backend answered, by `answer_garbage`'s kinds.
+const BACKEND_KINDS: [&str; 13] = [
+    "valid SSE",
+    "invalid SSE",
+    "invalid UTF-8 in SSE",
+    "error, multi-byte at 200",
+    "429/503 odd Retry-After",
+    "closed mid-event",
+    "endless line",
+    "slow drip",
+    "garbage status line",
+    "closed without a word",
+    "100 KB header line",
+    "wrong chunk size",
+    "/v1/models (4 in 5 odd)",
+];
+
 struct GarbageStats {
+    by_kind: [AtomicU64; 13],
     port: AtomicU64,
     connections: AtomicU64,
     garbage: AtomicU64,
@@ -1066,9 +1090,14 @@ fn event(text: &str) -> String {
     )
 }
 
-fn answer_garbage(stream: &mut TcpStream, rng: &mut Rng) -> std::io::Result<()> {
+fn answer_garbage(
+    stream: &mut TcpStream,
+    rng: &mut Rng,
+    by_kind: &[AtomicU64; 13],
+) -> std::io::Result<()> {
     let request_line = read_http_request(stream).unwrap_or_default();
     if request_line.starts_with("GET /v1/models") {
+        by_kind[12].fetch_add(1, Ordering::Relaxed);
         let body = match rng.below(5) {
             0 => json!({"object": "list", "data": [{"id": "garbage", "object": "model", "owned_by": "fuzz", "family": "qwen2.5-coder", "context_length": 4096,
                 "fim": {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>", "middle": "<|fim_middle|>", "template": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"}}]}).to_string(),
@@ -1079,7 +1108,9 @@ fn answer_garbage(stream: &mut TcpStream, rng: &mut Rng) -> std::io::Result<()> 
         };
         return write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len());
     }
-    match rng.below(12) {
+    let kind = rng.below(12);
+    by_kind[kind].fetch_add(1, Ordering::Relaxed);
+    match kind {
         0 => {
             sse_head(stream)?;
             write!(stream, "{}{}data: [DONE]\n\n", event("x"), event(" + 1"))
@@ -1185,7 +1216,12 @@ fn answer_garbage(stream: &mut TcpStream, rng: &mut Rng) -> std::io::Result<()> 
 
 fn garbage_backend(seed: u64) -> Arc<GarbageStats> {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let stats = Arc::new(GarbageStats::default());
+    let stats = Arc::new(GarbageStats {
+        by_kind: Default::default(),
+        port: AtomicU64::new(0),
+        connections: AtomicU64::new(0),
+        garbage: AtomicU64::new(0),
+    });
     stats.port.store(
         u64::from(listener.local_addr().unwrap().port()),
         Ordering::Relaxed,
@@ -1198,7 +1234,7 @@ fn garbage_backend(seed: u64) -> Arc<GarbageStats> {
             let shared = shared.clone();
             std::thread::spawn(move || {
                 let mut rng = Rng(seed ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
-                let _ = answer_garbage(&mut stream, &mut rng);
+                let _ = answer_garbage(&mut stream, &mut rng, &shared.by_kind);
                 shared.garbage.fetch_add(1, Ordering::Relaxed);
             });
         }
