@@ -1,5 +1,10 @@
 use tracing_subscriber::EnvFilter;
 
+// Every request runs under `catch_unwind` (server::dispatch): with panic = "abort" one bug
+// would kill the editor's language server instead of failing one request.
+#[cfg(panic = "abort")]
+compile_error!("ghostline-lsp isolates panics per request: build it with panic = \"unwind\"");
+
 /// Logs go to stderr: stdout carries the protocol and nothing else.
 fn main() {
     let filter =
@@ -9,6 +14,21 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+    // A panic is caught and answered where it happens (server::dispatch); the hook puts where
+    // it happened into the log, which the default hook would print outside it.
+    std::panic::set_hook(Box::new(|info| {
+        let message = ghostline_lsp::server::dispatch::panic_message(info.payload());
+        let location = info
+            .location()
+            .map(|location| location.to_string())
+            .unwrap_or_else(|| "an unknown place".to_string());
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!("panic at {location}: {message}\n{backtrace}");
+        } else {
+            tracing::error!("panic at {location}: {message}");
+        }
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -20,8 +40,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    runtime.block_on(ghostline_lsp::run_stdio());
+    let shut_down_first = runtime.block_on(ghostline_lsp::run_stdio());
     tracing::info!("exit");
     // Do not wait for in-flight backend requests once the client said exit.
     runtime.shutdown_background();
+    // LSP: 0 when `shutdown` came before the end, 1 otherwise.
+    std::process::exit(if shut_down_first { 0 } else { 1 });
 }

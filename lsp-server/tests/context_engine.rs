@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{LspClient, RecordingServer, TempDir};
 use serde_json::{json, Value};
 
@@ -169,8 +167,6 @@ fn index_follows_watched_files_and_modes_shape_the_prompt() {
             "workspace/executeCommand",
             json!({"command": "ghostline.dismiss", "arguments": [{"uri": main_uri}]}),
         );
-        // Notifications other than document sync are handled concurrently with requests.
-        std::thread::sleep(Duration::from_millis(300));
         let before = server.prompts().len();
         let response = complete(&mut client, &main_uri, 5, 14);
         assert!(response.get("error").is_none(), "{response}");

@@ -3,99 +3,12 @@
 //! break, checked against a full-text oracle that implements the LSP rules independently.
 
 mod common;
+#[path = "fuzz/oracle.rs"]
+mod oracle;
 
 use common::LspClient;
+use oracle::{Oracle, Rng, Unit};
 use serde_json::json;
-
-/// xorshift64*: deterministic, dependency-free randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Unit {
-    Utf16,
-    Utf8,
-}
-
-/// The oracle: a `String`, lines split at "\r\n", "\n" or "\r" as LSP says.
-struct Oracle {
-    text: String,
-}
-
-impl Oracle {
-    /// Byte ranges of each line's content (without its break).
-    fn lines(&self) -> Vec<(usize, usize)> {
-        let bytes = self.text.as_bytes();
-        let mut lines = Vec::new();
-        let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
-                    lines.push((start, i));
-                    i += 2;
-                    start = i;
-                }
-                b'\r' | b'\n' => {
-                    lines.push((start, i));
-                    i += 1;
-                    start = i;
-                }
-                _ => i += 1,
-            }
-        }
-        lines.push((start, bytes.len()));
-        lines
-    }
-
-    fn units(s: &str, unit: Unit) -> usize {
-        match unit {
-            Unit::Utf16 => s.encode_utf16().count(),
-            Unit::Utf8 => s.len(),
-        }
-    }
-
-    /// Byte offset of a position, with the server's clamping rules.
-    fn offset(&self, line: usize, column: usize, unit: Unit) -> usize {
-        let lines = self.lines();
-        let Some(&(start, end)) = lines.get(line) else {
-            return self.text.len();
-        };
-        let mut units = 0;
-        for (i, c) in self.text[start..end].char_indices() {
-            let width = match unit {
-                Unit::Utf16 => c.len_utf16(),
-                Unit::Utf8 => c.len_utf8(),
-            };
-            if units + width > column {
-                return start + i;
-            }
-            units += width;
-        }
-        end
-    }
-
-    /// A position for a byte offset that is a char boundary not inside a "\r\n".
-    fn position(&self, offset: usize, unit: Unit) -> (usize, usize) {
-        for (index, (start, end)) in self.lines().into_iter().enumerate() {
-            if offset >= start && offset <= end {
-                return (index, Self::units(&self.text[start..offset], unit));
-            }
-        }
-        unreachable!("offset inside a line break")
-    }
-}
 
 const PIECES: &[&str] = &[
     "a",
@@ -116,18 +29,6 @@ const PIECES: &[&str] = &[
     "ß",
     "",
 ];
-
-fn random_boundary(oracle: &Oracle, rng: &mut Rng) -> usize {
-    // A random position inside some line's content (never between \r and \n).
-    let lines = oracle.lines();
-    let (start, end) = lines[rng.below(lines.len())];
-    let boundaries: Vec<usize> = oracle.text[start..end]
-        .char_indices()
-        .map(|(i, _)| start + i)
-        .chain(std::iter::once(end))
-        .collect();
-    boundaries[rng.below(boundaries.len())]
-}
 
 fn run_random_edits(unit: Unit, seed: u64, edits: usize) {
     let capabilities = match unit {
@@ -171,11 +72,11 @@ fn run_random_edits(unit: Unit, seed: u64, edits: usize) {
                 let line = rng.below(oracle.lines().len() + 3);
                 (line, 1000 + rng.below(10), line + rng.below(50), 5000)
             } else {
-                let a = random_boundary(&oracle, &mut rng);
+                let a = oracle.random_boundary(&mut rng);
                 let b = if rng.below(3) == 0 {
                     a
                 } else {
-                    random_boundary(&oracle, &mut rng)
+                    oracle.random_boundary(&mut rng)
                 };
                 let (a, b) = (a.min(b), a.max(b));
                 let (sl, sc) = oracle.position(a, unit);

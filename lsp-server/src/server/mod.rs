@@ -5,6 +5,7 @@ pub mod api;
 pub mod dispatch;
 pub mod framing;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -40,23 +41,15 @@ impl LanguageServer for Server {
         api::shutdown::handle(self)
     }
 
-    // Document sync is applied at arrival by `dispatch::ArrivalOrder` and never reaches
-    // these; they exist so the trait's "not implemented" warnings never fire.
+    // Document sync, saves, settings and file events are applied at arrival by
+    // `dispatch::ArrivalOrder` (see its `lane` table) and never reach these; they exist so
+    // the trait's "not implemented" warnings never fire.
     async fn did_open(&self, _: DidOpenTextDocumentParams) {}
     async fn did_change(&self, _: DidChangeTextDocumentParams) {}
     async fn did_close(&self, _: DidCloseTextDocumentParams) {}
-
-    async fn did_save(&self, params: DidSaveTextDocumentParams) {
-        api::did_save::handle(self, params);
-    }
-
-    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
-        api::did_change_watched_files::handle(self, params);
-    }
-
-    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        api::did_change_configuration::handle(self, params);
-    }
+    async fn did_save(&self, _: DidSaveTextDocumentParams) {}
+    async fn did_change_watched_files(&self, _: DidChangeWatchedFilesParams) {}
+    async fn did_change_configuration(&self, _: DidChangeConfigurationParams) {}
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LspAny>> {
         api::execute_command::handle(self, params)
@@ -106,12 +99,14 @@ impl Server {
     }
 }
 
-/// Requests handled at once. Completion requests wait on the network, so the default of 4
-/// would let a few slow ones hold up everything behind them.
-const CONCURRENT_REQUESTS: usize = 64;
+/// Answers awaited at once by the transport. Each handler runs as its own task (see
+/// `dispatch`), so this bounds only how many unanswered requests the transport tracks
+/// before it stops reading; completions waiting on a slow backend must not reach it.
+const CONCURRENT_REQUESTS: usize = 256;
 
-/// Serves LSP on stdin/stdout until `exit` or end of input.
-pub async fn run_stdio() {
+/// Serves LSP on stdin/stdout until `exit` or end of input. Returns whether a `shutdown`
+/// request came first (LSP: the process then exits with 0, else with 1).
+pub async fn run_stdio() -> bool {
     let session = Arc::new(Session::new());
     let (service, socket) = LspService::build(|client| Server {
         session: session.clone(),
@@ -122,7 +117,8 @@ pub async fn run_stdio() {
     .custom_method("ghostline/documentText", Server::document_text)
     .custom_method("ghostline/timings", Server::timings)
     .finish();
-    let service = ArrivalOrder::new(service, session.clone());
+    let shutdown_received = Arc::new(AtomicBool::new(false));
+    let service = ArrivalOrder::new(service, shutdown_received.clone());
     let (transport_in, guard_to_transport) = tokio::io::duplex(1 << 16);
     let (transport_to_guard, transport_out) = tokio::io::duplex(1 << 16);
     let transport = async move {
@@ -152,4 +148,5 @@ pub async fn run_stdio() {
     // the transport said last; its reader may stay blocked on an open stdin, so do not wait
     // for it beyond that.
     let _ = tokio::time::timeout(std::time::Duration::from_millis(200), guard).await;
+    shutdown_received.load(Ordering::Relaxed)
 }
