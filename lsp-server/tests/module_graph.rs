@@ -260,6 +260,7 @@ fn top_level_modules_form_no_cycle() {
             )
         })
         .collect();
+    println!("module graph:\n  {}", edges.join("\n  "));
     assert!(
         report.is_empty(),
         "the module graph of lsp-server/src has cycles:\n{report}\ngraph:\n  {}",

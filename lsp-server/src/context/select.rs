@@ -1,7 +1,7 @@
 //! Fitting snippets into the retrieved share of the budget, and their order in the prompt.
 
 use super::{Snippet, SourceKind};
-use crate::complete::context::count_tokens_cached;
+use crate::tokens::count_tokens_cached;
 
 /// Tokens a snippet costs in the prompt: its text plus the file header around it.
 pub fn cost(snippet: &Snippet) -> usize {

@@ -26,7 +26,7 @@ pub fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Option<Ls
     match params.command.as_str() {
         ACCEPT_COMMAND | DISMISS_COMMAND => {
             if let Some(uri) = uri {
-                server.session.lock_memory().forget(&uri);
+                server.completer.lock_memory().forget(&uri);
             }
             tracing::debug!("{}", params.command);
             Ok(None)
@@ -37,7 +37,7 @@ pub fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Option<Ls
             if let Some(fields) = status.as_object_mut() {
                 fields.insert(
                     "tokenizerReady".into(),
-                    crate::complete::context::tokenizer_ready().into(),
+                    crate::tokens::tokenizer_ready().into(),
                 );
             }
             Ok(Some(status))

@@ -5,11 +5,11 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::complete::context::warm_up_tokenizer;
 use crate::edit::PositionEncoding;
 use crate::index::uri_to_path;
 use crate::server::api::execute_command::{ACCEPT_COMMAND, DISMISS_COMMAND, INDEX_STATUS_COMMAND};
 use crate::server::Server;
+use crate::tokens::warm_up_tokenizer;
 
 pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeResult> {
     let encoding = PositionEncoding::negotiate(

@@ -1,117 +1,10 @@
-//! What the model sees: the current file's prefix and suffix around the cursor, cut to a
-//! token budget. Counting uses tiktoken's cl100k, which is close enough to the backend's own
-//! tokenizer for budgeting and costs nothing to ship. The context-engine work will add
-//! repository context on top of this.
-
-use std::hash::Hasher;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::LazyLock;
-
-use dashmap::DashMap;
+//! The current file's window: its prefix and suffix around the cursor, cut to a token budget
+//! (counted in `crate::tokens`). Pure: reads only the rope it is given.
 
 use ropey::{Rope, RopeSlice};
 
 use crate::edit::{line_content_end_char, line_content_len_chars};
-
-static TOKENIZER_READY: AtomicBool = AtomicBool::new(false);
-
-/// Loads the BPE tables off the request path (they take a moment to build), so the first
-/// completion does not pay for them. Until they are ready, counts are estimated.
-pub fn warm_up_tokenizer() {
-    if TOKENIZER_READY.load(Ordering::Relaxed) {
-        return;
-    }
-    std::thread::spawn(|| {
-        let _ = tiktoken_rs::cl100k_base_singleton();
-        TOKENIZER_READY.store(true, Ordering::Relaxed);
-    });
-}
-
-/// Whether token counts are exact yet (see `warm_up_tokenizer`).
-pub fn tokenizer_ready() -> bool {
-    TOKENIZER_READY.load(Ordering::Relaxed)
-}
-
-pub fn count_tokens(text: &str) -> usize {
-    if TOKENIZER_READY.load(Ordering::Relaxed) {
-        tiktoken_rs::cl100k_base_singleton()
-            .encode_ordinary(text)
-            .len()
-    } else {
-        text.len().div_ceil(3)
-    }
-}
-
-/// Token counts of whole lines, by content hash. BPE costs microseconds per line, which on
-/// every keystroke would be the largest part of a request; lines barely change between
-/// keystrokes, and a newly opened file is counted in the background (`warm_line_counts`), so
-/// almost every count is a lookup. Sharded (DashMap), so the background counting never holds
-/// up a request.
-static LINE_TOKENS: LazyLock<DashMap<u64, u32>> = LazyLock::new(DashMap::new);
-
-const LINE_CACHE_ENTRIES: usize = 500_000;
-
-fn line_key(line: RopeSlice<'_>) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for chunk in line.chunks() {
-        hasher.write(chunk.as_bytes());
-    }
-    hasher.finish()
-}
-
-fn line_tokens(line: RopeSlice<'_>) -> usize {
-    if !TOKENIZER_READY.load(Ordering::Relaxed) {
-        return line.len_bytes().div_ceil(3); // an estimate; not worth remembering
-    }
-    let key = line_key(line);
-    if let Some(count) = LINE_TOKENS.get(&key) {
-        return *count as usize;
-    }
-    let count = count_tokens(&line.to_string());
-    if LINE_TOKENS.len() >= LINE_CACHE_ENTRIES {
-        LINE_TOKENS.clear();
-    }
-    LINE_TOKENS.insert(key, u32::try_from(count).unwrap_or(u32::MAX));
-    count
-}
-
-/// Tokens of any text, counted line by line through the same cache (snippets of other
-/// files repeat between keystrokes just as the current file's lines do).
-pub fn count_tokens_cached(text: &str) -> usize {
-    if !TOKENIZER_READY.load(Ordering::Relaxed) {
-        return text.len().div_ceil(3);
-    }
-    let mut total = 0;
-    for line in text.split_inclusive('\n') {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        hasher.write(line.as_bytes());
-        let key = hasher.finish();
-        if let Some(count) = LINE_TOKENS.get(&key) {
-            total += *count as usize;
-            continue;
-        }
-        let count = count_tokens(line);
-        if LINE_TOKENS.len() >= LINE_CACHE_ENTRIES {
-            LINE_TOKENS.clear();
-        }
-        LINE_TOKENS.insert(key, u32::try_from(count).unwrap_or(u32::MAX));
-        total += count;
-    }
-    total
-}
-
-/// Counts every line of a newly opened document off the request path, so that the first
-/// suggestions in it need no BPE work. Runs on its own thread; costs a few hundred
-/// milliseconds of one core for a 10,000-line file, once.
-pub fn warm_line_counts(rope: Rope) {
-    std::thread::spawn(move || {
-        let _ = tiktoken_rs::cl100k_base_singleton();
-        TOKENIZER_READY.store(true, Ordering::Relaxed);
-        for line in rope.lines() {
-            line_tokens(line);
-        }
-    });
-}
+use crate::tokens::{count_tokens, line_tokens};
 
 /// How the file indents, so suggestions can be made to match it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,40 +254,9 @@ pub fn detect_indent_unit(rope: &Rope, around_line: usize) -> IndentUnit {
     }
 }
 
-/// `template` with `{prefix}` and `{suffix}` substituted in one pass, so that code which
-/// happens to contain the text `{suffix}` is never substituted a second time.
-pub fn apply_fim_template(template: &str, prefix: &str, suffix: &str) -> String {
-    let mut out = String::with_capacity(template.len() + prefix.len() + suffix.len());
-    let mut rest = template;
-    loop {
-        let next_prefix = rest.find("{prefix}");
-        let next_suffix = rest.find("{suffix}");
-        let (at, value) = match (next_prefix, next_suffix) {
-            (Some(p), Some(s)) if p < s => (p, prefix),
-            (Some(p), None) => (p, prefix),
-            (_, Some(s)) => (s, suffix),
-            (None, None) => break,
-        };
-        out.push_str(&rest[..at]);
-        out.push_str(value);
-        rest = &rest[at + "{prefix}".len()..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn template_substitutes_once() {
-        let t = "<P>{prefix}<S>{suffix}<M>";
-        assert_eq!(
-            apply_fim_template(t, "a{suffix}", "b"),
-            "<P>a{suffix}<S>b<M>"
-        );
-    }
 
     #[test]
     fn context_splits_at_cursor_and_finds_next_line() {
