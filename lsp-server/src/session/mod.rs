@@ -346,3 +346,79 @@ impl Session {
             .map(|latest| latest.subscribe())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(name: &str) -> Uri {
+        Uri::from(format!("file:///w/{name}").as_str())
+    }
+
+    #[test]
+    fn requests_on_documents_never_opened_leave_nothing_behind() {
+        let session = Session::new();
+        for i in 0..100 {
+            session.begin_request(&uri(&format!("never{i}.rs")));
+        }
+        assert_eq!(session.tracked_request_count(), 0);
+        let open = uri("open.rs");
+        session.open_document(open.clone(), Document::new("fn a() {}\n", 1, "rust".into()));
+        let first = session.begin_request(&open);
+        let watch = session
+            .watch_requests(&open)
+            .expect("an open document is tracked");
+        assert_eq!(*watch.borrow(), first);
+        let second = session.begin_request(&open);
+        assert_eq!(*watch.borrow(), second, "the newer request supersedes");
+        assert_eq!(session.tracked_request_count(), 1);
+        session.close_document(&open);
+        assert_eq!(session.tracked_request_count(), 0);
+        assert_eq!(*watch.borrow(), 0, "closing ends the request in flight");
+    }
+
+    #[test]
+    fn documents_past_the_limits_stay_in_sync_without_suggestions() {
+        let session = Session::new();
+        for i in 0..MAX_OPEN_DOCUMENTS {
+            let served = session.open_document(
+                uri(&format!("f{i}.py")),
+                Document::new("x = 1\n", 1, "python".into()),
+            );
+            assert!(served);
+        }
+        let extra = uri("extra.py");
+        assert!(!session.open_document(extra.clone(), Document::new("y = 2\n", 1, "python".into())));
+        let snapshot = session.snapshot(&extra).expect("kept in sync");
+        assert!(!snapshot.gets_suggestions());
+        assert!(!session
+            .open_documents()
+            .contains_key(&PathBuf::from("/w/extra.py")));
+        // Reopening a served document is not a new one.
+        assert!(session.open_document(uri("f0.py"), Document::new("x = 3\n", 2, "python".into())));
+
+        let big = uri("big.py");
+        let text = "z = 0\n".repeat(MAX_DOCUMENT_BYTES / 6 + 1);
+        let session = Session::new();
+        session.open_document(big.clone(), Document::new(&text, 1, "python".into()));
+        let snapshot = session.snapshot_parsed(&big).unwrap();
+        assert!(!snapshot.gets_suggestions());
+        assert!(
+            snapshot.tree.is_none(),
+            "a document over the limit is not parsed"
+        );
+        assert_eq!(snapshot.rope.len_bytes(), text.len());
+    }
+
+    #[test]
+    fn close_listeners_hear_every_close() {
+        let session = Session::new();
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let heard = closed.clone();
+        session.on_close(move |uri| heard.lock().unwrap().push(uri.clone()));
+        let a = uri("a.rs");
+        session.open_document(a.clone(), Document::new("", 1, "rust".into()));
+        session.close_document(&a);
+        assert_eq!(*closed.lock().unwrap(), vec![a]);
+    }
+}
