@@ -268,6 +268,41 @@ fn top_level_modules_form_no_cycle() {
     );
 }
 
+/// The direction the architecture names (ARCHITECTURE.md): what each lower layer may not
+/// import. Acyclic alone would allow e.g. `session` to start importing `complete` if nothing
+/// imported `session` back; these keep the layers where they are.
+const FORBIDDEN: &[(&str, &[&str])] = &[
+    ("edit", &["*"]),
+    ("settings", &["*"]),
+    ("tokens", &["*"]),
+    ("backend", &["*"]),
+    ("session", &["backend", "context", "complete", "server"]),
+    ("context", &["complete", "server"]),
+    ("complete", &["server"]),
+];
+
+#[test]
+fn lower_layers_do_not_reach_up() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    let mut wrong = Vec::new();
+    for (module, forbidden) in FORBIDDEN {
+        let Some(edges) = graph.get(*module) else {
+            continue;
+        };
+        for (target, places) in edges {
+            if forbidden.contains(&"*") || forbidden.contains(&target.as_str()) {
+                wrong.push(format!("{module} -> {target}: {}", places.join(", ")));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports against the layering:\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn grouped_and_inline_paths_are_seen() {
     let text = "use crate::{a::B, c,\n    d::{e, f}};\n// crate::commented\nfn x() { crate::g::h(); my_crate::no(); }\n";
