@@ -357,6 +357,50 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_request_collects_nothing_and_memoizes_nothing() {
+        let index = workspace_index();
+        let rope = Rope::from_str(MAIN);
+        let path = PathBuf::from("/w/src/main.rs");
+        let open = HashMap::new();
+        let excludes = Excludes::default();
+        let memo = SnippetMemo::default();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let workspace = Workspace {
+            index: &index,
+            open: &open,
+            recently_edited: &[],
+            excludes: &excludes,
+            memo: Some(&memo),
+            cancel: Some(&cancel),
+        };
+        let tree = crate::syntax::parse_rope(Lang::Rust, &rope, None);
+        let current = CurrentFile {
+            path: Some(&path),
+            relative: "src/main.rs",
+            rope: &rope,
+            cursor_char: rope.len_chars(),
+            lang: Some(Lang::Rust),
+            tree: tree.as_ref(),
+        };
+        let budget = Budget::new(2048, Some(32768), 128, 0.4);
+        let built = build(ContextMode::Full, &current, &workspace, budget);
+        assert!(built.snippets.is_empty(), "{:?}", built.snippets);
+        assert!(memo.chosen.lock().unwrap().is_empty());
+        // The same request not cancelled finds the imported definition, and remembers it.
+        let workspace = Workspace {
+            cancel: None,
+            ..workspace
+        };
+        let built = build(ContextMode::Full, &current, &workspace, budget);
+        assert!(built
+            .snippets
+            .iter()
+            .any(|s| s.kind == SourceKind::Definition));
+        assert_eq!(memo.chosen.lock().unwrap().len(), 1);
+    }
+
+    #[test]
     fn consecutive_keystrokes_share_the_retrieved_prefix() {
         let index = workspace_index();
         let retrieved =
