@@ -13,7 +13,7 @@ use ghostline_lsp::context::template::{render, FimMarkers, Format, Parts};
 use ghostline_lsp::context::{build, Budget, CurrentFile, OpenDocument, Workspace};
 use ghostline_lsp::index::{IndexConfig, WorkspaceIndex};
 use ghostline_lsp::privacy::Excludes;
-use ghostline_lsp::session::ContextMode;
+use ghostline_lsp::settings::ContextMode;
 use ghostline_lsp::syntax::{parse_rope, Lang};
 use ropey::Rope;
 
@@ -105,9 +105,7 @@ fn main() {
     let root = std::env::temp_dir().join(format!("ghostline-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let paths = generate(&root);
-    let _ = tiktoken_rs::cl100k_base_singleton();
-    ghostline_lsp::complete::context::warm_up_tokenizer();
-    std::thread::sleep(Duration::from_millis(300));
+    ghostline_lsp::tokens::ensure_ready();
 
     let rss_before = rss_bytes();
     let index = Arc::new(WorkspaceIndex::new());
@@ -143,6 +141,7 @@ fn main() {
         recently_edited: &recently_edited,
         excludes: &excludes,
         memo: None,
+        cancel: None,
     };
     let trees: HashMap<PathBuf, Option<tree_sitter::Tree>> = open_paths
         .iter()

@@ -57,7 +57,8 @@ fn planted_secrets_never_reach_the_backend() {
     // A note file must not make the index think .env is fine: it only mentions a value.
     write_workspace(&dir);
     std::fs::remove_file(dir.0.join("app/env_notes.py")).unwrap();
-    let server = RecordingServer::start("qwen2.5-coder");
+    // The default model's prompt format: other files as comments above the FIM prefix.
+    let server = RecordingServer::start_as_default_model();
     let mut client = LspClient::start_in_workspace(
         &dir.0,
         json!({}),
@@ -103,16 +104,42 @@ fn planted_secrets_never_reach_the_backend() {
         );
     }
     assert!(prompt.contains("<redacted>"), "{prompt}");
-    // Retrieval did happen: the imported definition, under its file name.
-    assert!(prompt.contains("<|file_sep|>app/config.py"), "{prompt}");
+    // The default model's format (Qwen2.5-Coder Instruct through ghostline-serve): the FIM
+    // template around everything, the retrieved definition as Python comments under its file
+    // name above the current file, no repo-level markers, and the cursor's line last, after
+    // the middle marker (the server heals a prompt that ends inside a word).
     assert!(
-        prompt.contains("def load_settings(path, strict=False):"),
+        prompt.starts_with("<|fim_prefix|># app/config.py\n"),
         "{prompt}"
     );
     assert!(
-        prompt.contains("<|file_sep|>app/main.py\n<|fim_prefix|>"),
+        prompt.contains("\n# def load_settings(path, strict=False):\n"),
         "{prompt}"
     );
+    assert!(
+        prompt.contains("\n\nfrom app.config import load_settings\n"),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains("<|file_sep|>") && !prompt.contains("<|repo_name|>"),
+        "{prompt}"
+    );
+    let (before_middle, cursor_line) = prompt
+        .split_once("<|fim_middle|>")
+        .expect("a FIM middle marker");
+    assert!(before_middle.contains("<|fim_suffix|>"), "{prompt}");
+    assert_eq!(cursor_line, "    return ", "{prompt}");
+    let bodies = server.bodies.lock().unwrap();
+    let body = bodies
+        .iter()
+        .find(|b| b["max_tokens"] != json!(0))
+        .expect("a completion");
+    assert_eq!(
+        body["model"],
+        json!("qwen2.5-coder-0.5b-instruct"),
+        "{body}"
+    );
+    assert_eq!(body["token_healing"], json!(true), "{body}");
     client.shutdown();
 }
 
@@ -129,6 +156,7 @@ fn index_follows_watched_files_and_modes_shape_the_prompt() {
     dir.write("ignored/skip.rs", "fn skipped() {}\n");
     dir.write("src/binary.rs", "fn a() {}\0\0\0");
     dir.write("web/app.min.js", "function a(){}\n");
+    // A Qwen base checkpoint (its id does not say Instruct): the repo-level format.
     let server = RecordingServer::start("qwen2.5-coder");
     let mut client =
         LspClient::start_in_workspace(&dir.0, json!({}), json!({"backendUrl": server.url()}));

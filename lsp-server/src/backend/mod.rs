@@ -16,7 +16,22 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::Settings;
+/// What the client needs to know to reach the backend: taken from the editor's settings by
+/// the completion pipeline (`complete::backend_config`), so this module depends on nothing
+/// of the editor's. No `Debug`: it holds the API key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// Base URL (`/v1/models`, `/v1/completions` are appended).
+    pub url: String,
+    /// Sent as a bearer token when set.
+    pub api_key: Option<String>,
+    /// A PEM file of CA certificates trusted on top of the system's roots.
+    pub ca_file: Option<String>,
+    /// The model asked for; `None`: the first `/v1/models` lists.
+    pub model: Option<String>,
+    /// Limit on a `/v1/models` answer.
+    pub timeout: Duration,
+}
 
 /// What the backend says about a model, as far as the prompt is concerned.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,13 +42,85 @@ pub struct ModelInfo {
     /// `family` from `/v1/models` (`qwen2.5-coder`, ...): picks the prompt format.
     pub family: Option<String>,
     pub context_length: Option<usize>,
-    pub markers: crate::context::template::FimMarkers,
+    pub markers: FimMarkers,
     /// (prefill, decode) tokens per second, when the backend measures and reports them
     /// (ghostline-serve does; it also takes `max_tokens: 0` to prefill only).
     pub speed: Option<(Option<f64>, Option<f64>)>,
     /// The backend heals a raw prompt that ends inside a word (`token_healing` in
     /// `/v1/models`, ghostline-serve): the prompt may then put the cursor's line last.
     pub token_healing: bool,
+}
+
+/// Marker strings of a model, as `/v1/models` reports them in `fim`. Where one is not
+/// reported, Qwen2.5-Coder's (`qwen`) stands in: the one fallback in the crate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FimMarkers {
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub middle: Option<String>,
+    pub repo_name: Option<String>,
+    pub file_sep: Option<String>,
+}
+
+/// Qwen2.5-Coder's special tokens (the default model's family): the fallback for markers
+/// `/v1/models` does not report, and the tokens that end a suggestion when a server passes
+/// them through as text.
+pub mod qwen {
+    pub const FIM_PREFIX: &str = "<|fim_prefix|>";
+    pub const FIM_SUFFIX: &str = "<|fim_suffix|>";
+    pub const FIM_MIDDLE: &str = "<|fim_middle|>";
+    pub const FIM_PAD: &str = "<|fim_pad|>";
+    pub const REPO_NAME: &str = "<|repo_name|>";
+    pub const FILE_SEP: &str = "<|file_sep|>";
+    pub const END_OF_TEXT: &str = "<|endoftext|>";
+    pub const IM_START: &str = "<|im_start|>";
+    pub const IM_END: &str = "<|im_end|>";
+    /// Every one of them: none belongs in a suggestion.
+    pub const SPECIAL_TOKENS: &[&str] = &[
+        END_OF_TEXT,
+        FILE_SEP,
+        FIM_PREFIX,
+        FIM_SUFFIX,
+        FIM_MIDDLE,
+        FIM_PAD,
+        REPO_NAME,
+        IM_END,
+        IM_START,
+    ];
+}
+
+impl FimMarkers {
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or(qwen::FIM_PREFIX)
+    }
+    pub fn suffix(&self) -> &str {
+        self.suffix.as_deref().unwrap_or(qwen::FIM_SUFFIX)
+    }
+    pub fn middle(&self) -> &str {
+        self.middle.as_deref().unwrap_or(qwen::FIM_MIDDLE)
+    }
+    pub fn repo_name(&self) -> &str {
+        self.repo_name.as_deref().unwrap_or(qwen::REPO_NAME)
+    }
+    pub fn file_sep(&self) -> &str {
+        self.file_sep.as_deref().unwrap_or(qwen::FILE_SEP)
+    }
+
+    /// The `{prefix}`/`{suffix}` template of these markers (filled by
+    /// `context::template::apply_fim_template`, the one place a template is filled).
+    pub fn template(&self) -> String {
+        format!(
+            "{}{{prefix}}{}{{suffix}}{}",
+            self.prefix(),
+            self.suffix(),
+            self.middle()
+        )
+    }
+
+    /// Whether the backend reported all three FIM markers.
+    fn reported(&self) -> bool {
+        self.prefix.is_some() && self.suffix.is_some() && self.middle.is_some()
+    }
 }
 
 /// What a request cost, as the backend reported it: OpenAI's `usage` (with
@@ -171,18 +258,15 @@ struct FimTokens {
 }
 
 impl FimTokens {
+    /// The template the backend reported, else the one its markers make.
     fn template(self) -> Option<String> {
-        if let Some(template) = self.template {
-            return Some(template);
-        }
-        Some(format!(
-            "{}{{prefix}}{}{{suffix}}{}",
-            self.prefix?, self.suffix?, self.middle?
-        ))
+        let markers = self.markers();
+        self.template
+            .or_else(|| markers.reported().then(|| markers.template()))
     }
 
-    fn markers(&self) -> crate::context::template::FimMarkers {
-        crate::context::template::FimMarkers {
+    fn markers(&self) -> FimMarkers {
+        FimMarkers {
             prefix: self.prefix.clone(),
             suffix: self.suffix.clone(),
             middle: self.middle.clone(),
@@ -265,47 +349,46 @@ impl Backend {
         })
     }
 
-    /// The client for these settings (a cheap clone of the pooled one).
-    fn http(&self, settings: &Settings) -> reqwest::Client {
+    /// The client for this config (a cheap clone of the pooled one).
+    fn http(&self, config: &BackendConfig) -> reqwest::Client {
         let mut slot = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.0 != settings.ca_file {
+        if slot.0 != config.ca_file {
             *slot = (
-                settings.ca_file.clone(),
-                Self::build_client(settings.ca_file.as_deref()),
+                config.ca_file.clone(),
+                Self::build_client(config.ca_file.as_deref()),
             );
         }
         slot.1.clone()
     }
 
-    fn url(settings: &Settings, path: &str) -> String {
-        format!("{}{}", settings.backend_url.trim_end_matches('/'), path)
+    fn url(config: &BackendConfig, path: &str) -> String {
+        format!("{}{}", config.url.trim_end_matches('/'), path)
     }
 
     fn authorized(
         &self,
         builder: reqwest::RequestBuilder,
-        settings: &Settings,
+        config: &BackendConfig,
     ) -> reqwest::RequestBuilder {
-        match settings.api_key() {
+        match &config.api_key {
             Some(key) => builder.bearer_auth(key),
             None => builder,
         }
     }
 
     /// The model to use and its FIM template, from `/v1/models`, cached per backend URL.
-    pub async fn model(&self, settings: &Settings) -> Result<ModelInfo, BackendError> {
+    pub async fn model(&self, config: &BackendConfig) -> Result<ModelInfo, BackendError> {
         let mut cached = self.model.lock().await;
         if let Some(entry) = cached.as_ref() {
-            let same_target =
-                entry.backend_url == settings.backend_url && entry.wanted_model == settings.model;
+            let same_target = entry.backend_url == config.url && entry.wanted_model == config.model;
             if same_target && (entry.result.is_ok() || entry.fetched_at.elapsed() < MODEL_RETRY) {
                 return entry.result.clone();
             }
         }
-        let result = self.fetch_model(settings).await;
+        let result = self.fetch_model(config).await;
         *cached = Some(CachedModel {
-            backend_url: settings.backend_url.clone(),
-            wanted_model: settings.model.clone(),
+            backend_url: config.url.clone(),
+            wanted_model: config.model.clone(),
             result: result.clone(),
             fetched_at: Instant::now(),
         });
@@ -318,16 +401,16 @@ impl Backend {
         *self.model.lock().await = None;
     }
 
-    async fn fetch_model(&self, settings: &Settings) -> Result<ModelInfo, BackendError> {
+    async fn fetch_model(&self, config: &BackendConfig) -> Result<ModelInfo, BackendError> {
         let request = self
             .authorized(
-                self.http(settings).get(Self::url(settings, "/v1/models")),
-                settings,
+                self.http(config).get(Self::url(config, "/v1/models")),
+                config,
             )
-            .timeout(Duration::from_millis(settings.timeout_ms));
+            .timeout(config.timeout);
         let response = request.send().await.map_err(classify_send_error)?;
         let list: ModelList = json_body(check_status(response).await?).await?;
-        let entry = match &settings.model {
+        let entry = match &config.model {
             Some(wanted) => list.data.into_iter().find(|entry| &entry.id == wanted),
             None => list.data.into_iter().next(),
         };
@@ -348,7 +431,7 @@ impl Backend {
                 token_healing: entry.token_healing,
             }),
             // The backend does not list it; it may still serve it under that name.
-            None => match &settings.model {
+            None => match &config.model {
                 Some(wanted) => Ok(ModelInfo {
                     id: wanted.clone(),
                     fim_template: None,
@@ -367,19 +450,19 @@ impl Backend {
     /// `affinity`: the document's key (see `affinity`), sent as `X-Session-ID`.
     pub async fn stream(
         &self,
-        settings: &Settings,
+        config: &BackendConfig,
         request: &CompletionRequest,
         affinity: &str,
     ) -> Result<CompletionStream, BackendError> {
         let builder = self
-            .http(settings)
-            .post(Self::url(settings, "/v1/completions"))
+            .http(config)
+            .post(Self::url(config, "/v1/completions"))
             .header(affinity::HEADER, affinity)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .body(serde_json::to_vec(request).map_err(|e| BackendError::Protocol(e.to_string()))?);
         let response = self
-            .authorized(builder, settings)
+            .authorized(builder, config)
             .send()
             .await
             .map_err(classify_send_error)?;
@@ -394,22 +477,22 @@ impl Backend {
     /// Dropping the future closes the connection, and the backend keeps what it computed so far.
     pub async fn warm(
         &self,
-        settings: &Settings,
+        config: &BackendConfig,
         model: &str,
         prompt: &str,
         affinity: &str,
     ) -> Result<Option<Usage>, BackendError> {
         let body = serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 0, "temperature": 0, "stream": false});
         let builder = self
-            .http(settings)
-            .post(Self::url(settings, "/v1/completions"))
+            .http(config)
+            .post(Self::url(config, "/v1/completions"))
             // The same replica as the document's completions: the warm-up is only worth
             // anything in the prefix cache those will read.
             .header(affinity::HEADER, affinity)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
         let response = self
-            .authorized(builder, settings)
+            .authorized(builder, config)
             .send()
             .await
             .map_err(classify_send_error)?;

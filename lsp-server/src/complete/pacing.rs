@@ -19,8 +19,8 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::context::{suffix_budget, ANCHOR_LINES};
 use crate::backend::Usage;
+use crate::context::window::{suffix_budget, ANCHOR_LINES};
 use crate::context::TOKENIZER_MARGIN;
 
 /// The smallest prompt budget: what a cold 2-core CPU prefills in about 0.8 s. Measured with

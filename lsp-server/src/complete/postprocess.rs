@@ -2,8 +2,8 @@
 //! file's indentation, no overlap with the text after the cursor, brackets balanced on the
 //! cursor's line, and how much of that line the suggestion replaces.
 
-use super::context::IndentUnit;
 use super::stop::{CLOSERS, OPENERS};
+use crate::context::window::IndentUnit;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finished {

@@ -7,17 +7,7 @@
 //! before the cursor, starts repeating the text after the cursor, or reaches the line cap.
 
 /// Markers that end a suggestion even if the backend passes them through as text.
-const SPECIAL_MARKERS: &[&str] = &[
-    "<|endoftext|>",
-    "<|file_sep|>",
-    "<|fim_prefix|>",
-    "<|fim_suffix|>",
-    "<|fim_middle|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|im_end|>",
-    "<|im_start|>",
-];
+const SPECIAL_MARKERS: &[&str] = crate::backend::qwen::SPECIAL_TOKENS;
 
 #[derive(Clone, Debug, Default)]
 pub struct StopConfig {

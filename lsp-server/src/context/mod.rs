@@ -1,4 +1,10 @@
-//! The context engine: what the model sees besides the cursor's own file.
+//! What the model sees, all of it: the current file's window around the cursor (`window`),
+//! the context from elsewhere (`sources`, `select`, the snippet memo) and the prompt format
+//! (`template`). Runs on the blocking pool (see `complete::blocking`): the sources read files
+//! from disk and scan the whole index, so every long loop checks `Workspace::cancel` and a
+//! superseded request stops within one file. Imports only the layers below it: `tokens`,
+//! `edit`, `syntax`, `privacy`, `index`, `settings`, `session` (the documents' snapshot
+//! type) and `backend` (the markers `/v1/models` reports).
 //!
 //! Sources (`sources`) each propose scored snippets: definitions of identifiers used near the
 //! cursor, resolved through the file's imports and the workspace index; windows of similar
@@ -13,18 +19,21 @@
 pub mod select;
 pub mod sources;
 pub mod template;
+pub mod window;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ropey::Rope;
+use tokio_util::sync::CancellationToken;
 use tree_sitter::Tree;
 
-use crate::complete::context::{cursor_context, CursorContext};
 use crate::index::WorkspaceIndex;
 use crate::privacy::{Excludes, Region};
-use crate::session::ContextMode;
+pub use crate::session::OpenDocument;
+use crate::settings::ContextMode;
 use crate::syntax::Lang;
+use window::{cursor_context, CursorContext};
 
 /// Where a snippet came from. The order is the placement order: later kinds sit nearer the
 /// cursor, where the model attends most, so the most useful kind (definitions) goes last.
@@ -50,11 +59,6 @@ pub struct Snippet {
     pub verbatim: bool,
 }
 
-pub struct OpenDocument {
-    pub rope: Rope,
-    pub recent_edits: Vec<usize>,
-}
-
 /// What the sources may look at besides the current file.
 pub struct Workspace<'a> {
     pub index: &'a WorkspaceIndex,
@@ -64,6 +68,15 @@ pub struct Workspace<'a> {
     pub excludes: &'a Excludes,
     /// Snippets chosen for earlier prompts, reused while the cursor stays in their region.
     pub memo: Option<&'a SnippetMemo>,
+    /// Set when the request this is for was superseded or cancelled: the sources stop at the
+    /// next file or identifier and what they found is thrown away (never memoized).
+    pub cancel: Option<&'a CancellationToken>,
+}
+
+impl Workspace<'_> {
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(CancellationToken::is_cancelled)
+    }
 }
 
 /// The snippets chosen for a region of a file (file, mode, budget and the first line of the
@@ -194,7 +207,8 @@ pub fn build(
         None => {
             let candidates = sources::collect(mode, current, workspace, narrow.window_lines);
             let chosen = select::choose(candidates, retrieved_budget);
-            if let Some(memo) = workspace.memo {
+            // A cancelled collection may be partial: it must not stand for the region.
+            if let Some(memo) = workspace.memo.filter(|_| !workspace.cancelled()) {
                 memo.put(key, chosen.clone());
             }
             chosen
@@ -287,6 +301,7 @@ mod tests {
             recently_edited: &[],
             excludes: &excludes,
             memo: None,
+            cancel: None,
         };
         let tree = crate::syntax::parse_rope(Lang::Rust, &rope, None);
         let current = CurrentFile {
@@ -339,6 +354,50 @@ mod tests {
             similar.iter().any(|s| s.path == "src/report.rs"),
             "{similar:?}"
         );
+    }
+
+    #[test]
+    fn a_cancelled_request_collects_nothing_and_memoizes_nothing() {
+        let index = workspace_index();
+        let rope = Rope::from_str(MAIN);
+        let path = PathBuf::from("/w/src/main.rs");
+        let open = HashMap::new();
+        let excludes = Excludes::default();
+        let memo = SnippetMemo::default();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let workspace = Workspace {
+            index: &index,
+            open: &open,
+            recently_edited: &[],
+            excludes: &excludes,
+            memo: Some(&memo),
+            cancel: Some(&cancel),
+        };
+        let tree = crate::syntax::parse_rope(Lang::Rust, &rope, None);
+        let current = CurrentFile {
+            path: Some(&path),
+            relative: "src/main.rs",
+            rope: &rope,
+            cursor_char: rope.len_chars(),
+            lang: Some(Lang::Rust),
+            tree: tree.as_ref(),
+        };
+        let budget = Budget::new(2048, Some(32768), 128, 0.4);
+        let built = build(ContextMode::Full, &current, &workspace, budget);
+        assert!(built.snippets.is_empty(), "{:?}", built.snippets);
+        assert!(memo.chosen.lock().unwrap().is_empty());
+        // The same request not cancelled finds the imported definition, and remembers it.
+        let workspace = Workspace {
+            cancel: None,
+            ..workspace
+        };
+        let built = build(ContextMode::Full, &current, &workspace, budget);
+        assert!(built
+            .snippets
+            .iter()
+            .any(|s| s.kind == SourceKind::Definition));
+        assert_eq!(memo.chosen.lock().unwrap().len(), 1);
     }
 
     #[test]

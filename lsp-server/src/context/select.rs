@@ -1,11 +1,11 @@
 //! Fitting snippets into the retrieved share of the budget, and their order in the prompt.
 
 use super::{Snippet, SourceKind};
-use crate::complete::context::count_tokens_cached;
+use crate::tokens;
 
 /// Tokens a snippet costs in the prompt: its text plus the file header around it.
 pub fn cost(snippet: &Snippet) -> usize {
-    count_tokens_cached(&snippet.text) + snippet.path.len().div_ceil(4) + 4
+    tokens::count_cached(&snippet.text) + snippet.path.len().div_ceil(4) + 4
 }
 
 /// Overlapping verbatim windows of one file become one; a definition inside a verbatim window

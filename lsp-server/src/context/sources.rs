@@ -10,7 +10,7 @@ use crate::index::entry::{
     identifiers, import_segments, jaccard, minhash, path_matches, token_set, FileEntry,
 };
 use crate::privacy::{redact_lines, Region};
-use crate::session::ContextMode;
+use crate::settings::ContextMode;
 use crate::syntax::extract::cursor_scopes;
 use crate::syntax::queries;
 
@@ -157,7 +157,7 @@ pub fn collect(
 ) -> Vec<Snippet> {
     let mut texts = FileTexts::new(workspace);
     let mut out = similar(mode, current, workspace, &mut texts);
-    if mode == ContextMode::Full {
+    if mode == ContextMode::Full && !workspace.cancelled() {
         let imported = imported_files(current, workspace);
         out.extend(definitions(current, workspace, &imported));
         out.extend(recent_edits(current, workspace, &mut texts));
@@ -187,7 +187,7 @@ impl<'a> FileTexts<'a> {
     /// Lines `start..end` of `path`, redacted; `None` when the file cannot be read, or when
     /// it now resolves to a secret file (a symlink retargeted since it was indexed).
     fn lines(&mut self, path: &Path, start: usize, end: usize) -> Option<String> {
-        if self.workspace.excludes.is_excluded(path, None) {
+        if self.workspace.excludes.is_excluded(path, None) || self.workspace.cancelled() {
             return None;
         }
         if let Some(document) = self.workspace.open.get(path) {
@@ -265,6 +265,9 @@ fn similar(
         // file would cost more than the whole scan.
         if is_current(current, &file) {
             continue;
+        }
+        if workspace.cancelled() {
+            return Vec::new();
         }
         for (at, window) in file.windows.iter().enumerate() {
             let agree = window
@@ -481,6 +484,9 @@ fn definitions(
     let current_dir = current.path.and_then(Path::parent);
     let mut out = Vec::new();
     for (name, weight) in nearby_identifiers(current) {
+        if workspace.cancelled() {
+            break;
+        }
         let found = workspace.index.definitions_named(&name);
         if found.is_empty() {
             continue;

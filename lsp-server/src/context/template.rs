@@ -3,19 +3,10 @@
 //! the prefix. Every format is sent as one raw prompt; the backend parses the markers as
 //! special tokens.
 
-use crate::session::PromptFamily;
+pub use crate::backend::FimMarkers;
+use crate::settings::PromptFamily;
 
 use super::Snippet;
-
-/// Marker strings of a model, as `/v1/models` reports them (defaults per family otherwise).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FimMarkers {
-    pub prefix: Option<String>,
-    pub suffix: Option<String>,
-    pub middle: Option<String>,
-    pub repo_name: Option<String>,
-    pub file_sep: Option<String>,
-}
 
 /// The resolved format of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,21 +20,6 @@ pub enum Format {
     Template(String),
     /// No template known: `prompt` + `suffix`, the server applies its own.
     ServerSide,
-}
-
-/// A marker the backend reported, or the family's default.
-fn marker(value: &Option<String>, default: &str) -> String {
-    value.clone().unwrap_or_else(|| default.to_string())
-}
-
-/// The Qwen2.5-Coder FIM template from the model's markers (defaults where not reported).
-fn qwen_fim_template(markers: &FimMarkers) -> String {
-    format!(
-        "{}{{prefix}}{}{{suffix}}{}",
-        marker(&markers.prefix, "<|fim_prefix|>"),
-        marker(&markers.suffix, "<|fim_suffix|>"),
-        marker(&markers.middle, "<|fim_middle|>")
-    )
 }
 
 /// `setting` wins unless it is `auto`; then the backend's `family` (and, for Qwen, whether
@@ -75,7 +51,7 @@ pub fn resolve(
                     // 5/40 with the current file alone (tests/eval/RESULTS.md). Base
                     // checkpoints, trained on the repo-level format, keep it.
                     return Format::Template(
-                        template.map_or_else(|| qwen_fim_template(markers), str::to_string),
+                        template.map_or_else(|| markers.template(), str::to_string),
                     );
                 } else if family.contains("qwen") {
                     PromptFamily::Qwen
@@ -193,18 +169,17 @@ pub fn render(format: &Format, parts: &Parts<'_>) -> Rendered {
             // then continued the file's `__main__` block instead of filling the hole, while the
             // same prefix and suffix without the header gave the right line.
             if !parts.snippets.is_empty() {
-                let repo = marker(&markers.repo_name, "<|repo_name|>");
-                let sep = marker(&markers.file_sep, "<|file_sep|>");
-                out = with_files(parts, &repo, &sep, true);
-                out.push_str(&sep);
+                let sep = markers.file_sep();
+                out = with_files(parts, markers.repo_name(), sep, true);
+                out.push_str(sep);
                 out.push_str(parts.current_path);
                 out.push('\n');
             }
-            out.push_str(&marker(&markers.prefix, "<|fim_prefix|>"));
-            out.push_str(parts.prefix);
-            out.push_str(&marker(&markers.suffix, "<|fim_suffix|>"));
-            out.push_str(parts.suffix);
-            out.push_str(&marker(&markers.middle, "<|fim_middle|>"));
+            out.push_str(&apply_fim_template(
+                &markers.template(),
+                parts.prefix,
+                parts.suffix,
+            ));
             raw(out)
         }
         Format::StarCoder => {
@@ -237,7 +212,7 @@ pub fn render(format: &Format, parts: &Parts<'_>) -> Rendered {
             comments(),
             parts.prefix
         )),
-        Format::Template(template) => raw(crate::complete::context::apply_fim_template(
+        Format::Template(template) => raw(apply_fim_template(
             template,
             &format!("{}{}", comments(), parts.prefix),
             parts.suffix,
@@ -258,6 +233,28 @@ pub fn stops(format: &Format) -> &'static [&'static str] {
         Format::Codestral => &["[PREFIX]", "[SUFFIX]"],
         _ => &[],
     }
+}
+
+/// `template` with `{prefix}` and `{suffix}` substituted in one pass, so that code which
+/// happens to contain the text `{suffix}` is never substituted a second time.
+pub fn apply_fim_template(template: &str, prefix: &str, suffix: &str) -> String {
+    let mut out = String::with_capacity(template.len() + prefix.len() + suffix.len());
+    let mut rest = template;
+    loop {
+        let next_prefix = rest.find("{prefix}");
+        let next_suffix = rest.find("{suffix}");
+        let (at, value) = match (next_prefix, next_suffix) {
+            (Some(p), Some(s)) if p < s => (p, prefix),
+            (Some(p), None) => (p, prefix),
+            (_, Some(s)) => (s, suffix),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(value);
+        rest = &rest[at + "{prefix}".len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -286,6 +283,15 @@ mod tests {
             suffix: "\n}\n",
             comment: "//",
         }
+    }
+
+    #[test]
+    fn template_substitutes_once() {
+        let t = "<P>{prefix}<S>{suffix}<M>";
+        assert_eq!(
+            apply_fim_template(t, "a{suffix}", "b"),
+            "<P>a{suffix}<S>b<M>"
+        );
     }
 
     #[test]

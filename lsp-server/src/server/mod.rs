@@ -19,12 +19,15 @@ use tower_lsp_server::gen_lsp_types::{
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::{Client, LanguageServer, LspService};
 
+use crate::complete::Completer;
 use crate::session::Session;
 use api::document_text::DocumentTextParams;
 use dispatch::{ArrivalOrder, STAMPED_COMPLETION, STAMPED_INLINE_COMPLETION};
 
 pub struct Server {
     pub session: Arc<Session>,
+    /// The completion pipeline's own state (backend client, memory, pacing, ...).
+    pub completer: Arc<Completer>,
     pub client: Client,
 }
 
@@ -108,8 +111,10 @@ const CONCURRENT_REQUESTS: usize = 256;
 /// request came first (LSP: the process then exits with 0, else with 1).
 pub async fn run_stdio() -> bool {
     let session = Arc::new(Session::new());
+    let completer = Completer::new(&session);
     let (service, socket) = LspService::build(|client| Server {
         session: session.clone(),
+        completer: completer.clone(),
         client,
     })
     .custom_method(STAMPED_INLINE_COMPLETION, Server::stamped_inline_completion)

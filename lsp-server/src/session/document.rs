@@ -10,6 +10,12 @@ use crate::syntax::Lang;
 /// Lines of the latest edits kept per document (a source of prompt context).
 const RECENT_EDITS: usize = 8;
 
+/// Another open document as the context sources see it (a snapshot: ropes clone in O(1)).
+pub struct OpenDocument {
+    pub rope: Rope,
+    pub recent_edits: Vec<usize>,
+}
+
 /// An open text document. Cloning is O(1): ropey shares its tree and so does tree-sitter,
 /// so handlers take a snapshot and never hold the session's lock across an await.
 #[derive(Clone, Debug)]
@@ -25,6 +31,8 @@ pub struct Document {
     pub tree_stale: bool,
     /// Lines of the latest edits, newest last, one entry per line.
     pub recent_edits: VecDeque<usize>,
+    /// False when it was opened past `MAX_OPEN_DOCUMENTS`: kept in sync, nothing more.
+    pub served: bool,
 }
 
 impl Document {
@@ -37,7 +45,14 @@ impl Document {
             tree: None,
             tree_stale: true,
             recent_edits: VecDeque::new(),
+            served: true,
         }
+    }
+
+    /// Whether suggestions, the parse tree and the index take this document: it was opened
+    /// within `MAX_OPEN_DOCUMENTS` and is at most `MAX_DOCUMENT_BYTES` long.
+    pub fn gets_suggestions(&self) -> bool {
+        self.served && self.rope.len_bytes() <= super::MAX_DOCUMENT_BYTES
     }
 
     pub fn apply_changes(

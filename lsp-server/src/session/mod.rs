@@ -1,12 +1,13 @@
-//! The session owns everything that outlives one request: open documents, settings, the
-//! negotiated position encoding, the latest completion request per document, suggestion
-//! memory and the backend client.
+//! The session: what the editor told us and the workspace it works in. Open documents (with
+//! their limits), settings, the negotiated position encoding, the latest completion request
+//! per document, workspace folders, exclusions and the workspace index. Nothing of the
+//! completion pipeline lives here (`complete::Completer` holds the backend client, memory,
+//! pacing, timings and the snippet memo); this module imports only the layers below it
+//! (`settings`, `edit`, `syntax`, `index`, `privacy`).
 
 mod document;
-mod settings;
 
-pub use document::Document;
-pub use settings::{ContextMode, MultilineMode, PromptFamily, Settings};
+pub use document::{Document, OpenDocument};
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -17,18 +18,31 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 use tower_lsp_server::gen_lsp_types::Uri;
 
-use crate::backend::Backend;
-use crate::complete::memory::SuggestionMemory;
-use crate::complete::pacing::Pacing;
-use crate::complete::timings::Timings;
-use crate::context::{OpenDocument, SnippetMemo};
 use crate::edit::PositionEncoding;
 use crate::index::{uri_to_path, IndexConfig, WorkspaceIndex};
 use crate::privacy::Excludes;
+use crate::settings::Settings;
 use crate::syntax::{parse_rope, queries};
 
 /// Documents remembered as recently edited (a source of prompt context).
 const RECENTLY_EDITED: usize = 8;
+
+/// Open documents that get suggestions, a parse tree and a place in the index. An editor with
+/// more open (a script opening every file of a repository) keeps the rest in sync, text only:
+/// each served document costs its syntax tree, index entry and line counts, and the context
+/// sources look at every open document on every request.
+pub const MAX_OPEN_DOCUMENTS: usize = 1_000;
+
+/// Largest document (UTF-8 bytes) that gets suggestions, a parse tree and a place in the
+/// index. A larger one (a generated file, a log) is still kept in sync, so that it is right
+/// when it shrinks again, but reparsing and indexing it on every change would cost more than
+/// a suggestion there is worth. The index reads files of at most 1 MiB from disk; an open
+/// document may be larger because the user is working in it.
+pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
+
+/// Called when a document closes, so layers above the session can forget it (see
+/// `Session::on_close`).
+type CloseListener = Box<dyn Fn(&Uri) + Send + Sync>;
 
 pub struct Session {
     documents: DashMap<Uri, Document>,
@@ -38,16 +52,7 @@ pub struct Session {
     /// longer the latest has been superseded and stops (see `server::dispatch`).
     latest_request: DashMap<Uri, watch::Sender<u64>>,
     next_generation: AtomicU64,
-    /// Counts cursor hints (see `complete::warm_at_cursor`): a newer one ends an older one's
-    /// warm-up.
-    pub cursor_hints: watch::Sender<u64>,
-    pub memory: Mutex<SuggestionMemory>,
-    pub backend: Backend,
-    /// The backend's speed and what it holds in its prefix cache: sizes each prompt.
-    pub pacing: Pacing,
-    /// Other files' context chosen per region of a file, kept while the user types there.
-    pub snippet_memo: SnippetMemo,
-    pub timings: Timings,
+    close_listeners: RwLock<Vec<CloseListener>>,
     /// Definitions, imports and similarity windows of the workspace, built in the background.
     pub index: Arc<WorkspaceIndex>,
     /// Workspace folders from `initialize`.
@@ -76,12 +81,7 @@ impl Session {
             encoding: AtomicU8::new(PositionEncoding::Utf16.as_u8()),
             latest_request: DashMap::new(),
             next_generation: AtomicU64::new(1),
-            cursor_hints: watch::channel(0).0,
-            memory: Mutex::new(SuggestionMemory::default()),
-            backend: Backend::new(),
-            pacing: Pacing::default(),
-            snippet_memo: SnippetMemo::default(),
-            timings: Timings::default(),
+            close_listeners: RwLock::new(Vec::new()),
             index: Arc::new(WorkspaceIndex::new()),
             roots: RwLock::new(Vec::new()),
             recently_edited: Mutex::new(VecDeque::new()),
@@ -165,13 +165,20 @@ impl Session {
 
     /// A snapshot whose syntax tree matches its text: a stale tree is reparsed here,
     /// incrementally from the edited old one, and stored back for the next request.
+    /// Blocking work: runs on the pool (see `complete::blocking`).
     pub fn snapshot_parsed(&self, uri: &Uri) -> Option<Document> {
-        let mut document = self.snapshot(uri)?;
-        let Some(lang) = document.lang else {
-            return Some(document);
+        let document = self.snapshot(uri)?;
+        Some(self.parsed(uri, document))
+    }
+
+    /// `document` (a snapshot of `uri`) with a tree that matches its text; the tree is stored
+    /// back when the document has not changed since. Blocking work, like `snapshot_parsed`.
+    pub fn parsed(&self, uri: &Uri, mut document: Document) -> Document {
+        let Some(lang) = document.lang.filter(|_| document.gets_suggestions()) else {
+            return document;
         };
         if !document.tree_stale && document.tree.is_some() {
-            return Some(document);
+            return document;
         }
         let tree = parse_rope(lang, &document.rope, document.tree.as_ref());
         if let Some(mut stored) = self.documents.get_mut(uri) {
@@ -182,7 +189,7 @@ impl Session {
         }
         document.tree = tree;
         document.tree_stale = false;
-        Some(document)
+        document
     }
 
     pub fn note_edited(&self, uri: &Uri) {
@@ -212,6 +219,7 @@ impl Session {
     pub fn open_documents(&self) -> HashMap<PathBuf, OpenDocument> {
         self.documents
             .iter()
+            .filter(|entry| entry.gets_suggestions())
             .filter_map(|entry| {
                 let path = uri_to_path(entry.key())?;
                 Some((
@@ -225,19 +233,63 @@ impl Session {
             .collect()
     }
 
-    pub fn open_document(&self, uri: Uri, document: Document) {
+    /// Opens (or reopens) a document. Past `MAX_OPEN_DOCUMENTS` it is kept in sync, text
+    /// only (see there); returns whether it is served (suggestions, parse, index).
+    pub fn open_document(&self, uri: Uri, mut document: Document) -> bool {
+        let already_open = self.documents.contains_key(&uri);
+        if !already_open && self.documents.len() >= MAX_OPEN_DOCUMENTS {
+            document.served = false;
+            tracing::warn!(
+                "{} documents are open (the limit is {MAX_OPEN_DOCUMENTS}): {} is kept in sync but gets no suggestions and is not indexed",
+                self.documents.len(),
+                uri.0.as_str()
+            );
+        }
+        if document.rope.len_bytes() > MAX_DOCUMENT_BYTES {
+            tracing::warn!(
+                "{} is {} bytes, over the limit of {MAX_DOCUMENT_BYTES}: it is kept in sync but gets no suggestions and is not indexed",
+                uri.0.as_str(),
+                document.rope.len_bytes()
+            );
+        }
+        let served = document.served;
         self.documents.insert(uri, document);
+        served
     }
 
     /// Runs `edit` on the document if it is open; returns whether it was.
     pub fn edit_document(&self, uri: &Uri, edit: impl FnOnce(&mut Document)) -> bool {
         match self.documents.get_mut(uri) {
             Some(mut document) => {
+                let was_small = document.rope.len_bytes() <= MAX_DOCUMENT_BYTES;
                 edit(&mut document);
+                let is_small = document.rope.len_bytes() <= MAX_DOCUMENT_BYTES;
+                if was_small != is_small {
+                    if is_small {
+                        tracing::info!(
+                            "{} is back under {MAX_DOCUMENT_BYTES} bytes: suggestions resume",
+                            uri.0.as_str()
+                        );
+                    } else {
+                        tracing::warn!(
+                            "{} grew past {MAX_DOCUMENT_BYTES} bytes: it is kept in sync but gets no suggestions and is not indexed",
+                            uri.0.as_str()
+                        );
+                    }
+                }
                 true
             }
             None => false,
         }
+    }
+
+    /// `listener` runs (in arrival order, on the thread that reads messages) whenever a
+    /// document closes: state kept per document elsewhere is dropped with it.
+    pub fn on_close(&self, listener: impl Fn(&Uri) + Send + Sync + 'static) {
+        self.close_listeners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(listener));
     }
 
     /// Frees everything kept for the document and stops its in-flight completion.
@@ -247,7 +299,14 @@ impl Session {
         if let Some((_, latest)) = self.latest_request.remove(uri) {
             latest.send_replace(0);
         }
-        self.lock_memory().forget(uri);
+        for listener in self
+            .close_listeners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            listener(uri);
+        }
     }
 
     pub fn snapshot(&self, uri: &Uri) -> Option<Document> {
@@ -259,19 +318,25 @@ impl Session {
     }
 
     /// Registers a new completion request for `uri`, superseding (and so cancelling) any
-    /// older one still running for the same document. Called in arrival order.
+    /// older one still running for the same document. Called in arrival order. A request for
+    /// a document that is not open leaves nothing behind: it gets its generation, answers
+    /// empty (there is no text to complete) and nothing can supersede it.
     pub fn begin_request(&self, uri: &Uri) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        match self.latest_request.get(uri) {
-            Some(latest) => {
-                latest.send_replace(generation);
-            }
-            None => {
-                self.latest_request
-                    .insert(uri.clone(), watch::channel(generation).0);
-            }
+        if let Some(latest) = self.latest_request.get(uri) {
+            latest.send_replace(generation);
+        } else if self.documents.contains_key(uri) {
+            // Checked while the entry is absent; `close_document` removes both in arrival
+            // order, on this same thread, so no entry outlives its document.
+            self.latest_request
+                .insert(uri.clone(), watch::channel(generation).0);
         }
         generation
+    }
+
+    /// Documents with a request generation (for the bounds' tests and the log).
+    pub fn tracked_request_count(&self) -> usize {
+        self.latest_request.len()
     }
 
     /// A receiver that changes when a newer request for `uri` arrives.
@@ -280,11 +345,80 @@ impl Session {
             .get(uri)
             .map(|latest| latest.subscribe())
     }
+}
 
-    pub fn lock_memory(&self) -> std::sync::MutexGuard<'_, SuggestionMemory> {
-        match self.memory.lock() {
-            Ok(memory) => memory,
-            Err(poisoned) => poisoned.into_inner(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(name: &str) -> Uri {
+        Uri::from(format!("file:///w/{name}").as_str())
+    }
+
+    #[test]
+    fn requests_on_documents_never_opened_leave_nothing_behind() {
+        let session = Session::new();
+        for i in 0..100 {
+            session.begin_request(&uri(&format!("never{i}.rs")));
         }
+        assert_eq!(session.tracked_request_count(), 0);
+        let open = uri("open.rs");
+        session.open_document(open.clone(), Document::new("fn a() {}\n", 1, "rust".into()));
+        let first = session.begin_request(&open);
+        let watch = session
+            .watch_requests(&open)
+            .expect("an open document is tracked");
+        assert_eq!(*watch.borrow(), first);
+        let second = session.begin_request(&open);
+        assert_eq!(*watch.borrow(), second, "the newer request supersedes");
+        assert_eq!(session.tracked_request_count(), 1);
+        session.close_document(&open);
+        assert_eq!(session.tracked_request_count(), 0);
+        assert_eq!(*watch.borrow(), 0, "closing ends the request in flight");
+    }
+
+    #[test]
+    fn documents_past_the_limits_stay_in_sync_without_suggestions() {
+        let session = Session::new();
+        for i in 0..MAX_OPEN_DOCUMENTS {
+            let served = session.open_document(
+                uri(&format!("f{i}.py")),
+                Document::new("x = 1\n", 1, "python".into()),
+            );
+            assert!(served);
+        }
+        let extra = uri("extra.py");
+        assert!(!session.open_document(extra.clone(), Document::new("y = 2\n", 1, "python".into())));
+        let snapshot = session.snapshot(&extra).expect("kept in sync");
+        assert!(!snapshot.gets_suggestions());
+        assert!(!session
+            .open_documents()
+            .contains_key(&PathBuf::from("/w/extra.py")));
+        // Reopening a served document is not a new one.
+        assert!(session.open_document(uri("f0.py"), Document::new("x = 3\n", 2, "python".into())));
+
+        let big = uri("big.py");
+        let text = "z = 0\n".repeat(MAX_DOCUMENT_BYTES / 6 + 1);
+        let session = Session::new();
+        session.open_document(big.clone(), Document::new(&text, 1, "python".into()));
+        let snapshot = session.snapshot_parsed(&big).unwrap();
+        assert!(!snapshot.gets_suggestions());
+        assert!(
+            snapshot.tree.is_none(),
+            "a document over the limit is not parsed"
+        );
+        assert_eq!(snapshot.rope.len_bytes(), text.len());
+    }
+
+    #[test]
+    fn close_listeners_hear_every_close() {
+        let session = Session::new();
+        let closed = Arc::new(Mutex::new(Vec::new()));
+        let heard = closed.clone();
+        session.on_close(move |uri| heard.lock().unwrap().push(uri.clone()));
+        let a = uri("a.rs");
+        session.open_document(a.clone(), Document::new("", 1, "rust".into()));
+        session.close_document(&a);
+        assert_eq!(*closed.lock().unwrap(), vec![a]);
     }
 }

@@ -571,10 +571,6 @@ impl RecordingServer {
     }
 
     fn start_reporting(family: &str, speed: Value) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let recorded = bodies.clone();
         let models = json!({"object": "list", "data": [{
             "id": "recorder", "object": "model", "owned_by": "test", "family": family,
             "context_length": 8192,
@@ -583,8 +579,42 @@ impl RecordingServer {
                     "template": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"},
             "token_healing": !speed.is_null(),
             "speed": speed
-        }]})
-        .to_string();
+        }]});
+        Self::start_with_models(models)
+    }
+
+    /// Reports what ghostline-serve's `/v1/models` reports for the default model
+    /// (Qwen2.5-Coder-0.5B-Instruct): its `ghostline.json`'s name as the id, family, context
+    /// length and `fim`, `token_healing`, and a `speed` not measured yet. The model's
+    /// `ghostline.json` is read when it is there (`GHOSTLINE_DEFAULT_MODEL`); otherwise the same
+    /// values, as that file has them.
+    pub fn start_as_default_model() -> Self {
+        let config: Value = std::fs::read_to_string(default_model_dir().join("ghostline.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(|| {
+                json!({"name": "qwen2.5-coder-0.5b-instruct", "family": "qwen2.5-coder",
+                       "context_length": 32768,
+                       "fim": {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>", "middle": "<|fim_middle|>",
+                               "repo_name": "<|repo_name|>", "file_sep": "<|file_sep|>",
+                               "template": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"}})
+            });
+        let models = json!({"object": "list", "data": [{
+            "id": config["name"], "object": "model", "created": 0, "owned_by": "ghostline",
+            "family": config["family"], "context_length": config["context_length"],
+            "fim": config["fim"],
+            "speed": {"prefill_tokens_per_s": null, "decode_tokens_per_s": null},
+            "token_healing": true
+        }]});
+        Self::start_with_models(models)
+    }
+
+    fn start_with_models(models: Value) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = bodies.clone();
+        let models = models.to_string();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
@@ -636,12 +666,13 @@ impl RecordingServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Prompts received so far.
+    /// Prompts of the completions received so far (warm-ups, `max_tokens: 0`, left out).
     pub fn prompts(&self) -> Vec<String> {
         self.bodies
             .lock()
             .unwrap()
             .iter()
+            .filter(|b| b["max_tokens"] != json!(0))
             .map(|b| {
                 b["prompt"].as_str().unwrap_or("").to_string() + b["suffix"].as_str().unwrap_or("")
             })

@@ -17,7 +17,12 @@ pub async fn handle(
     let range = params.range;
     // A selection says nothing about where typing will happen.
     if range.start == range.end {
-        warm_at_cursor(&server.session, &params.text_document.uri, range.start);
+        warm_at_cursor(
+            &server.completer,
+            &server.session,
+            &params.text_document.uri,
+            range.start,
+        );
     }
     Ok(None)
 }

@@ -23,6 +23,7 @@ pub async fn handle(
         ..Default::default()
     });
     let Some(suggestion) = suggest(
+        &server.completer,
         &server.session,
         &server.client,
         uri,

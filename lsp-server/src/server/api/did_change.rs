@@ -22,7 +22,7 @@ pub fn apply(session: &Session, params: Option<&Value>) {
         return;
     }
     session.note_edited(uri);
-    if let Some(document) = session.snapshot(uri) {
+    if let Some(document) = session.snapshot(uri).filter(|d| d.gets_suggestions()) {
         if !session.is_excluded(uri) {
             session.index.document_changed(uri, document.rope);
         }

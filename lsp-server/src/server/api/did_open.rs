@@ -18,12 +18,15 @@ pub fn apply(session: &Session, params: Option<&Value>) {
         item.version
     );
     let document = Document::new(&item.text, item.version, item.language_id.to_string());
-    crate::complete::context::warm_line_counts(document.rope.clone());
+    let rope = document.rope.clone();
+    let small = document.gets_suggestions();
+    // Over the limits it is kept in sync and nothing more (see `session::MAX_OPEN_DOCUMENTS`).
+    if !session.open_document(item.uri.clone(), document) || !small {
+        return;
+    }
+    crate::tokens::warm_lines(rope.clone());
     if !session.is_excluded(&item.uri) {
         // Open documents win over the disk in the index.
-        session
-            .index
-            .document_opened(&item.uri, document.rope.clone());
+        session.index.document_opened(&item.uri, rope);
     }
-    session.open_document(item.uri, document);
 }

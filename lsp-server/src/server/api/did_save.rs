@@ -9,7 +9,11 @@ pub fn handle(server: &Server, params: DidSaveTextDocumentParams) {
     if server.session.is_excluded(uri) {
         return;
     }
-    if let Some(document) = server.session.snapshot(uri) {
+    if let Some(document) = server
+        .session
+        .snapshot(uri)
+        .filter(|d| d.gets_suggestions())
+    {
         server.session.index.document_changed(uri, document.rope);
     }
 }

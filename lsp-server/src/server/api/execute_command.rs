@@ -26,7 +26,7 @@ pub fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Option<Ls
     match params.command.as_str() {
         ACCEPT_COMMAND | DISMISS_COMMAND => {
             if let Some(uri) = uri {
-                server.session.lock_memory().forget(&uri);
+                server.completer.lock_memory().forget(&uri);
             }
             tracing::debug!("{}", params.command);
             Ok(None)
@@ -35,10 +35,7 @@ pub fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Option<Ls
             let mut status =
                 serde_json::to_value(server.session.index.status()).unwrap_or_default();
             if let Some(fields) = status.as_object_mut() {
-                fields.insert(
-                    "tokenizerReady".into(),
-                    crate::complete::context::tokenizer_ready().into(),
-                );
+                fields.insert("tokenizerReady".into(), crate::tokens::is_ready().into());
             }
             Ok(Some(status))
         }

@@ -5,11 +5,11 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::complete::context::warm_up_tokenizer;
 use crate::edit::PositionEncoding;
 use crate::index::uri_to_path;
 use crate::server::api::execute_command::{ACCEPT_COMMAND, DISMISS_COMMAND, INDEX_STATUS_COMMAND};
 use crate::server::Server;
+use crate::tokens;
 
 pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeResult> {
     let encoding = PositionEncoding::negotiate(
@@ -40,7 +40,7 @@ pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeRes
         .can_watch_files
         .store(can_watch, std::sync::atomic::Ordering::Relaxed);
     crate::syntax::queries::warm_up();
-    warm_up_tokenizer();
+    tokens::warm_up();
     crate::privacy::warm_up();
     tracing::info!(
         "initialize: position encoding {encoding:?}, settings {:?}",

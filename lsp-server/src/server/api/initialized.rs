@@ -14,7 +14,8 @@ pub async fn handle(server: &Server) {
         crate::server::api::did_change_watched_files::register(server);
     }
     let settings = server.session.settings();
-    match server.session.backend.model(&settings).await {
+    let config = crate::complete::backend_config(&settings);
+    match server.completer.backend.model(&config).await {
         Ok(model) => tracing::info!(
             "backend {} serves {} (FIM template: {})",
             settings.backend_url,

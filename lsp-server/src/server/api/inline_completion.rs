@@ -18,6 +18,7 @@ pub async fn handle(
     let position_params = &stamped.params.text_document_position_params;
     let uri = &position_params.text_document.uri;
     let Some(suggestion) = suggest(
+        &server.completer,
         &server.session,
         &server.client,
         uri,

@@ -1,18 +1,10 @@
-//! What the model sees: the current file's prefix and suffix around the cursor, cut to a
-//! token budget. Counting uses tiktoken's cl100k, which is close enough to the backend's own
-//! tokenizer for budgeting and costs nothing to ship. The context-engine work will add
-//! repository context on top of this.
+//! The current file's window: its prefix and suffix around the cursor, cut to a token budget
+//! (counted in `crate::tokens`). Pure: reads only the rope it is given.
 
 use ropey::{Rope, RopeSlice};
 
 use crate::edit::{line_content_end_char, line_content_len_chars};
-use crate::tokens::line_tokens;
-
-// Token counting lives in `crate::tokens`; these names keep the callers compiling.
-pub use crate::tokens::{
-    count as count_tokens, count_cached as count_tokens_cached, is_ready as tokenizer_ready,
-    warm_lines as warm_line_counts, warm_up as warm_up_tokenizer,
-};
+use crate::tokens::{count as count_tokens, line_tokens};
 
 /// How the file indents, so suggestions can be made to match it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,40 +254,9 @@ pub fn detect_indent_unit(rope: &Rope, around_line: usize) -> IndentUnit {
     }
 }
 
-/// `template` with `{prefix}` and `{suffix}` substituted in one pass, so that code which
-/// happens to contain the text `{suffix}` is never substituted a second time.
-pub fn apply_fim_template(template: &str, prefix: &str, suffix: &str) -> String {
-    let mut out = String::with_capacity(template.len() + prefix.len() + suffix.len());
-    let mut rest = template;
-    loop {
-        let next_prefix = rest.find("{prefix}");
-        let next_suffix = rest.find("{suffix}");
-        let (at, value) = match (next_prefix, next_suffix) {
-            (Some(p), Some(s)) if p < s => (p, prefix),
-            (Some(p), None) => (p, prefix),
-            (_, Some(s)) => (s, suffix),
-            (None, None) => break,
-        };
-        out.push_str(&rest[..at]);
-        out.push_str(value);
-        rest = &rest[at + "{prefix}".len()..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn template_substitutes_once() {
-        let t = "<P>{prefix}<S>{suffix}<M>";
-        assert_eq!(
-            apply_fim_template(t, "a{suffix}", "b"),
-            "<P>a{suffix}<S>b<M>"
-        );
-    }
 
     #[test]
     fn context_splits_at_cursor_and_finds_next_line() {

@@ -1,0 +1,227 @@
+//! The prompt of one request: the model's format resolved from the settings and
+//! `/v1/models`, the context built (`crate::context`: window, sources, selection) and rendered
+//! through the one template (`context::template`), with the cursor's line placed last where the
+//! backend heals. Runs on the blocking pool.
+
+use tokio_util::sync::CancellationToken;
+use tower_lsp_server::gen_lsp_types::Uri;
+
+use super::pacing::Sent;
+use super::Completer;
+use crate::backend::{qwen, FimMarkers, ModelInfo};
+use crate::context::template::{self, Format, Parts, Rendered};
+use crate::context::{Budget, CurrentFile, Workspace};
+use crate::index::uri_to_path;
+use crate::session::{Document, Session};
+use crate::settings::{ContextMode, PromptFamily, Settings};
+use crate::tokens;
+
+/// Stop sequences sent to the backend, in case it passes markers through as text: the end of
+/// text and of a chat turn, and the model's markers that would start another file or hole.
+fn backend_stops(markers: &FimMarkers) -> Vec<String> {
+    [
+        qwen::END_OF_TEXT,
+        markers.file_sep(),
+        markers.prefix(),
+        qwen::IM_END,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Stop sequences for a request carrying `prompt` to `model`.
+pub fn stops(model: &ModelInfo, prompt: &Prompt, multiline: bool) -> Vec<String> {
+    let mut stops = backend_stops(&model.markers);
+    stops.extend(
+        template::stops(&prompt.format)
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    if !multiline {
+        // A single-line suggestion ends at the line break (see `stop`); the backend stopping
+        // there itself also ends the stream with its usage, which paces the next prompts.
+        stops.push("\n".to_string());
+    }
+    stops
+}
+
+/// The document a prompt is built for.
+pub struct PromptSource<'a> {
+    pub uri: &'a Uri,
+    pub document: &'a Document,
+    pub cursor: usize,
+}
+
+/// A prompt, and the part of it that stays the same while the user types on the cursor's line.
+pub struct Prompt {
+    pub rendered: Rendered,
+    pub format: Format,
+    /// The raw prompt without the cursor's line before the cursor, which comes last (a prefix
+    /// of `rendered.prompt`); `None` where the backend applies the template.
+    pub stable: Option<String>,
+    /// First line of the current file's window.
+    pub window_start: usize,
+    /// Tokens of the cursor line's prefix, of the suffix, and whether the cap cut the suffix.
+    pub line_tokens: usize,
+    pub suffix_tokens: usize,
+    pub suffix_capped: bool,
+}
+
+impl Prompt {
+    /// What pacing is told about a request carrying this prompt.
+    pub fn sent(&self, uri: &str, tier: usize, cursor_line: usize, stable: &str) -> Sent {
+        Sent {
+            uri: uri.to_string(),
+            tier,
+            cursor_line,
+            window_start: self.window_start,
+            stable_tokens: tokens::count_cached(stable),
+            line_tokens: self.line_tokens,
+            suffix_tokens: self.suffix_tokens,
+            suffix_capped: self.suffix_capped,
+            line_last: self.stable.is_some(),
+        }
+    }
+}
+
+/// The prompt for `source` within `context_tokens`: context from the sources
+/// `settings.context_mode` allows, in the format of the model's family. Blocking work (the
+/// sources scan the index and read files): runs on the pool; `cancel` stops the sources early.
+pub fn build_prompt(
+    session: &Session,
+    completer: &Completer,
+    settings: &Settings,
+    model: &ModelInfo,
+    source: &PromptSource<'_>,
+    context_tokens: usize,
+    cancel: Option<&CancellationToken>,
+) -> Prompt {
+    // `currentFile` keeps the plain FIM prompt of before unless a family was asked for.
+    let family = match (settings.context_mode, settings.prompt_family) {
+        (ContextMode::CurrentFile, PromptFamily::Auto) => PromptFamily::Fim,
+        (_, family) => family,
+    };
+    let format = template::resolve(
+        family,
+        settings.fim_template.as_deref(),
+        model.family.as_deref(),
+        Some(model.id.as_str()),
+        model.fim_template.as_deref(),
+        &model.markers,
+    );
+    let path = uri_to_path(source.uri);
+    let relative = match &path {
+        Some(path) => session.index.relative(path),
+        None => source
+            .uri
+            .0
+            .rsplit('/')
+            .next()
+            .unwrap_or("untitled")
+            .to_string(),
+    };
+    let open = if settings.context_mode == ContextMode::CurrentFile {
+        Default::default()
+    } else {
+        session.open_documents()
+    };
+    let recently_edited = session.recently_edited();
+    let excludes = session.excludes();
+    let workspace = Workspace {
+        index: &session.index,
+        open: &open,
+        recently_edited: &recently_edited,
+        excludes: &excludes,
+        memo: Some(&completer.snippet_memo),
+        cancel,
+    };
+    let current = CurrentFile {
+        path: path.as_deref(),
+        relative: &relative,
+        rope: &source.document.rope,
+        cursor_char: source.cursor,
+        lang: source.document.lang,
+        tree: source.document.tree.as_ref(),
+    };
+    let budget = Budget::new(
+        context_tokens,
+        model.context_length,
+        settings.max_tokens,
+        settings.retrieved_share,
+    );
+    let built = crate::context::build(settings.context_mode, &current, &workspace, budget);
+    tracing::debug!(
+        "context: {} snippets ({}), prefix {} bytes, suffix {} bytes",
+        built.snippets.len(),
+        built
+            .snippets
+            .iter()
+            .map(|s| format!("{:?} {}:{}", s.kind, s.path, s.start_line + 1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        built.cursor.prefix.len(),
+        built.cursor.suffix.len()
+    );
+    let repo_name = session.index.repo_name();
+    let parts = Parts {
+        repo_name: &repo_name,
+        current_path: &relative,
+        snippets: &built.snippets,
+        prefix: &built.cursor.prefix,
+        suffix: &built.cursor.suffix,
+        comment: crate::syntax::line_comment(&source.document.language_id),
+    };
+    // With a backend that heals a prompt ending inside a word (ghostline-serve), the cursor's
+    // line goes last, after the middle marker, as the start of the text the model writes: what
+    // comes before it — other files, the window up to this line, the suffix — stays the same
+    // while the user types on the line, so a keystroke costs the backend the characters typed,
+    // not the line and the whole suffix again. Without healing the model, seeing a prompt end
+    // in `retu`, starts a new word (` = …`) instead of finishing `return` (typing benchmark:
+    // 4% of pauses exact, against 19% with the line in the prefix), so other backends get the
+    // line at the end of the prefix, and no stable part. So does a cursor with text after it on
+    // its line (more than closing brackets): the model, writing the line from its start, wrote
+    // its own end of the line (`sum(n` → `umbers)  # sum of all of them` before
+    // `)  # all of them`) where, asked for just the middle, it wrote `umbers`.
+    let rest_is_closers = built
+        .cursor
+        .rest_of_line
+        .chars()
+        .all(|c| c.is_whitespace() || ")]}>;,:'\"`".contains(c));
+    let (head, line) = built
+        .cursor
+        .prefix
+        .split_at(built.cursor.prefix.rfind('\n').map_or(0, |at| at + 1));
+    let healed = (model.token_healing && rest_is_closers).then(|| {
+        template::render(
+            &format,
+            &Parts {
+                prefix: head,
+                ..parts
+            },
+        )
+    });
+    let (rendered, stable) = match healed {
+        Some(rendered) if rendered.suffix.is_none() => {
+            let stable = rendered.prompt;
+            let prompt = format!("{stable}{line}");
+            (
+                Rendered {
+                    prompt,
+                    suffix: None,
+                },
+                Some(stable),
+            )
+        }
+        _ => (template::render(&format, &parts), None),
+    };
+    Prompt {
+        rendered,
+        format,
+        stable,
+        window_start: built.cursor.window_lines.0,
+        line_tokens: tokens::count(&built.cursor.line_prefix),
+        suffix_tokens: built.cursor.suffix_tokens,
+        suffix_capped: built.cursor.suffix_capped,
+    }
+}
