@@ -75,18 +75,6 @@ pub mod qwen {
     pub const END_OF_TEXT: &str = "<|endoftext|>";
     pub const IM_START: &str = "<|im_start|>";
     pub const IM_END: &str = "<|im_end|>";
-    /// Every one of them: none belongs in a suggestion.
-    pub const SPECIAL_TOKENS: &[&str] = &[
-        END_OF_TEXT,
-        FILE_SEP,
-        FIM_PREFIX,
-        FIM_SUFFIX,
-        FIM_MIDDLE,
-        FIM_PAD,
-        REPO_NAME,
-        IM_END,
-        IM_START,
-    ];
 }
 
 impl FimMarkers {
@@ -115,6 +103,31 @@ impl FimMarkers {
             self.suffix(),
             self.middle()
         )
+    }
+
+    /// Text that ends a suggestion wherever it appears, should a server pass special tokens
+    /// through as text: this model's FIM and repository markers, as `/v1/models` reports them,
+    /// and the end-of-text and chat-turn tokens (the fallback family's, none of which belongs
+    /// in code).
+    pub fn ending_markers(&self) -> Vec<String> {
+        let mut markers: Vec<String> = [
+            self.prefix(),
+            self.suffix(),
+            self.middle(),
+            self.repo_name(),
+            self.file_sep(),
+            qwen::END_OF_TEXT,
+            qwen::FIM_PAD,
+            qwen::IM_START,
+            qwen::IM_END,
+        ]
+        .iter()
+        .map(|m| m.to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+        markers.sort();
+        markers.dedup();
+        markers
     }
 
     /// Whether the backend reported all three FIM markers.

@@ -6,9 +6,6 @@
 //! dedents out of the block (indentation-based languages), closes a bracket that was open
 //! before the cursor, starts repeating the text after the cursor, or reaches the line cap.
 
-/// Markers that end a suggestion even if the backend passes them through as text.
-const SPECIAL_MARKERS: &[&str] = crate::backend::qwen::SPECIAL_TOKENS;
-
 #[derive(Clone, Debug, Default)]
 pub struct StopConfig {
     pub multiline: bool,
@@ -18,6 +15,9 @@ pub struct StopConfig {
     pub line_prefix: String,
     /// The first non-blank line after the cursor's line, trimmed.
     pub next_line: Option<String>,
+    /// Text that ends the suggestion wherever it appears (the model's special tokens, should
+    /// the backend pass them through as text): `FimMarkers::ending_markers`.
+    pub markers: Vec<String>,
 }
 
 pub struct StopDetector {
@@ -89,7 +89,9 @@ impl StopDetector {
             .rev()
             .find(|&i| self.text.is_char_boundary(i))
             .unwrap_or(0);
-        if let Some(at) = SPECIAL_MARKERS
+        if let Some(at) = self
+            .config
+            .markers
             .iter()
             .filter_map(|marker| {
                 self.text[search_from..]
@@ -285,6 +287,8 @@ mod tests {
         (detector.finish(), stopped_early)
     }
 
+    use crate::backend::FimMarkers;
+
     fn multi(line_prefix: &str, next_line: Option<&str>) -> StopConfig {
         StopConfig {
             multiline: true,
@@ -292,6 +296,7 @@ mod tests {
             indent_based: false,
             line_prefix: line_prefix.into(),
             next_line: next_line.map(Into::into),
+            markers: FimMarkers::default().ending_markers(),
         }
     }
 
@@ -366,6 +371,23 @@ mod tests {
         let mut config = multi("", None);
         config.max_lines = 2;
         assert_eq!(run(config, &["a\nb\nc\nd"]).0, "a\nb");
+    }
+
+    #[test]
+    fn a_models_own_markers_end_the_suggestion() {
+        // A StarCoder-style model, as `/v1/models` would report it: its markers, not Qwen's.
+        let markers = FimMarkers {
+            prefix: Some("<fim_prefix>".into()),
+            suffix: Some("<fim_suffix>".into()),
+            middle: Some("<fim_middle>".into()),
+            repo_name: Some("<reponame>".into()),
+            file_sep: Some("<file_sep>".into()),
+        };
+        let mut config = multi("", None);
+        config.markers = markers.ending_markers();
+        let (text, early) = run(config, &["x = 1<file", "_sep>other.py"]);
+        assert_eq!(text, "x = 1");
+        assert!(early);
     }
 
     #[test]

@@ -233,6 +233,7 @@ pub async fn suggest(
         indent_based: analysis.indent_based,
         line_prefix: line_prefix.clone(),
         next_line: ctx.next_line.clone(),
+        markers: Vec::new(), // the model's, once it is known (`generate`)
     };
     // `timeoutMs` bounds the wait for the suggestion to start; once text is streaming it may
     // finish (within as long again), so a suggestion that is coming is not thrown away.
@@ -331,7 +332,7 @@ async fn generate(
     uri: &Uri,
     document: &Document,
     cursor: usize,
-    stop: StopConfig,
+    mut stop: StopConfig,
     arrived_ns: u64,
     streaming: &AtomicBool,
     cancel: &CancellationToken,
@@ -413,6 +414,7 @@ async fn generate(
         Ok(stream) => stream,
         Err(error) => return Outcome::Failed(error),
     };
+    stop.markers = model.markers.ending_markers();
     let mut detector = StopDetector::new(stop);
     let mut last_token_ns = now_ns();
     loop {
