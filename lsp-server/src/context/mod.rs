@@ -84,9 +84,16 @@ impl Workspace<'_> {
 /// in the prompt, so choosing it again on every keystroke (a newly typed identifier resolves to
 /// another definition) would change the prompt from its start and the backend would compute all
 /// of it again. A move to another region, or another budget, chooses afresh.
-#[derive(Default)]
 pub struct SnippetMemo {
-    chosen: std::sync::Mutex<HashMap<MemoKey, Vec<Snippet>>>,
+    chosen: std::sync::Mutex<quick_cache::unsync::Cache<MemoKey, Vec<Snippet>>>,
+}
+
+impl Default for SnippetMemo {
+    fn default() -> Self {
+        Self {
+            chosen: std::sync::Mutex::new(quick_cache::unsync::Cache::new(MEMO_ENTRIES)),
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -97,7 +104,8 @@ struct MemoKey {
     window_start: usize,
 }
 
-/// Regions remembered; the oldest go when it is full (cleared: a few files' worth of regions).
+/// Regions remembered (a few files' worth); when it is full the least used go one at a time,
+/// so the region the user is typing in keeps its snippets (and the prompt its prefix).
 const MEMO_ENTRIES: usize = 64;
 
 impl SnippetMemo {
@@ -107,9 +115,6 @@ impl SnippetMemo {
 
     fn put(&self, key: MemoKey, snippets: Vec<Snippet>) {
         if let Ok(mut chosen) = self.chosen.lock() {
-            if chosen.len() >= MEMO_ENTRIES {
-                chosen.clear();
-            }
             // One region per file and budget: the cursor left the others.
             chosen.retain(|k, _| {
                 !(k.path == key.path && k.mode == key.mode && k.budget == key.budget)
@@ -354,6 +359,28 @@ mod tests {
             similar.iter().any(|s| s.path == "src/report.rs"),
             "{similar:?}"
         );
+    }
+
+    #[test]
+    fn the_memo_keeps_the_region_in_use_while_others_come_and_go() {
+        let memo = SnippetMemo::default();
+        let key = |path: &str| MemoKey {
+            path: path.into(),
+            mode: ContextMode::Full,
+            budget: 512,
+            window_start: 0,
+        };
+        memo.put(key("src/current.rs"), Vec::new());
+        // The user types in one file while many others are visited once each: the region in
+        // use stays (it was cleared whole when the memo filled up, re-choosing its snippets).
+        for i in 0..10 * MEMO_ENTRIES {
+            assert!(
+                memo.get(&key("src/current.rs")).is_some(),
+                "lost after {i} others"
+            );
+            memo.put(key(&format!("src/other{i}.rs")), Vec::new());
+        }
+        assert!(memo.chosen.lock().unwrap().len() <= MEMO_ENTRIES);
     }
 
     #[test]
