@@ -182,14 +182,27 @@ fn cancel_request_is_honoured() {
 
 #[test]
 fn a_suggestion_already_streaming_at_the_timeout_may_finish() {
-    // Text from about 0.3 s to 1.5 s at a 1.2 s timeout: the suggestion is coming when the
-    // timeout passes, so it gets as long again to finish (it used to be thrown away).
-    let port = misbehaving_server(Misbehaviour::Drip);
-    let mut client = start(format!("http://127.0.0.1:{port}"), 1200);
-    let response = client.request(
+    // The first text comes at once, the rest only when the test lets it, after the timeout
+    // has passed: the suggestion is coming when the timeout passes, so it gets as long again
+    // to finish (it used to be thrown away). The sleep below is a lower bound (load can only
+    // lengthen it); the 5 s timeout leaves the first text seconds to arrive in before it,
+    // and the rest seconds after.
+    const TIMEOUT_MS: u64 = 5000;
+    let backend = HeldBackend::streaming_first("xxxx");
+    let mut client = start(backend.url(), TIMEOUT_MS);
+    let id = client.send_request(
         "textDocument/inlineCompletion",
         LspClient::inline_completion_params(URI, 1, 4),
     );
+    backend.wait_for_completion(GUARD);
+    // The request reached the server before the backend: its timeout is over after this.
+    std::thread::sleep(Duration::from_millis(TIMEOUT_MS + 200));
+    assert!(
+        !client.has_answered(id),
+        "answered at the timeout although text was streaming"
+    );
+    backend.release();
+    let response = client.response(id, GUARD);
     let got = items(&response);
     assert_eq!(got.len(), 1, "{response}");
     assert_eq!(got[0]["insertText"], "xxxxxxxx", "{response}");

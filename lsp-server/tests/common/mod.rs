@@ -513,6 +513,16 @@ pub struct HeldBackend {
 
 impl HeldBackend {
     pub fn start() -> Self {
+        Self::start_with_first_text(None)
+    }
+
+    /// Sends `first` at once as the stream's first text, then holds the rest (`first` again,
+    /// then `[DONE]`) until `release`: a suggestion that is already streaming.
+    pub fn streaming_first(first: &'static str) -> Self {
+        Self::start_with_first_text(Some(first))
+    }
+
+    fn start_with_first_text(first: Option<&'static str>) -> Self {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -542,6 +552,17 @@ impl HeldBackend {
                         let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
                         return;
                     }
+                    let event = |text: &str| {
+                        let event = format!(
+                            "data: {{\"choices\":[{{\"text\":\"{text}\",\"index\":0}}]}}\n\n"
+                        );
+                        format!("{:x}\r\n{event}\r\n", event.len())
+                    };
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+                    if let Some(first) = first {
+                        let _ = write!(stream, "{head}{}", event(first));
+                        let _ = stream.flush();
+                    }
                     let _ = arrived_tx.send(());
                     // Hold, watching for the client closing the connection.
                     let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
@@ -564,9 +585,14 @@ impl HeldBackend {
                             }
                         }
                     }
-                    let event =
-                        "data: {\"choices\":[{\"text\":\"held\",\"index\":0}]}\n\ndata: [DONE]\n\n";
-                    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", event.len(), event);
+                    let done = "data: [DONE]\n\n";
+                    let rest = format!(
+                        "{}{:x}\r\n{done}\r\n0\r\n\r\n",
+                        event(first.unwrap_or("held")),
+                        done.len()
+                    );
+                    let head = if first.is_none() { head } else { "" };
+                    let _ = write!(stream, "{head}{rest}");
                 });
             }
         });
