@@ -443,8 +443,6 @@ pub enum Misbehaviour {
     Stall,
     /// Answers 200 with an SSE stream, sends one chunk, then closes the socket.
     DieMidStream,
-    /// Answers 200 with an SSE stream of eight `x` chunks 150 ms apart, then `[DONE]`.
-    Drip,
 }
 
 /// A raw TCP server on a free port that misbehaves on every connection, for the cases a
@@ -468,7 +466,7 @@ pub fn misbehaving_server(how: Misbehaviour) -> u16 {
                 let is_models = request.starts_with(b"GET /v1/models");
                 match how {
                     Misbehaviour::Stall => std::thread::sleep(Duration::from_secs(60)),
-                    Misbehaviour::DieMidStream | Misbehaviour::Drip if is_models => {
+                    Misbehaviour::DieMidStream if is_models => {
                         let body = r#"{"object":"list","data":[{"id":"m","object":"model","owned_by":"test"}]}"#;
                         let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", body.len(), body);
                     }
@@ -479,17 +477,6 @@ pub fn misbehaving_server(how: Misbehaviour) -> u16 {
                         let _ = stream.flush();
                         std::thread::sleep(Duration::from_millis(100));
                         // Dropping the socket mid-chunked-body: the stream breaks off.
-                    }
-                    Misbehaviour::Drip => {
-                        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
-                        for _ in 0..8 {
-                            let event = "data: {\"choices\":[{\"text\":\"x\",\"index\":0}]}\n\n";
-                            let _ = write!(stream, "{:x}\r\n{}\r\n", event.len(), event);
-                            let _ = stream.flush();
-                            std::thread::sleep(Duration::from_millis(150));
-                        }
-                        let done = "data: [DONE]\n\n";
-                        let _ = write!(stream, "{:x}\r\n{}\r\n0\r\n\r\n", done.len(), done);
                     }
                 }
             });
