@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
     default_model_dir, insert_text, items, start_backend, tiny_model_dir, Backend, LspClient,
@@ -182,23 +182,20 @@ fn backend_killed_mid_stream_then_back() {
     };
     let port = backend.port;
     let mut client = lsp(&backend.url(), slow());
+    // The timeout is ten minutes and the answer is awaited for one: it can only come from
+    // noticing the dead backend, never from the timeout running out.
     client.notify(
         "workspace/didChangeConfiguration",
-        json!({"settings": {"timeoutMs": 8000}}),
+        json!({"settings": {"timeoutMs": 10 * 60 * 1000}}),
     );
     let id = client.send_request(
         "textDocument/inlineCompletion",
         LspClient::inline_completion_params(URI, 4, 4),
     );
     std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
     backend.kill();
-    let response = client.response(id, Duration::from_secs(15));
+    let response = client.response(id, Duration::from_secs(60));
     assert!(response.get("error").is_none(), "{response}");
-    assert!(
-        started.elapsed() < Duration::from_secs(9),
-        "answered within the timeout"
-    );
     // The server stays responsive while the backend is gone.
     for _ in 0..5 {
         let response = inline(&mut client, 3, 17);

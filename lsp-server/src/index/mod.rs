@@ -305,36 +305,12 @@ pub fn relative_to(roots: &[PathBuf], path: &Path) -> String {
         .join("/")
 }
 
-/// The local path of a `file:` URI (percent-decoded); `None` for other schemes.
+/// The local path of a `file:` URI; `None` for other schemes, a remote host
+/// (`file://host/x`; `localhost` is local) or a path this platform cannot have. The `url`
+/// crate does the decoding: escapes (`%20`, `%2F`, bytes that are not UTF-8 on Unix), a
+/// query or fragment left out of the path, and on Windows `file:///C:/x` → `C:\x`.
 pub fn uri_to_path(uri: &Uri) -> Option<PathBuf> {
-    let rest = uri.0.as_str().strip_prefix("file://")?;
-    // `file://host/path` is not local; `file:///path` and `file://localhost/path` are.
-    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-    if !rest.starts_with('/') {
-        return None;
-    }
-    let bytes = rest.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                decoded.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        decoded.push(bytes[i]);
-        i += 1;
-    }
-    let path = String::from_utf8(decoded).ok()?;
-    // Windows: `/C:/x` → `C:/x`.
-    let path = match path.as_bytes() {
-        [b'/', drive, b':', ..] if drive.is_ascii_alphabetic() => path[1..].to_string(),
-        _ => path,
-    };
-    Some(PathBuf::from(path))
+    url::Url::parse(uri.0.as_str()).ok()?.to_file_path().ok()
 }
 
 #[cfg(test)]
@@ -343,14 +319,66 @@ mod tests {
 
     #[test]
     fn file_uris_decode() {
+        let path = |uri: &str| uri_to_path(&Uri::from(uri));
         assert_eq!(
-            uri_to_path(&Uri::from("file:///tmp/a%20b/c.rs")),
+            path("file:///tmp/a%20b/c.rs"),
             Some(PathBuf::from("/tmp/a b/c.rs"))
         );
-        assert_eq!(uri_to_path(&Uri::from("untitled:1")), None);
+        // A malformed escape stays as written.
+        assert_eq!(path("file:///x%2"), Some(PathBuf::from("/x%2")));
+        assert_eq!(path("file://localhost/x.rs"), Some(PathBuf::from("/x.rs")));
+        // Unicode, written as escapes (as editors send it) or as is.
         assert_eq!(
-            uri_to_path(&Uri::from("file:///x%2")),
-            Some(PathBuf::from("/x%2"))
+            path("file:///w/caf%C3%A9/%E6%97%A5.py"),
+            Some(PathBuf::from("/w/café/日.py"))
+        );
+        assert_eq!(path("file:///w/café.py"), Some(PathBuf::from("/w/café.py")));
+        // An escaped slash is a slash in the path, as before.
+        assert_eq!(path("file:///w/a%2Fb.rs"), Some(PathBuf::from("/w/a/b.rs")));
+        // Not part of the path.
+        assert_eq!(
+            path("file:///w/a.rs?x=1#L3"),
+            Some(PathBuf::from("/w/a.rs"))
+        );
+    }
+
+    #[test]
+    fn uris_without_a_local_path_have_none() {
+        let path = |uri: &str| uri_to_path(&Uri::from(uri));
+        assert_eq!(path("untitled:1"), None);
+        assert_eq!(path("untitled:Untitled-1"), None);
+        assert_eq!(path("vscode-remote://ssh-remote+box/home/a.rs"), None);
+        assert_eq!(path("https://example.com/a.rs"), None);
+        assert_eq!(path("file://fileserver/share/a.rs"), None);
+        assert_eq!(path("not a uri"), None);
+        assert_eq!(path(""), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_names_that_are_not_utf8_still_have_a_path() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(
+            uri_to_path(&Uri::from("file:///w/a%FF.rs")),
+            Some(PathBuf::from(std::ffi::OsStr::from_bytes(b"/w/a\xFF.rs")))
+        );
+        // A drive letter means nothing here: the path is left as it is written.
+        assert_eq!(
+            uri_to_path(&Uri::from("file:///C:/w/a.rs")),
+            Some(PathBuf::from("/C:/w/a.rs"))
+        );
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn drive_letters_are_windows_paths() {
+        assert_eq!(
+            uri_to_path(&Uri::from("file:///C:/w/a.rs")),
+            Some(PathBuf::from(r"C:\w\a.rs"))
+        );
+        assert_eq!(
+            uri_to_path(&Uri::from("file:///c%3A/w/a%20b.rs")),
+            Some(PathBuf::from(r"c:\w\a b.rs"))
         );
     }
 

@@ -150,26 +150,12 @@ impl Excludes {
     }
 }
 
-/// `%XX` escapes decoded (a URI's `%2Eenv` is the file `.env`); invalid UTF-8 is replaced.
+/// `%XX` escapes decoded (a URI's `%2Eenv` is the file `.env`); a malformed escape stays as
+/// written, invalid UTF-8 is replaced.
 pub fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(byte) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Where `path` leads once every symlink on the way is followed; `None` when it does not
@@ -226,6 +212,16 @@ mod tests {
         ] {
             assert!(!excludes.is_excluded(Path::new(path), None), "{path}");
         }
+    }
+
+    #[test]
+    fn names_in_uris_are_decoded() {
+        assert_eq!(percent_decoded("%2Eenv"), ".env");
+        assert_eq!(percent_decoded("caf%C3%A9%20x"), "café x");
+        assert_eq!(percent_decoded("a%2"), "a%2");
+        assert_eq!(percent_decoded("a%zz"), "a%zz");
+        assert_eq!(percent_decoded("a%FF"), "a\u{FFFD}");
+        assert!(Excludes::default().is_excluded_name(&percent_decoded("%2Eenv")));
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub struct Document {
     /// `tree_stale` the next reader reparses, reusing it (incremental), and stores the result.
     pub tree: Option<Tree>,
     pub tree_stale: bool,
-    /// Lines of the latest edits, newest last, one entry per line.
+    /// Lines of the latest edits, newest last, one entry per line. Eight numbers read whole
+    /// in order: a `VecDeque` is the whole cache; an LRU crate would add nothing.
     pub recent_edits: VecDeque<usize>,
     /// False when it was opened past `MAX_OPEN_DOCUMENTS`: kept in sync, nothing more.
     pub served: bool,

@@ -57,7 +57,8 @@ pub struct Session {
     pub index: Arc<WorkspaceIndex>,
     /// Workspace folders from `initialize`.
     roots: RwLock<Vec<PathBuf>>,
-    /// Open documents edited lately, newest first.
+    /// Open documents edited lately, newest first. Eight paths read whole in order: a
+    /// `VecDeque` is the whole cache; an LRU crate would add hashing and nothing else.
     recently_edited: Mutex<VecDeque<PathBuf>>,
     excludes: RwLock<Arc<Excludes>>,
     /// The client can register `workspace/didChangeWatchedFiles` dynamically.

@@ -167,6 +167,17 @@ impl LspClient {
         }
     }
 
+    /// Whether the response to request `id` has arrived by now (it stays to be taken by
+    /// `response`). Waits for nothing: for "not answered yet" checks.
+    pub fn has_answered(&mut self, id: i64) -> bool {
+        while let Ok(message) = self.incoming.try_recv() {
+            self.backlog.push_back(message);
+        }
+        self.backlog
+            .iter()
+            .any(|m| m.get("id") == Some(&json!(id)) && m.get("method").is_none())
+    }
+
     pub fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.send_request(method, params);
         self.response(id, TIMEOUT)
@@ -432,8 +443,6 @@ pub enum Misbehaviour {
     Stall,
     /// Answers 200 with an SSE stream, sends one chunk, then closes the socket.
     DieMidStream,
-    /// Answers 200 with an SSE stream of eight `x` chunks 150 ms apart, then `[DONE]`.
-    Drip,
 }
 
 /// A raw TCP server on a free port that misbehaves on every connection, for the cases a
@@ -457,7 +466,7 @@ pub fn misbehaving_server(how: Misbehaviour) -> u16 {
                 let is_models = request.starts_with(b"GET /v1/models");
                 match how {
                     Misbehaviour::Stall => std::thread::sleep(Duration::from_secs(60)),
-                    Misbehaviour::DieMidStream | Misbehaviour::Drip if is_models => {
+                    Misbehaviour::DieMidStream if is_models => {
                         let body = r#"{"object":"list","data":[{"id":"m","object":"model","owned_by":"test"}]}"#;
                         let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", body.len(), body);
                     }
@@ -469,22 +478,171 @@ pub fn misbehaving_server(how: Misbehaviour) -> u16 {
                         std::thread::sleep(Duration::from_millis(100));
                         // Dropping the socket mid-chunked-body: the stream breaks off.
                     }
-                    Misbehaviour::Drip => {
-                        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
-                        for _ in 0..8 {
-                            let event = "data: {\"choices\":[{\"text\":\"x\",\"index\":0}]}\n\n";
-                            let _ = write!(stream, "{:x}\r\n{}\r\n", event.len(), event);
-                            let _ = stream.flush();
-                            std::thread::sleep(Duration::from_millis(150));
-                        }
-                        let done = "data: [DONE]\n\n";
-                        let _ = write!(stream, "{:x}\r\n{}\r\n0\r\n\r\n", done.len(), done);
-                    }
                 }
             });
         }
     });
     port
+}
+
+/// A backend the test controls: it answers `/v1/models` at once and holds every streaming
+/// completion open, its request read and no byte answered, until the test calls `release`.
+/// "Still waiting on the backend" is then certain, whatever the machine's load, instead of
+/// guessed from a stopwatch.
+pub struct HeldBackend {
+    pub port: u16,
+    /// One message per streaming completion request that arrived and is being held.
+    arrived: Receiver<()>,
+    /// One message per held completion whose client closed the connection.
+    client_gone: Receiver<()>,
+    released: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HeldBackend {
+    pub fn start() -> Self {
+        Self::start_with_first_text(None)
+    }
+
+    /// Sends `first` at once as the stream's first text, then holds the rest (`first` again,
+    /// then `[DONE]`) until `release`: a suggestion that is already streaming.
+    pub fn streaming_first(first: &'static str) -> Self {
+        Self::start_with_first_text(Some(first))
+    }
+
+    fn start_with_first_text(first: Option<&'static str>) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (arrived_tx, arrived) = mpsc::channel();
+        let (gone_tx, client_gone) = mpsc::channel();
+        let released = Arc::new(AtomicBool::new(false));
+        let flag = released.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let (arrived_tx, gone_tx, flag) =
+                    (arrived_tx.clone(), gone_tx.clone(), flag.clone());
+                std::thread::spawn(move || {
+                    let Some((head, body)) = read_http_request(&mut stream) else {
+                        return;
+                    };
+                    if head.starts_with("GET /v1/models") {
+                        let body = r#"{"object":"list","data":[{"id":"m","object":"model","owned_by":"test"}]}"#;
+                        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", body.len(), body);
+                        return;
+                    }
+                    let streaming = serde_json::from_slice::<Value>(&body)
+                        .map(|b| b["stream"] == json!(true))
+                        .unwrap_or(false);
+                    if !head.starts_with("POST /v1/completions") || !streaming {
+                        let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+                        return;
+                    }
+                    let event = |text: &str| {
+                        let event = format!(
+                            "data: {{\"choices\":[{{\"text\":\"{text}\",\"index\":0}}]}}\n\n"
+                        );
+                        format!("{:x}\r\n{event}\r\n", event.len())
+                    };
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+                    if let Some(first) = first {
+                        let _ = write!(stream, "{head}{}", event(first));
+                        let _ = stream.flush();
+                    }
+                    let _ = arrived_tx.send(());
+                    // Hold, watching for the client closing the connection.
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
+                    let mut byte = [0u8; 1];
+                    while !flag.load(Ordering::SeqCst) {
+                        match stream.read(&mut byte) {
+                            Ok(0) => {
+                                let _ = gone_tx.send(());
+                                return;
+                            }
+                            Ok(_) => {}
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => {
+                                let _ = gone_tx.send(());
+                                return;
+                            }
+                        }
+                    }
+                    let done = "data: [DONE]\n\n";
+                    let rest = format!(
+                        "{}{:x}\r\n{done}\r\n0\r\n\r\n",
+                        event(first.unwrap_or("held")),
+                        done.len()
+                    );
+                    let head = if first.is_none() { head } else { "" };
+                    let _ = write!(stream, "{head}{rest}");
+                });
+            }
+        });
+        HeldBackend {
+            port,
+            arrived,
+            client_gone,
+            released,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until a streaming completion request has arrived and is being held (`within` is a
+    /// hang guard: the test fails if none comes).
+    pub fn wait_for_completion(&self, within: Duration) {
+        self.arrived.recv_timeout(within).unwrap_or_else(|_| {
+            panic!("no completion request reached the backend within {within:?}")
+        });
+    }
+
+    /// Waits until the client closed a held completion's connection (hang guard `within`).
+    pub fn wait_for_client_gone(&self, within: Duration) {
+        self.client_gone.recv_timeout(within).unwrap_or_else(|_| {
+            panic!("the held completion's connection was not closed within {within:?}")
+        });
+    }
+
+    /// Lets every held completion (and any later one) answer `held`, then `[DONE]`.
+    pub fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One HTTP/1.1 request: the head (request line and headers) and a `Content-Length` body.
+fn read_http_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut buffer = [0u8; 65536];
+    let head_end = loop {
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut buffer).ok().filter(|&n| n > 0)?;
+        data.extend_from_slice(&buffer[..n]);
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    while data.len() < head_end + length {
+        let n = stream.read(&mut buffer).ok().filter(|&n| n > 0)?;
+        data.extend_from_slice(&buffer[..n]);
+    }
+    Some((head, data[head_end..head_end + length].to_vec()))
 }
 
 /// `inlineCompletion` result items.
