@@ -239,12 +239,18 @@ fn a_request_reusing_a_pending_id_is_refused_and_both_are_answered_once() {
     let request = json!({"jsonrpc": "2.0", "id": 777, "method": "textDocument/inlineCompletion", "params": params});
     client.send(&request);
     client.send(&request);
-    let first = client.response(777, common::TIMEOUT);
-    let second = client.response(777, common::TIMEOUT);
-    // The duplicate is refused at once; the original ends (empty) when the stalled backend
-    // runs out of time.
-    assert_eq!(first["error"]["code"], -32600, "{first}");
-    assert!(second.get("error").is_none(), "{second}");
+    let answers = [
+        client.response(777, common::TIMEOUT),
+        client.response(777, common::TIMEOUT),
+    ];
+    // The duplicate is refused; the original is answered without an error (empty: the
+    // duplicate superseded it, or the stalled backend ran out of time). Either may come first.
+    let refused = answers
+        .iter()
+        .filter(|a| a["error"]["code"] == -32600)
+        .count();
+    let answered = answers.iter().filter(|a| a.get("error").is_none()).count();
+    assert_eq!((refused, answered), (1, 1), "{answers:?}");
     let stray = client.drain(Duration::from_millis(300));
     assert!(
         stray
