@@ -437,6 +437,9 @@ pub struct OwnerMetrics {
     owners: Mutex<BTreeMap<String, OwnerCounters>>,
 }
 
+/// One owner's series rows (labels, value) from its counters.
+type OwnerRows = dyn Fn(&str, &OwnerCounters) -> Vec<(String, u64)>;
+
 impl OwnerMetrics {
     fn with(&self, owner: &str, f: impl FnOnce(&mut OwnerCounters)) {
         let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
@@ -471,9 +474,7 @@ impl OwnerMetrics {
                 let _ = writeln!(out, "{name}{{{labels}}} {value}");
             }
         };
-        let each = |f: &dyn Fn(&str, &OwnerCounters) -> Vec<(String, u64)>| {
-            owners.iter().flat_map(|(o, c)| f(o, c)).collect::<Vec<_>>()
-        };
+        let each = |f: &OwnerRows| owners.iter().flat_map(|(o, c)| f(o, c)).collect::<Vec<_>>();
         family(
             "ghostline_owner_requests_total",
             "counter",
