@@ -167,7 +167,7 @@ class LspClient:
 
 def lsp_setting_names() -> set[str]:
     """The camelCase names of the fields of ghostline-lsp's `Settings` struct."""
-    source = (ROOT / "lsp-server" / "src" / "session" / "settings.rs").read_text()
+    source = (ROOT / "lsp-server" / "src" / "settings.rs").read_text()
     body = source.split("pub struct Settings {", 1)[1].split("\n}", 1)[0]
     names = re.findall(r"^\s*pub (\w+):", body, re.M)
     assert names, "no fields found in Settings"

@@ -1,6 +1,6 @@
 // VS Code settings → ghostline-lsp settings. Pure (no `vscode` import) so it is unit-tested.
 
-/** ghostline-lsp's setting names (lsp-server/src/session/settings.rs), all under `ghostline.` here. */
+/** ghostline-lsp's setting names (lsp-server/src/settings.rs), all under `ghostline.` here. */
 export const LSP_SETTING_KEYS = [
   'backendUrl',
   'apiKeyEnv',

@@ -20,8 +20,8 @@ test('every LSP setting is a contributed setting and the other way round', () =>
 });
 
 test('the setting names are the ones ghostline-lsp reads', () => {
-  // lsp-server/src/session/settings.rs: snake_case fields, serde camelCase.
-  const source = fs.readFileSync(path.join(root, '..', '..', 'lsp-server', 'src', 'session', 'settings.rs'), 'utf8');
+  // lsp-server/src/settings.rs: snake_case fields, serde camelCase.
+  const source = fs.readFileSync(path.join(root, '..', '..', 'lsp-server', 'src', 'settings.rs'), 'utf8');
   const body = source.split('pub struct Settings {')[1].split('\n}')[0];
   const fields = [...body.matchAll(/^\s*pub (\w+):/gm)].map((m) => m[1].replace(/_(\w)/g, (_, c: string) => c.toUpperCase()));
   assert.ok(fields.length > 5);
