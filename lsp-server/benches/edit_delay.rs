@@ -14,7 +14,10 @@
 //! ghostline-serve with the tiny model: prompts built on the async runtime (before the work
 //! pool) added 73 and 663 ms to the p99 edit delay (max 6.3 s); on the work pool, 4.2 and
 //! 4.8 ms (max 9.8 and 11.1 ms), with completions answered faster too (p50 ~0.9 s against
-//! 1.2–4 s).
+//! 1.2–4 s). 2026-12-01, quiet machine (load ~1): the pool at one thread per core gave
+//! +4.4 ms with the fake backend and +4.9/+5.3/+7.4 ms with ghostline-serve on the same two
+//! cores; leaving one core to the async threads (pool of cores − 1) gave +0.8 ms (fake) and
+//! +5.0 ms (ghostline-serve, whose threads then take the other core; +4.6 ms with it at nice 19).
 //!
 //!     cargo bench -p ghostline-lsp --bench edit_delay
 //!

@@ -29,7 +29,9 @@ pub struct BlockingPool {
 
 impl Default for BlockingPool {
     fn default() -> Self {
-        Self::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        // One core is left to the async threads (and a backend on the same machine): an edit
+        // never waits for a core while prompts are being built.
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)))
     }
 }
 
