@@ -4,7 +4,7 @@
 //! and the prompt template. None of it may run on the async runtime's two threads, which also
 //! read stdin and apply edits: an edit waiting behind a prompt would reach the document late.
 //!
-//! A few dedicated threads, one per core, at a lower scheduling priority (nice 10 on Linux):
+//! A few dedicated threads, one per core but one, at a lower scheduling priority (nice 10 on Linux):
 //! on a busy machine the threads that apply edits always win the core. (tokio's own blocking
 //! threads also read stdin, so they cannot be reniced; an unprivileged thread cannot raise its
 //! priority back.) Work is cancellable: a request that is superseded or cancelled stops
