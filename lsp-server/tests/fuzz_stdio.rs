@@ -15,7 +15,7 @@ mod common;
 mod oracle;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,39 +125,6 @@ struct Doc {
 
 fn id_key(id: &Value) -> String {
     id.to_string()
-}
-
-/// Reads frames strictly: stdout must carry nothing but protocol.
-fn read_frames(stdout: impl Read, sender: mpsc::Sender<Value>) {
-    let mut reader = BufReader::new(stdout);
-    loop {
-        let mut length = None;
-        loop {
-            let mut header = String::new();
-            match reader.read_line(&mut header) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let (name, value) = header
-                .split_once(':')
-                .unwrap_or_else(|| panic!("not a header on stdout: {header:?}"));
-            if name.eq_ignore_ascii_case("content-length") {
-                length = Some(value.trim().parse::<usize>().expect("bad Content-Length"));
-            }
-        }
-        let mut body = vec![0; length.expect("frame without Content-Length")];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let message: Value = serde_json::from_slice(&body).expect("stdout frame is not JSON");
-        if sender.send(message).is_err() {
-            return;
-        }
-    }
 }
 
 /// JSON bytes of `value` with the stand-in characters turned into what they stand for.
@@ -1049,31 +1016,11 @@ impl GarbageStats {
     }
 }
 
-/// Reads an HTTP request's head and body (up to a point); the request line.
+/// Reads an HTTP request; its request line.
 fn read_http_request(stream: &mut TcpStream) -> Option<String> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    let mut length = 0usize;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 {
-            return None;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; length.min(16 << 20)];
-    reader.read_exact(&mut body).ok()?;
-    Some(request_line)
+    let (head, _body) = common::read_http_request(stream)?;
+    Some(head.lines().next().unwrap_or_default().to_string())
 }
 
 fn sse_head(stream: &mut TcpStream) -> std::io::Result<()> {
@@ -1267,7 +1214,7 @@ fn fuzz_stdio() {
         .expect("spawn ghostline-lsp");
     let stdout = child.stdout.take().unwrap();
     let (sender, incoming) = mpsc::channel();
-    std::thread::spawn(move || read_frames(stdout, sender));
+    std::thread::spawn(move || common::read_frames(stdout, sender));
     let stdin = BufWriter::with_capacity(1 << 16, child.stdin.take().unwrap());
     let mut docs: Vec<Doc> = (0..6)
         .map(|i| Doc {

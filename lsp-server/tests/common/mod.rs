@@ -27,7 +27,7 @@ pub struct LspClient {
 
 /// Reads framed messages; anything that is not a well-formed frame is a test failure
 /// (stdout must carry nothing but protocol).
-fn read_frames(stdout: impl Read, sender: mpsc::Sender<Value>) {
+pub fn read_frames(stdout: impl Read, sender: mpsc::Sender<Value>) {
     let mut reader = BufReader::new(stdout);
     loop {
         let mut length = None;
@@ -618,7 +618,7 @@ impl HeldBackend {
 }
 
 /// One HTTP/1.1 request: the head (request line and headers) and a `Content-Length` body.
-fn read_http_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+pub fn read_http_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut data = Vec::new();
     let mut buffer = [0u8; 65536];
     let head_end = loop {
@@ -780,31 +780,9 @@ impl RecordingServer {
                 let models = models.clone();
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut request_line = String::new();
-                    if reader.read_line(&mut request_line).is_err() {
+                    let Some((request_line, body)) = read_http_request(&mut stream) else {
                         return;
-                    }
-                    let mut length = 0;
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let header = header.trim_end();
-                        if header.is_empty() {
-                            break;
-                        }
-                        if let Some((name, value)) = header.split_once(':') {
-                            if name.eq_ignore_ascii_case("content-length") {
-                                length = value.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
+                    };
                     if request_line.starts_with("GET /v1/models") {
                         let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", models.len(), models);
                         return;
