@@ -3,6 +3,8 @@
 //! through the one template (`context::template`), with the cursor's line placed last where the
 //! backend heals. Runs on the blocking pool.
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 use tower_lsp_server::gen_lsp_types::Uri;
 
@@ -83,6 +85,55 @@ impl Prompt {
             line_last: self.stable.is_some(),
         }
     }
+}
+
+/// `build_prompt` on the work pool, for `uri` as `document` holds it; `None` when `cancel`
+/// fired first. `reparse`: bring a stale syntax tree up to date first (a cursor hint's snapshot
+/// may have one; a request's was parsed by the cursor analysis).
+#[allow(clippy::too_many_arguments)]
+pub async fn build_prompt_on_pool(
+    completer: &Arc<Completer>,
+    session: &Arc<Session>,
+    settings: &Arc<Settings>,
+    model: &ModelInfo,
+    uri: &Uri,
+    document: &Document,
+    cursor: usize,
+    context_tokens: usize,
+    cancel: &CancellationToken,
+    reparse: bool,
+) -> Option<Prompt> {
+    let (completer_, session, settings, model) = (
+        completer.clone(),
+        session.clone(),
+        settings.clone(),
+        model.clone(),
+    );
+    let (uri, document, token) = (uri.clone(), document.clone(), cancel.clone());
+    completer
+        .pool
+        .run(cancel, move || {
+            let document = if reparse {
+                session.parsed(&uri, document)
+            } else {
+                document
+            };
+            let source = PromptSource {
+                uri: &uri,
+                document: &document,
+                cursor,
+            };
+            build_prompt(
+                &session,
+                &completer_,
+                &settings,
+                &model,
+                &source,
+                context_tokens,
+                Some(&token),
+            )
+        })
+        .await
 }
 
 /// The prompt for `source` within `context_tokens`: context from the sources

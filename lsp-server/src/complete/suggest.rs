@@ -14,7 +14,7 @@ use tower_lsp_server::Client;
 use super::cursor::{analyze, cursor_line};
 use super::memory::{RecentResult, ShownSuggestion};
 use super::postprocess::{self, PostContext};
-use super::prompt::{build_prompt, stops, PromptSource};
+use super::prompt::{build_prompt_on_pool, stops};
 use super::stop::{StopConfig, StopDetector};
 use super::timings::{now_ns, RequestTiming};
 use super::warm::{warm_next_tier, WarmTarget};
@@ -355,34 +355,10 @@ async fn generate(
         stop.multiline,
         settings.latency_target_ms,
     );
-    let prompt = completer
-        .pool
-        .run(cancel, {
-            let (completer, session, settings, model) = (
-                completer.clone(),
-                session.clone(),
-                settings.clone(),
-                model.clone(),
-            );
-            let (uri, document, cancel) = (uri.clone(), document.clone(), cancel.clone());
-            move || {
-                let source = PromptSource {
-                    uri: &uri,
-                    document: &document,
-                    cursor,
-                };
-                build_prompt(
-                    &session,
-                    &completer,
-                    &settings,
-                    &model,
-                    &source,
-                    tier,
-                    Some(&cancel),
-                )
-            }
-        })
-        .await;
+    let prompt = build_prompt_on_pool(
+        completer, session, settings, &model, uri, document, cursor, tier, cancel, false,
+    )
+    .await;
     let Some(prompt) = prompt else {
         return Outcome::Superseded;
     };

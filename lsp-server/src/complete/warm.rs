@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_lsp_server::gen_lsp_types::{Position, Uri};
 
-use super::prompt::{build_prompt, PromptSource};
+use super::prompt::build_prompt_on_pool;
 use super::suggest::{until_superseded, Generated};
 use super::{backend_config, Completer};
 use crate::backend::{affinity, ModelInfo};
@@ -186,41 +186,19 @@ fn spawn_warm_up(
             }
         });
         let hinted = hint.is_some();
-        let prompt = completer
-            .pool
-            .run(&cancel, {
-                let (completer, session, settings, model) = (
-                    completer.clone(),
-                    session.clone(),
-                    settings.clone(),
-                    model.clone(),
-                );
-                let (target_uri, document, cursor, cancel) = (
-                    target.uri.clone(),
-                    target.document.clone(),
-                    target.cursor,
-                    cancel.clone(),
-                );
-                move || {
-                    // The snapshot of a cursor hint may have a stale tree (a request's has not).
-                    let document = session.parsed(&target_uri, document);
-                    let source = PromptSource {
-                        uri: &target_uri,
-                        document: &document,
-                        cursor,
-                    };
-                    build_prompt(
-                        &session,
-                        &completer,
-                        &settings,
-                        &model,
-                        &source,
-                        tier,
-                        Some(&cancel),
-                    )
-                }
-            })
-            .await;
+        let prompt = build_prompt_on_pool(
+            &completer,
+            &session,
+            &settings,
+            &model,
+            &target.uri,
+            &target.document,
+            target.cursor,
+            tier,
+            &cancel,
+            true,
+        )
+        .await;
         let Some(prompt) = prompt else {
             return;
         };
