@@ -144,6 +144,11 @@ const EXPECTED: &[(&str, usize, &str)] = &[
         752,
         "password in a URL's userinfo (placeholder in a test of URL auth)",
     ),
+    (
+        "packaging-24.1/packaging-24.1/tests/test_requirements.py",
+        78,
+        "password in a URL's userinfo (placeholder in a test of URL parsing)",
+    ),
 ];
 
 fn eval_src() -> PathBuf {

@@ -2,16 +2,17 @@
 
 Three kinds:
 - single-line: the cursor after some of a code line's tokens; the middle is the rest of the line.
-- multi-line: a whole block body of 2-6 lines (after a line ending in `{` for Rust, `:` for
-  Python); the cursor sits after the first body line's indentation.
+- multi-line: a whole block body of 2-6 lines (after a line ending in `{` for Rust and Go, `:`
+  for Python); the cursor sits after the first body line's indentation.
 - cross-file: like single-line, but the middle holds an identifier defined (`def`/`class`;
-  `fn`/`struct`/`enum`/`trait`/`const`/`type`) in another file of the package and nowhere in
-  the current one.
+  `fn`/`struct`/`enum`/`trait`/`const`/`type`; Go's top-level `func`/method/`type`/`const`/`var`,
+  grouped blocks included) in another file of the package and nowhere in the current one.
 
 Cursor positions are chosen where ghostline-lsp's `multiline: auto` asks for what the kind
 expects: single-line cursors never follow `{ ( [ =>` (or `:` in Python), multi-line ones sit
-after indentation only. Comments, docstrings, blank lines, attributes, imports and trivial lines
-(`}`, `pass`, `else:` ...) are never holes.
+after indentation only. Comments, docstrings (Go: multi-line raw strings), blank lines,
+attributes, imports, `package` lines and trivial lines (`}`, `pass`, `else:` ...) are never
+holes. Go cases come from the package's own folder only (no `_test.go`, no subfolders).
 
     python tests/eval/cases.py --cases 16 --out cases.jsonl   # writes the cases for inspection
 """
@@ -34,7 +35,14 @@ TOKEN = re.compile(r"[A-Za-z_0-9]+|\S")
 DEFINITIONS = {
     "python": re.compile(r"^\s*(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", re.M),
     "rust": re.compile(r"\b(?:fn|struct|enum|trait|const|type)\s+([A-Za-z_]\w*)"),
+    # top level only: `func Name`, `func (r *T) Name`, `type/const/var Name` (grouped blocks: below)
+    "go": re.compile(r"^(?:func\s*(?:\([^)]*\)\s*)?|(?:type|const|var)\s+)([A-Za-z_]\w*)", re.M),
 }
+GO_OPERATORS = {
+    ":=", "==", "!=", "<=", ">=", "&&", "||", "++", "--", "<-", "+=", "-=", "*=", "/=", "%=", "|=",
+    "&=", "^=", "<<", ">>", "..", "&^",
+}
+GO_GROUP = re.compile(r"^(?:type|const|var)\s*\(\s*(?://.*)?$")  # `const (` ... `)`
 # Names that are "defined in another file" only in the sense that every file defines them.
 COMMON = {
     "rust": {
@@ -51,6 +59,19 @@ COMMON = {
         "read", "write", "self", "cls", "None", "True", "False", "format", "convert", "invoke",
         "copy", "items", "keys", "values", "update", "Session", "name",
     },
+    "go": {
+        "String", "Error", "New", "Len", "Less", "Swap", "ServeHTTP", "init", "main", "Close",
+        "Write", "Read", "Reset", "Get", "Set", "Name", "Value", "Type", "Kind", "Next", "Err",
+        "Unwrap", "Is", "As", "Add", "Del", "Lock", "Unlock", "Flush", "WriteString", "Format",
+        "MarshalText", "UnmarshalText", "MarshalJSON", "UnmarshalJSON", "Bytes", "Copy", "Clone",
+        "Equal", "Validate", "Init", "Run", "Handler", "Options", "Config", "Context",
+        # predeclared: a method may be named `string`, but `[]string{` is the builtin
+        "bool", "byte", "rune", "string", "error", "int", "int8", "int16", "int32", "int64",
+        "uint", "uint8", "uint16", "uint32", "uint64", "uintptr", "float32", "float64", "any",
+        "complex64", "complex128", "comparable", "append", "cap", "clear", "close", "complex",
+        "copy", "delete", "imag", "len", "make", "max", "min", "new", "panic", "print", "println",
+        "real", "recover", "nil", "true", "false", "iota",
+    },
 }
 # Method names too generic to mean "the one defined in that other file" when called as `.name(`.
 GENERIC_METHODS = {
@@ -60,11 +81,20 @@ GENERIC_METHODS = {
     "as_mut", "to_owned", "push_str", "chars", "bytes", "trim", "finish", "reset", "clear",
     "getvalue", "readlines", "writelines", "truncate", "detach", "format", "fmt",
 }
+GO_GENERIC_METHODS = GENERIC_METHODS | {
+    "String", "Error", "Len", "Less", "Swap", "Lock", "Unlock", "RLock", "RUnlock", "Add", "Get",
+    "Set", "Del", "Done", "Wait", "Write", "Read", "WriteString", "WriteByte", "WriteRune",
+    "Flush", "Close", "Reset", "Name", "Value", "Type", "Kind", "Next", "Err", "Unwrap",
+}
 TQ, TQ1 = '"' * 3, "'" * 3  # triple quotes
 TRIVIAL = {
     "}", "};", "})", "});", ")", "),", ");", "]", "],", "{", "(", "[", "pass", "else:", "try:",
     "finally:", "} else {", "else {", "return", "return;", "break", "break;", "continue",
     "continue;", "...", "*/", "Ok(())", "None", "self", "}))", "})?", ")?", "))", "});",
+}
+GO_TRIVIAL = TRIVIAL | {
+    "default:", "}()", "return nil", "return err", "return true", "return false", "return nil, err",
+    "if err != nil {", "return \"\"", "return 0", "return nil, nil",
 }
 
 
@@ -101,7 +131,61 @@ def utf16_len(s: str) -> int:
 def _is_comment(stripped: str, language: str) -> bool:
     if language == "python":
         return stripped.startswith("#")
+    if language == "go":  # `*p = x` is code; ` * text` and ` */` continue a block comment
+        return stripped.startswith(("//", "/*", "*/", "* ")) or stripped == "*"
     return stripped.startswith(("//", "/*", "*", "#[", "#!["))
+
+
+def _go_mask(line: str) -> str:
+    """The line with the insides of Go string/rune literals and a trailing `//` comment blanked
+    (same length), so that a word in a string is never taken for an identifier."""
+    out, i, n = list(line), 0, len(line)
+    while i < n:
+        if line.startswith("//", i):
+            out[i:] = " " * (n - i)
+            break
+        if line[i] in "\"'`":
+            quote, i = line[i], i + 1
+            while i < n and line[i] != quote:
+                step = 2 if line[i] == "\\" and quote != "`" else 1
+                out[i : i + step] = " " * len(out[i : i + step])
+                i += step
+        i += 1
+    return "".join(out)
+
+
+def _go_raw_lines(lines: list[str]) -> list[bool]:
+    """Per line: does a multi-line raw string (`...`) or block comment cover part of it? Such
+    lines are text (templates, scripts), like Python docstrings. Balanced backticks on one line
+    (struct tags) don't count."""
+    out, state = [], None  # None | "`" | "*/"
+    for line in lines:
+        started, i, n = state, 0, len(line)
+        while i < n:
+            if state == "`":
+                if line[i] == "`":
+                    state = None
+                i += 1
+            elif state == "*/":
+                if line.startswith("*/", i):
+                    state, i = None, i + 2
+                else:
+                    i += 1
+            elif line.startswith("//", i):
+                break
+            elif line.startswith("/*", i):
+                state, i = "*/", i + 2
+            elif line[i] == "`":
+                state, i = "`", i + 1
+            elif line[i] in "\"'":
+                quote, i = line[i], i + 1
+                while i < n and line[i] != quote:
+                    i += 2 if line[i] == "\\" else 1
+                i += 1
+            else:
+                i += 1
+        out.append(started is not None or state is not None)
+    return out
 
 
 def code_lines(text: str, language: str) -> tuple[list[bool], list[bool]]:
@@ -109,7 +193,10 @@ def code_lines(text: str, language: str) -> tuple[list[bool], list[bool]]:
     And is it prose (blank, comment, docstring)?"""
     result, prose = [], []
     in_doc = None  # the open triple quote, Python only
-    for line in text.split("\n"):
+    in_import = False  # inside Go's `import (` ... `)`
+    raw = _go_raw_lines(text.split("\n")) if language == "go" else None
+    trivial = GO_TRIVIAL if language == "go" else TRIVIAL
+    for i, line in enumerate(text.split("\n")):
         stripped = line.strip()
         ok = True
         is_prose = not stripped or _is_comment(stripped, language)
@@ -127,13 +214,23 @@ def code_lines(text: str, language: str) -> tuple[list[bool], list[bool]]:
                         break
             if stripped.startswith(("import ", "from ", "@")):
                 ok = False
+        elif language == "go":
+            if raw[i]:
+                ok, is_prose = False, True
+            elif in_import:
+                ok = False
+                in_import = not stripped.startswith(")")
+            elif re.match(r"import\s*\(", stripped):
+                ok, in_import = False, ")" not in stripped
+            elif re.match(r"(package|import)\b", stripped):
+                ok = False
         else:
             if re.match(r"(pub(\([\w:]+\))?\s+)?(use|mod|extern\s+crate)\b", stripped):
                 ok = False
         if (
             not stripped
             or _is_comment(stripped, language)
-            or stripped in TRIVIAL
+            or stripped in trivial
             or len(stripped) < 6
             or len(line) > 120
         ):
@@ -144,7 +241,39 @@ def code_lines(text: str, language: str) -> tuple[list[bool], list[bool]]:
 
 
 def definitions(text: str, language: str) -> set[str]:
+    if language == "go":
+        return _go_definitions(text)
     return {m.group(1) for m in DEFINITIONS[language].finditer(text)} - {"fn"}
+
+
+def _go_definitions(text: str) -> set[str]:
+    names = {m.group(1) for m in DEFINITIONS["go"].finditer(text)}
+    group = False
+    for line in text.split("\n"):
+        if group:
+            if line.startswith(")"):
+                group = False
+            elif m := re.match(r"\t([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)(?=[\s=]|$)", line):
+                names.update(IDENT.findall(m.group(1)))
+        elif GO_GROUP.match(line):
+            group = True
+    return names - {"_"}
+
+
+def _go_decl_lines(lines: list[str]) -> set[int]:
+    """Lines inside a `struct {` / `interface {` body: their first name declares a field or a
+    method, it does not refer to one."""
+    out = set()
+    for i, line in enumerate(lines):
+        if not re.search(r"\b(?:struct|interface)\s*\{\s*$", line):
+            continue
+        base = len(line) - len(line.lstrip())
+        for j in range(i + 1, len(lines)):
+            stripped = lines[j].strip()
+            if stripped.startswith("}") and len(lines[j]) - len(lines[j].lstrip()) <= base:
+                break
+            out.add(j)
+    return out
 
 
 def _single_line_ok(language: str, before: str, middle: str) -> bool:
@@ -153,17 +282,21 @@ def _single_line_ok(language: str, before: str, middle: str) -> bool:
         return False  # only indentation before the cursor: the LSP would go multi-line
     if before.rstrip().endswith(("{", "(", "[", "=>")) or (language == "python" and before.rstrip().endswith(":")):
         return False  # ghostline-lsp's auto mode would ask for a multi-line suggestion here
+    if language == "go" and before[-1:] + middle[:1] in GO_OPERATORS:
+        return False  # between the characters of `:=`, `!=`, `+=` ...: nobody pauses there
     core = middle.strip()
     if len(core) < 4 or len(TOKEN.findall(core)) < 2 or len(middle) > 100 or not IDENT.search(core):
         return False
     return True
 
 
-def _is_reference(language: str, line: str, m: re.Match, imported: set[str]) -> bool:
+def _is_reference(language: str, line: str, m: re.Match, imported: set[str], decl_line: bool = False) -> bool:
     """Does this occurrence plausibly refer to the other file's definition (rather than to a
     local, a parameter or a field that happens to share its name)?"""
     before, after = line[: m.start()], line[m.end() :]
     name = m.group()
+    if language == "go":
+        return _is_go_reference(before, name, after, decl_line, imported)
     method_call = before.endswith(".") and after.startswith("(") and name not in GENERIC_METHODS
     if language == "python":
         if before.rstrip().startswith(("def ", "class ", "async def ")):
@@ -182,12 +315,68 @@ def _is_reference(language: str, line: str, m: re.Match, imported: set[str]) -> 
     )
 
 
+def _is_go_reference(before: str, name: str, after: str, decl_line: bool, imported: set[str]) -> bool:
+    """Go: same-package names are used unqualified, so like Rust: a type or composite literal
+    (uppercase), a call, or a method call (not `pkg.Name(` of an imported package); never a
+    binding, a key, a field or a parameter."""
+    if before.endswith("."):
+        qualifier = re.search(r"(?<![\w.])([A-Za-z_]\w*)\.$", before)
+        if qualifier and qualifier.group(1) in imported:
+            return False  # another package's name
+        return after.startswith("(") and name not in GO_GENERIC_METHODS
+    if decl_line and not before.strip():
+        return False  # a struct field or interface method declaration
+    if re.match(r"\s*(?::=|,[\w\s,]*:=)", after):
+        return False  # `name :=`, `name, err :=`
+    if re.match(r"\s*:", after) and not re.match(r"\s*case\b", before):
+        return False  # a key `Name: value`, a label (a `case Name:` is a reference)
+    if re.search(r"\b(?:func|type|const|var)\s+$", before) or re.match(r"\s*func\s*\([^)]*\)\s*$", before):
+        return False  # a definition (function, method, type, constant, variable)
+    if re.search(r"\bvar\s+[\w\s,]*$", before):
+        return False  # `var a, name T`
+    if re.search(r"\bfunc\b", before) and re.search(r"[(,]\s*$", before) and re.match(r"\s*(?:,|\s[\w*\[.])", after):
+        return False  # a parameter or receiver name
+    return name[0].isupper() or after.startswith(("(", "{"))
+
+
+def _go_imports(lines: list[str]) -> set[str]:
+    """The names a Go file's imports bind: the alias, or the path's last element (`yaml.v3` →
+    `yaml`, `go-isatty` → `isatty`, `chi/v5` → `chi`)."""
+    names, block = set(), False
+    for line in lines:
+        stripped = line.strip()
+        if block:
+            if stripped.startswith(")"):
+                block = False
+                continue
+            spec = stripped
+        elif re.match(r"import\s*\(", stripped):
+            block = True
+            spec = stripped.split("(", 1)[1]
+        elif stripped.startswith("import "):
+            spec = stripped[len("import ") :]
+        else:
+            continue
+        m = re.match(r'(?:([\w.]+)\s+)?"([^"]+)"', spec.strip())
+        if not m:
+            continue
+        alias, path = m.groups()
+        if alias is None:
+            parts = path.split("/")
+            last = parts[-2] if re.fullmatch(r"v\d+", parts[-1]) and len(parts) > 1 else parts[-1]
+            alias = re.sub(r"^go-", "", last).split(".")[0].replace("-", "_")
+        if alias not in (".", "_"):
+            names.add(alias)
+    return names
+
+
 def _bound_locally(text: str, name: str, language: str) -> bool:
     """Is `name` also a local of this file (assigned, a parameter, a loop variable, an `as`
     alias, a field)? Then an occurrence may well mean that local, not the other definition."""
     n = re.escape(name)
     patterns = [
-        rf"(?<![\w.]){n}\s*(?:=(?!=)|:(?!:))",  # assignment, annotation, keyword/param, field
+        rf"(?<![\w.]){n}\s*(?:=(?!=)|:(?!:))" if language != "go"
+        else rf"(?m)^(?![ \t]*case\b).*(?<![\w.]){n}\s*(?:=(?!=)|:)",  # not `case Name:`
         rf"\bfor\s+(?:[\w, (]*\b)?{n}\b[^\n]*\bin\b",
         rf"\bas\s+{n}\b",
         rf"\bdef\s+\w+\([^)]*\b{n}\b",
@@ -196,6 +385,13 @@ def _bound_locally(text: str, name: str, language: str) -> bool:
         rf"(?<![\w.]){n}\s*,[^\n]*(?<!=)=(?!=)",  # tuple unpacking: a, name = ...
         rf",\s*{n}\s*(?:,[^\n]*)?(?<!=)=(?!=)",
     ]
+    if language == "go":
+        patterns += [
+            rf"\bvar\s+(?:\w+\s*,\s*)*{n}\b",  # var name T / var a, name = ...
+            rf",\s*{n}\s*(?:,[^\n]*)?:=",  # a, name := ... / for _, name := range
+            rf"\bfunc\b[^\n]*?[(,]\s*{n}\s*(?:,|\s+[\w*\[.])",  # parameter or receiver
+            rf"(?m)^[ \t]+{n}[ \t]+[*\[\]\w.]",  # struct field / parameter on its own line
+        ]
     return any(re.search(p, text) for p in patterns)
 
 
@@ -207,12 +403,13 @@ def _cursors(line: str) -> list[int]:
 
 def _multi_line_bodies(lines: list[str], code: list[bool], prose: list[bool], language: str):
     """(first line, last line) of block bodies of 2-6 code lines."""
-    indent = lambda s: len(s) - len(s.lstrip())
+    indent = lambda s: len(s) - len(s.lstrip())  # Go indents with tabs: one character each
+    raw = _go_raw_lines(lines) if language == "go" else None
     for i, header in enumerate(lines[:-2]):
         h = header.rstrip()
         if prose[i]:
             continue
-        if language == "rust" and not h.endswith("{"):
+        if language in ("rust", "go") and not h.endswith("{"):
             continue
         if language == "python" and (not h.endswith(":") or h.lstrip().startswith("#")):
             continue
@@ -226,7 +423,7 @@ def _multi_line_bodies(lines: list[str], code: list[bool], prose: list[bool], la
         body = range(i + 1, last + 1)
         if not (2 <= len(body) <= 6):
             continue
-        if language == "rust":
+        if language in ("rust", "go"):
             # the body must end at this block's own closing line
             if j >= len(lines) or not lines[j].strip().startswith("}") or indent(lines[j]) != base:
                 continue
@@ -236,19 +433,30 @@ def _multi_line_bodies(lines: list[str], code: list[bool], prose: list[bool], la
             continue  # starts with a comment/docstring, or is mostly non-code
         if any('"""' in lines[k] or "'''" in lines[k] for k in body):
             continue
+        if raw is not None and any(raw[k] for k in range(i, last + 2) if k < len(lines)):
+            continue  # Go: part of a multi-line raw string or block comment
         yield i + 1, last
 
 
 def candidates(package: pkgs.Package, root: Path) -> dict[str, list[Case]]:
     """Every candidate case of the package, per kind, in a fixed order (before sampling)."""
     language = package.language
-    files = sorted(
-        p for p in (root / package.source).rglob(f"*{package.extension}") if p.is_file()
-    )
+    if language == "go":
+        # one Go package: the folder's own files, no tests, no subfolders (examples, testdata)
+        files = sorted(
+            p for p in (root / (package.source or ".")).glob("*.go")
+            if p.is_file() and not p.name.endswith("_test.go")
+        )
+    else:
+        files = sorted(
+            p for p in (root / package.source).rglob(f"*{package.extension}") if p.is_file()
+        )
     texts = {}
     for path in files:
         text = path.read_text(encoding="utf-8")
         if "\r" in text or len(text) > 300_000:
+            continue
+        if language == "go" and re.search(r"^// Code generated .* DO NOT EDIT\.$", text, re.M):
             continue
         texts[path.relative_to(root).as_posix()] = text
     defs = {rel: definitions(text, language) for rel, text in texts.items()}
@@ -261,6 +469,7 @@ def candidates(package: pkgs.Package, root: Path) -> dict[str, list[Case]]:
         rng = random.Random(f"cursor:{package.key}:{rel}")
         lines = text.split("\n")
         code, prose = code_lines(text, language)
+        decl = _go_decl_lines(lines) if language == "go" else set()
         # identifiers this file does not define but exactly 1-3 other files do
         used = set(IDENT.findall(text))
         foreign = {
@@ -273,7 +482,7 @@ def candidates(package: pkgs.Package, root: Path) -> dict[str, list[Case]]:
             and name not in COMMON[language]
             and not _bound_locally(text, name, language)
         }
-        imported = {
+        imported = _go_imports(lines) if language == "go" else {
             name
             for line in lines
             if re.match(r"\s*(from\s+\S+\s+)?import\s", line)
@@ -286,8 +495,9 @@ def candidates(package: pkgs.Package, root: Path) -> dict[str, list[Case]]:
             if cursors:
                 c = rng.choice(cursors)
                 out["single-line"].append(_case(package, rel, "single-line", i, c, line[c:].rstrip(), line))
-            for m in IDENT.finditer(line):
-                if m.group() not in foreign or not _is_reference(language, line, m, imported):
+            scan = _go_mask(line) if language == "go" else line
+            for m in IDENT.finditer(scan):
+                if m.group() not in foreign or not _is_reference(language, scan, m, imported, i in decl):
                     continue
                 # the identifier must not be in the file anywhere else either as a definition
                 options = [c for c in cursors if c <= m.start()]
@@ -387,10 +597,12 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=16, help="cases per kind")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="only the packages marked smoke")
+    ap.add_argument("--half", choices=("dev", "held-out", "all"), default="all",
+                    help="only the packages of this half of packages.toml (default all)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--stats", action="store_true", help="print how many candidates each package has")
     args = ap.parse_args()
-    packages = [p for p in pkgs.load() if p.smoke or not args.smoke]
+    packages = [p for p in pkgs.load() if (p.smoke or not args.smoke) and args.half in ("all", p.half)]
     if args.stats:
         for p in packages:
             found = candidates(p, pkgs.fetch(p))

@@ -1,10 +1,12 @@
-"""The evaluation's code: pinned crates.io / PyPI archives, downloaded once into the cache,
-checked against their sha256 every run, extracted next to them."""
+"""The evaluation's code: pinned archives (crates.io crates, PyPI sdists, Go module sources as
+Go module proxy zips or Debian's upstream tarballs), downloaded once into the cache, checked
+against their sha256 every run, extracted next to them."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -12,6 +14,7 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +31,12 @@ class PackageError(Exception):
 class Package:
     name: str
     version: str
-    language: str  # "rust" | "python"
+    language: str  # "rust" | "python" | "go"
     url: str
     sha256: str
     root: str
-    source: str
+    source: str  # relative to root; "." or "" is root itself
+    half: str  # "dev" (tuned on) | "held-out" (scored once, at the end)
     smoke: bool = False
 
     @property
@@ -41,19 +45,41 @@ class Package:
 
     @property
     def extension(self) -> str:
-        return ".rs" if self.language == "rust" else ".py"
+        return EXTENSIONS[self.language]
 
     @property
     def archive_name(self) -> str:
-        return Path(urllib.parse.urlparse(self.url).path).name
+        path = urllib.parse.urlparse(self.url).path
+        if "/@v/" in path:  # a Go module proxy zip is named only by its version: v1.8.1.zip
+            return f"{self.key}.zip"
+        return Path(path).name
+
+
+EXTENSIONS = {"rust": ".rs", "python": ".py", "go": ".go"}
+HALVES = ("dev", "held-out")
+
+
+def go_proxy_url(module: str, version: str) -> str:
+    """The Go module proxy's zip of `module`@`version` (uppercase letters escaped as `!x`); every
+    path inside starts with `<module>@<version>/`, which is that package's `root`."""
+    escape = lambda s: re.sub(r"[A-Z]", lambda m: "!" + m.group().lower(), s)
+    return f"https://proxy.golang.org/{escape(module)}/@v/{escape(version)}.zip"
 
 
 def load(path: Path = HERE / "packages.toml") -> list[Package]:
     with open(path, "rb") as f:
         data = tomllib.load(f)
-    packages = [Package(**entry) for entry in data["package"]]
+    packages = []
+    for entry in data["package"]:
+        key = f"{entry.get('name')}-{entry.get('version')}"
+        if entry.get("half") not in HALVES:
+            raise PackageError(f"{key}: half must be one of {HALVES}, not {entry.get('half')!r}")
+        try:
+            packages.append(Package(**entry))
+        except TypeError as e:
+            raise PackageError(f"{key}: {e}") from None
     for p in packages:
-        if p.language not in ("rust", "python"):
+        if p.language not in EXTENSIONS:
             raise PackageError(f"{p.key}: unknown language {p.language!r}")
         if len(p.sha256) != 64:
             raise PackageError(f"{p.key}: sha256 must be 64 hex digits")
@@ -78,6 +104,8 @@ def _fallback_urls(p: Package) -> list[str]:
     """Where else the same pinned file can come from (the sha256 decides either way)."""
     if p.language == "rust":
         return [f"https://crates.io/api/v1/crates/{p.name}/{p.version}/download"]
+    if p.language != "python":
+        return []
     urls = []
     for meta in (f"https://pypi.org/pypi/{p.name}/{p.version}/json", f"https://pypi.org/pypi/{p.name}/json"):
         try:
@@ -121,6 +149,37 @@ def _download(p: Package, dest: Path) -> None:
     raise PackageError(f"{p.key}: download failed: " + "; ".join(errors))
 
 
+# Tool caches some archives ship by accident (packaging 24.1's sdist has tests/.pytest_cache):
+# not source, and full of generated lines. Never extracted.
+LITTER = {".pytest_cache", "__pycache__", ".mypy_cache"}
+
+
+def _litter(name: str) -> bool:
+    return any(part in LITTER for part in name.split("/"))
+
+
+def extract(archive: Path, dest: Path) -> None:
+    """Unpack a .zip or a (compressed) tar into `dest`, refusing members that would land outside
+    it (absolute paths, `..`, links: tarfile's "data" filter; checked by hand for zip), and
+    leaving out tool caches (LITTER)."""
+    if archive.suffix == ".zip":
+        base = dest.resolve()
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                name = info.filename
+                target = (base / name).resolve()
+                if name.startswith(("/", "\\")) or "\\" in name or ":" in name.split("/")[0] or (
+                    target != base and base not in target.parents
+                ):
+                    raise PackageError(f"{archive.name}: unsafe path {name!r}")
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise PackageError(f"{archive.name}: symlink {name!r}")
+            z.extractall(dest, members=[i for i in z.infolist() if not _litter(i.filename)])
+        return
+    with tarfile.open(archive, "r:*") as tar:
+        tar.extractall(dest, filter=lambda m, path: None if _litter(m.name) else tarfile.data_filter(m, path))
+
+
 def fetch(p: Package) -> Path:
     """The extracted package root (verified); downloads and extracts on first use."""
     archives = EVAL_CACHE / "archives"
@@ -142,12 +201,11 @@ def fetch(p: Package) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(tmp, filter="data")
+        extract(archive, tmp)
         tmp.rename(extracted)
         marker.write_text(p.sha256 + "\n")
     root = extracted / p.root
-    if not (root / p.source).is_dir():
+    if not (root / (p.source or ".")).is_dir():
         raise PackageError(f"{p.key}: no {p.root}/{p.source} in {archive}")
     return root
 

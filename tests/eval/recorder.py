@@ -77,6 +77,7 @@ class Recorder:
 DEFINITION_OF = {
     "python": r"(?:def|class)\s+{name}\b",
     "rust": r"\b(?:fn|struct|enum|trait|const|type)\s+{name}\b",
+    "go": r"\b(?:func(?:\s*\([^)]*\))?|type|const|var)\s+{name}\b",
 }
 
 

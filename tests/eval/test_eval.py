@@ -1,9 +1,12 @@
 """Self-checks of the evaluation's own pieces (no model, no LSP): metrics, applying an item,
-case invariants, sha256 refusal. `python tests/eval/test_eval.py`; `run.py --smoke` runs them too."""
+case invariants, Go rules, the dev/held-out split, archives, sha256 refusal.
+`python tests/eval/test_eval.py`; `run.py --smoke` runs them too."""
 from __future__ import annotations
 
 import dataclasses
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,7 +56,15 @@ def test_applying_items():
 
 
 def test_cases_are_consistent():
-    packages = [p for p in pkgs.load() if p.smoke]
+    _check_cases([p for p in pkgs.load() if p.smoke])
+
+
+def test_go_cases_are_consistent():
+    # the first dev Go package: the same invariants as the smoke packages
+    _check_cases([next(p for p in pkgs.load() if p.language == "go" and p.half == "dev")])
+
+
+def _check_cases(packages):
     built = case_builder.build(packages, 6, seed=0)
     assert built == case_builder.build(packages, 6, seed=0), "case building is not deterministic"
     assert {c.kind for c in built} == set(case_builder.KINDS)
@@ -74,6 +85,209 @@ def test_cases_are_consistent():
             assert c.identifier in case_builder.IDENT.findall(c.middle) and c.identifier not in defs_here, c
             for where in c.defined_in:
                 assert c.identifier in case_builder.definitions((root / where).read_text(), c.language), c
+
+
+GO_UTIL = """package demo
+
+// Package-level names that main.go uses.
+
+import "strings"
+
+const (
+\tModeA Mode = iota
+\tModeB
+)
+
+var (
+\tdefaultName, otherName = "x", "y"
+)
+
+type (
+\tMode  int
+\tAlias = string
+)
+
+type Helper struct{ n int }
+
+func computeTotal(x int) int { return x * 2 }
+
+func (h *Helper) Assist(s string) string {
+\treturn strings.Repeat(s, h.n)
+}
+"""
+
+GO_MAIN = """package demo
+
+import (
+\t"fmt"
+\tstr "strings"
+)
+
+import "os"
+
+/* A block comment
+ * that goes on.
+ */
+
+// Widget holds things.
+type Widget struct {
+\tHelper *Helper
+\tCount  int
+}
+
+type Runner interface {
+\tcomputeTotal(w *Widget) error
+}
+
+func NewWidget(name string) *Widget {
+\tw := &Widget{Count: computeTotal(len(name))}
+\tfmt.Println(str.ToUpper(name), os.Args, "Helper Assist(")
+\treturn w
+}
+
+func (w *Widget) Describe(mode Mode) string {
+\ts := fmt.Sprintf("%d %v", w.Count, w.Helper.Assist("-"))
+\tif w.Count > 1 {
+\t\ts += "s"
+\t}
+\treturn s
+}
+
+var tmpl = `line one
+\tfirst := computeTotal(1) {
+\t\tsecond := computeTotal(2)
+`
+"""
+
+
+def test_go_rules():
+    main_lines = GO_MAIN.split("\n")
+    at = lambda text: main_lines.index(text)
+    # definitions: func, method, type, const, var, and names inside grouped blocks
+    assert case_builder.definitions(GO_UTIL, "go") == {
+        "ModeA", "ModeB", "defaultName", "otherName", "Mode", "Alias", "Helper", "computeTotal", "Assist",
+    }
+    assert case_builder.definitions(GO_MAIN, "go") == {"Widget", "Runner", "NewWidget", "Describe", "tmpl"}
+    # package, imports (single and block), comments, raw-string lines are never holes
+    code, prose = case_builder.code_lines(GO_MAIN, "go")
+    for line in ("package demo", "import (", '\t"fmt"', '\tstr "strings"', ")", 'import "os"',
+                 " * that goes on.", "// Widget holds things.", "\tfirst := computeTotal(1) {"):
+        assert not code[at(line)], line
+    assert prose[at("\tfirst := computeTotal(1) {")] and prose[at(" * that goes on.")]
+    for line in ("\tw := &Widget{Count: computeTotal(len(name))}", "\treturn s", "type Widget struct {"):
+        assert code[at(line)], line
+    # a multi-line body with tab indentation: Describe's, closed by `}` at the header's indent
+    bodies = list(case_builder._multi_line_bodies(main_lines, code, prose, "go"))
+    first = at('\ts := fmt.Sprintf("%d %v", w.Count, w.Helper.Assist("-"))')
+    assert (first, at("\treturn s")) in bodies, bodies
+    assert not any(main_lines[i - 1].startswith("var tmpl") for i, _ in bodies), "raw string is not a body"
+    assert (at("\tfirst := computeTotal(1) {") + 1, at("\t\tsecond := computeTotal(2)")) not in bodies
+    # single-line cursors: never right after `{ ( [`, never inside `:=`
+    assert not case_builder._single_line_ok("go", "\tif w.Count > 1 {", "\n")
+    assert not case_builder._single_line_ok("go", "\tw :", "= &Widget{}")
+    assert case_builder._single_line_ok("go", "\tw := ", "&Widget{Count: 1}")
+    # cross-file: from a temporary package of two files (+ a test file and a subfolder, ignored)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "util.go").write_text(GO_UTIL)
+        (root / "main.go").write_text(GO_MAIN)
+        (root / "main_test.go").write_text(GO_MAIN.replace("func NewWidget", "func newWidget"))
+        (root / "examples").mkdir()
+        (root / "examples" / "ex.go").write_text(GO_MAIN)
+        package = pkgs.Package(name="demo", version="0", language="go", url="https://example.invalid/demo.zip",
+                               sha256="0" * 64, root=".", source=".", half="dev")
+        found = case_builder.candidates(package, root)
+    assert {c.path for k in case_builder.KINDS for c in found[k]} <= {"util.go", "main.go"}
+    cross = {(c.path, main_lines[c.line] if c.path == "main.go" else c.line, c.identifier) for c in found["cross-file"]}
+    main_cross = {(line, ident) for path, line, ident in cross if path == "main.go"}
+    assert ("\tw := &Widget{Count: computeTotal(len(name))}", "computeTotal") in main_cross, cross
+    assert ('\ts := fmt.Sprintf("%d %v", w.Count, w.Helper.Assist("-"))', "Assist") in main_cross, cross
+    # never: a name this file also declares as a struct field (`Helper *Helper`), an interface
+    # method declaration, words in a string literal
+    assert not any(ident == "Helper" for _, ident in main_cross), cross
+    assert not any(line == "\tcomputeTotal(w *Widget) error" for line, _ in main_cross), cross
+    assert not any(line.startswith("\tfmt.Println") for line, _ in main_cross), cross
+    for c in found["multi-line"]:
+        assert c.column == 1 and c.column_utf16 == 1, c  # after one tab
+
+
+def test_go_reference_and_locals():
+    ref = lambda line, name, imported=frozenset(), decl=False: case_builder._is_reference(
+        "go", line, next(m for m in case_builder.IDENT.finditer(line) if m.group() == name), set(imported), decl)
+    assert ref("\tx := parseArgs(a)", "parseArgs")
+    assert ref("\tc := &Command{}", "Command") and ref("\tvar c *Command", "Command")
+    assert ref("\tcase ModeA:", "ModeA") and ref("\treturn c.flagSet()", "flagSet")
+    assert not ref("\tparseArgs := 1", "parseArgs") and not ref("\tUse: x,", "Use")
+    assert not ref("\tn, parseArgs := f()", "parseArgs")
+    assert not ref("func parseArgs(a int) {", "parseArgs") and not ref("func (c *C) Execute() {", "Execute")
+    assert not ref("func f(parseArgs string) {", "parseArgs") and not ref("\tvar Mode int", "Mode")
+    assert not ref("\tHelper *Helper", "Helper", decl=True) and ref("\tHelper *Helper", "Helper")
+    assert not ref("\treturn http.HandlerFunc(f)", "HandlerFunc", imported={"http"})
+    assert not ref("\tw.String()", "String")  # too generic a method
+    bound = lambda text, name: case_builder._bound_locally(text, name, "go")
+    assert bound("\tfor _, item := range items {\n", "item") and bound("\titem := 1\n", "item")
+    assert bound("\tvar a, item int\n", "item") and bound("func f(x, item int) {}\n", "item")
+    assert not bound("\tswitch m {\n\tcase ModeA:\n", "ModeA") and not bound("\tx := item(1)\n", "item")
+    assert case_builder._go_imports('import (\n\t"fmt"\n\tyaml "gopkg.in/yaml.v3"\n\t"github.com/go-chi/chi/v5"\n'
+                                    '\t"github.com/mattn/go-isatty"\n\t_ "embed"\n)\n'.split("\n")) == {
+        "fmt", "yaml", "chi", "isatty"}
+
+
+def _toml(entries: list[dict]) -> str:
+    out = []
+    for e in entries:
+        out.append("[[package]]")
+        out += [f"{k} = {'true' if v is True else repr(v).replace(chr(39), chr(34))}" for k, v in e.items()]
+    return "\n".join(out) + "\n"
+
+
+def test_half_is_required_and_checked():
+    entry = {"name": "x", "version": "1", "language": "go", "url": "https://example.invalid/x.zip",
+             "sha256": "0" * 64, "root": "x", "source": "."}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "packages.toml"
+        for half in ("dev", "held-out"):
+            path.write_text(_toml([{**entry, "half": half}]))
+            assert pkgs.load(path)[0].half == half
+        for bad in ({}, {"half": "train"}, {"half": ""}):
+            path.write_text(_toml([{**entry, **bad}]))
+            try:
+                pkgs.load(path)
+            except pkgs.PackageError as e:
+                assert "half" in str(e), e
+            else:
+                raise AssertionError(f"half {bad} must be refused")
+    # the real list: both halves hold every language, and the smoke packages stay in dev
+    packages = pkgs.load()
+    for half in pkgs.HALVES:
+        assert {p.language for p in packages if p.half == half} == set(pkgs.EXTENSIONS), half
+    assert all(p.half == "dev" for p in packages if p.smoke)
+    assert len({p.key for p in packages}) == len(packages)
+
+
+def test_zip_archives():
+    assert pkgs.go_proxy_url("github.com/BurntSushi/toml", "v1.4.0") == \
+        "https://proxy.golang.org/github.com/!burnt!sushi/toml/@v/v1.4.0.zip"
+    proxied = pkgs.Package(name="toml", version="1.4.0", language="go", half="dev", sha256="0" * 64,
+                           url=pkgs.go_proxy_url("github.com/BurntSushi/toml", "v1.4.0"),
+                           root="github.com/!burnt!sushi/toml@v1.4.0", source=".")
+    assert proxied.archive_name == "toml-1.4.0.zip" and proxied.extension == ".go"
+    with tempfile.TemporaryDirectory() as tmp:
+        good, bad = Path(tmp) / "good.zip", Path(tmp) / "bad.zip"
+        with zipfile.ZipFile(good, "w") as z:
+            z.writestr("example.com/m@v1.0.0/a.go", "package m\n")
+        with zipfile.ZipFile(bad, "w") as z:
+            z.writestr("example.com/m@v1.0.0/a.go", "package m\n")
+            z.writestr("example.com/m@v1.0.0/../../../escaped.go", "package m\n")
+        pkgs.extract(good, Path(tmp) / "out")
+        assert (Path(tmp) / "out" / "example.com/m@v1.0.0/a.go").read_text() == "package m\n"
+        try:
+            pkgs.extract(bad, Path(tmp) / "out2")
+        except pkgs.PackageError as e:
+            assert "unsafe" in str(e)
+        else:
+            raise AssertionError("a zip member outside the folder must be refused")
+        assert not (Path(tmp) / "escaped.go").exists()
 
 
 def test_sha256_mismatch_is_refused():
