@@ -64,14 +64,17 @@ def aggregate(rows: list[dict]) -> dict:
     empty predictions, so a failure can never raise a score)."""
     n = len(rows)
     if n == 0:
-        return {"n": 0, "em": None, "es": None, "id_f1": None, "latency_ms": None, "empty": 0, "errors": 0}
+        return {"n": 0, "em": None, "es": None, "id_f1": None, "latency_ms": None, "prompt_tokens": None,
+                "empty": 0, "errors": 0}
     latencies = [r["latency_ms"] for r in rows if r.get("latency_ms") is not None]
+    prompt_tokens = [r["prompt_tokens"] for r in rows if r.get("prompt_tokens") is not None]
     return {
         "n": n,
         "em": sum(r["em"] for r in rows) / n,
         "es": sum(r["es"] for r in rows) / n,
         "id_f1": sum(r["id_f1"] for r in rows) / n,
         "latency_ms": sum(latencies) / len(latencies) if latencies else None,
+        "prompt_tokens": sum(prompt_tokens) / len(prompt_tokens) if prompt_tokens else None,
         "empty": sum(1 for r in rows if not r["prediction"].strip()),
         "errors": sum(1 for r in rows if r.get("error")),
     }

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,13 +30,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import baselines  # noqa: E402
 import cases as case_builder  # noqa: E402
 import metrics  # noqa: E402
+import stats  # noqa: E402
 import packages as pkgs  # noqa: E402
 import recorder as prompt_recorder  # noqa: E402
 from lsp import CACHE, ROOT, Backend, LspClient, PipelineError, binary  # noqa: E402
 
 MODES = ("currentFile", "full", "jaccard")
+# Built here and sent straight to ghostline-serve (baselines.py): what every mode is judged against.
+BASELINES = ("plain", "naive")
 DEFAULT_MODEL = Path(os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-int4-cpu"))
 TINY_MODEL = Path(os.environ.get("GHOSTLINE_TINY_GENAI", CACHE / "models" / "tiny-qwen2-genai"))
 INDEX_TIMEOUT_S = 120
@@ -90,7 +95,7 @@ def predicted_middle(holed: str, cursor: int, item: dict) -> str:
 
 
 def language_id(language: str) -> str:
-    return {"rust": "rust", "python": "python"}[language]
+    return {"rust": "rust", "python": "python", "go": "go"}[language]
 
 
 def wait_for_index(client: LspClient) -> dict:
@@ -192,6 +197,76 @@ def run_case(lsp_bin: Path, workspace: Path, case: case_builder.Case, settings: 
     return row
 
 
+def prompt_tokens_total(url: str) -> float | None:
+    """ghostline-serve's prompt-token counter (None for a backend without it)."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except (OSError, ValueError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("ghostline_prompt_tokens_total "):
+            return float(line.split()[1])
+    return None
+
+
+def run_baseline(system: str, url: str, model_id: str, tokens: baselines.Tokens, workspace: Path,
+                 case: case_builder.Case, budget: int, max_tokens: int, extension: str) -> dict:
+    """One baseline completion: its prompt built here from the holed file (on disk too, as for
+    the LSP, so the windows cannot show the answer), sent to the backend, cut by `baselines.cut`."""
+    path = workspace / case.path
+    original = path.read_text(encoding="utf-8")
+    holed = case.holed(original)
+    cursor = case_builder.offset_of(original, case.line, case.column)
+    row = {"id": case.id, "kind": case.kind, "package": case.package, "language": case.language, "mode": system}
+    path.write_text(holed, encoding="utf-8")
+    try:
+        if system == "plain":
+            prompt = baselines.plain_prompt(tokens, holed, cursor, budget)
+        else:
+            prompt = baselines.naive_prompt(tokens, workspace, case.path, extension, holed, cursor, budget)
+        started = time.monotonic()
+        answer = baselines.complete(url, model_id, prompt, max_tokens)
+        row["latency_ms"] = (time.monotonic() - started) * 1000
+        row["raw"] = answer["text"]
+        row["prompt_tokens"] = answer["usage"].get("prompt_tokens")
+        row["prediction"] = baselines.cut(answer["text"], holed, cursor)
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        row["error"] = f"{system}: {e}"
+        row.setdefault("prediction", "")
+    finally:
+        path.write_text(original, encoding="utf-8")
+    row.update(metrics.score(row["prediction"], case.middle))
+    return row
+
+
+def model_id_of(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/v1/models", timeout=30) as response:
+        return json.load(response)["data"][0]["id"]
+
+
+def paired_table(rows: list[dict], systems: list[str], references: list[str], groups: list[tuple[str, callable]]) -> str:
+    """Each system minus each reference, on the same cases: exact match and edit similarity in
+    points, with 95% bootstrap intervals."""
+    lines = [
+        "| system − reference | group | n | Δ EM (pts) [95% CI] | Δ edit sim (pts) [95% CI] |",
+        "|---|---|---:|---|---|",
+    ]
+    by = {(r["mode"], r["id"]): r for r in rows}
+    for system in systems:
+        for reference in references:
+            if system == reference:
+                continue
+            for name, keep in groups:
+                ids = sorted({r["id"] for r in rows if r["mode"] == system and keep(r) and (reference, r["id"]) in by})
+                if not ids:
+                    continue
+                em = stats.paired([by[(system, i)]["em"] for i in ids], [by[(reference, i)]["em"] for i in ids])
+                es = stats.paired([by[(system, i)]["es"] for i in ids], [by[(reference, i)]["es"] for i in ids])
+                lines.append(f"| {system} − {reference} | {name} | {len(ids)} | {stats.describe(em)} | {stats.describe(es)} |")
+    return "\n".join(lines)
+
+
 def record_prompt(recorder, case: case_builder.Case, row: dict, path: Path) -> None:
     """What the stand-in backend was sent for this case: size, and whether it carries the
     definition a cross-file case needs, or the middle itself (verbatim, when 12+ chars)."""
@@ -233,44 +308,70 @@ def git(*args: str) -> str:
         return ""
 
 
+def report_row(case: case_builder.Case, mode: str, row: dict) -> None:
+    status = "ERROR " + row["error"] if row.get("error") else f"em={row['em']:.0f} es={row['es']:.2f}"
+    print(f"[eval] {case.id:<34} {mode:<12} {row.get('latency_ms', 0):7.0f} ms  {status}", flush=True)
+
+
 def fmt(value, digits=3):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def groups(rows: list[dict]) -> list[tuple[str, callable]]:
+    """The groups every table reports: each kind, each language, and all cases."""
+    out = [(kind, lambda r, k=kind: r["kind"] == k) for kind in case_builder.KINDS]
+    for language in sorted({r.get("language") for r in rows if r.get("language")}):
+        out.append((language, lambda r, l=language: r.get("language") == l))
+    out.append(("overall", lambda r: True))
+    return out
+
+
 def table(summary: dict, modes: list[str]) -> str:
     lines = [
-        "| mode | kind | n | EM | edit sim | ident F1 | mean latency (ms) | empty | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | group | n | EM | edit sim | ident F1 | mean latency (ms) | mean prompt tokens | empty | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode in modes:
-        for kind in (*case_builder.KINDS, "overall"):
-            a = summary[mode][kind]
+        for group, a in summary[mode].items():
             lines.append(
-                f"| {mode} | {kind} | {a['n']} | {fmt(a['em'])} | {fmt(a['es'])} | {fmt(a['id_f1'])} | "
-                f"{fmt(a['latency_ms'], 0)} | {a['empty']} | {a['errors']} |"
+                f"| {mode} | {group} | {a['n']} | {fmt(a['em'])} | {fmt(a['es'])} | {fmt(a['id_f1'])} | "
+                f"{fmt(a['latency_ms'], 0)} | {fmt(a.get('prompt_tokens'), 0)} | {a['empty']} | {a['errors']} |"
             )
     return "\n".join(lines)
 
 
-def targets(summary: dict, modes: list[str]) -> list[str]:
+def targets(rows: list[dict], modes: list[str]) -> list[str]:
+    """The issue's bar for every ghostline-lsp system: beat plain on single-line and multi-line
+    exact match and edit similarity; beat naive overall and on cross-file holes."""
     out = []
-    if "full" in modes and "currentFile" in modes:
-        full, cur = summary["full"]["cross-file"]["em"], summary["currentFile"]["cross-file"]["em"]
-        if full is not None and cur is not None:
-            ok = full >= 1.5 * cur and full > 0
-            ratio = f"{full / cur:.2f}×" if cur else ("∞" if full else "n/a")
-            out.append(f"- cross-file EM, full ≥ 1.5 × currentFile: {full:.3f} vs {cur:.3f} ({ratio}) — {'met' if ok else 'NOT met'}")
-    if "full" in modes and "jaccard" in modes:
-        full, jac = summary["full"]["overall"]["em"], summary["jaccard"]["overall"]["em"]
-        if full is not None and jac is not None:
-            out.append(f"- overall EM, full > jaccard: {full:.3f} vs {jac:.3f} — {'met' if full > jac else 'NOT met'}")
+    by = {(r["mode"], r["id"]): r for r in rows}
+    checks = [("plain", "single-line"), ("plain", "multi-line"), ("naive", "overall"), ("naive", "cross-file")]
+    for mode in modes:
+        if mode in BASELINES:
+            continue
+        for reference, group in checks:
+            if reference not in modes:
+                continue
+            ids = sorted({r["id"] for r in rows if r["mode"] == mode and (group == "overall" or r["kind"] == group)})
+            for metric in ("em", "es"):
+                d = stats.paired([by[(mode, i)][metric] for i in ids], [by[(reference, i)][metric] for i in ids])
+                verdict = "beats" if d["diff"] is not None and d["diff"] > 0 else "does NOT beat"
+                out.append(f"- {mode} {verdict} {reference} on {group} {metric.upper()}: {stats.describe(d)} points (n={d['n']})")
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=16, help="cases per kind (default 16)")
-    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--limit", type=int, default=None, help="run only the first N cases of each kind (same cases)")
+    ap.add_argument("--systems", "--modes", dest="systems", default="plain,naive,full",
+                    help="comma-separated: the baselines plain and naive (baselines.py), ghostline-lsp's "
+                         "contextModes currentFile, full, jaccard, and names given with --variant")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                    help="an ablation: ghostline-lsp with these settings merged (contextMode defaults to full), "
+                         "e.g. 'repoFormat={\"promptFamily\": \"qwen\"}'; then name it in --systems")
+    ap.add_argument("--half", choices=("dev", "held-out", "all"), default="all",
+                    help="the packages of this half of packages.toml (held-out: score once, at the end)")
     ap.add_argument("--backend-url", help="use this ghostline-serve instead of starting one")
     ap.add_argument("--model", type=Path, default=None, help="model directory for the backend started here")
     ap.add_argument("--context-tokens", type=int, default=1024)
@@ -292,10 +393,19 @@ def main() -> int:
     args = ap.parse_args()
     started = time.monotonic()
 
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    variants = {}
+    for spec in args.variant:
+        name, _, settings = spec.partition("=")
+        try:
+            variants[name.strip()] = {"contextMode": "full", **json.loads(settings)}
+        except json.JSONDecodeError as e:
+            ap.error(f"--variant {spec!r}: {e}")
+    modes = [m.strip() for m in args.systems.split(",") if m.strip()]
     for m in modes:
-        if m not in MODES:
-            ap.error(f"unknown mode {m!r} (known: {', '.join(MODES)})")
+        if m not in MODES and m not in BASELINES and m not in variants:
+            ap.error(f"unknown system {m!r} (known: {', '.join(MODES + BASELINES + tuple(variants))})")
+    if args.record_prompts and any(m in BASELINES for m in modes):
+        ap.error("--record-prompts records ghostline-lsp's prompts only; leave the baselines out")
     if args.smoke:
         args.cases = 2
         args.model = args.model or TINY_MODEL
@@ -322,6 +432,8 @@ def main() -> int:
             packages = [p for p in packages if p.name in wanted]
         if args.smoke:
             packages = [p for p in packages if p.smoke]
+        if args.half != "all":
+            packages = [p for p in packages if p.half == args.half]
         if not packages:
             raise PipelineError("no packages selected")
         roots = {p.key: pkgs.fetch(p) for p in packages}
@@ -330,6 +442,8 @@ def main() -> int:
         if not kinds <= set(case_builder.KINDS):
             raise PipelineError(f"unknown kinds {kinds - set(case_builder.KINDS)}")
         cases = [c for c in cases if c.kind in kinds]
+        if args.limit is not None:
+            cases = [c for c in cases if int(c.id.rsplit("/", 1)[1]) < args.limit]
         case_builder.write_jsonl(cases, logs / "cases.jsonl")
         # The smoke run takes a fresh debug build (what `cargo test` leaves; built when stale), so CI need not
         # build release binaries for it; the real evaluation wants release ones.
@@ -356,7 +470,10 @@ def main() -> int:
             print(f"[eval] FAILED to start ghostline-serve: {e}", file=sys.stderr)
             return 1
         backend_url = backend.url
-    print(f"[eval] {len(cases)} cases × {len(modes)} modes; backend {backend_url}; model {model}; "
+    model_id = model_id_of(backend_url) if any(m in BASELINES for m in modes) else None
+    tokens = baselines.Tokens(model) if model_id else None
+    extensions = {p.key: p.extension for p in packages}
+    print(f"[eval] {len(cases)} cases × {len(modes)} systems; backend {backend_url}; model {model}; "
           f"ghostline-lsp {lsp_bin}", flush=True)
 
     meta = {
@@ -376,6 +493,9 @@ def main() -> int:
         "cases_per_kind": args.cases,
         "packages": [p.key for p in packages],
         "modes": modes,
+        "variants": variants,
+        "half": args.half,
+        "limit": args.limit,
         "smoke": args.smoke,
     }
     rows: list[dict] = []
@@ -395,6 +515,13 @@ def main() -> int:
                 shutil.copytree(roots[case.package], ws, ignore=shutil.ignore_patterns(".ghostline-eval-sha256"))
                 workspaces[case.package] = ws
             for mode in modes:
+                before = prompt_tokens_total(backend_url) if not recorder else None
+                if mode in BASELINES:
+                    row = run_baseline(mode, backend_url, model_id, tokens, workspaces[case.package], case,
+                                       args.context_tokens, max_tokens, extensions[case.package])
+                    rows.append(row)
+                    report_row(case, mode, row)
+                    continue
                 settings = {
                     "backendUrl": backend_url,
                     "contextMode": mode,
@@ -409,13 +536,20 @@ def main() -> int:
                     "temperature": 0.0,
                     "debounceMs": 0,
                     **args.settings,
+                    **({"contextMode": mode} if mode in MODES else variants[mode]),
                 }
                 row = run_case(lsp_bin, workspaces[case.package], case, settings, logs / "ghostline-lsp.stderr.log")
+                row["mode"] = mode
+                row["language"] = case.language
                 if recorder:
                     record_prompt(recorder, case, row, logs / "prompts.jsonl")
+                else:
+                    after = prompt_tokens_total(backend_url)
+                    if before is not None and after is not None:
+                        # Every prompt the LSP sent for this case (warm-ups included).
+                        row["prompt_tokens"] = after - before
                 rows.append(row)
-                status = "ERROR " + row["error"] if row.get("error") else f"em={row['em']:.0f} es={row['es']:.2f}"
-                print(f"[eval] {case.id:<34} {mode:<12} {row.get('latency_ms', 0):7.0f} ms  {status}", flush=True)
+                report_row(case, mode, row)
             save()
     except KeyboardInterrupt:
         interrupted = True  # summarise what was measured, then fail
@@ -429,13 +563,14 @@ def main() -> int:
             recorder.stop()
 
     summary = {}
+    # after an interruption, only cases every system finished, so the systems stay comparable
+    done = {r["id"] for r in rows if sum(q["id"] == r["id"] for q in rows) == len(modes)}
+    complete_rows = [r for r in rows if r["id"] in done]
     for mode in modes:
         summary[mode] = {}
-        # after an interruption, only cases every mode finished, so the modes stay comparable
-        done = {r["id"] for r in rows if sum(q["id"] == r["id"] for q in rows) == len(modes)}
-        for kind in (*case_builder.KINDS, "overall"):
-            selected = [r for r in rows if r["id"] in done and r["mode"] == mode and (kind == "overall" or r["kind"] == kind)]
-            summary[mode][kind] = metrics.aggregate(selected)
+        for group, keep in groups(complete_rows):
+            selected = [r for r in complete_rows if r["mode"] == mode and keep(r)]
+            summary[mode][group] = metrics.aggregate(selected)
     save(summary)
     elapsed = time.monotonic() - started
     meta["elapsed_s"] = round(elapsed)
@@ -447,6 +582,9 @@ def main() -> int:
         (out_dir / f"{stamp}.md").write_text(f"Command: `{meta['command']}`\n\n{report}\n")
         print(f"\n{report}\n\n[eval] prompts in {logs / 'prompts.jsonl'}; {len(rows)} requests in {elapsed:.0f} s")
         return 1 if any(r.get("error") for r in rows) or interrupted else 0
+    references = [m for m in BASELINES if m in modes]
+    paired = paired_table(complete_rows, [m for m in modes if m not in BASELINES], references,
+                          groups(complete_rows)) if references else ""
     (out_dir / f"{stamp}.md").write_text(
         f"Command: `{meta['command']}`\n\n"
         f"ghostline-lsp: {meta['lsp_binary']} (last lsp-server commit `{meta['lsp_last_commit']}`"
@@ -454,12 +592,14 @@ def main() -> int:
         f"model {Path(meta['model']).name}; contextTokens {meta['context_tokens']}; maxTokens {meta['max_tokens']}; "
         f"{len(cases)} cases ({args.cases} per kind) from {', '.join(meta['packages'])}; seed {args.seed}; "
         f"{len(rows)} completions in {elapsed / 60:.1f} min\n\n"
-        + table(summary, modes) + "\n\n" + "\n".join(targets(summary, modes)) + "\n"
+        + table(summary, modes) + "\n\n" + paired + "\n\n" + "\n".join(targets(complete_rows, modes)) + "\n"
     )
     print()
     print(table(summary, modes))
     print()
-    for line in targets(summary, modes):
+    print(paired)
+    print()
+    for line in targets(complete_rows, modes):
         print(line)
     print(f"\n[eval] {len(rows)} completions in {elapsed:.0f} s; results in {result_path.relative_to(ROOT) if result_path.is_relative_to(ROOT) else result_path}")
 
