@@ -54,6 +54,12 @@ fn drop_repeated_following(text: &str, ctx: &PostContext<'_>) -> Option<String> 
             .collect();
         if !tail.is_empty() && same(&tail, ctx.following) {
             let kept = lines[..lines.len() - k].join("\n");
+            // A closer that closes what the suggestion itself opened is not the file's: `fn
+            // default() -> Self {⏎…⏎    }` before the `impl`'s `}` keeps its `    }` (cut, the
+            // evaluation's multi-line bodies lost their last line).
+            if net_depth(&kept) > 0 {
+                continue;
+            }
             return Some(kept.trim_end().to_string());
         }
     }
@@ -260,6 +266,15 @@ mod tests {
             Some("a + b".into())
         );
         assert_eq!(post_before("a + b", "    ", &["}"]), Some("a + b".into()));
+        // The suggestion's own block keeps its closer, though the file's next line is one too.
+        assert_eq!(
+            post_before("fn default() -> Self {\n        Self::empty()\n    }", "    ", &["}"]),
+            Some("fn default() -> Self {\n        Self::empty()\n    }".into())
+        );
+        assert_eq!(
+            post_before("if a {\n        b();\n    }\n}", "    ", &["}", "fn main() {"]),
+            Some("if a {\n        b();\n    }".into())
+        );
         // Mid-line, the same text may well be wanted.
         assert_eq!(post_before("}", "    x = ", &["}"]), Some("}".into()));
     }

@@ -13,8 +13,9 @@ pub struct StopConfig {
     pub indent_based: bool,
     /// The cursor's line before the cursor.
     pub line_prefix: String,
-    /// The first non-blank line after the cursor's line, trimmed.
+    /// The first non-blank line after the cursor's line, trimmed, and its indentation.
     pub next_line: Option<String>,
+    pub next_line_indent: usize,
     /// Text that ends the suggestion wherever it appears (the model's special tokens, should
     /// the backend pass them through as text): `FimMarkers::ending_markers`.
     pub markers: Vec<String>,
@@ -171,9 +172,13 @@ impl StopDetector {
             return;
         }
         let trimmed = line.trim();
+        // The text after the cursor comes next: the suggestion is done. Only at the same
+        // indentation: deeper in, the same words are the suggestion's own block (evaluation:
+        // `if silent:` lost its `return None` to the file's `return None` after the block).
         if index > 0
             && trimmed.chars().any(char::is_alphanumeric)
             && self.config.next_line.as_deref() == Some(trimmed)
+            && indent_width(line) == self.config.next_line_indent
         {
             self.cut_before(start);
             return;
@@ -296,6 +301,7 @@ mod tests {
             indent_based: false,
             line_prefix: line_prefix.into(),
             next_line: next_line.map(Into::into),
+            next_line_indent: 0,
             markers: FimMarkers::default().ending_markers(),
         }
     }
@@ -336,6 +342,18 @@ mod tests {
     fn repeating_the_suffix_stops() {
         let (text, _) = run(multi("", Some("return x;")), &["let y = 2;\nreturn x;\n}"]);
         assert_eq!(text, "let y = 2;");
+    }
+
+    #[test]
+    fn the_same_line_in_the_suggestions_own_block_is_not_the_suffix() {
+        let mut config = multi("        ", Some("return None"));
+        config.indent_based = true;
+        config.next_line_indent = 8;
+        let (text, _) = run(
+            config,
+            &["if silent:\n            return None\n        return None\n"],
+        );
+        assert_eq!(text, "if silent:\n            return None");
     }
 
     #[test]

@@ -233,6 +233,7 @@ pub async fn suggest(
         indent_based: analysis.indent_based,
         line_prefix: line_prefix.clone(),
         next_line: ctx.next_line.clone(),
+        next_line_indent: ctx.next_line_indent,
         markers: Vec::new(), // the model's, once it is known (`generate`)
     };
     // `timeoutMs` bounds the wait for the suggestion to start; once text is streaming it may

@@ -28,6 +28,9 @@ pub struct CursorContext {
     /// First non-blank line after the cursor's line, trimmed: a suggestion that starts
     /// repeating it is done.
     pub next_line: Option<String>,
+    /// That line's indentation (a tab counts 4): repeating its text deeper in is not
+    /// repeating it (`if silent:⏎    return None` above the file's own `return None`).
+    pub next_line_indent: usize,
     pub indent_unit: IndentUnit,
     /// Lines of the document that prefix and suffix cover: first, and one past the last.
     pub window_lines: (usize, usize),
@@ -148,10 +151,11 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
         .slice(rope.line_to_char(first_line)..cursor_char)
         .to_string();
 
-    let next_line = (line_index + 1..last_line.min(line_index + 1 + MAX_WINDOW_LINES))
+    let next = (line_index + 1..last_line.min(line_index + 1 + MAX_WINDOW_LINES))
         .map(|i| rope.line(i))
-        .find(|l| !is_blank(*l))
-        .map(|l| l.to_string().trim().to_string());
+        .find(|l| !is_blank(*l));
+    let next_line = next.map(|l| l.to_string().trim().to_string());
+    let next_line_indent = next.map_or(0, indent_width_of);
 
     CursorContext {
         cursor_char,
@@ -161,6 +165,7 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
         prefix,
         suffix,
         next_line,
+        next_line_indent,
         indent_unit: detect_indent_unit(rope, line_index),
         window_lines: (first_line, line.max(line_index + 1)),
         suffix_tokens,
