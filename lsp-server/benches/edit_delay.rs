@@ -2,7 +2,7 @@
 //! over stdio applies a stream of edits (`didChange`, then at once `ghostline/documentText`,
 //! whose answer shows the edit was applied) first with nothing else running, then while waves
 //! of ten completion requests, issued at once on ten large documents, build their prompts
-//! (definitions, similar windows over the whole index, recent edits, skeletons) and stream.
+//! (definitions, similar windows over the whole index, recent edits) and stream.
 //! Each wave moves every cursor to another region of its document, so the snippet memo and the
 //! suggestion memory cannot answer: every request does the full work.
 //!

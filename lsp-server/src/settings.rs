@@ -16,7 +16,7 @@ pub enum MultilineMode {
 /// these three names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ContextMode {
-    /// The current file plus definitions, similar code, recent edits and import skeletons.
+    /// The current file plus definitions, similar code and recent edits that are likely to help.
     #[default]
     #[serde(rename = "full")]
     Full,

@@ -8,8 +8,8 @@
 //!
 //! Sources (`sources`) each propose scored snippets: definitions of identifiers used near the
 //! cursor, resolved through the file's imports and the workspace index; windows of similar
-//! code (Jaccard over identifier tokens); regions edited recently; signature skeletons of
-//! imported files. `select` fits them into one token budget beside the current file's prefix
+//! code (Jaccard over identifier tokens); regions edited recently. `select` keeps those likely
+//! to help (`select::MIN_SCORE`) and fits them into one token budget beside the current file's prefix
 //! and suffix, merging overlaps, dropping the lowest scores first, and ordering them by a
 //! stable key so consecutive keystrokes produce prompts with a long common prefix (the
 //! backend's KV cache then re-reads only the end). `template` writes the prompt for the
@@ -39,7 +39,6 @@ use window::{cursor_context, CursorContext};
 /// cursor, where the model attends most, so the most useful kind (definitions) goes last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SourceKind {
-    Skeleton,
     Similar,
     RecentEdit,
     Definition,
@@ -211,7 +210,13 @@ pub fn build(
         Some(chosen) => chosen,
         None => {
             let candidates = sources::collect(mode, current, workspace, narrow.window_lines);
-            let chosen = select::choose(candidates, retrieved_budget);
+            // `full` adds another file's lines only where they are likely to help; the
+            // `jaccard` baseline takes whatever is most similar.
+            let min_score = match mode {
+                ContextMode::Full => select::MIN_SCORE,
+                _ => f32::MIN_POSITIVE,
+            };
+            let chosen = select::choose(candidates, retrieved_budget, min_score);
             // A cancelled collection may be partial: it must not stand for the region.
             if let Some(memo) = workspace.memo.filter(|_| !workspace.cancelled()) {
                 memo.put(key, chosen.clone());

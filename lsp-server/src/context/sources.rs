@@ -30,8 +30,6 @@ const SIMILAR_CANDIDATES: usize = 32;
 const SIMILAR_RESULTS: usize = 6;
 const MIN_JACCARD: f32 = 0.08;
 const RECENT_EDIT_RADIUS: usize = 6;
-const SKELETON_FILES: usize = 3;
-const SKELETON_LINES: usize = 30;
 
 /// Words that are syntax, not names worth looking up.
 const KEYWORDS: &[&str] = &[
@@ -161,7 +159,6 @@ pub fn collect(
         let imported = imported_files(current, workspace);
         out.extend(definitions(current, workspace, &imported));
         out.extend(recent_edits(current, workspace, &mut texts));
-        out.extend(skeletons(workspace, &imported, current));
     }
     // The current file's own lines already in the prompt would only repeat it.
     let (first, last) = window_lines;
@@ -579,41 +576,4 @@ fn recent_edits(
         }
     }
     out
-}
-
-/// (e) Signatures of what the imported files define: the API the cursor is likely to use.
-fn skeletons(
-    workspace: &Workspace<'_>,
-    imported: &[Arc<FileEntry>],
-    current: &CurrentFile<'_>,
-) -> Vec<Snippet> {
-    imported
-        .iter()
-        .filter(|file| !is_current(current, file) && !file.definitions.is_empty())
-        .take(SKELETON_FILES)
-        .filter_map(|file| {
-            let mut lines: Vec<String> = Vec::new();
-            for definition in &file.definitions {
-                if lines.len() >= SKELETON_LINES {
-                    break;
-                }
-                let first = definition.signature.lines().next().unwrap_or("").trim_end();
-                if !first.is_empty() {
-                    lines.push(first.to_string());
-                }
-            }
-            if lines.is_empty() || excluded(workspace, file) {
-                return None;
-            }
-            Some(Snippet {
-                path: file.relative.clone(),
-                start_line: 0,
-                end_line: file.line_count,
-                text: lines.join("\n"),
-                score: 0.3,
-                kind: SourceKind::Skeleton,
-                verbatim: false,
-            })
-        })
-        .collect()
 }
