@@ -597,7 +597,7 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=16, help="cases per kind")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="only the packages marked smoke")
-    ap.add_argument("--half", choices=("dev", "held-out", "all"), default="all",
+    ap.add_argument("--half", choices=(*pkgs.HALVES, "all"), default="all",
                     help="only the packages of this half of packages.toml (default all)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--stats", action="store_true", help="print how many candidates each package has")

@@ -370,7 +370,7 @@ def main() -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help="an ablation: ghostline-lsp with these settings merged (contextMode defaults to full), "
                          "e.g. 'repoFormat={\"promptFamily\": \"qwen\"}'; then name it in --systems")
-    ap.add_argument("--half", choices=("dev", "held-out", "all"), default="all",
+    ap.add_argument("--half", choices=(*pkgs.HALVES, "all"), default="all",
                     help="the packages of this half of packages.toml (held-out: score once, at the end)")
     ap.add_argument("--backend-url", help="use this ghostline-serve instead of starting one")
     ap.add_argument("--model", type=Path, default=None, help="model directory for the backend started here")
