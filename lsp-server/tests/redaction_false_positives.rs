@@ -15,6 +15,11 @@ use ghostline_lsp::privacy::{redact_keep_lines, Excludes};
 /// (path under eval/src, 1-based line, why redacting it is right).
 const EXPECTED: &[(&str, usize, &str)] = &[
     (
+        "attrs-24.2.0/attrs-24.2.0/docs/examples.md",
+        280,
+        "a password value under a 'password' key (documentation example)",
+    ),
+    (
         "requests-2.32.3/requests-2.32.3/HISTORY.md",
         93,
         "password in a URL's userinfo (documentation)",
