@@ -246,7 +246,7 @@ def test_half_is_required_and_checked():
              "sha256": "0" * 64, "root": "x", "source": "."}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "packages.toml"
-        for half in ("dev", "held-out"):
+        for half in pkgs.HALVES:
             path.write_text(_toml([{**entry, "half": half}]))
             assert pkgs.load(path)[0].half == half
         for bad in ({}, {"half": "train"}, {"half": ""}):
