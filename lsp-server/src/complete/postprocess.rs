@@ -19,6 +19,39 @@ pub struct PostContext<'a> {
     pub indent_unit: IndentUnit,
     /// The first few non-blank lines after the cursor's line, trimmed.
     pub following: &'a [String],
+    /// The language's line comment (`//`, `#`).
+    pub line_comment: &'a str,
+}
+
+/// A suggestion that fills a whole line and starts with comment lines before its code starts
+/// with the code: the default model, asked for a block's body, often opens with a comment it
+/// made up (`// Shrink the iterator…`, then the right code), and the ghost text should be the
+/// code the user is about to type. Only where the code is at the cursor's own indentation, so
+/// that it can take the comment's place; a suggestion that is only comments is kept.
+fn drop_leading_comments(text: &str, ctx: &PostContext<'_>) -> String {
+    if !ctx.line_prefix.trim().is_empty() || !ctx.rest_of_line.trim().is_empty() {
+        return text.to_string();
+    }
+    let is_comment = |line: &str| line.trim_start().starts_with(ctx.line_comment);
+    let lines: Vec<&str> = text.split('\n').collect();
+    if !is_comment(lines[0]) {
+        return text.to_string();
+    }
+    let Some(code) = lines
+        .iter()
+        .position(|line| !line.trim().is_empty() && !is_comment(line))
+    else {
+        return text.to_string();
+    };
+    let first = lines[code];
+    match first.strip_prefix(ctx.line_prefix) {
+        Some(body) if !body.starts_with([' ', '\t']) => {
+            let mut kept = vec![body];
+            kept.extend_from_slice(&lines[code + 1..]);
+            kept.join("\n")
+        }
+        _ => text.to_string(),
+    }
 }
 
 /// A suggestion that fills a whole line (nothing but indentation before and after the cursor)
@@ -147,6 +180,7 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
     if text.trim().is_empty() {
         return None;
     }
+    let text = drop_leading_comments(&text, ctx);
     let text = drop_repeated_following(&text, ctx)?;
     if text.trim().is_empty() {
         return None;
@@ -239,6 +273,7 @@ mod tests {
                 rest_of_line: rest,
                 indent_unit: IndentUnit::Spaces(4),
                 following: &[],
+                line_comment: "//",
             },
         )
     }
@@ -252,6 +287,7 @@ mod tests {
                 rest_of_line: "",
                 indent_unit: IndentUnit::Spaces(4),
                 following: &following,
+                line_comment: "//",
             },
         )
         .map(|f| f.text)
@@ -268,15 +304,48 @@ mod tests {
         assert_eq!(post_before("a + b", "    ", &["}"]), Some("a + b".into()));
         // The suggestion's own block keeps its closer, though the file's next line is one too.
         assert_eq!(
-            post_before("fn default() -> Self {\n        Self::empty()\n    }", "    ", &["}"]),
+            post_before(
+                "fn default() -> Self {\n        Self::empty()\n    }",
+                "    ",
+                &["}"]
+            ),
             Some("fn default() -> Self {\n        Self::empty()\n    }".into())
         );
         assert_eq!(
-            post_before("if a {\n        b();\n    }\n}", "    ", &["}", "fn main() {"]),
+            post_before(
+                "if a {\n        b();\n    }\n}",
+                "    ",
+                &["}", "fn main() {"]
+            ),
             Some("if a {\n        b();\n    }".into())
         );
         // Mid-line, the same text may well be wanted.
         assert_eq!(post_before("}", "    x = ", &["}"]), Some("}".into()));
+    }
+
+    #[test]
+    fn a_body_starts_with_its_code_not_a_made_up_comment() {
+        // Cursor on an empty body line (8 spaces); the model wrote a comment, then the code.
+        assert_eq!(
+            post(
+                "// Shrink the entries.\n        self.entries.shrink_to_fit();\n        self.indices.clear();",
+                "        ",
+                ""
+            )
+            .unwrap()
+            .text,
+            "self.entries.shrink_to_fit();\n        self.indices.clear();"
+        );
+        // Only a comment: kept. Code that is not at the cursor's indentation: kept as written.
+        assert_eq!(post("// TODO", "        ", "").unwrap().text, "// TODO");
+        let nested = "// loop\n            x += 1;";
+        assert_eq!(post(nested, "        ", "").unwrap().text, nested);
+        // After code on the line, a comment is the user's business.
+        let trailing = "// the sum\n    total";
+        assert_eq!(
+            post(trailing, "    let x = 1; ", "").unwrap().text,
+            trailing
+        );
     }
 
     #[test]
@@ -340,6 +409,7 @@ mod tests {
                 rest_of_line: "",
                 indent_unit: IndentUnit::Tab,
                 following: &[],
+                line_comment: "//",
             },
         )
         .unwrap();

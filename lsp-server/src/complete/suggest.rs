@@ -305,6 +305,7 @@ pub async fn suggest(
             rest_of_line: &rest_of_line,
             indent_unit: ctx.indent_unit,
             following: &following,
+            line_comment: crate::syntax::line_comment(&document.language_id),
         },
     )
     .map(|f| RecentResult {
