@@ -101,10 +101,15 @@ fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
     let warm = &bodies[1];
     assert_eq!(warm["max_tokens"], 0, "{warm}");
     let warm_prompt = warm["prompt"].as_str().unwrap();
-    // The cursor's line comes last, after the middle marker; everything before it is what the
-    // next keystrokes share, and what a warm-up prefills.
-    assert!(first.ends_with("<|fim_middle|>    "), "{first:?}");
-    let first_stable = &first[..first.len() - "    ".len()];
+    // What is typed on the cursor's line comes last, after the middle marker; everything before
+    // it, the line's indentation included, is what the next keystrokes share, and what a
+    // warm-up prefills. Nothing is typed yet: the whole prompt is that part.
+    assert!(first.ends_with("<|fim_middle|>"), "{first:?}");
+    assert!(
+        first[..first.find("<|fim_suffix|>").unwrap()].ends_with("):\n    "),
+        "{first:?}"
+    );
+    let first_stable = first.as_str();
     assert!(
         warm_prompt.starts_with("<|fim_prefix|>") && warm_prompt.ends_with("<|fim_middle|>"),
         "{warm_prompt}"
@@ -115,7 +120,7 @@ fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
     );
     let warm_prefix = &warm_prompt[..warm_prompt.find("<|fim_suffix|>").unwrap()];
     assert!(
-        warm_prefix.ends_with("def handler_300(request):\n"),
+        warm_prefix.ends_with("def handler_300(request):\n    "),
         "{warm_prompt:?}"
     );
 
@@ -146,7 +151,7 @@ fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
         .unwrap_or_else(|| {
             panic!("the prompt changed before the cursor's line:\n{first_stable}\n---\n{next}")
         });
-    assert_eq!(&next[stable.len()..], "    x");
+    assert_eq!(&next[stable.len()..], "x");
     assert!(client.shutdown().success());
 }
 
@@ -178,7 +183,7 @@ fn placing_the_cursor_prefills_the_prompt_a_keystroke_there_sends() {
     let warm_prompt = warm["prompt"].as_str().unwrap();
     assert!(warm_prompt.ends_with("<|fim_middle|>"), "{warm_prompt:?}");
     assert!(warm_prompt[..warm_prompt.find("<|fim_suffix|>").unwrap()]
-        .ends_with("def handler_300(request):\n"));
+        .ends_with("def handler_300(request):\n    "));
 
     // The first keystroke there sends that prompt and the typed line after it.
     client.notify(
@@ -197,7 +202,7 @@ fn placing_the_cursor_prefills_the_prompt_a_keystroke_there_sends() {
         .expect("no completion request");
     assert_eq!(
         completion["prompt"].as_str().unwrap(),
-        format!("{warm_prompt}    x")
+        format!("{warm_prompt}x")
     );
     // The prompt ends inside a word: the backend is asked to heal it.
     assert_eq!(completion["token_healing"], true, "{completion}");

@@ -59,8 +59,8 @@ pub struct PromptSource<'a> {
 pub struct Prompt {
     pub rendered: Rendered,
     pub format: Format,
-    /// The raw prompt without the cursor's line before the cursor, which comes last (a prefix
-    /// of `rendered.prompt`); `None` where the backend applies the template.
+    /// The raw prompt without what is typed on the cursor's line after its indentation, which
+    /// comes last (a prefix of `rendered.prompt`); `None` where the backend applies the template.
     pub stable: Option<String>,
     /// First line of the current file's window.
     pub window_start: usize,
@@ -239,10 +239,16 @@ pub fn build_prompt(
         .rest_of_line
         .chars()
         .all(|c| c.is_whitespace() || ")]}>;,:'\"`".contains(c));
-    let (head, line) = built
-        .cursor
-        .prefix
-        .split_at(built.cursor.prefix.rfind('\n').map_or(0, |at| at + 1));
+    // The line's indentation stays with the fixed part: it does not change while the user types
+    // the line, and the model writes a better line when what comes before the middle marker
+    // ends at the indentation than when the middle starts with it (dev half, 60 block bodies:
+    // bodies that open with a made-up comment 4 → 0, exact 3 → 5; tests/eval/RESULTS.md).
+    let line_start = built.cursor.prefix.rfind('\n').map_or(0, |at| at + 1);
+    let indentation = built.cursor.prefix[line_start..].len()
+        - built.cursor.prefix[line_start..]
+            .trim_start_matches([' ', '\t'])
+            .len();
+    let (head, line) = built.cursor.prefix.split_at(line_start + indentation);
     let healed = (model.token_healing && rest_is_closers).then(|| {
         template::render(
             &format,
