@@ -106,8 +106,9 @@ fn planted_secrets_never_reach_the_backend() {
     assert!(prompt.contains("<redacted>"), "{prompt}");
     // The default model's format (Qwen2.5-Coder Instruct through ghostline-serve): the FIM
     // template around everything, the retrieved definition as Python comments under its file
-    // name above the current file, no repo-level markers, and the cursor's line last, after
-    // the middle marker (the server heals a prompt that ends inside a word).
+    // name above the current file, no repo-level markers, and what is typed on the cursor's
+    // line last, after the middle marker (the server heals a prompt that ends inside a word);
+    // the line's indentation ends the prefix.
     assert!(
         prompt.starts_with("<|fim_prefix|># app/config.py\n"),
         "{prompt}"
@@ -128,7 +129,12 @@ fn planted_secrets_never_reach_the_backend() {
         .split_once("<|fim_middle|>")
         .expect("a FIM middle marker");
     assert!(before_middle.contains("<|fim_suffix|>"), "{prompt}");
-    assert_eq!(cursor_line, "    return ", "{prompt}");
+    assert!(
+        before_middle[..before_middle.find("<|fim_suffix|>").unwrap()]
+            .ends_with("load_settings(path)\n    "),
+        "{prompt}"
+    );
+    assert_eq!(cursor_line, "return ", "{prompt}");
     let bodies = server.bodies.lock().unwrap();
     let body = bodies
         .iter()
