@@ -20,6 +20,11 @@ const EXPECTED: &[(&str, usize, &str)] = &[
         "a password value under a 'password' key (documentation example)",
     ),
     (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/concepts.rst",
+        46,
+        "a value exported as SECRET_KEY (documentation example)",
+    ),
+    (
         "requests-2.32.3/requests-2.32.3/HISTORY.md",
         93,
         "password in a URL's userinfo (documentation)",
