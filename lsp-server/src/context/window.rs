@@ -187,9 +187,16 @@ pub fn following_lines(rope: &Rope, line_index: usize, n: usize) -> Vec<String> 
 /// One past the last line of the suffix's block: inside an indented block, the first line back
 /// at the left margin ends it (kept when it only closes, `}`; not when it starts the next item,
 /// `def`); at the top level, the next top-level line after a blank line starts another item.
+/// On an empty indented line (a body about to be written) in a brace block, the innermost
+/// block's closing line ends it instead (see `innermost_closer`).
 fn suffix_end_line(rope: &Rope, line_index: usize, line_prefix: &str) -> usize {
     let last_line = rope.len_lines().min(line_index + 1 + MAX_WINDOW_LINES);
     let cursor_line = rope.line(line_index);
+    if is_blank(cursor_line) {
+        if let Some(closer) = innermost_closer(rope, line_index, line_prefix, last_line) {
+            return closer + 1;
+        }
+    }
     let indented = if is_blank(cursor_line) {
         // A blank line: the cursor's column says which block it is in.
         line_prefix.chars().any(|c| c == ' ' || c == '\t') || {
@@ -228,6 +235,35 @@ fn suffix_end_line(rope: &Rope, line_index: usize, line_prefix: &str) -> usize {
         after_blank = false;
     }
     last_line
+}
+
+/// On an empty line indented to `line_prefix`, the line that closes the innermost brace block
+/// around it (`}`, `} else {`, `},`): the first non-blank line below indented less than the
+/// cursor, when it is a closing line. The model then sees where the body it writes ends and
+/// little else: with the rest of the enclosing item after the closer, it wrote the code that
+/// comes after the suffix, or copied the sibling code there, more often than the body
+/// (Rust and Go block bodies of the dev half: exact 4 → 5 of 40, edit similarity +4 points).
+/// Not for Python's blocks: they end at the next dedented statement, and a suffix cut there
+/// left the model without the code it needed (Python bodies: edit similarity −8 points), so
+/// they keep the enclosing item's rest.
+fn innermost_closer(
+    rope: &Rope,
+    line_index: usize,
+    line_prefix: &str,
+    last_line: usize,
+) -> Option<usize> {
+    let cursor_indent: usize = line_prefix
+        .chars()
+        .map(|c| if c == '\t' { 4 } else { 1 })
+        .sum();
+    if cursor_indent == 0 || !line_prefix.chars().all(|c| c == ' ' || c == '\t') {
+        return None;
+    }
+    let index = (line_index + 1..last_line).find(|&index| {
+        let line = rope.line(index);
+        !is_blank(line) && indent_width_of(line) < cursor_indent
+    })?;
+    is_closing_line(rope.line(index)).then_some(index)
 }
 
 /// Tabs if most indented lines near the cursor use tabs, else the smallest space indent seen.
@@ -299,6 +335,26 @@ mod tests {
             ctx.suffix,
             "x = 1\n        return x\n\n    def g(self):\n        pass\n\n\n"
         );
+        // An empty line of a nested brace block: up to that block's closing line only.
+        let nested = "fn f(x: u32) -> u32 {\n    if x > 1 {\n        \n    } else {\n        x\n    }\n}\n";
+        let rope = Rope::from_str(nested);
+        let ctx = cursor_context(&rope, rope.line_to_char(2) + 8, 2048);
+        assert_eq!(ctx.suffix, "\n    } else {\n");
+        // Once the line has text, the enclosing item's rest again.
+        let typed = nested.replacen("        \n", "        x\n", 1);
+        let rope = Rope::from_str(&typed);
+        let ctx = cursor_context(&rope, rope.line_to_char(2) + 9, 2048);
+        assert_eq!(ctx.suffix, "\n    } else {\n        x\n    }\n}\n");
+        // Go's tabs count as indentation.
+        let go = "func f() {\n\tfor {\n\t\t\n\t}\n\treturn\n}\n";
+        let rope = Rope::from_str(go);
+        let ctx = cursor_context(&rope, rope.line_to_char(2) + 2, 2048);
+        assert_eq!(ctx.suffix, "\n\t}\n");
+        // A Python body keeps the enclosing item's rest (its block ends at a statement).
+        let python = "def f(x):\n    if x:\n        \n    return x\n";
+        let rope = Rope::from_str(python);
+        let ctx = cursor_context(&rope, rope.line_to_char(2) + 8, 2048);
+        assert_eq!(ctx.suffix, "\n    return x\n");
         // At the top level: up to the next item after a blank line.
         let rope = Rope::from_str("import os\nimport sys\n\ndef main():\n    pass\n");
         let ctx = cursor_context(&rope, 3, 2048);
