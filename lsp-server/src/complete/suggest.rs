@@ -20,7 +20,7 @@ use super::timings::{now_ns, RequestTiming};
 use super::warm::{warm_next_tier, WarmTarget};
 use super::{backend_config, report, Completer, Suggestion, Ticket};
 use crate::backend::{affinity, BackendError, CompletionRequest, ModelInfo, Usage};
-use crate::context::window::{following_lines, CursorContext};
+use crate::context::window::{following_lines, language_indent_unit, CursorContext};
 use crate::edit::position_to_char;
 use crate::session::{Document, Session};
 use crate::settings::Settings;
@@ -303,7 +303,7 @@ pub async fn suggest(
         &PostContext {
             line_prefix: &line_prefix,
             rest_of_line: &rest_of_line,
-            indent_unit: ctx.indent_unit,
+            indent_unit: language_indent_unit(&document.language_id, ctx.indent_unit),
             following: &following,
             line_comment: crate::syntax::line_comment(&document.language_id),
         },

@@ -266,6 +266,17 @@ fn innermost_closer(
     is_closing_line(rope.line(index)).then_some(index)
 }
 
+/// The indentation a suggestion's lines get: Go's is tabs whatever the lines near the cursor
+/// hold (gofmt; a shell script in a raw string, indented with spaces, made both the detection
+/// and the model indent Go code with spaces), other languages' what `detect_indent_unit` saw.
+pub fn language_indent_unit(language_id: &str, detected: IndentUnit) -> IndentUnit {
+    if language_id == "go" {
+        IndentUnit::Tab
+    } else {
+        detected
+    }
+}
+
 /// Tabs if most indented lines near the cursor use tabs, else the smallest space indent seen.
 pub fn detect_indent_unit(rope: &Rope, around_line: usize) -> IndentUnit {
     let first = around_line.saturating_sub(100);
@@ -359,6 +370,16 @@ mod tests {
         let rope = Rope::from_str("import os\nimport sys\n\ndef main():\n    pass\n");
         let ctx = cursor_context(&rope, 3, 2048);
         assert_eq!(ctx.suffix, "ort os\nimport sys\n\n");
+    }
+
+    #[test]
+    fn go_is_indented_with_tabs_whatever_is_near() {
+        let text = "func script() string {\n\treturn `\nif x\n    echo a\n    echo b\n    echo c\nfi\n`\n}\n";
+        let rope = Rope::from_str(text);
+        let detected = detect_indent_unit(&rope, 8);
+        assert_eq!(detected, IndentUnit::Spaces(4));
+        assert_eq!(language_indent_unit("go", detected), IndentUnit::Tab);
+        assert_eq!(language_indent_unit("python", detected), detected);
     }
 
     #[test]
