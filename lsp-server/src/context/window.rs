@@ -347,7 +347,8 @@ mod tests {
             "x = 1\n        return x\n\n    def g(self):\n        pass\n\n\n"
         );
         // An empty line of a nested brace block: up to that block's closing line only.
-        let nested = "fn f(x: u32) -> u32 {\n    if x > 1 {\n        \n    } else {\n        x\n    }\n}\n";
+        let nested =
+            "fn f(x: u32) -> u32 {\n    if x > 1 {\n        \n    } else {\n        x\n    }\n}\n";
         let rope = Rope::from_str(nested);
         let ctx = cursor_context(&rope, rope.line_to_char(2) + 8, 2048);
         assert_eq!(ctx.suffix, "\n    } else {\n");
