@@ -252,11 +252,9 @@ fn innermost_closer(
     line_prefix: &str,
     last_line: usize,
 ) -> Option<usize> {
-    let cursor_indent: usize = line_prefix
-        .chars()
-        .map(|c| if c == '\t' { 4 } else { 1 })
-        .sum();
-    if cursor_indent == 0 || !line_prefix.chars().all(|c| c == ' ' || c == '\t') {
+    // The caller checked the line is blank: its prefix is all indentation.
+    let cursor_indent = indent_width_of(RopeSlice::from(line_prefix));
+    if cursor_indent == 0 {
         return None;
     }
     let index = (line_index + 1..last_line).find(|&index| {
