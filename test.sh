@@ -9,7 +9,10 @@ say() { printf '\033[1m[ghostline test]\033[0m %s\n' "$*" >&2; }
 
 GHOSTLINE_PREPARE_ONLY=1 ./run.sh
 PY="$GHOSTLINE_CACHE/venv/bin/python"
-TOKENIZER="$GHOSTLINE_CACHE/models/qwen2.5-coder-0.5b-instruct-int4-cpu/tokenizer.json"
+
+say "model preparation: GGUF blocks against ggml's own dequantization"
+"$PY" -m unittest inference-backend/scripts/test_gguf_onnx.py
+TOKENIZER="$GHOSTLINE_CACHE/models/qwen2.5-coder-0.5b-instruct-q4km-cpu/tokenizer.json"
 for layout in genai optimum genai-cuda-fp16; do
   "$PY" inference-backend/scripts/make_tiny_model.py --layout "$layout" \
     --out "$GHOSTLINE_CACHE/models/tiny-qwen2-$layout" --tokenizer "$TOKENIZER"

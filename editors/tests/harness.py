@@ -24,7 +24,7 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 SERVE = Path(os.environ.get("GHOSTLINE_SERVE_BIN", TARGET / "debug" / "ghostline-serve"))
 LSP = Path(os.environ.get("GHOSTLINE_LSP_BIN", TARGET / "debug" / "ghostline-lsp"))
 DEFAULT_MODEL = Path(
-    os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-int4-cpu")
+    os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-q4km-cpu")
 )
 ARTIFACTS = Path(os.environ.get("GHOSTLINE_EDITOR_ARTIFACTS", TARGET / "editor-tests"))
 

@@ -4,7 +4,7 @@
 # ../shared/gpu/prepare-ort-gpu.sh's parts are unpacked into /opt/ortgpu. Carry:
 #   target/release/ghostline-serve   (built here; that machine has no cargo)
 #   .gpu/tokenizer.json              (the default model's, copied here: cp ~/.cache/ghostline/models/
-#                                     qwen2.5-coder-0.5b-instruct-int4-cpu/tokenizer.json .gpu/)
+#                                     qwen2.5-coder-0.5b-instruct-q4km-cpu/tokenizer.json .gpu/)
 # The real weights are not carried: the model is Qwen2.5-Coder-0.5B's shape with random weights
 # (make_tiny_model.py --shape 0.5b), exported for CUDA in fp16 by the onnxruntime-genai builder
 # there, so ghostline-serve and onnxruntime-genai run the same ONNX; timing does not depend on the

@@ -41,7 +41,7 @@ from lsp import CACHE, ROOT, Backend, LspClient, PipelineError, binary  # noqa: 
 MODES = ("currentFile", "full", "jaccard")
 # Built here and sent straight to ghostline-serve (baselines.py): what every mode is judged against.
 BASELINES = ("plain", "naive")
-DEFAULT_MODEL = Path(os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-int4-cpu"))
+DEFAULT_MODEL = Path(os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-q4km-cpu"))
 TINY_MODEL = Path(os.environ.get("GHOSTLINE_TINY_GENAI", CACHE / "models" / "tiny-qwen2-genai"))
 INDEX_TIMEOUT_S = 120
 

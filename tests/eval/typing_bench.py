@@ -39,7 +39,7 @@ import cases as case_builder  # noqa: E402
 import packages as pkgs  # noqa: E402
 from lsp import CACHE, Backend, LspClient, PipelineError, binary  # noqa: E402
 
-DEFAULT_MODEL = Path(os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-int4-cpu"))
+DEFAULT_MODEL = Path(os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-q4km-cpu"))
 
 
 def pick_positions(packages: list[pkgs.Package], roots: dict[str, Path], count: int, seed: int, burst: int, bursts: int):

@@ -177,7 +177,7 @@ pub fn cache_root() -> PathBuf {
     home.join(".cache").join("ghostline")
 }
 
-pub const DEFAULT_MODEL_DIR_NAME: &str = "qwen2.5-coder-0.5b-instruct-int4-cpu";
+pub const DEFAULT_MODEL_DIR_NAME: &str = "qwen2.5-coder-0.5b-instruct-q4km-cpu";
 
 pub fn default_model_dir() -> PathBuf {
     cache_root().join("models").join(DEFAULT_MODEL_DIR_NAME)

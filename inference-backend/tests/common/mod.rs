@@ -23,7 +23,7 @@ pub fn model_dir(env: &str, name: &str) -> PathBuf {
         .unwrap_or_else(|| cache_root().join("models").join(name));
     assert!(
         dir.join("ghostline.json").is_file(),
-        "model {} is missing: run ./test.sh (or inference-backend/scripts/setup_models.sh) first",
+        "model {} is missing: run ./test.sh first (it prepares every model the tests use)",
         dir.display()
     );
     dir
@@ -37,8 +37,8 @@ pub fn tiny_optimum() -> PathBuf {
     model_dir("GHOSTLINE_TINY_OPTIMUM", "tiny-qwen2-optimum")
 }
 
-/// The onnxruntime-genai builder's CUDA fp16 export of the same tiny weights (float16 KV and
-/// logits); ONNX Runtime's CPU provider runs it too, which tests the server's f16 path here.
+/// The float16 CUDA variant of the same tiny GGUF (float16 weights, KV and logits); ONNX
+/// Runtime's CPU provider runs it too, which tests the server's f16 path here.
 pub fn tiny_cuda_fp16() -> PathBuf {
     model_dir("GHOSTLINE_TINY_CUDA_FP16", "tiny-qwen2-genai-cuda-fp16")
 }
@@ -46,7 +46,7 @@ pub fn tiny_cuda_fp16() -> PathBuf {
 pub fn default_model() -> PathBuf {
     model_dir(
         "GHOSTLINE_DEFAULT_MODEL",
-        "qwen2.5-coder-0.5b-instruct-int4-cpu",
+        "qwen2.5-coder-0.5b-instruct-q4km-cpu",
     )
 }
 

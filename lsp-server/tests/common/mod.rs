@@ -331,22 +331,25 @@ pub fn serve_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+/// `$GHOSTLINE_CACHE`, or `~/.cache/ghostline`, as run.sh and test.sh read it.
+pub fn cache_root() -> PathBuf {
+    match std::env::var_os("GHOSTLINE_CACHE") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .join(".cache/ghostline"),
+    }
 }
 
 pub fn tiny_model_dir() -> PathBuf {
     std::env::var("GHOSTLINE_TINY_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| home().join(".cache/ghostline/models/tiny-qwen2-genai"))
+        .unwrap_or_else(|_| cache_root().join("models/tiny-qwen2-genai"))
 }
 
 pub fn default_model_dir() -> PathBuf {
     std::env::var("GHOSTLINE_DEFAULT_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            home().join(".cache/ghostline/models/qwen2.5-coder-0.5b-instruct-int4-cpu")
-        })
+        .unwrap_or_else(|_| cache_root().join("models/qwen2.5-coder-0.5b-instruct-q4km-cpu"))
 }
 
 /// Written straight to the stderr handle, which libtest does not capture, so a skip is
