@@ -10,7 +10,7 @@ theta 1e6. Its weights are random bytes in the block types a Q4_K_M GGUF holds a
 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, F16), with scales chosen so activations stay finite.
 
 * ``--layout genai``: gguf_onnx.py's CPU graph, as fetch_default_model.py prepares the real models
-  (MatMulNBits, GroupQueryAttention, ``logits_to_keep``), plus a prefill graph
+  (MatMulNBits, GroupQueryAttention, ``logits_to_keep``) computing in f32, plus a prefill graph
   (``model.prefill.onnx``: 4-bit MatMulNBits in f32) so the tests run the server's switch.
 * ``--layout genai-cuda-fp16``: gguf_onnx.py's CUDA variant (float16 weights, KV and logits), to
   test the server's f16 path on the CPU.
@@ -64,7 +64,7 @@ SHAPES = {
     "0.5b": dict(CFG, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, head_dim=64, max_position_embeddings=32768),
 }
-MARK_VERSION = "tiny-gguf-v1"
+MARK_VERSION = "tiny-gguf-v2"
 # Per layer (cycled): the GGML type of each weight. token_embd is Q8_0 and tied (the LM head).
 LAYER_TYPES = [
     {"attn_q": "Q5_0", "attn_k": "Q4_0", "attn_v": "Q8_0", "attn_output": "Q5_1",
@@ -73,11 +73,10 @@ LAYER_TYPES = [
      "ffn_gate": "Q5_0", "ffn_up": "F16", "ffn_down": "Q6_K"},
 ]
 # Graph against the float64 reference, as a share of the largest |logit| (~50 here): with
-# MatMulNBits computing in f32 the two agree to rounding (EXACT_RTOL); with the int8 activations
-# the shipped graphs use (accuracy_level 4, as llama.cpp quantizes activations to 8 bits), to a
-# few percent; float16 weights and activations (the CUDA variant) move them a little more.
+# MatMulNBits computing in f32 the two agree to rounding (EXACT_RTOL); float16 weights and
+# activations (the CUDA variant) move them by about 0.1%.
 EXACT_RTOL = 1e-5
-RTOL = {"genai": 0.04, "optimum": EXACT_RTOL, "genai-cuda-fp16": 0.01}
+RTOL = {"genai": EXACT_RTOL, "optimum": EXACT_RTOL, "genai-cuda-fp16": 0.01}
 
 
 def log(msg: str) -> None:
@@ -435,7 +434,10 @@ def main(argv=None) -> int:
     if args.layout == "optimum":
         build_optimum_graph(_Model(g), tmp / "model.onnx")
     else:
-        counts = gguf_onnx.write_model(g, tmp, "fp16" if fp16 else "q", log=log)
+        # accuracy_level 1 (f32 compute): random weights put many tokens within rounding of each
+        # other, and the tests compare answers across graphs (prefill graph, float16 variant,
+        # prompt lookup's verification), so the tiny model computes as exactly as it can.
+        counts = gguf_onnx.write_model(g, tmp, "fp16" if fp16 else "q", accuracy_level=1, log=log)
         log("weights: " + ", ".join(f"{n} x {k}" for k, n in counts.items()))
     write_common(tmp, args.tokenizer, c, "tiny-random-qwen2" if args.shape == "tiny" else f"random-qwen2-{args.shape}-shape")
     if args.layout == "genai":
@@ -450,14 +452,6 @@ def main(argv=None) -> int:
         ref2 = gguf_onnx.reference_logits(g, prompt_ids + [nxt])
         kv = (c.n_layers, c.n_kv_heads, c.head_dim)
         atol = RTOL[args.layout]
-        if args.layout == "genai":
-            # The weights exactly: the same graph with MatMulNBits computing in f32.
-            exact = tmp / "_exact"
-            gguf_onnx.write_model(g, exact, "q", accuracy_level=1, log=log)
-            _, e1, e2 = ort_two_steps(exact / "model.onnx", prompt_ids, nxt, kv)
-            compare("f32-compute prefill", e1, ref[-len(e1):], EXACT_RTOL)
-            compare("f32-compute decode ", e2, ref2[-1:], EXACT_RTOL)
-            shutil.rmtree(exact)
         sess, l1, l2 = ort_two_steps(tmp / "model.onnx", prompt_ids, nxt, kv, np.float16 if fp16 else np.float32)
         compare("onnxruntime prefill", l1, ref[-len(l1):], atol)
         compare("onnxruntime decode ", l2, ref2[-1:], atol)

@@ -935,17 +935,25 @@ async fn prompt_lookup_gives_the_same_greedy_answers_in_fewer_steps() {
     // Repetitive prompts, so earlier text predicts the next tokens; lengths from 1 token (no
     // room for a draft) to long ones, streamed and not, and ending on a stop string. The random
     // model soon repeats one or two tokens, which drafts predict; the text before that loop in
-    // the prompts (chosen by trying) makes it reject some drafts too, so rewinding is tested.
+    // the prompts (chosen by trying, for make_tiny_model.py's seeded weights) makes it reject
+    // some drafts too, so rewinding is tested.
     let parse =
         "def parse(line):\n    fields = line.split(',')\n    return [f.strip() for f in fields]\n";
     let prompts = [
         format!("{}]\n]\nimport os\n]\n]\nx = 1\n{parse}", parse.repeat(3)),
         format!("{}{parse}", "a = [1, 2]\n]\n;\n:\n".repeat(4)),
+        // The tiny model loops on one token (甲状腺, " sexism") after these two; the same token
+        // earlier in the prompt followed by "(" makes a draft it rejects.
         format!(
-            "{}class Stack:\n",
+            "{}(\n{}class Stack:\n",
+            "甲状腺".repeat(4),
             ":\n:\n:\nreturn self\n:\n:\nclass Queue:\n".repeat(3)
         ),
-        "fn main() {\n    let x = 1;\n".repeat(8),
+        format!(
+            "{}(\n{}",
+            " sexism".repeat(4),
+            "fn main() {\n    let x = 1;\n".repeat(8)
+        ),
     ];
     let off = Server::start(&tiny_genai(), &["--prompt-lookup", "off"]);
     let on = Server::start(&tiny_genai(), &[]);

@@ -41,6 +41,9 @@ from lsp import CACHE, ROOT, Backend, LspClient, PipelineError, binary  # noqa: 
 MODES = ("currentFile", "full", "jaccard")
 # Built here and sent straight to ghostline-serve (baselines.py): what every mode is judged against.
 BASELINES = ("plain", "naive")
+# The same baseline prompts sent to --reference-url (another runtime on the same GGUF, e.g.
+# llama_ref.py): scored beside the references, so "plain-ref − plain" compares the runtimes.
+REFERENCE_RUNS = ("plain-ref", "naive-ref")
 DEFAULT_MODEL = Path(os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-q4km-cpu"))
 TINY_MODEL = Path(os.environ.get("GHOSTLINE_TINY_GENAI", CACHE / "models" / "tiny-qwen2-genai"))
 INDEX_TIMEOUT_S = 120
@@ -373,6 +376,8 @@ def main() -> int:
     ap.add_argument("--half", choices=(*pkgs.HALVES, "all"), default="all",
                     help="the packages of this half of packages.toml (held-out: score once, at the end)")
     ap.add_argument("--backend-url", help="use this ghostline-serve instead of starting one")
+    ap.add_argument("--reference-url", help="where plain-ref / naive-ref send the baselines' prompts "
+                                            "(another runtime on the same model, e.g. tests/eval/llama_ref.py)")
     ap.add_argument("--model", type=Path, default=None, help="model directory for the backend started here")
     ap.add_argument("--context-tokens", type=int, default=1024)
     ap.add_argument("--max-tokens", type=int, default=None, help="default 128 (16 with --smoke)")
@@ -402,8 +407,10 @@ def main() -> int:
             ap.error(f"--variant {spec!r}: {e}")
     modes = [m.strip() for m in args.systems.split(",") if m.strip()]
     for m in modes:
-        if m not in MODES and m not in BASELINES and m not in variants:
-            ap.error(f"unknown system {m!r} (known: {', '.join(MODES + BASELINES + tuple(variants))})")
+        if m not in MODES and m not in BASELINES and m not in REFERENCE_RUNS and m not in variants:
+            ap.error(f"unknown system {m!r} (known: {', '.join(MODES + BASELINES + REFERENCE_RUNS + tuple(variants))})")
+        if m in REFERENCE_RUNS and not args.reference_url:
+            ap.error(f"{m} needs --reference-url")
     if args.record_prompts and any(m in BASELINES for m in modes):
         ap.error("--record-prompts records ghostline-lsp's prompts only; leave the baselines out")
     if args.smoke:
@@ -471,7 +478,9 @@ def main() -> int:
             return 1
         backend_url = backend.url
     model_id = model_id_of(backend_url) if any(m in BASELINES for m in modes) else None
-    tokens = baselines.Tokens(model) if model_id else None
+    reference_url = args.reference_url.rstrip("/") if args.reference_url else None
+    reference_id = model_id_of(reference_url) if any(m in REFERENCE_RUNS for m in modes) else None
+    tokens = baselines.Tokens(model) if model_id or reference_id else None
     extensions = {p.key: p.extension for p in packages}
     print(f"[eval] {len(cases)} cases × {len(modes)} systems; backend {backend_url}; model {model}; "
           f"ghostline-lsp {lsp_bin}", flush=True)
@@ -485,6 +494,7 @@ def main() -> int:
         "lsp_binary": str(lsp_bin),
         "lsp_binary_mtime": datetime.fromtimestamp(lsp_bin.stat().st_mtime, timezone.utc).isoformat(),
         "backend_url": backend_url if args.backend_url else "started here",
+        "reference_url": reference_url,
         "model": str(model),
         "context_tokens": args.context_tokens,
         "settings": args.settings,
@@ -516,9 +526,12 @@ def main() -> int:
                 workspaces[case.package] = ws
             for mode in modes:
                 before = prompt_tokens_total(backend_url) if not recorder else None
-                if mode in BASELINES:
-                    row = run_baseline(mode, backend_url, model_id, tokens, workspaces[case.package], case,
+                if mode in BASELINES or mode in REFERENCE_RUNS:
+                    ref = mode in REFERENCE_RUNS
+                    row = run_baseline(mode.removesuffix("-ref"), reference_url if ref else backend_url,
+                                       reference_id if ref else model_id, tokens, workspaces[case.package], case,
                                        args.context_tokens, max_tokens, extensions[case.package])
+                    row["mode"] = mode
                     rows.append(row)
                     report_row(case, mode, row)
                     continue
