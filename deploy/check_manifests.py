@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "inference-backend" / "scripts"))
+import fetch_default_model as fdm  # noqa: E402  (the model ladder's directory names)
 
 NAMESPACE = "ghostline"
 # Created by hand (no key in git): see the Secret volume in base/serve-deployment.yaml.
@@ -164,7 +166,8 @@ def check(overlay: str, docs: list[dict]) -> None:
     else:
         jargs = pod_spec(job)["containers"][0]["args"]
         variant = jargs[jargs.index("--variant") + 1]
-        want = "qwen2.5-coder-0.5b-instruct-" + "-".join(reversed(variant.split("-")))
+        ladder = jargs[jargs.index("--model") + 1] if "--model" in jargs else fdm.DEFAULT_MODEL
+        want = fdm.model_dir_for(Path("/cache"), variant, ladder).name
         if not str(env.get("GHOSTLINE_MODEL", "")).endswith("/models/" + want):
             err(f"Job prepares {want} but serve loads {env.get('GHOSTLINE_MODEL')}")
         init_env = {e["name"]: e.get("value") for c in sspec.get("initContainers", []) for e in c.get("env", [])}
