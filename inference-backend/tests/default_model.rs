@@ -73,15 +73,11 @@ async fn default_model_drafts_from_the_surrounding_code() {
 }
 
 #[tokio::test]
-async fn default_model_answers_a_long_prompt_from_its_prefill_graph() {
-    // A file-sized prompt runs on the prefill graph (the same int4 weights, multiplied in f32)
-    // and decoding on the main one: the answer is still the obviously right code.
+async fn default_model_answers_a_long_file_sized_prompt() {
+    // A file-sized prompt through the GGUF-block graph (8-bit and 4-bit MatMulNBits, int8
+    // activations): the answer is still the obviously right code. The prepared models carry no
+    // prefill graph (gguf_onnx.py; the switch between two graphs is tested on the tiny model).
     let server = Server::start(&default_model(), &["--threads", "2"]);
-    assert!(
-        server.log.lock().unwrap().contains("prefill graph"),
-        "{}",
-        server.log.lock().unwrap()
-    );
     let mut prefix = String::from("//! Small arithmetic helpers.\n\n");
     for (name, op) in [
         ("sub", "-"),
@@ -103,7 +99,7 @@ async fn default_model_answers_a_long_prompt_from_its_prefill_graph() {
     assert!(prompt_tokens > 150.0, "{prompt_tokens}");
     assert_eq!(
         common::metric(&metrics, "ghostline_prefill_graph_tokens_total"),
-        prompt_tokens,
+        0.0,
         "{metrics}"
     );
 }
