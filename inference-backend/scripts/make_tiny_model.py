@@ -5,8 +5,8 @@ models are made: a GGUF of random GGML blocks, written as ONNX by gguf_onnx.py.
     python make_tiny_model.py --layout genai|optimum|genai-cuda-fp16 --out DIR --tokenizer PATH/tokenizer.json
 
 The model has the real Qwen2.5 vocabulary (151936) so the real tokenizer works, but only
-hidden 64, intermediate 256, 2 layers, 4 heads, 2 KV heads, head_dim 16, tied embeddings, rope
-theta 1e6. Its weights are random bytes in the block types a Q4_K_M GGUF holds and a few more
+hidden 64, intermediate 256, 2 layers, 4 heads, 2 KV heads, head_dim 16, rope
+theta 1e6, an untied float16 LM head. Its weights are random bytes in the block types a Q4_K_M GGUF holds and a few more
 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, F16), with scales chosen so activations stay finite.
 
 * ``--layout genai``: gguf_onnx.py's CPU graph, as fetch_default_model.py prepares the real models
@@ -64,8 +64,8 @@ SHAPES = {
     "0.5b": dict(CFG, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, head_dim=64, max_position_embeddings=32768),
 }
-MARK_VERSION = "tiny-gguf-v2"
-# Per layer (cycled): the GGML type of each weight. token_embd is Q8_0 and tied (the LM head).
+MARK_VERSION = "tiny-gguf-v4"
+# Per layer (cycled): the GGML type of each weight. token_embd is Q8_0 (looked up as codes).
 LAYER_TYPES = [
     {"attn_q": "Q5_0", "attn_k": "Q4_0", "attn_v": "Q8_0", "attn_output": "Q5_1",
      "ffn_gate": "Q4_1", "ffn_up": "Q5_0", "ffn_down": "Q4_K"},
@@ -139,6 +139,10 @@ def write_random_gguf(path: Path, cfg: dict, seed: int = SEED) -> None:
         w.add_tensor(name, (mean + sd * rng.standard_normal(n)).astype(np.float32))
 
     mat("token_embd.weight", "Q8_0", V, H, 1.0)
+    # An untied LM head in F16 (a dense f32 MatMul in the graph): through MatMulNBits computing
+    # in f32 its 151,936 columns made every token ~60 ms, and the tests generate thousands.
+    # Scale 1 like the embedding: logits of ~50, so greedy answers do not hang on rounding.
+    mat("output.weight", "F16", V, H, 1.0)
     for i in range(cfg["num_hidden_layers"]):
         t = LAYER_TYPES[i % len(LAYER_TYPES)]
         p = f"blk.{i}"
@@ -164,7 +168,8 @@ def write_random_gguf(path: Path, cfg: dict, seed: int = SEED) -> None:
 def hf_state_dict(g: gguf_onnx.Gguf) -> dict[str, np.ndarray]:
     """The GGUF's weights dequantized (ggml's reader) under Hugging Face Qwen2 names."""
     c = g.config()
-    names = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight"}
+    names = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+             "output.weight": "lm_head.weight"}
     per = {"attn_norm.weight": "input_layernorm.weight", "ffn_norm.weight": "post_attention_layernorm.weight",
            "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
            "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
@@ -329,7 +334,10 @@ def build_optimum_graph(model, path: Path) -> None:
         act = node("Mul", [node("Mul", [gate, node("Sigmoid", [gate])]), up])
         h = node("Add", [h, linear(act, f"{p}.mlp.down_proj", bias=False)])
     h = rmsnorm(h, "model.norm.weight")
-    lm_head = node("Transpose", ["model.embed_tokens.weight"], perm=[1, 0])  # tied embeddings
+    if "lm_head.weight" in sd:
+        lm_head = weight("lm_head.weight", transpose=True)
+    else:
+        lm_head = node("Transpose", ["model.embed_tokens.weight"], perm=[1, 0])  # tied embeddings
     nodes.append(helper.make_node("MatMul", [h, lm_head], ["logits"], name="lm_head"))
 
     graph = helper.make_graph(nodes, "ghostline_tiny_qwen2", inputs, outputs, initializer=inits)
@@ -357,7 +365,7 @@ def ort_two_steps(model_path: Path, prompt_ids: list[int], nxt: int, kv: tuple[i
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
-    names = {i.name for i in sess.get_inputs()}
+    names = {i.name for i in sess.get_inputs()} | {i.name for i in sess.get_overridable_initializers()}
     out_names = [o.name for o in sess.get_outputs()]
     s = len(prompt_ids)
 

@@ -127,6 +127,12 @@ async fn token_healing_lets_a_prompt_end_inside_a_word() {
     );
     let models: Value = common::get_json(server.url("/v1/models")).await;
     assert_eq!(models["data"][0]["token_healing"], true);
+    // Which model runs, down to the GGUF it was prepared from.
+    assert_eq!(models["data"][0]["id"], "qwen2.5-coder-0.5b-instruct");
+    assert_eq!(
+        models["data"][0]["source"]["gguf_sha256"],
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    );
 
     // A prompt that ends in a space: ` "__main__"` is one token after `==`, a lone ` ` is not.
     let body = json!({"prompt": "<|fim_prefix|>import sys\n\n\ndef main():\n    print(sys.argv)\n\n\n<|fim_suffix|>\n    main()\n<|fim_middle|>if __name__ == ",

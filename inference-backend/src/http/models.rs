@@ -45,6 +45,9 @@ pub async fn list_models(State(state): State<Arc<AppState>>) -> Response {
             "fim": c.fim,
             "device": model.device,
             "layout": model.layout,
+            // Which weights run: the GGUF's sha256 and name, and how its blocks were mapped
+            // (ghostline.json `source`, written by fetch_default_model.py).
+            "source": c.source,
             // Measured here (warm-up, then a moving average over requests): clients size their
             // prompts by it (ghostline-lsp keeps a suggestion within its latency target).
             "speed": {"prefill_tokens_per_s": rate(prefill), "decode_tokens_per_s": rate(decode)},
