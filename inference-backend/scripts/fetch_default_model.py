@@ -303,20 +303,6 @@ def check_tokenizer(path: Path) -> None:
             raise FetchError(f"{path}: encoding {content!r}+'x' gives {ids}, expected {tid} first")
 
 
-def check_tokenizer(path: Path) -> None:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path))
-    specials = {t.content: (i, t.special) for i, t in tok.get_added_tokens_decoder().items()}
-    for content, tid in {**CONTROL_TOKENS, **FIM_TOKENS}.items():
-        got = specials.get(content)
-        if got is None or got[0] != tid or not got[1]:
-            raise FetchError(f"{path}: {content} is not an added special token with id {tid} (got {got})")
-        ids = tok.encode(content + "x", add_special_tokens=False).ids
-        if not ids or ids[0] != tid:
-            raise FetchError(f"{path}: encoding {content!r}+'x' gives {ids}, expected {tid} first")
-
-
 # ---------------------------------------------------------------- step 5: ghostline.json
 def write_ghostline_json(out: Path, name: str, cfg, source: dict) -> None:
     doc = {
