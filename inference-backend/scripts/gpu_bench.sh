@@ -5,9 +5,11 @@
 #   target/release/ghostline-serve   (built here; that machine has no cargo)
 #   .gpu/tokenizer.json              (the default model's, copied here: cp ~/.cache/ghostline/models/
 #                                     qwen2.5-coder-0.5b-instruct-q4km-cpu/tokenizer.json .gpu/)
-# The real weights are not carried: the model is Qwen2.5-Coder-0.5B's shape with random weights
-# (make_tiny_model.py --shape 0.5b), exported for CUDA in fp16 by the onnxruntime-genai builder
-# there, so ghostline-serve and onnxruntime-genai run the same ONNX; timing does not depend on the
+#   .gpu/pylib                       (ggml's gguf reader, which that machine lacks:
+#                                     pip install --no-deps --target .gpu/pylib gguf==0.19.0)
+# The real weights are not carried: the model is Qwen2.5-Coder-0.5B's shape with random GGUF blocks
+# (make_tiny_model.py --shape 0.5b), written for CUDA in float16 by gguf_onnx.py there, so
+# ghostline-serve and onnxruntime-genai run the same ONNX; timing does not depend on the
 # weights' values (generation lengths are forced with ignore_eos / min_length), except for
 # prompt-lookup drafting, which is off here (see below).
 #
@@ -17,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/gpu-bench}"; mkdir -p "$out"
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-/opt/ortgpu/onnxruntime/capi/libonnxruntime.so.1.31.1}"
-export PYTHONPATH="${PYTHONPATH:-/opt/ortgpu}"
+export PYTHONPATH="${PYTHONPATH:-/opt/ortgpu}:$(pwd)/.gpu/pylib"
 export GHOSTLINE_CACHE="${GHOSTLINE_CACHE:-/tmp/ghostline-cache}"
 shape="${GPU_BENCH_SHAPE:-0.5b}"          # tiny: for a dry run of this script
 model="${GPU_BENCH_MODEL:-/tmp/random-qwen2-$shape-cuda-fp16}"
