@@ -48,11 +48,14 @@ def code_corpus(min_chars: int = 400_000) -> str:
     import importlib.util
 
     spec = importlib.util.find_spec("transformers")  # locate without importing (slow)
-    if spec is None or not spec.origin:
-        raise SystemExit("transformers is not installed: its source is the benchmark's prompt text")
-    root = Path(spec.origin).parent
-    files = sorted((root / "models" / "qwen2").glob("*.py")) + sorted((root / "models" / "llama").glob("*.py"))
-    files += sorted((root / "generation").glob("*.py")) + sorted(root.glob("*.py"))
+    if spec is not None and spec.origin:
+        root = Path(spec.origin).parent
+        files = sorted((root / "models" / "qwen2").glob("*.py")) + sorted((root / "models" / "llama").glob("*.py"))
+        files += sorted((root / "generation").glob("*.py")) + sorted(root.glob("*.py"))
+    else:  # the scripts' venv has no transformers since the GGUF-block preparation: numpy's source
+        spec = importlib.util.find_spec("numpy")
+        root = Path(spec.origin).parent
+        files = sorted(root.rglob("*.py"))
     parts, n = [], 0
     for f in files:
         t = f.read_text(encoding="utf-8", errors="replace")
@@ -256,7 +259,7 @@ def table(results: dict, lengths: list[int]) -> str:
 def main(argv=None) -> int:
     cache = fdm.cache_root()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model-dir", type=Path, default=fdm.model_dir_for(cache, "cpu-int4"))
+    ap.add_argument("--model-dir", type=Path, default=fdm.model_dir_for(cache, "cpu"))
     ap.add_argument("--gguf", type=Path, default=cache / "dl" / fdm.GGUF_NAME)
     ap.add_argument("--threads", type=int, default=free_cores())
     ap.add_argument("--lengths", default="256,1024,2048")

@@ -166,7 +166,7 @@ def main() -> int:
     ap.add_argument("--streams", default="1,8,32")
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--backends", default="genai,llama")
-    ap.add_argument("--model-dir", type=Path, default=fdm.model_dir_for(cache, "cpu-int4"),
+    ap.add_argument("--model-dir", type=Path, default=fdm.model_dir_for(cache, "cpu"),
                     help="the ONNX model onnxruntime-genai runs (and whose tokenizer makes the prompts)")
     args = ap.parse_args()
     from tokenizers import Tokenizer
