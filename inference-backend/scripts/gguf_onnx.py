@@ -276,7 +276,7 @@ def _pack4(codes: np.ndarray) -> np.ndarray:
 class Writer:
     """Writes the decoder from a Gguf, quantized (CPU) or float16 (CUDA)."""
 
-    def __init__(self, g: Gguf, precision: str = "q", accuracy_level: int = 4, log=print):
+    def __init__(self, g: Gguf, precision: str = "q", accuracy_level: int = 4, log=print, dense_head: bool = False):
         from onnx import TensorProto
 
         if precision not in ("q", "fp16", "fp32"):
@@ -288,14 +288,17 @@ class Writer:
         self.log = log
         self.b = GraphBuilder(TensorProto.FLOAT16 if precision == "fp16" else TensorProto.FLOAT)
         self.kept_exactly: dict[str, int] = {}
+        # The LM head as a float32 MatMul of the dequantized values (same values, f32 compute):
+        # for the tiny test model, whose MatMulNBits compute in f32 on a slow path.
+        self.dense_head = dense_head
 
     # ---- pieces
-    def linear(self, x: str, name: str, bias: str | None = None) -> str:
+    def linear(self, x: str, name: str, bias: str | None = None, dense: bool = False) -> str:
         b = self.b
         t = self.g.tensors[name]
         k, n = int(t.shape[0]), int(t.shape[1])
         kind = t.tensor_type.name
-        blk = tensor_blocks(self.g, name) if self.precision == "q" else None
+        blk = tensor_blocks(self.g, name) if self.precision == "q" and not dense else None
         if blk is None:
             w = self.g.dequantize(name).T.astype(b.np_ft)  # [K, N]
             y = b.op("MatMul", [x, b.init(f"{name}.kn", w)], name=f"{name}/MatMul")
@@ -410,7 +413,7 @@ class Writer:
         h = b.op("Slice", [h, starts, b.const(np.array([np.iinfo(np.int64).max], np.int64)),
                            b.const(np.array([1], np.int64))])
         head = "output.weight" if "output.weight" in self.g.tensors else "token_embd.weight"  # tied
-        y = self.linear(h, head)
+        y = self.linear(h, head, dense=self.dense_head)
         b.op("Identity", [y], ["logits"])
 
         graph = helper.make_graph(b.nodes, "ghostline_qwen2", inputs, outputs, initializer=b.inits)
@@ -420,11 +423,12 @@ class Writer:
         return model
 
 
-def write_model(g: Gguf, out: Path, precision: str = "q", accuracy_level: int = 4, log=print) -> dict:
+def write_model(g: Gguf, out: Path, precision: str = "q", accuracy_level: int = 4, log=print,
+                dense_head: bool = False) -> dict:
     """model.onnx + model.onnx.data + genai_config.json in ``out``. Returns the per-type counts."""
     import onnx
 
-    w = Writer(g, precision, accuracy_level, log)
+    w = Writer(g, precision, accuracy_level, log, dense_head)
     model = w.build()
     out.mkdir(parents=True, exist_ok=True)
     for f in ("model.onnx", "model.onnx.data"):

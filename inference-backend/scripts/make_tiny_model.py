@@ -6,7 +6,8 @@ models are made: a GGUF of random GGML blocks, written as ONNX by gguf_onnx.py.
 
 The model has the real Qwen2.5 vocabulary (151936) so the real tokenizer works, but only
 hidden 64, intermediate 256, 2 layers, 4 heads, 2 KV heads, head_dim 16, rope
-theta 1e6, an untied float16 LM head. Its weights are random bytes in the block types a Q4_K_M GGUF holds and a few more
+theta 1e6, tied embeddings (the LM head a float32 MatMul of the Q8_0 values: through MatMulNBits
+computing in f32 its 151,936 columns made every token ~60 ms). Its weights are random bytes in the block types a Q4_K_M GGUF holds and a few more
 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q6_K, F16), with scales chosen so activations stay finite.
 
 * ``--layout genai``: gguf_onnx.py's CPU graph, as fetch_default_model.py prepares the real models
@@ -64,7 +65,7 @@ SHAPES = {
     "0.5b": dict(CFG, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, head_dim=64, max_position_embeddings=32768),
 }
-MARK_VERSION = "tiny-gguf-v4"
+MARK_VERSION = "tiny-gguf-v5"
 # Per layer (cycled): the GGML type of each weight. token_embd is Q8_0 (looked up as codes).
 LAYER_TYPES = [
     {"attn_q": "Q5_0", "attn_k": "Q4_0", "attn_v": "Q8_0", "attn_output": "Q5_1",
@@ -139,10 +140,6 @@ def write_random_gguf(path: Path, cfg: dict, seed: int = SEED) -> None:
         w.add_tensor(name, (mean + sd * rng.standard_normal(n)).astype(np.float32))
 
     mat("token_embd.weight", "Q8_0", V, H, 1.0)
-    # An untied LM head in F16 (a dense f32 MatMul in the graph): through MatMulNBits computing
-    # in f32 its 151,936 columns made every token ~60 ms, and the tests generate thousands.
-    # Scale 1 like the embedding: logits of ~50, so greedy answers do not hang on rounding.
-    mat("output.weight", "F16", V, H, 1.0)
     for i in range(cfg["num_hidden_layers"]):
         t = LAYER_TYPES[i % len(LAYER_TYPES)]
         p = f"blk.{i}"
@@ -445,7 +442,7 @@ def main(argv=None) -> int:
         # accuracy_level 1 (f32 compute): random weights put many tokens within rounding of each
         # other, and the tests compare answers across graphs (prefill graph, float16 variant,
         # prompt lookup's verification), so the tiny model computes as exactly as it can.
-        counts = gguf_onnx.write_model(g, tmp, "fp16" if fp16 else "q", accuracy_level=1, log=log)
+        counts = gguf_onnx.write_model(g, tmp, "fp16" if fp16 else "q", accuracy_level=1, log=log, dense_head=True)
         log("weights: " + ", ".join(f"{n} x {k}" for k, n in counts.items()))
     write_common(tmp, args.tokenizer, c, "tiny-random-qwen2" if args.shape == "tiny" else f"random-qwen2-{args.shape}-shape")
     if args.layout == "genai":
