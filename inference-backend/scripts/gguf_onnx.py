@@ -287,7 +287,7 @@ class Writer:
         self.acc = accuracy_level
         self.log = log
         self.b = GraphBuilder(TensorProto.FLOAT16 if precision == "fp16" else TensorProto.FLOAT)
-        self.kept_exactly: dict[str, int] = {}
+        self.weight_mappings: dict[str, int] = {}
         # The LM head as a float32 MatMul of the dequantized values (same values, f32 compute):
         # for the tiny test model, whose MatMulNBits compute in f32 on a slow path.
         self.dense_head = dense_head
@@ -302,8 +302,8 @@ class Writer:
         if blk is None:
             w = self.g.dequantize(name).T.astype(b.np_ft)  # [K, N]
             y = b.op("MatMul", [x, b.init(f"{name}.kn", w)], name=f"{name}/MatMul")
-            self.kept_exactly[f"{kind}->dense {'fp16' if b.np_ft == np.float16 else 'f32'}"] = \
-                self.kept_exactly.get(f"{kind}->dense {'fp16' if b.np_ft == np.float16 else 'f32'}", 0) + 1
+            self.weight_mappings[f"{kind}->dense {'fp16' if b.np_ft == np.float16 else 'f32'}"] = \
+                self.weight_mappings.get(f"{kind}->dense {'fp16' if b.np_ft == np.float16 else 'f32'}", 0) + 1
         else:
             nb = k // blk.block
             codes = blk.codes.reshape(n, nb, blk.block)
@@ -324,7 +324,7 @@ class Writer:
                 corr = b.op("MatMul", [sums, b.init(f"{name}.mins", np.ascontiguousarray(blk.mins.T))])
                 y = b.op("Sub", [y, corr])
             label = f"{kind}->MatMulNBits {blk.bits}-bit/{blk.block}" + (" + mins" if blk.mins is not None else "")
-            self.kept_exactly[label] = self.kept_exactly.get(label, 0) + 1
+            self.weight_mappings[label] = self.weight_mappings.get(label, 0) + 1
         if bias is not None:
             y = b.op("Add", [y, b.init(bias, np.asarray(self.g.tensors[bias].data, np.float32).astype(b.np_ft))])
         return y
@@ -349,7 +349,7 @@ class Writer:
         if blk.mins is not None:
             mins = b.op("Gather", [b.init(f"{name}.minsf", blk.mins.astype(np.float32)), ids], axis=0)
             w = b.op("Sub", [w, b.op("Unsqueeze", [mins, ax])])
-        self.kept_exactly[f"{self.g.type_name(name)}->embedding codes"] = 1
+        self.weight_mappings[f"{self.g.type_name(name)}->embedding codes"] = 1
         return b.op("Reshape", [w, b.const(np.array([0, 0, k], np.int64))])
 
     def norm(self, x: str, weight: str) -> str:
@@ -436,7 +436,7 @@ def write_model(g: Gguf, out: Path, precision: str = "q", accuracy_level: int = 
     onnx.save_model(model, str(out / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="model.onnx.data", size_threshold=1024)
     write_genai_config(out, w.cfg, g, precision)
-    return w.kept_exactly
+    return w.weight_mappings
 
 
 def write_genai_config(out: Path, c: Qwen2Config, g: Gguf, precision: str) -> None:

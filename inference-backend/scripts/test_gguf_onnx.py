@@ -84,7 +84,7 @@ class MatMulNBitsLayer(unittest.TestCase):
                 return ggml_values(kind, raw, cols)
 
         w = gguf_onnx.Writer.__new__(gguf_onnx.Writer)
-        w.g, w.precision, w.acc, w.kept_exactly = FakeGguf(), "q", 1, {}
+        w.g, w.precision, w.acc, w.weight_mappings = FakeGguf(), "q", 1, {}
         w.b = gguf_onnx.GraphBuilder(TensorProto.FLOAT)
         y = w.linear("x", "w")
         w.b.op("Identity", [y], ["y"])
@@ -102,7 +102,7 @@ class MatMulNBitsLayer(unittest.TestCase):
         x = rng.standard_normal((1, 5, cols)).astype(np.float32)
         got = sess.run(None, {"x": x})[0]
         want = x.astype(np.float64) @ ggml_values(kind, raw, cols).T.astype(np.float64)
-        return got, want, w.kept_exactly
+        return got, want, w.weight_mappings
 
     def test_each_type_multiplies_like_ggmls_values(self):
         for kind in TYPES:
