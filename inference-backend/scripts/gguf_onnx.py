@@ -39,7 +39,6 @@ reader) to float16 dense MatMuls, float16 KV cache.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -617,4 +616,3 @@ if __name__ == "__main__":  # python gguf_onnx.py MODEL.gguf OUT_DIR [q|fp16]
     gg = Gguf(Path(sys.argv[1]))
     counts = write_model(gg, Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "q")
     print(json.dumps(counts, indent=2))
-    os.sys.exit(0)
