@@ -1,4 +1,4 @@
-"""The two reference systems every change of the context engine is judged against, built here in
+"""The reference systems every change of the context engine is judged against, built here in
 the harness (not by ghostline-lsp, so tuning the LSP cannot move them) and sent straight to the
 same ghostline-serve:
 
@@ -8,6 +8,11 @@ same ghostline-serve:
   over identifier sets against the 20 lines above the cursor, windows every 10 lines), up to 40%
   of the budget, in the repo-level format (`<|repo_name|>`, `<|file_sep|>path`), the most
   similar nearest the current file. The current file gets what the windows leave.
+- `naive-full` (issue 28's bar, a fixed budget that does not follow `--context-tokens`): the
+  current file's FIM prompt with up to 1,024 tokens of prefix and up to 256 of suffix (whole
+  lines, as `plain`), plus the same ranked windows (a window overlapping one already chosen in
+  the same file skipped) added in rank order while they fit in 512 tokens (one that does not fit
+  is skipped and the next tried), in `naive`'s repo-level format, the most similar last.
 
 Budgets are counted with the model's own tokenizer, so `budget` is what the model reads.
 Completions are cut by `cut` (below), a rule any plugin could apply: the editor's view of the
@@ -27,6 +32,10 @@ WINDOW_STRIDE = 10
 QUERY_LINES = 20
 RETRIEVED_SHARE = 0.4
 SUFFIX_MAX_TOKENS = 256
+# naive-full: fixed budgets, whatever --context-tokens says.
+FULL_PREFIX_TOKENS = 1024
+FULL_SUFFIX_TOKENS = 256
+FULL_RETRIEVED_TOKENS = 512
 FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"
 REPO_NAME, FILE_SEP, END = "<|repo_name|>", "<|file_sep|>", "<|endoftext|>"
 STOPS = [END, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, FILE_SEP, REPO_NAME, "<|im_end|>"]
@@ -136,6 +145,24 @@ def similar_windows(root: Path, current: Path, extension: str, holed: str, curso
     return windows
 
 
+def _window_text(window: Window) -> str:
+    return f"{FILE_SEP}{window.path}\n{window.text}\n"
+
+
+def _overlaps(window: Window, taken: dict[str, list[int]]) -> bool:
+    """Whether the window shares a line with a window already chosen in the same file."""
+    return any(abs(window.start - s) < WINDOW_LINES for s in taken.get(window.path, []))
+
+
+def _repo_prompt(root_name: str, chosen: list[Window], current_rel: str, prefix: str, suffix: str) -> str:
+    """Qwen's repo-level format: the chosen windows (most similar first in `chosen`) placed in
+    reverse, so the most similar is last, nearest the cursor; then the current file's FIM."""
+    out = f"{REPO_NAME}{root_name}\n"
+    for window in reversed(chosen):
+        out += _window_text(window)
+    return out + f"{FILE_SEP}{current_rel}\n{FIM_PREFIX}{prefix}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}"
+
+
 def naive_prompt(tokens: Tokens, root: Path, current_rel: str, extension: str, holed: str, cursor: int,
                  budget: int) -> str:
     retrieved_budget = int(budget * RETRIEVED_SHARE)
@@ -143,9 +170,9 @@ def naive_prompt(tokens: Tokens, root: Path, current_rel: str, extension: str, h
     used = tokens.count(f"{REPO_NAME}{root.name}\n{FILE_SEP}{current_rel}\n")
     taken: dict[str, list[int]] = {}
     for window in similar_windows(root, root / current_rel, extension, holed, cursor):
-        if any(abs(window.start - s) < WINDOW_LINES for s in taken.get(window.path, [])):
+        if _overlaps(window, taken):
             continue  # overlaps a window already chosen
-        cost = tokens.count(f"{FILE_SEP}{window.path}\n{window.text}\n")
+        cost = tokens.count(_window_text(window))
         if used + cost > retrieved_budget:
             if used > retrieved_budget * 0.9:
                 break
@@ -154,11 +181,38 @@ def naive_prompt(tokens: Tokens, root: Path, current_rel: str, extension: str, h
         chosen.append(window)
         taken.setdefault(window.path, []).append(window.start)
     prefix, suffix = current_file(tokens, holed, cursor, budget - used)
-    out = f"{REPO_NAME}{root.name}\n"
-    for window in reversed(chosen):  # the most similar last, nearest the cursor
-        out += f"{FILE_SEP}{window.path}\n{window.text}\n"
-    out += f"{FILE_SEP}{current_rel}\n{FIM_PREFIX}{prefix}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}"
-    return out
+    return _repo_prompt(root.name, chosen, current_rel, prefix, suffix)
+
+
+def full_windows(tokens: Tokens, windows: list[Window], budget: int = FULL_RETRIEVED_TOKENS) -> list[Window]:
+    """naive-full's pick, most similar first: in rank order, a window overlapping one already
+    chosen in its file is skipped, one whose `<|file_sep|>path\ntext\n` does not fit in what is
+    left of `budget` is skipped and the next tried."""
+    chosen: list[Window] = []
+    taken: dict[str, list[int]] = {}
+    used = 0
+    batch = 256  # token counts in batches: the tokenizer is much faster on many texts at once
+    for at in range(0, len(windows), batch):
+        if used >= budget:
+            break
+        part = windows[at : at + batch]
+        for window, cost in zip(part, tokens.counts([_window_text(w) for w in part])):
+            if _overlaps(window, taken) or used + cost > budget:
+                continue
+            used += cost
+            chosen.append(window)
+            taken.setdefault(window.path, []).append(window.start)
+    return chosen
+
+
+def naive_full_prompt(tokens: Tokens, root: Path, current_rel: str, extension: str, holed: str,
+                      cursor: int) -> str:
+    """Issue 28's naive-full: up to 1,024 tokens of prefix and 256 of suffix of the current file
+    (whole lines), and up to 512 tokens of windows (`full_windows`) in the repo-level format."""
+    chosen = full_windows(tokens, similar_windows(root, root / current_rel, extension, holed, cursor))
+    suffix = _suffix_lines(tokens, holed[cursor:], FULL_SUFFIX_TOKENS)
+    prefix = _prefix_lines(tokens, holed[:cursor], FULL_PREFIX_TOKENS)
+    return _repo_prompt(root.name, chosen, current_rel, prefix, suffix)
 
 
 def _indent(line: str) -> int:

@@ -1,5 +1,6 @@
 """Self-checks of the evaluation's own pieces (no model, no LSP): metrics, applying an item,
-case invariants, Go rules, the dev/held-out split, archives, sha256 refusal.
+case invariants, Go rules, the dev/held-out split, archives, sha256 refusal, naive-full's
+windows.
 `python tests/eval/test_eval.py`; `run.py --smoke` runs them too."""
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import baselines  # noqa: E402
 import cases as case_builder  # noqa: E402
 import metrics  # noqa: E402
 import packages as pkgs  # noqa: E402
@@ -300,6 +302,61 @@ def test_sha256_mismatch_is_refused():
         assert "sha256" in str(e)
     else:
         raise AssertionError("a package whose sha256 differs must be refused")
+
+
+class CharTokens:
+    """A stand-in token counter: one token per character (no model needed)."""
+
+    def counts(self, pieces: list[str]) -> list[int]:
+        return [len(p) for p in pieces]
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+
+def test_naive_full():
+    W = baselines.Window
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "demo"
+        root.mkdir()
+        # other.py: line i is `v{i} = shared`; 45 lines → windows at 0, 10, 20, 30 (20 lines each)
+        other = [f"v{i} = shared" for i in range(45)]
+        (root / "other.py").write_text("\n".join(other))
+        (root / "notes.txt").write_text("\n".join(other))  # another extension: never a window
+        # the 20 lines above the cursor name shared and v12..v23, all inside window 10
+        # (Jaccard 13/21); window 0 9/25, window 20 5/29, window 30 1/28
+        head = "\n".join(f"pad_{i} = 0" for i in range(300))  # > 1,024 characters before the query
+        query = "\n".join(f"shared = v{i}" for i in [*range(12, 24), *[12] * 7])  # 19 lines + the cursor's
+        holed = f"{head}\n{query}\nshared = " + "\n".join(f"tail_{i} = 1" for i in range(100))
+        cursor = holed.rindex("shared = ") + len("shared = ")
+        (root / "main.py").write_text(holed)
+        windows = baselines.similar_windows(root, root / "main.py", ".py", holed, cursor)
+        assert [(w.path, w.start) for w in windows] == [("other.py", s) for s in (10, 0, 20, 30)], windows
+        for w in windows:
+            assert w.text == "\n".join(other[w.start : w.start + 20]), w  # 20 lines, every 10
+        assert abs(windows[0].score - 13 / 21) < 1e-9
+        # 0 and 20 overlap the chosen 10 and are skipped; 30 does not (its first line is 10's 21st)
+        tokens = CharTokens()
+        chosen = baselines.full_windows(tokens, windows)
+        assert [w.start for w in chosen] == [10, 30], chosen
+        prompt = baselines.naive_full_prompt(tokens, root, "main.py", ".py", holed, cursor)
+        sep = baselines.FILE_SEP
+        expected_head = (f"<|repo_name|>demo\n{sep}other.py\n{windows[3].text}\n"
+                         f"{sep}other.py\n{windows[0].text}\n{sep}main.py\n<|fim_prefix|>")
+        assert prompt.startswith(expected_head), prompt[:400]  # the most similar last, nearest the file
+        prefix = prompt[len(expected_head) : prompt.index("<|fim_suffix|>")]
+        suffix = prompt[prompt.index("<|fim_suffix|>") + 14 : prompt.index("<|fim_middle|>")]
+        assert prompt.endswith("<|fim_middle|>") and prefix.endswith("\nshared = ")
+        # whole lines, the fixed 1,024 / 256 budgets (not --context-tokens)
+        assert 1024 - 14 < len(prefix) <= 1024 and holed[:cursor].endswith(prefix), len(prefix)
+        assert prefix.startswith("pad_") and holed[: cursor - len(prefix)].endswith("\n")
+        assert 256 - 14 < len(suffix) <= 256 and holed[cursor:].startswith(suffix + "\n"), len(suffix)
+    # the 512-token cap: one that does not fit is skipped and the next tried; an overlapping one skipped
+    ranked = [W("a.py", 0, "a" * 600, 0.9), W("b.py", 0, "b" * 300, 0.8), W("b.py", 10, "c" * 50, 0.7),
+              W("c.py", 0, "d" * 150, 0.6), W("d.py", 0, "e" * 100, 0.5), W("e.py", 0, "f" * 6, 0.4)]
+    chosen = baselines.full_windows(tokens, ranked)
+    assert [(w.path, w.start) for w in chosen] == [("b.py", 0), ("c.py", 0), ("e.py", 0)], chosen
+    assert sum(tokens.count(baselines._window_text(w)) for w in chosen) <= baselines.FULL_RETRIEVED_TOKENS == 512
 
 
 def main() -> int:
