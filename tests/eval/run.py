@@ -9,7 +9,9 @@ ghostline-serve, once per `contextMode`, scored by exact match, edit similarity 
 For every case and mode: the package is copied into a temporary workspace with the hole cut out
 of the file ON DISK as well, a fresh ghostline-lsp starts with that workspace as its root, its
 index is awaited (`ghostline.indexStatus`), the holed file and up to three neighbours are opened,
-and one inline completion is asked for at the hole. Exit status: 1 when any case hit a pipeline
+and one inline completion is asked for at the hole (`restN`: asked, N seconds of rest, asked
+again and scored on the second answer; `defaults` and `restN` run at the LSP's own pacing, each
+on its own prefix-cached ghostline-serve; README.md). Exit status: 1 when any case hit a pipeline
 failure (LSP error, no answer, malformed item, backend warning, bad sha256), else 0.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,9 +47,23 @@ BASELINES = ("plain", "naive", "naive-full")
 # The same baseline prompts sent to --reference-url (another runtime on the same GGUF, e.g.
 # llama_ref.py): scored beside the references, so "plain-ref − plain" compares the runtimes.
 REFERENCE_RUNS = ("plain-ref", "naive-ref", "naive-full-ref")
+# ghostline-lsp at its own default pacing (no latencyTargetMs / timeoutMs), each on its own
+# prefix-cached ghostline-serve: `defaults` asks once; `restN` asks, waits N seconds, asks again
+# at the same place and is scored on the second answer.
+REST = re.compile(r"rest(\d+(?:\.\d+)?)")
+DEFAULT_PACING_TIMEOUT_MS = 5000  # the LSP's own timeoutMs default (settings.rs)
 DEFAULT_MODEL = Path(os.environ.get("GHOSTLINE_DEFAULT_MODEL", CACHE / "models" / "qwen2.5-coder-0.5b-instruct-q4km-cpu"))
 TINY_MODEL = Path(os.environ.get("GHOSTLINE_TINY_GENAI", CACHE / "models" / "tiny-qwen2-genai"))
 INDEX_TIMEOUT_S = 120
+
+
+def paced_system(name: str) -> tuple[bool, float | None]:
+    """(whether `name` runs at the LSP's default pacing, the seconds `restN` waits before its
+    second ask: None for `defaults`, which asks once)."""
+    if name == "defaults":
+        return True, None
+    match = REST.fullmatch(name)
+    return (True, float(match.group(1))) if match else (False, None)
 
 
 def position_to_offset(text: str, line: int, character: int) -> int:
@@ -126,7 +143,11 @@ def wait_for_index(client: LspClient) -> dict:
         time.sleep(0.1)
 
 
-def run_case(lsp_bin: Path, workspace: Path, case: case_builder.Case, settings: dict, log: Path) -> dict:
+def run_case(lsp_bin: Path, workspace: Path, case: case_builder.Case, settings: dict, log: Path,
+             rest_s: float | None = None) -> dict:
+    """One case through a fresh ghostline-lsp. With `rest_s`, the first answer goes to
+    row["first"], the LSP is left alone `rest_s` seconds, the same inlineCompletion is sent again
+    (nothing typed) and the row is scored on that second answer."""
     path = workspace / case.path
     original = path.read_text(encoding="utf-8")
     holed = case.holed(original)
@@ -167,28 +188,40 @@ def run_case(lsp_bin: Path, workspace: Path, case: case_builder.Case, settings: 
         wait_for_index(client)
         position = utf16_position(holed, cursor)
         assert position == {"line": case.line, "character": case.column_utf16}, (position, case)
-        started = time.monotonic()
-        response = client.request(
-            "textDocument/inlineCompletion",
-            {"textDocument": {"uri": path.as_uri()}, "position": position, "context": {"triggerKind": 2}},
-            timeout=settings["timeoutMs"] / 1000 + 60,
-        )
-        row["latency_ms"] = (time.monotonic() - started) * 1000
-        if "error" in response:
-            raise PipelineError(f"inlineCompletion failed: {response['error']}")
-        result = response.get("result")
-        items = result.get("items") if isinstance(result, dict) else result
-        if result is not None and not isinstance(items, list):
-            raise PipelineError(f"malformed inlineCompletion answer: {result!r}")
-        items = items or []
+
+        def ask() -> tuple[str, int, float]:
+            """One inlineCompletion at the hole: (predicted middle, items, latency in ms)."""
+            started = time.monotonic()
+            response = client.request(
+                "textDocument/inlineCompletion",
+                {"textDocument": {"uri": path.as_uri()}, "position": position, "context": {"triggerKind": 2}},
+                timeout=settings.get("timeoutMs", DEFAULT_PACING_TIMEOUT_MS) / 1000 + 60,
+            )
+            latency = (time.monotonic() - started) * 1000
+            if "error" in response:
+                raise PipelineError(f"inlineCompletion failed: {response['error']}")
+            result = response.get("result")
+            items = result.get("items") if isinstance(result, dict) else result
+            if result is not None and not isinstance(items, list):
+                raise PipelineError(f"malformed inlineCompletion answer: {result!r}")
+            items = items or []
+            return (predicted_middle(holed, cursor, items[0]) if items else ""), len(items), latency
+
+        if rest_s is not None:
+            prediction, count, latency = ask()
+            row["first"] = {"prediction": prediction, "items": count, "latency_ms": latency,
+                            **metrics.score(prediction, case.middle)}
+            row["rest_s"] = rest_s
+            time.sleep(rest_s)
+        prediction, count, row["latency_ms"] = ask()
         warnings = [
             n["params"].get("message") for n in client.notifications
             if n.get("method") == "window/showMessage" and (n.get("params") or {}).get("type") in (1, 2)
         ]
         if warnings:
             raise PipelineError("ghostline-lsp warned: " + " | ".join(map(str, warnings)))
-        row["prediction"] = predicted_middle(holed, cursor, items[0]) if items else ""
-        row["items"] = len(items)
+        row["prediction"] = prediction
+        row["items"] = count
     except (PipelineError, OSError, AssertionError) as e:
         row["error"] = str(e)
         row.setdefault("prediction", "")
@@ -315,6 +348,10 @@ def git(*args: str) -> str:
 
 def report_row(case: case_builder.Case, mode: str, row: dict) -> None:
     status = "ERROR " + row["error"] if row.get("error") else f"em={row['em']:.0f} es={row['es']:.2f}"
+    first = row.get("first")
+    if first and not row.get("error"):  # restN: the second ask is scored, the first shown beside it
+        changed = "changed" if first["prediction"] != row["prediction"] else "same"
+        status += f"  (first ask {first['latency_ms']:.0f} ms em={first['em']:.0f} es={first['es']:.2f}, {changed})"
     print(f"[eval] {case.id:<34} {mode:<12} {row.get('latency_ms', 0):7.0f} ms  {status}", flush=True)
 
 
@@ -349,7 +386,8 @@ def targets(rows: list[dict], modes: list[str]) -> list[str]:
     """The bars, checked on the point estimate (the interval beside it). Issue 14, for every
     ghostline-lsp system: beat plain on single-line and multi-line exact match and edit
     similarity; beat naive overall and on cross-file holes. Issue 28: each system − naive-full at
-    least 0 EM points on cross-file holes and at least +3 on all cases."""
+    least 0 EM points on cross-file holes and at least +3 on all cases; each restN at least 90% of
+    full's EM and ES over all cases (each kind's share beside it)."""
     out = []
     by = {(r["mode"], r["id"]): r for r in rows}
 
@@ -376,6 +414,44 @@ def targets(rows: list[dict], modes: list[str]) -> list[str]:
             out.append(f"- issue 28: {mode} − naive-full cross-file EM ≥ 0 and all EM ≥ +3: "
                        f"{'met' if met else 'NOT met'} (cross-file {stats.describe(cross)} points, n={cross['n']}; "
                        f"all {stats.describe(overall)} points, n={overall['n']})")
+    if "full" in modes:
+        for mode in [m for m in modes if paced_system(m)[1] is not None]:
+            both = [i for i in sorted({r["id"] for r in rows if r["mode"] == mode}) if ("full", i) in by]
+            shares, met = [], bool(both)
+            for group in (*case_builder.KINDS, "overall"):
+                ids = [i for i in both if group == "overall" or by[(mode, i)]["kind"] == group]
+                if not ids:
+                    continue
+                parts = []
+                for metric in ("em", "es"):
+                    rest = sum(by[(mode, i)][metric] for i in ids) / len(ids)
+                    full = sum(by[("full", i)][metric] for i in ids) / len(ids)
+                    if group == "overall":
+                        met = met and rest >= 0.9 * full
+                    parts.append(f"{metric.upper()} {rest:.3f}/{full:.3f}" + (f" = {rest / full:.0%}" if full else ""))
+                shares.append(f"{group} (n={len(ids)}) {', '.join(parts)}")
+            out.append(f"- issue 28: {mode} reaches ≥ 90% of full's EM and ES (all kinds): "
+                       f"{'met' if met else 'NOT met'} ({'; '.join(shares)})")
+    return out
+
+
+def rest_report(rows: list[dict], modes: list[str]) -> list[str]:
+    """For each restN: the first ask against the second (the scored one) on the same cases."""
+    out = []
+    for mode in modes:
+        sel = [r for r in rows if r["mode"] == mode and "first" in r]
+        if not sel:
+            continue
+        n = len(sel)
+        changed = sum(r["first"]["prediction"] != r["prediction"] for r in sel)
+        mean = lambda values: sum(values) / len(values) if values else float("nan")
+        out.append(
+            f"- {mode}: {changed} of {n} answers changed between the first ask and the second "
+            f"({sum(not r['first']['prediction'].strip() for r in sel)} → {sum(not r['prediction'].strip() for r in sel)} empty); "
+            f"EM {mean([r['first']['em'] for r in sel]):.3f} → {mean([r['em'] for r in sel]):.3f}, "
+            f"ES {mean([r['first']['es'] for r in sel]):.3f} → {mean([r['es'] for r in sel]):.3f}, "
+            f"mean latency {mean([r['first']['latency_ms'] for r in sel]):.0f} → {mean([r['latency_ms'] for r in sel]):.0f} ms"
+        )
     return out
 
 
@@ -384,8 +460,10 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=16, help="cases per kind (default 16)")
     ap.add_argument("--limit", type=int, default=None, help="run only the first N cases of each kind (same cases)")
     ap.add_argument("--systems", "--modes", dest="systems", default="plain,naive,full",
-                    help="comma-separated: the baselines plain, naive and naive-full (baselines.py), ghostline-lsp's "
-                         "contextModes currentFile, full, jaccard, and names given with --variant")
+                    help="comma-separated: the baselines plain, naive and naive-full (baselines.py), "
+                         "ghostline-lsp's contextModes currentFile, full, jaccard, names given with --variant, "
+                         "and at the LSP's default pacing, each on its own prefix-cached ghostline-serve: "
+                         "defaults (one ask) and restN (ask, wait N seconds, ask again; scored on the second)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help="an ablation: ghostline-lsp with these settings merged (contextMode defaults to full), "
                          "e.g. 'repoFormat={\"promptFamily\": \"qwen\"}'; then name it in --systems")
@@ -423,12 +501,20 @@ def main() -> int:
             ap.error(f"--variant {spec!r}: {e}")
     modes = [m.strip() for m in args.systems.split(",") if m.strip()]
     for m in modes:
-        if m not in MODES and m not in BASELINES and m not in REFERENCE_RUNS and m not in variants:
-            ap.error(f"unknown system {m!r} (known: {', '.join(MODES + BASELINES + REFERENCE_RUNS + tuple(variants))})")
+        if m not in MODES and m not in BASELINES and m not in REFERENCE_RUNS and m not in variants \
+                and not paced_system(m)[0]:
+            ap.error(f"unknown system {m!r} (known: {', '.join(MODES + BASELINES + REFERENCE_RUNS + tuple(variants))}, "
+                     "defaults, restN)")
         if m in REFERENCE_RUNS and not args.reference_url:
             ap.error(f"{m} needs --reference-url")
+    if len(set(modes)) != len(modes):
+        ap.error("a system is named twice in --systems")
+    paced = [m for m in modes if paced_system(m)[0] and m not in variants]
     if args.record_prompts and any(m in BASELINES for m in modes):
         ap.error("--record-prompts records ghostline-lsp's prompts only; leave the baselines out")
+    if paced and (args.backend_url or args.record_prompts):
+        ap.error(f"{', '.join(paced)} each need a ghostline-serve of their own with its prefix cache on, started "
+                 "here (so no system warms another's cache): leave out --backend-url / --record-prompts")
     if args.smoke:
         args.cases = 2
         args.model = args.model or TINY_MODEL
@@ -476,8 +562,12 @@ def main() -> int:
         print(f"[eval] FAILED before any case: {e}", file=sys.stderr)
         return 1
 
-    backend = None
+    backends: list[Backend] = []
     recorder = None
+    backend_url = None
+    # The systems at the LSP's default pacing: each its own ghostline-serve with the default
+    # prefix cache, started once for the whole run, so one system's prompts never warm another's.
+    paced_urls: dict[str, str] = {}
     if args.record_prompts:
         recorder = prompt_recorder.Recorder(model)
         backend_url = recorder.url
@@ -486,20 +576,28 @@ def main() -> int:
     else:
         try:
             serve_bin = binary("ghostline-serve", "inference-backend", "GHOSTLINE_SERVE_BIN", not args.no_build, profiles)
-            # No prefix cache: every mode's latency is a cold prefill, comparable across modes.
-            backend = Backend(serve_bin, model, args.threads, logs / "ghostline-serve.log",
-                              ["--prefix-cache-mb", "0", "--request-timeout", "300"])
+            if any(m not in paced for m in modes):
+                # No prefix cache: every mode's latency is a cold prefill, comparable across modes.
+                backends.append(Backend(serve_bin, model, args.threads, logs / "ghostline-serve.log",
+                                        ["--prefix-cache-mb", "0", "--request-timeout", "300"]))
+                backend_url = backends[-1].url
+            for m in paced:
+                backends.append(Backend(serve_bin, model, args.threads, logs / f"ghostline-serve-{m}.log",
+                                        ["--request-timeout", "300"]))
+                paced_urls[m] = backends[-1].url
         except (PipelineError, subprocess.CalledProcessError) as e:
+            for started_backend in backends:
+                started_backend.stop()
             print(f"[eval] FAILED to start ghostline-serve: {e}", file=sys.stderr)
             return 1
-        backend_url = backend.url
     model_id = model_id_of(backend_url) if any(m in BASELINES for m in modes) else None
     reference_url = args.reference_url.rstrip("/") if args.reference_url else None
     reference_id = model_id_of(reference_url) if any(m in REFERENCE_RUNS for m in modes) else None
     tokens = baselines.Tokens(model) if model_id or reference_id else None
     extensions = {p.key: p.extension for p in packages}
-    print(f"[eval] {len(cases)} cases × {len(modes)} systems; backend {backend_url}; model {model}; "
-          f"ghostline-lsp {lsp_bin}", flush=True)
+    print(f"[eval] {len(cases)} cases × {len(modes)} systems; backend {backend_url}"
+          + "".join(f", {m} {url}" for m, url in paced_urls.items())
+          + f"; model {model}; ghostline-lsp {lsp_bin}", flush=True)
 
     meta = {
         "timestamp": stamp,
@@ -510,6 +608,7 @@ def main() -> int:
         "lsp_binary": str(lsp_bin),
         "lsp_binary_mtime": datetime.fromtimestamp(lsp_bin.stat().st_mtime, timezone.utc).isoformat(),
         "backend_url": backend_url if args.backend_url else "started here",
+        "paced_backends": {m: "started here, default prefix cache" for m in paced},
         "reference_url": reference_url,
         "model": str(model),
         "context_tokens": args.context_tokens,
@@ -541,13 +640,36 @@ def main() -> int:
                 shutil.copytree(roots[case.package], ws, ignore=shutil.ignore_patterns(".ghostline-eval-sha256"))
                 workspaces[case.package] = ws
             for mode in modes:
-                before = prompt_tokens_total(backend_url) if not recorder else None
+                url = paced_urls.get(mode, backend_url)
+                before = prompt_tokens_total(url) if not recorder else None
                 if mode in BASELINES or mode in REFERENCE_RUNS:
                     ref = mode in REFERENCE_RUNS
                     row = run_baseline(mode.removesuffix("-ref"), reference_url if ref else backend_url,
                                        reference_id if ref else model_id, tokens, workspaces[case.package], case,
                                        args.context_tokens, max_tokens, extensions[case.package])
                     row["mode"] = mode
+                    rows.append(row)
+                    report_row(case, mode, row)
+                    continue
+                if mode in paced:
+                    # What a person gets: the LSP's own latencyTargetMs and timeoutMs (absent here).
+                    settings = {
+                        "backendUrl": url,
+                        "contextMode": "full",
+                        "contextTokens": args.context_tokens,
+                        "maxTokens": max_tokens,
+                        "multiline": "auto",
+                        "temperature": 0.0,
+                        "debounceMs": 0,
+                        **args.settings,
+                    }
+                    row = run_case(lsp_bin, workspaces[case.package], case, settings,
+                                   logs / "ghostline-lsp.stderr.log", rest_s=paced_system(mode)[1])
+                    row["mode"] = mode
+                    row["language"] = case.language
+                    after = prompt_tokens_total(url)
+                    if before is not None and after is not None:
+                        row["prompt_tokens"] = after - before
                     rows.append(row)
                     report_row(case, mode, row)
                     continue
@@ -586,8 +708,8 @@ def main() -> int:
         print("[eval] interrupted: summarising the completions so far", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        if backend:
-            backend.stop()
+        for started_backend in backends:
+            started_backend.stop()
         if recorder:
             recorder.stop()
 
@@ -612,6 +734,7 @@ def main() -> int:
         print(f"\n{report}\n\n[eval] prompts in {logs / 'prompts.jsonl'}; {len(rows)} requests in {elapsed:.0f} s")
         return 1 if any(r.get("error") for r in rows) or interrupted else 0
     references = [m for m in BASELINES if m in modes]
+    rests = rest_report(complete_rows, modes)
     paired = paired_table(complete_rows, [m for m in modes if m not in BASELINES], references,
                           groups(complete_rows)) if references else ""
     (out_dir / f"{stamp}.md").write_text(
@@ -622,6 +745,7 @@ def main() -> int:
         f"{len(cases)} cases ({args.cases} per kind) from {', '.join(meta['packages'])}; seed {args.seed}; "
         f"{len(rows)} completions in {elapsed / 60:.1f} min\n\n"
         + table(summary, modes) + "\n\n" + paired + "\n\n" + "\n".join(targets(complete_rows, modes)) + "\n"
+        + ("\nFirst ask → second ask (restN, scored on the second):\n\n" + "\n".join(rests) + "\n" if rests else "")
     )
     print()
     print(table(summary, modes))
@@ -630,6 +754,10 @@ def main() -> int:
     print()
     for line in targets(complete_rows, modes):
         print(line)
+    if rests:
+        print("\nFirst ask → second ask (restN, scored on the second):")
+        for line in rests:
+            print(line)
     print(f"\n[eval] {len(rows)} completions in {elapsed:.0f} s; results in {result_path.relative_to(ROOT) if result_path.is_relative_to(ROOT) else result_path}")
 
     failures = [r for r in rows if r.get("error")]

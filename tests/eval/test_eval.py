@@ -1,6 +1,6 @@
 """Self-checks of the evaluation's own pieces (no model, no LSP): metrics, applying an item,
 case invariants, Go rules, the dev/held-out split, archives, sha256 refusal, naive-full's
-windows.
+windows, the rest systems' names.
 `python tests/eval/test_eval.py`; `run.py --smoke` runs them too."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import baselines  # noqa: E402
 import cases as case_builder  # noqa: E402
 import metrics  # noqa: E402
 import packages as pkgs  # noqa: E402
-from run import position_to_offset, predicted_middle  # noqa: E402
+from run import paced_system, position_to_offset, predicted_middle  # noqa: E402
 
 
 def test_metrics():
@@ -357,6 +357,14 @@ def test_naive_full():
     chosen = baselines.full_windows(tokens, ranked)
     assert [(w.path, w.start) for w in chosen] == [("b.py", 0), ("c.py", 0), ("e.py", 0)], chosen
     assert sum(tokens.count(baselines._window_text(w)) for w in chosen) <= baselines.FULL_RETRIEVED_TOKENS == 512
+
+
+def test_paced_system_names():
+    assert paced_system("defaults") == (True, None)
+    assert paced_system("rest0") == (True, 0.0) and paced_system("rest3") == (True, 3.0)
+    assert paced_system("rest1.5") == (True, 1.5)
+    for name in ("full", "plain", "naive-full", "rest", "restx", "rest-1", "myrest1"):
+        assert paced_system(name) == (False, None), name
 
 
 def main() -> int:
