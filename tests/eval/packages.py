@@ -36,7 +36,7 @@ class Package:
     sha256: str
     root: str
     source: str  # relative to root; "." or "" is root itself
-    half: str  # "dev" (tuned on) | "held-out", "held-out-2", "held-out-3" (each scored once, at the end)
+    half: str  # "dev" (tuned on) | "held-out", "held-out-2", ... (each scored once, at the end): HALVES
     smoke: bool = False
 
     @property
@@ -56,7 +56,7 @@ class Package:
 
 
 EXTENSIONS = {"rust": ".rs", "python": ".py", "go": ".go"}
-HALVES = ("dev", "held-out", "held-out-2", "held-out-3")
+HALVES = ("dev", "held-out", "held-out-2", "held-out-3", "held-out-4")
 
 
 def go_proxy_url(module: str, version: str) -> str:
