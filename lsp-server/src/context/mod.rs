@@ -8,10 +8,10 @@
 //!
 //! Sources (`sources`) each propose scored snippets: definitions of identifiers used near the
 //! cursor, resolved through the file's imports and the workspace index; windows of similar
-//! code (Jaccard over identifier tokens); regions edited recently. `select` keeps those likely
-//! to help (`select::MIN_SCORE`) and fits them into one token budget beside the current file's prefix
-//! and suffix, merging overlaps, dropping the lowest scores first, and ordering them by a
-//! stable key so consecutive keystrokes produce prompts with a long common prefix (the
+//! code (Jaccard over identifier tokens); regions edited recently. `select` takes those likely
+//! to help (`select::MIN_SCORE`) first, then fills what is left of the retrieved share with the
+//! most similar windows, beside the current file's prefix and suffix, merging overlaps,
+//! dropping the lowest scores first, and ordering them by a stable key so consecutive keystrokes produce prompts with a long common prefix (the
 //! backend's KV cache then re-reads only the end). `template` writes the prompt for the
 //! model family. Everything that enters a prompt is redacted (`privacy`), each text as a whole
 //! before it is cut.
@@ -216,7 +216,12 @@ pub fn build(
                 ContextMode::Full => select::MIN_SCORE,
                 _ => f32::MIN_POSITIVE,
             };
-            let chosen = select::choose(candidates, retrieved_budget, min_score);
+            let chosen = select::choose(
+                candidates,
+                retrieved_budget,
+                min_score,
+                mode == ContextMode::Full,
+            );
             // A cancelled collection may be partial: it must not stand for the region.
             if let Some(memo) = workspace.memo.filter(|_| !workspace.cancelled()) {
                 memo.put(key, chosen.clone());

@@ -1,6 +1,6 @@
 //! Fitting snippets into the retrieved share of the budget, and their order in the prompt.
 
-use super::Snippet;
+use super::{Snippet, SourceKind};
 use crate::tokens;
 
 /// Tokens a snippet costs in the prompt: its text plus the file header around it.
@@ -83,7 +83,17 @@ pub const MIN_SCORE: f32 = 0.35;
 
 /// The best-scoring snippets of at least `min_score` that fit in `budget` tokens: lowest scores
 /// are dropped first, and a snippet too large for what is left is skipped for smaller ones.
-pub fn choose(candidates: Vec<Snippet>, budget: usize, min_score: f32) -> Vec<Snippet> {
+/// Then, where `fill_similar`, windows of similar code below the floor fill what is left, most
+/// similar first: the naive recipe of llama.vim and of the evaluation's `naive-full` (windows
+/// by Jaccard rank until the budget is spent) beat the floor alone on cross-file holes, while
+/// the floor still decides what comes first when the budget is tight, and keeps out what is
+/// not a window (signature skeletons, far definitions).
+pub fn choose(
+    candidates: Vec<Snippet>,
+    budget: usize,
+    min_score: f32,
+    fill_similar: bool,
+) -> Vec<Snippet> {
     let mut candidates = merge(candidates);
     // Ties broken by a fixed key, so equal scores never swap between keystrokes.
     candidates.sort_by(|a, b| {
@@ -93,10 +103,24 @@ pub fn choose(candidates: Vec<Snippet>, budget: usize, min_score: f32) -> Vec<Sn
     });
     let mut left = budget;
     let mut chosen = Vec::new();
+    let mut rest = Vec::new();
     for snippet in candidates {
-        if snippet.score < min_score || snippet.score <= 0.0 {
+        if snippet.score <= 0.0 {
             continue;
         }
+        if snippet.score < min_score {
+            if fill_similar && snippet.kind == SourceKind::Similar {
+                rest.push(snippet);
+            }
+            continue;
+        }
+        let cost = cost(&snippet);
+        if cost <= left {
+            left -= cost;
+            chosen.push(snippet);
+        }
+    }
+    for snippet in rest {
         let cost = cost(&snippet);
         if cost <= left {
             left -= cost;
@@ -106,12 +130,22 @@ pub fn choose(candidates: Vec<Snippet>, budget: usize, min_score: f32) -> Vec<Sn
     chosen
 }
 
-/// Prompt order: by kind (the most useful kind nearest the cursor), then by path and line.
-/// Scores do not enter the order, so a score that jitters between keystrokes cannot reorder
-/// the prompt; only a snippet entering or leaving changes it.
+/// Prompt order: by kind (the most useful kind nearest the cursor); similar windows least
+/// similar first, so the most similar sits nearest the current file (as in llama.vim's ring
+/// and the `naive-full` recipe); the other kinds by path and line. A region's snippets are
+/// chosen once (`SnippetMemo`), so scores that jitter between keystrokes cannot reorder it.
 pub fn order(mut chosen: Vec<Snippet>) -> Vec<Snippet> {
     chosen.sort_by(|a, b| {
-        (a.kind, a.path.as_str(), a.start_line).cmp(&(b.kind, b.path.as_str(), b.start_line))
+        a.kind
+            .cmp(&b.kind)
+            .then_with(|| {
+                if a.kind == SourceKind::Similar {
+                    a.score.total_cmp(&b.score)
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .then_with(|| (a.path.as_str(), a.start_line).cmp(&(b.path.as_str(), b.start_line)))
     });
     chosen
 }
@@ -119,7 +153,6 @@ pub fn order(mut chosen: Vec<Snippet>) -> Vec<Snippet> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::SourceKind;
 
     fn window(path: &str, start: usize, lines: &[&str], score: f32) -> Snippet {
         Snippet {
@@ -144,7 +177,7 @@ mod tests {
         assert_eq!(merged[0].score, 0.9);
         let big = window("b.rs", 0, &["x"; 200], 0.1);
         let small = window("c.rs", 0, &["y"], 0.8);
-        let chosen = choose(vec![big, small], 50, f32::MIN_POSITIVE);
+        let chosen = choose(vec![big, small], 50, f32::MIN_POSITIVE, false);
         assert_eq!(chosen.len(), 1);
         assert_eq!(chosen[0].path, "c.rs");
     }

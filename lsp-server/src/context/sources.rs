@@ -26,8 +26,8 @@ const MAX_IDENTIFIERS: usize = 40;
 const MAX_DEFINITIONS_PER_NAME: usize = 2;
 /// A name defined in more files than this says little (`new`, `get`, `run`) unless imported.
 const AMBIGUOUS_NAME: usize = 6;
-const SIMILAR_CANDIDATES: usize = 32;
-const SIMILAR_RESULTS: usize = 6;
+const SIMILAR_CANDIDATES: usize = 64;
+const SIMILAR_RESULTS: usize = 8;
 const MIN_JACCARD: f32 = 0.08;
 const RECENT_EDIT_RADIUS: usize = 6;
 
