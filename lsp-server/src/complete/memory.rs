@@ -19,6 +19,10 @@ pub struct ShownSuggestion {
     pub rest_of_line: String,
     pub text: String,
     pub replaced_chars: usize,
+    /// The budget tier of the prompt it came from, and whether it was a multi-line ask: a
+    /// person resting at the spot is given a better one once a larger prompt is affordable.
+    pub tier: usize,
+    pub multiline: bool,
 }
 
 /// A remembered result for one prompt.
@@ -36,7 +40,7 @@ pub struct SuggestionMemory {
     /// and the same letter again). Not `quick_cache` (the line-token cache's): its S3-FIFO
     /// keeps the first prompts of a session and churns the newest among the last few slots
     /// (checked: after 100 new prompts it held the first 61 and the last 2).
-    recent: LruCache<u64, Option<RecentResult>>,
+    recent: LruCache<u64, (usize, Option<RecentResult>)>,
 }
 
 impl Default for SuggestionMemory {
@@ -58,19 +62,25 @@ impl SuggestionMemory {
     }
 
     /// The rest of the shown suggestion when the user has typed a prefix of it since it
-    /// was shown (and changed nothing else on the line).
+    /// was shown (and changed nothing else on the line). Asked again where it was shown with
+    /// nothing typed, it is not the answer when `better(tier, multiline)` says a larger prompt
+    /// than its own is affordable now (the person rested, and a warm-up made it cheap).
     pub fn typed_through(
         &self,
         uri: &Uri,
         line_index: usize,
         line_prefix: &str,
         rest_of_line: &str,
+        better: impl Fn(usize, bool) -> bool,
     ) -> Option<RecentResult> {
         let shown = self.shown.get(uri)?;
         if shown.line_index != line_index || shown.rest_of_line != rest_of_line {
             return None;
         }
         let typed = line_prefix.strip_prefix(shown.line_before_anchor.as_str())?;
+        if typed.is_empty() && better(shown.tier, shown.multiline) {
+            return None;
+        }
         let remaining = shown.text.strip_prefix(typed)?;
         if remaining.trim().is_empty() {
             return None;
@@ -81,13 +91,14 @@ impl SuggestionMemory {
         })
     }
 
-    /// `Some(None)` means "asked before, and the answer was nothing".
-    pub fn recent(&mut self, key: u64) -> Option<Option<RecentResult>> {
+    /// The answer to a prompt asked lately, and the budget tier it had. `(tier, None)` means
+    /// "asked before, and the answer was nothing".
+    pub fn recent(&mut self, key: u64) -> Option<(usize, Option<RecentResult>)> {
         self.recent.get(&key).cloned()
     }
 
-    pub fn remember_recent(&mut self, key: u64, result: Option<RecentResult>) {
-        self.recent.put(key, result);
+    pub fn remember_recent(&mut self, key: u64, tier: usize, result: Option<RecentResult>) {
+        self.recent.put(key, (tier, result));
     }
 }
 
@@ -107,20 +118,39 @@ mod tests {
                 rest_of_line: "".into(),
                 text: "value = 42;".into(),
                 replaced_chars: 0,
+                tier: 192,
+                multiline: false,
             },
         );
+        let never = |_: usize, _: bool| false;
         assert_eq!(
             memory
-                .typed_through(&uri, 3, "    let val", "")
+                .typed_through(&uri, 3, "    let val", "", never)
                 .unwrap()
                 .text,
             "ue = 42;"
         );
-        assert!(memory.typed_through(&uri, 3, "    let vax", "").is_none());
-        assert!(memory.typed_through(&uri, 4, "    let val", "").is_none());
         assert!(memory
-            .typed_through(&uri, 3, "    let value = 42;", "")
+            .typed_through(&uri, 3, "    let vax", "", never)
             .is_none());
+        assert!(memory
+            .typed_through(&uri, 4, "    let val", "", never)
+            .is_none());
+        assert!(memory
+            .typed_through(&uri, 3, "    let value = 42;", "", never)
+            .is_none());
+        // Asked again where it was shown: the same, unless a larger prompt is affordable now;
+        // typing through it is answered from memory either way.
+        let larger = |tier: usize, _: bool| tier < 1024;
+        assert!(memory
+            .typed_through(&uri, 3, "    let ", "", never)
+            .is_some());
+        assert!(memory
+            .typed_through(&uri, 3, "    let ", "", larger)
+            .is_none());
+        assert!(memory
+            .typed_through(&uri, 3, "    let v", "", larger)
+            .is_some());
     }
 
     #[test]
@@ -133,10 +163,10 @@ mod tests {
             })
         };
         for key in 0..100 {
-            memory.remember_recent(key, None);
+            memory.remember_recent(key, 192, None);
             // One prompt asked again all along stays, however many came after it.
             if key == 0 {
-                memory.remember_recent(1_000, result("x"));
+                memory.remember_recent(1_000, 192, result("x"));
             }
             assert!(memory.recent(1_000).is_some());
         }
@@ -148,11 +178,11 @@ mod tests {
         assert!(memory.recent(36).is_none());
         assert!(memory.recent(37).is_some(), "the last 63 are kept");
         assert!(
-            matches!(memory.recent(99), Some(None)),
+            matches!(memory.recent(99), Some((192, None))),
             "asked, and the answer was nothing"
         );
         // Remembering a prompt again replaces its result.
-        memory.remember_recent(99, result("y"));
-        assert_eq!(memory.recent(99).unwrap().unwrap().text, "y");
+        memory.remember_recent(99, 1024, result("y"));
+        assert_eq!(memory.recent(99).unwrap().1.unwrap().text, "y");
     }
 }

@@ -41,17 +41,35 @@ const REGIONS: usize = 16;
 /// Weight of a new measurement in the speed averages.
 const RATE_WEIGHT: f64 = 0.3;
 
-/// The budgets tried, largest first: powers of two from `MIN_TIER` below `max`, and `max`.
+/// The budgets tried, largest first: `MIN_TIER` and its double, then 1,024 and its doubles
+/// below `max`, and `max`. 1,024 is where the other files' context gets its whole share
+/// (`context::Budget`): a tier between 384 and it would cost a rest's warm-up nearly as much
+/// and carry half the cross-file context.
 pub fn tiers(max: usize) -> Vec<usize> {
     let mut tiers = vec![max];
-    let mut tier = MIN_TIER;
+    for tier in [MIN_TIER, 2 * MIN_TIER] {
+        if tier < max {
+            tiers.push(tier);
+        }
+    }
+    let mut tier = FULL_CONTEXT_TIER;
     while tier < max {
         tiers.push(tier);
         tier *= 2;
     }
     tiers.sort_unstable_by(|a, b| b.cmp(a));
+    tiers.dedup();
     tiers
 }
+
+/// The first tier whose prompt carries the whole share of other files' context.
+const FULL_CONTEXT_TIER: usize = 1024;
+
+/// How long a person's rest is taken to be, for choosing what to warm while it lasts: after a
+/// suggestion shows, reading it (or deciding what to type) takes a few seconds. The warm-up
+/// after an answer aims for the largest tier the backend prefills in that time, so the next ask
+/// in the region gets it; a shorter rest leaves it part-done, and the backend keeps that part.
+const IDLE_PAUSE_MS: f64 = 3000.0;
 
 /// A prompt sent for a region of a file, and how much of its stable part the backend is
 /// believed to hold.
@@ -174,10 +192,13 @@ impl Pacing {
             .unwrap_or(smallest)
     }
 
-    /// The next tier above `tier` (at most `max`) worth a background warm-up: once its stable
-    /// part is held, a keystroke on this line would be answered within the target, and it is not
-    /// held yet. `None` when there is none: then warming would only keep the backend busy (and
-    /// the next keystroke waiting for the chunk it is computing).
+    /// The tier above `tier` (at most `max`) worth a background warm-up: once its stable part is
+    /// held, a keystroke on this line would be answered within the target, and it is not held
+    /// yet. Of those, the largest the backend computes within a rest (`IDLE_PAUSE_MS`), or else
+    /// the next one up: an idle person's seconds buy the biggest prompt they can, and warm-ups
+    /// chain (`warm::spawn_warm_up`), so a longer rest climbs on to `max`. `None` when there is
+    /// none: then warming would only keep the backend busy (and the next keystroke waiting for
+    /// the chunk it is computing).
     pub fn warm_up_tier(
         &self,
         uri: &str,
@@ -192,11 +213,11 @@ impl Pacing {
             return None;
         }
         let allowed = state.prefill_allowance_ms(multiline, target_ms);
-        tiers(max)
+        let worth: Vec<usize> = tiers(max)
             .into_iter()
             .rev()
             .filter(|&t| t > tier)
-            .find(|&t| {
+            .filter(|&t| {
                 let fits_when_warm = 1e3 * state.changing_tokens(uri, cursor_line, t, true)
                     / state.prefill
                     <= allowed;
@@ -205,6 +226,15 @@ impl Pacing {
                 });
                 fits_when_warm && !held
             })
+            .collect();
+        worth
+            .iter()
+            .rev()
+            .find(|&&t| {
+                1e3 * state.uncached_tokens(uri, cursor_line, t) / state.prefill <= IDLE_PAUSE_MS
+            })
+            .or(worth.first())
+            .copied()
     }
 
     /// The tier worth prefilling at `cursor_line` before anything is typed there (the user
@@ -404,8 +434,10 @@ mod tests {
 
     #[test]
     fn ladder_runs_from_the_setting_down() {
-        assert_eq!(tiers(2048), [2048, 1536, 768, 384, 192]);
-        assert_eq!(tiers(1500), [1500, 768, 384, 192]);
+        assert_eq!(tiers(2048), [2048, 1024, 384, 192]);
+        assert_eq!(tiers(4096), [4096, 2048, 1024, 384, 192]);
+        assert_eq!(tiers(1500), [1500, 1024, 384, 192]);
+        assert_eq!(tiers(384), [384, 192]);
         assert_eq!(tiers(100), [100]);
     }
 
@@ -437,9 +469,13 @@ mod tests {
             line_last: true,
         });
         cpu.ended("a", 192, true, Some(&usage(260, 0, 650.0, 10, 250.0)));
-        // Warm at 192 now; 384 not yet.
+        // Warm at 192 now; 384 not yet. A rest is worth warming the largest tier the backend
+        // prefills within it: 1,024 (921 tokens at 400/s, 2.3 s), not 2,048 (4.6 s).
         assert_eq!(cpu.choose("a", 100, 2048, false, 800), 192);
-        assert_eq!(cpu.warm_up_tier("a", 100, 192, 2048, false, 800), Some(384));
+        assert_eq!(
+            cpu.warm_up_tier("a", 100, 192, 2048, false, 800),
+            Some(1024)
+        );
         cpu.sent(Sent {
             uri: "a".into(),
             tier: 384,
@@ -454,9 +490,35 @@ mod tests {
         // While the warm-up runs, 384 does not fit yet.
         assert_eq!(cpu.choose("a", 100, 2048, false, 800), 192);
         cpu.ended("a", 384, true, Some(&usage(470, 0, 1175.0, 0, 0.0)));
-        // Typing on the line costs only what was typed: 384 now, and 768 worth warming.
+        // Typing on the line costs only what was typed: 384 now, and 1,024 worth warming.
         assert_eq!(cpu.choose("a", 100, 2048, false, 800), 384);
-        assert_eq!(cpu.warm_up_tier("a", 100, 384, 2048, false, 800), Some(768));
+        assert_eq!(
+            cpu.warm_up_tier("a", 100, 384, 2048, false, 800),
+            Some(1024)
+        );
+        cpu.sent(Sent {
+            uri: "a".into(),
+            tier: 1024,
+            cursor_line: 100,
+            window_start: 40,
+            stable_tokens: 900,
+            line_tokens: 10,
+            suffix_tokens: 200,
+            suffix_capped: true,
+            line_last: true,
+        });
+        // In flight: not warmed twice.
+        assert_eq!(
+            cpu.warm_up_tier("a", 100, 384, 2048, false, 800),
+            Some(2048)
+        );
+        cpu.ended("a", 1024, true, Some(&usage(900, 0, 2250.0, 0, 0.0)));
+        // Held: a rest's next ask gets 1,024; the chain climbs on to 2,048, beyond one rest.
+        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 1024);
+        assert_eq!(
+            cpu.warm_up_tier("a", 100, 1024, 2048, false, 800),
+            Some(2048)
+        );
         // The next line of the region recomputes its suffix too: 384 still fits.
         assert_eq!(cpu.choose("a", 101, 2048, false, 800), 384);
         // Another file, or far away in this one: cold again.

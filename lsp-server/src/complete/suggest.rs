@@ -151,10 +151,22 @@ pub async fn suggest(
         line_prefix,
     };
 
+    // A remembered answer is not the answer to a person resting at its spot once the backend
+    // holds a larger prompt there (a warm-up ran while they rested): they get the better one.
+    let better = |tier: usize, multiline: bool| {
+        completer.pacing.choose(
+            uri.0.as_str(),
+            line_index,
+            settings.context_tokens,
+            multiline,
+            settings.latency_target_ms,
+        ) > tier
+    };
     // Memory: the user is typing what the suggestion on screen says.
-    let typed = completer
-        .lock_memory()
-        .typed_through(uri, line_index, &line_prefix, &rest_of_line);
+    let typed =
+        completer
+            .lock_memory()
+            .typed_through(uri, line_index, &line_prefix, &rest_of_line, better);
     if let Some(typed) = typed {
         record("typing", 0, 0);
         return Some(make(typed.text, typed.replaced_chars, line_prefix));
@@ -188,8 +200,11 @@ pub async fn suggest(
 
     // Memory: the same prompt answered lately.
     let key = prompt_key(&settings, &ctx, multiline);
-    let recent = completer.lock_memory().recent(key);
-    let remember = |result: &RecentResult| {
+    let recent = completer
+        .lock_memory()
+        .recent(key)
+        .filter(|(tier, _)| !better(*tier, multiline));
+    let remember = |result: &RecentResult, tier: usize| {
         completer.lock_memory().remember_shown(
             uri,
             ShownSuggestion {
@@ -198,13 +213,15 @@ pub async fn suggest(
                 rest_of_line: rest_of_line.clone(),
                 text: result.text.clone(),
                 replaced_chars: result.replaced_chars,
+                tier,
+                multiline,
             },
         );
     };
-    if let Some(recent) = recent {
+    if let Some((tier, recent)) = recent {
         record("recent", 0, 0);
         let recent = recent?;
-        remember(&recent);
+        remember(&recent, tier);
         return Some(make(
             recent.text,
             recent.replaced_chars,
@@ -290,6 +307,7 @@ pub async fn suggest(
             cursor,
             line_index,
             generation: ticket.generation,
+            multiline: generated.multiline,
         },
     );
     report::success(completer, client, &settings).await;
@@ -314,11 +332,11 @@ pub async fn suggest(
     });
     completer
         .lock_memory()
-        .remember_recent(key, finished.clone());
+        .remember_recent(key, generated.tier, finished.clone());
     let after_last_token_ns = now_ns().saturating_sub(generated.last_token_ns);
     record("backend", generated.before_backend_ns, after_last_token_ns);
     let finished = finished?;
-    remember(&finished);
+    remember(&finished, generated.tier);
     Some(make(
         finished.text,
         finished.replaced_chars,

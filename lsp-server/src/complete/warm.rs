@@ -24,12 +24,16 @@ pub(super) struct WarmTarget {
     pub cursor: usize,
     pub line_index: usize,
     pub generation: u64,
+    /// Whether the ask there was multi-line (its decoding leaves less time for the prompt).
+    pub multiline: bool,
 }
 
-/// After a suggestion, prefills the stable part of the next larger prompt (`pacing`) in the
-/// background, so the following pauses in this region can afford it. Only for backends that
-/// take `max_tokens: 0` (ghostline-serve, which reports its speed) and raw prompts. A newer
-/// request for the document cancels it; the backend keeps what it computed.
+/// After a suggestion, prefills the stable part of a larger prompt (`pacing::warm_up_tier`) in
+/// the background, so the following pauses in this region, or the same spot asked again after
+/// a rest, can afford it; while nothing newer comes, the next larger one follows, up to
+/// `contextTokens`. Only for backends that take `max_tokens: 0` (ghostline-serve, which
+/// reports its speed) and raw prompts. A newer request for the document cancels it; the
+/// backend keeps what it computed.
 pub(super) fn warm_next_tier(
     completer: &Arc<Completer>,
     session: &Arc<Session>,
@@ -46,7 +50,7 @@ pub(super) fn warm_next_tier(
         target.line_index,
         generated.tier,
         max,
-        generated.multiline,
+        target.multiline,
         settings.latency_target_ms,
     ) else {
         return;
@@ -126,6 +130,7 @@ pub fn warm_at_cursor(
             cursor,
             line_index,
             generation,
+            multiline: false,
         };
         spawn_warm_up(
             &completer,
@@ -205,7 +210,8 @@ fn spawn_warm_up(
         let Some(stable) = prompt.stable.clone().filter(|s| !s.is_empty()) else {
             return;
         };
-        let uri = target.uri.0.as_str();
+        let uri = target.uri.0.as_str().to_string();
+        let uri = uri.as_str();
         completer
             .pacing
             .sent(prompt.sent(uri, tier, target.line_index, &stable));
@@ -216,7 +222,21 @@ fn spawn_warm_up(
             biased;
             () = cancel.cancelled() => completer.pacing.ended(uri, tier, false, None),
             result = completer.backend.warm(&config, &model.id, &stable, &affinity) => match result {
-                Ok(usage) => completer.pacing.ended(uri, tier, true, usage.as_ref()),
+                Ok(usage) => {
+                    completer.pacing.ended(uri, tier, true, usage.as_ref());
+                    // Still resting: climb to the next larger prompt.
+                    let next = completer.pacing.warm_up_tier(
+                        uri,
+                        target.line_index,
+                        tier,
+                        settings.context_tokens,
+                        target.multiline,
+                        settings.latency_target_ms,
+                    );
+                    if let Some(next) = next.filter(|_| !cancel.is_cancelled()) {
+                        spawn_warm_up(&completer, &session, &settings, model.clone(), target, next, hint);
+                    }
+                }
                 Err(error) => {
                     tracing::debug!("warm-up failed: {error}");
                     completer.backend.health.record_background_failure(&error);
