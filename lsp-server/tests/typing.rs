@@ -70,6 +70,75 @@ fn bodies_now(server: &RecordingServer) -> Vec<Value> {
     server.bodies.lock().unwrap().clone()
 }
 
+/// The prompts of the warm-ups (`max_tokens: 0`) received so far, in order.
+fn warm_prompts(server: &RecordingServer) -> Vec<String> {
+    bodies_now(server)
+        .iter()
+        .filter(|b| b["max_tokens"] == 0)
+        .map(|b| b["prompt"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Waits until the backend has received no request for `quiet`.
+fn until_quiet(server: &RecordingServer, quiet: Duration) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = bodies_now(server).len();
+    let mut since = Instant::now();
+    while since.elapsed() < quiet {
+        assert!(Instant::now() < deadline, "the warm-ups never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+        let now = bodies_now(server).len();
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        }
+    }
+}
+
+#[test]
+fn resting_at_the_spot_climbs_and_the_same_ask_gets_the_larger_prompt() {
+    let (server, mut client) = slow_backend_with_long_python_open();
+    let (uri, line) = (HANDLERS, HANDLER_300_BODY);
+    let ask = |client: &mut LspClient| {
+        let response = client.request(
+            "textDocument/inlineCompletion",
+            LspClient::inline_completion_params(uri, line, 4),
+        );
+        assert_eq!(items(&response).len(), 1, "{response}");
+    };
+    ask(&mut client);
+    // Nothing happens: the warm-ups climb, each larger than the last, to the whole budget.
+    until_quiet(&server, Duration::from_millis(500));
+    let warmed = warm_prompts(&server);
+    assert!(warmed.len() >= 2, "{warmed:?}");
+    assert!(
+        warmed.windows(2).all(|w| w[1].len() > w[0].len()),
+        "the warm-ups did not climb: {:?}",
+        warmed.iter().map(String::len).collect::<Vec<_>>()
+    );
+    let first = server.prompts();
+    assert_eq!(first.len(), 1);
+    // Asked again where the suggestion is shown, nothing typed: not the remembered answer of
+    // the small prompt, but one from the largest prompt the backend now holds.
+    ask(&mut client);
+    let prompts = server.prompts();
+    assert_eq!(prompts.len(), 2, "answered from memory after the rest");
+    let largest = warmed.last().unwrap();
+    assert!(
+        prompts[1].starts_with(largest.as_str()) && prompts[1].len() > first[0].len(),
+        "the ask after the rest did not take the warmed prompt:\n{}",
+        prompts[1]
+    );
+    // Asked once more: nothing larger is held now, so the answer on screen stands.
+    until_quiet(&server, Duration::from_millis(300));
+    ask(&mut client);
+    assert_eq!(
+        server.prompts().len(),
+        2,
+        "asked the backend again for nothing"
+    );
+    assert!(client.shutdown().success());
+}
+
 #[test]
 fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
     let (server, mut client) = slow_backend_with_long_python_open();
@@ -143,10 +212,11 @@ fn a_slow_backend_gets_a_small_prompt_first_and_the_next_tier_warmed() {
         .find(|b| b["max_tokens"] == 128)
         .and_then(|b| b["prompt"].as_str())
         .expect("no second completion request");
-    // Whichever tier it took (the warm-up's, once answered), the prompt is one the backend has
-    // computed, and only the typed line after it is new.
-    let stable = [first_stable, warm_prompt]
-        .into_iter()
+    // Whichever tier it took (a warm-up's, once answered: they climb while nothing is typed),
+    // the prompt is one the backend has computed, and only the typed line after it is new.
+    let warmed = warm_prompts(&server);
+    let stable = std::iter::once(first_stable)
+        .chain(warmed.iter().map(String::as_str))
         .find(|stable| next.starts_with(stable))
         .unwrap_or_else(|| {
             panic!("the prompt changed before the cursor's line:\n{first_stable}\n---\n{next}")
@@ -200,9 +270,14 @@ fn placing_the_cursor_prefills_the_prompt_a_keystroke_there_sends() {
         .into_iter()
         .find(|b| b["max_tokens"] == 128)
         .expect("no completion request");
-    assert_eq!(
-        completion["prompt"].as_str().unwrap(),
-        format!("{warm_prompt}x")
+    // (Once the spot's prompt was held the warm-ups climbed on to larger ones; the keystroke
+    // takes the largest held.)
+    let warmed = warm_prompts(&server);
+    assert!(
+        warmed
+            .iter()
+            .any(|w| completion["prompt"].as_str().unwrap() == format!("{w}x")),
+        "{completion}"
     );
     // The prompt ends inside a word: the backend is asked to heal it.
     assert_eq!(completion["token_healing"], true, "{completion}");

@@ -67,9 +67,15 @@ const FULL_CONTEXT_TIER: usize = 1024;
 
 /// How long a person's rest is taken to be, for choosing what to warm while it lasts: after a
 /// suggestion shows, reading it (or deciding what to type) takes a few seconds. The warm-up
-/// after an answer aims for the largest tier the backend prefills in that time, so the next ask
-/// in the region gets it; a shorter rest leaves it part-done, and the backend keeps that part.
+/// after an answer aims for the largest tier the backend prefills in that time plus what an ask
+/// after the rest may still compute (`REST_PATIENCE`), so that ask gets it; a shorter rest
+/// leaves it part-done, and the backend keeps that part.
 const IDLE_PAUSE_MS: f64 = 3000.0;
+
+/// An ask at the spot of the suggestion on screen, with nothing typed since, may take this many
+/// times the latency target when that buys a larger prompt: the person is resting and already
+/// has a suggestion to read meanwhile (`complete::suggest`).
+pub const REST_PATIENCE: u64 = 2;
 
 /// A prompt sent for a region of a file, and how much of its stable part the backend is
 /// believed to hold.
@@ -192,9 +198,35 @@ impl Pacing {
             .unwrap_or(smallest)
     }
 
+    /// For an ask where a suggestion from a prompt of `tier` is on screen and nothing was typed
+    /// since (a person resting there): a larger tier whose prompt the backend holds, or is
+    /// warming, here, and can finish within `target_ms` (`REST_PATIENCE` times the latency
+    /// target). Only warmed tiers: a cold larger prompt would cost the backend what the warm-up
+    /// is computing, and an editor asking again at once would cancel the warm-up for it.
+    pub fn rest_tier(
+        &self,
+        uri: &str,
+        cursor_line: usize,
+        tier: usize,
+        max: usize,
+        multiline: bool,
+        target_ms: u64,
+    ) -> Option<usize> {
+        let state = self.state();
+        if state.prefill <= 0.0 {
+            return None;
+        }
+        let allowed = state.prefill_allowance_ms(multiline, target_ms);
+        tiers(max).into_iter().filter(|&t| t > tier).find(|&t| {
+            state.region(uri, cursor_line, t).is_some()
+                && 1e3 * state.uncached_tokens(uri, cursor_line, t) / state.prefill <= allowed
+        })
+    }
+
     /// The tier above `tier` (at most `max`) worth a background warm-up: once its stable part is
     /// held, a keystroke on this line would be answered within the target, and it is not held
-    /// yet. Of those, the largest the backend computes within a rest (`IDLE_PAUSE_MS`), or else
+    /// yet. Of those, the largest the backend computes within a rest (`IDLE_PAUSE_MS`, and the
+    /// patience of the ask after it), or else
     /// the next one up: an idle person's seconds buy the biggest prompt they can, and warm-ups
     /// chain (`warm::spawn_warm_up`), so a longer rest climbs on to `max`. `None` when there is
     /// none: then warming would only keep the backend busy (and the next keystroke waiting for
@@ -227,12 +259,12 @@ impl Pacing {
                 fits_when_warm && !held
             })
             .collect();
+        let horizon =
+            IDLE_PAUSE_MS + state.prefill_allowance_ms(multiline, REST_PATIENCE * target_ms);
         worth
             .iter()
             .rev()
-            .find(|&&t| {
-                1e3 * state.uncached_tokens(uri, cursor_line, t) / state.prefill <= IDLE_PAUSE_MS
-            })
+            .find(|&&t| 1e3 * state.uncached_tokens(uri, cursor_line, t) / state.prefill <= horizon)
             .or(worth.first())
             .copied()
     }
@@ -470,7 +502,8 @@ mod tests {
         });
         cpu.ended("a", 192, true, Some(&usage(260, 0, 650.0, 10, 250.0)));
         // Warm at 192 now; 384 not yet. A rest is worth warming the largest tier the backend
-        // prefills within it: 1,024 (921 tokens at 400/s, 2.3 s), not 2,048 (4.6 s).
+        // prefills within it and the ask after it: 1,024 (921 tokens at 400/s, 2.3 s), not
+        // 2,048 (4.6 s against 3 s + 1.3 s).
         assert_eq!(cpu.choose("a", 100, 2048, false, 800), 192);
         assert_eq!(
             cpu.warm_up_tier("a", 100, 192, 2048, false, 800),
@@ -524,6 +557,37 @@ mod tests {
         // Another file, or far away in this one: cold again.
         assert_eq!(cpu.choose("b", 100, 2048, false, 800), 192);
         assert_eq!(cpu.choose("a", 400, 2048, false, 800), 192);
+    }
+
+    #[test]
+    fn a_rest_earns_only_a_tier_the_backend_holds_or_nearly_holds() {
+        let cpu = Pacing::default();
+        cpu.reported(Some(300.0), Some(40.0));
+        let sent = |tier: usize, stable_tokens: usize| Sent {
+            uri: "a".into(),
+            tier,
+            cursor_line: 100,
+            window_start: 64,
+            stable_tokens,
+            line_tokens: 10,
+            suffix_tokens: 100,
+            suffix_capped: true,
+            line_last: true,
+        };
+        cpu.sent(sent(192, 170));
+        cpu.ended("a", 192, true, None);
+        // 384 cold (345 tokens, 1.15 s) would fit twice the target, but nothing warmed it: the
+        // suggestion on screen stands.
+        assert_eq!(cpu.rest_tier("a", 100, 192, 2048, false, 1600), None);
+        // A warm-up of 1,024 just started: far from done.
+        cpu.sent(sent(1024, 900));
+        assert_eq!(cpu.rest_tier("a", 100, 192, 2048, false, 1600), None);
+        // Done: the resting ask gets it; at 1,024 itself, nothing larger is held.
+        cpu.ended("a", 1024, true, None);
+        assert_eq!(cpu.rest_tier("a", 100, 192, 2048, false, 1600), Some(1024));
+        assert_eq!(cpu.rest_tier("a", 100, 1024, 2048, false, 1600), None);
+        // Elsewhere in the file the warm-up is no help.
+        assert_eq!(cpu.rest_tier("a", 300, 192, 2048, false, 1600), None);
     }
 
     #[test]

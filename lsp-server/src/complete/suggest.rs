@@ -151,22 +151,32 @@ pub async fn suggest(
         line_prefix,
     };
 
-    // A remembered answer is not the answer to a person resting at its spot once the backend
-    // holds a larger prompt there (a warm-up ran while they rested): they get the better one.
-    let better = |tier: usize, multiline: bool| {
-        completer.pacing.choose(
+    // A suggestion on screen asked for again where it was shown, nothing typed since: the person
+    // is resting, and once the backend holds a larger prompt there (the warm-ups after an answer
+    // climb while nothing happens) they get the better answer, computed within a longer target
+    // (`pacing::REST_PATIENCE`): they have the old one to read meanwhile.
+    let rest_target_ms = settings.latency_target_ms * super::pacing::REST_PATIENCE;
+    let at_rest = std::cell::Cell::new(None);
+    let better_at_rest = |tier: usize, multiline: bool| {
+        at_rest.set(completer.pacing.rest_tier(
             uri.0.as_str(),
             line_index,
+            tier,
             settings.context_tokens,
             multiline,
-            settings.latency_target_ms,
-        ) > tier
+            rest_target_ms,
+        ));
+        at_rest.get().is_some()
     };
     // Memory: the user is typing what the suggestion on screen says.
-    let typed =
-        completer
-            .lock_memory()
-            .typed_through(uri, line_index, &line_prefix, &rest_of_line, better);
+    let typed = completer.lock_memory().typed_through(
+        uri,
+        line_index,
+        &line_prefix,
+        &rest_of_line,
+        better_at_rest,
+    );
+    let at_rest = at_rest.get();
     if let Some(typed) = typed {
         record("typing", 0, 0);
         return Some(make(typed.text, typed.replaced_chars, line_prefix));
@@ -200,10 +210,11 @@ pub async fn suggest(
 
     // Memory: the same prompt answered lately.
     let key = prompt_key(&settings, &ctx, multiline);
+    // (The same prompt answered lately, when a keystroke and its backspace came back to it.)
     let recent = completer
         .lock_memory()
         .recent(key)
-        .filter(|(tier, _)| !better(*tier, multiline));
+        .filter(|_| at_rest.is_none());
     let remember = |result: &RecentResult, tier: usize| {
         completer.lock_memory().remember_shown(
             uri,
@@ -258,7 +269,7 @@ pub async fn suggest(
     let streaming = AtomicBool::new(false);
     let generation = generate(
         completer, session, &settings, uri, &document, cursor, stop, arrived_ns, &streaming,
-        &cancel,
+        &cancel, at_rest,
     );
     tokio::pin!(generation);
     let mut deadline = deadline;
@@ -356,6 +367,7 @@ async fn generate(
     arrived_ns: u64,
     streaming: &AtomicBool,
     cancel: &CancellationToken,
+    rest_tier: Option<usize>,
 ) -> Outcome {
     let config = backend_config(settings);
     let model = match completer.backend.model(&config).await {
@@ -368,13 +380,17 @@ async fn generate(
     let line_index = document
         .rope
         .char_to_line(cursor.min(document.rope.len_chars()));
-    let tier = completer.pacing.choose(
-        uri.0.as_str(),
-        line_index,
-        settings.context_tokens,
-        stop.multiline,
-        settings.latency_target_ms,
-    );
+    // The tier a rest earned (see `suggest`), else the largest answered within the target.
+    let tier = rest_tier.unwrap_or_else(|| {
+        completer.pacing.choose(
+            uri.0.as_str(),
+            line_index,
+            settings.context_tokens,
+            stop.multiline,
+            settings.latency_target_ms,
+        )
+    });
+    tracing::debug!(tier, rest = rest_tier.is_some(), "prompt budget");
     let prompt = build_prompt_on_pool(
         completer, session, settings, &model, uri, document, cursor, tier, cancel, false,
     )

@@ -790,8 +790,18 @@ impl RecordingServer {
                         let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", models.len(), models);
                         return;
                     }
-                    if let Ok(body) = serde_json::from_slice::<Value>(&body) {
+                    let body = serde_json::from_slice::<Value>(&body).ok();
+                    let not_streamed = body.as_ref().is_some_and(|b| b["stream"] == json!(false));
+                    if let Some(body) = body {
                         recorded.lock().unwrap().push(body);
+                    }
+                    if not_streamed {
+                        // A warm-up (`max_tokens: 0`): one JSON body, as ghostline-serve answers.
+                        let answer = json!({"object": "text_completion", "choices": [{"text": "", "index": 0, "finish_reason": "length"}],
+                                            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+                        .to_string();
+                        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", answer.len(), answer);
+                        return;
                     }
                     let events = "data: {\"choices\":[{\"text\":\"value\",\"index\":0,\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"text\":\"\",\"index\":0,\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
                     let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}", events.len(), events);
