@@ -31,6 +31,23 @@ pub enum ContextMode {
 
 /// The prompt format. `auto` picks it from the backend's `/v1/models` `family`, falling back
 /// to the plain FIM template.
+/// How windows of similar code from other files enter a `full` prompt. The default measured best
+/// (tests/eval/RESULTS.md, issue 28); the others are there to ablate it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SimilarWindows {
+    /// What passes `context::select::MIN_SCORE` first, then the most similar windows fill what
+    /// is left of the share; the most similar sits nearest the current file.
+    #[default]
+    #[serde(rename = "fill")]
+    Fill,
+    /// As `fill`, the windows placed by path and line instead of by similarity.
+    #[serde(rename = "fillByPath")]
+    FillByPath,
+    /// Only windows that pass the floor, like everything else (before issue 28).
+    #[serde(rename = "floor")]
+    Floor,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PromptFamily {
     #[default]
@@ -94,6 +111,8 @@ pub struct Settings {
     /// Most of the token budget that context from other files may take (0..=1); the rest,
     /// and whatever retrieval leaves unused, goes to the current file.
     pub retrieved_share: f32,
+    /// How similar windows of other files are chosen and placed (`full` mode).
+    pub similar_windows: SimilarWindows,
     /// A folder laid out like the repo's `grammars/` whose `.scm` files replace the
     /// built-in queries; `None`: `GHOSTLINE_GRAMMARS_DIR`, else the built-in ones.
     pub grammars_dir: Option<String>,
@@ -125,6 +144,7 @@ impl Default for Settings {
             context_mode: ContextMode::Full,
             prompt_family: PromptFamily::Auto,
             retrieved_share: 0.4,
+            similar_windows: SimilarWindows::Fill,
             grammars_dir: None,
             exclude_globs: Vec::new(),
             max_indexed_files: 20_000,
@@ -192,9 +212,11 @@ mod tests {
     fn context_settings_use_the_documented_names() {
         let merged = Settings::default().merged(&json!({
             "contextMode": "currentFile", "promptFamily": "qwen2.5-coder",
-            "excludeGlobs": ["*.secret"], "retrievedShare": 0.25, "grammarsDir": "/g"
+            "excludeGlobs": ["*.secret"], "retrievedShare": 0.25, "grammarsDir": "/g",
+            "similarWindows": "fillByPath"
         }));
         assert_eq!(merged.context_mode, ContextMode::CurrentFile);
+        assert_eq!(merged.similar_windows, SimilarWindows::FillByPath);
         assert_eq!(merged.prompt_family, PromptFamily::Qwen);
         assert_eq!(merged.exclude_globs, ["*.secret"]);
         assert_eq!(merged.grammars_dir.as_deref(), Some("/g"));

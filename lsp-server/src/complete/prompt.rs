@@ -200,7 +200,8 @@ pub fn build_prompt(
         model.context_length,
         settings.max_tokens,
         settings.retrieved_share,
-    );
+    )
+    .with_similar(settings.similar_windows);
     let built = crate::context::build(settings.context_mode, &current, &workspace, budget);
     tracing::debug!(
         "context: {} snippets ({}), prefix {} bytes, suffix {} bytes",

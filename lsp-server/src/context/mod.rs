@@ -31,7 +31,7 @@ use tree_sitter::Tree;
 use crate::index::WorkspaceIndex;
 use crate::privacy::{Excludes, Region};
 pub use crate::session::OpenDocument;
-use crate::settings::ContextMode;
+use crate::settings::{ContextMode, SimilarWindows};
 use crate::syntax::Lang;
 use window::{cursor_context, CursorContext};
 
@@ -137,6 +137,8 @@ pub struct CurrentFile<'a> {
 pub struct Budget {
     pub total: usize,
     pub retrieved_share: f32,
+    /// How similar windows spend the retrieved share (`full` mode).
+    pub similar: SimilarWindows,
 }
 
 /// cl100k is not the model's tokenizer; this much of the budget is left as a margin.
@@ -161,7 +163,12 @@ impl Budget {
         Self {
             total: (tokens as f32 * TOKENIZER_MARGIN) as usize,
             retrieved_share: retrieved_share.clamp(0.0, 0.9) * ramp,
+            similar: SimilarWindows::default(),
         }
+    }
+
+    pub fn with_similar(self, similar: SimilarWindows) -> Self {
+        Self { similar, ..self }
     }
 
     pub fn retrieved(&self) -> usize {
@@ -220,7 +227,7 @@ pub fn build(
                 candidates,
                 retrieved_budget,
                 min_score,
-                mode == ContextMode::Full,
+                mode == ContextMode::Full && budget.similar != SimilarWindows::Floor,
             );
             // A cancelled collection may be partial: it must not stand for the region.
             if let Some(memo) = workspace.memo.filter(|_| !workspace.cancelled()) {
@@ -241,7 +248,10 @@ pub fn build(
         .into_iter()
         .filter(|s| s.path != current.relative || s.end_line <= first || s.start_line >= last)
         .collect();
-    finish(cursor, select::order(chosen))
+    finish(
+        cursor,
+        select::order(chosen, budget.similar != SimilarWindows::FillByPath),
+    )
 }
 
 /// The current file's window with its secrets replaced. They are found in the lines around

@@ -134,12 +134,12 @@ pub fn choose(
 /// similar first, so the most similar sits nearest the current file (as in llama.vim's ring
 /// and the `naive-full` recipe); the other kinds by path and line. A region's snippets are
 /// chosen once (`SnippetMemo`), so scores that jitter between keystrokes cannot reorder it.
-pub fn order(mut chosen: Vec<Snippet>) -> Vec<Snippet> {
+pub fn order(mut chosen: Vec<Snippet>, similar_by_score: bool) -> Vec<Snippet> {
     chosen.sort_by(|a, b| {
         a.kind
             .cmp(&b.kind)
             .then_with(|| {
-                if a.kind == SourceKind::Similar {
+                if similar_by_score && a.kind == SourceKind::Similar {
                     a.score.total_cmp(&b.score)
                 } else {
                     std::cmp::Ordering::Equal
