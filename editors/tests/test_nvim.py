@@ -251,6 +251,20 @@ for native in (True, False):
 
 
 @test
+def entering_insert_mode_asks_extmarks():
+    # Nothing typed: entering insert mode on the empty body line is the ask (it also starts the
+    # server's warm-ups for the spot, and resting there asks again on CursorHoldI).
+    def body(editor: Editor):
+        editor.open("add.py")
+        editor.type("2GA")
+        assert editor.mode() == "i"
+        ghost = editor.wait_ghost()
+        assert ghost.strip(), ghost
+        assert editor.lines()[1] == "    ", editor.lines()
+    scenario(False, "insert-enter", {"add.py": ADD_PY}, body)
+
+
+@test
 def checkhealth_reports_server_and_backend():
     def body(editor: Editor):
         editor.open("add.py")

@@ -317,6 +317,18 @@ function M.attach(bufnr, config)
       M.schedule(bufnr, config.debounce_ms)
     end,
   })
+  -- Entering insert mode, and resting in it ('updatetime'), ask too: the first ask starts the
+  -- server's warm-ups for the spot, and an ask after a rest gets the answer of the larger
+  -- prompt they made affordable (the suggestion on screen stays when there is none).
+  vim.api.nvim_create_autocmd({ 'InsertEnter', 'CursorHoldI' }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      if config.enabled then
+        M.schedule(bufnr, config.debounce_ms)
+      end
+    end,
+  })
   vim.api.nvim_create_autocmd('CursorMovedI', {
     group = group,
     buffer = bufnr,
