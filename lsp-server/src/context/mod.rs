@@ -9,8 +9,9 @@
 //! Sources (`sources`) each propose scored snippets: definitions of identifiers used near the
 //! cursor, resolved through the file's imports and the workspace index; windows of similar
 //! code (Jaccard over identifier tokens); regions edited recently. `select` takes those likely
-//! to help (`select::MIN_SCORE`) first, then fills what is left of the retrieved share with the
-//! most similar windows, beside the current file's prefix and suffix, merging overlaps,
+//! to help (`select::MIN_SCORE`; `settings::SimilarWindows::Fill` also fills what is left of the
+//! retrieved share with the most similar windows) beside the current file's prefix and suffix,
+//! merging overlaps,
 //! dropping the lowest scores first, and ordering them by a stable key so consecutive keystrokes produce prompts with a long common prefix (the
 //! backend's KV cache then re-reads only the end). `template` writes the prompt for the
 //! model family. Everything that enters a prompt is redacted (`privacy`), each text as a whole
