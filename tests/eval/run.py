@@ -459,6 +459,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=16, help="cases per kind (default 16)")
     ap.add_argument("--limit", type=int, default=None, help="run only the first N cases of each kind (same cases)")
+    ap.add_argument("--kind-limit", action="append", default=[], metavar="KIND=N",
+                    help="run only the first N cases of KIND (e.g. single-line=20 with --cases 60: 60 cross-file holes, 20 single-line)")
     ap.add_argument("--systems", "--modes", dest="systems", default="plain,naive,full",
                     help="comma-separated: the baselines plain, naive and naive-full (baselines.py), "
                          "ghostline-lsp's contextModes currentFile, full, jaccard, names given with --variant, "
@@ -553,6 +555,13 @@ def main() -> int:
         cases = [c for c in cases if c.kind in kinds]
         if args.limit is not None:
             cases = [c for c in cases if int(c.id.rsplit("/", 1)[1]) < args.limit]
+        kind_limits = {}
+        for item in args.kind_limit:
+            kind, _, n = item.partition("=")
+            if kind not in case_builder.KINDS or not n.isdigit():
+                raise PipelineError(f"--kind-limit {item!r}: want KIND=N with KIND one of {case_builder.KINDS}")
+            kind_limits[kind] = int(n)
+        cases = [c for c in cases if int(c.id.rsplit("/", 1)[1]) < kind_limits.get(c.kind, len(cases) + 1)]
         case_builder.write_jsonl(cases, logs / "cases.jsonl")
         # The smoke run takes a fresh debug build (what `cargo test` leaves; built when stale), so CI need not
         # build release binaries for it; the real evaluation wants release ones.
@@ -621,6 +630,7 @@ def main() -> int:
         "variants": variants,
         "half": args.half,
         "limit": args.limit,
+        "kind_limit": args.kind_limit,
         "smoke": args.smoke,
     }
     rows: list[dict] = []
