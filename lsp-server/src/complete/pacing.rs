@@ -226,11 +226,10 @@ impl Pacing {
     /// The tier above `tier` (at most `max`) worth a background warm-up: once its stable part is
     /// held, a keystroke on this line would be answered within the target, and it is not held
     /// yet. Of those, the largest the backend computes within a rest (`IDLE_PAUSE_MS`, and the
-    /// patience of the ask after it), or else
-    /// the next one up: an idle person's seconds buy the biggest prompt they can, and warm-ups
-    /// chain (`warm::spawn_warm_up`), so a longer rest climbs on to `max`. `None` when there is
-    /// none: then warming would only keep the backend busy (and the next keystroke waiting for
-    /// the chunk it is computing).
+    /// patience of the ask after it), or else the next one up: an idle person's seconds buy the
+    /// biggest prompt they can, and warm-ups chain (`warm::spawn_warm_up`), so a longer rest
+    /// climbs on to `max`. `None` when there is none: then warming would only keep the backend
+    /// busy (and the next keystroke waiting for the chunk it is computing).
     pub fn warm_up_tier(
         &self,
         uri: &str,
