@@ -5,6 +5,7 @@ windows, the rest systems' names.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import tempfile
 import zipfile
@@ -365,6 +366,25 @@ def test_paced_system_names():
     assert paced_system("rest1.5") == (True, 1.5)
     for name in ("full", "plain", "naive-full", "rest", "restx", "rest-1", "myrest1"):
         assert paced_system(name) == (False, None), name
+
+
+def test_merge_results_pairs_cases_across_files():
+    import subprocess
+    row = lambda mode, i, em: {"id": f"cross-file/p/{i:03d}", "kind": "cross-file", "language": "rust", "mode": mode,
+                               "em": em, "es": em, "id_f1": em, "latency_ms": 1.0, "prediction": "x"}
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = Path(tmp) / "a.json", Path(tmp) / "b.json"
+        a.write_text(json.dumps({"rows": [row("naive-full", i, 0.0) for i in range(4)] + [row("full", i, 1.0) for i in range(4)]}))
+        # b has one case fewer; its `full` ran at another budget and is renamed beside a's.
+        b.write_text(json.dumps({"rows": [row("full", i, float(i % 2)) for i in range(3)]}))
+        out = subprocess.run([sys.executable, str(Path(__file__).parent / "merge_results.py"), str(a), f"{b}:full=full@1024"],
+                             capture_output=True, text=True, check=True).stdout
+        assert "3 cases in every file" in out, out
+        assert "| full − naive-full | overall | 3 | +100.0" in out, out
+        assert "| full@1024 − naive-full | overall | 3 | +33.3" in out, out
+        clash = subprocess.run([sys.executable, str(Path(__file__).parent / "merge_results.py"), str(a), str(b)],
+                               capture_output=True, text=True)
+        assert clash.returncode == 2, clash
 
 
 def main() -> int:
