@@ -63,6 +63,23 @@ fn slow_backend_with_long_python_open() -> (RecordingServer, LspClient) {
         json!({"backendUrl": server.url(), "contextMode": "currentFile", "timeoutMs": 10000}),
     );
     client.open(HANDLERS, "python", &long_python());
+    // Until the token counter has loaded, budgets are estimated: a warm-up built then and a
+    // keystroke's prompt built after would cut the window at different lines.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client.request_ok(
+            "workspace/executeCommand",
+            json!({"command": "ghostline.indexStatus", "arguments": []}),
+        );
+        if status["tokenizerReady"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token counter never loaded: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     (server, client)
 }
 
