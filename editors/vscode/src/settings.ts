@@ -19,6 +19,7 @@ export const LSP_SETTING_KEYS = [
   'contextMode',
   'promptFamily',
   'retrievedShare',
+  'similarWindows',
   'grammarsDir',
   'excludeGlobs',
   'maxIndexedFiles',

@@ -16,7 +16,7 @@ M.defaults = {
   -- names are ghostline-lsp's: backendUrl, apiKeyEnv, caFile, model, fimTemplate, maxTokens,
   -- maxLines, multiline ("auto"|"always"|"never"), debounceMs, enabledLanguages, timeoutMs, latencyTargetMs,
   -- contextTokens, temperature, contextMode ("full"|"currentFile"|"jaccard"), promptFamily,
-  -- retrievedShare, grammarsDir, excludeGlobs, maxIndexedFiles.
+  -- retrievedShare, similarWindows, grammarsDir, excludeGlobs, maxIndexedFiles.
   settings = {},
   -- Wait this long after the last keystroke before asking (extmark path; 0.12's built-in
   -- path has its own 200 ms debounce).
