@@ -158,6 +158,12 @@ fn spawn_warm_up(
     tier: usize,
     hint: Option<u64>,
 ) {
+    // Until the token counter has loaded, budgets are estimated and the window is cut elsewhere
+    // than the keystrokes after it will cut it: such a warm-up would fill the cache with a
+    // prompt nobody sends, while pacing counted it as held.
+    if !crate::tokens::is_ready() {
+        return;
+    }
     let completer = completer.clone();
     let session = session.clone();
     let settings = settings.clone();
