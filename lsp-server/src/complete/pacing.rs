@@ -198,6 +198,17 @@ impl Pacing {
             .unwrap_or(smallest)
     }
 
+    /// The state and the prompt's allowance in ms, once the backend's speed is known.
+    fn with_known_speed(
+        &self,
+        multiline: bool,
+        target_ms: u64,
+    ) -> Option<(std::sync::MutexGuard<'_, State>, f64)> {
+        let state = self.state();
+        let allowed = state.prefill_allowance_ms(multiline, target_ms);
+        (state.prefill > 0.0).then_some((state, allowed))
+    }
+
     /// For an ask where a suggestion from a prompt of `tier` is on screen and nothing was typed
     /// since (a person resting there): a larger tier whose prompt the backend holds, or is
     /// warming, here, and can finish within `target_ms` (`REST_PATIENCE` times the latency
@@ -212,11 +223,7 @@ impl Pacing {
         multiline: bool,
         target_ms: u64,
     ) -> Option<usize> {
-        let state = self.state();
-        if state.prefill <= 0.0 {
-            return None;
-        }
-        let allowed = state.prefill_allowance_ms(multiline, target_ms);
+        let (state, allowed) = self.with_known_speed(multiline, target_ms)?;
         tiers(max).into_iter().filter(|&t| t > tier).find(|&t| {
             state.region(uri, cursor_line, t).is_some()
                 && 1e3 * state.uncached_tokens(uri, cursor_line, t) / state.prefill <= allowed
@@ -239,11 +246,7 @@ impl Pacing {
         multiline: bool,
         target_ms: u64,
     ) -> Option<usize> {
-        let state = self.state();
-        if state.prefill <= 0.0 {
-            return None;
-        }
-        let allowed = state.prefill_allowance_ms(multiline, target_ms);
+        let (state, allowed) = self.with_known_speed(multiline, target_ms)?;
         let worth: Vec<usize> = tiers(max)
             .into_iter()
             .rev()
