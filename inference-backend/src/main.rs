@@ -1,7 +1,7 @@
 use std::{
     net::SocketAddr,
     process::ExitCode,
-    sync::{Arc, OnceLock},
+    sync::{atomic::AtomicBool, atomic::Ordering, Arc, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -114,7 +114,9 @@ async fn serve(args: Args) -> Result<()> {
         prefill_chunk: args.prefill_chunk.max(1),
         batching: args.batching == ghostline_serve::cli::OnOff::On,
         prompt_lookup: args.prompt_lookup == ghostline_serve::cli::OnOff::On,
+        stop: Arc::new(AtomicBool::new(false)),
     };
+    let stop_engine = scheduler_options.stop.clone();
     let options = EngineOptions {
         ort_library,
         device: args.device,
@@ -125,7 +127,7 @@ async fn serve(args: Args) -> Result<()> {
     };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();
-    std::thread::Builder::new()
+    let engine_thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
             let started = Instant::now();
@@ -161,9 +163,15 @@ async fn serve(args: Args) -> Result<()> {
             // The loop only returns when the queue closes, which never happens while the
             // server runs; returning or panicking, the engine is gone: /ready turns 503 and the
             // process exits non-zero for its supervisor to restart it.
+            let stop = scheduler_options.stop.clone();
             let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 scheduler::run_engine_loop(engine, jobs, metrics, scheduler_options)
             }));
+            if ended.is_ok() && stop.load(Ordering::SeqCst) {
+                // Asked to stop by `main`; the engine was dropped on this thread.
+                tracing::info!("engine stopped");
+                return;
+            }
             tracing::error!(
                 "the engine thread stopped ({}); exiting",
                 if ended.is_err() {
@@ -203,11 +211,38 @@ async fn serve(args: Args) -> Result<()> {
         result = server => result?,
         () = hard_stop => tracing::warn!("connections still open 5 s after the end; closing them"),
     }
-    if lifecycle.engine_down() {
+    let engine_failed = lifecycle.engine_down();
+    stop_engine.store(true, Ordering::SeqCst);
+    join_engine(engine_thread).await;
+    if engine_failed {
         anyhow::bail!("the engine thread stopped");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the exit waits for the engine thread: one prefill chunk or decode step, or the
+/// rest of a model load.
+const ENGINE_JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits for the engine thread to end (it notices the stop flag between steps). Returning from
+/// `main` runs ONNX Runtime's static destructors, so a thread still inside a forward pass then
+/// would crash the process: past the timeout the process leaves without running them.
+async fn join_engine(thread: std::thread::JoinHandle<()>) {
+    let deadline = Instant::now() + ENGINE_JOIN_TIMEOUT;
+    while !thread.is_finished() {
+        if Instant::now() > deadline {
+            tracing::error!(
+                "the engine thread did not stop within {} s; leaving without it",
+                ENGINE_JOIN_TIMEOUT.as_secs()
+            );
+            // SAFETY: _exit ends the process at once, running no destructor that could race
+            // the engine thread.
+            unsafe { libc::_exit(1) };
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = thread.join();
 }
 
 /// Resolves when the server must stop taking connections: on SIGTERM or Ctrl-C (running

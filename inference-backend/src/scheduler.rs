@@ -31,11 +31,11 @@
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::Ordering,
-        mpsc::{Receiver, TryRecvError},
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, TryRecvError},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::Result;
@@ -68,6 +68,32 @@ pub struct SchedulerOptions {
     /// Check prompt-lookup guesses in the decode step of a greedy request decoding alone, when
     /// the model gives logits for several positions (`logits_to_keep`).
     pub prompt_lookup: bool,
+    /// Set by `main` at shutdown: the loop ends every request still in flight and returns, so
+    /// the engine (its ONNX Runtime sessions) is dropped on this thread before the process
+    /// exits; a thread still inside ONNX Runtime while the runtime's statics are torn down
+    /// crashed the process (SIGSEGV, "GetElementType is not implemented").
+    pub stop: Arc<AtomicBool>,
+}
+
+/// How often an idle engine thread looks at the stop flag.
+const IDLE_STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Whether the loop must end now; when it must, every request still in flight is told so.
+fn stopping<'a>(
+    options: &SchedulerOptions,
+    in_flight: impl Iterator<Item = &'a Generation>,
+) -> bool {
+    if !options.stop.load(Ordering::SeqCst) {
+        return false;
+    }
+    for generation in in_flight {
+        if generation.ended.is_none() {
+            let _ = generation.job.events.send(GenerationEvent::Failed(
+                "the server is shutting down; the generation was stopped".into(),
+            ));
+        }
+    }
+    true
 }
 
 pub fn run_engine_loop(
@@ -96,7 +122,8 @@ pub fn run_engine_loop(
 }
 
 /// Takes jobs from the queue while fewer than `max_active` are in flight (`active`); waits for
-/// one when nothing is in flight. `None`: the queue is closed and nothing is in flight.
+/// one when nothing is in flight. `None`: the queue is closed, or the server is stopping, and
+/// nothing is in flight.
 fn admit(
     jobs: &Receiver<Job>,
     metrics: &Metrics,
@@ -110,7 +137,16 @@ fn admit(
             // Nothing is in flight while it waits: the load gauges say so, rather than what
             // the last round before the wait saw.
             publish_load(metrics, std::iter::empty());
-            jobs.recv().ok()?
+            loop {
+                if options.stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                match jobs.recv_timeout(IDLE_STOP_CHECK) {
+                    Ok(job) => break job,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return None,
+                }
+            }
         } else {
             match jobs.try_recv() {
                 Ok(job) => job,
@@ -150,6 +186,9 @@ fn run_interleaved(
 ) {
     let mut active: VecDeque<Generation> = VecDeque::new();
     loop {
+        if stopping(options, active.iter()) {
+            return;
+        }
         let n = active.len();
         if admit(&jobs, metrics, options, n, |g| active.push_back(g)).is_none() {
             return;
@@ -195,6 +234,9 @@ fn run_batched(
     let mut decoding: Vec<Generation> = Vec::new();
     let mut batch = DecodeBatch::default();
     loop {
+        if stopping(options, prefilling.iter().chain(&decoding)) {
+            return;
+        }
         let n = prefilling.len() + decoding.len();
         if admit(&jobs, metrics, options, n, |g| prefilling.push_back(g)).is_none() {
             return;
