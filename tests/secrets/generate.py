@@ -1,0 +1,797 @@
+#!/usr/bin/env python3
+"""The planted-credential corpus of issue 29: realistic files in many languages with fake
+credentials in them, written as `corpus.json` for `lsp-server/tests/secrets_corpus.rs`.
+
+    python3 tests/secrets/generate.py            # rewrites tests/secrets/corpus.json and split.json
+
+Stdlib only, seeded: the same seed gives the same files and values. Every credential belongs
+to a *shape* (how it is written: `Client(sid, token)`, `--password v`, a kubeconfig's
+`client-key-data`, ...). Whole shapes are split, by `SPLIT_SEED`, into a `tune` half and a
+`held-out` half before any rule was written (`split.json`, committed with this file): the rules
+and thresholds were tuned on `tune` only; `held-out` is scored once, at the end.
+
+Each half is its own workspace: every file holds shapes of one half only. A credential is
+recorded with its value and how much of its start is public (a provider's prefix such as
+`ghp_`, the same for everyone); the harness asks completions after, at and inside each value
+and in the other files, and searches every request body for any 6-character piece of the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+from pathlib import Path
+
+SEED = 2929
+SPLIT_SEED = 29
+HERE = Path(__file__).resolve().parent
+
+B62 = string.ascii_letters + string.digits
+HEX = "0123456789abcdef"
+UPPER_NUM = string.ascii_uppercase + string.digits
+B64 = B62 + "+/"
+URLSAFE = B62 + "-_"
+
+SYLLABLES = ["ka", "ro", "mi", "zu", "te", "vo", "ly", "qua", "ne", "fi", "do", "ra", "xe", "pu", "sa", "gi",
+             "bo", "tri", "wen", "jo", "hal", "mur", "vex", "tor", "lin", "dra", "fex", "gol", "nim", "pex"]
+SYMBOLS = "!@#%^*-_+=~"
+
+
+class Gen:
+    def __init__(self, rng: random.Random):
+        self.r = rng
+
+    def s(self, alphabet: str, n: int) -> str:
+        return "".join(self.r.choice(alphabet) for _ in range(n))
+
+    def b62(self, n: int) -> str:
+        # Random text that looks random: at least one upper, lower and digit.
+        while True:
+            v = self.s(B62, n)
+            if any(c.isupper() for c in v) and any(c.islower() for c in v) and any(c.isdigit() for c in v):
+                return v
+
+    def hex(self, n: int) -> str:
+        while True:
+            v = self.s(HEX, n)
+            if any(c.isdigit() for c in v) and any(c.isalpha() for c in v):
+                return v
+
+    def password(self) -> str:
+        """What people and password managers write: random characters, or syllables with
+        digits and a symbol."""
+        kind = self.r.randrange(3)
+        if kind == 0:
+            return self.s(B62 + "!#%*-_", self.r.randint(14, 22))
+        if kind == 1:
+            words = [self.r.choice(SYLLABLES) + self.r.choice(SYLLABLES) for _ in range(3)]
+            words = [w.capitalize() if self.r.random() < 0.6 else w for w in words]
+            return self.r.choice("-_.") .join(words) + str(self.r.randint(10, 9999)) + self.r.choice(SYMBOLS)
+        return self.b62(self.r.randint(16, 24))
+
+    def b64_of(self, text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    def uuid(self) -> str:
+        h = self.hex(32)
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+    def jwt(self) -> str:
+        head = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
+        body = base64.urlsafe_b64encode(json.dumps({"sub": self.hex(8), "role": "service_role", "iat": self.r.randint(1_600_000_000, 1_800_000_000)}).encode()).decode().rstrip("=")
+        return f"{head}.{body}.{self.s(URLSAFE, 43)}"
+
+
+# ---- Shapes --------------------------------------------------------------------------------
+# A shape: (name, file kind, function(g) -> (snippet, [(value, public_prefix_len)])).
+# The snippet is placed among ordinary code of its file kind. File kinds are listed in
+# FILE_KINDS (path templates and ordinary code); `own:<path>` gives the shape a file of its own
+# (credential files under other names).
+
+SHAPES: list[tuple[str, str, object]] = []
+
+
+def shape(name: str, kind: str):
+    def register(fn):
+        SHAPES.append((name, kind, fn))
+        return fn
+    return register
+
+
+def one(value: str, public: int = 0):
+    return [(value, public)]
+
+
+# Python ------------------------------------------------------------------------------------
+@shape("py: Client(sid, token) positional", "python")
+def _(g):
+    sid, tok = "AC" + g.hex(32), g.hex(32)
+    return f'sms = Client("{sid}", "{tok}")\n', one(tok)
+
+
+@shape("py: HTTPBasicAuth(user, pw)", "python")
+def _(g):
+    pw = g.password()
+    return f'resp = requests.get(REPORT_URL, auth=HTTPBasicAuth("reporting", "{pw}"), timeout=10)\n', one(pw)
+
+
+@shape("py: session.auth = (user, pw)", "python")
+def _(g):
+    pw = g.password()
+    return f'session = requests.Session()\nsession.auth = ("svc-backup", "{pw}")\n', one(pw)
+
+
+@shape("py: password= keyword argument", "python")
+def _(g):
+    pw = g.password()
+    return f'conn = psycopg2.connect(host="db.internal", dbname="orders", user="orders", password="{pw}")\n', one(pw)
+
+
+@shape("py: os.getenv default", "python")
+def _(g):
+    tok = g.b62(40)
+    return f'API_TOKEN = os.getenv("API_TOKEN", "{tok}")\n', one(tok)
+
+
+@shape("py: token split across concatenation", "python")
+def _(g):
+    a, b = g.b62(20), g.b62(20)
+    return f'GH_TOKEN = "ghp_{a}" + "{b}"\n', [("ghp_" + a, 4), (b, 0)]
+
+
+@shape("py: salt", "python")
+def _(g):
+    v = g.hex(32)
+    return f'salt = "{v}"\n', one(v)
+
+
+@shape("py: dict entry 'pass'", "python")
+def _(g):
+    pw = g.password()
+    return f'DB = {{"host": "db", "user": "app", "pass": "{pw}"}}\n', one(pw)
+
+
+@shape("py: X-Api-Key header dict", "python")
+def _(g):
+    v = g.b62(32)
+    return f'headers = {{"X-Api-Key": "{v}", "Accept": "application/json"}}\n', one(v)
+
+
+@shape("py: smtp login(user, pw)", "python")
+def _(g):
+    pw = g.password()
+    return f'server = smtplib.SMTP_SSL("smtp.example.com", 465)\nserver.login("alerts@example.com", "{pw}")\n', one(pw)
+
+
+@shape("py: jwt.encode(payload, secret)", "python")
+def _(g):
+    v = g.b62(48)
+    return f'token = jwt.encode({{"sub": user_id}}, "{v}", algorithm="HS256")\n', one(v)
+
+
+@shape("py: boto3 client keywords", "python")
+def _(g):
+    kid, sec = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f's3 = boto3.client(\n    "s3",\n    aws_access_key_id="{kid}",\n    aws_secret_access_key="{sec}",\n)\n',
+            [(kid, 4), (sec, 0)])
+
+
+@shape("py: redis URL with password", "python")
+def _(g):
+    pw = g.b62(24)
+    return f'cache = redis.from_url("redis://:{pw}@cache.internal:6379/0")\n', one(pw)
+
+
+@shape("py: Minio(endpoint, key, secret) positional", "python")
+def _(g):
+    k, s = g.s(UPPER_NUM, 20), g.b62(40)
+    return f'store = Minio("minio.internal:9000", "{k}", "{s}", secure=True)\n', [(k, 0), (s, 0)]
+
+
+# Rust --------------------------------------------------------------------------------------
+@shape("rs: .bearer_auth(v)", "rust")
+def _(g):
+    v = g.b62(40)
+    return f'    let resp = client.get(url).bearer_auth("{v}").send().await?;\n', one(v)
+
+
+@shape("rs: .header(\"X-Api-Key\", v)", "rust")
+def _(g):
+    v = g.hex(40)
+    return f'    let req = client.post(url).header("X-Api-Key", "{v}");\n', one(v)
+
+
+@shape("rs: .basic_auth(user, Some(pw))", "rust")
+def _(g):
+    pw = g.password()
+    return f'    let req = client.get(url).basic_auth("admin", Some("{pw}"));\n', one(pw)
+
+
+@shape("rs: Databricks dapi const", "rust")
+def _(g):
+    v = "dapi" + g.hex(32)
+    return f'const WAREHOUSE: &str = "{v}";\n', one(v, 4)
+
+
+@shape("rs: Credentials::new(id, secret)", "rust")
+def _(g):
+    kid, sec = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return f'    let creds = Credentials::new("{kid}", "{sec}", None, None, "static");\n', [(kid, 4), (sec, 0)]
+
+
+# Go ----------------------------------------------------------------------------------------
+@shape("go: SetBasicAuth(user, pw)", "go")
+def _(g):
+    pw = g.password()
+    return f'\treq.SetBasicAuth("ci-bot", "{pw}")\n', one(pw)
+
+
+@shape("go: struct Password field", "go")
+def _(g):
+    pw = g.password()
+    return f'\tcfg := DBConfig{{User: "app", Password: "{pw}", Host: "db"}}\n', one(pw)
+
+
+@shape("go: Header.Set Authorization Bearer", "go")
+def _(g):
+    v = g.b62(36)
+    return f'\treq.Header.Set("Authorization", "Bearer {v}")\n', one(v)
+
+
+@shape("go: NewStaticCredentials(id, secret)", "go")
+def _(g):
+    kid, sec = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return f'\tcreds := credentials.NewStaticCredentials("{kid}", "{sec}", "")\n', [(kid, 4), (sec, 0)]
+
+
+@shape("go: MySQL DSN user:pw@tcp", "go")
+def _(g):
+    pw = g.password().replace("@", "x")
+    return f'\tdb, err := sql.Open("mysql", "shop:{pw}@tcp(db:3306)/shop")\n', one(pw)
+
+
+# TypeScript --------------------------------------------------------------------------------
+@shape("ts: createClient(url, key) Supabase sb_secret_", "typescript")
+def _(g):
+    v = "sb_secret_" + g.s(URLSAFE, 32)
+    return f'export const supabase = createClient("https://{g.s(string.ascii_lowercase, 20)}.supabase.co", "{v}");\n', one(v, 10)
+
+
+@shape("ts: createClient(url, jwt)", "typescript")
+def _(g):
+    v = g.jwt()
+    return f'const admin = createClient(SUPABASE_URL, "{v}");\n', one(v, 36)
+
+
+@shape("ts: Linear lin_api_", "typescript")
+def _(g):
+    v = "lin_api_" + g.b62(40)
+    return f'const linear = new LinearClient({{ apiKey: "{v}" }});\n', one(v, 8)
+
+
+@shape("ts: Basic credential in a variable", "typescript")
+def _(g):
+    v = g.b64_of(f"deploy:{g.password()}")
+    return f'const basic = "{v}";\nconst res = await fetch(url, {{ headers: {{ Authorization: "Basic " + basic }} }});\n', one(v)
+
+
+@shape("ts: axios auth object", "typescript")
+def _(g):
+    pw = g.password()
+    return f'const r = await axios.get(url, {{ auth: {{ username: "ops", password: "{pw}" }} }});\n', one(pw)
+
+
+@shape("ts: Doppler dp.st.", "typescript")
+def _(g):
+    v = "dp.st.prd." + g.b62(43)
+    return f'const dopplerToken = "{v}";\n', one(v, 6)
+
+
+@shape("ts: Mailgun key-", "typescript")
+def _(g):
+    v = "key-" + g.hex(32)
+    return f'const mg = mailgun.client({{ username: "api", key: "{v}" }});\n', one(v, 4)
+
+
+@shape("ts: Grafana glsa_", "typescript")
+def _(g):
+    v = "glsa_" + g.b62(32) + "_" + g.hex(8)
+    return f'const grafana = new GrafanaApi(GRAFANA_URL, "{v}");\n', one(v, 5)
+
+
+# Java --------------------------------------------------------------------------------------
+@shape("java: DriverManager.getConnection(url, user, pw)", "java")
+def _(g):
+    pw = g.password()
+    return f'        Connection c = DriverManager.getConnection("jdbc:postgresql://db:5432/app", "app", "{pw}");\n', one(pw)
+
+
+@shape("java: setRequestProperty(X-Auth-Token, v)", "java")
+def _(g):
+    v = g.b62(32)
+    return f'        conn.setRequestProperty("X-Auth-Token", "{v}");\n', one(v)
+
+
+@shape("java: UsernamePasswordCredentials(user, pw)", "java")
+def _(g):
+    pw = g.password()
+    return f'        provider.setCredentials(AuthScope.ANY, new UsernamePasswordCredentials("svc", "{pw}"));\n', one(pw)
+
+
+@shape("java: static final API_SECRET", "java")
+def _(g):
+    v = g.b62(32)
+    return f'    private static final String API_SECRET = "{v}";\n', one(v)
+
+
+# C# ----------------------------------------------------------------------------------------
+@shape("cs: new NetworkCredential(user, pw)", "csharp")
+def _(g):
+    pw = g.password()
+    return f'        var creds = new NetworkCredential("svc-mail", "{pw}");\n', one(pw)
+
+
+@shape("cs: connection string Password=", "csharp")
+def _(g):
+    pw = g.password().replace(";", "x")
+    return f'        const string Conn = "Server=sql01;Database=Billing;User Id=billing;Password={pw};";\n', one(pw)
+
+
+@shape("cs: DefaultRequestHeaders.Add(X-Api-Key, v)", "csharp")
+def _(g):
+    v = g.hex(32)
+    return f'        http.DefaultRequestHeaders.Add("X-Api-Key", "{v}");\n', one(v)
+
+
+@shape("cs: AuthenticationHeaderValue(Bearer, v)", "csharp")
+def _(g):
+    v = g.b62(40)
+    return f'        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "{v}");\n', one(v)
+
+
+# SQL ---------------------------------------------------------------------------------------
+@shape("sql: IDENTIFIED BY", "sql")
+def _(g):
+    pw = g.password().replace("'", "x")
+    return f"CREATE USER report_ro IDENTIFIED BY '{pw}';\n", one(pw)
+
+
+@shape("sql: WITH LOGIN PASSWORD", "sql")
+def _(g):
+    pw = g.password().replace("'", "x")
+    return f"CREATE ROLE grafana WITH LOGIN PASSWORD '{pw}';\n", one(pw)
+
+
+@shape("sql: ALTER USER WITH PASSWORD", "sql")
+def _(g):
+    pw = g.password().replace("'", "x")
+    return f"ALTER USER etl WITH PASSWORD '{pw}';\n", one(pw)
+
+
+@shape("sql: CREATE LOGIN WITH PASSWORD =", "sql")
+def _(g):
+    pw = g.password().replace("'", "x")
+    return f"CREATE LOGIN loader WITH PASSWORD = '{pw}', CHECK_POLICY = OFF;\n", one(pw)
+
+
+# Shell -------------------------------------------------------------------------------------
+@shape("sh: --password v", "shell")
+def _(g):
+    pw = g.password()
+    return f"mysqldump --user backup --password {pw} shop > shop.sql\n", one(pw)
+
+
+@shape("sh: --token v", "shell")
+def _(g):
+    v = g.b62(40)
+    return f"./bin/uploader --token {v} --bucket artifacts\n", one(v)
+
+
+@shape("sh: -pPW", "shell")
+def _(g):
+    pw = g.b62(16)
+    return f"mysql -uroot -p{pw} -h db shop < schema.sql\n", one(pw)
+
+
+@shape("sh: sshpass -p v", "shell")
+def _(g):
+    pw = g.password()
+    return f"sshpass -p '{pw}' ssh deploy@build.internal 'systemctl restart app'\n", one(pw)
+
+
+@shape("sh: PGPASSWORD=v cmd", "shell")
+def _(g):
+    pw = g.password()
+    return f"PGPASSWORD={pw} psql -h db -U app -c 'select 1'\n", one(pw)
+
+
+@shape("sh: curl -H X-Api-Key", "shell")
+def _(g):
+    v = g.b62(32)
+    return f'curl -fsS -H "X-Api-Key: {v}" https://api.example.com/v1/status\n', one(v)
+
+
+@shape("sh: docker login -p", "shell")
+def _(g):
+    pw = g.password()
+    return f"docker login -u ci-bot -p {pw} registry.example.com\n", one(pw)
+
+
+@shape("sh: --api-key=v", "shell")
+def _(g):
+    v = g.hex(40)
+    return f"./scripts/notify --api-key={v} --channel releases\n", one(v)
+
+
+@shape("sh: export VAULT_TOKEN=hvs.", "shell")
+def _(g):
+    v = "hvs." + g.s(URLSAFE, 24)
+    return f"export VAULT_ADDR=https://vault.internal:8200\nexport VAULT_TOKEN={v}\n", one(v, 4)
+
+
+# Dockerfile --------------------------------------------------------------------------------
+@shape("docker: ARG NAME=v", "dockerfile")
+def _(g):
+    v = g.b62(40)
+    return f"ARG SENTRY_AUTH_TOKEN={v}\n", one(v)
+
+
+@shape("docker: ENV NAME v", "dockerfile")
+def _(g):
+    pw = g.password()
+    return f"ENV DB_PASSWORD {pw}\n", one(pw)
+
+
+@shape("docker: RUN --password=v", "dockerfile")
+def _(g):
+    pw = g.password()
+    return f"RUN ./configure-repo --user builder --password={pw}\n", one(pw)
+
+
+# Compose -----------------------------------------------------------------------------------
+@shape("compose: list item - NAME=v", "compose")
+def _(g):
+    pw = g.password()
+    return f"      - POSTGRES_PASSWORD={pw}\n", one(pw)
+
+
+@shape("compose: NAME: &anchor \"v\"", "compose")
+def _(g):
+    pw = g.password()
+    return f"      REDIS_PASSWORD: &redispw \"{pw}\"\n", one(pw)
+
+
+@shape("compose: block scalar", "compose")
+def _(g):
+    v = g.b62(44)
+    return f"      APP_SIGNING_SECRET: |\n        {v}\n", one(v)
+
+
+@shape("compose: map entry NAME: v", "compose")
+def _(g):
+    pw = g.password()
+    return f"      MYSQL_ROOT_PASSWORD: {pw}\n", one(pw)
+
+
+# Helm values -------------------------------------------------------------------------------
+@shape("helm: nested auth.rootPassword", "helm")
+def _(g):
+    pw = g.password()
+    return f"auth:\n  username: app\n  rootPassword: {pw}\n", one(pw)
+
+
+@shape("helm: datadog apiKey", "helm")
+def _(g):
+    v = g.hex(32)
+    return f"datadog:\n  site: datadoghq.eu\n  apiKey: {v}\n", one(v)
+
+
+@shape("helm: Firebase server key", "helm")
+def _(g):
+    v = "AAAA" + g.s(URLSAFE, 7) + ":APA91b" + g.s(URLSAFE, 134)
+    return f"push:\n  fcm:\n    serverKey: \"{v}\"\n", one(v, 4)
+
+
+# Kubernetes manifests ----------------------------------------------------------------------
+@shape("k8s: Deployment env name/value", "k8s")
+def _(g):
+    v = g.b62(40)
+    return (f"        env:\n          - name: PAYMENTS_API_TOKEN\n            value: \"{v}\"\n", one(v))
+
+
+@shape("k8s: kind: Secret data (base64)", "own:k8s-secret")
+def _(g):
+    pw = g.password()
+    url = f"postgres://app:{pw}@db:5432/app"
+    v = g.b64_of(url)
+    return (f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: app-db\ntype: Opaque\ndata:\n  DATABASE_URL: {v}\n", one(v))
+
+
+@shape("k8s: kind: Secret stringData", "own:k8s-secret")
+def _(g):
+    v = g.b62(36)
+    return (f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: webhook\nstringData:\n  webhook-token: {v}\n", one(v))
+
+
+@shape("k8s: .dockerconfigjson", "own:k8s-secret")
+def _(g):
+    pw = g.password()
+    auth = g.b64_of(f"robot:{pw}")
+    cfg = json.dumps({"auths": {"registry.example.com": {"auth": auth}}})
+    v = g.b64_of(cfg)
+    return (f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: pull\ntype: kubernetes.io/dockerconfigjson\ndata:\n  .dockerconfigjson: {v}\n", one(v))
+
+
+@shape("kubeconfig: client-key-data", "own:kubeconfig")
+def _(g):
+    key = "-----BEGIN RSA PRIVATE KEY-----\n" + g.s(B64, 64) + "\n-----END RSA PRIVATE KEY-----\n"
+    v = g.b64_of(key)
+    ca = g.b64_of("-----BEGIN CERTIFICATE-----\n" + g.s(B64, 48) + "\n-----END CERTIFICATE-----\n")
+    return (f"apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://k8s.internal:6443\n  name: prod\ncontexts:\n- context:\n    cluster: prod\n    user: admin\n  name: prod\ncurrent-context: prod\nusers:\n- name: admin\n  user:\n    client-certificate-data: {ca}\n    client-key-data: {v}\n", one(v))
+
+
+@shape("kubeconfig: user token", "own:kubeconfig")
+def _(g):
+    v = g.jwt()
+    return (f"apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://k8s-staging.internal:6443\n  name: staging\nusers:\n- name: deployer\n  user:\n    token: {v}\n", one(v, 36))
+
+
+# Terraform ---------------------------------------------------------------------------------
+@shape("tf: variable default =", "terraform")
+def _(g):
+    pw = g.password()
+    return (f'variable "db_admin_password" {{\n  type      = string\n  sensitive = true\n  default   = "{pw}"\n}}\n', one(pw))
+
+
+@shape("tf: provider token =", "terraform")
+def _(g):
+    v = "ghp_" + g.b62(36)
+    return f'provider "github" {{\n  owner = "acme"\n  token = "{v}"\n}}\n', one(v, 4)
+
+
+@shape("tf: resource password =", "terraform")
+def _(g):
+    pw = g.password()
+    return (f'resource "aws_db_instance" "main" {{\n  engine   = "postgres"\n  username = "dbadmin"\n  password = "{pw}"\n}}\n', one(pw))
+
+
+# TOML --------------------------------------------------------------------------------------
+@shape("toml: registry token =", "toml")
+def _(g):
+    v = "cio" + g.b62(32)
+    return f'[registries.internal]\nindex = "sparse+https://crates.internal/"\ntoken = "{v}"\n', one(v, 3)
+
+
+@shape("toml: inline table pass =", "toml")
+def _(g):
+    pw = g.password()
+    return f'smtp = {{ host = "mail.internal", user = "noreply", pass = "{pw}" }}\n', one(pw)
+
+
+# JSON --------------------------------------------------------------------------------------
+@shape("json: clientSecret nested", "json")
+def _(g):
+    v = g.s(URLSAFE, 34)
+    return f'  "oauth": {{ "clientId": "{g.uuid()}", "clientSecret": "{v}" }},\n', one(v)
+
+
+@shape("json: name/value pair", "json")
+def _(g):
+    v = "sk_live_" + g.b62(24)
+    return f'  "integrations": [{{ "name": "stripe", "value": "{v}" }}],\n', one(v, 8)
+
+
+# .properties -------------------------------------------------------------------------------
+@shape("properties: datasource password", "properties")
+def _(g):
+    pw = g.password()
+    return f"spring.datasource.password={pw}\n", one(pw)
+
+
+@shape("properties: mail pass", "properties")
+def _(g):
+    pw = g.password()
+    return f"mail.smtp.pass={pw}\n", one(pw)
+
+
+# Notebooks ---------------------------------------------------------------------------------
+@shape("ipynb: JSON-escaped api_key", "notebook")
+def _(g):
+    v = "sk-proj-" + g.b62(48)
+    return f'    "openai.api_key = \\"{v}\\"\\n",\n', one(v, 8)
+
+
+@shape("ipynb: JSON-escaped login(token)", "notebook")
+def _(g):
+    v = "hf_" + g.b62(34)
+    return f'    "login(token=\\"{v}\\")\\n",\n', one(v, 3)
+
+
+@shape("ipynb: JSON-escaped password", "notebook")
+def _(g):
+    pw = g.password()
+    return f'    "engine = create_engine(\\"postgresql://analyst:{pw}@warehouse/dw\\")\\n",\n', one(pw)
+
+
+# CI workflows ------------------------------------------------------------------------------
+@shape("ci: env literal token", "ci")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return f"      NPM_TOKEN: {v}\n", one(v, 4)
+
+
+@shape("ci: SONAR_TOKEN quoted", "ci")
+def _(g):
+    v = g.hex(40)
+    return f'      SONAR_TOKEN: "{v}"\n', one(v)
+
+
+@shape("ci: run curl -u user:pw", "ci")
+def _(g):
+    pw = g.password().replace("@", "x").replace(":", "x")
+    return f"        run: curl -fsS -u admin:{pw} https://nexus.internal/service/rest/v1/status\n", one(pw)
+
+
+# Credential files under other names -------------------------------------------------------
+@shape("file: netrc format", "own:netrc")
+def _(g):
+    pw = g.password()
+    return f"machine api.heroku.com\n  login deploy@example.com\n  password {pw}\n", one(pw)
+
+
+@shape("file: pgpass format", "own:pgpass")
+def _(g):
+    pw = g.password().replace(":", "x")
+    return f"db.internal:5432:orders:orders:{pw}\n*:5432:*:replica:{g.password().replace(':', 'x')}\n", one(pw)
+
+
+@shape("file: AWS credentials INI", "own:awscreds")
+def _(g):
+    kid, sec = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f"[default]\naws_access_key_id = {kid}\naws_secret_access_key = {sec}\n", [(kid, 4), (sec, 0)])
+
+
+@shape("file: dockerconfig auths", "own:dockercfg")
+def _(g):
+    pw = g.password()
+    v = g.b64_of(f"robot$ci:{pw}")
+    return json.dumps({"auths": {"ghcr.io": {"auth": v}}}, indent=2) + "\n", one(v)
+
+
+FILE_KINDS = {
+    # kind: (paths for instance 0 and 1, language id, header, footer, indent-free ordinary code)
+    "python": (["app/settings.py", "jobs/sync.py"], "python",
+               "import os\nimport smtplib\n\nimport boto3\nimport jwt\nimport psycopg2\nimport redis\nimport requests\nfrom minio import Minio\nfrom requests.auth import HTTPBasicAuth\nfrom twilio.rest import Client\n\nREPORT_URL = \"https://reports.example.com/export\"\n\n",
+               "\n\ndef load_orders(conn, since):\n    \"\"\"Orders placed after `since`.\"\"\"\n    with conn.cursor() as cur:\n        cur.execute(\"SELECT id, total FROM orders WHERE placed_at > %s\", (since,))\n        return cur.fetchall()\n\n\ndef summarize(rows):\n    return {\"count\": len(rows), \"total\": sum(total for _, total in rows)}\n"),
+    "rust": (["src/client.rs", "src/upload.rs"], "rust",
+             "use reqwest::Client;\n\n",
+             "\npub fn backoff(attempt: u32) -> std::time::Duration {\n    std::time::Duration::from_millis(100 * 2u64.pow(attempt.min(6)))\n}\n"),
+    "go": (["internal/store/store.go", "cmd/worker/main.go"], "go",
+           "package store\n\nimport (\n\t\"database/sql\"\n\t\"net/http\"\n)\n\nfunc setup(req *http.Request) error {\n",
+           "\treturn nil\n}\n\nfunc retries(n int) int {\n\tif n > 5 {\n\t\treturn 5\n\t}\n\treturn n\n}\n"),
+    "typescript": (["web/src/api.ts", "web/src/admin.ts"], "typescript",
+                   "import { createClient } from \"@supabase/supabase-js\";\nimport axios from \"axios\";\n\n",
+                   "\nexport function formatPrice(cents: number): string {\n  return (cents / 100).toFixed(2);\n}\n"),
+    "java": (["src/main/java/com/acme/Db.java", "src/main/java/com/acme/Http.java"], "java",
+             "package com.acme;\n\nimport java.sql.Connection;\nimport java.sql.DriverManager;\n\npublic class Db {\n",
+             "\n    static int pageSize(int requested) {\n        return Math.min(requested, 500);\n    }\n}\n"),
+    "csharp": (["src/Mailer.cs", "src/Billing.cs"], "csharp",
+               "using System.Net;\nusing System.Net.Http.Headers;\n\nnamespace Acme;\n\npublic static class Mailer\n{\n    public static void Configure(HttpClient http)\n    {\n",
+               "    }\n\n    public static string Subject(string order) => $\"Order {order} shipped\";\n}\n"),
+    "sql": (["db/migrations/0007_roles.sql", "db/migrations/0012_readers.sql"], "sql",
+            "-- Roles for the reporting stack.\nBEGIN;\n",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO reporting;\nCOMMIT;\n"),
+    "shell": (["scripts/backup.sh", "scripts/release.sh"], "shellscript",
+              "#!/usr/bin/env bash\nset -euo pipefail\n\ncd \"$(dirname \"$0\")/..\"\n",
+              "echo \"done at $(date -u +%FT%TZ)\"\n"),
+    "dockerfile": (["Dockerfile", "services/api/Dockerfile"], "dockerfile",
+                   "FROM python:3.12-slim AS build\nWORKDIR /src\n",
+                   "COPY . .\nRUN pip install --no-cache-dir -r requirements.txt\nCMD [\"python\", \"-m\", \"app\"]\n"),
+    "compose": (["docker-compose.yml", "deploy/compose.staging.yml"], "yaml",
+                "services:\n  db:\n    image: postgres:16\n    environment:\n",
+                "    ports:\n      - \"5432:5432\"\n  web:\n    build: .\n    depends_on: [db]\n"),
+    "helm": (["charts/app/values.yaml", "charts/worker/values.yaml"], "yaml",
+             "replicaCount: 2\nimage:\n  repository: registry.example.com/app\n  tag: \"1.4.2\"\n",
+             "resources:\n  limits:\n    cpu: 500m\n    memory: 256Mi\n"),
+    "k8s": (["deploy/k8s/api-deployment.yaml", "deploy/k8s/worker-deployment.yaml"], "yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  template:\n    spec:\n      containers:\n      - name: api\n        image: registry.example.com/api:1.4.2\n",
+            "        ports:\n          - containerPort: 8080\n"),
+    "terraform": (["infra/main.tf", "infra/db.tf"], "terraform",
+                  "terraform {\n  required_version = \">= 1.6\"\n}\n\n",
+                  "\noutput \"region\" {\n  value = var.region\n}\n"),
+    "toml": (["config/app.toml", ".cargo/config.toml"], "toml",
+             "[server]\nport = 8080\nworkers = 4\n\n",
+             "\n[log]\nlevel = \"info\"\n"),
+    "json": (["config/integrations.json", "config/oauth.json"], "json",
+             "{\n  \"version\": 3,\n",
+             "  \"region\": \"eu-west-1\"\n}\n"),
+    "properties": (["src/main/resources/application.properties", "src/main/resources/mail.properties"], "properties",
+                   "spring.application.name=orders\nspring.datasource.url=jdbc:postgresql://db:5432/orders\nspring.datasource.username=orders\n",
+                   "server.port=8080\nlogging.level.root=INFO\n"),
+    "notebook": (["notebooks/explore.ipynb", "notebooks/train.ipynb"], "json",
+                 "{\n \"cells\": [\n  {\n   \"cell_type\": \"code\",\n   \"metadata\": {},\n   \"source\": [\n    \"import pandas as pd\\n\",\n",
+                 "    \"df = pd.read_csv(\\\"orders.csv\\\")\\n\"\n   ]\n  }\n ],\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"),
+    "ci": ([".github/workflows/release.yml", ".gitlab/ci/deploy.yml"], "yaml",
+           "name: release\non:\n  push:\n    tags: [\"v*\"]\njobs:\n  publish:\n    runs-on: ubuntu-latest\n    env:\n",
+           "    steps:\n      - uses: actions/checkout@v4\n      - run: npm ci && npm publish\n"),
+}
+
+OWN_PATHS = {
+    "k8s-secret": ["deploy/k8s/app-secrets.yaml", "deploy/k8s/pull-secret.yaml", "deploy/k8s/webhook.yaml",
+                   "deploy/k8s/db-credentials.yaml", "deploy/k8s/registry.yaml", "deploy/k8s/tokens.yaml"],
+    "kubeconfig": ["kubeconfig-prod.yaml", "ops/kubeconfig-staging.yaml", "ops/cluster-admin.yaml", "ops/ci-access.yaml"],
+    "netrc": ["ci/netrc", "ops/netrc.txt"],
+    "pgpass": ["pgpass.conf", "ops/pg-replica.pass"],
+    "awscreds": ["config/aws-creds.ini", "ops/aws-profile.cfg"],
+    "dockercfg": ["ci/registry-auth.json", "ops/docker-auth.json"],
+}
+OWN_LANG = {"k8s-secret": "yaml", "kubeconfig": "yaml", "netrc": "plaintext", "pgpass": "plaintext",
+            "awscreds": "ini", "dockercfg": "json"}
+
+INSTANCES = 2
+
+
+def main() -> None:
+    names = [name for name, _, _ in SHAPES]
+    assert len(set(names)) == len(names), "shape names must be unique"
+    # The split: declared here, by its own seed, over whole shapes.
+    order = sorted(names)
+    random.Random(SPLIT_SEED).shuffle(order)
+    half = {name: ("tune" if i % 2 == 0 else "held-out") for i, name in enumerate(order)}
+
+    g = Gen(random.Random(SEED))
+    files: dict[tuple[str, str], dict] = {}
+    own_used: dict[tuple[str, str], int] = {}
+    plants = []
+    for name, kind, fn in SHAPES:
+        h = half[name]
+        for instance in range(INSTANCES):
+            snippet, values = fn(g)
+            if kind.startswith("own:"):
+                own = kind[4:]
+                n = own_used.get((h, own), 0)
+                own_used[(h, own)] = n + 1
+                path = OWN_PATHS[own][n]
+                key = (h, path)
+                assert key not in files, key
+                files[key] = {"half": h, "path": path, "language": OWN_LANG[own], "parts": [snippet],
+                              "header": "", "footer": "", "credential_file": True}
+            else:
+                paths, lang, header, footer = FILE_KINDS[kind]
+                path = paths[instance % len(paths)]
+                key = (h, path)
+                files.setdefault(key, {"half": h, "path": path, "language": lang, "parts": [],
+                                       "header": header, "footer": footer, "credential_file": False})
+                files[key]["parts"].append(snippet)
+            for value, public in values:
+                plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
+    out_files = []
+    for (h, path), f in sorted(files.items()):
+        text = f["header"] + "".join(f["parts"]) + f["footer"]
+        out_files.append({"half": h, "path": path, "language": f["language"], "text": text,
+                          "credential_file": f["credential_file"]})
+    texts = {(f["half"], f["path"]): f["text"] for f in out_files}
+    for p in plants:
+        assert p["value"] in texts[(p["half"], p["file"])], p
+        assert len(p["value"]) - p["public"] >= 6, p
+    corpus = {
+        "about": "Generated by tests/secrets/generate.py (seed %d, split seed %d); do not edit." % (SEED, SPLIT_SEED),
+        "seed": SEED, "split_seed": SPLIT_SEED, "files": out_files, "plants": plants,
+    }
+    (HERE / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
+    split = {"about": "Shapes of the corpus by half, declared before any rule of issue 29 was written. "
+                      "Tune on `tune` only; `held-out` is scored once at the end.",
+             "split_seed": SPLIT_SEED, "shapes": {n: half[n] for n in names}}
+    (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
+    for h in ("tune", "held-out"):
+        n_plants = sum(p["half"] == h for p in plants)
+        n_shapes = sum(v == h for v in half.values())
+        n_files = sum(f["half"] == h for f in out_files)
+        print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
+    print(f"all: {len(plants)} credentials, {len(names)} shapes")
+
+
+if __name__ == "__main__":
+    main()
