@@ -52,6 +52,20 @@ pub struct Args {
     /// Open connections at most (also kept below the open-file limit); more wait to be accepted.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Open connections at most from one client address (an IPv6 client's /64); more are
+    /// closed at once. Default: a quarter of --max-connections. Behind a reverse proxy all
+    /// clients share its address: raise this, and bound clients in the proxy instead.
+    #[arg(long)]
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds a request's body has to arrive once its headers have (a client sending one byte
+    /// now and then is answered 408 and its connection closed).
+    #[arg(long, default_value_t = 30.0)]
+    pub body_timeout: f64,
+    /// Protects /metrics (per-owner request and token counts): it then answers only requests
+    /// with `Authorization: Bearer KEY` (KEY plain, or `sha256:HEX` of it here). Prefer the
+    /// environment variable to the flag, which other users can read in the process list.
+    #[arg(long, env = "GHOSTLINE_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<String>,
     /// libonnxruntime.so to load. Default: the one in Ghostline's Python environment.
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,

@@ -1,9 +1,13 @@
 //! The server's phases, shared by the HTTP handlers, the engine thread and `main`: running,
-//! draining (SIGTERM: `/ready` says 503, no new connections, running streams may finish),
-//! ending (the grace period is over, or the engine is gone: every open stream ends now with an
-//! error event and `[DONE]`).
+//! draining (SIGTERM: connections are still taken, `/ready` says 503 and new completions get
+//! 503 so a load balancer moves on, running streams may finish), ending (the grace period is
+//! over, every completion in flight has ended, or the engine is gone: the listener closes and
+//! every open stream ends now with an error event and `[DONE]`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+    Arc,
+};
 
 use tokio::sync::{watch, Notify};
 
@@ -18,6 +22,10 @@ pub struct Lifecycle {
     phase: watch::Sender<Phase>,
     engine_down: AtomicBool,
     engine_gone: Notify,
+    /// Completions whose answer has not ended yet (a stream until its last chunk or its
+    /// client leaving); draining ends early when it reaches 0.
+    in_flight: AtomicUsize,
+    idle: Notify,
 }
 
 impl Default for Lifecycle {
@@ -26,6 +34,19 @@ impl Default for Lifecycle {
             phase: watch::Sender::new(Phase::Running),
             engine_down: AtomicBool::new(false),
             engine_gone: Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
+    }
+}
+
+/// One completion in flight, until dropped (when its answer's body has ended).
+pub struct InFlight(Arc<Lifecycle>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
 }
@@ -64,6 +85,25 @@ impl Lifecycle {
     pub async fn engine_gone(&self) {
         if !self.engine_down() {
             self.engine_gone.notified().await;
+        }
+    }
+
+    pub fn begin_completion(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// Resolves once no completion is in flight.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a drop in between is not missed.
+            notified.as_mut().enable();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 

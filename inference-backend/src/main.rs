@@ -106,6 +106,12 @@ async fn serve(args: Args) -> Result<()> {
         audit,
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_secs_f64(args.request_timeout.max(0.001)),
+        body_timeout: Duration::from_secs_f64(args.body_timeout.clamp(0.1, 86_400.0)),
+        metrics_key: args
+            .metrics_key
+            .as_deref()
+            .map(http::keys::MetricsKey::parse)
+            .transpose()?,
     });
 
     let scheduler_options = scheduler::SchedulerOptions {
@@ -187,9 +193,14 @@ async fn serve(args: Args) -> Result<()> {
         tokio::spawn(reload_keys(state.clone()));
     }
     let grace = Duration::from_secs_f64(args.shutdown_grace.clamp(0.0, 86_400.0));
+    let max_connections = http::serve::connection_limit(args.max_connections.max(1));
     let serve_options = http::serve::ServeOptions {
         header_timeout: Duration::from_secs_f64(args.header_timeout.max(0.1)),
-        max_connections: http::serve::connection_limit(args.max_connections.max(1)),
+        max_connections,
+        max_connections_per_address: http::serve::per_address_limit(
+            args.max_connections_per_address,
+            max_connections,
+        ),
         tls,
     };
     let server = http::serve::serve(
@@ -245,19 +256,22 @@ async fn join_engine(thread: std::thread::JoinHandle<()>) {
     let _ = thread.join();
 }
 
-/// Resolves when the server must stop taking connections: on SIGTERM or Ctrl-C (running
-/// requests then have `grace` to finish, after which open streams end), or when the engine
-/// thread is gone (after a second in which `/ready` says 503, every stream ends at once).
+/// Resolves when the server must stop taking connections: after SIGTERM or Ctrl-C, once no
+/// completion is in flight or `grace` has passed (meanwhile connections are still taken, and
+/// `/ready` and new completions answer 503, so a load balancer sees the drain rather than
+/// refused connections), or when the engine thread is gone (after a second in which `/ready`
+/// says 503). Open streams then end at once.
 async fn stop_signal(lifecycle: Arc<Lifecycle>, grace: Duration) {
     tokio::select! {
         () = shutdown_signal() => {
             tracing::info!("draining: {:.1} s for running requests", grace.as_secs_f64());
             lifecycle.enter(Phase::Draining);
-            let lifecycle = lifecycle.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                lifecycle.enter(Phase::Ending);
-            });
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = lifecycle.idle() => {}
+                () = lifecycle.engine_gone() => {}
+            }
+            lifecycle.enter(Phase::Ending);
         }
         () = lifecycle.engine_gone() => {
             lifecycle.enter(Phase::Ending);

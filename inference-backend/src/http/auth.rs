@@ -55,7 +55,7 @@ fn key_in_query(query: &str) -> bool {
 
 /// The key of an `Authorization` header: `Bearer KEY`, the scheme in any case, one key of
 /// visible ASCII characters.
-fn bearer_key(value: &[u8]) -> Option<&str> {
+pub(super) fn bearer_key(value: &[u8]) -> Option<&str> {
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, key) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {

@@ -17,7 +17,12 @@ use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-use super::{audit::AuditSlot, auth::Caller, error::ApiError, AppState, LoadedModel};
+use super::{
+    audit::{hold_until_body_ends, AuditSlot},
+    auth::Caller,
+    error::ApiError,
+    AppState, LoadedModel,
+};
 use crate::{
     lifecycle::{self, Phase},
     queue::{GenerationEvent, Job, Usage},
@@ -31,15 +36,34 @@ pub async fn completions(
     body: Body,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
+    // The headers came within --header-timeout; the body has --body-timeout more. A client
+    // that sends a byte now and then no longer holds its connection for ever.
+    let bytes = match tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 format!("request body larger than {} bytes", state.max_body_bytes),
+            ))
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                format!(
+                    "the request body did not arrive within {:.0} s",
+                    state.body_timeout.as_secs_f64()
+                ),
             )
-        })?;
+            .closing())
+        }
+    };
     if !state.lifecycle.accepting() {
         return Err(ApiError::overloaded(
             if state.lifecycle.engine_down() {
@@ -53,6 +77,8 @@ pub async fn completions(
     if state.model.get().is_none() {
         return Err(ApiError::overloaded("the model is still loading", 5));
     }
+    // Counted until the answer's body ends: draining waits for it.
+    let in_flight = state.lifecycle.begin_completion();
     // Parsing and tokenising a large body (megabytes) takes seconds of CPU: it runs on the
     // blocking pool, so /health and other clients' streams keep going meanwhile.
     // At most two large bodies are tokenised at once: each takes hundreds of megabytes while
@@ -125,11 +151,12 @@ pub async fn completions(
     }
     let meta = ResponseMeta::new(model);
     let phase = state.lifecycle.subscribe();
-    Ok(if stream {
+    let response = if stream {
         stream_response(meta, receiver, usage_chunk, phase, observer)
     } else {
         collect_response(meta, receiver, phase, observer).await?
-    })
+    };
+    Ok(hold_until_body_ends(response, in_flight))
 }
 
 /// Bodies from this size on are tokenised two at a time and leave memory trimmed after.

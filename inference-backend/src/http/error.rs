@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     pub param: Option<&'static str>,
     pub retry_after_secs: Option<u32>,
+    /// Ends the connection after the answer (the rest of the request was not read).
+    pub close: bool,
 }
 
 impl ApiError {
@@ -26,7 +28,13 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after_secs: None,
+            close: false,
         }
+    }
+
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     pub fn retry_after(mut self, secs: u32) -> Self {
@@ -69,6 +77,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response

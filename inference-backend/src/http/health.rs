@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::State,
-    http::{header, StatusCode},
+    http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -46,7 +46,20 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(key) = &state.metrics_key {
+        let offered = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| super::auth::bearer_key(v.as_bytes()));
+        if !offered.is_some_and(|k| key.matches(k.as_bytes())) {
+            return super::error::ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_api_key",
+                "/metrics needs the metrics key: Authorization: Bearer KEY",
+            )
+            .into_response();
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
         let mut text = state.metrics.render();
         if state.keys.is_some() {

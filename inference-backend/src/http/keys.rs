@@ -200,6 +200,31 @@ impl KeyRing {
     }
 }
 
+/// `--metrics-key`: the one key `/metrics` answers to.
+#[derive(Debug, Clone)]
+pub struct MetricsKey(Secret);
+
+impl MetricsKey {
+    pub fn parse(word: &str) -> Result<Self> {
+        let word = word.trim();
+        anyhow::ensure!(!word.is_empty(), "--metrics-key is empty");
+        parse_secret(word, 0)
+            .map(Self)
+            .context("--metrics-key: printable ASCII without spaces, or sha256:HEX")
+    }
+
+    /// Compared in constant time, like the API keys.
+    pub fn matches(&self, offered: &[u8]) -> bool {
+        match &self.0 {
+            Secret::Plain(bytes) => bytes.as_slice().ct_eq(offered).into(),
+            Secret::Sha256(hash) => {
+                let digest: [u8; 32] = Sha256::digest(offered).into();
+                hash.as_slice().ct_eq(&digest).into()
+            }
+        }
+    }
+}
+
 /// The key file in use, reloaded in place.
 pub struct KeyStore {
     path: PathBuf,

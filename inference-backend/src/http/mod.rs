@@ -57,6 +57,10 @@ pub struct AppState {
     pub audit: Option<audit::AuditLog>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// `--body-timeout`: from the end of a request's headers to the end of its body.
+    pub body_timeout: Duration,
+    /// `--metrics-key`: what `/metrics` asks for, when set.
+    pub metrics_key: Option<keys::MetricsKey>,
     /// Running, draining after SIGTERM, ending; whether the engine thread is alive.
     pub lifecycle: Arc<Lifecycle>,
 }

@@ -1,14 +1,25 @@
 //! The connection loop: plain HTTP/1.1 or HTTPS (rustls, `--tls-cert`/`--tls-key`), with a
-//! bound on open connections and a deadline for each request's headers.
+//! bound on open connections, a bound per client address, and a deadline for each request's
+//! headers (the body's deadline is the handler's: `--body-timeout`).
 //!
-//! Without these, connections that never finish their headers (slowloris) stay open for ever
-//! and, once they hold every file descriptor, `/health` itself stops answering. Here a
-//! connection has `--header-timeout` seconds for its TLS handshake and for each request's
-//! headers (also the idle time allowed between keep-alive requests), and at most
-//! `--max-connections` are open at once (never more than the file-descriptor limit allows):
-//! past it, new connections wait in the listen backlog until one closes.
+//! Without these, connections that never finish their headers (slowloris) or their body stay
+//! open for ever and, once they hold every file descriptor, `/health` itself stops answering.
+//! Here a connection has `--header-timeout` seconds for its TLS handshake and for each
+//! request's headers (also the idle time allowed between keep-alive requests), at most
+//! `--max-connections` are open at once (never more than the file-descriptor limit allows;
+//! past it, new connections wait in the listen backlog until one closes), and at most
+//! `--max-connections-per-address` of them come from one client address (an IPv6 client's
+//! /64): past that, its new connections are closed at once, so no number of slow clients from
+//! one address takes the server from the others.
 
-use std::{future::Future, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::{IpAddr, Ipv6Addr},
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -27,7 +38,61 @@ use tokio_rustls::{rustls, TlsAcceptor};
 pub struct ServeOptions {
     pub header_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Open connections by client address.
+#[derive(Default)]
+struct AddressCounts(Mutex<HashMap<IpAddr, usize>>);
+
+/// The address a connection is counted under: IPv4 as is, IPv6 by its /64 (one host usually
+/// has a whole /64 to pick addresses from).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// One open connection of an address, until dropped.
+struct AddressSlot {
+    counts: Arc<AddressCounts>,
+    key: IpAddr,
+}
+
+impl AddressCounts {
+    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
+        let key = client_key(ip);
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let open = counts.entry(key).or_insert(0);
+        if *open >= limit {
+            return None;
+        }
+        *open += 1;
+        Some(AddressSlot {
+            counts: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = counts.get_mut(&self.key) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// A rustls server configuration from PEM files: the certificate chain (leaf first) and its
@@ -68,6 +133,15 @@ pub fn connection_limit(requested: usize) -> usize {
     requested.min(files.saturating_sub(64)).max(8)
 }
 
+/// `--max-connections-per-address`: by default a quarter of the connection bound, so that
+/// one address never holds more than that; behind a reverse proxy every client shares the
+/// proxy's address, and the flag must then be raised (or the proxy bound them itself).
+pub fn per_address_limit(requested: Option<usize>, max_connections: usize) -> usize {
+    requested
+        .unwrap_or(max_connections / 4)
+        .clamp(1, max_connections.max(1))
+}
+
 /// Serves `router` until `shutdown` resolves, then stops accepting and waits for the open
 /// connections to finish their requests.
 pub async fn serve(
@@ -77,6 +151,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let slots = Arc::new(Semaphore::new(options.max_connections));
+    let per_address = Arc::new(AddressCounts::default());
     let graceful = GracefulShutdown::new();
     let acceptor = options.tls.map(TlsAcceptor::from);
     let header_timeout = options.header_timeout;
@@ -86,9 +161,17 @@ pub async fn serve(
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, address_slot) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => match per_address.take(peer.ip(), options.max_connections_per_address) {
+                    Some(slot) => (stream, slot),
+                    None => {
+                        // Closed at once: its slot goes back to the others.
+                        tracing::debug!("{} connections from one address already; closing a new one", options.max_connections_per_address);
+                        drop(stream);
+                        continue;
+                    }
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
                     tracing::warn!("accept failed: {e}");
@@ -104,6 +187,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _address_slot = address_slot;
             match acceptor {
                 None => serve_connection(stream, service, header_timeout, watcher).await,
                 Some(acceptor) => {
