@@ -1,12 +1,15 @@
 //! Thousands of random incremental edits, sent back to back (so the server's concurrent
 //! dispatch would reorder them if it could), with multi-byte text and every kind of line
 //! break, checked against a full-text oracle that implements the LSP rules independently.
+//! And an edit that fails (a panic while applying it, a range that cannot be read): its
+//! document is out of sync, gets no suggestions and one log line, until the editor sends it
+//! whole again.
 
 mod common;
 #[path = "fuzz/oracle.rs"]
 mod oracle;
 
-use common::LspClient;
+use common::{items, LspClient, RecordingServer, TempDir};
 use oracle::{Oracle, Rng, Unit};
 use serde_json::json;
 
@@ -158,5 +161,119 @@ fn positions_inside_surrogate_pairs_and_past_the_end_never_crash() {
         LspClient::inline_completion_params(uri, 7, 99),
     );
     assert!(response.get("error").is_none());
+    assert!(client.shutdown().success());
+}
+
+/// Asks for a suggestion at the end of `uri`'s second line: whether one came. When none did,
+/// nothing of `uri` may have reached the backend either.
+fn suggests(client: &mut LspClient, server: &RecordingServer, uri: &str) -> bool {
+    let before = server.prompts().len();
+    let response = client.request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(uri, 1, 11),
+    );
+    assert!(response.get("error").is_none(), "{response}");
+    let suggested = !items(&response).is_empty();
+    if !suggested {
+        assert_eq!(
+            server.prompts().len(),
+            before,
+            "a prompt went out for {uri}"
+        );
+    }
+    suggested
+}
+
+/// The LSP with its log (stderr) in a file, `extra_env` set, against `server`.
+fn start_logged(
+    server: &RecordingServer,
+    log: &TempDir,
+    extra_env: &[(&str, &str)],
+) -> (LspClient, std::path::PathBuf) {
+    let log_path = log.0.join("stderr.log");
+    let client =
+        LspClient::spawn_with_stderr(extra_env, std::fs::File::create(&log_path).unwrap().into());
+    let client = LspClient::start_in_workspace_with(
+        client,
+        &log.0,
+        json!({}),
+        json!({"backendUrl": server.url()}),
+    );
+    (client, log_path)
+}
+
+fn out_of_sync_lines(log_path: &std::path::Path) -> usize {
+    std::fs::read_to_string(log_path)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("an edit to") && line.contains("failed"))
+        .count()
+}
+
+#[test]
+fn a_panicking_change_leaves_its_document_unserved_until_it_is_opened_again() {
+    let server = RecordingServer::start("qwen2.5-coder");
+    let log = TempDir::new("out-of-sync-panic");
+    let (mut client, log_path) = start_logged(
+        &server,
+        &log,
+        &[("GHOSTLINE_LSP_FAULT", "panic-in-did-change")],
+    );
+    let uri = "file:///sync/fault-panic.py";
+    client.open(uri, "python", "def area(r):\n    return \n");
+    assert!(suggests(&mut client, &server, uri));
+    for version in 2..4 {
+        client.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [
+                {"range": {"start": {"line": 1, "character": 11}, "end": {"line": 1, "character": 11}}, "text": "r"}]}),
+        );
+        assert!(
+            !suggests(&mut client, &server, uri),
+            "suggested from a text that lost the editor's edit"
+        );
+    }
+    assert!(client.is_running());
+    assert_eq!(
+        out_of_sync_lines(&log_path),
+        1,
+        "one log line, not one per change"
+    );
+
+    // The editor sends it whole again: served again.
+    client.open(uri, "python", "def area(r):\n    return r\n");
+    assert!(suggests(&mut client, &server, uri));
+    assert!(client.shutdown().success());
+}
+
+#[test]
+fn a_change_whose_range_cannot_be_read_leaves_its_document_unserved_until_a_full_change() {
+    let server = RecordingServer::start("qwen2.5-coder");
+    let log = TempDir::new("out-of-sync-range");
+    let (mut client, log_path) = start_logged(&server, &log, &[]);
+    let uri = "file:///sync/area.py";
+    client.open(uri, "python", "def area(r):\n    return \n");
+    assert!(suggests(&mut client, &server, uri));
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": -1, "character": 0}, "end": {"line": 1, "character": "x"}}, "text": "r"}]}),
+    );
+    assert!(!suggests(&mut client, &server, uri));
+    // A ranged change that applies does not make the text whole again.
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 3}, "contentChanges": [
+            {"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "text": "# a\n"}]}),
+    );
+    assert!(!suggests(&mut client, &server, uri));
+    assert_eq!(out_of_sync_lines(&log_path), 1);
+
+    client.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 4}, "contentChanges": [
+            {"text": "def area(r):\n    return r\n"}]}),
+    );
+    assert!(suggests(&mut client, &server, uri));
     assert!(client.shutdown().success());
 }

@@ -76,6 +76,8 @@ fn lane(method: &str) -> Lane {
         "textDocument/didChange" => Lane::Arrival(|server, params| {
             if ranges_are_well_formed(params) {
                 api::did_change::apply(&server.session, params);
+            } else if let Some(uri) = document_uri(params) {
+                api::did_change::failed(&server.session, &uri, "a range could not be read");
             }
         }),
         "textDocument/didClose" => Lane::Arrival(|server, params| {
@@ -329,11 +331,19 @@ impl Service<Request> for ArrivalOrder {
             "exit" => self.server().session.exit_requested.notify_one(),
             _ => {}
         }
+        // A change that panics part-way leaves its document unlike the editor's: kept to mark
+        // it so (`api::did_change::failed`), as the request itself is gone by then.
+        let changed = (method == "textDocument/didChange")
+            .then(|| document_uri(request.params()))
+            .flatten();
         let handler = match std::panic::catch_unwind(AssertUnwindSafe(|| self.route(request))) {
             Ok(handler) => handler,
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
                 tracing::error!("{method} panicked on arrival: {message}");
+                if let Some(uri) = &changed {
+                    api::did_change::failed(&self.server().session, uri, "it panicked");
+                }
                 return future::ready(Ok(id.map(|id| internal_error(id, &method, &message))))
                     .boxed();
             }

@@ -32,8 +32,13 @@ pub struct Document {
     /// Lines of the latest edits, newest last, one entry per line. Eight numbers read whole
     /// in order: a `VecDeque` is the whole cache; an LRU crate would add nothing.
     pub recent_edits: VecDeque<usize>,
-    /// False when it was opened past `MAX_OPEN_DOCUMENTS`: kept in sync, nothing more.
+    /// False while `MAX_OPEN_DOCUMENTS` others are served: kept in sync, nothing more
+    /// (`Session::close_document` serves it when one of those closes).
     pub served: bool,
+    /// False after an edit failed to apply (see `Session::mark_out_of_sync`): the text may
+    /// differ from the editor's, so nothing is suggested from it until the editor sends it
+    /// whole again (a didOpen, or a change without a range).
+    pub in_sync: bool,
 }
 
 impl Document {
@@ -47,13 +52,15 @@ impl Document {
             tree_stale: true,
             recent_edits: VecDeque::new(),
             served: true,
+            in_sync: true,
         }
     }
 
-    /// Whether suggestions, the parse tree and the index take this document: it was opened
-    /// within `MAX_OPEN_DOCUMENTS` and is at most `MAX_DOCUMENT_BYTES` long.
+    /// Whether suggestions, the parse tree and the index take this document: it is one of
+    /// the `MAX_OPEN_DOCUMENTS` served, at most `MAX_DOCUMENT_BYTES` long, and its text is
+    /// the editor's.
     pub fn gets_suggestions(&self) -> bool {
-        self.served && self.rope.len_bytes() <= super::MAX_DOCUMENT_BYTES
+        self.served && self.in_sync && self.rope.len_bytes() <= super::MAX_DOCUMENT_BYTES
     }
 
     pub fn apply_changes(
@@ -73,6 +80,9 @@ impl Document {
                 AppliedChange::Replaced => {
                     self.tree = None;
                     self.recent_edits.clear();
+                    // The editor sent the whole text: whatever an earlier failed edit left
+                    // behind is gone.
+                    self.in_sync = true;
                 }
             }
             self.tree_stale = true;

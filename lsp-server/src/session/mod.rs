@@ -30,7 +30,8 @@ const RECENTLY_EDITED: usize = 8;
 /// Open documents that get suggestions, a parse tree and a place in the index. An editor with
 /// more open (a script opening every file of a repository) keeps the rest in sync, text only:
 /// each served document costs its syntax tree, index entry and line counts, and the context
-/// sources look at every open document on every request.
+/// sources look at every open document on every request. Counted on distinct open URIs; when
+/// a served one closes, the longest-waiting other one takes its place.
 pub const MAX_OPEN_DOCUMENTS: usize = 1_000;
 
 /// Largest document (UTF-8 bytes) that gets suggestions, a parse tree and a place in the
@@ -44,8 +45,19 @@ pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
 /// `Session::on_close`).
 type CloseListener = Box<dyn Fn(&Uri) + Send + Sync>;
 
+/// Which open documents are served (see `MAX_OPEN_DOCUMENTS`): how many are, and the others in
+/// the order they were opened, next in line for a place.
+#[derive(Default)]
+struct ServedDocuments {
+    served: usize,
+    waiting: VecDeque<Uri>,
+}
+
 pub struct Session {
     documents: DashMap<Uri, Document>,
+    /// Changed only together with `documents`' entries, under this lock (opens and closes
+    /// arrive in order on one thread; the lock keeps the count honest regardless).
+    served: Mutex<ServedDocuments>,
     settings: RwLock<Arc<Settings>>,
     encoding: AtomicU8,
     /// Latest completion request generation per document. A request whose generation is no
@@ -78,6 +90,7 @@ impl Session {
     pub fn new() -> Self {
         Self {
             documents: DashMap::new(),
+            served: Mutex::new(ServedDocuments::default()),
             settings: RwLock::new(Arc::new(Settings::default())),
             encoding: AtomicU8::new(PositionEncoding::Utf16.as_u8()),
             latest_request: DashMap::new(),
@@ -235,13 +248,22 @@ impl Session {
     }
 
     /// Opens (or reopens) a document. Past `MAX_OPEN_DOCUMENTS` it is kept in sync, text
-    /// only (see there); returns whether it is served (suggestions, parse, index).
+    /// only (see there); returns whether it is served (suggestions, parse, index). Reopening a
+    /// URI that is open replaces its text and keeps its place: served or waiting, it is still
+    /// one document.
     pub fn open_document(&self, uri: Uri, mut document: Document) -> bool {
-        let already_open = self.documents.contains_key(&uri);
-        if !already_open && self.documents.len() >= MAX_OPEN_DOCUMENTS {
+        let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        let previously_served = self.documents.get(&uri).map(|previous| previous.served);
+        if let Some(previously_served) = previously_served {
+            document.served = previously_served;
+        } else if served.served < MAX_OPEN_DOCUMENTS {
+            document.served = true;
+            served.served += 1;
+        } else {
             document.served = false;
+            served.waiting.push_back(uri.clone());
             tracing::warn!(
-                "{} documents are open (the limit is {MAX_OPEN_DOCUMENTS}): {} is kept in sync but gets no suggestions and is not indexed",
+                "{} documents are open (the limit is {MAX_OPEN_DOCUMENTS}): {} is kept in sync but gets no suggestions and is not indexed until one of them closes",
                 self.documents.len(),
                 uri.0.as_str()
             );
@@ -253,9 +275,24 @@ impl Session {
                 document.rope.len_bytes()
             );
         }
-        let served = document.served;
+        let is_served = document.served;
         self.documents.insert(uri, document);
-        served
+        is_served
+    }
+
+    /// After an edit to `uri` failed part-way (a panic, a change that could not be read), its
+    /// text may no longer be the editor's: no suggestions from it (nor context for others)
+    /// until the editor sends it whole again. Logged once per failure spell.
+    pub fn mark_out_of_sync(&self, uri: &Uri, why: &str) {
+        let Some(mut document) = self.documents.get_mut(uri) else {
+            return;
+        };
+        if std::mem::replace(&mut document.in_sync, false) {
+            tracing::error!(
+                "an edit to {} failed ({why}): its text may differ from the editor's, so it gets no suggestions until the editor sends it whole (reopen the file)",
+                uri.0.as_str()
+            );
+        }
     }
 
     /// Runs `edit` on the document if it is open; returns whether it was.
@@ -293,9 +330,35 @@ impl Session {
             .push(Box::new(listener));
     }
 
-    /// Frees everything kept for the document and stops its in-flight completion.
-    pub fn close_document(&self, uri: &Uri) {
-        self.documents.remove(uri);
+    /// Frees everything kept for the document and stops its in-flight completion. When it was
+    /// served, the longest-waiting document past the limit is served in its place; returns
+    /// those now served, with their text, for the caller to index.
+    pub fn close_document(&self, uri: &Uri) -> Vec<(Uri, Document)> {
+        let mut now_served = Vec::new();
+        {
+            let mut served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+            match self.documents.remove(uri) {
+                Some((_, closed)) if closed.served => {
+                    served.served = served.served.saturating_sub(1);
+                }
+                Some(_) => served.waiting.retain(|waiting| waiting != uri),
+                None => {}
+            }
+            while served.served < MAX_OPEN_DOCUMENTS {
+                let Some(next) = served.waiting.pop_front() else {
+                    break;
+                };
+                if let Some(mut document) = self.documents.get_mut(&next) {
+                    document.served = true;
+                    served.served += 1;
+                    tracing::info!(
+                        "{} is now among the {MAX_OPEN_DOCUMENTS} served documents: suggestions start",
+                        next.0.as_str()
+                    );
+                    now_served.push((next.clone(), document.clone()));
+                }
+            }
+        }
         self.index.document_closed(uri);
         if let Some((_, latest)) = self.latest_request.remove(uri) {
             latest.send_replace(0);
@@ -308,6 +371,7 @@ impl Session {
         {
             listener(uri);
         }
+        now_served
     }
 
     pub fn snapshot(&self, uri: &Uri) -> Option<Document> {

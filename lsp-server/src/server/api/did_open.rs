@@ -1,6 +1,6 @@
 use serde::Deserialize;
 use serde_json::Value;
-use tower_lsp_server::gen_lsp_types::DidOpenTextDocumentParams;
+use tower_lsp_server::gen_lsp_types::{DidOpenTextDocumentParams, Uri};
 
 use crate::session::{Document, Session};
 
@@ -18,15 +18,23 @@ pub fn apply(session: &Session, params: Option<&Value>) {
         item.version
     );
     let document = Document::new(&item.text, item.version, item.language_id.to_string());
-    let rope = document.rope.clone();
-    let small = document.gets_suggestions();
+    let opened = document.clone();
     // Over the limits it is kept in sync and nothing more (see `session::MAX_OPEN_DOCUMENTS`).
-    if !session.open_document(item.uri.clone(), document) || !small {
-        return;
+    if session.open_document(item.uri.clone(), document) {
+        start_serving(session, &item.uri, &opened);
     }
-    crate::tokens::warm_lines(rope.clone());
-    if !session.is_excluded(&item.uri) {
+}
+
+/// What a served document gets beyond its text: its lines counted ahead, and its place in
+/// the index. For a document just opened, and for one that waited past the limit and is
+/// served now that another closed.
+pub(super) fn start_serving(session: &Session, uri: &Uri, document: &Document) {
+    if !document.gets_suggestions() {
+        return; // over the size limit: text only
+    }
+    crate::tokens::warm_lines(document.rope.clone());
+    if !session.is_excluded(uri) {
         // Open documents win over the disk in the index.
-        session.index.document_opened(&item.uri, rope);
+        session.index.document_opened(uri, document.rope.clone());
     }
 }
