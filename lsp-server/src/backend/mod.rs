@@ -316,6 +316,7 @@ const MODEL_RETRY: Duration = Duration::from_millis(500);
 
 impl Backend {
     pub fn new() -> Self {
+        affinity::load_in_background();
         Self {
             http: std::sync::Mutex::new((None, Self::build_client(None))),
             model: tokio::sync::Mutex::new(None),
