@@ -1,4 +1,7 @@
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 // Every request runs under `catch_unwind` (server::dispatch): with panic = "abort" one bug
 // would kill the editor's language server instead of failing one request.
@@ -9,10 +12,19 @@ compile_error!("ghostline-lsp isolates panics per request: build it with panic =
 fn main() {
     let filter =
         EnvFilter::try_from_env("GHOSTLINE_LSP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
+    // tower-lsp-server logs every message it reads or writes at trace level (its codec, and
+    // the client's queue before `initialized`): documents' whole text, secret files' too. No
+    // `GHOSTLINE_LSP_LOG` lets those through; its other events (debug and up) still come.
+    let no_message_bodies = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("tower_lsp_server") && *meta.level() == tracing::Level::TRACE)
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_filter(filter.and(no_message_bodies)),
+        )
         .init();
     // A panic is caught and answered where it happens (server::dispatch); the hook puts where
     // it happened into the log, which the default hook would print outside it.

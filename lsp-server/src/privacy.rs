@@ -9,7 +9,10 @@
 //! prompt can reach, plus `MARGIN_LINES` either side, are scanned (`Region`), so the cost per
 //! keystroke does not grow with the file.
 
+pub mod content;
 pub mod excludes;
+pub mod gitleaks;
+pub mod positions;
 pub mod rules;
 
 use std::borrow::Cow;
@@ -19,6 +22,7 @@ use std::sync::{LazyLock, OnceLock};
 use regex::{Regex, RegexSet};
 use ropey::Rope;
 
+pub use content::{is_credential_file, rope_is_credential_file};
 pub use excludes::{Excludes, DEFAULT_EXCLUDES};
 use rules::{Check, RuleRow};
 
@@ -100,8 +104,31 @@ pub fn warm_up() {
     });
 }
 
-/// Byte ranges of `text` to replace, sorted and merged.
+/// Byte ranges of `text` to replace, sorted and merged: the table's rules (`rules.rs`), the
+/// gitleaks rule set (`gitleaks.rs`), credentials by position (`positions.rs`), and the rest
+/// of a string concatenated to any of them.
 pub fn secret_spans(text: &str) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let matching = ANY_RULE.matches(text);
+    if matching.matched_any() {
+        for (at, rule) in RULES.iter().enumerate() {
+            if matching.matched(at) {
+                rule_spans(rule, text, &mut spans);
+            }
+        }
+    }
+    gitleaks::RULES.spans(text, &mut spans);
+    positions::spans(text, &mut spans);
+    if spans.is_empty() {
+        return spans;
+    }
+    positions::extend_over_concatenation(text, &mut spans);
+    merge(spans)
+}
+
+/// The table's rules alone, as before issue 29 (for the cost comparison in
+/// `examples/redaction_cost.rs`).
+pub fn table_spans(text: &str) -> Vec<Range<usize>> {
     let matching = ANY_RULE.matches(text);
     if !matching.matched_any() {
         return Vec::new();
@@ -143,7 +170,11 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
                 Check::SecretName(written) => {
                     let name = captures.name("name").or_else(|| captures.name("name2"));
                     name.is_some_and(|name| {
-                        !quote_closes_a_string(text, name.range(), target.start())
+                        // `pass` alone is also a verb in prose and docs ("pass :data:`x`"):
+                        // its value must look like a credential.
+                        (!name.as_str().eq_ignore_ascii_case("pass")
+                            || rules::credential_like(value))
+                            && !quote_closes_a_string(text, name.range(), target.start())
                             && rules::value_is_secret_for(
                                 rules::name_says(name.as_str()),
                                 written,
@@ -153,6 +184,7 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
                     })
                 }
                 Check::NotTemplate => !rules::is_url_placeholder(value),
+                Check::CredentialLike => rules::credential_like(value),
                 Check::Base64UserPass => rules::is_base64_user_pass(value),
                 Check::PemBlock => false,
             };
@@ -169,6 +201,10 @@ fn quote_closes_a_string(text: &str, name: Range<usize>, value_start: usize) -> 
         return false;
     };
     if !matches!(quote, '"' | '\'' | '`') {
+        return false;
+    }
+    // `\"…\"`: an escaped quote (JSON-escaped code in a notebook) opens a string inside one.
+    if text[..value_start - 1].ends_with('\\') {
         return false;
     }
     let line_start = text[..name.start].rfind('\n').map_or(0, |i| i + 1);

@@ -1,7 +1,9 @@
 //! ghostline-lsp as built by default against the real ghostline-serve over HTTPS (a CA and a
-//! certificate generated here, trusted through `caFile`), an untrusted certificate (one clear
-//! notice), plain HTTP on loopback, and a key whose rate limit is reached (one notice, no retry
-//! storm). A missing ghostline-serve binary or tiny model fails these tests: they exist to show
+//! certificate generated here, trusted through `caFile`; the README's self-signed team
+//! certificate, made by the README's own command), an untrusted certificate (one clear
+//! notice), a `caFile` that is missing or not PEM and an `http://` URL to a TLS port (one notice
+//! naming the cause), plain HTTP on loopback, and a key whose rate limit is reached (one notice,
+//! no retry storm). A missing ghostline-serve binary or tiny model fails these tests: they exist to show
 //! the real thing working.
 
 #[path = "../../tests/support/certificates.rs"]
@@ -210,6 +212,199 @@ fn a_rate_limited_key_gets_one_notice_and_no_retry_storm() {
     assert_eq!(refused, 1.0, "{metrics}");
     assert!(client.shutdown().success());
     drop(backend);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The README's command for a team certificate: the `openssl req -x509` line of its section
+/// "A team certificate", exactly as a user would paste it.
+fn readme_certificate_command() -> String {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let section = readme
+        .split("\n### ")
+        .find(|section| section.starts_with("A team certificate"))
+        .expect("README.md has no section \"A team certificate\"");
+    let commands: Vec<&str> = section
+        .lines()
+        .filter(|line| line.starts_with("openssl req -x509"))
+        .collect();
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    commands[0].to_string()
+}
+
+/// Runs `command` with `sh` in `dir`, as a user would in a terminal.
+fn shell(dir: &std::path::Path, command: &str) {
+    let out = Command::new("sh")
+        .args(["-c", command])
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The one notice after several suggestion requests (asserting there is exactly one).
+fn the_one_notice(client: &mut LspClient) -> String {
+    assert_eq!(suggestions(client), 0);
+    assert_eq!(suggestions(client), 0);
+    let warnings = client.notifications("window/showMessage", Duration::from_secs(1));
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one notice, not one per request: {warnings:?}"
+    );
+    warnings[0]["params"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_readme_team_certificate_completes_with_ca_file() {
+    let dir = tempfile_dir("readme-certificate");
+    let command = readme_certificate_command();
+    shell(&dir, &command);
+    let (cert, key) = (dir.join("ghostline.pem"), dir.join("ghostline.key"));
+    // The premise: OpenSSL marks a self-signed certificate as a CA, which webpki refuses as a
+    // server's own unless it is pinned.
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in", cert.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"));
+    let backend = serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(backend.base.starts_with("https://"), "{}", backend.base);
+
+    let mut client = lsp(
+        &backend.base,
+        json!({"caFile": cert.to_str().unwrap()}),
+        &[],
+    );
+    assert!(
+        suggestions(&mut client) > 0,
+        "no suggestion with the README's certificate; server log:\n{}",
+        backend.log.lock().unwrap()
+    );
+    let warnings = client.notifications("window/showMessage", Duration::from_millis(200));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(client.shutdown().success());
+
+    // Without it in caFile, the same certificate is not trusted: the pin is what trusts it.
+    let mut client = lsp(&backend.base, json!({}), &[]);
+    let message = the_one_notice(&mut client);
+    assert!(message.contains("not trusted"), "{message}");
+    assert!(client.shutdown().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_pinned_certificate_is_still_checked_against_the_host_name() {
+    let dir = tempfile_dir("pinned-other-name");
+    // The README's command for a box whose only name is gpu-box, reached here as 127.0.0.1.
+    let command = readme_certificate_command().replace(
+        "subjectAltName=DNS:gpu-box,DNS:localhost,IP:127.0.0.1",
+        "subjectAltName=DNS:gpu-box",
+    );
+    assert!(!command.contains("127.0.0.1"), "{command}");
+    shell(&dir, &command);
+    let (cert, key) = (dir.join("ghostline.pem"), dir.join("ghostline.key"));
+    let backend = serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut client = lsp(
+        &backend.base,
+        json!({"caFile": cert.to_str().unwrap()}),
+        &[],
+    );
+    let message = the_one_notice(&mut client);
+    assert!(
+        message.contains("not made out to the host") && message.contains("gpu-box"),
+        "{message}"
+    );
+    assert!(client.shutdown().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_ca_file_that_is_missing_or_not_pem_is_named_in_the_one_notice() {
+    let dir = tempfile_dir("bad-ca-file");
+    let (_, cert, key) = certificates::make_certificates(&dir);
+    let backend = serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let missing = dir.join("no-such.pem");
+    let mut client = lsp(
+        &backend.base,
+        json!({"caFile": missing.to_str().unwrap()}),
+        &[],
+    );
+    let message = the_one_notice(&mut client);
+    assert!(
+        message.contains(&format!("caFile {} does not exist", missing.display())),
+        "{message}"
+    );
+    assert!(client.shutdown().success());
+
+    // The certificate in DER: a certificate, but not PEM.
+    let der = dir.join("server.der");
+    shell(
+        &dir,
+        &format!(
+            "openssl x509 -in {} -outform DER -out {}",
+            cert.display(),
+            der.display()
+        ),
+    );
+    let mut client = lsp(&backend.base, json!({"caFile": der.to_str().unwrap()}), &[]);
+    let message = the_one_notice(&mut client);
+    assert!(
+        message.contains(&format!(
+            "caFile {} holds no PEM certificate",
+            der.display()
+        )),
+        "{message}"
+    );
+    assert!(client.shutdown().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn plain_http_to_a_tls_port_says_to_use_https() {
+    let dir = tempfile_dir("http-to-tls");
+    let (ca, cert, key) = certificates::make_certificates(&dir);
+    let backend = serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let plain = backend.base.replacen("https://", "http://", 1);
+    assert!(plain.starts_with("http://"), "{plain}");
+    let mut client = lsp(&plain, json!({"caFile": ca.to_str().unwrap()}), &[]);
+    let message = the_one_notice(&mut client);
+    assert!(
+        message.contains(&format!(
+            "the backend at {plain} answered with TLS: use https://"
+        )),
+        "{message}"
+    );
+    assert!(client.shutdown().success());
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -8,6 +8,7 @@
 pub mod affinity;
 pub mod health;
 mod sse;
+mod tls;
 
 pub use health::Health;
 pub use sse::CompletionStream;
@@ -163,8 +164,16 @@ pub enum BackendError {
     RateLimited {
         retry_after: Option<Duration>,
     },
-    /// The TLS handshake failed on the server's certificate (unknown CA, wrong name, expired).
-    Certificate(String),
+    /// The TLS handshake failed on the server's certificate (unknown CA, wrong name, expired);
+    /// `ca_file` is the setting then in force.
+    Certificate {
+        why: String,
+        ca_file: Option<String>,
+    },
+    /// `caFile` is missing, unreadable or holds no certificate: the sentence that says which.
+    CaFile(String),
+    /// An `http://` URL whose server answered with TLS (its `https://` twin would work).
+    TlsOnPlainHttp(String),
     /// Any other non-success status.
     Status(u16, String),
     /// The connection broke in the middle of a stream.
@@ -188,10 +197,25 @@ impl std::fmt::Display for BackendError {
                 ),
                 None => write!(f, "the backend's limit for this API key is reached"),
             },
-            Self::Certificate(why) => write!(
+            Self::Certificate { why, .. } if why.contains("not valid for name") => write!(
                 f,
-                "the backend's TLS certificate is not trusted ({why}); if your team's own CA signed it, set `caFile` to that CA's PEM file"
+                "the backend's TLS certificate is not made out to the host in the URL ({why}): use a name the certificate lists, or make one for this name"
             ),
+            Self::Certificate { why, ca_file: None } => write!(
+                f,
+                "the backend's TLS certificate is not trusted ({why}); if your team's own CA signed it, or it is self-signed, set `caFile` to that CA's or that certificate's PEM file"
+            ),
+            Self::Certificate {
+                why,
+                ca_file: Some(path),
+            } => write!(
+                f,
+                "the backend's TLS certificate is not trusted ({why}), neither by the system nor by caFile {path}, which must hold the server's certificate or the CA that signed it"
+            ),
+            Self::CaFile(why) => write!(f, "{why}"),
+            Self::TlsOnPlainHttp(url) => {
+                write!(f, "the backend at {url} answered with TLS: use https://")
+            }
             Self::Status(code, body) => write!(f, "the backend answered HTTP {code}: {body}"),
             Self::Died(why) => write!(f, "the backend stream broke off ({why})"),
             Self::Protocol(why) => write!(f, "the backend answered something unexpected ({why})"),
@@ -296,9 +320,18 @@ struct CachedModel {
     fetched_at: Instant,
 }
 
+/// The pooled client for one `caFile` setting; when that file was unusable, why, and when it
+/// was last tried.
+struct BuiltClient {
+    ca_file: Option<String>,
+    client: Result<reqwest::Client, BackendError>,
+    built_at: Instant,
+}
+
 pub struct Backend {
-    /// The client, and the `caFile` it was built with (rebuilt when that setting changes).
-    http: std::sync::Mutex<(Option<String>, reqwest::Client)>,
+    /// Rebuilt when the `caFile` setting changes, or when the file was unusable and
+    /// `CA_FILE_RETRY` has passed (the user may be putting it in place).
+    http: std::sync::Mutex<BuiltClient>,
     model: tokio::sync::Mutex<Option<CachedModel>>,
     pub health: Health,
 }
@@ -314,23 +347,31 @@ impl Default for Backend {
 /// quickly is used again at once (2 s kept a restarted server "unreachable" for seconds).
 const MODEL_RETRY: Duration = Duration::from_millis(500);
 
+/// How long an unusable `caFile` is believed before it is read again.
+const CA_FILE_RETRY: Duration = Duration::from_secs(5);
+
 impl Backend {
     pub fn new() -> Self {
         affinity::load_in_background();
         Self {
-            http: std::sync::Mutex::new((None, Self::build_client(None))),
+            http: std::sync::Mutex::new(BuiltClient {
+                ca_file: None,
+                client: Self::build_client(None),
+                built_at: Instant::now(),
+            }),
             model: tokio::sync::Mutex::new(None),
             health: Health::default(),
         }
     }
 
-    /// The pooled client; rustls with the system's roots, plus `ca_file`'s certificates.
-    fn build_client(ca_file: Option<&str>) -> reqwest::Client {
-        let mut builder = reqwest::Client::builder()
+    /// The pooled client; rustls with the system's roots, plus `ca_file`'s certificates (see
+    /// `tls`). A `ca_file` that cannot be used is an error, not a fallback to the system's
+    /// roots: the user asked for it, and the notice must say what is wrong with it.
+    fn build_client(ca_file: Option<&str>) -> Result<reqwest::Client, BackendError> {
+        let builder = reqwest::Client::builder()
             // Only the prompt may leave the machine, and only to the configured backend:
             // never let an HTTP_PROXY variable reroute it.
             .no_proxy()
-            .use_rustls_tls()
             .https_only(false)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
@@ -338,41 +379,39 @@ impl Backend {
             // never goes out on a connection the server is closing at that moment.
             .pool_idle_timeout(Duration::from_secs(25))
             .pool_max_idle_per_host(4);
-        if let Some(path) = ca_file.filter(|p| !p.is_empty()) {
-            match std::fs::read(path)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| {
-                    reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())
-                }) {
-                Ok(certificates) if !certificates.is_empty() => {
-                    for certificate in certificates {
-                        builder = builder.add_root_certificate(certificate);
-                    }
-                }
-                Ok(_) => tracing::error!(
-                    "caFile {path} holds no PEM certificate; using the system's roots only"
-                ),
-                Err(e) => tracing::error!(
-                    "cannot read caFile {path} ({e}); using the system's roots only"
-                ),
+        let builder = match ca_file.filter(|p| !p.is_empty()) {
+            None => builder.use_rustls_tls(),
+            Some(path) => {
+                let certificates = tls::read_ca_file(path).map_err(BackendError::CaFile)?;
+                let config = tls::client_config(certificates).map_err(|e| {
+                    BackendError::CaFile(format!("caFile {path} cannot be used ({e})"))
+                })?;
+                builder.use_preconfigured_tls(config)
             }
-        }
-        builder.build().unwrap_or_else(|e| {
+        };
+        Ok(builder.build().unwrap_or_else(|e| {
             tracing::error!("cannot build the HTTP client ({e}); using reqwest's defaults");
             reqwest::Client::new()
-        })
+        }))
     }
 
     /// The client for this config (a cheap clone of the pooled one).
-    fn http(&self, config: &BackendConfig) -> reqwest::Client {
+    fn http(&self, config: &BackendConfig) -> Result<reqwest::Client, BackendError> {
         let mut slot = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.0 != config.ca_file {
-            *slot = (
-                config.ca_file.clone(),
-                Self::build_client(config.ca_file.as_deref()),
-            );
+        let stale = slot.ca_file != config.ca_file
+            || (slot.client.is_err() && slot.built_at.elapsed() >= CA_FILE_RETRY);
+        if stale {
+            let client = Self::build_client(config.ca_file.as_deref());
+            if let Err(error) = &client {
+                tracing::debug!("{error}");
+            }
+            *slot = BuiltClient {
+                ca_file: config.ca_file.clone(),
+                client,
+                built_at: Instant::now(),
+            };
         }
-        slot.1.clone()
+        slot.client.clone()
     }
 
     fn url(config: &BackendConfig, path: &str) -> String {
@@ -418,11 +457,14 @@ impl Backend {
     async fn fetch_model(&self, config: &BackendConfig) -> Result<ModelInfo, BackendError> {
         let request = self
             .authorized(
-                self.http(config).get(Self::url(config, "/v1/models")),
+                self.http(config)?.get(Self::url(config, "/v1/models")),
                 config,
             )
             .timeout(config.timeout);
-        let response = request.send().await.map_err(classify_send_error)?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| classify_send_error(error, config))?;
         let list: ModelList = json_body(check_status(response).await?).await?;
         let entry = match &config.model {
             Some(wanted) => list.data.into_iter().find(|entry| &entry.id == wanted),
@@ -469,7 +511,7 @@ impl Backend {
         affinity: &str,
     ) -> Result<CompletionStream, BackendError> {
         let builder = self
-            .http(config)
+            .http(config)?
             .post(Self::url(config, "/v1/completions"))
             .header(affinity::HEADER, affinity)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -479,7 +521,7 @@ impl Backend {
             .authorized(builder, config)
             .send()
             .await
-            .map_err(classify_send_error)?;
+            .map_err(|error| classify_send_error(error, config))?;
         let response = check_status(response).await?;
         Ok(CompletionStream::new(response))
     }
@@ -498,7 +540,7 @@ impl Backend {
     ) -> Result<Option<Usage>, BackendError> {
         let body = serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 0, "temperature": 0, "stream": false});
         let builder = self
-            .http(config)
+            .http(config)?
             .post(Self::url(config, "/v1/completions"))
             // The same replica as the document's completions: the warm-up is only worth
             // anything in the prefix cache those will read.
@@ -509,22 +551,34 @@ impl Backend {
             .authorized(builder, config)
             .send()
             .await
-            .map_err(classify_send_error)?;
+            .map_err(|error| classify_send_error(error, config))?;
         let answer: WarmAnswer = json_body(check_status(response).await?).await?;
         Ok(sse::usage_of(answer.usage, answer.timings))
     }
 }
 
-fn classify_send_error(error: reqwest::Error) -> BackendError {
+fn classify_send_error(error: reqwest::Error, config: &BackendConfig) -> BackendError {
     if error.is_timeout() {
         return BackendError::Timeout;
     }
     let cause = root_cause(&error);
     if is_certificate_error(&error) {
-        BackendError::Certificate(cause)
+        BackendError::Certificate {
+            why: cause,
+            ca_file: config.ca_file.clone().filter(|path| !path.is_empty()),
+        }
+    } else if config.url.starts_with("http://") && answered_with_tls(&cause) {
+        BackendError::TlsOnPlainHttp(config.url.clone())
     } else {
         BackendError::Unreachable(cause)
     }
+}
+
+/// Whether hyper's failure to read an HTTP answer is a TLS server's: a TLS record (an alert, a
+/// handshake) begins with a byte that cannot begin an HTTP status line, which hyper reports as
+/// an invalid HTTP version.
+fn answered_with_tls(cause: &str) -> bool {
+    cause.contains("invalid HTTP version parsed")
 }
 
 /// Whether a connection failed on the server's certificate (rustls: "invalid peer

@@ -128,6 +128,11 @@ pub async fn suggest(
         return None;
     }
     let document = session.snapshot(uri)?;
+    if crate::privacy::rope_is_credential_file(&document.rope) {
+        // A credential file under an ordinary name (netrc, kubeconfig, `kind: Secret`, ...).
+        tracing::debug!("no suggestions in {uri}: its content is a credential file");
+        return None;
+    }
     if !document.gets_suggestions() {
         tracing::debug!("no suggestions in {uri}: over the document limits");
         return None;

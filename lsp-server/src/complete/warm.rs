@@ -109,7 +109,9 @@ pub fn warm_at_cursor(
         };
         completer.pacing.reported(prefill, decode);
         let cursor = position_to_char(&document.rope, position, session.encoding());
-        if crate::privacy::cursor_in_secret(&document.rope, cursor) {
+        if crate::privacy::cursor_in_secret(&document.rope, cursor)
+            || crate::privacy::rope_is_credential_file(&document.rope)
+        {
             return;
         }
         let line_index = document

@@ -430,6 +430,15 @@ impl Worker {
         if self.excluded(path) {
             return;
         }
+        if let Some(format) = crate::privacy::content::credential_format(text) {
+            // A credential file under another name: excluded like one (`privacy::content`).
+            tracing::debug!(
+                "not indexing {}: its content is a {format} file",
+                path.display()
+            );
+            self.index.remove(path);
+            return;
+        }
         let relative = relative_to(&self.roots, path);
         let entry = FileEntry::build(path.to_path_buf(), relative, text, from_open_document);
         self.index.insert(entry);

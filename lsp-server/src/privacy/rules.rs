@@ -25,6 +25,8 @@ pub enum Check {
     Base64UserPass,
     /// Any value that is not a reference or a template (`{}`, `{PASSWORD}`, `%s`, `$PASS`).
     NotTemplate,
+    /// A value in a credential position that looks like a credential (`credential_like`).
+    CredentialLike,
 }
 
 /// How a value was written after a secret name, which decides how much it must look like a
@@ -293,6 +295,96 @@ pub fn rows() -> Vec<RuleRow> {
             "dXNlcjpodW50ZXIyMjI=",
             "{\"auth\": \"required\", \"mode\": \"strict\"}",
         ),
+        // ---- Providers gitleaks has no rule for (gitleaks.rs has the rest) -------------------
+        row!(
+            "Supabase secret key, Doppler token, Firebase server key, Vault token, Mailgun key",
+            r"(?-u:\b)(?:sb_secret_[A-Za-z0-9_-]{20,}|dp\.(?:st|sa|ct|scim|audit)\.(?:[a-z0-9_-]{2,35}\.)?[A-Za-z0-9]{40,}|AAAA[A-Za-z0-9_-]{7}:APA91b[A-Za-z0-9_-]{60,}|hv[sbr]\.[A-Za-z0-9_-]{24,}|key-[0-9a-f]{32})(?-u:\b)",
+            Shape,
+            "SUPABASE = createClient(url, 'sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz')",
+            "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz",
+            "if key.startswith('sb_secret_') or key.startswith('hvs.'): pass",
+        ),
+        // ---- Positions that say credential, whatever the name -------------------------------
+        row!(
+            "command-line flag (--password v, --token=v, --api-key v)",
+            r#"(?i)(?:^|[\s'"(\[])--?(?P<name>password|passwd|pass|pwd|token|api[-_]?key|api[-_]?token|auth[-_]?token|access[-_]?token|secret|client[-_]?secret|secret[-_]?key)(?:=|[ \t]+)(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&)]+))"#,
+            SecretName(Literal),
+            "mysqldump --user backup --password Hx7-pw!a shop",
+            "Hx7-pw!a",
+            "mysqldump --user backup --password-file /run/secrets/db --password $DB_PASS shop",
+        ),
+        row!(
+            "-p password after mysql, sshpass, docker/podman/helm login",
+            r#"(?:(?-u:\b)(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)(?-u:\b)[^\r\n]*?[ \t]-p(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&-][^\s'"`;|&]*))|(?-u:\b)(?:sshpass|(?:docker|podman|nerdctl)[ \t]+login|helm[ \t]+registry[ \t]+login)(?-u:\b)[^\r\n]*?[ \t]-p[ \t]+(?:'(?P<secret4>[^'\r\n]+)'|"(?P<secret5>[^"\r\n]+)"|(?P<secret6>[^\s'"`;|&]+)))"#,
+            NotTemplate,
+            "mysql -uroot -pR00t-pw shop < dump.sql\nsshpass -p 'Tr0ub4dor' ssh host\n",
+            "R00t-pw",
+            "mysql -uroot -p shop < dump.sql\nsshpass -p \"$PASS\" ssh host\n",
+        ),
+        row!(
+            "SQL password clause (IDENTIFIED BY, [WITH] [LOGIN] PASSWORD [=] '…')",
+            r#"(?i)(?-u:\b)(?:identified[ \t]+by(?:[ \t]+password)?|password)[ \t]*=?[ \t]*(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)")"#,
+            CredentialLike,
+            "CREATE ROLE grafana WITH LOGIN PASSWORD 'Gr4f-ana!x';",
+            "Gr4f-ana!x",
+            "CREATE ROLE grafana WITH LOGIN PASSWORD 'md5';",
+        ),
+        row!(
+            "DSN user:password@tcp(…) (Go MySQL driver)",
+            r#"["'`][A-Za-z0-9_.-]+:(?P<secret>[^\s@/"'`]+)@(?:tcp|unix|udp)\("#,
+            NotTemplate,
+            "db, err := sql.Open(\"mysql\", \"shop:Sh0p-pw!@tcp(db:3306)/shop\")",
+            "Sh0p-pw!",
+            "dsn := fmt.Sprintf(\"%s:%s@tcp(%s)/shop\", user, pass, host)",
+        ),
+        row!(
+            "Dockerfile ENV NAME value (space form)",
+            r#"(?m)^[ \t]*ENV[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]+(?:"(?P<secret1>[^"\r\n]+)"|'(?P<secret2>[^'\r\n]+)'|(?P<secret3>[^\s"'$#=][^\r\n]*?))[ \t]*\r?$"#,
+            SecretName(Literal),
+            "ENV DB_PASSWORD S3cr3t-env\n",
+            "S3cr3t-env",
+            "ENV DB_PASSWORD_FILE /run/secrets/db\n",
+        ),
+        row!(
+            "YAML block scalar under a secret name",
+            r#"(?m)^[ \t]*(?:-[ \t]+)?(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)[ \t]*:[ \t]*[|>][-+0-9]*[ \t]*\r?\n[ \t]+(?P<secret>[^\s#][^\r\n]*)"#,
+            SecretName(Literal),
+            "    APP_SECRET: |\n      Zk3p9QxL2vR7tW\n",
+            "Zk3p9QxL2vR7tW",
+            "    description: |\n      The app's secret sauce.\n",
+        ),
+        row!(
+            "name/value pair on two lines (Kubernetes env, JSON name/value)",
+            r#"(?m)(?:-[ \t]+)?["']?name["']?[ \t]*:[ \t]*["']?(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)["']?[ \t]*,?[ \t]*\r?\n?[ \t]*["']?value["']?[ \t]*:[ \t]*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)'|(?P<secret3>[^\s"'#{][^\r\n]*))"#,
+            SecretName(Literal),
+            "        env:\n          - name: PAYMENTS_API_TOKEN\n            value: \"Pa7-tok-9xQ\"\n",
+            "Pa7-tok-9xQ",
+            "          - name: LOG_LEVEL\n            value: \"debug\"\n",
+        ),
+        row!(
+            "Terraform variable default",
+            r#"(?s)variable[ \t]+"(?P<name>[A-Za-z0-9_-]+)"[ \t]*\{[^}]{0,400}?(?-u:\b)default[ \t]*=[ \t]*"(?P<secret>[^"\r\n]*)""#,
+            SecretName(Quoted),
+            "variable \"db_password\" {\n  type    = string\n  default = \"Tf-pw-42x\"\n}\n",
+            "Tf-pw-42x",
+            "variable \"db_name\" {\n  default = \"orders\"\n}\n",
+        ),
+        row!(
+            "kubeconfig and Kubernetes key material (client-key-data, id-token, .dockerconfigjson)",
+            r#"(?m)^[ \t]*["']?(?:client-key-data|client-key|id-token|refresh-token|\.dockerconfigjson|\.dockercfg)["']?[ \t]*:[ \t]*["']?(?P<secret>[^\s"']{8,})"#,
+            CredentialLike,
+            "    client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQo=\n",
+            "LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQo=",
+            "    client-key: /etc/kubernetes/pki/admin.key\n",
+        ),
+        row!(
+            "quoted base64 of user:password anywhere (a Basic credential in a variable)",
+            r#"["'`](?P<secret>[A-Za-z0-9+/]{12,}={0,2})["'`]"#,
+            Base64UserPass,
+            "const basic = \"ZGVwbG95OlBhNTVfd29yZCE=\";",
+            "ZGVwbG95OlBhNTVfd29yZCE=",
+            "const hello = \"aGVsbG8gd29ybGQ=\";",
+        ),
         // ---- A name that says secret, and its value ------------------------------------------------
         row!(
             "PHP define('NAME', 'value')",
@@ -321,10 +413,10 @@ pub fn rows() -> Vec<RuleRow> {
             "<keyboardLayout>us</keyboardLayout>",
         ),
         row!(
-            "environment line (.env, shell export, Dockerfile ENV)",
+            "environment line (.env, shell export, Dockerfile ENV/ARG, compose list item)",
             // Upper-case names, or any name after export/ENV/set: a lower-case `name=value` line
             // is as often a keyword argument (`password=password,`).
-            r#"(?m)^[ \t]*(?:(?:export|ENV|set|setenv)[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<name2>[A-Z][A-Z0-9_]*))=(?P<secret>[^\s"'`$#][^\s'`]*)"#,
+            r#"(?m)^[ \t]*(?:-[ \t]+["']?)?(?:(?:export|ENV|ARG|set|setenv)[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<name2>[A-Z][A-Z0-9_]*))=(?P<secret>[^\s"'`$][^\s'`]*)"#,
             SecretName(Literal),
             "export DB_PASS=correcthorse\n",
             "correcthorse",
@@ -353,7 +445,7 @@ pub fn rows() -> Vec<RuleRow> {
 fn const_format_name_quoted() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?i){NAME}(?:["'`]|\]|["']\])?\s*(?::\s*&?(?:'static\s+)?[A-Za-z_][A-Za-z0-9_<>\[\]:]*\s*)?(?:===?|!==?|:=|=>|=|:)\s*[bru]{{0,2}}(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?|`(?P<secret3>[^`\r\n]*)`?)"#
+            r#"(?i){NAME}(?:["'`]|\]|["']\])?\s*(?::\s*&?(?:'static\s+)?[A-Za-z_][A-Za-z0-9_<>\[\]:]*\s*)?(?:===?|!==?|:=|=>|=|:)\s*(?:&[A-Za-z0-9_-]+\s+|!![a-z]+\s+)?[bru]{{0,2}}\\?(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?|`(?P<secret3>[^`\r\n]*)`?)"#
         )
     });
     PATTERN.as_str()
@@ -362,7 +454,7 @@ fn const_format_name_quoted() -> &'static str {
 fn const_format_name_unquoted() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?im)(?:^[ \t]*|\s--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:=|:)[ \t]*(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#\\][^\s"'`,;(){{}}\[\]<>\\]*)[ \t]*(?:\r?$|[ \t;&,#])"#
+            r#"(?im)(?:^[ \t]*|\s--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:(?:=|:)[ \t]*(?:&[A-Za-z0-9_-]+[ \t]+)?(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#\\&|>][^\s"'`,;(){{}}\[\]<>\\]*)|=(?P<secret2>#[^\s"'`,;(){{}}\[\]<>\\]+))[ \t]*(?:\r?$|[ \t;&,#])"#
         )
     });
     PATTERN.as_str()
@@ -562,6 +654,7 @@ const KEY_OWNERS: &[&str] = &[
     "firebase",
     "app",
     "cipher",
+    "server",
     "decryption",
     "decrypt",
     "root",
@@ -596,11 +689,24 @@ pub fn name_says(name: &str) -> NameSays {
         return NameSays::Secret;
     }
     if SECRET_AFTER_A_WORD.contains(&last) {
-        return if before.is_some() {
-            NameSays::Secret
-        } else {
-            NameSays::No
-        };
+        // `pass` alone is a secret too where it is a key (`{"pass": …}`, `pass = "…"` in TOML);
+        // the value checks keep `pass: through` and Python's `pass` statement out.
+        return NameSays::Secret;
+    }
+    // One word run together: `PGPASSWORD`, `MYSQLPWD`, `dbpassword`, `clientsecret`.
+    if words.len() == 1
+        && [
+            "password",
+            "passwd",
+            "secret",
+            "apikey",
+            "authtoken",
+            "accesstoken",
+        ]
+        .iter()
+        .any(|w| last.len() > w.len() + 1 && last.ends_with(w))
+    {
+        return NameSays::Secret;
     }
     match last {
         "pat" => match before {
@@ -763,6 +869,58 @@ pub fn looks_random(value: &str) -> bool {
     token_chars && is_mixed(v) && entropy(v) >= 3.5
 }
 
+/// A literal in a credential position (an argument of `login(user, …)`, a value after
+/// `--password`) that is a credential rather than a user name, host, path, URL, word or
+/// template: no whitespace, 8 to 512 characters, not a reference or key name, and either
+/// random-looking (`looks_random`) or mixing letters with digits or with symbols other than
+/// the separators of names (`-_.`): `Xk9-pL2#qR7z`, `halvo.quamur2931@`, a hex digest.
+pub fn credential_like(value: &str) -> bool {
+    let v = value;
+    if v.len() < 8 || v.len() > 512 || v.contains(char::is_whitespace) {
+        return false;
+    }
+    if is_reference_or_flag(v) || is_key_name(v) || v.contains("://") || v.contains("${") {
+        return false;
+    }
+    if looks_random(v) {
+        return true;
+    }
+    // A dotted name (`h11.CLIENT`, `settings.DB_PASSWORD`): code.
+    if v.split('.').count() > 1
+        && v.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    {
+        return false;
+    }
+    // A path (`/etc/ssl/x.pem`, `application/json`, `./bin/tool`) or an email address.
+    let word_parts = |sep: char| {
+        v.split(sep).filter(|p| !p.is_empty()).all(|p| {
+            p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+    };
+    if (v.contains('/') && word_parts('/'))
+        || (v.matches('@').count() == 1
+            && word_parts('@')
+            && v.rsplit('@').next().is_some_and(|d| d.contains('.')))
+    {
+        return false;
+    }
+    let letters = v.chars().filter(|c| c.is_ascii_alphabetic()).count();
+    let digits = v.chars().filter(|c| c.is_ascii_digit()).count();
+    let strong_symbols = v
+        .chars()
+        .filter(|c| !c.is_ascii_alphanumeric() && !matches!(c, '-' | '_' | '.'))
+        .count();
+    let upper = v.chars().any(|c| c.is_ascii_uppercase());
+    let lower = v.chars().any(|c| c.is_ascii_lowercase());
+    letters > 0 && (digits >= 2 || strong_symbols > 0 || (upper && lower && digits > 0))
+}
+
 /// An unquoted value that may be code: identifiers, dotted paths, calls, types and numbers
 /// are code; letters mixed with digits or symbols, or random text, are a literal.
 fn unquoted_is_secret(value: &str) -> bool {
@@ -847,10 +1005,17 @@ pub fn is_base64_user_pass(value: &str) -> bool {
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return false;
     };
-    text.chars().all(|c| c.is_ascii_graphic() || c == ' ')
-        && text
-            .split_once(':')
-            .is_some_and(|(user, pass)| !user.is_empty() && !pass.is_empty())
+    // `user:password`: a user name of name characters, one colon, a password without blanks
+    // (prose with a colon, `Content-Type: text`, is not one).
+    text.chars().all(|c| c.is_ascii_graphic())
+        && text.split_once(':').is_some_and(|(user, pass)| {
+            !user.is_empty()
+                && user.len() <= 64
+                && user
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._@$+-".contains(c))
+                && !pass.is_empty()
+        })
 }
 
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
@@ -917,6 +1082,9 @@ mod tests {
         ] {
             assert_eq!(name_says(name), NameSays::Secret, "{name}");
         }
+        for name in ["pass", "PGPASSWORD", "dbpassword"] {
+            assert_eq!(name_says(name), NameSays::Secret, "{name}");
+        }
         for name in [
             "token",
             "CACHE_KEY_SALT",
@@ -939,7 +1107,6 @@ mod tests {
             "secret_name",
             "PRIMARY_KEY",
             "api_key_env",
-            "pass",
             "sort_key",
             "compass",
             "monkey",

@@ -1,0 +1,199 @@
+//! Files whose *content* is a credential file, whatever their name: netrc and pgpass formats,
+//! kubeconfigs with users, Kubernetes `kind: Secret` manifests, AWS credentials INI files and
+//! Docker `auths` configs. Such a file is treated like an excluded one (`excludes.rs`): never
+//! indexed, retrieved or completed in.
+//!
+//! Only the start of a text is read (`HEAD_BYTES`; credential files are small), and one
+//! Aho-Corasick pass over it decides whether any format's marker is there at all, so the check
+//! costs microseconds on ordinary code.
+
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+use regex::Regex;
+
+/// How much of a text is looked at.
+pub const HEAD_BYTES: usize = 64 << 10;
+
+static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build([
+            "machine",
+            "kind:",
+            "users:",
+            "aws_secret_access_key",
+            "aws_session_token",
+            "\"auths\"",
+            ":",
+        ])
+        .expect("markers")
+});
+
+static NETRC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^[ \t]*(?:machine[ \t]+\S+|default)(?:[ \t]|$)").expect("valid")
+});
+static NETRC_PASSWORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)(?:^|[ \t])password[ \t]+\S+").expect("valid"));
+static K8S_SECRET: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?m)^kind:[ \t]*["']?Secret["']?[ \t]*$"#).expect("valid"));
+static K8S_DATA: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^(?:data|stringData):[ \t]*$").expect("valid"));
+static KUBECONFIG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?m)^kind:[ \t]*["']?Config["']?[ \t]*$|^clusters:[ \t]*$"#).expect("valid")
+});
+static KUBECONFIG_USER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?m)^[ \t]+(?:client-key-data|client-key|token|password|auth-provider|exec|id-token|refresh-token):",
+    )
+    .expect("valid")
+});
+static AWS_INI: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?mi)^[ \t]*(?:aws_secret_access_key|aws_session_token)[ \t]*=").expect("valid")
+});
+static INI_SECTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^[ \t]*\[[^\]\n]+\][ \t]*$").expect("valid"));
+static DOCKER_AUTHS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#""auths"\s*:\s*\{\s*"[^"]+"\s*:\s*\{[^}]*"(?:auth|identitytoken|password)"\s*:"#)
+        .expect("valid")
+});
+/// `hostname:port:database:username:password`, `*` allowed in the first four.
+static PGPASS_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:[^:\s]+|\*):(?:[0-9]+|\*):(?:[^:\s]+|\*):(?:[^:\s]+|\*):\S+$").expect("valid")
+});
+
+/// The start of `text`, cut at a character boundary.
+fn head(text: &str) -> &str {
+    if text.len() <= HEAD_BYTES {
+        return text;
+    }
+    let mut end = HEAD_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// What credential format `text` is in, if any (`"netrc"`, `"pgpass"`, `"kubeconfig"`,
+/// `"kubernetes secret"`, `"aws credentials"`, `"docker auths"`).
+pub fn credential_format(text: &str) -> Option<&'static str> {
+    let text = head(text);
+    let mut seen = [false; 7];
+    for found in MARKERS.find_overlapping_iter(text) {
+        seen[found.pattern().as_usize()] = true;
+        if seen.iter().all(|s| *s) {
+            break;
+        }
+    }
+    let [machine, kind, users, aws_secret, aws_session, auths, colon] = seen;
+    if (machine || text.contains("default"))
+        && NETRC.is_match(text)
+        && NETRC_PASSWORD.is_match(text)
+        && mostly_netrc(text)
+    {
+        return Some("netrc");
+    }
+    if kind && K8S_SECRET.is_match(text) && K8S_DATA.is_match(text) {
+        return Some("kubernetes secret");
+    }
+    if users && KUBECONFIG.is_match(text) && KUBECONFIG_USER.is_match(text) {
+        return Some("kubeconfig");
+    }
+    if (aws_secret || aws_session) && AWS_INI.is_match(text) && INI_SECTION.is_match(text) {
+        return Some("aws credentials");
+    }
+    if auths && DOCKER_AUTHS.is_match(text) {
+        return Some("docker auths");
+    }
+    if colon && is_pgpass(text) {
+        return Some("pgpass");
+    }
+    None
+}
+
+/// Most lines (not blank, not comments) start with a netrc token: prose or code that mentions
+/// `machine … password …` is not a netrc file.
+fn mostly_netrc(text: &str) -> bool {
+    let (mut lines, mut netrc) = (0, 0);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        lines += 1;
+        let first = line.split_whitespace().next().unwrap_or("");
+        if matches!(
+            first,
+            "machine" | "default" | "login" | "password" | "account" | "macdef"
+        ) {
+            netrc += 1;
+        }
+    }
+    lines > 0 && netrc * 5 >= lines * 4
+}
+
+/// Every line that is not blank or a comment is a pgpass entry, and there is one.
+fn is_pgpass(text: &str) -> bool {
+    let mut entries = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !PGPASS_LINE.is_match(line) {
+            return false;
+        }
+        entries += 1;
+    }
+    entries > 0
+}
+
+pub fn is_credential_file(text: &str) -> bool {
+    credential_format(text).is_some()
+}
+
+/// The same for a document's rope, reading only its start.
+pub fn rope_is_credential_file(rope: &ropey::Rope) -> bool {
+    let end = rope.len_bytes().min(HEAD_BYTES);
+    let end_char = rope.byte_to_char(end);
+    let slice = rope.slice(..end_char);
+    match slice.as_str() {
+        Some(text) => is_credential_file(text),
+        None => is_credential_file(&slice.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_formats_are_recognised_by_content() {
+        for (text, format) in [
+            ("machine api.example.com\n  login me\n  password x9Y8z7\n", "netrc"),
+            ("db:5432:app:app:s3cret\n*:*:*:replica:other\n", "pgpass"),
+            ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\ndata:\n  k: dGVzdA==\n", "kubernetes secret"),
+            ("apiVersion: v1\nkind: Config\nclusters: []\nusers:\n- name: a\n  user:\n    token: abc\n", "kubeconfig"),
+            ("[default]\naws_access_key_id = AKIA\naws_secret_access_key = x\n", "aws credentials"),
+            ("{\"auths\": {\"ghcr.io\": {\"auth\": \"dXNlcjpwdw==\"}}}", "docker auths"),
+        ] {
+            assert_eq!(credential_format(text), Some(format), "{text}");
+        }
+    }
+
+    #[test]
+    fn ordinary_files_are_not_credential_files() {
+        for text in [
+            "def connect(machine, password):\n    return login(machine, password)\n",
+            "apiVersion: apps/v1\nkind: Deployment\nspec:\n  replicas: 2\n",
+            "# users: see docs\nkind: ConfigMap\ndata:\n  a: b\n",
+            "a:b\nc:d\n",
+            "http://localhost:8080/path\n",
+            "key:value:with:many:colons and spaces\n",
+            "auth = {\"auths\": {}}",
+            "",
+        ] {
+            assert_eq!(credential_format(text), None, "{text}");
+        }
+    }
+}
