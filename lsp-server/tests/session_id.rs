@@ -139,7 +139,7 @@ fn the_session_id_is_keyed_by_a_secret_of_the_installation() {
     let uri = format!("file://{}", workspace.0.join(DOCUMENT).display());
     assert_ne!(
         a,
-        unkeyed(&[workspace.0.clone()], &uri),
+        unkeyed(std::slice::from_ref(&workspace.0), &uri),
         "recomputable from the path alone"
     );
 }
@@ -211,7 +211,7 @@ fn without_a_writable_data_folder_the_key_is_kept_for_the_session_only() {
         ids.iter().all(|id| id == &ids[0]),
         "one key for the session: {ids:?}"
     );
-    assert_ne!(ids[0], unkeyed(&[workspace.0.clone()], &uri));
+    assert_ne!(ids[0], unkeyed(std::slice::from_ref(&workspace.0), &uri));
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert_eq!(
         log.matches("cannot keep the affinity key").count(),
