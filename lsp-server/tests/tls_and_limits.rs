@@ -339,6 +339,50 @@ fn a_pinned_certificate_is_still_checked_against_the_host_name() {
 }
 
 #[test]
+fn a_pinned_certificate_is_still_checked_against_its_dates() {
+    let dir = tempfile_dir("pinned-expired");
+    // The README's certificate (self-signed, CA:TRUE, the same names), valid for one day in
+    // 2020: `openssl req -x509` cannot back-date, `openssl ca -selfsign` can.
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ ca ]\ndefault_ca = own\n[ own ]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\n\
+         default_md = sha256\npolicy = any\n[ any ]\ncommonName = supplied\n[ server ]\n\
+         basicConstraints = critical,CA:TRUE\nsubjectAltName = DNS:gpu-box,DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("serial"), "01\n").unwrap();
+    shell(
+        &dir,
+        "openssl req -new -newkey rsa:2048 -nodes -keyout ghostline.key -out ghostline.csr -subj /CN=gpu-box",
+    );
+    shell(
+        &dir,
+        "openssl ca -batch -notext -config ca.cnf -selfsign -keyfile ghostline.key -in ghostline.csr \
+         -out ghostline.pem -startdate 20200101000000Z -enddate 20200102000000Z -extensions server",
+    );
+    let (cert, key) = (dir.join("ghostline.pem"), dir.join("ghostline.key"));
+    let backend = serve(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let mut client = lsp(
+        &backend.base,
+        json!({"caFile": cert.to_str().unwrap()}),
+        &[],
+    );
+    let message = the_one_notice(&mut client);
+    assert!(
+        message.contains("outside its dates") && message.contains("expired"),
+        "{message}"
+    );
+    assert!(client.shutdown().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_ca_file_that_is_missing_or_not_pem_is_named_in_the_one_notice() {
     let dir = tempfile_dir("bad-ca-file");
     let (_, cert, key) = certificates::make_certificates(&dir);

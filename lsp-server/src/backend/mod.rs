@@ -201,6 +201,14 @@ impl std::fmt::Display for BackendError {
                 f,
                 "the backend's TLS certificate is not made out to the host in the URL ({why}): use a name the certificate lists, or make one for this name"
             ),
+            Self::Certificate { why, .. }
+                if why.contains("expired") || why.contains("not valid yet") =>
+            {
+                write!(
+                    f,
+                    "the backend's TLS certificate is outside its dates ({why}): the server needs a new one"
+                )
+            }
             Self::Certificate { why, ca_file: None } => write!(
                 f,
                 "the backend's TLS certificate is not trusted ({why}); if your team's own CA signed it, or it is self-signed, set `caFile` to that CA's or that certificate's PEM file"
