@@ -95,8 +95,12 @@ pub fn warm_up() {
         let spawned = std::thread::Builder::new()
             .name("ghostline-rules".into())
             .spawn(|| {
-                // The set, and the two rules ordinary code matches most (names that say secret).
-                let _ = secret_spans("password = \"x1\"\npassword = x1\n");
+                // The set, and the two rules ordinary code matches most (names that say secret),
+                // and the gitleaks rules whose keywords ordinary code holds most (`key`,
+                // `token`, `auth`, `api`, ...: the generic rule among them).
+                let _ = secret_spans(
+                    "password = \"x1\"\npassword = x1\napi_key = token_auth_secret_access\n",
+                );
             });
         if let Err(error) = spawned {
             tracing::debug!("no rule warm-up thread ({error}); rules compile on first use");
