@@ -404,6 +404,18 @@ fn a_ca_file_that_is_missing_or_not_pem_is_named_in_the_one_notice() {
         "{message}"
     );
     assert!(client.shutdown().success());
+    // It concerns HTTPS only: a plain http:// backend is still used.
+    let plain = serve(&[]);
+    let mut client = lsp(
+        &plain.base,
+        json!({"caFile": missing.to_str().unwrap()}),
+        &[],
+    );
+    assert!(suggestions(&mut client) > 0);
+    let warnings = client.notifications("window/showMessage", Duration::from_millis(200));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(client.shutdown().success());
+    drop(plain);
 
     // The certificate in DER: a certificate, but not PEM.
     let der = dir.join("server.der");

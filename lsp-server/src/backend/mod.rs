@@ -403,18 +403,23 @@ impl Backend {
         }))
     }
 
-    /// The client for this config (a cheap clone of the pooled one).
+    /// The client for this config (a cheap clone of the pooled one). `caFile` matters only to
+    /// an `https://` backend: a broken one does not stop a plain `http://` one.
     fn http(&self, config: &BackendConfig) -> Result<reqwest::Client, BackendError> {
+        let ca_file = config
+            .ca_file
+            .as_ref()
+            .filter(|_| !config.url.starts_with("http://"));
         let mut slot = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = slot.ca_file != config.ca_file
+        let stale = slot.ca_file.as_ref() != ca_file
             || (slot.client.is_err() && slot.built_at.elapsed() >= CA_FILE_RETRY);
         if stale {
-            let client = Self::build_client(config.ca_file.as_deref());
+            let client = Self::build_client(ca_file.map(String::as_str));
             if let Err(error) = &client {
                 tracing::debug!("{error}");
             }
             *slot = BuiltClient {
-                ca_file: config.ca_file.clone(),
+                ca_file: ca_file.cloned(),
                 client,
                 built_at: Instant::now(),
             };
