@@ -54,6 +54,10 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<()> {
+    // Before anything else: SIGHUP's default action ends the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| tracing::warn!("cannot handle SIGHUP: {e}"))
+        .ok();
     let model_dir = args.model.clone().unwrap_or_else(model::default_model_dir);
     let files = ModelFiles::resolve(&model_dir)?;
     let ort_library = args.ort_library().context(
@@ -189,9 +193,7 @@ async fn serve(args: Args) -> Result<()> {
             engine_state.lifecycle.engine_stopped();
         })?;
 
-    if state.keys.is_some() {
-        tokio::spawn(reload_keys(state.clone()));
-    }
+    tokio::spawn(on_hangup(state.clone(), hangup));
     let grace = Duration::from_secs_f64(args.shutdown_grace.clamp(0.0, 86_400.0));
     let max_connections = http::serve::connection_limit(args.max_connections.max(1));
     let serve_options = http::serve::ServeOptions {
@@ -280,17 +282,13 @@ async fn stop_signal(lifecycle: Arc<Lifecycle>, grace: Duration) {
     }
 }
 
-/// Reads the API key file again on SIGHUP, and when its modification time changes (checked
-/// every 2 s). Requests already admitted are not affected.
-async fn reload_keys(state: Arc<AppState>) {
-    let Some(keys) = &state.keys else {
-        return;
-    };
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+/// SIGHUP (logrotate's `postrotate`, an operator's reload) never ends the server: it reads the
+/// API key file again and reopens the audit log by its name. The key file is also read again
+/// when its modification time changes (checked every 2 s). Requests already admitted are not
+/// affected.
+async fn on_hangup(state: Arc<AppState>, mut hangup: Option<tokio::signal::unix::Signal>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
-        #[cfg(unix)]
         let signalled = async {
             match hangup.as_mut() {
                 Some(s) => {
@@ -299,14 +297,21 @@ async fn reload_keys(state: Arc<AppState>) {
                 None => std::future::pending().await,
             }
         };
-        #[cfg(not(unix))]
-        let signalled = std::future::pending::<()>();
         tokio::select! {
             () = signalled => {
-                tracing::info!("SIGHUP: reloading the API key file");
-                keys.reload();
+                tracing::info!("SIGHUP: reloading the API key file and reopening the audit log");
+                if let Some(keys) = &state.keys {
+                    keys.reload();
+                }
+                if let Some(audit) = &state.audit {
+                    audit.reopen();
+                }
             }
-            _ = tick.tick() => keys.reload_if_changed(),
+            _ = tick.tick() => {
+                if let Some(keys) = &state.keys {
+                    keys.reload_if_changed();
+                }
+            }
         }
     }
 }

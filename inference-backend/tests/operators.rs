@@ -266,3 +266,161 @@ async fn a_metrics_key_keeps_owner_counts_from_anyone_without_it() {
         .unwrap();
     assert!(text.contains("owner=\"alice\""), "{text}");
 }
+
+fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit line is JSON"))
+        .collect()
+}
+
+/// logrotate's `postrotate kill -HUP`: on a server started without `--api-key-file` (the
+/// default), SIGHUP used to end the process and cut its streams. Now a running stream
+/// finishes, the server keeps answering, and the audit log, renamed away, is reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_keeps_the_server_and_its_streams_and_reopens_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let server = Server::start(
+        &tiny_genai(),
+        &[
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--max-tokens-cap",
+            "1000",
+        ],
+    );
+    let url = server.url("/v1/completions");
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let stream = tokio::spawn(async move {
+        let body = json!({"prompt": "fn f() {", "max_tokens": 300, "temperature": 0,
+                          "ignore_eos": true, "stream": true});
+        let mut resp = client().post(url).json(&body).send().await.unwrap();
+        let mut text = String::new();
+        let mut started = Some(started_tx);
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(tx) = started.take() {
+                let _ = tx.send(());
+            }
+        }
+        sse_data(&text)
+    });
+    started_rx.await.unwrap();
+    let rotated = dir.path().join("audit.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    server.signal("HUP");
+    let data = stream.await.unwrap();
+    let last: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(
+        last["choices"][0]["finish_reason"], "length",
+        "the stream did not finish: {data:?}"
+    );
+    let (status, _) = common::complete(&server, json!({"prompt": "x", "max_tokens": 2})).await;
+    assert_eq!(status, 200);
+    // The stream's line went to the file it started in or to the new one (it may have ended
+    // before or after the reopen); the request after the signal is in the new file.
+    let before = audit_lines(&rotated);
+    let after = audit_lines(&log);
+    assert_eq!(before.len() + after.len(), 2, "{before:?} {after:?}");
+    assert!(
+        after.iter().any(|l| l["completion_tokens"] == 2),
+        "the request after SIGHUP is not in the reopened log: {after:?}"
+    );
+    assert!(server.log.lock().unwrap().contains("audit log reopened"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_names_a_known_method_or_other() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let server = Server::start(&tiny_genai(), &["--audit-log", log.to_str().unwrap()]);
+    let target = addr(&server);
+    let long_method = "X".repeat(20_000);
+    for method in [long_method.as_str(), "PURGE", "DELETE"] {
+        let mut stream = std::net::TcpStream::connect(target).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "{method} /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 4"), "{answer:.200}");
+    }
+    // The lines are written when the answers end; the last one may trail the read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = audit_lines(&log);
+        if lines.len() >= 3 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let methods: Vec<&str> = lines
+        .iter()
+        .map(|l| l["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["other", "other", "DELETE"]);
+    let longest = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap();
+    assert!(longest < 1000, "an audit line of {longest} bytes");
+}
+
+#[test]
+fn a_key_under_two_owners_is_refused_at_start_naming_both_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(
+        &keys,
+        "alice team-key rpm=10\nbob bob-key\ncarol team-key\n",
+    )
+    .unwrap();
+    let (ok, log) = common::run_to_exit(&tiny_genai(), &["--api-key-file", keys.to_str().unwrap()]);
+    assert!(!ok, "started with a key under two owners:\n{log}");
+    assert!(
+        log.contains("line 3: the same key as line 1"),
+        "the error does not name both lines:\n{log}"
+    );
+}
+
+/// A key file that stays broken is reported once (and the keys in use stay), not every 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_key_file_is_reported_once_and_the_old_keys_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "alice alice-key\n").unwrap();
+    let server = Server::start(&tiny_genai(), &["--api-key-file", keys.to_str().unwrap()]);
+    std::fs::write(&keys, "alice alice-key rpm=oops\n").unwrap();
+    // Three checks of the file's modification time (one every 2 s).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let reports = server.log.lock().unwrap().matches("not reloaded").count();
+    assert_eq!(reports, 1, "{}", server.log.lock().unwrap());
+    let resp = client()
+        .post(server.url("/v1/completions"))
+        .bearer_auth("alice-key")
+        .json(&json!({"prompt": "x", "max_tokens": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // An explicit SIGHUP is an operator asking: it is reported again.
+    server.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.log.lock().unwrap().matches("not reloaded").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not report the broken file"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

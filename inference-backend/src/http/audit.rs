@@ -31,26 +31,46 @@ use super::AppState;
 use crate::queue::Usage;
 
 pub struct AuditLog {
+    target: String,
     sink: Mutex<Box<dyn Write + Send>>,
+}
+
+fn open_sink(target: &str) -> Result<Box<dyn Write + Send>> {
+    Ok(if target == "-" {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(target)
+                .with_context(|| format!("cannot open the audit log {target}"))?,
+        )
+    })
 }
 
 impl AuditLog {
     /// `-` is stderr; anything else a file, appended to (created when missing).
     pub fn open(target: &str) -> Result<Self> {
-        let sink: Box<dyn Write + Send> = if target == "-" {
-            Box::new(std::io::stderr())
-        } else {
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(target)
-                    .with_context(|| format!("cannot open the audit log {target}"))?,
-            )
-        };
         Ok(Self {
-            sink: Mutex::new(sink),
+            target: target.to_string(),
+            sink: Mutex::new(open_sink(target)?),
         })
+    }
+
+    /// Opens the file again by its name (SIGHUP), so that rotation by rename (logrotate's
+    /// default) goes on in a new file; on an error the old file stays in use.
+    pub fn reopen(&self) {
+        if self.target == "-" {
+            return;
+        }
+        match open_sink(&self.target) {
+            Ok(sink) => {
+                *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+                tracing::info!("audit log reopened");
+            }
+            Err(e) => tracing::error!("{e:#}; still writing to the file open before"),
+        }
     }
 
     fn write(&self, line: &serde_json::Value) {
@@ -83,6 +103,26 @@ impl AuditSlot {
     }
 }
 
+/// The method as the audit line names it: one of HTTP's own, or `other` (a client chooses the
+/// method's text, and a 200,000-character one made as long a line).
+fn known_method(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ]
+    .into_iter()
+    .find(|(known, _)| known == method)
+    .map_or("other", |(_, name)| name)
+}
+
 /// Probes are not requests of anyone's.
 fn is_probe(path: &str) -> bool {
     matches!(path, "/health" | "/ready" | "/metrics")
@@ -99,7 +139,7 @@ pub async fn audit(
     }
     let slot = AuditSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let method = request.method().to_string();
+    let method = known_method(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
@@ -123,7 +163,7 @@ pub async fn audit(
 struct AnswerEnd {
     state: Arc<AppState>,
     slot: AuditSlot,
-    method: String,
+    method: &'static str,
     path: String,
     status: u16,
     started: Instant,

@@ -69,6 +69,16 @@ pub struct KeyRing {
     owners: HashMap<Arc<str>, OwnerSpec>,
 }
 
+impl Secret {
+    /// The key's SHA-256, whichever way the file gave it.
+    fn digest(&self) -> [u8; 32] {
+        match self {
+            Secret::Plain(bytes) => Sha256::digest(bytes).into(),
+            Secret::Sha256(hash) => *hash,
+        }
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -100,6 +110,8 @@ impl KeyRing {
         let mut keys = Vec::new();
         let mut owners: HashMap<Arc<str>, OwnerSpec> = HashMap::new();
         let mut legacy = 0;
+        // Each key's SHA-256 → the line and owner that gave it first.
+        let mut seen: HashMap<[u8; 32], (usize, Arc<str>)> = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let content = raw.trim();
@@ -161,6 +173,13 @@ impl KeyRing {
             } else {
                 owners.insert(name.clone(), spec);
             }
+            let digest = secret.digest();
+            if let Some((first_line, first_owner)) = seen.get(&digest) {
+                bail!(
+                    "line {line}: the same key as line {first_line} (owner {first_owner} there, {owner} here); each key must be on one line only"
+                );
+            }
+            seen.insert(digest, (line, name.clone()));
             keys.push(KeyEntry {
                 secret,
                 owner: name,
@@ -229,6 +248,8 @@ impl MetricsKey {
 pub struct KeyStore {
     path: PathBuf,
     ring: RwLock<Arc<KeyRing>>,
+    /// The modification time of the file last read, whether it parsed or not: a broken file
+    /// is reported once, not at every check while it stays broken.
     loaded_mtime: Mutex<Option<SystemTime>>,
 }
 
@@ -271,7 +292,12 @@ impl KeyStore {
                 }
                 tracing::info!("API key file reloaded: {keys} keys of {owners} owners");
             }
-            Err(e) => tracing::error!("API key file not reloaded, the previous keys stay: {e:#}"),
+            Err(e) => {
+                if let Ok(mut slot) = self.loaded_mtime.lock() {
+                    *slot = stamp;
+                }
+                tracing::error!("API key file not reloaded, the previous keys stay: {e:#}")
+            }
         }
     }
 
@@ -488,10 +514,25 @@ mod tests {
             "ali/ce key",
             "alice sha256:1234",
             "alice key\nalice key2 rpm=3",
+            "alice key\nbob key",
+            "alice key\nalice key",
             "# only a comment",
         ] {
             assert!(KeyRing::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn a_key_on_two_lines_is_refused_naming_both() {
+        let hash = format!("{:x}", Sha256::digest(b"shared-key"));
+        let text = format!("# team\nalice shared-key\nbob other-key\ncarol sha256:{hash}\n");
+        let error = format!("{:#}", KeyRing::parse(&text).unwrap_err());
+        assert!(error.contains("line 4"), "{error}");
+        assert!(error.contains("line 2"), "{error}");
+        assert!(
+            error.contains("alice") && error.contains("carol"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
@@ -193,9 +193,11 @@ impl Drop for Server {
     }
 }
 
-/// Runs the binary to completion (for refusals at start-up) and returns (success, stderr).
+/// Runs the binary to completion (for refusals at start-up) and returns (success, stderr). A
+/// server that does not refuse is killed after 60 s and counts as a failure (success false,
+/// its log with a note), so a test of a refusal cannot hang.
 pub fn run_to_exit(model: &Path, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ghostline-serve"))
         .args([
             "--port",
             "0",
@@ -208,12 +210,33 @@ pub fn run_to_exit(model: &Path, extra: &[&str]) -> (bool, String) {
         .arg(model)
         .args(extra)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run ghostline-serve");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = reader.join().unwrap_or_default();
+    if status.is_none() {
+        log.push_str("\n(still running after 60 s: killed)\n");
+    }
+    (status.is_some_and(|s| s.success()), log)
 }
 
 /// A blocking GET for polling, without a second HTTP client.
