@@ -625,6 +625,57 @@ mod tests {
         }
     }
 
+    /// The shapes issue 29 saw leak, in examples written for this test (not the corpus's):
+    /// each `(text, secret)` loses its secret.
+    #[test]
+    fn shapes_that_leaked_before_issue_29_are_redacted() {
+        let cases: &[(&str, &str)] = &[
+            ("tw = Client(\"AC0f1e2d3c4b5a69788796a5b4c3d2e1f0\", \"9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f\")", "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f"),
+            ("r = get(u, auth=HTTPBasicAuth(\"bot\", \"Vq8#nR2-kL5m\"))", "Vq8#nR2-kL5m"),
+            ("\treq.SetBasicAuth(\"bot\", \"Vq8#nR2-kL5m\")", "Vq8#nR2-kL5m"),
+            ("c = DriverManager.getConnection(JDBC, \"app\", \"Vq8#nR2-kL5m\");", "Vq8#nR2-kL5m"),
+            ("var c = new NetworkCredential(\"bot\", \"Vq8#nR2-kL5m\");", "Vq8#nR2-kL5m"),
+            ("let r = c.get(u).header(\"X-Api-Key\", \"Qm4kT9zX2pL7wR3v\");", "Qm4kT9zX2pL7wR3v"),
+            ("let r = c.get(u).bearer_auth(\"Qm4kT9zX2pL7wR3vB8nY\");", "Qm4kT9zX2pL7wR3vB8nY"),
+            ("s.auth = (\"bot\", \"Vq8#nR2-kL5m\")", "Vq8#nR2-kL5m"),
+            ("const sb = createClient(URL, \"Qm4kT9zX2pL7wR3vB8nY5c\");", "Qm4kT9zX2pL7wR3vB8nY5c"),
+            ("pg_dump --password Vq8#nR2-kL5m db", "Vq8#nR2-kL5m"),
+            ("./deploy --token Qm4kT9zX2pL7wR3vB8nY5c", "Qm4kT9zX2pL7wR3vB8nY5c"),
+            ("mysql -u root -pVq8nR2kL5m db", "Vq8nR2kL5m"),
+            ("sshpass -p Vq8nR2kL5m ssh host", "Vq8nR2kL5m"),
+            ("PGPASSWORD=Vq8nR2kL5m psql -h db", "Vq8nR2kL5m"),
+            ("CREATE USER x IDENTIFIED BY 'Vq8#nR2-kL5m';", "Vq8#nR2-kL5m"),
+            ("CREATE ROLE x WITH LOGIN PASSWORD 'Vq8#nR2-kL5m';", "Vq8#nR2-kL5m"),
+            ("ARG NPM_AUTH_TOKEN=Qm4kT9zX2pL7wR3vB8nY5c\n", "Qm4kT9zX2pL7wR3vB8nY5c"),
+            ("ENV SMTP_PASSWORD Vq8#nR2-kL5m\n", "Vq8#nR2-kL5m"),
+            ("    environment:\n      - MYSQL_PASSWORD=Vq8#nR2-kL5m\n", "Vq8#nR2-kL5m"),
+            ("  DB_PASSWORD: &dbpw \"Vq8#nR2-kL5m\"\n", "Vq8#nR2-kL5m"),
+            ("  TLS_SECRET: |\n    Qm4kT9zX2pL7wR3vB8nY5c\n", "Qm4kT9zX2pL7wR3vB8nY5c"),
+            ("kind: Secret\ndata:\n  url: cG9zdGdyZXM6Ly91OnBAaA==\n", "cG9zdGdyZXM6Ly91OnBAaA=="),
+            ("    client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0t\n", "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0t"),
+            ("const creds = \"Ym90OlZxOCNuUjIta0w1bQ==\";", "Ym90OlZxOCNuUjIta0w1bQ=="),
+            ("g = \"glsa_Qm4kT9zX2pL7wR3vB8nY5cQm4kT9zX2p_0a1b2c3d\"", "glsa_Qm4kT9zX2pL7wR3vB8nY5cQm4kT9zX2p_0a1b2c3d"),
+            ("d = \"dapi0a1b2c3d4e5f60718293a4b5c6d7e8f9\"", "dapi0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+            ("l = \"lin_api_Qm4kT9zX2pL7wR3vB8nY5cQm4kT9zX2pL7wR3v\"", "lin_api_Qm4kT9zX2pL7wR3vB8nY5cQm4kT9zX2pL7wR3vB8"),
+            ("d = \"dp.st.dev.Qm4kT9zX2pL7wR3vB8nY5cQm4kT9zX2pL7wR3vB8nY\"", "dp.st.dev.Qm4kT9zX2pL7wR3vB8nY5cQm4kT9zX2pL7wR3vB8nY"),
+            ("s = \"sb_secret_Qm4kT9zX2pL7wR3vB8nY5c\"", "sb_secret_Qm4kT9zX2pL7wR3vB8nY5c"),
+            ("v = \"hvs.Qm4kT9zX2pL7wR3vB8nY5cQm\"", "hvs.Qm4kT9zX2pL7wR3vB8nY5cQm"),
+            ("m = \"key-0a1b2c3d4e5f60718293a4b5c6d7e8f9\"", "key-0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+            ("creds = {\"user\": \"bot\", \"pass\": \"Vq8#nR2-kL5m\"}", "Vq8#nR2-kL5m"),
+            ("salt = \"0a1b2c3d4e5f60718293a4b5c6d7e8f9\"", "0a1b2c3d4e5f60718293a4b5c6d7e8f9"),
+            ("variable \"api_secret\" {\n  default = \"Vq8#nR2-kL5m\"\n}\n", "Vq8#nR2-kL5m"),
+            ("    \"api_key = \\\"Qm4kT9zX2pL7wR3vB8nY5c\\\"\\n\",", "Qm4kT9zX2pL7wR3vB8nY5c"),
+            ("TOKEN = \"ghp_Qm4kT9zX2pL7wR3vB8nY\" + \"5cQm4kT9zX2pL7wR3v\"", "5cQm4kT9zX2pL7wR3v"),
+        ];
+        for (text, secret) in cases {
+            let redacted = redact(text);
+            assert!(
+                !redacted.contains(secret),
+                "{secret} survived in {redacted:?}"
+            );
+        }
+    }
+
     #[test]
     fn private_key_blocks_even_when_cut() {
         let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nabcdef\n-----END RSA PRIVATE KEY-----";

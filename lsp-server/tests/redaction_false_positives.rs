@@ -112,6 +112,11 @@ const EXPECTED: &[(&str, usize, &str)] = &[
         564,
         "the password of an auth tuple (a test's non-ASCII password)",
     ),
+    (
+        "cli-1.22.9/cli-1.22.9/context_test.go",
+        310,
+        "a password literal set as APP_PASSWORD (a test's environment)",
+    ),
 ];
 
 fn eval_src() -> PathBuf {

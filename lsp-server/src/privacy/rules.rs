@@ -57,8 +57,7 @@ pub struct RuleRow {
 
 /// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
 /// are case-insensitive). The check then decides on whole words.
-const NAME: &str =
-    r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|secret|token|key|cred|auth|pat(?-u:\b))[A-Za-z0-9_.-]*)";
+const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|secret|token|key|cred|auth|salt|pat(?-u:\b))[A-Za-z0-9_.-]*)";
 
 macro_rules! row {
     ($name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
@@ -386,6 +385,14 @@ pub fn rows() -> Vec<RuleRow> {
             "const hello = \"aGVsbG8gd29ybGQ=\";",
         ),
         // ---- A name that says secret, and its value ------------------------------------------------
+        row!(
+            "call with a secret's name then its value (.header(\"X-Api-Key\", v), getenv(\"TOKEN\", v))",
+            r#"\(\s*["'](?P<name>[A-Za-z_][A-Za-z0-9_.-]*)["']\s*,\s*(?:"(?P<secret1>[^"\r\n-][^"\r\n]*)"|'(?P<secret2>[^'\r\n-][^'\r\n]*)')"#,
+            SecretName(Quoted),
+            "req = client.post(url).header(\"X-Api-Key\", \"k3y-9f8e7d6c\");",
+            "k3y-9f8e7d6c",
+            "parser.add_argument(\"--password\", \"-p\"); headers.get(\"X-Api-Key\", \"\")",
+        ),
         row!(
             "PHP define('NAME', 'value')",
             r#"(?i)(?-u:\b)define\s*\(\s*["'](?P<name>[A-Za-z0-9_]+)["']\s*,\s*(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?)"#,
@@ -755,6 +762,7 @@ pub fn is_reference_or_flag(value: &str) -> bool {
         || v.contains("...")
         || v.contains('…')
         || v.contains("***")
+        || v.chars().all(|c| c == '*' || c == '•')
     {
         return true;
     }
