@@ -551,7 +551,16 @@ async fn the_audit_log_can_go_to_stderr() {
 async fn three_hundred_stalled_connections_cannot_starve_health() {
     let server = Server::start(
         &tiny_genai(),
-        &["--max-connections", "64", "--header-timeout", "2"],
+        // One address may hold every slot here: this checks that the header deadline frees
+        // them (the per-address bound has its own test in operators.rs).
+        &[
+            "--max-connections",
+            "64",
+            "--max-connections-per-address",
+            "64",
+            "--header-timeout",
+            "2",
+        ],
     );
     let addr = server.base.strip_prefix("http://").unwrap().to_string();
     let mut stalled = Vec::new();
