@@ -555,9 +555,9 @@ mod tests {
     fn known_token_shapes_are_redacted() {
         let secrets = [
             "AKIAIOSFODNN7EXAMPLE",
-            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
             "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyz",
-            "xoxb-1234567890-abcdefghij",
+            "xoxb-2233445566-778899001122-Zq8XbT3mWv9LkR2pNf7YcH4d",
             "sk-proj-abcdefghijklmnopqrstuvwxyz012345ABC",
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
         ];
@@ -713,7 +713,7 @@ mod tests {
 
     #[test]
     fn regions_know_where_the_cursor_is() {
-        let text = "a = 1\ntoken = ghp_abcdefghijklmnopqrstuvwxyz0123456789\nb = 2\n";
+        let text = "a = 1\ntoken = ghp_16C7e42F292c6912E7710c838347Ae178B4a\nb = 2\n";
         let rope = Rope::from_str(text);
         let start = text.find("ghp_").unwrap();
         assert!(!cursor_in_secret(&rope, start));
