@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        atomic::Ordering,
+        atomic::{AtomicUsize, Ordering},
         mpsc::{self, Receiver, SyncSender, TrySendError},
         Arc,
     },
@@ -56,11 +56,47 @@ pub enum GenerationEvent {
     Failed(String),
 }
 
+/// What the engine has done for a request so far, written as it goes: what a client that left
+/// early is charged (tokens-per-minute) and what its audit line says, since it never reads
+/// the `Finished` event.
+#[derive(Debug, Default)]
+pub struct Progress {
+    prompt_tokens: AtomicUsize,
+    cached_tokens: AtomicUsize,
+    completion_tokens: AtomicUsize,
+}
+
+impl Progress {
+    pub fn prompt_started(&self, prompt_tokens: usize, cached_tokens: usize) {
+        self.prompt_tokens.store(prompt_tokens, Ordering::Relaxed);
+        self.cached_tokens.store(cached_tokens, Ordering::Relaxed);
+    }
+
+    pub fn token_generated(&self) {
+        self.completion_tokens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn completion_tokens(&self) -> usize {
+        self.completion_tokens.load(Ordering::Relaxed)
+    }
+
+    /// The counts so far (no timings).
+    pub fn usage(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.load(Ordering::Relaxed),
+            cached_tokens: self.cached_tokens.load(Ordering::Relaxed),
+            completion_tokens: self.completion_tokens(),
+            ..Usage::default()
+        }
+    }
+}
+
 pub struct Job {
     pub request: GenerationRequest,
     pub events: UnboundedSender<GenerationEvent>,
     pub arrived: Instant,
     pub deadline: Instant,
+    pub progress: Arc<Progress>,
 }
 
 #[derive(Clone)]

@@ -622,6 +622,7 @@ impl Generation {
         self.fed = Vec::with_capacity(needs);
         self.fed.extend_from_slice(&prompt[..seq.len()]);
         self.cached_tokens = seq.len();
+        self.job.progress.prompt_started(prompt.len(), seq.len());
         self.seq = seq;
         self.stop_ids = if request.ignore_eos {
             Vec::new()
@@ -794,6 +795,7 @@ impl Generation {
             return Ok(Some(End::Finished(FinishReason::Stop)));
         }
         self.generated += 1;
+        self.job.progress.token_generated();
         metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
         let delta = self
             .healing

@@ -424,3 +424,120 @@ async fn a_broken_key_file_is_reported_once_and_the_old_keys_stay() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+async fn wait_for_audit_lines(path: &std::path::Path, count: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = audit_lines(path);
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} audit lines, {count} expected: {lines:?}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An editor abandons almost every stream (the next keystroke supersedes it). Under `tpm=100`
+/// two streams left after 90 tokens each use the minute up: the third request is refused,
+/// the owner's generated-token counter and the audit lines carry what was generated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_streams_are_charged_what_they_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let log = dir.path().join("audit.log");
+    std::fs::write(&keys, "alice alice-key tpm=100\n").unwrap();
+    let server = Server::start(
+        &tiny_genai(),
+        &[
+            "--api-key-file",
+            keys.to_str().unwrap(),
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--max-tokens-cap",
+            "1000",
+        ],
+    );
+    let body = json!({"prompt": "fn f() {", "max_tokens": 1000, "temperature": 0,
+                      "ignore_eos": true, "stream": true});
+    for abandoned in 1..=2 {
+        let mut resp = client()
+            .post(server.url("/v1/completions"))
+            .bearer_auth("alice-key")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "stream {abandoned}");
+        let mut text = String::new();
+        while text.matches("\"text\"").count() < 90 {
+            let chunk = resp.chunk().await.unwrap().expect("the stream ended early");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        drop(resp);
+        // Its answer has ended on the server's side once its audit line is written.
+        wait_for_audit_lines(&log, abandoned).await;
+    }
+    let third = client()
+        .post(server.url("/v1/completions"))
+        .bearer_auth("alice-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 429, "a third stream under tpm=100");
+    assert!(third.headers().contains_key("retry-after"));
+    let lines = wait_for_audit_lines(&log, 3).await;
+    for line in &lines[..2] {
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["finish_reason"], "abandoned", "{line}");
+        let generated = line["completion_tokens"].as_u64().expect("usage recorded");
+        assert!(generated >= 90, "{line}");
+        assert!(line["prompt_tokens"].as_u64().unwrap() > 0, "{line}");
+    }
+    assert_eq!(lines[2]["limited"], "tpm");
+    let metrics = common::metrics_text(&server).await;
+    let counted: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("ghostline_owner_generated_tokens_total{owner=\"alice\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no generated-token counter for alice:\n{metrics}"));
+    assert!(counted >= 180.0, "{counted} generated tokens counted");
+}
+
+/// Concurrent requests used to be admitted before any of their tokens counted: 8 × 64 tokens
+/// under `tpm=40` all answered. A running request now holds its max_tokens, so one runs and
+/// the others are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_cannot_overdraw_the_token_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "alice alice-key tpm=40\n").unwrap();
+    let server = Server::start(&tiny_genai(), &["--api-key-file", keys.to_str().unwrap()]);
+    let mut requests = Vec::new();
+    for i in 0..8 {
+        let url = server.url("/v1/completions");
+        requests.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .bearer_auth("alice-key")
+                .json(&json!({"prompt": format!("fn g{i}() {{"), "max_tokens": 64,
+                              "temperature": 0, "ignore_eos": true}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for request in requests {
+        statuses.push(request.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 429, 429, 429, 429, 429, 429, 429]);
+}

@@ -14,7 +14,7 @@ use axum::{
 use super::{
     audit::{hold_until_body_ends, AuditSlot},
     error::ApiError,
-    keys::OwnerUsage,
+    keys::{LimitKind, OwnerLimits, OwnerUsage},
     AppState,
 };
 
@@ -25,6 +25,7 @@ pub struct Caller {
     /// The prefix-cache partition (`owner:NAME` or `group:NAME`).
     pub partition: Arc<str>,
     pub usage: Arc<OwnerUsage>,
+    pub limits: OwnerLimits,
 }
 
 /// Longer Authorization headers are refused (431) before any key is compared.
@@ -114,27 +115,7 @@ pub async fn require_api_key(
         match usage.admit(&owner.limits) {
             Ok(slot) => Some(slot),
             Err((limit, retry_after)) => {
-                state
-                    .owner_metrics
-                    .count_limited(&owner.name, limit.as_str());
-                if let Some(audit) = &audit {
-                    audit.update(|r| r.limited = Some(limit.as_str()));
-                }
-                let what = match limit {
-                    super::keys::LimitKind::RequestsPerMinute => "requests per minute",
-                    super::keys::LimitKind::Streams => "concurrent requests",
-                    super::keys::LimitKind::TokensPerMinute => "generated tokens per minute",
-                };
-                return ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_exceeded",
-                    format!(
-                        "{} is over its limit of {what}; retry after {retry_after} s",
-                        owner.name
-                    ),
-                )
-                .retry_after(retry_after)
-                .into_response();
+                return refuse_over_limit(&state, &owner.name, audit.as_ref(), limit, retry_after)
             }
         }
     } else {
@@ -144,6 +125,7 @@ pub async fn require_api_key(
         owner: owner.name.clone(),
         partition: owner.partition.clone(),
         usage,
+        limits: owner.limits,
     });
     drop(ring);
     let response = next.run(request).await;
@@ -152,6 +134,32 @@ pub async fn require_api_key(
         Some(slot) => hold_until_body_ends(response, slot),
         None => response,
     }
+}
+
+/// The 429 for an owner over one of its limits (counted in `/metrics` and the audit line).
+pub(super) fn refuse_over_limit(
+    state: &AppState,
+    owner: &str,
+    audit: Option<&AuditSlot>,
+    limit: LimitKind,
+    retry_after: u32,
+) -> Response {
+    state.owner_metrics.count_limited(owner, limit.as_str());
+    if let Some(audit) = audit {
+        audit.update(|r| r.limited = Some(limit.as_str()));
+    }
+    let what = match limit {
+        LimitKind::RequestsPerMinute => "requests per minute",
+        LimitKind::Streams => "concurrent requests",
+        LimitKind::TokensPerMinute => "generated tokens per minute",
+    };
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        format!("{owner} is over its limit of {what}; retry after {retry_after} s"),
+    )
+    .retry_after(retry_after)
+    .into_response()
 }
 
 #[cfg(test)]

@@ -340,9 +340,38 @@ struct Window {
     requests: VecDeque<Instant>,
     tokens: VecDeque<(Instant, u64)>,
     token_sum: u64,
+    /// `max_tokens` of the requests running now, each held until its answer ends and is
+    /// replaced by what it generated: concurrent requests cannot overdraw the limit.
+    reserved: u64,
 }
 
 impl Window {
+    fn tokens_used(&self) -> u64 {
+        self.token_sum + self.reserved
+    }
+
+    /// When enough of the window's tokens leave it to go under `tpm` (reserved ones leave
+    /// when their requests end, so at least a second from now).
+    fn tokens_free_at(&self, tpm: u64, now: Instant) -> Instant {
+        let mut used = self.tokens_used();
+        for &(t, n) in &self.tokens {
+            used -= n;
+            if used < tpm {
+                return t + WINDOW;
+            }
+        }
+        now + Duration::from_secs(1)
+    }
+}
+
+impl Window {
+    fn push_tokens(&mut self, now: Instant, tokens: u64) {
+        if tokens > 0 {
+            self.tokens.push_back((now, tokens));
+            self.token_sum += tokens;
+        }
+    }
+
     fn prune(&mut self, now: Instant) {
         while self
             .requests
@@ -394,16 +423,8 @@ impl OwnerUsage {
             }
         }
         if let Some(tpm) = limits.tokens_per_minute {
-            if window.token_sum >= tpm {
-                let mut sum = window.token_sum;
-                let mut free_at = now + WINDOW;
-                for &(t, n) in &window.tokens {
-                    sum -= n;
-                    if sum < tpm {
-                        free_at = t + WINDOW;
-                        break;
-                    }
-                }
+            if window.tokens_used() >= tpm {
+                let free_at = window.tokens_free_at(tpm, now);
                 return Err((LimitKind::TokensPerMinute, whole_seconds(free_at - now)));
             }
         }
@@ -414,16 +435,36 @@ impl OwnerUsage {
         })
     }
 
-    /// Counts generated tokens against the tokens-per-minute limit.
-    pub fn record_tokens(&self, tokens: u64) {
-        if tokens == 0 {
-            return;
-        }
+    /// Holds `max_tokens` of the owner's tokens-per-minute until the answer ends (then what
+    /// was generated counts instead). Refused while the window has no room left: whatever
+    /// was generated in the last minute plus what running requests may still generate.
+    pub fn reserve(
+        self: &Arc<Self>,
+        max_tokens: u64,
+        limits: &OwnerLimits,
+    ) -> Result<TokenReservation, (LimitKind, u32)> {
         let now = Instant::now();
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
         window.prune(now);
-        window.tokens.push_back((now, tokens));
-        window.token_sum += tokens;
+        if let Some(tpm) = limits.tokens_per_minute {
+            if window.tokens_used() >= tpm {
+                let free_at = window.tokens_free_at(tpm, now);
+                return Err((LimitKind::TokensPerMinute, whole_seconds(free_at - now)));
+            }
+        }
+        window.reserved += max_tokens;
+        Ok(TokenReservation {
+            usage: self.clone(),
+            reserved: max_tokens,
+        })
+    }
+
+    /// Counts generated tokens against the tokens-per-minute limit.
+    pub fn record_tokens(&self, tokens: u64) {
+        let now = Instant::now();
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        window.prune(now);
+        window.push_tokens(now, tokens);
     }
 
     pub fn streams(&self) -> u32 {
@@ -440,6 +481,36 @@ pub struct StreamSlot {
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.usage.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `max_tokens` held for a running request; [`TokenReservation::settle`] (or dropping it
+/// unsettled: nothing generated) swaps it for the tokens generated.
+pub struct TokenReservation {
+    usage: Arc<OwnerUsage>,
+    reserved: u64,
+}
+
+impl TokenReservation {
+    pub fn settle(mut self, generated: u64) {
+        self.release(generated);
+    }
+
+    fn release(&mut self, generated: u64) {
+        let reserved = std::mem::take(&mut self.reserved);
+        let now = Instant::now();
+        let mut window = self.usage.window.lock().unwrap_or_else(|e| e.into_inner());
+        window.reserved = window.reserved.saturating_sub(reserved);
+        window.prune(now);
+        window.push_tokens(now, generated);
+    }
+}
+
+impl Drop for TokenReservation {
+    fn drop(&mut self) {
+        if self.reserved > 0 {
+            self.release(0);
+        }
     }
 }
 
@@ -520,6 +591,24 @@ mod tests {
         ] {
             assert!(KeyRing::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn running_requests_hold_their_max_tokens_until_settled() {
+        let usage = Arc::new(OwnerUsage::default());
+        let limits = OwnerLimits {
+            tokens_per_minute: Some(40),
+            ..OwnerLimits::default()
+        };
+        let first = usage.reserve(64, &limits).unwrap();
+        assert_eq!(
+            usage.reserve(64, &limits).err().unwrap().0,
+            LimitKind::TokensPerMinute
+        );
+        first.settle(10);
+        let second = usage.reserve(64, &limits).unwrap();
+        second.settle(30);
+        assert!(usage.reserve(1, &limits).is_err(), "40 of 40 generated");
     }
 
     #[test]
