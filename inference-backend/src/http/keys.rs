@@ -11,13 +11,15 @@
 //!
 //! `KEY` is the key itself or `sha256:` and the 64 hex digits of its SHA-256 (`printf %s KEY |
 //! sha256sum`), so the file need not hold any key. `rpm`: requests per minute; `streams`:
-//! requests in flight at once; `tpm`: generated tokens per minute (counted when a request
-//! finishes); an absent limit is no limit. Owners share the prefix cache only when they name
+//! requests in flight at once; `tpm`: generated tokens per minute (a running request holds its
+//! `max_tokens` until its answer ends, then counts what it generated, also when its client
+//! left early; a request is admitted while the minute has room); an absent limit is no limit. Owners share the prefix cache only when they name
 //! the same `group`; otherwise each owner has a partition of its own. An owner may have several
-//! keys (lines); its limits and group must then be the same on each. Owner and group names are
+//! keys (lines); its limits and group must then be the same on each; a key on two lines is an
+//! error. Owner and group names are
 //! `[A-Za-z0-9_.@-]`, at most 64 characters (they appear in `/metrics` and the audit log; keys
 //! never do). The file is read again on `SIGHUP` and when it changes; a file that does not parse
-//! then keeps the keys in use and logs why.
+//! then keeps the keys in use and logs why, once per change.
 
 use std::{
     collections::{HashMap, VecDeque},
