@@ -127,6 +127,7 @@ pub fn secret_spans(text: &str) -> Vec<Range<usize>> {
         return spans;
     }
     positions::extend_over_concatenation(text, &mut spans);
+    positions::extend_to_sibling_arguments(text, &mut spans);
     merge(spans)
 }
 

@@ -352,6 +352,65 @@ pub fn extend_over_concatenation(text: &str, spans: &mut Vec<Range<usize>>) {
     spans.extend(added);
 }
 
+/// An opaque token beside a secret in the same call is its other half (an access key id
+/// next to its secret, a Twilio SID next to its token): 16+ letters and digits, two digits at
+/// least, or random-looking (`rules::looks_random`). Hosts, names and words are left.
+fn sibling_is_secret(value: &str) -> bool {
+    rules::looks_random(value)
+        || (value.len() >= 16
+            && value.bytes().all(|b| b.is_ascii_alphanumeric())
+            && value.bytes().filter(u8::is_ascii_digit).count() >= 2
+            && value.bytes().any(|b| b.is_ascii_alphabetic()))
+}
+
+/// For each span that is a string argument of a call, the call's other opaque-token
+/// arguments (`sibling_is_secret`).
+pub fn extend_to_sibling_arguments(text: &str, spans: &mut Vec<Range<usize>>) {
+    let bytes = text.as_bytes();
+    let mut added = Vec::new();
+    let mut done_calls = Vec::new();
+    for span in spans.iter() {
+        // The unclosed `(` before the span, on its line or the few before it.
+        let floor = span.start.saturating_sub(400);
+        let mut depth = 0usize;
+        let mut at = span.start;
+        let mut open = None;
+        while at > floor {
+            at -= 1;
+            match bytes[at] {
+                b')' | b']' | b'}' => depth += 1,
+                b'(' | b'[' | b'{' if depth > 0 => depth -= 1,
+                b'(' => {
+                    open = Some(at);
+                    break;
+                }
+                b'[' | b'{' | b';' => break,
+                _ => {}
+            }
+        }
+        let Some(open) = open else {
+            continue;
+        };
+        if done_calls.contains(&open) {
+            continue;
+        }
+        done_calls.push(open);
+        let literals = literal_args(text, open);
+        if !literals
+            .iter()
+            .any(|(l, _)| l.start <= span.start && span.end <= l.end)
+        {
+            continue;
+        }
+        for (literal, _) in literals {
+            if sibling_is_secret(&text[literal.clone()]) {
+                added.push(literal);
+            }
+        }
+    }
+    spans.extend(added);
+}
+
 /// The secrets found by position in `text` (not merged).
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     call_spans(text, out);
@@ -407,6 +466,17 @@ mod tests {
     fn kubernetes_secret_data() {
         let text = "apiVersion: v1\nkind: Secret\ndata:\n  DATABASE_URL: cG9zdGdyZXM6Ly9h\n  other: \"eHl6\"\nmetadata:\n  name: x\n";
         assert_eq!(found(text), ["cG9zdGdyZXM6Ly9h", "eHl6"]);
+    }
+
+    #[test]
+    fn the_other_half_of_a_key_pair() {
+        let text = r#"s = Store("store.internal:9000", "K7Q2M9X4B8N3P6R1T5V0", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKY")"#;
+        let start = text.find("wJal").unwrap();
+        let mut spans = vec![start..start + 40];
+        extend_to_sibling_arguments(text, &mut spans);
+        let found: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
+        assert!(found.contains(&"K7Q2M9X4B8N3P6R1T5V0"), "{found:?}");
+        assert!(!found.contains(&"store.internal:9000"), "{found:?}");
     }
 
     #[test]

@@ -190,8 +190,8 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Credentials in URLs, headers and command lines ----------------------------------------
         row!(
-            "URL with a password (scheme://user:password@host)",
-            r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'`]+:(?P<secret>[^\s/@'`]+)@",
+            "URL with a password (scheme://user:password@host, redis://:password@host)",
+            r"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'`]*:(?P<secret>[^\s/@'`]+)@",
             NotTemplate,
             "DATABASE_URL = 'postgres://admin:s3cretPw@db:5432/app'",
             "s3cretPw",
