@@ -118,6 +118,12 @@ pub struct Args {
     /// (the next keystroke in the same file). 0 turns the prefix cache off.
     #[arg(long, default_value_t = 512)]
     pub prefix_cache_mb: usize,
+    /// Let ONNX Runtime map the weights files instead of reading them into memory: replicas
+    /// on one machine then share one copy in the page cache, but a weights file truncated or
+    /// rewritten in place while the server runs kills it (SIGBUS). Model preparation never
+    /// rewrites a served directory (it renames a new one into place).
+    #[arg(long)]
+    pub map_weights: bool,
     /// Override the model's context length (prompt + completion tokens).
     #[arg(long)]
     pub context_length: Option<usize>,

@@ -134,6 +134,7 @@ async fn serve(args: Args) -> Result<()> {
         cuda_graph: args.cuda_graph,
         fixed_batch: (args.max_active.max(1), limits.context_length),
         prefill_graph: args.prefill_graph == ghostline_serve::cli::OnOff::On,
+        weights_in_memory: !args.map_weights,
     };
     let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
     let engine_state = state.clone();

@@ -541,3 +541,40 @@ async fn concurrent_requests_cannot_overdraw_the_token_limit() {
     statuses.sort();
     assert_eq!(statuses, [200, 429, 429, 429, 429, 429, 429, 429]);
 }
+
+/// A weights file truncated in place under a running server (what a model preparation re-run
+/// into the served directory would do) used to kill it with SIGBUS, without a word. The
+/// server now holds its own copy: the same answers go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weights_file_truncated_under_the_server_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(tiny_genai()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let server = Server::start(dir.path(), &[]);
+    let ask = json!({"prompt": "fn main() {\n    let", "max_tokens": 24, "temperature": 0,
+                     "ignore_eos": true});
+    let (status, before) = common::complete(&server, &ask).await;
+    assert_eq!(status, 200);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("model.onnx.data"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    for round in 0..3 {
+        let (status, after) = common::complete(&server, &ask).await;
+        assert_eq!(status, 200, "round {round}: {after}");
+        assert_eq!(after["choices"][0]["text"], before["choices"][0]["text"]);
+    }
+    assert_eq!(
+        client()
+            .get(server.url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

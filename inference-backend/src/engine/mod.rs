@@ -52,6 +52,10 @@ pub struct EngineOptions {
     pub fixed_batch: (usize, usize),
     /// CPU only: load the model's prefill graph (ghostline.json `prefill_onnx`) when it has one.
     pub prefill_graph: bool,
+    /// Read the weights files into the process's own memory (the default) rather than let
+    /// ONNX Runtime map them: a mapped file truncated or rewritten in place under a running
+    /// server (a model preparation re-run into its directory) killed it with SIGBUS.
+    pub weights_in_memory: bool,
 }
 
 /// Passes of at least this many tokens go to the prefill graph: where the two break even on the
@@ -297,11 +301,19 @@ impl Engine {
             "token texts in {:.0} ms",
             started.elapsed().as_secs_f64() * 1e3
         );
-        let (session, device) = build_session(&env, &files.onnx, options.device, options)?;
+        let weights = if options.weights_in_memory {
+            let mut graphs = vec![files.onnx.as_path()];
+            graphs.extend(files.prefill_onnx.as_deref());
+            WeightsInMemory::read(&files.dir, &graphs)?
+        } else {
+            WeightsInMemory::default()
+        };
+        let (session, device) =
+            build_session(&env, &files.onnx, options.device, options, &weights)?;
         let io = GraphIo::inspect(&session, files)?;
         let prefill_session = match &files.prefill_onnx {
             Some(path) if options.prefill_graph && device == Device::Cpu => {
-                let (prefill, _) = build_session(&env, path, DeviceChoice::Cpu, options)?;
+                let (prefill, _) = build_session(&env, path, DeviceChoice::Cpu, options, &weights)?;
                 let names = |s: &Session| {
                     (
                         s.inputs()
@@ -679,18 +691,69 @@ fn copy_last_logits<V: ort::value::TensorValueTypeMarker + ?Sized>(
     }
 }
 
+/// The external-data files of the graphs, read once into memory and shared by their sessions
+/// (the prefill graph names the same weights file as the main one).
+#[derive(Default)]
+struct WeightsInMemory(Vec<(String, Arc<[u8]>)>);
+
+impl WeightsInMemory {
+    fn read(dir: &Path, graphs: &[&Path]) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let mut files: Vec<(String, Arc<[u8]>)> = Vec::new();
+        for graph in graphs {
+            for name in crate::model::external_data_locations(graph)? {
+                if files.iter().any(|(known, _)| *known == name) {
+                    continue;
+                }
+                let path = dir.join(&name);
+                let bytes = read_shared(&path)
+                    .with_context(|| format!("cannot read the weights file {}", path.display()))?;
+                files.push((name, bytes));
+            }
+        }
+        let bytes: usize = files.iter().map(|(_, b)| b.len()).sum();
+        tracing::debug!(
+            files = files.len(),
+            bytes,
+            "weights read into memory in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Self(files))
+    }
+}
+
+/// A whole file in one shared buffer, read in place (no second copy of a large file).
+fn read_shared(path: &Path) -> Result<Arc<[u8]>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len())?;
+    let mut buffer = Arc::<[u8]>::new_zeroed_slice(len);
+    let slice = Arc::get_mut(&mut buffer).expect("a new Arc has no other owner");
+    // SAFETY: the slice was zeroed, and zero is a valid u8.
+    let bytes = unsafe { &mut *(std::ptr::from_mut(slice) as *mut [u8]) };
+    file.read_exact(bytes)?;
+    // SAFETY: every byte was initialised (zeroed, then read over).
+    Ok(unsafe { buffer.assume_init() })
+}
+
 /// A session of `onnx` on `device`; its threads are the environment's global pool.
 fn build_session(
     env: &Environment,
     onnx: &Path,
     device: DeviceChoice,
     options: &EngineOptions,
+    weights: &WeightsInMemory,
 ) -> Result<(Session, Device)> {
     let attempt = |cuda: bool| -> Result<Session> {
-        let builder = Session::builder(env)
+        let mut builder = Session::builder(env)
             .map_err(|e| anyhow!("{e}"))?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| anyhow!("{e}"))?;
+        for (name, bytes) in &weights.0 {
+            builder = builder
+                .with_external_initializer_file_in_memory(name, bytes.clone())
+                .map_err(|e| anyhow!("{name}: {e}"))?;
+        }
         let mut builder = if cuda {
             builder
                 .with_execution_providers([ep::CUDA::default()

@@ -167,6 +167,46 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelDirE
 
 /// Where models live unless `--model` says otherwise: `$GHOSTLINE_CACHE/models`, by default
 /// `~/.cache/ghostline/models`.
+/// The external-data files an ONNX graph names (`TensorProto.external_data`, key `location`),
+/// in the order first named. Read from the protobuf bytes directly: each entry is a
+/// `StringStringEntryProto` whose key field is the 8 bytes `location` and whose value follows.
+pub fn external_data_locations(onnx: &Path) -> anyhow::Result<Vec<String>> {
+    const ENTRY: &[u8] = b"\x0a\x08location\x12";
+    let bytes =
+        std::fs::read(onnx).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", onnx.display()))?;
+    let mut names: Vec<String> = Vec::new();
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(ENTRY.len()).position(|w| w == ENTRY) {
+        let mut pos = at + found + ENTRY.len();
+        // The value's length, a varint.
+        let (mut len, mut shift) = (0usize, 0);
+        while let Some(&b) = bytes.get(pos) {
+            pos += 1;
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 || shift > 28 {
+                break;
+            }
+        }
+        let name = bytes
+            .get(pos..pos + len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!("{}: a malformed external data entry", onnx.display())
+            })?;
+        anyhow::ensure!(
+            !name.is_empty() && !name.split(['/', '\\']).any(|part| part == ".."),
+            "{}: external data location {name:?} leaves the model directory",
+            onnx.display()
+        );
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+        at = pos + len;
+    }
+    Ok(names)
+}
+
 pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("GHOSTLINE_CACHE") {
         return PathBuf::from(dir);
