@@ -5,7 +5,8 @@
 //! (`tests/module_graph.rs` fails on any cycle):
 //! `edit` (position encodings), `settings` (what the user configures), `tokens` (token
 //! counts), `syntax` (tree-sitter), `privacy` (secrets), `backend` (the OpenAI-compatible
-//! client; its own small config), `index` (the workspace), `session` (documents, settings,
+//! client; its own small config), `stats` (acceptance counts, local and shared), `index`
+//! (the workspace), `session` (documents, settings,
 //! request generations), `context` (what the model sees: the cursor window, the other
 //! sources, the prompt template), `complete` (the pipeline from a request to a suggestion,
 //! and its state: `Completer`), `server` (LSP, one file per method under `server/api/`).
@@ -19,6 +20,7 @@ pub mod privacy;
 pub mod server;
 pub mod session;
 pub mod settings;
+pub mod stats;
 pub mod syntax;
 pub mod tokens;
 

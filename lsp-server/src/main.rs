@@ -8,8 +8,38 @@ use tracing_subscriber::{EnvFilter, Layer};
 #[cfg(panic = "abort")]
 compile_error!("ghostline-lsp isolates panics per request: build it with panic = \"unwind\"");
 
+/// `ghostline-lsp stats [--days N]`: the acceptance stats table (today and the last N days,
+/// 7 by default), then exit. Editors start the binary without arguments (or with ones it
+/// ignores, such as `--stdio`), which serves LSP on stdio.
+fn stats_command(args: &[String]) -> i32 {
+    let mut days = 7;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let value = match arg.as_str() {
+            "--days" => rest.next().map(String::as_str),
+            other => other.strip_prefix("--days="),
+        };
+        match value
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|d| (1..=366).contains(d))
+        {
+            Some(n) => days = n,
+            None => {
+                eprintln!("usage: ghostline-lsp stats [--days N]  (N from 1 to 366)");
+                return 2;
+            }
+        }
+    }
+    print!("{}", ghostline_lsp::stats::table_for_data_dir(days));
+    0
+}
+
 /// Logs go to stderr: stdout carries the protocol and nothing else.
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "stats") {
+        std::process::exit(stats_command(&args[1..]));
+    }
     let filter =
         EnvFilter::try_from_env("GHOSTLINE_LSP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // tower-lsp-server logs every message it reads or writes at trace level (its codec, and

@@ -124,6 +124,12 @@ pub struct Settings {
     pub exclude_globs: Vec<String>,
     /// Most files the workspace index reads.
     pub max_indexed_files: usize,
+    /// Keep local acceptance stats (suggestions shown, accepted, partly accepted, time to
+    /// shown; counts and timings only) in the data folder for `ghostline-lsp stats`.
+    pub stats: bool,
+    /// Send the same counters, per language, to the backend (`POST
+    /// /v1/ghostline/suggestion-stats`, under the API key) for the team's `/metrics`.
+    pub share_stats: bool,
 }
 
 impl Default for Settings {
@@ -150,6 +156,8 @@ impl Default for Settings {
             grammars_dir: None,
             exclude_globs: Vec::new(),
             max_indexed_files: 20_000,
+            stats: true,
+            share_stats: false,
         }
     }
 }

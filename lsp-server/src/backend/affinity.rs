@@ -101,7 +101,8 @@ fn secret() -> &'static Secret {
 
 /// `$GHOSTLINE_DATA_DIR`, else `$XDG_DATA_HOME/ghostline`, else `~/.local/share/ghostline`
 /// (an empty or relative variable counts as unset, as the XDG base directory rules say).
-fn data_dir() -> Option<PathBuf> {
+/// Shared: the acceptance stats (`stats`) live there too.
+pub fn data_dir() -> Option<PathBuf> {
     let set = |name: &str| {
         std::env::var_os(name)
             .map(PathBuf::from)

@@ -461,6 +461,13 @@ impl Backend {
         result
     }
 
+    /// The id of the model `/v1/models` last named, when it is cached and not being fetched
+    /// right now; never asks the backend.
+    pub fn cached_model_id(&self) -> Option<String> {
+        let cached = self.model.try_lock().ok()?;
+        cached.as_ref()?.result.as_ref().ok().map(|m| m.id.clone())
+    }
+
     /// Drops the cached model so the next request asks `/v1/models` again (after a
     /// backend restart the model may have changed).
     pub async fn forget_model(&self) {
@@ -567,6 +574,30 @@ impl Backend {
             .map_err(|error| classify_send_error(error, config))?;
         let answer: WarmAnswer = json_body(check_status(response).await?).await?;
         Ok(sse::usage_of(answer.usage, answer.timings))
+    }
+}
+
+impl Backend {
+    /// `POST path` with a small JSON body, under the same key, TLS and limits as completions;
+    /// the answer's body is not read (the acceptance stats: `stats::SHARE_PATH`).
+    pub async fn post_json(
+        &self,
+        config: &BackendConfig,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), BackendError> {
+        let builder = self
+            .http(config)?
+            .post(Self::url(config, path))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(config.timeout)
+            .body(body.to_string());
+        let response = self
+            .authorized(builder, config)
+            .send()
+            .await
+            .map_err(|error| classify_send_error(error, config))?;
+        check_status(response).await.map(drop)
     }
 }
 

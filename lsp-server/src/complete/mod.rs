@@ -34,6 +34,7 @@ use crate::backend::{Backend, BackendConfig};
 use crate::context::SnippetMemo;
 use crate::session::Session;
 use crate::settings::Settings;
+use crate::stats::Stats;
 use blocking::BlockingPool;
 use memory::SuggestionMemory;
 use pacing::Pacing;
@@ -60,6 +61,11 @@ pub struct Suggestion {
     /// End of the replaced range on the cursor's line (== `cursor_char` when inserting).
     pub replace_end_char: usize,
     pub line_prefix: String,
+    /// The document's `languageId` (the acceptance stats are per language).
+    pub language_id: String,
+    /// The rest of the suggestion already on screen, the user typing through it: the same
+    /// suggestion, not a new one shown.
+    pub typed_through: bool,
 }
 
 /// What the completion pipeline keeps between requests. Owned by the server next to the
@@ -77,6 +83,8 @@ pub struct Completer {
     pub cursor_hints: watch::Sender<u64>,
     /// Where reparsing, the context sources and the template run (never the async threads).
     pub pool: BlockingPool,
+    /// Suggestions shown and accepted (see `stats`).
+    pub stats: Stats,
 }
 
 impl Completer {
@@ -90,11 +98,13 @@ impl Completer {
             timings: Timings::default(),
             cursor_hints: watch::channel(0).0,
             pool: BlockingPool::default(),
+            stats: Stats::default(),
         });
         let weak = Arc::downgrade(&completer);
         session.on_close(move |uri| {
             if let Some(completer) = weak.upgrade() {
                 completer.lock_memory().forget(uri);
+                completer.stats.forget(uri.0.as_str());
             }
         });
         completer

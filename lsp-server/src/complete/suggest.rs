@@ -148,12 +148,15 @@ pub async fn suggest(
         return None;
     }
     let (line_index, line_prefix, rest_of_line) = cursor_line(&rope, cursor);
+    let language_id = document.language_id.clone();
     let make = |text: String, replaced_chars: usize, line_prefix: String| Suggestion {
         rope: rope.clone(),
         text,
         cursor_char: cursor,
         replace_end_char: cursor + replaced_chars,
         line_prefix,
+        language_id: language_id.clone(),
+        typed_through: false,
     };
 
     // A suggestion on screen asked for again where it was shown, nothing typed since: the person
@@ -184,7 +187,10 @@ pub async fn suggest(
     let at_rest = at_rest.get();
     if let Some(typed) = typed {
         record("typing", 0, 0);
-        return Some(make(typed.text, typed.replaced_chars, line_prefix));
+        return Some(Suggestion {
+            typed_through: true,
+            ..make(typed.text, typed.replaced_chars, line_prefix)
+        });
     }
 
     // Cursor analysis, on the pool: reparse, single or multi-line, the window.

@@ -41,7 +41,7 @@ impl LanguageServer for Server {
     }
 
     async fn shutdown(&self) -> Result<()> {
-        api::shutdown::handle(self)
+        api::shutdown::handle(self).await
     }
 
     // Document sync, saves, settings and file events are applied at arrival by
@@ -55,7 +55,7 @@ impl LanguageServer for Server {
     async fn did_change_configuration(&self, _: DidChangeConfigurationParams) {}
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LspAny>> {
-        api::execute_command::handle(self, params)
+        api::execute_command::handle(self, params).await
     }
 
     // Reached only if the dispatch layer is bypassed; behaves the same, unstamped.

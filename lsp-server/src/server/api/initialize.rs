@@ -7,7 +7,9 @@ use tower_lsp_server::jsonrpc::Result;
 
 use crate::edit::PositionEncoding;
 use crate::index::uri_to_path;
-use crate::server::api::execute_command::{ACCEPT_COMMAND, DISMISS_COMMAND, INDEX_STATUS_COMMAND};
+use crate::server::api::execute_command::{
+    ACCEPT_COMMAND, DISMISS_COMMAND, INDEX_STATUS_COMMAND, STATS_COMMAND,
+};
 use crate::server::Server;
 use crate::tokens;
 
@@ -68,6 +70,7 @@ pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeRes
                     ACCEPT_COMMAND.to_string(),
                     DISMISS_COMMAND.to_string(),
                     INDEX_STATUS_COMMAND.to_string(),
+                    STATS_COMMAND.to_string(),
                 ],
                 ..Default::default()
             }),

@@ -13,6 +13,7 @@ pub async fn handle(server: &Server) {
     {
         crate::server::api::did_change_watched_files::register(server);
     }
+    share_stats_periodically(server);
     let settings = server.session.settings();
     let config = crate::complete::backend_config(&settings);
     match server.completer.backend.model(&config).await {
@@ -30,4 +31,28 @@ pub async fn handle(server: &Server) {
             settings.backend_url
         ),
     }
+}
+
+/// With `shareStats` on, the counters gathered since the last send go to the backend every
+/// `stats::SHARE_INTERVAL` (and at shutdown); with it off, nothing is sent.
+fn share_stats_periodically(server: &Server) {
+    let completer = std::sync::Arc::downgrade(&server.completer);
+    let session = std::sync::Arc::downgrade(&server.session);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::stats::SHARE_INTERVAL).await;
+            let (Some(completer), Some(session)) = (completer.upgrade(), session.upgrade()) else {
+                return;
+            };
+            let settings = session.settings();
+            let config = crate::complete::backend_config(&settings);
+            let sent = completer
+                .stats
+                .send_shared(&completer.backend, &config, settings.share_stats)
+                .await;
+            if let Err(error) = sent {
+                tracing::debug!("acceptance stats not sent (kept for the next try): {error}");
+            }
+        }
+    });
 }

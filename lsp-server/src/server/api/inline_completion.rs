@@ -6,6 +6,7 @@ use tower_lsp_server::gen_lsp_types::{
 use tower_lsp_server::jsonrpc::Result;
 
 use crate::complete::suggest;
+use crate::complete::timings::now_ns;
 use crate::edit::char_to_position;
 use crate::server::api::execute_command::ACCEPT_COMMAND;
 use crate::server::api::Stamped;
@@ -31,6 +32,26 @@ pub async fn handle(
             InlineCompletionList::default(),
         )));
     };
+    if !suggestion.typed_through {
+        // Time to shown: from the request's arrival (stamped by `dispatch` when its frame was
+        // decoded; the editor sends it right after the keystroke's didChange) to here.
+        let arrived_ns = stamped.ticket.arrived_ns;
+        let elapsed_ms = if arrived_ns == 0 {
+            0
+        } else {
+            now_ns().saturating_sub(arrived_ns) / 1_000_000
+        };
+        let settings = server.session.settings();
+        let model = server.completer.backend.cached_model_id();
+        server.completer.stats.shown(
+            uri.0.as_str(),
+            &suggestion.language_id,
+            model.as_deref().unwrap_or("unknown"),
+            elapsed_ms,
+            settings.stats,
+            settings.share_stats,
+        );
+    }
     let encoding = server.session.encoding();
     let range = Range::new(
         char_to_position(&suggestion.rope, suggestion.cursor_char, encoding),

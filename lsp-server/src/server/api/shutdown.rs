@@ -1,11 +1,27 @@
+use std::time::Duration;
+
 use tower_lsp_server::jsonrpc::Result;
 
 use crate::server::Server;
 
-pub fn handle(server: &Server) -> Result<()> {
+/// How long shutdown waits for the acceptance stats: written to disk, and (with `shareStats`)
+/// the last counters sent to the backend.
+const STATS_GRACE: Duration = Duration::from_secs(2);
+
+pub async fn handle(server: &Server) -> Result<()> {
     tracing::info!(
         "shutdown ({} documents open)",
         server.session.open_document_count()
     );
+    let stats = &server.completer.stats;
+    stats.flush_local(STATS_GRACE).await;
+    let settings = server.session.settings();
+    let config = crate::complete::backend_config(&settings);
+    let send = stats.send_shared(&server.completer.backend, &config, settings.share_stats);
+    match tokio::time::timeout(STATS_GRACE, send).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::info!("acceptance stats not sent: {error}"),
+        Err(_) => tracing::info!("acceptance stats not sent: the backend did not answer in time"),
+    }
     Ok(())
 }
