@@ -320,9 +320,6 @@ impl RuleSet {
                 if rule.generic && !generic_value_is_credential(value) {
                     continue;
                 }
-                if std::env::var_os("GHOSTLINE_DEBUG_GITLEAKS").is_some() {
-                    eprintln!("gitleaks {}: {:?}", rule.id, value);
-                }
                 out.push(secret.range());
             }
         }
@@ -332,14 +329,10 @@ impl RuleSet {
 /// gitleaks' generic rule matches any `name = value` whose name mentions key, token, auth, ...;
 /// in code most such values are identifiers and paths, which its entropy test alone lets
 /// through (`tokenizer_config.json`, `self.access_token_url`). A value is kept only when it
-/// looks like a literal credential (`rules::looks_random`, or letters with digits that is not
-/// an identifier or a dotted path).
+/// looks random too (`rules::looks_random`): names like `password` get their own rows, with
+/// value checks of their own.
 fn generic_value_is_credential(value: &str) -> bool {
-    let v = value.trim_end_matches(['=', '.']);
-    if super::rules::looks_random(v) {
-        return true;
-    }
-    false
+    super::rules::looks_random(value.trim_end_matches(['=', '.']))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
 
-use super::rules::{self, NameSays};
+use super::rules;
 
 /// Parts of a callee's name that make its string arguments credentials. Matched as
 /// (case-insensitive) substrings, then judged on the callee's words.
@@ -415,11 +415,6 @@ pub fn extend_to_sibling_arguments(text: &str, spans: &mut Vec<Range<usize>>) {
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     call_spans(text, out);
     kubernetes_secret_spans(text, out);
-}
-
-/// Whether a name (`salt`, `token`) is worth an entropy test at all. Re-exported for tests.
-pub fn name_is_secretish(name: &str) -> bool {
-    rules::name_says(name) != NameSays::No
 }
 
 #[cfg(test)]
