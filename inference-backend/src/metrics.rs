@@ -435,7 +435,23 @@ struct OwnerCounters {
 #[derive(Default)]
 pub struct OwnerMetrics {
     owners: Mutex<BTreeMap<String, OwnerCounters>>,
+    /// Acceptance counters that ghostline-lsp sends with `shareStats`
+    /// (`http/suggestion_stats.rs`), by owner and language.
+    suggestions: Mutex<BTreeMap<(String, String), SuggestionCounts>>,
 }
+
+/// One owner's and language's acceptance counters (`POST /v1/ghostline/suggestion-stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SuggestionCounts {
+    pub shown: u64,
+    pub accepted: u64,
+    pub partial: u64,
+    pub latency_ms_sum: u64,
+    pub latency_count: u64,
+}
+
+/// Languages kept per owner; more are counted under "other" (the series stay bounded).
+const MAX_SUGGESTION_LANGUAGES_PER_OWNER: usize = 64;
 
 /// One owner's series rows (labels, value) from its counters.
 type OwnerRows = dyn Fn(&str, &OwnerCounters) -> Vec<(String, u64)>;
@@ -463,6 +479,73 @@ impl OwnerMetrics {
             c.cached_tokens += usage.cached_tokens as u64;
             c.generated_tokens += usage.completion_tokens as u64;
         });
+    }
+
+    /// Adds what one client sent for `owner` and `language` (already checked).
+    pub fn count_suggestions(&self, owner: &str, language: &str, counts: &SuggestionCounts) {
+        let mut all = self.suggestions.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (owner.to_string(), language.to_string());
+        let key = if all.contains_key(&key)
+            || all.keys().filter(|(o, _)| o == owner).count() < MAX_SUGGESTION_LANGUAGES_PER_OWNER
+        {
+            key
+        } else {
+            (owner.to_string(), "other".to_string())
+        };
+        let c = all.entry(key).or_default();
+        c.shown = c.shown.saturating_add(counts.shown);
+        c.accepted = c.accepted.saturating_add(counts.accepted);
+        c.partial = c.partial.saturating_add(counts.partial);
+        c.latency_ms_sum = c.latency_ms_sum.saturating_add(counts.latency_ms_sum);
+        c.latency_count = c.latency_count.saturating_add(counts.latency_count);
+    }
+
+    /// Appends the acceptance series (whether or not the server has a key file: without one,
+    /// everything is the owner `anonymous`'s).
+    pub fn render_suggestions(&self, out: &mut String) {
+        let all = self.suggestions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut family =
+            |name: &str, kind: &str, help: &str, value: &dyn Fn(&SuggestionCounts) -> String| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for ((owner, language), counts) in all.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{owner=\"{owner}\",language=\"{language}\"}} {}",
+                        value(counts)
+                    );
+                }
+            };
+        family(
+            "ghostline_suggestions_shown_total",
+            "counter",
+            "Suggestions shown in editors (ghostline-lsp with shareStats), by key owner and language.",
+            &|c| c.shown.to_string(),
+        );
+        family(
+            "ghostline_suggestions_accepted_total",
+            "counter",
+            "Suggestions accepted whole, by key owner and language.",
+            &|c| c.accepted.to_string(),
+        );
+        family(
+            "ghostline_suggestions_partially_accepted_total",
+            "counter",
+            "Suggestions of which a word or line was accepted, by key owner and language.",
+            &|c| c.partial.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ghostline_suggestion_latency_seconds Time from a completion request's arrival in ghostline-lsp to the suggestion shown, by key owner and language.\n# TYPE ghostline_suggestion_latency_seconds summary"
+        );
+        for ((owner, language), c) in all.iter() {
+            let labels = format!("owner=\"{owner}\",language=\"{language}\"");
+            let _ = writeln!(
+                out,
+                "ghostline_suggestion_latency_seconds_sum{{{labels}}} {}\nghostline_suggestion_latency_seconds_count{{{labels}}} {}",
+                c.latency_ms_sum as f64 / 1000.0,
+                c.latency_count
+            );
+        }
     }
 
     /// Appends the per-owner series; `streams` is each owner's requests in flight now.

@@ -62,6 +62,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
         let mut text = state.metrics.render();
+        state.owner_metrics.render_suggestions(&mut text);
         if state.keys.is_some() {
             state
                 .owner_metrics

@@ -9,6 +9,7 @@ mod health;
 pub mod keys;
 mod models;
 pub mod serve;
+mod suggestion_stats;
 
 use std::{
     sync::{Arc, OnceLock},
@@ -69,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1/completions", post(completions::completions))
         .route("/v1/models", get(models::list_models))
+        .route(suggestion_stats::PATH, post(suggestion_stats::record))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
