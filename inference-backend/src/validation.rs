@@ -1,6 +1,8 @@
 //! OpenAI `/v1/completions` JSON → [`GenerationRequest`]: types checked, limits applied, the FIM
 //! template applied when a `suffix` is given, and the prompt fitted to the context window.
 
+pub mod infill;
+
 use serde::Deserialize;
 
 use crate::{
@@ -127,7 +129,13 @@ pub fn validate(
     if body.echo == Some(true) {
         return Err(invalid("echo", "echo is not supported"));
     }
-    let temperature = body.temperature.unwrap_or(1.0);
+    // OpenAI's default is 1; a fill-in-the-middle request (a `suffix`, or a prompt in the
+    // model's FIM template, as Zed sends it) that names no temperature wants the likeliest
+    // code, so it gets 0.
+    let fim_shaped = body.suffix.is_some() || prompt.contains(config.fim.middle.as_str());
+    let temperature = body
+        .temperature
+        .unwrap_or(if fim_shaped { 0.0 } else { 1.0 });
     if !(0.0..=2.0).contains(&temperature) {
         return Err(invalid(
             "temperature",

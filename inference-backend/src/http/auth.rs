@@ -111,7 +111,7 @@ pub async fn require_api_key(
         audit.update(|r| r.owner = Some(owner.name.clone()));
     }
     let usage = state.tenants.usage(&owner.name);
-    let slot = if request.uri().path() == "/v1/completions" {
+    let slot = if matches!(request.uri().path(), "/v1/completions" | "/infill") {
         match usage.admit(&owner.limits) {
             Ok(slot) => Some(slot),
             Err((limit, retry_after)) => {

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     lifecycle::{self, Phase},
     queue::{GenerationEvent, Job, Progress, Usage},
-    validation,
+    validation::{self, GenerationRequest},
 };
 
 pub async fn completions(
@@ -35,7 +35,70 @@ pub async fn completions(
     caller: Option<Extension<Caller>>,
     audit: Option<Extension<AuditSlot>>,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Response {
+    let started = start_generation(
+        &state,
+        caller.map(|Extension(c)| c),
+        audit.map(|Extension(a)| a),
+        body,
+        |model, bytes| {
+            let body = validation::parse_body(bytes)?;
+            let stream = body.stream.unwrap_or(false);
+            let usage_chunk = body
+                .stream_options
+                .as_ref()
+                .is_some_and(|o| o.include_usage);
+            let request =
+                validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
+            Ok(((stream, usage_chunk), request))
+        },
+    )
+    .await;
+    let ((stream, usage_chunk), started) = match started {
+        Ok(started) => started,
+        Err(refused) => return refused,
+    };
+    let Started {
+        receiver,
+        observer,
+        phase,
+        in_flight,
+        model,
+    } = started;
+    let meta = ResponseMeta::new(model);
+    let response = if stream {
+        stream_response(meta, receiver, usage_chunk, phase, observer)
+    } else {
+        match collect_response(meta, receiver, phase, observer).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        }
+    };
+    hold_until_body_ends(response, in_flight)
+}
+
+/// A generation admitted and queued: its events, who learns how it ended, and the guard that
+/// keeps the server draining until its answer ends.
+pub(super) struct Started<'a> {
+    pub receiver: mpsc::UnboundedReceiver<GenerationEvent>,
+    pub observer: Observer,
+    pub phase: watch::Receiver<Phase>,
+    pub in_flight: crate::lifecycle::InFlight,
+    pub model: &'a LoadedModel,
+}
+
+/// What every generation endpoint (`/v1/completions`, `/infill`) does before its own answer
+/// format: the body within its deadline, admission (draining, loading), parsing and
+/// tokenising off the async threads (`parse`, which also returns what the endpoint needs
+/// later), the owner's prefix-cache partition and token reservation, and the queue. A refusal
+/// comes back as the response to send.
+pub(super) async fn start_generation<'a, T: Send + 'static>(
+    state: &'a Arc<AppState>,
+    caller: Option<Caller>,
+    audit: Option<AuditSlot>,
+    body: Body,
+    parse: impl FnOnce(&LoadedModel, &[u8]) -> Result<(T, GenerationRequest), ApiError> + Send + 'static,
+) -> Result<(T, Started<'a>), Response> {
     let arrived = Instant::now();
     // The headers came within --header-timeout; the body has --body-timeout more. A client
     // that sends a byte now and then no longer holds its connection for ever.
@@ -51,7 +114,8 @@ pub async fn completions(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 format!("request body larger than {} bytes", state.max_body_bytes),
-            ))
+            )
+            .into_response())
         }
         Err(_) => {
             return Err(ApiError::new(
@@ -62,7 +126,8 @@ pub async fn completions(
                     state.body_timeout.as_secs_f64()
                 ),
             )
-            .closing())
+            .closing()
+            .into_response())
         }
     };
     if !state.lifecycle.accepting() {
@@ -73,11 +138,12 @@ pub async fn completions(
                 "the server is shutting down"
             },
             5,
-        ));
+        )
+        .into_response());
     }
-    if state.model.get().is_none() {
-        return Err(ApiError::overloaded("the model is still loading", 5));
-    }
+    let Some(model) = state.model.get() else {
+        return Err(ApiError::overloaded("the model is still loading", 5).into_response());
+    };
     // Counted until the answer's body ends: draining waits for it.
     let in_flight = state.lifecycle.begin_completion();
     // Parsing and tokenising a large body (megabytes) takes seconds of CPU: it runs on the
@@ -86,12 +152,14 @@ pub async fn completions(
     // it runs, so a burst of them waits here rather than growing the process without bound.
     let large = bytes.len() >= LARGE_BODY_BYTES;
     let permit = if large {
-        Some(
-            LARGE_BODIES
-                .acquire()
-                .await
-                .map_err(|_| ApiError::overloaded("cannot take a large request now", 5))?,
-        )
+        match LARGE_BODIES.acquire().await {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                return Err(
+                    ApiError::overloaded("cannot take a large request now", 5).into_response()
+                )
+            }
+        }
     } else {
         None
     };
@@ -99,18 +167,12 @@ pub async fn completions(
     let parsed = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let model = parsing.model.get().expect("checked above");
-        let body = validation::parse_body(&bytes)?;
+        let parsed = parse(model, &bytes);
         drop(bytes);
-        let stream = body.stream.unwrap_or(false);
-        let usage_chunk = body
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage);
-        let request = validation::validate(body, &model.config, &model.tokenizer, &model.limits)?;
         if large {
             give_back_memory();
         }
-        Ok::<_, ApiError>((stream, usage_chunk, request))
+        parsed
     })
     .await
     .map_err(|e| {
@@ -119,15 +181,13 @@ pub async fn completions(
             "server_error",
             format!("reading the request failed: {e}"),
         )
+        .into_response()
     })?;
-    let (stream, usage_chunk, mut request) = parsed?;
-    let model = state.model.get().expect("checked above");
-    let caller = caller.map(|Extension(c)| c);
+    let (extra, mut request) = parsed.map_err(IntoResponse::into_response)?;
     if let Some(caller) = &caller {
         // The owner's (or its group's) own part of the prefix cache.
         request.partition = caller.partition.clone();
     }
-    let audit = audit.map(|Extension(a)| a);
     // The owner's tokens-per-minute: this request holds its max_tokens until its answer ends.
     let reservation = match &caller {
         Some(caller) => match caller
@@ -136,8 +196,8 @@ pub async fn completions(
         {
             Ok(reservation) => Some(reservation),
             Err((limit, retry_after)) => {
-                return Ok(super::auth::refuse_over_limit(
-                    &state,
+                return Err(super::auth::refuse_over_limit(
+                    state,
                     &caller.owner,
                     audit.as_ref(),
                     limit,
@@ -169,19 +229,20 @@ pub async fn completions(
         progress,
     };
     if model.queue.submit(job).is_err() {
-        return Err(ApiError::overloaded(
-            "too many requests waiting; try again shortly",
-            1,
-        ));
+        return Err(
+            ApiError::overloaded("too many requests waiting; try again shortly", 1).into_response(),
+        );
     }
-    let meta = ResponseMeta::new(model);
-    let phase = state.lifecycle.subscribe();
-    let response = if stream {
-        stream_response(meta, receiver, usage_chunk, phase, observer)
-    } else {
-        collect_response(meta, receiver, phase, observer).await?
-    };
-    Ok(hold_until_body_ends(response, in_flight))
+    Ok((
+        extra,
+        Started {
+            receiver,
+            observer,
+            phase: state.lifecycle.subscribe(),
+            in_flight,
+            model,
+        },
+    ))
 }
 
 /// Bodies from this size on are tokenised two at a time and leave memory trimmed after.
@@ -206,7 +267,7 @@ fn give_back_memory() {
 /// Who learns how a request ended: the owner's tokens-per-minute window, the audit line. An
 /// answer whose client left before its end (an editor's superseded keystroke) is settled when
 /// the answer is dropped, from what the engine had generated by then.
-struct Observer {
+pub(super) struct Observer {
     audit: Option<AuditSlot>,
     reservation: std::sync::Mutex<Option<TokenReservation>>,
     progress: Arc<Progress>,
@@ -225,7 +286,7 @@ impl Observer {
         }
     }
 
-    fn finished(&self, reason: &crate::queue::FinishReason, usage: &Usage) {
+    pub(super) fn finished(&self, reason: &crate::queue::FinishReason, usage: &Usage) {
         self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
         self.settle(usage.completion_tokens);
         if let Some(audit) = &self.audit {
@@ -238,7 +299,12 @@ impl Observer {
         }
     }
 
-    fn failed(&self) {
+    /// What the engine has done so far (counts; no timings).
+    pub(super) fn progress_usage(&self) -> Usage {
+        self.progress.usage()
+    }
+
+    pub(super) fn failed(&self) {
         self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
         self.settle(self.progress.completion_tokens());
         if let Some(audit) = &self.audit {

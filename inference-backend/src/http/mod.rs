@@ -6,6 +6,7 @@ pub mod auth;
 mod completions;
 pub mod error;
 mod health;
+mod infill;
 pub mod keys;
 mod models;
 pub mod serve;
@@ -69,6 +70,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1/completions", post(completions::completions))
+        .route("/infill", post(infill::infill))
         .route("/v1/models", get(models::list_models))
         .route(suggestion_stats::PATH, post(suggestion_stats::record))
         .route_layer(middleware::from_fn_with_state(
@@ -119,7 +121,7 @@ async fn limit_header_size(request: Request, next: Next) -> Response {
 /// same JSON error body as every other error (HEAD answers carry its headers only).
 async fn json_errors(request: Request, next: Next) -> Response {
     let allowed = match request.uri().path() {
-        "/v1/completions" => "POST",
+        "/v1/completions" | "/infill" => "POST",
         _ => "GET, HEAD",
     };
     let response = next.run(request).await;
