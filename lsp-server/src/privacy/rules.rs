@@ -75,9 +75,10 @@ macro_rules! row {
 /// The table. Patterns that mention `{NAME}` get the secret-name group above.
 ///
 /// Provider formats that the vendored gitleaks rule set has (`gitleaks.rs`: Google API keys and
-/// OAuth secrets, GitHub, GitLab, npm, PyPI, Slack tokens and webhooks, Stripe, ...) are
-/// not repeated here; the provider rows left are broader than gitleaks' (AWS key ids of any
-/// digits, 40-character AWS secrets without a name, GitHub fine-grained tokens, OpenAI keys
+/// OAuth secrets, PyPI, Slack webhooks, Stripe, ...) are not repeated here; the provider rows
+/// left are broader than gitleaks' (AWS key ids of any digits, 40-character AWS secrets without
+/// a name, GitHub, GitLab and npm tokens of any length past the usual one, which gitleaks would
+/// cut short and leave a tail of, Slack tokens of any shape, GitHub fine-grained tokens, OpenAI keys
 /// without `T3BlbkFJ`, Hugging Face, Telegram, Discord webhooks, Twilio/SendGrid-style keys,
 /// JWTs anywhere) or have no gitleaks rule at all.
 pub fn rows() -> Vec<RuleRow> {
@@ -121,6 +122,38 @@ pub fn rows() -> Vec<RuleRow> {
             "conn = \"Server=db;Database=app;Integrated Security=true;\"",
         ),
         // ---- VCS and CI tokens --------------------------------------------------------------
+        row!(
+            "GitHub token (ghp_, gho_, ghu_, ghs_, ghr_)",
+            r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{20,}",
+            Shape,
+            "headers = {'token': ghp_16C7e42F292c6912E7710c838347Ae178B4a}",
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "GH_PREFIXES = ('ghp_', 'gho_', 'ghs_')",
+        ),
+        row!(
+            "GitLab token (glpat-, gldt-, glrt-, ...)",
+            r"(?-u:\b)gl(?:pat|dt|rt|ptt|cbt|imt|oas|soat|ft|agent)-[A-Za-z0-9_-]{16,}",
+            Shape,
+            "GITLAB = glpat-xJ7vRz9Kq2Lm4Np6Tb8W",
+            "glpat-xJ7vRz9Kq2Lm4Np6Tb8W",
+            "GITLAB_PREFIX = 'glpat-'",
+        ),
+        row!(
+            "npm token",
+            r"(?-u:\b)npm_[A-Za-z0-9]{30,}",
+            Shape,
+            "//registry.npmjs.org/:_authToken=npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+            "npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+            "npm_config_cache = path",
+        ),
+        row!(
+            "Slack token (xoxb-, xoxp-, xapp-, ...)",
+            r"(?-u:\b)(?:xox[abposrce]|xapp)-[A-Za-z0-9-]{10,}",
+            Shape,
+            "SLACK = \"xoxb-2233445566-778899001122-AbCdEfGhIjKlMnOp\"",
+            "xoxb-2233445566-778899001122-AbCdEfGhIjKlMnOp",
+            "# tokens start with xoxb- or xoxp-",
+        ),
         row!(
             "GitHub fine-grained token",
             r"(?-u:\b)github_pat_[A-Za-z0-9_]{22,}",
