@@ -214,6 +214,26 @@ def accept_word_then_rest(editor: Editor):
     editor.type("<Tab>")
     wait_for(lambda: editor.lines()[1].startswith("    return a + b"), 30, "the rest to be inserted")
     assert editor.lines()[2:] == ADD_PY_TAIL, editor.lines()
+    # The acceptance stats saw it: one suggestion partly accepted (a word), one accepted.
+    row = checkhealth_stats_row(editor, "python")
+    shown, accepted, partly = (int(v) for v in row[2:5])
+    assert shown >= 1 and accepted == 1 and partly == 1, row
+
+
+def checkhealth_stats_row(editor: Editor, language: str) -> list[str]:
+    """The "Today" row for `language` of the acceptance stats in :checkhealth ghostline:
+    [language, model, shown, accepted, partly, rate, p50, p90]."""
+    editor.nvim.command("checkhealth ghostline")
+    text = "\n".join(editor.lines())
+    assert "acceptance stats" in text, text
+    today = text.split("Today", 1)[1]
+    for line in today.splitlines():
+        words = line.split()
+        if words[:1] == ["-"]:
+            words = words[1:]
+        if words[:1] == [language]:
+            return words
+    raise AssertionError(f"no {language} row today in:\n{text}")
 
 
 def dismiss_and_leave_insert(editor: Editor):
@@ -274,6 +294,7 @@ def checkhealth_reports_server_and_backend():
         assert "is ready" in text, text
         assert "ERROR" not in text, text
         assert "ghostline-lsp client(s) running" in text, text
+        assert "acceptance stats" in text and "Today" in text, text
     scenario(False, "checkhealth", {"add.py": ADD_PY}, body)
 
 

@@ -211,7 +211,8 @@ end
 
 --- Inserts `piece` (the start of the suggestion, or all of it) at the cursor.
 --- Returns false when nothing is shown.
-local function insert(bufnr, piece, whole)
+--- `kind` ('word' | 'line'): what a partial accept took, told to the server (acceptance stats).
+local function insert(bufnr, piece, whole, kind)
   local s = state[bufnr]
   if not s or s.text == '' then
     return false
@@ -236,6 +237,7 @@ local function insert(bufnr, piece, whole)
     s.text = s.text:sub(#piece + 1)
     s.row, s.col = new_row, new_col
     draw(bufnr)
+    exec_command(bufnr, { command = 'ghostline.accept', arguments = { { uri = vim.uri_from_bufnr(bufnr), kind = kind } } })
   end
   return true
 end
@@ -249,13 +251,13 @@ end
 function M.accept_word(bufnr)
   bufnr = bufnr or vim.api.nvim_get_current_buf()
   local s = state[bufnr]
-  return s ~= nil and insert(bufnr, util.next_word(s.text), false)
+  return s ~= nil and insert(bufnr, util.next_word(s.text), false, 'word')
 end
 
 function M.accept_line(bufnr)
   bufnr = bufnr or vim.api.nvim_get_current_buf()
   local s = state[bufnr]
-  return s ~= nil and insert(bufnr, util.next_line(s.text), false)
+  return s ~= nil and insert(bufnr, util.next_line(s.text), false, 'line')
 end
 
 function M.next(bufnr)

@@ -44,6 +44,33 @@ local function http_status(url, timeout_ms)
   return tonumber(result), err
 end
 
+--- The acceptance stats table: from the running server (workspace/executeCommand
+--- ghostline.stats), else from `ghostline-lsp stats`. Returns the text, or nil and why not.
+local function stats_table(clients, cmd)
+  local client = clients[1]
+  if client then
+    local params = { command = 'ghostline.stats', arguments = { { days = 7 } } }
+    local response, err
+    if vim.fn.has('nvim-0.11') == 1 then
+      response, err = client:request_sync('workspace/executeCommand', params, 5000)
+    else
+      response, err = client.request_sync('workspace/executeCommand', params, 5000)
+    end
+    if response and type(response.result) == 'string' then
+      return response.result
+    end
+    return nil, tostring(err or (response and response.err and response.err.message) or 'no answer')
+  end
+  if cmd and vim.fn.executable(cmd[1]) == 1 then
+    local done = vim.system({ cmd[1], 'stats' }, { text = true }):wait(5000)
+    if done.code == 0 then
+      return done.stdout
+    end
+    return nil, (done.stderr or '') .. ' (exit ' .. tostring(done.code) .. ')'
+  end
+  return nil, 'no ghostline-lsp to ask'
+end
+
 function M.check()
   local health = vim.health
   local ghostline = require('ghostline')
@@ -82,6 +109,22 @@ function M.check()
   else
     health.error('backend ' .. url .. ' unreachable' .. (err and (': ' .. tostring(err)) or ''),
       { 'start it with ./run.sh, or set settings.backendUrl' })
+  end
+  health.start('ghostline: acceptance stats')
+  local settings = ghostline.config.settings or {}
+  if settings.stats == false then
+    health.info('local stats are off (settings.stats = false)')
+  end
+  if settings.shareStats then
+    health.info('shareStats is on: counts per language (no text, no paths) go to the backend')
+  end
+  local text, why = stats_table(clients, cmd)
+  if text then
+    for line in text:gmatch('[^\n]+') do
+      health.info(line)
+    end
+  else
+    health.warn('acceptance stats unavailable: ' .. why)
   end
 end
 

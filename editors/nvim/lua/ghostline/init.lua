@@ -16,7 +16,8 @@ M.defaults = {
   -- names are ghostline-lsp's: backendUrl, apiKeyEnv, caFile, model, fimTemplate, maxTokens,
   -- maxLines, multiline ("auto"|"always"|"never"), debounceMs, enabledLanguages, timeoutMs, latencyTargetMs,
   -- contextTokens, temperature, contextMode ("full"|"currentFile"|"jaccard"), promptFamily,
-  -- retrievedShare, similarWindows, grammarsDir, excludeGlobs, maxIndexedFiles.
+  -- retrievedShare, similarWindows, grammarsDir, excludeGlobs, maxIndexedFiles, stats (local
+  -- acceptance stats, default true), shareStats (send the counters to the backend, default false).
   settings = {},
   -- Wait this long after the last keystroke before asking (extmark path; 0.12's built-in
   -- path has its own 200 ms debounce).
@@ -85,7 +86,9 @@ local function feed(key)
   vim.api.nvim_feedkeys(vim.api.nvim_replace_termcodes(key, true, false, true), 'ni', false)
 end
 
-local function native_partial(split)
+--- `kind`: 'word' | 'line', sent with ghostline.accept for the acceptance stats (all of the
+--- suggestion taken this way is a whole accept).
+local function native_partial(split, kind)
   return vim.lsp.inline_completion.get({
     on_accept = function(item)
       local text = type(item.insert_text) == 'string' and item.insert_text or item.insert_text.value
@@ -95,6 +98,11 @@ local function native_partial(split)
       local lines = vim.split(piece, '\n', { plain = true })
       vim.api.nvim_buf_set_text(0, row, col, row, col, lines)
       vim.api.nvim_win_set_cursor(0, { row + #lines, (#lines == 1 and col or 0) + #lines[#lines] })
+      local client = vim.lsp.get_client_by_id(item.client_id)
+      if client then
+        local argument = { uri = vim.uri_from_bufnr(0), kind = piece ~= text and kind or nil }
+        client:exec_cmd({ title = 'accept', command = 'ghostline.accept', arguments = { argument } }, { bufnr = 0 })
+      end
     end,
   })
 end
@@ -111,14 +119,14 @@ end
 
 function M.actions.accept_word()
   if M.uses_native() then
-    return native_partial(require('ghostline.util').next_word)
+    return native_partial(require('ghostline.util').next_word, 'word')
   end
   return ghost().accept_word()
 end
 
 function M.actions.accept_line()
   if M.uses_native() then
-    return native_partial(require('ghostline.util').next_line)
+    return native_partial(require('ghostline.util').next_line, 'line')
   end
   return ghost().accept_line()
 end
