@@ -145,6 +145,10 @@ def code_server_shows_ghost_text_and_tab_accepts():
                  and m["params"]["textDocument"]["uri"].endswith("/add.py")]
         assert {"line": 0, "character": len("def add(a, b):")} in [r["end"] for r in hints if r["start"] == r["end"]], \
             (hints, methods[:40])
+        # Tab ran the item's command: the server counts the accept (acceptance stats).
+        accepts = [m for m in messages if m.get("method") == "workspace/executeCommand"
+                   and m["params"]["command"] == "ghostline.accept"]
+        assert accepts and accepts[0]["params"]["arguments"][0]["uri"].endswith("/add.py"), methods
     finally:
         server.terminate()
         try:

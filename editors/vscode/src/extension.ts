@@ -2,6 +2,7 @@
 // text (vscode-languageclient's InlineCompletionItemFeature, LSP 3.18).
 import * as vscode from 'vscode';
 import {
+  ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
   LogMessageNotification,
@@ -18,6 +19,7 @@ let client: LanguageClient | undefined;
 let output: vscode.LogOutputChannel;
 let statusItem: vscode.StatusBarItem;
 let status: StatusModel;
+let statsOutput: vscode.OutputChannel | undefined;
 
 function config() {
   return vscode.workspace.getConfiguration('ghostline');
@@ -30,7 +32,13 @@ function enabled(): boolean {
 function render() {
   const l = look(status.state, status.detail);
   statusItem.text = l.text;
-  statusItem.tooltip = l.tooltip;
+  // The tooltip also opens the acceptance stats (ghostline-lsp's `ghostline.stats` table).
+  const tooltip = new vscode.MarkdownString(
+    `${l.tooltip.replace(/\n/g, '  \n')}\n\n[$(graph) Acceptance stats](command:ghostline.showStats)`,
+    true,
+  );
+  tooltip.isTrusted = { enabledCommands: ['ghostline.showStats'] };
+  statusItem.tooltip = tooltip;
   statusItem.backgroundColor = l.background ? new vscode.ThemeColor(l.background) : undefined;
   statusItem.command = status.state === 'stopped' ? 'ghostline.showLog' : 'ghostline.toggleEnabled';
 }
@@ -105,6 +113,40 @@ async function startClient(context: vscode.ExtensionContext) {
   }
 }
 
+/** The acceptance stats table (today and the last 7 days), as ghostline-lsp prints it. */
+async function showStats() {
+  if (!client || !client.isRunning()) {
+    void vscode.window.showWarningMessage('Ghostline: ghostline-lsp is not running (see the log).');
+    return;
+  }
+  const table = await client.sendRequest(ExecuteCommandRequest.type, {
+    command: 'ghostline.stats',
+    arguments: [{ days: 7 }],
+  });
+  statsOutput ??= vscode.window.createOutputChannel('Ghostline Stats');
+  statsOutput.clear();
+  statsOutput.append(typeof table === 'string' ? table : JSON.stringify(table));
+  statsOutput.show(true);
+}
+
+/**
+ * VS Code's own partial accept, then `ghostline.accept` with `kind` so the server counts a
+ * partly accepted suggestion (VS Code 1.91 has no stable hook for partial accepts). The
+ * server counts it only for the suggestion it showed last in that document.
+ */
+async function acceptPart(kind: 'word' | 'line') {
+  const editor = vscode.window.activeTextEditor;
+  await vscode.commands.executeCommand(
+    kind === 'word' ? 'editor.action.inlineSuggest.acceptNextWord' : 'editor.action.inlineSuggest.acceptNextLine',
+  );
+  if (client?.isRunning() && editor) {
+    const uri = client.code2ProtocolConverter.asUri(editor.document.uri);
+    void client
+      .sendRequest(ExecuteCommandRequest.type, { command: 'ghostline.accept', arguments: [{ uri, kind }] })
+      .catch((error) => output.warn(`ghostline.accept: ${error}`));
+  }
+}
+
 async function stopClient() {
   const old = client;
   client = undefined;
@@ -137,6 +179,10 @@ export async function activate(context: vscode.ExtensionContext) {
       await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
     }),
     vscode.commands.registerCommand('ghostline.showLog', () => output.show(true)),
+    vscode.commands.registerCommand('ghostline.showStats', showStats),
+    vscode.commands.registerCommand('ghostline.acceptNextWord', () => acceptPart('word')),
+    vscode.commands.registerCommand('ghostline.acceptNextLine', () => acceptPart('line')),
+    { dispose: () => statsOutput?.dispose() },
     vscode.commands.registerCommand('ghostline.restartServer', async () => {
       await stopClient();
       await startClient(context);

@@ -23,6 +23,8 @@ export const LSP_SETTING_KEYS = [
   'grammarsDir',
   'excludeGlobs',
   'maxIndexedFiles',
+  'stats',
+  'shareStats',
 ] as const;
 
 export type LspSettings = Partial<Record<(typeof LSP_SETTING_KEYS)[number], unknown>>;
