@@ -93,8 +93,41 @@ async fn counts_go_to_the_key_owner_and_bad_bodies_change_nothing() {
         assert_eq!(status, 400, "{body}");
     }
     assert_eq!(post(&server, Some("alice-key"), huge.as_bytes()).await, 413);
-    let after = suggestion_lines(&metrics_text(&server).await);
-    assert_eq!(before, after, "a refused body changed the counters");
+    let text = metrics_text(&server).await;
+    assert_eq!(
+        before,
+        suggestion_lines(&text),
+        "a refused body changed the counters"
+    );
+
+    // The Grafana dashboard in deploy/ plots only series this server exposes.
+    let dashboard = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/grafana/ghostline-acceptance.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(&dashboard).unwrap()).unwrap();
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("ghostline_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                names.push(name);
+            }
+        }
+    }
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))),
+            "the dashboard plots {name}, which /metrics does not have:\n{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
