@@ -75,6 +75,12 @@ impl LspClient {
                 "GHOSTLINE_LSP_LOG",
                 std::env::var("GHOSTLINE_LSP_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // The data folder (affinity key, acceptance stats) under target/, not the user's:
+            // tests' suggestions must not show up in `ghostline-lsp stats`. `env` may override.
+            .env(
+                "GHOSTLINE_DATA_DIR",
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ghostline-data"),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
