@@ -660,6 +660,258 @@ def _(g):
     return json.dumps({"auths": {"ghcr.io": {"auth": v}}}, indent=2) + "\n", one(v)
 
 
+
+# ---- A second held-out set (held-out-2) --------------------------------------------------
+# Written after the first held-out half was scored and spent (issue 29), before any rule was
+# changed again, with a seed of its own, so that the first corpus's values stay as they were.
+# Shapes not in the first corpus, as real code writes them.
+
+SEED2 = 2930
+SHAPES2: list[tuple[str, str, object]] = []
+
+
+def shape2(name: str, kind: str):
+    def register(fn):
+        SHAPES2.append((name, kind, fn))
+        return fn
+    return register
+
+
+@shape2("py: ftplib.FTP(host, user, pw) positional", "python")
+def _(g):
+    pw = g.password()
+    return f'ftp = ftplib.FTP("ftp.partner.example.com", "acme-upload", "{pw}")\n', one(pw)
+
+
+@shape2("py: pika.PlainCredentials(user, pw)", "python")
+def _(g):
+    pw = g.password()
+    return f'params = pika.ConnectionParameters("mq.internal", credentials=pika.PlainCredentials("worker", "{pw}"))\n', one(pw)
+
+
+@shape2("py: Fernet(key) literal", "python")
+def _(g):
+    v = base64.urlsafe_b64encode(bytes(g.r.randrange(256) for _ in range(32))).decode()
+    return f'fernet = Fernet(b"{v}")\n', one(v)
+
+
+@shape2("py: Elasticsearch basic_auth tuple keyword", "python")
+def _(g):
+    pw = g.password()
+    return f'es = Elasticsearch("https://es.internal:9200", basic_auth=("elastic", "{pw}"))\n', one(pw)
+
+
+@shape2("py: app.config['SECRET_KEY'] =", "python")
+def _(g):
+    v = g.hex(48)
+    return f'app.config["SECRET_KEY"] = "{v}"\n', one(v)
+
+
+@shape2("py: getenv(...) or fallback", "python")
+def _(g):
+    v = g.b62(32)
+    return f'SENDGRID_KEY = os.environ.get("SENDGRID_KEY") or "{v}"\n', one(v)
+
+
+@shape2("go: smtp.PlainAuth(identity, user, pw, host)", "go")
+def _(g):
+    pw = g.password()
+    return f'\tauth := smtp.PlainAuth("", "alerts@acme.example", "{pw}", "smtp.acme.example")\n', one(pw)
+
+
+@shape2("go: SignedString([]byte(secret))", "go")
+def _(g):
+    v = g.b62(40)
+    return f'\tsigned, err := token.SignedString([]byte("{v}"))\n', one(v)
+
+
+@shape2("go: redis.Options Password field", "go")
+def _(g):
+    pw = g.password()
+    return f'\trdb := redis.NewClient(&redis.Options{{Addr: "cache:6379", Password: "{pw}", DB: 0}})\n', one(pw)
+
+
+@shape2("ts: process.env.X || fallback", "typescript")
+def _(g):
+    v = g.b62(36)
+    return f'const apiKey = process.env.MAPS_API_KEY || "{v}";\n', one(v)
+
+
+@shape2("ts: jwt.sign(payload, secret)", "typescript")
+def _(g):
+    v = g.b62(44)
+    return f'const session = jwt.sign({{ sub: user.id }}, "{v}", {{ expiresIn: "1h" }});\n', one(v)
+
+
+@shape2("ts: Buffer.from(user:pw) for Basic", "typescript")
+def _(g):
+    pw = g.password().replace(":", "x")
+    return f'const auth = "Basic " + Buffer.from("ops:{pw}").toString("base64");\n', one(pw)
+
+
+@shape2("ts: new Pool connectionString", "typescript")
+def _(g):
+    pw = g.b62(20)
+    return f'const pool = new Pool({{ connectionString: "postgresql://api:{pw}@db.internal:5432/api" }});\n', one(pw)
+
+
+@shape2("java: @Value default in placeholder", "java")
+def _(g):
+    pw = g.password().replace("}", "x").replace(":", "x")
+    return f'    @Value("${{mail.password:{pw}}}")\n    private String mailPassword;\n', one(pw)
+
+
+@shape2("java: props.setProperty(password, v)", "java")
+def _(g):
+    pw = g.password()
+    return f'        props.setProperty("password", "{pw}");\n', one(pw)
+
+
+@shape2("java: Keys.hmacShaKeyFor(secret.getBytes())", "java")
+def _(g):
+    v = g.b62(48)
+    return f'        Key key = Keys.hmacShaKeyFor("{v}".getBytes(StandardCharsets.UTF_8));\n', one(v)
+
+
+@shape2("cs: new SqlConnection(conn string)", "csharp")
+def _(g):
+    pw = g.password().replace(";", "x")
+    return f'        using var db = new SqlConnection("Server=tcp:sql.acme.example,1433;User ID=app;Password={pw};Encrypt=True");\n', one(pw)
+
+
+@shape2("cs: options.ClientSecret =", "csharp")
+def _(g):
+    v = g.s(URLSAFE + "~.", 40)
+    return f'        options.ClientSecret = "{v}";\n', one(v)
+
+
+@shape2("cs: BasicAWSCredentials(id, secret)", "csharp")
+def _(g):
+    kid, sec = "AKIA" + g.s("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16), g.s(B64, 40)
+    return f'        var aws = new BasicAWSCredentials("{kid}", "{sec}");\n', [(kid, 4), (sec, 0)]
+
+
+@shape2("sql: SET PASSWORD FOR", "sql")
+def _(g):
+    pw = g.password().replace("'", "x")
+    return f"SET PASSWORD FOR 'report'@'%' = '{pw}';\n", one(pw)
+
+
+@shape2("sql: GRANT ... IDENTIFIED BY", "sql")
+def _(g):
+    pw = g.password().replace("'", "x")
+    return f"GRANT SELECT ON shop.* TO 'bi'@'10.%' IDENTIFIED BY '{pw}';\n", one(pw)
+
+
+@shape2("sh: curl --user u:pw", "shell")
+def _(g):
+    pw = g.password().replace(":", "x").replace("@", "x")
+    return f"curl --fail --user deployer:{pw} https://artifacts.internal/upload -T build.tgz\n", one(pw)
+
+
+@shape2("sh: htpasswd -b file user pw", "shell")
+def _(g):
+    pw = g.password()
+    return f"htpasswd -b -c /etc/nginx/.htpasswd admin '{pw}'\n", one(pw)
+
+
+@shape2("sh: echo pw | docker login --password-stdin", "shell")
+def _(g):
+    pw = g.b62(36)
+    return f'echo "{pw}" | docker login ghcr.io -u acme-bot --password-stdin\n', one(pw)
+
+
+@shape2("sh: git clone with token in URL", "shell")
+def _(g):
+    v = "glpat-" + g.s(URLSAFE, 20)
+    return f"git clone https://oauth2:{v}@gitlab.acme.example/platform/infra.git\n", one(v, 6)
+
+
+@shape2("compose: command --requirepass", "compose")
+def _(g):
+    pw = g.b62(24)
+    return f'    command: ["redis-server", "--requirepass", "{pw}"]\n', one(pw)
+
+
+@shape2("compose: healthcheck with -p", "compose")
+def _(g):
+    pw = g.b62(18)
+    return f'    healthcheck:\n      test: ["CMD", "mysqladmin", "ping", "-uroot", "-p{pw}"]\n', one(pw)
+
+
+@shape2("helm: flattened postgresql.auth.password", "helm")
+def _(g):
+    pw = g.password()
+    return f"postgresql.auth.password: {pw}\n", one(pw)
+
+
+@shape2("k8s: container args --db-password=", "k8s")
+def _(g):
+    pw = g.password()
+    return f"        args:\n          - --db-password={pw}\n", one(pw)
+
+
+@shape2("tf: provider aws access_key/secret_key", "terraform")
+def _(g):
+    kid, sec = "AKIA" + g.s("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16), g.s(B64, 40)
+    return (f'provider "aws" {{\n  region     = "eu-west-1"\n  access_key = "{kid}"\n  secret_key = "{sec}"\n}}\n',
+            [(kid, 4), (sec, 0)])
+
+
+@shape2("tf: locals api token", "terraform")
+def _(g):
+    v = g.hex(40)
+    return f'locals {{\n  cloudflare_api_token = "{v}"\n}}\n', one(v)
+
+
+@shape2("toml: poetry http-basic password", "toml")
+def _(g):
+    pw = g.password()
+    return f'[http-basic.private]\nusername = "ci"\npassword = "{pw}"\n', one(pw)
+
+
+@shape2("json: connection string in appsettings", "json")
+def _(g):
+    pw = g.password().replace(";", "x").replace('"', "x")
+    return f'  "ConnectionStrings": {{ "Default": "Host=db;Database=app;Username=app;Password={pw}" }},\n', one(pw)
+
+
+@shape2("properties: jdbc url with password query", "properties")
+def _(g):
+    pw = g.b62(16)
+    return f"jdbc.url=jdbc:mysql://db:3306/shop?user=shop&password={pw}&useSSL=true\n", one(pw)
+
+
+@shape2("ipynb: pip index-url with credentials", "notebook")
+def _(g):
+    pw = g.b62(24)
+    return f'    "!pip install acme-internal --index-url https://ci:{pw}@pypi.acme.example/simple\\n",\n', one(pw)
+
+
+@shape2("ci: action input password", "ci")
+def _(g):
+    pw = g.password()
+    return f"      - uses: docker/login-action@v3\n        with:\n          username: acme-bot\n          password: {pw}\n", one(pw)
+
+
+@shape2("file: netrc one line with default", "own:netrc2")
+def _(g):
+    pw = g.password()
+    return f"default login anonymous password {pw}\n", one(pw)
+
+
+@shape2("file: kubeconfig with exec and token", "own:kubeconfig2")
+def _(g):
+    v = g.b62(48)
+    return (f"apiVersion: v1\nclusters:\n- cluster:\n    server: https://10.0.0.1:6443\n  name: edge\ncontexts:\n- context:\n    cluster: edge\n    user: ops\n  name: edge\nkind: Config\nusers:\n- name: ops\n  user:\n    token: {v}\n", one(v))
+
+
+@shape2("file: multi-document YAML with a Secret", "own:k8s-multi")
+def _(g):
+    pw = g.password()
+    v = g.b64_of(pw)
+    return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: web-db\ntype: Opaque\ndata:\n  password: {v}\n", one(v))
+
 FILE_KINDS = {
     # kind: (paths for instance 0 and 1, language id, header, footer, indent-free ordinary code)
     "python": (["app/settings.py", "jobs/sync.py"], "python",
@@ -719,6 +971,9 @@ FILE_KINDS = {
 }
 
 OWN_PATHS = {
+    "netrc2": ["deploy/ftp-login.txt", "ops/anon.netrc"],
+    "kubeconfig2": ["clusters/edge.yaml", "clusters/edge-ci.yaml"],
+    "k8s-multi": ["deploy/k8s/web.yaml", "deploy/k8s/web-canary.yaml"],
     "k8s-secret": ["deploy/k8s/app-secrets.yaml", "deploy/k8s/pull-secret.yaml", "deploy/k8s/webhook.yaml",
                    "deploy/k8s/db-credentials.yaml", "deploy/k8s/registry.yaml", "deploy/k8s/tokens.yaml"],
     "kubeconfig": ["kubeconfig-prod.yaml", "ops/kubeconfig-staging.yaml", "ops/cluster-admin.yaml", "ops/ci-access.yaml"],
@@ -727,7 +982,7 @@ OWN_PATHS = {
     "awscreds": ["config/aws-creds.ini", "ops/aws-profile.cfg"],
     "dockercfg": ["ci/registry-auth.json", "ops/docker-auth.json"],
 }
-OWN_LANG = {"k8s-secret": "yaml", "kubeconfig": "yaml", "netrc": "plaintext", "pgpass": "plaintext",
+OWN_LANG = {"netrc2": "plaintext", "kubeconfig2": "yaml", "k8s-multi": "yaml", "k8s-secret": "yaml", "kubeconfig": "yaml", "netrc": "plaintext", "pgpass": "plaintext",
             "awscreds": "ini", "dockercfg": "json"}
 
 INSTANCES = 2
@@ -767,6 +1022,30 @@ def main() -> None:
                 files[key]["parts"].append(snippet)
             for value, public in values:
                 plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
+    g2 = Gen(random.Random(SEED2))
+    names2 = [name for name, _, _ in SHAPES2]
+    assert len(set(names2)) == len(names2) and not set(names2) & set(names)
+    for name, kind, fn in SHAPES2:
+        h = "held-out-2"
+        for instance in range(INSTANCES):
+            snippet, values = fn(g2)
+            if kind.startswith("own:"):
+                own = kind[4:]
+                n = own_used.get((h, own), 0)
+                own_used[(h, own)] = n + 1
+                path = OWN_PATHS[own][n]
+                key = (h, path)
+                files[key] = {"half": h, "path": path, "language": OWN_LANG[own], "parts": [snippet],
+                              "header": "", "footer": "", "credential_file": True}
+            else:
+                paths, lang, header, footer = FILE_KINDS[kind]
+                path = paths[instance % len(paths)]
+                key = (h, path)
+                files.setdefault(key, {"half": h, "path": path, "language": lang, "parts": [],
+                                       "header": header, "footer": footer, "credential_file": False})
+                files[key]["parts"].append(snippet)
+            for value, public in values:
+                plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -783,14 +1062,16 @@ def main() -> None:
     (HERE / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
     split = {"about": "Shapes of the corpus by half, declared before any rule of issue 29 was written. "
                       "Tune on `tune` only; `held-out` is scored once at the end.",
-             "split_seed": SPLIT_SEED, "shapes": {n: half[n] for n in names}}
+             "split_seed": SPLIT_SEED, "shapes": {n: half[n] for n in names},
+             "held_out_2": {"about": "Written after `held-out` was scored once and spent, before any further rule "
+                                     "change; seed %d. Scored once." % SEED2, "shapes": names2}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-    for h in ("tune", "held-out"):
+    for h in ("tune", "held-out", "held-out-2"):
         n_plants = sum(p["half"] == h for p in plants)
-        n_shapes = sum(v == h for v in half.values())
+        n_shapes = len(names2) if h == "held-out-2" else sum(v == h for v in half.values())
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    print(f"all: {len(plants)} credentials, {len(names)} shapes")
+    print(f"all: {len(plants)} credentials, {len(names) + len(names2)} shapes")
 
 
 if __name__ == "__main__":
