@@ -28,6 +28,12 @@ say "cargo tests"
 # Two test threads: each integration test starts real servers, and CI has two cores.
 cargo test --workspace -q -- --test-threads=2
 
+say "the LSP's backend tests again with a HOME that holds no cache: they must find models and ONNX Runtime through GHOSTLINE_CACHE alone"
+fake_home="$(mktemp -d)"
+RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" HOME="$fake_home" \
+  cargo test -q -p ghostline-lsp --test inline_completion -- --test-threads=2
+rm -rf "$fake_home"
+
 say "deploy/: Kubernetes manifests, Dockerfile and router discovery, checked without a cluster"
 GHOSTLINE_SERVE_BIN="$(pwd)/target/debug/ghostline-serve" bash deploy/validate.sh
 
