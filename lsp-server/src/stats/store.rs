@@ -97,14 +97,18 @@ pub(super) fn write_loop(dir: &Path, messages: Receiver<Message>) {
         };
         line.push(b'\n');
         let result = (|| -> std::io::Result<()> {
-            if file
-                .as_ref()
-                .is_some_and(|(_, size)| size + line.len() as u64 > MAX_FILE_BYTES)
-            {
-                file = None;
-                std::fs::rename(&path, rotated(&path))?;
-            }
             if file.is_none() {
+                file = Some(open(dir)?);
+            }
+            let (handle, size) = file.as_ref().expect("opened above");
+            if *size > 0 && size + line.len() as u64 > MAX_FILE_BYTES {
+                // Another editor's server may have rotated it already: then the path is a
+                // new file, which is not ours to rotate again.
+                let ours = same_file(handle, &path);
+                file = None;
+                if ours {
+                    std::fs::rename(&path, rotated(&path))?;
+                }
                 file = Some(open(dir)?);
             }
             let (handle, size) = file.as_mut().expect("opened above");
@@ -122,6 +126,23 @@ pub(super) fn write_loop(dir: &Path, messages: Receiver<Message>) {
                 );
             }
         }
+    }
+}
+
+/// Whether `handle` is the file at `path` now (not one renamed away since it was opened).
+fn same_file(handle: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (handle.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (handle, path);
+        true
     }
 }
 
@@ -272,6 +293,32 @@ pub fn table(dir: &Path, now: u64, days: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writer_rotates_past_the_limit_and_keeps_the_file_before() {
+        let dir = std::env::temp_dir().join(format!("ghostline-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Nearly full: the next event goes to a new file, this one becomes `.1`.
+        let filler = format!("{}\n", "x".repeat(MAX_FILE_BYTES as usize - 20));
+        std::fs::write(dir.join(FILE), &filler).unwrap();
+        let (sender, receiver) = std::sync::mpsc::sync_channel(8);
+        let event = |ms| Event::now(Kind::Shown, "go".into(), "m".into(), Some(ms));
+        sender.send(Message::Event(event(1))).unwrap();
+        sender.send(Message::Event(event(2))).unwrap();
+        drop(sender);
+        write_loop(&dir, receiver);
+        assert_eq!(
+            std::fs::read_to_string(rotated(&dir.join(FILE))).unwrap(),
+            filler
+        );
+        let events = read_events(&dir, 0);
+        assert_eq!(
+            events.iter().filter_map(|e| e.ms).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

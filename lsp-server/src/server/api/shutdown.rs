@@ -4,9 +4,11 @@ use tower_lsp_server::jsonrpc::Result;
 
 use crate::server::Server;
 
-/// How long shutdown waits for the acceptance stats: written to disk, and (with `shareStats`)
-/// the last counters sent to the backend.
-const STATS_GRACE: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the acceptance stats to be on disk, and (with `shareStats`) for
+/// the last counters to reach the backend: together below the 2 s editors commonly give
+/// shutdown (vscode-languageclient's default) before they kill the server.
+const WRITE_GRACE: Duration = Duration::from_millis(300);
+const SEND_GRACE: Duration = Duration::from_millis(1500);
 
 pub async fn handle(server: &Server) -> Result<()> {
     tracing::info!(
@@ -14,11 +16,11 @@ pub async fn handle(server: &Server) -> Result<()> {
         server.session.open_document_count()
     );
     let stats = &server.completer.stats;
-    stats.flush_local(STATS_GRACE).await;
+    stats.flush_local(WRITE_GRACE).await;
     let settings = server.session.settings();
     let config = crate::complete::backend_config(&settings);
     let send = stats.send_shared(&server.completer.backend, &config, settings.share_stats);
-    match tokio::time::timeout(STATS_GRACE, send).await {
+    match tokio::time::timeout(SEND_GRACE, send).await {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => tracing::info!("acceptance stats not sent: {error}"),
         Err(_) => tracing::info!("acceptance stats not sent: the backend did not answer in time"),
