@@ -145,6 +145,12 @@ def check(overlay: str, docs: list[dict]) -> None:
         err("serve: containerPort 8123 missing")
     if not any(a.startswith("--api-key-file=") for a in args):
         err("serve: no --api-key-file (the API would be open)")
+    # Behind the router (or an ingress) every request comes from a few addresses: the default
+    # per-address bound (a quarter of --max-connections) would close the router's connections.
+    per_address = next((int(a.split("=", 1)[1]) for a in args
+                        if a.startswith("--max-connections-per-address=")), None)
+    if per_address is None or per_address < 1024:
+        err("serve: behind the router, --max-connections-per-address must be raised to --max-connections (1024)")
     model_mounts = [m for c in containers(sspec) for m in c.get("volumeMounts", []) if m["name"] == "models"]
     if not model_mounts or not all(m.get("readOnly") for m in model_mounts):
         err("serve: the model volume must be mounted read-only everywhere")

@@ -94,6 +94,9 @@ class Launch:
                        "--port", str(self.args.port + 1 + i), "--threads", str(threads)]
             if self.args.model:
                 command += ["--model", str(self.args.model)]
+            if not any(a.startswith("--max-connections-per-address") for a in self.serve_args):
+                # Every request comes through the router, from one address.
+                command += ["--max-connections-per-address", "1024"]
             command += self.serve_args
             self.replicas.append(subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL))
         say(f"{len(self.urls)} replicas starting ({threads} threads each): {' '.join(self.urls)}")
