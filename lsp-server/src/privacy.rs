@@ -213,8 +213,10 @@ fn quote_closes_a_string(text: &str, name: Range<usize>, value_start: usize) -> 
         return false;
     }
     let line_start = text[..name.start].rfind('\n').map_or(0, |i| i + 1);
-    let quoted = text[..name.start].ends_with(quote) && text[name.end..].starts_with(quote);
-    rules::name_in_string(&text[line_start..name.start], quote, quoted)
+    // A flag's dashes belong to its name: `"--requirepass", "…"` is a quoted name.
+    let before = text[line_start..name.start].trim_end_matches('-');
+    let quoted = before.ends_with(quote) && text[name.end..].starts_with(quote);
+    rules::name_in_string(before, quote, quoted)
 }
 
 fn merge(mut spans: Vec<Range<usize>>) -> Vec<Range<usize>> {

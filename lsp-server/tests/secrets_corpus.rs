@@ -3,8 +3,9 @@
 //! Python, Rust, Go, TypeScript, Java, C#, SQL, shell, Dockerfiles, compose, Helm values,
 //! Kubernetes manifests, kubeconfigs, Terraform, TOML, JSON, .properties, notebooks and CI
 //! workflows), split by whole shapes into a `tune` half and a `held-out` half before any rule
-//! was written (`split.json`). Each half is its own workspace, run through the real binary
-//! over stdio against a backend that records every request body:
+//! was written (`split.json`); and `held-out-2` (82 credentials in 39 new shapes), written after
+//! the first held-out half was scored and spent. Each half is its own workspace, run through the
+//! real binary over stdio against a backend that records every request body:
 //!
 //! - completions are asked at the start of each value, after it, and with the cursor inside it
 //!   (two places), and in every file of the workspace (its middle and its end), so that other
@@ -18,7 +19,7 @@
 //!   any value.
 //!
 //! The bars (the issue's): no credential sent whole, at most 2 % of secret characters sent, in
-//! either half. `GHOSTLINE_SECRETS_HALVES=tune` runs one half; `-- --nocapture` prints the
+//! every half. `GHOSTLINE_SECRETS_HALVES=tune` runs one half; `-- --nocapture` prints the
 //! per-shape table.
 
 mod common;
@@ -266,9 +267,9 @@ fn run_half(half: &str) -> Score {
 }
 
 #[test]
-fn planted_credentials_of_both_halves_stay_home() {
-    let halves =
-        std::env::var("GHOSTLINE_SECRETS_HALVES").unwrap_or_else(|_| "tune,held-out".to_string());
+fn planted_credentials_of_every_half_stay_home() {
+    let halves = std::env::var("GHOSTLINE_SECRETS_HALVES")
+        .unwrap_or_else(|_| "tune,held-out,held-out-2".to_string());
     let mut failures = Vec::new();
     let mut total = 0;
     for half in halves.split(',').filter(|h| !h.is_empty()) {

@@ -38,6 +38,9 @@ const CALLEE_HINTS: &[&str] = &[
     "cipher",
     "apikey",
     "api_key",
+    "fernet",
+    "key",
+    "aes",
 ];
 
 static HINTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
@@ -86,6 +89,27 @@ const POSITION_WORDS: &[&str] = &[
     "password",
     "secret",
 ];
+/// Words of a callee that takes key material (`Fernet(key)`, `Keys.hmacShaKeyFor(secret)`,
+/// `AES.new(key)`): its random-looking literal arguments, in any position, are keys.
+const KEY_WORDS: &[&str] = &[
+    "fernet",
+    "hmac",
+    "cipher",
+    "aes",
+    "key",
+    "keys",
+    "secret",
+    "signing",
+    "sign",
+    "signed",
+    "crypt",
+    "encrypt",
+    "decrypt",
+    "jwt",
+    "nacl",
+    "secretbox",
+];
+
 /// First words of a callee that reads or names a credential rather than taking one.
 const READER_WORDS: &[&str] = &[
     "get", "read", "load", "fetch", "find", "lookup", "parse", "is", "has", "validate", "check",
@@ -240,11 +264,12 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
             .iter()
             .any(|w| w != "token" && VALUE_WORDS.contains(&w.as_str()))
             || last == "token";
+        let key_material = words.iter().any(|w| KEY_WORDS.contains(&w.as_str()));
         let first_arg = if (names_value || api_key) && !reader {
-            0
+            Some(0)
         } else if reader && (names_value || api_key) {
             // `get_token("scope")`, `read_password("prompt")`: names and prompts, not values.
-            continue;
+            None
         } else if words.iter().any(|w| {
             POSITION_WORDS.contains(&w.as_str())
                 || w.starts_with("connect")
@@ -252,12 +277,18 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
                 || w.ends_with("credential")
                 || w.ends_with("credentials")
         }) {
-            1
+            Some(1)
         } else {
-            continue;
+            None
         };
+        if first_arg.is_none() && !key_material {
+            continue;
+        }
         for (literal, arg) in literal_args(text, open) {
-            if arg >= first_arg && rules::credential_like(&text[literal.clone()]) {
+            let value = &text[literal.clone()];
+            let by_position =
+                first_arg.is_some_and(|first| arg >= first) && rules::credential_like(value);
+            if by_position || (key_material && !reader && rules::looks_random(value)) {
                 out.push(literal);
             }
         }
@@ -452,9 +483,22 @@ mod tests {
             r#"login(username, "Password: ")"#,
             r#"connect("db.internal", "orders")"#,
             r#"token = get_token("api", "default-scope")"#,
+            r#"value = cache.get_key("user_profile_v2_cache")"#,
         ] {
             assert!(found(code).is_empty(), "{code}: {:?}", found(code));
         }
+    }
+
+    #[test]
+    fn key_material_in_any_position() {
+        assert_eq!(
+            found(r#"f = Fernet(b"q3Zr8fK2mQ9xLp4Wv7Tn3sB5yH1cJ6dE0gA9uI2oP4w=")"#),
+            ["q3Zr8fK2mQ9xLp4Wv7Tn3sB5yH1cJ6dE0gA9uI2oP4w="]
+        );
+        assert_eq!(
+            found(r#"Key k = Keys.hmacShaKeyFor("Zr8fK2mQ9xLp4Wv7Tn3sB5yH".getBytes(UTF_8));"#),
+            ["Zr8fK2mQ9xLp4Wv7Tn3sB5yH"]
+        );
     }
 
     #[test]

@@ -273,16 +273,16 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Positions that say credential, whatever the name -------------------------------
         row!(
-            "command-line flag (--password v, --token=v, --api-key v)",
-            r#"(?i)(?:^|[\s'"(\[])--?(?P<name>password|passwd|pass|pwd|token|api[-_]?key|api[-_]?token|auth[-_]?token|access[-_]?token|secret|client[-_]?secret|secret[-_]?key)(?:=|[ \t]+)(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&)]+))"#,
+            "command-line flag whose name says secret (--password v, --token=v, \"--requirepass\", \"v\")",
+            r#"(?:^|[\s'"(\[])--?(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:(?:=|[ \t]+)(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&)\],]+))|["'][ \t]*,[ \t]*(?:'(?P<secret4>[^'\r\n-][^'\r\n]*)'|"(?P<secret5>[^"\r\n-][^"\r\n]*)"))"#,
             SecretName(Literal),
             "mysqldump --user backup --password Hx7-pw!a shop",
             "Hx7-pw!a",
-            "mysqldump --user backup --password-file /run/secrets/db --password $DB_PASS shop",
+            "mysqldump --password-file /run/secrets/db --password $DB_PASS shop\n@click.option(\"--password\", \"-p\", prompt=True)",
         ),
         row!(
             "-p password after mysql, sshpass, docker/podman/helm login",
-            r#"(?:(?-u:\b)(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)(?-u:\b)[^\r\n]*?[ \t]-p(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&-][^\s'"`;|&]*))|(?-u:\b)(?:sshpass|(?:docker|podman|nerdctl)[ \t]+login|helm[ \t]+registry[ \t]+login)(?-u:\b)[^\r\n]*?[ \t]-p[ \t]+(?:'(?P<secret4>[^'\r\n]+)'|"(?P<secret5>[^"\r\n]+)"|(?P<secret6>[^\s'"`;|&]+)))"#,
+            r#"(?:(?-u:\b)(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)(?-u:\b)[^\r\n]*?[ \t"']-p(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&-][^\s'"`;|&]*))|(?-u:\b)(?:sshpass|(?:docker|podman|nerdctl)[ \t]+login|helm[ \t]+registry[ \t]+login)(?-u:\b)[^\r\n]*?[ \t]-p[ \t]+(?:'(?P<secret4>[^'\r\n]+)'|"(?P<secret5>[^"\r\n]+)"|(?P<secret6>[^\s'"`;|&]+)))"#,
             NotTemplate,
             "mysql -uroot -pR00t-pw shop < dump.sql\nsshpass -p 'Tr0ub4dor' ssh host\n",
             "R00t-pw",
@@ -351,6 +351,54 @@ pub fn rows() -> Vec<RuleRow> {
             "const basic = \"ZGVwbG95OlBhNTVfd29yZCE=\";",
             "ZGVwbG95OlBhNTVfd29yZCE=",
             "const hello = \"aGVsbG8gd29ybGQ=\";",
+        ),
+        row!(
+            "fallback literal after a secret name (X = env.get(\"X\") or \"v\", apiKey = process.env.K || \"v\")",
+            const_format_name_fallback(),
+            SecretName(Quoted),
+            "const apiKey = process.env.MAPS_API_KEY || \"Fb7-fallback-k3y\";",
+            "Fb7-fallback-k3y",
+            "const apiKey = process.env.MAPS_API_KEY || \"\";\nconst mode = process.env.MODE || \"dev\";",
+        ),
+        row!(
+            "default inside a placeholder (${db.password:v}, ${DB_PASS:-v})",
+            r#"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)(?::-|:)(?P<secret>[^}\s"'$-][^}\s"']*)\}"#,
+            SecretName(Literal),
+            "@Value(\"${mail.password:M41l-def4ult}\")",
+            "M41l-def4ult",
+            "@Value(\"${mail.host:localhost}\") ${DB_PASS:-}",
+        ),
+        row!(
+            "SQL SET PASSWORD [FOR user] = '…'",
+            r#"(?i)(?-u:\b)set[ \t]+password(?:[ \t]+for[ \t]+[^=\r\n]+?)?[ \t]*=[ \t]*(?:password[ \t]*\([ \t]*)?(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)")"#,
+            NotTemplate,
+            "SET PASSWORD FOR 'bi'@'%' = 'S3t-pw-x';",
+            "S3t-pw-x",
+            "SET PASSWORD FOR 'bi'@'%' = :new_password;",
+        ),
+        row!(
+            "password piped or given in batch mode (echo pw | … --password-stdin, htpasswd -b f u pw)",
+            r#"(?:(?-u:\b)(?:echo|printf)[ \t]+(?:-n[ \t]+)?(?:"(?P<secret1>[^"\r\n$]+)"|'(?P<secret2>[^'\r\n]+)'|(?P<secret3>[^\s"'|$]+))[ \t]*\|[^|\r\n]*--password-stdin|(?-u:\b)htpasswd[ \t]+(?:-[A-Za-z]+[ \t]+)*-[A-Za-z]*b[A-Za-z]*[ \t]+(?:-[A-Za-z]+[ \t]+)*\S+[ \t]+\S+[ \t]+(?:"(?P<secret4>[^"\r\n]+)"|'(?P<secret5>[^'\r\n]+)'|(?P<secret6>[^\s"';|&]+)))"#,
+            NotTemplate,
+            "echo \"Pw-st1n-x\" | docker login ghcr.io -u bot --password-stdin\nhtpasswd -b -c .htpasswd admin 'Ht-pw-9x'\n",
+            "Pw-st1n-x",
+            "echo \"$CR_PAT\" | docker login ghcr.io -u bot --password-stdin\n",
+        ),
+        row!(
+            "user:password literal being base64-encoded (Buffer.from(\"u:pw\"), btoa, b64encode)",
+            r#"(?:btoa|Buffer\.from|b64encode|encodebytes|EncodeToString|encodeToString|base64_encode|Base64\.encode64|strict_encode64)[ \t]*\([ \t]*(?:[bu]?["'`])[A-Za-z0-9._@$+-]+:(?P<secret>[^"'`\s]+)["'`]"#,
+            NotTemplate,
+            "const h = \"Basic \" + Buffer.from(\"ops:B4s1c-pw\").toString(\"base64\");",
+            "B4s1c-pw",
+            "const h = \"Basic \" + Buffer.from(`${user}:${pass}`).toString(\"base64\");",
+        ),
+        row!(
+            "(host, user, password) as a call's first three arguments (FTP(h, u, pw), connect(h, u, pw))",
+            r#"\([ \t]*["'](?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?::[0-9]+)?|[A-Za-z0-9.-]+:[0-9]+|localhost)["'][ \t]*,[ \t]*["'][A-Za-z0-9._@+-]{1,64}["'][ \t]*,[ \t]*(?:"(?P<secret1>[^"\r\n]+)"|'(?P<secret2>[^'\r\n]+)')"#,
+            CredentialLike,
+            "ftp = FTP(\"ftp.example.com\", \"upload\", \"Ftp-pw-93x\")",
+            "Ftp-pw-93x",
+            "ftp = FTP(\"ftp.example.com\", \"upload\", \"incoming/daily\")",
         ),
         // ---- A name that says secret, and its value ------------------------------------------------
         row!(
@@ -426,6 +474,16 @@ fn const_format_name_quoted() -> &'static str {
     PATTERN.as_str()
 }
 
+/// `NAME = <expression> or|\|\||?? "literal"`: the literal a secret falls back to.
+fn const_format_name_fallback() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"(?i){NAME}[ \t]*(?::[^=\r\n]{{0,40}})?(?:=|:=)[^=\r\n][^\r\n]{{0,160}}?(?:\|\||\?\?|(?-u:\b)or(?-u:\b)|\?:)[ \t]*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)'|`(?P<secret3>[^`\r\n]*)`)"#
+        )
+    });
+    PATTERN.as_str()
+}
+
 fn const_format_name_unquoted() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
@@ -495,6 +553,9 @@ const SECRET_WORDS: &[&str] = &[
     "clientsecret",
     "apitoken",
     "apisecret",
+    // Redis's configuration keys (`--requirepass`, `masterauth`).
+    "requirepass",
+    "masterauth",
 ];
 /// Words that only say secret after another word (`DB_PASS`).
 const SECRET_AFTER_A_WORD: &[&str] = &["pass"];
