@@ -9,16 +9,24 @@
 //! `--max-connections` are open at once (never more than the file-descriptor limit allows;
 //! past it, new connections wait in the listen backlog until one closes), and at most
 //! `--max-connections-per-address` of them come from one client address (an IPv6 client's
-//! /64): past that, its new connections are closed at once, so no number of slow clients from
-//! one address takes the server from the others.
+//! /64). At an address's bound, its connection that has waited longest for its request
+//! (headers or body still coming, or idle between keep-alive requests) is closed to make room
+//! for the new one; if all of them are working on requests, the new one is closed at once. At
+//! the global bound, the connection anywhere that has waited longest (at least
+//! `EVICTION_AGE`) makes room; if none has, the next connection waits in the listen backlog.
+//! So no number of slow clients from one address takes the server from the others, and a
+//! well-behaved client behind a flooding address (a shared NAT) mostly still gets in.
 
 use std::{
     collections::HashMap,
     future::Future,
     net::{IpAddr, Ipv6Addr},
     path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -31,7 +39,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::TcpListener,
-    sync::Semaphore,
+    sync::{Notify, Semaphore},
 };
 use tokio_rustls::{rustls, TlsAcceptor};
 
@@ -41,10 +49,6 @@ pub struct ServeOptions {
     pub max_connections_per_address: usize,
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
-
-/// Open connections by client address.
-#[derive(Default)]
-struct AddressCounts(Mutex<HashMap<IpAddr, usize>>);
 
 /// The address a connection is counted under: IPv4 as is, IPv6 by its /64 (one host usually
 /// has a whole /64 to pick addresses from).
@@ -61,37 +65,178 @@ fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// One open connection of an address, until dropped.
-struct AddressSlot {
-    counts: Arc<AddressCounts>,
+/// One open connection, as the accept loop sees it.
+struct Tracked {
     key: IpAddr,
+    accepted: Instant,
+    /// True until its request has arrived whole, and again once its answer has ended.
+    waiting: Arc<AtomicBool>,
+    close: Arc<Notify>,
 }
 
-impl AddressCounts {
-    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<AddressSlot> {
-        let key = client_key(ip);
-        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let open = counts.entry(key).or_insert(0);
-        if *open >= limit {
-            return None;
+/// The open connections: by id, and how many per address.
+#[derive(Default)]
+struct Connections {
+    open: HashMap<u64, Tracked>,
+    per_address: HashMap<IpAddr, usize>,
+    next_id: u64,
+}
+
+/// An open connection's place, freed when dropped.
+struct ConnectionSlot {
+    connections: Arc<Mutex<Connections>>,
+    id: u64,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut all = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(gone) = all.open.remove(&self.id) {
+            if let Some(count) = all.per_address.get_mut(&gone.key) {
+                *count -= 1;
+                if *count == 0 {
+                    all.per_address.remove(&gone.key);
+                }
+            }
         }
-        *open += 1;
-        Some(AddressSlot {
-            counts: self.clone(),
-            key,
-        })
     }
 }
 
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(open) = counts.get_mut(&self.key) {
-            *open -= 1;
-            if *open == 0 {
-                counts.remove(&self.key);
+impl Connections {
+    /// Closes the connection (of `key`'s address; or any, of at least `EVICTION_AGE`) that has
+    /// waited longest for its request; whether there was one.
+    fn evict_longest_waiting(&self, key: Option<IpAddr>) -> bool {
+        let victim = self
+            .open
+            .values()
+            .filter(|c| match key {
+                // At an address's bound: its own, however young (the flood is its own).
+                Some(key) => c.key == key,
+                None => c.accepted.elapsed() >= EVICTION_AGE,
+            })
+            .filter(|c| c.waiting.load(Ordering::Relaxed))
+            .min_by_key(|c| c.accepted);
+        match victim {
+            Some(victim) => {
+                // Taken out of the waiting ones now, so the next eviction picks another.
+                victim.waiting.store(false, Ordering::Relaxed);
+                victim.close.notify_one();
+                true
             }
+            None => false,
         }
+    }
+}
+
+/// At the global bound, connections younger than this are not closed to make room: a new
+/// connection gets time to deliver its request before another can push it out.
+const EVICTION_AGE: Duration = Duration::from_secs(1);
+
+/// A connection let in: its place, its `waiting` flag and what closes it.
+struct Admitted {
+    slot: ConnectionSlot,
+    waiting: Arc<AtomicBool>,
+    close: Arc<Notify>,
+}
+
+/// Admits a connection from `ip` under its address's bound, closing that address's
+/// longest-waiting connection when it is at the bound; `None` when all of them are working.
+fn admit_connection(
+    connections: &Arc<Mutex<Connections>>,
+    ip: IpAddr,
+    per_address_limit: usize,
+) -> Option<Admitted> {
+    let key = client_key(ip);
+    let mut all = connections.lock().unwrap_or_else(|e| e.into_inner());
+    let open = all.per_address.get(&key).copied().unwrap_or(0);
+    if open >= per_address_limit && !all.evict_longest_waiting(Some(key)) {
+        return None;
+    }
+    let id = all.next_id;
+    all.next_id += 1;
+    let waiting = Arc::new(AtomicBool::new(true));
+    let close = Arc::new(Notify::new());
+    all.open.insert(
+        id,
+        Tracked {
+            key,
+            accepted: Instant::now(),
+            waiting: waiting.clone(),
+            close: close.clone(),
+        },
+    );
+    *all.per_address.entry(key).or_insert(0) += 1;
+    Some(Admitted {
+        slot: ConnectionSlot {
+            connections: connections.clone(),
+            id,
+        },
+        waiting,
+        close,
+    })
+}
+
+/// Keeps a connection's `waiting` flag: false once a request's body has arrived whole, true
+/// again once its answer has ended (the connection is then idle until the next request).
+async fn track_waiting(
+    axum::extract::State(waiting): axum::extract::State<Arc<AtomicBool>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let body = if http_body::Body::is_end_stream(&body) {
+        waiting.store(false, Ordering::Relaxed);
+        body
+    } else {
+        axum::body::Body::new(ArrivalWatched {
+            inner: body,
+            waiting: waiting.clone(),
+        })
+    };
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    // A handler that answered without reading the whole body (an error) is done with it too.
+    waiting.store(false, Ordering::Relaxed);
+    super::audit::hold_until_body_ends(response, IdleAgain(waiting))
+}
+
+/// Marks the connection idle (evictable) when its answer's body is dropped.
+struct IdleAgain(Arc<AtomicBool>);
+
+impl Drop for IdleAgain {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A request body that clears `waiting` when its last byte has arrived.
+struct ArrivalWatched {
+    inner: axum::body::Body,
+    waiting: Arc<AtomicBool>,
+}
+
+impl http_body::Body for ArrivalWatched {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.waiting.store(false, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -151,23 +296,31 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let slots = Arc::new(Semaphore::new(options.max_connections));
-    let per_address = Arc::new(AddressCounts::default());
+    let connections = Arc::new(Mutex::new(Connections::default()));
     let graceful = GracefulShutdown::new();
     let acceptor = options.tls.map(TlsAcceptor::from);
     let header_timeout = options.header_timeout;
     tokio::pin!(shutdown);
     loop {
+        // At the bound, the connection waiting longest for its request makes room; if every
+        // one is working on a request, the next connection waits in the listen backlog.
+        if slots.available_permits() == 0 {
+            connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .evict_longest_waiting(None);
+        }
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let (stream, address_slot) = tokio::select! {
+        let (stream, admitted) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match per_address.take(peer.ip(), options.max_connections_per_address) {
-                    Some(slot) => (stream, slot),
+                Ok((stream, peer)) => match admit_connection(&connections, peer.ip(), options.max_connections_per_address) {
+                    Some(admitted) => (stream, admitted),
                     None => {
-                        // Closed at once: its slot goes back to the others.
-                        tracing::debug!("{} connections from one address already; closing a new one", options.max_connections_per_address);
+                        // Every connection of this address is working: closed at once.
+                        tracing::debug!("{} connections from one address, all busy; closing a new one", options.max_connections_per_address);
                         drop(stream);
                         continue;
                     }
@@ -181,24 +334,40 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Admitted {
+            slot,
+            waiting,
+            close,
+        } = admitted;
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::middleware::from_fn_with_state(waiting, track_waiting)),
+        );
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _address_slot = address_slot;
-            match acceptor {
-                None => serve_connection(stream, service, header_timeout, watcher).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            serve_connection(tls, service, header_timeout, watcher).await
+            let _slot = slot;
+            let served = async move {
+                match acceptor {
+                    None => serve_connection(stream, service, header_timeout, watcher).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => {
+                                serve_connection(tls, service, header_timeout, watcher).await
+                            }
+                            Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
+            };
+            tokio::select! {
+                () = served => {}
+                // Evicted: dropping the connection closes it.
+                () = close.notified() => tracing::debug!("closed a connection still waiting for its request, to make room"),
             }
         });
     }
