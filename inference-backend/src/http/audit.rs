@@ -145,7 +145,7 @@ pub async fn audit(
     let status = response.status().as_u16();
     // Only route paths the server knows go in the line; anything else is "other".
     let path = match path.as_str() {
-        "/v1/completions" | "/v1/models" | "/infill" => path,
+        "/v1/completions" | "/v1/models" | "/infill" | "/v1/ghostline/suggestion-stats" => path,
         _ => "other".to_string(),
     };
     let ender = AnswerEnd {

@@ -121,7 +121,7 @@ async fn limit_header_size(request: Request, next: Next) -> Response {
 /// same JSON error body as every other error (HEAD answers carry its headers only).
 async fn json_errors(request: Request, next: Next) -> Response {
     let allowed = match request.uri().path() {
-        "/v1/completions" | "/infill" => "POST",
+        "/v1/completions" | "/infill" | "/v1/ghostline/suggestion-stats" => "POST",
         _ => "GET, HEAD",
     };
     let response = next.run(request).await;
