@@ -106,7 +106,8 @@ class LspClient:
         self.stderr = open(ARTIFACTS / "ghostline-lsp.stderr.log", "a")
         self.proc = subprocess.Popen(
             [str(LSP)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-            env={**os.environ, **(env or {})},
+            # The tests' sessions stay out of the person's acceptance stats.
+            env={"GHOSTLINE_DATA_DIR": str(ARTIFACTS / "data"), **os.environ, **(env or {})},
         )
         self.incoming: queue.Queue = queue.Queue()
         self.next_id = 1

@@ -115,6 +115,9 @@ class LspClient:
         self.settings = settings
         self.stderr = open(stderr_path, "a")
         env = {**os.environ, "GHOSTLINE_LSP_LOG": os.environ.get("GHOSTLINE_LSP_LOG", "info")}
+        # The harness's sessions are not the person's: their acceptance stats and affinity key
+        # go under target/, not the user's data folder.
+        env.setdefault("GHOSTLINE_DATA_DIR", str(TARGET / "eval-data"))
         self.proc = subprocess.Popen(
             [str(lsp)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
         )
