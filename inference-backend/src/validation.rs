@@ -133,22 +133,11 @@ pub fn validate(
     // model's FIM template, as Zed sends it) that names no temperature wants the likeliest
     // code, so it gets 0.
     let fim_shaped = body.suffix.is_some() || prompt.contains(config.fim.middle.as_str());
-    let temperature = body
-        .temperature
-        .unwrap_or(if fim_shaped { 0.0 } else { 1.0 });
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(invalid(
-            "temperature",
-            "temperature must be between 0 and 2",
-        ));
-    }
-    let top_p = body.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(invalid(
-            "top_p",
-            "top_p must be greater than 0 and at most 1",
-        ));
-    }
+    let (temperature, top_p) = sampling_params(
+        body.temperature
+            .unwrap_or(if fim_shaped { 0.0 } else { 1.0 }),
+        body.top_p,
+    )?;
     // 0: prefill only, so the prompt's KV is in the prefix cache for the requests to come.
     let requested = body.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     // Clamped rather than refused: editors often ask for more than a server allows.
@@ -160,12 +149,7 @@ pub fn validate(
         Some(OneOrMany::One(s)) => vec![s],
         Some(OneOrMany::Many(v)) => v,
     };
-    if stop.len() > MAX_STOP_STRINGS || stop.iter().any(|s| s.len() > MAX_STOP_LEN) {
-        return Err(invalid(
-            "stop",
-            format!("at most {MAX_STOP_STRINGS} stop strings of at most {MAX_STOP_LEN} bytes"),
-        ));
-    }
+    check_stop(&stop)?;
 
     let budget = limits.context_length - max_tokens;
     let heal = body.token_healing == Some(true) && body.suffix.is_none();
@@ -209,6 +193,34 @@ pub fn validate(
         heal,
         partition: std::sync::Arc::from(""),
     })
+}
+
+/// Temperature and top-p checked (top-p 1 when absent).
+fn sampling_params(temperature: f32, top_p: Option<f32>) -> Result<(f32, f32), InvalidRequest> {
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(invalid(
+            "temperature",
+            "temperature must be between 0 and 2",
+        ));
+    }
+    let top_p = top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(invalid(
+            "top_p",
+            "top_p must be greater than 0 and at most 1",
+        ));
+    }
+    Ok((temperature, top_p))
+}
+
+fn check_stop(stop: &[String]) -> Result<(), InvalidRequest> {
+    if stop.len() > MAX_STOP_STRINGS || stop.iter().any(|s| s.len() > MAX_STOP_LEN) {
+        return Err(invalid(
+            "stop",
+            format!("at most {MAX_STOP_STRINGS} stop strings of at most {MAX_STOP_LEN} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// A raw prompt over budget loses tokens from the left, but keeps a leading special token (a FIM

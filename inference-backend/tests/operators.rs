@@ -62,6 +62,45 @@ async fn slow_body(server: SocketAddr, source: [u8; 4], every: Duration) -> Opti
     Some(String::from_utf8_lossy(&answer).into_owned())
 }
 
+/// An HTTP client whose connections come from `source` (any 127.x.y.z is this machine), one
+/// fresh connection per request.
+fn client_from(source: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(0)
+        .local_address(std::net::IpAddr::from(source))
+        .build()
+        .unwrap()
+}
+
+/// A greedy stream of `max_tokens` tokens, returned once its first text has arrived; the task
+/// resolves to its `data:` payloads when it ends.
+async fn stream_once_started(
+    server: &Server,
+    max_tokens: u32,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let url = server.url("/v1/completions");
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let stream = tokio::spawn(async move {
+        let body = json!({"prompt": "fn f() {", "max_tokens": max_tokens, "temperature": 0,
+                          "ignore_eos": true, "stream": true});
+        let mut resp = client().post(url).json(&body).send().await.unwrap();
+        let mut text = String::new();
+        let mut started = Some(started_tx);
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("\"text\"") {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        sse_data(&text)
+    });
+    started_rx.await.unwrap();
+    stream
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -119,22 +158,13 @@ async fn eleven_hundred_slow_bodies_from_one_address_leave_other_clients_answere
     let mut completion_ms = Vec::new();
     // Another address, then a well-behaved client behind the flooding address itself (a
     // shared NAT): the connections waiting longest for their requests make room for it.
-    for (round, source) in (0..30).map(|r| {
-        (
-            r,
-            if r < 20 {
-                [127, 0, 0, 1]
-            } else {
-                [127, 0, 0, 2]
-            },
-        )
-    }) {
-        let probe = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .pool_max_idle_per_host(0)
-            .local_address(std::net::IpAddr::from(source))
-            .build()
-            .unwrap();
+    for round in 0..30 {
+        let source = if round < 20 {
+            [127, 0, 0, 1]
+        } else {
+            [127, 0, 0, 2]
+        };
+        let probe = client_from(source);
         let started = Instant::now();
         let resp = probe.get(server.url("/health")).send().await;
         let status = resp.as_ref().map(|r| r.status().as_u16());
@@ -183,25 +213,7 @@ async fn draining_keeps_the_port_and_answers_ready_503() {
         &tiny_genai(),
         &["--max-tokens-cap", "100000", "--shutdown-grace", "30"],
     );
-    let url = server.url("/v1/completions");
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let stream = tokio::spawn(async move {
-        let body = json!({"prompt": "fn f() {", "max_tokens": 3000, "temperature": 0,
-                          "ignore_eos": true, "stream": true});
-        let mut resp = client().post(url).json(&body).send().await.unwrap();
-        let mut text = String::new();
-        let mut started = Some(started_tx);
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            if text.contains("\"text\"") {
-                if let Some(tx) = started.take() {
-                    let _ = tx.send(());
-                }
-            }
-        }
-        sse_data(&text)
-    });
-    started_rx.await.unwrap();
+    let stream = stream_once_started(&server, 3000).await;
     server.signal("TERM");
     // Fresh connections each time: the drain must answer them, not refuse them.
     let fresh = || {
@@ -308,23 +320,7 @@ async fn sighup_keeps_the_server_and_its_streams_and_reopens_the_audit_log() {
             "1000",
         ],
     );
-    let url = server.url("/v1/completions");
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let stream = tokio::spawn(async move {
-        let body = json!({"prompt": "fn f() {", "max_tokens": 300, "temperature": 0,
-                          "ignore_eos": true, "stream": true});
-        let mut resp = client().post(url).json(&body).send().await.unwrap();
-        let mut text = String::new();
-        let mut started = Some(started_tx);
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            if let Some(tx) = started.take() {
-                let _ = tx.send(());
-            }
-        }
-        sse_data(&text)
-    });
-    started_rx.await.unwrap();
+    let stream = stream_once_started(&server, 300).await;
     let rotated = dir.path().join("audit.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     server.signal("HUP");
@@ -643,12 +639,7 @@ async fn slow_headers_that_reconnect_at_once_cannot_starve_health() {
         } else {
             [127, 0, 0, 3]
         };
-        let probe = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .pool_max_idle_per_host(0)
-            .local_address(std::net::IpAddr::from(source))
-            .build()
-            .unwrap();
+        let probe = client_from(source);
         let resp = probe.get(server.url("/health")).send().await;
         let status = resp.as_ref().map(|r| r.status().as_u16()).ok();
         if source[3] == 1 {

@@ -19,7 +19,7 @@
 
 use serde::Deserialize;
 
-use super::{invalid, GenerationRequest, InvalidRequest, Limits, MAX_STOP_LEN, MAX_STOP_STRINGS};
+use super::{check_stop, invalid, sampling_params, GenerationRequest, InvalidRequest, Limits};
 use crate::{
     engine::sampling::SamplingParams,
     model::{ModelConfig, ModelTokenizer},
@@ -97,20 +97,7 @@ pub fn validate_infill(
     limits: &Limits,
 ) -> Result<(InfillOptions, GenerationRequest), InvalidRequest> {
     // Code completion wants the likeliest continuation; a client asks for sampling by name.
-    let temperature = body.temperature.unwrap_or(0.0);
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(invalid(
-            "temperature",
-            "temperature must be between 0 and 2",
-        ));
-    }
-    let top_p = body.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(invalid(
-            "top_p",
-            "top_p must be greater than 0 and at most 1",
-        ));
-    }
+    let (temperature, top_p) = sampling_params(body.temperature.unwrap_or(0.0), body.top_p)?;
     let cap = limits
         .max_tokens_cap
         .min(limits.context_length.saturating_sub(1));
@@ -119,12 +106,7 @@ pub fn validate_infill(
         _ => cap,
     };
     let stop = body.stop.unwrap_or_default();
-    if stop.len() > MAX_STOP_STRINGS || stop.iter().any(|s| s.len() > MAX_STOP_LEN) {
-        return Err(invalid(
-            "stop",
-            format!("at most {MAX_STOP_STRINGS} stop strings of at most {MAX_STOP_LEN} bytes"),
-        ));
-    }
+    check_stop(&stop)?;
     if body.input_extra.len() > MAX_EXTRA_CHUNKS {
         return Err(invalid(
             "input_extra",
