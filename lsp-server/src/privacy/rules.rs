@@ -53,6 +53,9 @@ pub struct RuleRow {
     pub secret: &'static str,
     /// A near miss that must come out unchanged.
     pub negative: &'static str,
+    /// Run on its own, not in the one automaton of all rows (`privacy::ANY_RULE`): a pattern
+    /// whose counted repetition multiplies the automaton's states with every other row's.
+    pub alone: bool,
 }
 
 /// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
@@ -68,6 +71,18 @@ macro_rules! row {
             positive: $positive,
             secret: $secret,
             negative: $negative,
+            alone: false,
+        }
+    };
+    (alone: $name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
+        RuleRow {
+            name: $name,
+            pattern: $pattern,
+            check: $check,
+            positive: $positive,
+            secret: $secret,
+            negative: $negative,
+            alone: true,
         }
     };
 }
@@ -104,7 +119,7 @@ pub fn rows() -> Vec<RuleRow> {
             "AKIA_PREFIX = 'AKIA'  # AKIAshort",
         ),
         row!(
-            "AWS secret access key (40 characters of base64)",
+            alone: "AWS secret access key (40 characters of base64)",
             // Delimited like a value (quotes, `=`, `:`, space), not a piece of a path or URL.
             r#"(?:^|["'`=:\s])(?P<secret>[A-Za-z0-9/+]{40})(?:["'`\s,;)]|$)"#,
             Mixed,
@@ -330,7 +345,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Terraform variable default",
-            r#"(?s)variable[ \t]+"(?P<name>[A-Za-z0-9_-]+)"[ \t]*\{[^}]{0,400}?(?-u:\b)default[ \t]*=[ \t]*"(?P<secret>[^"\r\n]*)""#,
+            r#"(?s)variable[ \t]+"(?P<name>[A-Za-z0-9_-]+)"[ \t]*\{[^}]*?(?-u:\b)default[ \t]*=[ \t]*"(?P<secret>[^"\r\n]*)""#,
             SecretName(Quoted),
             "variable \"db_password\" {\n  type    = string\n  default = \"Tf-pw-42x\"\n}\n",
             "Tf-pw-42x",
@@ -478,7 +493,7 @@ fn const_format_name_quoted() -> &'static str {
 fn const_format_name_fallback() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?i){NAME}[ \t]*(?::[^=\r\n]{{0,40}})?(?:=|:=)[^=\r\n][^\r\n]{{0,160}}?(?:\|\||\?\?|(?-u:\b)or(?-u:\b)|\?:)[ \t]*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)'|`(?P<secret3>[^`\r\n]*)`)"#
+            r#"(?i){NAME}[ \t]*(?::[^=\r\n]*?)?(?:=|:=)[^=\r\n][^\r\n]*?(?:\|\||\?\?|(?-u:\b)or(?-u:\b)|\?:)[ \t]*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)'|`(?P<secret3>[^`\r\n]*)`)"#
         )
     });
     PATTERN.as_str()
