@@ -9,6 +9,8 @@ to a *shape* (how it is written: `Client(sid, token)`, `--password v`, a kubecon
 `client-key-data`, ...). Whole shapes are split, by `SPLIT_SEED`, into a `tune` half and a
 `held-out` half before any rule was written (`split.json`, committed with this file): the rules
 and thresholds were tuned on `tune` only; `held-out` is scored once, at the end.
+`held-out-2` (SHAPES2, seed SEED2) was added after `held-out` had been scored and spent: 39
+shapes not in the first corpus, declared before any further rule change and scored once.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
