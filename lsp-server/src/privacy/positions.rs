@@ -511,7 +511,8 @@ mod tests {
     fn the_other_half_of_a_key_pair() {
         let text = r#"s = Store("store.internal:9000", "K7Q2M9X4B8N3P6R1T5V0", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKY")"#;
         let start = text.find("wJal").unwrap();
-        let mut spans = vec![start..start + 40];
+        let mut spans = Vec::new();
+        spans.push(start..start + 40);
         extend_to_sibling_arguments(text, &mut spans);
         let found: Vec<&str> = spans.iter().map(|s| &text[s.clone()]).collect();
         assert!(found.contains(&"K7Q2M9X4B8N3P6R1T5V0"), "{found:?}");
@@ -522,7 +523,8 @@ mod tests {
     fn concatenated_pieces() {
         let text = r#"T = "ghp_abcdefghijklmnopqrst" + "uvwxyz0123456789ABCD""#;
         let start = text.find("ghp_").unwrap();
-        let mut spans = vec![start..start + 24];
+        let mut spans = Vec::new();
+        spans.push(start..start + 24);
         extend_over_concatenation(text, &mut spans);
         assert_eq!(&text[spans[1].clone()], "uvwxyz0123456789ABCD");
     }
