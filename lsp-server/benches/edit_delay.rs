@@ -173,6 +173,11 @@ impl Lsp {
     fn spawn(binary: &Path) -> Self {
         let mut child = Command::new(binary)
             .env("GHOSTLINE_LSP_LOG", "warn")
+            // The benchmark's suggestions stay out of the person's own `ghostline-lsp stats`.
+            .env(
+                "GHOSTLINE_DATA_DIR",
+                std::env::temp_dir().join("ghostline-bench-data"),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

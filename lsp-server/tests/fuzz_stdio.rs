@@ -1207,6 +1207,8 @@ fn fuzz_stdio() {
         // Backtrace lines would read as more panics in the log check below.
         .env("RUST_BACKTRACE", "0")
         .env("GHOSTLINE_LSP_FAULT", "panic-in-inline-completion")
+        // Its suggestions stay out of the person's own `ghostline-lsp stats`.
+        .env("GHOSTLINE_DATA_DIR", log.0.join("data"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log_path).unwrap())
