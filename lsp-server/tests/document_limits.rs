@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{items, LspClient, RecordingServer};
+use common::{items, suggests, LspClient, RecordingServer};
 use serde_json::json;
 
 /// `session::MAX_DOCUMENT_BYTES`.
@@ -76,26 +76,6 @@ fn fill_the_open_document_limit(client: &mut LspClient) {
 /// A document of its own for `name` (the same text twice could be answered from memory).
 fn text(name: &str) -> String {
     format!("def {name}(x):\n    return \n")
-}
-
-/// Asks for a suggestion in `uri` (at the end of `text`'s last line): whether one came. When
-/// none did, nothing of `uri` may have reached the backend either.
-fn suggests(client: &mut LspClient, server: &RecordingServer, uri: &str) -> bool {
-    let before = server.prompts().len();
-    let response = client.request(
-        "textDocument/inlineCompletion",
-        LspClient::inline_completion_params(uri, 1, 11),
-    );
-    assert!(response.get("error").is_none(), "{response}");
-    let suggested = !items(&response).is_empty();
-    if !suggested {
-        assert_eq!(
-            server.prompts().len(),
-            before,
-            "a prompt went out for {uri}"
-        );
-    }
-    suggested
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 #[path = "fuzz/oracle.rs"]
 mod oracle;
 
-use common::{items, LspClient, RecordingServer, TempDir};
+use common::{suggests, LspClient, RecordingServer, TempDir};
 use oracle::{Oracle, Rng, Unit};
 use serde_json::json;
 
@@ -162,26 +162,6 @@ fn positions_inside_surrogate_pairs_and_past_the_end_never_crash() {
     );
     assert!(response.get("error").is_none());
     assert!(client.shutdown().success());
-}
-
-/// Asks for a suggestion at the end of `uri`'s second line: whether one came. When none did,
-/// nothing of `uri` may have reached the backend either.
-fn suggests(client: &mut LspClient, server: &RecordingServer, uri: &str) -> bool {
-    let before = server.prompts().len();
-    let response = client.request(
-        "textDocument/inlineCompletion",
-        LspClient::inline_completion_params(uri, 1, 11),
-    );
-    assert!(response.get("error").is_none(), "{response}");
-    let suggested = !items(&response).is_empty();
-    if !suggested {
-        assert_eq!(
-            server.prompts().len(),
-            before,
-            "a prompt went out for {uri}"
-        );
-    }
-    suggested
 }
 
 /// The LSP with its log (stderr) in a file, `extra_env` set, against `server`.

@@ -880,3 +880,24 @@ impl LspClient {
         }
     }
 }
+
+/// Asks for a suggestion in `uri` at line 1, character 11 (the end of a `def name(x):` body
+/// line in the tests that use it): whether one came. When none did, nothing of `uri` may
+/// have reached the backend either.
+pub fn suggests(client: &mut LspClient, server: &RecordingServer, uri: &str) -> bool {
+    let before = server.prompts().len();
+    let response = client.request(
+        "textDocument/inlineCompletion",
+        LspClient::inline_completion_params(uri, 1, 11),
+    );
+    assert!(response.get("error").is_none(), "{response}");
+    let suggested = !items(&response).is_empty();
+    if !suggested {
+        assert_eq!(
+            server.prompts().len(),
+            before,
+            "a prompt went out for {uri}"
+        );
+    }
+    suggested
+}
