@@ -176,13 +176,21 @@ fn admit_connection(
     })
 }
 
+/// A connection's `waiting` flag, put in the extensions of each of its requests (the router
+/// and its layers are built once, not per connection).
+#[derive(Clone)]
+struct ConnectionWaiting(Arc<AtomicBool>);
+
 /// Keeps a connection's `waiting` flag: false once a request's body has arrived whole, true
 /// again once its answer has ended (the connection is then idle until the next request).
 async fn track_waiting(
-    axum::extract::State(waiting): axum::extract::State<Arc<AtomicBool>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let Some(ConnectionWaiting(waiting)) = request.extensions().get::<ConnectionWaiting>().cloned()
+    else {
+        return next.run(request).await;
+    };
     let (parts, body) = request.into_parts();
     let body = if http_body::Body::is_end_stream(&body) {
         waiting.store(false, Ordering::Relaxed);
@@ -295,6 +303,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let router = router.layer(axum::middleware::from_fn(track_waiting));
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let connections = Arc::new(Mutex::new(Connections::default()));
     let graceful = GracefulShutdown::new();
@@ -340,11 +349,15 @@ pub async fn serve(
             close,
         } = admitted;
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .layer(axum::middleware::from_fn_with_state(waiting, track_waiting)),
-        );
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectionWaiting(waiting.clone()));
+                request
+            },
+        ));
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
@@ -376,13 +389,21 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_connection<IO>(
+async fn serve_connection<IO, S>(
     io: IO,
-    service: TowerToHyperService<Router>,
+    service: TowerToHyperService<S>,
     header_timeout: Duration,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            axum::http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
