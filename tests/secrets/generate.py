@@ -11,6 +11,9 @@ to a *shape* (how it is written: `Client(sid, token)`, `--password v`, a kubecon
 and thresholds were tuned on `tune` only; `held-out` is scored once, at the end.
 `held-out-2` (SHAPES2, seed SEED2) was added after `held-out` had been scored and spent: 39
 shapes not in the first corpus, declared before any further rule change and scored once.
+`held-out-3` (SHAPES3, seed SEED3) was written by someone who had not read the rules or their
+thresholds, before any further rule change: shapes in neither earlier set, in more languages and
+formats, scored once.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -914,6 +917,612 @@ def _(g):
     v = g.b64_of(pw)
     return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: web-db\ntype: Opaque\ndata:\n  password: {v}\n", one(v))
 
+
+# ---- A third held-out set (held-out-3) --------------------------------------------------
+# Written independently of the redaction code (its rules and thresholds unread), before any
+# further rule change, with a seed of its own, so that the values of the first two corpora stay
+# as they were. Shapes in neither SHAPES nor SHAPES2: more languages and file formats (Kotlin,
+# PHP, Ruby, Makefiles, Ansible, .env, INI, XML, nginx/HAProxy, GitLab CI, ...), provider URLs
+# with the secret in the path, byte and hex literals, heredocs, embedded key blocks, and
+# credential files under ordinary names.
+
+SEED3 = 2931
+SHAPES3: list[tuple[str, str, object]] = []
+
+
+def shape3(name: str, kind: str):
+    def register(fn):
+        SHAPES3.append((name, kind, fn))
+        return fn
+    return register
+
+
+def swap(v: str, chars: str) -> str:
+    """`v` with each of `chars` replaced by `x`: characters its context would end or change."""
+    return "".join("x" if c in chars else c for c in v)
+
+
+URL_UNSAFE = "@:/#%?^{}"
+RSA_PUBLIC = "MIIEowIBAAKCAQEA"  # every 2048-bit PKCS#1 RSA key starts so
+PKCS8_PUBLIC = "MIIEvgIBADANBgkqhkiG9w0BAQEFAASC"  # and every 2048-bit PKCS#8 key so
+PYPI_PUBLIC = "pypi-AgEIcHlwaS5vcmc"  # a PyPI token's macaroon header, the same for everyone
+
+
+def key_body(g, first: str, lines: int, sep: str = "\n") -> str:
+    """A PEM body: `first` (public) and random base64, 64 characters a line."""
+    body = first + g.s(B64, 64 - len(first))
+    for _ in range(lines - 1):
+        body += sep + g.s(B64, 64)
+    return body + sep + g.s(B64, 36) + "=="
+
+
+# Python ------------------------------------------------------------------------------------
+@shape3("py: bytes.fromhex(...) encryption key", "py-svc")
+def _(g):
+    v = g.hex(64)
+    return f'ENCRYPTION_KEY = bytes.fromhex("{v}")\ncipher = AESGCM(ENCRYPTION_KEY)\n', one(v)
+
+
+@shape3("py: f-string AMQP URL with a literal password", "py-svc")
+def _(g):
+    pw = swap(g.password(), URL_UNSAFE)
+    return (f'MQ_HOST = os.environ.get("MQ_HOST", "mq.internal")\nBROKER_URL = f"amqps://celery:{pw}@{{MQ_HOST}}:5671/jobs"\n',
+            one(pw))
+
+
+@shape3("py: MongoClient(mongodb+srv URI)", "py-svc")
+def _(g):
+    pw = g.b62(16)
+    return (f'mongo = MongoClient("mongodb+srv://analytics:{pw}@cluster0.{g.s(string.ascii_lowercase + string.digits, 5)}.mongodb.net/reports?retryWrites=true&w=majority")\n',
+            one(pw))
+
+
+@shape3("py: Slack incoming-webhook URL", "py-svc")
+def _(g):
+    prefix = "https://hooks.slack.com/services/"
+    v = prefix + "T0" + g.s(UPPER_NUM, 9) + "/B0" + g.s(UPPER_NUM, 9) + "/" + g.b62(24)
+    return f'SLACK_WEBHOOK_URL = "{v}"\n\n\ndef notify(msg):\n    requests.post(SLACK_WEBHOOK_URL, json={{"text": msg}}, timeout=5)\n', one(v, len(prefix))
+
+
+@shape3("py: Telegram bot token inside the API URL", "py-svc")
+def _(g):
+    tok = f"{g.r.randint(10**8, 10**10 - 1)}:AA{g.s(URLSAFE, 33)}"
+    return (f'\n\nCHAT_ID = -100{g.r.randint(10**9, 10**10 - 1)}\n\n\ndef alert(text):\n    requests.post("https://api.telegram.org/bot{tok}/sendMessage", data={{"chat_id": CHAT_ID, "text": text}})\n',
+            one(tok))
+
+
+@shape3("py: triple-quoted PEM private key for paramiko", "py-svc")
+def _(g):
+    body = key_body(g, RSA_PUBLIC, 6)
+    return (f'\n\nDEPLOY_KEY = """-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----\n"""\n'
+            f'pkey = paramiko.RSAKey.from_private_key(io.StringIO(DEPLOY_KEY))\n', one(body, len(RSA_PUBLIC)))
+
+
+@shape3("py: hmac.new(b\"whsec_...\") byte literal", "py-svc")
+def _(g):
+    v = "whsec_" + g.b62(32)
+    return (f'\n\ndef verify(request):\n    expected = hmac.new(b"{v}", request.body, hashlib.sha256).hexdigest()\n    return hmac.compare_digest(expected, request.headers["Stripe-Signature"])\n',
+            one(v, 6))
+
+
+# Rust --------------------------------------------------------------------------------------
+@shape3("rs: PgConnectOptions builder .password(v)", "rust-fn")
+def _(g):
+    pw = g.password()
+    return (f'    let opts = PgConnectOptions::new()\n        .host(host)\n        .username("billing")\n        .password("{pw}")\n        .database("billing");\n',
+            one(pw))
+
+
+@shape3("rs: static byte-string key b\"...\"", "rust-fn")
+def _(g):
+    v = g.b62(40)
+    return f'    static WEBHOOK_KEY: &[u8] = b"{v}";\n    let mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_KEY)?;\n', one(v)
+
+
+@shape3("rs: format! URL with a literal password", "rust-fn")
+def _(g):
+    pw = swap(g.password(), URL_UNSAFE)
+    return f'    let url = format!("postgres://reporting:{pw}@{{host}}:5432/reports");\n', one(pw)
+
+
+# Go ----------------------------------------------------------------------------------------
+@shape3("go: hex.DecodeString(key literal)","go-svc")
+def _(g):
+    v = g.hex(64)
+    return f'\tkey, _ := hex.DecodeString("{v}")\n\tblock, err := aes.NewCipher(key)\n\tif err != nil {{\n\t\treturn err\n\t}}\n\t_ = block\n', one(v)
+
+
+@shape3("go: amqp.Dial URI with a password","go-svc")
+def _(g):
+    pw = swap(g.password(), URL_UNSAFE)
+    return f'\tconn, err := amqp.Dial("amqp://orders:{pw}@rabbitmq.internal:5672/orders")\n\tif err != nil {{\n\t\treturn err\n\t}}\n\tdefer conn.Close()\n', one(pw)
+
+
+@shape3("go: raw-string const github_pat_","go-svc")
+def _(g):
+    v = "github_pat_" + g.b62(22) + "_" + g.b62(59)
+    return f'\tconst ghToken = `{v}`\n\treq.Header.Set("Authorization", "Bearer "+ghToken)\n', one(v, 11)
+
+
+@shape3("go: http.Header map literal PRIVATE-TOKEN","go-svc")
+def _(g):
+    v = "glpat-" + g.s(URLSAFE, 20)
+    return f'\treq.Header = http.Header{{"PRIVATE-TOKEN": {{"{v}"}}, "Accept": {{"application/json"}}}}\n', one(v, 6)
+
+
+# TypeScript / JavaScript -------------------------------------------------------------------
+@shape3("ts: new Stripe(rk_live_ restricted key)", "typescript")
+def _(g):
+    v = "rk_live_" + g.b62(58)
+    return f'const stripe = new Stripe("{v}", {{ apiVersion: "2024-06-20" }});\n', one(v, 8)
+
+
+@shape3("ts: sgMail.setApiKey(SG.)", "typescript")
+def _(g):
+    v = "SG." + g.s(URLSAFE, 22) + "." + g.s(URLSAFE, 43)
+    return f'sgMail.setApiKey("{v}");\n', one(v, 3)
+
+
+@shape3("ts: WebSocket URL with access_token query", "typescript")
+def _(g):
+    v = g.b62(40)
+    return f'const ws = new WebSocket("wss://stream.acme.example/v2/quotes?symbols=EURUSD&access_token={v}");\n', one(v)
+
+
+@shape3("js: express-session secret option", "javascript")
+def _(g):
+    v = g.b62(32)
+    return f'app.use(session({{ secret: "{v}", resave: false, saveUninitialized: false }}));\n', one(v)
+
+
+@shape3("js: discord.js client.login(bot token)", "javascript")
+def _(g):
+    uid = str(g.r.randint(10**17, 10**19 - 1))
+    v = base64.b64encode(uid.encode()).decode().rstrip("=") + "." + g.s(URLSAFE, 6) + "." + g.s(URLSAFE, 38)
+    return f'const bot = new Client({{ intents: [GatewayIntentBits.Guilds] }});\nbot.login("{v}");\n', one(v)
+
+
+# Java / Kotlin -----------------------------------------------------------------------------
+@shape3("java: HikariConfig.setPassword(v)", "java-method")
+def _(g):
+    pw = g.password()
+    return f'        config.setUsername("app");\n        config.setPassword("{pw}");\n', one(pw)
+
+
+@shape3("java: KeyStore.load(in, \"pw\".toCharArray())", "java-method")
+def _(g):
+    pw = g.password()
+    return (f'        KeyStore ks = KeyStore.getInstance("PKCS12");\n        ks.load(new FileInputStream("tls/server.p12"), "{pw}".toCharArray());\n',
+            one(pw))
+
+
+@shape3("java: MongoCredential.createCredential(user, db, pw)", "java-method")
+def _(g):
+    pw = g.password()
+    return f'        MongoCredential cred = MongoCredential.createCredential("reporting", "admin", "{pw}".toCharArray());\n', one(pw)
+
+
+@shape3("kt: const val in a companion object", "kotlin")
+def _(g):
+    v = g.b62(48)
+    return f'    companion object {{\n        const val SIGNING_SECRET = "{v}"\n    }}\n\n', one(v)
+
+
+@shape3("kt: Request.Builder().addHeader(Authorization, token)", "kotlin")
+def _(g):
+    v = "ghp_" + g.b62(36)
+    return (f'    fun repos() = Request.Builder()\n        .url("https://api.github.com/user/repos")\n        .addHeader("Authorization", "token {v}")\n        .build()\n\n',
+            one(v, 4))
+
+
+@shape3("gradle.kts: repository credentials { password = }", "gradle-kts")
+def _(g):
+    pw = g.password()
+    return f'            credentials {{\n                username = "deployer"\n                password = "{pw}"\n            }}\n', one(pw)
+
+
+# C# ----------------------------------------------------------------------------------------
+@shape3("cs: Azure Storage connection string AccountKey=", "csharp")
+def _(g):
+    v = base64.b64encode(bytes(g.r.randrange(256) for _ in range(64))).decode()
+    return (f'        var blobs = new BlobServiceClient("DefaultEndpointsProtocol=https;AccountName=acmelogs;AccountKey={v};EndpointSuffix=core.windows.net");\n',
+            one(v))
+
+
+@shape3("cs: new ClientSecretCredential(tenant, client, secret)", "csharp")
+def _(g):
+    v = g.s(URLSAFE, 3) + str(g.r.randrange(10)) + "Q~" + g.s(URLSAFE + "~.", 34)
+    return f'        var credential = new ClientSecretCredential("{g.uuid()}", "{g.uuid()}", "{v}");\n', one(v)
+
+
+# PHP / Ruby --------------------------------------------------------------------------------
+@shape3("php: new PDO(dsn, user, pw)", "php")
+def _(g):
+    pw = g.password()
+    return (f"$pdo = new PDO('mysql:host=db;dbname=shop;charset=utf8mb4', 'shop', '{pw}', [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);\n\n",
+            one(pw))
+
+
+@shape3("php: define('AUTH_KEY', salt)", "php")
+def _(g):
+    alphabet = B62 + "!@#%^&*()-_=+[]{}<>~;:,.|/?"
+    a, b = g.s(alphabet, 64), g.s(alphabet, 64)
+    return f"define('AUTH_KEY',         '{a}');\ndefine('SECURE_AUTH_KEY',  '{b}');\n\n", [(a, 0), (b, 0)]
+
+
+@shape3("rb: Devise config.secret_key", "ruby")
+def _(g):
+    v = g.hex(128)
+    return f'Devise.setup do |config|\n  config.mailer_sender = "no-reply@acme.example"\n  config.secret_key = "{v}"\nend\n', one(v)
+
+
+@shape3("rb: req.basic_auth without parentheses", "ruby")
+def _(g):
+    pw = g.password()
+    return f'\nreq = Net::HTTP::Get.new(URI("https://ci.acme.example/api/json"))\nreq.basic_auth "deploy", "{pw}"\n', one(pw)
+
+
+# SQL ---------------------------------------------------------------------------------------
+@shape3("sql: CREATE USER MAPPING ... OPTIONS (password)", "sql")
+def _(g):
+    pw = g.password().replace("'", "x")
+    return f"CREATE USER MAPPING FOR reporting SERVER legacy_erp OPTIONS (user 'erp_reader', password '{pw}');\n", one(pw)
+
+
+@shape3("sql: CHANGE MASTER TO MASTER_PASSWORD", "sql")
+def _(g):
+    pw = g.password().replace("'", "x")
+    return f"CHANGE MASTER TO MASTER_HOST='db-primary', MASTER_USER='repl', MASTER_PASSWORD='{pw}', MASTER_AUTO_POSITION=1;\n", one(pw)
+
+
+@shape3("sql: INSERT seeding an API key", "sql")
+def _(g):
+    v = g.hex(32)
+    return f"INSERT INTO integrations (name, api_key, created_at) VALUES ('mailchimp', '{v}-us14', now());\n", one(v)
+
+
+# Shell -------------------------------------------------------------------------------------
+@shape3("sh: heredoc writing ~/.pypirc", "shell")
+def _(g):
+    v = PYPI_PUBLIC + g.s(URLSAFE, 120)
+    return f"cat > ~/.pypirc <<EOF\n[pypi]\nusername = __token__\npassword = {v}\nEOF\n", one(v, len(PYPI_PUBLIC))
+
+
+@shape3("sh: curl -d client_secret= form field", "shell")
+def _(g):
+    v = g.s(URLSAFE, 40)
+    return (f"curl -fsS -X POST https://login.acme.example/oauth2/token -d grant_type=client_credentials -d client_id=reporting -d client_secret={v}\n",
+            one(v))
+
+
+@shape3("sh: curl -H Authorization: Basic base64", "shell")
+def _(g):
+    v = g.b64_of(f"jenkins-bot:{g.password()}")
+    return f'curl -fsS -X POST -H "Authorization: Basic {v}" https://jenkins.internal/job/deploy/build\n', one(v)
+
+
+@shape3("sh: openssl enc -pass pass:v", "shell")
+def _(g):
+    pw = swap(g.password(), "!#*^~")
+    return f"openssl enc -aes-256-cbc -pbkdf2 -salt -pass pass:{pw} -in shop.sql -out shop.sql.enc\n", one(pw)
+
+
+@shape3("sh: gpg --passphrase", "shell")
+def _(g):
+    pw = g.password()
+    return f"gpg --batch --yes --pinentry-mode loopback --passphrase '{pw}' --detach-sign dist/release.tar.gz\n", one(pw)
+
+
+@shape3("sh: heredoc PGP private key block into gpg --import", "shell")
+def _(g):
+    body = key_body(g, "lQOYBG", 5)
+    return (f"gpg --batch --import <<'KEY'\n-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{body}\n={g.s(B64, 4)}\n-----END PGP PRIVATE KEY BLOCK-----\nKEY\n",
+            one(body, 6))
+
+
+# Makefile ----------------------------------------------------------------------------------
+@shape3("make: recipe twine upload -p token", "makefile")
+def _(g):
+    v = PYPI_PUBLIC + g.s(URLSAFE, 120)
+    return f"release: build\n\ttwine upload -u __token__ -p {v} dist/*\n\n", one(v, len(PYPI_PUBLIC))
+
+
+@shape3("make: ?= default for a secret variable", "makefile")
+def _(g):
+    v = g.hex(40)
+    return (f'DEPLOY_HOOK_SECRET ?= {v}\n\nnotify:\n\tcurl -fsS -H "X-Hook-Secret: $(DEPLOY_HOOK_SECRET)" https://deploy.acme.example/hook\n\n',
+            one(v))
+
+
+# Dockerfile / compose ----------------------------------------------------------------------
+@shape3("docker: RUN echo _authToken into .npmrc", "dockerfile")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return f'RUN echo "//registry.npmjs.org/:_authToken={v}" > /root/.npmrc && npm ci && rm /root/.npmrc\n', one(v, 4)
+
+
+@shape3("docker: ENV with several KEY=value pairs", "dockerfile")
+def _(g):
+    v = g.hex(32)
+    return f"ENV APP_ENV=production \\\n    ALGOLIA_ADMIN_KEY={v} \\\n    LOG_LEVEL=info\n", one(v)
+
+
+@shape3("compose: flow-mapping environment", "compose3")
+def _(g):
+    pw = g.password()
+    return (f'  minio:\n    image: minio/minio:latest\n    environment: {{ MINIO_ROOT_USER: admin, MINIO_ROOT_PASSWORD: "{pw}" }}\n',
+            one(pw))
+
+
+@shape3("compose: command with broker URL credentials", "compose3")
+def _(g):
+    pw = swap(g.password(), URL_UNSAFE)
+    return f"  worker:\n    build: .\n    command: celery -A app worker --broker amqp://celery:{pw}@mq:5672//\n", one(pw)
+
+
+# Helm / Kubernetes -------------------------------------------------------------------------
+@shape3("helm: minio accessKey/secretKey pair", "helm")
+def _(g):
+    k, s = g.s(UPPER_NUM, 20), g.b62(40)
+    return f'minio:\n  accessKey: "{k}"\n  secretKey: "{s}"\n', [(k, 0), (s, 0)]
+
+
+@shape3("helm: block scalar config file with a password", "helm")
+def _(g):
+    pw = swap(g.password(), "#;")
+    return f"config: |\n  [database]\n  host = postgres\n  user = app\n  password = {pw}\n", one(pw)
+
+
+@shape3("k8s: container command with a psql URL", "k8s")
+def _(g):
+    pw = swap(g.password(), URL_UNSAFE)
+    return (f'        command: ["sh", "-c", "psql postgresql://migrator:{pw}@db:5432/app -f /migrations/up.sql && exec /app/server"]\n',
+            one(pw))
+
+
+@shape3("k8s: probe httpHeaders Authorization Bearer", "k8s")
+def _(g):
+    v = g.b62(40)
+    return (f'        readinessProbe:\n          httpGet:\n            path: /healthz\n            port: 8080\n            httpHeaders:\n              - name: Authorization\n                value: "Bearer {v}"\n',
+            one(v))
+
+
+# Terraform / Ansible -----------------------------------------------------------------------
+@shape3("tf: heredoc user_data writing a password", "terraform")
+def _(g):
+    pw = swap(g.password(), "\"$`\\")
+    return (f'resource "aws_instance" "worker" {{\n  ami           = "ami-0c55b159cbfafe1f0"\n  instance_type = "t3.small"\n  user_data     = <<-EOT\n    #!/bin/bash\n    echo "DB_PASSWORD={pw}" >> /etc/worker.env\n    systemctl restart worker\n  EOT\n}}\n',
+            one(pw))
+
+
+@shape3("tfvars: map of integration keys", "tfvars")
+def _(g):
+    a, b = g.b62(20), g.hex(32)
+    return f'integration_keys = {{\n  pagerduty = "{a}"\n  datadog   = "{b}"\n}}\n', [(a, 0), (b, 0)]
+
+
+@shape3("ansible: vars ansible_become_pass", "ansible")
+def _(g):
+    pw = g.password()
+    return f'    ansible_become_pass: "{pw}"\n', one(pw)
+
+
+@shape3("ansible: get_url url_password", "ansible")
+def _(g):
+    pw = g.password()
+    return (f'  tasks:\n    - name: Fetch the release\n      ansible.builtin.get_url:\n        url: https://artifacts.acme.example/app/app-1.4.2.tar.gz\n        dest: /opt/app/app.tar.gz\n        url_username: ansible\n        url_password: "{pw}"\n',
+            one(pw))
+
+
+# TOML / JSON / .env / .properties / INI ----------------------------------------------------
+@shape3("toml: [jwt] signing_key", "toml")
+def _(g):
+    v = base64.b64encode(bytes(g.r.randrange(256) for _ in range(32))).decode()
+    return f'[jwt]\nissuer = "acme"\nsigning_key = "{v}"\n', one(v)
+
+
+@shape3("toml: [[webhooks]] api_secret", "toml")
+def _(g):
+    v = g.b62(40)
+    return f'\n[[webhooks]]\nname = "billing"\nurl = "https://billing.acme.example/hooks"\napi_secret = "{v}"\n', one(v)
+
+
+@shape3("json: Discord webhook URL", "json")
+def _(g):
+    prefix = "https://discord.com/api/webhooks/"
+    v = prefix + str(g.r.randint(10**17, 10**18 - 1)) + "/" + g.s(URLSAFE, 68)
+    return f'  "alerts": {{ "discord": "{v}" }},\n', one(v, len(prefix))
+
+
+@shape3("json: signing passphrase", "json")
+def _(g):
+    pw = g.password()
+    return f'  "signing": {{ "keystore": "release.jks", "alias": "release", "passphrase": "{pw}" }},\n', one(pw)
+
+
+@shape3("env: double-quoted shpat_ token", "dotenv")
+def _(g):
+    v = "shpat_" + g.hex(32)
+    return f'SHOPIFY_ADMIN_TOKEN="{v}"\n', one(v, 6)
+
+
+@shape3("env: export NAME='v' single-quoted", "dotenv")
+def _(g):
+    v = g.hex(32)
+    return f"export TWILIO_AUTH_TOKEN='{v}'\n", one(v)
+
+
+@shape3("env: escaped multi-line PEM in one quoted value", "dotenv")
+def _(g):
+    body = key_body(g, PKCS8_PUBLIC, 4, sep="\\n")
+    return f'JWT_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----\\n"\n', one(body, len(PKCS8_PUBLIC))
+
+
+@shape3("properties: key: value with a colon separator", "properties")
+def _(g):
+    pw = g.password()
+    return f"server.ssl.key-store=classpath:keystore.p12\nserver.ssl.key-store-password: {pw}\n", one(pw)
+
+
+@shape3("properties: spring oauth2 client-secret", "properties")
+def _(g):
+    v = g.hex(40)
+    return f"spring.security.oauth2.client.registration.github.client-secret={v}\n", one(v)
+
+
+@shape3("ini: [ldap] bind_pw", "ini")
+def _(g):
+    pw = swap(g.password(), "#;")
+    return f"[ldap]\nuri = ldaps://ldap.acme.example\nbind_dn = cn=svc-orders,ou=services,dc=acme,dc=example\nbind_pw = {pw}\n\n", one(pw)
+
+
+@shape3("ini: supervisord environment= pairs", "ini")
+def _(g):
+    v = g.hex(20)
+    return (f'[program:worker]\ncommand = /opt/app/bin/worker\nenvironment = QUEUE_URL="sqs://eu-west-1/jobs",PUSHER_SECRET="{v}"\n\n',
+            one(v))
+
+
+# XML ---------------------------------------------------------------------------------------
+@shape3("xml: web.config connectionString Password=", "webconfig")
+def _(g):
+    pw = g.password()
+    return (f'  <connectionStrings>\n    <add name="Shop" connectionString="Data Source=sql01;Initial Catalog=Shop;User ID=shop_web;Password={pw}" providerName="System.Data.SqlClient" />\n  </connectionStrings>\n',
+            one(pw))
+
+
+@shape3("xml: appSettings <add key value> secret", "webconfig")
+def _(g):
+    v = g.s(URLSAFE, 80)
+    return f'  <appSettings>\n    <add key="PayPal:ClientSecret" value="{v}" />\n  </appSettings>\n', one(v)
+
+
+@shape3("xml: Spring bean <property name=password value=>", "springxml")
+def _(g):
+    pw = g.password()
+    return (f'    <bean id="dataSource" class="org.apache.commons.dbcp2.BasicDataSource" destroy-method="close">\n'
+            f'        <property name="url" value="jdbc:mysql://db:3306/shop"/>\n        <property name="username" value="shop"/>\n'
+            f'        <property name="password" value="{pw}"/>\n    </bean>\n', one(pw))
+
+
+# Notebooks ---------------------------------------------------------------------------------
+@shape3("ipynb: os.environ[...] = key assignment", "notebook")
+def _(g):
+    v = "sk-ant-api03-" + g.s(URLSAFE, 93) + "AA"
+    return f'    "os.environ[\\"ANTHROPIC_API_KEY\\"] = \\"{v}\\"\\n",\n', one(v, 13)
+
+
+@shape3("ipynb: password on its own line of a multi-line call", "notebook")
+def _(g):
+    pw = g.password()
+    return ('    "conn = snowflake.connector.connect(\\n",\n    "    account=\\"acme-eu1\\",\\n",\n    "    user=\\"ANALYST\\",\\n",\n'
+            f'    "    password=\\"{pw}\\",\\n",\n    ")\\n",\n', one(pw))
+
+
+# CI ----------------------------------------------------------------------------------------
+@shape3("gha: run block export NAME=v", "gha")
+def _(g):
+    v = g.uuid()
+    return f"      - name: Release\n        run: |\n          export HEROKU_API_KEY={v}\n          heroku container:release web -a acme-shop\n", one(v)
+
+
+@shape3("gha: docker run -e NAME=v", "gha")
+def _(g):
+    v = g.uuid()
+    return f"      - run: docker run --rm -v $PWD:/app -e SNYK_TOKEN={v} snyk/snyk:docker snyk test\n", one(v)
+
+
+@shape3("gitlab-ci: script curl --header PRIVATE-TOKEN", "gitlabci")
+def _(g):
+    v = "glpat-" + g.s(URLSAFE, 20)
+    return f"    - 'curl --fail --header \"PRIVATE-TOKEN: {v}\" \"$CI_API_V4_URL/projects/42/releases\"'\n", one(v, 6)
+
+
+@shape3("gitlab-ci: npm config set _authToken", "gitlabci")
+def _(g):
+    v = g.uuid()
+    return f"    - npm config set //npm.acme.example/:_authToken {v}\n    - npm publish\n", one(v)
+
+
+# nginx / HAProxy ---------------------------------------------------------------------------
+@shape3("nginx: proxy_set_header Authorization Basic", "nginx")
+def _(g):
+    v = g.b64_of(f"kibana:{g.password()}")
+    return f'        proxy_set_header Authorization "Basic {v}";\n', one(v)
+
+
+@shape3("haproxy: stats auth user:pw", "haproxy")
+def _(g):
+    pw = swap(g.password(), "#: ")
+    return f"listen stats\n    bind *:8404\n    stats enable\n    stats uri /stats\n    stats auth admin:{pw}\n\n", one(pw)
+
+
+@shape3("haproxy: userlist insecure-password", "haproxy")
+def _(g):
+    pw = swap(g.password(), "#")
+    return f"userlist ops\n    user admin insecure-password {pw}\n\n", one(pw)
+
+
+# Credential files under other names -------------------------------------------------------
+@shape3("file: htpasswd lines", "own:htpasswd")
+def _(g):
+    salt = "./" + B62
+    apr = "$apr1$" + g.s(salt, 8) + "$" + g.s(salt, 22)
+    bcr = "$2y$05$" + g.s(salt, 53)
+    return f"admin:{apr}\nmetrics:{bcr}\n", [(apr, 6), (bcr, 7)]
+
+
+@shape3("file: .git-credentials format", "own:gitcreds")
+def _(g):
+    a, b = "ghp_" + g.b62(36), "glpat-" + g.s(URLSAFE, 20)
+    return f"https://ci-bot:{a}@github.com\nhttps://oauth2:{b}@gitlab.acme.example\n", [(a, 4), (b, 6)]
+
+
+@shape3("file: .npmrc with _authToken", "own:npmrc")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return f"registry=https://registry.npmjs.org/\n//registry.npmjs.org/:_authToken={v}\nalways-auth=true\n", one(v, 4)
+
+
+@shape3("file: Maven settings.xml server password", "own:mvnsettings")
+def _(g):
+    pw = g.password()
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<settings xmlns="http://maven.apache.org/SETTINGS/1.0.0">\n  <servers>\n'
+            f'    <server>\n      <id>nexus-releases</id>\n      <username>deployment</username>\n      <password>{pw}</password>\n    </server>\n'
+            '  </servers>\n</settings>\n', one(pw))
+
+
+@shape3("file: PEM private key in a .txt", "own:pemtxt")
+def _(g):
+    body = key_body(g, RSA_PUBLIC, 8)
+    return f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----\n", one(body, len(RSA_PUBLIC))
+
+
+@shape3("file: GCP service-account JSON under another name", "own:gcpsa")
+def _(g):
+    kid = g.hex(40)
+    body = key_body(g, PKCS8_PUBLIC, 6, sep="\\n")
+    project = "acme-" + g.s(string.ascii_lowercase, 6)
+    pem = "-----BEGIN PRIVATE KEY-----\\n" + body + "\\n-----END PRIVATE KEY-----\\n"
+    text = ("{\n"
+            '  "type": "service_account",\n'
+            f'  "project_id": "{project}",\n'
+            f'  "private_key_id": "{kid}",\n'
+            f'  "private_key": "{pem}",\n'
+            f'  "client_email": "loader@{project}.iam.gserviceaccount.com",\n'
+            f'  "client_id": "{g.r.randint(10**20, 10**21 - 1)}",\n'
+            '  "auth_uri": "https://accounts.google.com/o/oauth2/auth",\n'
+            '  "token_uri": "https://oauth2.googleapis.com/token"\n'
+            "}\n")
+    return text, [(kid, 0), (body, len(PKCS8_PUBLIC))]
+
+
+@shape3("file: MySQL option file [client]", "own:mycnf")
+def _(g):
+    pw = g.password()
+    return f'[client]\nuser=backup\npassword="{pw}"\nhost=db.internal\n', one(pw)
+
+
 FILE_KINDS = {
     # kind: (paths for instance 0 and 1, language id, header, footer, indent-free ordinary code)
     "python": (["app/settings.py", "jobs/sync.py"], "python",
@@ -970,9 +1579,82 @@ FILE_KINDS = {
     "ci": ([".github/workflows/release.yml", ".gitlab/ci/deploy.yml"], "yaml",
            "name: release\non:\n  push:\n    tags: [\"v*\"]\njobs:\n  publish:\n    runs-on: ubuntu-latest\n    env:\n",
            "    steps:\n      - uses: actions/checkout@v4\n      - run: npm ci && npm publish\n"),
+    # Kinds added with held-out-3 (SHAPES3); the kinds above are as they were.
+    "py-svc": (["services/notify.py", "app/crypto.py"], "python",
+               "import hashlib\nimport hmac\nimport io\nimport os\n\nimport paramiko\nimport requests\nfrom cryptography.hazmat.primitives.ciphers.aead import AESGCM\nfrom pymongo import MongoClient\n\n",
+               "\n\ndef chunks(items, size):\n    for i in range(0, len(items), size):\n        yield items[i:i + size]\n"),
+    "go-svc": (["internal/consumer/consumer.go", "cmd/consumer/main.go"], "go",
+               "package consumer\n\nimport (\n\t\"crypto/aes\"\n\t\"encoding/hex\"\n\t\"net/http\"\n\n\tamqp \"github.com/rabbitmq/amqp091-go\"\n)\n\nfunc start(req *http.Request) error {\n",
+               "\treturn nil\n}\n\nfunc queueName(tenant string) string {\n\treturn \"orders.\" + tenant\n}\n"),
+    "rust-fn": (["src/db.rs", "src/webhooks.rs"], "rust",
+                "use hmac::{Hmac, Mac};\nuse sha2::Sha256;\nuse sqlx::postgres::{PgConnectOptions, PgPoolOptions};\n\npub async fn connect(host: &str) -> anyhow::Result<sqlx::PgPool> {\n",
+                "    let pool = PgPoolOptions::new().max_connections(8).connect_lazy_with(PgConnectOptions::new().host(host));\n    Ok(pool)\n}\n"),
+    "javascript": (["server/index.js", "bot/index.js"], "javascript",
+                   "const express = require(\"express\");\nconst session = require(\"express-session\");\nconst { Client, GatewayIntentBits } = require(\"discord.js\");\n\nconst app = express();\n",
+                   "\napp.get(\"/healthz\", (req, res) => res.send(\"ok\"));\napp.listen(process.env.PORT || 3000);\n"),
+    "java-method": (["src/main/java/com/acme/config/DataConfig.java", "reporting/src/main/java/com/acme/config/DataConfig.java"], "java",
+                    "package com.acme.config;\n\nimport com.mongodb.MongoCredential;\nimport com.zaxxer.hikari.HikariConfig;\nimport java.io.FileInputStream;\nimport java.security.KeyStore;\n\npublic final class DataConfig {\n    public static HikariConfig hikari() throws Exception {\n        HikariConfig config = new HikariConfig();\n        config.setJdbcUrl(\"jdbc:postgresql://db:5432/app\");\n",
+                    "        config.setMaximumPoolSize(10);\n        return config;\n    }\n\n    private DataConfig() {}\n}\n"),
+    "kotlin": (["app/src/main/kotlin/com/acme/ApiClient.kt", "sync/src/main/kotlin/com/acme/ApiClient.kt"], "kotlin",
+               "package com.acme\n\nimport okhttp3.OkHttpClient\nimport okhttp3.Request\n\nclass ApiClient(private val http: OkHttpClient) {\n",
+               "    fun ping(): Boolean =\n        http.newCall(Request.Builder().url(\"https://api.acme.example/ping\").build()).execute().isSuccessful\n}\n"),
+    "gradle-kts": (["build.gradle.kts", "publishing/build.gradle.kts"], "kotlin",
+                   "plugins {\n    `java-library`\n    `maven-publish`\n}\n\npublishing {\n    repositories {\n        maven {\n            url = uri(\"https://nexus.acme.example/repository/releases/\")\n",
+                   "        }\n    }\n}\n"),
+    "php": (["config/database.php", "wp-config.php"], "php",
+            "<?php\n\ndeclare(strict_types=1);\n\n",
+            "function table_prefix(): string\n{\n    return 'wp_';\n}\n"),
+    "ruby": (["config/initializers/devise.rb", "config/initializers/ci.rb"], "ruby",
+             "# frozen_string_literal: true\n\nrequire \"net/http\"\n\n",
+             "\ndef retry_delay(attempt)\n  [2**attempt, 30].min\nend\n"),
+    "makefile": (["Makefile", "deploy/release.mk"], "makefile",
+                 ".PHONY: build test release notify\n\nVERSION ?= $(shell git describe --tags --always)\n\nbuild:\n\tpython -m build\n\n",
+                 "test:\n\tpytest -q\n"),
+    "compose3": (["deploy/compose.prod.yml", "docker-compose.override.yml"], "yaml",
+                 "services:\n  web:\n    build: .\n    ports:\n      - \"8000:8000\"\n",
+                 "volumes:\n  pgdata: {}\n"),
+    "tfvars": (["infra/prod.tfvars", "infra/env/staging.auto.tfvars"], "terraform-vars",
+               "region         = \"eu-west-1\"\ninstance_count = 3\n\n",
+               "\ntags = {\n  team = \"platform\"\n}\n"),
+    "ansible": (["ansible/deploy.yml", "ansible/roles/app/tasks/site.yml"], "yaml",
+                "- hosts: app\n  become: true\n  vars:\n    app_user: app\n",
+                "  handlers:\n    - name: restart app\n      ansible.builtin.service:\n        name: app\n        state: restarted\n"),
+    "dotenv": ([".env.production", "services/api/.env.local"], "dotenv",
+               "NODE_ENV=production\nPORT=8080\nLOG_LEVEL=info\n",
+               "SENTRY_ENVIRONMENT=production\n"),
+    "ini": (["config/app.ini", "deploy/supervisord.conf"], "ini",
+            "[app]\nname = orders\ndebug = false\n\n",
+            "[logging]\nlevel = INFO\n"),
+    "webconfig": (["src/Shop.Web/Web.config", "src/Shop.Admin/Web.config"], "xml",
+                  "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<configuration>\n",
+                  "  <system.web>\n    <compilation debug=\"false\" targetFramework=\"4.8\" />\n  </system.web>\n</configuration>\n"),
+    "springxml": (["src/main/resources/applicationContext.xml", "src/main/webapp/WEB-INF/datasource.xml"], "xml",
+                  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<beans xmlns=\"http://www.springframework.org/schema/beans\"\n       xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"\n       xsi:schemaLocation=\"http://www.springframework.org/schema/beans https://www.springframework.org/schema/beans/spring-beans.xsd\">\n",
+                  "    <bean id=\"txManager\" class=\"org.springframework.jdbc.datasource.DataSourceTransactionManager\">\n        <property name=\"dataSource\" ref=\"dataSource\"/>\n    </bean>\n</beans>\n"),
+    "gha": ([".github/workflows/deploy.yml", ".github/workflows/nightly.yml"], "yaml",
+            "name: deploy\non:\n  workflow_dispatch:\njobs:\n  deploy:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n",
+            "      - run: echo \"deployed ${{ github.sha }}\"\n"),
+    "gitlabci": ([".gitlab-ci.yml", "ci/publish.gitlab-ci.yml"], "yaml",
+                 "stages: [build, publish]\n\npublish:\n  stage: publish\n  image: node:20\n  script:\n",
+                 "  rules:\n    - if: $CI_COMMIT_TAG\n"),
+    "nginx": (["deploy/nginx/default.conf", "deploy/nginx/kibana.conf"], "nginx",
+              "upstream app {\n    server app:8000;\n}\n\nserver {\n    listen 80;\n    server_name acme.example;\n\n    location / {\n        proxy_pass http://app;\n        proxy_set_header Host $host;\n",
+              "    }\n}\n"),
+    "haproxy": (["deploy/haproxy/haproxy.cfg", "deploy/haproxy/edge.cfg"], "haproxy",
+                "global\n    log stdout format raw local0\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n",
+                "backend app\n    server app1 app:8000 check\n"),
 }
 
 OWN_PATHS = {
+    # held-out-3's
+    "htpasswd": ["deploy/nginx/users.txt", "ops/basic-auth.list"],
+    "gitcreds": ["ci/git-store", "ops/git-auth.txt"],
+    "npmrc": ["ci/npm-config", "ops/registry.cfg"],
+    "mvnsettings": ["ci/maven.xml", "ops/m2-deploy.xml"],
+    "pemtxt": ["docs/deploy-key.txt", "ops/backup-signing.txt"],
+    "gcpsa": ["config/bigquery.json", "deploy/gcs-writer.json"],
+    "mycnf": ["ops/backup.cnf", "db/replica-client.conf"],
+    # held-out-2's and the first corpus's
     "netrc2": ["deploy/ftp-login.txt", "ops/anon.netrc"],
     "kubeconfig2": ["clusters/edge.yaml", "clusters/edge-ci.yaml"],
     "k8s-multi": ["deploy/k8s/web.yaml", "deploy/k8s/web-canary.yaml"],
@@ -985,7 +1667,9 @@ OWN_PATHS = {
     "dockercfg": ["ci/registry-auth.json", "ops/docker-auth.json"],
 }
 OWN_LANG = {"netrc2": "plaintext", "kubeconfig2": "yaml", "k8s-multi": "yaml", "k8s-secret": "yaml", "kubeconfig": "yaml", "netrc": "plaintext", "pgpass": "plaintext",
-            "awscreds": "ini", "dockercfg": "json"}
+            "awscreds": "ini", "dockercfg": "json",
+            "htpasswd": "plaintext", "gitcreds": "plaintext", "npmrc": "ini", "mvnsettings": "xml", "pemtxt": "plaintext",
+            "gcpsa": "json", "mycnf": "ini"}
 
 INSTANCES = 2
 
@@ -1048,6 +1732,33 @@ def main() -> None:
                 files[key]["parts"].append(snippet)
             for value, public in values:
                 plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
+    g3 = Gen(random.Random(SEED3))
+    names3 = [name for name, _, _ in SHAPES3]
+    assert len(set(names3)) == len(names3) and not set(names3) & (set(names) | set(names2))
+    kind_of: dict[str, str] = {}  # held-out-3's paths: one kind each
+    for name, kind, fn in SHAPES3:
+        h = "held-out-3"
+        for instance in range(INSTANCES):
+            snippet, values = fn(g3)
+            if kind.startswith("own:"):
+                own = kind[4:]
+                n = own_used.get((h, own), 0)
+                own_used[(h, own)] = n + 1
+                path = OWN_PATHS[own][n]
+                key = (h, path)
+                assert key not in files, key
+                files[key] = {"half": h, "path": path, "language": OWN_LANG[own], "parts": [snippet],
+                              "header": "", "footer": "", "credential_file": True}
+            else:
+                paths, lang, header, footer = FILE_KINDS[kind]
+                path = paths[instance % len(paths)]
+                key = (h, path)
+                files.setdefault(key, {"half": h, "path": path, "language": lang, "parts": [],
+                                       "header": header, "footer": footer, "credential_file": False})
+                files[key]["parts"].append(snippet)
+            assert kind_of.setdefault(path, kind) == kind, (path, kind, kind_of[path])
+            for value, public in values:
+                plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -1066,14 +1777,16 @@ def main() -> None:
                       "Tune on `tune` only; `held-out` is scored once at the end.",
              "split_seed": SPLIT_SEED, "shapes": {n: half[n] for n in names},
              "held_out_2": {"about": "Written after `held-out` was scored once and spent, before any further rule "
-                                     "change; seed %d. Scored once." % SEED2, "shapes": names2}}
+                                     "change; seed %d. Scored once." % SEED2, "shapes": names2},
+             "held_out_3": {"about": "Written independently of the rules (not read) after `held-out-2`, before any "
+                                     "further rule change; seed %d. Scored once." % SEED3, "shapes": names3}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-    for h in ("tune", "held-out", "held-out-2"):
+    for h in ("tune", "held-out", "held-out-2", "held-out-3"):
         n_plants = sum(p["half"] == h for p in plants)
-        n_shapes = len(names2) if h == "held-out-2" else sum(v == h for v in half.values())
+        n_shapes = {"held-out-2": len(names2), "held-out-3": len(names3)}.get(h) or sum(v == h for v in half.values())
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    print(f"all: {len(plants)} credentials, {len(names) + len(names2)} shapes")
+    print(f"all: {len(plants)} credentials, {len(names) + len(names2) + len(names3)} shapes")
 
 
 if __name__ == "__main__":
