@@ -1,6 +1,8 @@
-//! The engine thread. Up to `max_active` requests are in flight at once: a request is admitted
-//! from the queue and its prompt prefilled (from the prefix cache where possible, batch size 1,
-//! in chunks while others are running), then it decodes.
+//! The engine thread. Up to `max_active` requests are in flight at once, holding at most
+//! `max_active_tokens` tokens (prompt + `max_tokens` each): a request is admitted from the queue
+//! in arrival order when it fits beside those in flight (`select`; one larger than the whole token
+//! budget runs alone) and its prompt prefilled (from the prefix cache where possible, batch size
+//! 1, in chunks while others are running), then it decodes.
 //!
 //! Batched (GroupQueryAttention models, `--batching on`): each round prefills at most
 //! `--prefill-chunk` prompt tokens (oldest request first) and then runs ONE forward pass for all
@@ -32,7 +34,6 @@ use std::{
     collections::VecDeque,
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc::{Receiver, RecvTimeoutError, TryRecvError},
         Arc,
     },
     time::{Duration, Instant},
@@ -52,13 +53,16 @@ use crate::{
     },
     metrics::Metrics,
     model::tokenizer::IncrementalDecoder,
-    queue::{FinishReason, GenerationEvent, Job, Usage},
+    queue::{FinishReason, GenerationEvent, Job, JobReceiver, Usage},
 };
 
 pub struct SchedulerOptions {
     pub prefix_cache_bytes: usize,
     /// Requests decoding at the same time; each holds its own KV state (or a row of the batch).
     pub max_active: usize,
+    /// Tokens the requests in flight may hold together, each its prompt + `max_tokens`
+    /// (`Job::cost`); a request that would pass it waits, unless nothing else is in flight.
+    pub max_active_tokens: usize,
     /// Prompt tokens prefilled per round (batched: all prompts together, oldest first;
     /// interleaved: per request per turn), so a long prompt does not stall running streams and
     /// a request whose client left stops within one chunk.
@@ -98,7 +102,7 @@ fn stopping<'a>(
 
 pub fn run_engine_loop(
     mut engine: Engine,
-    jobs: Receiver<Job>,
+    jobs: JobReceiver,
     metrics: Arc<Metrics>,
     options: SchedulerOptions,
 ) {
@@ -121,49 +125,139 @@ pub fn run_engine_loop(
     }
 }
 
-/// Takes jobs from the queue while fewer than `max_active` are in flight (`active`); waits for
-/// one when nothing is in flight. `None`: the queue is closed, or the server is stopping, and
-/// nothing is in flight.
+/// Bounds on the requests in flight: how many, and how many tokens they may hold together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AdmissionBounds {
+    requests: usize,
+    tokens: usize,
+}
+
+impl AdmissionBounds {
+    fn of(options: &SchedulerOptions) -> Self {
+        Self {
+            requests: options.max_active.max(1),
+            tokens: options.max_active_tokens.max(1),
+        }
+    }
+
+    /// Whether one more request of `cost` tokens may join the requests in flight (`load`). With
+    /// nothing in flight any request may: one larger than the whole token budget runs alone
+    /// rather than never (validation already fitted it into the context).
+    fn admits(&self, load: Load, cost: usize) -> bool {
+        load.requests == 0
+            || (load.requests < self.requests && load.tokens.saturating_add(cost) <= self.tokens)
+    }
+}
+
+/// What the requests in flight hold: how many, and the tokens they may grow to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Load {
+    requests: usize,
+    tokens: usize,
+}
+
+impl Load {
+    fn of<'a>(in_flight: impl Iterator<Item = &'a Generation>) -> Self {
+        in_flight.fold(Load::default(), |load, g| load.with(g.needs()))
+    }
+
+    fn with(self, cost: usize) -> Self {
+        Load {
+            requests: self.requests + 1,
+            tokens: self.tokens.saturating_add(cost),
+        }
+    }
+}
+
+/// What one admission takes out of the queue.
+#[derive(Debug, PartialEq)]
+struct Selection<T> {
+    /// To start, oldest first.
+    admitted: Vec<T>,
+    /// Their clients left while they waited: dropped, wherever they were in the queue, so they
+    /// hold no place in it.
+    retired: Vec<T>,
+}
+
+/// The admission rule, apart from the engine: takes from the front of `waiting` (oldest first)
+/// each request that fits beside `load` by `bounds`, and stops at the first that does not, so a
+/// large request is never overtaken by smaller ones behind it (it cannot starve); the rest keep
+/// their places.
+fn select<T>(
+    waiting: &mut VecDeque<T>,
+    mut load: Load,
+    bounds: AdmissionBounds,
+    cost: impl Fn(&T) -> usize,
+    gone: impl Fn(&T) -> bool,
+) -> Selection<T> {
+    let mut selection = Selection {
+        admitted: Vec::new(),
+        retired: Vec::new(),
+    };
+    if waiting.iter().any(&gone) {
+        for item in std::mem::take(waiting) {
+            if gone(&item) {
+                selection.retired.push(item);
+            } else {
+                waiting.push_back(item);
+            }
+        }
+    }
+    while let Some(next) = waiting.front() {
+        let cost = cost(next);
+        if !bounds.admits(load, cost) {
+            break;
+        }
+        load = load.with(cost);
+        selection.admitted.extend(waiting.pop_front());
+    }
+    selection
+}
+
+/// Admits what the queue holds and `select` lets in beside the requests in flight (`load`);
+/// waits for a request when nothing is in flight. `None`: the queue is closed, or the server is
+/// stopping, and nothing is in flight.
 fn admit(
-    jobs: &Receiver<Job>,
+    jobs: &JobReceiver,
     metrics: &Metrics,
     options: &SchedulerOptions,
-    active: usize,
+    load: Load,
     mut push: impl FnMut(Generation),
 ) -> Option<()> {
-    let mut active = active;
-    while active < options.max_active.max(1) {
-        let job = if active == 0 {
-            // Nothing is in flight while it waits: the load gauges say so, rather than what
-            // the last round before the wait saw.
-            publish_load(metrics, std::iter::empty());
-            loop {
-                if options.stop.load(Ordering::SeqCst) {
-                    return None;
-                }
-                match jobs.recv_timeout(IDLE_STOP_CHECK) {
-                    Ok(job) => break job,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return None,
-                }
+    if load.requests == 0 {
+        // Nothing is in flight while it waits: the load gauges say so, rather than what the
+        // last round before the wait saw.
+        publish_load(metrics, std::iter::empty());
+        loop {
+            if options.stop.load(Ordering::SeqCst) {
+                return None;
             }
-        } else {
-            match jobs.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            if jobs.wait(IDLE_STOP_CHECK) {
+                break;
             }
-        };
+            if jobs.is_closed() {
+                return None;
+            }
+        }
+    }
+    let bounds = AdmissionBounds::of(options);
+    let Selection { admitted, retired } =
+        jobs.take(|waiting| select(waiting, load, bounds, Job::cost, Job::is_gone));
+    let taken = retired
+        .into_iter()
+        .map(|job| (job, false))
+        .chain(admitted.into_iter().map(|job| (job, true)));
+    for (job, admitted) in taken {
         metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
         metrics.queue_time.observe(job.arrived.elapsed());
         crate::fault::trip("engine-panic");
-        if job.events.is_closed() {
+        if !admitted {
             metrics.cancelled.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let events = job.events.clone();
         if let Some(generation) = guarded(&events, || Generation::start(metrics, job)) {
             push(generation);
-            active += 1;
         }
     }
     Some(())
@@ -179,7 +273,7 @@ fn publish_load<'a>(metrics: &Metrics, in_flight: impl Iterator<Item = &'a Gener
 
 fn run_interleaved(
     engine: &mut Engine,
-    jobs: Receiver<Job>,
+    jobs: JobReceiver,
     metrics: &Metrics,
     options: &SchedulerOptions,
     mut cache: PrefixCache,
@@ -189,8 +283,8 @@ fn run_interleaved(
         if stopping(options, active.iter()) {
             return;
         }
-        let n = active.len();
-        if admit(&jobs, metrics, options, n, |g| active.push_back(g)).is_none() {
+        let load = Load::of(active.iter());
+        if admit(&jobs, metrics, options, load, |g| active.push_back(g)).is_none() {
             return;
         }
         publish_load(metrics, active.iter());
@@ -224,7 +318,7 @@ fn run_interleaved(
 
 fn run_batched(
     engine: &mut Engine,
-    jobs: Receiver<Job>,
+    jobs: JobReceiver,
     metrics: &Metrics,
     options: &SchedulerOptions,
     mut cache: PrefixCache,
@@ -237,8 +331,8 @@ fn run_batched(
         if stopping(options, prefilling.iter().chain(&decoding)) {
             return;
         }
-        let n = prefilling.len() + decoding.len();
-        if admit(&jobs, metrics, options, n, |g| prefilling.push_back(g)).is_none() {
+        let load = Load::of(prefilling.iter().chain(&decoding));
+        if admit(&jobs, metrics, options, load, |g| prefilling.push_back(g)).is_none() {
             return;
         }
         publish_load(metrics, prefilling.iter().chain(&decoding));
