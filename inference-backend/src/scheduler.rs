@@ -1000,3 +1000,148 @@ impl Generation {
         cache.insert(self.job.request.partition.clone(), self.fed, self.seq);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waiting request in these tests: a name, its cost in tokens, whether its client left.
+    #[derive(Debug, PartialEq)]
+    struct Waiter(&'static str, usize, bool);
+
+    fn queue(waiters: &[(&'static str, usize)]) -> VecDeque<Waiter> {
+        waiters
+            .iter()
+            .map(|&(name, cost)| Waiter(name, cost, false))
+            .collect()
+    }
+
+    fn names(waiters: &[Waiter]) -> Vec<&'static str> {
+        waiters.iter().map(|w| w.0).collect()
+    }
+
+    fn run(
+        waiting: &mut VecDeque<Waiter>,
+        load: Load,
+        requests: usize,
+        tokens: usize,
+    ) -> Selection<Waiter> {
+        select(
+            waiting,
+            load,
+            AdmissionBounds { requests, tokens },
+            |w| w.1,
+            |w| w.2,
+        )
+    }
+
+    const IDLE: Load = Load {
+        requests: 0,
+        tokens: 0,
+    };
+
+    #[test]
+    fn the_request_count_bounds_admission_in_arrival_order() {
+        let mut waiting = queue(&[("a", 10), ("b", 10), ("c", 10), ("d", 10)]);
+        let taken = run(&mut waiting, IDLE, 3, usize::MAX);
+        assert_eq!(names(&taken.admitted), ["a", "b", "c"]);
+        assert!(taken.retired.is_empty());
+        assert_eq!(names(waiting.make_contiguous()), ["d"]);
+
+        // Two in flight already: one more fits.
+        let mut waiting = queue(&[("a", 10), ("b", 10)]);
+        let load = Load {
+            requests: 2,
+            tokens: 20,
+        };
+        assert_eq!(names(&run(&mut waiting, load, 3, usize::MAX).admitted), ["a"]);
+        assert_eq!(names(waiting.make_contiguous()), ["b"]);
+    }
+
+    #[test]
+    fn the_token_budget_bounds_admission_counting_those_in_flight() {
+        // 100 + 150 fit in 300, the next 100 would not.
+        let mut waiting = queue(&[("a", 100), ("b", 150), ("c", 100)]);
+        let taken = run(&mut waiting, IDLE, 8, 300);
+        assert_eq!(names(&taken.admitted), ["a", "b"]);
+        assert_eq!(names(waiting.make_contiguous()), ["c"]);
+
+        // Exactly the budget fits.
+        let mut waiting = queue(&[("c", 100)]);
+        let load = Load {
+            requests: 1,
+            tokens: 200,
+        };
+        assert_eq!(names(&run(&mut waiting, load, 8, 300).admitted), ["c"]);
+
+        // One token over does not; the request keeps its place.
+        let mut waiting = queue(&[("c", 101)]);
+        assert!(run(&mut waiting, load, 8, 300).admitted.is_empty());
+        assert_eq!(names(waiting.make_contiguous()), ["c"]);
+    }
+
+    #[test]
+    fn a_large_request_is_not_overtaken_by_smaller_ones_behind_it() {
+        let mut waiting = queue(&[("big", 250), ("small", 10)]);
+        let load = Load {
+            requests: 1,
+            tokens: 100,
+        };
+        let taken = run(&mut waiting, load, 8, 300);
+        assert!(taken.admitted.is_empty(), "{taken:?}");
+        assert_eq!(names(waiting.make_contiguous()), ["big", "small"]);
+    }
+
+    #[test]
+    fn a_request_larger_than_the_whole_budget_runs_alone() {
+        let mut waiting = queue(&[("huge", 1000), ("next", 10)]);
+        let busy = Load {
+            requests: 1,
+            tokens: 10,
+        };
+        assert!(run(&mut waiting, busy, 8, 300).admitted.is_empty());
+        let taken = run(&mut waiting, IDLE, 8, 300);
+        assert_eq!(names(&taken.admitted), ["huge"], "nothing joins it");
+        assert_eq!(names(waiting.make_contiguous()), ["next"]);
+    }
+
+    #[test]
+    fn requests_whose_clients_left_are_retired_wherever_they_wait() {
+        let mut waiting = queue(&[("big", 250), ("gone", 10), ("small", 10)]);
+        waiting[1].2 = true;
+        let load = Load {
+            requests: 1,
+            tokens: 100,
+        };
+        let taken = run(&mut waiting, load, 8, 300);
+        assert_eq!(names(&taken.retired), ["gone"]);
+        assert!(taken.admitted.is_empty());
+        assert_eq!(names(waiting.make_contiguous()), ["big", "small"]);
+
+        // A gone request takes no part of the budget: the one behind it is admitted.
+        let mut waiting = queue(&[("gone", 200), ("next", 200)]);
+        waiting[0].2 = true;
+        let taken = run(&mut waiting, load, 8, 300);
+        assert_eq!(names(&taken.retired), ["gone"]);
+        assert_eq!(names(&taken.admitted), ["next"]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_full_active_set_admits_nothing_and_keeps_the_order() {
+        let mut waiting = queue(&[("a", 1), ("b", 1)]);
+        let full = Load {
+            requests: 2,
+            tokens: 2,
+        };
+        let taken = run(&mut waiting, full, 2, 1000);
+        assert_eq!(
+            taken,
+            Selection {
+                admitted: vec![],
+                retired: vec![]
+            }
+        );
+        assert_eq!(names(waiting.make_contiguous()), ["a", "b"]);
+    }
+}
