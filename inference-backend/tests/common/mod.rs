@@ -320,6 +320,21 @@ pub async fn metrics_text(server: &Server) -> String {
         .unwrap()
 }
 
+/// Scrapes /metrics until `ready` holds for its text (an event the server publishes: a gauge
+/// reached, a counter passed) and returns that text. Gives up after a minute, a net for a server
+/// that never gets there, reporting `what` was awaited and the last text.
+pub async fn wait_for_metrics(server: &Server, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = metrics_text(server).await;
+        if ready(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// POSTs a completion request; the status and the JSON body (Null when it is not JSON).
 pub async fn complete(
     server: &Server,
