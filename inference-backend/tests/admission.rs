@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{client, complete, metric, tiny_genai, wait_for_metrics, Server};
+use common::{client, metric, tiny_genai, wait_for_metrics, Server};
 use serde_json::{json, Value};
 
 /// A request of 4 prompt tokens that runs to `max_tokens` unless its client leaves.
@@ -59,13 +59,7 @@ async fn a_request_past_the_token_budget_waits_and_a_queue_full_of_tokens_answer
 
     // B: 4,004 + 204 would pass the 4,100-token budget, so it waits although 7 more requests
     // could run.
-    let b = tokio::spawn({
-        let url = server.url("/v1/completions");
-        async move {
-            let resp = client().post(url).json(&greedy(200)).send().await.unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-        }
-    });
+    let b = tokio::spawn(complete_owned(server.url("/v1/completions"), greedy(200)));
     wait_for_metrics(&server, "B waiting beside A", |m| load(m) == (1.0, 1.0)).await;
 
     // C: B's 204 waiting tokens + C's 204 pass the 300 the queue may hold: refused at once, as a
@@ -84,13 +78,7 @@ async fn a_request_past_the_token_budget_waits_and_a_queue_full_of_tokens_answer
     );
     // D: a small one still fits in the queue (tokens, not requests, filled it), and waits
     // behind B rather than overtaking it.
-    let d = tokio::spawn({
-        let url = server.url("/v1/completions");
-        async move {
-            let resp = client().post(url).json(&greedy(16)).send().await.unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-        }
-    });
+    let d = tokio::spawn(complete_owned(server.url("/v1/completions"), greedy(16)));
     let queued = wait_for_metrics(&server, "B and D waiting", |m| load(m) == (2.0, 1.0)).await;
 
     // Twenty more rounds of A (one token each): each began by admitting what fits, and B never
@@ -119,8 +107,20 @@ async fn a_request_larger_than_the_whole_token_budget_runs_alone() {
         &["--max-active-tokens", "10", "--queue-tokens", "10"],
     );
     // 4 prompt tokens + 32: more than either bound, yet nothing else waits or runs.
-    let (status, answer) = complete(&server, greedy(32)).await;
+    let answer = tokio::spawn(complete_owned(server.url("/v1/completions"), greedy(32)));
+    // (Were it never admitted, this would say so rather than wait for ever.)
+    wait_for_metrics(&server, "it admitted", |m| {
+        metric(m, "ghostline_generated_tokens_total") >= 32.0
+    })
+    .await;
+    let (status, answer) = answer.await.unwrap();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["usage"]["completion_tokens"], 32, "{answer}");
     assert_eq!(answer["usage"]["prompt_tokens"], 4, "the costs above count 4");
+}
+
+/// POSTs `body` to `url` from a task of its own; the status and the JSON answer.
+async fn complete_owned(url: String, body: Value) -> (u16, Value) {
+    let resp = client().post(url).json(&body).send().await.unwrap();
+    (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
 }
