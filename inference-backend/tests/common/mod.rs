@@ -15,15 +15,20 @@ pub fn cache_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/ghostline"))
 }
 
-/// A model directory the tests need; made by `./test.sh` (inference-backend/scripts). A missing
-/// one is a failure, not a skip, so CI can never pass without really running the model.
+/// A model directory the tests need. `GHOSTLINE_PREPARE_ONLY=1 ./run.sh` (from the repository
+/// root) prepares ONNX Runtime and the default model; the tiny random-weight ones are then made
+/// by `inference-backend/scripts/make_tiny_model.py`, as `./test.sh` does before it runs every
+/// test. A missing one is a failure, not a skip, so CI can never pass without really running
+/// the model.
 pub fn model_dir(env: &str, name: &str) -> PathBuf {
     let dir = std::env::var_os(env)
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_root().join("models").join(name));
     assert!(
         dir.join("ghostline.json").is_file(),
-        "model {} is missing: run ./test.sh first (it prepares every model the tests use)",
+        "model {} is missing (or set {env}): `GHOSTLINE_PREPARE_ONLY=1 ./run.sh` prepares the \
+         default model; `./test.sh` prepares that and the tiny ones (its make_tiny_model.py \
+         lines), then runs every test",
         dir.display()
     );
     dir
