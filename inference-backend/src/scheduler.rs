@@ -365,31 +365,30 @@ fn run_batched(
         //    (so decoding requests wait at most one chunk between two tokens, and a prompt whose
         //    client left is abandoned within one chunk); a request whose prompt is done with
         //    nothing decoding ends the round, so it starts streaming at once.
-        let mut budget = options.prefill_chunk.max(1);
+        let mut budget = PrefillBudget::new(options.prefill_chunk, !decoding.is_empty());
         let mut ready = Vec::new();
         for _ in 0..prefilling.len() {
             let Some(mut generation) = prefilling.pop_front() else {
                 break;
             };
-            if budget == 0 {
+            if budget.left() == 0 {
                 prefilling.push_back(generation);
                 continue;
             }
             let events = generation.job.events.clone();
             match guarded(&events, || {
-                generation.prefill(engine, &mut cache, budget, metrics)
+                generation.prefill(engine, &mut cache, budget.left(), metrics)
             }) {
-                Some(_) if generation.ended.is_some() => generation.finish(&mut cache, metrics),
+                Some(ran) if generation.ended.is_some() => {
+                    budget.spend(ran, false);
+                    generation.finish(&mut cache, metrics);
+                }
                 Some(ran) if generation.prompt_done() => {
-                    budget = if decoding.is_empty() && ready.is_empty() {
-                        0
-                    } else {
-                        budget.saturating_sub(ran)
-                    };
+                    budget.spend(ran, true);
                     ready.push(generation);
                 }
                 Some(ran) => {
-                    budget = budget.saturating_sub(ran);
+                    budget.spend(ran, false);
                     prefilling.push_back(generation);
                 }
                 None => {}
@@ -477,6 +476,41 @@ fn run_batched(
                 batch.reset();
             }
         }
+    }
+}
+
+/// The prompt tokens one round of the batched loop may still prefill: `--prefill-chunk` in all,
+/// given to the prefilling requests oldest first, so decoding requests wait at most one chunk
+/// between two tokens. A prompt finished while nothing decodes ends the round's prefills: that
+/// request starts streaming at once instead of waiting for the next prompts' chunks.
+#[derive(Debug)]
+struct PrefillBudget {
+    left: usize,
+    /// Whether a request decodes this round (in the batch, or a prompt finished this round).
+    decoding: bool,
+}
+
+impl PrefillBudget {
+    fn new(chunk: usize, decoding: bool) -> Self {
+        Self {
+            left: chunk.max(1),
+            decoding,
+        }
+    }
+
+    /// What the next prefilling request may run now; 0: it waits for the next round.
+    fn left(&self) -> usize {
+        self.left
+    }
+
+    /// A request ran `ran` prompt tokens; `prompt_done` when that finished its prompt.
+    fn spend(&mut self, ran: usize, prompt_done: bool) {
+        self.left = if prompt_done && !self.decoding {
+            0
+        } else {
+            self.left.saturating_sub(ran)
+        };
+        self.decoding |= prompt_done;
     }
 }
 
@@ -1125,6 +1159,45 @@ mod tests {
         assert_eq!(names(&taken.retired), ["gone"]);
         assert_eq!(names(&taken.admitted), ["next"]);
         assert!(waiting.is_empty());
+    }
+
+    /// Prefills one round of the batched loop over prompts with `left` tokens still to run,
+    /// oldest first: the tokens each ran.
+    fn prefill_round(chunk: usize, decoding: bool, left: &[usize]) -> Vec<usize> {
+        let mut budget = PrefillBudget::new(chunk, decoding);
+        left.iter()
+            .map(|&prompt| {
+                let ran = prompt.min(budget.left());
+                if ran > 0 {
+                    budget.spend(ran, ran == prompt);
+                }
+                ran
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_round_prefills_one_chunk_in_all_oldest_first_while_others_decode() {
+        // 100 finishes its prompt, the next gets the 28 left, the third waits.
+        assert_eq!(prefill_round(128, true, &[100, 50, 300]), [100, 28, 0]);
+        assert_eq!(prefill_round(128, true, &[300, 10]), [128, 0]);
+        // Short prompts all finish in one chunk.
+        assert_eq!(prefill_round(128, true, &[10, 20, 30]), [10, 20, 30]);
+    }
+
+    #[test]
+    fn a_prompt_finished_with_nothing_decoding_ends_the_rounds_prefills() {
+        // It streams its first token this round rather than after the others' chunks.
+        assert_eq!(prefill_round(128, false, &[10, 20, 30]), [10, 0, 0]);
+        // A prompt not finished leaves the rest of the chunk to the next one.
+        assert_eq!(prefill_round(128, false, &[300, 20]), [128, 0]);
+        assert_eq!(prefill_round(128, false, &[100, 20, 5]), [100, 0, 0]);
+        // A prompt part-way spends what it ran; the first to finish ends the round.
+        let mut budget = PrefillBudget::new(128, false);
+        budget.spend(30, false);
+        assert_eq!(budget.left(), 98);
+        budget.spend(60, true);
+        assert_eq!(budget.left(), 0);
     }
 
     #[test]
