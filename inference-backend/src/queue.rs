@@ -229,3 +229,97 @@ impl JobReceiver {
         Arc::strong_count(&self.shared) == 1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::sampling::SamplingParams;
+
+    /// A job of `prompt` prompt tokens and `max_tokens`, and the receiver that keeps its client
+    /// there.
+    fn job(
+        prompt: usize,
+        max_tokens: usize,
+    ) -> (Job, tokio::sync::mpsc::UnboundedReceiver<GenerationEvent>) {
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let request = GenerationRequest {
+            prompt_ids: vec![1; prompt],
+            prompt_truncated: false,
+            max_tokens,
+            sampling: SamplingParams {
+                temperature: 0.0,
+                top_p: 1.0,
+                seed: None,
+            },
+            stop: Vec::new(),
+            ignore_eos: false,
+            heal: String::new(),
+            partition: "".into(),
+        };
+        let job = Job {
+            request,
+            events,
+            arrived: Instant::now(),
+            deadline: Instant::now(),
+            progress: Arc::default(),
+        };
+        (job, receiver)
+    }
+
+    fn queue(requests: usize, tokens: usize) -> (JobQueue, JobReceiver) {
+        let metrics = Arc::new(Metrics::default());
+        JobQueue::new(QueueBounds { requests, tokens }, metrics)
+    }
+
+    /// Submits a job of that cost; whether the queue took it.
+    fn offer(queue: &JobQueue, prompt: usize, max_tokens: usize) -> bool {
+        queue.submit(job(prompt, max_tokens).0).is_ok()
+    }
+
+    #[test]
+    fn a_job_costs_its_prompt_and_every_token_it_may_generate() {
+        assert_eq!(job(30, 16).0.cost(), 46);
+        assert_eq!(job(30, 0).0.cost(), 30, "a warm-up holds its prompt only");
+    }
+
+    #[test]
+    fn the_queue_is_full_at_its_request_bound() {
+        let (queue, _receiver) = queue(2, usize::MAX);
+        assert!(offer(&queue, 1, 1));
+        assert!(offer(&queue, 1, 1));
+        assert!(!offer(&queue, 1, 1));
+    }
+
+    #[test]
+    fn the_queue_is_full_at_its_token_bound() {
+        let (queue, receiver) = queue(16, 100);
+        assert!(offer(&queue, 10, 50));
+        assert!(!offer(&queue, 10, 41), "60 + 51 > 100");
+        assert!(offer(&queue, 10, 30), "60 + 40 = 100");
+        assert!(!offer(&queue, 1, 0));
+        // What the engine takes out no longer counts.
+        let taken = receiver.take(|waiting| waiting.pop_front().map(|job| job.cost()));
+        assert_eq!(taken, Some(60));
+        assert!(offer(&queue, 10, 50));
+    }
+
+    #[test]
+    fn an_empty_queue_takes_a_job_larger_than_its_token_bound() {
+        let (queue, receiver) = queue(16, 100);
+        assert!(offer(&queue, 100, 400));
+        assert!(!offer(&queue, 1, 0), "nothing joins it");
+        receiver.take(|waiting| waiting.clear());
+        assert!(offer(&queue, 1, 0));
+    }
+
+    #[test]
+    fn the_engine_sees_what_waits_and_whether_more_can_come() {
+        let (queue, receiver) = queue(16, 100);
+        assert!(!receiver.wait(Duration::from_millis(1)), "nothing waits");
+        assert!(offer(&queue, 1, 1));
+        assert!(receiver.wait(Duration::from_millis(1)));
+        assert!(!receiver.is_closed());
+        drop(queue);
+        assert!(receiver.is_closed());
+    }
+}

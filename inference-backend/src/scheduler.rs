@@ -1088,7 +1088,10 @@ mod tests {
             requests: 2,
             tokens: 20,
         };
-        assert_eq!(names(&run(&mut waiting, load, 3, usize::MAX).admitted), ["a"]);
+        assert_eq!(
+            names(&run(&mut waiting, load, 3, usize::MAX).admitted),
+            ["a"]
+        );
         assert_eq!(names(waiting.make_contiguous()), ["b"]);
     }
 

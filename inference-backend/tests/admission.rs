@@ -116,7 +116,10 @@ async fn a_request_larger_than_the_whole_token_budget_runs_alone() {
     let (status, answer) = answer.await.unwrap();
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["usage"]["completion_tokens"], 32, "{answer}");
-    assert_eq!(answer["usage"]["prompt_tokens"], 4, "the costs above count 4");
+    assert_eq!(
+        answer["usage"]["prompt_tokens"], 4,
+        "the costs above count 4"
+    );
 }
 
 /// POSTs `body` to `url` from a task of its own; the status and the JSON answer.

@@ -229,7 +229,13 @@ mod tests {
         insert(&mut cache, "", "other", &[5, 6, 7]);
         // "long" shares 4 tokens, "short" 2: a copy of long's first 4 positions; it stays.
         let hit = cache.lookup("", &[1, 2, 3, 4, 5]);
-        assert_eq!(hit, Some(Kv { from: "long", len: 4 }));
+        assert_eq!(
+            hit,
+            Some(Kv {
+                from: "long",
+                len: 4
+            })
+        );
         assert_eq!(held(&cache).0, ["long", "other", "short"]);
         // No common first token: a miss.
         assert_eq!(cache.lookup("", &[9, 1, 2, 3]), None);
@@ -241,7 +247,13 @@ mod tests {
         insert(&mut cache, "", "typed", &[1, 2, 3]);
         // The next keystroke: all of the entry applies, so it is moved out to be extended.
         let hit = cache.lookup("", &[1, 2, 3, 4]);
-        assert_eq!(hit, Some(Kv { from: "typed", len: 3 }));
+        assert_eq!(
+            hit,
+            Some(Kv {
+                from: "typed",
+                len: 3
+            })
+        );
         assert_eq!(held(&cache), (vec![], 0));
         assert_eq!(cache.lookup("", &[1, 2, 3, 4]), None);
     }
@@ -252,7 +264,13 @@ mod tests {
         insert(&mut cache, "", "same", &[1, 2, 3]);
         // The same prompt again: its last token's logits are needed, so 2 positions, copied.
         let hit = cache.lookup("", &[1, 2, 3]);
-        assert_eq!(hit, Some(Kv { from: "same", len: 2 }));
+        assert_eq!(
+            hit,
+            Some(Kv {
+                from: "same",
+                len: 2
+            })
+        );
         assert_eq!(held(&cache), (vec!["same"], 30));
         assert_eq!(cache.lookup("", &[1]), None, "one token: nothing to reuse");
     }
@@ -267,11 +285,17 @@ mod tests {
         assert_eq!(held(&cache).0, ["alice", "bob"]);
         assert_eq!(
             cache.lookup("alice", &[1, 2, 3, 4, 5, 6]),
-            Some(Kv { from: "alice", len: 3 })
+            Some(Kv {
+                from: "alice",
+                len: 3
+            })
         );
         assert_eq!(
             cache.lookup("bob", &[1, 2, 3, 4, 5, 6]),
-            Some(Kv { from: "bob", len: 5 })
+            Some(Kv {
+                from: "bob",
+                len: 5
+            })
         );
     }
 
@@ -309,7 +333,14 @@ mod tests {
         insert(&mut cache, "", "huge", &[9; 6]);
         // Empty, or positions that do not match the tokens.
         insert(&mut cache, "", "empty", &[]);
-        cache.insert("".into(), vec![7, 7], Kv { from: "odd", len: 3 });
+        cache.insert(
+            "".into(),
+            vec![7, 7],
+            Kv {
+                from: "odd",
+                len: 3,
+            },
+        );
         assert_eq!(held(&cache), (vec!["kept"], 20));
     }
 }
