@@ -22,7 +22,7 @@ use super::KvState;
 /// stand-in of known length and size, since the cache's bookkeeping never looks inside.
 pub trait CachedKv: Sized {
     /// Positions held.
-    fn len(&self) -> usize;
+    fn positions(&self) -> usize;
     /// Memory held, counted against the cache's budget.
     fn bytes(&self) -> usize;
     /// A copy of the first `len` positions.
@@ -30,7 +30,7 @@ pub trait CachedKv: Sized {
 }
 
 impl CachedKv for KvState {
-    fn len(&self) -> usize {
+    fn positions(&self) -> usize {
         KvState::len(self)
     }
 
@@ -123,7 +123,7 @@ impl<K: CachedKv> PrefixCache<K> {
     /// Stores the KV state of a finished sequence whose positions hold `tokens`.
     pub fn insert(&mut self, partition: Arc<str>, tokens: Vec<u32>, kv: K) {
         let bytes = kv.bytes();
-        if bytes > self.budget_bytes || tokens.is_empty() || tokens.len() != kv.len() {
+        if bytes > self.budget_bytes || tokens.is_empty() || tokens.len() != kv.positions() {
             return;
         }
         self.clock += 1;
@@ -184,7 +184,7 @@ mod tests {
     }
 
     impl CachedKv for Kv {
-        fn len(&self) -> usize {
+        fn positions(&self) -> usize {
             self.len
         }
 
