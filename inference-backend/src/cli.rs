@@ -72,6 +72,11 @@ pub struct Args {
     /// Requests that may wait for the engine; more are refused with 503 and Retry-After.
     #[arg(long, default_value_t = 16)]
     pub queue_size: usize,
+    /// Tokens that waiting requests may hold together, each its prompt + max_tokens; a request
+    /// past it is refused with 503 and Retry-After, unless the queue is empty. Default:
+    /// --queue-size × the context length (never binding before --queue-size is).
+    #[arg(long)]
+    pub queue_tokens: Option<usize>,
     /// Upper bound on max_tokens; larger requests are clamped to it.
     #[arg(long, default_value_t = 512)]
     pub max_tokens_cap: usize,
@@ -84,6 +89,12 @@ pub struct Args {
     /// and completion); further requests wait in the queue.
     #[arg(long, default_value_t = 8)]
     pub max_active: usize,
+    /// Tokens the requests in flight may hold together, each its prompt + max_tokens (the KV
+    /// positions it may grow to); a request that would pass it waits in the queue until enough
+    /// have ended, and one larger than it runs alone. Default: --max-active × the context length
+    /// (the KV the engine is sized for; never binding before --max-active is).
+    #[arg(long)]
+    pub max_active_tokens: Option<usize>,
     /// on: decode steps of all requests past their prompt run as one batched forward pass
     /// (GroupQueryAttention models; Optimum exports always interleave). off: one decode step per
     /// request in turn (batch size 1).
@@ -141,6 +152,20 @@ pub enum OnOff {
 }
 
 impl Args {
+    /// `--max-active-tokens`, or its default for a context of `context_length` tokens.
+    pub fn max_active_tokens(&self, context_length: usize) -> usize {
+        self.max_active_tokens
+            .unwrap_or(self.max_active.max(1).saturating_mul(context_length))
+            .max(1)
+    }
+
+    /// `--queue-tokens`, or its default for a context of `context_length` tokens.
+    pub fn queue_tokens(&self, context_length: usize) -> usize {
+        self.queue_tokens
+            .unwrap_or(self.queue_size.max(1).saturating_mul(context_length))
+            .max(1)
+    }
+
     pub fn threads(&self) -> usize {
         self.threads
             .unwrap_or_else(|| {

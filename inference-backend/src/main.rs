@@ -14,7 +14,7 @@ use ghostline_serve::{
     lifecycle::{self, Lifecycle, Phase},
     metrics::Metrics,
     model::{self, ModelFiles},
-    queue::JobQueue,
+    queue::{JobQueue, QueueBounds},
     scheduler,
     validation::Limits,
 };
@@ -121,6 +121,7 @@ async fn serve(args: Args) -> Result<()> {
     let scheduler_options = scheduler::SchedulerOptions {
         prefix_cache_bytes: args.prefix_cache_mb * 1024 * 1024,
         max_active: args.max_active.max(1),
+        max_active_tokens: args.max_active_tokens(limits.context_length),
         prefill_chunk: args.prefill_chunk.max(1),
         batching: args.batching == ghostline_serve::cli::OnOff::On,
         prompt_lookup: args.prompt_lookup == ghostline_serve::cli::OnOff::On,
@@ -136,7 +137,18 @@ async fn serve(args: Args) -> Result<()> {
         prefill_graph: args.prefill_graph == ghostline_serve::cli::OnOff::On,
         weights_in_memory: !args.map_weights,
     };
-    let (queue, jobs) = JobQueue::new(args.queue_size.max(1), metrics.clone());
+    let queue_bounds = QueueBounds {
+        requests: args.queue_size.max(1),
+        tokens: args.queue_tokens(limits.context_length),
+    };
+    tracing::info!(
+        "admission: up to {} requests and {} tokens in flight, {} requests and {} tokens waiting",
+        scheduler_options.max_active,
+        scheduler_options.max_active_tokens,
+        queue_bounds.requests,
+        queue_bounds.tokens
+    );
+    let (queue, jobs) = JobQueue::new(queue_bounds, metrics.clone());
     let engine_state = state.clone();
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())

@@ -1,6 +1,8 @@
-//! The engine thread. Up to `max_active` requests are in flight at once: a request is admitted
-//! from the queue and its prompt prefilled (from the prefix cache where possible, batch size 1,
-//! in chunks while others are running), then it decodes.
+//! The engine thread. Up to `max_active` requests are in flight at once, holding at most
+//! `max_active_tokens` tokens (prompt + `max_tokens` each): a request is admitted from the queue
+//! in arrival order when it fits beside those in flight (`select`; one larger than the whole token
+//! budget runs alone) and its prompt prefilled (from the prefix cache where possible, batch size
+//! 1, in chunks while others are running), then it decodes.
 //!
 //! Batched (GroupQueryAttention models, `--batching on`): each round prefills at most
 //! `--prefill-chunk` prompt tokens (oldest request first) and then runs ONE forward pass for all
@@ -32,7 +34,6 @@ use std::{
     collections::VecDeque,
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc::{Receiver, RecvTimeoutError, TryRecvError},
         Arc,
     },
     time::{Duration, Instant},
@@ -52,13 +53,16 @@ use crate::{
     },
     metrics::Metrics,
     model::tokenizer::IncrementalDecoder,
-    queue::{FinishReason, GenerationEvent, Job, Usage},
+    queue::{FinishReason, GenerationEvent, Job, JobReceiver, Usage},
 };
 
 pub struct SchedulerOptions {
     pub prefix_cache_bytes: usize,
     /// Requests decoding at the same time; each holds its own KV state (or a row of the batch).
     pub max_active: usize,
+    /// Tokens the requests in flight may hold together, each its prompt + `max_tokens`
+    /// (`Job::cost`); a request that would pass it waits, unless nothing else is in flight.
+    pub max_active_tokens: usize,
     /// Prompt tokens prefilled per round (batched: all prompts together, oldest first;
     /// interleaved: per request per turn), so a long prompt does not stall running streams and
     /// a request whose client left stops within one chunk.
@@ -98,7 +102,7 @@ fn stopping<'a>(
 
 pub fn run_engine_loop(
     mut engine: Engine,
-    jobs: Receiver<Job>,
+    jobs: JobReceiver,
     metrics: Arc<Metrics>,
     options: SchedulerOptions,
 ) {
@@ -121,49 +125,139 @@ pub fn run_engine_loop(
     }
 }
 
-/// Takes jobs from the queue while fewer than `max_active` are in flight (`active`); waits for
-/// one when nothing is in flight. `None`: the queue is closed, or the server is stopping, and
-/// nothing is in flight.
+/// Bounds on the requests in flight: how many, and how many tokens they may hold together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AdmissionBounds {
+    requests: usize,
+    tokens: usize,
+}
+
+impl AdmissionBounds {
+    fn of(options: &SchedulerOptions) -> Self {
+        Self {
+            requests: options.max_active.max(1),
+            tokens: options.max_active_tokens.max(1),
+        }
+    }
+
+    /// Whether one more request of `cost` tokens may join the requests in flight (`load`). With
+    /// nothing in flight any request may: one larger than the whole token budget runs alone
+    /// rather than never (validation already fitted it into the context).
+    fn admits(&self, load: Load, cost: usize) -> bool {
+        load.requests == 0
+            || (load.requests < self.requests && load.tokens.saturating_add(cost) <= self.tokens)
+    }
+}
+
+/// What the requests in flight hold: how many, and the tokens they may grow to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Load {
+    requests: usize,
+    tokens: usize,
+}
+
+impl Load {
+    fn of<'a>(in_flight: impl Iterator<Item = &'a Generation>) -> Self {
+        in_flight.fold(Load::default(), |load, g| load.with(g.needs()))
+    }
+
+    fn with(self, cost: usize) -> Self {
+        Load {
+            requests: self.requests + 1,
+            tokens: self.tokens.saturating_add(cost),
+        }
+    }
+}
+
+/// What one admission takes out of the queue.
+#[derive(Debug, PartialEq)]
+struct Selection<T> {
+    /// To start, oldest first.
+    admitted: Vec<T>,
+    /// Their clients left while they waited: dropped, wherever they were in the queue, so they
+    /// hold no place in it.
+    retired: Vec<T>,
+}
+
+/// The admission rule, apart from the engine: takes from the front of `waiting` (oldest first)
+/// each request that fits beside `load` by `bounds`, and stops at the first that does not, so a
+/// large request is never overtaken by smaller ones behind it (it cannot starve); the rest keep
+/// their places.
+fn select<T>(
+    waiting: &mut VecDeque<T>,
+    mut load: Load,
+    bounds: AdmissionBounds,
+    cost: impl Fn(&T) -> usize,
+    gone: impl Fn(&T) -> bool,
+) -> Selection<T> {
+    let mut selection = Selection {
+        admitted: Vec::new(),
+        retired: Vec::new(),
+    };
+    if waiting.iter().any(&gone) {
+        for item in std::mem::take(waiting) {
+            if gone(&item) {
+                selection.retired.push(item);
+            } else {
+                waiting.push_back(item);
+            }
+        }
+    }
+    while let Some(next) = waiting.front() {
+        let cost = cost(next);
+        if !bounds.admits(load, cost) {
+            break;
+        }
+        load = load.with(cost);
+        selection.admitted.extend(waiting.pop_front());
+    }
+    selection
+}
+
+/// Admits what the queue holds and `select` lets in beside the requests in flight (`load`);
+/// waits for a request when nothing is in flight. `None`: the queue is closed, or the server is
+/// stopping, and nothing is in flight.
 fn admit(
-    jobs: &Receiver<Job>,
+    jobs: &JobReceiver,
     metrics: &Metrics,
     options: &SchedulerOptions,
-    active: usize,
+    load: Load,
     mut push: impl FnMut(Generation),
 ) -> Option<()> {
-    let mut active = active;
-    while active < options.max_active.max(1) {
-        let job = if active == 0 {
-            // Nothing is in flight while it waits: the load gauges say so, rather than what
-            // the last round before the wait saw.
-            publish_load(metrics, std::iter::empty());
-            loop {
-                if options.stop.load(Ordering::SeqCst) {
-                    return None;
-                }
-                match jobs.recv_timeout(IDLE_STOP_CHECK) {
-                    Ok(job) => break job,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return None,
-                }
+    if load.requests == 0 {
+        // Nothing is in flight while it waits: the load gauges say so, rather than what the
+        // last round before the wait saw.
+        publish_load(metrics, std::iter::empty());
+        loop {
+            if options.stop.load(Ordering::SeqCst) {
+                return None;
             }
-        } else {
-            match jobs.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            if jobs.wait(IDLE_STOP_CHECK) {
+                break;
             }
-        };
+            if jobs.is_closed() {
+                return None;
+            }
+        }
+    }
+    let bounds = AdmissionBounds::of(options);
+    let Selection { admitted, retired } =
+        jobs.take(|waiting| select(waiting, load, bounds, Job::cost, Job::is_gone));
+    let taken = retired
+        .into_iter()
+        .map(|job| (job, false))
+        .chain(admitted.into_iter().map(|job| (job, true)));
+    for (job, admitted) in taken {
         metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
         metrics.queue_time.observe(job.arrived.elapsed());
         crate::fault::trip("engine-panic");
-        if job.events.is_closed() {
+        if !admitted {
             metrics.cancelled.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let events = job.events.clone();
         if let Some(generation) = guarded(&events, || Generation::start(metrics, job)) {
             push(generation);
-            active += 1;
         }
     }
     Some(())
@@ -179,7 +273,7 @@ fn publish_load<'a>(metrics: &Metrics, in_flight: impl Iterator<Item = &'a Gener
 
 fn run_interleaved(
     engine: &mut Engine,
-    jobs: Receiver<Job>,
+    jobs: JobReceiver,
     metrics: &Metrics,
     options: &SchedulerOptions,
     mut cache: PrefixCache,
@@ -189,8 +283,8 @@ fn run_interleaved(
         if stopping(options, active.iter()) {
             return;
         }
-        let n = active.len();
-        if admit(&jobs, metrics, options, n, |g| active.push_back(g)).is_none() {
+        let load = Load::of(active.iter());
+        if admit(&jobs, metrics, options, load, |g| active.push_back(g)).is_none() {
             return;
         }
         publish_load(metrics, active.iter());
@@ -224,7 +318,7 @@ fn run_interleaved(
 
 fn run_batched(
     engine: &mut Engine,
-    jobs: Receiver<Job>,
+    jobs: JobReceiver,
     metrics: &Metrics,
     options: &SchedulerOptions,
     mut cache: PrefixCache,
@@ -237,8 +331,8 @@ fn run_batched(
         if stopping(options, prefilling.iter().chain(&decoding)) {
             return;
         }
-        let n = prefilling.len() + decoding.len();
-        if admit(&jobs, metrics, options, n, |g| prefilling.push_back(g)).is_none() {
+        let load = Load::of(prefilling.iter().chain(&decoding));
+        if admit(&jobs, metrics, options, load, |g| prefilling.push_back(g)).is_none() {
             return;
         }
         publish_load(metrics, prefilling.iter().chain(&decoding));
@@ -271,31 +365,30 @@ fn run_batched(
         //    (so decoding requests wait at most one chunk between two tokens, and a prompt whose
         //    client left is abandoned within one chunk); a request whose prompt is done with
         //    nothing decoding ends the round, so it starts streaming at once.
-        let mut budget = options.prefill_chunk.max(1);
+        let mut budget = PrefillBudget::new(options.prefill_chunk, !decoding.is_empty());
         let mut ready = Vec::new();
         for _ in 0..prefilling.len() {
             let Some(mut generation) = prefilling.pop_front() else {
                 break;
             };
-            if budget == 0 {
+            if budget.left() == 0 {
                 prefilling.push_back(generation);
                 continue;
             }
             let events = generation.job.events.clone();
             match guarded(&events, || {
-                generation.prefill(engine, &mut cache, budget, metrics)
+                generation.prefill(engine, &mut cache, budget.left(), metrics)
             }) {
-                Some(_) if generation.ended.is_some() => generation.finish(&mut cache, metrics),
+                Some(ran) if generation.ended.is_some() => {
+                    budget.spend(ran, false);
+                    generation.finish(&mut cache, metrics);
+                }
                 Some(ran) if generation.prompt_done() => {
-                    budget = if decoding.is_empty() && ready.is_empty() {
-                        0
-                    } else {
-                        budget.saturating_sub(ran)
-                    };
+                    budget.spend(ran, true);
                     ready.push(generation);
                 }
                 Some(ran) => {
-                    budget = budget.saturating_sub(ran);
+                    budget.spend(ran, false);
                     prefilling.push_back(generation);
                 }
                 None => {}
@@ -383,6 +476,41 @@ fn run_batched(
                 batch.reset();
             }
         }
+    }
+}
+
+/// The prompt tokens one round of the batched loop may still prefill: `--prefill-chunk` in all,
+/// given to the prefilling requests oldest first, so decoding requests wait at most one chunk
+/// between two tokens. A prompt finished while nothing decodes ends the round's prefills: that
+/// request starts streaming at once instead of waiting for the next prompts' chunks.
+#[derive(Debug)]
+struct PrefillBudget {
+    left: usize,
+    /// Whether a request decodes this round (in the batch, or a prompt finished this round).
+    decoding: bool,
+}
+
+impl PrefillBudget {
+    fn new(chunk: usize, decoding: bool) -> Self {
+        Self {
+            left: chunk.max(1),
+            decoding,
+        }
+    }
+
+    /// What the next prefilling request may run now; 0: it waits for the next round.
+    fn left(&self) -> usize {
+        self.left
+    }
+
+    /// A request ran `ran` prompt tokens; `prompt_done` when that finished its prompt.
+    fn spend(&mut self, ran: usize, prompt_done: bool) {
+        self.left = if prompt_done && !self.decoding {
+            0
+        } else {
+            self.left.saturating_sub(ran)
+        };
+        self.decoding |= prompt_done;
     }
 }
 
@@ -904,5 +1032,192 @@ impl Generation {
         told.set(true);
         crate::fault::trip("cache-insert-panic");
         cache.insert(self.job.request.partition.clone(), self.fed, self.seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A waiting request in these tests: a name, its cost in tokens, whether its client left.
+    #[derive(Debug, PartialEq)]
+    struct Waiter(&'static str, usize, bool);
+
+    fn queue(waiters: &[(&'static str, usize)]) -> VecDeque<Waiter> {
+        waiters
+            .iter()
+            .map(|&(name, cost)| Waiter(name, cost, false))
+            .collect()
+    }
+
+    fn names(waiters: &[Waiter]) -> Vec<&'static str> {
+        waiters.iter().map(|w| w.0).collect()
+    }
+
+    fn run(
+        waiting: &mut VecDeque<Waiter>,
+        load: Load,
+        requests: usize,
+        tokens: usize,
+    ) -> Selection<Waiter> {
+        select(
+            waiting,
+            load,
+            AdmissionBounds { requests, tokens },
+            |w| w.1,
+            |w| w.2,
+        )
+    }
+
+    const IDLE: Load = Load {
+        requests: 0,
+        tokens: 0,
+    };
+
+    #[test]
+    fn the_request_count_bounds_admission_in_arrival_order() {
+        let mut waiting = queue(&[("a", 10), ("b", 10), ("c", 10), ("d", 10)]);
+        let taken = run(&mut waiting, IDLE, 3, usize::MAX);
+        assert_eq!(names(&taken.admitted), ["a", "b", "c"]);
+        assert!(taken.retired.is_empty());
+        assert_eq!(names(waiting.make_contiguous()), ["d"]);
+
+        // Two in flight already: one more fits.
+        let mut waiting = queue(&[("a", 10), ("b", 10)]);
+        let load = Load {
+            requests: 2,
+            tokens: 20,
+        };
+        assert_eq!(
+            names(&run(&mut waiting, load, 3, usize::MAX).admitted),
+            ["a"]
+        );
+        assert_eq!(names(waiting.make_contiguous()), ["b"]);
+    }
+
+    #[test]
+    fn the_token_budget_bounds_admission_counting_those_in_flight() {
+        // 100 + 150 fit in 300, the next 100 would not.
+        let mut waiting = queue(&[("a", 100), ("b", 150), ("c", 100)]);
+        let taken = run(&mut waiting, IDLE, 8, 300);
+        assert_eq!(names(&taken.admitted), ["a", "b"]);
+        assert_eq!(names(waiting.make_contiguous()), ["c"]);
+
+        // Exactly the budget fits.
+        let mut waiting = queue(&[("c", 100)]);
+        let load = Load {
+            requests: 1,
+            tokens: 200,
+        };
+        assert_eq!(names(&run(&mut waiting, load, 8, 300).admitted), ["c"]);
+
+        // One token over does not; the request keeps its place.
+        let mut waiting = queue(&[("c", 101)]);
+        assert!(run(&mut waiting, load, 8, 300).admitted.is_empty());
+        assert_eq!(names(waiting.make_contiguous()), ["c"]);
+    }
+
+    #[test]
+    fn a_large_request_is_not_overtaken_by_smaller_ones_behind_it() {
+        let mut waiting = queue(&[("big", 250), ("small", 10)]);
+        let load = Load {
+            requests: 1,
+            tokens: 100,
+        };
+        let taken = run(&mut waiting, load, 8, 300);
+        assert!(taken.admitted.is_empty(), "{taken:?}");
+        assert_eq!(names(waiting.make_contiguous()), ["big", "small"]);
+    }
+
+    #[test]
+    fn a_request_larger_than_the_whole_budget_runs_alone() {
+        let mut waiting = queue(&[("huge", 1000), ("next", 10)]);
+        let busy = Load {
+            requests: 1,
+            tokens: 10,
+        };
+        assert!(run(&mut waiting, busy, 8, 300).admitted.is_empty());
+        let taken = run(&mut waiting, IDLE, 8, 300);
+        assert_eq!(names(&taken.admitted), ["huge"], "nothing joins it");
+        assert_eq!(names(waiting.make_contiguous()), ["next"]);
+    }
+
+    #[test]
+    fn requests_whose_clients_left_are_retired_wherever_they_wait() {
+        let mut waiting = queue(&[("big", 250), ("gone", 10), ("small", 10)]);
+        waiting[1].2 = true;
+        let load = Load {
+            requests: 1,
+            tokens: 100,
+        };
+        let taken = run(&mut waiting, load, 8, 300);
+        assert_eq!(names(&taken.retired), ["gone"]);
+        assert!(taken.admitted.is_empty());
+        assert_eq!(names(waiting.make_contiguous()), ["big", "small"]);
+
+        // A gone request takes no part of the budget: the one behind it is admitted.
+        let mut waiting = queue(&[("gone", 200), ("next", 200)]);
+        waiting[0].2 = true;
+        let taken = run(&mut waiting, load, 8, 300);
+        assert_eq!(names(&taken.retired), ["gone"]);
+        assert_eq!(names(&taken.admitted), ["next"]);
+        assert!(waiting.is_empty());
+    }
+
+    /// Prefills one round of the batched loop over prompts with `left` tokens still to run,
+    /// oldest first: the tokens each ran.
+    fn prefill_round(chunk: usize, decoding: bool, left: &[usize]) -> Vec<usize> {
+        let mut budget = PrefillBudget::new(chunk, decoding);
+        left.iter()
+            .map(|&prompt| {
+                let ran = prompt.min(budget.left());
+                if ran > 0 {
+                    budget.spend(ran, ran == prompt);
+                }
+                ran
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_round_prefills_one_chunk_in_all_oldest_first_while_others_decode() {
+        // 100 finishes its prompt, the next gets the 28 left, the third waits.
+        assert_eq!(prefill_round(128, true, &[100, 50, 300]), [100, 28, 0]);
+        assert_eq!(prefill_round(128, true, &[300, 10]), [128, 0]);
+        // Short prompts all finish in one chunk.
+        assert_eq!(prefill_round(128, true, &[10, 20, 30]), [10, 20, 30]);
+    }
+
+    #[test]
+    fn a_prompt_finished_with_nothing_decoding_ends_the_rounds_prefills() {
+        // It streams its first token this round rather than after the others' chunks.
+        assert_eq!(prefill_round(128, false, &[10, 20, 30]), [10, 0, 0]);
+        // A prompt not finished leaves the rest of the chunk to the next one.
+        assert_eq!(prefill_round(128, false, &[300, 20]), [128, 0]);
+        assert_eq!(prefill_round(128, false, &[100, 20, 5]), [100, 0, 0]);
+        // A prompt part-way spends what it ran; the first to finish ends the round.
+        let mut budget = PrefillBudget::new(128, false);
+        budget.spend(30, false);
+        assert_eq!(budget.left(), 98);
+        budget.spend(60, true);
+        assert_eq!(budget.left(), 0);
+    }
+
+    #[test]
+    fn a_full_active_set_admits_nothing_and_keeps_the_order() {
+        let mut waiting = queue(&[("a", 1), ("b", 1)]);
+        let full = Load {
+            requests: 2,
+            tokens: 2,
+        };
+        let taken = run(&mut waiting, full, 2, 1000);
+        assert_eq!(
+            taken,
+            Selection {
+                admitted: vec![],
+                retired: vec![]
+            }
+        );
+        assert_eq!(names(waiting.make_contiguous()), ["a", "b"]);
     }
 }

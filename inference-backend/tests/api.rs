@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{
     client, complete, metric, metrics_text, sse_data, tiny_cuda_fp16, tiny_genai, tiny_optimum,
-    Server,
+    wait_for_metrics, Server,
 };
 use serde_json::{json, Value};
 
@@ -174,28 +172,26 @@ async fn client_disconnect_stops_generation() {
     let first = resp.chunk().await.unwrap();
     assert!(first.is_some());
     drop(resp);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let metrics = loop {
-        let text = metrics_text(&server).await;
-        if metric(&text, "ghostline_cancelled_total") >= 1.0 {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "generation was not cancelled:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let metrics = wait_for_metrics(&server, "the generation cancelled", |m| {
+        metric(m, "ghostline_cancelled_total") >= 1.0
+    })
+    .await;
     let generated = metric(&metrics, "ghostline_generated_tokens_total");
     assert!(
         generated < 3000.0,
         "generation ran to the end ({generated} tokens)"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A sampled request of 8 tokens (never drafted: one token per round) runs to its end after
+    // the cancel: the engine ran 8 rounds meanwhile, and a generation still going on would
+    // have added its tokens in them.
+    let sampled = json!({"prompt": "fn main() {", "max_tokens": 8, "temperature": 1.5, "seed": 3, "ignore_eos": true});
+    let (status, answer) = complete(&server, sampled).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["usage"]["completion_tokens"], 8, "{answer}");
     let later = metrics_text(&server).await;
     assert_eq!(
         metric(&later, "ghostline_generated_tokens_total"),
-        generated,
+        generated + 8.0,
         "tokens kept coming after the cancel"
     );
 }
@@ -733,29 +729,35 @@ fn steps_wider_than(metrics: &str, rows: u32) -> f64 {
         )
 }
 
-/// Sends `requests` started 40 ms apart, twice (the second time their prompts are in the prefix
-/// cache), and checks every answer against `expected`.
+/// Sends `requests` one after the other, each as soon as the one before it has streamed its
+/// first chunk (the engine has then taken it in: requests join while others decode, and the
+/// short ones leave while the long ones go on), twice (the second time their prompts are in the
+/// prefix cache), and checks every answer against `expected`.
 async fn staggered_answers_match(server: &Server, requests: &[Value], expected: &[Value]) {
     for round in 0..2 {
-        let mut handles = Vec::new();
-        for (i, body) in requests.iter().cloned().enumerate() {
-            let url = server.url("/v1/completions");
-            handles.push(tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(40 * i as u64)).await;
-                let resp = reqwest::Client::new()
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status();
-                let answer = resp.json::<Value>().await.unwrap_or(Value::Null);
-                assert_eq!(status, 200, "{answer}");
-                answer
+        let mut streams = Vec::new();
+        for body in requests {
+            let mut body = body.clone();
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({"include_usage": true});
+            let mut resp = client()
+                .post(server.url("/v1/completions"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let first = resp.chunk().await.unwrap().unwrap_or_default();
+            streams.push(tokio::spawn(async move {
+                let mut bytes = first.to_vec();
+                while let Some(chunk) = resp.chunk().await.unwrap() {
+                    bytes.extend_from_slice(&chunk);
+                }
+                String::from_utf8(bytes).unwrap()
             }));
         }
-        for (i, handle) in handles.into_iter().enumerate() {
-            let answer = handle.await.unwrap();
+        for (i, stream) in streams.into_iter().enumerate() {
+            let answer = streamed_answer(&stream.await.unwrap());
             not_timed_out(&answer, i);
             assert_eq!(
                 answer["choices"][0]["text"], expected[i],
@@ -767,6 +769,29 @@ async fn staggered_answers_match(server: &Server, requests: &[Value], expected: 
             );
         }
     }
+}
+
+/// A streamed completion (`include_usage`) put back into the shape of a plain answer: its text
+/// pieces joined, its finish reason, its usage.
+fn streamed_answer(body: &str) -> Value {
+    let data = sse_data(body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{body}");
+    let mut text = String::new();
+    let mut finish = Value::Null;
+    let mut usage = Value::Null;
+    for d in &data[..data.len() - 1] {
+        let chunk: Value = serde_json::from_str(d).unwrap();
+        if let Some(choice) = chunk["choices"].get(0) {
+            text.push_str(choice["text"].as_str().unwrap());
+            if !choice["finish_reason"].is_null() {
+                finish = choice["finish_reason"].clone();
+            }
+        }
+        if !chunk["usage"].is_null() {
+            usage = chunk["usage"].clone();
+        }
+    }
+    json!({"choices": [{"text": text, "finish_reason": finish}], "usage": usage})
 }
 
 #[tokio::test]
@@ -1075,14 +1100,10 @@ async fn leave_at_first_token(server: &Server, mut body: Value) {
     }
     drop(resp);
     // Until the server has noticed (a keystroke's request comes a few milliseconds later).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&metrics_text(server).await, "ghostline_cancelled_total") < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the server did not notice the client leaving"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_metrics(server, "the server notice the client leaving", |m| {
+        metric(m, "ghostline_cancelled_total") >= 1.0
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -1203,15 +1224,11 @@ async fn router_gauges_read_idle_after_a_request_and_count_the_prefix_cache() {
     assert_eq!(metric(&before, "ghostline_prefix_cache_usage_perc"), 0.0);
     let (status, _) = complete(&server, greedy("def add(a, b):\n    return", 8)).await;
     assert_eq!(status, 200);
-    // The answer is sent before the engine's loop comes round to publish its load: poll.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let after = loop {
-        let text = metrics_text(&server).await;
-        if metric(&text, "ghostline_num_requests_running") == 0.0 || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The answer is sent before the engine's loop comes round to publish its load.
+    let after = wait_for_metrics(&server, "no request running", |m| {
+        metric(m, "ghostline_num_requests_running") == 0.0
+    })
+    .await;
     assert_eq!(metric(&after, "ghostline_num_requests_waiting"), 0.0);
     assert_eq!(metric(&after, "ghostline_num_requests_running"), 0.0);
     assert_eq!(metric(&after, "ghostline_active_requests"), 0.0);

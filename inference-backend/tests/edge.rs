@@ -16,18 +16,13 @@ use std::{
 
 use common::{client, metric, metrics_text, sse_data, tiny_genai, Server};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 fn sha256_hex(text: &str) -> String {
-    let out = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().unwrap().write_all(text.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("sha256sum");
-    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A prompt of a few hundred tokens that no other test sends.

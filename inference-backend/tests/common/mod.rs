@@ -15,15 +15,20 @@ pub fn cache_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/ghostline"))
 }
 
-/// A model directory the tests need; made by `./test.sh` (inference-backend/scripts). A missing
-/// one is a failure, not a skip, so CI can never pass without really running the model.
+/// A model directory the tests need. `GHOSTLINE_PREPARE_ONLY=1 ./run.sh` (from the repository
+/// root) prepares ONNX Runtime and the default model; the tiny random-weight ones are then made
+/// by `inference-backend/scripts/make_tiny_model.py`, as `./test.sh` does before it runs every
+/// test. A missing one is a failure, not a skip, so CI can never pass without really running
+/// the model.
 pub fn model_dir(env: &str, name: &str) -> PathBuf {
     let dir = std::env::var_os(env)
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_root().join("models").join(name));
     assert!(
         dir.join("ghostline.json").is_file(),
-        "model {} is missing: run ./test.sh first (it prepares every model the tests use)",
+        "model {} is missing (or set {env}): `GHOSTLINE_PREPARE_ONLY=1 ./run.sh` prepares the \
+         default model; `./test.sh` prepares that and the tiny ones (its make_tiny_model.py \
+         lines), then runs every test",
         dir.display()
     );
     dir
@@ -318,6 +323,21 @@ pub async fn metrics_text(server: &Server) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// Scrapes /metrics until `ready` holds for its text (an event the server publishes: a gauge
+/// reached, a counter passed) and returns that text. Gives up after a minute, a net for a server
+/// that never gets there, reporting `what` was awaited and the last text.
+pub async fn wait_for_metrics(server: &Server, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = metrics_text(server).await;
+        if ready(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// POSTs a completion request; the status and the JSON body (Null when it is not JSON).
