@@ -60,15 +60,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             .into_response();
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
-        let mut text = state.metrics.render();
-        state.owner_metrics.render_suggestions(&mut text);
-        if state.keys.is_some() {
-            state
-                .owner_metrics
-                .render(&mut text, &state.tenants.streams_by_owner());
-        }
-        text
-    })
-        .into_response()
+    let streams = state
+        .keys
+        .is_some()
+        .then(|| state.tenants.streams_by_owner());
+    let text = crate::metrics::render(&state.metrics, &state.owner_metrics, streams.as_deref());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
