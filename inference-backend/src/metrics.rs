@@ -106,6 +106,10 @@ pub struct Metrics {
     pub kv_capacity_tokens: AtomicU64,
     pub prefix_cache_bytes: AtomicU64,
     pub prefix_cache_capacity_bytes: AtomicU64,
+    /// Beaten by the engine thread while it makes progress; `/ready` reads its age.
+    pub engine_heartbeat: crate::lifecycle::Heartbeat,
+    /// Audit lines the writer thread had no room for (`http/audit.rs`).
+    pub audit_lines_dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -137,6 +141,8 @@ impl Default for Metrics {
             kv_capacity_tokens: AtomicU64::new(0),
             prefix_cache_bytes: AtomicU64::new(0),
             prefix_cache_capacity_bytes: AtomicU64::new(0),
+            engine_heartbeat: Default::default(),
+            audit_lines_dropped: AtomicU64::new(0),
         }
     }
 }
@@ -262,6 +268,11 @@ impl Metrics {
                 "Prompt tokens run through the model, finished requests or not (the rest came from the prefix cache)",
                 &self.prefilled_tokens,
             ),
+            (
+                "ghostline_audit_lines_dropped",
+                "Audit lines dropped because the audit log's writer was too far behind (a slow disk)",
+                &self.audit_lines_dropped,
+            ),
         ] {
             registry.register(name, help, load(value));
         }
@@ -274,6 +285,11 @@ impl Metrics {
             "ghostline_decode_batch",
             "Requests in the decode batch now",
             level(&self.decode_batch),
+        );
+        registry.register(
+            "ghostline_engine_heartbeat_age_seconds",
+            "Time since the engine thread last showed progress (it beats every step, and every 50 ms when idle); /ready says 503 past --engine-stall-limit",
+            ConstGauge::new(self.engine_heartbeat.age().as_secs_f64()),
         );
         for (name, help, histogram) in [
             (
@@ -780,9 +796,11 @@ mod tests {
         ("ghostline_draft_accepted_tokens_total", "counter"),
         ("ghostline_prefill_graph_tokens_total", "counter"),
         ("ghostline_prefilled_tokens_total", "counter"),
+        ("ghostline_audit_lines_dropped_total", "counter"),
         ("ghostline_queue_depth", "gauge"),
         ("ghostline_active_requests", "gauge"),
         ("ghostline_decode_batch", "gauge"),
+        ("ghostline_engine_heartbeat_age_seconds", "gauge"),
         ("ghostline_num_requests_waiting", "gauge"),
         ("ghostline_num_requests_running", "gauge"),
         ("ghostline_kv_cache_usage_perc", "gauge"),

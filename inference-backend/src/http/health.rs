@@ -1,5 +1,5 @@
-//! Probes and metrics: `/health` answers as soon as the process listens, `/ready` once the model
-//! is loaded and warmed up.
+//! Probes and metrics: `/health` answers as soon as the process listens (liveness), `/ready`
+//! once the model is loaded and warmed up, and only while the engine thread makes progress.
 
 use std::sync::Arc;
 
@@ -34,6 +34,20 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
             .into_response();
     }
     match state.model.get() {
+        Some(_)
+            if state
+                .lifecycle
+                .engine_stalled(&state.metrics.engine_heartbeat) =>
+        {
+            // The engine thread is alive but stuck: requests would only queue behind it.
+            let since = state.metrics.engine_heartbeat.age().as_secs_f64();
+            tracing::warn!("/ready: no progress from the engine thread for {since:.1} s");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "engine stalled", "seconds_since_progress": since})),
+            )
+                .into_response()
+        }
         Some(model) => {
             Json(json!({"status": "ready", "model": model.config.name, "device": model.device}))
                 .into_response()
