@@ -66,6 +66,14 @@ pub struct Args {
     /// environment variable to the flag, which other users can read in the process list.
     #[arg(long, env = "GHOSTLINE_METRICS_KEY", hide_env_values = true)]
     pub metrics_key: Option<String>,
+    /// Seconds the engine thread may go without progress (it shows progress every prefill chunk
+    /// and decode step, and every 50 ms when idle) before /ready says 503 while /health stays
+    /// 200: a stuck forward pass takes the replica out of rotation. Keep it above the longest
+    /// single forward pass, one --prefill-chunk of the model on this machine (the default is
+    /// far above the default model's, about 1 s on 2 CPU cores, and above one of a several times
+    /// larger model's).
+    #[arg(long, default_value_t = 30.0)]
+    pub engine_stall_limit: f64,
     /// libonnxruntime.so to load. Default: the one in Ghostline's Python environment.
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_lib: Option<PathBuf>,

@@ -3,10 +3,18 @@
 //! 503 so a load balancer moves on, running streams may finish), ending (the grace period is
 //! over, every completion in flight has ended, or the engine is gone: the listener closes and
 //! every open stream ends now with an error event and `[DONE]`).
+//!
+//! Readiness also needs an engine thread that is making progress: it beats a [`Heartbeat`]
+//! every round, every prefill chunk and decode step, and every 50 ms while idle; a heartbeat
+//! older than the stall limit (`--engine-stall-limit`) turns `/ready` 503 while `/health`, the
+//! process's liveness, stays 200.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicUsize, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
 };
 
 use tokio::sync::{watch, Notify};
@@ -20,6 +28,8 @@ pub enum Phase {
 
 pub struct Lifecycle {
     phase: watch::Sender<Phase>,
+    /// `/ready` says 503 when the engine's heartbeat is older than this.
+    stall_limit: Duration,
     engine_down: AtomicBool,
     engine_gone: Notify,
     /// Completions whose answer has not ended yet (a stream until its last chunk or its
@@ -28,10 +38,12 @@ pub struct Lifecycle {
     idle: Notify,
 }
 
-impl Default for Lifecycle {
-    fn default() -> Self {
+impl Lifecycle {
+    /// `stall_limit`: `--engine-stall-limit`.
+    pub fn new(stall_limit: Duration) -> Self {
         Self {
             phase: watch::Sender::new(Phase::Running),
+            stall_limit,
             engine_down: AtomicBool::new(false),
             engine_gone: Notify::new(),
             in_flight: AtomicUsize::new(0),
@@ -69,6 +81,12 @@ impl Lifecycle {
 
     pub fn subscribe(&self) -> watch::Receiver<Phase> {
         self.phase.subscribe()
+    }
+
+    /// Whether the engine thread's last heartbeat is older than the stall limit: it is stuck
+    /// (a forward pass that never returns, a lock never released) although it did not stop.
+    pub fn engine_stalled(&self, heartbeat: &Heartbeat) -> bool {
+        heartbeat.age() > self.stall_limit
     }
 
     /// Called by the engine thread when it stops, however it stops.
@@ -117,5 +135,51 @@ impl Lifecycle {
 pub async fn ending(phase: &mut watch::Receiver<Phase>) {
     if phase.wait_for(|p| *p >= Phase::Ending).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// When the engine thread last showed that it makes progress, as milliseconds since the
+/// heartbeat was made; one relaxed store per beat, so it can beat per decode step.
+#[derive(Debug)]
+pub struct Heartbeat {
+    origin: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        let now = self.origin.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Time since the last beat (since the heartbeat was made, before the first).
+    pub fn age(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Heartbeat, Lifecycle};
+    use std::time::Duration;
+
+    #[test]
+    fn a_heartbeat_older_than_the_limit_is_a_stall() {
+        let heartbeat = Heartbeat::default();
+        heartbeat.beat();
+        assert!(!Lifecycle::new(Duration::from_secs(3600)).engine_stalled(&heartbeat));
+        // Any age at all is over a zero limit once a millisecond has passed.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(Lifecycle::new(Duration::ZERO).engine_stalled(&heartbeat));
     }
 }

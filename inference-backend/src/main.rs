@@ -98,7 +98,9 @@ async fn serve(args: Args) -> Result<()> {
     );
 
     ghostline_serve::fault::init();
-    let lifecycle = Arc::new(Lifecycle::default());
+    let lifecycle = Arc::new(Lifecycle::new(Duration::from_secs_f64(
+        args.engine_stall_limit.clamp(0.1, 86_400.0),
+    )));
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(AppState {
         lifecycle: lifecycle.clone(),
@@ -182,6 +184,8 @@ async fn serve(args: Args) -> Result<()> {
                 layout: engine.layout,
                 limits,
             };
+            // Loading and warming took long; the loop beats from its first round on.
+            metrics.engine_heartbeat.beat();
             let _ = engine_state.model.set(loaded);
             // The loop only returns when the queue closes, which never happens while the
             // server runs; returning or panicking, the engine is gone: /ready turns 503 and the
@@ -218,6 +222,7 @@ async fn serve(args: Args) -> Result<()> {
         ),
         tls,
     };
+    let app = state.clone();
     let server = http::serve::serve(
         listener,
         http::router(state),
@@ -236,6 +241,10 @@ async fn serve(args: Args) -> Result<()> {
     tokio::select! {
         result = server => result?,
         () = hard_stop => tracing::warn!("connections still open 5 s after the end; closing them"),
+    }
+    // Every answer has ended: its audit line is queued. Written before the exit, not lost.
+    if let Some(audit) = &app.audit {
+        tokio::task::block_in_place(|| audit.close());
     }
     let engine_failed = lifecycle.engine_down();
     stop_engine.store(true, Ordering::SeqCst);

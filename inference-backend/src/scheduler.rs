@@ -229,6 +229,7 @@ fn admit(
         // last round before the wait saw.
         publish_load(metrics, std::iter::empty());
         loop {
+            metrics.engine_heartbeat.beat();
             if options.stop.load(Ordering::SeqCst) {
                 return None;
             }
@@ -264,8 +265,9 @@ fn admit(
 }
 
 /// The requests in flight and the KV positions they hold, for `/metrics` (what a router or an
-/// autoscaler reads to pick a replica).
+/// autoscaler reads to pick a replica); and a heartbeat each round, for `/ready`.
 fn publish_load<'a>(metrics: &Metrics, in_flight: impl Iterator<Item = &'a Generation>) {
+    metrics.engine_heartbeat.beat();
     let (running, kv_tokens) = in_flight.fold((0, 0), |(n, kv), g| (n + 1, kv + g.fed.len()));
     metrics.active_requests.store(running, Ordering::Relaxed);
     metrics.kv_tokens.store(kv_tokens as u64, Ordering::Relaxed);
@@ -804,6 +806,9 @@ impl Generation {
         let end = prompt.len().min(self.fed.len().saturating_add(chunk));
         let started = Instant::now();
         let on_prefill_graph = engine.prefill_graph_tokens();
+        // A round may hold several chunks (interleaved: one per request): a beat per chunk.
+        metrics.engine_heartbeat.beat();
+        crate::fault::trip("engine-wedge");
         let logits = engine.forward(&mut self.seq, &prompt[self.fed.len()..end])?;
         tracing::debug!(
             tokens = end - self.fed.len(),
@@ -844,6 +849,8 @@ impl Generation {
     /// After a drafted step, a sampled token equal to the next guess is already in the KV and
     /// the logits after it are known, so sampling goes on from them in the same round.
     fn sample(&mut self, engine: &Engine, metrics: &Metrics) -> Result<bool> {
+        // Interleaved, each request's decode step is its own forward pass: a beat per step.
+        metrics.engine_heartbeat.beat();
         loop {
             let end = self.next_token(engine, metrics)?;
             if end.is_some() {

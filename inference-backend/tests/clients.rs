@@ -209,13 +209,19 @@ async fn infill_streams_and_obeys_keys_and_limits_like_completions() {
     let (status, limited) = post(&server, "/infill", Some("alice-key"), &body).await;
     assert_eq!(status, 429, "{limited}");
 
-    let lines = std::fs::read_to_string(&audit).unwrap();
-    assert!(
-        lines
+    // The audit log's writer thread writes the line soon after the answer ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let lines = std::fs::read_to_string(&audit).unwrap();
+        if lines
             .lines()
-            .any(|l| l.contains("\"path\":\"/infill\"") && l.contains("\"owner\":\"alice\"")),
-        "{lines}"
-    );
+            .any(|l| l.contains("\"path\":\"/infill\"") && l.contains("\"owner\":\"alice\""))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{lines}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

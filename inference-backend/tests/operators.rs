@@ -330,18 +330,63 @@ async fn sighup_keeps_the_server_and_its_streams_and_reopens_the_audit_log() {
         last["choices"][0]["finish_reason"], "length",
         "the stream did not finish: {data:?}"
     );
+    // The audit log's writer thread reopens the file and says so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log.lock().unwrap().contains("audit log reopened") {
+        assert!(Instant::now() < deadline, "the audit log was not reopened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, _) = common::complete(&server, json!({"prompt": "x", "max_tokens": 2})).await;
     assert_eq!(status, 200);
     // The stream's line went to the file it started in or to the new one (it may have ended
     // before or after the reopen); the request after the signal is in the new file.
-    let before = audit_lines(&rotated);
-    let after = audit_lines(&log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (before, after) = loop {
+        let (before, after) = (audit_lines(&rotated), audit_lines(&log));
+        if before.len() + after.len() >= 2 {
+            break (before, after);
+        }
+        assert!(Instant::now() < deadline, "{before:?} {after:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(before.len() + after.len(), 2, "{before:?} {after:?}");
     assert!(
         after.iter().any(|l| l["completion_tokens"] == 2),
         "the request after SIGHUP is not in the reopened log: {after:?}"
     );
-    assert!(server.log.lock().unwrap().contains("audit log reopened"));
+}
+
+/// Audit lines are written by a thread of their own; on a normal exit (SIGTERM) every line
+/// queued is written first. The `audit-stall` fault holds that thread until the exit, as a
+/// disk that stalls would, so all the lines are still queued when SIGTERM comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_writes_every_queued_audit_line_before_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let mut server = Server::start_with_env(
+        &tiny_genai(),
+        &["--audit-log", log.to_str().unwrap()],
+        &[("GHOSTLINE_FAULT", "audit-stall")],
+    );
+    for i in 0..3 {
+        let (status, _) = common::complete(
+            &server,
+            json!({"prompt": format!("fn f{i}("), "max_tokens": 2, "ignore_eos": true}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(audit_lines(&log).len(), 0, "the writer did not stall");
+    server.signal("TERM");
+    let exit = server
+        .exit_status(Duration::from_secs(60))
+        .expect("no exit after SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+    let lines = audit_lines(&log);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines
+        .iter()
+        .all(|l| l["status"] == 200 && l["completion_tokens"] == 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,6 +193,56 @@ async fn a_dead_engine_thread_turns_ready_503_and_exits_non_zero() {
     assert!(log.contains("engine thread stopped"), "{log}");
 }
 
+/// An engine thread that is alive but stuck (a forward pass that never returns) takes the
+/// replica out of rotation: `/ready` turns 503 once the engine's heartbeat is older than
+/// `--engine-stall-limit`, while `/health` (liveness) stays 200.
+#[tokio::test]
+async fn a_wedged_engine_thread_turns_ready_503_while_health_stays_200() {
+    let server = Server::start_with_env(
+        &tiny_genai(),
+        &["--engine-stall-limit", "1"],
+        &[("GHOSTLINE_FAULT", "engine-wedge")],
+    );
+    let status = |path: &str| {
+        let url = server.url(path);
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    };
+    // Idle, the engine thread beats on its own: still ready well past the stall limit (the
+    // passing time is what is tested here, nothing is ordered by it).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(status("/ready").await, 200);
+    // Its next prefill chunk never ends.
+    let url = server.url("/v1/completions");
+    let wedged = tokio::spawn(async move {
+        let _ = client()
+            .post(url)
+            .json(&greedy("fn main() {", 4))
+            .send()
+            .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let resp = client().get(server.url("/ready")).send().await.unwrap();
+        if resp.status() == 503 {
+            break resp.json::<Value>().await.unwrap();
+        }
+        assert_eq!(resp.status(), 200);
+        assert!(
+            Instant::now() < deadline,
+            "/ready still 200 with a wedged engine"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["status"], "engine stalled", "{body}");
+    assert_eq!(status("/health").await, 200);
+    let text = metrics_text(&server).await;
+    assert!(
+        metric(&text, "ghostline_engine_heartbeat_age_seconds") > 1.0,
+        "{text}"
+    );
+    wedged.abort();
+}
+
 #[tokio::test]
 async fn a_panic_while_finishing_or_caching_ends_that_request_only() {
     let server = Server::start_with_env(

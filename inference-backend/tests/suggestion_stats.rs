@@ -56,7 +56,7 @@ async fn counts_go_to_the_key_owner_and_bad_bodies_change_nothing() {
         "ghostline_suggestions_shown_total{owner=\"alice\",language=\"python\"} 6",
         "ghostline_suggestions_accepted_total{owner=\"alice\",language=\"python\"} 0",
         "ghostline_suggestions_shown_total{owner=\"bob\",language=\"rust\"} 1",
-        "ghostline_suggestion_latency_seconds_sum{owner=\"alice\",language=\"rust\"} 1",
+        "ghostline_suggestion_latency_seconds_sum{owner=\"alice\",language=\"rust\"} 1.0",
         "ghostline_suggestion_latency_seconds_count{owner=\"alice\",language=\"rust\"} 10",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");

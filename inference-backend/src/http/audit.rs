@@ -13,8 +13,13 @@
 use std::{
     io::Write,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{Receiver, SyncSender, TrySendError},
+        Arc, Mutex,
+    },
     task::{Context, Poll},
+    thread::JoinHandle,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -30,10 +35,33 @@ use serde_json::json;
 use super::AppState;
 use crate::queue::Usage;
 
+/// Lines waiting for the writer thread at most. A disk that cannot keep up for that long
+/// costs lines (counted in `ghostline_audit_lines_dropped_total`), never a runtime thread.
+const QUEUE_LINES: usize = 4096;
+
+/// The audit trail's writer: request ends queue their line (never waiting: a runtime thread
+/// must not sit on a slow disk), one thread of its own writes them in order.
 pub struct AuditLog {
-    target: String,
-    sink: Mutex<Box<dyn Write + Send>>,
+    /// `None` once closed.
+    queue: Mutex<Option<SyncSender<Message>>>,
+    /// SIGHUP asked for the file to be opened again by its name; the writer does so before
+    /// its next line.
+    reopen: Arc<AtomicBool>,
+    /// Set by `close`: a writer held by the `audit-stall` test fault goes on.
+    closing: Arc<AtomicBool>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    dropped: AtomicU64,
 }
+
+enum Message {
+    Line(String),
+    /// Look at the reopen flag now (the queue was empty, so no line would make it look).
+    Wake,
+}
+
+/// A line the queue had no room for (or that came after `close`).
+#[derive(Debug)]
+pub struct Dropped;
 
 fn open_sink(target: &str) -> Result<Box<dyn Write + Send>> {
     Ok(if target == "-" {
@@ -52,33 +80,132 @@ fn open_sink(target: &str) -> Result<Box<dyn Write + Send>> {
 impl AuditLog {
     /// `-` is stderr; anything else a file, appended to (created when missing).
     pub fn open(target: &str) -> Result<Self> {
+        Self::start(target.to_string(), open_sink(target)?, QUEUE_LINES)
+    }
+
+    /// A writer thread for `sink` (opened from `target`, which SIGHUP opens again), with room
+    /// for `capacity` lines.
+    fn start(target: String, sink: Box<dyn Write + Send>, capacity: usize) -> Result<Self> {
+        let (queue, lines) = std::sync::mpsc::sync_channel(capacity);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            target,
+            sink: std::io::BufWriter::new(sink),
+            reopen: reopen.clone(),
+        };
+        let stall = closing.clone();
+        let writer = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                if crate::fault::take("audit-stall") {
+                    while !stall.load(Ordering::SeqCst) {
+                        std::thread::park();
+                    }
+                }
+                writer.run(lines);
+            })
+            .context("cannot start the audit log's writer thread")?;
         Ok(Self {
-            target: target.to_string(),
-            sink: Mutex::new(open_sink(target)?),
+            queue: Mutex::new(Some(queue)),
+            reopen,
+            closing,
+            writer: Mutex::new(Some(writer)),
+            dropped: AtomicU64::new(0),
         })
     }
 
     /// Opens the file again by its name (SIGHUP), so that rotation by rename (logrotate's
-    /// default) goes on in a new file; on an error the old file stays in use.
+    /// default) goes on in a new file; the lines queued before go to the old one. On an error
+    /// the old file stays in use.
     pub fn reopen(&self) {
-        if self.target == "-" {
-            return;
-        }
-        match open_sink(&self.target) {
-            Ok(sink) => {
-                *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = sink;
-                tracing::info!("audit log reopened");
-            }
-            Err(e) => tracing::error!("{e:#}; still writing to the file open before"),
+        self.reopen.store(true, Ordering::SeqCst);
+        if let Some(queue) = &*self.queue.lock().unwrap_or_else(|e| e.into_inner()) {
+            // Full: the writer has lines to write and looks at the flag before the next.
+            let _ = queue.try_send(Message::Wake);
         }
     }
 
-    fn write(&self, line: &serde_json::Value) {
+    /// Queues one line, or drops it (with a warning, now and then) when the writer is that far
+    /// behind: never waits.
+    fn write(&self, line: &serde_json::Value) -> Result<(), Dropped> {
         let mut text = line.to_string();
         text.push('\n');
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        // One write per line, so lines from concurrent requests never interleave.
-        if let Err(e) = sink.write_all(text.as_bytes()).and_then(|()| sink.flush()) {
+        let sent = match &*self.queue.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(queue) => queue.try_send(Message::Line(text)),
+            None => Err(TrySendError::Disconnected(Message::Wake)),
+        };
+        if sent.is_ok() {
+            return Ok(());
+        }
+        let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        // 1, 2, 4, 8...: a burst says so without a warning per line.
+        if dropped.is_power_of_two() {
+            tracing::warn!(
+                "audit log: {dropped} line(s) dropped so far, the writer is {} (see ghostline_audit_lines_dropped_total)",
+                if matches!(sent, Err(TrySendError::Full(_))) { "behind" } else { "closed" }
+            );
+        }
+        Err(Dropped)
+    }
+
+    /// Writes every line queued so far and stops the writer (a normal exit: no line is lost).
+    /// Lines after this are dropped. Blocks until the writer is done.
+    pub fn close(&self) {
+        drop(self.queue.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.closing.store(true, Ordering::SeqCst);
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            writer.thread().unpark();
+            if writer.join().is_err() {
+                tracing::error!("the audit log's writer thread panicked");
+            }
+        }
+    }
+}
+
+/// The writer thread's side: the file and what reopening it needs.
+struct Writer {
+    target: String,
+    sink: std::io::BufWriter<Box<dyn Write + Send>>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Writes lines in order until the queue closes; flushes whenever it is empty, so a line
+    /// reaches the file as soon as the writer is idle and a burst goes out in few writes.
+    fn run(mut self, lines: Receiver<Message>) {
+        while let Ok(first) = lines.recv() {
+            let mut next = Some(first);
+            while let Some(message) = next {
+                self.handle(message);
+                next = lines.try_recv().ok();
+            }
+            self.flush();
+        }
+        self.flush();
+    }
+
+    fn handle(&mut self, message: Message) {
+        if self.reopen.swap(false, Ordering::SeqCst) && self.target != "-" {
+            self.flush();
+            match open_sink(&self.target) {
+                Ok(sink) => {
+                    self.sink = std::io::BufWriter::new(sink);
+                    tracing::info!("audit log reopened");
+                }
+                Err(e) => tracing::error!("{e:#}; still writing to the file open before"),
+            }
+        }
+        if let Message::Line(text) = message {
+            if let Err(e) = self.sink.write_all(text.as_bytes()) {
+                tracing::warn!("cannot write the audit log: {e}");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.sink.flush() {
             tracing::warn!("cannot write the audit log: {e}");
         }
     }
@@ -201,7 +328,12 @@ impl Drop for AnswerEnd {
             "decode_ms": has_usage.then(|| round(usage.decode_ms)),
             "duration_ms": round(self.started.elapsed().as_secs_f64() * 1e3),
         });
-        log.write(&line);
+        if log.write(&line).is_err() {
+            self.state
+                .metrics
+                .audit_lines_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -273,8 +405,63 @@ impl<T: Unpin> http_body::Body for Guarded<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
-    use std::time::{Duration, UNIX_EPOCH};
+    use super::{rfc3339, AuditLog};
+    use serde_json::json;
+    use std::{
+        io::Write,
+        sync::{mpsc, Arc, Mutex},
+        time::{Duration, UNIX_EPOCH},
+    };
+
+    /// A sink that holds its first write until the test lets it go (a disk that stalls), and
+    /// keeps what it was given.
+    struct StallingSink {
+        written: Arc<Mutex<Vec<u8>>>,
+        entered: Option<mpsc::Sender<()>>,
+        release: Option<mpsc::Receiver<()>>,
+    }
+
+    impl Write for StallingSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let (Some(entered), Some(release)) = (self.entered.take(), self.release.take()) {
+                let _ = entered.send(());
+                let _ = release.recv();
+            }
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A writer stuck on its disk costs the lines past the queue's room, each refused at once
+    /// (the caller counts it); `close` then writes every line that was queued, in order.
+    #[test]
+    fn a_stalled_writer_drops_what_does_not_fit_and_close_writes_the_rest() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let (entered, writer_entered) = mpsc::channel();
+        let (release_writer, release) = mpsc::channel();
+        let sink = StallingSink {
+            written: written.clone(),
+            entered: Some(entered),
+            release: Some(release),
+        };
+        let log = AuditLog::start("-".into(), Box::new(sink), 3).unwrap();
+        // The first line goes straight to the writer, which then stalls inside its write.
+        log.write(&json!({"n": 0})).unwrap();
+        writer_entered.recv().unwrap();
+        let results: Vec<bool> = (1..=5)
+            .map(|n| log.write(&json!({ "n": n })).is_ok())
+            .collect();
+        assert_eq!(results, [true, true, true, false, false]);
+        release_writer.send(()).unwrap();
+        log.close();
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+        assert!(log.write(&json!({"n": 6})).is_err(), "a line after close");
+    }
 
     #[test]
     fn formats_utc_times() {

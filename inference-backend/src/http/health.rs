@@ -1,5 +1,5 @@
-//! Probes and metrics: `/health` answers as soon as the process listens, `/ready` once the model
-//! is loaded and warmed up.
+//! Probes and metrics: `/health` answers as soon as the process listens (liveness), `/ready`
+//! once the model is loaded and warmed up, and only while the engine thread makes progress.
 
 use std::sync::Arc;
 
@@ -34,6 +34,20 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
             .into_response();
     }
     match state.model.get() {
+        Some(_)
+            if state
+                .lifecycle
+                .engine_stalled(&state.metrics.engine_heartbeat) =>
+        {
+            // The engine thread is alive but stuck: requests would only queue behind it.
+            let since = state.metrics.engine_heartbeat.age().as_secs_f64();
+            tracing::warn!("/ready: no progress from the engine thread for {since:.1} s");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "engine stalled", "seconds_since_progress": since})),
+            )
+                .into_response()
+        }
         Some(model) => {
             Json(json!({"status": "ready", "model": model.config.name, "device": model.device}))
                 .into_response()
@@ -60,15 +74,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
             .into_response();
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
-        let mut text = state.metrics.render();
-        state.owner_metrics.render_suggestions(&mut text);
-        if state.keys.is_some() {
-            state
-                .owner_metrics
-                .render(&mut text, &state.tenants.streams_by_owner());
-        }
-        text
-    })
-        .into_response()
+    let streams = state
+        .keys
+        .is_some()
+        .then(|| state.tenants.streams_by_owner());
+    let text = crate::metrics::render(&state.metrics, &state.owner_metrics, streams.as_deref());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
