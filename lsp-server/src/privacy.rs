@@ -22,8 +22,8 @@ use std::sync::{LazyLock, OnceLock};
 use regex::{Regex, RegexSet};
 use ropey::Rope;
 
-pub use content::{is_credential_file, rope_is_credential_file};
-pub use excludes::{Excludes, DEFAULT_EXCLUDES};
+pub use content::rope_is_credential_file;
+pub use excludes::Excludes;
 use rules::{Check, RuleRow};
 
 pub const REDACTED: &str = "<redacted>";
@@ -148,13 +148,6 @@ pub fn secret_spans(text: &str) -> Vec<Range<usize>> {
     merge(spans)
 }
 
-/// The table's rules alone (for measuring the parts' costs).
-pub fn table_spans(text: &str) -> Vec<Range<usize>> {
-    let mut spans = Vec::new();
-    table_into(text, &mut spans);
-    merge(spans)
-}
-
 /// The spans of one rule (its check applied). Public for the rule tests.
 pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
     if rule.row.check == Check::PemBlock {
@@ -260,8 +253,10 @@ fn replace(text: &str, spans: &[Range<usize>], keep_line_breaks: bool) -> String
     out
 }
 
-/// `text` with secrets replaced. Borrowed when there was nothing to replace (the common case).
-pub fn redact(text: &str) -> Cow<'_, str> {
+/// `text` with secrets replaced. Borrowed when there was nothing to replace. For the rule
+/// tests: prompts are cut from a `Region`, the index stores `redact_keep_lines`.
+#[cfg(test)]
+fn redact(text: &str) -> Cow<'_, str> {
     let spans = secret_spans(text);
     if spans.is_empty() {
         Cow::Borrowed(text)

@@ -177,16 +177,9 @@ impl Session {
             .is_excluded(&path, Some(std::path::Path::new(&relative)))
     }
 
-    /// A snapshot whose syntax tree matches its text: a stale tree is reparsed here,
-    /// incrementally from the edited old one, and stored back for the next request.
-    /// Blocking work: runs on the pool (see `complete::blocking`).
-    pub fn snapshot_parsed(&self, uri: &Uri) -> Option<Document> {
-        let document = self.snapshot(uri)?;
-        Some(self.parsed(uri, document))
-    }
-
-    /// `document` (a snapshot of `uri`) with a tree that matches its text; the tree is stored
-    /// back when the document has not changed since. Blocking work, like `snapshot_parsed`.
+    /// `document` (a snapshot of `uri`) with a tree that matches its text: a stale tree is
+    /// reparsed here, incrementally from the edited old one, and stored back when the document
+    /// has not changed since. Blocking work: runs on the pool (see `complete::blocking`).
     pub fn parsed(&self, uri: &Uri, mut document: Document) -> Document {
         let Some(lang) = document.lang.filter(|_| document.gets_suggestions()) else {
             return document;
@@ -399,8 +392,9 @@ impl Session {
         generation
     }
 
-    /// Documents with a request generation (for the bounds' tests and the log).
-    pub fn tracked_request_count(&self) -> usize {
+    /// Documents with a request generation (for the bounds' tests).
+    #[cfg(test)]
+    fn tracked_request_count(&self) -> usize {
         self.latest_request.len()
     }
 
@@ -466,7 +460,7 @@ mod tests {
         let text = "z = 0\n".repeat(MAX_DOCUMENT_BYTES / 6 + 1);
         let session = Session::new();
         session.open_document(big.clone(), Document::new(&text, 1, "python".into()));
-        let snapshot = session.snapshot_parsed(&big).unwrap();
+        let snapshot = session.parsed(&big, session.snapshot(&big).unwrap());
         assert!(!snapshot.gets_suggestions());
         assert!(
             snapshot.tree.is_none(),
