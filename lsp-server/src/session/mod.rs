@@ -6,6 +6,7 @@
 //! (`settings`, `edit`, `syntax`, `index`, `privacy`).
 
 mod document;
+mod exclusion;
 
 pub use document::{Document, OpenDocument};
 
@@ -163,8 +164,11 @@ impl Session {
         );
     }
 
-    /// Whether a document may be read into prompts at all (secret files may not).
-    pub fn is_excluded(&self, uri: &Uri) -> bool {
+    /// Whether a document is a secret file by the name it is opened under (its path, the
+    /// path relative to its workspace folder, its file name). No file system access, so the
+    /// arrival lane may ask it; where a symlink leads is judged by `is_excluded` (on requests)
+    /// and by the index on its own thread.
+    pub fn is_excluded_by_name(&self, uri: &Uri) -> bool {
         let Some(path) = uri_to_path(uri) else {
             // No local path (`untitled:`, a remote file): its name still counts.
             let name = uri.0.as_str().rsplit(['/', ':']).next().unwrap_or("");
@@ -174,7 +178,7 @@ impl Session {
         };
         let relative = self.index.relative(&path);
         self.excludes()
-            .is_excluded(&path, Some(std::path::Path::new(&relative)))
+            .excludes_name(&path, Some(std::path::Path::new(&relative)))
     }
 
     /// `document` (a snapshot of `uri`) with a tree that matches its text: a stale tree is
