@@ -212,6 +212,36 @@ impl LspClient {
         matching
     }
 
+    /// Everything the server sent before its answer to a request sent now (a barrier), taken
+    /// from the backlog. The server writes in order, and what a message causes (a request's
+    /// warning or log line, awaited before its answer; an error for a damaged frame, written
+    /// when the frame is read) goes out before the answer to anything read after it. So once
+    /// the requests before are answered, all they caused is here: "nothing else came" is
+    /// checked without waiting out a time window, which a merely late message would pass.
+    pub fn messages_before_barrier(&mut self) -> Vec<Value> {
+        let id = self.send_request(
+            "ghostline/documentText",
+            json!({"textDocument": {"uri": "file:///ghostline-test-barrier"}}),
+        );
+        let answer = self.response(id, TIMEOUT);
+        assert!(
+            answer.get("error").is_none(),
+            "the barrier request failed: {answer}"
+        );
+        self.backlog.drain(..).collect()
+    }
+
+    /// The notifications with this method sent before a barrier (see
+    /// `messages_before_barrier`); the other messages stay in the backlog.
+    pub fn notifications_before_barrier(&mut self, method: &str) -> Vec<Value> {
+        let (matching, rest): (Vec<Value>, Vec<Value>) = self
+            .messages_before_barrier()
+            .into_iter()
+            .partition(|m| m.get("method").and_then(Value::as_str) == Some(method));
+        self.backlog = rest.into();
+        matching
+    }
+
     /// Everything received and not yet consumed (waits `wait` for more first).
     pub fn drain(&mut self, wait: Duration) -> Vec<Value> {
         let deadline = Instant::now() + wait;
