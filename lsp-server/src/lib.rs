@@ -1,8 +1,9 @@
 //! ghostline-lsp: a language server that shows ghostline-serve's completions as inline
 //! (ghost-text) suggestions, and as a completion item for editors without ghost text.
 //!
-//! Layers, lowest first; a module imports only modules above it in this list
-//! (`tests/module_graph.rs` fails on any cycle):
+//! Layers, lowest first; a module imports only modules before it in this list, and of those
+//! only the ones `ALLOWED` in `tests/module_graph.rs` names for it (the test fails on any
+//! other import, in any path form):
 //! `edit` (position encodings), `settings` (what the user configures), `tokens` (token
 //! counts), `syntax` (tree-sitter), `privacy` (secrets), `backend` (the OpenAI-compatible
 //! client; its own small config), `stats` (acceptance counts, local and shared), `index`
@@ -10,6 +11,8 @@
 //! request generations), `context` (what the model sees: the cursor window, the other
 //! sources, the prompt template), `complete` (the pipeline from a request to a suggestion,
 //! and its state: `Completer`), `server` (LSP, one file per method under `server/api/`).
+//! Which files may read the disk, and that the arrival lane reads none and runs no regex or
+//! BPE, is held by `tests/tidy.rs`.
 
 // Every module is the crate's own: `pub(crate)`, so that the compiler reports what nothing
 // uses. What the binary, the benches, the examples and the tests outside `src/` call is

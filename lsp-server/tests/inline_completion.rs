@@ -240,8 +240,8 @@ fn backend_killed_mid_stream_then_back() {
 
 #[test]
 fn refused_key_warns_once_and_the_right_key_works() {
-    let key_file =
-        std::env::temp_dir().join(format!("ghostline-lsp-test-keys-{}", std::process::id()));
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("keys");
     std::fs::write(&key_file, "right-key\n").unwrap();
     let Some(backend) = start_backend(
         tiny_model_dir(),
@@ -290,7 +290,6 @@ fn refused_key_warns_once_and_the_right_key_works() {
         .notifications_before_barrier("window/showMessage")
         .is_empty());
     assert!(right.shutdown().success());
-    let _ = std::fs::remove_file(key_file);
 }
 
 #[test]

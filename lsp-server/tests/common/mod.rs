@@ -708,19 +708,17 @@ pub fn insert_text(item: &Value) -> String {
         })
 }
 
-/// A fresh empty folder under the system temp dir (removed by `TempDir`'s drop).
-pub struct TempDir(pub PathBuf);
+/// A fresh empty folder under the system temp dir (`tempfile`: a unique name, removed when
+/// dropped); `.0` is its path.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "ghostline-{name}-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos() ^ (std::ptr::addr_of!(name) as usize as u128)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ghostline-{name}-"))
+            .tempdir()
+            .unwrap();
+        Self(dir.path().to_path_buf(), dir)
     }
 
     /// Writes `text` at `relative` (creating folders); returns the absolute path.
@@ -736,11 +734,6 @@ impl TempDir {
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// An OpenAI-style backend that records every `/v1/completions` body and answers with a
 /// short SSE stream; `/v1/models` reports `family` and the Qwen markers.
