@@ -192,7 +192,8 @@ fn backend_killed_mid_stream_then_back() {
         "textDocument/inlineCompletion",
         LspClient::inline_completion_params(URI, 4, 4),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Killed while the stream is under way.
+    common::wait_until_a_request_runs(port);
     backend.kill();
     let response = client.response(id, Duration::from_secs(60));
     assert!(response.get("error").is_none(), "{response}");

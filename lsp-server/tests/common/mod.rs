@@ -475,6 +475,42 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// The body of `GET path` on 127.0.0.1:`port` (`None` when nothing answers).
+pub fn http_get_body(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// Waits until ghostline-serve on `port` says a request is running (`/metrics`,
+/// `ghostline_num_requests_running`, the gauge routers scale by): a stream is under way.
+pub fn wait_until_a_request_runs(port: u16) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let metrics = http_get_body(port, "/metrics").unwrap_or_default();
+        let running = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("ghostline_num_requests_running "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if running >= 1.0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no request ran at the backend within {TIMEOUT:?}:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// How a raw TCP "backend" misbehaves.
 #[derive(Clone, Copy)]
 pub enum Misbehaviour {
