@@ -385,8 +385,7 @@ mod tests {
     fn reindexing_a_file_keeps_its_names_current() {
         let index = WorkspaceIndex::new();
         let path = PathBuf::from("/w/src/shapes.rs");
-        let build =
-            |text: &str| FileEntry::build(path.clone(), "src/shapes.rs".into(), text);
+        let build = |text: &str| FileEntry::build(path.clone(), "src/shapes.rs".into(), text);
         index.insert(build("fn area() {}\nfn perimeter() {}\n"));
         index.insert(build("fn area() {}\nfn volume() {}\n"));
         assert_eq!(

@@ -770,7 +770,6 @@ impl TempDir {
     }
 }
 
-
 /// An OpenAI-style backend that records every `/v1/completions` body and answers with a
 /// short SSE stream; `/v1/models` reports `family` and the Qwen markers.
 pub struct RecordingServer {
