@@ -28,6 +28,17 @@ say "cargo tests"
 # Two test threads: each integration test starts real servers, and CI has two cores.
 cargo test --workspace -q -- --test-threads=2
 
+say "the README's team certificate, made by its own openssl line, used end to end (cargo test makes one to the same recipe with rcgen)"
+command -v openssl >/dev/null || { say "installing openssl"; apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+recipe="$(awk '/^### /{s=($0 ~ /^### A team certificate/)} s && /^openssl req -x509/' README.md)"
+[ "$(printf '%s\n' "$recipe" | grep -c .)" = 1 ] || { echo "README.md: expected one 'openssl req -x509' line under '### A team certificate'" >&2; exit 1; }
+team_cert_dir="$(mktemp -d)"
+(cd "$team_cert_dir" && sh -c "$recipe" 2>/dev/null)
+# The premise of the LSP's pinning (backend/tls.rs): OpenSSL marks it a CA, which webpki refuses as a server's own.
+openssl x509 -noout -text -in "$team_cert_dir/ghostline.pem" | grep -q "CA:TRUE"
+GHOSTLINE_TEAM_CERT_DIR="$team_cert_dir" cargo test -q -p ghostline-lsp --test tls_and_limits -- --test-threads=2 the_readme_team_certificate
+rm -rf "$team_cert_dir"
+
 say "the LSP's backend tests again with a HOME that holds no cache: they must find models and ONNX Runtime through GHOSTLINE_CACHE alone"
 fake_home="$(mktemp -d)"
 RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" HOME="$fake_home" \

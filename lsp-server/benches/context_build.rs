@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ghostline_lsp::context::template::{render, FimMarkers, Format, Parts};
-use ghostline_lsp::context::{build, Budget, CurrentFile, OpenDocument, Workspace};
-use ghostline_lsp::index::{IndexConfig, WorkspaceIndex};
-use ghostline_lsp::privacy::Excludes;
-use ghostline_lsp::settings::ContextMode;
-use ghostline_lsp::syntax::{parse_rope, Lang};
+use ghostline_lsp::bench::privacy::Excludes;
+use ghostline_lsp::bench::{
+    build, parse_rope, render, Budget, ContextMode, CurrentFile, FimMarkers, Format, IndexConfig,
+    Lang, OpenDocument, Parts, Workspace, WorkspaceIndex,
+};
 use ropey::Rope;
 
 const FILES: usize = 2_000;
@@ -105,7 +104,7 @@ fn main() {
     let root = std::env::temp_dir().join(format!("ghostline-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let paths = generate(&root);
-    ghostline_lsp::tokens::ensure_ready();
+    ghostline_lsp::bench::tokens::ensure_ready();
 
     let rss_before = rss_bytes();
     let index = Arc::new(WorkspaceIndex::new());

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use ghostline_lsp::privacy::{cursor_in_secret, rule_spans, secret_spans, Region, RULES};
+use ghostline_lsp::bench::privacy::{cursor_in_secret, rule_spans, secret_spans, Region, RULES};
 use ropey::Rope;
 
 fn synthetic() -> String {

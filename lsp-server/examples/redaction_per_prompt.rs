@@ -5,13 +5,14 @@
 //!
 //!     cargo run --release -p ghostline-lsp --example redaction_per_prompt -- DIR [POSITIONS]
 //!
-//! Uses only `privacy::secret_spans` and `MARGIN_LINES`, so the same file builds against an
-//! older tree, for a before/after comparison on the same inputs (ARCHITECTURE.md, issue 29).
+//! Uses only `secret_spans` and `MARGIN_LINES` (`ghostline_lsp::privacy::` before issue 31,
+//! `ghostline_lsp::bench::privacy::` since), so it builds against an older tree with that one
+//! path changed, for a before/after comparison on the same inputs (ARCHITECTURE.md, issue 29).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ghostline_lsp::privacy::{secret_spans, MARGIN_LINES};
+use ghostline_lsp::bench::privacy::{secret_spans, MARGIN_LINES};
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use ghostline_lsp::tokens;
+use ghostline_lsp::bench::tokens;
 use ropey::Rope;
 
 fn millis<T>(f: impl FnOnce() -> T) -> (f64, T) {

@@ -30,7 +30,7 @@ fn stats_command(args: &[String]) -> i32 {
             }
         }
     }
-    print!("{}", ghostline_lsp::stats::table_for_data_dir(days));
+    print!("{}", ghostline_lsp::table_for_data_dir(days));
     0
 }
 
@@ -59,7 +59,7 @@ fn main() {
     // A panic is caught and answered where it happens (server::dispatch); the hook puts where
     // it happened into the log, which the default hook would print outside it.
     std::panic::set_hook(Box::new(|info| {
-        let message = ghostline_lsp::server::dispatch::panic_message(info.payload());
+        let message = ghostline_lsp::panic_message(info.payload());
         let location = info
             .location()
             .map(|location| location.to_string())

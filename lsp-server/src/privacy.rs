@@ -22,8 +22,8 @@ use std::sync::{LazyLock, OnceLock};
 use regex::{Regex, RegexSet};
 use ropey::Rope;
 
-pub use content::{is_credential_file, rope_is_credential_file};
-pub use excludes::{Excludes, DEFAULT_EXCLUDES};
+pub use content::rope_is_credential_file;
+pub use excludes::Excludes;
 use rules::{Check, RuleRow};
 
 pub const REDACTED: &str = "<redacted>";
@@ -31,6 +31,13 @@ pub const REDACTED: &str = "<redacted>";
 /// Lines scanned beyond what a prompt shows, so a secret that starts or ends outside the
 /// window is still seen whole (the longest common one, a 4096-bit RSA key, is ~50 lines).
 pub const MARGIN_LINES: usize = 64;
+
+/// Bytes scanned either side of the cursor (`cursor_in_secret`), and at most beyond the lines a
+/// prompt shows (`Region::around`), whatever `MARGIN_LINES` would take: 64 lines of a minified
+/// file can be megabytes, and 32+ regexes over them on every request would stall it. Four
+/// times the longest common secret (a 4096-bit RSA key block, ~3.3 KB), so one that reaches the
+/// cursor, or the shown lines, is still seen whole.
+pub const MARGIN_BYTES: usize = 16 << 10;
 
 pub struct Rule {
     pub row: RuleRow,
@@ -148,13 +155,6 @@ pub fn secret_spans(text: &str) -> Vec<Range<usize>> {
     merge(spans)
 }
 
-/// The table's rules alone (for measuring the parts' costs).
-pub fn table_spans(text: &str) -> Vec<Range<usize>> {
-    let mut spans = Vec::new();
-    table_into(text, &mut spans);
-    merge(spans)
-}
-
 /// The spans of one rule (its check applied). Public for the rule tests.
 pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
     if rule.row.check == Check::PemBlock {
@@ -260,8 +260,10 @@ fn replace(text: &str, spans: &[Range<usize>], keep_line_breaks: bool) -> String
     out
 }
 
-/// `text` with secrets replaced. Borrowed when there was nothing to replace (the common case).
-pub fn redact(text: &str) -> Cow<'_, str> {
+/// `text` with secrets replaced. Borrowed when there was nothing to replace. For the rule
+/// tests: prompts are cut from a `Region`, the index stores `redact_keep_lines`.
+#[cfg(test)]
+fn redact(text: &str) -> Cow<'_, str> {
     let spans = secret_spans(text);
     if spans.is_empty() {
         Cow::Borrowed(text)
@@ -338,17 +340,19 @@ pub struct Region {
 }
 
 impl Region {
-    /// Lines `first_line..end_line` of `rope` and `MARGIN_LINES` either side.
+    /// Lines `first_line..end_line` of `rope` and `MARGIN_LINES` either side, of which at
+    /// most `MARGIN_BYTES` on each side.
     pub fn around(rope: &Rope, first_line: usize, end_line: usize) -> Self {
         let lines = rope.len_lines();
-        let first = first_line.min(lines).saturating_sub(MARGIN_LINES);
-        let end = (end_line + MARGIN_LINES).min(lines);
-        let start_char = rope.line_to_char(first);
-        let end_char = if end >= lines {
-            rope.len_chars()
-        } else {
-            rope.line_to_char(end)
-        };
+        let shown_start = rope.line_to_char(first_line.min(lines));
+        let shown_end = line_start_or_end(rope, end_line);
+        let (start_char, end_char) =
+            within_margins(rope, shown_start, shown_end, first_line, end_line);
+        Self::of_chars(rope, start_char, end_char)
+    }
+
+    /// Characters `start_char..end_char` of `rope`, with their secrets found.
+    fn of_chars(rope: &Rope, start_char: usize, end_char: usize) -> Self {
         let text = rope.slice(start_char..end_char).to_string();
         let spans = secret_spans(&text);
         Self {
@@ -382,11 +386,57 @@ impl Region {
     }
 }
 
-/// Whether the cursor is inside a secret of the document: no completion is asked there.
+/// The char offset where line `line` starts, or the end of `rope` past its last line.
+fn line_start_or_end(rope: &Rope, line: usize) -> usize {
+    if line >= rope.len_lines() {
+        rope.len_chars()
+    } else {
+        rope.line_to_char(line)
+    }
+}
+
+/// `MARGIN_LINES` lines before `shown_start` (on line `first_line`) and after `shown_end`
+/// (where line `end_line` starts), each cut to `MARGIN_BYTES`, on a char boundary.
+fn within_margins(
+    rope: &Rope,
+    shown_start: usize,
+    shown_end: usize,
+    first_line: usize,
+    end_line: usize,
+) -> (usize, usize) {
+    let lines = rope.len_lines();
+    let by_lines_start = rope.line_to_char(first_line.min(lines).saturating_sub(MARGIN_LINES));
+    let by_lines_end = line_start_or_end(rope, end_line.saturating_add(MARGIN_LINES));
+    // Rounded up to the next character where the cut falls inside one: at most the margin.
+    let from_byte = rope.char_to_byte(shown_start).saturating_sub(MARGIN_BYTES);
+    let by_bytes_start = match rope.byte_to_char(from_byte) {
+        char if rope.char_to_byte(char) < from_byte => char + 1,
+        char => char,
+    };
+    let by_bytes_end = rope.byte_to_char(
+        rope.char_to_byte(shown_end)
+            .saturating_add(MARGIN_BYTES)
+            .min(rope.len_bytes()),
+    );
+    (
+        by_lines_start.max(by_bytes_start),
+        by_lines_end.min(by_bytes_end).max(shown_end),
+    )
+}
+
+/// Whether the cursor is inside a secret of the document: no completion is asked there. Its
+/// line and `MARGIN_LINES` either side are scanned, at most `MARGIN_BYTES` either side of the
+/// cursor: a cursor in a one-megabyte minified line costs a 32 KiB scan.
 pub fn cursor_in_secret(rope: &Rope, cursor_char: usize) -> bool {
     let cursor_char = cursor_char.min(rope.len_chars());
+    cursor_region(rope, cursor_char).in_secret(rope, cursor_char)
+}
+
+/// What `cursor_in_secret` scans.
+fn cursor_region(rope: &Rope, cursor_char: usize) -> Region {
     let line = rope.char_to_line(cursor_char);
-    Region::around(rope, line, line + 1).in_secret(rope, cursor_char)
+    let (start, end) = within_margins(rope, cursor_char, cursor_char, line, line + 1);
+    Region::of_chars(rope, start, end)
 }
 
 // ---- Private key blocks ------------------------------------------------------------------
@@ -761,5 +811,43 @@ mod tests {
         let text = redact_lines(&lines, 2..5);
         assert!(!text.contains("QZma"), "{text}");
         assert!(text.ends_with("'''\ndef f():"), "{text}");
+    }
+
+    /// A one-megabyte minified line: the cursor check scans at most `MARGIN_BYTES` either side
+    /// of the cursor, cut on character boundaries (the line is made of 2-byte characters, so
+    /// a cut by bytes alone would split one), and still finds the secret the cursor is in.
+    #[test]
+    fn the_cursor_check_is_bounded_in_bytes_on_a_minified_line() {
+        let filler = "é;".repeat(350_000);
+        let secret = "ghp_Qm4kT9zX2pL7wR3vB8nY5cQm4kT9zX2pL7wR";
+        let line = format!("{filler}var t=\"{secret}\";{filler}\n");
+        assert!(line.len() > 1 << 20);
+        let rope = Rope::from_str(&format!("a = 1\n{line}b = 2\n"));
+        let in_secret = rope.byte_to_char(6 + filler.len() + 7) + 10;
+        let scanned = cursor_region(&rope, in_secret).text.len();
+        assert!(
+            scanned <= 2 * MARGIN_BYTES,
+            "{scanned} bytes scanned for one cursor"
+        );
+        assert!(
+            scanned >= 2 * MARGIN_BYTES - 4,
+            "{scanned}: the margins are used"
+        );
+        assert!(cursor_in_secret(&rope, in_secret));
+        assert!(!cursor_in_secret(&rope, rope.line_to_char(1) + 3));
+        // The prompt's region: the shown line whole, its margins bounded.
+        let rope = Rope::from_str(&format!("{line}def f():\n    return 1\n{line}"));
+        let region = Region::around(&rope, 1, 3);
+        let shown = "def f():\n    return 1\n".len();
+        assert!(
+            region.text.len() <= shown + 2 * MARGIN_BYTES,
+            "{}",
+            region.text.len()
+        );
+        assert!(region.text.contains("def f():\n    return 1\n"));
+        // Short lines: `MARGIN_LINES` still decides, as before.
+        let rope = Rope::from_str(&"x = 1\n".repeat(1000));
+        let region = Region::around(&rope, 500, 501);
+        assert_eq!(region.text.lines().count(), 1 + 2 * MARGIN_LINES);
     }
 }

@@ -261,7 +261,8 @@ pub fn warm_lines(rope: Rope) {
 }
 
 /// Lines the cache holds now (for tests and diagnostics).
-pub fn cached_lines() -> usize {
+#[cfg(test)]
+fn cached_lines() -> usize {
     LINE_TOKENS.len()
 }
 

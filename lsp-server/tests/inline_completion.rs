@@ -88,7 +88,7 @@ fn suggestions_come_from_the_real_backend() {
     for item in items(&response) {
         assert!(!insert_text(&item).contains('\n'), "{item}");
     }
-    let warnings = client.notifications("window/showMessage", Duration::from_millis(100));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(client.shutdown().success());
 }
@@ -192,7 +192,8 @@ fn backend_killed_mid_stream_then_back() {
         "textDocument/inlineCompletion",
         LspClient::inline_completion_params(URI, 4, 4),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Killed while the stream is under way.
+    common::wait_until_a_request_runs(port);
     backend.kill();
     let response = client.response(id, Duration::from_secs(60));
     assert!(response.get("error").is_none(), "{response}");
@@ -201,7 +202,7 @@ fn backend_killed_mid_stream_then_back() {
         let response = inline(&mut client, 3, 17);
         assert!(items(&response).is_empty());
     }
-    let warnings = client.notifications("window/showMessage", Duration::from_millis(200));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     // Bring it back on the same port: completions resume by themselves.
     let _backend = start_backend(tiny_model_dir(), Some(port), &[]).expect("restart");
@@ -215,7 +216,7 @@ fn backend_killed_mid_stream_then_back() {
     for _ in 0..20 {
         let response = inline(&mut client, 3, 17);
         assert!(response.get("error").is_none(), "{response}");
-        recovered.extend(client.notifications("window/logMessage", Duration::from_millis(300)));
+        recovered.extend(client.notifications_before_barrier("window/logMessage"));
         if recovered.iter().any(|m| {
             m["params"]["message"]
                 .as_str()
@@ -233,15 +234,15 @@ fn backend_killed_mid_stream_then_back() {
         "{recovered:?}"
     );
     assert!(client
-        .notifications("window/showMessage", Duration::from_millis(50))
+        .notifications_before_barrier("window/showMessage")
         .is_empty());
     assert!(client.shutdown().success());
 }
 
 #[test]
 fn refused_key_warns_once_and_the_right_key_works() {
-    let key_file =
-        std::env::temp_dir().join(format!("ghostline-lsp-test-keys-{}", std::process::id()));
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("keys");
     std::fs::write(&key_file, "right-key\n").unwrap();
     let Some(backend) = start_backend(
         tiny_model_dir(),
@@ -265,7 +266,7 @@ fn refused_key_warns_once_and_the_right_key_works() {
         ))
         .is_empty());
     }
-    let warnings = wrong.notifications("window/showMessage", Duration::from_millis(200));
+    let warnings = wrong.notifications_before_barrier("window/showMessage");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let message = warnings[0]["params"]["message"].as_str().unwrap();
     assert!(
@@ -287,10 +288,9 @@ fn refused_key_warns_once_and_the_right_key_works() {
     );
     assert!(response.get("error").is_none());
     assert!(right
-        .notifications("window/showMessage", Duration::from_millis(200))
+        .notifications_before_barrier("window/showMessage")
         .is_empty());
     assert!(right.shutdown().success());
-    let _ = std::fs::remove_file(key_file);
 }
 
 #[test]

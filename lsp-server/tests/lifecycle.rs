@@ -110,7 +110,7 @@ fn malformed_messages_and_unknown_methods_do_not_hurt() {
     }
     assert!(client.is_running());
     // The two undecodable messages were answered with errors carrying id null.
-    let stray = client.drain(Duration::from_millis(200));
+    let stray = client.messages_before_barrier();
     let mut codes: Vec<i64> = stray
         .iter()
         .filter(|m| m["id"].is_null() && m.get("error").is_some())
@@ -138,7 +138,7 @@ fn settings_from_did_change_configuration_apply() {
     );
     assert_eq!(common::items(&response).len(), 0);
     // With everything enabled the request went to the (absent) backend: one warning.
-    let warnings = client.notifications("window/showMessage", Duration::from_millis(500));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(client.shutdown().success());
 }
@@ -218,7 +218,7 @@ fn every_request_with_an_id_gets_one_answer() {
     let response = client.request("initialize", json!({"capabilities": {}}));
     assert_eq!(response["error"]["code"], -32600, "{response}");
     // Nothing else came: every answer above was the only one for its id.
-    let stray = client.drain(Duration::from_millis(300));
+    let stray = client.messages_before_barrier();
     assert!(
         stray.iter().all(|m| m.get("method").is_some()),
         "unexpected answers: {stray:?}"
@@ -251,7 +251,7 @@ fn a_request_reusing_a_pending_id_is_refused_and_both_are_answered_once() {
         .count();
     let answered = answers.iter().filter(|a| a.get("error").is_none()).count();
     assert_eq!((refused, answered), (1, 1), "{answers:?}");
-    let stray = client.drain(Duration::from_millis(300));
+    let stray = client.messages_before_barrier();
     assert!(
         stray
             .iter()
@@ -318,7 +318,7 @@ fn probe_after(client: &mut LspClient, damaged: &[u8], uri: &str, what: &str) {
     client.send_raw(damaged);
     let text = client.document_text(uri);
     assert_eq!(text, json!("probe"), "{what}");
-    let stray = client.drain(Duration::from_millis(100));
+    let stray = client.messages_before_barrier();
     let errors: Vec<&Value> = stray
         .iter()
         .filter(|m| m["id"].is_null() && m.get("error").is_some())
@@ -375,7 +375,7 @@ fn after_a_damaged_frame_the_next_frame_is_read() {
         probe_after(&mut client, &damaged, uri, &what);
     }
     // No damaged frame was executed: the request inside them was never answered.
-    let stray = client.drain(Duration::from_millis(200));
+    let stray = client.messages_before_barrier();
     assert!(
         stray.iter().all(|m| m["id"] != json!("damaged")),
         "{stray:?}"

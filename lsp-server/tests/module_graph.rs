@@ -1,17 +1,61 @@
-//! The dependency direction of `lsp-server/src`: the top-level modules (`session`, `context`,
-//! `complete`, `backend`, ...) must form no cycle, so that data flows one way through a
-//! request and each layer can be read (and changed) without the ones above it.
+//! The layers of `lsp-server/src`: each top-level module imports only the modules that
+//! `ALLOWED` names for it, so data flows one way through a request and each layer can be read
+//! (and changed) without the ones above it. `ALLOWED` is the one place the layering is written
+//! down for the compiler's side of things (ARCHITECTURE.md's code map says why); it must name
+//! every module of `src/`, and it must itself be acyclic.
 //!
-//! The graph is built from the source text: every `crate::X` path, in `use` declarations
-//! (grouped `crate::{a, b::c}` too) and in expressions, makes the module of that file depend on
-//! `X`. Comments are skipped. A cycle fails the test with the cycle and where each of its edges
-//! comes from.
+//! The graph is read from the source text, comments and string literals removed. Every path
+//! that starts at `crate::`, `super::` (any number of them) or `self::` is resolved against the
+//! module it is written in (the file's place under `src/`, and any inline `mod x { }` around
+//! it), in `use` declarations (grouped `{a, b::{c, d}}` at any depth) and in expressions
+//! (`crate::complete::Ticket::default()`) alike; the top-level module it lands in is a
+//! dependency of the file's own. Bare names cannot reach another top-level module in Rust 2018
+//! and later without one of those prefixes (or a `use` that has one).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// module -> (module it names -> where: "file:line")
-type Graph = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+/// Module -> the modules it may import, lowest layer first. The order is the one in
+/// `src/lib.rs`'s doc comment.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("edit", &[]),
+    ("settings", &[]),
+    ("tokens", &[]),
+    ("syntax", &[]),
+    ("privacy", &[]),
+    ("backend", &[]),
+    ("stats", &["backend"]),
+    ("index", &["privacy", "syntax"]),
+    (
+        "session",
+        &["edit", "settings", "syntax", "index", "privacy"],
+    ),
+    // `backend` only until the FIM markers move out of the HTTP client (issue 31): then
+    // delete it from this line.
+    (
+        "context",
+        &[
+            "tokens", "edit", "syntax", "privacy", "index", "settings", "session", "backend",
+        ],
+    ),
+    (
+        "complete",
+        &[
+            "edit", "settings", "tokens", "syntax", "privacy", "backend", "stats", "index",
+            "session", "context",
+        ],
+    ),
+    (
+        "server",
+        &[
+            "edit", "settings", "tokens", "syntax", "privacy", "backend", "stats", "index",
+            "session", "context", "complete",
+        ],
+    ),
+];
+
+/// One dependency found: the module named, and where ("src/x.rs:12").
+type Edges = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -28,22 +72,117 @@ fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// `src/complete/pipeline.rs` and `src/complete.rs` both belong to `complete`; `lib.rs` and
-/// `main.rs` are the crate root, above every module.
-fn top_module(src: &Path, file: &Path) -> Option<String> {
+/// The module path of a file: `src/complete/suggest.rs` is `complete::suggest`,
+/// `src/complete/mod.rs` and `src/complete.rs` are `complete`; `None` for the crate roots
+/// (`lib.rs`, above every module; `main.rs`, a crate of its own).
+fn module_path(src: &Path, file: &Path) -> Option<Vec<String>> {
     let relative = file.strip_prefix(src).ok()?;
-    let first = relative.components().next()?.as_os_str().to_str()?;
-    let name = first.strip_suffix(".rs").unwrap_or(first);
-    (name != "lib" && name != "main").then(|| name.to_string())
+    let mut parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let last = parts.pop()?;
+    let stem = last.strip_suffix(".rs")?;
+    if parts.is_empty() && (stem == "lib" || stem == "main") {
+        return None;
+    }
+    if stem != "mod" {
+        parts.push(stem.to_string());
+    }
+    Some(parts)
 }
 
-/// The line without its `//` comment (a `//` inside a string literal is rare enough in this
-/// crate's `crate::` lines to ignore).
-fn code_of(line: &str) -> &str {
-    match line.find("//") {
-        Some(at) => &line[..at],
-        None => line,
+/// `text` with comments, string literals (raw and byte strings too) and char literals
+/// blanked out, newlines kept, so that byte offsets and line numbers stay those of the file.
+fn code_only(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = bytes.to_vec();
+    let blank = |out: &mut Vec<u8>, range: std::ops::Range<usize>| {
+        for b in &mut out[range] {
+            if *b != b'\n' {
+                *b = b' ';
+            }
+        }
+    };
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        if rest.starts_with(b"//") {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |n| i + n);
+            blank(&mut out, i..end);
+            i = end;
+        } else if rest.starts_with(b"/*") {
+            let (mut depth, mut j) = (0usize, i);
+            while j < bytes.len() {
+                if bytes[j..].starts_with(b"/*") {
+                    depth += 1;
+                    j += 2;
+                } else if bytes[j..].starts_with(b"*/") {
+                    depth -= 1;
+                    j += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    j += 1;
+                }
+            }
+            blank(&mut out, i..j);
+            i = j;
+        } else if (rest[0] == b'r' || rest.starts_with(b"br"))
+            && (i == 0 || !ident(bytes[i - 1]))
+            && {
+                let after_r = if rest[0] == b'r' { 1 } else { 2 };
+                let hashes = rest[after_r..].iter().take_while(|&&b| b == b'#').count();
+                rest.get(after_r + hashes) == Some(&b'"')
+            }
+        {
+            let after_r = if rest[0] == b'r' { 1 } else { 2 };
+            let hashes = rest[after_r..].iter().take_while(|&&b| b == b'#').count();
+            let mut closing = vec![b'"'];
+            closing.extend(std::iter::repeat_n(b'#', hashes));
+            let body = i + after_r + hashes + 1;
+            let end = bytes[body..]
+                .windows(closing.len())
+                .position(|w| w == closing.as_slice())
+                .map_or(bytes.len(), |n| body + n + closing.len());
+            blank(&mut out, i..end);
+            i = end;
+        } else if rest[0] == b'"' {
+            let mut j = i + 1;
+            while j < bytes.len() && bytes[j] != b'"' {
+                j += if bytes[j] == b'\\' { 2 } else { 1 };
+            }
+            let end = (j + 1).min(bytes.len());
+            blank(&mut out, i..end);
+            i = end;
+        } else if rest[0] == b'\'' {
+            // A char literal ('a', '\n', '\u{1F600}', 'é') or a lifetime ('a), which is left.
+            let end = if rest.get(1) == Some(&b'\\') {
+                // Past the escaped character, which may itself be a quote: '\''.
+                rest.get(3..)
+                    .and_then(|tail| tail.iter().position(|&b| b == b'\''))
+                    .map(|n| i + 3 + n + 1)
+            } else {
+                let width = text[i + 1..].chars().next().map_or(1, char::len_utf8);
+                (rest.get(1 + width) == Some(&b'\'')).then_some(i + 2 + width)
+            };
+            match end {
+                Some(end) => {
+                    blank(&mut out, i..end);
+                    i = end;
+                }
+                None => i += 1,
+            }
+        } else {
+            i += 1;
+        }
     }
+    String::from_utf8(out).expect("only ASCII bytes were replaced")
 }
 
 fn identifier_at(text: &str) -> Option<&str> {
@@ -53,74 +192,193 @@ fn identifier_at(text: &str) -> Option<&str> {
     (end > 0).then(|| &text[..end])
 }
 
-/// The modules named by `crate::` paths in `text` (one file, comments removed, lines joined
-/// so that a grouped `use` over several lines is seen whole), with the line of each.
-fn named_modules(text: &str) -> Vec<(String, usize)> {
-    let mut code = String::new();
-    let mut line_of_byte = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = code_of(line);
-        code.push_str(line);
-        code.push('\n');
-        line_of_byte.extend(std::iter::repeat_n(index + 1, line.len() + 1));
+/// `text` from its start with whitespace skipped.
+fn skip_blank(text: &str) -> (&str, usize) {
+    let trimmed = text.trim_start();
+    (trimmed, text.len() - trimmed.len())
+}
+
+/// The paths that a path expression starting at `text` spells out, each as its segments
+/// (`crate::{a::b, c::{d, e}}` is `[crate, a, b]`, `[crate, c, d]`, `[crate, c, e]`), added to
+/// `out` after `prefix` (what came before a group); returns the bytes it read.
+fn expand_paths(text: &str, prefix: &[String], out: &mut Vec<Vec<String>>) -> usize {
+    let mut path = prefix.to_vec();
+    let mut at = 0;
+    loop {
+        let (rest, blank) = skip_blank(&text[at..]);
+        at += blank;
+        if rest.starts_with('{') {
+            // A group ends the path: each item continues it.
+            at += 1;
+            loop {
+                let (rest, blank) = skip_blank(&text[at..]);
+                at += blank;
+                if rest.is_empty() || rest.starts_with('}') {
+                    return (at + 1).min(text.len());
+                }
+                if rest.starts_with(',') {
+                    at += 1;
+                    continue;
+                }
+                let used = expand_paths(&text[at..], &path, out);
+                // Past `as name` (or anything unexpected) to the next item or the group's end.
+                let tail = &text[at + used..];
+                at += used + tail.find([',', '}']).unwrap_or(tail.len());
+            }
+        }
+        let segment = if rest.starts_with('*') {
+            Some("*")
+        } else {
+            identifier_at(rest)
+        };
+        let Some(segment) = segment else {
+            break;
+        };
+        path.push(segment.to_string());
+        at += segment.len();
+        let (after, blank) = skip_blank(&text[at..]);
+        if !after.starts_with("::") {
+            break;
+        }
+        at += blank + 2;
     }
+    if path.len() > prefix.len() {
+        out.push(path);
+    }
+    at
+}
+
+/// Inline `mod name {` blocks of `code`: (name, byte where its body opens, byte where it ends).
+fn inline_modules(code: &str) -> Vec<(String, usize, usize)> {
+    let bytes = code.as_bytes();
     let mut found = Vec::new();
     let mut from = 0;
-    while let Some(at) = code[from..].find("crate::") {
+    while let Some(at) = code[from..].find("mod ") {
         let start = from + at;
-        from = start + "crate::".len();
-        // `ghostline_crate::x` or `$crate::` are not ours.
-        let before = code[..start].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+        from = start + 4;
+        if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
             continue;
         }
-        let line = line_of_byte[start];
-        let rest = &code[from..];
-        if let Some(group) = rest.strip_prefix('{') {
-            // `crate::{a::b, c, d::{e, f}}`: the first identifier of each top-level item.
-            let mut depth = 0;
-            let mut item_start = true;
-            for (offset, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => item_start = true,
-                    c if c.is_whitespace() => {}
-                    _ if item_start && depth == 0 => {
-                        item_start = false;
-                        if let Some(name) = identifier_at(&group[offset..]) {
-                            found.push((name.to_string(), line));
-                        }
+        let (rest, blank) = skip_blank(&code[from..]);
+        let Some(name) = identifier_at(rest) else {
+            continue;
+        };
+        let (after, blank2) = skip_blank(&rest[name.len()..]);
+        if !after.starts_with('{') {
+            continue; // `mod x;`: a file of its own
+        }
+        let open = from + blank + name.len() + blank2;
+        let mut depth = 0;
+        let mut end = code.len();
+        for (offset, c) in code[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + offset;
+                        break;
                     }
-                    _ => {}
+                }
+                _ => {}
+            }
+        }
+        found.push((name.to_string(), open, end));
+    }
+    found
+}
+
+/// The top-level modules that the file at `module` (its module path) names, with the line of
+/// each; `"crate root *"` for a glob import of the crate root, which hides what it uses.
+fn named_modules(module: &[String], text: &str) -> Vec<(String, usize)> {
+    let code = code_only(text);
+    let inline = inline_modules(&code);
+    let line_of = |byte: usize| code[..byte].matches('\n').count() + 1;
+    let mut found = Vec::new();
+    let bytes = code.as_bytes();
+    for keyword in ["crate", "super", "self"] {
+        let mut from = 0;
+        while let Some(at) = code[from..].find(keyword) {
+            let start = from + at;
+            from = start + keyword.len();
+            let before = start.checked_sub(1).map(|b| bytes[b]);
+            // `my_crate::x`, `$crate::x`, `a::super::x` (a path already being read).
+            if before
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b':')
+            {
+                continue;
+            }
+            let (after, _) = skip_blank(&code[from..]);
+            if !after.starts_with("::") {
+                continue; // `pub(crate)`, `&self`, `self.x`
+            }
+            let mut paths = Vec::new();
+            expand_paths(&code[start..], &[], &mut paths);
+            // The module this text is in: the file's, then the inline `mod`s around it.
+            let mut here = module.to_vec();
+            for (name, open, end) in &inline {
+                if *open < start && start < *end {
+                    here.push(name.clone());
                 }
             }
-        } else if let Some(name) = identifier_at(rest) {
-            found.push((name.to_string(), line));
+            for path in paths {
+                if let Some(target) = resolve(&here, &path) {
+                    found.push((target, line_of(start)));
+                }
+            }
         }
     }
     found
 }
 
-fn module_graph(src: &Path) -> Graph {
+/// The top-level module that `path` (starting with `crate`, `super` or `self`) lands in,
+/// written inside module `here`.
+fn resolve(here: &[String], path: &[String]) -> Option<String> {
+    let mut base: Vec<String> = Vec::new();
+    let mut rest = path;
+    match path.first()?.as_str() {
+        "crate" => rest = &path[1..],
+        "self" | "super" => {
+            base = here.to_vec();
+            while let Some(first) = rest.first() {
+                match first.as_str() {
+                    "self" => {}
+                    "super" => {
+                        base.pop()?;
+                    }
+                    _ => break,
+                }
+                rest = &rest[1..];
+            }
+        }
+        _ => return None,
+    }
+    match (base.first(), rest.first()) {
+        (Some(top), _) => Some(top.clone()),
+        (None, Some(first)) if first == "*" => Some("crate root *".to_string()),
+        (None, Some(first)) => Some(first.clone()),
+        (None, None) => None,
+    }
+}
+
+fn module_edges(src: &Path) -> (BTreeSet<String>, Edges) {
     let mut files = Vec::new();
     source_files(src, &mut files);
-    let modules: BTreeSet<String> = files.iter().filter_map(|f| top_module(src, f)).collect();
-    let mut graph = Graph::new();
+    let mut modules = BTreeSet::new();
+    let mut edges = Edges::new();
     for file in &files {
-        let Some(module) = top_module(src, file) else {
+        let Some(path) = module_path(src, file) else {
             continue;
         };
-        graph.entry(module.clone()).or_default();
+        let module = path[0].clone();
+        modules.insert(module.clone());
         let text = std::fs::read_to_string(file).unwrap();
-        for (named, line) in named_modules(&text) {
-            // `crate::run_stdio` and other items of the root are not modules.
-            if named == module || !modules.contains(&named) {
+        for (named, line) in named_modules(&path, &text) {
+            if named == module {
                 continue;
             }
             let relative = file.strip_prefix(src).unwrap().display();
-            graph
+            edges
                 .entry(module.clone())
                 .or_default()
                 .entry(named)
@@ -128,130 +386,44 @@ fn module_graph(src: &Path) -> Graph {
                 .push(format!("src/{relative}:{line}"));
         }
     }
-    graph
+    (modules, edges)
 }
 
-/// Strongly connected components of more than one module (Tarjan), each sorted.
-fn cycles(graph: &Graph) -> Vec<Vec<String>> {
-    struct Tarjan<'a> {
-        graph: &'a Graph,
-        index: BTreeMap<&'a str, usize>,
-        low: BTreeMap<&'a str, usize>,
-        stack: Vec<&'a str>,
-        on_stack: BTreeSet<&'a str>,
-        next: usize,
-        found: Vec<Vec<String>>,
-    }
-    impl<'a> Tarjan<'a> {
-        fn visit(&mut self, v: &'a str) {
-            self.index.insert(v, self.next);
-            self.low.insert(v, self.next);
-            self.next += 1;
-            self.stack.push(v);
-            self.on_stack.insert(v);
-            for w in self.graph.get(v).into_iter().flat_map(|e| e.keys()) {
-                let w = w.as_str();
-                if !self.index.contains_key(w) {
-                    self.visit(w);
-                    let low = self.low[v].min(self.low[w]);
-                    self.low.insert(v, low);
-                } else if self.on_stack.contains(w) {
-                    let low = self.low[v].min(self.index[w]);
-                    self.low.insert(v, low);
-                }
-            }
-            if self.low[v] == self.index[v] {
-                let mut component = Vec::new();
-                while let Some(w) = self.stack.pop() {
-                    self.on_stack.remove(w);
-                    component.push(w.to_string());
-                    if w == v {
-                        break;
-                    }
-                }
-                if component.len() > 1 {
-                    component.sort();
-                    self.found.push(component);
-                }
+/// What `edges` has that `ALLOWED` does not allow, one line each.
+fn against_the_layers(modules: &BTreeSet<String>, edges: &Edges) -> Vec<String> {
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut wrong = Vec::new();
+    for (module, targets) in edges {
+        for (target, places) in targets {
+            let ok = allowed
+                .get(module.as_str())
+                .is_some_and(|may| may.contains(&target.as_str()));
+            if !ok {
+                let what = if modules.contains(target) {
+                    "an import the layers do not allow"
+                } else {
+                    "not a module of src/ (a root item, or a glob of the root)"
+                };
+                wrong.push(format!(
+                    "{module} -> {target} ({what}): {}",
+                    places.join(", ")
+                ));
             }
         }
     }
-    let mut tarjan = Tarjan {
-        graph,
-        index: BTreeMap::new(),
-        low: BTreeMap::new(),
-        stack: Vec::new(),
-        on_stack: BTreeSet::new(),
-        next: 0,
-        found: Vec::new(),
-    };
-    for v in graph.keys() {
-        if !tarjan.index.contains_key(v.as_str()) {
-            tarjan.visit(v);
-        }
-    }
-    tarjan.found
-}
-
-/// One cycle through `start` inside `component` (breadth-first, so the shortest).
-fn cycle_through(graph: &Graph, component: &[String], start: &str) -> Vec<String> {
-    let inside: BTreeSet<&str> = component.iter().map(String::as_str).collect();
-    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut queue = std::collections::VecDeque::from([start]);
-    while let Some(v) = queue.pop_front() {
-        for w in graph[v].keys().map(String::as_str) {
-            if !inside.contains(w) {
-                continue;
-            }
-            if w == start {
-                let mut path = vec![v.to_string()];
-                let mut at = v;
-                while at != start {
-                    at = came_from[at];
-                    path.push(at.to_string());
-                }
-                path.reverse();
-                path.push(start.to_string());
-                return path;
-            }
-            if !came_from.contains_key(w) {
-                came_from.insert(w, v);
-                queue.push_back(w);
-            }
-        }
-    }
-    vec![start.to_string()]
+    wrong
 }
 
 #[test]
-fn top_level_modules_form_no_cycle() {
+fn every_module_imports_only_what_its_layer_allows() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = module_graph(&src);
-    assert!(
-        graph.len() >= 5,
-        "found only {} modules under {}: {graph:?}",
-        graph.len(),
-        src.display()
+    let (modules, edges) = module_edges(&src);
+    let listed: BTreeSet<String> = ALLOWED.iter().map(|(m, _)| m.to_string()).collect();
+    assert_eq!(
+        modules, listed,
+        "ALLOWED must name every module of src/, and only those"
     );
-    let mut report = String::new();
-    for component in cycles(&graph) {
-        let cycle = cycle_through(&graph, &component, &component[0]);
-        report.push_str(&format!(
-            "cycle: {} (all of {{{}}} reach each other)\n",
-            cycle.join(" -> "),
-            component.join(", ")
-        ));
-        for pair in cycle.windows(2) {
-            let places = &graph[&pair[0]][&pair[1]];
-            report.push_str(&format!(
-                "  {} -> {}: {}\n",
-                pair[0],
-                pair[1],
-                places.join(", ")
-            ));
-        }
-    }
-    let edges: Vec<String> = graph
+    let graph: Vec<String> = edges
         .iter()
         .map(|(from, to)| {
             format!(
@@ -260,64 +432,102 @@ fn top_level_modules_form_no_cycle() {
             )
         })
         .collect();
-    println!("module graph:\n  {}", edges.join("\n  "));
-    assert!(
-        report.is_empty(),
-        "the module graph of lsp-server/src has cycles:\n{report}\ngraph:\n  {}",
-        edges.join("\n  ")
-    );
-}
-
-/// The direction the architecture names (ARCHITECTURE.md): what each lower layer may not
-/// import. Acyclic alone would allow e.g. `session` to start importing `complete` if nothing
-/// imported `session` back; these keep the layers where they are.
-const FORBIDDEN: &[(&str, &[&str])] = &[
-    ("edit", &["*"]),
-    ("settings", &["*"]),
-    ("tokens", &["*"]),
-    ("backend", &["*"]),
-    ("session", &["backend", "context", "complete", "server"]),
-    ("context", &["complete", "server"]),
-    ("complete", &["server"]),
-];
-
-#[test]
-fn lower_layers_do_not_reach_up() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = module_graph(&src);
-    let mut wrong = Vec::new();
-    for (module, forbidden) in FORBIDDEN {
-        let Some(edges) = graph.get(*module) else {
-            continue;
-        };
-        for (target, places) in edges {
-            if forbidden.contains(&"*") || forbidden.contains(&target.as_str()) {
-                wrong.push(format!("{module} -> {target}: {}", places.join(", ")));
-            }
-        }
-    }
+    println!("module graph:\n  {}", graph.join("\n  "));
+    let wrong = against_the_layers(&modules, &edges);
     assert!(
         wrong.is_empty(),
-        "imports against the layering:\n{}",
+        "imports against the layering (ALLOWED in tests/module_graph.rs):\n{}",
         wrong.join("\n")
     );
 }
 
 #[test]
-fn grouped_and_inline_paths_are_seen() {
-    let text = "use crate::{a::B, c,\n    d::{e, f}};\n// crate::commented\nfn x() { crate::g::h(); my_crate::no(); }\n";
-    let names: Vec<String> = named_modules(text).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["a", "c", "d", "g"]);
-    // A graph with a cycle is reported as one.
-    let mut graph = Graph::new();
-    for (from, to) in [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")] {
-        graph
-            .entry(from.into())
-            .or_default()
-            .insert(to.into(), vec![]);
-        graph.entry(to.into()).or_default();
+fn the_allowed_table_is_layered() {
+    // Each module may import only modules listed before it: then no cycle is possible.
+    for (at, (module, may)) in ALLOWED.iter().enumerate() {
+        let below: Vec<&str> = ALLOWED[..at].iter().map(|(m, _)| *m).collect();
+        for target in *may {
+            assert!(
+                below.contains(target),
+                "{module} may import {target}, which is not listed before it"
+            );
+        }
     }
-    let found = cycles(&graph);
-    assert_eq!(found, [vec!["a", "b", "c"]]);
-    assert_eq!(cycle_through(&graph, &found[0], "a"), ["a", "b", "c", "a"]);
+}
+
+#[test]
+fn every_path_form_is_resolved() {
+    let here = |m: &str| m.split("::").map(String::from).collect::<Vec<_>>();
+    let names = |module: &str, text: &str| -> Vec<String> {
+        named_modules(&here(module), text)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    // `crate::`, a group over several lines (nested), an inline path, a comment, a string.
+    let text = "use crate::{a::B, c,\n    d::{e, f as g}};\n// crate::commented\n\
+                fn x() { crate::g::h(); my_crate::no(); let s = \"crate::in_string\"; }\n\
+                /* crate::block /* nested */ crate::still_comment */\n\
+                const R: &str = r#\"crate::raw \"quoted\" \"#;\n";
+    assert_eq!(names("m", text), ["a", "c", "d", "d", "g"]);
+    // `super::` from a file two levels down lands in its own module; two of them leave it.
+    assert_eq!(
+        names("complete::suggest", "use super::memory::Memory;"),
+        ["complete"]
+    );
+    assert_eq!(
+        names("complete::suggest", "use super::super::backend::X;"),
+        ["backend"]
+    );
+    assert_eq!(
+        names(
+            "complete::suggest",
+            "use super::super::{backend::X, session};"
+        ),
+        ["backend", "session"]
+    );
+    assert_eq!(
+        names("complete", "fn f() { super::backend::go(); }"),
+        ["backend"]
+    );
+    assert_eq!(
+        names("complete", "use self::memory::M; use self::super::stats;"),
+        ["complete", "stats"]
+    );
+    // Inside an inline module, `super::` is the file's module.
+    let text = "mod tests {\n    use super::super::stats::X;\n    use super::Y;\n}\n";
+    assert_eq!(names("complete::suggest", text), ["complete", "complete"]);
+    // An inline path without `use`, and paths that are not ours.
+    assert_eq!(
+        names("server", "let t = crate::complete::Ticket::default(); pub(crate) fn f(&self) { self.x; $crate::y; }"),
+        ["complete"]
+    );
+    // A glob of the crate root hides what is used: reported.
+    assert_eq!(names("complete", "use super::*;"), ["crate root *"]);
+    // Char literals and lifetimes do not confuse the string skipping.
+    assert_eq!(
+        names(
+            "m",
+            "fn f<'a>(x: &'a str) -> char { let _ = '\"'; crate::z::go() }"
+        ),
+        ["z"]
+    );
+}
+
+#[test]
+fn an_upward_import_is_reported_with_where_it_is() {
+    let mut edges = Edges::new();
+    edges
+        .entry("session".into())
+        .or_default()
+        .insert("complete".into(), vec!["src/session/mod.rs:3".into()]);
+    edges
+        .entry("session".into())
+        .or_default()
+        .insert("index".into(), vec!["src/session/mod.rs:4".into()]);
+    let modules = ALLOWED.iter().map(|(m, _)| m.to_string()).collect();
+    assert_eq!(
+        against_the_layers(&modules, &edges),
+        ["session -> complete (an import the layers do not allow): src/session/mod.rs:3"]
+    );
 }

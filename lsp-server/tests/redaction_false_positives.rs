@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ghostline_lsp::privacy::{content::credential_format, redact_keep_lines, Excludes};
+use ghostline_lsp::bench::privacy::{credential_format, redact_keep_lines, Excludes};
 
 /// (path under eval/src, 1-based line, why redacting it is right).
 const EXPECTED: &[(&str, usize, &str)] = &[

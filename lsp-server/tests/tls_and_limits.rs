@@ -1,6 +1,7 @@
 //! ghostline-lsp as built by default against the real ghostline-serve over HTTPS (a CA and a
-//! certificate generated here, trusted through `caFile`; the README's self-signed team
-//! certificate, made by the README's own command), an untrusted certificate (one clear
+//! certificate generated here with rcgen, trusted through `caFile`; a self-signed team
+//! certificate made to the README's recipe, or by the README's own command when `test.sh` has
+//! run it: `GHOSTLINE_TEAM_CERT_DIR`), an untrusted certificate (one clear
 //! notice), a `caFile` that is missing or not PEM and an `http://` URL to a TLS port (one notice
 //! naming the cause), plain HTTP on loopback, and a key whose rate limit is reached (one notice,
 //! no retry storm). A missing ghostline-serve binary or tiny model fails these tests: they exist to show
@@ -11,10 +12,10 @@ mod certificates;
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{items, serve_binary, tiny_model_dir, LspClient};
 use serde_json::{json, Value};
@@ -124,8 +125,8 @@ fn suggestions(client: &mut LspClient) -> usize {
 
 #[test]
 fn the_default_build_completes_over_https_with_ca_file_and_over_plain_http() {
-    let dir = tempfile_dir("https");
-    let (ca, cert, key) = certificates::make_certificates(&dir);
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates::make_certificates(dir.path());
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -140,7 +141,7 @@ fn the_default_build_completes_over_https_with_ca_file_and_over_plain_http() {
         "no suggestion over https; server log:\n{}",
         backend.log.lock().unwrap()
     );
-    let warnings = client.notifications("window/showMessage", Duration::from_millis(200));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(client.shutdown().success());
 
@@ -153,13 +154,12 @@ fn the_default_build_completes_over_https_with_ca_file_and_over_plain_http() {
         "no suggestion over plain http"
     );
     assert!(client.shutdown().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn an_untrusted_certificate_is_reported_once_and_clearly() {
-    let dir = tempfile_dir("untrusted");
-    let (_, cert, key) = certificates::make_certificates(&dir);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = certificates::make_certificates(dir.path());
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -168,7 +168,7 @@ fn an_untrusted_certificate_is_reported_once_and_clearly() {
     ]);
     let mut client = lsp(&backend.base, json!({}), &[]);
     assert_eq!(suggestions(&mut client), 0);
-    let warnings = client.notifications("window/showMessage", Duration::from_secs(1));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert_eq!(
         warnings.len(),
         1,
@@ -180,13 +180,12 @@ fn an_untrusted_certificate_is_reported_once_and_clearly() {
         "{message}"
     );
     assert!(client.shutdown().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_rate_limited_key_gets_one_notice_and_no_retry_storm() {
-    let dir = tempfile_dir("limits");
-    let keys = dir.join("keys");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
     std::fs::write(&keys, "alice alice-key rpm=2\n").unwrap();
     let backend = serve(&["--api-key-file", keys.to_str().unwrap()]);
     let mut client = lsp(
@@ -198,7 +197,7 @@ fn a_rate_limited_key_gets_one_notice_and_no_retry_storm() {
     for _ in 0..3 {
         suggestions(&mut client);
     }
-    let warnings = client.notifications("window/showMessage", Duration::from_secs(1));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     let message = warnings[0]["params"]["message"].as_str().unwrap();
     assert!(message.contains("limit"), "{message}");
@@ -212,7 +211,6 @@ fn a_rate_limited_key_gets_one_notice_and_no_retry_storm() {
     assert_eq!(refused, 1.0, "{metrics}");
     assert!(client.shutdown().success());
     drop(backend);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The README's command for a team certificate: the `openssl req -x509` line of its section
@@ -234,25 +232,38 @@ fn readme_certificate_command() -> String {
     commands[0].to_string()
 }
 
-/// Runs `command` with `sh` in `dir`, as a user would in a terminal.
-fn shell(dir: &std::path::Path, command: &str) {
-    let out = Command::new("sh")
-        .args(["-c", command])
-        .current_dir(dir)
-        .output()
-        .expect("sh");
+/// The SANs the README's recipe gives a team certificate (for a box named gpu-box).
+const README_NAMES: &str = "subjectAltName=DNS:gpu-box,DNS:localhost,IP:127.0.0.1";
+
+/// The README's team certificate in `dir`: the files its own `openssl req -x509` line made
+/// when `test.sh` ran it (`GHOSTLINE_TEAM_CERT_DIR`, copied here), else one made here to the
+/// same recipe (self-signed, a CA as OpenSSL marks it, the README's names): `cargo test`
+/// needs no openssl.
+fn readme_team_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let command = readme_certificate_command();
     assert!(
-        out.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        command.contains(README_NAMES) && command.contains("-subj /CN=gpu-box"),
+        "the README's recipe changed; make_team_certificate follows it: {command}"
     );
+    match std::env::var_os("GHOSTLINE_TEAM_CERT_DIR") {
+        Some(made) => {
+            let made = PathBuf::from(made);
+            let (cert, key) = (dir.join("ghostline.pem"), dir.join("ghostline.key"));
+            std::fs::copy(made.join("ghostline.pem"), &cert).unwrap();
+            std::fs::copy(made.join("ghostline.key"), &key).unwrap();
+            (cert, key)
+        }
+        None => {
+            certificates::make_team_certificate(dir, &["gpu-box", "localhost", "127.0.0.1"], None)
+        }
+    }
 }
 
 /// The one notice after several suggestion requests (asserting there is exactly one).
 fn the_one_notice(client: &mut LspClient) -> String {
     assert_eq!(suggestions(client), 0);
     assert_eq!(suggestions(client), 0);
-    let warnings = client.notifications("window/showMessage", Duration::from_secs(1));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert_eq!(
         warnings.len(),
         1,
@@ -266,17 +277,8 @@ fn the_one_notice(client: &mut LspClient) -> String {
 
 #[test]
 fn the_readme_team_certificate_completes_with_ca_file() {
-    let dir = tempfile_dir("readme-certificate");
-    let command = readme_certificate_command();
-    shell(&dir, &command);
-    let (cert, key) = (dir.join("ghostline.pem"), dir.join("ghostline.key"));
-    // The premise: OpenSSL marks a self-signed certificate as a CA, which webpki refuses as a
-    // server's own unless it is pinned.
-    let text = Command::new("openssl")
-        .args(["x509", "-noout", "-text", "-in", cert.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = readme_team_certificate(dir.path());
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -295,7 +297,7 @@ fn the_readme_team_certificate_completes_with_ca_file() {
         "no suggestion with the README's certificate; server log:\n{}",
         backend.log.lock().unwrap()
     );
-    let warnings = client.notifications("window/showMessage", Duration::from_millis(200));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(client.shutdown().success());
 
@@ -304,20 +306,13 @@ fn the_readme_team_certificate_completes_with_ca_file() {
     let message = the_one_notice(&mut client);
     assert!(message.contains("not trusted"), "{message}");
     assert!(client.shutdown().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_pinned_certificate_is_still_checked_against_the_host_name() {
-    let dir = tempfile_dir("pinned-other-name");
-    // The README's command for a box whose only name is gpu-box, reached here as 127.0.0.1.
-    let command = readme_certificate_command().replace(
-        "subjectAltName=DNS:gpu-box,DNS:localhost,IP:127.0.0.1",
-        "subjectAltName=DNS:gpu-box",
-    );
-    assert!(!command.contains("127.0.0.1"), "{command}");
-    shell(&dir, &command);
-    let (cert, key) = (dir.join("ghostline.pem"), dir.join("ghostline.key"));
+    let dir = tempfile::tempdir().unwrap();
+    // The README's certificate for a box whose only name is gpu-box, reached here as 127.0.0.1.
+    let (cert, key) = certificates::make_team_certificate(dir.path(), &["gpu-box"], None);
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -335,33 +330,18 @@ fn a_pinned_certificate_is_still_checked_against_the_host_name() {
         "{message}"
     );
     assert!(client.shutdown().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_pinned_certificate_is_still_checked_against_its_dates() {
-    let dir = tempfile_dir("pinned-expired");
+    let dir = tempfile::tempdir().unwrap();
     // The README's certificate (self-signed, CA:TRUE, the same names), valid for one day in
-    // 2020: `openssl req -x509` cannot back-date, `openssl ca -selfsign` can.
-    std::fs::write(
-        dir.join("ca.cnf"),
-        "[ ca ]\ndefault_ca = own\n[ own ]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\n\
-         default_md = sha256\npolicy = any\n[ any ]\ncommonName = supplied\n[ server ]\n\
-         basicConstraints = critical,CA:TRUE\nsubjectAltName = DNS:gpu-box,DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("index.txt"), "").unwrap();
-    std::fs::write(dir.join("serial"), "01\n").unwrap();
-    shell(
-        &dir,
-        "openssl req -new -newkey rsa:2048 -nodes -keyout ghostline.key -out ghostline.csr -subj /CN=gpu-box",
+    // 2020.
+    let (cert, key) = certificates::make_team_certificate(
+        dir.path(),
+        &["gpu-box", "localhost", "127.0.0.1"],
+        Some(((2020, 1, 1), (2020, 1, 2))),
     );
-    shell(
-        &dir,
-        "openssl ca -batch -notext -config ca.cnf -selfsign -keyfile ghostline.key -in ghostline.csr \
-         -out ghostline.pem -startdate 20200101000000Z -enddate 20200102000000Z -extensions server",
-    );
-    let (cert, key) = (dir.join("ghostline.pem"), dir.join("ghostline.key"));
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -379,20 +359,19 @@ fn a_pinned_certificate_is_still_checked_against_its_dates() {
         "{message}"
     );
     assert!(client.shutdown().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_ca_file_that_is_missing_or_not_pem_is_named_in_the_one_notice() {
-    let dir = tempfile_dir("bad-ca-file");
-    let (_, cert, key) = certificates::make_certificates(&dir);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = certificates::make_certificates(dir.path());
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),
         "--tls-key",
         key.to_str().unwrap(),
     ]);
-    let missing = dir.join("no-such.pem");
+    let missing = dir.path().join("no-such.pem");
     let mut client = lsp(
         &backend.base,
         json!({"caFile": missing.to_str().unwrap()}),
@@ -412,21 +391,13 @@ fn a_ca_file_that_is_missing_or_not_pem_is_named_in_the_one_notice() {
         &[],
     );
     assert!(suggestions(&mut client) > 0);
-    let warnings = client.notifications("window/showMessage", Duration::from_millis(200));
+    let warnings = client.notifications_before_barrier("window/showMessage");
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(client.shutdown().success());
     drop(plain);
 
     // The certificate in DER: a certificate, but not PEM.
-    let der = dir.join("server.der");
-    shell(
-        &dir,
-        &format!(
-            "openssl x509 -in {} -outform DER -out {}",
-            cert.display(),
-            der.display()
-        ),
-    );
+    let der = dir.path().join("server.der");
     let mut client = lsp(&backend.base, json!({"caFile": der.to_str().unwrap()}), &[]);
     let message = the_one_notice(&mut client);
     assert!(
@@ -437,13 +408,12 @@ fn a_ca_file_that_is_missing_or_not_pem_is_named_in_the_one_notice() {
         "{message}"
     );
     assert!(client.shutdown().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn plain_http_to_a_tls_port_says_to_use_https() {
-    let dir = tempfile_dir("http-to-tls");
-    let (ca, cert, key) = certificates::make_certificates(&dir);
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates::make_certificates(dir.path());
     let backend = serve(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -461,7 +431,6 @@ fn plain_http_to_a_tls_port_says_to_use_https() {
         "{message}"
     );
     assert!(client.shutdown().success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn counter(metrics: &str, series: &str) -> f64 {
@@ -488,18 +457,4 @@ fn http_get(base: &str, path: &str) -> String {
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text);
     text
-}
-
-fn tempfile_dir(tag: &str) -> PathBuf {
-    let nanos = Instant::now().elapsed().as_nanos()
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "ghostline-tls-{tag}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -24,7 +24,6 @@ const POOL_NICE: i32 = 10;
 
 pub struct BlockingPool {
     jobs: mpsc::Sender<Job>,
-    size: usize,
 }
 
 impl Default for BlockingPool {
@@ -68,11 +67,7 @@ impl BlockingPool {
                 tracing::error!("cannot start a worker thread: {error}");
             }
         }
-        Self { jobs, size }
-    }
-
-    pub fn size(&self) -> usize {
-        self.size
+        Self { jobs }
     }
 
     /// Runs `work` on a pool thread. `None` when `cancel` fired first (queued work is then

@@ -168,12 +168,6 @@ impl Pacing {
         }
     }
 
-    /// (prefill, decode) tokens per second; 0 where unknown.
-    pub fn speed(&self) -> (f64, f64) {
-        let state = self.state();
-        (state.prefill, state.decode)
-    }
-
     /// The budget for a request at `cursor_line` of `uri`, at most `max` tokens.
     pub fn choose(
         &self,

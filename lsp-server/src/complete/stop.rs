@@ -72,10 +72,6 @@ impl StopDetector {
         }
     }
 
-    pub fn is_done(&self) -> bool {
-        self.cut.is_some()
-    }
-
     /// Adds a streamed delta; returns true when the suggestion is complete and the stream
     /// should be dropped.
     pub fn push(&mut self, delta: &str) -> bool {

@@ -27,11 +27,6 @@ pub fn is_indent_based(language_id: &str) -> bool {
     matches!(language_id, "python" | "yaml" | "nim" | "coffeescript")
 }
 
-/// Classifies the cursor by parsing a window of lines around it.
-pub fn syntax_at_cursor(language_id: &str, rope: &Rope, cursor_char: usize) -> SyntaxAtCursor {
-    syntax_at_cursor_in(language_id, rope, cursor_char, None)
-}
-
 /// Classifies the cursor with the document's own (incrementally maintained) tree when there
 /// is one, else by parsing a window of lines around it. Comments and strings are whatever
 /// the language's `blocks.scm` captures as `@comment` / `@string`; a language without
@@ -91,7 +86,8 @@ mod tests {
         let cursor = text_with_cursor.find('|').unwrap();
         let text = text_with_cursor.replace('|', "");
         let rope = Rope::from_str(&text);
-        syntax_at_cursor(language, &rope, rope.byte_to_char(cursor))
+        // Without a tree: a window of lines around the cursor is parsed.
+        syntax_at_cursor_in(language, &rope, rope.byte_to_char(cursor), None)
     }
 
     #[test]

@@ -297,7 +297,6 @@ mod tests {
                 PathBuf::from("/w").join(path),
                 path.into(),
                 text,
-                false,
             ));
         }
         index

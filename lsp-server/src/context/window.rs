@@ -16,7 +16,6 @@ pub enum IndentUnit {
 #[derive(Clone, Debug)]
 pub struct CursorContext {
     pub cursor_char: usize,
-    pub line_index: usize,
     /// The cursor's line up to the cursor.
     pub line_prefix: String,
     /// The cursor's line after the cursor, without the line break.
@@ -159,7 +158,6 @@ pub fn cursor_context(rope: &Rope, cursor_char: usize, context_tokens: usize) ->
 
     CursorContext {
         cursor_char,
-        line_index,
         line_prefix,
         rest_of_line,
         prefix,

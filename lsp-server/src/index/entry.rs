@@ -32,9 +32,6 @@ pub struct FileEntry {
     pub definitions: Vec<Definition>,
     pub imports: Vec<Import>,
     pub windows: Vec<Window>,
-    /// Built from an open document's text rather than the disk.
-    pub from_open_document: bool,
-    pub line_count: usize,
 }
 
 impl FileEntry {
@@ -45,12 +42,7 @@ impl FileEntry {
         self.path.as_os_str().cmp(other.path.as_os_str())
     }
 
-    pub fn build(
-        path: PathBuf,
-        relative: String,
-        text: &str,
-        from_open_document: bool,
-    ) -> FileEntry {
+    pub fn build(path: PathBuf, relative: String, text: &str) -> FileEntry {
         // Stored redacted: definitions go into prompts as they are. The whole text is
         // redacted before anything is cut from it (a definition's signature, doc or body
         // could cut a secret in two), keeping its lines where they were.
@@ -68,13 +60,11 @@ impl FileEntry {
         let lines: Vec<&str> = text.lines().collect();
         FileEntry {
             windows: windows(&lines),
-            line_count: lines.len(),
             path,
             relative,
             lang,
             definitions,
             imports,
-            from_open_document,
         }
     }
 

@@ -9,7 +9,7 @@ pub mod entry;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use dashmap::DashMap;
@@ -59,8 +59,6 @@ pub struct WorkspaceIndex {
     definition_count: AtomicUsize,
     approx_bytes: AtomicUsize,
     ready: AtomicBool,
-    /// Bumped on every change, so callers can tell the index moved on.
-    generation: AtomicU64,
     roots: RwLock<Vec<PathBuf>>,
     sender: Mutex<Option<mpsc::Sender<Message>>>,
 }
@@ -133,10 +131,6 @@ impl WorkspaceIndex {
 
     pub fn approx_bytes(&self) -> usize {
         self.approx_bytes.load(Ordering::Relaxed)
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
     }
 
     pub fn file(&self, path: &Path) -> Option<Arc<FileEntry>> {
@@ -242,7 +236,6 @@ impl WorkspaceIndex {
         if let Some(old) = self.files.insert(path.clone(), entry.clone()) {
             self.forget(&path, &old, Some(&entry));
         }
-        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     fn remove(&self, path: &Path) -> bool {
@@ -250,7 +243,6 @@ impl WorkspaceIndex {
             return false;
         };
         self.forget(path, &old, None);
-        self.generation.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -393,8 +385,7 @@ mod tests {
     fn reindexing_a_file_keeps_its_names_current() {
         let index = WorkspaceIndex::new();
         let path = PathBuf::from("/w/src/shapes.rs");
-        let build =
-            |text: &str| FileEntry::build(path.clone(), "src/shapes.rs".into(), text, false);
+        let build = |text: &str| FileEntry::build(path.clone(), "src/shapes.rs".into(), text);
         index.insert(build("fn area() {}\nfn perimeter() {}\n"));
         index.insert(build("fn area() {}\nfn volume() {}\n"));
         assert_eq!(

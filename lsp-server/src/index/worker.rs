@@ -395,7 +395,7 @@ impl Worker {
             return;
         }
         match read_source(path) {
-            Ok(text) => self.index_text(path, &text, false),
+            Ok(text) => self.index_text(path, &text),
             Err(why) => {
                 tracing::debug!("not indexing {}: {why}", path.display());
                 self.skipped.count(&why);
@@ -416,7 +416,7 @@ impl Worker {
             self.index.remove(path);
             return Err(Skip::Generated);
         }
-        self.index_text(path, &text, true);
+        self.index_text(path, &text);
         Ok(())
     }
 
@@ -425,7 +425,7 @@ impl Worker {
         !self.roots.iter().any(|root| path.starts_with(root))
     }
 
-    fn index_text(&mut self, path: &Path, text: &str, from_open_document: bool) {
+    fn index_text(&mut self, path: &Path, text: &str) {
         // Size and generated code were judged by the callers (`read_source`, `index_document`).
         if self.excluded(path) {
             return;
@@ -440,7 +440,7 @@ impl Worker {
             return;
         }
         let relative = relative_to(&self.roots, path);
-        let entry = FileEntry::build(path.to_path_buf(), relative, text, from_open_document);
+        let entry = FileEntry::build(path.to_path_buf(), relative, text);
         self.index.insert(entry);
     }
 }

@@ -133,15 +133,16 @@ impl Excludes {
 
     /// `path` is absolute or relative to a workspace root; both it and its file name are
     /// matched, so `*.pem` and `config/*.yaml` both work. A path that resolves elsewhere (a
-    /// symlink, or through one) is also judged by where it leads.
+    /// symlink, or through one) is also judged by where it leads: reads the disk.
     pub fn is_excluded(&self, path: &Path, relative: Option<&Path>) -> bool {
-        if self.excludes_name(path, relative) {
-            return true;
-        }
-        match resolved(path) {
-            Some(target) if target != path => self.excludes_name(&target, None),
-            _ => false,
-        }
+        self.excludes_name(path, relative)
+            || self.excludes_link_target(path, resolve_links(path).as_deref())
+    }
+
+    /// Whether `path`, which leads to `target` (from `resolve_links`, perhaps resolved
+    /// earlier), is excluded by where it leads. No file system access.
+    pub fn excludes_link_target(&self, path: &Path, target: Option<&Path>) -> bool {
+        target.is_some_and(|target| target != path && self.excludes_name(target, None))
     }
 
     /// For a document with no local path (`untitled:`, a remote URI): its last segment.
@@ -159,8 +160,8 @@ pub fn percent_decoded(text: &str) -> String {
 }
 
 /// Where `path` leads once every symlink on the way is followed; `None` when it does not
-/// exist (an unsaved file) or cannot be read.
-fn resolved(path: &Path) -> Option<PathBuf> {
+/// exist (an unsaved file) or cannot be read. Reads the disk: never on the arrival lane.
+pub fn resolve_links(path: &Path) -> Option<PathBuf> {
     if !path.is_absolute() {
         return None;
     }

@@ -8,7 +8,7 @@
 //!
 //! Go RE2 patterns compile with the `regex` crate almost unchanged; `\w`, `\d`, `\s` and `\b`
 //! are made ASCII as they are in Go (Unicode classes would also be slower). A rule that still
-//! does not compile is skipped and counted (`skipped`).
+//! does not compile is skipped and logged once (the tests count them: `skipped`).
 
 use std::ops::Range;
 use std::sync::{LazyLock, OnceLock};
@@ -241,14 +241,22 @@ pub static RULES: LazyLock<RuleSet> = LazyLock::new(|| {
 impl Rule {
     pub fn regex(&self) -> Option<&Regex> {
         self.compiled
-            .get_or_init(|| compile(&self.pattern))
+            .get_or_init(|| {
+                let compiled = compile(&self.pattern);
+                if compiled.is_none() {
+                    // Once per rule (the result is kept): the rule is skipped from now on.
+                    tracing::warn!("gitleaks rule {} does not compile: skipped", self.id);
+                }
+                compiled
+            })
             .as_ref()
     }
 }
 
 impl RuleSet {
     /// How many rules do not compile with the `regex` crate (and are skipped).
-    pub fn skipped(&self) -> Vec<&str> {
+    #[cfg(test)]
+    fn skipped(&self) -> Vec<&str> {
         self.rules
             .iter()
             .filter(|r| r.regex().is_none())

@@ -1,4 +1,6 @@
 use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use ropey::Rope;
 use tower_lsp_server::gen_lsp_types::TextDocumentContentChangeEvent;
@@ -39,6 +41,11 @@ pub struct Document {
     /// differ from the editor's, so nothing is suggested from it until the editor sends it
     /// whole again (a didOpen, or a change without a range).
     pub in_sync: bool,
+    /// Where the document's path leads once symlinks are followed (`None`: nowhere else, or
+    /// no file), resolved from the disk once per didOpen by the first request that needs it
+    /// (`Session::is_excluded`), never on an edit. Shared by every snapshot and kept across
+    /// edits; a reopen starts afresh.
+    pub link_target: Arc<OnceLock<Option<PathBuf>>>,
 }
 
 impl Document {
@@ -53,6 +60,7 @@ impl Document {
             recent_edits: VecDeque::new(),
             served: true,
             in_sync: true,
+            link_target: Arc::new(OnceLock::new()),
         }
     }
 

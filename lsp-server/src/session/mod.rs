@@ -6,6 +6,7 @@
 //! (`settings`, `edit`, `syntax`, `index`, `privacy`).
 
 mod document;
+mod exclusion;
 
 pub use document::{Document, OpenDocument};
 
@@ -163,8 +164,11 @@ impl Session {
         );
     }
 
-    /// Whether a document may be read into prompts at all (secret files may not).
-    pub fn is_excluded(&self, uri: &Uri) -> bool {
+    /// Whether a document is a secret file by the name it is opened under (its path, the
+    /// path relative to its workspace folder, its file name). No file system access, so the
+    /// arrival lane may ask it; where a symlink leads is judged by `is_excluded` (on requests)
+    /// and by the index on its own thread.
+    pub fn is_excluded_by_name(&self, uri: &Uri) -> bool {
         let Some(path) = uri_to_path(uri) else {
             // No local path (`untitled:`, a remote file): its name still counts.
             let name = uri.0.as_str().rsplit(['/', ':']).next().unwrap_or("");
@@ -174,19 +178,12 @@ impl Session {
         };
         let relative = self.index.relative(&path);
         self.excludes()
-            .is_excluded(&path, Some(std::path::Path::new(&relative)))
+            .excludes_name(&path, Some(std::path::Path::new(&relative)))
     }
 
-    /// A snapshot whose syntax tree matches its text: a stale tree is reparsed here,
-    /// incrementally from the edited old one, and stored back for the next request.
-    /// Blocking work: runs on the pool (see `complete::blocking`).
-    pub fn snapshot_parsed(&self, uri: &Uri) -> Option<Document> {
-        let document = self.snapshot(uri)?;
-        Some(self.parsed(uri, document))
-    }
-
-    /// `document` (a snapshot of `uri`) with a tree that matches its text; the tree is stored
-    /// back when the document has not changed since. Blocking work, like `snapshot_parsed`.
+    /// `document` (a snapshot of `uri`) with a tree that matches its text: a stale tree is
+    /// reparsed here, incrementally from the edited old one, and stored back when the document
+    /// has not changed since. Blocking work: runs on the pool (see `complete::blocking`).
     pub fn parsed(&self, uri: &Uri, mut document: Document) -> Document {
         let Some(lang) = document.lang.filter(|_| document.gets_suggestions()) else {
             return document;
@@ -399,8 +396,9 @@ impl Session {
         generation
     }
 
-    /// Documents with a request generation (for the bounds' tests and the log).
-    pub fn tracked_request_count(&self) -> usize {
+    /// Documents with a request generation (for the bounds' tests).
+    #[cfg(test)]
+    fn tracked_request_count(&self) -> usize {
         self.latest_request.len()
     }
 
@@ -466,7 +464,7 @@ mod tests {
         let text = "z = 0\n".repeat(MAX_DOCUMENT_BYTES / 6 + 1);
         let session = Session::new();
         session.open_document(big.clone(), Document::new(&text, 1, "python".into()));
-        let snapshot = session.snapshot_parsed(&big).unwrap();
+        let snapshot = session.parsed(&big, session.snapshot(&big).unwrap());
         assert!(!snapshot.gets_suggestions());
         assert!(
             snapshot.tree.is_none(),

@@ -212,6 +212,36 @@ impl LspClient {
         matching
     }
 
+    /// Everything the server sent before its answer to a request sent now (a barrier), taken
+    /// from the backlog. The server writes in order, and what a message causes (a request's
+    /// warning or log line, awaited before its answer; an error for a damaged frame, written
+    /// when the frame is read) goes out before the answer to anything read after it. So once
+    /// the requests before are answered, all they caused is here: "nothing else came" is
+    /// checked without waiting out a time window, which a merely late message would pass.
+    pub fn messages_before_barrier(&mut self) -> Vec<Value> {
+        let id = self.send_request(
+            "ghostline/documentText",
+            json!({"textDocument": {"uri": "file:///ghostline-test-barrier"}}),
+        );
+        let answer = self.response(id, TIMEOUT);
+        assert!(
+            answer.get("error").is_none(),
+            "the barrier request failed: {answer}"
+        );
+        self.backlog.drain(..).collect()
+    }
+
+    /// The notifications with this method sent before a barrier (see
+    /// `messages_before_barrier`); the other messages stay in the backlog.
+    pub fn notifications_before_barrier(&mut self, method: &str) -> Vec<Value> {
+        let (matching, rest): (Vec<Value>, Vec<Value>) = self
+            .messages_before_barrier()
+            .into_iter()
+            .partition(|m| m.get("method").and_then(Value::as_str) == Some(method));
+        self.backlog = rest.into();
+        matching
+    }
+
     /// Everything received and not yet consumed (waits `wait` for more first).
     pub fn drain(&mut self, wait: Duration) -> Vec<Value> {
         let deadline = Instant::now() + wait;
@@ -443,6 +473,42 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// The body of `GET path` on 127.0.0.1:`port` (`None` when nothing answers).
+pub fn http_get_body(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// Waits until ghostline-serve on `port` says a request is running (`/metrics`,
+/// `ghostline_num_requests_running`, the gauge routers scale by): a stream is under way.
+pub fn wait_until_a_request_runs(port: u16) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let metrics = http_get_body(port, "/metrics").unwrap_or_default();
+        let running = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("ghostline_num_requests_running "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if running >= 1.0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no request ran at the backend within {TIMEOUT:?}:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// How a raw TCP "backend" misbehaves.
@@ -678,19 +744,17 @@ pub fn insert_text(item: &Value) -> String {
         })
 }
 
-/// A fresh empty folder under the system temp dir (removed by `TempDir`'s drop).
-pub struct TempDir(pub PathBuf);
+/// A fresh empty folder under the system temp dir (`tempfile`: a unique name, removed when
+/// dropped); `.0` is its path.
+pub struct TempDir(pub PathBuf, tempfile::TempDir);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "ghostline-{name}-{}-{}",
-            std::process::id(),
-            Instant::now().elapsed().as_nanos() ^ (std::ptr::addr_of!(name) as usize as u128)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("ghostline-{name}-"))
+            .tempdir()
+            .unwrap();
+        Self(dir.path().to_path_buf(), dir)
     }
 
     /// Writes `text` at `relative` (creating folders); returns the absolute path.
@@ -703,12 +767,6 @@ impl TempDir {
 
     pub fn uri(&self, relative: &str) -> String {
         format!("file://{}", self.0.join(relative).display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -33,7 +33,8 @@ pub fn apply(session: &Session, params: Option<&Value>) {
     }
     session.note_edited(uri);
     if let Some(document) = session.snapshot(uri).filter(|d| d.gets_suggestions()) {
-        if !session.is_excluded(uri) {
+        // By name only (no disk at arrival): the index judges where a symlink leads itself.
+        if !session.is_excluded_by_name(uri) {
             session.index.document_changed(uri, document.rope);
         }
     }

@@ -33,7 +33,8 @@ pub(super) fn start_serving(session: &Session, uri: &Uri, document: &Document) {
         return; // over the size limit: text only
     }
     crate::tokens::warm_lines(document.rope.clone());
-    if !session.is_excluded(uri) {
+    // By name only (no disk at arrival): the index judges where a symlink leads itself.
+    if !session.is_excluded_by_name(uri) {
         // Open documents win over the disk in the index.
         session.index.document_opened(uri, document.rope.clone());
     }

@@ -6,7 +6,8 @@ use crate::server::Server;
 /// the index take it now rather than after typing pauses.
 pub fn handle(server: &Server, params: DidSaveTextDocumentParams) {
     let uri = &params.text_document.uri;
-    if server.session.is_excluded(uri) {
+    // By name only (no disk at arrival): the index judges where a symlink leads itself.
+    if server.session.is_excluded_by_name(uri) {
         return;
     }
     if let Some(document) = server
