@@ -13,6 +13,7 @@ use tower_lsp_server::Client;
 
 use super::cursor::{analyze, cursor_line};
 use super::memory::{RecentResult, ShownSuggestion};
+use super::pacing::Ask;
 use super::postprocess::{self, PostContext};
 use super::prompt::{build_prompt_on_pool, stops};
 use super::stop::{StopConfig, StopDetector};
@@ -167,12 +168,14 @@ pub async fn suggest(
     let at_rest = std::cell::Cell::new(None);
     let better_at_rest = |tier: usize, multiline: bool| {
         at_rest.set(completer.pacing.rest_tier(
-            uri.0.as_str(),
-            line_index,
+            Ask {
+                uri: uri.0.as_str(),
+                cursor_line: line_index,
+                max: settings.context_tokens,
+                multiline,
+                target_ms: rest_target_ms,
+            },
             tier,
-            settings.context_tokens,
-            multiline,
-            rest_target_ms,
         ));
         at_rest.get().is_some()
     };
@@ -393,13 +396,13 @@ async fn generate(
         .char_to_line(cursor.min(document.rope.len_chars()));
     // The tier a rest earned (see `suggest`), else the largest answered within the target.
     let tier = rest_tier.unwrap_or_else(|| {
-        completer.pacing.choose(
-            uri.0.as_str(),
-            line_index,
-            settings.context_tokens,
-            stop.multiline,
-            settings.latency_target_ms,
-        )
+        completer.pacing.choose(Ask {
+            uri: uri.0.as_str(),
+            cursor_line: line_index,
+            max: settings.context_tokens,
+            multiline: stop.multiline,
+            target_ms: settings.latency_target_ms,
+        })
     });
     tracing::debug!(tier, rest = rest_tier.is_some(), "prompt budget");
     let prompt = build_prompt_on_pool(

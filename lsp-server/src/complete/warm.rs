@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_lsp_server::gen_lsp_types::{Position, Uri};
 
+use super::pacing::Ask;
 use super::prompt::build_prompt_on_pool;
 use super::suggest::{until_superseded, Generated};
 use super::{backend_config, Completer};
@@ -45,14 +46,14 @@ pub(super) fn warm_next_tier(
         return;
     }
     let max = settings.context_tokens;
-    let Some(tier) = completer.pacing.warm_up_tier(
-        target.uri.0.as_str(),
-        target.line_index,
-        generated.tier,
+    let ask = Ask {
+        uri: target.uri.0.as_str(),
+        cursor_line: target.line_index,
         max,
-        target.multiline,
-        settings.latency_target_ms,
-    ) else {
+        multiline: target.multiline,
+        target_ms: settings.latency_target_ms,
+    };
+    let Some(tier) = completer.pacing.warm_up_tier(ask, generated.tier) else {
         return;
     };
     spawn_warm_up(
@@ -233,14 +234,14 @@ fn spawn_warm_up(
                 Ok(usage) => {
                     completer.pacing.ended(uri, tier, true, usage.as_ref());
                     // Still resting: climb to the next larger prompt.
-                    let next = completer.pacing.warm_up_tier(
+                    let ask = Ask {
                         uri,
-                        target.line_index,
-                        tier,
-                        settings.context_tokens,
-                        target.multiline,
-                        settings.latency_target_ms,
-                    );
+                        cursor_line: target.line_index,
+                        max: settings.context_tokens,
+                        multiline: target.multiline,
+                        target_ms: settings.latency_target_ms,
+                    };
+                    let next = completer.pacing.warm_up_tier(ask, tier);
                     if let Some(next) = next.filter(|_| !cancel.is_cancelled()) {
                         spawn_warm_up(&completer, &session, &settings, model.clone(), target, next, hint);
                     }
