@@ -124,12 +124,35 @@ mod tests {
 
     #[tokio::test]
     async fn the_cursor_gate_runs_on_the_pool_and_yields_to_cancellation() {
-        let pool = BlockingPool::new(1);
+        let pool = std::sync::Arc::new(BlockingPool::new(1));
         let uri = Uri::from("file:///w/app.py");
         let code = Rope::from_str("key = \"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB\"\nx = 1\n");
-        let live = CancellationToken::new();
-        assert_eq!(admit_cursor(&pool, &live, &uri, &code, 10).await, None);
         let clear = code.line_to_char(1) + 4;
+        let live = CancellationToken::new();
+        // The pool's one thread held by the test: the check waits for it, so it does not run
+        // on the async thread that asked.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+        let blocker = tokio::spawn({
+            let (pool, live) = (pool.clone(), live.clone());
+            async move {
+                let hold = move || {
+                    let _ = started.send(());
+                    wait.recv().ok()
+                };
+                pool.run(&live, hold).await
+            }
+        });
+        has_started.await.unwrap();
+        let mut gate = Box::pin(admit_cursor(&pool, &live, &uri, &code, 10));
+        tokio::select! {
+            biased;
+            _ = &mut gate => panic!("the secret check ran off the pool"),
+            () = std::future::ready(()) => {}
+        }
+        release.send(()).unwrap();
+        assert_eq!(gate.await, None, "inside the key");
+        assert!(blocker.await.unwrap().is_some());
         assert_eq!(
             admit_cursor(&pool, &live, &uri, &code, clear).await,
             Some(())

@@ -113,3 +113,43 @@ pub(super) async fn until_superseded(requests: Option<watch::Receiver<u64>>, gen
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_newer_request_for_the_document_supersedes_an_older_one() {
+        let session = Session::new();
+        let uri = Uri::from("file:///w/a.rs");
+        session.open_document(
+            uri.clone(),
+            Document::new("fn main() {}\n", 1, "rust".into()),
+        );
+        let first = session.begin_request(&uri);
+        let mut superseded = Box::pin(until_superseded(session.watch_requests(&uri), first));
+        // Polled once: still the latest request, it waits.
+        tokio::select! {
+            biased;
+            () = &mut superseded => panic!("superseded with no newer request"),
+            () = std::future::ready(()) => {}
+        }
+        session.begin_request(&uri);
+        superseded.await;
+        // A request for a document that was not open has nothing to supersede it.
+        let closed = Uri::from("file:///w/b.rs");
+        let lone = session.begin_request(&closed);
+        let mut never = Box::pin(until_superseded(session.watch_requests(&closed), lone));
+        session.begin_request(&closed);
+        tokio::select! {
+            biased;
+            () = &mut never => panic!("superseded without a watch"),
+            () = std::future::ready(()) => {}
+        }
+        // Closing the document ends the request too.
+        let latest = session.begin_request(&uri);
+        let closing = until_superseded(session.watch_requests(&uri), latest);
+        session.close_document(&uri);
+        closing.await;
+    }
+}

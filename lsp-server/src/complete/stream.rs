@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::analyze::{Analysis, CursorLine};
 use super::prompt::{prompt_for_request, stops, Prompt};
+use super::report;
 use super::request::RequestContext;
 use super::stop::{StopConfig, StopDetector};
 use super::timings::now_ns;
@@ -33,6 +34,26 @@ pub(super) enum Outcome {
     Failed(BackendError),
     /// A newer request for the document, or a cancellation.
     Superseded,
+}
+
+/// Whether the request goes on to the backend: not while it is backing off after failures
+/// (the failure not yet told is reported now), and only after the debounce (`debounceMs`)
+/// without a newer request.
+pub(super) async fn before_sending(ctx: &RequestContext<'_>) -> Option<()> {
+    let (completer, settings) = (&ctx.env.completer, &ctx.env.settings);
+    if completer.backend.health.is_backing_off() {
+        if let Some(error) = completer.backend.health.take_unreported() {
+            report::failure(completer, ctx.client, settings, &error).await;
+        }
+        return None;
+    }
+    if settings.debounce_ms > 0 {
+        tokio::select! {
+            () = ctx.cancel.cancelled() => return None,
+            () = tokio::time::sleep(Duration::from_millis(settings.debounce_ms)) => {}
+        }
+    }
+    Some(())
 }
 
 /// The prompt and stream stages within the deadline. `timeoutMs` bounds the wait for the

@@ -5,7 +5,6 @@
 //! a `$/cancelRequest` or the deadline ends whichever stage is running.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tower_lsp_server::Client;
 
@@ -14,8 +13,8 @@ use super::finish::{finish, suggestion};
 use super::gate::{admit_cursor, admit_document};
 use super::recall::{self, on_screen, prompt_key, remember_shown};
 use super::request::{Env, Request, RequestContext};
-use super::stream::generate_within_deadline;
-use super::{report, Completer, Suggestion};
+use super::stream::{before_sending, generate_within_deadline};
+use super::{Completer, Suggestion};
 use crate::edit::position_to_char;
 use crate::session::Session;
 
@@ -71,21 +70,9 @@ pub async fn suggest(
         remember_shown(completer, &ctx.uri, &line, &recent, shown);
         return Some(suggestion(&analysis.document, &line, recent, false));
     }
-    if completer.backend.health.is_backing_off() {
-        if let Some(error) = completer.backend.health.take_unreported() {
-            report::failure(completer, client, &ctx.env.settings, &error).await;
-        }
-        return None;
-    }
-    let debounce_ms = ctx.env.settings.debounce_ms;
-    if debounce_ms > 0 {
-        tokio::select! {
-            () = ctx.cancel.cancelled() => return None,
-            () = tokio::time::sleep(Duration::from_millis(debounce_ms)) => {}
-        }
-    }
 
     // Prompt and stream within the deadline, then finish.
+    before_sending(&ctx).await?;
     let outcome = generate_within_deadline(&ctx, &analysis, &line, screen.rest_tier).await;
     finish(&ctx, &analysis, &line, key, outcome).await
 }
