@@ -5,6 +5,7 @@
 use ropey::Rope;
 use tower_lsp_server::gen_lsp_types::Uri;
 
+use super::gate::secret_at;
 use super::request::RequestContext;
 use super::syntax::{self, syntax_at_cursor_in, SyntaxAtCursor};
 use crate::context::window::{cursor_context, CursorContext};
@@ -108,16 +109,26 @@ pub fn analyze(
     }
 }
 
-/// The analyze stage of a request: `analyze` on the pool; `None` when the request was
-/// cancelled first.
+/// The analyze stage of a request, on the pool in one job with the cursor's gate
+/// (`gate::secret_at`: the secret check's regexes): `None` when the cursor may get no
+/// suggestion, or the request was cancelled first.
 pub(super) async fn analyze_on_pool(
     ctx: &RequestContext<'_>,
     document: Document,
     line: &CursorLine,
 ) -> Option<Analysis> {
     let (env, uri, line) = (ctx.env.clone(), ctx.uri.clone(), line.clone());
-    let work = move || analyze(&env.session, &uri, &env.settings, document, &line);
-    ctx.env.completer.pool.run(&ctx.cancel, work).await
+    let work = move || match secret_at(&document.rope, line.cursor) {
+        Some(why) => Err(why),
+        None => Ok(analyze(&env.session, &uri, &env.settings, document, &line)),
+    };
+    match ctx.env.completer.pool.run(&ctx.cancel, work).await? {
+        Ok(analysis) => Some(analysis),
+        Err(why) => {
+            tracing::debug!("no suggestions in {}: {why}", ctx.uri);
+            None
+        }
+    }
 }
 
 #[cfg(test)]

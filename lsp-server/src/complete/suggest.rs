@@ -1,6 +1,6 @@
-//! One completion request through the stages, in order: gate → recall (the suggestion on
-//! screen) → analyze → recall (the same prompt lately) → stream (with the prompt stage) →
-//! finish. Cheap steps run here on the async runtime; the secret check, the cursor analysis
+//! One completion request through the stages, in order: gate (the document) → recall (the
+//! suggestion on screen, through the cursor's gate) → gate (the cursor) and analyze →
+//! recall (the same prompt lately) → stream (with the prompt stage) → finish. Cheap steps run here on the async runtime; the secret check, the cursor analysis
 //! and the prompt run on the blocking pool (`blocking`), and a newer request for the document,
 //! a `$/cancelRequest` or the deadline ends whichever stage is running.
 
@@ -37,28 +37,24 @@ pub async fn suggest(
         ticket,
         document,
     } = request;
-    // Gate: the document, then (on the pool) the cursor.
+    // Gate: the document here; the cursor (the secret check) on the pool, before any answer.
     let document = admit_document(session, &env.settings, &uri, document)?;
     let ctx = RequestContext::new(env, client, uri, ticket);
     let cursor = position_to_char(&document.rope, position, session.encoding());
-    admit_cursor(
-        &completer.pool,
-        &ctx.cancel,
-        &ctx.uri,
-        &document.rope,
-        cursor,
-    )
-    .await?;
     let line = cursor_line(&document.rope, cursor);
 
-    // Recall: the user is typing what the suggestion on screen says.
+    // Recall: the user is typing what the suggestion on screen says (once the cursor's gate
+    // lets it through: what is typed may have made the line a secret).
     let screen = on_screen(completer, &ctx.env.settings, &ctx.uri, &line);
     if let Some(typed) = screen.typed_through {
+        let (pool, rope) = (&completer.pool, &document.rope);
+        admit_cursor(pool, &ctx.cancel, &ctx.uri, rope, cursor).await?;
         ctx.record("typing", 0, 0);
         return Some(suggestion(&document, &line, typed, true));
     }
 
-    // Analyze, on the pool: reparse, single or multi-line, the window.
+    // The cursor's gate and the analysis, one job on the pool: reparse, single or multi-line,
+    // the window.
     let analysis = analyze_on_pool(&ctx, document, &line).await?;
 
     // Recall: the same prompt answered lately (a keystroke and its backspace came back to it).
