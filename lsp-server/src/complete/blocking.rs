@@ -136,33 +136,37 @@ mod tests {
         // The thread lives on after the panic.
         assert_eq!(pool.run(&cancel, || 5).await, Some(5));
 
-        // Work queued behind a busy thread is skipped once cancelled.
+        // Work queued behind a busy thread is skipped once cancelled. The test holds the one
+        // thread until it says so, and knows when the thread has taken the blocking job.
         let pool = Arc::new(pool);
         let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel::<()>();
         let busy = CancellationToken::new();
         let blocker = tokio::spawn({
             let (pool, busy) = (pool.clone(), busy.clone());
-            async move { pool.run(&busy, move || wait.recv().ok()).await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let queued = CancellationToken::new();
-        let skipped = tokio::spawn({
-            let (pool, queued, ran) = (pool.clone(), queued.clone(), ran.clone());
             async move {
-                pool.run(&queued, move || {
-                    ran.store(true, std::sync::atomic::Ordering::SeqCst)
+                pool.run(&busy, move || {
+                    let _ = started.send(());
+                    wait.recv().ok()
                 })
                 .await
             }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        has_started.await.expect("the thread took the blocking job");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let queued = CancellationToken::new();
+        let mut skipped = Box::pin(pool.run(&queued, {
+            let ran = ran.clone();
+            move || ran.store(true, std::sync::atomic::Ordering::SeqCst)
+        }));
+        // Polled once, the job is on the queue, behind the busy thread.
+        tokio::select! {
+            biased;
+            _ = &mut skipped => panic!("answered while the only thread was busy"),
+            () = std::future::ready(()) => {}
+        }
         queued.cancel();
-        assert_eq!(
-            skipped.await.unwrap(),
-            None,
-            "a cancelled request stops waiting"
-        );
+        assert_eq!(skipped.await, None, "a cancelled request stops waiting");
         release.send(()).unwrap();
         assert_eq!(blocker.await.unwrap(), Some(Some(())));
         // One thread, first in first out: this ran after the skipped job was taken.

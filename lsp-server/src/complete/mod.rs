@@ -1,23 +1,31 @@
 //! From a completion request to a suggestion: the pipeline and the state it keeps between
 //! requests (`Completer`). Shared by inline completion and the completion fallback.
 //!
-//! One inline request, top to bottom (`suggest.rs`):
-//! request (`server/api/inline_completion.rs`, stamped at arrival by `server/dispatch.rs`) →
-//! document snapshot (`session`) → typing-through (`memory`) → cursor analysis on the
-//! blocking pool (`cursor`: reparse, `syntax`, single or multi-line, the cursor window) →
-//! recent answers (`memory`) → prompt on the blocking pool (`prompt` → `context`: window,
-//! sources, template; sized by `pacing`) → backend stream (`backend`) with the stop rules
-//! (`stop`) → post-processing (`postprocess`) → response. `warm` prefills the next prompts in
-//! the background; `report` tells the user about the backend; `blocking` is the pool.
+//! One request (`Request`: the document as it was when the request arrived, the cursor, the
+//! ticket) passes through named stages, each a file (`suggest.rs` runs them in order, over one
+//! `RequestContext` from `request.rs`: settings, ticket, cancellation):
+//! `gate` (excluded files, limits, languages; on the blocking pool, credential files and a
+//! cursor inside a secret) → `recall` (typing through the suggestion on screen) → `analyze`
+//! on the pool (reparse, single or multi-line, the cursor window) → `recall` (the same prompt
+//! answered lately) → `prompt` on the pool (`context`: window, sources, template; sized by
+//! `pacing`) → `stream` (the backend, the stop rules of `stop`, within the deadline) →
+//! `finish` (pacing told, the next tier warmed, `postprocess`, remembered, timed). `warm`
+//! prefills the next prompts in the background through the same gates; `report` tells the
+//! user about the backend; `blocking` is the pool.
 
+pub mod analyze;
 pub mod blocking;
-pub mod cursor;
+mod finish;
+mod gate;
 pub mod memory;
 pub mod pacing;
 pub mod postprocess;
 pub mod prompt;
+mod recall;
 pub mod report;
+mod request;
 pub mod stop;
+mod stream;
 pub mod suggest;
 pub mod syntax;
 pub mod timings;
@@ -29,6 +37,7 @@ use std::time::Duration;
 use ropey::Rope;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tower_lsp_server::gen_lsp_types::Uri;
 
 use crate::backend::{Backend, BackendConfig};
 use crate::context::SnippetMemo;
@@ -38,8 +47,9 @@ use crate::stats::Stats;
 use blocking::BlockingPool;
 use memory::SuggestionMemory;
 use pacing::Pacing;
-use timings::Timings;
+use timings::{RequestTiming, Timings};
 
+pub use request::Request;
 pub use suggest::suggest;
 pub use warm::warm_at_cursor;
 
@@ -69,22 +79,24 @@ pub struct Suggestion {
 }
 
 /// What the completion pipeline keeps between requests. Owned by the server next to the
-/// `Session` (which holds what the editor said); nothing here is part of a document.
+/// `Session` (which holds what the editor said); nothing here is part of a document. Its state
+/// is the pipeline's own: the server reaches it through the methods below.
 pub struct Completer {
-    pub backend: Backend,
-    pub memory: Mutex<SuggestionMemory>,
+    backend: Backend,
+    memory: Mutex<SuggestionMemory>,
     /// The backend's speed and what it holds in its prefix cache: sizes each prompt.
-    pub pacing: Pacing,
+    pacing: Pacing,
     /// Other files' context chosen per region of a file, kept while the user types there.
-    pub snippet_memo: SnippetMemo,
-    pub timings: Timings,
+    snippet_memo: SnippetMemo,
+    timings: Timings,
     /// Counts cursor hints (see `warm::warm_at_cursor`): a newer one ends an older one's
     /// warm-up.
-    pub cursor_hints: watch::Sender<u64>,
-    /// Where reparsing, the context sources and the template run (never the async threads).
-    pub pool: BlockingPool,
+    cursor_hints: watch::Sender<u64>,
+    /// Where reparsing, the secret check, the context sources and the template run (never
+    /// the async threads).
+    pool: BlockingPool,
     /// Suggestions shown and accepted (see `stats`).
-    pub stats: Stats,
+    stats: Stats,
 }
 
 impl Completer {
@@ -103,14 +115,40 @@ impl Completer {
         let weak = Arc::downgrade(&completer);
         session.on_close(move |uri| {
             if let Some(completer) = weak.upgrade() {
-                completer.lock_memory().forget(uri);
+                completer.forget_shown(uri);
                 completer.stats.forget(uri.0.as_str());
             }
         });
         completer
     }
 
-    pub fn lock_memory(&self) -> MutexGuard<'_, SuggestionMemory> {
+    /// The backend client (its model, the acceptance stats' destination).
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// Suggestions shown and accepted.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The model the backend last said it serves, if it said.
+    pub fn cached_model_id(&self) -> Option<String> {
+        self.backend.cached_model_id()
+    }
+
+    /// Forgets the suggestion on screen in `uri` (accepted, dismissed, closed): typing can no
+    /// longer bring it back.
+    pub fn forget_shown(&self, uri: &Uri) {
+        self.lock_memory().forget(uri);
+    }
+
+    /// The server's own time for each request since the last call (see `timings`).
+    pub fn take_timings(&self) -> Vec<RequestTiming> {
+        self.timings.take()
+    }
+
+    fn lock_memory(&self) -> MutexGuard<'_, SuggestionMemory> {
         match self.memory.lock() {
             Ok(memory) => memory,
             Err(poisoned) => poisoned.into_inner(),

@@ -152,6 +152,17 @@ fn blend(old: f64, sample: f64) -> f64 {
     }
 }
 
+/// A prompt asked for: where (a line of a document), at most how large (`max` tokens), whether
+/// multi-line (its decoding leaves less time for the prompt), and within what latency.
+#[derive(Clone, Copy, Debug)]
+pub struct Ask<'a> {
+    pub uri: &'a str,
+    pub cursor_line: usize,
+    pub max: usize,
+    pub multiline: bool,
+    pub target_ms: u64,
+}
+
 impl Pacing {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -168,15 +179,15 @@ impl Pacing {
         }
     }
 
-    /// The budget for a request at `cursor_line` of `uri`, at most `max` tokens.
-    pub fn choose(
-        &self,
-        uri: &str,
-        cursor_line: usize,
-        max: usize,
-        multiline: bool,
-        target_ms: u64,
-    ) -> usize {
+    /// The budget for `ask`: at most `ask.max` tokens.
+    pub fn choose(&self, ask: Ask<'_>) -> usize {
+        let Ask {
+            uri,
+            cursor_line,
+            max,
+            multiline,
+            target_ms,
+        } = ask;
         let state = self.state();
         let tiers = tiers(max);
         if state.prefill <= 0.0 {
@@ -208,15 +219,14 @@ impl Pacing {
     /// warming, here, and can finish within `target_ms` (`REST_PATIENCE` times the latency
     /// target). Only warmed tiers: a cold larger prompt would cost the backend what the warm-up
     /// is computing, and an editor asking again at once would cancel the warm-up for it.
-    pub fn rest_tier(
-        &self,
-        uri: &str,
-        cursor_line: usize,
-        tier: usize,
-        max: usize,
-        multiline: bool,
-        target_ms: u64,
-    ) -> Option<usize> {
+    pub fn rest_tier(&self, ask: Ask<'_>, tier: usize) -> Option<usize> {
+        let Ask {
+            uri,
+            cursor_line,
+            max,
+            multiline,
+            target_ms,
+        } = ask;
         let (state, allowed) = self.with_known_speed(multiline, target_ms)?;
         tiers(max).into_iter().filter(|&t| t > tier).find(|&t| {
             state.region(uri, cursor_line, t).is_some()
@@ -224,22 +234,21 @@ impl Pacing {
         })
     }
 
-    /// The tier above `tier` (at most `max`) worth a background warm-up: once its stable part is
+    /// The tier above `tier` (at most `ask.max`) worth a background warm-up: once its stable part is
     /// held, a keystroke on this line would be answered within the target, and it is not held
     /// yet. Of those, the largest the backend computes within a rest (`IDLE_PAUSE_MS`, and the
     /// patience of the ask after it), or else the next one up: an idle person's seconds buy the
     /// biggest prompt they can, and warm-ups chain (`warm::spawn_warm_up`), so a longer rest
     /// climbs on to `max`. `None` when there is none: then warming would only keep the backend
     /// busy (and the next keystroke waiting for the chunk it is computing).
-    pub fn warm_up_tier(
-        &self,
-        uri: &str,
-        cursor_line: usize,
-        tier: usize,
-        max: usize,
-        multiline: bool,
-        target_ms: u64,
-    ) -> Option<usize> {
+    pub fn warm_up_tier(&self, ask: Ask<'_>, tier: usize) -> Option<usize> {
+        let Ask {
+            uri,
+            cursor_line,
+            max,
+            multiline,
+            target_ms,
+        } = ask;
         let (state, allowed) = self.with_known_speed(multiline, target_ms)?;
         let worth: Vec<usize> = tiers(max)
             .into_iter()
@@ -276,7 +285,13 @@ impl Pacing {
         max: usize,
         target_ms: u64,
     ) -> Option<usize> {
-        let tier = self.choose(uri, cursor_line, max, false, target_ms);
+        let tier = self.choose(Ask {
+            uri,
+            cursor_line,
+            max,
+            multiline: false,
+            target_ms,
+        });
         let state = self.state();
         if state.prefill <= 0.0 {
             return None;
@@ -444,6 +459,16 @@ impl State {
 mod tests {
     use super::*;
 
+    fn ask(uri: &str, cursor_line: usize, max: usize, multiline: bool, target_ms: u64) -> Ask<'_> {
+        Ask {
+            uri,
+            cursor_line,
+            max,
+            multiline,
+            target_ms,
+        }
+    }
+
     fn usage(
         prompt: usize,
         cached: usize,
@@ -472,19 +497,19 @@ mod tests {
     #[test]
     fn unknown_speed_takes_the_whole_budget() {
         let pacing = Pacing::default();
-        assert_eq!(pacing.choose("a", 10, 2048, false, 800), 2048);
+        assert_eq!(pacing.choose(ask("a", 10, 2048, false, 800)), 2048);
     }
 
     #[test]
     fn a_fast_backend_gets_everything_a_slow_one_grows_as_it_warms() {
         let gpu = Pacing::default();
         gpu.reported(Some(20_000.0), Some(300.0));
-        assert_eq!(gpu.choose("a", 10, 2048, false, 800), 2048);
+        assert_eq!(gpu.choose(ask("a", 10, 2048, false, 800)), 2048);
 
         let cpu = Pacing::default();
         cpu.reported(Some(400.0), Some(40.0));
         // Cold: nothing fits 800 ms; the smallest tier.
-        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 192);
+        assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 192);
         cpu.sent(Sent {
             uri: "a".into(),
             tier: 192,
@@ -500,9 +525,9 @@ mod tests {
         // Warm at 192 now; 384 not yet. A rest is worth warming the largest tier the backend
         // prefills within it and the ask after it: 1,024 (921 tokens at 400/s, 2.3 s), not
         // 2,048 (4.6 s against 3 s + 1.3 s).
-        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 192);
+        assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 192);
         assert_eq!(
-            cpu.warm_up_tier("a", 100, 192, 2048, false, 800),
+            cpu.warm_up_tier(ask("a", 100, 2048, false, 800), 192),
             Some(1024)
         );
         cpu.sent(Sent {
@@ -517,12 +542,12 @@ mod tests {
             line_last: true,
         });
         // While the warm-up runs, 384 does not fit yet.
-        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 192);
+        assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 192);
         cpu.ended("a", 384, true, Some(&usage(470, 0, 1175.0, 0, 0.0)));
         // Typing on the line costs only what was typed: 384 now, and 1,024 worth warming.
-        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 384);
+        assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 384);
         assert_eq!(
-            cpu.warm_up_tier("a", 100, 384, 2048, false, 800),
+            cpu.warm_up_tier(ask("a", 100, 2048, false, 800), 384),
             Some(1024)
         );
         cpu.sent(Sent {
@@ -538,21 +563,21 @@ mod tests {
         });
         // In flight: not warmed twice.
         assert_eq!(
-            cpu.warm_up_tier("a", 100, 384, 2048, false, 800),
+            cpu.warm_up_tier(ask("a", 100, 2048, false, 800), 384),
             Some(2048)
         );
         cpu.ended("a", 1024, true, Some(&usage(900, 0, 2250.0, 0, 0.0)));
         // Held: a rest's next ask gets 1,024; the chain climbs on to 2,048, beyond one rest.
-        assert_eq!(cpu.choose("a", 100, 2048, false, 800), 1024);
+        assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 1024);
         assert_eq!(
-            cpu.warm_up_tier("a", 100, 1024, 2048, false, 800),
+            cpu.warm_up_tier(ask("a", 100, 2048, false, 800), 1024),
             Some(2048)
         );
         // The next line of the region recomputes its suffix too: 384 still fits.
-        assert_eq!(cpu.choose("a", 101, 2048, false, 800), 384);
+        assert_eq!(cpu.choose(ask("a", 101, 2048, false, 800)), 384);
         // Another file, or far away in this one: cold again.
-        assert_eq!(cpu.choose("b", 100, 2048, false, 800), 192);
-        assert_eq!(cpu.choose("a", 400, 2048, false, 800), 192);
+        assert_eq!(cpu.choose(ask("b", 100, 2048, false, 800)), 192);
+        assert_eq!(cpu.choose(ask("a", 400, 2048, false, 800)), 192);
     }
 
     #[test]
@@ -574,16 +599,19 @@ mod tests {
         cpu.ended("a", 192, true, None);
         // 384 cold (345 tokens, 1.15 s) would fit twice the target, but nothing warmed it: the
         // suggestion on screen stands.
-        assert_eq!(cpu.rest_tier("a", 100, 192, 2048, false, 1600), None);
+        assert_eq!(cpu.rest_tier(ask("a", 100, 2048, false, 1600), 192), None);
         // A warm-up of 1,024 just started: far from done.
         cpu.sent(sent(1024, 900));
-        assert_eq!(cpu.rest_tier("a", 100, 192, 2048, false, 1600), None);
+        assert_eq!(cpu.rest_tier(ask("a", 100, 2048, false, 1600), 192), None);
         // Done: the resting ask gets it; at 1,024 itself, nothing larger is held.
         cpu.ended("a", 1024, true, None);
-        assert_eq!(cpu.rest_tier("a", 100, 192, 2048, false, 1600), Some(1024));
-        assert_eq!(cpu.rest_tier("a", 100, 1024, 2048, false, 1600), None);
+        assert_eq!(
+            cpu.rest_tier(ask("a", 100, 2048, false, 1600), 192),
+            Some(1024)
+        );
+        assert_eq!(cpu.rest_tier(ask("a", 100, 2048, false, 1600), 1024), None);
         // Elsewhere in the file the warm-up is no help.
-        assert_eq!(cpu.rest_tier("a", 300, 192, 2048, false, 1600), None);
+        assert_eq!(cpu.rest_tier(ask("a", 300, 2048, false, 1600), 192), None);
     }
 
     #[test]
@@ -602,9 +630,9 @@ mod tests {
             line_last: true,
         });
         cpu.ended("a", 1024, true, None);
-        assert_eq!(cpu.choose("a", 100, 1024, false, 800), 1024);
+        assert_eq!(cpu.choose(ask("a", 100, 1024, false, 800)), 1024);
         // 10 + 256 + 6 tokens at 150/s: 1.8 s.
-        assert_eq!(cpu.choose("a", 101, 1024, false, 800), 192);
+        assert_eq!(cpu.choose(ask("a", 101, 1024, false, 800)), 192);
     }
 
     #[test]
@@ -625,7 +653,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         cpu.ended("a", 1024, false, None);
         // At a million tokens a second, 5 ms was enough for all of it.
-        assert_eq!(cpu.warm_up_tier("a", 10, 768, 1024, false, 800), None);
+        assert_eq!(cpu.warm_up_tier(ask("a", 10, 1024, false, 800), 768), None);
     }
 
     #[test]
@@ -645,6 +673,6 @@ mod tests {
         });
         cpu.ended("a", 768, true, None);
         // 10 + 192 + 6 tokens at 150/s: 1.4 s, on the same line too.
-        assert_eq!(cpu.choose("a", 100, 768, false, 800), 192);
+        assert_eq!(cpu.choose(ask("a", 100, 768, false, 800)), 192);
     }
 }

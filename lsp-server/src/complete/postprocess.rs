@@ -148,7 +148,16 @@ fn reindent(line: &str, unit: IndentUnit) -> String {
     }
 }
 
+/// The model's raw text as the suggestion to show: tidied, then fitted to the rest of the line.
 pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
+    let text = tidy(raw, ctx)?;
+    Some(fit_to_rest_of_line(text, ctx))
+}
+
+/// The suggestion's own text cleaned up: trailing and doubled whitespace, the file's
+/// indentation, comments the model led with, lines repeating what follows. `None` when nothing
+/// is left.
+fn tidy(raw: &str, ctx: &PostContext<'_>) -> Option<String> {
     // Trailing whitespace, per line and at the end; the file's indentation on every line
     // after the first (the first continues the cursor's line).
     let mut lines: Vec<String> = raw
@@ -185,15 +194,21 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
     if text.trim().is_empty() {
         return None;
     }
+    Some(text)
+}
 
+/// How the suggestion meets the text after the cursor on its line: replacing it where the
+/// suggestion ends with it (or only whitespace follows), shortened where it ends with the start
+/// of it, inserted before it otherwise.
+fn fit_to_rest_of_line(text: String, ctx: &PostContext<'_>) -> Finished {
     let rest = ctx.rest_of_line;
     let rest_trimmed = rest.trim_end();
     if rest_trimmed.is_empty() {
         // Nothing after the cursor but whitespace: replace it, so no stray blanks remain.
-        return Some(Finished {
+        return Finished {
             text,
             replaced_chars: rest.chars().count(),
-        });
+        };
     }
 
     let keep = format!("{}{}{}", ctx.line_prefix, text, rest);
@@ -212,10 +227,10 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
             && tail_covers_rest
             && net_depth(&replace).abs() <= net_depth(&keep).abs())
     {
-        return Some(Finished {
+        return Finished {
             text,
             replaced_chars: rest.chars().count(),
-        });
+        };
     }
 
     // Partial overlap: the suggestion ends with the start of the rest (`foo(a|)` → `a)`).
@@ -230,18 +245,18 @@ pub fn finish(raw: &str, ctx: &PostContext<'_>) -> Option<Finished> {
             if net_depth(&shortened_line).abs() < net_depth(&keep).abs()
                 && !shortened.trim().is_empty()
             {
-                return Some(Finished {
+                return Finished {
                     text: shortened.to_string(),
                     replaced_chars: 0,
-                });
+                };
             }
             break;
         }
     }
-    Some(Finished {
+    Finished {
         text,
         replaced_chars: 0,
-    })
+    }
 }
 
 /// Whether the chars of `needle` (spaces ignored) appear in order at the end of `haystack`

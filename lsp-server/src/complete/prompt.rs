@@ -3,16 +3,17 @@
 //! through the one template (`context::template`), with the cursor's line placed last where the
 //! backend heals. Runs on the blocking pool.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 use tower_lsp_server::gen_lsp_types::Uri;
 
-use super::pacing::Sent;
-use super::Completer;
+use super::analyze::{Analysis, CursorLine};
+use super::pacing::{Ask, Sent};
+use super::request::{Env, RequestContext};
 use crate::backend::{qwen, FimMarkers, ModelInfo};
 use crate::context::template::{self, Format, Parts, Rendered};
-use crate::context::{Budget, CurrentFile, Workspace};
+use crate::context::{Budget, BuiltContext, CurrentFile, Workspace};
 use crate::index::uri_to_path;
 use crate::session::{Document, Session};
 use crate::settings::{ContextMode, PromptFamily, Settings};
@@ -48,11 +49,13 @@ pub fn stops(model: &ModelInfo, prompt: &Prompt, multiline: bool) -> Vec<String>
     stops
 }
 
-/// The document a prompt is built for.
+/// The document a prompt is built for, and its budget.
 pub struct PromptSource<'a> {
     pub uri: &'a Uri,
     pub document: &'a Document,
     pub cursor: usize,
+    /// The prompt's budget tier (see `pacing`).
+    pub context_tokens: usize,
 }
 
 /// A prompt, and the part of it that stays the same while the user types on the cursor's line.
@@ -62,6 +65,8 @@ pub struct Prompt {
     /// The raw prompt without what is typed on the cursor's line after its indentation, which
     /// comes last (a prefix of `rendered.prompt`); `None` where the backend applies the template.
     pub stable: Option<String>,
+    /// Tokens of `stable` (counted on the pool, with the prompt).
+    pub stable_tokens: usize,
     /// First line of the current file's window.
     pub window_start: usize,
     /// Tokens of the cursor line's prefix, of the suffix, and whether the cap cut the suffix.
@@ -72,13 +77,13 @@ pub struct Prompt {
 
 impl Prompt {
     /// What pacing is told about a request carrying this prompt.
-    pub fn sent(&self, uri: &str, tier: usize, cursor_line: usize, stable: &str) -> Sent {
+    pub fn sent(&self, uri: &str, tier: usize, cursor_line: usize) -> Sent {
         Sent {
             uri: uri.to_string(),
             tier,
             cursor_line,
             window_start: self.window_start,
-            stable_tokens: tokens::count_cached(stable),
+            stable_tokens: self.stable_tokens,
             line_tokens: self.line_tokens,
             suffix_tokens: self.suffix_tokens,
             suffix_capped: self.suffix_capped,
@@ -87,91 +92,111 @@ impl Prompt {
     }
 }
 
-/// `build_prompt` on the work pool, for `uri` as `document` holds it; `None` when `cancel`
-/// fired first. `reparse`: bring a stale syntax tree up to date first (a cursor hint's snapshot
-/// may have one; a request's was parsed by the cursor analysis).
-#[allow(clippy::too_many_arguments)]
-pub async fn build_prompt_on_pool(
-    completer: &Arc<Completer>,
-    session: &Arc<Session>,
-    settings: &Arc<Settings>,
-    model: &ModelInfo,
-    uri: &Uri,
-    document: &Document,
-    cursor: usize,
-    context_tokens: usize,
-    cancel: &CancellationToken,
-    reparse: bool,
-) -> Option<Prompt> {
-    let (completer_, session, settings, model) = (
-        completer.clone(),
-        session.clone(),
-        settings.clone(),
-        model.clone(),
-    );
-    let (uri, document, token) = (uri.clone(), document.clone(), cancel.clone());
-    completer
-        .pool
-        .run(cancel, move || {
-            let document = if reparse {
-                session.parsed(&uri, document)
-            } else {
-                document
-            };
-            let source = PromptSource {
-                uri: &uri,
-                document: &document,
-                cursor,
-            };
-            build_prompt(
-                &session,
-                &completer_,
-                &settings,
-                &model,
-                &source,
-                context_tokens,
-                Some(&token),
-            )
-        })
-        .await
+/// What to build a prompt for on the pool: `uri` as `document` holds it, at `cursor`, within
+/// `tier` tokens. `reparse`: bring a stale syntax tree up to date first (a cursor hint's
+/// snapshot may have one; a request's was parsed by the analyze stage).
+pub(super) struct PromptJob {
+    pub uri: Uri,
+    pub document: Document,
+    pub cursor: usize,
+    pub tier: usize,
+    pub reparse: bool,
 }
 
-/// The prompt for `source` within `context_tokens`: context from the sources
-/// `settings.context_mode` allows, in the format of the model's family. Blocking work (the
-/// sources scan the index and read files): runs on the pool; `cancel` stops the sources early.
-pub fn build_prompt(
-    session: &Session,
-    completer: &Completer,
-    settings: &Settings,
+/// `build_prompt` on the work pool for `job`; `None` when `cancel` fired first.
+pub(super) async fn build_prompt_on_pool(
+    env: &Env,
     model: &ModelInfo,
-    source: &PromptSource<'_>,
-    context_tokens: usize,
-    cancel: Option<&CancellationToken>,
-) -> Prompt {
-    // `currentFile` keeps the plain FIM prompt of before unless a family was asked for.
+    job: PromptJob,
+    cancel: &CancellationToken,
+) -> Option<Prompt> {
+    let (env_, model, token) = (env.clone(), model.clone(), cancel.clone());
+    let work = move || {
+        let document = if job.reparse {
+            env_.session.parsed(&job.uri, job.document)
+        } else {
+            job.document
+        };
+        let source = PromptSource {
+            uri: &job.uri,
+            document: &document,
+            cursor: job.cursor,
+            context_tokens: job.tier,
+        };
+        build_prompt(&env_, &model, &source, Some(&token))
+    };
+    env.completer.pool.run(cancel, work).await
+}
+
+/// The prompt stage of a request: its budget tier (the one a rest earned, else the largest
+/// pacing says is answered within the target) and its prompt, built on the pool from the
+/// analyzed document. `None` when the request was cancelled first.
+pub(super) async fn prompt_for_request(
+    ctx: &RequestContext<'_>,
+    model: &ModelInfo,
+    analysis: &Analysis,
+    line: &CursorLine,
+    rest_tier: Option<usize>,
+) -> Option<(Prompt, usize)> {
+    let settings = &ctx.env.settings;
+    let tier = rest_tier.unwrap_or_else(|| {
+        ctx.env.completer.pacing.choose(Ask {
+            uri: ctx.uri.0.as_str(),
+            cursor_line: line.index,
+            max: settings.context_tokens,
+            multiline: analysis.multiline,
+            target_ms: settings.latency_target_ms,
+        })
+    });
+    tracing::debug!(tier, rest = rest_tier.is_some(), "prompt budget");
+    let job = PromptJob {
+        uri: ctx.uri.clone(),
+        document: analysis.document.clone(),
+        cursor: line.cursor,
+        tier,
+        reparse: false,
+    };
+    let prompt = build_prompt_on_pool(&ctx.env, model, job, &ctx.cancel).await?;
+    Some((prompt, tier))
+}
+
+/// The prompt format for the model: the settings' family and template, else the model's.
+/// (`currentFile` keeps the plain FIM prompt of before unless a family was asked for.)
+fn prompt_format(settings: &Settings, model: &ModelInfo) -> Format {
     let family = match (settings.context_mode, settings.prompt_family) {
         (ContextMode::CurrentFile, PromptFamily::Auto) => PromptFamily::Fim,
         (_, family) => family,
     };
-    let format = template::resolve(
+    template::resolve(
         family,
         settings.fim_template.as_deref(),
         model.family.as_deref(),
         Some(model.id.as_str()),
         model.fim_template.as_deref(),
         &model.markers,
-    );
-    let path = uri_to_path(source.uri);
+    )
+}
+
+/// The current file's path (if local) and its name relative to the workspace.
+fn file_names(session: &Session, uri: &Uri) -> (Option<PathBuf>, String) {
+    let path = uri_to_path(uri);
     let relative = match &path {
         Some(path) => session.index.relative(path),
-        None => source
-            .uri
-            .0
-            .rsplit('/')
-            .next()
-            .unwrap_or("untitled")
-            .to_string(),
+        None => uri.0.rsplit('/').next().unwrap_or("untitled").to_string(),
     };
+    (path, relative)
+}
+
+/// The context for `source`: the current file's window and what the sources
+/// `settings.context_mode` allows found elsewhere, within the budget.
+fn build_context(
+    env: &Env,
+    model: &ModelInfo,
+    source: &PromptSource<'_>,
+    (path, relative): (Option<&Path>, &str),
+    cancel: Option<&CancellationToken>,
+) -> BuiltContext {
+    let (session, settings) = (&env.session, &env.settings);
     let open = if settings.context_mode == ContextMode::CurrentFile {
         Default::default()
     } else {
@@ -184,19 +209,19 @@ pub fn build_prompt(
         open: &open,
         recently_edited: &recently_edited,
         excludes: &excludes,
-        memo: Some(&completer.snippet_memo),
+        memo: Some(&env.completer.snippet_memo),
         cancel,
     };
     let current = CurrentFile {
-        path: path.as_deref(),
-        relative: &relative,
+        path,
+        relative,
         rope: &source.document.rope,
         cursor_char: source.cursor,
         lang: source.document.lang,
         tree: source.document.tree.as_ref(),
     };
     let budget = Budget::new(
-        context_tokens,
+        source.context_tokens,
         model.context_length,
         settings.max_tokens,
         settings.retrieved_share,
@@ -215,7 +240,23 @@ pub fn build_prompt(
         built.cursor.prefix.len(),
         built.cursor.suffix.len()
     );
-    let repo_name = session.index.repo_name();
+    built
+}
+
+/// The prompt for `source` within `source.context_tokens`: context from the sources
+/// `settings.context_mode` allows, in the format of the model's family. Blocking work (the
+/// sources scan the index and read files, the tokens are counted): runs on the pool; `cancel`
+/// stops the sources early.
+pub(super) fn build_prompt(
+    env: &Env,
+    model: &ModelInfo,
+    source: &PromptSource<'_>,
+    cancel: Option<&CancellationToken>,
+) -> Prompt {
+    let format = prompt_format(&env.settings, model);
+    let (path, relative) = file_names(&env.session, source.uri);
+    let built = build_context(env, model, source, (path.as_deref(), &relative), cancel);
+    let repo_name = env.session.index.repo_name();
     let parts = Parts {
         repo_name: &repo_name,
         current_path: &relative,
@@ -224,17 +265,38 @@ pub fn build_prompt(
         suffix: &built.cursor.suffix,
         comment: crate::syntax::line_comment(&source.document.language_id),
     };
-    // With a backend that heals a prompt ending inside a word (ghostline-serve), the cursor's
-    // line goes last, after the middle marker, as the start of the text the model writes: what
-    // comes before it — other files, the window up to this line, the suffix — stays the same
-    // while the user types on the line, so a keystroke costs the backend the characters typed,
-    // not the line and the whole suffix again. Without healing the model, seeing a prompt end
-    // in `retu`, starts a new word (` = …`) instead of finishing `return` (typing benchmark:
-    // 4% of pauses exact, against 19% with the line in the prefix), so other backends get the
-    // line at the end of the prefix, and no stable part. So does a cursor with text after it on
-    // its line (more than closing brackets): the model, writing the line from its start, wrote
-    // its own end of the line (`sum(n` → `umbers)  # sum of all of them` before
-    // `)  # all of them`) where, asked for just the middle, it wrote `umbers`.
+    let (rendered, stable) = render_with_line_last(model, &format, &built, parts);
+    Prompt {
+        rendered,
+        format,
+        stable_tokens: tokens::count_cached(stable.as_deref().unwrap_or("")),
+        stable,
+        window_start: built.cursor.window_lines.0,
+        line_tokens: tokens::count(&built.cursor.line_prefix),
+        suffix_tokens: built.cursor.suffix_tokens,
+        suffix_capped: built.cursor.suffix_capped,
+    }
+}
+
+/// The prompt rendered, and its stable part where the cursor's line goes last.
+///
+/// With a backend that heals a prompt ending inside a word (ghostline-serve), the cursor's
+/// line goes last, after the middle marker, as the start of the text the model writes: what
+/// comes before it — other files, the window up to this line, the suffix — stays the same
+/// while the user types on the line, so a keystroke costs the backend the characters typed,
+/// not the line and the whole suffix again. Without healing the model, seeing a prompt end
+/// in `retu`, starts a new word (` = …`) instead of finishing `return` (typing benchmark:
+/// 4% of pauses exact, against 19% with the line in the prefix), so other backends get the
+/// line at the end of the prefix, and no stable part. So does a cursor with text after it on
+/// its line (more than closing brackets): the model, writing the line from its start, wrote
+/// its own end of the line (`sum(n` → `umbers)  # sum of all of them` before
+/// `)  # all of them`) where, asked for just the middle, it wrote `umbers`.
+fn render_with_line_last(
+    model: &ModelInfo,
+    format: &Format,
+    built: &BuiltContext,
+    parts: Parts<'_>,
+) -> (Rendered, Option<String>) {
     let rest_is_closers = built
         .cursor
         .rest_of_line
@@ -252,14 +314,14 @@ pub fn build_prompt(
     let (head, line) = built.cursor.prefix.split_at(line_start + indentation);
     let healed = (model.token_healing && rest_is_closers).then(|| {
         template::render(
-            &format,
+            format,
             &Parts {
                 prefix: head,
                 ..parts
             },
         )
     });
-    let (rendered, stable) = match healed {
+    match healed {
         Some(rendered) if rendered.suffix.is_none() => {
             let stable = rendered.prompt;
             let prompt = format!("{stable}{line}");
@@ -271,15 +333,6 @@ pub fn build_prompt(
                 Some(stable),
             )
         }
-        _ => (template::render(&format, &parts), None),
-    };
-    Prompt {
-        rendered,
-        format,
-        stable,
-        window_start: built.cursor.window_lines.0,
-        line_tokens: tokens::count(&built.cursor.line_prefix),
-        suffix_tokens: built.cursor.suffix_tokens,
-        suffix_capped: built.cursor.suffix_capped,
+        _ => (template::render(format, &parts), None),
     }
 }

@@ -151,7 +151,35 @@ impl StopDetector {
     }
 
     fn judge_line(&mut self, index: usize, line: &str, start: usize, end: usize) {
-        if line.trim_start().starts_with("```") {
+        let line = Line {
+            index,
+            text: line,
+            trimmed: line.trim(),
+            start,
+            end,
+        };
+        if self.ends_before_code(&line) {
+            return;
+        }
+        let depth_at_line_start = self.depth;
+        if self.scan_brackets(&line) {
+            return;
+        }
+        self.judge_line_end(&line, depth_at_line_start);
+    }
+
+    /// The rules a line meets before its code is read: a Markdown fence, single-line mode, the
+    /// text after the cursor coming next, blank lines, a dedent out of the block. True when
+    /// the suggestion was decided (cut) or the line needs nothing more (blank).
+    fn ends_before_code(&mut self, line: &Line<'_>) -> bool {
+        let Line {
+            index,
+            text,
+            trimmed,
+            start,
+            end,
+        } = *line;
+        if text.trim_start().starts_with("```") {
             // A Markdown fence: the (Instruct) model left the code to explain it; nothing from
             // here on is code.
             if index == 0 {
@@ -159,25 +187,24 @@ impl StopDetector {
             } else {
                 self.cut_before(start);
             }
-            return;
+            return true;
         }
         if !self.config.multiline {
             // Single-line: the first line is the suggestion (even if empty: the model
             // wanted to continue on another line, which single-line mode does not show).
             self.cut = Some(end);
-            return;
+            return true;
         }
-        let trimmed = line.trim();
         // The text after the cursor comes next: the suggestion is done. Only at the same
         // indentation: deeper in, the same words are the suggestion's own block (evaluation:
         // `if silent:` lost its `return None` to the file's `return None` after the block).
         if index > 0
             && trimmed.chars().any(char::is_alphanumeric)
             && self.config.next_line.as_deref() == Some(trimmed)
-            && indent_width(line) == self.config.next_line_indent
+            && indent_width(text) == self.config.next_line_indent
         {
             self.cut_before(start);
-            return;
+            return true;
         }
         if trimmed.is_empty() {
             if index > 0 {
@@ -187,20 +214,24 @@ impl StopDetector {
                     self.cut = Some(self.text[..start].trim_end().len());
                 }
             }
-            return;
+            return true;
         }
         self.blank_run = 0;
         if index > 0 {
             if let Some(block_indent) = self.block_indent {
-                if indent_width(line) < block_indent {
+                if indent_width(text) < block_indent {
                     self.cut_before(start);
-                    return;
+                    return true;
                 }
             }
         }
+        false
+    }
 
-        let depth_at_line_start = self.depth;
-        for c in line.chars() {
+    /// Follows the line's brackets (outside strings); true when one closes a bracket opened
+    /// before the cursor, which ends the suggestion.
+    fn scan_brackets(&mut self, line: &Line<'_>) -> bool {
+        for c in line.text.chars() {
             if let Some(quote) = self.in_string {
                 if c == quote {
                     self.in_string = None;
@@ -216,20 +247,8 @@ impl StopDetector {
                 c if CLOSERS.contains(&c) => {
                     self.depth -= 1;
                     if self.depth < 0 {
-                        // Closes a bracket opened before the cursor. If the text after the
-                        // cursor already has that closer, stop before repeating it.
-                        let only_closers = trimmed
-                            .chars()
-                            .all(|c| CLOSERS.contains(&c) || matches!(c, ';' | ',' | ' '));
-                        let suffix_has_it = self.config.next_line.as_deref().is_some_and(|next| {
-                            next.starts_with(trimmed.chars().next().unwrap_or(' '))
-                        });
-                        if index > 0 && only_closers && suffix_has_it {
-                            self.cut_before(start);
-                        } else {
-                            self.cut = Some(end);
-                        }
-                        return;
+                        self.close_outer_bracket(line);
+                        return true;
                     }
                 }
                 _ => {}
@@ -238,14 +257,45 @@ impl StopDetector {
         // Strings do not span lines in the languages we care about; do not let one
         // unbalanced quote swallow the rest of the suggestion.
         self.in_string = None;
+        false
+    }
 
+    /// The line closes a bracket opened before the cursor. If the text after the cursor
+    /// already has that closer, stop before repeating it.
+    fn close_outer_bracket(&mut self, line: &Line<'_>) {
+        let trimmed = line.trimmed;
+        let only_closers = trimmed
+            .chars()
+            .all(|c| CLOSERS.contains(&c) || matches!(c, ';' | ',' | ' '));
+        let suffix_has_it = self
+            .config
+            .next_line
+            .as_deref()
+            .is_some_and(|next| next.starts_with(trimmed.chars().next().unwrap_or(' ')));
+        if line.index > 0 && only_closers && suffix_has_it {
+            self.cut_before(line.start);
+        } else {
+            self.cut = Some(line.end);
+        }
+    }
+
+    /// After the line's code: a block opened (indentation-based), a block closed, a statement
+    /// finished, or the line cap reached.
+    fn judge_line_end(&mut self, line: &Line<'_>, depth_at_line_start: i32) {
+        let Line {
+            index,
+            text,
+            trimmed,
+            end,
+            ..
+        } = *line;
         if self.config.indent_based && trimmed.ends_with(':') && self.depth == 0 {
             // Opens an indented block: it ends at the first line indented no deeper
             // than this one.
             let opener_indent = if index == 0 {
                 indent_width(&self.config.line_prefix)
             } else {
-                indent_width(line)
+                indent_width(text)
             };
             // Only the outermost block bounds the suggestion: a nested block may end and
             // the suggestion go on in the enclosing one.
@@ -270,6 +320,17 @@ impl StopDetector {
             self.cut = Some(end);
         }
     }
+}
+
+/// One line of the suggestion being judged: its index, text (and trimmed), and byte range in
+/// the whole text.
+#[derive(Clone, Copy)]
+struct Line<'a> {
+    index: usize,
+    text: &'a str,
+    trimmed: &'a str,
+    start: usize,
+    end: usize,
 }
 
 #[cfg(test)]

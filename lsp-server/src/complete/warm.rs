@@ -1,21 +1,25 @@
 //! Warm-ups: prefilling the backend's prefix cache with the prompts the next keystrokes will
 //! send — the next budget tier after a suggestion (`warm_next_tier`), and the spot a cursor
-//! came to rest on (`warm_at_cursor`). Their prompts are built on the blocking pool like a
-//! request's, and a newer request (or hint) cancels them there too.
+//! came to rest on (`warm_at_cursor`). A cursor hint passes the request's gates (`gate`);
+//! prompts are built on the blocking pool like a request's, and a newer request (or hint)
+//! cancels them there too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tower_lsp_server::gen_lsp_types::{Position, Uri};
+use tower_lsp_server::gen_lsp_types::Uri;
 
-use super::prompt::build_prompt_on_pool;
-use super::suggest::{until_superseded, Generated};
+use super::gate::{admit_cursor, admit_document};
+use super::pacing::Ask;
+use super::prompt::{build_prompt_on_pool, PromptJob};
+use super::request::{until_superseded, Env, Request};
+use super::stream::Generated;
 use super::{backend_config, Completer};
 use crate::backend::{affinity, ModelInfo};
 use crate::edit::position_to_char;
 use crate::session::{Document, Session};
-use crate::settings::Settings;
 
 /// Where a warm-up prefills: the document and cursor of the request that was just answered.
 pub(super) struct WarmTarget {
@@ -28,149 +32,128 @@ pub(super) struct WarmTarget {
     pub multiline: bool,
 }
 
+impl WarmTarget {
+    /// What pacing is asked about a warm-up here, above `tier`.
+    fn ask(&self, env: &Env) -> Ask<'_> {
+        Ask {
+            uri: self.uri.0.as_str(),
+            cursor_line: self.line_index,
+            max: env.settings.context_tokens,
+            multiline: self.multiline,
+            target_ms: env.settings.latency_target_ms,
+        }
+    }
+}
+
 /// After a suggestion, prefills the stable part of a larger prompt (`pacing::warm_up_tier`) in
 /// the background, so the following pauses in this region, or the same spot asked again after
 /// a rest, can afford it; while nothing newer comes, the next larger one follows, up to
 /// `contextTokens`. Only for backends that take `max_tokens: 0` (ghostline-serve, which
 /// reports its speed) and raw prompts. A newer request for the document cancels it; the
 /// backend keeps what it computed.
-pub(super) fn warm_next_tier(
-    completer: &Arc<Completer>,
-    session: &Arc<Session>,
-    settings: &Arc<Settings>,
-    generated: &Generated,
-    target: WarmTarget,
-) {
+pub(super) fn warm_next_tier(env: &Env, generated: &Generated, target: WarmTarget) {
     if generated.model.speed.is_none() {
         return;
     }
-    let max = settings.context_tokens;
-    let Some(tier) = completer.pacing.warm_up_tier(
-        target.uri.0.as_str(),
-        target.line_index,
-        generated.tier,
-        max,
-        target.multiline,
-        settings.latency_target_ms,
-    ) else {
+    let ask = target.ask(env);
+    let Some(tier) = env.completer.pacing.warm_up_tier(ask, generated.tier) else {
         return;
     };
-    spawn_warm_up(
-        completer,
-        session,
-        settings,
-        generated.model.clone(),
-        target,
-        tier,
-        None,
-    );
+    spawn_warm_up(env, generated.model.clone(), target, tier, None);
 }
 
-/// The user moved the cursor to `position` (a code action request, which VS Code sends on
-/// every cursor move, or any other sign of where they are) and has typed nothing there yet:
+/// The user moved the cursor to `request.position` (a code action request, which VS Code sends
+/// on every cursor move, or any other sign of where they are) and has typed nothing there yet:
 /// prefill the prompt a keystroke there would send (`pacing::warm_here_tier`), so the first
-/// pause in a region is already a follow-up. A request for the document, or a newer hint,
-/// ends it; the backend keeps what it computed.
-pub fn warm_at_cursor(
-    completer: &Arc<Completer>,
-    session: &Arc<Session>,
-    uri: &Uri,
-    position: Position,
-) {
+/// pause in a region is already a follow-up. The document is the request's snapshot; a request
+/// for the document after it, or a newer hint, ends it; the backend keeps what it computed.
+pub fn warm_at_cursor(completer: &Arc<Completer>, session: &Arc<Session>, request: Request) {
     let mut hint = 0;
     completer.cursor_hints.send_modify(|n| {
         *n += 1;
         hint = *n;
     });
-    let completer = completer.clone();
-    let session = session.clone();
-    let uri = uri.clone();
+    // The requests that came before this hint; a later one supersedes its warm-up.
+    let generation = session
+        .watch_requests(&request.uri)
+        .map_or(0, |r| *r.borrow());
+    let env = Env {
+        completer: completer.clone(),
+        session: session.clone(),
+        settings: session.settings(),
+    };
     tokio::spawn(async move {
         // A cursor moving line by line sends a hint per line: wait for it to rest.
         tokio::time::sleep(HINT_REST).await;
-        if *completer.cursor_hints.borrow() != hint
-            || session.is_excluded(&uri)
-            || completer.backend.health.is_backing_off()
-        {
+        if *env.completer.cursor_hints.borrow() != hint {
             return;
         }
-        let settings = session.settings();
-        let Some(document) = session.snapshot(&uri) else {
-            return;
-        };
-        if !document.gets_suggestions() || !settings.language_enabled(&document.language_id) {
-            return;
+        if let Some((model, target, tier)) = warm_here(&env, request, generation).await {
+            spawn_warm_up(&env, model, target, tier, Some(hint));
         }
-        let Ok(model) = completer.backend.model(&backend_config(&settings)).await else {
-            return;
-        };
-        let Some((prefill, decode)) = model.speed else {
-            return;
-        };
-        completer.pacing.reported(prefill, decode);
-        let cursor = position_to_char(&document.rope, position, session.encoding());
-        if crate::privacy::cursor_in_secret(&document.rope, cursor)
-            || crate::privacy::rope_is_credential_file(&document.rope)
-        {
-            return;
-        }
-        let line_index = document
-            .rope
-            .char_to_line(cursor.min(document.rope.len_chars()));
-        let Some(tier) = completer.pacing.warm_here_tier(
-            uri.0.as_str(),
-            line_index,
-            settings.context_tokens,
-            settings.latency_target_ms,
-        ) else {
-            return;
-        };
-        let generation = session.watch_requests(&uri).map_or(0, |r| *r.borrow());
-        let target = WarmTarget {
-            uri,
-            document,
-            cursor,
-            line_index,
-            generation,
-            multiline: false,
-        };
-        spawn_warm_up(
-            &completer,
-            &session,
-            &settings,
-            model,
-            target,
-            tier,
-            Some(hint),
-        );
     });
 }
 
 /// How long a cursor hint waits for the next one before its warm-up starts.
 const HINT_REST: Duration = Duration::from_millis(100);
 
+/// Whether the spot of a cursor hint is worth a warm-up: through the request's gates, with a
+/// backend that reports its speed, at a tier the backend does not hold there yet. The model,
+/// the target and the tier when it is.
+async fn warm_here(
+    env: &Env,
+    request: Request,
+    generation: u64,
+) -> Option<(ModelInfo, WarmTarget, usize)> {
+    let (completer, session, settings) = (&env.completer, &env.session, &env.settings);
+    if completer.backend.health.is_backing_off() {
+        return None;
+    }
+    let uri = request.uri;
+    let document = admit_document(session, settings, &uri, request.document)?;
+    let model = completer
+        .backend
+        .model(&backend_config(settings))
+        .await
+        .ok()?;
+    let (prefill, decode) = model.speed?;
+    completer.pacing.reported(prefill, decode);
+    let cursor = position_to_char(&document.rope, request.position, session.encoding());
+    let unwatched = CancellationToken::new();
+    admit_cursor(&completer.pool, &unwatched, &uri, &document.rope, cursor).await?;
+    let line_index = document
+        .rope
+        .char_to_line(cursor.min(document.rope.len_chars()));
+    let tier = completer.pacing.warm_here_tier(
+        uri.0.as_str(),
+        line_index,
+        settings.context_tokens,
+        settings.latency_target_ms,
+    )?;
+    let target = WarmTarget {
+        uri,
+        document,
+        cursor,
+        line_index,
+        generation,
+        multiline: false,
+    };
+    Some((model, target, tier))
+}
+
 /// Prefills the stable part of `target`'s prompt at `tier` in the background, until a newer
-/// request for the document (or, for a cursor hint, a newer hint) ends it.
-fn spawn_warm_up(
-    completer: &Arc<Completer>,
-    session: &Arc<Session>,
-    settings: &Arc<Settings>,
-    model: ModelInfo,
-    target: WarmTarget,
-    tier: usize,
-    hint: Option<u64>,
-) {
+/// request for the document (or, for a cursor hint, a newer hint) ends it; answered, it climbs
+/// on to the next tier worth it.
+fn spawn_warm_up(env: &Env, model: ModelInfo, target: WarmTarget, tier: usize, hint: Option<u64>) {
     // Until the token counter has loaded, budgets are estimated and the window is cut elsewhere
     // than the keystrokes after it will cut it: such a warm-up would fill the cache with a
     // prompt nobody sends, while pacing counted it as held.
     if !crate::tokens::is_ready() {
         return;
     }
-    let completer = completer.clone();
-    let session = session.clone();
-    let settings = settings.clone();
-    let requests = session.watch_requests(&target.uri);
-    let hints = hint.map(|hint| (completer.cursor_hints.subscribe(), hint));
+    let env = env.clone();
+    let requests = env.session.watch_requests(&target.uri);
+    let hints = hint.map(|hint| (env.completer.cursor_hints.subscribe(), hint));
     tokio::spawn(async move {
         if requests
             .as_ref()
@@ -178,79 +161,92 @@ fn spawn_warm_up(
         {
             return;
         }
-        // Ended by a newer request for the document, or (for a cursor hint) a newer hint.
-        let cancel = CancellationToken::new();
+        let cancel = warm_cancellation(requests, target.generation, hints);
         let _cancel_when_done = cancel.clone().drop_guard();
-        tokio::spawn({
-            let cancel = cancel.clone();
-            let (requests, generation) = (requests.clone(), target.generation);
-            async move {
-                let newer_hint = async move {
-                    match hints {
-                        Some((hints, hint)) => until_superseded(Some(hints), hint).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    () = until_superseded(requests, generation) => cancel.cancel(),
-                    () = newer_hint => cancel.cancel(),
-                    () = cancel.cancelled() => {}
-                }
-            }
-        });
-        let hinted = hint.is_some();
-        let prompt = build_prompt_on_pool(
-            &completer,
-            &session,
-            &settings,
-            &model,
-            &target.uri,
-            &target.document,
-            target.cursor,
-            tier,
-            &cancel,
-            true,
-        )
-        .await;
-        let Some(prompt) = prompt else {
+        if !warm_tier(&env, &model, &target, tier, &cancel, hint.is_some()).await {
             return;
-        };
-        let Some(stable) = prompt.stable.clone().filter(|s| !s.is_empty()) else {
-            return;
-        };
-        let uri = target.uri.0.as_str().to_string();
-        let uri = uri.as_str();
-        completer
-            .pacing
-            .sent(prompt.sent(uri, tier, target.line_index, &stable));
-        tracing::debug!(tier, hint = hinted, "warming a prompt tier");
-        let affinity = affinity::key(&session.roots(), uri);
-        let config = backend_config(&settings);
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => completer.pacing.ended(uri, tier, false, None),
-            result = completer.backend.warm(&config, &model.id, &stable, &affinity) => match result {
-                Ok(usage) => {
-                    completer.pacing.ended(uri, tier, true, usage.as_ref());
-                    // Still resting: climb to the next larger prompt.
-                    let next = completer.pacing.warm_up_tier(
-                        uri,
-                        target.line_index,
-                        tier,
-                        settings.context_tokens,
-                        target.multiline,
-                        settings.latency_target_ms,
-                    );
-                    if let Some(next) = next.filter(|_| !cancel.is_cancelled()) {
-                        spawn_warm_up(&completer, &session, &settings, model.clone(), target, next, hint);
-                    }
-                }
-                Err(error) => {
-                    tracing::debug!("warm-up failed: {error}");
-                    completer.backend.health.record_background_failure(&error);
-                    completer.pacing.ended(uri, tier, false, None);
-                }
-            },
+        }
+        // Still resting: climb to the next larger prompt.
+        let next = env.completer.pacing.warm_up_tier(target.ask(&env), tier);
+        if let Some(next) = next.filter(|_| !cancel.is_cancelled()) {
+            spawn_warm_up(&env, model, target, next, hint);
         }
     });
+}
+
+/// A token cancelled by a newer request for the document than `generation`, or (for a cursor
+/// hint) a newer hint.
+fn warm_cancellation(
+    requests: Option<watch::Receiver<u64>>,
+    generation: u64,
+    hints: Option<(watch::Receiver<u64>, u64)>,
+) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let watcher = cancel.clone();
+    tokio::spawn(async move {
+        let newer_hint = async move {
+            match hints {
+                Some((hints, hint)) => until_superseded(Some(hints), hint).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = until_superseded(requests, generation) => watcher.cancel(),
+            () = newer_hint => watcher.cancel(),
+            () = watcher.cancelled() => {}
+        }
+    });
+    cancel
+}
+
+/// Builds `target`'s prompt at `tier` on the pool and has the backend prefill its stable part;
+/// pacing hears of both. Whether the backend answered (and the chain may climb).
+async fn warm_tier(
+    env: &Env,
+    model: &ModelInfo,
+    target: &WarmTarget,
+    tier: usize,
+    cancel: &CancellationToken,
+    hinted: bool,
+) -> bool {
+    let completer = &env.completer;
+    let job = PromptJob {
+        uri: target.uri.clone(),
+        document: target.document.clone(),
+        cursor: target.cursor,
+        tier,
+        reparse: true,
+    };
+    let Some(prompt) = build_prompt_on_pool(env, model, job, cancel).await else {
+        return false;
+    };
+    let Some(stable) = prompt.stable.as_deref().filter(|s| !s.is_empty()) else {
+        return false;
+    };
+    let uri = target.uri.0.as_str();
+    completer
+        .pacing
+        .sent(prompt.sent(uri, tier, target.line_index));
+    tracing::debug!(tier, hint = hinted, "warming a prompt tier");
+    let affinity = affinity::key(&env.session.roots(), uri);
+    let config = backend_config(&env.settings);
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => {
+            completer.pacing.ended(uri, tier, false, None);
+            false
+        }
+        result = completer.backend.warm(&config, &model.id, stable, &affinity) => match result {
+            Ok(usage) => {
+                completer.pacing.ended(uri, tier, true, usage.as_ref());
+                true
+            }
+            Err(error) => {
+                tracing::debug!("warm-up failed: {error}");
+                completer.backend.health.record_background_failure(&error);
+                completer.pacing.ended(uri, tier, false, None);
+                false
+            }
+        },
+    }
 }

@@ -7,7 +7,7 @@
 use tower_lsp_server::gen_lsp_types::{CodeActionParams, CodeActionResponse};
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::complete::warm_at_cursor;
+use crate::complete::{warm_at_cursor, Request, Ticket};
 use crate::server::Server;
 
 pub async fn handle(
@@ -17,12 +17,15 @@ pub async fn handle(
     let range = params.range;
     // A selection says nothing about where typing will happen.
     if range.start == range.end {
-        warm_at_cursor(
-            &server.completer,
-            &server.session,
-            &params.text_document.uri,
-            range.start,
-        );
+        let uri = params.text_document.uri;
+        let request = Request {
+            position: range.start,
+            ticket: Ticket::default(),
+            // The document as the hint found it (to be taken at its arrival).
+            document: server.session.snapshot(&uri),
+            uri,
+        };
+        warm_at_cursor(&server.completer, &server.session, request);
     }
     Ok(None)
 }

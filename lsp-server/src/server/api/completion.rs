@@ -4,7 +4,7 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::complete::suggest;
+use crate::complete::{suggest, Request};
 use crate::edit::char_to_position;
 use crate::server::api::Stamped;
 use crate::server::Server;
@@ -22,15 +22,15 @@ pub async fn handle(
         is_incomplete: true,
         ..Default::default()
     });
-    let Some(suggestion) = suggest(
-        &server.completer,
-        &server.session,
-        &server.client,
-        uri,
-        position_params.position,
-        stamped.ticket,
-    )
-    .await
+    let request = Request {
+        uri: uri.clone(),
+        position: position_params.position,
+        ticket: stamped.ticket,
+        // The document as the request found it (to be taken at its arrival).
+        document: server.session.snapshot(uri),
+    };
+    let Some(suggestion) =
+        suggest(&server.completer, &server.session, &server.client, request).await
     else {
         return Ok(Some(empty));
     };

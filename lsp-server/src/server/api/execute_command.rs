@@ -39,7 +39,7 @@ pub async fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Opt
             if let Some(uri) = uri {
                 if params.command == ACCEPT_COMMAND {
                     let settings = server.session.settings();
-                    server.completer.stats.accepted(
+                    server.completer.stats().accepted(
                         uri.0.as_str(),
                         accepted,
                         settings.stats,
@@ -47,7 +47,7 @@ pub async fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Opt
                     );
                 }
                 if params.command == DISMISS_COMMAND || accepted == Accepted::Whole {
-                    server.completer.lock_memory().forget(&uri);
+                    server.completer.forget_shown(&uri);
                 }
             }
             tracing::debug!("{} {:?}", params.command, kind);
@@ -70,7 +70,7 @@ pub async fn handle(server: &Server, params: ExecuteCommandParams) -> Result<Opt
             // What was recorded so far is on disk first; the file is read off the runtime.
             server
                 .completer
-                .stats
+                .stats()
                 .flush_local(std::time::Duration::from_secs(1))
                 .await;
             let table = tokio::task::spawn_blocking(move || crate::stats::table_for_data_dir(days))

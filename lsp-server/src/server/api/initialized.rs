@@ -16,7 +16,7 @@ pub async fn handle(server: &Server) {
     share_stats_periodically(server);
     let settings = server.session.settings();
     let config = crate::complete::backend_config(&settings);
-    match server.completer.backend.model(&config).await {
+    match server.completer.backend().model(&config).await {
         Ok(model) => tracing::info!(
             "backend {} serves {} (FIM template: {})",
             settings.backend_url,
@@ -47,8 +47,8 @@ fn share_stats_periodically(server: &Server) {
             let settings = session.settings();
             let config = crate::complete::backend_config(&settings);
             let sent = completer
-                .stats
-                .send_shared(&completer.backend, &config, settings.share_stats)
+                .stats()
+                .send_shared(completer.backend(), &config, settings.share_stats)
                 .await;
             if let Err(error) = sent {
                 tracing::debug!("acceptance stats not sent (kept for the next try): {error}");

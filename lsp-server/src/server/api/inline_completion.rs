@@ -5,8 +5,8 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
-use crate::complete::suggest;
 use crate::complete::timings::now_ns;
+use crate::complete::{suggest, Request};
 use crate::edit::char_to_position;
 use crate::server::api::execute_command::ACCEPT_COMMAND;
 use crate::server::api::Stamped;
@@ -18,15 +18,15 @@ pub async fn handle(
 ) -> Result<Option<InlineCompletionResponse>> {
     let position_params = &stamped.params.text_document_position_params;
     let uri = &position_params.text_document.uri;
-    let Some(suggestion) = suggest(
-        &server.completer,
-        &server.session,
-        &server.client,
-        uri,
-        position_params.position,
-        stamped.ticket,
-    )
-    .await
+    let request = Request {
+        uri: uri.clone(),
+        position: position_params.position,
+        ticket: stamped.ticket,
+        // The document as the request found it (to be taken at its arrival).
+        document: server.session.snapshot(uri),
+    };
+    let Some(suggestion) =
+        suggest(&server.completer, &server.session, &server.client, request).await
     else {
         return Ok(Some(InlineCompletionResponse::InlineCompletionList(
             InlineCompletionList::default(),
@@ -42,8 +42,8 @@ pub async fn handle(
             now_ns().saturating_sub(arrived_ns) / 1_000_000
         };
         let settings = server.session.settings();
-        let model = server.completer.backend.cached_model_id();
-        server.completer.stats.shown(
+        let model = server.completer.cached_model_id();
+        server.completer.stats().shown(
             uri.0.as_str(),
             &suggestion.language_id,
             model.as_deref().unwrap_or("unknown"),

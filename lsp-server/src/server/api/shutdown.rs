@@ -15,11 +15,11 @@ pub async fn handle(server: &Server) -> Result<()> {
         "shutdown ({} documents open)",
         server.session.open_document_count()
     );
-    let stats = &server.completer.stats;
+    let stats = server.completer.stats();
     stats.flush_local(WRITE_GRACE).await;
     let settings = server.session.settings();
     let config = crate::complete::backend_config(&settings);
-    let send = stats.send_shared(&server.completer.backend, &config, settings.share_stats);
+    let send = stats.send_shared(server.completer.backend(), &config, settings.share_stats);
     match tokio::time::timeout(SEND_GRACE, send).await {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => tracing::info!("acceptance stats not sent: {error}"),

@@ -6,5 +6,5 @@ use crate::server::Server;
 /// `ghostline/timings`: the server's own time for each completion request since the last
 /// call (and forgets them), for the benchmark.
 pub async fn handle(server: &Server) -> Result<Value> {
-    Ok(json!({ "requests": server.completer.timings.take() }))
+    Ok(json!({ "requests": server.completer.take_timings() }))
 }

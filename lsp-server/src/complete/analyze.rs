@@ -1,26 +1,40 @@
-//! Cursor analysis: the cursor's line, whether the suggestion may span several lines (the
+//! The analyze stage: the cursor's line, whether the suggestion may span several lines (the
 //! line, then the syntax tree), and the current file's window (whose text keys the
 //! suggestion memory). `analyze` reparses and counts tokens, so it runs on the blocking pool.
 
 use ropey::Rope;
 use tower_lsp_server::gen_lsp_types::Uri;
 
+use super::gate::secret_at;
+use super::request::RequestContext;
 use super::syntax::{self, syntax_at_cursor_in, SyntaxAtCursor};
 use crate::context::window::{cursor_context, CursorContext};
 use crate::edit::line_content_end_char;
 use crate::session::{Document, Session};
 use crate::settings::{MultilineMode, Settings};
 
-/// The cursor's line split at the cursor: (line index, before, after).
-pub fn cursor_line(rope: &Rope, cursor: usize) -> (usize, String, String) {
-    let line_index = rope.char_to_line(cursor);
-    let start = rope.line_to_char(line_index);
-    let end = line_content_end_char(rope, line_index).max(cursor);
-    (
-        line_index,
-        rope.slice(start..cursor).to_string(),
-        rope.slice(cursor..end).to_string(),
-    )
+/// The cursor and its line, split at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CursorLine {
+    /// The cursor, in chars from the document's start.
+    pub cursor: usize,
+    pub index: usize,
+    /// The line before the cursor, and after it (without the line break).
+    pub prefix: String,
+    pub rest: String,
+}
+
+/// The cursor's line split at `cursor`.
+pub fn cursor_line(rope: &Rope, cursor: usize) -> CursorLine {
+    let index = rope.char_to_line(cursor);
+    let start = rope.line_to_char(index);
+    let end = line_content_end_char(rope, index).max(cursor);
+    CursorLine {
+        cursor,
+        index,
+        prefix: rope.slice(start..cursor).to_string(),
+        rest: rope.slice(cursor..end).to_string(),
+    }
 }
 
 pub fn auto_multiline(syntax: &SyntaxAtCursor, line_prefix: &str, rest_of_line: &str) -> bool {
@@ -55,12 +69,11 @@ pub struct Analysis {
 pub fn analyze(
     session: &Session,
     uri: &Uri,
-    document: Document,
-    cursor: usize,
     settings: &Settings,
-    line_prefix: &str,
-    rest_of_line: &str,
+    document: Document,
+    line: &CursorLine,
 ) -> Analysis {
+    let (cursor, line_prefix, rest_of_line) = (line.cursor, &line.prefix, &line.rest);
     let document = session.parsed(uri, document);
     let rope = &document.rope;
     // The parse can only veto a multi-line suggestion (inside a comment or string), so it
@@ -93,6 +106,28 @@ pub fn analyze(
         multiline,
         indent_based,
         window,
+    }
+}
+
+/// The analyze stage of a request, on the pool in one job with the cursor's gate
+/// (`gate::secret_at`: the secret check's regexes): `None` when the cursor may get no
+/// suggestion, or the request was cancelled first.
+pub(super) async fn analyze_on_pool(
+    ctx: &RequestContext<'_>,
+    document: Document,
+    line: &CursorLine,
+) -> Option<Analysis> {
+    let (env, uri, line) = (ctx.env.clone(), ctx.uri.clone(), line.clone());
+    let work = move || match secret_at(&document.rope, line.cursor) {
+        Some(why) => Err(why),
+        None => Ok(analyze(&env.session, &uri, &env.settings, document, &line)),
+    };
+    match ctx.env.completer.pool.run(&ctx.cancel, work).await? {
+        Ok(analysis) => Some(analysis),
+        Err(why) => {
+            tracing::debug!("no suggestions in {}: {why}", ctx.uri);
+            None
+        }
     }
 }
 
