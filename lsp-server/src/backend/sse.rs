@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
+use ghostline_protocol as wire;
 use sse_stream::{Sse, SseStream};
 
 use super::{root_cause, BackendError, Usage};
@@ -61,59 +61,19 @@ impl std::fmt::Display for BodyFailure {
 
 impl std::error::Error for BodyFailure {}
 
-#[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-    #[serde(default)]
-    usage: Option<UsageJson>,
-    #[serde(default)]
-    timings: Option<TimingsJson>,
-}
-
-/// OpenAI's `usage`.
-#[derive(Deserialize)]
-pub(super) struct UsageJson {
-    #[serde(default)]
-    prompt_tokens: usize,
-    #[serde(default)]
-    completion_tokens: usize,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: usize,
-}
-
-/// ghostline-serve's `timings`.
-#[derive(Deserialize)]
-pub(super) struct TimingsJson {
-    #[serde(default)]
-    prefill_ms: Option<f64>,
-    #[serde(default)]
-    decode_ms: Option<f64>,
-}
-
-pub(super) fn usage_of(usage: Option<UsageJson>, timings: Option<TimingsJson>) -> Option<Usage> {
+/// The LSP's summary of what a request cost: OpenAI's `usage` and ghostline-serve's `timings`.
+pub(super) fn usage_of(
+    usage: Option<wire::Usage>,
+    timings: Option<wire::Timings>,
+) -> Option<Usage> {
     let usage = usage?;
     Some(Usage {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
-        cached_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+        cached_tokens: usage.cached_tokens(),
         prefill_ms: timings.as_ref().and_then(|t| t.prefill_ms),
         decode_ms: timings.as_ref().and_then(|t| t.decode_ms),
     })
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    text: String,
 }
 
 impl CompletionStream {
@@ -188,26 +148,25 @@ impl CompletionStream {
         let Some(data) = event.data else {
             return Ok(None); // `event:`, `id:` or `retry:` alone
         };
-        if data.trim() == "[DONE]" {
+        if data.trim() == wire::DONE {
             self.finished = true;
             return Ok(None);
         }
-        let chunk: Chunk = serde_json::from_str(&data).map_err(|e| {
+        let event: wire::StreamEvent = serde_json::from_str(&data).map_err(|e| {
             self.finished = true;
             BackendError::Protocol(e.to_string())
         })?;
-        if let Some(error) = chunk.error {
+        if let Some(error) = event.error {
             self.finished = true;
-            return Err(BackendError::Protocol(error.to_string()));
+            return Err(BackendError::Protocol(match error.kind.as_str() {
+                "" => error.message,
+                kind => format!("{kind}: {}", error.message),
+            }));
         }
-        if let Some(usage) = usage_of(chunk.usage, chunk.timings) {
+        let text = event.chunk.text();
+        if let Some(usage) = usage_of(event.chunk.usage, event.chunk.timings) {
             self.usage = Some(usage);
         }
-        let text: String = chunk
-            .choices
-            .into_iter()
-            .map(|choice| choice.text)
-            .collect();
         Ok((!text.is_empty()).then_some(text))
     }
 }
@@ -504,7 +463,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_json_answer_past_the_limit_is_refused_unread() {
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, serde::Deserialize)]
         struct Anything {}
         let url = broken_server(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",

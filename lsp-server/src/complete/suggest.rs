@@ -24,6 +24,7 @@ use crate::context::window::{following_lines, language_indent_unit, CursorContex
 use crate::edit::position_to_char;
 use crate::session::{Document, Session};
 use crate::settings::Settings;
+use ghostline_protocol::{OneOrMany, StreamOptions};
 
 use std::hash::{Hash, Hasher};
 
@@ -419,17 +420,20 @@ async fn generate(
         prompt.stable.as_deref().unwrap_or(""),
     ));
     let request = CompletionRequest {
-        model: model.id.clone(),
-        prompt: prompt.rendered.prompt,
+        model: Some(model.id.clone()),
+        prompt: OneOrMany::One(prompt.rendered.prompt),
         suffix: prompt.rendered.suffix,
-        max_tokens: settings.max_tokens,
-        temperature: settings.temperature,
-        top_p: 1.0,
-        stop: stops,
-        seed: 0,
-        stream: true,
-        stream_options: Some(serde_json::json!({"include_usage": true})),
+        max_tokens: Some(settings.max_tokens.into()),
+        temperature: Some(settings.temperature),
+        top_p: Some(1.0),
+        stop: Some(OneOrMany::Many(stops)),
+        seed: Some(0),
+        stream: Some(true),
+        stream_options: Some(StreamOptions {
+            include_usage: true,
+        }),
         token_healing: (model.token_healing && prompt.stable.is_some()).then_some(true),
+        ..Default::default()
     };
     let before_backend_ns = now_ns().saturating_sub(arrived_ns);
     let affinity = affinity::key(&session.roots(), uri);
@@ -437,7 +441,7 @@ async fn generate(
         Ok(stream) => stream,
         Err(error) => return Outcome::Failed(error),
     };
-    stop.markers = model.markers.ending_markers();
+    stop.markers = crate::context::template::FimMarkers::reported(&model.fim).ending_markers();
     let mut detector = StopDetector::new(stop);
     let mut last_token_ns = now_ns();
     loop {
