@@ -284,8 +284,8 @@ mod tests {
 
     #[test]
     fn an_error_event_is_read_as_the_error() {
-        let text = serde_json::to_string(&ErrorBody::new("server_error", "engine stopped", None))
-            .unwrap();
+        let text =
+            serde_json::to_string(&ErrorBody::new("server_error", "engine stopped", None)).unwrap();
         assert_eq!(
             text,
             r#"{"error":{"message":"engine stopped","type":"server_error","param":null,"code":null}}"#

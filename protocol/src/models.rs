@@ -97,7 +97,9 @@ mod tests {
                     middle: Some("<|fim_middle|>".into()),
                     repo_name: None,
                     file_sep: Some("<|file_sep|>".into()),
-                    template: Some("<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>".into()),
+                    template: Some(
+                        "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>".into(),
+                    ),
                 }),
                 device: Some("cpu".into()),
                 layout: Some("genai".into()),
