@@ -7,6 +7,7 @@
 
 pub mod affinity;
 pub mod health;
+mod request_id;
 mod sse;
 mod tls;
 
@@ -289,14 +290,33 @@ impl Backend {
         format!("{}{}", config.url.trim_end_matches('/'), path)
     }
 
-    fn authorized(
+    /// Sends `builder` (a `what` request: `/v1/completions`, ...) under the configured key,
+    /// with a fresh request id as `X-Request-ID`. The id is logged when the request goes out,
+    /// and when its answer ends: here when it is refused or never comes, else by whoever reads
+    /// the answer's body (`request_id::ended`, or `CompletionStream` when it is dropped).
+    async fn send(
         &self,
         builder: reqwest::RequestBuilder,
         config: &BackendConfig,
-    ) -> reqwest::RequestBuilder {
-        match &config.api_key {
+        what: &'static str,
+    ) -> Result<(reqwest::Response, String), BackendError> {
+        let id = request_id::next();
+        let builder = builder.header(wire::headers::REQUEST_ID, &id);
+        let builder = match &config.api_key {
             Some(key) => builder.bearer_auth(key),
             None => builder,
+        };
+        tracing::debug!(request_id = %id, what, "backend request sent");
+        let answer = match builder.send().await {
+            Ok(response) => check_status(response).await,
+            Err(error) => Err(classify_send_error(error, config)),
+        };
+        match answer {
+            Ok(response) => Ok((response, id)),
+            Err(error) => {
+                request_id::ended(&id, &error);
+                Err(error)
+            }
         }
     }
 
@@ -334,16 +354,11 @@ impl Backend {
 
     async fn fetch_model(&self, config: &BackendConfig) -> Result<ModelInfo, BackendError> {
         let request = self
-            .authorized(
-                self.http(config)?.get(Self::url(config, "/v1/models")),
-                config,
-            )
+            .http(config)?
+            .get(Self::url(config, "/v1/models"))
             .timeout(config.timeout);
-        let response = request
-            .send()
-            .await
-            .map_err(|error| classify_send_error(error, config))?;
-        let list: wire::ModelList = json_body(check_status(response).await?).await?;
+        let (response, id) = self.send(request, config, "/v1/models").await?;
+        let list: wire::ModelList = request_id::ended_with(&id, json_body(response).await)?;
         let entry = match &config.model {
             Some(wanted) => list.data.into_iter().find(|entry| &entry.id == wanted),
             None => list.data.into_iter().next(),
@@ -373,13 +388,8 @@ impl Backend {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .body(serde_json::to_vec(request).map_err(|e| BackendError::Protocol(e.to_string()))?);
-        let response = self
-            .authorized(builder, config)
-            .send()
-            .await
-            .map_err(|error| classify_send_error(error, config))?;
-        let response = check_status(response).await?;
-        Ok(CompletionStream::new(response))
+        let (response, id) = self.send(builder, config, "/v1/completions").await?;
+        Ok(CompletionStream::new(response, id))
     }
 }
 
@@ -410,12 +420,8 @@ impl Backend {
             .header(affinity::HEADER, affinity)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(&body).map_err(|e| BackendError::Protocol(e.to_string()))?);
-        let response = self
-            .authorized(builder, config)
-            .send()
-            .await
-            .map_err(|error| classify_send_error(error, config))?;
-        let answer: wire::Completion = json_body(check_status(response).await?).await?;
+        let (response, id) = self.send(builder, config, "warm-up").await?;
+        let answer: wire::Completion = request_id::ended_with(&id, json_body(response).await)?;
         Ok(sse::usage_of(answer.usage, answer.timings))
     }
 }
@@ -435,12 +441,8 @@ impl Backend {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(config.timeout)
             .body(body.to_string());
-        let response = self
-            .authorized(builder, config)
-            .send()
-            .await
-            .map_err(|error| classify_send_error(error, config))?;
-        check_status(response).await.map(drop)
+        let (_, id) = self.send(builder, config, "post").await?;
+        request_id::ended_with(&id, Ok(()))
     }
 }
 

@@ -36,6 +36,8 @@ pub struct CompletionStream {
     unparsed: Arc<AtomicUsize>,
     finished: bool,
     usage: Option<Usage>,
+    /// The request's `X-Request-ID`; its answer's end is logged when the stream is dropped.
+    request_id: String,
 }
 
 /// Why the byte stream under the parser ended early.
@@ -77,7 +79,7 @@ pub(super) fn usage_of(
 }
 
 impl CompletionStream {
-    pub(super) fn new(response: reqwest::Response) -> Self {
+    pub(super) fn new(response: reqwest::Response, request_id: String) -> Self {
         let chunks = futures::stream::unfold(Some(response), |response| async move {
             let mut response = response?;
             match response.chunk().await {
@@ -87,12 +89,12 @@ impl CompletionStream {
                 Err(error) => Some((Err(BodyFailure::Transport(root_cause(&error))), None)),
             }
         });
-        Self::from_chunks(chunks)
+        Self::from_chunks(chunks, request_id)
     }
 
     /// The stream over any source of byte chunks (the response's body; tests feed chunks cut
     /// where they choose).
-    fn from_chunks<S, D>(chunks: S) -> Self
+    fn from_chunks<S, D>(chunks: S, request_id: String) -> Self
     where
         S: Stream<Item = Result<D, BodyFailure>> + Send + 'static,
         D: bytes::Buf + Send + 'static,
@@ -112,6 +114,7 @@ impl CompletionStream {
             unparsed,
             finished: false,
             usage: None,
+            request_id,
         }
     }
 
@@ -171,6 +174,19 @@ impl CompletionStream {
     }
 }
 
+impl Drop for CompletionStream {
+    fn drop(&mut self) {
+        // Not finished: the stream was left early (a suggestion superseded, or stopped by the
+        // stop rules), which closes the connection and ends the generation at the backend.
+        let outcome = if self.finished {
+            "stream read to its end"
+        } else {
+            "stream left early"
+        };
+        super::request_id::ended(&self.request_id, &outcome);
+    }
+}
+
 fn stream_error(error: sse_stream::Error) -> BackendError {
     match error {
         sse_stream::Error::Body(inner) => match inner.downcast::<BodyFailure>() {
@@ -207,6 +223,7 @@ mod tests {
             chunks
                 .into_iter()
                 .map(|chunk| Ok::<_, BodyFailure>(bytes::Bytes::from(chunk))),
+            "test".into(),
         ))
     }
 
@@ -275,7 +292,7 @@ mod tests {
             Ok::<_, BodyFailure>(bytes::Bytes::from(vec![b'x'; 64 << 10]))
         });
         let prefix = futures::stream::iter([Ok(bytes::Bytes::from(event("ok") + "data: "))]);
-        let mut stream = CompletionStream::from_chunks(prefix.chain(endless));
+        let mut stream = CompletionStream::from_chunks(prefix.chain(endless), "test".into());
         assert_eq!(stream.next_text().await.unwrap().as_deref(), Some("ok"));
         match stream.next_text().await {
             Err(BackendError::Protocol(why)) => {
@@ -368,7 +385,7 @@ mod tests {
 
     async fn stream_from(url: String) -> CompletionStream {
         let response = reqwest::Client::new().get(url).send().await.unwrap();
-        CompletionStream::new(response)
+        CompletionStream::new(response, "test".into())
     }
 
     #[tokio::test]
