@@ -219,12 +219,14 @@ mod tests {
 
     /// The stream over `chunks`, cut exactly there.
     fn from_parts(chunks: Vec<Vec<u8>>) -> CompletionStream {
-        CompletionStream::from_chunks(futures::stream::iter(
-            chunks
-                .into_iter()
-                .map(|chunk| Ok::<_, BodyFailure>(bytes::Bytes::from(chunk))),
+        CompletionStream::from_chunks(
+            futures::stream::iter(
+                chunks
+                    .into_iter()
+                    .map(|chunk| Ok::<_, BodyFailure>(bytes::Bytes::from(chunk))),
+            ),
             "test".into(),
-        ))
+        )
     }
 
     /// Every delta up to the end, or the error that ended the stream.
