@@ -12,6 +12,7 @@ pub mod completion;
 pub mod error;
 pub mod headers;
 pub mod models;
+pub mod stats;
 
 pub use completion::{
     Choice, Completion, CompletionRequest, OneOrMany, PromptTokensDetails, StreamEvent,

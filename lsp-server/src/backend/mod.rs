@@ -433,14 +433,14 @@ impl Backend {
         &self,
         config: &BackendConfig,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> Result<(), BackendError> {
         let builder = self
             .http(config)?
             .post(Self::url(config, path))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(config.timeout)
-            .body(body.to_string());
+            .body(serde_json::to_vec(body).map_err(|e| BackendError::Protocol(e.to_string()))?);
         let (_, id) = self.send(builder, config, "post").await?;
         request_id::ended_with(&id, Ok(()))
     }
