@@ -31,10 +31,28 @@ fn id_of(response: &reqwest::Response) -> String {
         .to_string()
 }
 
+/// The first line of the server's log that `wanted` accepts, waiting for it: the log reaches
+/// the test through a pipe and a reader thread, and an audit line is written when the answer
+/// has ended, which the server may finish after the client has read it all.
+async fn log_line(server: &Server, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let log = server.log.lock().unwrap().clone();
+        if let Some(line) = log.lines().find(|line| wanted(line)) {
+            return line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such line in the server's log:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_clients_request_id_comes_back_and_is_logged() {
     // Without colours, a field reads `id=VALUE` in the log.
-    let server = Server::start_with_env(&tiny_genai(), &[], &[("NO_COLOR", "1")]);
+    let server = Server::start_with_env(&tiny_genai(), &["--audit-log", "-"], &[("NO_COLOR", "1")]);
 
     let response = client()
         .post(server.url("/v1/completions"))
@@ -89,19 +107,25 @@ async fn the_clients_request_id_comes_back_and_is_logged() {
     assert!(fim.template.is_some_and(|t| t.contains("{prefix}")));
 
     // Each request was handled in a span carrying its id.
-    let log = server.log.lock().unwrap().clone();
     for (id, path) in [
         ("client-1", "/v1/completions"),
         ("client-2", "/v1/completions"),
         ("client-3", "/v1/completions"),
         ("client-4", "/v1/models"),
     ] {
-        assert!(
-            log.lines()
-                .any(|line| line.contains(&format!("id={id} ")) && line.contains(path)),
-            "no log line of {id} on {path}:\n{log}"
-        );
+        log_line(&server, |line| {
+            line.contains(&format!("id={id} ")) && line.contains(path)
+        })
+        .await;
     }
+    // The audit line of a completion carries its id too.
+    let audit = log_line(&server, |line| {
+        line.starts_with('{') && line.contains(r#""request_id":"client-2""#)
+    })
+    .await;
+    let audit: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    assert_eq!(audit["path"], "/v1/completions");
+    assert_eq!(audit["status"], 200);
 }
 
 #[tokio::test]
