@@ -71,14 +71,14 @@ pub struct StreamOptions {
 /// as OpenAI's). The chunk with the finish reason carries `usage` and `timings`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub id: String,
     /// `text_completion`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub object: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub created: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub model: String,
     #[serde(default)]
     pub choices: Vec<Choice>,
@@ -100,13 +100,13 @@ impl Completion {
 pub struct Choice {
     #[serde(default)]
     pub text: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub index: u32,
     /// Never computed; `null`, as OpenAI sends it when not asked for.
     #[serde(default)]
     pub logprobs: Option<serde_json::Value>,
     /// `stop`, `length`; `null` until the last chunk.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub finish_reason: Option<String>,
 }
 
@@ -117,7 +117,7 @@ pub struct Usage {
     pub prompt_tokens: usize,
     #[serde(default)]
     pub completion_tokens: usize,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub total_tokens: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
@@ -280,6 +280,19 @@ mod tests {
         assert_eq!(event.chunk.timings, None);
         let empty: StreamEvent = serde_json::from_str("{}").unwrap();
         assert!(empty.chunk.choices.is_empty());
+    }
+
+    /// Fields the client does not act on never fail an answer, whatever another server puts
+    /// there; the ones it acts on keep their types.
+    #[test]
+    fn fields_the_client_ignores_may_hold_anything() {
+        let event: StreamEvent = serde_json::from_str(
+            r#"{"id":null,"object":7,"created":"now","model":null,"choices":[{"text":"a","index":null,"finish_reason":1}],"usage":{"prompt_tokens":2,"total_tokens":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.chunk.text(), "a");
+        assert_eq!(event.chunk.usage.unwrap().prompt_tokens, 2);
+        assert!(serde_json::from_str::<StreamEvent>(r#"{"choices":[{"text":5}]}"#).is_err());
     }
 
     #[test]

@@ -19,4 +19,16 @@ pub use completion::{
     StreamOptions, Timings, Usage, DONE,
 };
 pub use error::{ErrorBody, ErrorDetail};
+
+/// For a field the client does not act on: `null`, or a value of another type than this
+/// server sends (another OpenAI-compatible server's), reads as the default instead of failing
+/// the whole answer.
+pub(crate) fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}
 pub use models::{FimInfo, ModelCard, ModelList, Speed};

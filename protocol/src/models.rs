@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelList {
     /// `list`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub object: String,
     pub data: Vec<ModelCard>,
 }
@@ -16,11 +16,11 @@ pub struct ModelList {
 pub struct ModelCard {
     pub id: String,
     /// `model`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub object: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub created: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient")]
     pub owned_by: String,
     /// `qwen2.5-coder`, `starcoder2`, ...: which prompt format the model was trained on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,15 +28,27 @@ pub struct ModelCard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_length: Option<usize>,
     /// The most tokens one request may generate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_tokens_cap: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fim: Option<FimInfo>,
     /// `cpu` or `cuda`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device: Option<String>,
     /// Which exporter's conventions the decoder follows (`genai`, `optimum`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub layout: Option<String>,
     /// Which weights run (ghostline.json's `source`: the GGUF's sha256 and name, ...).
     #[serde(default)]
@@ -136,5 +148,13 @@ mod tests {
         assert_eq!((card.fim.as_ref(), card.speed.as_ref()), (None, None));
         assert!(!card.token_healing);
         assert!(serde_json::from_str::<ModelList>(r#"{"data":[{"object":"model"}]}"#).is_err());
+        let odd: ModelList = serde_json::from_str(
+            r#"{"object":null,"data":[{"id":"m","object":null,"created":-1,"owned_by":null,"device":{"gpu":0}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (odd.data[0].created, odd.data[0].device.as_ref()),
+            (0, None)
+        );
     }
 }
