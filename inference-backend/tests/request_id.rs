@@ -51,8 +51,13 @@ async fn log_line(server: &Server, wanted: impl Fn(&str) -> bool) -> String {
 
 #[tokio::test]
 async fn the_clients_request_id_comes_back_and_is_logged() {
-    // Without colours, a field reads `id=VALUE` in the log.
-    let server = Server::start_with_env(&tiny_genai(), &["--audit-log", "-"], &[("NO_COLOR", "1")]);
+    // Without colours, a field reads `id=VALUE` in the log; the request's lines are at trace.
+    let log = "info,ort=warn,ghostline_serve=debug,ghostline_serve::http::request_id=trace";
+    let server = Server::start_with_env(
+        &tiny_genai(),
+        &["--audit-log", "-"],
+        &[("NO_COLOR", "1"), ("GHOSTLINE_LOG", log)],
+    );
 
     let response = client()
         .post(server.url("/v1/completions"))

@@ -52,7 +52,10 @@ impl LoggingServe {
                 &port.to_string(),
             ])
             .args(["--device", "cpu", "--threads", "1"])
-            .env("GHOSTLINE_LOG", "warn,ghostline_serve::http=debug")
+            .env(
+                "GHOSTLINE_LOG",
+                "warn,ghostline_serve::http=debug,ghostline_serve::http::request_id=trace",
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -445,7 +445,7 @@ fn error_chunk(message: &str) -> String {
     event_data(&wire::ErrorBody::new("server_error", message, None))
 }
 
-/// One event's `data:`: the JSON of a chunk or an error.
+/// One event's `data:`: the JSON of a chunk or an error (plain structs: serializing cannot fail).
 fn event_data(data: &impl serde::Serialize) -> String {
     serde_json::to_string(data).unwrap_or_default()
 }

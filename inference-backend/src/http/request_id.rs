@@ -1,8 +1,14 @@
 //! One HTTP request, followed: its id (the client's `X-Request-ID` when it is a valid one, else
-//! one made here), a tracing span carrying it around everything logged while the request is
-//! handled, a line when the answer's body ends, and the id in the answer's `X-Request-ID`
-//! header (streams included: the header goes out before the first event). Request and answer
-//! bodies are never logged.
+//! one made here), a tracing span (debug) carrying it around everything logged while the request
+//! is handled, a line when it arrives and one when the answer's body ends, and the id in the
+//! answer's `X-Request-ID` header (streams included: the header goes out before the first event).
+//! Request and answer bodies are never logged.
+//!
+//! The two lines of every request are at trace level (`GHOSTLINE_LOG` with
+//! `ghostline_serve::http::request_id=trace` shows them): at debug, the line per request of 1,100
+//! slow clients written to a piped stderr made the flood test in `tests/operators.rs` lose
+//! `/health` answers on this 2-core machine under load (2 runs of 2 failed; a run with the lines
+//! at trace and one without this layer passed). The audit line carries each request's id too.
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -53,7 +59,7 @@ struct AnswerEnded {
 impl Drop for AnswerEnded {
     fn drop(&mut self) {
         let _entered = self.span.enter();
-        tracing::debug!(
+        tracing::trace!(
             status = self.status,
             ms = self.started.elapsed().as_millis() as u64,
             "answer ended"
@@ -73,7 +79,7 @@ pub async fn follow_request(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id));
     let started = Instant::now();
     let mut response = async {
-        tracing::debug!("received");
+        tracing::trace!("received");
         next.run(request).await
     }
     .instrument(span.clone())
