@@ -3,8 +3,6 @@
 
 pub mod infill;
 
-use serde::Deserialize;
-
 use crate::{
     engine::sampling::SamplingParams,
     model::{ModelConfig, ModelTokenizer},
@@ -37,54 +35,9 @@ pub const DEFAULT_MAX_TOKENS: u64 = 16;
 const MAX_STOP_STRINGS: usize = 16;
 const MAX_STOP_LEN: usize = 256;
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// The fields we act on; others that OpenAI clients send (`user`, `logit_bias`, …) are ignored.
-#[derive(Debug, Deserialize)]
-pub struct CompletionBody {
-    #[serde(default)]
-    pub model: Option<String>,
-    pub prompt: OneOrMany,
-    #[serde(default)]
-    pub suffix: Option<String>,
-    #[serde(default)]
-    pub max_tokens: Option<u64>,
-    #[serde(default)]
-    pub temperature: Option<f32>,
-    #[serde(default)]
-    pub top_p: Option<f32>,
-    #[serde(default)]
-    pub stop: Option<OneOrMany>,
-    #[serde(default)]
-    pub seed: Option<u64>,
-    #[serde(default)]
-    pub stream: Option<bool>,
-    #[serde(default)]
-    pub n: Option<u32>,
-    #[serde(default)]
-    pub echo: Option<bool>,
-    /// Extension (as in vLLM): keep generating past end-of-sequence, for benchmarks.
-    #[serde(default)]
-    pub ignore_eos: Option<bool>,
-    #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
-    /// Extension: a raw prompt that may end inside a word (a FIM prompt with the cursor's line
-    /// after the middle marker) is healed: see `ModelTokenizer::heal_tail`.
-    #[serde(default)]
-    pub token_healing: Option<bool>,
-}
-
-/// OpenAI's `stream_options`: `include_usage` adds a last chunk with no choices and the usage.
-#[derive(Debug, Default, Deserialize)]
-pub struct StreamOptions {
-    #[serde(default)]
-    pub include_usage: bool,
-}
+/// The body of `/v1/completions`, as the wire contract defines it: the fields acted on here;
+/// others that OpenAI clients send (`user`, `logit_bias`, …) are ignored.
+pub use ghostline_protocol::{CompletionRequest as CompletionBody, OneOrMany};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

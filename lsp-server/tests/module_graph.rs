@@ -30,12 +30,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "session",
         &["edit", "settings", "syntax", "index", "privacy"],
     ),
-    // `backend` only until the FIM markers move out of the HTTP client (issue 31): then
-    // delete it from this line.
+    // Not `backend`: the prompt layout (FIM markers, templates) lives here; the HTTP client
+    // knows none (issue 31).
     (
         "context",
         &[
-            "tokens", "edit", "syntax", "privacy", "index", "settings", "session", "backend",
+            "tokens", "edit", "syntax", "privacy", "index", "settings", "session",
         ],
     ),
     (

@@ -267,6 +267,10 @@ pub async fn audit(
     let slot = AuditSlot::default();
     request.extensions_mut().insert(slot.clone());
     let method = known_method(request.method());
+    let request_id = request
+        .extensions()
+        .get::<super::request_id::RequestId>()
+        .map(|id| id.0.clone());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
@@ -278,6 +282,7 @@ pub async fn audit(
     let ender = AnswerEnd {
         state,
         slot,
+        request_id,
         method,
         path,
         status,
@@ -290,6 +295,8 @@ pub async fn audit(
 struct AnswerEnd {
     state: Arc<AppState>,
     slot: AuditSlot,
+    /// The request's `X-Request-ID` (`request_id.rs`), to find it in the server's log.
+    request_id: Option<String>,
     method: &'static str,
     path: String,
     status: u16,
@@ -327,6 +334,7 @@ impl Drop for AnswerEnd {
             "prefill_ms": has_usage.then(|| round(usage.prefill_ms)),
             "decode_ms": has_usage.then(|| round(usage.decode_ms)),
             "duration_ms": round(self.started.elapsed().as_secs_f64() * 1e3),
+            "request_id": self.request_id,
         });
         if log.write(&line).is_err() {
             self.state

@@ -14,7 +14,7 @@ use axum::{
     Extension, Json,
 };
 use futures_util::{stream, StreamExt};
-use serde_json::{json, Value};
+use ghostline_protocol as wire;
 use tokio::sync::{mpsc, watch};
 
 use super::{
@@ -352,14 +352,21 @@ impl ResponseMeta {
         }
     }
 
-    fn chunk(&self, text: &str, finish_reason: Option<&str>) -> Value {
-        json!({
-            "id": self.id,
-            "object": "text_completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish_reason}],
-        })
+    fn chunk(&self, text: &str, finish_reason: Option<&str>) -> wire::Completion {
+        wire::Completion {
+            id: self.id.clone(),
+            object: "text_completion".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![wire::Choice {
+                text: text.to_string(),
+                index: 0,
+                logprobs: None,
+                finish_reason: finish_reason.map(str::to_string),
+            }],
+            usage: None,
+            timings: None,
+        }
     }
 }
 
@@ -397,19 +404,19 @@ fn stream_response(
                 let mut chunks = Vec::with_capacity(2);
                 let last = match event {
                     GenerationEvent::Text(text) => {
-                        chunks.push(meta.chunk(&text, None));
+                        chunks.push(event_data(&meta.chunk(&text, None)));
                         false
                     }
                     GenerationEvent::Finished { reason, usage } => {
                         observer.finished(&reason, &usage);
                         let mut chunk = meta.chunk("", Some(reason.as_str()));
                         add_usage(&mut chunk, &usage);
-                        chunks.push(chunk);
+                        chunks.push(event_data(&chunk));
                         if usage_chunk {
                             let mut chunk = meta.chunk("", None);
-                            chunk["choices"] = json!([]);
+                            chunk.choices.clear();
                             add_usage(&mut chunk, &usage);
-                            chunks.push(chunk);
+                            chunks.push(event_data(&chunk));
                         }
                         true
                     }
@@ -427,15 +434,20 @@ fn stream_response(
         stream::iter(
             chunks
                 .into_iter()
-                .map(|data| Ok::<_, Infallible>(Event::default().data(data.to_string()))),
+                .map(|data| Ok::<_, Infallible>(Event::default().data(data))),
         )
     });
-    let done = stream::once(async { Ok::<_, Infallible>(Event::default().data("[DONE]")) });
+    let done = stream::once(async { Ok::<_, Infallible>(Event::default().data(wire::DONE)) });
     Sse::new(events.chain(done)).into_response()
 }
 
-fn error_chunk(message: &str) -> Value {
-    json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+fn error_chunk(message: &str) -> String {
+    event_data(&wire::ErrorBody::new("server_error", message, None))
+}
+
+/// One event's `data:`: the JSON of a chunk or an error (plain structs: serializing cannot fail).
+fn event_data(data: &impl serde::Serialize) -> String {
+    serde_json::to_string(data).unwrap_or_default()
 }
 
 async fn collect_response(
@@ -482,17 +494,19 @@ async fn collect_response(
 /// OpenAI's `usage` (with `prompt_tokens_details.cached_tokens`: prompt tokens served by the
 /// prefix cache) and our `timings` (milliseconds: waiting for the engine, computing the uncached
 /// prompt tokens, decoding), from which a client learns this server's speed.
-fn add_usage(body: &mut Value, usage: &Usage) {
-    body["usage"] = json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+fn add_usage(body: &mut wire::Completion, usage: &Usage) {
+    body.usage = Some(wire::Usage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        total_tokens: usage.prompt_tokens + usage.completion_tokens,
+        prompt_tokens_details: Some(wire::PromptTokensDetails {
+            cached_tokens: usage.cached_tokens,
+        }),
     });
-    let round = |ms: f64| (ms * 10.0).round() / 10.0;
-    body["timings"] = json!({
-        "queue_ms": round(usage.queue_ms),
-        "prefill_ms": round(usage.prefill_ms),
-        "decode_ms": round(usage.decode_ms),
+    let round = |ms: f64| Some((ms * 10.0).round() / 10.0);
+    body.timings = Some(wire::Timings {
+        queue_ms: round(usage.queue_ms),
+        prefill_ms: round(usage.prefill_ms),
+        decode_ms: round(usage.decode_ms),
     });
 }

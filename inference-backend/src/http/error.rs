@@ -5,7 +5,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
+use ghostline_protocol::ErrorBody;
 
 use crate::validation::InvalidRequest;
 
@@ -71,7 +71,7 @@ impl From<InvalidRequest> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": null}});
+        let body = ErrorBody::new(self.kind, self.message, self.param);
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {
             response

@@ -9,6 +9,7 @@ mod health;
 mod infill;
 pub mod keys;
 mod models;
+pub mod request_id;
 pub mod serve;
 mod suggestion_stats;
 
@@ -93,6 +94,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             count_requests,
         ))
         .layer(middleware::from_fn(json_errors))
+        // Outermost: every answer, refusals included, carries the request's id, and everything
+        // logged while handling it is in its span.
+        .layer(middleware::from_fn(request_id::follow_request))
         .with_state(state)
 }
 

@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::{json, Value};
+use ghostline_protocol::{FimInfo, ModelCard, ModelList, Speed};
 
 use super::{error::ApiError, AppState};
 
@@ -25,36 +25,48 @@ pub async fn list_models(State(state): State<Arc<AppState>>) -> Response {
     };
     let c = &model.config;
     let (prefill, decode) = state.metrics.speed();
-    let rate = |r: f64| {
-        if r > 0.0 {
-            json!((r * 10.0).round() / 10.0)
-        } else {
-            Value::Null
-        }
-    };
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": c.name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "ghostline",
-            "family": c.family,
-            "context_length": model.limits.context_length,
-            "max_tokens_cap": model.limits.max_tokens_cap,
-            "fim": c.fim,
-            "device": model.device,
-            "layout": model.layout,
+    let rate = |r: f64| (r > 0.0).then(|| (r * 10.0).round() / 10.0);
+    Json(ModelList {
+        object: "list".into(),
+        data: vec![ModelCard {
+            id: c.name.clone(),
+            object: "model".into(),
+            created: 0,
+            owned_by: "ghostline".into(),
+            family: Some(c.family.clone()),
+            context_length: Some(model.limits.context_length),
+            max_tokens_cap: Some(model.limits.max_tokens_cap),
+            fim: Some(FimInfo {
+                prefix: Some(c.fim.prefix.clone()),
+                suffix: Some(c.fim.suffix.clone()),
+                middle: Some(c.fim.middle.clone()),
+                repo_name: c.fim.repo_name.clone(),
+                file_sep: c.fim.file_sep.clone(),
+                template: Some(c.fim.template.clone()),
+            }),
+            device: name_of(model.device),
+            layout: name_of(model.layout),
             // Which weights run: the GGUF's sha256 and name, and how its blocks were mapped
             // (ghostline.json `source`, written by fetch_default_model.py).
-            "source": c.source,
+            source: c.source.clone(),
             // Measured here (warm-up, then a moving average over requests): clients size their
             // prompts by it (ghostline-lsp keeps a suggestion within its latency target).
-            "speed": {"prefill_tokens_per_s": rate(prefill), "decode_tokens_per_s": rate(decode)},
+            speed: Some(Speed {
+                prefill_tokens_per_s: rate(prefill),
+                decode_tokens_per_s: rate(decode),
+            }),
             // A raw prompt with `"token_healing": true` may end inside a word (see
             // `ModelTokenizer::heal_tail`): ghostline-lsp then puts the cursor's line last.
-            "token_healing": true,
-        }]
-    }))
+            token_healing: true,
+        }],
+    })
     .into_response()
+}
+
+/// A unit enum's serde name (`cpu`, `genai`).
+fn name_of(value: impl serde::Serialize) -> Option<String> {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => Some(name),
+        _ => None,
+    }
 }

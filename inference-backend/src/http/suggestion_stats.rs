@@ -22,12 +22,12 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use ghostline_protocol::stats::SuggestionStats;
 
 use super::{auth::Caller, error::ApiError, AppState};
 use crate::metrics::SuggestionCounts;
 
-pub const PATH: &str = "/v1/ghostline/suggestion-stats";
+pub const PATH: &str = ghostline_protocol::stats::PATH;
 /// Owner of counts sent to a server without a key file.
 pub const ANONYMOUS: &str = "anonymous";
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -36,23 +36,6 @@ pub const MAX_LANGUAGES: usize = 64;
 pub const MAX_COUNT: u64 = 1_000_000;
 /// A suggestion that took longer than ten minutes was not shown.
 pub const MAX_LATENCY_MS: u64 = 600_000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Body {
-    counts: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Entry {
-    language: String,
-    shown: u64,
-    accepted: u64,
-    partial: u64,
-    latency_ms_sum: u64,
-    latency_count: u64,
-}
 
 fn invalid(message: impl Into<String>) -> Response {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message).into_response()
@@ -66,7 +49,8 @@ pub fn valid_language(language: &str) -> bool {
 }
 
 fn parse(bytes: &[u8]) -> Result<Vec<(String, SuggestionCounts)>, String> {
-    let body: Body = serde_json::from_slice(bytes).map_err(|e| format!("bad body: {e}"))?;
+    let body: SuggestionStats =
+        serde_json::from_slice(bytes).map_err(|e| format!("bad body: {e}"))?;
     if body.counts.is_empty() || body.counts.len() > MAX_LANGUAGES {
         return Err(format!("counts must hold 1 to {MAX_LANGUAGES} entries"));
     }

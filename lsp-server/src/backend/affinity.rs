@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-pub const HEADER: &str = "x-session-id";
+pub const HEADER: &str = ghostline_protocol::headers::SESSION_ID;
 
 /// Overrides where the secret is kept (its folder); for tests and unusual set-ups.
 pub const DATA_DIR_ENV: &str = "GHOSTLINE_DATA_DIR";

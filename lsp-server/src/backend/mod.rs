@@ -7,6 +7,7 @@
 
 pub mod affinity;
 pub mod health;
+mod request_id;
 mod sse;
 mod tls;
 
@@ -15,7 +16,7 @@ pub use sse::CompletionStream;
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use ghostline_protocol::{self as wire, FimInfo};
 
 /// What the client needs to know to reach the backend: taken from the editor's settings by
 /// the completion pipeline (`complete::backend_config`), so this module depends on nothing
@@ -34,16 +35,16 @@ pub struct BackendConfig {
     pub timeout: Duration,
 }
 
-/// What the backend says about a model, as far as the prompt is concerned.
+/// What the backend says about its model (`/v1/models`): data only; how a prompt is laid out
+/// from it is `context::template`'s business.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
     pub id: String,
-    /// Template with `{prefix}` and `{suffix}`, when the backend reports one.
-    pub fim_template: Option<String>,
+    /// FIM markers and template, as far as the backend reports them (empty when it does not).
+    pub fim: FimInfo,
     /// `family` from `/v1/models` (`qwen2.5-coder`, ...): picks the prompt format.
     pub family: Option<String>,
     pub context_length: Option<usize>,
-    pub markers: FimMarkers,
     /// (prefill, decode) tokens per second, when the backend measures and reports them
     /// (ghostline-serve does; it also takes `max_tokens: 0` to prefill only).
     pub speed: Option<(Option<f64>, Option<f64>)>,
@@ -52,88 +53,32 @@ pub struct ModelInfo {
     pub token_healing: bool,
 }
 
-/// Marker strings of a model, as `/v1/models` reports them in `fim`. Where one is not
-/// reported, Qwen2.5-Coder's (`qwen`) stands in: the one fallback in the crate.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FimMarkers {
-    pub prefix: Option<String>,
-    pub suffix: Option<String>,
-    pub middle: Option<String>,
-    pub repo_name: Option<String>,
-    pub file_sep: Option<String>,
+impl ModelInfo {
+    /// A model the backend did not list, asked for by name: nothing known of it.
+    fn unlisted(id: String) -> Self {
+        Self {
+            id,
+            fim: FimInfo::default(),
+            family: None,
+            context_length: None,
+            speed: None,
+            token_healing: false,
+        }
+    }
 }
 
-/// Qwen2.5-Coder's special tokens (the default model's family): the fallback for markers
-/// `/v1/models` does not report, and the tokens that end a suggestion when a server passes
-/// them through as text.
-pub mod qwen {
-    pub const FIM_PREFIX: &str = "<|fim_prefix|>";
-    pub const FIM_SUFFIX: &str = "<|fim_suffix|>";
-    pub const FIM_MIDDLE: &str = "<|fim_middle|>";
-    pub const FIM_PAD: &str = "<|fim_pad|>";
-    pub const REPO_NAME: &str = "<|repo_name|>";
-    pub const FILE_SEP: &str = "<|file_sep|>";
-    pub const END_OF_TEXT: &str = "<|endoftext|>";
-    pub const IM_START: &str = "<|im_start|>";
-    pub const IM_END: &str = "<|im_end|>";
-}
-
-impl FimMarkers {
-    pub fn prefix(&self) -> &str {
-        self.prefix.as_deref().unwrap_or(qwen::FIM_PREFIX)
-    }
-    pub fn suffix(&self) -> &str {
-        self.suffix.as_deref().unwrap_or(qwen::FIM_SUFFIX)
-    }
-    pub fn middle(&self) -> &str {
-        self.middle.as_deref().unwrap_or(qwen::FIM_MIDDLE)
-    }
-    pub fn repo_name(&self) -> &str {
-        self.repo_name.as_deref().unwrap_or(qwen::REPO_NAME)
-    }
-    pub fn file_sep(&self) -> &str {
-        self.file_sep.as_deref().unwrap_or(qwen::FILE_SEP)
-    }
-
-    /// The `{prefix}`/`{suffix}` template of these markers (filled by
-    /// `context::template::apply_fim_template`, the one place a template is filled).
-    pub fn template(&self) -> String {
-        format!(
-            "{}{{prefix}}{}{{suffix}}{}",
-            self.prefix(),
-            self.suffix(),
-            self.middle()
-        )
-    }
-
-    /// Text that ends a suggestion wherever it appears, should a server pass special tokens
-    /// through as text: this model's FIM and repository markers, as `/v1/models` reports them,
-    /// and the end-of-text and chat-turn tokens (the fallback family's, none of which belongs
-    /// in code).
-    pub fn ending_markers(&self) -> Vec<String> {
-        let mut markers: Vec<String> = [
-            self.prefix(),
-            self.suffix(),
-            self.middle(),
-            self.repo_name(),
-            self.file_sep(),
-            qwen::END_OF_TEXT,
-            qwen::FIM_PAD,
-            qwen::IM_START,
-            qwen::IM_END,
-        ]
-        .iter()
-        .map(|m| m.to_string())
-        .filter(|m| !m.is_empty())
-        .collect();
-        markers.sort();
-        markers.dedup();
-        markers
-    }
-
-    /// Whether the backend reported all three FIM markers.
-    fn reported(&self) -> bool {
-        self.prefix.is_some() && self.suffix.is_some() && self.middle.is_some()
+impl From<wire::ModelCard> for ModelInfo {
+    fn from(card: wire::ModelCard) -> Self {
+        Self {
+            id: card.id,
+            fim: card.fim.unwrap_or_default(),
+            family: card.family,
+            context_length: card.context_length,
+            speed: card
+                .speed
+                .map(|s| (s.prefill_tokens_per_s, s.decode_tokens_per_s)),
+            token_healing: card.token_healing,
+        }
     }
 }
 
@@ -232,94 +177,8 @@ impl std::fmt::Display for BackendError {
     }
 }
 
-/// Body of `POST /v1/completions`.
-#[derive(Debug, Serialize)]
-pub struct CompletionRequest {
-    pub model: String,
-    pub prompt: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suffix: Option<String>,
-    pub max_tokens: u32,
-    pub temperature: f32,
-    pub top_p: f32,
-    pub stop: Vec<String>,
-    pub seed: u64,
-    pub stream: bool,
-    /// Asks OpenAI-compatible servers for `usage` in the last chunk (ghostline-serve sends it
-    /// with the finish reason anyway).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stream_options: Option<serde_json::Value>,
-    /// Sent only to a backend that reported it (see `ModelInfo::token_healing`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_healing: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct ModelList {
-    data: Vec<ModelEntry>,
-}
-
-#[derive(Deserialize)]
-struct ModelEntry {
-    id: String,
-    #[serde(default)]
-    fim: Option<FimTokens>,
-    #[serde(default)]
-    family: Option<String>,
-    #[serde(default)]
-    context_length: Option<usize>,
-    #[serde(default)]
-    speed: Option<SpeedJson>,
-    #[serde(default)]
-    token_healing: bool,
-}
-
-#[derive(Deserialize)]
-struct SpeedJson {
-    #[serde(default)]
-    prefill_tokens_per_s: Option<f64>,
-    #[serde(default)]
-    decode_tokens_per_s: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct WarmAnswer {
-    #[serde(default)]
-    usage: Option<sse::UsageJson>,
-    #[serde(default)]
-    timings: Option<sse::TimingsJson>,
-}
-
-#[derive(Deserialize, Clone)]
-struct FimTokens {
-    template: Option<String>,
-    prefix: Option<String>,
-    suffix: Option<String>,
-    middle: Option<String>,
-    #[serde(default)]
-    repo_name: Option<String>,
-    #[serde(default)]
-    file_sep: Option<String>,
-}
-
-impl FimTokens {
-    /// The template the backend reported, else the one its markers make.
-    fn template(self) -> Option<String> {
-        let markers = self.markers();
-        self.template
-            .or_else(|| markers.reported().then(|| markers.template()))
-    }
-
-    fn markers(&self) -> FimMarkers {
-        FimMarkers {
-            prefix: self.prefix.clone(),
-            suffix: self.suffix.clone(),
-            middle: self.middle.clone(),
-            repo_name: self.repo_name.clone(),
-            file_sep: self.file_sep.clone(),
-        }
-    }
-}
+/// Body of `POST /v1/completions`: the wire contract's.
+pub use wire::CompletionRequest;
 
 struct CachedModel {
     backend_url: String,
@@ -431,14 +290,33 @@ impl Backend {
         format!("{}{}", config.url.trim_end_matches('/'), path)
     }
 
-    fn authorized(
+    /// Sends `builder` (a `what` request: `/v1/completions`, ...) under the configured key,
+    /// with a fresh request id as `X-Request-ID`. The id is logged when the request goes out,
+    /// and when its answer ends: here when it is refused or never comes, else by whoever reads
+    /// the answer's body (`request_id::ended`, or `CompletionStream` when it is dropped).
+    async fn send(
         &self,
         builder: reqwest::RequestBuilder,
         config: &BackendConfig,
-    ) -> reqwest::RequestBuilder {
-        match &config.api_key {
+        what: &'static str,
+    ) -> Result<(reqwest::Response, String), BackendError> {
+        let id = request_id::next();
+        let builder = builder.header(wire::headers::REQUEST_ID, &id);
+        let builder = match &config.api_key {
             Some(key) => builder.bearer_auth(key),
             None => builder,
+        };
+        tracing::debug!(request_id = %id, what, "backend request sent");
+        let answer = match builder.send().await {
+            Ok(response) => check_status(response).await,
+            Err(error) => Err(classify_send_error(error, config)),
+        };
+        match answer {
+            Ok(response) => Ok((response, id)),
+            Err(error) => {
+                request_id::ended(&id, &error);
+                Err(error)
+            }
         }
     }
 
@@ -476,47 +354,20 @@ impl Backend {
 
     async fn fetch_model(&self, config: &BackendConfig) -> Result<ModelInfo, BackendError> {
         let request = self
-            .authorized(
-                self.http(config)?.get(Self::url(config, "/v1/models")),
-                config,
-            )
+            .http(config)?
+            .get(Self::url(config, "/v1/models"))
             .timeout(config.timeout);
-        let response = request
-            .send()
-            .await
-            .map_err(|error| classify_send_error(error, config))?;
-        let list: ModelList = json_body(check_status(response).await?).await?;
+        let (response, id) = self.send(request, config, "/v1/models").await?;
+        let list: wire::ModelList = request_id::ended_with(&id, json_body(response).await)?;
         let entry = match &config.model {
             Some(wanted) => list.data.into_iter().find(|entry| &entry.id == wanted),
             None => list.data.into_iter().next(),
         };
         match entry {
-            Some(entry) => Ok(ModelInfo {
-                id: entry.id,
-                markers: entry
-                    .fim
-                    .as_ref()
-                    .map(FimTokens::markers)
-                    .unwrap_or_default(),
-                fim_template: entry.fim.and_then(FimTokens::template),
-                family: entry.family,
-                context_length: entry.context_length,
-                speed: entry
-                    .speed
-                    .map(|s| (s.prefill_tokens_per_s, s.decode_tokens_per_s)),
-                token_healing: entry.token_healing,
-            }),
+            Some(entry) => Ok(entry.into()),
             // The backend does not list it; it may still serve it under that name.
             None => match &config.model {
-                Some(wanted) => Ok(ModelInfo {
-                    id: wanted.clone(),
-                    fim_template: None,
-                    family: None,
-                    context_length: None,
-                    markers: Default::default(),
-                    speed: None,
-                    token_healing: false,
-                }),
+                Some(wanted) => Ok(ModelInfo::unlisted(wanted.clone())),
                 None => Err(BackendError::Protocol("/v1/models lists no model".into())),
             },
         }
@@ -537,13 +388,8 @@ impl Backend {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .body(serde_json::to_vec(request).map_err(|e| BackendError::Protocol(e.to_string()))?);
-        let response = self
-            .authorized(builder, config)
-            .send()
-            .await
-            .map_err(|error| classify_send_error(error, config))?;
-        let response = check_status(response).await?;
-        Ok(CompletionStream::new(response))
+        let (response, id) = self.send(builder, config, "/v1/completions").await?;
+        Ok(CompletionStream::new(response, id))
     }
 }
 
@@ -558,7 +404,14 @@ impl Backend {
         prompt: &str,
         affinity: &str,
     ) -> Result<Option<Usage>, BackendError> {
-        let body = serde_json::json!({"model": model, "prompt": prompt, "max_tokens": 0, "temperature": 0, "stream": false});
+        let body = CompletionRequest {
+            model: Some(model.to_string()),
+            prompt: wire::OneOrMany::One(prompt.to_string()),
+            max_tokens: Some(0),
+            temperature: Some(0.0),
+            stream: Some(false),
+            ..Default::default()
+        };
         let builder = self
             .http(config)?
             .post(Self::url(config, "/v1/completions"))
@@ -566,13 +419,9 @@ impl Backend {
             // anything in the prefix cache those will read.
             .header(affinity::HEADER, affinity)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        let response = self
-            .authorized(builder, config)
-            .send()
-            .await
-            .map_err(|error| classify_send_error(error, config))?;
-        let answer: WarmAnswer = json_body(check_status(response).await?).await?;
+            .body(serde_json::to_vec(&body).map_err(|e| BackendError::Protocol(e.to_string()))?);
+        let (response, id) = self.send(builder, config, "warm-up").await?;
+        let answer: wire::Completion = request_id::ended_with(&id, json_body(response).await)?;
         Ok(sse::usage_of(answer.usage, answer.timings))
     }
 }
@@ -584,20 +433,16 @@ impl Backend {
         &self,
         config: &BackendConfig,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> Result<(), BackendError> {
         let builder = self
             .http(config)?
             .post(Self::url(config, path))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(config.timeout)
-            .body(body.to_string());
-        let response = self
-            .authorized(builder, config)
-            .send()
-            .await
-            .map_err(|error| classify_send_error(error, config))?;
-        check_status(response).await.map(drop)
+            .body(serde_json::to_vec(body).map_err(|e| BackendError::Protocol(e.to_string()))?);
+        let (_, id) = self.send(builder, config, "post").await?;
+        request_id::ended_with(&id, Ok(()))
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
+use ghostline_protocol as wire;
 use sse_stream::{Sse, SseStream};
 
 use super::{root_cause, BackendError, Usage};
@@ -36,6 +36,8 @@ pub struct CompletionStream {
     unparsed: Arc<AtomicUsize>,
     finished: bool,
     usage: Option<Usage>,
+    /// The request's `X-Request-ID`; its answer's end is logged when the stream is dropped.
+    request_id: String,
 }
 
 /// Why the byte stream under the parser ended early.
@@ -61,63 +63,23 @@ impl std::fmt::Display for BodyFailure {
 
 impl std::error::Error for BodyFailure {}
 
-#[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-    #[serde(default)]
-    usage: Option<UsageJson>,
-    #[serde(default)]
-    timings: Option<TimingsJson>,
-}
-
-/// OpenAI's `usage`.
-#[derive(Deserialize)]
-pub(super) struct UsageJson {
-    #[serde(default)]
-    prompt_tokens: usize,
-    #[serde(default)]
-    completion_tokens: usize,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: usize,
-}
-
-/// ghostline-serve's `timings`.
-#[derive(Deserialize)]
-pub(super) struct TimingsJson {
-    #[serde(default)]
-    prefill_ms: Option<f64>,
-    #[serde(default)]
-    decode_ms: Option<f64>,
-}
-
-pub(super) fn usage_of(usage: Option<UsageJson>, timings: Option<TimingsJson>) -> Option<Usage> {
+/// The LSP's summary of what a request cost: OpenAI's `usage` and ghostline-serve's `timings`.
+pub(super) fn usage_of(
+    usage: Option<wire::Usage>,
+    timings: Option<wire::Timings>,
+) -> Option<Usage> {
     let usage = usage?;
     Some(Usage {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
-        cached_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+        cached_tokens: usage.cached_tokens(),
         prefill_ms: timings.as_ref().and_then(|t| t.prefill_ms),
         decode_ms: timings.as_ref().and_then(|t| t.decode_ms),
     })
 }
 
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    text: String,
-}
-
 impl CompletionStream {
-    pub(super) fn new(response: reqwest::Response) -> Self {
+    pub(super) fn new(response: reqwest::Response, request_id: String) -> Self {
         let chunks = futures::stream::unfold(Some(response), |response| async move {
             let mut response = response?;
             match response.chunk().await {
@@ -127,12 +89,12 @@ impl CompletionStream {
                 Err(error) => Some((Err(BodyFailure::Transport(root_cause(&error))), None)),
             }
         });
-        Self::from_chunks(chunks)
+        Self::from_chunks(chunks, request_id)
     }
 
     /// The stream over any source of byte chunks (the response's body; tests feed chunks cut
     /// where they choose).
-    fn from_chunks<S, D>(chunks: S) -> Self
+    fn from_chunks<S, D>(chunks: S, request_id: String) -> Self
     where
         S: Stream<Item = Result<D, BodyFailure>> + Send + 'static,
         D: bytes::Buf + Send + 'static,
@@ -152,6 +114,7 @@ impl CompletionStream {
             unparsed,
             finished: false,
             usage: None,
+            request_id,
         }
     }
 
@@ -188,27 +151,39 @@ impl CompletionStream {
         let Some(data) = event.data else {
             return Ok(None); // `event:`, `id:` or `retry:` alone
         };
-        if data.trim() == "[DONE]" {
+        if data.trim() == wire::DONE {
             self.finished = true;
             return Ok(None);
         }
-        let chunk: Chunk = serde_json::from_str(&data).map_err(|e| {
+        let event: wire::StreamEvent = serde_json::from_str(&data).map_err(|e| {
             self.finished = true;
             BackendError::Protocol(e.to_string())
         })?;
-        if let Some(error) = chunk.error {
+        if let Some(error) = event.error {
             self.finished = true;
-            return Err(BackendError::Protocol(error.to_string()));
+            return Err(BackendError::Protocol(match error.kind.as_str() {
+                "" => error.message,
+                kind => format!("{kind}: {}", error.message),
+            }));
         }
-        if let Some(usage) = usage_of(chunk.usage, chunk.timings) {
+        let text = event.chunk.text();
+        if let Some(usage) = usage_of(event.chunk.usage, event.chunk.timings) {
             self.usage = Some(usage);
         }
-        let text: String = chunk
-            .choices
-            .into_iter()
-            .map(|choice| choice.text)
-            .collect();
         Ok((!text.is_empty()).then_some(text))
+    }
+}
+
+impl Drop for CompletionStream {
+    fn drop(&mut self) {
+        // Not finished: the stream was left early (a suggestion superseded, or stopped by the
+        // stop rules), which closes the connection and ends the generation at the backend.
+        let outcome = if self.finished {
+            "stream read to its end"
+        } else {
+            "stream left early"
+        };
+        super::request_id::ended(&self.request_id, &outcome);
     }
 }
 
@@ -244,11 +219,14 @@ mod tests {
 
     /// The stream over `chunks`, cut exactly there.
     fn from_parts(chunks: Vec<Vec<u8>>) -> CompletionStream {
-        CompletionStream::from_chunks(futures::stream::iter(
-            chunks
-                .into_iter()
-                .map(|chunk| Ok::<_, BodyFailure>(bytes::Bytes::from(chunk))),
-        ))
+        CompletionStream::from_chunks(
+            futures::stream::iter(
+                chunks
+                    .into_iter()
+                    .map(|chunk| Ok::<_, BodyFailure>(bytes::Bytes::from(chunk))),
+            ),
+            "test".into(),
+        )
     }
 
     /// Every delta up to the end, or the error that ended the stream.
@@ -316,7 +294,7 @@ mod tests {
             Ok::<_, BodyFailure>(bytes::Bytes::from(vec![b'x'; 64 << 10]))
         });
         let prefix = futures::stream::iter([Ok(bytes::Bytes::from(event("ok") + "data: "))]);
-        let mut stream = CompletionStream::from_chunks(prefix.chain(endless));
+        let mut stream = CompletionStream::from_chunks(prefix.chain(endless), "test".into());
         assert_eq!(stream.next_text().await.unwrap().as_deref(), Some("ok"));
         match stream.next_text().await {
             Err(BackendError::Protocol(why)) => {
@@ -409,7 +387,7 @@ mod tests {
 
     async fn stream_from(url: String) -> CompletionStream {
         let response = reqwest::Client::new().get(url).send().await.unwrap();
-        CompletionStream::new(response)
+        CompletionStream::new(response, "test".into())
     }
 
     #[tokio::test]
@@ -504,7 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_json_answer_past_the_limit_is_refused_unread() {
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, serde::Deserialize)]
         struct Anything {}
         let url = broken_server(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",

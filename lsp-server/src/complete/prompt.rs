@@ -11,8 +11,8 @@ use tower_lsp_server::gen_lsp_types::Uri;
 use super::analyze::{Analysis, CursorLine};
 use super::pacing::{Ask, Sent};
 use super::request::{Env, RequestContext};
-use crate::backend::{qwen, FimMarkers, ModelInfo};
-use crate::context::template::{self, Format, Parts, Rendered};
+use crate::backend::ModelInfo;
+use crate::context::template::{self, qwen, FimMarkers, Format, Parts, Rendered};
 use crate::context::{Budget, BuiltContext, CurrentFile, Workspace};
 use crate::index::uri_to_path;
 use crate::session::{Document, Session};
@@ -35,7 +35,7 @@ fn backend_stops(markers: &FimMarkers) -> Vec<String> {
 
 /// Stop sequences for a request carrying `prompt` to `model`.
 pub fn stops(model: &ModelInfo, prompt: &Prompt, multiline: bool) -> Vec<String> {
-    let mut stops = backend_stops(&model.markers);
+    let mut stops = backend_stops(&FimMarkers::reported(&model.fim));
     stops.extend(
         template::stops(&prompt.format)
             .iter()
@@ -172,8 +172,8 @@ fn prompt_format(settings: &Settings, model: &ModelInfo) -> Format {
         settings.fim_template.as_deref(),
         model.family.as_deref(),
         Some(model.id.as_str()),
-        model.fim_template.as_deref(),
-        &model.markers,
+        template::model_template(&model.fim).as_deref(),
+        &FimMarkers::reported(&model.fim),
     )
 }
 

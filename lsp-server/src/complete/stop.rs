@@ -349,7 +349,7 @@ mod tests {
         (detector.finish(), stopped_early)
     }
 
-    use crate::backend::FimMarkers;
+    use crate::context::template::FimMarkers;
 
     fn multi(line_prefix: &str, next_line: Option<&str>) -> StopConfig {
         StopConfig {

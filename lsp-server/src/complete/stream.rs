@@ -14,7 +14,9 @@ use super::stop::{StopConfig, StopDetector};
 use super::timings::now_ns;
 use crate::backend::Usage;
 use crate::backend::{affinity, BackendError, CompletionRequest, CompletionStream, ModelInfo};
+use crate::context::template::FimMarkers;
 use crate::settings::Settings;
+use ghostline_protocol::{OneOrMany, StreamOptions};
 
 /// What the backend wrote for a request, and what it cost.
 pub(super) struct Generated {
@@ -118,7 +120,7 @@ async fn generate(
         Err(error) => return Outcome::Failed(error),
     };
     let mut stop = stop_config(settings, analysis, line);
-    stop.markers = model.markers.ending_markers();
+    stop.markers = FimMarkers::reported(&model.fim).ending_markers();
     match read_until_stop(stream, StopDetector::new(stop), streaming).await {
         Ok((raw, last_token_ns, usage)) => Outcome::Generated(Box::new(Generated {
             raw,
@@ -155,17 +157,20 @@ fn completion_request(
 ) -> CompletionRequest {
     let stops = stops(model, &prompt, multiline);
     CompletionRequest {
-        model: model.id.clone(),
+        model: Some(model.id.clone()),
         token_healing: (model.token_healing && prompt.stable.is_some()).then_some(true),
-        prompt: prompt.rendered.prompt,
+        prompt: OneOrMany::One(prompt.rendered.prompt),
         suffix: prompt.rendered.suffix,
-        max_tokens: settings.max_tokens,
-        temperature: settings.temperature,
-        top_p: 1.0,
-        stop: stops,
-        seed: 0,
-        stream: true,
-        stream_options: Some(serde_json::json!({"include_usage": true})),
+        max_tokens: Some(settings.max_tokens.into()),
+        temperature: Some(settings.temperature),
+        top_p: Some(1.0),
+        stop: Some(OneOrMany::Many(stops)),
+        seed: Some(0),
+        stream: Some(true),
+        stream_options: Some(StreamOptions {
+            include_usage: true,
+        }),
+        ..Default::default()
     }
 }
 

@@ -3,10 +3,116 @@
 //! the prefix. Every format is sent as one raw prompt; the backend parses the markers as
 //! special tokens.
 
-pub use crate::backend::FimMarkers;
+use ghostline_protocol::FimInfo;
+
 use crate::settings::PromptFamily;
 
 use super::Snippet;
+
+/// Marker strings of a model, as `/v1/models` reports them in `fim`. Where one is not
+/// reported, Qwen2.5-Coder's (`qwen`) stands in: the one fallback in the crate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FimMarkers {
+    pub prefix: Option<String>,
+    pub suffix: Option<String>,
+    pub middle: Option<String>,
+    pub repo_name: Option<String>,
+    pub file_sep: Option<String>,
+}
+
+/// Qwen2.5-Coder's special tokens (the default model's family): the fallback for markers
+/// `/v1/models` does not report, and the tokens that end a suggestion when a server passes
+/// them through as text.
+pub mod qwen {
+    pub const FIM_PREFIX: &str = "<|fim_prefix|>";
+    pub const FIM_SUFFIX: &str = "<|fim_suffix|>";
+    pub const FIM_MIDDLE: &str = "<|fim_middle|>";
+    pub const FIM_PAD: &str = "<|fim_pad|>";
+    pub const REPO_NAME: &str = "<|repo_name|>";
+    pub const FILE_SEP: &str = "<|file_sep|>";
+    pub const END_OF_TEXT: &str = "<|endoftext|>";
+    pub const IM_START: &str = "<|im_start|>";
+    pub const IM_END: &str = "<|im_end|>";
+}
+
+impl FimMarkers {
+    /// The markers the backend reported in `/v1/models` (its `fim`, empty when it has none).
+    pub fn reported(fim: &FimInfo) -> Self {
+        Self {
+            prefix: fim.prefix.clone(),
+            suffix: fim.suffix.clone(),
+            middle: fim.middle.clone(),
+            repo_name: fim.repo_name.clone(),
+            file_sep: fim.file_sep.clone(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or(qwen::FIM_PREFIX)
+    }
+    pub fn suffix(&self) -> &str {
+        self.suffix.as_deref().unwrap_or(qwen::FIM_SUFFIX)
+    }
+    pub fn middle(&self) -> &str {
+        self.middle.as_deref().unwrap_or(qwen::FIM_MIDDLE)
+    }
+    pub fn repo_name(&self) -> &str {
+        self.repo_name.as_deref().unwrap_or(qwen::REPO_NAME)
+    }
+    pub fn file_sep(&self) -> &str {
+        self.file_sep.as_deref().unwrap_or(qwen::FILE_SEP)
+    }
+
+    /// The `{prefix}`/`{suffix}` template of these markers (filled by `apply_fim_template`,
+    /// the one place a template is filled).
+    pub fn template(&self) -> String {
+        format!(
+            "{}{{prefix}}{}{{suffix}}{}",
+            self.prefix(),
+            self.suffix(),
+            self.middle()
+        )
+    }
+
+    /// Text that ends a suggestion wherever it appears, should a server pass special tokens
+    /// through as text: this model's FIM and repository markers, as `/v1/models` reports them,
+    /// and the end-of-text and chat-turn tokens (the fallback family's, none of which belongs
+    /// in code).
+    pub fn ending_markers(&self) -> Vec<String> {
+        let mut markers: Vec<String> = [
+            self.prefix(),
+            self.suffix(),
+            self.middle(),
+            self.repo_name(),
+            self.file_sep(),
+            qwen::END_OF_TEXT,
+            qwen::FIM_PAD,
+            qwen::IM_START,
+            qwen::IM_END,
+        ]
+        .iter()
+        .map(|m| m.to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+        markers.sort();
+        markers.dedup();
+        markers
+    }
+
+    /// Whether the backend reported all three FIM markers.
+    fn all_reported(&self) -> bool {
+        self.prefix.is_some() && self.suffix.is_some() && self.middle.is_some()
+    }
+}
+
+/// The model's own template: the one the backend reported, else the one its markers make
+/// when it reported all three; `None` when it reported neither.
+pub fn model_template(fim: &FimInfo) -> Option<String> {
+    let markers = FimMarkers::reported(fim);
+    fim.template
+        .clone()
+        .or_else(|| markers.all_reported().then(|| markers.template()))
+}
 
 /// The resolved format of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -283,6 +389,31 @@ mod tests {
             suffix: "\n}\n",
             comment: "//",
         }
+    }
+
+    #[test]
+    fn the_models_template_is_reported_or_made_of_its_markers() {
+        let markers = |template: Option<&str>, middle: Option<&str>| FimInfo {
+            prefix: Some("<P>".into()),
+            suffix: Some("<S>".into()),
+            middle: middle.map(str::to_string),
+            template: template.map(str::to_string),
+            ..FimInfo::default()
+        };
+        assert_eq!(
+            model_template(&markers(Some("{suffix}<P>{prefix}"), Some("<M>"))).as_deref(),
+            Some("{suffix}<P>{prefix}")
+        );
+        assert_eq!(
+            model_template(&markers(None, Some("<M>"))).as_deref(),
+            Some("<P>{prefix}<S>{suffix}<M>")
+        );
+        // Two of three markers make no template: the server applies its own.
+        assert_eq!(model_template(&markers(None, None)), None);
+        assert_eq!(model_template(&FimInfo::default()), None);
+        // Markers not reported fall back to Qwen's, one by one.
+        let partial = FimMarkers::reported(&markers(None, None));
+        assert_eq!(partial.template(), "<P>{prefix}<S>{suffix}<|fim_middle|>");
     }
 
     #[test]

@@ -28,14 +28,12 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::backend::{Backend, BackendConfig, BackendError};
 
 pub use store::Event;
 
 /// Where the counters go on the backend (ghostline-serve's `http/suggestion_stats.rs`).
-pub const SHARE_PATH: &str = "/v1/ghostline/suggestion-stats";
+pub const SHARE_PATH: &str = ghostline_protocol::stats::PATH;
 /// How often shared counters are sent (and once more at shutdown).
 pub const SHARE_INTERVAL: Duration = Duration::from_secs(60);
 /// Languages kept for sending at once; more (an editor inventing language ids) go to "other".
@@ -61,16 +59,8 @@ impl Accepted {
     }
 }
 
-/// Counters of one language, as sent to the backend.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SharedCounts {
-    pub language: String,
-    pub shown: u64,
-    pub accepted: u64,
-    pub partial: u64,
-    pub latency_ms_sum: u64,
-    pub latency_count: u64,
-}
+/// Counters of one language, as sent to the backend (the wire contract's).
+pub use ghostline_protocol::stats::LanguageCounts as SharedCounts;
 
 struct OnScreen {
     language: String,
@@ -295,12 +285,12 @@ impl Stats {
         if !share || counts.is_empty() {
             return Ok(0);
         }
-        let body = serde_json::json!({ "counts": counts });
+        let body = ghostline_protocol::stats::SuggestionStats { counts };
         match backend.post_json(config, SHARE_PATH, &body).await {
-            Ok(()) => Ok(counts.len()),
+            Ok(()) => Ok(body.counts.len()),
             Err(error) => {
                 let mut shared = lock(&self.shared);
-                for old in counts {
+                for old in body.counts {
                     let c = shared
                         .entry(old.language.clone())
                         .or_insert_with(|| SharedCounts {

@@ -779,7 +779,7 @@ pub struct RecordingServer {
 
 impl RecordingServer {
     pub fn start(family: &str) -> Self {
-        Self::start_reporting(family, Value::Null)
+        Self::start_reporting(family, None)
     }
 
     /// Like `start`, with `/v1/models` also reporting `speed` and `token_healing` (as
@@ -791,21 +791,38 @@ impl RecordingServer {
     ) -> Self {
         Self::start_reporting(
             family,
-            json!({"prefill_tokens_per_s": prefill_tokens_per_s, "decode_tokens_per_s": decode_tokens_per_s}),
+            Some(ghostline_protocol::Speed {
+                prefill_tokens_per_s: Some(prefill_tokens_per_s),
+                decode_tokens_per_s: Some(decode_tokens_per_s),
+            }),
         )
     }
 
-    fn start_reporting(family: &str, speed: Value) -> Self {
-        let models = json!({"object": "list", "data": [{
-            "id": "recorder", "object": "model", "owned_by": "test", "family": family,
-            "context_length": 8192,
-            "fim": {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>", "middle": "<|fim_middle|>",
-                    "repo_name": "<|repo_name|>", "file_sep": "<|file_sep|>",
-                    "template": "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"},
-            "token_healing": !speed.is_null(),
-            "speed": speed
-        }]});
-        Self::start_with_models(models)
+    /// `/v1/models` built from the wire contract's types, as ghostline-serve builds it.
+    fn start_reporting(family: &str, speed: Option<ghostline_protocol::Speed>) -> Self {
+        let marker = |m: &str| Some(m.to_string());
+        let models = ghostline_protocol::ModelList {
+            object: "list".into(),
+            data: vec![ghostline_protocol::ModelCard {
+                id: "recorder".into(),
+                object: "model".into(),
+                owned_by: "test".into(),
+                family: Some(family.into()),
+                context_length: Some(8192),
+                fim: Some(ghostline_protocol::FimInfo {
+                    prefix: marker("<|fim_prefix|>"),
+                    suffix: marker("<|fim_suffix|>"),
+                    middle: marker("<|fim_middle|>"),
+                    repo_name: marker("<|repo_name|>"),
+                    file_sep: marker("<|file_sep|>"),
+                    template: marker("<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"),
+                }),
+                token_healing: speed.is_some(),
+                speed,
+                ..Default::default()
+            }],
+        };
+        Self::start_with_models(serde_json::to_value(models).unwrap())
     }
 
     /// Reports what ghostline-serve's `/v1/models` reports for the default model

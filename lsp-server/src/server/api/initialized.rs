@@ -21,8 +21,7 @@ pub async fn handle(server: &Server) {
             "backend {} serves {} (FIM template: {})",
             settings.backend_url,
             model.id,
-            model
-                .fim_template
+            crate::context::template::model_template(&model.fim)
                 .as_deref()
                 .unwrap_or("applied by the server")
         ),
