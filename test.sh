@@ -24,6 +24,10 @@ python3 inference-backend/scripts/replicas.py --prepare-only >/dev/null
 # The pinned evaluation packages: the redaction false-positive test reads them.
 "$PY" tests/eval/packages.py
 
+say "clippy: every warning is an error, tests and benches included"
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo clippy --workspace --all-targets -q -- -D warnings
+
 say "cargo tests"
 # Two test threads: each integration test starts real servers, and CI has two cores.
 cargo test --workspace -q -- --test-threads=2
