@@ -99,6 +99,9 @@ enum Outcome {
     Superseded,
 }
 
+/// A suggestion at `position` in `document`: the snapshot of `uri` taken when the request
+/// arrived (`server::dispatch`), so edits read after it do not reach its prompt; `None`
+/// means "as it is now" (and the request is not open when that is none).
 pub async fn suggest(
     completer: &Arc<Completer>,
     session: &Arc<Session>,
@@ -106,6 +109,7 @@ pub async fn suggest(
     uri: &Uri,
     position: Position,
     ticket: Ticket,
+    document: Option<Document>,
 ) -> Option<Suggestion> {
     let arrived_ns = if ticket.arrived_ns == 0 {
         now_ns()
@@ -127,7 +131,7 @@ pub async fn suggest(
         tracing::debug!("no suggestions in {uri}: excluded");
         return None;
     }
-    let document = session.snapshot(uri)?;
+    let document = document.or_else(|| session.snapshot(uri))?;
     if crate::privacy::rope_is_credential_file(&document.rope) {
         // A credential file under an ordinary name (netrc, kubeconfig, `kind: Secret`, ...).
         tracing::debug!("no suggestions in {uri}: its content is a credential file");

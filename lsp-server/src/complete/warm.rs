@@ -70,12 +70,14 @@ pub(super) fn warm_next_tier(
 /// every cursor move, or any other sign of where they are) and has typed nothing there yet:
 /// prefill the prompt a keystroke there would send (`pacing::warm_here_tier`), so the first
 /// pause in a region is already a follow-up. A request for the document, or a newer hint,
-/// ends it; the backend keeps what it computed.
+/// ends it; the backend keeps what it computed. `document`: `uri` as it was when the hint
+/// arrived (`None`: as it is when the warm-up starts).
 pub fn warm_at_cursor(
     completer: &Arc<Completer>,
     session: &Arc<Session>,
     uri: &Uri,
     position: Position,
+    document: Option<Document>,
 ) {
     let mut hint = 0;
     completer.cursor_hints.send_modify(|n| {
@@ -95,7 +97,7 @@ pub fn warm_at_cursor(
             return;
         }
         let settings = session.settings();
-        let Some(document) = session.snapshot(&uri) else {
+        let Some(document) = document.or_else(|| session.snapshot(&uri)) else {
             return;
         };
         if !document.gets_suggestions() || !settings.language_enabled(&document.language_id) {

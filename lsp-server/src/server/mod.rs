@@ -22,7 +22,7 @@ use tower_lsp_server::{Client, LanguageServer, LspService};
 use crate::complete::Completer;
 use crate::session::Session;
 use api::document_text::DocumentTextParams;
-use dispatch::{ArrivalOrder, STAMPED_COMPLETION, STAMPED_INLINE_COMPLETION};
+use dispatch::Dispatch;
 
 pub struct Server {
     pub session: Arc<Session>,
@@ -31,6 +31,9 @@ pub struct Server {
     pub client: Client,
 }
 
+/// Each method's handler in `api/`. Where it runs is its file's `LANE` (see `dispatch`): the
+/// notifications here run to their end on arrival, the completion requests on the document
+/// as it was when they arrived (`dispatch::arrival`).
 impl LanguageServer for Server {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
         api::initialize::handle(self, params)
@@ -44,55 +47,54 @@ impl LanguageServer for Server {
         api::shutdown::handle(self).await
     }
 
-    // Document sync, saves, settings and file events are applied at arrival by
-    // `dispatch::ArrivalOrder` (see its `lane` table) and never reach these; they exist so
-    // the trait's "not implemented" warnings never fire.
-    async fn did_open(&self, _: DidOpenTextDocumentParams) {}
-    async fn did_change(&self, _: DidChangeTextDocumentParams) {}
-    async fn did_close(&self, _: DidCloseTextDocumentParams) {}
-    async fn did_save(&self, _: DidSaveTextDocumentParams) {}
-    async fn did_change_watched_files(&self, _: DidChangeWatchedFilesParams) {}
-    async fn did_change_configuration(&self, _: DidChangeConfigurationParams) {}
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        api::did_open::handle(&self.session, params);
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        api::did_change::handle(&self.session, params);
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        api::did_close::handle(&self.session, params);
+    }
+
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
+        api::did_save::handle(self, params);
+    }
+
+    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        api::did_change_watched_files::handle(self, params);
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        api::did_change_configuration::handle(self, params);
+    }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LspAny>> {
         api::execute_command::handle(self, params).await
     }
 
-    // Reached only if the dispatch layer is bypassed; behaves the same, unstamped.
     async fn inline_completion(
         &self,
         params: InlineCompletionParams,
     ) -> Result<Option<InlineCompletionResponse>> {
-        api::inline_completion::handle(self, api::Stamped::unstamped(params)).await
+        api::inline_completion::handle(self, dispatch::arrival(), params).await
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
-        api::completion::handle(self, api::Stamped::unstamped(params)).await
+        api::completion::handle(self, dispatch::arrival(), params).await
     }
 
     async fn code_action(
         &self,
         params: CodeActionParams,
     ) -> Result<Option<Vec<CodeActionResponse>>> {
-        api::code_action::handle(self, params).await
+        api::code_action::handle(self, dispatch::arrival(), params).await
     }
 }
 
 impl Server {
-    async fn stamped_inline_completion(
-        &self,
-        params: api::Stamped<InlineCompletionParams>,
-    ) -> Result<Option<InlineCompletionResponse>> {
-        api::inline_completion::handle(self, params).await
-    }
-
-    async fn stamped_completion(
-        &self,
-        params: api::Stamped<CompletionParams>,
-    ) -> Result<Option<CompletionResponse>> {
-        api::completion::handle(self, params).await
-    }
-
     async fn document_text(&self, params: DocumentTextParams) -> Result<Option<String>> {
         api::document_text::handle(self, params).await
     }
@@ -117,13 +119,11 @@ pub async fn run_stdio() -> bool {
         completer: completer.clone(),
         client,
     })
-    .custom_method(STAMPED_INLINE_COMPLETION, Server::stamped_inline_completion)
-    .custom_method(STAMPED_COMPLETION, Server::stamped_completion)
     .custom_method("ghostline/documentText", Server::document_text)
     .custom_method("ghostline/timings", Server::timings)
     .finish();
     let shutdown_received = Arc::new(AtomicBool::new(false));
-    let service = ArrivalOrder::new(service, shutdown_received.clone());
+    let service = Dispatch::new(service, shutdown_received.clone());
     let (transport_in, guard_to_transport) = tokio::io::duplex(1 << 16);
     let (transport_to_guard, transport_out) = tokio::io::duplex(1 << 16);
     let transport = async move {

@@ -2,16 +2,23 @@
 //! cursor move (for its light bulb), which makes the request the one sign of where the user is
 //! before they type; the answer is empty at once, and the prompt for that spot is prefilled in
 //! the background (`complete::warm_at_cursor`) so the first pause there is already a follow-up.
-//! Runs on the main loop and only spawns; it never waits on the backend.
+//! It only spawns; it never waits on the backend.
 
 use tower_lsp_server::gen_lsp_types::{CodeActionParams, CodeActionResponse};
 use tower_lsp_server::jsonrpc::Result;
 
+use super::{Arrival, Lane};
 use crate::complete::warm_at_cursor;
 use crate::server::Server;
 
+pub const METHOD: &str = "textDocument/codeAction";
+/// The warm-up prefills the prompt for the document as it was when the cursor came there. A
+/// cursor move is no new suggestion request: the one in flight goes on.
+pub const LANE: Lane = Lane::Snapshot { supersedes: false };
+
 pub async fn handle(
     server: &Server,
+    arrival: Arrival,
     params: CodeActionParams,
 ) -> Result<Option<Vec<CodeActionResponse>>> {
     let range = params.range;
@@ -22,6 +29,7 @@ pub async fn handle(
             &server.session,
             &params.text_document.uri,
             range.start,
+            arrival.document,
         );
     }
     Ok(None)

@@ -9,14 +9,20 @@ use crate::complete::suggest;
 use crate::complete::timings::now_ns;
 use crate::edit::char_to_position;
 use crate::server::api::execute_command::ACCEPT_COMMAND;
-use crate::server::api::Stamped;
+use super::{Arrival, Lane};
 use crate::server::Server;
+
+pub const METHOD: &str = "textDocument/inlineCompletion";
+/// On the document as it was when the request arrived; the backend is waited for
+/// concurrently, while later edits are read and applied.
+pub const LANE: Lane = Lane::Snapshot { supersedes: true };
 
 pub async fn handle(
     server: &Server,
-    stamped: Stamped<InlineCompletionParams>,
+    arrival: Arrival,
+    params: InlineCompletionParams,
 ) -> Result<Option<InlineCompletionResponse>> {
-    let position_params = &stamped.params.text_document_position_params;
+    let position_params = &params.text_document_position_params;
     let uri = &position_params.text_document.uri;
     let Some(suggestion) = suggest(
         &server.completer,
@@ -24,7 +30,8 @@ pub async fn handle(
         &server.client,
         uri,
         position_params.position,
-        stamped.ticket,
+        arrival.ticket,
+        arrival.document,
     )
     .await
     else {
@@ -35,7 +42,7 @@ pub async fn handle(
     if !suggestion.typed_through {
         // Time to shown: from the request's arrival (stamped by `dispatch` when its frame was
         // decoded; the editor sends it right after the keystroke's didChange) to here.
-        let arrived_ns = stamped.ticket.arrived_ns;
+        let arrived_ns = arrival.ticket.arrived_ns;
         let elapsed_ms = if arrived_ns == 0 {
             0
         } else {
