@@ -145,6 +145,14 @@ impl Faults {
 
 type Answer = Result<Option<Response>, ExitedError>;
 
+/// A message's fate after its arrival work.
+enum Routed {
+    /// Done on arrival; this is its answer, if any.
+    Answered(Option<Response>),
+    /// Its handler, to run concurrently.
+    Running(BoxFuture<'static, Answer>),
+}
+
 fn injected_panic(method: &str) -> Answer {
     panic!("injected fault: panic in {method}")
 }
@@ -233,7 +241,7 @@ impl Dispatch {
     }
 
     /// The work of `request` done at arrival, and the future that finishes it.
-    fn route(&mut self, request: Request) -> BoxFuture<'static, Answer> {
+    fn route(&mut self, request: Request) -> Routed {
         match api::lane(request.method()) {
             Lane::Arrival => {
                 let (method, id, params) = request.into_parts();
@@ -242,7 +250,7 @@ impl Dispatch {
                 // different from the editor's for good (nothing the user typed may be
                 // lost), and the id gets the error the protocol asks for.
                 self.arrive(&method, params);
-                future::ready(Ok(id.map(|id| unanswered(id, &method)))).boxed()
+                Routed::Answered(id.map(|id| unanswered(id, &method)))
             }
             Lane::Snapshot { supersedes } => {
                 let arrival = self.stamp(request.params(), supersedes);
@@ -252,15 +260,17 @@ impl Dispatch {
                 let handler = ARRIVAL.scope(arrival, self.inner.call(request));
                 if inject_panic {
                     // Panics when polled, as a bug deep in the handler would.
-                    return async move {
-                        drop(handler);
-                        injected_panic("inlineCompletion")
-                    }
-                    .boxed();
+                    return Routed::Running(
+                        async move {
+                            drop(handler);
+                            injected_panic("inlineCompletion")
+                        }
+                        .boxed(),
+                    );
                 }
-                handler.boxed()
+                Routed::Running(handler.boxed())
             }
-            Lane::Concurrent => self.inner.call(request),
+            Lane::Concurrent => Routed::Running(self.inner.call(request)),
         }
     }
 }
@@ -293,7 +303,8 @@ impl Service<Request> for Dispatch {
             .then(|| document_uri(request.params()))
             .flatten();
         let handler = match std::panic::catch_unwind(AssertUnwindSafe(|| self.route(request))) {
-            Ok(handler) => handler,
+            Ok(Routed::Running(handler)) => handler,
+            Ok(Routed::Answered(answer)) => return future::ready(Ok(answer)).boxed(),
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
                 tracing::error!("{method} panicked on arrival: {message}");

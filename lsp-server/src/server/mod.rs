@@ -2,8 +2,10 @@
 //! the stdio entry point.
 
 pub mod api;
+pub mod connection;
 pub mod dispatch;
 pub mod framing;
+pub mod message;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -104,11 +106,6 @@ impl Server {
     }
 }
 
-/// Answers awaited at once by the transport. Each handler runs as its own task (see
-/// `dispatch`), so this bounds only how many unanswered requests the transport tracks
-/// before it stops reading; completions waiting on a slow backend must not reach it.
-const CONCURRENT_REQUESTS: usize = 256;
-
 /// Serves LSP on stdin/stdout until `exit` or end of input. Returns whether a `shutdown`
 /// request came first (LSP: the process then exits with 0, else with 1).
 pub async fn run_stdio() -> bool {
@@ -123,35 +120,7 @@ pub async fn run_stdio() -> bool {
     .custom_method("ghostline/timings", Server::timings)
     .finish();
     let shutdown_received = Arc::new(AtomicBool::new(false));
-    let service = Dispatch::new(service, shutdown_received.clone());
-    let (transport_in, guard_to_transport) = tokio::io::duplex(1 << 16);
-    let (transport_to_guard, transport_out) = tokio::io::duplex(1 << 16);
-    let transport = async move {
-        tower_lsp_server::Server::new(transport_in, transport_to_guard, socket)
-            .concurrency_level(CONCURRENT_REQUESTS)
-            .serve(service)
-            .await;
-        // Dropping the transport's ends here (after `exit`) lets the guard finish.
-    };
-    let guard = tokio::spawn(framing::guard(
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        guard_to_transport,
-        transport_out,
-    ));
-    // The transport waits for requests still in flight before it returns; after `exit`
-    // nobody wants their answers, so give them only a moment.
-    let exit_requested = async {
-        session.exit_requested.notified().await;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    tokio::select! {
-        () = transport => {}
-        () = exit_requested => {}
-    }
-    // The transport ends on `exit` or end of input. Give the guard a moment to write what
-    // the transport said last; its reader may stay blocked on an open stdin, so do not wait
-    // for it beyond that.
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), guard).await;
+    let dispatch = Dispatch::new(service, shutdown_received.clone());
+    connection::serve(tokio::io::stdin(), tokio::io::stdout(), dispatch, socket).await;
     shutdown_received.load(Ordering::Relaxed)
 }
