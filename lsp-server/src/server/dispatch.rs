@@ -178,8 +178,9 @@ impl Dispatch {
         self.inner.inner()
     }
 
-    /// Runs the [`Lane::Arrival`] handler of `method` to its end.
-    fn arrive(&self, method: &str, params: Option<Value>) {
+    /// Runs the [`Lane::Arrival`] handler of `method` to its end (nothing when `params` are
+    /// malformed); false when `method` has none.
+    fn arrive(&self, method: &str, params: Option<Value>) -> bool {
         let server = self.server();
         match method {
             api::did_open::METHOD => {
@@ -215,8 +216,12 @@ impl Dispatch {
                     to_the_end(method, server.did_change_watched_files(params));
                 }
             }
-            other => tracing::error!("{other} is in the arrival lane but has no handler here"),
+            other => {
+                tracing::error!("{other} is in the arrival lane but has no handler here");
+                return false;
+            }
         }
+        true
     }
 
     /// The stamp of a [`Lane::Snapshot`] request arriving now with `params`.
@@ -340,5 +345,248 @@ impl Service<Request> for Dispatch {
             Ok(id.map(|id| internal_error(id, &method, &message)))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tower_lsp_server::gen_lsp_types::Uri;
+
+    use super::*;
+    use crate::complete::Completer;
+    use crate::session::Session;
+
+    fn dispatch() -> Dispatch {
+        let session = Arc::new(Session::new());
+        let completer = Completer::new(&session);
+        let (service, _socket) = LspService::build(|client| Server {
+            session: session.clone(),
+            completer,
+            client,
+        })
+        .custom_method("ghostline/documentText", Server::document_text)
+        .finish();
+        Dispatch::new(service, Arc::new(AtomicBool::new(false)))
+    }
+
+    fn request(method: &str, id: Option<i64>, params: Value) -> Request {
+        let mut builder = Request::build(method.to_string()).params(params);
+        if let Some(id) = id {
+            builder = builder.id(id);
+        }
+        builder.finish()
+    }
+
+    /// Every answer `message` gets (none, or exactly one).
+    async fn answer(dispatch: &mut Dispatch, message: Request) -> Option<Response> {
+        dispatch.call(message).await.expect("not exited")
+    }
+
+    fn error_code(response: Option<Response>) -> ErrorCode {
+        let (_, body) = response.expect("an answer").into_parts();
+        body.expect_err("an error").code
+    }
+
+    const URI: &str = "file:///w/a.py";
+
+    fn open(text: &str) -> Request {
+        request(
+            api::did_open::METHOD,
+            None,
+            json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}}),
+        )
+    }
+
+    fn change(id: Option<i64>, text: &str) -> Request {
+        request(
+            api::did_change::METHOD,
+            id,
+            json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [{"text": text}]}),
+        )
+    }
+
+    fn text(dispatch: &Dispatch) -> Option<String> {
+        let document = dispatch.server().session.snapshot(&Uri::from(URI))?;
+        Some(document.rope.to_string())
+    }
+
+    async fn initialized() -> Dispatch {
+        let mut dispatch = dispatch();
+        let init = request("initialize", Some(0), json!({"capabilities": {}}));
+        let answer = answer(&mut dispatch, init).await.expect("answered");
+        assert!(answer.is_ok(), "{answer:?}");
+        dispatch
+    }
+
+    #[test]
+    fn each_method_takes_the_lane_its_file_declares() {
+        for method in [
+            "textDocument/didOpen",
+            "textDocument/didChange",
+            "textDocument/didClose",
+            "textDocument/didSave",
+            "workspace/didChangeConfiguration",
+            "workspace/didChangeWatchedFiles",
+        ] {
+            assert_eq!(api::lane(method), Lane::Arrival, "{method}");
+        }
+        for method in ["textDocument/inlineCompletion", "textDocument/completion"] {
+            assert_eq!(api::lane(method), Lane::Snapshot { supersedes: true });
+        }
+        assert_eq!(
+            api::lane("textDocument/codeAction"),
+            Lane::Snapshot { supersedes: false }
+        );
+        for method in [
+            "initialize",
+            "initialized",
+            "shutdown",
+            "exit",
+            "workspace/executeCommand",
+            "ghostline/documentText",
+            "ghostline/timings",
+            "$/cancelRequest",
+            "no/such",
+        ] {
+            assert_eq!(api::lane(method), Lane::Concurrent, "{method}");
+        }
+    }
+
+    #[tokio::test]
+    async fn arrival_lane_work_is_done_before_call_returns() {
+        let mut dispatch = initialized().await;
+        // Not awaited: the change must be applied by `call` itself, in arrival order.
+        let _ = dispatch.call(open("def alpha"));
+        assert_eq!(text(&dispatch).as_deref(), Some("def alpha"));
+        let _ = dispatch.call(change(None, "def beta"));
+        assert_eq!(text(&dispatch).as_deref(), Some("def beta"));
+        let close = request(
+            api::did_close::METHOD,
+            None,
+            json!({"textDocument": {"uri": URI}}),
+        );
+        let _ = dispatch.call(close);
+        assert_eq!(text(&dispatch), None);
+    }
+
+    #[tokio::test]
+    async fn every_arrival_lane_method_has_its_handler() {
+        let dispatch = initialized().await;
+        let params = [
+            (api::did_open::METHOD, json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": "x"}})),
+            (api::did_change::METHOD, json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [{"text": "y"}]})),
+            (api::did_save::METHOD, json!({"textDocument": {"uri": URI}})),
+            (api::did_change_configuration::METHOD, json!({"settings": {}})),
+            (api::did_change_watched_files::METHOD, json!({"changes": []})),
+            (api::did_close::METHOD, json!({"textDocument": {"uri": URI}})),
+        ];
+        for (method, params) in params {
+            assert_eq!(api::lane(method), Lane::Arrival);
+            assert!(dispatch.arrive(method, Some(params)), "{method}");
+        }
+        assert!(!dispatch.arrive("textDocument/hover", Some(json!({}))));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_lane_request_keeps_the_document_as_it_arrived() {
+        let mut dispatch = initialized().await;
+        let _ = dispatch.call(open("def alpha"));
+        let params = json!({"textDocument": {"uri": URI}, "position": {"line": 0, "character": 9}});
+        let first = dispatch.stamp(Some(&params), true);
+        let _ = dispatch.call(change(None, "def beta"));
+        let document = first.document.expect("the document was open");
+        assert_eq!(document.rope.to_string(), "def alpha");
+        // A newer request for the document takes the next generation; a cursor hint none.
+        let second = dispatch.stamp(Some(&params), true);
+        assert!(second.ticket.generation > first.ticket.generation);
+        assert_eq!(second.document.unwrap().rope.to_string(), "def beta");
+        assert_eq!(dispatch.stamp(Some(&params), false).ticket.generation, 0);
+        // The handler reads the stamp its future was scoped with, and only there.
+        let stamp = dispatch.stamp(Some(&params), true);
+        let generation = stamp.ticket.generation;
+        let seen = ARRIVAL.scope(stamp, async { arrival() }).await;
+        assert_eq!(seen.ticket.generation, generation);
+        assert!(arrival().document.is_none());
+    }
+
+    #[tokio::test]
+    async fn odd_requests_get_exactly_one_answer() {
+        let mut dispatch = initialized().await;
+        let _ = dispatch.call(open("def alpha"));
+        // A notification sent with an id: applied, and its id refused.
+        let answered = answer(&mut dispatch, change(Some(2), "def beta")).await;
+        assert_eq!(error_code(answered), ErrorCode::InvalidRequest);
+        assert_eq!(text(&dispatch).as_deref(), Some("def beta"));
+        // An unknown `$/` method: an error with an id, nothing without one.
+        let unknown = request("$/no.such", Some(3), json!({}));
+        let answered = answer(&mut dispatch, unknown).await;
+        assert_eq!(error_code(answered), ErrorCode::MethodNotFound);
+        let unknown = request("$/no.such", None, json!({}));
+        assert!(answer(&mut dispatch, unknown).await.is_none());
+        // An unknown method with an id.
+        let unknown = request("no/such", Some(4), json!({}));
+        let answered = answer(&mut dispatch, unknown).await;
+        assert_eq!(error_code(answered), ErrorCode::MethodNotFound);
+        // A request answered by its handler: once, with its result.
+        let text_request = request(
+            "ghostline/documentText",
+            Some(5),
+            json!({"textDocument": {"uri": URI}}),
+        );
+        let (id, body) = answer(&mut dispatch, text_request)
+            .await
+            .expect("answered")
+            .into_parts();
+        assert_eq!((id, body.unwrap()), (Id::Number(5), json!("def beta")));
+        // `exit` with an id: it exits, and the id is refused.
+        let exit = request("exit", Some(6), Value::Null);
+        let answered = answer(&mut dispatch, exit).await;
+        assert_eq!(error_code(answered), ErrorCode::InvalidRequest);
+    }
+
+    #[tokio::test]
+    async fn a_panic_answers_its_request_and_the_server_lives_on() {
+        let mut dispatch = initialized().await;
+        dispatch.faults = Faults {
+            panic_in_inline_completion: true,
+            panic_in_did_change: true,
+        };
+        let uri = format!("file:///w/{FAULT_URI_MARKER}.py");
+        let open = request(
+            api::did_open::METHOD,
+            None,
+            json!({"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x"}}),
+        );
+        let _ = dispatch.call(open);
+        // In the handler's future, on its own task.
+        let inline = request(
+            api::inline_completion::METHOD,
+            Some(1),
+            json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 1}, "context": {"triggerKind": 1}}),
+        );
+        let answered = answer(&mut dispatch, inline).await;
+        assert_eq!(error_code(answered), ErrorCode::InternalError);
+        // On arrival: the change is answered (it had an id) and its document marked.
+        let change = request(
+            api::did_change::METHOD,
+            Some(2),
+            json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": "y"}]}),
+        );
+        let answered = answer(&mut dispatch, change).await;
+        assert_eq!(error_code(answered), ErrorCode::InternalError);
+        let document = dispatch.server().session.snapshot(&Uri::from(uri.as_str()));
+        assert!(!document.expect("still open").in_sync);
+        // And the next request is served.
+        let text_request = request(
+            "ghostline/documentText",
+            Some(3),
+            json!({"textDocument": {"uri": uri}}),
+        );
+        let (_, body) = answer(&mut dispatch, text_request)
+            .await
+            .expect("answered")
+            .into_parts();
+        assert_eq!(body.unwrap(), json!("x"));
     }
 }
