@@ -96,7 +96,12 @@ fn frame(message: &Value) -> Vec<u8> {
 fn race(client: &mut LspClient, dir: &std::path::Path, method: &str, rounds: usize) -> Vec<usize> {
     let mut sent = Vec::new();
     for round in 0..rounds {
-        let n = round + if method == "textDocument/completion" { 1000 } else { 0 };
+        let n = round
+            + if method == "textDocument/completion" {
+                1000
+            } else {
+                0
+            };
         let uri = format!("file://{}/doc_{n}.py", dir.display());
         let alpha = format!("def alpha_{n}");
         let id = 10_000 + n as i64;
@@ -104,9 +109,11 @@ fn race(client: &mut LspClient, dir: &std::path::Path, method: &str, rounds: usi
             "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": alpha}}}));
         bytes.extend(frame(&json!({"jsonrpc": "2.0", "id": id, "method": method,
             "params": LspClient::inline_completion_params(&uri, 0, alpha.len() as u32)})));
-        bytes.extend(frame(&json!({"jsonrpc": "2.0", "method": "textDocument/didChange",
+        bytes.extend(frame(
+            &json!({"jsonrpc": "2.0", "method": "textDocument/didChange",
             "params": {"textDocument": {"uri": uri, "version": 2},
-                       "contentChanges": [{"text": format!("def beta_{n}")}]}})));
+                       "contentChanges": [{"text": format!("def beta_{n}")}]}}),
+        ));
         client.send_raw(&bytes);
         let answer = client.response(id, TIMEOUT);
         assert!(answer.get("error").is_none(), "{method} failed: {answer}");
@@ -124,8 +131,18 @@ fn requests_work_on_the_document_as_it_was_when_they_arrived() {
     let dir = std::env::temp_dir().join(format!("ghostline-arrival-{}", std::process::id()));
     let (mut client, _) = LspClient::start(json!({}), json!({"backendUrl": proxy.url()}));
 
-    let mut rounds = race(&mut client, &dir, "textDocument/inlineCompletion", INLINE_ROUNDS);
-    rounds.extend(race(&mut client, &dir, "textDocument/completion", COMPLETION_ROUNDS));
+    let mut rounds = race(
+        &mut client,
+        &dir,
+        "textDocument/inlineCompletion",
+        INLINE_ROUNDS,
+    );
+    rounds.extend(race(
+        &mut client,
+        &dir,
+        "textDocument/completion",
+        COMPLETION_ROUNDS,
+    ));
 
     let prompts = proxy.prompts();
     let later_text: Vec<usize> = rounds

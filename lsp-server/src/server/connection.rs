@@ -42,7 +42,10 @@ fn post(outbox: &Outbox, message: &impl Serialize) {
 }
 
 /// Writes frames to `output` in the order they come, flushing when none are waiting.
-async fn write_frames(mut output: impl AsyncWrite + Unpin, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_frames(
+    mut output: impl AsyncWrite + Unpin,
+    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
     while let Some(frame) = frames.recv().await {
         if output.write_all(&frame).await.is_err() {
             return;

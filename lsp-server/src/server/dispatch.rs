@@ -457,16 +457,16 @@ mod tests {
     async fn arrival_lane_work_is_done_before_call_returns() {
         let mut dispatch = initialized().await;
         // Not awaited: the change must be applied by `call` itself, in arrival order.
-        let _ = dispatch.call(open("def alpha"));
+        drop(dispatch.call(open("def alpha")));
         assert_eq!(text(&dispatch).as_deref(), Some("def alpha"));
-        let _ = dispatch.call(change(None, "def beta"));
+        drop(dispatch.call(change(None, "def beta")));
         assert_eq!(text(&dispatch).as_deref(), Some("def beta"));
         let close = request(
             api::did_close::METHOD,
             None,
             json!({"textDocument": {"uri": URI}}),
         );
-        let _ = dispatch.call(close);
+        drop(dispatch.call(close));
         assert_eq!(text(&dispatch), None);
     }
 
@@ -474,12 +474,27 @@ mod tests {
     async fn every_arrival_lane_method_has_its_handler() {
         let dispatch = initialized().await;
         let params = [
-            (api::did_open::METHOD, json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": "x"}})),
-            (api::did_change::METHOD, json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [{"text": "y"}]})),
+            (
+                api::did_open::METHOD,
+                json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": "x"}}),
+            ),
+            (
+                api::did_change::METHOD,
+                json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [{"text": "y"}]}),
+            ),
             (api::did_save::METHOD, json!({"textDocument": {"uri": URI}})),
-            (api::did_change_configuration::METHOD, json!({"settings": {}})),
-            (api::did_change_watched_files::METHOD, json!({"changes": []})),
-            (api::did_close::METHOD, json!({"textDocument": {"uri": URI}})),
+            (
+                api::did_change_configuration::METHOD,
+                json!({"settings": {}}),
+            ),
+            (
+                api::did_change_watched_files::METHOD,
+                json!({"changes": []}),
+            ),
+            (
+                api::did_close::METHOD,
+                json!({"textDocument": {"uri": URI}}),
+            ),
         ];
         for (method, params) in params {
             assert_eq!(api::lane(method), Lane::Arrival);
@@ -491,10 +506,10 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_lane_request_keeps_the_document_as_it_arrived() {
         let mut dispatch = initialized().await;
-        let _ = dispatch.call(open("def alpha"));
+        drop(dispatch.call(open("def alpha")));
         let params = json!({"textDocument": {"uri": URI}, "position": {"line": 0, "character": 9}});
         let first = dispatch.stamp(Some(&params), true);
-        let _ = dispatch.call(change(None, "def beta"));
+        drop(dispatch.call(change(None, "def beta")));
         let document = first.document.expect("the document was open");
         assert_eq!(document.rope.to_string(), "def alpha");
         // A newer request for the document takes the next generation; a cursor hint none.
@@ -513,7 +528,7 @@ mod tests {
     #[tokio::test]
     async fn odd_requests_get_exactly_one_answer() {
         let mut dispatch = initialized().await;
-        let _ = dispatch.call(open("def alpha"));
+        drop(dispatch.call(open("def alpha")));
         // A notification sent with an id: applied, and its id refused.
         let answered = answer(&mut dispatch, change(Some(2), "def beta")).await;
         assert_eq!(error_code(answered), ErrorCode::InvalidRequest);
@@ -558,7 +573,7 @@ mod tests {
             None,
             json!({"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x"}}),
         );
-        let _ = dispatch.call(open);
+        drop(dispatch.call(open));
         // In the handler's future, on its own task.
         let inline = request(
             api::inline_completion::METHOD,

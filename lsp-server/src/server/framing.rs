@@ -394,7 +394,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Takes the `size` bytes at `start` as a body, or (when they are not one JSON value)
     /// records the damage and leaves `start` where the next frame may begin.
-    fn take_body<T>(&mut self, size: usize, decode: impl Fn(&[u8]) -> Option<T>) -> Option<Frame<T>> {
+    fn take_body<T>(
+        &mut self,
+        size: usize,
+        decode: impl Fn(&[u8]) -> Option<T>,
+    ) -> Option<Frame<T>> {
         let body_start = self.start;
         let body = &mut self.buffer[body_start..body_start + size];
         let repaired = repair_lone_surrogates(body);

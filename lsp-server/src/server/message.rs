@@ -134,7 +134,10 @@ mod tests {
     /// What tower-lsp-server's own decoder makes of the same bytes, through the types' serde.
     fn as_tower_reads(value: &Value) -> Option<String> {
         if let Ok(response) = Response::deserialize(value) {
-            return Some(format!("response {}", serde_json::to_string(&response).unwrap()));
+            return Some(format!(
+                "response {}",
+                serde_json::to_string(&response).unwrap()
+            ));
         }
         Request::deserialize(value)
             .ok()
@@ -189,8 +192,14 @@ mod tests {
             ("5", Id::Null),
             ("[1, 2]", Id::Null),
             ("\"x\"", Id::Null),
-            (r#"{"jsonrpc": "1.0", "id": 7, "method": "m"}"#, Id::Number(7)),
-            (r#"{"jsonrpc": "2.0", "id": 7, "id": 8, "method": "m"}"#, Id::Number(8)),
+            (
+                r#"{"jsonrpc": "1.0", "id": 7, "method": "m"}"#,
+                Id::Number(7),
+            ),
+            (
+                r#"{"jsonrpc": "2.0", "id": 7, "id": 8, "method": "m"}"#,
+                Id::Number(8),
+            ),
             (r#"{"jsonrpc": "2.0", "id": true, "method": "m"}"#, Id::Null),
         ] {
             match decode(body.as_bytes()) {
@@ -206,7 +215,13 @@ mod tests {
 
     #[test]
     fn what_is_no_json_value_is_none() {
-        for body in ["", "{", r#"{"a": 1} x"#, r#"{"a": 1}{"b": 2}"#, "{\"a\":\"x\0y\"}"] {
+        for body in [
+            "",
+            "{",
+            r#"{"a": 1} x"#,
+            r#"{"a": 1}{"b": 2}"#,
+            "{\"a\":\"x\0y\"}",
+        ] {
             assert!(decode(body.as_bytes()).is_none(), "{body:?}");
         }
     }

@@ -4,9 +4,9 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
+use super::{Arrival, Lane};
 use crate::complete::suggest;
 use crate::edit::char_to_position;
-use super::{Arrival, Lane};
 use crate::server::Server;
 
 pub const METHOD: &str = "textDocument/completion";

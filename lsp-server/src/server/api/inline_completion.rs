@@ -5,11 +5,11 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
+use super::{Arrival, Lane};
 use crate::complete::suggest;
 use crate::complete::timings::now_ns;
 use crate::edit::char_to_position;
 use crate::server::api::execute_command::ACCEPT_COMMAND;
-use super::{Arrival, Lane};
 use crate::server::Server;
 
 pub const METHOD: &str = "textDocument/inlineCompletion";
