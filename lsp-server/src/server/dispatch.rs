@@ -604,4 +604,55 @@ mod tests {
             .into_parts();
         assert_eq!(body.unwrap(), json!("x"));
     }
+
+    /// What a subscriber writes, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn each_message_is_logged_in_a_span_naming_its_method_and_id() {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let mut dispatch = initialized().await;
+        // Concurrent: the handler's own log line, on its own task.
+        let dismiss = request(
+            "workspace/executeCommand",
+            Some(7),
+            json!({"command": "ghostline.dismiss", "arguments": [{"uri": URI}]}),
+        );
+        assert!(answer(&mut dispatch, dismiss).await.is_some());
+        // Arrival: a change to a document that is not open is logged where it is applied.
+        drop(dispatch.call(change(None, "x")));
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let line = |needle: &str| {
+            log.lines()
+                .find(|line| line.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle:?} in\n{log}"))
+                .to_string()
+        };
+        assert!(
+            line("ghostline.dismiss").contains("lsp{method=workspace/executeCommand id=7}"),
+            "{log}"
+        );
+        assert!(
+            line("which is not open").contains("lsp{method=textDocument/didChange}"),
+            "{log}"
+        );
+    }
 }
