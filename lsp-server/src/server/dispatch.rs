@@ -297,10 +297,9 @@ impl Service<Request> for Dispatch {
             None => tracing::info_span!("lsp", method = %method),
         };
         let _arrival_work = span.enter();
-        match method.as_str() {
-            "shutdown" if id.is_some() => self.shutdown_received.store(true, Ordering::Relaxed),
-            "exit" => self.server().session.exit_requested.notify_one(),
-            _ => {}
+        // `exit` ends the read loop (`connection`), which stops reading there.
+        if method == "shutdown" && id.is_some() {
+            self.shutdown_received.store(true, Ordering::Relaxed);
         }
         // A change that panics part-way leaves its document unlike the editor's: kept to mark
         // it so (`api::did_change::failed`), as the request itself is gone by then.
