@@ -364,7 +364,7 @@ mod tests {
             completer,
             client,
         })
-        .custom_method("ghostline/documentText", Server::document_text)
+        .custom_method(api::document_text::METHOD, Server::document_text)
         .finish();
         Dispatch::new(service, Arc::new(AtomicBool::new(false)))
     }

@@ -116,8 +116,8 @@ pub async fn run_stdio() -> bool {
         completer: completer.clone(),
         client,
     })
-    .custom_method("ghostline/documentText", Server::document_text)
-    .custom_method("ghostline/timings", Server::timings)
+    .custom_method(api::document_text::METHOD, Server::document_text)
+    .custom_method(api::timings::METHOD, Server::timings)
     .finish();
     let shutdown_received = Arc::new(AtomicBool::new(false));
     let dispatch = Dispatch::new(service, shutdown_received.clone());

@@ -46,6 +46,12 @@ pub enum Lane {
 /// answers them at once.
 pub fn lane(method: &str) -> Lane {
     match method {
+        initialize::METHOD => initialize::LANE,
+        initialized::METHOD => initialized::LANE,
+        shutdown::METHOD => shutdown::LANE,
+        execute_command::METHOD => execute_command::LANE,
+        document_text::METHOD => document_text::LANE,
+        timings::METHOD => timings::LANE,
         did_open::METHOD => did_open::LANE,
         did_change::METHOD => did_change::LANE,
         did_close::METHOD => did_close::LANE,
