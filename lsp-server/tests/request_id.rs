@@ -139,7 +139,10 @@ fn one_completion_has_the_same_request_id_in_both_programs_logs() {
     let logs = TempDir::new("request-id-logs");
     let lsp_log: PathBuf = logs.0.join("lsp.log");
     let client = LspClient::spawn_with_stderr(
-        &[("GHOSTLINE_LSP_LOG", "warn,ghostline_lsp::backend=debug")],
+        &[(
+            "GHOSTLINE_LSP_LOG",
+            "warn,ghostline_lsp::backend=debug,ghostline_lsp::server::dispatch=info",
+        )],
         Stdio::from(std::fs::File::create(&lsp_log).unwrap()),
     );
     let mut client = client;
@@ -175,6 +178,18 @@ fn one_completion_has_the_same_request_id_in_both_programs_logs() {
         "the LSP logged no completion request it sent; its log:\n{log}"
     );
     for id in completions {
+        // The line sits in the span of the LSP message that asked for it (`server::dispatch`
+        // opens one per message), so an editor's request can be followed to the backend's.
+        let sent_line = log
+            .lines()
+            .find(|line| {
+                line.contains("backend request sent") && line.contains(&format!("request_id={id} "))
+            })
+            .unwrap();
+        assert!(
+            sent_line.contains("lsp{method=textDocument/inlineCompletion id="),
+            "the LSP's line for {id} is not in its message's span: {sent_line}"
+        );
         // The LSP saw this request's answer end, ...
         assert!(
             lsp_request_ids(&log, "backend answer ended").contains(id),

@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ropey::Rope;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tower_lsp_server::gen_lsp_types::Uri;
 
@@ -55,8 +54,7 @@ pub use warm::warm_at_cursor;
 
 /// Stamped on a completion request when it arrives (see `server::dispatch`): which
 /// request it is for its document, and when it arrived.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Ticket {
     pub generation: u64,
     pub arrived_ns: u64,

@@ -1,14 +1,15 @@
-//! A guard between stdio and tower-lsp-server's transport: it reads the client's frames
-//! itself, finds the next frame after a damaged one, and passes on only messages the
-//! transport can decode.
+//! The client's frames, read from stdin: finds the next frame after a damaged one.
 //!
-//! tower-lsp-server decodes with tokio-util's `FramedRead`, which misparses everything after
-//! one bad frame (a body without a newline gets glued to the next header line), so one
-//! damaged frame would leave the editor with a server that answers nothing. Here:
+//! tower-lsp-server's own transport decodes with tokio-util's `FramedRead`, which misparses
+//! everything after one bad frame (a body without a newline gets glued to the next header
+//! line), so one damaged frame would leave the editor with a server that answers nothing.
+//! This reader is the only one (`connection` hands tower-lsp-server's service the messages).
+//! Here:
 //!
 //! - a `Content-Length:` header is found anywhere in a line, so a header glued to the end
 //!   of the previous (damaged) body is still found;
-//! - a body that is not one JSON value is refused, and the reader looks for the next
+//! - a body that is not one JSON value (the caller's decoder parses it, once) is refused,
+//!   and the reader looks for the next
 //!   header *inside* the bytes it read (a declared length longer than the body swallows the
 //!   start of the next frame) or, if there is none, skips lines until it finds one (a declared
 //!   length shorter than the body leaves the rest of it in front of the next header);
@@ -18,18 +19,12 @@
 //!   [`MAX_HEADER_LINE_BYTES`] (the part that can hold a glued `Content-Length`), a frame
 //!   declaring more than [`MAX_FRAME_BYTES`] is skipped without being read into memory, and a
 //!   body's buffer grows as its bytes arrive, never from the declared length alone.
-//!
-//! The guard also owns stdout, so its error frames and the transport's frames never
-//! interleave.
 
 use std::borrow::Cow;
 use std::io;
 
-use serde::Deserialize;
-use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tower_lsp_server::jsonrpc::{Error, ErrorCode, Id, Request, Response};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tower_lsp_server::jsonrpc::{Error, ErrorCode, Id, Response};
 
 /// Larger frames are skipped (answered with an error) without being read into memory. The
 /// largest legitimate frame is a `didOpen` of a big file; the session has its own, smaller,
@@ -62,7 +57,7 @@ pub enum Damage {
 }
 
 impl Damage {
-    fn message(&self) -> String {
+    pub fn message(&self) -> String {
         match self {
             Damage::BadLength(value) => format!("invalid Content-Length {value:?}"),
             Damage::MissingLength => "header without Content-Length".to_string(),
@@ -89,9 +84,9 @@ impl Damage {
 
 /// One frame read from the input.
 #[derive(Debug)]
-pub enum Frame {
-    /// A body that parsed as JSON, as bytes to pass on and as the parsed value.
-    Body(Vec<u8>, Value),
+pub enum Frame<T> {
+    /// A body, as its decoder made it.
+    Body(T),
     End,
 }
 
@@ -312,9 +307,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.damages.push(damage);
     }
 
-    /// The next usable frame, or the end of input. Damaged frames met on the way are
+    /// The next usable frame, as `decode` makes its body (`None`: the body is not one JSON
+    /// value, a damaged frame), or the end of input. Damaged frames met on the way are
     /// pushed to `damages`.
-    pub async fn read_frame(&mut self) -> io::Result<Frame> {
+    pub async fn read_frame<T>(
+        &mut self,
+        decode: impl Fn(&[u8]) -> Option<T>,
+    ) -> io::Result<Frame<T>> {
         // The header block being read: whether it has begun, its length header (the raw
         // value), and whether it holds a line that is no header.
         let mut in_block = false;
@@ -375,7 +374,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 if !self.want(size).await? {
                     return Ok(Frame::End);
                 }
-                if let Some(frame) = self.take_body(size) {
+                if let Some(frame) = self.take_body(size, &decode) {
                     return Ok(frame);
                 }
                 continue;
@@ -395,7 +394,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Takes the `size` bytes at `start` as a body, or (when they are not one JSON value)
     /// records the damage and leaves `start` where the next frame may begin.
-    fn take_body(&mut self, size: usize) -> Option<Frame> {
+    fn take_body<T>(
+        &mut self,
+        size: usize,
+        decode: impl Fn(&[u8]) -> Option<T>,
+    ) -> Option<Frame<T>> {
         let body_start = self.start;
         let body = &mut self.buffer[body_start..body_start + size];
         let repaired = repair_lone_surrogates(body);
@@ -410,10 +413,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Cow::Owned(String::from_utf8_lossy(body).into_owned().into_bytes())
             }
         };
-        if let Ok(value) = serde_json::from_slice::<Value>(&text) {
-            let bytes = text.into_owned();
+        if let Some(decoded) = decode(&text) {
             self.start = body_start + size;
-            return Some(Frame::Body(bytes, value));
+            return Some(Frame::Body(decoded));
         }
         let next = match body_shape(body) {
             BodyShape::ValueThenMore(end) => end,
@@ -425,108 +427,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
-fn frame(body: &[u8]) -> Vec<u8> {
-    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// The error to answer instead of passing a JSON body on, if it is no JSON-RPC message the
-/// transport could decode.
-pub fn refusal(value: &Value) -> Option<Response> {
-    if Request::deserialize(value).is_ok() || Response::deserialize(value).is_ok() {
-        return None;
-    }
-    let id = match value.get("id") {
-        Some(Value::Number(n)) => n.as_i64().map_or(Id::Null, Id::Number),
-        Some(Value::String(s)) => Id::String(s.clone()),
-        _ => Id::Null,
-    };
-    // A notification-shaped message (no id) that still fails would get an answer with id
-    // null, which the specification allows for invalid requests.
-    Some(Response::from_error(id, Error::invalid_request()))
-}
-
-/// Runs the guard: `client_in`/`client_out` are the real stdio, `transport_in` feeds the
-/// transport, `transport_out` is what the transport writes. Returns when the client's input
-/// ends and the transport has written its last frame.
-pub async fn guard(
-    client_in: impl AsyncRead + Unpin,
-    mut client_out: impl AsyncWrite + Unpin,
-    mut transport_in: impl AsyncWrite + Unpin,
-    transport_out: impl AsyncRead + Unpin,
-) {
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let error_tx = out_tx.clone();
-
-    let writer = async move {
-        while let Some(bytes) = out_rx.recv().await {
-            if client_out.write_all(&bytes).await.is_err() || client_out.flush().await.is_err() {
-                return;
-            }
-        }
-    };
-
-    let from_transport = async move {
-        let mut transport_out = FrameReader::new(transport_out);
-        loop {
-            match transport_out.read_frame().await {
-                Ok(Frame::Body(body, _)) => {
-                    if out_tx.send(frame(&body)).is_err() {
-                        return;
-                    }
-                }
-                Ok(Frame::End) | Err(_) => return,
-            }
-            transport_out.damages.clear(); // the transport writes no damaged frames
-        }
-    };
-
-    let from_client = async move {
-        let mut client_in = FrameReader::new(client_in);
-        let answer = |response: &Response| {
-            if let Ok(bytes) = serde_json::to_vec(response) {
-                let _ = error_tx.send(frame(&bytes));
-            }
-        };
-        loop {
-            let read = client_in.read_frame().await;
-            for damage in client_in.damages.drain(..) {
-                tracing::warn!("damaged frame from the client: {}", damage.message());
-                answer(&damage.response());
-            }
-            match read {
-                Ok(Frame::Body(body, value)) => match refusal(&value) {
-                    None => {
-                        if transport_in.write_all(&frame(&body)).await.is_err()
-                            || transport_in.flush().await.is_err()
-                        {
-                            break;
-                        }
-                    }
-                    Some(response) => {
-                        tracing::warn!("a message from the client that is no JSON-RPC message");
-                        answer(&response);
-                    }
-                },
-                Ok(Frame::End) => break,
-                Err(error) => {
-                    tracing::warn!("reading the client's input failed: {error}");
-                    break;
-                }
-            }
-        }
-        drop(error_tx);
-        // Closing the transport's input ends it as a real end of input would.
-        let _ = transport_in.shutdown().await;
-    };
-
-    tokio::join!(writer, from_transport, from_client);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// The body as text, if it is one JSON value.
+    fn as_text(body: &[u8]) -> Option<String> {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+        Some(String::from_utf8(body.to_vec()).unwrap())
+    }
 
     /// Reads `input` to its end: the bodies passed on (as text) and the damages, in order.
     fn read_all(input: &[u8]) -> Vec<String> {
@@ -537,12 +447,12 @@ mod tests {
             let mut reader = FrameReader::new(input);
             let mut out = Vec::new();
             loop {
-                let frame = reader.read_frame().await.unwrap();
+                let frame = reader.read_frame(as_text).await.unwrap();
                 for damage in reader.damages.drain(..) {
                     out.push(format!("damage {damage:?}"));
                 }
                 match frame {
-                    Frame::Body(body, _) => out.push(String::from_utf8(body).unwrap()),
+                    Frame::Body(body) => out.push(body),
                     Frame::End => return out,
                 }
             }
@@ -652,7 +562,7 @@ mod tests {
             let mut most = 0;
             let mut bodies = 0;
             loop {
-                let frame = reader.read_frame().await.unwrap();
+                let frame = reader.read_frame(as_text).await.unwrap();
                 most = most.max(reader.buffer.capacity());
                 match frame {
                     Frame::Body(..) => bodies += 1,

@@ -76,9 +76,6 @@ pub struct Session {
     excludes: RwLock<Arc<Excludes>>,
     /// The client can register `workspace/didChangeWatchedFiles` dynamically.
     pub can_watch_files: AtomicBool,
-    /// Set when the client sends `exit`: the process ends without waiting for requests
-    /// still in flight.
-    pub exit_requested: tokio::sync::Notify,
 }
 
 impl Default for Session {
@@ -102,7 +99,6 @@ impl Session {
             recently_edited: Mutex::new(VecDeque::new()),
             excludes: RwLock::new(Arc::new(Excludes::default())),
             can_watch_files: AtomicBool::new(false),
-            exit_requested: tokio::sync::Notify::new(),
         }
     }
 

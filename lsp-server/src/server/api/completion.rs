@@ -4,19 +4,24 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
+use super::{Arrival, Lane};
 use crate::complete::{suggest, Request};
 use crate::edit::char_to_position;
-use crate::server::api::Stamped;
 use crate::server::Server;
+
+pub const METHOD: &str = "textDocument/completion";
+/// On the document as it was when the request arrived, like an inline completion.
+pub const LANE: Lane = Lane::Snapshot { supersedes: true };
 
 /// The same suggestion as one completion item, for editors without ghost text (Helix).
 /// Its edit starts at the start of the word being typed, because editors filter items by
 /// that word; the list is incomplete so the editor asks again as the user types.
 pub async fn handle(
     server: &Server,
-    stamped: Stamped<CompletionParams>,
+    arrival: Arrival,
+    params: CompletionParams,
 ) -> Result<Option<CompletionResponse>> {
-    let position_params = &stamped.params.text_document_position_params;
+    let position_params = &params.text_document_position_params;
     let uri = &position_params.text_document.uri;
     let empty = CompletionResponse::CompletionList(CompletionList {
         is_incomplete: true,
@@ -25,9 +30,8 @@ pub async fn handle(
     let request = Request {
         uri: uri.clone(),
         position: position_params.position,
-        ticket: stamped.ticket,
-        // The document as the request found it (to be taken at its arrival).
-        document: server.session.snapshot(uri),
+        ticket: arrival.ticket,
+        document: arrival.document,
     };
     let Some(suggestion) =
         suggest(&server.completer, &server.session, &server.client, request).await

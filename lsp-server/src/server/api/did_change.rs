@@ -1,20 +1,54 @@
 use serde::Deserialize;
 use serde_json::Value;
-use tower_lsp_server::gen_lsp_types::{DidChangeTextDocumentParams, Uri};
+use tower_lsp_server::gen_lsp_types::{DidChangeTextDocumentParams, Range, Uri};
 
+use super::Lane;
 use crate::session::Session;
 
-/// Called at arrival (see `server::dispatch`): changes apply in the order the client sent
-/// them, whatever order the handlers would have run in.
-pub fn apply(session: &Session, params: Option<&Value>) {
-    let Some(params) = params.and_then(|p| DidChangeTextDocumentParams::deserialize(p).ok()) else {
-        tracing::warn!("ignoring malformed textDocument/didChange");
-        let uri = params.and_then(|params| params.get("textDocument")?.get("uri")?.as_str());
-        if let Some(uri) = uri {
-            failed(session, &Uri::from(uri), "it could not be read");
+pub const METHOD: &str = "textDocument/didChange";
+/// In arrival order: changes apply in the order the client sent them, and a request read
+/// after a change sees it.
+pub const LANE: Lane = Lane::Arrival;
+
+/// The change in `params`, or `None` when it cannot be applied as sent: the document is then
+/// marked out of sync (see [`failed`]), as dropping a change silently would leave the
+/// server's copy different from the editor's for good.
+pub fn read(session: &Session, params: Option<Value>) -> Option<DidChangeTextDocumentParams> {
+    let uri = super::document_uri(params.as_ref());
+    let why = if !ranges_are_well_formed(params.as_ref()) {
+        "a range could not be read"
+    } else {
+        match params.map(serde_json::from_value::<DidChangeTextDocumentParams>) {
+            Some(Ok(params)) => return Some(params),
+            _ => "it could not be read",
         }
-        return;
     };
+    tracing::warn!("ignoring malformed {METHOD}: {why}");
+    if let Some(uri) = uri {
+        failed(session, &uri, why);
+    }
+    None
+}
+
+/// Whether every content change that has a `range` has a well-formed one. The LSP type
+/// is an untagged enum, so a change whose range does not parse (a negative line, a string)
+/// would silently deserialize as the other variant: a replacement of the whole document by
+/// the change's text.
+fn ranges_are_well_formed(params: Option<&Value>) -> bool {
+    let Some(changes) = params
+        .and_then(|params| params.get("contentChanges"))
+        .and_then(Value::as_array)
+    else {
+        return true; // malformed in a way the change's own deserializer refuses
+    };
+    changes.iter().all(|change| match change.get("range") {
+        None | Some(Value::Null) => true,
+        Some(range) => Range::deserialize(range).is_ok(),
+    })
+}
+
+/// Applies the change (in arrival order: see [`LANE`]).
+pub fn handle(session: &Session, params: DidChangeTextDocumentParams) {
     let uri = &params.text_document.text_document_identifier.uri;
     let encoding = session.encoding();
     let version = params.text_document.version;

@@ -1,6 +1,12 @@
 use tower_lsp_server::gen_lsp_types::DidChangeConfigurationParams;
 
+use super::Lane;
 use crate::server::Server;
+
+pub const METHOD: &str = "workspace/didChangeConfiguration";
+/// In arrival order: a settings merge and, if the index's inputs changed, a message to its
+/// thread; requests read after it use the new settings.
+pub const LANE: Lane = Lane::Arrival;
 
 pub fn handle(server: &Server, params: DidChangeConfigurationParams) {
     let index_changed = server.session.update_settings(&params.settings);

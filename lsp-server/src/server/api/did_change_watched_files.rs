@@ -1,8 +1,13 @@
 use serde_json::json;
 use tower_lsp_server::gen_lsp_types::{DidChangeWatchedFilesParams, FileChangeType, Registration};
 
+use super::Lane;
 use crate::index::uri_to_path;
 use crate::server::Server;
+
+pub const METHOD: &str = "workspace/didChangeWatchedFiles";
+/// In arrival order: only messages to the index's thread, which reads the files itself.
+pub const LANE: Lane = Lane::Arrival;
 
 pub const WATCHER_REGISTRATION_ID: &str = "ghostline-watch-files";
 

@@ -1,15 +1,13 @@
-use serde::Deserialize;
-use serde_json::Value;
 use tower_lsp_server::gen_lsp_types::{DidOpenTextDocumentParams, Uri};
 
+use super::Lane;
 use crate::session::{Document, Session};
 
-/// Called at arrival (see `server::dispatch`), so it is ordered with later changes.
-pub fn apply(session: &Session, params: Option<&Value>) {
-    let Some(params) = params.and_then(|p| DidOpenTextDocumentParams::deserialize(p).ok()) else {
-        tracing::warn!("ignoring malformed textDocument/didOpen");
-        return;
-    };
+pub const METHOD: &str = "textDocument/didOpen";
+/// In arrival order, so it is ordered with the changes and requests after it.
+pub const LANE: Lane = Lane::Arrival;
+
+pub fn handle(session: &Session, params: DidOpenTextDocumentParams) {
     let item = params.text_document;
     tracing::debug!(
         "open {} ({}, v{})",

@@ -1,6 +1,12 @@
 use tower_lsp_server::gen_lsp_types::DidSaveTextDocumentParams;
 
+use super::Lane;
 use crate::server::Server;
+
+pub const METHOD: &str = "textDocument/didSave";
+/// In arrival order: it reads the document as it is at the save, so it belongs with the
+/// changes.
+pub const LANE: Lane = Lane::Arrival;
 
 /// The saved text is the open document's, which the index already follows; a save only makes
 /// the index take it now rather than after typing pauses.

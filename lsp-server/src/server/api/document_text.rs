@@ -2,7 +2,13 @@ use serde::Deserialize;
 use tower_lsp_server::gen_lsp_types::TextDocumentIdentifier;
 use tower_lsp_server::jsonrpc::Result;
 
+use super::Lane;
 use crate::server::Server;
+
+pub const METHOD: &str = "ghostline/documentText";
+/// Concurrent: a read of the session; the text it answers is the document as it is when it
+/// runs (after every change read before it).
+pub const LANE: Lane = Lane::Concurrent;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -2,7 +2,13 @@ use serde_json::Value;
 use tower_lsp_server::gen_lsp_types::{ExecuteCommandParams, LspAny, Uri};
 use tower_lsp_server::jsonrpc::{Error, Result};
 
+use super::Lane;
 use crate::server::Server;
+
+pub const METHOD: &str = "workspace/executeCommand";
+/// Concurrent: the stats command reads a file (off the runtime), and no command changes what
+/// a request read after it sees (accept and dismiss only make memory forget a suggestion).
+pub const LANE: Lane = Lane::Concurrent;
 use crate::stats::Accepted;
 
 /// Sent by the editor after a suggestion was inserted (the item's `command`); with

@@ -5,12 +5,18 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
+use super::Lane;
 use crate::edit::PositionEncoding;
 use crate::index::uri_to_path;
 use crate::server::api::execute_command::{
     ACCEPT_COMMAND, DISMISS_COMMAND, INDEX_STATUS_COMMAND, STATS_COMMAND,
 };
 use crate::server::Server;
+
+pub const METHOD: &str = "initialize";
+/// Concurrent, like every request; the read loop waits for its answer before it reads on
+/// (nothing may be served before it), as tower-lsp-server's own transport did.
+pub const LANE: Lane = Lane::Concurrent;
 use crate::tokens;
 
 pub fn handle(server: &Server, params: InitializeParams) -> Result<InitializeResult> {

@@ -1,4 +1,9 @@
+use super::Lane;
 use crate::server::Server;
+
+pub const METHOD: &str = "initialized";
+/// Concurrent: it waits for the backend's model, which no later message needs.
+pub const LANE: Lane = Lane::Concurrent;
 
 /// Asks the backend for its model (and FIM template) now, so the first suggestion does not
 /// wait for it. A backend that is down is not an error here: completions start working

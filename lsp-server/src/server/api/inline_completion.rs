@@ -5,25 +5,30 @@ use tower_lsp_server::gen_lsp_types::{
 };
 use tower_lsp_server::jsonrpc::Result;
 
+use super::{Arrival, Lane};
 use crate::complete::timings::now_ns;
 use crate::complete::{suggest, Request};
 use crate::edit::char_to_position;
 use crate::server::api::execute_command::ACCEPT_COMMAND;
-use crate::server::api::Stamped;
 use crate::server::Server;
+
+pub const METHOD: &str = "textDocument/inlineCompletion";
+/// On the document as it was when the request arrived; the backend is waited for
+/// concurrently, while later edits are read and applied.
+pub const LANE: Lane = Lane::Snapshot { supersedes: true };
 
 pub async fn handle(
     server: &Server,
-    stamped: Stamped<InlineCompletionParams>,
+    arrival: Arrival,
+    params: InlineCompletionParams,
 ) -> Result<Option<InlineCompletionResponse>> {
-    let position_params = &stamped.params.text_document_position_params;
+    let position_params = &params.text_document_position_params;
     let uri = &position_params.text_document.uri;
     let request = Request {
         uri: uri.clone(),
         position: position_params.position,
-        ticket: stamped.ticket,
-        // The document as the request found it (to be taken at its arrival).
-        document: server.session.snapshot(uri),
+        ticket: arrival.ticket,
+        document: arrival.document,
     };
     let Some(suggestion) =
         suggest(&server.completer, &server.session, &server.client, request).await
@@ -35,7 +40,7 @@ pub async fn handle(
     if !suggestion.typed_through {
         // Time to shown: from the request's arrival (stamped by `dispatch` when its frame was
         // decoded; the editor sends it right after the keystroke's didChange) to here.
-        let arrived_ns = stamped.ticket.arrived_ns;
+        let arrived_ns = arrival.ticket.arrived_ns;
         let elapsed_ms = if arrived_ns == 0 {
             0
         } else {

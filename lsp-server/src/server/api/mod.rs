@@ -1,4 +1,5 @@
-//! One file per LSP request or notification.
+//! One file per LSP request or notification. Each file says, in its `LANE`, where its work
+//! runs (see [`Lane`]); `server::dispatch` reads only that.
 
 pub mod code_action;
 pub mod completion;
@@ -16,22 +17,65 @@ pub mod inline_completion;
 pub mod shutdown;
 pub mod timings;
 
-/// A completion request as stamped at arrival by `server::dispatch`: the LSP params plus the
-/// ticket that orders it against newer requests for the same document.
-#[derive(serde::Deserialize)]
-pub struct Stamped<P> {
-    #[serde(flatten)]
-    pub params: P,
-    #[serde(rename = "ghostlineTicket", default)]
-    pub ticket: crate::complete::Ticket,
+use tower_lsp_server::gen_lsp_types::Uri;
+
+use crate::complete::Ticket;
+use crate::session::Document;
+
+/// Where a handler's work runs, as ruff_server's sync and background handlers say it. The
+/// line is the loop that reads messages: it reads the next one only when the arrival work
+/// of this one is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Run to completion on arrival, before the next message is read: whatever changes what
+    /// later requests see (document sync, settings, file events). Such a handler never
+    /// awaits; it is cheap (a rope edit, a settings merge, a message to the index's thread)
+    /// and never touches the disk.
+    Arrival,
+    /// A request about one document: on arrival it is stamped ([`Arrival`]: its ticket and a
+    /// snapshot of the document as it is then), then it runs concurrently on that snapshot,
+    /// whatever edits are read meanwhile. `supersedes`: it ends the document's older
+    /// request still running (its ticket takes the document's next generation).
+    Snapshot { supersedes: bool },
+    /// Run concurrently, as its own task: lifecycle, commands, custom requests.
+    Concurrent,
 }
 
-impl<P> Stamped<P> {
-    /// A request that bypassed the dispatch layer: ordered as if it arrived now.
-    pub fn unstamped(params: P) -> Self {
-        Self {
-            params,
-            ticket: crate::complete::Ticket::default(),
-        }
+/// Where the work of `method` runs: the `LANE` its handler file declares; methods without a
+/// handler here (unknown ones, `$/cancelRequest`, `exit`) are left to tower-lsp-server, which
+/// answers them at once.
+pub fn lane(method: &str) -> Lane {
+    match method {
+        initialize::METHOD => initialize::LANE,
+        initialized::METHOD => initialized::LANE,
+        shutdown::METHOD => shutdown::LANE,
+        execute_command::METHOD => execute_command::LANE,
+        document_text::METHOD => document_text::LANE,
+        timings::METHOD => timings::LANE,
+        did_open::METHOD => did_open::LANE,
+        did_change::METHOD => did_change::LANE,
+        did_close::METHOD => did_close::LANE,
+        did_save::METHOD => did_save::LANE,
+        did_change_configuration::METHOD => did_change_configuration::LANE,
+        did_change_watched_files::METHOD => did_change_watched_files::LANE,
+        inline_completion::METHOD => inline_completion::LANE,
+        completion::METHOD => completion::LANE,
+        code_action::METHOD => code_action::LANE,
+        _ => Lane::Concurrent,
     }
+}
+
+/// What a [`Lane::Snapshot`] request was given when it arrived: its ticket (which orders it
+/// against newer requests for the same document) and its document as it was then (`None`
+/// when that is not open). Handed to the handler with its future (`dispatch::Stamp`).
+#[derive(Clone, Debug, Default)]
+pub struct Arrival {
+    pub ticket: Ticket,
+    pub document: Option<Document>,
+}
+
+/// The `textDocument.uri` of a request's params, read without deserializing the rest.
+pub fn document_uri(params: Option<&serde_json::Value>) -> Option<Uri> {
+    let uri = params?.get("textDocument")?.get("uri")?.as_str()?;
+    Some(Uri::from(uri))
 }

@@ -2,7 +2,12 @@ use std::time::Duration;
 
 use tower_lsp_server::jsonrpc::Result;
 
+use super::Lane;
 use crate::server::Server;
+
+pub const METHOD: &str = "shutdown";
+/// Concurrent: it waits (bounded) for the stats to be written and sent.
+pub const LANE: Lane = Lane::Concurrent;
 
 /// How long shutdown waits for the acceptance stats to be on disk, and (with `shareStats`) for
 /// the last counters to reach the backend: together below the 2 s editors commonly give
