@@ -393,3 +393,29 @@ fn the_scanner_sees_code_and_only_code() {
         ["src/x.rs:3: .is_file()"]
     );
 }
+
+/// The lane table above follows the handlers: every `server/api/` file that declares
+/// `LANE: Lane = Lane::Arrival` is in `ARRIVAL_LANE`, and every handler file listed there
+/// declares it. A handler moved to the arrival lane without being listed fails here.
+#[test]
+fn the_arrival_lane_table_follows_the_handlers_declarations() {
+    let mut declared = Vec::new();
+    for (file, code) in sources() {
+        if file.starts_with("server/api/") && code.contains("pub const LANE: Lane = Lane::Arrival;")
+        {
+            declared.push(file);
+        }
+    }
+    declared.sort();
+    assert!(!declared.is_empty(), "no handler declares the arrival lane");
+    let mut listed: Vec<String> = ARRIVAL_LANE
+        .iter()
+        .filter(|file| file.starts_with("server/api/"))
+        .map(|file| file.to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(
+        declared, listed,
+        "server/api/ files declaring Lane::Arrival against ARRIVAL_LANE"
+    );
+}
