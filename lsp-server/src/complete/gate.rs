@@ -1,13 +1,12 @@
 //! The gate: whether a spot may get a suggestion (or a warm-up) at all. Requests and warm-ups
 //! go through the same two checks: the document (`admit_document`: cheap, on the async
-//! threads) and the cursor (`admit_cursor`: the secret check's regexes, on the blocking pool so
+//! threads) and the cursor (`admit_cursor`: the secret check's regexes, on blocking threads so
 //! an edit never waits behind them).
 
 use ropey::Rope;
 use tokio_util::sync::CancellationToken;
 use tower_lsp_server::gen_lsp_types::Uri;
 
-use super::blocking::BlockingPool;
 use crate::session::{Document, Session};
 use crate::settings::Settings;
 
@@ -49,17 +48,24 @@ pub(super) fn secret_at(rope: &Rope, cursor: usize) -> Option<&'static str> {
     None
 }
 
-/// `secret_at` on the pool: `Some(())` when the cursor may get a suggestion; `None` when it
-/// may not, or when `cancel` fired first.
+/// `secret_at` off the async threads: `Some(())` when the cursor may get a suggestion; `None`
+/// when it may not, when `cancel` fired first, or when the check failed. It runs on tokio's
+/// blocking threads, not on the work pool: typing through a suggestion and warm-ups only need
+/// this bounded scan (`privacy` caps it in bytes), and must not queue behind prompts being
+/// built there.
 pub(super) async fn admit_cursor(
-    pool: &BlockingPool,
     cancel: &CancellationToken,
     uri: &Uri,
     rope: &Rope,
     cursor: usize,
 ) -> Option<()> {
     let rope = rope.clone();
-    let secret = pool.run(cancel, move || secret_at(&rope, cursor)).await?;
+    let check = tokio::task::spawn_blocking(move || secret_at(&rope, cursor));
+    let secret = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return None,
+        checked = check => checked.ok()?,
+    };
     match secret {
         Some(why) => {
             tracing::debug!("no suggestions in {uri}: {why}");
@@ -123,14 +129,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_cursor_gate_runs_on_the_pool_and_yields_to_cancellation() {
+    async fn the_cursor_gate_answers_while_the_work_pool_is_busy_and_yields_to_cancellation() {
+        use super::super::blocking::BlockingPool;
         let pool = std::sync::Arc::new(BlockingPool::new(1));
         let uri = Uri::from("file:///w/app.py");
         let code = Rope::from_str("key = \"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB\"\nx = 1\n");
         let clear = code.line_to_char(1) + 4;
         let live = CancellationToken::new();
-        // The pool's one thread held by the test: the check waits for it, so it does not run
-        // on the async thread that asked.
+        // The pool's one thread held by the test, as a prompt being built holds it: the check
+        // must not wait for it.
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let (started, has_started) = tokio::sync::oneshot::channel::<()>();
         let blocker = tokio::spawn({
@@ -144,24 +151,16 @@ mod tests {
             }
         });
         has_started.await.unwrap();
-        let mut gate = Box::pin(admit_cursor(&pool, &live, &uri, &code, 10));
-        tokio::select! {
-            biased;
-            _ = &mut gate => panic!("the secret check ran off the pool"),
-            () = std::future::ready(()) => {}
-        }
-        release.send(()).unwrap();
-        assert_eq!(gate.await, None, "inside the key");
-        assert!(blocker.await.unwrap().is_some());
         assert_eq!(
-            admit_cursor(&pool, &live, &uri, &code, clear).await,
-            Some(())
+            admit_cursor(&live, &uri, &code, 10).await,
+            None,
+            "inside the key"
         );
+        assert_eq!(admit_cursor(&live, &uri, &code, clear).await, Some(()));
+        release.send(()).unwrap();
+        assert!(blocker.await.unwrap().is_some());
         let cancelled = CancellationToken::new();
         cancelled.cancel();
-        assert_eq!(
-            admit_cursor(&pool, &cancelled, &uri, &code, clear).await,
-            None
-        );
+        assert_eq!(admit_cursor(&cancelled, &uri, &code, clear).await, None);
     }
 }

@@ -1,7 +1,9 @@
 //! One completion request through the stages, in order: gate (the document) → recall (the
 //! suggestion on screen, through the cursor's gate) → gate (the cursor) and analyze →
-//! recall (the same prompt lately) → stream (with the prompt stage) → finish. Cheap steps run here on the async runtime; the secret check, the cursor analysis
-//! and the prompt run on the blocking pool (`blocking`), and a newer request for the document,
+//! recall (the same prompt lately) → stream (with the prompt stage) → finish. Cheap steps run
+//! here on the async runtime; the cursor analysis (with the secret check) and the prompt run on
+//! the work pool (`blocking`; the secret check alone, for typing-through, on tokio's blocking
+//! threads), and a newer request for the document,
 //! a `$/cancelRequest` or the deadline ends whichever stage is running.
 
 use std::sync::Arc;
@@ -47,8 +49,7 @@ pub async fn suggest(
     // lets it through: what is typed may have made the line a secret).
     let screen = on_screen(completer, &ctx.env.settings, &ctx.uri, &line);
     if let Some(typed) = screen.typed_through {
-        let (pool, rope) = (&completer.pool, &document.rope);
-        admit_cursor(pool, &ctx.cancel, &ctx.uri, rope, cursor).await?;
+        admit_cursor(&ctx.cancel, &ctx.uri, &document.rope, cursor).await?;
         ctx.record("typing", 0, 0);
         return Some(suggestion(&document, &line, typed, true));
     }

@@ -120,7 +120,7 @@ async fn warm_here(
     completer.pacing.reported(prefill, decode);
     let cursor = position_to_char(&document.rope, request.position, session.encoding());
     let unwatched = CancellationToken::new();
-    admit_cursor(&completer.pool, &unwatched, &uri, &document.rope, cursor).await?;
+    admit_cursor(&unwatched, &uri, &document.rope, cursor).await?;
     let line_index = document
         .rope
         .char_to_line(cursor.min(document.rope.len_chars()));
