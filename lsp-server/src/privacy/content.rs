@@ -26,6 +26,7 @@ static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "aws_session_token",
             "\"auths\"",
             ":",
+            "PRIVATE KEY-----",
         ])
         .expect("markers")
 });
@@ -78,14 +79,14 @@ fn head(text: &str) -> &str {
 /// `"kubernetes secret"`, `"aws credentials"`, `"docker auths"`).
 pub fn credential_format(text: &str) -> Option<&'static str> {
     let text = head(text);
-    let mut seen = [false; 7];
+    let mut seen = [false; 8];
     for found in MARKERS.find_overlapping_iter(text) {
         seen[found.pattern().as_usize()] = true;
         if seen.iter().all(|s| *s) {
             break;
         }
     }
-    let [machine, kind, users, aws_secret, aws_session, auths, colon] = seen;
+    let [machine, kind, users, aws_secret, aws_session, auths, colon, private_key] = seen;
     if (machine || text.contains("default"))
         && NETRC.is_match(text)
         && NETRC_PASSWORD.is_match(text)
@@ -108,7 +109,159 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     if colon && is_pgpass(text) {
         return Some("pgpass");
     }
+    if private_key && mostly_private_key(text) {
+        return Some("private key");
+    }
+    if colon && every_entry(text, |line| PASSWORD_HASH_LINE.is_match(line)) {
+        return Some("password hashes");
+    }
+    if colon && every_entry(text, is_url_with_password) {
+        return Some("credential store");
+    }
+    if mostly_credential_settings(text) {
+        return Some("credential settings");
+    }
     None
+}
+
+/// A private key block is most of the text (a key saved as `.txt`, a service-account JSON
+/// whose `private_key` is most of its bytes, an `.env` holding one key).
+fn mostly_private_key(text: &str) -> bool {
+    let key: usize = super::pem_spans(text).iter().map(|s| s.len()).sum();
+    let content = text.bytes().filter(|b| !b.is_ascii_whitespace()).count();
+    key * 2 >= content
+}
+
+/// `user:hash` (htpasswd, shadow, userlists): a crypt hash (`$apr1$…`, `$2y$…`, `$6$…`,
+/// `$argon2id$…`) or an LDAP-style `{SHA}…`, optionally followed by more `:` fields.
+static PASSWORD_HASH_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^[A-Za-z0-9._@-]{1,64}:(?:\$[0-9a-z]{1,10}\$\S{8,}|\{S?(?:SHA|MD5|SSHA)[0-9]*\}[A-Za-z0-9+/=]{8,}|[A-Za-z0-9./]{13})(?::\S*)?$",
+    )
+    .expect("valid")
+});
+
+/// `scheme://user:password@host…` with a literal password (git's credential store).
+fn is_url_with_password(line: &str) -> bool {
+    static URL: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[a-z][a-z0-9+.-]*://[^\s:/@]+:(?P<password>[^\s/@]+)@\S+$").expect("valid")
+    });
+    URL.captures(line)
+        .is_some_and(|c| !super::rules::is_url_placeholder(&c["password"]))
+}
+
+/// Every line that is not blank or a comment passes `entry`, and there is one.
+fn every_entry(text: &str, entry: impl Fn(&str) -> bool) -> bool {
+    let mut entries = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !entry(line) {
+            return false;
+        }
+        entries += 1;
+    }
+    entries > 0
+}
+
+/// What one line of a settings file is.
+enum Setting<'a> {
+    /// `key = value`, `key: value`, `"key": "value",`, `<key>value</key>`.
+    Pair(&'a str, &'a str),
+    /// A section, a parent key, a bracket, an XML tag: structure without a value.
+    Structure,
+    /// Anything else: code, prose.
+    Other,
+}
+
+fn setting(line: &str) -> Setting<'_> {
+    static PAIR: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#"^(?:-[ \t]+)?["']?(?P<key>[A-Za-z0-9_./:@$-]+)["']?[ \t]*(?:=|:[ \t]|:$)[ \t]*(?P<value>.*?)[ \t]*,?$"#,
+        )
+        .expect("valid")
+    });
+    static ELEMENT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"^<(?P<key>[A-Za-z_][A-Za-z0-9_.:-]*)>(?P<value>[^<]*)</[A-Za-z_][A-Za-z0-9_.:-]*>$",
+        )
+        .expect("valid")
+    });
+    static TAG: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"^(?:<[?!/]?[A-Za-z_][^<>]*>|\[[^\]]+\]|[\[\]{}(),]+)$"#).expect("valid")
+    });
+    if let Some(c) = ELEMENT.captures(line) {
+        let (key, value) = (c.name("key"), c.name("value"));
+        if let (Some(key), Some(value)) = (key, value) {
+            return Setting::Pair(key.as_str(), value.as_str());
+        }
+    }
+    if TAG.is_match(line) {
+        return Setting::Structure;
+    }
+    if let Some(c) = PAIR.captures(line) {
+        let (key, value) = (c.name("key"), c.name("value"));
+        if let (Some(key), Some(value)) = (key, value) {
+            let value = value.as_str().trim_matches(['"', '\'']);
+            if value.is_empty() || value == "{" || value == "[" {
+                return Setting::Structure;
+            }
+            return Setting::Pair(key.as_str(), value);
+        }
+    }
+    Setting::Other
+}
+
+/// A small settings file (INI, `.npmrc`, MySQL option file, `.pypirc`, Maven `settings.xml`,
+/// YAML/TOML/JSON of plain pairs) in which at least one key that says secret holds a literal
+/// and most keys are about credentials (a secret's name, `user`, `login`, `auth`, ...). Such a
+/// file is a credential file whatever its format; a project's configuration with a password
+/// among many settings is not (its values are redacted instead).
+fn mostly_credential_settings(text: &str) -> bool {
+    const MAX_PAIRS: usize = 40;
+    const IDENTITY: &[&str] = &["user", "username", "login", "email", "account", "auth"];
+    let (mut pairs, mut credential_keys, mut secrets, mut other) = (0, 0, 0, 0);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with(';')
+            || line.starts_with("//") && !line.contains(":_")
+            || line.starts_with("<!--")
+        {
+            continue;
+        }
+        match setting(line) {
+            Setting::Pair(key, value) => {
+                pairs += 1;
+                if pairs > MAX_PAIRS {
+                    return false;
+                }
+                let says = super::rules::name_says(key);
+                let words = super::rules::name_words(key);
+                if says != super::rules::NameSays::No
+                    || words.iter().any(|w| IDENTITY.contains(&w.as_str()))
+                {
+                    credential_keys += 1;
+                }
+                if says == super::rules::NameSays::Secret
+                    && super::rules::value_is_secret(says, super::rules::Written::Literal, value)
+                {
+                    secrets += 1;
+                }
+            }
+            Setting::Structure => {}
+            Setting::Other => {
+                other += 1;
+                if other > 2 {
+                    return false;
+                }
+            }
+        }
+    }
+    secrets > 0 && pairs >= 2 && credential_keys * 2 >= pairs && other * 10 <= pairs
 }
 
 /// Most lines (not blank, not comments) start with a netrc token: prose or code that mentions

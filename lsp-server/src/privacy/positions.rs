@@ -41,6 +41,12 @@ const CALLEE_HINTS: &[&str] = &[
     "fernet",
     "key",
     "aes",
+    // Key material decoded from a literal (`bytes.fromhex("…")`, `hex.DecodeString("…")`).
+    "decode",
+    "fromhex",
+    "unhexlify",
+    "hex2bin",
+    "atob",
 ];
 
 static HINTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
@@ -176,7 +182,20 @@ fn callee_at(text: &str, at: usize) -> Option<(Range<usize>, usize, usize)> {
         let close = text[pos..].find('>').filter(|&i| i < 80)?;
         pos += close + 1;
     }
-    (pos < bytes.len() && bytes[pos] == b'(').then_some((start..call_end, last_start, pos))
+    if pos < bytes.len() && bytes[pos] == b'(' {
+        return Some((start..call_end, last_start, pos));
+    }
+    // A call without parentheses (Ruby, Perl, shell functions: `req.basic_auth "u", "…"`):
+    // string arguments after a blank, when the callee has a receiver or opens its line (so
+    // that a word in prose followed by a quotation is not taken for a call).
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let opens_line = text[line_start..start].trim().is_empty();
+    let has_receiver = last_start != start || text[..start].ends_with(['.', ':']);
+    (pos > call_end
+        && pos < bytes.len()
+        && matches!(bytes[pos], b'"' | b'\'')
+        && (has_receiver || opens_line))
+        .then_some((start..call_end, last_start, call_end))
 }
 
 /// String literals of the argument list opening at `open`, each with its top-level argument
@@ -184,13 +203,18 @@ fn callee_at(text: &str, at: usize) -> Option<(Range<usize>, usize, usize)> {
 fn literal_args(text: &str, open: usize) -> Vec<(Range<usize>, usize)> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
-    let mut depth = 0usize;
+    // Without parentheses (`callee_at`) the arguments run to the end of the line.
+    let bracketed = bytes
+        .get(open)
+        .is_some_and(|b| matches!(b, b'(' | b'[' | b'{'));
+    let mut depth = usize::from(!bracketed);
     let mut arg = 0;
     let mut at = open;
     let limit = (open + 2000).min(bytes.len());
     while at < limit {
         let b = bytes[at];
         match b {
+            b'\n' if !bracketed && depth == 1 => break,
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => {
                 depth = depth.saturating_sub(1);
@@ -265,6 +289,7 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
             .any(|w| w != "token" && VALUE_WORDS.contains(&w.as_str()))
             || last == "token";
         let key_material = words.iter().any(|w| KEY_WORDS.contains(&w.as_str()));
+        let decodes = is_decoder(last_part);
         let first_arg = if (names_value || api_key) && !reader {
             Some(0)
         } else if reader && (names_value || api_key) {
@@ -281,18 +306,329 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
         } else {
             None
         };
-        if first_arg.is_none() && !key_material {
+        if first_arg.is_none() && !key_material && !decodes {
             continue;
         }
         for (literal, arg) in literal_args(text, open) {
             let value = &text[literal.clone()];
             let by_position =
                 first_arg.is_some_and(|first| arg >= first) && rules::credential_like(value);
-            if by_position || (key_material && !reader && rules::looks_random(value)) {
+            // A login or connect call's one random-looking argument is the token
+            // (`bot.login("…")`), wherever it stands.
+            let random_anywhere = (first_arg.is_some() || key_material) && !reader;
+            if by_position
+                || (random_anywhere && rules::looks_random(value))
+                || (decodes && decoded_key_like(value))
+            {
                 out.push(literal);
             }
         }
     }
+}
+
+/// A callee that decodes text into bytes: `fromhex`, `unhexlify`, `DecodeString`,
+/// `b64decode`, `hex::decode`, `atob`, `hex2bin`.
+fn is_decoder(last_part: &str) -> bool {
+    let lower = last_part.to_ascii_lowercase().replace('_', "");
+    lower.contains("decode")
+        || lower.contains("fromhex")
+        || lower.contains("unhexlify")
+        || lower == "hex2bin"
+        || lower == "atob"
+}
+
+/// A literal decoded into bytes is key material when it is random and at least 16 bytes
+/// (32 hex digits, 22 base64 characters): shorter ones are test data and magic numbers.
+fn decoded_key_like(value: &str) -> bool {
+    let hex = value.bytes().all(|b| b.is_ascii_hexdigit());
+    rules::looks_random(value) && value.len() >= if hex { 32 } else { 22 }
+}
+
+/// `"…".toCharArray()`: Java APIs take passwords as `char[]` (`KeyStore.load`,
+/// `PBEKeySpec`, `createCredential`), so a literal turned into one is a password.
+fn char_array_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    const CALL: &str = ".toCharArray()";
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = text[from..].find(CALL) {
+        let at = from + found;
+        from = at + CALL.len();
+        if at == 0 || !matches!(bytes[at - 1], b'"' | b'\'') {
+            continue;
+        }
+        let quote = bytes[at - 1] as char;
+        let line_start = text[..at - 1].rfind('\n').map_or(0, |i| i + 1);
+        let Some(open) = text[line_start..at - 1].rfind(quote) else {
+            continue;
+        };
+        let literal = line_start + open + 1..at - 1;
+        if rules::credential_like(&text[literal.clone()]) {
+            out.push(literal);
+        }
+    }
+}
+
+/// Markers of a connection string (`mysql:host=…;dbname=…`, `Data Source=…`, `jdbc:…`, a
+/// database URL) in a call's arguments: the credential-looking literals after it are the
+/// user's password (`new PDO(dsn, "user", "…")`, `DriverManager.getConnection(url, u, "…")`).
+const DSN_MARKERS: &[&str] = &[
+    "host=",
+    "dbname=",
+    "data source=",
+    "server=",
+    "jdbc:",
+    "mysql:",
+    "pgsql:",
+    "sqlsrv:",
+    "oci:",
+    "odbc:",
+    "postgres://",
+    "postgresql://",
+    "mongodb://",
+    "mongodb+srv://",
+    "redis://",
+    "amqp://",
+    "amqps://",
+    "ldap://",
+    "ldaps://",
+    "ftp://",
+    "sftp://",
+];
+
+static DSNS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(DSN_MARKERS)
+        .expect("dsn markers")
+});
+
+/// The unclosed `(` before `at`, within a few lines.
+fn open_paren_before(bytes: &[u8], at: usize) -> Option<usize> {
+    let floor = at.saturating_sub(400);
+    let mut depth = 0usize;
+    let mut pos = at;
+    while pos > floor {
+        pos -= 1;
+        match bytes[pos] {
+            b')' | b']' | b'}' => depth += 1,
+            b'(' | b'[' | b'{' if depth > 0 => depth -= 1,
+            b'(' => return Some(pos),
+            b'[' | b'{' | b';' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn connection_call_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    let bytes = text.as_bytes();
+    let mut done = Vec::new();
+    for marker in DSNS.find_iter(text) {
+        let Some(open) = open_paren_before(bytes, marker.start()) else {
+            continue;
+        };
+        if done.contains(&open) {
+            continue;
+        }
+        done.push(open);
+        let literals = literal_args(text, open);
+        let Some(dsn_arg) = literals
+            .iter()
+            .find(|(l, _)| l.start <= marker.start() && marker.end() <= l.end)
+            .map(|(_, arg)| *arg)
+        else {
+            continue;
+        };
+        for (literal, arg) in literals {
+            if arg > dsn_arg && rules::credential_like(&text[literal.clone()]) {
+                out.push(literal);
+            }
+        }
+    }
+}
+
+/// A token in a URL's path or query (`https://api.example/bot123:AAx…/send`,
+/// `/hooks/T0/B0/xYz…`): a part of 20+ token characters that looks random and is not hex
+/// alone (commit hashes and digests in links are not secrets). The whole segment goes, but a
+/// leading word before digits (`bot`).
+fn url_path_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let scheme_end = from + found;
+        let mut end = scheme_end + 3;
+        while end < bytes.len()
+            && !bytes[end].is_ascii_whitespace()
+            && !matches!(bytes[end], b'"' | b'\'' | b'`' | b'<' | b'>' | b')' | b'\\')
+        {
+            end += 1;
+        }
+        from = end.max(scheme_end + 3);
+        let Some(path) = text[scheme_end + 3..end].find('/') else {
+            continue;
+        };
+        let mut seg_start = scheme_end + 3 + path + 1;
+        for at in seg_start..=end {
+            if at < end && !matches!(bytes[at], b'/' | b'?' | b'&' | b'#' | b'=' | b',' | b';') {
+                continue;
+            }
+            let segment = &text[seg_start..at];
+            let random = segment.len() >= 20 && segment.split([':', '.']).any(random_token);
+            if random {
+                let word = segment.bytes().take_while(u8::is_ascii_lowercase).count();
+                let skip = if segment.as_bytes().get(word).is_some_and(u8::is_ascii_digit) {
+                    word
+                } else {
+                    0
+                };
+                out.push(seg_start + skip..at);
+            }
+            seg_start = at + 1;
+        }
+    }
+}
+
+/// A generated token rather than a slug, a digest or a version: 20+ characters that
+/// `rules::looks_random`, with upper and lower case and digits, and letters beyond hex (a
+/// commit hash with a suffix, `diff-4fc6…R48`, is not one) switching class often (words
+/// with a digit, `Tutorial-1---Writing-Extensions`, do not).
+fn random_token(part: &str) -> bool {
+    let count = |f: fn(&u8) -> bool| part.bytes().filter(f).count();
+    let (upper, lower, digits) = (
+        count(u8::is_ascii_uppercase),
+        count(u8::is_ascii_lowercase),
+        count(u8::is_ascii_digit),
+    );
+    let beyond_hex = count(|b| b.is_ascii_alphabetic() && !b.is_ascii_hexdigit());
+    let class = |b: u8| {
+        (
+            b.is_ascii_uppercase(),
+            b.is_ascii_lowercase(),
+            b.is_ascii_digit(),
+        )
+    };
+    let switches = part
+        .as_bytes()
+        .windows(2)
+        .filter(|w| class(w[0]) != class(w[1]))
+        .count();
+    part.len() >= 20
+        && upper >= 2
+        && lower >= 2
+        && digits >= 2
+        && beyond_hex * 4 >= part.len()
+        && switches * 3 >= part.len()
+        && rules::looks_random(part)
+}
+
+/// Last words of a name that holds several credentials (`integration_keys = { … }`,
+/// `secrets:`): the values inside are credentials by position.
+const COLLECTION_WORDS: &[&str] = &[
+    "keys",
+    "secrets",
+    "tokens",
+    "passwords",
+    "credentials",
+    "creds",
+    "apikeys",
+];
+
+static COLLECTIONS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(COLLECTION_WORDS)
+        .expect("collection words")
+});
+
+/// Values of a block opened under a name that says it holds credentials: an HCL/JSON/TOML
+/// object (`api_keys = {`, `"secrets": {`), a YAML mapping (`credentials:` and deeper lines)
+/// or an INI/TOML section (`[secrets]`). Each child value that looks like a credential
+/// (`rules::credential_like`).
+fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if COLLECTIONS.find(text).is_none() {
+        return;
+    }
+    let mut block: Option<(usize, bool)> = None; // (opener's indent, section)
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let body = line.trim_end_matches(['\n', '\r']);
+        let trimmed = body.trim_start();
+        let indent = body.len() - trimmed.len();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("//") {
+            continue;
+        }
+        if let Some((open_indent, section)) = block {
+            let ends = if section {
+                trimmed.starts_with('[')
+            } else {
+                indent <= open_indent
+            };
+            if !ends {
+                if let Some(value) = child_value(trimmed) {
+                    let at = start + indent + value.start;
+                    let range = at..start + indent + value.end;
+                    if rules::credential_like(&text[range.clone()]) {
+                        out.push(range);
+                    }
+                }
+                continue;
+            }
+            block = None;
+        }
+        if let Some(name) = block_opener(trimmed) {
+            let words = rules::name_words(name);
+            let holds = words
+                .last()
+                .is_some_and(|w| COLLECTION_WORDS.contains(&w.as_str()));
+            if holds {
+                block = Some((indent, trimmed.starts_with('[')));
+            }
+        }
+    }
+}
+
+/// The name of a line that opens a block: `name = {`, `"name": {`, `name:` (YAML), `[name]`.
+fn block_opener(line: &str) -> Option<&str> {
+    let line = line.trim_end();
+    if let Some(section) = line.strip_prefix('[') {
+        return section
+            .strip_suffix(']')
+            .map(|s| s.trim_matches(['[', ']', ' ']));
+    }
+    let rest = line
+        .strip_suffix('{')
+        .map(str::trim_end)
+        .and_then(|l| l.strip_suffix(['=', ':']))
+        .or_else(|| line.strip_suffix(':'))?;
+    let name = rest.trim().trim_matches(['"', '\'']);
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| is_ident(b) || matches!(b, b'-' | b'.')))
+    .then_some(name)
+}
+
+/// The value of a `key = "v"`, `key: v` or `"key": "v",` line, as a range of the line.
+fn child_value(line: &str) -> Option<Range<usize>> {
+    let sep = line.find(['=', ':'])?;
+    let key = line[..sep].trim().trim_matches(['"', '\'']);
+    if key.is_empty() || !key.bytes().all(|b| is_ident(b) || matches!(b, b'-' | b'.')) {
+        return None;
+    }
+    let rest = &line[sep + 1..];
+    let value = rest.trim_start();
+    let mut start = sep + 1 + (rest.len() - value.len());
+    let value = value.trim_end().trim_end_matches(',').trim_end();
+    let inner = match value.as_bytes().first() {
+        Some(&q) if matches!(q, b'"' | b'\'') => {
+            start += 1;
+            value[1..].split(q as char).next().unwrap_or("")
+        }
+        _ => value,
+    };
+    (!inner.is_empty()).then(|| start..start + inner.len())
 }
 
 /// The values of a Kubernetes `Secret`'s `data:` and `stringData:` blocks (base64 or plain,
@@ -446,6 +782,10 @@ pub fn extend_to_sibling_arguments(text: &str, spans: &mut Vec<Range<usize>>) {
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     call_spans(text, out);
     kubernetes_secret_spans(text, out);
+    char_array_spans(text, out);
+    connection_call_spans(text, out);
+    url_path_spans(text, out);
+    collection_spans(text, out);
 }
 
 #[cfg(test)]

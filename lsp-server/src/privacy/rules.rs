@@ -60,7 +60,7 @@ pub struct RuleRow {
 
 /// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
 /// are case-insensitive). The check then decides on whole words.
-const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|secret|token|key|cred|auth|salt|pat(?-u:\b))[A-Za-z0-9_.-]*)";
+const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|pw(?-u:\b)|secret|token|key|cred|auth|salt|pat(?-u:\b))[A-Za-z0-9_.-]*)";
 
 macro_rules! row {
     ($name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
@@ -197,7 +197,8 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "Telegram bot token",
-            r"(?-u:\b)[0-9]{8,10}:AA[A-Za-z0-9_-]{33}(?-u:\b)",
+            // In the Bot API's URLs it follows `bot` (`/bot123…:AA…/sendMessage`), no boundary.
+            r"(?:(?-u:\b)|bot)(?P<secret>[0-9]{8,10}:AA[A-Za-z0-9_-]{33})(?-u:\b)",
             Shape,
             "bot = Bot('123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1')",
             "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1",
@@ -476,6 +477,50 @@ pub fn rows() -> Vec<RuleRow> {
             "iniPw_42",
             "password = get_password()\ntoken = self.next_token\nsecret: str\n",
         ),
+        // ---- Credential positions of any syntax (issue 29, held-out-3) ---------------------------
+        row!(
+            "secret name, blank, value, end of line (config directives: `user a insecure-password v`, `npm config set //h/:_authToken v`)",
+            // The name: a word (an npm registry's `//host/:` may lead), not a file name
+            // (`ca-private.key`); the value: one token, no colon (prose ends `password input:`),
+            // not a glob or a reference.
+            r#"(?m)(?:^|[ \t])(?:[^\s]*/:)?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_-]*)[ \t]+(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`:;,{}()\[\]<>|&*]*)[ \t]*;?[ \t]*\r?$"#,
+            SecretName(Unquoted),
+            "userlist admins\n    user ops insecure-password Wq7-zP2m-Lk9\n",
+            "Wq7-zP2m-Lk9",
+            "    return token\nvar apiKey string\nuseful for password input:\nrm -f ca-private.key *.csr\n",
+        ),
+        row!(
+            "user:password after a word that says auth or pass (`stats auth u:p`, `-pass pass:p`, `--creds u:p`)",
+            r#"(?i)(?-u:\b)(?:[A-Za-z-]*(?:auth|pass|login|cred)[A-Za-z-]*)[ \t]+["']?[A-Za-z0-9._@-]{1,64}:(?P<secret>[^\s"'`@/]+)"#,
+            CredentialLike,
+            "    stats auth ops:Rk4!vN8-qT2z\n",
+            "Rk4!vN8-qT2z",
+            "    stats auth ops:$STATS_PASSWORD\nlogin user:name\n",
+        ),
+        row!(
+            "name attribute that says secret, then its value attribute (`<property name=\"password\" value=\"…\"/>`, `<add key=\"…Secret\" value=\"…\"/>`)",
+            r#"(?i)(?-u:\b)(?:name|key|id|property|param)\s*=\s*["'](?P<name>[^"'\r\n]{1,100})["']\s+(?:value|content|default|val)\s*=\s*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)')"#,
+            SecretName(Quoted),
+            "<param name=\"smtp.password\" value=\"Mx3-qLp8-vR2\"/>",
+            "Mx3-qLp8-vR2",
+            "<param name=\"password.minLength\" value=\"12\"/><param name=\"secretName\" value=\"db-credentials\"/>",
+        ),
+        row!(
+            "`Basic` then base64 of user:password, in any header syntax",
+            r"(?-u:\b)Basic[ \t]+(?P<secret>[A-Za-z0-9+/]{8,}={0,2})",
+            Base64UserPass,
+            "    add_header X-Upstream-Auth \"Basic b3BzOlJrNCF2TjgtcVQyeg==\";",
+            "b3BzOlJrNCF2TjgtcVQyeg==",
+            "Basic authentication is described in RFC 7617",
+        ),
+        row!(
+            "NAME=value inside a quoted string (`echo \"DB_PASSWORD=v\" >> f`, `[\"API_TOKEN=v\"]`)",
+            r#"["'](?:export[ \t]+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<secret>[^\s"'`$][^\s"'`]*)["']"#,
+            SecretName(Literal),
+            "RUN echo \"SMTP_PASSWORD=pQ8#mZ-4wLx\" >> /etc/app.env",
+            "pQ8#mZ-4wLx",
+            "RUN echo \"SMTP_PASSWORD=$SMTP_PASSWORD\" >> /etc/app.env",
+        ),
     ]
 }
 
@@ -502,7 +547,7 @@ fn const_format_name_fallback() -> &'static str {
 fn const_format_name_unquoted() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?im)(?:^[ \t]*|\s--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:(?:=|:)[ \t]*(?:&[A-Za-z0-9_-]+[ \t]+)?(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#\\&|>][^\s"'`,;(){{}}\[\]<>\\]*)|=(?P<secret2>#[^\s"'`,;(){{}}\[\]<>\\]+))[ \t]*(?:\r?$|[ \t;&,#])"#
+            r#"(?im)(?:^[ \t]*|\s--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:(?:[?:+]?=|:)[ \t]*(?:&[A-Za-z0-9_-]+[ \t]+)?(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#\\&|>][^\s"'`,;(){{}}\[\]<>\\]*)|=(?P<secret2>#[^\s"'`,;(){{}}\[\]<>\\]+))[ \t]*(?:\r?$|[ \t;&,#])"#
         )
     });
     PATTERN.as_str()
@@ -548,6 +593,8 @@ pub enum NameSays {
 /// Single words that say secret whatever precedes them.
 const SECRET_WORDS: &[&str] = &[
     "password",
+    // `bind_pw`, `root_pw`, `DB_PW` (LDAP, Ansible, Samba spell it so).
+    "pw",
     "passwd",
     "passwort",
     "pwd",
