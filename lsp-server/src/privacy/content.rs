@@ -329,6 +329,14 @@ mod tests {
             ("apiVersion: v1\nkind: Config\nclusters: []\nusers:\n- name: a\n  user:\n    token: abc\n", "kubeconfig"),
             ("[default]\naws_access_key_id = AKIA\naws_secret_access_key = x\n", "aws credentials"),
             ("{\"auths\": {\"ghcr.io\": {\"auth\": \"dXNlcjpwdw==\"}}}", "docker auths"),
+            // Added after held-out-3 (examples written for this test).
+            ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtz\n-----END OPENSSH PRIVATE KEY-----\n", "private key"),
+            ("{\n  \"kind\": \"signer\",\n  \"key\": \"-----BEGIN EC PRIVATE KEY-----\\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oFQ8s2RCGp8woAoGCCqGSM49\\nAwEHoUQDQgAE7CXRWxkAC1Ym7jyz0wVLWdSHCHLrWD8h3dLyyP5T4a5ho9I9\\n-----END EC PRIVATE KEY-----\\n\"\n}\n", "private key"),
+            ("alice:$6$rounds=5000$Qx1sAlt$K9pVw2mLq8rT3nB7xY4cH1dJ6sE0gA5uI:19000:0:99999:7:::\nbob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n", "password hashes"),
+            ("https://deploy:Zq8-vL2m@git.example.org\nhttps://x-token:Ab3dEf6H@forge.internal\n", "credential store"),
+            ("[distutils]\nindex-servers = pypi\n\n[pypi]\nusername = __token__\npassword = Tk7-Qv2m-Lp9x\n", "credential settings"),
+            ("; registry login\n//npm.example.org/:_authToken=Hm4vQ8zL2pX7\nemail=ci@example.org\n", "credential settings"),
+            ("<servers>\n  <server>\n    <id>internal</id>\n    <username>ci</username>\n    <password>Rw5!kP8-zQ</password>\n  </server>\n</servers>\n", "credential settings"),
         ] {
             assert_eq!(credential_format(text), Some(format), "{text}");
         }
@@ -345,6 +353,13 @@ mod tests {
             "key:value:with:many:colons and spaces\n",
             "auth = {\"auths\": {}}",
             "",
+            // A password among many settings: its value is redacted, the file stays.
+            "[app]\nname = shop\nport = 8080\nworkers = 4\ndebug = false\nlog = info\n[db]\nhost = db\nuser = shop\npassword = Kq7-vB2x\n",
+            // A private key inside code that is mostly code.
+            "import paramiko\n\nKEY = '''-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----'''\n\n\ndef connect(host, user):\n    client = paramiko.SSHClient()\n    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())\n    pkey = paramiko.RSAKey.from_private_key(io.StringIO(KEY))\n    client.connect(hostname=host, username=user, pkey=pkey, timeout=10)\n    return client\n",
+            "alice:x:1000:1000::/home/alice:/bin/bash\n",
+            "https://example.org/docs\nhttps://user@example.org/repo\n",
+            "user: alice\nname: Alice\nemail: a@example.org\n",
         ] {
             assert_eq!(credential_format(text), None, "{text}");
         }

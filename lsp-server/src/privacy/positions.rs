@@ -841,6 +841,80 @@ mod tests {
         );
     }
 
+    /// The credential positions added after held-out-3, in examples written for this test.
+    #[test]
+    fn credential_positions_of_any_syntax() {
+        let cases: &[(&str, &str)] = &[
+            // Key material decoded from a literal.
+            (
+                r#"aes_key = binascii.unhexlify("5be1c07a93d24f6e8a1b0c3d7e9f2a4b")"#,
+                "5be1c07a93d24f6e8a1b0c3d7e9f2a4b",
+            ),
+            (
+                r#"let k = general_purpose::STANDARD.decode("p2Vx8KqL0mZr4TnB7wYc1H5sJ9dE3gA6").unwrap();"#,
+                "p2Vx8KqL0mZr4TnB7wYc1H5sJ9dE3gA6",
+            ),
+            // A call without parentheses.
+            (
+                r#"  conn.authenticate "svc", "Tq5!zW8-pL3x""#,
+                "Tq5!zW8-pL3x",
+            ),
+            // A login call's one random argument.
+            (
+                r#"await gateway.login("Rz7Kq2Lm9Xv4Tn8Bw3Yc6Hd1")"#,
+                "Rz7Kq2Lm9Xv4Tn8Bw3Yc6Hd1",
+            ),
+            // A literal turned into a char array.
+            (
+                r#"PBEKeySpec spec = new PBEKeySpec("Wn4#kd9-Qp2".toCharArray());"#,
+                "Wn4#kd9-Qp2",
+            ),
+            // After a connection string.
+            (
+                r#"db = pymssql.connect("Server=sql.internal;Database=ledger", "svc", "Lm7!vQ2-nR8")"#,
+                "Lm7!vQ2-nR8",
+            ),
+            (
+                r#"$h = new Conn("pgsql:host=db;dbname=x", "app", "Zx9.kedro-Vamp3!");"#,
+                "Zx9.kedro-Vamp3!",
+            ),
+            // A token in a URL's path.
+            (
+                r#"fetch("https://hooks.example.net/v1/ingest/Qm7ZtR2kP9xWb4LcN8vY/events")"#,
+                "Qm7ZtR2kP9xWb4LcN8vY",
+            ),
+            // Values under a name that holds several credentials.
+            (
+                "webhook_secrets = {\n  github = \"Pk8vR3-mW2qZ\"\n  stripe = \"whk.Tr4nD9\"\n}\n",
+                "Pk8vR3-mW2qZ",
+            ),
+            (
+                "credentials:\n  prod: \"Ks8!pQ2-vLx\"\nport: 80\n",
+                "Ks8!pQ2-vLx",
+            ),
+            ("[secrets]\nsmtp = Vb6-qTz8#Lm\n", "Vb6-qTz8#Lm"),
+        ];
+        for (text, secret) in cases {
+            assert!(found(text).contains(secret), "{text}: {:?}", found(text));
+        }
+        for code in [
+            r#"magic = bytes.fromhex("deadbeef")"#,
+            r#"data = base64.b64decode(payload)"#,
+            r#"chunk = bytes.fromhex("00000000000000000000000000000000")"#,
+            r#"Use the client "foo" here"#,
+            r#"login("Password: ")"#,
+            r#"char[] cs = "abcdefgh".toCharArray();"#,
+            r#"r = requests.get("https://x.example/a", "application/json")"#,
+            r#"psycopg2.connect("host=db dbname=x", "reporting_user")"#,
+            "see https://github.com/o/r/commit/88aa1c897dfe2ee4aa987e4a56f2ba1344a17238#diff-4fc63db1f2fcb7c6e464ee9a77c3c74e90dd191d1c9ffc3bdd1234d3a6663dc0R48",
+            "[docs]: https://example.org/wiki/Tutorial-1---Writing-Extensions-for-Python-Markdown",
+            "![b](http://img.shields.io/badge/godoc-reference-5272B4.svg?style=flat)",
+            "keys = {\n  up = \"ArrowUp\"\n  down = \"ArrowDown\"\n}\n",
+        ] {
+            assert!(found(code).is_empty(), "{code}: {:?}", found(code));
+        }
+    }
+
     #[test]
     fn kubernetes_secret_data() {
         let text = "apiVersion: v1\nkind: Secret\ndata:\n  DATABASE_URL: cG9zdGdyZXM6Ly9h\n  other: \"eHl6\"\nmetadata:\n  name: x\n";

@@ -491,7 +491,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "user:password after a word that says auth or pass (`stats auth u:p`, `-pass pass:p`, `--creds u:p`)",
-            r#"(?i)(?-u:\b)(?:[A-Za-z-]*(?:auth|pass|login|cred)[A-Za-z-]*)[ \t]+["']?[A-Za-z0-9._@-]{1,64}:(?P<secret>[^\s"'`@/]+)"#,
+            r#"(?i)(?-u:\b)(?:[A-Za-z_-]*(?:auth|pass|login|cred)[A-Za-z_-]*)[ \t]+["']?[A-Za-z0-9._@-]{1,64}:(?P<secret>[^\s"'`@/]+)"#,
             CredentialLike,
             "    stats auth ops:Rk4!vN8-qT2z\n",
             "Rk4!vN8-qT2z",
