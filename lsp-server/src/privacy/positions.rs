@@ -315,11 +315,12 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
                 first_arg.is_some_and(|first| arg >= first) && rules::credential_like(value);
             // A login or connect call's one random-looking argument is the token
             // (`bot.login("…")`), wherever it stands.
-            let random_anywhere = (first_arg.is_some() || key_material) && !reader;
-            if by_position
-                || (random_anywhere && rules::looks_random(value))
-                || (decodes && decoded_key_like(value))
-            {
+            let random_anywhere = if key_material {
+                rules::looks_random(value)
+            } else {
+                first_arg.is_some() && random_token(value)
+            };
+            if by_position || (random_anywhere && !reader) || (decodes && decoded_key_like(value)) {
                 out.push(literal);
             }
         }
@@ -473,7 +474,7 @@ fn url_path_spans(text: &str, out: &mut Vec<Range<usize>>) {
                 continue;
             }
             let segment = &text[seg_start..at];
-            let random = segment.len() >= 20 && segment.split([':', '.']).any(random_token);
+            let random = random_token(segment);
             if random {
                 let word = segment.bytes().take_while(u8::is_ascii_lowercase).count();
                 let skip = if segment.as_bytes().get(word).is_some_and(u8::is_ascii_digit) {
@@ -493,6 +494,15 @@ fn url_path_spans(text: &str, out: &mut Vec<Range<usize>>) {
 /// commit hash with a suffix, `diff-4fc6…R48`, is not one) switching class often (words
 /// with a digit, `Tutorial-1---Writing-Extensions`, do not).
 fn random_token(part: &str) -> bool {
+    // Words joined by separators (`Meta-Llama-3-8B-Instruct`, `Win32_Thread_Block`,
+    // `LF+AI+Day`) are names: one piece between separators must be random by itself.
+    part.len() >= 20
+        && part
+            .split(['-', '_', '+', '~', '.', '/', ':'])
+            .any(|piece| piece.len() >= 16 && random_piece(piece))
+}
+
+fn random_piece(part: &str) -> bool {
     let count = |f: fn(&u8) -> bool| part.bytes().filter(f).count();
     let (upper, lower, digits) = (
         count(u8::is_ascii_uppercase),
@@ -512,8 +522,7 @@ fn random_token(part: &str) -> bool {
         .windows(2)
         .filter(|w| class(w[0]) != class(w[1]))
         .count();
-    part.len() >= 20
-        && upper >= 2
+    upper >= 2
         && lower >= 2
         && digits >= 2
         && beyond_hex * 4 >= part.len()
@@ -577,25 +586,44 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
             }
             block = None;
         }
-        if let Some(name) = block_opener(trimmed) {
-            let words = rules::name_words(name);
-            let holds = words
-                .last()
-                .is_some_and(|w| COLLECTION_WORDS.contains(&w.as_str()));
-            if holds {
-                block = Some((indent, trimmed.starts_with('[')));
+        let section = trimmed.starts_with('[');
+        if let Some(name) = block_opener(trimmed).filter(|_| !section || indent == 0) {
+            if holds_credentials(name) {
+                block = Some((indent, section));
             }
         }
     }
+}
+
+/// A name whose last word is a plural of credentials. `keys` and `tokens` alone are a
+/// dictionary's keys and a lexer's tokens: they need a first word that makes the singular a
+/// credential or may (`api_keys`, `integration_keys`; not `special_tokens`).
+fn holds_credentials(name: &str) -> bool {
+    let words = rules::name_words(name);
+    let Some(last) = words.last().map(String::as_str) else {
+        return false;
+    };
+    if !COLLECTION_WORDS.contains(&last) {
+        return false;
+    }
+    if matches!(last, "keys" | "tokens") {
+        let singular = name.trim_end_matches(['s', 'S']);
+        return words.len() >= 2 && rules::name_says(singular) != rules::NameSays::No;
+    }
+    true
 }
 
 /// The name of a line that opens a block: `name = {`, `"name": {`, `name:` (YAML), `[name]`.
 fn block_opener(line: &str) -> Option<&str> {
     let line = line.trim_end();
     if let Some(section) = line.strip_prefix('[') {
-        return section
-            .strip_suffix(']')
-            .map(|s| s.trim_matches(['[', ']', ' ']));
+        // `[secrets]`, `[[api_keys]]`; not a list (`["a", *x.keys()]`).
+        let name = section.strip_suffix(']')?.trim_matches(['[', ']', ' ']);
+        return (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| is_ident(b) || matches!(b, b'-' | b'.')))
+        .then_some(name);
     }
     let rest = line
         .strip_suffix('{')
@@ -626,6 +654,8 @@ fn child_value(line: &str) -> Option<Range<usize>> {
             start += 1;
             value[1..].split(q as char).next().unwrap_or("")
         }
+        // Unquoted: a literal of YAML or INI, not an expression (`f(x)`, `Set[str]`).
+        _ if value.contains(['(', '[', '{', ' ']) => return None,
         _ => value,
     };
     (!inner.is_empty()).then(|| start..start + inner.len())
@@ -910,6 +940,12 @@ mod tests {
             "[docs]: https://example.org/wiki/Tutorial-1---Writing-Extensions-for-Python-Markdown",
             "![b](http://img.shields.io/badge/godoc-reference-5272B4.svg?style=flat)",
             "keys = {\n  up = \"ArrowUp\"\n  down = \"ArrowDown\"\n}\n",
+            // Seen in the Python packages of this machine (GHOSTLINE_REDACTION_DIR).
+            r#">>> client = InferenceClient("meta-llama/Meta-Llama-3-8B-Instruct")"#,
+            "* https://en.wikipedia.org/wiki/Win32_Thread_Information_Block",
+            "<https://wiki.example.org/pages/14091402/LF+AI+Day+-ONNX+Community+Virtual+Meetup+2020>",
+            "NAMES = set(\n    [\"root\", *RULES.keys()]\n)\n\nLITERALS = set(\"|.()[]{}*+?\")\n",
+            "    tokens = {\n        'strings-single': innerstring_rules(String.Single),\n    }\n",
         ] {
             assert!(found(code).is_empty(), "{code}: {:?}", found(code));
         }
