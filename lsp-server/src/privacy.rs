@@ -702,6 +702,12 @@ mod tests {
             ("SIGNING_SECRET := 8c1f0e9a7b6d5c4e3f2a1b0c9d8e7f6a\n", "8c1f0e9a7b6d5c4e3f2a1b0c9d8e7f6a"),
             ("WEBHOOK_TOKEN ?= Lq2vT8kZ4mR6\n", "Lq2vT8kZ4mR6"),
             ("u = \"https://api.telegram.org/bot1234567890:AAQx8vT2kL9mZ4pR7nW3cY6hJ1dF5gB0sEu/getMe\"", "AAQx8vT2kL9mZ4pR7nW3cY6hJ1dF5gB0sEu"),
+            ("keytool -importkeystore -srcstorepass Mv7-kQ2xZp -destkeypass Mv7-kQ2xZp\n", "Mv7-kQ2xZp"),
+            ("sqlcmd -S db -U loader -P Hs9!qV4-zLk -Q \"select 1\"", "Hs9!qV4-zLk"),
+            ("kubectl create secret generic db --from-literal=db_password=Pn6-wZ3kQx\n", "Pn6-wZ3kQx"),
+            ("psql \"host=db user=app password=Jf4-qL8vZx sslmode=require\"", "Jf4-qL8vZx"),
+            ("echo \"Xk9vQ2mLp7Zt4Rw8\" | tool auth login --with-token\n", "Xk9vQ2mLp7Zt4Rw8"),
+            ("set -x SMTP_PASS Qw8-zVn3Lk\n", "Qw8-zVn3Lk"),
         ];
         for (text, secret) in cases {
             let redacted = redact(text);

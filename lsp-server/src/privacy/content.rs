@@ -1,7 +1,9 @@
 //! Files whose *content* is a credential file, whatever their name: netrc and pgpass formats,
 //! kubeconfigs with users, Kubernetes `kind: Secret` manifests, AWS credentials INI files and
-//! Docker `auths` configs. Such a file is treated like an excluded one (`excludes.rs`): never
-//! indexed, retrieved or completed in.
+//! Docker `auths` configs; and, by class rather than by format, a private key that is most of
+//! the text, `user:hash` lines, URL credential stores and small settings files mostly about
+//! credentials (`.npmrc`, MySQL option files, `.pypirc`, Maven `settings.xml`, ...). Such a file
+//! is treated like an excluded one (`excludes.rs`): never indexed, retrieved or completed in.
 //!
 //! Only the start of a text is read (`HEAD_BYTES`; credential files are small), and one
 //! Aho-Corasick pass over it decides whether any format's marker is there at all, so the check

@@ -47,6 +47,8 @@ const CALLEE_HINTS: &[&str] = &[
     "unhexlify",
     "hex2bin",
     "atob",
+    // LDAP binds (`simple_bind_s(dn, "…")`, `bind(dn, "…")`).
+    "bind",
 ];
 
 static HINTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
@@ -94,6 +96,7 @@ const POSITION_WORDS: &[&str] = &[
     "token",
     "password",
     "secret",
+    "bind",
 ];
 /// Words of a callee that takes key material (`Fernet(key)`, `Keys.hmacShaKeyFor(secret)`,
 /// `AES.new(key)`): its random-looking literal arguments, in any position, are keys.
@@ -236,7 +239,11 @@ fn literal_args(text: &str, open: usize) -> Vec<(Range<usize>, usize)> {
                 if end >= limit || bytes[end] != quote {
                     break;
                 }
-                out.push((start..end, arg));
+                // An argument or a tuple in one (`auth=("u", "…")`), not the literals of a
+                // callback's body (`.bind("ev", function() { $("#box") })`).
+                if depth <= 2 {
+                    out.push((start..end, arg));
+                }
                 at = end;
             }
             b';' if depth <= 1 => break,
@@ -465,6 +472,16 @@ fn url_path_spans(text: &str, out: &mut Vec<Range<usize>>) {
             end += 1;
         }
         from = end.max(scheme_end + 3);
+        // A token as the whole user part (`https://<key>@o1.ingest.example/2`, `https://<pat>@host`).
+        let authority_end = text[scheme_end + 3..end]
+            .find('/')
+            .map_or(end, |i| scheme_end + 3 + i);
+        if let Some(at) = text[scheme_end + 3..authority_end].rfind('@') {
+            let user = &text[scheme_end + 3..scheme_end + 3 + at];
+            if !user.contains(':') && (random_token(user) || rules::looks_random(user)) {
+                out.push(scheme_end + 3..scheme_end + 3 + at);
+            }
+        }
         let Some(path) = text[scheme_end + 3..end].find('/') else {
             continue;
         };
@@ -528,6 +545,78 @@ fn random_piece(part: &str) -> bool {
         && beyond_hex * 4 >= part.len()
         && switches * 3 >= part.len()
         && rules::looks_random(part)
+}
+
+static BYTE_ARRAY: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)(?P<name>[A-Za-z0-9_]*(?:key|secret|salt|pass|token)[A-Za-z0-9_]*)[^=\r\n]{0,60}=[ \t]*[^\r\n]{0,20}?(?P<bytes>(?:\\x[0-9a-f]{2}){16,}|(?:0x[0-9a-f]{2}[ \t]*,[ \t]*){15,}0x[0-9a-f]{2})",
+    )
+    .expect("valid")
+});
+
+/// Key material written as 16+ bytes (`KEY = b"\x9f\x8e…"`, `const KEY: [u8; 32] = [0x9f, …]`)
+/// under a name that says or may say secret (`KEY`, `hmac_secret`; not `PUBLIC_KEY`).
+fn byte_array_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("\\x") && !text.contains("0x") {
+        return;
+    }
+    for found in BYTE_ARRAY.captures_iter(text) {
+        if rules::name_says(&found["name"]) != rules::NameSays::No {
+            if let Some(bytes) = found.name("bytes") {
+                out.push(bytes.range());
+            }
+        }
+    }
+}
+
+static INSERT: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)(?-u:\b)INSERT\s+INTO\s+[^\s(]+\s*\((?P<columns>[^)]{1,2000})\)\s*VALUES\s*",
+    )
+    .expect("valid")
+});
+
+/// SQL `INSERT INTO t (…, password, …) VALUES (…, '…', …)`: the literal in a column whose name
+/// says secret, in every row of the `VALUES` list.
+fn insert_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("INSERT") && !text.contains("insert") {
+        return;
+    }
+    for found in INSERT.captures_iter(text) {
+        let columns: Vec<rules::NameSays> = found["columns"]
+            .split(',')
+            .map(|c| rules::name_says(c.trim().trim_matches(['"', '`', '[', ']'])))
+            .collect();
+        if !columns.contains(&rules::NameSays::Secret) {
+            continue;
+        }
+        let mut at = found.get(0).map_or(text.len(), |m| m.end());
+        let bytes = text.as_bytes();
+        while at < bytes.len() && bytes[at] == b'(' {
+            for (literal, arg) in literal_args(text, at) {
+                let value = &text[literal.clone()];
+                if columns.get(arg) == Some(&rules::NameSays::Secret)
+                    && rules::value_is_secret(
+                        rules::NameSays::Secret,
+                        rules::Written::Quoted,
+                        value,
+                    )
+                {
+                    out.push(literal);
+                }
+            }
+            // The next row: `), (`.
+            let Some(close) = text[at..].find(')') else {
+                break;
+            };
+            let rest = &text[at + close + 1..];
+            let trimmed = rest.trim_start();
+            let Some(next) = trimmed.strip_prefix(',') else {
+                break;
+            };
+            at = text.len() - next.trim_start().len();
+        }
+    }
 }
 
 /// Last words of a name that holds several credentials (`integration_keys = { … }`,
@@ -816,6 +905,8 @@ pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     connection_call_spans(text, out);
     url_path_spans(text, out);
     collection_spans(text, out);
+    insert_spans(text, out);
+    byte_array_spans(text, out);
 }
 
 #[cfg(test)]
@@ -923,6 +1014,23 @@ mod tests {
                 "Ks8!pQ2-vLx",
             ),
             ("[secrets]\nsmtp = Vb6-qTz8#Lm\n", "Vb6-qTz8#Lm"),
+            // Rows of an INSERT whose column says secret.
+            (
+                "INSERT INTO accounts (login, api_token) VALUES\n  ('ops', 'Tk5-vQ8zLm2'),\n  ('ci', 'Rw3!pX7nKd');",
+                "Rw3!pX7nKd",
+            ),
+            // A token as a URL's whole user part.
+            (
+                r#"DSN = "https://4f2a9c8e1b7d6053a2e9f1c4b8d7e6a5@o4417.ingest.example.io/42""#,
+                "4f2a9c8e1b7d6053a2e9f1c4b8d7e6a5",
+            ),
+            // Key material as bytes.
+            (
+                "const HMAC_KEY: [u8; 16] = [0x3c, 0x91, 0x0e, 0xa7, 0x5d, 0xf2, 0x48, 0xb6, 0x19, 0xc4, 0x7a, 0xe3, 0x02, 0x8f, 0xd5, 0x6b];",
+                "0x3c, 0x91, 0x0e, 0xa7, 0x5d, 0xf2, 0x48, 0xb6, 0x19, 0xc4, 0x7a, 0xe3, 0x02, 0x8f, 0xd5, 0x6b",
+            ),
+            // An LDAP bind.
+            (r#"conn.simple_bind_s("cn=reader,dc=corp", "Lq4#vB9-xTz")"#, "Lq4#vB9-xTz"),
         ];
         for (text, secret) in cases {
             assert!(found(text).contains(secret), "{text}: {:?}", found(text));
@@ -946,6 +1054,11 @@ mod tests {
             "<https://wiki.example.org/pages/14091402/LF+AI+Day+-ONNX+Community+Virtual+Meetup+2020>",
             "NAMES = set(\n    [\"root\", *RULES.keys()]\n)\n\nLITERALS = set(\"|.()[]{}*+?\")\n",
             "    tokens = {\n        'strings-single': innerstring_rules(String.Single),\n    }\n",
+            "INSERT INTO users (login, password_hash) VALUES ('ops', 'x');",
+            "git clone https://git@example.org/r.git",
+            "PUBLIC_KEY = [0x3c, 0x91, 0x0e, 0xa7, 0x5d, 0xf2, 0x48, 0xb6, 0x19, 0xc4, 0x7a, 0xe3, 0x02, 0x8f, 0xd5, 0x6b]",
+            r#"sock.bind(("0.0.0.0", 8080))"#,
+            "$(document).bind('close.box', function() {\n    $('#box-9').fadeOut(function() {\n",
         ] {
             assert!(found(code).is_empty(), "{code}: {:?}", found(code));
         }

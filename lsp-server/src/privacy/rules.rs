@@ -290,7 +290,7 @@ pub fn rows() -> Vec<RuleRow> {
         // ---- Positions that say credential, whatever the name -------------------------------
         row!(
             "command-line flag whose name says secret (--password v, --token=v, \"--requirepass\", \"v\")",
-            r#"(?:^|[\s'"(\[])--?(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:(?:=|[ \t]+)(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&)\],]+))|["'][ \t]*,[ \t]*(?:'(?P<secret4>[^'\r\n-][^'\r\n]*)'|"(?P<secret5>[^"\r\n-][^"\r\n]*)"))"#,
+            r#"(?:^|[\s'"(\[])--?(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?:(?:=|[ \t]+)(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&)\],-][^\s'"`;|&)\],]*))|["'][ \t]*,[ \t]*(?:'(?P<secret4>[^'\r\n-][^'\r\n]*)'|"(?P<secret5>[^"\r\n-][^"\r\n]*)"))"#,
             SecretName(Literal),
             "mysqldump --user backup --password Hx7-pw!a shop",
             "Hx7-pw!a",
@@ -394,7 +394,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "password piped or given in batch mode (echo pw | … --password-stdin, htpasswd -b f u pw)",
-            r#"(?:(?-u:\b)(?:echo|printf)[ \t]+(?:-n[ \t]+)?(?:"(?P<secret1>[^"\r\n$]+)"|'(?P<secret2>[^'\r\n]+)'|(?P<secret3>[^\s"'|$]+))[ \t]*\|[^|\r\n]*--password-stdin|(?-u:\b)htpasswd[ \t]+(?:-[A-Za-z]+[ \t]+)*-[A-Za-z]*b[A-Za-z]*[ \t]+(?:-[A-Za-z]+[ \t]+)*\S+[ \t]+\S+[ \t]+(?:"(?P<secret4>[^"\r\n]+)"|'(?P<secret5>[^'\r\n]+)'|(?P<secret6>[^\s"';|&]+)))"#,
+            r#"(?:(?-u:\b)(?:echo|printf)[ \t]+(?:-n[ \t]+)?(?:"(?P<secret1>[^"\r\n$]+)"|'(?P<secret2>[^'\r\n]+)'|(?P<secret3>[^\s"'|$]+))[ \t]*\|[^|\r\n]*(?:--[a-z-]*(?:password|token|secret)[a-z-]*-stdin|--with-token)|(?-u:\b)htpasswd[ \t]+(?:-[A-Za-z]+[ \t]+)*-[A-Za-z]*b[A-Za-z]*[ \t]+(?:-[A-Za-z]+[ \t]+)*\S+[ \t]+\S+[ \t]+(?:"(?P<secret4>[^"\r\n]+)"|'(?P<secret5>[^'\r\n]+)'|(?P<secret6>[^\s"';|&]+)))"#,
             NotTemplate,
             "echo \"Pw-st1n-x\" | docker login ghcr.io -u bot --password-stdin\nhtpasswd -b -c .htpasswd admin 'Ht-pw-9x'\n",
             "Pw-st1n-x",
@@ -483,7 +483,7 @@ pub fn rows() -> Vec<RuleRow> {
             // The name: a word (an npm registry's `//host/:` may lead), not a file name
             // (`ca-private.key`); the value: one token, no colon (prose ends `password input:`),
             // not a glob or a reference.
-            r#"(?m)(?:^|[ \t])(?:[^\s]*/:)?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_-]*)[ \t]+(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`:;,{}()\[\]<>|&*]*)[ \t]*;?[ \t]*\r?$"#,
+            r#"(?mi)(?:^|[ \t])(?:[^\s]*/:)?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_-]*)[ \t]+(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`:;,{}()\[\]<>|&*]*)[ \t]*;?[ \t]*\r?$"#,
             SecretName(Unquoted),
             "userlist admins\n    user ops insecure-password Wq7-zP2m-Lk9\n",
             "Wq7-zP2m-Lk9",
@@ -520,6 +520,22 @@ pub fn rows() -> Vec<RuleRow> {
             "RUN echo \"SMTP_PASSWORD=pQ8#mZ-4wLx\" >> /etc/app.env",
             "pQ8#mZ-4wLx",
             "RUN echo \"SMTP_PASSWORD=$SMTP_PASSWORD\" >> /etc/app.env",
+        ),
+        row!(
+            "name=value mid-line, after a blank, quote, `;` or `=` (libpq `\"host=h password=v\"`, `--from-literal=password=v`)",
+            r#"(?mi)[\s"';=](?P<name>[A-Za-z0-9_.-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_.-]*)=(?P<secret>[^\s"'`;&,()\[\]{}<>$%#\\|][^\s"'`;&,()\[\]{}<>\\|]*)(?:[ \t"';&,]|\r?$)"#,
+            SecretName(Unquoted),
+            "psql \"host=db user=app password=Wq7-zP2m9 dbname=orders\"",
+            "Wq7-zP2m9",
+            "db = connect(host, password=pw)\nrun(token=next_token, key=key2)\n",
+        ),
+        row!(
+            "a password flag right after a user flag (`-U sa -P v`, `--user u --pass v`)",
+            r#"(?:^|\s)(?:-[uU]|--user(?:name)?)(?:[ \t]+|=)[^\s-]\S*[ \t]+(?:-[pP]|--pass(?:word)?)(?:[ \t]+|=)?(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&$-][^\s'"`;|&]*))"#,
+            CredentialLike,
+            "bcp dbo.t out t.dat -S db -U loader -P Vx8-qL2m9z -c",
+            "Vx8-qL2m9z",
+            "cp -u src -p dest\nbcp dbo.t out t.dat -S db -U loader -P $BCP_PASSWORD -c",
         ),
     ]
 }
@@ -618,6 +634,11 @@ const SECRET_WORDS: &[&str] = &[
     // Redis's configuration keys (`--requirepass`, `masterauth`).
     "requirepass",
     "masterauth",
+    // Java keytool's and Tomcat's (`-storepass`, `-keypass`, `keystorePass`).
+    "storepass",
+    "keypass",
+    "keystorepass",
+    "truststorepass",
 ];
 /// Words that only say secret after another word (`DB_PASS`).
 const SECRET_AFTER_A_WORD: &[&str] = &["pass"];
@@ -800,6 +821,8 @@ pub fn name_says(name: &str) -> NameSays {
             "apikey",
             "authtoken",
             "accesstoken",
+            "storepass",
+            "keypass",
         ]
         .iter()
         .any(|w| last.len() > w.len() + 1 && last.ends_with(w))
