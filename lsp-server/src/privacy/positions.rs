@@ -96,7 +96,6 @@ const POSITION_WORDS: &[&str] = &[
     "token",
     "password",
     "secret",
-    "bind",
 ];
 /// Words of a callee that takes key material (`Fernet(key)`, `Keys.hmacShaKeyFor(secret)`,
 /// `AES.new(key)`): its random-looking literal arguments, in any position, are keys.
@@ -302,13 +301,15 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
         } else if reader && (names_value || api_key) {
             // `get_token("scope")`, `read_password("prompt")`: names and prompts, not values.
             None
-        } else if words.iter().any(|w| {
-            POSITION_WORDS.contains(&w.as_str())
-                || w.starts_with("connect")
-                || w.ends_with("auth")
-                || w.ends_with("credential")
-                || w.ends_with("credentials")
-        }) {
+        } else if ldap_bind(&words)
+            || words.iter().any(|w| {
+                POSITION_WORDS.contains(&w.as_str())
+                    || w.starts_with("connect")
+                    || w.ends_with("auth")
+                    || w.ends_with("credential")
+                    || w.ends_with("credentials")
+            })
+        {
             Some(1)
         } else {
             None
@@ -332,6 +333,14 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
             }
         }
     }
+}
+
+/// An LDAP bind (`bind(dn, "…")`, `simple_bind_s(dn, "…")`), not `bind_input(name, …)`.
+fn ldap_bind(words: &[String]) -> bool {
+    words.iter().any(|w| w == "bind")
+        && words
+            .iter()
+            .all(|w| matches!(w.as_str(), "bind" | "simple" | "sasl" | "ldap" | "s"))
 }
 
 /// A callee that decodes text into bytes: `fromhex`, `unhexlify`, `DecodeString`,
@@ -478,7 +487,12 @@ fn url_path_spans(text: &str, out: &mut Vec<Range<usize>>) {
             .map_or(end, |i| scheme_end + 3 + i);
         if let Some(at) = text[scheme_end + 3..authority_end].rfind('@') {
             let user = &text[scheme_end + 3..scheme_end + 3 + at];
-            if !user.contains(':') && (random_token(user) || rules::looks_random(user)) {
+            let hex = user.bytes().all(|b| b.is_ascii_hexdigit());
+            let web = text[..scheme_end].ends_with("http") || text[..scheme_end].ends_with("https");
+            if web
+                && !user.contains(':')
+                && (random_token(user) || (rules::looks_random(user) && (!hex || user.len() >= 32)))
+            {
                 out.push(scheme_end + 3..scheme_end + 3 + at);
             }
         }
@@ -1056,8 +1070,10 @@ mod tests {
             "    tokens = {\n        'strings-single': innerstring_rules(String.Single),\n    }\n",
             "INSERT INTO users (login, password_hash) VALUES ('ops', 'x');",
             "git clone https://git@example.org/r.git",
+            "e.g. `\"ssh://687fb701029421ae5549d998@ssh.jobs.example\"`",
             "PUBLIC_KEY = [0x3c, 0x91, 0x0e, 0xa7, 0x5d, 0xf2, 0x48, 0xb6, 0x19, 0xc4, 0x7a, 0xe3, 0x02, 0x8f, 0xd5, 0x6b]",
             r#"sock.bind(("0.0.0.0", 8080))"#,
+            r#"io.bind_input(f"past_{i}", dev, 0, types[f"past_{i}"])"#,
             "$(document).bind('close.box', function() {\n    $('#box-9').fadeOut(function() {\n",
         ] {
             assert!(found(code).is_empty(), "{code}: {:?}", found(code));

@@ -481,13 +481,14 @@ pub fn rows() -> Vec<RuleRow> {
         row!(
             "secret name, blank, value, end of line (config directives: `user a insecure-password v`, `npm config set //h/:_authToken v`)",
             // The name: a word (an npm registry's `//host/:` may lead), not a file name
-            // (`ca-private.key`); the value: one token, no colon (prose ends `password input:`),
-            // not a glob or a reference.
-            r#"(?mi)(?:^|[ \t])(?:[^\s]*/:)?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_-]*)[ \t]+(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`:;,{}()\[\]<>|&*]*)[ \t]*;?[ \t]*\r?$"#,
+            // (`ca-private.key`), in lower case or all capitals (`SMTP_PASS`; a camel-case
+            // `modula2CommentKey` is an identifier); the value: one token, no colon or `=`
+            // (prose ends `password input:`, `Pass use_cache=False`), not a glob or a reference.
+            r#"(?m)(?:^|[ \t])(?:[^\s]*/:)?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth|PASS|PWD|PW|SECRET|TOKEN|KEY|CRED|AUTH)[A-Za-z0-9_-]*)[ \t]+(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`=:;,{}()\[\]<>|&*]*)[ \t]*;?[ \t]*\r?$"#,
             SecretName(Unquoted),
             "userlist admins\n    user ops insecure-password Wq7-zP2m-Lk9\n",
             "Wq7-zP2m-Lk9",
-            "    return token\nvar apiKey string\nuseful for password input:\nrm -f ca-private.key *.csr\n",
+            "    return token\nvar apiKey string\nuseful for password input:\nrm -f ca-private.key *.csr\nPass use_cache=False\nhi link modula2CommentKey modula2CommentKeyStyle\n",
         ),
         row!(
             "user:password after a word that says auth or pass (`stats auth u:p`, `-pass pass:p`, `--creds u:p`)",
