@@ -499,8 +499,9 @@ fn url_path_spans(text: &str, out: &mut Vec<Range<usize>>) {
         let Some(path) = text[scheme_end + 3..end].find('/') else {
             continue;
         };
-        let mut seg_start = scheme_end + 3 + path + 1;
-        for at in seg_start..=end {
+        let path_start = scheme_end + 3 + path + 1;
+        let mut seg_start = path_start;
+        for at in path_start..=end {
             if at < end && !matches!(bytes[at], b'/' | b'?' | b'&' | b'#' | b'=' | b',' | b';') {
                 continue;
             }
