@@ -478,7 +478,9 @@ pub fn rows() -> Vec<RuleRow> {
             "password = get_password()\ntoken = self.next_token\nsecret: str\n",
         ),
         // ---- Credential positions of any syntax (issue 29, held-out-3) ---------------------------
-        row!(
+        // Each runs alone: in the one automaton they pushed its lazy DFA past its cache on
+        // ordinary code (273 µs instead of ~125 µs for the table per prompt region).
+        row!(alone:
             "secret name, blank, value, end of line (config directives: `user a insecure-password v`, `npm config set //h/:_authToken v`)",
             // The name: a word (an npm registry's `//host/:` may lead), not a file name
             // (`ca-private.key`), in lower case or all capitals (`SMTP_PASS`; a camel-case
@@ -490,7 +492,7 @@ pub fn rows() -> Vec<RuleRow> {
             "Wq7-zP2m-Lk9",
             "    return token\nvar apiKey string\nuseful for password input:\nrm -f ca-private.key *.csr\nPass use_cache=False\nhi link modula2CommentKey modula2CommentKeyStyle\n",
         ),
-        row!(
+        row!(alone:
             "user:password after a word that says auth or pass (`stats auth u:p`, `-pass pass:p`, `--creds u:p`)",
             r#"(?i)(?-u:\b)(?:[A-Za-z_-]*(?:auth|pass|login|cred)[A-Za-z_-]*)[ \t]+["']?[A-Za-z0-9._@-]{1,64}:(?P<secret>[^\s"'`@/]+)"#,
             CredentialLike,
@@ -498,7 +500,7 @@ pub fn rows() -> Vec<RuleRow> {
             "Rk4!vN8-qT2z",
             "    stats auth ops:$STATS_PASSWORD\nlogin user:name\n",
         ),
-        row!(
+        row!(alone:
             "name attribute that says secret, then its value attribute (`<property name=\"password\" value=\"…\"/>`, `<add key=\"…Secret\" value=\"…\"/>`)",
             r#"(?i)(?-u:\b)(?:name|key|id|property|param)\s*=\s*["'](?P<name>[^"'\r\n]{1,100})["']\s+(?:value|content|default|val)\s*=\s*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)')"#,
             SecretName(Quoted),
@@ -506,7 +508,7 @@ pub fn rows() -> Vec<RuleRow> {
             "Mx3-qLp8-vR2",
             "<param name=\"password.minLength\" value=\"12\"/><param name=\"secretName\" value=\"db-credentials\"/>",
         ),
-        row!(
+        row!(alone:
             "`Basic` then base64 of user:password, in any header syntax",
             r"(?-u:\b)Basic[ \t]+(?P<secret>[A-Za-z0-9+/]{8,}={0,2})",
             Base64UserPass,
@@ -514,7 +516,7 @@ pub fn rows() -> Vec<RuleRow> {
             "b3BzOlJrNCF2TjgtcVQyeg==",
             "Basic authentication is described in RFC 7617",
         ),
-        row!(
+        row!(alone:
             "NAME=value inside a quoted string (`echo \"DB_PASSWORD=v\" >> f`, `[\"API_TOKEN=v\"]`)",
             r#"["'](?:export[ \t]+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<secret>[^\s"'`$][^\s"'`]*)["']"#,
             SecretName(Literal),
@@ -522,7 +524,7 @@ pub fn rows() -> Vec<RuleRow> {
             "pQ8#mZ-4wLx",
             "RUN echo \"SMTP_PASSWORD=$SMTP_PASSWORD\" >> /etc/app.env",
         ),
-        row!(
+        row!(alone:
             "name=value mid-line, after a blank, quote, `;` or `=` (libpq `\"host=h password=v\"`, `--from-literal=password=v`)",
             r#"(?mi)[\s"';=](?P<name>[A-Za-z0-9_.-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_.-]*)=(?P<secret>[^\s"'`;&,()\[\]{}<>$%#\\|][^\s"'`;&,()\[\]{}<>\\|]*)(?:[ \t"';&,]|\r?$)"#,
             SecretName(Unquoted),
@@ -530,7 +532,7 @@ pub fn rows() -> Vec<RuleRow> {
             "Wq7-zP2m9",
             "db = connect(host, password=pw)\nrun(token=next_token, key=key2)\n",
         ),
-        row!(
+        row!(alone:
             "a password flag right after a user flag (`-U sa -P v`, `--user u --pass v`)",
             r#"(?:^|\s)(?:-[uU]|--user(?:name)?)(?:[ \t]+|=)[^\s-]\S*[ \t]+(?:-[pP]|--pass(?:word)?)(?:[ \t]+|=)?(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"`;|&$-][^\s'"`;|&]*))"#,
             CredentialLike,
