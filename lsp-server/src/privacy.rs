@@ -737,6 +737,47 @@ mod tests {
         }
     }
 
+    /// Credential positions of any syntax, added after held-out-3 (examples written for
+    /// this test, not the corpus's): each `(text, secret)` loses its secret.
+    #[test]
+    fn credential_positions_of_any_syntax_are_redacted() {
+        let cases: &[(&str, &str)] = &[
+            ("ldap_bind_pw Xr8-kQ2#zLm\n", "Xr8-kQ2#zLm"),
+            ("npm config set //pkgs.example.org/:_authToken Hq3vZ7kL9mT2\n", "Hq3vZ7kL9mT2"),
+            ("    auth_basic ops:Wv3!qZ8-kT\n", "Wv3!qZ8-kT"),
+            ("7z a backup.7z -pass pass:Nd5-rT8kQ2 data/", "Nd5-rT8kQ2"),
+            ("<setting key=\"Smtp.Password\" value=\"Jd4-mQ9!xR\"/>", "Jd4-mQ9!xR"),
+            ("grpc_set_header Authorization \"Basic c3ZjOlBrNy12UTIteEw=\";", "c3ZjOlBrNy12UTIteEw="),
+            ("env = [\"API_TOKEN=Gk5vR8-qLm2\", \"MODE=prod\"]", "Gk5vR8-qLm2"),
+            ("SIGNING_SECRET := 8c1f0e9a7b6d5c4e3f2a1b0c9d8e7f6a\n", "8c1f0e9a7b6d5c4e3f2a1b0c9d8e7f6a"),
+            ("WEBHOOK_TOKEN ?= Lq2vT8kZ4mR6\n", "Lq2vT8kZ4mR6"),
+            ("u = \"https://api.telegram.org/bot1234567890:AAQx8vT2kL9mZ4pR7nW3cY6hJ1dF5gB0sEu/getMe\"", "AAQx8vT2kL9mZ4pR7nW3cY6hJ1dF5gB0sEu"),
+            ("keytool -importkeystore -srcstorepass Mv7-kQ2xZp -destkeypass Mv7-kQ2xZp\n", "Mv7-kQ2xZp"),
+            ("sqlcmd -S db -U loader -P Hs9!qV4-zLk -Q \"select 1\"", "Hs9!qV4-zLk"),
+            ("kubectl create secret generic db --from-literal=db_password=Pn6-wZ3kQx\n", "Pn6-wZ3kQx"),
+            ("psql \"host=db user=app password=Jf4-qL8vZx sslmode=require\"", "Jf4-qL8vZx"),
+            ("echo \"Xk9vQ2mLp7Zt4Rw8\" | tool auth login --with-token\n", "Xk9vQ2mLp7Zt4Rw8"),
+            ("set -x SMTP_PASS Qw8-zVn3Lk\n", "Qw8-zVn3Lk"),
+        ];
+        for (text, secret) in cases {
+            let redacted = redact(text);
+            assert!(
+                !redacted.contains(secret),
+                "{secret} survived in {redacted:?}"
+            );
+        }
+        for code in [
+            "useful for password input:\n",
+            "rm -f cacert.pem ca.crt ca-private.key *.csr\n",
+            "    return token\n",
+            "stats auth admin:$HAPROXY_STATS_PASSWORD\n",
+            "<param name=\"password.minLength\" value=\"12\"/>\n",
+            "Basic auth: see the docs\n",
+        ] {
+            assert_eq!(redact(code), code);
+        }
+    }
+
     #[test]
     fn private_key_blocks_even_when_cut() {
         let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nabcdef\n-----END RSA PRIVATE KEY-----";

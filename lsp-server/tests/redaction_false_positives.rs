@@ -29,6 +29,11 @@ const EXPECTED: &[(&str, usize, &str)] = &[
     ),
     (
         "requests-2.32.3/requests-2.32.3/tests/test_requests.py",
+        2045,
+        "Basic credential header: base64 of test:test (expected value of a test)",
+    ),
+    (
+        "requests-2.32.3/requests-2.32.3/tests/test_requests.py",
         2128,
         "Basic credential header: base64 of user:pass",
     ),

@@ -4,8 +4,10 @@
 //! Kubernetes manifests, kubeconfigs, Terraform, TOML, JSON, .properties, notebooks and CI
 //! workflows), split by whole shapes into a `tune` half and a `held-out` half before any rule
 //! was written (`split.json`); and `held-out-2` (82 credentials in 39 new shapes), written after
-//! the first held-out half was scored and spent. Each half is its own workspace, run through the
-//! real binary over stdio against a backend that records every request body:
+//! the first held-out half was scored and spent; and `held-out-3` (180 credentials in 84 shapes,
+//! 14 credential files under ordinary names), written by another author, scored once, then
+//! tuned on (a regression half now, like the others). Each half is its own workspace, run
+//! through the real binary over stdio against a backend that records every request body:
 //!
 //! - completions are asked at the start of each value, after it, and with the cursor inside it
 //!   (two places), and in every file of the workspace (its middle and its end), so that other
@@ -14,7 +16,8 @@
 //!   prefix (`ghp_`, `AKIA`, ...); a credential is *sent whole* when such pieces cover all of
 //!   it, *in part* when they cover some;
 //! - files whose content is a credential file (netrc, pgpass, kubeconfig, `kind: Secret`, AWS
-//!   credentials, Docker auths) under ordinary names get no request at all;
+//!   credentials, Docker auths, private keys, htpasswd, git credential stores, `.npmrc`, MySQL
+//!   option files, Maven settings) under ordinary names get no request at all;
 //! - the server runs at `GHOSTLINE_LSP_LOG=trace`, and its log may hold no 6-character piece of
 //!   any value.
 //!
@@ -128,6 +131,26 @@ struct Score {
     lines: Vec<String>,
 }
 
+/// The log without each line's own timestamp (`2026-12-06T11:59:37.897748Z `): its six
+/// digits of microseconds are no document's text, and matched pieces of hex and digit values
+/// by chance (`897748` of a hex key, `754118` of a webhook id).
+fn without_timestamps(log: &str) -> String {
+    log.lines()
+        .map(|line| match line.split_once(' ') {
+            Some((stamp, rest))
+                if stamp.len() >= 20
+                    && stamp.ends_with('Z')
+                    && stamp.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+                    && stamp.contains('T') =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn run_half(half: &str) -> Score {
     let (files, plants) = corpus(half);
     let dir = TempDir::new(&format!("secrets-corpus-{half}"));
@@ -209,7 +232,7 @@ fn run_half(half: &str) -> Score {
     }
     let prompts: Vec<String> = server.prompts().iter().map(|p| unmarked(p)).collect();
     client.shutdown();
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let log = without_timestamps(&std::fs::read_to_string(&log_path).unwrap_or_default());
 
     let mut by_shape: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();
     let (mut whole, mut part, mut secret_chars, mut sent_chars) = (0, 0, 0, 0);
@@ -269,7 +292,7 @@ fn run_half(half: &str) -> Score {
 #[test]
 fn planted_credentials_of_every_half_stay_home() {
     let halves = std::env::var("GHOSTLINE_SECRETS_HALVES")
-        .unwrap_or_else(|_| "tune,held-out,held-out-2".to_string());
+        .unwrap_or_else(|_| "tune,held-out,held-out-2,held-out-3".to_string());
     let mut failures = Vec::new();
     let mut total = 0;
     for half in halves.split(',').filter(|h| !h.is_empty()) {

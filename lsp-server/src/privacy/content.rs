@@ -1,7 +1,9 @@
 //! Files whose *content* is a credential file, whatever their name: netrc and pgpass formats,
 //! kubeconfigs with users, Kubernetes `kind: Secret` manifests, AWS credentials INI files and
-//! Docker `auths` configs. Such a file is treated like an excluded one (`excludes.rs`): never
-//! indexed, retrieved or completed in.
+//! Docker `auths` configs; and, by class rather than by format, a private key that is most of
+//! the text, `user:hash` lines, URL credential stores and small settings files mostly about
+//! credentials (`.npmrc`, MySQL option files, `.pypirc`, Maven `settings.xml`, ...). Such a file
+//! is treated like an excluded one (`excludes.rs`): never indexed, retrieved or completed in.
 //!
 //! Only the start of a text is read (`HEAD_BYTES`; credential files are small), and one
 //! Aho-Corasick pass over it decides whether any format's marker is there at all, so the check
@@ -26,6 +28,7 @@ static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "aws_session_token",
             "\"auths\"",
             ":",
+            "PRIVATE KEY-----",
         ])
         .expect("markers")
 });
@@ -78,14 +81,14 @@ fn head(text: &str) -> &str {
 /// `"kubernetes secret"`, `"aws credentials"`, `"docker auths"`).
 pub fn credential_format(text: &str) -> Option<&'static str> {
     let text = head(text);
-    let mut seen = [false; 7];
+    let mut seen = [false; 8];
     for found in MARKERS.find_overlapping_iter(text) {
         seen[found.pattern().as_usize()] = true;
         if seen.iter().all(|s| *s) {
             break;
         }
     }
-    let [machine, kind, users, aws_secret, aws_session, auths, colon] = seen;
+    let [machine, kind, users, aws_secret, aws_session, auths, colon, private_key] = seen;
     if (machine || text.contains("default"))
         && NETRC.is_match(text)
         && NETRC_PASSWORD.is_match(text)
@@ -108,7 +111,159 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     if colon && is_pgpass(text) {
         return Some("pgpass");
     }
+    if private_key && mostly_private_key(text) {
+        return Some("private key");
+    }
+    if colon && every_entry(text, |line| PASSWORD_HASH_LINE.is_match(line)) {
+        return Some("password hashes");
+    }
+    if colon && every_entry(text, is_url_with_password) {
+        return Some("credential store");
+    }
+    if mostly_credential_settings(text) {
+        return Some("credential settings");
+    }
     None
+}
+
+/// A private key block is most of the text (a key saved as `.txt`, a service-account JSON
+/// whose `private_key` is most of its bytes, an `.env` holding one key).
+fn mostly_private_key(text: &str) -> bool {
+    let key: usize = super::pem_spans(text).iter().map(|s| s.len()).sum();
+    let content = text.bytes().filter(|b| !b.is_ascii_whitespace()).count();
+    key * 2 >= content
+}
+
+/// `user:hash` (htpasswd, shadow, userlists): a crypt hash (`$apr1$…`, `$2y$…`, `$6$…`,
+/// `$argon2id$…`) or an LDAP-style `{SHA}…`, optionally followed by more `:` fields.
+static PASSWORD_HASH_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^[A-Za-z0-9._@-]{1,64}:(?:\$[0-9a-z]{1,10}\$\S{8,}|\{S?(?:SHA|MD5|SSHA)[0-9]*\}[A-Za-z0-9+/=]{8,}|[A-Za-z0-9./]{13})(?::\S*)?$",
+    )
+    .expect("valid")
+});
+
+/// `scheme://user:password@host…` with a literal password (git's credential store).
+fn is_url_with_password(line: &str) -> bool {
+    static URL: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[a-z][a-z0-9+.-]*://[^\s:/@]+:(?P<password>[^\s/@]+)@\S+$").expect("valid")
+    });
+    URL.captures(line)
+        .is_some_and(|c| !super::rules::is_url_placeholder(&c["password"]))
+}
+
+/// Every line that is not blank or a comment passes `entry`, and there is one.
+fn every_entry(text: &str, entry: impl Fn(&str) -> bool) -> bool {
+    let mut entries = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !entry(line) {
+            return false;
+        }
+        entries += 1;
+    }
+    entries > 0
+}
+
+/// What one line of a settings file is.
+enum Setting<'a> {
+    /// `key = value`, `key: value`, `"key": "value",`, `<key>value</key>`.
+    Pair(&'a str, &'a str),
+    /// A section, a parent key, a bracket, an XML tag: structure without a value.
+    Structure,
+    /// Anything else: code, prose.
+    Other,
+}
+
+fn setting(line: &str) -> Setting<'_> {
+    static PAIR: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#"^(?:-[ \t]+)?["']?(?P<key>[A-Za-z0-9_./:@$-]+)["']?[ \t]*(?:=|:[ \t]|:$)[ \t]*(?P<value>.*?)[ \t]*,?$"#,
+        )
+        .expect("valid")
+    });
+    static ELEMENT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"^<(?P<key>[A-Za-z_][A-Za-z0-9_.:-]*)>(?P<value>[^<]*)</[A-Za-z_][A-Za-z0-9_.:-]*>$",
+        )
+        .expect("valid")
+    });
+    static TAG: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"^(?:<[?!/]?[A-Za-z_][^<>]*>|\[[^\]]+\]|[\[\]{}(),]+)$"#).expect("valid")
+    });
+    if let Some(c) = ELEMENT.captures(line) {
+        let (key, value) = (c.name("key"), c.name("value"));
+        if let (Some(key), Some(value)) = (key, value) {
+            return Setting::Pair(key.as_str(), value.as_str());
+        }
+    }
+    if TAG.is_match(line) {
+        return Setting::Structure;
+    }
+    if let Some(c) = PAIR.captures(line) {
+        let (key, value) = (c.name("key"), c.name("value"));
+        if let (Some(key), Some(value)) = (key, value) {
+            let value = value.as_str().trim_matches(['"', '\'']);
+            if value.is_empty() || value == "{" || value == "[" {
+                return Setting::Structure;
+            }
+            return Setting::Pair(key.as_str(), value);
+        }
+    }
+    Setting::Other
+}
+
+/// A small settings file (INI, `.npmrc`, MySQL option file, `.pypirc`, Maven `settings.xml`,
+/// YAML/TOML/JSON of plain pairs) in which at least one key that says secret holds a literal
+/// and most keys are about credentials (a secret's name, `user`, `login`, `auth`, ...). Such a
+/// file is a credential file whatever its format; a project's configuration with a password
+/// among many settings is not (its values are redacted instead).
+fn mostly_credential_settings(text: &str) -> bool {
+    const MAX_PAIRS: usize = 40;
+    const IDENTITY: &[&str] = &["user", "username", "login", "email", "account", "auth"];
+    let (mut pairs, mut credential_keys, mut secrets, mut other) = (0, 0, 0, 0);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with(';')
+            || line.starts_with("//") && !line.contains(":_")
+            || line.starts_with("<!--")
+        {
+            continue;
+        }
+        match setting(line) {
+            Setting::Pair(key, value) => {
+                pairs += 1;
+                if pairs > MAX_PAIRS {
+                    return false;
+                }
+                let says = super::rules::name_says(key);
+                let words = super::rules::name_words(key);
+                if says != super::rules::NameSays::No
+                    || words.iter().any(|w| IDENTITY.contains(&w.as_str()))
+                {
+                    credential_keys += 1;
+                }
+                if says == super::rules::NameSays::Secret
+                    && super::rules::value_is_secret(says, super::rules::Written::Literal, value)
+                {
+                    secrets += 1;
+                }
+            }
+            Setting::Structure => {}
+            Setting::Other => {
+                other += 1;
+                if other > 2 {
+                    return false;
+                }
+            }
+        }
+    }
+    secrets > 0 && pairs >= 2 && credential_keys * 2 >= pairs && other * 10 <= pairs
 }
 
 /// Most lines (not blank, not comments) start with a netrc token: prose or code that mentions
@@ -176,6 +331,14 @@ mod tests {
             ("apiVersion: v1\nkind: Config\nclusters: []\nusers:\n- name: a\n  user:\n    token: abc\n", "kubeconfig"),
             ("[default]\naws_access_key_id = AKIA\naws_secret_access_key = x\n", "aws credentials"),
             ("{\"auths\": {\"ghcr.io\": {\"auth\": \"dXNlcjpwdw==\"}}}", "docker auths"),
+            // Added after held-out-3 (examples written for this test).
+            ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtz\n-----END OPENSSH PRIVATE KEY-----\n", "private key"),
+            ("{\n  \"kind\": \"signer\",\n  \"key\": \"-----BEGIN EC PRIVATE KEY-----\\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oFQ8s2RCGp8woAoGCCqGSM49\\nAwEHoUQDQgAE7CXRWxkAC1Ym7jyz0wVLWdSHCHLrWD8h3dLyyP5T4a5ho9I9\\n-----END EC PRIVATE KEY-----\\n\"\n}\n", "private key"),
+            ("alice:$6$rounds=5000$Qx1sAlt$K9pVw2mLq8rT3nB7xY4cH1dJ6sE0gA5uI:19000:0:99999:7:::\nbob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n", "password hashes"),
+            ("https://deploy:Zq8-vL2m@git.example.org\nhttps://x-token:Ab3dEf6H@forge.internal\n", "credential store"),
+            ("[distutils]\nindex-servers = pypi\n\n[pypi]\nusername = __token__\npassword = Tk7-Qv2m-Lp9x\n", "credential settings"),
+            ("; registry login\n//npm.example.org/:_authToken=Hm4vQ8zL2pX7\nemail=ci@example.org\n", "credential settings"),
+            ("<servers>\n  <server>\n    <id>internal</id>\n    <username>ci</username>\n    <password>Rw5!kP8-zQ</password>\n  </server>\n</servers>\n", "credential settings"),
         ] {
             assert_eq!(credential_format(text), Some(format), "{text}");
         }
@@ -192,6 +355,13 @@ mod tests {
             "key:value:with:many:colons and spaces\n",
             "auth = {\"auths\": {}}",
             "",
+            // A password among many settings: its value is redacted, the file stays.
+            "[app]\nname = shop\nport = 8080\nworkers = 4\ndebug = false\nlog = info\n[db]\nhost = db\nuser = shop\npassword = Kq7-vB2x\n",
+            // A private key inside code that is mostly code.
+            "import paramiko\n\nKEY = '''-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----'''\n\n\ndef connect(host, user):\n    client = paramiko.SSHClient()\n    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())\n    pkey = paramiko.RSAKey.from_private_key(io.StringIO(KEY))\n    client.connect(hostname=host, username=user, pkey=pkey, timeout=10)\n    return client\n",
+            "alice:x:1000:1000::/home/alice:/bin/bash\n",
+            "https://example.org/docs\nhttps://user@example.org/repo\n",
+            "user: alice\nname: Alice\nemail: a@example.org\n",
         ] {
             assert_eq!(credential_format(text), None, "{text}");
         }

@@ -41,6 +41,14 @@ const CALLEE_HINTS: &[&str] = &[
     "fernet",
     "key",
     "aes",
+    // Key material decoded from a literal (`bytes.fromhex("…")`, `hex.DecodeString("…")`).
+    "decode",
+    "fromhex",
+    "unhexlify",
+    "hex2bin",
+    "atob",
+    // LDAP binds (`simple_bind_s(dn, "…")`, `bind(dn, "…")`).
+    "bind",
 ];
 
 static HINTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
@@ -176,7 +184,20 @@ fn callee_at(text: &str, at: usize) -> Option<(Range<usize>, usize, usize)> {
         let close = text[pos..].find('>').filter(|&i| i < 80)?;
         pos += close + 1;
     }
-    (pos < bytes.len() && bytes[pos] == b'(').then_some((start..call_end, last_start, pos))
+    if pos < bytes.len() && bytes[pos] == b'(' {
+        return Some((start..call_end, last_start, pos));
+    }
+    // A call without parentheses (Ruby, Perl, shell functions: `req.basic_auth "u", "…"`):
+    // string arguments after a blank, when the callee has a receiver or opens its line (so
+    // that a word in prose followed by a quotation is not taken for a call).
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let opens_line = text[line_start..start].trim().is_empty();
+    let has_receiver = last_start != start || text[..start].ends_with(['.', ':']);
+    (pos > call_end
+        && pos < bytes.len()
+        && matches!(bytes[pos], b'"' | b'\'')
+        && (has_receiver || opens_line))
+        .then_some((start..call_end, last_start, call_end))
 }
 
 /// String literals of the argument list opening at `open`, each with its top-level argument
@@ -184,13 +205,18 @@ fn callee_at(text: &str, at: usize) -> Option<(Range<usize>, usize, usize)> {
 fn literal_args(text: &str, open: usize) -> Vec<(Range<usize>, usize)> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
-    let mut depth = 0usize;
+    // Without parentheses (`callee_at`) the arguments run to the end of the line.
+    let bracketed = bytes
+        .get(open)
+        .is_some_and(|b| matches!(b, b'(' | b'[' | b'{'));
+    let mut depth = usize::from(!bracketed);
     let mut arg = 0;
     let mut at = open;
     let limit = (open + 2000).min(bytes.len());
     while at < limit {
         let b = bytes[at];
         match b {
+            b'\n' if !bracketed && depth == 1 => break,
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => {
                 depth = depth.saturating_sub(1);
@@ -212,7 +238,11 @@ fn literal_args(text: &str, open: usize) -> Vec<(Range<usize>, usize)> {
                 if end >= limit || bytes[end] != quote {
                     break;
                 }
-                out.push((start..end, arg));
+                // An argument or a tuple in one (`auth=("u", "…")`), not the literals of a
+                // callback's body (`.bind("ev", function() { $("#box") })`).
+                if depth <= 2 {
+                    out.push((start..end, arg));
+                }
                 at = end;
             }
             b';' if depth <= 1 => break,
@@ -265,34 +295,474 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
             .any(|w| w != "token" && VALUE_WORDS.contains(&w.as_str()))
             || last == "token";
         let key_material = words.iter().any(|w| KEY_WORDS.contains(&w.as_str()));
+        let decodes = is_decoder(last_part);
         let first_arg = if (names_value || api_key) && !reader {
             Some(0)
         } else if reader && (names_value || api_key) {
             // `get_token("scope")`, `read_password("prompt")`: names and prompts, not values.
             None
-        } else if words.iter().any(|w| {
-            POSITION_WORDS.contains(&w.as_str())
-                || w.starts_with("connect")
-                || w.ends_with("auth")
-                || w.ends_with("credential")
-                || w.ends_with("credentials")
-        }) {
+        } else if ldap_bind(&words)
+            || words.iter().any(|w| {
+                POSITION_WORDS.contains(&w.as_str())
+                    || w.starts_with("connect")
+                    || w.ends_with("auth")
+                    || w.ends_with("credential")
+                    || w.ends_with("credentials")
+            })
+        {
             Some(1)
         } else {
             None
         };
-        if first_arg.is_none() && !key_material {
+        if first_arg.is_none() && !key_material && !decodes {
             continue;
         }
         for (literal, arg) in literal_args(text, open) {
             let value = &text[literal.clone()];
             let by_position =
                 first_arg.is_some_and(|first| arg >= first) && rules::credential_like(value);
-            if by_position || (key_material && !reader && rules::looks_random(value)) {
+            // A login or connect call's one random-looking argument is the token
+            // (`bot.login("…")`), wherever it stands.
+            let random_anywhere = if key_material {
+                rules::looks_random(value)
+            } else {
+                first_arg.is_some() && random_token(value)
+            };
+            if by_position || (random_anywhere && !reader) || (decodes && decoded_key_like(value)) {
                 out.push(literal);
             }
         }
     }
+}
+
+/// An LDAP bind (`bind(dn, "…")`, `simple_bind_s(dn, "…")`), not `bind_input(name, …)`.
+fn ldap_bind(words: &[String]) -> bool {
+    words.iter().any(|w| w == "bind")
+        && words
+            .iter()
+            .all(|w| matches!(w.as_str(), "bind" | "simple" | "sasl" | "ldap" | "s"))
+}
+
+/// A callee that decodes text into bytes: `fromhex`, `unhexlify`, `DecodeString`,
+/// `b64decode`, `hex::decode`, `atob`, `hex2bin`.
+fn is_decoder(last_part: &str) -> bool {
+    let lower = last_part.to_ascii_lowercase().replace('_', "");
+    lower.contains("decode")
+        || lower.contains("fromhex")
+        || lower.contains("unhexlify")
+        || lower == "hex2bin"
+        || lower == "atob"
+}
+
+/// A literal decoded into bytes is key material when it is random and at least 16 bytes
+/// (32 hex digits, 22 base64 characters): shorter ones are test data and magic numbers.
+fn decoded_key_like(value: &str) -> bool {
+    let hex = value.bytes().all(|b| b.is_ascii_hexdigit());
+    rules::looks_random(value) && value.len() >= if hex { 32 } else { 22 }
+}
+
+/// `"…".toCharArray()`: Java APIs take passwords as `char[]` (`KeyStore.load`,
+/// `PBEKeySpec`, `createCredential`), so a literal turned into one is a password.
+fn char_array_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    const CALL: &str = ".toCharArray()";
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = text[from..].find(CALL) {
+        let at = from + found;
+        from = at + CALL.len();
+        if at == 0 || !matches!(bytes[at - 1], b'"' | b'\'') {
+            continue;
+        }
+        let quote = bytes[at - 1] as char;
+        let line_start = text[..at - 1].rfind('\n').map_or(0, |i| i + 1);
+        let Some(open) = text[line_start..at - 1].rfind(quote) else {
+            continue;
+        };
+        let literal = line_start + open + 1..at - 1;
+        if rules::credential_like(&text[literal.clone()]) {
+            out.push(literal);
+        }
+    }
+}
+
+/// Markers of a connection string (`mysql:host=…;dbname=…`, `Data Source=…`, `jdbc:…`, a
+/// database URL) in a call's arguments: the credential-looking literals after it are the
+/// user's password (`new PDO(dsn, "user", "…")`, `DriverManager.getConnection(url, u, "…")`).
+const DSN_MARKERS: &[&str] = &[
+    "host=",
+    "dbname=",
+    "data source=",
+    "server=",
+    "jdbc:",
+    "mysql:",
+    "pgsql:",
+    "sqlsrv:",
+    "oci:",
+    "odbc:",
+    "postgres://",
+    "postgresql://",
+    "mongodb://",
+    "mongodb+srv://",
+    "redis://",
+    "amqp://",
+    "amqps://",
+    "ldap://",
+    "ldaps://",
+    "ftp://",
+    "sftp://",
+];
+
+static DSNS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(DSN_MARKERS)
+        .expect("dsn markers")
+});
+
+/// The unclosed `(` before `at`, within a few lines.
+fn open_paren_before(bytes: &[u8], at: usize) -> Option<usize> {
+    let floor = at.saturating_sub(400);
+    let mut depth = 0usize;
+    let mut pos = at;
+    while pos > floor {
+        pos -= 1;
+        match bytes[pos] {
+            b')' | b']' | b'}' => depth += 1,
+            b'(' | b'[' | b'{' if depth > 0 => depth -= 1,
+            b'(' => return Some(pos),
+            b'[' | b'{' | b';' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn connection_call_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    let bytes = text.as_bytes();
+    let mut done = Vec::new();
+    for marker in DSNS.find_iter(text) {
+        let Some(open) = open_paren_before(bytes, marker.start()) else {
+            continue;
+        };
+        if done.contains(&open) {
+            continue;
+        }
+        done.push(open);
+        let literals = literal_args(text, open);
+        let Some(dsn_arg) = literals
+            .iter()
+            .find(|(l, _)| l.start <= marker.start() && marker.end() <= l.end)
+            .map(|(_, arg)| *arg)
+        else {
+            continue;
+        };
+        for (literal, arg) in literals {
+            if arg > dsn_arg && rules::credential_like(&text[literal.clone()]) {
+                out.push(literal);
+            }
+        }
+    }
+}
+
+/// A token in a URL's path or query (`https://api.example/bot123:AAx…/send`,
+/// `/hooks/T0/B0/xYz…`): a part of 20+ token characters that looks random and is not hex
+/// alone (commit hashes and digests in links are not secrets). The whole segment goes, but a
+/// leading word before digits (`bot`).
+fn url_path_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let scheme_end = from + found;
+        let mut end = scheme_end + 3;
+        while end < bytes.len()
+            && !bytes[end].is_ascii_whitespace()
+            && !matches!(bytes[end], b'"' | b'\'' | b'`' | b'<' | b'>' | b')' | b'\\')
+        {
+            end += 1;
+        }
+        from = end.max(scheme_end + 3);
+        // A token as the whole user part (`https://<key>@o1.ingest.example/2`, `https://<pat>@host`).
+        let authority_end = text[scheme_end + 3..end]
+            .find('/')
+            .map_or(end, |i| scheme_end + 3 + i);
+        if let Some(at) = text[scheme_end + 3..authority_end].rfind('@') {
+            let user = &text[scheme_end + 3..scheme_end + 3 + at];
+            let hex = user.bytes().all(|b| b.is_ascii_hexdigit());
+            let web = text[..scheme_end].ends_with("http") || text[..scheme_end].ends_with("https");
+            if web
+                && !user.contains(':')
+                && (random_token(user) || (rules::looks_random(user) && (!hex || user.len() >= 32)))
+            {
+                out.push(scheme_end + 3..scheme_end + 3 + at);
+            }
+        }
+        let Some(path) = text[scheme_end + 3..end].find('/') else {
+            continue;
+        };
+        let path_start = scheme_end + 3 + path + 1;
+        let mut seg_start = path_start;
+        for at in path_start..=end {
+            if at < end && !matches!(bytes[at], b'/' | b'?' | b'&' | b'#' | b'=' | b',' | b';') {
+                continue;
+            }
+            let segment = &text[seg_start..at];
+            let random = random_token(segment);
+            if random {
+                let word = segment.bytes().take_while(u8::is_ascii_lowercase).count();
+                let skip = if segment.as_bytes().get(word).is_some_and(u8::is_ascii_digit) {
+                    word
+                } else {
+                    0
+                };
+                out.push(seg_start + skip..at);
+            }
+            seg_start = at + 1;
+        }
+    }
+}
+
+/// A generated token rather than a slug, a digest or a version: 20+ characters that
+/// `rules::looks_random`, with upper and lower case and digits, and letters beyond hex (a
+/// commit hash with a suffix, `diff-4fc6…R48`, is not one) switching class often (words
+/// with a digit, `Tutorial-1---Writing-Extensions`, do not).
+fn random_token(part: &str) -> bool {
+    // Words joined by separators (`Meta-Llama-3-8B-Instruct`, `Win32_Thread_Block`,
+    // `LF+AI+Day`) are names: one piece between separators must be random by itself.
+    part.len() >= 20
+        && part
+            .split(['-', '_', '+', '~', '.', '/', ':'])
+            .any(|piece| piece.len() >= 16 && random_piece(piece))
+}
+
+fn random_piece(part: &str) -> bool {
+    let count = |f: fn(&u8) -> bool| part.bytes().filter(f).count();
+    let (upper, lower, digits) = (
+        count(u8::is_ascii_uppercase),
+        count(u8::is_ascii_lowercase),
+        count(u8::is_ascii_digit),
+    );
+    let beyond_hex = count(|b| b.is_ascii_alphabetic() && !b.is_ascii_hexdigit());
+    let class = |b: u8| {
+        (
+            b.is_ascii_uppercase(),
+            b.is_ascii_lowercase(),
+            b.is_ascii_digit(),
+        )
+    };
+    let switches = part
+        .as_bytes()
+        .windows(2)
+        .filter(|w| class(w[0]) != class(w[1]))
+        .count();
+    upper >= 2
+        && lower >= 2
+        && digits >= 2
+        && beyond_hex * 4 >= part.len()
+        && switches * 3 >= part.len()
+        && rules::looks_random(part)
+}
+
+static BYTE_ARRAY: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)(?P<name>[A-Za-z0-9_]*(?:key|secret|salt|pass|token)[A-Za-z0-9_]*)[^=\r\n]{0,60}=[ \t]*[^\r\n]{0,20}?(?P<bytes>(?:\\x[0-9a-f]{2}){16,}|(?:0x[0-9a-f]{2}[ \t]*,[ \t]*){15,}0x[0-9a-f]{2})",
+    )
+    .expect("valid")
+});
+
+/// Key material written as 16+ bytes (`KEY = b"\x9f\x8e…"`, `const KEY: [u8; 32] = [0x9f, …]`)
+/// under a name that says or may say secret (`KEY`, `hmac_secret`; not `PUBLIC_KEY`).
+fn byte_array_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("\\x") && !text.contains("0x") {
+        return;
+    }
+    for found in BYTE_ARRAY.captures_iter(text) {
+        if rules::name_says(&found["name"]) != rules::NameSays::No {
+            if let Some(bytes) = found.name("bytes") {
+                out.push(bytes.range());
+            }
+        }
+    }
+}
+
+static INSERT: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)(?-u:\b)INSERT\s+INTO\s+[^\s(]+\s*\((?P<columns>[^)]{1,2000})\)\s*VALUES\s*",
+    )
+    .expect("valid")
+});
+
+/// SQL `INSERT INTO t (…, password, …) VALUES (…, '…', …)`: the literal in a column whose name
+/// says secret, in every row of the `VALUES` list.
+fn insert_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("INSERT") && !text.contains("insert") {
+        return;
+    }
+    for found in INSERT.captures_iter(text) {
+        let columns: Vec<rules::NameSays> = found["columns"]
+            .split(',')
+            .map(|c| rules::name_says(c.trim().trim_matches(['"', '`', '[', ']'])))
+            .collect();
+        if !columns.contains(&rules::NameSays::Secret) {
+            continue;
+        }
+        let mut at = found.get(0).map_or(text.len(), |m| m.end());
+        let bytes = text.as_bytes();
+        while at < bytes.len() && bytes[at] == b'(' {
+            for (literal, arg) in literal_args(text, at) {
+                let value = &text[literal.clone()];
+                if columns.get(arg) == Some(&rules::NameSays::Secret)
+                    && rules::value_is_secret(
+                        rules::NameSays::Secret,
+                        rules::Written::Quoted,
+                        value,
+                    )
+                {
+                    out.push(literal);
+                }
+            }
+            // The next row: `), (`.
+            let Some(close) = text[at..].find(')') else {
+                break;
+            };
+            let rest = &text[at + close + 1..];
+            let trimmed = rest.trim_start();
+            let Some(next) = trimmed.strip_prefix(',') else {
+                break;
+            };
+            at = text.len() - next.trim_start().len();
+        }
+    }
+}
+
+/// Last words of a name that holds several credentials (`integration_keys = { … }`,
+/// `secrets:`): the values inside are credentials by position.
+const COLLECTION_WORDS: &[&str] = &[
+    "keys",
+    "secrets",
+    "tokens",
+    "passwords",
+    "credentials",
+    "creds",
+    "apikeys",
+];
+
+static COLLECTIONS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(COLLECTION_WORDS)
+        .expect("collection words")
+});
+
+/// Values of a block opened under a name that says it holds credentials: an HCL/JSON/TOML
+/// object (`api_keys = {`, `"secrets": {`), a YAML mapping (`credentials:` and deeper lines)
+/// or an INI/TOML section (`[secrets]`). Each child value that looks like a credential
+/// (`rules::credential_like`).
+fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if COLLECTIONS.find(text).is_none() {
+        return;
+    }
+    let mut block: Option<(usize, bool)> = None; // (opener's indent, section)
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let body = line.trim_end_matches(['\n', '\r']);
+        let trimmed = body.trim_start();
+        let indent = body.len() - trimmed.len();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("//") {
+            continue;
+        }
+        if let Some((open_indent, section)) = block {
+            let ends = if section {
+                trimmed.starts_with('[')
+            } else {
+                indent <= open_indent
+            };
+            if !ends {
+                if let Some(value) = child_value(trimmed) {
+                    let at = start + indent + value.start;
+                    let range = at..start + indent + value.end;
+                    if rules::credential_like(&text[range.clone()]) {
+                        out.push(range);
+                    }
+                }
+                continue;
+            }
+            block = None;
+        }
+        let section = trimmed.starts_with('[');
+        if let Some(name) = block_opener(trimmed).filter(|_| !section || indent == 0) {
+            if holds_credentials(name) {
+                block = Some((indent, section));
+            }
+        }
+    }
+}
+
+/// A name whose last word is a plural of credentials. `keys` and `tokens` alone are a
+/// dictionary's keys and a lexer's tokens: they need a first word that makes the singular a
+/// credential or may (`api_keys`, `integration_keys`; not `special_tokens`).
+fn holds_credentials(name: &str) -> bool {
+    let words = rules::name_words(name);
+    let Some(last) = words.last().map(String::as_str) else {
+        return false;
+    };
+    if !COLLECTION_WORDS.contains(&last) {
+        return false;
+    }
+    if matches!(last, "keys" | "tokens") {
+        let singular = name.trim_end_matches(['s', 'S']);
+        return words.len() >= 2 && rules::name_says(singular) != rules::NameSays::No;
+    }
+    true
+}
+
+/// The name of a line that opens a block: `name = {`, `"name": {`, `name:` (YAML), `[name]`.
+fn block_opener(line: &str) -> Option<&str> {
+    let line = line.trim_end();
+    if let Some(section) = line.strip_prefix('[') {
+        // `[secrets]`, `[[api_keys]]`; not a list (`["a", *x.keys()]`).
+        let name = section.strip_suffix(']')?.trim_matches(['[', ']', ' ']);
+        return (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| is_ident(b) || matches!(b, b'-' | b'.')))
+        .then_some(name);
+    }
+    let rest = line
+        .strip_suffix('{')
+        .map(str::trim_end)
+        .and_then(|l| l.strip_suffix(['=', ':']))
+        .or_else(|| line.strip_suffix(':'))?;
+    let name = rest.trim().trim_matches(['"', '\'']);
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| is_ident(b) || matches!(b, b'-' | b'.')))
+    .then_some(name)
+}
+
+/// The value of a `key = "v"`, `key: v` or `"key": "v",` line, as a range of the line.
+fn child_value(line: &str) -> Option<Range<usize>> {
+    let sep = line.find(['=', ':'])?;
+    let key = line[..sep].trim().trim_matches(['"', '\'']);
+    if key.is_empty() || !key.bytes().all(|b| is_ident(b) || matches!(b, b'-' | b'.')) {
+        return None;
+    }
+    let rest = &line[sep + 1..];
+    let value = rest.trim_start();
+    let mut start = sep + 1 + (rest.len() - value.len());
+    let value = value.trim_end().trim_end_matches(',').trim_end();
+    let inner = match value.as_bytes().first() {
+        Some(&q) if matches!(q, b'"' | b'\'') => {
+            start += 1;
+            value[1..].split(q as char).next().unwrap_or("")
+        }
+        // Unquoted: a literal of YAML or INI, not an expression (`f(x)`, `Set[str]`).
+        _ if value.contains(['(', '[', '{', ' ']) => return None,
+        _ => value,
+    };
+    (!inner.is_empty()).then(|| start..start + inner.len())
 }
 
 /// The values of a Kubernetes `Secret`'s `data:` and `stringData:` blocks (base64 or plain,
@@ -446,6 +916,12 @@ pub fn extend_to_sibling_arguments(text: &str, spans: &mut Vec<Range<usize>>) {
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     call_spans(text, out);
     kubernetes_secret_spans(text, out);
+    char_array_spans(text, out);
+    connection_call_spans(text, out);
+    url_path_spans(text, out);
+    collection_spans(text, out);
+    insert_spans(text, out);
+    byte_array_spans(text, out);
 }
 
 #[cfg(test)]
@@ -499,6 +975,110 @@ mod tests {
             found(r#"Key k = Keys.hmacShaKeyFor("Zr8fK2mQ9xLp4Wv7Tn3sB5yH".getBytes(UTF_8));"#),
             ["Zr8fK2mQ9xLp4Wv7Tn3sB5yH"]
         );
+    }
+
+    /// The credential positions added after held-out-3, in examples written for this test.
+    #[test]
+    fn credential_positions_of_any_syntax() {
+        let cases: &[(&str, &str)] = &[
+            // Key material decoded from a literal.
+            (
+                r#"aes_key = binascii.unhexlify("5be1c07a93d24f6e8a1b0c3d7e9f2a4b")"#,
+                "5be1c07a93d24f6e8a1b0c3d7e9f2a4b",
+            ),
+            (
+                r#"let k = general_purpose::STANDARD.decode("p2Vx8KqL0mZr4TnB7wYc1H5sJ9dE3gA6").unwrap();"#,
+                "p2Vx8KqL0mZr4TnB7wYc1H5sJ9dE3gA6",
+            ),
+            // A call without parentheses.
+            (
+                r#"  conn.authenticate "svc", "Tq5!zW8-pL3x""#,
+                "Tq5!zW8-pL3x",
+            ),
+            // A login call's one random argument.
+            (
+                r#"await gateway.login("Rz7Kq2Lm9Xv4Tn8Bw3Yc6Hd1")"#,
+                "Rz7Kq2Lm9Xv4Tn8Bw3Yc6Hd1",
+            ),
+            // A literal turned into a char array.
+            (
+                r#"PBEKeySpec spec = new PBEKeySpec("Wn4#kd9-Qp2".toCharArray());"#,
+                "Wn4#kd9-Qp2",
+            ),
+            // After a connection string.
+            (
+                r#"db = pymssql.connect("Server=sql.internal;Database=ledger", "svc", "Lm7!vQ2-nR8")"#,
+                "Lm7!vQ2-nR8",
+            ),
+            (
+                r#"$h = new Conn("pgsql:host=db;dbname=x", "app", "Zx9.kedro-Vamp3!");"#,
+                "Zx9.kedro-Vamp3!",
+            ),
+            // A token in a URL's path.
+            (
+                r#"fetch("https://hooks.example.net/v1/ingest/Qm7ZtR2kP9xWb4LcN8vY/events")"#,
+                "Qm7ZtR2kP9xWb4LcN8vY",
+            ),
+            // Values under a name that holds several credentials.
+            (
+                "webhook_secrets = {\n  github = \"Pk8vR3-mW2qZ\"\n  stripe = \"whk.Tr4nD9\"\n}\n",
+                "Pk8vR3-mW2qZ",
+            ),
+            (
+                "credentials:\n  prod: \"Ks8!pQ2-vLx\"\nport: 80\n",
+                "Ks8!pQ2-vLx",
+            ),
+            ("[secrets]\nsmtp = Vb6-qTz8#Lm\n", "Vb6-qTz8#Lm"),
+            // Rows of an INSERT whose column says secret.
+            (
+                "INSERT INTO accounts (login, api_token) VALUES\n  ('ops', 'Tk5-vQ8zLm2'),\n  ('ci', 'Rw3!pX7nKd');",
+                "Rw3!pX7nKd",
+            ),
+            // A token as a URL's whole user part.
+            (
+                r#"DSN = "https://4f2a9c8e1b7d6053a2e9f1c4b8d7e6a5@o4417.ingest.example.io/42""#,
+                "4f2a9c8e1b7d6053a2e9f1c4b8d7e6a5",
+            ),
+            // Key material as bytes.
+            (
+                "const HMAC_KEY: [u8; 16] = [0x3c, 0x91, 0x0e, 0xa7, 0x5d, 0xf2, 0x48, 0xb6, 0x19, 0xc4, 0x7a, 0xe3, 0x02, 0x8f, 0xd5, 0x6b];",
+                "0x3c, 0x91, 0x0e, 0xa7, 0x5d, 0xf2, 0x48, 0xb6, 0x19, 0xc4, 0x7a, 0xe3, 0x02, 0x8f, 0xd5, 0x6b",
+            ),
+            // An LDAP bind.
+            (r#"conn.simple_bind_s("cn=reader,dc=corp", "Lq4#vB9-xTz")"#, "Lq4#vB9-xTz"),
+        ];
+        for (text, secret) in cases {
+            assert!(found(text).contains(secret), "{text}: {:?}", found(text));
+        }
+        for code in [
+            r#"magic = bytes.fromhex("deadbeef")"#,
+            r#"data = base64.b64decode(payload)"#,
+            r#"chunk = bytes.fromhex("00000000000000000000000000000000")"#,
+            r#"Use the client "foo" here"#,
+            r#"login("Password: ")"#,
+            r#"char[] cs = "abcdefgh".toCharArray();"#,
+            r#"r = requests.get("https://x.example/a", "application/json")"#,
+            r#"psycopg2.connect("host=db dbname=x", "reporting_user")"#,
+            "see https://github.com/o/r/commit/88aa1c897dfe2ee4aa987e4a56f2ba1344a17238#diff-4fc63db1f2fcb7c6e464ee9a77c3c74e90dd191d1c9ffc3bdd1234d3a6663dc0R48",
+            "[docs]: https://example.org/wiki/Tutorial-1---Writing-Extensions-for-Python-Markdown",
+            "![b](http://img.shields.io/badge/godoc-reference-5272B4.svg?style=flat)",
+            "keys = {\n  up = \"ArrowUp\"\n  down = \"ArrowDown\"\n}\n",
+            // Seen in the Python packages of this machine (GHOSTLINE_REDACTION_DIR).
+            r#">>> client = InferenceClient("meta-llama/Meta-Llama-3-8B-Instruct")"#,
+            "* https://en.wikipedia.org/wiki/Win32_Thread_Information_Block",
+            "<https://wiki.example.org/pages/14091402/LF+AI+Day+-ONNX+Community+Virtual+Meetup+2020>",
+            "NAMES = set(\n    [\"root\", *RULES.keys()]\n)\n\nLITERALS = set(\"|.()[]{}*+?\")\n",
+            "    tokens = {\n        'strings-single': innerstring_rules(String.Single),\n    }\n",
+            "INSERT INTO users (login, password_hash) VALUES ('ops', 'x');",
+            "git clone https://git@example.org/r.git",
+            "e.g. `\"ssh://687fb701029421ae5549d998@ssh.jobs.example\"`",
+            "PUBLIC_KEY = [0x3c, 0x91, 0x0e, 0xa7, 0x5d, 0xf2, 0x48, 0xb6, 0x19, 0xc4, 0x7a, 0xe3, 0x02, 0x8f, 0xd5, 0x6b]",
+            r#"sock.bind(("0.0.0.0", 8080))"#,
+            r#"io.bind_input(f"past_{i}", dev, 0, types[f"past_{i}"])"#,
+            "$(document).bind('close.box', function() {\n    $('#box-9').fadeOut(function() {\n",
+        ] {
+            assert!(found(code).is_empty(), "{code}: {:?}", found(code));
+        }
     }
 
     #[test]
