@@ -1,11 +1,11 @@
 //! A fast, offline approximation of `tests/secrets_corpus.rs` for working on the rules: each
-//! file of a half through `privacy::redact` as a whole, each plant searched for 6-character
+//! file of a half through `privacy::redact_keep_lines` as a whole, each plant searched for 6-character
 //! pieces in the result, and each credential file checked by content. Prints the leaking
 //! plants; asserts nothing. The test over the real binary is what scores a half.
 //!
 //!     cargo run -p ghostline-lsp --example secrets_offline -- held-out-3
 
-use ghostline_lsp::privacy::{is_credential_file, redact};
+use ghostline_lsp::bench::privacy::{is_credential_file, redact_keep_lines as redact};
 use serde_json::Value;
 
 fn main() {

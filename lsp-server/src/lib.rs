@@ -50,7 +50,7 @@ pub mod bench {
     }
 
     pub mod privacy {
-        pub use crate::privacy::content::credential_format;
+        pub use crate::privacy::content::{credential_format, is_credential_file};
         pub use crate::privacy::{
             cursor_in_secret, redact_keep_lines, rule_spans, secret_spans, Excludes, Region,
             MARGIN_LINES, RULES,

@@ -1096,8 +1096,7 @@ fn is_prose(value: &str) -> bool {
 }
 
 /// Whether `value`, written as `written` after a name that `says` so, is to be redacted.
-#[cfg(test)]
-fn value_is_secret(says: NameSays, written: Written, value: &str) -> bool {
+pub(crate) fn value_is_secret(says: NameSays, written: Written, value: &str) -> bool {
     value_is_secret_for(says, written, value, false)
 }
 
