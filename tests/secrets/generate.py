@@ -14,6 +14,11 @@ shapes not in the first corpus, declared before any further rule change and scor
 `held-out-3` (SHAPES3, seed SEED3) was written by someone who had not read the rules or their
 thresholds, before any further rule change: shapes in neither earlier set, in more languages and
 formats, scored once.
+`held-out-4` (SHAPES4, seed SEED4) was likewise written by someone who had read neither the rules,
+their thresholds nor any results, before any further rule change: shapes in none of the earlier
+sets (default arguments, constant tables, test fixtures, builders, process environments, more
+languages, CI systems and server configs, credential files of formats not used before), scored
+once.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -1523,6 +1528,701 @@ def _(g):
     return f'[client]\nuser=backup\npassword="{pw}"\nhost=db.internal\n', one(pw)
 
 
+# ---- A fourth held-out set (held-out-4) -------------------------------------------------
+# Written independently of the redaction code (its rules, thresholds and results unread), before
+# any further rule change, with a seed of its own, so that the values of the first three corpora
+# stay as they were. Shapes in none of SHAPES, SHAPES2, SHAPES3: default arguments, enum and
+# constant tables, test fixtures, struct literals and builders, process-spawn environments,
+# signing and webhook secrets, more languages (Scala, Swift, C, C++, Elixir, Lua, Perl,
+# PowerShell, R, Groovy, Puppet, Chef), more CI systems and server configs, and credential
+# files of formats not used before (rclone, s3cmd, OpenVPN, WireGuard, .boto, Azure SDK auth,
+# Terraform CLI credentials, RubyGems, Composer, Yarn, OpenSSH and PuTTY keys, JAAS, CIFS).
+
+SEED4 = 2932
+SHAPES4: list[tuple[str, str, object]] = []
+
+
+def shape4(name: str, kind: str):
+    def register(fn):
+        SHAPES4.append((name, kind, fn))
+        return fn
+    return register
+
+
+def b64_bytes(g, n: int) -> str:
+    """Standard base64 of `n` random bytes (a raw key as WireGuard, Azure or Fernet write it)."""
+    return base64.b64encode(bytes(g.r.randrange(256) for _ in range(n))).decode()
+
+
+def slack_token(g, kind: str) -> str:
+    return f"xox{kind}-{g.r.randint(10**10, 10**13 - 1)}-{g.r.randint(10**10, 10**13 - 1)}-{g.b62(24)}"
+
+
+OPENSSH_PUBLIC = ("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+                  "QyNTUxOQAAACA")  # every unencrypted ed25519 OpenSSH key starts so
+
+
+# Python ------------------------------------------------------------------------------------
+@shape4("py: def default argument holds the password", "py-lib")
+def _(g):
+    pw = g.password()
+    return (f'\n\ndef directory(host="ldaps://ldap.acme.example", bind_dn="cn=svc-portal,ou=services,dc=acme,dc=example",\n'
+            f'              bind_password="{pw}"):\n    return LdapClient(host, bind_dn, bind_password)\n', one(pw))
+
+
+@shape4("py: ldap simple_bind_s(dn, pw) positional", "py-lib")
+def _(g):
+    pw = g.password()
+    return (f'\n\ndef lookup(uid):\n    conn = ldap.initialize("ldaps://ldap.acme.example")\n'
+            f'    conn.simple_bind_s("cn=admin,dc=acme,dc=example", "{pw}")\n    return conn.search_s("ou=people,dc=acme,dc=example", ldap.SCOPE_SUBTREE, f"(uid={{uid}})")\n',
+            one(pw))
+
+
+@shape4("py: subprocess env dict with a passphrase", "py-lib")
+def _(g):
+    pw = g.password()
+    return (f'\n\ndef backup(repo, path):\n    subprocess.run(["borg", "create", f"{{repo}}::{{{{now}}}}", path], check=True,\n'
+            f'                   env={{**os.environ, "BORG_PASSPHRASE": "{pw}"}})\n', one(pw))
+
+
+@shape4("py: dataclass field default secret", "py-lib")
+def _(g):
+    k, v = g.s(UPPER_NUM, 20), g.s(B64, 40)
+    return (f'\n\n@dataclass\nclass S3Settings:\n    bucket: str = "acme-exports"\n    region: str = "eu-west-1"\n'
+            f'    access_key: str = "{k}"\n    secret_key: str = "{v}"\n', [(k, 0), (v, 0)])
+
+
+@shape4("py: URLSafeTimedSerializer(secret) for signed links", "py-lib")
+def _(g):
+    v = g.b62(40)
+    return (f'\n\nsigner = URLSafeTimedSerializer("{v}", salt="email-confirm")\n\n\ndef confirm_link(email):\n'
+            f'    return f"https://acme.example/confirm/{{signer.dumps(email)}}"\n', one(v))
+
+
+@shape4("py: OAuth1(client_key, client_secret, token, token_secret)", "py-lib")
+def _(g):
+    ck, cs, tk, ts = g.b62(25), g.b62(50), f"{g.r.randint(10**17, 10**19 - 1)}-{g.b62(30)}", g.b62(45)
+    return (f'\n\nauth = OAuth1("{ck}", "{cs}",\n              "{tk}", "{ts}")\n', [(cs, 0), (tk, 0), (ts, 0)])
+
+
+@shape4("py: appid= query string in an f-string URL", "py-lib")
+def _(g):
+    v = g.hex(32)
+    return (f'\n\ndef weather(city):\n    url = f"https://api.openweathermap.org/data/2.5/weather?q={{city}}&units=metric&appid={v}"\n'
+            f'    return requests.get(url, timeout=5).json()\n', one(v))
+
+
+@shape4("py: Enum member holding a Google API key", "py-lib")
+def _(g):
+    v = "AIza" + g.s(URLSAFE, 35)
+    return f'\n\nclass ApiKey(str, Enum):\n    GEOCODING = "{v}"\n    TIMEOUT = "10"\n', one(v, 4)
+
+
+@shape4("py: pytest fixture returning a Slack bot token", "py-tests")
+def _(g):
+    v = slack_token(g, "b")
+    return f'\n\n@pytest.fixture\ndef slack_token():\n    return "{v}"\n', one(v, 5)
+
+
+# Rust --------------------------------------------------------------------------------------
+@shape4("rs: struct literal field \"...\".into()", "rust-fn")
+def _(g):
+    pw = g.password()
+    return (f'    let mailer = MailerConfig {{\n        relay: "smtp.acme.example".into(),\n        username: "alerts@acme.example".into(),\n'
+            f'        password: "{pw}".into(),\n        port: 587,\n    }};\n', one(pw))
+
+
+@shape4("rs: HeaderValue::from_static(\"Bearer ...\")", "rust-fn")
+def _(g):
+    v = g.b62(40)
+    return (f'    let mut headers = HeaderMap::new();\n    headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer {v}"));\n', one(v))
+
+
+@shape4("rs: match arm returning a per-environment key", "rust-fn")
+def _(g):
+    a, b = g.hex(40), g.hex(40)
+    return (f'    let api_key = match env {{\n        Env::Production => "{a}",\n        Env::Staging => "{b}",\n        Env::Local => "dev",\n    }};\n',
+            [(a, 0), (b, 0)])
+
+
+# Go ----------------------------------------------------------------------------------------
+@shape4("go: exec.Cmd Env appended with a secret", "go-svc")
+def _(g):
+    kid, v = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f'\tcmd := exec.Command("aws", "s3", "sync", "./dist", "s3://acme-site")\n'
+            f'\tcmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID={kid}", "AWS_SECRET_ACCESS_KEY={v}")\n'
+            f'\tif err := cmd.Run(); err != nil {{\n\t\treturn err\n\t}}\n', [(kid, 4), (v, 0)])
+
+
+@shape4("go: url.UserPassword(user, pw)", "go-svc")
+def _(g):
+    pw = g.password()
+    return (f'\tu, _ := url.Parse("https://registry.acme.example/v2/")\n\tu.User = url.UserPassword("ci-pusher", "{pw}")\n', one(pw))
+
+
+@shape4("go: clientcredentials.Config ClientSecret", "go-svc")
+def _(g):
+    v = g.s(URLSAFE, 40)
+    return (f'\tcc := clientcredentials.Config{{\n\t\tClientID:     "reporting-service",\n\t\tClientSecret: "{v}",\n'
+            f'\t\tTokenURL:     "https://login.acme.example/oauth2/token",\n\t}}\n\t_ = cc.Client(req.Context())\n', one(v))
+
+
+# TypeScript / JavaScript -------------------------------------------------------------------
+@shape4("ts: constructor default parameter apiKey", "typescript")
+def _(g):
+    v = g.hex(32)
+    return (f'export class SearchClient {{\n  constructor(private readonly appId = "{g.s(UPPER_NUM, 10)}", private readonly adminApiKey = "{v}") {{}}\n}}\n',
+            one(v))
+
+
+@shape4("ts: `as const` table of provider keys", "typescript")
+def _(g):
+    a, b = g.uuid(), g.b62(40)
+    return (f'export const PROVIDERS = {{\n  mapbox: {{ style: "streets-v12" }},\n  postmark: {{ serverToken: "{a}" }},\n'
+            f'  pusher: {{ appId: "{g.r.randint(10**6, 10**7 - 1)}", secret: "{b}" }},\n}} as const;\n', [(a, 0), (b, 0)])
+
+
+@shape4("ts: new Webhooks({ secret }) signing secret", "typescript")
+def _(g):
+    v = g.hex(40)
+    return f'const webhooks = new Webhooks({{ secret: "{v}" }});\nwebhooks.on("push", handlePush);\n', one(v)
+
+
+@shape4("js: nodemailer createTransport auth.pass", "javascript")
+def _(g):
+    pw = g.password()
+    return (f'const mailer = nodemailer.createTransport({{\n  host: "smtp.acme.example",\n  port: 587,\n'
+            f'  auth: {{ user: "noreply@acme.example", pass: "{pw}" }},\n}});\n', one(pw))
+
+
+@shape4("json: package.json script with a deploy token", "pkgjson")
+def _(g):
+    v = g.hex(32)
+    return f'    "deploy:{g.s(string.ascii_lowercase, 4)}": "surge ./dist acme-docs.surge.sh --token {v}",\n', one(v)
+
+
+# Java / Kotlin / Scala / Groovy ------------------------------------------------------------
+@shape4("java: anonymous Authenticator returning PasswordAuthentication", "java-method")
+def _(g):
+    pw = g.password()
+    return (f'        Session mail = Session.getInstance(props, new Authenticator() {{\n'
+            f'            @Override\n            protected PasswordAuthentication getPasswordAuthentication() {{\n'
+            f'                return new PasswordAuthentication("billing@acme.example", "{pw}");\n            }}\n        }});\n',
+            one(pw))
+
+
+@shape4("java: enum constants with key constructor arguments", "java")
+def _(g):
+    a, b = g.hex(32), g.hex(32)
+    return (f'    enum Mailjet {{\n        TRANSACTIONAL("{g.hex(32)}", "{a}"),\n        MARKETING("{g.hex(32)}", "{b}");\n\n'
+            f'        final String apiKey, secretKey;\n\n        Mailjet(String apiKey, String secretKey) {{\n'
+            f'            this.apiKey = apiKey;\n            this.secretKey = secretKey;\n        }}\n    }}\n', [(a, 0), (b, 0)])
+
+
+@shape4("java: System.setProperty keyStorePassword", "java-method")
+def _(g):
+    pw = g.password()
+    return (f'        System.setProperty("javax.net.ssl.keyStore", "/etc/acme/client.p12");\n'
+            f'        System.setProperty("javax.net.ssl.keyStorePassword", "{pw}");\n', one(pw))
+
+
+@shape4("kt: mapOf(\"Authorization\" to \"Bearer ...\")", "kotlin")
+def _(g):
+    v = g.b62(40)
+    return f'    private val headers = mapOf("Authorization" to "Bearer {v}", "Accept" to "application/json")\n\n', one(v)
+
+
+@shape4("gradle: signingConfigs storePassword/keyPassword", "gradle-groovy")
+def _(g):
+    a, b = g.password(), g.password()
+    return (f"    signingConfigs {{\n        release {{\n            storeFile file('release.keystore')\n"
+            f"            storePassword '{swap(a, chr(39))}'\n            keyAlias 'release'\n            keyPassword '{swap(b, chr(39))}'\n        }}\n    }}\n",
+            [(swap(a, "'"), 0), (swap(b, "'"), 0)])
+
+
+@shape4("scala: doobie Transactor.fromDriverManager(driver, url, user, pw)", "scala")
+def _(g):
+    pw = g.password()
+    return (f'  val xa = Transactor.fromDriverManager[IO](\n    "org.postgresql.Driver", "jdbc:postgresql://db:5432/ledger", "ledger", "{pw}"\n  )\n\n',
+            one(pw))
+
+
+@shape4("scala: implicit val wrapping a Slack user token", "scala")
+def _(g):
+    v = slack_token(g, "p")
+    return f'  implicit val slackToken: SlackToken = SlackToken("{v}")\n\n', one(v, 5)
+
+
+# Swift -------------------------------------------------------------------------------------
+@shape4("swift: static let in a caseless enum", "swift")
+def _(g):
+    v = g.b62(40)
+    return f'enum Secrets {{\n    static let backendHMACKey = "{v}"\n}}\n\n', one(v)
+
+
+@shape4("swift: URLRequest setValue(Bearer, forHTTPHeaderField:)", "swift")
+def _(g):
+    v = g.b62(40)
+    return (f'func makeRequest(_ url: URL) -> URLRequest {{\n    var request = URLRequest(url: url)\n'
+            f'    request.setValue("Bearer {v}", forHTTPHeaderField: "Authorization")\n    return request\n}}\n\n', one(v))
+
+
+# C / C++ -----------------------------------------------------------------------------------
+@shape4("c: #define WIFI_PASSWORD", "c-fw")
+def _(g):
+    pw = swap(g.password(), "\"\\")
+    return f'#define WIFI_SSID     "acme-iot"\n#define WIFI_PASSWORD "{pw}"\n\n', one(pw)
+
+
+@shape4("c: designated initializer with MQTT credentials", "c-fw")
+def _(g):
+    pw = g.b62(24)
+    return (f'static const esp_mqtt_client_config_t mqtt_cfg = {{\n    .broker.address.uri = "mqtts://mqtt.acme.example:8883",\n'
+            f'    .credentials.username = "sensor-fleet",\n    .credentials.authentication.password = "{pw}",\n}};\n\n', one(pw))
+
+
+@shape4("cpp: curl_easy_setopt CURLOPT_USERPWD user:pw", "cpp")
+def _(g):
+    pw = swap(g.password(), ":\"\\")
+    return (f'void Uploader::configure(CURL* curl) {{\n    curl_easy_setopt(curl, CURLOPT_URL, "https://files.acme.example/upload");\n'
+            f'    curl_easy_setopt(curl, CURLOPT_USERPWD, "uploader:{pw}");\n}}\n\n', one(pw))
+
+
+@shape4("cpp: constexpr char array in an anonymous namespace", "cpp")
+def _(g):
+    v = g.b62(40)
+    return f'namespace {{\nconstexpr char kTelemetryToken[] = "{v}";\n}}  // namespace\n\n', one(v)
+
+
+# C# ----------------------------------------------------------------------------------------
+@shape4("cs: object initializer ConnectionFactory { Password = }", "csharp")
+def _(g):
+    pw = g.password()
+    return f'        var factory = new ConnectionFactory {{ HostName = "mq.internal", UserName = "orders", Password = "{pw}" }};\n', one(pw)
+
+
+@shape4("cs: Environment.SetEnvironmentVariable(client secret)", "csharp")
+def _(g):
+    v = g.s(URLSAFE, 3) + str(g.r.randrange(10)) + "Q~" + g.s(URLSAFE + "~.", 34)
+    return f'        Environment.SetEnvironmentVariable("AZURE_CLIENT_SECRET", "{v}");\n', one(v)
+
+
+# PHP / Ruby / Chef / Puppet ----------------------------------------------------------------
+@shape4("php: env() with a literal fallback in a config array", "php")
+def _(g):
+    v = "sk_live_" + g.b62(24)
+    return f"$services = [\n    'stripe' => [\n        'key' => env('STRIPE_KEY'),\n        'secret' => env('STRIPE_SECRET', '{v}'),\n    ],\n];\n\n", one(v, 8)
+
+
+@shape4("php: CURLOPT_HTTPHEADER Authorization line", "php")
+def _(g):
+    v = g.b62(40)
+    return (f"$ch = curl_init('https://api.acme.example/v1/invoices');\n"
+            f"curl_setopt($ch, CURLOPT_HTTPHEADER, ['Accept: application/json', 'Authorization: Bearer {v}']);\n\n", one(v))
+
+
+@shape4("rb: Octokit::Client.new(access_token:)", "ruby")
+def _(g):
+    v = "gho_" + g.b62(36)
+    return f'\nclient = Octokit::Client.new(access_token: "{v}")\nclient.auto_paginate = true\n', one(v, 4)
+
+
+@shape4("rb: Stripe.api_key = module attribute", "ruby")
+def _(g):
+    v = "rk_live_" + g.b62(58)
+    return f'\nStripe.api_key = "{v}"\nStripe.max_network_retries = 2\n', one(v, 8)
+
+
+@shape4("chef: node attribute ['password'] =", "chef")
+def _(g):
+    pw = swap(g.password(), "'")
+    return f"default['acme']['db']['user'] = 'acme'\ndefault['acme']['db']['password'] = '{pw}'\n\n", one(pw)
+
+
+@shape4("puppet: class parameter => password", "puppet")
+def _(g):
+    pw = swap(g.password(), "'")
+    return (f"  class {{ 'postgresql::server':\n    listen_addresses  => '*',\n    postgres_password => '{pw}',\n  }}\n\n", one(pw))
+
+
+# Elixir / Lua / Perl / PowerShell / R ------------------------------------------------------
+@shape4("ex: Repo url ecto://user:pw@host/db", "elixir")
+def _(g):
+    pw = swap(g.password(), URL_UNSAFE + "\"")
+    return f'config :shop, Shop.Repo,\n  url: "ecto://shop:{pw}@db.internal/shop_prod",\n  pool_size: 10\n\n', one(pw)
+
+
+@shape4("ex: Endpoint secret_key_base", "elixir")
+def _(g):
+    v = g.s(B64, 64)
+    return f'config :shop, ShopWeb.Endpoint,\n  http: [port: 4000],\n  secret_key_base: "{v}"\n\n', one(v)
+
+
+@shape4("lua: red:auth(pw) method call", "lua")
+def _(g):
+    pw = g.b62(24)
+    return (f'local red = redis:new()\nred:set_timeouts(1000, 1000, 1000)\nassert(red:connect("cache.internal", 6379))\n'
+            f'local ok, err = red:auth("{pw}")\n\n', one(pw))
+
+
+@shape4("perl: DBI->connect(dsn, user, pw, attrs)", "perl")
+def _(g):
+    pw = swap(g.password(), "'\\")
+    return (f"my $dbh = DBI->connect('dbi:Pg:dbname=ledger;host=db.internal', 'ledger', '{pw}',\n"
+            f"    {{ RaiseError => 1, AutoCommit => 0 }});\n\n", one(pw))
+
+
+@shape4("ps: ConvertTo-SecureString -AsPlainText -Force", "powershell")
+def _(g):
+    pw = swap(g.password(), "'")
+    return (f"$secure = ConvertTo-SecureString '{pw}' -AsPlainText -Force\n"
+            f"$cred = New-Object System.Management.Automation.PSCredential ('ACME\\svc-deploy', $secure)\n\n", one(pw))
+
+
+@shape4("ps: Invoke-RestMethod -Headers @{ Authorization = ... }", "powershell")
+def _(g):
+    v = g.b62(52)
+    return (f'$headers = @{{ Authorization = "Bearer {v}"; Accept = "application/json" }}\n'
+            f'Invoke-RestMethod -Uri "https://api.acme.example/v1/releases" -Headers $headers -Method Post\n\n', one(v))
+
+
+@shape4("r: Sys.setenv(NAME = \"...\")", "r")
+def _(g):
+    v = "sk-proj-" + g.b62(48)
+    return f'Sys.setenv(OPENAI_API_KEY = "{v}")\n\n', one(v, 8)
+
+
+# SQL ---------------------------------------------------------------------------------------
+@shape4("sql: pgp_sym_encrypt(data, passphrase)", "sql")
+def _(g):
+    pw = swap(g.password(), "'")
+    return f"UPDATE customers SET ssn_enc = pgp_sym_encrypt(ssn, '{pw}') WHERE ssn_enc IS NULL;\n", one(pw)
+
+
+@shape4("sql: Snowflake CREATE STAGE CREDENTIALS=(AWS_SECRET_KEY)", "sql")
+def _(g):
+    kid, sec = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f"CREATE OR REPLACE STAGE raw_events URL = 's3://acme-events/raw/'\n  CREDENTIALS = (AWS_KEY_ID = '{kid}' AWS_SECRET_KEY = '{sec}');\n",
+            [(kid, 4), (sec, 0)])
+
+
+@shape4("sql: dblink libpq conninfo password=", "sql")
+def _(g):
+    pw = g.b62(20)
+    return (f"SELECT * FROM dblink('host=legacy-db dbname=erp user=erp_reader password={pw}', 'SELECT id, total FROM invoices')\n"
+            f"  AS t(id int, total numeric);\n", one(pw))
+
+
+# Shell -------------------------------------------------------------------------------------
+@shape4("sh: mount -t cifs -o username=,password=", "shell")
+def _(g):
+    pw = swap(g.password(), ",'")
+    return f"mount -t cifs //nas.internal/backups /mnt/backups -o 'username=svc-backup,password={pw},vers=3.0'\n", one(pw)
+
+
+@shape4("sh: mc alias set url access secret positional", "shell")
+def _(g):
+    k, s = g.s(UPPER_NUM, 20), g.b62(40)
+    return f"mc alias set archive https://minio.acme.example {k} {s}\nmc mirror ./exports archive/exports\n", [(k, 0), (s, 0)]
+
+
+@shape4("sh: kubectl create secret --from-literal", "shell")
+def _(g):
+    v = g.b62(32)
+    return f"kubectl -n payments create secret generic adyen --from-literal=api-key={v} --dry-run=client -o yaml | kubectl apply -f -\n", one(v)
+
+
+@shape4("sh: helm upgrade --set auth.password=", "shell")
+def _(g):
+    pw = g.b62(20)
+    return f"helm upgrade --install cache bitnami/redis --namespace cache --set auth.password={pw} --wait\n", one(pw)
+
+
+# crontab / systemd / Apache / nginx --------------------------------------------------------
+@shape4("cron: environment assignment at the top of a crontab", "crontab")
+def _(g):
+    v = g.hex(64)
+    return f"BACKUP_ENCRYPTION_KEY={v}\n", one(v)
+
+
+@shape4("systemd: Environment=\"NAME=v\" in [Service]", "systemd")
+def _(g):
+    v = g.b62(40)
+    return f'Environment="WEBHOOK_SIGNING_SECRET={v}"\n', one(v)
+
+
+@shape4("apache: SetEnv in a vhost", "apache")
+def _(g):
+    pw = swap(g.password(), "\"\\")
+    return f'    SetEnv DB_PASSWORD "{pw}"\n', one(pw)
+
+
+@shape4("nginx: set $var then proxy_set_header from it", "nginx")
+def _(g):
+    v = g.hex(40)
+    return f'        set $upstream_key "{v}";\n        proxy_set_header X-Api-Key $upstream_key;\n', one(v)
+
+
+# Dockerfile / Helm templates / Kubernetes / Terraform / Pulumi / Ansible --------------------
+@shape4("docker: RUN git config url.insteadOf with a token", "dockerfile")
+def _(g):
+    v = "ghs_" + g.b62(36)
+    return f'RUN git config --global url."https://x-access-token:{v}@github.com/".insteadOf "https://github.com/"\n', one(v, 4)
+
+
+@shape4("helm-tpl: `default` fallback in a template", "helm-tpl")
+def _(g):
+    pw = g.b62(24)
+    return f'  redis-password: {{{{ .Values.redis.password | default "{pw}" | quote }}}}\n', one(pw)
+
+
+@shape4("k8s: ConfigMap data holding a DSN with a password", "k8s-cm")
+def _(g):
+    pw = swap(g.password(), URL_UNSAFE + "\"")
+    return f'  DATABASE_URL: "mysql://orders:{pw}@mysql.orders.svc:3306/orders"\n', one(pw)
+
+
+@shape4("tf: provisioner connection { password }", "terraform")
+def _(g):
+    pw = swap(g.password(), "\"$\\")
+    return (f'resource "null_resource" "bootstrap" {{\n  connection {{\n    type     = "winrm"\n    host     = aws_instance.win.public_ip\n'
+            f'    user     = "Administrator"\n    password = "{pw}"\n  }}\n\n  provisioner "remote-exec" {{\n    inline = ["powershell.exe -File C:/bootstrap.ps1"]\n  }}\n}}\n',
+            one(pw))
+
+
+@shape4("tf: kubernetes_secret data map", "terraform")
+def _(g):
+    v = g.b62(36)
+    return (f'resource "kubernetes_secret" "mailgun" {{\n  metadata {{\n    name = "mailgun"\n  }}\n  data = {{\n    "api-key" = "{v}"\n  }}\n}}\n', one(v))
+
+
+@shape4("pulumi: plaintext value in a stack config", "pulumi-cfg")
+def _(g):
+    v = g.b62(40)
+    return f"  acme:datadogAppKey: {v}\n", one(v)
+
+
+@shape4("ansible: uri module headers Authorization", "ansible")
+def _(g):
+    v = g.b62(40)
+    return (f'  tasks:\n    - name: Register the host\n      ansible.builtin.uri:\n        url: https://inventory.acme.example/api/hosts\n'
+            f'        method: POST\n        headers:\n          Authorization: "Token {v}"\n        body_format: json\n', one(v))
+
+
+@shape4("ansible: INI inventory ansible_password=", "inventory")
+def _(g):
+    pw = swap(g.password(), " #;'\"")
+    return f"win01 ansible_host=10.20.0.11 ansible_user=Administrator ansible_password={pw}\n", one(pw)
+
+
+# TOML / YAML / .env / .properties / INI / XML ----------------------------------------------
+@shape4("toml: netlify.toml [build.environment]", "netlify")
+def _(g):
+    v = g.hex(32)
+    return f'[build.environment]\n  NODE_VERSION = "20"\n  ALGOLIA_ADMIN_KEY = "{v}"\n', one(v)
+
+
+@shape4("yaml: database.yml ERB ENV.fetch block fallback", "rails-db")
+def _(g):
+    pw = swap(g.password(), "\"%#")
+    return f'  password: <%= ENV.fetch("DATABASE_PASSWORD") {{ "{pw}" }} %>\n', one(pw)
+
+
+@shape4("yaml: Spring application.yml list of clients with client-secret", "spring-yaml")
+def _(g):
+    v = g.s(URLSAFE, 40)
+    return f'      - client-id: partner-portal\n        client-secret: "{v}"\n        scopes: [orders.read]\n', one(v)
+
+
+@shape4("env: value followed by an inline comment", "dotenv")
+def _(g):
+    v = g.b62(40)
+    return f"MIXPANEL_API_SECRET={v}  # prod project, rotate quarterly\n", one(v)
+
+
+@shape4("properties: Kafka sasl.jaas.config password=\"...\"", "properties")
+def _(g):
+    pw = swap(g.password(), "\"\\")
+    return (f'sasl.mechanism=PLAIN\nsasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="orders" password="{pw}";\n',
+            one(pw))
+
+
+@shape4("ini: odbc.ini data source PWD=", "odbc")
+def _(g):
+    pw = swap(g.password(), ";#{}")
+    return f"[Warehouse]\nDriver = ODBC Driver 18 for SQL Server\nServer = tcp:dw.acme.example,1433\nUID = bi_reader\nPWD = {pw}\n\n", one(pw)
+
+
+@shape4("xml: Tomcat context.xml Resource password attribute", "tomcat")
+def _(g):
+    pw = swap(g.password(), "\"&<")
+    return (f'    <Resource name="jdbc/shop" auth="Container" type="javax.sql.DataSource"\n'
+            f'              driverClassName="org.postgresql.Driver" url="jdbc:postgresql://db:5432/shop"\n'
+            f'              username="shop" password="{pw}" maxTotal="20"/>\n', one(pw))
+
+
+@shape4("xml: NuGet.Config ClearTextPassword", "nuget")
+def _(g):
+    v = g.s(string.ascii_lowercase + string.digits, 52)
+    return (f'  <packageSourceCredentials>\n    <AcmeFeed>\n      <add key="Username" value="build" />\n'
+            f'      <add key="ClearTextPassword" value="{v}" />\n    </AcmeFeed>\n  </packageSourceCredentials>\n', one(v))
+
+
+# Notebooks / CI ----------------------------------------------------------------------------
+@shape4("ipynb: %env magic NAME=value", "notebook")
+def _(g):
+    v = "hf_" + g.b62(34)
+    return f'    "%env HF_TOKEN={v}\\n",\n', one(v, 3)
+
+
+@shape4("circleci: docker image auth password", "circleci")
+def _(g):
+    pw = g.b62(36)
+    return (f"  build:\n    docker:\n      - image: registry.acme.example/ci/node:20\n        auth:\n          username: circle-pull\n"
+            f"          password: {pw}\n    steps:\n      - checkout\n      - run: npm ci && npm test\n", one(pw))
+
+
+@shape4("jenkins: withEnv([\"NAME=v\"])", "jenkinsfile")
+def _(g):
+    v = "squ_" + g.hex(40)
+    return (f"        stage('Analyse') {{\n            steps {{\n                withEnv(['SONAR_TOKEN={v}']) {{\n"
+            f"                    sh './gradlew sonar'\n                }}\n            }}\n        }}\n", one(v, 4))
+
+
+@shape4("jenkins: httpRequest customHeaders Authorization", "jenkinsfile")
+def _(g):
+    v = g.b62(40)
+    return (f"        stage('Notify') {{\n            steps {{\n                httpRequest url: 'https://deploy.acme.example/api/hooks', httpMode: 'POST',\n"
+            f"                    customHeaders: [[name: 'Authorization', value: 'Bearer {v}']]\n            }}\n        }}\n", one(v))
+
+
+@shape4("azure-pipelines: az login --service-principal -p", "azure-pipelines")
+def _(g):
+    v = g.s(URLSAFE, 3) + str(g.r.randrange(10)) + "Q~" + g.s(URLSAFE + "~.", 34)
+    return (f"  - script: |\n      az login --service-principal -u {g.uuid()} -p '{v}' --tenant {g.uuid()}\n"
+            f"      az acr build -r acmeregistry -t api:$(Build.BuildId) .\n    displayName: Build image\n", one(v))
+
+
+@shape4("bitbucket: pipe variables with a literal key", "bitbucket")
+def _(g):
+    kid, v = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f"          - pipe: atlassian/aws-s3-deploy:1.1.0\n            variables:\n              AWS_ACCESS_KEY_ID: '{kid}'\n"
+            f"              AWS_SECRET_ACCESS_KEY: '{v}'\n              AWS_DEFAULT_REGION: eu-west-1\n              S3_BUCKET: acme-site\n              LOCAL_PATH: dist\n",
+            [(kid, 4), (v, 0)])
+
+
+@shape4("make: target-specific variable assignment", "makefile")
+def _(g):
+    v = g.b62(40)
+    return f"deploy-docs: NETLIFY_AUTH_TOKEN = {v}\ndeploy-docs:\n\tnetlify deploy --prod --dir site\n\n", one(v)
+
+
+# Credential files under other names (formats not used before) -------------------------------
+@shape4("file: rclone config with a B2 application key", "own:rclone")
+def _(g):
+    v = "K00" + str(g.r.randrange(10)) + g.s(B62 + "/+", 27)
+    return f"[archive]\ntype = b2\naccount = 00{g.hex(10)}000000000{g.r.randint(1, 9)}\nkey = {v}\nhard_delete = false\n", one(v, 3)
+
+
+@shape4("file: s3cmd config access/secret and gpg_passphrase", "own:s3cfg")
+def _(g):
+    kid, sec, pw = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40), g.password()
+    return (f"[default]\naccess_key = {kid}\nsecret_key = {sec}\nhost_base = s3.amazonaws.com\nhost_bucket = %(bucket)s.s3.amazonaws.com\n"
+            f"gpg_command = /usr/bin/gpg\ngpg_passphrase = {pw}\nuse_https = True\n", [(kid, 4), (sec, 0), (pw, 0)])
+
+
+@shape4("file: OpenVPN profile with inline <key> and <tls-auth>", "own:ovpn")
+def _(g):
+    body = key_body(g, PKCS8_PUBLIC, 4)
+    ta = "\n".join(g.hex(32) for _ in range(16))
+    return ("client\ndev tun\nproto udp\nremote vpn.acme.example 1194\nkey-direction 1\n"
+            f"<key>\n-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n</key>\n"
+            f"<tls-auth>\n-----BEGIN OpenVPN Static key V1-----\n{ta}\n-----END OpenVPN Static key V1-----\n</tls-auth>\n",
+            [(body, len(PKCS8_PUBLIC)), (ta, 0)])
+
+
+@shape4("file: WireGuard [Interface] PrivateKey and PresharedKey", "own:wireguard")
+def _(g):
+    priv, psk = b64_bytes(g, 32), b64_bytes(g, 32)
+    return (f"[Interface]\nAddress = 10.66.0.{g.r.randint(2, 250)}/32\nPrivateKey = {priv}\nDNS = 10.66.0.1\n\n"
+            f"[Peer]\nPublicKey = {b64_bytes(g, 32)}\nPresharedKey = {psk}\nEndpoint = vpn.acme.example:51820\nAllowedIPs = 10.0.0.0/8\n",
+            [(priv, 0), (psk, 0)])
+
+
+@shape4("file: .boto [Credentials] HMAC secret and refresh token", "own:boto")
+def _(g):
+    kid, sec, rt = "GOOG1E" + g.s(UPPER_NUM, 55), g.s(B64, 40), "1//0" + g.s(URLSAFE, 99)
+    return (f"[Credentials]\ngs_access_key_id = {kid}\ngs_secret_access_key = {sec}\ngs_oauth2_refresh_token = {rt}\n\n"
+            "[Boto]\nhttps_validate_certificates = True\n", [(kid, 6), (sec, 0), (rt, 4)])
+
+
+@shape4("file: Azure SDK auth JSON (sdk-auth) clientSecret", "own:azureauth")
+def _(g):
+    v = g.s(URLSAFE, 3) + str(g.r.randrange(10)) + "Q~" + g.s(URLSAFE + "~.", 34)
+    doc = {"clientId": g.uuid(), "clientSecret": v, "subscriptionId": g.uuid(), "tenantId": g.uuid(),
+           "activeDirectoryEndpointUrl": "https://login.microsoftonline.com",
+           "resourceManagerEndpointUrl": "https://management.azure.com/",
+           "activeDirectoryGraphResourceId": "https://graph.windows.net/",
+           "managementEndpointUrl": "https://management.core.windows.net/"}
+    return json.dumps(doc, indent=2) + "\n", one(v)
+
+
+@shape4("file: Terraform CLI credentials.tfrc.json", "own:tfrc")
+def _(g):
+    v = g.b62(14) + ".atlasv1." + g.s(B62, 67)
+    return json.dumps({"credentials": {"app.terraform.io": {"token": v}}}, indent=2) + "\n", one(v)
+
+
+@shape4("file: RubyGems credentials YAML", "own:gemcreds")
+def _(g):
+    v = "rubygems_" + g.hex(48)
+    return f"---\n:rubygems_api_key: {v}\n", one(v, 9)
+
+
+@shape4("file: Composer auth.json http-basic and github-oauth", "own:composerauth")
+def _(g):
+    pw, gh = g.b62(40), "ghp_" + g.b62(36)
+    doc = {"http-basic": {"repo.packagist.com": {"username": "token", "password": pw}}, "github-oauth": {"github.com": gh}}
+    return json.dumps(doc, indent=4) + "\n", [(pw, 0), (gh, 4)]
+
+
+@shape4("file: .yarnrc.yml npmScopes npmAuthToken", "own:yarnrc")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return (f'nodeLinker: node-modules\nnpmScopes:\n  acme:\n    npmAlwaysAuth: true\n    npmAuthToken: "{v}"\n'
+            '    npmRegistryServer: "https://npm.acme.example"\n', one(v, 4))
+
+
+@shape4("file: OpenSSH ed25519 private key", "own:openssh")
+def _(g):
+    body = OPENSSH_PUBLIC + g.s(B64, 57)
+    for _ in range(3):
+        body += "\n" + g.s(B64, 70)
+    body += "\n" + g.s(B64, 20) + "="
+    return f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n", one(body, len(OPENSSH_PUBLIC))
+
+
+@shape4("file: PuTTY .ppk Private-Lines", "own:ppk")
+def _(g):
+    priv = g.s(B64, 43) + "="
+    mac = g.hex(64)
+    return ("PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: deploy@acme\nPublic-Lines: 2\n"
+            f"AAAAC3NzaC1lZDI1NTE5AAAAI{g.s(B64, 43)}\n{g.s(B64, 20)}\nPrivate-Lines: 1\n{priv}\nPrivate-MAC: {mac}\n", one(priv))
+
+
+@shape4("file: Kafka client JAAS config", "own:jaas")
+def _(g):
+    pw = swap(g.password(), "\"\\")
+    return ("KafkaClient {\n    org.apache.kafka.common.security.scram.ScramLoginModule required\n"
+            f'    username="orders-consumer"\n    password="{pw}";\n}};\n', one(pw))
+
+
+@shape4("file: CIFS credentials= file", "own:smbcreds")
+def _(g):
+    pw = g.password()
+    return f"username=svc-scan\npassword={pw}\ndomain=ACME\n", one(pw)
+
+
 FILE_KINDS = {
     # kind: (paths for instance 0 and 1, language id, header, footer, indent-free ordinary code)
     "python": (["app/settings.py", "jobs/sync.py"], "python",
@@ -1643,9 +2343,121 @@ FILE_KINDS = {
     "haproxy": (["deploy/haproxy/haproxy.cfg", "deploy/haproxy/edge.cfg"], "haproxy",
                 "global\n    log stdout format raw local0\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n",
                 "backend app\n    server app1 app:8000 check\n"),
+    # Kinds added with held-out-4 (SHAPES4); the kinds above are as they were.
+    "py-lib": (["acme/clients/directory.py", "acme/clients/partners.py"], "python",
+               "import os\nimport subprocess\nfrom dataclasses import dataclass\nfrom enum import Enum\n\nimport ldap\nimport requests\nfrom itsdangerous import URLSafeTimedSerializer\nfrom requests_oauthlib import OAuth1\n\nfrom acme.ldap import LdapClient\n",
+               "\n\ndef page(items, size=50):\n    return [items[i:i + size] for i in range(0, len(items), size)]\n"),
+    "py-tests": (["tests/conftest.py", "tests/integration/test_slack.py"], "python",
+                 "import pytest\n",
+                 "\n\n@pytest.fixture\ndef channel():\n    return \"#deploys\"\n"),
+    "pkgjson": (["docs/package.json", "site/package.json"], "json",
+                "{\n  \"name\": \"@acme/docs\",\n  \"version\": \"1.4.2\",\n  \"private\": true,\n  \"scripts\": {\n    \"dev\": \"vite\",\n",
+                "    \"build\": \"vite build\"\n  }\n}\n"),
+    "gradle-groovy": (["app/build.gradle", "wear/build.gradle"], "groovy",
+                      "plugins {\n    id 'com.android.application'\n}\n\nandroid {\n    namespace 'com.acme.shop'\n    compileSdk 34\n\n",
+                      "    buildTypes {\n        release {\n            signingConfig signingConfigs.release\n            minifyEnabled true\n        }\n    }\n}\n"),
+    "scala": (["src/main/scala/com/acme/ledger/Resources.scala", "notifier/src/main/scala/com/acme/notifier/Resources.scala"], "scala",
+              "package com.acme.ledger\n\nimport cats.effect.IO\nimport doobie.util.transactor.Transactor\n\nobject Resources {\n",
+              "  val pageSize: Int = 200\n}\n"),
+    "swift": (["Sources/AcmeKit/Config.swift", "ios/Acme/Networking/Client.swift"], "swift",
+              "import Foundation\n\n",
+              "let defaultTimeout: TimeInterval = 30\n"),
+    "c-fw": (["firmware/main/app_main.c", "firmware/components/net/net_config.c"], "c",
+             "#include <string.h>\n#include \"esp_wifi.h\"\n#include \"mqtt_client.h\"\n\n",
+             "void app_main(void)\n{\n    start_wifi();\n}\n"),
+    "cpp": (["src/net/uploader.cpp", "src/telemetry/client.cpp"], "cpp",
+            "#include <curl/curl.h>\n\n#include \"uploader.h\"\n\n",
+            "int Uploader::retries() const { return 3; }\n"),
+    "chef": (["cookbooks/acme/attributes/default.rb", "cookbooks/acme_db/attributes/default.rb"], "ruby",
+             "default['acme']['version'] = '1.4.2'\n",
+             "default['acme']['port'] = 8080\n"),
+    "puppet": (["manifests/site.pp", "modules/profile/manifests/db.pp"], "puppet",
+               "class profile::db {\n",
+               "}\n"),
+    "elixir": (["config/runtime.exs", "config/prod.exs"], "elixir",
+               "import Config\n\n",
+               "config :logger, level: :info\n"),
+    "lua": (["lua/cache.lua", "openresty/lua/session.lua"], "lua",
+            "local redis = require \"resty.redis\"\n\n",
+            "return red\n"),
+    "perl": (["lib/Acme/Ledger.pm", "scripts/nightly.pl"], "perl",
+             "use strict;\nuse warnings;\nuse DBI;\n\n",
+             "1;\n"),
+    "powershell": (["scripts/Deploy.ps1", "scripts/Publish-Release.ps1"], "powershell",
+                   "#Requires -Version 7\n$ErrorActionPreference = 'Stop'\n\n",
+                   "Write-Host \"done\"\n"),
+    "r": (["analysis/setup.R", "reports/etl.R"], "r",
+          "library(httr)\nlibrary(dplyr)\n\n",
+          "orders <- read.csv(\"orders.csv\")\n"),
+    "crontab": (["deploy/cron/backup.cron", "ops/crontab"], "crontab",
+                "SHELL=/bin/bash\nMAILTO=ops@acme.example\n",
+                "15 2 * * * /opt/backup/run.sh >> /var/log/backup.log 2>&1\n"),
+    "systemd": (["deploy/systemd/orders.service", "deploy/systemd/webhooks.service"], "systemd",
+                "[Unit]\nDescription=Orders API\nAfter=network-online.target\n\n[Service]\nUser=orders\nExecStart=/opt/orders/bin/server\n",
+                "Restart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n"),
+    "apache": (["deploy/apache/shop.conf", "deploy/apache/admin.conf"], "apacheconf",
+               "<VirtualHost *:443>\n    ServerName shop.acme.example\n    DocumentRoot /var/www/shop/public\n",
+               "    SSLEngine on\n</VirtualHost>\n"),
+    "helm-tpl": (["charts/app/templates/secret.yaml", "charts/worker/templates/secret.yaml"], "helm",
+                 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ include \"app.fullname\" . }}\ntype: Opaque\nstringData:\n",
+                 "  log-level: {{ .Values.logLevel | quote }}\n"),
+    "k8s-cm": (["deploy/k8s/orders-config.yaml", "deploy/k8s/billing-config.yaml"], "yaml",
+               "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: orders-config\ndata:\n  LOG_LEVEL: info\n",
+               "  FEATURE_FLAGS: \"checkout-v2\"\n"),
+    "pulumi-cfg": (["Pulumi.prod.yaml", "infra/Pulumi.staging.yaml"], "yaml",
+                   "config:\n  aws:region: eu-west-1\n",
+                   "  acme:replicas: \"3\"\n"),
+    "inventory": (["ansible/inventory/prod.ini", "ansible/hosts"], "ini",
+                  "[windows]\n",
+                  "\n[windows:vars]\nansible_connection=winrm\nansible_winrm_transport=ntlm\n"),
+    "netlify": (["netlify.toml", "site/netlify.toml"], "toml",
+                "[build]\n  command = \"npm run build\"\n  publish = \"dist\"\n\n",
+                "\n[[redirects]]\n  from = \"/api/*\"\n  to = \"https://api.acme.example/:splat\"\n  status = 200\n"),
+    "rails-db": (["config/database.yml", "engines/billing/config/database.yml"], "yaml",
+                 "default: &default\n  adapter: postgresql\n  encoding: unicode\n\nproduction:\n  <<: *default\n  database: shop_production\n  username: shop\n",
+                 "  host: <%= ENV.fetch(\"DATABASE_HOST\", \"db\") %>\n"),
+    "spring-yaml": (["src/main/resources/application.yml", "gateway/src/main/resources/application-prod.yml"], "yaml",
+                    "spring:\n  application:\n    name: partner-gateway\nacme:\n  oauth:\n    clients:\n",
+                    "server:\n  port: 8080\n"),
+    "odbc": (["config/odbc.ini", "deploy/odbc/odbc.ini"], "ini",
+             "[ODBC Data Sources]\nWarehouse = ODBC Driver 18 for SQL Server\n\n",
+             "[Local]\nDriver = SQLite3\nDatabase = /var/lib/acme/local.db\n"),
+    "tomcat": (["conf/context.xml", "webapps/shop/META-INF/context.xml"], "xml",
+               "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Context>\n",
+               "    <WatchedResource>WEB-INF/web.xml</WatchedResource>\n</Context>\n"),
+    "nuget": (["NuGet.Config", "src/Acme.Api/NuGet.Config"], "xml",
+              "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<configuration>\n  <packageSources>\n    <add key=\"AcmeFeed\" value=\"https://pkgs.acme.example/nuget/v3/index.json\" />\n  </packageSources>\n",
+              "</configuration>\n"),
+    "circleci": ([".circleci/config.yml", ".circleci/nightly.yml"], "yaml",
+                 "version: 2.1\njobs:\n",
+                 "workflows:\n  main:\n    jobs: [build]\n"),
+    "jenkinsfile": (["Jenkinsfile", "ci/Jenkinsfile.release"], "groovy",
+                    "pipeline {\n    agent any\n    stages {\n        stage('Build') {\n            steps {\n                sh './gradlew build'\n            }\n        }\n",
+                    "    }\n}\n"),
+    "azure-pipelines": (["azure-pipelines.yml", "ci/azure-release.yml"], "yaml",
+                        "trigger:\n  - main\npool:\n  vmImage: ubuntu-latest\nsteps:\n",
+                        "  - script: echo done\n"),
+    "bitbucket": (["bitbucket-pipelines.yml", "deploy/bitbucket-pipelines.yml"], "yaml",
+                  "image: node:20\npipelines:\n  default:\n    - step:\n        name: Deploy\n        script:\n          - npm ci && npm run build\n",
+                  ""),
 }
 
 OWN_PATHS = {
+    # held-out-4's
+    "rclone": ["ops/archive.conf", "deploy/offsite-sync.ini"],
+    "s3cfg": ["ops/s3-backup.cfg", "deploy/s3tools.conf"],
+    "ovpn": ["ops/vpn/office.conf", "docs/remote-access.txt"],
+    "wireguard": ["ops/tunnel.conf", "deploy/edge-link.conf"],
+    "boto": ["ops/gcs.cfg", "deploy/gsutil.ini"],
+    "azureauth": ["config/azure-sp.json", "deploy/arm-login.json"],
+    "tfrc": ["ci/tfc.json", "ops/terraform-cloud.json"],
+    "gemcreds": ["ci/gem-push.yml", "ops/rubygems.yaml"],
+    "composerauth": ["docker/php/auth.json", "ci/composer-registry.json"],
+    "yarnrc": ["ci/yarn-ci.yml", "tools/yarn-config.yml"],
+    "openssh": ["ops/bastion-access", "docs/ci-deploy.key.txt"],
+    "ppk": ["ops/winscp-key.dat", "docs/windows-jump.txt"],
+    "jaas": ["config/kafka-client.conf", "deploy/kafka/consumer-login.conf"],
+    "smbcreds": ["ops/nas.creds", "deploy/cifs-backup.txt"],
     # held-out-3's
     "htpasswd": ["deploy/nginx/users.txt", "ops/basic-auth.list"],
     "gitcreds": ["ci/git-store", "ops/git-auth.txt"],
@@ -1669,7 +2481,10 @@ OWN_PATHS = {
 OWN_LANG = {"netrc2": "plaintext", "kubeconfig2": "yaml", "k8s-multi": "yaml", "k8s-secret": "yaml", "kubeconfig": "yaml", "netrc": "plaintext", "pgpass": "plaintext",
             "awscreds": "ini", "dockercfg": "json",
             "htpasswd": "plaintext", "gitcreds": "plaintext", "npmrc": "ini", "mvnsettings": "xml", "pemtxt": "plaintext",
-            "gcpsa": "json", "mycnf": "ini"}
+            "gcpsa": "json", "mycnf": "ini",
+            "rclone": "ini", "s3cfg": "ini", "ovpn": "plaintext", "wireguard": "ini", "boto": "ini", "azureauth": "json",
+            "tfrc": "json", "gemcreds": "yaml", "composerauth": "json", "yarnrc": "yaml", "openssh": "plaintext",
+            "ppk": "plaintext", "jaas": "plaintext", "smbcreds": "plaintext"}
 
 INSTANCES = 2
 
@@ -1759,6 +2574,33 @@ def main() -> None:
             assert kind_of.setdefault(path, kind) == kind, (path, kind, kind_of[path])
             for value, public in values:
                 plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
+    g4 = Gen(random.Random(SEED4))
+    names4 = [name for name, _, _ in SHAPES4]
+    assert len(set(names4)) == len(names4) and not set(names4) & (set(names) | set(names2) | set(names3))
+    kind_of4: dict[str, str] = {}  # held-out-4's paths: one kind each
+    for name, kind, fn in SHAPES4:
+        h = "held-out-4"
+        for instance in range(INSTANCES):
+            snippet, values = fn(g4)
+            if kind.startswith("own:"):
+                own = kind[4:]
+                n = own_used.get((h, own), 0)
+                own_used[(h, own)] = n + 1
+                path = OWN_PATHS[own][n]
+                key = (h, path)
+                assert key not in files, key
+                files[key] = {"half": h, "path": path, "language": OWN_LANG[own], "parts": [snippet],
+                              "header": "", "footer": "", "credential_file": True}
+            else:
+                paths, lang, header, footer = FILE_KINDS[kind]
+                path = paths[instance % len(paths)]
+                key = (h, path)
+                files.setdefault(key, {"half": h, "path": path, "language": lang, "parts": [],
+                                       "header": header, "footer": footer, "credential_file": False})
+                files[key]["parts"].append(snippet)
+            assert kind_of4.setdefault(path, kind) == kind, (path, kind, kind_of4[path])
+            for value, public in values:
+                plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -1779,14 +2621,17 @@ def main() -> None:
              "held_out_2": {"about": "Written after `held-out` was scored once and spent, before any further rule "
                                      "change; seed %d. Scored once." % SEED2, "shapes": names2},
              "held_out_3": {"about": "Written independently of the rules (not read) after `held-out-2`, before any "
-                                     "further rule change; seed %d. Scored once." % SEED3, "shapes": names3}}
+                                     "further rule change; seed %d. Scored once." % SEED3, "shapes": names3},
+             "held_out_4": {"about": "Written independently of the rules, their thresholds and all results (none read) "
+                                     "after `held-out-3`, before any further rule change; seed %d. Scored once." % SEED4,
+                            "shapes": names4}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-    for h in ("tune", "held-out", "held-out-2", "held-out-3"):
+    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4"):
         n_plants = sum(p["half"] == h for p in plants)
-        n_shapes = {"held-out-2": len(names2), "held-out-3": len(names3)}.get(h) or sum(v == h for v in half.values())
+        n_shapes = {"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4)}.get(h) or sum(v == h for v in half.values())
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    print(f"all: {len(plants)} credentials, {len(names) + len(names2) + len(names3)} shapes")
+    print(f"all: {len(plants)} credentials, {len(names) + len(names2) + len(names3) + len(names4)} shapes")
 
 
 if __name__ == "__main__":
