@@ -10,6 +10,9 @@
 //!    the lane may not use those APIs, nor call the functions of other modules that do
 //!    (`REACHES_DISK_REGEX_OR_BPE`, each checked to still exist).
 
+mod source_scan;
+
+use source_scan::source_files;
 use std::path::{Path, PathBuf};
 
 /// The files that may use the file system, and why.
@@ -146,112 +149,10 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            source_files(&path, out);
-        } else if path.extension().is_some_and(|ext| ext == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// `text` with comments, string and char literals blanked (newlines kept, so lines keep
 /// their numbers), and every `#[cfg(test)]` item (a test module, a test helper) blanked too.
 fn code_only(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = bytes.to_vec();
-    let blank = |out: &mut Vec<u8>, range: std::ops::Range<usize>| {
-        for b in &mut out[range] {
-            if *b != b'\n' {
-                *b = b' ';
-            }
-        }
-    };
-    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let mut i = 0;
-    while i < bytes.len() {
-        let rest = &bytes[i..];
-        let raw_prefix = match rest {
-            [b'r', b'"' | b'#', ..] => Some(1),
-            [b'b', b'r', b'"' | b'#', ..] => Some(2),
-            _ => None,
-        }
-        .filter(|_| i == 0 || !ident(bytes[i - 1]));
-        if rest.starts_with(b"//") {
-            let end = rest
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(bytes.len(), |n| i + n);
-            blank(&mut out, i..end);
-            i = end;
-        } else if rest.starts_with(b"/*") {
-            let (mut depth, mut j) = (0usize, i);
-            while j < bytes.len() {
-                if bytes[j..].starts_with(b"/*") {
-                    depth += 1;
-                    j += 2;
-                } else if bytes[j..].starts_with(b"*/") {
-                    depth -= 1;
-                    j += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    j += 1;
-                }
-            }
-            blank(&mut out, i..j);
-            i = j;
-        } else if let Some(after_r) = raw_prefix.filter(|&after_r| {
-            let hashes = rest[after_r..].iter().take_while(|&&b| b == b'#').count();
-            rest.get(after_r + hashes) == Some(&b'"')
-        }) {
-            let hashes = rest[after_r..].iter().take_while(|&&b| b == b'#').count();
-            let mut closing = vec![b'"'];
-            closing.extend(std::iter::repeat_n(b'#', hashes));
-            let body = i + after_r + hashes + 1;
-            let end = bytes[body..]
-                .windows(closing.len())
-                .position(|w| w == closing.as_slice())
-                .map_or(bytes.len(), |n| body + n + closing.len());
-            blank(&mut out, i..end);
-            i = end;
-        } else if rest[0] == b'"' {
-            let mut j = i + 1;
-            while j < bytes.len() && bytes[j] != b'"' {
-                j += if bytes[j] == b'\\' { 2 } else { 1 };
-            }
-            let end = (j + 1).min(bytes.len());
-            blank(&mut out, i..end);
-            i = end;
-        } else if rest[0] == b'\'' {
-            // A char literal, or a lifetime (left as it is).
-            let end = if rest.get(1) == Some(&b'\\') {
-                rest.get(3..)
-                    .and_then(|tail| tail.iter().position(|&b| b == b'\''))
-                    .map(|n| i + 3 + n + 1)
-            } else {
-                let width = text[i + 1..].chars().next().map_or(1, char::len_utf8);
-                (rest.get(1 + width) == Some(&b'\'')).then_some(i + 2 + width)
-            };
-            match end {
-                Some(end) => {
-                    blank(&mut out, i..end);
-                    i = end;
-                }
-                None => i += 1,
-            }
-        } else {
-            i += 1;
-        }
-    }
-    let mut code = String::from_utf8(out).expect("only ASCII bytes were replaced");
+    let mut code = source_scan::code_only(text);
     // `#[cfg(test)]` items: up to the end of the item's braces, or its `;`.
     while let Some(at) = code.find("#[cfg(test)]") {
         let mut depth = 0;
