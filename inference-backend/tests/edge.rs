@@ -269,14 +269,24 @@ async fn the_key_file_reloads_on_sighup_without_dropping_streams() {
         .args(["-HUP", &server.pid().to_string()])
         .status()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The reload has been tried once the server says so; only then does "still valid" mean
+    // that the broken file was refused.
+    let mut tries = 0;
+    while !server.log.lock().unwrap().contains("not reloaded") {
+        tries += 1;
+        assert!(
+            tries < 100,
+            "the broken key file was never reported:\n{}",
+            server.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         post(&server, "b-key", &json!({"prompt": "x", "max_tokens": 1}))
             .await
             .status(),
         200
     );
-    assert!(server.log.lock().unwrap().contains("not reloaded"));
 }
 
 /// Sends raw bytes and returns the status line's code and the body (after the blank line).
