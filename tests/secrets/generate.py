@@ -2489,20 +2489,14 @@ OWN_LANG = {"netrc2": "plaintext", "kubeconfig2": "yaml", "k8s-multi": "yaml", "
 INSTANCES = 2
 
 
-def main() -> None:
-    names = [name for name, _, _ in SHAPES]
-    assert len(set(names)) == len(names), "shape names must be unique"
-    # The split: declared here, by its own seed, over whole shapes.
-    order = sorted(names)
-    random.Random(SPLIT_SEED).shuffle(order)
-    half = {name: ("tune" if i % 2 == 0 else "held-out") for i, name in enumerate(order)}
-
-    g = Gen(random.Random(SEED))
-    files: dict[tuple[str, str], dict] = {}
-    own_used: dict[tuple[str, str], int] = {}
-    plants = []
-    for name, kind, fn in SHAPES:
-        h = half[name]
+def place(shapes, half_of, g: Gen, files: dict, own_used: dict, plants: list,
+          one_kind_per_path: bool = False) -> None:
+    """Writes `INSTANCES` of every shape into the files of its half (`half_of(name)`), drawing
+    values from `g` in shape order, and records each planted value. `own:` kinds get a
+    credential file of their own; `one_kind_per_path` checks that no path mixes two kinds."""
+    kind_of: dict[str, str] = {}
+    for name, kind, fn in shapes:
+        h = half_of(name)
         for instance in range(INSTANCES):
             snippet, values = fn(g)
             if kind.startswith("own:"):
@@ -2521,86 +2515,35 @@ def main() -> None:
                 files.setdefault(key, {"half": h, "path": path, "language": lang, "parts": [],
                                        "header": header, "footer": footer, "credential_file": False})
                 files[key]["parts"].append(snippet)
+            if one_kind_per_path:
+                assert kind_of.setdefault(path, kind) == kind, (path, kind, kind_of[path])
             for value, public in values:
                 plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
-    g2 = Gen(random.Random(SEED2))
+
+
+def main() -> None:
+    names = [name for name, _, _ in SHAPES]
+    assert len(set(names)) == len(names), "shape names must be unique"
+    # The split: declared here, by its own seed, over whole shapes.
+    order = sorted(names)
+    random.Random(SPLIT_SEED).shuffle(order)
+    half = {name: ("tune" if i % 2 == 0 else "held-out") for i, name in enumerate(order)}
+
+    files: dict[tuple[str, str], dict] = {}
+    own_used: dict[tuple[str, str], int] = {}
+    plants: list[dict] = []
+    place(SHAPES, half.__getitem__, Gen(random.Random(SEED)), files, own_used, plants)
     names2 = [name for name, _, _ in SHAPES2]
     assert len(set(names2)) == len(names2) and not set(names2) & set(names)
-    for name, kind, fn in SHAPES2:
-        h = "held-out-2"
-        for instance in range(INSTANCES):
-            snippet, values = fn(g2)
-            if kind.startswith("own:"):
-                own = kind[4:]
-                n = own_used.get((h, own), 0)
-                own_used[(h, own)] = n + 1
-                path = OWN_PATHS[own][n]
-                key = (h, path)
-                files[key] = {"half": h, "path": path, "language": OWN_LANG[own], "parts": [snippet],
-                              "header": "", "footer": "", "credential_file": True}
-            else:
-                paths, lang, header, footer = FILE_KINDS[kind]
-                path = paths[instance % len(paths)]
-                key = (h, path)
-                files.setdefault(key, {"half": h, "path": path, "language": lang, "parts": [],
-                                       "header": header, "footer": footer, "credential_file": False})
-                files[key]["parts"].append(snippet)
-            for value, public in values:
-                plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
-    g3 = Gen(random.Random(SEED3))
+    place(SHAPES2, lambda _: "held-out-2", Gen(random.Random(SEED2)), files, own_used, plants)
     names3 = [name for name, _, _ in SHAPES3]
     assert len(set(names3)) == len(names3) and not set(names3) & (set(names) | set(names2))
-    kind_of: dict[str, str] = {}  # held-out-3's paths: one kind each
-    for name, kind, fn in SHAPES3:
-        h = "held-out-3"
-        for instance in range(INSTANCES):
-            snippet, values = fn(g3)
-            if kind.startswith("own:"):
-                own = kind[4:]
-                n = own_used.get((h, own), 0)
-                own_used[(h, own)] = n + 1
-                path = OWN_PATHS[own][n]
-                key = (h, path)
-                assert key not in files, key
-                files[key] = {"half": h, "path": path, "language": OWN_LANG[own], "parts": [snippet],
-                              "header": "", "footer": "", "credential_file": True}
-            else:
-                paths, lang, header, footer = FILE_KINDS[kind]
-                path = paths[instance % len(paths)]
-                key = (h, path)
-                files.setdefault(key, {"half": h, "path": path, "language": lang, "parts": [],
-                                       "header": header, "footer": footer, "credential_file": False})
-                files[key]["parts"].append(snippet)
-            assert kind_of.setdefault(path, kind) == kind, (path, kind, kind_of[path])
-            for value, public in values:
-                plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
-    g4 = Gen(random.Random(SEED4))
+    place(SHAPES3, lambda _: "held-out-3", Gen(random.Random(SEED3)), files, own_used, plants,
+          one_kind_per_path=True)
     names4 = [name for name, _, _ in SHAPES4]
     assert len(set(names4)) == len(names4) and not set(names4) & (set(names) | set(names2) | set(names3))
-    kind_of4: dict[str, str] = {}  # held-out-4's paths: one kind each
-    for name, kind, fn in SHAPES4:
-        h = "held-out-4"
-        for instance in range(INSTANCES):
-            snippet, values = fn(g4)
-            if kind.startswith("own:"):
-                own = kind[4:]
-                n = own_used.get((h, own), 0)
-                own_used[(h, own)] = n + 1
-                path = OWN_PATHS[own][n]
-                key = (h, path)
-                assert key not in files, key
-                files[key] = {"half": h, "path": path, "language": OWN_LANG[own], "parts": [snippet],
-                              "header": "", "footer": "", "credential_file": True}
-            else:
-                paths, lang, header, footer = FILE_KINDS[kind]
-                path = paths[instance % len(paths)]
-                key = (h, path)
-                files.setdefault(key, {"half": h, "path": path, "language": lang, "parts": [],
-                                       "header": header, "footer": footer, "credential_file": False})
-                files[key]["parts"].append(snippet)
-            assert kind_of4.setdefault(path, kind) == kind, (path, kind, kind_of4[path])
-            for value, public in values:
-                plants.append({"half": h, "shape": name, "file": files[key]["path"], "value": value, "public": public})
+    place(SHAPES4, lambda _: "held-out-4", Gen(random.Random(SEED4)), files, own_used, plants,
+          one_kind_per_path=True)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
