@@ -188,12 +188,10 @@ impl Pacing {
             multiline,
             target_ms,
         } = ask;
-        let state = self.state();
         let tiers = tiers(max);
-        if state.prefill <= 0.0 {
+        let Some((state, allowed)) = self.with_known_speed(multiline, target_ms) else {
             return tiers[0];
-        }
-        let allowed = state.prefill_allowance_ms(multiline, target_ms);
+        };
         let smallest = *tiers.last().unwrap_or(&max);
         tiers
             .into_iter()
