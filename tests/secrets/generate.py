@@ -19,6 +19,11 @@ their thresholds nor any results, before any further rule change: shapes in none
 sets (default arguments, constant tables, test fixtures, builders, process environments, more
 languages, CI systems and server configs, credential files of formats not used before), scored
 once.
+`held-out-5` (SHAPES5, seed SEED5) was likewise written blind to the rules, their thresholds and all
+results, before any further rule change: shapes in none of the earlier sets (other APIs'
+positional arguments, collection literals, escaped and encoded forms, comments and docs, test
+fixtures, notebook outputs, monitoring and log-shipping configs, more CI systems, credential
+files of some thirty more tools' formats under ordinary names), scored once.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -2223,6 +2228,1343 @@ def _(g):
     return f"username=svc-scan\npassword={pw}\ndomain=ACME\n", one(pw)
 
 
+# ---- A fifth held-out set (held-out-5) --------------------------------------------------
+# Written independently of the redaction code (its rules, thresholds and results unread), before
+# any further rule change, with a seed of its own, so that the values of the first four corpora
+# stay as they were. Shapes in none of SHAPES .. SHAPES4: positional arguments of other APIs,
+# builders, collection literals, escaped and encoded forms (\x bytes, C byte arrays, base64 in
+# code, JSON inside JSON strings, line continuations), comments and docs, test fixtures and
+# cassettes, notebook outputs, monitoring and log-shipping configs, more CI systems (Drone,
+# Travis), batch files, SSH config, Android resources, and credential files of formats not used
+# before (GitHub CLI, gcloud ADC, doctl, Databricks, SnowSQL, dbt, msmtp, fetchmail,
+# NetworkManager, strongSwan, Postfix, Kaggle, Hugging Face, cloudflared, Stripe CLI, OpenStack,
+# Helm repositories, Conan, Pulumi, Subversion, FileZilla, keyrings.alt, Postman, GitLab Runner,
+# cqlsh, .gitconfig, pip.conf, Bundler, age, pgbouncer, Vault, ngrok, Sentry CLI).
+
+SEED5 = 2933
+SHAPES5: list[tuple[str, str, object]] = []
+
+
+def shape5(name: str, kind: str):
+    def register(fn):
+        SHAPES5.append((name, kind, fn))
+        return fn
+    return register
+
+
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+SHELL_UNSAFE = "!$`\\\"'"
+INI_UNSAFE = "%#;"
+
+
+def pw5(g, bad: str = "") -> str:
+    """A human or password-manager password with the characters its context would end or change
+    replaced."""
+    return swap(g.password(), bad)
+
+
+def b64_prefix_public(prefix: str) -> int:
+    """How many base64 characters are fixed by a public `prefix` of the encoded text."""
+    return len(prefix) // 3 * 4
+
+
+def c_bytes(g, n: int, per_line: int = 12, indent: str = "    ") -> str:
+    out = []
+    for i in range(0, n, per_line):
+        out.append(", ".join(f"0x{g.r.randrange(256):02x}" for _ in range(min(per_line, n - i))))
+    return (",\n" + indent).join(out)
+
+
+# Look-alikes (not credentials) for the ordinary text of the held-out-5 files: digests, commit
+# ids, UUIDs, public keys. Drawn from their own generator so the planted values do not depend on
+# them.
+_LA = Gen(random.Random(SEED5 * 7 + 1))
+LA_SHA256 = [_LA.hex(64) for _ in range(6)]
+LA_SHA1 = [_LA.hex(40) for _ in range(6)]
+LA_UUID = [_LA.uuid() for _ in range(6)]
+LA_SSH_PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + _LA.s(B64, 43) + " deploy@ci"
+LA_PK = "pk_live_" + _LA.b62(24)
+LA_AGE_PUB = "age1" + _LA.s(BECH32, 58)
+
+
+# Python ------------------------------------------------------------------------------------
+@shape5("py: pymysql.connect(host, user, pw, db) positional", "py5")
+def _(g):
+    pw = pw5(g)
+    return f'\n\ndef shop_db():\n    return pymysql.connect("mysql.shop.internal", "shop_ro", "{pw}", "shop")\n', one(pw)
+
+
+@shape5("py: hashlib.pbkdf2_hmac with a literal password bytes", "py5")
+def _(g):
+    pw = pw5(g, "\\\"")
+    return (f'\n\nEXPORT_KEY = hashlib.pbkdf2_hmac("sha256", b"{pw}", b"acme-export", 200_000)\n', one(pw))
+
+
+@shape5("py: base64.b64decode of an embedded live key", "py5")
+def _(g):
+    key = "sk_live_" + g.b62(24)
+    v = g.b64_of(key)
+    return f'\n\n# decoded at import so the key does not show up in grep\n_STRIPE = base64.b64decode("{v}").decode()\n', one(v, b64_prefix_public("sk_live_"))
+
+
+@shape5("py: os.environ.setdefault(NAME, key)", "py5")
+def _(g):
+    v = "sk-proj-" + g.s(URLSAFE, 64)
+    return f'\n\nos.environ.setdefault("OPENAI_API_KEY", "{v}")\nos.environ.setdefault("OPENAI_ORG", "org-acme")\n', one(v, 8)
+
+
+@shape5("py: HTTPPasswordMgr add_password(realm, uri, user, pw)", "py5")
+def _(g):
+    pw = pw5(g)
+    return (f'\n\nmgr = urllib.request.HTTPPasswordMgrWithDefaultRealm()\nmgr.add_password(None, "https://nexus.acme.example/", "deployer", "{pw}")\n'
+            f'opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(mgr))\n', one(pw))
+
+
+@shape5("py: quote_plus('pw') inside an f-string DSN", "py5")
+def _(g):
+    pw = pw5(g, "'{}")
+    return (f'\n\nENGINE = create_engine(\n    f"mssql+pyodbc://sa:{{quote_plus(\'{pw}\')}}@sql01.corp.acme.example/Reporting?driver=ODBC+Driver+18+for+SQL+Server"\n)\n', one(pw))
+
+
+@shape5("py: docstring mentioning the sandbox key", "py5")
+def _(g):
+    v = "sk_test_" + g.b62(24)
+    return (f'\n\ndef charge(customer_id, cents):\n    """Charge a customer.\n\n    For local runs use the sandbox key {v} (ask #payments before rotating).\n'
+            f'    """\n    return stripe.Charge.create(customer=customer_id, amount=cents, currency="eur")\n', one(v, 8))
+
+
+@shape5("py: keyring.set_password(service, user, pw)", "py5")
+def _(g):
+    pw = pw5(g)
+    return f'\n\nkeyring.set_password("acme-ldap", "svc-sync", "{pw}")\n', one(pw)
+
+
+@shape5("py: \\x-escaped bytes literal key", "py5")
+def _(g):
+    v = "".join(f"\\x{g.r.randrange(256):02x}" for _ in range(24))
+    return f'\n\nHMAC_KEY = b"{v}"\n', one(v)
+
+
+@shape5("py: implicit adjacent-string concatenation in parentheses", "py5")
+def _(g):
+    a, b = slack_token(g, "p")[:30], g.b62(26)
+    return (f'\n\nSLACK_USER_TOKEN = (\n    "{a}"\n    "{b}"\n)\n', [(a, 5), (b, 0)])
+
+
+@shape5("py: argparse add_argument default=", "py5")
+def _(g):
+    v = g.hex(40)
+    return (f'\n\nparser = argparse.ArgumentParser()\nparser.add_argument("--since", default="7d")\n'
+            f'parser.add_argument("--dd-app-key", default="{v}", help="Datadog application key")\n', one(v))
+
+
+@shape5("py: commented-out assignment of an old key", "py5")
+def _(g):
+    v = "AKIA" + g.s(UPPER_NUM, 16)
+    s = g.s(B64, 40)
+    return (f'\n\n# AWS_ACCESS_KEY_ID = "{v}"\n# AWS_SECRET_ACCESS_KEY = "{s}"  # old, rotated?\n', [(v, 4), (s, 0)])
+
+
+@shape5("py: mock.patch.dict(os.environ, {...}) in a test", "pytest5")
+def _(g):
+    v = "SG." + g.s(URLSAFE, 22) + "." + g.s(URLSAFE, 43)
+    return (f'\n\n@mock.patch.dict(os.environ, {{"SENDGRID_API_KEY": "{v}", "MAIL_FROM": "noreply@acme.example"}})\n'
+            f'def test_welcome_mail_is_queued(outbox):\n    send_welcome("a@b.example")\n    assert len(outbox) == 1\n', one(v, 3))
+
+
+@shape5("py: list of (user, password) tuples fixture", "pytest5")
+def _(g):
+    a, b = pw5(g), pw5(g)
+    return (f'\n\nSTAGING_USERS = [\n    ("qa-admin@acme.example", "{a}"),\n    ("qa-viewer@acme.example", "{b}"),\n]\n', [(a, 0), (b, 0)])
+
+
+@shape5("py: pytest.mark.parametrize over tokens", "pytest5")
+def _(g):
+    a, b = "glpat-" + g.s(URLSAFE, 20), "glpat-" + g.s(URLSAFE, 20)
+    return (f'\n\n@pytest.mark.parametrize("token", ["{a}", "{b}"])\ndef test_project_listing(token):\n'
+            f'    assert Gitlab("https://gitlab.acme.example", private_token=token).projects.list(per_page=1)\n', [(a, 6), (b, 6)])
+
+
+# Rust --------------------------------------------------------------------------------------
+@shape5("rs: Lazy<String> initializer with to_string()", "rs5")
+def _(g):
+    v = g.s(URLSAFE, 40)
+    return f'\nstatic CF_API_TOKEN: Lazy<String> = Lazy::new(|| "{v}".to_string());\n', one(v)
+
+
+@shape5("rs: HashMap::from([(key, secret)]) array", "rs5")
+def _(g):
+    a, b = g.hex(32), g.hex(32)
+    return (f'\npub fn tenant_keys() -> HashMap<&\'static str, &\'static str> {{\n    HashMap::from([\n        ("acme-eu", "{a}"),\n        ("acme-us", "{b}"),\n    ])\n}}\n',
+            [(a, 0), (b, 0)])
+
+
+@shape5("rs: env::var(..).unwrap_or_else(|_| \"...\".into())", "rs5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\npub fn smtp_password() -> String {{\n    env::var("SMTP_PASSWORD").unwrap_or_else(|_| "{pw}".into())\n}}\n', one(pw))
+
+
+@shape5("rs: raw string r#\"...\"# JSON with a secret", "rs5")
+def _(g):
+    v = g.b62(40)
+    return (f'\nconst OAUTH_CLIENT: &str = r#"{{"client_id":"notify-svc","client_secret":"{v}","scopes":["send"]}}"#;\n', one(v))
+
+
+@shape5("rs: #[test] assert_eq! on a literal bearer header", "rs5")
+def _(g):
+    v = g.b62(36)
+    return (f'\n#[cfg(test)]\nmod tests {{\n    use super::*;\n\n    #[test]\n    fn builds_header() {{\n'
+            f'        let cfg = Config::from_env();\n        assert_eq!(auth_header(&cfg), "Bearer {v}");\n    }}\n}}\n', one(v))
+
+
+@shape5("rs: Command .arg(\"--password\").arg(v) chain", "rs5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\npub fn dump(db: &str) -> std::io::Result<std::process::Output> {{\n    Command::new("mysqldump")\n        .arg("--user").arg("backup")\n'
+            f'        .arg("--password").arg("{pw}")\n        .arg(db)\n        .output()\n}}\n', one(pw))
+
+
+# Go ----------------------------------------------------------------------------------------
+@shape5("go: ssh.Password(pw) in ssh.ClientConfig Auth", "go5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nfunc sftpConfig() *ssh.ClientConfig {{\n\treturn &ssh.ClientConfig{{\n\t\tUser:            "edi-upload",\n'
+            f'\t\tAuth:            []ssh.AuthMethod{{ssh.Password("{pw}")}},\n\t\tHostKeyCallback: ssh.FixedHostKey(partnerKey),\n\t}}\n}}\n', one(pw))
+
+
+@shape5("go: map[string]string literal of tenant keys", "go5")
+def _(g):
+    a, b = g.b62(32), g.b62(32)
+    return (f'\nvar tenantKeys = map[string]string{{\n\t"northwind": "{a}",\n\t"contoso":   "{b}",\n}}\n', [(a, 0), (b, 0)])
+
+
+@shape5("go: fmt.Sprintf DSN with the password as an argument", "go5")
+def _(g):
+    pw = pw5(g, '"\\% ')
+    return (f'\nfunc dsn(host string) string {{\n\treturn fmt.Sprintf("host=%s port=5432 user=%s password=%s dbname=billing sslmode=require", host, "billing", "{pw}")\n}}\n',
+            one(pw))
+
+
+@shape5("go: backtick raw JSON credentials converted to []byte", "go5")
+def _(g):
+    cs, rt = "GOCSPX-" + g.s(URLSAFE, 28), "1//0" + g.s(URLSAFE, 99)
+    return (f'\nvar driveCreds = []byte(`{{\n  "type": "authorized_user",\n  "client_id": "{g.r.randint(10**11, 10**12 - 1)}-{g.s(string.ascii_lowercase + string.digits, 32)}.apps.googleusercontent.com",\n'
+            f'  "client_secret": "{cs}",\n  "refresh_token": "{rt}"\n}}`)\n', [(cs, 7), (rt, 4)])
+
+
+@shape5("go: table-driven test case struct with a token field", "go5")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return (f'\nfunc TestPublish(t *testing.T) {{\n\tcases := []struct {{\n\t\tname  string\n\t\ttoken string\n\t\twant  int\n\t}}{{\n'
+            f'\t\t{{"anonymous", "", 401}},\n\t\t{{"ci", "{v}", 201}},\n\t}}\n\tfor _, c := range cases {{\n\t\t_ = c\n\t}}\n}}\n', one(v, 4))
+
+
+@shape5("go: os.Setenv(NAME, v) in init()", "go5")
+def _(g):
+    v = g.s(URLSAFE, 40)
+    return f'\nfunc init() {{\n\t_ = os.Setenv("CLOUDFLARE_API_TOKEN", "{v}")\n}}\n', one(v)
+
+
+# TypeScript / JavaScript -------------------------------------------------------------------
+@shape5("ts: zod schema .default(secret)", "ts5")
+def _(g):
+    v = "whsec_" + g.b62(32)
+    return (f'\nexport const env = z.object({{\n  NODE_ENV: z.enum(["development", "production"]).default("development"),\n'
+            f'  STRIPE_WEBHOOK_SECRET: z.string().default("{v}"),\n}}).parse(process.env);\n', one(v, 6))
+
+
+@shape5("ts: new Octokit({ auth })", "ts5")
+def _(g):
+    v = "ghp_" + g.b62(36)
+    return f'\nexport const octokit = new Octokit({{ auth: "{v}", userAgent: "acme-release-bot" }});\n', one(v, 4)
+
+
+@shape5("ts: class private readonly field initializer", "ts5")
+def _(g):
+    v = g.uuid()
+    return (f'\nexport class PostmarkMailer {{\n  private readonly serverToken = "{v}";\n  private readonly from = "noreply@acme.example";\n}}\n', one(v))
+
+
+@shape5("ts: process.env assignment in a jest beforeAll", "ts5")
+def _(g):
+    v = "NRAK-" + g.s(UPPER_NUM, 27)
+    return (f'\nbeforeAll(() => {{\n  process.env.NEW_RELIC_API_KEY = "{v}";\n}});\n', one(v, 5))
+
+
+@shape5("ts: S3Client credentials { accessKeyId, secretAccessKey }", "ts5")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f'\nexport const s3 = new S3Client({{\n  region: "eu-central-1",\n  credentials: {{ accessKeyId: "{k}", secretAccessKey: "{s}" }},\n}});\n',
+            [(k, 4), (s, 0)])
+
+
+@shape5("js: knexfile connection object per environment", "js5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nmodule.exports.production = {{\n  client: "pg",\n  connection: {{ host: "pg-main.internal", user: "knex", password: "{pw}", database: "app" }},\n'
+            f'  pool: {{ min: 2, max: 10 }},\n}};\n', one(pw))
+
+
+@shape5("js: webpack DefinePlugin JSON.stringify(secret)", "js5")
+def _(g):
+    v = g.hex(32)
+    return (f'\nmodule.exports.plugins = [\n  new webpack.DefinePlugin({{\n    "process.env.ALGOLIA_ADMIN_KEY": JSON.stringify("{v}"),\n  }}),\n];\n', one(v))
+
+
+@shape5("js: firebase-admin cert({ privateKey }) with \\n escapes", "js5")
+def _(g):
+    body = key_body(g, PKCS8_PUBLIC, 5, sep="\\n")
+    return (f'\nadmin.initializeApp({{\n  credential: admin.credential.cert({{\n    projectId: "acme-prod",\n    clientEmail: "firebase-adminsdk@acme-prod.iam.gserviceaccount.com",\n'
+            f'    privateKey: "-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----\\n",\n  }}),\n}});\n', one(body, len(PKCS8_PUBLIC)))
+
+
+# Java / Kotlin / Scala ---------------------------------------------------------------------
+@shape5("java: Base64.getDecoder().decode(literal) key", "java5")
+def _(g):
+    v = b64_bytes(g, 32)
+    return f'\n    private static final byte[] AES_KEY = Base64.getDecoder().decode("{v}");\n', one(v)
+
+
+@shape5("java: JSch session.setPassword(v)", "java5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\n    static Session openSftp(JSch jsch) throws JSchException {{\n        Session session = jsch.getSession("edi", "sftp.partner.example", 22);\n'
+            f'        session.setPassword("{pw}");\n        session.connect(10_000);\n        return session;\n    }}\n', one(pw))
+
+
+@shape5("java: Map.of(k, v, ...) literal with a key", "java5")
+def _(g):
+    v = g.hex(32)
+    return (f'\n    static final Map<String, String> DEFAULT_HEADERS = Map.of(\n        "Accept", "application/json",\n        "X-Partner-Key", "{v}");\n', one(v))
+
+
+@shape5("java: text block JSON with a client secret", "java5")
+def _(g):
+    v = g.s(URLSAFE, 40)
+    return (f'\n    private static final String TOKEN_REQUEST = """\n        {{"grant_type": "client_credentials",\n'
+            f'         "client_id": "ledger-batch",\n         "client_secret": "{v}"}}\n        """;\n', one(v))
+
+
+@shape5("java: @TestPropertySource(properties = ...) password", "java5test")
+def _(g):
+    pw = pw5(g, '"\\,')
+    return (f'\n@TestPropertySource(properties = {{\n    "spring.rabbitmq.username=ledger",\n    "spring.rabbitmq.password={pw}"\n}})\nclass GatewayClientTest {{\n\n    @Autowired\n    GatewayClient gateway;\n', one(pw))
+
+
+@shape5("java: assertEquals on a decoded API secret fixture", "java5test")
+def _(g):
+    v = g.b62(32)
+    return (f'\n    @Test\n    void signsWithPartnerSecret() {{\n        GatewayClient client = new GatewayClient("{v}");\n'
+            f'        assertEquals(64, client.sign("payload").length());\n    }}\n', one(v))
+
+
+@shape5("kt: data class default parameter", "kt5")
+def _(g):
+    v = g.b62(40)
+    return (f'\ndata class AlgoliaConfig(\n    val appId: String = "{g.s(UPPER_NUM, 10)}",\n    val adminKey: String = "{v}",\n)\n', one(v))
+
+
+@shape5("kt: Credentials.basic(user, pw) in an OkHttp authenticator", "kt5")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return (f'\nval authenticator = Authenticator {{ _, response ->\n    response.request.newBuilder()\n'
+            f'        .header("Authorization", Credentials.basic("sync-bot", "{pw}"))\n        .build()\n}}\n', one(pw))
+
+
+@shape5("gradle.kts: buildConfigField with an escaped string value", "gradle5")
+def _(g):
+    v = "AIza" + g.s(URLSAFE, 35)
+    return (f'    buildConfigField("String", "MAPS_API_KEY", "\\"{v}\\"")\n', one(v, 4))
+
+
+@shape5("gradle.kts: System.getenv() ?: fallback", "gradle5")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return (f'    val storePass = System.getenv("KEYSTORE_PASSWORD") ?: "{pw}"\n', one(pw))
+
+
+@shape5("scala: spark.conf.set(fs.azure.account.key..., key)", "scala5")
+def _(g):
+    v = b64_bytes(g, 64)
+    return (f'  spark.conf.set("fs.azure.account.key.acmelake.dfs.core.windows.net", "{v}")\n', one(v))
+
+
+@shape5("sbt: Credentials(realm, host, user, pw) positional", "scala5")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return (f'  val publishCreds = Credentials("Sonatype Nexus Repository Manager", "nexus.acme.example", "sbt-publisher", "{pw}")\n', one(pw))
+
+
+# C# ----------------------------------------------------------------------------------------
+@shape5("cs: ConnectionMultiplexer.Connect(config string with password=)", "cs5")
+def _(g):
+    pw = pw5(g, '",=')
+    return (f'        var redis = ConnectionMultiplexer.Connect("cache.acme.example:6380,password={pw},ssl=True,abortConnect=False");\n', one(pw))
+
+
+@shape5("cs: private const string field", "cs5")
+def _(g):
+    v = g.hex(32)
+    return f'        // Partner portal signing key\n        const string PartnerKey = "{v}";\n', one(v)
+
+
+@shape5("cs: Dictionary indexer initializer [\"k\"] = v", "cs5")
+def _(g):
+    k, a, b = g.hex(32), g.b62(32), pw5(g, '"\\')
+    return (f'        var settings = new Dictionary<string, string>\n        {{\n            ["Mailjet:ApiKey"] = "{k}",  // public half\n'
+            f'            ["Mailjet:SecretKey"] = "{a}",\n            ["Smtp:Password"] = "{b}",\n        }};\n', [(a, 0), (b, 0)])
+
+
+@shape5("cs: SecureString built with AppendChar over a literal", "cs5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'        var secure = new SecureString();\n        foreach (var c in "{pw}") secure.AppendChar(c);\n        secure.MakeReadOnly();\n', one(pw))
+
+
+@shape5("cs: xUnit [InlineData] with a token", "cs5test")
+def _(g):
+    v = g.b62(40)
+    return (f'    [Theory]\n    [InlineData("{v}", true)]\n    [InlineData("expired", false)]\n    public void ValidatesToken(string token, bool ok) =>\n'
+            f'        Assert.Equal(ok, _validator.IsValid(token));\n\n', one(v))
+
+
+# C / C++ -----------------------------------------------------------------------------------
+@shape5("c: static const uint8_t key[] = { 0x.. } byte array", "c5")
+def _(g):
+    v = c_bytes(g, 32)
+    return f'static const uint8_t ota_aes_key[32] = {{\n    {v}\n}};\n\n', one(v)
+
+
+@shape5("c: AT command string with escaped-quote APN credentials", "c5")
+def _(g):
+    pw = pw5(g, '"\\%')
+    return (f'static const char *APN_AUTH = "AT+QICSGP=1,1,\\"iot.telco.example\\",\\"acme-iot\\",\\"{pw}\\",1\\r\\n";\n\n', one(pw))
+
+
+@shape5("c: struct array initializer of {ssid, psk}", "c5")
+def _(g):
+    a, b = pw5(g, '"\\'), pw5(g, '"\\')
+    return (f'static const struct wifi_cred known_networks[] = {{\n    {{ "acme-office", "{a}" }},\n    {{ "acme-warehouse", "{b}" }},\n}};\n\n', [(a, 0), (b, 0)])
+
+
+@shape5("cpp: Aws::Auth::AWSCredentials(id, secret) constructor", "cpp5")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f'static Aws::Auth::AWSCredentials uploaderCredentials()\n{{\n    return Aws::Auth::AWSCredentials("{k}", "{s}");\n}}\n\n', [(k, 4), (s, 0)])
+
+
+@shape5("cpp: raw string literal R\"(...)\" with a key", "cpp5")
+def _(g):
+    v = g.b62(40)
+    return (f'static const std::string kTelemetryConfig = R"({{"endpoint":"https://telemetry.acme.example","ingest_key":"{v}"}})";\n\n', one(v))
+
+
+@shape5("cpp: std::map initializer list of headers", "cpp5")
+def _(g):
+    v = g.hex(40)
+    return (f'static const std::map<std::string, std::string> kHeaders = {{\n    {{"Content-Type", "application/json"}},\n    {{"DD-API-KEY", "{v}"}},\n}};\n\n', one(v))
+
+
+# PHP / Ruby / Swift / Elixir / Lua / Perl / R ----------------------------------------------
+@shape5("php: return [...] config array with a literal secret", "phpcfg5")
+def _(g):
+    v = "whsec_" + g.b62(32)
+    return (f"return [\n    'stripe' => [\n        'key' => '{LA_PK}',\n        'webhook_secret' => '{v}',\n    ],\n];\n", one(v, 6))
+
+
+@shape5("php: PHPMailer $mail->Password property", "php5")
+def _(g):
+    pw = pw5(g, "'\\")
+    return (f"$mail = new PHPMailer(true);\n$mail->isSMTP();\n$mail->Host = 'smtp.office365.com';\n$mail->SMTPAuth = true;\n"
+            f"$mail->Username = 'shop@acme.example';\n$mail->Password = '{pw}';\n", one(pw))
+
+
+@shape5("php: nowdoc <<<'EOT' DSN block", "php5")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + "'")
+    return (f"$legacyDsn = <<<'DSN'\npgsql:host=legacy-db;port=5432;dbname=erp;user=erp_app;password={pw}\nDSN;\n", one(pw))
+
+
+@shape5("php: sodium_hex2bin('...') key", "php5")
+def _(g):
+    v = g.hex(64)
+    return f"$boxKey = sodium_hex2bin('{v}');\n", one(v)
+
+
+@shape5("rb: Net::SFTP.start(host, user, password:) keyword", "rb5")
+def _(g):
+    pw = pw5(g, '"\\#')
+    return (f'  Net::SFTP.start("sftp.bank.example", "acme-payouts", password: "{pw}") do |sftp|\n    sftp.upload!(file, "/inbound/#{{File.basename(file)}}")\n  end\n', one(pw))
+
+
+@shape5("rb: hash rocket :password => in a Hash literal", "rb5")
+def _(g):
+    pw = pw5(g, '"\\#')
+    return (f'  LDAP_OPTS = {{ :host => "ldap.acme.example", :port => 636, :auth => {{ :method => :simple, :username => "cn=reader", :password => "{pw}" }} }}.freeze\n', one(pw))
+
+
+@shape5("rb: VCR filter_sensitive_data block returning a literal", "rb5")
+def _(g):
+    v = "shpss_" + g.hex(32)
+    return (f'  VCR.configure do |c|\n    c.filter_sensitive_data("<SHOPIFY_SECRET>") {{ "{v}" }}\n  end\n', one(v, 6))
+
+
+@shape5("swift: Data(base64Encoded:) key literal", "swift5")
+def _(g):
+    v = b64_bytes(g, 32)
+    return f'let sealingKey = SymmetricKey(data: Data(base64Encoded: "{v}")!)\n', one(v)
+
+
+@shape5("swift: URLCredential(user:password:persistence:)", "swift5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'let proxyCredential = URLCredential(user: "kiosk", password: "{pw}", persistence: .forSession)\n', one(pw))
+
+
+@shape5("swift: [String: String] dictionary literal with a secret", "swift5")
+def _(g):
+    v = g.b62(40)
+    return (f'let analyticsConfig: [String: String] = [\n    "endpoint": "https://events.acme.example",\n    "writeKey": "{v}",\n]\n', one(v))
+
+
+@shape5("ex: keyword-list config with password:", "ex5")
+def _(g):
+    pw = pw5(g, '"\\#')
+    return (f'config :acme, Acme.Mailer,\n  adapter: Swoosh.Adapters.SMTP,\n  relay: "smtp.mailgun.org",\n  username: "postmaster@mg.acme.example",\n  password: "{pw}",\n  tls: :always\n\n', one(pw))
+
+
+@shape5("ex: module attribute @api_key", "exmod5")
+def _(g):
+    v = g.hex(32)
+    return (f'defmodule Acme.Geo do\n  @api_key "{v}"\n\n  def lookup(ip), do: Req.get!("https://ipinfo.example/#{{ip}}", params: [token: @api_key])\nend\n\n', one(v))
+
+
+@shape5("lua: table constructor field api_key =", "lua5")
+def _(g):
+    v = "sk-ant-api03-" + g.s(URLSAFE, 93) + "AA"
+    return (f'local opts = {{\n  provider = "anthropic",\n  model = "claude-3-5-sonnet",\n  api_key = "{v}",\n}}\n\n', one(v, 13))
+
+
+@shape5("lua: .. concatenation building a Basic header", "lua5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'local auth = "Basic " .. ngx.encode_base64("metrics" .. ":" .. "{pw}")\n\n', one(pw))
+
+
+@shape5("perl: $smtp->auth(user, pw) positional", "perl5")
+def _(g):
+    pw = pw5(g, "'\\")
+    return (f"my $smtp = Net::SMTP->new('smtp.acme.example', Port => 587, Timeout => 30) or die $@;\n$smtp->starttls();\n"
+            f"$smtp->auth('reports\\@acme.example', '{pw}');\n\n", one(pw))
+
+
+@shape5("perl: q{} quoted package variable", "perl5")
+def _(g):
+    v = g.hex(40)
+    return f"our $PAGERDUTY_KEY = q{{{v}}};\n\n", one(v)
+
+
+@shape5("r: DBI::dbConnect(..., password = ) named argument", "r5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'con <- DBI::dbConnect(RPostgres::Postgres(), host = "dw.acme.example", dbname = "dw",\n'
+            f'                      user = "analyst", password = "{pw}")\n\n', one(pw))
+
+
+@shape5("r: add_headers(Authorization = paste(\"Bearer\", ...))", "r5")
+def _(g):
+    v = g.b62(48)
+    return (f'resp <- GET("https://api.qualtrics.example/v3/surveys",\n            add_headers(Authorization = paste("Bearer", "{v}")))\n\n', one(v))
+
+
+# SQL ---------------------------------------------------------------------------------------
+@shape5("sql: CREATE DATABASE SCOPED CREDENTIAL ... SECRET =", "sql5")
+def _(g):
+    v = b64_bytes(g, 64)
+    return (f"CREATE DATABASE SCOPED CREDENTIAL LakeCredential\nWITH IDENTITY = 'SHARED ACCESS SIGNATURE',\n     SECRET = '{v}';\n\n", one(v))
+
+
+@shape5("sql: EXEC sp_addlinkedsrvlogin @rmtpassword = named parameter", "sql5")
+def _(g):
+    pw = pw5(g, "'")
+    return (f"EXEC sp_addlinkedserver @server = N'ERP', @srvproduct = N'', @provider = N'MSOLEDBSQL', @datasrc = N'erp-sql.internal';\n"
+            f"EXEC sp_addlinkedsrvlogin @rmtsrvname = N'ERP', @useself = 'FALSE', @locallogin = NULL,\n     @rmtuser = N'erp_reader', @rmtpassword = N'{pw}';\n\n", one(pw))
+
+
+@shape5("sql: Redshift COPY ... CREDENTIALS 'aws_access_key_id=..;aws_secret_access_key=..'", "sql5")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f"COPY staging.events FROM 's3://acme-events/2024/'\nCREDENTIALS 'aws_access_key_id={k};aws_secret_access_key={s}'\nFORMAT AS JSON 'auto';\n\n",
+            [(k, 4), (s, 0)])
+
+
+@shape5("sql: MySQL CREATE SERVER ... OPTIONS (USER, PASSWORD)", "sql5")
+def _(g):
+    pw = pw5(g, "'")
+    return (f"CREATE SERVER legacy_erp FOREIGN DATA WRAPPER mysql\n    OPTIONS (USER 'federated', PASSWORD '{pw}', HOST 'erp-db.internal', DATABASE 'erp', PORT 3306);\n\n", one(pw))
+
+
+@shape5("sql: UPDATE settings SET value = token", "sql5")
+def _(g):
+    v = slack_token(g, "b")
+    return f"UPDATE app_settings SET value = '{v}' WHERE key = 'slack.bot_token';\n\n", one(v, 5)
+
+
+# Shell / PowerShell / batch ----------------------------------------------------------------
+@shape5("sh: mysql --defaults-extra-file=<(printf ...) process substitution", "sh5")
+def _(g):
+    pw = pw5(g, SHELL_UNSAFE + "%")
+    return (f"mysql --defaults-extra-file=<(printf '[client]\\nuser=%s\\npassword=%s\\n' root '{pw}') -e 'FLUSH LOGS'\n", one(pw))
+
+
+@shape5("sh: here-string <<< feeding a token to a CLI's stdin", "sh5")
+def _(g):
+    v = "hvs." + g.s(URLSAFE, 90)
+    return f'vault login -no-print -method=token token=- <<< "{v}"\n', one(v, 4)
+
+
+@shape5("sh: redis-cli -a password", "sh5")
+def _(g):
+    pw = pw5(g, SHELL_UNSAFE)
+    return f"redis-cli -h cache.internal -a '{pw}' --no-auth-warning FLUSHDB\n", one(pw)
+
+
+@shape5("sh: aws configure set aws_secret_access_key v", "sh5")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f"aws configure set aws_access_key_id {k} --profile deploy\naws configure set aws_secret_access_key {s} --profile deploy\n", [(k, 4), (s, 0)])
+
+
+@shape5("sh: az storage ... --account-key v", "sh5")
+def _(g):
+    v = b64_bytes(g, 64)
+    return (f'az storage blob upload-batch --account-name acmeassets --account-key "{v}" -d \'$web\' -s ./dist\n', one(v))
+
+
+@shape5("sh: local variable inside a function", "sh5")
+def _(g):
+    v = g.s(URLSAFE, 40)
+    return (f'purge_cdn() {{\n  local cf="{v}"\n  curl -fsS -X POST "https://api.cloudflare.com/client/v4/zones/$ZONE/purge_cache" \\\n'
+            f'    -H "Authorization: Bearer $cf" --data \'{{"purge_everything":true}}\'\n}}\n', one(v))
+
+
+@shape5("sh: lftp -u user,pw comma-joined credentials", "sh5")
+def _(g):
+    pw = pw5(g, SHELL_UNSAFE + ",")
+    return f"lftp -u 'mirror,{pw}' -e 'mirror -R --delete ./dist /htdocs; quit' sftp://files.vendor.example\n", one(pw)
+
+
+@shape5("sh: echo base64 | base64 -d > key file", "sh5")
+def _(g):
+    key = "-----BEGIN EC PRIVATE KEY-----\n" + g.s(B64, 64) + "\n" + g.s(B64, 56) + "\n-----END EC PRIVATE KEY-----\n"
+    v = g.b64_of(key)
+    return (f"echo '{v}' | base64 -d > /etc/ssl/private/signer.pem\nchmod 600 /etc/ssl/private/signer.pem\n",
+            one(v, b64_prefix_public("-----BEGIN EC PRIVATE KEY-----\n")))
+
+
+@shape5("ps: [System.Net.NetworkCredential]::new(user, pw)", "ps5")
+def _(g):
+    pw = pw5(g, "'")
+    return (f"$cred = [System.Net.NetworkCredential]::new('CORP\\svc-deploy', '{pw}')\n"
+            f"New-PSDrive -Name Z -PSProvider FileSystem -Root \\\\fs01\\releases -Credential ([pscredential]::new($cred.UserName, $cred.SecurePassword))\n\n", one(pw))
+
+
+@shape5("ps: splatted hashtable with Password =", "ps5")
+def _(g):
+    pw = pw5(g, "'")
+    return (f"$sqlParams = @{{\n    ServerInstance = 'sql01.corp.acme.example'\n    Database       = 'Reporting'\n    Username       = 'report_writer'\n"
+            f"    Password       = '{pw}'\n}}\nInvoke-Sqlcmd @sqlParams -InputFile .\\refresh.sql\n\n", one(pw))
+
+
+@shape5("ps: signtool sign /p password", "ps5")
+def _(g):
+    pw = pw5(g, "'\"`$")
+    return (f"& signtool.exe sign /f .\\certs\\codesign.pfx /p \"{pw}\" /tr http://timestamp.digicert.com /td sha256 /fd sha256 .\\out\\AcmeSetup.exe\n\n", one(pw))
+
+
+@shape5("bat: net use \\\\server\\share pw /user:", "bat5")
+def _(g):
+    pw = pw5(g, '%^!&|<>"')
+    return f"net use Z: \\\\nas01\\builds {pw} /user:CORP\\svc-build /persistent:no\r\n", one(pw)
+
+
+@shape5("bat: set \"NAME=value\" quoted set", "bat5")
+def _(g):
+    v = g.s(B62, 52)
+    return f'set "SONAR_HOST_URL=https://sonar.acme.example"\r\nset "SONAR_LOGIN={v}"\r\n', one(v)
+
+
+# Dockerfile / compose / Helm / Kubernetes --------------------------------------------------
+@shape5("docker: RUN pip install --extra-index-url with credentials", "docker5")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + "\\ '\"$")
+    return (f"RUN pip install --no-cache-dir --extra-index-url https://pypi-ro:{pw}@pypi.acme.example/simple/ acme-internal==2.3.1\n", one(pw))
+
+
+@shape5("docker: HEALTHCHECK CMD curl with an auth header", "docker5")
+def _(g):
+    v = g.b62(32)
+    return (f'HEALTHCHECK --interval=30s --timeout=3s CMD curl -fsS -H "X-Health-Token: {v}" http://localhost:8080/internal/health || exit 1\n', one(v))
+
+
+@shape5("docker: RUN sed -i replacing a placeholder with a password", "docker5")
+def _(g):
+    pw = pw5(g, "/\\&'\"$ ")
+    return (f"RUN sed -i 's/__DB_PASSWORD__/{pw}/' /etc/acme/app.ini\n", one(pw))
+
+
+@shape5("compose: build args list - KEY=v", "compose5")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return (f"  frontend:\n    build:\n      context: ./web\n      args:\n        - NODE_VERSION=20\n        - NPM_TOKEN={v}\n", one(v, 4))
+
+
+@shape5("compose: JSON string in SPRING_APPLICATION_JSON", "compose5")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"  ledger:\n    image: registry.acme.example/ledger:3.2.0\n    environment:\n"
+            f"      SPRING_APPLICATION_JSON: '{{\"spring.datasource.password\":\"{pw}\",\"server.port\":8081}}'\n", one(pw))
+
+
+@shape5("helm: imageCredentials registry/username/password", "helm5")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"imageCredentials:\n  registry: quay.io\n  username: acme+puller\n  password: \"{pw}\"\n  email: ops@acme.example\n", one(pw))
+
+
+@shape5("helm: Sentry DSN with a key in values", "helm5")
+def _(g):
+    v = g.hex(32)
+    return (f"sentry:\n  enabled: true\n  dsn: https://{v}@o{g.r.randint(10**5, 10**6 - 1)}.ingest.sentry.io/{g.r.randint(10**6, 10**7 - 1)}\n", one(v))
+
+
+@shape5("k8s: CronJob args flow list with a password after its flag", "k8scron5")
+def _(g):
+    pw = pw5(g, "'\",[]{}")
+    return (f"              args: [\"--host\", \"pg-main\", \"--user\", \"backup\", \"--password\", \"{pw}\", \"--bucket\", \"s3://acme-backups\"]\n", one(pw))
+
+
+@shape5("k8s: Ingress annotation configuration-snippet with a Bearer header", "k8sing5")
+def _(g):
+    v = g.b62(40)
+    return (f"  annotations:\n    nginx.ingress.kubernetes.io/configuration-snippet: |\n      proxy_set_header Authorization \"Bearer {v}\";\n", one(v))
+
+
+@shape5("k8s: initContainer sh -c script with a token", "k8sinit5")
+def _(g):
+    v = "glpat-" + g.s(URLSAFE, 20)
+    return (f"          command: [\"sh\", \"-c\", \"curl -fsS --header 'PRIVATE-TOKEN: {v}' -o /work/model.bin https://gitlab.acme.example/api/v4/projects/42/packages/generic/model/1.0/model.bin\"]\n",
+            one(v, 6))
+
+
+# Terraform / Ansible -----------------------------------------------------------------------
+@shape5("tf: backend \"s3\" block access_key/secret_key", "tf5")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f'terraform {{\n  backend "s3" {{\n    bucket     = "acme-tfstate"\n    key        = "monitoring/terraform.tfstate"\n    region     = "eu-west-1"\n'
+            f'    access_key = "{k}"\n    secret_key = "{s}"\n  }}\n}}\n\n', [(k, 4), (s, 0)])
+
+
+@shape5("tf: helm_release set { name value } with a password", "tf5")
+def _(g):
+    pw = pw5(g, '"\\$%')
+    return (f'resource "helm_release" "grafana" {{\n  name  = "grafana"\n  chart = "grafana/grafana"\n\n  set {{\n    name  = "adminPassword"\n'
+            f'    value = "{pw}"\n  }}\n}}\n\n', one(pw))
+
+
+@shape5("tf: jsonencode({ token = }) in a resource argument", "tf5")
+def _(g):
+    v = "dop_v1_" + g.hex(64)
+    return (f'resource "aws_ssm_parameter" "integrations" {{\n  name  = "/acme/integrations"\n  type  = "String"\n'
+            f'  value = jsonencode({{\n    digitalocean = {{ token = "{v}" }}\n    region       = "fra1"\n  }})\n}}\n\n', one(v, 7))
+
+
+@shape5("tf: data \"http\" request_headers Authorization", "tf5")
+def _(g):
+    v = g.b62(40)
+    return (f'data "http" "ip_ranges" {{\n  url = "https://api.acme.example/v1/ip-ranges"\n\n  request_headers = {{\n    Accept        = "application/json"\n'
+            f'    Authorization = "Bearer {v}"\n  }}\n}}\n\n', one(v))
+
+
+@shape5("ansible: mysql_user module password argument", "ansible5")
+def _(g):
+    pw = pw5(g, "'\"{}")
+    return (f"    - name: Create reporting user\n      community.mysql.mysql_user:\n        name: reporting\n        host: '%'\n"
+            f"        password: '{pw}'\n        priv: 'reports.*:SELECT'\n        state: present\n", one(pw))
+
+
+@shape5("ansible: lookup('env') | default(literal, true)", "ansible5")
+def _(g):
+    v = g.hex(32)
+    return (f"    - name: Register with the monitoring API\n      ansible.builtin.set_fact:\n"
+            f"        newrelic_license: \"{{{{ lookup('env', 'NEW_RELIC_LICENSE_KEY') | default('{v}', true) }}}}\"\n", one(v))
+
+
+@shape5("ansible: list of users with password fields in vars", "ansible5")
+def _(g):
+    a, b = pw5(g, "'\"{}"), pw5(g, "'\"{}")
+    return (f"    - name: Create SFTP users\n      ansible.builtin.user:\n        name: \"{{{{ item.name }}}}\"\n"
+            f"        password: \"{{{{ item.password | password_hash('sha512') }}}}\"\n      loop:\n"
+            f"        - {{ name: partner-a, password: '{a}' }}\n        - {{ name: partner-b, password: '{b}' }}\n", [(a, 0), (b, 0)])
+
+
+# TOML / JSON / XML / properties / INI ------------------------------------------------------
+@shape5("toml: dotted key auth.password under a sink table", "vector5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'[sinks.es]\ntype = "elasticsearch"\ninputs = ["parse_logs"]\nendpoints = ["https://es.acme.example:9200"]\nauth.strategy = "basic"\nauth.user = "vector"\n'
+            f'auth.password = "{pw}"\n\n', one(pw))
+
+
+@shape5("toml: multi-line basic string with a token", "telegraf5")
+def _(g):
+    v = g.s(URLSAFE, 86) + "=="
+    return (f'[[outputs.influxdb_v2]]\nurls = ["https://influx.acme.example:8086"]\norganization = "acme"\nbucket = "telegraf"\ntoken = """\n{v}"""\n\n', one(v))
+
+
+@shape5("toml: pyproject source url with credentials", "pyproject5")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + '"\\')
+    return (f'[[tool.poetry.source]]\nname = "acme"\nurl = "https://poetry:{pw}@pypi.acme.example/simple/"\npriority = "supplemental"\n\n', one(pw))
+
+
+@shape5("json: array of objects with key fields", "json5")
+def _(g):
+    a, b = g.b62(40), g.b62(40)
+    return (f'  "apiClients": [\n    {{ "name": "ios", "key": "{a}", "rateLimit": 600 }},\n    {{ "name": "android", "key": "{b}", "rateLimit": 600 }}\n  ],\n', [(a, 0), (b, 0)])
+
+
+@shape5("json: escaped JSON string inside a JSON value", "json5")
+def _(g):
+    v = g.b62(40)
+    return (f'  "pusherConfig": "{{\\"appId\\":\\"{g.r.randint(10**6, 10**7 - 1)}\\",\\"key\\":\\"{g.hex(20)}\\",\\"secret\\":\\"{v}\\",\\"cluster\\":\\"eu\\"}}",\n', one(v))
+
+
+@shape5("jsonc: VS Code settings sqltools connection password", "vscode5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'  // shared connection for the reporting db\n  "sqltools.connections": [\n    {{\n      "name": "reporting",\n      "driver": "PostgreSQL",\n'
+            f'      "server": "dw.acme.example",\n      "port": 5432,\n      "database": "dw",\n      "username": "analyst",\n      "password": "{pw}"\n    }}\n  ],\n', one(pw))
+
+
+@shape5("jsonc: REST Client environment variable with a token", "vscode5")
+def _(g):
+    v = g.b62(48)
+    return (f'  "rest-client.environmentVariables": {{\n    "staging": {{ "baseUrl": "https://staging.acme.example", "token": "{v}" }}\n  }},\n', one(v))
+
+
+@shape5("xml: logback SMTPAppender <password>", "logback5")
+def _(g):
+    pw = pw5(g, "<>&")
+    return (f'  <appender name="EMAIL" class="ch.qos.logback.classic.net.SMTPAppender">\n    <smtpHost>smtp.acme.example</smtpHost>\n    <smtpPort>587</smtpPort>\n'
+            f'    <STARTTLS>true</STARTTLS>\n    <username>alerts@acme.example</username>\n    <password>{pw}</password>\n    <to>oncall@acme.example</to>\n  </appender>\n', one(pw))
+
+
+@shape5("xml: pom.xml <properties> password property", "pom5")
+def _(g):
+    pw = pw5(g, "<>&")
+    return (f'  <properties>\n    <java.version>21</java.version>\n    <flyway.user>flyway</flyway.user>\n    <flyway.password>{pw}</flyway.password>\n  </properties>\n', one(pw))
+
+
+@shape5("xml: maven plugin <configuration> with a token element", "pom5")
+def _(g):
+    v = g.hex(40)
+    return (f'  <build>\n    <plugins>\n      <plugin>\n        <groupId>org.sonarsource.scanner.maven</groupId>\n        <artifactId>sonar-maven-plugin</artifactId>\n'
+            f'        <version>3.10.0.2594</version>\n        <configuration>\n          <sonar.login>{v}</sonar.login>\n        </configuration>\n      </plugin>\n    </plugins>\n  </build>\n', one(v))
+
+
+@shape5("android: <string> resource holding an API key", "androidres5")
+def _(g):
+    v = g.b62(32)
+    return f'    <string name="revenuecat_api_key" translatable="false">{v}</string>\n', one(v)
+
+
+@shape5("android: <meta-data android:value> key", "androidmanifest5")
+def _(g):
+    v = g.hex(40)
+    return (f'    <meta-data\n        android:name="io.fabric.ApiKey"\n        android:value="{v}" />\n', one(v))
+
+
+@shape5("properties: value continued over lines with a backslash", "props5")
+def _(g):
+    a, b = g.b62(24), g.b62(24)
+    return (f"partner.api.secret={a}\\\n    {b}\n", [(a, 0), (b, 0)])
+
+
+@shape5("properties: JDBC URL with user:password@ authority", "props5")
+def _(g):
+    pw = pw5(g, URL_UNSAFE)
+    return f"spring.flyway.url=jdbc:mysql://flyway:{pw}@mysql-main:3306/shop?useSSL=true\n", one(pw)
+
+
+@shape5("pgbouncer: [databases] connstring with password=", "pgbouncer5")
+def _(g):
+    pw = pw5(g, INI_UNSAFE + " '")
+    return f"shop = host=pg-main.internal port=5432 dbname=shop user=shop_app password={pw}\n", one(pw)
+
+
+@shape5("sssd: ldap_default_authtok", "sssd5")
+def _(g):
+    pw = pw5(g, INI_UNSAFE)
+    return (f"ldap_default_bind_dn = cn=sssd-reader,ou=services,dc=acme,dc=example\nldap_default_authtok_type = password\nldap_default_authtok = {pw}\n", one(pw))
+
+
+@shape5("logstash: elasticsearch output password =>", "logstash5")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'  elasticsearch {{\n    hosts => ["https://es01.acme.example:9200"]\n    user => "logstash_writer"\n    password => "{pw}"\n'
+            f'    index => "app-%{{+YYYY.MM.dd}}"\n  }}\n', one(pw))
+
+
+@shape5("fluent-bit: [OUTPUT] HTTP_Passwd", "fluentbit5")
+def _(g):
+    pw = pw5(g, INI_UNSAFE + " ")
+    return (f"[OUTPUT]\n    Name        es\n    Match       kube.*\n    Host        es.acme.example\n    Port        9200\n    HTTP_User   fluent\n"
+            f"    HTTP_Passwd {pw}\n    tls         On\n\n", one(pw))
+
+
+# Monitoring YAML ---------------------------------------------------------------------------
+@shape5("prometheus: scrape_config basic_auth password", "prom5")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"  - job_name: rabbitmq\n    metrics_path: /metrics\n    basic_auth:\n      username: prometheus\n      password: '{pw}'\n"
+            f"    static_configs:\n      - targets: ['mq-1.internal:15692', 'mq-2.internal:15692']\n", one(pw))
+
+
+@shape5("alertmanager: global smtp_auth_password", "alertmgr5")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"global:\n  smtp_smarthost: smtp.sendgrid.net:587\n  smtp_from: alerts@acme.example\n  smtp_auth_username: apikey\n  smtp_auth_password: '{pw}'\n", one(pw))
+
+
+@shape5("alertmanager: receiver pagerduty routing_key", "alertmgr5")
+def _(g):
+    v = g.hex(32)
+    return (f"receivers:\n  - name: oncall\n    pagerduty_configs:\n      - routing_key: {v}\n        severity: critical\n", one(v))
+
+
+@shape5("grafana: datasource secureJsonData password", "grafana5")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"  - name: Warehouse\n    type: postgres\n    url: dw.acme.example:5432\n    user: grafana_ro\n    jsonData:\n      database: dw\n      sslmode: require\n"
+            f"    secureJsonData:\n      password: \"{pw}\"\n", one(pw))
+
+
+@shape5("grafana: httpHeaderValue1 with a token and basicAuthPassword", "grafana5")
+def _(g):
+    v, pw = g.b62(40), pw5(g, "'\"\\")
+    return (f"  - name: Loki\n    type: loki\n    url: https://logs.acme.example\n    basicAuth: true\n    basicAuthUser: grafana\n    jsonData:\n      httpHeaderName1: X-Scope-OrgID-Token\n"
+            f"    secureJsonData:\n      httpHeaderValue1: \"{v}\"\n      basicAuthPassword: \"{pw}\"\n", [(v, 0), (pw, 0)])
+
+
+@shape5("openapi: example value of an API-key header parameter", "openapi5")
+def _(g):
+    v = "sk_live_" + g.b62(24)
+    return (f"      parameters:\n        - name: X-Api-Key\n          in: header\n          required: true\n          schema:\n            type: string\n"
+            f"          example: {v}\n", one(v, 8))
+
+
+# Notebooks (whole cells) -------------------------------------------------------------------
+@shape5("ipynb: stream output echoing a token", "nb5")
+def _(g):
+    v = "hf_" + g.s(string.ascii_letters, 34)
+    return ('  {\n   "cell_type": "code",\n   "execution_count": 3,\n   "metadata": {},\n   "outputs": [\n    {\n     "name": "stdout",\n     "output_type": "stream",\n'
+            f'     "text": [\n      "logged in with {v}\\n",\n      "model cache: /data/hf\\n"\n     ]\n    }}\n   ],\n'
+            '   "source": [\n    "print(f\\"logged in with {token}\\")\\n",\n    "print(\\"model cache:\\", cache_dir)"\n   ]\n  },\n', one(v, 3))
+
+
+@shape5("ipynb: markdown cell documenting a key", "nb5")
+def _(g):
+    v = g.hex(32)
+    return ('  {\n   "cell_type": "markdown",\n   "metadata": {},\n   "source": [\n    "## Setup\\n",\n    "\\n",\n'
+            f'    "The Kaggle key for the team account is `{v}` (user `acme-ds`).\\n"\n   ]\n  }},\n', one(v))
+
+
+@shape5("ipynb: !curl shell escape with -u user:pw", "nb5")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + "'\"\\ ")
+    return ('  {\n   "cell_type": "code",\n   "execution_count": 5,\n   "metadata": {},\n   "outputs": [],\n   "source": [\n'
+            f'    "!curl -sS -u export:{pw} -o events.parquet https://exports.acme.example/events/latest.parquet"\n   ]\n  }},\n', one(pw))
+
+
+@shape5("ipynb: execute_result text/plain repr of an engine URL", "nb5")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + "'\"\\")
+    return ('  {\n   "cell_type": "code",\n   "execution_count": 7,\n   "metadata": {},\n   "outputs": [\n    {\n     "data": {\n      "text/plain": [\n'
+            f'       "Engine(postgresql+psycopg2://ds_user:{pw}@dw.acme.example:5432/dw)"\n      ]\n     }},\n     "execution_count": 7,\n     "metadata": {{}},\n'
+            '     "output_type": "execute_result"\n    }\n   ],\n   "source": [\n    "engine"\n   ]\n  },\n', one(pw))
+
+
+# CI systems --------------------------------------------------------------------------------
+@shape5("gha: job container credentials password", "gha5")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"  integration:\n    runs-on: ubuntu-latest\n    container:\n      image: registry.acme.example/ci/python:3.12\n      credentials:\n"
+            f"        username: ci-puller\n        password: '{pw}'\n    steps:\n      - uses: actions/checkout@v4\n      - run: pytest -q tests/integration\n", one(pw))
+
+
+@shape5("gha: matrix include with a per-environment token", "gha5")
+def _(g):
+    a, b = g.b62(40), g.b62(40)
+    return (f"  smoke:\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n        include:\n          - env: staging\n            token: {a}\n"
+            f"          - env: prod\n            token: {b}\n    steps:\n      - run: ./scripts/smoke.sh ${{{{ matrix.env }}}} ${{{{ matrix.token }}}}\n", [(a, 0), (b, 0)])
+
+
+@shape5("gitlab-ci: variables with value:/description: expanded form", "gitlab5")
+def _(g):
+    v = g.b62(40)
+    return (f"variables:\n  DEPLOY_ENV:\n    value: staging\n    description: Target environment\n  ARGOCD_AUTH_TOKEN:\n    value: \"{v}\"\n    description: Token for argocd app sync\n\n", one(v))
+
+
+@shape5("gitlab-ci: DOCKER_AUTH_CONFIG JSON with a base64 auth", "gitlab5")
+def _(g):
+    pw = pw5(g, ":")
+    prefix = "gitlab-ci:"
+    v = g.b64_of(prefix + pw)
+    return (f"build-image:\n  variables:\n    DOCKER_AUTH_CONFIG: '{{\"auths\":{{\"registry.acme.example\":{{\"auth\":\"{v}\"}}}}}}'\n"
+            f"  image: registry.acme.example/ci/builder:2.1\n  script:\n    - make image\n\n", one(v, b64_prefix_public(prefix)))
+
+
+@shape5("jenkins: sh ''' script with curl --user inside", "jenkins5")
+def _(g):
+    pw = pw5(g, "'\\$\"")
+    return (f"        stage('Promote') {{\n            steps {{\n                sh '''\n                    curl -fsS --user release-bot:{pw} \\\n"
+            f"                      -X POST https://nexus.acme.example/service/rest/v1/staging/move/releases\n                '''\n            }}\n        }}\n", one(pw))
+
+
+@shape5("groovy: map literal [user: .., password: ..]", "groovy5")
+def _(g):
+    pw = pw5(g, "'\\$\"")
+    return (f"def dbCreds = [user: 'flyway', password: '{pw}', url: 'jdbc:postgresql://pg-main:5432/app']\n", one(pw))
+
+
+@shape5("circleci: orb command parameter default: token", "circle5")
+def _(g):
+    v = g.hex(40)
+    return (f"commands:\n  notify-deploy:\n    parameters:\n      api-key:\n        type: string\n        default: \"{v}\"\n"
+            f"    steps:\n      - run: curl -fsS -H \"DD-API-KEY: << parameters.api-key >>\" -d @event.json https://api.datadoghq.eu/api/v1/events\n", one(v))
+
+
+@shape5("azure-pipelines: variables list - name/value", "azure5")
+def _(g):
+    v = g.s(string.ascii_lowercase + string.digits, 52)
+    return (f"variables:\n  - name: buildConfiguration\n    value: Release\n  - name: AZURE_DEVOPS_EXT_PAT\n    value: {v}\n", one(v))
+
+
+@shape5("azure-pipelines: AzureCLI inlineScript with --password", "azure5")
+def _(g):
+    pw = pw5(g, "'\"\\$")
+    return (f"steps:\n  - task: AzureCLI@2\n    inputs:\n      azureSubscription: acme-prod\n      scriptType: bash\n      scriptLocation: inlineScript\n      inlineScript: |\n"
+            f"        az acr login --name acmeregistry --username acmeregistry --password '{pw}'\n        docker push acmeregistry.azurecr.io/api:$(Build.BuildId)\n", one(pw))
+
+
+@shape5("drone: plugin step settings password", "drone5")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"  - name: publish\n    image: plugins/docker\n    settings:\n      repo: registry.acme.example/api\n      registry: registry.acme.example\n"
+            f"      username: drone\n      password: '{pw}'\n      tags: [latest]\n", one(pw))
+
+
+@shape5("travis: deploy provider api_key in plain text", "travis5")
+def _(g):
+    v = "ghp_" + g.b62(36)
+    return (f"deploy:\n  provider: releases\n  api_key: {v}\n  file_glob: true\n  file: dist/*\n  skip_cleanup: true\n  on:\n    tags: true\n", one(v, 4))
+
+
+# Makefile / servers / cron / ssh -----------------------------------------------------------
+@shape5("make: export NAME := value", "mk5")
+def _(g):
+    v = g.b62(40)
+    return f"export SENTRY_AUTH_TOKEN := {v}\n", one(v)
+
+
+@shape5("make: define ... endef block with credentials", "mk5")
+def _(g):
+    pw = pw5(g, "#$\\")
+    return (f"define PGPASS_CONTENT\npg-main.internal:5432:*:migrator:{pw}\nendef\nexport PGPASS_CONTENT\n\npgpass:\n\t@echo \"$$PGPASS_CONTENT\" > ~/.pgpass && chmod 600 ~/.pgpass\n\n", one(pw))
+
+
+@shape5("nginx: map $http_x_api_key with literal keys", "nginx5")
+def _(g):
+    a, b = g.b62(32), g.b62(32)
+    return (f'map $http_x_api_key $api_client {{\n    default "";\n    "{a}" "mobile";\n    "{b}" "partner-portal";\n}}\n\n', [(a, 0), (b, 0)])
+
+
+@shape5("nginx: if ($arg_token != literal) return 403", "nginx5")
+def _(g):
+    v = g.hex(32)
+    return (f'server {{\n    listen 9443 ssl;\n    server_name metrics.acme.example;\n\n    location /internal/metrics {{\n        if ($arg_token != "{v}") {{\n            return 403;\n        }}\n        proxy_pass http://127.0.0.1:9100;\n    }}\n}}\n\n', one(v))
+
+
+@shape5("haproxy: http-request set-header Authorization", "haproxy5")
+def _(g):
+    v = g.b64_of("haproxy:" + pw5(g))
+    return (f"backend legacy_api\n    http-request set-header Authorization \"Basic {v}\"\n    server legacy1 10.0.4.12:8080 check\n\n",
+            one(v, b64_prefix_public("haproxy:")))
+
+
+@shape5("haproxy: acl matching a literal token header", "haproxy5")
+def _(g):
+    v = g.b62(40)
+    return (f"frontend admin\n    bind :8443 ssl crt /etc/haproxy/certs/admin.pem\n    acl has_token req.hdr(X-Admin-Token) -m str {v}\n    http-request deny unless has_token\n\n", one(v))
+
+
+@shape5("apache: RewriteCond on a literal token header", "apache5")
+def _(g):
+    v = g.b62(40)
+    return (f"    RewriteEngine On\n    RewriteCond %{{HTTP:X-Deploy-Token}} !^{v}$\n    RewriteRule ^/deploy - [F]\n", one(v))
+
+
+@shape5("apache: ProxyPass backend URL with userinfo", "apache5")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + "$")
+    return (f"    ProxyPass /search http://search:{pw}@opensearch.internal:9200/\n    ProxyPassReverse /search http://opensearch.internal:9200/\n", one(pw))
+
+
+@shape5("systemd: ExecStart command line with --password", "systemd5")
+def _(g):
+    pw = pw5(g, "%$\\\"' ")
+    return (f"ExecStart=/usr/local/bin/restic backup /srv/data --repo sftp:backup@nas:/restic --password-command \"echo {pw}\"\n", one(pw))
+
+
+@shape5("systemd: SetCredential=name:value", "systemd5")
+def _(g):
+    pw = pw5(g, "%$\\\"' :")
+    return f"SetCredential=db-password:{pw}\nLoadCredential=tls-key:/etc/acme/tls.key\n", one(pw)
+
+
+@shape5("cron: job line with a token in a query string", "cron5")
+def _(g):
+    v = g.b62(40)
+    return (f"*/10 * * * * curl -fsS 'https://hc.acme.example/ping/nightly-backup?token={v}' >/dev/null\n", one(v))
+
+
+@shape5("ssh_config: SetEnv with a token", "sshcfg5")
+def _(g):
+    v = g.b62(40)
+    return (f"Host build-runner\n    HostName 10.20.0.15\n    User ci\n    IdentityFile ~/.ssh/ci_ed25519\n    SetEnv BUILDKITE_AGENT_TOKEN={v}\n\n", one(v))
+
+
+# Credential files under ordinary names ----------------------------------------------------
+@shape5("file: GitHub CLI hosts.yml oauth_token", "own:ghhosts")
+def _(g):
+    v = "gho_" + g.b62(36)
+    return (f"github.com:\n    oauth_token: {v}\n    user: acme-bot\n    git_protocol: ssh\n", one(v, 4))
+
+
+@shape5("file: gcloud application_default_credentials authorized_user", "own:gcloudadc")
+def _(g):
+    cs, rt = "GOCSPX-" + g.s(URLSAFE, 28), "1//0" + g.s(URLSAFE, 99)
+    return (json.dumps({"account": "", "client_id": f"{g.r.randint(10**11, 10**12 - 1)}-{g.s(string.ascii_lowercase + string.digits, 32)}.apps.googleusercontent.com",
+                        "client_secret": cs, "quota_project_id": "acme-analytics", "refresh_token": rt, "type": "authorized_user",
+                        "universe_domain": "googleapis.com"}, indent=2) + "\n", [(cs, 7), (rt, 4)])
+
+
+@shape5("file: doctl config.yaml access-token", "own:doctl")
+def _(g):
+    v = "dop_v1_" + g.hex(64)
+    return (f"access-token: {v}\nauth-contexts:\n  default: true\ncontext: default\noutput: text\n", one(v, 7))
+
+
+@shape5("file: .databrickscfg profile token", "own:databrickscfg")
+def _(g):
+    v = "dapi" + g.hex(32)
+    return (f"[DEFAULT]\nhost  = https://adb-{g.r.randint(10**15, 10**16 - 1)}.11.azuredatabricks.net\ntoken = {v}\n", one(v, 4))
+
+
+@shape5("file: SnowSQL config [connections] password", "own:snowsql")
+def _(g):
+    pw = pw5(g, INI_UNSAFE + "\"")
+    return (f"[connections]\naccountname = acme-eu1\nusername = LOADER\npassword = \"{pw}\"\ndbname = RAW\nwarehousename = LOAD_WH\n\n[options]\nlog_level = INFO\n", one(pw))
+
+
+@shape5("file: dbt profiles.yml outputs pass", "own:dbtprofiles")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"acme:\n  target: prod\n  outputs:\n    prod:\n      type: postgres\n      host: dw.acme.example\n      user: dbt\n      pass: '{pw}'\n"
+            f"      port: 5432\n      dbname: dw\n      schema: analytics\n      threads: 8\n", one(pw))
+
+
+@shape5("file: msmtprc account password", "own:msmtprc")
+def _(g):
+    pw = pw5(g, "\"\\ #")
+    return (f"defaults\nauth on\ntls on\ntls_trust_file /etc/ssl/certs/ca-certificates.crt\n\naccount alerts\nhost smtp.fastmail.com\nport 587\n"
+            f"from alerts@acme.example\nuser alerts@acme.example\npassword {pw}\n\naccount default : alerts\n", one(pw))
+
+
+@shape5("file: .fetchmailrc poll ... password", "own:fetchmailrc")
+def _(g):
+    pw = pw5(g, "\"\\")
+    return (f"set daemon 300\npoll imap.acme.example protocol IMAP\n    user \"helpdesk@acme.example\" there with password \"{pw}\" is \"helpdesk\" here\n    ssl\n", one(pw))
+
+
+@shape5("file: NetworkManager .nmconnection wifi psk", "own:nmconn")
+def _(g):
+    pw = pw5(g, INI_UNSAFE)
+    return (f"[connection]\nid=acme-warehouse\nuuid={g.uuid()}\ntype=wifi\n\n[wifi]\nmode=infrastructure\nssid=acme-warehouse\n\n"
+            f"[wifi-security]\nkey-mgmt=wpa-psk\npsk={pw}\n\n[ipv4]\nmethod=auto\n", one(pw))
+
+
+@shape5("file: strongSwan ipsec.secrets PSK and EAP", "own:ipsecsecrets")
+def _(g):
+    psk, eap = g.b62(32), pw5(g, "\"\\")
+    return (f"# /etc/ipsec.secrets - strongSwan IPsec secrets file\n203.0.113.10 198.51.100.7 : PSK \"{psk}\"\nroadwarrior : EAP \"{eap}\"\n", [(psk, 0), (eap, 0)])
+
+
+@shape5("file: Postfix sasl_passwd map", "own:saslpasswd")
+def _(g):
+    pw = pw5(g, " ")
+    return f"[smtp.sendgrid.net]:587 apikey:{pw}\n", one(pw)
+
+
+@shape5("file: kaggle.json username/key", "own:kaggle")
+def _(g):
+    v = g.hex(32)
+    return json.dumps({"username": "acmeds", "key": v}) + "\n", one(v)
+
+
+@shape5("file: Hugging Face token file (bare hf_ token)", "own:hftoken")
+def _(g):
+    v = "hf_" + g.s(string.ascii_letters, 34)
+    return f"{v}\n", one(v, 3)
+
+
+@shape5("file: cloudflared tunnel credentials JSON TunnelSecret", "own:cloudflared")
+def _(g):
+    v = b64_bytes(g, 32)
+    return json.dumps({"AccountTag": g.hex(32), "TunnelSecret": v, "TunnelID": g.uuid()}) + "\n", one(v)
+
+
+@shape5("file: Stripe CLI config.toml test and live keys", "own:stripecli")
+def _(g):
+    t, l = "rk_test_" + g.b62(99), "rk_live_" + g.b62(99)
+    return (f"color = \"\"\n\n[default]\n  account_id = \"acct_{g.b62(16)}\"\n  device_name = \"build-mac\"\n  display_name = \"Acme\"\n"
+            f"  live_mode_api_key = \"{l}\"\n  live_mode_pub_key = \"{LA_PK}\"\n  test_mode_api_key = \"{t}\"\n", [(l, 8), (t, 8)])
+
+
+@shape5("file: OpenStack clouds.yaml auth password", "own:clouds")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"clouds:\n  acme-prod:\n    auth:\n      auth_url: https://keystone.acme.example:5000/v3\n      username: ci-deployer\n      password: '{pw}'\n"
+            f"      project_name: platform\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: RegionOne\n    interface: public\n", one(pw))
+
+
+@shape5("file: Helm repositories.yaml password", "own:helmrepos")
+def _(g):
+    pw = pw5(g, "'\"\\")
+    return (f"apiVersion: \"\"\ngenerated: \"0001-01-01T00:00:00Z\"\nrepositories:\n- caFile: \"\"\n  certFile: \"\"\n  insecure_skip_tls_verify: false\n  keyFile: \"\"\n"
+            f"  name: acme\n  pass_credentials_all: false\n  password: '{pw}'\n  url: https://charts.acme.example\n  username: helm-reader\n", one(pw))
+
+
+@shape5("file: Conan credentials.json", "own:conan")
+def _(g):
+    pw = pw5(g, "\"\\")
+    return json.dumps({"credentials": [{"remote": "acme-conan", "user": "ci", "password": pw}]}, indent=4) + "\n", one(pw)
+
+
+@shape5("file: Pulumi credentials.json accessTokens", "own:pulumicreds")
+def _(g):
+    v = "pul-" + g.hex(40)
+    return json.dumps({"current": "https://api.pulumi.com", "accessTokens": {"https://api.pulumi.com": v},
+                       "accounts": {"https://api.pulumi.com": {"username": "acme-ci", "lastValidatedAt": "2024-05-02T09:14:51Z"}}},
+                      indent=4) + "\n", one(v, 4)
+
+
+@shape5("file: Subversion auth cache (K/V format)", "own:svnauth")
+def _(g):
+    pw = pw5(g)
+    realm = "<https://svn.acme.example:443> ACME Subversion"
+    return (f"K 8\npasscred\nV 6\nsimple\nK 8\npassword\nV {len(pw)}\n{pw}\nK 15\nsvn:realmstring\nV {len(realm)}\n{realm}\nK 8\nusername\nV 7\nbuilder\nEND\n", one(pw))
+
+
+@shape5("file: FileZilla sitemanager.xml base64 Pass", "own:filezilla")
+def _(g):
+    v = g.b64_of(pw5(g))
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<FileZilla3 version="3.66.4" platform="windows">\n    <Servers>\n        <Server>\n            <Host>ftp.printshop.example</Host>\n'
+            f'            <Port>21</Port>\n            <Protocol>0</Protocol>\n            <Type>0</Type>\n            <User>acme</User>\n            <Pass encoding="base64">{v}</Pass>\n'
+            f'            <Logontype>1</Logontype>\n            <Name>print shop</Name>\n        </Server>\n    </Servers>\n</FileZilla3>\n', one(v))
+
+
+@shape5("file: keyrings.alt plaintext keyring (base64 values)", "own:keyringalt")
+def _(g):
+    a, b = g.b64_of(pw5(g)), g.b64_of("ghp_" + g.b62(36))
+    return (f"[acme-ldap]\nsvc-sync = {a}\n\n[git:https://github.com]\nacme-bot = {b}\n", [(a, 0), (b, b64_prefix_public("ghp_"))])
+
+
+@shape5("file: Postman environment export with secret values", "own:postman")
+def _(g):
+    v, pw = g.b62(48), pw5(g, "\"\\")
+    return (json.dumps({"id": g.uuid(), "name": "Acme staging", "values": [
+        {"key": "baseUrl", "value": "https://staging.acme.example", "type": "default", "enabled": True},
+        {"key": "apiToken", "value": v, "type": "secret", "enabled": True},
+        {"key": "adminPassword", "value": pw, "type": "secret", "enabled": True}],
+        "_postman_variable_scope": "environment", "_postman_exported_using": "Postman/10.24.3"}, indent="\t") + "\n", [(v, 0), (pw, 0)])
+
+
+@shape5("file: GitLab Runner config.toml runner token", "own:glrunner")
+def _(g):
+    v = "glrt-" + g.s(URLSAFE, 20)
+    return (f"concurrent = 4\ncheck_interval = 0\n\n[[runners]]\n  name = \"build-01\"\n  url = \"https://gitlab.acme.example\"\n  id = {g.r.randint(100, 999)}\n"
+            f"  token = \"{v}\"\n  executor = \"docker\"\n  [runners.docker]\n    image = \"alpine:3.19\"\n    privileged = false\n", one(v, 5))
+
+
+@shape5("file: cqlshrc [authentication] password", "own:cqlshrc")
+def _(g):
+    pw = pw5(g, INI_UNSAFE)
+    return (f"[authentication]\nusername = reporting\npassword = {pw}\n\n[connection]\nhostname = cassandra-1.internal\nport = 9042\nssl = true\n", one(pw))
+
+
+@shape5("file: .gitconfig http extraheader Authorization", "own:gitconfig")
+def _(g):
+    v = g.b64_of("x-access-token:" + "ghs_" + g.b62(36))
+    return (f"[user]\n\tname = Acme CI\n\temail = ci@acme.example\n[http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: basic {v}\n",
+            one(v, b64_prefix_public("x-access-token:ghs_")))
+
+
+@shape5("file: pip.conf index-url with credentials", "own:pipconf")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + INI_UNSAFE)
+    return (f"[global]\nindex-url = https://pip-reader:{pw}@pypi.acme.example/simple/\ntimeout = 60\n\n[install]\ntrusted-host = pypi.acme.example\n", one(pw))
+
+
+@shape5("file: Bundler config BUNDLE_ host credentials", "own:bundler")
+def _(g):
+    v = g.hex(8) + ":" + g.hex(8)
+    return (f"---\nBUNDLE_PATH: \"vendor/bundle\"\nBUNDLE_GEMS__CONTRIBSYS__COM: \"{v}\"\nBUNDLE_JOBS: \"4\"\n", one(v))
+
+
+@shape5("file: age identity keys.txt", "own:agekey")
+def _(g):
+    v = "AGE-SECRET-KEY-1" + g.s(BECH32.upper(), 58)
+    return (f"# created: 2024-03-11T10:02:44+01:00\n# public key: {LA_AGE_PUB}\n{v}\n", one(v, 16))
+
+
+@shape5("file: pgbouncer userlist.txt", "own:pgbuserlist")
+def _(g):
+    a, b = pw5(g, "\""), pw5(g, "\"")
+    return f";; users allowed through the pool (generated 2024-05-02)\n\"shop_app\" \"{a}\"\n\"pgbouncer_admin\" \"{b}\"\n", [(a, 0), (b, 0)]
+
+
+@shape5("file: Vault token file (bare hvs. token)", "own:vaulttoken")
+def _(g):
+    v = "hvs." + g.s(URLSAFE, 90)
+    return f"{v}\n", one(v, 4)
+
+
+@shape5("file: ngrok.yml authtoken", "own:ngrok")
+def _(g):
+    v = f"2{g.b62(26)}_{g.b62(21)}"
+    return (f"version: \"2\"\nauthtoken: {v}\ntunnels:\n  web:\n    proto: http\n    addr: 3000\n", one(v))
+
+
+@shape5("file: .sentryclirc [auth] token", "own:sentryclirc")
+def _(g):
+    v = "sntryu_" + g.hex(64)
+    return (f"[defaults]\nurl = https://sentry.io/\norg = acme\nproject = web\n\n[auth]\ntoken = {v}\n", one(v, 7))
+
+
+
 FILE_KINDS = {
     # kind: (paths for instance 0 and 1, language id, header, footer, indent-free ordinary code)
     "python": (["app/settings.py", "jobs/sync.py"], "python",
@@ -2486,6 +3828,255 @@ OWN_LANG = {"netrc2": "plaintext", "kubeconfig2": "yaml", "k8s-multi": "yaml", "
             "tfrc": "json", "gemcreds": "yaml", "composerauth": "json", "yarnrc": "yaml", "openssh": "plaintext",
             "ppk": "plaintext", "jaas": "plaintext", "smbcreds": "plaintext"}
 
+FILE_KINDS5 = {
+    # held-out-5's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "py5": (["src/acme/integrations/warehouse.py", "tools/reindex.py"], "python",
+            "\"\"\"Warehouse and partner integrations.\"\"\"\nimport argparse\nimport base64\nimport hashlib\nimport os\nimport urllib.request\nfrom urllib.parse import quote_plus\n\n"
+            "import keyring\nimport pymysql\nimport stripe\nfrom sqlalchemy import create_engine\n\n"
+            f"SCHEMA_VERSION = \"2024.05.1\"\nMIGRATION_HEAD = \"{LA_SHA1[0]}\"\nEXPORT_BUCKET_ID = \"{LA_UUID[0]}\"\n",
+            "\n\ndef batched(rows, n=500):\n    for i in range(0, len(rows), n):\n        yield rows[i:i + n]\n"),
+    "pytest5": (["tests/integration/test_payments.py", "tests/integration/test_accounts.py"], "python",
+                "import os\nfrom unittest import mock\n\nimport pytest\nfrom gitlab import Gitlab\n\nfrom acme.mail import send_welcome\n\n"
+                f"FIXTURE_SHA256 = \"{LA_SHA256[0]}\"\nTENANT_ID = \"{LA_UUID[1]}\"\n",
+                "\n\ndef test_fixture_digest_is_stable():\n    assert len(FIXTURE_SHA256) == 64\n"),
+    "rs5": (["src/config/defaults.rs", "crates/notify/src/lib.rs"], "rust",
+            "use once_cell::sync::Lazy;\nuse std::collections::HashMap;\nuse std::env;\nuse std::process::Command;\n\n"
+            f"pub const SCHEMA_DIGEST: &str = \"{LA_SHA256[1]}\";\npub const BUILD_COMMIT: &str = \"{LA_SHA1[1]}\";\n",
+            "\npub fn version() -> &'static str {\n    env!(\"CARGO_PKG_VERSION\")\n}\n"),
+    "go5": (["pkg/billing/client.go", "internal/sftpsync/sync.go"], "go",
+            "package billing\n\nimport (\n\t\"fmt\"\n\t\"os\"\n\t\"testing\"\n\n\t\"golang.org/x/crypto/ssh\"\n)\n\n"
+            f"// Pinned release of the upstream schema.\nconst schemaRev = \"{LA_SHA1[2]}\"\n\nvar partnerKey, _, _, _, _ = ssh.ParseAuthorizedKey([]byte(\"{LA_SSH_PUB}\"))\n",
+            "\nfunc pageSize(n int) int {\n\tif n <= 0 || n > 500 {\n\t\treturn 500\n\t}\n\treturn n\n}\n"),
+    "ts5": (["src/lib/payments.ts", "apps/admin/src/config/env.ts"], "typescript",
+            "import { S3Client } from \"@aws-sdk/client-s3\";\nimport { Octokit } from \"@octokit/rest\";\nimport { z } from \"zod\";\n\n"
+            f"export const STRIPE_PUBLISHABLE_KEY = \"{LA_PK}\";\nexport const RELEASE_ID = \"{LA_UUID[2]}\";\n",
+            "\nexport const toCents = (eur: number): number => Math.round(eur * 100);\n"),
+    "js5": (["knexfile.js", "config/build.js"], "javascript",
+            "const webpack = require(\"webpack\");\nconst admin = require(\"firebase-admin\");\n\n"
+            f"// integrity of the vendored bundle\nconst VENDOR_SRI = \"sha256-{base64.b64encode(bytes.fromhex(LA_SHA256[2])).decode()}\";\n",
+            "\nmodule.exports.vendorSri = VENDOR_SRI;\n"),
+    "java5": (["src/main/java/com/acme/payments/GatewayClient.java", "ledger/src/main/java/com/acme/ledger/PartnerClient.java"], "java",
+              "package com.acme.payments;\n\nimport com.jcraft.jsch.*;\nimport java.util.Base64;\nimport java.util.Map;\n\npublic final class GatewayClient {\n"
+              f"    // schema fingerprint published by the partner\n    static final String SCHEMA_SHA256 = \"{LA_SHA256[3]}\";\n",
+              "\n    String sign(String payload) {\n        return payload;\n    }\n}\n"),
+    "java5test": (["src/test/java/com/acme/payments/GatewayClientTest.java", "ledger/src/test/java/com/acme/ledger/PartnerClientTest.java"], "java",
+                  "package com.acme.payments;\n\nimport static org.junit.jupiter.api.Assertions.assertEquals;\n\nimport org.junit.jupiter.api.Test;\n"
+                  "import org.springframework.beans.factory.annotation.Autowired;\nimport org.springframework.boot.test.context.SpringBootTest;\n"
+                  "import org.springframework.test.context.TestPropertySource;\n\n@SpringBootTest",
+                  f"\n    static final String REQUEST_ID = \"{LA_UUID[3]}\";\n}}\n"),
+    "kt5": (["shared/src/commonMain/kotlin/com/acme/Config.kt", "sync/src/main/kotlin/com/acme/sync/Http.kt"], "kotlin",
+            "package com.acme\n\nimport okhttp3.Authenticator\nimport okhttp3.Credentials\n\n"
+            f"const val BUILD_SHA = \"{LA_SHA1[3]}\"\n",
+            "\nfun retries(): Int = 3\n"),
+    "gradle5": (["app/build.gradle.kts", "wearos/build.gradle.kts"], "kotlin",
+                "plugins {\n    id(\"com.android.application\")\n    kotlin(\"android\")\n}\n\nandroid {\n    namespace = \"com.acme.shop\"\n    compileSdk = 34\n\n"
+                "    defaultConfig {\n        applicationId = \"com.acme.shop\"\n        versionCode = 412\n        versionName = \"4.12.0\"\n",
+                "    }\n}\n"),
+    "scala5": (["src/main/scala/com/acme/etl/LakeJob.scala", "project/Publishing.scala"], "scala",
+               "package com.acme.etl\n\nimport org.apache.spark.sql.SparkSession\nimport sbt._\n\nobject LakeJob {\n  val spark: SparkSession = SparkSession.builder().appName(\"lake\").getOrCreate()\n",
+               f"  val inputDigest = \"{LA_SHA256[4]}\"\n}}\n"),
+    "cs5": (["src/Acme.Worker/Startup.cs", "src/Acme.Billing/ServiceSetup.cs"], "csharp",
+            "using System.Security;\nusing StackExchange.Redis;\n\nnamespace Acme.Worker;\n\npublic static class Startup\n{\n    public static void Configure(IServiceCollection services)\n    {\n"
+            f"        var instanceId = Guid.Parse(\"{LA_UUID[4]}\");\n",
+            "    }\n}\n"),
+    "cs5test": (["tests/Acme.Worker.Tests/TokenValidatorTests.cs", "tests/Acme.Billing.Tests/WebhookTests.cs"], "csharp",
+                "using Xunit;\n\nnamespace Acme.Worker.Tests;\n\npublic class TokenValidatorTests\n{\n    private readonly TokenValidator _validator = new();\n\n",
+                f"    private const string Fingerprint = \"{LA_SHA1[4]}\";\n}}\n"),
+    "c5": (["src/net/modem_at.c", "include/board_secrets.h"], "c",
+           "#include <stdint.h>\n#include \"modem.h\"\n\n"
+           f"/* firmware image digest checked by the bootloader */\nstatic const char FW_SHA256[] = \"{LA_SHA256[5]}\";\n\n",
+           "int modem_retries(void) { return 5; }\n"),
+    "cpp5": (["src/storage/S3Uploader.cpp", "src/telemetry/Exporter.cpp"], "cpp",
+             "#include <map>\n#include <string>\n\n#include <aws/core/auth/AWSCredentials.h>\n\n"
+             f"// upstream commit of the vendored SDK\nstatic constexpr const char* kSdkCommit = \"{LA_SHA1[5]}\";\n\n",
+             "int uploadRetries() { return 3; }\n"),
+    "php5": (["app/Services/Mailer.php", "app/Services/LegacyBridge.php"], "php",
+             "<?php\n\ndeclare(strict_types=1);\n\nuse PHPMailer\\PHPMailer\\PHPMailer;\n\n"
+             f"$buildId = '{LA_UUID[5]}';\n",
+             "\nfunction mailer_version(): string\n{\n    return '6.9.1';\n}\n"),
+    "phpcfg5": (["config/payments.php", "config/billing.php"], "php",
+                "<?php\n\n// Payments settings (publishable key is public by design)\n", ""),
+    "rb5": (["lib/acme/payouts.rb", "spec/support/external_services.rb"], "ruby",
+            "# frozen_string_literal: true\n\nrequire \"net/sftp\"\nrequire \"vcr\"\n\nmodule Acme\n"
+            f"  SCHEMA_DIGEST = \"{LA_SHA256[0]}\"\n",
+            "end\n"),
+    "swift5": (["Sources/AcmeAPI/Environment.swift", "Sources/AcmeKiosk/Session.swift"], "swift",
+               "import CryptoKit\nimport Foundation\n\n"
+               f"let buildCommit = \"{LA_SHA1[0]}\"\nlet installId = UUID(uuidString: \"{LA_UUID[0]}\")!\n\n",
+               "\nlet requestTimeout: TimeInterval = 20\n"),
+    "ex5": (["config/dev.exs", "config/staging.exs"], "elixir",
+            "import Config\n\nconfig :acme, AcmeWeb.Endpoint, http: [port: 4000]\n\n",
+            "config :logger, level: :debug\n"),
+    "exmod5": (["lib/acme/geo.ex", "lib/acme/ip_lookup.ex"], "elixir",
+               "", f"# cache key namespace\n# {LA_UUID[1]}\n"),
+    "lua5": (["nvim/lua/plugins/assistant.lua", "openresty/lua/metrics_auth.lua"], "lua",
+             "-- plugin setup\nlocal M = {}\n\n",
+             f"M.revision = \"{LA_SHA1[1]}\"\nreturn M\n"),
+    "perl5": (["lib/Acme/Report.pm", "cgi-bin/nightly.cgi"], "perl",
+              "use strict;\nuse warnings;\nuse Net::SMTP;\n\n",
+              f"our $VERSION = '2.14';\nour $TEMPLATE_MD5 = '{LA_SHA1[2][:32]}';\n1;\n"),
+    "r5": (["R/warehouse.R", "scripts/pull_surveys.R"], "r",
+           "library(DBI)\nlibrary(httr)\n\n",
+           f"snapshot_id <- \"{LA_UUID[2]}\"\n"),
+    "sql5": (["db/init/02_replication.sql", "warehouse/setup/external_sources.sql"], "sql",
+             f"-- Generated by migrate 4.17.0, checksum {LA_SHA256[1]}\nBEGIN;\n\n",
+             "COMMIT;\n"),
+    "sh5": (["scripts/provision-node.sh", "bin/sync-assets"], "shellscript",
+            f"#!/usr/bin/env bash\nset -euo pipefail\n\n# expects the release tarball with sha256 {LA_SHA256[2]}\nZONE=\"{LA_SHA1[3][:32]}\"\n",
+            "echo \"provisioned $(hostname)\"\n"),
+    "ps5": (["tools/Register-Agent.ps1", "build/Sign-Artifacts.ps1"], "powershell",
+            f"#Requires -Version 7\nSet-StrictMode -Version Latest\n$AgentId = '{LA_UUID[3]}'\n\n",
+            "Write-Output \"finished $AgentId\"\n"),
+    "bat5": (["scripts/map-drive.cmd", "tools/build-installer.bat"], "bat",
+             "@echo off\r\nsetlocal\r\n",
+             f"rem installer manifest {LA_SHA256[3]}\r\ncall build.cmd %*\r\nendlocal\r\n"),
+    "docker5": (["build/worker.Dockerfile", "docker/gateway/Dockerfile"], "dockerfile",
+                f"FROM python:3.12-slim@sha256:{LA_SHA256[4]}\nWORKDIR /app\n",
+                "COPY . .\nUSER 1000\nCMD [\"python\", \"-m\", \"acme.worker\"]\n"),
+    "compose5": (["docker-compose.ci.yml", "stack/ledger.yml"], "yaml",
+                 "services:\n  postgres:\n    image: postgres:16.2\n", "networks:\n  default:\n    name: acme\n"),
+    "helm5": (["charts/observability/values.yaml", "charts/shop/values-prod.yaml"], "yaml",
+              f"image:\n  repository: quay.io/acme/shop\n  digest: sha256:{LA_SHA256[5]}\n", "podAnnotations: {}\n"),
+    "k8scron5": (["deploy/k8s/cronjob-backup.yaml", "deploy/k8s/cronjob-export.yaml"], "yaml",
+                 "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: pg-backup\nspec:\n  schedule: \"15 1 * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n"
+                 "          restartPolicy: OnFailure\n          containers:\n            - name: backup\n              image: registry.acme.example/pg-backup:1.9.0\n",
+                 ""),
+    "k8sing5": (["deploy/k8s/ingress-legacy.yaml", "deploy/k8s/ingress-partner.yaml"], "yaml",
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: legacy\n",
+                "spec:\n  ingressClassName: nginx\n  rules:\n    - host: legacy.acme.example\n      http:\n        paths:\n          - path: /\n            pathType: Prefix\n"
+                "            backend:\n              service:\n                name: legacy\n                port:\n                  number: 80\n"),
+    "k8sinit5": (["deploy/k8s/inference.yaml", "deploy/k8s/ranker.yaml"], "yaml",
+                 f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: inference\n  annotations:\n    acme.example/config-hash: \"{LA_SHA1[4]}\"\nspec:\n  template:\n    spec:\n"
+                 "      initContainers:\n        - name: fetch-model\n          image: curlimages/curl:8.7.1\n",
+                 "          volumeMounts:\n            - name: work\n              mountPath: /work\n      containers:\n        - name: inference\n          image: registry.acme.example/inference:0.9.3\n"),
+    "tf5": (["infra/modules/monitoring/main.tf", "infra/live/prod/integrations.tf"], "terraform",
+            "", f"output \"dashboard_uid\" {{\n  value = \"{LA_UUID[4]}\"\n}}\n"),
+    "ansible5": (["ansible/roles/db/tasks/main.yml", "ansible/playbooks/monitoring.yml"], "yaml",
+                 "- hosts: db\n  become: true\n  tasks:\n", f"    - name: Record the deployed revision\n      ansible.builtin.copy:\n        content: \"{LA_SHA1[5]}\"\n        dest: /etc/acme/REVISION\n"),
+    "vector5": (["config/vector.toml", "deploy/vector/vector.toml"], "toml",
+                "data_dir = \"/var/lib/vector\"\n\n[sources.app]\ntype = \"file\"\ninclude = [\"/var/log/acme/*.log\"]\n\n", ""),
+    "telegraf5": (["telegraf.toml", "deploy/telegraf/telegraf.conf"], "toml",
+                  "[agent]\ninterval = \"10s\"\nflush_interval = \"10s\"\n\n", "[[inputs.cpu]]\npercpu = true\n"),
+    "pyproject5": (["pyproject.toml", "services/etl/pyproject.toml"], "toml",
+                   "[tool.poetry]\nname = \"acme-etl\"\nversion = \"0.7.3\"\ndescription = \"\"\n\n",
+                   "[tool.poetry.dependencies]\npython = \"^3.11\"\n"),
+    "json5": (["config/default.json", "config/production.json"], "json",
+              f"{{\n  \"releaseId\": \"{LA_UUID[5]}\",\n", "  \"logLevel\": \"info\"\n}\n"),
+    "vscode5": ([".vscode/settings.json", "reporting/.vscode/settings.json"], "jsonc",
+                "{\n  \"editor.formatOnSave\": true,\n", "  \"files.eol\": \"\\n\"\n}\n"),
+    "logback5": (["src/main/resources/logback-spring.xml", "ledger/src/main/resources/logback-spring.xml"], "xml",
+                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<configuration>\n",
+                 "  <root level=\"INFO\">\n    <appender-ref ref=\"EMAIL\" />\n  </root>\n</configuration>\n"),
+    "pom5": (["pom.xml", "modules/ledger/pom.xml"], "xml",
+             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<project xmlns=\"http://maven.apache.org/POM/4.0.0\">\n  <modelVersion>4.0.0</modelVersion>\n"
+             "  <groupId>com.acme</groupId>\n  <artifactId>ledger</artifactId>\n  <version>3.2.0</version>\n", "</project>\n"),
+    "androidres5": (["app/src/main/res/values/keys.xml", "wearos/src/main/res/values/config.xml"], "xml",
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<resources>\n    <string name=\"app_name\">Acme Shop</string>\n", "</resources>\n"),
+    "androidmanifest5": (["app/src/main/AndroidManifest.xml", "wearos/src/main/AndroidManifest.xml"], "xml",
+                         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<manifest xmlns:android=\"http://schemas.android.com/apk/res/android\">\n  <application android:label=\"@string/app_name\">\n",
+                         "  </application>\n</manifest>\n"),
+    "props5": (["src/main/resources/application-prod.properties", "ledger/src/main/resources/partner.properties"], "properties",
+               f"app.build.commit={LA_SHA1[0]}\n", "partner.timeout.ms=5000\n"),
+    "pgbouncer5": (["deploy/pgbouncer/pgbouncer.ini", "ops/pgbouncer/pgbouncer.ini"], "ini", "[databases]\n",
+                   "\n[pgbouncer]\nlisten_port = 6432\nauth_type = scram-sha-256\nauth_file = /etc/pgbouncer/userlist.txt\n"),
+    "sssd5": (["deploy/sssd/sssd.conf", "ansible/roles/ldap/files/sssd.conf"], "ini",
+              "[sssd]\nservices = nss, pam\ndomains = acme\n\n[domain/acme]\nid_provider = ldap\nldap_uri = ldaps://ldap.acme.example\n", "cache_credentials = true\n"),
+    "logstash5": (["pipeline/logstash.conf", "deploy/logstash/pipeline/app.conf"], "plaintext",
+                  "input {\n  beats { port => 5044 }\n}\n\noutput {\n", "}\n"),
+    "fluentbit5": (["fluent-bit/fluent-bit.conf", "deploy/fluent-bit/outputs.conf"], "ini",
+                   "[SERVICE]\n    Flush        5\n    Log_Level    info\n\n", ""),
+    "prom5": (["monitoring/prometheus.yml", "deploy/prometheus/prometheus.yml"], "yaml",
+              "global:\n  scrape_interval: 30s\nscrape_configs:\n", ""),
+    "alertmgr5": (["monitoring/alertmanager.yml", "deploy/alertmanager/alertmanager.yml"], "yaml",
+                  "", "route:\n  receiver: oncall\n  group_by: [alertname]\n"),
+    "grafana5": (["provisioning/datasources/warehouse.yaml", "deploy/grafana/datasources.yaml"], "yaml",
+                 "apiVersion: 1\ndatasources:\n", ""),
+    "openapi5": (["api/openapi.yaml", "docs/api/payments.yaml"], "yaml",
+                 "openapi: 3.0.3\ninfo:\n  title: Acme Payments\n  version: 2.4.0\npaths:\n  /charges:\n    post:\n      summary: Create a charge\n",
+                 "      responses:\n        \"201\":\n          description: Created\n"),
+    "nb5": (["notebooks/churn_model.ipynb", "analysis/ad_spend.ipynb"], "json",
+            "{\n \"cells\": [\n",
+            "  {\n   \"cell_type\": \"code\",\n   \"execution_count\": null,\n   \"metadata\": {},\n   \"outputs\": [],\n   \"source\": [\n    \"df.describe()\"\n   ]\n  }\n ],\n"
+            " \"metadata\": {\n  \"kernelspec\": {\n   \"display_name\": \"Python 3\",\n   \"language\": \"python\",\n   \"name\": \"python3\"\n  }\n },\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"),
+    "gha5": ([".github/workflows/integration.yml", ".github/workflows/smoke.yml"], "yaml",
+             "name: integration\non:\n  pull_request:\n  schedule:\n    - cron: \"0 3 * * *\"\njobs:\n", ""),
+    "gitlab5": ([".gitlab-ci.yml", "ci/templates/build.gitlab-ci.yml"], "yaml",
+                "stages: [build, test, deploy]\n\n", "deploy:\n  stage: deploy\n  script:\n    - ./deploy.sh\n"),
+    "jenkins5": (["ci/Jenkinsfile.promote", "jenkins/Jenkinsfile"], "groovy",
+                 "pipeline {\n    agent { label 'linux' }\n    stages {\n", "    }\n}\n"),
+    "groovy5": (["vars/migrateDb.groovy", "jenkins/shared/vars/flyway.groovy"], "groovy",
+                "// Shared library step: runs flyway against the target database\n",
+                "\ndef call(String target) {\n    sh \"flyway -url=${dbCreds.url} -user=${dbCreds.user} -password=${dbCreds.password} migrate\"\n}\n"),
+    "circle5": ([".circleci/deploy.yml", ".circleci/orbs/notify.yml"], "yaml", "version: 2.1\n\n", ""),
+    "azure5": (["pipelines/templates/deploy.yml", "pipelines/nightly.yml"], "yaml",
+               "trigger:\n  branches:\n    include: [main]\npool:\n  vmImage: ubuntu-22.04\n", ""),
+    "drone5": ([".drone.yml", "ci/drone-release.yml"], "yaml",
+               "kind: pipeline\ntype: docker\nname: release\n\nsteps:\n  - name: test\n    image: golang:1.22\n    commands:\n      - go test ./...\n", ""),
+    "travis5": ([".travis.yml", "ci/travis-release.yml"], "yaml",
+                "language: node_js\nnode_js:\n  - 20\nscript: npm test\n", ""),
+    "mk5": (["mk/release.mk", "GNUmakefile"], "makefile",
+            ".PHONY: release pgpass\n\n", "release:\n\tsentry-cli releases new $(VERSION)\n"),
+    "nginx5": (["deploy/nginx/conf.d/api-keys.conf", "deploy/nginx/sites-available/partner-api"], "nginx",
+               "# managed by ansible\n", ""),
+    "haproxy5": (["deploy/haproxy/legacy.cfg", "edge/haproxy/haproxy.cfg"], "haproxy",
+                 "global\n    log /dev/log local0\n    maxconn 4096\n\ndefaults\n    mode http\n    timeout connect 5s\n\n", ""),
+    "apache5": (["deploy/apache/deploy-hook.conf", "deploy/apache/search.conf"], "apacheconf",
+                "<VirtualHost *:443>\n    ServerName hooks.acme.example\n", "    SSLEngine on\n</VirtualHost>\n"),
+    "systemd5": (["deploy/systemd/restic-backup.service", "deploy/systemd/ledger.service"], "systemd",
+                 "[Unit]\nDescription=Nightly backup\nWants=network-online.target\n\n[Service]\nType=oneshot\n", "\n[Install]\nWantedBy=multi-user.target\n"),
+    "cron5": (["deploy/cron.d/healthchecks", "ops/cron/heartbeat"], "crontab",
+              "SHELL=/bin/sh\nPATH=/usr/local/bin:/usr/bin:/bin\n", ""),
+    "sshcfg5": (["ops/ssh/config", "docs/ssh_config.example"], "ssh_config",
+                "Host *\n    ServerAliveInterval 60\n    IdentitiesOnly yes\n\n", "Host bastion\n    HostName bastion.acme.example\n    User ops\n"),
+}
+
+OWN_PATHS5 = {
+    "ghhosts": ["ops/gh.yml", "ci/cli/hosts.yaml"],
+    "gcloudadc": ["config/google-user.json", "notebooks/.auth.json"],
+    "doctl": ["ops/do.yaml", "ci/doctl-config.yml"],
+    "databrickscfg": ["ops/workspace.cfg", "notebooks/connection.ini"],
+    "snowsql": ["ops/snow.cnf", "etl/conf/loader.ini"],
+    "dbtprofiles": ["analytics/profile.yml", "ops/dbt/prod.yml"],
+    "msmtprc": ["ops/mail/relay.conf", "deploy/alerts-mail.rc"],
+    "fetchmailrc": ["ops/mail/helpdesk.rc", "deploy/mailpoll.conf"],
+    "nmconn": ["ops/wifi/warehouse.profile", "deploy/kiosk/network.conf"],
+    "ipsecsecrets": ["ops/vpn/site-link.txt", "deploy/vpn/peers.conf"],
+    "saslpasswd": ["ops/mail/relay-map", "deploy/postfix/relay.txt"],
+    "kaggle": ["notebooks/settings.json", "ops/ds-account.json"],
+    "hftoken": ["ops/hub.txt", "models/.cache-auth"],
+    "cloudflared": ["ops/tunnel/edge.json", "deploy/cloudflare/link.json"],
+    "stripecli": ["ops/payments-cli.toml", "tools/stripe.toml"],
+    "clouds": ["ops/openstack.yml", "deploy/cloud-login.yaml"],
+    "helmrepos": ["ops/helm/repos.yaml", "ci/chart-sources.yaml"],
+    "conan": ["ci/conan/remotes-login.json", "ops/cpp-packages.json"],
+    "pulumicreds": ["ops/iac-session.json", "ci/pulumi-login.json"],
+    "svnauth": ["ops/svn/d41d8cd98f00b204e9800998ecf8427e", "docs/legacy/svn-cache.txt"],
+    "filezilla": ["ops/ftp-sites.xml", "docs/print-upload.xml"],
+    "keyringalt": ["ops/keyring.cfg", "deploy/secrets-store.cfg"],
+    "postman": ["docs/api/staging.environment.json", "qa/env-staging.json"],
+    "glrunner": ["ops/runner/build-01.toml", "deploy/ci-agent.toml"],
+    "cqlshrc": ["ops/cassandra/client.rc", "reporting/cass.conf"],
+    "gitconfig": ["ci/git.conf", "ops/checkout.gitconfig"],
+    "pipconf": ["ops/python-index.conf", "docker/pip/global.ini"],
+    "bundler": ["ci/bundle.yml", "docker/ruby/bundle-config"],
+    "agekey": ["ops/sops/identity.txt", "deploy/decrypt.key"],
+    "pgbuserlist": ["deploy/pgbouncer/users.lst", "ops/pool-auth.txt"],
+    "vaulttoken": ["ops/session", "ci/.login-cache"],
+    "ngrok": ["tools/tunnel.yml", "docs/demo-tunnel.yaml"],
+    "sentryclirc": ["ops/release-tool.ini", "web/.toolrc"],
+}
+OWN_LANG5 = {"ghhosts": "yaml", "gcloudadc": "json", "doctl": "yaml", "databrickscfg": "ini", "snowsql": "ini", "dbtprofiles": "yaml",
+             "msmtprc": "plaintext", "fetchmailrc": "plaintext", "nmconn": "ini", "ipsecsecrets": "plaintext", "saslpasswd": "plaintext",
+             "kaggle": "json", "hftoken": "plaintext", "cloudflared": "json", "stripecli": "toml", "clouds": "yaml", "helmrepos": "yaml",
+             "conan": "json", "pulumicreds": "json", "svnauth": "plaintext", "filezilla": "xml", "keyringalt": "ini", "postman": "json",
+             "glrunner": "toml", "cqlshrc": "ini", "gitconfig": "ini", "pipconf": "ini", "bundler": "yaml", "agekey": "plaintext",
+             "pgbuserlist": "plaintext", "vaulttoken": "plaintext", "ngrok": "yaml", "sentryclirc": "ini"}
+
+assert not set(FILE_KINDS5) & set(FILE_KINDS) and not set(OWN_PATHS5) & set(OWN_PATHS)
+FILE_KINDS.update(FILE_KINDS5)
+OWN_PATHS.update(OWN_PATHS5)
+OWN_LANG.update(OWN_LANG5)
+
 INSTANCES = 2
 
 
@@ -2544,6 +4135,10 @@ def main() -> None:
     assert len(set(names4)) == len(names4) and not set(names4) & (set(names) | set(names2) | set(names3))
     place(SHAPES4, lambda _: "held-out-4", Gen(random.Random(SEED4)), files, own_used, plants,
           one_kind_per_path=True)
+    names5 = [name for name, _, _ in SHAPES5]
+    assert len(set(names5)) == len(names5) and not set(names5) & (set(names) | set(names2) | set(names3) | set(names4))
+    place(SHAPES5, lambda _: "held-out-5", Gen(random.Random(SEED5)), files, own_used, plants,
+          one_kind_per_path=True)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -2567,14 +4162,18 @@ def main() -> None:
                                      "further rule change; seed %d. Scored once." % SEED3, "shapes": names3},
              "held_out_4": {"about": "Written independently of the rules, their thresholds and all results (none read) "
                                      "after `held-out-3`, before any further rule change; seed %d. Scored once." % SEED4,
-                            "shapes": names4}}
+                            "shapes": names4},
+             "held_out_5": {"about": "Written independently of the rules, their thresholds and all results (none read) "
+                                     "after `held-out-4`, before any further rule change; seed %d. Scored once." % SEED5,
+                            "shapes": names5}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4"):
+    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5"):
         n_plants = sum(p["half"] == h for p in plants)
-        n_shapes = {"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4)}.get(h) or sum(v == h for v in half.values())
+        n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5)}.get(h)
+                    or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    print(f"all: {len(plants)} credentials, {len(names) + len(names2) + len(names3) + len(names4)} shapes")
+    print(f"all: {len(plants)} credentials, {len(names) + len(names2) + len(names3) + len(names4) + len(names5)} shapes")
 
 
 if __name__ == "__main__":
