@@ -10,7 +10,9 @@
 //! the cursor's line (which the prompt puts last), or, on another line of the region, that line
 //! and the suffix. After a suggestion, the next tier's stable part (the whole prompt but the
 //! cursor's line) is prefilled in the background (`max_tokens: 0`), so the prompt grows as the
-//! cache warms; a keystroke cancels that warm-up, and the backend keeps what it computed.
+//! cache warms — or straight the whole budget's, when its prompt as built (a file shorter than
+//! the budget) is held by the time an ask after a rest comes (`fits_rest`); a keystroke cancels
+//! that warm-up, and the backend keeps what it computed.
 //!
 //! Speeds come from the backend: ghostline-serve reports them in `/v1/models` and every answer
 //! carries `usage` and `timings`. A backend that reports neither is taken to be fast (the
@@ -262,14 +264,33 @@ impl Pacing {
                 fits_when_warm && !held
             })
             .collect();
-        let horizon =
-            IDLE_PAUSE_MS + state.prefill_allowance_ms(multiline, REST_PATIENCE * target_ms);
+        let horizon = state.rest_horizon_ms(multiline, target_ms);
         worth
             .iter()
             .rev()
             .find(|&&t| 1e3 * state.uncached_tokens(uri, cursor_line, t) / state.prefill <= horizon)
             .or(worth.first())
             .copied()
+    }
+
+    /// Whether a warm-up of `tier`'s prompt, measured at `stable_tokens` (its stable part, as
+    /// built), is held by the time an ask after a rest comes (`IDLE_PAUSE_MS`, and that ask's
+    /// patience) — while `warm_up_tier` judges an unsent tier by its cap. A file shorter than
+    /// the budget makes a prompt well below it: then the warm-up goes straight to that tier
+    /// instead of climbing through a smaller one first, whose prompt shares none of its start.
+    /// `false` when the speed is unknown, or the tier is held or warming here already.
+    pub fn fits_rest(&self, ask: Ask<'_>, tier: usize, stable_tokens: usize) -> bool {
+        let Some((state, _)) = self.with_known_speed(ask.multiline, ask.target_ms) else {
+            return false;
+        };
+        if state.region(ask.uri, ask.cursor_line, tier).is_some_and(|r| {
+            r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95
+        }) {
+            return false;
+        }
+        let changing = state.changing_tokens(ask.uri, ask.cursor_line, tier, true);
+        1e3 * (stable_tokens as f64 + changing) / state.prefill
+            <= state.rest_horizon_ms(ask.multiline, ask.target_ms)
     }
 
     /// The tier worth prefilling at `cursor_line` before anything is typed there (the user
@@ -414,6 +435,12 @@ impl State {
             _ => 0.0,
         };
         (target_ms as f64 - decode_ms).max(target_ms as f64 / 2.0)
+    }
+
+    /// How long a warm-up after an answer may take and still be held for the ask after a rest:
+    /// the rest, and what that ask may compute within its patience.
+    fn rest_horizon_ms(&self, multiline: bool, target_ms: u64) -> f64 {
+        IDLE_PAUSE_MS + self.prefill_allowance_ms(multiline, REST_PATIENCE * target_ms)
     }
 
     /// Tokens a prompt at `cursor_line` computes beyond what a warm region holds. On the
@@ -610,6 +637,38 @@ mod tests {
         assert_eq!(cpu.rest_tier(ask("a", 100, 2048, false, 1600), 1024), None);
         // Elsewhere in the file the warm-up is no help.
         assert_eq!(cpu.rest_tier(ask("a", 300, 2048, false, 1600), 192), None);
+    }
+
+    #[test]
+    fn a_whole_budget_prompt_short_enough_for_a_rest_is_warmed_straight_away() {
+        let cpu = Pacing::default();
+        cpu.reported(Some(300.0), Some(40.0));
+        let at = ask("a", 100, 2048, false, 800);
+        // By its cap (1,843 tokens, 6.1 s) 2,048 is beyond a rest (3 s + 1.3 s of patience):
+        // pacing climbs through 1,024 first.
+        assert_eq!(cpu.warm_up_tier(at, 192), Some(1024));
+        // Built, a short file's prompt is 1,200 tokens (4.1 s with the typed line): within it.
+        assert!(cpu.fits_rest(at, 2048, 1200));
+        // A long file's is not, nor is a prompt on a backend half as fast.
+        assert!(!cpu.fits_rest(at, 2048, 1700));
+        let slow = Pacing::default();
+        slow.reported(Some(150.0), Some(40.0));
+        assert!(!slow.fits_rest(at, 2048, 1200));
+        // Once it is warming, it is not warmed again.
+        cpu.sent(Sent {
+            uri: "a".into(),
+            tier: 2048,
+            cursor_line: 100,
+            window_start: 0,
+            stable_tokens: 1200,
+            line_tokens: 10,
+            suffix_tokens: 100,
+            suffix_capped: false,
+            line_last: true,
+        });
+        assert!(!cpu.fits_rest(at, 2048, 1200));
+        // Unknown speed: nothing to judge by.
+        assert!(!Pacing::default().fits_rest(at, 2048, 100));
     }
 
     #[test]

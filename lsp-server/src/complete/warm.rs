@@ -1,5 +1,6 @@
 //! Warm-ups: prefilling the backend's prefix cache with the prompts the next keystrokes will
-//! send — the next budget tier after a suggestion (`warm_next_tier`), and the spot a cursor
+//! send — the next budget tier after a suggestion, or the whole budget's prompt when it is
+//! short enough to be held after a rest (`warm_next_tier`), and the spot a cursor
 //! came to rest on (`warm_at_cursor`). A cursor hint passes the request's gates (`gate`);
 //! prompts are built on the blocking pool like a request's, and a newer request (or hint)
 //! cancels them there too.
@@ -13,7 +14,7 @@ use tower_lsp_server::gen_lsp_types::Uri;
 
 use super::gate::{admit_cursor, admit_document};
 use super::pacing::Ask;
-use super::prompt::{build_prompt_on_pool, PromptJob};
+use super::prompt::{build_prompt_on_pool, Prompt, PromptJob};
 use super::request::{until_superseded, Env, Request};
 use super::stream::Generated;
 use super::{backend_config, Completer};
@@ -163,7 +164,23 @@ fn spawn_warm_up(env: &Env, model: ModelInfo, target: WarmTarget, tier: usize, h
         }
         let cancel = warm_cancellation(requests, target.generation, hints);
         let _cancel_when_done = cancel.clone().drop_guard();
-        if !warm_tier(&env, &model, &target, tier, &cancel, hint.is_some()).await {
+        // After an answer, the whole budget's prompt when it is small enough to be held by
+        // the ask after a rest (`pacing::fits_rest`); else the tier pacing chose.
+        let largest = match hint {
+            None => largest_within_rest(&env, &model, &target, tier, &cancel).await,
+            Some(_) => None,
+        };
+        let (tier, prompt) = match largest {
+            Some(found) => found,
+            None => {
+                let job = prompt_job(&target, tier);
+                let Some(prompt) = build_prompt_on_pool(&env, &model, job, &cancel).await else {
+                    return;
+                };
+                (tier, prompt)
+            }
+        };
+        if !warm_prompt(&env, &model, &target, (tier, prompt), &cancel, hint.is_some()).await {
             return;
         }
         // Still resting: climb to the next larger prompt.
@@ -199,27 +216,49 @@ fn warm_cancellation(
     cancel
 }
 
-/// Builds `target`'s prompt at `tier` on the pool and has the backend prefill its stable part;
-/// pacing hears of both. Whether the backend answered (and the chain may climb).
-async fn warm_tier(
-    env: &Env,
-    model: &ModelInfo,
-    target: &WarmTarget,
-    tier: usize,
-    cancel: &CancellationToken,
-    hinted: bool,
-) -> bool {
-    let completer = &env.completer;
-    let job = PromptJob {
+fn prompt_job(target: &WarmTarget, tier: usize) -> PromptJob {
+    PromptJob {
         uri: target.uri.clone(),
         document: target.document.clone(),
         cursor: target.cursor,
         tier,
         reparse: true,
-    };
-    let Some(prompt) = build_prompt_on_pool(env, model, job, cancel).await else {
-        return false;
-    };
+    }
+}
+
+/// The whole budget's prompt at `target` (`contextTokens`, when above `tier`), built, when
+/// pacing says a warm-up of it is held by the ask after a rest: its real size decides, not
+/// the tier's cap. `None` otherwise, or when cancelled.
+async fn largest_within_rest(
+    env: &Env,
+    model: &ModelInfo,
+    target: &WarmTarget,
+    tier: usize,
+    cancel: &CancellationToken,
+) -> Option<(usize, Prompt)> {
+    let largest = env.settings.context_tokens;
+    if largest <= tier {
+        return None;
+    }
+    let prompt = build_prompt_on_pool(env, model, prompt_job(target, largest), cancel).await?;
+    let fits = env
+        .completer
+        .pacing
+        .fits_rest(target.ask(env), largest, prompt.stable_tokens);
+    fits.then_some((largest, prompt))
+}
+
+/// Has the backend prefill the stable part of `target`'s prompt built for `tier`; pacing
+/// hears of both. Whether the backend answered (and the chain may climb).
+async fn warm_prompt(
+    env: &Env,
+    model: &ModelInfo,
+    target: &WarmTarget,
+    (tier, prompt): (usize, Prompt),
+    cancel: &CancellationToken,
+    hinted: bool,
+) -> bool {
+    let completer = &env.completer;
     let Some(stable) = prompt.stable.as_deref().filter(|s| !s.is_empty()) else {
         return false;
     };
