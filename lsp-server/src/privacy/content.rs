@@ -29,6 +29,9 @@ static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "\"auths\"",
             ":",
             "PRIVATE KEY-----",
+            "Static key V",
+            "Private-Lines:",
+            "LoginModule",
         ])
         .expect("markers")
 });
@@ -81,14 +84,15 @@ fn head(text: &str) -> &str {
 /// `"kubernetes secret"`, `"aws credentials"`, `"docker auths"`).
 pub fn credential_format(text: &str) -> Option<&'static str> {
     let text = head(text);
-    let mut seen = [false; 8];
+    let mut seen = [false; 11];
     for found in MARKERS.find_overlapping_iter(text) {
         seen[found.pattern().as_usize()] = true;
         if seen.iter().all(|s| *s) {
             break;
         }
     }
-    let [machine, kind, users, aws_secret, aws_session, auths, colon, private_key] = seen;
+    let [machine, kind, users, aws_secret, aws_session, auths, colon, private_key, static_key, private_lines, login_module] =
+        seen;
     if (machine || text.contains("default"))
         && NETRC.is_match(text)
         && NETRC_PASSWORD.is_match(text)
@@ -111,8 +115,14 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     if colon && is_pgpass(text) {
         return Some("pgpass");
     }
-    if private_key && mostly_private_key(text) {
+    if (private_key || static_key) && (mostly_private_key(text) || key_in_inline_block(text)) {
         return Some("private key");
+    }
+    if private_lines && KEY_FILE_LINES.is_match(text) {
+        return Some("private key");
+    }
+    if login_module && is_jaas(text) {
+        return Some("jaas");
     }
     if colon && every_entry(text, |line| PASSWORD_HASH_LINE.is_match(line)) {
         return Some("password hashes");
@@ -125,6 +135,58 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     }
     None
 }
+
+/// A key file whose header counts the lines of the private key that follow (PuTTY's
+/// `Private-Lines: N`, any version).
+static KEY_FILE_LINES: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^Private-Lines:[ \t]*[0-9]+[ \t]*\r?\n[A-Za-z0-9+/=]{16,}").expect("valid")
+});
+
+/// A private key block inside a configuration's inline element (OpenVPN's `<key>`,
+/// `<tls-auth>`, `<tls-crypt>`, `<secret>`): the configuration carries the key, however long
+/// its certificates are.
+fn key_in_inline_block(text: &str) -> bool {
+    super::pem_spans(text).iter().any(|span| {
+        let before = text[..span.start].trim_end();
+        let line = before.rsplit('\n').next().unwrap_or("").trim();
+        line.len() > 2
+            && line.starts_with('<')
+            && line.ends_with('>')
+            && !line.starts_with("</")
+            && line[1..line.len() - 1]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    })
+}
+
+/// A JAAS login configuration (`Name { module flag key="v" …; };`, Kafka's and ZooKeeper's
+/// client logins): every line is one of its parts, and a `password` holds a literal.
+fn is_jaas(text: &str) -> bool {
+    static LINE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r#"^(?:[A-Za-z_][A-Za-z0-9_.-]*[ \t]*\{|\}[ \t]*;?|[A-Za-z_][A-Za-z0-9_.$]*[ \t]+(?:required|requisite|sufficient|optional)(?:[ \t].*)?|[A-Za-z_][A-Za-z0-9_.-]*[ \t]*=[ \t]*(?:"[^"]*"|[^\s;"]+)[ \t]*;?|//.*|/?\*.*)$"#,
+        )
+        .expect("valid")
+    });
+    static PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"(?m)(?:^|\s)[A-Za-z_.]*password[ \t]*=[ \t]*"(?P<value>[^"\r\n]+)""#)
+            .expect("valid")
+    });
+    every_entry(text, |line| LINE.is_match(line))
+        && PASSWORD
+            .captures_iter(text)
+            .any(|c| !super::rules::is_reference_or_flag(&c["value"]))
+}
+
+/// Generated, not typed: random-looking as a whole or in one of its pieces
+/// (`rubygems_<48 hex>`, `ixP7Q~…`).
+fn random_looking(value: &str) -> bool {
+    super::rules::looks_random(value)
+        || value
+            .split(['_', '-', '.', ':', '~'])
+            .any(super::rules::looks_random)
+}
+
 
 /// A private key block is most of the text (a key saved as `.txt`, a service-account JSON
 /// whose `private_key` is most of its bytes, an `.env` holding one key).
@@ -200,7 +262,8 @@ fn setting(line: &str) -> Setting<'_> {
             return Setting::Pair(key.as_str(), value.as_str());
         }
     }
-    if TAG.is_match(line) {
+    // A YAML document's start and end.
+    if TAG.is_match(line) || line == "---" || line == "..." {
         return Setting::Structure;
     }
     if let Some(c) = PAIR.captures(line) {
@@ -217,14 +280,20 @@ fn setting(line: &str) -> Setting<'_> {
 }
 
 /// A small settings file (INI, `.npmrc`, MySQL option file, `.pypirc`, Maven `settings.xml`,
-/// YAML/TOML/JSON of plain pairs) in which at least one key that says secret holds a literal
-/// and most keys are about credentials (a secret's name, `user`, `login`, `auth`, ...). Such a
-/// file is a credential file whatever its format; a project's configuration with a password
-/// among many settings is not (its values are redacted instead).
+/// YAML/TOML/JSON of plain pairs, `key = value` formats such as WireGuard's, s3cmd's or
+/// rclone's) in which at least one key that says secret holds a literal (or one that may say
+/// secret, `key`, `token`, a random-looking one) and most keys are about credentials: a
+/// secret's name, an identity (`user`, `login`, `account`, `clientId`, `tenantId`), where it
+/// is used (`host`, `endpoint`), key material (`PublicKey`). Such a file is a credential file
+/// whatever its format; a project's configuration with a password among many settings is not
+/// (its values are redacted instead). One pair is enough when its value is random-looking
+/// (`{"credentials": {"host": {"token": "…"}}}`).
 fn mostly_credential_settings(text: &str) -> bool {
     const MAX_PAIRS: usize = 40;
     const IDENTITY: &[&str] = &["user", "username", "login", "email", "account", "auth"];
-    let (mut pairs, mut credential_keys, mut secrets, mut other) = (0, 0, 0, 0);
+    /// Words of keys that say who or where a credential is for (`clientId`, `host_base`).
+    const ACCESS: &[&str] = &["id", "host", "endpoint", "tenant"];
+    let (mut pairs, mut credential_keys, mut secrets, mut random, mut other) = (0, 0, 0, 0, 0);
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty()
@@ -245,13 +314,25 @@ fn mostly_credential_settings(text: &str) -> bool {
                 let words = super::rules::name_words(key);
                 if says != super::rules::NameSays::No
                     || words.iter().any(|w| IDENTITY.contains(&w.as_str()))
+                    || words.iter().any(|w| ACCESS.contains(&w.as_str()))
+                    // Key material, public or not (`PublicKey` beside `PrivateKey`).
+                    || words.last().is_some_and(|w| w == "key")
                 {
                     credential_keys += 1;
                 }
-                if says == super::rules::NameSays::Secret
+                let literal = !value.contains('(');
+                if literal
+                    && says == super::rules::NameSays::Secret
                     && super::rules::value_is_secret(says, super::rules::Written::Literal, value)
                 {
                     secrets += 1;
+                }
+                if literal
+                    && says != super::rules::NameSays::No
+                    && !super::rules::is_reference_or_flag(value)
+                    && random_looking(value)
+                {
+                    random += 1;
                 }
             }
             Setting::Structure => {}
@@ -263,7 +344,9 @@ fn mostly_credential_settings(text: &str) -> bool {
             }
         }
     }
-    secrets > 0 && pairs >= 2 && credential_keys * 2 >= pairs && other * 10 <= pairs
+    (secrets > 0 && pairs >= 2 || random > 0)
+        && credential_keys * 2 >= pairs
+        && other * 10 <= pairs
 }
 
 /// Most lines (not blank, not comments) start with a netrc token: prose or code that mentions
@@ -339,6 +422,15 @@ mod tests {
             ("[distutils]\nindex-servers = pypi\n\n[pypi]\nusername = __token__\npassword = Tk7-Qv2m-Lp9x\n", "credential settings"),
             ("; registry login\n//npm.example.org/:_authToken=Hm4vQ8zL2pX7\nemail=ci@example.org\n", "credential settings"),
             ("<servers>\n  <server>\n    <id>internal</id>\n    <username>ci</username>\n    <password>Rw5!kP8-zQ</password>\n  </server>\n</servers>\n", "credential settings"),
+            // Added after held-out-4 (examples written for this test).
+            ("[Interface]\nPrivateKey = Qm7ZtR2kP9xWb4LcN8vYk3Hq9TzL2vR7tWp4Kx8nB5c=\nListenPort = 51820\n\n[Peer]\nPublicKey = Zr8fK2mQ9xLp4Wv7Tn3sB5yH1cJ6dE0gA9uI2oP4wQ=\nAllowedIPs = 10.9.0.2/32\n", "credential settings"),
+            ("{\n  \"credentials\": {\n    \"registry.example.net\": {\n      \"token\": \"Qm7ZtR2kP9xWb4LcN8vY.v1.Hq3vZ7kL9mT2Wv3qZ8kT\"\n    }\n  }\n}\n", "credential settings"),
+            ("{\n  \"appId\": \"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\",\n  \"displayName\": \"ci-deployer\",\n  \"password\": \"Zx8~kQ2.vLm-9Tr4Wn7Bc3Yd6Hf1Jk5Gs0Pa\",\n  \"tenant\": \"9e8d7c6b-5a49-3827-1605-f4e3d2c1b0a9\"\n}\n", "credential settings"),
+            ("---\n:api_key: 5be1c07a93d24f6e8a1b0c3d7e9f2a4b5be1c07a\n", "credential settings"),
+            ("[s3]\naccess_key = K7Q2M9X4B8N3P6R1T5V0\nsecret_key = Zr8fK2mQ9xLp4Wv7Tn3sB5yH1cJ6dE0gA9uI2oP\nhost_base = objects.example.net\nhost_bucket = %(bucket)s.objects.example.net\nuse_https = True\n", "credential settings"),
+            ("Client {\n  org.apache.zookeeper.server.auth.DigestLoginModule required\n  username=\"zk\"\n  password=\"Tq4-vL9!mZ\";\n};\n", "jaas"),
+            ("client\nremote vpn.example.net 1194\n<ca>\n-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\nRTESMBAGA1UEChMJQmFsdGltb3JlMRMwEQYDVQQLEwpDeWJlclRydXN0MSIwIAYD\nVQQDExlCYWx0aW1vcmUgQ3liZXJUcnVzdCBSb290MB4XDTAwMDUxMjE4NDYwMFoX\nDTI1MDUxMjIzNTkwMFowWjELMAkGA1UEBhMCSUUxEjAQBgNVBAoTCUJhbHRpbW9y\n-----END CERTIFICATE-----\n</ca>\n<key>\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n</key>\n", "private key"),
+            ("PuTTY-User-Key-File-2: ssh-rsa\nEncryption: none\nComment: ci\nPublic-Lines: 1\nAAAAB3NzaC1yc2EAAAADAQABAAAAgQ\nPrivate-Lines: 1\nAAAAgQCx7Qm2vLp9Zr4Kt8Wn3Bc6Yd1H\nPrivate-MAC: 0a1b2c3d\n", "private key"),
         ] {
             assert_eq!(credential_format(text), Some(format), "{text}");
         }
@@ -362,6 +454,13 @@ mod tests {
             "alice:x:1000:1000::/home/alice:/bin/bash\n",
             "https://example.org/docs\nhttps://user@example.org/repo\n",
             "user: alice\nname: Alice\nemail: a@example.org\n",
+            // Near misses of the classes added after held-out-4.
+            "KafkaClient {\n  org.apache.kafka.common.security.plain.PlainLoginModule required\n  username=\"orders\"\n  password=\"${KAFKA_PASSWORD}\";\n};\n",
+            "[app]\nport = 8080\nworkers = 4\nlog = info\ncache_key = 5be1c07a93d24f6e8a1b0c3d7e9f2a4b\n",
+            "[server]\nport = 8080\nworkers = 4\nlog_level = info\ntimeout = 30\nsigning_key = Kq7vT2mLx9Rz4Wn8Bc3Yd6Hf\n",
+            "client\nremote vpn.example.net 1194\n<ca>\n-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\n-----END CERTIFICATE-----\n</ca>\nkey client.key\n",
+            "Private-Lines: the number of lines of the private key\n",
+            "{\n  \"id\": 12,\n  \"host\": \"db.internal\",\n  \"token\": \"next\"\n}\n",
         ] {
             assert_eq!(credential_format(text), None, "{text}");
         }
