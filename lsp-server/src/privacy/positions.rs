@@ -118,6 +118,10 @@ const KEY_WORDS: &[&str] = &[
     "secretbox",
 ];
 
+/// Callees that are an authentication verb alone (`red:auth(pw)`, `client.login(token)`): a
+/// call with one argument hands over the credential itself.
+const AUTH_VERBS: &[&str] = &["auth", "authenticate", "login", "logon", "signin"];
+
 /// First words of a callee that reads or names a credential rather than taking one.
 const READER_WORDS: &[&str] = &[
     "get", "read", "load", "fetch", "find", "lookup", "parse", "is", "has", "validate", "check",
@@ -267,7 +271,7 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
         // The last part names the call; the receiver only for constructors and the like
         // (`Credentials::new`, `jwt.encode`), not for methods of a client (`self.client.get`).
         let last_part = &text[last_start..callee.end];
-        let words = if matches!(
+        let mut words = if matches!(
             last_part,
             "new"
                 | "create"
@@ -284,6 +288,13 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
         } else {
             rules::name_words(last_part)
         };
+        // A version or variant number is not a word of its own: `OAuth1` says auth,
+        // `Hmac256Signer` says hmac.
+        for word in words.iter_mut() {
+            while word.len() > 1 && word.ends_with(|c: char| c.is_ascii_digit()) {
+                word.pop();
+            }
+        }
         let reader = words
             .first()
             .is_some_and(|w| READER_WORDS.contains(&w.as_str()));
@@ -317,10 +328,17 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
         if first_arg.is_none() && !key_material && !decodes {
             continue;
         }
+        // `auth("…")` with nothing else: its one argument is the credential.
+        let sole = !reader
+            && first_arg.is_some()
+            && words.len() == 1
+            && AUTH_VERBS.contains(&last)
+            && single_argument(text, open);
         for (literal, arg) in literal_args(text, open) {
             let value = &text[literal.clone()];
-            let by_position =
-                first_arg.is_some_and(|first| arg >= first) && rules::credential_like(value);
+            let by_position = (first_arg.is_some_and(|first| arg >= first)
+                || (sole && !is_scope_name(value)))
+                && rules::credential_like(value);
             // A login or connect call's one random-looking argument is the token
             // (`bot.login("…")`), wherever it stands.
             let random_anywhere = if key_material {
@@ -333,6 +351,42 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
             }
         }
     }
+}
+
+/// Whether the argument list opening at `open` holds one argument (no top-level comma).
+fn single_argument(text: &str, open: usize) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.get(open) != Some(&b'(') {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut quote = None;
+    for &b in &bytes[open..(open + 2000).min(bytes.len())] {
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'"' | b'\'' | b'`' => quote = Some(b),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return true;
+                    }
+                }
+                b',' if depth == 1 => return false,
+                _ => {}
+            },
+        }
+    }
+    false
+}
+
+/// `read:users`, `admin.write`: a scope or role name, not a password.
+fn is_scope_name(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphabetic() || matches!(b, b':' | b'.' | b'_' | b'-'))
 }
 
 /// An LDAP bind (`bind(dn, "…")`, `simple_bind_s(dn, "…")`), not `bind_input(name, …)`.
@@ -912,8 +966,289 @@ pub fn extend_to_sibling_arguments(text: &str, spans: &mut Vec<Range<usize>>) {
     spans.extend(added);
 }
 
+/// Whether a literal under a name that `says` so is a credential: a credential-looking value
+/// for a name that says secret, a random-looking one for a name that may.
+fn secret_for(says: rules::NameSays, value: &str) -> bool {
+    match says {
+        rules::NameSays::Secret => rules::credential_like(value),
+        rules::NameSays::Maybe => rules::looks_random(value),
+        rules::NameSays::No => false,
+    }
+}
+
+/// The literals that arms of the block opening at `open` (`{`) return: after `=>`, `->` or
+/// `return`, at the block's own depth.
+fn arm_literals(text: &str, open: usize) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut at = open;
+    let limit = (open + 4000).min(bytes.len());
+    while at < limit {
+        match bytes[at] {
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            quote @ (b'"' | b'\'' | b'`') => {
+                let start = at + 1;
+                let Some(len) = text[start..limit].find(quote as char) else {
+                    break;
+                };
+                let before = text[..at].trim_end();
+                if depth == 1
+                    && (before.ends_with("=>")
+                        || before.ends_with("->")
+                        || before.ends_with("return"))
+                    && !text[start..start + len].contains('\n')
+                {
+                    out.push(start..start + len);
+                }
+                at = start + len;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    out
+}
+
+static MATCH_OPENER: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*(?::[^=\r\n]{0,60})?=[ \t]*|fn[ \t]+(?P<fname>[A-Za-z_][A-Za-z0-9_]*)[^{;]{0,200}\{\s*)(?:match|when|switch)(?-u:\b)[^{;\r\n]{0,120}\{",
+    )
+    .expect("valid")
+});
+
+/// A `match`/`when`/`switch` whose value goes to a name that says secret (`let api_key = match
+/// env { Prod => "…", … }`, `fn signing_key(env) -> &str { match env { … } }`): the literals
+/// its arms return are that secret, one per case.
+fn match_arm_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("match") && !text.contains("when") && !text.contains("switch") {
+        return;
+    }
+    for found in MATCH_OPENER.captures_iter(text) {
+        let Some(name) = found.name("name").or_else(|| found.name("fname")) else {
+            continue;
+        };
+        let says = rules::name_says(name.as_str());
+        if says == rules::NameSays::No {
+            continue;
+        }
+        let open = found.get(0).map_or(0, |m| m.end() - 1);
+        for literal in arm_literals(text, open) {
+            if secret_for(says, &text[literal.clone()]) {
+                out.push(literal);
+            }
+        }
+    }
+}
+
+static ENUM_OPENER: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?-u:\b)enum[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_]*)[^{;]{0,200}\{")
+        .expect("valid")
+});
+
+/// The names of the parameters declared by `Name(params)` in `body` (an enum's constructor:
+/// `Mailjet(String apiKey, String secretKey) {`), in order; empty when there is none.
+fn constructor_parameters(body: &str, name: &str) -> Vec<String> {
+    let mut from = 0;
+    while let Some(found) = body[from..].find(name) {
+        let at = from + found;
+        from = at + name.len();
+        let starts_word = at == 0 || !is_ident(body.as_bytes()[at - 1]);
+        let rest = body[from..].trim_start();
+        if !starts_word || !rest.starts_with('(') {
+            continue;
+        }
+        let Some(close) = rest.find(')') else {
+            continue;
+        };
+        // A declaration: a block follows the parameters.
+        if !rest[close + 1..].trim_start().starts_with('{') {
+            continue;
+        }
+        return rest[1..close]
+            .split(',')
+            .map(|param| {
+                // `String apiKey`, `api_key: &str`, `final String key = "…"`: the name.
+                let param = param.split('=').next().unwrap_or("");
+                let param = param.split(':').next().unwrap_or("");
+                param
+                    .split(|c: char| !is_ident(c as u8) || !c.is_ascii())
+                    .rfind(|w| !w.is_empty())
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+    }
+    Vec::new()
+}
+
+/// An enum's constants built from literals (`PROD("…", "…"),`): each literal is judged by the
+/// name of the constructor parameter it goes to (`secretKey`), or, without a constructor in
+/// sight, by the enum's name (`enum ApiKeys`: random-looking literals).
+fn enum_constant_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("enum") {
+        return;
+    }
+    for found in ENUM_OPENER.captures_iter(text) {
+        let name = &found["name"];
+        let open = found.get(0).map_or(0, |m| m.end() - 1);
+        let body_end = (open + 8000).min(text.len());
+        let mut body_end = body_end;
+        while !text.is_char_boundary(body_end) {
+            body_end -= 1;
+        }
+        let body = &text[open..body_end];
+        let params: Vec<rules::NameSays> = constructor_parameters(body, name)
+            .iter()
+            .map(|p| rules::name_says(p))
+            .collect();
+        // `ApiKeys`, `Secrets`: the enum is named for one of its constants.
+        let enum_says = match rules::name_says(name.strip_suffix('s').unwrap_or(name)) {
+            rules::NameSays::No => rules::NameSays::No,
+            _ => rules::NameSays::Maybe,
+        };
+        if enum_says == rules::NameSays::No && !params.iter().any(|p| *p != rules::NameSays::No) {
+            continue;
+        }
+        // The constants: `NAME(` at the body's own depth, up to the first `;`.
+        let bytes = text.as_bytes();
+        let mut depth = 0usize;
+        let mut at = open;
+        while at < body_end {
+            match bytes[at] {
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                b';' if depth == 1 => break,
+                b'(' if depth == 1 => {
+                    for (literal, arg) in literal_args(text, at) {
+                        let says = params.get(arg).copied().unwrap_or(enum_says);
+                        if secret_for(says, &text[literal.clone()]) {
+                            out.push(literal);
+                        }
+                    }
+                    // Past the arguments.
+                    let mut inner = 0usize;
+                    while at < body_end {
+                        match bytes[at] {
+                            b'(' => inner += 1,
+                            b')' => {
+                                inner -= 1;
+                                if inner == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                        at += 1;
+                    }
+                }
+                _ => {}
+            }
+            at += 1;
+        }
+    }
+}
+
+/// PuTTY's key file: the `Private-Lines: N` lines that follow the header are the key.
+fn key_file_line_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    const HEADER: &str = "Private-Lines:";
+    let mut from = 0;
+    while let Some(found) = text[from..].find(HEADER) {
+        let at = from + found;
+        from = at + HEADER.len();
+        let Some(line_end) = text[from..].find('\n').map(|i| from + i) else {
+            break;
+        };
+        let Ok(count) = text[from..line_end].trim().parse::<usize>() else {
+            continue;
+        };
+        let start = line_end + 1;
+        let mut end = start;
+        for _ in 0..count.min(64) {
+            if end >= text.len() {
+                break;
+            }
+            end = text[end..].find('\n').map_or(text.len(), |i| end + i + 1);
+        }
+        let body = text[start..end].trim_end();
+        if body.len() >= 16
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r'))
+        {
+            out.push(start..start + body.len());
+        }
+    }
+}
+
+/// For each span that is a whole word of a command line (`mc alias set s3 URL <access>
+/// <secret>`), the line's other opaque-token words (`sibling_is_secret`): the other half of a
+/// key pair given positionally.
+pub fn extend_to_sibling_words(text: &str, spans: &mut Vec<Range<usize>>) {
+    let bytes = text.as_bytes();
+    let word_edge = |b: u8| b.is_ascii_whitespace() || matches!(b, b'"' | b'\'');
+    let mut added = Vec::new();
+    let mut done_lines = Vec::new();
+    for span in spans.iter() {
+        let whole_word = (span.start == 0 || word_edge(bytes[span.start - 1]))
+            && (span.end >= bytes.len() || word_edge(bytes[span.end]));
+        if !whole_word {
+            continue;
+        }
+        let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[span.end..].find('\n').map_or(text.len(), |i| span.end + i);
+        if done_lines.contains(&line_start) {
+            continue;
+        }
+        done_lines.push(line_start);
+        let line = &text[line_start..line_end];
+        let words: Vec<(usize, &str)> = line
+            .split(|c: char| c == ' ' || c == '\t')
+            .scan(0usize, |at, word| {
+                let start = *at;
+                *at += word.len() + 1;
+                Some((start, word))
+            })
+            .filter(|(_, w)| !w.is_empty())
+            .collect();
+        // A command: a bare word first, blanks between arguments, not code.
+        if words.len() > 24
+            || !words.first().is_some_and(|(_, w)| {
+                w.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            })
+        {
+            continue;
+        }
+        for (at, word) in words {
+            let inner = word.trim_matches(['"', '\'']);
+            if inner.is_empty() || inner.starts_with('-') || !sibling_is_secret(inner) {
+                continue;
+            }
+            let start = line_start + at + word.find(inner).unwrap_or(0);
+            added.push(start..start + inner.len());
+        }
+    }
+    spans.extend(added);
+}
+
 /// The secrets found by position in `text` (not merged).
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
+    match_arm_spans(text, out);
+    enum_constant_spans(text, out);
+    if text.contains("Private-Lines:") {
+        key_file_line_spans(text, out);
+    }
     call_spans(text, out);
     kubernetes_secret_spans(text, out);
     char_array_spans(text, out);

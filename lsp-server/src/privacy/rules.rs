@@ -102,8 +102,8 @@ pub fn rows() -> Vec<RuleRow> {
     vec![
         // ---- Private keys -------------------------------------------------------------------
         row!(
-            "private key block (PEM, OpenSSH, PGP)",
-            r"-----(?:BEGIN|END)[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----",
+            "private key block (PEM, OpenSSH, PGP, OpenVPN static key)",
+            r"-----(?:BEGIN|END)(?:[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?| OpenVPN Static key V[0-9])-----",
             PemBlock,
             "key = '''-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAq7BFUpkGp3+Lq\n-----END RSA PRIVATE KEY-----'''\n",
             "MIIEpAIBAAKCAQEAq7BFUpkGp3+Lq",
@@ -369,7 +369,7 @@ pub fn rows() -> Vec<RuleRow> {
             "const hello = \"aGVsbG8gd29ybGQ=\";",
         ),
         row!(
-            "fallback literal after a secret name (X = env.get(\"X\") or \"v\", apiKey = process.env.K || \"v\")",
+            "fallback literal after a secret name (X = env.get(\"X\") or \"v\", apiKey = process.env.K || \"v\", password: <%= ENV.fetch(\"X\") { \"v\" } %>)",
             const_format_name_fallback(),
             SecretName(Quoted),
             "const apiKey = process.env.MAPS_API_KEY || \"Fb7-fallback-k3y\";",
@@ -407,6 +407,14 @@ pub fn rows() -> Vec<RuleRow> {
             "const h = \"Basic \" + Buffer.from(\"ops:B4s1c-pw\").toString(\"base64\");",
             "B4s1c-pw",
             "const h = \"Basic \" + Buffer.from(`${user}:${pass}`).toString(\"base64\");",
+        ),
+        row!(
+            "a literal turned into a secret type from plain text (PowerShell `ConvertTo-SecureString 'v' -AsPlainText`)",
+            r#"(?i)(?:ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?(?:"(?P<secret1>[^"\r\n]+)"|'(?P<secret2>[^'\r\n]+)')|(?:"(?P<secret3>[^"\r\n]+)"|'(?P<secret4>[^'\r\n]+)')[ \t]+-AsPlainText)"#,
+            NotTemplate,
+            "$pw = ConvertTo-SecureString -String \"Qz4-mV8!kT\" -AsPlainText -Force",
+            "Qz4-mV8!kT",
+            "$pw = ConvertTo-SecureString $env:DEPLOY_PW -AsPlainText -Force\n$pw = Read-Host -AsSecureString",
         ),
         row!(
             "(host, user, password) as a call's first three arguments (FTP(h, u, pw), connect(h, u, pw))",
@@ -463,7 +471,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "URL query parameter (?access_token=...)",
-            r"[?&](?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<secret>[^&#\s'`]+)",
+            r#"[?&](?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<secret>[^&#\s'"`]+)"#,
             SecretName(Literal),
             "GET /api?user=1&access_token=abcDEFghiJKL&x=2",
             "abcDEFghiJKL",
@@ -481,24 +489,28 @@ pub fn rows() -> Vec<RuleRow> {
         // Each runs alone: in the one automaton they pushed its lazy DFA past its cache on
         // ordinary code (273 µs instead of ~125 µs for the table per prompt region).
         row!(alone:
-            "secret name, blank, value, end of line (config directives: `user a insecure-password v`, `npm config set //h/:_authToken v`)",
+            "secret name, blank, value, end of line (config directives: `user a insecure-password v`, `npm config set //h/:_authToken v`, `SetEnv DB_PASSWORD \"v\"`, `#define WIFI_PASSWORD \"v\"`, nginx `set $api_key \"v\";`)",
             // The name: a word (an npm registry's `//host/:` may lead), not a file name
             // (`ca-private.key`), in lower case or all capitals (`SMTP_PASS`; a camel-case
             // `modula2CommentKey` is an identifier); the value: one token, no colon or `=`
             // (prose ends `password input:`, `Pass use_cache=False`), not a glob or a reference.
-            r#"(?m)(?:^|[ \t])(?:[^\s]*/:)?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth|PASS|PWD|PW|SECRET|TOKEN|KEY|CRED|AUTH)[A-Za-z0-9_-]*)[ \t]+(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`=:;,{}()\[\]<>|&*]*)[ \t]*;?[ \t]*\r?$"#,
+            // A quoted value too: a directive's `NAME "value"` (Apache `SetEnv`, C `#define`,
+            // nginx `set $name`, `fastcgi_param`), judged as an unquoted one.
+            r#"(?m)(?:^|[ \t])(?:[^\s]*/:)?\$?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth|PASS|PWD|PW|SECRET|TOKEN|KEY|CRED|AUTH)[A-Za-z0-9_-]*)[ \t]+(?:"(?P<secret2>[^"\r\n]+)"|'(?P<secret3>[^'\r\n]+)'|(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`=:;,{}()\[\]<>|&*]*))[ \t]*;?[ \t]*\r?$"#,
             SecretName(Unquoted),
             "userlist admins\n    user ops insecure-password Wq7-zP2m-Lk9\n",
             "Wq7-zP2m-Lk9",
-            "    return token\nvar apiKey string\nuseful for password input:\nrm -f ca-private.key *.csr\nPass use_cache=False\nhi link modula2CommentKey modula2CommentKeyStyle\n",
+            "    return token\nvar apiKey string\nuseful for password input:\nrm -f ca-private.key *.csr\nPass use_cache=False\nhi link modula2CommentKey modula2CommentKeyStyle\n#define PASSWORD_PROMPT \"Password: \"\nSetEnv APP_SECRET_FILE \"/run/secrets/app\"\nset $auth_header \"Basic\";\n",
         ),
         row!(alone:
-            "user:password after a word that says auth or pass (`stats auth u:p`, `-pass pass:p`, `--creds u:p`)",
-            r#"(?i)(?-u:\b)(?:[A-Za-z_-]*(?:auth|pass|login|cred)[A-Za-z_-]*)[ \t]+["']?[A-Za-z0-9._@-]{1,64}:(?P<secret>[^\s"'`@/]+)"#,
+            "user:password after a word that says auth or pass (`stats auth u:p`, `-pass pass:p`, `--creds u:p`, `CURLOPT_USERPWD, \"u:p\"`)",
+            // After a blank, or handed over in quotes as the next argument
+            // (`setopt(h, CURLOPT_USERPWD, "u:p")`; not `login, s:hostname()` in Vim script).
+            r#"(?i)(?-u:\b)(?:[A-Za-z_-]*(?:auth|pass|pwd|login|cred)[A-Za-z_-]*)(?:[ \t]+["']?|[ \t]*,[ \t]*["'])[A-Za-z0-9._@-]{1,64}:(?P<secret>[^\s"'`@/]+)"#,
             CredentialLike,
             "    stats auth ops:Rk4!vN8-qT2z\n",
             "Rk4!vN8-qT2z",
-            "    stats auth ops:$STATS_PASSWORD\nlogin user:name\n",
+            "    stats auth ops:$STATS_PASSWORD\nlogin user:name\ncurl_easy_setopt(h, CURLOPT_USERPWD, \"%s:%s\");\nprintf('%s', login, s:hostname())\n",
         ),
         row!(alone:
             "name attribute that says secret, then its value attribute (`<property name=\"password\" value=\"…\"/>`, `<add key=\"…Secret\" value=\"…\"/>`)",
@@ -525,8 +537,8 @@ pub fn rows() -> Vec<RuleRow> {
             "RUN echo \"SMTP_PASSWORD=$SMTP_PASSWORD\" >> /etc/app.env",
         ),
         row!(alone:
-            "name=value mid-line, after a blank, quote, `;` or `=` (libpq `\"host=h password=v\"`, `--from-literal=password=v`)",
-            r#"(?mi)[\s"';=](?P<name>[A-Za-z0-9_.-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_.-]*)=(?P<secret>[^\s"'`;&,()\[\]{}<>$%#\\|][^\s"'`;&,()\[\]{}<>\\|]*)(?:[ \t"';&,]|\r?$)"#,
+            "name=value mid-line, after a blank, quote, `;`, `=` or `,` (libpq `\"host=h password=v\"`, `--from-literal=password=v`, `mount -o user=u,password=v`)",
+            r#"(?mi)[\s"';=,](?P<name>[A-Za-z0-9_.-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_.-]*)=(?P<secret>[^\s"'`;&,()\[\]{}<>$%#\\|][^\s"'`;&,()\[\]{}<>\\|]*)(?:[ \t"';&,]|\r?$)"#,
             SecretName(Unquoted),
             "psql \"host=db user=app password=Wq7-zP2m9 dbname=orders\"",
             "Wq7-zP2m9",
@@ -557,7 +569,7 @@ fn const_format_name_quoted() -> &'static str {
 fn const_format_name_fallback() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?i){NAME}[ \t]*(?::[^=\r\n]*?)?(?:=|:=)[^=\r\n][^\r\n]*?(?:\|\||\?\?|(?-u:\b)or(?-u:\b)|\?:)[ \t]*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)'|`(?P<secret3>[^`\r\n]*)`)"#
+            r#"(?i){NAME}[ \t]*(?::[^=\r\n]*?)?(?:=|:=)[^=\r\n][^\r\n]*?(?:(?:\|\||\?\?|(?-u:\b)or(?-u:\b)|\?:)[ \t]*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)'|`(?P<secret3>[^`\r\n]*)`)|\{{[ \t]*(?:"(?P<secret4>[^"\r\n]*)"|'(?P<secret5>[^'\r\n]*)')[ \t]*\}})"#
         )
     });
     PATTERN.as_str()
@@ -851,6 +863,10 @@ pub fn name_says(name: &str) -> NameSays {
             _ => NameSays::Maybe,
         },
         "auth" | "salt" | "signature" | "cookie" => NameSays::Maybe,
+        // An application's id is a key for some APIs (`?appid=<32 hex>`) and a public number
+        // for others: only a random-looking value counts.
+        "appid" => NameSays::Maybe,
+        "id" if before == Some("app") => NameSays::Maybe,
         _ => NameSays::No,
     }
 }
