@@ -6,7 +6,9 @@
 //! was written (`split.json`); and `held-out-2` (82 credentials in 39 new shapes), written after
 //! the first held-out half was scored and spent; and `held-out-3` (180 credentials in 84 shapes,
 //! 14 credential files under ordinary names), written by another author, scored once, then
-//! tuned on (a regression half now, like the others). Each half is its own workspace, run
+//! tuned on (a regression half now, like the others); and `held-out-4` (228 credentials in 96
+//! shapes, 18 credential files under ordinary names, by a stranger; scored once, failed, then
+//! fixed by classes and kept here as a regression half). Each half is its own workspace, run
 //! through the real binary over stdio against a backend that records every request body:
 //!
 //! - completions are asked at the start of each value, after it, and with the cursor inside it
@@ -292,7 +294,7 @@ fn run_half(half: &str) -> Score {
 #[test]
 fn planted_credentials_of_every_half_stay_home() {
     let halves = std::env::var("GHOSTLINE_SECRETS_HALVES")
-        .unwrap_or_else(|_| "tune,held-out,held-out-2,held-out-3".to_string());
+        .unwrap_or_else(|_| "tune,held-out,held-out-2,held-out-3,held-out-4".to_string());
     let mut failures = Vec::new();
     let mut total = 0;
     for half in halves.split(',').filter(|h| !h.is_empty()) {
