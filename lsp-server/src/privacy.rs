@@ -444,8 +444,10 @@ fn cursor_region(rope: &Rope, cursor_char: usize) -> Region {
 
 static PEM_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     // OpenVPN's static key (`--tls-auth`, `--secret`) is a private key by another header.
-    Regex::new(r"-----(BEGIN|END)(?:[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?| OpenVPN Static key V[0-9])-----")
-        .expect("valid")
+    Regex::new(
+        r"-----(BEGIN|END)(?:[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?| OpenVPN Static key V[0-9])-----",
+    )
+    .expect("valid")
 });
 static PEM_HEADER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[\s'`]*[A-Za-z][A-Za-z-]*:\s").expect("valid"));

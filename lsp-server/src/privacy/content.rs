@@ -187,7 +187,6 @@ fn random_looking(value: &str) -> bool {
             .any(super::rules::looks_random)
 }
 
-
 /// A private key block is most of the text (a key saved as `.txt`, a service-account JSON
 /// whose `private_key` is most of its bytes, an `.env` holding one key).
 fn mostly_private_key(text: &str) -> bool {
@@ -344,9 +343,7 @@ fn mostly_credential_settings(text: &str) -> bool {
             }
         }
     }
-    (secrets > 0 && pairs >= 2 || random > 0)
-        && credential_keys * 2 >= pairs
-        && other * 10 <= pairs
+    (secrets > 0 && pairs >= 2 || random > 0) && credential_keys * 2 >= pairs && other * 10 <= pairs
 }
 
 /// Most lines (not blank, not comments) start with a netrc token: prose or code that mentions

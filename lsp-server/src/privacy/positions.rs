@@ -1183,9 +1183,9 @@ fn key_file_line_spans(text: &str, out: &mut Vec<Range<usize>>) {
         }
         let body = text[start..end].trim_end();
         if body.len() >= 16
-            && body
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r'))
+            && body.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r')
+            })
         {
             out.push(start..start + body.len());
         }
@@ -1207,14 +1207,16 @@ pub fn extend_to_sibling_words(text: &str, spans: &mut Vec<Range<usize>>) {
             continue;
         }
         let line_start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = text[span.end..].find('\n').map_or(text.len(), |i| span.end + i);
+        let line_end = text[span.end..]
+            .find('\n')
+            .map_or(text.len(), |i| span.end + i);
         if done_lines.contains(&line_start) {
             continue;
         }
         done_lines.push(line_start);
         let line = &text[line_start..line_end];
         let words: Vec<(usize, &str)> = line
-            .split(|c: char| c == ' ' || c == '\t')
+            .split([' ', '\t'])
             .scan(0usize, |at, word| {
                 let start = *at;
                 *at += word.len() + 1;
@@ -1225,7 +1227,8 @@ pub fn extend_to_sibling_words(text: &str, spans: &mut Vec<Range<usize>>) {
         // A command: a bare word first, blanks between arguments, not code.
         if words.len() > 24
             || !words.first().is_some_and(|(_, w)| {
-                w.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                w.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             })
         {
             continue;
