@@ -1016,39 +1016,86 @@ fn arm_literals(text: &str, open: usize) -> Vec<Range<usize>> {
     out
 }
 
-static MATCH_OPENER: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(
-        r"(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*(?::[^=\r\n]{0,60})?=[ \t]*|fn[ \t]+(?P<fname>[A-Za-z_][A-Za-z0-9_]*)[^{;]{0,200}\{\s*)(?:match|when|switch)(?-u:\b)[^{;\r\n]{0,120}\{",
-    )
-    .expect("valid")
-});
+/// The name a `match`/`when`/`switch` at `at` hands its value to: `NAME = match …`,
+/// `let NAME: T = when …`, or the function whose body it opens (`fn NAME(…) -> T { match …`).
+fn match_target(text: &str, at: usize) -> Option<&str> {
+    let before = text[..at].trim_end();
+    let last_ident = |s: &str| -> Option<Range<usize>> {
+        let end = s.trim_end().len();
+        let start = s[..end]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        (start < end).then_some(start..end)
+    };
+    if let Some(lhs) = before.strip_suffix('=') {
+        if lhs.ends_with(['=', '!', '<', '>']) {
+            return None;
+        }
+        let line_start = lhs.rfind('\n').map_or(0, |i| i + 1);
+        let line = &lhs[line_start..];
+        // `let api_key: &str`: the name before the type.
+        let name_part = match line.find(':') {
+            Some(colon) if !line[colon..].starts_with("::") => &line[..colon],
+            _ => line,
+        };
+        let name = last_ident(name_part)?;
+        return Some(&text[line_start + name.start..line_start + name.end]);
+    }
+    let body = before.strip_suffix('{')?;
+    let line_start = body.rfind('\n').map_or(0, |i| i + 1);
+    let line = &body[line_start..];
+    let fn_at = line.find("fn ")?;
+    let rest = &line[fn_at + 3..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let start = line_start + fn_at + 3;
+    (end > 0).then(|| &text[start..start + end])
+}
 
 /// A `match`/`when`/`switch` whose value goes to a name that says secret (`let api_key = match
 /// env { Prod => "…", … }`, `fn signing_key(env) -> &str { match env { … } }`): the literals
-/// its arms return are that secret, one per case.
+/// its arms return are that secret, one per case. Found by the keyword, then the name before
+/// it (no regex: a pattern with the name's counted context cost a pass over every region).
 fn match_arm_spans(text: &str, out: &mut Vec<Range<usize>>) {
-    if !text.contains("match") && !text.contains("when") && !text.contains("switch") {
-        return;
-    }
-    for found in MATCH_OPENER.captures_iter(text) {
-        let Some(name) = found.name("name").or_else(|| found.name("fname")) else {
-            continue;
-        };
-        let says = rules::name_says(name.as_str());
-        if says == rules::NameSays::No {
-            continue;
-        }
-        let open = found.get(0).map_or(0, |m| m.end() - 1);
-        for literal in arm_literals(text, open) {
-            if secret_for(says, &text[literal.clone()]) {
-                out.push(literal);
+    let bytes = text.as_bytes();
+    for keyword in ["match", "when", "switch"] {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(keyword) {
+            let at = from + found;
+            from = at + keyword.len();
+            let word = (at == 0 || !is_ident(bytes[at - 1]))
+                && bytes.get(from).is_none_or(|b| !is_ident(*b));
+            if !word {
+                continue;
+            }
+            // Its block opens on the same line: `match env {`, `when (env) {`.
+            let line_end = text[from..].find('\n').map_or(text.len(), |i| from + i);
+            let Some(open) = text[from..line_end].find('{').map(|i| from + i) else {
+                continue;
+            };
+            if open - from > 120 || text[from..open].contains(';') {
+                continue;
+            }
+            let Some(name) = match_target(text, at) else {
+                continue;
+            };
+            let says = rules::name_says(name);
+            if says == rules::NameSays::No {
+                continue;
+            }
+            for literal in arm_literals(text, open) {
+                if secret_for(says, &text[literal.clone()]) {
+                    out.push(literal);
+                }
             }
         }
     }
 }
 
 static ENUM_OPENER: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"(?-u:\b)enum[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_]*)[^{;]{0,200}\{")
+    // `enum Name {`, `enum Name implements X {` (on its line).
+    regex::Regex::new(r"(?-u:\b)enum[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_]*)[^{;\r\n]*\{")
         .expect("valid")
 });
 
