@@ -133,8 +133,12 @@ mod tests {
         use super::super::blocking::BlockingPool;
         let pool = std::sync::Arc::new(BlockingPool::new(1));
         let uri = Uri::from("file:///w/app.py");
-        let code = Rope::from_str("key = \"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB\"\nx = 1\n");
-        let clear = code.line_to_char(1) + 4;
+        // Code holding a key (a file of nothing but the key would be a credential file).
+        let code = Rope::from_str(
+            "import os\nkey = \"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB\"\nx = 1\n",
+        );
+        let inside = code.line_to_char(1) + 10;
+        let clear = code.line_to_char(2) + 4;
         let live = CancellationToken::new();
         // The pool's one thread held by the test, as a prompt being built holds it: the check
         // must not wait for it.
@@ -152,7 +156,7 @@ mod tests {
         });
         has_started.await.unwrap();
         assert_eq!(
-            admit_cursor(&live, &uri, &code, 10).await,
+            admit_cursor(&live, &uri, &code, inside).await,
             None,
             "inside the key"
         );
