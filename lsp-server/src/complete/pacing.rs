@@ -283,9 +283,12 @@ impl Pacing {
         let Some((state, _)) = self.with_known_speed(ask.multiline, ask.target_ms) else {
             return false;
         };
-        if state.region(ask.uri, ask.cursor_line, tier).is_some_and(|r| {
-            r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95
-        }) {
+        if state
+            .region(ask.uri, ask.cursor_line, tier)
+            .is_some_and(|r| {
+                r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95
+            })
+        {
             return false;
         }
         let changing = state.changing_tokens(ask.uri, ask.cursor_line, tier, true);

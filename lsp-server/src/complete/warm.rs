@@ -180,7 +180,15 @@ fn spawn_warm_up(env: &Env, model: ModelInfo, target: WarmTarget, tier: usize, h
                 (tier, prompt)
             }
         };
-        if !warm_prompt(&env, &model, &target, (tier, prompt), &cancel, hint.is_some()).await {
+        let warmed = warm_prompt(
+            &env,
+            &model,
+            &target,
+            (tier, prompt),
+            &cancel,
+            hint.is_some(),
+        );
+        if !warmed.await {
             return;
         }
         // Still resting: climb to the next larger prompt.
