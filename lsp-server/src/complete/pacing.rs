@@ -102,6 +102,14 @@ struct Region {
     in_flight: Option<(Instant, f64)>,
 }
 
+impl Region {
+    /// Its prompt is being computed, or (nearly all of) its stable part is held: warming it
+    /// again would only repeat the work.
+    fn held_or_warming(&self) -> bool {
+        self.in_flight.is_some() || self.held_tokens >= self.stable_tokens as f64 * 0.95
+    }
+}
+
 #[derive(Debug)]
 struct State {
     /// Prompt tokens per second the backend computes; 0 until known.
@@ -258,9 +266,9 @@ impl Pacing {
                 let fits_when_warm = 1e3 * state.changing_tokens(uri, cursor_line, t, true)
                     / state.prefill
                     <= allowed;
-                let held = state.region(uri, cursor_line, t).is_some_and(|r| {
-                    r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95
-                });
+                let held = state
+                    .region(uri, cursor_line, t)
+                    .is_some_and(Region::held_or_warming);
                 fits_when_warm && !held
             })
             .collect();
@@ -285,9 +293,7 @@ impl Pacing {
         };
         if state
             .region(ask.uri, ask.cursor_line, tier)
-            .is_some_and(|r| {
-                r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95
-            })
+            .is_some_and(Region::held_or_warming)
         {
             return false;
         }
@@ -323,10 +329,7 @@ impl Pacing {
             return None;
         }
         let held = state.regions.iter().any(|r| {
-            r.uri == uri
-                && r.tier == tier
-                && r.cursor_line == cursor_line
-                && (r.in_flight.is_some() || r.held_tokens >= r.stable_tokens as f64 * 0.95)
+            r.uri == uri && r.tier == tier && r.cursor_line == cursor_line && r.held_or_warming()
         });
         (!held).then_some(tier)
     }
