@@ -5,7 +5,7 @@ use tower_lsp_server::gen_lsp_types::{
 use tower_lsp_server::jsonrpc::Result;
 
 use super::{Arrival, Lane};
-use crate::complete::{suggest, Request};
+use crate::complete::suggest;
 use crate::edit::char_to_position;
 use crate::server::Server;
 
@@ -22,17 +22,11 @@ pub async fn handle(
     params: CompletionParams,
 ) -> Result<Option<CompletionResponse>> {
     let position_params = &params.text_document_position_params;
-    let uri = &position_params.text_document.uri;
     let empty = CompletionResponse::CompletionList(CompletionList {
         is_incomplete: true,
         ..Default::default()
     });
-    let request = Request {
-        uri: uri.clone(),
-        position: position_params.position,
-        ticket: arrival.ticket,
-        document: arrival.document,
-    };
+    let request = arrival.request(position_params);
     let Some(suggestion) =
         suggest(&server.completer, &server.session, &server.client, request).await
     else {

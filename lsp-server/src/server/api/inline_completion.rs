@@ -6,8 +6,8 @@ use tower_lsp_server::gen_lsp_types::{
 use tower_lsp_server::jsonrpc::Result;
 
 use super::{Arrival, Lane};
+use crate::complete::suggest;
 use crate::complete::timings::now_ns;
-use crate::complete::{suggest, Request};
 use crate::edit::char_to_position;
 use crate::server::api::execute_command::ACCEPT_COMMAND;
 use crate::server::Server;
@@ -24,12 +24,9 @@ pub async fn handle(
 ) -> Result<Option<InlineCompletionResponse>> {
     let position_params = &params.text_document_position_params;
     let uri = &position_params.text_document.uri;
-    let request = Request {
-        uri: uri.clone(),
-        position: position_params.position,
-        ticket: arrival.ticket,
-        document: arrival.document,
-    };
+    // Stamped by `dispatch` when the request's frame was decoded (0: not stamped).
+    let arrived_ns = arrival.ticket.arrived_ns;
+    let request = arrival.request(position_params);
     let Some(suggestion) =
         suggest(&server.completer, &server.session, &server.client, request).await
     else {
@@ -38,9 +35,8 @@ pub async fn handle(
         )));
     };
     if !suggestion.typed_through {
-        // Time to shown: from the request's arrival (stamped by `dispatch` when its frame was
-        // decoded; the editor sends it right after the keystroke's didChange) to here.
-        let arrived_ns = arrival.ticket.arrived_ns;
+        // Time to shown: from the request's arrival (the editor sends it right after the
+        // keystroke's didChange) to here.
         let elapsed_ms = if arrived_ns == 0 {
             0
         } else {

@@ -17,9 +17,9 @@ pub mod inline_completion;
 pub mod shutdown;
 pub mod timings;
 
-use tower_lsp_server::gen_lsp_types::Uri;
+use tower_lsp_server::gen_lsp_types::{TextDocumentPositionParams, Uri};
 
-use crate::complete::Ticket;
+use crate::complete::{Request, Ticket};
 use crate::session::Document;
 
 /// Where a handler's work runs, as ruff_server's sync and background handlers say it. The
@@ -72,6 +72,19 @@ pub fn lane(method: &str) -> Lane {
 pub struct Arrival {
     pub ticket: Ticket,
     pub document: Option<Document>,
+}
+
+impl Arrival {
+    /// The completion request it stands for, at `at` (a completion's or an inline
+    /// completion's position params).
+    pub fn request(self, at: &TextDocumentPositionParams) -> Request {
+        Request {
+            uri: at.text_document.uri.clone(),
+            position: at.position,
+            ticket: self.ticket,
+            document: self.document,
+        }
+    }
 }
 
 /// The `textDocument.uri` of a request's params, read without deserializing the rest.
