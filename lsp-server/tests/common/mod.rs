@@ -462,7 +462,8 @@ pub fn start_backend(
     }
 }
 
-pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
+/// A connection to 127.0.0.1:`port` that has sent `GET path` (`None` when nothing answers).
+fn send_get(port: u16, path: &str) -> Option<TcpStream> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -470,6 +471,11 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
+    Some(stream)
+}
+
+pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = send_get(port, path)?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -477,13 +483,7 @@ pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
 
 /// The body of `GET path` on 127.0.0.1:`port` (`None` when nothing answers).
 pub fn http_get_body(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let mut stream = send_get(port, path)?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     Some(text.split_once("\r\n\r\n")?.1.to_string())
