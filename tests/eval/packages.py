@@ -56,7 +56,7 @@ class Package:
 
 
 EXTENSIONS = {"rust": ".rs", "python": ".py", "go": ".go"}
-HALVES = ("dev", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5")
+HALVES = ("dev", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6")
 
 
 def go_proxy_url(module: str, version: str) -> str:
