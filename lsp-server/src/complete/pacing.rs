@@ -76,8 +76,17 @@ const IDLE_PAUSE_MS: f64 = 3000.0;
 
 /// An ask at the spot of the suggestion on screen, with nothing typed since, may take this many
 /// times the latency target when that buys a larger prompt: the person is resting and already
-/// has a suggestion to read meanwhile (`complete::suggest`).
-pub const REST_PATIENCE: u64 = 2;
+/// has a suggestion to read meanwhile (`complete::suggest`). Four (3.2 s at the default target,
+/// under the default 5 s timeout): on a 2-core CPU (about 300 prompt tokens/s) the rest and
+/// this much of the ask cover a whole 2,048-token prompt, where twice the target left the
+/// largest half of them out.
+pub const REST_PATIENCE: u64 = 4;
+
+/// How far past its patience the ask after a rest still takes a tier whose warm-up was planned
+/// to be held by then (`fits_rest`): that plan counts the rest from the answer, the ask comes a
+/// few milliseconds early, and the speed it was planned at moves. Without it the largest warm-ups,
+/// planned near the edge, were missed by a hair and the rest got the first answer again.
+const REST_SLACK_MS: f64 = 500.0;
 
 /// A prompt sent for a region of a file, and how much of its stable part the backend is
 /// believed to hold.
@@ -225,8 +234,9 @@ impl Pacing {
     /// For an ask where a suggestion from a prompt of `tier` is on screen and nothing was typed
     /// since (a person resting there): a larger tier whose prompt the backend holds, or is
     /// warming, here, and can finish within `target_ms` (`REST_PATIENCE` times the latency
-    /// target). Only warmed tiers: a cold larger prompt would cost the backend what the warm-up
-    /// is computing, and an editor asking again at once would cancel the warm-up for it.
+    /// target, and `REST_SLACK_MS`). Only warmed tiers: a cold larger prompt would cost the
+    /// backend what the warm-up is computing, and an editor asking again at once would cancel
+    /// the warm-up for it.
     pub fn rest_tier(&self, ask: Ask<'_>, tier: usize) -> Option<usize> {
         let Ask {
             uri,
@@ -238,7 +248,8 @@ impl Pacing {
         let (state, allowed) = self.with_known_speed(multiline, target_ms)?;
         tiers(max).into_iter().filter(|&t| t > tier).find(|&t| {
             state.region(uri, cursor_line, t).is_some()
-                && 1e3 * state.uncached_tokens(uri, cursor_line, t) / state.prefill <= allowed
+                && 1e3 * state.uncached_tokens(uri, cursor_line, t) / state.prefill
+                    <= allowed + REST_SLACK_MS
         })
     }
 
@@ -538,7 +549,7 @@ mod tests {
         assert_eq!(gpu.choose(ask("a", 10, 2048, false, 800)), 2048);
 
         let cpu = Pacing::default();
-        cpu.reported(Some(400.0), Some(40.0));
+        cpu.reported(Some(250.0), Some(40.0));
         // Cold: nothing fits 800 ms; the smallest tier.
         assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 192);
         cpu.sent(Sent {
@@ -552,10 +563,10 @@ mod tests {
             suffix_capped: true,
             line_last: true,
         });
-        cpu.ended("a", 192, true, Some(&usage(260, 0, 650.0, 10, 250.0)));
+        cpu.ended("a", 192, true, Some(&usage(260, 0, 1040.0, 10, 250.0)));
         // Warm at 192 now; 384 not yet. A rest is worth warming the largest tier the backend
-        // prefills within it and the ask after it: 1,024 (921 tokens at 400/s, 2.3 s), not
-        // 2,048 (4.6 s against 3 s + 1.3 s).
+        // prefills within it and the ask after it: 1,024 (921 tokens at 250/s, 3.7 s), not
+        // 2,048 (7.4 s against 3 s + 2.9 s).
         assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 192);
         assert_eq!(
             cpu.warm_up_tier(ask("a", 100, 2048, false, 800), 192),
@@ -574,7 +585,7 @@ mod tests {
         });
         // While the warm-up runs, 384 does not fit yet.
         assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 192);
-        cpu.ended("a", 384, true, Some(&usage(470, 0, 1175.0, 0, 0.0)));
+        cpu.ended("a", 384, true, Some(&usage(470, 0, 1880.0, 0, 0.0)));
         // Typing on the line costs only what was typed: 384 now, and 1,024 worth warming.
         assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 384);
         assert_eq!(
@@ -597,7 +608,7 @@ mod tests {
             cpu.warm_up_tier(ask("a", 100, 2048, false, 800), 384),
             Some(2048)
         );
-        cpu.ended("a", 1024, true, Some(&usage(900, 0, 2250.0, 0, 0.0)));
+        cpu.ended("a", 1024, true, Some(&usage(900, 0, 3600.0, 0, 0.0)));
         // Held: a rest's next ask gets 1,024; the chain climbs on to 2,048, beyond one rest.
         assert_eq!(cpu.choose(ask("a", 100, 2048, false, 800)), 1024);
         assert_eq!(
@@ -643,6 +654,17 @@ mod tests {
         assert_eq!(cpu.rest_tier(ask("a", 100, 2048, false, 1600), 1024), None);
         // Elsewhere in the file the warm-up is no help.
         assert_eq!(cpu.rest_tier(ask("a", 300, 2048, false, 1600), 192), None);
+        // A warm-up left with 616 tokens to go (2.05 s) is taken by an ask allowed 1.7 s: a
+        // near miss of the plan, within the slack; one with a second more to go is not.
+        cpu.sent(sent(2048, 600));
+        cpu.ended("a", 2048, false, None);
+        assert_eq!(
+            cpu.rest_tier(ask("a", 100, 2048, false, 2000), 1024),
+            Some(2048)
+        );
+        cpu.sent(sent(2048, 900));
+        cpu.ended("a", 2048, false, None);
+        assert_eq!(cpu.rest_tier(ask("a", 100, 2048, false, 2000), 1024), None);
     }
 
     #[test]
@@ -650,13 +672,15 @@ mod tests {
         let cpu = Pacing::default();
         cpu.reported(Some(300.0), Some(40.0));
         let at = ask("a", 100, 2048, false, 800);
-        // By its cap (1,843 tokens, 6.1 s) 2,048 is beyond a rest (3 s + 1.3 s of patience):
+        // By its cap (1,843 tokens, 6.2 s) 2,048 is beyond a rest (3 s + 2.9 s of patience):
         // pacing climbs through 1,024 first.
         assert_eq!(cpu.warm_up_tier(at, 192), Some(1024));
         // Built, a short file's prompt is 1,200 tokens (4.1 s with the typed line): within it.
         assert!(cpu.fits_rest(at, 2048, 1200));
-        // A long file's is not, nor is a prompt on a backend half as fast.
-        assert!(!cpu.fits_rest(at, 2048, 1700));
+        // So is one of 1,700 (5.7 s); a long file's, at the cap, is not, nor is a prompt on a
+        // backend half as fast.
+        assert!(cpu.fits_rest(at, 2048, 1700));
+        assert!(!cpu.fits_rest(at, 2048, 1843));
         let slow = Pacing::default();
         slow.reported(Some(150.0), Some(40.0));
         assert!(!slow.fits_rest(at, 2048, 1200));
