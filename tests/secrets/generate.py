@@ -24,6 +24,13 @@ results, before any further rule change: shapes in none of the earlier sets (oth
 positional arguments, collection literals, escaped and encoded forms, comments and docs, test
 fixtures, notebook outputs, monitoring and log-shipping configs, more CI systems, credential
 files of some thirty more tools' formats under ordinary names), scored once.
+`held-out-6` (SHAPES6, seed SEED6) was likewise written blind to the rules, their thresholds and all
+results, before any further rule change: shapes in none of the earlier sets (more languages such as
+Dart, Objective-C, Haskell, Julia, Zig, Nim, Clojure, Erlang and VBA; other SDKs' and clients' calls;
+values under names that say nothing, such as `k` or `cfg.b`; TOTP seeds, wallet keys and signing
+configs; config management, build tools and more CI systems; broker, proxy and database server
+configs; HCL tools; snapshots, cassettes, golden files, .http files and docs; credential files of
+some twenty-seven more tools' formats under ordinary names), scored once.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -3565,6 +3572,1588 @@ def _(g):
 
 
 
+# ---- A sixth held-out set (held-out-6) --------------------------------------------------
+# Written independently of the redaction code (its rules, thresholds and results unread), before
+# any further rule change, with a seed of its own, so that the values of the first five corpora
+# stay as they were. Shapes in none of SHAPES .. SHAPES5: more languages (Dart, Objective-C,
+# Haskell, Julia, Zig, Nim, Clojure, Erlang, VBA/VBScript, Vue, HOCON), SDK and client calls of
+# other libraries (Ktor, Alamofire, Guzzle, Req, LWP, sarama, NATS, paho, KafkaJS, Apollo,
+# NextAuth, CDK), TOTP seeds, wallet keys, signing configs (Fastlane, xcconfig, plists,
+# electron-builder), config management (Salt, Hiera, Chef data bags, Nix, Bazel, Justfiles),
+# more CI systems (Buildkite, Woodpecker, Cloud Build, TeamCity), server configs (Caddy, Traefik,
+# Squid, Redis, RabbitMQ, NATS, Mosquitto, ClickHouse, php-fpm, Quadlet, systemd mounts and
+# netdevs), HCL tools (Nomad, Consul, Packer, Docker Bake), test snapshots, cassettes, golden
+# files, .http files, Markdown and reST docs, and credential files of formats not used before
+# (Cargo, NATS creds, Redis ACL, Borg, rsyncd, Dovecot, mutt, OpenVPN auth-user-pass, chap-secrets,
+# wpa_supplicant, Terraform state, curlrc, wgetrc, pg_service, Android key.properties, Aegis,
+# hcloud, wrangler, AWS SSO cache, CircleCI CLI, Gradle user properties, kcat, flyctl, Home
+# Assistant, influx CLI, Vercel, linode-cli).
+
+SEED6 = 2934
+SHAPES6: list[tuple[str, str, object]] = []
+
+
+def shape6(name: str, kind: str):
+    def register(fn):
+        SHAPES6.append((name, kind, fn))
+        return fn
+    return register
+
+
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+STS_PUBLIC = "IQoJb3JpZ2luX2Vj"  # every AWS STS session token starts so
+EC_P8_PUBLIC = "MIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg"  # every P-256 PKCS#8 key (App Store Connect .p8) starts so
+MAPBOX_PUBLIC = "sk.eyJ1Ijoi"  # a Mapbox secret token: "sk." and base64 of '{"u":"'
+BORG_PUBLIC_BYTES = b"\x86\xa9algorithm\xa6sha256\xa4data"  # every Borg keyfile's msgpack starts so
+
+
+def ec_p8(g, sep: str = "\n") -> str:
+    body = EC_P8_PUBLIC + g.s(B64, 16) + sep + g.s(B64, 64) + sep + g.s(B64, 64) + sep + g.s(B64, 8)
+    return body
+
+
+# Look-alikes (not credentials) for the ordinary text of the held-out-6 files: digests, commit
+# ids, UUIDs, public keys, addresses. Drawn from their own generator so the planted values do
+# not depend on them.
+_LA6 = Gen(random.Random(SEED6 * 7 + 1))
+LA6_SHA256 = [_LA6.hex(64) for _ in range(6)]
+LA6_SHA1 = [_LA6.hex(40) for _ in range(6)]
+LA6_UUID = [_LA6.uuid() for _ in range(6)]
+LA6_WG_PUB = [b64_bytes(_LA6, 32) for _ in range(2)]
+LA6_ETH_ADDR = "0x" + _LA6.hex(40)
+LA6_SRI = "sha384-" + b64_bytes(_LA6, 48)
+LA6_SSH_PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + _LA6.s(B64, 43) + " ubuntu@bastion"
+
+
+# Kotlin / Swift / Objective-C / Dart / Scala / HOCON ----------------------------------------
+@shape6("kt: Ktor install(Auth) basic credentials lambda", "kt6")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return (f'\n    val partnerClient = HttpClient(CIO) {{\n        install(Auth) {{\n            basic {{\n                credentials {{\n'
+            f'                    BasicAuthCredentials(username = "acme-sync", password = "{pw}")\n                }}\n                realm = "partner"\n'
+            f'            }}\n        }}\n    }}\n', one(pw))
+
+
+@shape6("kt: by lazy delegate returning a key", "kt6")
+def _(g):
+    v = g.b62(40)
+    return f'\n    private val geocoderKey: String by lazy {{ "{v}" }}\n', one(v)
+
+
+@shape6("kt: SharedPreferences putString seeding a refresh token", "kt6")
+def _(g):
+    v = g.s(URLSAFE, 64)
+    return (f'\n    fun seedDemoSession(context: Context) {{\n        context.getSharedPreferences("session", Context.MODE_PRIVATE).edit()\n'
+            f'            .putString("user_id", "demo")\n            .putString("refresh_token", "{v}")\n            .apply()\n    }}\n', one(v))
+
+
+@shape6("kt: AWS SDK for Kotlin StaticCredentialsProvider builder lambda", "kt6")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f'\n    val s3 = S3Client {{\n        region = "eu-north-1"\n        credentialsProvider = StaticCredentialsProvider {{\n'
+            f'            accessKeyId = "{k}"\n            secretAccessKey = "{s}"\n        }}\n    }}\n', [(k, 4), (s, 0)])
+
+
+@shape6("kt: string concatenation building a postgres URL", "kt6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + '"\\$')
+    return (f'\n    val reportingUrl = "postgresql://reporter:" + "{pw}" + "@pg-report.internal:5432/reporting"\n', one(pw))
+
+
+@shape6("swift: SecItemAdd query with kSecValueData from a literal", "swift6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nfunc seedKeychain() {{\n    let query: [String: Any] = [\n        kSecClass as String: kSecClassGenericPassword,\n'
+            f'        kSecAttrAccount as String: "kiosk-admin",\n        kSecValueData as String: "{pw}".data(using: .utf8)!,\n    ]\n'
+            f'    SecItemAdd(query as CFDictionary, nil)\n}}\n', one(pw))
+
+
+@shape6("swift: Alamofire HTTPHeaders.authorization(username:password:)", "swift6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nlet reportHeaders: HTTPHeaders = [\n    .authorization(username: "reports", password: "{pw}"),\n    .accept("application/json"),\n]\n', one(pw))
+
+
+@shape6("swift: computed property returning a literal key", "swift6")
+def _(g):
+    v = g.hex(40)
+    return (f'\nextension Backend {{\n    var ingestKey: String {{ "{v}" }}\n}}\n', one(v))
+
+
+@shape6("swift: AWSStaticCredentialsProvider(accessKey:secretKey:) labels", "swift6")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f'\nlet uploadCredentials = AWSStaticCredentialsProvider(accessKey: "{k}", secretKey: "{s}")\n', [(k, 4), (s, 0)])
+
+
+@shape6("objc: static NSString *const with an @\"...\" literal", "objc6")
+def _(g):
+    v = g.b62(32)
+    return f'\nstatic NSString *const kACMEAnalyticsWriteKey = @"{v}";\n', one(v)
+
+
+@shape6("objc: setValue:forHTTPHeaderField: with a Bearer literal", "objc6")
+def _(g):
+    v = g.b62(40)
+    return (f'\n- (NSMutableURLRequest *)signedRequest:(NSURL *)url {{\n    NSMutableURLRequest *req = [NSMutableURLRequest requestWithURL:url];\n'
+            f'    [req setValue:@"Bearer {v}" forHTTPHeaderField:@"Authorization"];\n    return req;\n}}\n', one(v))
+
+
+@shape6("dart: static const String in a Flutter config class (Mapbox sk. token)", "dart6")
+def _(g):
+    user = base64.urlsafe_b64encode(('{"u":"acme-maps","a":"' + g.s(string.ascii_lowercase + string.digits, 25) + '"}').encode()).decode().rstrip("=")
+    v = "sk." + user + "." + g.s(URLSAFE, 22)
+    assert v.startswith(MAPBOX_PUBLIC)
+    return (f"\nclass MapConfig {{\n  static const String styleUrl = 'mapbox://styles/acme/clx0';\n  static const String downloadsToken = '{v}';\n}}\n",
+            one(v, len(MAPBOX_PUBLIC)))
+
+
+@shape6("dart: http.get headers map with a DRF Token scheme", "dart6")
+def _(g):
+    v = g.hex(40)
+    return (f"\nFuture<http.Response> fetchOrders() => http.get(\n      Uri.parse('https://api.acme.example/orders/'),\n"
+            f"      headers: {{'Authorization': 'Token {v}', 'Accept': 'application/json'}},\n    );\n", one(v))
+
+
+@shape6("dart: Dio BaseOptions queryParameters api_key", "dart6")
+def _(g):
+    v = g.b62(32)
+    return (f"\nfinal weather = Dio(BaseOptions(\n  baseUrl: 'https://api.weather.example/v3',\n  queryParameters: {{'api_key': '{v}', 'units': 'metric'}},\n));\n", one(v))
+
+
+@shape6("scala: Pekko HTTP Authorization(BasicHttpCredentials(user, pw))", "scala6")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return (f'  val exportRequest: HttpRequest = HttpRequest(uri = "https://export.partner.example/v1/batches")\n'
+            f'    .addHeader(Authorization(BasicHttpCredentials("acme-export", "{pw}")))\n', one(pw))
+
+
+@shape6("scala: Map with -> arrows keyed x-amz-security-token", "scala6")
+def _(g):
+    v = STS_PUBLIC + g.s(B64, 300)
+    return (f'  val signedHeaders: Map[String, String] = Map(\n    "x-amz-date" -> "20240502T101500Z",\n    "x-amz-security-token" -> "{v}"\n  )\n',
+            one(v, len(STS_PUBLIC)))
+
+
+@shape6("hocon: quoted password followed by a ${?ENV} override", "hocon6")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return (f'slick.dbs.default.db {{\n  url = "jdbc:postgresql://pg-main.internal:5432/ledger"\n  user = "ledger"\n  password = "{pw}"\n'
+            f'  password = ${{?LEDGER_DB_PASSWORD}}\n}}\n\n', one(pw))
+
+
+@shape6("hocon: unquoted dotted key holding a Slack token", "hocon6")
+def _(g):
+    v = slack_token(g, "b")
+    return f"notifier.slack.bot-token = {v}\nnotifier.slack.channel = \"#ledger-alerts\"\n\n", one(v, 5)
+
+
+# PHP / Symfony / Ruby / Fastlane / Elixir / Haskell ----------------------------------------
+@shape6("php: Guzzle request option 'auth' => [user, pw]", "php6")
+def _(g):
+    pw = pw5(g, "'\\")
+    return (f"\n    public function labels(array $shipment): array\n    {{\n        $res = $this->http->post('https://api.carrier.example/v2/labels', [\n"
+            f"            'auth' => ['acme-shipping', '{pw}'],\n            'json' => $shipment,\n        ]);\n"
+            f"        return json_decode((string) $res->getBody(), true);\n    }}\n", one(pw))
+
+
+@shape6("php: Laravel Http::withToken(literal)", "php6")
+def _(g):
+    v = g.b62(48)
+    return (f"\n    public function rates(): array\n    {{\n        return Http::withToken('{v}')\n            ->get('https://api.carrier.example/v2/rates')\n            ->json();\n    }}\n", one(v))
+
+
+@shape6("php: $_ENV lookup with a ?? fallback", "php6")
+def _(g):
+    v = "key-" + g.hex(32)
+    return f"\n    private string $mailgunKey = '';\n\n    public function boot(): void\n    {{\n        $this->mailgunKey = $_ENV['MAILGUN_SECRET'] ?? '{v}';\n    }}\n", one(v, 4)
+
+
+@shape6("php: hash_hmac with a literal webhook secret", "php6")
+def _(g):
+    v = "shpss_" + g.hex(32)
+    return (f"\n    public function verify(string $body, string $hmacHeader): bool\n    {{\n"
+            f"        $calculated = base64_encode(hash_hmac('sha256', $body, '{v}', true));\n        return hash_equals($calculated, $hmacHeader);\n    }}\n", one(v, 6))
+
+
+@shape6("php: S3Client nested 'credentials' => ['key', 'secret'] array", "php6")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f"\n    public static function archive(): S3Client\n    {{\n        return new S3Client([\n            'version' => 'latest',\n            'region' => 'eu-west-3',\n"
+            f"            'credentials' => ['key' => '{k}', 'secret' => '{s}'],\n        ]);\n    }}\n", [(k, 4), (s, 0)])
+
+
+@shape6("symfony: parameters MAILER_DSN smtp:// userinfo", "symfony6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + "'%")
+    return f"    mailer_dsn: 'smtp://postmaster:{pw}@smtp.eu.mailgun.org:587'\n", one(pw)
+
+
+@shape6("symfony: lexik_jwt pass_phrase parameter", "symfony6")
+def _(g):
+    pw = pw5(g, "'%")
+    return f"    jwt_passphrase: '{pw}'\n", one(pw)
+
+
+@shape6("rb: Aws::Credentials.new(id, secret) positional", "rb6")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f'\n    def self.client\n      @client ||= Aws::S3::Client.new(\n        region: "eu-west-1",\n'
+            f'        credentials: Aws::Credentials.new("{k}", "{s}")\n      )\n    end\n', [(k, 4), (s, 0)])
+
+
+@shape6("rb: JWT.decode(token, literal, true, algorithm:)", "rb6")
+def _(g):
+    v = g.b62(48)
+    return (f'\n    def self.claims(token)\n      JWT.decode(token, "{v}", true, algorithm: "HS256").first\n    end\n', one(v))
+
+
+@shape6("rb: %w[] word array of accepted API keys", "rb6")
+def _(g):
+    a, b = g.b62(32), g.b62(32)
+    return f'\n    ACCEPTED_KEYS = %w[{a} {b}].freeze\n', [(a, 0), (b, 0)]
+
+
+@shape6("rb: Sidekiq::Web Rack basic auth block comparing a literal", "rb6")
+def _(g):
+    pw = pw5(g, '"\\#')
+    return (f'\n    Sidekiq::Web.use Rack::Auth::Basic do |user, pass|\n      ActiveSupport::SecurityUtils.secure_compare(user, "ops") &\n'
+            f'        ActiveSupport::SecurityUtils.secure_compare(pass, "{pw}")\n    end\n', one(pw))
+
+
+@shape6("rspec: let(:token) { literal }", "rbspec6")
+def _(g):
+    v = "glptt-" + g.hex(40)
+    return (f'\n  let(:token) {{ "{v}" }}\n\n  it "triggers the downstream pipeline" do\n'
+            f'    expect(TriggerClient.new(token).run(ref: "main")).to be_success\n  end\n', one(v, 6))
+
+
+@shape6("rspec: webmock stub_request with a Basic header", "rbspec6")
+def _(g):
+    v = g.b64_of("billing:" + pw5(g))
+    return (f'\n  before do\n    stub_request(:post, "https://billing.partner.example/v1/invoices")\n'
+            f'      .with(headers: {{ "Authorization" => "Basic {v}" }})\n      .to_return(status: 201, body: "{{}}")\n  end\n',
+            one(v, b64_prefix_public("billing:")))
+
+
+@shape6("fastlane: ENV[] = assignment at the top of a Fastfile", "fastlane6")
+def _(g):
+    pw = pw5(g, '"\\#')
+    return f'ENV["MATCH_PASSWORD"] = "{pw}"\n', one(pw)
+
+
+@shape6("fastlane: app_store_connect_api_key key_content heredoc", "fastlane6")
+def _(g):
+    body = ec_p8(g)
+    return (f'\nlane :beta do\n  app_store_connect_api_key(\n    key_id: "{g.s(UPPER_NUM, 10)}",\n    issuer_id: "{g.uuid()}",\n'
+            f'    key_content: <<~P8\n-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\nP8\n  )\n  build_app(scheme: "Acme")\n  upload_to_testflight\nend\n',
+            one(body, len(EC_P8_PUBLIC)))
+
+
+@shape6("ex: Req.new(auth: {:bearer, literal})", "ex6")
+def _(g):
+    v = g.b62(40)
+    return (f'\n  def client do\n    Req.new(base_url: "https://api.shipping.example", auth: {{:bearer, "{v}"}})\n  end\n', one(v))
+
+
+@shape6("ex: Application.put_env at runtime with a password", "ex6")
+def _(g):
+    pw = pw5(g, '"\\#')
+    return (f'\n  def configure_sftp do\n    Application.put_env(:acme, :sftp, host: "sftp.carrier.example", user: "acme", secret: "{pw}")\n  end\n', one(pw))
+
+
+@shape6("ex: :crypto.mac(:hmac, :sha256, literal, body)", "ex6")
+def _(g):
+    v = "whsec_" + g.b62(32)
+    return (f'\n  def signature(body) do\n    :crypto.mac(:hmac, :sha256, "{v}", body) |> Base.encode16(case: :lower)\n  end\n', one(v, 6))
+
+
+@shape6("ex: Tesla.Middleware.Headers list of tuples", "ex6")
+def _(g):
+    v = g.hex(32)
+    return (f'\n  plug Tesla.Middleware.BaseUrl, "https://api.partner.example"\n  plug Tesla.Middleware.Headers, [{{"x-partner-key", "{v}"}}]\n', one(v))
+
+
+@shape6("hs: record update defaultConnectInfo { connectPassword }", "hs6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nreportingDb :: IO Connection\nreportingDb = connect defaultConnectInfo\n  {{ connectHost = "pg-report.internal"\n'
+            f'  , connectUser = "reporter"\n  , connectPassword = "{pw}"\n  , connectDatabase = "reporting"\n  }}\n', one(pw))
+
+
+@shape6("hs: OverloadedStrings header tuple (\"X-Api-Key\", literal)", "hs6")
+def _(g):
+    v = g.b62(32)
+    return (f'\nmailRequest :: Request -> Request\nmailRequest req = req\n  {{ requestHeaders = [("X-Api-Key", "{v}"), ("Accept", "application/json")] }}\n', one(v))
+
+
+# Lua / Perl / R / Julia ---------------------------------------------------------------------
+@shape6("lua: [[long bracket]] string holding a JSON config with a key", "lua6")
+def _(g):
+    v = g.b62(40)
+    return (f'\nlocal upstream_conf = cjson.decode([[\n{{"upstream": "https://tiles.vendor.example", "api_key": "{v}", "ttl": 300}}\n]])\n', one(v))
+
+
+@shape6("lua: vim.g global assignment of an API key", "lua6")
+def _(g):
+    v = "sk-ant-api03-" + g.s(URLSAFE, 93) + "AA"
+    return f'\nvim.g.assistant_provider = "anthropic"\nvim.g.assistant_api_key = "{v}"\n', one(v, 13)
+
+
+@shape6("lua: string.format building a userinfo URL", "lua6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + '"\\')
+    return (f'\nlocal amqp_url = string.format("amqp://%s:%s@%s/%s", "events", "{pw}", "mq.internal:5672", "prod")\n', one(pw))
+
+
+@shape6("perl: LWP $ua->credentials(netloc, realm, user, pw)", "perl6")
+def _(g):
+    pw = pw5(g, "'\\")
+    return (f"\nmy $ua = LWP::UserAgent->new(timeout => 20);\n$ua->credentials('intranet.acme.example:443', 'Reports', 'svc-report', '{pw}');\n", one(pw))
+
+
+@shape6("perl: BEGIN block assigning $ENV{...}", "perl6")
+def _(g):
+    v = g.s(B64, 40)
+    return (f"\nBEGIN {{\n    $ENV{{AWS_DEFAULT_REGION}}    ||= 'eu-west-1';\n    $ENV{{AWS_SECRET_ACCESS_KEY}} ||= '{v}';\n}}\n", one(v))
+
+
+@shape6("r: GET(..., authenticate(user, pw))", "r6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nsales <- content(GET("https://erp.acme.example/api/sales", authenticate("analyst", "{pw}"), query = list(year = 2024)))\n', one(pw))
+
+
+@shape6("r: options() setting a package key", "r6")
+def _(g):
+    v = g.hex(32)
+    return f'\noptions(geocoder.key = "{v}", geocoder.timeout = 10)\n', one(v)
+
+
+@shape6("jl: HTTP.get with a vector of header pairs", "jl6")
+def _(g):
+    v = g.b62(40)
+    return (f'\nresp = HTTP.get("https://api.marketdata.example/v1/quotes"; headers = ["Authorization" => "Bearer {v}", "Accept" => "application/json"])\n', one(v))
+
+
+@shape6("jl: ENV[...] = assignment", "jl6")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return f'\nENV["CLICKHOUSE_PASSWORD"] = "{pw}"\n', one(pw)
+
+
+@shape6("jl: LibPQ.Connection conninfo string", "jl6")
+def _(g):
+    pw = pw5(g, "\"\\$' ")
+    return f'\nconn = LibPQ.Connection("host=pg-report.internal dbname=reporting user=julia password={pw}")\n', one(pw)
+
+
+# C / C++ / Zig / Nim ------------------------------------------------------------------------
+@shape6("c: sqlite3_key(db, literal, len) for SQLCipher", "c6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'int vault_open(sqlite3 **db, const char *path)\n{{\n    int rc = sqlite3_open(path, db);\n    if (rc != SQLITE_OK)\n        return rc;\n'
+            f'    return sqlite3_key(*db, "{pw}", {len(pw)});\n}}\n\n', one(pw))
+
+
+@shape6("c: snprintf \"%s:%s\" with the password as an argument", "c6")
+def _(g):
+    pw = pw5(g, '"\\%')
+    return (f'static void basic_userpass(char *out, size_t n)\n{{\n    snprintf(out, n, "%s:%s", "gateway", "{pw}");\n}}\n\n', one(pw))
+
+
+@shape6("cpp: QSqlDatabase setPassword(QStringLiteral(...))", "cpp6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'QSqlDatabase openStore()\n{{\n    auto db = QSqlDatabase::addDatabase(QStringLiteral("QPSQL"));\n    db.setHostName(QStringLiteral("pg-pos.internal"));\n'
+            f'    db.setUserName(QStringLiteral("pos"));\n    db.setPassword(QStringLiteral("{pw}"));\n    db.open();\n    return db;\n}}\n\n', one(pw))
+
+
+@shape6("cpp: default member initializer in a config struct", "cpp6")
+def _(g):
+    v = g.b62(40)
+    return (f'struct TelemetryOptions {{\n    std::string endpoint{{"https://otel.acme.example:4318"}};\n    std::string ingestToken{{"{v}"}};\n    int batchSize = 512;\n}};\n\n', one(v))
+
+
+@shape6("zig: const []const u8 slice", "zig6")
+def _(g):
+    v = g.b62(40)
+    return f'\nconst ingest_token: []const u8 = "{v}";\n', one(v)
+
+
+@shape6("zig: anonymous struct header literal .{ .name, .value }", "zig6")
+def _(g):
+    v = g.b62(40)
+    return (f'\nconst upload_headers = [_]std.http.Header{{\n    .{{ .name = "content-type", .value = "application/octet-stream" }},\n'
+            f'    .{{ .name = "authorization", .value = "Bearer {v}" }},\n}};\n', one(v))
+
+
+@shape6("nim: newHttpHeaders table constructor", "nim6")
+def _(g):
+    v = g.b62(40)
+    return (f'\nlet client = newHttpClient(headers = newHttpHeaders({{"Authorization": "Bearer {v}", "Accept": "application/json"}}))\n', one(v))
+
+
+@shape6("nim: tuple unpacking let (user, pass)", "nim6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return f'\nlet (smtpUser, smtpPass) = ("alerts@acme.example", "{pw}")\n', one(pw)
+
+
+# PowerShell / shell / just / make ----------------------------------------------------------
+@shape6("ps-dsc: AllNodes node hashtable with a plain-text password", "psd6")
+def _(g):
+    pw = pw5(g, "'")
+    return (f"        @{{\n            NodeName                    = 'sql{g.r.randint(10, 99)}'\n            Role                        = 'SqlServer'\n"
+            f"            SqlSaPassword               = '{pw}'\n            PSDscAllowPlainTextPassword = $true\n        }}\n", one(pw))
+
+
+@shape6("ps: $env:NAME = 'v' assignment", "ps6")
+def _(g):
+    v = b64_bytes(g, 64)
+    return f"$env:AZURE_STORAGE_KEY = '{v}'\n", one(v)
+
+
+@shape6("ps: Publish-Module -NuGetApiKey literal", "ps6")
+def _(g):
+    v = "oy2" + g.s(string.ascii_lowercase + string.digits, 43)
+    return f"Publish-Module -Path ./out/AcmeTools -NuGetApiKey '{v}' -Repository PSGallery\n", one(v, 3)
+
+
+@shape6("sh: ${VAR:-literal} default in a parameter expansion", "sh6")
+def _(g):
+    v = "ghp_" + g.b62(36)
+    return f'GH_TOKEN="${{GH_TOKEN:-{v}}}"\nexport GH_TOKEN\n', one(v, 4)
+
+
+@shape6("sh: declare -A associative array of keys", "sh6")
+def _(g):
+    a, b = g.hex(32), g.hex(32)
+    return f'declare -A PREVIEW_KEYS=(\n  [eu]="{a}"\n  [us]="{b}"\n)\n', [(a, 0), (b, 0)]
+
+
+@shape6("sh: echo user:pw | chpasswd", "sh6")
+def _(g):
+    pw = pw5(g, SHELL_UNSAFE + ":")
+    return f"echo 'deploy:{pw}' | chpasswd\n", one(pw)
+
+
+@shape6("sh: git -c http.extraHeader with a bearer token", "sh6")
+def _(g):
+    v = "glpat-" + g.s(URLSAFE, 20)
+    return f'git -c http.extraHeader="Authorization: Bearer {v}" clone https://gitlab.acme.example/web/preview.git /tmp/preview\n', one(v, 6)
+
+
+@shape6("sh: ldapmodify -w password", "sh6")
+def _(g):
+    pw = pw5(g, SHELL_UNSAFE)
+    return f"ldapmodify -H ldaps://ldap.acme.example -D 'cn=admin,dc=acme,dc=example' -w '{pw}' -f users.ldif\n", one(pw)
+
+
+@shape6("sh: mosquitto_pub -u user -P password", "sh6")
+def _(g):
+    pw = pw5(g, SHELL_UNSAFE)
+    return f"mosquitto_pub -h mqtt.acme.example -p 8883 -u deploy -P '{pw}' -t 'fleet/ota' -m \"$VERSION\"\n", one(pw)
+
+
+@shape6("sh: sqlplus user/pw@//host/service", "sh6")
+def _(g):
+    pw = pw5(g, SHELL_UNSAFE + "/@")
+    return f"sqlplus -s 'reporting/{pw}@//ora-prod.internal:1521/ERP' @nightly_extract.sql\n", one(pw)
+
+
+@shape6("just: env_var_or_default(NAME, literal)", "just6")
+def _(g):
+    v = g.b62(40)
+    return f"registry_token := env_var_or_default(\"REGISTRY_TOKEN\", \"{v}\")\n\n", one(v)
+
+
+@shape6("just: recipe parameter default value", "just6")
+def _(g):
+    pw = pw5(g, "'\"\\$")
+    return (f"seed-db password='{pw}':\n    psql \"postgresql://seed:{{{{password}}}}@localhost:5432/app\" -f db/seed.sql\n\n", one(pw))
+
+
+@shape6("make: curl --oauth2-bearer in a recipe", "mk6")
+def _(g):
+    v = g.b62(40)
+    return (f"purge-cdn:\n\tcurl -fsS -X POST --oauth2-bearer {v} https://api.cdn.example/v1/purge -d '{{\"all\":true}}'\n\n", one(v))
+
+
+@shape6("make: variable override on a sub-make command line", "mk6")
+def _(g):
+    pw = pw5(g, "#$'\\\" ")
+    return f"deploy:\n\t$(MAKE) -C deploy push REGISTRY_USER=ci REGISTRY_PASSWORD='{pw}'\n\n", one(pw)
+
+
+# Python ------------------------------------------------------------------------------------
+@shape6("py: confluent_kafka config dict with dotted sasl.password", "py6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\n\nproducer = Producer({{\n    "bootstrap.servers": "kafka-1.internal:9093",\n    "security.protocol": "SASL_SSL",\n'
+            f'    "sasl.mechanisms": "SCRAM-SHA-512",\n    "sasl.username": "orders-producer",\n    "sasl.password": "{pw}",\n}})\n', one(pw))
+
+
+@shape6("py: paho client.username_pw_set(user, pw)", "py6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\n\nmqttc = mqtt.Client(client_id="gateway-07")\nmqttc.username_pw_set("gateway", "{pw}")\nmqttc.tls_set()\n', one(pw))
+
+
+@shape6("py: pyotp.TOTP(base32 seed)", "py6")
+def _(g):
+    v = g.s(BASE32, 32)
+    return f'\n\nADMIN_TOTP = pyotp.TOTP("{v}")  # break-glass admin, shared vault entry\n', one(v)
+
+
+@shape6("py: '%s:%s' % (user, pw) percent formatting", "py6")
+def _(g):
+    pw = pw5(g, '"\\%')
+    return f'\n\nBASIC = base64.b64encode(("%s:%s" % ("metrics", "{pw}")).encode()).decode()\n', one(pw)
+
+
+@shape6("py: aiohttp.BasicAuth(login, password) positional", "py6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\n\nasync def fetch_stock(session):\n    async with session.get(STOCK_URL, auth=aiohttp.BasicAuth("stock-reader", "{pw}")) as resp:\n'
+            f'        return await resp.json()\n', one(pw))
+
+
+@shape6("py: httpx DigestAuth(user, pw)", "py6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return f'\n\ncamera = httpx.Client(base_url="http://cam-dock-3.lan", auth=httpx.DigestAuth("admin", "{pw}"))\n', one(pw)
+
+
+@shape6("py: google Credentials(token=None, refresh_token=, client_secret=)", "py6")
+def _(g):
+    cs, rt = "GOCSPX-" + g.s(URLSAFE, 28), "1//0" + g.s(URLSAFE, 99)
+    return (f'\n\nsheets_creds = Credentials(\n    token=None,\n    refresh_token="{rt}",\n    client_id="{g.r.randint(10**11, 10**12 - 1)}-{g.s(string.ascii_lowercase + string.digits, 32)}.apps.googleusercontent.com",\n'
+            f'    client_secret="{cs}",\n    token_uri="https://oauth2.googleapis.com/token",\n)\n', [(rt, 4), (cs, 7)])
+
+
+@shape6("py: single-letter variable k passed to hmac.new", "py6")
+def _(g):
+    v = g.b62(32)
+    return f'\n\nk = b"{v}"\n\n\ndef sign(body: bytes) -> str:\n    return hmac.new(k, body, hashlib.sha256).hexdigest()\n', one(v)
+
+
+@shape6("py: comment with a pasted log line showing a DSN", "py6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE)
+    return (f'\n\n# Seen in prod on 2024-04-11, keep until the retry fix ships:\n'
+            f'#   sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) connection to "postgresql://orders:{pw}@pg-main.internal:5432/orders" failed: timeout\n'
+            f'ENGINE_TIMEOUT = 30\n', one(pw))
+
+
+@shape6("py: attribute assignment cfg.b = literal on a namespace", "py6")
+def _(g):
+    v = g.b62(40)
+    return f'\n\ncfg = SimpleNamespace()\ncfg.a = "https://search.acme.example"\ncfg.b = "{v}"\n', one(v)
+
+
+# Go ----------------------------------------------------------------------------------------
+@shape6("go: sarama config.Net.SASL.Password field chain", "go6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nfunc saramaConfig() *sarama.Config {{\n\tcfg := sarama.NewConfig()\n\tcfg.Net.SASL.Enable = true\n\tcfg.Net.SASL.User = "orders-consumer"\n'
+            f'\tcfg.Net.SASL.Password = "{pw}"\n\tcfg.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512\n\treturn cfg\n}}\n', one(pw))
+
+
+@shape6("go: nats.UserInfo(user, pw) connect option", "go6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nfunc connectBus() (*nats.Conn, error) {{\n\treturn nats.Connect("tls://nats.internal:4222", nats.UserInfo("orders", "{pw}"), nats.Name("orders-api"))\n}}\n', one(pw))
+
+
+@shape6("go: azblob.NewSharedKeyCredential(account, key)", "go6")
+def _(g):
+    v = b64_bytes(g, 64)
+    return (f'\nfunc blobCred() (*azblob.SharedKeyCredential, error) {{\n\treturn azblob.NewSharedKeyCredential("acmearchive", "{v}")\n}}\n', one(v))
+
+
+@shape6("go: []byte{0x..} key slice literal", "go6")
+def _(g):
+    v = c_bytes(g, 32, per_line=8, indent="\t")
+    return f'\nvar cookieKey = []byte{{\n\t{v},\n}}\n', one(v)
+
+
+@shape6("go: jwt keyfunc returning []byte(literal)", "go6")
+def _(g):
+    v = g.b62(48)
+    return (f'\nfunc parse(tok string) (*jwt.Token, error) {{\n\treturn jwt.Parse(tok, func(t *jwt.Token) (interface{{}}, error) {{\n'
+            f'\t\treturn []byte("{v}"), nil\n\t}})\n}}\n', one(v))
+
+
+@shape6("go: log line pasted in a comment with a token", "go6")
+def _(g):
+    v = g.b62(40)
+    return (f'\n// Reproduces the 401 loop from the incident; log from the pod:\n'
+            f'//   time=2024-04-30T09:12:44Z level=DEBUG msg="upstream auth" header="Authorization: Bearer {v}" status=401\n'
+            f'func retryOn401(status int) bool {{ return status == 401 }}\n', one(v))
+
+
+@shape6("go: short-declared t := literal used as a header", "go6")
+def _(g):
+    v = g.hex(40)
+    return f'\nfunc tag(req *http.Request) {{\n\tt := "{v}"\n\treq.Header.Set("X-T", t)\n}}\n', one(v)
+
+
+# Rust --------------------------------------------------------------------------------------
+@shape6("rs: [u8; 32] const array literal", "rs6")
+def _(g):
+    v = c_bytes(g, 32, per_line=8)
+    return f'\npub const SESSION_KEY: [u8; 32] = [\n    {v},\n];\n', one(v)
+
+
+@shape6("rs: Command::new(..).env(NAME, v)", "rs6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\npub fn restic_backup(path: &str) -> std::io::Result<std::process::ExitStatus> {{\n    Command::new("restic")\n'
+            f'        .args(["backup", path])\n        .env("RESTIC_PASSWORD", "{pw}")\n        .status()\n}}\n', one(pw))
+
+
+@shape6("rs: tuple-struct newtype wrapping a literal", "rs6")
+def _(g):
+    v = g.b62(40)
+    return f'\npub struct ApiKey(pub &\'static str);\n\npub static EXPORT_KEY: ApiKey = ApiKey("{v}");\n', one(v)
+
+
+# Java / C# / Clojure / VB / Erlang ----------------------------------------------------------
+@shape6("java: AwsBasicCredentials.create(id, secret)", "java6")
+def _(g):
+    k, s = "AKIA" + g.s(UPPER_NUM, 16), g.s(B64, 40)
+    return (f'\n    static S3Client archive() {{\n        return S3Client.builder()\n            .region(Region.EU_WEST_1)\n'
+            f'            .credentialsProvider(StaticCredentialsProvider.create(AwsBasicCredentials.create("{k}", "{s}")))\n            .build();\n    }}\n',
+            [(k, 4), (s, 0)])
+
+
+@shape6("java: new SecretKeySpec(literal.getBytes(), HmacSHA256)", "java6")
+def _(g):
+    v = g.b62(40)
+    return (f'\n    static Mac hookMac() throws Exception {{\n        Mac mac = Mac.getInstance("HmacSHA256");\n'
+            f'        mac.init(new SecretKeySpec("{v}".getBytes(StandardCharsets.UTF_8), "HmacSHA256"));\n        return mac;\n    }}\n', one(v))
+
+
+@shape6("java: ProcessBuilder environment().put(NAME, v)", "java6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\n    static Process dump() throws IOException {{\n        ProcessBuilder pb = new ProcessBuilder("pg_dump", "-h", "pg-main", "-U", "backup", "orders");\n'
+            f'        pb.environment().put("PGPASSWORD", "{pw}");\n        return pb.start();\n    }}\n', one(pw))
+
+
+@shape6("java: String.format building user:pw for a Basic header", "java6")
+def _(g):
+    pw = pw5(g, '"\\%')
+    return (f'\n    static final String LEGACY_AUTH = "Basic " + Base64.getEncoder().encodeToString(\n'
+            f'        String.format("%s:%s", "legacy-bridge", "{pw}").getBytes(StandardCharsets.UTF_8));\n', one(pw))
+
+
+@shape6("java: jdbc:sqlserver URL with ;password= property", "java6")
+def _(g):
+    pw = pw5(g, '"\\;={}')
+    return (f'\n    static final String WAREHOUSE_URL =\n        "jdbc:sqlserver://sql-dw.corp.acme.example:1433;databaseName=Warehouse;user=etl_loader;password={pw};encrypt=true";\n', one(pw))
+
+
+@shape6("cs: new StorageSharedKeyCredential(account, key)", "cs6")
+def _(g):
+    v = b64_bytes(g, 64)
+    return (f'        var blobs = new BlobServiceClient(new Uri("https://acmearchive.blob.core.windows.net"),\n'
+            f'            new StorageSharedKeyCredential("acmearchive", "{v}"));\n', one(v))
+
+
+@shape6("cs: new HMACSHA256(Encoding.UTF8.GetBytes(literal))", "cs6")
+def _(g):
+    v = g.b62(40)
+    return f'        using var hmac = new HMACSHA256(Encoding.UTF8.GetBytes("{v}"));\n', one(v)
+
+
+@shape6("cs: ProcessStartInfo.Environment[NAME] = v", "cs6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'        var psi = new ProcessStartInfo("sqlcmd", "-S sql01 -U etl -i nightly.sql");\n        psi.Environment["SQLCMDPASSWORD"] = "{pw}";\n', one(pw))
+
+
+@shape6("cs: Convert.FromBase64String(literal) key", "cs6")
+def _(g):
+    v = b64_bytes(g, 32)
+    return f'        var aesKey = Convert.FromBase64String("{v}");\n', one(v)
+
+
+@shape6("clj: db-spec map {:password ...}", "clj6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\n(def db-spec\n  {{:dbtype   "postgresql"\n   :host     "pg-main.internal"\n   :dbname   "orders"\n   :user     "orders"\n   :password "{pw}"}})\n', one(pw))
+
+
+@shape6("clj: ^:private def holding a token", "clj6")
+def _(g):
+    v = g.b62(40)
+    return f'\n(def ^:private pagerduty-token "{v}")\n', one(v)
+
+
+@shape6("vba: ADODB conn.Open OLE DB string with Password=", "vb6")
+def _(g):
+    pw = pw5(g, '";=')
+    return (f'    Set conn = CreateObject("ADODB.Connection")\n'
+            f'    conn.Open "Provider=SQLOLEDB;Data Source=sql01;Initial Catalog=Sales;User ID=excel_report;Password={pw};"\n', one(pw))
+
+
+@shape6("vbs: XMLHTTP .Open with user and password positional", "vb6")
+def _(g):
+    pw = pw5(g, '"')
+    return (f'    Set http = CreateObject("MSXML2.XMLHTTP")\n    http.Open "GET", "https://intranet.acme.example/export.csv", False, "svc-export", "{pw}"\n    http.Send\n', one(pw))
+
+
+@shape6("erlang: sys.config {password, \"...\"} tuple", "erl6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'  {{epgsql, [{{host, "pg-main.internal"}}, {{username, "events"}}, {{password, "{pw}"}}, {{database, "events"}}]}},\n', one(pw))
+
+
+@shape6("erlang: binary <<\"...\">> default_pass in a proplist", "erl6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return f'  {{rabbit, [{{default_user, <<"admin">>}}, {{default_pass, <<"{pw}">>}}]}},\n', one(pw)
+
+
+# SQL ---------------------------------------------------------------------------------------
+@shape6("sql: SQL*Plus CONNECT user/pw@tns", "sqlplus6")
+def _(g):
+    pw = pw5(g, "/@\"'")
+    return f"CONNECT etl_owner/{pw}@ERP_PROD\nSET ECHO OFF\n", one(pw)
+
+
+@shape6("sql: CREATE SUBSCRIPTION ... CONNECTION with password=", "pgrepl6")
+def _(g):
+    pw = pw5(g, "' ")
+    return (f"CREATE SUBSCRIPTION orders_sub\n  CONNECTION 'host=pg-main.internal port=5432 dbname=orders user=replicator password={pw}'\n  PUBLICATION orders_pub;\n",
+            one(pw))
+
+
+# TypeScript / JavaScript / Vue / CDK / Hardhat ---------------------------------------------
+@shape6("ts: Apollo setContext returning an authorization header", "ts6")
+def _(g):
+    v = g.b62(40)
+    return (f'\nconst authLink = setContext((_, {{ headers }}) => ({{\n  headers: {{ ...headers, authorization: "Bearer {v}" }},\n}}));\n', one(v))
+
+
+@shape6("ts: new Headers([[name, value]]) with x-hasura-admin-secret", "ts6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nexport const hasuraHeaders = new Headers([\n  ["content-type", "application/json"],\n  ["x-hasura-admin-secret", "{pw}"],\n]);\n', one(pw))
+
+
+@shape6("ts: template literal URL with a literal password", "ts6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + "`$\\")
+    return f'\nconst mqUser = "events";\nexport const amqpUrl = `amqps://${{mqUser}}:{pw}@mq.internal:5671/prod`;\n', one(pw)
+
+
+@shape6("ts: NextAuth GitHub provider clientSecret", "ts6")
+def _(g):
+    v = g.hex(40)
+    return (f'\nexport const authOptions = {{\n  providers: [\n    GitHubProvider({{ clientId: "Iv1.{g.hex(16)}", clientSecret: "{v}" }}),\n  ],\n}};\n', one(v))
+
+
+@shape6("ts: KafkaJS sasl { mechanism, username, password }", "ts6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nexport const kafka = new Kafka({{\n  clientId: "checkout",\n  brokers: ["kafka-1.internal:9093"],\n  ssl: true,\n'
+            f'  sasl: {{ mechanism: "scram-sha-512", username: "checkout", password: "{pw}" }},\n}});\n', one(pw))
+
+
+@shape6("ts: headers object keyed x-amz-security-token", "ts6")
+def _(g):
+    v = STS_PUBLIC + g.s(B64, 300)
+    return (f'\nexport const uploadHeaders: Record<string, string> = {{\n  "x-amz-acl": "private",\n  "x-amz-security-token": "{v}",\n}};\n', one(v, len(STS_PUBLIC)))
+
+
+@shape6("ts: otplib authenticator.generate(base32 seed) in a test helper", "ts6")
+def _(g):
+    v = g.s(BASE32, 32)
+    return f'\nexport const adminOtp = (): string => authenticator.generate("{v}");\n', one(v)
+
+
+@shape6("js: child_process.spawn env with a literal", "js6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\nconst child = spawn("npx", ["prisma", "migrate", "deploy"], {{\n  stdio: "inherit",\n'
+            f'  env: {{ ...process.env, DATABASE_PASSWORD: "{pw}" }},\n}});\n', one(pw))
+
+
+@shape6("js: mongosh db.createUser({ pwd })", "js6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\ndb.getSiblingDB("orders").createUser({{\n  user: "orders_app",\n  pwd: "{pw}",\n  roles: [{{ role: "readWrite", db: "orders" }}],\n}});\n', one(pw))
+
+
+@shape6("js: Buffer.from(hex, 'hex') as an AES key", "js6")
+def _(g):
+    v = g.hex(64)
+    return f'\nconst AES_KEY = Buffer.from("{v}", "hex");\n', one(v)
+
+
+@shape6("vue: <script setup> const with a token", "vue6")
+def _(g):
+    v = g.b62(40)
+    return f'const chatToken = "{v}";\n', one(v)
+
+
+@shape6("cdk: SecretValue.unsafePlainText(literal)", "cdk6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'\n    const db = new rds.DatabaseInstance(this, "Reporting", {{\n      engine: rds.DatabaseInstanceEngine.postgres({{ version: rds.PostgresEngineVersion.VER_16 }}),\n'
+            f'      vpc,\n      credentials: rds.Credentials.fromPassword("reporting", SecretValue.unsafePlainText("{pw}")),\n    }});\n', one(pw))
+
+
+@shape6("cdk: Lambda Function environment map", "cdk6")
+def _(g):
+    v = g.b62(40)
+    return (f'\n    new lambda.Function(this, "Notifier", {{\n      runtime: lambda.Runtime.NODEJS_20_X,\n      handler: "index.handler",\n'
+            f'      code: lambda.Code.fromAsset("lambda/notifier"),\n      environment: {{ TWILIO_AUTH: "{v}", FROM: "+15550100" }},\n    }});\n', one(v))
+
+
+@shape6("hardhat: networks accounts [\"0x<private key>\"]", "hardhat6")
+def _(g):
+    v, pid = "0x" + g.hex(64), g.hex(32)
+    return (f'  networks: {{\n    sepolia: {{\n      url: "https://sepolia.infura.io/v3/{pid}",\n      accounts: ["{v}"],\n    }},\n  }},\n', [(v, 2), (pid, 0)])
+
+
+@shape6("hardhat: etherscan apiKey", "hardhat6")
+def _(g):
+    v = g.s(UPPER_NUM, 34)
+    return f'  etherscan: {{ apiKey: "{v}" }},\n', one(v)
+
+
+# CI systems --------------------------------------------------------------------------------
+@shape6("buildkite: step env with a literal token", "buildkite6")
+def _(g):
+    v = g.b62(40)
+    return (f'  - label: ":rspec: specs"\n    command: bin/rspec --format progress\n    env:\n      BUILDKITE_ANALYTICS_TOKEN: "{v}"\n      RAILS_ENV: test\n', one(v))
+
+
+@shape6("buildkite: docker-compose plugin env list - NAME=v", "buildkite6")
+def _(g):
+    pw = pw5(g, "'\"\\$#")
+    return (f'  - label: ":docker: integration"\n    plugins:\n      - docker-compose#v5.2.0:\n          run: app\n          env:\n'
+            f'            - POSTGRES_PASSWORD={pw}\n            - RAILS_ENV=test\n', one(pw))
+
+
+@shape6("woodpecker: step environment flow mapping", "woodpecker6")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return (f'  publish:\n    image: node:20\n    environment: {{ NPM_TOKEN: {v}, CI: "true" }}\n    commands:\n'
+            f'      - echo "//registry.npmjs.org/:_authToken=$NPM_TOKEN" > .npmrc\n      - npm publish\n', one(v, 4))
+
+
+@shape6("gha: workflow_dispatch input default", "gha6")
+def _(g):
+    v = g.hex(40)
+    return (f"on:\n  workflow_dispatch:\n    inputs:\n      environment:\n        default: staging\n      dd_api_key:\n        description: Datadog key for the run\n"
+            f"        default: '{v}'\n", one(v))
+
+
+@shape6("gha: docker:// action with a token in args", "gha6")
+def _(g):
+    v = g.b62(40)
+    return (f"jobs:\n  notify:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: docker://ghcr.io/acme/notify:1.3.0\n"
+            f"        with:\n          args: --channel releases --token {v}\n", one(v))
+
+
+@shape6("gitlab-ci: include remote URL with private_token query", "gitlab6")
+def _(g):
+    v = "glpat-" + g.s(URLSAFE, 20)
+    return f"include:\n  - remote: 'https://gitlab.acme.example/api/v4/projects/42/repository/files/ci%2Fbase.yml/raw?ref=main&private_token={v}'\n\n", one(v, 6)
+
+
+@shape6("gitlab-ci: trigger API curl -F token=", "gitlab6")
+def _(g):
+    v = "glptt-" + g.hex(40)
+    return (f"trigger-docs:\n  stage: deploy\n  script:\n    - curl -fsS -X POST -F token={v} -F ref=main https://gitlab.acme.example/api/v4/projects/77/trigger/pipeline\n\n",
+            one(v, 6))
+
+
+@shape6("azure-pipelines: Docker@2 arguments --build-arg with a token", "azure6")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return (f"  - task: Docker@2\n    inputs:\n      command: build\n      repository: acme/web\n      dockerfile: Dockerfile\n"
+            f"      arguments: --build-arg NPM_TOKEN={v}\n", one(v, 4))
+
+
+@shape6("cloudbuild: step args list with --password=", "cloudbuild6")
+def _(g):
+    pw = pw5(g, "'\"\\$")
+    return (f"  - name: gcr.io/cloud-builders/docker\n    entrypoint: bash\n    args:\n      - -c\n"
+            f"      - docker login registry.acme.example --username=cloudbuild --password='{pw}'\n", one(pw))
+
+
+@shape6("cloudbuild: substitutions default _MAPS_KEY", "cloudbuild6")
+def _(g):
+    v = "AIza" + g.s(URLSAFE, 35)
+    return f"substitutions:\n  _REGION: europe-west1\n  _MAPS_KEY: {v}\n", one(v, 4)
+
+
+@shape6("teamcity: params { param(\"env.NAME\", literal) }", "teamcity6")
+def _(g):
+    v = g.b62(40)
+    return f'    params {{\n        param("env.SONAR_LOGIN", "{v}")\n        param("env.GRADLE_OPTS", "-Xmx2g")\n    }}\n', one(v)
+
+
+@shape6("teamcity: password() parameter with a literal value", "teamcity6")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return f'    params {{\n        password("env.SIGNING_STORE_PASS", "{pw}", display = ParameterDisplay.HIDDEN)\n    }}\n', one(pw)
+
+
+# Config management / build tools -----------------------------------------------------------
+@shape6("salt: pillar nested mysql:server:root_password", "salt6")
+def _(g):
+    pw = pw5(g, "'")
+    return f"mysql:\n  server:\n    root_user: root\n    root_password: '{pw}'\n    bind-address: 0.0.0.0\n", one(pw)
+
+
+@shape6("salt: cmd.run state with an env list", "saltstate6")
+def _(g):
+    pw = pw5(g, "'")
+    return (f"run-migrations:\n  cmd.run:\n    - name: /opt/app/bin/migrate up\n    - runas: app\n    - env:\n"
+            f"      - DATABASE_PASSWORD: '{pw}'\n    - require:\n      - pkg: app\n", one(pw))
+
+
+@shape6("hiera: profile::db::password class parameter key", "hiera6")
+def _(g):
+    pw = pw5(g, "'")
+    return f"profile::db::user: 'app'\nprofile::db::password: '{pw}'\n", one(pw)
+
+
+@shape6("hiera: nested hash of monitoring keys", "hiera6")
+def _(g):
+    v = g.hex(32)
+    return f"profile::monitoring::keys:\n  newrelic_license: '{v}'\n  region: 'eu'\n", one(v)
+
+
+@shape6("chef: data bag item JSON with a password", "databag6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return f'  "db_user": "shop",\n  "db_password": "{pw}",\n', one(pw)
+
+
+@shape6("nix: attribute path assignment of an admin password", "nix6")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return f'  services.grafana.settings.security.admin_password = "{pw}";\n', one(pw)
+
+
+@shape6("nix: systemd service environment attrset", "nix6")
+def _(g):
+    v = g.b62(40)
+    return (f'  systemd.services.exporter.environment = {{\n    EXPORTER_PORT = "9187";\n    EXPORTER_TOKEN = "{v}";\n  }};\n', one(v))
+
+
+@shape6("bazel: --remote_header=x-buildbuddy-api-key=", "bazel6")
+def _(g):
+    v = g.b62(20)
+    return f"build:remote --remote_cache=grpcs://remote.buildbuddy.io\nbuild:remote --remote_header=x-buildbuddy-api-key={v}\n", one(v)
+
+
+@shape6("bazel: build --action_env=NAME=v", "bazel6")
+def _(g):
+    pw = pw5(g, " #'\"\\")
+    return f"build --action_env=ARTIFACTORY_PASSWORD={pw}\n", one(pw)
+
+
+@shape6("maven: .mvn/maven.config -Dgpg.passphrase=", "mvnconfig6")
+def _(g):
+    pw = pw5(g, " '\"\\")
+    return f"-Dgpg.passphrase={pw}\n", one(pw)
+
+
+@shape6("docker-bake: target args map with a token", "bake6")
+def _(g):
+    v = "npm_" + g.b62(36)
+    return (f'target "web" {{\n  context    = "."\n  dockerfile = "Dockerfile"\n  args = {{\n    NODE_ENV  = "production"\n    NPM_TOKEN = "{v}"\n  }}\n  tags = ["registry.acme.example/web:latest"]\n}}\n\n', one(v, 4))
+
+
+@shape6("electron-builder: win certificatePassword", "electron6")
+def _(g):
+    pw = pw5(g, "'")
+    return f"win:\n  target: nsis\n  certificateFile: build/codesign.pfx\n  certificatePassword: '{pw}'\n", one(pw)
+
+
+@shape6("xcconfig: build setting with an API secret", "xcconfig6")
+def _(g):
+    v = g.b62(40)
+    return f"REVENUECAT_SECRET = {v}\n", one(v)
+
+
+@shape6("plist: launchd EnvironmentVariables dict", "launchd6")
+def _(g):
+    pw = pw5(g, "<&")
+    return (f"    <key>EnvironmentVariables</key>\n    <dict>\n        <key>SYNC_USER</key>\n        <string>kiosk</string>\n"
+            f"        <key>SYNC_PASSWORD</key>\n        <string>{pw}</string>\n    </dict>\n", one(pw))
+
+
+@shape6("plist: <key>/<string> pair holding an SDK secret", "infoplist6")
+def _(g):
+    v = g.b62(40)
+    return f"    <key>AcmeSDKClientSecret</key>\n    <string>{v}</string>\n", one(v)
+
+
+# Servers, brokers and databases configs ----------------------------------------------------
+@shape6("redis.conf: requirepass directive", "redis6")
+def _(g):
+    pw = pw5(g, " \"'\\#")
+    return f"requirepass {pw}\n", one(pw)
+
+
+@shape6("redis.conf: masterauth on a replica", "redis6")
+def _(g):
+    pw = pw5(g, " \"'\\#")
+    return f"replicaof redis-primary.internal 6379\nmasterauth {pw}\n", one(pw)
+
+
+@shape6("mosquitto: bridge remote_password", "mosq6")
+def _(g):
+    pw = pw5(g, " #")
+    return (f"connection cloud-bridge\naddress mqtt.cloud.acme.example:8883\nremote_username site-{g.r.randint(100, 999)}\nremote_password {pw}\n"
+            f"topic telemetry/# out 1\nbridge_cafile /etc/mosquitto/ca.crt\n", one(pw))
+
+
+@shape6("rabbitmq.conf: default_pass", "rabbit6")
+def _(g):
+    pw = pw5(g, " #")
+    return f"default_user = admin\ndefault_pass = {pw}\n", one(pw)
+
+
+@shape6("nats-server: authorization users list password", "nats6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'authorization {{\n  users = [\n    {{ user: "orders", password: "{pw}", permissions: {{ publish: "orders.>" }} }}\n  ]\n}}\n\n', one(pw))
+
+
+@shape6("nats-server: leafnode remote URL with credentials", "nats6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + '"\\')
+    return f'leafnodes {{\n  remotes = [\n    {{ url: "nats-leaf://edge:{pw}@hub.acme.example:7422" }}\n  ]\n}}\n\n', one(pw)
+
+
+@shape6("kafka: ssl.keystore.password and ssl.key.password", "kafkaprops6")
+def _(g):
+    a, b = pw5(g, "\\"), pw5(g, "\\")
+    return (f"ssl.keystore.location=/etc/kafka/secrets/client.keystore.jks\nssl.keystore.password={a}\nssl.key.password={b}\n",
+            [(a, 0), (b, 0)])
+
+
+@shape6("caddy: reverse_proxy header_up Authorization", "caddy6")
+def _(g):
+    v = g.b62(40)
+    return (f'search.acme.example {{\n    reverse_proxy opensearch.internal:9200 {{\n        header_up Authorization "Bearer {v}"\n    }}\n}}\n\n', one(v))
+
+
+@shape6("caddy: tls dns provider token", "caddy6")
+def _(g):
+    v = g.s(URLSAFE, 40)
+    return f'internal.acme.example {{\n    tls {{\n        dns cloudflare {v}\n    }}\n    respond "ok"\n}}\n\n', one(v)
+
+
+@shape6("traefik: headers middleware customRequestHeaders", "traefik6")
+def _(g):
+    v = g.b62(32)
+    return (f'    add-partner-key:\n      headers:\n        customRequestHeaders:\n          X-Partner-Key: "{v}"\n', one(v))
+
+
+@shape6("nginx: proxy_pass URL with ?api_key= query", "nginx6")
+def _(g):
+    v = g.b62(32)
+    return (f'    location /tiles/ {{\n        proxy_pass https://tiles.vendor.example/v4/?api_key={v};\n        proxy_cache tiles;\n    }}\n', one(v))
+
+
+@shape6("apache: DBDParams with password=", "apache6")
+def _(g):
+    pw = pw5(g, " ,\"'\\")
+    return (f'DBDriver pgsql\nDBDParams "host=pg-auth.internal dbname=intranet user=apache password={pw}"\n'
+            f'<Location /intranet>\n    AuthType Basic\n    AuthName "Intranet"\n    AuthBasicProvider dbd\n    Require valid-user\n</Location>\n', one(pw))
+
+
+@shape6("squid: cache_peer login=user:pw", "squid6")
+def _(g):
+    pw = pw5(g, " :#")
+    return f"cache_peer proxy.upstream.example parent 3128 0 no-query default login=acme:{pw}\nnever_direct allow all\n", one(pw)
+
+
+@shape6("supervisord: [inet_http_server] password", "supervisor6")
+def _(g):
+    pw = pw5(g, INI_UNSAFE)
+    return f"[inet_http_server]\nport = 127.0.0.1:9001\nusername = ops\npassword = {pw}\n\n", one(pw)
+
+
+@shape6("php-fpm: env[NAME] = value in a pool", "fpm6")
+def _(g):
+    pw = pw5(g, INI_UNSAFE + "\"")
+    return f"env[DB_HOST] = mysql.internal\nenv[DB_PASSWORD] = \"{pw}\"\n", one(pw)
+
+
+@shape6("clickhouse: users.xml <password>", "clickhouse6")
+def _(g):
+    pw = pw5(g, "<&")
+    return (f"        <reporting>\n            <password>{pw}</password>\n            <networks><ip>10.0.0.0/8</ip></networks>\n"
+            f"            <profile>readonly</profile>\n            <quota>default</quota>\n        </reporting>\n", one(pw))
+
+
+@shape6("xml: hibernate.cfg.xml connection.password property", "hibernate6")
+def _(g):
+    pw = pw5(g, "<&")
+    return f'        <property name="hibernate.connection.username">legacy</property>\n        <property name="hibernate.connection.password">{pw}</property>\n', one(pw)
+
+
+@shape6("xml: phpunit.xml <env name value> secret", "phpunit6")
+def _(g):
+    v = "sk_test_" + g.b62(24)
+    return f'        <env name="STRIPE_SECRET" value="{v}"/>\n', one(v, 8)
+
+
+@shape6("quadlet: .container Environment=NEO4J_AUTH=user/pw", "quadlet6")
+def _(g):
+    pw = pw5(g, "/%$ \"'\\")
+    return f"Environment=NEO4J_AUTH=neo4j/{pw}\n", one(pw)
+
+
+@shape6("systemd: .mount Options= with username and password", "mount6")
+def _(g):
+    pw = pw5(g, ", %$\"'\\")
+    return f"Options=username=scanner,password={pw},vers=3.0,uid=1000\n", one(pw)
+
+
+@shape6("systemd-networkd: .netdev [WireGuard] PrivateKey=", "netdev6")
+def _(g):
+    v = b64_bytes(g, 32)
+    return f"[WireGuard]\nPrivateKey={v}\nListenPort=51820\n\n", one(v)
+
+
+@shape6("ini: tox.ini setenv NAME=v", "tox6")
+def _(g):
+    v = g.b62(40)
+    return f"setenv =\n    DJANGO_SETTINGS_MODULE = acme.settings.test\n    PARTNER_API_KEY = {v}\n", one(v)
+
+
+@shape6("ini: alembic.ini sqlalchemy.url with a password", "alembic6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE + INI_UNSAFE)
+    return f"sqlalchemy.url = postgresql+psycopg://migrator:{pw}@pg-main.internal:5432/orders\n", one(pw)
+
+
+@shape6("toml: Streamlit secrets.toml [connections.*] password", "streamlit6")
+def _(g):
+    pw = pw5(g, '"\\')
+    return (f'[connections.warehouse]\ndialect = "postgresql"\nhost = "dw.acme.example"\nport = 5432\ndatabase = "dw"\nusername = "dashboards"\npassword = "{pw}"\n\n', one(pw))
+
+
+@shape6("toml: Rocket.toml secret_key", "rocket6")
+def _(g):
+    v = b64_bytes(g, 32)
+    return f'[release]\nsecret_key = "{v}"\n', one(v)
+
+
+@shape6("json5: unquoted key with a single-quoted secret", "jsonfive6")
+def _(g):
+    v = g.b62(40)
+    return f"  algolia: {{\n    appId: 'ACME01',\n    adminKey: '{v}',\n  }},\n", one(v)
+
+
+@shape6("json5: password followed by a trailing comment", "jsonfive6")
+def _(g):
+    pw = pw5(g, "'\\")
+    return f"  smtp: {{\n    user: 'alerts@acme.example',\n    pass: '{pw}', // rotate with IT\n  }},\n", one(pw)
+
+
+@shape6("nomad: template data heredoc with a password", "nomad6")
+def _(g):
+    pw = pw5(g, "{}$%")
+    return (f'      template {{\n        destination = "local/db.env"\n        env         = true\n        data        = <<EOT\nDB_USER=api\nDB_PASSWORD={pw}\nEOT\n      }}\n', one(pw))
+
+
+@shape6("nomad: task env block", "nomad6")
+def _(g):
+    v = g.b62(40)
+    return f'      env {{\n        ROLLBAR_TOKEN = "{v}"\n      }}\n', one(v)
+
+
+@shape6("consul: acl tokens agent = uuid", "consul6")
+def _(g):
+    v = g.uuid()
+    return f'acl {{\n  enabled = true\n  default_policy = "deny"\n  tokens {{\n    agent = "{v}"\n  }}\n}}\n\n', one(v)
+
+
+@shape6("consul: gossip encrypt key", "consul6")
+def _(g):
+    v = b64_bytes(g, 32)
+    return f'encrypt = "{v}"\n\n', one(v)
+
+
+@shape6("packer: source block winrm_password", "packer6")
+def _(g):
+    pw = pw5(g, '"\\$')
+    return (f'source "amazon-ebs" "base" {{\n  ami_name       = "acme-base-{{{{timestamp}}}}"\n  instance_type  = "t3.large"\n  communicator   = "winrm"\n'
+            f'  winrm_username = "Administrator"\n  winrm_password = "{pw}"\n}}\n\n', one(pw))
+
+
+@shape6("compose: top-level configs content with a password", "compose6")
+def _(g):
+    pw = pw5(g, "$ #")
+    return (f"configs:\n  pgbouncer_ini:\n    content: |\n      [databases]\n      app = host=postgres dbname=app user=app password={pw}\n", one(pw))
+
+
+@shape6("kustomize: secretGenerator literals - key=value", "kustomize6")
+def _(g):
+    pw = pw5(g, "'\"")
+    return f"secretGenerator:\n  - name: app-db\n    literals:\n      - username=app\n      - password={pw}\n", one(pw)
+
+
+@shape6("serverless: provider.environment literal", "serverless6")
+def _(g):
+    v = g.b62(40)
+    return f"  environment:\n    STAGE: ${{sls:stage}}\n    ALGOLIA_WRITE_KEY: {v}\n", one(v)
+
+
+@shape6("otel-collector: exporter headers x-honeycomb-team", "otel6")
+def _(g):
+    v = g.b62(32)
+    return f"exporters:\n  otlphttp/honeycomb:\n    endpoint: https://api.honeycomb.io\n    headers:\n      x-honeycomb-team: {v}\n", one(v)
+
+
+@shape6("kibana.yml: elasticsearch.password", "kibana6")
+def _(g):
+    pw = pw5(g, "\"'\\#")
+    return f'elasticsearch.username: "kibana_system"\nelasticsearch.password: "{pw}"\n', one(pw)
+
+
+@shape6("kibana.yml: encryptedSavedObjects.encryptionKey", "kibana6")
+def _(g):
+    v = g.b62(32)
+    return f"xpack.encryptedSavedObjects.encryptionKey: {v}\n", one(v)
+
+
+@shape6("renovate: hostRules token", "renovate6")
+def _(g):
+    v = "glpat-" + g.s(URLSAFE, 20)
+    return f'  "hostRules": [\n    {{ "matchHost": "gitlab.acme.example", "token": "{v}" }}\n  ],\n', one(v, 6)
+
+
+@shape6("dependabot: registries password literal", "dependabot6")
+def _(g):
+    pw = pw5(g, "'")
+    return (f"registries:\n  nexus:\n    type: maven-repository\n    url: https://nexus.acme.example/repository/maven-public/\n    username: dependabot\n    password: '{pw}'\n", one(pw))
+
+
+@shape6("cloud-init: chpasswd list user:pw", "cloudinit6")
+def _(g):
+    pw = pw5(g, ":'\"#")
+    return f"chpasswd:\n  expire: false\n  list: |\n    ubuntu:{pw}\n", one(pw)
+
+
+@shape6("cloud-init: ssh_keys ed25519_private block", "cloudinit6")
+def _(g):
+    ind = "\n    "
+    first = OPENSSH_PUBLIC.replace("\n", ind)
+    body = first + g.s(B64, 57)
+    for _ in range(3):
+        body += ind + g.s(B64, 70)
+    body += ind + g.s(B64, 20) + "="
+    return (f"ssh_keys:\n  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n    {body}\n    -----END OPENSSH PRIVATE KEY-----\n"
+            f"  ed25519_public: {LA6_SSH_PUB}\n", one(body, len(first)))
+
+
+@shape6("homeassistant: integration api_key inline", "ha6")
+def _(g):
+    v = g.hex(32)
+    return f"weather:\n  - platform: openweathermap\n    api_key: {v}\n", one(v)
+
+
+@shape6("graphql-config: endpoint headers Authorization", "graphqlcfg6")
+def _(g):
+    v = g.b62(40)
+    return (f"extensions:\n  endpoints:\n    default:\n      url: https://api.acme.example/graphql\n      headers:\n        Authorization: Bearer {v}\n", one(v))
+
+
+@shape6("minecraft: server.properties rcon.password", "minecraft6")
+def _(g):
+    pw = pw5(g, "\\")
+    return f"enable-rcon=true\nrcon.port=25575\nrcon.password={pw}\n", one(pw)
+
+
+# Test fixtures, snapshots, docs and notebooks ----------------------------------------------
+@shape6("jest snapshot: recorded request headers with a bearer token", "snap6")
+def _(g):
+    v = g.b62(40)
+    return (f'exports[`client sends the partner headers {g.r.randint(1, 9)}`] = `\n{{\n  "headers": {{\n    "Accept": "application/json",\n'
+            f'    "Authorization": "Bearer {v}",\n  }},\n  "method": "POST",\n}}\n`;\n\n', one(v))
+
+
+@shape6("playwright: storageState cookie value", "pwstate6")
+def _(g):
+    v = g.s(URLSAFE, 43)
+    return (f'    {{\n      "name": "__Secure-session",\n      "value": "{v}",\n      "domain": "admin.acme.example",\n      "path": "/",\n'
+            f'      "expires": {g.r.randint(1_750_000_000, 1_800_000_000)},\n      "httpOnly": true,\n      "secure": true,\n      "sameSite": "Lax"\n    }}\n', one(v))
+
+
+@shape6("cassette: recorded request Authorization header", "cassette6")
+def _(g):
+    v = g.b62(40)
+    return (f"- request:\n    body: '{{\"amount\": 1200}}'\n    headers:\n      Authorization:\n      - Bearer {v}\n      Content-Type:\n      - application/json\n"
+            f"    method: POST\n    uri: https://api.payments.example/v1/refunds\n  response:\n    status:\n      code: 201\n      message: Created\n", one(v))
+
+
+@shape6("go testdata golden file with a DSN", "golden6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE)
+    return f"mysql://shop_rw:{pw}@tcp(mysql-main.internal:3306)/shop?parseTime=true\n", one(pw)
+
+
+@shape6("http file: request with an Authorization: Basic line", "httpfile6")
+def _(g):
+    v = g.b64_of("partner-qa:" + pw5(g))
+    return (f"### list orders\nGET https://partner.acme.example/api/orders?limit=20\nAuthorization: Basic {v}\nAccept: application/json\n\n",
+            one(v, b64_prefix_public("partner-qa:")))
+
+
+@shape6("http file: @variable = value at the top", "httpfile6")
+def _(g):
+    v = g.b62(40)
+    return f"@apiKey = {v}\n\n### create order\nPOST https://partner.acme.example/api/orders\nX-Api-Key: {{{{apiKey}}}}\nContent-Type: application/json\n\n{{\"sku\": \"A-100\", \"qty\": 1}}\n\n", one(v)
+
+
+@shape6("md: pasted curl -v output with an Authorization header", "md6")
+def _(g):
+    v = g.b62(40)
+    return (f"\n## What we saw\n\n```\n$ curl -v https://payments.acme.example/v2/health\n> GET /v2/health HTTP/2\n> Host: payments.acme.example\n"
+            f"> Authorization: Bearer {v}\n> user-agent: curl/8.5.0\n< HTTP/2 503\n```\n", one(v))
+
+
+@shape6("md: shell block exporting a key in a setup guide", "md6")
+def _(g):
+    v = "sk-proj-" + g.s(URLSAFE, 64)
+    return f"\n## Local setup\n\n```bash\nexport OPENAI_API_KEY={v}\nmake dev\n```\n", one(v, 8)
+
+
+@shape6("md: table row listing a shared password", "md6")
+def _(g):
+    pw = pw5(g, "|`")
+    return f"\n| System | User | Password |\n|---|---|---|\n| Grafana (staging) | admin | {pw} |\n| Kibana | viewer | ask #ops |\n", one(pw)
+
+
+@shape6("rst: code-block with a connection string", "rst6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE)
+    return (f"\nConnecting to the read replica\n------------------------------\n\n.. code-block:: console\n\n"
+            f"   $ psql postgresql://readonly:{pw}@pg-replica.internal:5432/orders\n\n", one(pw))
+
+
+@shape6("ipynb: error output traceback containing a connection URL", "nb6")
+def _(g):
+    pw = pw5(g, URL_UNSAFE)
+    return ('  {\n   "cell_type": "code",\n   "execution_count": 7,\n   "metadata": {},\n   "outputs": [\n    {\n     "ename": "OperationalError",\n'
+            f'     "evalue": "(pymysql.err.OperationalError) (2003, \\"Can\'t connect\\") mysql+pymysql://analyst:{pw}@mysql-ro.internal/shop",\n'
+            '     "output_type": "error",\n     "traceback": [\n      "OperationalError: could not connect"\n     ]\n    }\n   ],\n'
+            '   "source": [\n    "df = pd.read_sql(\\"select * from orders\\", engine)"\n   ]\n  },\n', one(pw))
+
+
+# Credential files under ordinary names ----------------------------------------------------
+@shape6("file: Cargo credentials.toml registry tokens", "own:cargocreds6")
+def _(g):
+    v, alt = "cio" + g.b62(32), g.b62(40)
+    return (f'[registry]\ntoken = "{v}"\n\n[registries.acme]\ntoken = "Bearer {alt}"\n', [(v, 3), (alt, 0)])
+
+
+@shape6("file: NATS .creds user JWT and NKEY seed", "own:natscreds6")
+def _(g):
+    head = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"ed25519-nkey"}').decode().rstrip("=")
+    claims = {"jti": g.s(BASE32, 52), "iat": g.r.randint(1_700_000_000, 1_720_000_000), "iss": "A" + g.s(BASE32, 55),
+              "name": "edge-device", "sub": "U" + g.s(BASE32, 55), "nats": {"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                                                                            "type": "user", "version": 2}}
+    jwt = head + "." + base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=") + "." + g.s(URLSAFE, 86)
+    seed = "SUA" + g.s(BASE32, 55)
+    return ("-----BEGIN NATS USER JWT-----\n" + jwt + "\n------END NATS USER JWT------\n\n"
+            "************************* IMPORTANT *************************\nNKEY Seed printed below can be used to sign and prove identity.\n"
+            "NKEYs are sensitive and should be treated as secrets.\n\n"
+            f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n*************************************************************\n",
+            one(seed, 2))
+
+
+@shape6("file: Redis ACL file user ... >password", "own:redisacl6")
+def _(g):
+    a, b = pw5(g, " "), pw5(g, " ")
+    return (f"user default off\nuser app on >{a} ~app:* &* +@all -@dangerous\nuser exporter on >{b} ~* +info +ping +config|get\n", [(a, 0), (b, 0)])
+
+
+@shape6("file: Borg repository keyfile", "own:borgkey6")
+def _(g):
+    raw = BORG_PUBLIC_BYTES + b"\xc5\x01\x52" + bytes(g.r.randrange(256) for _ in range(338)) + b"\xa4hash\xc4\x20" + bytes(g.r.randrange(256) for _ in range(32))
+    enc = base64.b64encode(raw).decode()
+    body = "\n".join(enc[i:i + 80] for i in range(0, len(enc), 80))
+    return f"BORG_KEY {g.hex(64)}\n{body}\n", one(body, b64_prefix_public(BORG_PUBLIC_BYTES.decode("latin-1")))
+
+
+@shape6("file: rsyncd.secrets user:password lines", "own:rsyncsecrets6")
+def _(g):
+    a, b = pw5(g, ":"), pw5(g, ":")
+    return f"backup:{a}\nmirror:{b}\n", [(a, 0), (b, 0)]
+
+
+@shape6("file: Dovecot passwd-file with {PLAIN} passwords", "own:dovecot6")
+def _(g):
+    a, b = pw5(g, ":"), pw5(g, ":")
+    return (f"helpdesk@acme.example:{{PLAIN}}{a}:5000:5000::/var/vmail/acme.example/helpdesk::\n"
+            f"invoices@acme.example:{{PLAIN}}{b}:5000:5000::/var/vmail/acme.example/invoices::\n", [(a, 0), (b, 0)])
+
+
+@shape6("file: muttrc imap_pass and smtp_url with a password", "own:muttrc6")
+def _(g):
+    a = pw5(g, "\"\\`$")
+    b = pw5(g, URL_UNSAFE + "\"\\`$")
+    return (f'set imap_user = "ops@acme.example"\nset imap_pass = "{a}"\nset folder = "imaps://imap.acme.example/"\nset spoolfile = "+INBOX"\n'
+            f'set smtp_url = "smtps://ops%40acme.example:{b}@smtp.acme.example:465/"\nset realname = "Acme Ops"\n', [(a, 0), (b, 0)])
+
+
+@shape6("file: OpenVPN auth-user-pass two-line file", "own:ovpnauth6")
+def _(g):
+    pw = pw5(g)
+    return f"vpn-site-b\n{pw}\n", one(pw)
+
+
+@shape6("file: pppd chap-secrets", "own:chapsecrets6")
+def _(g):
+    pw = pw5(g, "\"\\")
+    return f"# Secrets for authentication using CHAP\n# client\tserver\tsecret\t\t\tIP addresses\n\"acme-lte\"\t*\t\"{pw}\"\t*\n", one(pw)
+
+
+@shape6("file: wpa_supplicant.conf network psk and EAP password", "own:wpasupp6")
+def _(g):
+    psk, eap = pw5(g, "\"\\"), pw5(g, "\"\\")
+    return (f'ctrl_interface=DIR=/var/run/wpa_supplicant GROUP=netdev\nupdate_config=1\ncountry=DE\n\nnetwork={{\n    ssid="acme-kiosk"\n    psk="{psk}"\n    key_mgmt=WPA-PSK\n}}\n\n'
+            f'network={{\n    ssid="acme-corp"\n    key_mgmt=WPA-EAP\n    eap=PEAP\n    identity="kiosk-07"\n    password="{eap}"\n    phase2="auth=MSCHAPV2"\n}}\n',
+            [(psk, 0), (eap, 0)])
+
+
+@shape6("file: terraform.tfstate with resource attribute secrets", "own:tfstate6")
+def _(g):
+    pw, sec = pw5(g, "\"\\"), g.s(B64, 40)
+    state = {"version": 4, "terraform_version": "1.7.5", "serial": g.r.randint(10, 400), "lineage": g.uuid(), "outputs": {},
+             "resources": [
+                 {"mode": "managed", "type": "aws_db_instance", "name": "reporting", "provider": "provider[\"registry.terraform.io/hashicorp/aws\"]",
+                  "instances": [{"schema_version": 2, "attributes": {"identifier": "reporting", "engine": "postgres", "username": "reporting",
+                                                                     "password": pw, "port": 5432}, "sensitive_attributes": []}]},
+                 {"mode": "managed", "type": "aws_iam_access_key", "name": "ci", "provider": "provider[\"registry.terraform.io/hashicorp/aws\"]",
+                  "instances": [{"schema_version": 0, "attributes": {"id": "AKIA" + g.s(UPPER_NUM, 16), "user": "ci-deployer", "secret": sec,
+                                                                     "status": "Active"}, "sensitive_attributes": []}]}]}
+    return json.dumps(state, indent=2) + "\n", [(pw, 0), (sec, 0)]
+
+
+@shape6("file: .curlrc user = \"name:pw\"", "own:curlrc6")
+def _(g):
+    pw = pw5(g, "\"\\")
+    return f'# defaults for the nightly export\nsilent\nshow-error\nuser = "export-bot:{pw}"\nretry = 3\n', one(pw)
+
+
+@shape6("file: .wgetrc http_user/http_password", "own:wgetrc6")
+def _(g):
+    pw = pw5(g, " #")
+    return f"# mirror job\ntries = 5\nhttp_user = mirror\nhttp_password = {pw}\ncheck_certificate = on\n", one(pw)
+
+
+@shape6("file: pg_service.conf service with password", "own:pgservice6")
+def _(g):
+    pw = pw5(g, " '\\")
+    return (f"[reporting]\nhost=pg-report.internal\nport=5432\ndbname=reporting\nuser=analyst\npassword={pw}\nsslmode=verify-full\n\n"
+            f"[local]\nhost=localhost\ndbname=dev\n", one(pw))
+
+
+@shape6("file: Android key.properties storePassword/keyPassword", "own:keyprops6")
+def _(g):
+    a, b = pw5(g, "\\"), pw5(g, "\\")
+    return f"storePassword={a}\nkeyPassword={b}\nkeyAlias=upload\nstoreFile=../keys/upload-keystore.jks\n", [(a, 0), (b, 0)]
+
+
+@shape6("file: Aegis plaintext vault export with TOTP secrets", "own:aegis6")
+def _(g):
+    a, b = g.s(BASE32, 32), g.s(BASE32, 32)
+    entries = [{"type": "totp", "uuid": g.uuid(), "name": "ops@acme.example", "issuer": "AWS root", "note": "", "favorite": False, "icon": None,
+                "info": {"secret": a, "algo": "SHA1", "digits": 6, "period": 30}},
+               {"type": "totp", "uuid": g.uuid(), "name": "acme-admin", "issuer": "GitHub", "note": "", "favorite": False, "icon": None,
+                "info": {"secret": b, "algo": "SHA1", "digits": 6, "period": 30}}]
+    return json.dumps({"version": 1, "header": {"slots": None, "params": None}, "db": {"version": 3, "entries": entries, "groups": []}}, indent=4) + "\n", [(a, 0), (b, 0)]
+
+
+@shape6("file: hcloud cli.toml context token", "own:hcloud6")
+def _(g):
+    v = g.b62(64)
+    return f'active_context = "acme-prod"\n\n[[contexts]]\n  name = "acme-prod"\n  token = "{v}"\n', one(v)
+
+
+@shape6("file: wrangler config oauth_token/refresh_token", "own:wrangler6")
+def _(g):
+    a, b = g.s(URLSAFE, 43) + "." + g.s(URLSAFE, 43), g.s(URLSAFE, 43) + "." + g.s(URLSAFE, 43)
+    return (f'oauth_token = "{a}"\nexpiration_time = "2024-05-02T11:43:10.512Z"\nrefresh_token = "{b}"\n'
+            f'scopes = [ "account:read", "user:read", "workers:write", "offline_access" ]\n', [(a, 0), (b, 0)])
+
+
+@shape6("file: AWS SSO cache JSON accessToken", "own:awssso6")
+def _(g):
+    v = g.s(B62, 200) + ":" + g.s(B64, 120)
+    return json.dumps({"startUrl": "https://acme.awsapps.com/start", "region": "eu-west-1", "accessToken": v,
+                       "expiresAt": "2024-05-02T18:02:11Z"}, indent=2) + "\n", one(v)
+
+
+@shape6("file: CircleCI CLI cli.yml token", "own:circlecli6")
+def _(g):
+    v = g.hex(40)
+    return f"host: https://circleci.com\nendpoint: graphql-unstable\ntoken: {v}\nrest_endpoint: api/v2\ntls_cert: \"\"\n", one(v)
+
+
+@shape6("file: Gradle user-home gradle.properties with publishing and signing secrets", "own:gradleuser6")
+def _(g):
+    a, b = pw5(g, "\\"), pw5(g, "\\")
+    return (f"org.gradle.daemon=false\nmavenCentralUsername=acme-ci\nmavenCentralPassword={a}\nsigning.keyId={g.hex(8).upper()}\n"
+            f"signing.password={b}\nsigning.secretKeyRingFile=/home/ci/.gnupg/secring.gpg\n", [(a, 0), (b, 0)])
+
+
+@shape6("file: kcat/librdkafka config sasl.password", "own:kcat6")
+def _(g):
+    pw = pw5(g)
+    return (f"bootstrap.servers=kafka-1.internal:9093\nsecurity.protocol=SASL_SSL\nsasl.mechanisms=SCRAM-SHA-512\nsasl.username=debug\n"
+            f"sasl.password={pw}\n", one(pw))
+
+
+@shape6("file: flyctl config.yml access_token", "own:flyio6")
+def _(g):
+    v = "fo1_" + g.s(URLSAFE, 43)
+    return f"access_token: {v}\nmetrics_token: \"\"\nsend_metrics: true\nsynced_ssh_keys: false\n", one(v, 4)
+
+
+@shape6("file: Home Assistant secrets.yaml", "own:hasecrets6")
+def _(g):
+    a, b = pw5(g, "'"), g.hex(32)
+    return f"wifi_password: '{a}'\nopenweathermap_key: {b}\nhome_latitude: 52.52\n", [(a, 0), (b, 0)]
+
+
+@shape6("file: influx CLI configs [default] token", "own:influxcfg6")
+def _(g):
+    v = g.s(URLSAFE, 86) + "=="
+    return (f'[default]\n  url = "https://influx.acme.example:8086"\n  token = "{v}"\n  org = "acme"\n  active = true\n', one(v))
+
+
+@shape6("file: Vercel CLI auth.json token", "own:vercel6")
+def _(g):
+    v = g.b62(24)
+    return json.dumps({"// Note": "This is your Vercel credentials file. DO NOT SHARE!", "// Docs": "https://vercel.com/docs/projects/project-configuration/global-configuration#auth.json",
+                       "token": v}, indent=2) + "\n", one(v)
+
+
+@shape6("file: linode-cli config token", "own:linode6")
+def _(g):
+    v = g.hex(64)
+    return f"[DEFAULT]\ndefault-user = acme-ops\n\n[acme-ops]\ntoken = {v}\nregion = eu-central\ntype = g6-standard-2\nimage = linode/debian12\n", one(v)
+
+
 FILE_KINDS = {
     # kind: (paths for instance 0 and 1, language id, header, footer, indent-free ordinary code)
     "python": (["app/settings.py", "jobs/sync.py"], "python",
@@ -4077,6 +5666,323 @@ FILE_KINDS.update(FILE_KINDS5)
 OWN_PATHS.update(OWN_PATHS5)
 OWN_LANG.update(OWN_LANG5)
 
+PLIST_PROLOG = ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n'
+                '<plist version="1.0">\n<dict>\n')
+
+FILE_KINDS6 = {
+    # held-out-6's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "kt6": (["app/src/main/java/com/acme/shop/di/NetworkModule.kt", "core/src/main/kotlin/com/acme/core/Backends.kt"], "kotlin",
+            "package com.acme.shop.di\n\nimport android.content.Context\nimport aws.sdk.kotlin.services.s3.S3Client\n"
+            "import aws.smithy.kotlin.runtime.auth.awscredentials.StaticCredentialsProvider\nimport io.ktor.client.HttpClient\n"
+            "import io.ktor.client.engine.cio.CIO\nimport io.ktor.client.plugins.auth.Auth\nimport io.ktor.client.plugins.auth.providers.BasicAuthCredentials\n"
+            f"import io.ktor.client.plugins.auth.providers.basic\n\n// generated from {LA6_SHA1[0]}\nobject NetworkModule {{\n",
+            "\n    const val TIMEOUT_MS = 15_000L\n}\n"),
+    "swift6": (["Sources/AcmeSync/Backend.swift", "ios/AcmeWallet/Services/KeychainSeed.swift"], "swift",
+               "import Alamofire\nimport AWSCore\nimport Foundation\nimport Security\n\nstruct Backend {\n    let baseURL = URL(string: \"https://api.acme.example\")!\n}\n",
+               f"\nlet schemaRevision = \"{LA6_SHA1[1]}\"\n"),
+    "objc6": (["ios/Legacy/ACMEAPIClient.m", "ios/Legacy/ACMEAnalytics.m"], "objective-c",
+              "#import \"ACMEAPIClient.h\"\n\n@implementation ACMEAPIClient\n", "\n@end\n"),
+    "dart6": (["lib/src/config/env.dart", "packages/acme_api/lib/src/client.dart"], "dart",
+              "import 'package:dio/dio.dart';\nimport 'package:http/http.dart' as http;\n", f"\nconst buildSha = '{LA6_SHA1[2]}';\n"),
+    "scala6": (["src/main/scala/com/acme/ingest/HttpSources.scala", "modules/billing/src/main/scala/com/acme/billing/Clients.scala"], "scala",
+               "package com.acme.ingest\n\nimport org.apache.pekko.http.scaladsl.model.HttpRequest\n"
+               "import org.apache.pekko.http.scaladsl.model.headers.{Authorization, BasicHttpCredentials}\n\nobject HttpSources {\n",
+               "  val parallelism: Int = 4\n}\n"),
+    "hocon6": (["src/main/resources/application.conf", "modules/billing/src/main/resources/reference.conf"], "hocon",
+               "pekko {\n  loglevel = \"INFO\"\n}\n\n", f"ledger.build-sha = \"{LA6_SHA1[3]}\"\n"),
+    "php6": (["src/Service/PartnerGateway.php", "app/Http/Clients/ShippingClient.php"], "php",
+             "<?php\n\ndeclare(strict_types=1);\n\nnamespace App\\Service;\n\nuse Aws\\S3\\S3Client;\nuse GuzzleHttp\\Client;\nuse Illuminate\\Support\\Facades\\Http;\n\n"
+             "final class PartnerGateway\n{\n    public function __construct(private Client $http)\n    {\n    }\n",
+             "}\n"),
+    "symfony6": (["config/services.yaml", "config/packages/prod/parameters.yaml"], "yaml",
+                 "parameters:\n    locale: 'en'\n",
+                 "\nservices:\n    _defaults:\n        autowire: true\n        autoconfigure: true\n"),
+    "rb6": (["lib/acme/storage.rb", "app/services/webhook_verifier.rb"], "ruby",
+            "# frozen_string_literal: true\n\nrequire \"aws-sdk-s3\"\nrequire \"jwt\"\nrequire \"sidekiq/web\"\n\nmodule Acme\n  class Storage\n",
+            "  end\nend\n"),
+    "rbspec6": (["spec/requests/webhooks_spec.rb", "spec/services/billing_client_spec.rb"], "ruby",
+                "# frozen_string_literal: true\n\nrequire \"rails_helper\"\n\nRSpec.describe TriggerClient do\n", "end\n"),
+    "fastlane6": (["fastlane/Fastfile", "ios/fastlane/Fastfile"], "ruby",
+                  "default_platform(:ios)\n\n", "\nlane :tests do\n  run_tests(scheme: \"AcmeTests\")\nend\n"),
+    "ex6": (["lib/acme/integrations/shipping.ex", "lib/acme_web/plugs/verify_webhook.ex"], "elixir",
+            "defmodule Acme.Integrations.Shipping do\n  use Tesla\n", "\n  def timeout, do: 15_000\nend\n"),
+    "hs6": (["src/Acme/Db.hs", "src/Acme/Mailer.hs"], "haskell",
+            "{-# LANGUAGE OverloadedStrings #-}\nmodule Acme.Db where\n\nimport Database.PostgreSQL.Simple\nimport Network.HTTP.Client\n",
+            "\npageSize :: Int\npageSize = 200\n"),
+    "lua6": (["openresty/lua/upstream_auth.lua", "nvim/lua/config/ai.lua"], "lua",
+             "local cjson = require \"cjson.safe\"\n", "\nreturn { conf = upstream_conf, amqp = amqp_url }\n"),
+    "perl6": (["lib/Acme/Fetch.pm", "bin/sync-ledger.pl"], "perl",
+              "package Acme::Fetch;\nuse strict;\nuse warnings;\nuse LWP::UserAgent;\n",
+              "\nsub fetch { my ($url) = @_; return $ua->get($url); }\n\n1;\n"),
+    "r6": (["R/fetch_sales.R", "scripts/geo_enrich.R"], "r",
+           "library(httr)\nlibrary(jsonlite)\n", f"\nrun_id <- \"{LA6_UUID[0]}\"\n"),
+    "jl6": (["src/Ingest.jl", "scripts/backfill.jl"], "julia",
+            "using HTTP\nusing JSON3\nusing LibPQ\n", "\nconst BATCH = 10_000\n"),
+    "c6": (["src/storage/vault.c", "src/net/http_auth.c"], "c",
+           f"#include <stdio.h>\n#include <sqlcipher/sqlite3.h>\n\n/* release image {LA6_SHA256[0]} */\n\n",
+           "int vault_version(void) { return 3; }\n"),
+    "cpp6": (["src/db/QtStore.cpp", "src/config/Defaults.hpp"], "cpp",
+             "#include <QSqlDatabase>\n#include <QString>\n#include <string>\n\n", "int storeRetries() { return 3; }\n"),
+    "zig6": (["src/telemetry.zig", "src/upload.zig"], "zig",
+             "const std = @import(\"std\");\n", "\npub const batch_size: usize = 512;\n"),
+    "nim6": (["src/acmecli/api.nim", "src/acmecli/mailer.nim"], "nim",
+             "import std/[httpclient, json]\n", "\nconst Version* = \"0.4.1\"\n"),
+    "psd6": (["dsc/ConfigurationData.psd1", "dsc/Staging.psd1"], "powershell",
+             "@{\n    AllNodes = @(\n        @{\n            NodeName   = '*'\n            DomainName = 'corp.acme.example'\n        }\n",
+             "    )\n}\n"),
+    "ps6": (["tools/Sync-Blob.ps1", "build/Publish-Module.ps1"], "powershell",
+            "#Requires -Version 7\n$ErrorActionPreference = 'Stop'\n\n", "Write-Host 'done'\n"),
+    "sh6": (["scripts/deploy-preview.sh", "bin/rotate-users"], "shellscript",
+            f"#!/usr/bin/env bash\nset -euo pipefail\n\n# pinned toolchain sha256 {LA6_SHA256[1]}\n", "echo \"done\"\n"),
+    "just6": (["justfile", "tools/release.just"], "just",
+              "set shell := [\"bash\", \"-cu\"]\n\n", "default:\n    @just --list\n"),
+    "mk6": (["build/docker.mk", "ops/Makefile"], "makefile",
+            ".PHONY: purge-cdn deploy clean\n\n", "clean:\n\trm -rf dist\n"),
+    "buildkite6": ([".buildkite/pipeline.yml", ".buildkite/pipeline.deploy.yml"], "yaml",
+                   "steps:\n", "  - wait\n  - label: \":rocket: deploy\"\n    command: bin/deploy\n    branches: main\n"),
+    "woodpecker6": ([".woodpecker/deploy.yml", ".woodpecker.yml"], "yaml",
+                    "when:\n  - event: tag\n\nsteps:\n  build:\n    image: node:20\n    commands:\n      - npm ci\n      - npm run build\n", ""),
+    "gha6": ([".github/workflows/preview.yml", ".github/workflows/manual-release.yml"], "yaml", "name: preview\n", ""),
+    "gitlab6": (["ci/includes.gitlab-ci.yml", "ci/review-apps.gitlab-ci.yml"], "yaml", "", "variables:\n  GIT_DEPTH: \"20\"\n"),
+    "azure6": (["pipelines/docker-build.yml", "pipelines/templates/build-image.yml"], "yaml",
+               "trigger:\n  branches:\n    include: [main]\n\npool:\n  vmImage: ubuntu-22.04\n\nsteps:\n", "  - script: docker image ls\n"),
+    "cloudbuild6": (["cloudbuild.yaml", "deploy/cloudbuild-migrate.yaml"], "yaml", "steps:\n", "options:\n  logging: CLOUD_LOGGING_ONLY\n"),
+    "teamcity6": ([".teamcity/settings.kts", ".teamcity/Release.kts"], "kotlin",
+                  "import jetbrains.buildServer.configs.kotlin.*\n\nversion = \"2024.03\"\n\nobject Build : BuildType({\n    name = \"Build\"\n",
+                  "    steps {\n        gradle { tasks = \"clean build\" }\n    }\n})\n"),
+    "salt6": (["salt/pillar/db.sls", "salt/pillar/prod/mysql.sls"], "yaml",
+              "# pillar for the database role\n", "\nbackup:\n  schedule: '15 2 * * *'\n"),
+    "saltstate6": (["salt/states/app/migrate.sls", "salt/states/app/init.sls"], "yaml",
+                   "", "\napp-service:\n  service.running:\n    - name: app\n    - enable: true\n"),
+    "hiera6": (["hieradata/common.yaml", "data/nodes/db01.acme.example.yaml"], "yaml",
+               "---\nprofile::base::ntp_servers:\n  - 'ntp1.acme.example'\n", "profile::db::max_connections: 200\n"),
+    "databag6": (["data_bags/apps/shop.json", "data_bags/apps/shop-staging.json"], "json",
+                 "{\n  \"id\": \"shop\",\n", "  \"region\": \"eu-west-1\"\n}\n"),
+    "nix6": (["hosts/web01/configuration.nix", "modules/services/grafana.nix"], "nix",
+             "{ config, pkgs, ... }:\n\n{\n  services.grafana.enable = true;\n", "  networking.firewall.allowedTCPPorts = [ 3000 ];\n}\n"),
+    "bazel6": ([".bazelrc", "tools/remote.bazelrc"], "plaintext",
+               "common --enable_bzlmod\nbuild --incompatible_strict_action_env\n", "test --test_output=errors\n"),
+    "mvnconfig6": ([".mvn/maven.config", "services/ledger/.mvn/maven.config"], "plaintext",
+                   "-B\n-Dstyle.color=always\n", "-Dmaven.test.failure.ignore=false\n"),
+    "bake6": (["docker-bake.hcl", "build/docker-bake.hcl"], "hcl", "group \"default\" {\n  targets = [\"web\"]\n}\n\n", ""),
+    "electron6": (["electron-builder.yml", "desktop/electron-builder.yml"], "yaml",
+                  "appId: com.acme.desktop\nproductName: Acme\ndirectories:\n  output: dist\n", "mac:\n  category: public.app-category.productivity\n"),
+    "xcconfig6": (["ios/Config/Release.xcconfig", "ios/Config/Shared.xcconfig"], "xcconfig",
+                  "// Release build settings\nAPI_HOST = api.acme.example\nAPI_BASE_URL = https:/$()/$(API_HOST)\n",
+                  "SWIFT_ACTIVE_COMPILATION_CONDITIONS = RELEASE\n"),
+    "launchd6": (["macos/LaunchAgents/com.acme.sync.plist", "deploy/macos/com.acme.kiosk-sync.plist"], "xml",
+                 PLIST_PROLOG + "    <key>Label</key>\n    <string>com.acme.sync</string>\n    <key>ProgramArguments</key>\n    <array>\n"
+                 "        <string>/usr/local/bin/acme-sync</string>\n    </array>\n",
+                 "    <key>StartInterval</key>\n    <integer>900</integer>\n</dict>\n</plist>\n"),
+    "infoplist6": (["ios/Acme/Info.plist", "ios/AcmeWidget/Info.plist"], "xml",
+                   PLIST_PROLOG + "    <key>CFBundleIdentifier</key>\n    <string>$(PRODUCT_BUNDLE_IDENTIFIER)</string>\n",
+                   "    <key>CFBundleShortVersionString</key>\n    <string>4.12.0</string>\n</dict>\n</plist>\n"),
+    "redis6": (["deploy/redis/replica-a.conf", "ops/redis/replica.conf"], "redis",
+               "bind 0.0.0.0\nport 6379\nprotected-mode yes\n", "maxmemory 2gb\nmaxmemory-policy allkeys-lru\n"),
+    "mosq6": (["deploy/mosquitto/conf.d/bridge.conf", "edge/mosquitto/bridge-cloud.conf"], "plaintext",
+              "# bridge to the cloud broker\n", "bridge_protocol_version mqttv311\n"),
+    "rabbit6": (["deploy/rabbitmq/rabbitmq.conf", "ops/rabbitmq/rabbitmq.conf"], "ini",
+                "listeners.tcp.default = 5672\nmanagement.tcp.port = 15672\nloopback_users.guest = false\n",
+                "vm_memory_high_watermark.relative = 0.6\n"),
+    "nats6": (["deploy/nats/nats-server.conf", "edge/nats/leaf.conf"], "plaintext",
+              "port: 4222\nhttp_port: 8222\n\n", "jetstream {\n  store_dir: /data/jetstream\n}\n"),
+    "kafkaprops6": (["config/producer.properties", "deploy/kafka/client-ssl.properties"], "properties",
+                    "bootstrap.servers=kafka-1.internal:9093\nsecurity.protocol=SSL\n", "acks=all\n"),
+    "caddy6": (["deploy/caddy/Caddyfile", "edge/Caddyfile"], "caddyfile", "{\n    email ops@acme.example\n}\n\n", ""),
+    "traefik6": (["deploy/traefik/dynamic/middlewares.yml", "edge/traefik/dynamic.yml"], "yaml",
+                 "http:\n  middlewares:\n",
+                 "  routers:\n    partner:\n      rule: Host(`partner.acme.example`)\n      middlewares: [add-partner-key]\n      service: partner\n"),
+    "nginx6": (["deploy/nginx/conf.d/tiles.conf", "deploy/nginx/conf.d/maps.conf"], "nginx",
+               "proxy_cache_path /var/cache/nginx/tiles levels=1:2 keys_zone=tiles:10m max_size=1g;\n\nserver {\n    listen 443 ssl;\n    server_name maps.acme.example;\n\n",
+               "}\n"),
+    "apache6": (["deploy/apache/conf-available/auth-dbd.conf", "deploy/apache/sites-available/intranet.conf"], "apacheconf",
+                "# mod_authn_dbd for the intranet\n", ""),
+    "squid6": (["deploy/squid/squid.conf", "ops/proxy/squid.conf"], "squid",
+               "http_port 3128\nacl localnet src 10.0.0.0/8\nhttp_access allow localnet\n", "http_access deny all\n"),
+    "supervisor6": (["deploy/supervisor/supervisord.conf", "ops/supervisor/supervisord.conf"], "ini",
+                    "[supervisord]\nlogfile=/var/log/supervisord.log\nnodaemon=false\n\n",
+                    "[program:worker]\ncommand=/opt/app/bin/worker\nautorestart=true\n"),
+    "fpm6": (["docker/php/www.conf", "deploy/php-fpm/pool.d/shop.conf"], "ini",
+             "[www]\nuser = www-data\ngroup = www-data\nlisten = 9000\npm = dynamic\npm.max_children = 20\nclear_env = no\n",
+             "php_admin_value[memory_limit] = 256M\n"),
+    "clickhouse6": (["deploy/clickhouse/users.d/reporting.xml", "ops/clickhouse/users.xml"], "xml",
+                    "<clickhouse>\n    <users>\n", "    </users>\n</clickhouse>\n"),
+    "hibernate6": (["src/main/resources/hibernate.cfg.xml", "legacy/src/main/resources/hibernate.cfg.xml"], "xml",
+                   "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<!DOCTYPE hibernate-configuration PUBLIC \"-//Hibernate/Hibernate Configuration DTD 3.0//EN\" "
+                   "\"http://www.hibernate.org/dtd/hibernate-configuration-3.0.dtd\">\n<hibernate-configuration>\n    <session-factory>\n"
+                   "        <property name=\"hibernate.connection.driver_class\">org.postgresql.Driver</property>\n"
+                   "        <property name=\"hibernate.connection.url\">jdbc:postgresql://pg-legacy:5432/legacy</property>\n",
+                   "        <property name=\"hibernate.dialect\">org.hibernate.dialect.PostgreSQLDialect</property>\n    </session-factory>\n</hibernate-configuration>\n"),
+    "phpunit6": (["phpunit.xml.dist", "tests/phpunit.integration.xml"], "xml",
+                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<phpunit bootstrap=\"vendor/autoload.php\" colors=\"true\">\n    <testsuites>\n"
+                 "        <testsuite name=\"Feature\">\n            <directory>tests/Feature</directory>\n        </testsuite>\n    </testsuites>\n"
+                 "    <php>\n        <env name=\"APP_ENV\" value=\"testing\"/>\n",
+                 "    </php>\n</phpunit>\n"),
+    "quadlet6": (["deploy/quadlet/neo4j.container", "ops/containers/graph.container"], "systemd",
+                 "[Unit]\nDescription=Graph database\n\n[Container]\nImage=docker.io/library/neo4j:5.19\nPublishPort=7687:7687\nVolume=neo4j-data:/data\n",
+                 "\n[Install]\nWantedBy=default.target\n"),
+    "mount6": (["deploy/systemd/mnt-scans.mount", "ops/systemd/mnt-scans.mount"], "systemd",
+               "[Unit]\nDescription=Scanner share\nAfter=network-online.target\n\n[Mount]\nWhat=//nas.acme.example/scans\nWhere=/mnt/scans\nType=cifs\n",
+               "\n[Install]\nWantedBy=multi-user.target\n"),
+    "netdev6": (["deploy/networkd/30-wg-edge.netdev", "ops/networkd/30-wg-backhaul.netdev"], "systemd",
+                "[NetDev]\nName=wg0\nKind=wireguard\n\n",
+                f"[WireGuardPeer]\nPublicKey={LA6_WG_PUB[0]}\nAllowedIPs=10.80.0.0/16\nEndpoint=edge.acme.example:51820\n"),
+    "tox6": (["tox.ini", "services/etl/tox.ini"], "ini",
+             "[tox]\nenvlist = py311, py312\n\n[testenv]\ndeps = -r requirements-dev.txt\ncommands = pytest -q\n", "\n[flake8]\nmax-line-length = 110\n"),
+    "alembic6": (["alembic.ini", "db/alembic.ini"], "ini",
+                 "[alembic]\nscript_location = migrations\nprepend_sys_path = .\n", "\n[loggers]\nkeys = root,sqlalchemy,alembic\n"),
+    "streamlit6": ([".streamlit/secrets.toml", "dashboards/.streamlit/secrets.toml"], "toml", "", "[general]\ncompany = \"Acme\"\n"),
+    "rocket6": (["Rocket.toml", "api/Rocket.toml"], "toml",
+                "[default]\naddress = \"0.0.0.0\"\nport = 8000\n\n", "\n[release.limits]\njson = \"2 MiB\"\n"),
+    "jsonfive6": (["config/default.json5", "apps/worker/config/production.json5"], "json5",
+                  "{\n  // service settings\n  port: 8080,\n", "  region: 'eu-west-1',\n}\n"),
+    "nomad6": (["deploy/nomad/api.nomad.hcl", "deploy/nomad/worker.nomad.hcl"], "hcl",
+               "job \"api\" {\n  datacenters = [\"eu1\"]\n  group \"api\" {\n    task \"api\" {\n      driver = \"docker\"\n      config {\n"
+               "        image = \"registry.acme.example/api:2.3.1\"\n      }\n",
+               "    }\n  }\n}\n"),
+    "consul6": (["deploy/consul/consul.hcl", "ops/consul/agent.hcl"], "hcl",
+                "datacenter = \"eu1\"\ndata_dir   = \"/opt/consul\"\nserver     = false\n\n",
+                "retry_join = [\"consul-1.internal\", \"consul-2.internal\"]\n"),
+    "packer6": (["images/windows.pkr.hcl", "images/windows-2022.pkr.hcl"], "hcl",
+                "packer {\n  required_plugins {\n    amazon = {\n      version = \">= 1.3.0\"\n      source  = \"github.com/hashicorp/amazon\"\n    }\n  }\n}\n\n",
+                "build {\n  sources = [\"source.amazon-ebs.base\"]\n}\n"),
+    "compose6": (["compose.yaml", "deploy/compose.pool.yaml"], "yaml",
+                 "services:\n  pgbouncer:\n    image: edoburu/pgbouncer:1.22.1\n    configs:\n      - source: pgbouncer_ini\n        target: /etc/pgbouncer/pgbouncer.ini\n",
+                 ""),
+    "kustomize6": (["deploy/overlays/prod/kustomization.yaml", "deploy/overlays/staging/kustomization.yaml"], "yaml",
+                   "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base\n",
+                   "images:\n  - name: app\n    newTag: 2.3.1\n"),
+    "serverless6": (["serverless.yml", "functions/ingest/serverless.yml"], "yaml",
+                    "service: ingest\nframeworkVersion: '3'\nprovider:\n  name: aws\n  runtime: nodejs20.x\n  region: eu-west-1\n",
+                    "functions:\n  ingest:\n    handler: src/handler.ingest\n"),
+    "otel6": (["deploy/otel/collector.yaml", "ops/otel-collector-config.yaml"], "yaml",
+              "receivers:\n  otlp:\n    protocols:\n      grpc: {}\n      http: {}\n",
+              "service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [otlphttp/honeycomb]\n"),
+    "kibana6": (["deploy/kibana/kibana.yml", "ops/kibana.yml"], "yaml",
+                "server.host: \"0.0.0.0\"\nelasticsearch.hosts: [\"https://es-1.internal:9200\"]\n", "logging.root.level: info\n"),
+    "renovate6": (["renovate.json", "tools/renovate/config.json"], "json",
+                  "{\n  \"$schema\": \"https://docs.renovatebot.com/renovate-schema.json\",\n  \"extends\": [\"config:recommended\"],\n",
+                  "  \"platform\": \"gitlab\"\n}\n"),
+    "dependabot6": ([".github/dependabot.yml", "tools/dependabot.yml"], "yaml", "version: 2\n",
+                    "updates:\n  - package-ecosystem: maven\n    directory: /\n    registries: [nexus]\n    schedule:\n      interval: weekly\n"),
+    "cloudinit6": (["deploy/cloud-init/user-data.yaml", "infra/templates/bastion-cloud-config.yaml"], "yaml",
+                   "#cloud-config\nhostname: bastion\npackage_update: true\n", "runcmd:\n  - systemctl restart ssh\n"),
+    "ha6": (["homeassistant/configuration.yaml", "ha/packages/weather.yaml"], "yaml",
+            "homeassistant:\n  name: Office\n  unit_system: metric\n\n", "\nlogger:\n  default: warning\n"),
+    "graphqlcfg6": (["graphql.config.yml", "apps/web/.graphqlrc.yml"], "yaml", "schema: schema.graphql\ndocuments: 'src/**/*.graphql'\n", ""),
+    "minecraft6": (["server/server.properties", "servers/lobby/server.properties"], "properties",
+                   "#Minecraft server properties\nmotd=Acme LAN\nmax-players=20\n", "online-mode=true\n"),
+    "snap6": (["src/__tests__/__snapshots__/client.test.ts.snap", "src/api/__snapshots__/billing.test.js.snap"], "javascript",
+              "// Jest Snapshot v1, https://goo.gl/fbAQLP\n\n", ""),
+    "pwstate6": (["e2e/.auth/admin.json", "tests/e2e/storage/state.json"], "json", "{\n  \"cookies\": [\n", "  ],\n  \"origins\": []\n}\n"),
+    "cassette6": (["tests/cassettes/test_refund.yaml", "spec/fixtures/vcr/partner_sync.yml"], "yaml", "interactions:\n", "version: 1\n"),
+    "golden6": (["internal/render/testdata/dsn.golden", "pkg/dsn/testdata/mysql.golden"], "plaintext", "", ""),
+    "httpfile6": (["http/orders.http", "docs/requests/partner-api.http"], "http", "", ""),
+    "md6": (["docs/notes/2024-04-payments.md", "docs/wiki/team-notes.md"], "markdown",
+            "# Payments: notes\n\nOwner: #payments-oncall\n", "\n## Follow-ups\n\n- [ ] alert on the 503 rate\n"),
+    "rst6": (["docs/source/deployment.rst", "docs/source/operations.rst"], "restructuredtext", "Deployment\n==========\n", ""),
+    "nb6": (["notebooks/eda_payments.ipynb", "research/forecast.ipynb"], "json",
+            "{\n \"cells\": [\n",
+            "  {\n   \"cell_type\": \"code\",\n   \"execution_count\": null,\n   \"metadata\": {},\n   \"outputs\": [],\n   \"source\": [\n    \"df.head()\"\n   ]\n  }\n ],\n"
+            " \"metadata\": {\n  \"kernelspec\": {\n   \"display_name\": \"Python 3\",\n   \"language\": \"python\",\n   \"name\": \"python3\"\n  }\n },\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"),
+    "vue6": (["src/components/SupportChat.vue", "src/views/HelpDesk.vue"], "vue",
+             "<template>\n  <div id=\"chat\" />\n</template>\n\n<script setup>\nimport { onMounted } from \"vue\";\n\n",
+             "onMounted(() => window.ChatWidget.init({ token: chatToken }));\n</script>\n"),
+    "cdk6": (["infra/lib/data-stack.ts", "infra/lib/edge-stack.ts"], "typescript",
+             "import { SecretValue, Stack, StackProps } from \"aws-cdk-lib\";\nimport * as ec2 from \"aws-cdk-lib/aws-ec2\";\n"
+             "import * as lambda from \"aws-cdk-lib/aws-lambda\";\nimport * as rds from \"aws-cdk-lib/aws-rds\";\nimport { Construct } from \"constructs\";\n\n"
+             "export class DataStack extends Stack {\n  constructor(scope: Construct, id: string, props?: StackProps) {\n    super(scope, id, props);\n"
+             "    const vpc = ec2.Vpc.fromLookup(this, \"Vpc\", { isDefault: false });\n",
+             "  }\n}\n"),
+    "hardhat6": (["hardhat.config.js", "contracts/hardhat.config.js"], "javascript",
+                 f"require(\"@nomicfoundation/hardhat-toolbox\");\n\n// treasury (public address): {LA6_ETH_ADDR}\n"
+                 "/** @type import('hardhat/config').HardhatUserConfig */\nmodule.exports = {\n  solidity: \"0.8.24\",\n",
+                 "};\n"),
+    "ts6": (["src/graphql/client.ts", "src/auth/options.ts"], "typescript",
+            "import { setContext } from \"@apollo/client/link/context\";\nimport GitHubProvider from \"next-auth/providers/github\";\n"
+            "import { Kafka } from \"kafkajs\";\nimport { authenticator } from \"otplib\";\n\n"
+            f"export const SCHEMA_HASH = \"{LA6_SHA256[2]}\";\nexport const SRI = \"{LA6_SRI}\";\n",
+            "\nexport const retryDelay = (n: number): number => Math.min(2 ** n * 100, 5000);\n"),
+    "js6": (["scripts/run-migrations.js", "scripts/bootstrap-local.js"], "javascript",
+            "const { spawn } = require(\"node:child_process\");\n", "\nmodule.exports = { AES_KEY };\n"),
+    "py6": (["src/acme/messaging/bus.py", "src/acme/auth/otp.py"], "python",
+            "\"\"\"Messaging, auth and partner clients.\"\"\"\nimport base64\nimport hashlib\nimport hmac\nfrom types import SimpleNamespace\n\n"
+            "import aiohttp\nimport httpx\nimport paho.mqtt.client as mqtt\nimport pyotp\nfrom confluent_kafka import Producer\n"
+            "from google.oauth2.credentials import Credentials\n\nSTOCK_URL = \"https://stock.partner.example/v1/levels\"\n"
+            f"RELEASE = \"{LA6_SHA1[4]}\"\nTENANT = \"{LA6_UUID[1]}\"\n",
+            "\n\ndef topic(tenant):\n    return f\"orders.{tenant}\"\n"),
+    "go6": (["internal/bus/kafka.go", "internal/blob/azure.go"], "go",
+            "package bus\n\nimport (\n\t\"net/http\"\n\n\t\"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob\"\n\t\"github.com/IBM/sarama\"\n"
+            "\t\"github.com/golang-jwt/jwt/v5\"\n\t\"github.com/nats-io/nats.go\"\n)\n\n"
+            f"const schemaDigest = \"{LA6_SHA256[3]}\"\n",
+            "\nfunc partitions() int { return 12 }\n"),
+    "rs6": (["src/crypto/keys.rs", "src/jobs/export.rs"], "rust",
+            f"use std::process::Command;\n\npub const BUILD_ID: &str = \"{LA6_UUID[2]}\";\n", "\npub fn export_batch() -> usize {\n    1000\n}\n"),
+    "java6": (["src/main/java/com/acme/aws/Uploads.java", "src/main/java/com/acme/hooks/Signer.java"], "java",
+              "package com.acme.aws;\n\nimport java.io.IOException;\nimport java.nio.charset.StandardCharsets;\nimport java.util.Base64;\nimport javax.crypto.Mac;\n"
+              "import javax.crypto.spec.SecretKeySpec;\nimport software.amazon.awssdk.auth.credentials.AwsBasicCredentials;\n"
+              "import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;\nimport software.amazon.awssdk.regions.Region;\n"
+              "import software.amazon.awssdk.services.s3.S3Client;\n\npublic final class Uploads {\n"
+              f"    static final String MANIFEST_SHA1 = \"{LA6_SHA1[5]}\";\n",
+              "\n    private Uploads() {}\n}\n"),
+    "cs6": (["src/Acme.Storage/BlobFactory.cs", "src/Acme.Hooks/SignatureCheck.cs"], "csharp",
+            "using System.Diagnostics;\nusing System.Security.Cryptography;\nusing System.Text;\nusing Azure.Storage;\nusing Azure.Storage.Blobs;\n\n"
+            "namespace Acme.Storage;\n\npublic static class BlobFactory\n{\n    public static void Init()\n    {\n"
+            f"        var correlation = Guid.Parse(\"{LA6_UUID[3]}\");\n",
+            "    }\n}\n"),
+    "clj6": (["src/acme/db.clj", "src/acme/notify.clj"], "clojure",
+             "(ns acme.db\n  (:require [next.jdbc :as jdbc]))\n", "\n(def ds (jdbc/get-datasource db-spec))\n"),
+    "vb6": (["legacy/ReportExport.bas", "legacy/SyncOrders.bas"], "vb",
+            "Attribute VB_Name = \"ReportExport\"\nOption Explicit\n\nPublic Sub RefreshReport()\n    Dim conn As Object, http As Object\n", "End Sub\n"),
+    "erl6": (["config/sys.config", "deploy/rabbitmq/advanced.config"], "erlang",
+             "[\n  {kernel, [{logger_level, info}]},\n", "  {sasl, [{sasl_error_logger, false}]}\n].\n"),
+    "sqlplus6": (["db/oracle/nightly_extract_login.sql", "db/oracle/reporting_setup.sql"], "sql",
+                 "-- run with: sqlplus /nolog @this_file\nWHENEVER SQLERROR EXIT FAILURE\n",
+                 "SPOOL /tmp/extract.log\n@extract_body.sql\nSPOOL OFF\nEXIT\n"),
+    "pgrepl6": (["db/replication/subscribe.sql", "ops/postgres/logical-replica.sql"], "sql",
+                "-- logical replication of the orders database\n", "ALTER SUBSCRIPTION orders_sub ENABLE;\n"),
+}
+
+OWN_PATHS6 = {
+    "cargocreds6": ["ci/rust-registry.toml", "ops/cargo-login.toml"],
+    "natscreds6": ["ops/nats/edge-device.txt", "deploy/telemetry-user.conf"],
+    "redisacl6": ["deploy/redis/users.conf", "ops/cache-roles.txt"],
+    "borgkey6": ["ops/backup/nas-repo.txt", "docs/recovery/export.txt"],
+    "rsyncsecrets6": ["deploy/rsync/backup.list", "ops/mirror-users.txt"],
+    "dovecot6": ["deploy/mail/users", "ops/imap-accounts.txt"],
+    "muttrc6": ["ops/mail/reader.conf", "docs/mail-client.rc"],
+    "ovpnauth6": ["ops/vpn/login.txt", "deploy/vpn/site-b.auth"],
+    "chapsecrets6": ["ops/lte/peers-auth", "deploy/modem/chap.txt"],
+    "wpasupp6": ["ops/kiosk/wifi.conf", "firmware/rootfs/etc/net.conf"],
+    "tfstate6": ["infra/backup/state-2024-05.json", "ops/tf-snapshot.json"],
+    "curlrc6": ["ops/http-defaults.cfg", "tools/fetch.rc"],
+    "wgetrc6": ["ops/download.conf", "tools/mirror-settings.txt"],
+    "pgservice6": ["ops/db-services.conf", "reporting/connections.ini"],
+    "keyprops6": ["android/release.properties", "ci/signing.txt"],
+    "aegis6": ["docs/2fa-backup.json", "ops/otp-export.json"],
+    "hcloud6": ["ops/hetzner.toml", "deploy/cloud-cli.toml"],
+    "wrangler6": ["ops/workers-auth.toml", "edge/cli-session.toml"],
+    "awssso6": ["ops/sso-session.json", "ci/aws-login-cache.json"],
+    "circlecli6": ["ops/circle.yml", "tools/ci-cli.yaml"],
+    "gradleuser6": ["ci/gradle-home.properties", "ops/publish.properties"],
+    "kcat6": ["ops/kafka-debug.conf", "tools/kcat.conf"],
+    "flyio6": ["ops/fly.yml", "deploy/app-cli.yml"],
+    "hasecrets6": ["homeassistant/extra.yaml", "ha/common.yaml"],
+    "influxcfg6": ["ops/tsdb.toml", "monitoring/cli-configs"],
+    "vercel6": ["ops/deploy-auth.json", "web/cli-auth.json"],
+    "linode6": ["ops/cloud.ini", "deploy/provider.cfg"],
+}
+OWN_LANG6 = {"cargocreds6": "toml", "natscreds6": "plaintext", "redisacl6": "plaintext", "borgkey6": "plaintext", "rsyncsecrets6": "plaintext",
+             "dovecot6": "plaintext", "muttrc6": "plaintext", "ovpnauth6": "plaintext", "chapsecrets6": "plaintext", "wpasupp6": "plaintext",
+             "tfstate6": "json", "curlrc6": "plaintext", "wgetrc6": "plaintext", "pgservice6": "ini", "keyprops6": "properties", "aegis6": "json",
+             "hcloud6": "toml", "wrangler6": "toml", "awssso6": "json", "circlecli6": "yaml", "gradleuser6": "properties", "kcat6": "properties",
+             "flyio6": "yaml", "hasecrets6": "yaml", "influxcfg6": "toml", "vercel6": "json", "linode6": "ini"}
+
+assert not set(FILE_KINDS6) & set(FILE_KINDS) and not set(OWN_PATHS6) & set(OWN_PATHS) and set(OWN_PATHS6) == set(OWN_LANG6)
+FILE_KINDS.update(FILE_KINDS6)
+OWN_PATHS.update(OWN_PATHS6)
+OWN_LANG.update(OWN_LANG6)
+
 INSTANCES = 2
 
 
@@ -4139,6 +6045,10 @@ def main() -> None:
     assert len(set(names5)) == len(names5) and not set(names5) & (set(names) | set(names2) | set(names3) | set(names4))
     place(SHAPES5, lambda _: "held-out-5", Gen(random.Random(SEED5)), files, own_used, plants,
           one_kind_per_path=True)
+    names6 = [name for name, _, _ in SHAPES6]
+    assert len(set(names6)) == len(names6) and not set(names6) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5))
+    place(SHAPES6, lambda _: "held-out-6", Gen(random.Random(SEED6)), files, own_used, plants,
+          one_kind_per_path=True)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -4165,15 +6075,19 @@ def main() -> None:
                             "shapes": names4},
              "held_out_5": {"about": "Written independently of the rules, their thresholds and all results (none read) "
                                      "after `held-out-4`, before any further rule change; seed %d. Scored once." % SEED5,
-                            "shapes": names5}}
+                            "shapes": names5},
+             "held_out_6": {"about": "Written independently of the rules, their thresholds and all results (none read) "
+                                     "after `held-out-5`, before any further rule change; seed %d. Scored once." % SEED6,
+                            "shapes": names6}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5"):
+    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6"):
         n_plants = sum(p["half"] == h for p in plants)
-        n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5)}.get(h)
+        n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5),
+                     "held-out-6": len(names6)}.get(h)
                     or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    print(f"all: {len(plants)} credentials, {len(names) + len(names2) + len(names3) + len(names4) + len(names5)} shapes")
+    print(f"all: {len(plants)} credentials, {len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6)} shapes")
 
 
 if __name__ == "__main__":
