@@ -9,10 +9,12 @@
 //! prompt can reach, plus `MARGIN_LINES` either side, are scanned (`Region`), so the cost per
 //! keystroke does not grow with the file.
 
+pub mod bigram_table;
 pub mod content;
 pub mod excludes;
 pub mod gitleaks;
 pub mod positions;
+pub mod random;
 pub mod rules;
 
 use std::borrow::Cow;
@@ -147,6 +149,7 @@ pub fn secret_spans(text: &str) -> Vec<Range<usize>> {
     table_into(text, &mut spans);
     gitleaks::RULES.spans(text, &mut spans);
     positions::spans(text, &mut spans);
+    random::spans(text, &mut spans);
     if spans.is_empty() {
         return spans;
     }

@@ -122,6 +122,86 @@ const EXPECTED: &[(&str, usize, &str)] = &[
         310,
         "a password literal set as APP_PASSWORD (a test's environment)",
     ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/PKG-INFO",
+        44,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/README.md",
+        25,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/concepts.rst",
+        77,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/concepts.rst",
+        81,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/serializer.rst",
+        18,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/serializer.rst",
+        25,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/signer.rst",
+        14,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/signer.rst",
+        21,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/signer.rst",
+        33,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/url_safe.rst",
+        15,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/docs/url_safe.rst",
+        16,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/tests/test_itsdangerous/test_serializer.py",
+        195,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/tests/test_itsdangerous/test_serializer.py",
+        196,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "itsdangerous-2.2.0/itsdangerous-2.2.0/tests/test_itsdangerous/test_timed.py",
+        70,
+        "a signed token (itsdangerous output: a signature made with the docs' key, which authenticates its bearer), redacted by its look",
+    ),
+    (
+        "requests-2.32.3/requests-2.32.3/tests/test_requests.py",
+        568,
+        "Basic credential header: base64 of a non-ASCII user:password (expected value of a test), redacted by its look",
+    ),
+    (
+        "requests-2.32.3/requests-2.32.3/tests/test_requests.py",
+        2049,
+        "Basic credential header: base64 of a Cyrillic user:password, redacted by its look",
+    ),
 ];
 
 fn eval_src() -> PathBuf {

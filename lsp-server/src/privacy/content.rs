@@ -133,7 +133,101 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     if mostly_credential_settings(text) {
         return Some("credential settings");
     }
+    if settings_holding_a_credential(text) {
+        return Some("settings holding a credential");
+    }
     None
+}
+
+/// A short file of settings (pairs, sections, brackets; at most a few other lines) in which
+/// redaction finds a credential, of any format and whatever its keys say: a tool's login or
+/// connection file (a CLI's `config.yml`, an INI of one connection, a relay map line). Formats
+/// nobody listed are the rule for such files, so the test is their shape and a credential in
+/// them, not their names. A project's longer configuration keeps its completions, with its
+/// credentials redacted.
+fn settings_holding_a_credential(text: &str) -> bool {
+    const MAX_LINES: usize = 25;
+    /// Words of keys that say what a connection or a login needs: who, where, and the secret.
+    const CONNECTION: &[&str] = &[
+        "user",
+        "username",
+        "login",
+        "email",
+        "account",
+        "auth",
+        "id",
+        "host",
+        "hostname",
+        "server",
+        "endpoint",
+        "url",
+        "uri",
+        "port",
+        "db",
+        "dbname",
+        "database",
+        "schema",
+        "tenant",
+        "region",
+        "realm",
+        "domain",
+        "org",
+        "project",
+        "warehouse",
+        "key",
+        "cert",
+        "identity",
+        "profile",
+        "token",
+        "pass",
+        "secret",
+        "credentials",
+        "remote",
+        "smtp",
+        "ssid",
+        "psk",
+        "machine",
+    ];
+    let (mut lines, mut settings, mut other, mut pairs, mut connection) = (0, 0, 0, 0, 0);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with(';')
+            || line.starts_with("//")
+            || line.starts_with("<!--")
+        {
+            continue;
+        }
+        lines += 1;
+        if lines > MAX_LINES {
+            return false;
+        }
+        match setting(line) {
+            Setting::Pair(key, _) => {
+                settings += 1;
+                pairs += 1;
+                let words = super::rules::name_words(key);
+                if super::rules::name_says(key) != super::rules::NameSays::No
+                    || words.iter().any(|w| CONNECTION.contains(&w.as_str()))
+                {
+                    connection += 1;
+                }
+            }
+            Setting::Structure => settings += 1,
+            Setting::Other => other += 1,
+        }
+    }
+    // Most pairs are about the connection, or there are almost no lines but the credential.
+    let about_access = connection * 2 > pairs || lines <= 2 && text.len() <= 512;
+    if text.len() > 4096 {
+        return false;
+    }
+    lines > 0
+        && other <= 2.max(lines / 5)
+        && (settings > 0 || lines <= 2)
+        && about_access
+        && !super::secret_spans(text).is_empty()
 }
 
 /// A key file whose header counts the lines of the private key that follow (PuTTY's
@@ -461,5 +555,36 @@ mod tests {
         ] {
             assert_eq!(credential_format(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn short_settings_holding_a_credential_are_credential_files() {
+        // Written for this test: formats no rule names.
+        for text in [
+            "[relay.example.net]:2525 mailer:Xq7vB2kLp9Rz4TmWc8Nd\n",
+            "[conn]\nhost = db.example.internal\nuser = loader\npassword = \"Kq9!vTz2pL8wRe\"\nport = 5432\n",
+            "endpoint: https://api.example.org\naccount: ci\napi-token: Zr8Kq2LmW9xTb4NvCp7Hd3Fs\noutput: json\n",
+        ] {
+            assert!(credential_format(text).is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn project_settings_with_a_credential_keep_their_completions() {
+        // Mostly about the build, not the connection: redacted, not excluded.
+        let build = "name: shop\nversion: 1.4.2\nimage: shop/web\nreplicas: 3\nmemory: 512Mi\n\
+                     cpu: 250m\nlog_level: info\nfeature_flags: on\ndb_password: Kq9!vTz2pL8wRe\n";
+        assert_eq!(credential_format(build), None);
+        // A one-line image, large: its path data is not a credential file.
+        let svg = format!(
+            "<svg viewBox=\"0 0 9 9\"><path d=\"{}\"/></svg>",
+            "M1.5 2.25h3.75v4.5zm".repeat(40)
+        );
+        assert_eq!(credential_format(&svg), None);
+        // No credential found: settings only.
+        assert_eq!(
+            credential_format("[conn]\nhost = db\nuser = loader\nport = 5432\n"),
+            None
+        );
     }
 }
