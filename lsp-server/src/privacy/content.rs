@@ -203,7 +203,23 @@ fn settings_holding_a_credential(text: &str) -> bool {
         if lines > MAX_LINES {
             return false;
         }
-        match setting(line) {
+        // `host smtp.example.org`, `user "x" there with password "y"`: a word and its value,
+        // the form of msmtp, fetchmail, ssh_config and many more.
+        let setting = match setting(line) {
+            Setting::Other => match line.split_once([' ', '\t']) {
+                Some((key, value))
+                    if !value.trim().is_empty()
+                        && key
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
+                {
+                    Setting::Pair(key, value)
+                }
+                _ => Setting::Other,
+            },
+            other => other,
+        };
+        match setting {
             Setting::Pair(key, _) => {
                 settings += 1;
                 pairs += 1;
@@ -219,6 +235,7 @@ fn settings_holding_a_credential(text: &str) -> bool {
         }
     }
     // Most pairs are about the connection, or there are almost no lines but the credential.
+    // More than half the pairs are about the connection, or the credential is all there is.
     let about_access = connection * 2 > pairs || lines <= 2 && text.len() <= 512;
     if text.len() > 4096 {
         return false;

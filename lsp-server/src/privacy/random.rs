@@ -34,6 +34,8 @@ const RANDOM_BELOW: i32 = -400;
 const PASSWORD_RANDOM_BELOW: i32 = -400;
 /// A part of a token scoring above this reads as a word (`hello`, `world`, `armhf` does not).
 const WORD_ABOVE: i32 = -380;
+/// A 5+ letter part scoring above this is a word for `has_long_word`.
+const LONG_WORD_ABOVE: i32 = -290;
 const MIN_TOKEN_ALNUM: usize = 16;
 const MIN_HEX: usize = 24;
 /// Lines looked back for the head of a value's block, whose name may say key (hex needs one).
@@ -45,7 +47,7 @@ const DIGEST_NAME_BYTES: usize = 40;
 
 static DIGEST_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)sha-?\d|sha\d*sum|md5|hash|digest|checksum|integrity|(?-u:\b)crc|etag|commit|(?-u:\b)rev(?-u:\b)|revision|fingerprint|uuid|guid|(?-u:\b)h1:|(?-u:\b)sum(?-u:\b)|nonce|opaque|base64,|urn:",
+        r"(?i)sha-?\d|sha\d*sum|md5|hash|digest|checksum|integrity|(?-u:\b)crc|etag|commit|(?-u:\b)rev(?-u:\b)|revision|fingerprint|uuid|guid|(?-u:\b)h1:|(?-u:\b)sum(?-u:\b)|nonce|opaque|base64,|urn:|/blob/|/tree/|(?-u:\b)id(?-u:\b)|_id(?-u:\b)|(?-i:[a-z]Id)(?-u:\b)",
     )
     .expect("valid")
 });
@@ -123,7 +125,8 @@ fn short_groups(token: &str) -> bool {
 /// A 6-character piece seen twice (`1b23exfcz3r1b23exfcz3r`): a fixture built by repetition.
 fn repeats(token: &str) -> bool {
     let b = token.as_bytes();
-    if b.len() < 12 {
+    // Long base64 repeats its own structure (`LS0tLS1` of a PEM's dashes, twice).
+    if b.len() < 12 || b.len() > 64 {
         return false;
     }
     let mut seen = std::collections::HashSet::with_capacity(b.len());
@@ -149,6 +152,14 @@ fn mostly_words(token: &str) -> bool {
         .map(str::len)
         .sum();
     in_words * 2 >= total
+}
+
+/// A word of 5+ letters that scores as ordinary code's do (`openvpnIPv4Address`,
+/// `plm386w16BuiltIn`): generated text almost never spells one.
+fn has_long_word(token: &str) -> bool {
+    camel_words(token)
+        .into_iter()
+        .any(|word| word.len() >= 6 && bigram_score(word) > LONG_WORD_ABOVE)
 }
 
 /// A run of 3+ letters that scores as ordinary code's words do, or a pronounceable one of 4+
@@ -228,6 +239,10 @@ fn decodes_to_text(token: &str) -> bool {
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return false;
     };
+    // A password stored base64-encoded (`<Pass encoding="base64">`, keyrings) is still one.
+    if is_password(text, true) || is_random_token(text, false) {
+        return false;
+    }
     if text
         .chars()
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
@@ -293,7 +308,7 @@ fn is_random_token(token: &str, keyish: bool) -> bool {
     if !mixed_case && (alnum < 20 || digits < 2) {
         return false;
     }
-    if bigram_score(token) >= RANDOM_BELOW || mostly_words(token) {
+    if bigram_score(token) >= RANDOM_BELOW || mostly_words(token) || has_long_word(token) {
         return false;
     }
     // A dotted token (a JWT) is data only if every part decodes to text.
@@ -319,8 +334,18 @@ fn is_password(word: &str, quoted: bool) -> bool {
     // Unquoted, `+*^&~?` between a name and a number is an expression (`len+1`); a password
     // there needs `!@#$%`, or ends in digits and a symbol.
     let symbols: &[u8] = if quoted { PASSWORD_SYMBOLS } else { b"!@#$%" };
-    let ends_digits_symbol = PASSWORD_SYMBOLS.contains(&bytes[bytes.len() - 1])
-        && bytes[bytes.len() - 2].is_ascii_digit();
+    // Words, digits and a symbol (`Harbor.lime.Orbit4410=`): how people make passwords.
+    let last = bytes[bytes.len() - 1];
+    // `=` and `_` end base64 and names too; a passphrase has no `+` or `/` in it.
+    let passphrase_end =
+        matches!(last, b'=' | b'_') && !bytes.iter().any(|b| matches!(b, b'+' | b'/'));
+    let ends_digits_symbol = (PASSWORD_SYMBOLS.contains(&last) || passphrase_end)
+        && bytes[..bytes.len() - 1]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+            >= 2;
     if !ends_digits_symbol && !bytes[1..].iter().any(|b| symbols.contains(b)) {
         return false;
     }
@@ -356,12 +381,12 @@ fn is_password(word: &str, quoted: bool) -> bool {
         return true;
     }
     // `JavaScript!`, `getBool=%v`, `haaaaalp.*HALP`: words with a symbol attached.
-    if humps(word) < 2 {
+    if humps(word) == 0 {
         return false;
     }
     let total = bytes.iter().filter(|b| b.is_ascii_alphanumeric()).count();
-    let in_words: usize = word
-        .split(|c: char| !c.is_ascii_alphanumeric())
+    let in_words: usize = camel_words(word)
+        .into_iter()
         .filter(|part| part.len() >= 3 && bigram_score(part) > WORD_ABOVE)
         .map(str::len)
         .sum();
@@ -375,8 +400,45 @@ fn percent_escapes(word: &str) -> usize {
         .count()
 }
 
+/// 16 or more `0x..` byte literals in a row (`{0x3e, 0x20, …}`, over lines): key material when a
+/// name at their start or on the line before says key and the bytes are varied.
+static BYTE_ARRAY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:0[xX][0-9a-fA-F]{2}[ \t]*,\s*){15,}0[xX][0-9a-fA-F]{2}").expect("valid")
+});
+
+fn byte_array_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("0x") && !text.contains("0X") {
+        return;
+    }
+    for found in BYTE_ARRAY.find_iter(text) {
+        let line_start = text[..found.start()].rfind('\n').map_or(0, |n| n + 1);
+        let context_start = text[..line_start.saturating_sub(1)]
+            .rfind('\n')
+            .map_or(0, |n| n + 1);
+        let context = &text[context_start..found.start()];
+        let mut seen = [false; 256];
+        let mut distinct = 0;
+        for byte in found.as_str().split(',') {
+            let digits = byte
+                .trim()
+                .trim_start_matches("0x")
+                .trim_start_matches("0X");
+            if let Ok(v) = u8::from_str_radix(digits, 16) {
+                if !seen[v as usize] {
+                    seen[v as usize] = true;
+                    distinct += 1;
+                }
+            }
+        }
+        if distinct >= 12 && SECRET_WORD.is_match(context) {
+            out.push(found.range());
+        }
+    }
+}
+
 /// Byte ranges of `text` that look like credentials by their value alone.
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
+    byte_array_spans(text, out);
     let mut line_start = 0;
     // (indent, says key) of the last lines with text: a value's name may head its block
     // (`keys = HashMap::from([` above `("eu", "…")`, a YAML key above its list).
@@ -462,13 +524,35 @@ fn token_spans(
     if path_like {
         let mut start = run.start;
         for part in trimmed.split('/') {
-            if part.len() >= MIN_TOKEN_ALNUM && is_random_token(part, keyish) {
-                out.push(at + start..at + start + part.len());
-            }
+            named_parts(part, start, keyish, at, out);
             start += part.len() + 1;
         }
-    } else if is_random_token(trimmed, keyish) {
-        out.push(at + run.start..at + run.end);
+    } else {
+        named_parts(trimmed, run.start, keyish, at, out);
+    }
+}
+
+/// A token whose `-`/`_`/`.`-separated parts include a word (`recent-models-<hex id>`, `x.<sig>`,
+/// `sk_live_<key>`) is judged by its other parts, each alone: the words are names, not key.
+fn named_parts(token: &str, start: usize, keyish: bool, at: usize, out: &mut Vec<Range<usize>>) {
+    if token.len() < MIN_TOKEN_ALNUM {
+        return;
+    }
+    let has_word = token.split(['-', '_', '.']).any(|part| {
+        part.len() >= 3 && part.bytes().all(|b| b.is_ascii_alphabetic()) && reads_as_word(part)
+    });
+    if !has_word {
+        if is_random_token(token, keyish) {
+            out.push(at + start..at + start + token.len());
+        }
+        return;
+    }
+    let mut from = start;
+    for part in token.split(['-', '_', '.']) {
+        if part.len() >= MIN_TOKEN_ALNUM && is_random_token(part, keyish) {
+            out.push(at + from..at + from + part.len());
+        }
+        from += part.len() + 1;
     }
 }
 
@@ -531,6 +615,7 @@ fn line_spans(line: &str, at: usize, keyish: bool, out: &mut Vec<Range<usize>>) 
     }
     // Passwords: whole quoted literals, and words or the values after `=` / `:` in them.
     let mut i = 0;
+    let mut blob_end = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if matches!(b, b'"' | b'\'' | b'`') {
@@ -539,7 +624,16 @@ fn line_spans(line: &str, at: usize, keyish: bool, out: &mut Vec<Range<usize>>) 
                 if !content.contains(char::is_whitespace) && is_password(content, true) {
                     out.push(at + i + 1..at + i + 1 + len);
                 }
+                // A long literal with no space is encoded data (base85, a hash table): its
+                // pieces between brackets are not passwords.
+                if content.len() > 64 && !content.contains(char::is_whitespace) {
+                    blob_end = i + 1 + len;
+                }
             }
+        }
+        if i < blob_end {
+            i += 1;
+            continue;
         }
         if ends_word(b) {
             i += 1;
@@ -549,13 +643,23 @@ fn line_spans(line: &str, at: usize, keyish: bool, out: &mut Vec<Range<usize>>) 
         while i < bytes.len() && !ends_word(bytes[i]) {
             i += 1;
         }
-        let word = &line[start..i];
-        match word.rfind(['=', ':']) {
-            Some(cut) if is_password(&word[cut + 1..], false) => {
-                out.push(at + start + cut + 1..at + i)
+        // A path or a `sed` expression holds its parts between slashes.
+        let mut part_start = start;
+        let before =
+            &line[line.floor_char_boundary(start.saturating_sub(DIGEST_NAME_BYTES))..start];
+        if DIGEST_NAME.is_match(before) || DIGEST_NAME.is_match(&line[start..i]) {
+            continue;
+        }
+        for part in line[start..i].split('/') {
+            let end = part_start + part.len();
+            match part.rfind(['=', ':']) {
+                Some(cut) if is_password(&part[cut + 1..], false) => {
+                    out.push(at + part_start + cut + 1..at + end)
+                }
+                _ if is_password(part, false) => out.push(at + part_start..at + end),
+                _ => {}
             }
-            _ if is_password(word, false) => out.push(at + start..at + i),
-            _ => {}
+            part_start = end + 1;
         }
     }
 }
@@ -629,6 +733,19 @@ mod tests {
         ] {
             assert!(found(line).is_empty(), "{line:?}: {:?}", found(line));
         }
+    }
+
+    #[test]
+    fn key_bytes_and_passphrases() {
+        let c = "static const uint8_t hmac_key[] = {\n  0x1f, 0x8a, 0x33, 0xc4, 0x07, 0xee, 0x52, 0x9b,\n  0x6d, 0xa0, 0x14, 0xf2, 0x88, 0x3b, 0xc9, 0x71\n};\n";
+        assert_eq!(found(c).len(), 1);
+        // A table of bytes not named as a key stays.
+        let table = c.replace("hmac_key", "crc_table");
+        assert!(found(&table).is_empty());
+        assert_eq!(
+            found("RUN sed -i 's/__PW__/Maple.stone.Rivet5521=/' /etc/app.conf\n"),
+            ["Maple.stone.Rivet5521="]
+        );
     }
 
     #[test]
