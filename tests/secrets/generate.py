@@ -31,6 +31,14 @@ values under names that say nothing, such as `k` or `cfg.b`; TOTP seeds, wallet 
 configs; config management, build tools and more CI systems; broker, proxy and database server
 configs; HCL tools; snapshots, cassettes, golden files, .http files and docs; credential files of
 some twenty-seven more tools' formats under ordinary names), scored once.
+`held-out-7` (SHAPES7, seed SEED7) was likewise written blind to the rules, their thresholds and all
+results, before any further rule change, and draws its values from a generator of its own (`Gen7`)
+instead of `Gen`: passwords people choose (words and digits, a capitalised word and a year,
+leetspeak, short ones, passphrases), PINs and other numeric secrets, provider token formats, base32,
+base58, hex and base64url keys, keys split over lines or into pieces. Its shapes are in none of the
+earlier sets (values assembled, reversed, rot13'd or escaped; command lines; more SDKs, IaC, server
+configs, CI and PaaS descriptors, templates, captures and documents; credential files of some
+forty-nine more tools' formats under ordinary names), scored once.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -41,6 +49,7 @@ and in the other files, and searches every request body for any 6-character piec
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 import random
 import string
@@ -5154,6 +5163,1999 @@ def _(g):
     return f"[DEFAULT]\ndefault-user = acme-ops\n\n[acme-ops]\ntoken = {v}\nregion = eu-central\ntype = g6-standard-2\nimage = linode/debian12\n", one(v)
 
 
+
+# ---- A seventh held-out set (held-out-7) ------------------------------------------------
+# Written independently of the redaction code (its rules, thresholds and results unread), before
+# any further rule change, with a seed of its own, so that the values of the first six corpora
+# stay as they were. Unlike the earlier sets it draws its values from a generator of its own,
+# `Gen7`, with the value styles `Gen` lacks: passwords people choose (a word and digits, a
+# capitalised word, a year and `!`, leetspeak, short ones, lower-case words run together,
+# passphrases of English words with spaces or dashes), PINs, recovery codes and other numeric
+# secrets, Gmail-style app passwords, provider tokens of many formats (their public prefixes
+# recorded as public), base32, base58, hex, base64url and base64 keys of various lengths, keys
+# split over lines or into pieces, framework secret keys (Django, Drupal, Rails, Laravel) and
+# mnemonic phrases. No 6-character piece of one value's secret part is reused by another or
+# occurs in the ordinary text of any corpus.
+# Shapes in none of SHAPES .. SHAPES6: values assembled from pieces, reversed or rot13'd,
+# percent-, entity-, JSON- or base64-escaped; command lines (sudo -S, expect, keytool, 7z,
+# smbclient, ssh-keygen, wp-cli); SDK calls and config idioms in Python, Rust, Go, TypeScript,
+# Java, Kotlin, C#, C, Arduino, PHP, Ruby and Swift; SQL key management; IaC (Bicep, ARM,
+# CloudFormation, SAM, Terragrunt, tfvars.json); servers (Envoy, Varnish, Postfix, Asterisk,
+# FreeSWITCH, slapd, PowerDNS, Gitea, ProxySQL, Patroni, Galera, Pgpool, WildFly, Tomcat);
+# more CI and PaaS (AppVeyor, Codemagic, CodeBuild, Semaphore, Earthly, Taskfile, Bitrise,
+# Heroku, Render, App Engine, Elastic Beanstalk, Concourse); Jinja, Go and ERB templates; CSV,
+# HAR, Postman, e-mail, log and patch files; and credential files of formats not used before.
+
+SEED7 = 2935
+SHAPES7: list[tuple[str, str, object]] = []
+
+
+def shape7(name: str, kind: str):
+    def register(fn):
+        SHAPES7.append((name, kind, fn))
+        return fn
+    return register
+
+
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+LOWER_NUM = string.ascii_lowercase + string.digits
+DJANGO_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789!@#$%^&*(-_=+)"
+WP_SALT_CHARS = B62 + "!#$%&()*+,-./:;<=>?@[]^_`{|}~ "
+AZURE_SECRET_CHARS = B62 + "_.~-"
+
+# Real English words for the passwords and passphrases people choose.
+WORDS7 = """
+acorn alpaca anchovy antler apricot armadillo artichoke avocado azalea badger bagpipe baguette bamboo banjo
+barnacle basil bassoon beagle beetroot begonia biscuit bison blizzard blueberry bobcat bonfire bonsai boulder
+bramble brioche broccoli buffalo bumblebee burrito buttercup cabbage cactus camel canary canoe cantaloupe
+capybara caramel cardigan carousel cashew catfish cauliflower cedar cello chamomile cheetah chestnut chimney
+chinchilla chipmunk cinnamon clarinet clementine clover cobbler coconut condor cormorant cornflower cottage
+coyote cranberry crayfish cricket crocodile croissant crumpet cucumber cupcake cypress daffodil dahlia
+dandelion dingo dolphin donkey doughnut dragonfly dumpling eggplant elderberry emerald falcon ferret fiddle
+firefly flamingo flannel foxglove gardenia gazelle gecko geranium gherkin ginger giraffe gooseberry gorilla
+granola grapefruit grasshopper gumdrop haddock halibut hamster harmonica hawthorn hazelnut hedgehog heron
+hibiscus hippo honeydew hornet huckleberry hummingbird hyacinth iguana jackal jaguar jalapeno jellybean juniper
+kangaroo kayak kestrel kingfisher koala kumquat ladybug lagoon lantern lavender lemur lentil lettuce lilac
+limpet llama lobster lollipop lupine macaroni macaw magnolia mallard mandolin mango mangrove manatee marigold
+marmalade marmot marzipan meadow meerkat mimosa mongoose moose muffin mulberry mushroom muskrat
+narwhal nectarine nettle nightingale nutmeg ocelot octopus okapi orchid oregano osprey ostrich otter oyster
+pancake panda papaya paprika parsley parsnip peacock peanut pelican penguin peony persimmon petunia pheasant
+piccolo pickle pigeon pineapple pistachio platypus polenta pomegranate poodle popcorn porcupine possum potato
+pretzel primrose pudding puffin pumpkin quail quince quokka raccoon radish raisin raspberry raven reindeer
+rhubarb robin rosemary saffron salamander salmon sardine sassafras scallop seahorse sequoia sesame shallot
+sherbet shrimp skunk sloth snapdragon sorbet sparrow spinach squid squirrel starling stingray strudel
+sunflower swallow sycamore tamarind tangerine tapioca tarragon teapot thistle thrush thyme toffee tomato
+tortoise toucan trombone trout truffle tuba tulip tumbleweed turnip turtle ukulele vanilla violin vulture
+waffle walnut walrus wasabi weasel whippet wigeon willow wisteria wombat woodpecker zebra zinnia zucchini
+amber autumn blossom breeze brook canyon cinder comet coral crater dawn desert dusk ember fern
+fjord frost glacier harbor hollow horizon island jungle lunar marsh meteor misty monsoon nebula oasis ocean
+orbit pebble prairie quartz rainbow reef ridge savanna sierra snowfall solstice summit sunrise
+sunset thunder tide tundra valley volcano waterfall whisper winter zephyr
+""".split()
+ADJ7 = """
+brave calm eager fancy gentle jolly lively merry nimble proud quiet silly vivid witty zesty bold crisp
+dusty frosty golden icy jagged lucky noble polar rusty sandy smoky sunny wild cosy fuzzy grumpy humble
+lazy mellow plucky rosy shiny sleepy snowy spicy sturdy swift tame tiny wobbly
+""".split()
+FIXED7 = ("CNTRL-",)  # the same in every Tailscale key, in its middle
+LEET7 = {"a": "4@", "e": "3", "i": "1!", "o": "0", "s": "5$", "t": "7", "g": "9", "b": "8"}
+
+
+# Words of ordinary code and prose; no value of held-out-7 holds a 6-character piece of them.
+CODE_WORDS7 = """
+element elements listing existing render sender gender tender vendor border number member remember september november
+december october password passwd secret default server client config configure string return import function public
+private static request response session process message content account service connect connection context database
+example internal register settings environment production development staging version application authorization
+bearer token admin deploy release build playwright cypress testing integration payments partner export import
+exports report reports ledger orders shipping warehouse storage backup restore monitor monitoring channel handler
+logger logging install installer manager management master primary replica cluster cache caches stream streams
+socket header headers footer folder office market status global random simple linear docker python kotlin swift
+golang javascript typescript terraform kubernetes values template templates include require module modules package
+packages library without within between because before after during through should would could please change
+changed create created update updated delete deleted insert select schema table tables column columns index
+thread threads worker workers option options string strings object objects integer boolean double float struct
+interface implements extends abstract override protected internal namespace using assert expect expected actual
+result results error errors warning warnings exception exceptions timeout timeouts interval retries attempt
+attempts window windows linux darwin android iphone mobile desktop browser chrome firefox safari network networks
+address addresses domain domains private public certificate certificates signature signing verify verified
+encrypt encrypted decrypt decrypted compress archive archives download downloads upload uploads mirror mirrors
+bridge anchor signal signals summary details description describe detail display screen button label labels
+another nothing something everything anything whether really already always enable enabled disable disabled
+snowflake digitalocean bigquery redshift postgres postgresql mongodb elasticsearch opensearch rabbitmq kafka
+""".split()
+
+
+def _common_grams7(ordinary: list[str]) -> set[str]:
+    """6-character pieces of the ordinary text: `ordinary` (the earlier corpora's files with their
+    planted values cut out), every file kind's header and footer, CODE_WORDS7, and held-out-7's
+    look-alikes."""
+    texts = list(ordinary) + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS.values()] + [f" {w} " for w in CODE_WORDS7]
+    texts += LA7_SHA256 + LA7_SHA1 + LA7_UUID + LA7_CERT_B64 + [LA7_SSH_PUB, LA7_INTEGRITY]
+    out: set[str] = set()
+    for t in texts:
+        t = t.lower()
+        out |= {t[i:i + 6] for i in range(len(t) - 5)}
+    return out
+
+
+class Gen7(Gen):
+    """held-out-7's values. Every value's secret part is drawn again until no 6-character piece
+    of it (case ignored) was used by an earlier value or occurs in the ordinary text of the files,
+    so a piece found in a request is one value's."""
+
+    def __init__(self, rng: random.Random, ordinary: list[str] = ()):
+        super().__init__(rng)
+        self.taken: set[str] = _common_grams7(ordinary)
+
+    @staticmethod
+    def grams(rest: str) -> set[str]:
+        for fixed in FIXED7:
+            rest = rest.replace(fixed, "\0" * len(fixed))
+        rest = rest.lower()
+        return {rest[i:i + 6] for i in range(len(rest) - 5)} - {w for w in (rest[i:i + 6] for i in range(len(rest) - 5)) if "\0" in w}
+
+    def fresh(self, make, public: int = 0, bad: str = "") -> str:
+        while True:
+            v = make()
+            grams = self.grams(v[public:])
+            if len(v) - public >= 6 and not any(c in bad for c in v) and not grams & self.taken:
+                self.taken |= grams
+                return v
+
+    def claim(self, v: str) -> str:
+        """Records a value derived from another (its encoding, its reverse) as taken too."""
+        self.taken |= self.grams(v)
+        return v
+
+    # -- what people choose --------------------------------------------------------------
+    def word(self) -> str:
+        return self.r.choice(WORDS7)
+
+    def leet(self, w: str) -> str:
+        out = []
+        for c in w:
+            if c in LEET7 and self.r.random() < 0.6:
+                out.append(self.r.choice(LEET7[c]))
+            else:
+                out.append(c)
+        return "".join(out)
+
+    def _human(self) -> str:
+        r = self.r
+        k = r.random()
+        if k < 0.16:  # word and digits
+            return self.word() + str(r.randint(1, 9999))
+        if k < 0.32:  # Capitalised word, a year, a mark
+            return self.word().capitalize() + str(r.randint(1968, 2025)) + r.choice(["!", "!", "!", "#", "?", "!!", "$", "*"])
+        if k < 0.44:  # leetspeak
+            w = self.leet(self.word().capitalize()) + r.choice(["", "", self.leet(self.word())])
+            return w + r.choice(["!", "#", "$", str(r.randint(1, 99)), "@" + str(r.randint(1, 99))])
+        if k < 0.56:  # short, typed by hand
+            while True:
+                v = self.s(string.ascii_letters + string.digits + "!@#$%&*?", r.randint(8, 12))
+                if any(c.isdigit() for c in v) and any(c.isalpha() for c in v):
+                    return v
+        if k < 0.68:  # lower-case words run together
+            return "".join(self.word() for _ in range(r.randint(2, 3)))
+        if k < 0.78:  # passphrase, spaces
+            words = [r.choice(ADJ7)] + [self.word() for _ in range(r.randint(2, 4))]
+            return " ".join(words)
+        if k < 0.90:  # passphrase, dashes
+            words = [self.word() for _ in range(r.randint(3, 4))]
+            return "-".join(words) + r.choice(["", "", "-" + str(r.randint(1, 99))])
+        # Two capitalised words and digits
+        return self.word().capitalize() + self.word().capitalize() + str(r.randint(1, 999))
+
+    def human(self, bad: str = "") -> str:
+        """A password a person chose; `bad`: characters its context would end or change."""
+        return self.fresh(self._human, 0, bad)
+
+    def password(self) -> str:
+        return self.human()
+
+    def passphrase(self, n: int = 4, sep: str = " ") -> str:
+        return self.fresh(lambda: sep.join(self.word() for _ in range(n)))
+
+    def mnemonic(self, n: int = 12) -> str:
+        return self.fresh(lambda: " ".join(self.word() for _ in range(n)))
+
+    def pin(self, n: int = 6) -> str:
+        def make():
+            v = str(self.r.randint(1, 9)) + self.s(string.digits, n - 1)
+            if len(set(v)) < min(5, n - 1):
+                return "0"  # too repetitive to be a chosen PIN; drawn again
+            return v
+        return self.fresh(make)
+
+    def recovery_codes(self, n: int = 4) -> list[str]:
+        return [self.fresh(lambda: self.s(string.digits, 4) + "-" + self.s(string.digits, 4)) for _ in range(n)]
+
+    def bitlocker(self) -> str:
+        return self.fresh(lambda: "-".join(f"{self.r.randrange(0, 720896 // 11) * 11:06d}" for _ in range(8)))
+
+    def app_password(self) -> str:
+        """Google-style app password: 16 lower-case letters shown in four groups."""
+        return self.fresh(lambda: " ".join(self.s(string.ascii_lowercase, 4) for _ in range(4)))
+
+    # -- keys and encodings --------------------------------------------------------------
+    def b62k(self, n: int) -> str:
+        return self.fresh(lambda: self.b62(n))
+
+    def hexk(self, n: int, upper: bool = False) -> str:
+        return self.fresh(lambda: self.hex(n).upper() if upper else self.hex(n))
+
+    def lowernum(self, n: int) -> str:
+        return self.fresh(lambda: self.s(LOWER_NUM, n))
+
+    def urlsafe(self, n: int) -> str:
+        return self.fresh(lambda: self.s(URLSAFE, n))
+
+    def b32(self, n: int) -> str:
+        return self.fresh(lambda: self.s(BASE32, n))
+
+    def b58(self, n: int) -> str:
+        return self.fresh(lambda: self.s(BASE58, n))
+
+    def raw(self, n: int) -> bytes:
+        return bytes(self.r.randrange(256) for _ in range(n))
+
+    def b64k(self, nbytes: int) -> str:
+        return self.fresh(lambda: base64.b64encode(self.raw(nbytes)).decode())
+
+    def b64url(self, nbytes: int) -> str:
+        return self.fresh(lambda: base64.urlsafe_b64encode(self.raw(nbytes)).decode().rstrip("="))
+
+    def uuid4(self) -> str:
+        return self.fresh(lambda: self.uuid())
+
+    def escaped_bytes(self, n: int) -> str:
+        return self.fresh(lambda: "".join(f"\\x{b:02x}" for b in self.raw(n)))
+
+    def django_key(self) -> str:
+        return self.fresh(lambda: "django-insecure-" + self.s(DJANGO_CHARS, 50), 16)
+
+    def wp_salt(self) -> str:
+        return self.fresh(lambda: self.s(WP_SALT_CHARS, 64), 0, "'\\")
+
+    def laravel_key(self) -> str:
+        return self.fresh(lambda: "base64:" + base64.b64encode(self.raw(32)).decode(), 7)
+
+    def jwt7(self, fixed: str, make_rest) -> tuple[str, int]:
+        """A JWT whose claims are `fixed` (the same for every token of its issuer, so public, with
+        the header) followed by `make_rest()`: claims with values of their own."""
+        head = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
+        public = len(head) + 1 + b64_prefix_public(fixed)
+
+        def make():
+            body = base64.urlsafe_b64encode((fixed + make_rest()).encode()).decode().rstrip("=")
+            return f"{head}.{body}.{self.s(URLSAFE, 43)}"
+        return self.fresh(make, public), public
+
+    # -- provider formats: (value, how many leading characters are public) -----------------
+    def tok(self, kind: str) -> tuple[str, int]:
+        r, s = self.r, self.s
+        formats = {
+            "github_pat": ("github_pat_", lambda: "11A" + s(UPPER_NUM, 19) + "_" + self.b62(59)),
+            "gho": ("gho_", lambda: self.b62(36)),
+            "ghs": ("ghs_", lambda: self.b62(36)),
+            "glpat": ("glpat-", lambda: s(URLSAFE, 20)),
+            "glrt": ("glrt-", lambda: s(URLSAFE, 20)),
+            "npm": ("npm_", lambda: self.b62(36)),
+            "xapp": ("xapp-1-", lambda: "A0" + s(UPPER_NUM, 9) + "-" + str(r.randint(10**12, 10**13 - 1)) + "-" + self.hex(64)),
+            "shpat": ("shpat_", lambda: self.hex(32)),
+            "shpss": ("shpss_", lambda: self.hex(32)),
+            "stripe_sk": ("sk_live_", lambda: "51" + self.b62(97)),
+            "stripe_rk": ("rk_live_", lambda: "51" + self.b62(97)),
+            "whsec": ("whsec_", lambda: self.b62(32)),
+            "openai": ("sk-proj-", lambda: s(URLSAFE, 156)),
+            "anthropic": ("sk-ant-api03-", lambda: s(URLSAFE, 93) + "AA"),
+            "hf": ("hf_", lambda: s(string.ascii_letters, 34)),
+            "sendgrid": ("SG.", lambda: s(URLSAFE, 22) + "." + s(URLSAFE, 43)),
+            "mailchimp": ("", lambda: self.hex(32) + "-us" + str(r.randint(2, 21))),
+            "do": ("dop_v1_", lambda: self.hex(64)),
+            "doppler": ("dp.pt.", lambda: self.b62(43)),
+            "tailscale": ("tskey-auth-", lambda: "k" + self.b62(10) + "CNTRL-" + self.b62(33)),
+            "notion": ("ntn_", lambda: str(r.randint(10**10, 10**11 - 1)) + self.b62(35)),
+            "atlassian": ("ATATT3xFfGF0", lambda: s(URLSAFE, 170) + "=" + self.hex(8).upper()),
+            "postman": ("PMAK-", lambda: self.hex(24) + "-" + self.hex(34)),
+            "figma": ("figd_", lambda: s(URLSAFE, 40)),
+            "pulumi": ("pul-", lambda: self.hex(40)),
+            "grafana": ("glsa_", lambda: self.b62(32) + "_" + self.hex(8)),
+            "newrelic": ("NRAK-", lambda: s(UPPER_NUM, 27)),
+            "sentry": ("sntryu_", lambda: self.hex(64)),
+            "square": ("EAAA", lambda: s(URLSAFE, 60)),
+            "square_secret": ("sq0csp-", lambda: s(URLSAFE, 43)),
+            "telegram": ("", lambda: str(r.randint(10**9, 8 * 10**9)) + ":AA" + s(URLSAFE, 33)),
+            "azure_ad": ("", lambda: s(string.ascii_letters, 3) + str(r.randint(0, 9)) + "Q~" + s(AZURE_SECRET_CHARS, 34)),
+            "google_api": ("AIza", lambda: "Sy" + s(URLSAFE, 33)),
+            "google_oauth": ("GOCSPX-", lambda: s(URLSAFE, 28)),
+            "google_refresh": ("1//0", lambda: s(string.ascii_lowercase, 1) + s(URLSAFE, 98)),
+            "google_access": ("ya29.", lambda: "a0" + s(URLSAFE, 150)),
+            "dockerhub": ("dckr_pat_", lambda: s(URLSAFE, 27)),
+            "supabase": ("sbp_", lambda: self.hex(40)),
+            "netlify": ("nfp_", lambda: self.b62(36)),
+            "planetscale": ("pscale_pw_", lambda: s(URLSAFE, 43)),
+            "databricks": ("dapi", lambda: self.hex(32)),
+            "sonar": ("squ_", lambda: self.hex(40)),
+            "buildkite": ("bkua_", lambda: self.hex(40)),
+            "replicate": ("r8_", lambda: self.b62(37)),
+            "groq": ("gsk_", lambda: self.b62(52)),
+            "paystack": ("sk_live_", lambda: self.hex(40)),
+            "flutterwave": ("FLWSECK-", lambda: self.hex(32) + "-X"),
+            "razorpay_secret": ("", lambda: self.b62(24)),
+            "aliyun_id": ("LTAI", lambda: self.b62(20)),
+            "aliyun_secret": ("", lambda: self.b62(30)),
+            "tencent_id": ("AKID", lambda: self.b62(32)),
+            "tencent_secret": ("", lambda: self.b62(32)),
+            "scw_id": ("SCW", lambda: s(UPPER_NUM, 17)),
+            "exo_id": ("EXO", lambda: self.hex(24)),
+            "exo_secret": ("", lambda: s(URLSAFE, 43)),
+            "ibm": ("", lambda: s(URLSAFE, 44)),
+            "contentful": ("CFPAT-", lambda: s(URLSAFE, 43)),
+            "hubspot": ("pat-na1-", lambda: self.uuid()),
+            "heroku": ("HRKU-", lambda: self.uuid()),
+            "linear": ("lin_api_", lambda: self.b62(40)),
+            "vault_legacy": ("s.", lambda: self.b62(24)),
+            "cloudflare": ("", lambda: s(URLSAFE, 40)),
+            "fastly": ("", lambda: s(URLSAFE, 32)),
+            "gemfury": ("", lambda: s(UPPER_NUM, 4) + self.b62(16)),
+            "twilio_secret": ("", lambda: self.b62(32)),
+            "dropbox": ("sl.", lambda: "B" + s(URLSAFE, 137)),
+            "mailgun_signing": ("", lambda: self.hex(32)),
+            "okta": ("00", lambda: s(URLSAFE, 40)),
+            "lob": ("live_", lambda: self.hex(35)),
+            "infracost": ("ico-", lambda: self.b62(32)),
+            "age": ("AGE-SECRET-KEY-1", lambda: s(BECH32.upper(), 58)),
+            "nsec": ("nsec1", lambda: s(BECH32, 58)),
+            "zerotier": ("", lambda: s(LOWER_NUM, 24)),
+        }
+        prefix, make = formats[kind]
+        return self.fresh(lambda: prefix + make(), len(prefix)), len(prefix)
+
+    def wrap(self, v: str, width: int) -> list[str]:
+        return [v[i:i + width] for i in range(0, len(v), width)]
+
+
+def pct(v: str) -> str:
+    """`v` percent-encoded for a URL's userinfo (as people paste it after `quote(v, safe="")`)."""
+    from urllib.parse import quote
+    return quote(v, safe="")
+
+
+def xml_esc(v: str) -> str:
+    return v.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+DQ7 = '"\\'            # a double-quoted string literal
+SQ7 = "'\\"            # a single-quoted one
+SH7 = "'"             # a single-quoted shell word
+TPL7 = '"\\$`{}'      # Kotlin/JS/Dart templates, Go raw strings and the like
+HCL7 = '"\\$%{}'
+YQ7 = "'\""           # YAML, either quote
+URL7 = URL_UNSAFE + " [];&=+\"'\\"
+
+# Look-alikes (not credentials) for the ordinary text of the held-out-7 files: digests, commit
+# ids, UUIDs, public keys. Drawn from their own generator so the planted values do not depend
+# on them.
+_LA7 = Gen(random.Random(SEED7 * 7 + 1))
+LA7_SHA256 = [_LA7.hex(64) for _ in range(6)]
+LA7_SHA1 = [_LA7.hex(40) for _ in range(8)]
+LA7_UUID = [_LA7.uuid() for _ in range(8)]
+LA7_SSH_PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + _LA7.s(B64, 43) + " ops@bastion"
+LA7_INTEGRITY = "sha512-" + base64.b64encode(bytes(_LA7.r.randrange(256) for _ in range(64))).decode()
+LA7_CERT_B64 = [base64.b64encode(("-----BEGIN CERTIFICATE-----\nMIIBPzCB8qADAgECAhA" + _LA7.s(B64, 300) + "\n-----END CERTIFICATE-----\n").encode()).decode()
+                for _ in range(2)]
+
+# Python ------------------------------------------------------------------------------------
+@shape7("py: token kept as a list of chunks and ''.join()ed", "py7")
+def _(g):
+    a, b, c = g.b62k(14), g.b62k(14), g.b62k(12)
+    return (f'\n_SEARCH_KEY_PARTS = [\n    "{a}",\n    "{b}",\n    "{c}",\n]\nSEARCH_ADMIN_KEY = "".join(_SEARCH_KEY_PARTS)\n',
+            [(a, 0), (b, 0), (c, 0)])
+
+
+@shape7("py: codecs.decode of a rot13-obfuscated password", "py7")
+def _(g):
+    pw = g.human(DQ7)
+    r13 = g.claim(codecs.encode(pw, "rot13"))
+    return f'\n# not in plain text, see OPS-112\nSFTP_PASSWORD = codecs.decode("{r13}", "rot13")\n', one(r13)
+
+
+@shape7("py: password stored reversed and flipped with [::-1]", "py7")
+def _(g):
+    pw = g.human(DQ7)
+    rev = g.claim(pw[::-1])
+    return f'\n_ADMIN_PW = "{rev}"[::-1]\n', one(rev)
+
+
+@shape7("py: logging dictConfig SMTPHandler credentials tuple", "py7")
+def _(g):
+    pw = g.human(DQ7)
+    return ('\nlogging.config.dictConfig({\n    "version": 1,\n    "handlers": {\n        "mail": {\n'
+            '            "class": "logging.handlers.SMTPHandler",\n            "mailhost": ("smtp.acme.example", 587),\n'
+            '            "fromaddr": "alerts@acme.example",\n            "toaddrs": ["oncall@acme.example"],\n'
+            '            "subject": "billing gateway error",\n'
+            f'            "credentials": ("alerts@acme.example", "{pw}"),\n            "secure": (),\n        }},\n    }},\n'
+            '    "root": {"handlers": ["mail"], "level": "ERROR"},\n})\n', one(pw))
+
+
+@shape7("py: OAuth password-grant form data with client_secret", "py7")
+def _(g):
+    pw, cs = g.human(DQ7), g.b62k(40)
+    return ('\n\ndef partner_token():\n    resp = requests.post(\n        "https://auth.partner.example/oauth/token",\n        data={\n'
+            f'            "grant_type": "password",\n            "username": "svc-billing",\n            "password": "{pw}",\n'
+            f'            "client_id": "billing-gateway",\n            "client_secret": "{cs}",\n        }},\n        timeout=10,\n    )\n'
+            '    return resp.json()["access_token"]\n', [(pw, 0), (cs, 0)])
+
+
+@shape7("py: pydantic SecretStr default on a settings model", "py7")
+def _(g):
+    v, p = g.tok("sendgrid")
+    return (f'\n\nclass MailSettings(BaseSettings):\n    sender: str = "receipts@acme.example"\n    api_key: SecretStr = SecretStr("{v}")\n', one(v, p))
+
+
+@shape7("py: Celery broker_url with a percent-encoded SQS secret", "py7")
+def _(g):
+    kid = g.fresh(lambda: "AKIA" + g.s(UPPER_NUM, 16), 4)
+    sec = g.fresh(lambda: g.s(B64, 40))
+    while "/" not in sec and "+" not in sec:
+        sec = g.fresh(lambda: g.s(B64, 40))
+    enc = g.claim(pct(sec))
+    return f'\nbroker_url = "sqs://{kid}:{enc}@"\nbroker_transport_options = {{"region": "eu-west-1"}}\n', [(kid, 4), (enc, 0)]
+
+
+@shape7("py: configparser.read_string of an inline INI section", "py7")
+def _(g):
+    pw = g.human(INI_UNSAFE + DQ7)
+    return (f'\n_cfg = configparser.ConfigParser()\n_cfg.read_string("""\n[warehouse]\nhost = dw.acme.example\nuser = loader\npassword = {pw}\n""")\n',
+            one(pw))
+
+
+@shape7("py: zipfile extractall(pwd=b'...') bytes password", "py7")
+def _(g):
+    pw = g.human(SQ7)
+    return (f"\n\ndef unpack_partner_export(path):\n    with zipfile.ZipFile(path) as zf:\n        zf.extractall(\"exports/partner\", pwd=b'{pw}')\n",
+            one(pw))
+
+
+@shape7("py: pexpect sendline answering a sudo prompt", "py7")
+def _(g):
+    pw = g.human(DQ7)
+    return ('\n\ndef restart_remote():\n    child = pexpect.spawn("ssh -t ops@app-3.acme.example sudo systemctl restart billing")\n'
+            f'    child.expect("password for ops:")\n    child.sendline("{pw}")\n    child.expect(pexpect.EOF)\n', one(pw))
+
+
+@shape7("py: typing.Final annotated webhook signing secret", "py7")
+def _(g):
+    v, p = g.tok("whsec")
+    return f'\nSTRIPE_ENDPOINT_SECRET: Final = "{v}"\n', one(v, p)
+
+
+@shape7("py: functools.partial pre-binding auth=(user, pw)", "py7")
+def _(g):
+    pw = g.human(DQ7)
+    return f'\nget_inventory = functools.partial(requests.get, auth=("inventory-api", "{pw}"), timeout=15)\n', one(pw)
+
+
+@shape7("py: ssl load_cert_chain(password=) for an encrypted client key", "py7")
+def _(g):
+    pw = g.human(DQ7)
+    return ('\n\ndef partner_tls():\n    ctx = ssl.create_default_context()\n'
+            f'    ctx.load_cert_chain("certs/billing-client.pem", "certs/billing-client.key", password="{pw}")\n    return ctx\n', one(pw))
+
+
+@shape7("py: NamedTuple field default holding a terminal PIN", "py7")
+def _(g):
+    pin = g.pin(8)
+    return f'\n\nclass Terminal(NamedTuple):\n    terminal_id: str = "TID-0042"\n    merchant_pin: str = "{pin}"\n', one(pin)
+
+
+@shape7("django: SECRET_KEY with the django-insecure- prefix", "django7")
+def _(g):
+    v = g.django_key()
+    return f'\n# SECURITY WARNING: keep the secret key used in production secret!\nSECRET_KEY = "{v}"\n', one(v, 16)
+
+
+@shape7("django: DATABASES nested dict with an uppercase PASSWORD key", "django7")
+def _(g):
+    pw = g.human(DQ7)
+    return ('\nDATABASES = {\n    "default": {\n        "ENGINE": "django.db.backends.postgresql",\n        "NAME": "backoffice",\n'
+            f'        "USER": "backoffice",\n        "PASSWORD": "{pw}",\n        "HOST": "pg-main.internal",\n        "PORT": "5432",\n    }}\n}}\n',
+            one(pw))
+
+
+@shape7("django: EMAIL_HOST_PASSWORD as a spaced Gmail app password", "django7")
+def _(g):
+    v = g.app_password()
+    return (f'\nEMAIL_HOST = "smtp.gmail.com"\nEMAIL_PORT = 587\nEMAIL_USE_TLS = True\nEMAIL_HOST_USER = "backoffice.acme@gmail.com"\n'
+            f'EMAIL_HOST_PASSWORD = "{v}"\n', one(v))
+
+
+@shape7("pytest: autouse fixture monkeypatch.setenv with a live key", "pytest7")
+def _(g):
+    v, p = g.tok("paystack")
+    return (f'\n\n@pytest.fixture(autouse=True)\ndef paystack_env(monkeypatch):\n    monkeypatch.setenv("PAYSTACK_SECRET_KEY", "{v}")\n', one(v, p))
+
+
+@shape7("unittest: setUp assigning self.password", "pytest7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'\n\nclass CheckoutLoginTest(unittest.TestCase):\n    def setUp(self):\n        self.username = "qa.buyer@acme.example"\n'
+            f'        self.password = "{pw}"\n\n    def test_login(self):\n        self.assertTrue(login(self.username, self.password))\n', one(pw))
+
+
+@shape7("py: doctest example calling with a real token", "pytest7")
+def _(g):
+    v = g.b64url(32)
+    return (f'\n\ndef redact(url):\n    """Hides the token of a signed download URL.\n\n'
+            f'    >>> redact("https://cdn.acme.example/invoice.pdf?token={v}")\n'
+            f"    'https://cdn.acme.example/invoice.pdf?token=***'\n    \"\"\"\n    return url.split(\"?token=\")[0] + \"?token=***\"\n", one(v))
+
+
+def _nb_cell(source: list[str], outputs: list | None = None) -> str:
+    cell = {"cell_type": "code", "execution_count": None if outputs is None else 3, "metadata": {},
+            "outputs": outputs or [], "source": source}
+    return "  " + json.dumps(cell, indent=1).replace("\n", "\n  ") + ",\n"
+
+
+@shape7("ipynb: getpass() commented out in favour of a literal", "nb7")
+def _(g):
+    pw = g.human(DQ7)
+    return _nb_cell(["import getpass\n", "import snowflake.connector\n", "\n", "# pw = getpass.getpass()\n", f'pw = "{pw}"\n',
+                     'conn = snowflake.connector.connect(user="analyst", password=pw, account="acme-eu1")']), one(pw)
+
+
+@shape7("ipynb: %%bash cell exporting a token before a CLI call", "nb7")
+def _(g):
+    v, p = g.jwt7('{"email":"analyst@acme.example","session":"', lambda: g.b62(g.r.randint(20, 28)) + '"}')
+    return _nb_cell(["%%bash\n", f"export MOTHERDUCK_TOKEN={v}\n", "duckdb -c \"ATTACH 'md:analytics'; SELECT count(*) FROM analytics.events\""]), one(v, p)
+
+
+@shape7("ipynb: text/html DataFrame output listing integration keys", "nb7")
+def _(g):
+    v, p = g.tok("mailchimp")
+    html = ["<table border=\"1\" class=\"dataframe\">\n", "  <thead><tr><th></th><th>integration</th><th>key</th></tr></thead>\n",
+            "  <tbody>\n", "    <tr><th>0</th><td>segment</td><td>(managed)</td></tr>\n",
+            f"    <tr><th>1</th><td>mailchimp</td><td>{v}</td></tr>\n", "  </tbody>\n", "</table>"]
+    out = [{"data": {"text/html": html, "text/plain": ["  integration  key\n", "0 segment (managed)\n", "1 mailchimp ..."]},
+            "execution_count": 3, "metadata": {}, "output_type": "execute_result"}]
+    return _nb_cell(["pd.read_sql(\"select integration, key from integration_keys\", engine)"], out), one(v, p)
+
+
+# Rust --------------------------------------------------------------------------------------
+@shape7("rs: concat!() macro joining token halves", "rs7")
+def _(g):
+    a = g.fresh(lambda: "glpat-" + g.s(URLSAFE, 10), 6)
+    b = g.urlsafe(10)
+    return f'\n/// Read-only token for the mirror job.\nconst MIRROR_TOKEN: &str = concat!("{a}", "{b}");\n', [(a, 6), (b, 0)]
+
+
+@shape7("rs: SecretString::from(literal) from secrecy", "rs7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'\npub fn smtp_credentials() -> (String, SecretString) {{\n    ("receipts".to_owned(), SecretString::from("{pw}".to_owned()))\n}}\n', one(pw))
+
+
+@shape7("rs: serde_json::json! macro body with a password", "rs7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'\npub fn kiosk_login_body() -> serde_json::Value {{\n    json!({{\n        "username": "kiosk-07",\n        "password": "{pw}",\n'
+            f'        "remember": true\n    }})\n}}\n', one(pw))
+
+
+@shape7("rs: numeric u32 const used as a service PIN", "rs7")
+def _(g):
+    pin = g.pin(8)
+    return f'\n/// Unlocks the service menu on the terminals.\npub const SERVICE_MENU_PIN: u32 = {pin};\n', one(pin)
+
+
+@shape7("rs: vec! of CLI args carrying --auth-token", "rs7")
+def _(g):
+    v, p = g.tok("sentry")
+    return (f'\npub fn upload_sourcemaps_args(release: &str) -> Vec<String> {{\n    vec![\n        "releases".into(),\n        "files".into(),\n'
+            f'        release.into(),\n        "upload-sourcemaps".into(),\n        "--auth-token".into(),\n        "{v}".into(),\n        "dist/".into(),\n    ]\n}}\n',
+            one(v, p))
+
+
+@shape7("rs: rediss:// URL with an empty username", "rs7")
+def _(g):
+    pw = g.human(URL7)
+    return (f'\npub fn cache() -> redis::RedisResult<redis::Client> {{\n    redis::Client::open("rediss://:{pw}@cache-eu.acme.example:6380/0")\n}}\n', one(pw))
+
+
+# Go ----------------------------------------------------------------------------------------
+@shape7("go: struct tag default:\"...\" for envconfig", "go7")
+def _(g):
+    pw = g.human(TPL7)
+    return ('\ntype SMTPConfig struct {\n\tHost     string `envconfig:"SMTP_HOST" default:"smtp.acme.example"`\n'
+            f'\tUser     string `envconfig:"SMTP_USER" default:"notify"`\n\tPassword string `envconfig:"SMTP_PASSWORD" default:"{pw}"`\n}}\n', one(pw))
+
+
+@shape7("go: flag.String default value of a token flag", "go7")
+def _(g):
+    v = g.b62k(32)
+    return f'\nvar statusToken = flag.String("status-token", "{v}", "token for the status page API")\n', one(v)
+
+
+@shape7("go: viper.SetDefault with a routing key", "go7")
+def _(g):
+    v = g.hexk(32)
+    return f'\nfunc init() {{\n\tviper.SetDefault("pagerduty.routing_key", "{v}")\n\tviper.SetDefault("pagerduty.severity", "error")\n}}\n', one(v)
+
+
+@shape7("go: strings.Join of token pieces", "go7")
+def _(g):
+    a, b = g.urlsafe(14), g.urlsafe(13)
+    return f'\nvar hubToken = strings.Join([]string{{"dckr_pat_", "{a}", "{b}"}}, "")\n', [(a, 0), (b, 0)]
+
+
+@shape7("go: grpc metadata.AppendToOutgoingContext authorization", "go7")
+def _(g):
+    v, p = g.tok("google_access")
+    return (f'\nfunc withAuth(ctx context.Context) context.Context {{\n\treturn metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer {v}")\n}}\n',
+            one(v, p))
+
+
+@shape7("go: gomail.NewDialer(host, port, user, pw) positional", "go7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'\nfunc mailer() *gomail.Dialer {{\n\treturn gomail.NewDialer("smtp.eu.mailgun.org", 587, "postmaster@mg.acme.example", "{pw}")\n}}\n', one(pw))
+
+
+@shape7("go: base32.StdEncoding.DecodeString of a key literal", "go7")
+def _(g):
+    v = g.b32(32)
+    return f'\nfunc otpKey() []byte {{\n\tk, _ := base32.StdEncoding.DecodeString("{v}")\n\treturn k\n}}\n', one(v)
+
+
+# TypeScript / JavaScript -------------------------------------------------------------------
+@shape7("ts: atob(literal) decoding a key at startup", "ts7")
+def _(g):
+    key = g.b62(40)
+    v = g.claim(base64.b64encode(key.encode()).decode())
+    return f'\nconst geoSecret = atob("{v}");\n', one(v)
+
+
+@shape7("ts: key stored reversed and restored with split/reverse/join", "ts7")
+def _(g):
+    t, p = g.tok("openai")
+    rev = g.claim(t[::-1])
+    # the public prefix, reversed, ends the literal; the value is the rest
+    return f'\n// keep scrapers from finding it\nconst k = "{rev}".split("").reverse().join("");\n', one(rev[:-p])
+
+
+@shape7("ts: URLSearchParams body with a client_secret", "ts7")
+def _(g):
+    v, p = g.tok("azure_ad")
+    return (f'\nconst tokenBody = new URLSearchParams({{\n  grant_type: "client_credentials",\n  client_id: "{LA7_UUID[0]}",\n'
+            f'  client_secret: "{v}",\n  scope: "https://graph.microsoft.com/.default",\n}});\n', one(v, p))
+
+
+@shape7("ts: fetch headers carrying a Cookie session and csrftoken", "ts7")
+def _(g):
+    sid, csrf = g.lowernum(32), g.b62k(32)
+    return (f'\nexport async function exportOrders(): Promise<Response> {{\n  return fetch("https://admin.acme.example/api/orders/export", {{\n'
+            f'    headers: {{ Cookie: "sessionid={sid}; csrftoken={csrf}", "X-CSRFToken": "{csrf}" }},\n  }});\n}}\n', [(sid, 0), (csrf, 0)])
+
+
+@shape7("ts: localStorage.setItem seeding a refresh token in a dev helper", "ts7")
+def _(g):
+    v = g.b64url(64)
+    return f'\nexport function seedDevSession(): void {{\n  localStorage.setItem("auth.refreshToken", "{v}");\n}}\n', one(v)
+
+
+@shape7("ts: Angular environment.ts object with an admin key", "ngenv7")
+def _(g):
+    v = g.hexk(32)
+    return (f'export const environment = {{\n  production: false,\n  apiBase: "https://api.staging.acme.example",\n  algoliaAppId: "QX7C2M1DAK",\n'
+            f'  algoliaAdminKey: "{v}",\n}};\n', one(v))
+
+
+@shape7("ts: playwright.config use.httpCredentials", "pwcfg7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'  use: {{\n    baseURL: "https://staging.acme.example",\n    httpCredentials: {{ username: "preview", password: "{pw}" }},\n'
+            f'    trace: "on-first-retry",\n  }},\n', one(pw))
+
+
+@shape7("js: next.config.js env block", "nextcfg7")
+def _(g):
+    v, p = g.tok("contentful")
+    return f'  env: {{\n    CONTENTFUL_SPACE: "x7k2pq9w",\n    CONTENTFUL_MANAGEMENT_TOKEN: "{v}",\n  }},\n', one(v, p)
+
+
+@shape7("js: new Sequelize(db, user, pw, options) positional", "js7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'\nconst sequelize = new Sequelize("storefront", "storefront_app", "{pw}", {{\n  host: "mysql-main.internal",\n  dialect: "mysql",\n'
+            f'  logging: false,\n}});\n', one(pw))
+
+
+@shape7("js: crypto.createHmac with a literal app secret", "js7")
+def _(g):
+    v, p = g.tok("shpss")
+    return (f'\nfunction verifyShopifyHmac(body, header) {{\n  const digest = crypto.createHmac("sha256", "{v}").update(body).digest("base64");\n'
+            f'  return crypto.timingSafeEqual(Buffer.from(digest), Buffer.from(header));\n}}\n', one(v, p))
+
+
+@shape7("js: cypress.config env block with a password", "cypress7")
+def _(g):
+    pw = g.human(DQ7)
+    return f'  env: {{\n    adminUser: "cy-admin@acme.example",\n    adminPassword: "{pw}",\n  }},\n', one(pw)
+
+
+@shape7("prisma: datasource url literal with a percent-encoded passphrase", "prisma7")
+def _(g):
+    pw = g.passphrase(4, " ")
+    enc = g.claim(pct(pw))
+    return f'datasource db {{\n  provider = "postgresql"\n  url      = "postgresql://shop:{enc}@pg-main.internal:5432/shop?schema=public"\n}}\n', one(enc)
+
+
+@shape7("graphql: login mutation document with a literal password", "gql7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'mutation DevLogin {{\n  login(input: {{ email: "seed-admin@acme.example", password: "{pw}" }}) {{\n    token\n    user {{\n      id\n    }}\n  }}\n}}\n',
+            one(pw))
+
+
+@shape7("astro: frontmatter const holding a token", "astro7")
+def _(g):
+    v = g.b62k(40)
+    return (f'---\nconst UPTIME_TOKEN = "{v}";\nconst res = await fetch("https://api.uptime.example/v2/monitors", {{\n'
+            f'  headers: {{ Authorization: `Bearer ${{UPTIME_TOKEN}}` }},\n}});\nconst monitors = await res.json();\n---\n', one(v))
+
+
+# Java / Kotlin -----------------------------------------------------------------------------
+@shape7("java: DataSourceBuilder.create().password(literal) in a @Bean", "java7")
+def _(g):
+    pw = g.human(DQ7)
+    return ('\n    @Bean\n    public DataSource reportingDataSource() {\n        return DataSourceBuilder.create()\n'
+            '                .url("jdbc:postgresql://pg-report.internal:5432/reporting")\n                .username("reporting")\n'
+            f'                .password("{pw}")\n                .build();\n    }}\n', one(pw))
+
+
+@shape7("java: Properties.load(new StringReader(...)) with a password line", "java7")
+def _(g):
+    pw = g.human(DQ7 + "=:")
+    return ('\n    static Properties mailProperties() throws IOException {\n        Properties props = new Properties();\n'
+            f'        props.load(new StringReader("mail.smtp.user=billing\\nmail.smtp.password={pw}\\nmail.smtp.starttls.enable=true\\n"));\n'
+            '        return props;\n    }\n', one(pw))
+
+
+@shape7("java: Jedis auth(literal)", "java7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'\n    static Jedis cache() {{\n        Jedis jedis = new Jedis("redis-main.internal", 6379);\n        jedis.auth("{pw}");\n        return jedis;\n    }}\n',
+            one(pw))
+
+
+@shape7("java: HexFormat.of().parseHex(literal) AES key", "java7")
+def _(g):
+    v = g.hexk(64)
+    return f'\n    private static final SecretKey CARD_KEY =\n            new SecretKeySpec(HexFormat.of().parseHex("{v}"), "AES");\n', one(v)
+
+
+@shape7("java: Lombok @Builder.Default field", "java7")
+def _(g):
+    v, p = g.tok("twilio_secret")
+    return (f'\n    @Builder\n    static class SmsSettings {{\n        @Builder.Default private String accountSid = "AC{LA7_SHA1[0][:32]}";\n'
+            f'        @Builder.Default private String authToken = "{v}";\n    }}\n', one(v, p))
+
+
+@shape7("java: record constructed with a user and password", "java7")
+def _(g):
+    pw = g.human(DQ7)
+    return (f'\n    record FtpLogin(String user, String password) {{}}\n\n    static final FtpLogin PRINT_SHOP = new FtpLogin("acme-print", "{pw}");\n', one(pw))
+
+
+@shape7("junit: @CsvSource rows of user, password", "javatest7")
+def _(g):
+    a, b = g.human(DQ7 + ", "), g.human(DQ7 + ", ")
+    return ('\n    @ParameterizedTest\n    @CsvSource({\n'
+            f'        "buyer@acme.example, {a}",\n        "support@acme.example, {b}",\n    }})\n'
+            '    void logsIn(String user, String password) {\n        assertTrue(client.login(user, password).ok());\n    }\n', [(a, 0), (b, 0)])
+
+
+@shape7("kt: buildString { append() } assembling a Slack token", "kt7")
+def _(g):
+    mid = g.fresh(lambda: f"{g.r.randint(10**10, 10**13 - 1)}-{g.r.randint(10**10, 10**13 - 1)}-")
+    tail = g.b62k(24)
+    return (f'\n    val slackBotToken = buildString {{\n        append("xoxb-")\n        append("{mid}")\n        append("{tail}")\n    }}\n',
+            [(mid, 0), (tail, 0)])
+
+
+@shape7("kt: destructuring split(':') of a user:pw literal", "kt7")
+def _(g):
+    pw = g.human(TPL7 + ":")
+    return f'\n    val (ftpUser, ftpPass) = "upload:{pw}".split(":", limit = 2)\n', one(pw)
+
+
+@shape7("android: local.properties key read by the Gradle build", "localprops7")
+def _(g):
+    v, p = g.tok("google_api")
+    return f"MAPS_API_KEY={v}\n", one(v, p)
+
+
+# C# ----------------------------------------------------------------------------------------
+@shape7("cs: #if DEBUG conditional const key", "cs7")
+def _(g):
+    v, p = g.tok("sendgrid")
+    return (f'\n#if DEBUG\n    private const string SendGridKey = "{v}";\n#else\n'
+            f'    private static readonly string SendGridKey = Environment.GetEnvironmentVariable("SENDGRID_KEY")!;\n#endif\n', one(v, p))
+
+
+@shape7("cs: raw string literal \"\"\" JSON holding an API secret", "cs7")
+def _(g):
+    v = g.b64k(32)
+    return (f'\n    private const string PartnerConfigJson = """\n        {{\n          "endpoint": "https://partner.example/api/v3",\n'
+            f'          "apiSecret": "{v}"\n        }}\n        """;\n', one(v))
+
+
+@shape7("cs: new MailjetClient(key, secret) positional", "cs7")
+def _(g):
+    k, s = g.hexk(32), g.hexk(32)
+    return f'\n    private static readonly MailjetClient Mailjet = new MailjetClient("{k}", "{s}");\n', [(k, 0), (s, 0)]
+
+
+@shape7("cs: launchSettings.json profile environmentVariables", "launch7")
+def _(g):
+    pw = g.human(DQ7 + ";")
+    return ('    "Acme": {\n      "commandName": "Project",\n      "applicationUrl": "https://localhost:7043",\n      "environmentVariables": {\n'
+            '        "ASPNETCORE_ENVIRONMENT": "Development",\n'
+            f'        "ConnectionStrings__Default": "Server=sql-dev.acme.example;Database=Payments;User Id=payments;Password={pw};"\n      }}\n    }}\n', one(pw))
+
+
+# C / Arduino / embedded --------------------------------------------------------------------
+@shape7("arduino: WiFi.begin(ssid, pw) positional", "arduino7")
+def _(g):
+    pw = g.human(DQ7)
+    return f'\nvoid connectWifi() {{\n  WiFi.mode(WIFI_STA);\n  WiFi.begin("Acme-Warehouse", "{pw}");\n}}\n', one(pw)
+
+
+@shape7("arduino: PubSubClient connect(id, user, pw) positional", "arduino7")
+def _(g):
+    pw = g.human(DQ7)
+    return f'\nbool connectMqtt() {{\n  return mqtt.connect("sensor-" DEVICE_ID, "sensors", "{pw}");\n}}\n', one(pw)
+
+
+@shape7("c: mysql_real_connect positional password", "c7")
+def _(g):
+    pw = g.human(DQ7 + "?")
+    return (f'\nMYSQL *open_reports(void)\n{{\n    MYSQL *conn = mysql_init(NULL);\n'
+            f'    return mysql_real_connect(conn, "mysql-ro.internal", "reports", "{pw}", "shop", 3306, NULL, 0);\n}}\n', one(pw))
+
+
+@shape7("c: PQconnectdb conninfo string", "c7")
+def _(g):
+    pw = g.human(DQ7 + "' ?")
+    return f'\nPGconn *open_ledger(void)\n{{\n    return PQconnectdb("host=pg-main.internal dbname=ledger user=loader password={pw} sslmode=require");\n}}\n', one(pw)
+
+
+@shape7("c: execvp argv array with -p<password> glued on", "c7")
+def _(g):
+    pw = g.human(DQ7 + " ?")
+    return (f'\nvoid dump_db(void)\n{{\n    char *argv[] = {{"mysqldump", "-u", "backup", "-p{pw}", "--single-transaction", "shop", NULL}};\n'
+            f'    execvp("mysqldump", argv);\n}}\n', one(pw))
+
+
+@shape7("sdkconfig: CONFIG_ESP_WIFI_PASSWORD", "sdkcfg7")
+def _(g):
+    pw = g.human(DQ7)
+    return f'CONFIG_ESP_WIFI_SSID="Acme-Gate"\nCONFIG_ESP_WIFI_PASSWORD="{pw}"\nCONFIG_ESP_MAXIMUM_RETRY=5\n', one(pw)
+
+
+@shape7("platformio: build_flags -D with escaped quotes", "pio7")
+def _(g):
+    pw = g.human(DQ7 + " ;#")
+    return f'build_flags =\n    -DCORE_DEBUG_LEVEL=0\n    -DOTA_PASSWORD=\\"{pw}\\"\n', one(pw)
+
+
+@shape7("cmake: set(... CACHE STRING) default for a license key", "cmake7")
+def _(g):
+    v = g.fresh(lambda: "-".join(g.s(UPPER_NUM, 5) for _ in range(5)))
+    return f'\nset(ACME_LICENSE_KEY "{v}" CACHE STRING "License key for the telemetry SDK")\n', one(v)
+
+
+@shape7("cmake: add_compile_definitions with an escaped string value", "cmake7")
+def _(g):
+    v = g.b62k(32)
+    return f'\nadd_compile_definitions(TELEMETRY_INGEST_KEY=\\"{v}\\")\n', one(v)
+
+
+# PHP / Ruby / Swift ------------------------------------------------------------------------
+@shape7("php: CodeIgniter $config['smtp_pass']", "cigniter7")
+def _(g):
+    pw = g.human(SQ7)
+    return (f"$config['protocol'] = 'smtp';\n$config['smtp_host'] = 'smtp.office365.com';\n$config['smtp_user'] = 'noreply@acme.example';\n"
+            f"$config['smtp_pass'] = '{pw}';\n$config['smtp_port'] = 587;\n", one(pw))
+
+
+@shape7("php: Drupal $settings['hash_salt']", "drupal7")
+def _(g):
+    v = g.b64url(55)
+    return f"$settings['hash_salt'] = '{v}';\n", one(v)
+
+
+@shape7("php: ldap_bind positional password", "php7")
+def _(g):
+    pw = g.human(SQ7)
+    return (f"\n    public function bind(): void\n    {{\n        $this->conn = ldap_connect('ldaps://dc01.corp.acme.example');\n"
+            f"        ldap_bind($this->conn, 'CN=svc-portal,OU=Services,DC=corp,DC=acme,DC=example', '{pw}');\n    }}\n", one(pw))
+
+
+@shape7("php: str_rot13(literal) obfuscated password", "php7")
+def _(g):
+    pw = g.human(SQ7)
+    r13 = g.claim(codecs.encode(pw, "rot13"))
+    return f"\n    private const FTP_PASS_ROT13 = '{r13}';  // str_rot13() it\n", one(r13)
+
+
+@shape7("php: openssl_decrypt with a literal key positional", "php7")
+def _(g):
+    v = g.b62k(32)
+    return (f"\n    public static function decryptToken(string $blob, string $iv): string|false\n    {{\n"
+            f"        return openssl_decrypt($blob, 'aes-256-cbc', '{v}', 0, $iv);\n    }}\n", one(v))
+
+
+@shape7("php: $redis->auth(literal)", "php7")
+def _(g):
+    pw = g.human(SQ7)
+    return (f"\n    public function cache(): \\Redis\n    {{\n        $redis = new \\Redis();\n        $redis->connect('redis-main.internal', 6379);\n"
+            f"        $redis->auth('{pw}');\n        return $redis;\n    }}\n", one(pw))
+
+
+@shape7("rb: [hex].pack('H*') key for MessageEncryptor", "rb7")
+def _(g):
+    v = g.hexk(64)
+    return f"\n  EXPORT_KEY = ['{v}'].pack('H*')\n  ENCRYPTOR = ActiveSupport::MessageEncryptor.new(EXPORT_KEY)\n", one(v)
+
+
+@shape7("rb: Mail.defaults block delivery_method :smtp with a password", "rb7")
+def _(g):
+    pw = g.human(SQ7)
+    return (f"\n  Mail.defaults do\n    delivery_method :smtp, address: 'smtp.postmarkapp.com', port: 587,\n"
+            f"                           user_name: 'exports', password: '{pw}', authentication: :plain\n  end\n", one(pw))
+
+
+@shape7("gemfile: private source URL with the token as userinfo", "gemfile7")
+def _(g):
+    v, p = g.tok("gemfury")
+    return f'\nsource "https://{v}@gem.fury.io/acme/" do\n  gem "acme-billing", "~> 3.2"\nend\n', one(v, p)
+
+
+@shape7("capistrano: set :password and ssh_options password", "cap7")
+def _(g):
+    pw = g.human(SQ7)
+    return (f"set :password, '{pw}'\nserver 'app-1.acme.example', user: 'deploy', roles: %w[app web],\n"
+            f"  ssh_options: {{ password: fetch(:password), auth_methods: %w[password] }}\n", one(pw))
+
+
+@shape7("vagrant: config.winrm.password", "vagrant7")
+def _(g):
+    pw = g.human(DQ7 + "#")
+    return f'  config.winrm.username = "vagrant-admin"\n  config.winrm.password = "{pw}"\n', one(pw)
+
+
+@shape7("swift: URLQueryItem(name:value:) with an API key", "swift7")
+def _(g):
+    v = g.hexk(32)
+    return (f'\nfunc forecastURL(lat: Double, lon: Double) -> URL? {{\n    var c = URLComponents(string: "https://api.openweathermap.org/data/3.0/onecall")\n'
+            f'    c?.queryItems = [\n        URLQueryItem(name: "lat", value: String(lat)),\n        URLQueryItem(name: "lon", value: String(lon)),\n'
+            f'        URLQueryItem(name: "appid", value: "{v}"),\n    ]\n    return c?.url\n}}\n', one(v))
+
+
+@shape7("swift: KeychainAccess subscript assignment seeding a password", "swift7")
+def _(g):
+    pw = g.human(DQ7)
+    return f'\nfunc seedDemoAccount() {{\n    let keychain = Keychain(service: "com.acme.kiosk")\n    keychain["demo-password"] = "{pw}"\n}}\n', one(pw)
+
+
+# Shell / PowerShell / batch ----------------------------------------------------------------
+@shape7("sh: printf pw | sudo -S", "sh7")
+def _(g):
+    pw = g.human(SH7 + "%\\")
+    return f"printf '%s\\n' '{pw}' | sudo -S systemctl restart nginx\n", one(pw)
+
+
+@shape7("sh: expect -c spawn/send answering a password prompt", "sh7")
+def _(g):
+    pw = g.human(SH7 + '"\\$[]{}')
+    return (f"expect -c '\n  spawn scp build/app.tar.gz deploy@legacy-1.acme.example:/srv/app/\n  expect \"password:\"\n"
+            f"  send \"{pw}\\r\"\n  expect eof\n'\n", one(pw))
+
+
+@shape7("sh: keytool -storepass and -keypass", "sh7")
+def _(g):
+    a, b = g.human(SH7), g.human(SH7)
+    return (f"keytool -importkeystore -srckeystore build/acme.p12 -srcstoretype PKCS12 -destkeystore release.jks \\\n"
+            f"  -storepass '{a}' -keypass '{b}' -srcstorepass '{a}'\n", [(a, 0), (b, 0)])
+
+
+@shape7("sh: 7z a -p archive password glued to the flag", "sh7")
+def _(g):
+    pw = g.human(SH7)
+    return f"7z a -mhe=on '-p{pw}' \"backups/db-$(date +%F).7z\" backups/db.sql\n", one(pw)
+
+
+@shape7("sh: smbclient -U 'user%password'", "sh7")
+def _(g):
+    pw = g.human(SH7 + "%")
+    return f"smbclient //fs01.corp.acme.example/Scans -U 'CORP\\scanner%{pw}' -c 'prompt OFF; mget *.pdf'\n", one(pw)
+
+
+@shape7("sh: vault login with the token as a positional argument", "sh7")
+def _(g):
+    v, p = g.tok("vault_legacy")
+    return f"vault login -no-print {v}\nvault kv get -field=dsn secret/billing\n", one(v, p)
+
+
+@shape7("sh: ssh-keygen -N passphrase", "sh7")
+def _(g):
+    pw = g.passphrase(4, " ")
+    return f"ssh-keygen -t ed25519 -f ~/.ssh/deploy_ed25519 -C deploy@ci -N '{pw}'\n", one(pw)
+
+
+@shape7("sh: wp-cli user create --user_pass=", "sh7")
+def _(g):
+    pw = g.human(SH7)
+    return f"wp user create editor editor@acme.example --role=editor --user_pass='{pw}' --path=/var/www/html\n", one(pw)
+
+
+@shape7("sh: bash array of arguments with --password", "sh7")
+def _(g):
+    pw = g.human(SH7)
+    return f"ARGS=(--host db.internal --user admin --password '{pw}' --database reports)\n./bin/export \"${{ARGS[@]}}\"\n", one(pw)
+
+
+@shape7("sh: eval of a base64-decoded export line", "sh7")
+def _(g):
+    v, p = g.tok("npm")
+    line = f"export NPM_TOKEN={v}"
+    enc = base64.b64encode(line.encode()).decode()
+    pub = b64_prefix_public("export NPM_TOKEN=npm_")
+    g.claim(enc[pub:])
+    return f"eval \"$(echo '{enc}' | base64 -d)\"\n", one(enc, pub)
+
+
+@shape7("sh: case arm assigning a per-environment token", "sh7")
+def _(g):
+    a, b = g.tok("doppler"), g.tok("doppler")
+    return (f'case "$TARGET" in\n  prod) DOPPLER_TOKEN="{a[0]}" ;;\n  staging) DOPPLER_TOKEN="{b[0]}" ;;\n  *) echo "unknown target" >&2; exit 1 ;;\nesac\n',
+            [a, b])
+
+
+@shape7("history: pasted shell history with mysql -p glued password", "history7")
+def _(g):
+    pw = g.human(" '\"\\")
+    n = g.r.randint(400, 900)
+    return (f"  {n}  cd /srv/shop\n  {n + 1}  mysql -h mysql-main.internal -u root -p{pw} shop\n  {n + 2}  tail -f /var/log/mysql/error.log\n", one(pw))
+
+
+@shape7("ps: Set-Secret -Secret literal into a vault", "ps7")
+def _(g):
+    v, p = g.tok("github_pat")
+    return f"Set-Secret -Name GitHubPat -Secret '{v}' -Vault LocalStore\n", one(v, p)
+
+
+@shape7("ps: here-string @' '@ written to an ini file", "ps7")
+def _(g):
+    pw = g.human("'")
+    return (f"@'\n[Database]\nServer=sql01.corp.acme.example\nUser=reports\nPassword={pw}\n'@ | Set-Content -Path C:\\Reports\\reports.ini\n", one(pw))
+
+
+@shape7("bat: cmdkey /generic /user /pass", "bat7")
+def _(g):
+    pw = g.human(' "&|<>^%')
+    return f"cmdkey /generic:TERMSRV/ts01.corp.acme.example /user:CORP\\frontdesk /pass:{pw}\n", one(pw)
+
+
+# SQL ---------------------------------------------------------------------------------------
+@shape7("sql: OPEN SYMMETRIC KEY ... DECRYPTION BY PASSWORD", "mssql7")
+def _(g):
+    pw = g.human("'")
+    return (f"OPEN SYMMETRIC KEY CardKey DECRYPTION BY PASSWORD = '{pw}';\nSELECT CONVERT(varchar(32), DecryptByKey(card_number)) FROM dbo.Cards;\n"
+            "CLOSE SYMMETRIC KEY CardKey;\nGO\n", one(pw))
+
+
+@shape7("sql: CREATE MASTER KEY ENCRYPTION BY PASSWORD", "mssql7")
+def _(g):
+    pw = g.human("'")
+    return f"CREATE MASTER KEY ENCRYPTION BY PASSWORD = '{pw}';\nGO\n", one(pw)
+
+
+@shape7("sql: MySQL AES_ENCRYPT with a literal key", "mysql7")
+def _(g):
+    v = g.b62k(32)
+    return f"UPDATE customers SET tax_id_enc = AES_ENCRYPT(tax_id, '{v}') WHERE tax_id_enc IS NULL;\n", one(v)
+
+
+@shape7("sql: ClickHouse s3() table function with key and secret positional", "ch7")
+def _(g):
+    k = g.fresh(lambda: "AKIA" + g.s(UPPER_NUM, 16), 4)
+    s = g.fresh(lambda: g.s(B64, 40))
+    return (f"INSERT INTO events\nSELECT * FROM s3('https://acme-events.s3.eu-west-1.amazonaws.com/2024/*.parquet', '{k}', '{s}', 'Parquet');\n",
+            [(k, 4), (s, 0)])
+
+
+@shape7("sql: DuckDB CREATE SECRET (KEY_ID, SECRET)", "duck7")
+def _(g):
+    k, s = g.hexk(32), g.hexk(64)
+    return (f"CREATE SECRET r2_exports (\n    TYPE R2,\n    KEY_ID '{k}',\n    SECRET '{s}',\n    ACCOUNT_ID '{LA7_SHA1[1][:32]}'\n);\n",
+            [(k, 0), (s, 0)])
+
+
+@shape7("sql: COPY FROM PROGRAM curl with a token header", "pg7")
+def _(g):
+    v, p = g.tok("notion")
+    return (f"COPY staging.notion_pages FROM PROGRAM\n  'curl -s -H \"Authorization: Bearer {v}\" -H \"Notion-Version: 2022-06-28\" https://api.notion.com/v1/search'\n;\n",
+            one(v, p))
+
+
+@shape7("sql: multi-row INSERT seeding plain-text passwords", "sqlseed7")
+def _(g):
+    a, b, c = g.human("'"), g.human("'"), g.human("'")
+    return ("INSERT INTO users (email, password, role) VALUES\n"
+            f"  ('admin@acme.example', '{a}', 'admin'),\n  ('ops@acme.example', '{b}', 'ops'),\n  ('qa@acme.example', '{c}', 'viewer');\n",
+            [(a, 0), (b, 0), (c, 0)])
+
+
+# PINs, recovery codes, wallets -------------------------------------------------------------
+@shape7("sh: adb shell locksettings set-pin on a kiosk tablet", "sh7")
+def _(g):
+    pin = g.pin(g.r.choice([6, 8]))
+    return f"adb -s \"$SERIAL\" shell locksettings set-pin {pin}\n", one(pin)
+
+
+@shape7("sh: bitcoin-cli importprivkey with a WIF key", "sh7")
+def _(g):
+    v = g.fresh(lambda: g.r.choice("KL") + g.s(BASE58, 51))
+    return f"bitcoin-cli -rpcwallet=hot importprivkey \"{v}\" \"fees\" false\n", one(v)
+
+
+@shape7("ps: ykman piv access change-pin and change-puk", "ps7")
+def _(g):
+    pin, puk = g.pin(8), g.pin(8)
+    return (f"ykman piv access change-pin --pin 123456 --new-pin {pin}\nykman piv access change-puk --puk 12345678 --new-puk {puk}\n",
+            [(pin, 0), (puk, 0)])
+
+
+@shape7("md: break-glass runbook listing recovery codes and a TOTP secret", "runbook7")
+def _(g):
+    codes = g.recovery_codes(4)
+    seed = g.fresh(lambda: " ".join(g.s(BASE32.lower()[:26] + "234567", 4) for _ in range(8)))
+    lines = "\n".join(f"- `{c}`" for c in codes)
+    return (f"\n## Break-glass: AWS root account\n\nMFA secret (enter manually in an authenticator app):\n\n    {seed}\n\n"
+            f"Recovery codes (cross out each one you use):\n\n{lines}\n", [(seed, 0)] + [(c, 0) for c in codes])
+
+
+@shape7("ts: Solana Keypair.fromSecretKey(bs58.decode(literal))", "web3ts7")
+def _(g):
+    v = g.b58(88)
+    return f'\nconst payer = Keypair.fromSecretKey(bs58.decode("{v}"));\n', one(v)
+
+
+@shape7("ts: ethers Wallet.fromPhrase with a literal mnemonic", "web3ts7")
+def _(g):
+    m = g.mnemonic(12)
+    return f'\nconst deployer = Wallet.fromPhrase("{m}", provider);\n', one(m)
+
+
+@shape7("file: BitLocker recovery key text file", "own:bitlocker7")
+def _(g):
+    key = g.bitlocker()
+    ident = LA7_UUID[3].upper()
+    return ("BitLocker Drive Encryption recovery key\n\nTo verify that this is the correct recovery key, compare the start of the following "
+            f"identifier with the identifier value displayed on your PC.\n\nIdentifier:\n\n\t{ident}\n\nIf the above identifier matches the one "
+            f"displayed by your PC, then use the following key to unlock your drive.\n\nRecovery Key:\n\n\t{key}\n\n"
+            "If the above identifier doesn't match the one displayed by your PC, then this isn't the right key to unlock your drive.\n"
+            "Try another recovery key, or refer to https://go.microsoft.com/fwlink/?LinkID=260589 for additional assistance.\n", one(key))
+
+# Dockerfile / compose / Kubernetes / Helm ---------------------------------------------------
+@shape7("docker: ADD of a URL with userinfo", "docker7")
+def _(g):
+    pw = g.human(URL7)
+    return f"ADD https://builds:{pw}@artifacts.acme.example/reports/reports-2.14.0.tar.gz /opt/reports.tar.gz\n", one(pw)
+
+
+@shape7("docker: RUN printf writing a ~/.netrc", "docker7")
+def _(g):
+    v, p = g.tok("gho")
+    return f"RUN printf 'machine github.com\\nlogin x-access-token\\npassword {v}\\n' > /root/.netrc && chmod 600 /root/.netrc\n", one(v, p)
+
+
+@shape7("docker: RUN composer config -g http-basic", "docker7")
+def _(g):
+    pw = g.human(SH7 + " ")
+    return f"RUN composer config -g http-basic.repo.packagist.com token '{pw}' && composer install --no-dev\n", one(pw)
+
+
+@shape7("compose: healthcheck test URL with a token query", "compose7")
+def _(g):
+    v = g.b62k(32)
+    return (f"  grafana-agent:\n    image: grafana/agent:v0.40.2\n    healthcheck:\n"
+            f"      test: [\"CMD\", \"wget\", \"-qO-\", \"http://localhost:12345/-/ready?token={v}\"]\n      interval: 30s\n", one(v))
+
+
+@shape7("compose: entrypoint sh -c with an inline VAR= prefix", "compose7")
+def _(g):
+    v, p = g.tok("hf")
+    return (f"  model-sync:\n    image: python:3.12-slim\n    entrypoint: [\"sh\", \"-c\", \"HF_TOKEN={v} huggingface-cli download acme/intent-small --local-dir /models\"]\n",
+            one(v, p))
+
+
+@shape7("k8s: Secret data holding a base64-encoded .env blob", "k8s7")
+def _(g):
+    v, p = g.tok("stripe_rk")
+    blob = f"STRIPE_SECRET_KEY={v}\nSTRIPE_API_VERSION=2024-04-10\nLOG_LEVEL=info\n"
+    enc = base64.b64encode(blob.encode()).decode()
+    pub = b64_prefix_public("STRIPE_SECRET_KEY=" + v[:p])
+    key = enc[:b64_prefix_public(blob[:blob.index("\nSTRIPE_API")])]  # what the lines after it do not fix
+    g.claim(key[pub:])
+    return (f"---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: reports-env\ntype: Opaque\ndata:\n  .env: {enc}\n", one(key, pub))
+
+
+@shape7("argocd: Application helm.parameters name/value", "argo7")
+def _(g):
+    pw = g.human(YQ7 + "\\")
+    return (f"      parameters:\n        - name: image.tag\n          value: \"2.14.0\"\n        - name: postgresql.auth.password\n          value: '{pw}'\n", one(pw))
+
+
+@shape7("helm-tpl: named template in _helpers.tpl returning a literal", "helmtpl7")
+def _(g):
+    v = g.hexk(40)
+    return f'\n{{{{- define "app.segmentWriteKey" -}}}}\n{{{{- default "{v}" .Values.segment.writeKey -}}}}\n{{{{- end -}}}}\n', one(v)
+
+
+@shape7("helmfile: releases set name/value", "helmfile7")
+def _(g):
+    pw = g.human(YQ7 + "\\,")
+    return (f"  - name: rabbitmq\n    namespace: data\n    chart: bitnami/rabbitmq\n    set:\n      - name: auth.username\n        value: app\n"
+            f"      - name: auth.password\n        value: \"{pw}\"\n", one(pw))
+
+
+# Terraform / IaC ---------------------------------------------------------------------------
+@shape7("tf: base64decode(literal) in a resource argument", "tf7")
+def _(g):
+    key = g.b62(40)
+    v = g.claim(base64.b64encode(key.encode()).decode())
+    return (f'\nresource "cloudflare_worker_secret" "maps" {{\n  account_id  = var.account_id\n  script_name = "edge-router"\n  name        = "MAPS_KEY"\n'
+            f'  secret_text = base64decode("{v}")\n}}\n', one(v))
+
+
+@shape7("tf: templatefile() vars map with a token", "tf7")
+def _(g):
+    v, p = g.tok("tailscale")
+    return (f'\nresource "hcloud_server" "edge" {{\n  name        = "edge-1"\n  server_type = "cax11"\n  image       = "debian-12"\n'
+            f'  user_data   = templatefile("${{path.module}}/cloud-init.yaml.tftpl", {{ ts_authkey = "{v}" }})\n}}\n', one(v, p))
+
+
+@shape7("tfvars.json: variable values in JSON", "tfvarsjson7")
+def _(g):
+    pw = g.human(DQ7)
+    v, p = g.tok("do")
+    return f'{{\n  "region": "fra1",\n  "do_token": "{v}",\n  "db_admin_password": "{pw}"\n}}\n', [(v, p), (pw, 0)]
+
+
+@shape7("terragrunt: inputs map with a password", "tg7")
+def _(g):
+    pw = g.human(HCL7)
+    return (f'include "root" {{\n  path = find_in_parent_folders()\n}}\n\ninputs = {{\n  instance_class = "db.t4g.medium"\n  master_username = "ledger"\n'
+            f'  master_password = "{pw}"\n}}\n', one(pw))
+
+
+@shape7("bicep: param default for an admin password", "bicep7")
+def _(g):
+    pw = g.human(SQ7 + "$")
+    return f"@secure()\nparam sqlAdminPassword string = '{pw}'\n\n", one(pw)
+
+
+@shape7("arm: parameters file adminPassword value", "arm7")
+def _(g):
+    pw = g.human(DQ7)
+    return f'    "adminPassword": {{\n      "value": "{pw}"\n    }}\n', one(pw)
+
+
+@shape7("cfn: NoEcho parameter with a Default", "cfn7")
+def _(g):
+    pw = g.human(YQ7 + "\\")
+    return (f"  DBMasterPassword:\n    Type: String\n    NoEcho: true\n    Default: '{pw}'\n", one(pw))
+
+
+@shape7("sam: function Environment Variables", "sam7")
+def _(g):
+    v, p = g.tok("groq")
+    return (f"  SummarizeFunction:\n    Type: AWS::Serverless::Function\n    Properties:\n      Handler: app.handler\n      Runtime: python3.12\n"
+            f"      Environment:\n        Variables:\n          GROQ_API_KEY: {v}\n", one(v, p))
+
+
+# Data and config formats -------------------------------------------------------------------
+@shape7("yaml: !!binary tagged base64 key", "yaml7")
+def _(g):
+    v = g.b64k(32)
+    return f"export_signing:\n  algorithm: hmac-sha256\n  key: !!binary |\n    {v}\n", one(v)
+
+
+@shape7("yaml: base64 service key wrapped over lines of a literal block", "yaml7")
+def _(g):
+    lines = g.wrap(g.b64k(96), 64)
+    body = "\n".join("    " + ln for ln in lines)
+    for ln in lines:
+        g.claim(ln)
+    return f"partner_service_key: |\n{body}\n", [(ln, 0) for ln in lines]
+
+
+@shape7("json: URL with credentials and escaped \\/ slashes", "json7")
+def _(g):
+    pw = g.human(URL7 + "/")
+    return f'  "mirror": "https:\\/\\/mirror-sync:{pw}@mirror.acme.example\\/repo\\/",\n', one(pw)
+
+
+@shape7("toml: array of inline tables with secrets", "toml7")
+def _(g):
+    a, b = g.b62k(32), g.b62k(32)
+    return (f'webhooks = [\n  {{ name = "erp", url = "https://erp.acme.example/hooks/orders", secret = "{a}" }},\n'
+            f'  {{ name = "crm", url = "https://crm.acme.example/hooks/orders", secret = "{b}" }},\n]\n\n', [(a, 0), (b, 0)])
+
+
+@shape7("xml: CDATA section holding a password", "xml7")
+def _(g):
+    pw = g.human("]>")
+    return (f"  <job name=\"nightly-export\">\n    <target>sftp://exports.partner.example/in</target>\n    <user>acme</user>\n"
+            f"    <password><![CDATA[{pw}]]></password>\n  </job>\n", one(pw))
+
+
+@shape7("xml: password attribute with &amp; entity escapes", "xml7")
+def _(g):
+    pw = g.fresh(lambda: g.word().capitalize() + "&" + g.word() + str(g.r.randint(10, 99)))
+    esc = g.claim(xml_esc(pw))
+    return f'  <dataSource name="reports" user="report_ro" password="{esc}" url="jdbc:sqlserver://sql01:1433;databaseName=Reports" />\n', one(esc)
+
+
+@shape7("ant: scp task todir with user:pw@host", "antxml7")
+def _(g):
+    pw = g.human(DQ7 + "<>&@:/")
+    return f'  <target name="deploy" depends="dist">\n    <scp file="dist/app.war" todir="deploy:{pw}@legacy-app.acme.example:/opt/tomcat/webapps" trust="true"/>\n  </target>\n', one(pw)
+
+
+@shape7("tomcat-users.xml: user password attribute", "tomcatusers7")
+def _(g):
+    pw = g.human(DQ7 + "<>&")
+    return f'  <user username="deployer" password="{pw}" roles="manager-script"/>\n', one(pw)
+
+
+@shape7("wildfly: datasource <security> <password>", "wildfly7")
+def _(g):
+    pw = g.human("<>&")
+    return (f"                <datasource jndi-name=\"java:jboss/datasources/OrdersDS\" pool-name=\"OrdersDS\">\n"
+            f"                    <connection-url>jdbc:postgresql://pg-main.internal:5432/orders</connection-url>\n                    <driver>postgresql</driver>\n"
+            f"                    <security>\n                        <user-name>orders</user-name>\n                        <password>{pw}</password>\n"
+            f"                    </security>\n                </datasource>\n", one(pw))
+
+
+@shape7("log4j2: SMTP appender smtpPassword attribute", "log4j7")
+def _(g):
+    pw = g.human(DQ7 + "<>&$")
+    return (f'    <SMTP name="Mail" subject="[batch] error" to="oncall@acme.example" from="batch@acme.example"\n'
+            f'          smtpHost="smtp.acme.example" smtpPort="587" smtpUsername="batch" smtpPassword="{pw}" bufferSize="50">\n'
+            f'      <PatternLayout pattern="%d %-5p %c - %m%n"/>\n    </SMTP>\n', one(pw))
+
+
+# Monitoring and servers --------------------------------------------------------------------
+@shape7("filebeat: output.elasticsearch api_key id:key", "filebeat7")
+def _(g):
+    kid, key = g.urlsafe(20), g.urlsafe(22)
+    return f'output.elasticsearch:\n  hosts: ["https://es.acme.example:9243"]\n  api_key: "{kid}:{key}"\n', [(key, 0)]
+
+
+@shape7("telegraf: [[outputs.influxdb_v2]] token", "telegraf7")
+def _(g):
+    v = g.fresh(lambda: base64.urlsafe_b64encode(g.raw(64)).decode())
+    return f'[[outputs.influxdb_v2]]\n  urls = ["https://influx.acme.example"]\n  token = "{v}"\n  organization = "acme"\n  bucket = "hosts"\n\n', one(v)
+
+
+@shape7("pgpool: sr_check_password and health_check_password", "pgpool7")
+def _(g):
+    a, b = g.human(SQ7), g.human(SQ7)
+    return (f"sr_check_user = 'pgpool'\nsr_check_password = '{a}'\nhealth_check_user = 'pgpool'\nhealth_check_password = '{b}'\n", [(a, 0), (b, 0)])
+
+
+@shape7("proxysql: mysql_users libconfig list", "proxysql7")
+def _(g):
+    a, b = g.human(DQ7), g.human(DQ7)
+    return (f'mysql_users =\n(\n    {{ username = "shop_rw", password = "{a}", default_hostgroup = 10 }},\n'
+            f'    {{ username = "shop_ro", password = "{b}", default_hostgroup = 20 }}\n)\n\n', [(a, 0), (b, 0)])
+
+
+@shape7("patroni: authentication replication and superuser passwords", "patroni7")
+def _(g):
+    a, b = g.human(YQ7 + "\\"), g.human(YQ7 + "\\")
+    return (f"  authentication:\n    replication:\n      username: replicator\n      password: '{a}'\n    superuser:\n      username: postgres\n"
+            f"      password: '{b}'\n", [(a, 0), (b, 0)])
+
+
+@shape7("galera: wsrep_sst_auth user:pw", "galera7")
+def _(g):
+    pw = g.human(":#; ")
+    return f"wsrep_sst_method = mariabackup\nwsrep_sst_auth = sst:{pw}\n", one(pw)
+
+
+@shape7("varnish: vcl comparing a literal purge token", "varnish7")
+def _(g):
+    v = g.b62k(40)
+    return (f'sub vcl_recv {{\n    if (req.method == "PURGE") {{\n        if (req.http.X-Purge-Token != "{v}") {{\n'
+            f'            return (synth(403, "Forbidden"));\n        }}\n        return (purge);\n    }}\n}}\n', one(v))
+
+
+@shape7("envoy: request_headers_to_add authorization", "envoy7")
+def _(g):
+    v, p = g.tok("okta")
+    return (f"                request_headers_to_add:\n                  - header:\n                      key: authorization\n"
+            f"                      value: \"SSWS {v}\"\n                    append_action: OVERWRITE_IF_EXISTS_OR_ADD\n", one(v, p))
+
+
+@shape7("postfix: smtp_sasl_password_maps static:user:pw", "postfix7")
+def _(g):
+    pw = g.human(" ,#")
+    return f"smtp_sasl_auth_enable = yes\nsmtp_sasl_password_maps = static:relay@acme.example:{pw}\nsmtp_sasl_security_options = noanonymous\n", one(pw)
+
+
+@shape7("asterisk: pjsip auth section password", "asterisk7")
+def _(g):
+    pw = g.human(";# ")
+    return f"[trunk-auth]\ntype=auth\nauth_type=userpass\nusername=4930555012\npassword={pw}\n\n", one(pw)
+
+
+@shape7("freeswitch: directory user param password", "freeswitch7")
+def _(g):
+    pin = g.pin(6)
+    pw = g.human(DQ7 + "<>&")
+    return (f'    <user id="1001">\n      <params>\n        <param name="password" value="{pw}"/>\n        <param name="vm-password" value="{pin}"/>\n'
+            f'      </params>\n    </user>\n', [(pw, 0), (pin, 0)])
+
+
+@shape7("slapd.conf: rootpw", "slapd7")
+def _(g):
+    pw = g.human(" ")
+    return f"database mdb\nsuffix \"dc=acme,dc=example\"\nrootdn \"cn=admin,dc=acme,dc=example\"\nrootpw {pw}\n", one(pw)
+
+
+@shape7("pdns.conf: api-key and gmysql-password", "pdns7")
+def _(g):
+    k = g.b62k(24)
+    pw = g.human(" #")
+    return f"api=yes\napi-key={k}\nlaunch=gmysql\ngmysql-host=mysql-dns.internal\ngmysql-user=pdns\ngmysql-password={pw}\n", [(k, 0), (pw, 0)]
+
+
+@shape7("gitea app.ini: INTERNAL_TOKEN and SECRET_KEY", "gitea7")
+def _(g):
+    tok, _p = g.jwt7('{"nbf":', lambda: str(g.r.randint(1_600_000_000, 1_799_999_999)) + "}")
+    sk = g.b62k(64)
+    return f"[security]\nINSTALL_LOCK = true\nSECRET_KEY = {sk}\nINTERNAL_TOKEN = {tok}\n\n", [(sk, 0), (tok, _p)]
+
+
+@shape7("jcasc: usernamePassword and string credentials", "jcasc7")
+def _(g):
+    pw = g.human(YQ7 + "\\")
+    v, p = g.tok("sonar")
+    return (f"          - usernamePassword:\n              scope: GLOBAL\n              id: nexus-deployer\n              username: deployer\n"
+            f"              password: '{pw}'\n          - string:\n              scope: GLOBAL\n              id: sonar-token\n              secret: {v}\n",
+            [(pw, 0), (v, p)])
+
+
+# CI systems and PaaS descriptors -----------------------------------------------------------
+@shape7("appveyor: environment plain variable", "appveyor7")
+def _(g):
+    v, k = g.lowernum(32), g.uuid4()
+    return f"environment:\n  matrix:\n    - PYTHON: C:\\Python312-x64\n  COVERALLS_REPO_TOKEN: {v}\n  CHOCO_API_KEY: {k}\n", [(v, 0), (k, 0)]
+
+
+@shape7("codemagic: workflow environment vars", "codemagic7")
+def _(g):
+    pw = g.human(YQ7 + "\\")
+    return (f"    environment:\n      vars:\n        CM_KEYSTORE_PASSWORD: '{pw}'\n        CM_KEY_ALIAS: upload\n      flutter: stable\n", one(pw))
+
+
+@shape7("codebuild: buildspec env variables", "codebuild7")
+def _(g):
+    v, p = g.tok("dockerhub")
+    return f"env:\n  variables:\n    DOCKERHUB_USER: acmebuild\n    DOCKERHUB_TOKEN: {v}\n", one(v, p)
+
+
+@shape7("semaphore: env_vars name/value", "semaphore7")
+def _(g):
+    v, p = g.tok("pulumi")
+    return f"      env_vars:\n        - name: PULUMI_ACCESS_TOKEN\n          value: {v}\n        - name: STACK\n          value: prod\n", one(v, p)
+
+
+@shape7("earthly: ARG --global default", "earthly7")
+def _(g):
+    v, p = g.tok("buildkite")
+    return f"ARG --global BUILDKITE_API_TOKEN={v}\n", one(v, p)
+
+
+@shape7("taskfile: env map", "taskfile7")
+def _(g):
+    v, p = g.tok("supabase")
+    return f"env:\n  SUPABASE_ACCESS_TOKEN: {v}\n  SUPABASE_PROJECT: qjkzgwtrhbpvnmlsxacd\n\n", one(v, p)
+
+
+@shape7("bitrise: app envs list", "bitrise7")
+def _(g):
+    pw = g.human(YQ7 + "\\")
+    return f"app:\n  envs:\n    - BITRISEIO_ANDROID_KEYSTORE_PASSWORD: '{pw}'\n      opts:\n        is_expand: false\n", one(pw)
+
+
+@shape7("heroku app.json env value", "herokuapp7")
+def _(g):
+    v, p = g.tok("heroku")
+    return f'  "env": {{\n    "HEROKU_API_KEY": {{\n      "description": "deploy key for review apps",\n      "value": "{v}"\n    }}\n  }},\n', one(v, p)
+
+
+@shape7("render.yaml envVars key/value", "render7")
+def _(g):
+    v, p = g.tok("anthropic")
+    return f"    envVars:\n      - key: ANTHROPIC_API_KEY\n        value: {v}\n      - key: PYTHON_VERSION\n        value: 3.12.3\n", one(v, p)
+
+
+@shape7("app engine app.yaml env_variables", "gae7")
+def _(g):
+    v, p = g.tok("google_oauth")
+    return f"env_variables:\n  OAUTH_CLIENT_ID: \"{LA7_SHA1[2][:12]}-{LA7_SHA1[3][:20]}.apps.googleusercontent.com\"\n  OAUTH_CLIENT_SECRET: \"{v}\"\n", one(v, p)
+
+
+@shape7("ebextensions option_settings environment", "eb7")
+def _(g):
+    pw = g.human(YQ7 + "\\")
+    return f"option_settings:\n  aws:elasticbeanstalk:application:environment:\n    RDS_USERNAME: api\n    RDS_PASSWORD: '{pw}'\n", one(pw)
+
+
+@shape7("concourse: vars file for fly set-pipeline", "concourse7")
+def _(g):
+    v, p = g.tok("glrt")
+    pw = g.human(YQ7 + "\\")
+    return f"registry-username: concourse\nregistry-password: '{pw}'\ngitlab-runner-token: {v}\n", [(pw, 0), (v, p)]
+
+
+# Templates ---------------------------------------------------------------------------------
+@shape7("jinja: default() filter fallback", "jinja7")
+def _(g):
+    pw = g.human(SQ7 + "{}%")
+    return f"DB_PASSWORD={{{{ db_password | default('{pw}') }}}}\n", one(pw)
+
+
+@shape7("jinja: {% set %} assignment of an API key", "jinja7")
+def _(g):
+    v, p = g.tok("linear")
+    return f"{{% set linear_key = '{v}' %}}\nLINEAR_API_KEY={{{{ linear_key }}}}\n", one(v, p)
+
+
+@shape7("gotmpl: {{ $var := literal }} in a rendered config", "gotmpl7")
+def _(g):
+    pw = g.human(DQ7 + "{}")
+    return f'{{{{- $amqpPass := "{pw}" -}}}}\namqp_url: amqp://worker:{{{{ $amqpPass }}}}@rabbitmq.internal:5672/\n', one(pw)
+
+
+@shape7("erb: <% %> local assigned a literal", "erb7")
+def _(g):
+    v = g.hexk(40)
+    return f"<% license = ENV.fetch('NEW_RELIC_LICENSE_KEY', '{v}') %>\ncommon: &default_settings\n  license_key: <%= license %>\n", one(v)
+
+
+# Fixtures, captures and documents ----------------------------------------------------------
+@shape7("csv: fixture rows with API keys", "csv7")
+def _(g):
+    a, ap = g.tok("postman")
+    b, bp = g.tok("figma")
+    return f"acme-qa,postman,{a},2024-03-01\nacme-design,figma,{b},2024-04-12\n", [(a, ap), (b, bp)]
+
+
+@shape7("har: recorded request header with a bearer token", "har7")
+def _(g):
+    v, p = g.tok("atlassian")
+    return (f'        {{\n          "request": {{\n            "method": "GET",\n            "url": "https://acme.atlassian.net/rest/api/3/myself",\n'
+            f'            "headers": [\n              {{ "name": "Authorization", "value": "Bearer {v}" }}\n            ]\n          }},\n'
+            f'          "response": {{ "status": 200 }}\n        }},\n', one(v, p))
+
+
+@shape7("postman collection: bearer auth token", "postmancol7")
+def _(g):
+    v, p = g.tok("hubspot")
+    return f'  "auth": {{\n    "type": "bearer",\n    "bearer": [\n      {{ "key": "token", "value": "{v}", "type": "string" }}\n    ]\n  }},\n', one(v, p)
+
+
+@shape7("md: CI badge image URL with a token query", "mdbadge7")
+def _(g):
+    v = g.fresh(lambda: g.s(string.ascii_uppercase + string.digits, 10))
+    return f"[![coverage](https://codecov.io/gh/acme/payments/branch/main/graph/badge.svg?token={v})](https://codecov.io/gh/acme/payments)\n\n", one(v)
+
+
+@shape7("eml: saved e-mail with a temporary password", "eml7")
+def _(g):
+    pw = g.human("")
+    return (f"Hello,\n\nyour account on the vendor portal has been created.\n\n  User: vendor-7731\n  Temporary password: {pw}\n\n"
+            f"Please change it when you first sign in.\n", one(pw))
+
+
+@shape7("log: startup log dumping the resolved config", "log7")
+def _(g):
+    pw = g.human("'\"")
+    v, p = g.tok("flutterwave")
+    return (f"2024-05-02T09:14:07.112Z INFO  config resolved: {{'db': {{'host': 'pg-main.internal', 'user': 'payments', 'password': '{pw}'}}, "
+            f"'flutterwave': {{'secret_key': '{v}'}}}}\n", [(pw, 0), (v, p)])
+
+
+@shape7("patch: removed line holding a key", "patch7")
+def _(g):
+    v, p = g.tok("replicate")
+    return (f"@@ -12,7 +12,7 @@ import os\n \n REPLICATE_MODEL = \"acme/captioner:{LA7_SHA1[4][:12]}\"\n"
+            f"-REPLICATE_API_TOKEN = \"{v}\"\n+REPLICATE_API_TOKEN = os.environ[\"REPLICATE_API_TOKEN\"]\n \n", one(v, p))
+
+# Credential files under ordinary names (formats not used before) ---------------------------
+@shape7("file: Mercurial hgrc [auth] password", "own:hgrc7")
+def _(g):
+    pw = g.human(" ")
+    return (f"[paths]\ndefault = https://hg.acme.example/legacy/billing\n\n[auth]\nacme.prefix = https://hg.acme.example\nacme.username = build\n"
+            f"acme.password = {pw}\n\n[ui]\nusername = Build Bot <build@acme.example>\n", one(pw))
+
+
+@shape7("file: hostapd.conf wpa_passphrase", "own:hostapd7")
+def _(g):
+    pw = g.passphrase(g.r.randint(3, 4), " ")
+    return (f"interface=wlan0\ndriver=nl80211\nssid=Acme-Lobby\nhw_mode=g\nchannel=6\nwpa=2\nwpa_key_mgmt=WPA-PSK\nrsn_pairwise=CCMP\n"
+            f"wpa_passphrase={pw}\n", one(pw))
+
+
+@shape7("file: Windows unattend.xml AdministratorPassword and AutoLogon", "own:unattend7")
+def _(g):
+    a, b = g.human("<>&"), g.human("<>&")
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<unattend xmlns="urn:schemas-microsoft-com:unattend">\n  <settings pass="oobeSystem">\n'
+            '    <component name="Microsoft-Windows-Shell-Setup" processorArchitecture="amd64" publicKeyToken="31bf3856ad364e35" language="neutral" versionScope="nonSxS">\n'
+            f'      <UserAccounts>\n        <AdministratorPassword>\n          <Value>{a}</Value>\n          <PlainText>true</PlainText>\n'
+            f'        </AdministratorPassword>\n      </UserAccounts>\n      <AutoLogon>\n        <Username>kiosk</Username>\n        <Password>\n'
+            f'          <Value>{b}</Value>\n          <PlainText>true</PlainText>\n        </Password>\n        <Enabled>true</Enabled>\n'
+            f'        <LogonCount>9999</LogonCount>\n      </AutoLogon>\n    </component>\n  </settings>\n</unattend>\n', [(a, 0), (b, 0)])
+
+
+@shape7("file: BIND TSIG key clause", "own:tsigkey7")
+def _(g):
+    v = g.b64k(32)
+    return f'key "ddns-update" {{\n    algorithm hmac-sha256;\n    secret "{v}";\n}};\n', one(v)
+
+
+@shape7("file: Windows WLAN profile export with keyMaterial", "own:wlanprofile7")
+def _(g):
+    pw = g.human("<>&")
+    return ('<?xml version="1.0"?>\n<WLANProfile xmlns="http://www.microsoft.com/networking/WLAN/profile/v1">\n\t<name>Acme-Corp</name>\n'
+            '\t<SSIDConfig>\n\t\t<SSID>\n\t\t\t<name>Acme-Corp</name>\n\t\t</SSID>\n\t</SSIDConfig>\n\t<connectionType>ESS</connectionType>\n'
+            '\t<connectionMode>auto</connectionMode>\n\t<MSM>\n\t\t<security>\n\t\t\t<authEncryption>\n\t\t\t\t<authentication>WPA2PSK</authentication>\n'
+            '\t\t\t\t<encryption>AES</encryption>\n\t\t\t\t<useOneX>false</useOneX>\n\t\t\t</authEncryption>\n\t\t\t<sharedKey>\n'
+            f'\t\t\t\t<keyType>passPhrase</keyType>\n\t\t\t\t<protected>false</protected>\n\t\t\t\t<keyMaterial>{pw}</keyMaterial>\n'
+            '\t\t\t</sharedKey>\n\t\t</security>\n\t</MSM>\n</WLANProfile>\n', one(pw))
+
+
+DPAPI_PUBLIC = "01000000D08C9DDF0115D1118C7A00C04FC297EB01000000"  # every DPAPI blob starts so
+
+
+@shape7("file: .rdp connection file with a DPAPI password 51:b: blob", "own:rdp7")
+def _(g):
+    v = g.fresh(lambda: DPAPI_PUBLIC + g.hex(560).upper(), len(DPAPI_PUBLIC))
+    return (f"screen mode id:i:2\ndesktopwidth:i:1920\ndesktopheight:i:1080\nfull address:s:jump01.corp.acme.example\n"
+            f"username:s:CORP\\vendor-access\npassword 51:b:{v}\nprompt for credentials:i:0\nauthentication level:i:2\n", one(v, len(DPAPI_PUBLIC)))
+
+
+@shape7("file: WinSCP.ini session with an obfuscated Password", "own:winscpini7")
+def _(g):
+    v = g.fresh(lambda: "A35C" + g.hex(96).upper(), 4)
+    return (f"[Sessions\\vendor@sftp.partner.example]\nHostName=sftp.partner.example\nUserName=vendor\nPassword={v}\nFSProtocol=2\n\n"
+            f"[Configuration\\Interface]\nStoreSessionPasswords=1\n", one(v, 4))
+
+
+@shape7("file: davfs2 secrets line (url user password)", "own:davfs7")
+def _(g):
+    pw = g.human(' "\\#')
+    return (f"# davfs2 secrets file\nhttps://cloud.acme.example/remote.php/dav/files/scanner/ scanner {pw}\n", one(pw))
+
+
+@shape7("file: s3fs passwd file ACCESS:SECRET", "own:s3fs7")
+def _(g):
+    k = g.fresh(lambda: "AKIA" + g.s(UPPER_NUM, 16), 4)
+    s = g.fresh(lambda: g.s(B64, 40))
+    return f"{k}:{s}\n", [(k, 4), (s, 0)]
+
+
+@shape7("file: exim4 passwd.client host:user:password", "own:eximclient7")
+def _(g):
+    a, b = g.human(": #"), g.human(": #")
+    return (f"# password file used when the local exim is authenticating to a remote host as a client.\n"
+            f"smtp.acme.example:relay@acme.example:{a}\n*.mailgun.org:postmaster@mg.acme.example:{b}\n", [(a, 0), (b, 0)])
+
+
+@shape7("file: nullmailer remotes with --pass=", "own:nullmailer7")
+def _(g):
+    pw = g.human(" '\"\\")
+    return f"smtp.acme.example smtp --port=587 --starttls --user=relay@acme.example --pass={pw}\n", one(pw)
+
+
+@shape7("file: offlineimaprc remotepass", "own:offlineimap7")
+def _(g):
+    pw = g.human(INI_UNSAFE)
+    return (f"[general]\naccounts = Archive\n\n[Account Archive]\nlocalrepository = ArchiveLocal\nremoterepository = ArchiveRemote\n\n"
+            f"[Repository ArchiveLocal]\ntype = Maildir\nlocalfolders = /srv/mail-archive\n\n[Repository ArchiveRemote]\ntype = IMAP\n"
+            f"remotehost = imap.acme.example\nremoteuser = archive@acme.example\nremotepass = {pw}\nsslcacertfile = /etc/ssl/certs/ca-certificates.crt\n", one(pw))
+
+
+@shape7("file: mbsyncrc IMAPAccount Pass", "own:mbsync7")
+def _(g):
+    v = g.lowernum(16)
+    return (f"IMAPAccount archive\nHost imap.fastmail.com\nUser archive@acme.example\nPass {v}\nTLSType IMAPS\n\n"
+            f"IMAPStore archive-remote\nAccount archive\n\nMaildirStore archive-local\nPath ~/mail/archive/\nInbox ~/mail/archive/INBOX\n", one(v))
+
+
+@shape7("file: ddclient.conf protocol login/password", "own:ddclient7")
+def _(g):
+    v, p = g.tok("cloudflare")
+    return (f"daemon=300\nssl=yes\nuse=web, web=checkip.dyndns.org\nprotocol=cloudflare\nzone=acme.example\nlogin=token\npassword={v}\n"
+            f"office.acme.example\n", one(v, p))
+
+
+@shape7("file: snmpd.conf createUser with auth and priv passphrases", "own:snmpv37")
+def _(g):
+    a, b = g.human(' "\\'), g.human(' "\\')
+    return (f"agentAddress udp:161\ncreateUser monitor SHA-256 \"{a}\" AES \"{b}\"\nrouser monitor priv\nsysLocation Rack B4, DC1\n",
+            [(a, 0), (b, 0)])
+
+
+@shape7("file: FreeRADIUS clients.conf shared secret", "own:radclients7")
+def _(g):
+    a, b = g.human(' "\\#{}'), g.human(' "\\#{}')
+    return (f"client ap-lobby {{\n\tipaddr = 10.20.0.11\n\tsecret = {a}\n\tshortname = ap-lobby\n}}\n\n"
+            f"client vpn-gw {{\n\tipaddr = 10.20.0.2\n\tsecret = {b}\n\tshortname = vpn\n}}\n", [(a, 0), (b, 0)])
+
+
+@shape7("file: keepalived.conf vrrp auth_pass (8 characters)", "own:keepalived7")
+def _(g):
+    v = g.fresh(lambda: g.b62(8))
+    return (f"vrrp_instance VI_1 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n"
+            f"    authentication {{\n        auth_type PASS\n        auth_pass {v}\n    }}\n    virtual_ipaddress {{\n        10.0.0.100/24\n    }}\n}}\n", one(v))
+
+
+@shape7("file: bacula-fd.conf Director Password", "own:baculafd7")
+def _(g):
+    a, b = g.b64k(33), g.b64k(33)
+    return (f'Director {{\n  Name = backup-dir\n  Password = "{a}"\n}}\n\nDirector {{\n  Name = backup-mon\n  Password = "{b}"\n  Monitor = yes\n}}\n\n'
+            f'FileDaemon {{\n  Name = app-1-fd\n  FDport = 9102\n  WorkingDirectory = /var/lib/bacula\n}}\n', [(a, 0), (b, 0)])
+
+
+@shape7("file: chrony.keys HEX and ASCII keys", "own:chronykeys7")
+def _(g):
+    a = g.hexk(64, upper=True)
+    b = g.human(" #")
+    return f"# NTP authentication keys\n1 SHA256 HEX:{a}\n2 SHA1 {b}\n", [(a, 0), (b, 0)]
+
+
+@shape7("file: shadowsocks config.json 2022 key", "own:shadowsocks7")
+def _(g):
+    v = g.b64k(32)
+    return (f'{{\n    "server": "203.0.113.40",\n    "server_port": 8388,\n    "password": "{v}",\n    "method": "2022-blake3-aes-256-gcm",\n'
+            f'    "mode": "tcp_and_udp"\n}}\n', one(v))
+
+
+@shape7("file: iwd network .psk Passphrase", "own:iwd7")
+def _(g):
+    pw = g.human("")
+    return f"[Security]\nPassphrase={pw}\n\n[Settings]\nAutoConnect=true\n", one(pw)
+
+
+@shape7("file: irssi config chatnet sasl_password", "own:irssi7")
+def _(g):
+    pw = g.human(DQ7)
+    return ('servers = (\n  {\n    address = "irc.libera.chat";\n    chatnet = "liberachat";\n    port = "6697";\n    use_tls = "yes";\n'
+            '    autoconnect = "yes";\n  }\n);\n\nchatnets = {\n  liberachat = {\n    type = "IRC";\n    sasl_mechanism = "PLAIN";\n'
+            f'    sasl_username = "acme-bot";\n    sasl_password = "{pw}";\n  }};\n}};\n', one(pw))
+
+
+@shape7("file: cachix.dhall authToken and binary-cache secretKey", "own:cachix7")
+def _(g):
+    t, tp = g.jwt7('{"scopes":"cachix","sub":"acme-ci","jti":"', lambda: g.uuid() + '"}')
+    k = g.b64k(64)
+    return (f'{{ authToken = "{t}"\n, hostname = "https://cachix.org"\n, binaryCaches = [ {{ name = "acme", secretKey = "{k}" }} ]\n}}\n',
+            [(t, tp), (k, 0)])
+
+
+@shape7("file: nix.conf access-tokens", "own:nixconf7")
+def _(g):
+    a, ap = g.tok("github_pat")
+    b, bp = g.tok("glpat")
+    return ("experimental-features = nix-command flakes\nsubstituters = https://cache.nixos.org https://acme.cachix.org\n"
+            f"trusted-public-keys = cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=\n"
+            f"access-tokens = github.com={a} gitlab.acme.example=PAT:{b}\n", [(a, ap), (b, bp)])
+
+
+@shape7("file: Scaleway CLI config.yaml access/secret key", "own:scw7")
+def _(g):
+    k, kp = g.tok("scw_id")
+    s = g.uuid4()
+    return (f"access_key: {k}\nsecret_key: {s}\ndefault_organization_id: {LA7_UUID[1]}\ndefault_project_id: {LA7_UUID[1]}\n"
+            f"default_region: fr-par\ndefault_zone: fr-par-1\n", [(k, kp), (s, 0)])
+
+
+@shape7("file: exoscale.toml account key/secret", "own:exoscale7")
+def _(g):
+    k, kp = g.tok("exo_id")
+    s, sp = g.tok("exo_secret")
+    return (f'defaultaccount = "acme"\n\n[[accounts]]\n  account = "acme"\n  defaultZone = "ch-gva-2"\n  endpoint = "https://api.exoscale.com/v1"\n'
+            f'  key = "{k}"\n  name = "acme"\n  secret = "{s}"\n', [(k, kp), (s, sp)])
+
+
+@shape7("file: ovh.conf application secret and consumer key", "own:ovh7")
+def _(g):
+    a, s, c = g.b62k(16), g.b62k(32), g.b62k(32)
+    return f"[default]\nendpoint=ovh-eu\n\n[ovh-eu]\napplication_key={a}\napplication_secret={s}\nconsumer_key={c}\n", [(s, 0), (c, 0)]
+
+
+@shape7("file: MinIO client config.json aliases", "own:mcalias7")
+def _(g):
+    k = g.fresh(lambda: g.s(UPPER_NUM, 20))
+    s = g.fresh(lambda: g.s(B64, 40))
+    return ('{\n\t"version": "10",\n\t"aliases": {\n\t\t"backup": {\n\t\t\t"url": "https://s3.backup.acme.example",\n'
+            f'\t\t\t"accessKey": "{k}",\n\t\t\t"secretKey": "{s}",\n\t\t\t"api": "S3v4",\n\t\t\t"path": "auto"\n\t\t}}\n\t}}\n}}\n', [(k, 0), (s, 0)])
+
+
+@shape7("file: transmission settings.json rpc-password", "own:transmission7")
+def _(g):
+    pw = g.human(DQ7)
+    return ('{\n    "download-dir": "/srv/downloads",\n    "rpc-authentication-required": true,\n    "rpc-bind-address": "0.0.0.0",\n'
+            f'    "rpc-enabled": true,\n    "rpc-password": "{pw}",\n    "rpc-port": 9091,\n    "rpc-username": "seedbox",\n'
+            '    "rpc-whitelist-enabled": false\n}\n', one(pw))
+
+
+@shape7("file: aria2.conf rpc-secret", "own:aria27")
+def _(g):
+    v = g.b62k(32)
+    return f"dir=/srv/downloads\nenable-rpc=true\nrpc-listen-all=true\nrpc-secret={v}\nmax-concurrent-downloads=4\n", one(v)
+
+
+@shape7("file: bunfig.toml install scope token", "own:bunfig7")
+def _(g):
+    v, p = g.tok("npm")
+    return (f'[install]\nexact = true\n\n[install.scopes]\nacme = {{ token = "{v}", url = "https://registry.npmjs.org/" }}\n', one(v, p))
+
+
+@shape7("file: Dart pub-credentials.json OAuth tokens", "own:pubcreds7")
+def _(g):
+    a, ap = g.tok("google_access")
+    r, rp = g.tok("google_refresh")
+    return (f'{{"accessToken":"{a}","refreshToken":"{r}","idToken":null,"tokenEndpoint":"https://accounts.google.com/o/oauth2/token",'
+            f'"scopes":["openid","https://www.googleapis.com/auth/userinfo.email"],"expiration":{g.r.randint(1_714_000_000, 1_720_000_000)}000}}\n',
+            [(a, ap), (r, rp)])
+
+
+@shape7("file: Leiningen credentials.clj Clojars deploy token", "own:leincreds7")
+def _(g):
+    v = g.fresh(lambda: "CLOJARS_" + g.hex(60), 8)
+    return f'{{#"https://repo\\.clojars\\.org"\n {{:username "acme-ci"\n  :password "{v}"}}}}\n', one(v, 8)
+
+
+@shape7("file: borgmatic config encryption_passphrase", "own:borgmatic7")
+def _(g):
+    pw = g.passphrase(g.r.randint(4, 6), " ")
+    return (f"source_directories:\n    - /srv/data\n    - /etc\nrepositories:\n    - path: ssh://u381742@u381742.your-storagebox.de:23/./borg\n"
+            f"      label: storagebox\nencryption_passphrase: \"{pw}\"\nkeep_daily: 7\nkeep_weekly: 4\n", one(pw))
+
+
+@shape7("file: bare Tailscale auth key", "own:tailscale7")
+def _(g):
+    v, p = g.tok("tailscale")
+    return f"{v}\n", one(v, p)
+
+
+ED25519_DER_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+
+
+@shape7("file: talosconfig context with a base64 PEM key", "own:talos7")
+def _(g):
+    body = base64.b64encode(ED25519_DER_PREFIX + g.raw(32)).decode()
+    pem = f"-----BEGIN ED25519 PRIVATE KEY-----\n{body}\n-----END ED25519 PRIVATE KEY-----\n"
+    enc = base64.b64encode(pem.encode()).decode()
+    pub = b64_prefix_public("-----BEGIN ED25519 PRIVATE KEY-----\n" + body[:20])
+    key = enc[:b64_prefix_public(pem[:pem.index("\n-----END")])]  # what the END line does not fix
+    g.claim(key[pub:])
+    return (f"context: acme-prod\ncontexts:\n    acme-prod:\n        endpoints:\n            - 10.0.10.11\n            - 10.0.10.12\n"
+            f"        ca: {LA7_CERT_B64[0]}\n        crt: {LA7_CERT_B64[1]}\n        key: {enc}\n", one(key, pub))
+
+
+@shape7("file: Alibaba Cloud CLI config.json AK profile", "own:aliyun7")
+def _(g):
+    k, kp = g.tok("aliyun_id")
+    s, sp = g.tok("aliyun_secret")
+    return ('{\n\t"current": "default",\n\t"profiles": [\n\t\t{\n\t\t\t"name": "default",\n\t\t\t"mode": "AK",\n'
+            f'\t\t\t"access_key_id": "{k}",\n\t\t\t"access_key_secret": "{s}",\n\t\t\t"region_id": "eu-central-1",\n'
+            '\t\t\t"output_format": "json",\n\t\t\t"language": "en"\n\t\t}\n\t],\n\t"meta_path": ""\n}\n', [(k, kp), (s, sp)])
+
+
+@shape7("file: Tencent Cloud tccli default.credential", "own:tccli7")
+def _(g):
+    k, kp = g.tok("tencent_id")
+    s, sp = g.tok("tencent_secret")
+    return f'{{\n    "secretId": "{k}",\n    "secretKey": "{s}"\n}}\n', [(k, kp), (s, sp)]
+
+
+@shape7("file: Netlify CLI config.json users auth token", "own:netlifycli7")
+def _(g):
+    v, p = g.tok("netlify")
+    uid = LA7_SHA1[5][:24]
+    return (f'{{\n  "telemetryDisabled": true,\n  "userId": "{uid}",\n  "users": {{\n    "{uid}": {{\n      "id": "{uid}",\n      "name": "Acme CI",\n'
+            f'      "email": "ci@acme.example",\n      "auth": {{\n        "token": "{v}",\n        "github": {{}}\n      }}\n    }}\n  }}\n}}\n', one(v, p))
+
+
+@shape7("file: Group Policy Preferences Groups.xml cpassword", "own:gpp7")
+def _(g):
+    v = g.fresh(lambda: base64.b64encode(g.raw(48)).decode().rstrip("="))
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<Groups clsid="{3125E937-EB16-4b4c-9934-544FC6D24D26}">'
+            '<User clsid="{DF5F1855-51E5-4d24-8B1A-D9BDE98BA1D1}" name="LocalSupport" image="2" changed="2019-03-11 10:22:31" '
+            f'uid="{{{LA7_UUID[2].upper()}}}"><Properties action="U" newName="" fullName="" description="" cpassword="{v}" changeLogon="0" '
+            'noChange="1" neverExpires="1" acctDisabled="0" userName="LocalSupport"/></User>\n</Groups>\n', one(v))
+
+
+@shape7("file: JFrog CLI jfrog-cli.conf.v6 password and reference token", "own:jfrog7")
+def _(g):
+    pw = g.human(DQ7)
+    head = f"reftkn:01:{g.r.randint(1_700_000_000, 1_900_000_000)}:"
+    tok = g.fresh(lambda: base64.b64encode((head + g.b62(43)).encode()).decode().rstrip("="), b64_prefix_public(head))
+    return ('{\n  "servers": [\n    {\n      "url": "https://acme.jfrog.io/",\n      "artifactoryUrl": "https://acme.jfrog.io/artifactory/",\n'
+            f'      "user": "ci",\n      "password": "{pw}",\n      "accessToken": "{tok}",\n      "serverId": "acme",\n      "isDefault": true\n'
+            '    }\n  ],\n  "version": "6"\n}\n', [(pw, 0), (tok, b64_prefix_public(head))])
+
+
+@shape7("file: dotnet user-secrets secrets.json", "own:dotnetsecrets7")
+def _(g):
+    pw = g.human(DQ7 + ";")
+    v, p = g.tok("stripe_sk")
+    return ('{\n  "ConnectionStrings:Payments": "Server=sql-dev.acme.example;Database=Payments;User Id=payments;'
+            f'Password={pw};",\n  "Stripe:SecretKey": "{v}"\n}}\n', [(pw, 0), (v, p)])
+
+
+@shape7("file: Rails master.key", "own:masterkey7")
+def _(g):
+    v = g.hexk(32)
+    return v, one(v)
+
+
+@shape7("file: certbot dns-cloudflare credentials ini", "own:certbotdns7")
+def _(g):
+    v, p = g.tok("cloudflare")
+    return f"# Cloudflare API token used by Certbot\ndns_cloudflare_api_token = {v}\n", one(v, p)
+
+
+@shape7("file: glab config.yml host token", "own:glab7")
+def _(g):
+    v, p = g.tok("glpat")
+    return (f"git_protocol: ssh\neditor: vim\nhosts:\n    gitlab.acme.example:\n        token: {v}\n        api_host: gitlab.acme.example\n"
+            f"        git_protocol: ssh\n        api_protocol: https\n        user: ci-bot\n", one(v, p))
+
+
+@shape7("file: OCI CLI config pass_phrase", "own:oci7")
+def _(g):
+    pw = g.passphrase(3, "-")
+    fp = ":".join(LA7_SHA1[6][i:i + 2] for i in range(0, 32, 2))
+    return (f"[DEFAULT]\nuser=ocid1.user.oc1..aaaaaaaa{LA7_SHA1[7][:32]}\nfingerprint={fp}\n"
+            f"tenancy=ocid1.tenancy.oc1..aaaaaaaa{LA7_SHA256[0][:32]}\nregion=eu-frankfurt-1\nkey_file=~/.oci/oci_api_key.pem\n"
+            f"pass_phrase={pw}\n", one(pw))
+
+
+@shape7("file: Zabbix agent TLS PSK file", "own:zabbixpsk7")
+def _(g):
+    v = g.hexk(64)
+    return f"{v}\n", one(v)
+
+
+@shape7("file: Icinga 2 api-users.conf ApiUser password", "own:icinga7")
+def _(g):
+    pw = g.human(DQ7)
+    return f'object ApiUser "director" {{\n  password = "{pw}"\n  permissions = [ "*" ]\n}}\n', one(pw)
+
+
 FILE_KINDS = {
     # kind: (paths for instance 0 and 1, language id, header, footer, indent-free ordinary code)
     "python": (["app/settings.py", "jobs/sync.py"], "python",
@@ -5983,6 +7985,313 @@ FILE_KINDS.update(FILE_KINDS6)
 OWN_PATHS.update(OWN_PATHS6)
 OWN_LANG.update(OWN_LANG6)
 
+FILE_KINDS7 = {
+    # held-out-7's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "py7": (["src/acme/billing/gateway.py", "tools/ops_console.py"], "python",
+            "\"\"\"Billing gateway: partner calls, mail and exports.\"\"\"\nimport codecs\nimport configparser\nimport functools\nimport logging.config\n"
+            "import ssl\nimport zipfile\nfrom typing import Final, NamedTuple\n\nimport pexpect\nimport requests\nfrom pydantic import SecretStr\n"
+            f"from pydantic_settings import BaseSettings\n\nSCHEMA_REV = \"{LA7_SHA1[0]}\"\n",
+            "\n\ndef cents(amount):\n    return int(round(amount * 100))\n"),
+    "django7": (["config/settings/base.py", "backoffice/settings.py"], "python",
+                "from pathlib import Path\n\nBASE_DIR = Path(__file__).resolve().parent.parent\nDEBUG = False\nALLOWED_HOSTS = [\"backoffice.acme.example\"]\n",
+                "\nLANGUAGE_CODE = \"en-us\"\nTIME_ZONE = \"UTC\"\nUSE_TZ = True\nSTATIC_URL = \"static/\"\n"),
+    "pytest7": (["tests/unit/test_gateway.py", "tests/e2e/test_checkout.py"], "python",
+                f"import unittest\n\nimport pytest\n\nfrom acme.billing.gateway import login\n\nFIXTURE_DIGEST = \"{LA7_SHA256[0]}\"\n",
+                "\n\ndef test_digest_length():\n    assert len(FIXTURE_DIGEST) == 64\n"),
+    "nb7": (["notebooks/churn_model.ipynb", "analysis/ad_spend.ipynb"], "json",
+            "{\n \"cells\": [\n",
+            "  {\n   \"cell_type\": \"code\",\n   \"execution_count\": null,\n   \"metadata\": {},\n   \"outputs\": [],\n   \"source\": [\n"
+            "    \"df.describe()\"\n   ]\n  }\n ],\n \"metadata\": {\n  \"kernelspec\": {\n   \"display_name\": \"Python 3\",\n   \"language\": \"python\",\n"
+            "   \"name\": \"python3\"\n  }\n },\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"),
+    "rs7": (["src/integrations/mod.rs", "crates/seed/src/main.rs"], "rust",
+            "use secrecy::SecretString;\nuse serde_json::json;\n\n"
+            f"pub const MIGRATIONS_DIGEST: &str = \"{LA7_SHA256[1]}\";\n",
+            "\npub fn page_size(n: usize) -> usize {\n    n.clamp(1, 500)\n}\n"),
+    "go7": (["internal/notify/notify.go", "cmd/migrate/main.go"], "go",
+            "package notify\n\nimport (\n\t\"context\"\n\t\"encoding/base32\"\n\t\"flag\"\n\t\"strings\"\n\n\t\"github.com/spf13/viper\"\n"
+            "\t\"google.golang.org/grpc/metadata\"\n\t\"gopkg.in/gomail.v2\"\n)\n\n"
+            f"// schema pinned to {LA7_SHA1[1]}\nconst schemaRev = \"{LA7_SHA1[1][:12]}\"\n",
+            "\nfunc retries(n int) int {\n\tif n > 5 {\n\t\treturn 5\n\t}\n\treturn n\n}\n"),
+    "ts7": (["web/src/lib/partner.ts", "web/src/server/devSeed.ts"], "typescript",
+            f"import type {{ Order }} from \"./types\";\n\nexport const BUILD_ID = \"{LA7_SHA1[2]}\";\n",
+            "\nexport function total(orders: Order[]): number {\n  return orders.reduce((n, o) => n + o.cents, 0);\n}\n"),
+    "ngenv7": (["src/environments/environment.ts", "src/environments/environment.staging.ts"], "typescript", "", ""),
+    "pwcfg7": (["playwright.config.ts", "e2e/playwright.config.ts"], "typescript",
+               "import { defineConfig, devices } from \"@playwright/test\";\n\nexport default defineConfig({\n  testDir: \"./tests\",\n  retries: 2,\n",
+               "  projects: [{ name: \"chromium\", use: { ...devices[\"Desktop Chrome\"] } }],\n});\n"),
+    "nextcfg7": (["next.config.js", "apps/storefront/next.config.js"], "javascript",
+                 "/** @type {import('next').NextConfig} */\nmodule.exports = {\n  reactStrictMode: true,\n",
+                 "  images: { domains: [\"images.ctfassets.net\"] },\n};\n"),
+    "js7": (["server/db/index.js", "scripts/backfill.js"], "javascript",
+            "const crypto = require(\"crypto\");\nconst { Sequelize } = require(\"sequelize\");\n",
+            "\nmodule.exports = { sequelize, verifyShopifyHmac };\n"),
+    "cypress7": (["cypress.config.js", "apps/admin/cypress.config.js"], "javascript",
+                 "const { defineConfig } = require(\"cypress\");\n\nmodule.exports = defineConfig({\n  e2e: { baseUrl: \"http://localhost:4200\" },\n",
+                 "});\n"),
+    "prisma7": (["prisma/schema.prisma", "packages/db/prisma/schema.prisma"], "prisma",
+                "generator client {\n  provider = \"prisma-client-js\"\n}\n\n",
+                "\nmodel Order {\n  id        Int      @id @default(autoincrement())\n  createdAt DateTime @default(now())\n  cents     Int\n}\n"),
+    "gql7": (["web/src/graphql/devLogin.graphql", "e2e/fixtures/login.graphql"], "graphql", "# used by `npm run seed:login`\n", ""),
+    "astro7": (["src/pages/status.astro", "src/components/Uptime.astro"], "astro", "",
+               "<ul>\n  {monitors.map((m) => <li>{m.name}: {m.status}</li>)}\n</ul>\n"),
+    "java7": (["src/main/java/com/acme/pay/PayConfig.java", "src/main/java/com/acme/cache/CacheConfig.java"], "java",
+              "package com.acme.pay;\n\nimport java.io.IOException;\nimport java.io.StringReader;\nimport java.util.HexFormat;\nimport java.util.Properties;\n"
+              "import javax.crypto.SecretKey;\nimport javax.crypto.spec.SecretKeySpec;\nimport javax.sql.DataSource;\nimport lombok.Builder;\n"
+              "import org.springframework.boot.jdbc.DataSourceBuilder;\nimport org.springframework.context.annotation.Bean;\n"
+              "import org.springframework.context.annotation.Configuration;\nimport redis.clients.jedis.Jedis;\n\n@Configuration\npublic class PayConfig {\n",
+              "\n    static int pageSize(int requested) {\n        return Math.min(requested, 500);\n    }\n}\n"),
+    "javatest7": (["src/test/java/com/acme/pay/LoginTest.java", "src/test/java/com/acme/portal/PortalLoginTest.java"], "java",
+                  "package com.acme.pay;\n\nimport static org.junit.jupiter.api.Assertions.assertTrue;\n\nimport org.junit.jupiter.params.ParameterizedTest;\n"
+                  "import org.junit.jupiter.params.provider.CsvSource;\n\nclass LoginTest {\n    private final Client client = Client.local();\n",
+                  "}\n"),
+    "kt7": (["app/src/main/java/com/acme/field/Secrets.kt", "server/src/main/kotlin/com/acme/Tokens.kt"], "kotlin",
+            "package com.acme.field\n\nobject Secrets {\n", "\n    const val TIMEOUT_MS = 20_000L\n}\n"),
+    "localprops7": (["local.properties", "android/local.properties"], "properties",
+                    "## This file must *NOT* be checked into Version Control Systems,\n# as it contains information specific to your local configuration.\n"
+                    "sdk.dir=/Users/ci/Library/Android/sdk\n", ""),
+    "cs7": (["src/Acme.Payments/PartnerOptions.cs", "src/Acme.Worker/Mail.cs"], "csharp",
+            "using Mailjet.Client;\n\nnamespace Acme.Payments;\n\npublic static class PartnerOptions\n{\n",
+            "\n    public static TimeSpan Timeout => TimeSpan.FromSeconds(20);\n}\n"),
+    "launch7": (["src/Acme.Payments/Properties/launchSettings.json", "src/Acme.Worker/Properties/launchSettings.json"], "json",
+                "{\n  \"profiles\": {\n", "  }\n}\n"),
+    "arduino7": (["firmware/sensor/sensor.ino", "firmware/gate/gate.ino"], "cpp",
+                 "#include <WiFi.h>\n#include <PubSubClient.h>\n\n#define DEVICE_ID \"07\"\n\nWiFiClient net;\nPubSubClient mqtt(net);\n",
+                 "\nvoid setup() {\n  connectWifi();\n  mqtt.setServer(\"mqtt.acme.example\", 1883);\n}\n\nvoid loop() {\n  mqtt.loop();\n}\n"),
+    "c7": (["src/legacy/report_db.c", "tools/loader/loader.c"], "c",
+           "#include <mysql/mysql.h>\n#include <libpq-fe.h>\n#include <unistd.h>\n",
+           "\nint main(void)\n{\n    return open_reports() == NULL;\n}\n"),
+    "sdkcfg7": (["firmware/gate/sdkconfig.defaults", "firmware/sensor/sdkconfig.defaults"], "properties",
+                "CONFIG_IDF_TARGET=\"esp32c3\"\nCONFIG_ESPTOOLPY_FLASHSIZE_4MB=y\n", "CONFIG_LOG_DEFAULT_LEVEL_INFO=y\n"),
+    "pio7": (["platformio.ini", "firmware/sensor/platformio.ini"], "ini",
+             "[env:esp32dev]\nplatform = espressif32\nboard = esp32dev\nframework = arduino\nupload_protocol = espota\n", "monitor_speed = 115200\n"),
+    "cmake7": (["CMakeLists.txt", "cmake/Telemetry.cmake"], "cmake",
+               "cmake_minimum_required(VERSION 3.24)\nproject(acme_agent LANGUAGES CXX)\n", "\nadd_executable(agent src/main.cpp)\n"),
+    "cigniter7": (["application/config/email.php", "application/config/production/email.php"], "php",
+                  "<?php\ndefined('BASEPATH') OR exit('No direct script access allowed');\n\n", "$config['mailtype'] = 'html';\n"),
+    "drupal7": (["web/sites/default/settings.php", "web/sites/staging/settings.php"], "php",
+                "<?php\n\n$databases = [];\n$settings['config_sync_directory'] = '../config/sync';\n",
+                "$settings['trusted_host_patterns'] = ['^www\\.acme\\.example$'];\n"),
+    "php7": (["src/Legacy/Bootstrap.php", "lib/Integration/Directory.php"], "php",
+             "<?php\n\ndeclare(strict_types=1);\n\nnamespace App\\Legacy;\n\nfinal class Bootstrap\n{\n    private $conn;\n",
+             "}\n"),
+    "rb7": (["lib/acme/vault.rb", "app/services/export_signer.rb"], "ruby",
+            "# frozen_string_literal: true\n\nrequire \"mail\"\n\nmodule Acme\n", "end\n"),
+    "gemfile7": (["Gemfile", "engines/billing/Gemfile"], "ruby",
+                 "source \"https://rubygems.org\"\n\ngem \"rails\", \"~> 7.1\"\ngem \"pg\"\n", "\ngroup :test do\n  gem \"rspec-rails\"\nend\n"),
+    "cap7": (["config/deploy/production.rb", "config/deploy/staging.rb"], "ruby",
+             "set :stage, :production\nset :branch, 'main'\n", "set :deploy_to, '/srv/shop'\n"),
+    "vagrant7": (["Vagrantfile", "dev/windows/Vagrantfile"], "ruby",
+                 "Vagrant.configure(\"2\") do |config|\n  config.vm.box = \"gusztavvargadr/windows-server\"\n  config.vm.communicator = \"winrm\"\n",
+                 "  config.vm.provider \"virtualbox\" do |vb|\n    vb.memory = 4096\n  end\nend\n"),
+    "swift7": (["Sources/AcmeKiosk/API.swift", "ios/Acme/Support/Geo.swift"], "swift",
+               "import Foundation\nimport KeychainAccess\n", f"\nlet buildRevision = \"{LA7_SHA1[3]}\"\n"),
+    "sh7": (["scripts/provision.sh", "scripts/rotate-certs.sh"], "shellscript",
+            "#!/usr/bin/env bash\nset -euo pipefail\n\ncd \"$(dirname \"$0\")/..\"\n", "echo \"done at $(date -u +%FT%TZ)\"\n"),
+    "history7": (["ops/notes/bastion-history.txt", "docs/incidents/2024-03-shell.log"], "plaintext",
+                 "  212  sudo -i\n  213  df -h\n", "  990  history > /tmp/h.txt\n"),
+    "ps7": (["scripts/Setup-Kiosk.ps1", "scripts/Publish-Reports.ps1"], "powershell",
+            "#Requires -Modules Microsoft.PowerShell.SecretManagement\n$ErrorActionPreference = 'Stop'\n\n",
+            "Write-Host \"configured $(Get-Date -Format o)\"\n"),
+    "bat7": (["scripts/map-drives.cmd", "tools/setup-printer.bat"], "bat",
+             "@echo off\nsetlocal\n", "net use S: \\\\fs01.corp.acme.example\\Scans /persistent:yes\nendlocal\n"),
+    "mssql7": (["db/mssql/001_keys.sql", "db/mssql/017_rotate.sql"], "sql", "USE Payments;\nGO\n", ""),
+    "mysql7": (["db/mysql/2024_05_encrypt_tax_ids.sql", "db/mysql/backfill_enc.sql"], "sql", "-- one-off backfill\nSTART TRANSACTION;\n", "COMMIT;\n"),
+    "ch7": (["db/clickhouse/ingest.sql", "db/clickhouse/backfill.sql"], "sql", "-- run with clickhouse-client --multiquery\n", ""),
+    "duck7": (["analytics/attach.sql", "analytics/exports.sql"], "sql", "INSTALL httpfs;\nLOAD httpfs;\n\n",
+              "\nCOPY (SELECT * FROM orders) TO 'r2://acme-exports/orders.parquet';\n"),
+    "pg7": (["db/etl/notion_import.sql", "db/etl/pages.sql"], "sql", "CREATE TABLE IF NOT EXISTS staging.notion_pages (doc jsonb);\n", ""),
+    "sqlseed7": (["db/seeds/001_users.sql", "tests/fixtures/users.sql"], "sql", "-- development seed data\nTRUNCATE users CASCADE;\n", ""),
+    "docker7": (["services/reports/Dockerfile", "docker/php-fpm/Dockerfile"], "dockerfile",
+                "FROM debian:12-slim\nWORKDIR /opt/app\n", "COPY . .\nCMD [\"./run.sh\"]\n"),
+    "compose7": (["deploy/compose.monitoring.yml", "compose.dev.yaml"], "yaml",
+                 "services:\n  prometheus:\n    image: prom/prometheus:v2.51.0\n", "volumes:\n  models: {}\n"),
+    "k8s7": (["deploy/k8s/reports-env.yaml", "deploy/k8s/billing-env.yaml"], "yaml", "", ""),
+    "argo7": (["deploy/argocd/payments-app.yaml", "deploy/argocd/search-app.yaml"], "yaml",
+              "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: payments\n  namespace: argocd\nspec:\n  project: default\n"
+              "  source:\n    repoURL: https://charts.acme.example\n    chart: payments\n    targetRevision: 2.14.0\n    helm:\n",
+              "  destination:\n    server: https://kubernetes.default.svc\n    namespace: payments\n"),
+    "helmtpl7": (["charts/reports/templates/_helpers.tpl", "charts/billing/templates/_helpers.tpl"], "helm",
+                 "{{- define \"app.fullname\" -}}\n{{- printf \"%s-%s\" .Release.Name .Chart.Name | trunc 63 | trimSuffix \"-\" -}}\n{{- end -}}\n", ""),
+    "helmfile7": (["helmfile.yaml", "deploy/helmfile.d/20-data.yaml"], "yaml",
+                  "repositories:\n  - name: bitnami\n    url: https://charts.bitnami.com/bitnami\n\nreleases:\n", ""),
+    "tf7": (["infra/modules/edge/main.tf", "infra/live/prod/edge.tf"], "terraform",
+            "terraform {\n  required_providers {\n    cloudflare = { source = \"cloudflare/cloudflare\" }\n    hcloud     = { source = \"hetznercloud/hcloud\" }\n  }\n}\n",
+            "\noutput \"edge_ip\" {\n  value = hcloud_server.edge.ipv4_address\n}\n"),
+    "tfvarsjson7": (["infra/live/prod/terraform.tfvars.json", "infra/live/stage/secrets.auto.tfvars.json"], "json", "", ""),
+    "tg7": (["infra/live/prod/db/terragrunt.hcl", "infra/live/stage/db/terragrunt.hcl"], "hcl", "", ""),
+    "bicep7": (["infra/azure/main.bicep", "infra/azure/sql.bicep"], "bicep",
+               "param location string = resourceGroup().location\n",
+               "resource sql 'Microsoft.Sql/servers@2023-05-01-preview' = {\n  name: 'acme-sql'\n  location: location\n  properties: {\n"
+               "    administratorLogin: 'sqladmin'\n    administratorLoginPassword: sqlAdminPassword\n  }\n}\n"),
+    "arm7": (["infra/azure/azuredeploy.parameters.json", "infra/azure/vm.parameters.json"], "json",
+             "{\n  \"$schema\": \"https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#\",\n  \"contentVersion\": \"1.0.0.0\",\n"
+             "  \"parameters\": {\n    \"adminUsername\": {\n      \"value\": \"azureadmin\"\n    },\n", "  }\n}\n"),
+    "cfn7": (["infra/cfn/database.yaml", "infra/cfn/ledger-db.yaml"], "yaml",
+             "AWSTemplateFormatVersion: '2010-09-09'\nDescription: Orders database\nParameters:\n",
+             "Resources:\n  DB:\n    Type: AWS::RDS::DBInstance\n    Properties:\n      Engine: postgres\n      MasterUsername: orders\n"
+             "      MasterUserPassword: !Ref DBMasterPassword\n"),
+    "sam7": (["template.yaml", "functions/summarize/template.yaml"], "yaml",
+             "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\nResources:\n", ""),
+    "yaml7": (["config/keys.yml", "config/crypto.yml"], "yaml", "# loaded by Acme::Keys at boot\n", "rotation_days: 90\n"),
+    "json7": (["config/sync.json", "config/mirror.json"], "json", "{\n  \"interval\": 300,\n", "  \"verify_tls\": true\n}\n"),
+    "toml7": (["config/tenants.toml", "config/webhooks.toml"], "toml", "[defaults]\ntimeout_ms = 5000\n\n", ""),
+    "xml7": (["config/ReportServer.config", "conf/export-jobs.xml"], "xml", "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<configuration>\n", "</configuration>\n"),
+    "antxml7": (["build.xml", "deploy/build-deploy.xml"], "xml",
+                "<?xml version=\"1.0\"?>\n<project name=\"legacy-app\" default=\"dist\">\n  <target name=\"dist\">\n    <war destfile=\"dist/app.war\" webxml=\"web/WEB-INF/web.xml\"/>\n  </target>\n",
+                "</project>\n"),
+    "tomcatusers7": (["conf/tomcat-users.xml", "docker/tomcat/tomcat-users.xml"], "xml",
+                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<tomcat-users xmlns=\"http://tomcat.apache.org/xml\" version=\"1.0\">\n  <role rolename=\"manager-script\"/>\n",
+                     "</tomcat-users>\n"),
+    "wildfly7": (["standalone/configuration/standalone.xml", "docker/wildfly/standalone-ha.xml"], "xml",
+                 "<?xml version='1.0' encoding='UTF-8'?>\n<server xmlns=\"urn:jboss:domain:20.0\">\n    <profile>\n        <subsystem xmlns=\"urn:jboss:domain:datasources:7.0\">\n            <datasources>\n",
+                 "            </datasources>\n        </subsystem>\n    </profile>\n</server>\n"),
+    "log4j7": (["src/main/resources/log4j2.xml", "batch/src/main/resources/log4j2.xml"], "xml",
+               "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Configuration status=\"WARN\">\n  <Appenders>\n    <Console name=\"Out\" target=\"SYSTEM_OUT\"/>\n",
+               "  </Appenders>\n  <Loggers>\n    <Root level=\"info\"><AppenderRef ref=\"Out\"/><AppenderRef ref=\"Mail\"/></Root>\n  </Loggers>\n</Configuration>\n"),
+    "filebeat7": (["deploy/beats/filebeat.yml", "deploy/beats/metricbeat.yml"], "yaml",
+                  "filebeat.inputs:\n  - type: filestream\n    id: app-logs\n    paths: [/var/log/app/*.log]\n\n", "\nlogging.level: warning\n"),
+    "telegraf7": (["deploy/telegraf/telegraf.conf", "ops/telegraf.d/outputs.conf"], "toml",
+                  "[agent]\n  interval = \"10s\"\n\n", "[[inputs.cpu]]\n  percpu = false\n"),
+    "pgpool7": (["deploy/pgpool/pgpool.conf", "ops/pgpool-ha.conf"], "ini",
+                "backend_hostname0 = 'pg-1.internal'\nbackend_port0 = 5432\nbackend_hostname1 = 'pg-2.internal'\n", "load_balance_mode = on\n"),
+    "proxysql7": (["deploy/proxysql/proxysql.cnf", "ops/proxysql-ro.cnf"], "plaintext",
+                  "datadir=\"/var/lib/proxysql\"\n\nadmin_variables =\n{\n    mysql_ifaces=\"0.0.0.0:6032\"\n}\n\n", ""),
+    "patroni7": (["deploy/patroni/patroni.yml", "ops/pg-node2.yml"], "yaml",
+                 "scope: orders\nname: pg-1\nrestapi:\n  listen: 0.0.0.0:8008\npostgresql:\n  listen: 0.0.0.0:5432\n  data_dir: /var/lib/postgresql/16/main\n", ""),
+    "galera7": (["deploy/mariadb/galera.cnf", "ops/mysql/wsrep.cnf"], "ini",
+                "[galera]\nwsrep_on = ON\nwsrep_provider = /usr/lib/galera/libgalera_smm.so\nwsrep_cluster_address = gcomm://db-1,db-2,db-3\n", ""),
+    "varnish7": (["deploy/varnish/default.vcl", "edge/purge.vcl"], "vcl",
+                 "vcl 4.1;\n\nbackend default {\n    .host = \"app\";\n    .port = \"8080\";\n}\n\n", ""),
+    "envoy7": (["deploy/envoy/envoy.yaml", "edge/envoy-partner.yaml"], "yaml",
+               "static_resources:\n  listeners:\n    - name: okta_proxy\n      filter_chains:\n        - filters:\n            - name: envoy.filters.network.http_connection_manager\n"
+               "              typed_config:\n                \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n"
+               "                stat_prefix: okta\n", ""),
+    "postfix7": (["deploy/postfix/main.cf", "ops/mail/relay-main.cf"], "plaintext",
+                 "myhostname = mx-out.acme.example\nrelayhost = [smtp.acme.example]:587\nsmtp_tls_security_level = encrypt\n", ""),
+    "asterisk7": (["deploy/pbx/pjsip.conf", "ops/pbx/trunks.conf"], "ini",
+                  "[transport-udp]\ntype=transport\nprotocol=udp\nbind=0.0.0.0\n\n", "[trunk]\ntype=endpoint\noutbound_auth=trunk-auth\n"),
+    "freeswitch7": (["deploy/freeswitch/directory/default.xml", "ops/fs/directory/frontdesk.xml"], "xml",
+                    "<include>\n  <domain name=\"$${domain}\">\n   <users>\n", "   </users>\n  </domain>\n</include>\n"),
+    "slapd7": (["deploy/ldap/slapd.conf", "ops/ldap-replica.conf"], "plaintext",
+               "include /etc/openldap/schema/core.schema\npidfile /var/run/openldap/slapd.pid\n\n", "directory /var/lib/openldap\n"),
+    "pdns7": (["deploy/pdns/pdns.conf", "ops/dns/authoritative.conf"], "ini", "local-address=0.0.0.0\nwebserver=yes\n", ""),
+    "gitea7": (["deploy/gitea/app.ini", "ops/forge.ini"], "ini",
+               "APP_NAME = Acme Forge\nRUN_MODE = prod\n\n[server]\nDOMAIN = git.acme.example\n\n", "[service]\nDISABLE_REGISTRATION = true\n"),
+    "jcasc7": (["deploy/jenkins/casc.yaml", "ops/jenkins/credentials.yaml"], "yaml",
+               "credentials:\n  system:\n    domainCredentials:\n      - credentials:\n", ""),
+    "appveyor7": (["appveyor.yml", "tools/win/appveyor.yml"], "yaml", "version: 1.0.{build}\nimage: Visual Studio 2022\n", "build_script:\n  - cmd: build.cmd\n"),
+    "codemagic7": (["codemagic.yaml", "mobile/codemagic.yaml"], "yaml",
+                   "workflows:\n  android-release:\n    name: Android release\n    instance_type: mac_mini_m2\n", "    scripts:\n      - flutter build appbundle --release\n"),
+    "codebuild7": (["buildspec.yml", "ci/buildspec-deploy.yml"], "yaml", "version: 0.2\n",
+                   "phases:\n  build:\n    commands:\n      - echo \"$DOCKERHUB_TOKEN\" | docker login -u \"$DOCKERHUB_USER\" --password-stdin\n"),
+    "semaphore7": ([".semaphore/semaphore.yml", ".semaphore/deploy.yml"], "yaml",
+                   "version: v1.0\nname: deploy\nagent:\n  machine:\n    type: e2-standard-2\nblocks:\n  - name: pulumi up\n    task:\n",
+                   "      jobs:\n        - name: up\n          commands:\n            - pulumi up --yes\n"),
+    "earthly7": (["Earthfile", "services/api/Earthfile"], "earthfile", "VERSION 0.8\nFROM alpine:3.19\n",
+                 "\nbuild:\n    RUN echo building\n    SAVE ARTIFACT ./dist\n"),
+    "taskfile7": (["Taskfile.yml", "ops/Taskfile.yml"], "yaml", "version: '3'\n\n", "tasks:\n  deploy:\n    cmds:\n      - supabase db push\n"),
+    "bitrise7": (["bitrise.yml", "mobile/bitrise.yml"], "yaml", "format_version: \"13\"\ndefault_step_lib_source: https://github.com/bitrise-io/bitrise-steplib.git\n", ""),
+    "herokuapp7": (["app.json", "services/api/app.json"], "json",
+                   "{\n  \"name\": \"acme-api\",\n  \"stack\": \"heroku-22\",\n", "  \"buildpacks\": [{ \"url\": \"heroku/python\" }]\n}\n"),
+    "render7": (["render.yaml", "deploy/render.yaml"], "yaml", "services:\n  - type: web\n    name: summarizer\n    runtime: python\n", ""),
+    "gae7": (["app.yaml", "services/worker/app.yaml"], "yaml", "runtime: python312\ninstance_class: F2\n", ""),
+    "eb7": ([".ebextensions/01-env.config", "api/.ebextensions/env.config"], "yaml", "", ""),
+    "concourse7": (["ci/pipelines/vars-prod.yml", "ci/pipelines/vars-stage.yml"], "yaml", "# fly -t acme set-pipeline -p app -c pipeline.yml -l this-file\n", ""),
+    "jinja7": (["ansible/roles/app/templates/app.env.j2", "ansible/roles/worker/templates/worker.env.j2"], "jinja",
+               "# {{ ansible_managed }}\nAPP_ENV={{ app_env }}\n", ""),
+    "gotmpl7": (["deploy/templates/config.yaml.tmpl", "ops/consul-template/worker.ctmpl"], "go-template", "", "log_level: info\n"),
+    "erb7": (["config/templates/newrelic.yml.erb", "config/templates/apm.yml.erb"], "erb", "", "  app_name: acme-shop\n"),
+    "csv7": (["tests/fixtures/integrations.csv", "db/seeds/integrations.csv"], "csv", "tenant,provider,api_key,created\n", ""),
+    "har7": (["tests/fixtures/jira.har", "docs/debug/jira-flow.har"], "json",
+             "{\n  \"log\": {\n    \"version\": \"1.2\",\n    \"creator\": { \"name\": \"Firefox\", \"version\": \"125.0\" },\n    \"entries\": [\n",
+             "        { \"request\": { \"method\": \"GET\", \"url\": \"https://acme.atlassian.net/favicon.ico\", \"headers\": [] }, \"response\": { \"status\": 200 } }\n"
+             "    ]\n  }\n}\n"),
+    "postmancol7": (["docs/api/Acme.postman_collection.json", "qa/partner-api.postman_collection.json"], "json",
+                    "{\n  \"info\": {\n    \"name\": \"HubSpot sync\",\n    \"schema\": \"https://schema.getpostman.com/json/collection/v2.1.0/collection.json\"\n  },\n",
+                    "  \"item\": []\n}\n"),
+    "mdbadge7": (["docs/status.md", "packages/sdk/README.md"], "markdown", "# Payments\n\n", "Run `make test` before opening a pull request.\n"),
+    "eml7": (["docs/templates/welcome-vendor.eml", "tests/fixtures/vendor-welcome.eml"], "plaintext",
+             "From: IT Service Desk <it@acme.example>\nTo: vendor-7731@partner.example\nSubject: Your vendor portal account\n"
+             "Content-Type: text/plain; charset=utf-8\n\n", "\n-- \nAcme IT Service Desk\n"),
+    "log7": (["logs/payments-2024-05-02.log", "tests/fixtures/startup.log"], "log",
+             "2024-05-02T09:14:06.901Z INFO  starting payments 2.14.0\n", "2024-05-02T09:14:07.530Z INFO  listening on :8080\n"),
+    "runbook7": (["docs/runbooks/break-glass.md", "docs/runbooks/aws-root.md"], "markdown",
+                 "# Break-glass access\n\nOnly the on-call lead opens this page. Log every use in #ops-audit.\n", ""),
+    "web3ts7": (["scripts/deploy-contracts.ts", "scripts/fund-wallets.ts"], "typescript",
+                "import bs58 from \"bs58\";\nimport { Keypair } from \"@solana/web3.js\";\nimport { JsonRpcProvider, Wallet } from \"ethers\";\n\n"
+                "const provider = new JsonRpcProvider(process.env.RPC_URL);\n", "\nexport { payer, deployer };\n"),
+    "patch7": (["patches/0003-read-token-from-env.patch", "docs/review/rotate.diff"], "diff",
+               "diff --git a/captioner/settings.py b/captioner/settings.py\nindex 3f1c2ab..8e0d4c1 100644\n--- a/captioner/settings.py\n+++ b/captioner/settings.py\n",
+               ""),
+}
+
+OWN_PATHS7 = {
+    "hgrc7": ["ops/hg/repo.rc", "docs/legacy/hg-settings.ini"],
+    "hostapd7": ["ops/ap/lobby.conf", "firmware/ap/guest-ap.conf"],
+    "unattend7": ["ops/win/answer.xml", "images/kiosk/setup-answers.xml"],
+    "tsigkey7": ["ops/dns/transfer.key", "deploy/dns/ddns-update.conf"],
+    "wlanprofile7": ["ops/wifi/corp-profile.xml", "docs/onboarding/wifi.xml"],
+    "rdp7": ["ops/remote/jump01.rdp", "docs/support/vendor-access.rdp"],
+    "winscpini7": ["ops/transfer/sessions.ini", "tools/sftp-sites.ini"],
+    "davfs7": ["ops/mounts/dav.list", "deploy/webdav-auth.txt"],
+    "s3fs7": ["ops/mounts/bucket.auth", "deploy/s3-mount.txt"],
+    "eximclient7": ["deploy/mail/relay-auth", "ops/smarthost.txt"],
+    "nullmailer7": ["deploy/mail/remotes", "ops/relay.conf"],
+    "offlineimap7": ["ops/mail/sync.rc", "docs/mail-archive.conf"],
+    "mbsync7": ["ops/mail/mirror.rc", "tools/imap-mirror.conf"],
+    "ddclient7": ["ops/dyndns.conf", "deploy/router/dns-update.conf"],
+    "snmpv37": ["deploy/snmp/agent.conf", "ops/monitoring/snmp-v3.conf"],
+    "radclients7": ["deploy/radius/nas.conf", "ops/wifi-radius.conf"],
+    "keepalived7": ["deploy/lb/vrrp.conf", "ops/failover.conf"],
+    "baculafd7": ["deploy/backup/fd.conf", "ops/tape-client.conf"],
+    "chronykeys7": ["deploy/ntp/keys.txt", "ops/time-auth.keys"],
+    "shadowsocks7": ["ops/proxy/egress.json", "tools/tunnel-client.json"],
+    "iwd7": ["ops/kiosk/AcmeGuest.psk", "firmware/rootfs/wifi/Warehouse.psk"],
+    "irssi7": ["ops/irc/client.conf", "docs/irc-bot.cfg"],
+    "cachix7": ["ops/nix/cache-auth.dhall", "ci/binary-cache.dhall"],
+    "nixconf7": ["ops/nix/settings.conf", "ci/nix-daemon.conf"],
+    "scw7": ["ops/cloud/scaleway.yaml", "deploy/provider-profile.yaml"],
+    "exoscale7": ["ops/cloud/exo.toml", "deploy/zone-ch.toml"],
+    "ovh7": ["ops/cloud/ovh.ini", "deploy/dns-provider.conf"],
+    "mcalias7": ["ops/storage/aliases.json", "tools/object-store.json"],
+    "transmission7": ["ops/seedbox/settings.json", "deploy/torrent-daemon.json"],
+    "aria27": ["ops/downloads/aria.conf", "tools/fetcher.conf"],
+    "bunfig7": ["ci/bun-registry.toml", "web/bun-install.toml"],
+    "pubcreds7": ["ci/pub-login.json", "ops/dart-publish.json"],
+    "leincreds7": ["ops/clojars.clj", "ci/lein-deploy.clj"],
+    "borgmatic7": ["ops/backup/borg.yaml", "deploy/nightly-backup.yaml"],
+    "tailscale7": ["ops/vpn/node.key", "deploy/edge/join.txt"],
+    "talos7": ["ops/cluster/talos.yaml", "docs/recovery/node-admin.yaml"],
+    "aliyun7": ["ops/cloud/aliyun.json", "deploy/cn-region.json"],
+    "tccli7": ["ops/cloud/tencent.json", "deploy/cn-cli.json"],
+    "netlifycli7": ["ops/netlify-cli.json", "web/deploy-auth.json"],
+    "gpp7": ["docs/audit/Groups.xml", "ops/gpo/local-users.xml"],
+    "jfrog7": ["ci/artifactory.conf", "ops/jfrog.json"],
+    "dotnetsecrets7": ["src/Acme.Payments/dev-secrets.json", "ops/payments-local.json"],
+    "masterkey7": ["config/master.key", "engines/billing/config/master.key"],
+    "certbotdns7": ["ops/certbot/dns.ini", "deploy/tls/dns-plugin.ini"],
+    "glab7": ["ops/gitlab-cli.yml", "ci/glab.yml"],
+    "oci7": ["ops/cloud/oci.cfg", "deploy/oracle-profile.cfg"],
+    "zabbixpsk7": ["deploy/zabbix/agent.psk", "ops/monitoring/psk.txt"],
+    "icinga7": ["deploy/icinga/api-users.conf", "ops/monitoring/director-api.conf"],
+    "bitlocker7": ["ops/laptops/LT-0412-recovery.txt", "docs/it/BitLocker Recovery Key 7A1C.TXT"],
+}
+OWN_LANG7 = {"hgrc7": "ini", "hostapd7": "properties", "unattend7": "xml", "tsigkey7": "plaintext", "wlanprofile7": "xml", "rdp7": "plaintext",
+             "winscpini7": "ini", "davfs7": "plaintext", "s3fs7": "plaintext", "eximclient7": "plaintext", "nullmailer7": "plaintext",
+             "offlineimap7": "ini", "mbsync7": "plaintext", "ddclient7": "properties", "snmpv37": "plaintext", "radclients7": "plaintext",
+             "keepalived7": "plaintext", "baculafd7": "plaintext", "chronykeys7": "plaintext", "shadowsocks7": "json", "iwd7": "ini",
+             "irssi7": "plaintext", "cachix7": "dhall", "nixconf7": "plaintext", "scw7": "yaml", "exoscale7": "toml", "ovh7": "ini",
+             "mcalias7": "json", "transmission7": "json", "aria27": "properties", "bunfig7": "toml", "pubcreds7": "json",
+             "leincreds7": "clojure", "borgmatic7": "yaml", "tailscale7": "plaintext", "talos7": "yaml", "aliyun7": "json", "tccli7": "json",
+             "netlifycli7": "json", "gpp7": "xml", "jfrog7": "json", "dotnetsecrets7": "json", "masterkey7": "plaintext", "certbotdns7": "ini",
+             "glab7": "yaml", "oci7": "ini", "zabbixpsk7": "plaintext", "icinga7": "plaintext",
+             "bitlocker7": "plaintext"}
+
+assert not set(FILE_KINDS7) & set(FILE_KINDS) and not set(OWN_PATHS7) & set(OWN_PATHS) and set(OWN_PATHS7) == set(OWN_LANG7)
+FILE_KINDS.update(FILE_KINDS7)
+OWN_PATHS.update(OWN_PATHS7)
+OWN_LANG.update(OWN_LANG7)
+
 INSTANCES = 2
 
 
@@ -6049,6 +8358,20 @@ def main() -> None:
     assert len(set(names6)) == len(names6) and not set(names6) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5))
     place(SHAPES6, lambda _: "held-out-6", Gen(random.Random(SEED6)), files, own_used, plants,
           one_kind_per_path=True)
+    names7 = [name for name, _, _ in SHAPES7]
+    assert len(set(names7)) == len(names7) and not set(names7) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
+                                                                 | set(names6))
+    # held-out-7's values share no 6-character piece with the ordinary text of the earlier corpora.
+    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
+    ordinary = []
+    for f in files.values():
+        text = f["header"] + "".join(f["parts"]) + f["footer"]
+        for v in values:
+            if v in text:
+                text = text.replace(v, "\n")
+        ordinary.append(text)
+    place(SHAPES7, lambda _: "held-out-7", Gen7(random.Random(SEED7), ordinary), files, own_used, plants,
+          one_kind_per_path=True)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -6078,16 +8401,21 @@ def main() -> None:
                             "shapes": names5},
              "held_out_6": {"about": "Written independently of the rules, their thresholds and all results (none read) "
                                      "after `held-out-5`, before any further rule change; seed %d. Scored once." % SEED6,
-                            "shapes": names6}}
+                            "shapes": names6},
+             "held_out_7": {"about": "Written independently of the rules, their thresholds and all results (none read) "
+                                     "after `held-out-6`, before any further rule change, with its own value generator; "
+                                     "seed %d. Scored once." % SEED7,
+                            "shapes": names7}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6"):
+    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7"):
         n_plants = sum(p["half"] == h for p in plants)
         n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5),
-                     "held-out-6": len(names6)}.get(h)
+                     "held-out-6": len(names6), "held-out-7": len(names7)}.get(h)
                     or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    print(f"all: {len(plants)} credentials, {len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6)} shapes")
+    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7)
+    print(f"all: {len(plants)} credentials, {n_all} shapes")
 
 
 if __name__ == "__main__":
