@@ -217,25 +217,9 @@ fn decodes_to_text(token: &str) -> bool {
     if body.len() < 12 || body.len() % 4 == 1 {
         return false;
     }
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    let mut bytes = Vec::with_capacity(body.len() * 3 / 4);
-    for b in body.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return false,
-        };
-        bits = (bits << 6) | v as u32;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            bytes.push((bits >> nbits) as u8);
-        }
-    }
+    let Some(bytes) = super::rules::decode_base64(body) else {
+        return false;
+    };
     let Ok(text) = std::str::from_utf8(&bytes) else {
         return false;
     };
