@@ -699,8 +699,22 @@ async fn slow_headers_that_reconnect_at_once_cannot_starve_health() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Behind the flooding address itself a client races the flood's reconnects for the
-    // places its slow connections leave; it gets some (none before).
-    println!("/health from the flooding address: {same_address_answered} of 10 answered");
+    // places its slow connections leave; it gets some (none before). How many of ten it wins
+    // depends on the scheduler (on two loaded cores, sometimes none), so it may keep trying:
+    // the claim is that it gets through at all, which before the fix it never did.
+    let mut extra_tries = 0;
+    while same_address_answered == 0 && extra_tries < 40 {
+        extra_tries += 1;
+        let probe = client_from([127, 0, 0, 3]);
+        let resp = probe.get(server.url("/health")).send().await;
+        if resp.as_ref().map(|r| r.status().as_u16()).ok() == Some(200) {
+            same_address_answered += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "/health from the flooding address: {same_address_answered} answered (10 probes, then {extra_tries} more)"
+    );
     assert!(
         same_address_answered > 0,
         "no probe from the flooding address got through"
