@@ -188,6 +188,9 @@ fn settings_holding_a_credential(text: &str) -> bool {
         "psk",
         "machine",
     ];
+    if text.len() > 4096 {
+        return false;
+    }
     let (mut lines, mut settings, mut other, mut pairs, mut connection) = (0, 0, 0, 0, 0);
     for line in text.lines() {
         let line = line.trim();
@@ -234,12 +237,8 @@ fn settings_holding_a_credential(text: &str) -> bool {
             Setting::Other => other += 1,
         }
     }
-    // Most pairs are about the connection, or there are almost no lines but the credential.
     // More than half the pairs are about the connection, or the credential is all there is.
     let about_access = connection * 2 > pairs || lines <= 2 && text.len() <= 512;
-    if text.len() > 4096 {
-        return false;
-    }
     lines > 0
         && other <= 2.max(lines / 5)
         && (settings > 0 || lines <= 2)
