@@ -196,7 +196,7 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
                                 rules::name_says(name.as_str()),
                                 written,
                                 value,
-                                name.as_str().to_ascii_lowercase().ends_with("passphrase"),
+                                name.as_str(),
                             )
                     })
                 }
@@ -908,6 +908,67 @@ mod tests {
         let kept = redact_keep_lines(text);
         assert_eq!(kept.lines().count(), text.lines().count());
         assert!(kept.lines().nth(4) == Some("b"), "{kept}");
+    }
+
+    /// Stop 40, written for this test (values a person picks; not the corpus's): setters,
+    /// HMAC keys by position, tokens that are UUIDs, passphrases of words, PINs, one-time
+    /// seeds and recovery codes, and every piece of a concatenated token.
+    #[test]
+    fn chosen_values_in_credential_places_are_redacted() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "        ds.setPassword(\"bananas4ever\");\n",
+                "bananas4ever",
+            ),
+            (
+                "    b.withApiKey(\"orchid-lamp\").build();\n",
+                "orchid-lamp",
+            ),
+            (
+                "\tm := hmac.New(sha256.New, []byte(\"tangerine-Wolf-31\"))\n",
+                "tangerine-Wolf-31",
+            ),
+            (
+                "acl:\n  token: 5f0d3c1a-7b2e-4e9a-8c6d-1a2b3c4d5e6f\n",
+                "5f0d3c1a-7b2e-4e9a-8c6d-1a2b3c4d5e6f",
+            ),
+            (
+                "admin:\n  password: violet tundra mango seventeen\n",
+                "violet tundra mango",
+            ),
+            (
+                "DB_PASSWORD = \"correct horse battery staple\"\n",
+                "correct horse battery",
+            ),
+            ("unlock_pin = 903114\n", "903114"),
+            ("SIM_PIN=4821\n", "4821"),
+            ("otp_seed = \"KRSXG5CTMVRXEZLU\"\n", "KRSXG5CTMVRXEZLU"),
+            (
+                "const recoveryCodes = [\"8f2k-3m9q\", \"x7p1-r4t6\"];\n",
+                "x7p1-r4t6",
+            ),
+            ("backup_codes:\n  - 81726354\n", "81726354"),
+            (
+                "wallet_mnemonic: \"orbit gravel lunar pepper\"\n",
+                "orbit gravel lunar",
+            ),
+            (
+                "const t = \"xoxb-2741\" + \"-99812364\" + \"-Hq8vTz3Lm2Wn9Rc4Yd7Bf1Gj\";\n",
+                "99812364",
+            ),
+        ];
+        let near_misses = [
+            "LED_PIN = 13\npin = 4\n",
+            "random_seed = 42\n",
+            "    state.append_token({'type': 'block_math', 'raw': text})\n",
+            "        password = password.encode(\"latin1\")\n",
+            "    surl.User = url.UserPassword(\"username\", \"password\")\n",
+            "'toc_tokens': [{'level': 2, 'html': '&#64;&#101;&#120;&#97;</a>'}],\n",
+            "secret: see the vault\npassword: the password of the admin user\n",
+            "request_id = \"5f0d3c1a-7b2e-4e9a-8c6d-1a2b3c4d5e6f\"\n",
+            "$pw = ConvertTo-SecureString $plain -AsPlainText -Force\n",
+        ];
+        assert_redacted(cases, &near_misses);
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
 /// credentials redacted.
 fn settings_holding_a_credential(text: &str) -> bool {
     const MAX_LINES: usize = 25;
+    /// At most this many lines, a credential is what the file is for, whatever else it sets.
+    const SHORT_LINES: usize = 12;
     /// Words of keys that say what a connection or a login needs: who, where, and the secret.
     const CONNECTION: &[&str] = &[
         "user",
@@ -192,6 +194,8 @@ fn settings_holding_a_credential(text: &str) -> bool {
         return false;
     }
     let (mut lines, mut settings, mut other, mut pairs, mut connection) = (0, 0, 0, 0, 0);
+    // Lines read as `word value` only: a directive, or a line of code (`import os`).
+    let mut word_value_lines = 0;
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty()
@@ -216,6 +220,7 @@ fn settings_holding_a_credential(text: &str) -> bool {
                             .bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
                 {
+                    word_value_lines += 1;
                     Setting::Pair(key, value)
                 }
                 _ => Setting::Other,
@@ -238,7 +243,9 @@ fn settings_holding_a_credential(text: &str) -> bool {
         }
     }
     // More than half the pairs are about the connection, or the credential is all there is.
-    let about_access = connection * 2 > pairs || lines <= 2 && text.len() <= 512;
+    let about_access = connection * 2 > pairs
+        || lines <= SHORT_LINES && word_value_lines == 0
+        || lines <= 2 && text.len() <= 512;
     lines > 0
         && other <= 2.max(lines / 5)
         && (settings > 0 || lines <= 2)
@@ -555,7 +562,11 @@ mod tests {
             "auth = {\"auths\": {}}",
             "",
             // A password among many settings: its value is redacted, the file stays.
-            "[app]\nname = shop\nport = 8080\nworkers = 4\ndebug = false\nlog = info\n[db]\nhost = db\nuser = shop\npassword = Kq7-vB2x\n",
+            "[app]\nname = shop\nport = 8080\nworkers = 4\ndebug = false\nlog = info\nthreads = 8\n\
+             cache = redis\ntimeout = 30\nretries = 3\nregion = eu\nmode = prod\n[db]\nhost = db\n\
+             user = shop\npassword = Kq7-vB2x\n",
+            // A short script holding a key is code: its key is redacted, the file stays.
+            "import os\nkey = \"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB\"\nx = 1\n",
             // A private key inside code that is mostly code.
             "import paramiko\n\nKEY = '''-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----'''\n\n\ndef connect(host, user):\n    client = paramiko.SSHClient()\n    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())\n    pkey = paramiko.RSAKey.from_private_key(io.StringIO(KEY))\n    client.connect(hostname=host, username=user, pkey=pkey, timeout=10)\n    return client\n",
             "alice:x:1000:1000::/home/alice:/bin/bash\n",
@@ -563,8 +574,9 @@ mod tests {
             "user: alice\nname: Alice\nemail: a@example.org\n",
             // Near misses of the classes added after held-out-4.
             "KafkaClient {\n  org.apache.kafka.common.security.plain.PlainLoginModule required\n  username=\"orders\"\n  password=\"${KAFKA_PASSWORD}\";\n};\n",
-            "[app]\nport = 8080\nworkers = 4\nlog = info\ncache_key = 5be1c07a93d24f6e8a1b0c3d7e9f2a4b\n",
-            "[server]\nport = 8080\nworkers = 4\nlog_level = info\ntimeout = 30\nsigning_key = Kq7vT2mLx9Rz4Wn8Bc3Yd6Hf\n",
+            // (Longer than twelve lines: shorter, a credential makes any settings file one.)
+            "[app]\nport = 8080\nworkers = 4\nlog = info\nthreads = 8\ncache = redis\nretries = 3\nregion = eu\nmode = prod\ntheme = dark\nlocale = en\nzone = b\ncache_key = 5be1c07a93d24f6e8a1b0c3d7e9f2a4b\n",
+            "[server]\nport = 8080\nworkers = 4\nlog_level = info\ntimeout = 30\nthreads = 8\ncache = redis\nretries = 3\nregion = eu\nmode = prod\ntheme = dark\nlocale = en\nzone = b\nsigning_key = Kq7vT2mLx9Rz4Wn8Bc3Yd6Hf\n",
             "client\nremote vpn.example.net 1194\n<ca>\n-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\n-----END CERTIFICATE-----\n</ca>\nkey client.key\n",
             "Private-Lines: the number of lines of the private key\n",
             "{\n  \"id\": 12,\n  \"host\": \"db.internal\",\n  \"token\": \"next\"\n}\n",
@@ -587,10 +599,20 @@ mod tests {
 
     #[test]
     fn project_settings_with_a_credential_keep_their_completions() {
-        // Mostly about the build, not the connection: redacted, not excluded.
+        // Mostly about the build, not the connection, and longer than a login's settings:
+        // redacted, not excluded.
         let build = "name: shop\nversion: 1.4.2\nimage: shop/web\nreplicas: 3\nmemory: 512Mi\n\
-                     cpu: 250m\nlog_level: info\nfeature_flags: on\ndb_password: Kq9!vTz2pL8wRe\n";
+                     cpu: 250m\nlog_level: info\nfeature_flags: on\ntimeout: 30\nretries: 3\n\
+                     workers: 4\ncache: redis\nmode: prod\ndb_password: Kq9!vTz2pL8wRe\n";
         assert_eq!(credential_format(build), None);
+        // Twelve lines or fewer: the credential is what such a file is for, whatever else
+        // it sets (a tool's client file: `sasl.password=` among its broker settings).
+        let short = "name: shop\nversion: 1.4.2\nimage: shop/web\nreplicas: 3\nmemory: 512Mi\n\
+                     cpu: 250m\nlog_level: info\nfeature_flags: on\ndb_password: Kq9!vTz2pL8wRe\n";
+        assert_eq!(
+            credential_format(short),
+            Some("settings holding a credential")
+        );
         // A one-line image, large: its path data is not a credential file.
         let svg = format!(
             "<svg viewBox=\"0 0 9 9\"><path d=\"{}\"/></svg>",

@@ -272,7 +272,7 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
         // (`Credentials::new`, `jwt.encode`), not for methods of a client (`self.client.get`).
         let last_part = &text[last_start..callee.end];
         let mut words = if matches!(
-            last_part,
+            last_part.to_ascii_lowercase().as_str(),
             "new"
                 | "create"
                 | "from"
@@ -334,11 +334,34 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
             && words.len() == 1
             && AUTH_VERBS.contains(&last)
             && single_argument(text, open);
+        // `setPassword("…")`, `.password("…")`, `with_api_key("…")`: a setter, whose value is
+        // judged as if assigned to the name (`password = "…"`).
+        let setter = !reader
+            && first_arg == Some(0)
+            && (VALUE_WORDS.contains(&last) || api_key)
+            && last != "bearer"
+            && (words.len() == 1
+                || api_key && words.len() == 2
+                || matches!(words[0].as_str(), "set" | "with" | "use"));
         for (literal, arg) in literal_args(text, open) {
             let value = &text[literal.clone()];
+            let as_assigned = setter
+                && arg == 0
+                && text[open + 1..literal.start.saturating_sub(1)]
+                    .trim()
+                    .is_empty()
+                && value.len() >= 6
+                && !value.contains(char::is_whitespace)
+                && !value.contains("://")
+                && rules::value_is_secret_for(
+                    rules::NameSays::Secret,
+                    rules::Written::Quoted,
+                    value,
+                    last_part,
+                );
             let by_position = (first_arg.is_some_and(|first| arg >= first)
                 || (sole && !is_scope_name(value)))
-                && rules::credential_like(value);
+                && (rules::credential_like(value) || as_assigned);
             // A login or connect call's one random-looking argument is the token
             // (`bot.login("…")`), wherever it stands.
             let random_anywhere = if key_material {
@@ -698,6 +721,8 @@ const COLLECTION_WORDS: &[&str] = &[
     "credentials",
     "creds",
     "apikeys",
+    // Only after `recovery`, `backup` (`holds_credentials`).
+    "codes",
 ];
 
 static COLLECTIONS: LazyLock<AhoCorasick> = LazyLock::new(|| {
@@ -715,6 +740,7 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
     if COLLECTIONS.find(text).is_none() {
         return;
     }
+    list_spans(text, out);
     let mut block: Option<(usize, bool)> = None; // (opener's indent, section)
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
@@ -736,7 +762,8 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
                 if let Some(value) = child_value(trimmed) {
                     let at = start + indent + value.start;
                     let range = at..start + indent + value.end;
-                    if rules::credential_like(&text[range.clone()]) {
+                    let value = &text[range.clone()];
+                    if rules::credential_like(value) || is_code(value) {
                         out.push(range);
                     }
                 }
@@ -753,6 +780,43 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// The literals of a list assigned to a name that holds credentials (`recovery_codes = [`,
+/// `"api_keys": [`, `tokens := []string{`): a credential each, or a code of digits.
+fn list_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    static LIST: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r#"([A-Za-z_][A-Za-z0-9_]*)["']?[ \t]*(?::=|=|:)[ \t]*(?:\[\][A-Za-z]+|new [A-Za-z]+\[\]|Array|List\.of|listOf|arrayOf|vec!|%w)?[ \t]*[\[{(]"#,
+        )
+        .expect("list regex")
+    });
+    for found in LIST.captures_iter(text) {
+        let (Some(name), Some(whole)) = (found.get(1), found.get(0)) else {
+            continue;
+        };
+        if !holds_credentials(name.as_str()) {
+            continue;
+        }
+        for (literal, _) in literal_args(text, whole.end() - 1) {
+            // An element of the list, not a value of a map inside it (`[{'id': '…'}]`).
+            let before = text[..literal.start - 1].trim_end();
+            if !before.ends_with(['[', '(', '{', ',']) {
+                continue;
+            }
+            let value = &text[literal.clone()];
+            // Not a template (`layers.{bid}.embed`) or an identifier (`compiler_f77`).
+            let identifier = value.contains('_')
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !identifier && !value.contains(['{', '}']) && rules::credential_like(value)
+                || is_code(value)
+            {
+                out.push(literal);
+            }
+        }
+    }
+}
+
 /// A name whose last word is a plural of credentials. `keys` and `tokens` alone are a
 /// dictionary's keys and a lexer's tokens: they need a first word that makes the singular a
 /// credential or may (`api_keys`, `integration_keys`; not `special_tokens`).
@@ -761,7 +825,17 @@ fn holds_credentials(name: &str) -> bool {
     let Some(last) = words.last().map(String::as_str) else {
         return false;
     };
-    if !COLLECTION_WORDS.contains(&last) {
+    // One-time recovery and backup codes (`recovery_codes = [...]`).
+    if words.len() >= 2
+        && last == "codes"
+        && matches!(
+            words[words.len() - 2].as_str(),
+            "recovery" | "backup" | "otp" | "mfa"
+        )
+    {
+        return true;
+    }
+    if !COLLECTION_WORDS.contains(&last) || last == "codes" {
         return false;
     }
     if matches!(last, "keys" | "tokens") {
@@ -796,8 +870,26 @@ fn block_opener(line: &str) -> Option<&str> {
     .then_some(name)
 }
 
-/// The value of a `key = "v"`, `key: v` or `"key": "v",` line, as a range of the line.
+/// A one-time code of digits (`81726354`, `4821-0937`), in a collection of credentials.
+fn is_code(value: &str) -> bool {
+    value.len() >= 6 && value.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+}
+
+/// The value of a `key = "v"`, `key: v`, `"key": "v",` or YAML `- v` line, as a range of
+/// the line.
 fn child_value(line: &str) -> Option<Range<usize>> {
+    if let Some(item) = line.strip_prefix("- ") {
+        let value = item.trim().trim_end_matches(',');
+        let (skip, value) = match value.as_bytes().first() {
+            Some(&q) if matches!(q, b'"' | b'\'') => (1, value[1..].split(q as char).next()?),
+            _ => (0, value),
+        };
+        if value.is_empty() || value.contains([' ', ':', '=', '{', '[']) {
+            return None;
+        }
+        let start = line.len() - item.len() + (item.len() - item.trim_start().len()) + skip;
+        return Some(start..start + value.len());
+    }
     let sep = line.find(['=', ':'])?;
     let key = line[..sep].trim().trim_matches(['"', '\'']);
     if key.is_empty() || !key.bytes().all(|b| is_ident(b) || matches!(b, b'-' | b'.')) {
@@ -903,8 +995,41 @@ pub fn extend_over_concatenation(text: &str, spans: &mut Vec<Range<usize>>) {
             added.push(start..start + close);
             end = start + close;
         }
+        // And the pieces before it (`"xoxb-" + "1234" + "<the random part>"`).
+        let mut start = span.start;
+        for _ in 0..4 {
+            let Some(piece) = piece_before(text, start) else {
+                break;
+            };
+            added.push(piece.clone());
+            start = piece.start;
+        }
     }
     spans.extend(added);
+}
+
+/// The literal concatenated just before the literal that holds `start` (a secret may begin
+/// inside its literal: `"-" + "…"` redacted from the token's first letter).
+fn piece_before(text: &str, start: usize) -> Option<Range<usize>> {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let open = text[line_start..start].rfind(['"', '\'', '`'])? + line_start;
+    if start - open > 64 || text[open + 1..start].contains(char::is_whitespace) {
+        return None;
+    }
+    let before = text[..open].trim_end_matches([' ', '\t', '\n', '\r']);
+    let before = before
+        .strip_suffix("||")
+        .or_else(|| before.strip_suffix(".."))
+        .or_else(|| before.strip_suffix(['+', '.']))?
+        .trim_end_matches([' ', '\t']);
+    let quote = *before.as_bytes().last()?;
+    if !matches!(quote, b'"' | b'\'' | b'`') {
+        return None;
+    }
+    let close = before.len() - 1;
+    let line_start = text[..close].rfind('\n').map_or(0, |i| i + 1);
+    let opening = text[line_start..close].rfind(quote as char)? + line_start;
+    (opening + 1 < close).then_some(opening + 1..close)
 }
 
 /// An opaque token beside a secret in the same call is its other half (an access key id

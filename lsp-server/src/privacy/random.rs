@@ -57,6 +57,12 @@ static SECRET_WORD: LazyLock<Regex> = LazyLock::new(|| {
         .expect("valid")
 });
 
+/// Keys of data, not of locks: `cache_key`, `sort_key`, `primary key`, `idempotency-key`.
+static DATA_KEY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(?:cache|sort|primary|foreign|partition|hash|lookup|group|index|dict|map|idempotency|dedup|dedupe|object|row|etag|range|shard)[ _-]?keys?")
+        .expect("valid")
+});
+
 static UUID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)[0-9a-z]{8}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{12}").expect("valid")
 });
@@ -432,7 +438,8 @@ pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
         let at = line_start;
         line_start += line.len();
         let indent = line.len() - line.trim_start().len();
-        let keyish_here = SECRET_WORD.is_match(line);
+        let keyish_here = SECRET_WORD.is_match(line)
+            && (!DATA_KEY.is_match(line) || SECRET_WORD.is_match(&DATA_KEY.replace_all(line, "")));
         // This line, the one before, or any line heading this one's block.
         let mut keyish = keyish_here || recent.last().is_some_and(|(_, k)| *k);
         let mut head_indent = indent;

@@ -60,7 +60,7 @@ pub struct RuleRow {
 
 /// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
 /// are case-insensitive). The check then decides on whole words.
-const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|pw(?-u:\b)|secret|token|key|cred|auth|salt|pat(?-u:\b))[A-Za-z0-9_.-]*)";
+const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|pw(?-u:\b)|secret|token|key|cred|auth|salt|pat(?-u:\b)|pin|seed|mnemonic|phrase|recovery|backup)[A-Za-z0-9_.-]*)";
 
 macro_rules! row {
     ($name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
@@ -486,6 +486,14 @@ pub fn rows() -> Vec<RuleRow> {
             "iniPw_42",
             "password = get_password()\ntoken = self.next_token\nsecret: str\n",
         ),
+        row!(
+            "unquoted value of several words (YAML, INI: `password: correct horse battery staple`)",
+            const_format_name_words(),
+            SecretName(Quoted),
+            "admin:\n  password: violet tundra mango seventeen\n",
+            "violet tundra mango seventeen",
+            "password: the password of the admin user\nsecret: see the vault\n",
+        ),
         // ---- Credential positions of any syntax (issue 29, held-out-3) ---------------------------
         // Each runs alone: in the one automaton they pushed its lazy DFA past its cache on
         // ordinary code (273 µs instead of ~125 µs for the table per prompt region).
@@ -576,6 +584,17 @@ fn const_format_name_fallback() -> &'static str {
     PATTERN.as_str()
 }
 
+/// A settings line whose whole value is several words: a passphrase unless it is prose
+/// (`value_is_secret_for` reads the words).
+fn const_format_name_words() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"(?im)^[ \t]*(?:-[ \t]+)?{NAME}["']?[ \t]*[:=][ \t]*(?P<secret>[A-Za-z0-9][^\s"'`#$(){{}}\[\]<>]*(?:[ \t]+[A-Za-z0-9][^\s"'`#$(){{}}\[\]<>]*){{1,7}})[ \t]*\r?$"#
+        )
+    });
+    PATTERN.as_str()
+}
+
 fn const_format_name_unquoted() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
@@ -656,6 +675,8 @@ const SECRET_WORDS: &[&str] = &[
     "keystorepass",
     "truststorepass",
 ];
+/// Last words of a name that holds a PIN.
+const PIN_WORDS: &[&str] = &["pin", "pincode", "passcode"];
 /// Words that only say secret after another word (`DB_PASS`).
 const SECRET_AFTER_A_WORD: &[&str] = &["pass"];
 /// `…_PAT` is a personal access token after a forge's name, a pattern anywhere else.
@@ -734,6 +755,7 @@ const TEXT_TOKENS: &[&str] = &[
     "ident",
     "keyword",
     "punct",
+    "embed",
     "comment",
     "whitespace",
     "newline",
@@ -844,6 +866,21 @@ pub fn name_says(name: &str) -> NameSays {
         .any(|w| last.len() > w.len() + 1 && last.ends_with(w))
     {
         return NameSays::Secret;
+    }
+    // A PIN or passcode (`unlock_pin`, `PASSCODE`); `value_is_secret_for` wants digits of one
+    // (`LED_PIN = 13` is a pin of a board).
+    if PIN_WORDS.contains(&last) {
+        return NameSays::Secret;
+    }
+    match (before, last) {
+        // One-time-password seeds, recovery and backup codes, a wallet's words.
+        (Some("otp" | "totp" | "hotp" | "mfa" | "wallet"), "seed" | "key")
+        | (Some("recovery" | "backup" | "otp" | "mfa"), "code" | "codes")
+        | (Some("seed" | "recovery" | "secret"), "phrase" | "words")
+        | (Some("wallet" | "seed" | "bip39" | "recovery" | "secret" | "master"), "mnemonic") => {
+            return NameSays::Secret;
+        }
+        _ => {}
     }
     match last {
         "pat" => match before {
@@ -1108,29 +1145,70 @@ fn looks_like_code(value: &str) -> bool {
 /// information (username or password)"`). A passphrase reads the same, which is why names
 /// ending in `passphrase` skip this (`value_is_secret`).
 fn is_prose(value: &str) -> bool {
+    /// Words a sentence can hardly do without and a passphrase of random words seldom has.
+    const FUNCTION_WORDS: &[&str] = &[
+        "a", "an", "the", "to", "of", "for", "in", "on", "at", "by", "is", "are", "be", "was",
+        "it", "this", "that", "with", "your", "you", "used", "use", "see", "if", "when", "not",
+        "from", "as", "here", "which", "will", "must", "should", "can", "set", "we", "our",
+    ];
+    /// A docstring's type before its description (`password: str or None`).
+    const TYPE_WORDS: &[&str] = &[
+        "str", "string", "int", "bool", "boolean", "float", "bytes", "list", "dict", "optional",
+        "any", "none", "number", "object", "array",
+    ];
     let words: Vec<&str> = value.split_whitespace().collect();
-    words.len() >= 4 && !value.chars().any(|c| c.is_ascii_digit())
+    let first = words
+        .first()
+        .map(|w| w.trim_end_matches([',', ':']).to_ascii_lowercase());
+    if first.is_some_and(|w| TYPE_WORDS.contains(&w.as_str())) {
+        return true;
+    }
+    words.len() >= 3
+        && !value.chars().any(|c| c.is_ascii_digit())
+        && words.iter().any(|w| {
+            let w = w.trim_matches(|c: char| !c.is_ascii_alphabetic());
+            FUNCTION_WORDS.contains(&w.to_ascii_lowercase().as_str())
+        })
+}
+
+/// `8-4-4-4-12` hex digits: an id in most places, a token under a token's name (Consul's ACL
+/// tokens, Heroku's API keys, many services' keys).
+pub fn is_uuid(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A PIN's value: four to twelve digits, or a credential of any other look.
+fn pin_value(value: &str) -> bool {
+    (4..=12).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
+        || credential_like(value)
 }
 
 /// Whether `value`, written as `written` after a name that `says` so, is to be redacted.
 pub(crate) fn value_is_secret(says: NameSays, written: Written, value: &str) -> bool {
-    value_is_secret_for(says, written, value, false)
+    value_is_secret_for(says, written, value, "")
 }
 
-/// `value_is_secret`, where `passphrase` says the name ends in `passphrase` (prose counts).
-pub fn value_is_secret_for(
-    says: NameSays,
-    written: Written,
-    value: &str,
-    passphrase: bool,
-) -> bool {
+/// `value_is_secret` for a value written after `name` ("" where no name is known): a
+/// passphrase's or a wallet's words count even as prose, a PIN must be one.
+pub fn value_is_secret_for(says: NameSays, written: Written, value: &str, name: &str) -> bool {
     let v = value.trim();
-    if passphrase && says == NameSays::Secret && written == Written::Quoted {
+    let words = name_words(name);
+    let last = words.last().map(String::as_str).unwrap_or("");
+    if says == NameSays::Secret && PIN_WORDS.contains(&last) {
+        return !is_reference_or_flag(v) && pin_value(v);
+    }
+    let phrase = last.ends_with("passphrase") || matches!(last, "mnemonic" | "phrase" | "words");
+    if phrase && says == NameSays::Secret && written != Written::Literal {
         return !is_reference_or_flag(v) && !is_key_name(v);
     }
     match says {
         NameSays::No => false,
-        NameSays::Maybe => !is_reference_or_flag(v) && looks_random(v),
+        NameSays::Maybe => !is_reference_or_flag(v) && (looks_random(v) || is_uuid(v)),
         NameSays::Secret => match written {
             Written::Quoted => !is_reference_or_flag(v) && !is_key_name(v) && !is_prose(v),
             Written::Literal => !is_reference_or_flag(v) && !is_key_name(v) && !looks_like_code(v),
