@@ -446,25 +446,32 @@ fn cursor_region(rope: &Rope, cursor_char: usize) -> Region {
 // ---- Private key blocks ------------------------------------------------------------------
 
 static PEM_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    // OpenVPN's static key (`--tls-auth`, `--secret`) is a private key by another header.
+    // OpenVPN's static key (`--tls-auth`, `--secret`) is a private key by another header;
+    // any armour whose label says what it holds is a secret (`NATS USER JWT`, `USER NKEY
+    // SEED`, `AGE ENCRYPTED SECRET`), unlike `CERTIFICATE` or `PUBLIC KEY`.
     Regex::new(
-        r"-----(BEGIN|END)(?:[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?| OpenVPN Static key V[0-9])-----",
+        r"-----(BEGIN|END)(?:[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?| OpenVPN Static key V[0-9]|[A-Z0-9 ]* (?:SECRET|SEED|JWT|TOKEN|CREDENTIALS?|PASSWORD)[A-Z0-9 ]*)-----",
     )
     .expect("valid")
 });
 static PEM_HEADER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[\s'`]*[A-Za-z][A-Za-z-]*:\s").expect("valid"));
 
-/// Base64 characters in a piece of a key block's body; `None` when the piece is not body
+/// Base64(url) characters in a piece of a key block's body; `None` when the piece is not body
 /// (code, prose): only base64, whitespace, quotes, `\n` escapes and concatenation, or a header
 /// line (`Proc-Type: 4,ENCRYPTED`).
 fn body_chars(piece: &str) -> Option<usize> {
     if PEM_HEADER.is_match(piece) {
         return Some(0);
     }
+    // Another armour's marker (`"-----BEGIN …-----"` in a parser) is not body.
+    if piece.contains("-----") {
+        return None;
+    }
     let mut count = 0;
     for c in piece.chars() {
-        if c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=') {
+        // base64, and base64url with the dots of a JWT (`NATS USER JWT`).
+        if c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_' | '.') {
             count += 1;
         } else if !(c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '\\' | ',' | ';')) {
             return None;

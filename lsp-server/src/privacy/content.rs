@@ -29,6 +29,7 @@ static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "\"auths\"",
             ":",
             "PRIVATE KEY-----",
+            "-----BEGIN ",
             "Static key V",
             "Private-Lines:",
             "LoginModule",
@@ -84,14 +85,14 @@ fn head(text: &str) -> &str {
 /// `"kubernetes secret"`, `"aws credentials"`, `"docker auths"`).
 pub fn credential_format(text: &str) -> Option<&'static str> {
     let text = head(text);
-    let mut seen = [false; 11];
+    let mut seen = [false; 12];
     for found in MARKERS.find_overlapping_iter(text) {
         seen[found.pattern().as_usize()] = true;
         if seen.iter().all(|s| *s) {
             break;
         }
     }
-    let [machine, kind, users, aws_secret, aws_session, auths, colon, private_key, static_key, private_lines, login_module] =
+    let [machine, kind, users, aws_secret, aws_session, auths, colon, private_key, armour, static_key, private_lines, login_module] =
         seen;
     if (machine || text.contains("default"))
         && NETRC.is_match(text)
@@ -115,7 +116,9 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     if colon && is_pgpass(text) {
         return Some("pgpass");
     }
-    if (private_key || static_key) && (mostly_private_key(text) || key_in_inline_block(text)) {
+    if (private_key || armour || static_key)
+        && (mostly_private_key(text) || key_in_inline_block(text))
+    {
         return Some("private key");
     }
     if private_lines && KEY_FILE_LINES.is_match(text) {
@@ -136,7 +139,97 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     if settings_holding_a_credential(text) {
         return Some("settings holding a credential");
     }
+    if lone_values(text) {
+        return Some("a credential alone");
+    }
+    if key_export(text) {
+        return Some("key export");
+    }
+    if data_holding_credentials(text) {
+        return Some("data holding credentials");
+    }
     None
+}
+
+/// A file of one to three values, one a line, one of them a password or key (a Docker
+/// secret, `login.txt` with a user and a password): the value is what the file is for.
+fn lone_values(text: &str) -> bool {
+    if text.len() > 512 {
+        return false;
+    }
+    let values: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    (1..=3).contains(&values.len())
+        && values.iter().all(|v| !v.contains(char::is_whitespace))
+        && values
+            .iter()
+            .any(|v| lone_password(v) || !super::secret_spans(v).is_empty())
+}
+
+/// A password as people make them, alone on its line: 10 to 64 characters of letters in both
+/// cases, digits and a few symbols, not hex (a digest or a serial number) and no operators,
+/// quotes or escapes (a requirement, a fuzzer's input).
+fn lone_password(v: &str) -> bool {
+    (10..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!@#$%^&*+=~?".contains(&b))
+        && v.bytes().any(|b| b.is_ascii_uppercase())
+        && v.bytes().any(|b| b.is_ascii_lowercase())
+        && (v.bytes().filter(u8::is_ascii_digit).count() >= 2
+            || v.bytes().any(|b| b"!@#$%^&*+=~?".contains(&b)))
+        && !v.bytes().all(|b| b.is_ascii_hexdigit())
+        && !v.contains("==")
+        && super::rules::credential_like(v)
+}
+
+/// A key exported as text: a first line that names a key, then lines of base64 making most
+/// of the file (`BORG_KEY <id>` and its blob, a `paperkey`-style export).
+fn key_export(text: &str) -> bool {
+    if text.len() > 8192 {
+        return false;
+    }
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let Some(first) = lines.next() else {
+        return false;
+    };
+    let names_key = super::rules::name_words(first.split([' ', ':', '=']).next().unwrap_or(""))
+        .iter()
+        .any(|w| {
+            matches!(
+                w.as_str(),
+                "key" | "secret" | "seed" | "recovery" | "backup"
+            )
+        });
+    let (mut blob, mut other) = (0, 0);
+    for line in lines {
+        if line.len() >= 40
+            && line
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        {
+            blob += line.len();
+        } else {
+            other += line.len();
+        }
+    }
+    names_key && blob >= 120 && blob >= 4 * (other + first.len())
+}
+
+/// A data file (JSON) that holds two credentials or more: an export of a password manager or
+/// an authenticator, a Terraform state, a saved login. One credential in a project's JSON is
+/// redacted and the file keeps its completions.
+fn data_holding_credentials(text: &str) -> bool {
+    let trimmed = text.trim();
+    if text.len() > 16 << 10
+        || !(trimmed.starts_with('{') && trimmed.ends_with('}')
+            || trimmed.starts_with('[') && trimmed.ends_with(']'))
+    {
+        return false;
+    }
+    super::secret_spans(text).len() >= 2
 }
 
 /// A short file of settings (pairs, sections, brackets; at most a few other lines) in which
@@ -313,10 +406,11 @@ fn mostly_private_key(text: &str) -> bool {
 }
 
 /// `user:hash` (htpasswd, shadow, userlists): a crypt hash (`$apr1$…`, `$2y$…`, `$6$…`,
-/// `$argon2id$…`) or an LDAP-style `{SHA}…`, optionally followed by more `:` fields.
+/// `$argon2id$…`) or an LDAP-style `{SHA}…`, or any Dovecot scheme (`{PLAIN}pw`,
+/// `{BLF-CRYPT}…`), optionally followed by more `:` fields.
 static PASSWORD_HASH_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^[A-Za-z0-9._@-]{1,64}:(?:\$[0-9a-z]{1,10}\$\S{8,}|\{S?(?:SHA|MD5|SSHA)[0-9]*\}[A-Za-z0-9+/=]{8,}|[A-Za-z0-9./]{13})(?::\S*)?$",
+        r"^[A-Za-z0-9._@-]{1,64}:(?:\$[0-9a-z]{1,10}\$\S{8,}|\{S?(?:SHA|MD5|SSHA)[0-9]*\}[A-Za-z0-9+/=]{8,}|\{[A-Z][A-Z0-9.-]{1,20}\}[^\s:]{6,}|[A-Za-z0-9./]{13})(?::\S*)?$",
     )
     .expect("valid")
 });
@@ -594,6 +688,37 @@ mod tests {
             "endpoint: https://api.example.org\naccount: ci\napi-token: Zr8Kq2LmW9xTb4NvCp7Hd3Fs\noutput: json\n",
         ] {
             assert!(credential_format(text).is_some(), "{text}");
+        }
+    }
+
+    /// Stop 40, written for this test: credential files by what they hold, not their keys.
+    #[test]
+    fn files_that_are_their_credentials_are_credential_files() {
+        let blob =
+            "Qm7ZtR2kP9xWb4LcN8vYk3Hq9TzL2vR7tWp4Kx8nB5cZr8fK2mQ9xLp4Wv7Tn3sB5yH1cJ6dE0gA9uI2oP4\n";
+        for (text, format) in [
+            ("-----BEGIN ACME SERVICE TOKEN-----\neyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaSJ9.Xk9pL2qR7zT4vW8n\n------END ACME SERVICE TOKEN------\n", "private key"),
+            ("deploy-bot\nvpn.example.org\nRiver-Stone-8841!\n", "a credential alone"),
+            ("acme\nops\nTq8vKz3Lm2Wn9Rc4Yd7Bf1GjHs5\n", "a credential alone"),
+            (&format!("BACKUP_KEY 7d1c0e5a9b3f\n{blob}{blob}{blob}"), "key export"),
+            (&format!(
+                "{{\n  \"version\": 3,\n  \"entries\": [\n{}{}  ]\n}}\n",
+                "    {\n      \"issuer\": \"mail\",\n      \"digits\": 6,\n      \"period\": 30,\n      \"algo\": \"SHA1\",\n      \"secret\": \"KRSXG5CTMVRXEZLUKN2XAZLS\"\n    },\n",
+                "    {\n      \"issuer\": \"vpn\",\n      \"digits\": 6,\n      \"period\": 30,\n      \"algo\": \"SHA1\",\n      \"secret\": \"MFRGGZDFMZTWQ2LKNNWG23TP\"\n    }\n",
+            ), "data holding credentials"),
+            ("ana@example.org:{PLAIN}lantern-Fog-71:1000:1000::/home/ana::\n", "password hashes"),
+        ] {
+            assert_eq!(credential_format(text), Some(format), "{text}");
+        }
+        for text in [
+            "4F36C3A7E075BA6452D10EEB81E7F189FF489B74\n",
+            "Sphinx>=1.7.3,!=1.8.0\nsphinx_rtd_theme>=0.3.0\n",
+            "v18.17.0\n",
+            "_BW_6Hg_Gl\n",
+            "{\"name\": \"shop\", \"version\": \"1.0.0\", \"private\": true}\n",
+            "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\n-----END CERTIFICATE-----\n",
+        ] {
+            assert_eq!(credential_format(text), None, "{text}");
         }
     }
 

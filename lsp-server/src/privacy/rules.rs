@@ -102,8 +102,8 @@ pub fn rows() -> Vec<RuleRow> {
     vec![
         // ---- Private keys -------------------------------------------------------------------
         row!(
-            "private key block (PEM, OpenSSH, PGP, OpenVPN static key)",
-            r"-----(?:BEGIN|END)(?:[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?| OpenVPN Static key V[0-9])-----",
+            "private key block (PEM, OpenSSH, PGP, OpenVPN static key; any armour whose label says secret, seed, JWT, token or credentials)",
+            r"-----(?:BEGIN|END)(?:[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?| OpenVPN Static key V[0-9]|[A-Z0-9 ]* (?:SECRET|SEED|JWT|TOKEN|CREDENTIALS?|PASSWORD)[A-Z0-9 ]*)-----",
             PemBlock,
             "key = '''-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAq7BFUpkGp3+Lq\n-----END RSA PRIVATE KEY-----'''\n",
             "MIIEpAIBAAKCAQEAq7BFUpkGp3+Lq",
