@@ -963,8 +963,22 @@ mod tests {
                 "const t = \"xoxb-2741\" + \"-99812364\" + \"-Hq8vTz3Lm2Wn9Rc4Yd7Bf1Gj\";\n",
                 "99812364",
             ),
+            (
+                "acl {\n  tokens {\n    agent = \"0881a71c-a49c-45f1-ab3c-b76142e6978e\"\n  }\n}\n",
+                "0881a71c-a49c",
+            ),
+            (
+                "      'auth' => ['acme', 'Lq4vTz_8Wm2k'],\n",
+                "Lq4vTz_8Wm2k",
+            ),
+            (
+                "    :crypto.mac(:hmac, :sha256, \"whsec_Tq8vKz3Lm2Wn9Rc4Yd7Bf1GjHs5\", body)\n",
+                "Tq8vKz3Lm2Wn9Rc4Yd7Bf1GjHs5",
+            ),
         ];
         let near_misses = [
+            "tokens:\n  - IDENT\n  - NUMBER_LITERAL\n  - close_paren_2\n",
+            "      'auth' => ['acme', $password],\n",
             "LED_PIN = 13\npin = 4\n",
             "random_seed = 42\n",
             "    state.append_token({'type': 'block_math', 'raw': text})\n",

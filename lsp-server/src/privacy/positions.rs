@@ -169,12 +169,34 @@ fn callee_at(text: &str, at: usize) -> Option<(Range<usize>, usize, usize)> {
         call_end = e;
     }
     let mut pos = call_end;
+    // A quoted key (`'auth' => [`, `"auth": (`).
+    // A quoted key (`'auth' => [`, `"auth": (`) that says it holds a login, not a lexer's or a
+    // decoder's name in a table (`'BashSessionLexer': (`, `"vae_decoder": [`).
+    let quoted_key = start > 0
+        && call_end == end
+        && matches!(bytes[start - 1], b'"' | b'\'')
+        && bytes.get(end) == Some(&bytes[start - 1]);
+    if quoted_key {
+        let words = rules::name_words(&text[start..end]);
+        if !words.iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "auth" | "credentials" | "creds" | "login" | "basic"
+            )
+        }) {
+            return None;
+        }
+        pos += 1;
+    }
     while pos < bytes.len() && (bytes[pos] == b' ' || bytes[pos] == b'\t') {
         pos += 1;
     }
-    // `auth = (…)` / `auth: (…)`: a tuple assigned to the name.
+    // `auth = (…)` / `auth: (…)` / `'auth' => […]`: a tuple assigned to the name.
     if pos < bytes.len() && (bytes[pos] == b'=' || bytes[pos] == b':') && call_end == end {
         let mut p = pos + 1;
+        if bytes.get(p) == Some(&b'>') {
+            p += 1;
+        }
         while p < bytes.len() && (bytes[p] == b' ' || bytes[p] == b'\t') {
             p += 1;
         }
@@ -741,7 +763,8 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
         return;
     }
     list_spans(text, out);
-    let mut block: Option<(usize, bool)> = None; // (opener's indent, section)
+    // (opener's indent, section, a bare `keys`/`tokens`: only generated values count)
+    let mut block: Option<(usize, bool, bool)> = None;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let start = offset;
@@ -752,7 +775,7 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("//") {
             continue;
         }
-        if let Some((open_indent, section)) = block {
+        if let Some((open_indent, section, bare)) = block {
             let ends = if section {
                 trimmed.starts_with('[')
             } else {
@@ -763,7 +786,12 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
                     let at = start + indent + value.start;
                     let range = at..start + indent + value.end;
                     let value = &text[range.clone()];
-                    if rules::credential_like(value) || is_code(value) {
+                    let counts = if bare {
+                        rules::looks_random(value) || rules::is_uuid(value)
+                    } else {
+                        rules::credential_like(value) || is_code(value)
+                    };
+                    if counts {
                         out.push(range);
                     }
                 }
@@ -773,8 +801,9 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
         }
         let section = trimmed.starts_with('[');
         if let Some(name) = block_opener(trimmed).filter(|_| !section || indent == 0) {
-            if holds_credentials(name) {
-                block = Some((indent, section));
+            let bare = matches!(name.to_ascii_lowercase().as_str(), "keys" | "tokens");
+            if holds_credentials(name) || bare {
+                block = Some((indent, section, bare));
             }
         }
     }
@@ -857,10 +886,18 @@ fn block_opener(line: &str) -> Option<&str> {
                 .all(|b| is_ident(b) || matches!(b, b'-' | b'.')))
         .then_some(name);
     }
+    // `name = {`, `name: {`, HCL's `name {` (lower case: `ParKeys {` is a struct literal),
+    // YAML's `name:`.
     let rest = line
         .strip_suffix('{')
         .map(str::trim_end)
-        .and_then(|l| l.strip_suffix(['=', ':']))
+        .and_then(|l| {
+            l.strip_suffix(['=', ':']).or_else(|| {
+                l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    .then_some(l)
+            })
+        })
         .or_else(|| line.strip_suffix(':'))?;
     let name = rest.trim().trim_matches(['"', '\'']);
     (!name.is_empty()

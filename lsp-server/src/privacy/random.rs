@@ -507,9 +507,11 @@ fn token_spans(
             .split('/')
             .any(|part| part.len() >= 3 && (part.contains('.') || bigram_score(part) > WORD_ABOVE));
     // A digest is named just before it: `checksum = "…"`, `h1:…`, `sha512-…`, `--hash=sha256:…`.
+    // Not a key handed to an HMAC beside its digest's name (`mac(:hmac, :sha256, "whsec_…")`).
     let before =
         &line[line.floor_char_boundary(run.start.saturating_sub(DIGEST_NAME_BYTES))..run.start];
-    if DIGEST_NAME.is_match(before) {
+    let hmac_key = before.to_ascii_lowercase().contains("hmac");
+    if DIGEST_NAME.is_match(before) && !hmac_key {
         return;
     }
     if path_like {

@@ -494,6 +494,71 @@ pub fn rows() -> Vec<RuleRow> {
             "violet tundra mango seventeen",
             "password: the password of the admin user\nsecret: see the vault\n",
         ),
+        // ---- Stop 40: forms of credentials seen in held-out-6 (spent), written generally ----------
+        row!(alone:
+            "a URL's password concatenated between its user and its host (`\"pg://u:\" + pw_literal + \"@h\"`)",
+            r#"://[^\s"'`/@:]*:["'`][ \t]*(?:\+|\.\.?|\|\|)[ \t]*["'`](?P<secret>[^"'`\r\n]+)["'`][ \t]*(?:\+|\.\.?|\|\|)[ \t]*["'`]@"#,
+            NotTemplate,
+            "val url = \"postgresql://app:\" + \"Tiv-9qL-Wm2\" + \"@db:5432/app\"",
+            "Tiv-9qL-Wm2",
+            "val url = \"postgresql://app:\" + password + \"@db:5432/app\"",
+        ),
+        row!(alone:
+            "Oracle connect string user/password@service (`sqlplus u/pw@//h/s`, `CONNECT u/pw@TNS`, `expdp`, `rman`)",
+            r#"(?i)(?:^|[\s'"])(?:sqlplus|connect|conn|rman|expdp|impdp|exp|imp|sqlldr|dgmgrl)(?:[ \t]+-[A-Za-z]+)*[ \t]+['"]?[A-Za-z0-9_$#]+/(?P<secret>[^\s'"@/&$][^\s'"@/]*)@"#,
+            NotTemplate,
+            "CONNECT etl/Qv7-mLp2#x@ERP\n",
+            "Qv7-mLp2#x",
+            "CONNECT etl/&password@ERP\nsqlplus /nolog @script.sql\n",
+        ),
+        row!(alone:
+            "a literal formatted into `user:password` (`\"%s:%s\" % (\"u\", \"…\")`, `\"{}:{}\".format(…)`, `Sprintf(\"%s:%s\", \"u\", \"…\")`)",
+            r#"["'](?:%s:%s|\{\}:\{\}|\{0\}:\{1\})["'](?:[ \t]*(?:%|\.format)[ \t]*\(|[ \t]*,)[ \t]*["'][^"'\r\n]*["'][ \t]*,[ \t]*["'](?P<secret>[^"'\r\n]+)["']"#,
+            CredentialLike,
+            "BASIC = b64encode((\"%s:%s\" % (\"metrics\", \"Vq2-lm8#Rt\")).encode())",
+            "Vq2-lm8#Rt",
+            "BASIC = b64encode((\"%s:%s\" % (user, password)).encode())\nline = \"%s:%s\" % (\"host\", \"port\")",
+        ),
+        row!(alone:
+            "`login=user:password` (squid `cache_peer`, URLs' userinfo parameters)",
+            r#"(?i)(?-u:\b)(?:login|userinfo|userpass|user_pass|credentials?)=[A-Za-z0-9._@-]{1,64}:(?P<secret>[^\s"'&,;]+)"#,
+            CredentialLike,
+            "cache_peer up.example parent 3128 0 no-query login=acme:Kr7mQ2sVvE9x",
+            "Kr7mQ2sVvE9x",
+            "cache_peer up.example parent 3128 0 no-query login=PASSTHRU\nlogin=user:name",
+        ),
+        row!(alone:
+            "an element named by its attribute, its text the value (`<property name=\"connection.password\">v</property>`)",
+            r#"(?i)<(?:property|entry|param|setting|add|item|value)[ \t]+(?:name|key|id)[ \t]*=[ \t]*["'](?P<name>[^"'\r\n]{1,100})["'][ \t]*>(?P<secret>[^<\r\n]+)</"#,
+            SecretName(Quoted),
+            "<property name=\"hibernate.connection.password\">Wn-v8*01bCI!</property>",
+            "Wn-v8*01bCI!",
+            "<property name=\"hibernate.connection.password\">${DB_PASSWORD}</property><entry key=\"password.length\">12</entry>",
+        ),
+        row!(alone:
+            "a `{name, value}` tuple whose name says secret (Erlang and Elixir configs, `<<\"…\">>` binaries too)",
+            const_format_name_tuple(),
+            SecretName(Quoted),
+            "{rabbit, [{default_user, <<\"admin\">>}, {default_pass, <<\"linmi-nimka-fimur17\">>}]}",
+            "linmi-nimka-fimur17",
+            "{default_pass, DefaultPass}, {password_min_length, \"12\"}, {password, Password}",
+        ),
+        row!(alone:
+            "an Ethereum private key (0x and 64 hex) under a name that says key, account, wallet, signer or deployer",
+            r#"(?i)(?:key|account|wallet|signer|deployer|mnemonic|private)[A-Za-z_]*["']?[ \t]*[:=][ \t]*\[?[ \t]*["'](?P<secret>0x[0-9a-f]{64})["']"#,
+            Shape,
+            "      accounts: [\"0x2a849f7c9abb9871bd38a44b76a76e87c406acf7cb83efc1553ffab3f0d52ea9\"],",
+            "0x2a849f7c9abb9871bd38a44b76a76e87c406acf7cb83efc1553ffab3f0d52ea9",
+            "      txHash: \"0x2a849f7c9abb9871bd38a44b76a76e87c406acf7cb83efc1553ffab3f0d52ea9\",",
+        ),
+        row!(alone:
+            "an RPC provider's project key in its URL (Infura `/v3/<key>`, Alchemy `/v2/<key>`)",
+            r#"(?i)(?:infura\.io/v3|alchemy(?:api)?\.(?:io|com)/v2|quiknode\.pro)/(?P<secret>[A-Za-z0-9_-]{20,})"#,
+            Shape,
+            "url: \"https://sepolia.infura.io/v3/0d5d29d9ec6f09a5a6bb5fd523eff36a\",",
+            "0d5d29d9ec6f09a5a6bb5fd523eff36a",
+            "url: \"https://sepolia.infura.io/v3/${INFURA_KEY}\",",
+        ),
         // ---- Credential positions of any syntax (issue 29, held-out-3) ---------------------------
         // Each runs alone: in the one automaton they pushed its lazy DFA past its cache on
         // ordinary code (273 µs instead of ~125 µs for the table per prompt region).
@@ -579,6 +644,17 @@ fn const_format_name_fallback() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             r#"(?i){NAME}[ \t]*(?::[^=\r\n]*?)?(?:=|:=)[^=\r\n][^\r\n]*?(?:(?:\|\||\?\?|(?-u:\b)or(?-u:\b)|\?:)[ \t]*(?:"(?P<secret1>[^"\r\n]*)"|'(?P<secret2>[^'\r\n]*)'|`(?P<secret3>[^`\r\n]*)`)|\{{[ \t]*(?:"(?P<secret4>[^"\r\n]*)"|'(?P<secret5>[^'\r\n]*)')[ \t]*\}})"#
+        )
+    });
+    PATTERN.as_str()
+}
+
+/// `{name, "v"}` / `{:name, <<"v">>}`: an Erlang or Elixir tuple of a name and its value.
+fn const_format_name_tuple() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"(?i)\{{[ 	]*:?{NAME}[ 	]*,[ 	]*(?:<<)?"(?P<secret>[^"
+]+)""#
         )
     });
     PATTERN.as_str()
