@@ -139,6 +139,23 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     if settings_holding_a_credential(text) {
         return Some("settings holding a credential");
     }
+    if key_bytes(text) {
+        return Some("key bytes");
+    }
+    if table_of_passwords(text) {
+        return Some("table of passwords");
+    }
+    if every_entry(text, |line| {
+        line.starts_with("otpauth://") && line.contains("secret=")
+    }) {
+        return Some("otp export");
+    }
+    if recovery_codes(text) {
+        return Some("recovery codes");
+    }
+    if mnemonic(text) {
+        return Some("mnemonic");
+    }
     if lone_values(text) {
         return Some("a credential alone");
     }
@@ -149,6 +166,105 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
         return Some("data holding credentials");
     }
     None
+}
+
+/// A keypair saved as its bytes: a JSON array of 32 or 64 numbers 0–255 and nothing else
+/// (Solana's `id.json`, any tool that dumps a secret key as bytes).
+fn key_bytes(text: &str) -> bool {
+    let Some(inner) = text
+        .trim()
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+    else {
+        return false;
+    };
+    let numbers: Option<Vec<u16>> = inner.split(',').map(|n| n.trim().parse().ok()).collect();
+    numbers.is_some_and(|n| {
+        matches!(n.len(), 32 | 64) && n.iter().all(|&b| b <= 255) && {
+            let mut distinct = n.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            distinct.len() >= n.len() / 2
+        }
+    })
+}
+
+/// A table (CSV, TSV) whose header names a password, secret, token or PIN column: a password
+/// manager's or a browser's export.
+fn table_of_passwords(text: &str) -> bool {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let (Some(header), Some(_row)) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let separator = if header.contains('\t') { '\t' } else { ',' };
+    let columns: Vec<&str> = header
+        .split(separator)
+        .map(|c| c.trim().trim_matches('"'))
+        .collect();
+    columns.len() >= 2
+        && columns.iter().all(|c| {
+            !c.is_empty()
+                && c.len() <= 40
+                && c.split(' ').count() <= 3
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b" _.-".contains(&b))
+        })
+        && columns.iter().any(|c| {
+            let c = c.to_ascii_lowercase();
+            super::rules::name_says(&c) == super::rules::NameSays::Secret
+                || matches!(
+                    c.as_str(),
+                    "login_password" | "pin" | "otp" | "totp" | "2fa"
+                )
+        })
+}
+
+/// One-time recovery codes saved alone: four lines or more, each one code of the same
+/// shape (`a8f2-k3m9`, `12345678`), letters and digits, a digit in each.
+fn recovery_codes(text: &str) -> bool {
+    let codes: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let shape = |c: &str| -> String {
+        c.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    'x'
+                } else {
+                    b as char
+                }
+            })
+            .collect()
+    };
+    codes.len() >= 4
+        && codes.len() <= 64
+        && codes.iter().all(|c| {
+            (6..=16).contains(&c.len())
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b' ')
+                && c.bytes().any(|b| b.is_ascii_digit())
+        })
+        && codes.iter().all(|c| shape(c) == shape(codes[0]))
+}
+
+/// A wallet's recovery words saved alone: 12 to 24 lower-case words, nothing else.
+fn mnemonic(text: &str) -> bool {
+    if text.len() > 400 {
+        return false;
+    }
+    let words: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split_whitespace())
+        .map(|w| w.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    matches!(words.len(), 12 | 15 | 18 | 21 | 24)
+        && words
+            .iter()
+            .all(|w| (3..=8).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// A file of one to three values, one a line, one of them a password or key (a Docker
@@ -707,6 +823,12 @@ mod tests {
                 "    {\n      \"issuer\": \"vpn\",\n      \"digits\": 6,\n      \"period\": 30,\n      \"algo\": \"SHA1\",\n      \"secret\": \"MFRGGZDFMZTWQ2LKNNWG23TP\"\n    }\n",
             ), "data holding credentials"),
             ("ana@example.org:{PLAIN}lantern-Fog-71:1000:1000::/home/ana::\n", "password hashes"),
+            (&format!("[{}]\n", (0..64).map(|i| ((i * 37 + 11) % 256).to_string()).collect::<Vec<_>>().join(",")), "key bytes"),
+            ("name,url,username,password\nmail,https://mail.example.org,ana,lantern-Fog-71\n", "table of passwords"),
+            ("Title\tLogin\tPassword\nVPN\tana\tR1ver-stone\n", "table of passwords"),
+            ("otpauth://totp/Example:ana?secret=KRSXG5CTMVRXEZLU&issuer=Example\notpauth://totp/Mail:ana?secret=MFRGGZDFMZTWQ2LK\notpauth://totp/VPN:ana?secret=NBSWY3DPEB3W64TM\n", "otp export"),
+            ("# keep these safe\n4f7k-2m9q\nx8p1-r4t6\nb5n8-w2c3\nh6j2-q9z4\nm3v7-k1d8\n", "recovery codes"),
+            ("orbit gravel lunar pepper quiet shadow\nmaple rocket velvet anchor tiger honey\n", "mnemonic"),
         ] {
             assert_eq!(credential_format(text), Some(format), "{text}");
         }
@@ -714,6 +836,12 @@ mod tests {
             "4F36C3A7E075BA6452D10EEB81E7F189FF489B74\n",
             "Sphinx>=1.7.3,!=1.8.0\nsphinx_rtd_theme>=0.3.0\n",
             "v18.17.0\n",
+            "[1, 2, 3, 4]\n",
+            &format!("[{}]\n", vec!["0"; 64].join(", ")),
+            "name,version,license\nserde,1.0.200,MIT\n",
+            "# test vectors\n1.2.3\n1.2.4\n1.3.0\n2.0.0\n",
+            "the quick brown fox jumps over the lazy dog\n",
+            "id,password_min_length,password_max_length\n1,8,64\n",
             "_BW_6Hg_Gl\n",
             "{\"name\": \"shop\", \"version\": \"1.0.0\", \"private\": true}\n",
             "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\n-----END CERTIFICATE-----\n",

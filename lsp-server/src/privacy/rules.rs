@@ -60,7 +60,7 @@ pub struct RuleRow {
 
 /// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
 /// are case-insensitive). The check then decides on whole words.
-const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|pw(?-u:\b)|secret|token|key|cred|auth|salt|pat(?-u:\b)|pin|seed|mnemonic|phrase|recovery|backup)[A-Za-z0-9_.-]*)";
+const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|pw(?-u:\b)|secret|token|key|cred|auth|salt|pat(?-u:\b)|pin|seed|mnemonic|phrase|recovery|backup|(?:unlock|security|door|alarm)[_-]?code)[A-Za-z0-9_.-]*)";
 
 macro_rules! row {
     ($name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
@@ -559,6 +559,14 @@ pub fn rows() -> Vec<RuleRow> {
             "0d5d29d9ec6f09a5a6bb5fd523eff36a",
             "url: \"https://sepolia.infura.io/v3/${INFURA_KEY}\",",
         ),
+        row!(alone:
+            "a value named by its sibling field (`{\"key\": \"api_token\", \"value\": \"…\"}` in Postman and Insomnia environments, `<Key>Password</Key><Value>…</Value>` in KeePass exports)",
+            r#"(?i)(?:["'](?:key|name)["'][ \t]*:[ \t]*["'](?P<name>[^"'\r\n]{1,100})["'][ \t]*,[ \t]*["']value["'][ \t]*:[ \t]*["'](?P<secret1>[^"'\r\n]*)["']|<(?:key|name)>(?P<name2>[^<\r\n]{1,100})</(?:key|name)>\s*<value[^>]*>(?P<secret2>[^<\r\n]*)</value>)"#,
+            SecretName(Quoted),
+            "{\"key\": \"api_token\", \"value\": \"Zq8-Lm4vT2\", \"enabled\": true}",
+            "Zq8-Lm4vT2",
+            "{\"key\": \"base_url\", \"value\": \"https://api.example.org\"}",
+        ),
         // ---- Credential positions of any syntax (issue 29, held-out-3) ---------------------------
         // Each runs alone: in the one automaton they pushed its lazy DFA past its cache on
         // ordinary code (273 µs instead of ~125 µs for the table per prompt region).
@@ -945,7 +953,7 @@ pub fn name_says(name: &str) -> NameSays {
     }
     // A PIN or passcode (`unlock_pin`, `PASSCODE`); `value_is_secret_for` wants digits of one
     // (`LED_PIN = 13` is a pin of a board).
-    if PIN_WORDS.contains(&last) {
+    if PIN_WORDS.contains(&last) || pin_code(before, last) {
         return NameSays::Secret;
     }
     match (before, last) {
@@ -1258,6 +1266,15 @@ pub fn is_uuid(value: &str) -> bool {
             .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// `pin_code`, `unlock_code`, `door_code`, `security_code`: a code that is a PIN.
+fn pin_code(before: Option<&str>, last: &str) -> bool {
+    last == "code"
+        && matches!(
+            before,
+            Some("pin" | "unlock" | "security" | "door" | "alarm" | "safe" | "lock" | "passcode")
+        )
+}
+
 /// A PIN's value: four to twelve digits, or a credential of any other look.
 fn pin_value(value: &str) -> bool {
     (4..=12).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
@@ -1275,7 +1292,8 @@ pub fn value_is_secret_for(says: NameSays, written: Written, value: &str, name: 
     let v = value.trim();
     let words = name_words(name);
     let last = words.last().map(String::as_str).unwrap_or("");
-    if says == NameSays::Secret && PIN_WORDS.contains(&last) {
+    let before = words.len().checked_sub(2).map(|i| words[i].as_str());
+    if says == NameSays::Secret && (PIN_WORDS.contains(&last) || pin_code(before, last)) {
         return !is_reference_or_flag(v) && pin_value(v);
     }
     let phrase = last.ends_with("passphrase") || matches!(last, "mnemonic" | "phrase" | "words");
