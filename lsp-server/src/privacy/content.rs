@@ -267,6 +267,77 @@ fn mnemonic(text: &str) -> bool {
             .all(|w| (3..=8).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
+/// A line of a program rather than of settings or directives: a statement keyword first
+/// (`import os`, `return x`, `def f():`), or a call or statement end at its end.
+fn is_code_line(line: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "import",
+        "from",
+        "return",
+        "def",
+        "fn",
+        "func",
+        "function",
+        "let",
+        "const",
+        "var",
+        "package",
+        "use",
+        "class",
+        "if",
+        "for",
+        "while",
+        "echo",
+        "print",
+        "printf",
+        "local",
+        "require",
+        "include",
+        "module",
+        "namespace",
+        "using",
+        "public",
+        "private",
+        "static",
+        "async",
+        "await",
+        "raise",
+        "throw",
+        "try",
+        "catch",
+        "else",
+        "elif",
+        "struct",
+        "impl",
+        "type",
+        "interface",
+        "enum",
+        "pub",
+        "val",
+        "fun",
+        "object",
+        "case",
+        "switch",
+        "do",
+        "done",
+        "fi",
+        "then",
+        "begin",
+        "end",
+        "sub",
+        "my",
+    ];
+    let first = line
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("");
+    // A keyword that is a setting's key (`type: x`, `include = y`) is not a statement.
+    let statement =
+        KEYWORDS.contains(&first) && !line[first.len()..].trim_start().starts_with([':', '=']);
+    // Braces alone close JSON and HCL too; a block opened after a call's parentheses is code.
+    statement || line.ends_with([';', ')', '(']) || line.ends_with('{') && line.contains('(')
+}
+
 /// A file of one to three values, one a line, one of them a password or key (a Docker
 /// secret, `login.txt` with a user and a password): the value is what the file is for.
 fn lone_values(text: &str) -> bool {
@@ -403,8 +474,8 @@ fn settings_holding_a_credential(text: &str) -> bool {
         return false;
     }
     let (mut lines, mut settings, mut other, mut pairs, mut connection) = (0, 0, 0, 0, 0);
-    // Lines read as `word value` only: a directive, or a line of code (`import os`).
-    let mut word_value_lines = 0;
+    // Lines of code (`import os`, `return x`, `f(x);`): a script, not settings.
+    let mut code_lines = 0;
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty()
@@ -419,6 +490,9 @@ fn settings_holding_a_credential(text: &str) -> bool {
         if lines > MAX_LINES {
             return false;
         }
+        if is_code_line(line) {
+            code_lines += 1;
+        }
         // `host smtp.example.org`, `user "x" there with password "y"`: a word and its value,
         // the form of msmtp, fetchmail, ssh_config and many more.
         let setting = match setting(line) {
@@ -429,7 +503,6 @@ fn settings_holding_a_credential(text: &str) -> bool {
                             .bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
                 {
-                    word_value_lines += 1;
                     Setting::Pair(key, value)
                 }
                 _ => Setting::Other,
@@ -453,7 +526,7 @@ fn settings_holding_a_credential(text: &str) -> bool {
     }
     // More than half the pairs are about the connection, or the credential is all there is.
     let about_access = connection * 2 > pairs
-        || lines <= SHORT_LINES && word_value_lines == 0
+        || lines <= SHORT_LINES && code_lines == 0
         || lines <= 2 && text.len() <= 512;
     lines > 0
         && other <= 2.max(lines / 5)
@@ -829,6 +902,8 @@ mod tests {
             ("otpauth://totp/Example:ana?secret=KRSXG5CTMVRXEZLU&issuer=Example\notpauth://totp/Mail:ana?secret=MFRGGZDFMZTWQ2LK\notpauth://totp/VPN:ana?secret=NBSWY3DPEB3W64TM\n", "otp export"),
             ("# keep these safe\n4f7k-2m9q\nx8p1-r4t6\nb5n8-w2c3\nh6j2-q9z4\nm3v7-k1d8\n", "recovery codes"),
             ("orbit gravel lunar pepper quiet shadow\nmaple rocket velvet anchor tiger honey\n", "mnemonic"),
+            ("set imap_user = \"ana@example.org\"\nset imap_pass = \"lantern-Fog-71\"\nset folder = \"imaps://imap.example.org/\"\nset realname = \"Ana\"\n", "settings holding a credential"),
+            ("poll imap.example.org protocol IMAP\n  user \"ana\" there with password \"lantern-Fog-71\" is \"ana\" here\n  ssl\n", "settings holding a credential"),
         ] {
             assert_eq!(credential_format(text), Some(format), "{text}");
         }
@@ -836,6 +911,7 @@ mod tests {
             "4F36C3A7E075BA6452D10EEB81E7F189FF489B74\n",
             "Sphinx>=1.7.3,!=1.8.0\nsphinx_rtd_theme>=0.3.0\n",
             "v18.17.0\n",
+            "import os\nimport sys\n\nTOKEN = \"lantern-Fog-71\"\nprint(TOKEN)\n",
             "[1, 2, 3, 4]\n",
             &format!("[{}]\n", vec!["0"; 64].join(", ")),
             "name,version,license\nserde,1.0.200,MIT\n",
