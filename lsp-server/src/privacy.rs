@@ -9,6 +9,7 @@
 //! prompt can reach, plus `MARGIN_LINES` either side, are scanned (`Region`), so the cost per
 //! keystroke does not grow with the file.
 
+pub mod assembled;
 pub mod bigram_table;
 pub mod content;
 pub mod excludes;
@@ -150,6 +151,7 @@ pub fn secret_spans(text: &str) -> Vec<Range<usize>> {
     gitleaks::RULES.spans(text, &mut spans);
     positions::spans(text, &mut spans);
     random::spans(text, &mut spans);
+    assembled::spans(text, &mut spans);
     if spans.is_empty() {
         return spans;
     }
