@@ -977,8 +977,15 @@ mod tests {
                 "    :crypto.mac(:hmac, :sha256, \"whsec_Tq8vKz3Lm2Wn9Rc4Yd7Bf1GjHs5\", body)\n",
                 "Tq8vKz3Lm2Wn9Rc4Yd7Bf1GjHs5",
             ),
+            ("{\n  \"parameters\": {\n    \"adminPassword\": {\n      \"value\": \"Rh!qEd81nZL&\"\n    }\n  }\n}\n", "Rh!qEd81nZL&"),
+            ("Parameters:\n  DBMasterPassword:\n    Type: String\n    NoEcho: true\n    Default: 'Hq-tL!2gF'\n", "Hq-tL!2gF"),
+            ("    (\"receipts\".to_owned(), SecretString::from(\"Boulder2017!!\".to_owned()))\n", "Boulder2017!!"),
+            ("eval \"$(echo 'ZXhwb3J0IEFQSV9UT0tFTj1UcTh2S3ozTG0yV245UmM0WWQ3QmYxR2o=' | base64 -d)\"\n", "ZXhwb3J0IEFQSV9UT0tFTj1U"),
         ];
         let near_misses = [
+            "{\n  \"adminUsername\": {\n    \"value\": \"azureadmin\"\n  }\n}\n",
+            "    let s = SecretString::from(value);\n",
+            "eval \"$(echo 'ZXhwb3J0IExPR19MRVZFTD1kZWJ1ZyBhbmQgbW9yZQ==' | base64 -d)\"\n",
             "tokens:\n  - IDENT\n  - NUMBER_LITERAL\n  - close_paren_2\n",
             "      'auth' => ['acme', $password],\n",
             "LED_PIN = 13\npin = 4\n",

@@ -2,7 +2,8 @@
 //! (`"".join([...])`, `[...].join("")`, `strings.Join(..., "")`, `concat!(...)`, Kotlin's
 //! `buildString { append(...) }`), text stored reversed (`[::-1]`, `.split("").reverse()`)
 //! or in rot13 (`str_rot13`, `codecs.decode(..., "rot13")`), and values listed under a label
-//! in prose (a runbook's `Recovery codes:` list, an `MFA secret:` line). Each is judged by
+//! in prose (a runbook's `Recovery codes:` list, an `MFA secret:` line), and base64 whose
+//! text holds a credential. Each is judged by
 //! what it becomes: the joined or decoded text must itself read as a credential.
 
 use std::ops::Range;
@@ -300,7 +301,32 @@ fn labelled_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// A base64 literal whose text holds a credential (`echo '<base64 of export TOKEN=…>' |
+/// base64 -d`, a config shipped encoded).
+fn encoded_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    static ENCODED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"["'`]([A-Za-z0-9+/]{16,512}={0,2})["'`]"#).expect("valid"));
+    for captures in ENCODED.captures_iter(text) {
+        let Some(m) = captures.get(1) else { continue };
+        let Some(bytes) = rules::decode_base64(m.as_str()) else {
+            continue;
+        };
+        let Ok(decoded) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
+        if decoded
+            .chars()
+            .all(|c| c.is_ascii_graphic() || c.is_ascii_whitespace())
+            && decoded.contains(['=', ':', ' '])
+            && !super::secret_spans(decoded).is_empty()
+        {
+            out.push(m.range());
+        }
+    }
+}
+
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
+    encoded_spans(text, out);
     join_spans(text, out);
     disguised_spans(text, out);
     labelled_spans(text, out);

@@ -347,7 +347,16 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
         } else {
             None
         };
-        if first_arg.is_none() && !key_material && !decodes {
+        // `SecretString::from("…")`, `SecretStr("…")`, `SecureString("…")`: a type that
+        // holds a secret, wrapped around a literal.
+        let wrapper = !reader
+            && words.first().is_some_and(|w| {
+                matches!(
+                    w.as_str(),
+                    "secret" | "sensitive" | "secure" | "masked" | "redacted"
+                )
+            });
+        if first_arg.is_none() && !key_material && !decodes && !wrapper {
             continue;
         }
         // `auth("…")` with nothing else: its one argument is the credential.
@@ -358,13 +367,14 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
             && single_argument(text, open);
         // `setPassword("…")`, `.password("…")`, `with_api_key("…")`: a setter, whose value is
         // judged as if assigned to the name (`password = "…"`).
-        let setter = !reader
-            && first_arg == Some(0)
-            && (VALUE_WORDS.contains(&last) || api_key)
-            && last != "bearer"
-            && (words.len() == 1
-                || api_key && words.len() == 2
-                || matches!(words[0].as_str(), "set" | "with" | "use"));
+        let setter = wrapper
+            || !reader
+                && first_arg == Some(0)
+                && (VALUE_WORDS.contains(&last) || api_key)
+                && last != "bearer"
+                && (words.len() == 1
+                    || api_key && words.len() == 2
+                    || matches!(words[0].as_str(), "set" | "with" | "use"));
         for (literal, arg) in literal_args(text, open) {
             let value = &text[literal.clone()];
             let as_assigned = setter
@@ -382,6 +392,7 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
                     last_part,
                 );
             let by_position = (first_arg.is_some_and(|first| arg >= first)
+                || wrapper && arg == 0
                 || (sole && !is_scope_name(value)))
                 && (rules::credential_like(value) || as_assigned);
             // A login or connect call's one random-looking argument is the token
@@ -805,6 +816,72 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
             if holds_credentials(name) || bare {
                 block = Some((indent, section, bare));
             }
+        }
+    }
+}
+
+/// The `value` or `default` of a block named for a secret: an ARM parameters file's
+/// `"adminPassword": { "value": "…" }`, CloudFormation's `DbPassword:` with `Default: …`,
+/// Heroku's `app.json` env, Terraform's `variable "db_password" { default = "…" }`.
+fn named_default_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    static CHILD: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r#"(?i)["']?(?:value|default|defaultvalue)["']?[ \t]*[:=]"#)
+            .expect("valid")
+    });
+    static VARIABLE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(
+            r#"^(?:variable|param|parameter|input)[ \t]+"([A-Za-z0-9_.-]+)"[ \t]*\{$"#,
+        )
+        .expect("valid")
+    });
+    if !CHILD.is_match(text) {
+        return;
+    }
+    let mut open: Option<(usize, usize)> = None; // (opener's indent, lines left)
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let body = line.trim_end_matches(['\n', '\r']);
+        let trimmed = body.trim_start();
+        let indent = body.len() - trimmed.len();
+        if trimmed.is_empty() {
+            continue;
+        }
+        if let Some((open_indent, left)) = open {
+            if indent > open_indent && left > 0 {
+                open = Some((open_indent, left - 1));
+                let key = trimmed
+                    .split([':', '='])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_matches(['"', '\''])
+                    .to_ascii_lowercase();
+                if matches!(key.as_str(), "value" | "default" | "defaultvalue") {
+                    if let Some(value) = child_value(trimmed) {
+                        let range = start + indent + value.start..start + indent + value.end;
+                        if rules::value_is_secret(
+                            rules::NameSays::Secret,
+                            rules::Written::Quoted,
+                            &text[range.clone()],
+                        ) {
+                            out.push(range);
+                        }
+                    }
+                }
+                continue;
+            }
+            open = None;
+        }
+        let name = block_opener(trimmed).or_else(|| {
+            VARIABLE
+                .captures(trimmed.trim_end())
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str())
+        });
+        if name.is_some_and(|n| rules::name_says(n) == rules::NameSays::Secret) {
+            open = Some((indent, 8));
         }
     }
 }
@@ -1467,6 +1544,7 @@ pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     connection_call_spans(text, out);
     url_path_spans(text, out);
     collection_spans(text, out);
+    named_default_spans(text, out);
     insert_spans(text, out);
     byte_array_spans(text, out);
 }

@@ -567,6 +567,63 @@ pub fn rows() -> Vec<RuleRow> {
             "Zq8-Lm4vT2",
             "{\"key\": \"base_url\", \"value\": \"https://api.example.org\"}",
         ),
+        // ---- Stop 40: forms held-out-7 showed (spent), written generally -----------------------
+        row!(alone:
+            "a tool's password option whose flag does not say so (`ssh-keygen -N`, `7z -p…`, `zip -P`, `smbclient -U u%pw`, `cmdkey /pass:`, `openssl -passin pass:`, `gpg --passphrase`, `htpasswd -b f u pw`, `ykman --new-pin`)",
+            r#"(?i)(?:ssh-keygen(?:[ \t]+-[A-Za-z]+(?:[ \t]+[^-\s][^\s]*)?)*?[ \t]+-N[ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"]+))|(?:7z|7za|rar|unrar)[ \t][^\r\n]*?['"]?-p(?P<secret4>[^\s'"]+)|(?:zip|unzip)[ \t][^\r\n]*?[ \t]-P[ \t]+(?:'(?P<secret5>[^'\r\n]+)'|"(?P<secret6>[^"\r\n]+)"|(?P<secret7>[^\s'"]+))|smbclient[ \t][^\r\n]*?-U[ \t]+['"]?[^%\s'"]+%(?:(?P<secret8>[^'"\r\n]+)['"]|(?P<secret9>[^\s'"]+))|/pass(?:word)?:(?:"(?P<secret10>[^"\r\n]+)"|(?P<secret11>[^\s"]+))|-pass(?:in|out)?[ \t]+pass:(?P<secret12>[^\s'"]+)|--passphrase[ \t=]+(?:'(?P<secret13>[^'\r\n]+)'|"(?P<secret14>[^"\r\n]+)"|(?P<secret15>[^\s'"-][^\s'"]*))|htpasswd[ \t]+-[a-zA-Z]*b[a-zA-Z]*[ \t]+[^\s]+[ \t]+[^\s]+[ \t]+(?:'(?P<secret16>[^'\r\n]+)'|"(?P<secret17>[^"\r\n]+)"|(?P<secret18>[^\s'"]+))|--new-(?:pin|puk|password)[ \t=]+(?P<secret19>[^\s'"]+)|locksettings[ \t]+set-(?:pin|password)[ \t]+(?P<secret20>[^\s'"]+))"#,
+            NotTemplate,
+            "ssh-keygen -t ed25519 -f ~/.ssh/deploy -C ci -N 'amber fox delta'\n7z a -mhe=on '-pReef1976!' b.7z db.sql\n",
+            "amber fox delta",
+            "ssh-keygen -t ed25519 -N \"$PASSPHRASE\" -f key\n7z a -p\"$ARCHIVE_PW\" b.7z x\nzip -r out.zip src\n",
+        ),
+        row!(alone:
+            "CMake `set(NAME \"v\" ...)` and `-DNAME=v` whose name says secret",
+            const_format_name_cmake(),
+            SecretName(Quoted),
+            "set(ACME_LICENSE_KEY \"C2HSN-EBMTC-DV2BH-N33VG\" CACHE STRING \"License\")",
+            "C2HSN-EBMTC-DV2BH-N33VG",
+            "set(ACME_LICENSE_KEY \"\" CACHE STRING \"License key\")\nset(KEY_FILE \"${CMAKE_SOURCE_DIR}/key.pem\")",
+        ),
+        row!(alone:
+            "a Go struct field whose name says secret, its tag's `default:\"v\"` (envconfig, kong)",
+            const_format_name_go_tag(),
+            SecretName(Quoted),
+            "\tPassword string `envconfig:\"SMTP_PASSWORD\" default:\"ZmC0lV1QUee\"`",
+            "ZmC0lV1QUee",
+            "\tPassword string `envconfig:\"SMTP_PASSWORD\" required:\"true\"`\n\tHost string `default:\"smtp.example.org\"`",
+        ),
+        row!(alone:
+            "an element whose name says secret, its text in CDATA (`<password><![CDATA[v]]></password>`)",
+            r#"(?i)<(?P<name>[A-Za-z0-9_.:-]*(?:pass|pwd|secret|token|key)[A-Za-z0-9_.:-]*)(?:[ \t][^>]*)?>[ \t]*<!\[CDATA\[(?P<secret>[^\]\r\n]+)\]\]>"#,
+            SecretName(Quoted),
+            "<password><![CDATA[dawn-reindeer4]]></password>",
+            "dawn-reindeer4",
+            "<description><![CDATA[The password policy]]></description>",
+        ),
+        row!(alone:
+            "URL with a password, its slashes escaped (`https:\\/\\/user:pw@host` in JSON)",
+            r#"(?-u:\b)[a-zA-Z][a-zA-Z0-9+.-]*:\\/\\/[^\s:/@'"`\\]*:(?P<secret>[^\s/@'"`\\]+)@"#,
+            NotTemplate,
+            "{\"url\": \"https:\\/\\/deploy:Zq8-Lm4vT2@git.example.org\\/repo\"}",
+            "Zq8-Lm4vT2",
+            "{\"url\": \"https:\\/\\/git.example.org\\/repo\"}",
+        ),
+        row!(alone:
+            "a template's or a parameter's default for a name that says secret (Jinja `pw | default('v')`, Bicep `param adminPassword string = 'v'`)",
+            const_format_name_default(),
+            SecretName(Quoted),
+            "DB_PASSWORD={{ db_password | default('DawnLemur977') }}\nparam sqlAdminPassword string = 'quail6563'\n",
+            "DawnLemur977",
+            "DB_PASSWORD={{ db_password | default(omit) }}\nparam sqlAdminPassword string\n",
+        ),
+        row!(alone:
+            "a number assigned to a name that says PIN or passcode (`const SERVICE_PIN: u32 = 52867628;`)",
+            r#"(?i)(?P<name>[A-Za-z0-9_]*(?:pin|passcode|pincode)[A-Za-z0-9_]*)[ \t]*(?::[ \t]*[A-Za-z0-9_]+[ \t]*)?(?:=|:)[ \t]*(?P<secret>[0-9]{4,12})(?-u:\b)"#,
+            SecretName(Literal),
+            "pub const SERVICE_MENU_PIN: u32 = 52867628;",
+            "52867628",
+            "const LED_PIN: u8 = 13;\nlet spinner = 1000;\n",
+        ),
         // ---- Credential positions of any syntax (issue 29, held-out-3) ---------------------------
         // Each runs alone: in the one automaton they pushed its lazy DFA past its cache on
         // ordinary code (273 µs instead of ~125 µs for the table per prompt region).
@@ -660,9 +717,38 @@ fn const_format_name_fallback() -> &'static str {
 /// `{name, "v"}` / `{:name, <<"v">>}`: an Erlang or Elixir tuple of a name and its value.
 fn const_format_name_tuple() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(r#"(?i)\{{[ \t]*:?{NAME}[ \t]*,[ \t]*(?:<<)?"(?P<secret>[^"\r\n]+)""#)
+    });
+    PATTERN.as_str()
+}
+
+/// CMake's `set(NAME "v" …)`, `-DNAME=v` / `-DNAME="v"`.
+fn const_format_name_cmake() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?i)\{{[ 	]*:?{NAME}[ 	]*,[ 	]*(?:<<)?"(?P<secret>[^"
-]+)""#
+            r#"(?i)(?:set\([ \t]*{NAME}[ \t]+"(?P<secret1>[^"$\r\n][^"\r\n]*)"|(?:^|[ \t])-D{NAME2}(?::[A-Z]+)?=(?:"(?P<secret2>[^"$\r\n][^"\r\n]*)"|(?P<secret3>[^\s"$][^\s"]*)))"#,
+            NAME2 = NAME.replace("?P<name>", "?P<name2>")
+        )
+    });
+    PATTERN.as_str()
+}
+
+/// A Go struct field `Name type \`… default:"v"\``.
+fn const_format_name_go_tag() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"(?im)^[ \t]*{NAME}[ \t]+[\[\]*A-Za-z0-9_.]+[ \t]+`[^`\r\n]*default:"(?P<secret>[^"\r\n]+)""#
+        )
+    });
+    PATTERN.as_str()
+}
+
+/// `name | default('v')` (Jinja, Ansible) and `param name type = 'v'` (Bicep).
+fn const_format_name_default() -> &'static str {
+    static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            r#"(?i)(?:{NAME}[ \t]*\|[ \t]*default\([ \t]*(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)")|(?m:^)[ \t]*param[ \t]+{NAME2}[ \t]+[A-Za-z]+[ \t]*=[ \t]*'(?P<secret3>[^'\r\n]+)')"#,
+            NAME2 = NAME.replace("?P<name>", "?P<name2>")
         )
     });
     PATTERN.as_str()
@@ -939,6 +1025,8 @@ pub fn name_says(name: &str) -> NameSays {
         && [
             "password",
             "passwd",
+            // `rootpw`, `bindpw` (slapd, nslcd).
+            "pw",
             "secret",
             "apikey",
             "authtoken",
