@@ -150,6 +150,15 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     }) {
         return Some("otp export");
     }
+    if colon && every_entry(text, is_host_user_password) {
+        return Some("credential store");
+    }
+    if every_entry(text, |line| SYMMETRIC_KEY_LINE.is_match(line)) {
+        return Some("symmetric keys");
+    }
+    if ARMOURED_FORMATS.is_match(text) {
+        return Some("saved login");
+    }
     if recovery_codes(text) {
         return Some("recovery codes");
     }
@@ -167,6 +176,36 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     }
     None
 }
+
+/// `host:user:password` (Exim's `passwd.client`, many tools' password files): a host or
+/// pattern, a user, and a password.
+fn is_host_user_password(line: &str) -> bool {
+    let fields: Vec<&str> = line.splitn(3, ':').collect();
+    fields.len() == 3
+        && (fields[0].contains('.') || fields[0].starts_with('*'))
+        && fields[0]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.*_".contains(&b))
+        && !fields[1].is_empty()
+        && !fields[1].contains(char::is_whitespace)
+        && fields[2].len() >= 6
+        && !fields[2].contains(char::is_whitespace)
+        && !fields[2].starts_with("//")
+}
+
+/// A line of an NTP or chrony key file: `<id> <type> <key>`.
+static SYMMETRIC_KEY_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[0-9]{1,5}[ \t]+(?:MD5|M|SHA|SHA1|SHA256|SHA384|SHA512|AES128CMAC|AES256CMAC|AES-128-CMAC|RMD160)[ \t]+\S{6,}(?:[ \t]+\S+)?$")
+        .expect("valid")
+});
+
+/// Saved logins of tools whose format says so: an RDP file's `password 51:b:`, a Windows
+/// Wi-Fi profile's `<keyMaterial>`, a BitLocker recovery key, an unattended install's
+/// `<AdministratorPassword>`.
+static ARMOURED_FORMATS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?mi)^password 51:b:[0-9A-F]{16,}|<keyMaterial>[^<\s]{8,}</keyMaterial>|^BitLocker Drive Encryption recovery key|<(?:AdministratorPassword|Password)>\s*<Value>[^<]+</Value>")
+        .expect("valid")
+});
 
 /// A keypair saved as its bytes: a JSON array of 32 or 64 numbers 0–255 and nothing else
 /// (Solana's `id.json`, any tool that dumps a secret key as bytes).
@@ -427,7 +466,9 @@ fn data_holding_credentials(text: &str) -> bool {
 /// credentials redacted.
 fn settings_holding_a_credential(text: &str) -> bool {
     const MAX_LINES: usize = 25;
-    /// At most this many lines, a credential is what the file is for, whatever else it sets.
+    /// At most this many lines, a credential is what a file of settings is for, whatever else
+    /// it sets (a tool's login file); a longer one (a compose file, an app's settings) keeps
+    /// its completions unless its keys are mostly about the connection.
     const SHORT_LINES: usize = 12;
     /// Words of keys that say what a connection or a login needs: who, where, and the secret.
     const CONNECTION: &[&str] = &[
@@ -845,7 +886,7 @@ mod tests {
             "auth = {\"auths\": {}}",
             "",
             // A password among many settings: its value is redacted, the file stays.
-            "[app]\nname = shop\nport = 8080\nworkers = 4\ndebug = false\nlog = info\nthreads = 8\n\
+            "[app]\nname = shop\nport = 8080\nworkers = 4\ndebug = false\nlog = info\nopt1 = a\nopt2 = b\nopt3 = c\nopt4 = d\nopt5 = e\nopt6 = f\nopt7 = g\nopt8 = h\nopt9 = i\nopt10 = j\nopt11 = k\nopt12 = l\nopt13 = m\nthreads = 8\n\
              cache = redis\ntimeout = 30\nretries = 3\nregion = eu\nmode = prod\n[db]\nhost = db\n\
              user = shop\npassword = Kq7-vB2x\n",
             // A short script holding a key is code: its key is redacted, the file stays.
@@ -858,8 +899,8 @@ mod tests {
             // Near misses of the classes added after held-out-4.
             "KafkaClient {\n  org.apache.kafka.common.security.plain.PlainLoginModule required\n  username=\"orders\"\n  password=\"${KAFKA_PASSWORD}\";\n};\n",
             // (Longer than twelve lines: shorter, a credential makes any settings file one.)
-            "[app]\nport = 8080\nworkers = 4\nlog = info\nthreads = 8\ncache = redis\nretries = 3\nregion = eu\nmode = prod\ntheme = dark\nlocale = en\nzone = b\ncache_key = 5be1c07a93d24f6e8a1b0c3d7e9f2a4b\n",
-            "[server]\nport = 8080\nworkers = 4\nlog_level = info\ntimeout = 30\nthreads = 8\ncache = redis\nretries = 3\nregion = eu\nmode = prod\ntheme = dark\nlocale = en\nzone = b\nsigning_key = Kq7vT2mLx9Rz4Wn8Bc3Yd6Hf\n",
+            "[app]\nport = 8080\nworkers = 4\nlog = info\nopt1 = a\nopt2 = b\nopt3 = c\nopt4 = d\nopt5 = e\nopt6 = f\nopt7 = g\nopt8 = h\nopt9 = i\nopt10 = j\nopt11 = k\nopt12 = l\nopt13 = m\nthreads = 8\ncache = redis\nretries = 3\nregion = eu\nmode = prod\ntheme = dark\nlocale = en\nzone = b\ncache_key = 5be1c07a93d24f6e8a1b0c3d7e9f2a4b\n",
+            "[server]\nport = 8080\nworkers = 4\nlog_level = info\ntimeout = 30\nopt1 = a\nopt2 = b\nopt3 = c\nopt4 = d\nopt5 = e\nopt6 = f\nopt7 = g\nopt8 = h\nopt9 = i\nopt10 = j\nopt11 = k\nopt12 = l\nopt13 = m\nthreads = 8\ncache = redis\nretries = 3\nregion = eu\nmode = prod\ntheme = dark\nlocale = en\nzone = b\nsigning_key = Kq7vT2mLx9Rz4Wn8Bc3Yd6Hf\n",
             "client\nremote vpn.example.net 1194\n<ca>\n-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBaMQswCQYDVQQGEwJJ\n-----END CERTIFICATE-----\n</ca>\nkey client.key\n",
             "Private-Lines: the number of lines of the private key\n",
             "{\n  \"id\": 12,\n  \"host\": \"db.internal\",\n  \"token\": \"next\"\n}\n",
@@ -891,7 +932,9 @@ mod tests {
             ("acme\nops\nTq8vKz3Lm2Wn9Rc4Yd7Bf1GjHs5\n", "a credential alone"),
             (&format!("BACKUP_KEY 7d1c0e5a9b3f\n{blob}{blob}{blob}"), "key export"),
             (&format!(
-                "{{\n  \"version\": 3,\n  \"entries\": [\n{}{}  ]\n}}\n",
+                "{{\n  \"version\": 3,\n  \"entries\": [\n{}{}{}{}  ]\n}}\n",
+                "    {\n      \"issuer\": \"git\",\n      \"digits\": 6,\n      \"period\": 30,\n      \"algo\": \"SHA1\",\n      \"note\": \"\"\n    },\n",
+                "    {\n      \"issuer\": \"wiki\",\n      \"digits\": 6,\n      \"period\": 30,\n      \"algo\": \"SHA1\",\n      \"note\": \"\"\n    },\n",
                 "    {\n      \"issuer\": \"mail\",\n      \"digits\": 6,\n      \"period\": 30,\n      \"algo\": \"SHA1\",\n      \"secret\": \"KRSXG5CTMVRXEZLUKN2XAZLS\"\n    },\n",
                 "    {\n      \"issuer\": \"vpn\",\n      \"digits\": 6,\n      \"period\": 30,\n      \"algo\": \"SHA1\",\n      \"secret\": \"MFRGGZDFMZTWQ2LKNNWG23TP\"\n    }\n",
             ), "data holding credentials"),
@@ -932,7 +975,9 @@ mod tests {
         // redacted, not excluded.
         let build = "name: shop\nversion: 1.4.2\nimage: shop/web\nreplicas: 3\nmemory: 512Mi\n\
                      cpu: 250m\nlog_level: info\nfeature_flags: on\ntimeout: 30\nretries: 3\n\
-                     workers: 4\ncache: redis\nmode: prod\ndb_password: Kq9!vTz2pL8wRe\n";
+                     workers: 4\ncache: redis\nmode: prod\nopt1: a\nopt2: b\nopt3: c\nopt4: d\n\
+                     opt5: e\nopt6: f\nopt7: g\nopt8: h\nopt9: i\nopt10: j\nopt11: k\nopt12: l\n\
+                     db_password: Kq9!vTz2pL8wRe\n";
         assert_eq!(credential_format(build), None);
         // Twelve lines or fewer: the credential is what such a file is for, whatever else
         // it sets (a tool's client file: `sasl.password=` among its broker settings).

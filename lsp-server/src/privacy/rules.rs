@@ -1048,7 +1048,7 @@ pub fn name_says(name: &str) -> NameSays {
         // One-time-password seeds, recovery and backup codes, a wallet's words.
         (Some("otp" | "totp" | "hotp" | "mfa" | "wallet"), "seed" | "key")
         | (Some("recovery" | "backup" | "otp" | "mfa"), "code" | "codes")
-        | (Some("seed" | "recovery" | "secret"), "phrase" | "words")
+        | (Some("seed" | "recovery" | "secret" | "pass"), "phrase" | "words")
         | (Some("wallet" | "seed" | "bip39" | "recovery" | "secret" | "master"), "mnemonic") => {
             return NameSays::Secret;
         }
