@@ -39,6 +39,17 @@ base58, hex and base64url keys, keys split over lines or into pieces. Its shapes
 earlier sets (values assembled, reversed, rot13'd or escaped; command lines; more SDKs, IaC, server
 configs, CI and PaaS descriptors, templates, captures and documents; credential files of some
 forty-nine more tools' formats under ordinary names), scored once.
+`held-out-8` (SHAPES8, seed SEED8 = 4817) was written by a sixth author, blind to the rules, their
+thresholds and every result, after held-out-7's scoring at stop 40 and before any further rule
+change, with a value generator of its own (`Gen8`): passwords as people choose them (a name and a
+birth year, keyboard walks, a sports team and a number, pets' names joined with symbols, an old
+password reused with a per-site suffix, a city and a postcode, a season and a year), numeric PINs and
+passcodes, provider tokens with their real public prefixes and lengths, base32 TOTP seeds, base58
+wallet keys, base64, base64url, hex and Crockford keys, JWTs, OpenSSH, PKCS#8 and PGP armour, and
+values written split, escaped or encoded. 221 shapes in none of the earlier sets (520 credentials,
+140 files) across some thirty languages and formats, CI logs, HTTP recordings and notebooks, and 72
+credential files of 36 more tools' formats under ordinary names; scored once. Its values share no
+6-character piece with any earlier value, nor with the ordinary text of any half, its own included.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -50,6 +61,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import copy
 import json
 import random
 import string
@@ -8292,6 +8304,1229 @@ FILE_KINDS.update(FILE_KINDS7)
 OWN_PATHS.update(OWN_PATHS7)
 OWN_LANG.update(OWN_LANG7)
 
+
+# ---- An eighth held-out set (held-out-8) -------------------------------------------------
+# Written by a sixth author, blind to the redaction rules, their thresholds and every result,
+# after held-out-7's scoring at stop 40, with a seed of its own and a value generator of its own,
+# `Gen8`, so that the values of the first seven corpora stay as they were. Gen8's values are the
+# kinds people leave behind: passwords as people choose them (a name and a year, keyboard walks,
+# sports teams and numbers, pets' names joined with symbols, an old password reused with a
+# per-site suffix, a city and a postcode, a season and a year), numeric PINs and passcodes, Apple
+# app-specific passwords, provider tokens with their real public prefixes and lengths, base32 TOTP
+# seeds (upper case, or lower case in groups of four), base58 wallet keys, base64, base64url, hex
+# and Crockford base32 keys, JWTs signed with HS512, RS256 or ES256, connection strings, OpenSSH,
+# PKCS#8 and PGP armour; and those values written split, escaped or encoded (base64, percent
+# encoding, JSON \u escapes, string concatenation, joined arrays, byte lists). No 6-character
+# piece of one value's secret part is shared with another value (of any half) or with the
+# ordinary text of any half, held-out-8's own files included.
+# Shapes in none of SHAPES .. SHAPES7, in Python, TypeScript/JavaScript, Go, Rust, Java, Kotlin,
+# C#, PHP, Ruby, Swift, Dart, C/C++, shell, PowerShell, SQL, YAML, JSON, TOML, INI, XML, HCL,
+# Dockerfiles, Makefiles, Markdown, notebooks, CI logs pasted into files, HTTP recordings and
+# test fixtures; and credential files of thirty-six more tools' formats under ordinary names.
+
+SEED8 = 4817
+SHAPES8: list[tuple[str, str, object]] = []
+
+
+def shape8(name: str, kind: str):
+    def register(fn):
+        SHAPES8.append((name, kind, fn))
+        return fn
+    return register
+
+
+def t8(name: str, kind: str, template: str, *makers) -> None:
+    """A held-out-8 shape written as a template: `§0`, `§1`, ... are replaced by the values the
+    makers draw, in order; a maker returns a value, or (value, public prefix length)."""
+    def fn(g):
+        outs = []
+        for m in makers:
+            r = m(g)
+            outs.append(r if isinstance(r, tuple) else (r, 0))
+        text = template
+        for i in reversed(range(len(outs))):
+            text = text.replace(f"§{i}", outs[i][0])
+        assert "§" not in text, name
+        return text, outs
+    SHAPES8.append((name, kind, fn))
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+FIXED8 = (".atlasv1.", ":APA91b", "::server:")  # the same in every Terraform Cloud token / FCM server key, in their middles
+
+DQ8 = '"\\$`'          # a double-quoted literal, and whatever a shell, PHP or a template would expand
+SQ8 = "'\\"
+XML8 = "<>&\"'"
+YAML8 = "'\"#:{}[],&*!|>%@`"
+URL8 = "@:/#%?^{}[] ;&=+\"'\\`$<>"
+SH8 = "'\"$`\\!"
+INI8 = "#;%\"'=$\\"
+
+FIRST8 = """
+jessica marcus priya dmitri sofia liam aaliyah mateo chloe ravi kenji fatima oliver hannah diego ingrid
+tobias leilani yusuf maren caleb noemi arjun svetlana declan rosalind emeka beatrix joaquin meera soren
+tamsin hector lucinda ezekiel wanjiru bogdan giulia kwame annika rafael yelena siobhan takumi ophelia
+thaddeus zainab casimir imogen nikolai perpetua barnaby rhiannon anselm cordelia quentin esperanza
+florian henrietta augustin valentina leopold marisol cornelius georgina osvaldo philippa
+""".split()
+
+TEAMS8 = """
+packers broncos yankees redsox celtics lakers arsenal liverpool chelsea bayern juventus boca dodgers
+steelers raiders canucks leafs habs mariners seahawks sounders timbers galaxy orioles phillies eagles
+cowboys bruins flyers warriors knicks nuggets rockies astros rangers cubbies wolves spurs hornets
+gunners saints tigers ravens chiefs vikings bengals jaguars kraken avalanche blackhawks
+""".split()
+
+PETS8 = """
+biscuit pepper mochi tigger bandit rusty shadow nala simba oreo zeus luna coco peanut pickles gizmo
+noodle waffles boomer ziggy maple bailey rocco dexter willow juniper pippin freckles marshmallow
+tofu sprinkles chewie wookie muffin kiwi taco nugget sherlock bramble clementine smudge snickers
+""".split()
+
+CITIES8 = """
+denver osaka lisbon nairobi calgary dublin porto hamburg krakow austin tucson bergen leipzig
+valencia oaxaca cusco tbilisi hobart dunedin halifax boise tulsa memphis savannah reykjavik
+""".split()
+
+SEASONS8 = ["Spring", "Summer", "Autumn", "Winter", "Fall", "January", "February", "March", "April", "June",
+            "July", "August", "September", "October", "November", "December"]
+SITE_TAGS8 = ["@gh", "_aws", "-vpn", ".jira", "#corp", "!wifi", "@work", "_prod", "-mail", "+bank", ".okta", "@nas"]
+KB_ROWS8 = ["1234567890", "qwertyuiop", "asdfghjkl;", "zxcvbnm,./"]
+KB_SHIFT8 = dict(zip("1234567890;,./", "!@#$%^&*():<>?"))
+
+
+class Gen8(Gen):
+    """held-out-8's values. Every value's secret part is drawn again until no 6-character piece
+    of it (case ignored) is in `taken`: the pieces of earlier values of every half and of the
+    ordinary text of every half; a value drawn is added to it."""
+
+    def __init__(self, rng: random.Random, taken: set[str]):
+        super().__init__(rng)
+        self.taken = set(taken)
+
+    @staticmethod
+    def grams(rest: str) -> set[str]:
+        for fixed in FIXED8:
+            rest = rest.replace(fixed, "\0" * len(fixed))
+        rest = rest.lower()
+        return {w for w in (rest[i:i + 6] for i in range(len(rest) - 5)) if "\0" not in w}
+
+    def fresh(self, make, public: int = 0, bad: str = "") -> str:
+        for _ in range(200000):
+            v = make()
+            grams = self.grams(v[public:])
+            if len(v) - public >= 6 and not any(c in bad for c in v) and not grams & self.taken:
+                self.taken |= grams
+                return v
+        raise RuntimeError("no fresh value")
+
+    def pre(self, prefix: str, make) -> tuple[str, int]:
+        """A value that starts with a public `prefix`."""
+        return self.fresh(lambda: prefix + make(), len(prefix)), len(prefix)
+
+    # -- what people choose --------------------------------------------------------------
+    def pick(self, words: list[str]) -> str:
+        return self.r.choice(words)
+
+    def cap(self, w: str) -> str:
+        return w.capitalize() if self.r.random() < 0.7 else w
+
+    def walk(self) -> str:
+        r = self.r
+        if r.random() < 0.5:  # columns down the keyboard: 1qaz2wsx, !QAZ@WSX, zaq1xsw2
+            c = r.randrange(0, 8)
+            cols = []
+            for j in range(r.randint(2, 3)):
+                col = "".join(row[c + j] for row in KB_ROWS8[:r.choice([3, 4])])
+                if r.random() < 0.4:
+                    col = col[::-1]
+                if r.random() < 0.4:
+                    col = "".join(KB_SHIFT8.get(ch, ch.upper()) for ch in col)
+                cols.append(col)
+            out = "".join(cols)
+        else:  # along a row, then another
+            out = ""
+            for _ in range(2):
+                row = r.choice(KB_ROWS8[:3])
+                n = r.randint(3, 5)
+                s = r.randrange(0, 10 - n)
+                seg = row[s:s + n]
+                out += seg.upper() if r.random() < 0.3 else seg
+        return out + r.choice(["", "!", "1", "12", "!!", "#", str(r.randint(1, 99)), "?"])
+
+    def _human(self) -> str:
+        r = self.r
+        k = r.random()
+        if k < 0.18:  # name and a birth year
+            return self.cap(self.pick(FIRST8)) + r.choice(["", "", "_", ".", "@"]) + str(r.randint(1958, 2019)) + r.choice(["", "!", "!", "*", "#"])
+        if k < 0.30:  # keyboard walk
+            return self.walk()
+        if k < 0.44:  # a team and a number
+            return (r.choice(["Go", "go", "", "", "I<3", "Lets"]) + self.cap(self.pick(TEAMS8)) + r.choice(["", "#", "_"])
+                    + str(r.choice([r.randint(1, 99), r.randint(1870, 2024)])) + r.choice(["", "!", "!!"]))
+        if k < 0.58:  # pets' names with symbols
+            a, b = self.pick(PETS8), self.pick(PETS8)
+            return self.cap(a) + r.choice(["&", "+", "<3", "_and_", "&&"]) + self.cap(b) + str(r.randint(1, 30))
+        if k < 0.70:  # an old password reused with a per-site suffix
+            base = self.cap(self.pick(PETS8 + FIRST8)) + str(r.randint(1, 2015)) + r.choice(["!", "", "#"])
+            return base + r.choice(SITE_TAGS8)
+        if k < 0.80:  # city and postcode
+            return self.cap(self.pick(CITIES8)) + r.choice(["", "-", "#"]) + str(r.randint(10000, 99999))
+        if k < 0.88:  # season or month and year
+            return r.choice(SEASONS8) + str(r.randint(2015, 2026)) + r.choice(["!", "!", "$", "#", "!!", ""]) + r.choice(["", self.pick(PETS8)])
+        if k < 0.94:  # initials and a date
+            return (r.choice(string.ascii_uppercase) + r.choice(string.ascii_uppercase) + "&" + r.choice(string.ascii_uppercase)
+                    + r.choice(string.ascii_uppercase) + f"{r.randint(1, 12):02d}{r.randint(1, 28):02d}{r.randint(1975, 2012)}")
+        # "iloveNAME" and other sentences run together
+        return r.choice(["iloveyou", "ilove", "letmein", "trustno1", "welcome", "mybaby"]) + self.pick(FIRST8 + PETS8) + str(r.randint(1, 99))
+
+    def human(self, bad: str = "") -> str:
+        return self.fresh(self._human, 0, bad)
+
+    def pin(self, n: int = 6) -> str:
+        def make():
+            v = self.s(string.digits, n)
+            return v if len(set(v)) >= min(5, n - 1) else "0"
+        return self.fresh(make)
+
+    def apple_pw(self) -> str:
+        return self.fresh(lambda: "-".join(self.s(string.ascii_lowercase, 4) for _ in range(4)))
+
+    # -- keys and encodings --------------------------------------------------------------
+    def k62(self, n: int) -> str:
+        return self.fresh(lambda: self.b62(n))
+
+    def khex(self, n: int, upper: bool = False) -> str:
+        return self.fresh(lambda: self.hex(n).upper() if upper else self.hex(n))
+
+    def kb32(self, n: int) -> str:
+        return self.fresh(lambda: self.s(BASE32, n))
+
+    def kb32_groups(self, groups: int = 8) -> str:
+        return self.fresh(lambda: " ".join(self.s(BASE32.lower(), 4) for _ in range(groups)))
+
+    def kb58(self, n: int) -> str:
+        return self.fresh(lambda: self.s(BASE58, n))
+
+    def kcrock(self, n: int) -> str:
+        return self.fresh(lambda: self.s(CROCKFORD, n))
+
+    def raw(self, n: int) -> bytes:
+        return bytes(self.r.randrange(256) for _ in range(n))
+
+    def kb64(self, nbytes: int) -> str:
+        return self.fresh(lambda: base64.b64encode(self.raw(nbytes)).decode())
+
+    def kb64u(self, nbytes: int) -> str:
+        return self.fresh(lambda: base64.urlsafe_b64encode(self.raw(nbytes)).decode().rstrip("="))
+
+    def kurl(self, n: int) -> str:
+        return self.fresh(lambda: self.s(URLSAFE, n))
+
+    def klower(self, n: int) -> str:
+        return self.fresh(lambda: self.s(LOWER_NUM, n))
+
+    def enc(self, transform, bad: str = "", source=None, public: int = 0):
+        """A value as it is written encoded or escaped: `transform` of a drawn human password
+        (or of `source()`); the encoded form is what must be fresh. With `public`, returns
+        (value, public)."""
+        src = source or self._human
+        v = self.fresh(lambda: transform(src()), public, bad)
+        return (v, public) if public else v
+
+    def wif(self) -> str:
+        return self.fresh(lambda: self.r.choice("KL") + self.s(BASE58, 51))
+
+    def jwt8(self, alg: str, fixed: str, rest, kid: str = "") -> tuple[str, int]:
+        header = {"alg": alg, "typ": "JWT"} if not kid else {"alg": alg, "kid": kid, "typ": "JWT"}
+        head = base64.urlsafe_b64encode(json.dumps(header, separators=(",", ":")).encode()).decode().rstrip("=")
+        public = len(head) + 1 + b64_prefix_public(fixed)
+        sig_len = {"HS256": 43, "HS512": 86, "RS256": 342, "ES256": 86}[alg]
+
+        def make():
+            body = base64.urlsafe_b64encode((fixed + rest()).encode()).decode().rstrip("=")
+            return f"{head}.{body}.{self.s(URLSAFE, sig_len)}"
+        return self.fresh(make, public), public
+
+    def openssh_enc(self) -> tuple[str, int]:
+        """An OpenSSH private key protected by a passphrase (aes256-ctr, bcrypt): its body, 70
+        characters a line; the magic and the cipher and KDF names are public."""
+        prefix = (b"openssh-key-v1\x00" + (10).to_bytes(4, "big") + b"aes256-ctr" + (6).to_bytes(4, "big") + b"bcrypt"
+                  + (24).to_bytes(4, "big"))
+        pub = b64_prefix_public(prefix.decode("latin-1"))
+
+        def make():
+            b = base64.b64encode(prefix + self.raw(self.r.choice([462, 465]))).decode()
+            return "\n".join(b[i:i + 70] for i in range(0, len(b), 70))
+        return self.fresh(make, pub), pub
+
+    def pgp_secret(self) -> tuple[str, int]:
+        """An ASCII-armoured PGP secret key's body (a v4 secret-key packet first), 64 a line."""
+        prefix = b"\x95\x03\xc6\x04"
+
+        def make():
+            b = base64.b64encode(prefix + self.raw(self.r.randint(700, 760))).decode()
+            return "\n".join(b[i:i + 64] for i in range(0, len(b), 64))
+        return self.fresh(make, 4), 4
+
+    def ed25519_p8(self) -> tuple[str, int]:
+        v = self.fresh(lambda: base64.b64encode(ED25519_DER_PREFIX + self.raw(32)).decode(), 20)
+        return v, 20
+
+    # -- provider formats ----------------------------------------------------------------
+    def tok(self, kind: str) -> tuple[str, int]:
+        r, s = self.r, self.s
+        formats = {
+            "ghp": ("ghp_", lambda: self.b62(36)),
+            "ghu": ("ghu_", lambda: self.b62(36)),
+            "ghr": ("ghr_", lambda: self.b62(76)),
+            "xoxb": ("xoxb-", lambda: f"{r.randint(10**10, 10**12)}-{r.randint(10**12, 10**13 - 1)}-" + self.b62(24)),
+            "xoxp": ("xoxp-", lambda: f"{r.randint(10**10, 10**12)}-{r.randint(10**10, 10**12)}-{r.randint(10**12, 10**13 - 1)}-" + self.hex(32)),
+            "akia": ("AKIA", lambda: s(UPPER_NUM, 16)),
+            "asia": ("ASIA", lambda: s(UPPER_NUM, 16)),
+            "aws_secret": ("", lambda: s(B62 + "+/", 40)),
+            "twilio_sk": ("SK", lambda: self.hex(32)),
+            "twilio_auth": ("", lambda: self.hex(32)),
+            "discord": ("", lambda: base64.b64encode(str(r.randint(10**17, 10**18)).encode()).decode().rstrip("=") + "." + s(URLSAFE, 6) + "." + s(URLSAFE, 38)),
+            "algolia_admin": ("", lambda: self.hex(32)),
+            "hvs": ("hvs.CAESI", lambda: s(URLSAFE, 82)),
+            "openrouter": ("sk-or-v1-", lambda: self.hex(64)),
+            "xai": ("xai-", lambda: self.b62(80)),
+            "pplx": ("pplx-", lambda: self.b62(48)),
+            "nvapi": ("nvapi-", lambda: s(URLSAFE, 64)),
+            "nuget": ("oy2", lambda: s(LOWER_NUM, 43)),
+            "artifactory": ("AKCp", lambda: "8" + self.b62(68)),
+            "bitbucket": ("ATBB", lambda: self.b62(28) + self.hex(8).upper()),
+            "dynatrace": ("dt0c01.", lambda: s(UPPER_NUM, 24) + "." + s(UPPER_NUM, 64)),
+            "nrii": ("NRII-", lambda: s(URLSAFE, 32)),
+            "posthog": ("phx_", lambda: self.b62(47)),
+            "render": ("rnd_", lambda: self.b62(32)),
+            "airtable": ("pat", lambda: self.b62(14) + "." + self.hex(64)),
+            "brevo": ("xkeysib-", lambda: self.hex(64) + "-" + self.b62(16)),
+            "shppa": ("shppa_", lambda: self.hex(32)),
+            "glptt": ("glptt-", lambda: self.hex(40)),
+            "gldt": ("gldt-", lambda: s(URLSAFE, 20)),
+            "sk_test": ("sk_test_", lambda: "51" + self.b62(97)),
+            "tfc": ("", lambda: self.b62(14) + ".atlasv1." + self.b62(67)),
+            "fcm": ("AAAA", lambda: s(URLSAFE, 7) + ":APA91b" + s(URLSAFE, 134)),
+            "pinecone": ("pcsk_", lambda: self.b62(5) + "_" + self.b62(63)),
+            "ld_sdk": ("sdk-", lambda: self.uuid()),
+            "ld_api": ("api-", lambda: self.uuid()),
+            "plaid": ("", lambda: self.hex(30)),
+            "intercom": ("dG9rOj", lambda: s(B62, 54) + "="),
+            "asana": ("2/", lambda: f"{r.randint(10**15, 10**16 - 1)}/{r.randint(10**15, 10**16 - 1)}:" + self.hex(32)),
+            "datadog_app": ("", lambda: self.hex(40)),
+            "segment": ("", lambda: self.b62(32)),
+            "adafruit": ("aio_", lambda: self.b62(28)),
+            "steam": ("", lambda: self.hex(32).upper()),
+            "riot": ("RGAPI-", lambda: self.uuid()),
+            "cloudinary_secret": ("", lambda: s(URLSAFE, 27)),
+            "azure_storage": ("", lambda: base64.b64encode(self.raw(64)).decode()),
+            "sas_sig": ("", lambda: pct(base64.b64encode(self.raw(32)).decode())),
+            "swarm": ("SWMTKN-1-", lambda: s(LOWER_NUM, 50) + "-" + s(LOWER_NUM, 25)),
+            "k3s": ("K10", lambda: self.hex(64) + "::server:" + self.hex(32)),
+            "kubeadm": ("", lambda: s(LOWER_NUM, 6) + "." + s(LOWER_NUM, 16)),
+            "mailjet": ("", lambda: self.hex(32)),
+            "pagerduty": ("u+", lambda: s(URLSAFE, 18)),
+            "zendesk": ("", lambda: self.b62(40)),
+            "typeform": ("tfp_", lambda: self.b62(44) + "_" + self.b62(14)),
+            "ngrok_api": ("", lambda: self.b62(27) + "_" + self.b62(21)),
+            "hcloud": ("", lambda: self.b62(64)),
+            "fly": ("fo1_", lambda: s(URLSAFE, 43)),
+            "expo": ("", lambda: s(URLSAFE, 40)),
+            "vercel": ("", lambda: self.b62(24)),
+            "circle": ("CCIPAT_", lambda: self.b62(22) + "_" + self.hex(40)),
+            "rubygems": ("rubygems_", lambda: self.hex(48)),
+            "pypi_like": ("", lambda: s(URLSAFE, 32)),
+        }
+        prefix, make = formats[kind]
+        return self.fresh(lambda: prefix + make(), len(prefix)), len(prefix)
+
+
+# Look-alikes (not credentials) for the ordinary text of the held-out-8 files.
+_LA8 = Gen(random.Random(SEED8 * 7 + 1))
+LA8_SHA256 = [_LA8.hex(64) for _ in range(6)]
+LA8_SHA1 = [_LA8.hex(40) for _ in range(6)]
+LA8_UUID = [_LA8.uuid() for _ in range(6)]
+
+
+def H(bad: str = ""):
+    return lambda g: g.human(bad)
+
+
+def T(kind: str):
+    return lambda g: g.tok(kind)
+
+
+def PIN(n: int = 6):
+    return lambda g: g.pin(n)
+
+# Python ------------------------------------------------------------------------------------
+t8("py: paramiko connect(password=) to a lab switch", "py8",
+   '\n\ndef backup_switch(host="10.20.0.2"):\n    ssh = paramiko.SSHClient()\n    ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())\n'
+   '    ssh.connect(host, username="netops", password="§0", look_for_keys=False)\n    return ssh.exec_command("show running-config")[1].read()\n',
+   H(DQ8))
+t8("py: smbprotocol register_session with a keyboard-walk password", "py8",
+   '\n\ndef open_share():\n    smbclient.register_session("fs01.corp.example", username="CORP\\\\scanner", password="§0")\n'
+   '    return smbclient.listdir(r"\\\\fs01.corp.example\\scans")\n', lambda g: g.fresh(g.walk, 0, DQ8))
+t8("py: tweepy Client with bearer and consumer secret", "py8",
+   '\n\nclient = tweepy.Client(\n    bearer_token="AAAAAAAAAAAAAAAAAAAAA§0",\n    consumer_key="hTq2mYvLr0sZ4pWnC8xD1eJ5a",\n'
+   '    consumer_secret="§1",\n)\n', lambda g: g.fresh(lambda: g.s(B62, 20) + "%3D" + g.s(B62, 50)), lambda g: g.k62(50))
+t8("py: base64-encoded basic auth header built once at import", "py8",
+   '\n\n_AUTH = "Basic §0"  # reporting:password\nHEADERS = {"Authorization": _AUTH, "Accept": "application/json"}\n',
+   lambda g: g.enc(lambda pw: base64.b64encode(("reporting:" + pw).encode()).decode(), "", None, 12))
+t8("py: base64.b32decode of a license AES key", "py8",
+   '\n\nLICENSE_AES_KEY = base64.b32decode("§0")\n', lambda g: g.kb32(56))
+t8("py: str.join over a list of key fragments with separators", "py8",
+   '\n\n_FRAGS = ("§0", "§1", "§2")\nGEOCODER_KEY = "-".join(_FRAGS)\n', lambda g: g.kcrock(8), lambda g: g.kcrock(8), lambda g: g.kcrock(8))
+t8("py: Airtable Api(pat...) in a sync script", "py8",
+   '\n\ndef sync_inventory():\n    api = pyairtable.Api("§0")\n    table = api.table("appX7kq2LmN9", "Inventory")\n    return table.all()\n', T("airtable"))
+t8("py: boto3 Session with a temporary ASIA key and session token", "py8",
+   '\n\nsession = boto3.Session(\n    aws_access_key_id="§0",\n    aws_secret_access_key="§1",\n    region_name="eu-west-1",\n)\n',
+   T("asia"), T("aws_secret"))
+t8("py: hvac.Client(token=) for a one-off migration", "py8",
+   '\n\nvault = hvac.Client(url="https://vault.internal.example:8200", token="§0")\nprint(vault.secrets.kv.v2.read_secret_version(path="billing"))\n', T("hvs"))
+t8("py: urllib.parse.quote-d password inside an SQLAlchemy URL", "py8",
+   '\n\nengine = create_engine("postgresql+psycopg://etl:§0@warehouse.internal.example:5432/dw")\n',
+   lambda g: g.enc(lambda pw: pct(pw), "", None))
+t8("py: JSON \\u-escaped password loaded with json.loads", "py8",
+   '\n\nCFG = json.loads(\'{"ldap": {"bind_dn": "cn=svc,dc=corp", "bind_pw": "§0"}}\')\n',
+   lambda g: g.enc(lambda pw: "".join(f"\\\\u{ord(c):04x}" if not c.isalnum() else c for c in pw), "'", None))
+t8("py: Twilio Client(SK..., secret, account_sid) positional", "py8",
+   '\n\nsms = twilio.rest.Client("§0", "§1", "AC5f1e0c7d2b9a4e6f8c3d1b0a7e9f2c4d")\n', T("twilio_sk"), T("twilio_auth"))
+
+# pytest / unittest fixtures -----------------------------------------------------------------
+t8("pytest: conftest fixture yielding a Discord bot token", "pyt8",
+   '\n\n@pytest.fixture(scope="session")\ndef bot_token():\n    yield "§0"\n', T("discord"))
+t8("pytest: responses mock matching a header with a live key", "pyt8",
+   '\n\n@responses.activate\ndef test_fetch_profile():\n    responses.get(\n        "https://api.partner.example/v2/me",\n'
+   '        match=[matchers.header_matcher({"X-Api-Key": "§0"})],\n        json={"id": 7},\n    )\n    assert fetch_profile()["id"] == 7\n',
+   T("segment"))
+t8("pytest: parametrize ids over numeric door codes", "pyt8",
+   '\n\n@pytest.mark.parametrize("code", ["§0", "§1"], ids=["lobby", "server-room"])\ndef test_keypad_accepts(code):\n    assert keypad.check(code)\n',
+   PIN(6), PIN(8))
+t8("unittest: setUpClass creating a user with a pet-name password", "pyt8",
+   '\n\nclass AdminLoginTest(unittest.TestCase):\n    @classmethod\n    def setUpClass(cls):\n'
+   '        cls.user = User.objects.create_superuser("qa-admin", "qa@acme.example", "§0")\n', H(DQ8))
+t8("pytest: factory_boy PostGenerationMethodCall set_password", "pyt8",
+   '\n\nclass StaffFactory(factory.django.DjangoModelFactory):\n    class Meta:\n        model = "auth.User"\n\n    username = "staff"\n'
+   '    password = factory.PostGenerationMethodCall("set_password", "§0")\n', H(DQ8))
+
+# Notebooks -----------------------------------------------------------------------------------
+
+
+@shape8("ipynb: stream output printing an access token after login", "nb8")
+def _(g):
+    v, p = g.jwt8("RS256", '{"iss":"https://login.acme.example/","aud":"analytics","exp":1767225600,"sub":"', lambda: g.hex(12) + '"}', kid="k1")
+    out = [{"name": "stdout", "output_type": "stream", "text": ["logged in as analyst@acme.example\n", f"access_token={v}\n"]}]
+    return _nb_cell(["tok = auth.login(\"analyst@acme.example\")\n", "print(\"logged in as\", tok.user)\n", "print(\"access_token=\" + tok.raw)"], out), [(v, p)]
+
+
+@shape8("ipynb: openai.api_key assigned in the first cell", "nb8")
+def _(g):
+    v, p = g.tok("openrouter")
+    return _nb_cell(["from openai import OpenAI\n", f"client = OpenAI(base_url=\"https://openrouter.ai/api/v1\", api_key=\"{v}\")"]), [(v, p)]
+
+
+@shape8("ipynb: display of a dict echoing connection settings", "nb8")
+def _(g):
+    pw = g.human(DQ8 + "'")
+    out = [{"data": {"text/plain": ["{'host': 'pg-replica.internal.example',\n", " 'user': 'readonly',\n", f" 'password': '{pw}',\n", " 'dbname': 'events'}"]},
+            "execution_count": 3, "metadata": {}, "output_type": "execute_result"}]
+    return _nb_cell(["settings.db"], out), [(pw, 0)]
+
+
+@shape8("ipynb: !curl shell escape with a bearer key", "nb8")
+def _(g):
+    v, p = g.tok("pplx")
+    return _nb_cell([f"!curl -s https://api.perplexity.ai/chat/completions -H \"Authorization: Bearer {v}\" -d @prompt.json | head"]), [(v, p)]
+
+
+@shape8("ipynb: markdown cell noting the shared Wi-Fi password", "nb8")
+def _(g):
+    pw = g.human(DQ8)
+    cell = {"cell_type": "markdown", "metadata": {}, "source": ["## Lab setup\n", "\n", f"Join `LAB-5G` (password `{pw}`) before running the capture cells.\n"]}
+    return "  " + json.dumps(cell, indent=1).replace("\n", "\n  ") + ",\n", [(pw, 0)]
+
+
+# TypeScript / JavaScript -------------------------------------------------------------------
+t8("ts: ioredis constructor options password", "ts8",
+   '\n\nexport const queueRedis = new Redis({\n  host: "cache-02.internal.example",\n  port: 6380,\n  password: "§0",\n  tls: {},\n});\n', H(DQ8))
+t8("ts: MongoClient constructed with a percent-encoded password in the URI", "ts8",
+   '\n\nexport const mongo = new MongoClient("mongodb://app_rw:§0@mongo-0.internal.example:27017/shop?authSource=admin");\n',
+   lambda g: g.enc(lambda pw: pct(pw), "", None))
+t8("ts: template literal Basic header with user and password", "ts8",
+   '\n\nconst basic = Buffer.from(`jenkins:§0`).toString("base64");\nexport const jenkinsHeaders = { Authorization: `Basic ${basic}` };\n', H(DQ8 + "{}"))
+t8("ts: Algolia algoliasearch(appId, adminKey)", "ts8",
+   '\n\nexport const search = algoliasearch("QX7K2M9LPA", "§0");\n', T("algolia_admin"))
+t8("ts: array of key parts joined with an empty string", "ts8",
+   '\n\nconst PARTS = ["§0", "§1"];\nexport const XAI_KEY = PARTS.join("");\n',
+   lambda g: g.pre("xai-", lambda: g.b62(40)), lambda g: g.k62(40))
+t8("ts: decodeURIComponent of a percent-encoded secret", "ts8",
+   '\n\nexport const SMTP_PASS = decodeURIComponent("§0");\n', lambda g: g.enc(lambda pw: pct(pw), "", None))
+t8("ts: Pinecone client apiKey", "ts8",
+   '\n\nexport const pc = new Pinecone({ apiKey: "§0" });\nexport const index = pc.index("docs-embeddings");\n', T("pinecone"))
+t8("ts: LaunchDarkly init with a server SDK key", "ts8",
+   '\n\nexport const ld = LaunchDarkly.init("§0", { stream: true });\n', T("ld_sdk"))
+t8("ts: JSDoc @example carrying a real key", "ts8",
+   '\n\n/**\n * Creates the analytics client.\n * @example\n *   createAnalytics("§0")\n */\nexport function createAnalytics(writeKey: string) {\n  return new Analytics({ writeKey });\n}\n',
+   T("segment"))
+t8("ts: TypeORM DataSource options password", "ts8",
+   '\n\nexport const AppDataSource = new DataSource({\n  type: "mysql",\n  host: "db.internal.example",\n  username: "orders",\n  password: "§0",\n  database: "orders",\n});\n',
+   H(DQ8))
+
+t8("js: vite.config define with a JSON.stringify-ed secret", "jsfe8",
+   '\n\nexport default defineConfig({\n  define: {\n    __MAPS_SERVER_KEY__: JSON.stringify("§0"),\n  },\n});\n', lambda g: g.pre("AIza", lambda: "Sy" + g.s(URLSAFE, 33)))
+t8("js: .eslintrc-adjacent config module exporting a sentry auth token", "jsfe8",
+   '\n\nmodule.exports = {\n  sentry: {\n    org: "acme",\n    project: "storefront",\n    authToken: "§0",\n  },\n};\n',
+   lambda g: (lambda claims: (g.fresh(lambda: claims + g.s(URLSAFE, 43), len(claims)), len(claims)))(
+       "sntrys_" + base64.b64encode(b'{"iat":1716219000,"url":"https://sentry.io","region_url":"https://us.sentry.io","org":"acme"}').decode().rstrip("=") + "_"))
+t8("js: window.__CONFIG__ inline script with a key", "jsfe8",
+   '\n\nwindow.__CONFIG__ = {\n  apiBase: "/api",\n  adminKey: "§0",\n};\n', T("ld_api"))
+t8("js: Buffer.from(hex).toString() hiding a password", "jsfe8",
+   '\n\nconst kioskPassword = Buffer.from("§0", "hex").toString("utf8");\n',
+   lambda g: g.enc(lambda pw: pw.encode().hex()))
+
+# Go -----------------------------------------------------------------------------------------
+t8("go: gorm postgres DSN with key=value password", "go8",
+   '\n\nfunc openDB() (*gorm.DB, error) {\n\tdsn := "host=pg.internal.example user=inventory password=§0 dbname=inventory port=5432 sslmode=require"\n'
+   '\treturn gorm.Open(postgres.Open(dsn), &gorm.Config{})\n}\n', H(DQ8 + " '"))
+t8("go: sarama SASL config User/Password fields", "go8",
+   '\n\nfunc kafkaConfig() *sarama.Config {\n\tcfg := sarama.NewConfig()\n\tcfg.Net.SASL.Enable = true\n\tcfg.Net.SASL.User = "ingest"\n'
+   '\tcfg.Net.SASL.Password = "§0"\n\treturn cfg\n}\n', H(DQ8))
+t8("go: minio.New with credentials.NewStaticV4", "go8",
+   '\n\nvar store, _ = minio.New("s3.internal.example:9000", &minio.Options{\n\tCreds:  credentials.NewStaticV4("§0", "§1", ""),\n\tSecure: true,\n})\n',
+   lambda g: g.fresh(lambda: g.s(UPPER_NUM, 20)), lambda g: g.k62(40))
+t8("go: []byte conversion of a base64url string used as HMAC key", "go8",
+   '\n\nvar webhookKey = []byte("§0")\n', lambda g: g.kb64u(32))
+t8("go: const block with an Atlassian-style Bitbucket app password", "go8",
+   '\n\nconst (\n\tbbUser     = "release-bot"\n\tbbAppPass  = "§0"\n\tbbWorkspace = "acme"\n)\n', T("bitbucket"))
+t8("go: stripe.Key assignment in main", "go8",
+   '\n\nfunc main() {\n\tstripe.Key = "§0"\n\tlog.Fatal(http.ListenAndServe(":8080", router()))\n}\n', T("sk_test"))
+t8("go: tls.Config with a PSK-style hex session key", "go8",
+   '\n\nvar sessionTicketKey = mustHex("§0")\n', lambda g: g.khex(64))
+t8("go: go-redis URL option with a password in userinfo", "go8",
+   '\n\nvar rdbOpts, _ = redis.ParseURL("redis://default:§0@redis-12345.cloud.example:12345/0")\n', lambda g: g.k62(32))
+
+t8("go test: httptest handler checking a hard-coded token", "gotest8",
+   '\n\nfunc TestAuthMiddleware(t *testing.T) {\n\treq := httptest.NewRequest("GET", "/admin", nil)\n\treq.Header.Set("Authorization", "Bearer §0")\n'
+   '\trec := httptest.NewRecorder()\n\tAuth(okHandler).ServeHTTP(rec, req)\n\tif rec.Code != 200 {\n\t\tt.Fatal(rec.Code)\n\t}\n}\n', T("render"))
+t8("go test: testdata JSON inlined as a backtick literal with a client secret", "gotest8",
+   '\n\nconst oauthFixture = `{"client_id":"web-portal","client_secret":"§0","redirect_uri":"http://localhost:8080/cb"}`\n',
+   lambda g: g.kurl(48))
+t8("go test: t.Setenv with a Datadog app key", "gotest8",
+   '\n\nfunc TestMetricsExporter(t *testing.T) {\n\tt.Setenv("DD_APP_KEY", "§0")\n\tif err := exportOnce(); err != nil {\n\t\tt.Fatal(err)\n\t}\n}\n', T("datadog_app"))
+
+# Rust ---------------------------------------------------------------------------------------
+t8("rs: sqlx PgPoolOptions connect with a URL literal", "rs8",
+   '\n\npub async fn pool() -> sqlx::Result<PgPool> {\n    PgPoolOptions::new()\n        .max_connections(8)\n'
+   '        .connect("postgres://ledger:§0@db.internal.example/ledger")\n        .await\n}\n', lambda g: g.enc(lambda pw: pct(pw), "", None))
+t8("rs: include_str! neighbour const with a PGP passphrase", "rs8",
+   '\n\nconst SIGNING_KEY: &str = include_str!("../keys/release.asc");\nconst SIGNING_PASSPHRASE: &str = "§0";\n', H(DQ8))
+t8("rs: hex-literal hex!() macro for a Noise PSK", "rs8",
+   '\n\nstatic NOISE_PSK: [u8; 32] = hex!("§0");\n', lambda g: g.khex(64))
+t8("rs: lettre Credentials::new(user.to_owned(), pw.to_owned())", "rs8",
+   '\n\nlet creds = Credentials::new("alerts@acme.example".to_owned(), "§0".to_owned());\n', lambda g: g.apple_pw())
+t8("rs: reqwest header with a Dynatrace Api-Token", "rs8",
+   '\n\nlet resp = client\n    .post("https://abc12345.live.dynatrace.com/api/v2/metrics/ingest")\n    .header("Authorization", "Api-Token §0")\n    .send()\n    .await?;\n',
+   T("dynatrace"))
+t8("rs: const &str with a base58 Solana fee-payer key", "rs8",
+   '\n\n/// Devnet fee payer; fund it from the faucet if empty.\npub const FEE_PAYER: &str = "§0";\n', lambda g: g.kb58(88))
+t8("rs: cfg(test) module with a webhook secret fixture", "rs8",
+   '\n\n#[cfg(test)]\nmod tests {\n    const SECRET: &[u8] = b"§0";\n\n    #[test]\n    fn signs() {\n        assert_eq!(super::sign(SECRET, b"{}").len(), 64);\n    }\n}\n',
+   lambda g: g.kb64(24))
+
+# Java ---------------------------------------------------------------------------------------
+t8("java: JavaMail Authenticator subclass field", "java8",
+   '\n\n    private static final class SmtpAuth extends javax.mail.Authenticator {\n        private final String user = "noreply@acme.example";\n'
+   '        private final String pass = "§0";\n\n        @Override\n        protected PasswordAuthentication getPasswordAuthentication() {\n            return new PasswordAuthentication(user, pass);\n        }\n    }\n',
+   H(DQ8))
+t8("java: AmazonS3ClientBuilder with BasicSessionCredentials", "java8",
+   '\n\n    AmazonS3 s3 = AmazonS3ClientBuilder.standard()\n        .withCredentials(new AWSStaticCredentialsProvider(\n'
+   '            new BasicSessionCredentials("§0", "§1", sessionToken)))\n        .build();\n', T("asia"), T("aws_secret"))
+t8("java: String.join of key pieces", "java8",
+   '\n\n    private static final String ASANA_PAT = String.join("", "§0", "§1");\n',
+   lambda g: g.pre("2/", lambda: str(g.r.randint(10**15, 10**16 - 1)) + "/" + str(g.r.randint(10**15, 10**16 - 1)) + ":"),
+   lambda g: g.khex(32))
+t8("java: Spring @Bean RestTemplate with BasicAuthenticationInterceptor", "java8",
+   '\n\n    @Bean\n    RestTemplate registryClient(RestTemplateBuilder builder) {\n        return builder\n'
+   '            .additionalInterceptors(new BasicAuthenticationInterceptor("deployer", "§0"))\n            .build();\n    }\n', H(DQ8))
+t8("java: Jwts.parserBuilder setSigningKey with a decoded base64 literal", "java8",
+   '\n\n    private static final Key KEY = Keys.hmacShaKeyFor(Decoders.BASE64.decode("§0"));\n', lambda g: g.kb64(64))
+t8("java: string concatenation over lines of a Steam key", "java8",
+   '\n\n    static final String STEAM_KEY = "§0"\n        + "§1";\n', lambda g: g.khex(16, True), lambda g: g.khex(16, True))
+t8("java: Firebase legacy server key in an FCM sender", "java8",
+   '\n\n    private static final String FCM_SERVER_KEY = "§0";\n\n    void push(String to, String body) throws IOException {\n'
+   '        conn.setRequestProperty("Authorization", "key=" + FCM_SERVER_KEY);\n    }\n', T("fcm"))
+
+# Kotlin / Android ---------------------------------------------------------------------------
+t8("kt: BuildConfig-like object with an Adafruit IO key", "kt8",
+   '\n\nobject IoConfig {\n    const val USERNAME = "greenhouse"\n    const val AIO_KEY = "§0"\n}\n', T("adafruit"))
+t8("kt: Retrofit interceptor adding x-api-key from a literal", "kt8",
+   '\n\nval apiKeyInterceptor = Interceptor { chain ->\n    chain.proceed(chain.request().newBuilder().addHeader("x-api-key", "§0").build())\n}\n', lambda g: g.kurl(40))
+t8("kt: SharedPreferences seeded with a default PIN", "kt8",
+   '\n\nfun seedDefaults(prefs: SharedPreferences) {\n    prefs.edit().putString("admin_pin", "§0").apply()\n}\n', PIN(6))
+t8("kt: SQLCipher passphrase literal for the local DB", "kt8",
+   '\n\nprivate val dbPassphrase = SQLiteDatabase.getBytes("§0".toCharArray())\n', H(DQ8))
+t8("kt: Ktor BasicAuthCredentials in a HttpClient", "kt8",
+   '\n\nval client = HttpClient(CIO) {\n    install(Auth) {\n        basic {\n            credentials { BasicAuthCredentials(username = "ops", password = "§0") }\n        }\n    }\n}\n',
+   H(DQ8))
+t8("kt: listOf(...).joinToString for a RiotGames key", "kt8",
+   '\n\nprivate val riotKey = listOf("§0", "§1").joinToString("-")\n',
+   lambda g: g.pre("RGAPI-", lambda: g.hex(8)), lambda g: g.fresh(lambda: g.uuid()[9:]))
+
+# C# -----------------------------------------------------------------------------------------
+t8("cs: NpgsqlConnectionStringBuilder object initializer", "cs8",
+   '\n\n        var csb = new NpgsqlConnectionStringBuilder\n        {\n            Host = "pg.internal.example",\n            Username = "reports",\n'
+   '            Password = "§0",\n            Database = "reports",\n        };\n', H(DQ8))
+t8("cs: BlobServiceClient with a full storage connection string", "cs8",
+   '\n\n        var blobs = new BlobServiceClient("DefaultEndpointsProtocol=https;AccountName=acmeinvoices;AccountKey=§0;EndpointSuffix=core.windows.net");\n',
+   T("azure_storage"))
+t8("cs: verbatim string with an escaped quote in a password", "cs8",
+   '\n\n        const string LegacyConn = @"Server=sql01;Database=Erp;User Id=erp_app;Password=§0;";\n', H(DQ8 + ";"))
+t8("cs: SmtpClient Credentials = new NetworkCredential in an initializer", "cs8",
+   '\n\n        using var smtp = new SmtpClient("smtp.office365.com", 587)\n        {\n            EnableSsl = true,\n'
+   '            Credentials = new NetworkCredential("scanner@acme.example", "§0"),\n        };\n', H(DQ8))
+t8("cs: byte[] Convert.FromHexString of a signing key", "cs8",
+   '\n\n        private static readonly byte[] LicenseKey = Convert.FromHexString("§0");\n', lambda g: g.khex(64, True))
+t8("cs: SendGrid-alternative Mailjet keys as static readonly", "cs8",
+   '\n\n        public static readonly string MjPublic = "§0";\n        public static readonly string MjPrivate = "§1";\n', T("mailjet"), T("mailjet"))
+t8("cs: appsettings-like anonymous object in a test", "cs8",
+   '\n\n        var settings = new { Stripe = new { SecretKey = "§0" } };\n', T("sk_test"))
+
+# PHP ----------------------------------------------------------------------------------------
+t8("php: mysqli_connect positional password", "php8",
+   '\n$link = mysqli_connect("db.internal.example", "shop", \'§0\', "shop");\n', H(SQ8))
+t8("php: Laravel config/services.php mailgun secret", "php8",
+   "\nreturn [\n    'mailgun' => [\n        'domain' => 'mg.acme.example',\n        'secret' => '§0',\n    ],\n];\n",
+   lambda g: g.pre("key-", lambda: g.hex(32)))
+t8("php: wp-config DB_PASSWORD define", "php8",
+   "\ndefine( 'DB_NAME', 'wp_acme' );\ndefine( 'DB_USER', 'wp_acme' );\ndefine( 'DB_PASSWORD', '§0' );\n", H(SQ8))
+t8("php: base64_decode of an embedded password", "php8",
+   "\n$ftpPass = base64_decode('§0');\n", lambda g: g.enc(lambda pw: base64.b64encode(pw.encode()).decode()))
+t8("php: Guzzle client headers with a Zendesk token", "php8",
+   "\n$zd = new GuzzleHttp\\Client([\n    'base_uri' => 'https://acme.zendesk.com/api/v2/',\n    'auth' => ['support@acme.example/token', '§0'],\n]);\n",
+   T("zendesk"))
+t8("php: heredoc SQL seed with an admin PIN", "php8",
+   "\n$seed = <<<SQL\nINSERT INTO kiosk_admins (name, pin) VALUES ('frontdesk', '§0');\nSQL;\n", PIN(7))
+
+# Ruby ---------------------------------------------------------------------------------------
+t8("rb: Rails credentials-style YAML string in an initializer", "rb8",
+   "\nAws.config.update(\n  credentials: Aws::Credentials.new('§0', '§1'),\n  region: 'us-east-1'\n)\n", T("akia"), T("aws_secret"))
+t8("rb: Sidekiq redis url with a password", "rb8",
+   "\nSidekiq.configure_server do |config|\n  config.redis = { url: 'redis://:§0@redis.internal.example:6379/1' }\nend\n",
+   lambda g: g.enc(lambda pw: pct(pw), "", None))
+t8("rb: ActionMailer smtp_settings password", "rb8",
+   "\nconfig.action_mailer.smtp_settings = {\n  address: 'smtp-relay.brevo.com',\n  port: 587,\n  user_name: 'ops@acme.example',\n  password: '§0'\n}\n",
+   T("brevo"))
+t8("rb: RSpec let(:token) with a rubygems API key", "rb8",
+   "\n  let(:api_key) { '§0' }\n\n  it 'pushes the gem' do\n    expect(Pusher.new(api_key).push('acme-1.2.0.gem')).to be_success\n  end\n", T("rubygems"))
+t8("rb: %w[] array joined into a key", "rb8",
+   "\nPLAID_SECRET = %w[§0 §1].join\n", lambda g: g.khex(15), lambda g: g.khex(15))
+t8("rb: Pry history-like comment with a password tried at the console", "rb8",
+   "\n# tried in console: User.find_by(email: 'cfo@acme.example').valid_password?('§0') # => true\n", H(SQ8))
+
+# Swift --------------------------------------------------------------------------------------
+t8("swift: struct Secrets with static let keys", "swift8",
+   '\n\nenum Secrets {\n    static let posthogPersonal = "§0"\n    static let environment = "production"\n}\n', T("posthog"))
+t8("swift: URLSession basic auth built from a literal pair", "swift8",
+   '\n\nlet loginData = "kiosk:§0".data(using: .utf8)!\nrequest.setValue("Basic \\(loginData.base64EncodedString())", forHTTPHeaderField: "Authorization")\n', H(DQ8 + "\\()"))
+t8("swift: CryptoKit SymmetricKey from Data(hex:) literal", "swift8",
+   '\n\nlet vaultKey = SymmetricKey(data: Data(hex: "§0"))\n', lambda g: g.khex(64))
+t8("swift: Info.plist-read fallback with a literal key", "swift8",
+   '\n\nlet expoToken = Bundle.main.object(forInfoDictionaryKey: "EXPO_TOKEN") as? String ?? "§0"\n', T("expo"))
+t8("swift: unit test XCTAssert with a passcode", "swift8",
+   '\n\n    func testUnlock() {\n        XCTAssertTrue(lock.unlock(passcode: "§0"))\n    }\n', PIN(6))
+
+# C / C++ ------------------------------------------------------------------------------------
+t8("c: ESP-IDF wifi_config_t initializer with sta password", "c8",
+   '\n\nstatic wifi_config_t sta_cfg = {\n    .sta = {\n        .ssid = "Warehouse-IoT",\n        .password = "§0",\n        .threshold.authmode = WIFI_AUTH_WPA2_PSK,\n    },\n};\n',
+   H(DQ8))
+t8("c: adjacent string literals across lines for an OTA password", "c8",
+   '\n\nstatic const char ota_pw[] = "§0"\n                              "§1";\n', lambda g: g.kb64(9), lambda g: g.kb64(9))
+t8("c: LoRaWAN AppKey as a hex string macro", "c8",
+   '\n\n#define LORAWAN_APP_KEY "§0"\n', lambda g: g.khex(32, True))
+t8("c: snprintf MQTT password into a buffer", "c8",
+   '\n\n    snprintf(mqtt_pass, sizeof mqtt_pass, "%s", "§0");\n', lambda g: g.kb64(18))
+t8("cpp: std::string concatenated from two literals", "c8",
+   '\n\nconst std::string kCloudinarySecret = std::string("§0") + "§1";\n', lambda g: g.kurl(14), lambda g: g.kurl(13))
+t8("cpp: QSettings setValue of a stored password", "c8",
+   '\n\n    QSettings s("Acme", "Scanner");\n    s.setValue("ftp/password", QStringLiteral("§0"));\n', H(DQ8))
+t8("cpp: initializer of a struct Credentials { user, pass }", "c8",
+   '\n\nstatic const Credentials kPlcLogin{"engineer", "§0"};\n', H(DQ8))
+
+# Dart / Flutter -----------------------------------------------------------------------------
+t8("dart: const String at the top of a Flutter service", "dart8",
+   "\n\nconst String _mapsKey = '§0';\n", lambda g: g.pre("AIza", lambda: "Sy" + g.s(URLSAFE, 33)))
+t8("dart: Supabase.initialize with a service JWT", "dart8",
+   "\n\nawait Supabase.initialize(\n  url: 'https://xyzcompany.supabase.co',\n  anonKey: '§0',\n);\n",
+   lambda g: g.jwt8("HS256", '{"iss":"supabase","ref":"xyzcompany","role":"service_role","exp":', lambda: str(g.r.randint(1_900_000_000, 2_100_000_000)) + "}"))
+t8("dart: http.post with a Basic header from base64Encode(utf8)", "dart8",
+   "\n\nfinal auth = base64Encode(utf8.encode('driver:§0'));\n", H(SQ8 + "$"))
+t8("dart: Map<String, String> of headers with a token", "dart8",
+   "\n\nconst headers = <String, String>{\n  'Authorization': 'Bearer §0',\n  'Accept': 'application/json',\n};\n", T("fly"))
+
+# Shell --------------------------------------------------------------------------------------
+t8("sh: psql connection URI with sslmode and password", "sh8",
+   '\npsql "postgresql://migrator:§0@db.internal.example:5432/app?sslmode=require" -f migrations/042_orders.sql\n', lambda g: g.enc(lambda pw: pct(pw), "", None))
+t8("sh: openssl pkcs12 -passout pass:", "sh8",
+   "\nopenssl pkcs12 -export -in tls.crt -inkey tls.key -out tls.p12 -passout 'pass:§0'\n", H(SH8))
+t8("sh: docker run -e with a Datadog app key", "sh8",
+   '\ndocker run -d --name dd-agent -e DD_API_KEY="$DD_API_KEY" -e DD_APP_KEY=§0 gcr.io/datadoghq/agent:7\n', T("datadog_app"))
+t8("sh: gh auth login --with-token from echo", "sh8",
+   "\necho §0 | gh auth login --with-token\n", T("ghp"))
+t8("sh: rclone obscure output pasted into a script", "sh8",
+   "\nrclone copy ./exports remote:backups --sftp-host sftp.partner.example --sftp-user acme --sftp-pass §0\n", lambda g: g.kurl(42))
+t8("sh: sqlcmd -P password with an escaped bang", "sh8",
+   '\nsqlcmd -S sql01 -U sa -P "§0" -Q "BACKUP DATABASE Erp TO DISK=\'/backups/erp.bak\'"\n', H(DQ8 + "!"))
+t8("sh: curl --data-urlencode password= form", "sh8",
+   "\ncurl -s https://auth.partner.example/token --data-urlencode 'username=svc' --data-urlencode 'password=§0'\n", H(SH8))
+t8("sh: nmcli device wifi connect password", "sh8",
+   "\nnmcli device wifi connect 'Lab-5G' password '§0'\n", H(SH8))
+
+# PowerShell ---------------------------------------------------------------------------------
+t8("ps: New-Object PSCredential with ConvertTo-SecureString inline", "ps8",
+   "\n$cred = New-Object System.Management.Automation.PSCredential('CORP\\svc-backup', (ConvertTo-SecureString '§0' -AsPlainText -Force))\n", H("'"))
+t8("ps: Invoke-WebRequest -Headers @{ 'PRIVATE-TOKEN' = ... }", "ps8",
+   "\nInvoke-WebRequest -Uri 'https://gitlab.acme.example/api/v4/projects/12/trigger/pipeline' -Method Post -Body @{ token = '§0'; ref = 'main' }\n", T("glptt"))
+t8("ps: Connect-AzAccount service principal with a secret string", "ps8",
+   "\n$sp = [pscredential]::new('8b1c2d3e-aaaa-4bbb-8ccc-0123456789ab', (ConvertTo-SecureString '§0' -AsPlainText -Force))\nConnect-AzAccount -ServicePrincipal -Credential $sp -Tenant 'acme.onmicrosoft.com'\n",
+   lambda g: g.fresh(lambda: g.s(string.ascii_letters, 3) + str(g.r.randint(0, 9)) + "Q~" + g.s(B62 + "_.~-", 34)))
+t8("ps: [Convert]::FromBase64String of a password", "ps8",
+   "\n$pw = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('§0'))\n", lambda g: g.enc(lambda pw: base64.b64encode(pw.encode()).decode()))
+t8("ps: Set-ItemProperty Winlogon DefaultPassword", "ps8",
+   "\nSet-ItemProperty -Path 'HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon' -Name DefaultPassword -Value '§0'\n", H("'"))
+
+# SQL ----------------------------------------------------------------------------------------
+t8("sql: seed INSERT of a service account with an API token", "sql8",
+   "\nINSERT INTO api_clients (name, token, scopes) VALUES ('warehouse-sync', '§0', '{orders:read}');\n", T("render"))
+t8("sql: CREATE ROLE ... LOGIN PASSWORD in a migration", "sql8",
+   "\nCREATE ROLE grafana_ro LOGIN PASSWORD '§0';\nGRANT pg_read_all_data TO grafana_ro;\n", H(SQ8))
+t8("sql: UPDATE integrations SET config = JSON with a secret", "sql8",
+   "\nUPDATE integrations SET config = '{\"webhook\":\"https://hooks.acme.example/in\",\"signing_secret\":\"§0\"}' WHERE name = 'payments';\n",
+   lambda g: g.khex(40))
+t8("sql: Oracle CREATE DATABASE LINK IDENTIFIED BY", "sql8",
+   "\nCREATE DATABASE LINK erp_link CONNECT TO erp_reader IDENTIFIED BY \"§0\" USING 'ERPPROD';\n", H('"'))
+t8("sql: COPY ... FROM 's3://' CREDENTIALS with a session token", "sql8",
+   "\nCOPY events FROM 's3://acme-raw/events/' IAM_ROLE default ACCESS_KEY_ID '§0' SECRET_ACCESS_KEY '§1' FORMAT JSON 'auto';\n",
+   T("akia"), T("aws_secret"))
+t8("sql: INSERT of users with PINs in a fixture seed", "sql8",
+   "\nINSERT INTO pos_operators (id, name, pin) VALUES\n  (1, 'morning', '§0'),\n  (2, 'evening', '§1');\n", PIN(6), PIN(6))
+t8("sql: comment above a query with the prod read-only password", "sql8",
+   "\n-- prod read-only: reporting / §0 (ask #data for rotation)\nSELECT date_trunc('day', created_at), count(*) FROM orders GROUP BY 1;\n", H(""))
+
+# Kubernetes / compose / CI -----------------------------------------------------------------
+t8("k8s: ExternalSecret fallback with a literal template value", "k8s8",
+   "\n---\napiVersion: external-secrets.io/v1beta1\nkind: ExternalSecret\nmetadata:\n  name: ledger-db\nspec:\n  target:\n    template:\n      data:\n        password: \"§0\"\n",
+   H(DQ8))
+t8("k8s: CronJob args with --api-key=", "k8s8",
+   "\n---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: nightly-export\nspec:\n  schedule: \"0 2 * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n"
+   "          containers:\n            - name: export\n              image: acme/export:1.4\n              args: [\"--target=s3\", \"--api-key=§0\"]\n          restartPolicy: OnFailure\n",
+   T("nrii"))
+t8("k8s: Secret with base64 of a JSON document", "k8s8",
+   "\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sa-key\ntype: Opaque\ndata:\n  key.json: §0\n",
+   lambda g: g.enc(lambda s: base64.b64encode(s.encode()).decode(), "", lambda: '{"type":"hmac","secret":"' + g.s(URLSAFE, 40) + '"}',
+                   b64_prefix_public('{"type":"hmac","secret":"')))
+t8("k8s: Ingress annotation with basic auth in an external URL", "k8s8",
+   "\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: metrics\n  annotations:\n"
+   "    nginx.ingress.kubernetes.io/auth-url: \"https://ops:§0@auth.internal.example/check\"\n", lambda g: g.klower(24))
+t8("k8s: Pod env value with a Twilio auth token", "k8s8",
+   "\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: sms-worker\nspec:\n  containers:\n    - name: worker\n      image: acme/sms:2.0\n      env:\n"
+   "        - name: TWILIO_AUTH_TOKEN\n          value: §0\n", T("twilio_auth"))
+
+t8("compose: MYSQL_ROOT_PASSWORD in a mapping", "compose8",
+   "\n  legacy-db:\n    image: mysql:5.7\n    environment:\n      MYSQL_ROOT_PASSWORD: \"§0\"\n      MYSQL_DATABASE: legacy\n", H(DQ8))
+t8("compose: command with a --requirepass-like flag for KeyDB", "compose8",
+   "\n  keydb:\n    image: eqalpha/keydb\n    command: keydb-server --appendonly yes --masterauth §0 --requirepass §0\n", lambda g: g.k62(30))
+t8("compose: RabbitMQ default pass env", "compose8",
+   "\n  broker:\n    image: rabbitmq:3-management\n    environment:\n      - RABBITMQ_DEFAULT_USER=events\n      - RABBITMQ_DEFAULT_PASS=§0\n", H(YAML8 + " $"))
+t8("compose: labels carrying a Traefik basicauth user with an htpasswd-less password", "compose8",
+   "\n  grafana:\n    image: grafana/grafana:10.4\n    environment:\n      GF_SECURITY_ADMIN_PASSWORD: '§0'\n", H(YAML8 + " $"))
+
+t8("gha: env at job level with a NuGet key", "gha8",
+   "\n  publish:\n    runs-on: windows-latest\n    env:\n      NUGET_KEY: §0\n    steps:\n      - run: dotnet nuget push out/*.nupkg -k $env:NUGET_KEY -s https://api.nuget.org/v3/index.json\n",
+   T("nuget"))
+t8("gha: with: password of a docker/login-action", "gha8",
+   "\n      - uses: docker/login-action@v3\n        with:\n          registry: registry.acme.example\n          username: ci\n          password: §0\n", lambda g: g.kurl(36))
+t8("gha: curl step with a Slack bot token", "gha8",
+   "\n      - name: notify\n        run: |\n          curl -s -X POST https://slack.com/api/chat.postMessage \\\n            -H 'Authorization: Bearer §0' \\\n"
+   "            -d channel=C0123ABCD -d text='deploy done'\n", T("xoxb"))
+t8("gha: matrix include with a per-region key", "gha8",
+   "\n    strategy:\n      matrix:\n        include:\n          - region: eu\n            key: §0\n          - region: us\n            key: §1\n", T("hcloud"), T("hcloud"))
+t8("gha: workflow_dispatch input default holding a token", "gha8",
+   "\non:\n  workflow_dispatch:\n    inputs:\n      vercel_token:\n        description: token for the preview deploy\n        default: §0\n", T("vercel"))
+
+t8("gitlab-ci: variables block with a Terraform Cloud token", "gitlab8",
+   "\nvariables:\n  TF_TOKEN_app_terraform_io: \"§0\"\n  TF_IN_AUTOMATION: \"true\"\n", T("tfc"))
+t8("gitlab-ci: before_script docker login with a deploy token", "gitlab8",
+   "\nbuild:\n  before_script:\n    - docker login -u gitlab+deploy-token-42 -p §0 registry.gitlab.com\n", T("gldt"))
+t8("gitlab-ci: job rules with an inline Sonar login", "gitlab8",
+   "\nsonar:\n  script:\n    - sonar-scanner -Dsonar.host.url=https://sonar.acme.example -Dsonar.token=§0\n", lambda g: g.pre("sqp_", lambda: g.hex(40)))
+
+# Terraform / HCL ----------------------------------------------------------------------------
+t8("tf: cloudflare provider api_token", "hcl8",
+   '\nprovider "cloudflare" {\n  api_token = "§0"\n}\n', lambda g: g.kurl(40))
+t8("tf: aws_db_instance password", "hcl8",
+   '\nresource "aws_db_instance" "reports" {\n  engine         = "postgres"\n  instance_class = "db.t4g.small"\n  username       = "reports"\n  password       = "§0"\n}\n',
+   H(DQ8 + "%{}"))
+t8("tf: helm_release set_sensitive with a literal value", "hcl8",
+   '\nresource "helm_release" "grafana" {\n  name  = "grafana"\n  chart = "grafana/grafana"\n\n  set_sensitive {\n    name  = "adminPassword"\n    value = "§0"\n  }\n}\n',
+   H(DQ8 + "%{}"))
+t8("tf: github_actions_secret plaintext_value", "hcl8",
+   '\nresource "github_actions_secret" "npm" {\n  repository      = "web"\n  secret_name     = "NPM_TOKEN"\n  plaintext_value = "§0"\n}\n',
+   lambda g: g.pre("npm_", lambda: g.b62(36)))
+t8("tf: random_password override via a literal in locals", "hcl8",
+   '\nlocals {\n  admin_password = "§0" # TODO: switch back to random_password.admin.result\n}\n', H(DQ8 + "%{}"))
+t8("tf: azurerm_key_vault_secret value", "hcl8",
+   '\nresource "azurerm_key_vault_secret" "sendgrid" {\n  name         = "airtable-pat"\n  value        = "§0"\n  key_vault_id = azurerm_key_vault.main.id\n}\n', T("airtable"))
+
+# Dockerfile / Makefile ----------------------------------------------------------------------
+t8("docker: ARG with an Artifactory key used in RUN", "docker8",
+   '\nARG ARTIFACTORY_KEY=§0\nRUN pip install --index-url "https://ci:${ARTIFACTORY_KEY}@acme.jfrog.io/artifactory/api/pypi/pypi/simple" -r requirements.txt\n',
+   T("artifactory"))
+t8("docker: RUN echo of a conda token into condarc", "docker8",
+   "\nRUN conda config --set channel_alias https://conda.anaconda.org/t/§0\n", lambda g: g.fresh(lambda: g.s(string.ascii_lowercase, 2) + "-" + g.uuid()))
+t8("docker: ENV of an Expo token in a mobile build image", "docker8",
+   "\nENV EXPO_TOKEN=§0\nRUN npx eas-cli build --platform android --non-interactive\n", T("expo"))
+t8("docker: HEALTHCHECK with a basic-auth curl", "docker8",
+   "\nHEALTHCHECK CMD curl -fsS -u admin:§0 http://localhost:15672/api/healthchecks/node || exit 1\n", lambda g: g.k62(20))
+
+t8("make: deploy target with a Fly token inline", "make8",
+   "\ndeploy:\n\tFLY_API_TOKEN=§0 flyctl deploy --remote-only\n", T("fly"))
+t8("make: variable := with an Intercom token", "make8",
+   "\nINTERCOM_TOKEN := §0\n\nsync-users:\n\tpython scripts/sync_intercom.py --token $(INTERCOM_TOKEN)\n", T("intercom"))
+t8("make: ifeq branch setting a staging password", "make8",
+   "\nifeq ($(ENV),staging)\nDB_PASS = §0\nendif\n", H(" #$\\'\"`"))
+
+# Markdown / docs ----------------------------------------------------------------------------
+t8("md: README quickstart with a curl and a real token", "md8",
+   "\n## Quickstart\n\n```bash\ncurl -H \"Authorization: Bearer §0\" https://api.acme.example/v1/ping\n```\n", T("ghu"))
+t8("md: onboarding doc table with a vault unseal key", "md8",
+   "\n| What | Value |\n|------|-------|\n| Vault address | https://vault.internal.example |\n| Unseal key 1 | `§0` |\n", lambda g: g.kb64(33))
+t8("md: troubleshooting section quoting a failing connection string", "md8",
+   "\n### `FATAL: password authentication failed`\n\nIf you see this with `Server=sql01;User Id=bi;Password=§0;`, the password was rotated.\n", H("`;|"))
+t8("md: ADR mentioning the TOTP seed of the shared admin", "md8",
+   "\n## Decision\n\nThe shared `root` account keeps MFA; the seed (`§0`) is in the safe and in this ADR until we move it.\n", lambda g: g.kb32(32))
+t8("md: changelog entry with a key that was later revoked", "md8",
+   "\n### 2.3.1\n\n- Switched geocoding to the new key `§0` (old one revoked).\n", lambda g: g.kcrock(26))
+t8("md: setup steps listing the Wi-Fi and the alarm code", "md8",
+   "\n1. Wi-Fi: `Studio-Guest`, password `§0`\n2. Alarm code at the back door: `§1`\n", H("`|"), PIN(6))
+
+# CI logs pasted into files --------------------------------------------------------------------
+t8("log: GitHub Actions log with an unmasked token in a set -x trace", "cilog8",
+   "\n2026-03-02T10:14:55.1029384Z + curl -sf -H 'Authorization: token §0' https://api.github.com/repos/acme/web/releases\n"
+   "2026-03-02T10:14:55.8830113Z {\"id\":123}\n", T("ghr"))
+t8("log: Jenkins console with a printed DB URL", "cilog8",
+   "\n[Pipeline] sh\n+ echo DATABASE_URL=mysql://deploy:§0@mysql.internal.example:3306/app\nDATABASE_URL=mysql://deploy:§0@mysql.internal.example:3306/app\n",
+   lambda g: g.enc(lambda pw: pct(pw), "", None))
+t8("log: npm debug log with an auth header line", "cilog8",
+   "\n1842 verbose headers { authorization: 'Bearer §0', 'npm-command': 'publish' }\n", lambda g: g.pre("npm_", lambda: g.b62(36)))
+t8("log: terraform plan output showing a sensitive value unmasked", "cilog8",
+   "\n  # module.db.aws_db_instance.main will be updated in-place\n  ~ resource \"aws_db_instance\" \"main\" {\n      ~ password = \"§0\" -> (sensitive value)\n    }\n", H('"'))
+
+# HTTP recordings ----------------------------------------------------------------------------
+t8("cassette: VCR.py interaction with a basic auth header", "cassette8",
+   "\n- request:\n    body: null\n    headers:\n      Authorization:\n      - Basic §0\n    method: GET\n    uri: https://api.partner.example/v1/orders\n"
+   "  response:\n    status: {code: 200, message: OK}\n",
+   lambda g: g.enc(lambda pw: base64.b64encode(("partner-acme:" + pw).encode()).decode(), "", None, 12))
+t8("cassette: recorded form body with client_secret", "cassette8",
+   "\n- request:\n    body: grant_type=client_credentials&client_id=reports&client_secret=§0\n    method: POST\n    uri: https://auth.acme.example/oauth/token\n",
+   lambda g: g.kurl(43))
+t8("cassette: response body echoing an issued API key", "cassette8",
+   "\n  response:\n    body:\n      string: '{\"id\":\"key_91\",\"secret\":\"§0\",\"created\":1700000000}'\n    status: {code: 201, message: Created}\n",
+   T("typeform"))
+t8("cassette: Set-Cookie header with a session token", "cassette8",
+   "\n    headers:\n      Set-Cookie:\n      - session=§0; Path=/; HttpOnly; Secure\n", lambda g: g.kb64u(32))
+
+# JSON / TOML / INI / XML configs ------------------------------------------------------------
+t8("json: appsettings Jwt:Key", "json8",
+   '\n  "Jwt": {\n    "Issuer": "https://api.acme.example",\n    "Key": "§0"\n  },\n', lambda g: g.kb64(48))
+t8("json: firebase web config with a server key next to it", "json8",
+   '\n  "fcm": {\n    "senderId": "684120993312",\n    "serverKey": "§0"\n  },\n', T("fcm"))
+t8("json: launch.json env with a password", "json8",
+   '\n  "env": {\n    "PG_PASSWORD": "§0",\n    "LOG_LEVEL": "debug"\n  },\n', H(DQ8))
+t8("json: VS Code settings REST client environment token", "json8",
+   '\n  "rest-client.environmentVariables": {\n    "prod": { "token": "§0" }\n  },\n', lambda g: g.jwt8("HS512", '{"sub":"svc-ops","scope":"admin","jti":"', lambda: g.hex(16) + '"}'))
+
+t8("toml: [database] password in an app config", "toml8",
+   '\n[database]\nurl = "postgres://db.internal.example/app"\nuser = "app"\npassword = "§0"\n', H(DQ8))
+t8("toml: Cargo config [registries] token", "toml8",
+   '\n[registries.acme]\nindex = "sparse+https://cargo.acme.example/index/"\ntoken = "§0"\n', lambda g: g.pre("Bearer ", lambda: g.b62(40)))
+t8("toml: hugo params with a form service key", "toml8",
+   '\n[params.contact]\nformspreeKey = "§0"\n', lambda g: g.kcrock(24))
+
+t8("ini: pip-style [global] extra-index-url with a token user", "ini8",
+   "\n[deploy]\nartifact_url = https://__token__:§0@pkgs.acme.example/simple/\n", lambda g: g.kurl(32))
+t8("ini: [smtp] pass = in a service ini", "ini8",
+   "\n[smtp]\nhost = smtp.fastmail.com\nuser = bot@acme.example\npass = §0\n", lambda g: g.fresh(lambda: g.s(LOWER_NUM, 16)))
+t8("ini: [camera] rtsp url with credentials", "ini8",
+   "\n[camera.loading_dock]\nurl = rtsp://viewer:§0@10.30.4.21:554/Streaming/Channels/101\n", PIN(8))
+
+t8("xml: log4j SMTPAppender password attribute", "xml8",
+   '\n  <appender name="MAIL" class="ch.qos.logback.classic.net.SMTPAppender">\n    <smtpHost>smtp.acme.example</smtpHost>\n    <username>alerts</username>\n'
+   '    <password>§0</password>\n  </appender>\n', H(XML8))
+t8("xml: Android strings.xml with an API key resource", "xml8",
+   '\n  <string name="mapbox_access_token" translatable="false">§0</string>\n',
+   lambda g: g.pre("sk.eyJ1IjoiYWNtZSIsImEiOiJ", lambda: g.s(URLSAFE, 25) + "." + g.s(URLSAFE, 22)))
+t8("xml: pom.xml plugin configuration with a password", "xml8",
+   '\n      <plugin>\n        <groupId>org.flywaydb</groupId>\n        <artifactId>flyway-maven-plugin</artifactId>\n        <configuration>\n'
+   '          <user>flyway</user>\n          <password>§0</password>\n        </configuration>\n      </plugin>\n', H(XML8))
+t8("xml: .csproj UserSecrets-less property with a key", "xml8",
+   '\n  <PropertyGroup>\n    <OctopusApiKey>§0</OctopusApiKey>\n  </PropertyGroup>\n', lambda g: g.pre("API-", lambda: g.s(UPPER_NUM, 27)))
+
+t8("ansible: play vars with a MySQL root password", "ansible8",
+   "\n- hosts: db\n  become: true\n  vars:\n    mysql_root_password: \"§0\"\n    mysql_bind_address: 0.0.0.0\n  roles:\n    - mysql\n", H(DQ8 + "{}"))
+t8("ansible: task with a url_password literal", "ansible8",
+   "\n- hosts: app\n  tasks:\n    - name: fetch release\n      ansible.builtin.get_url:\n        url: https://nexus.acme.example/repository/releases/app-1.9.tgz\n"
+   "        dest: /opt/app.tgz\n        url_username: deployer\n        url_password: \"§0\"\n", H(DQ8 + "{}"))
+t8("ansible: play vars with a PagerDuty integration key", "ansible8",
+   "\n- hosts: monitoring\n  vars:\n    pagerduty_api_key: §0\n    pagerduty_service: checkout\n  roles:\n    - alerting\n", T("pagerduty"))
+
+
+@shape8("sh: heredoc writing a passphrase-protected deploy key and its passphrase", "sh8")
+def _(g):
+    body, p = g.openssh_enc()
+    pw = g.human(SH8)
+    return (f"\nmkdir -p ~/.ssh && cat > ~/.ssh/id_deploy <<'KEY'\n-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\nKEY\n"
+            f"chmod 600 ~/.ssh/id_deploy\nssh-keygen -y -P '{pw}' -f ~/.ssh/id_deploy > /dev/null\n", [(body, p), (pw, 0)])
+
+
+@shape8("json: signing config with a one-line Ed25519 PKCS#8 key", "json8")
+def _(g):
+    v, p = g.ed25519_p8()
+    return f'\n  "signing": {{\n    "alg": "EdDSA",\n    "privateKeyPem": "-----BEGIN PRIVATE KEY-----\\n{v}\\n-----END PRIVATE KEY-----\\n"\n  }},\n', [(v, p)]
+
+
+# Credential files under ordinary names --------------------------------------------------------
+t8("file: Bitwarden unencrypted CSV export", "own:bwcsv8",
+   "folder,favorite,type,name,notes,fields,reprompt,login_uri,login_username,login_password,login_totp\n"
+   "Infra,,login,AWS root,,,0,https://signin.aws.amazon.com,root@acme.example,§0,§1\n"
+   "Infra,1,login,Registrar,,,0,https://dcc.godaddy.com,acme-hostmaster,§2,\n",
+   H(",\""), lambda g: g.kb32(32), H(",\""))
+t8("file: LastPass CSV export", "own:lastpass8",
+   "url,username,password,totp,extra,name,grouping,fav\nhttps://portal.azure.com,it-admin@acme.onmicrosoft.com,§0,,,Azure portal,Work,1\n"
+   "http://192.168.1.1,admin,§1,,,Office router,Work,0\n", H(",\""), H(",\""))
+t8("file: Chrome passwords CSV export", "own:chromecsv8",
+   "name,url,username,password,note\nmail.acme.example,https://mail.acme.example/owa/,j.doe,§0,\nvpn.acme.example,https://vpn.acme.example/,j.doe,§1,\n",
+   H(",\""), H(",\""))
+t8("file: Remmina connection profile with an encrypted password", "own:remmina8",
+   "[remmina]\nname=Build server\nprotocol=RDP\nserver=build01.corp.acme.example\nusername=builder\ndomain=CORP\npassword=§0\ncolordepth=32\nresolution_mode=2\n",
+   lambda g: g.kb64(24))
+t8("file: HeidiSQL settings export with an encoded password", "own:heidisql8",
+   "Servers\\prod-replica\\Host<|||>1<|||>db-replica.internal.example\nServers\\prod-replica\\User<|||>1<|||>readonly\n"
+   "Servers\\prod-replica\\Password<|||>1<|||>§0\nServers\\prod-replica\\Port<|||>1<|||>3306\n", lambda g: g.khex(40, True))
+t8("file: conda .condarc with a private channel token", "own:condarc8",
+   "channels:\n  - https://conda.acme.example/t/§0/internal\n  - conda-forge\nchannel_priority: strict\n", lambda g: g.fresh(lambda: g.s(string.ascii_lowercase, 2) + "-" + g.uuid()))
+t8("file: saved docker swarm join-token output", "own:swarm8",
+   "To add a worker to this swarm, run the following command:\n\n    docker swarm join --token §0 10.0.4.11:2377\n\n", T("swarm"))
+t8("file: k3s server node-token", "own:k3s8", "§0\n", T("k3s"))
+t8("file: kubeadm join command kept for adding nodes", "own:kubeadm8",
+   "kubeadm join 10.0.0.10:6443 --token §0 \\\n\t--discovery-token-ca-cert-hash sha256:" + LA8_SHA256[1] + " \\\n\t--control-plane --certificate-key §1\n",
+   T("kubeadm"), lambda g: g.khex(64))
+t8("file: bitcoin-cli dumpwallet text", "own:dumpwallet8",
+   "# Wallet dump created by Bitcoin v25.0.0\n# * Created on 2025-11-02T09:12:44Z\n# * Best block at time of backup was 818222 (" + LA8_SHA256[2] + "),\n\n"
+   "§0 2023-05-14T10:02:11Z label=hot-1 # addr=bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh\n§1 2023-05-14T10:02:11Z reserve=1 # addr=bc1q9vza2e8x573nczrlzms0wvx3gsqjx7vavgkx0l\n\n# End of dump\n",
+   lambda g: g.wif(), lambda g: g.wif())
+t8("file: andOTP plaintext JSON backup", "own:andotp8",
+   '[{"secret":"§0","issuer":"GitHub","label":"acme-admin","digits":6,"type":"TOTP","algorithm":"SHA1","thumbnail":"Default","last_used":1715000000000,"period":30,"tags":[]},'
+   '{"secret":"§1","issuer":"AWS","label":"root","digits":6,"type":"TOTP","algorithm":"SHA1","thumbnail":"Default","last_used":1715000000000,"period":30,"tags":[]}]\n',
+   lambda g: g.kb32(32), lambda g: g.kb32(64))
+t8("file: sendmail authinfo map source", "own:sendmail8",
+   'AuthInfo:smtp.sendgrid.net "U:apikey" "P:§0" "M:PLAIN"\nAuthInfo:smtp.office365.com:587 "U:relay@acme.example" "P:§1" "M:LOGIN PLAIN"\n',
+   lambda g: g.pre("SG.", lambda: g.s(URLSAFE, 22) + "." + g.s(URLSAFE, 43)), H('"'))
+t8("file: stunnel PSK secrets", "own:stunnel8", "redis-client:§0\nmetrics:§1\n", lambda g: g.k62(32), lambda g: g.khex(48))
+t8("file: Apple configuration profile with a Wi-Fi password", "own:mobileconfig8",
+   PLIST_PROLOG + "  <key>PayloadContent</key>\n  <array>\n    <dict>\n      <key>PayloadType</key>\n      <string>com.apple.wifi.managed</string>\n"
+   "      <key>SSID_STR</key>\n      <string>ACME-Staff</string>\n      <key>EncryptionType</key>\n      <string>WPA2</string>\n      <key>Password</key>\n"
+   "      <string>§0</string>\n    </dict>\n  </array>\n  <key>PayloadType</key>\n  <string>Configuration</string>\n</dict>\n</plist>\n", H(XML8))
+t8("file: Maven settings-security.xml master password", "own:mvnsec8",
+   "<settingsSecurity>\n  <master>{§0}</master>\n</settingsSecurity>\n", lambda g: g.kb64(33))
+t8("file: sbt .credentials properties file", "own:sbtcreds8",
+   "realm=Sonatype Nexus Repository Manager\nhost=nexus.acme.example\nuser=sbt-publisher\npassword=§0\n", H(""))
+t8("file: firebase-tools configstore JSON with a refresh token", "own:firebasetools8",
+   '{\n  "user": {\n    "email": "mobile-ci@acme.example"\n  },\n  "tokens": {\n    "expires_at": 1718000000000,\n    "refresh_token": "§0",\n    "scope": "email openid https://www.googleapis.com/auth/cloud-platform"\n  }\n}\n',
+   lambda g: g.pre("1//0", lambda: g.s(string.ascii_lowercase, 1) + g.s(URLSAFE, 98)))
+t8("file: Google OAuth installed-app client JSON", "own:gclientsecret8",
+   '{"installed":{"client_id":"398212087733-k2v9q0p7b3m8d1s6f4h5j0l2a9c7e1r3.apps.googleusercontent.com","project_id":"acme-sheets-sync",'
+   '"auth_uri":"https://accounts.google.com/o/oauth2/auth","token_uri":"https://oauth2.googleapis.com/token",'
+   '"client_secret":"§0","redirect_uris":["http://localhost"]}}\n', lambda g: g.pre("GOCSPX-", lambda: g.s(URLSAFE, 28)))
+t8("file: yt-dlp config with login options", "own:ytdlp8",
+   "# archive the training channel\n--username training@acme.example\n--password '§0'\n-o '%(upload_date)s-%(title)s.%(ext)s'\n", H("'"))
+t8("file: Nomad ACL bootstrap output", "own:nomadacl8",
+   "Accessor ID  = " + LA8_UUID[1] + "\nSecret ID    = §0\nName         = Bootstrap Token\nType         = management\nGlobal       = true\nPolicies     = n/a\n",
+   lambda g: g.fresh(lambda: g.uuid()))
+t8("file: Snowflake CLI connections.toml", "own:snowconn8",
+   '[default]\naccount = "acme-eu1"\nuser = "ANALYST"\npassword = "§0"\nwarehouse = "REPORTING_WH"\n\n[loader]\naccount = "acme-eu1"\nuser = "LOADER"\npassword = "§1"\n',
+   H(DQ8), H(DQ8))
+
+
+@shape8("file: App Store Connect API key JSON for fastlane", "own:ascapi8")
+def _(g):
+    v, p = g.fresh(lambda: base64.b64encode(EC_P8_PUBLIC_BYTES8 + g.raw(105)).decode(), 48), 48
+    lines = "\\n".join(v[i:i + 64] for i in range(0, len(v), 64))
+    parts = [v[i:i + 64] for i in range(0, len(v), 64)]
+    return ('{\n  "key_id": "D383SF739",\n  "issuer_id": "' + LA8_UUID[2] + '",\n  "key": "-----BEGIN PRIVATE KEY-----\\n' + lines
+            + '\\n-----END PRIVATE KEY-----",\n  "in_house": false\n}\n', [(parts[0], p)] + [(x, 0) for x in parts[1:]])
+
+
+@shape8("file: minisign secret key", "own:minisign8")
+def _(g):
+    prefix = b"EdScB2"
+    v = g.fresh(lambda: base64.b64encode(prefix + g.raw(152)).decode(), 8)
+    return f"untrusted comment: minisign encrypted secret key\n{v}\n", [(v, 8)]
+
+
+t8("file: VS Code SFTP extension sftp.json", "own:vscodesftp8",
+   '{\n  "name": "staging",\n  "host": "staging.acme.example",\n  "protocol": "sftp",\n  "port": 22,\n  "username": "deploy",\n  "password": "§0",\n  "remotePath": "/var/www/html",\n  "uploadOnSave": true\n}\n',
+   H(DQ8))
+t8("file: HTTPie session JSON with basic auth and a cookie", "own:httpie8",
+   '{\n    "__meta__": {"about": "HTTPie session file", "httpie": "3.2.2"},\n    "auth": {"type": "basic", "raw_auth": "admin:§0"},\n'
+   '    "cookies": [{"name": "sessionid", "value": "§1", "domain": "admin.acme.example", "path": "/"}],\n    "headers": []\n}\n',
+   H(DQ8), lambda g: g.klower(32))
+t8("file: Bruno environment with secrets in vars", "own:bru8",
+   "vars {\n  baseUrl: https://api.acme.example\n  apiKey: §0\n  adminPassword: §1\n}\n", T("xai"), H("{}\n"))
+t8("file: frpc.toml with an auth token", "own:frpc8",
+   'serverAddr = "relay.acme.example"\nserverPort = 7000\nauth.method = "token"\nauth.token = "§0"\n\n[[proxies]]\nname = "nas-web"\ntype = "tcp"\nlocalPort = 5000\nremotePort = 6000\n',
+   lambda g: g.k62(32))
+t8("file: Syncthing config.xml GUI password and API key", "own:syncthing8",
+   '<configuration version="37">\n    <gui enabled="true" tls="true">\n        <address>0.0.0.0:8384</address>\n        <user>admin</user>\n'
+   '        <password>§0</password>\n        <apikey>§1</apikey>\n    </gui>\n</configuration>\n', H(XML8), lambda g: g.k62(32))
+t8("file: jupyter_server_config.json token", "own:jupyter8",
+   '{\n  "ServerApp": {\n    "ip": "0.0.0.0",\n    "open_browser": false\n  },\n  "IdentityProvider": {\n    "token": "§0"\n  }\n}\n', lambda g: g.khex(48))
+t8("file: code-server config.yaml password", "own:codeserver8",
+   "bind-addr: 0.0.0.0:8080\nauth: password\npassword: §0\ncert: false\n", lambda g: g.klower(24))
+t8("file: liquibase.properties with a database password", "own:liquibase8",
+   "changeLogFile=db/changelog/db.changelog-master.yaml\nurl=jdbc:postgresql://db.internal.example:5432/billing\nusername=liquibase\npassword=§0\n", H(""))
+t8("file: flyway.conf with user and password", "own:flyway8",
+   "flyway.url=jdbc:mysql://mysql.internal.example:3306/shop\nflyway.user=flyway\nflyway.password=§0\nflyway.locations=filesystem:sql\n", H(""))
+t8("file: Deluge auth file", "own:deluge8", "localclient:§0:10\nmedia:§1:5\n", lambda g: g.khex(40), H(":\n"))
+t8("file: Plex Preferences.xml with PlexOnlineToken", "own:plexprefs8",
+   '<?xml version="1.0" encoding="utf-8"?>\n<Preferences MachineIdentifier="' + LA8_UUID[3] + '" FriendlyName="office-nas" PlexOnlineToken="§0" PlexOnlineUsername="acme-media" AcceptedEULA="1"/>\n',
+   lambda g: g.fresh(lambda: g.s(URLSAFE.replace("-", ""), 20)))
+
+
+@shape8("file: ASCII-armoured PGP secret key export", "own:pgparmor8")
+def _(g):
+    body, p = g.pgp_secret()
+    return ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nComment: release signing, 2025\n\n" + body + "\n=" + g.s(B64, 4)
+            + "\n-----END PGP PRIVATE KEY BLOCK-----\n"), [(body, p)]
+
+
+t8("file: otpauth URI list exported from an authenticator", "own:otpauthlist8",
+   "otpauth://totp/GitLab:ops%40acme.example?secret=§0&issuer=GitLab\notpauth://totp/Cloudflare:admin%40acme.example?secret=§1&issuer=Cloudflare&digits=6\n",
+   lambda g: g.kb32(32), lambda g: g.kb32(32))
+
+EC_P8_PUBLIC_BYTES8 = base64.b64decode(EC_P8_PUBLIC)
+
+FILE_KINDS8 = {
+    # held-out-8's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "py8": (["services/netops/backup.py", "scripts/ops/partner_sync.py"], "python",
+            "\"\"\"Operational helpers: switch backups, partner syncs, notifications.\"\"\"\nimport base64\nimport json\n\n"
+            "import boto3\nimport hvac\nimport paramiko\nimport pyairtable\nimport smbclient\nimport tweepy\nimport twilio.rest\n"
+            f"from sqlalchemy import create_engine\n\nBUILD_REF = \"{LA8_SHA1[0]}\"\n",
+            "\n\ndef main():\n    backup_switch()\n\n\nif __name__ == \"__main__\":\n    main()\n"),
+    "pyt8": (["tests/conftest.py", "tests/integration/test_partner_api.py"], "python",
+             "import factory\nimport pytest\nimport responses\nimport unittest\nfrom responses import matchers\n\nfrom acme import keypad\n"
+             "from acme.partner import fetch_profile\nfrom django.contrib.auth.models import User\n",
+             f"\n\ndef test_build_ref():\n    assert len(\"{LA8_SHA1[1]}\") == 40\n"),
+    "nb8": (["notebooks/eda_orders.ipynb", "research/llm_eval.ipynb"], "json",
+            "{\n \"cells\": [\n",
+            "  {\n   \"cell_type\": \"code\",\n   \"execution_count\": null,\n   \"metadata\": {},\n   \"outputs\": [],\n   \"source\": [\n"
+            "    \"orders.groupby('region').total.sum().plot()\"\n   ]\n  }\n ],\n \"metadata\": {\n  \"kernelspec\": {\n   \"display_name\": \"Python 3\",\n"
+            "   \"language\": \"python\",\n   \"name\": \"python3\"\n  }\n },\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"),
+    "ts8": (["src/server/clients.ts", "packages/worker/src/config.ts"], "typescript",
+            "import { Pinecone } from \"@pinecone-database/pinecone\";\nimport algoliasearch from \"algoliasearch\";\nimport Redis from \"ioredis\";\n"
+            "import * as LaunchDarkly from \"launchdarkly-node-server-sdk\";\nimport { MongoClient } from \"mongodb\";\nimport { DataSource } from \"typeorm\";\n"
+            "import { Analytics } from \"@segment/analytics-node\";\n",
+            "\nexport const ready = Promise.resolve();\n"),
+    "jsfe8": (["web/vite.config.js", "web/src/bootstrap.js"], "javascript",
+              "import { defineConfig } from \"vite\";\n", "\nconsole.debug(\"bootstrap loaded\");\n"),
+    "go8": (["internal/store/open.go", "cmd/ingest/main.go"], "go",
+            "package main\n\nimport (\n\t\"log\"\n\t\"net/http\"\n\n\t\"github.com/IBM/sarama\"\n\t\"github.com/minio/minio-go/v7\"\n"
+            "\t\"github.com/minio/minio-go/v7/pkg/credentials\"\n\t\"github.com/redis/go-redis/v9\"\n\t\"github.com/stripe/stripe-go/v76\"\n"
+            "\t\"gorm.io/driver/postgres\"\n\t\"gorm.io/gorm\"\n)\n",
+            "\n\nfunc router() http.Handler { return http.NewServeMux() }\n"),
+    "gotest8": (["internal/api/auth_test.go", "internal/export/export_test.go"], "go",
+                "package api\n\nimport (\n\t\"net/http/httptest\"\n\t\"testing\"\n)\n",
+                f"\n\nconst goldenDigest = \"{LA8_SHA256[0]}\"\n"),
+    "rs8": (["src/db.rs", "crates/notify/src/lib.rs"], "rust",
+            "use hex_literal::hex;\nuse lettre::transport::smtp::authentication::Credentials;\nuse sqlx::postgres::{PgPool, PgPoolOptions};\n",
+            "\n\npub fn version() -> &'static str {\n    env!(\"CARGO_PKG_VERSION\")\n}\n"),
+    "java8": (["src/main/java/com/acme/mail/MailConfig.java", "app/src/main/java/com/acme/push/Sender.java"], "java",
+              "package com.acme.mail;\n\nimport com.amazonaws.auth.AWSStaticCredentialsProvider;\nimport com.amazonaws.auth.BasicSessionCredentials;\n"
+              "import io.jsonwebtoken.io.Decoders;\nimport io.jsonwebtoken.security.Keys;\nimport java.security.Key;\nimport javax.mail.PasswordAuthentication;\n"
+              "import org.springframework.context.annotation.Bean;\n\n@Configuration\npublic class MailConfig {\n",
+              "\n}\n"),
+    "kt8": (["app/src/main/java/com/acme/greenhouse/Net.kt", "shared/src/commonMain/kotlin/Api.kt"], "kotlin",
+            "package com.acme.greenhouse\n\nimport android.content.SharedPreferences\nimport io.ktor.client.HttpClient\nimport io.ktor.client.engine.cio.CIO\n"
+            "import io.ktor.client.plugins.auth.Auth\nimport io.ktor.client.plugins.auth.providers.BasicAuthCredentials\nimport io.ktor.client.plugins.auth.providers.basic\n"
+            "import net.sqlcipher.database.SQLiteDatabase\nimport okhttp3.Interceptor\n",
+            "\n\nfun describe() = \"greenhouse sensors\"\n"),
+    "cs8": (["src/Acme.Reports/Startup.cs", "tools/Acme.Migrate/Program.cs"], "csharp",
+            "using System;\nusing System.Net;\nusing System.Net.Mail;\nusing Azure.Storage.Blobs;\nusing Npgsql;\n\nnamespace Acme.Reports\n{\n    public static class Wiring\n    {\n"
+            "        public static void Configure()\n        {\n",
+            "\n        }\n    }\n}\n"),
+    "php8": (["public/legacy/bootstrap.php", "src/Admin/Seed.php"], "php",
+             "<?php\ndeclare(strict_types=1);\n\nrequire __DIR__ . '/../vendor/autoload.php';\n",
+             "\n$app = new App\\Kernel();\n$app->boot();\n"),
+    "rb8": (["config/initializers/integrations.rb", "spec/lib/pusher_spec.rb"], "ruby",
+            "# frozen_string_literal: true\n\nrequire 'aws-sdk-s3'\n", "\nRails.logger.info('integrations configured')\n"),
+    "swift8": (["Sources/Kiosk/Secrets.swift", "KioskTests/UnlockTests.swift"], "swift",
+               "import CryptoKit\nimport Foundation\nimport XCTest\n", "\n\nfinal class KioskVersion {\n    static let current = \"4.2.0\"\n}\n"),
+    "c8": (["firmware/main/net.cpp", "firmware/app/src/cloud.cpp"], "cpp",
+           "#include <cstdio>\n#include <cstdint>\n#include <string>\n#include <QSettings>\n#include \"esp_wifi.h\"\n#include \"credentials.h\"\n\nstatic char mqtt_pass[64];\n",
+           "\n\nvoid net_init(void)\n{\n    esp_wifi_set_config(WIFI_IF_STA, &sta_cfg);\n}\n"),
+    "dart8": (["lib/services/api.dart", "lib/src/config.dart"], "dart",
+              "import 'dart:convert';\n\nimport 'package:http/http.dart' as http;\nimport 'package:supabase_flutter/supabase_flutter.dart';\n",
+              "\n\nString get appName => 'Driver';\n"),
+    "sh8": (["scripts/provision.sh", "ops/bin/nightly.sh"], "shellscript",
+            "#!/usr/bin/env bash\nset -euo pipefail\n\ncd \"$(dirname \"$0\")/..\"\n", "\necho \"done at $(date -u +%FT%TZ)\"\n"),
+    "ps8": (["ops/windows/Setup-Kiosk.ps1", "tools/Deploy-Reports.ps1"], "powershell",
+            "#Requires -RunAsAdministrator\n$ErrorActionPreference = 'Stop'\n", "\nWrite-Host 'Setup finished.'\n"),
+    "sql8": (["db/seeds/001_clients.sql", "migrations/20240611_roles.sql"], "sql",
+             "-- seed data for local and staging databases\nBEGIN;\n", "\nCOMMIT;\n"),
+    "k8s8": (["deploy/k8s/workers.yaml", "charts/acme/rendered/all.yaml"], "yaml",
+             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: workers\n", ""),
+    "compose8": (["docker-compose.legacy.yml", "dev/compose.yaml"], "yaml",
+                 "services:\n  web:\n    image: acme/web:3.1\n    ports:\n      - \"8080:8080\"\n", "\nvolumes:\n  data: {}\n"),
+    "gha8": ([".github/workflows/release.yml", ".github/workflows/nightly.yml"], "yaml",
+             "name: release\n\non:\n  push:\n    tags: [\"v*\"]\n\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n", ""),
+    "gitlab8": ([".gitlab-ci.yml", "ci/templates/deploy.gitlab-ci.yml"], "yaml",
+                "stages: [build, test, deploy]\n\ndefault:\n  image: alpine:3.20\n", ""),
+    "hcl8": (["infra/main.tf", "infra/modules/app/main.tf"], "terraform",
+             "terraform {\n  required_version = \">= 1.6\"\n}\n", "\noutput \"region\" {\n  value = var.region\n}\n"),
+    "docker8": (["Dockerfile", "mobile/Dockerfile.build"], "dockerfile",
+                "FROM python:3.12-slim\nWORKDIR /app\nCOPY requirements.txt .\n", "\nCOPY . .\nCMD [\"python\", \"-m\", \"app\"]\n"),
+    "make8": (["Makefile", "ops/deploy.mk"], "makefile",
+              ".PHONY: build test deploy\n\nbuild:\n\tgo build ./...\n", "\ntest:\n\tgo test ./...\n"),
+    "md8": (["README.md", "docs/onboarding.md"], "markdown",
+            "# Acme platform\n\nInternal services for orders, billing and the warehouse.\n", "\n## License\n\nProprietary.\n"),
+    "cilog8": (["docs/incidents/2026-03-02-build.log", "ci/last-failure.txt"], "log",
+               f"Run started for commit {LA8_SHA1[2]}\n", "\nProcess completed with exit code 1.\n"),
+    "cassette8": (["tests/cassettes/partner_orders.yaml", "tests/fixtures/vcr/auth_flow.yaml"], "yaml",
+                  "interactions:\n", "version: 1\n"),
+    "json8": (["config/app.json", "config/local.json"], "json",
+              "{\n  \"Logging\": { \"LogLevel\": { \"Default\": \"Information\" } },\n", "  \"AllowedHosts\": \"*\"\n}\n"),
+    "toml8": (["config/settings.toml", "site/config.toml"], "toml",
+              "title = \"acme\"\n", "\n[log]\nlevel = \"info\"\n"),
+    "ini8": (["config/service.ini", "etc/agent.ini"], "ini",
+             "[general]\nname = acme-agent\nlog_level = info\n", ""),
+    "xml8": (["config/logback.xml", "build/settings-overlay.xml"], "xml",
+             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<configuration>\n", "</configuration>\n"),
+    "ansible8": (["ansible/site.yml", "ansible/playbooks/platform.yml"], "yaml",
+                 "---\n", ""),
+}
+
+OWN_PATHS8 = {
+    "bwcsv8": ["docs/handover/vault-export.csv", "ops/migration/accounts.csv"],
+    "lastpass8": ["docs/it/export-2024.csv", "ops/lp-migration.csv"],
+    "chromecsv8": ["notes/browser-logins.csv", "docs/laptop-handover/saved.csv"],
+    "remmina8": ["ops/remote/build-server.remmina", "docs/support/jump.remmina"],
+    "heidisql8": ["ops/db/heidi-settings.txt", "docs/dba/sessions-export.txt"],
+    "condarc8": ["envs/channels.yml", "ci/conda-channels.yml"],
+    "swarm8": ["ops/swarm/join-worker.txt", "docs/cluster/add-node.txt"],
+    "k3s8": ["ops/k3s/node.token", "deploy/edge/server-token.txt"],
+    "kubeadm8": ["ops/k8s/join-control-plane.sh", "docs/cluster/join.txt"],
+    "dumpwallet8": ["ops/treasury/wallet-dump.txt", "backups/hot-wallet.txt"],
+    "andotp8": ["docs/mfa/otp_accounts.json", "ops/2fa-backup.json"],
+    "sendmail8": ["deploy/mail/authinfo", "ops/relay-auth.map"],
+    "stunnel8": ["deploy/tunnel/psk.txt", "ops/stunnel-psk.txt"],
+    "mobileconfig8": ["mdm/profiles/staff-wifi.mobileconfig", "docs/it/ACME-Staff.mobileconfig"],
+    "mvnsec8": ["build/maven/security.xml", "ci/maven-master.xml"],
+    "sbtcreds8": ["project/publish.properties", "ci/nexus-sbt.properties"],
+    "firebasetools8": ["mobile/ci/firebase-login.json", "ops/firebase-tools.json"],
+    "gclientsecret8": ["tools/sheets-sync/oauth-client.json", "scripts/gmail-export/desktop-app.json"],
+    "ytdlp8": ["tools/archive/yt.conf", "ops/media/downloader.conf"],
+    "nomadacl8": ["ops/nomad/bootstrap.txt", "docs/cluster/nomad-acl.txt"],
+    "snowconn8": ["analytics/snow.toml", "ops/warehouse-connections.toml"],
+    "ascapi8": ["mobile/fastlane/asc-key.json", "ios/ci/app-store-api.json"],
+    "minisign8": ["release/keys/release.key", "ops/signing/minisign.key"],
+    "vscodesftp8": ["tools/editor/staging-upload.json", "docs/dev/remote-site.json"],
+    "httpie8": ["tools/http/admin-session.json", "scripts/api-session.json"],
+    "bru8": ["api-tests/environments/prod.bru", "collections/partner/env-staging.bru"],
+    "frpc8": ["ops/tunnel/nas.toml", "deploy/relay-client.toml"],
+    "syncthing8": ["ops/sync/config.xml", "deploy/nas/sync-settings.xml"],
+    "jupyter8": ["analytics/server-settings.json", "ops/notebook-server.json"],
+    "codeserver8": ["ops/dev/ide.yaml", "deploy/devbox/editor.yaml"],
+    "liquibase8": ["db/liquibase.local.properties", "ops/migrate.properties"],
+    "flyway8": ["db/migrate.conf", "ops/flyway-prod.conf"],
+    "deluge8": ["ops/seedbox/auth.txt", "deploy/media/daemon-auth"],
+    "plexprefs8": ["ops/media/Preferences.xml", "backups/plex/prefs.xml"],
+    "pgparmor8": ["release/keys/signing-secret.asc", "docs/keys/maintainer.txt"],
+    "otpauthlist8": ["docs/mfa/codes.txt", "ops/break-glass/otp-links.txt"],
+}
+OWN_LANG8 = {"bwcsv8": "csv", "lastpass8": "csv", "chromecsv8": "csv", "remmina8": "ini", "heidisql8": "plaintext", "condarc8": "yaml",
+             "swarm8": "plaintext", "k3s8": "plaintext", "kubeadm8": "shellscript", "dumpwallet8": "plaintext", "andotp8": "json",
+             "sendmail8": "plaintext", "stunnel8": "plaintext", "mobileconfig8": "xml", "mvnsec8": "xml", "sbtcreds8": "properties",
+             "firebasetools8": "json", "gclientsecret8": "json", "ytdlp8": "plaintext", "nomadacl8": "plaintext", "snowconn8": "toml",
+             "ascapi8": "json", "minisign8": "plaintext", "vscodesftp8": "json", "httpie8": "json", "bru8": "plaintext", "frpc8": "toml",
+             "syncthing8": "xml", "jupyter8": "json", "codeserver8": "yaml", "liquibase8": "properties", "flyway8": "properties",
+             "deluge8": "plaintext", "plexprefs8": "xml", "pgparmor8": "plaintext", "otpauthlist8": "plaintext"}
+
+assert not set(FILE_KINDS8) & set(FILE_KINDS) and not set(OWN_PATHS8) & set(OWN_PATHS) and set(OWN_PATHS8) == set(OWN_LANG8)
+assert {k[4:] for _n, k, _f in SHAPES8 if k.startswith("own:")} == set(OWN_PATHS8)
+assert {k for _n, k, _f in SHAPES8 if not k.startswith("own:")} == set(FILE_KINDS8)
+
+
+def _ordinary_grams8(texts) -> set[str]:
+    out: set[str] = set()
+    for t in texts:
+        t = t.lower()
+        out |= {t[i:i + 6] for i in range(len(t) - 5)}
+    return out
+
+
+def place8(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places held-out-8 after the earlier halves. Its values avoid every 6-character piece of
+    the earlier halves' values and ordinary text, of its own kinds' headers and footers, of
+    CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary text: placed, checked,
+    and placed again with that text's pieces avoided too until no value shares a piece with it.
+    FILE_KINDS8 and the own paths join FILE_KINDS here, after the earlier halves are placed, so
+    that their values stay as they were."""
+    FILE_KINDS.update(FILE_KINDS8)
+    OWN_PATHS.update(OWN_PATHS8)
+    OWN_LANG.update(OWN_LANG8)
+    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
+    ordinary = []
+    for f in files.values():
+        text = f["header"] + "".join(f["parts"]) + f["footer"]
+        for v in values:
+            if v in text:
+                text = text.replace(v, "\n")
+        ordinary.append(text)
+    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS8.values()] + [f" {w} " for w in CODE_WORDS7]
+                            + LA8_SHA256 + LA8_SHA1 + LA8_UUID)
+    for p in plants:
+        base |= Gen8.grams(p["value"][p["public"]:])
+    extra: set[str] = set()
+    for _ in range(8):
+        f8, o8, p8 = copy.deepcopy(files), dict(own_used), list(plants)
+        place(SHAPES8, lambda _: "held-out-8", Gen8(random.Random(SEED8), base | extra), f8, o8, p8, one_kind_per_path=True)
+        mine = [p for p in p8 if p["half"] == "held-out-8"]
+        vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
+        texts = []
+        for f in f8.values():
+            if f["half"] != "held-out-8":
+                continue
+            text = f["header"] + "".join(f["parts"]) + f["footer"]
+            for v in vals:
+                text = text.replace(v, "\n")
+            texts.append(text)
+        own_text = _ordinary_grams8(texts)
+        secret = set()
+        for p in mine:
+            secret |= Gen8.grams(p["value"][p["public"]:])
+        earlier = set()
+        for p in plants:
+            earlier |= Gen8.grams(p["value"][p["public"]:])
+        clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
+        assert not clash, sorted(clash)  # held-out-8's text holds no piece of an earlier value
+        if not own_text & secret:
+            return f8, o8, p8
+        extra |= own_text
+    raise RuntimeError("held-out-8's values keep sharing pieces with its ordinary text")
+
+
 INSTANCES = 2
 
 
@@ -8372,6 +9607,10 @@ def main() -> None:
         ordinary.append(text)
     place(SHAPES7, lambda _: "held-out-7", Gen7(random.Random(SEED7), ordinary), files, own_used, plants,
           one_kind_per_path=True)
+    names8 = [name for name, _, _ in SHAPES8]
+    assert len(set(names8)) == len(names8) and not set(names8) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
+                                                                 | set(names6) | set(names7))
+    files, own_used, plants = place8(files, own_used, plants)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -8382,7 +9621,14 @@ def main() -> None:
         assert p["value"] in texts[(p["half"], p["file"])], p
         assert len(p["value"]) - p["public"] >= 6, p
     corpus = {
-        "about": "Generated by tests/secrets/generate.py (seed %d, split seed %d); do not edit." % (SEED, SPLIT_SEED),
+        "about": ("Generated by tests/secrets/generate.py (seed %d, split seed %d); do not edit. "
+                  "held-out-8 (seed %d) was written by a sixth author, blind to the rules and every result, after "
+                  "held-out-7's scoring at stop 40: %d shapes, %d credentials in %d files, %d of them credential files "
+                  "of %d formats under ordinary names, with values from its own generator (Gen8); scored once."
+                  % (SEED, SPLIT_SEED, SEED8, len(names8), sum(p["half"] == "held-out-8" for p in plants),
+                     sum(f["half"] == "held-out-8" for f in out_files),
+                     sum(f["half"] == "held-out-8" and f["credential_file"] for f in out_files),
+                     len({k for _n, k, _f in SHAPES8 if k.startswith("own:")}))),
         "seed": SEED, "split_seed": SPLIT_SEED, "files": out_files, "plants": plants,
     }
     (HERE / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
@@ -8405,16 +9651,20 @@ def main() -> None:
              "held_out_7": {"about": "Written independently of the rules, their thresholds and all results (none read) "
                                      "after `held-out-6`, before any further rule change, with its own value generator; "
                                      "seed %d. Scored once." % SEED7,
-                            "shapes": names7}}
+                            "shapes": names7},
+             "held_out_8": {"about": "Written by a sixth author, blind to the rules, their thresholds and every result (none "
+                                     "read), after held-out-7's scoring at stop 40, with its own value generator; seed %d. "
+                                     "Scored once." % SEED8,
+                            "shapes": names8}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7"):
+    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7", "held-out-8"):
         n_plants = sum(p["half"] == h for p in plants)
         n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5),
-                     "held-out-6": len(names6), "held-out-7": len(names7)}.get(h)
+                     "held-out-6": len(names6), "held-out-7": len(names7), "held-out-8": len(names8)}.get(h)
                     or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7)
+    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8)
     print(f"all: {len(plants)} credentials, {n_all} shapes")
 
 
