@@ -765,6 +765,18 @@ static COLLECTIONS: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .expect("collection words")
 });
 
+/// Each line of `text`: where it starts, its text without indentation or line break, and its
+/// indentation.
+fn indented_lines(text: &str) -> impl Iterator<Item = (usize, &str, usize)> {
+    text.split_inclusive('\n').scan(0, |offset, line| {
+        let start = *offset;
+        *offset += line.len();
+        let body = line.trim_end_matches(['\n', '\r']);
+        let trimmed = body.trim_start();
+        Some((start, trimmed, body.len() - trimmed.len()))
+    })
+}
+
 /// Values of a block opened under a name that says it holds credentials: an HCL/JSON/TOML
 /// object (`api_keys = {`, `"secrets": {`), a YAML mapping (`credentials:` and deeper lines)
 /// or an INI/TOML section (`[secrets]`). Each child value that looks like a credential
@@ -776,13 +788,7 @@ fn collection_spans(text: &str, out: &mut Vec<Range<usize>>) {
     list_spans(text, out);
     // (opener's indent, section, a bare `keys`/`tokens`: only generated values count)
     let mut block: Option<(usize, bool, bool)> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let body = line.trim_end_matches(['\n', '\r']);
-        let trimmed = body.trim_start();
-        let indent = body.len() - trimmed.len();
+    for (start, trimmed, indent) in indented_lines(text) {
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with("//") {
             continue;
         }
@@ -838,13 +844,7 @@ fn named_default_spans(text: &str, out: &mut Vec<Range<usize>>) {
         return;
     }
     let mut open: Option<(usize, usize)> = None; // (opener's indent, lines left)
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let body = line.trim_end_matches(['\n', '\r']);
-        let trimmed = body.trim_start();
-        let indent = body.len() - trimmed.len();
+    for (start, trimmed, indent) in indented_lines(text) {
         if trimmed.is_empty() {
             continue;
         }
