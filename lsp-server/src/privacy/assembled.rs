@@ -52,45 +52,14 @@ fn reads_as_credential(text: &str) -> bool {
             || !super::secret_spans(text).is_empty())
 }
 
-/// String literals inside the bracket that opens at `open`, up to its close (2,000 bytes at
-/// most): their content ranges.
+/// The non-empty string literals of the bracket that opens at `open` (`positions.rs` reads
+/// a call's arguments the same way).
 fn literals_in(text: &str, open: usize) -> Vec<Range<usize>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut depth = 0usize;
-    let mut at = open;
-    let limit = (open + 2000).min(bytes.len());
-    while at < limit {
-        match bytes[at] {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    break;
-                }
-            }
-            quote @ (b'"' | b'\'' | b'`') => {
-                let start = at + 1;
-                let mut end = start;
-                while end < limit && bytes[end] != quote && bytes[end] != b'\n' {
-                    if bytes[end] == b'\\' {
-                        end += 1;
-                    }
-                    end += 1;
-                }
-                if end >= limit || bytes[end] != quote {
-                    break;
-                }
-                if end > start {
-                    out.push(start..end);
-                }
-                at = end;
-            }
-            _ => {}
-        }
-        at += 1;
-    }
-    out
+    super::positions::literal_args(text, open)
+        .into_iter()
+        .map(|(literal, _)| literal)
+        .filter(|literal| !literal.is_empty())
+        .collect()
 }
 
 /// The bracket that closes at `close`, looking back at most 2,000 bytes.
@@ -149,7 +118,8 @@ fn joined_pieces(text: &str, open: usize, pieces: Vec<Range<usize>>, out: &mut V
     }
 }
 
-/// A list named just before the joiner (`"".join(_KEY_PARTS)`): the list assigned to it.
+/// A list named just before the joiner (`"".join(_KEY_PARTS)`): the `[` of the list assigned
+/// to it (`_KEY_PARTS = [`, `_KEY_PARTS: list[str] = [`).
 fn named_list(text: &str, open: usize) -> Option<usize> {
     let after = &text[open + 1..];
     let name_len = after
@@ -160,12 +130,27 @@ fn named_list(text: &str, open: usize) -> Option<usize> {
         return None;
     }
     let name = &after[..name_len];
-    let assigned = Regex::new(&format!(
-        r"(?m)^[ \t]*{}[ \t]*(?::[^=\n]*)?=[ \t]*\[",
-        regex::escape(name)
-    ))
-    .ok()?;
-    assigned.find(text).map(|m| m.end() - 1)
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim_start();
+        let Some(rest) = trimmed.strip_prefix(name) else {
+            continue;
+        };
+        // The name whole, then an optional annotation, `=` and the list.
+        if rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let Some((_, value)) = rest.split_once('=') else {
+            continue;
+        };
+        if value.trim_start().starts_with('[') {
+            let at = line.len() - value.trim_start().len();
+            return Some(start + at);
+        }
+    }
+    None
 }
 
 fn join_spans(text: &str, out: &mut Vec<Range<usize>>) {

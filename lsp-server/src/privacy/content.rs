@@ -261,11 +261,6 @@ fn table_of_passwords(text: &str) -> bool {
 /// One-time recovery codes saved alone: four lines or more, each one code of the same
 /// shape (`a8f2-k3m9`, `12345678`), letters and digits, a digit in each.
 fn recovery_codes(text: &str) -> bool {
-    let codes: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
     let shape = |c: &str| -> String {
         c.bytes()
             .map(|b| {
@@ -277,15 +272,26 @@ fn recovery_codes(text: &str) -> bool {
             })
             .collect()
     };
-    codes.len() >= 4
-        && codes.len() <= 64
-        && codes.iter().all(|c| {
-            (6..=16).contains(&c.len())
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b' ')
-                && c.bytes().any(|b| b.is_ascii_digit())
-        })
-        && codes.iter().all(|c| shape(c) == shape(codes[0]))
+    // Line by line, stopping at the first line that is not a code (most files: the first).
+    let mut first: Option<String> = None;
+    let mut count = 0;
+    for code in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        count += 1;
+        let is_code = count <= 64
+            && (6..=16).contains(&code.len())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b' ')
+            && code.bytes().any(|b| b.is_ascii_digit());
+        if !is_code || *first.get_or_insert_with(|| shape(code)) != shape(code) {
+            return false;
+        }
+    }
+    count >= 4
 }
 
 /// A wallet's recovery words saved alone: 12 to 24 lower-case words, nothing else.

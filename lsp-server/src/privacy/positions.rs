@@ -228,7 +228,7 @@ fn callee_at(text: &str, at: usize) -> Option<(Range<usize>, usize, usize)> {
 
 /// String literals of the argument list opening at `open`, each with its top-level argument
 /// index: `(content range, index)`.
-fn literal_args(text: &str, open: usize) -> Vec<(Range<usize>, usize)> {
+pub(super) fn literal_args(text: &str, open: usize) -> Vec<(Range<usize>, usize)> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     // Without parentheses (`callee_at`) the arguments run to the end of the line.
