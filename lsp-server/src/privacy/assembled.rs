@@ -16,14 +16,15 @@ use super::rules;
 /// Where pieces are joined: the bracket (or parenthesis) that holds them follows the match.
 static JOINERS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?:""|''|``)[ \t]*\.[ \t]*join[ \t]*\(|strings\.Join[ \t]*\(|concat![ \t]*\(|buildString[ \t]*\{|String\.join[ \t]*\([ \t]*""[ \t]*,"#,
+        r#"(?:"[-_.:|]?"|'[-_.:|]?'|``)[ \t]*\.[ \t]*join[ \t]*\(|strings\.Join[ \t]*\(|concat![ \t]*\(|buildString[ \t]*\{|String\.join[ \t]*\([ \t]*"[-_.:|]?"[ \t]*,"#,
     )
     .expect("valid")
 });
 
-/// A list joined by a call after it: `[...].join("")`, `[...].join('')`.
+/// A list joined by a call after it: `[...].join("")`, `[...].join('-')`, Kotlin's
+/// `listOf(...).joinToString("-")`.
 static JOIN_AFTER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"\][ \t]*\.[ \t]*join[ \t]*\([ \t]*(?:""|''|``)?[ \t]*\)"#).expect("valid")
+    Regex::new(r#"[\])][ \t]*\.[ \t]*join(?:ToString)?[ \t]*\([ \t]*(?:"[-_.:|]?"|'[-_.:|]?'|``)?[ \t]*\)"#).expect("valid")
 });
 
 /// A literal reversed where it stands: `"…"[::-1]`, `"…".split("").reverse().join("")`,
@@ -48,6 +49,7 @@ static ROT13: LazyLock<Regex> = LazyLock::new(|| {
 fn reads_as_credential(text: &str) -> bool {
     text.len() >= 8
         && (rules::credential_like(text)
+            || super::random::is_chosen_password(text)
             || rules::looks_random(text)
             || !super::secret_spans(text).is_empty())
 }
@@ -103,13 +105,34 @@ fn only_literals(text: &str, open: usize, pieces: &[Range<usize>]) -> bool {
         .replace("append", "")
         .replace("\"\"", "")
         .replace("''", "")
+        .replace("listOf", "")
+        .replace("arrayOf", "")
         .chars()
         .all(|c| " \t\r\n,()[]{}+".contains(c))
 }
 
 /// The pieces of a join, when together they read as a credential.
-fn joined_pieces(text: &str, open: usize, pieces: Vec<Range<usize>>, out: &mut Vec<Range<usize>>) {
+fn joined_pieces(
+    text: &str,
+    open: usize,
+    pieces: Vec<Range<usize>>,
+    separated: bool,
+    out: &mut Vec<Range<usize>>,
+) {
     if pieces.len() < 2 || !only_literals(text, open, &pieces) {
+        return;
+    }
+    // Joined with a separator (`"-".join(…)`, `":".join(ciphers)`), the pieces of a key are
+    // groups of letters and digits (`WYE050ZA-59A7WGWY`, `RGAPI-9cc0`); a list of names, options or
+    // escapes joined so is a table.
+    if separated
+        && !pieces.iter().all(|p| {
+            p.len() >= 4
+                && text[p.clone()]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    {
         return;
     }
     let joined: String = pieces.iter().map(|p| &text[p.clone()]).collect();
@@ -118,8 +141,8 @@ fn joined_pieces(text: &str, open: usize, pieces: Vec<Range<usize>>, out: &mut V
     }
 }
 
-/// A list named just before the joiner (`"".join(_KEY_PARTS)`): the `[` of the list assigned
-/// to it (`_KEY_PARTS = [`, `_KEY_PARTS: list[str] = [`).
+/// A list named just before the joiner (`"".join(_KEY_PARTS)`): the `[` (or a tuple's `(`) of
+/// the list assigned to it (`_KEY_PARTS = [`, `_KEY_PARTS: list[str] = [`).
 fn named_list(text: &str, open: usize) -> Option<usize> {
     let after = &text[open + 1..];
     let name_len = after
@@ -145,12 +168,21 @@ fn named_list(text: &str, open: usize) -> Option<usize> {
         let Some((_, value)) = rest.split_once('=') else {
             continue;
         };
-        if value.trim_start().starts_with('[') {
+        if value.trim_start().starts_with(['[', '(']) {
             let at = line.len() - value.trim_start().len();
             return Some(start + at);
         }
     }
     None
+}
+
+/// Whether a joiner's separator literal (the first literal in it) is not empty: `"-".join(`,
+/// `.joinToString("-")`, `String.join(":", …`.
+fn has_separator(joiner: &str) -> bool {
+    joiner.find(['"', '\'']).is_some_and(|at| {
+        let quote = joiner.as_bytes()[at];
+        joiner.as_bytes().get(at + 1) != Some(&quote)
+    })
 }
 
 fn join_spans(text: &str, out: &mut Vec<Range<usize>>) {
@@ -167,12 +199,39 @@ fn join_spans(text: &str, out: &mut Vec<Range<usize>>) {
         } else {
             open
         };
+        let separated = has_separator(found.as_str());
         let open = named_list(text, open).unwrap_or(open);
-        joined_pieces(text, open, literals_in(text, open), out);
+        joined_pieces(text, open, literals_in(text, open), separated, out);
     }
     for found in JOIN_AFTER.find_iter(text) {
         if let Some(open) = opening_of(text, found.start()) {
-            joined_pieces(text, open, literals_in(text, open), out);
+            let separated = has_separator(found.as_str());
+            joined_pieces(text, open, literals_in(text, open), separated, out);
+        }
+    }
+}
+
+/// Ruby's word list joined where it stands: `%w[ba0b… 6fa7…].join`.
+fn word_list_join_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    static WORDS_JOINED: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"%[wW][\[(]([^\])\r\n]{4,400})[\])][ \t]*\.[ \t]*join\b"#).expect("valid")
+    });
+    if !text.contains("%w") && !text.contains("%W") {
+        return;
+    }
+    for captures in WORDS_JOINED.captures_iter(text) {
+        let list = captures.get(1).expect("group");
+        let mut pieces = Vec::new();
+        let mut at = list.start();
+        for word in list.as_str().split(' ') {
+            if !word.is_empty() {
+                pieces.push(at..at + word.len());
+            }
+            at += word.len() + 1;
+        }
+        let joined: String = pieces.iter().map(|p| &text[p.clone()]).collect();
+        if pieces.len() >= 2 && reads_as_credential(&joined) {
+            out.extend(pieces);
         }
     }
 }
@@ -331,9 +390,278 @@ fn encoded_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// A literal handed to a decoder where it stands: base64 (`b64decode`, `base64_decode`,
+/// `FromBase64String`, `atob`, `Base64.decode`, `Buffer.from(…, "base64")`), hex (`fromhex`,
+/// `unhexlify`, `hex2bin`, `hex.DecodeString`, `Buffer.from(…, "hex")`) or percent-encoding
+/// (`decodeURIComponent`, `unquote`, `urldecode`, `QueryUnescape`). Code decodes a literal
+/// where it stands to keep its text out of sight, so the decoded text is judged, not the
+/// literal: a credential by the usual tests, or one token of letters and digits (`qwe789?`,
+/// `November2016!!`), which is what short test vectors (`Zm9vYmFy` = `foobar`) are not.
+static DECODER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)(?P<kind>b64decode|base64_?decode|frombase64string|atob|decode64|base64\.(?:std|url|rawstd|rawurl)encoding\.decodestring|(?:base64|base64_engine|standard|url_safe|base64url)(?:\.|::)decode|get(?:url|mime)?decoder\(\)\.decode|unhexlify|fromhex|hex2bin|hex\.decodestring|hex::decode|decodeuricomponent|decodeuri|unquote(?:_plus)?|(?:raw)?urldecode|(?:query|path)unescape|urldecoder\.decode|uri\.decode_www_form_component|buffer\.from)[ \t]*\([ \t]*[br]?(?:"(?P<a>[^"\s\\]{4,512})"|'(?P<b>[^'\s\\]{4,512})'|`(?P<c>[^`\s\\]{4,512})`)(?:[ \t]*,[ \t]*["'](?P<enc>[A-Za-z0-9]+)["'])?"#,
+    )
+    .expect("valid")
+});
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.strip_prefix("0x").unwrap_or(text);
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+fn decode_percent(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let mut escapes = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(text.get(i + 1..i + 3)?, 16).ok()?);
+            escapes += 1;
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    (escapes > 0).then_some(out)
+}
+
+/// Whether decoded text is a credential: by the usual tests, or one printable token of 6–64
+/// characters with letters and digits.
+fn decoded_is_credential(decoded: &str) -> bool {
+    if !decoded
+        .chars()
+        .all(|c| c.is_ascii_graphic() || c.is_ascii_whitespace())
+    {
+        return false;
+    }
+    let token = !decoded.contains(char::is_whitespace)
+        && (6..=64).contains(&decoded.len())
+        && decoded.bytes().any(|b| b.is_ascii_alphabetic())
+        && decoded.bytes().any(|b| b.is_ascii_digit());
+    token || reads_as_credential(decoded)
+}
+
+fn decoder_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    const CALLS: [&str; 14] = [
+        "decode",
+        "Decode",
+        "DECODE",
+        "atob",
+        "hex",
+        "Hex",
+        "unquote",
+        "Unescape",
+        "unescape",
+        "Buffer.from",
+        "fromhex",
+        "hex2bin",
+        "decodeURI",
+        "Base64",
+    ];
+    if !CALLS.iter().any(|c| text.contains(c)) {
+        return;
+    }
+    for captures in DECODER.captures_iter(text) {
+        let Some(literal) = ["a", "b", "c"].iter().find_map(|g| captures.name(g)) else {
+            continue;
+        };
+        let kind = captures["kind"].to_ascii_lowercase();
+        let value = literal.as_str();
+        let bytes = if kind == "buffer.from" {
+            match captures
+                .name("enc")
+                .map(|e| e.as_str().to_ascii_lowercase())
+            {
+                Some(enc) if enc == "hex" => decode_hex(value),
+                Some(enc) if enc.starts_with("base64") => rules::decode_base64(value),
+                _ => None,
+            }
+        } else if kind.contains("hex") || kind == "fromhex" || kind == "unhexlify" {
+            decode_hex(value)
+        } else if kind.contains("uri")
+            || kind.contains("url") && !kind.contains("encoding")
+            || kind.contains("unquote")
+            || kind.contains("unescape")
+        {
+            decode_percent(value)
+        } else {
+            rules::decode_base64(value.trim_end_matches('='))
+        };
+        let Some(bytes) = bytes else { continue };
+        if std::str::from_utf8(&bytes).is_ok_and(decoded_is_credential) {
+            out.push(literal.range());
+        }
+    }
+}
+
+/// String literals put together where they stand (`"XrIX/oKt" "mMGCYpu"` over lines in C or
+/// Python, `std::string("…") + "…"`, Java's `"…"\n    + "…"`) are judged as the text they
+/// make: each piece alone may be too short to read as anything.
+fn concatenation_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(quote_at) = text[at..].find(['"', '\'']).map(|i| i + at) else {
+            break;
+        };
+        let mut pieces: Vec<Range<usize>> = Vec::new();
+        let mut next = quote_at;
+        loop {
+            let quote = bytes[next];
+            let start = next + 1;
+            let Some(len) = text[start..].find([quote as char, '\n']) else {
+                break;
+            };
+            let end = start + len;
+            let piece = &text[start..end];
+            if bytes[end] != quote
+                || !(4..=128).contains(&len)
+                || !piece.bytes().all(concatenable)
+                || path_piece(piece)
+            {
+                break;
+            }
+            // The first piece starts an expression (`= "…"`, `("…"`, `return "…"`): a column
+            // of literals (Go's imports, a CSV's rows) is not one value.
+            if pieces.is_empty() && !starts_expression(&text[..next]) {
+                break;
+            }
+            pieces.push(start..end);
+            // What may stand between two pieces: blanks, newlines, one `+` or `.` (PHP), `)`
+            // closing the wrapper of the first (`std::string("…") +`).
+            let mut k = end + 1;
+            let (mut ops, mut closes) = (0, 0);
+            while k < bytes.len() {
+                match bytes[k] {
+                    b' ' | b'\t' | b'\r' | b'\n' => {}
+                    b'+' | b'.' if ops == 0 => ops += 1,
+                    b')' if ops == 0 && closes == 0 && pieces.len() == 1 => closes += 1,
+                    _ => break,
+                }
+                k += 1;
+            }
+            // A wrapper closed (`std::string("…")`) must be followed by `+`: `f('…'))` then a
+            // literal on the next line is a call's result shown below it (a doctest).
+            let joined_here = k > end + 1 && (closes == 0 || ops == 1);
+            if k < bytes.len() && matches!(bytes[k], b'"' | b'\'') && joined_here {
+                next = k;
+            } else {
+                break;
+            }
+        }
+        at = pieces.last().map_or(quote_at + 1, |p| p.end + 1);
+        if pieces.len() < 2 {
+            continue;
+        }
+        let joined: String = pieces.iter().map(|p| &text[p.clone()]).collect();
+        // Stricter than `reads_as_credential`: names and words run together read as a long
+        // name; alphabets (`"ABC…xyz" + "0123456789-._~"`) are tables.
+        let table = ["abcdef", "ABCDEF", "012345"]
+            .iter()
+            .any(|run| joined.contains(run));
+        if joined.len() >= 12
+            && !table
+            && (rules::looks_random(&joined)
+                || super::random::is_chosen_password(&joined)
+                || !super::secret_spans(&joined).is_empty())
+        {
+            out.extend(pieces);
+        }
+    }
+}
+
+/// Characters of a piece of a value: a token's, not code's or markup's (`;`, `{}`, `&#…;`).
+fn concatenable(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"+/=_.-!@#$&^~*%".contains(&b)
+}
+
+/// A piece that is a path (`"../../include"`, `"/opt/local"`), not part of a key.
+fn path_piece(piece: &str) -> bool {
+    piece.starts_with(['/', '.']) || piece.contains("../") || piece.contains("//")
+}
+
+/// Whether what stands before a literal on its line makes it the start of an expression.
+fn starts_expression(before: &str) -> bool {
+    let line = before.rsplit('\n').next().unwrap_or(before).trim_end();
+    line.ends_with(['=', '(']) || line.ends_with("return")
+}
+
+/// A password named in prose and quoted after it, in a runbook, a README or a comment:
+/// ``password `letmeinpriya23` ``, `the passphrase is "Meera.1978"`, `PIN: '9031'`. A few words
+/// may stand between (`password for the guest Wi-Fi is`); the value is one token with a digit
+/// (words in quotes after "password" are more often a field's name than its value) and not a
+/// version (`pin "numpy==1.26"` is a dependency pinned).
+static PROSE_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)(?-u:\b)(?P<label>password|passphrase|passcode|passwd|pwd|pin|pin code|door code|alarm code|gate code)(?-u:\b)(?:[ \t]+[A-Za-z-]{1,12}){0,5}[ \t]*(?:is|was|=|:|-)?[ \t]*(?:"(?P<a>[^"\s]{4,64})"|`(?P<b>[^`\s]{4,64})`|'(?P<c>[^'\s]{4,64})')"#,
+    )
+    .expect("valid")
+});
+
+/// The same unquoted (`Your temporary password: Oasis2021!`), where only a value that reads as
+/// a password by its look is taken: prose goes on after the label.
+static PROSE_PASSWORD_BARE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)(?-u:\b)(?:password|passphrase|passcode|passwd|pwd)(?-u:\b)[ \t]*(?:is|was|:|=)[ \t]*(?P<v>[^\s"'`<>()\[\]{},;]{6,64})"#,
+    )
+    .expect("valid")
+});
+
+fn prose_password_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    for captures in PROSE_PASSWORD_BARE.captures_iter(text) {
+        let value = captures.name("v").expect("group");
+        let v = value.as_str().trim_end_matches(['.', ':', '!', '?']);
+        let v = if super::random::is_chosen_password(value.as_str()) {
+            value.as_str()
+        } else {
+            v
+        };
+        if super::random::is_chosen_password(v)
+            || super::random::is_password(v, true)
+            || rules::looks_random(v)
+        {
+            out.push(value.start()..value.start() + v.len());
+        }
+    }
+    for captures in PROSE_PASSWORD.captures_iter(text) {
+        let Some(value) = ["a", "b", "c"].iter().find_map(|g| captures.name(g)) else {
+            continue;
+        };
+        let v = value.as_str();
+        let label = captures["label"].to_ascii_lowercase();
+        let digits = v.bytes().filter(u8::is_ascii_digit).count();
+        let numeric = digits == v.len();
+        let version = v.bytes().any(|b| b"=<>/()[]{}$%".contains(&b))
+            || v.as_bytes()
+                .windows(3)
+                .any(|w| w[0].is_ascii_digit() && w[1] == b'.' && w[2].is_ascii_digit())
+                && !super::random::is_chosen_password(v);
+        let keep = if label.contains("pin") || label.contains("code") {
+            numeric && (4..=12).contains(&v.len())
+        } else {
+            digits > 0 && !version && !rules::is_key_name(v)
+        };
+        if keep {
+            out.push(value.range());
+        }
+    }
+}
+
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     encoded_spans(text, out);
+    prose_password_spans(text, out);
+    decoder_spans(text, out);
+    concatenation_spans(text, out);
     join_spans(text, out);
+    word_list_join_spans(text, out);
     disguised_spans(text, out);
     labelled_spans(text, out);
 }
@@ -385,6 +713,67 @@ mod tests {
             "## Password rules\n\nA password must have:\n\n- at least 12 characters\n- a digit\n",
             "Steps:\n\n1. run make\n2. run tests\n",
             "s = strings.Join([]string{\"a\", \"b\"}, \"\")\n",
+        ] {
+            assert!(found(text).is_empty(), "{text}: {:?}", found(text));
+        }
+    }
+
+    /// Written for this test: literals decoded where they stand, concatenated, joined with a
+    /// separator, and passwords named in prose.
+    #[test]
+    fn decoded_concatenated_and_prose_credentials() {
+        // "Marlow1987!" in base64, hex and percent-encoding.
+        assert_eq!(
+            found("pw = base64.b64decode(\"TWFybG93MTk4NyE=\")\n"),
+            ["TWFybG93MTk4NyE="]
+        );
+        assert_eq!(
+            found("const p = Buffer.from(\"4d61726c6f773139383721\", \"hex\").toString();\n"),
+            ["4d61726c6f773139383721"]
+        );
+        assert_eq!(
+            found("const p = decodeURIComponent(\"Marlow1987%21\");\n"),
+            ["Marlow1987%21"]
+        );
+        assert_eq!(
+            found("static const char k[] = \"Qv7RtZ2mXw9L\"\n    \"pK3sNd8fYh4J\";\n"),
+            ["Qv7RtZ2mXw9L", "pK3sNd8fYh4J"]
+        );
+        assert_eq!(
+            found("auto s = std::string(\"Qv7RtZ2mXw9L\") + \"pK3sNd8fYh4J\";\n"),
+            ["Qv7RtZ2mXw9L", "pK3sNd8fYh4J"]
+        );
+        assert_eq!(
+            found("K = \"-\".join((\"QX4T9ZRB\", \"M2K8W7PD\", \"Z7WQ3KTN\"))\n"),
+            ["QX4T9ZRB", "M2K8W7PD", "Z7WQ3KTN"]
+        );
+        assert_eq!(
+            found("PW = %w[c9e1f2a7b3d4 8f0e6a5b2c1d].join\n"),
+            ["c9e1f2a7b3d4", "8f0e6a5b2c1d"]
+        );
+        assert_eq!(
+            found("2. Guest Wi-Fi: password `marlow1987`\n"),
+            ["marlow1987"]
+        );
+        assert_eq!(
+            found("Your temporary password: Marlow1987! Change it.\n"),
+            ["Marlow1987!"]
+        );
+        assert_eq!(found("The door code is \"480913\".\n"), ["480913"]);
+    }
+
+    #[test]
+    fn ordinary_decodes_concatenations_and_prose_are_left() {
+        for text in [
+            "assert b64decode(\"Zm9vYmFy\") == b\"foobar\"\n",
+            "import (\n\t\"fmtx\"\n\t\"strconv\"\n)\n",
+            ">>> str(_encode_auth('username%3Apassword'))\n'dXNlcm5hbWU6cGFzc3dvcmQ='\n",
+            "DEFAULT = \":\".join([\"ECDHE+AESGCM\", \"DHE+CHACHA20\", \"!aNULL\"])\n",
+            "pattern = '|'.join(['\\r\\n', '\\r', '\\n'])\n",
+            "paths = (\"../../include\" \"/opt/local/include\")\n",
+            "Pin `numpy==1.26` in the lock file.\n",
+            "Set the password `field` in the form.\n",
+            "password: str or None\n",
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
         }

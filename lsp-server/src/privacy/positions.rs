@@ -611,15 +611,35 @@ fn url_path_spans(text: &str, out: &mut Vec<Range<usize>>) {
         };
         let path_start = scheme_end + 3 + path + 1;
         let mut seg_start = path_start;
+        let mut previous = "";
         for at in path_start..=end {
             if at < end && !matches!(bytes[at], b'/' | b'?' | b'&' | b'#' | b'=' | b',' | b';') {
                 continue;
             }
             let segment = &text[seg_start..at];
-            let random = random_token(segment);
+            // A segment after one that says token (`conda.anaconda.org/t/<token>/`,
+            // `/token/<token>`): 16+ characters with letters and digits.
+            let named = matches!(
+                previous.to_ascii_lowercase().as_str(),
+                "t" | "token" | "tokens" | "apikey" | "api_key" | "api-key" | "access_token" | "secret"
+            ) && segment.len() >= 16
+                && segment.bytes().any(|b| b.is_ascii_digit())
+                && segment.bytes().any(|b| b.is_ascii_alphabetic())
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                // Not a slug (`/t/cpython-3-12-greenlet-and-tracing/33144`: a forum topic).
+                && segment
+                    .split(['-', '_', '.'])
+                    .filter(|part| part.len() >= 3 && part.bytes().all(|b| b.is_ascii_alphabetic()))
+                    .count()
+                    < 2;
+            previous = segment;
+            let random = named || random_token(segment);
             if random {
                 let word = segment.bytes().take_while(u8::is_ascii_lowercase).count();
-                let skip = if segment.as_bytes().get(word).is_some_and(u8::is_ascii_digit) {
+                let skip = if !named && segment.as_bytes().get(word).is_some_and(u8::is_ascii_digit)
+                {
                     word
                 } else {
                     0
@@ -1532,8 +1552,39 @@ pub fn extend_to_sibling_words(text: &str, spans: &mut Vec<Range<usize>>) {
 }
 
 /// The secrets found by position in `text` (not merged).
+/// A function named for a secret that hands back a literal: `def bot_token(): yield "…"`
+/// (a pytest fixture), `fn api_key() -> &'static str { "…" }`, `func (c) Password() string
+/// { return "…" }`, `get apiKey() { return '…' }`. The name says what the literal is, as an
+/// assignment's would.
+static SECRET_FUNCTION: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r#"(?m)^[ \t]*(?:(?:pub(?:\([a-z]+\))?|async|static|export|public|private|protected|internal|override|final|const)[ \t]+)*(?:def|fn|func|function|fun|get|sub)[ \t]+(?:\([^)\r\n]*\)[ \t]*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*\([^)\r\n]*\)[^\r\n{:=]*(?:[{:=])[ \t]*(?:\r?\n[ \t]*)?(?:(?:return|yield)[ \t]+)?(?:String::from\(|r?)(?:"(?P<a>[^"\r\n\\]{6,})"|'(?P<b>[^'\r\n\\]{6,})'|`(?P<c>[^`\r\n\\$]{6,})`)"#,
+    )
+    .expect("valid")
+});
+
+fn secret_function_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    for captures in SECRET_FUNCTION.captures_iter(text) {
+        let Some(value) = ["a", "b", "c"].iter().find_map(|g| captures.name(g)) else {
+            continue;
+        };
+        let says = rules::name_says(&captures["name"]);
+        if secret_for(says, value.as_str())
+            || says == rules::NameSays::Secret && rules::looks_random(value.as_str())
+        {
+            out.push(value.range());
+        }
+    }
+}
+
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     match_arm_spans(text, out);
+    if ["def ", "fn ", "func ", "function ", "fun ", "get ", "sub "]
+        .iter()
+        .any(|k| text.contains(k))
+    {
+        secret_function_spans(text, out);
+    }
     enum_constant_spans(text, out);
     if text.contains("Private-Lines:") {
         key_file_line_spans(text, out);
@@ -1732,5 +1783,29 @@ mod tests {
         spans.push(start..start + 24);
         extend_over_concatenation(text, &mut spans);
         assert_eq!(&text[spans[1].clone()], "uvwxyz0123456789ABCD");
+    }
+
+    /// Written for this test: a function named for a secret hands back a literal.
+    #[test]
+    fn literals_returned_by_functions_named_for_secrets() {
+        assert_eq!(
+            found("@pytest.fixture\ndef api_token():\n    yield \"Zq8LmR2vXw9KpT4nBd6c\"\n"),
+            ["Zq8LmR2vXw9KpT4nBd6c"]
+        );
+        assert_eq!(
+            found("fn password() -> &'static str { \"Marlow-1987-Fern\" }\n"),
+            ["Marlow-1987-Fern"]
+        );
+        assert!(found("def token_type():\n    return \"bearer\"\n").is_empty());
+        assert!(found("def password_hint():\n    return \"your pet's name\"\n").is_empty());
+        // A token after `/t/` in a URL, not a forum topic's slug.
+        assert_eq!(
+            found("channels:\n  - https://conda.example/t/qk-5d51c730-9521-44fd-a692/main\n"),
+            ["qk-5d51c730-9521-44fd-a692"]
+        );
+        assert!(
+            found("# https://discuss.example/t/cpython-3-12-greenlet-and-tracing/33144/2\n")
+                .is_empty()
+        );
     }
 }

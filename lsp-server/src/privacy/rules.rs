@@ -111,6 +111,14 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Cloud keys ----------------------------------------------------------------------
         row!(
+            "k3s/RKE2 cluster join token (`K10<CA hash>::<user>:<password>`)",
+            r"(?-u:\b)K10[0-9a-f]{64}::[A-Za-z0-9_-]{1,32}:(?P<secret>[0-9a-zA-Z]{16,64})(?-u:\b)",
+            Shape,
+            "K3S_TOKEN=K10f2b4c6d8e0a1b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f3a5b7c9::server:9f8e7d6c5b4a39281706f5e4d3c2b1a0\n",
+            "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+            "token = read_file('/var/lib/rancher/k3s/server/token')\n",
+        ),
+        row!(
             "AWS access key id",
             r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[0-9A-Z]{16}(?-u:\b)",
             Shape,
@@ -569,8 +577,8 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Stop 40: forms held-out-7 showed (spent), written generally -----------------------
         row!(alone:
-            "a tool's password option whose flag does not say so (`ssh-keygen -N`, `7z -p…`, `zip -P`, `smbclient -U u%pw`, `cmdkey /pass:`, `openssl -passin pass:`, `gpg --passphrase`, `htpasswd -b f u pw`, `ykman --new-pin`)",
-            r#"(?i)(?:ssh-keygen(?:[ \t]+-[A-Za-z]+(?:[ \t]+[^-\s][^\s]*)?)*?[ \t]+-N[ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"]+))|(?:7z|7za|rar|unrar)[ \t][^\r\n]*?['"]?-p(?P<secret4>[^\s'"]+)|(?:zip|unzip)[ \t][^\r\n]*?[ \t]-P[ \t]+(?:'(?P<secret5>[^'\r\n]+)'|"(?P<secret6>[^"\r\n]+)"|(?P<secret7>[^\s'"]+))|smbclient[ \t][^\r\n]*?-U[ \t]+['"]?[^%\s'"]+%(?:(?P<secret8>[^'"\r\n]+)['"]|(?P<secret9>[^\s'"]+))|/pass(?:word)?:(?:"(?P<secret10>[^"\r\n]+)"|(?P<secret11>[^\s"]+))|-pass(?:in|out)?[ \t]+pass:(?P<secret12>[^\s'"]+)|--passphrase[ \t=]+(?:'(?P<secret13>[^'\r\n]+)'|"(?P<secret14>[^"\r\n]+)"|(?P<secret15>[^\s'"-][^\s'"]*))|htpasswd[ \t]+-[a-zA-Z]*b[a-zA-Z]*[ \t]+[^\s]+[ \t]+[^\s]+[ \t]+(?:'(?P<secret16>[^'\r\n]+)'|"(?P<secret17>[^"\r\n]+)"|(?P<secret18>[^\s'"]+))|--new-(?:pin|puk|password)[ \t=]+(?P<secret19>[^\s'"]+)|locksettings[ \t]+set-(?:pin|password)[ \t]+(?P<secret20>[^\s'"]+))"#,
+            "a tool's password option whose flag does not say so (`ssh-keygen -N`/`-P`, `7z -p…`, `zip -P`, `smbclient -U u%pw`, `cmdkey /pass:`, `openssl -passin pass:`, `gpg --passphrase`, `htpasswd -b f u pw`, `ykman --new-pin`)",
+            r#"(?i)(?:ssh-keygen(?:[ \t]+-[A-Za-z]+(?:[ \t]+[^-\s][^\s]*)?)*?[ \t]+-[NP][ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"]+))|(?:7z|7za|rar|unrar)[ \t][^\r\n]*?['"]?-p(?P<secret4>[^\s'"]+)|(?:zip|unzip)[ \t][^\r\n]*?[ \t]-P[ \t]+(?:'(?P<secret5>[^'\r\n]+)'|"(?P<secret6>[^"\r\n]+)"|(?P<secret7>[^\s'"]+))|smbclient[ \t][^\r\n]*?-U[ \t]+['"]?[^%\s'"]+%(?:(?P<secret8>[^'"\r\n]+)['"]|(?P<secret9>[^\s'"]+))|/pass(?:word)?:(?:"(?P<secret10>[^"\r\n]+)"|(?P<secret11>[^\s"]+))|-pass(?:in|out)?[ \t]+pass:(?P<secret12>[^\s'"]+)|--passphrase[ \t=]+(?:'(?P<secret13>[^'\r\n]+)'|"(?P<secret14>[^"\r\n]+)"|(?P<secret15>[^\s'"-][^\s'"]*))|htpasswd[ \t]+-[a-zA-Z]*b[a-zA-Z]*[ \t]+[^\s]+[ \t]+[^\s]+[ \t]+(?:'(?P<secret16>[^'\r\n]+)'|"(?P<secret17>[^"\r\n]+)"|(?P<secret18>[^\s'"]+))|--new-(?:pin|puk|password)[ \t=]+(?P<secret19>[^\s'"]+)|locksettings[ \t]+set-(?:pin|password)[ \t]+(?P<secret20>[^\s'"]+))"#,
             NotTemplate,
             "ssh-keygen -t ed25519 -f ~/.ssh/deploy -C ci -N 'amber fox delta'\n7z a -mhe=on '-pReef1976!' b.7z db.sql\n",
             "amber fox delta",
@@ -1049,6 +1057,8 @@ pub fn name_says(name: &str) -> NameSays {
         (Some("otp" | "totp" | "hotp" | "mfa" | "wallet"), "seed" | "key")
         | (Some("recovery" | "backup" | "otp" | "mfa"), "code" | "codes")
         | (Some("seed" | "recovery" | "secret" | "pass"), "phrase" | "words")
+        // Vault AppRole's `secret_id`, Consul's and Nomad's `SecretID`: the token itself.
+        | (Some("secret"), "id")
         | (Some("wallet" | "seed" | "bip39" | "recovery" | "secret" | "master"), "mnemonic") => {
             return NameSays::Secret;
         }
@@ -1133,7 +1143,7 @@ pub fn is_reference_or_flag(value: &str) -> bool {
 
 /// A value that names a secret rather than being one: `"password"`, `"api_key"`,
 /// `"DB_PASSWORD"` (a dict key, a form field, an environment variable's name).
-fn is_key_name(value: &str) -> bool {
+pub(crate) fn is_key_name(value: &str) -> bool {
     let v = value.trim();
     // `X-Api-Key`, `Access-Token`, `api key`: a header or field name.
     if v.chars()
