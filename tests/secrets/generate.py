@@ -50,6 +50,22 @@ values written split, escaped or encoded. 221 shapes in none of the earlier sets
 140 files) across some thirty languages and formats, CI logs, HTTP recordings and notebooks, and 72
 credential files of 36 more tools' formats under ordinary names; scored once. Its values share no
 6-character piece with any earlier value, nor with the ordinary text of any half, its own included.
+`held-out-9` (SHAPES9, seed SEED9 = 9173) was written by a seventh author, blind to the rules, their
+thresholds and every result, after held-out-8 and before any further rule change, with a value
+generator of its own (`Gen9`): passwords as people and their tools choose them (a vendor default with
+a suffix, a company and a year, a child's name and birth date, a car and its year, words in other
+languages, Safari's, 1Password's and Bitwarden's generated passwords, sentences run together, lazy
+short ones, diceware with spaces, full-symbol random ones, licence-plate-like ones), PINs, provider
+tokens of some fifty more formats with their real public prefixes and lengths, BIP-39 style mnemonics
+and wallet keys, padded and unpadded base32 TOTP seeds, base64, base64url, base85, hex and decimal or
+signed byte lists, framework secrets, JWTs signed with EdDSA, HS256 and PS256, SEC1 EC and encrypted
+PKCS#8 armour, and the reversible encodings tools write (Cisco type 7, Jetty OBF, Jenkins and WebLogic
+ciphertext, DPAPI and Firefox blobs, gzip+base64, octal, \\x, char-code and HTML-entity escapes).
+175 shapes in none of the earlier sets (436 credentials, 142 files) across some thirty languages and
+formats (Scala, Elixir, Lua, Perl, R, Groovy, CloudFormation, Bicep, Azure and Bitbucket pipelines,
+kustomize, nginx, env files under odd names, HAR recordings, fixtures, runbooks, CI logs, notebooks),
+and 62 credential files of 31 more tools' formats under ordinary names; scored once. Its values share
+no 6-character piece with any earlier value, nor with the ordinary text of any half, its own included.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -9527,6 +9543,1144 @@ def place8(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]
     raise RuntimeError("held-out-8's values keep sharing pieces with its ordinary text")
 
 
+# ---- A ninth held-out set (held-out-9) --------------------------------------------------
+# Written by a seventh author, blind to the redaction rules, their thresholds and every result,
+# with a seed of its own and a value generator of its own, `Gen9` (built on Gen8's bookkeeping:
+# a value is drawn again until none of its 6-character pieces is taken), so that the values of
+# the first eight corpora stay as they were. Gen9's values: passwords as people and their tools
+# choose them (a vendor default with a suffix, a company and a year, a child's name and birth date,
+# a car and its year, words in other languages, Safari's and 1Password's and Bitwarden's generated
+# passwords, sentences run together, lazy short ones, diceware with spaces, full-symbol random
+# ones, licence-plate-like ones), PINs of 4 to 8 digits, provider tokens of some fifty more
+# formats with their real public prefixes and lengths, BIP-39 style mnemonics, extended private
+# keys and hex wallet keys, base32 TOTP seeds (padded and not), base64, base64url, base85, hex and
+# Crockford keys, framework secrets (Rails, Laravel, Fernet, Flask bytes), JWTs signed with
+# EdDSA, HS384 and PS256, SEC1 EC and encrypted PKCS#8 armour, Yggdrasil hex keys, and reversible
+# encodings tools write (Cisco type 7, Jetty OBF, Jenkins and WebLogic ciphertext, DPAPI and
+# Firefox blobs, gzip+base64, octal, \x and HTML-entity escapes, signed byte lists).
+# Shapes in none of SHAPES .. SHAPES8, in Python, JavaScript/TypeScript, Go, Rust, Java, Kotlin,
+# C#, Ruby, PHP, Swift, Scala, Elixir, Lua, Perl, R, PowerShell, shell, SQL, Groovy, YAML, TOML,
+# INI, XML, JSON, CloudFormation, Bicep, Azure and Bitbucket pipelines, Dockerfiles, Makefiles,
+# nginx/Apache configs, env files under odd names, runbooks, CI logs, HAR recordings, fixtures and
+# notebooks; and credential files of some twenty-six more tools' formats under ordinary names.
+
+SEED9 = 9173
+SHAPES9: list[tuple[str, str, object]] = []
+
+
+def shape9(name: str, kind: str):
+    def register(fn):
+        SHAPES9.append((name, kind, fn))
+        return fn
+    return register
+
+
+def t9(name: str, kind: str, template: str, *makers) -> None:
+    """A held-out-9 shape written as a template: `§0`, `§1`, ... are replaced by the values the
+    makers draw, in order; a maker returns a value, or (value, public prefix length)."""
+    def fn(g):
+        outs = []
+        for m in makers:
+            r = m(g)
+            outs.append(r if isinstance(r, tuple) else (r, 0))
+        text = template
+        for i in reversed(range(len(outs))):
+            text = text.replace(f"§{i}", outs[i][0])
+        assert "§" not in text, name
+        return text, outs
+    SHAPES9.append((name, kind, fn))
+
+
+FIXED9 = ("8Q~", "7Q~", "T3BlbkFJ")  # the same in every Azure AD client secret / OpenAI project key, in their middles
+
+COMPANY9 = "globex initech hooli umbrella vandelay dunder tyrell cyberdyne soylent wonka oscorp prestige gringotts".split()
+KIDS9 = "emma noah olivia liam ava elijah isla mia lucas amelia theo ivy jack grace harper leo zoe milo ruby".split()
+CARS9 = "civic corolla mustang jetta outback tacoma miata golf camry prius tundra wrangler beetle accord sentra".split()
+FOREIGN9 = ("sonnenschein schatzi contrasena motdepasse passwort gatito kochanie ciaobella sakura dragao"
+            " mariposa prinzessin tesoro liebling estrella zvezda").split()
+DEFAULTS9 = ["Welcome", "ChangeMe", "P@ssw0rd", "Passw0rd", "Admin", "Letmein", "Secret", "Qwerty", "Default", "Temp"]
+SENT9 = [("I", "like", "2", "eat"), ("My", "dog", "is", "#1"), ("We", "love", "the", "beach"), ("Go", "big", "or", "go"),
+         ("Never", "give", "up", "on"), ("Coffee", "before", "talkie", "&")]
+NOUNS9 = "pizza tacos sushi mango hiking surfing kitty pancakes jazz soccer chess guitar".split()
+BIP9 = """
+abandon ability absorb abstract absurd access accident acoustic acquire across action adapt addict adjust admit
+adult advance advice aerobic afford afraid again agent agree ahead aisle alarm album alcohol alert alien alley
+allow almost alone alpha already alter amateur amazing among amount amused analyst ancient anger angle angry
+animal ankle announce annual answer antique anxiety apart apology appear apple approve april arch arctic arena
+argue armed armor army arrest arrive arrow artist artwork aspect assault asset assist assume asthma athlete atom
+attack attend attitude attract auction audit august aunt author auto avoid awake aware awesome awful awkward axis
+baby bachelor bacon badge balance balcony bamboo banana banner barely bargain barrel basic basket battle beach
+beauty because become beef before begin behave behind believe below bench benefit best betray better beyond
+bicycle bird birth bitter blade blame blanket blast bleak bless blind blood blossom blouse blur blush board boat
+body boil bomb bone bonus book boost border boring borrow boss bottom bounce brain brand brass brave bread breeze
+brick bridge brief bright bring brisk broccoli broken bronze broom brother brown brush bubble buddy budget buffalo
+""".split()
+SAFARI_CONS9 = "bcdfghjkmnpqrstvwxz"
+SAFARI_VOW9 = "aeiouy"
+FULLSYM9 = B62 + "!@#$%^&*()-_=+[]{}<>?"
+OCT9 = "01234567"
+CISCO_XLAT9 = "dsfd;kfoA,.iyewrkldJKDHSUBsgvca69834ncxv9873254k;fg87"
+
+
+def cisco7(pw: str, seed: int) -> str:
+    """Cisco IOS `password 7` encoding (Vigenere with the well-known key) of `pw`."""
+    return f"{seed:02d}" + "".join(f"{ord(c) ^ ord(CISCO_XLAT9[(seed + i) % len(CISCO_XLAT9)]):02X}" for i, c in enumerate(pw))
+
+
+def jetty_obf(pw: str) -> str:
+    """Jetty's `OBF:` obfuscation of `pw` (org.eclipse.jetty.util.security.Password)."""
+    b = pw.encode()
+    out = []
+    for i in range(len(b)):
+        b1, b2 = b[i], b[len(b) - (i + 1)]
+        i0 = (127 + b1 + b2) * 256 + (127 + b1 - b2)
+        digits = ""
+        while i0:
+            i0, rem = divmod(i0, 36)
+            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[rem] + digits
+        out.append(digits.rjust(4, "0"))
+    return "".join(out)
+
+
+class Gen9(Gen8):
+    """held-out-9's values. Gen8's bookkeeping (`fresh`: no 6-character piece, case ignored, of a
+    value's secret part is in `taken`), with held-out-9's own kinds of values."""
+
+    @staticmethod
+    def grams(rest: str) -> set[str]:
+        for fixed in FIXED9 + FIXED8:
+            rest = rest.replace(fixed, "\0" * len(fixed))
+        rest = rest.lower()
+        return {w for w in (rest[i:i + 6] for i in range(len(rest) - 5)) if "\0" not in w}
+
+    def fresh(self, make, public: int = 0, bad: str = "") -> str:
+        for _ in range(200000):
+            v = make()
+            grams = self.grams(v[public:])
+            if len(v) - public >= 6 and not any(c in bad for c in v) and not grams & self.taken:
+                self.taken |= grams
+                return v
+        raise RuntimeError("no fresh value")
+
+    # -- what people and their tools choose ---------------------------------------------
+    def safari(self) -> str:
+        r = self.r
+        groups = []
+        for _ in range(3):
+            groups.append("".join(r.choice(SAFARI_CONS9) if j % 2 == 0 else r.choice(SAFARI_VOW9) for j in range(6)))
+        s = list("-".join(groups))
+        pos = [i for i, c in enumerate(s) if c != "-"]
+        a, b = r.sample(pos, 2)
+        s[a] = s[a].upper()
+        s[b] = r.choice(string.digits)
+        return "".join(s)
+
+    def _human(self) -> str:
+        r = self.r
+        k = r.random()
+        if k < 0.10:  # a vendor default with a suffix
+            return r.choice(DEFAULTS9) + r.choice(["", "!", "@", "#", "_"]) + str(r.choice([r.randint(1, 99), r.randint(2016, 2026)])) + r.choice(["", "!", "!!", "$"])
+        if k < 0.19:  # a company and a year
+            w = self.pick(COMPANY9)
+            return r.choice([w, w.capitalize(), w.upper()]) + r.choice(["@", "#", "_", "", "."]) + str(r.randint(2014, 2026)) + r.choice(["", "!", "*"])
+        if k < 0.27:  # a child's name and birth date
+            return self.cap(self.pick(KIDS9)) + r.choice(["", "_", "."]) + f"{r.randint(1, 28):02d}{r.randint(1, 12):02d}{r.randint(2005, 2022)}"
+        if k < 0.33:  # a car and its year
+            return self.cap(self.pick(CARS9)) + r.choice(["", "_", "-"]) + str(r.randint(1995, 2024)) + r.choice(["!", "", "?", "$"])
+        if k < 0.40:  # a word in another language
+            return self.cap(self.pick(FOREIGN9)) + r.choice(["", "_", "."]) + str(r.randint(1, 999)) + r.choice(["", "!", "*"])
+        if k < 0.50:  # Safari's strong password
+            return self.safari()
+        if k < 0.58:  # 1Password / Bitwarden memorable passwords
+            words = [self.pick(BIP9) for _ in range(r.randint(3, 4))]
+            i = r.randrange(len(words))
+            words[i] = words[i].capitalize()
+            sep = r.choice([".", "-", "_", "~"])
+            return sep.join(words) + r.choice(["", sep + str(r.randint(0, 9)), str(r.randint(0, 9))])
+        if k < 0.65:  # a sentence run together
+            s = list(r.choice(SENT9)) + [self.pick(NOUNS9).capitalize()]
+            return "".join(s) + r.choice(["!", "", "1", "?"])
+        if k < 0.71:  # a lazy short one
+            return r.choice(["admin", "test", "pass", "root", "user", "dev", "ops"]) + str(r.randint(100, 9999)) + r.choice(string.ascii_lowercase + "!")
+        if k < 0.78:  # diceware with spaces
+            return " ".join(self.pick(BIP9) for _ in range(r.randint(4, 5)))
+        if k < 0.90:  # a password manager's random one, symbols and all
+            while True:
+                v = self.s(FULLSYM9, r.randint(16, 24))
+                if sum(not c.isalnum() for c in v) >= 2 and any(c.isdigit() for c in v):
+                    return v
+        # a licence plate, or a locker code, as a password
+        return self.s(string.ascii_uppercase, 3) + r.choice(["-", "", " "]) + self.s(string.digits, 4) + r.choice(["", self.s(string.ascii_uppercase, 2)])
+
+    def mnemonic(self, n: int = 12) -> str:
+        return self.fresh(lambda: " ".join(self.pick(BIP9) for _ in range(n)))
+
+    def kb32pad(self, nbytes: int = 10) -> str:
+        return self.fresh(lambda: base64.b32encode(self.raw(nbytes)).decode())
+
+    def kb85(self, nbytes: int) -> str:
+        return self.fresh(lambda: base64.b85encode(self.raw(nbytes)).decode())
+
+    def kfull(self, n: int) -> str:
+        return self.fresh(lambda: self.s(FULLSYM9, n))
+
+    def kupper(self, n: int) -> str:
+        return self.fresh(lambda: self.s(string.ascii_uppercase, n))
+
+    def pyxbytes(self, n: int) -> str:
+        return self.fresh(lambda: "".join(f"\\x{b:02x}" for b in self.raw(n)))
+
+    def blob(self, prefix: bytes, n: int, wrap: int = 0) -> tuple[str, int]:
+        """base64 of a fixed public `prefix` (a format's header) and `n` random bytes."""
+        pub = b64_prefix_public(prefix.decode("latin-1"))
+
+        def make():
+            b = base64.b64encode(prefix + self.raw(n)).decode()
+            return "\n".join(b[i:i + wrap] for i in range(0, len(b), wrap)) if wrap else b
+        return self.fresh(make, pub), pub
+
+    def armour_body(self, prefix: bytes, n: int) -> tuple[str, int]:
+        return self.blob(prefix, n, 64)
+
+    def jwt9(self, alg: str, fixed: str, rest, typ: str = "JWT") -> tuple[str, int]:
+        header = {"alg": alg, "typ": typ}
+        head = base64.urlsafe_b64encode(json.dumps(header, separators=(",", ":")).encode()).decode().rstrip("=")
+        public = len(head) + 1 + b64_prefix_public(fixed)
+        sig_len = {"HS384": 64, "EdDSA": 86, "PS256": 342, "HS256": 43}[alg]
+
+        def make():
+            body = base64.urlsafe_b64encode((fixed + rest()).encode()).decode().rstrip("=")
+            return f"{head}.{body}.{self.s(URLSAFE, sig_len)}"
+        return self.fresh(make, public), public
+
+    def signed_bytes(self, n: int) -> str:
+        return self.fresh(lambda: ",".join(str(b - 256 if b > 127 else b) for b in self.raw(n)))
+
+    def tok(self, kind: str) -> tuple[str, int]:
+        r, s = self.r, self.s
+        formats = {
+            "github_pat": ("github_pat_", lambda: self.b62(22) + "_" + self.b62(59)),
+            "glrt": ("glrt-", lambda: s(URLSAFE, 20)),
+            "gloas": ("gloas-", lambda: self.hex(64)),
+            "sk_proj": ("sk-proj-", lambda: s(URLSAFE, 74) + "T3BlbkFJ" + s(URLSAFE, 74)),
+            "ant_admin": ("sk-ant-admin01-", lambda: s(URLSAFE, 93) + "AA"),
+            "rk_live": ("rk_live_", lambda: "51" + self.b62(97)),
+            "whsec": ("whsec_", lambda: self.b62(32)),
+            "shpat": ("shpat_", lambda: self.hex(32)),
+            "shpss": ("shpss_", lambda: self.hex(32)),
+            "xapp": ("xapp-1-", lambda: "A0" + s(UPPER_NUM, 9) + "-" + str(r.randint(10**12, 10**13 - 1)) + "-" + self.hex(64)),
+            "slack_hook": ("https://hooks.slack.com/services/T0" + "", lambda: s(UPPER_NUM, 8) + "/B0" + s(UPPER_NUM, 9) + "/" + self.b62(24)),
+            "discord_hook": ("https://discord.com/api/webhooks/", lambda: str(r.randint(10**17, 10**18)) + "/" + s(URLSAFE, 68)),
+            "telegram": ("", lambda: str(r.randint(10**9, 8 * 10**9)) + ":AA" + s(URLSAFE, 33)),
+            "atlassian": ("ATATT3xFfGF0", lambda: s(URLSAFE, 170) + "=" + self.hex(8).upper()),
+            "notion": ("ntn_", lambda: str(r.randint(10**10, 10**11)) + self.b62(35)),
+            "figma": ("figd_", lambda: s(URLSAFE, 40)),
+            "postman": ("PMAK-", lambda: self.hex(24) + "-" + self.hex(34)),
+            "heroku": ("HRKU-AA", lambda: s(URLSAFE, 58)),
+            "dop": ("dop_v1_", lambda: self.hex(64)),
+            "mailchimp": ("", lambda: self.hex(32) + "-us" + str(r.randint(2, 21))),
+            "resend": ("re_", lambda: self.b62(8) + "_" + self.b62(24)),
+            "replicate": ("r8_", lambda: self.b62(37)),
+            "groq": ("gsk_", lambda: self.b62(52)),
+            "elevenlabs": ("sk_", lambda: self.hex(48)),
+            "okta": ("00", lambda: s(URLSAFE, 40)),
+            "square": ("EAAA", lambda: s(URLSAFE, 60)),
+            "braintree": ("access_token$production$", lambda: s(LOWER_NUM, 16) + "$" + self.hex(32)),
+            "shippo": ("shippo_live_", lambda: self.hex(40)),
+            "contentful": ("CFPAT-", lambda: s(URLSAFE, 43)),
+            "netlify": ("nfp_", lambda: self.b62(36)),
+            "supabase_pat": ("sbp_", lambda: self.hex(40)),
+            "pscale_pw": ("pscale_pw_", lambda: s(URLSAFE, 43)),
+            "neon": ("napi_", lambda: s(LOWER_NUM, 64)),
+            "nrak": ("NRAK-", lambda: s(UPPER_NUM, 27)),
+            "nr_license": ("", lambda: self.hex(36) + "NRAL"),
+            "honeycomb": ("hcaik_", lambda: s(LOWER_NUM, 58)),
+            "sonar": ("squ_", lambda: self.hex(40)),
+            "dckr": ("dckr_pat_", lambda: s(URLSAFE, 27)),
+            "crates": ("cio", lambda: self.b62(32)),
+            "azure_ad": ("", lambda: s(B62, 3) + r.choice("78") + "Q~" + s(B62 + "_.~-", 34)),
+            "azdo": ("", lambda: s(LOWER_NUM, 52)),
+            "cosmos": ("", lambda: base64.b64encode(self.raw(64)).decode()),
+            "hubspot": ("pat-na1-", lambda: self.uuid()),
+            "trello_token": ("ATTA", lambda: self.hex(64) + self.hex(8).upper()),
+            "clickup": ("pk_", lambda: str(r.randint(10**7, 10**8)) + "_" + s(UPPER_NUM, 32)),
+            "dropbox": ("sl.", lambda: "B" + s(URLSAFE, 138)),
+            "buildkite": ("bkua_", lambda: self.hex(40)),
+            "akamai_secret": ("", lambda: base64.b64encode(self.raw(32)).decode()),
+            "vonage": ("", lambda: self.b62(16)),
+            "openweather": ("", lambda: self.hex(32)),
+            "twitch_stream": ("live_", lambda: str(r.randint(10**8, 10**9)) + "_" + self.b62(30)),
+            "yandex": ("AQVN", lambda: s(URLSAFE, 36)),
+            "hvb": ("hvb.AAAAAQ", lambda: s(URLSAFE, 128)),
+            "eth": ("0x", lambda: self.hex(64)),
+            "xprv": ("xprv9s21ZrQH143K", lambda: s(BASE58, 95)),
+            "rails_skb": ("", lambda: self.hex(128)),
+            "laravel": ("base64:", lambda: base64.b64encode(self.raw(32)).decode()),
+            "fernet": ("", lambda: base64.urlsafe_b64encode(self.raw(32)).decode()),
+            "jenkins_agent": ("", lambda: self.hex(64)),
+            "ops_sa": ("ops_eyJzaWduSW5BZGRyZXNzIjoibXkuMXBhc3N3b3JkLmNvbSIsInVzZXJBdXRoIjp7Im1ldGhvZCI6IlNSUGctNDA5NiIsImFsZyI6IlBCRVMyZy1IUzI1NiIsIml0ZXJhdGlvbnMiOjY1MDAwMCwic2FsdCI6",
+                       lambda: s(B62, 300)),
+        }
+        prefix, make = formats[kind]
+        return self.fresh(lambda: prefix + make(), len(prefix)), len(prefix)
+
+
+# Look-alikes (not credentials) for the ordinary text of the held-out-9 files.
+_LA9 = Gen(random.Random(SEED9 * 7 + 1))
+LA9_SHA256 = [_LA9.hex(64) for _ in range(6)]
+LA9_SHA1 = [_LA9.hex(40) for _ in range(6)]
+LA9_UUID = [_LA9.uuid() for _ in range(6)]
+
+EC_SEC1_PUBLIC9 = bytes.fromhex("30770201010420")          # every P-256 SEC1 key starts so
+ENC_P8_PUBLIC9 = base64.b64decode("MIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG9w0BBQwwHAQI")  # PBES2 / PBKDF2, as openssl writes it
+JENKINS_PUBLIC9 = b"\x01\x00\x00\x00\x10\x00\x00\x00"   # version 1, a 16-byte IV
+FIREFOX_PUBLIC9 = bytes.fromhex("303a0410f8000000000000000000000000000001301406082a864886f70d03070408")
+GZIP_PUBLIC9 = bytes.fromhex("1f8b08000000000002ff")
+
+
+def H9(bad: str = ""):
+    return lambda g: g.human(bad)
+
+
+def T9(kind: str):
+    return lambda g: g.tok(kind)
+
+
+def PIN9(n: int = 6):
+    return lambda g: g.pin(n)
+
+
+def ENC9(transform, bad: str = "", public: int = 0):
+    return lambda g: g.enc(transform, bad, None, public)
+
+
+def b64s(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def oct_esc(v: str) -> str:
+    return "".join(f"\\{ord(c):03o}" for c in v)
+
+
+def html_ent(v: str) -> str:
+    return "".join(f"&#{ord(c)};" for c in v)
+
+
+def gz64(text: str) -> str:
+    import gzip
+    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+
+
+def char_codes(v: str) -> str:
+    return ", ".join(str(ord(c)) for c in v)
+
+
+def SPLIT9(kind: str, cut: int):
+    """A provider token written in two literals: the first piece keeps the public prefix."""
+    def fn(g):
+        v, p = g.tok(kind)
+        return [(v[:p + cut], p), (v[p + cut:], 0)]
+    return fn
+
+
+def split_shape9(name: str, kind: str, template: str, tok_kind: str, cut: int) -> None:
+    maker = SPLIT9(tok_kind, cut)
+
+    def fn(g):
+        outs = maker(g)
+        text = template.replace("§1", outs[1][0]).replace("§0", outs[0][0])
+        return text, outs
+    SHAPES9.append((name, kind, fn))
+
+
+def TELEGRAM9(g):
+    v, _ = g.tok("telegram")
+    return v, v.index(":") + 1
+
+
+def EC9(g):
+    return g.armour_body(EC_SEC1_PUBLIC9, 114)
+
+
+def B64USER9(user: str, bad: str = ""):
+    return lambda g: g.enc(lambda pw: b64s(user + ":" + pw), bad, None, b64_prefix_public(user + ":"))
+
+
+def PCT9(g):
+    return g.enc(pct)
+
+
+def BYTES9(n: int, sep: str = ", "):
+    return lambda g: g.fresh(lambda: sep.join(str(b) for b in g.raw(n)))
+
+
+# Python ------------------------------------------------------------------------------------
+t9("py: redis.Redis(host, port, db, password) positional", "py9",
+   '\n\nrate_limits = redis.Redis("cache-3.lark.internal", 6379, 2, "§0", ssl=True)\n', H9(DQ8))
+t9("py: Flask secret_key as a bytes literal of \\x escapes", "py9",
+   '\n\napp = Flask(__name__)\napp.secret_key = b"§0"\n', lambda g: g.pyxbytes(24))
+t9("py: ldap3 Connection(server, user, password) in a lookup helper", "py9",
+   '\n\ndef find_manager(uid):\n    conn = ldap3.Connection(LDAP_SERVER, "uid=svc-hr,ou=apps,dc=lark,dc=internal", "§0", auto_bind=True)\n'
+   '    conn.search("ou=people,dc=lark,dc=internal", f"(uid={uid})", attributes=["manager"])\n    return conn.entries\n', H9(DQ8 + "{}"))
+split_shape9("py: implicit concatenation of adjacent literals across lines", "py9",
+             '\n\nGROQ_API_KEY = (\n    "§0"\n    "§1"\n)\n', "groq", 26)
+t9("py: settings dict unpacked into an SMTP helper", "py9",
+   '\n\nSMTP = {"host": "smtp.resend.com", "port": 465, "user": "resend", "password": "§0"}\nmailer = Mailer(**SMTP)\n', T9("resend"))
+t9("py: bytes.fromhex of a hot-wallet signer key", "py9",
+   '\n\nsigner = Account.from_key(bytes.fromhex("§0"))\n', lambda g: g.khex(64))
+t9("py: Fernet(b'...') with an inline key", "py9",
+   "\n\ncipher = Fernet(b'§0')\n", T9("fernet"))
+t9("py: base64.b85decode of an embedded key", "py9",
+   '\n\n_PAYLOAD_KEY = base64.b85decode("§0")\n', lambda g: g.kb85(32))
+
+# pytest ------------------------------------------------------------------------------------
+t9("pytest: webhook signature test with a whsec_ constant", "pyt9",
+   '\n\nWEBHOOK_SECRET = "§0"\n\n\ndef test_signature_roundtrip():\n    payload = b\'{"id": "evt_1"}\'\n'
+   '    sig = hmac.new(WEBHOOK_SECRET.encode(), payload, hashlib.sha256).hexdigest()\n    assert verify(payload, sig, WEBHOOK_SECRET)\n', T9("whsec"))
+t9("pytest: monkeypatch.setenv with a Telegram bot token", "pyt9",
+   '\n\ndef test_alert_goes_out(monkeypatch):\n    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "§0")\n    assert send_alert("disk full") is True\n', TELEGRAM9)
+t9("pytest: mock.patch.dict(os.environ) with a Cosmos key", "pyt9",
+   '\n\n@mock.patch.dict(os.environ, {"COSMOS_ENDPOINT": "https://lark-docs.documents.azure.com:443/", "COSMOS_KEY": "§0"})\n'
+   'def test_repository_reads():\n    assert Repository().count() >= 0\n', T9("cosmos"))
+t9("pytest: assert on an SSWS Authorization header", "pyt9",
+   '\n\ndef test_okta_client_sends_token(requests_mock):\n    requests_mock.get("https://lark.okta.com/api/v1/users/me", json={})\n'
+   '    OktaClient().me()\n    assert requests_mock.last_request.headers["Authorization"] == "SSWS §0"\n', T9("okta"))
+
+
+# Notebooks -----------------------------------------------------------------------------------
+@shape9("ipynb: %env magic setting an API token", "nb9")
+def _(g):
+    v, p = g.tok("replicate")
+    return _nb_cell([f"%env REPLICATE_API_TOKEN={v}\n", "import replicate\n", "out = replicate.run(MODEL, input={\"prompt\": q})"]), [(v, p)]
+
+
+@shape9("ipynb: error output whose traceback shows a connection URL", "nb9")
+def _(g):
+    pw = g.enc(pct)
+    tb = ["\u001b[0;31mOperationalError\u001b[0m: (pymysql.err.OperationalError) (2003, \"Can't connect to MySQL server\")",
+          f"(Background on this error at: mysql+pymysql://analyst:{pw}@mysql-ro.lark.internal:3306/crm)"]
+    out = [{"ename": "OperationalError", "evalue": "(2003, \"Can't connect to MySQL server\")", "output_type": "error", "traceback": tb}]
+    return _nb_cell(["eng = create_engine(CRM_URL)\n", "pd.read_sql(\"select * from accounts limit 5\", eng)"], out), [(pw, 0)]
+
+
+@shape9("ipynb: pyodbc connection string in a cell", "nb9")
+def _(g):
+    pw = g.human(DQ8 + ";{}'")
+    return _nb_cell(["import pyodbc\n", f"cnxn = pyodbc.connect(\"DRIVER={{ODBC Driver 18 for SQL Server}};SERVER=sql-bi.lark.internal;UID=sa;PWD={pw};Encrypt=yes\")\n",
+                     "pd.read_sql(\"select top 10 * from churn_features\", cnxn).head()"]), [(pw, 0)]
+
+
+# JavaScript ----------------------------------------------------------------------------------
+t9("js: express-session secret array with a rotated secret", "js9",
+   '\n\napp.use(session({\n  secret: ["§0", "§1"],\n  resave: false,\n  saveUninitialized: false,\n}));\n',
+   lambda g: g.k62(32), lambda g: g.k62(32))
+t9("js: String.fromCharCode list spelling a password", "js9",
+   '\n\nconst ftpPass = String.fromCharCode(§0);\nclient.access({ host: "ftp.lark-partner.example", user: "lark", password: ftpPass });\n',
+   ENC9(char_codes))
+t9("js: nodemailer createTransport auth with an app password", "js9",
+   '\n\nconst transporter = nodemailer.createTransport({\n  service: "gmail",\n  auth: { user: "reports@larkspur.example", pass: "§0" },\n});\n',
+   lambda g: g.apple_pw())
+t9("js: knexfile connection object password", "js9",
+   '\n\nmodule.exports.production = {\n  client: "pg",\n  connection: { host: "pg-main.lark.internal", user: "knex", password: "§0", database: "lark" },\n};\n', H9(DQ8))
+t9("js: atob() of an embedded token", "js9",
+   '\n\nconst FIGMA_TOKEN = atob("§0");\n', lambda g: g.enc(b64s, "", lambda: "figd_" + g.s(URLSAFE, 40), 4))
+
+# TypeScript ----------------------------------------------------------------------------------
+t9("ts: new Octokit({ auth }) with a fine-grained PAT", "ts9",
+   '\n\nexport const octokit = new Octokit({ auth: "§0", userAgent: "lark-release-bot" });\n', T9("github_pat"))
+t9("ts: shopifyApi apiSecretKey and adminApiAccessToken", "ts9",
+   '\n\nexport const shopify = shopifyApi({\n  apiKey: "5f0c2a7e91d44b38",\n  apiSecretKey: "§0",\n  adminApiAccessToken: "§1",\n  hostName: "lark-store.myshopify.com",\n});\n',
+   T9("shpss"), T9("shpat"))
+t9("ts: PrismaClient datasources url override", "ts9",
+   '\n\nexport const reporting = new PrismaClient({\n  datasources: { db: { url: "postgresql://reporter:§0@pg-ro.lark.internal:5432/lark?schema=public" } },\n});\n', PCT9)
+t9("ts: Record<string, string> of per-tenant keys", "ts9",
+   '\n\nconst TENANT_KEYS: Record<string, string> = {\n  northwind: "§0",\n  "lark-eu": "§1",\n};\n', T9("honeycomb"), T9("nrak"))
+t9("ts: private readonly class field with a token", "ts9",
+   '\n\nexport class NotionSync {\n  private readonly token = "§0";\n  constructor(private db: string) {}\n}\n', T9("notion"))
+t9("ts: Pulumi aws.rds.Instance password literal", "ts9",
+   '\n\nconst db = new aws.rds.Instance("orders", {\n  engine: "postgres",\n  instanceClass: "db.t4g.medium",\n  username: "orders_admin",\n  password: "§0",\n});\n', H9(DQ8 + "{}"))
+
+# Go --------------------------------------------------------------------------------------------
+t9("go: tgbotapi.NewBotAPI(token)", "go9",
+   '\n\nfunc newBot() *tgbotapi.BotAPI {\n\tbot, err := tgbotapi.NewBotAPI("§0")\n\tif err != nil {\n\t\tlog.Fatal(err)\n\t}\n\treturn bot\n}\n', TELEGRAM9)
+t9("go: amqp.Dial URL with a password", "go9",
+   '\n\nfunc dialQueue() (*amqp.Connection, error) {\n\treturn amqp.Dial("amqps://orders:§0@mq.lark.internal:5671/prod")\n}\n', PCT9)
+t9("go: Basic header from an email and an Atlassian token", "go9",
+   '\n\nvar jiraHeaders = map[string]string{\n\t"Authorization": "Basic " + basicAuth("ops@larkspur.example", "§0"),\n\t"Accept":        "application/json",\n}\n',
+   T9("atlassian"))
+t9("go: Config struct literal with DB and SMTP passwords", "go9",
+   '\n\nvar defaultConfig = Config{\n\tDBUser:       "syncer",\n\tDBPass:       "§0",\n\tSMTPHost:     "smtp.lark.internal:587",\n\tSMTPPassword: "§1",\n}\n',
+   H9(DQ8), H9(DQ8))
+
+
+@shape9("go: raw string const holding an EC private key", "go9")
+def _(g):
+    body, p = EC9(g)
+    return f"\n\nconst signingKeyPEM = `-----BEGIN EC PRIVATE KEY-----\n{body}\n-----END EC PRIVATE KEY-----`\n", [(body, p)]
+
+
+# Rust ------------------------------------------------------------------------------------------
+@shape9("rs: aws Credentials::from_keys(id, secret, None)", "rs9")
+def _(g):
+    a, pa = Gen8.tok(g, "akia")
+    b, pb = Gen8.tok(g, "aws_secret")
+    return (f'\n\nfn s3_credentials() -> Credentials {{\n    Credentials::from_keys("{a}", "{b}", None)\n}}\n', [(a, pa), (b, pb)])
+
+
+t9("rs: const [u8; 32] key in decimal", "rs9",
+   '\n\nconst MASTER_KEY: [u8; 32] = [§0];\n', BYTES9(32))
+t9("rs: redis::Client::open with a rediss URL", "rs9",
+   '\n\nfn cache() -> redis::RedisResult<redis::Client> {\n    redis::Client::open("rediss://default:§0@cache.lark.internal:6380/0")\n}\n', PCT9)
+t9("rs: env::var(...).unwrap_or_else default token", "rs9",
+   '\n\nfn do_token() -> String {\n    env::var("DO_TOKEN").unwrap_or_else(|_| "§0".to_string())\n}\n', T9("dop"))
+
+# Java --------------------------------------------------------------------------------------------
+t9("java: JNDI env Context.SECURITY_CREDENTIALS", "java9",
+   '\n\n    static DirContext directory() throws NamingException {\n        Hashtable<String, String> env = new Hashtable<>();\n'
+   '        env.put(Context.PROVIDER_URL, "ldaps://ad.lark.internal:636");\n        env.put(Context.SECURITY_PRINCIPAL, "CN=svc-portal,OU=Service,DC=lark,DC=internal");\n'
+   '        env.put(Context.SECURITY_CREDENTIALS, "§0");\n        return new InitialDirContext(env);\n    }\n', H9(DQ8))
+t9("java: KeyStore.load with a toCharArray literal", "java9",
+   '\n\n    static KeyStore clientStore() throws Exception {\n        KeyStore ks = KeyStore.getInstance("PKCS12");\n'
+   '        try (InputStream in = Gateway.class.getResourceAsStream("/client.p12")) {\n            ks.load(in, "§0".toCharArray());\n        }\n        return ks;\n    }\n', H9(DQ8))
+t9("java: BraintreeGateway(accessToken)", "java9",
+   '\n\n    private final BraintreeGateway gateway = new BraintreeGateway("§0");\n', T9("braintree"))
+t9("java: Properties sasl.jaas.config with an escaped password", "java9",
+   '\n\n    static Properties kafkaProps() {\n        Properties props = new Properties();\n        props.setProperty("security.protocol", "SASL_SSL");\n'
+   '        props.setProperty("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\\"orders\\" password=\\"§0\\";");\n'
+   '        return props;\n    }\n', H9(DQ8 + ";"))
+
+# Kotlin ------------------------------------------------------------------------------------------
+t9("kt: companion object const val with a Square token", "kt9",
+   '\n\nclass PaymentsApi {\n    companion object {\n        const val SQUARE_TOKEN = "§0"\n    }\n}\n', T9("square"))
+t9("kt: mapOf(... to ...) headers with a HubSpot token", "kt9",
+   '\n\nval crmHeaders = mapOf(\n    "Authorization" to "Bearer §0",\n    "Content-Type" to "application/json",\n)\n', T9("hubspot"))
+t9("kt: Exposed Database.connect positional password", "kt9",
+   '\n\nfun connectDb() = Database.connect("jdbc:postgresql://pg.lark.internal:5432/field", "org.postgresql.Driver", "field_app", "§0")\n', H9(TPL7))
+
+# C# ------------------------------------------------------------------------------------------------
+t9("cs: MySqlConnection string with Pwd=", "cs9",
+   '\n\n        var crm = new MySqlConnection("Server=mysql.lark.internal;Database=crm;Uid=crm_app;Pwd=§0;SslMode=Required");\n', H9(DQ8 + ";{}"))
+t9("cs: ClientSecretCredential(tenant, client, secret) positional", "cs9",
+   '\n\n        var credential = new ClientSecretCredential("' + LA9_UUID[0] + '", "' + LA9_UUID[1] + '", "§0");\n', T9("azure_ad"))
+t9("cs: Dictionary collection initializer with a Dropbox token", "cs9",
+   '\n\n        var providers = new Dictionary<string, string>\n        {\n            ["dropbox"] = "§0",\n            ["region"] = "eu",\n        };\n', T9("dropbox"))
+t9("cs: SecureString filled from a literal in a foreach", "cs9",
+   '\n\n        var secure = new SecureString();\n        foreach (var c in "§0") secure.AppendChar(c);\n        secure.MakeReadOnly();\n', H9(DQ8 + "{}"))
+
+# Ruby ---------------------------------------------------------------------------------------------
+t9("rb: Net::HTTP basic_auth in a rake task", "rb9",
+   "\n\ntask :pull_invoices do\n  req = Net::HTTP::Get.new(URI('https://billing.lark-partner.example/api/invoices'))\n"
+   "  req.basic_auth 'lark-sync', '§0'\n  Net::HTTP.start('billing.lark-partner.example', 443, use_ssl: true) { |h| puts h.request(req).body }\nend\n", H9("'\\"))
+t9("rb: ENV.fetch default with a stream key", "rb9",
+   "\n\nSTREAM_KEY = ENV.fetch('TWITCH_STREAM_KEY', '§0')\n", T9("twitch_stream"))
+t9("rb: Faraday request :authorization with a CFPAT token", "rb9",
+   "\n\nCONTENTFUL = Faraday.new(url: 'https://api.contentful.com') do |f|\n  f.request :authorization, 'Bearer', '§0'\nend\n", T9("contentful"))
+t9("rb: Mysql2::Client.new with symbol keys", "rb9",
+   "\n\nLEGACY_DB = Mysql2::Client.new(host: 'mysql-old.lark.internal', username: 'rails', password: \"§0\", database: 'lark_legacy')\n", H9(DQ8 + "#{}"))
+
+# PHP ------------------------------------------------------------------------------------------------
+t9("php: Shippo::setApiKey static call", "php9",
+   "\n\\Shippo::setApiKey('§0');\n", T9("shippo"))
+t9("php: new PDO(dsn, user, password) positional", "php9",
+   "\n$pdo = new PDO('pgsql:host=pg.lark.internal;dbname=shop', 'shop_rw', '§0', [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);\n", H9("'\\"))
+t9("php: new Pusher(key, secret, app_id) positional", "php9",
+   "\n$pusher = new Pusher\\Pusher('9c2e5b0f4a7d1e83', '§0', '1700231', ['cluster' => 'eu', 'useTLS' => true]);\n", lambda g: g.khex(20))
+t9("php: HTML numeric entities in a hidden autofill field", "php9",
+   '\n?>\n<input type="hidden" name="kiosk_pw" value="§0">\n<?php\n', ENC9(html_ent))
+
+# Swift ----------------------------------------------------------------------------------------------
+t9("swift: enum namespace with a static let key", "swift9",
+   '\n\nenum Weather {\n    static let apiKey = "§0"\n    static let base = URL(string: "https://api.openweathermap.org/data/2.5")!\n}\n', T9("openweather"))
+t9("swift: URLRequest setValue Bearer with a project key", "swift9",
+   '\n\nfunc summarize(_ text: String) -> URLRequest {\n    var req = URLRequest(url: URL(string: "https://api.openai.com/v1/responses")!)\n'
+   '    req.setValue("Bearer §0", forHTTPHeaderField: "Authorization")\n    return req\n}\n', T9("sk_proj"))
+t9("swift: XCUITest typeText of a password", "swift9",
+   '\n\nfunc testLoginAsSupervisor() {\n    let app = XCUIApplication()\n    app.textFields["Email"].typeText("supervisor@larkspur.example")\n'
+   '    app.secureTextFields["Password"].typeText("§0")\n    app.buttons["Sign in"].tap()\n}\n', H9(DQ8))
+
+# Scala ----------------------------------------------------------------------------------------------
+t9("scala: spark.conf.set of a storage account key", "scala9",
+   '\n\n  spark.conf.set("fs.azure.account.key.larkdatalake.dfs.core.windows.net", "§0")\n', T9("cosmos"))
+t9("scala: Database.forURL with named user and password", "scala9",
+   '\n\n  val db = Database.forURL(url = "jdbc:postgresql://pg.lark.internal/etl", user = "etl", password = "§0", driver = "org.postgresql.Driver")\n', H9(TPL7))
+t9("scala: val password interpolated into a JDBC URL", "scala9",
+   '\n\n  private val whPass = "§0"\n  val warehouseUrl = s"jdbc:snowflake://lark.eu-central-1.snowflakecomputing.com/?user=ETL&password=$whPass"\n', H9(TPL7 + "&"))
+
+# Elixir ---------------------------------------------------------------------------------------------
+t9("ex: Repo config password in runtime.exs", "ex9",
+   '\n\nconfig :lark, Lark.Repo,\n  username: "lark",\n  password: "§0",\n  hostname: "pg.lark.internal",\n  pool_size: 10\n', H9(DQ8 + "#{}"))
+t9("ex: Endpoint secret_key_base literal", "ex9",
+   '\n\nconfig :lark, LarkWeb.Endpoint,\n  url: [host: "app.larkspur.example", port: 443],\n  secret_key_base: "§0"\n', lambda g: g.kb64(48))
+split_shape9("ex: binary concatenation <> of key halves", "ex9",
+             '\n\n  @mailchimp_key "§0" <> "§1"\n', "mailchimp", 16)
+
+# Lua ------------------------------------------------------------------------------------------------
+t9("lua: ngx.req.set_header Authorization Basic literal", "lua9",
+   '\n\nngx.req.set_header("Authorization", "Basic §0")\n', B64USER9("svc-edge"))
+t9("lua: resty.redis auth call", "lua9",
+   '\n\nlocal red = redis:new()\nred:connect("127.0.0.1", 6379)\nlocal ok, err = red:auth("§0")\n', H9(DQ8))
+split_shape9("lua: .. concatenation of key pieces", "lua9",
+             '\n\nlocal TTS_KEY = "§0" .. "§1"\n', "elevenlabs", 20)
+
+# Perl -----------------------------------------------------------------------------------------------
+t9("pl: DBI->connect with an attribute hash", "pl9",
+   "\n\nmy $dbh = DBI->connect('dbi:Pg:dbname=reports;host=pg.lark.internal', 'reports', '§0', { RaiseError => 1, AutoCommit => 0 });\n", H9("'\\"))
+t9("pl: octal escapes in a double-quoted string", "pl9",
+   '\n\nmy $ftp_pass = "§0";\n$ftp->login("export", $ftp_pass) or die "login failed";\n', ENC9(oct_esc))
+t9("pl: LWP credentials(netloc, realm, user, pw)", "pl9",
+   "\n\n$ua->credentials('intranet.lark.internal:443', 'Lark Intranet', 'exporter', '§0');\n", H9("'\\"))
+
+# R --------------------------------------------------------------------------------------------------
+t9("r: dbConnect(RPostgres::Postgres(), password = )", "r9",
+   '\n\ncon <- dbConnect(RPostgres::Postgres(), host = "pg-ro.lark.internal", dbname = "lark", user = "analyst", password = "§0")\n', H9(DQ8))
+t9("r: Sys.setenv of an API token", "r9",
+   '\n\nSys.setenv(REPLICATE_API_TOKEN = "§0")\n', T9("replicate"))
+split_shape9("r: paste0 assembling a key", "r9",
+             '\n\nneon_key <- paste0("§0", "§1")\n', "neon", 30)
+
+# PowerShell -----------------------------------------------------------------------------------------
+t9("ps: Add-Computer with a PSCredential from a literal", "ps9",
+   "\n$pw = ConvertTo-SecureString '§0' -AsPlainText -Force\n$cred = New-Object System.Management.Automation.PSCredential('LARK\\joiner', $pw)\n"
+   "Add-Computer -DomainName lark.internal -Credential $cred -Restart\n", H9("'"))
+t9("ps: ConvertTo-SecureString -Key with a byte array and its export", "ps9",
+   "\n$key = [byte[]](§0)\n$enc = '76492d1116743f0423413b16050a5345MgB8§1'\n$pw = ConvertTo-SecureString $enc -Key $key\n",
+   BYTES9(16, ","), lambda g: g.kb64(90))
+t9("ps: Invoke-RestMethod -Body hashtable with a client_secret", "ps9",
+   "\n$tok = Invoke-RestMethod -Method Post -Uri \"https://login.microsoftonline.com/$tenant/oauth2/v2.0/token\" -Body @{\n"
+   "    client_id     = '" + LA9_UUID[2] + "'\n    client_secret = '§0'\n    scope         = 'https://graph.microsoft.com/.default'\n    grant_type    = 'client_credentials'\n}\n",
+   T9("azure_ad"))
+t9("ps: cmdkey /add with /pass:", "ps9",
+   "\ncmdkey /add:fs01.lark.internal /user:LARK\\backup /pass:§0\n", H9(" \"'&|<>^"))
+
+# Shell ------------------------------------------------------------------------------------------------
+t9("sh: mysqldump --password= inside a command substitution", "sh9",
+   "\nDUMP=$(mysqldump --single-transaction -h mysql.lark.internal -u backup --password='§0' crm | gzip | base64)\n", H9(SH8))
+t9("sh: smbclient -U 'DOMAIN\\user%password'", "sh9",
+   "\nsmbclient //fs01.lark.internal/scans -U 'LARK\\scanner%§0' -c 'prompt; mget *.pdf'\n", H9(SH8 + "%"))
+t9("sh: openssl enc -k passphrase", "sh9",
+   "\ntar cz /var/backups/lark | openssl enc -aes-256-cbc -pbkdf2 -k '§0' > /mnt/offsite/lark.tgz.enc\n", H9(SH8))
+t9("sh: redis-cli -a password --no-auth-warning", "sh9",
+   "\nredis-cli -h cache-3.lark.internal -a '§0' --no-auth-warning FLUSHDB\n", H9(SH8))
+t9("sh: ldapsearch -w bind password", "sh9",
+   "\nldapsearch -H ldaps://ad.lark.internal -D 'CN=svc-audit,OU=Service,DC=lark,DC=internal' -w '§0' -b 'DC=lark,DC=internal' '(memberOf=*Admins*)'\n", H9(SH8))
+t9("sh: base64 -d of a token into a config file", "sh9",
+   "\necho '§0' | base64 -d > ~/.config/lark/token\n", lambda g: g.enc(b64s, "", lambda: "glrt-" + g.s(URLSAFE, 20), 4))
+t9("sh: jenkins agent -secret on a java command line", "sh9",
+   "\njava -jar agent.jar -url https://ci.lark.internal/ -secret §0 -name win-build-02 -workDir /opt/jenkins\n", T9("jenkins_agent"))
+
+
+@shape9("sh: aws configure set aws_secret_access_key", "sh9")
+def _(g):
+    v, p = Gen8.tok(g, "aws_secret")
+    return f"\naws configure set aws_secret_access_key {v} --profile lark-backup\n", [(v, p)]
+
+
+# SQL -----------------------------------------------------------------------------------------------------
+t9("sql: CREATE USER MAPPING OPTIONS (user, password) for postgres_fdw", "sql9",
+   "\nCREATE USER MAPPING FOR reporting SERVER legacy_crm OPTIONS (user 'crm_reader', password '§0');\n", H9("'"))
+t9("sql: sp_addlinkedsrvlogin @rmtpassword", "sql9",
+   "\nEXEC sp_addlinkedsrvlogin @rmtsrvname = N'ERP01', @useself = N'False', @locallogin = NULL, @rmtuser = N'erp_link', @rmtpassword = N'§0';\n", H9("'"))
+t9("sql: INSERT of a webhook URL with its secret path", "sql9",
+   "\nINSERT INTO notification_channels (name, kind, target) VALUES ('ops-alerts', 'slack', '§0');\n",
+   lambda g: (lambda v: (v[0], len("https://hooks.slack.com/services/")))(g.tok("slack_hook")))
+split_shape9("sql: || concatenation of a key in a seed", "sql9",
+             "\nUPDATE ci_settings SET api_token = '§0' || '§1' WHERE provider = 'buildkite';\n", "buildkite", 18)
+
+# Helm values / kustomize ---------------------------------------------------------------------------------
+t9("helm: global.postgresql.auth.postgresPassword", "helm9",
+   "\nglobal:\n  postgresql:\n    auth:\n      postgresPassword: \"§0\"\n      database: lark\n", H9(DQ8))
+t9("helm: extraEnvVars list with a literal value", "helm9",
+   "\nextraEnvVars:\n  - name: MAILCHIMP_API_KEY\n    value: §0\n  - name: LOG_FORMAT\n    value: json\n", T9("mailchimp"))
+t9("helm: smtp block with existingSecret empty and password set", "helm9",
+   "\nsmtp:\n  enabled: true\n  host: smtp.lark.internal\n  user: notifications\n  existingSecret: \"\"\n  password: '§0'\n", H9("'"))
+t9("kustomize: secretGenerator literals", "kust9",
+   "\nsecretGenerator:\n  - name: api-secrets\n    literals:\n      - SONAR_TOKEN=§0\n      - ADMIN_PASSWORD=§1\n", T9("sonar"), H9(YAML8 + " "))
+t9("kustomize: configMapGenerator literal holding a DSN", "kust9",
+   "\nconfigMapGenerator:\n  - name: app-config\n    literals:\n      - DATABASE_URL=postgres://app:§0@pg.lark.internal:5432/lark\n", PCT9)
+
+# Azure Pipelines / Bitbucket -----------------------------------------------------------------------------
+t9("azp: variables block with a non-secret value", "azp9",
+   "\nvariables:\n  - name: AZDO_PAT\n    value: §0\n  - name: buildConfiguration\n    value: Release\n", T9("azdo"))
+t9("azp: script step with sqlcmd -P", "azp9",
+   "\nsteps:\n  - script: sqlcmd -S sql01.lark.internal -U deploy -P \"§0\" -i migrations/all.sql\n    displayName: Run migrations\n", H9(DQ8 + " "))
+t9("azp: Docker@2 login inputs password", "azp9",
+   "\n  - task: Docker@2\n    inputs:\n      command: login\n      containerRegistry: dockerhub\n      username: larkbuild\n      password: §0\n", T9("dckr"))
+t9("bitbucket: script curl -u user:app password", "bbp9",
+   "\n        script:\n          - curl -s -u lark-ci:§0 https://api.bitbucket.org/2.0/repositories/lark/web/refs/tags\n", lambda g: g.k62(20))
+t9("bitbucket: pipe variables with a Heroku key", "bbp9",
+   "\n          - pipe: atlassian/heroku-deploy:2.4.0\n            variables:\n              HEROKU_API_KEY: '§0'\n              HEROKU_APP_NAME: lark-web\n", T9("heroku"))
+
+# CloudFormation / Bicep --------------------------------------------------------------------------------
+t9("cfn: AWS::RDS::DBInstance MasterUserPassword literal", "cfn9",
+   "\n  OrdersDb:\n    Type: AWS::RDS::DBInstance\n    Properties:\n      Engine: postgres\n      MasterUsername: orders\n      MasterUserPassword: '§0'\n      DBInstanceClass: db.t4g.medium\n", H9("'"))
+t9("cfn: AWS::SecretsManager::Secret SecretString literal JSON", "cfn9",
+   "\n  PartnerApiSecret:\n    Type: AWS::SecretsManager::Secret\n    Properties:\n      Name: lark/partner-api\n"
+   "      SecretString: '{\"username\":\"lark\",\"password\":\"§0\"}'\n", H9(DQ8 + "'"))
+t9("cfn: UserData Fn::Base64 Sub with an export", "cfn9",
+   "\n      UserData:\n        Fn::Base64: !Sub |\n          #!/bin/bash\n          export NEW_RELIC_LICENSE_KEY=§0\n          /opt/newrelic/install.sh\n", T9("nr_license"))
+t9("bicep: param default for administratorLoginPassword", "bicep9",
+   "\n@secure()\nparam administratorLoginPassword string = '§0'\n", H9("'"))
+t9("bicep: appSettings array with a literal value", "bicep9",
+   "\n      appSettings: [\n        {\n          name: 'AKAMAI_CLIENT_SECRET'\n          value: '§0'\n        }\n      ]\n", T9("akamai_secret"))
+
+# Dockerfiles / Makefiles ---------------------------------------------------------------------------------
+t9("docker: RUN git clone with x-access-token in the URL", "docker9",
+   "\nRUN git clone --depth 1 https://x-access-token:§0@github.com/lark/private-fonts.git /opt/fonts\n", T9("github_pat"))
+t9("docker: HEALTHCHECK curl -u user:pw", "docker9",
+   "\nHEALTHCHECK --interval=30s CMD curl -fsu health:§0 http://localhost:8080/actuator/health || exit 1\n", H9(SH8 + " :@"))
+t9("docker: ENV with several key=value pairs on one line", "docker9",
+   "\nENV APP_ENV=production REPLICATE_API_TOKEN=§0 PORT=8080\n", T9("replicate"))
+t9("make: ?= default token used in a recipe", "make9",
+   "\nNETLIFY_AUTH_TOKEN ?= §0\n\ndeploy-site:\n\tnetlify deploy --prod --auth $(NETLIFY_AUTH_TOKEN) --dir dist\n", T9("netlify"))
+t9("make: recipe running psql with a URI", "make9",
+   "\nseed:\n\tpsql 'postgresql://seeder:§0@pg.lark.internal:5432/lark' -f db/seed.sql\n", PCT9)
+t9("make: target-specific variable with a password", "make9",
+   "\nrelease: SIGN_PASS = §0\nrelease:\n\t./gradlew publish -Psigning.password=$(SIGN_PASS)\n", H9("$ #'\"\\"))
+
+# nginx ------------------------------------------------------------------------------------------------------
+t9("nginx: if ($http_authorization != ...) guard with a literal bearer", "nginx9",
+   "\n    location /internal/ {\n        if ($http_authorization != \"Bearer §0\") {\n            return 401;\n        }\n        proxy_pass http://127.0.0.1:9000;\n    }\n",
+   lambda g: g.k62(40))
+t9("nginx: map of allowed X-Api-Key values", "nginx9",
+   "\n    map $http_x_api_key $api_client {\n        default \"\";\n        \"§0\" yandex-tracker;\n    }\n", T9("yandex"))
+t9("nginx: proxy_pass URL with a query token", "nginx9",
+   "\n    location /metrics-export {\n        proxy_pass https://ingest.lark-metrics.example/v1/push?token=§0;\n    }\n", lambda g: g.k62(40))
+
+# env files under odd names ------------------------------------------------------------------------------
+t9("env: export lines in a sourced vars file", "env9",
+   "\nexport SUPABASE_ACCESS_TOKEN=§0\nexport PGPASSWORD='§1'\n", T9("supabase_pat"), H9("'"))
+t9("env: quoted value followed by an inline comment", "env9",
+   "\nSMTP_PASSWORD=\"§0\"  # rotated by Sam, ask before changing\n", H9(DQ8 + "#"))
+
+
+@shape9("env: multi-line quoted EC key in a vars file", "env9")
+def _(g):
+    body, p = EC9(g)
+    return f'\nJWT_SIGNING_KEY="-----BEGIN EC PRIVATE KEY-----\n{body}\n-----END EC PRIVATE KEY-----"\n', [(body, p)]
+
+
+# Markdown -------------------------------------------------------------------------------------------------
+t9("md: runbook step quoting a break-glass password", "md9",
+   "\n## Break glass\n\n3. If SSO is down, log in to the firewall as `breakglass` with `§0` and rotate it afterwards.\n", H9("`|"))
+t9("md: vendor table with API keys", "md9",
+   "\n| Vendor | Account | Key |\n|---|---|---|\n| Postman | lark-team | §0 |\n", T9("postman"))
+t9("md: fenced yaml snippet with a password", "md9",
+   "\nExample `config.yaml`:\n\n```yaml\ndatabase:\n  user: lark\n  password: \"§0\"\n```\n", H9(DQ8))
+t9("md: recovery phrase in a treasury runbook", "md9",
+   "\n### Cold wallet recovery\n\nSeed words (keep this page printed, not shared):\n\n> §0\n", lambda g: g.mnemonic(12))
+t9("md: HTML comment hiding a token", "md9",
+   "\n<!-- figma token for the export script: §0 -->\n", T9("figma"))
+
+# CI logs --------------------------------------------------------------------------------------------------
+t9("log: Azure DevOps debug line evaluating a variable", "cilog9",
+   "\n2025-11-20T09:12:01.4410000Z ##[debug]Evaluating: variables['SONAR_TOKEN']\n2025-11-20T09:12:01.4420000Z ##[debug]Result: '§0'\n", T9("sonar"))
+t9("log: exception message with a connection URI", "cilog9",
+   "\ncom.mongodb.MongoSecurityException: Exception authenticating MongoCredential for uri mongodb+srv://app:§0@cluster0.lark.mongodb.net/prod\n"
+   "\tat com.mongodb.internal.connection.InternalStreamConnection.open(InternalStreamConnection.java:205)\n", PCT9)
+t9("log: docker build output echoing a build-arg", "cilog9",
+   "\n#7 [build 3/9] RUN echo \"using token §0\" && npm ci\n#7 0.412 using token §0\n", T9("dckr"))
+
+# HAR recordings --------------------------------------------------------------------------------------------
+t9("har: request headers entry with a Bearer JWT", "har9",
+   '\n        {\n          "request": {\n            "method": "GET",\n            "url": "https://portal.lark.internal/api/me",\n'
+   '            "headers": [\n              { "name": "Authorization", "value": "Bearer §0" }\n            ]\n          }\n        },\n',
+   lambda g: g.jwt9("EdDSA", '{"iss":"https://id.lark.internal","scope":"portal admin","sub":"', lambda: g.hex(16) + '"}'))
+t9("har: postData params with a password", "har9",
+   '\n        {\n          "request": {\n            "method": "POST",\n            "url": "https://portal.lark.internal/login",\n'
+   '            "postData": { "mimeType": "application/x-www-form-urlencoded", "params": [\n'
+   '              { "name": "username", "value": "jdoe" },\n              { "name": "password", "value": "§0" }\n            ] }\n          }\n        },\n', H9(DQ8))
+t9("har: response cookies value", "har9",
+   '\n        {\n          "response": {\n            "status": 200,\n            "cookies": [ { "name": "portal_session", "value": "§0", "httpOnly": true } ]\n          }\n        },\n',
+   lambda g: g.kb64u(32))
+
+# Fixtures -----------------------------------------------------------------------------------------------------
+t9("fixture: Rails fixture row with a plain password", "fix9",
+   "\nwarehouse_lead:\n  email: lead@larkspur.example\n  password: \"§0\"\n  role: manager\n", H9(DQ8))
+t9("fixture: OAuth application fixture with a secret", "fix9",
+   "\ngitlab_app:\n  uid: " + LA9_SHA1[0][:32] + "\n  secret: §0\n  redirect_uri: https://app.larkspur.example/auth/gitlab/callback\n", T9("gloas"))
+t9("fixture: 2FA test user with a padded base32 seed", "fix9",
+   "\nmfa_user:\n  email: mfa@larkspur.example\n  otp_secret: §0\n  otp_required_for_login: true\n", lambda g: g.kb32pad(20))
+
+# TOML / INI / XML / JSON ---------------------------------------------------------------------------------------
+t9("toml: inline table with user and pass", "toml9",
+   '\n[upstream]\nbroker = { host = "mq.lark.internal", user = "worker", pass = "§0" }\n', H9(DQ8))
+t9("toml: array of tables with per-region key and secret", "toml9",
+   '\n[[sms.region]]\nname = "eu"\napi_key = "' + LA9_SHA1[1][:8] + '"\napi_secret = "§0"\n', T9("vonage"))
+
+
+@shape9("toml: multi-line literal string with an encrypted PKCS#8 key and its passphrase", "toml9")
+def _(g):
+    body, p = g.armour_body(ENC_P8_PUBLIC9, 1250)
+    pw = g.human(DQ8)
+    return (f"\n[tls]\nkey_passphrase = \"{pw}\"\nkey = '''\n-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}\n-----END ENCRYPTED PRIVATE KEY-----\n'''\n",
+            [(pw, 0), (body, p)])
+
+
+t9("ini: [oauth] client_secret with a colon separator", "ini9",
+   "\n[oauth]\nclient_id: " + LA9_UUID[3] + "\nclient_secret: §0\n", T9("azure_ad"))
+t9("ini: %(password)s interpolation from DEFAULT", "ini9",
+   "\n[DEFAULT]\npassword = §0\n\n[replica]\nurl = mysql://collector:%%(password)s@mysql-ro.lark.internal/metrics\n", H9(INI8 + " "))
+t9("ini: [mqtt] password in a sensor gateway config", "ini9",
+   "\n[mqtt]\nbroker = mqtt.lark.internal\nport = 8883\nusername = gateway-07\npassword = §0\n", H9(INI8))
+t9("xml: Spring bean property value for a DataSource", "xml9",
+   '\n  <bean id="dataSource" class="com.zaxxer.hikari.HikariDataSource">\n    <property name="jdbcUrl" value="jdbc:postgresql://pg.lark.internal/lark"/>\n'
+   '    <property name="username" value="lark_app"/>\n    <property name="password" value="§0"/>\n  </bean>\n', H9(XML8))
+t9("xml: ivysettings credentials passwd attribute", "xml9",
+   '\n  <credentials host="artifacts.lark.internal" realm="Artifactory Realm" username="ivy" passwd="§0"/>\n', H9(XML8))
+t9("xml: CDATA section with a token", "xml9",
+   '\n  <tts>\n    <apiKey><![CDATA[§0]]></apiKey>\n  </tts>\n', T9("elevenlabs"))
+t9("json: nested config with a ClickUp token", "json9",
+   '\n  "tasks": {\n    "provider": "clickup",\n    "token": "§0"\n  },\n', T9("clickup"))
+t9("json: array of keys kept for rotation", "json9",
+   '\n  "weatherKeys": ["§0", "§1"],\n', T9("openweather"), T9("openweather"))
+t9("json: gzip+base64 blob of settings", "json9",
+   '\n  "bootstrap": "§0",\n', lambda g: g.enc(lambda pw: gz64(json.dumps({"db": {"user": "lark", "password": pw}})), "", None, 12))
+
+# Groovy / Jenkinsfile --------------------------------------------------------------------------------------------
+t9("groovy: environment block with a literal Trello token", "groovy9",
+   "\n    environment {\n        TRELLO_TOKEN = '§0'\n    }\n", T9("trello_token"))
+t9("groovy: def password used for an scp upload", "groovy9",
+   "\n        stage('Upload') {\n            steps {\n                script {\n                    def pw = '§0'\n"
+   "                    sh \"sshpass -e scp dist/*.zip deploy@files.lark.internal:/srv/releases\"\n                }\n            }\n        }\n", H9("'$\"\\"))
+t9("groovy: bat step launching an agent with -secret", "groovy9",
+   "\n        stage('Agent') {\n            steps {\n                bat 'java -jar agent.jar -url https://ci.lark.internal/ -secret §0 -name win-01'\n            }\n        }\n",
+   T9("jenkins_agent"))
+
+
+# Credential files under ordinary names --------------------------------------------------------
+t9("file: Ansible Vault password file", "own:ansiblevault9", "§0\n", H9("\n"))
+
+
+@shape9("file: Cisco IOS running-config backup with type 7 secrets", "own:ciscoios9")
+def _(g):
+    user = g.enc(lambda pw: cisco7(pw, g.r.randrange(16)), " ")
+    tacacs = g.enc(lambda pw: cisco7(pw, g.r.randrange(16)), " ")
+    comm = g.human(" \"'")
+    text = ("!\nversion 15.2\nhostname core-sw1\n!\nenable secret 9 $9$" + LA9_SHA1[2][:14] + "$" + LA9_SHA256[0][:43] + "\n"
+            f"username netadmin privilege 15 password 7 {user}\n!\ninterface Vlan10\n ip address 10.10.0.2 255.255.255.0\n!\n"
+            f"snmp-server community {comm} RW 10\ntacacs-server host 10.10.0.20 key 7 {tacacs}\n!\nend\n")
+    return text, [(user, 0), (comm, 0), (tacacs, 0)]
+
+
+t9("file: MikroTik RouterOS export with Wi-Fi, user and PPP secrets", "own:mikrotik9",
+   "# jan/02/2026 10:11:12 by RouterOS 7.12\n# software id = 7KQD-ZX1M\n#\n/interface wireless security-profiles\n"
+   "set [ find default=yes ] authentication-types=wpa2-psk mode=dynamic-keys wpa2-pre-shared-key=\"§0\"\n"
+   "/ppp secret\nadd name=branch-vpn password=\"§1\" profile=default-encryption service=l2tp\n/user\nadd group=full name=backup password=\"§2\"\n",
+   H9(DQ8), H9(DQ8), H9(DQ8))
+t9("file: Keycloak realm export with a client secret and SMTP password", "own:keycloak9",
+   '{\n  "realm": "partners",\n  "enabled": true,\n  "smtpServer": {\n    "host": "smtp.lark.internal",\n    "auth": "true",\n    "user": "keycloak",\n    "password": "§0"\n  },\n'
+   '  "clients": [\n    {\n      "clientId": "partner-portal",\n      "clientAuthenticatorType": "client-secret",\n      "secret": "§1",\n      "redirectUris": ["https://partners.larkspur.example/*"]\n    }\n  ]\n}\n',
+   H9(DQ8), lambda g: g.k62(32))
+t9("file: Jenkins credentials.xml with encrypted secrets", "own:jenkinscreds9",
+   "<?xml version='1.1' encoding='UTF-8'?>\n<com.cloudbees.plugins.credentials.SystemCredentialsProvider plugin=\"credentials@1319.v7eb_51b_3a_c97b_\">\n  <domainCredentialsMap class=\"hudson.util.CopyOnWriteMap$Hash\">\n"
+   "    <entry>\n      <com.cloudbees.plugins.credentials.domains.Domain><specifications/></com.cloudbees.plugins.credentials.domains.Domain>\n      <java.util.concurrent.CopyOnWriteArrayList>\n"
+   "        <com.cloudbees.plugins.credentials.impl.UsernamePasswordCredentialsImpl>\n          <id>nexus-deploy</id>\n          <username>deployer</username>\n          <password>{§0}</password>\n"
+   "        </com.cloudbees.plugins.credentials.impl.UsernamePasswordCredentialsImpl>\n        <org.jenkinsci.plugins.plaincredentials.impl.StringCredentialsImpl>\n          <id>slack-token</id>\n"
+   "          <secret>{§1}</secret>\n        </org.jenkinsci.plugins.plaincredentials.impl.StringCredentialsImpl>\n      </java.util.concurrent.CopyOnWriteArrayList>\n    </entry>\n  </domainCredentialsMap>\n"
+   "</com.cloudbees.plugins.credentials.SystemCredentialsProvider>\n",
+   lambda g: g.blob(JENKINS_PUBLIC9 + b"\x00\x00\x00\x20", 48), lambda g: g.blob(JENKINS_PUBLIC9 + b"\x00\x00\x00\x40", 80))
+t9("file: KeePass 2 XML export", "own:keepassxml9",
+   '<?xml version="1.0" encoding="utf-8" standalone="yes"?>\n<KeePassFile>\n  <Root>\n    <Group>\n      <Name>Infrastructure</Name>\n      <Entry>\n'
+   '        <String><Key>Title</Key><Value>vCenter</Value></String>\n        <String><Key>UserName</Key><Value>administrator@vsphere.local</Value></String>\n'
+   '        <String><Key>Password</Key><Value ProtectInMemory="True">§0</Value></String>\n      </Entry>\n      <Entry>\n'
+   '        <String><Key>Title</Key><Value>iDRAC</Value></String>\n        <String><Key>UserName</Key><Value>root</Value></String>\n'
+   '        <String><Key>Password</Key><Value ProtectInMemory="True">§1</Value></String>\n      </Entry>\n    </Group>\n  </Root>\n</KeePassFile>\n',
+   H9(XML8), H9(XML8))
+t9("file: Firefox logins.json with encrypted fields", "own:firefoxlogins9",
+   '{"nextId":3,"logins":[{"id":1,"hostname":"https://vcenter.lark.internal","httpRealm":null,"formSubmitURL":"https://vcenter.lark.internal",'
+   '"usernameField":"username","passwordField":"password","encryptedUsername":"§0","encryptedPassword":"§1","guid":"{' + LA9_UUID[4] + '}",'
+   '"encType":1,"timeCreated":1704067200000,"timeLastUsed":1717200000000,"timePasswordChanged":1704067200000,"timesUsed":41}],'
+   '"potentiallyVulnerablePasswords":[],"dismissedBreachAlertsByLoginGUID":{},"version":3}\n',
+   lambda g: g.blob(FIREFOX_PUBLIC9, 24), lambda g: g.blob(FIREFOX_PUBLIC9, 32))
+t9("file: nslcd.conf with bindpw", "own:nslcd9",
+   "uid nslcd\ngid nslcd\nuri ldaps://ad.lark.internal\nbase dc=lark,dc=internal\nbinddn cn=nslcd,ou=service,dc=lark,dc=internal\nbindpw §0\n"
+   "rootpwmoddn cn=admin,dc=lark,dc=internal\nrootpwmodpw §1\nssl on\ntls_reqcert demand\n", H9(" "), H9(" "))
+t9("file: Azure CLI MSAL token cache", "own:msal9",
+   '{\n  "AccessToken": {\n    "-login.microsoftonline.com-accesstoken-' + LA9_UUID[5] + '": {\n      "credential_type": "AccessToken",\n      "secret": "§0",\n'
+   '      "home_account_id": "' + LA9_UUID[0] + '",\n      "environment": "login.microsoftonline.com",\n      "target": "https://management.core.windows.net//.default"\n    }\n  },\n'
+   '  "RefreshToken": {\n    "-login.microsoftonline.com-refreshtoken-04b07795-8ddb-461a-bbee-02f9e1bf7b46--": {\n      "credential_type": "RefreshToken",\n      "secret": "§1",\n'
+   '      "client_id": "04b07795-8ddb-461a-bbee-02f9e1bf7b46"\n    }\n  }\n}\n',
+   lambda g: g.jwt9("PS256", '{"aud":"https://management.core.windows.net/","iss":"https://sts.windows.net/' + LA9_UUID[3] + '/","oid":"', lambda: g.uuid() + '"}'),
+   lambda g: g.pre("1.AXoA", lambda: g.s(URLSAFE, 320)))
+t9("file: Concourse .flyrc targets with a bearer token", "own:flyrc9",
+   "targets:\n  main:\n    api: https://ci.lark.internal\n    team: main\n    token:\n      type: bearer\n      value: §0\n",
+   lambda g: g.jwt9("HS256", '{"exp":1767225600,"is_admin":true,"team_name":"main","user_id":"ops","csrf":"', lambda: g.hex(64) + '"}'))
+t9("file: Argo CD CLI config with auth and refresh tokens", "own:argocdcli9",
+   "contexts:\n- name: argocd.lark.internal\n  server: argocd.lark.internal\n  user: argocd.lark.internal\ncurrent-context: argocd.lark.internal\n"
+   "servers:\n- grpc-web-root-path: \"\"\n  server: argocd.lark.internal\nusers:\n- auth-token: §0\n  name: argocd.lark.internal\n  refresh-token: §1\n",
+   lambda g: g.jwt9("HS256", '{"iss":"argocd","sub":"admin:login","nbf":1717000000,"jti":"', lambda: g.uuid() + '"}'), lambda g: g.kb64u(40))
+t9("file: ZeroTier authtoken.secret", "own:zerotier9", "§0", lambda g: g.klower(24))
+
+
+@shape9("file: Yggdrasil config with its PrivateKey", "own:ygg9")
+def _(g):
+    v = g.khex(128)
+    return ("{\n  Peers: [\n    tls://ygg.lark.internal:443\n  ]\n  Listen: []\n  PrivateKey: " + v + "\n  IfName: auto\n  IfMTU: 65535\n}\n"), [(v, 0)]
+
+
+t9("file: WebLogic boot.properties with AES-encrypted values", "own:weblogic9",
+   "#Tue Jan 14 09:14:22 UTC 2026\npassword={AES256}§0\nusername={AES256}§1\n",
+   lambda g: g.kb64(48), lambda g: g.kb64(32))
+t9("file: Jetty realm.properties with OBF and plain passwords", "own:jettyrealm9",
+   "# username: password[,rolename ...]\nadmin: OBF:§0,server-administrator,content-administrator\nmonitor: §1,monitor\n",
+   ENC9(jetty_obf), H9(", \n"))
+t9("file: Mattermost config.json secrets", "own:mattermost9",
+   '{\n  "SqlSettings": {\n    "DriverName": "postgres",\n    "DataSource": "postgres://mmuser:§0@pg.lark.internal:5432/mattermost?sslmode=require",\n    "AtRestEncryptKey": "§1"\n  },\n'
+   '  "EmailSettings": {\n    "SMTPUsername": "chat@larkspur.example",\n    "SMTPPassword": "§2"\n  },\n  "FileSettings": {\n    "PublicLinkSalt": "§3"\n  }\n}\n',
+   PCT9, lambda g: g.k62(32), H9(DQ8), lambda g: g.k62(32))
+t9("file: Nextcloud config.php", "own:nextcloud9",
+   "<?php\n$CONFIG = array (\n  'instanceid' => 'oc" + LA9_SHA1[3][:10] + "',\n  'passwordsalt' => '§0',\n  'secret' => '§1',\n  'trusted_domains' => array (0 => 'files.larkspur.example'),\n"
+   "  'dbtype' => 'pgsql',\n  'dbuser' => 'nextcloud',\n  'dbpassword' => '§2',\n  'mail_smtppassword' => '§3',\n);\n",
+   lambda g: g.fresh(lambda: g.s(B62 + "/+", 30)), lambda g: g.fresh(lambda: g.s(B62 + "/+", 48)), H9("'\\"), H9("'\\"))
+t9("file: OctoPrint config.yaml with API key and secret key", "own:octoprint9",
+   "api:\n  key: §0\nserver:\n  secretKey: §1\n  firstRun: false\nwebcam:\n  stream: http://127.0.0.1:8080/?action=stream\n",
+   lambda g: g.khex(32, True), lambda g: g.k62(32))
+t9("file: SABnzbd ini with API key and server password", "own:sabnzbd9",
+   "[misc]\nhost = 0.0.0.0\nport = 8080\napi_key = §0\nnzb_key = §1\n[servers]\n[[news.lark-usenet.example]]\nhost = news.lark-usenet.example\nport = 563\n"
+   "username = lark\npassword = §2\nssl = 1\n", lambda g: g.khex(32), lambda g: g.khex(32), H9(" #"))
+t9("file: Mumble murmur.ini with server and Ice passwords", "own:murmur9",
+   "database=/var/lib/mumble-server/mumble-server.sqlite\nicesecretwrite=§0\nwelcometext=\"Lark voice\"\nport=64738\nserverpassword=§1\nusers=100\n",
+   lambda g: g.k62(24), H9(" \"#;"))
+t9("file: Factorio server-settings.json with token and game password", "own:factorio9",
+   '{\n  "name": "Lark LAN",\n  "visibility": {"public": false, "lan": true},\n  "username": "lark-ops",\n  "token": "§0",\n  "game_password": "§1",\n  "max_players": 12\n}\n',
+   lambda g: g.khex(30), H9(DQ8))
+t9("file: OBS service.json with a stream key", "own:obs9",
+   '{"settings":{"bwtest":false,"key":"§0","server":"auto","service":"Twitch"},"type":"rtmp_common"}\n', T9("twitch_stream"))
+t9("file: Erlang distribution cookie", "own:erlangcookie9", "§0", lambda g: g.kupper(20))
+t9("file: Kong declarative config with consumer credentials", "own:kong9",
+   "_format_version: \"3.0\"\nconsumers:\n  - username: mobile-app\n    keyauth_credentials:\n      - key: §0\n  - username: partner-acme\n"
+   "    basicauth_credentials:\n      - username: partner\n        password: \"§1\"\n    jwt_secrets:\n      - key: partner-issuer\n        algorithm: HS256\n        secret: §2\n",
+   lambda g: g.kurl(32), H9(DQ8), lambda g: g.k62(40))
+t9("file: FreeOTP+ JSON backup with signed-byte secrets", "own:freeotp9",
+   '{"tokenOrder":["GitHub:lark-ops","Okta:ops@larkspur.example"],"tokens":[{"algo":"SHA1","counter":0,"digits":6,"issuerExt":"GitHub","label":"lark-ops",'
+   '"period":30,"secret":[§0],"type":"TOTP"},{"algo":"SHA1","counter":0,"digits":6,"issuerExt":"Okta","label":"ops@larkspur.example","period":30,"secret":[§1],"type":"TOTP"}]}\n',
+   lambda g: g.signed_bytes(20), lambda g: g.signed_bytes(20))
+t9("file: Azure Web App publish profile", "own:publishsettings9",
+   '<publishData><publishProfile profileName="lark-api - Web Deploy" publishMethod="MSDeploy" publishUrl="lark-api.scm.azurewebsites.net:443" msdeploySite="lark-api" '
+   'userName="$lark-api" userPWD="§0" destinationAppUrl="https://lark-api.azurewebsites.net" SQLServerDBConnectionString="" mySQLDBConnectionString="" '
+   'controlPanelLink="https://portal.azure.com" webSystem="WebSites"><databases /></publishProfile>'
+   '<publishProfile profileName="lark-api - FTP" publishMethod="FTP" publishUrl="ftps://waws-prod-am2-123.ftp.azurewebsites.windows.net/site/wwwroot" '
+   'ftpPassiveMode="True" userName="lark-api\\$lark-api" userPWD="§0" destinationAppUrl="https://lark-api.azurewebsites.net"><databases /></publishProfile></publishData>\n',
+   lambda g: g.k62(60))
+t9("file: Navicat connections export", "own:navicat9",
+   '<?xml version="1.0" encoding="UTF-8"?>\n<Connections Ver="1.5">\n  <Connection ConnectionName="prod-mysql" ProjectUUID="" ConnType="MYSQL" OraConnType="" ServiceProvider="Default" '
+   'Host="mysql.lark.internal" Port="3306" Database="" OraServiceNameType="" TNS="" MSSQLAuthenMode="" UserName="root" Password="§0" SavePassword="true" />\n'
+   '  <Connection ConnectionName="reporting-pg" ConnType="POSTGRESQL" Host="pg-ro.lark.internal" Port="5432" Database="lark" UserName="analyst" Password="§1" SavePassword="true" />\n</Connections>\n',
+   lambda g: g.khex(32, True), lambda g: g.khex(48, True))
+t9("file: mRemoteNG confCons.xml with an encrypted password", "own:mremoteng9",
+   '<?xml version="1.0" encoding="utf-8"?>\n<mrng:Connections xmlns:mrng="http://mremoteng.org" Name="Connections" Export="false" EncryptionEngine="AES" BlockCipherMode="GCM" KdfIterations="1000" '
+   'FullFileEncryption="false" Protected="' + LA9_SHA256[1][:88] + '" ConfVersion="2.6">\n'
+   '    <Node Name="dc01" Type="Connection" Descr="" Username="administrator" Domain="LARK" Password="§0" Hostname="dc01.lark.internal" Protocol="RDP" Port="3389" />\n</mrng:Connections>\n',
+   lambda g: g.kb64(60))
+t9("file: SecureCRT session with Password V2", "own:securecrt9",
+   'S:"Username"=netops\nS:"Hostname"=core-sw1.lark.internal\nD:"[SSH2] Port"=00000016\nS:"Password V2"=02:§0\nS:"Protocol Name"=SSH2\n',
+   lambda g: g.khex(96))
+t9("file: VNC connection file with an obfuscated password", "own:vncfile9",
+   "[connection]\nhost=kiosk-07.lark.internal\nport=5900\npassword=§0\n[options]\nuse_encoding_1=1\nshared=1\n", lambda g: g.khex(16))
+t9("file: Remote Desktop Connection Manager group with stored credentials", "own:rdcman9",
+   '<?xml version="1.0" encoding="utf-8"?>\n<RDCMan programVersion="2.93" schemaVersion="3">\n  <file>\n    <properties>\n      <name>Lark servers</name>\n    </properties>\n'
+   '    <logonCredentials inherit="None">\n      <profileName scope="Local">Custom</profileName>\n      <userName>admin.ops</userName>\n      <password>§0</password>\n'
+   '      <domain>LARK</domain>\n    </logonCredentials>\n    <server>\n      <properties>\n        <name>app01.lark.internal</name>\n      </properties>\n    </server>\n  </file>\n</RDCMan>\n',
+   lambda g: g.blob(bytes.fromhex(DPAPI_PUBLIC), 230))
+
+FILE_KINDS9 = {
+    # held-out-9's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "py9": (["services/billing/payments.py", "tools/etl/loaders.py"], "python",
+            "\"\"\"Billing and ETL helpers for Lark.\"\"\"\nimport base64\nimport os\n\nimport ldap3\nimport redis\nfrom cryptography.fernet import Fernet\n"
+            "from eth_account import Account\nfrom flask import Flask\n\nfrom lark.mail import Mailer\n\nLDAP_SERVER = ldap3.Server(\"ldaps://ad.lark.internal\")\n",
+            "\n\nif __name__ == \"__main__\":\n    app.run(port=5005)\n"),
+    "pyt9": (["tests/test_webhooks.py", "tests/integration/test_alerts.py"], "python",
+             "import hashlib\nimport hmac\nimport os\nfrom unittest import mock\n\nfrom lark.alerts import send_alert\nfrom lark.okta import OktaClient\n"
+             "from lark.store import Repository\nfrom lark.webhooks import verify\n", f"\n\ndef test_fixture_digest():\n    assert \"{LA9_SHA1[4]}\"\n"),
+    "nb9": (["notebooks/churn_model.ipynb", "research/vendor_api_probe.ipynb"], "json",
+            "{\n \"cells\": [\n",
+            "  {\n   \"cell_type\": \"code\",\n   \"execution_count\": null,\n   \"metadata\": {},\n   \"outputs\": [],\n   \"source\": [\n"
+            "    \"churn.groupby('segment').rate.mean()\"\n   ]\n  }\n ],\n \"metadata\": {\n  \"kernelspec\": {\n   \"display_name\": \"Python 3\",\n"
+            "   \"language\": \"python\",\n   \"name\": \"python3\"\n  }\n },\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"),
+    "js9": (["server/routes/auth.js", "scripts/backfill.js"], "javascript",
+            "const express = require(\"express\");\nconst session = require(\"express-session\");\nconst nodemailer = require(\"nodemailer\");\n"
+            "const ftp = require(\"basic-ftp\");\n\nconst app = express();\nconst client = new ftp.Client();\n",
+            "\nmodule.exports = app;\n"),
+    "ts9": (["src/integrations/index.ts", "apps/admin/src/lib/clients.ts"], "typescript",
+            "import { Octokit } from \"@octokit/rest\";\nimport { shopifyApi } from \"@shopify/shopify-api\";\nimport { PrismaClient } from \"@prisma/client\";\n"
+            "import * as aws from \"@pulumi/aws\";\n", "\nexport const integrationsReady = true;\n"),
+    "go9": (["pkg/notify/notify.go", "cmd/syncer/main.go"], "go",
+            "package notify\n\nimport (\n\t\"log\"\n\n\ttgbotapi \"github.com/go-telegram-bot-api/telegram-bot-api/v5\"\n\tamqp \"github.com/rabbitmq/amqp091-go\"\n)\n",
+            "\n\nfunc basicAuth(user, pass string) string { return encode(user + \":\" + pass) }\n"),
+    "rs9": (["src/config.rs", "crates/uploader/src/main.rs"], "rust",
+            "use std::env;\n\nuse aws_credential_types::Credentials;\n", "\n\nfn main() {\n    println!(\"uploader {}\", env!(\"CARGO_PKG_VERSION\"));\n}\n"),
+    "java9": (["src/main/java/com/larkspur/billing/Gateway.java", "src/main/java/com/larkspur/directory/Directory.java"], "java",
+              "package com.larkspur.billing;\n\nimport com.braintreegateway.BraintreeGateway;\nimport java.io.InputStream;\nimport java.security.KeyStore;\n"
+              "import java.util.Hashtable;\nimport java.util.Properties;\nimport javax.naming.Context;\nimport javax.naming.NamingException;\n"
+              "import javax.naming.directory.DirContext;\nimport javax.naming.directory.InitialDirContext;\n\npublic class Gateway {\n",
+              "\n}\n"),
+    "kt9": (["app/src/main/java/com/larkspur/field/Api.kt", "server/src/main/kotlin/com/larkspur/Application.kt"], "kotlin",
+            "package com.larkspur.field\n\nimport org.jetbrains.exposed.sql.Database\n", "\n\nfun main() = println(\"field api\")\n"),
+    "cs9": (["src/Lark.Api/Program.cs", "tools/Lark.Sync/Worker.cs"], "csharp",
+            "using System.Collections.Generic;\nusing System.Security;\nusing Azure.Identity;\nusing MySqlConnector;\n\nnamespace Lark.Api\n{\n    public static class Startup\n    {\n"
+            "        public static void Wire()\n        {\n", "\n        }\n    }\n}\n"),
+    "rb9": (["lib/tasks/sync.rake", "app/services/payments_client.rb"], "ruby",
+            "# frozen_string_literal: true\n\nrequire 'net/http'\nrequire 'faraday'\nrequire 'mysql2'\n", "\nputs 'loaded'\n"),
+    "php9": (["app/Services/ShippingClient.php", "public/cron/import.php"], "php",
+             "<?php\ndeclare(strict_types=1);\n\nrequire __DIR__ . '/../../vendor/autoload.php';\n", "\necho \"ok\\n\";\n"),
+    "swift9": (["Sources/FieldApp/Config.swift", "FieldAppUITests/LoginTests.swift"], "swift",
+               "import Foundation\nimport XCTest\n", "\n\nlet buildNumber = 412\n"),
+    "scala9": (["src/main/scala/com/larkspur/etl/Jobs.scala", "src/main/scala/com/larkspur/etl/Warehouse.scala"], "scala",
+               "package com.larkspur.etl\n\nimport org.apache.spark.sql.SparkSession\nimport slick.jdbc.PostgresProfile.api._\n\nobject Jobs {\n  val spark = SparkSession.builder.getOrCreate()\n",
+               "\n}\n"),
+    "ex9": (["config/runtime.exs", "lib/lark/mailer.ex"], "elixir",
+            "import Config\n\nif config_env() == :prod do\n  config :lark, :env, :prod\nend\n", "\nconfig :logger, level: :info\n"),
+    "lua9": (["nginx/lua/auth.lua", "game/conf.lua"], "lua",
+             "local redis = require \"resty.redis\"\n", "\nreturn { version = \"1.4\" }\n"),
+    "pl9": (["scripts/report.pl", "cgi-bin/export.cgi"], "perl",
+            "#!/usr/bin/perl\nuse strict;\nuse warnings;\nuse DBI;\nuse LWP::UserAgent;\nuse Net::FTP;\n\nmy $ua = LWP::UserAgent->new;\nmy $ftp = Net::FTP->new('ftp.lark-partner.example');\n",
+            "\nprint \"done\\n\";\n"),
+    "r9": (["analysis/fetch_data.R", "reports/build_dashboard.R"], "r",
+           "library(DBI)\nlibrary(dplyr)\n", "\nmessage(\"report built\")\n"),
+    "ps9": (["ops/windows/Join-Domain.ps1", "tools/Sync-Mailbox.ps1"], "powershell",
+            "[CmdletBinding()]\nparam([string]$tenant = 'lark.onmicrosoft.com')\n", "\nWrite-Output 'finished'\n"),
+    "sh9": (["scripts/restore_db.sh", "ops/bin/rotate.sh"], "shellscript",
+            "#!/bin/sh\nset -eu\n\nlog() { printf '%s %s\\n' \"$(date +%T)\" \"$*\"; }\n", "\nlog finished\n"),
+    "sql9": (["db/migrations/0042_integrations.sql", "db/fixtures/dev_seed.sql"], "sql",
+             "-- integrations and linked servers\nSET client_min_messages = warning;\n", "\n-- end\n"),
+    "helm9": (["charts/lark/values-prod.yaml", "charts/worker/values.staging.yaml"], "yaml",
+              "replicaCount: 3\nimage:\n  repository: registry.lark.internal/lark/web\n  tag: \"2.8.1\"\n", "\nresources:\n  limits:\n    memory: 512Mi\n"),
+    "kust9": (["deploy/kustomize/prod/kustomization.yaml", "deploy/kustomize/staging/kustomization.yaml"], "yaml",
+              "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base\n", ""),
+    "azp9": (["azure-pipelines.yml", "ci/templates/deploy-steps.yml"], "yaml",
+             "trigger:\n  branches:\n    include: [main]\npool:\n  vmImage: ubuntu-latest\n", ""),
+    "bbp9": (["bitbucket-pipelines.yml", "ci/bitbucket/release.yml"], "yaml",
+             "image: node:20\npipelines:\n  branches:\n    main:\n      - step:\n          name: release\n", ""),
+    "cfn9": (["infra/cloudformation/app-stack.yaml", "infra/cfn/database.yml"], "yaml",
+             "AWSTemplateFormatVersion: '2010-09-09'\nDescription: Lark application stack\nResources:\n", ""),
+    "bicep9": (["infra/main.bicep", "infra/modules/webapp.bicep"], "bicep",
+               "targetScope = 'resourceGroup'\nparam location string = resourceGroup().location\n", "\noutput deployedAt string = location\n"),
+    "docker9": (["Containerfile", "build/ci.Dockerfile"], "dockerfile",
+                "FROM bellsoft/liberica-openjre-debian:21\nWORKDIR /srv\n", "\nCOPY build/libs/app.jar /srv/app.jar\nENTRYPOINT [\"java\", \"-jar\", \"/srv/app.jar\"]\n"),
+    "make9": (["Makefile", "tools/release.mk"], "makefile",
+              ".PHONY: all seed deploy-site release\n\nall:\n\tnpm run build\n", "\nclean:\n\trm -rf dist\n"),
+    "nginx9": (["deploy/nginx/api-gateway.conf", "ops/nginx/legacy-proxy.conf"], "nginx",
+               "server {\n    listen 443 ssl;\n    server_name api.larkspur.example;\n", "}\n"),
+    "env9": (["deploy/app.vars", "config/staging.settings"], "dotenv",
+             "# sourced by the systemd unit\nAPP_ENV=staging\nLOG_LEVEL=info\n", ""),
+    "md9": (["docs/runbooks/restore.md", "docs/vendors.md"], "markdown",
+            "# Lark operations\n\nHow we run the warehouse and the storefront.\n", "\n---\nOwned by the platform team.\n"),
+    "cilog9": (["ci/logs/deploy-2025-11-20.log", "docs/incidents/rotate-failure.txt"], "log",
+               f"Job started for {LA9_SHA1[5]}\n", "\nFinishing: FAILURE\n"),
+    "har9": (["tests/recordings/portal.har", "docs/support/portal-session.har"], "json",
+             "{\n  \"log\": {\n    \"version\": \"1.2\",\n    \"creator\": { \"name\": \"Firefox\", \"version\": \"128.0\" },\n    \"entries\": [\n",
+             "        { \"request\": { \"method\": \"GET\", \"url\": \"https://portal.lark.internal/health\" } }\n    ]\n  }\n}\n"),
+    "fix9": (["spec/fixtures/users.yml", "test/fixtures/oauth_apps.yml"], "yaml",
+             "# Read about fixtures at https://api.rubyonrails.org/classes/ActiveRecord/FixtureSet.html\n", ""),
+    "toml9": (["config/worker.toml", "deploy/agent.toml"], "toml",
+              "[worker]\nconcurrency = 8\n", "\n[log]\nformat = \"json\"\n"),
+    "ini9": (["config/app.cfg", "etc/collector.conf"], "ini",
+             "[general]\nname = lark-collector\n", ""),
+    "xml9": (["config/spring-context.xml", "build/ivysettings.xml"], "xml",
+             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<beans xmlns=\"http://www.springframework.org/schema/beans\">\n", "</beans>\n"),
+    "json9": (["config/production.json", "config/integrations.json"], "json",
+              "{\n  \"port\": 8080,\n", "  \"env\": \"production\"\n}\n"),
+    "groovy9": (["Jenkinsfile", "ci/jenkins/nightly.groovy"], "groovy",
+                "pipeline {\n    agent any\n", "\n}\n"),
+}
+
+OWN_PATHS9 = {
+    "ansiblevault9": ["deploy/ansible/vault.txt", "ops/keys/playbook-pass.txt"],
+    "ciscoios9": ["network/backups/core-sw1.txt", "docs/network/edge-router.cfg"],
+    "mikrotik9": ["network/mikrotik/branch.rsc", "docs/network/hap-export.txt"],
+    "keycloak9": ["auth/realm-partners.json", "deploy/identity/import/staff.json"],
+    "jenkinscreds9": ["ci/jenkins/home-backup.xml", "ops/ci/creds-store.xml"],
+    "keepassxml9": ["docs/it/password-export.xml", "ops/handover/infra.xml"],
+    "firefoxlogins9": ["docs/laptop-handover/logins.json", "backups/browser/profile.json"],
+    "nslcd9": ["deploy/ldap/client.conf", "docs/ldap/lookup.conf"],
+    "msal9": ["ops/azure/token-cache.json", "docs/support/az-cache.json"],
+    "flyrc9": ["ci/concourse/targets.yml", "docs/ci/fly-targets.yaml"],
+    "argocdcli9": ["ops/gitops/cli.yaml", "docs/gitops/login-context.yml"],
+    "zerotier9": ["ops/overlay/api-token.txt", "deploy/overlay/controller.secret"],
+    "ygg9": ["ops/mesh/node.conf", "deploy/overlay/peer.hjson"],
+    "weblogic9": ["deploy/wls/security.properties", "ops/middleware/admin-boot.properties"],
+    "jettyrealm9": ["deploy/jetty/users.properties", "ops/search/realm-prod.properties"],
+    "mattermost9": ["ops/chat/config.json", "deploy/chat/server-settings.json"],
+    "nextcloud9": ["ops/cloud/config.php", "backups/files-server/settings.php"],
+    "octoprint9": ["lab/printer/settings.yaml", "docs/3dprint/printer.yaml"],
+    "sabnzbd9": ["ops/media/downloads.ini", "deploy/nas/usenet.ini"],
+    "murmur9": ["ops/voice/server.ini", "deploy/voip/voice.ini"],
+    "factorio9": ["games/lan/server.json", "ops/games/lan-settings.json"],
+    "obs9": ["media/streaming/service.json", "docs/events/stream-setup.json"],
+    "erlangcookie9": ["deploy/rabbit/cookie.txt", "ops/cluster/node-cookie"],
+    "kong9": ["gateway/declarative.yml", "deploy/api-gateway/state.yaml"],
+    "freeotp9": ["docs/mfa/otp-backup.json", "ops/2fa/phone-export.json"],
+    "publishsettings9": ["deploy/azure/lark-api.xml", "docs/deploy/webapp-profile.xml"],
+    "navicat9": ["docs/dba/connections.ncx", "ops/db/saved-connections.xml"],
+    "mremoteng9": ["ops/remote/connections.xml", "docs/support/rdp-tree.xml"],
+    "securecrt9": ["ops/network/core-sw1.ini", "docs/network/session.ini"],
+    "vncfile9": ["ops/kiosks/kiosk-07.vnc", "docs/support/remote-screen.txt"],
+    "rdcman9": ["ops/remote/servers.rdg", "docs/support/lark-servers.xml"],
+}
+OWN_LANG9 = {"ansiblevault9": "plaintext", "ciscoios9": "plaintext", "mikrotik9": "plaintext", "keycloak9": "json", "jenkinscreds9": "xml",
+             "keepassxml9": "xml", "firefoxlogins9": "json", "nslcd9": "plaintext", "msal9": "json", "flyrc9": "yaml", "argocdcli9": "yaml",
+             "zerotier9": "plaintext", "ygg9": "plaintext", "weblogic9": "properties", "jettyrealm9": "properties", "mattermost9": "json",
+             "nextcloud9": "php", "octoprint9": "yaml", "sabnzbd9": "ini", "murmur9": "ini", "factorio9": "json", "obs9": "json",
+             "erlangcookie9": "plaintext", "kong9": "yaml", "freeotp9": "json", "publishsettings9": "xml", "navicat9": "xml",
+             "mremoteng9": "xml", "securecrt9": "ini", "vncfile9": "ini", "rdcman9": "xml"}
+
+assert not set(FILE_KINDS9) & set(FILE_KINDS) and not set(OWN_PATHS9) & set(OWN_PATHS) and set(OWN_PATHS9) == set(OWN_LANG9)
+assert {k[4:] for _n, k, _f in SHAPES9 if k.startswith("own:")} == set(OWN_PATHS9)
+assert {k for _n, k, _f in SHAPES9 if not k.startswith("own:")} == set(FILE_KINDS9)
+
+
+def place9(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places held-out-9 after the earlier halves, as place8 does held-out-8: its values avoid
+    every 6-character piece of the earlier halves' values and ordinary text, of its own kinds'
+    headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
+    text: placed, checked, and placed again with that text's pieces avoided too until no value
+    shares a piece with it. FILE_KINDS9 and the own paths join FILE_KINDS here, after the earlier
+    halves are placed."""
+    FILE_KINDS.update(FILE_KINDS9)
+    OWN_PATHS.update(OWN_PATHS9)
+    OWN_LANG.update(OWN_LANG9)
+    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
+    ordinary = []
+    for f in files.values():
+        text = f["header"] + "".join(f["parts"]) + f["footer"]
+        for v in values:
+            if v in text:
+                text = text.replace(v, "\n")
+        ordinary.append(text)
+    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS9.values()] + [f" {w} " for w in CODE_WORDS7]
+                            + LA9_SHA256 + LA9_SHA1 + LA9_UUID)
+    for p in plants:
+        base |= Gen9.grams(p["value"][p["public"]:])
+    extra: set[str] = set()
+    for _ in range(8):
+        f9, o9, p9 = copy.deepcopy(files), dict(own_used), list(plants)
+        place(SHAPES9, lambda _: "held-out-9", Gen9(random.Random(SEED9), base | extra), f9, o9, p9, one_kind_per_path=True)
+        mine = [p for p in p9 if p["half"] == "held-out-9"]
+        vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
+        texts = []
+        for f in f9.values():
+            if f["half"] != "held-out-9":
+                continue
+            text = f["header"] + "".join(f["parts"]) + f["footer"]
+            for v in vals:
+                text = text.replace(v, "\n")
+            texts.append(text)
+        own_text = _ordinary_grams8(texts)
+        secret = set()
+        for p in mine:
+            secret |= Gen9.grams(p["value"][p["public"]:])
+        earlier = set()
+        for p in plants:
+            earlier |= Gen9.grams(p["value"][p["public"]:])
+        clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
+        assert not clash, sorted(clash)  # held-out-9's text holds no piece of an earlier value
+        if not own_text & secret:
+            return f9, o9, p9
+        extra |= own_text
+    raise RuntimeError("held-out-9's values keep sharing pieces with its ordinary text")
+
+
+
 INSTANCES = 2
 
 
@@ -9611,6 +10765,10 @@ def main() -> None:
     assert len(set(names8)) == len(names8) and not set(names8) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
                                                                  | set(names6) | set(names7))
     files, own_used, plants = place8(files, own_used, plants)
+    names9 = [name for name, _, _ in SHAPES9]
+    assert len(set(names9)) == len(names9) and not set(names9) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
+                                                                 | set(names6) | set(names7) | set(names8))
+    files, own_used, plants = place9(files, own_used, plants)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -9628,7 +10786,14 @@ def main() -> None:
                   % (SEED, SPLIT_SEED, SEED8, len(names8), sum(p["half"] == "held-out-8" for p in plants),
                      sum(f["half"] == "held-out-8" for f in out_files),
                      sum(f["half"] == "held-out-8" and f["credential_file"] for f in out_files),
-                     len({k for _n, k, _f in SHAPES8 if k.startswith("own:")}))),
+                     len({k for _n, k, _f in SHAPES8 if k.startswith("own:")}))
+                  + " held-out-9 (seed %d) was written by a seventh author, blind to the rules and every result: %d shapes, "
+                  "%d credentials in %d files, %d of them credential files of %d formats under ordinary names, with values "
+                  "from its own generator (Gen9); scored once."
+                  % (SEED9, len(names9), sum(p["half"] == "held-out-9" for p in plants),
+                     sum(f["half"] == "held-out-9" for f in out_files),
+                     sum(f["half"] == "held-out-9" and f["credential_file"] for f in out_files),
+                     len({k for _n, k, _f in SHAPES9 if k.startswith("own:")}))),
         "seed": SEED, "split_seed": SPLIT_SEED, "files": out_files, "plants": plants,
     }
     (HERE / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
@@ -9655,16 +10820,21 @@ def main() -> None:
              "held_out_8": {"about": "Written by a sixth author, blind to the rules, their thresholds and every result (none "
                                      "read), after held-out-7's scoring at stop 40, with its own value generator; seed %d. "
                                      "Scored once." % SEED8,
-                            "shapes": names8}}
+                            "shapes": names8},
+             "held_out_9": {"about": "Written by a seventh author, blind to the rules, their thresholds and every result (none "
+                                     "read), after held-out-8, with its own value generator; seed %d. Scored once." % SEED9,
+                            "shapes": names9}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
-    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7", "held-out-8"):
+    for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7", "held-out-8",
+              "held-out-9"):
         n_plants = sum(p["half"] == h for p in plants)
         n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5),
-                     "held-out-6": len(names6), "held-out-7": len(names7), "held-out-8": len(names8)}.get(h)
+                     "held-out-6": len(names6), "held-out-7": len(names7), "held-out-8": len(names8),
+                     "held-out-9": len(names9)}.get(h)
                     or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8)
+    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9)
     print(f"all: {len(plants)} credentials, {n_all} shapes")
 
 
