@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 
 use super::rules;
@@ -397,12 +398,120 @@ fn encoded_spans(text: &str, out: &mut Vec<Range<usize>>) {
 /// where it stands to keep its text out of sight, so the decoded text is judged, not the
 /// literal: a credential by the usual tests, or one token of letters and digits (`qwe789?`,
 /// `November2016!!`), which is what short test vectors (`Zm9vYmFy` = `foobar`) are not.
-static DECODER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r#"(?i)(?P<kind>b64decode|base64_?decode|frombase64string|atob|decode64|base64\.(?:std|url|rawstd|rawurl)encoding\.decodestring|(?:base64|base64_engine|standard|url_safe|base64url)(?:\.|::)decode|get(?:url|mime)?decoder\(\)\.decode|unhexlify|fromhex|hex2bin|hex\.decodestring|hex::decode|decodeuricomponent|decodeuri|unquote(?:_plus)?|(?:raw)?urldecode|(?:query|path)unescape|urldecoder\.decode|uri\.decode_www_form_component|buffer\.from)[ \t]*\([ \t]*[br]?(?:"(?P<a>[^"\s\\]{4,512})"|'(?P<b>[^'\s\\]{4,512})'|`(?P<c>[^`\s\\]{4,512})`)(?:[ \t]*,[ \t]*["'](?P<enc>[A-Za-z0-9]+)["'])?"#,
-    )
-    .expect("valid")
+/// Decoders' names, as code spells them; the kind of decoding is told by `decoding_at`.
+static DECODERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+        .build([
+            "b64decode",
+            "base64_decode",
+            "base64decode",
+            "Base64Decode",
+            "FromBase64String",
+            "atob",
+            "decode64",
+            "DecodeString",
+            ".decode",
+            "::decode",
+            "unhexlify",
+            "fromhex",
+            "hex2bin",
+            "decodeURIComponent",
+            "decodeURI",
+            "unquote",
+            "unquote_plus",
+            "urldecode",
+            "QueryUnescape",
+            "PathUnescape",
+            "decode_www_form_component",
+            "Buffer.from",
+        ])
+        .expect("valid")
 });
+
+#[derive(Clone, Copy, PartialEq)]
+enum Decoding {
+    Base64,
+    Hex,
+    Percent,
+    /// `Buffer.from(…, enc)`: told by its second argument.
+    Named,
+}
+
+/// What the decoder named at `name` (a match of `DECODERS`) decodes, if it is one.
+fn decoding_at(text: &str, name: std::ops::Range<usize>) -> Option<Decoding> {
+    let called = &text[name.clone()];
+    let line_start = text[..name.start].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[text
+        .floor_char_boundary(name.start.saturating_sub(40))
+        .max(line_start)..name.start];
+    let ident_before = text[..name.start]
+        .bytes()
+        .next_back()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    Some(match called {
+        "Buffer.from" => Decoding::Named,
+        "unhexlify" | "fromhex" | "hex2bin" => Decoding::Hex,
+        "decodeURIComponent"
+        | "decodeURI"
+        | "unquote"
+        | "urldecode"
+        | "QueryUnescape"
+        | "PathUnescape"
+        | "decode_www_form_component"
+        | "unquote_plus" => Decoding::Percent,
+        "DecodeString" if before.ends_with("hex.") => Decoding::Hex,
+        ".decode" | "::decode" => {
+            let lower = before.to_ascii_lowercase();
+            if lower.contains("base64")
+                || lower.contains("decoder()")
+                || before.contains("STANDARD")
+                || before.contains("URL_SAFE")
+            {
+                Decoding::Base64
+            } else if lower.ends_with("hex") {
+                Decoding::Hex
+            } else if before.ends_with("URLDecoder") {
+                Decoding::Percent
+            } else {
+                return None;
+            }
+        }
+        "atob" if ident_before => return None,
+        _ => Decoding::Base64,
+    })
+}
+
+/// The literal that opens the argument list right after `at` (`(` then a quote), and the
+/// second argument's literal when there is one (`Buffer.from("…", "hex")`).
+fn first_literal_after(text: &str, at: usize) -> Option<(Range<usize>, Option<&str>)> {
+    let rest = &text[at..];
+    let rest_trimmed = rest.trim_start_matches([' ', '\t']);
+    let open = at + rest.len() - rest_trimmed.len();
+    let after_paren = text[open..].strip_prefix('(')?;
+    let trimmed = after_paren.trim_start_matches([' ', '\t']);
+    let trimmed = trimmed
+        .strip_prefix(['b', 'r'])
+        .filter(|t| t.starts_with(['"', '\'', '`']))
+        .unwrap_or(trimmed);
+    let quote = trimmed
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '"' | '\'' | '`'))?;
+    let start = text.len() - trimmed.len() + 1;
+    let len = text[start..].find(|c: char| c == quote || c.is_whitespace() || c == '\\')?;
+    if !text[start + len..].starts_with(quote) || !(4..=512).contains(&len) {
+        return None;
+    }
+    let after = text[start + len + 1..].trim_start_matches([' ', '\t']);
+    let encoding = after.strip_prefix(',').and_then(|a| {
+        let a = a.trim_start_matches([' ', '\t']);
+        let q = a.chars().next().filter(|c| matches!(c, '"' | '\''))?;
+        let end = a[1..].find(q)?;
+        Some(&a[1..1 + end])
+    });
+    Some((start..start + len, encoding))
+}
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.strip_prefix("0x").unwrap_or(text);
@@ -450,54 +559,28 @@ fn decoded_is_credential(decoded: &str) -> bool {
 }
 
 fn decoder_spans(text: &str, out: &mut Vec<Range<usize>>) {
-    const CALLS: [&str; 14] = [
-        "decode",
-        "Decode",
-        "DECODE",
-        "atob",
-        "hex",
-        "Hex",
-        "unquote",
-        "Unescape",
-        "unescape",
-        "Buffer.from",
-        "fromhex",
-        "hex2bin",
-        "decodeURI",
-        "Base64",
-    ];
-    if !CALLS.iter().any(|c| text.contains(c)) {
-        return;
-    }
-    for captures in DECODER.captures_iter(text) {
-        let Some(literal) = ["a", "b", "c"].iter().find_map(|g| captures.name(g)) else {
+    for found in DECODERS.find_iter(text) {
+        let Some(decoding) = decoding_at(text, found.range()) else {
             continue;
         };
-        let kind = captures["kind"].to_ascii_lowercase();
-        let value = literal.as_str();
-        let bytes = if kind == "buffer.from" {
-            match captures
-                .name("enc")
-                .map(|e| e.as_str().to_ascii_lowercase())
-            {
-                Some(enc) if enc == "hex" => decode_hex(value),
-                Some(enc) if enc.starts_with("base64") => rules::decode_base64(value),
-                _ => None,
-            }
-        } else if kind.contains("hex") || kind == "fromhex" || kind == "unhexlify" {
-            decode_hex(value)
-        } else if kind.contains("uri")
-            || kind.contains("url") && !kind.contains("encoding")
-            || kind.contains("unquote")
-            || kind.contains("unescape")
-        {
-            decode_percent(value)
-        } else {
-            rules::decode_base64(value.trim_end_matches('='))
+        let Some((literal, encoding)) = first_literal_after(text, found.end()) else {
+            continue;
+        };
+        let value = &text[literal.clone()];
+        let decoding = match (decoding, encoding.map(str::to_ascii_lowercase)) {
+            (Decoding::Named, Some(enc)) if enc == "hex" => Decoding::Hex,
+            (Decoding::Named, Some(enc)) if enc.starts_with("base64") => Decoding::Base64,
+            (Decoding::Named, _) => continue,
+            (decoding, _) => decoding,
+        };
+        let bytes = match decoding {
+            Decoding::Hex => decode_hex(value),
+            Decoding::Percent => decode_percent(value),
+            _ => rules::decode_base64(value.trim_end_matches('=')),
         };
         let Some(bytes) = bytes else { continue };
         if std::str::from_utf8(&bytes).is_ok_and(decoded_is_credential) {
-            out.push(literal.range());
+            out.push(literal);
         }
     }
 }
