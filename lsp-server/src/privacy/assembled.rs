@@ -404,6 +404,8 @@ static DECODERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .match_kind(aho_corasick::MatchKind::LeftmostLongest)
         .build([
             "b64decode",
+            "b85decode",
+            "a85decode",
             "base64_decode",
             "base64decode",
             "Base64Decode",
@@ -436,6 +438,9 @@ enum Decoding {
     Percent,
     /// `Buffer.from(…, enc)`: told by its second argument.
     Named,
+    /// base85 (`b85decode`, `a85decode`): binary by design, so 16+ characters of it are
+    /// key material whatever they decode to.
+    Base85,
 }
 
 /// What the decoder named at `name` (a match of `DECODERS`) decodes, if it is one.
@@ -451,6 +456,7 @@ fn decoding_at(text: &str, name: std::ops::Range<usize>) -> Option<Decoding> {
         .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
     Some(match called {
         "Buffer.from" => Decoding::Named,
+        "b85decode" | "a85decode" => Decoding::Base85,
         "unhexlify" | "fromhex" | "hex2bin" => Decoding::Hex,
         "decodeURIComponent"
         | "decodeURI"
@@ -574,6 +580,11 @@ fn decoder_spans(text: &str, out: &mut Vec<Range<usize>>) {
             (decoding, _) => decoding,
         };
         let bytes = match decoding {
+            Decoding::Base85 if value.len() >= 16 => {
+                out.push(literal);
+                continue;
+            }
+            Decoding::Base85 => continue,
             Decoding::Hex => decode_hex(value),
             Decoding::Percent => decode_percent(value),
             _ => rules::decode_base64(value.trim_end_matches('=')),
@@ -581,6 +592,36 @@ fn decoder_spans(text: &str, out: &mut Vec<Range<usize>>) {
         let Some(bytes) = bytes else { continue };
         if std::str::from_utf8(&bytes).is_ok_and(decoded_is_credential) {
             out.push(literal);
+        }
+    }
+}
+
+/// Text spelled as character codes where it stands (`String.fromCharCode(74, 88, 66, …)`,
+/// `''.join(map(chr, [74, 88, …]))`): judged by the text, as a decoded literal is.
+static CHAR_CODES: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:fromCharCode|map\(chr,)[ \t]*\(?[ \t]*\[?(?P<codes>[0-9]{2,3}(?:[ \t]*,[ \t]*[0-9]{2,3}){5,})")
+        .expect("valid")
+});
+
+fn char_code_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("fromCharCode") && !text.contains("map(chr") {
+        return;
+    }
+    for found in CHAR_CODES.captures_iter(text) {
+        let codes = found.name("codes").expect("group");
+        let decoded: Option<String> = codes
+            .as_str()
+            .split(',')
+            .map(|c| {
+                c.trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(u8::is_ascii)
+                    .map(char::from)
+            })
+            .collect();
+        if decoded.is_some_and(|d| decoded_is_credential(&d)) {
+            out.push(codes.range());
         }
     }
 }
@@ -612,11 +653,7 @@ fn concatenation_spans(text: &str, out: &mut Vec<Range<usize>>) {
             {
                 break;
             }
-            // The first piece starts an expression (`= "…"`, `("…"`, `return "…"`): a column
-            // of literals (Go's imports, a CSV's rows) is not one value.
-            if pieces.is_empty() && !starts_expression(&text[..next]) {
-                break;
-            }
+
             pieces.push(start..end);
             // What may stand between two pieces: blanks, newlines, one `+` or `.` (PHP), `)`
             // closing the wrapper of the first (`std::string("…") +`).
@@ -626,6 +663,11 @@ fn concatenation_spans(text: &str, out: &mut Vec<Range<usize>>) {
                 match bytes[k] {
                     b' ' | b'\t' | b'\r' | b'\n' => {}
                     b'+' | b'.' if ops == 0 => ops += 1,
+                    // Elixir's and Haskell's `<>`.
+                    b'<' if ops == 0 && bytes.get(k + 1) == Some(&b'>') => {
+                        ops += 1;
+                        k += 1;
+                    }
                     b')' if ops == 0 && closes == 0 && pieces.len() == 1 => closes += 1,
                     _ => break,
                 }
@@ -634,7 +676,11 @@ fn concatenation_spans(text: &str, out: &mut Vec<Range<usize>>) {
             // A wrapper closed (`std::string("…")`) must be followed by `+`: `f('…'))` then a
             // literal on the next line is a call's result shown below it (a doctest).
             let joined_here = k > end + 1 && (closes == 0 || ops == 1);
-            if k < bytes.len() && matches!(bytes[k], b'"' | b'\'') && joined_here {
+            // Without an operator, the first piece must start an expression (`= "…"`,
+            // `("…"`, `return "…"`): a column of literals (Go's imports, a CSV's rows) is not
+            // one value.
+            let adjacent_ok = ops == 1 || starts_expression(&text[..pieces[0].start - 1]);
+            if k < bytes.len() && matches!(bytes[k], b'"' | b'\'') && joined_here && adjacent_ok {
                 next = k;
             } else {
                 break;
@@ -742,6 +788,7 @@ pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     encoded_spans(text, out);
     prose_password_spans(text, out);
     decoder_spans(text, out);
+    char_code_spans(text, out);
     concatenation_spans(text, out);
     join_spans(text, out);
     word_list_join_spans(text, out);
@@ -860,5 +907,26 @@ mod tests {
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
         }
+    }
+
+    /// Written for this test: character codes, base85 and Elixir's `<>`.
+    #[test]
+    fn char_codes_base85_and_binary_concatenation() {
+        // "Marlow1987!" as character codes.
+        assert_eq!(
+            found(
+                "const pw = String.fromCharCode(77, 97, 114, 108, 111, 119, 49, 57, 56, 55, 33);\n"
+            ),
+            ["77, 97, 114, 108, 111, 119, 49, 57, 56, 55, 33"]
+        );
+        assert!(found("const s = String.fromCharCode(72, 101, 108, 108, 111, 33);\n").is_empty());
+        assert_eq!(
+            found("KEY = base64.b85decode(\"c$Tk9Wo~0aZ*FVgX>MfY\")\n"),
+            ["c$Tk9Wo~0aZ*FVgX>MfY"]
+        );
+        assert_eq!(
+            found("key = \"Qv7RtZ2mXw9L\" <> \"pK3sNd8fYh4J\"\n"),
+            ["Qv7RtZ2mXw9L", "pK3sNd8fYh4J"]
+        );
     }
 }

@@ -396,9 +396,28 @@ fn lone_values(text: &str) -> bool {
         .collect();
     (1..=3).contains(&values.len())
         && values.iter().all(|v| !v.contains(char::is_whitespace))
-        && values
+        && (values
             .iter()
             .any(|v| lone_password(v) || !super::secret_spans(v).is_empty())
+            || values.len() == 1 && lone_token(values[0]))
+}
+
+/// A file that is one token and nothing else (an Erlang cookie, a controller's secret, a
+/// vault password file): 16–256 characters that read random or as a password, not a name
+/// with dots or slashes (a host, a version, a path), not a digest (hex of 32/40/64) or a
+/// number. (Without the look, fuzzers' one-line inputs and `top_level.txt` files matched.)
+fn lone_token(v: &str) -> bool {
+    let hex_digest = v.bytes().all(|b| b.is_ascii_hexdigit()) && matches!(v.len(), 32 | 40 | 64);
+    (16..=256).contains(&v.len())
+        && !v.contains(['/', '\\', '.', ':', '<', '>', '"', '\''])
+        && v.bytes().all(|b| b.is_ascii_graphic())
+        && !hex_digest
+        && !v.bytes().all(|b| b.is_ascii_digit())
+        && !super::rules::is_key_name(v)
+        && (super::rules::looks_random(v)
+            || super::random::reads_random(v)
+            || super::random::is_password(v, true)
+            || super::random::is_chosen_password(v))
 }
 
 /// A password as people make them, alone on its line: 10 to 64 characters of letters in both

@@ -699,6 +699,55 @@ static BYTE_ARRAY: LazyLock<regex::Regex> = LazyLock::new(|| {
     .expect("valid")
 });
 
+/// 16 or more small integers in brackets: key bytes written in decimal (`[u8; 32] = [199, 176,
+/// …]`, PowerShell's `-Key (43,29,…)`, an OTP export's `"secret":[94,39,-21,…]`).
+static DECIMAL_BYTES: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r"[\[({][ \t\r\n]*(?P<bytes>-?[0-9]{1,3}(?:[ \t]*,[ \t\r\n]*-?[0-9]{1,3}){15,})",
+    )
+    .expect("valid")
+});
+
+/// Key bytes in decimal under a name on the line before the bracket that says or may say
+/// secret; the bytes must be bytes (−128..255) and varied (not a table counting up).
+fn decimal_bytes_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    for found in DECIMAL_BYTES.captures_iter(text) {
+        let whole = found.get(0).expect("match");
+        let bytes = found.name("bytes").expect("group");
+        let values: Vec<i32> = bytes
+            .as_str()
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .collect();
+        if values.iter().any(|v| !(-128..=255).contains(v)) {
+            continue;
+        }
+        let mut distinct = values.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let steps: Vec<i32> = values.windows(2).map(|w| w[1] - w[0]).collect();
+        let counting = steps.windows(2).filter(|w| w[0] == w[1]).count() * 2 > steps.len();
+        if distinct.len() * 2 < values.len() || counting {
+            continue;
+        }
+        let line_start = text[..whole.start()].rfind('\n').map_or(0, |i| i + 1);
+        let before = &text[text
+            .floor_char_boundary(whole.start().saturating_sub(80))
+            .max(line_start)..whole.start()];
+        let named = before
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .filter(|word| !word.is_empty())
+            .any(|word| {
+                let word = word.trim_start_matches('-');
+                rules::name_says(word) != rules::NameSays::No
+                    && !word.to_ascii_lowercase().contains("public")
+            });
+        if named {
+            out.push(bytes.range());
+        }
+    }
+}
+
 /// Key material written as 16+ bytes (`KEY = b"\x9f\x8e…"`, `const KEY: [u8; 32] = [0x9f, …]`)
 /// under a name that says or may say secret (`KEY`, `hmac_secret`; not `PUBLIC_KEY`).
 fn byte_array_spans(text: &str, out: &mut Vec<Range<usize>>) {
@@ -1598,6 +1647,9 @@ pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     named_default_spans(text, out);
     insert_spans(text, out);
     byte_array_spans(text, out);
+    if text.contains(',') {
+        decimal_bytes_spans(text, out);
+    }
 }
 
 #[cfg(test)]
@@ -1807,5 +1859,24 @@ mod tests {
             found("# https://discuss.example/t/cpython-3-12-greenlet-and-tracing/33144/2\n")
                 .is_empty()
         );
+    }
+
+    /// Written for this test: key bytes in decimal under a key's name; tables left alone.
+    #[test]
+    fn key_bytes_in_decimal() {
+        let rust = "const SIGNING_KEY: [u8; 16] = [201, 17, 88, 240, 3, 119, 64, 150, 33, 9, 222, 71, 180, 45, 12, 99];\n";
+        assert_eq!(
+            found(rust),
+            ["201, 17, 88, 240, 3, 119, 64, 150, 33, 9, 222, 71, 180, 45, 12, 99"]
+        );
+        let ps = "$s = ConvertTo-SecureString $enc -Key (43,29,185,157,172,247,186,24,218,155,56,182,113,242,237,57)\n";
+        assert_eq!(found(ps).len(), 1);
+        for text in [
+            "const TABLE: [u8; 16] = [201, 17, 88, 240, 3, 119, 64, 150, 33, 9, 222, 71, 180, 45, 12, 99];\n",
+            "const KEY_CODES: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];\n",
+            "PUBLIC_KEY = [201, 17, 88, 240, 3, 119, 64, 150, 33, 9, 222, 71, 180, 45, 12, 99]\n",
+        ] {
+            assert!(found(text).is_empty(), "{text}: {:?}", found(text));
+        }
     }
 }

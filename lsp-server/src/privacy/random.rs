@@ -83,6 +83,15 @@ fn ends_word(b: u8) -> bool {
 }
 
 /// Mean ln P x 100 per letter or digit, each run of them scored from the word's edge.
+/// Whether a token's letters and digits follow each other as ordinary code's words rarely do,
+/// and no long word is in it (for a file that is one token and nothing else).
+pub(super) fn reads_random(token: &str) -> bool {
+    token.bytes().filter(u8::is_ascii_alphanumeric).count() >= 12
+        && bigram_score(token) < RANDOM_BELOW
+        && !mostly_words(token)
+        && !has_long_word(token)
+}
+
 fn bigram_score(token: &str) -> i32 {
     let (mut sum, mut n) = (0i32, 0i32);
     let mut prev = 36usize;
@@ -455,9 +464,12 @@ pub(super) fn is_chosen_password(word: &str) -> bool {
     }
     if let Some(at) = word.find('@') {
         let after = &bytes[at + 1..];
-        // `pkg@1.2`, `node@v18`: a package's version (its name has no digit, a password's
-        // word often does: `Caul1flow3r@8`); `a@b.example`: an address.
-        let version = !bytes[..at].iter().any(u8::is_ascii_digit)
+        // `pkg@1.2`, `node@v18`, `postgresql@15`: a package's version (its name is lower-case
+        // letters; a password's word has capitals or digits: `Dunder@2026`, `Caul1flow3r@8`);
+        // `a@b.example`: an address.
+        let version = bytes[..at]
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b"-_".contains(b))
             && (after.first().is_some_and(u8::is_ascii_digit)
                 || after.first() == Some(&b'v') && after.get(1).is_some_and(u8::is_ascii_digit));
         let address = after.iter().position(|&b| b == b'.').is_some_and(|dot| {

@@ -111,6 +111,22 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Cloud keys ----------------------------------------------------------------------
         row!(
+            "Docker Hub personal access token",
+            r"(?-u:\b)dckr_pat_[A-Za-z0-9_-]{27,}",
+            Shape,
+            "echo \"using dckr_pat_Qk7-9Tly-2ZDfxP_UJzB7Rt-aYw\"\n",
+            "dckr_pat_Qk7-9Tly-2ZDfxP_UJzB7Rt-aYw",
+            "prefix = \"dckr_pat_\"\n",
+        ),
+        row!(
+            "HubSpot private app token (`pat-na1-<uuid>`)",
+            r"(?-u:\b)pat-(?:na|eu|ap)[0-9]-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?-u:\b)",
+            Shape,
+            "headers = {\"Authorization\": \"Bearer pat-na1-3b2f9c1e-7d3a-4b6c-8e0f-1a2b3c4d5e6f\"}\n",
+            "pat-na1-3b2f9c1e-7d3a-4b6c-8e0f-1a2b3c4d5e6f",
+            "region = \"pat-na1\"\n",
+        ),
+        row!(
             "k3s/RKE2 cluster join token (`K10<CA hash>::<user>:<password>`)",
             r"(?-u:\b)K10[0-9a-f]{64}::[A-Za-z0-9_-]{1,32}:(?P<secret>[0-9a-zA-Z]{16,64})(?-u:\b)",
             Shape,
@@ -577,8 +593,8 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Stop 40: forms held-out-7 showed (spent), written generally -----------------------
         row!(alone:
-            "a tool's password option whose flag does not say so (`ssh-keygen -N`/`-P`, `7z -p…`, `zip -P`, `smbclient -U u%pw`, `cmdkey /pass:`, `openssl -passin pass:`, `gpg --passphrase`, `htpasswd -b f u pw`, `ykman --new-pin`)",
-            r#"(?i)(?:ssh-keygen(?:[ \t]+-[A-Za-z]+(?:[ \t]+[^-\s][^\s]*)?)*?[ \t]+-[NP][ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"]+))|(?:7z|7za|rar|unrar)[ \t][^\r\n]*?['"]?-p(?P<secret4>[^\s'"]+)|(?:zip|unzip)[ \t][^\r\n]*?[ \t]-P[ \t]+(?:'(?P<secret5>[^'\r\n]+)'|"(?P<secret6>[^"\r\n]+)"|(?P<secret7>[^\s'"]+))|smbclient[ \t][^\r\n]*?-U[ \t]+['"]?[^%\s'"]+%(?:(?P<secret8>[^'"\r\n]+)['"]|(?P<secret9>[^\s'"]+))|/pass(?:word)?:(?:"(?P<secret10>[^"\r\n]+)"|(?P<secret11>[^\s"]+))|-pass(?:in|out)?[ \t]+pass:(?P<secret12>[^\s'"]+)|--passphrase[ \t=]+(?:'(?P<secret13>[^'\r\n]+)'|"(?P<secret14>[^"\r\n]+)"|(?P<secret15>[^\s'"-][^\s'"]*))|htpasswd[ \t]+-[a-zA-Z]*b[a-zA-Z]*[ \t]+[^\s]+[ \t]+[^\s]+[ \t]+(?:'(?P<secret16>[^'\r\n]+)'|"(?P<secret17>[^"\r\n]+)"|(?P<secret18>[^\s'"]+))|--new-(?:pin|puk|password)[ \t=]+(?P<secret19>[^\s'"]+)|locksettings[ \t]+set-(?:pin|password)[ \t]+(?P<secret20>[^\s'"]+))"#,
+            "a tool's password option whose flag does not say so (`ssh-keygen -N`/`-P`, `7z -p…`, `zip -P`, `smbclient -U u%pw`, `cmdkey /pass:`, `openssl -passin pass:`, `gpg --passphrase`, `htpasswd -b f u pw`, `ykman --new-pin`, `redis-cli -a`, `ldapsearch -w`, `sqlcmd -P`, `openssl enc -k`, Cisco `snmp-server community`)",
+            r#"(?i)(?:ssh-keygen(?:[ \t]+-[A-Za-z]+(?:[ \t]+[^-\s][^\s]*)?)*?[ \t]+-[NP][ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"\r\n]+)"|(?P<secret3>[^\s'"]+))|(?:7z|7za|rar|unrar)[ \t][^\r\n]*?['"]?-p(?P<secret4>[^\s'"]+)|(?:zip|unzip)[ \t][^\r\n]*?[ \t]-P[ \t]+(?:'(?P<secret5>[^'\r\n]+)'|"(?P<secret6>[^"\r\n]+)"|(?P<secret7>[^\s'"]+))|smbclient[ \t][^\r\n]*?-U[ \t]+['"]?[^%\s'"]+%(?:(?P<secret8>[^'"\r\n]+)['"]|(?P<secret9>[^\s'"]+))|/pass(?:word)?:(?:"(?P<secret10>[^"\r\n]+)"|(?P<secret11>[^\s"]+))|-pass(?:in|out)?[ \t]+pass:(?P<secret12>[^\s'"]+)|--passphrase[ \t=]+(?:'(?P<secret13>[^'\r\n]+)'|"(?P<secret14>[^"\r\n]+)"|(?P<secret15>[^\s'"-][^\s'"]*))|htpasswd[ \t]+-[a-zA-Z]*b[a-zA-Z]*[ \t]+[^\s]+[ \t]+[^\s]+[ \t]+(?:'(?P<secret16>[^'\r\n]+)'|"(?P<secret17>[^"\r\n]+)"|(?P<secret18>[^\s'"]+))|--new-(?:pin|puk|password)[ \t=]+(?P<secret19>[^\s'"]+)|locksettings[ \t]+set-(?:pin|password)[ \t]+(?P<secret20>[^\s'"]+)|redis-cli[ \t][^\r\n]*?[ \t]-a[ \t]+(?:'(?P<secret21>[^'\r\n]+)'|"(?P<secret22>[^"\r\n]+)"|(?P<secret23>[^\s'"$-][^\s'"]*))|ldap[a-z]*[ \t][^\r\n]*?[ \t]-w[ \t]+(?:'(?P<secret24>[^'\r\n]+)'|"(?P<secret25>[^"\r\n]+)"|(?P<secret26>[^\s'"$-][^\s'"]*))|(?:sqlcmd|bcp|osql)[ \t][^\r\n]*?[ \t]-P[ \t]*(?:'(?P<secret27>[^'\r\n]+)'|"(?P<secret28>[^"\r\n]+)"|(?P<secret29>[^\s'"$-][^\s'"]*))|openssl[ \t]+(?:enc|aes[a-z0-9-]*|des[a-z0-9-]*)[ \t][^\r\n]*?[ \t]-k[ \t]+(?:'(?P<secret30>[^'\r\n]+)'|"(?P<secret31>[^"\r\n]+)"|(?P<secret32>[^\s'"$-][^\s'"]*))|snmp-server[ \t]+community[ \t]+(?P<secret33>[^\s'"]+))"#,
             NotTemplate,
             "ssh-keygen -t ed25519 -f ~/.ssh/deploy -C ci -N 'amber fox delta'\n7z a -mhe=on '-pReef1976!' b.7z db.sql\n",
             "amber fox delta",
