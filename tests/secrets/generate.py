@@ -66,6 +66,21 @@ formats (Scala, Elixir, Lua, Perl, R, Groovy, CloudFormation, Bicep, Azure and B
 kustomize, nginx, env files under odd names, HAR recordings, fixtures, runbooks, CI logs, notebooks),
 and 62 credential files of 31 more tools' formats under ordinary names; scored once. Its values share
 no 6-character piece with any earlier value, nor with the ordinary text of any half, its own included.
+`held-out-10` (SHAPES10, seed SEED10 = 10457) was written by an eighth author, blind to the rules, their
+thresholds and every result, after held-out-9 and before any further rule change, with a value
+generator of its own (`Gen10`): passwords as people choose them (a band and a year, a house number and a
+street, a device and its model, a company and a quarter, pwgen's pronounceable ones, a word doubled, two
+names and a wedding date, Pa$$w0rd variants, hyphenated passphrases, phrases with spaces, film quotes run
+together, initials and a birth date, KeePass's and Chrome's generated ones), PINs, provider tokens of
+some fifty more formats with their real public prefixes and lengths, JWTs signed with RS512 and ES384,
+RSA-4096 PKCS#1, DSA and P-384 SEC1 armour, Ed25519 and Steam guard secrets, base32, base36, base64,
+base64url and hex keys, product-key groups, decimal byte lists, hex-encoded, double-base64 and
+percent-encoded passwords, and tokens split over two literals. 144 shapes in none of the earlier sets
+(414 credentials, 144 files) across some forty languages and formats (C++, Dart, Haskell, Julia, Ansible
+plays, Nomad and Packer HCL, Woodpecker, Drone, Cloud Build and Tekton, compose files, wiki pages, Slack
+exports, curl and mitmproxy traces, Jest snapshots, commit-message drafts, env files under odd names), and
+56 credential files of 28 more tools' formats under ordinary names; scored once. Its values share no
+6-character piece with any earlier value, nor with the ordinary text of any half, its own included.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -10681,6 +10696,902 @@ def place9(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]
 
 
 
+# ---- A tenth held-out set (held-out-10) -------------------------------------------------
+# Written by an eighth author, blind to the redaction rules, their thresholds and every result,
+# with a seed of its own and a value generator of its own, `Gen10` (built on Gen9's bookkeeping:
+# a value is drawn again until none of its 6-character pieces is taken), so that the values of
+# the first nine corpora stay as they were. Gen10's values: passwords as people choose them (a
+# band and a year, a house number and a street, a device and its model, a company and a quarter,
+# pwgen's pronounceable ones, a word doubled, two names and a wedding date, Pa$$w0rd variants,
+# lowercase hyphenated passphrases, phrases with spaces, film quotes run together, initials and a
+# birth date, KeePass and Chrome generated ones), PINs, provider tokens of some fifty more
+# formats with their real public prefixes and lengths, JWTs signed with RS512, ES384 and HS256,
+# RSA-4096 PKCS#1, DSA and P-384 SEC1 armour, raw Ed25519 keys, product-key-like
+# groups, colon-separated hex, base36, hex-encoded and double-base64 passwords, Steam guard
+# secrets, and values written split over literals, as char arrays or as byte lists.
+# Shapes in none of SHAPES .. SHAPES9, in Python, JavaScript/TypeScript, Go, Rust, Java, Kotlin,
+# C#, C++, Ruby, PHP, Swift, Dart, Scala, Elixir, Haskell, Lua, Perl, R, Julia, PowerShell, shell,
+# SQL, Ansible, Terraform, Nomad and Packer HCL, Woodpecker, Drone, Cloud Build and Tekton,
+# compose files, Dockerfiles, Makefiles, runbooks, wiki pages, chat exports, CI logs, curl and
+# mitmproxy traces, Jest snapshots, notebooks, env files under odd names, commit-message drafts,
+# XML/INI/TOML/JSON configs; and credential files of some twenty-four more tools' formats under
+# ordinary names.
+SEED10 = 10457
+SHAPES10: list[tuple[str, str, object]] = []
+
+
+def shape10(name: str, kind: str):
+    def register(fn):
+        SHAPES10.append((name, kind, fn))
+        return fn
+    return register
+
+
+def t10(name: str, kind: str, template: str, *makers) -> None:
+    """A held-out-10 shape written as a template: `§0`, `§1`, ... are replaced by the values the
+    makers draw, in order; a maker returns a value, or (value, public prefix length)."""
+    def fn(g):
+        outs = []
+        for m in makers:
+            r = m(g)
+            outs.append(r if isinstance(r, tuple) else (r, 0))
+        text = template
+        for i in reversed(range(len(outs))):
+            text = text.replace(f"§{i}", outs[i][0])
+        assert "§" not in text, name
+        return text, outs
+    SHAPES10.append((name, kind, fn))
+
+
+DQ10 = '"\\$`'
+SQ10 = "'\\"
+SH10 = "'\"$`\\!"
+YQ10 = "'\"#:{}[],&*!|>%@`\\"
+XML10 = "<>&\"'"
+INI10 = "#;%\"'=$\\"
+URL10 = "@:/#%?^{}[] ;&=+\"'\\`$<>"
+ALL10 = "'\"$`\\!#;%=<>&{}[]:|@*, ?^+/"   # nothing that any format would quote or escape
+JS10 = "'\"`\\$<>&"
+
+BANDS10 = "metallica nirvana radiohead coldplay queen abba beatles pixies weezer blondie slayer journey rush toto kiss".split()
+STREETS10 = "maple oak elm cedar birch willow chestnut linden poplar sycamore hawthorn magnolia".split()
+DEVICES10 = [("Synology", "DS920"), ("Netgear", "R7000"), ("Ubiquiti", "UDM"), ("Fortigate", "60F"), ("Proxmox", "VE8"),
+             ("Aruba", "IAP305"), ("Dell", "R740"), ("HPE", "DL380"), ("Brother", "HL2270"), ("QNAP", "TS453")]
+COMPANY10 = "northwind contoso fabrikam tailspin wingtip litware proseware brightwater fourthcoffee woodgrove".split()
+WORDS10 = """
+lantern pebble orchard harbor velvet comet walnut thimble meadow saffron kettle gravel tundra marble
+ember quartz falcon juniper copper willow riddle canyon mosaic ripple lobster pretzel turnip yodel
+banjo cactus dolphin glacier hammock igloo jigsaw kayak lagoon mitten nectar oyster parsley quiver
+""".split()
+COUPLES10 = ["Jen&Tom", "Mike+Sara", "Ana&Luis", "Kim&Raj", "Bo+Eva", "Lea&Max", "Tina&Joe", "Ali+Noor"]
+QUOTES10 = ["MayThe4thBeWithYou", "IllBeBack", "HoustonWeHaveAProblem", "ToInfinityAndBeyond", "WinterIsComing",
+            "YouShallNotPass", "HereIsJohnny", "ShowMeTheMoney"]
+PWGEN_PAIRS10 = ["ai", "ei", "oh", "oo", "ah", "ee", "ie", "ou", "ae", "ua", "ph", "th", "ch", "sh", "qu", "ng"]
+B36 = string.digits + string.ascii_lowercase
+KEEPASS10 = B62 + "!#$%&*+-=?@^_"
+CHROME10 = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # Chrome leaves out l, o, I, O, 0 and 1
+
+
+class Gen10(Gen9):
+    """held-out-10's values. Gen9's bookkeeping (`fresh`: no 6-character piece, case ignored, of
+    a value's secret part is in `taken`), with held-out-10's own kinds of values."""
+
+    def pwgen(self) -> str:
+        r = self.r
+        s = ""
+        while len(s) < 8:
+            s += r.choice(PWGEN_PAIRS10) if r.random() < 0.5 else r.choice("bcdfghjkmnpqrstvwxz") + r.choice("aeiou")
+        s = list(s[:8])
+        a, b = r.sample(range(1, 8), 2)
+        s[a] = s[a].upper()
+        s[b] = r.choice("23456789")
+        return "".join(s)
+
+    def _human(self) -> str:
+        r = self.r
+        k = r.random()
+        if k < 0.08:  # a band and a year
+            return self.cap(self.pick(BANDS10)) + r.choice(["", "_", "#"]) + str(r.randint(1965, 2012)) + r.choice(["", "!", "!!"])
+        if k < 0.15:  # a house number and a street
+            return str(r.randint(2, 4999)) + self.cap(self.pick(STREETS10)) + r.choice(["St", "$t", "Ave", "Rd", "Ln!", "Ct#"])
+        if k < 0.22:  # a device and its model
+            a, b = r.choice(DEVICES10)
+            return r.choice([a, a.lower(), a.upper()]) + r.choice(["#", "_", "-", "@", ""]) + b + r.choice(["", "!", "admin", str(r.randint(1, 9))])
+        if k < 0.30:  # a company and a quarter
+            return (self.pick(COMPANY10).capitalize() + r.choice(["-", "_", "."]) + "Q" + str(r.randint(1, 4)) + r.choice(["-", "_", ""])
+                    + str(r.randint(2019, 2026)) + r.choice(["!", "", "#"]))
+        if k < 0.38:  # pwgen's pronounceable passwords
+            return self.pwgen()
+        if k < 0.44:  # a word doubled
+            w = self.pick(WORDS10 + BANDS10)
+            return w + r.choice(["", str(r.randint(1, 9))]) + w + r.choice(["", "1", "!", "69", "123"])
+        if k < 0.51:  # two names and a wedding date
+            return r.choice(COUPLES10) + r.choice([".", "-", ""]) + f"{r.randint(1, 12):02d}{r.choice(['.', '', '/'])}{r.randint(1, 28):02d}" + str(r.randint(1995, 2021))
+        if k < 0.58:  # Pa$$w0rd variants
+            return r.choice(["Pa$$w0rd", "P4ssword", "Passw0rd", "P@$$word", "pa55word", "Pa55w0rd"]) + r.choice(["", "_", "#"]) + str(r.randint(1, 2026)) + r.choice(["", "!", "?"])
+        if k < 0.66:  # lowercase hyphenated passphrase
+            return "-".join(self.pick(WORDS10) for _ in range(r.randint(3, 5)))
+        if k < 0.72:  # a phrase with spaces
+            return " ".join([self.pick(WORDS10).capitalize(), self.pick(WORDS10), str(r.randint(1, 99)), self.pick(WORDS10)])
+        if k < 0.78:  # a film quote run together
+            return r.choice(QUOTES10) + r.choice(["", "!", "1", "42", "?", "_" + str(r.randint(10, 99))])
+        if k < 0.84:  # initials and a birth date
+            return "".join(r.choice(string.ascii_uppercase) for _ in range(r.randint(2, 3))) + r.choice(["!", ".", "#"]) + f"{r.randint(1950, 2010)}{r.randint(1, 12):02d}{r.randint(1, 28):02d}"
+        if k < 0.93:  # KeePass's generator
+            while True:
+                v = self.s(KEEPASS10, r.choice([20, 24, 32]))
+                if any(not c.isalnum() for c in v) and any(c.isdigit() for c in v):
+                    return v
+        # Chrome's suggested password
+        while True:
+            v = self.s(CHROME10, 15)
+            if any(c.isdigit() for c in v) and any(c.isupper() for c in v):
+                return v
+
+    def kb36(self, n: int) -> str:
+        return self.fresh(lambda: self.s(B36, n))
+
+    def kcolonhex(self, nbytes: int) -> str:
+        return self.fresh(lambda: ":".join(f"{b:02X}" for b in self.raw(nbytes)))
+
+    def product_key(self, groups: int = 5, width: int = 5) -> str:
+        return self.fresh(lambda: "-".join(self.s(UPPER_NUM, width) for _ in range(groups)))
+
+    def hexpw(self, bad: str = "") -> str:
+        return self.enc(lambda pw: pw.encode().hex(), bad)
+
+    def b64b64(self, bad: str = "") -> str:
+        return self.enc(lambda pw: b64s(b64s(pw)), bad)
+
+    def go_bytes(self, n: int) -> str:
+        return self.fresh(lambda: ", ".join(f"0x{b:02x}" for b in self.raw(n)))
+
+    def dec_bytes(self, n: int) -> str:
+        return self.fresh(lambda: ",".join(str(b) for b in self.raw(n)))
+
+    def jwt10(self, alg: str, fixed: str, rest) -> tuple[str, int]:
+        head = base64.urlsafe_b64encode(json.dumps({"alg": alg, "typ": "JWT"}, separators=(",", ":")).encode()).decode().rstrip("=")
+        public = len(head) + 1 + b64_prefix_public(fixed)
+        sig_len = {"HS256": 43, "RS512": 342, "ES384": 128}[alg]
+
+        def make():
+            body = base64.urlsafe_b64encode((fixed + rest()).encode()).decode().rstrip("=")
+            return f"{head}.{body}.{self.s(URLSAFE, sig_len)}"
+        return self.fresh(make, public), public
+
+    def tok(self, kind: str) -> tuple[str, int]:
+        r, s = self.r, self.s
+        formats = {
+            "gho": ("gho_", lambda: self.b62(36)),
+            "ghs": ("ghs_", lambda: self.b62(36)),
+            "waka": ("waka_", lambda: self.uuid()),
+            "sntryu": ("sntryu_", lambda: self.hex(64)),
+            "glsa": ("glsa_", lambda: self.b62(32) + "_" + self.hex(8)),
+            "glc": ("glc_eyJvIjoi", lambda: base64.b64encode(('{"o":"' + str(r.randint(100000, 999999)) + '","n":"stack-' + str(r.randint(100000, 999999)) + '-hm-read","k":"' + self.b62(24) + '","m":{"r":"prod-eu-west-2"}}').encode()).decode()[12:]),
+            "graf_legacy": ("eyJrIjoi", lambda: base64.b64encode(('{"k":"' + self.b62(32) + '","n":"ci","id":1}').encode()).decode().rstrip("=")[8:]),
+            "linear": ("lin_api_", lambda: self.b62(40)),
+            "anthropic": ("sk-ant-api03-", lambda: s(URLSAFE, 93) + "AA"),
+            "dapi": ("dapi", lambda: self.hex(32)),
+            "pulumi": ("pul-", lambda: self.hex(40)),
+            "doo": ("doo_v1_", lambda: self.hex(64)),
+            "shpca": ("shpca_", lambda: self.hex(32)),
+            "sq0csp": ("sq0csp-", lambda: s(URLSAFE, 43)),
+            "ya29": ("ya29.", lambda: "a0" + s(URLSAFE, 160)),
+            "g_refresh": ("1//0", lambda: r.choice("36dg") + s(URLSAFE, 99)),
+            "gocspx": ("GOCSPX-", lambda: s(URLSAFE, 28)),
+            "xoxe": ("xoxe.xoxp-1-", lambda: s(URLSAFE, 146)),
+            "sendgrid": ("SG.", lambda: s(URLSAFE, 22) + "." + s(URLSAFE, 43)),
+            "mailgun": ("key-", lambda: self.hex(32)),
+            "doppler_st": ("dp.st.prd.", lambda: self.b62(43)),
+            "doppler_ct": ("dp.ct.", lambda: self.b62(43)),
+            "ghs_app": ("ghs_", lambda: self.b62(36)),
+            "sk_live": ("sk_live_", lambda: "51" + self.b62(97)),
+            "sb_key": ("", lambda: base64.b64encode(self.raw(32)).decode()),
+            "aliyun_secret": ("", lambda: self.b62(30)),
+            "cf_token": ("", lambda: s(URLSAFE, 40)),
+            "cf_global": ("", lambda: self.hex(37)),
+            "tavily": ("tvly-", lambda: self.b62(32)),
+            "langfuse": ("sk-lf-", lambda: self.uuid()),
+            "langsmith": ("lsv2_pt_", lambda: self.hex(32) + "_" + self.hex(10)),
+            "lwa": ("amzn1.oa2-cs.v1.", lambda: self.hex(64)),
+            "atza": ("Atza|", lambda: s(URLSAFE, 180)),
+            "glagent": ("glagent-", lambda: s(URLSAFE, 50)),
+            "vault_old": ("s.", lambda: self.b62(24)),
+            "yandex_oauth": ("y0_AgAAAAA", lambda: s(URLSAFE, 48)),
+            "razorpay": ("", lambda: self.b62(24)),
+            "flutterwave": ("FLWSECK-", lambda: self.hex(32) + "-X"),
+            "paystack": ("sk_live_", lambda: self.hex(40)),
+            "easypost": ("EZAK", lambda: self.hex(54)),
+            "pscale_tkn": ("pscale_tkn_", lambda: s(URLSAFE, 43)),
+            "buildkite_agent": ("", lambda: self.hex(50)),
+            "teamcity_agent": ("", lambda: self.hex(32)),
+            "nexus_admin": ("", lambda: self.uuid()),
+            "spotify_secret": ("", lambda: self.hex(32)),
+            "reddit_secret": ("", lambda: s(URLSAFE, 30)),
+            "twitter_secret": ("", lambda: self.b62(50)),
+            "twitter_atoken": ("", lambda: str(r.randint(10**17, 10**19)) + "-" + self.b62(40)),
+            "steam_key": ("", lambda: self.hex(32).upper()),
+            "xprv": ("xprv9s21ZrQH143K", lambda: s(BASE58, 95)),
+            "zprv": ("zprvAW", lambda: s(BASE58, 105)),
+            "pagerduty_routing": ("R0", lambda: s(UPPER_NUM, 30)),
+            "opsgenie": ("", lambda: self.uuid()),
+            "new_relic_user": ("NRAK-", lambda: s(UPPER_NUM, 27)),
+            "synapse": ("", lambda: s(B62 + "~=_.,:;@^&*#", 50)),
+            "sonarr": ("", lambda: self.hex(32)),
+            "shopify_storefront": ("shpss_", lambda: self.hex(32)),
+        }
+        prefix, make = formats[kind]
+        return self.fresh(lambda: prefix + make(), len(prefix)), len(prefix)
+
+
+_LA10 = Gen(random.Random(SEED10 * 7 + 1))
+LA10_SHA256 = [_LA10.hex(64) for _ in range(6)]
+LA10_SHA1 = [_LA10.hex(40) for _ in range(6)]
+LA10_UUID = [_LA10.uuid() for _ in range(6)]
+
+RSA4096_PUBLIC10 = base64.b64decode("MIIJKQIBAAKCAgEA")        # every 4096-bit PKCS#1 RSA key starts so
+DSA_PUBLIC10 = bytes.fromhex("308201bb02010002818100")        # a 1024-bit DSA key, as OpenSSL writes it
+EC384_PUBLIC10 = bytes.fromhex("3081a40201010430")  # every P-384 SEC1 key starts so
+
+
+def H10(bad: str = ""):
+    return lambda g: g.human(bad)
+
+
+def T10(kind: str):
+    return lambda g: g.tok(kind)
+
+
+def PIN10(n: int = 6):
+    return lambda g: g.pin(n)
+
+
+def K10(method: str, *args):
+    return lambda g: getattr(g, method)(*args)
+
+
+def pem10(prefix: bytes, n: int):
+    return lambda g: g.blob(prefix, n, 64)
+
+
+def SPLIT10(kind: str, cut: int):
+    """A provider token written in two literals: the first keeps the public prefix."""
+    def fn(g):
+        v, p = g.tok(kind)
+        return [(v[:p + cut], p), (v[p + cut:], 0)]
+    return fn
+
+
+def split_shape10(name: str, kind: str, template: str, tok_kind: str, cut: int) -> None:
+    maker = SPLIT10(tok_kind, cut)
+
+    def fn(g):
+        outs = maker(g)
+        text = template.replace("§1", outs[1][0]).replace("§0", outs[0][0])
+        return text, outs
+    SHAPES10.append((name, kind, fn))
+
+# Python ------------------------------------------------------------------------------------
+t10("py10: pika PlainCredentials positional in a consumer", "py10",
+    '\n\ndef consume():\n    creds = pika.PlainCredentials("ingest", "§0")\n    params = pika.ConnectionParameters("mq.bw.internal", 5672, "/ingest", creds)\n'
+    '    return pika.BlockingConnection(params).channel()\n', H10(DQ10))
+t10("py10: Elasticsearch basic_auth tuple and api_key tuple", "py10",
+    '\n\nes = Elasticsearch("https://search.bw.internal:9200", basic_auth=("elastic", "§0"))\n'
+    'es_cloud = Elasticsearch(cloud_id="bw-prod:ZXUtd2VzdC0x", api_key=("VuaCfGcBCdbkQm-e5aOx", "§1"))\n',
+    H10(DQ10), K10("kurl", 22))
+t10("py10: praw.Reddit keyword arguments in a moderation bot", "py10",
+    '\n\nreddit = praw.Reddit(\n    client_id="p-jcoLKBynTLew",\n    client_secret="§0",\n    username="bw_modbot",\n    password="§1",\n'
+    '    user_agent="bw-modbot/0.3",\n)\n', T10("reddit_secret"), H10(DQ10))
+t10("py10: dict of SMTP settings passed to a helper", "py10",
+    '\n\nSMTP = {"host": "smtp.sendgrid.net", "port": 587, "user": "apikey", "pass": "§0"}\nmailer = Mailer(**SMTP)\n', T10("sendgrid"))
+split_shape10("py10: token split over two literals and joined", "py10",
+              '\n\n# split so the scanner in CI stops complaining\nLINEAR_KEY = "§0" + "§1"\n', "linear", 12)
+t10("py10: bytes.fromhex of a hex-encoded password", "py10",
+    '\n\nLEGACY_DB_PASSWORD = bytes.fromhex("§0").decode()\n', lambda g: g.hexpw())
+t10("py10: argparse default holding a key", "py10",
+    '\n\nparser = argparse.ArgumentParser()\nparser.add_argument("--tavily-key", default="§0")\nparser.add_argument("--max-results", type=int, default=5)\n',
+    T10("tavily"))
+
+# JavaScript / TypeScript ----------------------------------------------------------------------
+t10("js10: knex connection object with a password", "js10",
+    '\nconst db = require("knex")({\n  client: "pg",\n  connection: { host: "pg.bw.internal", user: "reporting", password: "§0", database: "bw" },\n});\n',
+    H10(JS10))
+t10("js10: MongoClient with credentials in the URI", "js10",
+    '\nconst mongo = new MongoClient("mongodb+srv://appuser:§0@cluster0.x1bw.mongodb.net/prod?retryWrites=true&w=majority");\n',
+    H10(URL10))
+t10("js10: new Client(...) positional API key and secret", "js10",
+    '\nconst easypost = new EasyPostClient("§0");\nconst razor = new Razorpay({ key_id: "rzp_live_ILgsfZCZoFIKMb", key_secret: "§1" });\n',
+    T10("easypost"), T10("razorpay"))
+t10("js10: array of fallback keys rotated on 429", "js10",
+    '\nconst SENDGRID_KEYS = [\n  "§0",\n  "§1",\n];\nlet current = 0;\nfunction nextKey() { current = (current + 1) % SENDGRID_KEYS.length; return SENDGRID_KEYS[current]; }\n',
+    T10("sendgrid"), T10("sendgrid"))
+t10("js10: Buffer.from base64 double-encoded password", "js10",
+    '\nconst adminPass = Buffer.from(Buffer.from("§0", "base64").toString(), "base64").toString();\n',
+    lambda g: g.b64b64())
+t10("ts10: typed config object with a Shopify custom app token", "ts10",
+    '\n\nexport const shopify: ShopConfig = {\n  shop: "brightwater-outdoors.myshopify.com",\n  adminToken: "§0",\n  apiVersion: "2024-10",\n};\n',
+    T10("shpca"))
+t10("ts10: process.env fallback with a literal", "ts10",
+    '\n\nexport const LANGSMITH_API_KEY = process.env.LANGSMITH_API_KEY ?? "§0";\n'
+    'export const LANGFUSE_SECRET_KEY = process.env.LANGFUSE_SECRET_KEY || "§1";\n', T10("langsmith"), T10("langfuse"))
+t10("ts10: fetch with an Authorization template literal", "ts10",
+    '\n\nexport async function listIssues(team: string) {\n  const res = await fetch(`https://api.linear.app/graphql`, {\n'
+    '    method: "POST",\n    headers: { Authorization: `§0`, "Content-Type": "application/json" },\n    body: JSON.stringify({ query: `{ team(id: "${team}") { issues { nodes { id } } } }` }),\n  });\n  return res.json();\n}\n',
+    T10("linear"))
+t10("ts10: Redis URL in an ioredis constructor", "ts10",
+    '\n\nexport const cache = new Redis("rediss://default:§0@cache.bw.internal:6380/2");\n', K10("k62", 32))
+
+# Go ------------------------------------------------------------------------------------------
+t10("go10: minio.New with static credentials", "go10",
+    '\n\nfunc newStore() (*minio.Client, error) {\n\treturn minio.New("s3.bw.internal:9000", &minio.Options{\n'
+    '\t\tCreds:  credentials.NewStaticV4("bwbackup", "§0", ""),\n\t\tSecure: true,\n\t})\n}\n', K10("k62", 40))
+t10("go10: hex.DecodeString of an HMAC key at package level", "go10",
+    '\n\nvar webhookKey, _ = hex.DecodeString("§0")\n', K10("khex", 64))
+t10("go10: sql.Open with a DSN built by fmt.Sprintf", "go10",
+    '\n\nfunc openDB() (*sql.DB, error) {\n\tdsn := fmt.Sprintf("%s:%s@tcp(%s)/%s?parseTime=true", "billing", "§0", "mysql.bw.internal:3306", "billing")\n'
+    '\treturn sql.Open("mysql", dsn)\n}\n', H10(DQ10 + "%"))
+t10("go10: struct literal for an SFTP uploader", "go10",
+    '\n\nvar partner = SFTPTarget{\n\tHost:     "sftp.partner.example:22",\n\tUser:     "bw_drop",\n\tPassword: "§0",\n\tDir:      "/inbound",\n}\n',
+    H10(DQ10))
+t10("go10: raw string with a PagerDuty routing key and an Opsgenie key", "go10",
+    '\n\nconst alertConfig = `\nrouting_key: §0\nopsgenie_key: §1\n`\n', T10("pagerduty_routing"), T10("opsgenie"))
+
+# Rust ----------------------------------------------------------------------------------------
+t10("rs10: reqwest bearer_auth with a literal", "rs10",
+    '\n\nasync fn post_status(client: &reqwest::Client, text: &str) -> reqwest::Result<()> {\n'
+    '    client.post("https://api.bw.internal/status").bearer_auth("§0").json(&serde_json::json!({ "text": text })).send().await?;\n    Ok(())\n}\n',
+    T10("doppler_st"))
+t10("rs10: const base64 signing key decoded at start-up", "rs10",
+    '\n\nconst SESSION_KEY_B64: &str = "§0";\n', K10("kb64", 48))
+t10("rs10: lettre Credentials::new(...) with to_owned strings", "rs10",
+    '\n\nfn mailer() -> SmtpTransport {\n    let creds = Credentials::new("alerts@brightwater.example".to_owned(), "§0".to_owned());\n'
+    '    SmtpTransport::relay("smtp.office365.com").unwrap().credentials(creds).build()\n}\n', H10(DQ10))
+
+# Java / Kotlin -------------------------------------------------------------------------------
+t10("java10: toCharArray() password for a KeyStore", "java10",
+    '\n\n    static KeyStore loadTrustStore(InputStream in) throws Exception {\n        KeyStore ks = KeyStore.getInstance("PKCS12");\n'
+    '        ks.load(in, "§0".toCharArray());\n        return ks;\n    }\n', H10(DQ10))
+t10("java10: HikariConfig setters with a password", "java10",
+    '\n\n    static HikariDataSource reporting() {\n        HikariConfig cfg = new HikariConfig();\n        cfg.setJdbcUrl("jdbc:sqlserver://sql01.bw.internal:1433;databaseName=Reporting");\n'
+    '        cfg.setUsername("svc_reporting");\n        cfg.setPassword("§0");\n        return new HikariDataSource(cfg);\n    }\n', H10(DQ10))
+t10("java10: Map.of with an API key and secret", "java10",
+    '\n\n    static final Map<String, String> ALIYUN = Map.of(\n        "accessKeyId", "LTAI5tQbWnP8cRwJdH3kVmYz",\n        "accessKeySecret", "§0");\n',
+    T10("aliyun_secret"))
+t10("java10: integration test @BeforeAll with a sandbox key", "java10",
+    '\n\n    @BeforeAll\n    static void setUp() {\n        Stripe.apiKey = "§0";\n    }\n', T10("sk_live"))
+t10("kt10: OkHttp interceptor adding a header", "kt10",
+    '\n\nclass AuthInterceptor : Interceptor {\n    override fun intercept(chain: Interceptor.Chain): Response =\n'
+    '        chain.proceed(chain.request().newBuilder().header("X-Api-Key", "§0").build())\n}\n', K10("kb36", 32))
+t10("kt10: companion object consts for a Spotify client", "kt10",
+    '\n\nobject SpotifyKeys {\n    const val CLIENT_ID = "5f573c9620494bae87890c0f08a60293"\n    const val CLIENT_SECRET = "§0"\n}\n', T10("spotify_secret"))
+t10("kt10: signing config in build logic written in Kotlin", "kt10",
+    '\n\nval releaseSigning = SigningSpec(\n    storeFile = "keys/tide-release.jks",\n    storePassword = "§0",\n    keyAlias = "tide",\n    keyPassword = "§1",\n)\n',
+    H10(DQ10), H10(DQ10))
+
+# C# ------------------------------------------------------------------------------------------
+t10("cs10: SqlConnectionStringBuilder properties", "cs10",
+    '\n            var csb = new SqlConnectionStringBuilder\n            {\n                DataSource = "sql02.bw.internal",\n                InitialCatalog = "Jobs",\n'
+    '                UserID = "jobs_rw",\n                Password = "§0",\n            };\n', H10(DQ10 + "{}"))
+t10("cs10: NetworkCredential positional with a domain", "cs10",
+    '\n            var cred = new NetworkCredential("svc-print", "§0", "BW");\n            client.Credentials = cred;\n', H10(DQ10 + "{}"))
+t10("cs10: ServiceBusClient connection string", "cs10",
+    '\n            var bus = new ServiceBusClient("Endpoint=sb://bw-jobs.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=§0");\n',
+    T10("sb_key"))
+t10("cs10: xunit InlineData with a PIN", "cs10",
+    '\n            // [Theory]\n            // [InlineData("ops.kiosk", "§0")]\n            var kioskPin = "§1";\n', PIN10(6), PIN10(8))
+
+# C++ ------------------------------------------------------------------------------------------
+t10("cpp10: #define Wi-Fi credentials for firmware", "cpp10",
+    '\n\n#define WIFI_SSID "BW-Warehouse"\n#define WIFI_PASS "§0"\n#define MQTT_PASS "§1"\n', H10(DQ10), H10(DQ10))
+t10("cpp10: static const char AES key in upper-case hex", "cpp10",
+    '\n\nstatic const char kFirmwareAesKeyHex[] = "§0";  // AES-128, see docs/firmware.md\n', K10("khex", 32, True))
+t10("cpp10: curl_easy_setopt USERPWD", "cpp10",
+    '\n\nvoid upload(CURL* curl) {\n    curl_easy_setopt(curl, CURLOPT_URL, "ftps://files.bw.internal/firmware/");\n'
+    '    curl_easy_setopt(curl, CURLOPT_USERPWD, "fwbuild:§0");\n    curl_easy_perform(curl);\n}\n', H10(DQ10 + ":"))
+
+# Ruby / PHP ----------------------------------------------------------------------------------
+t10("rb10: Net::SFTP.start with password option", "rb10",
+    '\n\nclass ExportJob\n  def perform\n    Net::SFTP.start("sftp.payroll.example", "bw_export", password: "§0") do |sftp|\n'
+    '      sftp.upload!("tmp/export.csv", "/in/export.csv")\n    end\n  end\nend\n', H10(DQ10 + "#{}"))
+t10("rb10: Twitter client block configuration", "rb10",
+    '\n\nTWITTER = Twitter::REST::Client.new do |config|\n  config.consumer_key        = "xvz1evFS4wEEPTGEFPHBog"\n  config.consumer_secret     = "§0"\n'
+    '  config.access_token        = "§1"\n  config.access_token_secret = "§2"\nend\n', T10("twitter_secret"), T10("twitter_atoken"), K10("k62", 45))
+t10("rb10: %w[] array of Cloudflare tokens", "rb10",
+    '\n\nCLOUDFLARE_TOKENS = %w[§0 §1].freeze\n', T10("cf_token"), T10("cf_token"))
+t10("php10: PHPMailer properties", "php10",
+    '\n$mail = new PHPMailer\\PHPMailer\\PHPMailer(true);\n$mail->isSMTP();\n$mail->Host = \'smtp.mailgun.org\';\n$mail->SMTPAuth = true;\n'
+    "$mail->Username = 'postmaster@mg.brightwater.example';\n$mail->Password = '§0';\n", H10(SQ10))
+t10("php10: mysqli_connect positional", "php10",
+    "\n$link = mysqli_connect('db.bw.internal', 'legacy_admin', '§0', 'legacy');\n", H10(SQ10))
+t10("php10: define() of a Flutterwave secret", "php10",
+    "\ndefine('FLW_SECRET_KEY', '§0');\ndefine('PAYSTACK_SECRET', '§1');\n", T10("flutterwave"), T10("paystack"))
+
+# Swift / Dart --------------------------------------------------------------------------------
+t10("swift10: URLRequest header with a literal token", "swift10",
+    '\n\nfunc makeRequest(_ url: URL) -> URLRequest {\n    var req = URLRequest(url: url)\n    req.setValue("Bearer §0", forHTTPHeaderField: "Authorization")\n    return req\n}\n',
+    T10("doppler_ct"))
+t10("swift10: UI test typing a password into a secure field", "swift10",
+    '\n\nfunc testLogin() {\n    let app = XCUIApplication()\n    app.textFields["email"].typeText("qa+ios@brightwater.example")\n'
+    '    app.secureTextFields["password"].tap()\n    app.secureTextFields["password"].typeText("§0")\n    app.buttons["Sign in"].tap()\n}\n',
+    H10(DQ10 + "()"))
+t10("dart10: static const in a keys class", "dart10",
+    "\n\nclass Keys {\n  static const revenueCat = 'appl_§0';\n  static const sentryAuth = '§1';\n}\n", K10("k62", 27), T10("sntryu"))
+t10("dart10: http.post with basic auth built from a password", "dart10",
+    "\n\nFuture<void> sync() async {\n  final auth = base64Encode(utf8.encode('tide-sync:§0'));\n"
+    "  await http.post(Uri.parse('https://api.bw.internal/sync'), headers: {'authorization': 'Basic $auth'});\n}\n", H10(SQ10 + ":"))
+
+# Scala / Elixir / Haskell --------------------------------------------------------------------
+t10("scala10: Slick Database.forURL with user and password", "scala10",
+    '\n  val db = Database.forURL("jdbc:postgresql://pg.bw.internal/etl", user = "etl", password = "§0", driver = "org.postgresql.Driver")\n',
+    H10(DQ10))
+t10("scala10: ScalaTest fixture with a token in a Map", "scala10",
+    '\n  val fixtureHeaders = Map("X-Honeycomb-Team" -> "§0", "Content-Type" -> "application/json")\n', K10("klower", 32))
+t10("ex10: Swoosh adapter config with an API key", "ex10",
+    '\nconfig :brightwater, Brightwater.Mailer,\n  adapter: Swoosh.Adapters.Mailgun,\n  api_key: "§0",\n  domain: "mg.brightwater.example"\n',
+    T10("mailgun"))
+t10("ex10: Ecto repo config in dev.exs", "ex10",
+    '\nconfig :brightwater, Brightwater.Repo,\n  username: "postgres",\n  password: "§0",\n  hostname: "localhost",\n  database: "brightwater_dev"\n',
+    H10(DQ10 + "#{}"))
+t10("hs10: record with a password field", "hs10",
+    '\n\nsmtpSettings :: SmtpSettings\nsmtpSettings = SmtpSettings\n  { smtpHost = "smtp.fastmail.com"\n  , smtpUser = "ops@brightwater.example"\n'
+    '  , smtpPass = "§0"\n  }\n', H10(DQ10))
+t10("hs10: connectPostgreSQL with a libpq string", "hs10",
+    '\n\nopenDb :: IO Connection\nopenDb = connectPostgreSQL "host=pg.bw.internal dbname=ledger user=ledger password=§0"\n',
+    H10(DQ10 + " "))
+
+# Lua / Perl / R / Julia ----------------------------------------------------------------------
+t10("lua10: table of settings with a webhook secret", "lua10",
+    '\n\nlocal settings = {\n  discord_webhook = "https://discord.com/api/webhooks/1187654321098765432/§0",\n  rcon_password = "§1",\n}\n',
+    K10("kurl", 68), H10(DQ10))
+t10("lua10: hs.http.post with an auth header", "lua10",
+    '\n\nhs.http.post("https://api.pushover.net/1/messages.json", "token=§0&user=uQiRzpo4DXghDmr9QzzfQu27cmVRsG&message=done", nil)\n',
+    K10("klower", 30))
+t10("pl10: DBI->connect with user and password", "pl10",
+    "\n\nmy $dbh = DBI->connect('dbi:Oracle:host=ora.bw.internal;sid=FIN', 'fin_ro', '§0', { RaiseError => 1 });\n", H10(SQ10))
+t10("pl10: Net::LDAP bind with a password", "pl10",
+    "\n\nmy $ldap = Net::LDAP->new('ldaps://dc01.bw.internal') or die $@;\n$ldap->bind('CN=svc-perl,OU=Service,DC=bw,DC=internal', password => '§0');\n",
+    H10(SQ10))
+t10("r10: dbConnect with password argument", "r10",
+    '\n\ncon <- dbConnect(RPostgres::Postgres(), host = "pg.bw.internal", dbname = "survey", user = "analyst", password = "§0")\n', H10(DQ10))
+t10("r10: Sys.setenv of a Qualtrics token", "r10",
+    '\n\nSys.setenv(QUALTRICS_API_KEY = "§0", QUALTRICS_BASE_URL = "brightwater.eu.qualtrics.com")\n', K10("k62", 40))
+t10("jl10: HTTP.request with headers vector", "jl10",
+    '\n\nconst HEADERS = ["Authorization" => "Bearer §0", "Accept" => "application/json"]\nresp = HTTP.request("GET", "https://api.bw.internal/v1/series", HEADERS)\n',
+    T10("anthropic"))
+t10("jl10: LibPQ.Connection string", "jl10",
+    '\n\nconn = LibPQ.Connection("host=pg.bw.internal dbname=forecast user=forecast password=§0")\n', H10(DQ10 + " "))
+
+# PowerShell / shell / SQL --------------------------------------------------------------------
+t10("ps10: ConvertTo-SecureString -AsPlainText", "ps10",
+    "\n$secure = ConvertTo-SecureString '§0' -AsPlainText -Force\n$cred = New-Object System.Management.Automation.PSCredential('BW\\svc-backup', $secure)\n",
+    H10(SQ10))
+t10("ps10: New-LocalUser with a password and Invoke-Sqlcmd", "ps10",
+    "\nNew-LocalUser -Name 'kiosk' -Password (ConvertTo-SecureString \"§0\" -AsPlainText -Force)\n"
+    "Invoke-Sqlcmd -ServerInstance 'sql01' -Username 'sa' -Password '§1' -Query 'BACKUP DATABASE Jobs TO DISK = ''D:\\bak\\jobs.bak'''\n",
+    H10(DQ10 + "'"), H10(SQ10))
+t10("sh10: mysqldump -p glued to the password", "sh10",
+    "\nmysqldump -h db.bw.internal -u backup -p'§0' --single-transaction shop > /backups/shop.sql\n", H10(SH10))
+t10("sh10: curl -u user:token and an export line", "sh10",
+    "\nexport DOPPLER_TOKEN=§0\ncurl -fsS -u 'deploy:§1' https://nexus.bw.internal/service/rest/v1/status\n", T10("doppler_st"), H10(SH10 + ":"))
+t10("sh10: sshpass -p on a loop over hosts", "sh10",
+    "\nfor h in sw01 sw02 sw03; do\n  sshpass -p '§0' ssh -o StrictHostKeyChecking=no admin@\"$h\" 'show version'\ndone\n", H10(SH10))
+t10("sql10: CREATE USER with PASSWORD", "sql10",
+    "\nCREATE USER metabase WITH LOGIN PASSWORD '§0';\nGRANT SELECT ON ALL TABLES IN SCHEMA public TO metabase;\n", H10(SQ10))
+t10("sql10: sp_addlinkedsrvlogin positional", "sql10",
+    "\nEXEC sp_addlinkedsrvlogin 'ERP01', 'false', NULL, 'erp_link', '§0';\n", H10(SQ10))
+t10("sql10: INSERT of an integration row with a key", "sql10",
+    "\nINSERT INTO integrations (name, api_key, api_secret) VALUES ('easypost', '§0', NULL), ('shippo_legacy', NULL, '§1');\n",
+    T10("easypost"), K10("khex", 40))
+
+# Ansible / Terraform / HCL -------------------------------------------------------------------
+t10("ansible10: become password and a DB password in play vars", "ansible10",
+    "\n- hosts: db\n  vars:\n    ansible_become_password: \"§0\"\n    postgres_replication_password: '§1'\n  roles:\n    - postgresql\n", H10(YQ10), H10(YQ10))
+t10("ansible10: uri module with url_password", "ansible10",
+    "\n- hosts: localhost\n  tasks:\n    - name: register runner\n      ansible.builtin.uri:\n        url: https://gitlab.bw.internal/api/v4/user/runners\n        method: POST\n"
+    "        url_username: root\n        url_password: \"§0\"\n        force_basic_auth: true\n", H10(YQ10))
+t10("tf10: provider block with a token", "tf10",
+    '\n\nprovider "cloudflare" {\n  api_token = "§0"\n}\n\nprovider "linode" {\n  token = "§1"\n}\n', T10("cf_token"), K10("khex", 64))
+t10("tf10: random_password replaced by a literal default", "tf10",
+    '\n\nvariable "db_admin_password" {\n  type      = string\n  sensitive = true\n  default   = "§0"\n}\n', H10(DQ10 + "%{}"))
+t10("tf10: helm_release set_sensitive with a value", "tf10",
+    '\n\nresource "helm_release" "grafana" {\n  name  = "grafana"\n  chart = "grafana/grafana"\n  set_sensitive {\n    name  = "adminPassword"\n    value = "§0"\n  }\n}\n',
+    H10(DQ10 + "%{}"))
+t10("hcl10: Nomad job template with inline env", "hcl10",
+    '\n\njob "api" {\n  group "web" {\n    task "api" {\n      env {\n        DATABASE_URL = "postgres://api:§0@pg.bw.internal:5432/api"\n'
+    '        GRAFANA_TOKEN = "§1"\n      }\n    }\n  }\n}\n', H10(URL10 + "%{}"), T10("glsa"))
+t10("hcl10: Packer source with winrm_password", "hcl10",
+    '\n\nsource "vsphere-iso" "win2022" {\n  vcenter_server = "vc01.bw.internal"\n  username       = "packer@vsphere.local"\n  password       = "§0"\n'
+    '  winrm_password = "§1"\n}\n', H10(DQ10 + "%{}"), H10(DQ10 + "%{}"))
+
+# CI --------------------------------------------------------------------------------------------
+t10("ci10: Woodpecker/Drone step with inline settings", "ci10",
+    "\nsteps:\n  publish:\n    image: plugins/docker\n    settings:\n      registry: registry.bw.internal\n      username: ci\n      password: §0\n", K10("k62", 32))
+t10("ci10: environment map with a token in a pipeline step", "ci10",
+    "\n  notify:\n    image: alpine\n    environment:\n      GITLAB_AGENT_TOKEN: §0\n      SONAR_TOKEN: squ_§1\n    commands:\n      - ./ci/notify.sh\n",
+    T10("glagent"), K10("khex", 40))
+t10("gcb10: Cloud Build step args with a password flag", "gcb10",
+    "\nsteps:\n  - name: gcr.io/cloud-builders/docker\n    args: ['login', '-u', 'robot$bw+ci', '-p', '§0', 'registry.bw.internal']\n", K10("k62", 32))
+t10("gcb10: Tekton PipelineRun params with a key", "gcb10",
+    "\n  params:\n    - name: dapi-token\n      value: §0\n    - name: pulumi-access-token\n      value: §1\n", T10("dapi"), T10("pulumi"))
+t10("compose10: environment list with KEY=value strings", "compose10",
+    "\n  grafana:\n    image: grafana/grafana:11.2.0\n    environment:\n      - GF_SECURITY_ADMIN_PASSWORD=§0\n      - GF_SMTP_PASSWORD=§1\n",
+    H10(YQ10 + " "), T10("sendgrid"))
+t10("compose10: healthcheck command line with a password", "compose10",
+    "\n  mongo:\n    image: mongo:7\n    healthcheck:\n      test: [\"CMD\", \"mongosh\", \"-u\", \"root\", \"-p\", \"§0\", \"--eval\", \"db.adminCommand('ping')\"]\n",
+    H10(YQ10 + " "))
+t10("docker10: ARG default and a RUN with a token", "docker10",
+    "\nARG NPM_TOKEN=§0\nRUN echo \"//npm.pkg.github.com/:_authToken=§1\" > ~/.npmrc && npm ci\n", K10("k62", 36), T10("ghs"))
+t10("docker10: ENV with a license key", "docker10",
+    "\nENV SONARR__APIKEY=§0 \\\n    TZ=Europe/Dublin\n", T10("sonarr"))
+t10("make10: variables with a password and a deploy target", "make10",
+    "\nREGISTRY_PASSWORD ?= §0\n\ndeploy:\n\tdocker login -u ci -p $(REGISTRY_PASSWORD) registry.bw.internal\n\tssh deploy@web01 'sudo systemctl restart bw'\n",
+    H10(SH10 + "()# "))
+t10("make10: recipe with curl -H and an inline key", "make10",
+    "\n\npurge-cache:\n\tcurl -X POST -H 'X-Auth-Key: §0' -H 'X-Auth-Email: ops@brightwater.example' \\\n\t  https://api.cloudflare.com/client/v4/zones/purge_cache\n",
+    T10("cf_global"))
+
+# Docs, wikis, chats, logs, traces ---------------------------------------------------------------
+t10("md10: runbook step with a password in a code block", "md10",
+    "\n\n## Promote the replica\n\n1. Log in to the replica:\n\n   ```\n   psql -h pg-replica.bw.internal -U postgres\n   Password: §0\n   ```\n\n2. Run `SELECT pg_promote();`\n",
+    H10(""))
+t10("md10: table of shared accounts in onboarding notes", "md10",
+    "\n\n| System | User | Password |\n|---|---|---|\n| Wi-Fi (BW-Guest) | - | `§0` |\n| Printer web UI | admin | `§1` |\n| Alarm panel | - | §2 |\n",
+    H10("|`"), H10("|`"), PIN10(6))
+t10("md10: prose sentence with a key", "md10",
+    "\n\nFor the staging PayPal sandbox ask Priya, or use the shared key §0 (it is rate limited).\n", K10("kurl", 80))
+t10("wiki10: MediaWiki template with credentials", "wiki10",
+    "\n\n{{Account\n| service = Vultr\n| login = infra@brightwater.example\n| password = §0\n| 2fa = §1\n}}\n", H10("|{}"), K10("kb32", 32))
+t10("wiki10: AsciiDoc listing with a TOTP seed and recovery codes", "wiki10",
+    "\n\n.Break-glass admin\n----\nuser:      breakglass\npassword:  §0\ntotp seed: §1\nrecovery:  §2\n----\n",
+    H10(""), lambda g: g.fresh(lambda: " ".join(g.s(BASE32.lower(), 4) for _ in range(8))), K10("product_key", 4, 4))
+t10("chat10: Slack export message with a token", "chat10",
+    '\n    {"type": "message", "user": "U04B7K2", "ts": "1709813412.120939", "text": "here is the new sendgrid key §0 dont lose it"},\n'
+    '    {"type": "message", "user": "U03Q1ZP", "ts": "1709813477.330119", "text": "pw for the vpn is §1"},\n',
+    T10("sendgrid"), H10('"\\'))
+t10("chat10: Slack export message with a connection string in a code span", "chat10",
+    '\n    {"type": "message", "user": "U05HD9A", "ts": "1709900001.000200", "text": "try `redis-cli -u redis://default:§0@redis.bw.internal:6379`"},\n',
+    K10("k62", 32))
+t10("log10: CI log with a masked-fail echoed password", "log10",
+    "\n+ echo \"Logging in as ci with §0\"\nLogging in as ci with §0\n+ docker login -u ci --password-stdin registry.bw.internal\nLogin Succeeded\n",
+    H10('"\\$`'))
+t10("log10: debug log printing a config dict", "log10",
+    "\n2025-03-02 04:11:09,882 DEBUG bw.sync loaded config {'endpoint': 'https://api.bw.internal', 'token': '§0', 'retries': 3}\n",
+    T10("doppler_ct"))
+t10("log10: Java exception with a JDBC URL", "log10",
+    "\nCaused by: org.postgresql.util.PSQLException: FATAL: no pg_hba.conf entry for host \"10.4.2.7\", user \"ledger\", url=jdbc:postgresql://pg.bw.internal/ledger?user=ledger&password=§0\n",
+    H10(URL10))
+t10("http10: curl -v trace with an Authorization header", "http10",
+    "\n> GET /api/v2/users/me HTTP/2\n> Host: api.pagerduty.com\n> User-Agent: curl/8.5.0\n> Authorization: Token token=§0\n> Accept: application/vnd.pagerduty+json;version=2\n>\n< HTTP/2 200\n",
+    K10("kurl", 20))
+t10("http10: mitmproxy flow with a form-encoded password and cookie", "http10",
+    "\nPOST https://portal.bw.internal/login\n    Content-Type: application/x-www-form-urlencoded\n    Cookie: sessionid=§0\n\n    username=jdoe&password=§1&remember=on\n",
+    K10("klower", 32), lambda g: g.enc(lambda pw: pct(pw), "", None))
+t10("http10: Google OAuth token exchange response", "http10",
+    '\nHTTP/1.1 200 OK\nContent-Type: application/json\n\n{\n  "access_token": "§0",\n  "expires_in": 3599,\n  "refresh_token": "§1",\n  "scope": "https://www.googleapis.com/auth/drive.readonly",\n  "token_type": "Bearer"\n}\n',
+    T10("ya29"), T10("g_refresh"))
+t10("snap10: Jest snapshot of a config object", "snap10",
+    '\nexports[`buildConfig uses the production keys 1`] = `\n{\n  "apiKey": "§0",\n  "region": "eu-west-1",\n  "webhookSecret": "§1",\n}\n`;\n',
+    K10("k62", 40), lambda g: g.pre("whsec_", lambda: g.b62(32)))
+t10("snap10: snapshot of a rendered request with a JWT", "snap10",
+    '\nexports[`client signs requests 1`] = `\n{\n  "headers": {\n    "authorization": "Bearer §0",\n  },\n  "method": "GET",\n}\n`;\n',
+    lambda g: g.jwt10("RS512", '{"sub":"svc-client","iss":"https://auth.bw.internal","exp":1767225600,"jti":"', lambda: g.b62(24) + '"}'))
+
+
+@shape10("nb10: notebook cell setting os.environ keys", "nb10")
+def _(g):
+    a, ap = g.tok("anthropic")
+    b, bp = g.tok("tavily")
+    return _nb_cell(["import os\n", f"os.environ['ANTHROPIC_API_KEY'] = '{a}'\n", f"os.environ['TAVILY_API_KEY'] = '{b}'\n"]), [(a, ap), (b, bp)]
+
+
+@shape10("nb10: notebook output printing a connection string", "nb10")
+def _(g):
+    pw = g.human("'\"\\@:/ ")
+    return _nb_cell(["print(engine.url.render_as_string(hide_password=False))\n"],
+                    [{"name": "stdout", "output_type": "stream", "text": [f"mssql+pyodbc://analytics:{pw}@sql01.bw.internal/DW?driver=ODBC+Driver+18\n"]}]), [(pw, 0)]
+
+
+t10("env10: env file under an odd name with several secrets", "env10",
+    "\nDATABASE_PASSWORD=§0\nOPENAI_ORG=org-Qx7\nLANGFUSE_SECRET_KEY=§1\nAMAZON_LWA_CLIENT_SECRET=§2\n", H10(SH10 + "# "), T10("langfuse"), T10("lwa"))
+t10("env10: exported values with quotes", "env10",
+    "\nexport SMTP_PASSWORD=\"§0\"\nexport SQUARE_APP_SECRET='§1'\n", H10(SH10), T10("sq0csp"))
+t10("commit10: commit message draft mentioning a rotated key", "commit10",
+    "\n\nfix(payments): point the worker at the new Flutterwave account\n\nOld key was revoked; new one is §0 (also in 1Password).\n"
+    "Co-authored-by: Sam <sam@brightwater.example>\n", T10("flutterwave"))
+t10("commit10: revert note quoting a removed line", "commit10",
+    "\n\nRevert \"chore: inline the mailgun key for local testing\"\n\nThis reverts the line\n\n-    MAILGUN_API_KEY = \"§0\"\n\nbecause it leaked into the release build.\n",
+    T10("mailgun"))
+t10("xml10: Spring bean property with a password", "xml10",
+    '\n  <bean id="dataSource" class="org.apache.commons.dbcp2.BasicDataSource">\n    <property name="url" value="jdbc:mysql://db.bw.internal/crm"/>\n'
+    '    <property name="username" value="crm"/>\n    <property name="password" value="§0"/>\n  </bean>\n', H10(XML10))
+t10("xml10: web.config appSettings and connectionStrings", "xml10",
+    '\n  <appSettings>\n    <add key="EasyPostApiKey" value="§0" />\n  </appSettings>\n  <connectionStrings>\n'
+    '    <add name="Crm" connectionString="Server=sql01;Database=Crm;User Id=crm_web;Password=§1;" />\n  </connectionStrings>\n',
+    T10("easypost"), H10(XML10 + ";"))
+t10("ini10: uwsgi env lines with secrets", "ini10",
+    "\nenv = DJANGO_SECRET_KEY=§0\nenv = EMAIL_HOST_PASSWORD=§1\n", lambda g: g.fresh(lambda: g.s(DJANGO_CHARS.replace("#", "").replace("%", "").replace("$", ""), 50)), H10(INI10 + " "))
+t10("ini10: [database] section with a password", "ini10",
+    "\n[database]\nhost = pg.bw.internal\nuser = settings\npassword = §0\n", H10(INI10))
+t10("toml10: table with an API key and a DSN", "toml10",
+    '\n[sinks.datadog]\ntype = "datadog_logs"\ndefault_api_key = "§0"\n\n[sources.pg]\nendpoint = "postgresql://vector:§1@pg.bw.internal/metrics"\n',
+    K10("khex", 32), H10(URL10))
+t10("toml10: inline table with a token", "toml10",
+    '\n[notify]\npushover = { user = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG", token = "§0" }\n', K10("klower", 30))
+t10("json10: appsettings with a connection string and a key", "json10",
+    '\n  "ConnectionStrings": {\n    "Default": "Host=pg.bw.internal;Database=jobs;Username=jobs;Password=§0"\n  },\n  "Twilio": { "ApiKeySecret": "§1" },\n',
+    H10('"\\;'), K10("k62", 32))
+t10("json10: node-config with nested secrets", "json10",
+    '\n  "amazon": { "lwa": { "clientSecret": "§0", "refreshToken": "§1" } },\n', T10("lwa"), T10("atza"))
+
+# Credential files of tools' formats under ordinary names ------------------------------------------
+t10("file10: WakaTime config", "own:wakatime10",
+    "[settings]\napi_key = §0\nstatus_bar_enabled = true\nhide_file_names = false\n", T10("waka"))
+t10("file10: PRAW praw.ini with two bot sites", "own:praw10",
+    "[DEFAULT]\ncheck_for_updates=False\n\n[modbot]\nclient_id=p-jcoLKBynTLew\nclient_secret=§0\nusername=bw_modbot\npassword=§1\nuser_agent=bw-modbot/0.3\n",
+    T10("reddit_secret"), H10(INI10))
+t10("file10: twurl .twurlrc profiles", "own:twurlrc10",
+    "---\nprofiles:\n  bw_status:\n    xvz1evFS4wEEPTGEFPHBog:\n      username: bw_status\n      consumer_key: xvz1evFS4wEEPTGEFPHBog\n"
+    "      consumer_secret: §0\n      token: §1\n      secret: §2\nconfiguration:\n  default_profile:\n  - bw_status\n  - xvz1evFS4wEEPTGEFPHBog\n",
+    T10("twitter_secret"), T10("twitter_atoken"), K10("k62", 45))
+t10("file10: rabbitmqadmin.conf", "own:rabbitmqadmin10",
+    "[default]\nhostname = mq.bw.internal\nport = 15671\nssl = True\nusername = admin\npassword = §0\n\n[staging]\nhostname = mq-stg.bw.internal\nusername = admin\npassword = §1\n",
+    H10(INI10), H10(INI10))
+t10("file10: tinc 1.1 Ed25519 node key", "own:tinc10",
+    "-----BEGIN ED25519 PRIVATE KEY-----\n§0\n-----END ED25519 PRIVATE KEY-----\n", K10("kb64", 96))
+t10("file10: acme.sh account.conf with DNS API credentials", "own:acmesh10",
+    "LOG_FILE='/root/.acme.sh/acme.sh.log'\nAUTO_UPGRADE='1'\nACCOUNT_EMAIL='hostmaster@brightwater.example'\n"
+    "SAVED_CF_Token='§0'\nSAVED_CF_Account_ID='9a7806061c88ada191ed06f989cc3dac'\nSAVED_DO_API_KEY='§1'\nUSER_PATH='/usr/local/sbin:/usr/bin'\n",
+    T10("cf_token"), K10("khex", 64))
+t10("file10: Traefik acme.json with the account key", "own:traefikacme10",
+    '{\n  "letsencrypt": {\n    "Account": {\n      "Email": "hostmaster@brightwater.example",\n      "Registration": {\n        "body": { "status": "valid" },\n'
+    '        "uri": "https://acme-v02.api.letsencrypt.org/acme/acct/1729482011"\n      },\n      "PrivateKey": "§0",\n      "KeyType": "4096"\n    },\n'
+    '    "Certificates": null\n  }\n}\n', lambda g: g.blob(RSA4096_PUBLIC10, 2330))
+t10("file10: PowerShell Export-Clixml PSCredential", "own:clixml10",
+    '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">\n  <Obj RefId="0">\n    <TN RefId="0">\n'
+    '      <T>System.Management.Automation.PSCredential</T>\n      <T>System.Object</T>\n    </TN>\n    <ToString>System.Management.Automation.PSCredential</ToString>\n'
+    '    <Props>\n      <S N="UserName">BW\\svc-backup</S>\n      <SS N="Password">§0</SS>\n    </Props>\n  </Obj>\n</Objs>\n',
+    lambda g: g.pre(DPAPI_PUBLIC.lower(), lambda: g.hex(460)))
+t10("file10: Godot export_presets.cfg with keystore passwords", "own:godot10",
+    '[preset.0]\n\nname="Android"\nplatform="Android"\nrunnable=true\nexport_path="build/tide.apk"\n\n[preset.0.options]\n\n'
+    'keystore/debug=""\nkeystore/debug_user=""\nkeystore/debug_password=""\nkeystore/release="/home/ci/keys/tide.keystore"\n'
+    'keystore/release_user="tide"\nkeystore/release_password="§0"\npackage/unique_name="com.brightwater.tide"\n', H10('"\\'))
+t10("file10: GitHub Copilot hosts.json", "own:copilot10",
+    '{"github.com":{"user":"jdoe-bw","oauth_token":"§0","dev_override":{"copilot_token_url":"https://api.github.com/copilot_internal/v2/token"}}}\n',
+    T10("gho"))
+t10("file10: buildkite-agent.cfg", "own:buildkiteagent10",
+    'token="§0"\nname="%hostname-%spawn"\ntags="queue=default,os=linux"\nbuild-path="/var/lib/buildkite-agent/builds"\nhooks-path="/etc/buildkite-agent/hooks"\n',
+    T10("buildkite_agent"))
+t10("file10: TeamCity buildAgent.properties", "own:teamcityagent10",
+    "## TeamCity build agent configuration\nserverUrl=https://teamcity.bw.internal\nname=agent-linux-04\nworkDir=../work\ntempDir=../temp\n"
+    "authorizationToken=§0\n", T10("teamcity_agent"))
+t10("file10: oauth2-proxy config", "own:oauth2proxy10",
+    'provider = "oidc"\noidc_issuer_url = "https://login.bw.internal/realms/staff"\nclient_id = "grafana-proxy"\nclient_secret = "§0"\n'
+    'cookie_secret = "§1"\nemail_domains = ["brightwater.example"]\nupstreams = ["http://127.0.0.1:3000"]\n',
+    K10("k62", 32), K10("kb64u", 32))
+t10("file10: Synapse homeserver.yaml secrets", "own:synapse10",
+    'server_name: "chat.brightwater.example"\npid_file: /data/homeserver.pid\nlisteners:\n  - port: 8008\n    type: http\n'
+    'registration_shared_secret: "§0"\nworker_replication_secret: "§1"\nform_secret: "§2"\nsigning_key_path: "/data/chat.signing.key"\n',
+    T10("synapse"), T10("synapse"), T10("synapse"))
+t10("file10: Zigbee2MQTT configuration.yaml with a network key", "own:zigbee10",
+    "homeassistant: true\npermit_join: false\nmqtt:\n  base_topic: zigbee2mqtt\n  server: mqtt://nas.local:1883\n  user: z2m\n  password: §0\n"
+    "serial:\n  port: /dev/ttyUSB0\nadvanced:\n  network_key: [§1]\n  pan_id: 6754\n", H10(YQ10 + " "), K10("dec_bytes", 16))
+t10("file10: Steam Desktop Authenticator maFile", "own:mafile10",
+    '{"shared_secret":"§0","serial_number":"6104288135790264145","revocation_code":"§1","uri":"otpauth://totp/Steam:bwgaming?secret=§2&issuer=Steam",'
+    '"server_time":1709921234,"account_name":"bwgaming","token_gid":"2b7e1f0c9a3d","identity_secret":"§3","fully_enrolled":true}\n',
+    K10("kb64", 20), lambda g: g.fresh(lambda: "R" + g.s(string.digits, 5)), K10("kb32", 32), K10("kb64", 20))
+t10("file10: Electrum wallet file (unencrypted)", "own:electrum10",
+    '{\n    "addr_history": {},\n    "keystore": {\n        "derivation": "m/0h",\n        "pw_hash_version": 1,\n        "type": "bip32",\n'
+    '        "xprv": "§0",\n        "xpub": "xpub661MyMwAqRbcFtXgS5sYJABqqG9YLmC4Q1Rdap9gSE8NqtwybGhePY2gZ29ESFjqJoCu1Rupje8YtGqsefD265TMg7usUDFdp6W1EGMcet8"\n    },\n'
+    '    "seed_version": 52,\n    "wallet_type": "standard"\n}\n', T10("xprv"))
+t10("file10: TeamSpeak server first-run credentials note", "own:ts3creds10",
+    "------------------------------------------------------------------\n                      I M P O R T A N T\n------------------------------------------------------------------\n"
+    "               Server Query Admin Account created\n         loginname= \"serveradmin\", password= \"§0\"\n"
+    "         apikey= \"§1\"\n------------------------------------------------------------------\n"
+    "      ServerAdmin privilege key created, please use it to gain\n      serveradmin rights for your virtualserver. please\n      also check the doc/privilegekey_guide.txt for details.\n\n"
+    "       token=§2\n------------------------------------------------------------------\n",
+    K10("k62", 8), K10("kurl", 44), K10("k62", 40))
+t10("file10: bitcoin.conf with RPC credentials", "own:bitcoinconf10",
+    "server=1\ntxindex=1\nrpcuser=btcrpc\nrpcpassword=§0\nrpcallowip=10.8.0.0/16\nzmqpubrawblock=tcp://0.0.0.0:28332\n", K10("kb64u", 32))
+t10("file10: dnscontrol creds.json", "own:dnscontrol10",
+    '{\n  "cloudflare": {\n    "TYPE": "CLOUDFLAREAPI",\n    "accountid": "9a7806061c88ada191ed06f989cc3dac",\n    "apitoken": "§0"\n  },\n'
+    '  "r53_main": {\n    "TYPE": "ROUTE53",\n    "KeyId": "AKIAQBW7N3EXAMPLE4X2",\n    "SecretKey": "§1"\n  }\n}\n',
+    T10("cf_token"), K10("k62", 40))
+t10("file10: HexChat servlist.conf with SASL and server passwords", "own:hexchat10",
+    "v=2.16.2\n\nN=Libera.Chat\nL=6\nI=bwops\nU=bwops\nP=§0\nA=bwops\nB=§1\nF=19\nD=0\nS=irc.libera.chat/6697\nJ=#brightwater\n", H10(" "), H10(" "))
+t10("file10: vdirsyncer config with CalDAV passwords", "own:vdirsyncer10",
+    '[general]\nstatus_path = "~/.vdirsyncer/status/"\n\n[pair work_calendar]\na = "work_remote"\nb = "work_local"\ncollections = ["from a"]\n\n'
+    '[storage work_remote]\ntype = "caldav"\nurl = "https://cloud.brightwater.example/remote.php/dav/"\nusername = "jdoe"\npassword = "§0"\n\n'
+    '[storage work_local]\ntype = "filesystem"\npath = "~/.calendars/work/"\nfileext = ".ics"\n', H10('"\\'))
+t10("file10: Debian preseed with root and user passwords", "own:preseed10",
+    "d-i debian-installer/locale string en_IE.UTF-8\nd-i netcfg/get_hostname string build-node\nd-i passwd/root-login boolean true\n"
+    "d-i passwd/root-password password §0\nd-i passwd/root-password-again password §0\nd-i passwd/user-fullname string Build User\n"
+    "d-i passwd/username string build\nd-i passwd/user-password password §1\nd-i passwd/user-password-again password §1\n", H10(" "), H10(" "))
+t10("file10: spotify-tui client.yml", "own:spotifytui10",
+    "---\nclient_id: 5f573c9620494bae87890c0f08a60293\nclient_secret: §0\ndevice_id: ~\nport: 8888\n", T10("spotify_secret"))
+t10("file10: aerc accounts.conf with passwords in URLs", "own:aerc10",
+    "[Work]\nsource        = imaps://jdoe%40brightwater.example:§0@imap.fastmail.com\noutgoing      = smtps+plain://jdoe%40brightwater.example:§1@smtp.fastmail.com\n"
+    "default       = INBOX\nfrom          = Jane Doe <jdoe@brightwater.example>\ncopy-to       = Sent\n",
+    lambda g: g.enc(lambda pw: pct(pw), "", None), K10("klower", 16))
+t10("file10: Turso CLI settings.json with a JWT", "own:turso10",
+    '{\n  "config": {\n    "token": "§0",\n    "username": "brightwater"\n  }\n}\n',
+    lambda g: g.jwt10("ES384", '{"a":"rw","iat":1718035312,"id":"', lambda: g.uuid() + '"}'))
+t10("file10: DSA host key in a docs folder", "own:dsakey10",
+    "-----BEGIN DSA PRIVATE KEY-----\n§0\n-----END DSA PRIVATE KEY-----\n", pem10(DSA_PUBLIC10, 430))
+t10("file10: P-384 SEC1 key for a signing service", "own:ec384key10",
+    "-----BEGIN EC PRIVATE KEY-----\n§0\n-----END EC PRIVATE KEY-----\n", pem10(EC384_PUBLIC10, 159))
+
+FILE_KINDS10 = {
+    # held-out-10's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "py10": (["services/ingest/clients.py", "scripts/maintenance/reindex.py"], "python",
+             "\"\"\"Clients for the ingest service.\"\"\"\nimport argparse\n\nimport pika\nimport praw\nfrom elasticsearch import Elasticsearch\n\nfrom bw.mail import Mailer\n",
+             "\n\nif __name__ == \"__main__\":\n    consume()\n"),
+    "js10": (["server/lib/integrations.js", "scripts/seed-demo.js"], "javascript",
+             "\"use strict\";\nconst { MongoClient } = require(\"mongodb\");\nconst Razorpay = require(\"razorpay\");\nconst EasyPostClient = require(\"@easypost/api\");\n",
+             "\nmodule.exports = { db, mongo, easypost, razor, nextKey };\n"),
+    "ts10": (["src/server/providers.ts", "packages/worker/src/env.ts"], "typescript",
+             "import Redis from \"ioredis\";\nimport type { ShopConfig } from \"./types\";\n", "\nexport default shopify;\n"),
+    "go10": (["internal/storage/clients.go", "cmd/reporter/main.go"], "go",
+             "package storage\n\nimport (\n\t\"database/sql\"\n\t\"encoding/hex\"\n\t\"fmt\"\n\n\t\"github.com/minio/minio-go/v7\"\n\t\"github.com/minio/minio-go/v7/pkg/credentials\"\n)\n",
+             "\n\ntype SFTPTarget struct{ Host, User, Password, Dir string }\n"),
+    "rs10": (["src/bin/sync.rs", "crates/notifier/src/lib.rs"], "rust",
+             "use lettre::transport::smtp::authentication::Credentials;\nuse lettre::SmtpTransport;\n", "\n\npub fn version() -> &'static str {\n    env!(\"CARGO_PKG_VERSION\")\n}\n"),
+    "java10": (["src/main/java/com/brightwater/ops/Clients.java", "src/test/java/com/brightwater/ops/ClientsIT.java"], "java",
+               "package com.brightwater.ops;\n\nimport com.stripe.Stripe;\nimport com.zaxxer.hikari.HikariConfig;\nimport com.zaxxer.hikari.HikariDataSource;\n"
+               "import java.io.InputStream;\nimport java.security.KeyStore;\nimport java.util.Map;\nimport org.junit.jupiter.api.BeforeAll;\n\nclass Clients {\n", "\n}\n"),
+    "kt10": (["android/app/src/main/java/com/brightwater/tide/ApiModule.kt", "backend/src/main/kotlin/com/brightwater/tide/Config.kt"], "kotlin",
+             "package com.brightwater.tide\n\nimport okhttp3.Interceptor\nimport okhttp3.Response\n", "\n\nfun buildFlavor() = \"release\"\n"),
+    "cs10": (["src/Brightwater.Jobs/Jobs.cs", "tests/Brightwater.Jobs.Tests/JobsTests.cs"], "csharp",
+             "using System.Net;\nusing Azure.Messaging.ServiceBus;\nusing Microsoft.Data.SqlClient;\n\nnamespace Brightwater.Jobs\n{\n    public static class Wiring\n    {\n"
+             "        public static void Configure(WebClient client)\n        {\n", "        }\n    }\n}\n"),
+    "cpp10": (["firmware/src/net_config.cpp", "tools/uploader/uploader.cc"], "cpp",
+              "#include <cstdint>\n#include <curl/curl.h>\n\n// Network settings for the warehouse scanners.\n", "\n\nint main() { return 0; }\n"),
+    "rb10": (["app/jobs/export_job.rb", "config/initializers/vendors.rb"], "ruby",
+             "# frozen_string_literal: true\n\nrequire 'net/sftp'\nrequire 'twitter'\n", "\nRails.logger.info('vendors loaded')\n"),
+    "php10": (["src/Integration/Mailer.php", "legacy/admin/db.inc.php"], "php",
+              "<?php\n\nuse PHPMailer\\PHPMailer\\PHPMailer;\n\nrequire_once __DIR__ . '/../vendor/autoload.php';\n", "\nreturn true;\n"),
+    "swift10": (["Tide/Networking/APIClient.swift", "TideUITests/LoginTests.swift"], "swift",
+                "import Foundation\nimport XCTest\n", "\n\nlet apiVersion = \"v3\"\n"),
+    "dart10": (["lib/src/config/keys.dart", "test/api_client_test.dart"], "dart",
+               "import 'dart:convert';\n\nimport 'package:http/http.dart' as http;\n", "\n\nvoid main() => sync();\n"),
+    "scala10": (["modules/etl/src/main/scala/bw/Loader.scala", "modules/etl/src/test/scala/bw/LoaderSpec.scala"], "scala",
+                "package bw\n\nimport slick.jdbc.PostgresProfile.api._\n\nobject Loader {\n", "}\n"),
+    "ex10": (["config/prod.secret.exs", "config/dev.exs"], "elixir", "import Config\n", "\nconfig :phoenix, :json_library, Jason\n"),
+    "hs10": (["src/Brightwater/Config.hs", "app/Main.hs"], "haskell",
+             "{-# LANGUAGE OverloadedStrings #-}\nmodule Brightwater.Config where\n\nimport Database.PostgreSQL.Simple\n", "\n\nmain :: IO ()\nmain = openDb >>= close\n"),
+    "lua10": (["dotfiles/hammerspoon/init.lua", "server/mods/settings.lua"], "lua",
+              "local log = hs.logger.new('bw', 'info')\n", "\n\nreturn settings\n"),
+    "pl10": (["bin/nightly_export.pl", "lib/BW/Legacy.pm"], "perl",
+             "#!/usr/bin/perl\nuse strict;\nuse warnings;\nuse DBI;\nuse Net::LDAP;\n", "\n1;\n"),
+    "r10": (["analysis/pull_survey.R", "shiny/app.R"], "r", "library(DBI)\nlibrary(qualtRics)\n", "\n\nsurvey <- fetch_survey(\"SV_bw2024\")\n"),
+    "jl10": (["scripts/forecast.jl", "src/Ingest.jl"], "julia", "using HTTP\nusing LibPQ\nusing JSON3\n", "\n\nprintln(\"done\")\n"),
+    "ps10": (["ops/windows/New-ServiceAccount.ps1", "ops/windows/Backup-Sql.ps1"], "powershell",
+             "#Requires -Modules SqlServer\nSet-StrictMode -Version Latest\n", "\nWrite-Host 'completed'\n"),
+    "sh10": (["scripts/bootstrap-dev.sh", "ops/cron/offsite-backup.sh"], "shellscript", "#!/usr/bin/env bash\nset -euo pipefail\n", "\necho ok\n"),
+    "sql10": (["db/seed/002_service_users.sql", "db/ops/linked_servers.sql"], "sql", "-- logins for the reporting tools and linked servers\nBEGIN;\n", "\nCOMMIT;\n"),
+    "ansible10": (["ansible/playbooks/db.yml", "ansible/playbooks/runners.yml"], "yaml", "---\n", ""),
+    "tf10": (["infra/terraform/main.tf", "infra/terraform/envs/prod/providers.tf"], "terraform",
+             "terraform {\n  required_version = \">= 1.6\"\n}\n", ""),
+    "hcl10": (["deploy/nomad/api.nomad.hcl", "deploy/packer/win2022.pkr.hcl"], "hcl", "# managed by the platform team\n", ""),
+    "ci10": ([".woodpecker.yml", ".drone.yml"], "yaml", "when:\n  - event: push\n    branch: main\n", ""),
+    "gcb10": (["cloudbuild.yaml", "ci/tekton/release-run.yaml"], "yaml", "# release pipeline\n", ""),
+    "compose10": (["docker-compose.override.yml", "deploy/compose.monitoring.yml"], "yaml", "services:\n", ""),
+    "docker10": (["Dockerfile", "docker/worker.Dockerfile"], "dockerfile", "FROM node:20-bookworm-slim\nWORKDIR /app\nCOPY package*.json ./\n",
+                 "\nCOPY . .\nCMD [\"node\", \"server/index.js\"]\n"),
+    "make10": (["Makefile", "mk/deploy.mk"], "makefile", ".PHONY: deploy purge-cache\n", "\n"),
+    "md10": (["docs/runbooks/db-failover.md", "docs/onboarding/README.md"], "markdown", "# Brightwater operations\n", "\n\n_Last reviewed by the platform team._\n"),
+    "wiki10": (["docs/wiki/Vendor-Accounts.wiki", "docs/wiki/Network.adoc"], "plaintext", "= Accounts =\n", "\n[[Category:Operations]]\n"),
+    "chat10": (["docs/chat/ops-channel-export.json", "docs/incidents/2025-03-slack.json"], "json", "[\n",
+               "    {\"type\": \"message\", \"user\": \"U04B7K2\", \"ts\": \"1709990000.000100\", \"text\": \"thanks\"}\n]\n"),
+    "log10": (["ci/logs/build-8812.log", "docs/incidents/deploy-failure.log"], "log", "Started by timer\nRunning on agent-linux-04\n", "\nFinished: FAILURE\n"),
+    "http10": (["docs/debug/curl-trace.txt", "tests/recordings/mitm-flows.txt"], "plaintext", "* Connected to api (10.4.0.12) port 443\n", "\n* Connection #0 left intact\n"),
+    "snap10": (["src/__snapshots__/config.test.ts.snap", "tests/__snapshots__/client.test.js.snap"], "javascript",
+               "// Jest Snapshot v1, https://goo.gl/fbAQLP\n", ""),
+    "nb10": (["notebooks/forecast.ipynb", "notebooks/vendor_probe.ipynb"], "json", "{\n \"cells\": [\n",
+             "  {\n   \"cell_type\": \"markdown\",\n   \"metadata\": {},\n   \"source\": [\"done\"]\n  }\n ],\n \"metadata\": {},\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"),
+    "env10": (["deploy/prod.environment", "ops/web.envrc"], "dotenv", "# loaded by the unit file\nNODE_ENV=production\n", ""),
+    "commit10": (["docs/changes/MERGE_MSG.txt", "notes/commit-draft.txt"], "plaintext", "Merge branch 'hotfix/payments'\n", "\n"),
+    "xml10": (["src/main/resources/applicationContext.xml", "config/Web.Release.config"], "xml",
+              "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<configuration>\n", "</configuration>\n"),
+    "ini10": (["config/settings.ini", "deploy/uwsgi.ini"], "ini", "[uwsgi]\nmodule = bw.wsgi:application\n", ""),
+    "toml10": (["config/app.toml", "deploy/vector.toml"], "toml", "data_dir = \"/var/lib/vector\"\n", ""),
+    "json10": (["config/appsettings.Production.json", "config/default.json"], "json", "{\n  \"Logging\": { \"LogLevel\": { \"Default\": \"Warning\" } },\n",
+               "  \"AllowedHosts\": \"*\"\n}\n"),
+}
+
+OWN_PATHS10 = {
+    "wakatime10": ["docs/dev/editor-stats.cfg", "tools/devbox/wakatime.ini"],
+    "praw10": ["bots/modbot/site.ini", "tools/reddit/bots.ini"],
+    "twurlrc10": ["tools/social/profiles.yml", "docs/social/cli-profiles.yaml"],
+    "rabbitmqadmin10": ["ops/mq/admin.conf", "tools/mq/cli.conf"],
+    "tinc10": ["ops/mesh/node.key", "deploy/overlay/hub.key"],
+    "acmesh10": ["ops/certs/account.conf", "backups/edge/acme-account.conf"],
+    "traefikacme10": ["ops/edge/acme.json", "backups/traefik/certs.json"],
+    "clixml10": ["ops/windows/svc-backup.xml", "docs/support/cred-export.xml"],
+    "godot10": ["game/export_presets.cfg", "clients/tide-game/presets.cfg"],
+    "copilot10": ["docs/laptop-handover/hosts.json", "backups/devbox/editor-hosts.json"],
+    "buildkiteagent10": ["ops/ci/agent.cfg", "deploy/ci-agents/buildkite.cfg"],
+    "teamcityagent10": ["ops/ci/buildAgent.properties", "deploy/agents/agent-04.properties"],
+    "oauth2proxy10": ["deploy/proxy/grafana-auth.cfg", "ops/auth/proxy.cfg"],
+    "synapse10": ["deploy/chat/homeserver.yaml", "ops/matrix/server.yaml"],
+    "zigbee10": ["home/z2m/configuration.yaml", "ops/office-iot/zigbee.yaml"],
+    "mafile10": ["docs/gaming/steam-guard.json", "backups/phone/authenticator.json"],
+    "electrum10": ["ops/treasury/default_wallet", "backups/finance/wallet.json"],
+    "ts3creds10": ["ops/voice/first-run.txt", "docs/voice/server-notes.txt"],
+    "bitcoinconf10": ["ops/node/node.conf", "deploy/btc/daemon.conf"],
+    "dnscontrol10": ["dns/creds.json", "ops/dns/providers.json"],
+    "hexchat10": ["docs/irc/servers.conf", "backups/desktop/chat-servers.conf"],
+    "vdirsyncer10": ["docs/dev/calendar-sync.conf", "tools/calendar/config"],
+    "preseed10": ["deploy/pxe/debian.cfg", "ops/install/build-node.cfg"],
+    "spotifytui10": ["tools/office-music/client.yml", "docs/office/music.yml"],
+    "aerc10": ["docs/mail/accounts.conf", "tools/mail/client.conf"],
+    "turso10": ["tools/db/cli-settings.json", "docs/dev/edge-db.json"],
+    "dsakey10": ["docs/legacy/old-switch.key", "ops/legacy/host_dsa.pem"],
+    "ec384key10": ["services/signer/keys/issuer.pem", "ops/signing/p384.pem"],
+}
+OWN_LANG10 = {"wakatime10": "ini", "praw10": "ini", "twurlrc10": "yaml", "rabbitmqadmin10": "ini", "tinc10": "plaintext",
+              "acmesh10": "shellscript", "traefikacme10": "json", "clixml10": "xml", "godot10": "ini", "copilot10": "json",
+              "buildkiteagent10": "properties", "teamcityagent10": "properties", "oauth2proxy10": "toml", "synapse10": "yaml",
+              "zigbee10": "yaml", "mafile10": "json", "electrum10": "json", "ts3creds10": "plaintext", "bitcoinconf10": "properties",
+              "dnscontrol10": "json", "hexchat10": "plaintext", "vdirsyncer10": "ini", "preseed10": "plaintext", "spotifytui10": "yaml",
+              "aerc10": "ini", "turso10": "json", "dsakey10": "plaintext", "ec384key10": "plaintext"}
+
+assert not set(FILE_KINDS10) & set(FILE_KINDS) and not set(OWN_PATHS10) & set(OWN_PATHS) and set(OWN_PATHS10) == set(OWN_LANG10)
+assert {k[4:] for _n, k, _f in SHAPES10 if k.startswith("own:")} == set(OWN_PATHS10)
+assert {k for _n, k, _f in SHAPES10 if not k.startswith("own:")} == set(FILE_KINDS10)
+
+
+def place10(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places held-out-10 after the earlier halves, as place9 does held-out-9: its values avoid
+    every 6-character piece of the earlier halves' values and ordinary text, of its own kinds'
+    headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
+    text: placed, checked, and placed again with that text's pieces avoided too until no value
+    shares a piece with it. FILE_KINDS10 and the own paths join FILE_KINDS here, after the earlier
+    halves are placed."""
+    FILE_KINDS.update(FILE_KINDS10)
+    OWN_PATHS.update(OWN_PATHS10)
+    OWN_LANG.update(OWN_LANG10)
+    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
+    ordinary = []
+    for f in files.values():
+        text = f["header"] + "".join(f["parts"]) + f["footer"]
+        for v in values:
+            if v in text:
+                text = text.replace(v, "\n")
+        ordinary.append(text)
+    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS10.values()] + [f" {w} " for w in CODE_WORDS7]
+                            + LA10_SHA256 + LA10_SHA1 + LA10_UUID)
+    for p in plants:
+        base |= Gen10.grams(p["value"][p["public"]:])
+    extra: set[str] = set()
+    for _ in range(8):
+        f10, o10, p10 = copy.deepcopy(files), dict(own_used), list(plants)
+        place(SHAPES10, lambda _: "held-out-10", Gen10(random.Random(SEED10), base | extra), f10, o10, p10, one_kind_per_path=True)
+        mine = [p for p in p10 if p["half"] == "held-out-10"]
+        vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
+        texts = []
+        for f in f10.values():
+            if f["half"] != "held-out-10":
+                continue
+            text = f["header"] + "".join(f["parts"]) + f["footer"]
+            for v in vals:
+                text = text.replace(v, "\n")
+            texts.append(text)
+        own_text = _ordinary_grams8(texts)
+        secret = set()
+        for p in mine:
+            secret |= Gen10.grams(p["value"][p["public"]:])
+        earlier = set()
+        for p in plants:
+            earlier |= Gen10.grams(p["value"][p["public"]:])
+        clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
+        assert not clash, sorted(clash)  # held-out-10's text holds no piece of an earlier value
+        if not own_text & secret:
+            return f10, o10, p10
+        extra |= own_text
+    raise RuntimeError("held-out-10's values keep sharing pieces with its ordinary text")
+
+
+
 INSTANCES = 2
 
 
@@ -10769,6 +11680,10 @@ def main() -> None:
     assert len(set(names9)) == len(names9) and not set(names9) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
                                                                  | set(names6) | set(names7) | set(names8))
     files, own_used, plants = place9(files, own_used, plants)
+    names10 = [name for name, _, _ in SHAPES10]
+    assert len(set(names10)) == len(names10) and not set(names10) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
+                                                                   | set(names6) | set(names7) | set(names8) | set(names9))
+    files, own_used, plants = place10(files, own_used, plants)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -10793,7 +11708,14 @@ def main() -> None:
                   % (SEED9, len(names9), sum(p["half"] == "held-out-9" for p in plants),
                      sum(f["half"] == "held-out-9" for f in out_files),
                      sum(f["half"] == "held-out-9" and f["credential_file"] for f in out_files),
-                     len({k for _n, k, _f in SHAPES9 if k.startswith("own:")}))),
+                     len({k for _n, k, _f in SHAPES9 if k.startswith("own:")}))
+                  + " held-out-10 (seed %d) was written by an eighth author, blind to the rules and every result: %d shapes, "
+                  "%d credentials in %d files, %d of them credential files of %d formats under ordinary names, with values "
+                  "from its own generator (Gen10); scored once."
+                  % (SEED10, len(names10), sum(p["half"] == "held-out-10" for p in plants),
+                     sum(f["half"] == "held-out-10" for f in out_files),
+                     sum(f["half"] == "held-out-10" and f["credential_file"] for f in out_files),
+                     len({k for _n, k, _f in SHAPES10 if k.startswith("own:")}))),
         "seed": SEED, "split_seed": SPLIT_SEED, "files": out_files, "plants": plants,
     }
     (HERE / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
@@ -10823,18 +11745,21 @@ def main() -> None:
                             "shapes": names8},
              "held_out_9": {"about": "Written by a seventh author, blind to the rules, their thresholds and every result (none "
                                      "read), after held-out-8, with its own value generator; seed %d. Scored once." % SEED9,
-                            "shapes": names9}}
+                            "shapes": names9},
+             "held_out_10": {"about": "Written by an eighth author, blind to the rules, their thresholds and every result (none "
+                                      "read), after held-out-9, with its own value generator; seed %d. Scored once." % SEED10,
+                             "shapes": names10}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
     for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7", "held-out-8",
-              "held-out-9"):
+              "held-out-9", "held-out-10"):
         n_plants = sum(p["half"] == h for p in plants)
         n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5),
                      "held-out-6": len(names6), "held-out-7": len(names7), "held-out-8": len(names8),
-                     "held-out-9": len(names9)}.get(h)
+                     "held-out-9": len(names9), "held-out-10": len(names10)}.get(h)
                     or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9)
+    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9) + len(names10)
     print(f"all: {len(plants)} credentials, {n_all} shapes")
 
 
