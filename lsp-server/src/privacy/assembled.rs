@@ -739,7 +739,7 @@ static PROSE_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
 /// a password by its look is taken: prose goes on after the label.
 static PROSE_PASSWORD_BARE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)(?-u:\b)(?:password|passphrase|passcode|passwd|pwd)(?-u:\b)[ \t]*(?:is|was|:|=)[ \t]*(?P<v>[^\s"'`<>()\[\]{},;]{6,64})"#,
+        r#"(?i)(?-u:\b)(?:password|passphrase|passcode|passwd|pwd|pw)(?-u:\b)(?:[ \t]+(?:for|of|to)(?:[ \t]+[A-Za-z0-9-]{1,16}){1,3})?(?:[ \t]+(?:is|was)[ \t]+|[ \t]*(?P<sep>[:=])[ \t]*)(?P<v>[^\s"'`<>()\[\]{},;]{6,64})"#,
     )
     .expect("valid")
 });
@@ -753,9 +753,18 @@ fn prose_password_spans(text: &str, out: &mut Vec<Range<usize>>) {
         } else {
             v
         };
+        // In prose (`pw for the vpn is banjo69`, `Password: x`), not code's `password = f2`.
+        let assigned = captures.name("sep").is_some_and(|sep| sep.as_str() == "=");
+        let letters_and_digits = !assigned
+            && v.len() >= 6
+            && v.bytes().any(|b| b.is_ascii_alphabetic())
+            && v.bytes().any(|b| b.is_ascii_digit())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&*@^~_-+=?".contains(&b));
         if super::random::is_chosen_password(v)
             || super::random::is_password(v, true)
             || rules::looks_random(v)
+            || letters_and_digits && !rules::is_key_name(v)
         {
             out.push(value.start()..value.start() + v.len());
         }
@@ -784,8 +793,103 @@ fn prose_password_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// A Markdown table of accounts: the cells under a column whose header says secret
+/// (`| System | User | Password |`, `PIN`, `Token`), when the cell is one token with a digit
+/// or a symbol (`-`, `n/a`, `in the vault` are placeholders, not values).
+fn table_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("|---") && !text.contains("| ---") && !text.contains("|:--") {
+        return;
+    }
+    let mut secret_columns: Vec<usize> = Vec::new();
+    let mut header: Option<Vec<bool>> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim();
+        if !trimmed.starts_with('|') {
+            header = None;
+            secret_columns.clear();
+            continue;
+        }
+        let cells: Vec<(usize, &str)> = {
+            let inner_start = start + line.find('|').unwrap_or(0) + 1;
+            let mut at = inner_start;
+            let body = &text[inner_start..start + line.trim_end().len()];
+            body.split('|')
+                .map(|cell| {
+                    let here = at;
+                    at += cell.len() + 1;
+                    (here, cell)
+                })
+                .collect()
+        };
+        let is_rule = cells
+            .iter()
+            .all(|(_, c)| c.trim().chars().all(|ch| matches!(ch, '-' | ':' | ' ')));
+        if is_rule {
+            if let Some(says) = header.take() {
+                secret_columns = (0..says.len()).filter(|&i| says[i]).collect();
+            }
+            continue;
+        }
+        if secret_columns.is_empty() {
+            header = Some(
+                cells
+                    .iter()
+                    .map(|(_, c)| {
+                        let name = c.trim();
+                        name.len() <= 40 && rules::name_says(name) != rules::NameSays::No
+                    })
+                    .collect(),
+            );
+            continue;
+        }
+        for &column in &secret_columns {
+            let Some(&(at, cell)) = cells.get(column) else {
+                continue;
+            };
+            let value = cell.trim().trim_matches('`');
+            let value_at = at + cell.find(value).unwrap_or(0);
+            let marked = value
+                .bytes()
+                .any(|b| b.is_ascii_digit() || b.is_ascii_punctuation());
+            if value.len() >= 4
+                && !value.contains(char::is_whitespace)
+                && marked
+                && !rules::is_key_name(value)
+                && !value.eq_ignore_ascii_case("n/a")
+            {
+                out.push(value_at..value_at + value.len());
+            }
+        }
+    }
+}
+
+/// A one-time-password seed as authenticator apps show it (eight groups of four base32
+/// characters: `r5cz rjpc py64 rmqh almt 7nil 6e2m lrde`) and recovery codes in four groups of
+/// four letters and digits (`XUAU-YCG9-OK0G-AB2J`): shapes ordinary text does not take.
+static GROUPED_SEED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)(?:[a-z2-7]{4}(?: [a-z2-7]{4}){7}|[A-Z2-7]{4}(?: [A-Z2-7]{4}){7}|[A-Z0-9]{4}(?:-[A-Z0-9]{4}){3})(?-u:\b)")
+        .expect("valid")
+});
+
+fn grouped_seed_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    for found in GROUPED_SEED.find_iter(text) {
+        let v = found.as_str();
+        let digits = v.bytes().filter(u8::is_ascii_digit).count();
+        let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
+        let hex = v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if digits >= 2 && letters >= 2 && !hex {
+            out.push(found.range());
+        }
+    }
+}
+
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     encoded_spans(text, out);
+    table_column_spans(text, out);
+    grouped_seed_spans(text, out);
     prose_password_spans(text, out);
     decoder_spans(text, out);
     char_code_spans(text, out);
@@ -928,5 +1032,26 @@ mod tests {
             found("key = \"Qv7RtZ2mXw9L\" <> \"pK3sNd8fYh4J\"\n"),
             ["Qv7RtZ2mXw9L", "pK3sNd8fYh4J"]
         );
+    }
+
+    /// Written for this test: a table of accounts, seeds as apps show them, prose passwords.
+    #[test]
+    fn account_tables_grouped_seeds_and_prose() {
+        let table = "| System | User | Password |\n|---|---|---|\n| Wiki | admin | `Fq2#wLp9` |\n| Alarm | - | 480913 |\n| Printer | - | in the vault |\n";
+        assert_eq!(found(table), ["Fq2#wLp9", "480913"]);
+        let ordinary =
+            "| Option | Default | Meaning |\n|---|---|---|\n| `timeout` | 30 | seconds |\n";
+        assert!(found(ordinary).is_empty());
+        assert_eq!(
+            found("TOTP: q4zm 7kfa 2xtr w5bn 5hpe mcv3 d6ys k6uj\n"),
+            ["q4zm 7kfa 2xtr w5bn 5hpe mcv3 d6ys k6uj"]
+        );
+        assert_eq!(found("- QX4T-9ZRB-M2K8-W7PD\n"), ["QX4T-9ZRB-M2K8-W7PD"]);
+        assert!(found("id = \"ABCD-EF12-3456-7890\"\n").is_empty());
+        assert_eq!(
+            found("pw for the office wifi is orchard2024 ok\n"),
+            ["orchard2024"]
+        );
+        assert!(found("password = hash_v2(raw)\n").is_empty());
     }
 }

@@ -396,6 +396,21 @@ pub(super) fn is_password(word: &str, quoted: bool) -> bool {
 /// `RC&HO07281978`); `%+=<>*?` are left out: versions, queries, globs and arithmetic use them.
 const CHOSEN_SYMBOLS: &[u8] = b"!#$&@^~";
 
+/// Initials and a birth date (`MT!19560927`, `BC.20010414`): two or three letters, one of
+/// `.!#&@$`, and eight digits with a year of 19xx/20xx at either end. A hyphen or underscore
+/// there would be a ticket or order number (`AB-20010414`).
+fn initials_and_date(bytes: &[u8]) -> bool {
+    let letters = bytes.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    if !(2..=3).contains(&letters) || bytes.len() != letters + 9 {
+        return false;
+    }
+    let digits = &bytes[letters + 1..];
+    let year = |d: &[u8]| matches!(&d[..2], b"19" | b"20");
+    b".!#&@$".contains(&bytes[letters])
+        && digits.iter().all(u8::is_ascii_digit)
+        && (year(&digits[..4]) || year(&digits[4..]))
+}
+
 /// Whether a quoted `word` (no whitespace) reads as a password a person chose: a name or word,
 /// a number of two digits or more, and one of `CHOSEN_SYMBOLS`, in any order, whatever the case.
 /// `is_password` wants mixed case or a random read; this one is the common human shape
@@ -405,6 +420,9 @@ const CHOSEN_SYMBOLS: &[u8] = b"!#$&@^~";
 /// epochs, `#ctype#` templates, `HEAD~10`, `pkg@1.2`, e-mail addresses) is listed in order.
 pub(super) fn is_chosen_password(word: &str) -> bool {
     let bytes = word.as_bytes();
+    if initials_and_date(bytes) {
+        return true;
+    }
     if !(6..=40).contains(&bytes.len()) || !bytes[0].is_ascii_alphanumeric() {
         return false;
     }
@@ -528,6 +546,18 @@ fn is_app_password(content: &str) -> bool {
             >= 3
 }
 
+/// A generated password of letters and digits only (`th83cSNUNMWQhch`): 12–64 of them, both
+/// cases and a digit, reading random. Only after a user name and a colon: alone, such a
+/// literal is as often an id.
+fn random_alphanumeric_password(password: &str) -> bool {
+    (12..=64).contains(&password.len())
+        && password.bytes().all(|b| b.is_ascii_alphanumeric())
+        && password.bytes().any(|b| b.is_ascii_uppercase())
+        && password.bytes().any(|b| b.is_ascii_lowercase())
+        && password.bytes().any(|b| b.is_ascii_digit())
+        && reads_random(password)
+}
+
 /// `user:password` in one literal (`"kiosk:Chelsea#82!!"` before its base64 for a Basic
 /// header): the part after a plain user name, when it reads as a chosen password.
 fn chosen_after_user(content: &str) -> Option<Range<usize>> {
@@ -539,7 +569,9 @@ fn chosen_after_user(content: &str) -> Option<Range<usize>> {
         && user
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
-        && (is_chosen_password(password) || is_password(password, true)))
+        && (is_chosen_password(password)
+            || is_password(password, true)
+            || random_alphanumeric_password(password)))
     .then_some(colon + 1..content.len())
 }
 
@@ -951,5 +983,17 @@ mod tests {
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
         }
+    }
+
+    /// Written for this test: initials and a birth date; a generated password after a user.
+    #[test]
+    fn initials_dates_and_generated_passwords_after_a_user() {
+        assert_eq!(found("login(\"ops\", \"QR!19640823\")\n"), ["QR!19640823"]);
+        assert!(found("order = \"AB-20010414\"\n").is_empty());
+        assert_eq!(
+            found("auth = b64(\"sync:Tq8vKz3Lm2WnRcx\")\n"),
+            ["Tq8vKz3Lm2WnRcx"]
+        );
+        assert!(found("u = \"urn:uuid:19954bd4-8909-5a14-baed-e5154795461a\"\n").is_empty());
     }
 }

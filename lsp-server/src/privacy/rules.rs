@@ -111,6 +111,14 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Cloud keys ----------------------------------------------------------------------
         row!(
+            "a password flag after a user flag in an argument list (`[\"mongosh\", \"-u\", \"root\", \"-p\", \"…\"]`, a healthcheck's `test:`)",
+            r#"["'](?:-u|-U|--user(?:name)?)["'][ \t]*,[ \t]*["'][^"'\r\n]*[A-Za-z][^"'\r\n]*["'][ \t]*,[ \t]*["'](?:-p|-P|--pass(?:word)?)["'][ \t]*,[ \t]*["'](?P<secret>[^"'\s$][^"'\r\n]{5,})["']"#,
+            Shape,
+            "test: [\"CMD\", \"mongosh\", \"-u\", \"root\", \"-p\", \"Kq7vLm2Xz9Tn\", \"--eval\", \"1\"]\n",
+            "Kq7vLm2Xz9Tn",
+            "test: [\"CMD\", \"mongosh\", \"-u\", \"root\", \"-p\", \"$MONGO_PASSWORD\"]\n",
+        ),
+        row!(
             "Docker Hub personal access token",
             r"(?-u:\b)dckr_pat_[A-Za-z0-9_-]{27,}",
             Shape,
@@ -1075,6 +1083,8 @@ pub fn name_says(name: &str) -> NameSays {
         | (Some("seed" | "recovery" | "secret" | "pass"), "phrase" | "words")
         // Vault AppRole's `secret_id`, Consul's and Nomad's `SecretID`: the token itself.
         | (Some("secret"), "id")
+        // A one-time-password seed named by what it is for (`2fa = <base32>`, `totp: …`).
+        | (None, "2fa" | "totp" | "mfa")
         | (Some("wallet" | "seed" | "bip39" | "recovery" | "secret" | "master"), "mnemonic") => {
             return NameSays::Secret;
         }
