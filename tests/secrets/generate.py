@@ -81,6 +81,26 @@ plays, Nomad and Packer HCL, Woodpecker, Drone, Cloud Build and Tekton, compose 
 exports, curl and mitmproxy traces, Jest snapshots, commit-message drafts, env files under odd names), and
 56 credential files of 28 more tools' formats under ordinary names; scored once. Its values share no
 6-character piece with any earlier value, nor with the ordinary text of any half, its own included.
+`held-out-11` (SHAPES11, seed SEED11 = 11311) was written by a ninth author, blind to the rules, their
+thresholds and every result, after held-out-10 and before any further rule change, with a value
+generator of its own (`Gen11`): passwords as people in many places choose them (Russian and Korean words
+typed on a Latin keyboard, pinyin with love numbers, devotional words with @123 or 786, a first name with
+@123, romaji, European words without their accents, a Turkish city and its plate code, Vietnamese,
+Indonesian, Filipino and Arabic words, a zodiac sign and a birthday, a player and his shirt number, a
+phone number, a router sticker's key, an IT desk's temporary password, Spanish phrases with spaces,
+password managers' random ones), PINs and PUKs, provider tokens of some forty formats not drawn before
+with their real public prefixes and lengths, JWTs signed with HS384 and RS384, RSA-3072 PKCS#1 armour,
+account recovery codes, nostr nsec keys, Django, Laravel, WordPress and Fernet keys, ASP.NET machine
+keys, WEP keys and raw WPA PSKs, Basic credentials in base64, percent-encoded passwords, and tokens split
+over three literals. 141 shapes in none of the earlier sets (422 credentials, 142 files) across some
+forty-five languages and formats (C and Arduino firmware, R, Lua, Dart, PowerShell, Jenkinsfiles, vSphere
+Terraform, Ansible inventories, Confluence exports, Jira tickets, Discord exports, shell history, SQL
+dumps, CSV exports, syrupy snapshots, raw HTTP captures, Info.plist and Android resources, Source game
+server configs, env files under odd names), and 50 credential files of 25 more tools' formats under
+ordinary names (ESPHome, Tasmota, NZBGet, Mopidy, NUT, Terraria, Arma 3, Palworld, fstab, Kodi, cntlm,
+proxychains, WeeChat, Vaultwarden, Authelia, Expo, JetBrains HTTP client, Cypress, inadyn, OpenWrt, ntfy,
+GitHub recovery codes, ...); scored once. Its values share no 6-character piece with any earlier value,
+nor with the ordinary text of any half, its own included.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -11592,6 +11612,815 @@ def place10(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list
 
 
 
+# ---- An eleventh held-out set (held-out-11) -----------------------------------------------
+# Written by a ninth author, blind to the redaction rules, their thresholds and every result,
+# with a seed of its own and a value generator of its own, `Gen11` (built on Gen10's bookkeeping:
+# a value is drawn again until none of its 6-character pieces is taken), so that the values of
+# the first ten corpora stay as they were. Gen11's values: passwords as people in many places
+# choose them (Russian and Korean words typed on a Latin keyboard, pinyin with love numbers,
+# devotional words with @123, a first name with @123, romaji, Spanish, Portuguese, German, Italian,
+# Polish and Turkish words without their accents, a Turkish city and its plate code, Vietnamese and
+# Indonesian and Arabic words, a zodiac sign and a birthday, a player and his shirt number, a phone
+# number, a router sticker's key, an IT desk's temporary password, Spanish phrases with spaces),
+# PINs and PUKs, provider tokens of some forty formats not drawn before with their real public
+# prefixes and lengths, JWTs signed with HS384 and RS384, RSA-3072 PKCS#1
+# armour, account recovery codes, nostr nsec keys, Django, Laravel, WordPress and Fernet keys,
+# ASP.NET machine keys, WEP keys and raw WPA PSKs, Basic credentials in base64 and passwords
+# percent-encoded in form bodies, and tokens split over three literals.
+SEED11 = 11311
+SHAPES11: list[tuple[str, str, object]] = []
+
+
+def t11(name: str, kind: str, template: str, *makers) -> None:
+    """A held-out-11 shape written as a template: `§0`, `§1`, ... are replaced by the values the
+    makers draw, in order; a maker returns a value, (value, public prefix length), or a list of
+    those (a value written in several pieces, each a credential of its own)."""
+    def fn(g):
+        outs = []
+        for m in makers:
+            r = m(g)
+            if isinstance(r, list):
+                outs.extend(r)
+            else:
+                outs.append(r if isinstance(r, tuple) else (r, 0))
+        text = template
+        for i in reversed(range(len(outs))):
+            text = text.replace(f"§{i}", outs[i][0])
+        assert "§" not in text, name
+        return text, outs
+    SHAPES11.append((name, kind, fn))
+
+
+RU_LATIN11 = ["ghbdtn", "gfhjkm", "cjkysirj", "vjcrdf", "yfnfif", "pfqrf", "rjnbr", "ctrhtn", "rhfcfdbwf"]
+# (privet, parol', solnyshko, Moskva, Natasha, zaika, kotik, sekret, krasavitsa on a Russian layout)
+KO_LATIN11 = ["dkssud", "tkfkdgo", "dkdlfjqm", "gkgkgk"]  # (annyeong, saranghae, ai-reobeu, hahaha on the 2-set layout)
+PINYIN11 = ["woaini", "zhangwei", "wangfang", "liuyang", "xiaobao", "baobei", "laopo", "tiantian", "lixiao"]
+LOVE_NUM11 = ["520", "1314", "5201314", "521", "888", "168"]
+DEVOTION11 = ["Jaishreeram", "Omsairam", "Waheguru", "Jaimatadi", "Bismillah", "Ganpatibappa", "Harekrishna"]
+NAMES_IN11 = ["Rajesh", "Priya", "Suresh", "Anjali", "Vikram", "Deepa", "Arjun", "Kavya", "Sunita", "Manoj"]
+ROMAJI11 = ["daisuki", "himawari", "arigatou", "tanoshii", "hanabi", "kirakira", "yukidaruma", "usagi"]
+EURO11 = ["mariposa", "corazon", "saudade", "felicidade", "kartoffel", "papillon", "farfalla", "tesoro", "zanahoria",
+          "schmetterling", "ciasteczko", "kedicik", "gwiazdka", "bacalhau", "erdbeere", "citronnelle"]
+TR_CITY11 = [("Istanbul", "34"), ("Ankara", "06"), ("Izmir", "35"), ("Bursa", "16"), ("Antalya", "07"), ("Konya", "42"), ("Trabzon", "61")]
+SEA11 = ["anhyeuem", "matkhau", "emyeuanh", "sayangku", "cintaku", "mahalkita", "Habibi", "Inshallah", "Yallah", "Mashallah"]
+ZODIAC11 = ["Scorpio", "Leo", "Aquarius", "Gemini", "Taurus", "Capricorn", "Pisces", "Virgo", "Sagittarius"]
+JERSEY11 = [("CR", "7"), ("Messi", "10"), ("Kobe", "24"), ("Jordan", "23"), ("Brady", "12"), ("Neymar", "11"), ("Sachin", "10"), ("Dhoni", "7")]
+PHRASE_ES11 = [("el", "gato", "negro", "duerme"), ("mi", "perro", "come", "pan"), ("la", "luna", "llena", "brilla"),
+               ("yo", "quiero", "cafe", "caliente"), ("nuestra", "casa", "tiene", "jardin")]
+STICKER11 = "abcdefhkmnprtuvwxy3479"
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+DJANGO11 = "abcdefghijklmnopqrstuvwxyz0123456789!@#$%^&*(-_=+)"
+WPSALT11 = "".join(c for c in string.printable[:94] if c not in "'\\")
+
+
+class Gen11(Gen10):
+    """held-out-11's values. Gen10's bookkeeping (`fresh`: no 6-character piece, case ignored, of
+    a value's secret part is in `taken`), with held-out-11's own kinds of values."""
+
+    def _human(self) -> str:
+        r = self.r
+        k = r.random()
+        if k < 0.07:  # a Russian word typed on a Latin keyboard
+            return r.choice(RU_LATIN11) + r.choice(["", "1", "123", str(r.randint(1980, 2010)), "!"]) + r.choice(["", "", str(r.randint(1, 99))])
+        if k < 0.11:  # a Korean word typed on a Latin keyboard
+            return r.choice(KO_LATIN11) + r.choice(["", "!", "12", "1234", str(r.randint(10, 99))]) + r.choice(["", "!", "^^"])
+        if k < 0.18:  # pinyin and a love number
+            w = r.choice(PINYIN11)
+            return r.choice([w, w.capitalize()]) + r.choice(LOVE_NUM11) + r.choice(["", "", "!", "."])
+        if k < 0.24:  # a devotional word with @123 or 786
+            return r.choice(DEVOTION11) + r.choice(["@123", "@1234", "786", "108", "@" + str(r.randint(2015, 2026)), "@786"])
+        if k < 0.30:  # a first name with @123, the corporate default
+            return r.choice(NAMES_IN11) + r.choice(["@123", "@1234", "@12345", "#123", "@" + str(r.randint(1975, 2004))])
+        if k < 0.35:  # romaji
+            return r.choice(ROMAJI11) + r.choice(["", "_", "."]) + str(r.randint(1, 9999)) + r.choice(["", "!", "*"])
+        if k < 0.42:  # a European word with its accents dropped
+            w = r.choice(EURO11)
+            return self.cap(w) + r.choice(["", "_", ".", "-"]) + str(r.choice([r.randint(1, 99), r.randint(1990, 2026)])) + r.choice(["", "!", "?", "$"])
+        if k < 0.46:  # a Turkish city and its plate code
+            c, n = r.choice(TR_CITY11)
+            return r.choice([c, c.lower()]) + n + r.choice(["", "!", ".", str(r.randint(10, 99))])
+        if k < 0.51:  # Vietnamese, Indonesian, Filipino, Arabic
+            return r.choice(SEA11) + r.choice(["", "_", ""]) + str(r.randint(1, 9999)) + r.choice(["", "!"])
+        if k < 0.56:  # a zodiac sign and a birthday
+            return r.choice(ZODIAC11) + r.choice(["", "_", "#"]) + f"{r.randint(1, 28):02d}{r.randint(1, 12):02d}" + r.choice(["", str(r.randint(70, 99))])
+        if k < 0.61:  # a player and his shirt number
+            a, n = r.choice(JERSEY11)
+            return a + r.choice(["", "_", "#"]) + n + r.choice(["forever", "goat", "GOAT", "!", str(r.randint(1, 99))]) + r.choice(["", "!"])
+        if k < 0.66:  # a phone number
+            return r.choice(["0176", "0151", "0917", "0998", "98", "07"]) + self.s(string.digits, r.choice([7, 8]))
+        if k < 0.72:  # a router sticker's key
+            return self.s(STICKER11, r.choice([10, 12, 16]))
+        if k < 0.79:  # an IT desk's temporary password
+            return (r.choice(["Temp", "Reset", "Start", "Init", "Onboard"]) + r.choice("#!$%") + self.s(string.digits, 4)
+                    + self.s(string.ascii_uppercase, 2))
+        if k < 0.85:  # a Spanish phrase with spaces
+            return " ".join(r.choice(PHRASE_ES11)) + r.choice(["", " " + str(r.randint(1, 99))])
+        if k < 0.92:  # a password manager's random one
+            while True:
+                v = self.s(B62 + "!#$%&*+-=?@^_", r.randint(16, 28))
+                if any(not c.isalnum() for c in v) and any(c.isdigit() for c in v):
+                    return v
+        # a capitalised word, a symbol and a year, the shape every policy asks for
+        return self.cap(r.choice(EURO11 + ROMAJI11)) + r.choice("!@#$") + str(r.randint(2019, 2026))
+
+    def phrase(self, bad: str = "") -> str:
+        return self.human(bad)
+
+    def recovery(self) -> str:
+        return self.fresh(lambda: self.s(HEX, 5) + "-" + self.s(HEX, 5))
+
+    def backup_code(self) -> str:
+        return self.fresh(lambda: self.s(string.digits, 4) + " " + self.s(string.digits, 4))
+
+    def nsec(self) -> tuple[str, int]:
+        return self.fresh(lambda: "nsec1" + self.s(BECH32, 58), 5), 5
+
+    def django(self) -> tuple[str, int]:
+        return self.fresh(lambda: "django-insecure-" + self.s(DJANGO11, 50), 16), 16
+
+    def laravel(self) -> tuple[str, int]:
+        return self.fresh(lambda: "base64:" + base64.b64encode(self.raw(32)).decode(), 7), 7
+
+    def wpsalt(self) -> str:
+        return self.fresh(lambda: self.s(WPSALT11, 64))
+
+    def fernet(self) -> str:
+        return self.fresh(lambda: base64.urlsafe_b64encode(self.raw(32)).decode())
+
+    def basic(self, user: str, bad: str = "") -> tuple[str, int]:
+        pub = b64_prefix_public(user + ":")
+        return self.enc(lambda pw: b64s(user + ":" + pw), bad, None, pub)
+
+    def form_pw(self) -> str:
+        return self.enc(lambda pw: pct(pw).replace("%20", "+"))
+
+    def jwt11(self, alg: str, fixed: str, rest) -> tuple[str, int]:
+        head = base64.urlsafe_b64encode(json.dumps({"alg": alg, "typ": "JWT"}, separators=(",", ":")).encode()).decode().rstrip("=")
+        public = len(head) + 1 + b64_prefix_public(fixed)
+        sig_len = {"HS384": 64, "RS384": 342}[alg]
+
+        def make():
+            body = base64.urlsafe_b64encode((fixed + rest()).encode()).decode().rstrip("=")
+            return f"{head}.{body}.{self.s(URLSAFE, sig_len)}"
+        return self.fresh(make, public), public
+
+    def tok(self, kind: str) -> tuple[str, int]:
+        r, s = self.r, self.s
+        if kind == "telegram":
+            bot = str(r.randint(5_000_000_000, 7_999_999_999)) + ":AA"
+            return self.fresh(lambda: bot + s(URLSAFE, 33), len(bot)), len(bot)
+        if kind == "discord":
+            uid = base64.b64encode(str(r.randint(10**17, 13 * 10**17)).encode()).decode().rstrip("=") + "."
+            return self.fresh(lambda: uid + s(URLSAFE, 6) + "." + s(URLSAFE, 38), len(uid)), len(uid)
+        if kind == "ably":
+            pre = self.b62(6) + "." + self.b62(6) + ":"
+            return self.fresh(lambda: pre + s(URLSAFE, 43), len(pre)), len(pre)
+        formats = {
+            "flyio": ("FlyV1 fm2_", lambda: base64.b64encode(self.raw(r.choice([156, 162]))).decode()),
+            "dropbox": ("sl.u.", lambda: s(URLSAFE, 140)),
+            "meta": ("EAAG", lambda: self.b62(r.choice([180, 196]))),
+            "instagram": ("IGQWR", lambda: s(URLSAFE, 180)),
+            "openai_svc": ("sk-svcacct-", lambda: s(URLSAFE, 74) + "T3BlbkFJ" + s(URLSAFE, 74)),
+            "mailersend": ("mlsn.", lambda: self.hex(64)),
+            "apify": ("apify_api_", lambda: self.b62(36)),
+            "sourcegraph": ("sgp_", lambda: self.hex(16) + "_" + self.hex(40)),
+            "easypost_test": ("EZTK", lambda: self.hex(54)),
+            "branch": ("key_live_", lambda: self.b62(32)),
+            "bbdc": ("BBDC-", lambda: self.b62(44)),
+            "sonar_analysis": ("sqa_", lambda: self.hex(40)),
+            "jina": ("jina_", lambda: self.hex(32) + self.b62(28)),
+            "firecrawl": ("fc-", lambda: self.hex(32)),
+            "e2b": ("e2b_", lambda: self.hex(40)),
+            "langsmith_sk": ("lsv2_sk_", lambda: self.hex(32) + "_" + self.hex(10)),
+            "hf_org": ("api_org_", lambda: s(string.ascii_letters, 34)),
+            "linear_oauth": ("lin_oauth_", lambda: self.hex(64)),
+            "claude_oauth": ("sk-ant-oat01-", lambda: s(URLSAFE, 93) + "AA"),
+            "docker_oat": ("dckr_oat_", lambda: s(URLSAFE, 32)),
+            "woo_ck": ("ck_", lambda: self.hex(40)),
+            "woo_cs": ("cs_", lambda: self.hex(40)),
+            "jfrog_ref": ("cmVmdGtuOjAxOj", lambda: self.b62(50)),
+            "slack_xoxc": ("xoxc-", lambda: f"{r.randint(10**10, 10**12)}-{r.randint(10**10, 10**12)}-{r.randint(10**12, 10**13)}-" + self.hex(64)),
+            "ntfy": ("tk_", lambda: s(LOWER_NUM, 29)),
+            "wandb": ("", lambda: self.hex(40)),
+            "cohere": ("", lambda: self.b62(40)),
+            "deepseek": ("sk-", lambda: self.hex(32)),
+            "okta": ("00", lambda: s(URLSAFE, 40)),
+            "azdo_pat": ("", lambda: s("abcdefghijklmnopqrstuvwxyz234567", 52)),
+            "segment": ("", lambda: self.b62(32)),
+            "braintree": ("", lambda: self.hex(32)),
+            "pusher": ("", lambda: self.hex(20)),
+            "agora": ("", lambda: self.hex(32)),
+            "vonage": ("", lambda: self.b62(16)),
+            "mailchimp": ("", lambda: self.hex(32) + "-us" + str(r.randint(2, 21))),
+            "adyen": ("AQE", lambda: s(URLSAFE, 120)),
+            "auth0": ("", lambda: s(URLSAFE, 64)),
+            "gslt": ("", lambda: self.hex(32).upper()),
+            "plaid": ("", lambda: self.hex(30)),
+        }
+        prefix, make = formats[kind]
+        return self.fresh(lambda: prefix + make(), len(prefix)), len(prefix)
+
+
+_LA11 = Gen(random.Random(SEED11 * 7 + 1))
+LA11_SHA256 = [_LA11.hex(64) for _ in range(6)]
+LA11_UUID = [_LA11.uuid() for _ in range(6)]
+
+RSA3072_PUBLIC11 = bytes.fromhex("308206e40201000282018100")           # a 3072-bit PKCS#1 RSA key, as OpenSSL writes it
+
+
+def H11(bad: str = ""):
+    return lambda g: g.human(bad)
+
+
+def T11(kind: str):
+    return lambda g: g.tok(kind)
+
+
+def PIN11(n: int = 6):
+    return lambda g: g.pin(n)
+
+
+def K11(method: str, *args):
+    return lambda g: getattr(g, method)(*args)
+
+
+def SPLIT3_11(kind: str):
+    """A provider token written in three literals: the first keeps the public prefix."""
+    def fn(g):
+        v, p = g.tok(kind)
+        rest = v[p:]
+        a, b = p + len(rest) // 3, p + 2 * len(rest) // 3
+        return [(v[:a], p), (v[a:b], 0), (v[b:], 0)]
+    return fn
+
+
+Q11 = '"\\$`{}'
+SQ11 = "'\\"
+SH11 = "'\"$`\\! "
+YQ11 = "'\"#:{}[],&*!|>%@`\\"
+XML11 = "<>&\"'"
+URL11 = "@:/#%?^{}[] ;&=+\"'\\`$<>,"
+JSON11 = '"\\'
+CSV11 = ',"\n'
+
+# Python ------------------------------------------------------------------------------------
+t11("py11: psycopg2.connect with a libpq key=value string", "py11",
+    '\n\ndef replica():\n    return psycopg2.connect("host=pg-replica.qsl.internal dbname=manifests user=backfill password=§0 sslmode=require")\n',
+    H11(Q11 + "' "))
+t11("py11: paramiko connect with password keyword in a retry loop", "py11",
+    '\n\ndef open_ssh(host):\n    client = paramiko.SSHClient()\n    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())\n'
+    '    for attempt in range(3):\n        try:\n            client.connect(host, username="deploy", password="§0", timeout=8)\n            return client\n'
+    '        except paramiko.SSHException:\n            time.sleep(2 ** attempt)\n    raise RuntimeError(host)\n', H11(Q11))
+t11("py11: list of (host, user, password) tuples for switches", "py11",
+    '\n\nSWITCHES = [\n    ("sw-core-1.qsl.internal", "admin", "§0"),\n    ("sw-dock-2.qsl.internal", "admin", "§1"),\n]\n', H11(Q11), H11(Q11))
+t11("py11: commented-out old key above an environment lookup", "py11",
+    '\n\n# OPENAI_API_KEY = "§0"  # old one, rotated?\nOPENAI_API_KEY = os.environ["OPENAI_API_KEY"]\n', T11("openai_svc"))
+t11("py11: pytest fixture returning a TOTP seed", "py11",
+    '\n\n@pytest.fixture\ndef totp_secret():\n    # seed of the dispatch-bot account, scanned from the QR code\n    return "§0"\n', K11("kb32", 32))
+t11("py11: django-insecure SECRET_KEY left in settings", "py11",
+    '\n\nSECRET_KEY = "§0"\nDEBUG = False\n', lambda g: g.django())
+
+# JavaScript / TypeScript ----------------------------------------------------------------------
+t11("js11: nodemailer createTransport auth object", "js11",
+    '\nconst transport = nodemailer.createTransport({\n  host: "smtp.quayside.example",\n  port: 465,\n  secure: true,\n'
+    '  auth: { user: "dispatch@quayside.example", pass: "§0" },\n});\n', H11(Q11))
+t11("js11: token in three literals joined with join('')", "js11",
+    '\n// keep the scanner quiet\nconst APIFY_TOKEN = ["§0", "§1", "§2"].join("");\n', SPLIT3_11("apify"))
+t11("js11: WooCommerce REST client consumer key and secret", "js11",
+    '\nconst shop = new WooCommerceRestApi({\n  url: "https://shop.quayside.example",\n  consumerKey: "§0",\n  consumerSecret: "§1",\n  version: "wc/v3",\n});\n',
+    T11("woo_ck"), T11("woo_cs"))
+t11("js11: process.argv fallback in a CLI script", "js11",
+    '\nconst token = process.argv[2] || "§0";\n', T11("cohere"))
+t11("ts11: class field initialiser holding an API key", "ts11",
+    '\n\nexport class Embedder {\n  private readonly apiKey = "§0";\n  private readonly model = "jina-embeddings-v3";\n}\n', T11("jina"))
+t11("ts11: keys in a typed Record", "ts11",
+    '\n\nexport const TOOL_KEYS: Record<string, string> = {\n  firecrawl: "§0",\n  e2b: "§1",\n};\n', T11("firecrawl"), T11("e2b"))
+t11("ts11: vi.stubEnv in a test setup with a real-looking key", "ts11",
+    '\n\nbeforeAll(() => {\n  vi.stubEnv("MAILERSEND_API_KEY", "§0");\n});\n', T11("mailersend"))
+
+# Go ------------------------------------------------------------------------------------------
+t11("go11: smtp.PlainAuth positional password", "go11",
+    '\n\nfunc mailAuth() smtp.Auth {\n\treturn smtp.PlainAuth("", "dispatch@quayside.example", "§0", "smtp.quayside.example")\n}\n', H11(Q11))
+t11("go11: redis.Options struct with Password", "go11",
+    '\n\nvar rdb = redis.NewClient(&redis.Options{\n\tAddr:     "cache.qsl.internal:6379",\n\tPassword: "§0",\n\tDB:       3,\n})\n', K11("k62", 32))
+t11("go11: ldap Bind(dn, password)", "go11",
+    '\n\nfunc bind(l *ldap.Conn) error {\n\treturn l.Bind("cn=svc-backfill,ou=services,dc=qsl,dc=internal", "§0")\n}\n', H11(Q11))
+t11("go11: flag.String default holding a token", "go11",
+    '\n\nvar sgToken = flag.String("token", "§0", "Sourcegraph access token")\n', T11("sourcegraph"))
+
+# Rust ----------------------------------------------------------------------------------------
+t11("rs11: HashMap::from of tokens in a Lazy static", "rs11",
+    '\n\nstatic TOKENS: Lazy<HashMap<&str, &str>> = Lazy::new(|| {\n    HashMap::from([("wandb", "§0"), ("cohere", "§1")])\n});\n',
+    T11("wandb"), T11("cohere"))
+t11("rs11: sqlx PgPoolOptions connect URL", "rs11",
+    '\n\nasync fn pool() -> sqlx::Result<PgPool> {\n    PgPoolOptions::new().max_connections(8).connect("postgres://backfill:§0@pg.qsl.internal/manifests").await\n}\n',
+    H11(URL11))
+t11("rs11: Telegram bot token in a test", "rs11",
+    '\n\n#[tokio::test]\nasync fn sends_alert() {\n    let bot = Bot::new("§0");\n    bot.send_message(ChatId(-1001822334455), "ping").await.unwrap();\n}\n',
+    T11("telegram"))
+
+# Java / Kotlin -------------------------------------------------------------------------------
+t11("java11: JSch session.setPassword", "java11",
+    '\n\n    static Session sftp() throws JSchException {\n        Session session = new JSch().getSession("qsl_upload", "ftp.partner.example", 22);\n'
+    '        session.setPassword("§0");\n        session.setConfig("StrictHostKeyChecking", "no");\n        return session;\n    }\n', H11(Q11))
+t11("java11: Properties.setProperty of a mail password", "java11",
+    '\n\n    static Properties mailProps() {\n        Properties props = new Properties();\n        props.setProperty("mail.smtp.user", "dispatch");\n'
+    '        props.setProperty("mail.smtp.password", "§0");\n        return props;\n    }\n', H11(Q11))
+t11("java11: @Value default holding a token", "java11",
+    '\n\n    @Value("${sonar.token:§0}")\n    private String sonarToken;\n', T11("sonar_analysis"))
+t11("kt11: object of SDK keys", "kt11",
+    '\n\nobject Keys {\n    const val BRANCH_KEY = "§0"\n    const val INSTAGRAM_TOKEN = "§1"\n}\n', T11("branch"), T11("instagram"))
+t11("kt11: listOf kiosk PINs in a test", "kt11",
+    '\n\nclass KioskPinTest {\n    private val validPins = listOf("§0", "§1")\n\n    @Test fun unlocks() = validPins.forEach { assertTrue(Kiosk.unlock(it)) }\n}\n',
+    PIN11(6), PIN11(8))
+
+# C# ------------------------------------------------------------------------------------------
+t11("cs11: AsyncFtpClient positional host, user, password", "cs11",
+    '\n            var ftp = new AsyncFtpClient("ftp.partner.example", "qsl_upload", "§0");\n            await ftp.AutoConnect();\n', H11(Q11))
+t11("cs11: machine key constants", "cs11",
+    '\n            const string ValidationKey = "§0";\n            const string DecryptionKey = "§1";\n',
+    K11("khex", 128, True), K11("khex", 48, True))
+t11("cs11: Dictionary initializer of request headers", "cs11",
+    '\n            var headers = new Dictionary<string, string>\n            {\n                ["X-API-Key"] = "§0",\n                ["Authorization"] = "SSWS §1",\n            };\n',
+    T11("adyen"), T11("okta"))
+
+# C / C++ firmware ----------------------------------------------------------------------------
+t11("cpp11: WiFi.begin(ssid, pass) literals", "cpp11",
+    '\n\nvoid connectWifi() {\n  WiFi.mode(WIFI_STA);\n  WiFi.begin("QSL-Floor", "§0");\n  while (WiFi.status() != WL_CONNECTED) delay(250);\n}\n', H11(Q11))
+t11("cpp11: MQTT client.connect(id, user, pass)", "cpp11",
+    '\n\nbool mqttConnect() {\n  return mqtt.connect("gate-01", "gate", "§0");\n}\n', K11("k62", 24))
+t11("cpp11: ArduinoOTA.setPassword", "cpp11",
+    '\n\nvoid setupOta() {\n  ArduinoOTA.setHostname("scale-bridge");\n  ArduinoOTA.setPassword("§0");\n  ArduinoOTA.begin();\n}\n', H11(Q11))
+t11("c11: designated initializer with APN credentials", "c11",
+    '\n\nstatic const apn_cfg_t apn_default = {\n    .apn  = "iot.carrier.example",\n    .user = "qsl",\n    .pass = "§0",\n};\n', H11(Q11))
+t11("c11: #define of a raw WPA PSK in hex", "c11",
+    '\n\n#define WIFI_PSK_HEX "§0"\n#define WEP_FALLBACK_KEY "§1"\n', K11("khex", 64), K11("khex", 26, True))
+t11("c11: AT command string with a PUK", "c11",
+    '\n\nint sim_unlock(void) {\n    return modem_send("AT+CPIN=\\"§0\\",\\"4921\\"\\r\\n");\n}\n', PIN11(8))
+
+# Ruby / PHP ----------------------------------------------------------------------------------
+t11("rb11: Net::SSH.start with a password option", "rb11",
+    '\n\nNet::SSH.start("10.20.4.31", "deploy", password: "§0", non_interactive: true) do |ssh|\n  ssh.exec!("systemctl restart dispatch")\nend\n',
+    H11(Q11 + "#"))
+t11("rb11: heredoc YAML parsed in a rake task", "rb11",
+    '\n\nBRAINTREE = YAML.safe_load(<<~YML)\n  environment: production\n  merchant_id: 7kq3zd9wx2m4bt5c\n  private_key: §0\nYML\n', T11("braintree"))
+t11("rb11: ENV.fetch fallback with a Mailchimp key", "rb11",
+    "\n\nGibbon::Request.api_key = ENV.fetch('MAILCHIMP_API_KEY', '§0')\n", T11("mailchimp"))
+t11("php11: mysqli positional connect", "php11",
+    '\n$db = new mysqli("127.0.0.1", "legacy", "§0", "dispatch");\n', H11(Q11))
+t11("php11: WordPress salts defined in a config", "php11",
+    "\ndefine('AUTH_KEY',         '§0');\ndefine('SECURE_AUTH_KEY',  '§1');\n", K11("wpsalt"), K11("wpsalt"))
+t11("php11: Guzzle auth array", "php11",
+    "\n$client = new GuzzleHttp\\Client(['base_uri' => 'https://api-eu.pusher.com', 'auth' => ['1771203', '§0']]);\n", T11("pusher"))
+
+# Swift / Dart / Lua --------------------------------------------------------------------------
+t11("swift11: URLCredential(user:password:persistence:)", "swift11",
+    '\n\nlet credential = URLCredential(user: "driver-app", password: "§0", persistence: .forSession)\n', H11(Q11 + "\\("))
+t11("swift11: static let in an enum of secrets", "swift11",
+    '\n\nenum Secrets {\n    static let ablyKey = "§0"\n}\n', T11("ably"))
+t11("dart11: const Map of environment keys", "dart11",
+    "\n\nconst env = {\n  'LIVEKIT_API_KEY': 'APIxK3v9QwLmP2',\n  'LIVEKIT_API_SECRET': '§0',\n};\n", K11("k62", 40))
+t11("dart11: Dio BaseOptions with a bearer header", "dart11",
+    "\n\nfinal dio = Dio(BaseOptions(\n  baseUrl: 'https://api.linear.app',\n  headers: {'Authorization': 'Bearer §0'},\n));\n", T11("linear_oauth"))
+t11("lua11: mod config table with an rcon password", "lua11",
+    '\n\nConfig = {\n  serverName = "QSL after-hours",\n  rconPassword = "§0",\n  maxPlayers = 24,\n}\n', H11(Q11 + "["))
+t11("lua11: neovim plugin setup with an api_key", "lua11",
+    '\n\nrequire("ai-assist").setup({\n  provider = "deepseek",\n  api_key = "§0",\n})\n', T11("deepseek"))
+
+# PowerShell / shell --------------------------------------------------------------------------
+t11("ps11: Invoke-Sqlcmd -Password", "ps11",
+    "\nInvoke-Sqlcmd -ServerInstance 'sql01.qsl.internal' -Username 'sa' -Password '§0' -Query 'BACKUP DATABASE Dispatch TO DISK = N''D:\\bak\\dispatch.bak'''\n",
+    H11(SQ11))
+t11("ps11: hashtable splat with an auth header", "ps11",
+    "\n$params = @{\n    Uri     = 'https://dev.azure.com/quayside/_apis/projects'\n    Headers = @{ Authorization = 'Basic ' + [Convert]::ToBase64String([Text.Encoding]::ASCII.GetBytes(':§0')) }\n}\nInvoke-WebRequest @params\n",
+    T11("azdo_pat"))
+t11("ps11: net use with a password on the command line", "ps11",
+    "\nnet use Z: \\\\fs01\\dispatch /user:QSL\\svc-backup §0 /persistent:no\n", H11(SH11 + "/"))
+t11("sh11: mysqldump -p'pw' in a pipeline", "sh11",
+    "\nmysqldump -h db1.qsl.internal -u backup -p'§0' --single-transaction dispatch | gzip > \"/backup/dispatch-$(date +%F).sql.gz\"\n", H11(SQ11))
+t11("sh11: lftp -u user,pass", "sh11",
+    "\nlftp -u qsl_upload,'§0' sftp://ftp.partner.example -e 'mirror -R out/ /inbound/; bye'\n", H11(SQ11 + ","))
+t11("sh11: wget --http-password", "sh11",
+    "\nwget --http-user=ci --http-password='§0' https://artifacts.qsl.internal/builds/latest/dispatch.tar.gz\n", H11(SQ11))
+t11("sh11: sqlplus user/password@ezconnect", "sh11",
+    "\nsqlplus -s dispatch/§0@//ora01.qsl.internal:1521/DISPATCH @reports/daily.sql\n", H11(SH11 + "/@"))
+t11("hist11: numbered history line with smbclient -U user%pass", "hist11",
+    "  512  smbclient //fs01/scans -U scanner%§0 -c 'ls'\n", H11(SH11 + "%"))
+t11("hist11: openssl enc -pass pass:", "hist11",
+    "  518  openssl enc -aes-256-cbc -pbkdf2 -in manifests.sql -out manifests.sql.enc -pass pass:§0\n", H11(SH11))
+t11("hist11: htpasswd -b on the command line", "hist11",
+    "  530  sudo htpasswd -bB /etc/nginx/.htpasswd grafana §0\n", H11(SH11))
+
+# SQL / CSV -----------------------------------------------------------------------------------
+t11("sql11: INSERT of an integrations row in a dump", "sql11",
+    "\nINSERT INTO `integrations` VALUES (1,'woocommerce','§0','§1','2025-03-30 11:02:17');\n", T11("woo_ck"), T11("woo_cs"))
+t11("sql11: CREATE USER MAPPING with a password option", "sql11",
+    "\nCREATE USER MAPPING FOR backfill SERVER legacy_erp OPTIONS (user 'legacy_ro', password '§0');\n", H11(SQ11))
+t11("sql11: UPDATE of a settings row holding an SMTP password", "sql11",
+    "\nUPDATE settings SET value = '§0' WHERE name = 'smtp.password';\n", H11(SQ11))
+t11("csv11: carrier portal accounts rows", "csv11",
+    "Maersk,https://www.maersk.com/portaluser,qsl_ops,§0,shared with night shift\nDHL,https://mydhl.express.dhl,qsl-dispatch,§1,\n",
+    H11(CSV11), H11(CSV11))
+t11("csv11: rows of new starters' temporary passwords", "csv11",
+    "Workday,https://wd3.myworkday.com/quayside,a.kowalski,§0,temp - change on first login\nWorkday,https://wd3.myworkday.com/quayside,r.mehta,§1,temp\n",
+    H11(CSV11), H11(CSV11))
+
+# Helm / Ansible / Terraform / CI --------------------------------------------------------------
+t11("helm11: externalDatabase password in a chart's values", "helm11",
+    '\nexternalDatabase:\n  host: pg.qsl.internal\n  user: dispatch\n  password: "§0"\n  database: dispatch\n', H11(YQ11))
+t11("helm11: extraEnv list item with a literal value", "helm11",
+    "\nextraEnv:\n  - name: COHERE_API_KEY\n    value: §0\n  - name: LOG_LEVEL\n    value: info\n", T11("cohere"))
+t11("ansible11: inventory host line with ansible_password", "ansible11",
+    "\nsw-core-1 ansible_host=10.20.0.2 ansible_user=admin ansible_password=§0 ansible_network_os=ios\n", H11(SH11 + "#;="))
+t11("ansible11: group vars section with become password and SNMP community", "ansible11",
+    "\n[switches:vars]\nansible_become_password=§0\nsnmp_ro_community=§1\n", H11(SH11 + "#;="), K11("k62", 16))
+t11("tf11: vSphere provider with a password", "tf11",
+    '\nprovider "vsphere" {\n  vsphere_server       = "vc01.qsl.internal"\n  user                 = "terraform@vsphere.local"\n  password             = "§0"\n  allow_unverified_ssl = true\n}\n',
+    H11(Q11))
+t11("tf11: variable default holding a VPN pre-shared key", "tf11",
+    '\nvariable "tunnel1_preshared_key" {\n  type    = string\n  default = "§0"\n}\n', K11("k62", 32))
+t11("tf11: heredoc user_data setting a password with chpasswd", "tf11",
+    "\nresource \"aws_instance\" \"bastion\" {\n  ami           = data.aws_ami.debian.id\n  instance_type = \"t3.micro\"\n"
+    "  user_data     = <<-EOF\n    #!/bin/bash\n    echo 'admin:§0' | chpasswd\n  EOF\n}\n", H11(SH11 + ":"))
+t11("gha11: with: input holding a key literally", "gha11",
+    "\n      - uses: mendableai/firecrawl-action@v1\n        with:\n          api-key: §0\n          url: https://docs.quayside.example\n", T11("firecrawl"))
+t11("gha11: run step with an inline password variable", "gha11",
+    "\n      - run: MATCH_PASSWORD='§0' bundle exec fastlane ios beta\n", H11(SH11))
+t11("gitlab11: variables block with a literal deploy password", "gitlab11",
+    '\nvariables:\n  DEPLOY_USER: deploy\n  DEPLOY_PASSWORD: "§0"\n', H11(YQ11 + "$"))
+t11("gitlab11: script line with curl -u to an artifact store", "gitlab11",
+    "\nupload:\n  stage: deploy\n  script:\n    - curl -fsS -u ci:§0 -T build/dispatch.tar.gz https://nexus.qsl.internal/repository/raw/dispatch/\n",
+    H11(SH11 + ":#"))
+t11("jenkins11: environment block with a literal token", "jenkins11",
+    "\n    environment {\n        BBDC_TOKEN = '§0'\n    }\n", T11("bbdc"))
+t11("jenkins11: git clone URL with a token in a sh step", "jenkins11",
+    '\n        stage("checkout tools") {\n            steps { sh "git clone https://jenkins:§0@bitbucket.qsl.internal/scm/ops/tools.git" }\n        }\n',
+    T11("bbdc"))
+t11("docker11: pip index URL with credentials in RUN", "docker11",
+    "\nRUN pip install --index-url https://ci:§0@pypi.qsl.internal/simple -r requirements.txt\n", H11(URL11))
+t11("docker11: HEALTHCHECK curl with basic auth", "docker11",
+    "\nHEALTHCHECK --interval=30s CMD curl -fsu health:§0 http://localhost:8080/actuator/health || exit 1\n", K11("k62", 20))
+t11("compose11: command list with --requirepass", "compose11",
+    '\n  cache:\n    image: redis:7\n    command: ["redis-server", "--requirepass", "§0"]\n', H11(YQ11 + "$"))
+t11("compose11: healthcheck test with mysqladmin -p", "compose11",
+    '\n  db:\n    image: mysql:8.4\n    healthcheck:\n      test: ["CMD", "mysqladmin", "ping", "-uroot", "-p§0"]\n', H11(YQ11 + "$"))
+
+# Docs, tickets, chat, logs, captures ---------------------------------------------------------
+t11("md11: table of shared accounts", "md11",
+    "\n| System | User | Password |\n|---|---|---|\n| Carrier portal | qsl_ops | `§0` |\n| Alarm panel | installer | §1 |\n",
+    H11("|`"), PIN11(6))
+t11("md11: prose with a Wi-Fi password and the guest key", "md11",
+    "\nThe floor Wi-Fi is `QSL-Floor`, password **§0**. Visitors get the key on the router sticker: §1.\n",
+    H11("*`"), lambda g: g.fresh(lambda: g.s(STICKER11, 12)))
+t11("md11: fenced list of account recovery codes", "md11",
+    "\nRecovery codes for the shared ops GitHub account (also in the safe):\n\n```\n§0\n§1\n§2\n```\n",
+    K11("recovery"), K11("recovery"), K11("recovery"))
+t11("wiki11: Confluence table cell with login and password", "wiki11",
+    "\n<table><tbody><tr><th>Host</th><th>Login</th></tr><tr><td>nas01</td><td>admin / §0</td></tr></tbody></table>\n", H11(XML11))
+t11("wiki11: Confluence code macro with a bearer token", "wiki11",
+    '\n<ac:structured-macro ac:name="code"><ac:plain-text-body><![CDATA[curl -H "Authorization: Bearer §0" https://sourcegraph.qsl.internal/.api/graphql]]></ac:plain-text-body></ac:structured-macro>\n',
+    T11("sourcegraph"))
+t11("ticket11: Jira comment body quoting a reset password", "ticket11",
+    '      {"author": {"displayName": "Tomasz Nowak"}, "body": "Reset it to §0 for now, will rotate after go-live", "created": "2025-02-11T09:14:02.000+0000"},\n',
+    H11(JSON11))
+t11("ticket11: Jira comment with a pasted AMQP URL", "ticket11",
+    '      {"author": {"displayName": "Ines Duarte"}, "body": "still failing, conn string is amqp://dispatch:§0@mq01.qsl.internal:5672/prod", "created": "2025-02-12T16:40:55.000+0000"},\n',
+    H11(URL11))
+t11("chat11: Discord export message with a bot token", "chat11",
+    '    {"id": "1219001", "type": "Default", "author": {"name": "kuba"}, "content": "new bot token is §0 pls dont leak"},\n', T11("discord"))
+t11("chat11: message with an alarm code and a gate code", "chat11",
+    '    {"id": "1219002", "type": "Default", "author": {"name": "marta"}, "content": "alarm code changed to §0, gate is §1#"},\n',
+    PIN11(6), PIN11(8))
+t11("log11: set -x trace echoing an exported token", "log11",
+    "\n+ export SONAR_TOKEN=§0\n+ sonar-scanner -Dsonar.host.url=https://sonar.qsl.internal\n", T11("sonar_analysis"))
+t11("log11: build output printing signing passwords", "log11",
+    "\n> Task :app:validateSigningRelease\nSigning config release: storePassword=§0, keyPassword=§1\n", H11(", "), H11(", "))
+t11("log11: traceback with locals printing a DSN", "log11",
+    "\nTraceback (most recent call last):\n  File \"/app/backfill/db.py\", line 88, in connect\n    conn = psycopg2.connect(dsn)\n"
+    "psycopg2.OperationalError: could not connect to server: Connection refused\n\nLocals:\n  dsn = 'postgresql://backfill:§0@pg-replica.qsl.internal:5432/manifests'\n",
+    H11(URL11))
+t11("http11: raw request with a Basic header", "http11",
+    "\nPOST /api/v2/shipments HTTP/1.1\r\nHost: tms.partner.example\r\nAuthorization: Basic §0\r\nContent-Type: application/json\r\n\r\n{\"ref\": \"QSL-88120\"}\n",
+    lambda g: g.basic("dispatch"))
+t11("http11: form POST body with a percent-encoded password", "http11",
+    "\nPOST /login HTTP/1.1\r\nHost: portal.partner.example\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\nusername=qsl_ops&password=§0&remember=1\n",
+    K11("form_pw"))
+t11("http11: token response with access and refresh tokens", "http11",
+    '\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"access_token":"§0","token_type":"Bearer","expires_in":3600,"refresh_token":"§1"}\n',
+    lambda g: g.jwt11("HS384", '{"sub":"qsl-dispatch","scope":"shipments:write","exp":', lambda: str(g.r.randint(1_750_000_000, 1_800_000_000)) + "}"),
+    K11("kurl", 64))
+t11("snap11: syrupy snapshot of a settings dict", "snap11",
+    "\n# name: test_settings\n  dict({\n    'db_password': '§0',\n    'debug': False,\n  })\n# ---\n", H11(SQ11))
+t11("snap11: snapshot of a rendered Authorization header", "snap11",
+    "\n# name: test_headers\n  dict({\n    'Authorization': 'Bearer §0',\n  })\n# ---\n",
+    lambda g: g.jwt11("RS384", '{"iss":"https://auth.qsl.internal","sub":"', lambda: g.uuid() + '"}'))
+t11("nb11: code cell connecting with a password", "nb11",
+    '  {\n   "cell_type": "code",\n   "execution_count": 3,\n   "metadata": {},\n   "outputs": [],\n'
+    '   "source": ["conn = snowflake.connector.connect(user=\\"analyst\\", password=\\"§0\\", account=\\"qsl-eu\\")\\n"]\n  },\n', H11(Q11 + "'"))
+t11("nb11: stream output printing a key", "nb11",
+    '  {\n   "cell_type": "code",\n   "execution_count": 4,\n   "metadata": {},\n'
+    '   "outputs": [{"name": "stdout", "output_type": "stream", "text": ["using key §0\\n"]}],\n   "source": ["print(\\"using key\\", key)"]\n  },\n',
+    T11("e2b"))
+t11("env11: Django key in an odd-named env file", "env11",
+    "\nDJANGO_SECRET_KEY='§0'\n", lambda g: g.django())
+t11("env11: Laravel APP_KEY base64:", "env11", "\nAPP_KEY=§0\n", lambda g: g.laravel())
+t11("env11: Fly token with its space, quoted", "env11", '\nFLY_API_TOKEN="§0"\n', T11("flyio"))
+
+# XML / INI / TOML / JSON / properties / mobile / game / R -------------------------------------
+t11("xml11: Tomcat Resource with a password attribute", "xml11",
+    '\n    <Resource name="jdbc/dispatch" auth="Container" type="javax.sql.DataSource" username="dispatch" password="§0"\n'
+    '              url="jdbc:postgresql://pg.qsl.internal:5432/dispatch" maxTotal="20"/>\n', H11(XML11))
+t11("xml11: JNDIRealm connectionPassword", "xml11",
+    '\n    <Realm className="org.apache.catalina.realm.JNDIRealm" connectionURL="ldaps://dc01.qsl.internal:636"\n'
+    '           connectionName="cn=tomcat,ou=services,dc=qsl,dc=internal" connectionPassword="§0"/>\n', H11(XML11))
+t11("ini11: smtp section with an unquoted password", "ini11",
+    "\n[smtp]\nhost = smtp.quayside.example\nuser = dispatch\npass = §0\n", H11("#;\n"))
+t11("ini11: carrier section with a key and a secret", "ini11",
+    "\n[carrier.dhl]\napi_key = QSLdhl-7731\napi_secret = §0\n", K11("k62", 32))
+t11("toml11: inline table with a password", "toml11",
+    '\ndb = { host = "pg.qsl.internal", user = "backfill", password = "§0" }\n', H11(Q11))
+t11("toml11: array of tables with webhook secrets and a Fernet key", "toml11",
+    '\n[[webhooks]]\nname = "carrier"\nsecret = "§0"\n\n[crypto]\nfernet_key = "§1"\n', K11("khex", 40), K11("fernet"))
+t11("json11: nested Auth0 client secret", "json11",
+    '  "auth0": {\n    "domain": "quayside.eu.auth0.com",\n    "clientId": "kQ2xV8nT4pR7wL1m",\n    "clientSecret": "§0"\n  },\n', T11("auth0"))
+t11("json11: Dropbox and Meta tokens in an integrations object", "json11",
+    '  "integrations": {\n    "dropbox": { "accessToken": "§0" },\n    "whatsapp": { "token": "§1", "phoneNumberId": "109876543210987" }\n  },\n',
+    T11("dropbox"), T11("meta"))
+t11("props11: rabbitmq and mail passwords", "props11",
+    "\nspring.rabbitmq.username=dispatch\nspring.rabbitmq.password=§0\nspring.mail.password=§1\n", H11("\\#!"), H11("\\#!"))
+t11("props11: JDBC URL with a password query parameter", "props11",
+    "\nspring.datasource.url=jdbc:mysql://db1.qsl.internal:3306/dispatch?user=dispatch&password=§0&useSSL=true\n", H11(URL11 + "!\\"))
+t11("mobile11: Info.plist keys with SDK secrets", "mobile11",
+    "\n\t<key>SegmentWriteKey</key>\n\t<string>§0</string>\n\t<key>PusherSecret</key>\n\t<string>§1</string>\n", T11("segment"), T11("pusher"))
+t11("andres11: string resources holding API secrets", "andres11",
+    '\n    <string name="agora_app_certificate" translatable="false">§0</string>\n    <string name="vonage_api_secret">§1</string>\n',
+    T11("agora"), T11("vonage"))
+t11("game11: Source server rcon_password and sv_password", "game11",
+    '\nrcon_password "§0"\nsv_password "§1"\n', H11(Q11), H11(Q11))
+t11("game11: tv_password and a game server login token", "game11",
+    '\ntv_password "§0"\nsv_setsteamaccount §1\n', H11(Q11), T11("gslt"))
+t11("r11: DBI::dbConnect with a password argument", "r11",
+    '\ncon <- DBI::dbConnect(RPostgres::Postgres(), host = "pg.qsl.internal", dbname = "analytics", user = "analyst", password = "§0")\n', H11(Q11))
+t11("r11: Sys.setenv with a hub token", "r11", '\nSys.setenv(HF_TOKEN = "§0")\n', T11("hf_org"))
+
+# Credential files of more tools' formats, under ordinary names ---------------------------------
+t11("file11: ESPHome device config", "own:esphome11",
+    "esphome:\n  name: dock-door-3\n\nesp32:\n  board: esp32dev\n\nwifi:\n  ssid: QSL-Floor\n  password: \"§0\"\n\napi:\n  encryption:\n    key: \"§1\"\n\n"
+    "ota:\n  - platform: esphome\n    password: \"§2\"\n", H11(YQ11), K11("kb64", 32), K11("khex", 32))
+t11("file11: arduino_secrets.h", "own:arduino11",
+    '#define SECRET_SSID "QSL-Floor"\n#define SECRET_PASS "§0"\n#define SECRET_MQTT_PASS "§1"\n', H11(Q11), K11("k62", 20))
+t11("file11: Tasmota user_config_override.h", "own:tasmota11",
+    "#ifndef _USER_CONFIG_OVERRIDE_H_\n#define _USER_CONFIG_OVERRIDE_H_\n\n#undef  STA_SSID1\n#define STA_SSID1         \"QSL-Floor\"\n#undef  STA_PASS1\n"
+    "#define STA_PASS1         \"§0\"\n#undef  MQTT_USER\n#define MQTT_USER         \"tasmota\"\n#undef  MQTT_PASS\n#define MQTT_PASS         \"§1\"\n\n#endif\n",
+    H11(Q11), H11(Q11))
+t11("file11: nzbget.conf with control and news server passwords", "own:nzbget11",
+    "MainDir=/downloads\nControlUsername=nzbget\nControlPassword=§0\nControlPort=6789\n\nServer1.Active=yes\nServer1.Name=newshosting\n"
+    "Server1.Host=news.newshosting.com\nServer1.Port=563\nServer1.Username=qslmedia\nServer1.Password=§1\nServer1.Encryption=yes\n",
+    H11(""), H11(""))
+t11("file11: mopidy.conf with Spotify and Jellyfin credentials", "own:mopidy11",
+    "[core]\ncache_dir = /var/cache/mopidy\n\n[spotify]\nenabled = true\nclient_id = 4a5b9c1e-22f0-4c77-9d61-0b8f3e6d2a10\nclient_secret = §0\n\n"
+    "[jellyfin]\nhostname = media.qsl.internal\nusername = lobby\npassword = §1\n", K11("kb64u", 32), H11(""))
+t11("file11: NUT upsd.users", "own:nut11",
+    "[admin]\n    password = §0\n    actions = SET\n    instcmds = ALL\n\n[upsmon]\n    password = §1\n    upsmon primary\n", H11(" "), H11(" "))
+t11("file11: Terraria serverconfig.txt", "own:terraria11",
+    "world=/srv/terraria/Worlds/QSL.wld\nautocreate=2\nworldname=QSL\ndifficulty=1\nmaxplayers=12\nport=7777\npassword=§0\nmotd=after-hours only\nsecure=1\n",
+    H11(""))
+t11("file11: Arma 3 server.cfg", "own:arma11",
+    'hostname = "QSL Friday Ops";\npassword = "§0";\npasswordAdmin = "§1";\nserverCommandPassword = "§2";\nmaxPlayers = 32;\nBattlEye = 1;\n',
+    H11(Q11 + ";"), H11(Q11 + ";"), K11("k62", 24))
+t11("file11: PalWorldSettings.ini", "own:palworld11",
+    "[/Script/Pal.PalGameWorldSettings]\nOptionSettings=(Difficulty=None,DayTimeSpeedRate=1.000000,ExpRate=1.500000,bIsPvP=False,"
+    "ServerName=\"QSL Pals\",ServerDescription=\"\",AdminPassword=\"§0\",ServerPassword=\"§1\",PublicPort=8211,RCONEnabled=True,RCONPort=25575)\n",
+    H11(Q11 + ",()"), H11(Q11 + ",()"))
+t11("file11: fstab with CIFS passwords inline", "own:fstab11",
+    "UUID=3f1c2a9e-5b7d-4e21-9a0c-8d4f6b2e1c70 /     ext4 defaults 0 1\n"
+    "//fs01.qsl.internal/scans  /mnt/scans  cifs  username=scanner,password=§0,uid=1000,iocharset=utf8  0 0\n"
+    "//nas01.qsl.internal/media /mnt/media  cifs  username=media,password=§1,vers=3.0,_netdev  0 0\n",
+    H11(" ,\\#"), H11(" ,\\#"))
+t11("file11: Kodi sources.xml with SMB credentials", "own:kodi11",
+    "<sources>\n    <video>\n        <default pathversion=\"1\"></default>\n        <source>\n            <name>Films</name>\n"
+    "            <path pathversion=\"1\">smb://media:§0@nas01/films/</path>\n            <allowsharing>true</allowsharing>\n        </source>\n    </video>\n</sources>\n",
+    lambda g: g.enc(lambda pw: pct(pw)))
+t11("file11: cntlm.conf", "own:cntlm11",
+    "Username\tsvc-proxy\nDomain\t\tQSL\nPassword\t§0\nPassNTLMv2\t§1\nProxy\t\t10.20.0.8:8080\nNoProxy\t\tlocalhost, 127.0.0.*, 10.*\nListen\t\t3128\n",
+    H11(" \t#"), K11("khex", 32, True))
+t11("file11: proxychains.conf with proxy credentials", "own:proxychains11",
+    "strict_chain\nproxy_dns\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n\n[ProxyList]\nsocks5  10.20.0.9 1080 tunnel §0\nhttp    10.20.0.8 8080 svc-proxy §1\n",
+    H11(" \t#"), H11(" \t#"))
+t11("file11: WeeChat irc.conf with SASL and server passwords", "own:weechat11",
+    "[server]\nlibera.addresses = \"irc.libera.chat/6697\"\nlibera.tls = on\nlibera.sasl_mechanism = plain\nlibera.sasl_username = \"qslops\"\n"
+    "libera.sasl_password = \"§0\"\nbouncer.addresses = \"znc.qsl.internal/6697\"\nbouncer.password = \"§1\"\n", H11(Q11), H11(Q11))
+t11("file11: Vaultwarden config.json", "own:vaultwarden11",
+    '{\n  "domain": "https://vault.qsl.internal",\n  "signups_allowed": false,\n  "admin_token": "§0",\n  "smtp_host": "smtp.quayside.example",\n'
+    '  "smtp_username": "vault",\n  "smtp_password": "§1"\n}\n', K11("kb64", 48), H11(JSON11))
+t11("file11: Authelia configuration.yml", "own:authelia11",
+    "identity_validation:\n  reset_password:\n    jwt_secret: '§0'\nsession:\n  secret: '§1'\n  cookies:\n    - domain: qsl.internal\n"
+    "storage:\n  encryption_key: '§2'\n  local:\n    path: /config/db.sqlite3\nnotifier:\n  smtp:\n    address: submission://smtp.quayside.example:587\n"
+    "    username: auth\n    password: '§3'\n", K11("kurl", 64), K11("kurl", 64), K11("k62", 64), H11(SQ11))
+t11("file11: Expo CLI state.json with a session secret", "own:expo11",
+    '{\n  "auth": {\n    "sessionSecret": "{\\"id\\":\\"§0\\",\\"version\\":1,\\"expires_at\\":2034201600000}",\n    "userId": "b3f7a1c2-9e44-4d0b-8c2a-6f1e5d9b7a03",\n'
+    '    "username": "qsl-mobile",\n    "currentConnection": "Username-Password-Authentication"\n  }\n}\n', lambda g: g.fresh(g.uuid))
+t11("file11: JetBrains http-client.private.env.json", "own:httpclientenv11",
+    '{\n  "dev": {\n    "password": "§0",\n    "apiKey": "§1"\n  },\n  "prod": {\n    "password": "§2",\n    "apiKey": "§3"\n  }\n}\n',
+    H11(JSON11), T11("apify"), H11(JSON11), T11("apify"))
+t11("file11: cypress.env.json with test user logins", "own:cypressenv11",
+    '{\n  "ADMIN_USER": "qa-admin@quayside.example",\n  "ADMIN_PASSWORD": "§0",\n  "DRIVER_PIN": "§1",\n  "MAILSLURP_API_KEY": "§2"\n}\n',
+    H11(JSON11), PIN11(6), K11("khex", 64))
+t11("file11: inadyn.conf", "own:inadyn11",
+    "period = 300\n\nprovider default@dyndns.org {\n    username = qslgate\n    password = §0\n    hostname = { \"qsl-gate.dyndns.org\" }\n}\n\n"
+    "provider cloudflare.com {\n    username = quayside.example\n    password = §1\n    hostname = gate.quayside.example\n}\n",
+    H11(" {}\"#"), K11("kurl", 40))
+t11("file11: OpenWrt /etc/config/wireless", "own:openwrt11",
+    "config wifi-device 'radio0'\n\toption type 'mac80211'\n\toption band '5g'\n\nconfig wifi-iface 'default_radio0'\n\toption device 'radio0'\n"
+    "\toption network 'lan'\n\toption mode 'ap'\n\toption ssid 'QSL-Office'\n\toption encryption 'sae-mixed'\n\toption key '§0'\n\n"
+    "config wifi-iface 'wifinet2'\n\toption device 'radio0'\n\toption mode 'ap'\n\toption ssid 'QSL-Scanners'\n\toption encryption 'wep-open'\n\toption key1 '§1'\n",
+    H11(SQ11), K11("khex", 26, True))
+t11("file11: ntfy client.yml", "own:ntfy11",
+    "default-host: https://ntfy.qsl.internal\ndefault-token: §0\nsubscribe:\n  - topic: dock-alarms\n    command: 'notify-send \"$m\"'\n", T11("ntfy"))
+t11("file11: GitHub recovery codes as downloaded", "own:ghrecovery11",
+    "".join(f"§{i}\n" for i in range(16)), *[K11("recovery")] * 16)
+t11("file11: RSA-3072 PKCS#1 private key", "own:rsa3072pem11",
+    "-----BEGIN RSA PRIVATE KEY-----\n§0\n-----END RSA PRIVATE KEY-----\n", lambda g: g.blob(RSA3072_PUBLIC11, 1756, 64))
+t11("file11: nostr client keys file", "own:nostr11",
+    '{\n  "relays": ["wss://relay.damus.io", "wss://nos.lol"],\n  "npub": "npub1qsl7v2xk9m4t0f8w3rjn5hz6c2e9dp4ua7sl0gq3yk5x8wvm2t6rsq0zfh",\n  "nsec": "§0"\n}\n',
+    lambda g: g.nsec())
+
+FILE_KINDS11 = {
+    # held-out-11's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "py11": (["services/dispatch/integrations.py", "scripts/backfill_manifests.py"], "python",
+             "\"\"\"Integrations used by the dispatch service.\"\"\"\nimport os\nimport time\n\nimport paramiko\nimport psycopg2\nimport pytest\n",
+             "\n\nif __name__ == \"__main__\":\n    replica().close()\n"),
+    "js11": (["web/server/mailer.js", "tools/scripts/rotate-keys.js"], "javascript",
+             "\"use strict\";\nconst nodemailer = require(\"nodemailer\");\nconst WooCommerceRestApi = require(\"@woocommerce/woocommerce-rest-api\").default;\n",
+             "\nmodule.exports = { transport, shop };\n"),
+    "ts11": (["apps/portal/src/lib/clients.ts", "packages/sdk/test/setup.ts"], "typescript",
+             "import { beforeAll, vi } from \"vitest\";\n", "\nexport {};\n"),
+    "go11": (["internal/dispatch/notify.go", "cmd/backfill/main.go"], "go",
+             "package dispatch\n\nimport (\n\t\"flag\"\n\t\"net/smtp\"\n\n\t\"github.com/go-ldap/ldap/v3\"\n\t\"github.com/redis/go-redis/v9\"\n)\n",
+             "\n\nfunc init() { flag.Parse() }\n"),
+    "rs11": (["crates/dispatch/src/notify.rs", "crates/backfill/src/db.rs"], "rust",
+             "use std::collections::HashMap;\n\nuse once_cell::sync::Lazy;\nuse sqlx::postgres::{PgPool, PgPoolOptions};\nuse teloxide::prelude::*;\n",
+             "\n\npub const USER_AGENT: &str = \"qsl-dispatch/2.4\";\n"),
+    "java11": (["src/main/java/com/quayside/dispatch/Notifier.java", "src/test/java/com/quayside/dispatch/NotifierTest.java"], "java",
+               "package com.quayside.dispatch;\n\nimport com.jcraft.jsch.JSch;\nimport com.jcraft.jsch.JSchException;\nimport com.jcraft.jsch.Session;\n"
+               "import java.util.Properties;\nimport org.springframework.beans.factory.annotation.Value;\n\npublic class Notifier {\n", "\n}\n"),
+    "kt11": (["android/app/src/main/java/com/quayside/driver/Keys.kt", "android/app/src/test/java/com/quayside/driver/KioskTest.kt"], "kotlin",
+             "package com.quayside.driver\n\nimport org.junit.Assert.assertTrue\nimport org.junit.Test\n", "\n"),
+    "cs11": (["src/Quayside.Dispatch/Startup.cs", "src/Quayside.Dispatch/Legacy/FtpSync.cs"], "csharp",
+             "using System.Collections.Generic;\nusing System.Threading.Tasks;\nusing FluentFTP;\n\nnamespace Quayside.Dispatch\n{\n    public static class Wiring\n    {\n"
+             "        public static async Task RunAsync()\n        {\n", "        }\n    }\n}\n"),
+    "cpp11": (["firmware/scale-bridge/src/main.cpp", "firmware/gate-controller/gate.ino"], "cpp",
+              "#include <WiFi.h>\n#include <ArduinoOTA.h>\n#include <PubSubClient.h>\n\nWiFiClient net;\nPubSubClient mqtt(net);\n",
+              "\n\nvoid loop() {\n  ArduinoOTA.handle();\n  mqtt.loop();\n}\n"),
+    "c11": (["firmware/modem/src/config_defaults.c", "firmware/modem/include/provision.h"], "c",
+            "/* Factory defaults for the yard tracker modem. */\n#include <stdint.h>\n#include \"modem.h\"\n", "\n"),
+    "rb11": (["app/services/carrier_sync.rb", "lib/tasks/backfill.rake"], "ruby",
+             "# frozen_string_literal: true\n\nrequire 'net/ssh'\nrequire 'yaml'\n", "\n"),
+    "php11": (["public/legacy/connect.php", "app/Services/Carrier.php"], "php", "<?php\n\nrequire_once __DIR__ . '/../vendor/autoload.php';\n", "\n"),
+    "swift11": (["ios/Driver/Services/Backend.swift", "ios/DriverTests/BackendTests.swift"], "swift", "import Foundation\n", "\n"),
+    "dart11": (["lib/services/backend.dart", "test/fixtures/env.dart"], "dart", "import 'package:dio/dio.dart';\n", "\n"),
+    "lua11": (["game/server/mods/admin/config.lua", "dotfiles/nvim/lua/plugins/assist.lua"], "lua", "-- loaded at start-up\n", "\nreturn Config\n"),
+    "ps11": (["ops/windows/Backup-Dispatch.ps1", "ops/windows/Map-Drives.ps1"], "powershell",
+             "#Requires -Version 5.1\n$ErrorActionPreference = 'Stop'\n", "\nWrite-Host 'done'\n"),
+    "sh11": (["ops/scripts/nightly-backup.sh", "ops/scripts/push-partner-files.sh"], "shellscript",
+             "#!/usr/bin/env bash\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\n", "\necho \"finished at $(date -Is)\"\n"),
+    "hist11": (["docs/debug/terminal-session.txt", "ops/notes/history-from-bastion.txt"], "plaintext",
+               "  501  cd /srv/dispatch\n  502  git pull\n", "  541  exit\n"),
+    "sql11": (["db/dumps/dispatch_2025-04-01.sql", "db/seeds/002_integrations.sql"], "sql",
+              "-- MySQL dump 10.13  Distrib 8.0.36\n-- Host: db1    Database: dispatch\nSET NAMES utf8mb4;\n", "\n-- Dump completed\n"),
+    "csv11": (["exports/shared-accounts.csv", "docs/migration/accounts-batch-2.csv"], "csv", "system,url,username,password,notes\n", ""),
+    "helm11": (["deploy/charts/dispatch/values-prod.yaml", "deploy/charts/portal/values.yaml"], "yaml",
+               "replicaCount: 2\nimage:\n  repository: registry.qsl.internal/dispatch\n  tag: \"2.4.1\"\n", ""),
+    "ansible11": (["ansible/inventories/prod/hosts", "ansible/inventories/yard/hosts.ini"], "ini", "[switches]\n", ""),
+    "tf11": (["infra/envs/prod/main.tf", "infra/modules/bastion/main.tf"], "hcl", "terraform {\n  required_version = \">= 1.6\"\n}\n", ""),
+    "gha11": ([".github/workflows/nightly.yml", ".github/workflows/release-ios.yml"], "yaml",
+              "name: nightly\non:\n  schedule:\n    - cron: \"0 2 * * *\"\njobs:\n  run:\n    runs-on: macos-14\n    steps:\n      - uses: actions/checkout@v4\n", ""),
+    "gitlab11": ([".gitlab-ci.yml", "ci/templates/deploy.gitlab-ci.yml"], "yaml", "stages: [build, deploy]\n", ""),
+    "jenkins11": (["Jenkinsfile", "ci/jenkins/nightly.Jenkinsfile"], "groovy", "pipeline {\n    agent { label 'linux' }\n", "}\n"),
+    "docker11": (["docker/dispatch.Dockerfile", "docker/backfill.Dockerfile"], "dockerfile",
+                 "FROM python:3.12-slim\nWORKDIR /srv/app\nCOPY requirements.txt .\n", "\nCOPY . .\nCMD [\"gunicorn\", \"dispatch.wsgi\"]\n"),
+    "compose11": (["compose.yaml", "deploy/compose.ops.yaml"], "yaml", "services:\n", ""),
+    "md11": (["docs/runbooks/warehouse-network.md", "docs/onboarding/new-dispatcher.md"], "markdown",
+             "# Quayside dispatch office\n\nAsk in #ops-help if anything here is out of date.\n", "\n"),
+    "wiki11": (["docs/confluence/IT-Handbook.html", "docs/confluence/Carrier-Integrations.html"], "html",
+               "<h1>IT handbook</h1>\n<p>Exported from Confluence space OPS.</p>\n", "\n"),
+    "ticket11": (["docs/tickets/OPS-4411.json", "docs/tickets/OPS-4502.json"], "json",
+                 "{\n  \"key\": \"OPS-4411\",\n  \"fields\": {\n    \"summary\": \"Partner SFTP and queue access for go-live\",\n    \"comment\": {\"comments\": [\n",
+                 "      {\"author\": {\"displayName\": \"Ops bot\"}, \"body\": \"closed\", \"created\": \"2025-02-20T08:00:00.000+0000\"}\n    ]}\n  }\n}\n"),
+    "chat11": (["docs/chat/discord-ops.json", "docs/chat/discord-night-shift.json"], "json",
+               "{\n  \"guild\": {\"name\": \"QSL crew\"},\n  \"channel\": {\"name\": \"ops\"},\n  \"messages\": [\n",
+               "    {\"id\": \"1219099\", \"type\": \"Default\", \"author\": {\"name\": \"kuba\"}, \"content\": \"ok\"}\n  ]\n}\n"),
+    "log11": (["ci/logs/nightly-1471.log", "ci/logs/release-ios-312.log"], "log", "Running on runner-macos-07\n", "\nERROR: Job failed: exit code 1\n"),
+    "http11": (["tests/fixtures/wire/raw-requests.txt", "docs/debug/tcp-stream-follow.txt"], "plaintext", "# captured with tcpflow on gw01\n", "\n"),
+    "snap11": (["tests/__snapshots__/test_config.ambr", "tests/__snapshots__/test_clients.ambr"], "plaintext", "# serializer version: 1\n", ""),
+    "nb11": (["notebooks/carrier_rates.ipynb", "notebooks/driver_churn.ipynb"], "json", "{\n \"cells\": [\n",
+             "  {\n   \"cell_type\": \"markdown\",\n   \"metadata\": {},\n   \"source\": [\"fin\"]\n  }\n ],\n \"metadata\": {},\n \"nbformat\": 4,\n \"nbformat_minor\": 5\n}\n"),
+    "env11": (["deploy/dispatch.vars", "ops/backfill.env.bak"], "dotenv", "# sourced by the systemd unit\nAPP_ENV=production\n", ""),
+    "xml11": (["src/main/webapp/META-INF/context.xml", "conf/tomcat/server-context.xml"], "xml",
+              "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Context reloadable=\"false\">\n", "</Context>\n"),
+    "ini11": (["config/dispatch.ini", "ops/backfill.cfg"], "ini", "[general]\nlog_level = info\n", ""),
+    "toml11": (["config/backfill.toml", "crates/dispatch/Settings.toml"], "toml", "[server]\nport = 8080\n", ""),
+    "json11": (["config/production.json", "apps/portal/config/custom-environment.json"], "json", "{\n  \"port\": 8080,\n", "  \"region\": \"eu-west-1\"\n}\n"),
+    "props11": (["src/main/resources/application-prod.properties", "backfill/src/main/resources/application.properties"], "properties",
+                "spring.application.name=dispatch\n", ""),
+    "mobile11": (["ios/Driver/Info.plist", "ios/DriverWidget/Info.plist"], "xml",
+                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\">\n<dict>\n\t<key>CFBundleName</key>\n\t<string>Driver</string>\n",
+                 "</dict>\n</plist>\n"),
+    "andres11": (["android/app/src/main/res/values/strings.xml", "android/app/src/release/res/values/config.xml"], "xml",
+                 "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<resources>\n    <string name=\"app_name\">QSL Driver</string>\n", "</resources>\n"),
+    "game11": (["game/server/cfg/server.cfg", "game/server/cfg/scrim.cfg"], "plaintext", "hostname \"QSL after-hours\"\nsv_lan 0\n", "\nexec banned_user.cfg\n"),
+    "r11": (["analysis/carrier_rates.R", "analysis/churn_model.R"], "r", "library(DBI)\nlibrary(dplyr)\n", "\n"),
+}
+
+OWN_PATHS11 = {
+    "esphome11": ["home/devices/dock-door-3.yaml", "firmware/esphome/yard-light.yaml"],
+    "arduino11": ["firmware/door-sensor/secrets.h", "firmware/temp-probe/net_settings.h"],
+    "tasmota11": ["firmware/plugs/overrides.h", "docs/hardware/plug-build-config.h"],
+    "nzbget11": ["home/media/downloader.conf", "backups/nas/nzb.conf"],
+    "mopidy11": ["home/lobby/music.conf", "docs/office/lobby-player.conf"],
+    "nut11": ["ops/ups/users", "deploy/power/ups-users.conf"],
+    "terraria11": ["game/terraria/config.txt", "backups/gameserver/world-config.txt"],
+    "arma11": ["game/arma/server.cfg", "backups/gameserver/ops-night.cfg"],
+    "palworld11": ["game/palworld/settings.ini", "backups/gameserver/pals.ini"],
+    "fstab11": ["ops/hosts/scan01/fstab", "docs/hardware/kiosk-mounts.txt"],
+    "kodi11": ["home/lobby/kodi-sources.xml", "backups/htpc/sources.xml"],
+    "cntlm11": ["ops/proxy/local-proxy.conf", "docs/dev/proxy.conf"],
+    "proxychains11": ["ops/proxy/chains.conf", "tools/pentest/proxies.conf"],
+    "weechat11": ["dotfiles/weechat/irc.conf", "backups/desktop/irc-client.conf"],
+    "vaultwarden11": ["deploy/vault/config.json", "backups/vault/settings.json"],
+    "authelia11": ["deploy/sso/configuration.yml", "ops/auth/portal.yml"],
+    "expo11": ["docs/mobile/expo-state.json", "backups/laptop/state.json"],
+    "httpclientenv11": ["api-tests/http-client.private.env.json", "docs/api/env.private.json"],
+    "cypressenv11": ["e2e/cypress.env.json", "tests/e2e/env.json"],
+    "inadyn11": ["ops/router/ddns.conf", "backups/gw01/dyndns.conf"],
+    "openwrt11": ["ops/router/wireless", "backups/gw01/etc-config-wireless"],
+    "ntfy11": ["dotfiles/ntfy/client.yml", "ops/alerts/push-client.yml"],
+    "ghrecovery11": ["docs/ops/github-recovery-codes.txt", "backups/ops-laptop/codes.txt"],
+    "rsa3072pem11": ["ops/sftp/partner_upload.key", "deploy/keys/signing.pem"],
+    "nostr11": ["tools/social/nostr-keys.json", "backups/laptop/relay-keys.json"],
+}
+OWN_LANG11 = {"esphome11": "yaml", "arduino11": "c", "tasmota11": "c", "nzbget11": "properties", "mopidy11": "ini", "nut11": "ini",
+              "terraria11": "plaintext", "arma11": "plaintext", "palworld11": "ini", "fstab11": "plaintext", "kodi11": "xml",
+              "cntlm11": "plaintext", "proxychains11": "plaintext", "weechat11": "ini", "vaultwarden11": "json", "authelia11": "yaml",
+              "expo11": "json", "httpclientenv11": "json", "cypressenv11": "json", "inadyn11": "plaintext", "openwrt11": "plaintext",
+              "ntfy11": "yaml", "ghrecovery11": "plaintext", "rsa3072pem11": "plaintext", "nostr11": "json"}
+
+assert not set(FILE_KINDS11) & set(FILE_KINDS) and not set(FILE_KINDS11) & set(FILE_KINDS10)
+assert not set(OWN_PATHS11) & set(OWN_PATHS) and not set(OWN_PATHS11) & set(OWN_PATHS10) and set(OWN_PATHS11) == set(OWN_LANG11)
+assert {k[4:] for _n, k, _f in SHAPES11 if k.startswith("own:")} == set(OWN_PATHS11)
+assert {k for _n, k, _f in SHAPES11 if not k.startswith("own:")} == set(FILE_KINDS11)
+
+
+def place11(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places held-out-11 after the earlier halves, as place10 does held-out-10: its values avoid
+    every 6-character piece of the earlier halves' values and ordinary text, of its own kinds'
+    headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
+    text: placed, checked, and placed again with that text's pieces avoided too until no value
+    shares a piece with it."""
+    FILE_KINDS.update(FILE_KINDS11)
+    OWN_PATHS.update(OWN_PATHS11)
+    OWN_LANG.update(OWN_LANG11)
+    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
+    ordinary = []
+    for f in files.values():
+        text = f["header"] + "".join(f["parts"]) + f["footer"]
+        for v in values:
+            if v in text:
+                text = text.replace(v, "\n")
+        ordinary.append(text)
+    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS11.values()] + [f" {w} " for w in CODE_WORDS7]
+                            + LA11_SHA256 + LA11_UUID)
+    for p in plants:
+        base |= Gen11.grams(p["value"][p["public"]:])
+    extra: set[str] = set()
+    for _ in range(8):
+        f11, o11, p11 = copy.deepcopy(files), dict(own_used), list(plants)
+        place(SHAPES11, lambda _: "held-out-11", Gen11(random.Random(SEED11), base | extra), f11, o11, p11, one_kind_per_path=True)
+        mine = [p for p in p11 if p["half"] == "held-out-11"]
+        vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
+        texts = []
+        for f in f11.values():
+            if f["half"] != "held-out-11":
+                continue
+            text = f["header"] + "".join(f["parts"]) + f["footer"]
+            for v in vals:
+                text = text.replace(v, "\n")
+            texts.append(text)
+        own_text = _ordinary_grams8(texts)
+        secret = set()
+        for p in mine:
+            secret |= Gen11.grams(p["value"][p["public"]:])
+        earlier = set()
+        for p in plants:
+            earlier |= Gen11.grams(p["value"][p["public"]:])
+        clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
+        assert not clash, sorted(clash)  # held-out-11's text holds no piece of an earlier value
+        if not own_text & secret:
+            return f11, o11, p11
+        extra |= own_text
+    raise RuntimeError("held-out-11's values keep sharing pieces with its ordinary text")
+
+
 INSTANCES = 2
 
 
@@ -11684,6 +12513,10 @@ def main() -> None:
     assert len(set(names10)) == len(names10) and not set(names10) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
                                                                    | set(names6) | set(names7) | set(names8) | set(names9))
     files, own_used, plants = place10(files, own_used, plants)
+    names11 = [name for name, _, _ in SHAPES11]
+    assert len(set(names11)) == len(names11) and not set(names11) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
+                                                                   | set(names6) | set(names7) | set(names8) | set(names9) | set(names10))
+    files, own_used, plants = place11(files, own_used, plants)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -11715,7 +12548,14 @@ def main() -> None:
                   % (SEED10, len(names10), sum(p["half"] == "held-out-10" for p in plants),
                      sum(f["half"] == "held-out-10" for f in out_files),
                      sum(f["half"] == "held-out-10" and f["credential_file"] for f in out_files),
-                     len({k for _n, k, _f in SHAPES10 if k.startswith("own:")}))),
+                     len({k for _n, k, _f in SHAPES10 if k.startswith("own:")}))
+                  + " held-out-11 (seed %d) was written by a ninth author, blind to the rules and every result: %d shapes, "
+                  "%d credentials in %d files, %d of them credential files of %d formats under ordinary names, with values "
+                  "from its own generator (Gen11); scored once."
+                  % (SEED11, len(names11), sum(p["half"] == "held-out-11" for p in plants),
+                     sum(f["half"] == "held-out-11" for f in out_files),
+                     sum(f["half"] == "held-out-11" and f["credential_file"] for f in out_files),
+                     len({k for _n, k, _f in SHAPES11 if k.startswith("own:")}))),
         "seed": SEED, "split_seed": SPLIT_SEED, "files": out_files, "plants": plants,
     }
     (HERE / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
@@ -11748,18 +12588,21 @@ def main() -> None:
                             "shapes": names9},
              "held_out_10": {"about": "Written by an eighth author, blind to the rules, their thresholds and every result (none "
                                       "read), after held-out-9, with its own value generator; seed %d. Scored once." % SEED10,
-                             "shapes": names10}}
+                             "shapes": names10},
+             "held_out_11": {"about": "Written by a ninth author, blind to the rules, their thresholds and every result (none "
+                                      "read), after held-out-10, with its own value generator; seed %d. Scored once." % SEED11,
+                             "shapes": names11}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
     for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7", "held-out-8",
-              "held-out-9", "held-out-10"):
+              "held-out-9", "held-out-10", "held-out-11"):
         n_plants = sum(p["half"] == h for p in plants)
         n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5),
                      "held-out-6": len(names6), "held-out-7": len(names7), "held-out-8": len(names8),
-                     "held-out-9": len(names9), "held-out-10": len(names10)}.get(h)
+                     "held-out-9": len(names9), "held-out-10": len(names10), "held-out-11": len(names11)}.get(h)
                     or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9) + len(names10)
+    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9) + len(names10) + len(names11)
     print(f"all: {len(plants)} credentials, {n_all} shapes")
 
 
