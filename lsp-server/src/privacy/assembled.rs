@@ -730,7 +730,7 @@ fn starts_expression(before: &str) -> bool {
 /// version (`pin "numpy==1.26"` is a dependency pinned).
 static PROSE_PASSWORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)(?-u:\b)(?P<label>password|passphrase|passcode|passwd|pwd|pin|pin code|door code|alarm code|gate code)(?-u:\b)(?:[ \t]+[A-Za-z-]{1,12}){0,5}[ \t]*(?:is|was|=|:|-)?[ \t]*(?:"(?P<a>[^"\s]{4,64})"|`(?P<b>[^`\s]{4,64})`|'(?P<c>[^'\s]{4,64})')"#,
+        r#"(?i)(?-u:\b)(?P<label>password|passphrase|passcode|passwd|pwd|pin|pin code|door code|alarm code|gate code)(?-u:\b)(?:[ \t]+[A-Za-z-]{1,12}){0,5}[ \t]*(?:is|was|=|:|-)?[ \t]*(?:"(?P<a>[^"\s]{4,64})"|`(?P<b>[^`\s]{4,64})`|'(?P<c>[^'\s]{4,64})'|\*\*(?P<d>[^*\s]{4,64})\*\*)"#,
     )
     .expect("valid")
 });
@@ -744,7 +744,19 @@ static PROSE_PASSWORD_BARE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid")
 });
 
+/// A code named in prose and given bare (`alarm code changed to 743270`, `gate code: 0396`,
+/// `PIN is 9031`): digits only, four to twelve of them.
+static PROSE_CODE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(?-u:\b)(?:(?:alarm|gate|door|keypad|safe|lockbox|garage|building|entry|pin)[ -]?code|passcode|pin)(?-u:\b)(?:[ \t]+(?:is|was|now|changed to|set to|reset to)[ \t]+|[ \t]*[:=][ \t]*)(?P<v>[0-9]{4,12})(?-u:\b)",
+    )
+    .expect("valid")
+});
+
 fn prose_password_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    for captures in PROSE_CODE.captures_iter(text) {
+        out.push(captures.name("v").expect("group").range());
+    }
     for captures in PROSE_PASSWORD_BARE.captures_iter(text) {
         let value = captures.name("v").expect("group");
         let v = value.as_str().trim_end_matches(['.', ':', '!', '?']);
@@ -770,7 +782,7 @@ fn prose_password_spans(text: &str, out: &mut Vec<Range<usize>>) {
         }
     }
     for captures in PROSE_PASSWORD.captures_iter(text) {
-        let Some(value) = ["a", "b", "c"].iter().find_map(|g| captures.name(g)) else {
+        let Some(value) = ["a", "b", "c", "d"].iter().find_map(|g| captures.name(g)) else {
             continue;
         };
         let v = value.as_str();
@@ -866,6 +878,60 @@ fn table_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// A CSV or TSV export of accounts: the cells under a header that says secret (`password`,
+/// `temp_password`, `pin`), in rows with as many cells as the header. The header is the first
+/// line, made of names only.
+fn csv_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    let Some(first_end) = text.find('\n') else {
+        return;
+    };
+    let header = text[..first_end].trim_end_matches('\r');
+    let separator = if header.matches('\t').count() >= 1 {
+        '\t'
+    } else if header.matches(',').count() >= 2 {
+        ','
+    } else {
+        return;
+    };
+    let names: Vec<&str> = header
+        .split(separator)
+        .map(|n| n.trim().trim_matches('"'))
+        .collect();
+    if !names.iter().all(|n| {
+        !n.is_empty()
+            && n.len() <= 40
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" _-.".contains(&b))
+    }) {
+        return;
+    }
+    let secret: Vec<usize> = (0..names.len())
+        .filter(|&i| rules::name_says(names[i]) == rules::NameSays::Secret)
+        .collect();
+    if secret.is_empty() {
+        return;
+    }
+    let mut offset = first_end + 1;
+    for line in text[first_end + 1..].split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let row = line.trim_end_matches(['\r', '\n']);
+        let cells: Vec<&str> = row.split(separator).collect();
+        if cells.len() != names.len() {
+            continue;
+        }
+        let mut at = start;
+        for (i, cell) in cells.iter().enumerate() {
+            let value = cell.trim().trim_matches('"');
+            if secret.contains(&i) && value.len() >= 4 && !rules::is_key_name(value) {
+                let value_at = at + cell.find(value).unwrap_or(0);
+                out.push(value_at..value_at + value.len());
+            }
+            at += cell.len() + 1;
+        }
+    }
+}
+
 /// A one-time-password seed as authenticator apps show it (eight groups of four base32
 /// characters: `r5cz rjpc py64 rmqh almt 7nil 6e2m lrde`) and recovery codes in four groups of
 /// four letters and digits (`XUAU-YCG9-OK0G-AB2J`): shapes ordinary text does not take.
@@ -889,6 +955,7 @@ fn grouped_seed_spans(text: &str, out: &mut Vec<Range<usize>>) {
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     encoded_spans(text, out);
     table_column_spans(text, out);
+    csv_column_spans(text, out);
     grouped_seed_spans(text, out);
     prose_password_spans(text, out);
     decoder_spans(text, out);
@@ -1053,5 +1120,20 @@ mod tests {
             ["orchard2024"]
         );
         assert!(found("password = hash_v2(raw)\n").is_empty());
+    }
+
+    /// Written for this test: CSV exports of accounts, codes and bold passwords in prose.
+    #[test]
+    fn csv_accounts_codes_and_bold_prose() {
+        let csv =
+            "system,username,temp_password,notes\nPortal,ana,Orchard2024,first login\nWiki,bo,x,\n";
+        assert_eq!(found(csv), ["Orchard2024"]);
+        assert!(found("name,version,license\nserde,1.0.200,MIT\n").is_empty());
+        assert_eq!(found("alarm code changed to 743210, ok\n"), ["743210"]);
+        assert!(found("const LED_PIN = 13;\n").is_empty());
+        assert_eq!(
+            found("The Wi-Fi is `Floor`, password **Orchard_2024**.\n"),
+            ["Orchard_2024"]
+        );
     }
 }

@@ -136,14 +136,15 @@ pub fn credential_format(text: &str) -> Option<&'static str> {
     if mostly_credential_settings(text) {
         return Some("credential settings");
     }
+    // Before the short-settings class: a two-line CSV with a password column is a table.
+    if table_of_passwords(text) {
+        return Some("table of passwords");
+    }
     if settings_holding_a_credential(text) {
         return Some("settings holding a credential");
     }
     if key_bytes(text) {
         return Some("key bytes");
-    }
-    if table_of_passwords(text) {
-        return Some("table of passwords");
     }
     if every_entry(text, |line| {
         line.starts_with("otpauth://") && line.contains("secret=")

@@ -1607,7 +1607,7 @@ pub fn extend_to_sibling_words(text: &str, spans: &mut Vec<Range<usize>>) {
 /// assignment's would.
 static SECRET_FUNCTION: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(
-        r#"(?m)^[ \t]*(?:(?:pub(?:\([a-z]+\))?|async|static|export|public|private|protected|internal|override|final|const)[ \t]+)*(?:def|fn|func|function|fun|get|sub)[ \t]+(?:\([^)\r\n]*\)[ \t]*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*\([^)\r\n]*\)[^\r\n{:=]*(?:[{:=])[ \t]*(?:\r?\n[ \t]*)?(?:(?:return|yield)[ \t]+)?(?:String::from\(|r?)(?:"(?P<a>[^"\r\n\\]{6,})"|'(?P<b>[^'\r\n\\]{6,})'|`(?P<c>[^`\r\n\\$]{6,})`)"#,
+        r#"(?m)^[ \t]*(?:(?:pub(?:\([a-z]+\))?|async|static|export|public|private|protected|internal|override|final|const)[ \t]+)*(?:def|fn|func|function|fun|get|sub)[ \t]+(?:\([^)\r\n]*\)[ \t]*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*\([^)\r\n]*\)[^\r\n{:=]*(?:[{:=])[ \t]*(?:\r?\n[ \t]*(?:#|//)[^\r\n]*)*(?:\r?\n[ \t]*)?(?:(?:return|yield)[ \t]+)?(?:String::from\(|r?)(?:"(?P<a>[^"\r\n\\]{6,})"|'(?P<b>[^'\r\n\\]{6,})'|`(?P<c>[^`\r\n\\$]{6,})`)"#,
     )
     .expect("valid")
 });
@@ -1878,5 +1878,14 @@ mod tests {
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
         }
+    }
+
+    /// Written for this test: a comment between a secret-named function and its literal.
+    #[test]
+    fn secret_function_with_a_comment_first() {
+        assert_eq!(
+            found("def totp_secret():\n    # scanned from the QR code\n    return \"Q4ZMKFA2XTRW5BNH\"\n"),
+            ["Q4ZMKFA2XTRW5BNH"]
+        );
     }
 }

@@ -111,6 +111,38 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Cloud keys ----------------------------------------------------------------------
         row!(
+            "WooCommerce REST consumer key and secret (`ck_`/`cs_` + 40 hex)",
+            r"(?-u:\b)c[ks]_[0-9a-f]{40}(?-u:\b)",
+            Shape,
+            "INSERT INTO integrations VALUES (1, 'ck_0f2b9c1e7d3a4b6c8e0f1a2b3c4d5e6f7a8b9c0d');\n",
+            "ck_0f2b9c1e7d3a4b6c8e0f1a2b3c4d5e6f7a8b9c0d",
+            "PREFIX = 'ck_'\n",
+        ),
+        row!(
+            "a password on a command line whose option does not say so (`lftp -u user,pw`, `net use \\\\host\\share pw /user:u`, a modem's `AT+CPIN=\"…\"`)",
+            r#"(?i)lftp[ \t][^\r\n]*?-u[ \t]+['"]?[^,\s'"]+,(?P<secret1>[^\s'"]+)|net[ \t]+use[ \t]+[A-Z*]?:?[ \t]*\\\\[^\s]+[ \t]+(?P<secret2>[^\s/"'*][^\s"']*)[ \t]+/user:|AT\+CPIN=\\?"?(?P<secret3>[0-9]{4,8})"#,
+            Shape,
+            "lftp -u partner,Qv7Rt2mXw9 sftp://files.example\nnet use Z: \\\\nas01\\backup Kd8#pLw2 /user:CORP\\svc\n",
+            "Qv7Rt2mXw9",
+            "lftp -u partner sftp://files.example\nnet use Z: \\\\nas01\\backup /user:CORP\\svc\n",
+        ),
+        row!(
+            "a property list's value under a key that says secret (`<key>PusherSecret</key><string>…</string>`)",
+            r"<key>(?P<name>[A-Za-z0-9_.-]{1,64})</key>[ \t\r\n]*<string>(?P<secret>[^<\r\n]{6,256})</string>",
+            SecretName(Quoted),
+            "<key>StripeSecretKey</key>\n<string>Zq8LmR2vXw9KpT4nBd6c</string>\n",
+            "Zq8LmR2vXw9KpT4nBd6c",
+            "<key>CFBundleName</key>\n<string>Driver2024</string>\n",
+        ),
+        row!(
+            "an Android string resource named for a secret (`<string name=\"stripe_secret\">…</string>`)",
+            r#"<string[ \t]+name="(?P<name>[A-Za-z0-9_.]{1,64})"[^>\r\n]*>(?P<secret>[^<\r\n]{6,256})</string>"#,
+            SecretName(Quoted),
+            "<string name=\"maps_api_key\" translatable=\"false\">Zq8LmR2vXw9KpT4nBd6c</string>\n",
+            "Zq8LmR2vXw9KpT4nBd6c",
+            "<string name=\"app_name\">Driver 2024</string>\n",
+        ),
+        row!(
             "a password flag after a user flag in an argument list (`[\"mongosh\", \"-u\", \"root\", \"-p\", \"…\"]`, a healthcheck's `test:`)",
             r#"["'](?:-u|-U|--user(?:name)?)["'][ \t]*,[ \t]*["'][^"'\r\n]*[A-Za-z][^"'\r\n]*["'][ \t]*,[ \t]*["'](?:-p|-P|--pass(?:word)?)["'][ \t]*,[ \t]*["'](?P<secret>[^"'\s$][^"'\r\n]{5,})["']"#,
             Shape,
@@ -871,6 +903,8 @@ const SECRET_WORDS: &[&str] = &[
     // Redis's configuration keys (`--requirepass`, `masterauth`).
     "requirepass",
     "masterauth",
+    // A Wi-Fi or VPN pre-shared key (`WIFI_PSK`, `wpa_psk`, `psk_hex`).
+    "psk",
     // Java keytool's and Tomcat's (`-storepass`, `-keypass`, `keystorePass`).
     "storepass",
     "keypass",
