@@ -748,7 +748,7 @@ static PROSE_PASSWORD_BARE: LazyLock<Regex> = LazyLock::new(|| {
 /// `PIN is 9031`): digits only, four to twelve of them.
 static PROSE_CODE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)(?-u:\b)(?:(?:alarm|gate|door|keypad|safe|lockbox|garage|building|entry|pin)[ -]?code|passcode|pin)(?-u:\b)(?:[ \t]+(?:is|was|now|changed to|set to|reset to)[ \t]+|[ \t]*[:=][ \t]*)(?P<v>[0-9]{4,12})(?-u:\b)",
+        r"(?i)(?-u:\b)(?:(?:alarm|gate|door|keypad|safe|lockbox|garage|building|entry|pin)[ -]?code|passcode|pin)(?-u:\b)(?:[ \t]+(?:for|of|at|to)(?:[ \t]+[A-Za-z0-9-]{1,16}){1,4})?(?:[ \t]+(?:is|was|now|changed to|set to|reset to)[ \t]+|[ \t]*[:=][ \t]*)(?P<v>[0-9]{4,12})(?-u:\b)",
     )
     .expect("valid")
 });
@@ -805,6 +805,54 @@ fn prose_password_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// How a table's header says its column holds secrets: by a secret's name, or as a code
+/// (`Alarm code`, `Master code`, `code`), whose cells count only as digits: four or more
+/// under a qualified code, six or more under a bare `Code` (error codes are shorter).
+#[derive(Clone, Copy, PartialEq)]
+enum Column {
+    Plain,
+    Secret,
+    Code { min_digits: usize },
+}
+
+fn column_of(header: &str) -> Column {
+    let name = header.trim();
+    if name.len() > 40 {
+        return Column::Plain;
+    }
+    let words = rules::name_words(name);
+    let last = words.last().map(String::as_str).unwrap_or("");
+    if matches!(last, "code" | "codes") {
+        return Column::Code {
+            min_digits: if words.len() > 1 { 4 } else { 6 },
+        };
+    }
+    if rules::name_says(name) != rules::NameSays::No {
+        Column::Secret
+    } else {
+        Column::Plain
+    }
+}
+
+/// Whether a cell under `column` is a value to redact.
+fn cell_is_secret(column: Column, value: &str) -> bool {
+    match column {
+        Column::Plain => false,
+        Column::Code { min_digits } => {
+            (min_digits..=12).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit())
+        }
+        Column::Secret => {
+            value.len() >= 4
+                && !value.contains(char::is_whitespace)
+                && value
+                    .bytes()
+                    .any(|b| b.is_ascii_digit() || b.is_ascii_punctuation())
+                && !rules::is_key_name(value)
+                && !value.eq_ignore_ascii_case("n/a")
+        }
+    }
+}
+
 /// A Markdown table of accounts: the cells under a column whose header says secret
 /// (`| System | User | Password |`, `PIN`, `Token`), when the cell is one token with a digit
 /// or a symbol (`-`, `n/a`, `in the vault` are placeholders, not values).
@@ -812,8 +860,8 @@ fn table_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
     if !text.contains("|---") && !text.contains("| ---") && !text.contains("|:--") {
         return;
     }
-    let mut secret_columns: Vec<usize> = Vec::new();
-    let mut header: Option<Vec<bool>> = None;
+    let mut secret_columns: Vec<(usize, Column)> = Vec::new();
+    let mut header: Option<Vec<Column>> = None;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let start = offset;
@@ -841,37 +889,24 @@ fn table_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
             .all(|(_, c)| c.trim().chars().all(|ch| matches!(ch, '-' | ':' | ' ')));
         if is_rule {
             if let Some(says) = header.take() {
-                secret_columns = (0..says.len()).filter(|&i| says[i]).collect();
+                secret_columns = (0..says.len())
+                    .filter(|&i| says[i] != Column::Plain)
+                    .map(|i| (i, says[i]))
+                    .collect();
             }
             continue;
         }
         if secret_columns.is_empty() {
-            header = Some(
-                cells
-                    .iter()
-                    .map(|(_, c)| {
-                        let name = c.trim();
-                        name.len() <= 40 && rules::name_says(name) != rules::NameSays::No
-                    })
-                    .collect(),
-            );
+            header = Some(cells.iter().map(|(_, c)| column_of(c)).collect());
             continue;
         }
-        for &column in &secret_columns {
+        for &(column, kind) in &secret_columns {
             let Some(&(at, cell)) = cells.get(column) else {
                 continue;
             };
             let value = cell.trim().trim_matches('`');
             let value_at = at + cell.find(value).unwrap_or(0);
-            let marked = value
-                .bytes()
-                .any(|b| b.is_ascii_digit() || b.is_ascii_punctuation());
-            if value.len() >= 4
-                && !value.contains(char::is_whitespace)
-                && marked
-                && !rules::is_key_name(value)
-                && !value.eq_ignore_ascii_case("n/a")
-            {
+            if cell_is_secret(kind, value) {
                 out.push(value_at..value_at + value.len());
             }
         }
@@ -905,10 +940,15 @@ fn csv_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }) {
         return;
     }
-    let secret: Vec<usize> = (0..names.len())
-        .filter(|&i| rules::name_says(names[i]) == rules::NameSays::Secret)
+    let columns: Vec<Column> = names
+        .iter()
+        .map(|n| match column_of(n) {
+            // A CSV header says less than a document's table: `token` or `key` alone is data.
+            Column::Secret if rules::name_says(n) != rules::NameSays::Secret => Column::Plain,
+            column => column,
+        })
         .collect();
-    if secret.is_empty() {
+    if columns.iter().all(|c| *c == Column::Plain) {
         return;
     }
     let mut offset = first_end + 1;
@@ -923,7 +963,11 @@ fn csv_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
         let mut at = start;
         for (i, cell) in cells.iter().enumerate() {
             let value = cell.trim().trim_matches('"');
-            if secret.contains(&i) && value.len() >= 4 && !rules::is_key_name(value) {
+            let keep = match columns[i] {
+                Column::Secret => value.len() >= 4 && !rules::is_key_name(value),
+                column => cell_is_secret(column, value),
+            };
+            if keep {
                 let value_at = at + cell.find(value).unwrap_or(0);
                 out.push(value_at..value_at + value.len());
             }
@@ -1134,6 +1178,23 @@ mod tests {
         assert_eq!(
             found("The Wi-Fi is `Floor`, password **Orchard_2024**.\n"),
             ["Orchard_2024"]
+        );
+    }
+
+    /// Written for this test: code columns want digits; a bare `Code` wants six or more.
+    #[test]
+    fn code_columns_and_codes_named_in_a_sentence() {
+        let table = "| Site | Master code | Notes |\n|---|---|---|\n| North | 480913 | ok |\n";
+        assert_eq!(found(table), ["480913"]);
+        let errors = "| Code | Meaning |\n|---|---|\n| 4004 | not found |\n";
+        assert!(found(errors).is_empty());
+        assert_eq!(
+            found("site,panel,alarm_code\nNorth,DSC,48091377\n"),
+            ["48091377"]
+        );
+        assert_eq!(
+            found("new door code for the back entrance is 751920 from today\n"),
+            ["751920"]
         );
     }
 }

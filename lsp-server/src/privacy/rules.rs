@@ -111,6 +111,14 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Cloud keys ----------------------------------------------------------------------
         row!(
+            "DeepL API key (`<uuid>:fx`)",
+            r"(?-u:\b)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:fx(?-u:\b)",
+            Shape,
+            "{\"deepl\": \"3b2f9c1e-7d3a-4b6c-8e0f-1a2b3c4d5e6f:fx\"}\n",
+            "3b2f9c1e-7d3a-4b6c-8e0f-1a2b3c4d5e6f:fx",
+            "id = \"3b2f9c1e-7d3a-4b6c-8e0f-1a2b3c4d5e6f\"\n",
+        ),
+        row!(
             "WooCommerce REST consumer key and secret (`ck_`/`cs_` + 40 hex)",
             r"(?-u:\b)c[ks]_[0-9a-f]{40}(?-u:\b)",
             Shape,
