@@ -111,7 +111,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         // ---- Cloud keys ----------------------------------------------------------------------
         row!(
-            "DeepL API key (`<uuid>:fx`)",
+            alone: "DeepL API key (`<uuid>:fx`)",
             r"(?-u:\b)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:fx(?-u:\b)",
             Shape,
             "{\"deepl\": \"3b2f9c1e-7d3a-4b6c-8e0f-1a2b3c4d5e6f:fx\"}\n",
@@ -119,7 +119,7 @@ pub fn rows() -> Vec<RuleRow> {
             "id = \"3b2f9c1e-7d3a-4b6c-8e0f-1a2b3c4d5e6f\"\n",
         ),
         row!(
-            "WooCommerce REST consumer key and secret (`ck_`/`cs_` + 40 hex)",
+            alone: "WooCommerce REST consumer key and secret (`ck_`/`cs_` + 40 hex)",
             r"(?-u:\b)c[ks]_[0-9a-f]{40}(?-u:\b)",
             Shape,
             "INSERT INTO integrations VALUES (1, 'ck_0f2b9c1e7d3a4b6c8e0f1a2b3c4d5e6f7a8b9c0d');\n",
@@ -135,16 +135,16 @@ pub fn rows() -> Vec<RuleRow> {
             "lftp -u partner sftp://files.example\nnet use Z: \\\\nas01\\backup /user:CORP\\svc\n",
         ),
         row!(
-            "a property list's value under a key that says secret (`<key>PusherSecret</key><string>…</string>`)",
-            r"<key>(?P<name>[A-Za-z0-9_.-]{1,64})</key>[ \t\r\n]*<string>(?P<secret>[^<\r\n]{6,256})</string>",
+            alone: "a property list's value under a key that says secret (`<key>PusherSecret</key><string>…</string>`)",
+            r"<key>(?P<name>[A-Za-z0-9_.-]{1,64})</key>[ \t\r\n]*<string>(?P<secret>[^<\r\n]{6,})</string>",
             SecretName(Quoted),
             "<key>StripeSecretKey</key>\n<string>Zq8LmR2vXw9KpT4nBd6c</string>\n",
             "Zq8LmR2vXw9KpT4nBd6c",
             "<key>CFBundleName</key>\n<string>Driver2024</string>\n",
         ),
         row!(
-            "an Android string resource named for a secret (`<string name=\"stripe_secret\">…</string>`)",
-            r#"<string[ \t]+name="(?P<name>[A-Za-z0-9_.]{1,64})"[^>\r\n]*>(?P<secret>[^<\r\n]{6,256})</string>"#,
+            alone: "an Android string resource named for a secret (`<string name=\"stripe_secret\">…</string>`)",
+            r#"<string[ \t]+name="(?P<name>[A-Za-z0-9_.]{1,64})"[^>\r\n]*>(?P<secret>[^<\r\n]{6,})</string>"#,
             SecretName(Quoted),
             "<string name=\"maps_api_key\" translatable=\"false\">Zq8LmR2vXw9KpT4nBd6c</string>\n",
             "Zq8LmR2vXw9KpT4nBd6c",
@@ -167,7 +167,7 @@ pub fn rows() -> Vec<RuleRow> {
             "prefix = \"dckr_pat_\"\n",
         ),
         row!(
-            "HubSpot private app token (`pat-na1-<uuid>`)",
+            alone: "HubSpot private app token (`pat-na1-<uuid>`)",
             r"(?-u:\b)pat-(?:na|eu|ap)[0-9]-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?-u:\b)",
             Shape,
             "headers = {\"Authorization\": \"Bearer pat-na1-3b2f9c1e-7d3a-4b6c-8e0f-1a2b3c4d5e6f\"}\n",
@@ -175,7 +175,7 @@ pub fn rows() -> Vec<RuleRow> {
             "region = \"pat-na1\"\n",
         ),
         row!(
-            "k3s/RKE2 cluster join token (`K10<CA hash>::<user>:<password>`)",
+            alone: "k3s/RKE2 cluster join token (`K10<CA hash>::<user>:<password>`)",
             r"(?-u:\b)K10[0-9a-f]{64}::[A-Za-z0-9_-]{1,32}:(?P<secret>[0-9a-zA-Z]{16,64})(?-u:\b)",
             Shape,
             "K3S_TOKEN=K10f2b4c6d8e0a1b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f3a5b7c9::server:9f8e7d6c5b4a39281706f5e4d3c2b1a0\n",
