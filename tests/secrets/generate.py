@@ -9549,16 +9549,17 @@ def _ordinary_grams8(texts) -> set[str]:
     return out
 
 
-def place8(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
-    """Places held-out-8 after the earlier halves. Its values avoid every 6-character piece of
-    the earlier halves' values and ordinary text, of its own kinds' headers and footers, of
-    CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary text: placed, checked,
-    and placed again with that text's pieces avoided too until no value shares a piece with it.
-    FILE_KINDS8 and the own paths join FILE_KINDS here, after the earlier halves are placed, so
-    that their values stay as they were."""
-    FILE_KINDS.update(FILE_KINDS8)
-    OWN_PATHS.update(OWN_PATHS8)
-    OWN_LANG.update(OWN_LANG8)
+def place_blind(half: str, shapes, gen_class, seed: int, kinds: dict, own_paths: dict, own_lang: dict,
+                look_alikes: list, files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places a blind author's half after the earlier halves (held-out-8 onwards): its values
+    avoid every 6-character piece of the earlier halves' values and ordinary text, of its own
+    kinds' headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets'
+    ordinary text: placed, checked, and placed again with that text's pieces avoided too until
+    no value shares a piece with it. Its kinds and own paths join FILE_KINDS here, after the
+    earlier halves are placed, so that their values stay as they were."""
+    FILE_KINDS.update(kinds)
+    OWN_PATHS.update(own_paths)
+    OWN_LANG.update(own_lang)
     values = sorted({p["value"] for p in plants}, key=len, reverse=True)
     ordinary = []
     for f in files.values():
@@ -9567,19 +9568,19 @@ def place8(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]
             if v in text:
                 text = text.replace(v, "\n")
         ordinary.append(text)
-    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS8.values()] + [f" {w} " for w in CODE_WORDS7]
-                            + LA8_SHA256 + LA8_SHA1 + LA8_UUID)
+    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in kinds.values()] + [f" {w} " for w in CODE_WORDS7]
+                            + look_alikes)
     for p in plants:
-        base |= Gen8.grams(p["value"][p["public"]:])
+        base |= gen_class.grams(p["value"][p["public"]:])
     extra: set[str] = set()
     for _ in range(8):
-        f8, o8, p8 = copy.deepcopy(files), dict(own_used), list(plants)
-        place(SHAPES8, lambda _: "held-out-8", Gen8(random.Random(SEED8), base | extra), f8, o8, p8, one_kind_per_path=True)
-        mine = [p for p in p8 if p["half"] == "held-out-8"]
+        f_new, o_new, p_new = copy.deepcopy(files), dict(own_used), list(plants)
+        place(shapes, lambda _: half, gen_class(random.Random(seed), base | extra), f_new, o_new, p_new, one_kind_per_path=True)
+        mine = [p for p in p_new if p["half"] == half]
         vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
         texts = []
-        for f in f8.values():
-            if f["half"] != "held-out-8":
+        for f in f_new.values():
+            if f["half"] != half:
                 continue
             text = f["header"] + "".join(f["parts"]) + f["footer"]
             for v in vals:
@@ -9588,16 +9589,27 @@ def place8(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]
         own_text = _ordinary_grams8(texts)
         secret = set()
         for p in mine:
-            secret |= Gen8.grams(p["value"][p["public"]:])
+            secret |= gen_class.grams(p["value"][p["public"]:])
         earlier = set()
         for p in plants:
-            earlier |= Gen8.grams(p["value"][p["public"]:])
+            earlier |= gen_class.grams(p["value"][p["public"]:])
         clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
-        assert not clash, sorted(clash)  # held-out-8's text holds no piece of an earlier value
+        assert not clash, sorted(clash)  # the half's text holds no piece of an earlier value
         if not own_text & secret:
-            return f8, o8, p8
+            return f_new, o_new, p_new
         extra |= own_text
-    raise RuntimeError("held-out-8's values keep sharing pieces with its ordinary text")
+    raise RuntimeError(f"{half}'s values keep sharing pieces with its ordinary text")
+
+
+def place8(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places held-out-8 after the earlier halves. Its values avoid every 6-character piece of
+    the earlier halves' values and ordinary text, of its own kinds' headers and footers, of
+    CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary text: placed, checked,
+    and placed again with that text's pieces avoided too until no value shares a piece with it.
+    FILE_KINDS8 and the own paths join FILE_KINDS here, after the earlier halves are placed, so
+    that their values stay as they were."""
+    return place_blind("held-out-8", SHAPES8, Gen8, SEED8, FILE_KINDS8, OWN_PATHS8, OWN_LANG8,
+                       LA8_SHA256 + LA8_SHA1 + LA8_UUID, files, own_used, plants)
 
 
 # ---- A ninth held-out set (held-out-9) --------------------------------------------------
@@ -10693,48 +10705,8 @@ def place9(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]
     text: placed, checked, and placed again with that text's pieces avoided too until no value
     shares a piece with it. FILE_KINDS9 and the own paths join FILE_KINDS here, after the earlier
     halves are placed."""
-    FILE_KINDS.update(FILE_KINDS9)
-    OWN_PATHS.update(OWN_PATHS9)
-    OWN_LANG.update(OWN_LANG9)
-    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
-    ordinary = []
-    for f in files.values():
-        text = f["header"] + "".join(f["parts"]) + f["footer"]
-        for v in values:
-            if v in text:
-                text = text.replace(v, "\n")
-        ordinary.append(text)
-    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS9.values()] + [f" {w} " for w in CODE_WORDS7]
-                            + LA9_SHA256 + LA9_SHA1 + LA9_UUID)
-    for p in plants:
-        base |= Gen9.grams(p["value"][p["public"]:])
-    extra: set[str] = set()
-    for _ in range(8):
-        f9, o9, p9 = copy.deepcopy(files), dict(own_used), list(plants)
-        place(SHAPES9, lambda _: "held-out-9", Gen9(random.Random(SEED9), base | extra), f9, o9, p9, one_kind_per_path=True)
-        mine = [p for p in p9 if p["half"] == "held-out-9"]
-        vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
-        texts = []
-        for f in f9.values():
-            if f["half"] != "held-out-9":
-                continue
-            text = f["header"] + "".join(f["parts"]) + f["footer"]
-            for v in vals:
-                text = text.replace(v, "\n")
-            texts.append(text)
-        own_text = _ordinary_grams8(texts)
-        secret = set()
-        for p in mine:
-            secret |= Gen9.grams(p["value"][p["public"]:])
-        earlier = set()
-        for p in plants:
-            earlier |= Gen9.grams(p["value"][p["public"]:])
-        clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
-        assert not clash, sorted(clash)  # held-out-9's text holds no piece of an earlier value
-        if not own_text & secret:
-            return f9, o9, p9
-        extra |= own_text
-    raise RuntimeError("held-out-9's values keep sharing pieces with its ordinary text")
+    return place_blind("held-out-9", SHAPES9, Gen9, SEED9, FILE_KINDS9, OWN_PATHS9, OWN_LANG9,
+                       LA9_SHA256 + LA9_SHA1 + LA9_UUID, files, own_used, plants)
 
 
 
@@ -11589,48 +11561,8 @@ def place10(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list
     text: placed, checked, and placed again with that text's pieces avoided too until no value
     shares a piece with it. FILE_KINDS10 and the own paths join FILE_KINDS here, after the earlier
     halves are placed."""
-    FILE_KINDS.update(FILE_KINDS10)
-    OWN_PATHS.update(OWN_PATHS10)
-    OWN_LANG.update(OWN_LANG10)
-    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
-    ordinary = []
-    for f in files.values():
-        text = f["header"] + "".join(f["parts"]) + f["footer"]
-        for v in values:
-            if v in text:
-                text = text.replace(v, "\n")
-        ordinary.append(text)
-    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS10.values()] + [f" {w} " for w in CODE_WORDS7]
-                            + LA10_SHA256 + LA10_SHA1 + LA10_UUID)
-    for p in plants:
-        base |= Gen10.grams(p["value"][p["public"]:])
-    extra: set[str] = set()
-    for _ in range(8):
-        f10, o10, p10 = copy.deepcopy(files), dict(own_used), list(plants)
-        place(SHAPES10, lambda _: "held-out-10", Gen10(random.Random(SEED10), base | extra), f10, o10, p10, one_kind_per_path=True)
-        mine = [p for p in p10 if p["half"] == "held-out-10"]
-        vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
-        texts = []
-        for f in f10.values():
-            if f["half"] != "held-out-10":
-                continue
-            text = f["header"] + "".join(f["parts"]) + f["footer"]
-            for v in vals:
-                text = text.replace(v, "\n")
-            texts.append(text)
-        own_text = _ordinary_grams8(texts)
-        secret = set()
-        for p in mine:
-            secret |= Gen10.grams(p["value"][p["public"]:])
-        earlier = set()
-        for p in plants:
-            earlier |= Gen10.grams(p["value"][p["public"]:])
-        clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
-        assert not clash, sorted(clash)  # held-out-10's text holds no piece of an earlier value
-        if not own_text & secret:
-            return f10, o10, p10
-        extra |= own_text
-    raise RuntimeError("held-out-10's values keep sharing pieces with its ordinary text")
+    return place_blind("held-out-10", SHAPES10, Gen10, SEED10, FILE_KINDS10, OWN_PATHS10, OWN_LANG10,
+                       LA10_SHA256 + LA10_SHA1 + LA10_UUID, files, own_used, plants)
 
 
 
@@ -12399,48 +12331,8 @@ def place11(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list
     headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
     text: placed, checked, and placed again with that text's pieces avoided too until no value
     shares a piece with it."""
-    FILE_KINDS.update(FILE_KINDS11)
-    OWN_PATHS.update(OWN_PATHS11)
-    OWN_LANG.update(OWN_LANG11)
-    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
-    ordinary = []
-    for f in files.values():
-        text = f["header"] + "".join(f["parts"]) + f["footer"]
-        for v in values:
-            if v in text:
-                text = text.replace(v, "\n")
-        ordinary.append(text)
-    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS11.values()] + [f" {w} " for w in CODE_WORDS7]
-                            + LA11_SHA256 + LA11_UUID)
-    for p in plants:
-        base |= Gen11.grams(p["value"][p["public"]:])
-    extra: set[str] = set()
-    for _ in range(8):
-        f11, o11, p11 = copy.deepcopy(files), dict(own_used), list(plants)
-        place(SHAPES11, lambda _: "held-out-11", Gen11(random.Random(SEED11), base | extra), f11, o11, p11, one_kind_per_path=True)
-        mine = [p for p in p11 if p["half"] == "held-out-11"]
-        vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
-        texts = []
-        for f in f11.values():
-            if f["half"] != "held-out-11":
-                continue
-            text = f["header"] + "".join(f["parts"]) + f["footer"]
-            for v in vals:
-                text = text.replace(v, "\n")
-            texts.append(text)
-        own_text = _ordinary_grams8(texts)
-        secret = set()
-        for p in mine:
-            secret |= Gen11.grams(p["value"][p["public"]:])
-        earlier = set()
-        for p in plants:
-            earlier |= Gen11.grams(p["value"][p["public"]:])
-        clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
-        assert not clash, sorted(clash)  # held-out-11's text holds no piece of an earlier value
-        if not own_text & secret:
-            return f11, o11, p11
-        extra |= own_text
-    raise RuntimeError("held-out-11's values keep sharing pieces with its ordinary text")
+    return place_blind("held-out-11", SHAPES11, Gen11, SEED11, FILE_KINDS11, OWN_PATHS11, OWN_LANG11,
+                       LA11_SHA256 + LA11_UUID, files, own_used, plants)
 
 
 # ---- A twelfth held-out set (held-out-12) -------------------------------------------------
@@ -13245,48 +13137,8 @@ def place12(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list
     headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
     text: placed, checked, and placed again with that text's pieces avoided too until no value
     shares a piece with it."""
-    FILE_KINDS.update(FILE_KINDS12)
-    OWN_PATHS.update(OWN_PATHS12)
-    OWN_LANG.update(OWN_LANG12)
-    values = sorted({p["value"] for p in plants}, key=len, reverse=True)
-    ordinary = []
-    for f in files.values():
-        text = f["header"] + "".join(f["parts"]) + f["footer"]
-        for v in values:
-            if v in text:
-                text = text.replace(v, "\n")
-        ordinary.append(text)
-    base = _ordinary_grams8(ordinary + [h + "\n" + f for _paths, _lang, h, f in FILE_KINDS12.values()] + [f" {w} " for w in CODE_WORDS7]
-                            + LA12_SHA256 + LA12_UUID)
-    for p in plants:
-        base |= Gen12.grams(p["value"][p["public"]:])
-    extra: set[str] = set()
-    for _ in range(8):
-        f12, o12, p12 = copy.deepcopy(files), dict(own_used), list(plants)
-        place(SHAPES12, lambda _: "held-out-12", Gen12(random.Random(SEED12), base | extra), f12, o12, p12, one_kind_per_path=True)
-        mine = [p for p in p12 if p["half"] == "held-out-12"]
-        vals = sorted({p["value"] for p in mine}, key=len, reverse=True)
-        texts = []
-        for f in f12.values():
-            if f["half"] != "held-out-12":
-                continue
-            text = f["header"] + "".join(f["parts"]) + f["footer"]
-            for v in vals:
-                text = text.replace(v, "\n")
-            texts.append(text)
-        own_text = _ordinary_grams8(texts)
-        secret = set()
-        for p in mine:
-            secret |= Gen12.grams(p["value"][p["public"]:])
-        earlier = set()
-        for p in plants:
-            earlier |= Gen12.grams(p["value"][p["public"]:])
-        clash = {w for w in own_text & earlier if sum(c.isalnum() for c in w) >= 3}
-        assert not clash, sorted(clash)  # held-out-12's text holds no piece of an earlier value
-        if not own_text & secret:
-            return f12, o12, p12
-        extra |= own_text
-    raise RuntimeError("held-out-12's values keep sharing pieces with its ordinary text")
+    return place_blind("held-out-12", SHAPES12, Gen12, SEED12, FILE_KINDS12, OWN_PATHS12, OWN_LANG12,
+                       LA12_SHA256 + LA12_UUID, files, own_used, plants)
 
 
 
