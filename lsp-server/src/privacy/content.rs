@@ -381,7 +381,25 @@ fn is_code_line(line: &str) -> bool {
     let statement =
         KEYWORDS.contains(&first) && !line[first.len()..].trim_start().starts_with([':', '=']);
     // Braces alone close JSON and HCL too; a block opened after a call's parentheses is code.
-    statement || line.ends_with([';', ')', '(']) || line.ends_with('{') && line.contains('(')
+    // `password = "…";` alone is a setting (a game server's or libconfig's `.cfg`), not code.
+    let literal_setting = line.strip_suffix(';').is_some_and(|pair| {
+        pair.split_once('=').is_some_and(|(key, value)| {
+            let key = key.trim();
+            let value = value.trim();
+            !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.".contains(&b))
+                && (value.len() >= 2
+                    && (value.starts_with('"') && value.ends_with('"')
+                        || value.starts_with('\'') && value.ends_with('\''))
+                    || value.parse::<f64>().is_ok()
+                    || matches!(value, "true" | "false"))
+        })
+    });
+    statement
+        || line.ends_with([';', ')', '(']) && !literal_setting
+        || line.ends_with('{') && line.contains('(')
 }
 
 /// A file of one to three values, one a line, one of them a password or key (a Docker
@@ -545,6 +563,8 @@ fn settings_holding_a_credential(text: &str) -> bool {
     let mut code_lines = 0;
     for line in text.lines() {
         let line = line.trim();
+        // `#define SECRET_PASS "…"` (an Arduino `secrets.h`): a setting, not a comment.
+        let line = line.strip_prefix("#define ").map_or(line, str::trim_start);
         if line.is_empty()
             || line.starts_with('#')
             || line.starts_with(';')
@@ -917,6 +937,8 @@ mod tests {
              user = shop\npassword = Kq7-vB2x\n",
             // A short script holding a key is code: its key is redacted, the file stays.
             "import os\nkey = \"ghp_0123456789abcdefghijklmnopqrstuvwxyzAB\"\nx = 1\n",
+            // A C file with a password define and code: the value is redacted, the file stays.
+            "#include <wifi.h>\n#define WIFI_PASS \"Rq7vLm2Xz9Tn\"\nvoid setup(void) {\n  wifi_begin(WIFI_PASS);\n}\n",
             // A private key inside code that is mostly code.
             "import paramiko\n\nKEY = '''-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----'''\n\n\ndef connect(host, user):\n    client = paramiko.SSHClient()\n    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())\n    pkey = paramiko.RSAKey.from_private_key(io.StringIO(KEY))\n    client.connect(hostname=host, username=user, pkey=pkey, timeout=10)\n    return client\n",
             "alice:x:1000:1000::/home/alice:/bin/bash\n",
@@ -973,6 +995,9 @@ mod tests {
             ("orbit gravel lunar pepper quiet shadow\nmaple rocket velvet anchor tiger honey\n", "mnemonic"),
             ("set imap_user = \"ana@example.org\"\nset imap_pass = \"lantern-Fog-71\"\nset folder = \"imaps://imap.example.org/\"\nset realname = \"Ana\"\n", "settings holding a credential"),
             ("poll imap.example.org protocol IMAP\n  user \"ana\" there with password \"lantern-Fog-71\" is \"ana\" here\n  ssl\n", "settings holding a credential"),
+            // Written for this test: an Arduino `secrets.h` and a game server's `.cfg`.
+            ("#define SECRET_SSID \"Floor\"\n#define SECRET_PASS \"Rq7vLm2Xz9Tn\"\n", "settings holding a credential"),
+            ("hostname = \"Friday Ops\";\npassword = \"Rq7vLm2Xz9Tn!\";\nmaxPlayers = 32;\n", "settings holding a credential"),
         ] {
             assert_eq!(credential_format(text), Some(format), "{text}");
         }
