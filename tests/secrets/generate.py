@@ -209,11 +209,40 @@ class Gen:
 SHAPES: list[tuple[str, str, object]] = []
 
 
-def shape(name: str, kind: str):
-    def register(fn):
-        SHAPES.append((name, kind, fn))
-        return fn
-    return register
+def shape_into(registry: list):
+    """The decorator that registers a half's shape functions in `registry` (`@shape4(name, kind)`)."""
+    def shape_of(name: str, kind: str):
+        def register(fn):
+            registry.append((name, kind, fn))
+            return fn
+        return register
+    return shape_of
+
+
+def templates_into(registry: list):
+    """Registers a half's shapes written as templates in `registry`: `§0`, `§1`, ... are replaced
+    by the values the makers draw, in order; a maker returns a value, (value, public prefix
+    length), or a list of those (a value written in several pieces, each a credential of its
+    own)."""
+    def template(name: str, kind: str, template: str, *makers) -> None:
+        def fn(g):
+            outs = []
+            for m in makers:
+                r = m(g)
+                if isinstance(r, list):
+                    outs.extend(r)
+                else:
+                    outs.append(r if isinstance(r, tuple) else (r, 0))
+            text = template
+            for i in reversed(range(len(outs))):
+                text = text.replace(f"§{i}", outs[i][0])
+            assert "§" not in text, name
+            return text, outs
+        registry.append((name, kind, fn))
+    return template
+
+
+shape = shape_into(SHAPES)
 
 
 def one(value: str, public: int = 0):
@@ -786,11 +815,7 @@ SEED2 = 2930
 SHAPES2: list[tuple[str, str, object]] = []
 
 
-def shape2(name: str, kind: str):
-    def register(fn):
-        SHAPES2.append((name, kind, fn))
-        return fn
-    return register
+shape2 = shape_into(SHAPES2)
 
 
 @shape2("py: ftplib.FTP(host, user, pw) positional", "python")
@@ -1041,11 +1066,7 @@ SEED3 = 2931
 SHAPES3: list[tuple[str, str, object]] = []
 
 
-def shape3(name: str, kind: str):
-    def register(fn):
-        SHAPES3.append((name, kind, fn))
-        return fn
-    return register
+shape3 = shape_into(SHAPES3)
 
 
 def swap(v: str, chars: str) -> str:
@@ -1648,11 +1669,7 @@ SEED4 = 2932
 SHAPES4: list[tuple[str, str, object]] = []
 
 
-def shape4(name: str, kind: str):
-    def register(fn):
-        SHAPES4.append((name, kind, fn))
-        return fn
-    return register
+shape4 = shape_into(SHAPES4)
 
 
 def b64_bytes(g, n: int) -> str:
@@ -2346,11 +2363,7 @@ SEED5 = 2933
 SHAPES5: list[tuple[str, str, object]] = []
 
 
-def shape5(name: str, kind: str):
-    def register(fn):
-        SHAPES5.append((name, kind, fn))
-        return fn
-    return register
+shape5 = shape_into(SHAPES5)
 
 
 BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -3687,11 +3700,7 @@ SEED6 = 2934
 SHAPES6: list[tuple[str, str, object]] = []
 
 
-def shape6(name: str, kind: str):
-    def register(fn):
-        SHAPES6.append((name, kind, fn))
-        return fn
-    return register
+shape6 = shape_into(SHAPES6)
 
 
 BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -5275,11 +5284,7 @@ SEED7 = 2935
 SHAPES7: list[tuple[str, str, object]] = []
 
 
-def shape7(name: str, kind: str):
-    def register(fn):
-        SHAPES7.append((name, kind, fn))
-        return fn
-    return register
+shape7 = shape_into(SHAPES7)
 
 
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -8401,27 +8406,10 @@ SEED8 = 4817
 SHAPES8: list[tuple[str, str, object]] = []
 
 
-def shape8(name: str, kind: str):
-    def register(fn):
-        SHAPES8.append((name, kind, fn))
-        return fn
-    return register
+shape8 = shape_into(SHAPES8)
 
 
-def t8(name: str, kind: str, template: str, *makers) -> None:
-    """A held-out-8 shape written as a template: `§0`, `§1`, ... are replaced by the values the
-    makers draw, in order; a maker returns a value, or (value, public prefix length)."""
-    def fn(g):
-        outs = []
-        for m in makers:
-            r = m(g)
-            outs.append(r if isinstance(r, tuple) else (r, 0))
-        text = template
-        for i in reversed(range(len(outs))):
-            text = text.replace(f"§{i}", outs[i][0])
-        assert "§" not in text, name
-        return text, outs
-    SHAPES8.append((name, kind, fn))
+t8 = templates_into(SHAPES8)
 
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -9536,9 +9524,6 @@ OWN_LANG8 = {"bwcsv8": "csv", "lastpass8": "csv", "chromecsv8": "csv", "remmina8
              "syncthing8": "xml", "jupyter8": "json", "codeserver8": "yaml", "liquibase8": "properties", "flyway8": "properties",
              "deluge8": "plaintext", "plexprefs8": "xml", "pgparmor8": "plaintext", "otpauthlist8": "plaintext"}
 
-assert not set(FILE_KINDS8) & set(FILE_KINDS) and not set(OWN_PATHS8) & set(OWN_PATHS) and set(OWN_PATHS8) == set(OWN_LANG8)
-assert {k[4:] for _n, k, _f in SHAPES8 if k.startswith("own:")} == set(OWN_PATHS8)
-assert {k for _n, k, _f in SHAPES8 if not k.startswith("own:")} == set(FILE_KINDS8)
 
 
 def _ordinary_grams8(texts) -> set[str]:
@@ -9557,6 +9542,11 @@ def place_blind(half: str, shapes, gen_class, seed: int, kinds: dict, own_paths:
     ordinary text: placed, checked, and placed again with that text's pieces avoided too until
     no value shares a piece with it. Its kinds and own paths join FILE_KINDS here, after the
     earlier halves are placed, so that their values stay as they were."""
+    # Its kinds and paths are its own, and every shape has its kind or path.
+    assert not set(kinds) & set(FILE_KINDS) and not set(own_paths) & set(OWN_PATHS), half
+    assert set(own_paths) == set(own_lang), half
+    assert {k[4:] for _n, k, _f in shapes if k.startswith("own:")} == set(own_paths), half
+    assert {k for _n, k, _f in shapes if not k.startswith("own:")} == set(kinds), half
     FILE_KINDS.update(kinds)
     OWN_PATHS.update(own_paths)
     OWN_LANG.update(own_lang)
@@ -9602,12 +9592,7 @@ def place_blind(half: str, shapes, gen_class, seed: int, kinds: dict, own_paths:
 
 
 def place8(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
-    """Places held-out-8 after the earlier halves. Its values avoid every 6-character piece of
-    the earlier halves' values and ordinary text, of its own kinds' headers and footers, of
-    CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary text: placed, checked,
-    and placed again with that text's pieces avoided too until no value shares a piece with it.
-    FILE_KINDS8 and the own paths join FILE_KINDS here, after the earlier halves are placed, so
-    that their values stay as they were."""
+    """Places held-out-8 after the earlier halves (`place_blind`)."""
     return place_blind("held-out-8", SHAPES8, Gen8, SEED8, FILE_KINDS8, OWN_PATHS8, OWN_LANG8,
                        LA8_SHA256 + LA8_SHA1 + LA8_UUID, files, own_used, plants)
 
@@ -9637,27 +9622,10 @@ SEED9 = 9173
 SHAPES9: list[tuple[str, str, object]] = []
 
 
-def shape9(name: str, kind: str):
-    def register(fn):
-        SHAPES9.append((name, kind, fn))
-        return fn
-    return register
+shape9 = shape_into(SHAPES9)
 
 
-def t9(name: str, kind: str, template: str, *makers) -> None:
-    """A held-out-9 shape written as a template: `§0`, `§1`, ... are replaced by the values the
-    makers draw, in order; a maker returns a value, or (value, public prefix length)."""
-    def fn(g):
-        outs = []
-        for m in makers:
-            r = m(g)
-            outs.append(r if isinstance(r, tuple) else (r, 0))
-        text = template
-        for i in reversed(range(len(outs))):
-            text = text.replace(f"§{i}", outs[i][0])
-        assert "§" not in text, name
-        return text, outs
-    SHAPES9.append((name, kind, fn))
+t9 = templates_into(SHAPES9)
 
 
 FIXED9 = ("8Q~", "7Q~", "T3BlbkFJ")  # the same in every Azure AD client secret / OpenAI project key, in their middles
@@ -10693,18 +10661,10 @@ OWN_LANG9 = {"ansiblevault9": "plaintext", "ciscoios9": "plaintext", "mikrotik9"
              "erlangcookie9": "plaintext", "kong9": "yaml", "freeotp9": "json", "publishsettings9": "xml", "navicat9": "xml",
              "mremoteng9": "xml", "securecrt9": "ini", "vncfile9": "ini", "rdcman9": "xml"}
 
-assert not set(FILE_KINDS9) & set(FILE_KINDS) and not set(OWN_PATHS9) & set(OWN_PATHS) and set(OWN_PATHS9) == set(OWN_LANG9)
-assert {k[4:] for _n, k, _f in SHAPES9 if k.startswith("own:")} == set(OWN_PATHS9)
-assert {k for _n, k, _f in SHAPES9 if not k.startswith("own:")} == set(FILE_KINDS9)
 
 
 def place9(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
-    """Places held-out-9 after the earlier halves, as place8 does held-out-8: its values avoid
-    every 6-character piece of the earlier halves' values and ordinary text, of its own kinds'
-    headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
-    text: placed, checked, and placed again with that text's pieces avoided too until no value
-    shares a piece with it. FILE_KINDS9 and the own paths join FILE_KINDS here, after the earlier
-    halves are placed."""
+    """Places held-out-9 after the earlier halves (`place_blind`)."""
     return place_blind("held-out-9", SHAPES9, Gen9, SEED9, FILE_KINDS9, OWN_PATHS9, OWN_LANG9,
                        LA9_SHA256 + LA9_SHA1 + LA9_UUID, files, own_used, plants)
 
@@ -10734,27 +10694,10 @@ SEED10 = 10457
 SHAPES10: list[tuple[str, str, object]] = []
 
 
-def shape10(name: str, kind: str):
-    def register(fn):
-        SHAPES10.append((name, kind, fn))
-        return fn
-    return register
+shape10 = shape_into(SHAPES10)
 
 
-def t10(name: str, kind: str, template: str, *makers) -> None:
-    """A held-out-10 shape written as a template: `§0`, `§1`, ... are replaced by the values the
-    makers draw, in order; a maker returns a value, or (value, public prefix length)."""
-    def fn(g):
-        outs = []
-        for m in makers:
-            r = m(g)
-            outs.append(r if isinstance(r, tuple) else (r, 0))
-        text = template
-        for i in reversed(range(len(outs))):
-            text = text.replace(f"§{i}", outs[i][0])
-        assert "§" not in text, name
-        return text, outs
-    SHAPES10.append((name, kind, fn))
+t10 = templates_into(SHAPES10)
 
 
 DQ10 = '"\\$`'
@@ -11549,18 +11492,10 @@ OWN_LANG10 = {"wakatime10": "ini", "praw10": "ini", "twurlrc10": "yaml", "rabbit
               "dnscontrol10": "json", "hexchat10": "plaintext", "vdirsyncer10": "ini", "preseed10": "plaintext", "spotifytui10": "yaml",
               "aerc10": "ini", "turso10": "json", "dsakey10": "plaintext", "ec384key10": "plaintext"}
 
-assert not set(FILE_KINDS10) & set(FILE_KINDS) and not set(OWN_PATHS10) & set(OWN_PATHS) and set(OWN_PATHS10) == set(OWN_LANG10)
-assert {k[4:] for _n, k, _f in SHAPES10 if k.startswith("own:")} == set(OWN_PATHS10)
-assert {k for _n, k, _f in SHAPES10 if not k.startswith("own:")} == set(FILE_KINDS10)
 
 
 def place10(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
-    """Places held-out-10 after the earlier halves, as place9 does held-out-9: its values avoid
-    every 6-character piece of the earlier halves' values and ordinary text, of its own kinds'
-    headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
-    text: placed, checked, and placed again with that text's pieces avoided too until no value
-    shares a piece with it. FILE_KINDS10 and the own paths join FILE_KINDS here, after the earlier
-    halves are placed."""
+    """Places held-out-10 after the earlier halves (`place_blind`)."""
     return place_blind("held-out-10", SHAPES10, Gen10, SEED10, FILE_KINDS10, OWN_PATHS10, OWN_LANG10,
                        LA10_SHA256 + LA10_SHA1 + LA10_UUID, files, own_used, plants)
 
@@ -11585,24 +11520,7 @@ SEED11 = 11311
 SHAPES11: list[tuple[str, str, object]] = []
 
 
-def t11(name: str, kind: str, template: str, *makers) -> None:
-    """A held-out-11 shape written as a template: `§0`, `§1`, ... are replaced by the values the
-    makers draw, in order; a maker returns a value, (value, public prefix length), or a list of
-    those (a value written in several pieces, each a credential of its own)."""
-    def fn(g):
-        outs = []
-        for m in makers:
-            r = m(g)
-            if isinstance(r, list):
-                outs.extend(r)
-            else:
-                outs.append(r if isinstance(r, tuple) else (r, 0))
-        text = template
-        for i in reversed(range(len(outs))):
-            text = text.replace(f"§{i}", outs[i][0])
-        assert "§" not in text, name
-        return text, outs
-    SHAPES11.append((name, kind, fn))
+t11 = templates_into(SHAPES11)
 
 
 RU_LATIN11 = ["ghbdtn", "gfhjkm", "cjkysirj", "vjcrdf", "yfnfif", "pfqrf", "rjnbr", "ctrhtn", "rhfcfdbwf"]
@@ -12319,18 +12237,10 @@ OWN_LANG11 = {"esphome11": "yaml", "arduino11": "c", "tasmota11": "c", "nzbget11
               "expo11": "json", "httpclientenv11": "json", "cypressenv11": "json", "inadyn11": "plaintext", "openwrt11": "plaintext",
               "ntfy11": "yaml", "ghrecovery11": "plaintext", "rsa3072pem11": "plaintext", "nostr11": "json"}
 
-assert not set(FILE_KINDS11) & set(FILE_KINDS) and not set(FILE_KINDS11) & set(FILE_KINDS10)
-assert not set(OWN_PATHS11) & set(OWN_PATHS) and not set(OWN_PATHS11) & set(OWN_PATHS10) and set(OWN_PATHS11) == set(OWN_LANG11)
-assert {k[4:] for _n, k, _f in SHAPES11 if k.startswith("own:")} == set(OWN_PATHS11)
-assert {k for _n, k, _f in SHAPES11 if not k.startswith("own:")} == set(FILE_KINDS11)
 
 
 def place11(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
-    """Places held-out-11 after the earlier halves, as place10 does held-out-10: its values avoid
-    every 6-character piece of the earlier halves' values and ordinary text, of its own kinds'
-    headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
-    text: placed, checked, and placed again with that text's pieces avoided too until no value
-    shares a piece with it."""
+    """Places held-out-11 after the earlier halves (`place_blind`)."""
     return place_blind("held-out-11", SHAPES11, Gen11, SEED11, FILE_KINDS11, OWN_PATHS11, OWN_LANG11,
                        LA11_SHA256 + LA11_UUID, files, own_used, plants)
 
@@ -12354,24 +12264,7 @@ SEED12 = 12553
 SHAPES12: list[tuple[str, str, object]] = []
 
 
-def t12(name: str, kind: str, template: str, *makers) -> None:
-    """A held-out-12 shape written as a template, as t11: `§0`, `§1`, ... are replaced by the
-    values the makers draw, in order; a maker returns a value, (value, public prefix length), or
-    a list of those (a value written in several pieces, each a credential of its own)."""
-    def fn(g):
-        outs = []
-        for m in makers:
-            r = m(g)
-            if isinstance(r, list):
-                outs.extend(r)
-            else:
-                outs.append(r if isinstance(r, tuple) else (r, 0))
-        text = template
-        for i in reversed(range(len(outs))):
-            text = text.replace(f"§{i}", outs[i][0])
-        assert "§" not in text, name
-        return text, outs
-    SHAPES12.append((name, kind, fn))
+t12 = templates_into(SHAPES12)
 
 
 FIXED12 = ("CNTRL-", "oAcGBSuBBAAK\noUQDQgAE")  # the same in every Tailscale API key / secp256k1 SEC1 key (its curve OID), in their middles
@@ -13125,18 +13018,10 @@ OWN_LANG12 = {"3proxy12": "plaintext", "icecast12": "xml", "newsboat12": "plaint
               "continue12": "json", "rancher12": "json", "railway12": "json", "tea12": "yaml", "gojira12": "yaml", "vyos12": "plaintext",
               "radarr12": "xml", "ed448pem12": "plaintext", "k1pem12": "plaintext", "zmqcert12": "plaintext", "mpd12": "plaintext"}
 
-assert not set(FILE_KINDS12) & set(FILE_KINDS) and not set(FILE_KINDS12) & set(FILE_KINDS11)
-assert not set(OWN_PATHS12) & set(OWN_PATHS) and not set(OWN_PATHS12) & set(OWN_PATHS11) and set(OWN_PATHS12) == set(OWN_LANG12)
-assert {k[4:] for _n, k, _f in SHAPES12 if k.startswith("own:")} == set(OWN_PATHS12)
-assert {k for _n, k, _f in SHAPES12 if not k.startswith("own:")} == set(FILE_KINDS12)
 
 
 def place12(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
-    """Places held-out-12 after the earlier halves, as place11 does held-out-11: its values avoid
-    every 6-character piece of the earlier halves' values and ordinary text, of its own kinds'
-    headers and footers, of CODE_WORDS7 and of its look-alikes; and of its own snippets' ordinary
-    text: placed, checked, and placed again with that text's pieces avoided too until no value
-    shares a piece with it."""
+    """Places held-out-12 after the earlier halves (`place_blind`)."""
     return place_blind("held-out-12", SHAPES12, Gen12, SEED12, FILE_KINDS12, OWN_PATHS12, OWN_LANG12,
                        LA12_SHA256 + LA12_UUID, files, own_used, plants)
 
