@@ -759,11 +759,12 @@ fn prose_password_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
     for captures in PROSE_PASSWORD_BARE.captures_iter(text) {
         let value = captures.name("v").expect("group");
-        let v = value.as_str().trim_end_matches(['.', ':', '!', '?']);
-        let v = if super::random::is_chosen_password(value.as_str()) {
+        // A sentence's full stop is not the password's, unless the whole reads as one.
+        let whole = super::random::is_chosen_password(value.as_str());
+        let v = if whole {
             value.as_str()
         } else {
-            v
+            value.as_str().trim_end_matches(['.', ':', '!', '?'])
         };
         // In prose (`pw for the vpn is banjo69`, `Password: x`), not code's `password = f2`.
         let assigned = captures.name("sep").is_some_and(|sep| sep.as_str() == "=");
@@ -773,7 +774,8 @@ fn prose_password_spans(text: &str, out: &mut Vec<Range<usize>>) {
             && v.bytes().any(|b| b.is_ascii_digit())
             && v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&*@^~_-+=?".contains(&b));
-        if super::random::is_chosen_password(v)
+        if whole
+            || super::random::is_chosen_password(v)
             || super::random::is_password(v, true)
             || rules::looks_random(v)
             || letters_and_digits && !rules::is_key_name(v)

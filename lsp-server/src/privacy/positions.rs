@@ -1644,12 +1644,7 @@ fn secret_function_spans(text: &str, out: &mut Vec<Range<usize>>) {
 
 pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     match_arm_spans(text, out);
-    if ["def ", "fn ", "func ", "function ", "fun ", "get ", "sub "]
-        .iter()
-        .any(|k| text.contains(k))
-    {
-        secret_function_spans(text, out);
-    }
+    secret_function_spans(text, out);
     enum_constant_spans(text, out);
     if text.contains("Private-Lines:") {
         key_file_line_spans(text, out);

@@ -449,7 +449,6 @@ pub(super) fn is_chosen_password(word: &str) -> bool {
     if letters < 3 || digits < 2 || !symbol {
         return false;
     }
-    let strong = |b: &u8| b"!#$&^~".contains(b) || *b == b'@';
     // `1!1.0a1`, `E!0.dev0`: a version's epoch; `566#json-…`: a numbered anchor.
     let lead = bytes
         .iter()
@@ -476,7 +475,7 @@ pub(super) fn is_chosen_password(word: &str) -> bool {
     if tail_digits > 0
         && tail_digits < bytes.len()
         && matches!(bytes[bytes.len() - 1 - tail_digits], b'~' | b'^')
-        && bytes.iter().filter(|b| strong(b)).count() == 1
+        && bytes.iter().filter(|b| CHOSEN_SYMBOLS.contains(b)).count() == 1
     {
         return false;
     }
