@@ -187,19 +187,26 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
                 Check::Shape => true,
                 Check::Mixed => rules::is_mixed(value),
                 Check::SecretName(written) => {
+                    // A value a row takes in quotes (a directive's `NAME "value"`) is also
+                    // judged as a quoted value, whatever the row's other forms are (six
+                    // characters or more: SQL's `PASSWORD 'md5'` names a method).
+                    let quoted = match text[..target.start()].chars().next_back() {
+                        Some(q @ ('"' | '\'')) => text[target.end()..].starts_with(q),
+                        _ => false,
+                    };
                     let name = captures.name("name").or_else(|| captures.name("name2"));
                     name.is_some_and(|name| {
+                        let says = rules::name_says(name.as_str());
+                        let secret_as = |written| {
+                            rules::value_is_secret_for(says, written, value, name.as_str())
+                        };
                         // `pass` alone is also a verb in prose and docs ("pass :data:`x`"):
                         // its value must look like a credential.
                         (!name.as_str().eq_ignore_ascii_case("pass")
                             || rules::credential_like(value))
                             && !quote_closes_a_string(text, name.range(), target.start())
-                            && rules::value_is_secret_for(
-                                rules::name_says(name.as_str()),
-                                written,
-                                value,
-                                name.as_str(),
-                            )
+                            && (secret_as(written)
+                                || quoted && value.len() >= 6 && secret_as(rules::Written::Quoted))
                     })
                 }
                 Check::NotTemplate => !rules::is_url_placeholder(value),
@@ -999,6 +1006,57 @@ mod tests {
             "$pw = ConvertTo-SecureString $plain -AsPlainText -Force\n",
         ];
         assert_redacted(cases, &near_misses);
+    }
+
+    /// Stop 42: classes the spent blind halves showed, each written here with values of its own.
+    #[test]
+    fn credentials_by_their_place_whatever_their_look() {
+        let cases: &[(&str, &str)] = &[
+            // The literal after a user's name, in a call that takes a login.
+            ("var c = new NetworkCredential(\"svc-scan\", \"BlueHeron\", \"LAB\");\n", "BlueHeron"),
+            ("a := smtp.PlainAuth(\"\", \"ops@mail.example\", \"GOAT99\", \"mail.example\")\n", "GOAT99"),
+            ("  WiFi.begin(\"Shop-Floor\", \"wbnfltkm\");\n", "wbnfltkm"),
+            ("client = FtpClient(\"ftp.vendor.example\", \"drop_box\", \"la casa azul\")\n", "la casa azul"),
+            // Redis's `auth` with one argument; a wallet restored from its words.
+            ("    $r->auth('marmaladecat');\n", "marmaladecat"),
+            ("w = Wallet.fromMnemonic(\"apple bridge candle dolphin eagle feather garden harbor island jungle kettle lantern\")\n", "apple bridge candle dolphin eagle feather garden harbor island jungle kettle lantern"),
+            // Typed into a password field by a UI test.
+            ("    cy.get('input[name=password]').type('tulipfield')\n", "tulipfield"),
+            ("    app.secureTextFields[\"Password\"].typeText(\"QRZ5521\")\n", "QRZ5521"),
+            // Piped into a command that reads a password, an scp target's password.
+            ("echo 'CopperKettle' | sudo -S apt-get update\n", "CopperKettle"),
+            ("scp app.tgz deploy:Kettle-77x@build.example.org:/srv/app\n", "Kettle-77x"),
+            // A name that is a password's own, then digits or a few words, unquoted.
+            ("spring.datasource.password=0612198455\n", "0612198455"),
+            // A directive's quoted value is judged as quoted: a word alone counts.
+            ("#define WIFI_PASS \"lanternlantern\"\n", "lanternlantern"),
+            ("Set-ItemProperty $key DefaultPassword 'Nightjar7'\n", "Nightjar7"),
+            // A Rust byte-array constant; a parent key in YAML does not hide its child's value.
+            ("const NOISE_SECRET: &[u8; 16] = b\"q#7Vz!pL2@mWk9$x\";\n", "q#7Vz!pL2@mWk9$x"),
+            ("auth:\n  adminPassword: \"TKV-5521\"\n", "TKV-5521"),
+            ("#define LORA_PSK_HEX \"9c1e7d3a4b6c8e0f1a2b3c4d5e6f7a8b\"\n", "9c1e7d3a4b6c8e0f1a2b3c4d5e6f7a8b"),
+            // name=value lines inside one escaped string; a wiki template's row.
+            ("p.load(new StringReader(\"mail.user=ops\\nmail.password=harbor4471\\n\"));\n", "harbor4471"),
+            ("| password = quill8Fern\n", "quill8Fern"),
+            // Command lines: `net use` with the password after the user, lftp with it quoted.
+            ("net use Q: \\\\nas\\scans /user:LAB\\scan  wren55cove /persistent:yes\n", "wren55cove"),
+            ("lftp -u drop,'4471-harbor' sftp://files.example\n", "4471-harbor"),
+        ];
+        assert_redacted(
+            cases,
+            &[
+                "ftp = FTP(\"ftp.example.com\", \"upload\", \"incoming/daily\")\n",
+                "auth(\"read:users\")\nlogin(\"admin\")\n",
+                "digest_auth_algo = (\"MD5\", \"SHA-256\", \"SHA-512\")\n",
+                "_SUBMODS = {\"_login\": [\"auth_switch\", \"interpreter_login\", \"notebook_login\"]}\n",
+                "    cy.get('#username').type('alice')\n",
+                "echo \"$SUDO_PASSWORD\" | sudo -S true\n",
+                "scp app.tgz deploy@build.example.org:/srv/app\n",
+                "CREATE ROLE grafana WITH LOGIN PASSWORD 'md5';\n",
+                "password_max_age=90\n",
+                "lorem = \"lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor\"\n",
+            ],
+        );
     }
 
     #[test]

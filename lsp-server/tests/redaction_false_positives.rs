@@ -202,6 +202,17 @@ const EXPECTED: &[(&str, usize, &str)] = &[
         2049,
         "Basic credential header: base64 of a Cyrillic user:password, redacted by its look",
     ),
+    // Added at stop 42: the literal after a user's name in a call or tuple that takes a login.
+    (
+        "requests-2.32.3/requests-2.32.3/tests/test_requests.py",
+        673,
+        "the password of an auth tuple (`wrong_auth = (\"wronguser\", \"wrongpass\")`, a test's wrong password)",
+    ),
+    (
+        "requests-2.32.3/requests-2.32.3/tests/test_requests.py",
+        754,
+        "the password of `HTTPDigestAuth(\"user\", \"wrongpass\")` (a test's wrong password)",
+    ),
 ];
 
 fn eval_src() -> PathBuf {

@@ -49,6 +49,16 @@ const CALLEE_HINTS: &[&str] = &[
     "atob",
     // LDAP binds (`simple_bind_s(dn, "…")`, `bind(dn, "…")`).
     "bind",
+    // A network joined with its password (`WiFi.begin(ssid, pw)`, `wlan.connect(ssid, pw)`) and
+    // mail or file servers logged into by position (`FtpClient(host, user, pw)`).
+    "wifi",
+    "wlan",
+    "ftp",
+    "smtp",
+    "imap",
+    // A wallet restored from its words (`Wallet.fromPhrase("…")`, `mnemonicToSeed("…")`).
+    "phrase",
+    "mnemonic",
 ];
 
 static HINTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
@@ -356,7 +366,53 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
                     "secret" | "sensitive" | "secure" | "masked" | "redacted"
                 )
             });
-        if first_arg.is_none() && !key_material && !decodes && !wrapper {
+        // `WiFi.begin("ssid", "pw")`, `WiFiMulti.addAP`, MicroPython's `wlan.connect`.
+        let joins_network = {
+            let callee_lower = text[callee.clone()].to_ascii_lowercase();
+            (callee_lower.contains("wifi") || callee_lower.contains("wlan"))
+                && matches!(
+                    last_part.to_ascii_lowercase().as_str(),
+                    "begin" | "connect" | "addap" | "softap"
+                )
+        };
+        let first_arg = if joins_network { Some(1) } else { first_arg };
+        // Callees that take a user and then the user's password: the literal right after a
+        // user's name is the password whatever it looks like (`NetworkCredential("u",
+        // "PurpleRain")`, `smtp.PlainAuth("", "u@h", "CR7GOAT", "h")`); a protocol's client
+        // (`FtpClient`, `SmtpClient`) only after a host named before the user.
+        let takes_user_then_password = !reader
+            && (joins_network
+                || matches!(
+                    last,
+                    "credential"
+                        | "credentials"
+                        | "creds"
+                        | "login"
+                        | "logon"
+                        | "signin"
+                        | "password"
+                        | "passwd"
+                )
+                || last.ends_with("auth"));
+        let protocol_client = !reader
+            && words.iter().any(|w| {
+                matches!(
+                    w.as_str(),
+                    "ftp" | "sftp" | "ftps" | "smtp" | "imap" | "pop" | "pop3"
+                )
+            });
+        let takes_words = !reader
+            && words
+                .iter()
+                .any(|w| matches!(w.as_str(), "phrase" | "mnemonic"));
+        if first_arg.is_none()
+            && !key_material
+            && !decodes
+            && !wrapper
+            && !takes_user_then_password
+            && !protocol_client
+            && !takes_words
+        {
             continue;
         }
         // `auth("…")` with nothing else: its one argument is the credential.
@@ -375,8 +431,41 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
                 && (words.len() == 1
                     || api_key && words.len() == 2
                     || matches!(words[0].as_str(), "set" | "with" | "use"));
-        for (literal, arg) in literal_args(text, open) {
+        let literals = literal_args(text, open);
+        // Arguments or a pair (`("user", "pw")`), not a list of names (`"_login": ["login",
+        // "logout", …]`).
+        let argument_list = text.as_bytes()[open] == b'(' && literals.len() <= 5;
+        let mut host_seen = false;
+        for (k, (literal, arg)) in literals.iter().cloned().enumerate() {
             let value = &text[literal.clone()];
+            let previous = (k > 0).then(|| &text[literals[k - 1].0.clone()]);
+            host_seen |= previous.is_some_and(is_host);
+            let after_user = previous.is_some_and(is_user_name) && literals[k - 1].1 + 1 == arg;
+            if after_user
+                && argument_list
+                && (takes_user_then_password || protocol_client && host_seen)
+                && chosen_password(value)
+            {
+                out.push(literal);
+                continue;
+            }
+            // Redis's `auth("…")`: its one argument is the password, whatever its look.
+            if sole
+                && last == "auth"
+                && !(is_scope_name(value) && value.contains([':', '.']))
+                && chosen_password(value)
+                && !matches!(
+                    value.to_ascii_lowercase().as_str(),
+                    "basic" | "bearer" | "digest" | "oauth" | "token" | "none" | "ntlm"
+                )
+            {
+                out.push(literal);
+                continue;
+            }
+            if takes_words && is_mnemonic(value) {
+                out.push(literal);
+                continue;
+            }
             let as_assigned = setter
                 && arg == 0
                 && text[open + 1..literal.start.saturating_sub(1)]
@@ -407,6 +496,115 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
             }
         }
     }
+}
+
+/// A wallet's words: 12 to 24 lower-case words of letters.
+fn is_mnemonic(value: &str) -> bool {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    (12..=24).contains(&words.len())
+        && words
+            .iter()
+            .all(|w| w.len() >= 3 && w.bytes().all(|b| b.is_ascii_lowercase()))
+}
+
+const FIELD_TYPING: &[&str] = &[
+    ".typeText(",
+    ".type(",
+    ".fill(",
+    ".send_keys(",
+    ".sendKeys(",
+    ".setValue(",
+    ".enterText(",
+    ".typeInto(",
+];
+
+static TYPING: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .build(FIELD_TYPING)
+        .expect("typing calls")
+});
+
+/// Text typed into a password field by a UI test (`secureTextFields["Password"].typeText("…")`,
+/// `cy.get("#password").type("…")`, `page.fill("#password", "…")`,
+/// `driver.find_element(By.ID, "pwd").send_keys("…")`): the field is named on the line before
+/// the call; the typed literal is the password whatever its look.
+fn password_field_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    for call in TYPING.find_iter(text) {
+        let line_start = text[..call.start()].rfind('\n').map_or(0, |i| i + 1);
+        let open = call.end() - 1;
+        let close = text[open..]
+            .find(['\n', ';'])
+            .map_or(text.len(), |i| open + i);
+        let field = text[line_start..close].to_ascii_lowercase();
+        if ![
+            "password",
+            "passwd",
+            "pwd",
+            "passcode",
+            "securetext",
+            "secure_text",
+        ]
+        .iter()
+        .any(|w| field.contains(w))
+        {
+            continue;
+        }
+        for (literal, _) in literal_args(text, open) {
+            let value = &text[literal.clone()];
+            let lower = value.to_ascii_lowercase();
+            let names_field = lower.contains("pass")
+                || lower.contains("pwd")
+                || value.starts_with(['#', '.', '[', '/'])
+                || value.contains('=');
+            if !names_field && chosen_password(value) {
+                out.push(literal);
+            }
+        }
+    }
+}
+
+/// A user's name as a call takes it: a login (`pacs-upload`, `svc_backup`), an e-mail address,
+/// a network's name (`QSL-Floor`); not a host, a URL, a path or a sentence. Empty counts (an
+/// identity left out: `PlainAuth("", user, pw, host)` has its user after it).
+fn is_user_name(value: &str) -> bool {
+    value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '\\' | '+'))
+        && (value.contains('@') || !is_host(value))
+}
+
+/// `smtp.example.com`, `10.0.0.5`, `localhost`: a host's name or address.
+fn is_host(value: &str) -> bool {
+    value.eq_ignore_ascii_case("localhost")
+        || value.contains('.')
+            && !value.contains('@')
+            && value.split('.').all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+}
+
+/// A password a person chose, in the place a password goes: anything but a reference, a
+/// field's name, a host, a URL, a path, an e-mail address or a sentence, four characters or
+/// more (`PurpleRain`, `rhfcfdbwf`, `el gato negro duerme 4`).
+fn chosen_password(value: &str) -> bool {
+    let words = value.split_whitespace().count();
+    (4..=128).contains(&value.len())
+        && words <= 8
+        && !rules::is_reference_or_flag(value)
+        && !rules::is_key_name(value)
+        && !is_host(value)
+        && !value.contains("://")
+        && !(value.contains('/')
+            && value.split('/').all(|part| {
+                part.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+            }))
+        && !value.contains('%')
+        && !(value.contains('@')
+            && value.rsplit('@').next().is_some_and(|d| d.contains('.'))
+            && words == 1)
+        && !(words > 1 && rules::is_prose(value))
 }
 
 /// Whether the argument list opening at `open` holds one argument (no top-level comma).
@@ -1650,6 +1848,7 @@ pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
         key_file_line_spans(text, out);
     }
     call_spans(text, out);
+    password_field_spans(text, out);
     kubernetes_secret_spans(text, out);
     char_array_spans(text, out);
     connection_call_spans(text, out);

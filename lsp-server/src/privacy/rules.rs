@@ -60,7 +60,7 @@ pub struct RuleRow {
 
 /// Words in a name, any of which makes the pattern worth checking (lower case; the patterns
 /// are case-insensitive). The check then decides on whole words.
-const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|pw(?-u:\b)|secret|token|key|cred|auth|salt|pat(?-u:\b)|pin|seed|mnemonic|phrase|recovery|backup|(?:unlock|security|door|alarm)[_-]?code)[A-Za-z0-9_.-]*)";
+const NAME: &str = r"(?P<name>[A-Za-z0-9_.$-]*(?:pass|pwd|pw(?-u:\b)|secret|token|key|cred|auth|salt|pat(?-u:\b)|pin|psk|seed|mnemonic|phrase|recovery|backup|(?:unlock|security|door|alarm)[_-]?code)[A-Za-z0-9_.-]*)";
 
 macro_rules! row {
     ($name:expr, $pattern:expr, $check:expr, $positive:expr, $secret:expr, $negative:expr $(,)?) => {
@@ -128,7 +128,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "a password on a command line whose option does not say so (`lftp -u user,pw`, `net use \\\\host\\share pw /user:u`, a modem's `AT+CPIN=\"…\"`)",
-            r#"(?i)lftp[ \t][^\r\n]*?-u[ \t]+['"]?[^,\s'"]+,(?P<secret1>[^\s'"]+)|net[ \t]+use[ \t]+[A-Z*]?:?[ \t]*\\\\[^\s]+[ \t]+(?P<secret2>[^\s/"'*][^\s"']*)[ \t]+/user:|AT\+CPIN=\\?"?(?P<secret3>[0-9]{4,8})"#,
+            r#"(?i)lftp[ \t][^\r\n]*?-u[ \t]+['"]?[^,\s'"]+,['"]?(?P<secret1>[^\s'"]+)|net[ \t]+use[ \t]+[A-Z*]?:?[ \t]*\\\\[^\s]+[ \t]+(?:(?P<secret2>[^\s/"'*][^\s"']*)[ \t]+/user:|/user:[^\s]+[ \t]+(?P<secret4>[^\s/"'*][^\s"']*))|AT\+CPIN=\\?"?(?P<secret3>[0-9]{4,8})"#,
             Shape,
             "lftp -u partner,Qv7Rt2mXw9 sftp://files.example\nnet use Z: \\\\nas01\\backup Kd8#pLw2 /user:CORP\\svc\n",
             "Qv7Rt2mXw9",
@@ -566,6 +566,23 @@ pub fn rows() -> Vec<RuleRow> {
             "violet tundra mango seventeen",
             "password: the password of the admin user\nsecret: see the vault\n",
         ),
+        // ---- Stop 42: forms the spent halves showed, written generally ------------------------------
+        row!(alone:
+            "a password piped into a command that reads it from standard input (`echo pw | sudo -S`, `printf '%s\\n' pw | passwd --stdin u`, `| chpasswd`)",
+            r#"(?:^|[\s;&(])(?:echo(?:[ \t]+-[ne]+)?|printf(?:[ \t]+['"]%s\\n['"])?)[ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"$\r\n]+)"|(?P<secret3>[^\s|'"$;&]+))[ \t]*\|[ \t]*(?:sudo[ \t]+(?:-[A-Za-z]+[ \t]+)*-[A-Za-z]*S|[A-Za-z/]*passwd[ \t]+--stdin|[A-Za-z/]*chpasswd|docker[ \t]+login[^\r\n|]*--password-stdin)"#,
+            NotTemplate,
+            "printf '%s\\n' 'Tumble-Otter731' | sudo -S systemctl restart nginx\n",
+            "Tumble-Otter731",
+            "echo \"$SUDO_PASSWORD\" | sudo -S true\necho done | tee log\n",
+        ),
+        row!(alone:
+            "a password in an scp or rsync target (`user:pw@host:/path`)",
+            r#"(?:^|[\s"'=])[A-Za-z0-9._-]{1,64}:(?P<secret>[^\s"'@/:$]{4,128})@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:[~/]"#,
+            CredentialLike,
+            "<scp file=\"app.war\" todir=\"deploy:Zebra1985*@legacy.example.com:/opt/app\"/>\n",
+            "Zebra1985*",
+            "scp build.tgz deploy@legacy.example.com:/opt/app\ngit clone git@github.com:org/repo.git\n",
+        ),
         // ---- Stop 40: forms of credentials seen in held-out-6 (spent), written generally ----------
         row!(alone:
             "a URL's password concatenated between its user and its host (`\"pg://u:\" + pw_literal + \"@h\"`)",
@@ -707,7 +724,7 @@ pub fn rows() -> Vec<RuleRow> {
             // (prose ends `password input:`, `Pass use_cache=False`), not a glob or a reference.
             // A quoted value too: a directive's `NAME "value"` (Apache `SetEnv`, C `#define`,
             // nginx `set $name`, `fastcgi_param`), judged as an unquoted one.
-            r#"(?m)(?:^|[ \t])(?:[^\s]*/:)?\$?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth|PASS|PWD|PW|SECRET|TOKEN|KEY|CRED|AUTH)[A-Za-z0-9_-]*)[ \t]+(?:"(?P<secret2>[^"\r\n]+)"|'(?P<secret3>[^'\r\n]+)'|(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`=:;,{}()\[\]<>|&*]*))[ \t]*;?[ \t]*\r?$"#,
+            r#"(?m)(?:^|[ \t])(?:[^\s]*/:)?\$?(?P<name>[A-Za-z0-9_-]*(?:pass|pwd|pw|secret|token|key|cred|auth|psk|PASS|PWD|PW|SECRET|TOKEN|KEY|CRED|AUTH|PSK|Password|Passwd|Secret)[A-Za-z0-9_-]*)[ \t]+(?:"(?P<secret2>[^"\r\n]+)"|'(?P<secret3>[^'\r\n]+)'|(?P<secret>[^\s"'`=:;,{}()\[\]<>$#|&*][^\s"'`=:;,{}()\[\]<>|&*]*))[ \t]*;?[ \t]*\r?$"#,
             SecretName(Unquoted),
             "userlist admins\n    user ops insecure-password Wq7-zP2m-Lk9\n",
             "Wq7-zP2m-Lk9",
@@ -749,7 +766,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(alone:
             "name=value mid-line, after a blank, quote, `;`, `=` or `,` (libpq `\"host=h password=v\"`, `--from-literal=password=v`, `mount -o user=u,password=v`)",
-            r#"(?mi)[\s"';=,](?P<name>[A-Za-z0-9_.-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_.-]*)=(?P<secret>[^\s"'`;&,()\[\]{}<>$%#\\|][^\s"'`;&,()\[\]{}<>\\|]*)(?:[ \t"';&,]|\r?$)"#,
+            r#"(?mi)(?:[\s"';=,]|\\n)(?P<name>[A-Za-z0-9_.-]*(?:pass|pwd|pw|secret|token|key|cred|auth)[A-Za-z0-9_.-]*)=(?P<secret>[^\s"'`;&,()\[\]{}<>$%#\\|][^\s"'`;&,()\[\]{}<>\\|]*)(?:[ \t"';&,]|\\n|\r?$)"#,
             SecretName(Unquoted),
             "psql \"host=db user=app password=Wq7-zP2m9 dbname=orders\"",
             "Wq7-zP2m9",
@@ -770,7 +787,7 @@ pub fn rows() -> Vec<RuleRow> {
 fn const_format_name_quoted() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?i){NAME}(?:["'`]|\]|["']\])?\s*(?::\s*&?(?:'static\s+)?[A-Za-z_][A-Za-z0-9_<>\[\]:]*\s*)?(?:===?|!==?|:=|=>|=|:)\s*(?:&[A-Za-z0-9_-]+\s+|!![a-z]+\s+)?[bru]{{0,2}}\\?(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?|`(?P<secret3>[^`\r\n]*)`?)"#
+            r#"(?i){NAME}(?:["'`]|\]|["']\])?[ \t]*(?::[ \t]*&?(?:'static[ \t]+)?(?:[A-Za-z_][A-Za-z0-9_<>\[\]:]*|\[[A-Za-z0-9_]+(?:;[ \t]*[0-9_]+)?\])[ \t]*)?(?:===?|!==?|:=|=>|=|:)\s*(?:&[A-Za-z0-9_-]+\s+|!![a-z]+\s+)?[bru]{{0,2}}\\?(?:"(?P<secret1>[^"\r\n]*)"?|'(?P<secret2>[^'\r\n]*)'?|`(?P<secret3>[^`\r\n]*)`?)"#
         )
     });
     PATTERN.as_str()
@@ -840,7 +857,7 @@ fn const_format_name_words() -> &'static str {
 fn const_format_name_unquoted() -> &'static str {
     static PATTERN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            r#"(?im)(?:^[ \t]*|\s--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:(?:[?:+]?=|:)[ \t]*(?:&[A-Za-z0-9_-]+[ \t]+)?(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#\\&|>][^\s"'`,;(){{}}\[\]<>\\]*)|=(?P<secret2>#[^\s"'`,;(){{}}\[\]<>\\]+))[ \t]*(?:\r?$|[ \t;&,#])"#
+            r#"(?im)(?:^[ \t]*(?:\|[ \t]*)?|\s--?){NAME}(?:["'`]|\]|["']\])?[ \t]*(?:(?:[?:+]?=|:)[ \t]*(?:&[A-Za-z0-9_-]+[ \t]+)?(?P<secret>[^\s"'`,;(){{}}\[\]<>$%#\\&|>][^\s"'`,;(){{}}\[\]<>\\]*)|=(?P<secret2>#[^\s"'`,;(){{}}\[\]<>\\]+))[ \t]*(?:\r?$|[ \t;&,#])"#
         )
     });
     PATTERN.as_str()
@@ -1378,6 +1395,29 @@ fn unquoted_is_secret(value: &str) -> bool {
     (letters && (digits || symbols)) || looks_random(v)
 }
 
+/// An unquoted value that `unquoted_is_secret` leaves as code but that, after a name that
+/// is a password's own (`spring.mail.password=0715104114`, `pass = la luna llena brilla`), can
+/// only be the password: four digits or more (a number a person chose: a phone number, a
+/// date), or a few plain words that are not a sentence nor the name of a field.
+fn unquoted_password(last: &str, value: &str) -> bool {
+    let password_name = ["password", "passwd", "pwd", "pass", "passphrase"]
+        .iter()
+        .any(|w| last.ends_with(w))
+        || last == "pw";
+    if !password_name || is_reference_or_flag(value) || is_key_name(value) {
+        return false;
+    }
+    let digits = (4..=32).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit());
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let phrase = (2..=8).contains(&words.len())
+        && words.iter().all(|w| {
+            w.chars()
+                .all(|c| c.is_alphanumeric() || "'!?.,-".contains(c))
+        })
+        && !is_prose(value);
+    digits || phrase
+}
+
 /// `os.environ["X"]`, `config.password`, `read()`: an expression, not a literal.
 fn looks_like_code(value: &str) -> bool {
     value.contains('(')
@@ -1394,7 +1434,7 @@ fn looks_like_code(value: &str) -> bool {
 /// A message, not a secret: four or more words without digits (`"embedding authentication
 /// information (username or password)"`). A passphrase reads the same, which is why names
 /// ending in `passphrase` skip this (`value_is_secret`).
-fn is_prose(value: &str) -> bool {
+pub(super) fn is_prose(value: &str) -> bool {
     /// Words a sentence can hardly do without and a passphrase of random words seldom has.
     const FUNCTION_WORDS: &[&str] = &[
         "a", "an", "the", "to", "of", "for", "in", "on", "at", "by", "is", "are", "be", "was",
@@ -1472,7 +1512,7 @@ pub fn value_is_secret_for(says: NameSays, written: Written, value: &str, name: 
         NameSays::Secret => match written {
             Written::Quoted => !is_reference_or_flag(v) && !is_key_name(v) && !is_prose(v),
             Written::Literal => !is_reference_or_flag(v) && !is_key_name(v) && !looks_like_code(v),
-            Written::Unquoted => unquoted_is_secret(v),
+            Written::Unquoted => unquoted_is_secret(v) || unquoted_password(last, v),
         },
     }
 }
