@@ -1038,6 +1038,8 @@ mod tests {
             // name=value lines inside one escaped string; a wiki template's row.
             ("p.load(new StringReader(\"mail.user=ops\\nmail.password=harbor4471\\n\"));\n", "harbor4471"),
             ("| password = quill8Fern\n", "quill8Fern"),
+            // A recovery phrase of BIP-39 words, wherever it stands.
+            ("> zebra abandon ability able about above absent absorb abstract absurd abuse access\n", "zebra abandon ability able about above absent absorb abstract absurd abuse access"),
             // Command lines: `net use` with the password after the user, lftp with it quoted.
             ("net use Q: \\\\nas\\scans /user:LAB\\scan  wren55cove /persistent:yes\n", "wren55cove"),
             ("lftp -u drop,'4471-harbor' sftp://files.example\n", "4471-harbor"),
@@ -1054,6 +1056,8 @@ mod tests {
                 "scp app.tgz deploy@build.example.org:/srv/app\n",
                 "CREATE ROLE grafana WITH LOGIN PASSWORD 'md5';\n",
                 "password_max_age=90\n",
+                "# very long long long long long long long long long long long long long line\n",
+                "we can see the way it will go when you are not here for the rest of the day\n",
                 "lorem = \"lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor\"\n",
             ],
         );

@@ -6,7 +6,7 @@
 //! fixtures of HTTP auth, mostly), with the reason.
 //!
 //! Files whose content is a credential file (`privacy::content`) are listed too; none of the
-//! packages' files is one.
+//! packages' files is one, but for those in `EXPECTED_EXCLUDED` (each with the reason).
 //!
 //! `cargo test -p ghostline-lsp --test redaction_false_positives -- --nocapture` prints the
 //! list. Skips (loudly) when the packages are not there.
@@ -215,6 +215,13 @@ const EXPECTED: &[(&str, usize, &str)] = &[
     ),
 ];
 
+/// Files excluded by content (path under eval/src, why that costs nothing).
+const EXPECTED_EXCLUDED: &[(&str, &str)] = &[(
+    "h11-0.14.0/h11-0.14.0/h11/tests/data/test-file",
+    "one line of 64 hex digits and nothing else: a key's length (a Zabbix PSK, a `master.key` \
+     has the same look); a digest here, in which no one completes and from which no snippet helps",
+)];
+
 fn eval_src() -> PathBuf {
     let cache = std::env::var_os("GHOSTLINE_CACHE")
         .map(PathBuf::from)
@@ -344,8 +351,12 @@ fn ordinary_code_of_the_pinned_packages_is_not_redacted() {
         })
         .map(|(p, l, why)| format!("{p}:{l} ({why})"))
         .collect();
-    // No ordinary file of the packages is a credential file.
-    assert!(by_content.is_empty(), "excluded by content: {by_content:?}");
+    // No ordinary file of the packages is a credential file, but for those listed.
+    let excluded: Vec<&String> = by_content
+        .iter()
+        .filter(|file| !EXPECTED_EXCLUDED.iter().any(|(p, _)| file.starts_with(p)))
+        .collect();
+    assert!(excluded.is_empty(), "excluded by content: {excluded:?}");
     assert!(
         unexpected.is_empty() && missing.is_empty(),
         "ordinary code redacted:\n{}\nexpected but not redacted:\n{}",

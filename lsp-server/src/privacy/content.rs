@@ -422,11 +422,17 @@ fn lone_values(text: &str) -> bool {
 }
 
 /// A file that is one token and nothing else (an Erlang cookie, a controller's secret, a
-/// vault password file): 16–256 characters that read random or as a password, not a name
-/// with dots or slashes (a host, a version, a path), not a digest (hex of 32/40/64) or a
-/// number. (Without the look, fuzzers' one-line inputs and `top_level.txt` files matched.)
+/// vault password file, Rails' `master.key`, a Zabbix PSK): 16–256 characters that read
+/// random or as a password, not a name with dots or slashes (a host, a version, a path), not
+/// a commit or SHA-1 digest (hex of 40) or a number. Hex of a key's length (32, 64, 128) is
+/// a key or a digest; a file of one alone gets no completion either way. (Without the look,
+/// fuzzers' one-line inputs and `top_level.txt` files matched.)
 fn lone_token(v: &str) -> bool {
-    let hex_digest = v.bytes().all(|b| b.is_ascii_hexdigit()) && matches!(v.len(), 32 | 40 | 64);
+    let hex = v.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex && matches!(v.len(), 32 | 64 | 128) {
+        return v.bytes().any(|b| b.is_ascii_digit()) && v.bytes().any(|b| b.is_ascii_alphabetic());
+    }
+    let hex_digest = hex && v.len() == 40;
     (16..=256).contains(&v.len())
         && !v.contains(['/', '\\', '.', ':', '<', '>', '"', '\''])
         && v.bytes().all(|b| b.is_ascii_graphic())

@@ -498,6 +498,77 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// The BIP-39 English word list (`rules/bip39/`).
+static BIP39: LazyLock<std::collections::HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../../rules/bip39/english.txt")
+        .split_whitespace()
+        .collect()
+});
+
+/// A wallet's recovery phrase wherever it stands (a runbook's quote, a comment, a fixture):
+/// twelve or more BIP-39 words in a row, nine of them different. Prose is never only these
+/// words (the list has no `the`, `a`, `of`, `to`, `is`); `long long long …` repeats one.
+fn bip39_phrase_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start_of_line = offset;
+        offset += line.len();
+        if line.bytes().filter(|&b| b == b' ').count() < 11 {
+            continue;
+        }
+        // Runs of lower-case words of 3 to 8 letters, by byte range.
+        let mut run: Vec<Range<usize>> = Vec::new();
+        let mut flush = |run: &mut Vec<Range<usize>>| {
+            if run.len() >= 12 {
+                let words: Vec<&str> = run.iter().map(|r| &line[r.clone()]).collect();
+                let mut at = 0;
+                while at < words.len() {
+                    let mut end = at;
+                    while end < words.len() && BIP39.contains(words[end]) {
+                        end += 1;
+                    }
+                    let distinct: std::collections::HashSet<&&str> =
+                        words[at..end].iter().collect();
+                    if end - at >= 12 && distinct.len() >= 9 {
+                        out.push(start_of_line + run[at].start..start_of_line + run[end - 1].end);
+                    }
+                    at = end + 1;
+                }
+            }
+            run.clear();
+        };
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i].is_ascii_lowercase() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
+                let mut j = i;
+                while j < bytes.len() && bytes[j].is_ascii_lowercase() {
+                    j += 1;
+                }
+                let word_ends = j == bytes.len() || !bytes[j].is_ascii_alphanumeric();
+                let joined = run
+                    .last()
+                    .is_none_or(|last| line[last.end..i].bytes().all(|b| b == b' ' || b == b'\t'));
+                if word_ends && (3..=8).contains(&(j - i)) {
+                    if !joined {
+                        flush(&mut run);
+                    }
+                    run.push(i..j);
+                } else {
+                    flush(&mut run);
+                }
+                i = j;
+            } else {
+                if !(bytes[i] == b' ' || bytes[i] == b'\t') {
+                    flush(&mut run);
+                }
+                i += 1;
+            }
+        }
+        flush(&mut run);
+    }
+}
+
 /// A wallet's words: 12 to 24 lower-case words of letters.
 fn is_mnemonic(value: &str) -> bool {
     let words: Vec<&str> = value.split_whitespace().collect();
@@ -1849,6 +1920,7 @@ pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
     call_spans(text, out);
     password_field_spans(text, out);
+    bip39_phrase_spans(text, out);
     kubernetes_secret_spans(text, out);
     char_array_spans(text, out);
     connection_call_spans(text, out);
