@@ -123,6 +123,33 @@ getmail, duply, autorestic, 7 Days to Die, strongSwan swanctl, Xray, Continue, R
 tea, go-jira, VyOS, Radarr, MPD, ZeroMQ CURVE certificates, Ed448 and secp256k1 keys); scored once. Its
 values share no 6-character piece with any earlier value, nor with the ordinary text of any half, its
 own included.
+`held-out-13` (SHAPES13, seed SEED13 = 13597) was written by an eleventh author, blind to the rules, their
+thresholds and every result, after held-out-12 and before any further rule change, with a value
+generator of its own (`Gen13`): passwords as people at a trucking company choose them (a truck make and
+model, a CB handle and a ten-code, an interstate and a direction, yard and dock words with a number,
+Polish, Czech, Romanian and Ukrainian trucking words, upper-case words or lower-case town names run
+together with no digit or symbol, a bare eight-digit date, lottery picks with dashes, the last eight of a
+tractor's VIN, LastPass's "easy to say" ones, an admin centre's temporary password, a hunting phrase and
+a year, a shift and a number, a delivery route written with slashes, a customer account with a suffix, a
+reefer set point, `pwgen -sy 12`), IBM i passwords, X12 ISA and EDIFACT UNB passwords, OFTP2 and SMPP
+passwords, PINs and keypad codes, provider tokens of some forty formats not drawn before with their real
+public prefixes and lengths, JWTs signed with HS256 without a type and with RS256 under a key id, JWE
+session tokens, PASERK keys, Tink keysets, Kerberos keytabs, PKCS#12 bundles, P-521 SEC1, signify and
+legacy encrypted RSA armour, base32, quoted-printable and XML-escaped passwords, and tokens split over
+two or three literals, a COBOL continuation line and a quoted-printable soft line break. 147 shapes in
+none of the earlier sets (382 credentials, 136 files), a regional trucking and logistics company's
+monorepo across some forty-five languages and formats (Python, MicroPython, Go, C firmware, Zephyr
+Kconfig, Kotlin, Android resources, Swift, React Native, TypeScript, Java, Quarkus properties, SoapUI
+projects, Mule flows, C#, Delphi, COBOL, RPG, CL, ABAP, X12 and EDIFACT interchanges, partner profiles,
+shell, batch, PowerShell, AutoHotkey, SQL, CSV, R Markdown, Kubernetes, compose, Puppet, Terraform,
+GitHub Actions, DokuWiki, runbooks, Telegram exports, SMS backups, quoted-printable e-mails, logcat,
+WireMock mappings, nock fixtures, env files under odd names, PHP, Zebra printer scripts), with look-alikes
+(commits, digests, record ids, tracking numbers, a VIN, an inline image, a bcrypt hash, a sealed secret)
+in their ordinary text, and 44 credential files of 22 more tools' and key formats under ordinary names
+(openfortivpn, vpnc, Traccar, Transifex, Pidgin, S3QL, Heartbeat authkeys, Kannel, ActiveMQ, OpenAS2,
+vsftpd virtual users, Nagios resource.cfg, sapnwrfc.ini, PuTTY registry exports, hub, wvdial, pfSense,
+Odoo, Node-RED, zuliprc, signify and P-521 keys); scored once. Its values share no 6-character piece
+with any earlier value, nor with the ordinary text of any half, its own included.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -13026,6 +13053,1171 @@ def place12(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list
                        LA12_SHA256 + LA12_UUID, files, own_used, plants)
 
 
+# ---- A thirteenth held-out set (held-out-13) -----------------------------------------------
+# Written by an eleventh author, blind to the redaction rules, their thresholds and every result,
+# with a seed of its own and a value generator of its own, `Gen13` (built on Gen12's bookkeeping:
+# a value is drawn again until none of its 6-character pieces is taken), so that the values of
+# the first twelve corpora stay as they were. The workspace is the monorepo of a regional trucking
+# and logistics company (Tallgrass Freight Lines: terminals on the northern plains, a warehouse
+# system, a driver app, trailer and reefer telematics, EDI with trading partners, an IBM i and an
+# SAP system, a legacy customer portal, ops scripts and a wiki). Gen13's values: passwords as
+# people there choose them (a truck make and model, a CB handle and a ten-code, an interstate and
+# a direction, yard and dock words with a number, Polish, Czech, Romanian and Ukrainian trucking
+# words, upper-case words run together and lower-case town names run together with no digit or
+# symbol, a bare eight-digit date, lottery picks with dashes, the last eight of a tractor's VIN,
+# LastPass's "easy to say" ones, an admin centre's temporary password, a hunting phrase and a
+# year, a shift and a number, a delivery route written with slashes, a customer account with a
+# suffix, a reefer set point, `pwgen -sy 12`), IBM i passwords, X12 ISA and EDIFACT UNB
+# passwords, OFTP2 and SMPP passwords (short ones), PINs and keypad codes, provider tokens of some
+# forty formats not drawn before with their real public prefixes and lengths, JWTs signed with
+# HS256 without a type and with RS256 under a key id, JWE session tokens, PASERK keys, Tink
+# keysets, Kerberos keytabs, PKCS#12 bundles, P-521 SEC1, signify and legacy encrypted RSA
+# armour, base32 and quoted-printable passwords, XML-escaped ones, and tokens split over two or
+# three literals, a COBOL continuation line and a quoted-printable soft line break.
+SEED13 = 13597
+SHAPES13: list[tuple[str, str, object]] = []
+
+
+shape13 = shape_into(SHAPES13)
+
+
+t13 = templates_into(SHAPES13)
+
+
+MONDAY13 = (',"aai":', ',"uid":', ',"actid":', ',"iad":"2025-0', '"}')
+RCJWT13 = ('","exp":', ',"iat":', ',"jti":"', '"}')
+FEDEXJWT13 = ('"},"authenticationRealm":"CMAC","additionalIdentity":{"timeStamp":"', '-May-2025 ', ' EDT"}},"exp":17', ',"jti":"', '"}')
+
+
+def b64_cores13(segment: str) -> list[str]:
+    """The base64url characters that `segment` alone decides, at each of the three alignments it
+    can have in a JWT's claims (the same in every token of its issuer, in their middles)."""
+    out = []
+    seg = segment.encode()
+    for off in range(3):
+        enc = base64.urlsafe_b64encode(b"\0" * off + seg + b"\0\0\0").decode()
+        start, end = -(-8 * off // 6), 8 * (off + len(seg)) // 6
+        if end - start >= 6:
+            out.append(enc[start:end])
+    return out
+
+
+# The same in every P-521 SEC1 key (its curve OID, in its middle), every Webex token, every Teams
+# webhook URL, and the claim names of every monday.com, RingCentral and FedEx token.
+FIXED13 = (("gBwYFK4EEACOhgYkDgYYAB", "_PF84_", "/IncomingWebhook/")
+           + tuple(c for seg in MONDAY13 + RCJWT13 + FEDEXJWT13 for c in b64_cores13(seg)))
+TRUCKS13 = [("Peterbilt", "389"), ("Peterbilt", "579"), ("Kenworth", "W900"), ("Kenworth", "T680"), ("Mack", "Anthem"),
+            ("Mack", "Pinnacle"), ("Volvo", "VNL860"), ("WesternStar", "4900"), ("International", "LT625"), ("Cascadia", "126"),
+            ("Kenworth", "T880"), ("Peterbilt", "567"), ("Mack", "Granite"), ("Volvo", "VHD300")]
+CB13 = ["RubberDuck", "BigWheel", "NightOwl", "Gearjammer", "Roadrunner", "Hammerdown", "Pigpen", "Ironhorse", "Mudflap",
+        "Lonestar", "Snowbird", "Dieselpony", "Sidewinder", "Flatbedder", "Wheelman", "Prairiedog"]
+TEN13 = ["10-4", "10-20", "10-36", "1019", "10-7", "104", "10-33", "Breaker19", "1-9"]
+ROUTE13 = ["I80", "I-80", "I-29", "I-94", "I-90", "I-35", "Hwy83", "US281", "I-25", "Hwy2", "US20", "I-76", "Hwy14"]
+DIR13 = ["West", "East", "North", "South", "wb", "eb", "nb", "sb", "WB", "EB"]
+YARD13 = ["DockDoor", "Forklift", "PalletJack", "Crossdock", "Yardgoat", "Lumper", "Liftgate", "Bobtail", "Deadhead", "Backhaul",
+          "Hotshot", "Landing", "Kingpin", "Fifthwheel"]
+EASTEU13 = ["kierowca", "ciezarowka", "tirowiec", "naczepa", "przyczepa", "kamion", "nakladak", "vodic", "camionagiu", "dalnoboy",
+            "vantazhivka", "furgon", "shofer", "kolesa", "avtobaza", "spedycja", "kierownica"]
+CAPS13 = ["BLUE", "DIESEL", "COLD", "CHAIN", "HAUL", "GRAVEL", "PRAIRIE", "BISON", "TIMBER", "MESA", "SAGE", "BUTTE", "COULEE",
+          "BLIZZARD", "WHEAT", "SORGHUM", "CANOLA", "SUGARBEET", "HOPPER", "GRAIN", "ELEVATOR", "PRONGHORN", "PHEASANT", "SNOWPLOW",
+          "TUMBLEWEED", "BADLANDS", "CHINOOK", "SODBUSTER"]
+TOWNS13 = ["omaha", "kearney", "fargo", "bismarck", "minot", "pierre", "yankton", "mitchell", "aberdeen", "watertown", "grandforks",
+           "jamestown", "dickinson", "mandan", "norfolk", "hastings", "scottsbluff", "gillette", "casper", "sheridan", "valentine",
+           "chamberlain", "devilslake", "wahpeton"]
+HUNT13 = ["12PointBuck", "DeerCamp", "BuckSeason", "Gobbler", "Muzzleloader", "Treestand", "Roosterfest", "DuckBlind", "OpeningDay",
+          "Ringneck", "Muley", "Whitetail"]
+SHIFT13 = ["NightShift", "2ndShift", "Graveyard", "Dayshift", "SwingShift", "3rdShift", "Weekender"]
+LP_CONS13 = "bcdfghjklmnprstvwxz"
+LP_VOW13 = "aeiou"
+VIN13 = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+VIN_YEAR13 = "ABCDEFGHJKLMNPRSTVWXY123456789"
+PWGEN_SY13 = B62 + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+BCRYPT13 = "./" + string.ascii_uppercase + string.ascii_lowercase + string.digits
+
+
+def qp13(v: str) -> str:
+    """`v` as quoted-printable writes it (only `=` needs escaping in these)."""
+    return v.replace("=", "=3D")
+
+
+class Gen13(Gen12):
+    """held-out-13's values. Gen12's bookkeeping (`fresh`: no 6-character piece, case ignored, of
+    a value's secret part is in `taken`), with held-out-13's own kinds of values."""
+
+    @staticmethod
+    def grams(rest: str) -> set[str]:
+        for fixed in FIXED13 + FIXED12 + FIXED9 + FIXED8:
+            rest = rest.replace(fixed, "\0" * len(fixed))
+        rest = rest.lower()
+        return {w for w in (rest[i:i + 6] for i in range(len(rest) - 5)) if "\0" not in w}
+
+    def easy_to_say(self) -> str:
+        """LastPass's "easy to say": letters only, syllables, mixed case."""
+        r = self.r
+        n = r.randint(12, 16)
+        out = "".join(r.choice(LP_CONS13) if i % 2 == 0 else r.choice(LP_VOW13) for i in range(n))
+        return "".join(c.upper() if r.random() < 0.35 else c for c in out)
+
+    def _human(self) -> str:
+        r = self.r
+        k = r.random()
+        if k < 0.08:  # a truck make and model
+            a, b = r.choice(TRUCKS13)
+            return r.choice([a, a.lower()]) + r.choice(["", "_", "#", "-"]) + b + r.choice(["", "!", str(r.randint(1, 99)), "!!", str(r.randint(1998, 2024))])
+        if k < 0.15:  # a CB handle and a ten-code
+            return r.choice(CB13) + r.choice(["", "_", "!"]) + r.choice(TEN13) + r.choice(["", "!", "?"])
+        if k < 0.21:  # an interstate and a direction
+            return r.choice(ROUTE13) + r.choice(DIR13) + r.choice(["", "!", str(r.randint(1, 99)), "#" + str(r.randint(1, 9))])
+        if k < 0.28:  # a yard word and a number
+            return r.choice(YARD13) + r.choice(["", "#", "_", "-"]) + str(r.randint(1, 60)) + r.choice(["", "!", "?", "*"])
+        if k < 0.35:  # Polish, Czech, Romanian, Ukrainian trucking words
+            return self.cap(r.choice(EASTEU13)) + r.choice(["", "_", ".", "!"]) + str(r.choice([r.randint(1, 99), r.randint(1975, 2012)]))
+        if k < 0.41:  # upper-case words run together: no digit, no symbol
+            return "".join(r.sample(CAPS13, r.choice([2, 2, 3])))
+        if k < 0.46:  # lower-case town names run together: no digit, no symbol
+            return "".join(r.sample(TOWNS13, 2))
+        if k < 0.50:  # a bare date
+            return f"{r.randint(1, 12):02d}{r.randint(1, 28):02d}{r.randint(1958, 2012)}"
+        if k < 0.54:  # lottery picks
+            return "-".join(str(n) for n in sorted(r.sample(range(1, 70), 5))) + r.choice(["", "-" + str(r.randint(1, 26))])
+        if k < 0.59:  # the last eight of the tractor's VIN
+            return r.choice(VIN_YEAR13) + r.choice(VIN13[:23]) + self.s(string.digits, 6)
+        if k < 0.65:  # LastPass "easy to say": letters only
+            return self.easy_to_say()
+        if k < 0.71:  # an admin centre's temporary password
+            return r.choice(string.ascii_uppercase) + self.s(string.ascii_lowercase, 2) + self.s(string.digits, 5)
+        if k < 0.76:  # a hunting phrase and a year
+            return r.choice(HUNT13) + r.choice(["", "_", "!", "#"]) + str(r.randint(1995, 2025)) + r.choice(["", "!"])
+        if k < 0.81:  # a shift and a number
+            return r.choice(SHIFT13) + r.choice(["#", "", "_", "-"]) + str(r.randint(1, 40)) + r.choice(["", "!", "$"])
+        if k < 0.86:  # a delivery route written with slashes
+            return "/".join(r.sample(TOWNS13, r.choice([2, 3]))) + r.choice(["", str(r.randint(1, 9))])
+        if k < 0.90:  # a customer account with a suffix
+            return r.choice(["TGF", "tgf", "ACCT", "Cust"]) + r.choice(["-", "", "#"]) + self.s(string.digits, 5) + r.choice(["wh", "ap", "!", "ar", "ops"])
+        if k < 0.94:  # a reefer set point
+            return r.choice(["Reefer", "reefer", "Setpoint", "Thermo"]) + r.choice(["-10F", "34F", "+2C", "-18C", "-20F", "36F", "0F"]) + r.choice(["", "!", str(r.randint(1, 9))])
+        # pwgen -sy 12
+        while True:
+            v = self.s(PWGEN_SY13, 12)
+            if any(not c.isalnum() for c in v) and any(c.isdigit() for c in v):
+                return v
+
+    # -- what the systems there ask for --------------------------------------------------------
+    def as400(self) -> str:
+        """An IBM i password at QPWDLVL 0: upper-case letters and digits, 6 to 10."""
+        def make():
+            r = self.r
+            if r.random() < 0.45:
+                return self.s(string.ascii_uppercase, r.randint(7, 10))
+            w = r.choice(CAPS13 + [t.upper() for t in TOWNS13])[:r.randint(4, 7)]
+            return (w + self.s(string.digits, r.randint(2, 3)))[:10]
+        return self.fresh(make)
+
+    def isa(self, letters: bool = False) -> str:
+        """An X12 ISA02/ISA04 value: exactly ten characters."""
+        return self.fresh(lambda: self.s(string.ascii_uppercase if letters else UPPER_NUM, 10))
+
+    def edipw(self) -> str:
+        return self.fresh(lambda: self.s(UPPER_NUM, self.r.randint(8, 12)))
+
+    def sfid(self) -> str:
+        """An OFTP2 SSID/SFID password: eight characters."""
+        return self.fresh(lambda: self.s(UPPER_NUM, 8))
+
+    def smpp(self) -> str:
+        """An SMPP bind password: at most eight characters."""
+        return self.fresh(lambda: self.b62(8))
+
+    def qppw(self) -> str:
+        """A generated temporary password as a quoted-printable body writes it."""
+        def make():
+            v = self.s(B62 + "=!#%", 14)
+            return qp13(v) if "=" in v and any(c.isdigit() for c in v) else "x"
+        return self.fresh(make)
+
+    def b32pw(self) -> str:
+        return self.enc(lambda pw: base64.b32encode(pw.encode()).decode())
+
+    def xmlpw(self, bad: str = "") -> str:
+        def source():
+            pw = self._human()
+            return pw if any(c in "&<>" for c in pw) else pw + self.r.choice(["&", "&&", "<3"])
+        return self.enc(xml_esc, bad, source)
+
+    def spaced_hex(self, nbytes: int = 16) -> str:
+        """A key as a vendor's tool shows it: upper-case hex in groups of four."""
+        return self.fresh(lambda: " ".join(self.raw(2).hex().upper() for _ in range(nbytes // 2)))
+
+    # -- keys and tokens -------------------------------------------------------------------------
+    def p12(self, sep: str = "\n") -> tuple[str, int]:
+        """A PKCS#12 bundle, base64 as a config holds it: its DER header (version 3, data
+        content type) is public; the rest is the encrypted bags."""
+        def der_len(n: int) -> bytes:
+            return bytes([0x82, n >> 8, n & 0xFF])
+
+        def make():
+            n = self.r.randint(1500, 1700)
+            octet = b"\x04" + der_len(n)
+            explicit = b"\xa0" + der_len(len(octet) + n)
+            ci_body = bytes.fromhex("06092a864886f70d010701") + explicit + octet
+            ci = b"\x30" + der_len(len(ci_body) + n)
+            pfx_body = b"\x02\x01\x03" + ci + ci_body
+            head = b"\x30" + der_len(len(pfx_body) + n) + pfx_body
+            b = base64.b64encode(head + self.raw(n)).decode()
+            return sep.join(b[i:i + 76] for i in range(0, len(b), 76)), b64_prefix_public(head.decode("latin-1"))
+        # what is public differs with n; draw until the rest is fresh
+        while True:
+            v, pub = make()
+            g = self.grams(v[pub:])
+            if not g & self.taken:
+                self.taken |= g
+                return v, pub
+
+    def keytab(self) -> tuple[str, int]:
+        """A Kerberos keytab (one aes256 entry), base64: everything before the key is public."""
+        def make_parts():
+            r = self.r
+            realm, comps = b"TFL.INTERNAL", [b"HTTP", b"as400prd.tfl.internal"]
+            body = len(comps).to_bytes(2, "big") + len(realm).to_bytes(2, "big") + realm
+            for c in comps:
+                body += len(c).to_bytes(2, "big") + c
+            body += (1).to_bytes(4, "big") + r.randint(1_650_000_000, 1_750_000_000).to_bytes(4, "big")
+            body += bytes([r.randint(2, 9)]) + (18).to_bytes(2, "big") + (32).to_bytes(2, "big")
+            key = self.raw(32) + r.randint(2, 9).to_bytes(4, "big")
+            head = b"\x05\x02" + (len(body) + len(key)).to_bytes(4, "big") + body
+            return head, key
+        while True:
+            head, key = make_parts()
+            v = base64.b64encode(head + key).decode()
+            pub = b64_prefix_public(head.decode("latin-1"))
+            g = self.grams(v[pub:])
+            if not g & self.taken:
+                self.taken |= g
+                return v, pub
+
+    def p521(self) -> tuple[str, int]:
+        prefix = bytes.fromhex("3081dc0201010442")
+        mid = bytes.fromhex("a00706052b81040023a181890381860004")
+        pub = b64_prefix_public(prefix.decode("latin-1"))
+
+        def make():
+            b = base64.b64encode(prefix + bytes([self.r.choice([0, 1])]) + self.raw(65) + mid + self.raw(132)).decode()
+            return "\n".join(b[i:i + 64] for i in range(0, len(b), 64))
+        return self.fresh(make, pub), pub
+
+    def signify(self) -> tuple[str, int]:
+        prefix = b"EdBK" + (42).to_bytes(4, "big")
+        return self.blob(prefix, 16 + 8 + 8 + 64)
+
+    def encpem(self) -> str:
+        """The body of a legacy encrypted PEM (Proc-Type: 4,ENCRYPTED): all of it ciphertext."""
+        def make():
+            b = base64.b64encode(self.raw(1192)).decode()
+            return "\n".join(b[i:i + 64] for i in range(0, len(b), 64))
+        return self.fresh(make)
+
+    def tink(self) -> str:
+        return self.fresh(lambda: base64.b64encode(b"\x1a\x20" + self.raw(32)).decode())
+
+    def paserk(self, kind: str) -> tuple[str, int]:
+        pre, n = {"local": ("k4.local.", 32), "secret": ("k4.secret.", 64)}[kind]
+        return self.fresh(lambda: pre + base64.urlsafe_b64encode(self.raw(n)).decode().rstrip("="), len(pre)), len(pre)
+
+    def jwe(self) -> tuple[str, int]:
+        head = base64.urlsafe_b64encode(b'{"alg":"dir","enc":"A256GCM"}').decode().rstrip("=")
+        pub = len(head) + 2
+
+        def make():
+            return f"{head}..{self.s(URLSAFE, 16)}.{self.s(URLSAFE, self.r.randint(260, 420))}.{self.s(URLSAFE, 22)}"
+        return self.fresh(make, pub), pub
+
+    def jwt13(self, header: str, fixed: str, rest, sig_len: int) -> tuple[str, int]:
+        head = base64.urlsafe_b64encode(header.encode()).decode().rstrip("=")
+        public = len(head) + 1 + b64_prefix_public(fixed)
+
+        def make():
+            body = base64.urlsafe_b64encode((fixed + rest()).encode()).decode().rstrip("=")
+            return f"{head}.{body}.{self.s(URLSAFE, sig_len)}"
+        return self.fresh(make, public), public
+
+    def monday(self) -> tuple[str, int]:
+        r = self.r
+        return self.jwt13('{"alg":"HS256"}', '{"per":"me:write","rgn":"use1","tid":',
+                          lambda: (str(r.randint(10**7, 10**9)) + ',"aai":' + str(r.randint(1, 99)) + ',"uid":' + str(r.randint(10**6, 10**8))
+                                   + ',"actid":' + str(r.randint(10**6, 10**8)) + ',"iad":"2025-0' + str(r.randint(1, 5)) + "-"
+                                   + f"{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d}.{r.randint(0, 999):03d}Z" + '"}'),
+                          43)
+
+    def rcjwt(self) -> tuple[str, int]:
+        r = self.r
+        return self.jwt13('{"kid":"87762f8a4bd84f4ab03ceb6c8fb3e9bc","alg":"RS256"}',
+                          '{"aud":"https://platform.ringcentral.com/restapi/oauth/token","iss":"https://platform.ringcentral.com","sub":"',
+                          lambda: str(r.randint(10**8, 10**10)) + '","exp":' + str(r.randint(3_800_000_000, 3_900_000_000)) + ',"iat":'
+                          + str(r.randint(1_700_000_000, 1_750_000_000)) + ',"jti":"' + self.s(URLSAFE, 22) + '"}', 342)
+
+    def fedexjwt(self) -> tuple[str, int]:
+        r = self.r
+        return self.jwt13('{"alg":"RS256","typ":"JWT","kid":"fedex-apis"}', '{"scope":["CXS-TP"],"Payload":{"clientIdentity":{"clientKey":"l7',
+                          lambda: self.hex(32) + '"},"authenticationRealm":"CMAC","additionalIdentity":{"timeStamp":"'
+                          + f"{r.randint(1, 28):02d}-May-2025 {r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d} EDT" + '"}},"exp":17'
+                          + self.s(string.digits, 8) + ',"jti":"' + self.uuid() + '"}', 342)
+
+    def tok(self, kind: str) -> tuple[str, int]:
+        r, s = self.r, self.s
+        if kind == "uptimerobot":
+            pre = "u" + s(string.digits, 7) + "-"
+            return self.fresh(lambda: pre + self.hex(24), len(pre)), len(pre)
+        if kind == "teams_hook":
+            pre = "https://tallgrassfreight.webhook.office.com/webhookb2/"
+            return self.fresh(lambda: pre + self.uuid() + "@" + self.uuid() + "/IncomingWebhook/" + self.hex(32) + "/" + self.uuid()
+                              + "/V2" + s(URLSAFE, 43), len(pre)), len(pre)
+        formats = {
+            "samsara": ("samsara_api_", lambda: self.b62(30)),
+            "shipengine": ("", lambda: s(B62 + "+/", 43)),
+            "fedex_id": ("l7", lambda: self.hex(32)),
+            "fedex_secret": ("", lambda: self.hex(32)),
+            "usps_userid": ("", lambda: s(string.digits, 3) + s(string.ascii_uppercase, 5) + s(string.digits, 4)),
+            "shipstation": ("", lambda: self.hex(32)),
+            "telnyx": ("KEY", lambda: self.hex(32).upper() + "_" + self.b62(22)),
+            "plivo": ("", lambda: self.b62(40)),
+            "sinch": ("", lambda: self.hex(32)),
+            "anet_login": ("", lambda: self.b62(r.randint(9, 12))),
+            "anet_key": ("", lambda: self.b62(16)),
+            "intuit_refresh": ("AB11", lambda: str(r.randint(7 * 10**8, 8 * 10**8 - 1)) + self.b62(36)),
+            "netsuite": ("", lambda: self.hex(64)),
+            "splunk_hec": ("", lambda: self.uuid().upper()),
+            "loggly": ("", lambda: self.uuid()),
+            "papertrail": ("", lambda: self.b62(20)),
+            "bugsnag": ("", lambda: self.hex(32)),
+            "blynk": ("", lambda: s(URLSAFE, 32)),
+            "thingspeak": ("", lambda: s(UPPER_NUM, 16)),
+            "hologram_dev": ("", lambda: s(LOWER_NUM, 8)),
+            "wialon": ("", lambda: self.hex(72)),
+            "motive": ("", lambda: self.uuid()),
+            "pcmiler": ("", lambda: self.hex(32).upper()),
+            "here": ("", lambda: s(URLSAFE, 43)),
+            "tomtom": ("", lambda: self.b62(32)),
+            "radar_sk": ("prj_live_sk_", lambda: self.hex(40)),
+            "radar_test": ("prj_test_sk_", lambda: self.hex(40)),
+            "unleash": ("default:production.", lambda: self.hex(64)),
+            "flagsmith": ("ser.", lambda: self.b62(22)),
+            "configcat": ("configcat-sdk-1/", lambda: s(URLSAFE, 22) + "/" + s(URLSAFE, 22)),
+            "webex": ("", lambda: self.b62(64) + "_PF84_" + self.uuid()),
+            "zulip": ("", lambda: self.b62(32)),
+            "gchat_token": ("", lambda: s(URLSAFE, 43) + "%3D"),
+            "amplitude": ("", lambda: self.hex(32)),
+            "logzio": ("", lambda: s(string.ascii_letters, 32)),
+            "project44": ("", lambda: self.b62(40)),
+            "spsc": ("", lambda: self.b62(40)),
+            "transifex": ("1/", lambda: self.hex(40)),
+            "fortios": ("", lambda: self.b62(30)),
+            "offsite_id": ("", lambda: s(UPPER_NUM, 20)),
+            "offsite_secret": ("", lambda: s(B62 + "+/", 40)),
+            "fuelnet": ("", lambda: self.b62(40)),
+        }
+        prefix, make = formats[kind]
+        return self.fresh(lambda: prefix + make(), len(prefix)), len(prefix)
+
+
+# Look-alikes (not credentials) for the ordinary text of the held-out-13 files: commits, image
+# digests, record ids, tracking numbers, VINs, an inline image, bcrypt hashes, a sealed secret.
+# Templates hold their places (`la13`); `place13` draws them, from their own generator, skipping
+# any that shares a piece with an earlier value (ordinary text may hold none), and puts them there.
+LA13_MAKERS = {
+    "SHA1": lambda g: g.hex(40),
+    "SHA256": lambda g: g.hex(64),
+    "UUID": lambda g: g.uuid(),
+    "HEX12": lambda g: g.hex(12),
+    "HEX13": lambda g: g.hex(13),
+    "HEX16": lambda g: g.hex(16),
+    "UPS": lambda g: "1Z" + g.s(UPPER_NUM, 6) + "03" + g.s(string.digits, 8),
+    "VIN": lambda g: ("1XK" + g.s(VIN13, 5) + g.s(string.digits, 1) + g.s(VIN_YEAR13, 1) + g.s(VIN13[:23], 1)
+                      + g.s(string.digits, 6)),
+    "PNG": lambda g: base64.b64encode(bytes.fromhex("89504e470d0a1a0a0000000d49484452")
+                                      + bytes(g.r.randrange(256) for _ in range(66))).decode(),
+    "BCRYPT": lambda g: "$2b$08$" + g.s(BCRYPT13, 53),
+    "SEALED": lambda g: "AgB" + g.s(B64, 381) + "==",
+    "INTEGRITY": lambda g: "sha512-" + base64.b64encode(bytes(g.r.randrange(256) for _ in range(64))).decode(),
+}
+LA13_COUNTS = {"SHA1": 4, "SHA256": 2, "UUID": 8, "HEX12": 1, "HEX13": 1, "HEX16": 1, "UPS": 3, "VIN": 1, "PNG": 1,
+               "BCRYPT": 1, "SEALED": 1, "INTEGRITY": 1}
+
+
+def la13(kind: str, i: int = 0) -> str:
+    """The place of held-out-13's `i`-th look-alike of `kind` in a template."""
+    assert i < LA13_COUNTS[kind], (kind, i)
+    return f"@LA13.{kind}.{i}@"
+
+
+def H13(bad: str = ""):
+    return lambda g: g.human(bad)
+
+
+def T13(kind: str):
+    return lambda g: g.tok(kind)
+
+
+def PIN13(n: int = 6):
+    return lambda g: g.pin(n)
+
+
+def K13(method: str, *args):
+    return lambda g: getattr(g, method)(*args)
+
+
+def SPLIT13(kind: str, pieces: int = 2):
+    """A provider token written in two or three literals: the first keeps the public prefix."""
+    def fn(g):
+        v, p = g.tok(kind)
+        rest = len(v) - p
+        cuts = [p + rest * i // pieces for i in range(1, pieces)]
+        bounds = [0] + cuts + [len(v)]
+        return [(v[bounds[i]:bounds[i + 1]], p if i == 0 else 0) for i in range(pieces)]
+    return fn
+
+
+Q13 = '"\\$`{}'
+SQ13 = "'\\"
+SH13 = "'\"$`\\! "
+YQ13 = "'\"#:{}[],&*!|>%@`\\ "
+XML13 = "<>&\"'"
+JSON13 = '"\\'
+CSV13 = ',"\n'
+INI13 = "#;%\"'=$\\ "
+EDI13 = "*~:+'?^> "
+BAT13 = "%^&|<>\"! "
+PAS13 = "'"
+ABAP13 = "'`|"
+ZPL13 = '"^~\\'
+
+# Python: EDI translator and its tests ------------------------------------------------------
+t13("py13: pyrfc Connection keyword arguments with passwd", "py13",
+    '\n\nSAP = Connection(ashost="sapprd01.tfl.internal", sysnr="00", client="300", user="RFC_TMS", passwd="§0", lang="EN")\n',
+    H13(Q13 + "'"))
+t13("py13: zeep client with a WS-Security UsernameToken", "py13",
+    '\n\nrating = Client(\n    "https://ws.ltlcarrier.example/RateService?wsdl",\n    wsse=UsernameToken("TALLGRASS01", "§0"),\n)\n',
+    H13(Q13 + "'"))
+t13("py13: pysftp connection to the VAN with a password and no host key check", "py13",
+    '\n\ndef pull_van_mailbox():\n    opts = pysftp.CnOpts()\n    opts.hostkeys = None  # TODO pin the VAN host key\n'
+    '    with pysftp.Connection("sftp.van.example", username="TFLEDI", password="§0", cnopts=opts) as sftp:\n'
+    '        sftp.get_d("/outbox", "inbound/", preserve_mtime=True)\n', K13("edipw"))
+t13("py13: netsuitesdk connection with four TBA secrets", "py13",
+    '\n\nns = NetSuiteConnection(\n    account="4829117",\n    consumer_key="§0",\n    consumer_secret="§1",\n    token_key="§2",\n    token_secret="§3",\n)\n',
+    T13("netsuite"), T13("netsuite"), T13("netsuite"), T13("netsuite"))
+
+
+@shape13("py13: legacy encrypted PEM with its passphrase beside it", "py13")
+def _(g):
+    iv = g.s("0123456789ABCDEF", 32)
+    body = g.encpem()
+    pw = g.human(Q13 + "'")
+    return ('\n\nAS2_SIGNING_KEY = """-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,' + iv + "\n\n" + body
+            + '\n-----END RSA PRIVATE KEY-----\n"""\nAS2_SIGNING_KEY_PASSPHRASE = "' + pw + '"\n'), [(body, 0), (pw, 0)]
+
+
+# MicroPython: dock door sensors -------------------------------------------------------------
+t13("mpy13: umqtt MQTTClient with user and password keywords", "mpy13",
+    '\n\nclient = MQTTClient("dock-14", "mqtt.tfl.internal", port=8883, user="docksensor", password="§0", ssl=True)\n', H13(Q13 + "'"))
+t13("mpy13: Blynk token and ThingSpeak write key constants", "mpy13",
+    '\n\nBLYNK_AUTH = "§0"\nTS_WRITE_KEY = "§1"  # channel 2291847\n', T13("blynk"), T13("thingspeak"))
+
+# Go: telematics ingest ---------------------------------------------------------------------------
+t13("go13: http.Header map literal with a bearer token", "go13",
+    '\n\nvar samsaraHeaders = http.Header{\n\t"Authorization": {"Bearer §0"},\n\t"Accept":        {"application/json"},\n}\n', T13("samsara"))
+t13("go13: os.LookupEnv with a literal fallback", "go13",
+    '\n\nfunc hereKey() string {\n\tif k, ok := os.LookupEnv("HERE_API_KEY"); ok {\n\t\treturn k\n\t}\n\treturn "§0"\n}\n', T13("here"))
+t13("go13: base32 of a password decoded at start", "go13",
+    '\n\nvar reeferPass, _ = base32.StdEncoding.DecodeString("§0")\n', K13("b32pw"))
+t13("go13: PASERK secret key for signed manifests", "go13",
+    '\n\nconst manifestSigningKey = "§0"\n', K13("paserk", "secret"))
+
+# C: trailer tracker firmware ---------------------------------------------------------------------
+t13("c13: Quectel AT+QMTCONN with MQTT user and password", "c13",
+    '\nstatic const char QMTCONN_FMT[] = "AT+QMTCONN=0,\\"trl-%05u\\",\\"tracker\\",\\"§0\\"\\r\\n";\n', H13(Q13 + "%,\\"))
+t13("c13: Hologram device key and DPS symmetric key macros", "c13",
+    '\n#define HOLOGRAM_DEVICE_KEY "§0"\n#define DPS_ID_SCOPE        "0ne00A7F3C2"\n#define DPS_SYMMETRIC_KEY   "§1"\n',
+    T13("hologram_dev"), K13("kb64", 64))
+t13("c13: Teltonika setparam SMS in a comment with the APN password", "c13",
+    '\n/* Field install: text the FMB unit (two spaces first, no SMS login set):\n *   "  setparam 2001:fleet.m2m.example;2002:tfl;2003:§0"\n */\n',
+    H13(";: \"*/\\"))
+t13("c13: BLE lock key as grouped hex in a comment and a string", "c13",
+    '\n/* door lock key from the vendor tool: §0 */\nstatic const char LOCK_KEY_HEX[] = "§1";\n', K13("spaced_hex", 16), K13("khex", 32, True))
+
+# Zephyr: reefer probe ------------------------------------------------------------------------
+t13("zephyr13: Kconfig MQTT password string", "zephyr13",
+    '\nCONFIG_REEFER_MQTT_USERNAME="reefer"\nCONFIG_REEFER_MQTT_PASSWORD="§0"\n', H13(Q13))
+t13("zephyr13: Wi-Fi static credentials", "zephyr13",
+    '\nCONFIG_WIFI_CREDENTIALS_STATIC=y\nCONFIG_WIFI_CREDENTIALS_STATIC_SSID="TFL-Yard"\nCONFIG_WIFI_CREDENTIALS_STATIC_PASSWORD="§0"\n', H13(Q13))
+t13("zephyr13: LwM2M PSK as hex", "zephyr13",
+    '\nCONFIG_APP_LWM2M_PSK_ID="reefer-probe"\nCONFIG_APP_LWM2M_PSK="§0"\n', K13("khex", 32))
+
+# Kotlin: driver app ------------------------------------------------------------------------------
+t13("kt13: Retrofit @Headers annotation with a routing key", "kt13",
+    '\n\ninterface RouteApi {\n    @Headers("Authorization: §0")\n    @GET("v1/routes/today")\n    suspend fun today(): List<Stop>\n}\n', T13("pcmiler"))
+t13("kt13: OkHttp authenticator building a Basic header by hand", "kt13",
+    '\n\nval tmsClient = OkHttpClient.Builder().authenticator { _, response ->\n'
+    '    response.request.newBuilder()\n        .header("Authorization", "Basic " + Base64.encodeToString("driverapp:§0".toByteArray(), Base64.NO_WRAP))\n'
+    '        .build()\n}.build()\n', H13(Q13 + ":"))
+t13("kt13: token split over listOf().joinToString", "kt13",
+    '\n\nprivate val radarSecret = listOf("§0", "§1", "§2").joinToString("")\n', SPLIT13("radar_sk", 3))
+
+# Android resources -------------------------------------------------------------------------------
+t13("androidres13: string resource with a HERE key", "androidres13",
+    '    <string name="here_api_key">§0</string>\n', T13("here"))
+t13("androidres13: string-array of ELD pairing codes", "androidres13",
+    '    <string-array name="eld_pairing_codes">\n        <item>§0</item>\n        <item>§1</item>\n    </string-array>\n',
+    PIN13(6), PIN13(8))
+
+# Swift: driver app -------------------------------------------------------------------------------
+t13("swift13: URLSessionConfiguration httpAdditionalHeaders", "swift13",
+    '\n\nlet dispatchSession: URLSession = {\n    let config = URLSessionConfiguration.default\n'
+    '    config.httpAdditionalHeaders = ["X-Api-Key": "§0", "X-Client": "driver-ios"]\n    return URLSession(configuration: config)\n}()\n',
+    T13("motive"))
+t13("swift13: enum raw values holding keys", "swift13",
+    '\n\nenum ThirdPartyKey: String {\n    case tomtom = "§0"\n    case amplitude = "§1"\n}\n', T13("tomtom"), T13("amplitude"))
+t13("swift13: PASERK local key for offline manifests", "swift13",
+    '\n\nlet manifestKey = try! PaserkKey(string: "§0")\n', K13("paserk", "local"))
+
+# React Native -----------------------------------------------------------------------------------
+t13("rn13: axios.create with an auth object", "rn13",
+    '\n\nexport const tms = axios.create({\n  baseURL: "https://tms.tallgrassfreight.example/api",\n  auth: { username: "driverapp", password: "§0" },\n});\n',
+    H13(Q13))
+t13("rn13: ConfigCat client with an SDK key", "rn13",
+    '\n\nexport const flags = configcat.getClient("§0", configcat.PollingMode.AutoPoll);\n', T13("configcat"))
+t13("rn13: Bugsnag.start with an apiKey", "rn13",
+    '\n\nBugsnag.start({ apiKey: "§0", appVersion: "4.18.0", releaseStage: "production" });\n', T13("bugsnag"))
+t13("rn13: Flagsmith init with a server key", "rn13",
+    '\n\nflagsmith.init({ environmentID: "§0", api: "https://flags.tallgrassfreight.example/api/v1/" });\n', T13("flagsmith"))
+
+# TypeScript: customer portal ---------------------------------------------------------------------
+t13("ts13: NextAuth options with a literal secret", "ts13",
+    '\n\nexport const authOptions: NextAuthOptions = {\n  secret: "§0",\n  session: { strategy: "jwt" },\n  providers: [],\n};\n',
+    K13("kb64", 32))
+t13("ts13: Unleash client with an Authorization custom header", "ts13",
+    '\n\nexport const unleash = initialize({\n  url: "https://unleash.tfl.internal/api/",\n  appName: "portal",\n'
+    '  customHeaders: { Authorization: "§0" },\n});\n', T13("unleash"))
+t13("ts13: URLSearchParams token request with FedEx keys", "ts13",
+    '\n\nconst fedexTokenBody = new URLSearchParams({\n  grant_type: "client_credentials",\n  client_id: "§0",\n  client_secret: "§1",\n});\n',
+    T13("fedex_id"), T13("fedex_secret"))
+t13("ts13: Playwright addCookies with a JWE session token", "ts13",
+    '\n\nexport async function signedIn(context: BrowserContext) {\n  await context.addCookies([\n'
+    '    { name: "next-auth.session-token", value: "§0", domain: "ship.tallgrassfreight.example", path: "/" },\n  ]);\n}\n',
+    K13("jwe"))
+
+# Java: warehouse system -------------------------------------------------------------------------
+t13("java13: JCo destination properties with jco.client.passwd", "java13",
+    '\n    static Properties sapDestination() {\n        Properties p = new Properties();\n'
+    '        p.setProperty(DestinationDataProvider.JCO_ASHOST, "sapprd01.tfl.internal");\n'
+    '        p.setProperty(DestinationDataProvider.JCO_CLIENT, "300");\n        p.setProperty(DestinationDataProvider.JCO_USER, "RFC_WMS");\n'
+    '        p.setProperty(DestinationDataProvider.JCO_PASSWD, "§0");\n        return p;\n    }\n', H13(Q13))
+t13("java13: JAX-WS BindingProvider password property", "java13",
+    '\n    static void bind(Object port) {\n        Map<String, Object> ctx = ((BindingProvider) port).getRequestContext();\n'
+    '        ctx.put(BindingProvider.USERNAME_PROPERTY, "TALLGRASS");\n        ctx.put(BindingProvider.PASSWORD_PROPERTY, "§0");\n    }\n',
+    H13(Q13))
+t13("java13: Authorize.net merchant authentication setters", "java13",
+    '\n    static MerchantAuthenticationType merchant() {\n        MerchantAuthenticationType auth = new MerchantAuthenticationType();\n'
+    '        auth.setName("§0");\n        auth.setTransactionKey("§1");\n        return auth;\n    }\n', T13("anet_login"), T13("anet_key"))
+t13("java13: Tink keyset JSON in a text block", "java13",
+    '\n    static final String MANIFEST_KEYSET = """\n        {"primaryKeyId": 1931667682, "key": [{"keyData": {\n'
+    '          "typeUrl": "type.googleapis.com/google.crypto.tink.AesGcmKey",\n          "value": "§0",\n'
+    '          "keyMaterialType": "SYMMETRIC"}, "status": "ENABLED", "keyId": 1931667682, "outputPrefixType": "TINK"}]}\n        """;\n',
+    K13("tink"))
+
+# Quarkus properties -------------------------------------------------------------------------------
+t13("props13: Quarkus %prod datasource password", "props13",
+    "\n%prod.quarkus.datasource.username=telematics\n%prod.quarkus.datasource.password=§0\n", H13(INI13 + ":"))
+t13("props13: Quarkus OIDC client secret", "props13",
+    "\nquarkus.oidc.auth-server-url=https://sso.tfl.internal/realms/ops\nquarkus.oidc.client-id=gateway\nquarkus.oidc.credentials.secret=§0\n",
+    K13("k62", 32))
+
+# SoapUI projects -----------------------------------------------------------------------------------
+t13("soapui13: request credentials username and password", "soapui13",
+    '  <con:testSuite name="Rating">\n    <con:testCase name="LTL quote">\n      <con:testStep type="request" name="getQuote">\n        <con:config>\n'
+    '          <con:request name="getQuote">\n            <con:credentials><con:username>TALLGRASS01</con:username><con:password>§0</con:password>'
+    '<con:authType>Global HTTP Settings</con:authType></con:credentials>\n          </con:request>\n        </con:config>\n      </con:testStep>\n'
+    '    </con:testCase>\n  </con:testSuite>\n', H13(XML13))
+t13("soapui13: wsse UsernameToken inside a CDATA request", "soapui13",
+    '  <con:request><![CDATA[<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Header><wsse:Security>'
+    '<wsse:UsernameToken><wsse:Username>TFLRATE</wsse:Username><wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/'
+    'oasis-200401-wss-username-token-profile-1.0#PasswordText">§0</wsse:Password></wsse:UsernameToken></wsse:Security></soapenv:Header>'
+    '<soapenv:Body/></soapenv:Envelope>]]></con:request>\n', H13(XML13 + "]"))
+
+# Mule flows ---------------------------------------------------------------------------------------
+t13("mule13: sftp connection password attribute", "mule13",
+    '  <sftp:config name="VAN_SFTP">\n    <sftp:connection host="sftp.van.example" port="22" username="TFLEDI" password="§0"/>\n  </sftp:config>\n',
+    K13("edipw"))
+t13("mule13: http basic-authentication element", "mule13",
+    '  <http:request-config name="SPS_API">\n    <http:request-connection host="api.spscommerce.example" protocol="HTTPS">\n'
+    '      <http:authentication>\n        <http:basic-authentication username="tallgrass-int" password="§0"/>\n      </http:authentication>\n'
+    '    </http:request-connection>\n  </http:request-config>\n', H13(XML13))
+
+# C#: dispatch -------------------------------------------------------------------------------------
+t13("cs13: SSH.NET SftpClient positional host, port, user and password", "cs13",
+    '            using var sftp = new SftpClient("sftp.fuelnetwork.example", 22, "TFL_FUEL", "§0");\n            sftp.Connect();\n',
+    H13(Q13))
+t13("cs13: anonymous object with SMS provider keys", "cs13",
+    '            var sms = new { TelnyxKey = "§0", SinchToken = "§1" };\n', T13("telnyx"), T13("sinch"))
+t13("cs13: PlivoApi positional auth id and token", "cs13",
+    '            var plivo = new PlivoApi("MAYTQ2NDK0ODZHODVMZD", "§0");\n', T13("plivo"))
+t13("cs13: RingCentral JWT credential passed to Authorize", "cs13",
+    '            await rc.Authorize("§0");\n', K13("rcjwt"))
+
+# Delphi: the old dispatch board -------------------------------------------------------------------
+t13("delphi13: ADOConnection ConnectionString with Password=", "delphi13",
+    "\nprocedure TdmMain.DataModuleCreate(Sender: TObject);\nbegin\n"
+    "  ADOConnection1.ConnectionString := 'Provider=SQLOLEDB.1;Password=§0;Persist Security Info=True;User ID=dispatch;"
+    "Initial Catalog=Dispatch;Data Source=SQL01';\n  ADOConnection1.Connected := True;\nend;\n", H13(PAS13 + ";"))
+t13("delphi13: const split over two literals joined with +", "delphi13",
+    "\nconst\n  PCMILER_KEY = '§0' +\n                '§1';\n", SPLIT13("pcmiler"))
+
+# COBOL on the IBM i -------------------------------------------------------------------------------
+t13("cobol13: PIC X VALUE with a password", "cobol13",
+    "       01  WS-VAN-PASSWORD        PIC X(10) VALUE '§0'.\n", K13("as400"))
+
+
+@shape13("cobol13: token literal continued with a hyphen indicator", "cobol13")
+def _(g):
+    v, p = g.tok("wialon")
+    head = "       01  WS-WIALON-TOKEN  PIC X(72) VALUE '"
+    cut = 72 - len(head)
+    a, b = v[:cut], v[cut:]
+    return head + a + "\n      -    '" + b + "'.\n", [(a, p), (b, 0)]
+
+
+# RPG ----------------------------------------------------------------------------------------------
+t13("rpg13: dcl-c constant with an API secret", "rpg13",
+    "dcl-c PROJECT44_SECRET '§0';\n", T13("project44"))
+t13("rpg13: HTTPAPI http_setAuth with basic credentials", "rpg13",
+    "http_setAuth(HTTP_AUTH_BASIC: 'TFLPOD': '§0');\nrc = http_req('GET': 'https://pod.partner.example/api/v1/images': stmf);\n",
+    H13("':;"))
+
+# CL -------------------------------------------------------------------------------------------------
+t13("cl13: CHGUSRPRF with a PASSWORD parameter", "cl13",
+    "             CHGUSRPRF  USRPRF(EDIPOLL) PASSWORD(§0) PWDEXP(*NO)\n", K13("as400"))
+t13("cl13: RUNRMTCMD with RMTUSER and RMTPWD", "cl13",
+    "             RUNRMTCMD  CMD('dir c:\\edi\\out') RMTLOCNAME('10.20.4.15' *IP) RMTUSER(EDISVC) RMTPWD('§0')\n",
+    H13("'()\\ "))
+
+# ABAP -----------------------------------------------------------------------------------------------
+t13("abap13: if_http_client authenticate with username and password", "abap13",
+    "    cl_http_client=>create_by_url( EXPORTING url = 'https://api.partner.example/tracking' IMPORTING client = lo_client ).\n"
+    "    lo_client->authenticate( username = 'SAPTFL' password = '§0' ).\n", H13(ABAP13))
+t13("abap13: CONSTANTS with an API key value", "abap13",
+    "  CONSTANTS gc_shipstation_key TYPE string VALUE '§0'.\n", T13("shipstation"))
+
+# X12 ------------------------------------------------------------------------------------------------
+t13("x12_13: ISA authorization and security information elements", "x12_13",
+    "ISA*03*§0*01*§1*ZZ*TALLGRASSFL    *08*9251450000     *250512*0914*U*00401*000004821*0*P*>~\n"
+    "GS*SM*TALLGRASSFL*925145*20250512*0914*4821*X*004010~\nST*204*48210001~\nB2**TGFL**7781204**CC~\nB2A*00~\n"
+    "L11*" + la13("UPS", 0) + "*CN~\nS5*1*LD~\nSE*7*48210001~\nGE*1*4821~\nIEA*1*000004821~\n", K13("isa"), K13("isa", True))
+t13("x12_13: a test interchange with only a security password", "x12_13",
+    "ISA*00*          *01*§0*ZZ*TALLGRASSFL    *ZZ*VANTEST        *250513*1102*U*00401*000004830*1*T*>~\n"
+    "GS*QM*TALLGRASSFL*VANTEST*20250513*1102*4830*X*004010~\nST*214*48300001~\nB10*7781204*" + la13("UPS", 1) + "*TGFL~\n"
+    "SE*3*48300001~\nGE*1*4830~\nIEA*1*000004830~\n", K13("isa"))
+
+# EDIFACT --------------------------------------------------------------------------------------------
+t13("edifact13: UNB recipient reference password", "edifact13",
+    "UNA:+.? '\nUNB+UNOC:3+TALLGRASSFL:ZZ+DBSCHENKER:ZZ+250512:0914+48213+§0:AA'\nUNH+1+IFTMIN:D:04A:UN'\nBGM+610+7781204+9'\n"
+    "UNT+3+1'\nUNZ+1+48213'\n", K13("edipw"))
+t13("edifact13: UNB password for the rail partner's test system", "edifact13",
+    "UNB+UNOC:3+TALLGRASSFL:ZZ+RAILCARGO:ZZ+250513:0630+48230+§0+IFCSUM++++1'\nUNH+1+IFCSUM:D:96A:UN'\nBGM+85+RC48230+9'\nUNT+3+1'\nUNZ+1+48230'\n",
+    K13("sfid"))
+
+# Partner profiles -------------------------------------------------------------------------------------
+t13("edicfg13: AS2 partner with a keystore password", "edicfg13",
+    "as2:\n  local_id: TALLGRASSFL\n  partner_id: WMTAS2\n  url: https://as2.partner.example/as2\n  keystore: certs/as2.p12\n"
+    "  keystore_password: §0\n  mdn: sync\n", H13(YQ13))
+t13("edicfg13: OFTP2 SSID and SFID passwords", "edicfg13",
+    "oftp2:\n  ssid: O0013000000TALLGRASS\n  ssid_password: §0\n  sfid_password: §1\n  host: oftp.partner.example\n  port: 6619\n",
+    K13("sfid"), K13("sfid"))
+t13("edicfg13: PKCS#12 certificate inline as a block scalar", "edicfg13",
+    "as2_certificate_p12: |\n  §0\n", K13("p12", "\n  "))
+
+# Shell --------------------------------------------------------------------------------------------------
+t13("sh13: ipmitool -P for a power cycle", "sh13",
+    "\nipmitool -I lanplus -H 10.20.9.31 -U ADMIN -P '§0' chassis power cycle\n", H13(SH13))
+t13("sh13: zip -P encrypting an export", "sh13",
+    "\nzip -q -P '§0' \"eld-logs-$(date +%F).zip\" eld/*.csv\n", H13(SH13))
+t13("sh13: unixODBC isql with DSN, user and password positional", "sh13",
+    "\necho \"SELECT COUNT(*) FROM EDILIB.EDIHIST\" | isql -b AS400PRD EDIPOLL §0\n", K13("as400"))
+t13("sh13: curl to the Loggly bulk endpoint with the token in the path", "sh13",
+    "\ncurl -s -H 'content-type:text/plain' --data-binary @van-pickup.log https://logs-01.loggly.com/bulk/§0/tag/van,edi/\n",
+    T13("loggly"))
+t13("sh13: curl to Splunk HEC with a Splunk token header", "sh13",
+    "\ncurl -sk https://splunk.tfl.internal:8088/services/collector -H \"Authorization: Splunk §0\" -d '{\"event\": \"van pickup ok\"}'\n",
+    T13("splunk_hec"))
+
+# Windows batch --------------------------------------------------------------------------------------------
+t13("bat13: schtasks /RU and /RP with a password", "bat13",
+    '\nschtasks /Create /TN "FuelCardImport" /TR "C:\\tfl\\fuelimport.exe" /SC DAILY /ST 05:30 /RU TFL\\svc-fuel /RP §0 /F\n',
+    H13(BAT13))
+t13("bat13: variable used in a WinSCP open URL", "bat13",
+    '\nset VANPW=§0\n"C:\\Program Files (x86)\\WinSCP\\winscp.com" /command "open sftp://TFLEDI:%VANPW%@sftp.van.example/" '
+    '"get /outbox/* C:\\edi\\in\\" "exit"\n', K13("edipw"))
+
+# PowerShell ------------------------------------------------------------------------------------------------
+t13("ps13: Basic header built from a literal pair", "ps13",
+    "\n$pair = 'tflapi:§0'\n$b64 = [Convert]::ToBase64String([Text.Encoding]::ASCII.GetBytes($pair))\n"
+    "Invoke-WebRequest -Uri 'https://portal.fuelnetwork.example/api/cards' -Headers @{ Authorization = \"Basic $b64\" }\n", H13(SQ13 + ":"))
+t13("ps13: splatted hashtable with a Papertrail token", "ps13",
+    "\n$params = @{\n    Uri     = 'https://papertrailapp.com/api/v1/events/search.json'\n    Headers = @{ 'X-Papertrail-Token' = '§0' }\n}\n"
+    "Invoke-RestMethod @params\n", T13("papertrail"))
+t13("ps13: env assignment of a monday.com token", "ps13",
+    "\n$env:MONDAY_TOKEN = '§0'\n", K13("monday"))
+
+# AutoHotkey --------------------------------------------------------------------------------------------------
+t13("ahk13: hotstring that types a password", "ahk13",
+    "\n::;tmspw::\nSendRaw §0\nSend {Enter}\nreturn\n", H13("`; %"))
+t13("ahk13: hotkey logging into the fuel portal", "ahk13",
+    "\n^!f::\nRun, https://portal.fuelnetwork.example/login\nWinWaitActive, Fuel Network\nSend, tallgrass.dispatch{Tab}\nSendRaw, §0\nSend, {Enter}\nreturn\n",
+    H13("`; %,"))
+
+# SQL ---------------------------------------------------------------------------------------------------------
+t13("sql13: CREATE CREDENTIAL with IDENTITY and SECRET", "sql13",
+    "\nCREATE CREDENTIAL FuelSftp WITH IDENTITY = 'TFL_FUEL', SECRET = '§0';\n", H13(SQ13))
+t13("sql13: OPENROWSET with a connection string holding PWD", "sql13",
+    "\nSELECT * FROM OPENROWSET('MSDASQL', 'Driver={iSeries Access ODBC Driver};System=AS400PRD;UID=EDIPOLL;PWD=§0;',\n"
+    "    'SELECT * FROM EDILIB.EDIHIST');\n", K13("as400"))
+t13("sql13: DBMS_CREDENTIAL.CREATE_CREDENTIAL", "sql13",
+    "\nBEGIN\n  DBMS_CREDENTIAL.CREATE_CREDENTIAL(credential_name => 'SAP_RFC', username => 'RFC_TMS', password => '§0');\nEND;\n/\n",
+    H13(SQ13))
+t13("sql13: comment with a retired sa password", "sql13",
+    "\n-- sa was §0 until the 2023 audit (rotated; ask Dale for the new one)\n", H13(" \n"))
+
+# CSV ---------------------------------------------------------------------------------------------------------
+t13("csv13: driver rows with fuel PINs and ELD passwords", "csv13",
+    "D1042,Gus Amundsen,FSD,§0,§1\nD1077,Jo Halvorson,FAR,§2,§3\n", PIN13(6), H13(CSV13), PIN13(6), H13(CSV13))
+t13("csv13: gate and dock keypad codes", "csv13",
+    "G-FSD-N,North gate,FSD,§0,star first then code then pound\nD-OMA-12,Dock 12 door,OMA,§1,\n", PIN13(6), PIN13(7))
+t13("csv13: carrier portal login exported from a spreadsheet", "csv13",
+    'CarrierPortal,https://loads.partner.example,tallgrass.dispatch,§0,"shared, do not change"\n', H13(CSV13))
+
+# R Markdown --------------------------------------------------------------------------------------------------
+t13("rmd13: RODBC connection chunk with a password", "rmd13",
+    '\n```{r connect}\nch <- RODBC::odbcConnect("AS400PRD", uid = "ANALYST", pwd = "§0")\n```\n', K13("as400"))
+t13("rmd13: httr add_headers with an API key", "rmd13",
+    '\n```{r pull-fuel}\nres <- httr::GET("https://api.fuelnetwork.example/v2/transactions", httr::add_headers(`X-Api-Key` = "§0"))\n```\n',
+    T13("fuelnet"))
+
+# Kubernetes ---------------------------------------------------------------------------------------------------
+t13("k8s13: Secret data holding a Kerberos keytab", "k8s13",
+    "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: as400-krb5-keytab\ntype: Opaque\ndata:\n  krb5.keytab: §0\n", K13("keytab"))
+t13("k8s13: container args with a token flag", "k8s13",
+    "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: decoder\nspec:\n  template:\n    spec:\n      containers:\n"
+    "        - name: decoder\n          image: registry.tfl.internal/telematics/decoder@sha256:" + la13("SHA256", 1) + "\n"
+    "          args: [\"--sink=splunk\", \"--splunk-token=§0\", \"--batch=500\"]\n", T13("splunk_hec"))
+t13("k8s13: SealedSecret beside a plain Secret copy", "k8s13",
+    "---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: uptime\nspec:\n  encryptedData:\n"
+    "    UPTIMEROBOT_API_KEY: " + la13("SEALED") + "\n---\n# sealed-secrets controller down since 05-12; plain copy until it is back\n"
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: uptime\nstringData:\n  UPTIMEROBOT_API_KEY: §0\n", T13("uptimerobot"))
+
+# Compose ------------------------------------------------------------------------------------------------------
+t13("compose13: anchored environment merged into another service", "compose13",
+    "  db:\n    image: postgres:16\n    logging: *logging\n    environment: &dbenv\n      POSTGRES_USER: traccar\n      POSTGRES_PASSWORD: §0\n"
+    "  app:\n    image: traccar/traccar:6.6\n    environment:\n      <<: *dbenv\n      CONFIG_USE_ENVIRONMENT_VARIABLES: \"true\"\n", H13(YQ13))
+t13("compose13: healthcheck with credentials in a curl", "compose13",
+    '  activemq:\n    image: apache/activemq-classic:6.1.2\n    healthcheck:\n      test: ["CMD-SHELL", "curl -fsu admin:§0 http://localhost:8161/admin/ || exit 1"]\n',
+    H13(Q13 + "' :@|&"))
+
+# Puppet --------------------------------------------------------------------------------------------------------
+t13("puppet13: class parameter with a postgres password", "puppet13",
+    "\nclass { 'postgresql::server':\n  postgres_password => '§0',\n  listen_addresses  => '*',\n}\n", H13(SQ13))
+t13("puppet13: file resource content with a token", "puppet13",
+    "\nfile { '/etc/telematics/samsara.env':\n  ensure  => file,\n  mode    => '0600',\n  content => \"SAMSARA_API_TOKEN=§0\\n\",\n}\n",
+    T13("samsara"))
+
+# Terraform --------------------------------------------------------------------------------------------------------
+t13("tf13: fortios provider token", "tf13",
+    '\nprovider "fortios" {\n  hostname = "fw-fsd.tfl.internal"\n  token    = "§0"\n  insecure = true\n}\n', T13("fortios"))
+t13("tf13: IPsec phase1 interface psksecret", "tf13",
+    '\nresource "fortios_vpnipsec_phase1interface" "yard_far" {\n  name      = "yard-far"\n  interface = "wan1"\n  remote_gw = "203.0.113.71"\n'
+    '  psksecret = "§0"\n  proposal  = "aes256-sha256"\n}\n', H13(Q13 + "%"))
+t13("tf13: netbox provider api_token", "tf13",
+    '\nprovider "netbox" {\n  server_url = "https://netbox.tfl.internal"\n  api_token  = "§0"\n}\n', K13("khex", 40))
+
+# GitHub Actions -----------------------------------------------------------------------------------------------------
+t13("gha13: appleboy/ssh-action with a password input", "gha13",
+    "      - name: Restart EDI router\n        uses: appleboy/ssh-action@v1.0.3\n        with:\n          host: edi-gw1.tfl.internal\n"
+    "          username: deploy\n          password: §0\n          script: sudo systemctl restart edi-router\n", H13(YQ13))
+t13("gha13: FTP-Deploy-Action password in single quotes", "gha13",
+    "      - name: Upload portal build\n        uses: SamKirkland/FTP-Deploy-Action@v4.3.5\n        with:\n          server: ftp.tallgrassfreight.example\n"
+    "          username: portaldeploy\n          password: '§0'\n          local-dir: ./portal/out/\n", H13(YQ13))
+
+# DokuWiki -------------------------------------------------------------------------------------------------------------
+t13("wiki13: DokuWiki table with keypad codes", "wiki13",
+    "\n^ Site ^ Keypad ^ Code ^ Changed ^\n| Sioux Falls | North gate | §0 | 2025-04-02 |\n| Fargo | Dock office | §1 | 2025-03-17 |\n",
+    PIN13(6), PIN13(6))
+t13("wiki13: code block with a VAN login", "wiki13",
+    "\n===== VAN mailbox =====\nLogin from ops01:\n<code>\nsftp TFLEDI@sftp.van.example\npassword: §0\n</code>\n", K13("edipw"))
+t13("wiki13: bold Wi-Fi key in a sentence", "wiki13",
+    "\nThe yard handhelds join **TFL-Yard** with key **§0** (WPA2, no captive portal).\n", H13("* "))
+
+# Runbooks -----------------------------------------------------------------------------------------------------------------
+t13("md13: numbered steps with a break-glass password", "md13",
+    "\n1. Log in to the ELD admin console as `tfl-admin`.\n2. If SSO is down, use the break-glass account: `breakglass` / `§0`.\n"
+    "3. Re-sync the units from **Fleet > Devices**.\n", H13("`"))
+t13("md13: details element with the QSECOFR password", "md13",
+    "\n<details><summary>QSECOFR (sealed envelope copy)</summary>\n\n§0\n\n</details>\n", K13("as400"))
+
+# Telegram export ----------------------------------------------------------------------------------------------------------
+t13("telegram13: message text with a gate code", "telegram13",
+    '  {\n   "id": 4812,\n   "type": "message",\n   "date": "2025-05-12T05:41:09",\n   "from": "Gus Amundsen",\n   "from_id": "user5281903377",\n'
+    '   "text": "North gate code changed to §0 starting tonight"\n  },\n', PIN13(6))
+t13("telegram13: text entities holding a password", "telegram13",
+    '  {\n   "id": 4815,\n   "type": "message",\n   "date": "2025-05-12T06:02:44",\n   "from": "Jo Halvorson",\n   "from_id": "user6017734120",\n'
+    '   "text": ["wifi in the driver lounge: ", {"type": "code", "text": "§0"}]\n  },\n', H13(JSON13))
+
+# SMS backup -----------------------------------------------------------------------------------------------------------------
+t13("sms13: text with a trailer lock combination", "sms13",
+    '  <sms protocol="0" address="+16055550142" date="1747030869000" type="2" subject="null" body="Trailer 5312 lock is §0, seal number on the BOL" '
+    'toa="null" sc_toa="null" service_center="null" read="1" status="-1" locked="0" date_sent="0" sub_id="1" '
+    'readable_date="May 12, 2025 5:21:09 AM" contact_name="Jo Halvorson" />\n', PIN13(6))
+t13("sms13: text with an XML-escaped portal password", "sms13",
+    '  <sms protocol="0" address="+14025550117" date="1747052400000" type="2" subject="null" body="portal login tallgrass.ops / §0" '
+    'toa="null" sc_toa="null" service_center="null" read="1" status="-1" locked="0" date_sent="0" sub_id="1" '
+    'readable_date="May 12, 2025 11:20:00 AM" contact_name="Lyle Brekke" />\n', K13("xmlpw", '"\n'))
+
+
+# E-mail --------------------------------------------------------------------------------------------------------------------
+@shape13("eml13: API key split by a quoted-printable soft line break", "eml13")
+def _(g):
+    v, p = g.tok("spsc")
+    lead = "Your production API key for Tallgrass Freight (account 48213) is: "
+    cut = 75 - len(lead)
+    a, b = v[:cut], v[cut:]
+    return "\n" + lead + a + "=\n" + b + "\n", [(a, p), (b, 0)]
+
+
+t13("eml13: temporary password with =3D in quoted-printable", "eml13",
+    "\nTemporary password: §0\nYou will be asked to change it at first login.\n", K13("qppw"))
+t13("eml13: SFTP credentials quoted in a reply", "eml13",
+    "\n> Host: sftp.van.example\n> Port: 22\n> User: TFLEDI\n> Password: §0\n", K13("edipw"))
+
+# logcat ---------------------------------------------------------------------------------------------------------------------
+t13("logcat13: OkHttp logging interceptor printing an Authorization header", "logcat13",
+    "05-12 05:41:02.331  4211  4302 D OkHttp  : Authorization: Basic §0\n", lambda g: g.basic("driverapp"))
+t13("logcat13: debug log of a config map with a key", "logcat13",
+    "05-12 05:41:02.118  4211  4298 D ConfigRepo: loaded {radarSecret=§0, region=us-central}\n", T13("radar_test"))
+
+# WireMock ---------------------------------------------------------------------------------------------------------------------
+t13("wiremock13: request matcher on an exact bearer header", "wiremock13",
+    '    {\n      "request": {\n        "method": "POST",\n        "urlPath": "/rate/v1/rates/quotes",\n'
+    '        "headers": {"Authorization": {"equalTo": "Bearer §0"}}\n      },\n      "response": {"status": 200, "bodyFileName": "rate-quote.json"}\n    },\n',
+    K13("fedexjwt"))
+t13("wiremock13: bodyPatterns matching a client_secret", "wiremock13",
+    '    {\n      "request": {\n        "method": "POST",\n        "url": "/oauth/token",\n        "bodyPatterns": [{"contains": "client_secret=§0"}]\n'
+    '      },\n      "response": {"status": 200, "jsonBody": {"access_token": "stub", "expires_in": 3599}}\n    },\n', T13("fedex_secret"))
+t13("wiremock13: basicAuthCredentials matcher", "wiremock13",
+    '    {\n      "request": {\n        "method": "GET",\n        "urlPath": "/track/v1/shipments",\n'
+    '        "basicAuthCredentials": {"username": "TALLGRASS01", "password": "§0"}\n      },\n      "response": {"status": 200}\n    },\n',
+    H13(JSON13))
+
+# nock -------------------------------------------------------------------------------------------------------------------------
+t13("nock13: matchHeader with an API key", "nock13",
+    '  nock("https://api.shipengine.com")\n    .matchHeader("API-Key", "§0")\n    .post("/v1/labels")\n    .reply(200, require("./label.json"));\n',
+    T13("shipengine"))
+t13("nock13: recorded request body with a refresh token", "nock13",
+    '  nock("https://oauth.platform.intuit.com")\n    .post("/oauth2/v1/tokens/bearer", "grant_type=refresh_token&refresh_token=§0")\n'
+    '    .reply(200, { access_token: "stub-access", expires_in: 3600 });\n', T13("intuit_refresh"))
+
+# Env files under odd names -----------------------------------------------------------------------------------------------------
+t13("env13: Teams incoming webhook URL", "env13",
+    "TEAMS_DISPATCH_WEBHOOK=§0\n", T13("teams_hook"))
+t13("env13: Google Chat webhook with its token", "env13",
+    "GCHAT_ALERTS_URL=https://chat.googleapis.com/v1/spaces/AAAAx7Rk2sE/messages?key=AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI&token=§0\n",
+    T13("gchat_token"))
+t13("env13: Webex bot token and Zulip key", "env13",
+    "WEBEX_BOT_TOKEN=§0\nZULIP_API_KEY=§1\nLOGZIO_TOKEN=§2\n", T13("webex"), T13("zulip"), T13("logzio"))
+
+# PHP ---------------------------------------------------------------------------------------------------------------------------
+t13("php13: SoapClient options with login and password", "php13",
+    "\n$soap = new SoapClient('https://ws.ltlcarrier.example/RateService?wsdl', ['login' => 'TALLGRASS01', 'password' => '§0', 'trace' => 1]);\n",
+    H13(SQ13))
+t13("php13: define constants for Authorize.net", "php13",
+    "\ndefine('AUTHNET_LOGIN_ID', '§0');\ndefine('AUTHNET_TRANSACTION_KEY', '§1');\n", T13("anet_login"), T13("anet_key"))
+t13("php13: USPS Web Tools request with a USERID attribute", "php13",
+    "\n$xml = '<RateV4Request USERID=\"§0\"><Revision>2</Revision><Package ID=\"1\"><Service>PRIORITY</Service>'\n"
+    "     . '<ZipOrigination>57104</ZipOrigination><ZipDestination>' . $zip . '</ZipDestination></Package></RateV4Request>';\n",
+    T13("usps_userid"))
+
+# Zebra printers --------------------------------------------------------------------------------------------------------------
+t13("zebra13: SGD setvar of the WPA PSK", "zebra13",
+    '! U1 setvar "wlan.wpa.psk" "§0"\n', H13(ZPL13))
+t13("zebra13: SGD setvar of PEAP username and password", "zebra13",
+    '! U1 setvar "wlan.wpa.peap_username" "yardprinters"\n! U1 setvar "wlan.wpa.peap_password" "§0"\n', H13(ZPL13))
+
+# Credential files of tools' formats, under ordinary names -----------------------------------------
+t13("file13: openfortivpn config with a password", "own:openfortivpn13",
+    "# openfortivpn config for the Omaha cross-dock\nhost = vpn-oma.tallgrassfreight.example\nport = 10443\nusername = dthorsen\n"
+    "password = §0\ntrusted-cert = " + la13("SHA256", 0) + "\nset-dns = 0\npppd-use-peerdns = 0\n", H13(" #"))
+t13("file13: vpnc config with the group secret and Xauth password", "own:vpnc13",
+    "IPSec gateway 198.51.100.23\nIPSec ID tfl-yard\nIPSec secret §0\nIKE Authmode psk\nXauth username yardlead\nXauth password §1\n",
+    H13(" "), H13(" "))
+t13("file13: traccar.xml with database, mail and geocoder secrets", "own:traccar13",
+    "<?xml version='1.0' encoding='UTF-8'?>\n<!DOCTYPE properties SYSTEM 'http://java.sun.com/dtd/properties.dtd'>\n<properties>\n"
+    "    <entry key='config.default'>./conf/default.xml</entry>\n    <entry key='database.driver'>org.postgresql.Driver</entry>\n"
+    "    <entry key='database.url'>jdbc:postgresql://db:5432/traccar</entry>\n    <entry key='database.user'>traccar</entry>\n"
+    "    <entry key='database.password'>§0</entry>\n    <entry key='mail.smtp.host'>smtp.tallgrassfreight.example</entry>\n"
+    "    <entry key='mail.smtp.username'>gps-alerts</entry>\n    <entry key='mail.smtp.password'>§1</entry>\n"
+    "    <entry key='geocoder.type'>here</entry>\n    <entry key='geocoder.key'>§2</entry>\n</properties>\n",
+    H13(XML13), H13(XML13), T13("here"))
+t13("file13: .transifexrc with an API token", "own:transifex13",
+    "[https://app.transifex.com]\nrest_hostname = https://rest.api.transifex.com\ntoken = §0\n", T13("transifex"))
+t13("file13: Pidgin accounts.xml with a saved XMPP password", "own:pidgin13",
+    "<?xml version='1.0' encoding='UTF-8' ?>\n\n<account version='1.0'>\n\t<account>\n\t\t<protocol>prpl-jabber</protocol>\n"
+    "\t\t<name>dispatch3@xmpp.tfl.internal/Pidgin</name>\n\t\t<password>§0</password>\n\t\t<alias>Dispatch 3</alias>\n\t\t<settings>\n"
+    "\t\t\t<setting name='connect_server' type='string'>xmpp.tfl.internal</setting>\n\t\t\t<setting name='port' type='int'>5222</setting>\n"
+    "\t\t</settings>\n\t</account>\n</account>\n", H13(XML13))
+t13("file13: S3QL authinfo2 with backend keys and the file system passphrase", "own:s3ql13",
+    "[offsite]\nstorage-url: s3c://s3.objects.offsite.example/tfl-nas-backup/\nbackend-login: §0\nbackend-password: §1\nfs-passphrase: §2\n",
+    T13("offsite_id"), T13("offsite_secret"), H13(" "))
+t13("file13: Heartbeat authkeys", "own:hakeys13",
+    "# /etc/ha.d/authkeys (mode 600), edi-gw pair\nauth 2\n1 crc\n2 sha1 §0\n3 md5 §1\n", H13(" "), K13("k62", 24))
+t13("file13: kannel.conf with admin, SMSC and sendsms passwords", "own:kannel13",
+    "group = core\nadmin-port = 13000\nadmin-password = §0\nsmsbox-port = 13001\nbox-allow-ip = 127.0.0.1\n\n"
+    "group = smsc\nsmsc = smpp\nsmsc-id = telco\nhost = smpp.telco.example\nport = 2775\nsmsc-username = tfl_dispatch\nsmsc-password = §1\n"
+    "system-type = VMA\n\ngroup = smsbox\nbearerbox-host = 127.0.0.1\nsendsms-port = 13013\n\ngroup = sendsms-user\nusername = dispatch\npassword = §2\n",
+    H13(" #\""), K13("smpp"), H13(" #\""))
+t13("file13: ActiveMQ credentials.properties", "own:activemq13",
+    "## credentials.properties, read by activemq.xml and the jetty console\nactivemq.username=system\nactivemq.password=§0\nguest.password=§1\n",
+    H13(INI13 + ":"), H13(INI13 + ":"))
+t13("file13: OpenAS2 config.xml with the certificate store password", "own:openas213",
+    "<openas2>\n\t<properties storageBaseDir=\"%home%/../data\" />\n\t<certificates classname=\"org.openas2.cert.PKCS12CertificateFactory\"\n"
+    "\t\tfilename=\"%home%/as2_certs.p12\"\n\t\tpassword=\"§0\"\n\t\tinterval=\"300\"/>\n"
+    "\t<partnerships classname=\"org.openas2.partner.XMLPartnershipFactory\"\n\t\tfilename=\"%home%/partnerships.xml\"/>\n"
+    "\t<processor classname=\"org.openas2.processor.DefaultProcessor\" pendingMDN=\"%home%/../data/pendingMDN3\">\n"
+    "\t\t<module classname=\"org.openas2.processor.receiver.AS2ReceiverModule\" port=\"10080\"/>\n\t</processor>\n</openas2>\n",
+    H13(XML13 + "%"))
+t13("file13: vsftpd virtual users list for db_load", "own:vsftpdusers13",
+    "tfl_fuel\n§0\nedi_partner_sps\n§1\npodscan\n§2\n", H13(" "), H13(" "), H13(" "))
+t13("file13: Nagios resource.cfg with macro passwords", "own:nagiosres13",
+    "###########################################################################\n#\n# RESOURCE.CFG - Resource File for Nagios\n#\n"
+    "###########################################################################\n\n# Sets $USER1$ to be the path to the plugins\n$USER1$=/usr/lib/nagios/plugins\n\n"
+    "# IBM i monitoring profile\n$USER3$=MONITOR\n$USER4$=§0\n\n# SNMP community for the dock printers\n$USER5$=§1\n",
+    K13("as400"), H13(" $"))
+t13("file13: sapnwrfc.ini with two destinations", "own:sapnwrfc13",
+    "DEST=TMS_PRD\nASHOST=sapprd01.tfl.internal\nSYSNR=00\nCLIENT=300\nUSER=RFC_TMS\nPASSWD=§0\nLANG=EN\nTRACE=0\n\n"
+    "DEST=TMS_QAS\nASHOST=sapqas01.tfl.internal\nSYSNR=10\nCLIENT=200\nUSER=RFC_TMS\nPASSWD=§1\nLANG=EN\n", H13(" "), H13(" "))
+t13("file13: PuTTY session registry export with a proxy password", "own:puttyreg13",
+    "Windows Registry Editor Version 5.00\n\n[HKEY_CURRENT_USER\\Software\\SimonTatham\\PuTTY\\Sessions\\as400prd]\n\"HostName\"=\"as400prd.tfl.internal\"\n"
+    "\"PortNumber\"=dword:00000016\n\"ProxyMethod\"=dword:00000003\n\"ProxyHost\"=\"proxy.tfl.internal\"\n\"ProxyPort\"=dword:00000c38\n"
+    "\"ProxyUsername\"=\"dthorsen\"\n\"ProxyPassword\"=\"§0\"\n\"UserName\"=\"QSECOFR\"\n", H13(Q13))
+t13("file13: hub config with an old-style OAuth token", "own:hub13",
+    "github.com:\n- user: dthorsen\n  oauth_token: §0\n  protocol: https\n", K13("khex", 40))
+t13("file13: wvdial.conf for the yard gateway modem", "own:wvdial13",
+    "[Dialer Defaults]\nInit1 = ATZ\nInit2 = ATQ0 V1 E1 S0=0 &C1 &D2\nInit3 = AT+CGDCONT=1,\"IP\",\"fleet.m2m.example\"\nModem Type = Analog Modem\n"
+    "Baud = 460800\nPhone = *99#\nModem = /dev/ttyUSB2\nUsername = tfl@fleet.m2m.example\nPassword = §0\nStupid Mode = 1\n", H13(" "))
+t13("file13: pfSense config.xml with an IPsec PSK and an LDAP bind password", "own:pfsense13",
+    "<?xml version=\"1.0\"?>\n<pfsense>\n\t<version>23.3</version>\n\t<system>\n\t\t<hostname>fw-far</hostname>\n\t\t<domain>tfl.internal</domain>\n"
+    "\t\t<authserver>\n\t\t\t<refid>" + la13("HEX13") + "</refid>\n\t\t\t<type>ldap</type>\n\t\t\t<name>TFL AD</name>\n"
+    "\t\t\t<ldap_binddn>CN=svc-pfsense,OU=Service,DC=tfl,DC=internal</ldap_binddn>\n\t\t\t<ldap_bindpw>§1</ldap_bindpw>\n\t\t</authserver>\n"
+    "\t</system>\n\t<ipsec>\n\t\t<phase1>\n\t\t\t<ikeid>1</ikeid>\n\t\t\t<iketype>ikev2</iketype>\n\t\t\t<interface>wan</interface>\n"
+    "\t\t\t<remote-gateway>203.0.113.40</remote-gateway>\n\t\t\t<authentication_method>pre_shared_key</authentication_method>\n"
+    "\t\t\t<pre-shared-key>§0</pre-shared-key>\n\t\t\t<descr><![CDATA[HQ tunnel]]></descr>\n\t\t</phase1>\n\t</ipsec>\n</pfsense>\n",
+    K13("k62", 40), H13(XML13))
+t13("file13: odoo.conf with the master, database and SMTP passwords", "own:odoo13",
+    "[options]\naddons_path = /mnt/extra-addons\nadmin_passwd = §0\ndb_host = db\ndb_port = 5432\ndb_user = odoo\ndb_password = §1\n"
+    "smtp_server = smtp.tallgrassfreight.example\nsmtp_user = erp@tallgrassfreight.example\nsmtp_password = §2\nproxy_mode = True\n",
+    H13(INI13), H13(INI13), H13(INI13))
+t13("file13: Node-RED settings.js with a credential secret", "own:nodered13",
+    "module.exports = {\n    flowFile: 'flows.json',\n    credentialSecret: \"§0\",\n    uiPort: process.env.PORT || 1880,\n    adminAuth: {\n"
+    "        type: \"credentials\",\n        users: [{\n            username: \"admin\",\n            password: \"" + la13("BCRYPT") + "\",\n"
+    "            permissions: \"*\"\n        }]\n    },\n    httpStatic: '/srv/node-red/public',\n    samsaraToken: \"§1\", // read by the fleet flows through RED.settings\n}\n",
+    H13(Q13 + "'"), T13("samsara"))
+t13("file13: zuliprc for the dispatch bot", "own:zuliprc13",
+    "[api]\nemail=dispatch-bot@tallgrass.zulipchat.com\nkey=§0\nsite=https://tallgrass.zulipchat.com\n", T13("zulip"))
+t13("file13: signify secret key", "own:signify13",
+    "untrusted comment: signify secret key\n§0\n", K13("signify"))
+t13("file13: P-521 SEC1 private key", "own:p521pem13",
+    "-----BEGIN EC PRIVATE KEY-----\n§0\n-----END EC PRIVATE KEY-----\n", K13("p521"))
+
+FILE_KINDS13 = {
+    # held-out-13's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "py13": (["edi/translator/outbound_204.py", "edi/translator/tests/conftest.py"], "python",
+             '"""Outbound load tenders (X12 204) and SAP delivery sync for Tallgrass Freight."""\nimport os\n\nimport pysftp\n'
+             "import pytest\nfrom netsuitesdk import NetSuiteConnection\nfrom pyrfc import Connection\nfrom zeep import Client\n"
+             "from zeep.wsse.username import UsernameToken\n\n# last synced against TMS schema " + la13("SHA1", 0) + "\n",
+             "\n\ndef tender_id(load):\n    return f\"TGFL-{load['pro']:09d}\"\n"),
+    "mpy13": (["firmware/dock-door-sensor/main.py", "firmware/dock-door-sensor/boot.py"], "python",
+              "# MicroPython on the ESP32 dock door sensors\nimport machine\nimport network\nfrom umqtt.simple import MQTTClient\n\nDOOR_PIN = machine.Pin(14, machine.Pin.IN)\n",
+              "\n\ndef publish(state):\n    client.connect()\n    client.publish(b\"docks/14/door\", b\"open\" if state else b\"closed\")\n"),
+    "go13": (["telematics/ingest/samsara.go", "telematics/ingest/samsara_test.go"], "go",
+             "package ingest\n\nimport (\n\t\"encoding/base32\"\n\t\"net/http\"\n\t\"os\"\n)\n\n// VehicleStat is one reading from the stats feed.\ntype VehicleStat struct {\n\tVIN      string\n\tOdometer int64\n}\n\n"
+             "var sampleVehicle = VehicleStat{VIN: \"" + la13("VIN") + "\", Odometer: 412883}\n",
+             "\n\nfunc (v VehicleStat) Miles() float64 { return float64(v.Odometer) / 1609.344 }\n"),
+    "c13": (["firmware/trailer-tracker/src/modem.c", "firmware/trailer-tracker/include/provision.h"], "c",
+            "/* Trailer tracker (BG95 modem) provisioning */\n#include <stdint.h>\n#include <stdio.h>\n\n#define FW_BUILD_ID \"" + la13("HEX16") + "\"\n",
+            "\nint modem_apn_ok(void);\n"),
+    "zephyr13": (["firmware/reefer-probe/prj.conf", "firmware/reefer-probe/overlay-prod.conf"], "kconfig",
+                 "# Reefer probe (nRF9160) build configuration\nCONFIG_NETWORKING=y\nCONFIG_MQTT_LIB=y\nCONFIG_MQTT_LIB_TLS=y\n", "\nCONFIG_LOG=y\n"),
+    "kt13": (["driver-app/android/app/src/main/java/com/tallgrass/driver/api/Routes.kt",
+              "driver-app/android/app/src/main/java/com/tallgrass/driver/di/NetworkModule.kt"], "kotlin",
+             "package com.tallgrass.driver\n\nimport android.util.Base64\nimport okhttp3.OkHttpClient\nimport retrofit2.http.GET\nimport retrofit2.http.Headers\n\n"
+             "data class Stop(val id: String, val name: String, val window: String)\n\nprivate val demoStop = Stop(\"" + la13("UUID", 0) + "\", \"Hy-Vee DC Ankeny\", \"06:00-08:00\")\n",
+             "\n"),
+    "androidres13": (["driver-app/android/app/src/main/res/values/api_keys.xml", "driver-app/android/app/src/release/res/values/config.xml"], "xml",
+                     "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<resources>\n    <string name=\"app_name\">Tallgrass Driver</string>\n", "</resources>\n"),
+    "swift13": (["driver-app/ios/TallgrassDriver/Networking/DispatchClient.swift", "driver-app/ios/TallgrassDriver/App/AppEnvironment.swift"], "swift",
+                "import Foundation\nimport Paseto\n\n// placeholder avatar for drivers without a photo\nlet placeholderAvatarPNG = \"" + la13("PNG") + "\"\n", "\n"),
+    "rn13": (["driver-app/src/api/client.ts", "driver-app/src/config/featureFlags.ts"], "typescript",
+             "import Bugsnag from \"@bugsnag/react-native\";\nimport axios from \"axios\";\nimport * as configcat from \"configcat-js\";\nimport flagsmith from \"react-native-flagsmith\";\n", "\n"),
+    "ts13": (["portal/src/server/auth/options.ts", "portal/src/server/integrations/carriers.ts"], "typescript",
+             "import type { BrowserContext } from \"@playwright/test\";\nimport type { NextAuthOptions } from \"next-auth\";\nimport { initialize } from \"unleash-client\";\n\n"
+             "// shipment used by the demo account\nexport const DEMO_SHIPMENT = { id: \"" + la13("UUID", 1) + "\", tracking: \"" + la13("UPS", 2) + "\" };\n",
+             "\n"),
+    "java13": (["wms/src/main/java/com/tallgrass/wms/sap/SapDestinations.java", "wms/src/main/java/com/tallgrass/wms/carrier/CarrierConfig.java"], "java",
+               "package com.tallgrass.wms;\n\nimport java.util.Map;\nimport java.util.Properties;\nimport javax.xml.ws.BindingProvider;\n"
+               "import com.sap.conn.jco.ext.DestinationDataProvider;\nimport net.authorize.api.contract.v1.MerchantAuthenticationType;\n\npublic class Integrations {\n"
+               "    static final String SCHEMA_ID = \"" + la13("UUID", 2) + "\";\n", "}\n"),
+    "props13": (["telematics/gateway/src/main/resources/application.properties", "wms/src/main/resources/application-prod.properties"], "properties",
+                "quarkus.http.port=8080\nquarkus.log.level=INFO\nquarkus.application.name=gateway\n", ""),
+    "soapui13": (["edi/tests/soapui/CarrierRating-soapui-project.xml", "edi/tests/soapui/Tracking-soapui-project.xml"], "xml",
+                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<con:soapui-project id=\"" + la13("UUID", 3) + "\" activeEnvironment=\"Default\" name=\"CarrierRating\" "
+                 "soapui-version=\"5.7.2\" xmlns:con=\"http://eviware.com/soapui/config\">\n", "</con:soapui-project>\n"),
+    "mule13": (["edi/mule/src/main/mule/edi-van.xml", "edi/mule/src/main/mule/sap-idoc.xml"], "xml",
+               "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<mule xmlns=\"http://www.mulesoft.org/schema/mule/core\" xmlns:http=\"http://www.mulesoft.org/schema/mule/http\"\n"
+               "      xmlns:sftp=\"http://www.mulesoft.org/schema/mule/sftp\" xmlns:db=\"http://www.mulesoft.org/schema/mule/db\">\n",
+               "  <flow name=\"van-poll\">\n    <scheduler><scheduling-strategy><fixed-frequency frequency=\"15\" timeUnit=\"MINUTES\"/></scheduling-strategy></scheduler>\n"
+               "  </flow>\n</mule>\n"),
+    "cs13": (["dispatch/Tallgrass.Dispatch/Services/FuelCardSync.cs", "dispatch/Tallgrass.Dispatch/Services/TrailerTelemetry.cs"], "csharp",
+             "using System;\nusing System.Threading.Tasks;\nusing Plivo;\nusing Renci.SshNet;\nusing RingCentral;\n\n"
+             "namespace Tallgrass.Dispatch.Services\n{\n    public static class Integrations\n    {\n        public static async Task Run(RestClient rc)\n        {\n",
+             "        }\n    }\n}\n"),
+    "delphi13": (["legacy/dispatch32/uDataModule.pas", "legacy/dispatch32/uFuelImport.pas"], "pascal",
+                 "unit uDataModule;\n\ninterface\n\nuses\n  SysUtils, Classes, ADODB, IdFTP;\n\nimplementation\n\n{$R *.dfm}\n", "\nend.\n"),
+    "cobol13": (["as400/QCBLSRC/FRTBILL.cbl", "as400/QCBLSRC/EDIPOLL.cbl"], "cobol",
+                "       IDENTIFICATION DIVISION.\n       PROGRAM-ID. FRTBILL.\n       ENVIRONMENT DIVISION.\n       DATA DIVISION.\n       WORKING-STORAGE SECTION.\n"
+                "       01  WS-RUN-DATE            PIC 9(8).\n",
+                "       PROCEDURE DIVISION.\n           ACCEPT WS-RUN-DATE FROM DATE YYYYMMDD.\n           STOP RUN.\n"),
+    "rpg13": (["as400/QRPGLESRC/RATEAPI.rpgle", "as400/QRPGLESRC/PODSYNC.rpgle"], "rpgle",
+              "**free\nctl-opt dftactgrp(*no) actgrp(*caller) bnddir('HTTPAPI');\n\n/copy qrpglesrc,httpapi_h\n\ndcl-s rc int(10);\ndcl-s stmf varchar(256) inz('/tmp/pod.zip');\n",
+              "\n*inlr = *on;\nreturn;\n"),
+    "cl13": (["as400/QCLSRC/EDIFTP.clp", "as400/QCLSRC/NIGHTLY.clp"], "cl",
+             "PGM\n             DCL        VAR(&RTNCDE) TYPE(*CHAR) LEN(7)\n", "             ENDPGM\n"),
+    "abap13": (["sap/src/zcl_tfl_carrier_api.clas.abap", "sap/src/zr_tfl_idoc_resend.prog.abap"], "abap",
+               "*&---------------------------------------------------------------------*\n*& Tallgrass Freight - carrier integrations\n"
+               "*&---------------------------------------------------------------------*\n  DATA lo_client TYPE REF TO if_http_client.\n", "\n"),
+    "x12_13": (["edi/samples/204_outbound_walmart.edi", "edi/samples/214_inbound_test.x12"], "plaintext", "", ""),
+    "edifact13": (["edi/samples/IFTMIN_export_schenker.edi", "edi/samples/IFCSUM_rail.edi"], "plaintext", "", ""),
+    "edicfg13": (["edi/partners/walmart.yaml", "edi/partners/dbschenker.yaml"], "yaml",
+                 "# Trading partner profile (edi-router)\nenabled: true\ntransactions: ['204', '990', '214', '210']\n", ""),
+    "sh13": (["ops/bin/nightly-van-pickup.sh", "ops/bin/eld-export.sh"], "shellscript",
+             "#!/usr/bin/env bash\n# runs from cron on ops01\nset -euo pipefail\ncd /srv/edi\n", "\necho \"done $(date -Is)\"\n"),
+    "bat13": (["ops/windows/map-shares.cmd", "ops/windows/register-tasks.bat"], "bat", "@echo off\nrem dispatch PCs, run as admin\nsetlocal\n", "\nendlocal\n"),
+    "ps13": (["ops/windows/Sync-FuelCards.ps1", "ops/windows/Reset-YardKiosk.ps1"], "powershell",
+             "#Requires -Version 5.1\nparam([string]$Terminal = 'FSD')\n$ErrorActionPreference = 'Stop'\n", "\nWrite-Host \"done for $Terminal\"\n"),
+    "ahk13": (["ops/desktop/dispatch-hotstrings.ahk", "ops/desktop/tms-login.ahk"], "autohotkey",
+              "#NoEnv\n#SingleInstance Force\nSendMode Input\n", "\n"),
+    "sql13": (["db/mssql/fuel_import_setup.sql", "db/oracle/edi_grants.sql"], "sql",
+              "-- run as a DBA; see the wiki page ops:database\n-- change " + la13("UUID", 4) + "\n", "\n"),
+    "csv13": (["exports/driver_roster_2025-05.csv", "exports/yard_keypads.csv"], "csv", "id,name,site,secret,note\n", ""),
+    "rmd13": (["analytics/lane_profitability.Rmd", "analytics/detention_report.Rmd"], "rmd",
+              "---\ntitle: \"Lane profitability\"\noutput: html_document\n---\n\nLoads from the TMS, fuel from the card network, miles from the ELD feed.\n",
+              "\n```{r summary}\nsummary(loads$margin)\n```\n"),
+    "k8s13": (["deploy/k8s/edi/secrets.yaml", "deploy/k8s/telematics/decoder.yaml"], "yaml", "# managed by argocd\n", ""),
+    "compose13": (["deploy/traccar/docker-compose.yml", "deploy/odoo/docker-compose.yml"], "yaml",
+                  "x-logging: &logging\n  driver: json-file\n  options:\n    max-size: 10m\nservices:\n", ""),
+    "puppet13": (["ops/puppet/manifests/erp01.pp", "ops/puppet/modules/profile/manifests/traccar.pp"], "puppet",
+                 "# Managed by the ops team; apply with r10k\nclass profile::erp {\n  include ::postgresql::server\n}\n", ""),
+    "tf13": (["infra/terraform/network/fortigate.tf", "infra/terraform/network/netbox.tf"], "hcl",
+             "terraform {\n  required_providers {\n    fortios = { source = \"fortinetdev/fortios\" }\n    netbox  = { source = \"e-breuninger/netbox\" }\n  }\n}\n", ""),
+    "gha13": ([".github/workflows/driver-app-release.yml", ".github/workflows/edi-deploy.yml"], "yaml",
+              "name: release\non:\n  push:\n    tags: ['v*']\njobs:\n  release:\n    runs-on: ubuntu-24.04\n    steps:\n      - uses: actions/checkout@"
+              + la13("SHA1", 2) + " # v4.2.2\n", ""),
+    "wiki13": (["wiki/data/pages/ops/van_mailbox.txt", "wiki/data/pages/yard/keypads.txt"], "dokuwiki",
+               "====== Ops notes ======\n\nAsk in the ops channel before changing anything here.\n", "\n{{tag>ops yard}}\n"),
+    "md13": (["docs/runbooks/eld-outage.md", "docs/runbooks/as400-password-reset.md"], "markdown",
+             "# Runbook\n\n> Owner: Dale Thorsen (IT). Last reviewed 2025-04.\n", "\n"),
+    "telegram13": (["exports/telegram/DriversFSD/result.json", "exports/telegram/YardLeads/result.json"], "json",
+                   "{\n \"name\": \"Drivers FSD\",\n \"type\": \"private_group\",\n \"id\": 1893275519,\n \"messages\": [\n",
+                   "  {\n   \"id\": 9999,\n   \"type\": \"service\",\n   \"date\": \"2025-05-14T06:00:00\",\n   \"action\": \"pin_message\"\n  }\n ]\n}\n"),
+    "sms13": (["exports/phones/dispatch-sms-2025-05.xml", "exports/phones/yardlead-sms-2025-05.xml"], "xml",
+              "<?xml version='1.0' encoding='UTF-8' standalone='yes' ?>\n<!--File Created By SMS Backup & Restore v10.20.002 on 14/05/2025 07:02:11-->\n"
+              "<smses count=\"6\" backup_set=\"" + la13("UUID", 5) + "\" backup_date=\"1747206131000\" type=\"full\">\n", "</smses>\n"),
+    "eml13": (["support/mail/sps-welcome.eml", "support/mail/van-password-reset.eml"], "plaintext",
+              "Return-Path: <noreply@partner.example>\nFrom: Partner Integrations <noreply@partner.example>\nTo: edi@tallgrassfreight.example\n"
+              "Subject: Your integration credentials\nMessage-ID: <" + la13("UUID", 6) + "@mail.partner.example>\nMIME-Version: 1.0\n"
+              "Content-Type: text/plain; charset=\"utf-8\"\nContent-Transfer-Encoding: quoted-printable\n\nHello Tallgrass team,\n",
+              "\n--=20\nPartner Support\n"),
+    "logcat13": (["driver-app/bugreports/logcat-2025-05-12-pixel7.txt", "driver-app/bugreports/logcat-2025-05-13-tc57.txt"], "log",
+                 "--------- beginning of main\n05-12 05:40:58.102  4211  4211 I TallgrassDriver: app start, build 4.18.0 (4180), install "
+                 + la13("UUID", 7) + "\n", "05-12 05:41:30.007  4211  4211 I TallgrassDriver: background sync scheduled\n"),
+    "wiremock13": (["edi/tests/wiremock/mappings/fedex-rating.json", "edi/tests/wiremock/mappings/carrier-tracking.json"], "json",
+                   "{\n  \"mappings\": [\n", "    {\"request\": {\"method\": \"GET\", \"url\": \"/health\"}, \"response\": {\"status\": 200}}\n  ]\n}\n"),
+    "nock13": (["portal/test/fixtures/nock/shipengine.js", "portal/test/fixtures/nock/quickbooks.js"], "javascript",
+               "const nock = require(\"nock\");\n\n// recorded with nock.recorder, integrity " + la13("INTEGRITY") + "\nmodule.exports = function setup() {\n", "};\n"),
+    "env13": (["driver-app/.env.staging.old", "ops/secrets/edi-router.env.txt"], "dotenv",
+              "# copied from the vault on 2025-03-02\nAPP_ENV=staging\nGIT_SHA=" + la13("SHA1", 3) + "\n", ""),
+    "php13": (["portal-legacy/includes/rate_quote.php", "portal-legacy/includes/db.php"], "php",
+              "<?php\n// legacy customer portal (2014), still serving rate quotes\nrequire_once __DIR__ . '/config.php';\n", "\n"),
+    "zebra13": (["wms/printers/zt411-dock.zpl", "wms/printers/zq630-yard.zpl"], "plaintext",
+                "! U1 setvar \"device.friendly_name\" \"DOCK-ZT411\"\n! U1 setvar \"wlan.essid\" \"TFL-Warehouse\"\n", "! U1 do \"device.reset\" \"\"\n"),
+}
+
+OWN_PATHS13 = {
+    "openfortivpn13": ["ops/vpn/omaha-crossdock.conf", "backups/laptop-dthorsen/vpn.cfg"],
+    "vpnc13": ["ops/vpn/yard-fargo.conf", "backups/dispatch-pc3/default.conf"],
+    "traccar13": ["deploy/traccar/conf/traccar.xml", "backups/gps01/gps-server.xml"],
+    "transifex13": ["driver-app/.transifexrc", "backups/laptop-bnguyen/translations.ini"],
+    "pidgin13": ["backups/dispatch-pc1/purple/accounts.xml", "ops/desktop/chat-accounts.xml"],
+    "s3ql13": ["ops/backup/authinfo2", "backups/nas01/offsite.conf"],
+    "hakeys13": ["ops/ha/authkeys", "backups/edi-gw2/cluster-keys"],
+    "kannel13": ["ops/sms/kannel.conf", "backups/sms01/gateway.conf"],
+    "activemq13": ["wms/activemq/conf/credentials.properties", "backups/mq01/broker.properties"],
+    "openas213": ["edi/openas2/config/config.xml", "backups/as2gw/as2-server.xml"],
+    "vsftpdusers13": ["ops/ftp/virtual_users.txt", "backups/ftp01/users.txt"],
+    "nagiosres13": ["ops/nagios/resource.cfg", "backups/mon01/macros.cfg"],
+    "sapnwrfc13": ["edi/sap/sapnwrfc.ini", "backups/edi-gw1/rfc-destinations.ini"],
+    "puttyreg13": ["ops/desktop/putty-sessions.reg", "backups/dispatch-pc2/terminal.reg"],
+    "hub13": ["dotfiles/config/hub", "backups/laptop-dthorsen/github.yml"],
+    "wvdial13": ["firmware/yard-gateway/wvdial.conf", "backups/yard-gw/modem.conf"],
+    "pfsense13": ["ops/network/pfsense/fw-far.xml", "backups/fw-oma/config.xml"],
+    "odoo13": ["deploy/odoo/odoo.conf", "backups/erp01/erp.conf"],
+    "nodered13": ["telematics/node-red/settings.js", "backups/nr01/flows-settings.js"],
+    "zuliprc13": ["ops/bots/zuliprc", "backups/laptop-bnguyen/chat.rc"],
+    "signify13": ["release/keys/driver-app.sec", "ops/keys/firmware-signing.sec"],
+    "p521pem13": ["edi/keys/as2-signing.key", "backups/as2gw/partner.pem"],
+}
+OWN_LANG13 = {"openfortivpn13": "plaintext", "vpnc13": "plaintext", "traccar13": "xml", "transifex13": "ini", "pidgin13": "xml",
+              "s3ql13": "ini", "hakeys13": "plaintext", "kannel13": "plaintext", "activemq13": "properties", "openas213": "xml",
+              "vsftpdusers13": "plaintext", "nagiosres13": "plaintext", "sapnwrfc13": "ini", "puttyreg13": "plaintext", "hub13": "yaml",
+              "wvdial13": "ini", "pfsense13": "xml", "odoo13": "ini", "nodered13": "javascript", "zuliprc13": "ini",
+              "signify13": "plaintext", "p521pem13": "plaintext"}
+
+
+def place13(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places held-out-13 after the earlier halves (`place_blind`), with its look-alikes drawn
+    and put in their places first."""
+    earlier: set[str] = set()
+    for p in plants:
+        earlier |= Gen13.grams(p["value"][p["public"]:])
+    g = Gen(random.Random(SEED13 * 7 + 1))
+    chosen = {}
+    for kind, n in LA13_COUNTS.items():
+        for i in range(n):
+            while True:
+                v = LA13_MAKERS[kind](g)
+                if not {w for w in _ordinary_grams8([v]) if sum(c.isalnum() for c in w) >= 3} & earlier:
+                    break
+            chosen[la13(kind, i)] = v
+
+    def put(text: str) -> str:
+        for k, v in chosen.items():
+            text = text.replace(k, v)
+        assert "@LA13." not in text, text
+        return text
+
+    def filled(fn):
+        def out(g):
+            snippet, values = fn(g)
+            return put(snippet), values
+        return out
+    kinds = {k: (paths, lang, put(h), put(f)) for k, (paths, lang, h, f) in FILE_KINDS13.items()}
+    shapes = [(name, kind, filled(fn)) for name, kind, fn in SHAPES13]
+    return place_blind("held-out-13", shapes, Gen13, SEED13, kinds, OWN_PATHS13, OWN_LANG13,
+                       list(chosen.values()), files, own_used, plants)
+
+
 
 
 INSTANCES = 2
@@ -13129,6 +14321,11 @@ def main() -> None:
                                                                    | set(names6) | set(names7) | set(names8) | set(names9) | set(names10)
                                                                    | set(names11))
     files, own_used, plants = place12(files, own_used, plants)
+    names13 = [name for name, _, _ in SHAPES13]
+    assert len(set(names13)) == len(names13) and not set(names13) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
+                                                                   | set(names6) | set(names7) | set(names8) | set(names9) | set(names10)
+                                                                   | set(names11) | set(names12))
+    files, own_used, plants = place13(files, own_used, plants)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -13174,7 +14371,14 @@ def main() -> None:
                   % (SEED12, len(names12), sum(p["half"] == "held-out-12" for p in plants),
                      sum(f["half"] == "held-out-12" for f in out_files),
                      sum(f["half"] == "held-out-12" and f["credential_file"] for f in out_files),
-                     len({k for _n, k, _f in SHAPES12 if k.startswith("own:")}))),
+                     len({k for _n, k, _f in SHAPES12 if k.startswith("own:")}))
+                  + " held-out-13 (seed %d) was written by an eleventh author, blind to the rules and every result: %d shapes, "
+                  "%d credentials in %d files, %d of them credential files of %d formats under ordinary names, with values "
+                  "from its own generator (Gen13); scored once."
+                  % (SEED13, len(names13), sum(p["half"] == "held-out-13" for p in plants),
+                     sum(f["half"] == "held-out-13" for f in out_files),
+                     sum(f["half"] == "held-out-13" and f["credential_file"] for f in out_files),
+                     len({k for _n, k, _f in SHAPES13 if k.startswith("own:")}))),
         "seed": SEED, "split_seed": SPLIT_SEED, "files": out_files, "plants": plants,
     }
     (HERE / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
@@ -13213,19 +14417,22 @@ def main() -> None:
                              "shapes": names11},
              "held_out_12": {"about": "Written by a tenth author, blind to the rules, their thresholds and every result (none "
                                       "read), after held-out-11, with its own value generator; seed %d. Scored once." % SEED12,
-                             "shapes": names12}}
+                             "shapes": names12},
+             "held_out_13": {"about": "Written by an eleventh author, blind to the rules, their thresholds and every result (none "
+                                      "read), after held-out-12, with its own value generator; seed %d. Scored once." % SEED13,
+                             "shapes": names13}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
     for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7", "held-out-8",
-              "held-out-9", "held-out-10", "held-out-11", "held-out-12"):
+              "held-out-9", "held-out-10", "held-out-11", "held-out-12", "held-out-13"):
         n_plants = sum(p["half"] == h for p in plants)
         n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5),
                      "held-out-6": len(names6), "held-out-7": len(names7), "held-out-8": len(names8),
                      "held-out-9": len(names9), "held-out-10": len(names10), "held-out-11": len(names11),
-                     "held-out-12": len(names12)}.get(h)
+                     "held-out-12": len(names12), "held-out-13": len(names13)}.get(h)
                     or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9) + len(names10) + len(names11) + len(names12)
+    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9) + len(names10) + len(names11) + len(names12) + len(names13)
     print(f"all: {len(plants)} credentials, {n_all} shapes")
 
 
