@@ -206,7 +206,11 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
                             || rules::credential_like(value))
                             && !quote_closes_a_string(text, name.range(), target.start())
                             && (secret_as(written)
-                                || quoted && value.len() >= 6 && secret_as(rules::Written::Quoted))
+                                || quoted && value.len() >= 6 && secret_as(rules::Written::Quoted)
+                                || written == rules::Written::Unquoted
+                                    && says == rules::NameSays::Secret
+                                    && rules::is_password_name(name.as_str())
+                                    && word_used_once(text, target.range()))
                     })
                 }
                 Check::NotTemplate => !rules::is_url_placeholder(value),
@@ -219,6 +223,39 @@ pub fn rule_spans(rule: &Rule, text: &str, spans: &mut Vec<Range<usize>>) {
             }
         }
     }
+}
+
+/// An unquoted word after a password's name (`password: hUnOmUjAPifudalu` in YAML, `Pass
+/// GLDROHEGX` in a tool's settings) that is not code: eight characters or more of letters and
+/// digits only (not a snake- or kebab-case name), not a capitalised word, alone at the end of
+/// its line, and written nowhere else in
+/// the text as a word of its own, where a variable (`password: hashedPassword`) would be
+/// declared or used.
+fn word_used_once(text: &str, at: Range<usize>) -> bool {
+    let value = &text[at.clone()];
+    // The value ends its line (a setting), not a command's first word (`$pw = Read-Host …`).
+    let rest = text[at.end..].split('\n').next().unwrap_or("").trim();
+    if !(rest.is_empty() || rest.starts_with('#')) {
+        return false;
+    }
+    let identifier_like = value.starts_with(|c: char| c.is_ascii_uppercase())
+        && value[1..].bytes().all(|b| b.is_ascii_lowercase());
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = text.as_bytes();
+    let standalone = text
+        .match_indices(value)
+        .filter(|(at, _)| {
+            let before = at.checked_sub(1).map(|i| bytes[i]);
+            let after = bytes.get(at + value.len()).copied();
+            !before.is_some_and(is_word) && !after.is_some_and(is_word)
+        })
+        .count();
+    (8..=64).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !identifier_like
+        && !rules::is_reference_or_flag(value)
+        && !rules::is_key_name(value)
+        && standalone == 1
 }
 
 /// The value at `value_start` opens with a quote that closes the string the name is in.
@@ -1038,6 +1075,8 @@ mod tests {
             // name=value lines inside one escaped string; a wiki template's row.
             ("p.load(new StringReader(\"mail.user=ops\\nmail.password=harbor4471\\n\"));\n", "harbor4471"),
             ("| password = quill8Fern\n", "quill8Fern"),
+            // A private key's DER in base64 without its armour, over its lines.
+            ("p12: |\n  MIIGjgIBAzCCBocGCSqGSIb3DQEHAaCCBngEggZ0mgDbKrEz\n  q0HoTNiHcdo7rc+bAWLGwqnjR6evtMc4MSV0uASZfY7p\nmdn: sync\n", "q0HoTNiHcdo7rc+bAWLGwqnjR6evtMc4MSV0uASZfY7p"),
             // A recovery phrase of BIP-39 words, wherever it stands.
             ("> zebra abandon ability able about above absent absorb abstract absurd abuse access\n", "zebra abandon ability able about above absent absorb abstract absurd abuse access"),
             // Command lines: `net use` with the password after the user, lftp with it quoted.

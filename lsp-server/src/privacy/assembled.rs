@@ -857,9 +857,11 @@ fn cell_is_secret(column: Column, value: &str) -> bool {
 
 /// A Markdown table of accounts: the cells under a column whose header says secret
 /// (`| System | User | Password |`, `PIN`, `Token`), when the cell is one token with a digit
-/// or a symbol (`-`, `n/a`, `in the vault` are placeholders, not values).
+/// or a symbol (`-`, `n/a`, `in the vault` are placeholders, not values). DokuWiki's tables
+/// too, whose header row is marked by `^` instead of a rule under it (`^ Site ^ Code ^`).
 fn table_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
-    if !text.contains("|---") && !text.contains("| ---") && !text.contains("|:--") {
+    let dokuwiki = text.starts_with("^ ") || text.contains("\n^ ");
+    if !dokuwiki && !text.contains("|---") && !text.contains("| ---") && !text.contains("|:--") {
         return;
     }
     let mut secret_columns: Vec<(usize, Column)> = Vec::new();
@@ -869,6 +871,19 @@ fn table_column_spans(text: &str, out: &mut Vec<Range<usize>>) {
         let start = offset;
         offset += line.len();
         let trimmed = line.trim();
+        if dokuwiki && trimmed.starts_with('^') {
+            let says: Vec<Column> = trimmed
+                .trim_matches('^')
+                .split('^')
+                .map(column_of)
+                .collect();
+            secret_columns = (0..says.len())
+                .filter(|&i| says[i] != Column::Plain)
+                .map(|i| (i, says[i]))
+                .collect();
+            header = None;
+            continue;
+        }
         if !trimmed.starts_with('|') {
             header = None;
             secret_columns.clear();

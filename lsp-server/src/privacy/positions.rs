@@ -498,6 +498,53 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
     }
 }
 
+/// The base64 of a private key's DER without its armour, by the bytes every such key opens
+/// with: PKCS#12 (`MII…IBAzCC`: version 3), PKCS#8 (`MII…IBADAN`), PKCS#1 RSA (`MII…IBAAKC`),
+/// SEC1 EC (`MHcCAQEE`, `MIGkAgEBB`), Ed25519 PKCS#8 (`MC4CAQAwBQYDK2Vw`). A certificate
+/// (`MII…CCA`) is public and opens otherwise.
+static DER_PRIVATE_KEY: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"MII[A-Za-z0-9+/]{3}IBA(?:zCC|DAN|AKC)|MHcCAQEE|MIGkAgEBB|MC4CAQAwBQYDK2Vw")
+        .expect("valid")
+});
+
+/// The whole base64 run from a DER private key's start: over the lines that continue it (a
+/// YAML block scalar, a wrapped `.env` value), each of base64 characters only.
+fn der_private_key_spans(text: &str, out: &mut Vec<Range<usize>>) {
+    if !text.contains("MI") && !text.contains("MC4C") {
+        return;
+    }
+    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+    let bytes = text.as_bytes();
+    for found in DER_PRIVATE_KEY.find_iter(text) {
+        if found.start() > 0 && is_b64(bytes[found.start() - 1]) {
+            continue;
+        }
+        let mut end = found.end();
+        loop {
+            while end < bytes.len() && is_b64(bytes[end]) {
+                end += 1;
+            }
+            // The next line continues the run when it is base64 alone (after its indent).
+            let rest = &text[end..];
+            let Some(line) = rest
+                .strip_prefix('\n')
+                .or_else(|| rest.strip_prefix("\r\n"))
+            else {
+                break;
+            };
+            let newline = rest.len() - line.len();
+            let body = line.trim_start_matches([' ', '\t']);
+            let run = body.bytes().take_while(|&b| is_b64(b)).count();
+            let line_end = body[run..].starts_with(['\n', '\r']) || run == body.len();
+            if run < 16 || !line_end {
+                break;
+            }
+            end += newline + (line.len() - body.len()) + run;
+        }
+        out.push(found.start()..end);
+    }
+}
+
 /// The BIP-39 English word list (`rules/bip39/`).
 static BIP39: LazyLock<std::collections::HashSet<&'static str>> = LazyLock::new(|| {
     include_str!("../../rules/bip39/english.txt")
@@ -1921,6 +1968,7 @@ pub fn spans(text: &str, out: &mut Vec<Range<usize>>) {
     call_spans(text, out);
     password_field_spans(text, out);
     bip39_phrase_spans(text, out);
+    der_private_key_spans(text, out);
     kubernetes_secret_spans(text, out);
     char_array_spans(text, out);
     connection_call_spans(text, out);

@@ -336,7 +336,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(
             "curl -u user:password",
-            r#"(?:^|\s)(?:-u|--user)\s+["']?[^\s:"']+:(?P<secret>[^\s"'@]+)"#,
+            r#"(?:^|\s)(?:-[A-Za-z]*u|--user)\s+["']?[^\s:"']+:(?P<secret>[^\s"'@]+)"#,
             Shape,
             "curl -u admin:Tr0ub4dor https://api.example.com",
             "Tr0ub4dor",
@@ -567,6 +567,62 @@ pub fn rows() -> Vec<RuleRow> {
             "password: the password of the admin user\nsecret: see the vault\n",
         ),
         // ---- Stop 42: forms the spent halves showed, written generally ------------------------------
+        row!(alone:
+            "a quoted name that says secret, then its quoted value after blanks (`setvar \"wlan.wpa.psk\" \"…\"`, Tcl `dict set c \"password\" \"…\"`)",
+            r#"["'](?P<name>[A-Za-z0-9_.-]{0,40}(?:pass|pwd|secret|token|psk|cred)[A-Za-z0-9_.-]{0,40})["'][ \t]+["'](?P<secret>[^"'\s]{4,})["']"#,
+            SecretName(Quoted),
+            "! U1 setvar \"wlan.wpa.psk\" \"Dock-53027wh\"\n",
+            "Dock-53027wh",
+            "! U1 setvar \"wlan.essid\" \"TFL-Yard\"\nprint(\"password\" \"is required\")\n",
+        ),
+        row!(alone:
+            "an X12 interchange header's authorization and security passwords (`ISA*03*<ISA02>*01*<ISA04>*`)",
+            r"(?-u:\b)ISA\*(?:0[0-9])\*(?P<secret1>[^*\r\n]{1,10})\*(?:0[0-9])\*(?P<secret2>[^*\r\n]{1,10})\*",
+            NotTemplate,
+            "ISA*03*Q7RATE2291*01*PWX83KDLQ0*ZZ*SENDER         *ZZ*RECEIVER       *250512*0914*U*00401*000000001*0*P*>~\n",
+            "PWX83KDLQ0",
+            "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *250512*0914*U*00401*000000001*0*P*>~\n",
+        ),
+        row!(alone:
+            "an EDIFACT interchange header's recipient password (`UNB+…+<control ref>+<password>`)",
+            r"(?-u:\b)UNB\+[^+'\r\n]*\+[^+'\r\n]*\+[^+'\r\n]*\+[^+'\r\n]*\+[^+'\r\n]*\+(?P<secret>[^+':\r\n]{4,14})[+:']",
+            CredentialLike,
+            "UNB+UNOC:3+SENDER:ZZ+RECEIVER:ZZ+250512:0914+48213+QX7PL2MW9+IFTMIN++++1'\n",
+            "QX7PL2MW9",
+            "UNB+UNOC:3+SENDER:ZZ+RECEIVER:ZZ+250512:0914+48213'\n",
+        ),
+        row!(alone:
+            "a user and a password written as two code spans with a slash between (`` `breakglass` / `7K57-6507` ``)",
+            r"`[A-Za-z0-9._@\\-]{1,64}`[ \t]*/[ \t]*`(?P<secret>[A-Za-z0-9!#$%&*+=?@^_~.-]{4,64})`",
+            CredentialLike,
+            "2. If SSO is down, use `breakglass` / `Q7k-5765`.\n",
+            "Q7k-5765",
+            "Set `GOOS` / `GOARCH` for the target.\n| `changed` / `changed:` / `changed(...):` | Changed |\n",
+        ),
+        row!(alone:
+            "passwords of tools that take them by position or by a flag that does not say so (unixODBC `isql DSN user pw`, `schtasks … /RP pw`)",
+            r#"(?i)(?:^|[\s|;&(])isql(?:[ \t]+-[A-Za-z0-9]+)*[ \t]+[A-Za-z0-9_.][A-Za-z0-9_.-]*[ \t]+[A-Za-z0-9_.@\\][A-Za-z0-9_.@\\-]*[ \t]+(?P<secret1>[^\s|;&<>$-][^\s|;&<>]*)|schtasks[^\r\n]*?[ \t]/RP[ \t]+(?P<secret2>[^\s/"*$][^\s"]*)"#,
+            NotTemplate,
+            "isql -b AS400PRD EDIPOLL Q7RDGCNBJ\nschtasks /Create /TN x /RU CORP\\svc /RP Mesa-Diesel7 /F\n",
+            "Q7RDGCNBJ",
+            "isql -b AS400PRD EDIPOLL $ODBC_PASSWORD\nschtasks /Create /TN x /RU SYSTEM /F\n",
+        ),
+        row!(alone:
+            "an Authorization header's value after any scheme word, or with none (`Authorization: Splunk <token>`, `SSWS <token>`, `{ Authorization: \"<token>\" }`)",
+            r#"(?i)(?-u:\b)(?:proxy-)?authorization["']?[ \t]*(?:[:=][ \t]*["']?|,[ \t]*["'])(?:[A-Za-z][A-Za-z-]{1,15}[ \t]+)?(?P<secret>[A-Za-z0-9._~+/=:-]{16,})(?:[^A-Za-z0-9._~+/=:(-]|$)"#,
+            CredentialLike,
+            "curl -H \"Authorization: Splunk 0F3C9A1E-7B2D-4E8F-9A6C-5D4B3A2F1E0D\" https://hec.example:8088\n",
+            "0F3C9A1E-7B2D-4E8F-9A6C-5D4B3A2F1E0D",
+            "headers = {\"Authorization\": \"Bearer \" + token}\nheaders.insert(AUTHORIZATION, HeaderValue::from_static(\"let me in\"));\n",
+        ),
+        row!(alone:
+            "a literal stored under a constant that names a password (`ctx.put(BindingProvider.PASSWORD_PROPERTY, \"…\")`, `env.put(Context.SECURITY_CREDENTIALS, \"…\")`, `setProperty(JCO_PASSWD, \"…\")`)",
+            r#"(?-u:\b)(?:[A-Z][A-Z0-9_]*_)?(?P<name>PASSWORD|PASSWD|PASSPHRASE|SECRET|CREDENTIALS)(?:_(?:PROPERTY|PROP|KEY|ATTR|ATTRIBUTE|PARAM|VALUE))?(?-u:\b)[ \t]*,[ \t]*"(?P<secret>[^"\r\n]{4,})""#,
+            SecretName(Quoted),
+            "        ctx.put(BindingProvider.PASSWORD_PROPERTY, \"Quay-4471\");\n",
+            "Quay-4471",
+            "ctx.put(BindingProvider.USERNAME_PROPERTY, \"svc\");\nm.put(MIN_PASSWORD_LENGTH, \"12\");\n",
+        ),
         row!(alone:
             "a password piped into a command that reads it from standard input (`echo pw | sudo -S`, `printf '%s\\n' pw | passwd --stdin u`, `| chpasswd`)",
             r#"(?:^|[\s;&(])(?:echo(?:[ \t]+-[ne]+)?|printf(?:[ \t]+['"]%s\\n['"])?)[ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"$\r\n]+)"|(?P<secret3>[^\s|'"$;&]+))[ \t]*\|[ \t]*(?:sudo[ \t]+(?:-[A-Za-z]+[ \t]+)*-[A-Za-z]*S|[A-Za-z/]*passwd[ \t]+--stdin|[A-Za-z/]*chpasswd|docker[ \t]+login[^\r\n|]*--password-stdin)"#,
@@ -1312,7 +1368,13 @@ pub fn looks_random(value: &str) -> bool {
     let token_chars = v
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"+/=_-.~".contains(&b));
-    token_chars && is_mixed(v) && entropy(v) >= 3.5
+    // Capitals and digits only (ThingSpeak's, base32 and many vendors' keys): both in number.
+    let upper_alnum = v
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && v.bytes().filter(u8::is_ascii_digit).count() >= 3
+        && v.bytes().filter(u8::is_ascii_uppercase).count() >= 3;
+    token_chars && (is_mixed(v) || upper_alnum) && entropy(v) >= 3.4
 }
 
 /// A literal in a credential position (an argument of `login(user, …)`, a value after
@@ -1399,15 +1461,32 @@ fn unquoted_is_secret(value: &str) -> bool {
 /// is a password's own (`spring.mail.password=0715104114`, `pass = la luna llena brilla`), can
 /// only be the password: four digits or more (a number a person chose: a phone number, a
 /// date), or a few plain words that are not a sentence nor the name of a field.
-fn unquoted_password(last: &str, value: &str) -> bool {
-    let password_name = ["password", "passwd", "pwd", "pass", "passphrase"]
+/// A name whose last word is a password's own (`password`, `DB_PASS`, `bind_pw`, `keystorePassword`).
+pub fn is_password_name(name: &str) -> bool {
+    let words = name_words(name);
+    words.last().is_some_and(|last| is_password_word(last))
+}
+
+fn is_password_word(last: &str) -> bool {
+    ["password", "passwd", "pwd", "pass", "passphrase"]
         .iter()
         .any(|w| last.ends_with(w))
-        || last == "pw";
+        || last == "pw"
+}
+
+fn unquoted_password(last: &str, value: &str) -> bool {
+    let password_name = is_password_word(last);
     if !password_name || is_reference_or_flag(value) || is_key_name(value) {
         return false;
     }
-    let digits = (4..=32).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit());
+    // Digits, or digits in groups (`12-15-25-48-68`, lottery picks, a date).
+    let digits = (4..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'-' || b == b'.')
+        && value.bytes().filter(u8::is_ascii_digit).count() >= 4
+        && !value.starts_with(['-', '.'])
+        && !value.contains("..");
     let words: Vec<&str> = value.split_whitespace().collect();
     let phrase = (2..=8).contains(&words.len())
         && words.iter().all(|w| {
