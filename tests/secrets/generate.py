@@ -150,6 +150,40 @@ in their ordinary text, and 44 credential files of 22 more tools' and key format
 vsftpd virtual users, Nagios resource.cfg, sapnwrfc.ini, PuTTY registry exports, hub, wvdial, pfSense,
 Odoo, Node-RED, zuliprc, signify and P-521 keys); scored once. Its values share no 6-character piece
 with any earlier value, nor with the ordinary text of any half, its own included.
+`held-out-14` (SHAPES14, seed SEED14 = 14731) was written by a twelfth author, blind to the rules, their
+thresholds and every result, after held-out-13 and before any further rule change, with a value
+generator of its own (`Gen14`): passwords as people at a university's research computing group choose
+them (an organism's binomial run together, a cell line or a mouse strain, a conference and a year, a
+scientist and a birth year, LaTeX math, Fortran keywords in capitals or Greek letters or coffee orders
+run together with no digit or symbol, a building and a room, pwqgen's word-symbol-word ones, makepasswd's
+short ones, `secrets.token_urlsafe(16)`, `date | md5sum | head -c 12`, a course and a semester, a
+physical constant's digits, a mountain and its height, a thesis draft, an instrument and its model),
+short lab passwords, PINs, door and freezer codes and Duo bypass codes, provider tokens of some forty
+formats not drawn before with their real public prefixes and lengths (Zenodo, Dataverse, REDCap, Zotero,
+Elsevier, Copernicus CDS, ECMWF, Materials Project, IBM Quantum, D-Wave, ClearML, Comet, Neptune,
+Seqera, Posit Connect, shinyapps.io, Quay and Harbor robots, InfluxDB, Nextcloud app passwords, Canvas,
+Overleaf, Duo, Planet, ArcGIS, Tableau, Smartsheet, Gurobi WLS, Globus, ORCID, LabArchives, Discourse,
+Coveralls, BaseSpace, OpenStack application credentials, Ceph RGW, IDrive e2), JWTs of Slurm, HTCondor
+IDTOKENs, Sylabs and Earthdata Login, MUNGE keys, Ceph keys, SSH.com (SSH2) encrypted private keys,
+gpg-agent private-key files, Duo HOTP secrets, SAS PWENCODE output, and values written LaTeX-escaped,
+ROT47'd, as MATLAB character codes, as a PowerShell -EncodedCommand, hex-packed for Perl, base64 in
+LDIF, percent-encoded, and split over a Fortran continuation line, a MATLAB `...` continuation, R's
+paste0 and Julia's `*`. 150 shapes in none of the earlier sets (356 credentials, 144 files), a
+university research computing group's repositories across some fifty languages and formats (Slurm
+batch and admin scripts, Python pipelines and pytest fixtures, notebooks, R, Julia, MATLAB, Fortran,
+Stata, SAS, C++, Perl, PHP, Java, TypeScript, Django settings, JupyterHub and zero-to-jupyterhub
+configs, Nextflow, Snakemake, Cromwell HOCON, Apptainer definitions, Tcl and Lua modulefiles, Ansible,
+OpenStack Terraform, GitLab CI, Makefiles, Dockerfiles, systemd units, crontabs, Apache, LDIF, SQL,
+CSV exports, LaTeX, Sphinx, runbooks, MediaWiki pages, Mailman archives, RT tickets, Matrix exports,
+Slurm job logs, Betamax cassettes, instrument PCs' INI, PowerShell and batch files, env files under odd
+names), with look-alikes (commits, dataset checksums, sample UUIDs, DOIs, ORCID iDs, SRA accessions,
+grant numbers, job ids, an inline image, a Jupyter argon2 hash, public keys) in their ordinary text,
+and 44 credential files of 22 more tools' and key formats under ordinary names (MUNGE, slurmdbd.conf,
+pam_duo, xCAT passwd tables, Ceph keyrings, Gurobi WLS licences, clearml.conf, DVC config.local,
+Apptainer remote.yaml, HTCondor IDTOKENs, Julia auth.toml, rsconnect DCF, BaseSpace CLI, .xnat_auth,
+.cdsapirc, .ecmwfapirc, qiskit-ibm.json, dwave.conf, mailman.cfg, Spack mirrors.yaml, gpg-agent key
+files, SSH2 private keys); scored once. Its values share no 6-character piece with any earlier value,
+nor with the ordinary text of any half, its own included.
 
 Each half is its own workspace: every file holds shapes of one half only. A credential is
 recorded with its value and how much of its start is public (a provider's prefix such as
@@ -14218,6 +14252,1187 @@ def place13(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list
                        list(chosen.values()), files, own_used, plants)
 
 
+# ---- A fourteenth held-out set (held-out-14) -----------------------------------------------
+# Written by a twelfth author, blind to the redaction rules, their thresholds and every result,
+# with a seed of its own and a value generator of its own, `Gen14` (built on Gen13's bookkeeping:
+# a value is drawn again until none of its 6-character pieces is taken), so that the values of
+# the first thirteen corpora stay as they were. The workspace is the repositories of a university
+# research computing group (Kestrel Bay University, Research Computing and Data: the Kittiwake HPC
+# cluster and its Slurm, storage and LDAP administration, lab instruments and their Windows PCs,
+# data pipelines in Python, R, Julia, MATLAB, Fortran, Stata and SAS, Nextflow, Snakemake and
+# Cromwell workflows, a JupyterHub, Apptainer containers, modulefiles, a grant-management web app,
+# a LIMS bridge, students' projects, a MediaWiki, Sphinx docs, Mailman archives, helpdesk tickets
+# and chat exports). Gen14's values: passwords as people there choose them (an organism's binomial
+# run together, a cell line or a mouse strain, a conference and a year, a scientist and a birth
+# year, LaTeX math, Fortran keywords in capitals run together, Greek letters run together, a
+# building and a room, pwqgen's word-symbol-word ones, makepasswd's short ones, Python's
+# `secrets.token_urlsafe(16)`, `date | md5sum | head -c 12`, a course and a semester, a physical
+# constant's digits, a mountain and its height, a thesis draft, an instrument and its model,
+# coffee orders run together), short lab passwords, PINs, freezer and door codes and Duo bypass
+# codes, provider tokens of some forty formats not drawn before with their real public prefixes
+# and lengths (research data repositories, bibliographic and climate-data APIs, experiment
+# trackers, quantum computing services, Posit and shinyapps.io, Quay and Harbor robots, InfluxDB,
+# Nextcloud app passwords, Canvas, Overleaf, Duo, Planet, ArcGIS, D-Wave, Tableau, Gurobi WLS,
+# OpenStack application credentials), JWTs of Slurm, HTCondor IDTOKENs, Sylabs and Earthdata Login,
+# Neptune's and Seqera's base64 JSON tokens, MUNGE keys, Ceph keys, SSH.com (SSH2) encrypted private
+# keys, gpg-agent private-key files, Duo token secrets, SAS PWENCODE output, and values written
+# LaTeX-escaped, ROT47'd, as MATLAB character codes, as PowerShell encoded commands, hex-packed for
+# Perl, base64 in LDIF, percent-encoded, split over a Fortran continuation line, a MATLAB `...`
+# continuation, R's paste0 and Julia's string concatenation.
+SEED14 = 14731
+SHAPES14: list[tuple[str, str, object]] = []
+
+
+shape14 = shape_into(SHAPES14)
+
+
+t14 = templates_into(SHAPES14)
+
+
+SLURMJWT14 = (',"iat":', ',"sun":"', '"}')
+CONDORJWT14 = (',"iss":"cm.hpc.kbu.example:9618","jti":"',
+               '","scope":"condor:/READ condor:/WRITE condor:/ADVERTISE_STARTD condor:/ADVERTISE_MASTER","sub":"', '@hpc.kbu.example"}')
+SYLABSJWT14 = (',"iat":', ',"iss":"https://auth.sylabs.io","sub":"', '"}')
+EDLJWT14 = ('","exp":', ',"iat":', ',"iss":"https://urs.earthdata.nasa.gov","identity_provider":"edl_ops","acr":"edl"}')
+# The same in every Slurm, HTCondor, Sylabs and Earthdata Login token (their claim names, in their
+# middles, and the user names that end them).
+SEQERA14 = (',"token":"',)
+USERS14 = (',"sun":"svc_portal"}', ',"sun":"root"}', ',"sun":"kokafor"}', 'okafor_svc@hpc.kbu.example"}')
+
+
+def b64_ends14(segment: str) -> list[str]:
+    """The base64url characters that `segment` alone decides when it ends a JWT's claims, at each
+    of the three alignments, with the dot that follows them."""
+    out = []
+    for off in range(3):
+        enc = base64.urlsafe_b64encode(b"\0" * off + segment.encode()).decode().rstrip("=")
+        out.append(enc[-(-8 * off // 6):] + ".")
+    return out
+
+
+FIXED14 = tuple(sorted(set(c for seg in SLURMJWT14 + CONDORJWT14 + SYLABSJWT14 + EDLJWT14 + USERS14 + SEQERA14 for c in b64_cores13(seg))
+                       | set(c for seg in USERS14 + EDLJWT14[2:] for c in b64_ends14(seg)), key=lambda c: (-len(c), c)))
+
+ORGANISMS14 = ["escherichiacoli", "daniorerio", "musmusculus", "arabidopsisthaliana", "drosophilamelanogaster",
+               "caenorhabditiselegans", "saccharomycescerevisiae", "xenopuslaevis", "bacillussubtilis", "pseudomonasputida",
+               "chlamydomonasreinhardtii", "physcomitrellapatens", "tetrahymenathermophila", "neurosporacrassa",
+               "dictyosteliumdiscoideum", "zeamays", "oryzasativa", "medicagotruncatula", "plasmodiumfalciparum",
+               "trypanosomabrucei", "vibriofischeri", "streptomycescoelicolor", "aplysiacalifornica", "nematostellavectensis",
+               "schizosaccharomycespombe", "hydravulgaris", "volvoxcarteri", "ciona intestinalis".replace(" ", "")]
+CELLS14 = ["HEK293T", "HeLa", "CHO-K1", "C57BL/6J", "BALB/c", "Jurkat", "MCF7", "A549", "U2OS", "NIH3T3", "HepG2", "K562",
+           "SH-SY5Y", "Vero", "HCT116", "PC12", "RAW264.7", "DBA/2J", "FVB/N", "129S1"]
+CONF14 = ["NeurIPS", "ICML", "ISMB", "RECOMB", "SC", "CVPR", "ACL", "AGU", "APS", "KDD", "SIGGRAPH", "ICLR", "PEARC", "ISC",
+          "EMNLP", "AAAS", "ASMS", "CryoEM", "GRC", "AACR"]
+SCI14 = [("Curie", 1867), ("Franklin", 1920), ("Noether", 1882), ("Lovelace", 1815), ("Turing", 1912), ("Hopper", 1906),
+         ("McClintock", 1902), ("Feynman", 1918), ("Ramanujan", 1887), ("Meitner", 1878), ("Darwin", 1809), ("Mendel", 1822),
+         ("Hodgkin", 1910), ("Dirac", 1902), ("Goodall", 1934), ("Chandrasekhar", 1910), ("Kepler", 1571), ("Faraday", 1791),
+         ("Lavoisier", 1743), ("Pasteur", 1822), ("Heisenberg", 1901), ("Wu", 1912), ("Hubble", 1889)]
+LATEX14 = ["\\mathbb{R}^3", "\\hbar\\omega", "e^{i\\pi}+1=0", "\\nabla\\times B", "\\sum_{n=1}^\\infty", "\\int_0^1f(x)dx",
+           "\\alpha\\beta\\gamma", "\\partial_tu", "\\sqrt{2}", "\\lambda_{max}", "\\Delta G", "\\mathcal{O}(n)", "\\epsilon_0",
+           "\\chi^2", "\\vec{k}"]
+FORTRAN14 = ["IMPLICIT", "NONE", "CONTINUE", "ENDDO", "SUBROUTINE", "ALLOCATE", "INTENT", "COMMON", "EQUIVALENCE", "DIMENSION",
+             "FORMAT", "GOTO", "PROGRAM", "MODULE", "PURE", "ELEMENTAL", "WHERE", "FORALL", "BLOCKDATA", "ENTRY", "DEALLOCATE",
+             "RECURSIVE", "COMPLEX", "LOGICAL", "PARAMETER"]
+GREEK14 = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi",
+           "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"]
+BUILDINGS14 = ["Hillman", "Baird", "Kessler", "Okafor", "Ferrand", "Pruitt", "Sato", "Abernathy", "Whitcombe", "Ostrander",
+               "Varga", "Quist", "Bldg", "Annex", "Science"]
+PWQ14 = ["Tandem", "Scary", "Cargo", "Plaza", "Lemon", "Brisk", "Ozone", "Gravy", "Tulip", "Viper", "Quota", "Rumba", "Fjord",
+         "Nylon", "Pecan", "Solar", "Hazel", "Motel", "Bingo", "Crisp", "Delta", "Ferry", "Glyph", "Irony", "Jumbo", "Kiosk",
+         "Lilac", "Mocha", "Nudge", "Otter", "Polka", "Quirk", "Radar", "Salsa", "Tweed", "Umbra", "Vinyl", "Waltz", "Yacht",
+         "Zebra", "acorn", "bagel", "cider", "dune", "elbow", "fable", "gecko", "hinge", "ivory", "joker", "kazoo", "latch"]
+PWQ_SEP14 = "23456789-_+=&%*!.,:"
+COURSE14 = ["CS", "PHYS", "CHEM", "BIOL", "MATH", "STAT", "ASTR", "GEOL", "ECON", "NEUR", "EEB", "MCB", "ATMO", "BME"]
+TERM14 = ["fall", "spring", "Sp", "Fa", "su", "FA", "SP", "W"]
+CONST14 = ["3.14159265", "2.7182818", "6.02214076", "1.6180339", "299792458", "6.626e-34", "1.380649e-23", "9.80665",
+           "8.314462", "1.602176634", "6.674e-11", "0.5772156", "1.41421356", "137.035999", "2.99792e8", "4.669201"]
+PEAKS14 = [("Rainier", 14411), ("Whitney", 14505), ("Shasta", 14179), ("Elbert", 14440), ("Hood", 11249), ("Baker", 10781),
+           ("Olympus", 7980), ("Katahdin", 5267), ("Denali", 20310), ("Adams", 12276), ("Jefferson", 10497), ("Lassen", 10457),
+           ("Mauna Kea".replace(" ", ""), 13803), ("Kilimanjaro", 19341), ("Matterhorn", 14692)]
+THESIS14 = ["ThesisDraft", "thesis_final", "Defense", "QualExam", "Prelims", "Chapter", "Dissertation", "Postdoc", "Manuscript",
+            "Rebuttal", "Reviewer", "CameraReady"]
+INSTR14 = [("Orbitrap", "Exploris480"), ("NovaSeq", "6000"), ("Krios", "G4"), ("Talos", "F200X"), ("MiSeq", "v3"),
+           ("QExactive", "HF"), ("Zeiss", "LSM980"), ("Nikon", "A1R"), ("Bruker", "AV600"), ("Leica", "SP8"), ("Agilent", "6545"),
+           ("NextSeq", "2000"), ("Olympus", "FV3000"), ("Waters", "XevoTQ"), ("Glacios", "2"), ("Aquilos", "2"), ("Fortessa", "X20"),
+           ("PromethION", "24"), ("Vanquish", "Neo"), ("Lumos", "Fusion")]
+COFFEE14 = ["oatflatwhite", "doubleespresso", "cortado", "halfcaflatte", "chaitea", "macchiato", "coldbrew", "redeye",
+            "americano", "mochaccino", "breve", "affogato", "ristretto", "londonfog", "matchalatte", "drip"]
+MAKEPASSWD14 = B62
+ROT47_14 = {chr(c): chr(33 + (c - 33 + 47) % 94) for c in range(33, 127)}
+
+
+def rot47(v: str) -> str:
+    return "".join(ROT47_14.get(c, c) for c in v)
+
+
+def latex_esc(v: str) -> str:
+    """`v` as LaTeX source has to write it in running text."""
+    out = []
+    for c in v:
+        out.append("\\" + c if c in "_%&#$" else c)
+    return "".join(out)
+
+
+def ps_encoded(text: str) -> str:
+    """PowerShell's -EncodedCommand: base64 of the script's UTF-16LE bytes."""
+    return base64.b64encode(text.encode("utf-16-le")).decode()
+
+
+class Gen14(Gen13):
+    """held-out-14's values. Gen13's bookkeeping (`fresh`: no 6-character piece, case ignored, of
+    a value's secret part is in `taken`), with held-out-14's own kinds of values."""
+
+    @staticmethod
+    def grams(rest: str) -> set[str]:
+        for fixed in FIXED14 + FIXED13 + FIXED12 + FIXED9 + FIXED8:
+            rest = rest.replace(fixed, "\0" * len(fixed))
+        rest = rest.lower()
+        return {w for w in (rest[i:i + 6] for i in range(len(rest) - 5)) if "\0" not in w}
+
+    def pwqgen(self) -> str:
+        """passwdqc's pwqgen: three words joined by a digit or a symbol each, some capitalised."""
+        r = self.r
+        words = [r.choice(PWQ14) for _ in range(3)]
+        words = [w.capitalize() if r.random() < 0.5 else w.lower() for w in words]
+        return words[0] + r.choice(PWQ_SEP14) + words[1] + r.choice(PWQ_SEP14) + words[2]
+
+    def _human(self) -> str:
+        r = self.r
+        k = r.random()
+        if k < 0.07:  # an organism's binomial run together: no digit, no symbol
+            w = r.choice(ORGANISMS14)
+            return w if r.random() < 0.6 else w.capitalize()
+        if k < 0.13:  # a cell line or a mouse strain
+            return r.choice(CELLS14) + r.choice(["", "!", "_", "#", "-"]) + r.choice(["", str(r.randint(1, 99)), "lab", "Lab", "cells"])
+        if k < 0.19:  # a conference and a year
+            return r.choice(CONF14) + r.choice(["", "_", "-", "@"]) + r.choice([str(r.randint(2012, 2025)), f"{r.randint(12, 25)}"]) + r.choice(["", "!", "?", "Poster"])
+        if k < 0.25:  # a scientist and a birth year
+            a, y = r.choice(SCI14)
+            return r.choice([a, a.lower(), a.upper()]) + r.choice(["", "_", ".", "#"]) + str(y) + r.choice(["", "!", "*"])
+        if k < 0.29:  # LaTeX math
+            return r.choice(LATEX14)
+        if k < 0.34:  # Fortran keywords in capitals run together: no digit, no symbol
+            return "".join(r.sample(FORTRAN14, r.choice([2, 3])))
+        if k < 0.38:  # Greek letters run together: no digit, no symbol
+            return "".join(r.sample(GREEK14, r.choice([3, 4])))
+        if k < 0.43:  # a building and a room
+            return r.choice(BUILDINGS14) + r.choice(["-B", "Rm", "_", "-", "", "#"]) + str(r.randint(101, 499)) + r.choice(["", "A", "B", "!", "c"])
+        if k < 0.50:  # pwqgen
+            return self.pwqgen()
+        if k < 0.55:  # makepasswd's default: 8 to 10 letters and digits
+            return self.s(MAKEPASSWD14, r.randint(8, 10))
+        if k < 0.60:  # secrets.token_urlsafe(16)
+            return self.s(URLSAFE, 22)
+        if k < 0.64:  # date | md5sum | head -c 12
+            return self.hex(12)
+        if k < 0.69:  # a course and a semester
+            return r.choice(COURSE14) + str(r.randint(1000, 4999)) + r.choice(["", "-", "_"]) + r.choice(TERM14) + str(r.randint(15, 25))
+        if k < 0.73:  # a physical constant's digits
+            return r.choice(CONST14) + r.choice(["", "!", "pi", "#", "c"])
+        if k < 0.78:  # a mountain and its height
+            a, h = r.choice(PEAKS14)
+            return r.choice([a, a.lower()]) + r.choice(["", "-", "_", "@"]) + str(h) + r.choice(["", "ft", "m", "!"])
+        if k < 0.83:  # a thesis draft
+            return r.choice(THESIS14) + r.choice(["_v", "V", "-v", "", "#"]) + str(r.choice([r.randint(2, 19), r.randint(2009, 2025)])) + r.choice(["", "!", "final", "FINAL"])
+        if k < 0.90:  # an instrument and its model
+            a, b = r.choice(INSTR14)
+            return r.choice([a, a.lower()]) + r.choice(["", "-", "_", "+", "#"]) + b + r.choice(["", "!", str(r.randint(1, 9)), "?"])
+        # coffee orders run together: no digit, no symbol
+        return "".join(r.sample(COFFEE14, 2))
+
+    def short(self) -> str:
+        """A short lab password: six to eight lower-case letters and digits."""
+        def make():
+            v = self.s(LOWER_NUM, self.r.randint(6, 8))
+            return v if any(c.isdigit() for c in v) and any(c.isalpha() for c in v) else "x"
+        return self.fresh(make)
+
+    def plain(self) -> str:
+        """A password with no digit and no symbol at all."""
+        def make():
+            v = self._human()
+            return v if v.isalpha() else "x"
+        return self.fresh(make)
+
+    def latexpw(self) -> str:
+        """A password as a LaTeX document has to write it: `_`, `%`, `&`, `#` and `$` escaped."""
+        def source():
+            while True:
+                pw = self._human()
+                if not any(c in "\\{}^~ " for c in pw):
+                    break
+            return pw if any(c in "_%&#$" for c in pw) else pw + self.r.choice(["_", "%", "&", "#1", "_x"])
+        return self.enc(latex_esc, "", source)
+
+    def rot47pw(self, bad: str = "") -> str:
+        return self.enc(rot47, bad)
+
+    def matcodes(self) -> str:
+        """A password as MATLAB character codes: `char([...])`."""
+        def source():
+            while True:
+                pw = self._human()
+                if " " not in pw:
+                    return pw
+        return self.enc(lambda pw: " ".join(str(ord(c)) for c in pw), "", source)
+
+    def ps_enc(self, prefix: str) -> tuple[str, int]:
+        """A PowerShell -EncodedCommand whose script ends with a password after `prefix`."""
+        pub = b64_prefix_public(prefix.encode("utf-16-le").decode("latin-1"))
+
+        def source():
+            while True:
+                pw = self._human()
+                if not any(c in "'\"`$ " for c in pw):
+                    return pw
+        return self.enc(lambda pw: ps_encoded(prefix + pw + "'"), "", source, pub)
+
+    def duo_bypass(self) -> str:
+        return self.pin(9)
+
+    def hotp_secret(self) -> str:
+        return self.khex(40)
+
+    # -- keys ----------------------------------------------------------------------------------
+    def munge(self) -> str:
+        """A MUNGE key as `base64 /etc/munge/munge.key` shows it: 1024 random bytes, 76 a line."""
+        def make():
+            b = base64.b64encode(self.raw(1024)).decode()
+            return "\n".join(b[i:i + 76] for i in range(0, len(b), 76))
+        return self.fresh(make)
+
+    def cephkey(self) -> tuple[str, int]:
+        """A Ceph secret: type 1, its creation time, 16 and sixteen key bytes, base64 (`AQ...==`)."""
+        def make():
+            t = self.r.randint(1_600_000_000, 1_750_000_000)
+            raw = (b"\x01\x00" + t.to_bytes(4, "little") + self.r.randrange(10**9).to_bytes(4, "little") + b"\x10\x00"
+                   + self.raw(16))
+            return base64.b64encode(raw).decode()
+        return self.fresh(make, 2), 2
+
+    def ssh2enc(self) -> tuple[str, int]:
+        """An SSH.com (SSH2) encrypted private key's body, 70 a line: its magic, length, key type and
+        cipher name are public; the rest is the encrypted key."""
+        ktype = b"if-modn{sign{rsa-pkcs1-sha1},encrypt{rsa-pkcs1v2-oaep}}"
+        cipher = b"3des-cbc"
+        n = 1184
+        body = len(ktype).to_bytes(4, "big") + ktype + len(cipher).to_bytes(4, "big") + cipher + n.to_bytes(4, "big")
+        head = bytes.fromhex("3f6ff9eb") + (8 + len(body) + n).to_bytes(4, "big") + body
+        pub = b64_prefix_public(head.decode("latin-1"))
+        pub_wrapped = pub + pub // 70
+
+        def make():
+            b = base64.b64encode(head + self.raw(n)).decode()
+            return "\n".join(b[i:i + 70] for i in range(0, len(b), 70))
+        return self.fresh(make, pub_wrapped), pub_wrapped
+
+    def gpg_d(self) -> str:
+        """The secret scalar of a gpg-agent Ed25519 key file, upper-case hex."""
+        return self.khex(64, True)
+
+    def neptune(self) -> tuple[str, int]:
+        pre = '{"api_address":"https://app.neptune.ai","api_url":"https://app.neptune.ai","api_key":"'
+        pub = b64_prefix_public(pre)
+        return self.fresh(lambda: base64.b64encode((pre + self.uuid() + '"}').encode()).decode(), pub), pub
+
+    def seqera(self) -> tuple[str, int]:
+        """A Seqera Platform (Tower) access token: base64 of its JSON, `{"tid":` public."""
+        pub = b64_prefix_public('{"tid":')
+        return self.fresh(lambda: b64s('{"tid":' + str(self.r.randint(1000, 99999)) + SEQERA14[0] + self.hex(40) + '"}'), pub), pub
+
+    def tableau(self) -> str:
+        return self.fresh(lambda: base64.b64encode(self.raw(16)).decode() + ":" + self.b62(32))
+
+    def jwt14(self, header: str, fixed: str, rest, sig_len: int) -> tuple[str, int]:
+        head = base64.urlsafe_b64encode(header.encode()).decode().rstrip("=")
+        public = len(head) + 1 + b64_prefix_public(fixed)
+
+        def make():
+            body = base64.urlsafe_b64encode((fixed + rest()).encode()).decode().rstrip("=")
+            return f"{head}.{body}.{self.s(URLSAFE, sig_len)}"
+        return self.fresh(make, public), public
+
+    def slurmjwt(self, user: str) -> tuple[str, int]:
+        r = self.r
+
+        def rest():
+            iat = r.randint(1_735_000_000, 1_750_000_000)
+            return f"{iat + r.choice([1800, 3600, 86400, 604800])}"[2:] + SLURMJWT14[0] + str(iat) + SLURMJWT14[1] + user + SLURMJWT14[2]
+        return self.jwt14('{"alg":"HS256","typ":"JWT"}', '{"exp":17', rest, 43)
+
+    def condortoken(self, user: str) -> tuple[str, int]:
+        r = self.r
+        return self.jwt14('{"alg":"HS256","kid":"POOL"}', '{"iat":17',
+                          lambda: str(r.randint(1_700_000_000, 1_750_000_000))[2:] + CONDORJWT14[0] + self.hex(32) + CONDORJWT14[1] + user
+                          + CONDORJWT14[2], 43)
+
+    def sylabs(self) -> tuple[str, int]:
+        r = self.r
+
+        def rest():
+            iat = r.randint(1_730_000_000, 1_750_000_000)
+            return f"{iat + 2592000}"[2:] + SYLABSJWT14[0] + str(iat) + SYLABSJWT14[1] + self.hex(24) + SYLABSJWT14[2]
+        return self.jwt14('{"alg":"RS256","typ":"JWT"}', '{"exp":17', rest, 342)
+
+    def earthdata(self, uid: str) -> tuple[str, int]:
+        r = self.r
+
+        def rest():
+            iat = r.randint(1_735_000_000, 1_750_000_000)
+            return EDLJWT14[0] + str(iat + 5184000) + EDLJWT14[1] + str(iat) + EDLJWT14[2]
+        return self.jwt14('{"typ":"JWT","origin":"Earthdata Login","sig":"edljwtpubkey_ops","alg":"RS256"}',
+                          '{"type":"User","uid":"' + uid, rest, 342)
+
+    def tok(self, kind: str) -> tuple[str, int]:
+        r, s = self.r, self.s
+        if kind == "canvas":
+            pre = "15239~"
+            return self.fresh(lambda: pre + self.b62(64), len(pre)), len(pre)
+        if kind == "cds":
+            pre = str(r.randint(100000, 399999)) + ":"
+            return self.fresh(lambda: pre + self.uuid(), len(pre)), len(pre)
+        formats = {
+            "zenodo": ("", lambda: self.b62(60)),
+            "globus_secret": ("", lambda: base64.b64encode(self.raw(32)).decode()),
+            "dataverse": ("", lambda: self.uuid()),
+            "redcap": ("", lambda: self.hex(32).upper()),
+            "zotero": ("", lambda: self.b62(24)),
+            "elsevier": ("", lambda: self.hex(32)),
+            "clearml_key": ("", lambda: s(UPPER_NUM, 30)),
+            "clearml_secret": ("", lambda: self.b62(50)),
+            "comet": ("", lambda: self.b62(25)),
+            "posit": ("", lambda: self.b62(32)),
+            "shiny_token": ("", lambda: self.hex(32).upper()),
+            "shiny_secret": ("", lambda: base64.b64encode(self.raw(30)).decode()),
+            "quay": ("", lambda: s(UPPER_NUM, 64)),
+            "harbor": ("", lambda: self.b62(32)),
+            "influx": ("", lambda: base64.urlsafe_b64encode(self.raw(64)).decode()),
+            "nextcloud": ("", lambda: "-".join(self.b62(5) for _ in range(5))),
+            "basespace": ("", lambda: self.hex(32)),
+            "discourse": ("", lambda: self.hex(64)),
+            "overleaf": ("olp_", lambda: self.b62(36)),
+            "duo_skey": ("", lambda: self.b62(40)),
+            "planet": ("PLAK", lambda: self.hex(32)),
+            "arcgis": ("AAPK", lambda: self.hex(32) + s(URLSAFE, 64)),
+            "dwave": ("DEV-", lambda: self.hex(40)),
+            "ibmq": ("", lambda: self.hex(128)),
+            "mp": ("", lambda: self.b62(32)),
+            "ecmwf": ("", lambda: self.hex(32)),
+            "coveralls": ("", lambda: self.b62(33)),
+            "smartsheet": ("", lambda: self.b62(37)),
+            "e2_id": ("", lambda: s(UPPER_NUM, 20)),
+            "e2_secret": ("", lambda: self.b62(40)),
+            "app_cred": ("", lambda: s(URLSAFE, 86)),
+            "rgw_id": ("", lambda: s(UPPER_NUM, 20)),
+            "rgw_secret": ("", lambda: self.b62(40)),
+            "jhub": ("", lambda: self.hex(32)),
+            "jhub_cookie": ("", lambda: self.hex(64)),
+            "orcid_secret": ("", lambda: self.uuid()),
+            "labarchives": ("", lambda: base64.b64encode(self.raw(21)).decode()),
+            "gurobi_wls": ("", lambda: self.uuid()),
+        }
+        prefix, make = formats[kind]
+        return self.fresh(lambda: prefix + make(), len(prefix)), len(prefix)
+
+
+# Look-alikes (not credentials) for the ordinary text of the held-out-14 files: commits, dataset
+# checksums, sample UUIDs, DOIs, ORCID iDs, SRA accessions, grant numbers, an inline image, a
+# Jupyter argon2 password hash, public keys. Templates hold their places (`la14`); `place14` draws
+# them, from their own generator, skipping any that shares a piece with an earlier value.
+LA14_MAKERS = {
+    "SHA1": lambda g: g.hex(40),
+    "SHA256": lambda g: g.hex(64),
+    "MD5": lambda g: g.hex(32),
+    "UUID": lambda g: g.uuid(),
+    "DOI": lambda g: "10." + str(g.r.randint(1000, 9999)) + "/" + g.r.choice(["zenodo.", "s41586-0", "j.cell.20", "nature", "elife."])
+                     + g.s(string.digits, 7),
+    "ORCID": lambda g: "0000-000" + g.s(string.digits, 1) + "-" + g.s(string.digits, 4) + "-" + g.s(string.digits, 3) + g.r.choice(string.digits + "X"),
+    "SRR": lambda g: "SRR" + g.s(string.digits, 8),
+    "GRANT": lambda g: g.r.choice(["R01GM", "R35GM", "U24HG", "K99NS"]) + g.s(string.digits, 6),
+    "PNG": lambda g: base64.b64encode(bytes.fromhex("89504e470d0a1a0a0000000d49484452")
+                                      + bytes(g.r.randrange(256) for _ in range(60))).decode(),
+    "ARGON2": lambda g: ("argon2:$argon2id$v=19$m=10240,t=10,p=8$" + base64.b64encode(bytes(g.r.randrange(256) for _ in range(16))).decode().rstrip("=")
+                         + "$" + base64.b64encode(bytes(g.r.randrange(256) for _ in range(32))).decode().rstrip("=")),
+    "EDPUB": lambda g: "AAAAC3NzaC1lZDI1NTE5AAAAI" + g.s("ABCDEFGHIJKLMNOP", 1) + g.s(B64, 42),
+    "GPGQ": lambda g: "40" + g.hex(64).upper(),
+    "JOB": lambda g: g.s("123456789", 1) + g.s(string.digits, 6),
+}
+LA14_COUNTS = {"SHA1": 4, "SHA256": 3, "MD5": 2, "UUID": 8, "DOI": 3, "ORCID": 3, "SRR": 2, "GRANT": 2, "PNG": 1, "ARGON2": 1,
+               "EDPUB": 2, "GPGQ": 2, "JOB": 3}
+
+
+def la14(kind: str, i: int = 0) -> str:
+    """The place of held-out-14's `i`-th look-alike of `kind` in a template."""
+    assert i < LA14_COUNTS[kind], (kind, i)
+    return f"@LA14.{kind}.{i}@"
+
+
+def H14(bad: str = ""):
+    return lambda g: g.human(bad)
+
+
+def T14(kind: str):
+    return lambda g: g.tok(kind)
+
+
+def PIN14(n: int = 6):
+    return lambda g: g.pin(n)
+
+
+def K14(method: str, *args):
+    return lambda g: getattr(g, method)(*args)
+
+
+def SPLIT14(kind: str, pieces: int = 2):
+    """A provider token written in two or three literals: the first keeps the public prefix."""
+    def fn(g):
+        v, p = g.tok(kind)
+        rest = len(v) - p
+        cuts = [p + rest * i // pieces for i in range(1, pieces)]
+        bounds = [0] + cuts + [len(v)]
+        return [(v[bounds[i]:bounds[i + 1]], p if i == 0 else 0) for i in range(pieces)]
+    return fn
+
+
+DQ14 = '"\\$`{}'
+SQ14 = "'\\"
+SH14 = "'\"$`\\! ;&|<>()#*?[]{}~"
+YQ14 = "'\"#:{}[],&*!|>%@`\\ ?-"
+XML14 = "<>&\"'"
+JSON14 = '"\\'
+CSV14 = ',"\n '
+INI14 = "#;%\"'=$\\ "
+URL14 = "@:/#%?&=+ \"'\\`$<>[]{}|^"
+F90_14 = "'\"&!"
+TCL14 = '"\\$[]{} ;'
+PERL14 = '"\\$@%'
+BAT14 = '%^&|<>"! ()'
+LDIF14 = ": <#\n"
+TEX14 = "\\{}%$&#_^~ "
+HOCON14 = '"\\${}'
+SAS14 = "\"';%& "
+STATA14 = '"`\'$ '
+SYSD14 = '"\\%$ '
+CRON14 = "%'\"\\ $`;&|"
+
+
+# Slurm batch scripts -----------------------------------------------------------------------
+t14("sbatch14: rclone with an inline S3 remote's keys as flags in a job step", "sbatch14",
+    "\n# stage the refined maps to the lab bucket\nsrun --ntasks=1 rclone copy --s3-provider Ceph --s3-access-key-id §0 \\\n"
+    "    --s3-secret-access-key §1 --s3-endpoint https://s3.kittiwake.kbu.example \\\n    \"$OUT/\" :s3:okafor-cryoem/refine/\"$SLURM_JOB_ID\"/\n",
+    T14("rgw_id"), T14("rgw_secret"))
+t14("sbatch14: exported ClearML key pair before srun", "sbatch14",
+    "\nmodule load cuda/12.4 miniforge/24.3\nexport CLEARML_API_HOST=https://api.clearml.kbu.example\nexport CLEARML_API_ACCESS_KEY=§0\n"
+    "export CLEARML_API_SECRET_KEY=§1\nsrun python train.py --config configs/unet3d.yaml\n", T14("clearml_key"), T14("clearml_secret"))
+t14("sbatch14: #SBATCH --export directive carrying a password", "sbatch14",
+    "#SBATCH --export=ALL,IRODS_USER_NAME=marsh_svc,IRODS_PASSWORD=§0\n", H14(SH14 + ",="))
+t14("sbatch14: curl to slurmrestd with X-SLURM-USER-TOKEN", "sbatch14",
+    "\n# tell the portal we are done\ncurl -s -H \"X-SLURM-USER-NAME: svc_portal\" -H \"X-SLURM-USER-TOKEN: §0\" \\\n"
+    "    https://slurmrest.hpc.kbu.example/slurm/v0.0.40/job/\"$SLURM_JOB_ID\"\n", K14("slurmjwt", "svc_portal"))
+
+# Cluster admin scripts ------------------------------------------------------------------------
+t14("hpcops14: ldapsearch -w with the bind password", "hpcops14",
+    "\nldapsearch -LLL -x -H ldaps://ldap.kbu.example -D \"cn=kittiwake-sync,ou=services,dc=kbu,dc=example\" -w '§0' \\\n"
+    "    -b ou=people,dc=kbu,dc=example \"(memberOf=cn=hpc-users,ou=groups,dc=kbu,dc=example)\" uid uidNumber > /tmp/hpc-users.ldif\n",
+    H14("'"))
+t14("hpcops14: mysqldump of the accounting database with -p glued to the password", "hpcops14",
+    "\nmysqldump -h db1.hpc.kbu.example -u slurm -p§0 --single-transaction slurm_acct_db | gzip > \"/backup/slurm_acct_db-$(date +%F).sql.gz\"\n",
+    H14(SH14))
+t14("hpcops14: shell default expansion with a Slurm JWT fallback", "hpcops14",
+    "\n: \"${SLURM_JWT:=§0}\"\nexport SLURM_JWT\nsacctmgr -i add user \"$1\" account=\"$2\"\n", K14("slurmjwt", "root"))
+t14("hpcops14: MUNGE key written from a here-document", "hpcops14",
+    "\ninstall -o munge -g munge -m 0400 /dev/null /etc/munge/munge.key\nbase64 -d > /etc/munge/munge.key <<'EOF'\n§0\nEOF\nsystemctl restart munge\n",
+    K14("munge"))
+
+# Python: instrument and repository pipelines ----------------------------------------------------
+t14("py14: Zenodo deposition with the access_token in params", "py14",
+    '\n\ndef new_deposition(meta):\n    r = requests.post(\n        "https://zenodo.org/api/deposit/depositions",\n        params={"access_token": "§0"},\n'
+    '        json={"metadata": meta},\n        timeout=60,\n    )\n    r.raise_for_status()\n    return r.json()["id"]\n', T14("zenodo"))
+t14("py14: globus_sdk ConfidentialAppAuthClient positional id and secret", "py14",
+    '\n\nauth = globus_sdk.ConfidentialAppAuthClient("' + la14("UUID", 0) + '", "§0")\n'
+    'transfer = globus_sdk.TransferClient(authorizer=globus_sdk.ClientCredentialsAuthorizer(auth, globus_sdk.TransferClient.scopes.all))\n',
+    T14("globus_secret"))
+t14("py14: iRODSSession keyword password", "py14",
+    '\n\ndef irods():\n    return iRODSSession(host="irods.kbu.example", port=1247, user="okafor_svc", password="§0", zone="kbuZone")\n',
+    H14(DQ14))
+t14("py14: MPRester with a positional key", "py14",
+    '\n\nwith MPRester("§0") as mpr:\n    docs = mpr.materials.summary.search(elements=["Li", "Fe", "O"], fields=["material_id", "band_gap"])\n',
+    T14("mp"))
+t14("py14: paramiko Transport.connect with a password", "py14",
+    '\n\ndef pull_sequencing_core(run_id):\n    t = paramiko.Transport(("sftp.sequencing-core.example", 22))\n'
+    '    t.connect(username="marshlab", password="§0")\n    sftp = paramiko.SFTPClient.from_transport(t)\n'
+    '    sftp.get(f"/runs/{run_id}/SampleSheet.csv", "SampleSheet.csv")\n', H14(DQ14))
+
+# pytest -------------------------------------------------------------------------------------------
+t14("pytest14: fixture returning a Dataverse config dict", "pytest14",
+    '\n\n@pytest.fixture\ndef dv_config():\n    return {"base_url": "https://dataverse.kbu.example", "api_token": "§0", "dataverse": "marsh-lab"}\n',
+    T14("dataverse"))
+t14("pytest14: parametrize over ORCID sandbox and production secrets", "pytest14",
+    '\n\n@pytest.mark.parametrize("base,client_id,secret", [\n    ("https://sandbox.orcid.org", "APP-7Q2KX1M9D4T8ZC0B", "§0"),\n'
+    '    ("https://orcid.org", "APP-0WJ5N3R8F6H2LV9P", "§1"),\n])\ndef test_token_exchange(base, client_id, secret):\n    assert exchange(base, client_id, secret)\n',
+    T14("orcid_secret"), T14("orcid_secret"))
+
+# Notebooks ------------------------------------------------------------------------------------------
+t14("nb14: cdsapi.Client with url and key keywords", "nb14",
+    '  {\n   "cell_type": "code",\n   "execution_count": 2,\n   "metadata": {},\n   "outputs": [],\n   "source": [\n    "import cdsapi\\n",\n'
+    '    "c = cdsapi.Client(url=\\"https://cds.climate.copernicus.eu/api/v2\\", key=\\"§0\\")\\n",\n'
+    '    "c.retrieve(\\"reanalysis-era5-single-levels\\", {\\"variable\\": \\"2m_temperature\\", \\"year\\": \\"2024\\"}, \\"t2m_2024.nc\\")"\n   ]\n  },\n',
+    T14("cds"))
+t14("nb14: cat of a token file printed in a stream output", "nb14",
+    '  {\n   "cell_type": "code",\n   "execution_count": 4,\n   "metadata": {},\n   "outputs": [\n    {\n     "name": "stdout",\n     "output_type": "stream",\n'
+    '     "text": [\n      "§0\\n"\n     ]\n    }\n   ],\n   "source": [\n    "!cat ~/.edl_token"\n   ]\n  },\n',
+    K14("earthdata", "kferrand"))
+t14("nb14: %env magic with a Planet key", "nb14",
+    '  {\n   "cell_type": "code",\n   "execution_count": 1,\n   "metadata": {},\n   "outputs": [],\n   "source": [\n    "%env PL_API_KEY=§0\\n",\n'
+    '    "from planet import Session"\n   ]\n  },\n', T14("planet"))
+t14("nb14: neptune.init_run with an api_token keyword", "nb14",
+    '  {\n   "cell_type": "code",\n   "execution_count": 7,\n   "metadata": {},\n   "outputs": [],\n   "source": [\n'
+    '    "run = neptune.init_run(project=\\"kbu-rcd/era5-downscaling\\", api_token=\\"§0\\")"\n   ]\n  },\n',
+    K14("neptune"))
+
+# R ---------------------------------------------------------------------------------------------------
+t14("r14: REDCapR redcap_read with a token argument", "r14",
+    '\nds <- REDCapR::redcap_read(\n  redcap_uri = "https://redcap.kbu.example/api/",\n  token      = "§0",\n  forms      = c("enrollment", "visit_1")\n)$data\n',
+    T14("redcap"))
+t14("r14: rsconnect::setAccountInfo with token and secret", "r14",
+    '\nrsconnect::setAccountInfo(name = "marsh-lab", token = "§0", secret = "§1")\nrsconnect::deployApp("shiny/cohort-explorer")\n',
+    T14("shiny_token"), T14("shiny_secret"))
+t14("r14: key split over paste0", "r14",
+    '\nzotero_key <- paste0("§0",\n                     "§1")\n', SPLIT14("zotero"))
+
+# Julia ----------------------------------------------------------------------------------------------
+t14("jl14: LibPQ connection string with password=", "jl14",
+    '\nconn = LibPQ.Connection("host=pg.hpc.kbu.example dbname=sato_lab user=sato password=§0")\n', H14(DQ14 + " '"))
+t14("jl14: password decoded from base64 at load time", "jl14",
+    '\nconst RESULTS_DB_PW = String(base64decode("§0"))\n', K14("b64pw"))
+t14("jl14: key built with string concatenation", "jl14",
+    '\nconst MP_KEY = "§0" * "§1"\n', SPLIT14("mp"))
+
+# MATLAB ---------------------------------------------------------------------------------------------
+t14("matlab14: weboptions with Username and Password", "matlab14",
+    "\nopts = weboptions('Username', 'epu_export', 'Password', '§0', 'Timeout', 60);\n"
+    "meta = webread('https://krios-support.kbu.example/api/sessions/latest', opts);\n", H14("'"))
+t14("matlab14: database() with positional user and password", "matlab14",
+    "\nconn = database('LIMS_PROD', 'okafor_ro', '§0');\nsamples = fetch(conn, 'SELECT sample_id, grid_id FROM grids WHERE screened = 1');\n", H14("'"))
+t14("matlab14: password as character codes", "matlab14",
+    "\n% not in plain text, per IT\npw = char([§0]);\n", K14("matcodes"))
+t14("matlab14: token split over a ... continuation", "matlab14",
+    "\nbsToken = ['§0' ...\n           '§1'];\n", SPLIT14("basespace"))
+
+# Fortran --------------------------------------------------------------------------------------------
+t14("f90_14: character parameter with an API key", "f90_14",
+    "  character(len=*), parameter :: ecmwf_key = '§0'\n", T14("ecmwf"))
+t14("f90_14: key continued with & across two lines", "f90_14",
+    "  character(len=*), parameter :: cds_key = '§0&\n       &§1'\n", SPLIT14("cds"))
+t14("f90_14: DATA statement with an FTP password", "f90_14",
+    "  character(len=16) :: ftppw\n  DATA ftppw /'§0'/\n", H14(F90_14 + "/"))
+
+# JupyterHub config ----------------------------------------------------------------------------------
+t14("jhub14: LDAPAuthenticator lookup_dn_search_password", "jhub14",
+    '\nc.LDAPAuthenticator.lookup_dn_search_user = "cn=jupyterhub,ou=services,dc=kbu,dc=example"\n'
+    'c.LDAPAuthenticator.lookup_dn_search_password = "§0"\n', H14(DQ14))
+t14("jhub14: services list with an api_token", "jhub14",
+    '\nc.JupyterHub.services = [\n    {"name": "idle-culler", "api_token": "§0", "command": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3600"]},\n]\n',
+    T14("jhub"))
+t14("jhub14: cookie_secret from bytes.fromhex", "jhub14",
+    '\nc.JupyterHub.cookie_secret = bytes.fromhex("§0")\n', T14("jhub_cookie"))
+
+# Zero to JupyterHub values ---------------------------------------------------------------------------
+t14("z2jh14: CILogon authenticator client_secret under hub.config", "z2jh14",
+    "hub:\n  config:\n    CILogonOAuthenticator:\n      client_id: cilogon:/client_id/" + la14("MD5", 0) + "\n      client_secret: §0\n"
+    "      oauth_callback_url: https://jupyter.hpc.kbu.example/hub/oauth_callback\n", K14("kurl", 64))
+t14("z2jh14: singleuser extraEnv with a Comet key", "z2jh14",
+    "singleuser:\n  extraEnv:\n    COMET_API_KEY: §0\n    COMET_WORKSPACE: rcd-workshops\n", T14("comet"))
+
+# Django: the grant-management app ---------------------------------------------------------------------
+t14("django14: DATABASES dict with a PASSWORD", "django14",
+    '\nDATABASES = {\n    "default": {\n        "ENGINE": "django.db.backends.postgresql",\n        "NAME": "grantwise",\n        "USER": "grantwise",\n'
+    '        "PASSWORD": "§0",\n        "HOST": "pg-grants.kbu.example",\n    }\n}\n', H14(DQ14))
+t14("django14: SECRET_KEY pasted from get_random_secret_key", "django14",
+    "\nSECRET_KEY = '§0'\n", lambda g: g.fresh(lambda: g.s(DJANGO11, 50), 0, "'\\"))
+t14("django14: allauth ORCID app secret", "django14",
+    '\nSOCIALACCOUNT_PROVIDERS = {\n    "orcid": {\n        "BASE_DOMAIN": "orcid.org",\n        "APP": {"client_id": "APP-3HN8QW0K5R2ZT7MV", "secret": "§0", "key": ""},\n    },\n}\n',
+    T14("orcid_secret"))
+
+# TypeScript: the grant app's frontend and its server routes --------------------------------------------
+t14("grantts14: Smartsheet bearer in a headers constant", "grantts14",
+    '\n\nconst SMARTSHEET_HEADERS = { Authorization: "Bearer §0", "Content-Type": "application/json" };\n\n'
+    'export async function sheetRows(sheetId: string) {\n  const r = await fetch(`https://api.smartsheet.com/2.0/sheets/${sheetId}`, { headers: SMARTSHEET_HEADERS });\n  return (await r.json()).rows;\n}\n',
+    T14("smartsheet"))
+t14("grantts14: Tableau personal access token sign-in body", "grantts14",
+    '\n\nconst signIn = {\n  credentials: {\n    personalAccessTokenName: "grantwise-dash",\n    personalAccessTokenSecret: "§0",\n'
+    '    site: { contentUrl: "kbu-research" },\n  },\n};\n', K14("tableau"))
+
+# Java: the LIMS bridge --------------------------------------------------------------------------------
+t14("lims14: PasswordAuthentication in an Authenticator", "lims14",
+    '\n    static HttpClient senaite() {\n        return HttpClient.newBuilder().authenticator(new Authenticator() {\n'
+    '            @Override\n            protected PasswordAuthentication getPasswordAuthentication() {\n'
+    '                return new PasswordAuthentication("senaite-bridge", "§0".toCharArray());\n            }\n        }).build();\n    }\n',
+    H14(DQ14))
+t14("lims14: LabArchives access key id and password constants", "lims14",
+    '\n    private static final String LA_AKID = "kbu_lims_bridge";\n    private static final String LA_ACCESS_PASSWORD = "§0";\n',
+    T14("labarchives"))
+t14("lims14: JDBC URL with a percent-encoded password", "lims14",
+    '\n    static final String DB_URL = "jdbc:postgresql://lims-db.kbu.example:5432/senaite?user=bridge&password=§0&ssl=true";\n',
+    K14("pctpw"))
+
+# Instrument PCs: export configs -------------------------------------------------------------------------
+t14("instr14: SMB share account for raw file export", "instr14",
+    "\n[export]\nshare = \\\\rcd-nas01\\instruments\\raw\nuser = KBU\\svc-instrument\npassword = §0\ndelete_after_copy = false\n", H14(INI14))
+t14("instr14: BaseSpace run upload access token", "instr14",
+    "\n[basespace]\napiServer = https://api.basespace.illumina.com\naccessToken = §0\nupload = true\n", T14("basespace"))
+t14("instr14: freezer alarm keypad code", "instr14",
+    "\n[alarm]\n; -80 monitoring (room B117)\nkeypad_code = §0\ndialout = +15095550143\n", PIN14(6))
+
+# Instrument PCs: PowerShell ----------------------------------------------------------------------------
+t14("instrps14: New-SmbMapping with -Password", "instrps14",
+    "\nNew-SmbMapping -LocalPath 'R:' -RemotePath '\\\\rcd-nas01\\raw' -UserName 'KBU\\svc-instrument' -Password '§0'\n",
+    H14("'"))
+t14("instrps14: -EncodedCommand holding a net use with its password", "instrps14",
+    "\n# scheduled by the vendor engineer, do not edit\npowershell.exe -NoProfile -WindowStyle Hidden -EncodedCommand §0\n",
+    K14("ps_enc", "net use Y: \\\\rcd-nas01\\flow /user:KBU\\svc-fortessa '"))
+
+# Instrument PCs: batch files -----------------------------------------------------------------------------
+t14("instrbat14: net use with the password positional", "instrbat14",
+    "\nnet use R: \\\\rcd-nas01\\raw §0 /user:KBU\\svc-instrument\n", H14(BAT14 + "/"))
+t14("instrbat14: reg add of the Winlogon DefaultPassword", "instrbat14",
+    "\nreg add \"HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon\" /v AutoAdminLogon /t REG_SZ /d 1 /f\n"
+    "reg add \"HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon\" /v DefaultPassword /t REG_SZ /d \"§0\" /f\n", H14(BAT14))
+t14("instrbat14: cmdkey /add with /pass", "instrbat14",
+    "\ncmdkey /add:rcd-nas01 /user:KBU\\svc-leica /pass:§0\n", H14(BAT14 + "/"))
+
+# Nextflow -------------------------------------------------------------------------------------------------
+t14("nextflow14: aws scope with accessKey and secretKey for the Ceph gateway", "nextflow14",
+    "\naws {\n    accessKey = '§0'\n    secretKey = '§1'\n    client {\n        endpoint = 'https://s3.kittiwake.kbu.example'\n        s3PathStyleAccess = true\n    }\n}\n",
+    T14("rgw_id"), T14("rgw_secret"))
+t14("nextflow14: Seqera Platform accessToken", "nextflow14",
+    "\ntower {\n    enabled = true\n    endpoint = 'https://seqera.kbu.example/api'\n    accessToken = '§0'\n}\n",
+    K14("seqera"))
+t14("nextflow14: env scope with a Quay robot token", "nextflow14",
+    "\nenv {\n    QUAY_ROBOT = 'kbu-rcd+nextflow'\n    QUAY_ROBOT_TOKEN = '§0'\n}\n", T14("quay"))
+
+# Snakemake -------------------------------------------------------------------------------------------------
+t14("snake14: shell directive with curl -u to the WebDAV server", "snake14",
+    '\nrule publish_vcf:\n    input: "results/{sample}.vcf.gz"\n    output: touch("results/{sample}.published")\n'
+    '    shell: "curl -sf -T {input} -u marshlab:§0 https://cloud.kbu.example/remote.php/dav/files/marshlab/variants/"\n',
+    T14("nextcloud"))
+t14("snake14: rule params with an Elsevier key", "snake14",
+    '\nrule fetch_abstracts:\n    output: "refs/abstracts.jsonl"\n    params:\n        apikey="§0"\n'
+    '    script: "scripts/fetch_scopus.py"\n', T14("elsevier"))
+
+# Cromwell ----------------------------------------------------------------------------------------------------
+t14("cromwell14: database block with a password", "cromwell14",
+    '\ndatabase {\n  profile = "slick.jdbc.MySQLProfile$"\n  db {\n    driver = "com.mysql.cj.jdbc.Driver"\n'
+    '    url = "jdbc:mysql://db1.hpc.kbu.example/cromwell?rewriteBatchedStatements=true"\n    user = "cromwell"\n    password = "§0"\n  }\n}\n',
+    H14(HOCON14))
+t14("cromwell14: submit string exporting a Sylabs token to sbatch", "cromwell14",
+    '\nbackend.providers.Kittiwake.config.submit = """\n    sbatch -J ${job_name} -D ${cwd} -o ${out} -e ${err} -t ${runtime_minutes} \\\n'
+    '      --export=ALL,APPTAINER_LIBRARY_TOKEN=§0 --wrap "/bin/bash ${script}"\n"""\n', K14("sylabs"))
+
+# Apptainer definitions --------------------------------------------------------------------------------------
+t14("apptainer14: %environment export of a Gurobi WLS secret", "apptainer14",
+    "\n%environment\n    export GRB_WLSACCESSID=" + la14("UUID", 1) + "\n    export GRB_WLSSECRET=§0\n    export GRB_LICENSEID=2491877\n",
+    T14("gurobi_wls"))
+t14("apptainer14: %post git clone from Overleaf with a token in the URL", "apptainer14",
+    "\n%post\n    git clone https://git:§0@git.overleaf.com/65f1c0de9a7b3e0012ab4cd7 /opt/manuscript\n", T14("overleaf"))
+t14("apptainer14: %post pip install from an index URL with userinfo", "apptainer14",
+    "\n%post\n    pip install --no-cache-dir --index-url https://rcd:§0@pypi.kbu.example/simple/ kbu-relion-tools==2.3.1\n",
+    H14(URL14 + SH14))
+
+# Modulefiles (Tcl) ---------------------------------------------------------------------------------------------
+t14("modtcl14: setenv of a Gurobi WLS secret", "modtcl14",
+    "\nsetenv GRB_WLSACCESSID " + la14("UUID", 2) + "\nsetenv GRB_WLSSECRET   §0\n", T14("gurobi_wls"))
+t14("modtcl14: setenv of a proxy password for the license manager", "modtcl14",
+    "\nsetenv MLM_WEB_PROXY_USER svc-matlab\nsetenv MLM_WEB_PROXY_PASSWORD §0\n", H14(TCL14))
+
+# Lmod modulefiles (Lua) -----------------------------------------------------------------------------------------
+t14("modlua14: setenv of IDrive e2 keys", "modlua14",
+    '\nsetenv("E2_ACCESS_KEY_ID", "§0")\nsetenv("E2_SECRET_ACCESS_KEY", "§1")\n', T14("e2_id"), T14("e2_secret"))
+t14("modlua14: pushenv of an ArcGIS key", "modlua14",
+    '\npushenv("ARCGIS_API_KEY", "§0")\n', T14("arcgis"))
+
+# Ansible --------------------------------------------------------------------------------------------------------
+t14("ansible14: group_vars with the SSSD bind authtok", "ansible14",
+    'sssd_ldap_default_bind_dn: "cn=sssd-kittiwake,ou=services,dc=kbu,dc=example"\nsssd_ldap_default_authtok: "§0"\n', H14(DQ14 + "'"))
+t14("ansible14: copy task writing the BeeGFS connauth secret", "ansible14",
+    '- name: BeeGFS connection authentication\n  ansible.builtin.copy:\n    dest: /etc/beegfs/connauthfile\n    content: "§0"\n    owner: root\n    mode: "0400"\n',
+    K14("k62", 32))
+t14("ansible14: mysql_user task with a password", "ansible14",
+    '- name: Slurm accounting user\n  community.mysql.mysql_user:\n    name: slurm\n    host: "10.40.%"\n    password: "§0"\n    priv: "slurm_acct_db.*:ALL"\n',
+    H14(DQ14 + "'"))
+
+# Terraform: the OpenStack research cloud ---------------------------------------------------------------------------
+t14("tf14: openstack provider application credential secret", "tf14",
+    '\nprovider "openstack" {\n  auth_url                      = "https://cloud.rcd.kbu.example:5000/v3"\n'
+    '  application_credential_id     = "' + la14("MD5", 1) + '"\n  application_credential_secret = "§0"\n}\n', T14("app_cred"))
+t14("tf14: user_data script writing a Ceph keyring", "tf14",
+    '\nresource "openstack_compute_instance_v2" "okafor_ws" {\n  name      = "okafor-ws01"\n  flavor_name = "g1.large"\n  user_data = <<-EOT\n'
+    '    #!/bin/bash\n    install -d -m 0755 /etc/ceph\n    cat > /etc/ceph/ceph.client.okafor.keyring <<\'KEY\'\n'
+    '    [client.okafor]\n        key = §0\n    KEY\n    chmod 600 /etc/ceph/ceph.client.okafor.keyring\n  EOT\n}\n', K14("cephkey"))
+t14("tf14: variable default with an InfluxDB token", "tf14",
+    '\nvariable "influx_token" {\n  type      = string\n  default   = "§0"\n  sensitive = true\n}\n', T14("influx"))
+
+# GitLab CI ------------------------------------------------------------------------------------------------------------
+t14("gitlab14: sshpass -p before rsync to the web host", "gitlab14",
+    "\npages-deploy:\n  stage: deploy\n  script:\n    - sshpass -p \"§0\" rsync -av --delete public/ rcdweb@web1.kbu.example:/var/www/docs/\n",
+    H14(DQ14 + SH14))
+t14("gitlab14: Coveralls token prefixed to a command", "gitlab14",
+    "\ncoverage:\n  stage: test\n  script:\n    - pytest --cov=pipelines\n    - COVERALLS_REPO_TOKEN=§0 coveralls\n", T14("coveralls"))
+
+# Makefiles -------------------------------------------------------------------------------------------------------------
+t14("make14: conditional assignment of a Zenodo sandbox token", "make14",
+    "\nZENODO_SANDBOX_TOKEN ?= §0\n\nrelease-sandbox:\n\tpython tools/zenodo_release.py --sandbox --token $(ZENODO_SANDBOX_TOKEN)\n", T14("zenodo"))
+t14("make14: RSYNC_PASSWORD prefixed to an rsync daemon push", "make14",
+    "\npublish:\n\tRSYNC_PASSWORD=§0 rsync -av _build/html/ rsync://docs@web1.kbu.example/docs/\n", H14(SH14 + "$"))
+
+# Dockerfiles -------------------------------------------------------------------------------------------------------------
+t14("docker14: ARG default with a Posit Connect key", "docker14",
+    "\nARG CONNECT_SERVER=https://connect.kbu.example\nARG CONNECT_API_KEY=§0\n", T14("posit"))
+t14("docker14: RUN echo writing a netrc line", "docker14",
+    "\nRUN echo \"machine gitlab.kbu.example login deploy password §0\" > /root/.netrc && chmod 600 /root/.netrc\n", H14(DQ14 + SH14))
+
+# systemd units -------------------------------------------------------------------------------------------------------------
+t14("systemd14: Environment= with a Globus client secret", "systemd14",
+    "\n[Service]\nEnvironment=GLOBUS_CLIENT_ID=" + la14("UUID", 3) + "\nEnvironment=GLOBUS_CLIENT_SECRET=§0\n", T14("globus_secret"))
+t14("systemd14: ExecStart with a --password flag", "systemd14",
+    "\nExecStart=/usr/local/bin/instrument-watch --share //rcd-nas01/raw --user svc-watch --password §0\nRestart=on-failure\n",
+    H14(SYSD14))
+
+# crontab -----------------------------------------------------------------------------------------------------------------------
+t14("cron14: curl -u uploading a dump", "cron14",
+    "15 2 * * * curl -s -u rcd-backup:§0 -T /backup/slurm_acct_db.sql.gz https://cloud.kbu.example/remote.php/dav/files/rcd-backup/\n",
+    H14(CRON14 + ":@/"))
+t14("cron14: PGPASSWORD set as a crontab variable", "cron14",
+    "PGPASSWORD=§0\n30 3 * * 0 pg_dump -h pg-grants.kbu.example -U grantwise grantwise > /backup/grantwise.sql\n", H14(CRON14))
+
+# Apache httpd ---------------------------------------------------------------------------------------------------------------------
+t14("httpd14: RequestHeader set with a Basic credential", "httpd14",
+    '\n<Location "/wiki-api/">\n    RequestHeader set Authorization "Basic §0"\n    ProxyPass http://wiki01.kbu.example/w/api.php\n</Location>\n',
+    lambda g: g.basic("wiki-bot", '"'))
+t14("httpd14: AuthLDAPBindPassword", "httpd14",
+    '\n<Location "/portal/">\n    AuthType Basic\n    AuthBasicProvider ldap\n    AuthLDAPURL "ldaps://ldap.kbu.example/ou=people,dc=kbu,dc=example?uid"\n'
+    '    AuthLDAPBindDN "cn=apache,ou=services,dc=kbu,dc=example"\n    AuthLDAPBindPassword "§0"\n    Require ldap-group cn=hpc-users,ou=groups,dc=kbu,dc=example\n</Location>\n',
+    H14('"\\ $'))
+t14("httpd14: ProxyPass to a backend URL with userinfo", "httpd14",
+    "\nProxyPass /grafana/ http://admin:§0@127.0.0.1:3000/\n", H14(URL14))
+
+# LDIF --------------------------------------------------------------------------------------------------------------------------------
+t14("ldif14: new student entry with a plain userPassword", "ldif14",
+    "\ndn: uid=apatel7,ou=people,dc=kbu,dc=example\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nuid: apatel7\ncn: Asha Patel\nsn: Patel\n"
+    "uidNumber: 214877\ngidNumber: 5000\nhomeDirectory: /home/apatel7\nuserPassword: §0\n", K14("short"))
+t14("ldif14: service account with a base64 userPassword", "ldif14",
+    "\ndn: cn=grantwise,ou=services,dc=kbu,dc=example\nobjectClass: simpleSecurityObject\nobjectClass: organizationalRole\ncn: grantwise\n"
+    "userPassword:: §0\n", K14("b64pw"))
+
+# SQL ---------------------------------------------------------------------------------------------------------------------------------------
+t14("sql14: INSERT of instrument accounts with plaintext passwords", "sql14",
+    "\nINSERT INTO instrument_account (instrument, username, password) VALUES\n  ('krios', 'epu', '§0'),\n  ('orbitrap01', 'xcalibur', '§1');\n",
+    H14(SQ14), H14(SQ14))
+t14("sql14: CREATE USER MAPPING with password option", "sql14",
+    "\nCREATE USER MAPPING FOR grantwise SERVER finance_fdw OPTIONS (user 'gw_ro', password '§0');\n", H14(SQ14))
+
+# CSV exports of the admin spreadsheets ----------------------------------------------------------------------------------------------------------
+t14("csv14: instrument booking rows with door codes", "csv14",
+    "date,instrument,lab,room,door_code\n2025-03-04,Krios G4,okafor,B117,§0\n2025-03-05,Orbitrap Exploris 480,marsh,C210,§1\n",
+    PIN14(6), PIN14(6))
+t14("csv14: Duo hardware token import with HOTP secrets", "csv14",
+    "serial_number,secret,counter\n" + "2784" + "4410,§0,0\n27844411,§1,0\n", K14("hotp_secret"), K14("hotp_secret"))
+t14("csv14: workshop accounts with short temporary passwords", "csv14",
+    "username,temp_password,expires\nws2025-01,§0,2025-04-30\nws2025-02,§1,2025-04-30\n", K14("short"), K14("short"))
+
+# LaTeX ----------------------------------------------------------------------------------------------------------------------------------------------
+t14("tex14: LaTeX-escaped password in a lab manual", "tex14",
+    "\n\\item Log in to the microscope support PC as \\texttt{fei\\_support}, password \\texttt{§0}.\n", K14("latexpw"))
+t14("tex14: API key in a \\newcommand", "tex14",
+    "\n\\newcommand{\\zoteroapikey}{§0}\n", T14("zotero"))
+
+# Sphinx docs ----------------------------------------------------------------------------------------------------------------------------------------------
+t14("rst14: console code-block exporting a Dataverse key", "rst14",
+    "\n.. code-block:: console\n\n   $ export DATAVERSE_KEY=§0\n   $ python -m pyDataverse.upload --doi doi:" + la14("DOI", 0) + " results/\n",
+    T14("dataverse"))
+t14("rst14: note admonition with a workshop password", "rst14",
+    "\n.. note::\n\n   The workshop accounts share the password ``§0`` until Friday; change it with ``passwd`` after your first login.\n",
+    H14("` "))
+
+# Runbooks -------------------------------------------------------------------------------------------------------------------------------------------------
+t14("md14: restore step with the root password in a code fence", "md14",
+    "\n3. Restore the dump:\n\n   ```\n   mysql -u root -p'§0' slurm_acct_db < slurm_acct_db.sql\n   ```\n", H14("'`"))
+t14("md14: table of instrument PC local admin passwords", "md14",
+    "\n| PC | Account | Password |\n|---|---|---|\n| KRIOS-SUPPORT | .\\rcdadmin | §0 |\n| ORBI01-ACQ | .\\rcdadmin | §1 |\n",
+    H14("| `"), H14("| `"))
+t14("md14: Duo bypass codes for the break-glass account", "md14",
+    "\nIf Duo is down, the break-glass account `rcd-bg` takes these bypass codes (one use each): §0, §1.\n",
+    K14("duo_bypass"), K14("duo_bypass"))
+
+# MediaWiki pages ---------------------------------------------------------------------------------------------------------------------------------------------
+t14("wiki14: pre block with a Slurm REST token", "wiki14",
+    "\n== Using the REST API ==\n<pre>\nexport SLURM_JWT=§0\ncurl -H \"X-SLURM-USER-TOKEN: $SLURM_JWT\" https://slurmrest.hpc.kbu.example/slurm/v0.0.40/diag\n</pre>\n",
+    K14("slurmjwt", "kokafor"))
+t14("wiki14: wikitable row with a shared microscope login", "wiki14",
+    "\n{| class=\"wikitable\"\n! Instrument !! Login !! Password\n|-\n| Talos F200X || talos-user || §0\n|}\n", H14("|!' "))
+t14("wiki14: infobox template parameter with a Wi-Fi key", "wiki14",
+    "\n{{Infobox instrument\n| name     = Krios G4\n| room     = B117\n| wifi_psk = §0\n}}\n", H14("|}={ "))
+
+# Mailman archives ---------------------------------------------------------------------------------------------------------------------------------------------
+t14("mbox14: reply quoting a temporary password", "mbox14",
+    "\n> Your account on Kittiwake is ready. Username: jnguyen3\n> Temporary password: §0\n> Please change it at first login.\n\nThanks! It works.\n",
+    H14(" "))
+t14("mbox14: a post with the password typed at an iinit prompt", "mbox14",
+    "\nI ran iinit on login2 and typed §0 as my password but it says CAT_INVALID_AUTHENTICATION. Is iRODS down?\n", H14(" "))
+t14("mbox14: an ECMWF key pasted into a question", "mbox14",
+    "\nmy ~/.ecmwfapirc is {\"url\": \"https://api.ecmwf.int/v1\", \"key\": \"§0\", \"email\": \"pmehta@kbu.example\"} but MARS still says 403\n",
+    T14("ecmwf"))
+
+# Helpdesk tickets ------------------------------------------------------------------------------------------------------------------------------------------------
+t14("ticket14: a Canvas token pasted into a ticket body", "ticket14",
+    "\nCan you whitelist our grading script? It calls the Canvas API with my token §0 from login1.\n", T14("canvas"))
+t14("ticket14: correspondence with a new Duo bypass code", "ticket14",
+    "\n--- Correspondence by rcd-help ---\nYour one-time Duo bypass code is §0. It expires in 24 hours.\n", K14("duo_bypass"))
+
+
+@shape14("ticket14: an SSH2 encrypted private key and its passphrase pasted by a requestor", "ticket14")
+def _(g):
+    body, pub = g.ssh2enc()
+    pw = g.human(" ")
+    return ("\nI can't log in with my key from the old lab PC, here it is:\n---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----\n"
+            "Comment: \"2048-bit rsa, jdoe@LAB-PC14, Tue Mar 04 2025 09:12:44 -0500\"\n" + body
+            + "\n---- END SSH2 ENCRYPTED PRIVATE KEY ----\nthe passphrase is " + pw + "\n"), [(body, pub), (pw, 0)]
+
+
+# Chat exports --------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("matrix14: message with a Quay robot token", "matrix14",
+    '  {"type": "m.room.message", "sender": "@lchen:kbu.example", "origin_server_ts": 1741103622118,\n'
+    '   "content": {"msgtype": "m.text", "body": "robot for the relion images: kbu-rcd+ci / §0"},\n   "event_id": "$a8Kq2xWm0LzR5vPc", "room_id": "!kittiwake-admins:kbu.example"},\n',
+    T14("quay"))
+t14("matrix14: message with a cold room door code", "matrix14",
+    '  {"type": "m.room.message", "sender": "@jmarsh:kbu.example", "origin_server_ts": 1741190411902,\n'
+    '   "content": {"msgtype": "m.text", "body": "cold room C210 code is now §0"},\n   "event_id": "$c7Tn4YpB1wQe9sDf", "room_id": "!marsh-lab:kbu.example"},\n',
+    PIN14(6))
+t14("matrix14: message with a ROT47'd password", "matrix14",
+    '  {"type": "m.room.message", "sender": "@hsato:kbu.example", "origin_server_ts": 1741277001455,\n'
+    '   "content": {"msgtype": "m.text", "body": "rot47 so the bot does not flag it: §0"},\n   "event_id": "$k2Hv8NmQ5rXa3uJg", "room_id": "!marsh-lab:kbu.example"},\n',
+    K14("rot47pw", JSON14 + " "))
+
+# Slurm job logs ----------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("joblog14: env dump with a ClearML secret", "joblog14",
+    "CLEARML_API_HOST=https://api.clearml.kbu.example\nCLEARML_API_SECRET_KEY=§0\nCUDA_VISIBLE_DEVICES=0,1\n", T14("clearml_secret"))
+t14("joblog14: SQLAlchemy error printing the engine URL", "joblog14",
+    "sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) connection to server at \"pg.hpc.kbu.example\" (10.40.2.17), port 5432 failed: timeout\n"
+    "engine: Engine(postgresql://pipeline:§0@pg.hpc.kbu.example:5432/marsh)\n", H14(URL14))
+
+# Betamax cassettes ----------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("betamax14: recorded request with access_token in the URI", "betamax14",
+    '    {\n      "recorded_at": "2025-03-02T10:11:12",\n      "request": {"body": {"encoding": "utf-8", "string": ""}, "headers": {"Accept": ["application/json"]},\n'
+    '                  "method": "GET", "uri": "https://zenodo.org/api/deposit/depositions?access_token=§0"},\n'
+    '      "response": {"body": {"encoding": "utf-8", "string": "[]"}, "headers": {}, "status": {"code": 200, "message": "OK"}, "url": ""}\n    },\n',
+    T14("zenodo"))
+
+# Perl ------------------------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("perl14: DBI->connect with the password positional", "perl14",
+    "\nmy $dbh = DBI->connect(\"DBI:mysql:database=slurm_acct_db;host=db1.hpc.kbu.example\", \"report\", '§0', { RaiseError => 1 });\n",
+    H14(SQ14))
+t14("perl14: bind password unpacked from hex", "perl14",
+    "\nmy $bindpw = pack(\"H*\", \"§0\");\n", K14("hexpw"))
+
+# PHP: the old equipment booking site ---------------------------------------------------------------------------------------------------------------------------------------------
+t14("php14: ldap_bind with the password positional", "php14",
+    "\n$bind = ldap_bind($conn, 'cn=booking,ou=services,dc=kbu,dc=example', '§0');\n", H14(SQ14))
+
+# Env files under odd names -------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("envodd14: REDCap token with its URL", "envodd14",
+    "REDCAP_URL=https://redcap.kbu.example/api/\nREDCAP_API_TOKEN=§0\n", T14("redcap"))
+t14("envodd14: Discourse key and Harbor robot secret", "envodd14",
+    "DISCOURSE_API_KEY=§0\nDISCOURSE_API_USERNAME=system\nREGISTRY_ROBOT=robot$grantwise+ci\nREGISTRY_ROBOT_SECRET=§1\n", T14("discourse"), T14("harbor"))
+
+# Pipeline configs ----------------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("pipecfg14: dask-jobqueue prologue exporting a token", "pipecfg14",
+    'jobqueue:\n  slurm:\n    cores: 16\n    memory: 64GB\n    job-script-prologue:\n      - "module load miniforge/24.3"\n      - "export INFLUX_TOKEN=§0"\n',
+    T14("influx"))
+t14("pipecfg14: fsspec storage_options with key and secret", "pipecfg14",
+    "storage_options:\n  key: §0\n  secret: §1\n  client_kwargs:\n    endpoint_url: https://s3.us-west-1.idrivee2-7.com\n", T14("e2_id"), T14("e2_secret"))
+
+# C++: the DAQ bridge -----------------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("cpp14: CURLOPT_USERPWD with user and password", "cpp14",
+    '\n    curl_easy_setopt(h, CURLOPT_USERPWD, "daq-bridge:§0");\n', H14(DQ14 + ":"))
+t14("cpp14: aggregate initialiser of a config struct with a token", "cpp14",
+    '\nstatic const BridgeConfig kProd{"influx.hpc.kbu.example", 8086, "kessler-lab", "§0"};\n', T14("influx"))
+
+# Stata --------------------------------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("stata14: odbc load with a password() option", "stata14",
+    '\nodbc load, exec("SELECT * FROM survey_wave3") dsn("KBU_SURVEY") user("kessler") password("§0") clear\n', H14(STATA14))
+t14("stata14: local macro with a FRED key spliced into a URL", "stata14",
+    '\nlocal fredkey "§0"\nimport delimited "https://api.stlouisfed.org/fred/series/observations?series_id=UNRATE&api_key=`fredkey\'&file_type=csv", clear\n',
+    lambda g: g.khex(32))
+
+# SAS ---------------------------------------------------------------------------------------------------------------------------------------------------------------------------------
+t14("sas14: libname odbc with password=", "sas14",
+    '\nlibname grants odbc dsn="GRANTWISE" user=gw_sas password="§0" schema=dbo;\n', H14(SAS14))
+t14("sas14: PROC PWENCODE output pasted into a filename url", "sas14",
+    '\nfilename src url "https://redcap.kbu.example/api/" user="marsh" pass="{SAS002}§0";\n', K14("khex", 32, True))
+
+# Credential files of tools' formats, under ordinary names ---------------------------------------------------------------
+t14("file14: base64 of a MUNGE key", "own:mungekey14", "§0\n", K14("munge"))
+t14("file14: slurmdbd.conf with StoragePass", "own:slurmdbd14",
+    "#\n# slurmdbd.conf for Kittiwake\n#\nAuthType=auth/munge\nAuthAltTypes=auth/jwt\nAuthAltParameters=jwt_key=/etc/slurm/jwt_hs256.key\n"
+    "DbdHost=slurmdbd01\nDbdPort=6819\nSlurmUser=slurm\nLogFile=/var/log/slurm/slurmdbd.log\nPidFile=/run/slurmdbd/slurmdbd.pid\n"
+    "StorageType=accounting_storage/mysql\nStorageHost=db1.hpc.kbu.example\nStorageUser=slurm\nStoragePass=§0\nStorageLoc=slurm_acct_db\n",
+    H14(" #"))
+t14("file14: pam_duo.conf with the integration's secret key", "own:duo14",
+    "[duo]\n; Duo for the Kittiwake login nodes (RCD-Kittiwake-SSH)\nikey = DIWJ8X9CKM3P5QZ7R1TN\nskey = §0\nhost = api-7c1e4b2a.duosecurity.com\n"
+    "failmode = safe\npushinfo = yes\nautopush = yes\ngroups = hpc-users !rcd-svc\n", T14("duo_skey"))
+t14("file14: xCAT passwd table dump", "own:xcatpw14",
+    "#key,username,password,cryptmethod,authdomain,comments,disable\n\"system\",\"root\",\"§0\",,,,\n\"ipmi\",\"ADMIN\",\"§1\",,,,\n"
+    "\"omapi\",\"xcat_key\",\"§2\",,,,\n", H14('",\\'), H14('",\\'), K14("kb64", 64))
+t14("file14: Ceph client keyring with caps", "own:cephkeyring14",
+    "[client.okafor]\n\tkey = §0\n\tcaps mds = \"allow rw fsname=kittiwake path=/labs/okafor\"\n\tcaps mon = \"allow r fsname=kittiwake\"\n"
+    "\tcaps osd = \"allow rw tag cephfs data=kittiwake\"\n", K14("cephkey"))
+t14("file14: Gurobi WLS license file", "own:gurobilic14",
+    "# Gurobi WLS license file\n# Your credentials are private and should not be shared or copied to public repositories.\n"
+    "# Visit https://license.gurobi.com/manager/doc/overview for more information.\nWLSACCESSID=" + la14("UUID", 4) + "\nWLSSECRET=§0\nLICENSEID=2491877\n",
+    T14("gurobi_wls"))
+t14("file14: clearml.conf with an api credentials block", "own:clearml14",
+    "api {\n    web_server: https://clearml.kbu.example\n    api_server: https://api.clearml.kbu.example\n    files_server: https://files.clearml.kbu.example\n"
+    "    credentials {\n        \"access_key\" = \"§0\"\n        \"secret_key\"  = \"§1\"\n    }\n}\nsdk {\n    development {\n        default_output_uri: \"s3://s3.kittiwake.kbu.example:443/clearml\"\n    }\n}\n",
+    T14("clearml_key"), T14("clearml_secret"))
+t14("file14: DVC config.local with remote credentials", "own:dvcconf14",
+    "['remote \"kittiwake\"']\n    url = ssh://login1.hpc.kbu.example/labs/marsh/dvc-store\n    user = jmarsh\n    password = §0\n"
+    "['remote \"e2\"']\n    url = s3://marsh-lab-dvc\n    endpointurl = https://s3.us-west-1.idrivee2-7.com\n    access_key_id = §1\n    secret_access_key = §2\n",
+    H14(INI14), T14("e2_id"), T14("e2_secret"))
+t14("file14: Apptainer remote.yaml with a library token", "own:apptainerremote14",
+    "Active: SylabsCloud\nRemotes:\n  SylabsCloud:\n    URI: cloud.sylabs.io\n    Token: §0\n    System: true\n    Exclusive: false\n",
+    K14("sylabs"))
+t14("file14: HTCondor IDTOKEN", "own:condortoken14", "§0\n", K14("condortoken", "okafor_svc"))
+t14("file14: Julia package server auth.toml", "own:juliaauth14",
+    'access_token = "§0"\nexpires_at = 1745001234\nexpires_in = 86400\nrefresh_token = "§1"\n'
+    'refresh_url = "https://juliahub.kbu.example/auth/renew/token.toml/v2/"\nuser_email = "hsato@kbu.example"\nuser_name = "hsato"\n',
+    K14("khex", 64), K14("k62", 48))
+t14("file14: rsconnect account DCF for shinyapps.io", "own:rsconnectdcf14",
+    "name: marsh-lab\nusername: marsh-lab\naccountId: 1298475\ntoken: §0\nsecret: §1\nserver: shinyapps.io\n",
+    T14("shiny_token"), T14("shiny_secret"))
+t14("file14: BaseSpace CLI default.cfg", "own:basespace14",
+    "apiServer   = https://api.basespace.illumina.com\naccessToken = §0\n", T14("basespace"))
+t14("file14: .xnat_auth with a site login", "own:xnatauth14",
+    "<xnat>\n  <central version=\"1.8\">\n    <url>https://xnat.kbu.example</url>\n    <user>okafor_svc</user>\n    <password>§0</password>\n  </central>\n</xnat>\n",
+    H14(XML14))
+t14("file14: .cdsapirc with a UID:key", "own:cdsapirc14",
+    "url: https://cds.climate.copernicus.eu/api/v2\nkey: §0\n", T14("cds"))
+t14("file14: .ecmwfapirc JSON", "own:ecmwfrc14",
+    '{\n    "url"   : "https://api.ecmwf.int/v1",\n    "key"   : "§0",\n    "email" : "k.ferrand@kbu.example"\n}\n', T14("ecmwf"))
+t14("file14: qiskit-ibm.json with a saved account", "own:qiskit14",
+    '{\n    "default-ibm-quantum": {\n        "channel": "ibm_quantum",\n        "token": "§0",\n        "url": "https://auth.quantum-computing.ibm.com/api",\n'
+    '        "instance": "kbu/research/sato-lab",\n        "verify": true,\n        "private_endpoint": false\n    }\n}\n', T14("ibmq"))
+t14("file14: dwave.conf with a profile token", "own:dwave14",
+    "[defaults]\nendpoint = https://na-west-1.cloud.dwavesys.com/sapi/v2/\n\n[sato]\ntoken = §0\nsolver = {\"topology__type\": \"pegasus\"}\n",
+    T14("dwave"))
+t14("file14: mailman.cfg with the REST admin password and a database URL", "own:mailmancfg14",
+    "[mailman]\nsite_owner: rcd-lists@kbu.example\n\n[webservice]\nhostname: localhost\nport: 8001\nadmin_user: restadmin\nadmin_pass: §0\n\n"
+    "[database]\nclass: mailman.database.postgresql.PostgreSQLDatabase\nurl: postgres://mailman:§1@localhost/mailman\n",
+    H14(" #"), H14(URL14))
+t14("file14: Spack mirrors.yaml with an S3 access pair", "own:spackmirror14",
+    "mirrors:\n  kittiwake-buildcache:\n    url: s3://kittiwake-spack-cache\n    access_pair:\n    - §0\n    - §1\n    endpoint_url: https://s3.kittiwake.kbu.example\n"
+    "    signed: false\n", T14("rgw_id"), T14("rgw_secret"))
+t14("file14: gpg-agent private key file (extended format)", "own:gpgkey14",
+    "Created: 20240911T081512\nKey: (private-key (ecc (curve Ed25519)(flags eddsa)(q\n #" + la14("GPGQ", 0) + "#)(d\n #§0#)))\n",
+    K14("gpg_d"))
+t14("file14: SSH2 encrypted private key", "own:ssh2key14",
+    "---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----\nComment: \"2048-bit rsa, rcdadmin@kittiwake-mgmt\"\n§0\n---- END SSH2 ENCRYPTED PRIVATE KEY ----\n",
+    K14("ssh2enc"))
+
+FILE_KINDS14 = {
+    # held-out-14's kinds: (paths for instance 0 and 1, language id, header, footer)
+    "sbatch14": (["kittiwake/jobs/cryoem/relion_refine.sbatch", "kittiwake/jobs/genomics/align_batch.slurm"], "shellscript",
+                 "#!/bin/bash\n#SBATCH --job-name=refine3d\n#SBATCH --partition=gpu-a100\n#SBATCH --gres=gpu:4\n#SBATCH --time=2-00:00:00\n"
+                 "#SBATCH --account=okafor\n# input set: " + la14("SHA256", 0) + "\n",
+                 "\necho \"finished $SLURM_JOB_ID on $(hostname)\"\n"),
+    "hpcops14": (["kittiwake/admin/bin/add_user.sh", "kittiwake/admin/bin/nightly_accounting.sh"], "shellscript",
+                 "#!/usr/bin/env bash\n# Kittiwake admin helper; run on kittiwake-mgmt as root\nset -euo pipefail\n", "\nlogger -t rcd-admin \"$0 done\"\n"),
+    "py14": (["pipelines/ingest/instruments.py", "pipelines/ingest/repository_sync.py"], "python",
+             '"""Move instrument runs into Kittiwake storage and publish datasets to the repositories."""\nimport os\n\nimport globus_sdk\n'
+             "import paramiko\nimport requests\nfrom irods.session import iRODSSession\nfrom mp_api.client import MPRester\n\n"
+             'REFERENCE_DOI = "' + la14("DOI", 1) + '"\nPI_ORCID = "' + la14("ORCID", 0) + '"\n',
+             "\n\ndef checksum_ok(path, expected):\n    return sha256sum(path) == expected\n"),
+    "pytest14": (["pipelines/tests/conftest.py", "pipelines/tests/test_repository.py"], "python",
+                 "import pytest\n\nfrom pipelines.ingest.repository_sync import efetch, exchange\n\n"
+                 'SAMPLE_ID = "' + la14("UUID", 5) + '"\n', "\n"),
+    "nb14": (["notebooks/okafor/particle_qc.ipynb", "notebooks/ferrand/era5_download.ipynb"], "json",
+             '{\n "cells": [\n  {\n   "cell_type": "markdown",\n   "metadata": {},\n   "source": [\n    "# ERA5 downloads for the downscaling runs\\n",\n'
+             '    "Dataset DOI: ' + la14("DOI", 2) + '"\n   ]\n  },\n',
+             '  {\n   "cell_type": "code",\n   "execution_count": 9,\n   "metadata": {},\n   "outputs": [\n    {\n     "data": {\n'
+             '      "image/png": "' + la14("PNG") + '"\n     },\n     "metadata": {},\n     "output_type": "display_data"\n    }\n   ],\n'
+             '   "source": [\n    "plot_t2m(ds)"\n   ]\n  }\n ],\n "metadata": {\n  "kernelspec": {"display_name": "Python 3 (kittiwake)", "language": "python", "name": "python3"}\n },\n'
+             ' "nbformat": 4,\n "nbformat_minor": 5\n}\n'),
+    "r14": (["labs/marsh/R/pull_redcap.R", "labs/ferrand/R/station_models.R"], "r",
+            "library(dplyr)\nlibrary(readr)\n\n# cohort freeze " + la14("SHA1", 0) + "\n", "\n\nwrite_csv(ds, \"out/cohort.csv\")\n"),
+    "jl14": (["labs/sato/src/Submit.jl", "labs/sato/scripts/fetch_structures.jl"], "julia",
+             "using HTTP, JSON3, LibPQ, Base64\n\n# reference geometry set " + la14("MD5", 1) + "\n", "\nprintln(\"done\")\n"),
+    "matlab14": (["labs/okafor/matlab/sync_microscope.m", "labs/kessler/matlab/daq_upload.m"], "matlab",
+                 "% Sync session metadata from the microscope support PC into the LIMS\n% grant " + la14("GRANT", 0) + "\n", "\ndisp('sync done');\n"),
+    "f90_14": (["labs/ferrand/model/src/io_remote.f90", "labs/ferrand/model/src/config_mod.F90"], "fortran",
+               "module io_remote\n  implicit none\n  private\n  ! forcing files verified against " + la14("SHA256", 1) + "\n",
+               "contains\n  subroutine fetch_forcing()\n  end subroutine fetch_forcing\nend module io_remote\n"),
+    "jhub14": (["jupyterhub/jupyterhub_config.py", "jupyterhub/config/auth.py"], "python",
+               "# JupyterHub on Kittiwake (batchspawner to Slurm)\nimport sys\n\nc = get_config()  # noqa\n"
+               "c.JupyterHub.spawner_class = \"batchspawner.SlurmSpawner\"\n# local admin for the workshop notebooks (hashed)\n"
+               "c.ServerApp.password = \"" + la14("ARGON2") + "\"\n", "\n"),
+    "z2jh14": (["jupyterhub/helm/config.yaml", "jupyterhub/helm/values-staging.yaml"], "yaml",
+               "# zero-to-jupyterhub values for the teaching hub\n", "cull:\n  enabled: true\n  timeout: 3600\n"),
+    "django14": (["grantwise/grantwise/settings/production.py", "grantwise/grantwise/settings/base.py"], "python",
+                 "from .common import *  # noqa\n\nDEBUG = False\nALLOWED_HOSTS = [\"grants.kbu.example\"]\n", "\n"),
+    "grantts14": (["grantwise/frontend/src/api/sponsors.ts", "grantwise/frontend/src/lib/orcid.ts"], "typescript",
+                  "import BoxSDK from \"box-node-sdk\";\n\n// sample award used by the demo\nexport const DEMO_AWARD = { id: \"" + la14("UUID", 6) + "\", grant: \""
+                  + la14("GRANT", 1) + "\", pi: \"" + la14("ORCID", 1) + "\" };\n", "\n"),
+    "lims14": (["lims-bridge/src/main/java/edu/kbu/lims/SenaiteClient.java", "lims-bridge/src/main/java/edu/kbu/lims/InstrumentUploader.java"], "java",
+               "package edu.kbu.lims;\n\nimport java.net.Authenticator;\nimport java.net.PasswordAuthentication;\nimport java.net.URI;\n"
+               "import java.net.http.HttpClient;\nimport java.net.http.HttpRequest;\n\npublic final class Bridge {\n"
+               "    static final String SCHEMA = \"" + la14("UUID", 7) + "\";\n", "}\n"),
+    "instr14": (["instruments/orbitrap-01/export.ini", "instruments/krios/epu-transfer.ini"], "ini",
+                "; instrument export settings (copied from the vendor tool)\n[general]\nstation = ACQ-01\nchecksum = md5\nlast_run_md5 = " + la14("MD5", 0) + "\n", ""),
+    "instrps14": (["instruments/windows/Map-InstrumentShares.ps1", "instruments/windows/Push-RawFiles.ps1"], "powershell",
+                  "#Requires -RunAsAdministrator\n$ErrorActionPreference = 'Stop'\n", "\nWrite-Host 'instrument PC configured'\n"),
+    "instrbat14": (["instruments/windows/copy_runs.bat", "instruments/windows/autologon_setup.cmd"], "bat",
+                   "@echo off\nrem instrument PC setup, run as the local admin\n", "\nrobocopy D:\\Data R:\\incoming /E /MOV /R:2 /W:5\n"),
+    "nextflow14": (["pipelines/nf-rnaseq/nextflow.config", "pipelines/nf-rnaseq/conf/kittiwake.config"], "groovy",
+                   "params {\n    genome = 'GRCh38'\n    outdir = '/scratch/marsh/rnaseq'\n}\n\nprocess {\n    executor = 'slurm'\n    queue = 'compute'\n}\n", ""),
+    "snake14": (["pipelines/variant-calling/Snakefile", "pipelines/variant-calling/rules/upload.smk"], "snakemake",
+                "configfile: \"config/config.yaml\"\n\nSAMPLES = [\"" + la14("SRR", 1) + "\", \"NA12878\"]\n", ""),
+    "cromwell14": (["pipelines/cromwell/kittiwake.conf", "pipelines/cromwell/backends/slurm.conf"], "hocon",
+                   "include required(classpath(\"application\"))\n\nwebservice.port = 8000\n", ""),
+    "apptainer14": (["containers/relion/relion.def", "containers/rstudio/rstudio.def"], "plaintext",
+                    "Bootstrap: docker\nFrom: nvidia/cuda:12.4.1-devel-ubuntu22.04\n\n%labels\n    Maintainer rcd@kbu.example\n", "\n%runscript\n    exec \"$@\"\n"),
+    "modtcl14": (["kittiwake/modulefiles/gurobi/11.0.1", "kittiwake/modulefiles/matlab/R2024a"], "tcl",
+                 "#%Module1.0\nmodule-whatis \"site-installed, see the wiki\"\nprepend-path PATH /opt/apps/bin\n", ""),
+    "modlua14": (["kittiwake/lmod/site/rclone/1.66.lua", "kittiwake/lmod/site/arcgis/1.3.lua"], "lua",
+                 "help([[Site module maintained by RCD]])\nwhatis(\"Version: site\")\nprepend_path(\"PATH\", \"/opt/apps/bin\")\n", ""),
+    "ansible14": (["kittiwake/ansible/group_vars/login.yml", "kittiwake/ansible/roles/storage/tasks/main.yml"], "yaml", "---\n", ""),
+    "tf14": (["cloud/openstack/main.tf", "cloud/openstack/object-store.tf"], "terraform",
+             "terraform {\n  required_providers {\n    openstack = { source = \"terraform-provider-openstack/openstack\", version = \"~> 2.1\" }\n  }\n}\n", ""),
+    "gitlab14": ([".gitlab-ci.yml", "grantwise/.gitlab-ci.yml"], "yaml",
+                 "stages: [test, deploy]\n\ndefault:\n  image: python:3.12\n", ""),
+    "make14": (["labs/sato/Makefile", "docs/site/Makefile"], "makefile",
+               ".PHONY: all html clean\n\nall: html\n\nhtml:\n\tsphinx-build -b html source _build/html\n", "\nclean:\n\trm -rf _build\n"),
+    "docker14": (["grantwise/Dockerfile", "containers/shiny/Dockerfile"], "dockerfile",
+                 "FROM rocker/shiny:4.4.1\nWORKDIR /srv/app\n", "\nCOPY . .\nEXPOSE 3838\n"),
+    "systemd14": (["kittiwake/admin/systemd/globus-sync.service", "kittiwake/admin/systemd/instrument-watch.service"], "systemd",
+                  "[Unit]\nDescription=RCD background sync\nAfter=network-online.target\n", "\n[Install]\nWantedBy=multi-user.target\n"),
+    "cron14": (["kittiwake/admin/crontab.root", "labs/marsh/crontab.txt"], "crontab",
+               "SHELL=/bin/bash\nMAILTO=rcd-alerts@kbu.example\n", "0 4 * * * /usr/local/sbin/rotate-logs\n"),
+    "httpd14": (["web/apache/rcd-portal.conf", "web/apache/wiki-proxy.conf"], "apacheconf",
+                "<VirtualHost *:443>\n    ServerName rcd.kbu.example\n    SSLEngine on\n", "</VirtualHost>\n"),
+    "ldif14": (["kittiwake/admin/ldap/new-students-2025.ldif", "kittiwake/admin/ldap/service-accounts.ldif"], "ldif",
+               "version: 1\n# generated by add_user.sh\n", ""),
+    "sql14": (["grantwise/db/seed_dev.sql", "lims-bridge/db/migrations/V7__instrument_accounts.sql"], "sql",
+              "-- seed data; see the runbook\nBEGIN;\n", "\nCOMMIT;\n"),
+    "csv14": (["admin/exports/instrument_bookings_2025.csv", "admin/exports/lab_accounts.csv"], "csv",
+              "# exported from the RCD admin sheet\n", ""),
+    "tex14": (["docs/lab-manual/okafor-lab-manual.tex", "docs/grants/nsf-mri-2025/data_management.tex"], "latex",
+              "\\documentclass{article}\n\\usepackage[hidelinks]{hyperref}\n\\begin{document}\n\\section{Getting started}\n"
+              "Cite the facility as \\url{https://doi.org/" + la14("DOI", 2) + "}.\n\\begin{itemize}\n", "\\end{itemize}\n\\end{document}\n"),
+    "rst14": (["docs/site/source/storage/globus.rst", "docs/site/source/cluster/jobs.rst"], "restructuredtext",
+              "Moving data\n===========\n\nThe Kittiwake endpoint is ``" + la14("UUID", 3) + "``.\n", "\n"),
+    "md14": (["docs/runbooks/slurm-accounting-restore.md", "docs/runbooks/instrument-pc-rebuild.md"], "markdown",
+             "# Runbook\n\n> Owner: RCD systems. Last checked after job " + la14("JOB", 0) + ".\n", "\n"),
+    "wiki14": (["wiki/export/Kittiwake_Quickstart.wiki", "wiki/export/Cryo-EM_Facility.wiki"], "mediawiki",
+               "__TOC__\n'''Kittiwake''' is the university's shared cluster. Host key: <code>ssh-ed25519 " + la14("EDPUB", 0) + "</code>\n",
+               "\n[[Category:Research Computing]]\n"),
+    "mbox14": (["lists/archives/rcd-users/2025-March.txt", "lists/archives/cryoem-facility/2025-April.txt"], "plaintext",
+               "From jnguyen3 at kbu.example  Tue Mar  4 10:02:11 2025\nFrom: jnguyen3 at kbu.example (Jun Nguyen)\nDate: Tue, 04 Mar 2025 10:02:11 -0500\n"
+               "Subject: [rcd-users] Re: account ready\nMessage-ID: <" + la14("UUID", 4) + "@lists.kbu.example>\n",
+               "\n-------------- next part --------------\nAn HTML attachment was scrubbed...\n"),
+    "ticket14": (["helpdesk/rt-exports/ticket-48213.txt", "helpdesk/rt-exports/ticket-48377.txt"], "plaintext",
+                 "Ticket 48213: cannot log in to Kittiwake\nQueue: RCD-Help\nStatus: resolved\nRequestors: jdoe@kbu.example\n", "\n"),
+    "matrix14": (["chat/exports/kittiwake-admins.json", "chat/exports/marsh-lab.json"], "json",
+                 "{\n \"room_name\": \"kittiwake-admins\",\n \"export_date\": \"2025-03-10\",\n \"exported_by\": \"@rcdadmin:kbu.example\",\n \"messages\": [\n",
+                 "  {\"type\": \"m.room.message\", \"sender\": \"@rcdadmin:kbu.example\", \"origin_server_ts\": 1741655512345,\n"
+                 "   \"content\": {\"msgtype\": \"m.text\", \"body\": \"job " + la14("JOB", 1) + " finished, checksum " + la14("SHA1", 1) + "\"},\n"
+                 "   \"event_id\": \"$Qx0pLm3RtV7bNc2e\", \"room_id\": \"!kittiwake-admins:kbu.example\"}\n ]\n}\n"),
+    "joblog14": (["kittiwake/jobs/logs/slurm-8841207.out", "kittiwake/jobs/logs/slurm-8852294.err"], "log",
+                 "SLURM_JOB_ID=" + la14("JOB", 2) + "\nSLURM_JOB_NODELIST=gpu[014-015]\nimage digest sha256:" + la14("SHA256", 2) + "\n", "srun: error: gpu015: task 3: Exited with exit code 1\n"),
+    "betamax14": (["pipelines/tests/cassettes/zenodo_deposit.json", "pipelines/tests/cassettes/figshare_upload.json"], "json",
+                  "{\n  \"http_interactions\": [\n",
+                  "    {\n      \"recorded_at\": \"2025-03-02T10:20:00\",\n      \"request\": {\"body\": {\"encoding\": \"utf-8\", \"string\": \"\"}, \"headers\": {}, \"method\": \"GET\", "
+                  "\"uri\": \"https://zenodo.org/api/records/" + la14("JOB", 0) + "\"},\n      \"response\": {\"body\": {\"encoding\": \"utf-8\", \"string\": "
+                  "\"{\\\"checksum\\\": \\\"md5:" + la14("MD5", 1) + "\\\"}\"}, \"headers\": {}, \"status\": {\"code\": 200, \"message\": \"OK\"}, \"url\": \"\"}\n    }\n"
+                  "  ],\n  \"recorded_with\": \"betamax/0.8.1\"\n}\n"),
+    "perl14": (["kittiwake/admin/bin/quota_report.pl", "kittiwake/admin/bin/sync_groups.pl"], "perl",
+               "#!/usr/bin/perl\nuse strict;\nuse warnings;\nuse DBI;\nuse Net::LDAP;\n\nmy $ldap = Net::LDAP->new('ldaps://ldap.kbu.example') or die $@;\n",
+               "\n$ldap->unbind;\n"),
+    "php14": (["web/legacy-booking/config.inc.php", "web/legacy-booking/lib/ldap_auth.php"], "php",
+              "<?php\n// equipment booking (2011), still used by the imaging core\n$conn = ldap_connect('ldaps://ldap.kbu.example');\n", "\n"),
+    "envodd14": (["labs/marsh/.env.redcap", "grantwise/deploy/prod.env.bak"], "dotenv",
+                 "# copied from the old VM\nBUILD_SHA=" + la14("SHA1", 2) + "\n", ""),
+    "pipecfg14": (["pipelines/config/dask-jobqueue.yaml", "pipelines/config/storage.yaml"], "yaml",
+                  "# pipeline settings for Kittiwake\n", ""),
+    "cpp14": (["instruments/daq-bridge/src/uploader.cpp", "instruments/daq-bridge/src/config.cpp"], "cpp",
+              "#include <curl/curl.h>\n#include \"config.h\"\n\n// firmware " + la14("SHA1", 3) + "\n", "\n"),
+    "stata14": (["labs/kessler/do/01_pull.do", "labs/kessler/do/02_macro.do"], "stata",
+                "* pull survey waves and macro series\nversion 18\nclear all\n", "\nsave \"data/pulled.dta\", replace\n"),
+    "sas14": (["labs/grants-office/sas/award_report.sas", "labs/marsh/sas/redcap_import.sas"], "sas",
+              "/* award report for the research office */\noptions nodate nonumber;\n", "\nrun;\n"),
+}
+
+OWN_PATHS14 = {
+    "mungekey14": ["kittiwake/admin/keys/munge.key.b64", "backups/slurmctl01/munge-key.txt"],
+    "slurmdbd14": ["kittiwake/admin/slurm/slurmdbd.conf", "backups/slurmdbd01/dbd.conf"],
+    "duo14": ["kittiwake/admin/pam/pam_duo.conf", "backups/login2/duo.ini"],
+    "xcatpw14": ["kittiwake/admin/xcat/passwd.csv", "backups/kittiwake-mgmt/xcat-tables.csv"],
+    "cephkeyring14": ["cloud/ceph/ceph.client.okafor.keyring", "backups/okafor-ws01/cephfs.keyring"],
+    "gurobilic14": ["kittiwake/apps/gurobi/gurobi.lic", "labs/sato/licenses/wls.lic"],
+    "clearml14": ["labs/okafor/clearml.conf", "backups/gpu014/clearml-agent.conf"],
+    "dvcconf14": ["labs/marsh/.dvc/config.local", "backups/laptop-jmarsh/dvc-remote.ini"],
+    "apptainerremote14": ["containers/remote.yaml", "backups/login1/apptainer-remotes.yaml"],
+    "condortoken14": ["kittiwake/admin/condor/tokens.d/okafor", "backups/osg-ce/idtoken.txt"],
+    "juliaauth14": ["labs/sato/.julia/servers/auth.toml", "backups/laptop-hsato/juliahub.toml"],
+    "rsconnectdcf14": ["labs/marsh/rsconnect/shinyapps.io/marsh-lab.dcf", "backups/laptop-jmarsh/shiny-account.dcf"],
+    "basespace14": ["instruments/nextseq/basespace/default.cfg", "backups/nextseq-pc/bs.cfg"],
+    "xnatauth14": ["labs/okafor/.xnat_auth", "backups/imaging-ws/xnat.xml"],
+    "cdsapirc14": ["labs/ferrand/.cdsapirc", "backups/laptop-kferrand/cds.yml"],
+    "ecmwfrc14": ["labs/ferrand/.ecmwfapirc", "backups/laptop-pmehta/mars.json"],
+    "qiskit14": ["labs/sato/.qiskit/qiskit-ibm.json", "backups/laptop-hsato/ibm-quantum.json"],
+    "dwave14": ["labs/sato/dwave.conf", "backups/laptop-hsato/annealer.ini"],
+    "mailmancfg14": ["web/mailman/mailman.cfg", "backups/lists01/core.cfg"],
+    "spackmirror14": ["kittiwake/spack/etc/mirrors.yaml", "backups/kittiwake-build/buildcache.yaml"],
+    "gpgkey14": ["docs/site/signing/B3C41E2F9A0D7785.key", "backups/laptop-rcdadmin/release-signing.key"],
+    "ssh2key14": ["kittiwake/admin/keys/legacy_mgmt_rsa", "backups/lab-pc14/Identity.key"],
+}
+OWN_LANG14 = {"mungekey14": "plaintext", "slurmdbd14": "properties", "duo14": "ini", "xcatpw14": "csv", "cephkeyring14": "ini",
+              "gurobilic14": "properties", "clearml14": "hocon", "dvcconf14": "ini", "apptainerremote14": "yaml",
+              "condortoken14": "plaintext", "juliaauth14": "toml", "rsconnectdcf14": "plaintext", "basespace14": "ini",
+              "xnatauth14": "xml", "cdsapirc14": "yaml", "ecmwfrc14": "json", "qiskit14": "json", "dwave14": "ini",
+              "mailmancfg14": "ini", "spackmirror14": "yaml", "gpgkey14": "plaintext", "ssh2key14": "plaintext"}
+
+
+def place14(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places held-out-14 after the earlier halves (`place_blind`), with its look-alikes drawn
+    and put in their places first."""
+    earlier: set[str] = set()
+    for p in plants:
+        earlier |= Gen14.grams(p["value"][p["public"]:])
+    g = Gen(random.Random(SEED14 * 7 + 1))
+    chosen = {}
+    for kind, n in LA14_COUNTS.items():
+        for i in range(n):
+            while True:
+                v = LA14_MAKERS[kind](g)
+                if not {w for w in _ordinary_grams8([v]) if sum(c.isalnum() for c in w) >= 3} & earlier:
+                    break
+            chosen[la14(kind, i)] = v
+
+    def put(text: str) -> str:
+        for k, v in chosen.items():
+            text = text.replace(k, v)
+        assert "@LA14." not in text, text
+        return text
+
+    def filled(fn):
+        def out(g):
+            snippet, values = fn(g)
+            return put(snippet), values
+        return out
+    kinds = {k: (paths, lang, put(h), put(f)) for k, (paths, lang, h, f) in FILE_KINDS14.items()}
+    shapes = [(name, kind, filled(fn)) for name, kind, fn in SHAPES14]
+    return place_blind("held-out-14", shapes, Gen14, SEED14, kinds, OWN_PATHS14, OWN_LANG14,
+                       list(chosen.values()), files, own_used, plants)
+
 
 
 INSTANCES = 2
@@ -14326,6 +15541,11 @@ def main() -> None:
                                                                    | set(names6) | set(names7) | set(names8) | set(names9) | set(names10)
                                                                    | set(names11) | set(names12))
     files, own_used, plants = place13(files, own_used, plants)
+    names14 = [name for name, _, _ in SHAPES14]
+    assert len(set(names14)) == len(names14) and not set(names14) & (set(names) | set(names2) | set(names3) | set(names4) | set(names5)
+                                                                   | set(names6) | set(names7) | set(names8) | set(names9) | set(names10)
+                                                                   | set(names11) | set(names12) | set(names13))
+    files, own_used, plants = place14(files, own_used, plants)
     out_files = []
     for (h, path), f in sorted(files.items()):
         text = f["header"] + "".join(f["parts"]) + f["footer"]
@@ -14378,7 +15598,14 @@ def main() -> None:
                   % (SEED13, len(names13), sum(p["half"] == "held-out-13" for p in plants),
                      sum(f["half"] == "held-out-13" for f in out_files),
                      sum(f["half"] == "held-out-13" and f["credential_file"] for f in out_files),
-                     len({k for _n, k, _f in SHAPES13 if k.startswith("own:")}))),
+                     len({k for _n, k, _f in SHAPES13 if k.startswith("own:")}))
+                  + " held-out-14 (seed %d) was written by a twelfth author, blind to the rules and every result: %d shapes, "
+                  "%d credentials in %d files, %d of them credential files of %d formats under ordinary names, with values "
+                  "from its own generator (Gen14); scored once."
+                  % (SEED14, len(names14), sum(p["half"] == "held-out-14" for p in plants),
+                     sum(f["half"] == "held-out-14" for f in out_files),
+                     sum(f["half"] == "held-out-14" and f["credential_file"] for f in out_files),
+                     len({k for _n, k, _f in SHAPES14 if k.startswith("own:")}))),
         "seed": SEED, "split_seed": SPLIT_SEED, "files": out_files, "plants": plants,
     }
     (HERE / "corpus.json").write_text(json.dumps(corpus, indent=1) + "\n")
@@ -14420,19 +15647,22 @@ def main() -> None:
                              "shapes": names12},
              "held_out_13": {"about": "Written by an eleventh author, blind to the rules, their thresholds and every result (none "
                                       "read), after held-out-12, with its own value generator; seed %d. Scored once." % SEED13,
-                             "shapes": names13}}
+                             "shapes": names13},
+             "held_out_14": {"about": "Written by a twelfth author, blind to the rules, their thresholds and every result (none "
+                                      "read), after held-out-13, with its own value generator; seed %d. Scored once." % SEED14,
+                             "shapes": names14}}
     (HERE / "split.json").write_text(json.dumps(split, indent=1) + "\n")
     for h in ("tune", "held-out", "held-out-2", "held-out-3", "held-out-4", "held-out-5", "held-out-6", "held-out-7", "held-out-8",
-              "held-out-9", "held-out-10", "held-out-11", "held-out-12", "held-out-13"):
+              "held-out-9", "held-out-10", "held-out-11", "held-out-12", "held-out-13", "held-out-14"):
         n_plants = sum(p["half"] == h for p in plants)
         n_shapes = ({"held-out-2": len(names2), "held-out-3": len(names3), "held-out-4": len(names4), "held-out-5": len(names5),
                      "held-out-6": len(names6), "held-out-7": len(names7), "held-out-8": len(names8),
                      "held-out-9": len(names9), "held-out-10": len(names10), "held-out-11": len(names11),
-                     "held-out-12": len(names12), "held-out-13": len(names13)}.get(h)
+                     "held-out-12": len(names12), "held-out-13": len(names13), "held-out-14": len(names14)}.get(h)
                     or sum(v == h for v in half.values()))
         n_files = sum(f["half"] == h for f in out_files)
         print(f"{h}: {n_plants} credentials, {n_shapes} shapes, {n_files} files")
-    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9) + len(names10) + len(names11) + len(names12) + len(names13)
+    n_all = len(names) + len(names2) + len(names3) + len(names4) + len(names5) + len(names6) + len(names7) + len(names8) + len(names9) + len(names10) + len(names11) + len(names12) + len(names13) + len(names14)
     print(f"all: {len(plants)} credentials, {n_all} shapes")
 
 
