@@ -14219,26 +14219,31 @@ OWN_LANG13 = {"openfortivpn13": "plaintext", "vpnc13": "plaintext", "traccar13":
               "signify13": "plaintext", "p521pem13": "plaintext"}
 
 
-def place13(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
-    """Places held-out-13 after the earlier halves (`place_blind`), with its look-alikes drawn
-    and put in their places first."""
+def place_blind_with_look_alikes(half: str, shapes, gen_class, seed: int, kinds: dict, own_paths: dict,
+                                 own_lang: dict, counts: dict, makers: dict, placeholder, marker: str,
+                                 files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places a blind half whose templates hold look-alike placeholders (held-out-13 onwards):
+    the look-alikes are drawn first (`makers`, `counts` a kind; none shares a piece with an
+    earlier value), put in the place of their placeholders (`placeholder(kind, i)`, all opening
+    with `marker`) in its kinds' headers and footers and in every snippet, and then the half is
+    placed by `place_blind`."""
     earlier: set[str] = set()
     for p in plants:
-        earlier |= Gen13.grams(p["value"][p["public"]:])
-    g = Gen(random.Random(SEED13 * 7 + 1))
+        earlier |= gen_class.grams(p["value"][p["public"]:])
+    g = Gen(random.Random(seed * 7 + 1))
     chosen = {}
-    for kind, n in LA13_COUNTS.items():
+    for kind, n in counts.items():
         for i in range(n):
             while True:
-                v = LA13_MAKERS[kind](g)
+                v = makers[kind](g)
                 if not {w for w in _ordinary_grams8([v]) if sum(c.isalnum() for c in w) >= 3} & earlier:
                     break
-            chosen[la13(kind, i)] = v
+            chosen[placeholder(kind, i)] = v
 
     def put(text: str) -> str:
         for k, v in chosen.items():
             text = text.replace(k, v)
-        assert "@LA13." not in text, text
+        assert marker not in text, text
         return text
 
     def filled(fn):
@@ -14246,10 +14251,16 @@ def place13(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list
             snippet, values = fn(g)
             return put(snippet), values
         return out
-    kinds = {k: (paths, lang, put(h), put(f)) for k, (paths, lang, h, f) in FILE_KINDS13.items()}
-    shapes = [(name, kind, filled(fn)) for name, kind, fn in SHAPES13]
-    return place_blind("held-out-13", shapes, Gen13, SEED13, kinds, OWN_PATHS13, OWN_LANG13,
+    placed_kinds = {k: (paths, lang, put(h), put(f)) for k, (paths, lang, h, f) in kinds.items()}
+    placed_shapes = [(name, kind, filled(fn)) for name, kind, fn in shapes]
+    return place_blind(half, placed_shapes, gen_class, seed, placed_kinds, own_paths, own_lang,
                        list(chosen.values()), files, own_used, plants)
+
+
+def place13(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
+    """Places held-out-13 after the earlier halves, look-alikes first."""
+    return place_blind_with_look_alikes("held-out-13", SHAPES13, Gen13, SEED13, FILE_KINDS13, OWN_PATHS13, OWN_LANG13,
+                                        LA13_COUNTS, LA13_MAKERS, la13, "@LA13.", files, own_used, plants)
 
 
 # ---- A fourteenth held-out set (held-out-14) -----------------------------------------------
@@ -14667,31 +14678,8 @@ def la14(kind: str, i: int = 0) -> str:
     return f"@LA14.{kind}.{i}@"
 
 
-def H14(bad: str = ""):
-    return lambda g: g.human(bad)
-
-
-def T14(kind: str):
-    return lambda g: g.tok(kind)
-
-
-def PIN14(n: int = 6):
-    return lambda g: g.pin(n)
-
-
-def K14(method: str, *args):
-    return lambda g: getattr(g, method)(*args)
-
-
-def SPLIT14(kind: str, pieces: int = 2):
-    """A provider token written in two or three literals: the first keeps the public prefix."""
-    def fn(g):
-        v, p = g.tok(kind)
-        rest = len(v) - p
-        cuts = [p + rest * i // pieces for i in range(1, pieces)]
-        bounds = [0] + cuts + [len(v)]
-        return [(v[bounds[i]:bounds[i + 1]], p if i == 0 else 0) for i in range(pieces)]
-    return fn
+# The value makers of held-out-13 serve held-out-14 too (they only call its generator).
+H14, T14, PIN14, K14, SPLIT14 = H13, T13, PIN13, K13, SPLIT13
 
 
 DQ14 = '"\\$`{}'
@@ -15402,36 +15390,9 @@ OWN_LANG14 = {"mungekey14": "plaintext", "slurmdbd14": "properties", "duo14": "i
 
 
 def place14(files: dict, own_used: dict, plants: list) -> tuple[dict, dict, list]:
-    """Places held-out-14 after the earlier halves (`place_blind`), with its look-alikes drawn
-    and put in their places first."""
-    earlier: set[str] = set()
-    for p in plants:
-        earlier |= Gen14.grams(p["value"][p["public"]:])
-    g = Gen(random.Random(SEED14 * 7 + 1))
-    chosen = {}
-    for kind, n in LA14_COUNTS.items():
-        for i in range(n):
-            while True:
-                v = LA14_MAKERS[kind](g)
-                if not {w for w in _ordinary_grams8([v]) if sum(c.isalnum() for c in w) >= 3} & earlier:
-                    break
-            chosen[la14(kind, i)] = v
-
-    def put(text: str) -> str:
-        for k, v in chosen.items():
-            text = text.replace(k, v)
-        assert "@LA14." not in text, text
-        return text
-
-    def filled(fn):
-        def out(g):
-            snippet, values = fn(g)
-            return put(snippet), values
-        return out
-    kinds = {k: (paths, lang, put(h), put(f)) for k, (paths, lang, h, f) in FILE_KINDS14.items()}
-    shapes = [(name, kind, filled(fn)) for name, kind, fn in SHAPES14]
-    return place_blind("held-out-14", shapes, Gen14, SEED14, kinds, OWN_PATHS14, OWN_LANG14,
-                       list(chosen.values()), files, own_used, plants)
+    """Places held-out-14 after the earlier halves, look-alikes first."""
+    return place_blind_with_look_alikes("held-out-14", SHAPES14, Gen14, SEED14, FILE_KINDS14, OWN_PATHS14, OWN_LANG14,
+                                        LA14_COUNTS, LA14_MAKERS, la14, "@LA14.", files, own_used, plants)
 
 
 
