@@ -434,7 +434,14 @@ fn call_spans(text: &str, out: &mut Vec<Range<usize>>) {
         let literals = literal_args(text, open);
         // Arguments or a pair (`("user", "pw")`), not a list of names (`"_login": ["login",
         // "logout", …]`).
-        let argument_list = text.as_bytes()[open] == b'(' && literals.len() <= 5;
+        // Not a function's definition, whose comments' code spans are no arguments
+        // (`fn auth(\n // the `HeaderMap` extractor`).
+        let line_start = text[..callee.start].rfind('\n').map_or(0, |i| i + 1);
+        let defines = text[line_start..callee.start]
+            .split_whitespace()
+            .last()
+            .is_some_and(|w| matches!(w, "fn" | "def" | "function" | "func" | "sub" | "proc"));
+        let argument_list = text.as_bytes()[open] == b'(' && literals.len() <= 5 && !defines;
         let mut host_seen = false;
         for (k, (literal, arg)) in literals.iter().cloned().enumerate() {
             let value = &text[literal.clone()];

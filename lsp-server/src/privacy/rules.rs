@@ -593,15 +593,15 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(alone:
             "a user and a password written as two code spans with a slash between (`` `breakglass` / `7K57-6507` ``)",
-            r"`[A-Za-z0-9._@\\-]{1,64}`[ \t]*/[ \t]*`(?P<secret>[A-Za-z0-9!#$%&*+=?@^_~.-]{4,64})`",
+            r"`[A-Za-z0-9._@\\-]{1,64}`[ \t]*/[ \t]*`(?P<secret>[0-9][A-Za-z0-9!#$%&*+=?@^_~.-]{3,63}|[A-Za-z0-9_]+[!#$%&+=?@^~.-][A-Za-z0-9!#$%&*+=?@^_~.-]{2,63})`",
             CredentialLike,
             "2. If SSO is down, use `breakglass` / `Q7k-5765`.\n",
             "Q7k-5765",
-            "Set `GOOS` / `GOARCH` for the target.\n| `changed` / `changed:` / `changed(...):` | Changed |\n",
+            "Set `GOOS` / `GOARCH` for the target.\n| `changed` / `changed:` / `changed(...):` | Changed |\nuse `from_f32`/`from_f64` functions\nAdd `__psw_t`/`fprefset_t`/`*context_t`\n",
         ),
         row!(alone:
             "passwords of tools that take them by position or by a flag that does not say so (unixODBC `isql DSN user pw`, `schtasks … /RP pw`)",
-            r#"(?i)(?:^|[\s|;&(])isql(?:[ \t]+-[A-Za-z0-9]+)*[ \t]+[A-Za-z0-9_.][A-Za-z0-9_.-]*[ \t]+[A-Za-z0-9_.@\\][A-Za-z0-9_.@\\-]*[ \t]+(?P<secret1>[^\s|;&<>$-][^\s|;&<>]*)|schtasks[^\r\n]*?[ \t]/RP[ \t]+(?P<secret2>[^\s/"*$][^\s"]*)"#,
+            r#"(?i)(?-u:\b)isql(?:[ \t]+-[A-Za-z0-9]+)*[ \t]+[A-Za-z0-9_.][A-Za-z0-9_.-]*[ \t]+[A-Za-z0-9_.@\\][A-Za-z0-9_.@\\-]*[ \t]+(?P<secret1>[^\s|;&<>$-][^\s|;&<>]*)|(?-u:\b)schtasks[^\r\n]*?[ \t]/RP[ \t]+(?P<secret2>[^\s/"*$][^\s"]*)"#,
             NotTemplate,
             "isql -b AS400PRD EDIPOLL Q7RDGCNBJ\nschtasks /Create /TN x /RU CORP\\svc /RP Mesa-Diesel7 /F\n",
             "Q7RDGCNBJ",
@@ -617,7 +617,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(alone:
             "a literal stored under a constant that names a password (`ctx.put(BindingProvider.PASSWORD_PROPERTY, \"…\")`, `env.put(Context.SECURITY_CREDENTIALS, \"…\")`, `setProperty(JCO_PASSWD, \"…\")`)",
-            r#"(?-u:\b)(?:[A-Z][A-Z0-9_]*_)?(?P<name>PASSWORD|PASSWD|PASSPHRASE|SECRET|CREDENTIALS)(?:_(?:PROPERTY|PROP|KEY|ATTR|ATTRIBUTE|PARAM|VALUE))?(?-u:\b)[ \t]*,[ \t]*"(?P<secret>[^"\r\n]{4,})""#,
+            r#"(?P<name>PASSWORD|PASSWD|PASSPHRASE|SECRET|CREDENTIALS)(?:_(?:PROPERTY|PROP|KEY|ATTR|ATTRIBUTE|PARAM|VALUE))?(?-u:\b)[ \t]*,[ \t]*"(?P<secret>[^"\r\n]{4,})""#,
             SecretName(Quoted),
             "        ctx.put(BindingProvider.PASSWORD_PROPERTY, \"Quay-4471\");\n",
             "Quay-4471",
@@ -625,7 +625,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(alone:
             "a password piped into a command that reads it from standard input (`echo pw | sudo -S`, `printf '%s\\n' pw | passwd --stdin u`, `| chpasswd`)",
-            r#"(?:^|[\s;&(])(?:echo(?:[ \t]+-[ne]+)?|printf(?:[ \t]+['"]%s\\n['"])?)[ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"$\r\n]+)"|(?P<secret3>[^\s|'"$;&]+))[ \t]*\|[ \t]*(?:sudo[ \t]+(?:-[A-Za-z]+[ \t]+)*-[A-Za-z]*S|[A-Za-z/]*passwd[ \t]+--stdin|[A-Za-z/]*chpasswd|docker[ \t]+login[^\r\n|]*--password-stdin)"#,
+            r#"(?-u:\b)(?:echo(?:[ \t]+-[ne]+)?|printf(?:[ \t]+['"]%s\\n['"])?)[ \t]+(?:'(?P<secret1>[^'\r\n]+)'|"(?P<secret2>[^"$\r\n]+)"|(?P<secret3>[^\s|'"$;&]+))[ \t]*\|[ \t]*(?:sudo[ \t]+(?:-[A-Za-z]+[ \t]+)*-[A-Za-z]*S|[A-Za-z/]*passwd[ \t]+--stdin|[A-Za-z/]*chpasswd|docker[ \t]+login[^\r\n|]*--password-stdin)"#,
             NotTemplate,
             "printf '%s\\n' 'Tumble-Otter731' | sudo -S systemctl restart nginx\n",
             "Tumble-Otter731",
@@ -633,7 +633,7 @@ pub fn rows() -> Vec<RuleRow> {
         ),
         row!(alone:
             "a password in an scp or rsync target (`user:pw@host:/path`)",
-            r#"(?:^|[\s"'=])[A-Za-z0-9._-]{1,64}:(?P<secret>[^\s"'@/:$]{4,128})@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:[~/]"#,
+            r#"(?i)(?-u:\b)(?:scp|rsync|todir|sshpass|sftp)[^\r\n]*?[\s"'=][A-Za-z0-9._-]{1,64}:(?P<secret>[^\s"'@/:$]{4,128})@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:[~/]"#,
             CredentialLike,
             "<scp file=\"app.war\" todir=\"deploy:Zebra1985*@legacy.example.com:/opt/app\"/>\n",
             "Zebra1985*",
@@ -1374,7 +1374,7 @@ pub fn looks_random(value: &str) -> bool {
         .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
         && v.bytes().filter(u8::is_ascii_digit).count() >= 3
         && v.bytes().filter(u8::is_ascii_uppercase).count() >= 3;
-    token_chars && (is_mixed(v) || upper_alnum) && entropy(v) >= 3.4
+    token_chars && (is_mixed(v) && entropy(v) >= 3.5 || upper_alnum && entropy(v) >= 3.4)
 }
 
 /// A literal in a credential position (an argument of `login(user, …)`, a value after
